@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs what herald needs to build and test on Debian 12, as root.
+# Only missing packages are installed, so a second run is quick.
+set -eu
+PKGS="cmake make gcc clang pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
+libsqlite3-dev libcurl4-openssl-dev libcmocka-dev python3-pytest python3-requests
+libclang-rt-14-dev"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "install-deps: installing$missing"
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi

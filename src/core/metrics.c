@@ -1,0 +1,96 @@
+/* metrics — see metrics.h. */
+#include "core/metrics.h"
+#include "core/buf.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#define MAX_BOUNDS 16
+
+enum kind { COUNTER, GAUGE, HISTOGRAM };
+
+struct metric {
+	const char *name;
+	const char *help;
+	enum kind kind;
+	uint64_t bounds[MAX_BOUNDS];
+	int nbounds;
+	_Atomic int64_t value;
+	_Atomic uint64_t buckets[MAX_BOUNDS + 1];
+	_Atomic uint64_t sum;
+};
+
+#define HD_M_C(n, h) {.name = #n, .help = h, .kind = COUNTER},
+#define HD_M_G(n, h) {.name = #n, .help = h, .kind = GAUGE},
+#define HD_M_H(n, h, b) {.name = #n, .help = h, .kind = HISTOGRAM, .bounds = b, \
+			 .nbounds = sizeof((uint64_t[])b) / sizeof(uint64_t)},
+static struct metric metrics[] = {HD_METRICS(HD_M_C, HD_M_G, HD_M_H)};
+#undef HD_M_C
+#undef HD_M_G
+#undef HD_M_H
+
+void hd_metrics_add(enum hd_metric_id id, uint64_t n)
+{
+	atomic_fetch_add_explicit(&metrics[id].value, (int64_t)n, memory_order_relaxed);
+}
+
+void hd_metrics_gauge_add(enum hd_metric_id id, int64_t delta)
+{
+	atomic_fetch_add_explicit(&metrics[id].value, delta, memory_order_relaxed);
+}
+
+void hd_metrics_gauge_set(enum hd_metric_id id, int64_t v)
+{
+	atomic_store_explicit(&metrics[id].value, v, memory_order_relaxed);
+}
+
+int64_t hd_metrics_get(enum hd_metric_id id)
+{
+	return atomic_load_explicit(&metrics[id].value, memory_order_relaxed);
+}
+
+void hd_metrics_observe(enum hd_metric_id id, uint64_t v)
+{
+	struct metric *m = &metrics[id];
+	int i = 0;
+	while (i < m->nbounds && v > m->bounds[i])
+		i++;
+	atomic_fetch_add_explicit(&m->buckets[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->sum, v, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->value, 1, memory_order_relaxed);
+}
+
+static void render_bound(struct hd_buf *out, const struct metric *m, uint64_t b)
+{
+	if (strstr(m->name, "_seconds"))
+		hd_buf_printf(out, "%g", (double)b / 1e6);
+	else
+		hd_buf_printf(out, "%llu", (unsigned long long)b);
+}
+
+void hd_metrics_render(struct hd_buf *out)
+{
+	static const char *types[] = {"counter", "gauge", "histogram"};
+	for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
+		const struct metric *m = &metrics[i];
+		hd_buf_printf(out, "# HELP herald_%s %s\n# TYPE herald_%s %s\n", m->name, m->help,
+			      m->name, types[m->kind]);
+		if (m->kind != HISTOGRAM) {
+			hd_buf_printf(out, "herald_%s %lld\n", m->name, (long long)m->value);
+			continue;
+		}
+		uint64_t cum = 0;
+		for (int b = 0; b <= m->nbounds; b++) {
+			cum += m->buckets[b];
+			hd_buf_printf(out, "herald_%s_bucket{le=\"", m->name);
+			if (b == m->nbounds)
+				hd_buf_puts(out, "+Inf");
+			else
+				render_bound(out, m, m->bounds[b]);
+			hd_buf_printf(out, "\"} %llu\n", (unsigned long long)cum);
+		}
+		hd_buf_printf(out, "herald_%s_sum ", m->name);
+		render_bound(out, m, m->sum);
+		hd_buf_printf(out, "\nherald_%s_count %llu\n", m->name, (unsigned long long)cum);
+	}
+}

@@ -1,0 +1,57 @@
+/*
+ * metrics — process-wide counters, gauges and histograms, rendered in the
+ * Prometheus text format for GET /metrics.
+ * Layer: core. Updates are atomic and may come from any thread (the store's
+ * writer thread records commit sizes and latencies).
+ *
+ * HD_METRICS(C, G, H) is the one table of every metric herald exports:
+ *   C(name, help)          a counter       (hd_metrics_inc / _add)
+ *   G(name, help)          a gauge         (hd_metrics_gauge_add / _set)
+ *   H(name, help, bounds)  a histogram     (hd_metrics_observe)
+ */
+#ifndef HD_METRICS_H
+#define HD_METRICS_H
+
+#include <stdint.h>
+
+struct hd_buf;
+
+#define HD_LATENCY_US_BOUNDS {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000}
+#define HD_BATCH_BOUNDS {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
+
+#define HD_METRICS(C, G, H)                                                                    \
+	C(publishes_total, "Events stored by publishes (duplicates not included).")           \
+	C(publish_bytes_total, "Bytes of event JSON stored.")                                 \
+	C(duplicates_total, "Publishes dropped as duplicates of an event in the dedup window.") \
+	C(publish_errors_total, "Events rejected at publish (validation, limits, store).")    \
+	C(reads_total, "History reads served.")                                               \
+	C(ring_reads_total, "History reads served entirely from the in-memory ring.")         \
+	C(http_requests_total, "HTTP requests parsed.")                                       \
+	C(http_errors_total, "HTTP requests answered with a 4xx or 5xx status.")              \
+	C(http_limit_hits_total, "Requests refused by a size or time limit.")                 \
+	C(events_expired_total, "Events removed by TTL or retention.")                        \
+	G(topics, "Topics known to the store.")                                               \
+	G(connections_open, "Open client connections.")                                       \
+	H(store_commit_batch_events, "Events per store commit (group commit size).", HD_BATCH_BOUNDS) \
+	H(store_commit_seconds, "Store commit latency, including fsync.", HD_LATENCY_US_BOUNDS)
+
+enum hd_metric_id {
+#define HD_M_ID(name, ...) HD_M_##name,
+	HD_METRICS(HD_M_ID, HD_M_ID, HD_M_ID)
+#undef HD_M_ID
+	HD_M__COUNT
+};
+
+void hd_metrics_add(enum hd_metric_id id, uint64_t n);
+#define hd_metrics_inc(id) hd_metrics_add((id), 1)
+void hd_metrics_gauge_add(enum hd_metric_id id, int64_t delta);
+void hd_metrics_gauge_set(enum hd_metric_id id, int64_t v);
+/* Records one observation. Latency histograms take microseconds and are
+ * exported in seconds; count histograms take plain numbers. */
+void hd_metrics_observe(enum hd_metric_id id, uint64_t v);
+/* Reads one counter or gauge (for tests and /readyz). */
+int64_t hd_metrics_get(enum hd_metric_id id);
+/* Appends the Prometheus text exposition (format 0.0.4) to out. */
+void hd_metrics_render(struct hd_buf *out);
+
+#endif

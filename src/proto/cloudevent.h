@@ -1,0 +1,93 @@
+/*
+ * cloudevent — decoding and validating CloudEvents 1.0 from HTTP publishes.
+ * Layer: proto. Called by the REST publish edge on the loop thread. Pure:
+ * no I/O, no globals, so the fuzzer drives it directly.
+ *
+ * Modes (chosen from Content-Type, case-insensitive prefix match, per the
+ * CloudEvents HTTP binding):
+ *   application/cloudevents-batch+json  → batch: a JSON array of structured events
+ *   application/cloudevents(+json)      → structured: the body is one event
+ *   ce-id, ce-source, ce-type and ce-specversion headers all present → binary:
+ *       the body is `data`, Content-Type is `datacontenttype`, every other
+ *       attribute is a ce-<name> header (quoted-string unquoted, then
+ *       percent-decoded once; raw printable values are accepted as they are)
+ *   anything else                       → raw: the body is the data of an event
+ *       herald completes (id = Idempotency-Key header or a random UUID,
+ *       source "/topics/<topic>", type "herald.message")
+ *
+ * Validation follows CloudEvents 1.0: id/source/type non-empty strings,
+ * specversion exactly "1.0", attribute names [a-z0-9]{1,20} except "data",
+ * `time` and `expirytime` RFC 3339, `data` and `data_base64` not both,
+ * `data_base64` valid base64, datacontenttype/dataschema/subject non-empty
+ * strings when present, no duplicate members, attribute string values
+ * valid UTF-8 without control characters.
+ *
+ * The canonical form herald stores is compact JSON (no raw newline) with the
+ * members in the order received; `data` is kept byte for byte (only
+ * insignificant white space is removed). herald adds `time` (the publish
+ * time) when absent and removes the members `topic` and `offset`, which it
+ * owns and sets when the event is stored.
+ *
+ * Expiry: `expirytime` (RFC 3339), else an integer `ttl` attribute in seconds,
+ * else a Herald-TTL request header (seconds) sets expires_ms.
+ */
+#ifndef HD_CLOUDEVENT_H
+#define HD_CLOUDEVENT_H
+
+#include "core/err.h"
+#include "core/header.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HD_CE_BATCH_MAX 10000 /* events in one batch request */
+
+/* One validated event, ready to store. */
+struct hd_event {
+	char *id;           /* owned */
+	char *source;       /* owned */
+	char *type;         /* owned */
+	int64_t time_ms;    /* the event's `time` (as added or given) */
+	int64_t expires_ms; /* 0 = never expires */
+	char *json;         /* owned: canonical compact JSON object, NUL-terminated */
+	size_t json_len;
+};
+
+void hd_event_fini(struct hd_event *ev);
+
+struct hd_ce_request {
+	const char *topic;               /* borrowed; already validated */
+	int64_t now_ms;                  /* publish time */
+	const struct hd_header *headers; /* request headers, names lower-case */
+	size_t nheaders;
+	const char *body;                /* NUL-terminated */
+	size_t body_len;
+};
+
+/*
+ * The decoded request. For single modes n == 1. For batch mode n is the
+ * array length and errors[i].code != 0 marks entry i as invalid (its
+ * events[i] is zeroed); the other entries are valid.
+ */
+struct hd_ce_batch {
+	bool is_batch;
+	size_t n;
+	struct hd_event *events; /* owned, n entries */
+	struct hd_error *errors; /* owned, n entries */
+};
+
+/*
+ * Decodes and validates the request. Returns 0 (out filled, free it with
+ * hd_ce_batch_fini) or a negative HD_E* code with err filled: HD_EBADEVENT
+ * for an invalid single event or a batch that is not an array of objects,
+ * HD_EINVAL for a bad Herald-TTL header, HD_ETOOBIG for more than
+ * HD_CE_BATCH_MAX entries. On error out holds nothing to free.
+ */
+int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err);
+void hd_ce_batch_fini(struct hd_ce_batch *b);
+
+/* Writes 36 chars + NUL of a random (version 4) UUID into out. */
+void hd_uuid_v4(char out[37]);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * store — durable event history in SQLite (WAL), one writer thread with
+ * group commit.
+ * Layer: store. Owned by the local engine (engine/local.c). Knows nothing of
+ * the network, HTTP or libuv.
+ *
+ * Threads:
+ *   - the owner thread (the loop) calls hd_store_submit and hd_store_drain;
+ *   - one writer thread, started by hd_store_open, takes every queued batch
+ *     it can (up to commit_max_events), applies them in ONE transaction,
+ *     commits (fsync per opts.sync), moves them to the done list and calls
+ *     opts.notify(notify_arg) on the writer thread (the engine wires that to
+ *     uv_async_send). The owner then calls hd_store_drain to collect them;
+ *   - hd_store_read, hd_store_topic_info and hd_store_topic_list may be
+ *     called from any other thread (the libuv thread pool): they use a pool
+ *     of read-only connections and see the last committed state.
+ *   - the writer also runs maintenance every maintenance_interval_ms: it
+ *     deletes events past their TTL, events outside the topic policy's
+ *     max_age/max_count, and dedup entries past their window.
+ *
+ * On-disk layout (schema version 1, in <dir>/herald.db):
+ *   meta(key TEXT PRIMARY KEY, value TEXT)            -- schema_version
+ *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, epoch TEXT NOT NULL,
+ *          created_ms INTEGER, last_offset INTEGER,  -- highest offset ever assigned
+ *          low_offset INTEGER,                        -- first offset not removed by retention
+ *          count INTEGER, bytes INTEGER)              -- events and JSON bytes kept
+ *   events(topic_id, offset, time_ms, expires_ms, json BLOB,
+ *          PRIMARY KEY(topic_id, offset)) WITHOUT ROWID
+ *   dedup(topic_id, source, id, offset, expires_ms, PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID
+ * Offsets are dense per topic from 1 and never reused while the topic
+ * exists; deleting a topic removes its rows, and a topic of the same name
+ * created later gets a new random epoch and starts again at 1.
+ */
+#ifndef HD_STORE_H
+#define HD_STORE_H
+
+#include "core/err.h"
+#include "core/rcbuf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HD_EPOCH_LEN 16
+#define HD_TOPIC_NAME_MAX 255
+
+enum hd_store_sync { HD_SYNC_FULL, HD_SYNC_NORMAL, HD_SYNC_OFF };
+
+/* How long a topic keeps events; supplied per topic by the hub. */
+struct hd_topic_policy {
+	int64_t max_age_ms;      /* 0 = no age limit */
+	uint64_t max_count;      /* 0 = no count limit */
+	int64_t dedup_window_ms; /* 0 = no dedup */
+	bool history;            /* false: offsets are assigned but events are not kept */
+};
+
+/* Must be thread-safe: called on the writer thread and on reader threads. */
+typedef void (*hd_store_policy_fn)(void *arg, const char *topic, struct hd_topic_policy *out);
+
+struct hd_store_opts {
+	const char *dir;                 /* created if missing */
+	enum hd_store_sync sync;
+	size_t commit_max_events;        /* events per transaction (group commit size cap) */
+	size_t queue_max_events;         /* queued, uncommitted events; submit beyond → HD_EUNAVAIL */
+	uint32_t maintenance_interval_ms;
+	unsigned readers;                /* read connections in the pool */
+	hd_store_policy_fn policy;
+	void *policy_arg;
+	void (*notify)(void *arg);       /* writer thread: completed batches are ready */
+	void *notify_arg;
+};
+
+/* An event as stored: what reads return and the ring keeps. */
+struct hd_stored_event {
+	uint64_t offset;
+	int64_t time_ms;         /* when it was stored */
+	int64_t expires_ms;      /* 0 = never */
+	struct hd_rcbuf *json;   /* the event JSON including "topic" and "offset" members */
+};
+
+/* One event to append. Inputs are borrowed until the batch is drained. */
+struct hd_store_item {
+	const char *topic;
+	const char *source;      /* dedup key, with id */
+	const char *id;
+	const char *json;        /* canonical event JSON object, without topic/offset */
+	size_t json_len;
+	int64_t time_ms;         /* store time (now) */
+	int64_t expires_ms;      /* 0 = never */
+	/* Results, set by the writer thread: */
+	int err;                 /* 0, or HD_ESTORE / HD_EBADTOPIC */
+	bool duplicate;          /* an event with this (source, id) is inside the dedup window */
+	struct hd_stored_event stored; /* offset (the original's for a duplicate);
+					  json returns owned, NULL for duplicates and errors */
+	uint64_t topic_low;      /* topic state right after this commit */
+	uint64_t topic_last;
+	char epoch[HD_EPOCH_LEN + 1];
+};
+
+enum hd_store_op { HD_STORE_APPEND, HD_STORE_DELETE_TOPIC };
+
+struct hd_store_batch {
+	enum hd_store_op op;
+	struct hd_store_item *items;  /* APPEND: items in order; topics may differ */
+	size_t n;
+	const char *topic;            /* DELETE_TOPIC: borrowed until drained */
+	int err;                      /* DELETE_TOPIC: 0 or HD_ENOTFOUND; any op: HD_ESTORE if
+					 the transaction failed (then every item has err set) */
+	void *owner;                  /* the caller's */
+	uint64_t submitted_us;        /* set by hd_store_submit (hd_mono_us) */
+	struct hd_store_batch *next;  /* private to the store */
+};
+
+struct hd_store;
+
+/* Opens (creating) the database and starts the writer thread. Returns owned
+ * or NULL with err filled. Owner thread. */
+struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error *err);
+
+/* Queues a batch (borrowed until it comes back from hd_store_drain).
+ * Returns 0, or HD_EUNAVAIL if the queue is full or the store is stopping.
+ * Owner thread. */
+int hd_store_submit(struct hd_store *s, struct hd_store_batch *b);
+
+/* Calls cb for each completed batch, in commit order. Owner thread. */
+void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg);
+
+/* Refuses new batches, lets the writer finish every queued one, stops the
+ * thread. Blocks. Drain once more afterwards, then free. Owner thread. */
+void hd_store_stop(struct hd_store *s);
+void hd_store_free(struct hd_store *s);
+
+/* Read of a topic's history after an offset. */
+struct hd_store_read {
+	uint64_t after;          /* in: return events with offset > after */
+	uint32_t limit;          /* in: at most this many */
+	int64_t now_ms;          /* in: events expired at this time are skipped */
+	struct hd_stored_event *events; /* out: owned array of n (each json owned) */
+	size_t n;
+	bool exists;             /* out: the topic exists */
+	uint64_t last;           /* out: the topic's last assigned offset (0 if none) */
+	uint64_t low;            /* out: first offset not removed by retention */
+	bool truncated;          /* out: after + 1 < low and after < last: a gap */
+	char epoch[HD_EPOCH_LEN + 1];
+};
+
+/* Any thread but the writer. Returns 0 (also for a topic that does not exist:
+ * exists=false, n=0) or HD_ESTORE. */
+int hd_store_read(struct hd_store *s, const char *topic, struct hd_store_read *r);
+void hd_store_read_fini(struct hd_store_read *r);
+
+struct hd_topic_info {
+	char name[HD_TOPIC_NAME_MAX + 1];
+	char epoch[HD_EPOCH_LEN + 1];
+	uint64_t first;          /* smallest kept offset, or last + 1 when none kept */
+	uint64_t last;
+	uint64_t count;
+	uint64_t bytes;
+	int64_t created_ms;
+};
+
+/* Any thread but the writer. Returns 0 or HD_ENOTFOUND / HD_ESTORE. */
+int hd_store_topic_info(struct hd_store *s, const char *topic, struct hd_topic_info *out);
+/* Topics whose name starts with prefix ("" for all) and sorts after
+ * after_name ("" to start), in name order, at most max. Returns 0 or HD_ESTORE. */
+int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *after_name,
+			struct hd_topic_info *out, size_t max, size_t *n);
+
+#endif
