@@ -1,0 +1,68 @@
+# herald — the two commands of the README:
+#   make run    install what is missing, build, serve on 127.0.0.1:8080 with data in ./data
+#   make test   install what is missing, build (normal and ASan+UBSan), run every test,
+#               then fuzz each parser briefly
+# Other targets: build, asan, tsan, fuzz, bench, docs, clean.
+
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 20
+LISTEN ?= 127.0.0.1:8080
+DATA_DIR ?= ./data
+
+.PHONY: run test deps build asan tsan fuzz fuzz-build test-build test-asan bench docs clean
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHD_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+
+tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DHD_TSAN=ON >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+
+fuzz-build: deps
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHD_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+
+run: build
+	./build/herald serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+test-build: build
+	@echo "== tests: release build =="
+	@cd build && ctest --output-on-failure --timeout 1800
+
+test-asan: asan
+	@echo "== tests: ASan+UBSan build =="
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 1800
+
+# Each fuzzer runs FUZZ_SECONDS on a scratch copy of its corpus (the seeds in
+# the repository stay as they are), then fails the run on any crash.
+fuzz: fuzz-build
+	@for f in build-fuzz/fuzz_*; do \
+		name=$${f#build-fuzz/fuzz_}; \
+		work=build-fuzz/corpus-$$name; mkdir -p $$work; \
+		echo "== fuzz $$name for $(FUZZ_SECONDS)s =="; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 -artifact_prefix=build-fuzz/ \
+			$$work tests/fuzz/corpus/$$name 2>build-fuzz/fuzz-$$name.log \
+			|| { tail -50 build-fuzz/fuzz-$$name.log; exit 1; }; \
+		tail -1 build-fuzz/fuzz-$$name.log; \
+	done
+
+test: test-build test-asan fuzz
+	@echo "== all tests passed =="
+
+bench: build
+	./bench/publish.sh
+
+docs: build
+	./build/herald config-doc > docs/config.md
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

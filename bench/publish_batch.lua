@@ -1,0 +1,24 @@
+-- wrk script: batches of 100 structured CloudEvents per request, unique ids.
+local counter = 0
+
+function init(args)
+  prefix = "b" .. tostring(math.random(1, 1e9))
+end
+
+request = function()
+  local parts = {}
+  for i = 1, 100 do
+    counter = counter + 1
+    parts[i] = '{"specversion":"1.0","id":"' .. prefix .. "-" .. counter ..
+      '","source":"/bench","type":"bench.event","data":{"n":' .. counter ..
+      ',"payload":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}'
+  end
+  return wrk.format("POST", "/v1/topics/bench-batch/events",
+    {["Content-Type"] = "application/cloudevents-batch+json"}, "[" .. table.concat(parts, ",") .. "]")
+end
+
+response = function(status, headers, body)
+  if status ~= 200 then
+    io.stderr:write("unexpected status " .. status .. "\n")
+  end
+end

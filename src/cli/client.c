@@ -1,0 +1,189 @@
+/* client — see client.h. */
+#include "cli/client.h"
+#include "core/buf.h"
+#include "proto/cloudevent.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLI_BODY_MAX (64u * 1024 * 1024)
+
+struct cli_opts {
+	const char *server;
+	const char *type, *source, *id;
+	const char *after, *limit;
+	const char *pos[2];
+	int npos;
+};
+
+static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
+{
+	const char *env = getenv("HERALD_SERVER");
+	o->server = env && *env ? env : "http://127.0.0.1:8080";
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		const char **slot = NULL;
+		if (strcmp(a, "--server") == 0) slot = &o->server;
+		else if (strcmp(a, "--type") == 0) slot = &o->type;
+		else if (strcmp(a, "--source") == 0) slot = &o->source;
+		else if (strcmp(a, "--id") == 0) slot = &o->id;
+		else if (strcmp(a, "--after") == 0) slot = &o->after;
+		else if (strcmp(a, "--limit") == 0) slot = &o->limit;
+		if (slot) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "herald: %s needs a value\n", a);
+				return 2;
+			}
+			*slot = argv[++i];
+		} else if (a[0] == '-' && a[1] == '-') {
+			fprintf(stderr, "herald: unknown flag %s\n", a);
+			return 2;
+		} else if (o->npos < max_pos) {
+			o->pos[o->npos++] = a;
+		} else {
+			fprintf(stderr, "herald: unexpected argument '%s'\n", a);
+			return 2;
+		}
+	}
+	if (o->npos < 1) {
+		fprintf(stderr, "herald: a TOPIC is required (see herald --help)\n");
+		return 2;
+	}
+	return 0;
+}
+
+static size_t on_data(char *p, size_t size, size_t n, void *arg)
+{
+	return hd_buf_append(arg, p, size * n) == 0 ? size * n : 0;
+}
+
+/* Performs the request and prints the answer. Returns the exit code. */
+static int perform(CURL *c, const char *url, struct curl_slist *headers)
+{
+	struct hd_buf body;
+	long status = 0;
+	hd_buf_init(&body, CLI_BODY_MAX);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	CURLcode rc = curl_easy_perform(c);
+	int exit_code = 0;
+	if (rc != CURLE_OK) {
+		fprintf(stderr, "herald: %s: %s\n", url, curl_easy_strerror(rc));
+		exit_code = 1;
+	} else {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 400) {
+			json_t *j = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
+			const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+			fprintf(stderr, "herald: server answered %ld: %s\n", status, msg ? msg : body.data ? body.data : "");
+			json_decref(j);
+			exit_code = 1;
+		} else {
+			printf("%s\n", body.data ? body.data : "");
+		}
+	}
+	hd_buf_fini(&body);
+	return exit_code;
+}
+
+static int read_stdin(struct hd_buf *b)
+{
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+		if (hd_buf_append(b, chunk, n))
+			return -1;
+	return 0;
+}
+
+static char *url_for(CURL *c, const char *server, const char *topic, const char *query)
+{
+	char *esc = curl_easy_escape(c, topic, 0);
+	struct hd_buf u;
+	hd_buf_init(&u, 8192);
+	hd_buf_printf(&u, "%s/v1/topics/%s/events%s", server, esc, query ? query : "");
+	curl_free(esc);
+	return hd_buf_steal(&u, NULL);
+}
+
+int hd_cli_publish(int argc, char **argv)
+{
+	struct cli_opts o = {0};
+	struct hd_buf data, h;
+	struct curl_slist *headers = NULL;
+	int rc = parse(argc, argv, &o, 2);
+	if (rc)
+		return rc;
+	hd_buf_init(&data, CLI_BODY_MAX);
+	hd_buf_init(&h, 4096);
+	if (o.npos < 2 || strcmp(o.pos[1], "-") == 0) {
+		if (read_stdin(&data)) {
+			fprintf(stderr, "herald: stdin is larger than %u bytes\n", CLI_BODY_MAX);
+			hd_buf_fini(&data);
+			return 2;
+		}
+	} else {
+		hd_buf_puts(&data, o.pos[1]);
+	}
+	json_t *parsed = json_loadb(data.data ? data.data : "", data.len, JSON_DECODE_ANY, NULL);
+	headers = curl_slist_append(headers, parsed ? "Content-Type: application/json"
+						    : "Content-Type: text/plain; charset=utf-8");
+	json_decref(parsed);
+	if (o.type || o.source || o.id) {
+		/* Binary-mode CloudEvent: the attributes travel as ce- headers. */
+		char uuid[37];
+		hd_uuid_v4(uuid);
+		const char *attrs[][2] = {{"ce-specversion", "1.0"}, {"ce-id", o.id ? o.id : uuid},
+					  {"ce-source", o.source ? o.source : "/herald-cli"},
+					  {"ce-type", o.type ? o.type : "herald.message"}};
+		for (size_t i = 0; i < 4; i++) {
+			hd_buf_reset(&h);
+			hd_buf_printf(&h, "%s: %s", attrs[i][0], attrs[i][1]);
+			headers = curl_slist_append(headers, h.data);
+		}
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	CURL *c = curl_easy_init();
+	char *url = url_for(c, o.server, o.pos[0], NULL);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, data.data ? data.data : "");
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)data.len);
+	rc = perform(c, url, headers);
+	free(url);
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	hd_buf_fini(&data);
+	hd_buf_fini(&h);
+	return rc;
+}
+
+int hd_cli_read(int argc, char **argv)
+{
+	struct cli_opts o = {0};
+	char query[128];
+	int rc = parse(argc, argv, &o, 1);
+	if (rc)
+		return rc;
+	if ((o.after && (!*o.after || strspn(o.after, "0123456789") != strlen(o.after) || strlen(o.after) > 20)) ||
+	    (o.limit && (!*o.limit || strspn(o.limit, "0123456789") != strlen(o.limit) || strlen(o.limit) > 20))) {
+		fprintf(stderr, "herald: --after and --limit take whole numbers\n");
+		return 2;
+	}
+	snprintf(query, sizeof(query), "?after=%s&limit=%s", o.after ? o.after : "0",
+		 o.limit ? o.limit : "100");
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	CURL *c = curl_easy_init();
+	char *url = url_for(c, o.server, o.pos[0], query);
+	rc = perform(c, url, NULL);
+	free(url);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	return rc;
+}

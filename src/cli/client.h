@@ -1,0 +1,14 @@
+/*
+ * client — the `herald publish` and `herald read` command-line clients.
+ * Layer: cli (outside the server; talks to a herald over HTTP with libcurl).
+ * Each prints the server's JSON answer on stdout and returns the process
+ * exit code: 0 on success, 1 when the server refused (the error message on
+ * stderr), 2 for bad usage.
+ */
+#ifndef HD_CLI_CLIENT_H
+#define HD_CLI_CLIENT_H
+
+int hd_cli_publish(int argc, char **argv);
+int hd_cli_read(int argc, char **argv);
+
+#endif

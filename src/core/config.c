@@ -1,0 +1,504 @@
+/*
+ * config — see config.h. The option table below is the single source of
+ * truth: parsing, range checks, help text and docs/config.md all read it.
+ */
+#include "core/config.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type { T_STRING, T_UINT, T_SIZE, T_DURATION, T_BOOL, T_ENUM };
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	bool ns;          /* a namespace option: off is into struct hd_ns_opts */
+	size_t off;
+	size_t size;      /* T_STRING / T_ENUM: capacity of the char array */
+	const char *def;
+	const char *min;  /* bounds as text, in the option's own syntax; NULL = none */
+	const char *max;
+	const char *choices; /* T_ENUM: "a|b|c" */
+	const char *help;
+};
+
+#define G(field) .off = offsetof(struct hd_config, field)
+#define GS(field) G(field), .size = sizeof(((struct hd_config *)0)->field)
+#define N(field) .ns = true, .off = offsetof(struct hd_ns_opts, field)
+
+static const struct opt opts[] = {
+	{"config", T_STRING, GS(config_file), .def = "",
+	 .help = "Config file to read (key = value lines, [namespace NAME] sections)."},
+	{"listen", T_STRING, GS(listen), .def = "127.0.0.1:8080",
+	 .help = "Address and port to serve HTTP on (HOST:PORT; [::1]:PORT for IPv6)."},
+	{"data-dir", T_STRING, GS(data_dir), .def = "./data",
+	 .help = "Directory of the event store (created if missing)."},
+	{"sync", T_ENUM, GS(sync), .def = "full", .choices = "full|normal|off",
+	 .help = "When a publish is acknowledged: full = after fsync (survives power loss); "
+		 "normal and off = after the write reaches the OS (survives a crash of herald)."},
+	{"log-level", T_ENUM, GS(log_level), .def = "info", .choices = "debug|info|warn|error|off",
+	 .help = "Least severe log level written to stderr."},
+	{"body-max", T_SIZE, G(body_max), .def = "1m", .min = "1k", .max = "64m",
+	 .help = "Largest request body accepted; larger ones get 413."},
+	{"header-max", T_SIZE, G(header_max), .def = "8k", .min = "1k", .max = "64k",
+	 .help = "Largest request line plus headers; larger ones get 431."},
+	{"max-headers", T_UINT, G(max_headers), .def = "100", .min = "8", .max = "1000",
+	 .help = "Most header fields in one request; more get 431."},
+	{"header-timeout", T_DURATION, G(header_timeout_ms), .def = "10s", .min = "100ms", .max = "5m",
+	 .help = "Time a client has to send a request's headers (slowloris defence); then 408."},
+	{"idle-timeout", T_DURATION, G(idle_timeout_ms), .def = "60s", .min = "100ms", .max = "1h",
+	 .help = "A keep-alive connection idle this long is closed."},
+	{"max-connections", T_UINT, G(max_connections), .def = "10000", .min = "1", .max = "1000000",
+	 .help = "Open client connections at once; more are answered 503 and closed."},
+	{"max-topics", T_UINT, G(max_topics), .def = "100000", .min = "1", .max = "100000000",
+	 .help = "Topics whose recent events are kept in memory at once."},
+	{"commit-max-events", T_UINT, G(commit_max_events), .def = "4096", .min = "1", .max = "100000",
+	 .help = "Most events the store writes in one transaction (group commit)."},
+	{"queue-max-events", T_UINT, G(queue_max_events), .def = "65536", .min = "16", .max = "10000000",
+	 .help = "Events waiting for the store at once; publishes beyond get 503."},
+	{"ring-events", T_UINT, G(ring_events), .def = "1024", .min = "0", .max = "1000000",
+	 .help = "Recent events per topic kept in memory to serve reads without disk."},
+	{"ring-bytes", T_SIZE, G(ring_bytes), .def = "1m", .min = "0", .max = "1g",
+	 .help = "Bytes of recent events per topic kept in memory."},
+	{"readers", T_UINT, G(readers), .def = "4", .min = "1", .max = "64",
+	 .help = "Read connections to the store (reads run on the libuv thread pool)."},
+	{"maintenance-interval", T_DURATION, G(maintenance_interval_ms), .def = "1s", .min = "10ms",
+	 .max = "1h", .help = "How often expired events and dedup entries are deleted."},
+	{"retention-max-age", T_DURATION, N(retention_max_age_ms), .def = "0", .min = "0", .max = "3650d",
+	 .help = "Events older than this are removed (0 = keep forever). Namespace option."},
+	{"retention-max-count", T_UINT, N(retention_max_count), .def = "0", .min = "0",
+	 .max = "1000000000000", .help = "Most events kept per topic; older ones are removed (0 = no limit). "
+				       "Namespace option."},
+	{"dedup-window", T_DURATION, N(dedup_window_ms), .def = "10m", .min = "0", .max = "30d",
+	 .help = "A publish with the (source, id) of an event stored this recently is a duplicate "
+		 "(0 = no dedup). Namespace option."},
+	{"history", T_BOOL, N(history), .def = "on",
+	 .help = "Whether events are kept for reads and resume; off = offsets only. Namespace option."},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const struct opt *find(const char *name)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strcmp(opts[i].name, name) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+/* Parses an unsigned number with an optional suffix from units[] (pairs of
+ * suffix and multiplier; the first pair with suffix "" is the bare unit). */
+struct unit {
+	const char *suffix;
+	uint64_t mult;
+};
+
+static const struct unit size_units[] = {{"", 1}, {"b", 1}, {"k", 1024}, {"kb", 1024},
+	{"m", 1024 * 1024}, {"mb", 1024 * 1024}, {"g", 1024ULL * 1024 * 1024},
+	{"gb", 1024ULL * 1024 * 1024}, {NULL, 0}};
+static const struct unit duration_units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000},
+	{"h", 3600000}, {"d", 86400000}, {NULL, 0}};
+static const struct unit plain_units[] = {{"", 1}, {NULL, 0}};
+
+static int parse_number(const char *s, const struct unit *units, uint64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)*s))
+		return HD_EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return HD_EINVAL;
+	for (const struct unit *u = units; u->suffix; u++) {
+		if (strcasecmp(end, u->suffix) == 0) {
+			if (u->mult && v > UINT64_MAX / u->mult)
+				return HD_EINVAL;
+			*out = v * u->mult;
+			return 0;
+		}
+	}
+	return HD_EINVAL;
+}
+
+static const struct unit *units_of(enum opt_type t)
+{
+	return t == T_SIZE ? size_units : t == T_DURATION ? duration_units : plain_units;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *yes[] = {"on", "true", "yes", "1"}, *no[] = {"off", "false", "no", "0"};
+	for (int i = 0; i < 4; i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return HD_EINVAL;
+}
+
+static bool in_choices(const char *choices, const char *s)
+{
+	size_t n = strlen(s);
+	for (const char *p = choices; *p;) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (len == n && strncmp(p, s, n) == 0)
+			return true;
+		if (!bar)
+			break;
+		p = bar + 1;
+	}
+	return false;
+}
+
+/* Stores value into the field at base + o->off. */
+static int apply(const struct opt *o, void *base, const char *value, const char *source,
+		 struct hd_error *err)
+{
+	char *field = (char *)base + o->off;
+	uint64_t v = 0, lo = 0, hi = UINT64_MAX;
+
+	switch (o->type) {
+	case T_STRING:
+		if (strlen(value) >= o->size)
+			return hd_error_set(err, HD_ECONFIG, "%s: %s is longer than %zu bytes", source,
+					    o->name, o->size - 1);
+		strcpy(field, value);
+		return 0;
+	case T_ENUM:
+		if (!in_choices(o->choices, value))
+			return hd_error_set(err, HD_ECONFIG, "%s: %s must be one of %s, not '%s'", source,
+					    o->name, o->choices, value);
+		strcpy(field, value);
+		return 0;
+	case T_BOOL:
+		if (parse_bool(value, (bool *)field))
+			return hd_error_set(err, HD_ECONFIG, "%s: %s must be on or off, not '%s'", source,
+					    o->name, value);
+		return 0;
+	default:
+		break;
+	}
+	if (parse_number(value, units_of(o->type), &v))
+		return hd_error_set(err, HD_ECONFIG, "%s: %s: '%s' is not a %s", source, o->name, value,
+				    o->type == T_SIZE ? "size (like 512k or 1m)"
+				    : o->type == T_DURATION ? "duration (like 500ms, 10s, 5m, 1h, 7d)"
+							    : "whole number");
+	if (o->min)
+		parse_number(o->min, units_of(o->type), &lo);
+	if (o->max)
+		parse_number(o->max, units_of(o->type), &hi);
+	if (v < lo || v > hi)
+		return hd_error_set(err, HD_ECONFIG, "%s: %s must be between %s and %s, not '%s'", source,
+				    o->name, o->min ? o->min : "0", o->max ? o->max : "any", value);
+	if (o->type == T_DURATION)
+		*(int64_t *)field = (int64_t)v;
+	else
+		*(uint64_t *)field = v;
+	return 0;
+}
+
+static void *base_of(struct hd_config *cfg, const struct opt *o)
+{
+	return o->ns ? (void *)&cfg->ns_default : (void *)cfg;
+}
+
+void hd_config_defaults(struct hd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NOPTS; i++)
+		apply(&opts[i], base_of(cfg, &opts[i]), opts[i].def, "default", NULL);
+}
+
+int hd_config_set(struct hd_config *cfg, const char *name, const char *value, const char *source,
+		  struct hd_error *err)
+{
+	const struct opt *o = find(name);
+	if (!o)
+		return hd_error_set(err, HD_ECONFIG, "%s: unknown option '%s' (see herald --help)", source,
+				    name);
+	return apply(o, base_of(cfg, o), value, source, err);
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* A namespace setting from the config file, applied once every other
+ * source is loaded so that namespaces inherit the final top-level defaults. */
+#define NS_SETTINGS_MAX 512
+struct ns_setting {
+	size_t ns;
+	const struct opt *opt;
+	char value[256];
+	char where[160];
+};
+
+struct file_state {
+	struct ns_setting settings[NS_SETTINGS_MAX];
+	size_t n;
+};
+
+static int ns_section(struct hd_config *cfg, const char *name, const char *where, size_t *out,
+		      struct hd_error *err)
+{
+	for (size_t i = 0; i < cfg->nnamespaces; i++) {
+		if (strcmp(cfg->namespaces[i].name, name) == 0) {
+			*out = i;
+			return 0;
+		}
+	}
+	if (cfg->nnamespaces >= HD_NAMESPACE_MAX)
+		return hd_error_set(err, HD_ECONFIG, "%s: more than %d namespaces", where,
+				    HD_NAMESPACE_MAX);
+	size_t len = strlen(name);
+	if (len == 0 || len > HD_NAMESPACE_NAME_MAX ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~@-") != len)
+		return hd_error_set(err, HD_ECONFIG, "%s: bad namespace name '%s'", where, name);
+	snprintf(cfg->namespaces[cfg->nnamespaces].name, sizeof(cfg->namespaces[0].name), "%s", name);
+	*out = cfg->nnamespaces++;
+	return 0;
+}
+
+static int file_line(struct hd_config *cfg, struct file_state *st, char *s, const char *where,
+		     long *ns, struct hd_error *err)
+{
+	if (*s == '[') {
+		char *close = strchr(s, ']');
+		size_t idx;
+		if (!close || close[1] != '\0' || strncmp(s, "[namespace ", 11) != 0)
+			return hd_error_set(err, HD_ECONFIG, "%s: expected [namespace NAME]", where);
+		*close = '\0';
+		int rc = ns_section(cfg, trim(s + 11), where, &idx, err);
+		*ns = (long)idx;
+		return rc;
+	}
+	char *eq = strchr(s, '=');
+	if (!eq)
+		return hd_error_set(err, HD_ECONFIG, "%s: expected key = value", where);
+	*eq = '\0';
+	char *key = trim(s), *value = trim(eq + 1);
+	size_t vl = strlen(value);
+	if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
+		value[vl - 1] = '\0';
+		value++;
+	}
+	const struct opt *o = find(key);
+	if (!o || strcmp(key, "config") == 0)
+		return hd_error_set(err, HD_ECONFIG, "%s: unknown option '%s'", where, key);
+	if (*ns < 0)
+		return apply(o, base_of(cfg, o), value, where, err);
+	if (!o->ns)
+		return hd_error_set(err, HD_ECONFIG, "%s: %s is not a namespace option", where, key);
+	if (st->n >= NS_SETTINGS_MAX)
+		return hd_error_set(err, HD_ECONFIG, "%s: too many namespace settings", where);
+	struct ns_setting *set = &st->settings[st->n++];
+	set->ns = (size_t)*ns;
+	set->opt = o;
+	snprintf(set->value, sizeof(set->value), "%s", value);
+	snprintf(set->where, sizeof(set->where), "%s", where);
+	/* Check the value now so the error names the line it is on. */
+	struct hd_ns_opts scratch = cfg->ns_default;
+	return apply(o, &scratch, value, where, err);
+}
+
+static int load_file(struct hd_config *cfg, struct file_state *st, const char *path,
+		     struct hd_error *err)
+{
+	char line[2048], where[1200];
+	long ns = -1;
+	int rc = 0, lineno = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return hd_error_set(err, HD_ECONFIG, "cannot open config file %s: %s", path,
+				    strerror(errno));
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		char *s = trim(line);
+		if (*s != '\0' && *s != '#' && *s != ';')
+			rc = file_line(cfg, st, s, where, &ns, err);
+	}
+	fclose(f);
+	return rc;
+}
+
+static void env_name(const char *name, char *out, size_t n)
+{
+	size_t i = (size_t)snprintf(out, n, "HERALD_");
+	for (; *name && i + 1 < n; name++)
+		out[i++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
+	out[i] = '\0';
+}
+
+static const char *env_get(char **env, const char *key)
+{
+	size_t n = strlen(key);
+	for (; env && *env; env++)
+		if (strncmp(*env, key, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+/* Returns the value of flag argv[*i] ("--name=value" or "--name value"). */
+static int flag_value(int argc, char **argv, int *i, char *name, size_t name_n, const char **value,
+		      struct hd_error *err)
+{
+	const char *arg = argv[*i] + 2, *eq = strchr(arg, '=');
+	size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+	if (len >= name_n)
+		return hd_error_set(err, HD_ECONFIG, "unknown flag %s", argv[*i]);
+	memcpy(name, arg, len);
+	name[len] = '\0';
+	if (eq) {
+		*value = eq + 1;
+		return 0;
+	}
+	const struct opt *o = find(name);
+	if (o && o->type == T_BOOL && (*i + 1 >= argc || argv[*i + 1][0] == '-')) {
+		*value = "on";
+		return 0;
+	}
+	if (*i + 1 >= argc)
+		return hd_error_set(err, HD_ECONFIG, "flag --%s needs a value", name);
+	*value = argv[++*i];
+	return 0;
+}
+
+int hd_config_load(struct hd_config *cfg, int argc, char **argv, char **environ_,
+		   const char **positional, size_t max_positional, size_t *npositional,
+		   struct hd_error *err)
+{
+	char name[64], key[96];
+	const char *value, *file = env_get(environ_, "HERALD_CONFIG");
+	struct file_state *st = NULL;
+	int rc = 0;
+
+	*npositional = 0;
+	/* The config file comes first, so find --config before anything else. */
+	for (int i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "--config", 8) == 0 && (argv[i][8] == '=' || argv[i][8] == '\0')) {
+			int j = i;
+			if ((rc = flag_value(argc, argv, &j, name, sizeof(name), &value, err)))
+				return rc;
+			file = value;
+		}
+	}
+	if (file && *file) {
+		st = hd_calloc(1, sizeof(*st));
+		if ((rc = load_file(cfg, st, file, err)))
+			goto out;
+		snprintf(cfg->config_file, sizeof(cfg->config_file), "%s", file);
+	}
+	for (size_t i = 0; i < NOPTS; i++) {
+		env_name(opts[i].name, key, sizeof(key));
+		if (strcmp(opts[i].name, "config") != 0 && (value = env_get(environ_, key))) {
+			if ((rc = apply(&opts[i], base_of(cfg, &opts[i]), value, key, err)))
+				goto out;
+		}
+	}
+	for (int i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0') {
+			if (*npositional >= max_positional) {
+				rc = hd_error_set(err, HD_ECONFIG, "unexpected argument '%s'", argv[i]);
+				goto out;
+			}
+			positional[(*npositional)++] = argv[i];
+			continue;
+		}
+		if ((rc = flag_value(argc, argv, &i, name, sizeof(name), &value, err)))
+			goto out;
+		snprintf(key, sizeof(key), "--%s", name);
+		if ((rc = hd_config_set(cfg, name, value, key, err)))
+			goto out;
+	}
+	/* Namespaces start from the final defaults, then take their own settings. */
+	for (size_t i = 0; i < cfg->nnamespaces; i++)
+		cfg->namespaces[i].opts = cfg->ns_default;
+	for (size_t i = 0; st && i < st->n && rc == 0; i++)
+		rc = apply(st->settings[i].opt, &cfg->namespaces[st->settings[i].ns].opts,
+			   st->settings[i].value, st->settings[i].where, err);
+out:
+	free(st);
+	return rc;
+}
+
+const struct hd_ns_opts *hd_config_ns(const struct hd_config *cfg, const char *topic)
+{
+	const char *colon = strchr(topic, ':');
+	if (colon) {
+		size_t len = (size_t)(colon - topic);
+		for (size_t i = 0; i < cfg->nnamespaces; i++)
+			if (strlen(cfg->namespaces[i].name) == len &&
+			    strncmp(cfg->namespaces[i].name, topic, len) == 0)
+				return &cfg->namespaces[i].opts;
+	}
+	return &cfg->ns_default;
+}
+
+static const char *type_name(const struct opt *o)
+{
+	static const char *names[] = {"string", "number", "size", "duration", "bool", "enum"};
+	return names[o->type];
+}
+
+void hd_config_help(struct hd_buf *out)
+{
+	char key[96];
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		env_name(o->name, key, sizeof(key));
+		hd_buf_printf(out, "  --%-22s %s (default: %s; env %s)\n", o->name, o->help,
+			      *o->def ? o->def : "none", key);
+	}
+}
+
+void hd_config_doc(struct hd_buf *out)
+{
+	char key[96];
+	hd_buf_puts(out,
+		    "# Configuration\n\n"
+		    "<!-- Generated by `herald config-doc` from the option table in src/core/config.c; "
+		    "a test checks it matches. -->\n\n"
+		    "Every option can be set, lowest precedence first, by its default, in the config "
+		    "file (`--config FILE` or `HERALD_CONFIG`), as an environment variable, or as a "
+		    "command-line flag.\n\n"
+		    "Sizes take `k`, `m`, `g` suffixes (1024-based). Durations take `ms`, `s`, `m`, `h`, "
+		    "`d`; a bare number is seconds. Booleans are `on`/`off` (also true/false, yes/no, "
+		    "1/0).\n\n"
+		    "Options marked *namespace* may also appear in a `[namespace NAME]` section of the "
+		    "config file, where they apply to the topics `NAME:...`; at top level they are the "
+		    "defaults for all other topics.\n\n"
+		    "```\n# herald.conf\nlisten = 127.0.0.1:8080\nsync = full\ndedup-window = 10m\n\n"
+		    "[namespace rides]\nretention-max-age = 1h\n\n[namespace presence]\nhistory = off\n"
+		    "```\n\n"
+		    "| option | environment | type | default | range | meaning |\n"
+		    "|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < NOPTS; i++) {
+		const struct opt *o = &opts[i];
+		env_name(o->name, key, sizeof(key));
+		hd_buf_printf(out, "| `--%s` | `%s` | %s%s | `%s` | ", o->name, key, type_name(o),
+			      o->ns ? ", namespace" : "", *o->def ? o->def : "");
+		if (o->choices)
+			hd_buf_printf(out, "%s", o->choices);
+		else if (o->min || o->max)
+			hd_buf_printf(out, "%s – %s", o->min ? o->min : "0", o->max ? o->max : "");
+		hd_buf_printf(out, " | %s |\n", o->help);
+	}
+}

@@ -1,0 +1,104 @@
+/*
+ * config — herald's settings and the one option table that drives the
+ * command line, environment variables, the config file, `herald --help`
+ * and docs/config.md.
+ * Layer: core. Loaded once by main.c before anything starts; read-only
+ * afterwards, so any thread may read it.
+ *
+ * Precedence, lowest first: built-in default, config file, environment
+ * (HERALD_<NAME> with '-' as '_', upper-case), command-line flag (--name).
+ *
+ * Config file format (UTF-8 text):
+ *     # comment
+ *     listen = 127.0.0.1:8080
+ *     sync = full
+ *
+ *     [namespace rides]
+ *     retention-max-age = 1h
+ *     history = on
+ * Options marked "namespace" in the table may appear inside a
+ * [namespace NAME] section, where they apply to topics "NAME:..."; at top
+ * level they are the defaults for every other topic.
+ *
+ * Values: sizes take k/m/g suffixes (1024-based), durations ms/s/m/h/d
+ * (a bare number is seconds), booleans on/off/true/false/yes/no/1/0.
+ */
+#ifndef HD_CONFIG_H
+#define HD_CONFIG_H
+
+#include "core/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hd_buf;
+
+#define HD_NAMESPACE_MAX 64       /* namespaces in one config */
+#define HD_NAMESPACE_NAME_MAX 64
+
+/* Per-namespace options (the policy a topic gets). */
+struct hd_ns_opts {
+	int64_t retention_max_age_ms;  /* 0 = keep forever */
+	uint64_t retention_max_count;  /* 0 = no limit */
+	int64_t dedup_window_ms;       /* 0 = no dedup */
+	bool history;
+};
+
+struct hd_namespace {
+	char name[HD_NAMESPACE_NAME_MAX + 1];
+	struct hd_ns_opts opts;
+};
+
+struct hd_config {
+	char listen[128];
+	char data_dir[1024];
+	char config_file[1024];
+	char sync[8];
+	char log_level[8];
+	uint64_t body_max;
+	uint64_t header_max;
+	uint64_t max_headers;
+	int64_t header_timeout_ms;
+	int64_t idle_timeout_ms;
+	uint64_t max_connections;
+	uint64_t max_topics;
+	uint64_t commit_max_events;
+	uint64_t queue_max_events;
+	uint64_t ring_events;
+	uint64_t ring_bytes;
+	uint64_t readers;
+	int64_t maintenance_interval_ms;
+	struct hd_ns_opts ns_default;
+	struct hd_namespace namespaces[HD_NAMESPACE_MAX];
+	size_t nnamespaces;
+};
+
+/* Fills cfg with every default. */
+void hd_config_defaults(struct hd_config *cfg);
+
+/*
+ * Applies the config file (the --config flag or HERALD_CONFIG, if any), then
+ * the environment, then argv (the flags after the subcommand). Unknown
+ * flags, bad values and out-of-range values give HD_ECONFIG with a message
+ * naming the option, its source and the accepted range. argv entries that
+ * are not flags are returned in positional[] (at most max_positional;
+ * more is an error).
+ */
+int hd_config_load(struct hd_config *cfg, int argc, char **argv, char **environ_,
+		   const char **positional, size_t max_positional, size_t *npositional,
+		   struct hd_error *err);
+
+/* Sets one option by name from text (as a flag would). */
+int hd_config_set(struct hd_config *cfg, const char *name, const char *value, const char *source,
+		  struct hd_error *err);
+
+/* The options of the namespace a topic belongs to ("rides:981" → rides). */
+const struct hd_ns_opts *hd_config_ns(const struct hd_config *cfg, const char *topic);
+
+/* Appends the option list for --help (flag, default, help). */
+void hd_config_help(struct hd_buf *out);
+/* Appends docs/config.md. */
+void hd_config_doc(struct hd_buf *out);
+
+#endif

@@ -1,0 +1,447 @@
+/* api — see api.h. */
+#include "edge/api.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "http/query.h"
+#include "proto/cloudevent.h"
+
+#include <http_parser.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RESPONSE_MAX (64u * 1024 * 1024)
+#define JSON_TYPE "application/json"
+
+static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
+{
+	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
+	hd_buf_fini(b);
+}
+
+static void respond_err(struct hd_http_request *req, const struct hd_error *err)
+{
+	hd_http_respond_error(req, err->code, err->msg[0] ? err->msg : NULL);
+}
+
+/* Parses an unsigned decimal query parameter; absent → def. */
+static int query_u64(const struct hd_http_request *req, const char *name, uint64_t def,
+		     uint64_t max, uint64_t *out, struct hd_error *err)
+{
+	char v[32];
+	long n = hd_query_get(req->query, name, v, sizeof(v));
+	if (n == -1) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	unsigned long long x = n > 0 ? strtoull(v, &end, 10) : 0;
+	if (n <= 0 || *end || v[0] == '-' || v[0] == '+' || x > max)
+		return hd_error_set(err, HD_EINVAL, "query parameter '%s' must be a whole number from 0 to %" PRIu64,
+				    name, max);
+	*out = x;
+	return 0;
+}
+
+/* ---- publish ---------------------------------------------------------- */
+
+struct publish {
+	struct hd_http_request *req;
+	struct hd_ce_batch batch;
+	struct hd_pub pub;
+	struct hd_pub_item *items; /* one per valid batch entry */
+	size_t *index;             /* items[i] is batch entry index[i] */
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+};
+
+static void publish_free(struct publish *p)
+{
+	hd_ce_batch_fini(&p->batch);
+	free(p->items);
+	free(p->index);
+	free(p);
+}
+
+static void entry_json(struct hd_buf *b, const struct hd_pub_item *it)
+{
+	if (it->err) {
+		hd_buf_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(it->err),
+			      hd_err_message(it->err));
+		return;
+	}
+	hd_buf_printf(b, "{\"offset\":%" PRIu64 ",\"id\":\"", it->offset);
+	hd_buf_json_escape(b, it->event->id, strlen(it->event->id));
+	hd_buf_puts(b, it->duplicate ? "\",\"duplicate\":true}" : "\"}");
+}
+
+static void publish_done(struct hd_pub *pub)
+{
+	struct publish *p = pub->arg;
+	struct hd_buf b;
+	hd_buf_init(&b, RESPONSE_MAX);
+
+	for (size_t i = 0; i < pub->n; i++) {
+		if (pub->items[i].err)
+			hd_metrics_inc(HD_M_publish_errors_total);
+		else if (pub->items[i].duplicate)
+			hd_metrics_inc(HD_M_duplicates_total);
+	}
+	if (!p->batch.is_batch) {
+		const struct hd_pub_item *it = &pub->items[0];
+		if (it->err) {
+			hd_http_respond_error(p->req, it->err, NULL);
+		} else {
+			hd_buf_puts(&b, "{\"topic\":\"");
+			hd_buf_puts(&b, p->topic);
+			hd_buf_printf(&b, "\",\"offset\":%" PRIu64 ",\"id\":\"", it->offset);
+			hd_buf_json_escape(&b, it->event->id, strlen(it->event->id));
+			hd_buf_puts(&b, it->duplicate ? "\",\"duplicate\":true}" : "\"}");
+			respond_buf(p->req, it->duplicate ? 200 : 201, &b);
+		}
+		hd_buf_fini(&b);
+		publish_free(p);
+		return;
+	}
+	size_t failed = 0, next = 0;
+	for (size_t i = 0; i < p->batch.n; i++)
+		failed += p->batch.errors[i].code != 0;
+	for (size_t i = 0; i < pub->n; i++)
+		failed += pub->items[i].err != 0;
+	hd_buf_printf(&b, "{\"failed_count\":%zu,\"entries\":[", failed);
+	for (size_t i = 0; i < p->batch.n; i++) {
+		if (i)
+			hd_buf_putc(&b, ',');
+		if (p->batch.errors[i].code) {
+			const struct hd_error *e = &p->batch.errors[i];
+			hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", hd_err_slug(e->code));
+			hd_buf_json_escape(&b, e->msg, strlen(e->msg));
+			hd_buf_puts(&b, "\"}}");
+		} else {
+			entry_json(&b, &pub->items[next++]);
+		}
+	}
+	hd_buf_puts(&b, "]}");
+	respond_buf(p->req, 200, &b);
+	publish_free(p);
+}
+
+static void publish_batch_empty(struct publish *p)
+{
+	/* Every entry failed validation (or the batch was empty): nothing to store. */
+	struct hd_pub pub = {.items = NULL, .n = 0, .arg = p};
+	publish_done(&pub);
+}
+
+static void handle_publish(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
+{
+	struct hd_error err = {0};
+	struct publish *p = hd_calloc(1, sizeof(*p));
+	int64_t now = hd_now_ms();
+	struct hd_ce_request ce = {
+		.topic = topic,
+		.now_ms = now,
+		.headers = req->headers,
+		.nheaders = req->nheaders,
+		.body = req->body,
+		.body_len = req->body_len,
+	};
+
+	p->req = req;
+	snprintf(p->topic, sizeof(p->topic), "%s", topic);
+	if (hd_ce_decode(&ce, &p->batch, &err)) {
+		hd_metrics_inc(HD_M_publish_errors_total);
+		respond_err(req, &err);
+		free(p);
+		return;
+	}
+	p->items = hd_calloc(p->batch.n ? p->batch.n : 1, sizeof(*p->items));
+	p->index = hd_calloc(p->batch.n ? p->batch.n : 1, sizeof(*p->index));
+	size_t n = 0;
+	for (size_t i = 0; i < p->batch.n; i++) {
+		if (p->batch.errors[i].code) {
+			hd_metrics_inc(HD_M_publish_errors_total);
+			continue;
+		}
+		p->items[n].topic = p->topic;
+		p->items[n].event = &p->batch.events[i];
+		p->items[n].stored_ms = now;
+		p->index[n++] = i;
+	}
+	if (n == 0) {
+		publish_batch_empty(p);
+		return;
+	}
+	p->pub.items = p->items;
+	p->pub.n = n;
+	p->pub.done = publish_done;
+	p->pub.arg = p;
+	int rc = hd_hub_publish(hub, &p->pub);
+	if (rc) {
+		hd_metrics_add(HD_M_publish_errors_total, n);
+		hd_http_respond_error(req, rc,
+				      rc == HD_EUNAVAIL ? "the store is busy or stopping; retry shortly"
+							: NULL);
+		publish_free(p);
+	}
+}
+
+/* ---- read ------------------------------------------------------------- */
+
+struct read {
+	struct hd_http_request *req;
+	struct hd_read r;
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+};
+
+static void read_done(struct hd_read *r)
+{
+	struct read *rd = r->arg;
+	struct hd_buf b;
+
+	if (r->err) {
+		hd_http_respond_error(rd->req, r->err, NULL);
+	} else {
+		hd_buf_init(&b, RESPONSE_MAX);
+		hd_buf_puts(&b, "{\"events\":[");
+		for (size_t i = 0; i < r->n; i++) {
+			if (i)
+				hd_buf_putc(&b, ',');
+			hd_buf_append(&b, r->events[i].json->data, r->events[i].json->len);
+		}
+		hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}", r->next,
+			      r->epoch, r->truncated ? "true" : "false");
+		respond_buf(rd->req, 200, &b);
+	}
+	hd_read_fini(r);
+	free(rd);
+}
+
+static void handle_read(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
+{
+	struct hd_error err = {0};
+	uint64_t after, limit;
+	if (query_u64(req, "after", 0, UINT64_MAX - 1, &after, &err) ||
+	    query_u64(req, "limit", HD_API_READ_LIMIT_DEFAULT, HD_API_READ_LIMIT_MAX, &limit, &err)) {
+		respond_err(req, &err);
+		return;
+	}
+	if (limit == 0) {
+		hd_error_set(&err, HD_EINVAL, "query parameter 'limit' must be from 1 to %d",
+			     HD_API_READ_LIMIT_MAX);
+		respond_err(req, &err);
+		return;
+	}
+	struct read *rd = hd_calloc(1, sizeof(*rd));
+	rd->req = req;
+	snprintf(rd->topic, sizeof(rd->topic), "%s", topic);
+	rd->r.topic = rd->topic;
+	rd->r.after = after;
+	rd->r.limit = (uint32_t)limit;
+	rd->r.done = read_done;
+	rd->r.arg = rd;
+	int rc = hd_hub_read(hub, &rd->r);
+	if (rc) {
+		hd_http_respond_error(req, rc, NULL);
+		free(rd);
+	}
+}
+
+/* ---- topics ----------------------------------------------------------- */
+
+struct topic_req {
+	struct hd_http_request *req;
+	struct hd_topic_op op;
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char prefix[HD_TOPIC_NAME_LEN_MAX + 1];
+	char after[HD_TOPIC_NAME_LEN_MAX + 1];
+};
+
+static void topic_json(struct hd_buf *b, const struct hd_topic_info *t)
+{
+	char created[32];
+	hd_format_rfc3339(t->created_ms, created, sizeof(created));
+	hd_buf_printf(b,
+		      "{\"name\":\"%s\",\"epoch\":\"%s\",\"first\":%" PRIu64 ",\"last\":%" PRIu64
+		      ",\"count\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"created\":\"%s\"}",
+		      t->name, t->epoch, t->first, t->last, t->count, t->bytes, created);
+}
+
+static void topic_done(struct hd_topic_op *op)
+{
+	struct topic_req *tr = op->arg;
+	struct hd_buf b;
+	hd_buf_init(&b, RESPONSE_MAX);
+
+	if (op->err == HD_ENOTFOUND) {
+		hd_buf_printf(&b, "topic '%s' does not exist", tr->topic);
+		hd_http_respond_error(tr->req, HD_ENOTFOUND, b.data);
+	} else if (op->err) {
+		hd_http_respond_error(tr->req, op->err, NULL);
+	} else if (op->kind == HD_TOPIC_DELETE) {
+		hd_buf_printf(&b, "{\"deleted\":\"%s\"}", tr->topic);
+		respond_buf(tr->req, 200, &b);
+	} else if (op->kind == HD_TOPIC_INFO) {
+		topic_json(&b, &op->topics[0]);
+		respond_buf(tr->req, 200, &b);
+	} else {
+		hd_buf_puts(&b, "{\"topics\":[");
+		for (size_t i = 0; i < op->n; i++) {
+			if (i)
+				hd_buf_putc(&b, ',');
+			topic_json(&b, &op->topics[i]);
+		}
+		hd_buf_puts(&b, "],\"next\":");
+		if (op->n == op->limit && op->n > 0)
+			hd_buf_printf(&b, "\"%s\"}", op->topics[op->n - 1].name);
+		else
+			hd_buf_puts(&b, "null}");
+		respond_buf(tr->req, 200, &b);
+	}
+	hd_buf_fini(&b);
+	hd_topic_op_fini(op);
+	free(tr);
+}
+
+static void start_topic_op(struct hd_http_request *req, struct hd_hub *hub, struct topic_req *tr)
+{
+	tr->req = req;
+	tr->op.done = topic_done;
+	tr->op.arg = tr;
+	int rc = hd_hub_topic_op(hub, &tr->op);
+	if (rc) {
+		hd_http_respond_error(req, rc, NULL);
+		free(tr);
+	}
+}
+
+static void handle_topic(struct hd_http_request *req, struct hd_hub *hub, const char *topic,
+			 enum hd_topic_op_kind kind)
+{
+	struct topic_req *tr = hd_calloc(1, sizeof(*tr));
+	snprintf(tr->topic, sizeof(tr->topic), "%s", topic);
+	tr->op.kind = kind;
+	tr->op.topic = tr->topic;
+	start_topic_op(req, hub, tr);
+}
+
+static void handle_list(struct hd_http_request *req, struct hd_hub *hub)
+{
+	struct hd_error err = {0};
+	uint64_t limit;
+	struct topic_req *tr = hd_calloc(1, sizeof(*tr));
+
+	if (query_u64(req, "limit", 100, HD_API_LIST_LIMIT_MAX, &limit, &err) || limit == 0 ||
+	    hd_query_get(req->query, "prefix", tr->prefix, sizeof(tr->prefix)) == -2 ||
+	    hd_query_get(req->query, "after", tr->after, sizeof(tr->after)) == -2) {
+		if (!err.code)
+			hd_error_set(&err, HD_EINVAL, "bad 'prefix', 'after' or 'limit' (1 to %d)",
+				     HD_API_LIST_LIMIT_MAX);
+		respond_err(req, &err);
+		free(tr);
+		return;
+	}
+	tr->op.kind = HD_TOPIC_LIST;
+	tr->op.prefix = tr->prefix;
+	tr->op.after = tr->after;
+	tr->op.limit = limit;
+	start_topic_op(req, hub, tr);
+}
+
+/* ---- routing ---------------------------------------------------------- */
+
+static void method_not_allowed(struct hd_http_request *req, const char *allow)
+{
+	char hdr[64], msg[96];
+	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+	snprintf(msg, sizeof(msg), "use %s on this path", allow);
+	struct hd_buf b;
+	hd_buf_init(&b, 512);
+	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(HD_EMETHOD), msg);
+	hd_http_respond(req, 405, JSON_TYPE, hdr, b.data, b.len);
+	hd_buf_fini(&b);
+}
+
+static void handle_metrics(struct hd_http_request *req)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, RESPONSE_MAX);
+	hd_metrics_render(&b);
+	hd_http_respond(req, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+	hd_buf_fini(&b);
+}
+
+/* Decodes and checks the topic segment seg[0..len). */
+static int topic_segment(const char *seg, size_t len, char *out, struct hd_error *err)
+{
+	long n = hd_url_decode(seg, len, out, HD_TOPIC_NAME_LEN_MAX + 1, false);
+	if (n < 0)
+		return hd_error_set(err, HD_EBADTOPIC,
+				    "topic name is not valid percent-encoding or longer than %d bytes",
+				    HD_TOPIC_NAME_LEN_MAX);
+	return hd_topic_name_check(out, (size_t)n, err);
+}
+
+void hd_api_handle(struct hd_http_request *req, void *arg)
+{
+	struct hd_hub *hub = arg;
+	struct hd_error err = {0};
+	char topic[HD_TOPIC_NAME_LEN_MAX + 2];
+	const char *path = req->path, *prefix = "/v1/topics";
+	size_t plen = strlen(prefix);
+	int m = req->method;
+
+	if (strcmp(path, "/healthz") == 0) {
+		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
+		return;
+	}
+	if (strcmp(path, "/readyz") == 0) {
+		if (hd_hub_ready(hub))
+			hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
+		else
+			hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		handle_metrics(req);
+		return;
+	}
+	if (strncmp(path, prefix, plen) != 0 || (path[plen] != '\0' && path[plen] != '/')) {
+		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+		return;
+	}
+	if (path[plen] == '\0' || strcmp(path + plen, "/") == 0) {
+		if (m == HTTP_GET)
+			handle_list(req, hub);
+		else
+			method_not_allowed(req, "GET");
+		return;
+	}
+	const char *seg = path + plen + 1, *slash = strchr(seg, '/');
+	size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
+	if (topic_segment(seg, seglen, topic, &err)) {
+		respond_err(req, &err);
+		return;
+	}
+	if (!slash) {
+		if (m == HTTP_GET)
+			handle_topic(req, hub, topic, HD_TOPIC_INFO);
+		else if (m == HTTP_DELETE)
+			handle_topic(req, hub, topic, HD_TOPIC_DELETE);
+		else
+			method_not_allowed(req, "GET, DELETE");
+		return;
+	}
+	if (strcmp(slash, "/events") == 0) {
+		if (m == HTTP_POST)
+			handle_publish(req, hub, topic);
+		else if (m == HTTP_GET)
+			handle_read(req, hub, topic);
+		else
+			method_not_allowed(req, "GET, POST");
+		return;
+	}
+	hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+}

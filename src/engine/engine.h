@@ -1,0 +1,110 @@
+/*
+ * engine — the seam between the hub and where events live.
+ * Layer: engine. The hub calls it; implementations are engine/local.c (the
+ * embedded SQLite store, one node) and, later, a Redis engine (several
+ * nodes). Edges never include this header directly except through hub.h.
+ *
+ * Every call runs on the loop thread, and every completion callback runs on
+ * the loop thread. A call that returns 0 completes later (or, for reads the
+ * engine can answer from memory, before it returns) by calling the request's
+ * done(); a call that returns a negative HD_E* code never calls done().
+ * Requests are owned by the caller and must stay valid until done() runs.
+ */
+#ifndef HD_ENGINE_H
+#define HD_ENGINE_H
+
+#include "core/err.h"
+#include "proto/cloudevent.h"
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One event of a publish and its outcome. */
+struct hd_pub_item {
+	const char *topic;            /* borrowed */
+	const struct hd_event *event; /* borrowed */
+	int64_t stored_ms;            /* the publish time */
+	/* Results: */
+	int err;                      /* 0 or HD_E* */
+	uint64_t offset;              /* assigned, or the original's for a duplicate */
+	bool duplicate;
+	char epoch[HD_EPOCH_LEN + 1];
+};
+
+struct hd_pub {
+	struct hd_pub_item *items;    /* borrowed, n entries */
+	size_t n;
+	void (*done)(struct hd_pub *p);
+	void *arg;                    /* the caller's */
+	void *priv;                   /* the engine's */
+};
+
+/* A history read: events with offset > after, at most limit. */
+struct hd_read {
+	const char *topic;            /* borrowed */
+	uint64_t after;
+	uint32_t limit;
+	/* Results: */
+	int err;
+	struct hd_stored_event *events; /* owned by the request; free with hd_read_fini */
+	size_t n;
+	bool exists;
+	bool truncated;               /* events after `after` were removed by retention */
+	uint64_t last;                /* the topic's last offset */
+	uint64_t next;                /* the cursor to continue from */
+	char epoch[HD_EPOCH_LEN + 1];
+	bool from_memory;             /* served by the ring */
+	void (*done)(struct hd_read *r);
+	void *arg;
+	void *priv;
+};
+
+void hd_read_fini(struct hd_read *r);
+
+enum hd_topic_op_kind { HD_TOPIC_INFO, HD_TOPIC_LIST, HD_TOPIC_DELETE };
+
+struct hd_topic_op {
+	enum hd_topic_op_kind kind;
+	const char *topic;            /* INFO, DELETE; borrowed */
+	const char *prefix;           /* LIST; borrowed */
+	const char *after;            /* LIST: names after this one ("" from the start) */
+	size_t limit;                 /* LIST: at most this many (≤ 1000) */
+	/* Results: */
+	int err;                      /* HD_ENOTFOUND for INFO/DELETE of an unknown topic */
+	struct hd_topic_info *topics; /* INFO: 1, LIST: n; owned by the request */
+	size_t n;
+	void (*done)(struct hd_topic_op *op);
+	void *arg;
+	void *priv;
+};
+
+void hd_topic_op_fini(struct hd_topic_op *op);
+
+struct hd_engine;
+
+struct hd_engine_ops {
+	const char *name;
+	int (*publish)(struct hd_engine *e, struct hd_pub *p);
+	int (*read)(struct hd_engine *e, struct hd_read *r);
+	int (*topic_op)(struct hd_engine *e, struct hd_topic_op *op);
+	/* Whether the engine can take writes (for /readyz). */
+	bool (*ready)(struct hd_engine *e);
+	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */
+	void (*stop)(struct hd_engine *e);
+	void (*free)(struct hd_engine *e);
+};
+
+struct hd_engine {
+	const struct hd_engine_ops *ops;
+};
+
+/* Called by an engine for each committed event, on the loop thread, in
+ * offset order per topic: the hub's fan-out hook. */
+typedef void (*hd_engine_event_fn)(void *arg, const char *topic, const struct hd_stored_event *ev);
+
+static inline int hd_engine_publish(struct hd_engine *e, struct hd_pub *p) { return e->ops->publish(e, p); }
+static inline int hd_engine_read(struct hd_engine *e, struct hd_read *r) { return e->ops->read(e, r); }
+static inline int hd_engine_topic_op(struct hd_engine *e, struct hd_topic_op *op) { return e->ops->topic_op(e, op); }
+
+#endif

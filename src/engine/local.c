@@ -1,0 +1,478 @@
+/*
+ * local — the embedded engine (see local.h).
+ *
+ * Publishes become store batches; the store's writer thread commits them
+ * and wakes the loop through a uv_async handle; the loop then updates each
+ * topic's state and ring, fans the events out through on_event and
+ * completes the publishes. Reads are answered from a topic's ring when the
+ * ring covers the requested range, and otherwise from SQLite on the libuv
+ * thread pool. Topic state is cached for at most max_topics_in_memory
+ * topics; an evicted topic is simply loaded again from the store.
+ */
+#include "engine/local.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/metrics.h"
+#include "store/ring.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ltopic {
+	struct hd_ring ring;
+	uint64_t last;
+	uint64_t low;
+	char epoch[HD_EPOCH_LEN + 1];
+};
+
+struct local {
+	struct hd_engine base;
+	uv_loop_t *loop;
+	uv_async_t async;
+	struct hd_store *store;
+	struct hd_map topics;         /* name → struct ltopic */
+	struct hd_local_opts opts;
+	uint64_t deletes;             /* bumped by every topic delete */
+	size_t evict_cursor;
+	bool stopped;
+};
+
+struct pub_job {
+	struct hd_store_batch batch;
+	struct hd_pub *pub;
+	struct hd_store_item items[];
+};
+
+struct delete_job {
+	struct hd_store_batch batch;
+	struct hd_topic_op *op;
+};
+
+struct read_job {
+	uv_work_t work;
+	struct local *l;
+	struct hd_read *r;
+	struct hd_store_read sr;
+	uint64_t deletes;
+	int rc;
+};
+
+struct op_job {
+	uv_work_t work;
+	struct local *l;
+	struct hd_topic_op *op;
+};
+
+void hd_read_fini(struct hd_read *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		hd_rcbuf_unref(r->events[i].json);
+	free(r->events);
+	r->events = NULL;
+	r->n = 0;
+}
+
+void hd_topic_op_fini(struct hd_topic_op *op)
+{
+	free(op->topics);
+	op->topics = NULL;
+	op->n = 0;
+}
+
+static void ltopic_free(struct ltopic *t)
+{
+	hd_ring_fini(&t->ring);
+	free(t);
+}
+
+static void evict_one(struct local *l)
+{
+	/* Any topic will do: its state is reloaded from the store on next use.
+	 * The cursor spreads evictions over the buckets. */
+	for (size_t i = 0; i < l->topics.nbuckets; i++) {
+		size_t b = (l->evict_cursor + i) & (l->topics.nbuckets - 1);
+		struct hd_map_entry *e = l->topics.buckets[b];
+		if (e) {
+			l->evict_cursor = b + 1;
+			ltopic_free(hd_map_del(&l->topics, e->key));
+			return;
+		}
+	}
+}
+
+static struct ltopic *ltopic_get(struct local *l, const char *name, bool create)
+{
+	struct ltopic *t = hd_map_get(&l->topics, name);
+	if (t || !create)
+		return t;
+	if (l->topics.count >= l->topics.max_entries)
+		evict_one(l);
+	t = hd_calloc(1, sizeof(*t));
+	hd_ring_init(&t->ring, l->opts.ring_events, l->opts.ring_bytes);
+	if (hd_map_put(&l->topics, name, t) != 0) {
+		ltopic_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* ---- publish ---------------------------------------------------------- */
+
+static void commit_item(struct local *l, struct hd_store_item *it)
+{
+	struct ltopic *t = ltopic_get(l, it->topic, true);
+	struct hd_topic_policy policy;
+
+	if (t) {
+		if (strcmp(t->epoch, it->epoch) != 0) {
+			hd_ring_clear(&t->ring); /* a new incarnation of the topic */
+			memcpy(t->epoch, it->epoch, sizeof(t->epoch));
+		}
+		t->last = it->topic_last;
+		t->low = it->topic_low;
+	}
+	if (it->duplicate || !it->stored.json)
+		return;
+	l->opts.store.policy(l->opts.store.policy_arg, it->topic, &policy);
+	if (t && policy.history)
+		hd_ring_push(&t->ring, &it->stored);
+	if (l->opts.on_event)
+		l->opts.on_event(l->opts.on_event_arg, it->topic, &it->stored);
+}
+
+static void finish_pub(struct local *l, struct pub_job *job)
+{
+	struct hd_pub *p = job->pub;
+	for (size_t i = 0; i < job->batch.n; i++) {
+		struct hd_store_item *it = &job->items[i];
+		struct hd_pub_item *out = &p->items[i];
+		out->err = it->err;
+		out->offset = it->stored.offset;
+		out->duplicate = it->duplicate;
+		memcpy(out->epoch, it->epoch, sizeof(out->epoch));
+		if (!it->err)
+			commit_item(l, it);
+		hd_rcbuf_unref(it->stored.json);
+	}
+	free(job);
+	p->done(p);
+}
+
+static void finish_delete(struct local *l, struct delete_job *job)
+{
+	struct hd_topic_op *op = job->op;
+	op->err = job->batch.err;
+	struct ltopic *t = hd_map_del(&l->topics, op->topic);
+	if (t)
+		ltopic_free(t);
+	l->deletes++;
+	free(job);
+	op->done(op);
+}
+
+static void on_batch(struct hd_store_batch *b, void *arg)
+{
+	struct local *l = arg;
+	if (b->op == HD_STORE_DELETE_TOPIC)
+		finish_delete(l, (struct delete_job *)b);
+	else
+		finish_pub(l, (struct pub_job *)b);
+}
+
+static void on_async(uv_async_t *h)
+{
+	struct local *l = h->data;
+	hd_store_drain(l->store, on_batch, l);
+}
+
+static void notify(void *arg)
+{
+	struct local *l = arg;
+	uv_async_send(&l->async);
+}
+
+static int local_publish(struct hd_engine *e, struct hd_pub *p)
+{
+	struct local *l = (struct local *)e;
+	if (l->stopped)
+		return HD_EUNAVAIL;
+	struct pub_job *job = hd_calloc(1, sizeof(*job) + p->n * sizeof(job->items[0]));
+	job->pub = p;
+	job->batch.op = HD_STORE_APPEND;
+	job->batch.items = job->items;
+	job->batch.n = p->n;
+	for (size_t i = 0; i < p->n; i++) {
+		const struct hd_pub_item *in = &p->items[i];
+		struct hd_store_item *it = &job->items[i];
+		it->topic = in->topic;
+		it->source = in->event->source;
+		it->id = in->event->id;
+		it->json = in->event->json;
+		it->json_len = in->event->json_len;
+		it->time_ms = in->stored_ms;
+		it->expires_ms = in->event->expires_ms;
+	}
+	int rc = hd_store_submit(l->store, &job->batch);
+	if (rc)
+		free(job);
+	return rc;
+}
+
+/* ---- read ------------------------------------------------------------- */
+
+static void set_next(struct hd_read *r)
+{
+	if (r->n)
+		r->next = r->events[r->n - 1].offset;
+	else
+		r->next = r->after > r->last ? r->after : r->last;
+}
+
+/* Answers r from the topic's ring if the ring covers the range. */
+static bool read_ring(struct local *l, struct ltopic *t, struct hd_read *r, int64_t now)
+{
+	struct hd_topic_policy policy;
+	uint64_t start = r->after + 1 > t->low ? r->after + 1 : t->low;
+	uint64_t first = hd_ring_first(&t->ring);
+
+	if (r->after < t->last && (first == 0 || start < first))
+		return false;
+	l->opts.store.policy(l->opts.store.policy_arg, r->topic, &policy);
+	r->exists = true;
+	r->last = t->last;
+	r->truncated = r->after + 1 < t->low && r->after < t->last;
+	memcpy(r->epoch, t->epoch, sizeof(r->epoch));
+	r->events = NULL;
+	r->n = 0;
+	if (r->after < t->last) {
+		const struct hd_stored_event *view[256];
+		size_t cap = r->limit < 256 ? r->limit : 256, got;
+		r->events = hd_malloc(cap * sizeof(*r->events));
+		uint64_t pos = start - 1;
+		while (r->n < r->limit && (got = hd_ring_read(&t->ring, pos, 256, view)) > 0) {
+			for (size_t i = 0; i < got && r->n < r->limit; i++) {
+				const struct hd_stored_event *ev = view[i];
+				pos = ev->offset;
+				if (policy.max_age_ms && ev->time_ms <= now - policy.max_age_ms) {
+					r->truncated = true; /* removed by retention, not yet deleted */
+					continue;
+				}
+				if (ev->expires_ms && ev->expires_ms <= now)
+					continue;
+				if (r->n == cap) {
+					cap *= 2;
+					r->events = hd_realloc(r->events, cap * sizeof(*r->events));
+				}
+				r->events[r->n] = *ev;
+				hd_rcbuf_ref(ev->json);
+				r->n++;
+			}
+		}
+	}
+	r->from_memory = true;
+	set_next(r);
+	hd_metrics_inc(HD_M_ring_reads_total);
+	return true;
+}
+
+static void read_work(uv_work_t *w)
+{
+	struct read_job *job = w->data;
+	job->rc = hd_store_read(job->l->store, job->r->topic, &job->sr);
+}
+
+static void read_done(uv_work_t *w, int status)
+{
+	struct read_job *job = w->data;
+	struct hd_read *r = job->r;
+	struct local *l = job->l;
+
+	r->err = status ? HD_EINTERNAL : job->rc;
+	if (!r->err) {
+		r->events = job->sr.events;
+		r->n = job->sr.n;
+		r->exists = job->sr.exists;
+		r->truncated = job->sr.truncated;
+		r->last = job->sr.last;
+		memcpy(r->epoch, job->sr.epoch, sizeof(r->epoch));
+		job->sr.events = NULL;
+		job->sr.n = 0;
+		set_next(r);
+		/* Remember what the store said unless a commit or delete of this
+		 * topic got here first (its state is newer than this snapshot). */
+		if (job->sr.exists && job->deletes == l->deletes && !hd_map_get(&l->topics, r->topic)) {
+			struct ltopic *t = ltopic_get(l, r->topic, true);
+			if (t) {
+				t->last = job->sr.last;
+				t->low = job->sr.low;
+				memcpy(t->epoch, job->sr.epoch, sizeof(t->epoch));
+			}
+		}
+	}
+	hd_store_read_fini(&job->sr);
+	free(job);
+	r->done(r);
+}
+
+static int local_read(struct hd_engine *e, struct hd_read *r)
+{
+	struct local *l = (struct local *)e;
+	int64_t now = hd_now_ms();
+	struct ltopic *t = hd_map_get(&l->topics, r->topic);
+
+	hd_metrics_inc(HD_M_reads_total);
+	r->err = 0;
+	r->from_memory = false;
+	if (t && read_ring(l, t, r, now)) {
+		r->done(r);
+		return 0;
+	}
+	struct read_job *job = hd_calloc(1, sizeof(*job));
+	job->work.data = job;
+	job->l = l;
+	job->r = r;
+	job->deletes = l->deletes;
+	job->sr.after = r->after;
+	job->sr.limit = r->limit;
+	job->sr.now_ms = now;
+	int rc = uv_queue_work(l->loop, &job->work, read_work, read_done);
+	if (rc) {
+		free(job);
+		return HD_EINTERNAL;
+	}
+	return 0;
+}
+
+/* ---- topic operations ------------------------------------------------- */
+
+static void op_work(uv_work_t *w)
+{
+	struct op_job *job = w->data;
+	struct hd_topic_op *op = job->op;
+	struct hd_store *s = job->l->store;
+
+	if (op->kind == HD_TOPIC_INFO) {
+		op->topics = hd_calloc(1, sizeof(*op->topics));
+		op->err = hd_store_topic_info(s, op->topic, op->topics);
+		op->n = op->err ? 0 : 1;
+	} else {
+		op->topics = hd_calloc(op->limit ? op->limit : 1, sizeof(*op->topics));
+		op->err = hd_store_topic_list(s, op->prefix ? op->prefix : "", op->after ? op->after : "",
+					      op->topics, op->limit, &op->n);
+	}
+}
+
+static void op_done(uv_work_t *w, int status)
+{
+	struct op_job *job = w->data;
+	struct hd_topic_op *op = job->op;
+	if (status)
+		op->err = HD_EINTERNAL;
+	free(job);
+	op->done(op);
+}
+
+static int local_topic_op(struct hd_engine *e, struct hd_topic_op *op)
+{
+	struct local *l = (struct local *)e;
+	op->err = 0;
+	op->topics = NULL;
+	op->n = 0;
+	if (op->kind == HD_TOPIC_DELETE) {
+		if (l->stopped)
+			return HD_EUNAVAIL;
+		struct delete_job *job = hd_calloc(1, sizeof(*job));
+		job->op = op;
+		job->batch.op = HD_STORE_DELETE_TOPIC;
+		job->batch.topic = op->topic;
+		int rc = hd_store_submit(l->store, &job->batch);
+		if (rc)
+			free(job);
+		return rc;
+	}
+	struct op_job *job = hd_calloc(1, sizeof(*job));
+	job->work.data = job;
+	job->l = l;
+	job->op = op;
+	if (uv_queue_work(l->loop, &job->work, op_work, op_done)) {
+		free(job);
+		return HD_EINTERNAL;
+	}
+	return 0;
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static bool local_ready(struct hd_engine *e)
+{
+	return !((struct local *)e)->stopped;
+}
+
+static void local_stop(struct hd_engine *e)
+{
+	struct local *l = (struct local *)e;
+	if (l->stopped)
+		return;
+	l->stopped = true;
+	hd_store_stop(l->store);
+	hd_store_drain(l->store, on_batch, l);
+}
+
+static void free_topic(const char *key, void *value, void *arg)
+{
+	ltopic_free(value);
+}
+
+static void on_close(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void local_free(struct hd_engine *e)
+{
+	struct local *l = (struct local *)e;
+	local_stop(e);
+	hd_store_free(l->store);
+	hd_map_each(&l->topics, free_topic, NULL);
+	hd_map_fini(&l->topics);
+	uv_close((uv_handle_t *)&l->async, on_close);
+}
+
+static const struct hd_engine_ops local_ops = {
+	.name = "local",
+	.publish = local_publish,
+	.read = local_read,
+	.topic_op = local_topic_op,
+	.ready = local_ready,
+	.stop = local_stop,
+	.free = local_free,
+};
+
+struct hd_engine *hd_local_engine_new(uv_loop_t *loop, const struct hd_local_opts *opts,
+				      struct hd_error *err)
+{
+	struct local *l = hd_calloc(1, sizeof(*l));
+	l->base.ops = &local_ops;
+	l->loop = loop;
+	l->opts = *opts;
+	l->opts.store.notify = notify;
+	l->opts.store.notify_arg = l;
+	hd_map_init(&l->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
+	if (uv_async_init(loop, &l->async, on_async)) {
+		hd_error_set(err, HD_EINTERNAL, "cannot create the store wake-up handle");
+		hd_map_fini(&l->topics);
+		free(l);
+		return NULL;
+	}
+	l->async.data = l;
+	l->store = hd_store_open(&l->opts.store, err);
+	if (!l->store) {
+		hd_map_fini(&l->topics);
+		l->async.data = l;
+		uv_close((uv_handle_t *)&l->async, on_close);
+		return NULL;
+	}
+	return &l->base;
+}

@@ -1,0 +1,801 @@
+/*
+ * server — see server.h.
+ *
+ * One struct conn per accepted TCP connection, in one of five states:
+ *
+ *   HEAD ──headers complete──▶ BODY ──message complete──▶ HANDLER
+ *    ▲  (from accept, or from the first byte)               │ hd_http_respond
+ *    │                                                      ├─ keep-alive ─▶ IDLE ─first byte─▶ HEAD
+ *    │                                                      │               (pipelined bytes waiting:
+ *    └──────────────────────────────────────────────────────┤                straight to HEAD)
+ *                                                           ▼
+ *   LINGER: the last response is written, then the write side is shut down
+ *   and input is read and dropped until the client closes (or LINGER_MS,
+ *   LINGER_BYTES), so that unread request bytes do not turn the close into
+ *   a reset that destroys the response (a 413 sent before the body is read).
+ *
+ * Each connection has one timer whose meaning follows the state: HEAD →
+ * header_timeout_ms (408), BODY → idle_timeout_ms without progress (408),
+ * IDLE → idle_timeout_ms (silent close), LINGER → LINGER_MS (close), none
+ * while the handler runs.
+ *
+ * Input is read into a fixed per-connection buffer of READ_BUF_SIZE bytes
+ * and fed to the parser (request.h), which copies what it keeps. While a
+ * request is in the handler nothing more is parsed; bytes keep arriving
+ * into the buffer until it is full, then reading stops (backpressure).
+ *
+ * Output (the write path, in one place so that streaming responses can be
+ * added by a sibling module): responses are appended to one of two
+ * per-connection buffers; a flush first tries a direct write and hands what
+ * is left to uv_write, whose write request owns that buffer until its
+ * callback. New responses go to the other buffer meanwhile, so responses
+ * stay in order without allocating per request. Parsing of pipelined
+ * requests pauses while OUT_HIGH_WATER bytes wait behind a write.
+ *
+ * Memory follows libuv's rules: a connection is freed only when both of its
+ * handles' close callbacks have run and no request of it is in a handler.
+ * A client that leaves while its request is in the handler therefore keeps
+ * the connection's memory (and the request's pointers) until the handler
+ * calls hd_http_respond, whose response is then dropped.
+ *
+ * Entry points (libuv callbacks, hd_http_respond, shutdown) finish with
+ * conn_pump(), which parses and dispatches what it can, flushes output and
+ * starts or stops reading; `dispatching` keeps a handler that answers at
+ * once from re-entering it.
+ */
+#include "http/server.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "http/request.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define READ_BUF_SIZE (16 * 1024)               /* input bytes held per connection */
+#define OUT_HIGH_WATER (64 * 1024)              /* pause parsing while this much waits */
+#define RESPONSE_MAX (64 * 1024 * 1024)         /* one response; our handlers stay far below */
+#define OUT_MAX (OUT_HIGH_WATER + RESPONSE_MAX) /* ceiling of each output buffer */
+#define OUT_KEEP_MAX (64 * 1024)                /* bigger output buffers are freed once written */
+#define ERROR_BODY_MAX 2048                     /* a JSON error body */
+#define LINGER_MS 2000                          /* drain time after the last response */
+#define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
+#define BACKLOG 511
+
+enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_HANDLER, ST_LINGER };
+
+/* One output buffer and the write request that owns it while it is written. */
+struct out {
+	uv_write_t req; /* first member: the write callback finds its out from req */
+	struct hd_buf buf;
+};
+
+struct conn {
+	uv_tcp_t tcp;     /* tcp.data = this connection */
+	uv_timer_t timer; /* timer.data = this connection */
+	uv_shutdown_t shutdown;
+	struct hd_http_server *srv;
+	struct conn *prev, *next; /* srv->conns */
+	enum conn_state state;
+	int handles; /* libuv handles whose close callback has not run */
+
+	char *in; /* owned: READ_BUF_SIZE bytes, allocated at the first read */
+	size_t in_start, in_len;
+	size_t drained; /* bytes dropped while lingering */
+	struct hd_request_parser parser;
+	struct hd_http_request req;
+
+	struct out out[2];
+	int fill;     /* index of the buffer responses are appended to */
+	bool writing; /* out[!fill] is being written */
+
+	bool counted;     /* counts toward max_connections and the gauge */
+	bool in_flight;   /* req is in the handler */
+	bool dispatching; /* conn_pump is running */
+	bool reading;
+	bool eof;       /* the client sent FIN */
+	bool closing;   /* uv_close was called */
+	bool shut;      /* uv_shutdown was called */
+	bool continued; /* "100 Continue" was sent for this request */
+	char remote[64];
+};
+
+struct hd_http_server {
+	uv_loop_t *loop;
+	struct hd_http_limits lim;
+	hd_http_handler handler;
+	void *arg;
+	uv_tcp_t listener;
+	int port;
+	struct conn *conns; /* every connection not yet freed */
+	size_t nopen;       /* connections counted toward max_connections */
+	size_t nlive;       /* connections not yet freed */
+	bool stopping;
+	bool listener_closed;
+	void (*done)(void *arg);
+	void *done_arg;
+	time_t date_at;
+	char date[64];
+	long long warn_ms;
+};
+
+static void conn_pump(struct conn *c);
+
+void hd_http_limits_default(struct hd_http_limits *lim)
+{
+	lim->header_max = 8 * 1024;
+	lim->max_headers = 100;
+	lim->body_max = 1024 * 1024;
+	lim->header_timeout_ms = 10 * 1000;
+	lim->idle_timeout_ms = 60 * 1000;
+	lim->max_connections = 10000;
+}
+
+/* The Date header's value, formatted once per second. */
+static const char *server_date(struct hd_http_server *s)
+{
+	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != s->date_at && gmtime_r(&now, &tm)) {
+		snprintf(s->date, sizeof(s->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+			 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+			 tm.tm_hour, tm.tm_min, tm.tm_sec);
+		s->date_at = now;
+	}
+	return s->date;
+}
+
+/* ---- The connection's write path ---------------------------------------- */
+
+static void out_reset(struct out *o)
+{
+	if (o->buf.cap > OUT_KEEP_MAX) {
+		hd_buf_fini(&o->buf);
+		hd_buf_init(&o->buf, OUT_MAX);
+	}
+	hd_buf_reset(&o->buf);
+}
+
+/*
+ * Appends one response to the output. Returns 0, or HD_ETOOBIG with the
+ * output unchanged. Statuses that have no body get no Content-Length.
+ */
+static int put_response(struct conn *c, int status, const char *ctype, const char *extra,
+			const char *body, size_t len, bool keep, bool head_only)
+{
+	struct hd_buf *b = &c->out[c->fill].buf;
+	size_t mark = b->len;
+	bool bodiless = status < 200 || status == 204 || status == 304;
+	int rc;
+
+	rc = hd_buf_printf(b, "HTTP/1.1 %d %s\r\nServer: herald\r\nDate: %s\r\n", status,
+			   http_status_str((enum http_status)status), server_date(c->srv));
+	if (!rc && ctype)
+		rc = hd_buf_printf(b, "Content-Type: %s\r\n", ctype);
+	if (!rc && !bodiless)
+		rc = hd_buf_printf(b, "Content-Length: %zu\r\n", len);
+	if (!rc)
+		rc = hd_buf_puts(b, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+	if (!rc && extra)
+		rc = hd_buf_puts(b, extra);
+	if (!rc)
+		rc = hd_buf_puts(b, "\r\n");
+	if (!rc && !bodiless && !head_only)
+		rc = hd_buf_append(b, body, len);
+	if (rc) {
+		/* Take back the partial response; hd_buf has no truncate. */
+		b->len = mark;
+		if (b->data)
+			b->data[mark] = '\0';
+	}
+	return rc;
+}
+
+/* Fills b (which this initialises) with herald's JSON error body. */
+static void error_body(struct hd_buf *b, int code, const char *message)
+{
+	const char *slug = hd_err_slug(code);
+
+	hd_buf_init(b, ERROR_BODY_MAX);
+	if (!message)
+		message = hd_err_message(code);
+	if (hd_buf_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"", slug) == 0 &&
+	    hd_buf_json_escape(b, message, strlen(message)) == 0 && hd_buf_puts(b, "\"}}") == 0)
+		return;
+	/* The message was too long; the table's own message always fits. */
+	hd_buf_reset(b);
+	(void)hd_buf_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", slug,
+			    hd_err_message(code));
+}
+
+static void on_write(uv_write_t *req, int status);
+static void conn_close(struct conn *c);
+static void conn_written(struct conn *c);
+
+/* Sends what waits in out[fill]: directly if the socket takes it all,
+ * otherwise through uv_write. */
+static void conn_flush(struct conn *c)
+{
+	struct out *o = &c->out[c->fill];
+	uv_stream_t *stream = (uv_stream_t *)&c->tcp;
+	uv_buf_t b;
+	int n;
+
+	if (c->closing || c->writing)
+		return;
+	if (o->buf.len > 0) {
+		b = uv_buf_init(o->buf.data, (unsigned)o->buf.len);
+		n = uv_try_write(stream, &b, 1);
+		if (n == UV_EAGAIN)
+			n = 0;
+		if (n < 0) {
+			conn_close(c);
+			return;
+		}
+		if ((size_t)n < o->buf.len) {
+			b = uv_buf_init(o->buf.data + n, (unsigned)(o->buf.len - (size_t)n));
+			if (uv_write(&o->req, stream, &b, 1, on_write)) {
+				conn_close(c);
+				return;
+			}
+			c->writing = true;
+			c->fill ^= 1;
+			return;
+		}
+		out_reset(o);
+	}
+	conn_written(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct conn *c = req->handle->data;
+	struct out *o = (struct out *)req;
+
+	c->writing = false;
+	out_reset(o);
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	conn_pump(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->handle->data;
+
+	if (status < 0)
+		conn_close(c);
+}
+
+/* All output is written. A lingering connection now sends its FIN (or
+ * closes, when the client already sent its own). */
+static void conn_written(struct conn *c)
+{
+	if (c->state != ST_LINGER)
+		return;
+	if (c->eof) {
+		conn_close(c);
+		return;
+	}
+	if (c->shut)
+		return;
+	c->shut = true;
+	if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
+		conn_close(c);
+}
+
+/* ---- Lifecycle ----------------------------------------------------------- */
+
+static void maybe_done(struct hd_http_server *s)
+{
+	void (*done)(void *arg) = s->done;
+
+	if (!s->stopping || !s->listener_closed || s->nlive > 0 || !done)
+		return;
+	s->done = NULL;
+	done(s->done_arg);
+}
+
+static void conn_maybe_free(struct conn *c)
+{
+	struct hd_http_server *s = c->srv;
+
+	if (c->handles > 0 || c->in_flight)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	hd_request_fini(&c->parser);
+	hd_buf_fini(&c->out[0].buf);
+	hd_buf_fini(&c->out[1].buf);
+	free(c->in);
+	free(c);
+	s->nlive--;
+	maybe_done(s);
+}
+
+static void on_handle_close(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	c->handles--;
+	conn_maybe_free(c);
+}
+
+/* Closes at once, dropping unsent output. Safe to call more than once. */
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->reading = false;
+	if (c->counted) {
+		c->counted = false;
+		c->srv->nopen--;
+		hd_metrics_gauge_add(HD_M_connections_open, -1);
+	}
+	uv_close((uv_handle_t *)&c->timer, on_handle_close);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_close);
+}
+
+/* Starts the state's timer; a limit of 0 means no timer. */
+static void arm(struct conn *c, uint64_t ms);
+
+/* Closes after the output queued so far (see LINGER above). */
+static void conn_end(struct conn *c)
+{
+	c->state = ST_LINGER;
+	c->in_start = c->in_len = 0;
+	arm(c, LINGER_MS);
+}
+
+/* Queues the answer to a request the server refuses itself, then ends. */
+static void conn_fail(struct conn *c, int code, bool limit)
+{
+	struct hd_http_server *s = c->srv;
+	int status = hd_err_http_status(code);
+	struct hd_buf body;
+
+	assert(!c->in_flight);
+	error_body(&body, code, NULL);
+	if (put_response(c, status, "application/json", NULL, body.data, body.len, false, false))
+		conn_close(c); /* the output is full of unread responses */
+	else
+		conn_end(c);
+	hd_buf_fini(&body);
+	hd_metrics_inc(HD_M_http_errors_total);
+	if (limit) {
+		hd_metrics_inc(HD_M_http_limit_hits_total);
+		if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("http_limit remote=%s status=%d reason=%s", c->remote, status,
+				    hd_err_slug(code));
+	} else {
+		hd_log_debug("http_refused remote=%s status=%d reason=%s", c->remote, status,
+			     hd_err_slug(code));
+	}
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	switch (c->state) {
+	case ST_HEAD:
+	case ST_BODY:
+		conn_fail(c, HD_ETIMEOUT, true);
+		conn_pump(c);
+		break;
+	case ST_IDLE:
+	case ST_LINGER:
+		conn_close(c);
+		break;
+	case ST_HANDLER:
+		break;
+	}
+}
+
+static void arm(struct conn *c, uint64_t ms)
+{
+	if (c->closing)
+		return;
+	if (ms == 0)
+		uv_timer_stop(&c->timer);
+	else
+		uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- Input --------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	if (!c->in)
+		c->in = hd_malloc(READ_BUF_SIZE);
+	if (c->in_start > 0) {
+		memmove(c->in, c->in + c->in_start, c->in_len);
+		c->in_start = 0;
+	}
+	/* A full buffer gives a zero-length buffer: libuv reports UV_ENOBUFS. */
+	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(READ_BUF_SIZE - c->in_len));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = stream->data;
+
+	if (nread == UV_EOF) {
+		c->eof = true;
+		c->reading = false;
+	} else if (nread == UV_ENOBUFS) {
+		/* conn_pump stops reading before this; nothing to do. */
+	} else if (nread < 0) {
+		conn_close(c);
+		return;
+	} else if (c->state == ST_LINGER) {
+		c->drained += (size_t)nread;
+		if (c->drained > LINGER_BYTES) {
+			conn_close(c);
+			return;
+		}
+	} else {
+		c->in_len += (size_t)nread;
+		if (c->state == ST_IDLE) {
+			c->state = ST_HEAD;
+			arm(c, c->srv->lim.header_timeout_ms);
+		}
+	}
+	conn_pump(c);
+}
+
+/* Reads while there is room (and always while lingering, to drain). */
+static void update_reading(struct conn *c)
+{
+	bool want = !c->eof && (c->state == ST_LINGER || c->in_len < READ_BUF_SIZE);
+	uv_stream_t *stream = (uv_stream_t *)&c->tcp;
+	int rc;
+
+	if (c->closing || want == c->reading)
+		return;
+	rc = want ? uv_read_start(stream, on_alloc, on_read) : uv_read_stop(stream);
+	if (rc) {
+		conn_close(c);
+		return;
+	}
+	c->reading = want;
+}
+
+/* ---- Requests ------------------------------------------------------------ */
+
+/* After a keep-alive response: the next request, already here or awaited. */
+static void conn_next(struct conn *c)
+{
+	if (c->in_len > 0) {
+		c->state = ST_HEAD;
+		arm(c, c->srv->lim.header_timeout_ms);
+	} else {
+		c->state = ST_IDLE;
+		arm(c, c->srv->lim.idle_timeout_ms);
+	}
+}
+
+static void dispatch(struct conn *c)
+{
+	struct hd_http_server *s = c->srv;
+	struct hd_http_request *req = &c->req;
+
+	hd_request_get(&c->parser, req);
+	req->remote = c->remote;
+	req->conn = c;
+	if (s->stopping || (c->eof && c->in_len == 0))
+		req->keep_alive = false;
+	c->state = ST_HANDLER;
+	c->in_flight = true;
+	c->continued = false;
+	uv_timer_stop(&c->timer);
+	hd_metrics_inc(HD_M_http_requests_total);
+	s->handler(req, s->arg);
+}
+
+/* The request is incomplete: follow it into its body. */
+static void note_partial(struct conn *c)
+{
+	static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+	if (hd_request_phase(&c->parser) != HD_REQUEST_BODY)
+		return;
+	c->state = ST_BODY;
+	arm(c, c->srv->lim.idle_timeout_ms);
+	if (hd_request_expects_continue(&c->parser) && !c->continued) {
+		c->continued = true;
+		if (hd_buf_append(&c->out[c->fill].buf, interim, sizeof(interim) - 1))
+			conn_close(c);
+	}
+}
+
+/* Parses the buffered input; returns whether a request went to the handler. */
+static bool parse_one(struct conn *c)
+{
+	size_t used;
+	int rc = hd_request_feed(&c->parser, c->in + c->in_start, c->in_len, &used);
+
+	c->in_start += used;
+	c->in_len -= used;
+	if (c->in_len == 0)
+		c->in_start = 0;
+	if (rc < 0) {
+		conn_fail(c, rc, rc == HD_EHEADERS || rc == HD_ETOOBIG);
+		return false;
+	}
+	if (rc == HD_REQUEST_MORE) {
+		note_partial(c);
+		return false;
+	}
+	dispatch(c);
+	return true;
+}
+
+static bool can_parse(const struct conn *c)
+{
+	if (c->closing || c->in_len == 0)
+		return false;
+	if (c->state != ST_IDLE && c->state != ST_HEAD && c->state != ST_BODY)
+		return false;
+	return !(c->writing && c->out[c->fill].buf.len >= OUT_HIGH_WATER);
+}
+
+static void conn_pump(struct conn *c)
+{
+	if (c->closing || c->dispatching)
+		return;
+	c->dispatching = true;
+	while (can_parse(c) && parse_one(c))
+		;
+	c->dispatching = false;
+	if (c->closing)
+		return;
+	/* A client that sent FIN with no complete request left is done. */
+	if (c->eof && c->in_len == 0 && c->state != ST_HANDLER && c->state != ST_LINGER)
+		conn_end(c);
+	conn_flush(c);
+	update_reading(c);
+}
+
+/* ---- The handler's side -------------------------------------------------- */
+
+const char *hd_http_header_get(const struct hd_http_request *req, const char *lname)
+{
+	for (size_t i = 0; i < req->nheaders; i++)
+		if (strcmp(req->headers[i].name, lname) == 0)
+			return req->headers[i].value;
+	return NULL;
+}
+
+bool hd_http_request_alive(const struct hd_http_request *req)
+{
+	const struct conn *c = req->conn;
+
+	return !c->closing;
+}
+
+static void count_status(int status)
+{
+	if (status >= 400)
+		hd_metrics_inc(HD_M_http_errors_total);
+}
+
+void hd_http_respond(struct hd_http_request *req, int status, const char *content_type,
+		     const char *extra_headers, const char *body, size_t body_len)
+{
+	struct conn *c = req->conn;
+	bool keep = req->keep_alive && !c->srv->stopping;
+
+	assert(c->in_flight && req == &c->req);
+	assert(status >= 100 && status <= 999);
+	c->in_flight = false;
+	if (c->closing) {
+		/* The client left while the handler ran: drop the response. */
+		conn_maybe_free(c);
+		return;
+	}
+	if (put_response(c, status, content_type, extra_headers, body, body_len, keep,
+			 req->method == HTTP_HEAD) == 0) {
+		count_status(status);
+		if (keep)
+			conn_next(c);
+		else
+			conn_end(c);
+	} else {
+		hd_log_error("http_response_too_big remote=%s status=%d bytes=%zu", c->remote,
+			     status, body_len);
+		conn_fail(c, HD_EINTERNAL, false);
+	}
+	conn_pump(c);
+}
+
+void hd_http_respond_error(struct hd_http_request *req, int code, const char *message)
+{
+	struct hd_buf body;
+
+	error_body(&body, code, message);
+	hd_http_respond(req, hd_err_http_status(code), "application/json", NULL, body.data,
+			body.len);
+	hd_buf_fini(&body);
+}
+
+/* ---- The server ---------------------------------------------------------- */
+
+struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_limits *lim,
+					  hd_http_handler handler, void *arg)
+{
+	struct hd_http_server *s = hd_calloc(1, sizeof(*s));
+
+	s->loop = loop;
+	s->lim = *lim;
+	s->handler = handler;
+	s->arg = arg;
+	/* Initialised here so that shutdown always has a handle to close. */
+	uv_tcp_init(loop, &s->listener);
+	s->listener.data = s;
+	return s;
+}
+
+static void peer_name(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+
+	snprintf(c->remote, sizeof(c->remote), "unknown");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len))
+		return;
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		uv_ip6_name(a, ip, sizeof(ip));
+		snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, ntohs(a->sin6_port));
+	} else if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		uv_ip4_name(a, ip, sizeof(ip));
+		snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, ntohs(a->sin_port));
+	}
+}
+
+static struct conn *conn_new(struct hd_http_server *s)
+{
+	struct conn *c = hd_calloc(1, sizeof(*c));
+
+	c->srv = s;
+	uv_tcp_init(s->loop, &c->tcp);
+	uv_timer_init(s->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles = 2;
+	c->state = ST_HEAD;
+	hd_request_init(&c->parser, &s->lim);
+	hd_buf_init(&c->out[0].buf, OUT_MAX);
+	hd_buf_init(&c->out[1].buf, OUT_MAX);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nlive++;
+	return c;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct hd_http_server *s = listener->data;
+	struct conn *c;
+
+	if (status < 0) {
+		if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("http_accept_failed error=%s", uv_strerror(status));
+		return;
+	}
+	c = conn_new(s);
+	if (uv_accept(listener, (uv_stream_t *)&c->tcp)) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	peer_name(c);
+	if (s->nopen >= s->lim.max_connections) {
+		conn_fail(c, HD_EUNAVAIL, true);
+	} else {
+		c->counted = true;
+		s->nopen++;
+		hd_metrics_gauge_add(HD_M_connections_open, 1);
+		arm(c, s->lim.header_timeout_ms);
+	}
+	conn_pump(c);
+}
+
+int hd_http_server_listen(struct hd_http_server *s, const char *host, int port)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int rc;
+
+	rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+	if (rc)
+		rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+	if (rc)
+		goto out;
+	rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+	if (rc)
+		goto out;
+	rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection);
+	if (rc)
+		goto out;
+	rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+	if (rc)
+		goto out;
+	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)&ss)->sin_port);
+	hd_log_info("http_listening host=%s port=%d", host, s->port);
+out:
+	if (rc)
+		hd_log_error("http_listen_failed host=%s port=%d error=%s", host, port, uv_strerror(rc));
+	return rc;
+}
+
+int hd_http_server_port(const struct hd_http_server *s)
+{
+	return s->port;
+}
+
+size_t hd_http_server_connections(const struct hd_http_server *s)
+{
+	return s->nopen;
+}
+
+static void on_listener_close(uv_handle_t *h)
+{
+	struct hd_http_server *s = h->data;
+
+	s->listener_closed = true;
+	maybe_done(s);
+}
+
+void hd_http_server_shutdown(struct hd_http_server *s, void (*done)(void *arg), void *arg)
+{
+	assert(!s->stopping);
+	s->stopping = true;
+	s->done = done;
+	s->done_arg = arg;
+	uv_close((uv_handle_t *)&s->listener, on_listener_close);
+	/* Closing only starts here (close callbacks run later), so the list
+	 * stays intact while it is walked. */
+	for (struct conn *c = s->conns; c; c = c->next) {
+		if (c->closing || c->in_flight || c->state == ST_LINGER)
+			continue;
+		if (c->writing || c->out[c->fill].buf.len > 0) {
+			conn_end(c);
+			conn_pump(c);
+		} else {
+			conn_close(c);
+		}
+	}
+}
+
+void hd_http_server_free(struct hd_http_server *s)
+{
+	if (!s)
+		return;
+	assert(s->nlive == 0 && s->listener_closed);
+	free(s);
+}

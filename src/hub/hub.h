@@ -1,0 +1,40 @@
+/*
+ * hub — what the edges talk to: topics, their namespace policies, and the
+ * engine behind them.
+ * Layer: hub. Created by main.c; called by the edges on the loop thread.
+ *
+ * The hub validates nothing of the wire formats (the edges do that); it
+ * applies namespace options (retention, dedup window, history) and passes
+ * publishes, reads and topic operations to the engine. It is also where
+ * committed events arrive (hd_hub_on_event) to be fanned out to live
+ * subscribers.
+ */
+#ifndef HD_HUB_H
+#define HD_HUB_H
+
+#include "core/config.h"
+#include "engine/engine.h"
+#include "hub/topic_name.h"
+
+struct hd_hub;
+
+/* Returns owned. Borrows cfg for the hub's life. */
+struct hd_hub *hd_hub_new(const struct hd_config *cfg);
+/* Borrows engine (set once, before any request). */
+void hd_hub_set_engine(struct hd_hub *hub, struct hd_engine *engine);
+void hd_hub_free(struct hd_hub *hub);
+
+/* The store policy of a topic from its namespace. Thread-safe (reads only the
+ * config); signature matches hd_store_policy_fn with arg = the hub. */
+void hd_hub_policy(void *hub, const char *topic, struct hd_topic_policy *out);
+
+/* Engine hook for each committed event (loop thread). */
+void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event *ev);
+
+/* See engine.h for the request contracts. */
+int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);
+int hd_hub_read(struct hd_hub *hub, struct hd_read *r);
+int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op);
+bool hd_hub_ready(struct hd_hub *hub);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * main — herald's entry point: subcommands, configuration, signals, and the
+ * start and stop order of the server.
+ *
+ * Start: config → logging → loop → hub → engine (opens the store, starts
+ * the writer thread) → HTTP listener. Stop (SIGTERM/SIGINT): stop accepting
+ * and let in-flight requests finish (publishes wait for their commit) →
+ * engine stop (the writer commits whatever is queued, the store is flushed
+ * and closed) → loop closes → exit 0. A second signal exits at once.
+ */
+#include "cli/client.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "edge/api.h"
+#include "engine/local.h"
+#include "http/server.h"
+#include "hub/hub.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct server {
+	uv_loop_t *loop;
+	struct hd_config cfg;
+	struct hd_hub *hub;
+	struct hd_engine *engine;
+	struct hd_http_server *http;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	bool stopping;
+};
+
+static void usage(FILE *f)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, 1 << 20);
+	hd_config_help(&b);
+	fprintf(f,
+		"herald %s — a durable real-time event hub\n\n"
+		"Usage:\n"
+		"  herald serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE] [options]\n"
+		"  herald publish TOPIC [DATA|-] [--type T] [--source S] [--id ID] [--server URL]\n"
+		"  herald read TOPIC [--after N] [--limit M] [--server URL]\n"
+		"  herald version\n"
+		"  herald config-doc      print docs/config.md\n"
+		"  herald --help\n\n"
+		"Options of serve (each also as HERALD_<NAME> and in the config file):\n%s\n"
+		"The client commands use --server (default $HERALD_SERVER or http://127.0.0.1:8080).\n",
+		HD_VERSION, b.data ? b.data : "");
+	hd_buf_fini(&b);
+}
+
+static void on_http_closed(void *arg)
+{
+	struct server *s = arg;
+	/* Every request has been answered: the store commits what is queued,
+	 * closes, and the engine releases its loop handle. */
+	s->engine->ops->free(s->engine);
+	s->engine = NULL;
+	uv_close((uv_handle_t *)&s->sigterm, NULL);
+	uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+	if (s->stopping) {
+		hd_log_warn("second_signal_exiting_now signal=%d", signum);
+		_exit(1);
+	}
+	s->stopping = true;
+	hd_log_info("stopping signal=%d connections=%zu", signum, hd_http_server_connections(s->http));
+	hd_http_server_shutdown(s->http, on_http_closed, s);
+}
+
+/* Splits "host:port", "[v6]:port" or ":port". */
+static int split_listen(const char *listen, char *host, size_t host_n, int *port)
+{
+	const char *colon = strrchr(listen, ':');
+	if (!colon)
+		return -1;
+	size_t hl = (size_t)(colon - listen);
+	const char *h = listen;
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0) {
+		h = "0.0.0.0";
+		hl = 7;
+	}
+	if (hl >= host_n)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535 || colon[1] == '\0')
+		return -1;
+	*port = (int)p;
+	return 0;
+}
+
+static enum hd_store_sync sync_mode(const char *s)
+{
+	return strcmp(s, "off") == 0 ? HD_SYNC_OFF : strcmp(s, "normal") == 0 ? HD_SYNC_NORMAL
+										 : HD_SYNC_FULL;
+}
+
+static int serve(int argc, char **argv)
+{
+	struct server s = {0};
+	struct hd_error err = {0};
+	const char *pos[1];
+	size_t npos;
+	char host[256];
+	int port, rc;
+
+	hd_config_defaults(&s.cfg);
+	if (hd_config_load(&s.cfg, argc, argv, environ, pos, 0, &npos, &err)) {
+		fprintf(stderr, "herald: %s\n", err.msg);
+		return 2;
+	}
+	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
+	if (split_listen(s.cfg.listen, host, sizeof(host), &port)) {
+		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	s.loop = uv_default_loop();
+	s.hub = hd_hub_new(&s.cfg);
+
+	struct hd_local_opts lo = {
+		.store = {
+			.dir = s.cfg.data_dir,
+			.sync = sync_mode(s.cfg.sync),
+			.commit_max_events = s.cfg.commit_max_events,
+			.queue_max_events = s.cfg.queue_max_events,
+			.maintenance_interval_ms = (uint32_t)s.cfg.maintenance_interval_ms,
+			.readers = (unsigned)s.cfg.readers,
+			.policy = hd_hub_policy,
+			.policy_arg = s.hub,
+		},
+		.ring_events = s.cfg.ring_events,
+		.ring_bytes = s.cfg.ring_bytes,
+		.max_topics_in_memory = s.cfg.max_topics,
+		.on_event = hd_hub_on_event,
+		.on_event_arg = s.hub,
+	};
+	s.engine = hd_local_engine_new(s.loop, &lo, &err);
+	if (!s.engine) {
+		fprintf(stderr, "herald: cannot open the store in %s: %s\n", s.cfg.data_dir, err.msg);
+		uv_run(s.loop, UV_RUN_DEFAULT);
+		hd_hub_free(s.hub);
+		return 1;
+	}
+	hd_hub_set_engine(s.hub, s.engine);
+
+	struct hd_http_limits lim;
+	hd_http_limits_default(&lim);
+	lim.body_max = s.cfg.body_max;
+	lim.header_max = s.cfg.header_max;
+	lim.max_headers = s.cfg.max_headers;
+	lim.header_timeout_ms = (uint32_t)s.cfg.header_timeout_ms;
+	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
+	lim.max_connections = (uint32_t)s.cfg.max_connections;
+	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.hub);
+	rc = hd_http_server_listen(s.http, host, port);
+	if (rc) {
+		fprintf(stderr, "herald: cannot listen on %s: %s\n", s.cfg.listen, uv_strerror(rc));
+		s.engine->ops->free(s.engine);
+		hd_http_server_free(s.http);
+		uv_run(s.loop, UV_RUN_DEFAULT);
+		hd_hub_free(s.hub);
+		return 1;
+	}
+	uv_signal_init(s.loop, &s.sigterm);
+	uv_signal_init(s.loop, &s.sigint);
+	s.sigterm.data = s.sigint.data = &s;
+	uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&s.sigint, on_signal, SIGINT);
+	hd_log_info("listening addr=%s port=%d data_dir=%s sync=%s version=%s", host,
+		    hd_http_server_port(s.http), s.cfg.data_dir, s.cfg.sync, HD_VERSION);
+
+	uv_run(s.loop, UV_RUN_DEFAULT);
+
+	hd_http_server_free(s.http);
+	uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+	uv_loop_close(s.loop);
+	hd_hub_free(s.hub);
+	hd_log_info("stopped");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "";
+
+	if (strcmp(cmd, "serve") == 0)
+		return serve(argc - 2, argv + 2);
+	if (strcmp(cmd, "publish") == 0)
+		return hd_cli_publish(argc - 2, argv + 2);
+	if (strcmp(cmd, "read") == 0)
+		return hd_cli_read(argc - 2, argv + 2);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("herald %s\n", HD_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "config-doc") == 0) {
+		struct hd_buf b;
+		hd_buf_init(&b, 1 << 20);
+		hd_config_doc(&b);
+		fwrite(b.data, 1, b.len, stdout);
+		hd_buf_fini(&b);
+		return 0;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (*cmd)
+		fprintf(stderr, "herald: unknown command '%s'\n\n", cmd);
+	usage(stderr);
+	return 2;
+}

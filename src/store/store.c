@@ -1,0 +1,287 @@
+/*
+ * store — lifecycle of the durable store and the hand-off between the owner
+ * thread and the writer thread. See store.h for the contract.
+ * Layer: store. Called by the local engine on the loop thread.
+ *
+ * Two lists cross the thread boundary, both under s->mu:
+ *   queue  batches submitted and not yet taken by the writer, FIFO. Its size
+ *          in events (queued_events, which also counts batches the writer
+ *          has taken but not yet committed) is capped by queue_max_events;
+ *   done   batches the writer committed (or failed), in commit order, until
+ *          the owner drains them.
+ * Batches are the caller's memory and are linked through their `next`
+ * field, so neither list ever allocates.
+ */
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "store/store_impl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const writer_sql[W__COUNT] = {
+#define HD_W_SQL(name, sql) [W_##name] = sql,
+	HD_WRITER_SQL(HD_W_SQL)
+#undef HD_W_SQL
+};
+
+static const char *const reader_sql[R__COUNT] = {
+#define HD_R_SQL(name, sql) [R_##name] = sql,
+	HD_READER_SQL(HD_R_SQL)
+#undef HD_R_SQL
+};
+
+static void default_policy(void *arg, const char *topic, struct hd_topic_policy *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->history = true;
+}
+
+/* mkdir -p: creates dir and any missing parent. */
+static int make_dir(const char *dir, struct hd_error *err)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(dir);
+
+	if (len == 0 || len >= sizeof(path))
+		return hd_error_set(err, HD_ECONFIG, "store directory path is empty or too long");
+	memcpy(path, dir, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		char saved = path[i];
+		path[i] = '\0';
+		if (mkdir(path, 0750) != 0 && errno != EEXIST)
+			return hd_error_set(err, HD_ESTORE, "cannot create directory %s: %s", path,
+					    strerror(errno));
+		path[i] = saved;
+	}
+	return 0;
+}
+
+/* Two herald processes on one directory would both believe they own the
+ * offsets; an advisory lock held for the store's lifetime refuses the second. */
+static int lock_dir(struct hd_store *s, struct hd_error *err)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/herald.lock", s->dir) >= (int)sizeof(path))
+		return hd_error_set(err, HD_ECONFIG, "store directory path is too long");
+	s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (s->lock_fd < 0)
+		return hd_error_set(err, HD_ESTORE, "cannot open %s: %s", path, strerror(errno));
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+		return hd_error_set(err, HD_EUNAVAIL, "store %s is in use by another process: %s",
+				    s->dir, strerror(errno));
+	return 0;
+}
+
+static int open_writer(struct hd_store *s, const char *path, struct hd_error *err)
+{
+	int rc = hd_store_schema_open(path, true, s->opts.sync, &s->db, err);
+	for (int i = 0; !rc && i < W__COUNT; i++)
+		rc = hd_store_prepare(s->db, writer_sql[i], &s->st[i], err);
+	if (rc)
+		return rc;
+
+	/* The gauge counts the topics on disk; the writer keeps it current. */
+	sqlite3_stmt *st = s->st[W_TOPIC_COUNT];
+	if (sqlite3_step(st) == SQLITE_ROW)
+		hd_metrics_gauge_set(HD_M_topics, sqlite3_column_int64(st, 0));
+	rc = sqlite3_reset(st);
+	if (rc != SQLITE_OK)
+		return hd_error_set(err, HD_ESTORE, "cannot count topics: %s", sqlite3_errmsg(s->db));
+	return 0;
+}
+
+static int open_readers(struct hd_store *s, const char *path, struct hd_error *err)
+{
+	s->readers = hd_calloc(s->opts.readers, sizeof(*s->readers));
+	s->free_readers = hd_calloc(s->opts.readers, sizeof(*s->free_readers));
+	for (unsigned i = 0; i < s->opts.readers; i++) {
+		struct hd_store_reader *r = &s->readers[i];
+		int rc = hd_store_schema_open(path, false, s->opts.sync, &r->db, err);
+		s->nreaders = i + 1;
+		for (int j = 0; !rc && j < R__COUNT; j++)
+			rc = hd_store_prepare(r->db, reader_sql[j], &r->st[j], err);
+		if (rc)
+			return rc;
+		s->free_readers[s->nfree++] = i;
+	}
+	return 0;
+}
+
+static int init_sync(struct hd_store *s, struct hd_error *err)
+{
+	pthread_condattr_t ca;
+	/* The writer's maintenance timer waits on the monotonic clock, so a
+	 * wall-clock step neither stalls nor races the housekeeping. */
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_mutex_init(&s->mu, NULL) || pthread_cond_init(&s->wake, &ca) ||
+	    pthread_mutex_init(&s->pool_mu, NULL) || pthread_cond_init(&s->pool_cv, NULL))
+		return hd_error_set(err, HD_EINTERNAL, "cannot initialise store locks");
+	pthread_condattr_destroy(&ca);
+	s->sync_ready = true;
+	return 0;
+}
+
+struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error *err)
+{
+	struct hd_store *s = hd_calloc(1, sizeof(*s));
+	char path[PATH_MAX];
+	int rc;
+
+	s->lock_fd = -1;
+	s->opts = *opts;
+	if (!opts->dir || !opts->commit_max_events || !opts->queue_max_events ||
+	    !opts->readers || (unsigned)opts->sync > HD_SYNC_OFF) {
+		hd_error_set(err, HD_ECONFIG, "store options: dir, commit_max_events, "
+					      "queue_max_events and readers must be set");
+		goto fail;
+	}
+	s->dir = hd_strdup(opts->dir);
+	s->opts.dir = s->dir;
+	if (!s->opts.policy)
+		s->opts.policy = default_policy;
+	if (snprintf(path, sizeof(path), "%s/herald.db", s->dir) >= (int)sizeof(path)) {
+		hd_error_set(err, HD_ECONFIG, "store directory path is too long");
+		goto fail;
+	}
+	if ((rc = make_dir(s->dir, err)) || (rc = lock_dir(s, err)) ||
+	    (rc = open_writer(s, path, err)) || (rc = open_readers(s, path, err)) ||
+	    (rc = init_sync(s, err)))
+		goto fail;
+
+	hd_topic_cache_init(&s->cache);
+	s->sweep = hd_calloc(HD_STORE_SWEEP_CHUNK, sizeof(*s->sweep));
+	s->ttl_rows = hd_calloc(HD_STORE_MAINT_ROWS, sizeof(*s->ttl_rows));
+	s->next_maint_ms = hd_mono_ms() + s->opts.maintenance_interval_ms;
+	atomic_init(&s->fault_commits, 0);
+
+	if ((rc = pthread_create(&s->thread, NULL, hd_store_writer_main, s)) != 0) {
+		hd_error_set(err, HD_EINTERNAL, "cannot start the store writer: %s", strerror(rc));
+		goto fail;
+	}
+	s->started = true;
+	hd_log_info("store_open dir=%s sync=%d readers=%u", s->dir, (int)s->opts.sync,
+		    s->opts.readers);
+	return s;
+
+fail:
+	s->joined = true;
+	hd_store_free(s);
+	return NULL;
+}
+
+int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
+{
+	size_t n = b->op == HD_STORE_APPEND ? b->n : 1;
+	int rc = 0;
+
+	b->err = 0;
+	b->next = NULL;
+	b->submitted_us = hd_mono_us();
+	pthread_mutex_lock(&s->mu);
+	/* A batch larger than the whole queue could never be accepted; it is
+	 * refused like any other overflow rather than waited for. */
+	if (s->stopping || n > s->opts.queue_max_events ||
+	    s->queued_events > s->opts.queue_max_events - n) {
+		rc = HD_EUNAVAIL;
+		goto out;
+	}
+	if (s->queue_tail)
+		s->queue_tail->next = b;
+	else
+		s->queue_head = b;
+	s->queue_tail = b;
+	s->queued_events += n;
+	pthread_cond_signal(&s->wake);
+out:
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg)
+{
+	struct hd_store_batch *b;
+
+	pthread_mutex_lock(&s->mu);
+	b = s->done_head;
+	s->done_head = s->done_tail = NULL;
+	pthread_mutex_unlock(&s->mu);
+	while (b) {
+		/* cb may free or resubmit the batch: read the link first. */
+		struct hd_store_batch *next = b->next;
+		b->next = NULL;
+		cb(b, arg);
+		b = next;
+	}
+}
+
+void hd_store_stop(struct hd_store *s)
+{
+	if (!s->started || s->joined)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stopping = true;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	s->joined = true;
+
+	/* The writer is gone, so its connection is ours now. Folding the WAL
+	 * back into the database leaves one self-contained file behind; if a
+	 * reader holds a snapshot the checkpoint is partial, which is harmless. */
+	int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		hd_log_warn("store_checkpoint_failed err=\"%s\"", sqlite3_errmsg(s->db));
+	hd_log_info("store_stopped dir=%s", s->dir);
+}
+
+void hd_store_free(struct hd_store *s)
+{
+	if (!s)
+		return;
+	hd_store_stop(s);
+	if (s->readers) {
+		for (unsigned i = 0; i < s->nreaders; i++) {
+			for (int j = 0; j < R__COUNT; j++)
+				sqlite3_finalize(s->readers[i].st[j]);
+			sqlite3_close(s->readers[i].db);
+		}
+	}
+	for (int i = 0; i < W__COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	/* Closed last: the last connection to close checkpoints the WAL and
+	 * removes it. */
+	sqlite3_close(s->db);
+	hd_topic_cache_fini(&s->cache);
+	if (s->sync_ready) {
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->wake);
+		pthread_mutex_destroy(&s->pool_mu);
+		pthread_cond_destroy(&s->pool_cv);
+	}
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s->readers);
+	free(s->free_readers);
+	free(s->slots);
+	free(s->sweep);
+	free(s->ttl_rows);
+	free(s->dir);
+	free(s);
+}
+
+void hd_store_fault_fail_commits(struct hd_store *s, int n)
+{
+	atomic_store(&s->fault_commits, n);
+}

@@ -1,0 +1,219 @@
+/*
+ * store_impl — the private insides of the store, shared by its files:
+ *   store.c      lifecycle: open, submit, drain, stop, free; the queues
+ *   schema.c     connections, pragmas, the on-disk schema and its version
+ *   topic_cache.c the writer's map of topic name → offsets, epoch, policy
+ *   writer.c     the writer thread: group commit of appends and deletes
+ *   retention.c  count retention inside a commit, maintenance rounds
+ *   reader.c     the pool of read connections and the read calls
+ * Layer: store. Nothing outside src/store/ includes this header (the store's
+ * unit test does, for the fault-injection knob).
+ *
+ * Threads: the fields of struct hd_store are grouped by who may touch them;
+ * each group names its lock, or its single thread.
+ */
+#ifndef HD_STORE_IMPL_H
+#define HD_STORE_IMPL_H
+
+#include "store/store.h"
+#include "store/topic_cache.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Rows one maintenance round may delete (events and dedup entries together),
+ * and the most rows count retention removes from one topic inside a publish
+ * commit. Both keep a single transaction short so publishes never wait long
+ * behind housekeeping; whatever is left is taken by the next round. */
+#define HD_STORE_MAINT_ROWS 10000
+/* Topics the maintenance sweep examines per round for age and count limits. */
+#define HD_STORE_SWEEP_TOPICS 1024
+/* Topics in one chunk of the sweep (copied out before they are worked on). */
+#define HD_STORE_SWEEP_CHUNK 256
+/* Topics the writer's cache holds between transactions; past it the cache is
+ * emptied at the start of the next one and refilled from the database. */
+#define HD_STORE_TOPIC_CACHE_MAX 65536
+
+/*
+ * The writer connection's statements, prepared once at open and reused.
+ * X(NAME, sql). Parameters are numbered so each binding names its column.
+ */
+#define HD_WRITER_SQL(X)                                                                   \
+	X(BEGIN, "BEGIN IMMEDIATE")                                                        \
+	X(COMMIT, "COMMIT")                                                                \
+	X(ROLLBACK, "ROLLBACK")                                                            \
+	X(TOPIC_GET, "SELECT id, epoch, last_offset, low_offset FROM topics WHERE name=?1") \
+	X(TOPIC_NEW, "INSERT INTO topics(name, epoch, created_ms, last_offset, low_offset," \
+		     " count, bytes) VALUES(?1, ?2, ?3, 0, 1, 0, 0)")                     \
+	X(TOPIC_UPDATE, "UPDATE topics SET last_offset=?2, low_offset=?3,"                \
+			" count=count+?4, bytes=bytes+?5 WHERE id=?1 RETURNING count")    \
+	X(TOPIC_RETAIN, "UPDATE topics SET low_offset=max(low_offset, ?2),"               \
+			" count=count-?3, bytes=bytes-?4 WHERE id=?1")                    \
+	X(TOPIC_DEL, "DELETE FROM topics WHERE id=?1")                                     \
+	X(TOPIC_COUNT, "SELECT count(*) FROM topics")                                      \
+	X(EVENT_INS, "INSERT INTO events(topic_id, offset, time_ms, expires_ms, json)"     \
+		     " VALUES(?1, ?2, ?3, ?4, ?5)")                                       \
+	X(EVENTS_DEL_TOPIC, "DELETE FROM events WHERE topic_id=?1")                        \
+	X(DEDUP_PUT, "INSERT INTO dedup(topic_id, source, id, offset, expires_ms)"         \
+		     " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(topic_id, source, id)"      \
+		     " DO UPDATE SET offset=excluded.offset, expires_ms=excluded.expires_ms" \
+		     " WHERE dedup.expires_ms <= ?6")                                     \
+	X(DEDUP_GET, "SELECT offset FROM dedup WHERE topic_id=?1 AND source=?2 AND id=?3") \
+	X(DEDUP_DEL_TOPIC, "DELETE FROM dedup WHERE topic_id=?1")                          \
+	X(TRIM_SCAN, "SELECT offset, time_ms, length(json) FROM events WHERE topic_id=?1"  \
+		     " ORDER BY offset LIMIT ?2")                                         \
+	X(TRIM_DEL, "DELETE FROM events WHERE topic_id=?1 AND offset<=?2")                 \
+	X(TTL_DEL, "DELETE FROM events WHERE (topic_id, offset) IN (SELECT topic_id, offset" \
+		   " FROM events WHERE expires_ms > 0 AND expires_ms <= ?1 LIMIT ?2)"      \
+		   " RETURNING topic_id, length(json)")                                   \
+	X(DEDUP_EXPIRE, "DELETE FROM dedup WHERE (topic_id, source, id) IN (SELECT"       \
+			" topic_id, source, id FROM dedup WHERE expires_ms <= ?1 LIMIT ?2)") \
+	X(SWEEP, "SELECT id, name, count FROM topics WHERE id > ?1 ORDER BY id LIMIT ?2")
+
+enum hd_writer_stmt {
+#define HD_W_ENUM(name, sql) W_##name,
+	HD_WRITER_SQL(HD_W_ENUM)
+#undef HD_W_ENUM
+	W__COUNT
+};
+
+/* A read connection's statements; each read runs them inside BEGIN … COMMIT
+ * so the topic row and its events come from one snapshot. */
+#define HD_READER_SQL(X)                                                                   \
+	X(BEGIN, "BEGIN")                                                                  \
+	X(COMMIT, "COMMIT")                                                                \
+	X(TOPIC, "SELECT id, epoch, last_offset, low_offset, count, bytes, created_ms"     \
+		 " FROM topics WHERE name=?1")                                             \
+	X(EVENTS, "SELECT offset, time_ms, expires_ms, json FROM events WHERE topic_id=?1" \
+		  " AND offset>?2 AND (expires_ms=0 OR expires_ms>?3) AND time_ms>?4"      \
+		  " ORDER BY offset LIMIT ?5")                                             \
+	X(FIRST, "SELECT min(offset) FROM events WHERE topic_id=?1")                       \
+	X(LIST, "SELECT t.name, t.epoch, t.created_ms, t.last_offset, t.count, t.bytes,"   \
+		" (SELECT min(e.offset) FROM events e WHERE e.topic_id=t.id)"              \
+		" FROM topics t WHERE t.name >= ?1 AND t.name <> ?2 ORDER BY t.name")
+
+enum hd_reader_stmt {
+#define HD_R_ENUM(name, sql) R_##name,
+	HD_READER_SQL(HD_R_ENUM)
+#undef HD_R_ENUM
+	R__COUNT
+};
+
+struct hd_store_reader {
+	sqlite3 *db;
+	sqlite3_stmt *st[R__COUNT];
+};
+
+/* Counts of one transaction, added to the metrics only once it commits. */
+struct hd_store_tally {
+	uint64_t events;     /* events applied (stored or assigned an offset) */
+	uint64_t publishes;
+	uint64_t bytes;
+	uint64_t duplicates;
+	uint64_t expired;    /* removed by TTL or retention */
+	int64_t topics;      /* topics created minus topics deleted */
+};
+
+/* One topic of the maintenance sweep, copied out of the topics table. */
+struct hd_sweep_topic {
+	int64_t id;
+	uint64_t count;
+	char name[HD_TOPIC_NAME_MAX + 1];
+};
+
+/* One row the TTL pass removed: which topic, how many JSON bytes. */
+struct hd_ttl_row {
+	int64_t topic_id;
+	uint64_t bytes;
+};
+
+struct hd_store {
+	struct hd_store_opts opts; /* a copy; opts.dir points to dir */
+	char *dir;                 /* owned */
+	int lock_fd;               /* flock on <dir>/herald.lock: one process per store */
+
+	/* Guarded by mu: the queue of submitted batches, the done list and the
+	 * stop flag. The writer waits on wake for work, a stop or its timer. */
+	pthread_mutex_t mu;
+	pthread_cond_t wake;
+	struct hd_store_batch *queue_head, *queue_tail;
+	struct hd_store_batch *done_head, *done_tail;
+	size_t queued_events;      /* submitted and not yet committed */
+	bool stopping;
+	bool sync_ready;           /* mu, wake and pool_mu were initialised */
+
+	/* Owner thread only. */
+	pthread_t thread;
+	bool started;              /* the writer thread was created */
+	bool joined;
+
+	/* Writer thread only (and the owner before start and after join). */
+	sqlite3 *db;
+	sqlite3_stmt *st[W__COUNT];
+	struct hd_topic_cache cache;
+	uint64_t txn;                  /* number of the current transaction */
+	struct hd_store_topic *touched; /* entries touched by this transaction */
+	struct hd_store_topic **slots; /* per item of a group: its topic, or NULL */
+	size_t slots_cap;
+	struct hd_store_tally tally;
+	char fail_msg[160];            /* the first error of a failing transaction */
+	long long fail_log_ms;         /* rate limit of the failure log line */
+	int64_t sweep_cursor;          /* last topic id the sweep examined */
+	struct hd_sweep_topic *sweep;  /* HD_STORE_SWEEP_CHUNK entries */
+	struct hd_ttl_row *ttl_rows;   /* HD_STORE_MAINT_ROWS entries */
+	uint64_t next_maint_ms;        /* hd_mono_ms deadline of the next round */
+
+	/* Fault injection for tests: the next n group commits fail as if COMMIT
+	 * had returned SQLITE_FULL, exercising the whole rollback path. */
+	atomic_int fault_commits;
+
+	/* The reader pool: pool_mu guards the free list; borrowers wait on
+	 * pool_cv. A borrowed connection belongs to its borrower alone. */
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cv;
+	struct hd_store_reader *readers; /* owned, nreaders */
+	unsigned nreaders;
+	unsigned *free_readers;          /* owned stack of indices into readers */
+	unsigned nfree;
+};
+
+/* schema.c */
+/* Opens <dir>/herald.db, applies the connection pragmas and, for the
+ * writer, creates or checks the schema. Returns 0 or HD_ESTORE with err
+ * filled; *out is NULL on failure. Owner thread, at open. */
+int hd_store_schema_open(const char *path, bool writer, enum hd_store_sync sync, sqlite3 **out,
+			 struct hd_error *err);
+/* Prepares sql as a persistent statement. Returns 0 or HD_ESTORE with err
+ * filled. */
+int hd_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, struct hd_error *err);
+
+/* writer.c */
+/* The writer thread's body; arg is the store. */
+void *hd_store_writer_main(void *arg);
+/* Records the first failure of the current transaction for its one log
+ * line; returns HD_ESTORE so callers can `return hd_store_fail(...)`. */
+int hd_store_fail(struct hd_store *s, const char *what, int rc);
+/* Steps writer statement i (already bound) to its end and resets it.
+ * Returns 0 or HD_ESTORE (through hd_store_fail, naming `what`). */
+int hd_store_exec(struct hd_store *s, enum hd_writer_stmt i, const char *what);
+/* Ends a failed transaction: rolls back whatever SQLite has not already
+ * rolled back and logs the failure, at most once a second. */
+void hd_store_abort(struct hd_store *s, const char *what);
+
+/* retention.c */
+/* Removes up to max_rows of a topic's oldest events, stopping at the first
+ * whose time_ms is above cutoff_ms (INT64_MAX: no age limit), and updates
+ * the topic row. Sets *removed and raises *low past the last one removed.
+ * Writer thread, inside a transaction. Returns 0 or HD_ESTORE. */
+int hd_store_trim(struct hd_store *s, int64_t topic_id, uint64_t max_rows, int64_t cutoff_ms,
+		  uint64_t *low, uint64_t *removed);
+/* One maintenance round in its own transaction. Writer thread. */
+void hd_store_maintain(struct hd_store *s);
+
+/* Test hook: makes the next n group commits fail (see fault_commits). */
+void hd_store_fault_fail_commits(struct hd_store *s, int n);
+
+#endif
