@@ -3,10 +3,11 @@
  * (head + i) % cap holds the i-th oldest entry, whose offset is
  * first + i, because pushes that would break the run clear it first.
  *
- * Ownership: hd_ring_push takes the caller's reference to ev->json (it does
- * not add one); eviction and clearing drop it. An entry whose JSON alone is
- * larger than max_bytes is not kept at all (its reference is dropped and
- * the ring is left empty), so the ring never holds more than max_bytes.
+ * Ownership: hd_ring_push borrows ev and takes a reference of its own to
+ * ev->json (the caller keeps, and later drops, its own); eviction and
+ * clearing drop the ring's. An entry whose JSON alone is larger than
+ * max_bytes is not kept at all (the ring is left empty rather than holding
+ * a hole), so the ring never holds more than max_bytes.
  */
 #include "store/ring.h"
 #include "core/alloc.h"
@@ -69,12 +70,13 @@ void hd_ring_push(struct hd_ring *r, const struct hd_stored_event *ev)
 		/* Keeping it would break a limit; evicting everything else
 		 * would not help, and a ring with a hole is not allowed. */
 		hd_ring_clear(r);
-		hd_rcbuf_unref(ev->json);
 		return;
 	}
 	while (r->count && (r->count == r->cap || r->bytes + len > r->max_bytes))
 		drop_oldest(r);
 	r->slots[(r->head + r->count) % r->cap] = *ev;
+	if (ev->json)
+		hd_rcbuf_ref(ev->json);
 	r->count++;
 	r->bytes += len;
 }

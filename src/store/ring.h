@@ -29,7 +29,8 @@ void hd_ring_init(struct hd_ring *r, size_t cap, size_t max_bytes);
 void hd_ring_fini(struct hd_ring *r);
 /* Drops every entry, keeps the slots (a topic was deleted). */
 void hd_ring_clear(struct hd_ring *r);
-/* Appends ev (its json reference is taken). ev->offset must be greater than
+/* Appends ev. Borrows ev; the ring takes a reference of its own to ev->json.
+ * An entry larger than max_bytes is not kept. ev->offset must be greater than
  * the last entry's; if it is not last + 1 the ring is cleared first so it
  * stays contiguous. */
 void hd_ring_push(struct hd_ring *r, const struct hd_stored_event *ev);

@@ -26,8 +26,14 @@
 
 #define SCHEMA_VERSION "1"
 
-/* The writer keeps ~32 MiB of pages, each reader ~8 MiB (negative = KiB). */
-#define WRITER_CACHE_KIB 32768
+/* 8 KiB pages for a new database: measured on small (~200-byte) events,
+ * they commit large batches 20-30% faster than 4 KiB pages at about the
+ * same cost for the small fsync'd commits of concurrent single publishes.
+ * An existing database keeps the page size it was created with. */
+#define PAGE_SIZE 8192
+/* Page cache per connection in KiB. A bigger writer cache measured no
+ * faster: the OS page cache already holds the hot pages. */
+#define WRITER_CACHE_KIB 16384
 #define READER_CACHE_KIB 8192
 /* Checkpoint the WAL back into the database every ~16 MiB of frames, and cut
  * the file back to 64 MiB afterwards so one burst does not keep a huge WAL. */
@@ -121,6 +127,11 @@ static int setup_writer(sqlite3 *db, enum hd_store_sync sync, struct hd_error *e
 	char sql[256];
 	int rc;
 
+	/* Only takes effect while the file is still empty (before WAL mode
+	 * is set); later it is a harmless no-op. */
+	snprintf(sql, sizeof(sql), "PRAGMA page_size=%d", PAGE_SIZE);
+	if ((rc = exec(db, sql, err)))
+		return rc;
 	if ((rc = query_text(db, "PRAGMA journal_mode=WAL", v, sizeof(v), err)))
 		return rc;
 	if (strcmp(v, "wal") != 0)

@@ -133,12 +133,23 @@ static int init_sync(struct hd_store *s, struct hd_error *err)
 	return 0;
 }
 
+/* SQLite's memory statistics take a process-wide mutex on every allocation
+ * it makes; herald never reads them. This must run before SQLite
+ * initialises, and the store is herald's only user of SQLite; if SQLite
+ * was initialised already the call fails harmlessly. */
+static void configure_sqlite(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error *err)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct hd_store *s = hd_calloc(1, sizeof(*s));
 	char path[PATH_MAX];
 	int rc;
 
+	pthread_once(&once, configure_sqlite);
 	s->lock_fd = -1;
 	s->opts = *opts;
 	if (!opts->dir || !opts->commit_max_events || !opts->queue_max_events ||
@@ -171,6 +182,7 @@ struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error
 		goto fail;
 	}
 	s->started = true;
+	pthread_setname_np(s->thread, "hd-store-writer");
 	hd_log_info("store_open dir=%s sync=%d readers=%u", s->dir, (int)s->opts.sync,
 		    s->opts.readers);
 	return s;
@@ -186,9 +198,6 @@ int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
 	size_t n = b->op == HD_STORE_APPEND ? b->n : 1;
 	int rc = 0;
 
-	b->err = 0;
-	b->next = NULL;
-	b->submitted_us = hd_mono_us();
 	pthread_mutex_lock(&s->mu);
 	/* A batch larger than the whole queue could never be accepted; it is
 	 * refused like any other overflow rather than waited for. */
@@ -197,6 +206,11 @@ int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
 		rc = HD_EUNAVAIL;
 		goto out;
 	}
+	/* A refused batch is left untouched: it may still be linked in the
+	 * done list if the caller resubmits before draining. */
+	b->err = 0;
+	b->next = NULL;
+	b->submitted_us = hd_mono_us();
 	if (s->queue_tail)
 		s->queue_tail->next = b;
 	else

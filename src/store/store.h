@@ -27,6 +27,8 @@
  *   events(topic_id, offset, time_ms, expires_ms, json BLOB,
  *          PRIMARY KEY(topic_id, offset)) WITHOUT ROWID
  *   dedup(topic_id, source, id, offset, expires_ms, PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID
+ *   INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0   -- TTL sweep
+ *   INDEX dedup_expiry ON dedup(expires_ms)                          -- dedup window sweep
  * Offsets are dense per topic from 1 and never reused while the topic
  * exists; deleting a topic removes its rows, and a topic of the same name
  * created later gets a new random epoch and starts again at 1.
@@ -88,7 +90,7 @@ struct hd_store_item {
 	int64_t time_ms;         /* store time (now) */
 	int64_t expires_ms;      /* 0 = never */
 	/* Results, set by the writer thread: */
-	int err;                 /* 0, or HD_ESTORE / HD_EBADTOPIC */
+	int err;                 /* 0, or HD_ESTORE / HD_EBADTOPIC / HD_EBADEVENT */
 	bool duplicate;          /* an event with this (source, id) is inside the dedup window */
 	struct hd_stored_event stored; /* offset (the original's for a duplicate);
 					  json returns owned, NULL for duplicates and errors */

@@ -40,7 +40,7 @@ class Herald:
         self.config = config
         self.proc = None
         self.port = None
-        self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
+        self.log_path = self.data_dir + ".log"
         self.session = requests.Session()
 
     @property

@@ -18,6 +18,8 @@
 
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,7 +45,7 @@ static struct {
 } H = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* Namespaces: "nohist:" keeps no history, "cap:" keeps 3 events, "age:"
- * keeps 2 s, "dd:" dedups within 1 s; anything else keeps everything. */
+ * keeps 60 s, "dd:" dedups within 1 s; anything else keeps everything. */
 static void policy(void *arg, const char *topic, struct hd_topic_policy *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -51,7 +53,7 @@ static void policy(void *arg, const char *topic, struct hd_topic_policy *out)
 	if (strncmp(topic, "cap:", 4) == 0)
 		out->max_count = 3;
 	if (strncmp(topic, "age:", 4) == 0)
-		out->max_age_ms = 2000;
+		out->max_age_ms = 60000;
 	if (strncmp(topic, "dd:", 3) == 0)
 		out->dedup_window_ms = 1000;
 }
@@ -580,7 +582,7 @@ static void test_age_retention(void **state)
 	reopen();
 	for (int i = 0; i < 5; i++) {
 		it[i] = item("age:a", "{}");
-		it[i].time_ms = i < 3 ? now - 10000 : now;
+		it[i].time_ms = i < 3 ? now - 120000 : now;
 	}
 	struct hd_store_batch b = batch(it, 5);
 	run(&b);
@@ -788,7 +790,9 @@ static void test_stop_drains_queue(void **state)
 		assert_int_equal(hd_store_submit(H.s, &b[i]), 0);
 	release_writer();
 	hd_store_stop(H.s);
-	assert_int_equal(hd_store_submit(H.s, &b[0]), HD_EUNAVAIL);
+	struct hd_store_item late = item("s1", "{}");
+	struct hd_store_batch lb = batch(&late, 1);
+	assert_int_equal(hd_store_submit(H.s, &lb), HD_EUNAVAIL);
 	hd_store_drain(H.s, count_cb, &got);
 	assert_int_equal(got, N);
 	for (int i = 0; i < N; i++) {
@@ -1041,6 +1045,113 @@ static void test_concurrent_readers(void **state)
 	}
 }
 
+/* Runs a one-row query on a separate connection and returns column 0. */
+static void query_text(const char *sql, char *out, size_t len)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/herald.db", H.dir);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void test_on_disk_format(void **state)
+{
+	char v[64];
+	append1("fmt", "{}");
+	query_text("PRAGMA journal_mode", v, sizeof(v));
+	assert_string_equal(v, "wal");
+	query_text("PRAGMA page_size", v, sizeof(v));
+	assert_string_equal(v, "8192");
+	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
+	assert_string_equal(v, "1");
+	query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
+		   " WHERE name NOT LIKE 'sqlite_%' ORDER BY name)",
+		   v, sizeof(v));
+	assert_string_equal(v, "dedup,dedup_expiry,events,events_expiry,meta,topics");
+	query_text("SELECT name || ' ' || last_offset || ' ' || low_offset || ' ' || count"
+		   " FROM topics",
+		   v, sizeof(v));
+	assert_string_equal(v, "fmt 1 1 1");
+	query_text("SELECT json FROM events", v, sizeof(v));
+	assert_string_equal(v, "{\"topic\":\"fmt\",\"offset\":1}");
+}
+
+/* The child of test_kill9: publishes batches of 10 with synchronous=FULL
+ * and writes the last acknowledged offset to fd after each one, forever. */
+static void kill9_child(int fd)
+{
+	struct hd_store_item it[10];
+	struct hd_store_batch b;
+	H.opts.sync = HD_SYNC_FULL;
+	open_store();
+	for (;;) {
+		for (int i = 0; i < 10; i++)
+			it[i] = item("k", "{\"payload\":\"durable\"}");
+		b = batch(it, 10);
+		run(&b);
+		for (int i = 0; i < 10; i++)
+			if (it[i].err)
+				_exit(3);
+		uint64_t acked = it[9].stored.offset;
+		free_results(it, 10);
+		if (write(fd, &acked, sizeof(acked)) != sizeof(acked))
+			_exit(2);
+	}
+}
+
+/* Guarantee 1 at the store's level: kill -9 in the middle of a stream of
+ * commits loses no acknowledged event and leaves offsets dense. */
+static void test_kill9_loses_nothing_acknowledged(void **state)
+{
+	int fds[2];
+	uint64_t acked = 0, v;
+	pid_t pid;
+
+	close_store(); /* the child takes the directory's lock */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		kill9_child(fds[1]);
+	}
+	close(fds[1]);
+	/* Let it acknowledge a few hundred events, then kill it mid-flight. */
+	while (acked < 300 && read(fds[0], &v, sizeof(v)) == sizeof(v))
+		acked = v;
+	assert_true(acked >= 300);
+	kill(pid, SIGKILL);
+	while (read(fds[0], &v, sizeof(v)) == sizeof(v))
+		acked = v;
+	close(fds[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+
+	open_store();
+	struct hd_store_read r;
+	read_topic("k", 0, 1000000, &r);
+	assert_true(r.exists);
+	assert_true(r.last >= acked);
+	assert_int_equal(r.n, r.last);
+	for (size_t i = 0; i < r.n; i++) {
+		char want[64];
+		snprintf(want, sizeof(want), "{\"payload\":\"durable\",\"topic\":\"k\",\"offset\":%zu}",
+			 i + 1);
+		assert_int_equal(r.events[i].offset, i + 1);
+		assert_json(r.events[i].json, want);
+	}
+	hd_store_read_fini(&r);
+	/* And the writer goes on from there. */
+	assert_int_equal(append1("k", "{}"), r.last + 1);
+}
+
 int main(void)
 {
 	hd_log_min = HD_LOG_OFF; /* the failure tests log on purpose */
@@ -1064,6 +1175,8 @@ int main(void)
 		T(test_commit_failure_rolls_back),
 		T(test_group_commit_metrics),
 		T(test_concurrent_readers),
+		T(test_on_disk_format),
+		T(test_kill9_loses_nothing_acknowledged),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
