@@ -247,7 +247,7 @@ struct ns_setting {
 	size_t ns;
 	const struct opt *opt;
 	char value[256];
-	char where[160];
+	char where[1200];
 };
 
 struct file_state {
@@ -281,7 +281,7 @@ static int file_line(struct hd_config *cfg, struct file_state *st, char *s, cons
 {
 	if (*s == '[') {
 		char *close = strchr(s, ']');
-		size_t idx;
+		size_t idx = 0;
 		if (!close || close[1] != '\0' || strncmp(s, "[namespace ", 11) != 0)
 			return hd_error_set(err, HD_ECONFIG, "%s: expected [namespace NAME]", where);
 		*close = '\0';

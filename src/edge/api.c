@@ -388,7 +388,7 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 {
 	struct hd_hub *hub = arg;
 	struct hd_error err = {0};
-	char topic[HD_TOPIC_NAME_LEN_MAX + 2];
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 	const char *path = req->path, *prefix = "/v1/topics";
 	size_t plen = strlen(prefix);
 	int m = req->method;

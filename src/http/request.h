@@ -80,6 +80,7 @@ struct hd_request_parser {
 	size_t nspans, spans_cap;
 	const char *path, *query;       /* borrowed from head (or static) */
 	size_t path_len;
+	bool too_many;           /* more than max_headers fields: 431 when the head ends */
 	bool expect_continue;
 	bool keep_alive;
 };

@@ -16,13 +16,19 @@
  *
  * Each connection has one timer whose meaning follows the state: HEAD →
  * header_timeout_ms (408), BODY → idle_timeout_ms without progress (408),
- * IDLE → idle_timeout_ms (silent close), LINGER → LINGER_MS (close), none
- * while the handler runs.
+ * IDLE → idle_timeout_ms (silent close), LINGER → idle_timeout_ms until the
+ * output is written, then LINGER_MS (close), none while the handler runs.
+ * Whatever the state, a timer that fires while a write is still pending
+ * means the client stopped reading: the connection is closed. So a response
+ * must be written within idle_timeout_ms of being queued.
  *
- * Input is read into a fixed per-connection buffer of READ_BUF_SIZE bytes
- * and fed to the parser (request.h), which copies what it keeps. While a
- * request is in the handler nothing more is parsed; bytes keep arriving
- * into the buffer until it is full, then reading stops (backpressure).
+ * Input is read into a per-connection buffer of READ_BUF_SIZE bytes and fed
+ * to the parser (request.h), which copies what it keeps. While a request is
+ * in the handler nothing more is parsed; bytes keep arriving into the
+ * buffer until it is full, then reading stops (backpressure). A connection
+ * that goes idle with nothing buffered hands its read buffer back to a
+ * small pool on the server, so idle keep-alive connections hold no input
+ * memory and busy ones do not allocate per request.
  *
  * Output (the write path, in one place so that streaming responses can be
  * added by a sibling module): responses are appended to one of two
@@ -52,6 +58,7 @@
 #include "http/request.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +68,8 @@
 #define OUT_HIGH_WATER (64 * 1024)              /* pause parsing while this much waits */
 #define RESPONSE_MAX (64 * 1024 * 1024)         /* one response; our handlers stay far below */
 #define OUT_MAX (OUT_HIGH_WATER + RESPONSE_MAX) /* ceiling of each output buffer */
-#define OUT_KEEP_MAX (64 * 1024)                /* bigger output buffers are freed once written */
+#define OUT_KEEP_MAX (16 * 1024)                /* bigger output buffers are freed once written */
+#define SPARE_MAX 64                            /* idle read buffers kept for reuse */
 #define ERROR_BODY_MAX 2048                     /* a JSON error body */
 #define LINGER_MS 2000                          /* drain time after the last response */
 #define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
@@ -84,7 +92,7 @@ struct conn {
 	enum conn_state state;
 	int handles; /* libuv handles whose close callback has not run */
 
-	char *in; /* owned: READ_BUF_SIZE bytes, allocated at the first read */
+	char *in; /* owned: READ_BUF_SIZE bytes while input is expected, else NULL */
 	size_t in_start, in_len;
 	size_t drained; /* bytes dropped while lingering */
 	struct hd_request_parser parser;
@@ -122,9 +130,12 @@ struct hd_http_server {
 	time_t date_at;
 	char date[64];
 	long long warn_ms;
+	char *spare[SPARE_MAX]; /* owned: read buffers not in use */
+	size_t nspare;
 };
 
 static void conn_pump(struct conn *c);
+static void arm(struct conn *c, uint64_t ms);
 
 void hd_http_limits_default(struct hd_http_limits *lim)
 {
@@ -165,6 +176,37 @@ static void out_reset(struct out *o)
 	hd_buf_reset(&o->buf);
 }
 
+/* Appends each string up to a NULL; returns 0 or HD_ETOOBIG. Cheaper than
+ * hd_buf_printf on the path every response takes. */
+static int put_strs(struct hd_buf *b, ...)
+{
+	const char *str;
+	va_list ap;
+	int rc = 0;
+
+	va_start(ap, b);
+	while (rc == 0 && (str = va_arg(ap, const char *)))
+		rc = hd_buf_puts(b, str);
+	va_end(ap);
+	return rc;
+}
+
+/* Writes v in decimal into out (at least 21 bytes); returns out. */
+static const char *decimal(size_t v, char *out)
+{
+	char tmp[21];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	out[n] = '\0';
+	return out;
+}
+
 /*
  * Appends one response to the output. Returns 0, or HD_ETOOBIG with the
  * output unchanged. Statuses that have no body get no Content-Length.
@@ -175,14 +217,16 @@ static int put_response(struct conn *c, int status, const char *ctype, const cha
 	struct hd_buf *b = &c->out[c->fill].buf;
 	size_t mark = b->len;
 	bool bodiless = status < 200 || status == 204 || status == 304;
+	char num[24];
 	int rc;
 
-	rc = hd_buf_printf(b, "HTTP/1.1 %d %s\r\nServer: herald\r\nDate: %s\r\n", status,
-			   http_status_str((enum http_status)status), server_date(c->srv));
+	rc = put_strs(b, "HTTP/1.1 ", decimal((size_t)status, num), " ",
+		      http_status_str((enum http_status)status), "\r\nServer: herald\r\nDate: ",
+		      server_date(c->srv), "\r\n", NULL);
 	if (!rc && ctype)
-		rc = hd_buf_printf(b, "Content-Type: %s\r\n", ctype);
+		rc = put_strs(b, "Content-Type: ", ctype, "\r\n", NULL);
 	if (!rc && !bodiless)
-		rc = hd_buf_printf(b, "Content-Length: %zu\r\n", len);
+		rc = put_strs(b, "Content-Length: ", decimal(len, num), "\r\n", NULL);
 	if (!rc)
 		rc = hd_buf_puts(b, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
 	if (!rc && extra)
@@ -291,11 +335,34 @@ static void conn_written(struct conn *c)
 	if (c->shut)
 		return;
 	c->shut = true;
-	if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown))
+	if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown)) {
 		conn_close(c);
+		return;
+	}
+	arm(c, LINGER_MS);
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */
+
+static char *inbuf_get(struct hd_http_server *s)
+{
+	return s->nspare > 0 ? s->spare[--s->nspare] : hd_malloc(READ_BUF_SIZE);
+}
+
+/* Gives the read buffer back when it holds nothing. */
+static void inbuf_release(struct conn *c)
+{
+	struct hd_http_server *s = c->srv;
+
+	if (!c->in || c->in_len > 0)
+		return;
+	if (s->nspare < SPARE_MAX)
+		s->spare[s->nspare++] = c->in;
+	else
+		free(c->in);
+	c->in = NULL;
+	c->in_start = 0;
+}
 
 static void maybe_done(struct hd_http_server *s)
 {
@@ -322,7 +389,8 @@ static void conn_maybe_free(struct conn *c)
 	hd_request_fini(&c->parser);
 	hd_buf_fini(&c->out[0].buf);
 	hd_buf_fini(&c->out[1].buf);
-	free(c->in);
+	c->in_len = 0;
+	inbuf_release(c);
 	free(c);
 	s->nlive--;
 	maybe_done(s);
@@ -352,15 +420,13 @@ static void conn_close(struct conn *c)
 	uv_close((uv_handle_t *)&c->tcp, on_handle_close);
 }
 
-/* Starts the state's timer; a limit of 0 means no timer. */
-static void arm(struct conn *c, uint64_t ms);
-
-/* Closes after the output queued so far (see LINGER above). */
+/* Closes after the output queued so far (see LINGER above). Until it is
+ * written, the idle limit guards against a client that stopped reading. */
 static void conn_end(struct conn *c)
 {
 	c->state = ST_LINGER;
 	c->in_start = c->in_len = 0;
-	arm(c, LINGER_MS);
+	arm(c, c->srv->lim.idle_timeout_ms);
 }
 
 /* Queues the answer to a request the server refuses itself, then ends. */
@@ -393,6 +459,13 @@ static void on_timer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 
+	if (c->writing) {
+		/* The client stopped reading its responses; a 408 would not
+		 * get through either. */
+		hd_log_debug("http_stalled remote=%s", c->remote);
+		conn_close(c);
+		return;
+	}
 	switch (c->state) {
 	case ST_HEAD:
 	case ST_BODY:
@@ -408,6 +481,7 @@ static void on_timer(uv_timer_t *t)
 	}
 }
 
+/* Starts the state's timer; a limit of 0 means no timer. */
 static void arm(struct conn *c, uint64_t ms)
 {
 	if (c->closing)
@@ -425,7 +499,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct conn *c = h->data;
 
 	if (!c->in)
-		c->in = hd_malloc(READ_BUF_SIZE);
+		c->in = inbuf_get(c->srv);
 	if (c->in_start > 0) {
 		memmove(c->in, c->in + c->in_start, c->in_len);
 		c->in_start = 0;
@@ -490,6 +564,7 @@ static void conn_next(struct conn *c)
 	} else {
 		c->state = ST_IDLE;
 		arm(c, c->srv->lim.idle_timeout_ms);
+		inbuf_release(c);
 	}
 }
 
@@ -507,6 +582,7 @@ static void dispatch(struct conn *c)
 	c->in_flight = true;
 	c->continued = false;
 	uv_timer_stop(&c->timer);
+	inbuf_release(c); /* a long-poll may hold the request for long */
 	hd_metrics_inc(HD_M_http_requests_total);
 	s->handler(req, s->arg);
 }
@@ -549,13 +625,18 @@ static bool parse_one(struct conn *c)
 	return true;
 }
 
+static bool output_blocked(const struct conn *c)
+{
+	return c->writing && c->out[c->fill].buf.len >= OUT_HIGH_WATER;
+}
+
 static bool can_parse(const struct conn *c)
 {
 	if (c->closing || c->in_len == 0)
 		return false;
 	if (c->state != ST_IDLE && c->state != ST_HEAD && c->state != ST_BODY)
 		return false;
-	return !(c->writing && c->out[c->fill].buf.len >= OUT_HIGH_WATER);
+	return !output_blocked(c);
 }
 
 static void conn_pump(struct conn *c)
@@ -568,6 +649,10 @@ static void conn_pump(struct conn *c)
 	c->dispatching = false;
 	if (c->closing)
 		return;
+	/* Requests that wait for the client to read its responses are not
+	 * slow headers: the idle limit applies to them. */
+	if (c->state == ST_HEAD && c->in_len > 0 && output_blocked(c))
+		arm(c, c->srv->lim.idle_timeout_ms);
 	/* A client that sent FIN with no complete request left is done. */
 	if (c->eof && c->in_len == 0 && c->state != ST_HANDLER && c->state != ST_LINGER)
 		conn_end(c);
@@ -797,5 +882,7 @@ void hd_http_server_free(struct hd_http_server *s)
 	if (!s)
 		return;
 	assert(s->nlive == 0 && s->listener_closed);
+	while (s->nspare > 0)
+		free(s->spare[--s->nspare]);
 	free(s);
 }

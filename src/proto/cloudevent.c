@@ -17,10 +17,9 @@
  * How the body becomes data (binary and raw): a JSON media type (any type
  * with the subtype "json" or a "+json" suffix) embeds the body as a JSON
  * value, minified, and the body must then be JSON; a textual one (type
- * "text", any charset parameter, or
- * application/x-www-form-urlencoded) makes a JSON string when the body is
- * valid UTF-8; everything else, and text that is not UTF-8, becomes
- * data_base64. An empty body means no data.
+ * "text", any charset parameter, or application/x-www-form-urlencoded)
+ * makes a JSON string when the body is valid UTF-8; everything else, and
+ * text that is not UTF-8, becomes data_base64. An empty body is no data.
  *
  * Attribute values with null are unset (CloudEvents JSON format) and are
  * not stored; `data` is not an attribute, so "data":null is kept as is.
@@ -39,6 +38,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #define CE_MEMBERS_MAX 128      /* members of one event object, ce- headers of one request */
@@ -66,7 +66,7 @@ struct ctx {
 	const struct hd_header *idem; /* Idempotency-Key */
 	int64_t header_ttl_s;         /* Herald-TTL; 0 when absent */
 	unsigned ce_required;         /* CE_HAS_* bits */
-	const char *ce_first;         /* name of the first ce- header, NULL if none */
+	bool ce_any;                  /* any ce- header at all */
 };
 
 /* What the attribute validators learnt about one event. */
@@ -93,7 +93,8 @@ struct text {
 	char small[CE_SMALL];
 };
 
-enum kind { K_STRING, K_INTEGER, K_NUMBER, K_BOOL, K_NULL, K_OBJECT, K_ARRAY };
+/* The kinds of non-null attribute values (null is handled before). */
+enum kind { K_STRING, K_INTEGER, K_NUMBER, K_BOOL, K_OBJECT, K_ARRAY };
 
 /* An attribute value: a decoded string, or a number's token. */
 struct value {
@@ -140,14 +141,17 @@ static void text_fini(struct text *t)
 }
 
 /*
- * Copies s[0, n) into dst for an error message: at most 32 bytes, cut on a
+ * Copies s[0, n) into dst for an error message: at most 64 bytes, cut on a
  * UTF-8 boundary with "..." appended, bytes below 0x20, DEL, quotes and
  * backslashes replaced with '?', so a hostile name cannot garble the
  * message.
  */
-static const char *show(char dst[48], const char *s, size_t n)
+#define SHOW_MAX 64
+#define SHOW_SIZE (SHOW_MAX + 4)
+
+static const char *show(char dst[SHOW_SIZE], const char *s, size_t n)
 {
-	size_t k = n > 32 ? 32 : n, o = 0;
+	size_t k = n > SHOW_MAX ? SHOW_MAX : n, o = 0;
 
 	if (k < n)
 		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
@@ -177,7 +181,7 @@ static bool valid_name(const char *s, size_t n)
 
 static int bad_name(const char *s, size_t n, struct hd_error *err)
 {
-	char shown[48];
+	char shown[SHOW_SIZE];
 	return hd_error_set(err, HD_EBADEVENT,
 			    "attribute name '%s' must be 1-20 lower-case letters or digits",
 			    show(shown, s, n));
@@ -249,17 +253,11 @@ static bool int32_token(const char *s, size_t n)
 	return neg || v <= 2147483647;
 }
 
-static const signed char b64val[256] = {
-	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
-	['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15,
-	['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22,
-	['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29,
-	['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,
-	['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42, ['q'] = 43,
-	['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49, ['x'] = 50,
-	['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56, ['4'] = 57,
-	['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
-}; /* the digit's value plus one; 0 for bytes outside the alphabet */
+static bool base64_digit(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '+' || c == '/';
+}
 
 /* Standard base64 (RFC 4648 section 4) with its padding. */
 static bool base64_valid(const char *s, size_t n)
@@ -271,7 +269,7 @@ static bool base64_valid(const char *s, size_t n)
 	if (n && s[n - 1] == '=')
 		pad = s[n - 2] == '=' ? 2 : 1;
 	for (size_t i = 0; i < n - pad; i++)
-		if (!b64val[(unsigned char)s[i]])
+		if (!base64_digit((unsigned char)s[i]))
 			return false;
 	return true;
 }
@@ -407,8 +405,7 @@ static int apply_attr(struct facts *f, const char *name, size_t nlen, const stru
 /* The checks that need every attribute seen. */
 static int finish_facts(const struct facts *f, struct hd_error *err)
 {
-	static const char *const missing =
-		"missing required attribute '%s'";
+	static const char missing[] = "missing required attribute '%s'";
 
 	if (!f->specversion)
 		return hd_error_set(err, HD_EBADEVENT, missing, "specversion");
@@ -740,7 +737,10 @@ static int put_data(const struct ctx *cx, struct hd_buf *b, struct hd_error *err
 {
 	const char *body = cx->req->body;
 	size_t n = cx->req->body_len, start;
-	struct hd_json_text_scan sc = {0};
+	/* The body nests one level below the event object, which must itself
+	 * keep to the scanner's limit: the same budget data has in a
+	 * structured event. */
+	struct hd_json_text_scan sc = {.depth_max = HD_JSON_TEXT_DEPTH_MAX - 1};
 	int rc;
 
 	if (n == 0)
@@ -812,7 +812,7 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 		const char *name = h->name + 3;
 		size_t nlen = h->name_len - 3, n;
 		struct value v = {.kind = K_STRING};
-		char shown[48];
+		char shown[SHOW_SIZE];
 
 		if (!is_ce(h))
 			continue;
@@ -1015,8 +1015,7 @@ static int scan_headers(const struct hd_ce_request *req, struct ctx *cx, struct 
 		} else if (is_ce(h)) {
 			const char *n = h->name + 3;
 			size_t len = h->name_len - 3;
-			if (!cx->ce_first)
-				cx->ce_first = h->name;
+			cx->ce_any = true;
 			if (is(n, len, "id"))
 				cx->ce_required |= CE_HAS_ID;
 			else if (is(n, len, "source"))
@@ -1052,7 +1051,7 @@ static int detect(const struct ctx *cx, enum mode *mode, struct hd_error *err)
 	};
 	const char *ct = cx->ctype;
 	size_t mt = ct ? media_type_len(ct, cx->ctype_len) : 0;
-	char shown[48];
+	char shown[SHOW_SIZE];
 
 	if (iprefix(ct, mt, "application/cloudevents-batch")) {
 		*mode = MODE_BATCH;
@@ -1075,7 +1074,7 @@ static int detect(const struct ctx *cx, enum mode *mode, struct hd_error *err)
 				    show(shown, ct, mt));
 	}
 	*mode = cx->ce_required == CE_HAS_ALL ? MODE_BINARY : MODE_RAW;
-	if (*mode == MODE_RAW && cx->ce_first) {
+	if (*mode == MODE_RAW && cx->ce_any) {
 		/* Some ce- headers but not the four that make binary mode: the
 		 * client meant a CloudEvent, and a raw publish would silently
 		 * drop its attributes (and its id, so dedup too). */

@@ -2,8 +2,8 @@
  * json_text — see json_text.h.
  *
  * A recursive-descent scanner: one function per grammar rule, a depth
- * counter bounding the recursion. The read position never falls behind the
- * write position (minifying only drops bytes), which is what makes the
+ * counter bounding the recursion. The write position never runs ahead of
+ * the read position (minifying only drops bytes), which is what makes the
  * in-place mode safe; bulk copies therefore use memmove.
  */
 #include "proto/json_text.h"

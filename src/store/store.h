@@ -53,7 +53,9 @@ struct hd_topic_policy {
 	int64_t max_age_ms;      /* 0 = no age limit */
 	uint64_t max_count;      /* 0 = no count limit */
 	int64_t dedup_window_ms; /* 0 = no dedup */
-	bool history;            /* false: offsets are assigned but events are not kept */
+	bool history;            /* false: offsets are assigned but events are not kept,
+				    and low stays at last + 1 (a reader resuming from an
+				    earlier offset is told truncated, never silently) */
 };
 
 /* Must be thread-safe: called on the writer thread and on reader threads. */

@@ -469,6 +469,8 @@ static void test_malformed(void **state)
 	expect_error("POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello", HD_EINVAL);
 	expect_error("GET / HTTP/1.1\r\nA\"b: x\r\n\r\n", HD_EINVAL);
 	expect_error("GET /\x01 HTTP/1.1\r\n\r\n", HD_EINVAL);
+	expect_error("GET / HTTP/1.1\r\nA:\x01" "b\r\n\r\n", HD_EINVAL);
+	expect_error("GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", HD_EINVAL);
 	/* Request smuggling: both framings, or an unknown one. */
 	expect_error("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
 		     HD_EINVAL);

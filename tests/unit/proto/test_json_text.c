@@ -106,6 +106,12 @@ static void test_malformed_text_is_refused_with_its_position(void **state)
 	REFUSED("", "the text is empty");
 	REFUSED(" \n\t ", "the text is empty");
 	REFUSED("{", "unexpected end of text at byte 1");
+	REFUSED("{\"a\"", "unexpected end of text at byte 4");
+	REFUSED("{\"a\":", "unexpected end of text at byte 5");
+	REFUSED("{\"a\":1", "unexpected end of text at byte 6");
+	REFUSED("[1", "unexpected end of text at byte 2");
+	REFUSED("{\"\\x\":1}", "invalid escape at byte 2");
+	REFUSED("\"\\", "unexpected end of text at byte 2");
 	REFUSED("[1,]", "unexpected character ']' at byte 3");
 	REFUSED("{\"a\":1,}", "unexpected character '}' at byte 7, expected a member name");
 	REFUSED("{\"a\" 1}", "unexpected character '1' at byte 5, expected ':'");
