@@ -15,8 +15,12 @@
  * headers not complete within header_timeout_ms of the request's first byte
  * → 408, a keep-alive connection idle for idle_timeout_ms → closed,
  * more than max_connections open → the new one is answered 503 and closed.
- * Malformed requests → 400 (HTTP/1.0 and 1.1 only: 505 otherwise). Every
- * error response closes the connection and is a JSON error body.
+ * Malformed requests → 400 (HTTP/1.0 and 1.1 only: 505 otherwise). These
+ * errors, which the server makes itself, close the connection; a 4xx or 5xx
+ * from the handler keeps it open when the client allows. All error bodies
+ * are JSON. IPv6 peers are written "[ip]:port" in remote. A 100 Continue
+ * is sent for "Expect: 100-continue". hd_http_server_free requires
+ * hd_http_server_shutdown to have finished (done called).
  */
 #ifndef HD_HTTP_SERVER_H
 #define HD_HTTP_SERVER_H
