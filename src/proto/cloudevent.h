@@ -11,6 +11,9 @@
  *       the body is `data`, Content-Type is `datacontenttype`, every other
  *       attribute is a ce-<name> header (quoted-string unquoted, then
  *       percent-decoded once; raw printable values are accepted as they are)
+ *   some but not all of those headers   → HD_EBADEVENT naming the missing one
+ *       (treating it as raw would silently drop the id, and with it dedup)
+ *   application/cloudevents+<not json>  → HD_EMEDIATYPE (415)
  *   anything else                       → raw: the body is the data of an event
  *       herald completes (id = Idempotency-Key header or a random UUID,
  *       source "/topics/<topic>", type "herald.message")
@@ -28,8 +31,17 @@
  * time) when absent and removes the members `topic` and `offset`, which it
  * owns and sets when the event is stored.
  *
- * Expiry: `expirytime` (RFC 3339), else an integer `ttl` attribute in seconds,
- * else a Herald-TTL request header (seconds) sets expires_ms.
+ * Expiry: `expirytime` (RFC 3339), else an integer `ttl` attribute in seconds
+ * from the publish time, else a Herald-TTL request header (seconds) sets
+ * expires_ms (an expirytime at or before the epoch becomes 1: 0 means never).
+ *
+ * Details: null attributes are unset and not stored (`"data": null` is kept);
+ * extension values must be a string, a 32-bit integer or a boolean; binary
+ * mode rejects ce-datacontenttype and ce-data headers; any * /json or
+ * * /*+json media type is embedded as JSON; a non-object batch entry is a
+ * per-entry error. Stored events are valid RFC 8259 JSON, but numbers beyond
+ * a double's range or \u0000 in nested keys cannot be loaded by jansson:
+ * consumers that parse stored events must handle a failed load.
  */
 #ifndef HD_CLOUDEVENT_H
 #define HD_CLOUDEVENT_H
@@ -82,7 +94,7 @@ struct hd_ce_batch {
  * hd_ce_batch_fini) or a negative HD_E* code with err filled: HD_EBADEVENT
  * for an invalid single event or a batch that is not an array of objects,
  * HD_EINVAL for a bad Herald-TTL header, HD_ETOOBIG for more than
- * HD_CE_BATCH_MAX entries. On error out holds nothing to free.
+ * HD_CE_BATCH_MAX entries, HD_EMEDIATYPE for a non-JSON structured format. On error out holds nothing to free.
  */
 int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err);
 void hd_ce_batch_fini(struct hd_ce_batch *b);
