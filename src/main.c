@@ -67,6 +67,12 @@ static void on_http_closed(void *arg)
 	uv_close((uv_handle_t *)&s->sigint, NULL);
 }
 
+/* The HTTP server of a failed start has closed its listener. */
+static void on_listen_failed_closed(void *arg)
+{
+	(void)arg;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct server *s = h->data;
@@ -174,9 +180,15 @@ static int serve(int argc, char **argv)
 	rc = hd_http_server_listen(s.http, host, port);
 	if (rc) {
 		fprintf(stderr, "herald: cannot listen on %s: %s\n", s.cfg.listen, uv_strerror(rc));
+		/* The server may be freed only once its listener handle is
+		 * closed (hd_http_server_free's contract): shut it down, let
+		 * the loop run the close callbacks, then free. */
+		hd_http_server_shutdown(s.http, on_listen_failed_closed, &s);
 		s.engine->ops->free(s.engine);
-		hd_http_server_free(s.http);
+		s.engine = NULL;
 		uv_run(s.loop, UV_RUN_DEFAULT);
+		hd_http_server_free(s.http);
+		uv_loop_close(s.loop);
 		hd_hub_free(s.hub);
 		return 1;
 	}

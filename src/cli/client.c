@@ -2,6 +2,7 @@
 #include "cli/client.h"
 #include "core/buf.h"
 #include "proto/cloudevent.h"
+#include "proto/json_text.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -17,6 +18,7 @@ struct cli_opts {
 	const char *after, *limit;
 	const char *pos[2];
 	int npos;
+	char server_buf[4096]; /* server without trailing slashes */
 };
 
 static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
@@ -33,11 +35,17 @@ static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
 		else if (strcmp(a, "--after") == 0) slot = &o->after;
 		else if (strcmp(a, "--limit") == 0) slot = &o->limit;
 		if (slot) {
-			if (i + 1 >= argc) {
+			/* "--limit --server URL" means the value was forgotten, not
+			 * that the limit is "--server". */
+			if (i + 1 >= argc || (argv[i + 1][0] == '-' && argv[i + 1][1] == '-' && argv[i + 1][2])) {
 				fprintf(stderr, "herald: %s needs a value\n", a);
 				return 2;
 			}
 			*slot = argv[++i];
+			if (!**slot) {
+				fprintf(stderr, "herald: %s must not be empty\n", a);
+				return 2;
+			}
 		} else if (a[0] == '-' && a[1] == '-') {
 			fprintf(stderr, "herald: unknown flag %s\n", a);
 			return 2;
@@ -52,7 +60,51 @@ static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
 		fprintf(stderr, "herald: a TOPIC is required (see herald --help)\n");
 		return 2;
 	}
+	/* "http://host:8080/" is how URLs are often written; the API paths
+	 * are appended with their own slash. */
+	size_t n = strlen(o->server);
+	while (n > 0 && o->server[n - 1] == '/')
+		n--;
+	if (n >= sizeof(o->server_buf)) {
+		fprintf(stderr, "herald: --server is longer than %zu bytes\n", sizeof(o->server_buf) - 1);
+		return 2;
+	}
+	memcpy(o->server_buf, o->server, n);
+	o->server_buf[n] = '\0';
+	o->server = o->server_buf;
 	return 0;
+}
+
+/* Whether data is one JSON value, by the same rules the server applies to
+ * a JSON body (so big integers and 1E400 count, as they do there). */
+static bool is_json(const char *data, size_t n)
+{
+	struct hd_json_text_scan sc = {.depth_max = HD_JSON_TEXT_DEPTH_MAX - 1};
+	char *scratch = malloc(n ? n : 1);
+	bool ok = scratch && hd_json_text_minify(data, n, scratch, &sc, NULL) == 0;
+	free(scratch);
+	return ok;
+}
+
+/*
+ * Appends "name: value" with value percent-encoded as the CloudEvents HTTP
+ * binding asks (section 3.1.3.2): space, '"', '%' and every byte outside
+ * printable ASCII. The server decodes it once, so what the user typed
+ * arrives unchanged, "%41" included.
+ */
+static void put_ce_header(struct hd_buf *h, const char *name, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	hd_buf_reset(h);
+	hd_buf_printf(h, "%s: ", name);
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+		if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '%') {
+			char esc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+			hd_buf_append(h, esc, 3);
+		} else {
+			hd_buf_putc(h, (char)*p);
+		}
+	}
 }
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
@@ -71,6 +123,9 @@ static int perform(CURL *c, const char *url, struct curl_slist *headers)
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	/* Send "/v1/topics/../events" as it is, so the server can say why
+	 * ".." is not a topic instead of curl resolving it away. */
+	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
 	CURLcode rc = curl_easy_perform(c);
 	int exit_code = 0;
 	if (rc != CURLE_OK) {
@@ -131,10 +186,12 @@ int hd_cli_publish(int argc, char **argv)
 	} else {
 		hd_buf_puts(&data, o.pos[1]);
 	}
-	json_t *parsed = json_loadb(data.data ? data.data : "", data.len, JSON_DECODE_ANY, NULL);
-	headers = curl_slist_append(headers, parsed ? "Content-Type: application/json"
-						    : "Content-Type: text/plain; charset=utf-8");
-	json_decref(parsed);
+	const char *body = data.data ? data.data : "";
+	headers = curl_slist_append(headers,
+				    is_json(body, data.len) ? "Content-Type: application/json"
+				    : hd_json_text_utf8_valid(body, data.len)
+					    ? "Content-Type: text/plain; charset=utf-8"
+					    : "Content-Type: application/octet-stream");
 	if (o.type || o.source || o.id) {
 		/* Binary-mode CloudEvent: the attributes travel as ce- headers. */
 		char uuid[37];
@@ -143,8 +200,7 @@ int hd_cli_publish(int argc, char **argv)
 					  {"ce-source", o.source ? o.source : "/herald-cli"},
 					  {"ce-type", o.type ? o.type : "herald.message"}};
 		for (size_t i = 0; i < 4; i++) {
-			hd_buf_reset(&h);
-			hd_buf_printf(&h, "%s: %s", attrs[i][0], attrs[i][1]);
+			put_ce_header(&h, attrs[i][0], attrs[i][1]);
 			headers = curl_slist_append(headers, h.data);
 		}
 	}

@@ -37,9 +37,13 @@ static int query_u64(const struct hd_http_request *req, const char *name, uint64
 		*out = def;
 		return 0;
 	}
-	char *end;
-	unsigned long long x = n > 0 ? strtoull(v, &end, 10) : 0;
-	if (n <= 0 || *end || v[0] == '-' || v[0] == '+' || x > max)
+	/* Digits only: strtoull alone would also take leading white space,
+	 * a sign, and wrap values past ULLONG_MAX. */
+	char *end = v;
+	unsigned long long x = 0;
+	if (n > 0 && n <= 20 && strspn(v, "0123456789") == (size_t)n)
+		x = strtoull(v, &end, 10);
+	if (n <= 0 || *end || x > max)
 		return hd_error_set(err, HD_EINVAL, "query parameter '%s' must be a whole number from 0 to %" PRIu64,
 				    name, max);
 	*out = x;
@@ -83,12 +87,11 @@ static void publish_done(struct hd_pub *pub)
 	struct hd_buf b;
 	hd_buf_init(&b, RESPONSE_MAX);
 
-	for (size_t i = 0; i < pub->n; i++) {
+	/* The store counts what it committed (publishes, bytes, duplicates);
+	 * the edge counts only what was refused. */
+	for (size_t i = 0; i < pub->n; i++)
 		if (pub->items[i].err)
 			hd_metrics_inc(HD_M_publish_errors_total);
-		else if (pub->items[i].duplicate)
-			hd_metrics_inc(HD_M_duplicates_total);
-	}
 	if (!p->batch.is_batch) {
 		const struct hd_pub_item *it = &pub->items[0];
 		if (it->err) {

@@ -94,7 +94,8 @@ struct hd_ce_batch {
  * hd_ce_batch_fini) or a negative HD_E* code with err filled: HD_EBADEVENT
  * for an invalid single event or a batch that is not an array of objects,
  * HD_EINVAL for a bad Herald-TTL header, HD_ETOOBIG for more than
- * HD_CE_BATCH_MAX entries, HD_EMEDIATYPE for a non-JSON structured format. On error out holds nothing to free.
+ * HD_CE_BATCH_MAX entries, HD_EMEDIATYPE for a non-JSON structured format.
+ * On error out holds nothing to free.
  */
 int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err);
 void hd_ce_batch_fini(struct hd_ce_batch *b);

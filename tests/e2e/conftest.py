@@ -165,3 +165,336 @@ def structured(id_, source="/test", type_="com.example.test", **extra):
 
 CE_JSON = {"Content-Type": "application/cloudevents+json"}
 CE_BATCH = {"Content-Type": "application/cloudevents-batch+json"}
+
+
+# ---- Helpers for the raw-socket, limit, shutdown and crash tests ----------
+# (Added below the original helpers; nothing above changes behaviour.)
+
+import contextlib
+import re
+import threading
+
+
+class PerTestTimeout(BaseException):
+    """Raised in the main thread when a test runs out of time; a
+    BaseException so that no `except Exception` (or socket timeout handler)
+    swallows it."""
+
+
+def per_test_timeout(seconds):
+    """Returns an autouse fixture that fails a test (setup, body and teardown)
+    running longer than `seconds`. Use in a test module as
+    `_timeout = per_test_timeout(30)`. SIGALRM interrupts the main thread
+    even while it blocks in recv() or join(); helper threads must bound
+    their own waits."""
+
+    @pytest.fixture(autouse=True)
+    def _per_test_timeout(request):
+        def on_alarm(signum, frame):
+            raise PerTestTimeout(f"{request.node.nodeid} exceeded its {seconds}s timeout")
+
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    return _per_test_timeout
+
+
+def wait_for(cond, timeout, interval=0.01, what="condition"):
+    """Polls cond() until it returns a true value (returned) or fails after
+    timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class RawResponse:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case name -> value (last wins)
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<RawResponse {self.status} {self.headers} {self.body[:200]!r}>"
+
+
+class RawConn:
+    """A plain TCP connection to a herald, in the style of h2o's
+    t/40bad-request.t: send exact bytes, parse what comes back. Every
+    receive is bounded by `timeout` seconds."""
+
+    def __init__(self, port, timeout=5.0, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _fill(self, deadline):
+        """Reads once more into buf; returns False at EOF."""
+        if self.eof:
+            return False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("no complete response in time")
+        self.sock.settimeout(left)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def response(self, timeout=None, head=False):
+        """Reads one response (Content-Length bodies only, which is all
+        herald sends). Interim 1xx responses are returned like any other."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill(deadline):
+                raise ConnectionError(f"connection closed before a response; got {self.buf!r}")
+        head_bytes, _, rest = self.buf.partition(b"\r\n\r\n")
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        m = re.match(r"HTTP/1\.1 (\d{3}) ?(.*)$", lines[0])
+        assert m, f"bad status line {lines[0]!r}"
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        status = int(m.group(1))
+        length = 0 if head or status < 200 or status in (204, 304) else int(headers.get("content-length", 0))
+        self.buf = rest
+        while len(self.buf) < length:
+            if not self._fill(deadline):
+                raise ConnectionError(f"connection closed inside a body; got {self.buf!r}")
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return RawResponse(status, m.group(2), headers, body)
+
+    def request(self, data, timeout=None):
+        self.send(data)
+        return self.response(timeout)
+
+    def closed_by_peer(self, timeout=None):
+        """Waits for EOF (or a reset); returns True if it came within
+        timeout, False otherwise. Bytes that arrive first are kept in buf."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        try:
+            while self._fill(deadline):
+                pass
+        except (socket.timeout, TimeoutError):
+            return False
+        return True
+
+
+def http_request(method, path, body=b"", headers=None, version="1.1"):
+    """The bytes of one request; Content-Length is added for a body unless
+    headers carry Transfer-Encoding."""
+    headers = dict(headers or {})
+    if isinstance(body, str):
+        body = body.encode()
+    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k in headers):
+        headers["Content-Length"] = str(len(body))
+    lines = [f"{method} {path} HTTP/{version}", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def metric_value(herald, name):
+    """The value of an unlabelled metric from GET /metrics, as a float."""
+    r = requests.get(herald.url + "/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} not in /metrics")
+
+
+def herald_launch(h, port=None):
+    """Starts h's process like Herald.start but returns at once, without
+    waiting for /healthz (to kill it while it is still opening the store)."""
+    h.port = port or free_port()
+    cmd = [BIN, "serve", "--listen", f"127.0.0.1:{h.port}", "--data-dir", h.data_dir, *h.args]
+    h.log = open(h.log_path, "ab")
+    h.proc = subprocess.Popen(cmd, stdout=h.log, stderr=h.log, env=h.env)
+    return h
+
+
+class Publisher(threading.Thread):
+    """One publishing client with its own keep-alive connection: publishes
+    unique structured events (single events and small batches, spread over
+    `topics`) until stop is set, its deadline passes or the server is gone.
+    Records every acknowledged (topic, offset, id) in `acked`, every id it
+    sent in `attempted` (an unacknowledged event may or may not be stored),
+    and answers that are neither an acknowledgement nor an expected refusal
+    in `unexpected`; `sent` and `sent_topic` keep each event for retries.
+    Event ids are "w<wid>-<seq>"; check_published_store checks the data
+    that goes with them."""
+
+    def __init__(self, port, wid, topics, seed, stop, duration=30.0, batch_ratio=0.3, pad_max=300):
+        super().__init__(daemon=True, name=f"publisher-{wid}")
+        import random
+        self.port = port
+        self.wid = wid
+        self.topics = list(topics)
+        self.rng = random.Random(seed)
+        self.stop = stop
+        self.deadline = time.monotonic() + duration
+        self.batch_ratio = batch_ratio
+        self.pad_max = pad_max
+        self.acked = []
+        self.attempted = set()
+        self.sent = {}  # id -> the event as sent
+        self.sent_topic = {}  # id -> its topic
+        self.unexpected = []
+        self.seq = 0
+        self.conn = None
+
+    def event(self, topic):
+        self.seq += 1
+        id_ = f"w{self.wid}-{self.seq}"
+        pad = "".join(self.rng.choice("abcdefghij") for _ in range(self.rng.randrange(self.pad_max)))
+        self.attempted.add(id_)
+        ev = self.sent[id_] = structured(id_, source=f"/publisher/{self.wid}", type_="com.example.durable",
+                          data={"w": self.wid, "seq": self.seq, "topic": topic, "pad": pad,
+                                "len": len(pad), "nested": {"ok": True, "list": [1, 2, 3]}})
+        self.sent_topic[id_] = topic
+        return ev
+
+    def connect(self):
+        import http.client
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+
+    def post(self, topic, body, ctype):
+        path = "/v1/topics/" + urllib.parse.quote(topic, safe="") + "/events"
+        self.conn.request("POST", path, body=body, headers={"Content-Type": ctype})
+        r = self.conn.getresponse()
+        data = r.read()
+        if (r.getheader("Connection") or "").lower() == "close":
+            self.conn.close()
+            self.conn = None
+        return r.status, data
+
+    def run(self):
+        refused = 0
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            if self.conn is None:
+                self.connect()
+            topic = self.rng.choice(self.topics)
+            batch = self.rng.random() < self.batch_ratio
+            events = [self.event(topic) for _ in range(self.rng.randint(2, 5) if batch else 1)]
+            try:
+                if batch:
+                    status, data = self.post(topic, json.dumps(events), CE_BATCH["Content-Type"])
+                else:
+                    status, data = self.post(topic, json.dumps(events[0]), CE_JSON["Content-Type"])
+            except Exception as e:  # the server stopped or died: not acknowledged
+                if self.conn:
+                    self.conn.close()
+                self.conn = None
+                if isinstance(e, ConnectionRefusedError):
+                    refused += 1
+                    if refused >= 3:
+                        return
+                continue
+            refused = 0
+            if status == 503:
+                continue  # stopping or the store queue is full: not acknowledged
+            try:
+                body = json.loads(data)
+            except ValueError:
+                self.unexpected.append((status, data[:300]))
+                continue
+            if not batch and status == 201:
+                self.acked.append((topic, body["offset"], body["id"]))
+            elif batch and status == 200:
+                if body.get("failed_count") != 0 or len(body["entries"]) != len(events):
+                    self.unexpected.append((status, data[:300]))
+                for ev, ent in zip(events, body.get("entries", [])):
+                    if ent.get("id") != ev["id"] or "offset" not in ent or ent.get("duplicate"):
+                        self.unexpected.append((status, ent))
+                    else:
+                        self.acked.append((topic, ent["offset"], ent["id"]))
+            else:
+                self.unexpected.append((status, data[:300]))
+        if self.conn:
+            self.conn.close()
+
+
+def run_publishers(port, n, topics, seed, stop, **kw):
+    pubs = [Publisher(port, w, topics, seed * 1000 + w, stop, **kw) for w in range(n)]
+    for p in pubs:
+        p.start()
+    return pubs
+
+
+def join_publishers(pubs, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    for p in pubs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    alive = [p.name for p in pubs if p.is_alive()]
+    assert not alive, f"publisher threads did not finish: {alive}"
+
+
+def check_published_store(h, topics, pubs, context=""):
+    """Reads every topic back from h and checks what the publishers were
+    told: each acknowledged event is stored at its acknowledged offset with
+    its id; offsets are dense from 1 with no duplicate ids; every stored
+    event is complete (all attributes, its whole data) and was really sent.
+    Returns {topic: last offset}."""
+    acked = [a for p in pubs for a in p.acked]
+    attempted = set().union(*(p.attempted for p in pubs))
+    last = {}
+    for topic in topics:
+        events = h.read_all(topic)
+        offsets = [e.get("offset") for e in events]
+        assert offsets == list(range(1, len(events) + 1)), f"{context} offsets of {topic} not dense: {offsets[:50]}…"
+        ids = [e.get("id") for e in events]
+        assert len(set(ids)) == len(ids), f"{context} duplicate ids in {topic}"
+        for e in events:
+            for attr in ("specversion", "id", "source", "type", "time", "topic", "offset", "data"):
+                assert attr in e, f"{context} stored event lacks {attr}: {e}"
+            assert e["specversion"] == "1.0" and e["type"] == "com.example.durable", f"{context} {e}"
+            assert e["topic"] == topic, f"{context} {e}"
+            assert e["id"] in attempted, f"{context} stored event was never sent: {e['id']}"
+            d = e["data"]
+            assert isinstance(d, dict) and e["id"] == f"w{d['w']}-{d['seq']}", f"{context} {e}"
+            assert e["source"] == f"/publisher/{d['w']}", f"{context} {e}"
+            assert d["topic"] == topic and len(d["pad"]) == d["len"], f"{context} half-stored event {e}"
+            assert d["nested"] == {"ok": True, "list": [1, 2, 3]}, f"{context} {e}"
+        by_offset = {e["offset"]: e["id"] for e in events}
+        for t, off, id_ in acked:
+            if t == topic:
+                assert by_offset.get(off) == id_, (
+                    f"{context} acknowledged event {id_} at {topic}#{off} is "
+                    f"{'missing' if off not in by_offset else 'replaced by ' + by_offset[off]}")
+        last[topic] = len(events)
+    return last
