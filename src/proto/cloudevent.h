@@ -37,9 +37,9 @@
  *
  * Details: null attributes are unset and not stored (`"data": null` is kept);
  * extension values must be a string, a 32-bit integer or a boolean; binary
- * mode rejects ce-datacontenttype and ce-data headers; any * /json or
- * * /*+json media type is embedded as JSON; a non-object batch entry is a
- * per-entry error. Stored events are valid RFC 8259 JSON, but numbers beyond
+ * mode rejects ce-datacontenttype and ce-data headers; any media type
+ * ending in "/json" or "+json" is embedded as JSON; a non-object batch
+ * entry is a per-entry error. Stored events are valid RFC 8259 JSON, but numbers beyond
  * a double's range or \u0000 in nested keys cannot be loaded by jansson:
  * consumers that parse stored events must handle a failed load.
  */
