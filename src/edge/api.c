@@ -13,7 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RESPONSE_MAX (64u * 1024 * 1024)
+/* Room for one stored event at its 64 MiB ceiling plus the read answer
+ * around it; answers are otherwise far smaller (see READ_PAGE_BYTES). */
+#define RESPONSE_MAX (65u * 1024 * 1024)
+/*
+ * A read page stops before the event that would take its answer past this
+ * many bytes (the first event is always sent), so that `limit` large events
+ * cannot make an answer larger than RESPONSE_MAX; `next` then names the last
+ * event sent and the client simply reads on.
+ */
+#define READ_PAGE_BYTES (8u * 1024 * 1024)
 #define JSON_TYPE "application/json"
 
 static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
@@ -207,16 +216,33 @@ static void read_done(struct hd_read *r)
 	if (r->err) {
 		hd_http_respond_error(rd->req, r->err, NULL);
 	} else {
+		uint64_t next = r->next;
+		size_t n = 0;
+		int rc;
 		hd_buf_init(&b, RESPONSE_MAX);
-		hd_buf_puts(&b, "{\"events\":[");
-		for (size_t i = 0; i < r->n; i++) {
-			if (i)
-				hd_buf_putc(&b, ',');
-			hd_buf_append(&b, r->events[i].json->data, r->events[i].json->len);
+		rc = hd_buf_puts(&b, "{\"events\":[");
+		for (; n < r->n && rc == 0; n++) {
+			const struct hd_rcbuf *json = r->events[n].json;
+			if (n > 0 && b.len + 1 + json->len > READ_PAGE_BYTES)
+				break;
+			if (n > 0)
+				rc = hd_buf_putc(&b, ',');
+			if (rc == 0)
+				rc = hd_buf_append(&b, json->data, json->len);
 		}
-		hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}", r->next,
-			      r->epoch, r->truncated ? "true" : "false");
-		respond_buf(rd->req, 200, &b);
+		if (n < r->n && rc == 0)
+			next = r->events[n - 1].offset; /* the page was cut short */
+		if (rc == 0)
+			rc = hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}",
+					   next, r->epoch, r->truncated ? "true" : "false");
+		if (rc == 0) {
+			respond_buf(rd->req, 200, &b);
+		} else {
+			/* Only an event beyond every ceiling gets here; never send
+			 * half an answer. */
+			hd_buf_fini(&b);
+			hd_http_respond_error(rd->req, HD_EINTERNAL, "the answer would be too large");
+		}
 	}
 	hd_read_fini(r);
 	free(rd);
@@ -394,7 +420,8 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 	const char *path = req->path, *prefix = "/v1/topics";
 	size_t plen = strlen(prefix);
-	int m = req->method;
+	/* HEAD is GET without the body (the server leaves it out). */
+	int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
 
 	if (strcmp(path, "/healthz") == 0) {
 		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);

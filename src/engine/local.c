@@ -34,7 +34,12 @@ struct local {
 	struct hd_store *store;
 	struct hd_map topics;         /* name → struct ltopic */
 	struct hd_local_opts opts;
-	uint64_t deletes;             /* bumped by every topic delete */
+	/* Bumped whenever a topic's state leaves memory (eviction or delete).
+	 * A commit for a topic that is not in memory puts it there, so a
+	 * topic absent both when a store read starts and when it ends, with
+	 * no removal in between, had no commit in between either: only then
+	 * is the read's snapshot current enough to cache. */
+	uint64_t removals;
 	size_t evict_cursor;
 	bool stopped;
 };
@@ -55,7 +60,7 @@ struct read_job {
 	struct local *l;
 	struct hd_read *r;
 	struct hd_store_read sr;
-	uint64_t deletes;
+	uint64_t removals;
 	int rc;
 };
 
@@ -97,6 +102,7 @@ static void evict_one(struct local *l)
 		if (e) {
 			l->evict_cursor = b + 1;
 			ltopic_free(hd_map_del(&l->topics, e->key));
+			l->removals++;
 			return;
 		}
 	}
@@ -125,6 +131,8 @@ static void commit_item(struct local *l, struct hd_store_item *it)
 	struct ltopic *t = ltopic_get(l, it->topic, true);
 	struct hd_topic_policy policy;
 
+	if (!t)
+		l->removals++; /* its state could not be kept: see `removals` */
 	if (t) {
 		if (strcmp(t->epoch, it->epoch) != 0) {
 			hd_ring_clear(&t->ring); /* a new incarnation of the topic */
@@ -167,7 +175,7 @@ static void finish_delete(struct local *l, struct delete_job *job)
 	struct ltopic *t = hd_map_del(&l->topics, op->topic);
 	if (t)
 		ltopic_free(t);
-	l->deletes++;
+	l->removals++;
 	free(job);
 	op->done(op);
 }
@@ -301,8 +309,9 @@ static void read_done(uv_work_t *w, int status)
 		job->sr.n = 0;
 		set_next(r);
 		/* Remember what the store said unless a commit or delete of this
-		 * topic got here first (its state is newer than this snapshot). */
-		if (job->sr.exists && job->deletes == l->deletes && !hd_map_get(&l->topics, r->topic)) {
+		 * topic may have got here first (its state would be newer than
+		 * this snapshot): see `removals`. */
+		if (job->sr.exists && job->removals == l->removals && !hd_map_get(&l->topics, r->topic)) {
 			struct ltopic *t = ltopic_get(l, r->topic, true);
 			if (t) {
 				t->last = job->sr.last;
@@ -333,7 +342,7 @@ static int local_read(struct hd_engine *e, struct hd_read *r)
 	job->work.data = job;
 	job->l = l;
 	job->r = r;
-	job->deletes = l->deletes;
+	job->removals = l->removals;
 	job->sr.after = r->after;
 	job->sr.limit = r->limit;
 	job->sr.now_ms = now;

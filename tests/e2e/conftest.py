@@ -375,6 +375,7 @@ class Publisher(threading.Thread):
         self.sent = {}  # id -> the event as sent
         self.sent_topic = {}  # id -> its topic
         self.unexpected = []
+        self.busy = 0  # answers 503
         self.seq = 0
         self.conn = None
 
@@ -427,6 +428,7 @@ class Publisher(threading.Thread):
                 continue
             refused = 0
             if status == 503:
+                self.busy += 1
                 continue  # stopping or the store queue is full: not acknowledged
             try:
                 body = json.loads(data)
