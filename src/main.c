@@ -31,6 +31,7 @@ struct server {
 	struct hd_hub *hub;
 	struct hd_engine *engine;
 	struct hd_http_server *http;
+	struct hd_api *api;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	bool stopping;
@@ -82,6 +83,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	s->stopping = true;
 	hd_log_info("stopping signal=%d connections=%zu", signum, hd_http_server_connections(s->http));
+	/* Held long-polls are answered now so they do not hold the stop. */
+	hd_api_stop(s->api);
 	hd_http_server_shutdown(s->http, on_http_closed, s);
 }
 
@@ -176,7 +179,8 @@ static int serve(int argc, char **argv)
 	lim.header_timeout_ms = (uint32_t)s.cfg.header_timeout_ms;
 	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
-	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.hub);
+	s.api = hd_api_new(s.loop, s.hub);
+	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	rc = hd_http_server_listen(s.http, host, port);
 	if (rc) {
 		fprintf(stderr, "herald: cannot listen on %s: %s\n", s.cfg.listen, uv_strerror(rc));
@@ -188,6 +192,7 @@ static int serve(int argc, char **argv)
 		s.engine = NULL;
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_http_server_free(s.http);
+		hd_api_free(s.api);
 		uv_loop_close(s.loop);
 		hd_hub_free(s.hub);
 		return 1;
@@ -204,6 +209,7 @@ static int serve(int argc, char **argv)
 
 	hd_http_server_free(s.http);
 	uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+	hd_api_free(s.api);
 	uv_loop_close(s.loop);
 	hd_hub_free(s.hub);
 	hd_log_info("stopped");

@@ -371,7 +371,10 @@ static int flag_value(int argc, char **argv, int *i, char *name, size_t name_n, 
 		return 0;
 	}
 	const struct opt *o = find(name);
-	if (o && o->type == T_BOOL && (*i + 1 >= argc || argv[*i + 1][0] == '-')) {
+	if (!o)
+		return hd_error_set(err, HD_ECONFIG, "--%s: unknown option '%s' (see herald --help)",
+				    name, name);
+	if (o->type == T_BOOL && (*i + 1 >= argc || argv[*i + 1][0] == '-')) {
 		*value = "on";
 		return 0;
 	}
@@ -493,8 +496,9 @@ void hd_config_doc(struct hd_buf *out)
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		env_name(o->name, key, sizeof(key));
-		hd_buf_printf(out, "| `--%s` | `%s` | %s%s | `%s` | ", o->name, key, type_name(o),
-			      o->ns ? ", namespace" : "", *o->def ? o->def : "");
+		hd_buf_printf(out, "| `--%s` | `%s` | %s%s | %s%s%s | ", o->name, key, type_name(o),
+			      o->ns ? ", namespace" : "", *o->def ? "`" : "", *o->def ? o->def : "none",
+			      *o->def ? "`" : "");
 		if (o->choices)
 			hd_buf_printf(out, "%s", o->choices);
 		else if (o->min || o->max)

@@ -32,6 +32,7 @@ struct hd_buf;
 	C(events_expired_total, "Events removed by TTL or retention.")                        \
 	G(topics, "Topics known to the store.")                                               \
 	G(connections_open, "Open client connections.")                                       \
+	G(longpoll_waiting, "Long-poll reads being held until an event arrives.")             \
 	H(store_commit_batch_events, "Events per store commit (group commit size).", HD_BATCH_BOUNDS) \
 	H(store_commit_seconds, "Store commit latency, including fsync.", HD_LATENCY_US_BOUNDS)
 

@@ -4,6 +4,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "edge/longpoll.h"
 #include "http/query.h"
 #include "proto/cloudevent.h"
 
@@ -165,6 +166,8 @@ static void handle_publish(struct hd_http_request *req, struct hd_hub *hub, cons
 	snprintf(p->topic, sizeof(p->topic), "%s", topic);
 	if (hd_ce_decode(&ce, &p->batch, &err)) {
 		hd_metrics_inc(HD_M_publish_errors_total);
+		if (err.code == HD_ETOOBIG) /* more events in one batch than allowed */
+			hd_metrics_inc(HD_M_http_limit_hits_total);
 		respond_err(req, &err);
 		free(p);
 		return;
@@ -204,56 +207,92 @@ static void handle_publish(struct hd_http_request *req, struct hd_hub *hub, cons
 
 struct read {
 	struct hd_http_request *req;
+	struct hd_api *api;
+	uint32_t wait_ms;
 	struct hd_read r;
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 };
 
-static void read_done(struct hd_read *r)
+/* Sends the page of r (borrowed) as the answer to req. */
+static void respond_page(struct hd_http_request *req, struct hd_read *r)
 {
-	struct read *rd = r->arg;
 	struct hd_buf b;
 
 	if (r->err) {
-		hd_http_respond_error(rd->req, r->err, NULL);
-	} else {
-		uint64_t next = r->next;
-		size_t n = 0;
-		int rc;
-		hd_buf_init(&b, RESPONSE_MAX);
-		rc = hd_buf_puts(&b, "{\"events\":[");
-		for (; n < r->n && rc == 0; n++) {
-			const struct hd_rcbuf *json = r->events[n].json;
-			if (n > 0 && b.len + 1 + json->len > READ_PAGE_BYTES)
-				break;
-			if (n > 0)
-				rc = hd_buf_putc(&b, ',');
-			if (rc == 0)
-				rc = hd_buf_append(&b, json->data, json->len);
-		}
-		if (n < r->n && rc == 0)
-			next = r->events[n - 1].offset; /* the page was cut short */
-		if (rc == 0)
-			rc = hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}",
-					   next, r->epoch, r->truncated ? "true" : "false");
-		if (rc == 0) {
-			respond_buf(rd->req, 200, &b);
-		} else {
-			/* Only an event beyond every ceiling gets here; never send
-			 * half an answer. */
-			hd_buf_fini(&b);
-			hd_http_respond_error(rd->req, HD_EINTERNAL, "the answer would be too large");
-		}
+		hd_http_respond_error(req, r->err, NULL);
+		return;
 	}
+	uint64_t next = r->next;
+	size_t n = 0;
+	int rc;
+	hd_buf_init(&b, RESPONSE_MAX);
+	rc = hd_buf_puts(&b, "{\"events\":[");
+	for (; n < r->n && rc == 0; n++) {
+		const struct hd_rcbuf *json = r->events[n].json;
+		if (n > 0 && b.len + 1 + json->len > READ_PAGE_BYTES)
+			break;
+		if (n > 0)
+			rc = hd_buf_putc(&b, ',');
+		if (rc == 0)
+			rc = hd_buf_append(&b, json->data, json->len);
+	}
+	if (n < r->n && rc == 0)
+		next = r->events[n - 1].offset; /* the page was cut short */
+	if (rc == 0)
+		rc = hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}",
+				   next, r->epoch, r->truncated ? "true" : "false");
+	if (rc == 0) {
+		respond_buf(req, 200, &b);
+	} else {
+		/* Only an event beyond every ceiling gets here; never send
+		 * half an answer. */
+		hd_buf_fini(&b);
+		hd_http_respond_error(req, HD_EINTERNAL, "the answer would be too large");
+	}
+}
+
+static void read_done(struct hd_read *r)
+{
+	struct read *rd = r->arg;
+	/* Nothing yet and the caller is willing to wait: hold the request
+	 * until an event arrives (long-poll). A gap is reported at once. */
+	if (!r->err && r->n == 0 && !r->truncated && rd->wait_ms && !rd->api->stopping &&
+	    hd_longpoll_wait(rd->api->longpoll, rd->req, rd->topic, r->after, r->limit, rd->wait_ms,
+			     r) == 0) {
+		hd_read_fini(r);
+		free(rd);
+		return;
+	}
+	respond_page(rd->req, r);
 	hd_read_fini(r);
 	free(rd);
 }
 
-static void handle_read(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
+/* Parses ?wait= seconds (a decimal like 0.5 is allowed) into milliseconds. */
+static int query_wait(const struct hd_http_request *req, uint32_t *out, struct hd_error *err)
+{
+	char v[32], *end;
+	long n = hd_query_get(req->query, "wait", v, sizeof(v));
+	*out = 0;
+	if (n == -1)
+		return 0;
+	double secs = n > 0 && (v[0] >= '0' && v[0] <= '9') ? strtod(v, &end) : -1;
+	if (n <= 0 || secs < 0 || *end || secs > HD_LONGPOLL_WAIT_MAX_S)
+		return hd_error_set(err, HD_EINVAL,
+				    "query parameter 'wait' must be seconds from 0 to %d",
+				    HD_LONGPOLL_WAIT_MAX_S);
+	*out = (uint32_t)(secs * 1000);
+	return 0;
+}
+
+static void handle_read(struct hd_http_request *req, struct hd_api *api, const char *topic)
 {
 	struct hd_error err = {0};
 	uint64_t after, limit;
+	uint32_t wait_ms;
 	if (query_u64(req, "after", 0, UINT64_MAX - 1, &after, &err) ||
-	    query_u64(req, "limit", HD_API_READ_LIMIT_DEFAULT, HD_API_READ_LIMIT_MAX, &limit, &err)) {
+	    query_u64(req, "limit", HD_API_READ_LIMIT_DEFAULT, HD_API_READ_LIMIT_MAX, &limit, &err) ||
+	    query_wait(req, &wait_ms, &err)) {
 		respond_err(req, &err);
 		return;
 	}
@@ -265,13 +304,15 @@ static void handle_read(struct hd_http_request *req, struct hd_hub *hub, const c
 	}
 	struct read *rd = hd_calloc(1, sizeof(*rd));
 	rd->req = req;
+	rd->api = api;
+	rd->wait_ms = wait_ms;
 	snprintf(rd->topic, sizeof(rd->topic), "%s", topic);
 	rd->r.topic = rd->topic;
 	rd->r.after = after;
 	rd->r.limit = (uint32_t)limit;
 	rd->r.done = read_done;
 	rd->r.arg = rd;
-	int rc = hd_hub_read(hub, &rd->r);
+	int rc = hd_hub_read(api->hub, &rd->r);
 	if (rc) {
 		hd_http_respond_error(req, rc, NULL);
 		free(rd);
@@ -413,65 +454,133 @@ static int topic_segment(const char *seg, size_t len, char *out, struct hd_error
 	return hd_topic_name_check(out, (size_t)n, err);
 }
 
-void hd_api_handle(struct hd_http_request *req, void *arg)
+/* POST /v1/users/{id}/notifications: a publish to the topic user:{id},
+ * which every connection and device of that user follows. */
+static void handle_user(struct hd_http_request *req, struct hd_api *api, const char *rest, int m)
 {
-	struct hd_hub *hub = arg;
 	struct hd_error err = {0};
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
-	const char *path = req->path, *prefix = "/v1/topics";
-	size_t plen = strlen(prefix);
-	/* HEAD is GET without the body (the server leaves it out). */
-	int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
+	char id[HD_TOPIC_NAME_LEN_MAX + 1], topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	const char *slash = strchr(rest, '/');
+	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
 
-	if (strcmp(path, "/healthz") == 0) {
-		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
-		return;
-	}
-	if (strcmp(path, "/readyz") == 0) {
-		if (hd_hub_ready(hub))
-			hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
-		else
-			hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
-		return;
-	}
-	if (strcmp(path, "/metrics") == 0) {
-		handle_metrics(req);
-		return;
-	}
-	if (strncmp(path, prefix, plen) != 0 || (path[plen] != '\0' && path[plen] != '/')) {
+	if (!slash || strcmp(slash, "/notifications") != 0) {
 		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 		return;
 	}
-	if (path[plen] == '\0' || strcmp(path + plen, "/") == 0) {
+	if (m != HTTP_POST) {
+		method_not_allowed(req, "POST");
+		return;
+	}
+	long n = hd_url_decode(rest, idlen, id, sizeof(id), false);
+	if (n <= 0 || (size_t)n + 5 > HD_TOPIC_NAME_LEN_MAX || memchr(id, ':', (size_t)n)) {
+		hd_error_set(&err, HD_EBADTOPIC, "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
+			     HD_TOPIC_NAME_LEN_MAX - 5);
+		respond_err(req, &err);
+		return;
+	}
+	memcpy(topic, "user:", 5);
+	memcpy(topic + 5, id, (size_t)n + 1);
+	if (hd_topic_name_check(topic, strlen(topic), &err)) {
+		hd_error_set(&err, HD_EBADTOPIC, "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
+			     HD_TOPIC_NAME_LEN_MAX - 5);
+		respond_err(req, &err);
+		return;
+	}
+	handle_publish(req, api->hub, topic);
+}
+
+static void handle_topics(struct hd_http_request *req, struct hd_api *api, const char *rest, int m)
+{
+	struct hd_error err = {0};
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+
+	if (*rest == '\0') {
 		if (m == HTTP_GET)
-			handle_list(req, hub);
+			handle_list(req, api->hub);
 		else
 			method_not_allowed(req, "GET");
 		return;
 	}
-	const char *seg = path + plen + 1, *slash = strchr(seg, '/');
-	size_t seglen = slash ? (size_t)(slash - seg) : strlen(seg);
-	if (topic_segment(seg, seglen, topic, &err)) {
+	const char *slash = strchr(rest, '/');
+	size_t seglen = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (topic_segment(rest, seglen, topic, &err)) {
 		respond_err(req, &err);
 		return;
 	}
 	if (!slash) {
 		if (m == HTTP_GET)
-			handle_topic(req, hub, topic, HD_TOPIC_INFO);
+			handle_topic(req, api->hub, topic, HD_TOPIC_INFO);
 		else if (m == HTTP_DELETE)
-			handle_topic(req, hub, topic, HD_TOPIC_DELETE);
+			handle_topic(req, api->hub, topic, HD_TOPIC_DELETE);
 		else
 			method_not_allowed(req, "GET, DELETE");
 		return;
 	}
 	if (strcmp(slash, "/events") == 0) {
 		if (m == HTTP_POST)
-			handle_publish(req, hub, topic);
+			handle_publish(req, api->hub, topic);
 		else if (m == HTTP_GET)
-			handle_read(req, hub, topic);
+			handle_read(req, api, topic);
 		else
 			method_not_allowed(req, "GET, POST");
 		return;
 	}
 	hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+}
+
+/* Returns the rest of path after prefix and one '/', "" for the prefix
+ * itself (with or without a trailing '/'), or NULL when it does not match. */
+static const char *under(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(path, prefix, n) != 0)
+		return NULL;
+	if (path[n] == '\0')
+		return path + n;
+	return path[n] == '/' ? path + n + 1 : NULL;
+}
+
+void hd_api_handle(struct hd_http_request *req, void *arg)
+{
+	struct hd_api *api = arg;
+	const char *rest;
+	/* HEAD is GET without the body (the server leaves it out). */
+	int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
+
+	if (strcmp(req->path, "/healthz") == 0) {
+		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
+	} else if (strcmp(req->path, "/readyz") == 0) {
+		if (!api->stopping && hd_hub_ready(api->hub))
+			hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
+		else
+			hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+	} else if (strcmp(req->path, "/metrics") == 0) {
+		handle_metrics(req);
+	} else if ((rest = under(req->path, "/v1/topics"))) {
+		handle_topics(req, api, rest, m);
+	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
+		handle_user(req, api, rest, m);
+	} else {
+		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+	}
+}
+
+struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub)
+{
+	struct hd_api *api = hd_calloc(1, sizeof(*api));
+	api->hub = hub;
+	api->longpoll = hd_longpoll_new(loop, hub, respond_page);
+	return api;
+}
+
+void hd_api_stop(struct hd_api *api)
+{
+	api->stopping = true;
+	hd_longpoll_release_all(api->longpoll);
+}
+
+void hd_api_free(struct hd_api *api)
+{
+	hd_longpoll_free(api->longpoll);
+	free(api);
 }

@@ -5,10 +5,11 @@
  * thread); the api talks only to the hub. docs/api.md describes every route.
  *
  *   POST   /v1/topics/{topic}/events   publish (structured, binary, batch or raw body)
- *   GET    /v1/topics/{topic}/events   read: ?after=N&limit=M (M ≤ 1000)
+ *   GET    /v1/topics/{topic}/events   read: ?after=N&limit=M (M ≤ 1000)&wait=S (long-poll)
  *   GET    /v1/topics                  list: ?prefix=&after=&limit=
  *   GET    /v1/topics/{topic}          one topic
  *   DELETE /v1/topics/{topic}          delete a topic and its events
+ *   POST   /v1/users/{id}/notifications publish to user:{id}
  *   GET    /healthz /readyz /metrics
  */
 #ifndef HD_API_H
@@ -21,7 +22,21 @@
 #define HD_API_READ_LIMIT_DEFAULT 100
 #define HD_API_LIST_LIMIT_MAX 1000
 
-/* The hd_http_handler of herald; arg is the hub (borrowed). */
-void hd_api_handle(struct hd_http_request *req, void *hub);
+struct hd_longpoll;
+
+struct hd_api {
+	struct hd_hub *hub;             /* borrowed */
+	struct hd_longpoll *longpoll;   /* owned */
+	bool stopping;
+};
+
+/* Returns owned. Borrows loop and hub for its life. */
+struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub);
+/* The hd_http_handler of herald; arg is the api. */
+void hd_api_handle(struct hd_http_request *req, void *api);
+/* Answers every held long-poll now, and any later one at once (shutdown). */
+void hd_api_stop(struct hd_api *api);
+/* After the HTTP server has shut down and the loop ran the closes. */
+void hd_api_free(struct hd_api *api);
 
 #endif

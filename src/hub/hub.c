@@ -1,18 +1,38 @@
 /* hub — see hub.h. */
 #include "hub/hub.h"
 #include "core/alloc.h"
+#include "core/map.h"
 
 #include <stdlib.h>
+
+/* Topics with at least one watcher; a list is freed with its last watcher. */
+#define HD_HUB_WATCHED_TOPICS_MAX 1000000
+
+struct hd_watch_list {
+	char *topic;              /* owned */
+	struct hd_watch *head;
+	size_t count;
+	bool firing;
+	struct hd_watch *cursor;  /* the next watch to fire while firing */
+};
+
+static void list_free(struct hd_watch_list *l)
+{
+	free(l->topic);
+	free(l);
+}
 
 struct hd_hub {
 	const struct hd_config *cfg;
 	struct hd_engine *engine;
+	struct hd_map watched;    /* topic → struct hd_watch_list */
 };
 
 struct hd_hub *hd_hub_new(const struct hd_config *cfg)
 {
 	struct hd_hub *hub = hd_calloc(1, sizeof(*hub));
 	hub->cfg = cfg;
+	hd_map_init(&hub->watched, HD_HUB_WATCHED_TOPICS_MAX);
 	return hub;
 }
 
@@ -21,9 +41,63 @@ void hd_hub_set_engine(struct hd_hub *hub, struct hd_engine *engine)
 	hub->engine = engine;
 }
 
+static void free_list(const char *key, void *value, void *arg)
+{
+	list_free(value);
+}
+
 void hd_hub_free(struct hd_hub *hub)
 {
+	hd_map_each(&hub->watched, free_list, NULL);
+	hd_map_fini(&hub->watched);
 	free(hub);
+}
+
+int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w)
+{
+	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
+	if (!l) {
+		l = hd_calloc(1, sizeof(*l));
+		l->topic = hd_strdup(topic);
+		if (hd_map_put(&hub->watched, topic, l)) {
+			list_free(l);
+			return HD_ELIMIT;
+		}
+	}
+	w->list = l;
+	w->prev = NULL;
+	w->next = l->head;
+	if (l->head)
+		l->head->prev = w;
+	l->head = w;
+	l->count++;
+	return 0;
+}
+
+void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w)
+{
+	struct hd_watch_list *l = w->list;
+	if (!l)
+		return;
+	if (l->cursor == w)
+		l->cursor = w->next;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		l->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	w->list = NULL;
+	w->prev = w->next = NULL;
+	/* While firing, hd_hub_on_event frees an emptied list itself. */
+	if (--l->count == 0 && !l->firing)
+		list_free(hd_map_del(&hub->watched, l->topic));
+}
+
+size_t hd_hub_watchers(struct hd_hub *hub, const char *topic)
+{
+	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
+	return l ? l->count : 0;
 }
 
 void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)
@@ -38,10 +112,22 @@ void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)
 
 void hd_hub_on_event(void *arg, const char *topic, const struct hd_stored_event *ev)
 {
-	/* Live fan-out to subscribers attaches here. */
-	(void)arg;
-	(void)topic;
-	(void)ev;
+	struct hd_hub *hub = arg;
+	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
+	if (!l)
+		return;
+	/* The cursor lets a fire callback remove any watch, itself included:
+	 * hd_hub_unwatch advances it past a removed watch. */
+	l->firing = true;
+	l->cursor = l->head;
+	while (l->cursor) {
+		struct hd_watch *w = l->cursor;
+		l->cursor = w->next;
+		w->fire(w, topic, ev);
+	}
+	l->firing = false;
+	if (l->count == 0)
+		list_free(hd_map_del(&hub->watched, topic));
 }
 
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p)

@@ -31,6 +31,28 @@ void hd_hub_policy(void *hub, const char *topic, struct hd_topic_policy *out);
 /* Engine hook for each committed event (loop thread). */
 void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event *ev);
 
+/*
+ * A watch: a callback run on the loop thread for every event committed to
+ * one topic, in offset order, from the moment it is added. The live
+ * deliveries (long-poll, SSE, WebSocket) are built on watches. A fire
+ * callback may remove its own watch (or any other) while running.
+ */
+struct hd_watch {
+	void (*fire)(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev);
+	void *arg;
+	/* Private to the hub: */
+	struct hd_watch *prev, *next;
+	struct hd_watch_list *list;
+};
+
+/* Adds w (borrowed until hd_hub_unwatch) to topic's watchers. Returns 0 or
+ * HD_ELIMIT when the hub's cap on watched topics is reached. */
+int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w);
+/* Removes w; a watch that is not added is ignored. */
+void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w);
+/* Watchers of topic (for presence counts and tests). */
+size_t hd_hub_watchers(struct hd_hub *hub, const char *topic);
+
 /* See engine.h for the request contracts. */
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);
 int hd_hub_read(struct hd_hub *hub, struct hd_read *r);

@@ -99,14 +99,34 @@ static int topic_row(struct hd_store_reader *r, const char *topic, bool *found)
 	return read_fail(r, "read topic", rc);
 }
 
+/*
+ * Events past max_age that maintenance has not deleted yet are skipped by
+ * the events query; the reader must still hear that retention removed
+ * them. They are a prefix in offset order (store time grows with the
+ * offset), so looking at the first live event after `after` is enough.
+ */
+static int aged_out(struct hd_store_reader *r, int64_t topic_id, int64_t cutoff,
+		    struct hd_store_read *out)
+{
+	sqlite3_stmt *st = r->st[R_NEXT_TIME];
+	sqlite3_bind_int64(st, 1, topic_id);
+	sqlite3_bind_int64(st, 2, (int64_t)out->after);
+	sqlite3_bind_int64(st, 3, out->now_ms);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) <= cutoff)
+		out->aged = true;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : read_fail(r, "read age", rc);
+}
+
 static int read_events(struct hd_store *s, struct hd_store_reader *r, int64_t topic_id,
 		       const char *topic, struct hd_store_read *out)
 {
 	sqlite3_stmt *st = r->st[R_EVENTS];
 	struct hd_topic_policy p;
-	size_t cap = 0;
+	size_t cap = 0, bytes = 0;
 	int64_t cutoff = INT64_MIN;
-	int rc;
+	int rc = SQLITE_DONE;
 
 	/* Events past max_age are skipped like expired ones: maintenance may
 	 * not have removed them yet. */
@@ -118,7 +138,7 @@ static int read_events(struct hd_store *s, struct hd_store_reader *r, int64_t to
 	sqlite3_bind_int64(st, 3, out->now_ms);
 	sqlite3_bind_int64(st, 4, cutoff);
 	sqlite3_bind_int64(st, 5, out->limit);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (bytes < HD_STORE_READ_BYTES_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (out->n == cap) {
 			cap = cap ? cap * 2 : READ_INITIAL_EVENTS;
 			if (cap > out->limit)
@@ -131,9 +151,12 @@ static int read_events(struct hd_store *s, struct hd_store_reader *r, int64_t to
 		ev->expires_ms = sqlite3_column_int64(st, 2);
 		ev->json = hd_rcbuf_from(sqlite3_column_blob(st, 3),
 					 (size_t)sqlite3_column_bytes(st, 3));
+		bytes += ev->json->len;
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : read_fail(r, "read events", rc);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return read_fail(r, "read events", rc);
+	return cutoff == INT64_MIN ? 0 : aged_out(r, topic_id, cutoff, out);
 }
 
 int hd_store_read(struct hd_store *s, const char *topic, struct hd_store_read *out)
@@ -147,6 +170,7 @@ int hd_store_read(struct hd_store *s, const char *topic, struct hd_store_read *o
 	out->exists = false;
 	out->last = out->low = 0;
 	out->truncated = false;
+	out->aged = false;
 	out->epoch[0] = '\0';
 	if (!valid_name(topic))
 		return 0;
@@ -167,7 +191,7 @@ int hd_store_read(struct hd_store *s, const char *topic, struct hd_store_read *o
 		 * exist: skip the query rather than bind a wrapped value. */
 		if (out->limit && out->after < out->last)
 			rc = read_events(s, r, id, topic, out);
-		out->truncated = out->after + 1 < out->low && out->after < out->last;
+		out->truncated = (out->after + 1 < out->low && out->after < out->last) || out->aged;
 	} else {
 		sqlite3_reset(r->st[R_TOPIC]);
 	}

@@ -144,9 +144,15 @@ struct hd_store_read {
 	bool exists;             /* out: the topic exists */
 	uint64_t last;           /* out: the topic's last assigned offset (0 if none) */
 	uint64_t low;            /* out: first offset not removed by retention */
-	bool truncated;          /* out: after + 1 < low and after < last: a gap */
+	bool truncated;          /* out: a gap: after + 1 < low and after < last, or the
+				    first event after `after` is past the policy's max_age */
+	bool aged;               /* private to the reader */
 	char epoch[HD_EPOCH_LEN + 1];
 };
+
+/* A read stops after this many bytes of event JSON (at least one event is
+ * returned), so `limit` large events cannot make one read unbounded. */
+#define HD_STORE_READ_BYTES_MAX (8u * 1024 * 1024)
 
 /* Any thread but the writer. Returns 0 (also for a topic that does not exist:
  * exists=false, n=0) or HD_ESTORE. */

@@ -91,6 +91,8 @@ enum hd_writer_stmt {
 		  " AND offset>?2 AND (expires_ms=0 OR expires_ms>?3) AND time_ms>?4"      \
 		  " ORDER BY offset LIMIT ?5")                                             \
 	X(FIRST, "SELECT min(offset) FROM events WHERE topic_id=?1")                       \
+	X(NEXT_TIME, "SELECT time_ms FROM events WHERE topic_id=?1 AND offset>?2"          \
+		     " AND (expires_ms=0 OR expires_ms>?3) ORDER BY offset LIMIT 1")       \
 	X(LIST, "SELECT t.name, t.epoch, t.created_ms, t.last_offset, t.count, t.bytes,"   \
 		" (SELECT min(e.offset) FROM events e WHERE e.topic_id=t.id)"              \
 		" FROM topics t WHERE t.name >= ?1 AND t.name <> ?2 ORDER BY t.name")

@@ -115,9 +115,6 @@ def test_bad_option_stops_serve_with_exit_2_naming_it(tmp_path, args, env, confi
     assert not (tmp_path / "data").exists() or not os.listdir(tmp_path / "data")
 
 
-@pytest.mark.xfail(reason="BUG: src/core/config.c flag_value: an unknown flag given last (no value after it) "
-                          "is reported as 'flag --bogus needs a value' instead of an unknown option",
-                   strict=True)
 def test_unknown_last_flag_is_reported_as_unknown(tmp_path):
     p = serve_fails(tmp_path, ["--bogus"])
     assert p.returncode == 2

@@ -284,9 +284,6 @@ def test_retention_by_age_removes_old_events_and_reports_truncated(herald_factor
     assert offsets(h, "young:t") == [1]
 
 
-@pytest.mark.xfail(reason="BUG: src/store/reader.c hd_store_read skips rows past max_age (read_events' "
-                          "cutoff) but sets truncated only from low_offset, which maintenance has not raised yet",
-                   strict=True)
 def test_aged_out_events_read_from_disk_report_truncated_before_maintenance(herald_factory):
     """Reads skip events past max_age even before maintenance deletes them;
     the reader must then be told of the gap, as it is from memory."""

@@ -1,0 +1,162 @@
+/* longpoll — see longpoll.h. */
+#include "edge/longpoll.h"
+#include "core/alloc.h"
+#include "core/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct waiter {
+	struct hd_watch watch;
+	uv_timer_t timer;
+	struct hd_longpoll *lp;
+	struct hd_http_request *req;   /* NULL once answered */
+	bool rereading;                /* woken: its re-read is under way */
+	struct hd_read r;
+	struct waiter *prev, *next;    /* in lp->waiters */
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+};
+
+struct hd_longpoll {
+	uv_loop_t *loop;
+	struct hd_hub *hub;
+	hd_longpoll_respond_fn respond;
+	struct waiter *waiters;
+	size_t count;
+};
+
+struct hd_longpoll *hd_longpoll_new(uv_loop_t *loop, struct hd_hub *hub, hd_longpoll_respond_fn respond)
+{
+	struct hd_longpoll *lp = hd_calloc(1, sizeof(*lp));
+	lp->loop = loop;
+	lp->hub = hub;
+	lp->respond = respond;
+	return lp;
+}
+
+size_t hd_longpoll_waiting(const struct hd_longpoll *lp)
+{
+	return lp->count;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Takes w out of the set and the hub, and closes its timer (which frees it). */
+static void waiter_end(struct waiter *w)
+{
+	struct hd_longpoll *lp = w->lp;
+	hd_hub_unwatch(lp->hub, &w->watch);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		lp->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	lp->count--;
+	hd_metrics_gauge_add(HD_M_longpoll_waiting, -1);
+	uv_close((uv_handle_t *)&w->timer, on_closed);
+}
+
+/* The answer to a woken waiter: whatever its re-read found. */
+static void reread_done(struct hd_read *r)
+{
+	struct waiter *w = r->arg;
+	struct hd_http_request *req = w->req;
+	w->req = NULL;
+	w->lp->respond(req, r);
+	hd_read_fini(r);
+	waiter_end(w);
+}
+
+static void answer_now(struct waiter *w)
+{
+	w->rereading = true;
+	w->r.done = reread_done;
+	w->r.arg = w;
+	if (hd_hub_read(w->lp->hub, &w->r) != 0) {
+		struct hd_http_request *req = w->req;
+		w->req = NULL;
+		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		waiter_end(w);
+	}
+}
+
+static void on_wake(uv_timer_t *t)
+{
+	answer_now(t->data);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	struct waiter *w = t->data;
+	struct hd_http_request *req = w->req;
+	w->req = NULL;
+	w->lp->respond(req, &w->r); /* the empty page the first read found */
+	waiter_end(w);
+}
+
+static void on_event(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
+{
+	struct waiter *w = watch->arg;
+	if (ev->offset <= w->r.after)
+		return;
+	/* Re-read on the next loop turn, when the whole committed batch is in
+	 * the ring, so the answer carries every event of it up to the limit. */
+	hd_hub_unwatch(w->lp->hub, &w->watch);
+	uv_timer_start(&w->timer, on_wake, 0, 0);
+}
+
+int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const char *topic,
+		     uint64_t after, uint32_t limit, uint32_t wait_ms, const struct hd_read *empty)
+{
+	struct waiter *w = hd_calloc(1, sizeof(*w));
+	snprintf(w->topic, sizeof(w->topic), "%s", topic);
+	w->lp = lp;
+	w->req = req;
+	w->watch.fire = on_event;
+	w->watch.arg = w;
+	w->r.topic = w->topic;
+	w->r.after = after;
+	w->r.limit = limit;
+	w->r.exists = empty->exists;
+	w->r.last = empty->last;
+	w->r.next = empty->next;
+	memcpy(w->r.epoch, empty->epoch, sizeof(w->r.epoch));
+	if (hd_hub_watch(lp->hub, w->topic, &w->watch)) {
+		free(w);
+		return HD_ELIMIT;
+	}
+	uv_timer_init(lp->loop, &w->timer);
+	w->timer.data = w;
+	uv_timer_start(&w->timer, on_timeout, wait_ms, 0);
+	w->next = lp->waiters;
+	if (lp->waiters)
+		lp->waiters->prev = w;
+	lp->waiters = w;
+	lp->count++;
+	hd_metrics_gauge_add(HD_M_longpoll_waiting, 1);
+	return 0;
+}
+
+void hd_longpoll_release_all(struct hd_longpoll *lp)
+{
+	/* A waiter whose re-read is in flight answers when the read completes. */
+	struct waiter *w = lp->waiters;
+	while (w) {
+		struct waiter *next = w->next;
+		if (!w->rereading) {
+			uv_timer_stop(&w->timer);
+			on_timeout(&w->timer);
+		}
+		w = next;
+	}
+}
+
+void hd_longpoll_free(struct hd_longpoll *lp)
+{
+	free(lp);
+}
