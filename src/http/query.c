@@ -6,19 +6,9 @@
  * escape matches nothing.
  */
 #include "http/query.h"
+#include "core/text.h"
 
 #include <string.h>
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /*
  * Decodes the character at in[*i] and advances *i past it. Returns the
@@ -32,7 +22,7 @@ static int decode_one(const char *in, size_t len, size_t *i, bool plus_is_space)
 	if (c == '%') {
 		if (len - *i < 3)
 			return -1;
-		int hi = hexval(in[*i + 1]), lo = hexval(in[*i + 2]);
+		int hi = hd_hex_value(in[*i + 1]), lo = hd_hex_value(in[*i + 2]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		c = (unsigned char)(hi * 16 + lo);

@@ -29,6 +29,7 @@
  * are the id, source and type copies the event owns.
  */
 #include "proto/cloudevent.h"
+#include "core/text.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -596,17 +597,6 @@ out:
 	return rc;
 }
 
-static int hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Undoes the HTTP binding's encoding of a ce- header value into out (which
  * holds n bytes) and returns the decoded length: an RFC 7230 quoted-string
@@ -639,8 +629,8 @@ static size_t header_value_decode(const char *v, size_t n, char *out)
 	o = 0;
 	for (size_t i = 0; i < len; i++) {
 		int hi, lo;
-		if (src[i] == '%' && i + 2 < len && (hi = hexdigit(src[i + 1])) >= 0 &&
-		    (lo = hexdigit(src[i + 2])) >= 0) {
+		if (src[i] == '%' && i + 2 < len && (hi = hd_hex_value(src[i + 1])) >= 0 &&
+		    (lo = hd_hex_value(src[i + 2])) >= 0) {
 			out[o++] = (char)(hi << 4 | lo);
 			i += 2;
 		} else {

@@ -7,6 +7,7 @@
  * in-place mode safe; bulk copies therefore use memmove.
  */
 #include "proto/json_text.h"
+#include "core/text.h"
 
 #include <string.h>
 
@@ -75,22 +76,12 @@ static void put(struct scanner *s, char c)
 	s->out[s->o++] = c;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Reads four hex digits at p (which must have 4 bytes); -1 if any is not. */
 static long hex4(const unsigned char *p)
 {
 	long v = 0;
 	for (int i = 0; i < 4; i++) {
-		int h = hexval(p[i]);
+		int h = hd_hex_value(p[i]);
 		if (h < 0)
 			return -1;
 		v = v << 4 | h;

@@ -29,6 +29,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/text.h"
 #include "store/store_impl.h"
 
 #include <errno.h>
@@ -197,19 +198,6 @@ static bool json_object(const char *json, size_t len, bool *empty)
 	return true;
 }
 
-static size_t format_u64(uint64_t v, char out[20])
-{
-	char tmp[20];
-	size_t n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	return n;
-}
-
 /* The stored JSON: the item's object with `,"topic":"<name>","offset":<n>`
  * inserted before its closing brace (without the comma for `{}`). One
  * allocation, shared from here on by the ring, the fan-out and the reply. */
@@ -220,7 +208,7 @@ static struct hd_rcbuf *build_json(const struct hd_store_topic *t, const struct 
 	size_t plen = empty ? t->prefix_len - 1 : t->prefix_len;
 	size_t body = it->json_len - 1;
 	char digits[20];
-	size_t nd = format_u64(offset, digits);
+	size_t nd = hd_u64_format(offset, digits);
 	struct hd_rcbuf *b = hd_rcbuf_new(body + plen + nd + 1);
 	char *p = b->data;
 
