@@ -28,7 +28,8 @@
 	X(ECONFIG, -14, "invalid_config", 400, 3501, "invalid configuration")             \
 	X(EIO, -15, "io_error", 500, 3004, "input/output error")                          \
 	X(ELENGTH, -16, "length_required", 411, 3501, "length required")                  \
-	X(EVERSION, -17, "http_version_not_supported", 505, 3501, "HTTP version not supported")
+	X(EVERSION, -17, "http_version_not_supported", 505, 3501, "HTTP version not supported") \
+	X(ENOTIMPL, -18, "not_implemented", 501, 3501, "not implemented")
 
 enum hd_err {
 	HD_OK = 0,

@@ -71,6 +71,7 @@ static void start_message(struct hd_request_parser *p)
 	p->hp.data = p;
 	p->phase = HD_REQUEST_IDLE;
 	p->err = 0;
+	p->why = NULL;
 	p->last = LAST_NONE;
 	p->head_seen = 0;
 	p->trailer_seen = 0;
@@ -379,6 +380,141 @@ static bool wants_continue(const struct hd_request_parser *p)
 	return false;
 }
 
+/*
+ * Scans one Transfer-Encoding field value: a comma-separated list of
+ * codings, each a token optionally followed by ";" parameters. Adds to
+ * *ncodings and *nchunked across the fields of one request. Returns 0, or
+ * HD_EINVAL for a list that is not well formed, a "chunked" with
+ * parameters, a second "chunked" or any coding after it.
+ */
+static int scan_codings(const char *v, size_t *ncodings, size_t *nchunked)
+{
+	static const char chunked[] = "chunked";
+
+	for (;;) {
+		size_t tok = 0, end, i;
+
+		while (is_space(*v))
+			v++;
+		while (is_tchar(v[tok]))
+			tok++;
+		/* An empty element ("gzip,,chunked", "chunked,") is refused,
+		 * as http-parser would not frame it as chunked either; so is
+		 * any element after chunked. */
+		if (tok == 0 || *nchunked > 0)
+			return HD_EINVAL;
+		end = tok + strcspn(v + tok, ",");
+		for (i = tok; i < end && is_space(v[i]); i++)
+			;
+		if (tok == sizeof(chunked) - 1 && strncasecmp(v, chunked, tok) == 0) {
+			if (i < end)
+				return HD_EINVAL;
+			(*nchunked)++;
+		} else if (i < end && v[i] != ';') {
+			return HD_EINVAL;
+		}
+		(*ncodings)++;
+		if (v[end] == '\0')
+			return 0;
+		v += end + 1;
+	}
+}
+
+/*
+ * The framing rules of RFC 9112 §6 that http-parser leaves to us. The one
+ * transfer coding herald decodes is chunked, so a request that carries
+ * Transfer-Encoding must name chunked exactly once and last (otherwise its
+ * length cannot be known: 400), must not carry Content-Length as well (400)
+ * and must be HTTP/1.1 (an HTTP/1.0 recipient cannot trust the framing:
+ * 400). A well-framed request with another coding before chunked ("gzip,
+ * chunked") is 501: its de-chunked body would still be gzip, and storing it
+ * as if it were the content would be wrong. Several Transfer-Encoding
+ * fields are one list, in order. Returns 0 or the code.
+ */
+static int check_framing(struct hd_request_parser *p)
+{
+	static const char *const not_last = "Transfer-Encoding must end in one \"chunked\"";
+	bool te = false, cl = false;
+	size_t ncodings = 0, nchunked = 0;
+
+	for (size_t i = 0; i < p->nspans; i++) {
+		const struct hd_header *h = &p->headers[i];
+		if (strcmp(h->name, "content-length") == 0) {
+			cl = true;
+		} else if (strcmp(h->name, "transfer-encoding") == 0) {
+			te = true;
+			if (scan_codings(h->value, &ncodings, &nchunked)) {
+				p->why = not_last;
+				return HD_EINVAL;
+			}
+		}
+	}
+	/* http-parser frames the body by its own reading of the fields; both
+	 * readings must agree on chunked. */
+	if (!te)
+		return (p->hp.flags & F_CHUNKED) ? HD_EINVAL : 0;
+	if (p->hp.http_minor == 0) {
+		p->why = "Transfer-Encoding is not allowed in an HTTP/1.0 request";
+		return HD_EINVAL;
+	}
+	if (cl) {
+		p->why = "Transfer-Encoding and Content-Length together";
+		return HD_EINVAL;
+	}
+	if (nchunked == 0 || !(p->hp.flags & F_CHUNKED)) {
+		p->why = not_last;
+		return HD_EINVAL;
+	}
+	if (ncodings > 1) {
+		p->why = "the only transfer coding supported is \"chunked\"";
+		return HD_ENOTIMPL;
+	}
+	return 0;
+}
+
+/* Whether c may appear in a Host value: uri-host [":" port] of RFC 3986
+ * (reg-name, IPv4, IP-literal in brackets, percent-encoding). */
+static bool is_host_char(char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return true;
+	return c != '\0' && strchr("-._~!$&'()*+,;=%:[]", c) != NULL;
+}
+
+/*
+ * RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host field, and no
+ * request has two (a proxy in front and herald could each pick another);
+ * an HTTP/1.0 request may have none. The value may be empty, otherwise it
+ * must look like an authority. Returns 0 or HD_EINVAL.
+ */
+static int check_host(struct hd_request_parser *p)
+{
+	const struct hd_header *host = NULL;
+
+	for (size_t i = 0; i < p->nspans; i++) {
+		if (strcmp(p->headers[i].name, "host") != 0)
+			continue;
+		if (host) {
+			p->why = "more than one Host header";
+			return HD_EINVAL;
+		}
+		host = &p->headers[i];
+	}
+	if (!host) {
+		if (p->hp.http_minor == 0)
+			return 0;
+		p->why = "an HTTP/1.1 request needs a Host header";
+		return HD_EINVAL;
+	}
+	for (size_t i = 0; i < host->value_len; i++) {
+		if (!is_host_char(host->value[i])) {
+			p->why = "invalid Host header";
+			return HD_EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int on_headers_complete(http_parser *hp)
 {
 	struct hd_request_parser *p = parser_of(hp);
@@ -390,11 +526,15 @@ static int on_headers_complete(http_parser *hp)
 		return fail(p, HD_EHEADERS);
 	if (hp->http_major != 1 || hp->http_minor > 1)
 		return fail(p, HD_EVERSION);
+	build_headers(p);
+	/* Framing first: a body whose length is unknown must not be
+	 * measured against body_max. */
+	if ((rc = check_framing(p)) || (rc = check_host(p)))
+		return fail(p, rc);
 	if (!(hp->flags & F_CHUNKED) && hp->content_length != ULLONG_MAX &&
 	    hp->content_length > p->body_max)
 		return fail(p, HD_ETOOBIG);
 	split_target(p);
-	build_headers(p);
 	p->expect_continue = wants_continue(p);
 	p->phase = HD_REQUEST_BODY;
 	return 0;
@@ -490,6 +630,11 @@ out:
 enum hd_request_phase hd_request_phase(const struct hd_request_parser *p)
 {
 	return p->phase;
+}
+
+const char *hd_request_error_reason(const struct hd_request_parser *p)
+{
+	return p->phase == HD_REQUEST_FAILED ? p->why : NULL;
 }
 
 bool hd_request_expects_continue(const struct hd_request_parser *p)

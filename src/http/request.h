@@ -24,9 +24,18 @@
  *   Content-Length above body_max (refused before any body byte is read),
  *       or a chunked body growing past body_max            HD_ETOOBIG  (413)
  *   a version other than HTTP/1.0 or HTTP/1.1              HD_EVERSION (505)
+ *   Transfer-Encoding with a coding before "chunked"
+ *       ("gzip, chunked"): herald decodes chunked only     HD_ENOTIMPL (501)
+ *   Transfer-Encoding that does not end in exactly one
+ *       "chunked" (RFC 9112 §6.3), in an HTTP/1.0 request,
+ *       or together with Content-Length                    HD_EINVAL   (400)
+ *   an HTTP/1.1 request without a Host field, any request
+ *       with two, or a Host value that is not an authority
+ *       (RFC 9112 §3.2)                                    HD_EINVAL   (400)
  *   anything http-parser rejects (bad request line, bad header syntax,
- *       Content-Length together with chunked, an unknown
- *       Transfer-Encoding, …)                              HD_EINVAL   (400)
+ *       two Content-Lengths, …)                            HD_EINVAL   (400)
+ * The framing and Host checks run once the head is complete, after the
+ * version check and before the body_max check on Content-Length.
  * http-parser also stops any head at 80 KiB on its own (HD_EHEADERS), so a
  * header_max above that has no effect.
  */
@@ -69,6 +78,7 @@ struct hd_request_parser {
 	size_t header_max, max_headers, body_max;
 	enum hd_request_phase phase;
 	int err;                 /* the HD_E* code once FAILED */
+	const char *why;         /* static text saying why, for some errors; else NULL */
 	int last;                /* which data callback ran last */
 	size_t head_seen;        /* wire bytes of the head so far */
 	size_t trailer_seen;     /* bytes of trailer fields so far */
@@ -105,6 +115,13 @@ int hd_request_feed(struct hd_request_parser *p, const char *data, size_t len, s
 
 /* The phase of the message being parsed. */
 enum hd_request_phase hd_request_phase(const struct hd_request_parser *p);
+
+/*
+ * Once feed returned an error: a sentence for the client saying what was
+ * wrong ("more than one Host header"), returns borrowed static text, or NULL
+ * when the error's table message says enough. NULL in the other phases.
+ */
+const char *hd_request_error_reason(const struct hd_request_parser *p);
 
 /*
  * Whether the client sent "Expect: 100-continue" (HTTP/1.1) on a request

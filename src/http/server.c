@@ -44,6 +44,13 @@
  * the connection's memory (and the request's pointers) until the handler
  * calls hd_http_respond, whose response is then dropped.
  *
+ * Shutdown closes the listener and idle connections at once; the others end
+ * after their in-flight response as usual (LINGER). The server's drain timer
+ * bounds all of that by shutdown_timeout_ms: when it fires, every connection
+ * left is closed, so a client that stops reading cannot hold the stop for
+ * idle_timeout_ms. Once the last connection is freed the drain timer is
+ * closed, and done runs when both server handles' close callbacks have run.
+ *
  * Entry points (libuv callbacks, hd_http_respond, shutdown) finish with
  * conn_pump(), which parses and dispatches what it can, flushes output and
  * starts or stops reading; `dispatching` keeps a handler that answers at
@@ -118,13 +125,14 @@ struct hd_http_server {
 	struct hd_http_limits lim;
 	hd_http_handler handler;
 	void *arg;
-	uv_tcp_t listener;
+	uv_tcp_t listener;  /* listener.data = this server */
+	uv_timer_t drain;   /* the shutdown deadline; drain.data = this server */
+	int handles;        /* of listener and drain, those whose close callback has not run */
 	int port;
 	struct conn *conns; /* every connection not yet freed */
 	size_t nopen;       /* connections counted toward max_connections */
 	size_t nlive;       /* connections not yet freed */
 	bool stopping;
-	bool listener_closed;
 	void (*done)(void *arg);
 	void *done_arg;
 	time_t date_at;
@@ -145,6 +153,7 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->header_timeout_ms = 10 * 1000;
 	lim->idle_timeout_ms = 60 * 1000;
 	lim->max_connections = 10000;
+	lim->shutdown_timeout_ms = 5 * 1000;
 }
 
 /* The Date header's value, formatted once per second. */
@@ -364,11 +373,19 @@ static void inbuf_release(struct conn *c)
 	c->in_start = 0;
 }
 
+static void on_server_handle_close(uv_handle_t *h);
+
+/* Once every connection is freed the drain timer has nothing left to
+ * bound; done runs after both server handles have closed. */
 static void maybe_done(struct hd_http_server *s)
 {
 	void (*done)(void *arg) = s->done;
 
-	if (!s->stopping || !s->listener_closed || s->nlive > 0 || !done)
+	if (!s->stopping || s->nlive > 0)
+		return;
+	if (!uv_is_closing((uv_handle_t *)&s->drain))
+		uv_close((uv_handle_t *)&s->drain, on_server_handle_close);
+	if (s->handles > 0 || !done)
 		return;
 	s->done = NULL;
 	done(s->done_arg);
@@ -429,15 +446,16 @@ static void conn_end(struct conn *c)
 	arm(c, c->srv->lim.idle_timeout_ms);
 }
 
-/* Queues the answer to a request the server refuses itself, then ends. */
-static void conn_fail(struct conn *c, int code, bool limit)
+/* Queues the answer to a request the server refuses itself, then ends.
+ * message is NULL (the table's message) or borrowed for the call. */
+static void conn_fail(struct conn *c, int code, const char *message, bool limit)
 {
 	struct hd_http_server *s = c->srv;
 	int status = hd_err_http_status(code);
 	struct hd_buf body;
 
 	assert(!c->in_flight);
-	error_body(&body, code, NULL);
+	error_body(&body, code, message);
 	if (put_response(c, status, "application/json", NULL, body.data, body.len, false, false))
 		conn_close(c); /* the output is full of unread responses */
 	else
@@ -469,7 +487,7 @@ static void on_timer(uv_timer_t *t)
 	switch (c->state) {
 	case ST_HEAD:
 	case ST_BODY:
-		conn_fail(c, HD_ETIMEOUT, true);
+		conn_fail(c, HD_ETIMEOUT, NULL, true);
 		conn_pump(c);
 		break;
 	case ST_IDLE:
@@ -614,7 +632,8 @@ static bool parse_one(struct conn *c)
 	if (c->in_len == 0)
 		c->in_start = 0;
 	if (rc < 0) {
-		conn_fail(c, rc, rc == HD_EHEADERS || rc == HD_ETOOBIG);
+		conn_fail(c, rc, hd_request_error_reason(&c->parser),
+			  rc == HD_EHEADERS || rc == HD_ETOOBIG);
 		return false;
 	}
 	if (rc == HD_REQUEST_MORE) {
@@ -707,7 +726,7 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
 	} else {
 		hd_log_error("http_response_too_big remote=%s status=%d bytes=%zu", c->remote,
 			     status, body_len);
-		conn_fail(c, HD_EINTERNAL, false);
+		conn_fail(c, HD_EINTERNAL, NULL, false);
 	}
 	conn_pump(c);
 }
@@ -733,9 +752,12 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 	s->lim = *lim;
 	s->handler = handler;
 	s->arg = arg;
-	/* Initialised here so that shutdown always has a handle to close. */
+	/* Initialised here so that shutdown always has handles to close. */
 	uv_tcp_init(loop, &s->listener);
 	s->listener.data = s;
+	uv_timer_init(loop, &s->drain);
+	s->drain.data = s;
+	s->handles = 2;
 	return s;
 }
 
@@ -799,7 +821,7 @@ static void on_connection(uv_stream_t *listener, int status)
 	uv_tcp_nodelay(&c->tcp, 1);
 	peer_name(c);
 	if (s->nopen >= s->lim.max_connections) {
-		conn_fail(c, HD_EUNAVAIL, true);
+		conn_fail(c, HD_EUNAVAIL, NULL, true);
 	} else {
 		c->counted = true;
 		s->nopen++;
@@ -848,12 +870,32 @@ size_t hd_http_server_connections(const struct hd_http_server *s)
 	return s->nopen;
 }
 
-static void on_listener_close(uv_handle_t *h)
+static void on_server_handle_close(uv_handle_t *h)
 {
 	struct hd_http_server *s = h->data;
 
-	s->listener_closed = true;
+	s->handles--;
 	maybe_done(s);
+}
+
+/*
+ * The drain deadline passed: every connection still open is closed and its
+ * unsent output dropped. One whose request is still in the handler keeps
+ * its memory until hd_http_respond, which then drops the response.
+ */
+static void on_drain_timeout(uv_timer_t *t)
+{
+	struct hd_http_server *s = t->data;
+	size_t n = 0;
+
+	/* conn_close only starts closing, so the list stays intact. */
+	for (struct conn *c = s->conns; c; c = c->next) {
+		if (c->closing)
+			continue;
+		conn_close(c);
+		n++;
+	}
+	hd_log_warn("http_shutdown_deadline timeout_ms=%u closed=%zu", s->lim.shutdown_timeout_ms, n);
 }
 
 void hd_http_server_shutdown(struct hd_http_server *s, void (*done)(void *arg), void *arg)
@@ -862,7 +904,9 @@ void hd_http_server_shutdown(struct hd_http_server *s, void (*done)(void *arg), 
 	s->stopping = true;
 	s->done = done;
 	s->done_arg = arg;
-	uv_close((uv_handle_t *)&s->listener, on_listener_close);
+	uv_close((uv_handle_t *)&s->listener, on_server_handle_close);
+	if (s->lim.shutdown_timeout_ms > 0)
+		uv_timer_start(&s->drain, on_drain_timeout, s->lim.shutdown_timeout_ms, 0);
 	/* Closing only starts here (close callbacks run later), so the list
 	 * stays intact while it is walked. */
 	for (struct conn *c = s->conns; c; c = c->next) {
@@ -881,7 +925,7 @@ void hd_http_server_free(struct hd_http_server *s)
 {
 	if (!s)
 		return;
-	assert(s->nlive == 0 && s->listener_closed);
+	assert(s->nlive == 0 && s->handles == 0);
 	while (s->nspare > 0)
 		free(s->spare[--s->nspare]);
 	free(s);

@@ -15,11 +15,14 @@
  * headers not complete within header_timeout_ms of the request's first byte
  * → 408, a keep-alive connection idle for idle_timeout_ms → closed,
  * more than max_connections open → the new one is answered 503 and closed.
- * Malformed requests → 400 (HTTP/1.0 and 1.1 only: 505 otherwise). These
- * errors, which the server makes itself, close the connection; a 4xx or 5xx
- * from the handler keeps it open when the client allows. All error bodies
- * are JSON. IPv6 peers are written "[ip]:port" in remote. A 100 Continue
- * is sent for "Expect: 100-continue". hd_http_server_free requires
+ * Malformed requests → 400 (HTTP/1.0 and 1.1 only: 505 otherwise), among
+ * them an HTTP/1.1 request without a Host field, any request with two, and
+ * a Transfer-Encoding that is not "chunked" alone (a coding herald does not
+ * implement, as in "gzip, chunked" → 501; request.h has the exact rules).
+ * These errors, which the server makes itself, close the connection; a 4xx
+ * or 5xx from the handler keeps it open when the client allows. All error
+ * bodies are JSON. IPv6 peers are written "[ip]:port" in remote. A 100
+ * Continue is sent for "Expect: 100-continue". hd_http_server_free requires
  * hd_http_server_shutdown to have finished (done called).
  */
 #ifndef HD_HTTP_SERVER_H
@@ -39,9 +42,14 @@ struct hd_http_limits {
 	uint32_t header_timeout_ms; /* slowloris defence */
 	uint32_t idle_timeout_ms;   /* keep-alive idle */
 	uint32_t max_connections;   /* open at once */
+	/* How long a graceful stop waits for connections to finish their
+	 * in-flight requests and write their responses; then each one left
+	 * is closed. 0: no deadline (idle_timeout_ms still bounds a client
+	 * that does not read). */
+	uint32_t shutdown_timeout_ms;
 };
 
-/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000). */
+/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s). */
 void hd_http_limits_default(struct hd_http_limits *lim);
 
 /*
@@ -99,8 +107,13 @@ int hd_http_server_port(const struct hd_http_server *s);
 size_t hd_http_server_connections(const struct hd_http_server *s);
 /*
  * Graceful stop: closes the listener, closes idle connections now and every
- * other one right after its in-flight response. done(arg) runs once every
- * connection and handle is closed; then hd_http_server_free may be called.
+ * other one right after its in-flight response is written. Once
+ * lim.shutdown_timeout_ms has passed, every connection left is closed, its
+ * unwritten output dropped; a request still in the handler stays valid and
+ * must still be answered with hd_http_respond (the response is dropped).
+ * done(arg) runs once every connection is freed (so every in-flight request
+ * answered) and every handle closed; then hd_http_server_free may be called.
+ * Call once.
  */
 void hd_http_server_shutdown(struct hd_http_server *s, void (*done)(void *arg), void *arg);
 void hd_http_server_free(struct hd_http_server *s);

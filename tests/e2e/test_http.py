@@ -178,7 +178,7 @@ BAD_REQUESTS = [
     ("content_length_not_a_number", b"POST /v1/topics/a/events HTTP/1.1\r\nContent-Length: 1x\r\n\r\n1x", 400, "invalid_request"),
     ("two_content_lengths", b"POST /v1/topics/a/events HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400, "invalid_request"),
     ("content_length_and_chunked", b"POST /v1/topics/a/events HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_request"),
-    ("bad_chunk_size", b"POST /v1/topics/a/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, "invalid_request"),
+    ("bad_chunk_size", b"POST /v1/topics/a/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400, "invalid_request"),
     ("unknown_transfer_coding", b"POST /v1/topics/a/events HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400, "invalid_request"),
     ("http2_preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "invalid_request"),
     ("http_2_0", b"GET /healthz HTTP/2.0\r\n\r\n", 505, "http_version_not_supported"),
@@ -337,7 +337,7 @@ def test_clients_that_reset_mid_request_leave_no_connection_behind(herald):
             ids.append(f"rst{i}")
             c.send(publish_bytes("rst", structured(f"rst{i}", data={"i": i})))
         elif kind == 1:
-            c.send(b"POST /v1/topics/rst/events HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+            c.send(b"POST /v1/topics/rst/events HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
         elif kind == 2:
             c.send(b"BAD REQUEST\r\n\r\n")
         else:
@@ -351,18 +351,97 @@ def test_clients_that_reset_mid_request_leave_no_connection_behind(herald):
     assert [e["offset"] for e in events] == list(range(1, len(events) + 1))
 
 
-@pytest.mark.xfail(reason="BUG: 'Transfer-Encoding: gzip, chunked' is accepted and the still-gzipped body is "
-                          "stored as the event's data; herald must refuse a transfer coding it does not "
-                          "implement (RFC 9112 §6.1: 501, or 400) — src/http/request.c on_headers_complete "
-                          "only looks at http-parser's F_CHUNKED flag",
-                   strict=True)
 def test_unknown_transfer_coding_before_chunked_is_refused(herald):
     import gzip
     data = gzip.compress(b"hello")
     body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
     with RawConn(herald.port) as c:
         c.send(http_request("POST", "/v1/topics/gz/events", b"",
-                            {"Content-Type": "text/plain", "Transfer-Encoding": "gzip, chunked"}) + body)
+                            {"Content-Type": "text/plain", "Transfer-Encoding": "gzip, chunked"}) + body
+               + get_bytes("/healthz"))
         r = c.response()
-        assert r.status in (400, 501), f"{r} — stored: {herald.read('gz').json()['events']}"
+        assert r.status == 501, f"{r} — stored: {herald.read('gz').json()['events']}"
+        assert r.json()["error"]["code"] == "not_implemented"
+        assert r.headers["connection"].lower() == "close"
+        assert c.closed_by_peer(5), "the connection must close after a refused transfer coding"
+        assert c.buf == b"", f"bytes after the error response: {c.buf!r}"
     assert herald.read("gz").json()["events"] == []
+    assert_serves(herald)
+
+
+# Transfer-Encoding that herald cannot frame or decode (RFC 9112 §6): the
+# request is refused, the connection closed, nothing stored.
+BAD_TRANSFER_CODINGS = [
+    # (name, Transfer-Encoding field lines, version, status, error code)
+    ("gzip_then_chunked", ["gzip, chunked"], "1.1", 501, "not_implemented"),
+    ("two_fields_gzip_chunked", ["gzip", "chunked"], "1.1", 501, "not_implemented"),
+    ("chunked_then_gzip", ["chunked, gzip"], "1.1", 400, "invalid_request"),
+    ("chunked_twice", ["chunked, chunked"], "1.1", 400, "invalid_request"),
+    ("chunked_in_two_fields", ["chunked", "chunked"], "1.1", 400, "invalid_request"),
+    ("empty_element", ["gzip,,chunked"], "1.1", 400, "invalid_request"),
+    ("chunked_in_http10", ["chunked"], "1.0", 400, "invalid_request"),
+]
+
+
+@pytest.mark.parametrize("name,fields,version,status,code", BAD_TRANSFER_CODINGS,
+                         ids=[b[0] for b in BAD_TRANSFER_CODINGS])
+def test_transfer_coding_other_than_chunked_alone_is_refused(herald, name, fields, version, status, code):
+    head = [f"POST /v1/topics/te/events HTTP/{version}", "Host: 127.0.0.1", "Content-Type: text/plain"]
+    head += [f"Transfer-Encoding: {f}" for f in fields]
+    raw = ("\r\n".join(head) + "\r\n\r\n").encode() + b"5\r\nhello\r\n0\r\n\r\n"
+    with RawConn(herald.port) as c:
+        c.send(raw + get_bytes("/healthz"))
+        r = c.response()
+        assert r.status == status, r
+        err = r.json()["error"]
+        assert err["code"] == code, r
+        assert "Transfer-Encoding" in err["message"] or "chunked" in err["message"], r
+        assert r.headers["connection"].lower() == "close"
+        assert c.closed_by_peer(5)
+        assert c.buf == b"", f"bytes after the error response: {c.buf!r}"
+    assert herald.read("te").json()["events"] == []
+    assert_serves(herald)
+
+
+def test_host_header_is_required_once_in_http11(herald):
+    """RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with
+    two, is answered 400 and the connection closed; HTTP/1.0 may omit it."""
+    bad = [
+        (b"GET /healthz HTTP/1.1\r\n\r\n", "needs a Host"),
+        (b"POST /v1/topics/host/events HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+         "needs a Host"),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n", "more than one Host"),
+        (b"POST /v1/topics/host/events HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+         b"host: b\r\nContent-Length: 2\r\n\r\nhi", "more than one Host"),
+        (b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host"),
+        (b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n", "invalid Host"),
+    ]
+    for raw, why in bad:
+        with RawConn(herald.port) as c:
+            c.send(raw + get_bytes("/healthz"))
+            r = c.response()
+            assert r.status == 400, (raw, r)
+            err = r.json()["error"]
+            assert err["code"] == "invalid_request" and why in err["message"], (raw, r)
+            assert r.headers["connection"].lower() == "close"
+            assert c.closed_by_peer(5), raw
+            assert c.buf == b"", f"bytes after the error response to {raw!r}: {c.buf!r}"
+    assert herald.read("host").json()["events"] == []
+    # HTTP/1.0 without Host is fine, publish included; so is an empty Host.
+    with RawConn(herald.port) as c:
+        r = c.request(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert r.status == 200 and r.json() == {"status": "ok"}
+    with RawConn(herald.port) as c:
+        body = json.dumps(structured("h10")).encode()
+        r = c.request(b"POST /v1/topics/host/events HTTP/1.0\r\nContent-Type: application/cloudevents+json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert r.status == 201 and r.json()["offset"] == 1, r
+    with RawConn(herald.port) as c:
+        r = c.request(b"GET /healthz HTTP/1.1\r\nHost:\r\n\r\n")
+        assert r.status == 200 and r.headers["connection"] == "keep-alive"
+        # The Host of one request does not count for the next on the
+        # connection.
+        r = c.request(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert r.status == 400 and "Host" in r.json()["error"]["message"]
+        assert c.closed_by_peer(5)
+    assert [e["id"] for e in herald.read_all("host")] == ["h10"]

@@ -1,7 +1,9 @@
 /*
  * test_request — unit tests of src/http/request.c, the request parser:
  * complete messages fed at once and byte by byte, pipelining, every limit
- * crossed and met exactly, and malformed input.
+ * crossed and met exactly, malformed input, and the Host and
+ * Transfer-Encoding rules of RFC 9112. Every HTTP/1.1 request that is meant
+ * to get past its head carries a Host field.
  */
 #include "core/err.h"
 #include "http/request.h"
@@ -97,20 +99,21 @@ static void test_no_query_and_absolute_form(void **state)
 	size_t used;
 
 	hd_request_init(&p, &lim);
-	assert_int_equal(feed_str(&p, "GET /a HTTP/1.1\r\n\r\n", &used), HD_REQUEST_COMPLETE);
+	assert_int_equal(feed_str(&p, "GET /a HTTP/1.0\r\n\r\n", &used), HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_string_equal(req.path, "/a");
 	assert_string_equal(req.query, "");
 	assert_int_equal(req.nheaders, 0);
 
-	assert_int_equal(feed_str(&p, "GET http://h:80/x/y?q=1 HTTP/1.1\r\n\r\n", &used),
+	assert_int_equal(feed_str(&p, "GET http://h:80/x/y?q=1 HTTP/1.1\r\nHost: h:80\r\n\r\n", &used),
 			 HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_string_equal(req.path, "/x/y");
 	assert_int_equal(req.path_len, 4);
 	assert_string_equal(req.query, "q=1");
 
-	assert_int_equal(feed_str(&p, "OPTIONS * HTTP/1.1\r\n\r\n", &used), HD_REQUEST_COMPLETE);
+	assert_int_equal(feed_str(&p, "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &used),
+			 HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_string_equal(req.path, "*");
 	hd_request_fini(&p);
@@ -119,6 +122,7 @@ static void test_no_query_and_absolute_form(void **state)
 static void test_post_content_length(void **state)
 {
 	const char *msg = "POST /topics/t/events HTTP/1.1\r\n"
+			  "Host: h\r\n"
 			  "Content-Type: application/json\r\n"
 			  "Content-Length: 13\r\n"
 			  "\r\n"
@@ -141,6 +145,7 @@ static void test_post_content_length(void **state)
 }
 
 static const char chunked[] = "POST /p HTTP/1.1\r\n"
+			      "Host: h\r\n"
 			      "Transfer-Encoding: chunked\r\n"
 			      "\r\n"
 			      "5\r\nhello\r\n"
@@ -158,7 +163,7 @@ static void check_chunked(const struct hd_request_parser *p)
 	hd_request_get(p, &req);
 	assert_int_equal(req.body_len, 21);
 	assert_string_equal(req.body, "hello world0123456789");
-	assert_int_equal(req.nheaders, 1);
+	assert_int_equal(req.nheaders, 2);
 	assert_null(hd_http_header_get(&req, "trailer-field"));
 }
 
@@ -190,7 +195,7 @@ static void test_chunked_byte_by_byte(void **state)
 
 static void test_headers_byte_by_byte(void **state)
 {
-	const char *msg = "PUT /x?k=v HTTP/1.1\r\nA-Long-Name: some value  \r\nB: 2\r\n"
+	const char *msg = "PUT /x?k=v HTTP/1.1\r\nHost: h\r\nA-Long-Name: some value  \r\nB: 2\r\n"
 			  "Content-Length: 3\r\n\r\nabc";
 	struct hd_http_limits lim = limits(8192, 100, 1024);
 	struct hd_request_parser p;
@@ -212,7 +217,7 @@ static void test_headers_byte_by_byte(void **state)
 static void test_pipelined(void **state)
 {
 	const char *one = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-	const char *two = "POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+	const char *two = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
 	char both[256];
 	struct hd_http_limits lim = limits(8192, 100, 1024);
 	struct hd_request_parser p;
@@ -232,13 +237,13 @@ static void test_pipelined(void **state)
 	hd_request_get(&p, &req);
 	assert_string_equal(req.path, "/b");
 	assert_string_equal(req.body, "hi");
-	assert_int_equal(req.nheaders, 1);
+	assert_int_equal(req.nheaders, 2);
 	hd_request_fini(&p);
 }
 
 static void test_pipelined_byte_by_byte(void **state)
 {
-	const char *both = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+	const char *both = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct hd_http_limits lim = limits(8192, 100, 1024);
 	struct hd_request_parser p;
 	struct hd_http_request req = {0};
@@ -264,7 +269,7 @@ static void test_keep_alive_rules(void **state)
 	size_t used;
 
 	hd_request_init(&p, &lim);
-	assert_int_equal(feed_str(&p, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &used),
+	assert_int_equal(feed_str(&p, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &used),
 			 HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_false(req.keep_alive);
@@ -281,7 +286,8 @@ static void test_keep_alive_rules(void **state)
 
 static void test_expect_continue(void **state)
 {
-	const char *head = "POST /p HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-Continue\r\n\r\n";
+	const char *head = "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"
+			   "Expect: 100-Continue\r\n\r\n";
 	struct hd_http_limits lim = limits(8192, 100, 1024);
 	struct hd_request_parser p;
 	size_t used;
@@ -291,16 +297,17 @@ static void test_expect_continue(void **state)
 	assert_int_equal(hd_request_phase(&p), HD_REQUEST_BODY);
 	assert_true(hd_request_expects_continue(&p));
 	assert_int_equal(feed_str(&p, "body", &used), HD_REQUEST_COMPLETE);
-	assert_int_equal(feed_str(&p, "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", &used),
+	assert_int_equal(feed_str(&p, "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+				  &used),
 			 HD_REQUEST_COMPLETE);
 	assert_false(hd_request_expects_continue(&p));
 	hd_request_fini(&p);
 }
 
-/* Builds "GET / HTTP/1.1\r\nX: aaa…\r\n\r\n" exactly total bytes long. */
+/* Builds "GET / HTTP/1.1\r\nHost: h\r\nX: aaa…\r\n\r\n" exactly total bytes long. */
 static void head_of(char *out, size_t total)
 {
-	const char *start = "GET / HTTP/1.1\r\nX: ";
+	const char *start = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
 	size_t pad = total - strlen(start) - 4;
 
 	strcpy(out, start);
@@ -358,8 +365,8 @@ static void test_header_too_large_unterminated(void **state)
 
 static void test_too_many_headers(void **state)
 {
-	const char *three = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-	const char *four = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+	const char *three = "GET / HTTP/1.1\r\nHost: h\r\nB: 2\r\nC: 3\r\n\r\n";
+	const char *four = "GET / HTTP/1.1\r\nHost: h\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
 	struct hd_http_limits lim = limits(8192, 3, 1024);
 	struct hd_request_parser p;
 	size_t used;
@@ -382,8 +389,8 @@ static void test_many_headers_grow(void **state)
 	struct hd_http_request req = {0};
 	size_t used, n;
 
-	n = (size_t)snprintf(msg, sizeof(msg), "GET / HTTP/1.1\r\n");
-	for (int i = 0; i < 100; i++)
+	n = (size_t)snprintf(msg, sizeof(msg), "GET / HTTP/1.1\r\nHost: h\r\n");
+	for (int i = 0; i < 99; i++)
 		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "H%d: v%d\r\n", i, i);
 	snprintf(msg + n, sizeof(msg) - n, "\r\n");
 	hd_request_init(&p, &lim);
@@ -391,14 +398,14 @@ static void test_many_headers_grow(void **state)
 	hd_request_get(&p, &req);
 	assert_int_equal(req.nheaders, 100);
 	assert_string_equal(hd_http_header_get(&req, "h0"), "v0");
-	assert_string_equal(hd_http_header_get(&req, "h99"), "v99");
+	assert_string_equal(hd_http_header_get(&req, "h98"), "v98");
 	hd_request_fini(&p);
 }
 
 static void test_body_too_large_declared(void **state)
 {
-	const char *head = "POST /p HTTP/1.1\r\nContent-Length: 101\r\n\r\n";
-	const char *fits = "POST /p HTTP/1.1\r\nContent-Length: 100\r\n\r\n";
+	const char *head = "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n";
+	const char *fits = "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n";
 	struct hd_http_limits lim = limits(8192, 100, 100);
 	struct hd_request_parser p;
 	size_t used;
@@ -422,7 +429,7 @@ static void test_body_too_large_declared(void **state)
 
 static void test_body_too_large_chunked(void **state)
 {
-	const char *head = "POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+	const char *head = "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
 	char msg[256];
 	struct hd_http_limits lim = limits(8192, 100, 8);
 	struct hd_request_parser p;
@@ -474,9 +481,10 @@ static void test_malformed(void **state)
 	/* Request smuggling: both framings, or an unknown one. */
 	expect_error("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
 		     HD_EINVAL);
-	expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", HD_EINVAL);
+	expect_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", HD_EINVAL);
 	expect_error("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", HD_EINVAL);
-	expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HD_EINVAL);
+	expect_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		     HD_EINVAL);
 }
 
 static void test_version(void **state)
@@ -496,7 +504,8 @@ static void test_leading_blank_lines(void **state)
 	hd_request_init(&p, &lim);
 	assert_int_equal(feed_str(&p, "\r\n", &used), HD_REQUEST_MORE);
 	assert_int_equal(hd_request_phase(&p), HD_REQUEST_IDLE);
-	assert_int_equal(feed_str(&p, "DELETE /x HTTP/1.1\r\n\r\n", &used), HD_REQUEST_COMPLETE);
+	assert_int_equal(feed_str(&p, "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n", &used),
+			 HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_int_equal(req.method, HTTP_DELETE);
 	hd_request_fini(&p);
@@ -510,19 +519,139 @@ static void test_large_body_released(void **state)
 	struct hd_http_request req = {0};
 	size_t used, n;
 
-	n = (size_t)snprintf(msg, sizeof(msg), "POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n",
-			     200000);
+	n = (size_t)snprintf(msg, sizeof(msg),
+			     "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n", 200000);
 	memset(msg + n, 'b', 200000);
 	msg[n + 200000] = '\0';
 	hd_request_init(&p, &lim);
 	assert_int_equal(feed_str(&p, msg, &used), HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_int_equal(req.body_len, 200000);
-	assert_int_equal(feed_str(&p, "GET / HTTP/1.1\r\n\r\n", &used), HD_REQUEST_COMPLETE);
+	assert_int_equal(feed_str(&p, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", &used),
+			 HD_REQUEST_COMPLETE);
 	hd_request_get(&p, &req);
 	assert_int_equal(req.body_len, 0);
 	assert_string_equal(req.body, "");
 	hd_request_fini(&p);
+}
+
+/*
+ * Feeds msg at once and byte by byte; both must end in code. For an error
+ * the reason must contain why (NULL: no reason); a complete request must
+ * have consumed all of msg.
+ */
+static void expect_result(const char *msg, int code, const char *why)
+{
+	struct hd_http_limits lim = limits(8192, 100, 1024);
+	struct hd_request_parser p;
+	size_t used;
+
+	for (int bytes = 0; bytes < 2; bytes++) {
+		hd_request_init(&p, &lim);
+		assert_int_equal(bytes ? feed_bytes(&p, msg, &used) : feed_str(&p, msg, &used), code);
+		if (code == HD_REQUEST_COMPLETE)
+			assert_int_equal(used, strlen(msg));
+		if (why)
+			assert_non_null(strstr(hd_request_error_reason(&p), why));
+		else
+			assert_null(hd_request_error_reason(&p));
+		hd_request_fini(&p);
+	}
+}
+
+static void test_host_rules(void **state)
+{
+	/* RFC 9112 §3.2: HTTP/1.1 needs exactly one Host. */
+	expect_result("GET / HTTP/1.1\r\n\r\n", HD_EINVAL, "needs a Host");
+	expect_result("GET / HTTP/1.1\r\nX: y\r\n\r\n", HD_EINVAL, "needs a Host");
+	expect_result("POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", HD_EINVAL, "needs a Host");
+	expect_result("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", HD_EINVAL,
+		      "more than one Host");
+	expect_result("GET / HTTP/1.1\r\nHost: a\r\nX: y\r\nhOsT: b\r\n\r\n", HD_EINVAL,
+		      "more than one Host");
+	/* HTTP/1.0 may omit it, but two are refused there too. */
+	expect_result("GET / HTTP/1.0\r\n\r\n", HD_REQUEST_COMPLETE, NULL);
+	expect_result("GET / HTTP/1.0\r\nHost: a\r\n\r\n", HD_REQUEST_COMPLETE, NULL);
+	expect_result("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", HD_EINVAL,
+		      "more than one Host");
+	/* The forms of an authority pass, an empty value too; others do not. */
+	expect_result("GET / HTTP/1.1\r\nHost:\r\n\r\n", HD_REQUEST_COMPLETE, NULL);
+	expect_result("GET / HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n", HD_REQUEST_COMPLETE,
+		      NULL);
+	expect_result("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", HD_REQUEST_COMPLETE, NULL);
+	expect_result("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", HD_REQUEST_COMPLETE, NULL);
+	expect_result("GET / HTTP/1.1\r\nHost: a%2Db.example\r\n\r\n", HD_REQUEST_COMPLETE, NULL);
+	expect_result("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", HD_EINVAL, "invalid Host");
+	expect_result("GET / HTTP/1.1\r\nHost: user@h\r\n\r\n", HD_EINVAL, "invalid Host");
+	expect_result("GET / HTTP/1.1\r\nHost: h/p\r\n\r\n", HD_EINVAL, "invalid Host");
+	/* The version is checked first. */
+	expect_result("GET / HTTP/2.0\r\n\r\n", HD_EVERSION, NULL);
+}
+
+static void test_host_rule_per_message(void **state)
+{
+	const char *both = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+	struct hd_http_limits lim = limits(8192, 100, 1024);
+	struct hd_request_parser p;
+	size_t used;
+
+	/* A Host in one pipelined request does not count for the next. */
+	hd_request_init(&p, &lim);
+	assert_int_equal(feed_str(&p, both, &used), HD_REQUEST_COMPLETE);
+	assert_null(hd_request_error_reason(&p));
+	assert_int_equal(feed_str(&p, both + used, &used), HD_EINVAL);
+	assert_non_null(strstr(hd_request_error_reason(&p), "Host"));
+	hd_request_fini(&p);
+}
+
+#define TE_HEAD "POST /p HTTP/1.1\r\nHost: h\r\n"
+#define TE_BODY "\r\n5\r\nhello\r\n0\r\n\r\n"
+
+static void test_transfer_codings(void **state)
+{
+	/* chunked alone, in any case, is the one accepted. */
+	expect_result(TE_HEAD "Transfer-Encoding: chunked\r\n" TE_BODY, HD_REQUEST_COMPLETE, NULL);
+	expect_result(TE_HEAD "Transfer-Encoding: Chunked\r\n" TE_BODY, HD_REQUEST_COMPLETE, NULL);
+	/* A coding herald does not implement before chunked: 501. */
+	expect_result(TE_HEAD "Transfer-Encoding: gzip, chunked\r\n" TE_BODY, HD_ENOTIMPL,
+		      "only transfer coding");
+	expect_result(TE_HEAD "Transfer-Encoding: gzip,chunked\r\n" TE_BODY, HD_ENOTIMPL,
+		      "only transfer coding");
+	expect_result(TE_HEAD "Transfer-Encoding: identity, chunked\r\n" TE_BODY, HD_ENOTIMPL,
+		      "only transfer coding");
+	expect_result(TE_HEAD "Transfer-Encoding: x-custom;level=1 , chunked\r\n" TE_BODY,
+		      HD_ENOTIMPL, "only transfer coding");
+	/* Several fields are one list. */
+	expect_result(TE_HEAD "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n" TE_BODY,
+		      HD_ENOTIMPL, "only transfer coding");
+	/* chunked not last, twice, with parameters, or absent: the length is
+	 * unknown, 400. */
+	expect_result(TE_HEAD "Transfer-Encoding: gzip\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked, gzip\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked, chunked\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n" TE_BODY,
+		      HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n" TE_BODY,
+		      HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked;x=1\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked,\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: gzip,,chunked\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: chunked x\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding: \"chunked\"\r\n" TE_BODY, HD_EINVAL, "chunked");
+	expect_result(TE_HEAD "Transfer-Encoding:\r\n" TE_BODY, HD_EINVAL, "chunked");
+	/* In HTTP/1.0, or together with Content-Length: 400, even for an
+	 * unknown coding. */
+	expect_result("POST /p HTTP/1.0\r\nTransfer-Encoding: chunked\r\n" TE_BODY, HD_EINVAL,
+		      "HTTP/1.0");
+	expect_result("POST /p HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n" TE_BODY, HD_EINVAL,
+		      "HTTP/1.0");
+	expect_result(TE_HEAD "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n" TE_BODY,
+		      HD_EINVAL, NULL);
+	expect_result(TE_HEAD "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", HD_EINVAL,
+		      NULL);
+	/* The framing is checked before the Host, and before body_max. */
+	expect_result("POST /p HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n" TE_BODY,
+		      HD_ENOTIMPL, "only transfer coding");
 }
 
 int main(void)
@@ -548,6 +677,9 @@ int main(void)
 		cmocka_unit_test(test_version),
 		cmocka_unit_test(test_leading_blank_lines),
 		cmocka_unit_test(test_large_body_released),
+		cmocka_unit_test(test_host_rules),
+		cmocka_unit_test(test_host_rule_per_message),
+		cmocka_unit_test(test_transfer_codings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
