@@ -178,6 +178,7 @@ static int serve(int argc, char **argv)
 	lim.max_headers = s.cfg.max_headers;
 	lim.header_timeout_ms = (uint32_t)s.cfg.header_timeout_ms;
 	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
+	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
 	s.api = hd_api_new(s.loop, s.hub);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);

@@ -54,6 +54,8 @@ static const struct opt opts[] = {
 	 .help = "Time a client has to send a request's headers (slowloris defence); then 408."},
 	{"idle-timeout", T_DURATION, G(idle_timeout_ms), .def = "60s", .min = "100ms", .max = "1h",
 	 .help = "A keep-alive connection idle this long is closed."},
+	{"shutdown-timeout", T_DURATION, G(shutdown_timeout_ms), .def = "5s", .min = "100ms", .max = "10m",
+	 .help = "On SIGTERM/SIGINT, connections still open this long after the stop began are closed."},
 	{"max-connections", T_UINT, G(max_connections), .def = "10000", .min = "1", .max = "1000000",
 	 .help = "Open client connections at once; more are answered 503 and closed."},
 	{"max-topics", T_UINT, G(max_topics), .def = "100000", .min = "1", .max = "100000000",

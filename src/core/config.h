@@ -61,6 +61,7 @@ struct hd_config {
 	uint64_t max_headers;
 	int64_t header_timeout_ms;
 	int64_t idle_timeout_ms;
+	int64_t shutdown_timeout_ms;
 	uint64_t max_connections;
 	uint64_t max_topics;
 	uint64_t commit_max_events;

@@ -18,7 +18,7 @@ from conftest import (BIN, CE_BATCH, CE_JSON, RawConn, check_published_store, ht
 _timeout = per_test_timeout(45)
 
 PROMPT = 5.0  # seconds an idle server may take to stop
-DRAIN = 5.0  # the default shutdown deadline (hd_http_limits_default's shutdown_timeout_ms)
+DRAIN = 1.0  # --shutdown-timeout of the test below
 
 
 def timed_stop(h, sig):
@@ -116,7 +116,7 @@ def test_port_in_use_fails_cleanly(tmp_path):
 def test_stop_is_bounded_when_a_client_stops_reading(herald_factory):
     """A client that stops reading its responses holds the stop for the
     shutdown deadline at most, not for --idle-timeout."""
-    h = herald_factory(args=["--idle-timeout", "30s", "--sync", "off"])
+    h = herald_factory(args=["--idle-timeout", "30s", "--sync", "off", "--shutdown-timeout", "1s"])
     blob = "q" * 60000
     for i in range(3):
         batch = [structured(f"b{i}-{j}", data={"blob": blob}) for j in range(5)]
