@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 int64_t hd_now_ms(void)
@@ -27,13 +28,44 @@ uint64_t hd_mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* Writes v as exactly n decimal digits. */
+static void put_digits(char *out, int v, int n)
+{
+	for (int i = n - 1; i >= 0; i--) {
+		out[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+/* Hand-written rather than snprintf: every event without a `time` gets one
+ * at publish, so this is on the publish path. */
 void hd_format_rfc3339(int64_t ms, char *out, size_t out_len)
 {
 	time_t secs = (time_t)(ms / 1000);
 	struct tm tm;
+	char buf[25];
+
 	gmtime_r(&secs, &tm);
-	snprintf(out, out_len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	put_digits(buf, (tm.tm_year + 1900) % 10000, 4);
+	buf[4] = '-';
+	put_digits(buf + 5, tm.tm_mon + 1, 2);
+	buf[7] = '-';
+	put_digits(buf + 8, tm.tm_mday, 2);
+	buf[10] = 'T';
+	put_digits(buf + 11, tm.tm_hour, 2);
+	buf[13] = ':';
+	put_digits(buf + 14, tm.tm_min, 2);
+	buf[16] = ':';
+	put_digits(buf + 17, tm.tm_sec, 2);
+	buf[19] = '.';
+	put_digits(buf + 20, (int)(ms % 1000), 3);
+	buf[23] = 'Z';
+	buf[24] = '\0';
+	if (out_len == 0)
+		return;
+	size_t n = out_len < sizeof(buf) ? out_len - 1 : sizeof(buf) - 1;
+	memcpy(out, buf, n);
+	out[n] = '\0';
 }
 
 /* Reads exactly n digits at *p; returns false if any is not a digit. */
