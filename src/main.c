@@ -83,7 +83,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	}
 	s->stopping = true;
 	hd_log_info("stopping signal=%d connections=%zu", signum, hd_http_server_connections(s->http));
-	/* Held long-polls are answered now so they do not hold the stop. */
+	/* Held long-polls are answered and SSE streams ended now so they do
+	 * not hold the stop. */
 	hd_api_stop(s->api);
 	hd_http_server_shutdown(s->http, on_http_closed, s);
 }
@@ -180,7 +181,13 @@ static int serve(int argc, char **argv)
 	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
 	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
-	s.api = hd_api_new(s.loop, s.hub);
+	lim.max_pending_bytes = (size_t)s.cfg.max_pending_bytes;
+	struct hd_sse_opts sse_opts = {
+		.keepalive_ms = (uint32_t)s.cfg.sse_keepalive_ms,
+		.retry_ms = (uint32_t)s.cfg.sse_retry_ms,
+		.max_pending_bytes = lim.max_pending_bytes,
+	};
+	s.api = hd_api_new(s.loop, s.hub, &sse_opts);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	rc = hd_http_server_listen(s.http, host, port);
 	if (rc) {

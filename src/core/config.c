@@ -56,6 +56,14 @@ static const struct opt opts[] = {
 	 .help = "A keep-alive connection idle this long is closed."},
 	{"shutdown-timeout", T_DURATION, G(shutdown_timeout_ms), .def = "5s", .min = "100ms", .max = "10m",
 	 .help = "On SIGTERM/SIGINT, connections still open this long after the stop began are closed."},
+	{"max-pending-bytes", T_SIZE, G(max_pending_bytes), .def = "1m", .min = "4k", .max = "1g",
+	 .help = "Unsent output allowed per streaming connection (Server-Sent Events); a client "
+		 "that falls further behind is disconnected as a slow consumer."},
+	{"sse-keepalive", T_DURATION, G(sse_keepalive_ms), .def = "15s", .min = "100ms", .max = "1h",
+	 .help = "How often an idle Server-Sent Events stream gets a comment line, so that proxies "
+		 "keep it open."},
+	{"sse-retry", T_DURATION, G(sse_retry_ms), .def = "3s", .min = "0", .max = "1h",
+	 .help = "The reconnection delay sent to Server-Sent Events clients (the retry field)."},
 	{"max-connections", T_UINT, G(max_connections), .def = "10000", .min = "1", .max = "1000000",
 	 .help = "Open client connections at once; more are answered 503 and closed."},
 	{"max-topics", T_UINT, G(max_topics), .def = "100000", .min = "1", .max = "100000000",

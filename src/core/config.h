@@ -63,6 +63,9 @@ struct hd_config {
 	int64_t idle_timeout_ms;
 	int64_t shutdown_timeout_ms;
 	uint64_t max_connections;
+	uint64_t max_pending_bytes;
+	int64_t sse_keepalive_ms;
+	int64_t sse_retry_ms;
 	uint64_t max_topics;
 	uint64_t commit_max_events;
 	uint64_t queue_max_events;

@@ -30,6 +30,8 @@ struct hd_buf;
 	C(http_errors_total, "HTTP requests answered with a 4xx or 5xx status.")              \
 	C(http_limit_hits_total, "Requests refused by a size or time limit.")                 \
 	C(events_expired_total, "Events removed by TTL or retention.")                        \
+	C(slow_consumer_disconnects_total, "Streams ended because the client fell max-pending-bytes behind.") \
+	G(sse_streams, "Open Server-Sent Events streams.")                                    \
 	G(topics, "Topics known to the store.")                                               \
 	G(connections_open, "Open client connections.")                                       \
 	G(longpoll_waiting, "Long-poll reads being held until an event arrives.")             \

@@ -530,6 +530,13 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 			method_not_allowed(req, "GET, POST");
 		return;
 	}
+	if (strcmp(slash, "/sse") == 0) {
+		if (m == HTTP_GET)
+			hd_sse_handle_topic(api->sse, req, topic);
+		else
+			method_not_allowed(req, "GET");
+		return;
+	}
 	hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 }
 
@@ -563,6 +570,11 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 		handle_metrics(req);
 	} else if ((rest = under(req->path, "/v1/topics"))) {
 		handle_topics(req, api, rest, m);
+	} else if (strcmp(req->path, "/v1/sse") == 0) {
+		if (m == HTTP_GET)
+			hd_sse_handle_multi(api->sse, req);
+		else
+			method_not_allowed(req, "GET");
 	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
 		handle_user(req, api, rest, m);
 	} else {
@@ -570,11 +582,12 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 	}
 }
 
-struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub)
+struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts)
 {
 	struct hd_api *api = hd_calloc(1, sizeof(*api));
 	api->hub = hub;
 	api->longpoll = hd_longpoll_new(loop, hub, respond_page);
+	api->sse = hd_sse_new(loop, hub, sse_opts);
 	return api;
 }
 
@@ -582,10 +595,12 @@ void hd_api_stop(struct hd_api *api)
 {
 	api->stopping = true;
 	hd_longpoll_release_all(api->longpoll);
+	hd_sse_stop(api->sse);
 }
 
 void hd_api_free(struct hd_api *api)
 {
+	hd_sse_free(api->sse);
 	hd_longpoll_free(api->longpoll);
 	free(api);
 }

@@ -44,6 +44,13 @@
  * the connection's memory (and the request's pointers) until the handler
  * calls hd_http_respond, whose response is then dropped.
  *
+ * Streaming responses (hd_http_stream_start) keep the request in the
+ * handler state and queue shared rcbufs (one reference each, no copy)
+ * behind out[]: they are written directly while the socket takes them,
+ * the rest by one uv_write at a time (struct swrite). `spending` counts the
+ * unsent bytes against lim.max_pending_bytes. Input is dropped and EOF
+ * closes; once the handles are closed, on_close hands the request back.
+ *
  * Shutdown closes the listener and idle connections at once; the others end
  * after their in-flight response as usual (LINGER). The server's drain timer
  * bounds all of that by shutdown_timeout_ms: when it fires, every connection
@@ -62,6 +69,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/rcbuf.h"
 #include "http/request.h"
 
 #include <assert.h>
@@ -118,6 +126,35 @@ struct conn {
 	bool shut;      /* uv_shutdown was called */
 	bool continued; /* "100 Continue" was sent for this request */
 	char remote[64];
+
+	/* A streaming response (hd_http_stream_start): the edge owns req until
+	 * hd_http_stream_end/abort or, if the client leaves first, until
+	 * on_close runs. Its bytes wait in squeue (shared rcbufs) behind what
+	 * out[] still holds; one struct swrite is written at a time. */
+	bool stream_open;
+	struct snode *sq_head, *sq_tail;
+	struct swrite *swrite;  /* in flight, NULL if none */
+	size_t spending;        /* bytes queued plus in flight */
+	void (*on_close)(void *arg);
+	void (*on_drain)(void *arg); /* one-shot, see hd_http_stream_want_drain */
+	void *stream_arg;
+};
+
+/* One queued stream buffer (holds one reference). */
+struct snode {
+	struct snode *next;
+	struct hd_rcbuf *buf;
+	size_t off; /* bytes of buf already written */
+};
+
+#define SWRITE_BUFS 64 /* buffers per stream write */
+
+/* One stream write in flight; owns one reference to each of its buffers. */
+struct swrite {
+	uv_write_t req; /* first member */
+	size_t n, bytes;
+	struct hd_rcbuf *bufs[SWRITE_BUFS];
+	uv_buf_t ub[SWRITE_BUFS];
 };
 
 struct hd_http_server {
@@ -154,6 +191,7 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->idle_timeout_ms = 60 * 1000;
 	lim->max_connections = 10000;
 	lim->shutdown_timeout_ms = 5 * 1000;
+	lim->max_pending_bytes = 1024 * 1024;
 }
 
 /* The Date header's value, formatted once per second. */
@@ -216,6 +254,9 @@ static const char *decimal(size_t v, char *out)
 	return out;
 }
 
+static int put_head_body(struct conn *c, int status, const char *ctype, const char *extra,
+			 const char *body, size_t len, bool keep, bool head_only, bool stream);
+
 /*
  * Appends one response to the output. Returns 0, or HD_ETOOBIG with the
  * output unchanged. Statuses that have no body get no Content-Length.
@@ -223,9 +264,17 @@ static const char *decimal(size_t v, char *out)
 static int put_response(struct conn *c, int status, const char *ctype, const char *extra,
 			const char *body, size_t len, bool keep, bool head_only)
 {
+	return put_head_body(c, status, ctype, extra, body, len, keep, head_only, false);
+}
+
+/* put_response, or (stream) a head without Content-Length whose body
+ * follows until the connection closes. */
+static int put_head_body(struct conn *c, int status, const char *ctype, const char *extra,
+			 const char *body, size_t len, bool keep, bool head_only, bool stream)
+{
 	struct hd_buf *b = &c->out[c->fill].buf;
 	size_t mark = b->len;
-	bool bodiless = status < 200 || status == 204 || status == 304;
+	bool bodiless = status < 200 || status == 204 || status == 304 || stream;
 	char num[24];
 	int rc;
 
@@ -273,6 +322,7 @@ static void error_body(struct hd_buf *b, int code, const char *message)
 static void on_write(uv_write_t *req, int status);
 static void conn_close(struct conn *c);
 static void conn_written(struct conn *c);
+static void stream_flush(struct conn *c);
 
 /* Sends what waits in out[fill]: directly if the socket takes it all,
  * otherwise through uv_write. */
@@ -305,6 +355,10 @@ static void conn_flush(struct conn *c)
 			return;
 		}
 		out_reset(o);
+	}
+	if (c->sq_head || c->swrite) {
+		stream_flush(c);
+		return; /* conn_written follows the last stream write */
 	}
 	conn_written(c);
 }
@@ -406,6 +460,12 @@ static void conn_maybe_free(struct conn *c)
 	hd_request_fini(&c->parser);
 	hd_buf_fini(&c->out[0].buf);
 	hd_buf_fini(&c->out[1].buf);
+	while (c->sq_head) {
+		struct snode *n = c->sq_head;
+		c->sq_head = n->next;
+		hd_rcbuf_unref(n->buf);
+		free(n);
+	}
 	c->in_len = 0;
 	inbuf_release(c);
 	free(c);
@@ -418,6 +478,16 @@ static void on_handle_close(uv_handle_t *h)
 	struct conn *c = h->data;
 
 	c->handles--;
+	if (c->handles == 0 && c->stream_open) {
+		/* The client left (or the drain deadline passed) while the edge
+		 * streamed: the request goes back to the server now. */
+		void (*cb)(void *arg) = c->on_close;
+
+		c->stream_open = false;
+		c->in_flight = false;
+		if (cb)
+			cb(c->stream_arg);
+	}
 	conn_maybe_free(c);
 }
 
@@ -477,7 +547,7 @@ static void on_timer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
 
-	if (c->writing) {
+	if (c->writing || c->swrite) {
 		/* The client stopped reading its responses; a 408 would not
 		 * get through either. */
 		hd_log_debug("http_stalled remote=%s", c->remote);
@@ -533,6 +603,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == UV_EOF) {
 		c->eof = true;
 		c->reading = false;
+		if (c->stream_open) {
+			/* A stream's client has nothing more to say: it left. */
+			conn_close(c);
+			return;
+		}
+	} else if (nread > 0 && c->stream_open) {
+		/* Nothing is parsed while streaming; drop input (bounded), but
+		 * keep reading to see the client leave. */
+		c->drained += (size_t)nread;
+		if (c->drained > LINGER_BYTES) {
+			conn_close(c);
+			return;
+		}
+		inbuf_release(c);
 	} else if (nread == UV_ENOBUFS) {
 		/* conn_pump stops reading before this; nothing to do. */
 	} else if (nread < 0) {
@@ -739,6 +823,224 @@ void hd_http_respond_error(struct hd_http_request *req, int code, const char *me
 	hd_http_respond(req, hd_err_http_status(code), "application/json", NULL, body.data,
 			body.len);
 	hd_buf_fini(&body);
+}
+
+/* ---- Streaming responses ------------------------------------------------ */
+
+static void on_swrite(uv_write_t *req, int status)
+{
+	struct swrite *w = (struct swrite *)req;
+	struct conn *c = req->handle->data;
+	void (*drain)(void *arg) = NULL;
+
+	for (size_t i = 0; i < w->n; i++)
+		hd_rcbuf_unref(w->bufs[i]);
+	c->spending -= w->bytes;
+	c->swrite = NULL;
+	free(w);
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_timer_stop(&c->timer);
+	if (c->state == ST_LINGER)
+		arm(c, c->srv->lim.idle_timeout_ms);
+	if (c->stream_open && c->on_drain && c->spending <= c->srv->lim.max_pending_bytes / 2) {
+		drain = c->on_drain;
+		c->on_drain = NULL;
+	}
+	if (drain)
+		drain(c->stream_arg); /* may write or end the stream */
+	conn_pump(c);
+}
+
+/* Writes what the socket takes now; returns false when the connection failed. */
+static bool stream_try_write(struct conn *c)
+{
+	uv_buf_t ub[SWRITE_BUFS];
+	unsigned n;
+	int done;
+
+	while (c->sq_head) {
+		n = 0;
+		for (struct snode *q = c->sq_head; q && n < SWRITE_BUFS; q = q->next)
+			ub[n++] = uv_buf_init(q->buf->data + q->off, (unsigned)(q->buf->len - q->off));
+		done = uv_try_write((uv_stream_t *)&c->tcp, ub, n);
+		if (done == UV_EAGAIN || done == 0)
+			return true;
+		if (done < 0) {
+			conn_close(c);
+			return false;
+		}
+		c->spending -= (size_t)done;
+		while (done > 0) {
+			struct snode *q = c->sq_head;
+			size_t left = q->buf->len - q->off;
+			if ((size_t)done < left) {
+				q->off += (size_t)done;
+				return true; /* the socket is full */
+			}
+			done -= (int)left;
+			c->sq_head = q->next;
+			if (!c->sq_head)
+				c->sq_tail = NULL;
+			hd_rcbuf_unref(q->buf);
+			free(q);
+		}
+	}
+	return true;
+}
+
+/* Sends the queued stream buffers once out[] is empty: directly while the
+ * socket takes them, the rest through one uv_write at a time. */
+static void stream_flush(struct conn *c)
+{
+	struct swrite *w;
+
+	if (c->closing || c->writing || c->swrite || !c->sq_head || c->out[c->fill].buf.len > 0)
+		return;
+	/* While the edge waits for a drain, go through uv_write so that its
+	 * callback (on_swrite) runs on_drain outside the edge's own calls. */
+	if (!c->on_drain) {
+		if (!stream_try_write(c))
+			return;
+		if (!c->sq_head) {
+			conn_written(c);
+			return;
+		}
+	}
+	w = hd_malloc(sizeof(*w));
+	w->n = 0;
+	w->bytes = 0;
+	while (c->sq_head && w->n < SWRITE_BUFS) {
+		struct snode *n = c->sq_head;
+		c->sq_head = n->next;
+		if (!c->sq_head)
+			c->sq_tail = NULL;
+		w->bufs[w->n] = n->buf; /* the node's reference moves here */
+		w->ub[w->n] = uv_buf_init(n->buf->data + n->off, (unsigned)(n->buf->len - n->off));
+		w->bytes += n->buf->len - n->off;
+		w->n++;
+		free(n);
+	}
+	c->swrite = w;
+	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, w->ub, (unsigned)w->n, on_swrite)) {
+		for (size_t i = 0; i < w->n; i++)
+			hd_rcbuf_unref(w->bufs[i]);
+		c->spending -= w->bytes;
+		c->swrite = NULL;
+		free(w);
+		conn_close(c);
+		return;
+	}
+	/* A write that does not complete within the idle limit means the
+	 * client stopped reading (on_timer closes). */
+	arm(c, c->srv->lim.idle_timeout_ms);
+}
+
+int hd_http_stream_start(struct hd_http_request *req, int status, const char *content_type,
+			 const char *extra_headers, void (*on_close)(void *arg), void *arg)
+{
+	struct conn *c = req->conn;
+
+	assert(c->in_flight && req == &c->req && !c->stream_open);
+	if (c->closing || c->srv->stopping)
+		return HD_EUNAVAIL;
+	if (put_head_body(c, status, content_type, extra_headers, NULL, 0, false, false, true))
+		return HD_ETOOBIG;
+	count_status(status);
+	req->keep_alive = false;
+	c->stream_open = true;
+	c->on_close = on_close;
+	c->stream_arg = arg;
+	c->drained = 0;
+	conn_pump(c);
+	return 0;
+}
+
+int hd_http_stream_write(struct hd_http_request *req, struct hd_rcbuf *buf)
+{
+	struct conn *c = req->conn;
+	struct snode *n;
+
+	assert(c->stream_open && req == &c->req);
+	if (c->closing)
+		return HD_EUNAVAIL;
+	if (c->spending > 0 && c->spending + buf->len > c->srv->lim.max_pending_bytes)
+		return HD_ELIMIT;
+	n = hd_malloc(sizeof(*n));
+	n->next = NULL;
+	n->off = 0;
+	n->buf = hd_rcbuf_ref(buf);
+	if (c->sq_tail)
+		c->sq_tail->next = n;
+	else
+		c->sq_head = n;
+	c->sq_tail = n;
+	c->spending += buf->len;
+	if (!c->dispatching)
+		conn_flush(c);
+	return 0;
+}
+
+int hd_http_stream_write_copy(struct hd_http_request *req, const char *p, size_t n)
+{
+	struct hd_rcbuf *b = hd_rcbuf_from(p, n);
+	int rc = hd_http_stream_write(req, b);
+
+	hd_rcbuf_unref(b);
+	return rc;
+}
+
+size_t hd_http_stream_pending(const struct hd_http_request *req)
+{
+	const struct conn *c = req->conn;
+
+	return c->spending;
+}
+
+void hd_http_stream_want_drain(struct hd_http_request *req, void (*on_drain)(void *arg))
+{
+	struct conn *c = req->conn;
+
+	assert(c->stream_open && req == &c->req);
+	c->on_drain = on_drain;
+}
+
+/* The edge gives the request back; the connection is no longer a stream. */
+static struct conn *stream_release(struct hd_http_request *req)
+{
+	struct conn *c = req->conn;
+
+	assert(c->stream_open && req == &c->req);
+	c->stream_open = false;
+	c->on_close = NULL;
+	c->on_drain = NULL;
+	c->in_flight = false;
+	return c;
+}
+
+void hd_http_stream_end(struct hd_http_request *req)
+{
+	struct conn *c = stream_release(req);
+
+	if (c->closing) {
+		conn_maybe_free(c);
+		return;
+	}
+	conn_end(c);
+	conn_pump(c);
+}
+
+void hd_http_stream_abort(struct hd_http_request *req)
+{
+	struct conn *c = stream_release(req);
+
+	if (c->closing) {
+		conn_maybe_free(c);
+		return;
+	}
+	conn_close(c);
 }
 
 /* ---- The server ---------------------------------------------------------- */

@@ -47,9 +47,12 @@ struct hd_http_limits {
 	 * is closed. 0: no deadline (idle_timeout_ms still bounds a client
 	 * that does not read). */
 	uint32_t shutdown_timeout_ms;
+	/* Unsent output of a streaming response (hd_http_stream_write)
+	 * allowed per connection; beyond it writes fail with HD_ELIMIT. */
+	size_t max_pending_bytes;
 };
 
-/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s). */
+/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s, 1 MiB). */
 void hd_http_limits_default(struct hd_http_limits *lim);
 
 /*
@@ -91,6 +94,55 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
  * hd_err_http_status(code); message NULL means hd_err_message(code). */
 void hd_http_respond_error(struct hd_http_request *req, int code, const char *message);
 
+/*
+ * Streaming responses (Server-Sent Events and the like).
+ *
+ * hd_http_stream_start answers req with a head that has no Content-Length
+ * and "Connection: close": the body is every byte written until the stream
+ * ends, with no chunked framing, so shared buffers go out unchanged. It
+ * replaces hd_http_respond for this request. Returns 0, or HD_EUNAVAIL
+ * (the client left or the server is stopping) / HD_ETOOBIG, in which case
+ * nothing was sent and the request must still be answered with
+ * hd_http_respond. borrows content_type and extra_headers (as for
+ * hd_http_respond).
+ *
+ * After a successful start the edge keeps req until it calls
+ * hd_http_stream_end or hd_http_stream_abort, or until the client goes
+ * away (or the shutdown deadline closes the connection): then on_close(arg)
+ * runs once, from a close callback, and from then on the edge must not
+ * touch req. on_close is not called after an explicit end or abort, and it
+ * must not call the hd_http_stream_* functions. Input the client sends
+ * while streaming is read and dropped; its EOF ends the stream.
+ */
+int hd_http_stream_start(struct hd_http_request *req, int status, const char *content_type,
+			 const char *extra_headers, void (*on_close)(void *arg), void *arg);
+
+struct hd_rcbuf;
+
+/*
+ * Queues buf (takes a reference; no copy) behind the stream's output.
+ * Returns 0; HD_ELIMIT when output is already waiting and buf would take
+ * the unsent bytes past limits.max_pending_bytes (a slow consumer: nothing
+ * is queued and the caller should end the stream; one buffer is always
+ * accepted when nothing waits); HD_EUNAVAIL when the connection is closing
+ * (on_close follows).
+ */
+int hd_http_stream_write(struct hd_http_request *req, struct hd_rcbuf *buf);
+/* hd_http_stream_write of a copy of p[0..n) (borrowed), for small bytes. */
+int hd_http_stream_write_copy(struct hd_http_request *req, const char *p, size_t n);
+/* Bytes queued or being written on the stream. */
+size_t hd_http_stream_pending(const struct hd_http_request *req);
+/*
+ * One-shot: on_drain(arg) runs from a write callback once the unsent bytes
+ * are at or below half of max_pending_bytes. Call it only while more than
+ * that is pending (a write is then under way). on_drain may write or end.
+ */
+void hd_http_stream_want_drain(struct hd_http_request *req, void (*on_drain)(void *arg));
+/* Sends what is queued, then closes; req is invalid afterwards. */
+void hd_http_stream_end(struct hd_http_request *req);
+/* Closes now, dropping unsent output (slow consumer); req is invalid afterwards. */
+void hd_http_stream_abort(struct hd_http_request *req);
+
 typedef void (*hd_http_handler)(struct hd_http_request *req, void *arg);
 
 struct hd_http_server;
@@ -107,7 +159,8 @@ int hd_http_server_port(const struct hd_http_server *s);
 size_t hd_http_server_connections(const struct hd_http_server *s);
 /*
  * Graceful stop: closes the listener, closes idle connections now and every
- * other one right after its in-flight response is written. Once
+ * other one right after its in-flight response is written (a streaming
+ * response counts as in flight until the edge ends it). Once
  * lim.shutdown_timeout_ms has passed, every connection left is closed, its
  * unwritten output dropped; a request still in the handler stays valid and
  * must still be answered with hd_http_respond (the response is dropped).
