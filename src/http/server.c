@@ -64,6 +64,7 @@
  * once from re-entering it.
  */
 #include "http/server.h"
+#include "core/text.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
@@ -241,16 +242,7 @@ static int put_strs(struct hd_buf *b, ...)
 /* Writes v in decimal into out (at least 21 bytes); returns out. */
 static const char *decimal(size_t v, char *out)
 {
-	char tmp[21];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	out[n] = '\0';
+	out[hd_u64_format(v, out)] = '\0';
 	return out;
 }
 
