@@ -16,26 +16,20 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import CE_BATCH, metric_value, per_test_timeout, structured, wait_for
+from conftest import CE_BATCH, RawConn, metric_value, per_test_timeout, structured, wait_for
 
 _timeout = per_test_timeout(60)
 
 
-class SSE:
+class SSE(RawConn):
     """One SSE stream over a raw socket, parsed as the WHATWG rules say
     (LF line ends are all herald sends)."""
 
     def __init__(self, h, path, headers=None, timeout=10.0, rcvbuf=None):
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", h.port))
+        super().__init__(h.port, timeout=timeout, rcvbuf=rcvbuf)
         lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Accept: text/event-stream"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.buf = b""
-        self.eof = False
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.comments = []
         self.retry = None
         while b"\r\n\r\n" not in self.buf:
@@ -47,23 +41,6 @@ class SSE:
         self.headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in head[1:])}
         self._ev = {}
         self._data = []
-
-    def _fill(self, deadline):
-        if self.eof:
-            return False
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout("no SSE data in time")
-        self.sock.settimeout(left)
-        try:
-            data = self.sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
 
     def next_event(self, timeout=10.0):
         """The next dispatched event as a dict (id, event, data), or None at EOF."""
@@ -108,9 +85,6 @@ class SSE:
         while self._fill(deadline):
             pass
         return True
-
-    def close(self):
-        self.sock.close()
 
 
 def sse_path(topic, **params):
