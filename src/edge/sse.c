@@ -1,5 +1,6 @@
 /* sse — see sse.h. */
 #include "edge/sse.h"
+#include "core/text.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -57,7 +58,8 @@ struct stream {
 
 struct cache_slot {
 	struct hd_rcbuf *json;  /* a reference: the key stays unique while cached */
-	struct hd_rcbuf *block;
+	struct hd_rcbuf *block; /* "event:"/"data:" lines, for multi-topic streams */
+	struct hd_rcbuf *block_id; /* the same after "id: <offset>", for single-topic ones */
 };
 
 struct hd_sse {
@@ -169,8 +171,11 @@ static size_t event_type(const struct hd_rcbuf *json, char *out)
 
 /* "event: <type>\ndata: <json>\n\n" (returns owned). The stored JSON holds
  * no raw line break; one would still be split into data lines. */
-static struct hd_rcbuf *build_block(const struct hd_rcbuf *json)
+/* Encodes an event's block; with_id puts "id: <offset>" first (the whole
+ * cursor of a single-topic stream, so the block is the same for all of them). */
+static struct hd_rcbuf *build_block(const struct hd_stored_event *ev, bool with_id)
 {
+	const struct hd_rcbuf *json = ev->json;
 	char type[TYPE_MAX];
 	size_t tlen = event_type(json, type);
 	struct hd_buf b;
@@ -178,6 +183,8 @@ static struct hd_rcbuf *build_block(const struct hd_rcbuf *json)
 	const char *p = json->data, *end = json->data + json->len;
 
 	hd_buf_init(&b, BLOCK_MAX);
+	if (with_id)
+		(void)hd_buf_printf(&b, "id: %" PRIu64 "\n", ev->offset);
 	if (tlen)
 		(void)hd_buf_printf(&b, "event: %s\n", type);
 	do {
@@ -197,39 +204,45 @@ static struct hd_rcbuf *build_block(const struct hd_rcbuf *json)
 	return out;
 }
 
-/* The shared block of a committed event (returns owned): encoded once and
- * kept in a small cache keyed by the stored JSON buffer, which the ring,
- * the watch fire and memory reads all share. */
-static struct hd_rcbuf *event_block(struct hd_sse *sse, const struct hd_stored_event *ev)
+/* The shared block of a committed event (returns owned): encoded once per
+ * form and kept in a small cache keyed by the stored JSON buffer, which the
+ * ring, the watch fire and memory reads all share. */
+static struct hd_rcbuf *event_block(struct hd_sse *sse, const struct hd_stored_event *ev, bool with_id)
 {
 	uintptr_t key = (uintptr_t)ev->json;
 	struct cache_slot *s = &sse->cache[((key >> 4) * 2654435761u) % CACHE_SLOTS];
+	struct hd_rcbuf **form = with_id ? &s->block_id : &s->block;
 	struct hd_rcbuf *b;
 
-	if (s->json == ev->json)
-		return hd_rcbuf_ref(s->block);
-	b = build_block(ev->json);
-	if (b->len <= CACHE_BLOCK_MAX) {
+	if (s->json == ev->json && *form)
+		return hd_rcbuf_ref(*form);
+	b = build_block(ev, with_id);
+	if (b->len > CACHE_BLOCK_MAX)
+		return b;
+	if (s->json != ev->json) {
 		hd_rcbuf_unref(s->json);
 		hd_rcbuf_unref(s->block);
+		hd_rcbuf_unref(s->block_id);
 		s->json = hd_rcbuf_ref(ev->json);
-		s->block = hd_rcbuf_ref(b);
+		s->block = s->block_id = NULL;
 	}
+	*form = hd_rcbuf_ref(b);
 	return b;
 }
 
-/* "id: <cursor>\n" of the stream as it is now. */
-static void put_id(const struct stream *st, struct hd_buf *b)
+/* "id: <cursor>\n" of the stream as it is now; returns its length (out has
+ * CURSOR_MAX + 8 bytes). */
+static size_t put_id(const struct stream *st, char *out)
 {
-	(void)hd_buf_puts(b, "id: ");
-	if (!st->multi) {
-		(void)hd_buf_printf(b, "%" PRIu64, st->topics[0].cursor);
-	} else {
-		for (size_t i = 0; i < st->n; i++)
-			(void)hd_buf_printf(b, "%s%s=%" PRIu64, i ? "," : "", st->topics[i].name,
-					    st->topics[i].cursor);
-	}
-	(void)hd_buf_putc(b, '\n');
+	size_t n = 4;
+	memcpy(out, "id: ", 4);
+	if (!st->multi)
+		n += hd_u64_format(st->topics[0].cursor, out + n);
+	for (size_t i = 0; st->multi && i < st->n; i++)
+		n += (size_t)snprintf(out + n, CURSOR_MAX + 8 - n, "%s%s=%" PRIu64, i ? "," : "",
+				      st->topics[i].name, st->topics[i].cursor);
+	out[n++] = '\n';
+	return n;
 }
 
 /* ---- Stream lifecycle ------------------------------------------------------ */
@@ -302,19 +315,20 @@ static void write_failed(struct stream *st, int rc)
 	hd_http_stream_abort(req);
 }
 
-/* Writes one event of topic t (its cursor already set to ev's offset). */
+/* Writes one event of topic t (its cursor already set to ev's offset).
+ * A single-topic stream writes the shared block alone, with no allocation of
+ * its own; a multi-topic stream adds its composite id line first. */
 static int send_event(struct stream *st, const struct hd_stored_event *ev)
 {
-	struct hd_buf id;
 	struct hd_rcbuf *block;
-	int rc;
+	int rc = 0;
 
-	hd_buf_init(&id, CURSOR_MAX + 8);
-	put_id(st, &id);
-	rc = hd_http_stream_write_copy(st->req, id.data, id.len);
-	hd_buf_fini(&id);
+	if (st->multi) {
+		char id[CURSOR_MAX + 8];
+		rc = hd_http_stream_write_copy(st->req, id, put_id(st, id));
+	}
 	if (rc == 0) {
-		block = event_block(st->sse, ev);
+		block = event_block(st->sse, ev, !st->multi);
 		rc = hd_http_stream_write(st->req, block);
 		hd_rcbuf_unref(block);
 	}
@@ -330,9 +344,11 @@ static int send_reset(struct stream *st, struct stopic *t, uint64_t first)
 	struct hd_buf b;
 	int rc;
 
+	char id[CURSOR_MAX + 8];
+
 	t->cursor = first - 1;
 	hd_buf_init(&b, CURSOR_MAX + 512);
-	put_id(st, &b);
+	(void)hd_buf_append(&b, id, put_id(st, id));
 	(void)hd_buf_printf(&b, "event: reset\ndata: {\"topic\":\"%s\",\"after\":%" PRIu64
 				",\"first\":%" PRIu64 "}\n\n",
 			    t->name, after, first);
@@ -710,6 +726,7 @@ void hd_sse_free(struct hd_sse *sse)
 	for (size_t i = 0; i < CACHE_SLOTS; i++) {
 		hd_rcbuf_unref(sse->cache[i].json);
 		hd_rcbuf_unref(sse->cache[i].block);
+		hd_rcbuf_unref(sse->cache[i].block_id);
 	}
 	free(sse);
 }
