@@ -4,7 +4,7 @@
 set -eu
 PKGS="cmake make gcc clang pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
 libsqlite3-dev libcurl4-openssl-dev libcmocka-dev python3-pytest python3-requests
-libclang-rt-14-dev"
+libclang-rt-14-dev libwslay-dev libjwt-dev libssl-dev python3-websockets nodejs"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -14,4 +14,9 @@ if [ -n "$missing" ]; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# npm comes with some Node.js builds and is its own Debian package in others.
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
 fi

@@ -29,7 +29,10 @@
 	X(EIO, -15, "io_error", 500, 3004, "input/output error")                          \
 	X(ELENGTH, -16, "length_required", 411, 3501, "length required")                  \
 	X(EVERSION, -17, "http_version_not_supported", 505, 3501, "HTTP version not supported") \
-	X(ENOTIMPL, -18, "not_implemented", 501, 3501, "not implemented")
+	X(ENOTIMPL, -18, "not_implemented", 501, 3501, "not implemented")                 \
+	X(EUNAUTH, -19, "unauthorized", 401, 3500, "unauthorized")                        \
+	X(EFORBIDDEN, -20, "forbidden", 403, 3507, "permission denied")                   \
+	X(EEXPIRED, -21, "token_expired", 401, 3005, "token expired")
 
 enum hd_err {
 	HD_OK = 0,

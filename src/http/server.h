@@ -72,6 +72,7 @@ struct hd_http_request {
 	size_t body_len;
 	const char *remote;        /* peer address "ip:port" */
 	bool keep_alive;           /* whether the connection stays open after the response */
+	unsigned short http_major, http_minor; /* 1.0 or 1.1 */
 	void *conn;                /* private to the server */
 };
 
@@ -142,6 +143,30 @@ void hd_http_stream_want_drain(struct hd_http_request *req, void (*on_drain)(voi
 void hd_http_stream_end(struct hd_http_request *req);
 /* Closes now, dropping unsent output (slow consumer); req is invalid afterwards. */
 void hd_http_stream_abort(struct hd_http_request *req);
+
+/*
+ * Upgrades (WebSocket). hd_http_upgrade answers req with head (the
+ * complete response head, "HTTP/1.1 101 …\r\n…\r\n\r\n", borrowed and
+ * copied) and turns the connection into a raw byte stream owned by the
+ * edge: the HTTP parser is done with it, and every byte the client sends
+ * from then on, including bytes already read past the request, goes to
+ * on_input(arg, p, n) (p borrowed for the call; called from the read
+ * callback, never from inside hd_http_upgrade). The edge writes with
+ * hd_http_stream_write/_write_copy; pending, want_drain, end, abort and
+ * on_close behave as for a streaming response, and req stays the handle
+ * of the connection. The header and idle timeouts no longer apply (the
+ * edge runs its own). on_input may end or abort the stream; it is then
+ * not called again. A graceful stop treats an upgraded connection as in
+ * flight until the edge ends it (the edge stops its connections itself).
+ * Returns 0, or HD_EUNAVAIL (client gone or server stopping; nothing was
+ * sent and req must still be answered with hd_http_respond).
+ */
+int hd_http_upgrade(struct hd_http_request *req, const char *head, size_t head_len,
+		    void (*on_input)(void *arg, const char *p, size_t n),
+		    void (*on_close)(void *arg), void *arg);
+/* Stops (on = false) or resumes reading an upgraded connection's input,
+ * so an edge can bound what it has not handled yet. */
+void hd_http_stream_read(struct hd_http_request *req, bool on);
 
 typedef void (*hd_http_handler)(struct hd_http_request *req, void *arg);
 
