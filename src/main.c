@@ -8,6 +8,7 @@
  * engine stop (the writer commits whatever is queued, the store is flushed
  * and closed) → loop closes → exit 0. A second signal exits at once.
  */
+#include "auth/jwt.h"
 #include "cli/client.h"
 #include "core/buf.h"
 #include "core/config.h"
@@ -32,6 +33,7 @@ struct server {
 	struct hd_engine *engine;
 	struct hd_http_server *http;
 	struct hd_api *api;
+	struct hd_jwt_keys *keys;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	bool stopping;
@@ -138,6 +140,21 @@ static int serve(int argc, char **argv)
 		return 2;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
+	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
+		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
+	const char *secrets[] = {s.cfg.jwt_secret, NULL};
+	const char *pubkeys[] = {s.cfg.jwt_public_key, NULL};
+	struct hd_jwt_config jc = {
+		.hmac_secrets = s.cfg.jwt_secret[0] ? secrets : NULL,
+		.public_key_files = s.cfg.jwt_public_key[0] ? pubkeys : NULL,
+		.audience = s.cfg.jwt_audience[0] ? s.cfg.jwt_audience : NULL,
+		.issuer = s.cfg.jwt_issuer[0] ? s.cfg.jwt_issuer : NULL,
+		.leeway_s = 0,
+	};
+	if (hd_jwt_keys_new(&jc, &s.keys, &err)) {
+		fprintf(stderr, "herald: %s\n", err.msg);
+		return 2;
+	}
 	if (split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
 		return 2;
@@ -168,6 +185,7 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "herald: cannot open the store in %s: %s\n", s.cfg.data_dir, err.msg);
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_hub_free(s.hub);
+		hd_jwt_keys_free(s.keys);
 		return 1;
 	}
 	hd_hub_set_engine(s.hub, s.engine);
@@ -187,7 +205,18 @@ static int serve(int argc, char **argv)
 		.retry_ms = (uint32_t)s.cfg.sse_retry_ms,
 		.max_pending_bytes = lim.max_pending_bytes,
 	};
-	s.api = hd_api_new(s.loop, s.hub, &sse_opts);
+	struct hd_ws_opts ws_opts = {
+		.keys = s.keys,
+		.anonymous = s.cfg.ws_anonymous,
+		.ping_interval_ms = (uint32_t)s.cfg.ws_ping_interval_ms,
+		.pong_timeout_ms = (uint32_t)s.cfg.ws_pong_timeout_ms,
+		.connect_timeout_ms = (uint32_t)s.cfg.ws_connect_timeout_ms,
+		.expiry_grace_ms = (uint32_t)s.cfg.ws_expiry_grace_ms,
+		.max_message = (size_t)s.cfg.ws_max_message,
+		.recover_max = (uint32_t)s.cfg.ws_recover_max,
+		.max_subscriptions = (uint32_t)s.cfg.ws_max_subscriptions,
+	};
+	s.api = hd_api_new(s.loop, s.hub, &sse_opts, &ws_opts);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	rc = hd_http_server_listen(s.http, host, port);
 	if (rc) {
@@ -203,6 +232,7 @@ static int serve(int argc, char **argv)
 		hd_api_free(s.api);
 		uv_loop_close(s.loop);
 		hd_hub_free(s.hub);
+		hd_jwt_keys_free(s.keys);
 		return 1;
 	}
 	uv_signal_init(s.loop, &s.sigterm);
@@ -220,6 +250,7 @@ static int serve(int argc, char **argv)
 	hd_api_free(s.api);
 	uv_loop_close(s.loop);
 	hd_hub_free(s.hub);
+	hd_jwt_keys_free(s.keys);
 	hd_log_info("stopped");
 	return 0;
 }

@@ -31,6 +31,12 @@ struct hd_buf;
 	C(http_limit_hits_total, "Requests refused by a size or time limit.")                 \
 	C(events_expired_total, "Events removed by TTL or retention.")                        \
 	C(slow_consumer_disconnects_total, "Streams ended because the client fell max-pending-bytes behind.") \
+	C(ws_commands_total, "WebSocket protocol commands handled.")                          \
+	C(ws_errors_total, "WebSocket commands answered with an error.")                       \
+	C(ws_disconnects_total, "WebSocket sessions closed by herald (any code but shutdown).") \
+	C(ws_recoveries_total, "WebSocket subscribes that asked to recover missed events.")    \
+	C(ws_recovery_failures_total, "Recoveries answered recovered:false.")                   \
+	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \
 	G(topics, "Topics known to the store.")                                               \
 	G(connections_open, "Open client connections.")                                       \

@@ -459,6 +459,116 @@ static int topic_segment(const char *seg, size_t len, char *out, struct hd_error
 	return hd_topic_name_check(out, (size_t)n, err);
 }
 
+/* ---- connections and presence ------------------------------------------ */
+
+struct conn_walk {
+	struct hd_buf *b;
+	const char *node;
+	size_t n;
+	bool first_topic;
+};
+
+static void conn_topic_json(void *arg, const char *topic)
+{
+	struct conn_walk *w = arg;
+	if (!w->first_topic)
+		hd_buf_putc(w->b, ',');
+	w->first_topic = false;
+	hd_buf_putc(w->b, '"');
+	hd_buf_json_escape(w->b, topic, strlen(topic));
+	hd_buf_putc(w->b, '"');
+}
+
+static void conn_json(const struct hd_conn *c, void *arg)
+{
+	struct conn_walk *w = arg;
+	char since[40];
+	hd_format_rfc3339(c->since_ms, since, sizeof(since));
+	hd_buf_puts(w->b, w->n++ ? ",{\"id\":\"" : "{\"id\":\"");
+	hd_buf_puts(w->b, c->id);
+	hd_buf_printf(w->b, "\",\"transport\":\"%s\",\"remote\":\"", c->transport);
+	hd_buf_json_escape(w->b, c->remote, strlen(c->remote));
+	hd_buf_printf(w->b, "\",\"since\":\"%s\",\"user\":\"", since);
+	hd_buf_json_escape(w->b, c->user, strlen(c->user));
+	hd_buf_puts(w->b, "\",\"node\":\"");
+	hd_buf_json_escape(w->b, w->node, strlen(w->node));
+	hd_buf_puts(w->b, "\",\"topics\":[");
+	w->first_topic = true;
+	c->topics(c, conn_topic_json, w);
+	hd_buf_puts(w->b, "]}");
+}
+
+/* GET /v1/users/{id}/connections: every live connection of the user. */
+static void handle_connections(struct hd_http_request *req, struct hd_hub *hub, const char *user)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, RESPONSE_MAX);
+	struct conn_walk w = {.b = &b, .node = hd_hub_node(hub)};
+	hd_buf_puts(&b, "{\"user\":\"");
+	hd_buf_json_escape(&b, user, strlen(user));
+	hd_buf_puts(&b, "\",\"connections\":[");
+	hd_hub_conns_of_user(hub, user, conn_json, &w);
+	hd_buf_puts(&b, "]}");
+	respond_buf(req, 200, &b);
+	hd_buf_fini(&b);
+}
+
+struct presence_walk {
+	struct hd_buf *b;
+	const struct hd_conn **seen;
+	size_t n, cap;
+};
+
+static void presence_add(const struct hd_conn *c, void *arg)
+{
+	struct presence_walk *w = arg;
+	for (size_t i = 0; i < w->n; i++)
+		if (w->seen[i] == c)
+			return;
+	if (w->n == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 16;
+		w->seen = hd_realloc(w->seen, w->cap * sizeof(*w->seen));
+	}
+	w->seen[w->n++] = c;
+}
+
+/* GET /v1/topics/{topic}/presence: the connections following topic. */
+static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
+{
+	struct hd_buf b;
+	struct presence_walk w = {.b = &b};
+	size_t users = 0;
+
+	hd_buf_init(&b, RESPONSE_MAX);
+	hd_hub_presence(hub, topic, presence_add, &w);
+	hd_buf_puts(&b, "{\"topic\":\"");
+	hd_buf_json_escape(&b, topic, strlen(topic));
+	hd_buf_printf(&b, "\",\"subscribers\":%zu,\"clients\":[", w.n);
+	for (size_t i = 0; i < w.n; i++) {
+		const struct hd_conn *c = w.seen[i];
+		hd_buf_printf(&b, "%s{\"id\":\"%s\",\"transport\":\"%s\",\"user\":\"", i ? "," : "",
+			      c->id, c->transport);
+		hd_buf_json_escape(&b, c->user, strlen(c->user));
+		hd_buf_puts(&b, "\"}");
+	}
+	hd_buf_puts(&b, "],\"users\":[");
+	for (size_t i = 0; i < w.n; i++) {
+		const char *u = w.seen[i]->user;
+		bool dup = !u[0];
+		for (size_t j = 0; j < i && !dup; j++)
+			dup = strcmp(w.seen[j]->user, u) == 0;
+		if (dup)
+			continue;
+		hd_buf_puts(&b, users++ ? ",\"" : "\"");
+		hd_buf_json_escape(&b, u, strlen(u));
+		hd_buf_putc(&b, '"');
+	}
+	hd_buf_puts(&b, "]}");
+	respond_buf(req, 200, &b);
+	hd_buf_fini(&b);
+	free(w.seen);
+}
+
 /* POST /v1/users/{id}/notifications: a publish to the topic user:{id},
  * which every connection and device of that user follows. */
 static void handle_user(struct hd_http_request *req, struct hd_api *api, const char *rest, int m)
@@ -468,12 +578,13 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 	const char *slash = strchr(rest, '/');
 	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
 
-	if (!slash || strcmp(slash, "/notifications") != 0) {
+	bool conns = slash && strcmp(slash, "/connections") == 0;
+	if (!slash || (!conns && strcmp(slash, "/notifications") != 0)) {
 		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 		return;
 	}
-	if (m != HTTP_POST) {
-		method_not_allowed(req, "POST");
+	if (m != (conns ? HTTP_GET : HTTP_POST)) {
+		method_not_allowed(req, conns ? "GET" : "POST");
 		return;
 	}
 	long n = hd_url_decode(rest, idlen, id, sizeof(id), false);
@@ -491,7 +602,10 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 		respond_err(req, &err);
 		return;
 	}
-	handle_publish(req, api->hub, topic);
+	if (conns)
+		handle_connections(req, api->hub, id);
+	else
+		handle_publish(req, api->hub, topic);
 }
 
 static void handle_topics(struct hd_http_request *req, struct hd_api *api, const char *rest, int m)
@@ -528,6 +642,13 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 			handle_read(req, api, topic);
 		else
 			method_not_allowed(req, "GET, POST");
+		return;
+	}
+	if (strcmp(slash, "/presence") == 0) {
+		if (m == HTTP_GET)
+			handle_presence(req, api->hub, topic);
+		else
+			method_not_allowed(req, "GET");
 		return;
 	}
 	if (strcmp(slash, "/sse") == 0) {
@@ -575,6 +696,11 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 			hd_sse_handle_multi(api->sse, req);
 		else
 			method_not_allowed(req, "GET");
+	} else if (strcmp(req->path, "/connection/websocket") == 0) {
+		if (req->method == HTTP_GET)
+			hd_ws_edge_handle(api->ws, req);
+		else
+			method_not_allowed(req, "GET");
 	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
 		handle_user(req, api, rest, m);
 	} else {
@@ -582,12 +708,14 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 	}
 }
 
-struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts)
+struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
+			  const struct hd_ws_opts *ws_opts)
 {
 	struct hd_api *api = hd_calloc(1, sizeof(*api));
 	api->hub = hub;
 	api->longpoll = hd_longpoll_new(loop, hub, respond_page);
 	api->sse = hd_sse_new(loop, hub, sse_opts);
+	api->ws = hd_ws_edge_new(loop, hub, ws_opts);
 	return api;
 }
 
@@ -596,11 +724,13 @@ void hd_api_stop(struct hd_api *api)
 	api->stopping = true;
 	hd_longpoll_release_all(api->longpoll);
 	hd_sse_stop(api->sse);
+	hd_ws_edge_stop(api->ws);
 }
 
 void hd_api_free(struct hd_api *api)
 {
 	hd_sse_free(api->sse);
+	hd_ws_edge_free(api->ws);
 	hd_longpoll_free(api->longpoll);
 	free(api);
 }

@@ -12,6 +12,9 @@
  *   POST   /v1/users/{id}/notifications publish to user:{id}
  *   GET    /v1/topics/{topic}/sse      Server-Sent Events of one topic (edge/sse.h)
  *   GET    /v1/sse?topic=a&topic=b     Server-Sent Events of several topics
+ *   GET    /v1/topics/{topic}/presence the connections following a topic
+ *   GET    /v1/users/{id}/connections  every live connection of a user
+ *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws.h)
  *   GET    /healthz /readyz /metrics
  */
 #ifndef HD_API_H
@@ -19,6 +22,7 @@
 
 #include "http/server.h"
 #include "edge/sse.h"
+#include "edge/ws.h"
 #include "hub/hub.h"
 
 #define HD_API_READ_LIMIT_MAX 1000
@@ -31,15 +35,17 @@ struct hd_api {
 	struct hd_hub *hub;             /* borrowed */
 	struct hd_longpoll *longpoll;   /* owned */
 	struct hd_sse *sse;             /* owned */
+	struct hd_ws_edge *ws;          /* owned */
 	bool stopping;
 };
 
-/* Returns owned. Borrows loop and hub for its life; copies sse_opts. */
-struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts);
+/* Returns owned. Borrows loop and hub for its life; copies the options. */
+struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
+			  const struct hd_ws_opts *ws_opts);
 /* The hd_http_handler of herald; arg is the api. */
 void hd_api_handle(struct hd_http_request *req, void *api);
 /* Answers every held long-poll now, and any later one at once; ends every
- * SSE stream and refuses new ones (shutdown). */
+ * SSE stream and WebSocket session and refuses new ones (shutdown). */
 void hd_api_stop(struct hd_api *api);
 /* After the HTTP server has shut down and the loop ran the closes. */
 void hd_api_free(struct hd_api *api);

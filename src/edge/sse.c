@@ -2,11 +2,13 @@
 #include "edge/sse.h"
 #include "core/text.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
 #include "http/query.h"
+#include "proto/cloudevent.h"
 
 #include <http_parser.h>
 #include <inttypes.h>
@@ -40,6 +42,7 @@ struct stopic {
 
 struct stream {
 	struct hd_sse *sse;
+	struct hd_conn conn;         /* known to the hub while req is set */
 	struct hd_http_request *req; /* NULL once ended or closed */
 	uv_timer_t ka;               /* ka.data = this; its close callback frees */
 	struct stream *prev, *next;  /* in sse->streams while req is set */
@@ -261,6 +264,29 @@ static void maybe_release(struct stream *st)
 	uv_close((uv_handle_t *)&st->ka, on_ka_closed);
 }
 
+static void conn_topics(const struct hd_conn *c, void (*each)(void *arg, const char *topic), void *arg)
+{
+	const struct stream *st = (const struct stream *)((const char *)c - offsetof(struct stream, conn));
+	for (size_t i = 0; i < st->n; i++)
+		each(arg, st->topics[i].name);
+}
+
+/*
+ * The stream as a connection. Streams carry no token yet, so a stream
+ * counts as a connection of user U when it follows U's topic user:U.
+ */
+static void conn_init(struct stream *st, const struct hd_http_request *req)
+{
+	hd_uuid_v4(st->conn.id);
+	st->conn.transport = "sse";
+	snprintf(st->conn.remote, sizeof(st->conn.remote), "%s", req->remote);
+	st->conn.since_ms = hd_now_ms();
+	st->conn.topics = conn_topics;
+	for (size_t i = 0; i < st->n && !st->conn.user[0]; i++)
+		if (strncmp(st->topics[i].name, "user:", 5) == 0)
+			snprintf(st->conn.user, sizeof(st->conn.user), "%s", st->topics[i].name + 5);
+}
+
 /* The edge is done with req (or it is gone): unwatch, unlink, release. */
 static void stream_done(struct stream *st)
 {
@@ -271,6 +297,7 @@ static void stream_done(struct stream *st)
 	st->req = NULL;
 	for (size_t i = 0; i < st->n; i++)
 		hd_hub_unwatch(sse->hub, &st->topics[i].watch);
+	hd_hub_conn_remove(sse->hub, &st->conn);
 	if (st->prev)
 		st->prev->next = st->next;
 	else
@@ -619,6 +646,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 		t->st = st;
 		t->watch.fire = on_fire;
 		t->watch.arg = t;
+		t->watch.conn = &st->conn;
 		memcpy(t->name, sp->names[i], sizeof(t->name));
 		t->cursor = sp->after[i];
 		t->tail = !sp->has[i];
@@ -641,6 +669,8 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 		return;
 	}
 	st->req = req;
+	conn_init(st, req);
+	hd_hub_conn_add(sse->hub, &st->conn);
 	st->next = sse->streams;
 	if (sse->streams)
 		sse->streams->prev = st;

@@ -3,6 +3,7 @@
 #include "core/alloc.h"
 #include "core/map.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 /* Topics with at least one watcher; a list is freed with its last watcher. */
@@ -22,10 +23,18 @@ static void list_free(struct hd_watch_list *l)
 	free(l);
 }
 
+/* The connections of one user, newest first. */
+struct hd_user_conns {
+	char *user;               /* owned */
+	struct hd_conn *head;
+};
+
 struct hd_hub {
 	const struct hd_config *cfg;
 	struct hd_engine *engine;
 	struct hd_map watched;    /* topic → struct hd_watch_list */
+	struct hd_map users;      /* user → struct hd_user_conns */
+	size_t nconns;
 };
 
 struct hd_hub *hd_hub_new(const struct hd_config *cfg)
@@ -33,6 +42,7 @@ struct hd_hub *hd_hub_new(const struct hd_config *cfg)
 	struct hd_hub *hub = hd_calloc(1, sizeof(*hub));
 	hub->cfg = cfg;
 	hd_map_init(&hub->watched, HD_HUB_WATCHED_TOPICS_MAX);
+	hd_map_init(&hub->users, HD_HUB_CONNS_MAX);
 	return hub;
 }
 
@@ -50,6 +60,8 @@ void hd_hub_free(struct hd_hub *hub)
 {
 	hd_map_each(&hub->watched, free_list, NULL);
 	hd_map_fini(&hub->watched);
+	assert(hub->nconns == 0);
+	hd_map_fini(&hub->users);
 	free(hub);
 }
 
@@ -98,6 +110,83 @@ size_t hd_hub_watchers(struct hd_hub *hub, const char *topic)
 {
 	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
 	return l ? l->count : 0;
+}
+
+void hd_hub_presence(struct hd_hub *hub, const char *topic,
+		     void (*fn)(const struct hd_conn *c, void *arg), void *arg)
+{
+	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
+	for (struct hd_watch *w = l ? l->head : NULL; w; w = w->next)
+		if (w->conn)
+			fn(w->conn, arg);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c)
+{
+	hub->nconns++;
+	c->ulist = NULL;
+	c->uprev = c->unext = NULL;
+	if (!c->user[0])
+		return;
+	struct hd_user_conns *u = hd_map_get(&hub->users, c->user);
+	if (!u) {
+		u = hd_calloc(1, sizeof(*u));
+		u->user = hd_strdup(c->user);
+		/* The map's cap equals the connection cap, which the HTTP
+		 * server's max-connections keeps far below. */
+		if (hd_map_put(&hub->users, c->user, u)) {
+			free(u->user);
+			free(u);
+			return;
+		}
+	}
+	c->ulist = u;
+	c->unext = u->head;
+	if (u->head)
+		u->head->uprev = c;
+	u->head = c;
+}
+
+void hd_hub_conn_remove(struct hd_hub *hub, struct hd_conn *c)
+{
+	assert(hub->nconns > 0);
+	hub->nconns--;
+	struct hd_user_conns *u = c->ulist;
+	if (!u)
+		return;
+	if (c->uprev)
+		c->uprev->unext = c->unext;
+	else
+		u->head = c->unext;
+	if (c->unext)
+		c->unext->uprev = c->uprev;
+	c->ulist = NULL;
+	c->uprev = c->unext = NULL;
+	if (!u->head) {
+		hd_map_del(&hub->users, u->user);
+		free(u->user);
+		free(u);
+	}
+}
+
+void hd_hub_conns_of_user(struct hd_hub *hub, const char *user,
+			  void (*fn)(const struct hd_conn *c, void *arg), void *arg)
+{
+	struct hd_user_conns *u = *user ? hd_map_get(&hub->users, user) : NULL;
+	for (struct hd_conn *c = u ? u->head : NULL; c; c = c->unext)
+		fn(c, arg);
+}
+
+size_t hd_hub_conns(const struct hd_hub *hub)
+{
+	return hub->nconns;
+}
+
+const char *hd_hub_node(const struct hd_hub *hub)
+{
+	return hub->cfg->node_name;
 }
 
 void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)

@@ -32,6 +32,40 @@ void hd_hub_policy(void *hub, const char *topic, struct hd_topic_policy *out);
 void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event *ev);
 
 /*
+ * A live client connection (a WebSocket session, an SSE stream), known to
+ * the hub so that GET /v1/users/{id}/connections and presence can list it.
+ * The edge that owns it fills the public part and adds it; it must remove
+ * it before freeing it.
+ */
+#define HD_USER_ID_MAX 250           /* "user:" + id is a topic name */
+#define HD_HUB_CONNS_MAX 1000000
+
+struct hd_conn {
+	char id[37];                 /* the client id (a UUID) */
+	const char *transport;       /* "websocket", "sse"; static */
+	char remote[64];             /* peer "ip:port" */
+	int64_t since_ms;            /* connected at */
+	char user[HD_USER_ID_MAX + 1]; /* "" when anonymous */
+	/* Calls each(arg, topic) for every topic the connection follows. */
+	void (*topics)(const struct hd_conn *c, void (*each)(void *arg, const char *topic),
+		       void *arg);
+	/* Private to the hub: */
+	struct hd_conn *uprev, *unext;
+	struct hd_user_conns *ulist;
+};
+
+/* Adds c (borrowed until hd_hub_conn_remove); user must be set before. */
+void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c);
+void hd_hub_conn_remove(struct hd_hub *hub, struct hd_conn *c);
+/* Calls fn for each connection of user (not for ""), newest first. */
+void hd_hub_conns_of_user(struct hd_hub *hub, const char *user,
+			  void (*fn)(const struct hd_conn *c, void *arg), void *arg);
+/* Connections added and not removed. */
+size_t hd_hub_conns(const struct hd_hub *hub);
+/* The node name connections report (--node-name). */
+const char *hd_hub_node(const struct hd_hub *hub);
+
+/*
  * A watch: a callback run on the loop thread for every event committed to
  * one topic, in offset order, from the moment it is added. The live
  * deliveries (long-poll, SSE, WebSocket) are built on watches. A fire
@@ -40,6 +74,7 @@ void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event 
 struct hd_watch {
 	void (*fire)(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev);
 	void *arg;
+	const struct hd_conn *conn;  /* the connection it serves, for presence; may be NULL */
 	/* Private to the hub: */
 	struct hd_watch *prev, *next;
 	struct hd_watch_list *list;
@@ -52,6 +87,11 @@ int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w);
 void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w);
 /* Watchers of topic (for presence counts and tests). */
 size_t hd_hub_watchers(struct hd_hub *hub, const char *topic);
+/* Presence: calls fn for each watch of topic that serves a connection (a
+ * connection following a topic twice is reported twice; callers dedup by
+ * id if they care). fn must not add or remove watches. */
+void hd_hub_presence(struct hd_hub *hub, const char *topic,
+		     void (*fn)(const struct hd_conn *c, void *arg), void *arg);
 
 /* See engine.h for the request contracts. */
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);

@@ -1,0 +1,1270 @@
+/* ws — see ws.h. */
+#include "edge/ws.h"
+#include "auth/jwt.h"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/rcbuf.h"
+#include "http/ws.h"
+#include "proto/centrifuge.h"
+#include "proto/cloudevent.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FRAME_CACHE 64                 /* shared push frames kept, by event */
+#define REPLY_MAX (HD_STORE_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
+#define HISTORY_MAX 1000               /* events in one history reply */
+#define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
+#define VERSION "herald " HD_VERSION
+
+struct session;
+
+/* One subscription. Server-side ones (user:U, token channels) are made at
+ * connect; client ones by subscribe. */
+struct sub {
+	struct hd_watch watch;     /* watch.arg = this; watch.conn = &session->conn */
+	struct session *s;
+	uint64_t cursor;           /* the last offset sent (or the position replied) */
+	bool live;                 /* the reply went out: fired events are sent */
+	bool server_side;
+	bool overflow;             /* more than HD_WS_HELD_MAX fired while not live */
+	struct hd_stored_event *held; /* fired while not live; json referenced */
+	size_t nheld, capheld;
+	char epoch[HD_EPOCH_LEN + 1];
+	char name[HD_TOPIC_NAME_LEN_MAX + 1];
+};
+
+/* Recovery parameters of one subscribe. */
+struct sub_init {
+	struct sub *sub;
+	bool recover;
+	uint64_t offset;
+	char epoch[HD_EPOCH_LEN + 1];
+	struct hd_cf_sub_result res;   /* filled when its read is done */
+	struct hd_read r;              /* its events back the publications of res */
+	struct hd_cf_pub *pubs;
+};
+
+/* A command that waits for the hub. */
+struct op {
+	struct session *s;             /* NULL once the session is gone */
+	enum hd_cf_method method;
+	uint32_t id;
+	/* connect / subscribe: the subscriptions being set up, one read each */
+	struct sub_init *inits;
+	size_t ninits, next;
+	uint32_t ttl;
+	bool expires;
+	/* history */
+	struct hd_read r;
+	bool reverse;
+	int32_t limit;
+	char epoch[HD_EPOCH_LEN + 1];
+	/* publish */
+	struct hd_ce_batch batch;
+	struct hd_pub pub;
+	struct hd_pub_item item;
+	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+};
+
+enum state { S_NEW, S_READY, S_CLOSING };
+
+struct session {
+	struct hd_ws_edge *edge;
+	struct hd_http_request *req;   /* NULL once closed */
+	struct hd_conn conn;
+	struct hd_ws_decoder *dec;
+	uv_timer_t timer;              /* timer.data = this; its close callback frees */
+	struct session *prev, *next;   /* in edge->sessions while req is set */
+	enum state state;
+	bool timer_closed;
+	bool pumping;
+	bool read_paused;
+	bool ping_out;                 /* a ping awaits its pong */
+	bool registered;               /* conn is known to the hub */
+	struct op *op;                 /* the command in flight */
+	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
+	struct sub **subs;
+	size_t nsubs, capsubs;
+	int64_t connect_due;           /* monotonic ms */
+	int64_t ping_due, pong_due;
+	int64_t expire_at;             /* monotonic ms; 0 = never */
+	int64_t token_exp;             /* the token's exp, Unix seconds; 0 = none */
+};
+
+struct frame_slot {
+	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
+	struct hd_rcbuf *frame;
+};
+
+struct hd_ws_edge {
+	uv_loop_t *loop;
+	struct hd_hub *hub;
+	struct hd_ws_opts opts;
+	struct session *sessions;
+	size_t count;
+	bool stopping;
+	struct frame_slot cache[FRAME_CACHE];
+};
+
+static void pump(struct session *s);
+static void session_close(struct session *s, uint16_t code, const char *reason);
+static void timer_arm(struct session *s);
+
+struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts)
+{
+	struct hd_ws_edge *e = hd_calloc(1, sizeof(*e));
+	e->loop = loop;
+	e->hub = hub;
+	e->opts = *opts;
+	if (!e->opts.max_message)
+		e->opts.max_message = HD_WS_MESSAGE_MAX_DEFAULT;
+	return e;
+}
+
+size_t hd_ws_edge_sessions(const struct hd_ws_edge *e)
+{
+	return e->count;
+}
+
+static int64_t mono(void)
+{
+	return (int64_t)hd_mono_ms();
+}
+
+/* ---- Output ------------------------------------------------------------- */
+
+/* A text frame of payload[0, n) in a new buffer. */
+static struct hd_rcbuf *text_frame(const char *payload, size_t n)
+{
+	uint8_t head[HD_WS_HEADER_MAX];
+	size_t hl = hd_ws_frame_header(head, HD_WS_TEXT, n);
+	struct hd_rcbuf *f = hd_rcbuf_new(hl + n);
+	memcpy(f->data, head, hl);
+	memcpy(f->data + hl, payload, n);
+	return f;
+}
+
+/* Queues f (a reference is taken). Returns false when the session was
+ * closed for it (slow consumer) or is closing. */
+static bool send_frame(struct session *s, struct hd_rcbuf *f)
+{
+	if (!s->req || s->state == S_CLOSING)
+		return false;
+	int rc = hd_http_stream_write(s->req, f);
+	if (rc == HD_ELIMIT) {
+		hd_metrics_inc(HD_M_slow_consumer_disconnects_total);
+		hd_log_info("ws slow consumer client=%s remote=%s pending=%zu", s->conn.id,
+			    s->conn.remote, hd_http_stream_pending(s->req));
+		session_close(s, HD_CF_DISC_SLOW, "slow");
+		return false;
+	}
+	return rc == 0;
+}
+
+/* Sends the JSON text in b as one text frame. */
+static void send_json(struct session *s, const struct hd_buf *b)
+{
+	if (b->len == 0) {
+		/* The reply did not fit REPLY_MAX: the client would wait for it. */
+		session_close(s, HD_CF_DISC_INTERNAL, "reply too large");
+		return;
+	}
+	struct hd_rcbuf *f = text_frame(b->data, b->len);
+	send_frame(s, f);
+	hd_rcbuf_unref(f);
+}
+
+static void reply_error(struct session *s, uint32_t id, uint32_t code, const char *msg, bool temp)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, 4096);
+	hd_metrics_inc(HD_M_ws_errors_total);
+	if (hd_cf_reply_error(&b, id, code, msg, temp))
+		hd_buf_reset(&b);
+	send_json(s, &b);
+	hd_buf_fini(&b);
+}
+
+static void reply_empty(struct session *s, uint32_t id, enum hd_cf_method m)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, 256);
+	hd_cf_reply_empty(&b, id, m);
+	send_json(s, &b);
+	hd_buf_fini(&b);
+}
+
+/* The shared push frame of ev on topic: encoded once, cached by the
+ * event's JSON buffer. Returns a new reference. */
+static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
+				   const struct hd_stored_event *ev)
+{
+	size_t slot = ((uintptr_t)ev->json >> 4) % FRAME_CACHE;
+	struct frame_slot *c = &e->cache[slot];
+	if (c->json == ev->json)
+		return hd_rcbuf_ref(c->frame);
+
+	struct hd_buf b;
+	struct hd_cf_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
+	hd_buf_init(&b, ev->json->len + 1024);
+	hd_cf_push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	hd_buf_fini(&b);
+	if (c->json) {
+		hd_rcbuf_unref(c->json);
+		hd_rcbuf_unref(c->frame);
+	}
+	c->json = hd_rcbuf_ref(ev->json);
+	c->frame = hd_rcbuf_ref(f);
+	return f;
+}
+
+/* Sends ev to a live subscription if it is new to it. */
+static void deliver(struct sub *sub, const struct hd_stored_event *ev)
+{
+	if (ev->offset <= sub->cursor)
+		return;
+	sub->cursor = ev->offset;
+	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev);
+	send_frame(sub->s, f);
+	hd_rcbuf_unref(f);
+}
+
+/* ---- Subscriptions ------------------------------------------------------ */
+
+static void sub_fire(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
+{
+	struct sub *sub = w->arg;
+	if (sub->live) {
+		deliver(sub, ev);
+		return;
+	}
+	if (sub->overflow)
+		return;
+	if (sub->nheld == HD_WS_HELD_MAX) {
+		sub->overflow = true;
+		return;
+	}
+	if (sub->nheld == sub->capheld) {
+		sub->capheld = sub->capheld ? sub->capheld * 2 : 8;
+		sub->held = hd_realloc(sub->held, sub->capheld * sizeof(*sub->held));
+	}
+	sub->held[sub->nheld] = *ev;
+	hd_rcbuf_ref(ev->json);
+	sub->nheld++;
+}
+
+static void sub_drop_held(struct sub *sub)
+{
+	for (size_t i = 0; i < sub->nheld; i++)
+		hd_rcbuf_unref(sub->held[i].json);
+	free(sub->held);
+	sub->held = NULL;
+	sub->nheld = sub->capheld = 0;
+}
+
+static struct sub *sub_find(struct session *s, const char *topic)
+{
+	for (size_t i = 0; i < s->nsubs; i++)
+		if (strcmp(s->subs[i]->name, topic) == 0)
+			return s->subs[i];
+	return NULL;
+}
+
+/* Adds and watches a subscription. Returns it, or NULL when the hub's cap
+ * on watched topics is reached. */
+static struct sub *sub_add(struct session *s, const char *topic, bool server_side)
+{
+	struct sub *sub = hd_calloc(1, sizeof(*sub));
+	sub->s = s;
+	sub->server_side = server_side;
+	snprintf(sub->name, sizeof(sub->name), "%s", topic);
+	sub->watch.fire = sub_fire;
+	sub->watch.arg = sub;
+	sub->watch.conn = &s->conn;
+	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
+		free(sub);
+		return NULL;
+	}
+	if (s->nsubs == s->capsubs) {
+		s->capsubs = s->capsubs ? s->capsubs * 2 : 4;
+		s->subs = hd_realloc(s->subs, s->capsubs * sizeof(*s->subs));
+	}
+	s->subs[s->nsubs++] = sub;
+	return sub;
+}
+
+static void sub_free(struct session *s, struct sub *sub)
+{
+	hd_hub_unwatch(s->edge->hub, &sub->watch);
+	sub_drop_held(sub);
+	free(sub);
+}
+
+static void sub_remove(struct session *s, struct sub *sub)
+{
+	for (size_t i = 0; i < s->nsubs; i++) {
+		if (s->subs[i] == sub) {
+			s->subs[i] = s->subs[--s->nsubs];
+			break;
+		}
+	}
+	sub_free(s, sub);
+}
+
+/* The subscription's reply went out: sends what fired meanwhile, then
+ * goes live. Returns false when the session was closed. */
+static bool sub_go_live(struct session *s, struct sub *sub)
+{
+	if (sub->overflow) {
+		session_close(s, HD_CF_DISC_INSUFFICIENT_STATE, "insufficient state");
+		return false;
+	}
+	sub->live = true;
+	/* A slow-consumer close frees sub: check the session before each use. */
+	for (size_t i = 0;; i++) {
+		if (!s->req)
+			return false;
+		if (i == sub->nheld)
+			break;
+		deliver(sub, &sub->held[i]);
+	}
+	sub_drop_held(sub);
+	return true;
+}
+
+static void conn_topics(const struct hd_conn *c, void (*each)(void *arg, const char *topic), void *arg)
+{
+	const struct session *s = (const struct session *)((const char *)c - offsetof(struct session, conn));
+	for (size_t i = 0; i < s->nsubs; i++)
+		each(arg, s->subs[i]->name);
+}
+
+/*
+ * Whether the session may subscribe to, publish to or see the presence of
+ * topic: a user's topic belongs to that user alone. Namespace permissions
+ * beyond that come with API keys and subscription tokens.
+ */
+static bool allowed(const struct session *s, const char *topic)
+{
+	if (strncmp(topic, "user:", 5) != 0)
+		return true;
+	return s->conn.user[0] && strcmp(topic + 5, s->conn.user) == 0;
+}
+
+/* ---- Reads for subscribe and connect ------------------------------------ */
+
+static void op_free(struct op *op)
+{
+	for (size_t i = 0; i < op->ninits; i++) {
+		hd_read_fini(&op->inits[i].r);
+		free(op->inits[i].pubs);
+	}
+	free(op->inits);
+	hd_read_fini(&op->r);
+	hd_ce_batch_fini(&op->batch);
+	free(op);
+}
+
+/* Decides one subscription's reply from its read (see ws.h). */
+static void init_result(struct session *s, struct sub_init *in)
+{
+	struct hd_read *r = &in->r;
+	struct hd_cf_sub_result *res = &in->res;
+	struct sub *sub = in->sub;
+
+	res->channel = sub->name;
+	res->recoverable = true;
+	res->positioned = true;
+	memcpy(sub->epoch, r->epoch, sizeof(sub->epoch));
+	res->epoch = sub->epoch;
+	res->offset = r->last;
+	sub->cursor = r->last;
+	if (!in->recover)
+		return;
+	res->was_recovering = true;
+	hd_metrics_inc(HD_M_ws_recoveries_total);
+	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max &&
+		  (!in->epoch[0] || strcmp(in->epoch, r->epoch) == 0);
+	if (ok && r->n > 0 && r->events[r->n - 1].offset != r->last) {
+		/* The read stopped early (count or byte cap) unless the rest
+		 * expired by TTL, which a shorter read than asked shows. */
+		size_t bytes = 0;
+		for (size_t i = 0; i < r->n; i++)
+			bytes += r->events[i].json->len;
+		ok = r->n < r->limit && bytes < HD_STORE_READ_BYTES_MAX / 2;
+	}
+	if (!ok) {
+		hd_metrics_inc(HD_M_ws_recovery_failures_total);
+		return;
+	}
+	res->recovered = true;
+	res->offset = in->offset;
+	if (r->n) {
+		in->pubs = hd_calloc(r->n, sizeof(*in->pubs));
+		for (size_t i = 0; i < r->n; i++) {
+			in->pubs[i].data = r->events[i].json->data;
+			in->pubs[i].len = r->events[i].json->len;
+			in->pubs[i].offset = r->events[i].offset;
+		}
+		res->pubs = in->pubs;
+		res->npubs = r->n;
+		/* The client advances its offset with each publication. */
+		sub->cursor = r->events[r->n - 1].offset;
+	}
+}
+
+static void op_step(struct op *op);
+
+static void init_read_done(struct hd_read *r)
+{
+	struct op *op = r->arg;
+	struct session *s = op->s;
+	struct sub_init *in = &op->inits[op->next];
+
+	if (s && s->req) {
+		if (r->err) {
+			/* Leave the rest to op_step: the reply is an error. */
+			in->res.channel = NULL;
+		} else {
+			init_result(s, in);
+		}
+	}
+	op->next++;
+	op_step(op);
+}
+
+/* Sends the reply of a connect or subscribe whose reads are all done. */
+static void op_reply_subs(struct session *s, struct op *op)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, REPLY_MAX);
+	for (size_t i = 0; i < op->ninits; i++) {
+		if (!op->inits[i].res.channel) {
+			/* A read failed: the store is broken; let the client retry. */
+			for (size_t j = 0; j < op->ninits; j++)
+				sub_remove(s, op->inits[j].sub);
+			if (op->method == HD_CF_CONNECT) {
+				session_close(s, HD_CF_DISC_INTERNAL, "internal error");
+			} else {
+				reply_error(s, op->id, HD_CF_ERR_INTERNAL, "internal error", true);
+			}
+			hd_buf_fini(&b);
+			return;
+		}
+	}
+	if (op->method == HD_CF_CONNECT) {
+		struct hd_cf_sub_result *subs = hd_calloc(op->ninits ? op->ninits : 1, sizeof(*subs));
+		for (size_t i = 0; i < op->ninits; i++)
+			subs[i] = op->inits[i].res;
+		struct hd_cf_connect_result cr = {
+			.client = s->conn.id,
+			.version = VERSION,
+			.expires = op->expires,
+			.ttl = op->ttl,
+			.ping = s->edge->opts.ping_interval_ms / 1000,
+			.pong = true,
+			.node = hd_hub_node(s->edge->hub),
+			.subs = subs,
+			.nsubs = op->ninits,
+		};
+		if (hd_cf_reply_connect(&b, op->id, &cr))
+			hd_buf_reset(&b);
+		free(subs);
+	} else {
+		struct hd_cf_sub_result res = op->inits[0].res;
+		res.channel = NULL;
+		if (hd_cf_reply_subscribe(&b, op->id, &res))
+			hd_buf_reset(&b);
+	}
+	send_json(s, &b);
+	hd_buf_fini(&b);
+	for (size_t i = 0; i < op->ninits && s->req; i++)
+		if (!sub_go_live(s, op->inits[i].sub))
+			return;
+}
+
+/* Issues the next read of a connect/subscribe, or replies when all are done. */
+static void op_step(struct op *op)
+{
+	struct session *s = op->s;
+	if (!s || !s->req) {
+		if (s)
+			s->op = NULL;
+		op_free(op);
+		return;
+	}
+	while (op->next < op->ninits) {
+		struct sub_init *in = &op->inits[op->next];
+		in->r.topic = in->sub->name;
+		in->r.after = in->recover ? in->offset : READ_TOP_AFTER;
+		in->r.limit = in->recover ? s->edge->opts.recover_max + 1 : 1;
+		in->r.done = init_read_done;
+		in->r.arg = op;
+		if (hd_hub_read(s->edge->hub, &in->r) == 0)
+			return; /* init_read_done continues (maybe already did) */
+		in->res.channel = NULL;
+		op->next++;
+	}
+	op_reply_subs(s, op);
+	s->op = NULL;
+	op_free(op);
+	pump(s);
+}
+
+/* ---- Commands ----------------------------------------------------------- */
+
+static struct op *op_new(struct session *s, const struct hd_cf_command *cmd)
+{
+	struct op *op = hd_calloc(1, sizeof(*op));
+	op->s = s;
+	op->id = cmd->id;
+	op->method = cmd->method;
+	s->op = op;
+	return op;
+}
+
+/* Adds the subscription set-up of topic to op (recovery from req if any). */
+static bool op_add_init(struct op *op, struct sub *sub, const struct hd_cf_sub_req *req)
+{
+	struct sub_init *in = &op->inits[op->ninits++];
+	in->sub = sub;
+	if (req && req->recover) {
+		in->recover = true;
+		in->offset = req->offset;
+		snprintf(in->epoch, sizeof(in->epoch), "%s", req->epoch);
+	}
+	return true;
+}
+
+static const struct hd_cf_sub_req *connect_sub_req(const struct hd_cf_command *cmd, const char *topic)
+{
+	for (size_t i = 0; i < cmd->nsubs; i++)
+		if (strcmp(cmd->subs[i].channel, topic) == 0)
+			return &cmd->subs[i];
+	return NULL;
+}
+
+static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
+{
+	struct hd_ws_edge *e = s->edge;
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (s->state != S_NEW) {
+		session_close(s, HD_CF_DISC_BAD_REQUEST, "already connected");
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	if (!cmd->token[0]) {
+		if (!e->opts.anonymous) {
+			session_close(s, HD_CF_DISC_INVALID_TOKEN, "token required");
+			return;
+		}
+	} else {
+		int rc = hd_jwt_verify(e->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+		if (rc == HD_EEXPIRED) {
+			hd_jwt_claims_fini(&claims);
+			reply_error(s, cmd->id, HD_CF_ERR_TOKEN_EXPIRED, "token expired", false);
+			return;
+		}
+		if (rc) {
+			hd_log_info("ws invalid token client=%s remote=%s: %s", s->conn.id, s->conn.remote,
+				    err.msg);
+			hd_jwt_claims_fini(&claims);
+			session_close(s, HD_CF_DISC_INVALID_TOKEN, "invalid token");
+			return;
+		}
+		if (strlen(claims.sub) > HD_USER_ID_MAX || strchr(claims.sub, ':')) {
+			hd_jwt_claims_fini(&claims);
+			session_close(s, HD_CF_DISC_INVALID_TOKEN, "invalid token: bad sub");
+			return;
+		}
+		snprintf(s->conn.user, sizeof(s->conn.user), "%s", claims.sub);
+	}
+	s->state = S_READY;
+	s->connect_due = 0;
+	hd_hub_conn_add(e->hub, &s->conn);
+	s->registered = true;
+
+	/* Server-side subscriptions: user:U and the token's channels. */
+	struct op *op = op_new(s, cmd);
+	op->inits = hd_calloc(1 + claims.nchannels, sizeof(*op->inits));
+	if (s->conn.user[0]) {
+		char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
+		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
+			struct sub *sub = sub_add(s, topic, true);
+			if (sub)
+				op_add_init(op, sub, connect_sub_req(cmd, topic));
+		}
+	}
+	for (size_t i = 0; i < claims.nchannels; i++) {
+		const char *t = claims.channels[i];
+		if (hd_topic_name_check(t, strlen(t), NULL) || sub_find(s, t) || !allowed(s, t) ||
+		    s->nsubs >= e->opts.max_subscriptions)
+			continue;
+		struct sub *sub = sub_add(s, t, true);
+		if (sub)
+			op_add_init(op, sub, connect_sub_req(cmd, t));
+	}
+	if (claims.exp) {
+		s->token_exp = claims.exp;
+		op->expires = true;
+		op->ttl = claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1;
+		s->expire_at = mono() + (claims.exp - now_s) * 1000 + e->opts.expiry_grace_ms;
+	}
+	hd_jwt_claims_fini(&claims);
+	s->ping_due = mono() + e->opts.ping_interval_ms;
+	timer_arm(s);
+	op_step(op);
+}
+
+static void cmd_refresh(struct session *s, const struct hd_cf_command *cmd)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		hd_jwt_claims_fini(&claims);
+		reply_error(s, cmd->id, HD_CF_ERR_TOKEN_EXPIRED, "token expired", false);
+		return;
+	}
+	if (rc || strcmp(claims.sub, s->conn.user) != 0) {
+		hd_jwt_claims_fini(&claims);
+		session_close(s, HD_CF_DISC_INVALID_TOKEN, rc ? "invalid token" : "token of another user");
+		return;
+	}
+	uint32_t ttl = 0;
+	if (claims.exp) {
+		s->token_exp = claims.exp;
+		ttl = claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1;
+		s->expire_at = mono() + (claims.exp - now_s) * 1000 + s->edge->opts.expiry_grace_ms;
+	} else {
+		s->token_exp = 0;
+		s->expire_at = 0;
+	}
+	hd_jwt_claims_fini(&claims);
+	struct hd_buf b;
+	hd_buf_init(&b, 1024);
+	hd_cf_reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
+	send_json(s, &b);
+	hd_buf_fini(&b);
+	timer_arm(s);
+}
+
+/* Checks a channel argument; replies the error and returns false when bad. */
+static bool channel_ok(struct session *s, const struct hd_cf_command *cmd)
+{
+	const char *t = cmd->sub.channel;
+	struct hd_error err = {0};
+	if (!t[0]) {
+		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, "channel required", false);
+		return false;
+	}
+	if (hd_topic_name_check(t, strlen(t), &err)) {
+		reply_error(s, cmd->id, HD_CF_ERR_UNKNOWN_CHANNEL, err.msg, false);
+		return false;
+	}
+	if (!allowed(s, t)) {
+		reply_error(s, cmd->id, HD_CF_ERR_PERMISSION_DENIED, "permission denied", false);
+		return false;
+	}
+	return true;
+}
+
+static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
+{
+	if (!channel_ok(s, cmd))
+		return;
+	if (sub_find(s, cmd->sub.channel)) {
+		reply_error(s, cmd->id, HD_CF_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
+		return;
+	}
+	if (s->nsubs >= s->edge->opts.max_subscriptions) {
+		reply_error(s, cmd->id, HD_CF_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
+		return;
+	}
+	struct sub *sub = sub_add(s, cmd->sub.channel, false);
+	if (!sub) {
+		reply_error(s, cmd->id, HD_CF_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
+		return;
+	}
+	struct op *op = op_new(s, cmd);
+	op->inits = hd_calloc(1, sizeof(*op->inits));
+	op_add_init(op, sub, &cmd->sub);
+	op_step(op);
+}
+
+static void cmd_unsubscribe(struct session *s, const struct hd_cf_command *cmd)
+{
+	struct sub *sub = sub_find(s, cmd->sub.channel);
+	if (sub)
+		sub_remove(s, sub);
+	reply_empty(s, cmd->id, HD_CF_UNSUBSCRIBE);
+}
+
+/* ---- history ---- */
+
+/*
+ * history reads forward from `since` (or the oldest event kept), at most
+ * `limit` (HISTORY_MAX when -1 or absent). limit 0 returns only the
+ * position. reverse without since returns the newest `limit`, newest first:
+ * a first read learns the position, a second reads the last `limit`.
+ */
+static void history_done(struct hd_read *r)
+{
+	struct op *op = r->arg;
+	struct session *s = op->s;
+	if (!s || !s->req) {
+		if (s)
+			s->op = NULL;
+		op_free(op);
+		return;
+	}
+	if (!r->err && op->reverse && op->next == 0) {
+		/* Phase one gave the position: read the newest `limit`. */
+		uint32_t lim = r->limit;
+		uint64_t last = r->last;
+		hd_read_fini(r);
+		memset(r, 0, sizeof(*r));
+		op->next = 1;
+		r->topic = op->topic;
+		r->after = last > lim ? last - lim : 0;
+		r->limit = lim;
+		r->done = history_done;
+		r->arg = op;
+		if (hd_hub_read(s->edge->hub, r) == 0)
+			return;
+		r->err = HD_EINTERNAL;
+	}
+	if (r->err) {
+		reply_error(s, op->id, HD_CF_ERR_INTERNAL, "internal error", true);
+	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0) {
+		reply_error(s, op->id, HD_CF_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
+	} else {
+		size_t n = op->limit == 0 ? 0 : r->n;
+		struct hd_cf_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
+		for (size_t i = 0; i < n; i++) {
+			size_t j = op->reverse ? n - 1 - i : i;
+			pubs[i].data = r->events[j].json->data;
+			pubs[i].len = r->events[j].json->len;
+			pubs[i].offset = r->events[j].offset;
+		}
+		struct hd_buf b;
+		hd_buf_init(&b, REPLY_MAX);
+		if (hd_cf_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
+			hd_buf_reset(&b);
+		send_json(s, &b);
+		hd_buf_fini(&b);
+		free(pubs);
+	}
+	s->op = NULL;
+	op_free(op);
+	pump(s);
+}
+
+static void cmd_history(struct session *s, const struct hd_cf_command *cmd)
+{
+	if (!channel_ok(s, cmd))
+		return;
+	if (cmd->reverse && cmd->has_since) {
+		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST,
+			    "reverse history from a position is not supported", false);
+		return;
+	}
+	struct op *op = op_new(s, cmd);
+	op->limit = cmd->limit;
+	op->reverse = cmd->reverse && cmd->limit != 0;
+	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
+	op->r.topic = op->topic;
+	op->r.limit = cmd->limit < 0 || cmd->limit > HISTORY_MAX ? HISTORY_MAX : (uint32_t)cmd->limit;
+	if (cmd->has_since) {
+		op->r.after = cmd->since_offset;
+		snprintf(op->epoch, sizeof(op->epoch), "%s", cmd->since_epoch);
+	}
+	if (cmd->limit == 0 || op->reverse)
+		op->r.after = READ_TOP_AFTER; /* the position only (phase one of reverse) */
+	if (cmd->limit == 0)
+		op->r.limit = 1;
+	op->r.done = history_done;
+	op->r.arg = op;
+	if (hd_hub_read(s->edge->hub, &op->r)) {
+		s->op = NULL;
+		op_free(op);
+		reply_error(s, cmd->id, HD_CF_ERR_INTERNAL, "internal error", true);
+	}
+}
+
+/* ---- publish ---- */
+
+static void publish_done(struct hd_pub *p)
+{
+	struct op *op = p->arg;
+	struct session *s = op->s;
+	if (s && s->req) {
+		if (op->item.err) {
+			hd_metrics_inc(HD_M_publish_errors_total);
+			reply_error(s, op->id, HD_CF_ERR_INTERNAL, hd_err_message(op->item.err), true);
+		} else {
+			reply_empty(s, op->id, HD_CF_PUBLISH);
+		}
+	}
+	if (s) {
+		s->op = NULL;
+		op_free(op);
+		pump(s);
+	} else {
+		op_free(op);
+	}
+}
+
+/* Whether raw JSON text is an object with a top-level "specversion". */
+static bool looks_structured(const char *p, size_t n)
+{
+	return n > 0 && p[0] == '{' && memmem(p, n, "\"specversion\"", 13) != NULL;
+}
+
+static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
+{
+	struct hd_error err = {0};
+	if (!channel_ok(s, cmd))
+		return;
+	if (!cmd->data.p) {
+		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, "publish.data required", false);
+		return;
+	}
+	struct op *op = op_new(s, cmd);
+	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
+	bool structured = looks_structured(cmd->data.p, cmd->data.n);
+	struct hd_header h = {
+		.name = "content-type",
+		.value = structured ? "application/cloudevents+json" : "application/json",
+	};
+	/* The decoder wants a NUL-terminated body. */
+	char *body = hd_malloc(cmd->data.n + 1);
+	memcpy(body, cmd->data.p, cmd->data.n);
+	body[cmd->data.n] = '\0';
+	struct hd_ce_request cr = {
+		.topic = op->topic,
+		.now_ms = hd_now_ms(),
+		.headers = &h,
+		.nheaders = 1,
+		.body = body,
+		.body_len = cmd->data.n,
+	};
+	int rc = hd_ce_decode(&cr, &op->batch, &err);
+	free(body);
+	if (rc) {
+		s->op = NULL;
+		op_free(op);
+		hd_metrics_inc(HD_M_publish_errors_total);
+		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, err.msg, false);
+		return;
+	}
+	op->item.topic = op->topic;
+	op->item.event = &op->batch.events[0];
+	op->item.stored_ms = cr.now_ms;
+	op->pub.items = &op->item;
+	op->pub.n = 1;
+	op->pub.done = publish_done;
+	op->pub.arg = op;
+	rc = hd_hub_publish(s->edge->hub, &op->pub);
+	if (rc) {
+		s->op = NULL;
+		op_free(op);
+		hd_metrics_inc(HD_M_publish_errors_total);
+		reply_error(s, cmd->id, rc == HD_EUNAVAIL ? HD_CF_ERR_TOO_MANY_REQUESTS : HD_CF_ERR_INTERNAL,
+			    hd_err_message(rc), true);
+	}
+}
+
+/* ---- presence ---- */
+
+struct presence_walk {
+	struct hd_cf_client_info *c;
+	size_t n, cap;
+};
+
+static void presence_add(const struct hd_conn *c, void *arg)
+{
+	struct presence_walk *w = arg;
+	for (size_t i = 0; i < w->n; i++)
+		if (w->c[i].client == c->id)
+			return;
+	if (w->n == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 16;
+		w->c = hd_realloc(w->c, w->cap * sizeof(*w->c));
+	}
+	w->c[w->n].client = c->id;
+	w->c[w->n].user = c->user;
+	w->n++;
+}
+
+static void cmd_presence(struct session *s, const struct hd_cf_command *cmd)
+{
+	if (!channel_ok(s, cmd))
+		return;
+	struct presence_walk w = {0};
+	hd_hub_presence(s->edge->hub, cmd->sub.channel, presence_add, &w);
+	struct hd_buf b;
+	hd_buf_init(&b, REPLY_MAX);
+	if (cmd->method == HD_CF_PRESENCE) {
+		if (hd_cf_reply_presence(&b, cmd->id, w.c, w.n))
+			hd_buf_reset(&b);
+	} else {
+		uint32_t users = 0;
+		for (size_t i = 0; i < w.n; i++) {
+			bool seen = !w.c[i].user[0];
+			for (size_t j = 0; j < i && !seen; j++)
+				seen = strcmp(w.c[j].user, w.c[i].user) == 0;
+			users += !seen;
+		}
+		hd_cf_reply_presence_stats(&b, cmd->id, (uint32_t)w.n, users);
+	}
+	send_json(s, &b);
+	hd_buf_fini(&b);
+	free(w.c);
+}
+
+/* Runs one command line. */
+static void run_line(struct session *s, const char *line, size_t len)
+{
+	struct hd_cf_command cmd;
+	struct hd_error err = {0};
+
+	hd_metrics_inc(HD_M_ws_commands_total);
+	if (hd_cf_decode(line, len, &cmd, &err)) {
+		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
+		hd_cf_command_fini(&cmd);
+		session_close(s, HD_CF_DISC_BAD_REQUEST, "bad request");
+		return;
+	}
+	if (cmd.method == HD_CF_PONG) {
+		s->ping_out = false;
+		s->pong_due = 0;
+		timer_arm(s);
+		hd_cf_command_fini(&cmd);
+		return;
+	}
+	if (cmd.method == HD_CF_SEND) {
+		hd_cf_command_fini(&cmd); /* asynchronous messages: nobody listens */
+		return;
+	}
+	if (cmd.id == 0) {
+		hd_cf_command_fini(&cmd);
+		session_close(s, HD_CF_DISC_BAD_REQUEST, "command without id");
+		return;
+	}
+	if (cmd.method != HD_CF_CONNECT && s->state != S_READY) {
+		hd_cf_command_fini(&cmd);
+		session_close(s, HD_CF_DISC_BAD_REQUEST, "connect first");
+		return;
+	}
+	switch (cmd.method) {
+	case HD_CF_CONNECT:
+		cmd_connect(s, &cmd);
+		break;
+	case HD_CF_SUBSCRIBE:
+		cmd_subscribe(s, &cmd);
+		break;
+	case HD_CF_UNSUBSCRIBE:
+		cmd_unsubscribe(s, &cmd);
+		break;
+	case HD_CF_PUBLISH:
+		cmd_publish(s, &cmd);
+		break;
+	case HD_CF_HISTORY:
+		cmd_history(s, &cmd);
+		break;
+	case HD_CF_PRESENCE:
+	case HD_CF_PRESENCE_STATS:
+		cmd_presence(s, &cmd);
+		break;
+	case HD_CF_REFRESH:
+		cmd_refresh(s, &cmd);
+		break;
+	case HD_CF_PING:
+		reply_empty(s, cmd.id, HD_CF_PING);
+		break;
+	default:
+		reply_error(s, cmd.id, HD_CF_ERR_METHOD_NOT_FOUND, "method not found", false);
+		break;
+	}
+	hd_cf_command_fini(&cmd);
+}
+
+/* Runs the waiting command lines in order until one waits for the hub. */
+static void pump(struct session *s)
+{
+	if (s->pumping)
+		return;
+	s->pumping = true;
+	while (s->req && s->state != S_CLOSING && !s->op && s->inbox.len) {
+		char *nl = memchr(s->inbox.data, '\n', s->inbox.len);
+		size_t len = nl ? (size_t)(nl - s->inbox.data) : s->inbox.len;
+		/* Copy: the command runs while the inbox may grow. */
+		char *line = hd_malloc(len + 1);
+		memcpy(line, s->inbox.data, len);
+		line[len] = '\0';
+		hd_buf_consume(&s->inbox, nl ? len + 1 : len);
+		size_t a = 0, b = len;
+		while (a < b && (line[a] == ' ' || line[a] == '\r' || line[a] == '\t'))
+			a++;
+		while (b > a && (line[b - 1] == ' ' || line[b - 1] == '\r' || line[b - 1] == '\t'))
+			b--;
+		if (b > a)
+			run_line(s, line + a, b - a);
+		free(line);
+	}
+	if (s->req && s->read_paused && s->inbox.len <= s->edge->opts.max_message) {
+		s->read_paused = false;
+		hd_http_stream_read(s->req, true);
+	}
+	s->pumping = false;
+}
+
+/* ---- Input -------------------------------------------------------------- */
+
+static int on_msg(void *arg, const struct hd_ws_msg *m)
+{
+	struct session *s = arg;
+	uint8_t frame[2 + HD_WS_CONTROL_MAX + HD_WS_HEADER_MAX];
+
+	switch (m->opcode) {
+	case HD_WS_TEXT:
+		if (hd_buf_append(&s->inbox, m->data, m->len) || hd_buf_putc(&s->inbox, '\n')) {
+			session_close(s, HD_CF_DISC_BAD_REQUEST, "too much unhandled input");
+			return 1;
+		}
+		return 0;
+	case HD_WS_BINARY:
+		session_close(s, HD_CF_DISC_BAD_REQUEST, "binary frames are not supported (JSON protocol)");
+		return 1;
+	case HD_WS_PING: {
+		size_t hl = hd_ws_frame_header(frame, HD_WS_PONG, m->len);
+		memcpy(frame + hl, m->data, m->len);
+		if (s->req)
+			hd_http_stream_write_copy(s->req, (const char *)frame, hl + m->len);
+		return 0;
+	}
+	case HD_WS_CLOSE:
+		/* Echo the code (RFC 6455 §5.5.1) and end. */
+		session_close(s, m->close_code ? m->close_code : 0, "");
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static void on_input(void *arg, const char *p, size_t n)
+{
+	struct session *s = arg;
+	const char *reason = NULL;
+	if (!s->req || s->state == S_CLOSING)
+		return;
+	int rc = hd_ws_decoder_feed(s->dec, p, n, on_msg, s, &reason);
+	if (rc > 1) {
+		hd_log_info("ws protocol error client=%s remote=%s code=%d: %s", s->conn.id, s->conn.remote,
+			    rc, reason ? reason : "");
+		session_close(s, (uint16_t)rc, reason ? reason : "protocol error");
+		return;
+	}
+	if (!s->req || s->state == S_CLOSING)
+		return;
+	if (!s->read_paused && s->inbox.len > s->edge->opts.max_message) {
+		s->read_paused = true;
+		hd_http_stream_read(s->req, false);
+	}
+	pump(s);
+}
+
+/* ---- Lifecycle ---------------------------------------------------------- */
+
+static void session_maybe_free(struct session *s)
+{
+	if (s->req || !s->timer_closed || s->op)
+		return;
+	hd_ws_decoder_free(s->dec);
+	hd_buf_fini(&s->inbox);
+	free(s->subs);
+	free(s);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	struct session *s = h->data;
+	s->timer_closed = true;
+	session_maybe_free(s);
+}
+
+/* Forgets the connection: subscriptions, registration, the edge's list. */
+static void session_release(struct session *s)
+{
+	struct hd_ws_edge *e = s->edge;
+	for (size_t i = 0; i < s->nsubs; i++)
+		sub_free(s, s->subs[i]);
+	s->nsubs = 0;
+	if (s->registered)
+		hd_hub_conn_remove(e->hub, &s->conn);
+	s->registered = false;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		e->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	e->count--;
+	hd_metrics_gauge_add(HD_M_ws_sessions, -1);
+	s->req = NULL;
+	if (s->op)
+		s->op->s = NULL; /* its completion frees it */
+	s->op = NULL;
+	uv_close((uv_handle_t *)&s->timer, timer_closed);
+}
+
+/* The client went away (or the server closed the connection). */
+static void on_close(void *arg)
+{
+	struct session *s = arg;
+	session_release(s);
+}
+
+/* Sends a close frame with code and reason (code 0: none), then ends. */
+static void session_close(struct session *s, uint16_t code, const char *reason)
+{
+	if (!s->req || s->state == S_CLOSING)
+		return;
+	uint8_t frame[2 + HD_WS_CONTROL_MAX];
+	size_t n = hd_ws_close_frame(frame, code, reason);
+	if (code != HD_CF_DISC_SHUTDOWN && code != HD_WS_CLOSE_NORMAL && code != 0)
+		hd_metrics_inc(HD_M_ws_disconnects_total);
+	s->state = S_CLOSING;
+	hd_http_stream_write_copy(s->req, (const char *)frame, n);
+	struct hd_http_request *req = s->req;
+	session_release(s);
+	hd_http_stream_end(req);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct session *s = t->data;
+	int64_t now = mono();
+	if (!s->req)
+		return;
+	if (s->connect_due && now >= s->connect_due) {
+		session_close(s, HD_CF_DISC_STALE, "stale");
+		return;
+	}
+	if (s->expire_at && now >= s->expire_at) {
+		session_close(s, HD_CF_DISC_EXPIRED, "expired");
+		return;
+	}
+	if (s->pong_due && now >= s->pong_due) {
+		session_close(s, HD_CF_DISC_NO_PONG, "no pong");
+		return;
+	}
+	if (s->ping_due && now >= s->ping_due) {
+		static const char ping[] = {(char)0x81, 2, '{', '}'};
+		hd_http_stream_write_copy(s->req, ping, sizeof(ping));
+		s->ping_out = true;
+		s->pong_due = now + s->edge->opts.pong_timeout_ms;
+		s->ping_due = now + s->edge->opts.ping_interval_ms;
+	}
+	timer_arm(s);
+}
+
+static void timer_arm(struct session *s)
+{
+	int64_t due = 0;
+	int64_t cand[] = {s->connect_due, s->expire_at, s->pong_due, s->ping_due};
+	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
+		if (cand[i] && (!due || cand[i] < due))
+			due = cand[i];
+	if (!due) {
+		uv_timer_stop(&s->timer);
+		return;
+	}
+	int64_t now = mono();
+	uv_timer_start(&s->timer, on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
+}
+
+void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
+{
+	struct hd_buf head;
+	struct hd_error err = {0};
+	int status = 400;
+
+	if (e->stopping) {
+		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	hd_buf_init(&head, 1024);
+	if (hd_ws_handshake(req, &head, &status, &err)) {
+		hd_buf_reset(&head);
+		hd_buf_printf(&head, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"");
+		hd_buf_json_escape(&head, err.msg, strlen(err.msg));
+		hd_buf_puts(&head, "\"}}");
+		hd_http_respond(req, status, "application/json",
+				status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL, head.data, head.len);
+		hd_buf_fini(&head);
+		return;
+	}
+	struct session *s = hd_calloc(1, sizeof(*s));
+	s->edge = e;
+	s->req = req;
+	hd_uuid_v4(s->conn.id);
+	s->conn.transport = "websocket";
+	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
+	s->conn.since_ms = hd_now_ms();
+	s->conn.topics = conn_topics;
+	if (hd_http_upgrade(req, head.data, head.len, on_input, on_close, s)) {
+		hd_buf_fini(&head);
+		free(s);
+		hd_http_respond_error(req, HD_EUNAVAIL, NULL);
+		return;
+	}
+	hd_buf_fini(&head);
+	s->dec = hd_ws_decoder_new(e->opts.max_message);
+	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
+	uv_timer_init(e->loop, &s->timer);
+	s->timer.data = s;
+	s->connect_due = mono() + e->opts.connect_timeout_ms;
+	s->next = e->sessions;
+	if (e->sessions)
+		e->sessions->prev = s;
+	e->sessions = s;
+	e->count++;
+	hd_metrics_gauge_add(HD_M_ws_sessions, 1);
+	timer_arm(s);
+}
+
+void hd_ws_edge_stop(struct hd_ws_edge *e)
+{
+	e->stopping = true;
+	while (e->sessions)
+		session_close(e->sessions, HD_CF_DISC_SHUTDOWN, "shutdown");
+}
+
+void hd_ws_edge_free(struct hd_ws_edge *e)
+{
+	assert(e->count == 0);
+	for (size_t i = 0; i < FRAME_CACHE; i++) {
+		if (e->cache[i].json) {
+			hd_rcbuf_unref(e->cache[i].json);
+			hd_rcbuf_unref(e->cache[i].frame);
+		}
+	}
+	free(e);
+}

@@ -1,0 +1,75 @@
+/*
+ * ws — the WebSocket edge: the Centrifugo client protocol (v2, JSON) over
+ * RFC 6455, so the centrifuge SDKs (npm centrifuge, Go, Python) work
+ * against herald unchanged. docs/websocket.md describes it for users;
+ * ../shared/research/protocols.md §1 is the wire reference.
+ * Layer: edge. The api routes GET /connection/websocket here (loop thread);
+ * the edge talks to the hub, decodes frames with http/ws.h and commands
+ * with proto/centrifuge.h, verifies tokens with auth/jwt.h.
+ *
+ * A session: upgrade → `connect` within connect_timeout (else close 3502)
+ * with a JWT (sub = user; exp → expires/ttl, refreshed in-band with
+ * `refresh`, closed 3005 past exp + expiry grace; expired → error 109; bad →
+ * close 3500); anonymous only when allowed. A user U is subscribed server
+ * side to user:U (and to the token's `channels`), reported in connect's
+ * `subs` and recovered from connect.subs on reconnect.
+ *
+ * Commands of a frame run in order; a command that waits (a publish until
+ * durable, a subscribe or history that reads the store) holds the ones
+ * behind it. Unhandled input is bounded: past 4 × max_message waiting,
+ * reading stops until it drains.
+ *
+ * subscribe / recovery: the topic is watched before it is read, so no event
+ * committed meanwhile is lost; events fired while the read runs are held
+ * (at most HD_WS_HELD_MAX, else close 3010) and sent after the reply, each
+ * offset once (a cursor per subscription). With recover:true the missed
+ * events come in the reply, all or nothing: when the gap is longer than
+ * recover_max, retention removed some, or the epoch differs, the reply says
+ * was_recovering:true without recovered and the client reloads.
+ *
+ * Each event is encoded once per topic into one WebSocket frame that every
+ * subscriber's write shares. A connection whose unsent output would pass
+ * the HTTP server's max_pending_bytes is closed 3008 "slow" and resumes from
+ * its offset. Ping: an empty message every ping_interval; no pong within
+ * pong_timeout → close 3012. Stop: every session is closed 3001 "shutdown".
+ */
+#ifndef HD_EDGE_WS_H
+#define HD_EDGE_WS_H
+
+#include "http/server.h"
+#include "hub/hub.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define HD_WS_HELD_MAX 4096 /* events held for one subscription while it is read */
+
+struct hd_jwt_keys;
+
+struct hd_ws_opts {
+	const struct hd_jwt_keys *keys; /* borrowed; NULL = no tokens accepted */
+	bool anonymous;                 /* connects without a token allowed */
+	uint32_t ping_interval_ms;
+	uint32_t pong_timeout_ms;
+	uint32_t connect_timeout_ms;
+	uint32_t expiry_grace_ms;       /* after a token's exp before closing 3005 */
+	size_t max_message;
+	uint32_t recover_max;
+	uint32_t max_subscriptions;
+};
+
+struct hd_ws_edge;
+
+/* Returns owned. Borrows loop and hub for its life; copies opts. */
+struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts);
+/* GET /connection/websocket: upgrades req (or answers 400/426/503). */
+void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req);
+/* Open sessions. */
+size_t hd_ws_edge_sessions(const struct hd_ws_edge *e);
+/* Closes every session with 3001 "shutdown" and refuses new ones (503). */
+void hd_ws_edge_stop(struct hd_ws_edge *e);
+/* After the HTTP server has shut down and the loop ran the closes. */
+void hd_ws_edge_free(struct hd_ws_edge *e);
+
+#endif
