@@ -848,9 +848,12 @@ static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 	struct op *op = op_new(s, cmd);
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	bool structured = looks_structured(cmd->data.p, cmd->data.n);
+	const char *ctype = structured ? "application/cloudevents+json" : "application/json";
 	struct hd_header h = {
 		.name = "content-type",
-		.value = structured ? "application/cloudevents+json" : "application/json",
+		.name_len = 12,
+		.value = ctype,
+		.value_len = strlen(ctype),
 	};
 	/* The decoder wants a NUL-terminated body. */
 	char *body = hd_malloc(cmd->data.n + 1);
