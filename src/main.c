@@ -200,6 +200,7 @@ static int serve(int argc, char **argv)
 	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
 	lim.max_pending_bytes = (size_t)s.cfg.max_pending_bytes;
+	lim.cors_origins = s.cfg.cors_origins;
 	struct hd_sse_opts sse_opts = {
 		.keepalive_ms = (uint32_t)s.cfg.sse_keepalive_ms,
 		.retry_ms = (uint32_t)s.cfg.sse_retry_ms,

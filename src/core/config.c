@@ -80,6 +80,9 @@ static const struct opt opts[] = {
 	 .help = "Read connections to the store (reads run on the libuv thread pool)."},
 	{"maintenance-interval", T_DURATION, G(maintenance_interval_ms), .def = "1s", .min = "10ms",
 	 .max = "1h", .help = "How often expired events and dedup entries are deleted."},
+	{"cors-origins", T_STRING, GS(cors_origins), .def = "",
+	 .help = "Origins whose browser pages may call herald (CORS): \"*\" for any, or a "
+		 "comma-separated list such as \"https://app.example, https://admin.example\"; empty = none."},
 	{"node-name", T_STRING, GS(node_name), .def = "",
 	 .help = "This node's name in connection listings and the WebSocket connect reply "
 		 "(empty = the host name)."},

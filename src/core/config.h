@@ -73,6 +73,7 @@ struct hd_config {
 	uint64_t ring_bytes;
 	uint64_t readers;
 	int64_t maintenance_interval_ms;
+	char cors_origins[1024];
 	char node_name[256];
 	char jwt_secret[1024];
 	char jwt_public_key[1024];

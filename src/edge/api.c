@@ -10,6 +10,7 @@
 #include "proto/cloudevent.h"
 
 #include <http_parser.h>
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -661,6 +662,26 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 	hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 }
 
+/*
+ * OPTIONS: a CORS preflight (the server adds Access-Control-Allow-Origin
+ * when the origin is allowed) or a plain question about methods.
+ */
+static void handle_preflight(struct hd_http_request *req)
+{
+	char extra[512];
+	const char *want = hd_http_header_get(req, "access-control-request-headers");
+	bool ok = want && strlen(want) <= 256;
+	for (const char *p = want; ok && *p; p++)
+		ok = isalnum((unsigned char)*p) || *p == '-' || *p == ',' || *p == ' ' || *p == '_';
+	snprintf(extra, sizeof(extra),
+		 "Allow: GET, HEAD, POST, DELETE, OPTIONS\r\n"
+		 "Access-Control-Allow-Methods: GET, HEAD, POST, DELETE\r\n"
+		 "%s%s%s"
+		 "Access-Control-Max-Age: 600\r\n",
+		 ok ? "Access-Control-Allow-Headers: " : "", ok ? want : "", ok ? "\r\n" : "");
+	hd_http_respond(req, 204, NULL, extra, "", 0);
+}
+
 /* Returns the rest of path after prefix and one '/', "" for the prefix
  * itself (with or without a trailing '/'), or NULL when it does not match. */
 static const char *under(const char *path, const char *prefix)
@@ -680,7 +701,9 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 	/* HEAD is GET without the body (the server leaves it out). */
 	int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
 
-	if (strcmp(req->path, "/healthz") == 0) {
+	if (req->method == HTTP_OPTIONS) {
+		handle_preflight(req);
+	} else if (strcmp(req->path, "/healthz") == 0) {
 		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
 	} else if (strcmp(req->path, "/readyz") == 0) {
 		if (!api->stopping && hd_hub_ready(api->hub))

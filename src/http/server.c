@@ -92,6 +92,7 @@
 #include <string.h>
 #include <time.h>
 
+#define CORS_HEADER_MAX 320                    /* "Access-Control-Allow-Origin: <origin>" + Vary */
 #define READ_BUF_SIZE (16 * 1024)               /* input bytes held per connection */
 #define OUT_HIGH_WATER (64 * 1024)              /* pause parsing while this much waits */
 #define RESPONSE_MAX (64 * 1024 * 1024)         /* one response; our handlers stay far below */
@@ -145,6 +146,8 @@ struct conn {
 	 * on_close runs. Its bytes wait in squeue (shared rcbufs) behind what
 	 * out[] still holds; one struct swrite is written at a time. */
 	bool stream_open;
+	/* The CORS header lines of the response being written, "" for none. */
+	char cors[CORS_HEADER_MAX];
 	struct snode *sq_head, *sq_tail;
 	struct swrite *swrite;  /* in flight, NULL if none */
 	size_t spending;        /* bytes queued plus in flight */
@@ -303,6 +306,8 @@ static int put_head_body(struct conn *c, int status, const char *ctype, const ch
 		rc = hd_buf_puts(b, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
 	if (!rc && extra)
 		rc = hd_buf_puts(b, extra);
+	if (!rc && c->cors[0])
+		rc = hd_buf_puts(b, c->cors);
 	if (!rc)
 		rc = hd_buf_puts(b, "\r\n");
 	if (!rc && !bodiless && !head_only)
@@ -817,6 +822,44 @@ static void count_status(int status)
 		hd_metrics_inc(HD_M_http_errors_total);
 }
 
+/*
+ * Sets c->cors for a response to req: with cors_origins "*", any Origin is
+ * allowed; otherwise an Origin equal to one of the comma-separated entries
+ * is echoed (with Vary: Origin). No Origin, or one not listed: nothing.
+ */
+static void cors_for(struct conn *c, const struct hd_http_request *req)
+{
+	const char *list = c->srv->lim.cors_origins;
+	const char *origin;
+	size_t olen;
+
+	c->cors[0] = '\0';
+	if (!list || !*list || !(origin = hd_http_header_get(req, "origin")))
+		return;
+	if (strcmp(list, "*") == 0) {
+		snprintf(c->cors, sizeof(c->cors), "Access-Control-Allow-Origin: *\r\n");
+		return;
+	}
+	olen = strlen(origin);
+	for (const char *p = list;;) {
+		const char *comma = strchr(p, ',');
+		const char *a = p, *e = comma ? comma : p + strlen(p);
+		while (a < e && *a == ' ')
+			a++;
+		while (e > a && e[-1] == ' ')
+			e--;
+		if ((size_t)(e - a) == olen && memcmp(a, origin, olen) == 0 &&
+		    olen < sizeof(c->cors) - 64) {
+			snprintf(c->cors, sizeof(c->cors),
+				 "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+			return;
+		}
+		if (!comma)
+			return;
+		p = comma + 1;
+	}
+}
+
 void hd_http_respond(struct hd_http_request *req, int status, const char *content_type,
 		     const char *extra_headers, const char *body, size_t body_len)
 {
@@ -831,8 +874,11 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
 		conn_maybe_free(c);
 		return;
 	}
-	if (put_response(c, status, content_type, extra_headers, body, body_len, keep,
-			 req->method == HTTP_HEAD) == 0) {
+	cors_for(c, req);
+	int put = put_response(c, status, content_type, extra_headers, body, body_len, keep,
+			       req->method == HTTP_HEAD);
+	c->cors[0] = '\0';
+	if (put == 0) {
 		count_status(status);
 		if (keep)
 			conn_next(c);
@@ -977,7 +1023,10 @@ int hd_http_stream_start(struct hd_http_request *req, int status, const char *co
 	assert(c->in_flight && req == &c->req && !c->stream_open);
 	if (c->closing || c->srv->stopping)
 		return HD_EUNAVAIL;
-	if (put_head_body(c, status, content_type, extra_headers, NULL, 0, false, false, true))
+	cors_for(c, req);
+	int put = put_head_body(c, status, content_type, extra_headers, NULL, 0, false, false, true);
+	c->cors[0] = '\0';
+	if (put)
 		return HD_ETOOBIG;
 	count_status(status);
 	req->keep_alive = false;

@@ -50,6 +50,11 @@ struct hd_http_limits {
 	/* Unsent output of a streaming response (hd_http_stream_write)
 	 * allowed per connection; beyond it writes fail with HD_ELIMIT. */
 	size_t max_pending_bytes;
+	/* CORS: "*" (any origin), a comma-separated list of origins
+	 * ("https://a.example, https://b.example"), or NULL/"" (no CORS
+	 * headers). Responses to a request whose Origin is allowed carry
+	 * Access-Control-Allow-Origin. Borrowed for the server's life. */
+	const char *cors_origins;
 };
 
 /* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s, 1 MiB). */

@@ -93,6 +93,7 @@ class PageServer:
     def __init__(self, cfg):
         self.cmds = queue.Queue()
         self.reports = queue.Queue()
+        self.backlog = []
         page = (PAGE % {"cfg": json.dumps(cfg)}).encode()
         outer = self
 
@@ -130,16 +131,20 @@ class PageServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
 
     def expect(self, pred, timeout=15.0, what="report"):
+        """The first report (in arrival order) matching pred; reports that
+        do not match stay for later calls."""
+        for i, m in enumerate(self.backlog):
+            if pred(m):
+                return self.backlog.pop(i)
         deadline = time.monotonic() + timeout
-        seen = []
         while True:
             try:
                 m = self.reports.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
-                raise AssertionError(f"timed out waiting for {what}; saw {seen}")
-            seen.append(m)
+                raise AssertionError(f"timed out waiting for {what}; have {self.backlog}")
             if pred(m):
                 return m
+            self.backlog.append(m)
 
     def collect(self, ev, n, timeout=15.0):
         return [self.expect(lambda m: m["ev"] == ev, timeout, f"{n} {ev}") for _ in range(n)]

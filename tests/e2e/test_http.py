@@ -445,3 +445,34 @@ def test_host_header_is_required_once_in_http11(herald):
         assert r.status == 400 and "Host" in r.json()["error"]["message"]
         assert c.closed_by_peer(5)
     assert [e["id"] for e in herald.read_all("host")] == ["h10"]
+
+
+def test_cors(herald_factory):
+    """--cors-origins: allowed origins get Access-Control-Allow-Origin on
+    answers, errors and streams; preflights answer 204; others get nothing."""
+    h = herald_factory(args=["--cors-origins", "https://app.example, https://admin.example"])
+    r = requests.post(h.topic_url("c"), json={"a": 1}, headers={"Origin": "https://app.example"}, timeout=5)
+    assert r.status_code == 201
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert r.headers["Vary"] == "Origin"
+    r = requests.get(h.topic_url("bad topic"), headers={"Origin": "https://admin.example"}, timeout=5)
+    assert r.status_code == 400 and r.headers["Access-Control-Allow-Origin"] == "https://admin.example"
+    r = requests.get(h.topic_url("c"), headers={"Origin": "https://evil.example"}, timeout=5)
+    assert "Access-Control-Allow-Origin" not in r.headers
+    r = requests.options(h.topic_url("c"), headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, ce-id"}, timeout=5)
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    assert r.headers["Access-Control-Allow-Headers"] == "content-type, ce-id"
+    r = requests.get(h.topic_url("c", "/sse") + "?after=0", headers={"Origin": "https://app.example"},
+                     stream=True, timeout=5)
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    r.close()
+    star = herald_factory(args=["--cors-origins", "*"], name="star")
+    r = requests.get(star.url + "/healthz", headers={"Origin": "http://x"}, timeout=5)
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    off = herald_factory(name="off")
+    r = requests.get(off.url + "/healthz", headers={"Origin": "http://x"}, timeout=5)
+    assert "Access-Control-Allow-Origin" not in r.headers
