@@ -218,6 +218,7 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->max_connections = 10000;
 	lim->shutdown_timeout_ms = 5 * 1000;
 	lim->max_pending_bytes = 1024 * 1024;
+	lim->cors_origins = NULL;
 }
 
 /* The Date header's value, formatted once per second. */

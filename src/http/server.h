@@ -57,7 +57,7 @@ struct hd_http_limits {
 	const char *cors_origins;
 };
 
-/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s, 1 MiB). */
+/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s, 1 MiB, no CORS). */
 void hd_http_limits_default(struct hd_http_limits *lim);
 
 /*
