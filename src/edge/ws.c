@@ -37,7 +37,7 @@ struct sub {
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
 	char epoch[HD_EPOCH_LEN + 1];
-	char name[HD_TOPIC_NAME_LEN_MAX + 1];
+	char name[];               /* the topic */
 };
 
 /* Recovery parameters of one subscribe. */
@@ -282,10 +282,11 @@ static struct sub *sub_find(struct session *s, const char *topic)
  * on watched topics is reached. */
 static struct sub *sub_add(struct session *s, const char *topic, bool server_side)
 {
-	struct sub *sub = hd_calloc(1, sizeof(*sub));
+	size_t len = strlen(topic);
+	struct sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
 	sub->s = s;
 	sub->server_side = server_side;
-	snprintf(sub->name, sizeof(sub->name), "%s", topic);
+	memcpy(sub->name, topic, len + 1);
 	sub->watch.fire = sub_fire;
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
@@ -1030,6 +1031,11 @@ static void pump(struct session *s)
 		if (b > a)
 			run_line(s, line + a, b - a);
 		free(line);
+	}
+	if (s->inbox.len == 0 && s->inbox.cap) {
+		/* Idle sessions hold no input memory. */
+		hd_buf_fini(&s->inbox);
+		hd_buf_init(&s->inbox, 4 * s->edge->opts.max_message);
 	}
 	if (s->req && s->read_paused && s->inbox.len <= s->edge->opts.max_message) {
 		s->read_paused = false;

@@ -146,8 +146,9 @@ struct conn {
 	 * on_close runs. Its bytes wait in squeue (shared rcbufs) behind what
 	 * out[] still holds; one struct swrite is written at a time. */
 	bool stream_open;
-	/* The CORS header lines of the response being written, "" for none. */
-	char cors[CORS_HEADER_MAX];
+	/* The CORS header lines of the response being written (a buffer on
+	 * the responding function's stack), NULL for none. */
+	const char *cors;
 	struct snode *sq_head, *sq_tail;
 	struct swrite *swrite;  /* in flight, NULL if none */
 	size_t spending;        /* bytes queued plus in flight */
@@ -241,9 +242,11 @@ static const char *server_date(struct hd_http_server *s)
 
 /* ---- The connection's write path ---------------------------------------- */
 
-static void out_reset(struct out *o)
+static void out_reset(struct conn *c, struct out *o)
 {
-	if (o->buf.cap > OUT_KEEP_MAX) {
+	/* A streaming connection writes through its queue from now on: its
+	 * idle memory should not include a response buffer. */
+	if (o->buf.cap > OUT_KEEP_MAX || (c->stream_open && o->buf.cap)) {
 		hd_buf_fini(&o->buf);
 		hd_buf_init(&o->buf, OUT_MAX);
 	}
@@ -307,7 +310,7 @@ static int put_head_body(struct conn *c, int status, const char *ctype, const ch
 		rc = hd_buf_puts(b, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
 	if (!rc && extra)
 		rc = hd_buf_puts(b, extra);
-	if (!rc && c->cors[0])
+	if (!rc && c->cors)
 		rc = hd_buf_puts(b, c->cors);
 	if (!rc)
 		rc = hd_buf_puts(b, "\r\n");
@@ -374,7 +377,7 @@ static void conn_flush(struct conn *c)
 			c->fill ^= 1;
 			return;
 		}
-		out_reset(o);
+		out_reset(c, o);
 	}
 	if (c->sq_head || c->swrite) {
 		stream_flush(c);
@@ -389,7 +392,7 @@ static void on_write(uv_write_t *req, int status)
 	struct out *o = (struct out *)req;
 
 	c->writing = false;
-	out_reset(o);
+	out_reset(c, o);
 	if (status < 0) {
 		conn_close(c);
 		return;
@@ -824,21 +827,22 @@ static void count_status(int status)
 }
 
 /*
- * Sets c->cors for a response to req: with cors_origins "*", any Origin is
+ * Points c->cors at the CORS lines for a response to req (in out, or a
+ * constant): with cors_origins "*", any Origin is
  * allowed; otherwise an Origin equal to one of the comma-separated entries
  * is echoed (with Vary: Origin). No Origin, or one not listed: nothing.
  */
-static void cors_for(struct conn *c, const struct hd_http_request *req)
+static void cors_for(struct conn *c, const struct hd_http_request *req, char out[CORS_HEADER_MAX])
 {
 	const char *list = c->srv->lim.cors_origins;
 	const char *origin;
 	size_t olen;
 
-	c->cors[0] = '\0';
+	c->cors = NULL;
 	if (!list || !*list || !(origin = hd_http_header_get(req, "origin")))
 		return;
 	if (strcmp(list, "*") == 0) {
-		snprintf(c->cors, sizeof(c->cors), "Access-Control-Allow-Origin: *\r\n");
+		c->cors = "Access-Control-Allow-Origin: *\r\n";
 		return;
 	}
 	olen = strlen(origin);
@@ -850,9 +854,10 @@ static void cors_for(struct conn *c, const struct hd_http_request *req)
 		while (e > a && e[-1] == ' ')
 			e--;
 		if ((size_t)(e - a) == olen && memcmp(a, origin, olen) == 0 &&
-		    olen < sizeof(c->cors) - 64) {
-			snprintf(c->cors, sizeof(c->cors),
+		    olen < CORS_HEADER_MAX - 64) {
+			snprintf(out, CORS_HEADER_MAX,
 				 "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+			c->cors = out;
 			return;
 		}
 		if (!comma)
@@ -875,10 +880,11 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
 		conn_maybe_free(c);
 		return;
 	}
-	cors_for(c, req);
+	char cors[CORS_HEADER_MAX];
+	cors_for(c, req, cors);
 	int put = put_response(c, status, content_type, extra_headers, body, body_len, keep,
 			       req->method == HTTP_HEAD);
-	c->cors[0] = '\0';
+	c->cors = NULL;
 	if (put == 0) {
 		count_status(status);
 		if (keep)
@@ -1024,9 +1030,10 @@ int hd_http_stream_start(struct hd_http_request *req, int status, const char *co
 	assert(c->in_flight && req == &c->req && !c->stream_open);
 	if (c->closing || c->srv->stopping)
 		return HD_EUNAVAIL;
-	cors_for(c, req);
+	char cors[CORS_HEADER_MAX];
+	cors_for(c, req, cors);
 	int put = put_head_body(c, status, content_type, extra_headers, NULL, 0, false, false, true);
-	c->cors[0] = '\0';
+	c->cors = NULL;
 	if (put)
 		return HD_ETOOBIG;
 	count_status(status);
@@ -1206,6 +1213,14 @@ int hd_http_upgrade(struct hd_http_request *req, const char *head, size_t head_l
 	c->stream_arg = arg;
 	c->drained = 0;
 	uv_timer_stop(&c->timer);
+	/* Nothing of the request is needed any more (the edge copied what it
+	 * keeps): an idle upgraded connection holds no parser memory. */
+	hd_request_fini(&c->parser);
+	hd_request_init(&c->parser, &c->srv->lim);
+	req->path = req->query = req->body = "";
+	req->path_len = req->body_len = 0;
+	req->headers = NULL;
+	req->nheaders = 0;
 	conn_pump(c);
 	return 0;
 }

@@ -159,7 +159,8 @@ void hd_http_stream_abort(struct hd_http_request *req);
  * callback, never from inside hd_http_upgrade). The edge writes with
  * hd_http_stream_write/_write_copy; pending, want_drain, end, abort and
  * on_close behave as for a streaming response, and req stays the handle
- * of the connection. The header and idle timeouts no longer apply (the
+ * of the connection (its path, query, headers and body are gone once
+ * hd_http_upgrade returns: copy what is needed before). The header and idle timeouts no longer apply (the
  * edge runs its own); as for any stream, a write the client does not take
  * within idle_timeout_ms still closes the connection. on_input may write,
  * call hd_http_stream_read, end or abort the stream; after an end or abort

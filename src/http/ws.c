@@ -256,6 +256,11 @@ struct hd_ws_decoder {
 	/* The bytes of the feed under way that wslay has not taken yet. */
 	const char *in;
 	size_t in_len;
+	/* Bytes fed that belong to no completed frame yet (wslay holds them,
+	 * or they are the frame being read). While it is 0 between feeds the
+	 * wslay context holds nothing and is freed: an idle connection keeps
+	 * no 4 KiB wslay buffer. */
+	uint64_t pending;
 
 	/* The frame being read: in_frame from its first chunk until its
 	 * payload is complete. */
@@ -290,25 +295,39 @@ static ssize_t recv_from_feed(uint8_t *buf, size_t len, int flags, void *user_da
 
 struct hd_ws_decoder *hd_ws_decoder_new(size_t max_message)
 {
-	static const struct wslay_frame_callbacks callbacks = {
-		.recv_callback = recv_from_feed, /* never sends: no send or mask callbacks */
-	};
 	struct hd_ws_decoder *d = hd_calloc(1, sizeof(*d));
 
 	d->max_message = max_message ? max_message : HD_WS_MESSAGE_MAX_DEFAULT;
 	hd_buf_init(&d->msg, d->max_message);
+	return d;
+}
+
+static void wslay_open(struct hd_ws_decoder *d)
+{
+	static const struct wslay_frame_callbacks callbacks = {
+		.recv_callback = recv_from_feed, /* never sends: no send or mask callbacks */
+	};
 	if (wslay_frame_context_init(&d->wslay, &callbacks, d) != 0) {
 		hd_log_error("ws_decoder_alloc_failed");
 		abort();
 	}
-	return d;
+}
+
+/* The bytes a client frame took on the wire: wslay refuses lengths not in
+ * their shortest form, so the header length follows from the payload's. */
+static uint64_t frame_bytes(const struct wslay_frame_iocb *io)
+{
+	uint64_t len = io->payload_length;
+	uint64_t head = 2 + (len < 126 ? 0 : len < 65536 ? 2 : 8) + (io->mask ? 4 : 0);
+	return head + len;
 }
 
 void hd_ws_decoder_free(struct hd_ws_decoder *d)
 {
 	if (!d)
 		return;
-	wslay_frame_context_free(d->wslay);
+	if (d->wslay)
+		wslay_frame_context_free(d->wslay);
 	hd_buf_fini(&d->msg);
 	free(d);
 }
@@ -439,8 +458,10 @@ static int on_chunk(struct hd_ws_decoder *d, const struct wslay_frame_iocb *io,
 	}
 	d->got += n;
 	end = d->got == io->payload_length;
-	if (end)
+	if (end) {
 		d->in_frame = false;
+		d->pending -= frame_bytes(io);
+	}
 
 	if (is_control(d->opcode)) {
 		if (d->whole)
@@ -478,8 +499,11 @@ int hd_ws_decoder_feed(struct hd_ws_decoder *d, const char *p, size_t n, hd_ws_m
 
 	assert(!d->done);
 	*reason = NULL;
+	if (!d->wslay)
+		wslay_open(d);
 	d->in = p;
 	d->in_len = n;
+	d->pending += n;
 	for (;;) {
 		memset(&io, 0, sizeof(io));
 		r = wslay_frame_recv(d->wslay, &io);
@@ -501,7 +525,14 @@ int hd_ws_decoder_feed(struct hd_ws_decoder *d, const char *p, size_t n, hd_ws_m
 	assert(rc || d->in_len == 0);
 	d->in = NULL;
 	d->in_len = 0;
-	if (rc)
+	if (rc) {
 		d->done = true;
+	} else if (d->pending == 0 && !d->in_frame && !d->msg_open) {
+		/* Between frames with nothing buffered: give the memory back. */
+		wslay_frame_context_free(d->wslay);
+		d->wslay = NULL;
+		hd_buf_fini(&d->msg);
+		hd_buf_init(&d->msg, d->max_message);
+	}
 	return rc;
 }

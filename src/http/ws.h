@@ -124,8 +124,10 @@ struct hd_ws_decoder;
 
 /* Returns owned. max_message: the longest text/binary message accepted
  * (0 means HD_WS_MESSAGE_MAX_DEFAULT). Memory held: at most about
- * max_message plus wslay's frame context (about 4 KiB, its input buffer);
- * the message buffer is freed after a message bigger than 4 KiB. */
+ * max_message plus wslay's frame context (about 4 KiB, its input buffer)
+ * while a frame is incomplete; between frames, when every byte fed was
+ * handled, only the decoder's own ~250 bytes (an idle connection costs
+ * little). */
 struct hd_ws_decoder *hd_ws_decoder_new(size_t max_message);
 void hd_ws_decoder_free(struct hd_ws_decoder *d);
 
