@@ -122,6 +122,9 @@ static const struct opt opts[] = {
 	{"dedup-window", T_DURATION, N(dedup_window_ms), .def = "10m", .min = "0", .max = "30d",
 	 .help = "A publish with the (source, id) of an event stored this recently is a duplicate "
 		 "(0 = no dedup). Namespace option."},
+	{"join-leave", T_BOOL, N(join_leave), .def = "off",
+	 .help = "Whether WebSocket subscribers that ask for it (join_leave) get a push when a "
+		 "client subscribes to or leaves the topic. Namespace option."},
 	{"history", T_BOOL, N(history), .def = "on",
 	 .help = "Whether events are kept for reads and resume; off = offsets only. Namespace option."},
 };

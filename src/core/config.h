@@ -43,6 +43,7 @@ struct hd_ns_opts {
 	uint64_t retention_max_count;  /* 0 = no limit */
 	int64_t dedup_window_ms;       /* 0 = no dedup */
 	bool history;
+	bool join_leave;               /* WebSocket join/leave pushes */
 };
 
 struct hd_namespace {

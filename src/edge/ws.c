@@ -33,6 +33,7 @@ struct sub {
 	uint64_t cursor;           /* the last offset sent (or the position replied) */
 	bool live;                 /* the reply went out: fired events are sent */
 	bool server_side;
+	bool join_leave;           /* the client asked for join/leave pushes */
 	bool overflow;             /* more than HD_WS_HELD_MAX fired while not live */
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
@@ -88,6 +89,7 @@ struct session {
 	bool read_paused;
 	bool ping_out;                 /* a ping awaits its pong */
 	bool registered;               /* conn is known to the hub */
+	bool slow;                     /* close 3008 from the timer (see broadcast) */
 	struct op *op;                 /* the command in flight */
 	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
 	struct sub **subs;
@@ -116,6 +118,8 @@ struct hd_ws_edge {
 static void pump(struct session *s);
 static void session_close(struct session *s, uint16_t code, const char *reason);
 static void timer_arm(struct session *s);
+static void on_timer(uv_timer_t *t);
+static struct sub *sub_find(struct session *s, const char *topic);
 
 struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts)
 {
@@ -360,6 +364,67 @@ static bool allowed(const struct session *s, const char *topic)
 	return s->conn.user[0] && strcmp(topic + 5, s->conn.user) == 0;
 }
 
+/* ---- Join and leave ------------------------------------------------------ */
+
+struct conn_list {
+	const struct hd_conn **c;
+	size_t n, cap;
+};
+
+static void conn_list_add(const struct hd_conn *c, void *arg)
+{
+	struct conn_list *l = arg;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->c[i] == c)
+			return;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->c = hd_realloc(l->c, l->cap * sizeof(*l->c));
+	}
+	l->c[l->n++] = c;
+}
+
+/*
+ * Tells every other WebSocket subscriber of topic that asked for it that
+ * `from` joined or left. A receiver that is too slow is closed from its
+ * timer, not here: closing changes the topic's watchers, and this may run
+ * while one session is being released.
+ */
+static void join_leave(struct hd_ws_edge *e, const struct session *from, const char *topic, bool join)
+{
+	if (e->stopping || !hd_hub_ns(e->hub, topic)->join_leave)
+		return;
+	struct conn_list l = {0};
+	hd_hub_presence(e->hub, topic, conn_list_add, &l);
+	struct hd_rcbuf *f = NULL;
+	for (size_t i = 0; i < l.n; i++) {
+		if (l.c[i] == &from->conn || strcmp(l.c[i]->transport, "websocket") != 0)
+			continue;
+		struct session *to = (struct session *)((const char *)l.c[i] - offsetof(struct session, conn));
+		struct sub *sub = sub_find(to, topic);
+		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
+			continue;
+		if (!f) {
+			struct hd_buf b;
+			struct hd_cf_client_info info = {.client = from->conn.id, .user = from->conn.user};
+			hd_buf_init(&b, 2048);
+			if (join)
+				hd_cf_push_join(&b, topic, &info);
+			else
+				hd_cf_push_leave(&b, topic, &info);
+			f = text_frame(b.data, b.len);
+			hd_buf_fini(&b);
+		}
+		if (hd_http_stream_write(to->req, f) == HD_ELIMIT) {
+			to->slow = true;
+			uv_timer_start(&to->timer, on_timer, 0, 0);
+		}
+	}
+	if (f)
+		hd_rcbuf_unref(f);
+	free(l.c);
+}
+
 /* ---- Reads for subscribe and connect ------------------------------------ */
 
 static void op_free(struct op *op)
@@ -490,6 +555,8 @@ static void op_reply_subs(struct session *s, struct op *op)
 	for (size_t i = 0; i < op->ninits && s->req; i++)
 		if (!sub_go_live(s, op->inits[i].sub))
 			return;
+	if (op->method == HD_CF_SUBSCRIBE && s->req)
+		join_leave(s->edge, s, op->inits[0].sub->name, true);
 }
 
 /* Issues the next read of a connect/subscribe, or replies when all are done. */
@@ -702,6 +769,7 @@ static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
 		reply_error(s, cmd->id, HD_CF_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
 		return;
 	}
+	sub->join_leave = cmd->sub.join_leave;
 	struct op *op = op_new(s, cmd);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
 	op_add_init(op, sub, &cmd->sub);
@@ -711,8 +779,10 @@ static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
 static void cmd_unsubscribe(struct session *s, const struct hd_cf_command *cmd)
 {
 	struct sub *sub = sub_find(s, cmd->sub.channel);
-	if (sub)
+	if (sub) {
 		sub_remove(s, sub);
+		join_leave(s->edge, s, cmd->sub.channel, false);
+	}
 	reply_empty(s, cmd->id, HD_CF_UNSUBSCRIBE);
 }
 
@@ -1122,9 +1192,16 @@ static void timer_closed(uv_handle_t *h)
 static void session_release(struct session *s)
 {
 	struct hd_ws_edge *e = s->edge;
-	for (size_t i = 0; i < s->nsubs; i++)
-		sub_free(s, s->subs[i]);
-	s->nsubs = 0;
+	size_t n = s->nsubs;
+	s->nsubs = 0; /* join_leave must not find this session's subscriptions */
+	for (size_t i = 0; i < n; i++) {
+		struct sub *sub = s->subs[i];
+		hd_hub_unwatch(e->hub, &sub->watch);
+		if (!sub->server_side)
+			join_leave(e, s, sub->name, false);
+		sub_drop_held(sub);
+		free(sub);
+	}
 	if (s->registered)
 		hd_hub_conn_remove(e->hub, &s->conn);
 	s->registered = false;
@@ -1172,6 +1249,10 @@ static void on_timer(uv_timer_t *t)
 	int64_t now = mono();
 	if (!s->req)
 		return;
+	if (s->slow) {
+		session_close(s, HD_CF_DISC_SLOW, "slow");
+		return;
+	}
 	if (s->connect_due && now >= s->connect_due) {
 		session_close(s, HD_CF_DISC_STALE, "stale");
 		return;
@@ -1196,7 +1277,7 @@ static void on_timer(uv_timer_t *t)
 
 static void timer_arm(struct session *s)
 {
-	int64_t due = 0;
+	int64_t due = s->slow ? mono() : 0;
 	int64_t cand[] = {s->connect_due, s->expire_at, s->pong_due, s->ping_due};
 	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
 		if (cand[i] && (!due || cand[i] < due))

@@ -189,6 +189,11 @@ const char *hd_hub_node(const struct hd_hub *hub)
 	return hub->cfg->node_name;
 }
 
+const struct hd_ns_opts *hd_hub_ns(const struct hd_hub *hub, const char *topic)
+{
+	return hd_config_ns(hub->cfg, topic);
+}
+
 void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)
 {
 	struct hd_hub *hub = arg;

@@ -28,6 +28,9 @@ void hd_hub_free(struct hd_hub *hub);
  * config); signature matches hd_store_policy_fn with arg = the hub. */
 void hd_hub_policy(void *hub, const char *topic, struct hd_topic_policy *out);
 
+/* The namespace options of topic (borrowed from the config). */
+const struct hd_ns_opts *hd_hub_ns(const struct hd_hub *hub, const char *topic);
+
 /* Engine hook for each committed event (loop thread). */
 void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event *ev);
 

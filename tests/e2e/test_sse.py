@@ -335,3 +335,50 @@ def test_sigterm_with_open_streams_exits_promptly(herald):
     herald.log.close()
     log = herald.read_log()
     assert "AddressSanitizer" not in log and "LeakSanitizer" not in log, log
+
+
+def test_curl_streams_and_resumes(herald):
+    """curl -N as the SSE client: receive, stop, publish meanwhile, resume
+    with Last-Event-ID and get exactly the missed events, in order."""
+    import queue
+    import subprocess
+
+    def start(extra):
+        p = subprocess.Popen(["curl", "-sN", "--max-time", "20", *extra, herald.topic_url("curl", "/sse")],
+                             stdout=subprocess.PIPE, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in p.stdout], daemon=True).start()
+        return p, lines
+
+    def events(lines, n):
+        got, cur = [], {}
+        deadline = time.monotonic() + 10
+        while len(got) < n:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01)).rstrip("\n")
+            if line.startswith("id: "):
+                cur["id"] = line[4:]
+            elif line.startswith("data: "):
+                cur["data"] = json.loads(line[6:])
+            elif line == "" and "data" in cur:
+                got.append((cur["id"], cur["data"]["id"]))
+                cur = {}
+        return got
+
+    def pub(i):
+        r = herald.publish("curl", json.dumps(structured(f"c{i}")),
+                           headers={"Content-Type": "application/cloudevents+json"})
+        assert r.status_code == 201
+
+    p, lines = start(["-H", "Last-Event-ID: 0"])
+    for i in (1, 2):
+        pub(i)
+    assert events(lines, 2) == [("1", "c1"), ("2", "c2")]
+    p.kill()
+    p.wait()
+    for i in (3, 4):
+        pub(i)
+    p, lines = start(["-H", "Last-Event-ID: 2"])
+    pub(5)
+    assert events(lines, 3) == [("3", "c3"), ("4", "c4"), ("5", "c5")]
+    p.kill()
+    p.wait()

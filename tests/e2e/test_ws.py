@@ -493,3 +493,31 @@ def test_slow_consumers_keep_memory_flat_and_fast_ones_served(herald_factory):
     for c in slow:
         c.close()
     assert requests.get(h.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_join_and_leave_where_the_namespace_allows(herald_factory):
+    h = herald_factory(args=ARGS, config="[namespace room]\njoin-leave = on\n")
+
+    async def go():
+        a, ra = await connect(h, sub="alice")
+        await a.call({"subscribe": {"channel": "room:1", "join_leave": True}})
+        await a.call({"subscribe": {"channel": "quiet", "join_leave": True}})
+        b, rb = await connect(h, sub="bob")
+        await b.call({"subscribe": {"channel": "room:1"}})
+        await b.call({"subscribe": {"channel": "quiet"}})
+        p = await a.push()
+        assert p == {"channel": "room:1", "join": {"info": {"user": "bob", "client": rb["client"]}}}
+        await b.call({"unsubscribe": {"channel": "room:1"}})
+        p = await a.push()
+        assert p == {"channel": "room:1", "leave": {"info": {"user": "bob", "client": rb["client"]}}}
+        await b.call({"subscribe": {"channel": "room:1"}})
+        assert "join" in await a.push()
+        await b.close()
+        p = await a.push()
+        assert p["leave"]["info"]["client"] == rb["client"]
+        # "quiet" is in a namespace without join-leave: nothing came for it.
+        await a.quiet(0.3)
+        assert not a.pushes
+        await a.close()
+
+    run(go())
