@@ -146,6 +146,8 @@ struct conn {
 	 * on_close runs. Its bytes wait in squeue (shared rcbufs) behind what
 	 * out[] still holds; one struct swrite is written at a time. */
 	bool stream_open;
+	bool dirty;             /* in srv->dirty: flush at the end of the iteration */
+	struct conn *dprev, *dnext;
 	/* The CORS header lines of the response being written (a buffer on
 	 * the responding function's stack), NULL for none. */
 	const char *cors;
@@ -201,6 +203,13 @@ struct hd_http_server {
 	long long warn_ms;
 	char *spare[SPARE_MAX]; /* owned: read buffers not in use */
 	size_t nspare;
+	/* Streams written to since the last flush, flushed together by an
+	 * idle handle: after the I/O callbacks of one iteration, before the
+	 * loop would block again (an active idle handle makes the next poll
+	 * not wait). Every event a commit fans out to one subscriber leaves
+	 * in one writev. */
+	uv_idle_t flusher;      /* flusher.data = this server */
+	struct conn *dirty;
 };
 
 static void conn_pump(struct conn *c);
@@ -468,12 +477,42 @@ static void maybe_done(struct hd_http_server *s)
 	done(s->done_arg);
 }
 
+static void dirty_unlink(struct conn *c)
+{
+	struct hd_http_server *s = c->srv;
+
+	if (!c->dirty)
+		return;
+	if (c->dprev)
+		c->dprev->dnext = c->dnext;
+	else
+		s->dirty = c->dnext;
+	if (c->dnext)
+		c->dnext->dprev = c->dprev;
+	c->dirty = false;
+	c->dprev = c->dnext = NULL;
+}
+
+static void on_flush(uv_idle_t *h)
+{
+	struct hd_http_server *s = h->data;
+
+	while (s->dirty) {
+		struct conn *c = s->dirty;
+		dirty_unlink(c);
+		if (!c->closing && !c->dispatching)
+			conn_flush(c);
+	}
+	uv_idle_stop(h);
+}
+
 static void conn_maybe_free(struct conn *c)
 {
 	struct hd_http_server *s = c->srv;
 
 	if (c->handles > 0 || c->in_flight)
 		return;
+	dirty_unlink(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1054,8 +1093,18 @@ int hd_http_stream_write(struct hd_http_request *req, struct hd_rcbuf *buf)
 	assert(c->stream_open && req == &c->req);
 	if (c->closing)
 		return HD_EUNAVAIL;
-	if (c->spending > 0 && c->spending + buf->len > c->srv->lim.max_pending_bytes)
-		return HD_ELIMIT;
+	if (c->spending > 0 && c->spending + buf->len > c->srv->lim.max_pending_bytes) {
+		/* Before calling the client slow, hand what waits to the kernel:
+		 * a commit may fan out more than the cap in one iteration. */
+		if (c->dirty && !c->dispatching) {
+			dirty_unlink(c);
+			conn_flush(c);
+			if (c->closing)
+				return HD_EUNAVAIL;
+		}
+		if (c->spending > 0 && c->spending + buf->len > c->srv->lim.max_pending_bytes)
+			return HD_ELIMIT;
+	}
 	n = hd_malloc(sizeof(*n));
 	n->next = NULL;
 	n->off = 0;
@@ -1066,8 +1115,21 @@ int hd_http_stream_write(struct hd_http_request *req, struct hd_rcbuf *buf)
 		c->sq_head = n;
 	c->sq_tail = n;
 	c->spending += buf->len;
-	if (!c->dispatching)
-		conn_flush(c);
+	if (!c->dispatching && !c->dirty) {
+		struct hd_http_server *s = c->srv;
+		if (!s->dirty && !s->stopping) /* idle handles run before the loop blocks */
+			uv_idle_start(&s->flusher, on_flush);
+		if (s->stopping) {
+			conn_flush(c); /* the check handle may be closed already */
+			return 0;
+		}
+		c->dirty = true;
+		c->dprev = NULL;
+		c->dnext = s->dirty;
+		if (s->dirty)
+			s->dirty->dprev = c;
+		s->dirty = c;
+	}
 	return 0;
 }
 
@@ -1252,7 +1314,9 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 	s->listener.data = s;
 	uv_timer_init(loop, &s->drain);
 	s->drain.data = s;
-	s->handles = 2;
+	uv_idle_init(loop, &s->flusher);
+	s->flusher.data = s;
+	s->handles = 3;
 	return s;
 }
 
@@ -1399,6 +1463,9 @@ void hd_http_server_shutdown(struct hd_http_server *s, void (*done)(void *arg), 
 	s->stopping = true;
 	s->done = done;
 	s->done_arg = arg;
+	/* From now on stream writes flush at once (hd_http_stream_write). */
+	on_flush(&s->flusher);
+	uv_close((uv_handle_t *)&s->flusher, on_server_handle_close);
 	uv_close((uv_handle_t *)&s->listener, on_server_handle_close);
 	if (s->lim.shutdown_timeout_ms > 0)
 		uv_timer_start(&s->drain, on_drain_timeout, s->lim.shutdown_timeout_ms, 0);
