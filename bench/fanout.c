@@ -174,6 +174,7 @@ struct fo_pub {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
 	bool connected, busy, closing;
+	bool writing; /* wreq is in use until its callback, which may come after the response */
 	char req[FO_HEAD_MAX];
 	char resp[FO_HEAD_MAX];
 	size_t rlen;
@@ -934,21 +935,27 @@ static void pub_connect(struct fo_pub *p)
 	uv_tcp_nodelay(&p->tcp, 1);
 	p->tcp.data = p;
 	p->creq.data = p;
-	p->connected = p->busy = false;
+	p->connected = p->busy = p->writing = false;
 	if (uv_tcp_connect(&p->creq, &p->tcp, (const struct sockaddr *)&sa, on_pub_connect))
 		st.pub_errors++;
 }
 
 static void on_pub_write(uv_write_t *req, int status)
 {
+	struct fo_pub *p = req->data;
+	p->writing = false;
+	if (status == UV_ECANCELED)
+		return;
 	if (status)
-		pub_fail(req->data, uv_strerror(status));
+		pub_fail(p, uv_strerror(status));
+	else
+		pump();
 }
 
 static struct fo_pub *free_pub(void)
 {
 	for (int i = 0; i < opt.pubs; i++)
-		if (pubs[i].connected && !pubs[i].busy)
+		if (pubs[i].connected && !pubs[i].busy && !pubs[i].writing)
 			return &pubs[i];
 	return NULL;
 }
@@ -973,10 +980,13 @@ static void publish(struct fo_pub *p, uint64_t due_ns)
 	seq_count[seq % FO_SEQ_RING] = 0;
 	st.published++;
 	p->busy = true;
+	p->writing = true;
 	p->wreq.data = p;
 	uv_buf_t b = uv_buf_init(p->req, (unsigned)n);
-	if (uv_write(&p->wreq, (uv_stream_t *)&p->tcp, &b, 1, on_pub_write))
+	if (uv_write(&p->wreq, (uv_stream_t *)&p->tcp, &b, 1, on_pub_write)) {
+		p->writing = false;
 		pub_fail(p, "write");
+	}
 }
 
 /* Publishes what the mode allows now. */
@@ -1009,6 +1019,11 @@ static void on_tick(uv_timer_t *t)
 		}
 		if (sub_done >= opt.subs) {
 			connect_done_ns = now;
+			if (!subscribed) {
+				fprintf(stderr, "fanout: no subscriber; nothing to measure\n");
+				finish();
+				return;
+			}
 			fprintf(stderr, "fanout: %d/%d subscribed in %.2f s\n", subscribed, opt.subs,
 				(double)(now - start_ns) / 1e9);
 			phase = PH_SETTLE;
