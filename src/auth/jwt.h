@@ -5,22 +5,44 @@
  * is a pure function of its arguments (thread-safe), called by the edges
  * on the loop thread and by the fuzzer.
  *
- * Signature checks use libjwt (and OpenSSL under it); what libjwt leaves to
- * the caller is done here, because that is where tokens are forged:
- *   - the algorithm comes from the key, never from the token: a token
- *     whose header "alg" is not one the matching key is for (alg "none",
- *     HS256 signed with an RSA public key as the secret, …) is refused
- *     before libjwt sees it;
+ * Signature checks use libjwt 1.10 (and OpenSSL under it); what libjwt
+ * leaves to the caller is done here, because that is where tokens are
+ * forged. libjwt takes the algorithm from the token (case-insensitively),
+ * accepts alg "none" when given no key, would use a PEM public key as an
+ * HMAC secret, and checks no claim. So, before libjwt sees a token:
+ *   - the text is bounded (HD_JWT_TOKEN_MAX), made of base64url characters
+ *     and exactly two dots, with three non-empty segments, each canonical
+ *     base64url without padding;
+ *   - the header and the payload are read here: JSON objects, no repeated
+ *     member, no NUL byte;
+ *   - the algorithm comes from the key, never from the token: a secret is
+ *     for HS256/384/512, an RSA key (2048 bits or more) for RS256/384/512,
+ *     an EC P-256 key for ES256 only. A header "alg" that is not exactly
+ *     (case-sensitively) one of the algorithms of a configured key is
+ *     refused: "none" in any case, "hs256", PS256, an HS256 token when only
+ *     public keys are configured (the key-confusion forgery: HMAC keyed
+ *     with the public PEM text), RS256 when only secrets are;
+ *   - the signature must have the algorithm's length (32/48/64 bytes for
+ *     HS*, the modulus size for RS*, 64 bytes of JOSE r||s for ES256);
+ *   - a "crit" header is refused (no extension is understood); "typ", when
+ *     present, must be "JWT" in any case (libjwt insists on that too);
  *   - several keys may be configured (rotation): a token is accepted when
- *     one of the keys of its algorithm family verifies it; a "kid" header
- *     that names a key selects that key only;
- *   - exp and nbf are checked against `now` with `leeway` seconds; an
- *     expired token is told apart (HD_EEXPIRED) because the client then
- *     fetches a new one; iat is not checked;
- *   - aud (string or array) and iss are checked when configured;
- *   - claims are typed: sub must be a string, exp/nbf/iat numbers,
- *     channels an array of strings, info any JSON value.
- * The token text is bounded (HD_JWT_TOKEN_MAX) before anything is decoded.
+ *     one of the keys of its algorithm family verifies it, tried in the
+ *     order configured. A "kid" header is ignored for now: the
+ *     configuration names no key ids, so every key of the family is tried.
+ * Claims are read only from a payload whose signature holds:
+ *   - they are typed: sub must be a string, exp/nbf/iat numbers
+ *     (NumericDate; a fraction is rounded down), channel a string,
+ *     channels an array of at most HD_JWT_CHANNELS_MAX strings, info any
+ *     JSON value; integers beyond 64 bits make the payload unreadable;
+ *   - nbf is checked against `now` with `leeway` seconds, then aud (a
+ *     string, or an array of strings one of which matches) and iss when
+ *     configured, and exp (+ leeway) last: an expired token is told apart
+ *     (HD_EEXPIRED) because the client then fetches a new one, so it is
+ *     reported only when everything else holds; iat is not checked.
+ * Costs: the header and payload are decoded twice (here and in libjwt),
+ * and libjwt parses the PEM key again for each key it tries; bounded by
+ * HD_JWT_TOKEN_MAX and HD_JWT_KEYS_MAX, paid once per connect or subscribe.
  */
 #ifndef HD_AUTH_JWT_H
 #define HD_AUTH_JWT_H
@@ -49,12 +71,15 @@ struct hd_jwt_config {
 
 struct hd_jwt_keys;
 
-/* Loads the keys. Returns 0 and *out (owned, NULL when no key is
+/* Loads the keys; cfg and its strings are borrowed for the call only (the
+ * keys keep copies). Returns 0 and *out (owned, NULL when no key is
  * configured at all), or HD_ECONFIG with err saying which file or secret is
- * unusable (unreadable, not a public key, an unsupported key type, an empty
- * secret). */
+ * unusable (unreadable, not a PEM public key, an unsupported key type or
+ * curve, an RSA key under 2048 bits, an empty secret, a secret that is a
+ * PEM text, more than HD_JWT_KEYS_MAX keys). Main thread, at start. */
 int hd_jwt_keys_new(const struct hd_jwt_config *cfg, struct hd_jwt_keys **out,
 		    struct hd_error *err);
+/* Frees the keys, wiping the secrets; k may be NULL. */
 void hd_jwt_keys_free(struct hd_jwt_keys *k);
 
 /* What herald uses of a token. Owned by the claims; hd_jwt_claims_fini. */
@@ -73,12 +98,15 @@ struct hd_jwt_claims {
  * out; HD_EEXPIRED when everything holds but exp (+ leeway) is past;
  * HD_EUNAUTH for anything else (malformed, unknown or refused algorithm,
  * bad signature, nbf in the future, wrong aud/iss, a claim of the wrong
- * type, no keys) with err->msg saying which. out is zeroed first and must
- * be finished with hd_jwt_claims_fini in every case. keys may be NULL
- * (then every token is HD_EUNAUTH).
+ * type, no keys) with err->msg saying which (it never quotes the token).
+ * out is zeroed first and must be finished with hd_jwt_claims_fini in every
+ * case; on an error it holds nothing. keys (borrowed) may be NULL: then
+ * every token is HD_EUNAUTH. token need not be NUL-terminated. Any thread;
+ * leaves no error of its own on the thread's OpenSSL error queue.
  */
 int hd_jwt_verify(const struct hd_jwt_keys *keys, const char *token, size_t len, int64_t now_s,
 		  struct hd_jwt_claims *out, struct hd_error *err);
+/* Frees what c holds and zeroes it; idempotent. */
 void hd_jwt_claims_fini(struct hd_jwt_claims *c);
 
 #endif

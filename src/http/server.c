@@ -51,6 +51,18 @@
  * unsent bytes against lim.max_pending_bytes. Input is dropped and EOF
  * closes; once the handles are closed, on_close hands the request back.
  *
+ * An upgraded connection (hd_http_upgrade) is a streaming response whose
+ * input goes to the edge's on_input instead of being dropped. The parser is
+ * never fed again. Each read lands in the read buffer as usual and is
+ * handed over whole from the read callback, then the buffer goes back to
+ * the pool. Bytes that were already buffered behind the upgrade request,
+ * or that wait while the edge paused input (hd_http_stream_read), are
+ * handed over from `kick`, an idle handle started by conn_pump, because
+ * on_input must not run inside the edge's own calls. While on_input runs,
+ * `dispatching` is set: conn_pump waits, and stream writes are batched
+ * into one flush after it returns. The state stays HANDLER, so no header
+ * or idle timer runs; only the stall guard of stream_flush remains.
+ *
  * Shutdown closes the listener and idle connections at once; the others end
  * after their in-flight response as usual (LINGER). The server's drain timer
  * bounds all of that by shutdown_timeout_ms: when it fires, every connection
@@ -139,6 +151,13 @@ struct conn {
 	void (*on_close)(void *arg);
 	void (*on_drain)(void *arg); /* one-shot, see hd_http_stream_want_drain */
 	void *stream_arg;
+
+	/* An upgraded stream (hd_http_upgrade): input goes to on_input. */
+	bool upgraded;
+	bool input_on;  /* the edge takes input (hd_http_stream_read) */
+	bool kick_init; /* kick was initialised: it counts in handles */
+	uv_idle_t kick; /* kick.data = this connection */
+	void (*on_input)(void *arg, const char *p, size_t n);
 };
 
 /* One queued stream buffer (holds one reference). */
@@ -182,6 +201,9 @@ struct hd_http_server {
 
 static void conn_pump(struct conn *c);
 static void arm(struct conn *c, uint64_t ms);
+static void upgraded_input(struct conn *c);
+static bool upgraded_has_work(const struct conn *c);
+static void kick_start(struct conn *c);
 
 void hd_http_limits_default(struct hd_http_limits *lim)
 {
@@ -476,6 +498,7 @@ static void on_handle_close(uv_handle_t *h)
 		void (*cb)(void *arg) = c->on_close;
 
 		c->stream_open = false;
+		c->upgraded = false;
 		c->in_flight = false;
 		if (cb)
 			cb(c->stream_arg);
@@ -497,6 +520,8 @@ static void conn_close(struct conn *c)
 	}
 	uv_close((uv_handle_t *)&c->timer, on_handle_close);
 	uv_close((uv_handle_t *)&c->tcp, on_handle_close);
+	if (c->kick_init)
+		uv_close((uv_handle_t *)&c->kick, on_handle_close);
 }
 
 /* Closes after the output queued so far (see LINGER above). Until it is
@@ -595,11 +620,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == UV_EOF) {
 		c->eof = true;
 		c->reading = false;
-		if (c->stream_open) {
-			/* A stream's client has nothing more to say: it left. */
+		if (c->stream_open && !(c->upgraded && c->in_len > 0)) {
+			/* A stream's client has nothing more to say: it left. (An
+			 * upgraded one first gets what is buffered, see kick.) */
 			conn_close(c);
 			return;
 		}
+	} else if (nread > 0 && c->upgraded) {
+		c->in_len += (size_t)nread;
+		upgraded_input(c);
+		return;
 	} else if (nread > 0 && c->stream_open) {
 		/* Nothing is parsed while streaming; drop input (bounded), but
 		 * keep reading to see the client leave. */
@@ -630,13 +660,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	conn_pump(c);
 }
 
-/* Reads while there is room (and always while lingering, to drain). */
+/* Reads while there is room (and always while lingering, to drain); an
+ * upgraded connection only while the edge takes input. */
 static void update_reading(struct conn *c)
 {
 	bool want = !c->eof && (c->state == ST_LINGER || c->in_len < READ_BUF_SIZE);
 	uv_stream_t *stream = (uv_stream_t *)&c->tcp;
 	int rc;
 
+	if (c->upgraded)
+		want = want && c->input_on;
 	if (c->closing || want == c->reading)
 		return;
 	rc = want ? uv_read_start(stream, on_alloc, on_read) : uv_read_stop(stream);
@@ -668,6 +701,10 @@ static void dispatch(struct conn *c)
 	struct hd_http_request *req = &c->req;
 
 	hd_request_get(&c->parser, req);
+	/* hd_request_get predates these two fields; the version is what
+	 * http-parser read from the request line. */
+	req->http_major = c->parser.hp.http_major;
+	req->http_minor = c->parser.hp.http_minor;
 	req->remote = c->remote;
 	req->conn = c;
 	if (s->stopping || (c->eof && c->in_len == 0))
@@ -753,6 +790,8 @@ static void conn_pump(struct conn *c)
 		conn_end(c);
 	conn_flush(c);
 	update_reading(c);
+	if (upgraded_has_work(c))
+		kick_start(c);
 }
 
 /* ---- The handler's side -------------------------------------------------- */
@@ -1009,6 +1048,9 @@ static struct conn *stream_release(struct hd_http_request *req)
 	c->on_close = NULL;
 	c->on_drain = NULL;
 	c->in_flight = false;
+	c->upgraded = false;
+	c->input_on = false;
+	c->on_input = NULL;
 	return c;
 }
 
@@ -1033,6 +1075,100 @@ void hd_http_stream_abort(struct hd_http_request *req)
 		return;
 	}
 	conn_close(c);
+}
+
+/* ---- Upgrades ------------------------------------------------------------ */
+
+/* Whether kick has something to do: input to hand over, or the client's
+ * EOF to act on once everything before it was handed over. */
+static bool upgraded_has_work(const struct conn *c)
+{
+	if (!c->upgraded || c->closing)
+		return false;
+	return c->in_len > 0 ? c->input_on : c->eof;
+}
+
+/*
+ * Hands the buffered input to the edge, whole (on_input takes all of it),
+ * then closes if the client sent its EOF. Runs from the read callback and
+ * from kick only, never from inside a call the edge made.
+ */
+static void upgraded_input(struct conn *c)
+{
+	size_t n = c->in_len;
+
+	if (!c->upgraded || c->closing || c->dispatching)
+		return;
+	if (n > 0 && c->input_on) {
+		const char *p = c->in + c->in_start;
+
+		c->in_start = c->in_len = 0;
+		c->dispatching = true;
+		c->on_input(c->stream_arg, p, n); /* may write, pause, end or abort */
+		c->dispatching = false;
+	}
+	if (c->upgraded && c->eof && c->in_len == 0) {
+		/* The client has nothing more to say: it left. */
+		conn_close(c);
+		return;
+	}
+	inbuf_release(c);
+	conn_pump(c);
+}
+
+static void on_kick(uv_idle_t *h)
+{
+	struct conn *c = h->data;
+
+	uv_idle_stop(h);
+	upgraded_input(c);
+}
+
+static void kick_start(struct conn *c)
+{
+	if (!c->kick_init) {
+		uv_idle_init(c->srv->loop, &c->kick);
+		c->kick.data = c;
+		c->kick_init = true;
+		c->handles++;
+	}
+	uv_idle_start(&c->kick, on_kick);
+}
+
+int hd_http_upgrade(struct hd_http_request *req, const char *head, size_t head_len,
+		    void (*on_input)(void *arg, const char *p, size_t n),
+		    void (*on_close)(void *arg), void *arg)
+{
+	struct conn *c = req->conn;
+
+	assert(c->in_flight && req == &c->req && !c->stream_open);
+	assert(on_input);
+	if (c->closing || c->srv->stopping)
+		return HD_EUNAVAIL;
+	if (hd_buf_append(&c->out[c->fill].buf, head, head_len))
+		return HD_ETOOBIG;
+	req->keep_alive = false;
+	c->stream_open = true;
+	c->upgraded = true;
+	c->input_on = true;
+	c->on_input = on_input;
+	c->on_close = on_close;
+	c->stream_arg = arg;
+	c->drained = 0;
+	uv_timer_stop(&c->timer);
+	conn_pump(c);
+	return 0;
+}
+
+void hd_http_stream_read(struct hd_http_request *req, bool on)
+{
+	struct conn *c = req->conn;
+
+	assert(c->upgraded && req == &c->req);
+	c->input_on = on;
+	/* Inside on_input (or the handler) the caller's own pump follows. */
+	if (!c->dispatching)
+		conn_pump(c);
 }
 
 /* ---- The server ---------------------------------------------------------- */

@@ -155,17 +155,24 @@ void hd_http_stream_abort(struct hd_http_request *req);
  * hd_http_stream_write/_write_copy; pending, want_drain, end, abort and
  * on_close behave as for a streaming response, and req stays the handle
  * of the connection. The header and idle timeouts no longer apply (the
- * edge runs its own). on_input may end or abort the stream; it is then
- * not called again. A graceful stop treats an upgraded connection as in
- * flight until the edge ends it (the edge stops its connections itself).
- * Returns 0, or HD_EUNAVAIL (client gone or server stopping; nothing was
- * sent and req must still be answered with hd_http_respond).
+ * edge runs its own); as for any stream, a write the client does not take
+ * within idle_timeout_ms still closes the connection. on_input may write,
+ * call hd_http_stream_read, end or abort the stream; after an end or abort
+ * it is not called again. Writes made inside on_input are sent together
+ * once it returns. The client's EOF closes the connection (on_close) after
+ * the input before it was handed over. A graceful stop treats an upgraded
+ * connection as in flight until the edge ends it (the edge stops its
+ * connections itself). Returns 0, or HD_EUNAVAIL (client gone or server
+ * stopping) / HD_ETOOBIG (the output is full of unread responses); then
+ * nothing was sent and req must still be answered with hd_http_respond.
  */
 int hd_http_upgrade(struct hd_http_request *req, const char *head, size_t head_len,
 		    void (*on_input)(void *arg, const char *p, size_t n),
 		    void (*on_close)(void *arg), void *arg);
 /* Stops (on = false) or resumes reading an upgraded connection's input,
- * so an edge can bound what it has not handled yet. */
+ * so an edge can bound what it has not handled yet. After on = false,
+ * on_input is not called until on = true; input already buffered is then
+ * handed over from the loop (never from inside this call). */
 void hd_http_stream_read(struct hd_http_request *req, bool on);
 
 typedef void (*hd_http_handler)(struct hd_http_request *req, void *arg);

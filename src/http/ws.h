@@ -27,6 +27,7 @@
 #define HD_HTTP_WS_H
 
 #include "core/buf.h"
+#include "core/err.h"
 #include "http/server.h"
 
 #include <stdbool.h>
@@ -79,7 +80,9 @@ bool hd_ws_is_upgrade(const struct hd_http_request *req);
  * On failure returns HD_EINVAL with err->msg saying what is wrong; *status
  * is the HTTP status to answer with: 426 for a missing or other version
  * (then the caller adds "Sec-WebSocket-Version: 13"), 405 for a method
- * other than GET, 400 otherwise. err may be NULL.
+ * other than GET, 400 otherwise. err may be NULL. (Should head's ceiling
+ * not take the response, which is under 200 bytes, the return is
+ * HD_ETOOBIG with *status 500 and head keeps what was appended.)
  */
 int hd_ws_handshake(const struct hd_http_request *req, struct hd_buf *head, int *status,
 		    struct hd_error *err);
@@ -121,7 +124,8 @@ struct hd_ws_decoder;
 
 /* Returns owned. max_message: the longest text/binary message accepted
  * (0 means HD_WS_MESSAGE_MAX_DEFAULT). Memory held: at most about
- * max_message plus a frame header. */
+ * max_message plus wslay's frame context (about 4 KiB, its input buffer);
+ * the message buffer is freed after a message bigger than 4 KiB. */
 struct hd_ws_decoder *hd_ws_decoder_new(size_t max_message);
 void hd_ws_decoder_free(struct hd_ws_decoder *d);
 

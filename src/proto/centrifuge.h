@@ -6,18 +6,22 @@
  * ../shared/research/protocols.md §1 is the wire reference.
  *
  * A WebSocket text frame holds one or more commands separated by '\n'; the
- * edge splits the frame and decodes each non-empty line with hd_cf_decode.
- * A command is a JSON object {"id":N,"<method>":{…}} with the members in
- * any order; the first known method member is the command. Unknown
- * members are ignored (new clients send fields herald does not know). "{}"
- * (no id, no method) is a pong. `bytes` fields (connect.data,
- * publish.data, rpc.data, send.data, subscribe.data) are raw JSON values
- * and are kept as their minified text.
+ * edge splits the frame with hd_cf_next_line and decodes each line with
+ * hd_cf_decode. A command is a JSON object {"id":N,"<method>":{…}} with
+ * the members in any order; the first known method member whose value is
+ * not null is the command. Unknown members are ignored (new clients send
+ * fields herald does not know), and a member whose value is null counts as
+ * absent (proto3 JSON). "{}" (no id, no method) is a pong. `bytes` fields
+ * (connect.data, publish.data, rpc.data, send.data, subscribe.data) are
+ * raw JSON values and are kept as their minified text.
  *
  * Every encoder appends one compact JSON text with no raw newline to a
- * bounded hd_buf and returns 0 or the buffer's HD_ETOOBIG. Strings are
- * escaped; raw JSON members (publication data) are copied as they are and
- * must be minified JSON (herald's stored events are).
+ * bounded hd_buf and returns 0, or the buffer's HD_ETOOBIG with the buffer
+ * left as it was (never half a message). Members are written in the order
+ * of their proto field numbers; zero, false, empty and NULL members are
+ * omitted (proto3 JSON). Strings are escaped; raw JSON members
+ * (publication data) are copied as they are and must be minified JSON
+ * (herald's stored events are).
  */
 #ifndef HD_PROTO_CENTRIFUGE_H
 #define HD_PROTO_CENTRIFUGE_H
@@ -148,7 +152,17 @@ struct hd_cf_command {
  * A non-pong command with id 0 is accepted here (the session decides).
  */
 int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct hd_error *err);
+/* Frees what the command owns and leaves it empty; calling it twice is safe. */
 void hd_cf_command_fini(struct hd_cf_command *cmd);
+
+/*
+ * Iterates the commands of a frame: finds the next line of frame[*pos, len)
+ * that holds anything but white space (space, tab, CR), sets *line and *n
+ * to it (its '\n' excluded; it borrows frame) and advances *pos past it.
+ * Returns false when no such line is left. Start with *pos = 0. Lines are
+ * not length-checked here: hd_cf_decode refuses those over HD_CF_LINE_MAX.
+ */
+bool hd_cf_next_line(const char *frame, size_t len, size_t *pos, const char **line, size_t *n);
 
 /* ---- Replies ------------------------------------------------------------ */
 
@@ -196,7 +210,9 @@ struct hd_cf_client_info {
 /* {"id":N,"error":{"code":C,"message":"…"[,"temporary":true]}} */
 int hd_cf_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *message,
 		      bool temporary);
-/* {"id":N,"<method>":{}} (unsubscribe, publish, ping, sub_refresh, …) */
+/* {"id":N,"<method>":{}} (unsubscribe, publish, ping, sub_refresh, …).
+ * With HD_CF_PONG or HD_CF_UNKNOWN there is no method member: id 0 gives
+ * {}, the server's ping. */
 int hd_cf_reply_empty(struct hd_buf *b, uint32_t id, enum hd_cf_method m);
 /* {"id":N,"connect":{…}} */
 int hd_cf_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_cf_connect_result *r);

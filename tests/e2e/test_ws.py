@@ -421,3 +421,74 @@ def test_shutdown_closes_3001(herald_factory):
 
     assert run(go()) == (3001, "shutdown")
     assert h.proc.wait(10) == 0
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def raw_ws_subscriber(h, topic, rcvbuf=4096):
+    """A WebSocket subscriber over a raw socket that never reads after the
+    handshake (a client stuck on a slow network)."""
+    c = RawConn(h.port, timeout=10, rcvbuf=rcvbuf)
+    c.send(b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert c.response(head=True).status == 101
+    lines = ('{"connect":{"token":"%s"},"id":1}\n{"subscribe":{"channel":"%s"},"id":2}'
+             % (token("slow"), topic)).encode()
+    mask = b"\x01\x02\x03\x04"
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(lines))
+    c.send(bytes([0x81, 0xFE]) + len(lines).to_bytes(2, "big") + mask + payload)
+    return c
+
+
+def test_slow_consumers_keep_memory_flat_and_fast_ones_served(herald_factory):
+    """Ten subscribers stop reading while 12 MB are published to their topic:
+    each is closed when its unsent output passes the cap, the server's RSS
+    does not grow with what they did not read, and a fast subscriber gets
+    every event in order."""
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=4"}
+    h = herald_factory(args=ARGS + ["--max-pending-bytes", "262144", "--sync", "off"], env=env)
+    n_events, pad = 400, "x" * 32000
+    slow = [raw_ws_subscriber(h, "firehose") for _ in range(10)]
+    wait_for(lambda: metric_value(h, "herald_ws_sessions") == 10, 10, what="slow sessions")
+
+    async def go():
+        fast, _ = await connect(h, sub="fast")
+        await fast.call({"subscribe": {"channel": "firehose"}})
+        # Warm up allocator and ring, then take the baseline.
+        await asyncio.get_running_loop().run_in_executor(None, lambda: [
+            h.publish("warm", json.dumps({"pad": pad})) for _ in range(50)])
+        base = rss_kib(h.proc.pid)
+        session = requests.Session()
+
+        def publish_all():
+            for i in range(n_events):
+                r = session.post(h.topic_url("firehose"), data=json.dumps({"i": i, "pad": pad}),
+                                 headers={"Content-Type": "application/json"}, timeout=10)
+                assert r.status_code == 201
+
+        pub = asyncio.get_running_loop().run_in_executor(None, publish_all)
+        got = []
+        while len(got) < n_events:
+            (p,) = await fast.pubs(1, timeout=20)
+            got.append(p["pub"]["data"]["data"]["i"])
+        await pub
+        peak = rss_kib(h.proc.pid)
+        await fast.close()
+        return base, peak, got
+
+    base, peak, got = run(go(), timeout=80)
+    assert got == list(range(n_events))
+    wait_for(lambda: metric_value(h, "herald_slow_consumer_disconnects_total") >= 10, 10, what="slow closes")
+    # Unbounded buffering would hold 10 × 12.8 MB; the cap holds 10 × 256 KiB.
+    growth_mb = (peak - base) / 1024
+    assert growth_mb < 24, f"RSS grew {growth_mb:.1f} MB (base {base} KiB, peak {peak} KiB)"
+    for c in slow:
+        c.close()
+    assert requests.get(h.url + "/healthz", timeout=5).status_code == 200

@@ -1,0 +1,698 @@
+/*
+ * jwt — see jwt.h for the contract and the rules.
+ *
+ * The order of the checks in hd_jwt_verify, each refusing with HD_EUNAUTH:
+ *   1. the token text: length, alphabet, three non-empty segments;
+ *   2. the header: canonical base64url, a JSON object read here, "alg"
+ *      exactly one of the table below, a key of that family configured,
+ *      no "crit", "typ" JWT when present;
+ *   3. the payload: canonical base64url, a JSON object;
+ *   4. the signature: canonical base64url of the algorithm's length, then
+ *      jwt_decode with each key of the family until one verifies, and
+ *      libjwt's idea of the algorithm compared with ours;
+ *   5. the claims (see check_claims), HD_EEXPIRED last.
+ *
+ * Why the header is read here and not by libjwt alone: libjwt 1.10's
+ * jwt_decode takes the algorithm from the token with strcasecmp, runs
+ * HMAC keyed with whatever bytes it is given (a PEM public key included)
+ * and skips the signature for alg "none" when the key is NULL. Steps 1–2
+ * make sure it only ever verifies a token whose algorithm the key is for.
+ * Both parsers then read the same text: step 1 admits only base64url, both
+ * decoders give the same bytes for it, and a repeated member or a NUL
+ * byte (where json_loads and json_loadb could differ) is refused.
+ *
+ * libjwt 1.10 verifies ES256 correctly: it turns the JOSE r||s signature
+ * (RFC 7518 §3.4) into DER before EVP_DigestVerifyFinal, and refuses a
+ * signature that is not exactly twice the curve's size. It does not tie
+ * the curve to the algorithm (ES384 over a P-256 key would pass), which is
+ * why only P-256 keys are loaded and only for ES256.
+ *
+ * Keys are kept as libjwt wants them: a secret's bytes, or the public key
+ * re-encoded here as one clean SubjectPublicKeyInfo PEM block (whatever else
+ * the file held is dropped), so libjwt parses exactly the key checked at
+ * load time.
+ *
+ * libjwt and OpenSSL leave errors on the thread's OpenSSL error queue when
+ * a signature fails; they are cleared here, because the TLS code on the
+ * same thread reads that queue (SSL_get_error).
+ */
+#include "auth/jwt.h"
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <limits.h>
+#include <math.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PEM_FILE_MAX (64 * 1024)   /* bytes read from one public key file */
+#define SECRET_MAX (64 * 1024)     /* bytes of one HMAC secret */
+#define RSA_BITS_MIN 2048
+#define NUMERIC_DATE_MAX 9e15      /* |NumericDate| beyond this is refused: exact in a double */
+
+enum family { FAM_HMAC, FAM_RSA, FAM_EC256, FAM_COUNT };
+
+static const char *const family_names[FAM_COUNT] = {"HMAC secret", "RSA public key",
+						    "EC P-256 public key"};
+
+struct key {
+	enum family fam;
+	unsigned char *bytes;      /* the secret, or the public key as PEM text */
+	size_t len;
+	size_t sig_len;            /* RSA: the modulus size; otherwise unused */
+};
+
+struct hd_jwt_keys {
+	struct key keys[HD_JWT_KEYS_MAX];
+	size_t nkeys;
+	size_t per_family[FAM_COUNT];
+	char *audience;            /* NULL: not checked */
+	char *issuer;              /* NULL: not checked */
+	int64_t leeway_s;
+};
+
+/* The algorithms a token may name, each with the only key family it may be
+ * checked against. sig_len 0: the key's own size (RSA). */
+static const struct alg {
+	const char *name;
+	jwt_alg_t id;
+	enum family fam;
+	size_t sig_len;
+} algs[] = {
+	{"HS256", JWT_ALG_HS256, FAM_HMAC, 32},  {"HS384", JWT_ALG_HS384, FAM_HMAC, 48},
+	{"HS512", JWT_ALG_HS512, FAM_HMAC, 64},  {"RS256", JWT_ALG_RS256, FAM_RSA, 0},
+	{"RS384", JWT_ALG_RS384, FAM_RSA, 0},    {"RS512", JWT_ALG_RS512, FAM_RSA, 0},
+	{"ES256", JWT_ALG_ES256, FAM_EC256, 64},
+};
+
+/* ---- keys ---- */
+
+static void key_wipe(struct key *k)
+{
+	if (k->bytes) {
+		OPENSSL_cleanse(k->bytes, k->len);
+		free(k->bytes);
+	}
+	memset(k, 0, sizeof(*k));
+}
+
+void hd_jwt_keys_free(struct hd_jwt_keys *k)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->nkeys; i++)
+		key_wipe(&k->keys[i]);
+	free(k->audience);
+	free(k->issuer);
+	free(k);
+}
+
+/* OpenSSL must never prompt on a terminal for a passphrase: public keys have none. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	return -1;
+}
+
+/* Reads at most PEM_FILE_MAX bytes of path into a new buffer. */
+static int read_small_file(const char *path, char **out, size_t *len, struct hd_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n;
+	int rc = 0;
+
+	if (!f)
+		return hd_error_set(err, HD_ECONFIG, "cannot open public key file '%.120s': %s",
+				    path, strerror(errno));
+	buf = hd_malloc(PEM_FILE_MAX + 1);
+	n = fread(buf, 1, PEM_FILE_MAX + 1, f);
+	if (ferror(f)) {
+		rc = hd_error_set(err, HD_ECONFIG, "cannot read public key file '%.120s'", path);
+		goto out;
+	}
+	if (n > PEM_FILE_MAX) {
+		rc = hd_error_set(err, HD_ECONFIG, "public key file '%.120s' is larger than %d bytes",
+				  path, PEM_FILE_MAX);
+		goto out;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	buf = NULL;
+out:
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+/* The family of a parsed public key, or an HD_ECONFIG naming what is wrong. */
+static int classify(EVP_PKEY *pkey, const char *path, enum family *fam, struct hd_error *err)
+{
+	char group[64];
+	size_t glen = 0;
+	int nid;
+
+	switch (EVP_PKEY_get_base_id(pkey)) {
+	case EVP_PKEY_RSA:
+		if (EVP_PKEY_get_bits(pkey) < RSA_BITS_MIN)
+			return hd_error_set(err, HD_ECONFIG,
+					    "public key file '%.120s': an RSA key of %d bits, "
+					    "at least %d are needed",
+					    path, EVP_PKEY_get_bits(pkey), RSA_BITS_MIN);
+		*fam = FAM_RSA;
+		return 0;
+	case EVP_PKEY_EC:
+		if (!EVP_PKEY_get_group_name(pkey, group, sizeof(group), &glen))
+			return hd_error_set(err, HD_ECONFIG,
+					    "public key file '%.120s': an EC key on an unnamed curve",
+					    path);
+		nid = OBJ_sn2nid(group);
+		if (nid == NID_undef)
+			nid = EC_curve_nist2nid(group);
+		if (nid != NID_X9_62_prime256v1)
+			return hd_error_set(err, HD_ECONFIG,
+					    "public key file '%.120s': an EC key on curve %.40s, "
+					    "only P-256 (ES256) is supported",
+					    path, group);
+		*fam = FAM_EC256;
+		return 0;
+	default:
+		return hd_error_set(err, HD_ECONFIG,
+				    "public key file '%.120s': unsupported key type %.40s, "
+				    "expected RSA or EC P-256",
+				    path, OBJ_nid2sn(EVP_PKEY_get_base_id(pkey)));
+	}
+}
+
+static int load_public_key(const char *path, struct key *k, struct hd_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	BIO *in = NULL, *pem = NULL;
+	EVP_PKEY *pkey = NULL;
+	enum family fam = FAM_COUNT;
+	char *data;
+	long n;
+	int rc;
+
+	rc = read_small_file(path, &text, &len, err);
+	if (rc)
+		goto out;
+	in = BIO_new_mem_buf(text, (int)len);
+	if (!in) {
+		rc = hd_error_set(err, HD_ECONFIG, "public key file '%.120s': out of memory", path);
+		goto out;
+	}
+	pkey = PEM_read_bio_PUBKEY(in, NULL, no_passphrase, NULL);
+	if (!pkey) {
+		rc = hd_error_set(err, HD_ECONFIG,
+				  "public key file '%.120s' holds no PEM public key "
+				  "(-----BEGIN PUBLIC KEY-----)",
+				  path);
+		goto out;
+	}
+	rc = classify(pkey, path, &fam, err);
+	if (rc)
+		goto out;
+	pem = BIO_new(BIO_s_mem());
+	if (!pem || !PEM_write_bio_PUBKEY(pem, pkey) || (n = BIO_get_mem_data(pem, &data)) <= 0) {
+		rc = hd_error_set(err, HD_ECONFIG, "public key file '%.120s': cannot re-encode the key",
+				  path);
+		goto out;
+	}
+	k->fam = fam;
+	k->len = (size_t)n;
+	k->bytes = hd_malloc(k->len);
+	memcpy(k->bytes, data, k->len);
+	k->sig_len = fam == FAM_RSA ? (size_t)EVP_PKEY_get_size(pkey) : 64;
+out:
+	EVP_PKEY_free(pkey);
+	BIO_free(pem);
+	BIO_free(in);
+	free(text);
+	ERR_clear_error();
+	return rc;
+}
+
+static int load_secret(const char *secret, size_t index, struct key *k, struct hd_error *err)
+{
+	size_t len = strlen(secret);
+
+	if (len == 0)
+		return hd_error_set(err, HD_ECONFIG, "HMAC secret #%zu is empty", index + 1);
+	if (len > SECRET_MAX)
+		return hd_error_set(err, HD_ECONFIG, "HMAC secret #%zu is longer than %d bytes",
+				    index + 1, SECRET_MAX);
+	/* A public key pasted where a secret belongs would make every holder
+	 * of that public key able to sign tokens. */
+	if (strstr(secret, "-----BEGIN"))
+		return hd_error_set(err, HD_ECONFIG,
+				    "HMAC secret #%zu is a PEM text; public keys go in the public "
+				    "key files",
+				    index + 1);
+	k->fam = FAM_HMAC;
+	k->len = len;
+	k->bytes = hd_malloc(len);
+	memcpy(k->bytes, secret, len);
+	return 0;
+}
+
+int hd_jwt_keys_new(const struct hd_jwt_config *cfg, struct hd_jwt_keys **out,
+		    struct hd_error *err)
+{
+	struct hd_jwt_keys *k = hd_calloc(1, sizeof(*k));
+	size_t nsecrets = 0, nfiles = 0;
+	int rc = 0;
+
+	*out = NULL;
+	while (cfg->hmac_secrets && cfg->hmac_secrets[nsecrets])
+		nsecrets++;
+	while (cfg->public_key_files && cfg->public_key_files[nfiles])
+		nfiles++;
+	if (nsecrets + nfiles > HD_JWT_KEYS_MAX) {
+		rc = hd_error_set(err, HD_ECONFIG, "%zu JWT keys configured, at most %d are allowed",
+				  nsecrets + nfiles, HD_JWT_KEYS_MAX);
+		goto out;
+	}
+	for (size_t i = 0; i < nsecrets; i++) {
+		rc = load_secret(cfg->hmac_secrets[i], i, &k->keys[k->nkeys], err);
+		if (rc)
+			goto out;
+		k->per_family[k->keys[k->nkeys++].fam]++;
+	}
+	for (size_t i = 0; i < nfiles; i++) {
+		rc = load_public_key(cfg->public_key_files[i], &k->keys[k->nkeys], err);
+		if (rc)
+			goto out;
+		k->per_family[k->keys[k->nkeys++].fam]++;
+	}
+	if (k->nkeys == 0)
+		goto out;
+	k->audience = cfg->audience ? hd_strdup(cfg->audience) : NULL;
+	k->issuer = cfg->issuer ? hd_strdup(cfg->issuer) : NULL;
+	k->leeway_s = cfg->leeway_s;
+	*out = k;
+	k = NULL;
+out:
+	hd_jwt_keys_free(k);
+	return rc;
+}
+
+/* ---- token text ---- */
+
+static int b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decodes s[0, n) (base64url characters only, already checked) into a new
+ * buffer with a NUL after the bytes. Canonical form only: no length of the
+ * form 4k+1, and the unused low bits of the last character zero, so that
+ * one byte string has exactly one text. Returns false otherwise.
+ */
+static bool b64url_decode(const char *s, size_t n, unsigned char **out, size_t *out_len)
+{
+	unsigned char *buf;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t o = 0;
+
+	if (n % 4 == 1)
+		return false;
+	buf = hd_malloc(n / 4 * 3 + 3);
+	for (size_t i = 0; i < n; i++) {
+		acc = (acc << 6) | (uint32_t)b64url_value((unsigned char)s[i]);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[o++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	if (acc != 0) {
+		free(buf);
+		return false;
+	}
+	buf[o] = '\0';
+	*out = buf;
+	*out_len = o;
+	return true;
+}
+
+/* A JSON object from a base64url segment, or NULL with err set. */
+static json_t *segment_object(const char *s, size_t n, const char *what, struct hd_error *err)
+{
+	unsigned char *text;
+	size_t len;
+	json_error_t jerr;
+	json_t *v;
+
+	if (!b64url_decode(s, n, &text, &len)) {
+		hd_error_set(err, HD_EUNAUTH, "the token %s is not canonical base64url", what);
+		return NULL;
+	}
+	if (memchr(text, '\0', len)) {
+		free(text);
+		hd_error_set(err, HD_EUNAUTH, "the token %s holds a NUL byte", what);
+		return NULL;
+	}
+	v = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(text);
+	if (!v || !json_is_object(v)) {
+		json_decref(v);
+		hd_error_set(err, HD_EUNAUTH, "the token %s is not a JSON object", what);
+		return NULL;
+	}
+	return v;
+}
+
+/* The algorithm the header names, checked against the configured keys. */
+static const struct alg *check_header(const struct hd_jwt_keys *keys, const json_t *hdr,
+				      struct hd_error *err)
+{
+	const json_t *alg = json_object_get(hdr, "alg");
+	const json_t *typ = json_object_get(hdr, "typ");
+	const char *name;
+
+	if (!json_is_string(alg)) {
+		hd_error_set(err, HD_EUNAUTH, "the token header has no \"alg\" string");
+		return NULL;
+	}
+	name = json_string_value(alg);
+	if (strcasecmp(name, "none") == 0) {
+		hd_error_set(err, HD_EUNAUTH, "unsigned tokens (alg none) are refused");
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		if (strcmp(name, algs[i].name) != 0)
+			continue;
+		if (keys->per_family[algs[i].fam] == 0) {
+			hd_error_set(err, HD_EUNAUTH, "alg %s refused: no %s is configured",
+				     algs[i].name, family_names[algs[i].fam]);
+			return NULL;
+		}
+		if (json_object_get(hdr, "crit")) {
+			hd_error_set(err, HD_EUNAUTH, "the token header has \"crit\" extensions");
+			return NULL;
+		}
+		if (typ && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0)) {
+			hd_error_set(err, HD_EUNAUTH, "the token header \"typ\" is not JWT");
+			return NULL;
+		}
+		return &algs[i];
+	}
+	hd_error_set(err, HD_EUNAUTH, "unsupported alg (HS256/384/512, RS256/384/512 and ES256 are)");
+	return NULL;
+}
+
+/*
+ * Tries each key of the algorithm's family on the whole token (NUL-terminated,
+ * already checked). sig_len is the decoded signature's length.
+ */
+static int check_signature(const struct hd_jwt_keys *keys, const struct alg *a, const char *token,
+			   size_t sig_len, struct hd_error *err)
+{
+	bool length_fits = false;
+
+	for (size_t i = 0; i < keys->nkeys; i++) {
+		const struct key *k = &keys->keys[i];
+		jwt_t *j = NULL;
+		bool ok;
+
+		if (k->fam != a->fam || sig_len != (a->sig_len ? a->sig_len : k->sig_len))
+			continue;
+		length_fits = true;
+		ok = jwt_decode(&j, token, k->bytes, (int)k->len) == 0 && j &&
+		     jwt_get_alg(j) == a->id;
+		jwt_free(j);
+		ERR_clear_error();
+		if (ok)
+			return 0;
+	}
+	if (!length_fits)
+		return hd_error_set(err, HD_EUNAUTH, "the %s signature has the wrong length",
+				    a->name);
+	return hd_error_set(err, HD_EUNAUTH, "the %s signature does not verify", a->name);
+}
+
+/* ---- claims ---- */
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+/* A NumericDate claim: absent (0, *present false), or a number rounded down. */
+static int numeric_date(const json_t *obj, const char *name, int64_t *out, bool *present,
+			struct hd_error *err)
+{
+	const json_t *v = json_object_get(obj, name);
+
+	*out = 0;
+	if (present)
+		*present = v != NULL;
+	if (!v)
+		return 0;
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return 0;
+	}
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (!(d >= -NUMERIC_DATE_MAX && d <= NUMERIC_DATE_MAX))
+			return hd_error_set(err, HD_EUNAUTH, "claim %s is out of range", name);
+		*out = (int64_t)floor(d);
+		return 0;
+	}
+	return hd_error_set(err, HD_EUNAUTH, "claim %s must be a number", name);
+}
+
+/* A string claim copied into *out; absent leaves *out NULL. */
+static int string_claim(const json_t *obj, const char *name, char **out, struct hd_error *err)
+{
+	const json_t *v = json_object_get(obj, name);
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return hd_error_set(err, HD_EUNAUTH, "claim %s must be a string", name);
+	/* The payload held no NUL byte, so the value has none either. */
+	*out = hd_strdup(json_string_value(v));
+	return 0;
+}
+
+static int channels_claim(const json_t *obj, struct hd_jwt_claims *out, struct hd_error *err)
+{
+	const json_t *v = json_object_get(obj, "channels");
+	size_t n;
+
+	if (!v)
+		return 0;
+	if (!json_is_array(v))
+		return hd_error_set(err, HD_EUNAUTH, "claim channels must be an array of strings");
+	n = json_array_size(v);
+	if (n > HD_JWT_CHANNELS_MAX)
+		return hd_error_set(err, HD_EUNAUTH, "claim channels has %zu entries, at most %d",
+				    n, HD_JWT_CHANNELS_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (!json_is_string(json_array_get(v, i)))
+			return hd_error_set(err, HD_EUNAUTH,
+					    "claim channels must be an array of strings");
+	if (n == 0)
+		return 0;
+	out->channels = hd_calloc(n, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		out->channels[i] = hd_strdup(json_string_value(json_array_get(v, i)));
+	out->nchannels = n;
+	return 0;
+}
+
+static int check_audience(const json_t *obj, const char *want, struct hd_error *err)
+{
+	const json_t *aud = json_object_get(obj, "aud");
+
+	if (!aud)
+		return hd_error_set(err, HD_EUNAUTH, "claim aud is missing");
+	if (json_is_string(aud)) {
+		if (strcmp(json_string_value(aud), want) == 0)
+			return 0;
+	} else if (json_is_array(aud)) {
+		bool found = false;
+		for (size_t i = 0; i < json_array_size(aud); i++) {
+			const json_t *e = json_array_get(aud, i);
+			if (!json_is_string(e))
+				return hd_error_set(err, HD_EUNAUTH,
+						    "claim aud must be a string or an array of strings");
+			found = found || strcmp(json_string_value(e), want) == 0;
+		}
+		if (found)
+			return 0;
+	} else {
+		return hd_error_set(err, HD_EUNAUTH,
+				    "claim aud must be a string or an array of strings");
+	}
+	return hd_error_set(err, HD_EUNAUTH, "the token is not for this audience");
+}
+
+/* The claims of a payload whose signature holds; fills out (the caller
+ * empties it on an error). */
+static int check_claims(const struct hd_jwt_keys *keys, const json_t *p, int64_t now_s,
+			struct hd_jwt_claims *out, struct hd_error *err)
+{
+	const json_t *info = json_object_get(p, "info");
+	int64_t nbf;
+	bool has_exp, has_nbf;
+	int rc;
+
+	if ((rc = string_claim(p, "sub", &out->sub, err)) ||
+	    (rc = numeric_date(p, "exp", &out->exp, &has_exp, err)) ||
+	    (rc = numeric_date(p, "nbf", &nbf, &has_nbf, err)) ||
+	    (rc = numeric_date(p, "iat", &out->iat, NULL, err)) ||
+	    (rc = string_claim(p, "channel", &out->channel, err)) ||
+	    (rc = channels_claim(p, out, err)))
+		return rc;
+	if (!out->sub)
+		out->sub = hd_strdup("");
+	if (info) {
+		char *text = json_dumps(info, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!text)
+			return hd_error_set(err, HD_EUNAUTH, "claim info cannot be encoded");
+		out->info = hd_strdup(text);
+		free(text);
+	}
+
+	if (has_nbf && nbf > sat_add(now_s, keys->leeway_s))
+		return hd_error_set(err, HD_EUNAUTH, "the token is not valid yet (nbf)");
+	if (keys->audience && (rc = check_audience(p, keys->audience, err)))
+		return rc;
+	if (keys->issuer) {
+		const json_t *iss = json_object_get(p, "iss");
+		if (!json_is_string(iss) || strcmp(json_string_value(iss), keys->issuer) != 0)
+			return hd_error_set(err, HD_EUNAUTH, "the token is not from the expected issuer");
+	}
+	/* RFC 7519 §4.1.4: the token is valid only before exp. */
+	if (has_exp && sat_add(out->exp, keys->leeway_s) <= now_s)
+		return hd_error_set(err, HD_EEXPIRED, "the token has expired");
+	return 0;
+}
+
+/* ---- verify ---- */
+
+int hd_jwt_verify(const struct hd_jwt_keys *keys, const char *token, size_t len, int64_t now_s,
+		  struct hd_jwt_claims *out, struct hd_error *err)
+{
+	size_t dot[2], ndots = 0;
+	json_t *hdr = NULL, *payload = NULL;
+	unsigned char *sig = NULL;
+	size_t sig_len = 0;
+	char *text = NULL;
+	const struct alg *a;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (err)
+		hd_error_clear(err);
+	if (!keys) {
+		rc = hd_error_set(err, HD_EUNAUTH, "no JWT keys are configured");
+		goto out;
+	}
+	if (!token || len == 0) {
+		rc = hd_error_set(err, HD_EUNAUTH, "the token is empty");
+		goto out;
+	}
+	if (len > HD_JWT_TOKEN_MAX) {
+		rc = hd_error_set(err, HD_EUNAUTH, "the token is longer than %d bytes",
+				  HD_JWT_TOKEN_MAX);
+		goto out;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (token[i] == '.') {
+			if (ndots == 2) {
+				rc = hd_error_set(err, HD_EUNAUTH, "the token has more than three parts");
+				goto out;
+			}
+			dot[ndots++] = i;
+		} else if (b64url_value((unsigned char)token[i]) < 0) {
+			rc = hd_error_set(err, HD_EUNAUTH,
+					  "the token holds a character outside base64url");
+			goto out;
+		}
+	}
+	if (ndots != 2) {
+		rc = hd_error_set(err, HD_EUNAUTH, "the token has %zu parts, not three", ndots + 1);
+		goto out;
+	}
+	if (dot[0] == 0 || dot[1] == dot[0] + 1 || dot[1] + 1 == len) {
+		rc = hd_error_set(err, HD_EUNAUTH, "the token has an empty part");
+		goto out;
+	}
+
+	hdr = segment_object(token, dot[0], "header", err);
+	if (!hdr) {
+		rc = HD_EUNAUTH;
+		goto out;
+	}
+	a = check_header(keys, hdr, err);
+	if (!a) {
+		rc = HD_EUNAUTH;
+		goto out;
+	}
+	payload = segment_object(token + dot[0] + 1, dot[1] - dot[0] - 1, "payload", err);
+	if (!payload) {
+		rc = HD_EUNAUTH;
+		goto out;
+	}
+	if (!b64url_decode(token + dot[1] + 1, len - dot[1] - 1, &sig, &sig_len)) {
+		rc = hd_error_set(err, HD_EUNAUTH, "the token signature is not canonical base64url");
+		goto out;
+	}
+	text = hd_strndup(token, len);
+	rc = check_signature(keys, a, text, sig_len, err);
+	if (rc)
+		goto out;
+	rc = check_claims(keys, payload, now_s, out, err);
+out:
+	if (rc)
+		hd_jwt_claims_fini(out);
+	json_decref(hdr);
+	json_decref(payload);
+	free(sig);
+	free(text);
+	return rc;
+}
+
+void hd_jwt_claims_fini(struct hd_jwt_claims *c)
+{
+	free(c->sub);
+	free(c->channel);
+	for (size_t i = 0; i < c->nchannels; i++)
+		free(c->channels[i]);
+	free(c->channels);
+	free(c->info);
+	memset(c, 0, sizeof(*c));
+}
