@@ -60,6 +60,7 @@ test: test-build test-asan fuzz
 
 bench: build
 	./bench/publish.sh
+	./bench/fanout.sh
 
 docs: build
 	./build/herald config-doc > docs/config.md
