@@ -1,6 +1,7 @@
 # herald — the two commands of the README:
 #   make run    install what is missing, build, serve on 127.0.0.1:8080 with data in ./data
-#   make test   install what is missing, build (normal and ASan+UBSan), run every test,
+#   make test   install what is missing, build (normal, ASan+UBSan, TSan), run every test
+#               (TSan: the unit tests and the threaded e2e paths), a valgrind smoke run,
 #               then fuzz each parser briefly
 # Other targets: build, asan, tsan, fuzz, bench, docs, clean.
 
@@ -9,7 +10,8 @@ FUZZ_SECONDS ?= 20
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
 
-.PHONY: run test deps build asan tsan fuzz fuzz-build test-build test-asan bench docs clean
+.PHONY: run test deps build asan tsan fuzz fuzz-build test-build test-asan test-tsan test-valgrind \
+	bench docs clean
 
 deps:
 	@./scripts/install-deps.sh
@@ -42,6 +44,23 @@ test-asan: asan
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 1800
 
+# The threads (store writer, checkpointer, readers on the libuv pool)
+# under ThreadSanitizer: every unit test, and end-to-end tests that publish,
+# read, crash and fan out against a TSan-built server (not the RSS test:
+# TSan's shadow memory makes RSS meaningless).
+TSAN_E2E = test_smoke.py test_publish.py test_read.py test_crash.py test_longpoll.py test_ws.py
+test-tsan: tsan
+	@echo "== tests: ThreadSanitizer build =="
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure \
+		--timeout 1800 -L unit
+	@cd tests/e2e && TSAN_OPTIONS=halt_on_error=1 HERALD_BIN=$(CURDIR)/build-tsan/herald \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider -k 'not keep_memory_flat' $(TSAN_E2E)
+
+# A smoke scenario under valgrind's memcheck: no error, no leak.
+test-valgrind: build
+	@echo "== valgrind smoke =="
+	@./scripts/valgrind-smoke.sh build/herald
+
 # Each fuzzer runs FUZZ_SECONDS on a scratch copy of its corpus (the seeds in
 # the repository stay as they are), then fails the run on any crash.
 fuzz: fuzz-build
@@ -55,7 +74,7 @@ fuzz: fuzz-build
 		tail -1 build-fuzz/fuzz-$$name.log; \
 	done
 
-test: test-build test-asan fuzz
+test: test-build test-asan test-tsan test-valgrind fuzz
 	@echo "== all tests passed =="
 
 bench: build
