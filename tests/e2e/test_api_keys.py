@@ -196,11 +196,12 @@ def test_config_key_sections_and_expiry(herald_factory):
     assert "expired" in r.json()["error"]["message"]
 
     # A bad section stops the server with the line named.
-    bad = herald_factory(config="[key x]\nhash = sha256:00\nscopes = read\n", name="bad", start=False)
-    p = subprocess.run([BIN, "serve", "--data-dir", bad.data_dir, "--config", bad.data_dir + ".conf",
-                        "--listen", "127.0.0.1:0"], capture_output=True, timeout=30,
-                       input=b"") if open(bad.data_dir + ".conf", "w").write(bad.config) else None
-    assert p.returncode == 2 and b".conf:1: key 'x' needs hash" in p.stderr
+    conf_path = os.path.join(str(h.data_dir) + "-bad.conf")
+    with open(conf_path, "w") as f:
+        f.write("[key x]\nhash = sha256:00\nscopes = read\n")
+    p = subprocess.run([BIN, "serve", "--data-dir", str(h.data_dir) + "-bad", "--config", conf_path,
+                        "--listen", "127.0.0.1:0"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 2 and b"-bad.conf:1: key 'x' needs hash" in p.stderr, p.stderr
 
 
 def test_no_key_is_development_mode(herald):
