@@ -7,9 +7,13 @@
  * and let in-flight requests finish (publishes wait for their commit) →
  * engine stop (the writer commits whatever is queued, the store is flushed
  * and closed) → loop closes → exit 0. A second signal exits at once.
+ * SIGHUP reads the API keys again (the keys file and the config's [key]
+ * sections as loaded at start); a bad file keeps the keys in use.
  */
 #include "auth/jwt.h"
+#include "auth/keys.h"
 #include "cli/client.h"
+#include "cli/keys.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -34,8 +38,10 @@ struct server {
 	struct hd_http_server *http;
 	struct hd_api *api;
 	struct hd_jwt_keys *keys;
+	struct hd_keys *api_keys;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup;
 	bool stopping;
 };
 
@@ -50,11 +56,14 @@ static void usage(FILE *f)
 		"  herald serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE] [options]\n"
 		"  herald publish TOPIC [DATA|-] [--type T] [--source S] [--id ID] [--server URL]\n"
 		"  herald read TOPIC [--after N] [--limit M] [--server URL]\n"
+		"  herald keys create NAME --scope S [--scope S] [--expires 30d]   (prints the key once)\n"
+		"  herald keys list | herald keys revoke NAME   [--keys-file F | --data-dir D]\n"
 		"  herald version\n"
 		"  herald config-doc      print docs/config.md\n"
 		"  herald --help\n\n"
 		"Options of serve (each also as HERALD_<NAME> and in the config file):\n%s\n"
-		"The client commands use --server (default $HERALD_SERVER or http://127.0.0.1:8080).\n",
+		"The client commands use --server (default $HERALD_SERVER or http://127.0.0.1:8080)\n"
+		"and --api-key (default $HERALD_API_KEY).\n",
 		HD_VERSION, b.data ? b.data : "");
 	hd_buf_fini(&b);
 }
@@ -68,6 +77,52 @@ static void on_http_closed(void *arg)
 	s->engine = NULL;
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+/* The API keys: the keys file (DATA-DIR/keys unless --keys-file; a missing
+ * default file is no keys) and the config's [key NAME] sections. */
+static int load_keys(const struct hd_config *cfg, struct hd_keys **out, struct hd_error *err)
+{
+	char path[1100];
+	struct hd_keys *ks = hd_keys_new();
+	int rc = 0;
+
+	if (cfg->keys_file[0])
+		snprintf(path, sizeof(path), "%s", cfg->keys_file);
+	else
+		snprintf(path, sizeof(path), "%s/keys", cfg->data_dir);
+	rc = hd_keys_load_file(ks, path, !cfg->keys_file[0], err);
+	for (size_t i = 0; rc == 0 && i < cfg->nkeys; i++) {
+		const struct hd_key_section *k = &cfg->keys[i];
+		rc = hd_keys_add_text(ks, k->name, k->hash, k->scopes, k->created, k->expires, k->where,
+				      err);
+	}
+	if (rc) {
+		hd_keys_free(ks);
+		return rc;
+	}
+	*out = ks;
+	return 0;
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+	struct hd_keys *ks = NULL;
+	struct hd_error err = {0};
+	(void)signum;
+	if (load_keys(&s->cfg, &ks, &err)) {
+		hd_log_warn("keys_reload_failed error=\"%s\" keys=%zu", err.msg,
+			    hd_keys_count(s->api_keys));
+		return;
+	}
+	/* Requests borrow the store only while they are handled (on this
+	 * thread), so the old one can go now. */
+	hd_api_set_keys(s->api, ks, s->keys);
+	hd_keys_free(s->api_keys);
+	s->api_keys = ks;
+	hd_log_info("keys_reloaded keys=%zu", hd_keys_count(ks));
 }
 
 /* The HTTP server of a failed start has closed its listener. */
@@ -155,8 +210,15 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "herald: %s\n", err.msg);
 		return 2;
 	}
+	if (load_keys(&s.cfg, &s.api_keys, &err)) {
+		fprintf(stderr, "herald: %s\n", err.msg);
+		hd_jwt_keys_free(s.keys);
+		return 2;
+	}
 	if (split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
+		hd_keys_free(s.api_keys);
+		hd_jwt_keys_free(s.keys);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -186,6 +248,7 @@ static int serve(int argc, char **argv)
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_hub_free(s.hub);
 		hd_jwt_keys_free(s.keys);
+		hd_keys_free(s.api_keys);
 		return 1;
 	}
 	hd_hub_set_engine(s.hub, s.engine);
@@ -218,6 +281,7 @@ static int serve(int argc, char **argv)
 		.max_subscriptions = (uint32_t)s.cfg.ws_max_subscriptions,
 	};
 	s.api = hd_api_new(s.loop, s.hub, &sse_opts, &ws_opts);
+	hd_api_set_keys(s.api, s.api_keys, s.keys);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	rc = hd_http_server_listen(s.http, host, port);
 	if (rc) {
@@ -234,15 +298,20 @@ static int serve(int argc, char **argv)
 		uv_loop_close(s.loop);
 		hd_hub_free(s.hub);
 		hd_jwt_keys_free(s.keys);
+		hd_keys_free(s.api_keys);
 		return 1;
 	}
 	uv_signal_init(s.loop, &s.sigterm);
 	uv_signal_init(s.loop, &s.sigint);
-	s.sigterm.data = s.sigint.data = &s;
+	uv_signal_init(s.loop, &s.sighup);
+	s.sigterm.data = s.sigint.data = s.sighup.data = &s;
 	uv_signal_start(&s.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s.sigint, on_signal, SIGINT);
-	hd_log_info("listening addr=%s port=%d data_dir=%s sync=%s version=%s", host,
-		    hd_http_server_port(s.http), s.cfg.data_dir, s.cfg.sync, HD_VERSION);
+	uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+	hd_log_info("listening addr=%s port=%d data_dir=%s sync=%s version=%s api_keys=%zu%s", host,
+		    hd_http_server_port(s.http), s.cfg.data_dir, s.cfg.sync, HD_VERSION,
+		    hd_keys_count(s.api_keys),
+		    hd_keys_count(s.api_keys) ? "" : " (no API keys: the REST API is open, for development only)");
 
 	uv_run(s.loop, UV_RUN_DEFAULT);
 
@@ -252,6 +321,7 @@ static int serve(int argc, char **argv)
 	uv_loop_close(s.loop);
 	hd_hub_free(s.hub);
 	hd_jwt_keys_free(s.keys);
+	hd_keys_free(s.api_keys);
 	hd_log_info("stopped");
 	return 0;
 }
@@ -266,6 +336,8 @@ int main(int argc, char **argv)
 		return hd_cli_publish(argc - 2, argv + 2);
 	if (strcmp(cmd, "read") == 0)
 		return hd_cli_read(argc - 2, argv + 2);
+	if (strcmp(cmd, "keys") == 0)
+		return hd_cli_keys(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("herald %s\n", HD_VERSION);
 		return 0;

@@ -16,6 +16,7 @@ struct cli_opts {
 	const char *server;
 	const char *type, *source, *id;
 	const char *after, *limit;
+	const char *api_key;
 	const char *pos[2];
 	int npos;
 	char server_buf[4096]; /* server without trailing slashes */
@@ -25,6 +26,8 @@ static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
 {
 	const char *env = getenv("HERALD_SERVER");
 	o->server = env && *env ? env : "http://127.0.0.1:8080";
+	const char *key = getenv("HERALD_API_KEY");
+	o->api_key = key && *key ? key : NULL;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		const char **slot = NULL;
@@ -34,6 +37,7 @@ static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
 		else if (strcmp(a, "--id") == 0) slot = &o->id;
 		else if (strcmp(a, "--after") == 0) slot = &o->after;
 		else if (strcmp(a, "--limit") == 0) slot = &o->limit;
+		else if (strcmp(a, "--api-key") == 0) slot = &o->api_key;
 		if (slot) {
 			/* "--limit --server URL" means the value was forgotten, not
 			 * that the limit is "--server". */
@@ -157,6 +161,16 @@ static int read_stdin(struct hd_buf *b)
 	return 0;
 }
 
+/* Adds the API key header (when there is a key) to headers. */
+static struct curl_slist *key_header(struct curl_slist *headers, const struct cli_opts *o)
+{
+	char h[512];
+	if (!o->api_key)
+		return headers;
+	snprintf(h, sizeof(h), "X-API-Key: %s", o->api_key);
+	return curl_slist_append(headers, h);
+}
+
 static char *url_for(CURL *c, const char *server, const char *topic, const char *query)
 {
 	char *esc = curl_easy_escape(c, topic, 0);
@@ -204,6 +218,7 @@ int hd_cli_publish(int argc, char **argv)
 			headers = curl_slist_append(headers, h.data);
 		}
 	}
+	headers = key_header(headers, &o);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	CURL *c = curl_easy_init();
 	char *url = url_for(c, o.server, o.pos[0], NULL);
@@ -237,7 +252,9 @@ int hd_cli_read(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	CURL *c = curl_easy_init();
 	char *url = url_for(c, o.server, o.pos[0], query);
-	rc = perform(c, url, NULL);
+	struct curl_slist *headers = key_header(NULL, &o);
+	rc = perform(c, url, headers);
+	curl_slist_free_all(headers);
 	free(url);
 	curl_easy_cleanup(c);
 	curl_global_cleanup();

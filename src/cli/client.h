@@ -3,7 +3,8 @@
  * Layer: cli (outside the server; talks to a herald over HTTP with libcurl).
  * Each prints the server's JSON answer on stdout and returns the process
  * exit code: 0 on success, 1 when the server refused (the error message on
- * stderr), 2 for bad usage.
+ * stderr), 2 for bad usage. --api-key KEY (or HERALD_API_KEY) is sent as
+ * X-API-Key.
  */
 #ifndef HD_CLI_CLIENT_H
 #define HD_CLI_CLIENT_H

@@ -31,10 +31,11 @@ struct opt {
 #define G(field) .off = offsetof(struct hd_config, field)
 #define GS(field) G(field), .size = sizeof(((struct hd_config *)0)->field)
 #define N(field) .ns = true, .off = offsetof(struct hd_ns_opts, field)
+#define NS(field) N(field), .size = sizeof(((struct hd_ns_opts *)0)->field)
 
 static const struct opt opts[] = {
 	{"config", T_STRING, GS(config_file), .def = "",
-	 .help = "Config file to read (key = value lines, [namespace NAME] sections)."},
+	 .help = "Config file to read (key = value lines, [namespace NAME] and [key NAME] sections)."},
 	{"listen", T_STRING, GS(listen), .def = "127.0.0.1:8080",
 	 .help = "Address and port to serve HTTP on (HOST:PORT; [::1]:PORT for IPv6)."},
 	{"data-dir", T_STRING, GS(data_dir), .def = "./data",
@@ -114,6 +115,9 @@ static const struct opt opts[] = {
 	 .help = "Most events a WebSocket subscribe recovers; a longer gap answers recovered:false."},
 	{"ws-max-subscriptions", T_UINT, G(ws_max_subscriptions), .def = "128", .min = "1",
 	 .max = "100000", .help = "Topics one WebSocket connection may subscribe to (error 106 past it)."},
+	{"keys-file", T_STRING, GS(keys_file), .def = "",
+	 .help = "File of API keys, written by `herald keys` (empty = DATA-DIR/keys). With no key "
+		 "there and none in [key NAME] sections, the REST API is open (for development)."},
 	{"retention-max-age", T_DURATION, N(retention_max_age_ms), .def = "0", .min = "0", .max = "3650d",
 	 .help = "Events older than this are removed (0 = keep forever). Namespace option."},
 	{"retention-max-count", T_UINT, N(retention_max_count), .def = "0", .min = "0",
@@ -127,8 +131,44 @@ static const struct opt opts[] = {
 		 "client subscribes to or leaves the topic. Namespace option."},
 	{"history", T_BOOL, N(history), .def = "on",
 	 .help = "Whether events are kept for reads and resume; off = offsets only. Namespace option."},
+	{"subscribe", T_ENUM, NS(subscribe), .def = "anonymous", .choices = "anonymous|authenticated|token",
+	 .help = "Which clients may subscribe (WebSocket, and SSE, long-poll and reads without an "
+		 "API key): anonymous = any; authenticated = a client with a token; token = the "
+		 "token's channels claim lists the topic, or a subscription token for it. "
+		 "Namespace option."},
+	{"publish", T_ENUM, NS(publish), .def = "authenticated",
+	 .choices = "anonymous|authenticated|token|none",
+	 .help = "Which WebSocket clients may publish (as for subscribe; none = only backends with "
+		 "an API key). Namespace option."},
+	{"history-access", T_ENUM, NS(history_access), .def = "subscribe",
+	 .choices = "subscribe|subscribed|none",
+	 .help = "Which WebSocket clients may read history: subscribe = those the subscribe rule "
+		 "lets in; subscribed = only those subscribed to the topic; none = no client. "
+		 "Namespace option."},
+	{"presence-access", T_ENUM, NS(presence_access), .def = "subscribe",
+	 .choices = "subscribe|subscribed|none",
+	 .help = "Which WebSocket clients may see presence (as for history-access). Namespace option."},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+/* The second, small table: the settings of a [key NAME] section. */
+struct key_opt {
+	const char *name;
+	size_t off;
+	size_t size;
+	const char *help;
+};
+
+#define K(field) .off = offsetof(struct hd_key_section, field), \
+		 .size = sizeof(((struct hd_key_section *)0)->field)
+
+static const struct key_opt key_opts[] = {
+	{"hash", K(hash), "sha256:<hex> of the key (as `herald keys create` writes it)."},
+	{"scopes", K(scopes), "publish:NAMESPACE, publish:*, read, metrics, admin (spaces or commas between)."},
+	{"created", K(created), "When it was made (RFC 3339; optional)."},
+	{"expires", K(expires), "When it stops working (RFC 3339; optional, absent = never)."},
+};
+#define NKEYOPTS (sizeof(key_opts) / sizeof(key_opts[0]))
 
 static const struct opt *find(const char *name)
 {
@@ -323,14 +363,54 @@ static int ns_section(struct hd_config *cfg, const char *name, const char *where
 	return 0;
 }
 
+/* Opens a [key NAME] section; *ns becomes KEY_SECTION - index. */
+#define KEY_SECTION (-2)
+static int key_section(struct hd_config *cfg, const char *name, const char *where, long *ns,
+		       struct hd_error *err)
+{
+	if (cfg->nkeys >= HD_CONFIG_KEYS_MAX)
+		return hd_error_set(err, HD_ECONFIG, "%s: more than %d [key] sections", where,
+				    HD_CONFIG_KEYS_MAX);
+	struct hd_key_section *k = &cfg->keys[cfg->nkeys];
+	memset(k, 0, sizeof(*k));
+	if (strlen(name) >= sizeof(k->name) || !*name)
+		return hd_error_set(err, HD_ECONFIG, "%s: bad key name '%s'", where, name);
+	snprintf(k->name, sizeof(k->name), "%s", name);
+	snprintf(k->where, sizeof(k->where), "%s", where);
+	*ns = KEY_SECTION - (long)cfg->nkeys++;
+	return 0;
+}
+
+static int key_line(struct hd_config *cfg, long ns, const char *key, const char *value,
+		    const char *where, struct hd_error *err)
+{
+	struct hd_key_section *k = &cfg->keys[KEY_SECTION - ns];
+	for (size_t i = 0; i < NKEYOPTS; i++) {
+		if (strcmp(key_opts[i].name, key) != 0)
+			continue;
+		if (strlen(value) >= key_opts[i].size)
+			return hd_error_set(err, HD_ECONFIG, "%s: %s is longer than %zu bytes", where, key,
+					    key_opts[i].size - 1);
+		strcpy((char *)k + key_opts[i].off, value);
+		return 0;
+	}
+	return hd_error_set(err, HD_ECONFIG, "%s: unknown key setting '%s' (hash, scopes, created, "
+					   "expires)", where, key);
+}
+
 static int file_line(struct hd_config *cfg, struct file_state *st, char *s, const char *where,
 		     long *ns, struct hd_error *err)
 {
 	if (*s == '[') {
 		char *close = strchr(s, ']');
 		size_t idx = 0;
+		if (close && close[1] == '\0' && strncmp(s, "[key ", 5) == 0) {
+			*close = '\0';
+			return key_section(cfg, trim(s + 5), where, ns, err);
+		}
 		if (!close || close[1] != '\0' || strncmp(s, "[namespace ", 11) != 0)
-			return hd_error_set(err, HD_ECONFIG, "%s: expected [namespace NAME]", where);
+			return hd_error_set(err, HD_ECONFIG, "%s: expected [namespace NAME] or [key NAME]",
+					    where);
 		*close = '\0';
 		int rc = ns_section(cfg, trim(s + 11), where, &idx, err);
 		*ns = (long)idx;
@@ -346,6 +426,8 @@ static int file_line(struct hd_config *cfg, struct file_state *st, char *s, cons
 		value[vl - 1] = '\0';
 		value++;
 	}
+	if (*ns <= KEY_SECTION)
+		return key_line(cfg, *ns, key, value, where, err);
 	const struct opt *o = find(key);
 	if (!o || strcmp(key, "config") == 0)
 		return hd_error_set(err, HD_ECONFIG, "%s: unknown option '%s'", where, key);
@@ -536,10 +618,19 @@ void hd_config_doc(struct hd_buf *out)
 		    "config file, where they apply to the topics `NAME:...`; at top level they are the "
 		    "defaults for all other topics.\n\n"
 		    "```\n# herald.conf\nlisten = 127.0.0.1:8080\nsync = full\ndedup-window = 10m\n\n"
-		    "[namespace rides]\nretention-max-age = 1h\n\n[namespace presence]\nhistory = off\n"
+		    "[namespace rides]\nretention-max-age = 1h\nsubscribe = token\n\n"
+		    "[namespace presence]\nhistory = off\n\n"
+		    "[key billing]\nhash = sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+		    "scopes = publish:rides read\nexpires = 2027-01-01T00:00:00Z\n"
 		    "```\n\n"
-		    "| option | environment | type | default | range | meaning |\n"
-		    "|---|---|---|---|---|---|\n");
+		    "A `[key NAME]` section declares an API key (see [api.md](api.md#authentication)); "
+		    "`herald keys create` prints one. Its settings:\n\n"
+		    "| setting | meaning |\n|---|---|\n");
+	for (size_t i = 0; i < NKEYOPTS; i++)
+		hd_buf_printf(out, "| `%s` | %s |\n", key_opts[i].name, key_opts[i].help);
+	hd_buf_puts(out, "\nThe options:\n\n"
+			 "| option | environment | type | default | range | meaning |\n"
+			 "|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < NOPTS; i++) {
 		const struct opt *o = &opts[i];
 		env_name(o->name, key, sizeof(key));

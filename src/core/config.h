@@ -20,6 +20,10 @@
  * [namespace NAME] section, where they apply to topics "NAME:..."; at top
  * level they are the defaults for every other topic.
  *
+ * A [key NAME] section declares an API key (auth/keys.h) with the settings
+ * of a second, small table: hash, scopes, created, expires. config keeps
+ * them as text; main.c hands them to the key store, which checks them.
+ *
  * Values: sizes take k/m/g suffixes (1024-based), durations ms/s/m/h/d
  * (a bare number is seconds), booleans on/off/true/false/yes/no/1/0.
  */
@@ -44,11 +48,28 @@ struct hd_ns_opts {
 	int64_t dedup_window_ms;       /* 0 = no dedup */
 	bool history;
 	bool join_leave;               /* WebSocket join/leave pushes */
+	/* Client permissions (auth/acl.h): */
+	char subscribe[16];            /* anonymous | authenticated | token */
+	char publish[16];              /* anonymous | authenticated | token | none */
+	char history_access[16];       /* subscribe | subscribed | none */
+	char presence_access[16];      /* subscribe | subscribed | none */
 };
 
 struct hd_namespace {
 	char name[HD_NAMESPACE_NAME_MAX + 1];
 	struct hd_ns_opts opts;
+};
+
+#define HD_CONFIG_KEYS_MAX 64     /* [key NAME] sections in one config file */
+
+/* A [key NAME] section, as text (checked by hd_keys_add_text). */
+struct hd_key_section {
+	char name[HD_NAMESPACE_NAME_MAX + 1];
+	char hash[80];
+	char scopes[256];
+	char created[40];
+	char expires[40];
+	char where[300];               /* "FILE:LINE" of the section, for messages */
 };
 
 struct hd_config {
@@ -88,9 +109,12 @@ struct hd_config {
 	uint64_t ws_max_message;
 	uint64_t ws_recover_max;
 	uint64_t ws_max_subscriptions;
+	char keys_file[1024];
 	struct hd_ns_opts ns_default;
 	struct hd_namespace namespaces[HD_NAMESPACE_MAX];
 	size_t nnamespaces;
+	struct hd_key_section keys[HD_CONFIG_KEYS_MAX];
+	size_t nkeys;
 };
 
 /* Fills cfg with every default. */

@@ -215,6 +215,7 @@ struct read {
 	struct hd_http_request *req;
 	struct hd_api *api;
 	uint32_t wait_ms;
+	int64_t expires_ms;             /* the client token's exp; 0 = none */
 	struct hd_read r;
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 };
@@ -264,7 +265,7 @@ static void read_done(struct hd_read *r)
 	 * until an event arrives (long-poll). A gap is reported at once. */
 	if (!r->err && r->n == 0 && !r->truncated && rd->wait_ms && !rd->api->stopping &&
 	    hd_longpoll_wait(rd->api->longpoll, rd->req, rd->topic, r->after, r->limit, rd->wait_ms,
-			     r) == 0) {
+			     rd->expires_ms, r) == 0) {
 		hd_read_fini(r);
 		free(rd);
 		return;
@@ -291,7 +292,8 @@ static int query_wait(const struct hd_http_request *req, uint32_t *out, struct h
 	return 0;
 }
 
-static void handle_read(struct hd_http_request *req, struct hd_api *api, const char *topic)
+static void handle_read(struct hd_http_request *req, struct hd_api *api, const char *topic,
+			int64_t expires_ms)
 {
 	struct hd_error err = {0};
 	uint64_t after, limit;
@@ -312,6 +314,7 @@ static void handle_read(struct hd_http_request *req, struct hd_api *api, const c
 	rd->req = req;
 	rd->api = api;
 	rd->wait_ms = wait_ms;
+	rd->expires_ms = expires_ms;
 	snprintf(rd->topic, sizeof(rd->topic), "%s", topic);
 	rd->r.topic = rd->topic;
 	rd->r.after = after;
@@ -330,6 +333,8 @@ static void handle_read(struct hd_http_request *req, struct hd_api *api, const c
 struct topic_req {
 	struct hd_http_request *req;
 	struct hd_topic_op op;
+	struct hd_hub *hub;
+	bool all;                       /* list private topics too (an admin) */
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 	char prefix[HD_TOPIC_NAME_LEN_MAX + 1];
 	char after[HD_TOPIC_NAME_LEN_MAX + 1];
@@ -364,8 +369,13 @@ static void topic_done(struct hd_topic_op *op)
 		respond_buf(tr->req, 200, &b);
 	} else {
 		hd_buf_puts(&b, "{\"topics\":[");
-		for (size_t i = 0; i < op->n; i++) {
-			if (i)
+		/* Private topics are left out for callers who are not admins;
+		 * `next` still follows the page as read, so a page may be short. */
+		for (size_t i = 0, shown = 0; i < op->n; i++) {
+			const char *name = op->topics[i].name;
+			if (!tr->all && !hd_acl_public(hd_hub_ns(tr->hub, name), name))
+				continue;
+			if (shown++)
 				hd_buf_putc(&b, ',');
 			topic_json(&b, &op->topics[i]);
 		}
@@ -403,11 +413,13 @@ static void handle_topic(struct hd_http_request *req, struct hd_hub *hub, const 
 	start_topic_op(req, hub, tr);
 }
 
-static void handle_list(struct hd_http_request *req, struct hd_hub *hub)
+static void handle_list(struct hd_http_request *req, struct hd_hub *hub, bool all)
 {
 	struct hd_error err = {0};
 	uint64_t limit;
 	struct topic_req *tr = hd_calloc(1, sizeof(*tr));
+	tr->hub = hub;
+	tr->all = all;
 
 	if (query_u64(req, "limit", 100, HD_API_LIST_LIMIT_MAX, &limit, &err) || limit == 0 ||
 	    hd_query_get(req->query, "prefix", tr->prefix, sizeof(tr->prefix)) == -2 ||
@@ -572,7 +584,8 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 
 /* POST /v1/users/{id}/notifications: a publish to the topic user:{id},
  * which every connection and device of that user follows. */
-static void handle_user(struct hd_http_request *req, struct hd_api *api, const char *rest, int m)
+static void handle_user(struct hd_http_request *req, struct hd_api *api, const char *rest, int m,
+			const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
 	char id[HD_TOPIC_NAME_LEN_MAX + 1], topic[HD_TOPIC_NAME_LEN_MAX + 1];
@@ -603,22 +616,36 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 		respond_err(req, &err);
 		return;
 	}
+	if (hd_access_key(&api->access, who, conns ? HD_KEY_ADMIN : HD_KEY_PUBLISH, topic, &err)) {
+		hd_access_deny(req, &err);
+		return;
+	}
 	if (conns)
 		handle_connections(req, api->hub, id);
 	else
 		handle_publish(req, api->hub, topic);
 }
 
-static void handle_topics(struct hd_http_request *req, struct hd_api *api, const char *rest, int m)
+/* Runs the access check of one route; answers the refusal and returns false. */
+static bool permit(struct hd_http_request *req, int rc, const struct hd_error *err)
+{
+	if (rc)
+		hd_access_deny(req, err);
+	return rc == 0;
+}
+
+static void handle_topics(struct hd_http_request *req, struct hd_api *api, const char *rest, int m,
+			  const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	const struct hd_access *ac = &api->access;
 
 	if (*rest == '\0') {
-		if (m == HTTP_GET)
-			handle_list(req, api->hub);
-		else
+		if (m != HTTP_GET)
 			method_not_allowed(req, "GET");
+		else if (permit(req, hd_access_key(ac, who, HD_KEY_READ, NULL, &err), &err))
+			handle_list(req, api->hub, hd_access_admin(ac, who));
 		return;
 	}
 	const char *slash = strchr(rest, '/');
@@ -628,33 +655,39 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 		return;
 	}
 	if (!slash) {
-		if (m == HTTP_GET)
-			handle_topic(req, api->hub, topic, HD_TOPIC_INFO);
-		else if (m == HTTP_DELETE)
-			handle_topic(req, api->hub, topic, HD_TOPIC_DELETE);
-		else
+		if (m == HTTP_GET) {
+			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
+				handle_topic(req, api->hub, topic, HD_TOPIC_INFO);
+		} else if (m == HTTP_DELETE) {
+			if (permit(req, hd_access_key(ac, who, HD_KEY_ADMIN, topic, &err), &err))
+				handle_topic(req, api->hub, topic, HD_TOPIC_DELETE);
+		} else {
 			method_not_allowed(req, "GET, DELETE");
+		}
 		return;
 	}
 	if (strcmp(slash, "/events") == 0) {
-		if (m == HTTP_POST)
-			handle_publish(req, api->hub, topic);
-		else if (m == HTTP_GET)
-			handle_read(req, api, topic);
-		else
+		if (m == HTTP_POST) {
+			if (permit(req, hd_access_key(ac, who, HD_KEY_PUBLISH, topic, &err), &err))
+				handle_publish(req, api->hub, topic);
+		} else if (m == HTTP_GET) {
+			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
+				handle_read(req, api, topic, who->key ? 0 : who->expires_ms);
+		} else {
 			method_not_allowed(req, "GET, POST");
+		}
 		return;
 	}
 	if (strcmp(slash, "/presence") == 0) {
-		if (m == HTTP_GET)
-			handle_presence(req, api->hub, topic);
-		else
+		if (m != HTTP_GET)
 			method_not_allowed(req, "GET");
+		else if (permit(req, hd_access_key(ac, who, HD_KEY_ADMIN, topic, &err), &err))
+			handle_presence(req, api->hub, topic);
 		return;
 	}
 	if (strcmp(slash, "/sse") == 0) {
 		if (m == HTTP_GET)
-			hd_sse_handle_topic(api->sse, req, topic);
+			hd_sse_handle_topic(api->sse, req, topic, ac, who);
 		else
 			method_not_allowed(req, "GET");
 		return;
@@ -694,10 +727,36 @@ static const char *under(const char *path, const char *prefix)
 	return path[n] == '/' ? path + n + 1 : NULL;
 }
 
+/* The routes that take credentials, after the open ones. */
+static void handle_guarded(struct hd_http_request *req, struct hd_api *api, int m)
+{
+	struct hd_access_id who;
+	struct hd_error err = {0};
+	const char *rest;
+
+	if (hd_access_identify(&api->access, req, &who, &err)) {
+		hd_access_deny(req, &err);
+	} else if (strcmp(req->path, "/metrics") == 0) {
+		if (permit(req, hd_access_key(&api->access, &who, HD_KEY_METRICS, NULL, &err), &err))
+			handle_metrics(req);
+	} else if ((rest = under(req->path, "/v1/topics"))) {
+		handle_topics(req, api, rest, m, &who);
+	} else if (strcmp(req->path, "/v1/sse") == 0) {
+		if (m == HTTP_GET)
+			hd_sse_handle_multi(api->sse, req, &api->access, &who);
+		else
+			method_not_allowed(req, "GET");
+	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
+		handle_user(req, api, rest, m, &who);
+	} else {
+		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+	}
+	hd_access_id_fini(&who);
+}
+
 void hd_api_handle(struct hd_http_request *req, void *arg)
 {
 	struct hd_api *api = arg;
-	const char *rest;
 	/* HEAD is GET without the body (the server leaves it out). */
 	int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
 
@@ -710,25 +769,21 @@ void hd_api_handle(struct hd_http_request *req, void *arg)
 			hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
 		else
 			hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
-	} else if (strcmp(req->path, "/metrics") == 0) {
-		handle_metrics(req);
-	} else if ((rest = under(req->path, "/v1/topics"))) {
-		handle_topics(req, api, rest, m);
-	} else if (strcmp(req->path, "/v1/sse") == 0) {
-		if (m == HTTP_GET)
-			hd_sse_handle_multi(api->sse, req);
-		else
-			method_not_allowed(req, "GET");
 	} else if (strcmp(req->path, "/connection/websocket") == 0) {
+		/* Clients authenticate inside the protocol (connect's token). */
 		if (req->method == HTTP_GET)
 			hd_ws_edge_handle(api->ws, req);
 		else
 			method_not_allowed(req, "GET");
-	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
-		handle_user(req, api, rest, m);
 	} else {
-		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+		handle_guarded(req, api, m);
 	}
+}
+
+void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struct hd_jwt_keys *jwt)
+{
+	api->access.keys = keys;
+	api->access.jwt = jwt;
 }
 
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
@@ -736,6 +791,7 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 {
 	struct hd_api *api = hd_calloc(1, sizeof(*api));
 	api->hub = hub;
+	api->access.hub = hub;
 	api->longpoll = hd_longpoll_new(loop, hub, respond_page);
 	api->sse = hd_sse_new(loop, hub, sse_opts);
 	api->ws = hd_ws_edge_new(loop, hub, ws_opts);

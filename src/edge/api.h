@@ -16,11 +16,19 @@
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws.h)
  *   GET    /healthz /readyz /metrics
+ *
+ * Who may call what (edge/access.h; docs/api.md "Authentication"): publish
+ * needs a key with publish:NS; reads, SSE and long-poll a key with read or
+ * a client token the namespace rules let in; topic delete, presence and
+ * connections an admin key; /metrics a metrics (or admin) key; /healthz
+ * and /readyz are open. With no key configured only the namespace rules
+ * apply (development mode).
  */
 #ifndef HD_API_H
 #define HD_API_H
 
 #include "http/server.h"
+#include "edge/access.h"
 #include "edge/sse.h"
 #include "edge/ws.h"
 #include "hub/hub.h"
@@ -36,12 +44,17 @@ struct hd_api {
 	struct hd_longpoll *longpoll;   /* owned */
 	struct hd_sse *sse;             /* owned */
 	struct hd_ws_edge *ws;          /* owned */
+	struct hd_access access;        /* API keys and client token keys, borrowed */
 	bool stopping;
 };
 
 /* Returns owned. Borrows loop and hub for its life; copies the options. */
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
 			  const struct hd_ws_opts *ws_opts);
+/* Sets the API keys (NULL or empty: development mode, see edge/access.h)
+ * and the client token keys; both borrowed until replaced or the api is
+ * freed. May be called again (a reload) between requests. */
+void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struct hd_jwt_keys *jwt);
 /* The hd_http_handler of herald; arg is the api. */
 void hd_api_handle(struct hd_http_request *req, void *api);
 /* Answers every held long-poll now, and any later one at once; ends every

@@ -1,7 +1,9 @@
 /* longpoll — see longpoll.h. */
 #include "edge/longpoll.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/metrics.h"
+#include "edge/access.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@ struct waiter {
 	struct hd_longpoll *lp;
 	struct hd_http_request *req;   /* NULL once answered */
 	bool rereading;                /* woken: its re-read is under way */
+	bool expires;                  /* the timer is the token's expiry, before the wait's end */
 	struct hd_read r;
 	struct waiter *prev, *next;    /* in lp->waiters */
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
@@ -95,7 +98,13 @@ static void on_timeout(uv_timer_t *t)
 	struct waiter *w = t->data;
 	struct hd_http_request *req = w->req;
 	w->req = NULL;
-	w->lp->respond(req, &w->r); /* the empty page the first read found */
+	if (w->expires) {
+		struct hd_error err = {0};
+		hd_error_set(&err, HD_EEXPIRED, "the token expired while the request was held");
+		hd_access_deny(req, &err);
+	} else {
+		w->lp->respond(req, &w->r); /* the empty page the first read found */
+	}
 	waiter_end(w);
 }
 
@@ -111,7 +120,8 @@ static void on_event(struct hd_watch *watch, const char *topic, const struct hd_
 }
 
 int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const char *topic,
-		     uint64_t after, uint32_t limit, uint32_t wait_ms, const struct hd_read *empty)
+		     uint64_t after, uint32_t limit, uint32_t wait_ms, int64_t expires_ms,
+		     const struct hd_read *empty)
 {
 	struct waiter *w = hd_calloc(1, sizeof(*w));
 	snprintf(w->topic, sizeof(w->topic), "%s", topic);
@@ -132,6 +142,13 @@ int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const 
 	}
 	uv_timer_init(lp->loop, &w->timer);
 	w->timer.data = w;
+	if (expires_ms) {
+		int64_t left = expires_ms - hd_now_ms();
+		if (left < (int64_t)wait_ms) {
+			w->expires = true;
+			wait_ms = left > 0 ? (uint32_t)left : 0;
+		}
+	}
 	uv_timer_start(&w->timer, on_timeout, wait_ms, 0);
 	w->next = lp->waiters;
 	if (lp->waiters)
@@ -150,6 +167,7 @@ void hd_longpoll_release_all(struct hd_longpoll *lp)
 		struct waiter *next = w->next;
 		if (!w->rereading) {
 			uv_timer_stop(&w->timer);
+			w->expires = false; /* stopping: answer with what it has */
 			on_timeout(&w->timer);
 		}
 		w = next;

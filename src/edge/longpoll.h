@@ -32,11 +32,14 @@ struct hd_longpoll *hd_longpoll_new(uv_loop_t *loop, struct hd_hub *hub, hd_long
 /*
  * Holds req until an event after `after` is committed to topic or wait_ms
  * passes. `empty` is the read that found nothing (its epoch and last are
- * reused for the timeout answer; borrowed for the call). Returns 0, or
- * HD_ELIMIT when the hub cannot watch more topics (then req is untouched).
+ * reused for the timeout answer; borrowed for the call). expires_ms is the
+ * Unix time (ms) of the client token's exp, 0 for none: a request still
+ * held then is answered 401 token_expired. Returns 0, or HD_ELIMIT when the
+ * hub cannot watch more topics (then req is untouched).
  */
 int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const char *topic,
-		     uint64_t after, uint32_t limit, uint32_t wait_ms, const struct hd_read *empty);
+		     uint64_t after, uint32_t limit, uint32_t wait_ms, int64_t expires_ms,
+		     const struct hd_read *empty);
 
 /* Number of requests waiting. */
 size_t hd_longpoll_waiting(const struct hd_longpoll *lp);

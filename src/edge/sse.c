@@ -52,6 +52,7 @@ struct stream {
 	bool pumping;
 	bool paused;                 /* waiting for the output to drain */
 	bool released;               /* ka is closing */
+	int64_t expires_ms;          /* the client token's exp (Unix ms); 0 = never */
 	unsigned fired_at;           /* the topic's `fired` when r was issued */
 	size_t cur;                  /* the topic being caught up; n when all are live */
 	size_t n;
@@ -272,16 +273,17 @@ static void conn_topics(const struct hd_conn *c, void (*each)(void *arg, const c
 }
 
 /*
- * The stream as a connection. Streams carry no token yet, so a stream
- * counts as a connection of user U when it follows U's topic user:U.
+ * The stream as a connection: of the user of its client token, else (an API
+ * key, or development mode) of user U when it follows U's topic user:U.
  */
-static void conn_init(struct stream *st, const struct hd_http_request *req)
+static void conn_init(struct stream *st, const struct hd_http_request *req, const char *user)
 {
 	hd_uuid_v4(st->conn.id);
 	st->conn.transport = "sse";
 	snprintf(st->conn.remote, sizeof(st->conn.remote), "%s", req->remote);
 	st->conn.since_ms = hd_now_ms();
 	st->conn.topics = conn_topics;
+	snprintf(st->conn.user, sizeof(st->conn.user), "%s", user ? user : "");
 	for (size_t i = 0; i < st->n && !st->conn.user[0]; i++)
 		if (strncmp(st->topics[i].name, "user:", 5) == 0)
 			snprintf(st->conn.user, sizeof(st->conn.user), "%s", st->topics[i].name + 5);
@@ -404,16 +406,42 @@ static void on_fire(struct hd_watch *w, const char *topic, const struct hd_store
 	(void)send_event(st, ev);
 }
 
+static void on_keepalive(uv_timer_t *h);
+
+/* The next keep-alive, or the token's expiry if that comes first. */
+static void ka_arm(struct stream *st)
+{
+	uint64_t due = st->sse->opts.keepalive_ms;
+	if (st->expires_ms) {
+		int64_t left = st->expires_ms - hd_now_ms();
+		if (left < (int64_t)due)
+			due = left > 0 ? (uint64_t)left : 0;
+	}
+	uv_timer_start(&st->ka, on_keepalive, due, 0);
+}
+
 static void on_keepalive(uv_timer_t *h)
 {
+	static const char expired[] = "event: expired\ndata: {\"reason\":\"token expired\"}\n\n";
 	struct stream *st = h->data;
 	int rc;
 
 	if (!st->req)
 		return;
+	if (st->expires_ms && hd_now_ms() >= st->expires_ms) {
+		/* The client learns why before the end, and fetches a new token. */
+		rc = hd_http_stream_write_copy(st->req, expired, sizeof(expired) - 1);
+		if (rc)
+			write_failed(st, rc);
+		else
+			stream_end(st);
+		return;
+	}
 	rc = hd_http_stream_write_copy(st->req, ": ka\n\n", 6);
 	if (rc)
 		write_failed(st, rc);
+	else
+		ka_arm(st);
 }
 
 static size_t half_cap(const struct stream *st)
@@ -618,13 +646,20 @@ static int resume_point(struct start *sp, const struct hd_http_request *req, str
 	return rc;
 }
 
-static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct start *sp)
+static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct start *sp,
+			 const struct hd_access *ac, const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
 	struct stream *st;
 	char retry[48];
 	int rc;
 
+	for (size_t i = 0; i < sp->n; i++) {
+		if (hd_access_read(ac, who, sp->names[i], &err)) {
+			hd_access_deny(req, &err);
+			return;
+		}
+	}
 	if (resume_point(sp, req, &err)) {
 		hd_http_respond_error(req, err.code, err.msg);
 		return;
@@ -641,6 +676,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	st->sse = sse;
 	st->multi = sp->multi;
 	st->n = sp->n;
+	st->expires_ms = who->token && !who->key ? who->expires_ms : 0;
 	for (size_t i = 0; i < sp->n; i++) {
 		struct stopic *t = &st->topics[i];
 		t->st = st;
@@ -669,7 +705,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 		return;
 	}
 	st->req = req;
-	conn_init(st, req);
+	conn_init(st, req, who->token ? who->claims.sub : NULL);
 	hd_hub_conn_add(sse->hub, &st->conn);
 	st->next = sse->streams;
 	if (sse->streams)
@@ -679,7 +715,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	hd_metrics_gauge_add(HD_M_sse_streams, 1);
 	uv_timer_init(sse->loop, &st->ka);
 	st->ka.data = st;
-	uv_timer_start(&st->ka, on_keepalive, sse->opts.keepalive_ms, sse->opts.keepalive_ms);
+	ka_arm(st);
 	snprintf(retry, sizeof(retry), "retry: %u\n\n", sse->opts.retry_ms);
 	rc = hd_http_stream_write_copy(req, retry, strlen(retry));
 	if (rc) {
@@ -689,17 +725,19 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	pump(st);
 }
 
-void hd_sse_handle_topic(struct hd_sse *sse, struct hd_http_request *req, const char *topic)
+void hd_sse_handle_topic(struct hd_sse *sse, struct hd_http_request *req, const char *topic,
+			 const struct hd_access *ac, const struct hd_access_id *who)
 {
 	struct start *sp = hd_calloc(1, sizeof(*sp));
 
 	sp->n = 1;
 	snprintf(sp->names[0], sizeof(sp->names[0]), "%s", topic);
-	start_stream(sse, req, sp);
+	start_stream(sse, req, sp, ac, who);
 	free(sp);
 }
 
-void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req)
+void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
+			 const struct hd_access *ac, const struct hd_access_id *who)
 {
 	struct start *sp = hd_calloc(1, sizeof(*sp));
 	struct hd_error err = {0};
@@ -733,7 +771,7 @@ out:
 	if (err.code)
 		hd_http_respond_error(req, err.code, err.msg);
 	else
-		start_stream(sse, req, sp);
+		start_stream(sse, req, sp, ac, who);
 	free(sp);
 }
 

@@ -26,10 +26,18 @@
  *     id: <cursor>\nevent: reset\ndata: {"topic":..,"after":N,"first":F}\n\n
  * and continues at F. A client whose unsent output would pass
  * max-pending-bytes is disconnected (slow_consumer_disconnects_total).
+ *
+ * Access: every topic of a stream must pass hd_access_read (an API key
+ * with read scope, or a client token the namespace rules let in; 401/403
+ * otherwise). A stream opened with a client token is a connection of the
+ * token's user, and ends when the token expires:
+ *     event: expired\ndata: {"reason":"token expired"}\n\n
+ * then the end of the stream.
  */
 #ifndef HD_SSE_H
 #define HD_SSE_H
 
+#include "edge/access.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -48,10 +56,13 @@ struct hd_sse;
 
 /* Returns owned. Borrows loop and hub for its life; copies opts. */
 struct hd_sse *hd_sse_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *opts);
-/* GET /v1/topics/{topic}/sse; topic is the decoded, checked name (borrowed). */
-void hd_sse_handle_topic(struct hd_sse *sse, struct hd_http_request *req, const char *topic);
+/* GET /v1/topics/{topic}/sse; topic is the decoded, checked name (borrowed).
+ * ac and who (the request's credentials) are borrowed for the call. */
+void hd_sse_handle_topic(struct hd_sse *sse, struct hd_http_request *req, const char *topic,
+			 const struct hd_access *ac, const struct hd_access_id *who);
 /* GET /v1/sse?topic=…; names come from the query. */
-void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req);
+void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
+			 const struct hd_access *ac, const struct hd_access_id *who);
 /* Open streams. */
 size_t hd_sse_streams(const struct hd_sse *sse);
 /* Ends every stream (their queued output is still sent) and refuses new

@@ -1,5 +1,6 @@
 /* ws — see ws.h. */
 #include "edge/ws.h"
+#include "auth/acl.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -98,6 +99,8 @@ struct session {
 	int64_t ping_due, pong_due;
 	int64_t expire_at;             /* monotonic ms; 0 = never */
 	int64_t token_exp;             /* the token's exp, Unix seconds; 0 = none */
+	char **channels;               /* the connect token's channels claim (owned); NULL = none */
+	size_t nchannels;
 };
 
 struct frame_slot {
@@ -353,15 +356,21 @@ static void conn_topics(const struct hd_conn *c, void (*each)(void *arg, const c
 }
 
 /*
- * Whether the session may subscribe to, publish to or see the presence of
- * topic: a user's topic belongs to that user alone. Namespace permissions
- * beyond that come with API keys and subscription tokens.
+ * Whether the session may do op on topic (auth/acl.h: user:{id} is the
+ * user's alone, then the namespace rule). sub_channel is the channel of a
+ * verified subscription token, or NULL. Returns 0 or an HD_E* refusal.
  */
-static bool allowed(const struct session *s, const char *topic)
+static int allowed(const struct session *s, const char *topic, enum hd_acl_op op,
+		   const char *sub_channel)
 {
-	if (strncmp(topic, "user:", 5) != 0)
-		return true;
-	return s->conn.user[0] && strcmp(topic + 5, s->conn.user) == 0;
+	struct hd_acl_subject who = {
+		.user = s->conn.user,
+		.channels = s->channels,
+		.nchannels = s->nchannels,
+		.sub_channel = sub_channel,
+		.subscribed = sub_find((struct session *)s, topic) != NULL,
+	};
+	return hd_acl_check(hd_hub_ns(s->edge->hub, topic), topic, op, &who);
 }
 
 /* ---- Join and leave ------------------------------------------------------ */
@@ -657,6 +666,13 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 			return;
 		}
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", claims.sub);
+		/* Kept for the `token` namespace rule of later subscribes. */
+		if (claims.nchannels) {
+			s->channels = claims.channels;
+			s->nchannels = claims.nchannels;
+			claims.channels = NULL;
+			claims.nchannels = 0;
+		}
 	}
 	s->state = S_READY;
 	s->connect_due = 0;
@@ -665,7 +681,7 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 
 	/* Server-side subscriptions: user:U and the token's channels. */
 	struct op *op = op_new(s, cmd);
-	op->inits = hd_calloc(1 + claims.nchannels, sizeof(*op->inits));
+	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
 	if (s->conn.user[0]) {
 		char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
@@ -675,9 +691,10 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 				op_add_init(op, sub, connect_sub_req(cmd, topic));
 		}
 	}
-	for (size_t i = 0; i < claims.nchannels; i++) {
-		const char *t = claims.channels[i];
-		if (hd_topic_name_check(t, strlen(t), NULL) || sub_find(s, t) || !allowed(s, t) ||
+	for (size_t i = 0; i < s->nchannels; i++) {
+		const char *t = s->channels[i];
+		if (hd_topic_name_check(t, strlen(t), NULL) || sub_find(s, t) ||
+		    allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
 		struct sub *sub = sub_add(s, t, true);
@@ -732,8 +749,11 @@ static void cmd_refresh(struct session *s, const struct hd_cf_command *cmd)
 	timer_arm(s);
 }
 
-/* Checks a channel argument; replies the error and returns false when bad. */
-static bool channel_ok(struct session *s, const struct hd_cf_command *cmd)
+/* Checks a channel argument and the session's permission for op on it
+ * (sub_channel: a verified subscription token's channel, or NULL); replies
+ * the error and returns false when bad. */
+static bool channel_ok(struct session *s, const struct hd_cf_command *cmd, enum hd_acl_op op,
+		       const char *sub_channel)
 {
 	const char *t = cmd->sub.channel;
 	struct hd_error err = {0};
@@ -745,16 +765,55 @@ static bool channel_ok(struct session *s, const struct hd_cf_command *cmd)
 		reply_error(s, cmd->id, HD_CF_ERR_UNKNOWN_CHANNEL, err.msg, false);
 		return false;
 	}
-	if (!allowed(s, t)) {
+	if (allowed(s, t, op, sub_channel)) {
 		reply_error(s, cmd->id, HD_CF_ERR_PERMISSION_DENIED, "permission denied", false);
 		return false;
 	}
 	return true;
 }
 
+/*
+ * A subscription token (subscribe's `token`): a JWT whose `channel` is the
+ * topic and whose `sub` is the connection's user. Returns true with the
+ * channel in chan (HD_TOPIC_NAME_LEN_MAX + 1 bytes, "" when no token was
+ * given); replies the error and returns false when it is expired or bad.
+ */
+static bool sub_token_ok(struct session *s, const struct hd_cf_command *cmd, char *chan)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	const char *tok = cmd->sub.token;
+	bool ok;
+
+	chan[0] = '\0';
+	if (!tok || !tok[0])
+		return true;
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, tok, strlen(tok), hd_now_ms() / 1000, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		hd_jwt_claims_fini(&claims);
+		reply_error(s, cmd->id, HD_CF_ERR_TOKEN_EXPIRED, "token expired", false);
+		return false;
+	}
+	ok = rc == 0 && claims.channel && strcmp(claims.channel, cmd->sub.channel) == 0 &&
+	     strcmp(claims.sub, s->conn.user) == 0;
+	if (ok)
+		snprintf(chan, HD_TOPIC_NAME_LEN_MAX + 1, "%s", claims.channel);
+	else
+		hd_log_info("ws subscription token refused client=%s channel=%s: %s", s->conn.id,
+			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
+	hd_jwt_claims_fini(&claims);
+	if (!ok)
+		reply_error(s, cmd->id, HD_CF_ERR_PERMISSION_DENIED,
+			    "permission denied: invalid subscription token", false);
+	return ok;
+}
+
 static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
 {
-	if (!channel_ok(s, cmd))
+	char chan[HD_TOPIC_NAME_LEN_MAX + 1];
+	if (!sub_token_ok(s, cmd, chan) ||
+	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;
 	if (sub_find(s, cmd->sub.channel)) {
 		reply_error(s, cmd->id, HD_CF_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
@@ -848,7 +907,7 @@ static void history_done(struct hd_read *r)
 
 static void cmd_history(struct session *s, const struct hd_cf_command *cmd)
 {
-	if (!channel_ok(s, cmd))
+	if (!channel_ok(s, cmd, HD_ACL_HISTORY, NULL))
 		return;
 	if (cmd->reverse && cmd->has_since) {
 		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST,
@@ -910,7 +969,7 @@ static bool looks_structured(const char *p, size_t n)
 static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 {
 	struct hd_error err = {0};
-	if (!channel_ok(s, cmd))
+	if (!channel_ok(s, cmd, HD_ACL_PUBLISH, NULL))
 		return;
 	if (!cmd->data.p) {
 		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, "publish.data required", false);
@@ -988,7 +1047,7 @@ static void presence_add(const struct hd_conn *c, void *arg)
 
 static void cmd_presence(struct session *s, const struct hd_cf_command *cmd)
 {
-	if (!channel_ok(s, cmd))
+	if (!channel_ok(s, cmd, HD_ACL_PRESENCE, NULL))
 		return;
 	struct presence_walk w = {0};
 	hd_hub_presence(s->edge->hub, cmd->sub.channel, presence_add, &w);
@@ -1178,6 +1237,9 @@ static void session_maybe_free(struct session *s)
 	hd_ws_decoder_free(s->dec);
 	hd_buf_fini(&s->inbox);
 	free(s->subs);
+	for (size_t i = 0; i < s->nchannels; i++)
+		free(s->channels[i]);
+	free(s->channels);
 	free(s);
 }
 

@@ -14,6 +14,12 @@
  * side to user:U (and to the token's `channels`), reported in connect's
  * `subs` and recovered from connect.subs on reconnect.
  *
+ * Permissions: every subscribe, publish, history and presence is checked
+ * with auth/acl.h (user:{id} for that user only, then the namespace rule);
+ * a subscribe may carry a subscription token (a JWT with sub = the user
+ * and channel = the topic). Refusals are error 103, an expired
+ * subscription token error 109.
+ *
  * Commands of a frame run in order; a command that waits (a publish until
  * durable, a subscribe or history that reads the store) holds the ones
  * behind it. Unhandled input is bounded: past 4 × max_message waiting,

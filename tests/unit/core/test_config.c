@@ -113,6 +113,55 @@ static void test_file_errors_name_the_line(void **state)
 	unlink(path);
 }
 
+static void test_permissions_and_key_sections(void **state)
+{
+	char path[] = "/tmp/herald-config-XXXXXX";
+	int fd = mkstemp(path);
+	const char *text = "publish = none\n"
+			   "[namespace rides]\n"
+			   "subscribe = token\n"
+			   "history-access = subscribed\n"
+			   "[key billing]\n"
+			   "hash = sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+			   "scopes = publish:rides read\n"
+			   "expires = 2027-01-01T00:00:00Z\n"
+			   "[namespace chat]\n"
+			   "presence-access = none\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	struct hd_config cfg;
+	struct hd_error err = {0};
+	char *argv[] = {"--config", path};
+	assert_int_equal(load(&cfg, 2, argv, NULL, &err), 0);
+	assert_string_equal(cfg.ns_default.subscribe, "anonymous");
+	assert_string_equal(cfg.ns_default.publish, "none");
+	const struct hd_ns_opts *rides = hd_config_ns(&cfg, "rides:1");
+	assert_string_equal(rides->subscribe, "token");
+	assert_string_equal(rides->publish, "none"); /* inherited */
+	assert_string_equal(rides->history_access, "subscribed");
+	assert_string_equal(hd_config_ns(&cfg, "chat:1")->presence_access, "none");
+	assert_int_equal(cfg.nkeys, 1);
+	assert_string_equal(cfg.keys[0].name, "billing");
+	assert_string_equal(cfg.keys[0].scopes, "publish:rides read");
+	assert_string_equal(cfg.keys[0].expires, "2027-01-01T00:00:00Z");
+	assert_non_null(strstr(cfg.keys[0].where, ":5"));
+	unlink(path);
+
+	/* A namespace option is not a key setting, and a bad rule is named. */
+	char path2[] = "/tmp/herald-config-XXXXXX";
+	fd = mkstemp(path2);
+	text = "[key a]\nsubscribe = token\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	char *argv2[] = {"--config", path2};
+	assert_int_equal(load(&cfg, 2, argv2, NULL, &err), HD_ECONFIG);
+	assert_non_null(strstr(err.msg, ":2: unknown key setting 'subscribe'"));
+	unlink(path2);
+	char *argv3[] = {"--subscribe", "everyone"};
+	assert_int_equal(load(&cfg, 2, argv3, NULL, &err), HD_ECONFIG);
+	assert_non_null(strstr(err.msg, "anonymous|authenticated|token"));
+}
+
 static void test_doc_lists_every_option(void **state)
 {
 	struct hd_buf b;
@@ -131,6 +180,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_the_option),
 		cmocka_unit_test(test_file_and_namespaces),
 		cmocka_unit_test(test_file_errors_name_the_line),
+		cmocka_unit_test(test_permissions_and_key_sections),
 		cmocka_unit_test(test_doc_lists_every_option),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
