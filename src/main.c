@@ -7,6 +7,8 @@
  * and let in-flight requests finish (publishes wait for their commit) →
  * engine stop (the writer commits whatever is queued, the store is flushed
  * and closed) → loop closes → exit 0. A second signal exits at once.
+ * With --tls-listen, SIGHUP reads the certificate and key again for new
+ * HTTPS connections; a failed reload keeps the old ones.
  */
 #include "auth/jwt.h"
 #include "cli/client.h"
@@ -17,6 +19,7 @@
 #include "engine/local.h"
 #include "http/server.h"
 #include "hub/hub.h"
+#include "net/tls.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +39,8 @@ struct server {
 	struct hd_jwt_keys *keys;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup; /* initialised only with --tls-listen */
+	bool tls;
 	bool stopping;
 };
 
@@ -68,6 +73,28 @@ static void on_http_closed(void *arg)
 	s->engine = NULL;
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
+	if (s->tls)
+		uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+/* SIGHUP: a new certificate and key for new HTTPS connections. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+	struct hd_error err = {0};
+	struct hd_tls_ctx *ctx;
+	char desc[512];
+
+	(void)signum;
+	if (s->stopping)
+		return;
+	if (hd_tls_ctx_new(s->cfg.tls_cert, s->cfg.tls_key, &ctx, &err)) {
+		hd_log_error("tls_reload_failed reason=\"%s\" (the previous certificate stays)", err.msg);
+		return;
+	}
+	hd_tls_ctx_describe(ctx, desc, sizeof(desc));
+	hd_http_server_set_tls(s->http, ctx);
+	hd_log_info("tls_reloaded cert=%s %s", s->cfg.tls_cert, desc);
 }
 
 /* The HTTP server of a failed start has closed its listener. */
@@ -155,10 +182,36 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "herald: %s\n", err.msg);
 		return 2;
 	}
-	if (split_listen(s.cfg.listen, host, sizeof(host), &port)) {
+	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
+		hd_jwt_keys_free(s.keys);
 		return 2;
 	}
+	/* TLS settings are checked and the files loaded before the store
+	 * opens, so that a bad file is a quick, clear exit 2. */
+	struct hd_tls_ctx *tls_ctx = NULL;
+	char tls_host[256];
+	int tls_port = 0;
+	const char *tls_problem = NULL;
+	s.tls = s.cfg.tls_listen[0] != '\0';
+	if (!s.cfg.listen[0] && !s.tls)
+		tls_problem = "--listen is empty and there is no --tls-listen: nothing to serve on";
+	else if (s.tls && (!s.cfg.tls_cert[0] || !s.cfg.tls_key[0]))
+		tls_problem = "--tls-listen needs --tls-cert and --tls-key";
+	else if (!s.tls && (s.cfg.tls_cert[0] || s.cfg.tls_key[0]))
+		tls_problem = "--tls-cert and --tls-key need --tls-listen";
+	else if (s.tls && split_listen(s.cfg.tls_listen, tls_host, sizeof(tls_host), &tls_port))
+		tls_problem = "--tls-listen must be HOST:PORT";
+	if (!tls_problem && s.tls && hd_tls_ctx_new(s.cfg.tls_cert, s.cfg.tls_key, &tls_ctx, &err))
+		tls_problem = err.msg;
+	if (tls_problem) {
+		fprintf(stderr, "herald: %s\n", tls_problem);
+		hd_jwt_keys_free(s.keys);
+		return 2;
+	}
+	char tls_desc[512] = "";
+	if (tls_ctx)
+		hd_tls_ctx_describe(tls_ctx, tls_desc, sizeof(tls_desc));
 	signal(SIGPIPE, SIG_IGN);
 	s.loop = uv_default_loop();
 	s.hub = hd_hub_new(&s.cfg);
@@ -183,6 +236,7 @@ static int serve(int argc, char **argv)
 	s.engine = hd_local_engine_new(s.loop, &lo, &err);
 	if (!s.engine) {
 		fprintf(stderr, "herald: cannot open the store in %s: %s\n", s.cfg.data_dir, err.msg);
+		hd_tls_ctx_free(tls_ctx);
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_hub_free(s.hub);
 		hd_jwt_keys_free(s.keys);
@@ -219,9 +273,19 @@ static int serve(int argc, char **argv)
 	};
 	s.api = hd_api_new(s.loop, s.hub, &sse_opts, &ws_opts);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
-	rc = hd_http_server_listen(s.http, host, port);
+	const char *failed = NULL;
+	rc = 0;
+	if (s.cfg.listen[0] && (rc = hd_http_server_listen(s.http, host, port)))
+		failed = s.cfg.listen;
+	if (!rc && s.tls) {
+		rc = hd_http_server_listen_tls(s.http, tls_host, tls_port, tls_ctx);
+		tls_ctx = NULL; /* the server took it */
+		if (rc)
+			failed = s.cfg.tls_listen;
+	}
+	hd_tls_ctx_free(tls_ctx); /* not taken when the plain listener failed */
 	if (rc) {
-		fprintf(stderr, "herald: cannot listen on %s: %s\n", s.cfg.listen, uv_strerror(rc));
+		fprintf(stderr, "herald: cannot listen on %s: %s\n", failed, uv_strerror(rc));
 		/* The server may be freed only once its listener handle is
 		 * closed (hd_http_server_free's contract): shut it down, let
 		 * the loop run the close callbacks, then free. */
@@ -241,8 +305,16 @@ static int serve(int argc, char **argv)
 	s.sigterm.data = s.sigint.data = &s;
 	uv_signal_start(&s.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s.sigint, on_signal, SIGINT);
-	hd_log_info("listening addr=%s port=%d data_dir=%s sync=%s version=%s", host,
-		    hd_http_server_port(s.http), s.cfg.data_dir, s.cfg.sync, HD_VERSION);
+	if (s.tls) {
+		uv_signal_init(s.loop, &s.sighup);
+		s.sighup.data = &s;
+		uv_signal_start(&s.sighup, on_sighup, SIGHUP);
+		hd_log_info("tls_certificate cert=%s %s", s.cfg.tls_cert, tls_desc);
+	}
+	hd_log_info("listening addr=%s port=%d tls_addr=%s tls_port=%d data_dir=%s sync=%s version=%s",
+		    s.cfg.listen[0] ? host : "none", hd_http_server_port(s.http),
+		    s.tls ? tls_host : "none", hd_http_server_tls_port(s.http), s.cfg.data_dir,
+		    s.cfg.sync, HD_VERSION);
 
 	uv_run(s.loop, UV_RUN_DEFAULT);
 
