@@ -63,7 +63,24 @@
  * into one flush after it returns. The state stays HANDLER, so no header
  * or idle timer runs; only the stall guard of stream_flush remains.
  *
- * Shutdown closes the listener and idle connections at once; the others end
+ * TLS: a connection accepted on the HTTPS listener has a struct hd_tls
+ * (net/tls.h), and everything above stays as it is, in plaintext. Input:
+ * on_alloc reads ciphertext into the server's scratch buffer, at most as
+ * much as the input buffer has room for; tls_input decrypts all of it
+ * behind in_len (input buffers are then in_size = READ_BUF_SIZE +
+ * HD_TLS_READ_SLACK bytes, room for a record begun in an earlier read), so
+ * OpenSSL never holds more than one partial record and reading stops
+ * exactly as for plain HTTP. close_notify is the client's EOF. Output:
+ * conn_write encrypts what the write path hands to uv_write (a copy, also
+ * of shared rcbufs: every connection has its own keys) and calls the
+ * caller's callback once the ciphertext is written, so out[] and spending
+ * keep counting the plaintext until then and no ciphertext waits beyond
+ * what they bound; conn_try_write never writes directly. Handshake records
+ * and alerts go out from tls_input, close_notify before the FIN of LINGER.
+ * A TLS error closes the connection; a request cannot be answered before
+ * the handshake ends (a 408 or 503 then closes instead).
+ *
+ * Shutdown closes the listeners and idle connections at once; the others end
  * after their in-flight response as usual (LINGER). The server's drain timer
  * bounds all of that by shutdown_timeout_ms: when it fires, every connection
  * left is closed, so a client that stops reading cannot hold the stop for

@@ -24,6 +24,10 @@
  * bodies are JSON. IPv6 peers are written "[ip]:port" in remote. A 100
  * Continue is sent for "Expect: 100-continue". hd_http_server_free requires
  * hd_http_server_shutdown to have finished (done called).
+ *
+ * HTTPS (hd_http_server_listen_tls) is the same server on a second
+ * listener: TLS sits under the parser and the write path, and
+ * max_connections, the limits and the shutdown cover both listeners.
  */
 #ifndef HD_HTTP_SERVER_H
 #define HD_HTTP_SERVER_H

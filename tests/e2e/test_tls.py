@@ -108,8 +108,8 @@ def topic_path(topic, suffix="/events"):
 class TlsConn(RawConn):
     """RawConn over TLS: exact request bytes, parsed responses."""
 
-    def __init__(self, port, ctx, timeout=5.0):
-        super().__init__(port, timeout)
+    def __init__(self, port, ctx, timeout=5.0, rcvbuf=None):
+        super().__init__(port, timeout, rcvbuf=rcvbuf)
         self.sock = ctx.wrap_socket(self.sock, server_hostname="127.0.0.1")
 
     def peer_der(self):
@@ -192,6 +192,25 @@ def test_sse_stream_over_https(tls_herald, pki):
             got[k] = v.strip()
         assert got["id"] == "1"
         assert json.loads(got["data"])["id"] == "ev1"
+
+
+def test_slow_tls_consumer_is_cut_off_by_max_pending_bytes(herald_factory, pki):
+    # Over TLS the unsent output is still counted (in plaintext, until its
+    # ciphertext is written): a stream that does not read is cut off.
+    port = free_port()
+    h = herald_factory(args=tls_args(pki, port) + ["--max-pending-bytes", "64k"])
+    slow = TlsConn(port, pki.context(), rcvbuf=4096)
+    slow.send(http_request("GET", topic_path("slow", "/sse") + "?after=0"))
+    wait_for(lambda: metric_value(h, "herald_sse_streams") == 1, 5, what="the stream")
+    pad = "p" * 2000
+    for k in range(0, 600, 50):
+        batch = [structured(f"s{i}", data={"i": i, "pad": pad}) for i in range(k, k + 50)]
+        r = h.publish("slow", json.dumps(batch), headers=CE_BATCH)
+        assert r.status_code == 200, r.text
+    wait_for(lambda: metric_value(h, "herald_slow_consumer_disconnects_total") >= 1, 20,
+             what="the slow consumer to be cut off")
+    wait_for(lambda: metric_value(h, "herald_sse_streams") == 0, 5, what="the stream to end")
+    slow.close()
 
 
 def test_websocket_over_wss_with_the_centrifugo_protocol(tls_herald, pki):
