@@ -8,7 +8,9 @@
  * engine stop (the writer commits whatever is queued, the store is flushed
  * and closed) → loop closes → exit 0. A second signal exits at once.
  * SIGHUP reads the API keys again (the keys file and the config's [key]
- * sections as loaded at start); a bad file keeps the keys in use.
+ * sections as loaded at start; a bad file keeps the keys in use) and, with
+ * --tls-listen, the certificate and key for new HTTPS connections (a failed
+ * reload keeps the old ones).
  */
 #include "auth/jwt.h"
 #include "auth/keys.h"
@@ -21,6 +23,7 @@
 #include "engine/local.h"
 #include "http/server.h"
 #include "hub/hub.h"
+#include "net/tls.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +45,7 @@ struct server {
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	uv_signal_t sighup;
+	bool tls;
 	bool stopping;
 };
 
@@ -106,15 +110,37 @@ static int load_keys(const struct hd_config *cfg, struct hd_keys **out, struct h
 	return 0;
 }
 
+/* SIGHUP, with --tls-listen: a new certificate and key for new HTTPS
+ * connections. */
+static void tls_reload(struct server *s)
+{
+	struct hd_error err = {0};
+	struct hd_tls_ctx *ctx;
+	char desc[512];
+
+	if (!s->tls)
+		return;
+	if (hd_tls_ctx_new(s->cfg.tls_cert, s->cfg.tls_key, &ctx, &err)) {
+		hd_log_error("tls_reload_failed reason=\"%s\" (the previous certificate stays)", err.msg);
+		return;
+	}
+	hd_tls_ctx_describe(ctx, desc, sizeof(desc));
+	hd_http_server_set_tls(s->http, ctx);
+	hd_log_info("tls_reloaded cert=%s %s", s->cfg.tls_cert, desc);
+}
+
 static void on_sighup(uv_signal_t *h, int signum)
 {
 	struct server *s = h->data;
 	struct hd_keys *ks = NULL;
 	struct hd_error err = {0};
 	(void)signum;
+	if (s->stopping)
+		return;
 	if (load_keys(&s->cfg, &ks, &err)) {
 		hd_log_warn("keys_reload_failed error=\"%s\" keys=%zu", err.msg,
 			    hd_keys_count(s->api_keys));
+		tls_reload(s);
 		return;
 	}
 	/* Requests borrow the store only while they are handled (on this
@@ -123,6 +149,7 @@ static void on_sighup(uv_signal_t *h, int signum)
 	hd_keys_free(s->api_keys);
 	s->api_keys = ks;
 	hd_log_info("keys_reloaded keys=%zu", hd_keys_count(ks));
+	tls_reload(s);
 }
 
 /* The HTTP server of a failed start has closed its listener. */
@@ -215,12 +242,37 @@ static int serve(int argc, char **argv)
 		hd_jwt_keys_free(s.keys);
 		return 2;
 	}
-	if (split_listen(s.cfg.listen, host, sizeof(host), &port)) {
+	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
 		hd_keys_free(s.api_keys);
 		hd_jwt_keys_free(s.keys);
 		return 2;
 	}
+	/* TLS settings are checked and the files loaded before the store
+	 * opens, so that a bad file is a quick, clear exit 2. */
+	struct hd_tls_ctx *tls_ctx = NULL;
+	char tls_host[256];
+	int tls_port = 0;
+	const char *tls_problem = NULL;
+	s.tls = s.cfg.tls_listen[0] != '\0';
+	if (!s.cfg.listen[0] && !s.tls)
+		tls_problem = "--listen is empty and there is no --tls-listen: nothing to serve on";
+	else if (s.tls && (!s.cfg.tls_cert[0] || !s.cfg.tls_key[0]))
+		tls_problem = "--tls-listen needs --tls-cert and --tls-key";
+	else if (!s.tls && (s.cfg.tls_cert[0] || s.cfg.tls_key[0]))
+		tls_problem = "--tls-cert and --tls-key need --tls-listen";
+	else if (s.tls && split_listen(s.cfg.tls_listen, tls_host, sizeof(tls_host), &tls_port))
+		tls_problem = "--tls-listen must be HOST:PORT";
+	if (!tls_problem && s.tls && hd_tls_ctx_new(s.cfg.tls_cert, s.cfg.tls_key, &tls_ctx, &err))
+		tls_problem = err.msg;
+	if (tls_problem) {
+		fprintf(stderr, "herald: %s\n", tls_problem);
+		hd_jwt_keys_free(s.keys);
+		return 2;
+	}
+	char tls_desc[512] = "";
+	if (tls_ctx)
+		hd_tls_ctx_describe(tls_ctx, tls_desc, sizeof(tls_desc));
 	signal(SIGPIPE, SIG_IGN);
 	s.loop = uv_default_loop();
 	s.hub = hd_hub_new(&s.cfg);
@@ -245,6 +297,7 @@ static int serve(int argc, char **argv)
 	s.engine = hd_local_engine_new(s.loop, &lo, &err);
 	if (!s.engine) {
 		fprintf(stderr, "herald: cannot open the store in %s: %s\n", s.cfg.data_dir, err.msg);
+		hd_tls_ctx_free(tls_ctx);
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_hub_free(s.hub);
 		hd_jwt_keys_free(s.keys);
@@ -283,9 +336,19 @@ static int serve(int argc, char **argv)
 	s.api = hd_api_new(s.loop, s.hub, &sse_opts, &ws_opts);
 	hd_api_set_keys(s.api, s.api_keys, s.keys);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
-	rc = hd_http_server_listen(s.http, host, port);
+	const char *failed = NULL;
+	rc = 0;
+	if (s.cfg.listen[0] && (rc = hd_http_server_listen(s.http, host, port)))
+		failed = s.cfg.listen;
+	if (!rc && s.tls) {
+		rc = hd_http_server_listen_tls(s.http, tls_host, tls_port, tls_ctx);
+		tls_ctx = NULL; /* the server took it */
+		if (rc)
+			failed = s.cfg.tls_listen;
+	}
+	hd_tls_ctx_free(tls_ctx); /* not taken when the plain listener failed */
 	if (rc) {
-		fprintf(stderr, "herald: cannot listen on %s: %s\n", s.cfg.listen, uv_strerror(rc));
+		fprintf(stderr, "herald: cannot listen on %s: %s\n", failed, uv_strerror(rc));
 		/* The server may be freed only once its listener handle is
 		 * closed (hd_http_server_free's contract): shut it down, let
 		 * the loop run the close callbacks, then free. */
@@ -308,9 +371,13 @@ static int serve(int argc, char **argv)
 	uv_signal_start(&s.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s.sigint, on_signal, SIGINT);
 	uv_signal_start(&s.sighup, on_sighup, SIGHUP);
-	hd_log_info("listening addr=%s port=%d data_dir=%s sync=%s version=%s api_keys=%zu%s", host,
-		    hd_http_server_port(s.http), s.cfg.data_dir, s.cfg.sync, HD_VERSION,
-		    hd_keys_count(s.api_keys),
+	if (s.tls)
+		hd_log_info("tls_certificate cert=%s %s", s.cfg.tls_cert, tls_desc);
+	hd_log_info("listening addr=%s port=%d tls_addr=%s tls_port=%d data_dir=%s sync=%s version=%s "
+		    "api_keys=%zu%s",
+		    s.cfg.listen[0] ? host : "none", hd_http_server_port(s.http),
+		    s.tls ? tls_host : "none", hd_http_server_tls_port(s.http), s.cfg.data_dir,
+		    s.cfg.sync, HD_VERSION, hd_keys_count(s.api_keys),
 		    hd_keys_count(s.api_keys) ? "" : " (no API keys: the REST API is open, for development only)");
 
 	uv_run(s.loop, UV_RUN_DEFAULT);

@@ -37,7 +37,16 @@ static const struct opt opts[] = {
 	{"config", T_STRING, GS(config_file), .def = "",
 	 .help = "Config file to read (key = value lines, [namespace NAME] and [key NAME] sections)."},
 	{"listen", T_STRING, GS(listen), .def = "127.0.0.1:8080",
-	 .help = "Address and port to serve HTTP on (HOST:PORT; [::1]:PORT for IPv6)."},
+	 .help = "Address and port to serve HTTP on (HOST:PORT; [::1]:PORT for IPv6); empty = no "
+		 "plain HTTP (then --tls-listen is required)."},
+	{"tls-listen", T_STRING, GS(tls_listen), .def = "",
+	 .help = "Address and port to serve HTTPS and WSS on (HOST:PORT), next to --listen; "
+		 "empty = none. Needs --tls-cert and --tls-key. TLS 1.2 and 1.3, AEAD ciphers only."},
+	{"tls-cert", T_STRING, GS(tls_cert), .def = "",
+	 .help = "PEM file with the server certificate followed by its intermediates; read again "
+		 "on SIGHUP (new connections get it, open ones keep theirs)."},
+	{"tls-key", T_STRING, GS(tls_key), .def = "",
+	 .help = "PEM file with the private key of --tls-cert; read again on SIGHUP."},
 	{"data-dir", T_STRING, GS(data_dir), .def = "./data",
 	 .help = "Directory of the event store (created if missing)."},
 	{"sync", T_ENUM, GS(sync), .def = "full", .choices = "full|normal|off",

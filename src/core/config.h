@@ -74,6 +74,9 @@ struct hd_key_section {
 
 struct hd_config {
 	char listen[128];
+	char tls_listen[128];
+	char tls_cert[1024];
+	char tls_key[1024];
 	char data_dir[1024];
 	char config_file[1024];
 	char sync[8];

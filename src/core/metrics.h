@@ -36,6 +36,8 @@ struct hd_buf;
 	C(ws_disconnects_total, "WebSocket sessions closed by herald (any code but shutdown).") \
 	C(ws_recoveries_total, "WebSocket subscribes that asked to recover missed events.")    \
 	C(ws_recovery_failures_total, "Recoveries answered recovered:false.")                   \
+	C(tls_handshakes_total, "TLS handshakes completed (HTTPS and WSS).")                   \
+	C(tls_handshake_failures_total, "TLS handshakes refused or failed (bad version, cipher, garbage).") \
 	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \
 	G(topics, "Topics known to the store.")                                               \

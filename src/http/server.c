@@ -63,7 +63,24 @@
  * into one flush after it returns. The state stays HANDLER, so no header
  * or idle timer runs; only the stall guard of stream_flush remains.
  *
- * Shutdown closes the listener and idle connections at once; the others end
+ * TLS: a connection accepted on the HTTPS listener has a struct hd_tls
+ * (net/tls.h), and everything above stays as it is, in plaintext. Input:
+ * on_alloc reads ciphertext into the server's scratch buffer, at most as
+ * much as the input buffer has room for; tls_input decrypts all of it
+ * behind in_len (input buffers are then in_size = READ_BUF_SIZE +
+ * HD_TLS_READ_SLACK bytes, room for a record begun in an earlier read), so
+ * OpenSSL never holds more than one partial record and reading stops
+ * exactly as for plain HTTP. close_notify is the client's EOF. Output:
+ * conn_write encrypts what the write path hands to uv_write (a copy, also
+ * of shared rcbufs: every connection has its own keys) and calls the
+ * caller's callback once the ciphertext is written, so out[] and spending
+ * keep counting the plaintext until then and no ciphertext waits beyond
+ * what they bound; conn_try_write never writes directly. Handshake records
+ * and alerts go out from tls_input, close_notify before the FIN of LINGER.
+ * A TLS error closes the connection; a request cannot be answered before
+ * the handshake ends (a 408 or 503 then closes instead).
+ *
+ * Shutdown closes the listeners and idle connections at once; the others end
  * after their in-flight response as usual (LINGER). The server's drain timer
  * bounds all of that by shutdown_timeout_ms: when it fires, every connection
  * left is closed, so a client that stops reading cannot hold the stop for
@@ -84,6 +101,7 @@
 #include "core/metrics.h"
 #include "core/rcbuf.h"
 #include "http/request.h"
+#include "net/tls.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -103,6 +121,7 @@
 #define LINGER_MS 2000                          /* drain time after the last response */
 #define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
 #define BACKLOG 511
+#define TLS_STAGE (16 * 1024)                   /* plaintext gathered into one TLS record */
 
 enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_HANDLER, ST_LINGER };
 
@@ -164,6 +183,10 @@ struct conn {
 	bool kick_init; /* kick was initialised: it counts in handles */
 	uv_idle_t kick; /* kick.data = this connection */
 	void (*on_input)(void *arg, const char *p, size_t n);
+
+	/* owned: the TLS session of a connection accepted on the HTTPS
+	 * listener, NULL for plain HTTP (see "TLS" above). */
+	struct hd_tls *tls;
 };
 
 /* One queued stream buffer (holds one reference). */
@@ -189,9 +212,13 @@ struct hd_http_server {
 	hd_http_handler handler;
 	void *arg;
 	uv_tcp_t listener;  /* listener.data = this server */
+	uv_tcp_t tls_listener; /* HTTPS; tls_listener.data = this server */
 	uv_timer_t drain;   /* the shutdown deadline; drain.data = this server */
-	int handles;        /* of listener and drain, those whose close callback has not run */
-	int port;
+	int handles;        /* of the listeners and drain, those whose close callback has not run */
+	int port, tls_port;
+	struct hd_tls_ctx *tls_ctx; /* owned: what new HTTPS connections use */
+	char *tls_scratch;  /* owned: READ_BUF_SIZE bytes, ciphertext of the read in progress */
+	size_t in_size;     /* bytes of each input buffer (see "TLS" above) */
 	struct conn *conns; /* every connection not yet freed */
 	size_t nopen;       /* connections counted toward max_connections */
 	size_t nlive;       /* connections not yet freed */
@@ -356,12 +383,104 @@ static void conn_close(struct conn *c);
 static void conn_written(struct conn *c);
 static void stream_flush(struct conn *c);
 
+/* ---- TLS under the write path -------------------------------------------- */
+
+/* One write of TLS records. The ciphertext is owned here until the
+ * callback; user (NULL for records of TLS's own: handshake, alerts,
+ * close_notify) is the write the connection asked conn_write for. */
+struct tls_write {
+	uv_write_t req; /* first member */
+	uv_write_t *user;
+	uv_write_cb cb;
+	char data[];
+};
+
+static void on_tls_write(uv_write_t *req, int status)
+{
+	struct tls_write *w = (struct tls_write *)req;
+	uv_stream_t *stream = req->handle;
+	struct conn *c = stream->data;
+	uv_write_t *user = w->user;
+	uv_write_cb cb = w->cb;
+
+	free(w);
+	if (user) {
+		/* As if libuv had written the caller's plaintext. */
+		user->handle = stream;
+		cb(user, status);
+	} else if (status < 0) {
+		conn_close(c);
+	}
+}
+
+/* Writes the records waiting in c->tls; then cb(user), if user. Returns 0
+ * or a libuv error (then close). */
+static int tls_send(struct conn *c, uv_write_t *user, uv_write_cb cb)
+{
+	size_t n = hd_tls_output_pending(c->tls);
+	struct tls_write *w;
+	uv_buf_t b;
+	int rc;
+
+	if (n == 0 && !user)
+		return 0;
+	w = hd_malloc(sizeof(*w) + n);
+	w->user = user;
+	w->cb = cb;
+	b = uv_buf_init(w->data, (unsigned)hd_tls_output_take(c->tls, w->data, n));
+	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write);
+	if (rc)
+		free(w);
+	return rc;
+}
+
+/*
+ * uv_write of the connection's plaintext. Over TLS the plaintext is
+ * encrypted now, small buffers gathered into records of up to TLS_STAGE
+ * bytes, and cb(req) runs once the ciphertext is written. That is a copy
+ * of every byte, shared rcbufs included: each connection has its own keys.
+ * The caller keeps bufs until cb as with plain uv_write, so what waits is
+ * still counted (in plaintext) against OUT_MAX and max_pending_bytes, and
+ * the ciphertext in flight is never more than that plus record overhead.
+ */
+static int conn_write(struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
+		      uv_write_cb cb)
+{
+	char stage[TLS_STAGE];
+	size_t used = 0;
+
+	if (!c->tls)
+		return uv_write(req, (uv_stream_t *)&c->tcp, bufs, n, cb);
+	for (unsigned i = 0; i <= n; i++) {
+		size_t len = i < n ? bufs[i].len : 0;
+		if (used > 0 && (i == n || used + len > sizeof(stage))) {
+			if (hd_tls_write(c->tls, stage, used))
+				return UV_EPROTO;
+			used = 0;
+		}
+		if (len >= sizeof(stage)) {
+			if (hd_tls_write(c->tls, bufs[i].base, len))
+				return UV_EPROTO;
+		} else if (len > 0) {
+			memcpy(stage + used, bufs[i].base, len);
+			used += len;
+		}
+	}
+	return tls_send(c, req, cb);
+}
+
+/* uv_try_write; over TLS nothing goes out this way (conn_write's callback
+ * is what keeps the plaintext counted until its ciphertext is written). */
+static int conn_try_write(struct conn *c, const uv_buf_t *bufs, unsigned n)
+{
+	return c->tls ? UV_EAGAIN : uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+}
+
 /* Sends what waits in out[fill]: directly if the socket takes it all,
  * otherwise through uv_write. */
 static void conn_flush(struct conn *c)
 {
 	struct out *o = &c->out[c->fill];
-	uv_stream_t *stream = (uv_stream_t *)&c->tcp;
 	uv_buf_t b;
 	int n;
 
@@ -369,7 +488,7 @@ static void conn_flush(struct conn *c)
 		return;
 	if (o->buf.len > 0) {
 		b = uv_buf_init(o->buf.data, (unsigned)o->buf.len);
-		n = uv_try_write(stream, &b, 1);
+		n = conn_try_write(c, &b, 1);
 		if (n == UV_EAGAIN)
 			n = 0;
 		if (n < 0) {
@@ -378,7 +497,7 @@ static void conn_flush(struct conn *c)
 		}
 		if ((size_t)n < o->buf.len) {
 			b = uv_buf_init(o->buf.data + n, (unsigned)(o->buf.len - (size_t)n));
-			if (uv_write(&o->req, stream, &b, 1, on_write)) {
+			if (conn_write(c, &o->req, &b, 1, on_write)) {
 				conn_close(c);
 				return;
 			}
@@ -430,6 +549,13 @@ static void conn_written(struct conn *c)
 	if (c->shut)
 		return;
 	c->shut = true;
+	if (c->tls) {
+		hd_tls_close_notify(c->tls);
+		if (tls_send(c, NULL, NULL)) {
+			conn_close(c);
+			return;
+		}
+	}
 	if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown)) {
 		conn_close(c);
 		return;
@@ -441,7 +567,7 @@ static void conn_written(struct conn *c)
 
 static char *inbuf_get(struct hd_http_server *s)
 {
-	return s->nspare > 0 ? s->spare[--s->nspare] : hd_malloc(READ_BUF_SIZE);
+	return s->nspare > 0 ? s->spare[--s->nspare] : hd_malloc(s->in_size);
 }
 
 /* Gives the read buffer back when it holds nothing. */
@@ -530,6 +656,7 @@ static void conn_maybe_free(struct conn *c)
 	}
 	c->in_len = 0;
 	inbuf_release(c);
+	hd_tls_free(c->tls);
 	free(c);
 	s->nlive--;
 	maybe_done(s);
@@ -658,13 +785,67 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 		c->in_start = 0;
 	}
 	/* A full buffer gives a zero-length buffer: libuv reports UV_ENOBUFS. */
+	if (c->tls) {
+		/* Ciphertext goes to the server's scratch buffer, no more than
+		 * the plaintext has room for (tls_input decrypts all of it). */
+		*buf = uv_buf_init(c->srv->tls_scratch,
+				   (unsigned)(c->in_len < READ_BUF_SIZE ? READ_BUF_SIZE - c->in_len : 0));
+		return;
+	}
 	*buf = uv_buf_init(c->in + c->in_len, (unsigned)(READ_BUF_SIZE - c->in_len));
 }
+
+/*
+ * Ciphertext p[0..n) from the socket: the handshake advances and the
+ * plaintext lands in c->in behind in_len (there is room: on_alloc read at
+ * most READ_BUF_SIZE - in_len bytes into a buffer of in_size). Records TLS
+ * has to send (handshake, alerts, tickets) are written. Returns the
+ * plaintext bytes, or UV_EPROTO (then close); *notified when the client
+ * sent close_notify after them.
+ */
+static ssize_t tls_input(struct conn *c, const char *p, size_t n, bool *notified)
+{
+	size_t end = c->in_start + c->in_len, got = 0;
+	int rc = hd_tls_read(c->tls, p, n, c->in + end, c->srv->in_size - end, &got);
+
+	*notified = rc == 1;
+	if (tls_send(c, NULL, NULL))
+		return UV_EPROTO;
+	if (rc < 0) {
+		/* The alert, if any, is on its way; uv_write tried at once. */
+		hd_log_debug("tls_failed remote=%s reason=\"%s\"", c->remote, hd_tls_error(c->tls));
+		return UV_EPROTO;
+	}
+	return (ssize_t)got;
+}
+
+static void conn_input(struct conn *c, ssize_t nread);
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = stream->data;
+	bool notified = false;
 
+	if (c->tls && nread > 0) {
+		nread = tls_input(c, buf->base, (size_t)nread, &notified);
+		if (nread != 0)
+			conn_input(c, nread); /* plaintext, or UV_EPROTO: close */
+		else if (!notified)
+			conn_pump(c);
+		if (notified && !c->closing) {
+			/* close_notify is the client's EOF, whatever the socket says. */
+			uv_read_stop(stream);
+			conn_input(c, UV_EOF);
+		}
+		return;
+	}
+	conn_input(c, nread);
+}
+
+/* Input for the state the connection is in: nread bytes behind in_len
+ * (plaintext, whether from TLS or not), or a libuv error or EOF. */
+static void conn_input(struct conn *c, ssize_t nread)
+{
 	if (nread == UV_EOF) {
 		c->eof = true;
 		c->reading = false;
@@ -988,7 +1169,7 @@ static bool stream_try_write(struct conn *c)
 		n = 0;
 		for (struct snode *q = c->sq_head; q && n < SWRITE_BUFS; q = q->next)
 			ub[n++] = uv_buf_init(q->buf->data + q->off, (unsigned)(q->buf->len - q->off));
-		done = uv_try_write((uv_stream_t *)&c->tcp, ub, n);
+		done = conn_try_write(c, ub, n);
 		if (done == UV_EAGAIN || done == 0)
 			return true;
 		if (done < 0) {
@@ -1047,7 +1228,7 @@ static void stream_flush(struct conn *c)
 		free(n);
 	}
 	c->swrite = w;
-	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, w->ub, (unsigned)w->n, on_swrite)) {
+	if (conn_write(c, &w->req, w->ub, (unsigned)w->n, on_swrite)) {
 		for (size_t i = 0; i < w->n; i++)
 			hd_rcbuf_unref(w->bufs[i]);
 		c->spending -= w->bytes;
@@ -1312,11 +1493,14 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 	/* Initialised here so that shutdown always has handles to close. */
 	uv_tcp_init(loop, &s->listener);
 	s->listener.data = s;
+	uv_tcp_init(loop, &s->tls_listener);
+	s->tls_listener.data = s;
 	uv_timer_init(loop, &s->drain);
 	s->drain.data = s;
 	uv_idle_init(loop, &s->flusher);
 	s->flusher.data = s;
-	s->handles = 3;
+	s->handles = 4; /* listener, TLS listener, drain timer, flusher */
+	s->in_size = READ_BUF_SIZE;
 	return s;
 }
 
@@ -1365,6 +1549,7 @@ static struct conn *conn_new(struct hd_http_server *s)
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct hd_http_server *s = listener->data;
+	bool tls = listener == (uv_stream_t *)&s->tls_listener;
 	struct conn *c;
 
 	if (status < 0) {
@@ -1379,6 +1564,8 @@ static void on_connection(uv_stream_t *listener, int status)
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	peer_name(c);
+	if (tls)
+		c->tls = hd_tls_new(s->tls_ctx);
 	if (s->nopen >= s->lim.max_connections) {
 		conn_fail(c, HD_EUNAVAIL, NULL, true);
 	} else {
@@ -1390,7 +1577,9 @@ static void on_connection(uv_stream_t *listener, int status)
 	conn_pump(c);
 }
 
-int hd_http_server_listen(struct hd_http_server *s, const char *host, int port)
+/* Binds and listens on host:port with l; *bound is the port. */
+static int listen_on(struct hd_http_server *s, uv_tcp_t *l, const char *host, int port,
+		     int *bound, const char *what)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
@@ -1401,27 +1590,56 @@ int hd_http_server_listen(struct hd_http_server *s, const char *host, int port)
 		rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
 	if (rc)
 		goto out;
-	rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+	rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0);
 	if (rc)
 		goto out;
-	rc = uv_listen((uv_stream_t *)&s->listener, BACKLOG, on_connection);
+	rc = uv_listen((uv_stream_t *)l, BACKLOG, on_connection);
 	if (rc)
 		goto out;
-	rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+	rc = uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
 	if (rc)
 		goto out;
-	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
-	hd_log_info("http_listening host=%s port=%d", host, s->port);
+	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						: ((struct sockaddr_in *)&ss)->sin_port);
+	hd_log_info("%s_listening host=%s port=%d", what, host, *bound);
 out:
 	if (rc)
-		hd_log_error("http_listen_failed host=%s port=%d error=%s", host, port, uv_strerror(rc));
+		hd_log_error("%s_listen_failed host=%s port=%d error=%s", what, host, port,
+			     uv_strerror(rc));
 	return rc;
+}
+
+int hd_http_server_listen(struct hd_http_server *s, const char *host, int port)
+{
+	return listen_on(s, &s->listener, host, port, &s->port, "http");
+}
+
+int hd_http_server_listen_tls(struct hd_http_server *s, const char *host, int port,
+			      struct hd_tls_ctx *ctx)
+{
+	assert(ctx && !s->tls_ctx && s->nlive == 0 && s->nspare == 0);
+	s->tls_ctx = ctx;
+	/* Room for the plaintext of a record begun in an earlier read. */
+	s->in_size = READ_BUF_SIZE + HD_TLS_READ_SLACK;
+	s->tls_scratch = hd_malloc(READ_BUF_SIZE);
+	return listen_on(s, &s->tls_listener, host, port, &s->tls_port, "https");
+}
+
+void hd_http_server_set_tls(struct hd_http_server *s, struct hd_tls_ctx *ctx)
+{
+	assert(ctx && s->tls_ctx);
+	hd_tls_ctx_free(s->tls_ctx); /* its connections hold their own references */
+	s->tls_ctx = ctx;
 }
 
 int hd_http_server_port(const struct hd_http_server *s)
 {
 	return s->port;
+}
+
+int hd_http_server_tls_port(const struct hd_http_server *s)
+{
+	return s->tls_port;
 }
 
 size_t hd_http_server_connections(const struct hd_http_server *s)
@@ -1467,6 +1685,7 @@ void hd_http_server_shutdown(struct hd_http_server *s, void (*done)(void *arg), 
 	on_flush(&s->flusher);
 	uv_close((uv_handle_t *)&s->flusher, on_server_handle_close);
 	uv_close((uv_handle_t *)&s->listener, on_server_handle_close);
+	uv_close((uv_handle_t *)&s->tls_listener, on_server_handle_close);
 	if (s->lim.shutdown_timeout_ms > 0)
 		uv_timer_start(&s->drain, on_drain_timeout, s->lim.shutdown_timeout_ms, 0);
 	/* Closing only starts here (close callbacks run later), so the list
@@ -1490,5 +1709,7 @@ void hd_http_server_free(struct hd_http_server *s)
 	assert(s->nlive == 0 && s->handles == 0);
 	while (s->nspare > 0)
 		free(s->spare[--s->nspare]);
+	hd_tls_ctx_free(s->tls_ctx);
+	free(s->tls_scratch);
 	free(s);
 }

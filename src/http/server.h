@@ -24,6 +24,10 @@
  * bodies are JSON. IPv6 peers are written "[ip]:port" in remote. A 100
  * Continue is sent for "Expect: 100-continue". hd_http_server_free requires
  * hd_http_server_shutdown to have finished (done called).
+ *
+ * HTTPS (hd_http_server_listen_tls) is the same server on a second
+ * listener: TLS sits under the parser and the write path, and
+ * max_connections, the limits and the shutdown cover both listeners.
  */
 #ifndef HD_HTTP_SERVER_H
 #define HD_HTTP_SERVER_H
@@ -184,6 +188,7 @@ void hd_http_stream_read(struct hd_http_request *req, bool on);
 typedef void (*hd_http_handler)(struct hd_http_request *req, void *arg);
 
 struct hd_http_server;
+struct hd_tls_ctx;
 
 /* Returns owned; copies lim. handler/arg are borrowed for the server's life. */
 struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_limits *lim,
@@ -191,8 +196,22 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 /* Binds and listens on host:port (IPv4 or IPv6 literal; port 0 picks a free
  * one). Returns 0 or a negative libuv error. */
 int hd_http_server_listen(struct hd_http_server *s, const char *host, int port);
-/* The bound port, after a successful listen. */
+/*
+ * Binds and listens for HTTPS on host:port next to (or instead of) the
+ * plain listener; connections accepted there speak TLS (net/tls.h) with
+ * ctx, then exactly the HTTP and upgrades of a plain connection: handlers
+ * and edges cannot tell them apart. Takes ctx. Call once, before the loop
+ * runs. Returns 0 or a negative libuv error (ctx is still taken).
+ */
+int hd_http_server_listen_tls(struct hd_http_server *s, const char *host, int port,
+			      struct hd_tls_ctx *ctx);
+/* Replaces the TLS context of new HTTPS connections (a certificate
+ * reload); connections already open keep theirs. Takes ctx. Only after
+ * hd_http_server_listen_tls. */
+void hd_http_server_set_tls(struct hd_http_server *s, struct hd_tls_ctx *ctx);
+/* The bound port, after a successful listen (listen_tls: tls_port). */
 int hd_http_server_port(const struct hd_http_server *s);
+int hd_http_server_tls_port(const struct hd_http_server *s);
 /* Number of open connections. */
 size_t hd_http_server_connections(const struct hd_http_server *s);
 /*
