@@ -267,6 +267,7 @@ static int serve(int argc, char **argv)
 		tls_problem = err.msg;
 	if (tls_problem) {
 		fprintf(stderr, "herald: %s\n", tls_problem);
+		hd_keys_free(s.api_keys);
 		hd_jwt_keys_free(s.keys);
 		return 2;
 	}
