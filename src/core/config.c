@@ -385,7 +385,10 @@ static int key_section(struct hd_config *cfg, const char *name, const char *wher
 	if (strlen(name) >= sizeof(k->name) || !*name)
 		return hd_error_set(err, HD_ECONFIG, "%s: bad key name '%s'", where, name);
 	snprintf(k->name, sizeof(k->name), "%s", name);
-	snprintf(k->where, sizeof(k->where), "%s", where);
+	/* where ("FILE:LINE") is only for messages: cut it to fit. */
+	size_t wl = strnlen(where, sizeof(k->where) - 1);
+	memcpy(k->where, where, wl);
+	k->where[wl] = '\0';
 	*ns = KEY_SECTION - (long)cfg->nkeys++;
 	return 0;
 }
