@@ -193,7 +193,7 @@ fail:
 	return NULL;
 }
 
-int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
+static int submit(struct hd_store *s, struct hd_store_batch *b, bool wake)
 {
 	size_t n = b->op == HD_STORE_APPEND ? b->n : 1;
 	int rc = 0;
@@ -217,10 +217,29 @@ int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
 		s->queue_head = b;
 	s->queue_tail = b;
 	s->queued_events += n;
-	pthread_cond_signal(&s->wake);
+	if (wake)
+		pthread_cond_signal(&s->wake);
 out:
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
+{
+	return submit(s, b, true);
+}
+
+int hd_store_submit_deferred(struct hd_store *s, struct hd_store_batch *b)
+{
+	return submit(s, b, false);
+}
+
+void hd_store_wake(struct hd_store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->queue_head)
+		pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->mu);
 }
 
 void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg)
