@@ -3,15 +3,17 @@
  * Layer: store, private (store_impl.h). Called by hd_store_open on the owner
  * thread, before the writer thread starts.
  *
- * The tables are those of the comment at the top of store.h (version 1),
- * plus two indexes that only serve housekeeping:
+ * The tables are those of the comment at the top of store.h (version 2),
+ * plus one index that only serves housekeeping:
  *   events_expiry ON events(expires_ms) WHERE expires_ms > 0
  *       finds events past their TTL without scanning every event; partial,
- *       so events without a TTL cost no index entry;
- *   dedup_expiry ON dedup(expires_ms)
- *       finds dedup entries whose window has passed.
- * meta holds ('schema_version', '1'); a database with another version is
- * refused rather than guessed at.
+ *       so events without a TTL cost no index entry.
+ * The dedup table has no index on expires_ms: maintenance finds expired
+ * entries by walking the table in key order (retention.c), which costs far
+ * less than a second B-tree insert on every publish.
+ * meta holds ('schema_version', '2'); a database with another version is
+ * refused rather than guessed at. Version 2 dropped version 1's
+ * dedup_expiry index; there is no migration (nothing was released with 1).
  *
  * Durability is SQLite's: WAL mode, and `synchronous` FULL (the WAL is
  * fsynced at every commit, so an acknowledged event survives power loss),
@@ -24,7 +26,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION "2"
 
 /* 8 KiB pages for a new database: measured on small (~200-byte) events,
  * they commit large batches 20-30% faster than 4 KiB pages at about the
@@ -68,7 +70,6 @@ static const char schema_sql[] =
 	" offset INTEGER NOT NULL,"
 	" expires_ms INTEGER NOT NULL,"
 	" PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup(expires_ms);"
 	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 static int db_error(sqlite3 *db, const char *what, int rc, struct hd_error *err)

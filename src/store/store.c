@@ -174,6 +174,7 @@ struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error
 	hd_topic_cache_init(&s->cache);
 	s->sweep = hd_calloc(HD_STORE_SWEEP_CHUNK, sizeof(*s->sweep));
 	s->ttl_rows = hd_calloc(HD_STORE_MAINT_ROWS, sizeof(*s->ttl_rows));
+	atomic_init(&s->dedup_scan, HD_STORE_DEDUP_SCAN);
 	s->next_maint_ms = hd_mono_ms() + s->opts.maintenance_interval_ms;
 	atomic_init(&s->fault_commits, 0);
 
@@ -310,6 +311,8 @@ void hd_store_free(struct hd_store *s)
 	free(s->slots);
 	free(s->sweep);
 	free(s->ttl_rows);
+	free(s->dedup_cursor_source);
+	free(s->dedup_cursor_id);
 	free(s->dir);
 	free(s);
 }
@@ -317,4 +320,9 @@ void hd_store_free(struct hd_store *s)
 void hd_store_fault_fail_commits(struct hd_store *s, int n)
 {
 	atomic_store(&s->fault_commits, n);
+}
+
+void hd_store_test_dedup_scan(struct hd_store *s, size_t n)
+{
+	atomic_store(&s->dedup_scan, n ? n : 1);
 }

@@ -18,7 +18,7 @@
  *     deletes events past their TTL, events outside the topic policy's
  *     max_age/max_count, and dedup entries past their window.
  *
- * On-disk layout (schema version 1, in <dir>/herald.db):
+ * On-disk layout (schema version 2, in <dir>/herald.db):
  *   meta(key TEXT PRIMARY KEY, value TEXT)            -- schema_version
  *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, epoch TEXT NOT NULL,
  *          created_ms INTEGER, last_offset INTEGER,  -- highest offset ever assigned
@@ -28,7 +28,7 @@
  *          PRIMARY KEY(topic_id, offset)) WITHOUT ROWID
  *   dedup(topic_id, source, id, offset, expires_ms, PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID
  *   INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0   -- TTL sweep
- *   INDEX dedup_expiry ON dedup(expires_ms)                          -- dedup window sweep
+ * (dedup has no expiry index: maintenance walks it in key order.)
  * Offsets are dense per topic from 1 and never reused while the topic
  * exists; deleting a topic removes its rows, and a topic of the same name
  * created later gets a new random epoch and starts again at 1.

@@ -29,6 +29,13 @@
  * commit. Both keep a single transaction short so publishes never wait long
  * behind housekeeping; whatever is left is taken by the next round. */
 #define HD_STORE_MAINT_ROWS 10000
+/* Dedup entries one maintenance round examines for expiry, walking the
+ * table in key order from where the previous round stopped (there is no
+ * expiry index: keeping one cost every publish a second B-tree insert).
+ * At one round a second a pass over a table of n entries takes about
+ * n / HD_STORE_DEDUP_SCAN seconds; an expired entry left over until then
+ * only takes room, since the upsert checks expires_ms itself. */
+#define HD_STORE_DEDUP_SCAN 50000
 /* Topics the maintenance sweep examines per round for age and count limits. */
 #define HD_STORE_SWEEP_TOPICS 1024
 /* Topics in one chunk of the sweep (copied out before they are worked on). */
@@ -69,8 +76,14 @@
 	X(TTL_DEL, "DELETE FROM events WHERE (topic_id, offset) IN (SELECT topic_id, offset" \
 		   " FROM events WHERE expires_ms > 0 AND expires_ms <= ?1 LIMIT ?2)"      \
 		   " RETURNING topic_id, length(json)")                                   \
+	X(DEDUP_SLICE, "SELECT topic_id, source, id FROM dedup"                            \
+		       " WHERE (topic_id, source, id) > (?1, ?2, ?3)"                      \
+		       " ORDER BY topic_id, source, id LIMIT 1 OFFSET ?4")                 \
 	X(DEDUP_EXPIRE, "DELETE FROM dedup WHERE (topic_id, source, id) IN (SELECT"       \
-			" topic_id, source, id FROM dedup WHERE expires_ms <= ?1 LIMIT ?2)") \
+			" topic_id, source, id FROM dedup"                                 \
+			" WHERE (topic_id, source, id) > (?1, ?2, ?3)"                     \
+			" AND (topic_id, source, id) <= (?4, ?5, ?6) AND expires_ms <= ?7" \
+			" ORDER BY topic_id, source, id LIMIT ?8)")                        \
 	X(SWEEP, "SELECT id, name, count FROM topics WHERE id > ?1 ORDER BY id LIMIT ?2")
 
 enum hd_writer_stmt {
@@ -164,6 +177,12 @@ struct hd_store {
 	char fail_msg[160];            /* the first error of a failing transaction */
 	long long fail_log_ms;         /* rate limit of the failure log line */
 	int64_t sweep_cursor;          /* last topic id the sweep examined */
+	/* The dedup key (topic id, source, id) the expiry walk resumes after;
+	 * (0, "", "") is before every entry. The strings are owned. */
+	atomic_size_t dedup_scan;      /* HD_STORE_DEDUP_SCAN; tests lower it */
+	int64_t dedup_cursor_topic;
+	char *dedup_cursor_source;
+	char *dedup_cursor_id;
 	struct hd_sweep_topic *sweep;  /* HD_STORE_SWEEP_CHUNK entries */
 	struct hd_ttl_row *ttl_rows;   /* HD_STORE_MAINT_ROWS entries */
 	uint64_t next_maint_ms;        /* hd_mono_ms deadline of the next round */
@@ -217,5 +236,7 @@ void hd_store_maintain(struct hd_store *s);
 
 /* Test hook: makes the next n group commits fail (see fault_commits). */
 void hd_store_fault_fail_commits(struct hd_store *s, int n);
+/* Test hook: dedup entries a maintenance round examines (see dedup_scan). */
+void hd_store_test_dedup_scan(struct hd_store *s, size_t n);
 
 #endif

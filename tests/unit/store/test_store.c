@@ -1069,17 +1069,77 @@ static void test_on_disk_format(void **state)
 	query_text("PRAGMA page_size", v, sizeof(v));
 	assert_string_equal(v, "8192");
 	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
-	assert_string_equal(v, "1");
+	assert_string_equal(v, "2");
 	query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 		   " WHERE name NOT LIKE 'sqlite_%' ORDER BY name)",
 		   v, sizeof(v));
-	assert_string_equal(v, "dedup,dedup_expiry,events,events_expiry,meta,topics");
+	assert_string_equal(v, "dedup,events,events_expiry,meta,topics");
 	query_text("SELECT name || ' ' || last_offset || ' ' || low_offset || ' ' || count"
 		   " FROM topics",
 		   v, sizeof(v));
 	assert_string_equal(v, "fmt 1 1 1");
 	query_text("SELECT json FROM events", v, sizeof(v));
 	assert_string_equal(v, "{\"topic\":\"fmt\",\"offset\":1}");
+}
+
+/* A store written by another schema version is refused with a clear error. */
+static void test_old_schema_version_refused(void **state)
+{
+	struct hd_error err = {0};
+	char path[128];
+	sqlite3 *db;
+
+	close_store();
+	snprintf(path, sizeof(path), "%s/herald.db", H.dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value='1' WHERE key='schema_version'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(hd_store_open(&H.opts, &err));
+	assert_int_equal(err.code, HD_ESTORE);
+	assert_non_null(strstr(err.msg, "unsupported schema version 1 (this herald reads 2)"));
+}
+
+/* Expired dedup entries are found without an index: maintenance walks the
+ * table a slice at a time, resuming where it stopped and starting over at
+ * the end, and deletes only what has expired. */
+static void test_dedup_expiry_walks_in_slices(void **state)
+{
+	static const char *const ids[9] = {"1", "2", "3", "4", "5", "6", "7", "8", "9"};
+	int64_t now = hd_now_ms();
+	struct hd_store_item it[12];
+	char v[64];
+
+	for (int i = 0; i < 12; i++) {
+		it[i] = item(i < 9 ? "dd:w" : "dd:v", "{}");
+		it[i].id = ids[i % 9];
+		it[i].time_ms = now - 5000; /* its 1 s window closed long ago */
+	}
+	/* Two entries whose window is still open (an hour from now). */
+	it[2].time_ms = it[6].time_ms = now + 3600 * 1000;
+	struct hd_store_batch b = batch(it, 12);
+	run(&b);
+	free_results(it, 12);
+	query_text("SELECT count(*) FROM dedup", v, sizeof(v));
+	assert_string_equal(v, "12");
+
+	H.opts.maintenance_interval_ms = 10;
+	reopen();
+	hd_store_test_dedup_scan(H.s, 2);
+	WAIT_UNTIL((query_text("SELECT count(*) FROM dedup", v, sizeof(v)), strcmp(v, "2") == 0));
+	query_text("SELECT group_concat(id, ',') FROM (SELECT id FROM dedup ORDER BY id)", v,
+		   sizeof(v));
+	assert_string_equal(v, "3,7");
+
+	/* What is left still answers as a duplicate. */
+	struct hd_store_item dup = item("dd:w", "{}");
+	dup.id = "3";
+	dup.time_ms = now;
+	b = batch(&dup, 1);
+	run(&b);
+	assert_true(dup.duplicate);
+	assert_int_equal(dup.stored.offset, 3);
 }
 
 /* The child of test_kill9: publishes batches of 10 with synchronous=FULL
@@ -1176,6 +1236,8 @@ int main(void)
 		T(test_group_commit_metrics),
 		T(test_concurrent_readers),
 		T(test_on_disk_format),
+		T(test_old_schema_version_refused),
+		T(test_dedup_expiry_walks_in_slices),
 		T(test_kill9_loses_nothing_acknowledged),
 	};
 #undef T
