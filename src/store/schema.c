@@ -37,9 +37,8 @@
  * faster: the OS page cache already holds the hot pages. */
 #define WRITER_CACHE_KIB 16384
 #define READER_CACHE_KIB 8192
-/* Checkpoint the WAL back into the database every ~16 MiB of frames, and cut
- * the file back to 64 MiB afterwards so one burst does not keep a huge WAL. */
-#define WAL_AUTOCHECKPOINT_PAGES 4096
+/* Cut the WAL file back to 64 MiB once it starts over, so one burst does not
+ * keep a huge WAL (the checkpoints themselves are checkpoint.c's). */
 #define JOURNAL_SIZE_LIMIT (64 * 1024 * 1024)
 /* Readers may meet a brief lock while the WAL is reset; wait, don't fail. */
 #define BUSY_TIMEOUT_MS 5000
@@ -140,10 +139,10 @@ static int setup_writer(sqlite3 *db, enum hd_store_sync sync, struct hd_error *e
 	if ((rc = exec(db, sync_sql[sync], err)))
 		return rc;
 	snprintf(sql, sizeof(sql),
-		 "PRAGMA wal_autocheckpoint=%d; PRAGMA journal_size_limit=%d;"
+		 "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=%d;"
 		 " PRAGMA cache_size=-%d; PRAGMA temp_store=MEMORY;"
 		 " PRAGMA secure_delete=FAST",
-		 WAL_AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, WRITER_CACHE_KIB);
+		 JOURNAL_SIZE_LIMIT, WRITER_CACHE_KIB);
 	if ((rc = exec(db, sql, err)))
 		return rc;
 	if ((rc = exec(db, "BEGIN IMMEDIATE", err)))
@@ -163,6 +162,18 @@ static int setup_writer(sqlite3 *db, enum hd_store_sync sync, struct hd_error *e
 	return exec(db, "COMMIT", err);
 }
 
+/* The checkpointer copies pages and fsyncs as the store's sync mode says;
+ * it never reads through the page cache, so it gets a small one. */
+static int setup_checkpointer(sqlite3 *db, enum hd_store_sync sync, struct hd_error *err)
+{
+	static const char *const sync_sql[] = {
+		[HD_SYNC_FULL] = "PRAGMA synchronous=FULL; PRAGMA cache_size=-256",
+		[HD_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256",
+		[HD_SYNC_OFF] = "PRAGMA synchronous=OFF; PRAGMA cache_size=-256",
+	};
+	return exec(db, sync_sql[sync], err);
+}
+
 static int setup_reader(sqlite3 *db, struct hd_error *err)
 {
 	char sql[96];
@@ -171,14 +182,16 @@ static int setup_reader(sqlite3 *db, struct hd_error *err)
 	return exec(db, sql, err);
 }
 
-int hd_store_schema_open(const char *path, bool writer, enum hd_store_sync sync, sqlite3 **out,
-			 struct hd_error *err)
+int hd_store_schema_open(const char *path, enum hd_conn_kind kind, enum hd_store_sync sync,
+			 sqlite3 **out, struct hd_error *err)
 {
+	bool writer = kind == HD_CONN_WRITER;
 	/* NOMUTEX: each connection is used by one thread at a time (the writer,
 	 * or whoever borrowed it from the pool under pool_mu), so SQLite's own
 	 * per-connection mutex would only cost time. */
 	int flags = SQLITE_OPEN_NOMUTEX |
-		    (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY);
+		    (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+			    : kind == HD_CONN_CHECKPOINTER ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY);
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, flags, NULL);
 
@@ -191,7 +204,9 @@ int hd_store_schema_open(const char *path, bool writer, enum hd_store_sync sync,
 	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-	rc = writer ? setup_writer(db, sync, err) : setup_reader(db, err);
+	rc = writer			      ? setup_writer(db, sync, err)
+	     : kind == HD_CONN_CHECKPOINTER ? setup_checkpointer(db, sync, err)
+					      : setup_reader(db, err);
 	if (rc) {
 		sqlite3_close(db);
 		return rc;

@@ -36,6 +36,9 @@
  * n / HD_STORE_DEDUP_SCAN seconds; an expired entry left over until then
  * only takes room, since the upsert checks expires_ms itself. */
 #define HD_STORE_DEDUP_SCAN 50000
+/* WAL frames (pages) after which the checkpointer copies the WAL back into
+ * the database: 32 MiB of 8 KiB pages. */
+#define HD_STORE_CHECKPOINT_PAGES 4096
 /* Topics the maintenance sweep examines per round for age and count limits. */
 #define HD_STORE_SWEEP_TOPICS 1024
 /* Topics in one chunk of the sweep (copied out before they are worked on). */
@@ -191,6 +194,19 @@ struct hd_store {
 	 * had returned SQLITE_FULL, exercising the whole rollback path. */
 	atomic_int fault_commits;
 
+	/* The checkpointer (checkpoint.c): ckpt_mu guards ckpt_wanted and
+	 * ckpt_stop; its thread waits on ckpt_cv. ckpt_db is that thread's
+	 * own connection. ckpt_pages is HD_STORE_CHECKPOINT_PAGES (tests lower
+	 * it), read by the writer's WAL hook. */
+	pthread_mutex_t ckpt_mu;
+	pthread_cond_t ckpt_cv;
+	bool ckpt_wanted;
+	bool ckpt_stop;
+	pthread_t ckpt_thread;         /* owner thread */
+	bool ckpt_started;             /* owner thread */
+	sqlite3 *ckpt_db;
+	atomic_int ckpt_pages;
+
 	/* The reader pool: pool_mu guards the free list; borrowers wait on
 	 * pool_cv. A borrowed connection belongs to its borrower alone. */
 	pthread_mutex_t pool_mu;
@@ -202,11 +218,23 @@ struct hd_store {
 };
 
 /* schema.c */
+enum hd_conn_kind { HD_CONN_WRITER, HD_CONN_READER, HD_CONN_CHECKPOINTER };
 /* Opens <dir>/herald.db, applies the connection pragmas and, for the
  * writer, creates or checks the schema. Returns 0 or HD_ESTORE with err
  * filled; *out is NULL on failure. Owner thread, at open. */
-int hd_store_schema_open(const char *path, bool writer, enum hd_store_sync sync, sqlite3 **out,
-			 struct hd_error *err);
+int hd_store_schema_open(const char *path, enum hd_conn_kind kind, enum hd_store_sync sync,
+			 sqlite3 **out, struct hd_error *err);
+
+/* checkpoint.c */
+/* Opens the checkpointer's connection, starts its thread and hooks the
+ * writer's connection (s->db, open; the writer thread not yet started).
+ * Returns 0 or an HD_E* code with err filled. Owner thread. */
+int hd_store_checkpointer_start(struct hd_store *s, const char *path, struct hd_error *err);
+/* Stops and joins the thread and closes its connection; safe when it never
+ * started. Owner thread, after the writer thread has been joined. */
+void hd_store_checkpointer_stop(struct hd_store *s);
+/* Test hook: WAL frames that ask for a checkpoint (see ckpt_pages). */
+void hd_store_test_checkpoint_pages(struct hd_store *s, int frames);
 /* Prepares sql as a persistent statement. Returns 0 or HD_ESTORE with err
  * filled. */
 int hd_store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, struct hd_error *err);

@@ -1082,6 +1082,29 @@ static void test_on_disk_format(void **state)
 	assert_string_equal(v, "{\"topic\":\"fmt\",\"offset\":1}");
 }
 
+/* The WAL is copied back by the checkpointer thread once it holds
+ * ckpt_pages frames, and the writer then starts it over. */
+static void test_checkpointer_copies_the_wal(void **state)
+{
+	int64_t before = hd_metrics_get(HD_M_store_checkpoints_total);
+	char big[4096], v[64];
+
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "{\"p\":\"", 6);
+	memcpy(big + sizeof(big) - 3, "\"}", 3); /* and the NUL */
+	hd_store_test_checkpoint_pages(H.s, 8);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(append1("ckpt", big), (uint64_t)i + 1);
+	WAIT_UNTIL(hd_metrics_get(HD_M_store_checkpoints_total) > before);
+	/* Another commit after a full checkpoint starts the WAL over; either
+	 * way every event is still there. */
+	append1("ckpt", "{}");
+	query_text("SELECT count(*) FROM events WHERE topic_id = (SELECT id FROM topics"
+		   " WHERE name = 'ckpt')",
+		   v, sizeof(v));
+	assert_string_equal(v, "41");
+}
+
 /* A store written by another schema version is refused with a clear error. */
 static void test_old_schema_version_refused(void **state)
 {
@@ -1237,6 +1260,7 @@ int main(void)
 		T(test_concurrent_readers),
 		T(test_on_disk_format),
 		T(test_old_schema_version_refused),
+		T(test_checkpointer_copies_the_wal),
 		T(test_dedup_expiry_walks_in_slices),
 		T(test_kill9_loses_nothing_acknowledged),
 	};
