@@ -37,8 +37,8 @@
  * only takes room, since the upsert checks expires_ms itself. */
 #define HD_STORE_DEDUP_SCAN 50000
 /* WAL frames (pages) after which the checkpointer copies the WAL back into
- * the database: 32 MiB of 8 KiB pages. */
-#define HD_STORE_CHECKPOINT_PAGES 4096
+ * the database: 32 MiB of 16 KiB pages. */
+#define HD_STORE_CHECKPOINT_PAGES 2048
 /* Topics the maintenance sweep examines per round for age and count limits. */
 #define HD_STORE_SWEEP_TOPICS 1024
 /* Topics in one chunk of the sweep (copied out before they are worked on). */

@@ -1067,7 +1067,7 @@ static void test_on_disk_format(void **state)
 	query_text("PRAGMA journal_mode", v, sizeof(v));
 	assert_string_equal(v, "wal");
 	query_text("PRAGMA page_size", v, sizeof(v));
-	assert_string_equal(v, "8192");
+	assert_string_equal(v, "16384");
 	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
 	assert_string_equal(v, "2");
 	query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
