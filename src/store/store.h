@@ -16,7 +16,10 @@
  *     of read-only connections and see the last committed state.
  *   - the writer also runs maintenance every maintenance_interval_ms: it
  *     deletes events past their TTL, events outside the topic policy's
- *     max_age/max_count, and dedup entries past their window.
+ *     max_age/max_count, and dedup entries past their window;
+ *   - one checkpointer thread copies the WAL back into the database once
+ *     it passes a threshold (PASSIVE checkpoints on its own connection), so
+ *     that work never runs inside a group commit.
  *
  * On-disk layout (schema version 2, in <dir>/herald.db):
  *   meta(key TEXT PRIMARY KEY, value TEXT)            -- schema_version
