@@ -1082,6 +1082,63 @@ static void test_on_disk_format(void **state)
 	assert_string_equal(v, "{\"topic\":\"fmt\",\"offset\":1}");
 }
 
+/* A group's events are inserted HD_STORE_INS_ROWS at a time and the rest one
+ * by one; interleaved topics and a delete in the same group see them all. */
+static void test_multi_row_inserts(void **state)
+{
+	enum { N = 2 * HD_STORE_INS_ROWS + 7 };
+	struct hd_store_item it[N], more[3];
+	char json[N][32];
+	struct hd_store_read r;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(json[i], sizeof(json[i]), "{\"i\":%d}", i);
+		it[i] = item(i % 3 ? "mr:a" : "mr:b", json[i]);
+	}
+	struct hd_store_batch b = batch(it, N);
+	struct hd_store_batch d = {.op = HD_STORE_DELETE_TOPIC, .topic = "mr:b"};
+	for (int i = 0; i < 3; i++)
+		more[i] = item("mr:b", "{}");
+	struct hd_store_batch b2 = batch(more, 3);
+	struct hd_store_item hold = item("mr:hold", "{}");
+	struct hd_store_batch hb = batch(&hold, 1);
+	/* Hold the writer so that all three batches form one group. */
+	block_writer_after(&hb);
+	assert_int_equal(hd_store_submit(H.s, &b), 0);
+	assert_int_equal(hd_store_submit(H.s, &d), 0);
+	assert_int_equal(hd_store_submit(H.s, &b2), 0);
+	release_writer();
+	wait_done(4);
+	free_results(&hold, 1);
+
+	read_topic("mr:a", 0, 1000, &r);
+	assert_int_equal(r.n, N - (N + 2) / 3);
+	for (size_t k = 0, i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		char want[64];
+		snprintf(want, sizeof(want), "{\"i\":%zu,\"topic\":\"mr:a\",\"offset\":%zu}", i, k + 1);
+		assert_int_equal(r.events[k].offset, k + 1);
+		assert_json(r.events[k].json, want);
+		k++;
+	}
+	hd_store_read_fini(&r);
+	/* mr:b's events of the first batch went with the topic; the topic
+	 * made again by the last batch has only its three. */
+	assert_int_equal(d.err, 0);
+	read_topic("mr:b", 0, 1000, &r);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.last, 3);
+	hd_store_read_fini(&r);
+	/* No event of the deleted topic was inserted after its delete. */
+	char v[32];
+	query_text("SELECT count(*) FROM events WHERE topic_id NOT IN (SELECT id FROM topics)", v,
+		   sizeof(v));
+	assert_string_equal(v, "0");
+	free_results(it, N);
+	free_results(more, 3);
+}
+
 /* The WAL is copied back by the checkpointer thread once it holds
  * ckpt_pages frames, and the writer then starts it over. */
 static void test_checkpointer_copies_the_wal(void **state)
@@ -1261,6 +1318,7 @@ int main(void)
 		T(test_on_disk_format),
 		T(test_old_schema_version_refused),
 		T(test_checkpointer_copies_the_wal),
+		T(test_multi_row_inserts),
 		T(test_dedup_expiry_walks_in_slices),
 		T(test_kill9_loses_nothing_acknowledged),
 	};
