@@ -30,6 +30,7 @@ struct hd_buf;
 	C(http_errors_total, "HTTP requests answered with a 4xx or 5xx status.")              \
 	C(http_limit_hits_total, "Requests refused by a size or time limit.")                 \
 	C(events_expired_total, "Events removed by TTL or retention.")                        \
+	C(store_checkpoints_total, "WAL checkpoints run (copies of the WAL into the database).") \
 	C(slow_consumer_disconnects_total, "Streams ended because the client fell max-pending-bytes behind.") \
 	C(ws_commands_total, "WebSocket protocol commands handled.")                          \
 	C(ws_errors_total, "WebSocket commands answered with an error.")                       \

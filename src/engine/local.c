@@ -1,7 +1,10 @@
 /*
  * local — the embedded engine (see local.h).
  *
- * Publishes become store batches; the store's writer thread commits them
+ * Publishes become store batches, queued without waking the writer; at the
+ * end of the loop iteration (a check handle, with a prepare handle as the
+ * backstop before the loop blocks) the writer is woken once, so every
+ * publish read in one iteration shares one commit. The writer commits them
  * and wakes the loop through a uv_async handle; the loop then updates each
  * topic's state and ring, fans the events out through on_event and
  * completes the publishes. Reads are answered from a topic's ring when the
@@ -31,6 +34,10 @@ struct local {
 	struct hd_engine base;
 	uv_loop_t *loop;
 	uv_async_t async;
+	uv_check_t check;     /* wakes the writer after an iteration's publishes */
+	uv_prepare_t prepare; /* the same, for publishes made after the check ran */
+	bool wake_pending;    /* batches were queued without waking the writer */
+	int open_handles;     /* of async, check and prepare */
 	struct hd_store *store;
 	struct hd_map topics;         /* name → struct ltopic */
 	struct hd_local_opts opts;
@@ -195,6 +202,24 @@ static void on_async(uv_async_t *h)
 	hd_store_drain(l->store, on_batch, l);
 }
 
+static void wake_writer(struct local *l)
+{
+	if (l->wake_pending) {
+		l->wake_pending = false;
+		hd_store_wake(l->store);
+	}
+}
+
+static void on_check(uv_check_t *h)
+{
+	wake_writer(h->data);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+	wake_writer(h->data);
+}
+
 static void notify(void *arg)
 {
 	struct local *l = arg;
@@ -222,9 +247,11 @@ static int local_publish(struct hd_engine *e, struct hd_pub *p)
 		it->time_ms = in->stored_ms;
 		it->expires_ms = in->event->expires_ms;
 	}
-	int rc = hd_store_submit(l->store, &job->batch);
+	int rc = hd_store_submit_deferred(l->store, &job->batch);
 	if (rc)
 		free(job);
+	else
+		l->wake_pending = true;
 	return rc;
 }
 
@@ -425,7 +452,8 @@ static void local_stop(struct hd_engine *e)
 	if (l->stopped)
 		return;
 	l->stopped = true;
-	hd_store_stop(l->store);
+	l->wake_pending = false;
+	hd_store_stop(l->store); /* takes every queued batch, woken or not */
 	hd_store_drain(l->store, on_batch, l);
 }
 
@@ -436,7 +464,9 @@ static void free_topic(const char *key, void *value, void *arg)
 
 static void on_close(uv_handle_t *h)
 {
-	free(h->data);
+	struct local *l = h->data;
+	if (--l->open_handles == 0)
+		free(l);
 }
 
 static void local_free(struct hd_engine *e)
@@ -447,6 +477,8 @@ static void local_free(struct hd_engine *e)
 	hd_map_each(&l->topics, free_topic, NULL);
 	hd_map_fini(&l->topics);
 	uv_close((uv_handle_t *)&l->async, on_close);
+	uv_close((uv_handle_t *)&l->check, on_close);
+	uv_close((uv_handle_t *)&l->prepare, on_close);
 }
 
 static const struct hd_engine_ops local_ops = {
@@ -476,11 +508,22 @@ struct hd_engine *hd_local_engine_new(uv_loop_t *loop, const struct hd_local_opt
 		return NULL;
 	}
 	l->async.data = l;
+	l->open_handles = 1;
+	/* Neither handle keeps the loop alive on its own. */
+	uv_check_init(loop, &l->check);
+	uv_prepare_init(loop, &l->prepare);
+	l->check.data = l->prepare.data = l;
+	l->open_handles += 2;
+	uv_check_start(&l->check, on_check);
+	uv_prepare_start(&l->prepare, on_prepare);
+	uv_unref((uv_handle_t *)&l->check);
+	uv_unref((uv_handle_t *)&l->prepare);
 	l->store = hd_store_open(&l->opts.store, err);
 	if (!l->store) {
 		hd_map_fini(&l->topics);
-		l->async.data = l;
 		uv_close((uv_handle_t *)&l->async, on_close);
+		uv_close((uv_handle_t *)&l->check, on_close);
+		uv_close((uv_handle_t *)&l->prepare, on_close);
 		return NULL;
 	}
 	return &l->base;

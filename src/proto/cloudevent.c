@@ -26,7 +26,10 @@
  *
  * Costs: a structured event is scanned once, into the buffer that becomes
  * the stored JSON, and then compacted in place; the only other allocations
- * are the id, source and type copies the event owns.
+ * are the id, source and type copies the event owns. A batch is scanned
+ * once as a whole; each entry is then copied into its own buffer and split
+ * into members by a quick pass that checks nothing (the scan did). The
+ * added "time" member is formatted once per request.
  */
 #include "proto/cloudevent.h"
 #include "core/text.h"
@@ -66,6 +69,8 @@ struct ctx {
 	size_t ctype_len;
 	const struct hd_header *idem; /* Idempotency-Key */
 	int64_t header_ttl_s;         /* Herald-TTL; 0 when absent */
+	char time[CE_TIME_MEMBER_MAX]; /* "time":"<now_ms>", formatted once per request */
+	size_t time_len;
 	unsigned ce_required;         /* CE_HAS_* bits */
 	bool ce_any;                  /* any ce- header at all */
 };
@@ -528,45 +533,35 @@ static int member(struct facts *f, const char *j, const struct hd_json_text_span
 	return rc;
 }
 
-/*
- * Decodes one structured event from the JSON text[0, len) into ev (left
- * untouched on error). The text is minified straight into the buffer that
- * becomes ev->json, then compacted in place: dropped members are squeezed
- * out and names are rewritten unescaped, neither of which ever moves a byte
- * forward, and "time" is appended in the room reserved for it.
- */
-static int decode_object(const struct ctx *cx, const char *text, size_t len,
-			 struct hd_event *ev, struct hd_error *err)
+static int too_many_members(struct hd_error *err)
 {
-	struct hd_json_text_span spans[CE_MEMBERS_MAX];
+	return hd_error_set(err, HD_EBADEVENT, "event has more than %d members", CE_MEMBERS_MAX);
+}
+
+/*
+ * Validates the members of the minified object in j (which takes
+ * CE_TIME_MEMBER_MAX bytes more than the object) and turns j into ev's
+ * canonical JSON. Takes j: it becomes ev->json, or is freed on error (ev
+ * is then left untouched). The object is compacted in place: dropped
+ * members are squeezed out and names are rewritten unescaped, neither of
+ * which ever moves a byte forward, and "time" is appended in the room
+ * reserved for it.
+ */
+static int decode_members(const struct ctx *cx, char *j, const struct hd_json_text_span *spans,
+			  size_t nspans, struct hd_event *ev, struct hd_error *err)
+{
 	struct member m[CE_MEMBERS_MAX];
-	struct hd_json_text_scan sc = {.spans = spans, .spans_max = CE_MEMBERS_MAX};
 	struct facts f = {0};
-	char *j = hd_malloc(len + CE_TIME_MEMBER_MAX);
 	size_t w = 1;
 	int rc;
 
-	rc = hd_json_text_minify(text, len, j, &sc, err);
-	if (rc == HD_ETOOBIG) {
-		rc = hd_error_set(err, HD_EBADEVENT, "event has more than %d members",
-				  CE_MEMBERS_MAX);
-		goto out;
-	}
-	if (rc) {
-		rc = json_error(err, HD_EBADEVENT, "event");
-		goto out;
-	}
-	if (j[0] != '{') {
-		rc = hd_error_set(err, HD_EBADEVENT, "event must be a JSON object");
-		goto out;
-	}
-	for (size_t i = 0; i < sc.nspans; i++)
+	for (size_t i = 0; i < nspans; i++)
 		if ((rc = member(&f, j, &spans[i], m, i, err)))
 			goto out;
 	if ((rc = finish_facts(&f, err)))
 		goto out;
 
-	for (size_t i = 0; i < sc.nspans; i++) {
+	for (size_t i = 0; i < nspans; i++) {
 		if (!m[i].keep)
 			continue;
 		if (w > 1)
@@ -582,7 +577,8 @@ static int decode_object(const struct ctx *cx, const char *text, size_t len,
 	if (!f.time) {
 		if (w > 1)
 			j[w++] = ',';
-		w += time_member(j + w, cx->req->now_ms);
+		memcpy(j + w, cx->time, cx->time_len);
+		w += cx->time_len;
 	}
 	j[w++] = '}';
 	j[w] = '\0';
@@ -595,6 +591,48 @@ out:
 	free(j);
 	facts_fini(&f);
 	return rc;
+}
+
+/* Decodes one structured event from the JSON text[0, len) into ev (left
+ * untouched on error): minified straight into the buffer that becomes
+ * ev->json, then decode_members. */
+static int decode_object(const struct ctx *cx, const char *text, size_t len,
+			 struct hd_event *ev, struct hd_error *err)
+{
+	struct hd_json_text_span spans[CE_MEMBERS_MAX];
+	struct hd_json_text_scan sc = {.spans = spans, .spans_max = CE_MEMBERS_MAX};
+	char *j = hd_malloc(len + CE_TIME_MEMBER_MAX);
+	int rc;
+
+	rc = hd_json_text_minify(text, len, j, &sc, err);
+	if (rc == HD_ETOOBIG)
+		rc = too_many_members(err);
+	else if (rc)
+		rc = json_error(err, HD_EBADEVENT, "event");
+	else if (j[0] != '{')
+		rc = hd_error_set(err, HD_EBADEVENT, "event must be a JSON object");
+	if (rc) {
+		free(j);
+		return rc;
+	}
+	return decode_members(cx, j, spans, sc.nspans, ev, err);
+}
+
+/* Decodes batch entry e[0, len), an object in the batch's minified and
+ * checked text, into ev: a copy and a split into members, no second scan. */
+static int decode_entry(const struct ctx *cx, const char *e, size_t len, struct hd_event *ev,
+			struct hd_error *err)
+{
+	struct hd_json_text_span spans[CE_MEMBERS_MAX];
+	char *j = hd_malloc(len + CE_TIME_MEMBER_MAX);
+	size_t n;
+
+	memcpy(j, e, len);
+	if (hd_json_text_members(j, len, spans, CE_MEMBERS_MAX, &n)) {
+		free(j);
+		return too_many_members(err);
+	}
+	return decode_members(cx, j, spans, n, ev, err);
 }
 
 /*
@@ -933,8 +971,9 @@ out:
 
 /*
  * Decodes a batch: the whole array is checked and minified once, then each
- * element is decoded on its own as a structured event, so one bad entry
- * does not spoil the others.
+ * element is split into its members (without scanning it again) and
+ * validated on its own as a structured event, so one bad entry does not
+ * spoil the others.
  */
 static int decode_batch(const struct ctx *cx, struct hd_ce_batch *out, struct hd_error *err)
 {
@@ -976,7 +1015,7 @@ static int decode_batch(const struct ctx *cx, struct hd_ce_batch *out, struct hd
 		if (*e != '{')
 			hd_error_set(&out->errors[i], HD_EBADEVENT, "batch entry must be a JSON object");
 		else
-			decode_object(cx, e, spans[i].val_len, &out->events[i], &out->errors[i]);
+			decode_entry(cx, e, spans[i].val_len, &out->events[i], &out->errors[i]);
 	}
 out:
 	free(spans);
@@ -1089,6 +1128,7 @@ int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struc
 		hd_error_clear(err);
 	if ((rc = scan_headers(req, &cx, err)) || (rc = detect(&cx, &mode, err)))
 		return rc;
+	cx.time_len = time_member(cx.time, req->now_ms);
 	switch (mode) {
 	case MODE_BATCH:
 		return decode_batch(&cx, out, err);

@@ -9,6 +9,8 @@
 #include "proto/json_text.h"
 #include "core/text.h"
 
+#include <assert.h>
+#include <stddef.h>
 #include <string.h>
 
 struct scanner {
@@ -413,6 +415,91 @@ out:
 	if (rc)
 		scan->nspans = 0;
 	return rc;
+}
+
+/* Returns the position just past the string token that starts at p (its
+ * opening quote), in well-formed text that ends before end. */
+static const char *skip_string(const char *p, const char *end)
+{
+	const char *q = p + 1;
+
+	for (;;) {
+		const char *quote = memchr(q, '"', (size_t)(end - q));
+		assert(quote);
+		/* The quote is escaped when an odd number of backslashes precede it. */
+		size_t bs = 0;
+		while (quote - bs > q && quote[-1 - (ptrdiff_t)bs] == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			return quote + 1;
+		q = quote + 1;
+	}
+}
+
+/* Returns the position just past the value that starts at p, in minified,
+ * well-formed text that ends before end. */
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	if (*p == '"')
+		return skip_string(p, end);
+	if (*p != '{' && *p != '[') {
+		/* A number or a literal: up to the ',', '}' or ']' after it. */
+		while (p < end && *p != ',' && *p != '}' && *p != ']')
+			p++;
+		return p;
+	}
+	while (p < end) {
+		switch (*p) {
+		case '"':
+			p = skip_string(p, end);
+			continue;
+		case '{':
+		case '[':
+			depth++;
+			break;
+		case '}':
+		case ']':
+			if (--depth == 0)
+				return p + 1;
+			break;
+		}
+		p++;
+	}
+	assert(!"unterminated container");
+	return end;
+}
+
+int hd_json_text_members(const char *obj, size_t len, struct hd_json_text_span *spans, size_t max,
+			 size_t *n)
+{
+	const char *p = obj + 1, *end = obj + len;
+
+	assert(len >= 2 && obj[0] == '{' && obj[len - 1] == '}');
+	*n = 0;
+	if (*p == '}')
+		return 0;
+	for (;;) {
+		if (*n == max)
+			return HD_ETOOBIG;
+		const char *key = p;
+		p = skip_string(p, end);
+		size_t key_len = (size_t)(p - key);
+		assert(*p == ':');
+		const char *val = ++p;
+		p = skip_value(p, end);
+		spans[(*n)++] = (struct hd_json_text_span){
+			.key_off = (size_t)(key - obj),
+			.key_len = key_len,
+			.val_off = (size_t)(val - obj),
+			.val_len = (size_t)(p - val),
+		};
+		if (*p == '}')
+			return 0;
+		assert(*p == ',');
+		p++;
+	}
 }
 
 /* Writes code point cp (a Unicode scalar value) as UTF-8; returns its length. */

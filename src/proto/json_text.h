@@ -79,6 +79,18 @@ int hd_json_text_minify(const char *in, size_t len, char *out, struct hd_json_te
 			struct hd_error *err);
 
 /*
+ * Splits an object that hd_json_text_minify produced (its output, so
+ * minified and known to be well-formed: obj[0] is '{' and obj[len - 1] its
+ * closing '}') into its members, filling spans as a scan of the object
+ * would (offsets into obj). Much cheaper than scanning again: it checks
+ * nothing and only finds where strings and containers end. Returns 0 with
+ * *n set, or HD_ETOOBIG when the object has more than max members.
+ * Calling it on any other text is a programmer error.
+ */
+int hd_json_text_members(const char *obj, size_t len, struct hd_json_text_span *spans, size_t max,
+			 size_t *n);
+
+/*
  * Decodes a string token that hd_json_text_minify accepted (tok[0, len),
  * quotes included) into UTF-8 at out, which must hold len bytes. Returns
  * the decoded length, which is at most len - 2; out is not NUL-terminated.

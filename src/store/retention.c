@@ -14,12 +14,14 @@
  *
  * A maintenance round is one transaction deleting at most
  * HD_STORE_MAINT_ROWS rows in this order: events past their TTL (through
- * the events_expiry index), dedup entries past their window (dedup_expiry),
- * then a sweep of up to HD_STORE_SWEEP_TOPICS topics, resumed where the
+ * the events_expiry index), dedup entries past their window (a walk of
+ * up to HD_STORE_DEDUP_SCAN entries in key order, resumed where the previous
+ * round stopped: the dedup table has no expiry index), then a sweep of up to HD_STORE_SWEEP_TOPICS topics, resumed where the
  * previous round stopped, applying each topic's max_age and max_count.
  * What does not fit is left for the next round, so a backlog never holds
  * the write lock for long; publishes queue behind at most one round.
  */
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -129,20 +131,73 @@ static int expire_ttl(struct hd_store *s, int64_t now, uint64_t *budget)
 	return 0;
 }
 
+static char *dup_column(sqlite3_stmt *st, int col)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+	return hd_strndup(v ? (const char *)v : "", (size_t)sqlite3_column_bytes(st, col));
+}
+
+static void bind_key(sqlite3_stmt *st, int first, int64_t topic, const char *source,
+		     const char *id)
+{
+	sqlite3_bind_int64(st, first, topic);
+	sqlite3_bind_text(st, first + 1, source ? source : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 2, id ? id : "", -1, SQLITE_STATIC);
+}
+
+/*
+ * Deletes the expired entries among the next s->dedup_scan dedup
+ * entries after the cursor, at most *budget of them. The cursor moves past
+ * the slice only when the budget did not run out inside it (else the next
+ * round walks the same slice again, minus what was deleted); past the last
+ * entry it starts over. Moving it before the transaction commits is
+ * harmless: it only says where to look next.
+ */
 static int expire_dedup(struct hd_store *s, int64_t now, uint64_t *budget)
 {
-	sqlite3_stmt *st = s->st[W_DEDUP_EXPIRE];
+	sqlite3_stmt *st = s->st[W_DEDUP_SLICE];
+	int64_t end_topic = INT64_MAX; /* above every topic id: the end of the table */
+	char *end_source = NULL, *end_id = NULL;
 	int rc;
 
 	if (!*budget)
 		return 0;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, (int64_t)*budget);
-	if ((rc = hd_store_exec(s, W_DEDUP_EXPIRE, "delete expired dedup entries")))
-		return rc;
-	uint64_t n = (uint64_t)sqlite3_changes(s->db);
-	*budget -= n < *budget ? n : *budget;
-	return 0;
+	bind_key(st, 1, s->dedup_cursor_topic, s->dedup_cursor_source, s->dedup_cursor_id);
+	sqlite3_bind_int64(st, 4, (int64_t)atomic_load(&s->dedup_scan) - 1);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		end_topic = sqlite3_column_int64(st, 0);
+		end_source = dup_column(st, 1);
+		end_id = dup_column(st, 2);
+	} else if (rc != SQLITE_DONE) {
+		hd_store_fail(s, "scan dedup entries", rc);
+		sqlite3_reset(st);
+		return HD_ESTORE;
+	}
+	sqlite3_reset(st);
+
+	st = s->st[W_DEDUP_EXPIRE];
+	bind_key(st, 1, s->dedup_cursor_topic, s->dedup_cursor_source, s->dedup_cursor_id);
+	bind_key(st, 4, end_topic, end_source, end_id);
+	sqlite3_bind_int64(st, 7, now);
+	sqlite3_bind_int64(st, 8, (int64_t)*budget);
+	rc = hd_store_exec(s, W_DEDUP_EXPIRE, "delete expired dedup entries");
+	/* The bound cursor strings must outlive the statement's run. */
+	if (rc == 0) {
+		uint64_t n = (uint64_t)sqlite3_changes(s->db);
+		if (n < *budget) {
+			free(s->dedup_cursor_source);
+			free(s->dedup_cursor_id);
+			s->dedup_cursor_topic = end_source ? end_topic : 0;
+			s->dedup_cursor_source = end_source;
+			s->dedup_cursor_id = end_id;
+			end_source = end_id = NULL;
+		}
+		*budget -= n < *budget ? n : *budget;
+	}
+	free(end_source);
+	free(end_id);
+	return rc;
 }
 
 /* Copies the next chunk of topics after *cursor out of the topics table, so

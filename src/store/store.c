@@ -86,7 +86,7 @@ static int lock_dir(struct hd_store *s, struct hd_error *err)
 
 static int open_writer(struct hd_store *s, const char *path, struct hd_error *err)
 {
-	int rc = hd_store_schema_open(path, true, s->opts.sync, &s->db, err);
+	int rc = hd_store_schema_open(path, HD_CONN_WRITER, s->opts.sync, &s->db, err);
 	for (int i = 0; !rc && i < W__COUNT; i++)
 		rc = hd_store_prepare(s->db, writer_sql[i], &s->st[i], err);
 	if (rc)
@@ -108,7 +108,7 @@ static int open_readers(struct hd_store *s, const char *path, struct hd_error *e
 	s->free_readers = hd_calloc(s->opts.readers, sizeof(*s->free_readers));
 	for (unsigned i = 0; i < s->opts.readers; i++) {
 		struct hd_store_reader *r = &s->readers[i];
-		int rc = hd_store_schema_open(path, false, s->opts.sync, &r->db, err);
+		int rc = hd_store_schema_open(path, HD_CONN_READER, s->opts.sync, &r->db, err);
 		s->nreaders = i + 1;
 		for (int j = 0; !rc && j < R__COUNT; j++)
 			rc = hd_store_prepare(r->db, reader_sql[j], &r->st[j], err);
@@ -126,7 +126,8 @@ static int init_sync(struct hd_store *s, struct hd_error *err)
 	 * wall-clock step neither stalls nor races the housekeeping. */
 	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
 	    pthread_mutex_init(&s->mu, NULL) || pthread_cond_init(&s->wake, &ca) ||
-	    pthread_mutex_init(&s->pool_mu, NULL) || pthread_cond_init(&s->pool_cv, NULL))
+	    pthread_mutex_init(&s->pool_mu, NULL) || pthread_cond_init(&s->pool_cv, NULL) ||
+	    pthread_mutex_init(&s->ckpt_mu, NULL) || pthread_cond_init(&s->ckpt_cv, NULL))
 		return hd_error_set(err, HD_EINTERNAL, "cannot initialise store locks");
 	pthread_condattr_destroy(&ca);
 	s->sync_ready = true;
@@ -166,14 +167,16 @@ struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error
 		hd_error_set(err, HD_ECONFIG, "store directory path is too long");
 		goto fail;
 	}
+	atomic_init(&s->ckpt_pages, HD_STORE_CHECKPOINT_PAGES);
 	if ((rc = make_dir(s->dir, err)) || (rc = lock_dir(s, err)) ||
 	    (rc = open_writer(s, path, err)) || (rc = open_readers(s, path, err)) ||
-	    (rc = init_sync(s, err)))
+	    (rc = init_sync(s, err)) || (rc = hd_store_checkpointer_start(s, path, err)))
 		goto fail;
 
 	hd_topic_cache_init(&s->cache);
 	s->sweep = hd_calloc(HD_STORE_SWEEP_CHUNK, sizeof(*s->sweep));
 	s->ttl_rows = hd_calloc(HD_STORE_MAINT_ROWS, sizeof(*s->ttl_rows));
+	atomic_init(&s->dedup_scan, HD_STORE_DEDUP_SCAN);
 	s->next_maint_ms = hd_mono_ms() + s->opts.maintenance_interval_ms;
 	atomic_init(&s->fault_commits, 0);
 
@@ -193,7 +196,7 @@ fail:
 	return NULL;
 }
 
-int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
+static int submit(struct hd_store *s, struct hd_store_batch *b, bool wake)
 {
 	size_t n = b->op == HD_STORE_APPEND ? b->n : 1;
 	int rc = 0;
@@ -217,10 +220,29 @@ int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
 		s->queue_head = b;
 	s->queue_tail = b;
 	s->queued_events += n;
-	pthread_cond_signal(&s->wake);
+	if (wake)
+		pthread_cond_signal(&s->wake);
 out:
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
+{
+	return submit(s, b, true);
+}
+
+int hd_store_submit_deferred(struct hd_store *s, struct hd_store_batch *b)
+{
+	return submit(s, b, false);
+}
+
+void hd_store_wake(struct hd_store *s)
+{
+	pthread_mutex_lock(&s->mu);
+	if (s->queue_head)
+		pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->mu);
 }
 
 void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg)
@@ -250,6 +272,7 @@ void hd_store_stop(struct hd_store *s)
 	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->thread, NULL);
 	s->joined = true;
+	hd_store_checkpointer_stop(s);
 
 	/* The writer is gone, so its connection is ours now. Folding the WAL
 	 * back into the database leaves one self-contained file behind; if a
@@ -265,6 +288,9 @@ void hd_store_free(struct hd_store *s)
 	if (!s)
 		return;
 	hd_store_stop(s);
+	/* When open failed before the writer started, hd_store_stop did not
+	 * get this far. */
+	hd_store_checkpointer_stop(s);
 	if (s->readers) {
 		for (unsigned i = 0; i < s->nreaders; i++) {
 			for (int j = 0; j < R__COUNT; j++)
@@ -283,6 +309,8 @@ void hd_store_free(struct hd_store *s)
 		pthread_cond_destroy(&s->wake);
 		pthread_mutex_destroy(&s->pool_mu);
 		pthread_cond_destroy(&s->pool_cv);
+		pthread_mutex_destroy(&s->ckpt_mu);
+		pthread_cond_destroy(&s->ckpt_cv);
 	}
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
@@ -291,6 +319,8 @@ void hd_store_free(struct hd_store *s)
 	free(s->slots);
 	free(s->sweep);
 	free(s->ttl_rows);
+	free(s->dedup_cursor_source);
+	free(s->dedup_cursor_id);
 	free(s->dir);
 	free(s);
 }
@@ -298,4 +328,9 @@ void hd_store_free(struct hd_store *s)
 void hd_store_fault_fail_commits(struct hd_store *s, int n)
 {
 	atomic_store(&s->fault_commits, n);
+}
+
+void hd_store_test_dedup_scan(struct hd_store *s, size_t n)
+{
+	atomic_store(&s->dedup_scan, n ? n : 1);
 }

@@ -16,9 +16,12 @@
  *     of read-only connections and see the last committed state.
  *   - the writer also runs maintenance every maintenance_interval_ms: it
  *     deletes events past their TTL, events outside the topic policy's
- *     max_age/max_count, and dedup entries past their window.
+ *     max_age/max_count, and dedup entries past their window;
+ *   - one checkpointer thread copies the WAL back into the database once
+ *     it passes a threshold (PASSIVE checkpoints on its own connection), so
+ *     that work never runs inside a group commit.
  *
- * On-disk layout (schema version 1, in <dir>/herald.db):
+ * On-disk layout (schema version 2, in <dir>/herald.db):
  *   meta(key TEXT PRIMARY KEY, value TEXT)            -- schema_version
  *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, epoch TEXT NOT NULL,
  *          created_ms INTEGER, last_offset INTEGER,  -- highest offset ever assigned
@@ -28,7 +31,7 @@
  *          PRIMARY KEY(topic_id, offset)) WITHOUT ROWID
  *   dedup(topic_id, source, id, offset, expires_ms, PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID
  *   INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0   -- TTL sweep
- *   INDEX dedup_expiry ON dedup(expires_ms)                          -- dedup window sweep
+ * (dedup has no expiry index: maintenance walks it in key order.)
  * Offsets are dense per topic from 1 and never reused while the topic
  * exists; deleting a topic removes its rows, and a topic of the same name
  * created later gets a new random epoch and starts again at 1.
@@ -125,6 +128,17 @@ struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error
  * Returns 0, or HD_EUNAVAIL if the queue is full or the store is stopping.
  * Owner thread. */
 int hd_store_submit(struct hd_store *s, struct hd_store_batch *b);
+
+/* hd_store_submit without waking the writer: a writer that waits for work
+ * sleeps on until hd_store_wake (one that is committing takes the batch
+ * after its commit, as usual). The owner uses it to hand every publish of a
+ * loop iteration to one commit for one wake-up, instead of waking the
+ * writer for the first and committing the rest separately. Owner thread. */
+int hd_store_submit_deferred(struct hd_store *s, struct hd_store_batch *b);
+
+/* Wakes the writer for batches queued by hd_store_submit_deferred. Owner
+ * thread. */
+void hd_store_wake(struct hd_store *s);
 
 /* Calls cb for each completed batch, in commit order. Owner thread. */
 void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg);

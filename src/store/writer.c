@@ -15,7 +15,11 @@
  *     upsert changes nothing when an unexpired entry exists, and then the
  *     item is a duplicate answered with the original offset;
  *   - otherwise the item gets offset last + 1, its stored JSON is built once
- *     into an rcbuf and, if the topic keeps history, inserted into events.
+ *     into an rcbuf and, if the topic keeps history, queued for events:
+ *     HD_STORE_INS_ROWS queued rows go in with one multi-row INSERT (a
+ *     statement per row cost about a quarter more writer CPU per event),
+ *     and the rest before anything reads or deletes events and before
+ *     COMMIT.
  * Before COMMIT each touched topic's row gets one UPDATE and count retention
  * trims what the group pushed past max_count.
  *
@@ -267,6 +271,40 @@ static int dedup(struct hd_store *s, struct hd_store_topic *t, const struct hd_s
 	return 0;
 }
 
+/* Inserts the pending events: HD_STORE_INS_ROWS of them with one statement,
+ * fewer one by one. Writer thread, inside the group's transaction. */
+static int flush_events(struct hd_store *s)
+{
+	size_t n = s->npending;
+	int rc = 0;
+
+	s->npending = 0;
+	if (n == HD_STORE_INS_ROWS) {
+		sqlite3_stmt *st = s->st[W_EVENT_INS_MANY];
+		for (size_t i = 0; i < n; i++) {
+			const struct hd_pending_event *e = &s->pending[i];
+			int k = (int)(5 * i);
+			sqlite3_bind_int64(st, k + 1, e->topic_id);
+			sqlite3_bind_int64(st, k + 2, (int64_t)e->offset);
+			sqlite3_bind_int64(st, k + 3, e->time_ms);
+			sqlite3_bind_int64(st, k + 4, e->expires_ms);
+			sqlite3_bind_blob(st, k + 5, e->json->data, (int)e->json->len, SQLITE_STATIC);
+		}
+		return hd_store_exec(s, W_EVENT_INS_MANY, "insert events");
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct hd_pending_event *e = &s->pending[i];
+		sqlite3_stmt *st = s->st[W_EVENT_INS];
+		sqlite3_bind_int64(st, 1, e->topic_id);
+		sqlite3_bind_int64(st, 2, (int64_t)e->offset);
+		sqlite3_bind_int64(st, 3, e->time_ms);
+		sqlite3_bind_int64(st, 4, e->expires_ms);
+		sqlite3_bind_blob(st, 5, e->json->data, (int)e->json->len, SQLITE_STATIC);
+		rc = hd_store_exec(s, W_EVENT_INS, "insert event");
+	}
+	return rc;
+}
+
 static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_store_topic **slot)
 {
 	size_t tlen = it->topic ? strnlen(it->topic, HD_TOPIC_NAME_MAX + 1) : 0;
@@ -307,17 +345,19 @@ static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_st
 	}
 
 	json = build_json(t, it, offset, empty);
+	/* Handed out now so that a failing insert (of this event or, later, of
+	 * the pending ones) is cleaned up by fail_group like any result. */
+	it->stored.json = json;
 	if (t->policy.history) {
-		sqlite3_stmt *st = s->st[W_EVENT_INS];
-		sqlite3_bind_int64(st, 1, t->id);
-		sqlite3_bind_int64(st, 2, (int64_t)offset);
-		sqlite3_bind_int64(st, 3, it->time_ms);
-		sqlite3_bind_int64(st, 4, it->expires_ms);
-		sqlite3_bind_blob(st, 5, json->data, (int)json->len, SQLITE_STATIC);
-		if ((rc = hd_store_exec(s, W_EVENT_INS, "insert event"))) {
-			hd_rcbuf_unref(json);
+		s->pending[s->npending++] = (struct hd_pending_event){
+			.topic_id = t->id,
+			.offset = offset,
+			.time_ms = it->time_ms,
+			.expires_ms = it->expires_ms,
+			.json = json,
+		};
+		if (s->npending == HD_STORE_INS_ROWS && (rc = flush_events(s)))
 			return rc;
-		}
 		t->dcount++;
 		t->dbytes += (int64_t)json->len;
 		s->tally.bytes += json->len;
@@ -331,7 +371,6 @@ static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_st
 	it->stored.offset = offset;
 	it->stored.time_ms = it->time_ms;
 	it->stored.expires_ms = it->expires_ms;
-	it->stored.json = json;
 	s->tally.publishes++;
 	return 0;
 }
@@ -345,7 +384,8 @@ static void apply_delete(struct hd_store *s, struct hd_store_batch *b, int *rc)
 		b->err = HD_ENOTFOUND;
 		return;
 	}
-	if ((*rc = touch(s, b->topic, tlen, false, &t)))
+	/* The group's events so far must be in the table this deletes from. */
+	if ((*rc = flush_events(s)) || (*rc = touch(s, b->topic, tlen, false, &t)))
 		return;
 	if (!t) {
 		b->err = HD_ENOTFOUND;
@@ -506,6 +546,7 @@ static void run_group(struct hd_store *s, struct hd_store_batch *group, size_t n
 	reset_results(group);
 	s->txn++;
 	s->touched = NULL;
+	s->npending = 0;
 	s->fail_msg[0] = '\0';
 	memset(&s->tally, 0, sizeof(s->tally));
 
@@ -518,6 +559,8 @@ static void run_group(struct hd_store *s, struct hd_store_batch *group, size_t n
 			apply_delete(s, b, &rc);
 		}
 	}
+	if (!rc)
+		rc = flush_events(s);
 	if (!rc)
 		rc = flush_topics(s);
 	if (!rc && atomic_load(&s->fault_commits) > 0) {

@@ -271,6 +271,48 @@ static void test_array_spans_and_limits(void **state)
 	free(out);
 }
 
+/* hd_json_text_members splits minified objects exactly as a scan does. */
+static void test_members_agree_with_the_scan(void **state)
+{
+	static const char *const objects[] = {
+		"{}",
+		"{\"a\":1}",
+		"{\"a\":-1.5e+3,\"b\":true,\"c\":false,\"d\":null}",
+		"{\"q\":\"say \\\"hi\\\"\",\"bs\":\"\\\\\",\"x\":0}",
+		"{\"k\\\"ey\":\"v\",\"\":\"\"}",
+		"{\"data\":{\"s\":\"}]\\\\\\\"{[\",\"a\":[1,[2,{}],\"]\"]},\"n\":[]}",
+		"  { \"spaced\" : [ 1 , { \"x\" : \"y\" } ] , \"u\" : \"\\u00e9\u00e9\" }  ",
+	};
+	for (size_t k = 0; k < sizeof(objects) / sizeof(objects[0]); k++) {
+		const char *in = objects[k];
+		char out[256];
+		struct hd_json_text_span want[8], got[8];
+		struct hd_json_text_scan sc = {.spans = want, .spans_max = 8};
+		size_t n = 99;
+
+		assert_int_equal(hd_json_text_minify(in, strlen(in), out, &sc, NULL), 0);
+		assert_int_equal(hd_json_text_members(out, sc.out_len, got, 8, &n), 0);
+		assert_int_equal(n, sc.nspans);
+		for (size_t i = 0; i < n; i++) {
+			assert_int_equal(got[i].key_off, want[i].key_off);
+			assert_int_equal(got[i].key_len, want[i].key_len);
+			assert_int_equal(got[i].val_off, want[i].val_off);
+			assert_int_equal(got[i].val_len, want[i].val_len);
+		}
+	}
+}
+
+static void test_members_limit(void **state)
+{
+	const char *obj = "{\"a\":1,\"b\":2,\"c\":3}";
+	struct hd_json_text_span spans[3];
+	size_t n;
+
+	assert_int_equal(hd_json_text_members(obj, strlen(obj), spans, 2, &n), HD_ETOOBIG);
+	assert_int_equal(hd_json_text_members(obj, strlen(obj), spans, 3, &n), 0);
+	assert_int_equal(n, 3);
+}
+
 static void test_minify_in_place(void **state)
 {
 	char buf[] = " { \"a\" : [ 1 , \"b c\" ] , \"d\" : { } } ";
@@ -383,6 +425,8 @@ int main(void)
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_object_spans),
 		cmocka_unit_test(test_array_spans_and_limits),
+		cmocka_unit_test(test_members_agree_with_the_scan),
+		cmocka_unit_test(test_members_limit),
 		cmocka_unit_test(test_minify_in_place),
 		cmocka_unit_test(test_agrees_with_jansson),
 		cmocka_unit_test(test_unescape),

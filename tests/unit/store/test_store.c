@@ -1067,19 +1067,159 @@ static void test_on_disk_format(void **state)
 	query_text("PRAGMA journal_mode", v, sizeof(v));
 	assert_string_equal(v, "wal");
 	query_text("PRAGMA page_size", v, sizeof(v));
-	assert_string_equal(v, "8192");
+	assert_string_equal(v, "16384");
 	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
-	assert_string_equal(v, "1");
+	assert_string_equal(v, "2");
 	query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 		   " WHERE name NOT LIKE 'sqlite_%' ORDER BY name)",
 		   v, sizeof(v));
-	assert_string_equal(v, "dedup,dedup_expiry,events,events_expiry,meta,topics");
+	assert_string_equal(v, "dedup,events,events_expiry,meta,topics");
 	query_text("SELECT name || ' ' || last_offset || ' ' || low_offset || ' ' || count"
 		   " FROM topics",
 		   v, sizeof(v));
 	assert_string_equal(v, "fmt 1 1 1");
 	query_text("SELECT json FROM events", v, sizeof(v));
 	assert_string_equal(v, "{\"topic\":\"fmt\",\"offset\":1}");
+}
+
+/* A group's events are inserted HD_STORE_INS_ROWS at a time and the rest one
+ * by one; interleaved topics and a delete in the same group see them all. */
+static void test_multi_row_inserts(void **state)
+{
+	enum { N = 2 * HD_STORE_INS_ROWS + 7 };
+	struct hd_store_item it[N], more[3];
+	char json[N][32];
+	struct hd_store_read r;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(json[i], sizeof(json[i]), "{\"i\":%d}", i);
+		it[i] = item(i % 3 ? "mr:a" : "mr:b", json[i]);
+	}
+	struct hd_store_batch b = batch(it, N);
+	struct hd_store_batch d = {.op = HD_STORE_DELETE_TOPIC, .topic = "mr:b"};
+	for (int i = 0; i < 3; i++)
+		more[i] = item("mr:b", "{}");
+	struct hd_store_batch b2 = batch(more, 3);
+	struct hd_store_item hold = item("mr:hold", "{}");
+	struct hd_store_batch hb = batch(&hold, 1);
+	/* Hold the writer so that all three batches form one group. */
+	block_writer_after(&hb);
+	assert_int_equal(hd_store_submit(H.s, &b), 0);
+	assert_int_equal(hd_store_submit(H.s, &d), 0);
+	assert_int_equal(hd_store_submit(H.s, &b2), 0);
+	release_writer();
+	wait_done(4);
+	free_results(&hold, 1);
+
+	read_topic("mr:a", 0, 1000, &r);
+	assert_int_equal(r.n, N - (N + 2) / 3);
+	for (size_t k = 0, i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		char want[64];
+		snprintf(want, sizeof(want), "{\"i\":%zu,\"topic\":\"mr:a\",\"offset\":%zu}", i, k + 1);
+		assert_int_equal(r.events[k].offset, k + 1);
+		assert_json(r.events[k].json, want);
+		k++;
+	}
+	hd_store_read_fini(&r);
+	/* mr:b's events of the first batch went with the topic; the topic
+	 * made again by the last batch has only its three. */
+	assert_int_equal(d.err, 0);
+	read_topic("mr:b", 0, 1000, &r);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.last, 3);
+	hd_store_read_fini(&r);
+	/* No event of the deleted topic was inserted after its delete. */
+	char v[32];
+	query_text("SELECT count(*) FROM events WHERE topic_id NOT IN (SELECT id FROM topics)", v,
+		   sizeof(v));
+	assert_string_equal(v, "0");
+	free_results(it, N);
+	free_results(more, 3);
+}
+
+/* The WAL is copied back by the checkpointer thread once it holds
+ * ckpt_pages frames, and the writer then starts it over. */
+static void test_checkpointer_copies_the_wal(void **state)
+{
+	int64_t before = hd_metrics_get(HD_M_store_checkpoints_total);
+	char big[4096], v[64];
+
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "{\"p\":\"", 6);
+	memcpy(big + sizeof(big) - 3, "\"}", 3); /* and the NUL */
+	hd_store_test_checkpoint_pages(H.s, 8);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(append1("ckpt", big), (uint64_t)i + 1);
+	WAIT_UNTIL(hd_metrics_get(HD_M_store_checkpoints_total) > before);
+	/* Another commit after a full checkpoint starts the WAL over; either
+	 * way every event is still there. */
+	append1("ckpt", "{}");
+	query_text("SELECT count(*) FROM events WHERE topic_id = (SELECT id FROM topics"
+		   " WHERE name = 'ckpt')",
+		   v, sizeof(v));
+	assert_string_equal(v, "41");
+}
+
+/* A store written by another schema version is refused with a clear error. */
+static void test_old_schema_version_refused(void **state)
+{
+	struct hd_error err = {0};
+	char path[128];
+	sqlite3 *db;
+
+	close_store();
+	snprintf(path, sizeof(path), "%s/herald.db", H.dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value='1' WHERE key='schema_version'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(hd_store_open(&H.opts, &err));
+	assert_int_equal(err.code, HD_ESTORE);
+	assert_non_null(strstr(err.msg, "unsupported schema version 1 (this herald reads 2)"));
+}
+
+/* Expired dedup entries are found without an index: maintenance walks the
+ * table a slice at a time, resuming where it stopped and starting over at
+ * the end, and deletes only what has expired. */
+static void test_dedup_expiry_walks_in_slices(void **state)
+{
+	static const char *const ids[9] = {"1", "2", "3", "4", "5", "6", "7", "8", "9"};
+	int64_t now = hd_now_ms();
+	struct hd_store_item it[12];
+	char v[64];
+
+	for (int i = 0; i < 12; i++) {
+		it[i] = item(i < 9 ? "dd:w" : "dd:v", "{}");
+		it[i].id = ids[i % 9];
+		it[i].time_ms = now - 5000; /* its 1 s window closed long ago */
+	}
+	/* Two entries whose window is still open (an hour from now). */
+	it[2].time_ms = it[6].time_ms = now + 3600 * 1000;
+	struct hd_store_batch b = batch(it, 12);
+	run(&b);
+	free_results(it, 12);
+	query_text("SELECT count(*) FROM dedup", v, sizeof(v));
+	assert_string_equal(v, "12");
+
+	H.opts.maintenance_interval_ms = 10;
+	reopen();
+	hd_store_test_dedup_scan(H.s, 2);
+	WAIT_UNTIL((query_text("SELECT count(*) FROM dedup", v, sizeof(v)), strcmp(v, "2") == 0));
+	query_text("SELECT group_concat(id, ',') FROM (SELECT id FROM dedup ORDER BY id)", v,
+		   sizeof(v));
+	assert_string_equal(v, "3,7");
+
+	/* What is left still answers as a duplicate. */
+	struct hd_store_item dup = item("dd:w", "{}");
+	dup.id = "3";
+	dup.time_ms = now;
+	b = batch(&dup, 1);
+	run(&b);
+	assert_true(dup.duplicate);
+	assert_int_equal(dup.stored.offset, 3);
 }
 
 /* The child of test_kill9: publishes batches of 10 with synchronous=FULL
@@ -1176,6 +1316,10 @@ int main(void)
 		T(test_group_commit_metrics),
 		T(test_concurrent_readers),
 		T(test_on_disk_format),
+		T(test_old_schema_version_refused),
+		T(test_checkpointer_copies_the_wal),
+		T(test_multi_row_inserts),
+		T(test_dedup_expiry_walks_in_slices),
 		T(test_kill9_loses_nothing_acknowledged),
 	};
 #undef T
