@@ -16,7 +16,8 @@ URL=http://127.0.0.1:$PORT
 echo "valgrind-smoke: starting herald under memcheck on port $PORT"
 valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
   --error-exitcode=99 --log-file="$TMP/vg.log" \
-  "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --ws-anonymous --log-level warn &
+  "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --ws-anonymous --publish anonymous \
+  --log-level warn &
 PID=$!
 i=0; until curl -sf "$URL/healthz" >/dev/null; do
   i=$((i+1)); [ $i -lt 600 ] || { echo "valgrind-smoke: herald did not start"; cat "$TMP/vg.log"; exit 1; }
