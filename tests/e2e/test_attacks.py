@@ -134,10 +134,12 @@ def test_other_users_topics_and_path_tricks(herald_factory):
                     {"publish": {"channel": "user:alice", "data": {"x": 1}}}):
             r = await c.call(cmd)
             assert r["error"]["code"] == 103, (cmd, r)
-        for bad in ("../etc/passwd", "a/b", "a b", "", "x" * 300, "a\u0000b"):
+        for bad in ("../etc/passwd", "a/b", "a b", "", "x" * 300, "a\u00e9"):
             r = await c.call({"subscribe": {"channel": bad}})
             assert r["error"]["code"] in (102, 107), (bad, r)
-        await c.close()
+        # A NUL inside a string is refused by the command decoder: bad request.
+        await c.send_raw('{"subscribe":{"channel":"a\\u0000b"},"id":99}')
+        assert (await c.closed())[0] == 3501
 
     run(go())
     for path in ("/v1/topics/..%2F..%2Fetc%2Fpasswd/events", "/v1/topics/%00/events",
@@ -177,7 +179,7 @@ def test_hostile_frames(herald_factory):
 
 
 def test_oversized_and_malformed_http(herald_factory):
-    h = herald_factory(args=["--body-max", "64k", "--header-max", "4k"])
+    h = herald_factory(args=["--jwt-secret", SECRET, "--body-max", "64k", "--header-max", "4k"])
     with RawConn(h.port) as c:
         r = c.request(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n")
         assert r.status == 431
@@ -199,7 +201,7 @@ def test_oversized_and_malformed_http(herald_factory):
 
 
 def test_slowloris_and_connection_flood(herald_factory):
-    h = herald_factory(args=["--header-timeout", "1s", "--max-connections", "50"])
+    h = herald_factory(args=["--jwt-secret", SECRET, "--header-timeout", "1s", "--max-connections", "50"])
     # Slowloris: headers a byte at a time never finish in time.
     s = socket.create_connection(("127.0.0.1", h.port))
     s.settimeout(5)
@@ -224,7 +226,7 @@ def test_slowloris_and_connection_flood(herald_factory):
         c = socket.create_connection(("127.0.0.1", h.port))
         c.settimeout(5)
         socks.append(c)
-    wait_for(lambda: metric_value(h, "herald_connections_open") >= 49, 5, what="cap reached")
+        time.sleep(0.005)  # accepted in order, so the last 30 are the ones over the cap
     for c in socks[50:]:
         try:
             if b" 503 " in c.recv(4096):
