@@ -156,6 +156,15 @@ def herald(herald_factory):
     return herald_factory()
 
 
+def publish_ce(h, topic, start, n):
+    """Publishes n structured CloudEvents with ids e<start>..e<start+n-1>, one
+    request each, asserting each is stored (201)."""
+    for i in range(start, start + n):
+        r = h.publish(topic, json.dumps(structured(f"e{i}")),
+                      headers={"Content-Type": "application/cloudevents+json"})
+        assert r.status_code == 201, r.text
+
+
 def structured(id_, source="/test", type_="com.example.test", **extra):
     """A structured-mode CloudEvent as a dict."""
     ev = {"specversion": "1.0", "id": id_, "source": source, "type": type_}

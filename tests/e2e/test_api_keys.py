@@ -12,7 +12,7 @@ import subprocess
 
 import requests
 
-from conftest import BIN, CE_JSON, per_test_timeout, structured, wait_for
+from conftest import BIN, per_test_timeout, wait_for
 
 _timeout = per_test_timeout(60)
 

@@ -3,8 +3,6 @@ real server, each answered as designed, and the server still serving an
 honest client afterwards. Other files go deeper into each area (test_ws.py,
 test_permissions.py, test_api_keys.py, test_http.py, test_limits.py,
 test_tls.py); this one is the checklist in one place."""
-import asyncio
-import base64
 import hashlib
 import hmac
 import json

@@ -10,16 +10,13 @@ The page takes commands from the test (GET /cmd, held until one is queued)
 and reports what it sees (POST /report, in order)."""
 import http.server
 import json
-import os
 import queue
 import shutil
 import subprocess
 import threading
 import time
 
-import pytest
-
-from conftest import per_test_timeout, structured
+from conftest import per_test_timeout, publish_ce
 from wsclient import SECRET, token, ws_url
 
 _timeout = per_test_timeout(150)
@@ -159,13 +156,6 @@ def chromium(url, profile):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def publish_n(h, topic, start, n):
-    for i in range(start, start + n):
-        r = h.publish(topic, json.dumps(structured(f"e{i}")),
-                      headers={"Content-Type": "application/cloudevents+json"})
-        assert r.status_code == 201, r.text
-
-
 def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
     h = herald_factory(args=["--jwt-secret", SECRET, "--sse-retry", "200ms", "--cors-origins", "*"],
                        config="[namespace short]\nretention-max-count = 2\n")
@@ -178,12 +168,12 @@ def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
         srv.cmds.put("sse_open")
         srv.expect(lambda m: m["ev"] == "subscribed")
         srv.expect(lambda m: m["ev"] == "sse_open")
-        publish_n(h, "web", 1, 3)
+        publish_ce(h, "web", 1, 3)
         ws_got = [(m["offset"], m["id"]) for m in srv.collect("pub", 3)]
         # WebSocket: close, publish meanwhile, reopen with recovery.
         srv.cmds.put("ws_close")
         srv.expect(lambda m: m["ev"] == "closed")
-        publish_n(h, "web", 4, 2)
+        publish_ce(h, "web", 4, 2)
         srv.cmds.put("ws_open")
         m = srv.expect(lambda m: m["ev"] == "subscribed")
         assert m["recovered"] and m["was"], m
@@ -192,7 +182,7 @@ def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
         h.stop()
         srv.expect(lambda m: m["ev"] == "closed")
         h.start(h.port)
-        publish_n(h, "web", 6, 2)
+        publish_ce(h, "web", 6, 2)
         srv.cmds.put("ws_open")
         m = srv.expect(lambda m: m["ev"] == "subscribed")
         assert m["recovered"], m
@@ -214,7 +204,7 @@ def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
 def test_browser_told_when_history_is_gone(herald_factory, tmp_path):
     h = herald_factory(args=["--jwt-secret", SECRET, "--sse-retry", "200ms", "--cors-origins", "*"],
                        config="[namespace short]\nretention-max-count = 2\n")
-    publish_n(h, "short:b", 1, 6)
+    publish_ce(h, "short:b", 1, 6)
     srv = PageServer({"ws": ws_url(h), "token": token("u5"), "topic": "short:b",
                       "sse": h.topic_url("short:b", "/sse") + "?after=1"})
     browser = chromium(srv.url, tmp_path / "profile")

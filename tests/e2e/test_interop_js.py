@@ -12,10 +12,9 @@ import subprocess
 import threading
 import time
 
-import pytest
 import requests
 
-from conftest import per_test_timeout, structured
+from conftest import per_test_timeout, publish_ce, structured
 from wsclient import SECRET, token, ws_url
 
 _timeout = per_test_timeout(120)
@@ -82,25 +81,18 @@ class Node:
             self.proc.wait()
 
 
-def publish_n(h, topic, start, n):
-    for i in range(start, start + n):
-        r = h.publish(topic, json.dumps(structured(f"e{i}")),
-                      headers={"Content-Type": "application/cloudevents+json"})
-        assert r.status_code == 201, r.text
-
-
 def test_centrifuge_js_recovers_across_disconnect_and_restart(herald_factory):
     h = herald_factory(args=["--jwt-secret", SECRET])
     n = Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token("u9"),
                                       "HERALD_TOPIC": "interop"})
     try:
         n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
-        publish_n(h, "interop", 1, 3)
+        publish_ce(h, "interop", 1, 3)
         got = n.collect("pub", 3)
         # The client disconnects; events are published while it is away.
         n.send("disconnect")
         n.expect(lambda m: m["ev"] == "disconnected")
-        publish_n(h, "interop", 4, 3)
+        publish_ce(h, "interop", 4, 3)
         n.send("connect")
         m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="resubscribed")
         assert m["wasRecovering"] and m["recovered"], m
@@ -108,11 +100,11 @@ def test_centrifuge_js_recovers_across_disconnect_and_restart(herald_factory):
         # herald restarts; the client reconnects by itself and recovers.
         h.stop()
         h.start(h.port)
-        publish_n(h, "interop", 7, 2)
+        publish_ce(h, "interop", 7, 2)
         m, _ = n.expect(lambda m: m["ev"] == "subscribed", timeout=15, what="subscribed after restart")
         assert m["wasRecovering"] and m["recovered"], m
         got += n.collect("pub", 2)
-        publish_n(h, "interop", 9, 1)
+        publish_ce(h, "interop", 9, 1)
         got += n.collect("pub", 1)
         assert [(m["offset"], m["id"]) for m in got] == [(i, f"e{i}") for i in range(1, 10)]
         # user:u9 is a server-side subscription: a notification reaches it.
@@ -132,15 +124,15 @@ def test_centrifuge_js_told_when_history_is_gone(herald_factory):
                                       "HERALD_TOPIC": "short:t"})
     try:
         n.expect(lambda m: m["ev"] == "subscribed")
-        publish_n(h, "short:t", 1, 1)
+        publish_ce(h, "short:t", 1, 1)
         n.collect("pub", 1)
         n.send("disconnect")
         n.expect(lambda m: m["ev"] == "disconnected")
-        publish_n(h, "short:t", 2, 5)  # retention keeps only the last 2
+        publish_ce(h, "short:t", 2, 5)  # retention keeps only the last 2
         n.send("connect")
         m, _ = n.expect(lambda m: m["ev"] == "subscribed")
         assert m["wasRecovering"] and not m["recovered"], m
-        publish_n(h, "short:t", 7, 1)
+        publish_ce(h, "short:t", 7, 1)
         (p,) = n.collect("pub", 1)
         assert p["offset"] == 7
     finally:
@@ -152,11 +144,11 @@ def test_eventsource_resumes_after_restart(herald_factory):
     n = Node("sse_client.js", {"HERALD_SSE": h.topic_url("feed", "/sse") + "?after=0"})
     try:
         n.expect(lambda m: m["ev"] == "open")
-        publish_n(h, "feed", 1, 3)
+        publish_ce(h, "feed", 1, 3)
         got = n.collect("msg", 3)
         h.stop()
         h.start(h.port)
-        publish_n(h, "feed", 4, 3)  # the client reconnects with Last-Event-ID: 3
+        publish_ce(h, "feed", 4, 3)  # the client reconnects with Last-Event-ID: 3
         got += n.collect("msg", 3, timeout=15)
         assert [(m["id"], m["event_id"]) for m in got] == [(str(i), f"e{i}") for i in range(1, 7)]
     finally:

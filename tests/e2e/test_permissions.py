@@ -4,7 +4,6 @@ clients (anonymous, authenticated, a token's channels claim, subscription
 tokens), another user's user: topic, private topics left out of the topic
 list, and client tokens on Server-Sent Events and long-poll, including the
 end of a stream or a held request when its token expires."""
-import asyncio
 import hashlib
 import json
 import time

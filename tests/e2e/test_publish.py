@@ -5,7 +5,6 @@ import base64
 import datetime
 import json
 import re
-import time
 
 import pytest
 import requests

@@ -6,7 +6,6 @@ keep-alive comments, bad cursors, slow consumers and shutdown.
 Streams are read over raw sockets; every read is bounded by a timeout and
 waits for server state are polls of /metrics, never blind sleeps."""
 import json
-import os
 import signal
 import socket
 import threading

@@ -16,7 +16,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 import urllib.parse
 import warnings
 

@@ -7,14 +7,12 @@ codes, slow consumers and shutdown. The client is python3-websockets."""
 import asyncio
 import json
 import signal
-import socket
 import time
 
-import pytest
 import requests
 
-from conftest import RawConn, metric_value, per_test_timeout, structured, wait_for
-from wsclient import SECRET, Client, Closed, connect, run, token, ws_url
+from conftest import RawConn, metric_value, per_test_timeout, publish_ce, structured, wait_for
+from wsclient import SECRET, Client, connect, run, token
 
 _timeout = per_test_timeout(90)
 
@@ -23,13 +21,6 @@ ARGS = ["--jwt-secret", SECRET]
 
 def pub_ids(pushes):
     return [(p["pub"]["offset"], p["pub"]["data"]["id"]) for p in pushes]
-
-
-def publish_n(h, topic, start, n):
-    for i in range(start, start + n):
-        r = h.publish(topic, json.dumps(structured(f"e{i}")),
-                      headers={"Content-Type": "application/cloudevents+json"})
-        assert r.status_code == 201, r.text
 
 
 def test_connect_subscribe_and_receive(herald_factory):
@@ -51,7 +42,7 @@ def test_connect_subscribe_and_receive(herald_factory):
         sub = r2["subscribe"]
         assert sub["recoverable"] is True and sub["positioned"] is True
         assert "offset" not in sub  # an empty topic: offset 0 is omitted
-        publish_n(h, "news", 1, 3)
+        publish_ce(h, "news", 1, 3)
         got = await c.pubs(3)
         assert [p["channel"] for p in got] == ["news"] * 3
         assert pub_ids(got) == [(1, "e1"), (2, "e2"), (3, "e3")]
@@ -59,7 +50,7 @@ def test_connect_subscribe_and_receive(herald_factory):
         # Unsubscribe stops deliveries.
         r = await c.call({"unsubscribe": {"channel": "news"}})
         assert r == {"id": r["id"], "unsubscribe": {}}
-        publish_n(h, "news", 4, 1)
+        publish_ce(h, "news", 4, 1)
         await c.quiet(0.3)
         await c.close()
 
@@ -72,14 +63,14 @@ def test_recover_after_disconnect_and_restart(herald_factory):
     async def first():
         c, _ = await connect(h)
         await c.call({"subscribe": {"channel": "rides:1"}})
-        publish_n(h, "rides:1", 1, 2)
+        publish_ce(h, "rides:1", 1, 2)
         got = await c.pubs(2)
         await c.close()
         return got[-1]["pub"]["offset"]
 
     offset = run(first())
     assert offset == 2
-    publish_n(h, "rides:1", 3, 3)  # missed while away
+    publish_ce(h, "rides:1", 3, 3)  # missed while away
     epoch = h.read("rides:1").json()["epoch"]
 
     async def resume(offset, expect_ids, live_id):
@@ -92,7 +83,7 @@ def test_recover_after_disconnect_and_restart(herald_factory):
         got = [(p["offset"], p["data"]["id"]) for p in s.get("publications", [])]
         assert got == expect_ids
         # Live after recovery: exactly once.
-        publish_n(h, "rides:1", live_id, 1)
+        publish_ce(h, "rides:1", live_id, 1)
         live = await c.pubs(1)
         assert pub_ids(live) == [(live_id, f"e{live_id}")]
         await c.quiet(0.2)
@@ -100,15 +91,15 @@ def test_recover_after_disconnect_and_restart(herald_factory):
 
     run(resume(2, [(3, "e3"), (4, "e4"), (5, "e5")], 6))
     h.restart()
-    publish_n(h, "rides:1", 7, 1)
+    publish_ce(h, "rides:1", 7, 1)
     run(resume(6, [(7, "e7")], 8))
 
 
 def test_recovery_refused_all_or_nothing(herald_factory):
     h = herald_factory(args=ARGS + ["--ws-recover-max", "5"],
                        config="[namespace short]\nretention-max-count = 3\n")
-    publish_n(h, "long", 1, 10)
-    publish_n(h, "short:x", 1, 10)
+    publish_ce(h, "long", 1, 10)
+    publish_ce(h, "short:x", 1, 10)
     epoch = h.read("long").json()["epoch"]
 
     async def go():
@@ -141,7 +132,7 @@ def test_events_during_recovery_are_neither_lost_nor_repeated(herald_factory):
     """Publishers keep writing while clients subscribe with recovery; every
     client sees every offset after its start exactly once, in order."""
     h = herald_factory(args=ARGS)
-    publish_n(h, "busy", 1, 20)
+    publish_ce(h, "busy", 1, 20)
     epoch = h.read("busy").json()["epoch"]
     stop = time.monotonic() + 2.0
 
