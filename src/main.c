@@ -226,9 +226,11 @@ static int serve(int argc, char **argv)
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};
 	const char *pubkeys[] = {s.cfg.jwt_public_key, NULL};
+	const char *jwks[] = {s.cfg.jwt_jwks, NULL};
 	struct hd_jwt_config jc = {
 		.hmac_secrets = s.cfg.jwt_secret[0] ? secrets : NULL,
 		.public_key_files = s.cfg.jwt_public_key[0] ? pubkeys : NULL,
+		.jwks_files = s.cfg.jwt_jwks[0] ? jwks : NULL,
 		.audience = s.cfg.jwt_audience[0] ? s.cfg.jwt_audience : NULL,
 		.issuer = s.cfg.jwt_issuer[0] ? s.cfg.jwt_issuer : NULL,
 		.leeway_s = 0,

@@ -50,6 +50,8 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,8 +68,11 @@ enum family { FAM_HMAC, FAM_RSA, FAM_EC256, FAM_COUNT };
 static const char *const family_names[FAM_COUNT] = {"HMAC secret", "RSA public key",
 						    "EC P-256 public key"};
 
+#define KID_MAX 128
+
 struct key {
 	enum family fam;
+	char kid[KID_MAX + 1];     /* "" for keys without one */
 	unsigned char *bytes;      /* the secret, or the public key as PEM text */
 	size_t len;
 	size_t sig_len;            /* RSA: the modulus size; otherwise unused */
@@ -268,6 +273,200 @@ static int load_secret(const char *secret, size_t index, struct key *k, struct h
 	return 0;
 }
 
+/* ---- JWKS files (RFC 7517, RFC 7518 §6) ---- */
+
+#define JWKS_FILE_MAX (256 * 1024)
+
+static bool b64url_decode(const char *s, size_t n, unsigned char **out, size_t *out_len);
+
+/* A base64url member of a JWK, decoded (owned), or NULL when absent or bad. */
+static unsigned char *jwk_bytes(const json_t *jwk, const char *name, size_t *len)
+{
+	const json_t *v = json_object_get(jwk, name);
+	unsigned char *out = NULL;
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    !b64url_decode(json_string_value(v), json_string_length(v), &out, len))
+		return NULL;
+	return out;
+}
+
+/* Builds the public key of an RSA or EC JWK. Returns NULL with err set. */
+static EVP_PKEY *jwk_pkey(const json_t *jwk, const char *kty, const char *where, struct hd_error *err)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	unsigned char *a = NULL, *b = NULL, *point = NULL;
+	size_t alen = 0, blen = 0;
+	bool rsa = strcmp(kty, "RSA") == 0;
+
+	if (rsa) {
+		a = jwk_bytes(jwk, "n", &alen);
+		b = jwk_bytes(jwk, "e", &blen);
+		if (!a || !b) {
+			hd_error_set(err, HD_ECONFIG, "%s: an RSA key needs base64url \"n\" and \"e\"", where);
+			goto out;
+		}
+		n = BN_bin2bn(a, (int)alen, NULL);
+		e = BN_bin2bn(b, (int)blen, NULL);
+		if (!bld || !n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+			goto fail;
+	} else {
+		const json_t *crv = json_object_get(jwk, "crv");
+		if (!json_is_string(crv) || strcmp(json_string_value(crv), "P-256") != 0) {
+			hd_error_set(err, HD_ECONFIG, "%s: only EC keys on P-256 (ES256) are supported", where);
+			goto out;
+		}
+		a = jwk_bytes(jwk, "x", &alen);
+		b = jwk_bytes(jwk, "y", &blen);
+		if (!a || !b || alen != 32 || blen != 32) {
+			hd_error_set(err, HD_ECONFIG, "%s: a P-256 key needs 32-byte \"x\" and \"y\"", where);
+			goto out;
+		}
+		point = hd_malloc(65);
+		point[0] = 0x04; /* uncompressed */
+		memcpy(point + 1, a, 32);
+		memcpy(point + 33, b, 32);
+		if (!bld ||
+		    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 65))
+			goto fail;
+	}
+	params = OSSL_PARAM_BLD_to_param(bld);
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, rsa ? "RSA" : "EC", NULL);
+	if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+		goto fail;
+	goto out;
+fail:
+	EVP_PKEY_free(pkey);
+	pkey = NULL;
+	hd_error_set(err, HD_ECONFIG, "%s: not a valid %s public key", where, kty);
+out:
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	BN_free(n);
+	BN_free(e);
+	free(a);
+	free(b);
+	free(point);
+	ERR_clear_error();
+	return pkey;
+}
+
+/* The public key as PEM text into k (libjwt takes PEM). */
+static int key_from_pkey(EVP_PKEY *pkey, enum family fam, struct key *k, const char *where,
+			 struct hd_error *err)
+{
+	BIO *pem = BIO_new(BIO_s_mem());
+	char *data;
+	long n;
+	int rc = 0;
+
+	if (!pem || !PEM_write_bio_PUBKEY(pem, pkey) || (n = BIO_get_mem_data(pem, &data)) <= 0) {
+		rc = hd_error_set(err, HD_ECONFIG, "%s: cannot encode the key", where);
+	} else {
+		k->fam = fam;
+		k->len = (size_t)n;
+		k->bytes = hd_malloc(k->len);
+		memcpy(k->bytes, data, k->len);
+		k->sig_len = fam == FAM_RSA ? (size_t)EVP_PKEY_get_size(pkey) : 64;
+	}
+	BIO_free(pem);
+	ERR_clear_error();
+	return rc;
+}
+
+/* Adds every key of one JWKS file to keys. */
+static int load_jwks(const char *path, struct hd_jwt_keys *keys, struct hd_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	json_t *root = NULL;
+	json_error_t jerr;
+	char where[200];
+	int rc = read_small_file(path, &text, &len, err);
+
+	if (rc)
+		return rc;
+	if (len > JWKS_FILE_MAX) {
+		rc = hd_error_set(err, HD_ECONFIG, "JWKS file '%.120s' is larger than %d bytes", path,
+				  JWKS_FILE_MAX);
+		goto out;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	const json_t *list = root ? json_object_get(root, "keys") : NULL;
+	if (!json_is_array(list) || json_array_size(list) == 0) {
+		rc = hd_error_set(err, HD_ECONFIG, "JWKS file '%.120s' is not {\"keys\":[…]} with keys",
+				  path);
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		const json_t *jwk = json_array_get(list, i);
+		const json_t *kty = json_object_get(jwk, "kty");
+		const json_t *kid = json_object_get(jwk, "kid");
+		const json_t *use = json_object_get(jwk, "use");
+		snprintf(where, sizeof(where), "JWKS file '%.120s', key #%zu", path, i + 1);
+		if (!json_is_object(jwk) || !json_is_string(kty)) {
+			rc = hd_error_set(err, HD_ECONFIG, "%s has no \"kty\"", where);
+			goto out;
+		}
+		if (use && (!json_is_string(use) || strcmp(json_string_value(use), "sig") != 0))
+			continue; /* an encryption key: not for verifying tokens */
+		if (kid && (!json_is_string(kid) || json_string_length(kid) > KID_MAX)) {
+			rc = hd_error_set(err, HD_ECONFIG, "%s: \"kid\" must be a string of at most %d bytes",
+					  where, KID_MAX);
+			goto out;
+		}
+		if (keys->nkeys == HD_JWT_KEYS_MAX) {
+			rc = hd_error_set(err, HD_ECONFIG, "more than %d JWT keys configured",
+					  HD_JWT_KEYS_MAX);
+			goto out;
+		}
+		struct key *k = &keys->keys[keys->nkeys];
+		const char *t = json_string_value(kty);
+		if (strcmp(t, "oct") == 0) {
+			size_t klen = 0;
+			unsigned char *secret = jwk_bytes(jwk, "k", &klen);
+			if (!secret) {
+				rc = hd_error_set(err, HD_ECONFIG, "%s: an oct key needs base64url \"k\"", where);
+				goto out;
+			}
+			k->fam = FAM_HMAC;
+			k->bytes = secret;
+			k->len = klen;
+		} else if (strcmp(t, "RSA") == 0 || strcmp(t, "EC") == 0) {
+			EVP_PKEY *pkey = jwk_pkey(jwk, t, where, err);
+			enum family fam = FAM_COUNT;
+			if (!pkey) {
+				rc = HD_ECONFIG;
+				goto out;
+			}
+			rc = classify(pkey, where, &fam, err);
+			if (!rc)
+				rc = key_from_pkey(pkey, fam, k, where, err);
+			EVP_PKEY_free(pkey);
+			if (rc)
+				goto out;
+		} else {
+			rc = hd_error_set(err, HD_ECONFIG, "%s: unsupported kty (RSA, EC and oct are)", where);
+			goto out;
+		}
+		if (kid)
+			snprintf(k->kid, sizeof(k->kid), "%s", json_string_value(kid));
+		keys->per_family[k->fam]++;
+		keys->nkeys++;
+	}
+out:
+	json_decref(root);
+	free(text);
+	return rc;
+}
+
 int hd_jwt_keys_new(const struct hd_jwt_config *cfg, struct hd_jwt_keys **out,
 		    struct hd_error *err)
 {
@@ -296,6 +495,11 @@ int hd_jwt_keys_new(const struct hd_jwt_config *cfg, struct hd_jwt_keys **out,
 		if (rc)
 			goto out;
 		k->per_family[k->keys[k->nkeys++].fam]++;
+	}
+	for (size_t i = 0; cfg->jwks_files && cfg->jwks_files[i]; i++) {
+		rc = load_jwks(cfg->jwks_files[i], k, err);
+		if (rc)
+			goto out;
 	}
 	if (k->nkeys == 0)
 		goto out;
@@ -432,7 +636,7 @@ static const struct alg *check_header(const struct hd_jwt_keys *keys, const json
  * already checked). sig_len is the decoded signature's length.
  */
 static int check_signature(const struct hd_jwt_keys *keys, const struct alg *a, const char *token,
-			   size_t sig_len, struct hd_error *err)
+			   size_t sig_len, const char *kid, struct hd_error *err)
 {
 	bool length_fits = false;
 
@@ -443,6 +647,8 @@ static int check_signature(const struct hd_jwt_keys *keys, const struct alg *a, 
 
 		if (k->fam != a->fam || sig_len != (a->sig_len ? a->sig_len : k->sig_len))
 			continue;
+		if (kid && k->kid[0] && strcmp(kid, k->kid) != 0)
+			continue; /* the token names another key */
 		length_fits = true;
 		ok = jwt_decode(&j, token, k->bytes, (int)k->len) == 0 && j &&
 		     jwt_get_alg(j) == a->id;
@@ -672,7 +878,9 @@ int hd_jwt_verify(const struct hd_jwt_keys *keys, const char *token, size_t len,
 		goto out;
 	}
 	text = hd_strndup(token, len);
-	rc = check_signature(keys, a, text, sig_len, err);
+	const json_t *kid = json_object_get(hdr, "kid");
+	rc = check_signature(keys, a, text, sig_len, json_is_string(kid) ? json_string_value(kid) : NULL,
+			     err);
 	if (rc)
 		goto out;
 	rc = check_claims(keys, payload, now_s, out, err);

@@ -28,8 +28,10 @@
  *     present, must be "JWT" in any case (libjwt insists on that too);
  *   - several keys may be configured (rotation): a token is accepted when
  *     one of the keys of its algorithm family verifies it, tried in the
- *     order configured. A "kid" header is ignored for now: the
- *     configuration names no key ids, so every key of the family is tried.
+ *     order configured. Keys from a JWKS file carry their "kid": a token
+ *     whose header names a kid is checked only against the keys with that
+ *     kid and the keys that have none (secrets and PEM files); a token
+ *     without a kid against every key of its family.
  * Claims are read only from a payload whose signature holds:
  *   - they are typed: sub must be a string, exp/nbf/iat numbers
  *     (NumericDate; a fraction is rounded down), channel a string,
@@ -64,6 +66,10 @@ struct hd_jwt_config {
 	/* PEM files with an RSA (RS256/384/512) or EC P-256 (ES256) public
 	 * key each, NULL-terminated list; NULL for none. */
 	const char *const *public_key_files;
+	/* JWKS files (RFC 7517 {"keys":[…]}): RSA (n, e), EC P-256 (crv, x,
+	 * y) and oct (k) keys, each with an optional "kid"; NULL-terminated
+	 * list; NULL for none. */
+	const char *const *jwks_files;
 	const char *audience;      /* NULL: aud not checked */
 	const char *issuer;        /* NULL: iss not checked */
 	uint32_t leeway_s;         /* clock skew allowed on exp and nbf */

@@ -102,6 +102,7 @@ struct hd_config {
 	char node_name[256];
 	char jwt_secret[1024];
 	char jwt_public_key[1024];
+	char jwt_jwks[1024];
 	char jwt_audience[256];
 	char jwt_issuer[256];
 	bool ws_anonymous;

@@ -209,7 +209,13 @@ struct opts {
 
 static struct hd_jwt_keys *keys_of(struct opts o)
 {
-	struct hd_jwt_config cfg = {o.secrets, o.files, o.aud, o.iss, o.leeway};
+	struct hd_jwt_config cfg = {
+		.hmac_secrets = o.secrets,
+		.public_key_files = o.files,
+		.audience = o.aud,
+		.issuer = o.iss,
+		.leeway_s = o.leeway,
+	};
 	struct hd_jwt_keys *k = NULL;
 	struct hd_error err = {0};
 	int rc = hd_jwt_keys_new(&cfg, &k, &err);
@@ -223,7 +229,13 @@ static struct hd_jwt_keys *keys_of(struct opts o)
 static int keys_error(struct opts o, struct hd_error *err)
 {
 	static char not_null;
-	struct hd_jwt_config cfg = {o.secrets, o.files, o.aud, o.iss, o.leeway};
+	struct hd_jwt_config cfg = {
+		.hmac_secrets = o.secrets,
+		.public_key_files = o.files,
+		.audience = o.aud,
+		.issuer = o.iss,
+		.leeway_s = o.leeway,
+	};
 	struct hd_jwt_keys *k = (struct hd_jwt_keys *)&not_null; /* must be reset */
 	int rc = hd_jwt_keys_new(&cfg, &k, err);
 	assert_null(k);
