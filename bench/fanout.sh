@@ -68,12 +68,16 @@ wait_port() { # URL LOG
 # a herald from before the WebSocket edge has no such option (and no edge).
 WS_ANON=
 "$BIN" config-doc 2>/dev/null | grep -q -- --ws-anonymous && WS_ANON=--ws-anonymous
+# Every subscriber comes from 127.0.0.1: the per-address limits would refuse them.
+IPLIM=
+"$BIN" config-doc 2>/dev/null | grep -q -- --max-connections-per-ip &&
+  IPLIM="--max-connections-per-ip 0 --connection-rate-per-ip 0"
 
 start_herald() {
   PORT=$(freeport)
   rm -rf "$TMP/data"
   "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --sync off --log-level warn \
-    --max-connections 30000 $WS_ANON 2>"$TMP/herald.log" &
+    --max-connections 30000 $WS_ANON $IPLIM 2>"$TMP/herald.log" &
   SPID=$!
   wait_port "http://127.0.0.1:$PORT/healthz" "$TMP/herald.log"
   PIDS=$SPID

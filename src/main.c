@@ -288,6 +288,7 @@ static int serve(int argc, char **argv)
 			.queue_max_events = s.cfg.queue_max_events,
 			.maintenance_interval_ms = (uint32_t)s.cfg.maintenance_interval_ms,
 			.readers = (unsigned)s.cfg.readers,
+			.max_topics = s.cfg.max_topics_total,
 			.policy = hd_hub_policy,
 			.policy_arg = s.hub,
 		},
@@ -318,6 +319,11 @@ static int serve(int argc, char **argv)
 	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
 	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
+	lim.max_connections_per_ip = (uint32_t)s.cfg.max_connections_per_ip;
+	lim.connection_rate_per_ip = (struct hd_rate){
+		.per_sec = (uint32_t)s.cfg.connection_rate_per_ip,
+		.burst = (uint32_t)s.cfg.connection_burst_per_ip,
+	};
 	lim.max_pending_bytes = (size_t)s.cfg.max_pending_bytes;
 	lim.cors_origins = s.cfg.cors_origins;
 	struct hd_sse_opts sse_opts = {
@@ -335,9 +341,17 @@ static int serve(int argc, char **argv)
 		.max_message = (size_t)s.cfg.ws_max_message,
 		.recover_max = (uint32_t)s.cfg.ws_recover_max,
 		.max_subscriptions = (uint32_t)s.cfg.ws_max_subscriptions,
+		.publish_rate = {
+			.per_sec = (uint32_t)s.cfg.publish_rate_per_connection,
+			.burst = (uint32_t)s.cfg.publish_burst_per_connection,
+		},
 	};
 	s.api = hd_api_new(s.loop, s.hub, &sse_opts, &ws_opts);
 	hd_api_set_keys(s.api, s.api_keys, s.keys);
+	hd_api_set_key_rate(s.api, &(struct hd_rate){
+		.per_sec = (uint32_t)s.cfg.publish_rate_per_key,
+		.burst = (uint32_t)s.cfg.publish_burst_per_key,
+	});
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	const char *failed = NULL;
 	rc = 0;

@@ -76,6 +76,38 @@ static const struct opt opts[] = {
 	 .help = "The reconnection delay sent to Server-Sent Events clients (the retry field)."},
 	{"max-connections", T_UINT, G(max_connections), .def = "10000", .min = "1", .max = "1000000",
 	 .help = "Open client connections at once; more are answered 503 and closed."},
+	{"max-connections-per-ip", T_UINT, G(max_connections_per_ip), .def = "1000", .min = "0",
+	 .max = "1000000",
+	 .help = "Open connections from one client address (IPv4: per address; IPv6: per /64 "
+		 "prefix); more are answered 429 with Retry-After and closed (0 = no cap)."},
+	{"connection-rate-per-ip", T_UINT, G(connection_rate_per_ip), .def = "100", .min = "0",
+	 .max = "1000000",
+	 .help = "New connections a second from one client address (as for "
+		 "--max-connections-per-ip), with bursts of --connection-burst-per-ip; faster ones "
+		 "are answered 429 with Retry-After and closed (0 = no limit)."},
+	{"connection-burst-per-ip", T_UINT, G(connection_burst_per_ip), .def = "200", .min = "0",
+	 .max = "1000000",
+	 .help = "Connections one client address may open at once before --connection-rate-per-ip "
+		 "applies (0 = the rate)."},
+	{"publish-rate-per-key", T_UINT, G(publish_rate_per_key), .def = "0", .min = "0",
+	 .max = "10000000",
+	 .help = "Events a second one API key may publish over REST (a batch counts its events), "
+		 "with bursts of --publish-burst-per-key; beyond, 429 with Retry-After (0 = no limit)."},
+	{"publish-burst-per-key", T_UINT, G(publish_burst_per_key), .def = "0", .min = "0",
+	 .max = "10000000",
+	 .help = "Events one API key may publish at once before --publish-rate-per-key applies "
+		 "(0 = the rate)."},
+	{"publish-rate-per-connection", T_UINT, G(publish_rate_per_connection), .def = "0", .min = "0",
+	 .max = "10000000",
+	 .help = "Publishes a second one WebSocket connection may make, with bursts of "
+		 "--publish-burst-per-connection; beyond, error 111 (0 = no limit)."},
+	{"publish-burst-per-connection", T_UINT, G(publish_burst_per_connection), .def = "0",
+	 .min = "0", .max = "10000000",
+	 .help = "Publishes one WebSocket connection may make at once before "
+		 "--publish-rate-per-connection applies (0 = the rate)."},
+	{"max-topics-total", T_UINT, G(max_topics_total), .def = "0", .min = "0", .max = "1000000000",
+	 .help = "Topics the store may hold; a publish that would create one more is refused "
+		 "with 429 while existing topics still take events (0 = no limit)."},
 	{"max-topics", T_UINT, G(max_topics), .def = "100000", .min = "1", .max = "100000000",
 	 .help = "Topics whose recent events are kept in memory at once."},
 	{"commit-max-events", T_UINT, G(commit_max_events), .def = "4096", .min = "1", .max = "100000",
@@ -138,6 +170,9 @@ static const struct opt opts[] = {
 	{"dedup-window", T_DURATION, N(dedup_window_ms), .def = "10m", .min = "0", .max = "30d",
 	 .help = "A publish with the (source, id) of an event stored this recently is a duplicate "
 		 "(0 = no dedup). Namespace option."},
+	{"max-event-size", T_SIZE, N(max_event_size), .def = "0", .min = "0", .max = "64m",
+	 .help = "Largest event (bytes of its CloudEvent JSON) a topic takes; larger ones get 413 "
+		 "(WebSocket: error 107) (0 = only --body-max and --ws-max-message). Namespace option."},
 	{"join-leave", T_BOOL, N(join_leave), .def = "off",
 	 .help = "Whether WebSocket subscribers that ask for it (join_leave) get a push when a "
 		 "client subscribes to or leaves the topic. Namespace option."},

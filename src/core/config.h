@@ -46,6 +46,7 @@ struct hd_ns_opts {
 	int64_t retention_max_age_ms;  /* 0 = keep forever */
 	uint64_t retention_max_count;  /* 0 = no limit */
 	int64_t dedup_window_ms;       /* 0 = no dedup */
+	uint64_t max_event_size;       /* bytes of an event's JSON; 0 = only --body-max */
 	bool history;
 	bool join_leave;               /* WebSocket join/leave pushes */
 	/* Client permissions (auth/acl.h): */
@@ -88,6 +89,14 @@ struct hd_config {
 	int64_t idle_timeout_ms;
 	int64_t shutdown_timeout_ms;
 	uint64_t max_connections;
+	uint64_t max_connections_per_ip;
+	uint64_t connection_rate_per_ip;
+	uint64_t connection_burst_per_ip;
+	uint64_t publish_rate_per_key;
+	uint64_t publish_burst_per_key;
+	uint64_t publish_rate_per_connection;
+	uint64_t publish_burst_per_connection;
+	uint64_t max_topics_total;
 	uint64_t max_pending_bytes;
 	int64_t sse_keepalive_ms;
 	int64_t sse_retry_ms;

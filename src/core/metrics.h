@@ -29,6 +29,12 @@ struct hd_buf;
 	C(http_requests_total, "HTTP requests parsed.")                                       \
 	C(http_errors_total, "HTTP requests answered with a 4xx or 5xx status.")              \
 	C(http_limit_hits_total, "Requests refused by a size or time limit.")                 \
+	C(connection_ip_limit_hits_total, "Connections refused because their address had --max-connections-per-ip open.") \
+	C(connection_rate_limit_hits_total, "Connections refused because their address connected faster than --connection-rate-per-ip.") \
+	C(publish_rate_key_hits_total, "Publishes refused by --publish-rate-per-key (429).")   \
+	C(publish_rate_connection_hits_total, "WebSocket publishes refused by --publish-rate-per-connection (error 111).") \
+	C(event_size_limit_hits_total, "Events refused because they exceed their namespace's max-event-size.") \
+	C(topic_limit_hits_total, "Events refused because they would create a topic beyond --max-topics-total.") \
 	C(events_expired_total, "Events removed by TTL or retention.")                        \
 	C(store_checkpoints_total, "WAL checkpoints run (copies of the WAL into the database).") \
 	C(slow_consumer_disconnects_total, "Streams ended because the client fell max-pending-bytes behind.") \

@@ -27,6 +27,17 @@
  */
 #define READ_PAGE_BYTES (8u * 1024 * 1024)
 #define JSON_TYPE "application/json"
+#define ERROR_BODY_MAX 1024
+
+/* The message of a publish item's error: the store's HD_ELIMIT is the
+ * topic limit, which the table's "too many requests" would not explain. */
+static const char *item_message(int err)
+{
+	if (err == HD_ELIMIT)
+		return "no new topic can be created: the store holds --max-topics-total topics "
+		       "(existing topics still take events)";
+	return hd_err_message(err);
+}
 
 static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
 {
@@ -85,7 +96,7 @@ static void entry_json(struct hd_buf *b, const struct hd_pub_item *it)
 {
 	if (it->err) {
 		hd_buf_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(it->err),
-			      hd_err_message(it->err));
+			      item_message(it->err));
 		return;
 	}
 	/* Formatted by hand: a batch answer has one entry per event. */
@@ -111,7 +122,7 @@ static void publish_done(struct hd_pub *pub)
 	if (!p->batch.is_batch) {
 		const struct hd_pub_item *it = &pub->items[0];
 		if (it->err) {
-			hd_http_respond_error(p->req, it->err, NULL);
+			hd_http_respond_error(p->req, it->err, item_message(it->err));
 		} else {
 			hd_buf_puts(&b, "{\"topic\":\"");
 			hd_buf_puts(&b, p->topic);
@@ -154,8 +165,67 @@ static void publish_batch_empty(struct publish *p)
 	publish_done(&pub);
 }
 
-static void handle_publish(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
+/* The bucket of API key k (created full on first use). The map holds at
+ * most KEY_BUCKETS_MAX names; when keys were renamed or revoked so often
+ * that it fills, every bucket starts over (full), which only forgives. */
+#define KEY_BUCKETS_MAX (2 * HD_KEYS_MAX)
+
+static void free_bucket(const char *key, void *value, void *arg)
 {
+	(void)key;
+	(void)arg;
+	free(value);
+}
+
+static struct hd_bucket *key_bucket(struct hd_api *api, const struct hd_key *k, int64_t now)
+{
+	struct hd_bucket *b = hd_map_get(&api->key_buckets, k->name);
+
+	if (b)
+		return b;
+	if (api->key_buckets.count >= KEY_BUCKETS_MAX) {
+		hd_map_each(&api->key_buckets, free_bucket, NULL);
+		hd_map_fini(&api->key_buckets);
+		hd_map_init(&api->key_buckets, KEY_BUCKETS_MAX);
+	}
+	b = hd_malloc(sizeof(*b));
+	hd_bucket_init(b, &api->key_rate, now);
+	(void)hd_map_put(&api->key_buckets, k->name, b); /* room was made above */
+	return b;
+}
+
+/* The publish rate of the caller's key: true when n events may go, else
+ * answers 429 with Retry-After and returns false. */
+static bool key_rate_ok(struct hd_http_request *req, struct hd_api *api,
+			const struct hd_access_id *who, size_t n)
+{
+	char msg[160], extra[48];
+	int64_t now = (int64_t)hd_mono_ms(), wait;
+
+	if (!who->key || !hd_rate_on(&api->key_rate))
+		return true;
+	wait = hd_bucket_take(key_bucket(api, who->key, now), &api->key_rate, n, now);
+	if (wait == 0)
+		return true;
+	hd_metrics_inc(HD_M_publish_rate_key_hits_total);
+	hd_metrics_add(HD_M_publish_errors_total, n);
+	snprintf(msg, sizeof(msg), "API key '%.64s' publishes too fast (at most %u events a second, "
+		 "--publish-rate-per-key)", who->key->name, (unsigned)api->key_rate.per_sec);
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)hd_retry_after_s(wait));
+	struct hd_buf b;
+	hd_buf_init(&b, ERROR_BODY_MAX);
+	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", hd_err_slug(HD_ELIMIT));
+	hd_buf_json_escape(&b, msg, strlen(msg));
+	hd_buf_puts(&b, "\"}}");
+	hd_http_respond(req, hd_err_http_status(HD_ELIMIT), JSON_TYPE, extra, b.data, b.len);
+	hd_buf_fini(&b);
+	return false;
+}
+
+static void handle_publish(struct hd_http_request *req, struct hd_api *api, const char *topic,
+			   const struct hd_access_id *who)
+{
+	struct hd_hub *hub = api->hub;
 	struct hd_error err = {0};
 	struct publish *p = hd_calloc(1, sizeof(*p));
 	int64_t now = hd_now_ms();
@@ -178,6 +248,19 @@ static void handle_publish(struct hd_http_request *req, struct hd_hub *hub, cons
 		free(p);
 		return;
 	}
+	/* The namespace's max-event-size: a single event is refused whole,
+	 * a batch entry gets its own error. */
+	for (size_t i = 0; i < p->batch.n; i++) {
+		struct hd_error *e = &p->batch.errors[i];
+		if (e->code || !hd_hub_event_fits(hub, p->topic, p->batch.events[i].json_len, e))
+			continue;
+		if (!p->batch.is_batch) {
+			hd_metrics_inc(HD_M_publish_errors_total);
+			respond_err(req, e);
+			publish_free(p);
+			return;
+		}
+	}
 	p->items = hd_calloc(p->batch.n ? p->batch.n : 1, sizeof(*p->items));
 	p->index = hd_calloc(p->batch.n ? p->batch.n : 1, sizeof(*p->index));
 	size_t n = 0;
@@ -193,6 +276,10 @@ static void handle_publish(struct hd_http_request *req, struct hd_hub *hub, cons
 	}
 	if (n == 0) {
 		publish_batch_empty(p);
+		return;
+	}
+	if (!key_rate_ok(req, api, who, n)) {
+		publish_free(p);
 		return;
 	}
 	p->pub.items = p->items;
@@ -623,7 +710,7 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 	if (conns)
 		handle_connections(req, api->hub, id);
 	else
-		handle_publish(req, api->hub, topic);
+		handle_publish(req, api, topic, who);
 }
 
 /* Runs the access check of one route; answers the refusal and returns false. */
@@ -669,7 +756,7 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 	if (strcmp(slash, "/events") == 0) {
 		if (m == HTTP_POST) {
 			if (permit(req, hd_access_key(ac, who, HD_KEY_PUBLISH, topic, &err), &err))
-				handle_publish(req, api->hub, topic);
+				handle_publish(req, api, topic, who);
 		} else if (m == HTTP_GET) {
 			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
 				handle_read(req, api, topic, who->key ? 0 : who->expires_ms);
@@ -791,6 +878,7 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 {
 	struct hd_api *api = hd_calloc(1, sizeof(*api));
 	api->hub = hub;
+	hd_map_init(&api->key_buckets, KEY_BUCKETS_MAX);
 	api->access.hub = hub;
 	api->longpoll = hd_longpoll_new(loop, hub, respond_page);
 	api->sse = hd_sse_new(loop, hub, sse_opts);
@@ -806,8 +894,15 @@ void hd_api_stop(struct hd_api *api)
 	hd_ws_edge_stop(api->ws);
 }
 
+void hd_api_set_key_rate(struct hd_api *api, const struct hd_rate *rate)
+{
+	api->key_rate = *rate;
+}
+
 void hd_api_free(struct hd_api *api)
 {
+	hd_map_each(&api->key_buckets, free_bucket, NULL);
+	hd_map_fini(&api->key_buckets);
 	hd_sse_free(api->sse);
 	hd_ws_edge_free(api->ws);
 	hd_longpoll_free(api->longpoll);

@@ -32,6 +32,8 @@
 #include "edge/sse.h"
 #include "edge/ws.h"
 #include "hub/hub.h"
+#include "core/map.h"
+#include "core/ratelimit.h"
 
 #define HD_API_READ_LIMIT_MAX 1000
 #define HD_API_READ_LIMIT_DEFAULT 100
@@ -45,6 +47,8 @@ struct hd_api {
 	struct hd_sse *sse;             /* owned */
 	struct hd_ws_edge *ws;          /* owned */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
+	struct hd_rate key_rate;        /* events a second per API key (publish) */
+	struct hd_map key_buckets;      /* key name → struct hd_bucket (owned) */
 	bool stopping;
 };
 
@@ -55,6 +59,10 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
  * and the client token keys; both borrowed until replaced or the api is
  * freed. May be called again (a reload) between requests. */
 void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struct hd_jwt_keys *jwt);
+/* Sets the publish rate per API key (per_sec 0 = none, the default): a
+ * publish whose events would take the key past it gets 429 with
+ * Retry-After. Before the first request. */
+void hd_api_set_key_rate(struct hd_api *api, const struct hd_rate *rate);
 /* The hd_http_handler of herald; arg is the api. */
 void hd_api_handle(struct hd_http_request *req, void *api);
 /* Answers every held long-poll now, and any later one at once; ends every

@@ -101,6 +101,7 @@ struct session {
 	int64_t token_exp;             /* the token's exp, Unix seconds; 0 = none */
 	char **channels;               /* the connect token's channels claim (owned); NULL = none */
 	size_t nchannels;
+	struct hd_bucket publish_bucket; /* opts.publish_rate */
 };
 
 struct frame_slot {
@@ -944,7 +945,12 @@ static void publish_done(struct hd_pub *p)
 	struct op *op = p->arg;
 	struct session *s = op->s;
 	if (s && s->req) {
-		if (op->item.err) {
+		if (op->item.err == HD_ELIMIT) {
+			/* The store's topic limit (--max-topics-total). */
+			hd_metrics_inc(HD_M_publish_errors_total);
+			reply_error(s, op->id, HD_CF_ERR_LIMIT_EXCEEDED,
+				    "no new topic can be created (--max-topics-total)", false);
+		} else if (op->item.err) {
 			hd_metrics_inc(HD_M_publish_errors_total);
 			reply_error(s, op->id, HD_CF_ERR_INTERNAL, hd_err_message(op->item.err), true);
 		} else {
@@ -975,6 +981,15 @@ static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, "publish.data required", false);
 		return;
 	}
+	if (hd_bucket_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
+			   (int64_t)hd_mono_ms()) > 0) {
+		hd_metrics_inc(HD_M_publish_rate_connection_hits_total);
+		hd_metrics_inc(HD_M_publish_errors_total);
+		reply_error(s, cmd->id, HD_CF_ERR_TOO_MANY_REQUESTS,
+			    "too many requests: publishes come faster than --publish-rate-per-connection",
+			    true);
+		return;
+	}
 	struct op *op = op_new(s, cmd);
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	bool structured = looks_structured(cmd->data.p, cmd->data.n);
@@ -999,6 +1014,8 @@ static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 	};
 	int rc = hd_ce_decode(&cr, &op->batch, &err);
 	free(body);
+	if (!rc)
+		rc = hd_hub_event_fits(s->edge->hub, op->topic, op->batch.events[0].json_len, &err);
 	if (rc) {
 		s->op = NULL;
 		op_free(op);
@@ -1393,6 +1410,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
 	s->connect_due = mono() + e->opts.connect_timeout_ms;
+	hd_bucket_init(&s->publish_bucket, &e->opts.publish_rate, (int64_t)hd_mono_ms());
 	s->next = e->sessions;
 	if (e->sessions)
 		e->sessions->prev = s;

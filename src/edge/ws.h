@@ -42,6 +42,7 @@
 #ifndef HD_EDGE_WS_H
 #define HD_EDGE_WS_H
 
+#include "core/ratelimit.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -63,6 +64,9 @@ struct hd_ws_opts {
 	size_t max_message;
 	uint32_t recover_max;
 	uint32_t max_subscriptions;
+	/* Publishes a second per connection (per_sec 0 = no limit): beyond,
+	 * error 111 "too many requests" (temporary). */
+	struct hd_rate publish_rate;
 };
 
 struct hd_ws_edge;

@@ -96,10 +96,12 @@
 #include "core/text.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
+#include "http/iplimit.h"
 #include "http/request.h"
 #include "net/tls.h"
 
@@ -122,6 +124,7 @@
 #define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
 #define BACKLOG 511
 #define TLS_STAGE (16 * 1024)                   /* plaintext gathered into one TLS record */
+#define IPLIMIT_IDLE (16 * 1024)                /* idle addresses remembered beyond max_connections */
 
 enum conn_state { ST_IDLE, ST_HEAD, ST_BODY, ST_HANDLER, ST_LINGER };
 
@@ -159,6 +162,7 @@ struct conn {
 	bool shut;      /* uv_shutdown was called */
 	bool continued; /* "100 Continue" was sent for this request */
 	char remote[64];
+	struct hd_iplimit_entry *ip; /* its address's count, while counted; NULL if none */
 
 	/* A streaming response (hd_http_stream_start): the edge owns req until
 	 * hd_http_stream_end/abort or, if the client leaves first, until
@@ -221,6 +225,7 @@ struct hd_http_server {
 	size_t in_size;     /* bytes of each input buffer (see "TLS" above) */
 	struct conn *conns; /* every connection not yet freed */
 	size_t nopen;       /* connections counted toward max_connections */
+	struct hd_iplimit *iplimit; /* owned: connections per client address */
 	size_t nlive;       /* connections not yet freed */
 	bool stopping;
 	void (*done)(void *arg);
@@ -253,6 +258,8 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->header_timeout_ms = 10 * 1000;
 	lim->idle_timeout_ms = 60 * 1000;
 	lim->max_connections = 10000;
+	lim->max_connections_per_ip = 1000;
+	lim->connection_rate_per_ip = (struct hd_rate){.per_sec = 100, .burst = 200};
 	lim->shutdown_timeout_ms = 5 * 1000;
 	lim->max_pending_bytes = 1024 * 1024;
 	lim->cors_origins = NULL;
@@ -692,6 +699,8 @@ static void conn_close(struct conn *c)
 		c->counted = false;
 		c->srv->nopen--;
 		hd_metrics_gauge_add(HD_M_connections_open, -1);
+		hd_iplimit_release(c->srv->iplimit, c->ip, (int64_t)hd_mono_ms());
+		c->ip = NULL;
 	}
 	uv_close((uv_handle_t *)&c->timer, on_handle_close);
 	uv_close((uv_handle_t *)&c->tcp, on_handle_close);
@@ -710,7 +719,7 @@ static void conn_end(struct conn *c)
 
 /* Queues the answer to a request the server refuses itself, then ends.
  * message is NULL (the table's message) or borrowed for the call. */
-static void conn_fail(struct conn *c, int code, const char *message, bool limit)
+static void conn_fail(struct conn *c, int code, const char *message, const char *extra, bool limit)
 {
 	struct hd_http_server *s = c->srv;
 	int status = hd_err_http_status(code);
@@ -718,7 +727,7 @@ static void conn_fail(struct conn *c, int code, const char *message, bool limit)
 
 	assert(!c->in_flight);
 	error_body(&body, code, message);
-	if (put_response(c, status, "application/json", NULL, body.data, body.len, false, false))
+	if (put_response(c, status, "application/json", extra, body.data, body.len, false, false))
 		conn_close(c); /* the output is full of unread responses */
 	else
 		conn_end(c);
@@ -749,7 +758,7 @@ static void on_timer(uv_timer_t *t)
 	switch (c->state) {
 	case ST_HEAD:
 	case ST_BODY:
-		conn_fail(c, HD_ETIMEOUT, NULL, true);
+		conn_fail(c, HD_ETIMEOUT, NULL, NULL, true);
 		conn_pump(c);
 		break;
 	case ST_IDLE:
@@ -974,7 +983,7 @@ static bool parse_one(struct conn *c)
 	if (c->in_len == 0)
 		c->in_start = 0;
 	if (rc < 0) {
-		conn_fail(c, rc, hd_request_error_reason(&c->parser),
+		conn_fail(c, rc, hd_request_error_reason(&c->parser), NULL,
 			  rc == HD_EHEADERS || rc == HD_ETOOBIG);
 		return false;
 	}
@@ -1114,7 +1123,7 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
 	} else {
 		hd_log_error("http_response_too_big remote=%s status=%d bytes=%zu", c->remote,
 			     status, body_len);
-		conn_fail(c, HD_EINTERNAL, NULL, false);
+		conn_fail(c, HD_EINTERNAL, NULL, NULL, false);
 	}
 	conn_pump(c);
 }
@@ -1500,19 +1509,28 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 	uv_idle_init(loop, &s->flusher);
 	s->flusher.data = s;
 	s->handles = 4; /* listener, TLS listener, drain timer, flusher */
+	s->iplimit = hd_iplimit_new(&(struct hd_iplimit_opts){
+		.max_per_ip = lim->max_connections_per_ip,
+		.rate = lim->connection_rate_per_ip,
+		.max_entries = (size_t)lim->max_connections + IPLIMIT_IDLE,
+	});
 	s->in_size = READ_BUF_SIZE;
 	return s;
 }
 
-static void peer_name(struct conn *c)
+/* Fills c->remote and key (the iplimit key; "" when the peer is unknown). */
+static void peer_name(struct conn *c, char key[HD_IPLIMIT_KEY_MAX])
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	char ip[INET6_ADDRSTRLEN];
 
 	snprintf(c->remote, sizeof(c->remote), "unknown");
+	key[0] = '\0';
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len))
 		return;
+	if (hd_iplimit_key((const struct sockaddr *)&ss, key))
+		key[0] = '\0';
 	if (ss.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
 		uv_ip6_name(a, ip, sizeof(ip));
@@ -1546,11 +1564,51 @@ static struct conn *conn_new(struct hd_http_server *s)
 	return c;
 }
 
+/*
+ * The per-address limits of a new connection (iplimit.h). Returns true when
+ * it may be counted (c->ip holds its address's count), else answers 429
+ * with Retry-After (503 when the address table is full) and returns false.
+ */
+static bool admit_ip(struct conn *c, const char *key)
+{
+	struct hd_http_server *s = c->srv;
+	char msg[160], extra[48];
+	int64_t retry_ms;
+
+	if (!key[0] || !hd_iplimit_on(s->iplimit))
+		return true;
+	switch (hd_iplimit_admit(s->iplimit, key, (int64_t)hd_mono_ms(), &c->ip, &retry_ms)) {
+	case HD_IPLIMIT_OK:
+		return true;
+	case HD_IPLIMIT_CAP:
+		hd_metrics_inc(HD_M_connection_ip_limit_hits_total);
+		snprintf(msg, sizeof(msg), "too many connections from this address (at most %u, "
+			 "--max-connections-per-ip)", (unsigned)s->lim.max_connections_per_ip);
+		break;
+	case HD_IPLIMIT_RATE:
+		hd_metrics_inc(HD_M_connection_rate_limit_hits_total);
+		snprintf(msg, sizeof(msg), "new connections from this address come too fast (at most "
+			 "%u a second, --connection-rate-per-ip)",
+			 (unsigned)s->lim.connection_rate_per_ip.per_sec);
+		break;
+	case HD_IPLIMIT_FULL:
+	default:
+		hd_metrics_inc(HD_M_connection_ip_limit_hits_total);
+		conn_fail(c, HD_EUNAVAIL, "too many client addresses at once", NULL, true);
+		return false;
+	}
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+		 (long long)hd_retry_after_s(retry_ms));
+	conn_fail(c, HD_ELIMIT, msg, extra, true);
+	return false;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct hd_http_server *s = listener->data;
 	bool tls = listener == (uv_stream_t *)&s->tls_listener;
 	struct conn *c;
+	char key[HD_IPLIMIT_KEY_MAX];
 
 	if (status < 0) {
 		if (hd_log_ratelimited(&s->warn_ms))
@@ -1563,11 +1621,13 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	peer_name(c);
+	peer_name(c, key);
 	if (tls)
 		c->tls = hd_tls_new(s->tls_ctx);
 	if (s->nopen >= s->lim.max_connections) {
-		conn_fail(c, HD_EUNAVAIL, NULL, true);
+		conn_fail(c, HD_EUNAVAIL, NULL, NULL, true);
+	} else if (!admit_ip(c, key)) {
+		/* refused: admit_ip answered */
 	} else {
 		c->counted = true;
 		s->nopen++;
@@ -1710,6 +1770,7 @@ void hd_http_server_free(struct hd_http_server *s)
 	while (s->nspare > 0)
 		free(s->spare[--s->nspare]);
 	hd_tls_ctx_free(s->tls_ctx);
+	hd_iplimit_free(s->iplimit);
 	free(s->tls_scratch);
 	free(s);
 }

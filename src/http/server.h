@@ -14,7 +14,10 @@
  * headers → 431, a body larger than body_max (declared or chunked) → 413,
  * headers not complete within header_timeout_ms of the request's first byte
  * → 408, a keep-alive connection idle for idle_timeout_ms → closed,
- * more than max_connections open → the new one is answered 503 and closed.
+ * more than max_connections open → the new one is answered 503 and closed,
+ * more than max_connections_per_ip open from its address, or new ones from
+ * it faster than connection_rate_per_ip → 429 with Retry-After and closed
+ * (a TLS connection is closed without an answer, as for the 503).
  * Malformed requests → 400 (HTTP/1.0 and 1.1 only: 505 otherwise), among
  * them an HTTP/1.1 request without a Host field, any request with two, and
  * a Transfer-Encoding that is not "chunked" alone (a coding herald does not
@@ -33,6 +36,7 @@
 #define HD_HTTP_SERVER_H
 
 #include "core/header.h"
+#include "core/ratelimit.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,6 +50,12 @@ struct hd_http_limits {
 	uint32_t header_timeout_ms; /* slowloris defence */
 	uint32_t idle_timeout_ms;   /* keep-alive idle */
 	uint32_t max_connections;   /* open at once */
+	/* Per client address (http/iplimit.h: IPv4 per address, IPv6 per
+	 * /64): open connections (0 = no cap) and new connections a second
+	 * with a burst (per_sec 0 = no limit). Over either → 429 with
+	 * Retry-After, closed. */
+	uint32_t max_connections_per_ip;
+	struct hd_rate connection_rate_per_ip;
 	/* How long a graceful stop waits for connections to finish their
 	 * in-flight requests and write their responses; then each one left
 	 * is closed. 0: no deadline (idle_timeout_ms still bounds a client
@@ -61,7 +71,8 @@ struct hd_http_limits {
 	const char *cors_origins;
 };
 
-/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000, 5 s, 1 MiB, no CORS). */
+/* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000,
+ * 1000 per IP, 100/s burst 200 per IP, 5 s, 1 MiB, no CORS). */
 void hd_http_limits_default(struct hd_http_limits *lim);
 
 /*

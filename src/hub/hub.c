@@ -2,6 +2,7 @@
 #include "hub/hub.h"
 #include "core/alloc.h"
 #include "core/map.h"
+#include "core/metrics.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -192,6 +193,19 @@ const char *hd_hub_node(const struct hd_hub *hub)
 const struct hd_ns_opts *hd_hub_ns(const struct hd_hub *hub, const char *topic)
 {
 	return hd_config_ns(hub->cfg, topic);
+}
+
+int hd_hub_event_fits(const struct hd_hub *hub, const char *topic, size_t json_len,
+		      struct hd_error *err)
+{
+	const struct hd_ns_opts *ns = hd_config_ns(hub->cfg, topic);
+
+	if (ns->max_event_size == 0 || json_len <= ns->max_event_size)
+		return 0;
+	hd_metrics_inc(HD_M_event_size_limit_hits_total);
+	return hd_error_set(err, HD_ETOOBIG,
+			    "the event is %zu bytes; topic '%.64s' takes at most %llu (max-event-size)",
+			    json_len, topic, (unsigned long long)ns->max_event_size);
 }
 
 void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)

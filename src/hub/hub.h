@@ -31,6 +31,15 @@ void hd_hub_policy(void *hub, const char *topic, struct hd_topic_policy *out);
 /* The namespace options of topic (borrowed from the config). */
 const struct hd_ns_opts *hd_hub_ns(const struct hd_hub *hub, const char *topic);
 
+/*
+ * The namespace's max-event-size: 0 when an event whose JSON is json_len
+ * bytes fits topic's namespace, else HD_ETOOBIG with err naming the size
+ * and the limit (and herald_event_size_limit_hits_total counts it).
+ * Loop thread (any thread: it reads only the config and a counter).
+ */
+int hd_hub_event_fits(const struct hd_hub *hub, const char *topic, size_t json_len,
+		      struct hd_error *err);
+
 /* Engine hook for each committed event (loop thread). */
 void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event *ev);
 

@@ -94,8 +94,10 @@ static int open_writer(struct hd_store *s, const char *path, struct hd_error *er
 
 	/* The gauge counts the topics on disk; the writer keeps it current. */
 	sqlite3_stmt *st = s->st[W_TOPIC_COUNT];
-	if (sqlite3_step(st) == SQLITE_ROW)
-		hd_metrics_gauge_set(HD_M_topics, sqlite3_column_int64(st, 0));
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		s->ntopics = sqlite3_column_int64(st, 0);
+		hd_metrics_gauge_set(HD_M_topics, s->ntopics);
+	}
 	rc = sqlite3_reset(st);
 	if (rc != SQLITE_OK)
 		return hd_error_set(err, HD_ESTORE, "cannot count topics: %s", sqlite3_errmsg(s->db));

@@ -71,6 +71,10 @@ struct hd_store_opts {
 	size_t queue_max_events;         /* queued, uncommitted events; submit beyond → HD_EUNAVAIL */
 	uint32_t maintenance_interval_ms;
 	unsigned readers;                /* read connections in the pool */
+	/* Topics the store may hold; an append that would create one more
+	 * fails that item with HD_ELIMIT (existing topics still take events).
+	 * 0 = no limit. */
+	uint64_t max_topics;
 	hd_store_policy_fn policy;
 	void *policy_arg;
 	void (*notify)(void *arg);       /* writer thread: completed batches are ready */

@@ -195,6 +195,7 @@ struct hd_store {
 	sqlite3 *db;
 	sqlite3_stmt *st[W__COUNT];
 	struct hd_topic_cache cache;
+	int64_t ntopics;               /* topics on disk as of the last commit */
 	uint64_t txn;                  /* number of the current transaction */
 	struct hd_store_topic *touched; /* entries touched by this transaction */
 	struct hd_store_topic **slots; /* per item of a group: its topic, or NULL */

@@ -137,6 +137,12 @@ static int load_topic(struct hd_store *s, const char *name, size_t len, bool cre
 	sqlite3_reset(st);
 	if (!create)
 		return 0;
+	/* Only this thread creates and deletes topics, so the count of the
+	 * last commit plus this transaction's changes is exact. */
+	if (s->opts.max_topics && s->ntopics + s->tally.topics >= (int64_t)s->opts.max_topics) {
+		hd_metrics_inc(HD_M_topic_limit_hits_total);
+		return HD_ELIMIT;
+	}
 
 	t = hd_store_topic_new(name, len);
 	new_epoch(t->epoch);
@@ -323,8 +329,12 @@ static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_st
 		it->err = HD_EBADEVENT;
 		return 0;
 	}
-	if ((rc = touch(s, it->topic, tlen, true, &t)))
-		return rc;
+	if ((rc = touch(s, it->topic, tlen, true, &t))) {
+		if (rc != HD_ELIMIT)
+			return rc;
+		it->err = HD_ELIMIT; /* a new topic beyond max_topics: this item only */
+		return 0;
+	}
 	*slot = t;
 	memcpy(it->epoch, t->epoch, sizeof(it->epoch));
 	offset = t->last + 1;
@@ -497,6 +507,7 @@ static void finish_group(struct hd_store *s, struct hd_store_batch *group, size_
 	hd_metrics_add(HD_M_duplicates_total, s->tally.duplicates);
 	hd_metrics_add(HD_M_events_expired_total, s->tally.expired);
 	hd_metrics_gauge_add(HD_M_topics, s->tally.topics);
+	s->ntopics += s->tally.topics;
 	hd_metrics_observe(HD_M_store_commit_batch_events, nevents);
 	hd_metrics_observe(HD_M_store_commit_seconds, hd_mono_us() - started_us);
 }
