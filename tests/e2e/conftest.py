@@ -328,6 +328,20 @@ class RawConn:
         return True
 
 
+def try_connect(h):
+    """A new connection that got a 200 for /healthz, or None (refused with
+    a 429/503, or reset)."""
+    c = RawConn(h.port)
+    try:
+        c.send(http_request("GET", "/healthz"))
+        if c.response().status == 200:
+            return c
+    except (ConnectionError, OSError):
+        pass
+    c.close()
+    return None
+
+
 def http_request(method, path, body=b"", headers=None, version="1.1"):
     """The bytes of one request; Content-Length is added for a body unless
     headers carry Transfer-Encoding."""

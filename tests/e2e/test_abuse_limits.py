@@ -7,7 +7,6 @@ existing topics still take events, exact across a restart). Each is crossed
 for real, shows in its counter in /metrics, and an honest client is served
 afterwards."""
 import asyncio
-import hashlib
 import json
 import subprocess
 import time
@@ -15,23 +14,10 @@ import time
 import requests
 
 from conftest import (BIN, CE_BATCH, CE_JSON, RawConn, http_request, metric_value, per_test_timeout,
-                      structured, wait_for)
-from wsclient import SECRET, Client, connect, run, token
+                      structured, try_connect, wait_for)
+from wsclient import SECRET, connect, run
 
 _timeout = per_test_timeout(60)
-
-
-def try_connect(h):
-    """A new connection that got a 200 for /healthz, or None."""
-    c = RawConn(h.port)
-    try:
-        c.send(http_request("GET", "/healthz"))
-        if c.response().status == 200:
-            return c
-    except (ConnectionError, OSError):
-        pass
-    c.close()
-    return None
 
 
 def served(h):

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import (CE_BATCH, CE_JSON, RawConn, http_request, metric_value, per_test_timeout,
-                      structured, wait_for)
+                      structured, try_connect, wait_for)
 
 _timeout = per_test_timeout(40)
 
@@ -299,19 +299,6 @@ def test_expect_continue_with_a_body_over_the_limit_gets_413_not_100(small):
 
 
 # ---- --max-connections ---------------------------------------------------------------
-
-def try_connect(h):
-    """A new connection that got a 200 for /healthz, or None (503 or reset)."""
-    c = RawConn(h.port)
-    try:
-        c.send(http_request("GET", "/healthz"))
-        if c.response().status == 200:
-            return c
-    except (ConnectionError, OSError):
-        pass
-    c.close()
-    return None
-
 
 def test_max_connections_refuses_the_sixth_and_recovers(herald_factory):
     h = herald_factory(args=["--max-connections", "5"])
