@@ -98,6 +98,9 @@ struct pending {
 };
 
 static void try_waiters(struct group *g);
+struct info;
+static void search_step(struct info *in);
+static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
 static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
 
@@ -263,8 +266,12 @@ struct info {
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	/* CREATE: the config to apply once the topic's last offset is known. */
 	bool create;
-	int start;                /* 0 oldest, 1 latest, 2 offset */
+	int start;                /* -1 keep, 0 oldest, 1 latest, 2 offset, 3 time */
 	uint64_t start_offset;
+	int64_t start_ms;         /* time: the first event stored at or after it */
+	struct hd_groups *gs;
+	uint64_t last, lo, hi;    /* time: the topic's last offset; the search range */
+	struct hd_read rd;
 	uint32_t ack_wait_ms, max_deliveries;
 	bool ordered;
 	char name[HD_GROUP_NAME_MAX + 1];
@@ -296,6 +303,7 @@ static void info_done(struct hd_topic_op *op)
 {
 	struct info *in = op->arg;
 	uint64_t last = op->err == 0 && op->n == 1 ? op->topics[0].last : 0;
+	uint64_t first = op->err == 0 && op->n == 1 ? op->topics[0].first : last + 1;
 	int err = op->err == HD_ENOTFOUND ? 0 : op->err;
 	struct hd_groups *gs = op->priv;
 	struct hd_buf b;
@@ -309,17 +317,44 @@ static void info_done(struct hd_topic_op *op)
 		}
 		goto out;
 	}
+	if (in->create && in->start == 3) {
+		/* Binary search for the first event stored at or after start_ms. */
+		in->gs = gs;
+		in->last = last;
+		in->lo = first;
+		in->hi = last + 1;
+		search_step(in);
+		return;
+	}
 	if (in->create) {
-		struct group *g = group_get(gs, in->topic, in->name);
 		uint64_t floor = in->start == 1	  ? last
 				 : in->start == 2 ? (in->start_offset ? in->start_offset - 1 : 0)
 						  : 0;
+		apply_create(gs, in, last, floor);
+		goto out;
+	}
+	hd_buf_init(&b, 4096);
+	group_json(&b, in->g, last);
+	respond_buf(in->req, 200, &b);
+	in->g->refs--;
+	group_release(in->g);
+out:
+	free(in);
+}
+
+/* Creates or changes the group as the PUT asked, its position at floor;
+ * answers the request (once durable). */
+static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor)
+{
+	struct hd_buf b;
+	{
+		struct group *g = group_get(gs, in->topic, in->name);
 		bool created = false;
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
 				respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
-				goto out;
+				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
@@ -327,7 +362,7 @@ static void info_done(struct hd_topic_op *op)
 				respond_msg(in->req, HD_EINVAL,
 					    "the group has leased events; ack them or DELETE the group"
 					    " before moving its start");
-				goto out;
+				return;
 			}
 			hd_lease_fini(&g->lease);
 			hd_lease_init(&g->lease, floor, HD_GROUP_WINDOW_MAX);
@@ -339,15 +374,47 @@ static void info_done(struct hd_topic_op *op)
 		group_json(&b, g, last);
 		put_group(g, in->req, created ? 201 : 200, &b);
 		wake(g);
-		goto out;
 	}
-	hd_buf_init(&b, 4096);
-	group_json(&b, in->g, last);
-	respond_buf(in->req, 200, &b);
-	in->g->refs--;
-	group_release(in->g);
-out:
-	free(in);
+}
+
+static void search_done(struct hd_read *r)
+{
+	struct info *in = r->arg;
+	uint64_t mid = r->after + 1;
+	if (r->err) {
+		hd_http_respond_error(in->req, r->err, NULL);
+		hd_read_fini(r);
+		free(in);
+		return;
+	}
+	if (r->n == 0 || r->events[0].time_ms >= in->start_ms)
+		in->hi = mid; /* nothing in [mid, first found) exists */
+	else
+		in->lo = r->events[0].offset + 1;
+	hd_read_fini(r);
+	search_step(in);
+}
+
+/* One step of the search for start_ms in [lo, hi): reads the first event
+ * at or after the middle. */
+static void search_step(struct info *in)
+{
+	if (in->lo >= in->hi) {
+		apply_create(in->gs, in, in->last, in->lo - 1);
+		free(in);
+		return;
+	}
+	memset(&in->rd, 0, sizeof(in->rd));
+	in->rd.topic = in->topic;
+	in->rd.after = in->lo + (in->hi - in->lo) / 2 - 1;
+	in->rd.limit = 1;
+	in->rd.done = search_done;
+	in->rd.arg = in;
+	int rc = hd_hub_read(in->gs->hub, &in->rd);
+	if (rc) {
+		hd_http_respond_error(in->req, rc, NULL);
+		free(in);
+	}
 }
 
 static void start_info(struct hd_groups *gs, struct info *in)
@@ -1011,13 +1078,20 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 0;
 		} else if (json_is_string(start) && strcmp(json_string_value(start), "latest") == 0) {
 			in->start = 1;
+		} else if (json_is_object(start) && json_object_size(start) == 1 &&
+			   json_is_string(json_object_get(start, "time")) &&
+			   hd_parse_rfc3339(json_string_value(json_object_get(start, "time")),
+					    strlen(json_string_value(json_object_get(start, "time"))),
+					    &in->start_ms) == 0) {
+			in->start = 3;
 		} else if (off && json_object_size(start) == 1 && json_is_integer(off) &&
 			   json_integer_value(off) >= 1) {
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
 			respond_msg(req, HD_EINVAL,
-				    "'start' must be \"oldest\", \"latest\" or {\"offset\": N >= 1}");
+				    "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
+				    " or {\"time\": \"RFC 3339\"}");
 			goto fail;
 		}
 	}

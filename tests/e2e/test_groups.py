@@ -206,8 +206,18 @@ def test_start_positions_and_delete(herald):
     assert fetch(herald, "s", "late") == []
     assert create(herald, "s", "mid", start={"offset": 3})["position"] == 2
     assert [e["offset"] for e in fetch(herald, "s", "mid")] == [3, 4]
+    # A start time: the first event stored at or after it.
+    t = time.time()
+    time.sleep(0.05)
+    publish_ce(herald, "s", 5, 3)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+    assert create(herald, "s", "when", start={"time": stamp})["position"] == 4
+    assert create(herald, "s", "before", start={"time": "2000-01-01T00:00:00Z"})["position"] == 0
+    assert create(herald, "s", "after", start={"time": "2100-01-01T00:00:00Z"})["position"] == 7
+    r = herald.session.put(gurl(herald, "s", "bad"), json={"start": {"time": "yesterday"}})
+    assert r.status_code == 400 and "RFC 3339" in r.text
     # First use creates at the oldest event.
-    assert [e["offset"] for e in fetch(herald, "s", "auto")] == [1, 2, 3, 4]
+    assert [e["offset"] for e in fetch(herald, "s", "auto")] == [1, 2, 3, 4, 5, 6, 7]
     r = herald.session.delete(gurl(herald, "s", "auto"))
     assert r.status_code == 204
     assert herald.session.get(gurl(herald, "s", "auto")).status_code == 404
