@@ -282,3 +282,23 @@ def test_api_keys_read_scope(herald_factory):
     assert r.status_code == 200 and r.json()["events"] == []
     r = requests.post(gurl(h, "k", "g", "/ack"), json={"offsets": [1]}, headers=auth(pub), timeout=10)
     assert r.status_code == 403
+
+
+def test_unacked_window_cap(herald):
+    # Past 10,000 handed-out, un-acked events a group hands out nothing new
+    # until acks move its position.
+    for k in range(11):
+        batch = [{"specversion": "1.0", "id": f"w{k}-{i}", "source": "/t", "type": "t"}
+                 for i in range(1000)]
+        r = herald.publish("cap", json.dumps(batch),
+                           headers={"Content-Type": "application/cloudevents-batch+json"})
+        assert r.status_code == 200, r.text
+    create(herald, "cap", "g", ack_wait_ms=600000)
+    for k in range(10):
+        evs = fetch(herald, "cap", "g", max_=1000)
+        assert len(evs) == 1000 and evs[0]["offset"] == k * 1000 + 1
+    assert fetch(herald, "cap", "g", max_=1000) == []
+    assert info(herald, "cap", "g")["pending"] == 10000
+    assert ack(herald, "cap", "g", up_to=10)["position"] == 10
+    evs = fetch(herald, "cap", "g", max_=1000)
+    assert [e["offset"] for e in evs] == list(range(10001, 10011))
