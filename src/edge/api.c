@@ -713,6 +713,53 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 		handle_publish(req, api, topic, who);
 }
 
+static const char *under(const char *path, const char *prefix);
+static bool permit(struct hd_http_request *req, int rc, const struct hd_error *err);
+
+/* /v1/topics/{topic}/groups/{group}[/fetch|/ack|/nack]: rest is what follows
+ * "groups/". Every group route is a read of the topic (edge/access.h). */
+static void handle_group(struct hd_http_request *req, struct hd_api *api, const char *topic,
+			 const char *rest, int m, const struct hd_access_id *who)
+{
+	struct hd_error err = {0};
+	char name[HD_GROUP_NAME_MAX + 1];
+	const char *slash = strchr(rest, '/');
+	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+	enum hd_group_action act;
+	long n = hd_url_decode(rest, len, name, sizeof(name), false);
+
+	if (n <= 0) {
+		hd_http_respond_error(req, HD_EINVAL, "group name must be 1-128 bytes of [A-Za-z0-9._~-]");
+		return;
+	}
+	if (!slash) {
+		if (m == HTTP_GET)
+			act = HD_GROUP_ACT_INFO;
+		else if (m == HTTP_PUT)
+			act = HD_GROUP_ACT_CREATE;
+		else if (m == HTTP_DELETE)
+			act = HD_GROUP_ACT_DELETE;
+		else {
+			method_not_allowed(req, "GET, PUT, DELETE");
+			return;
+		}
+	} else if (strcmp(slash, "/fetch") == 0 || strcmp(slash, "/ack") == 0 ||
+		   strcmp(slash, "/nack") == 0) {
+		if (m != HTTP_POST) {
+			method_not_allowed(req, "POST");
+			return;
+		}
+		act = slash[1] == 'f' ? HD_GROUP_ACT_FETCH
+		      : slash[1] == 'a' ? HD_GROUP_ACT_ACK
+					: HD_GROUP_ACT_NACK;
+	} else {
+		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+		return;
+	}
+	if (permit(req, hd_access_read(&api->access, who, topic, &err), &err))
+		hd_groups_handle(api->groups, req, act, topic, name);
+}
+
 /* Runs the access check of one route; answers the refusal and returns false. */
 static bool permit(struct hd_http_request *req, int rc, const struct hd_error *err)
 {
@@ -746,8 +793,10 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
 				handle_topic(req, api->hub, topic, HD_TOPIC_INFO);
 		} else if (m == HTTP_DELETE) {
-			if (permit(req, hd_access_key(ac, who, HD_KEY_ADMIN, topic, &err), &err))
+			if (permit(req, hd_access_key(ac, who, HD_KEY_ADMIN, topic, &err), &err)) {
+				hd_groups_drop_topic(api->groups, topic);
 				handle_topic(req, api->hub, topic, HD_TOPIC_DELETE);
+			}
 		} else {
 			method_not_allowed(req, "GET, DELETE");
 		}
@@ -772,6 +821,11 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 			handle_presence(req, api->hub, topic);
 		return;
 	}
+	const char *grest = under(slash, "/groups");
+	if (grest && *grest) {
+		handle_group(req, api, topic, grest, m, who);
+		return;
+	}
 	if (strcmp(slash, "/sse") == 0) {
 		if (m == HTTP_GET)
 			hd_sse_handle_topic(api->sse, req, topic, ac, who);
@@ -794,8 +848,8 @@ static void handle_preflight(struct hd_http_request *req)
 	for (const char *p = want; ok && *p; p++)
 		ok = isalnum((unsigned char)*p) || *p == '-' || *p == ',' || *p == ' ' || *p == '_';
 	snprintf(extra, sizeof(extra),
-		 "Allow: GET, HEAD, POST, DELETE, OPTIONS\r\n"
-		 "Access-Control-Allow-Methods: GET, HEAD, POST, DELETE\r\n"
+		 "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS\r\n"
+		 "Access-Control-Allow-Methods: GET, HEAD, POST, PUT, DELETE\r\n"
 		 "%s%s%s"
 		 "Access-Control-Max-Age: 600\r\n",
 		 ok ? "Access-Control-Allow-Headers: " : "", ok ? want : "", ok ? "\r\n" : "");
@@ -883,6 +937,8 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 	api->longpoll = hd_longpoll_new(loop, hub, respond_page);
 	api->sse = hd_sse_new(loop, hub, sse_opts);
 	api->ws = hd_ws_edge_new(loop, hub, ws_opts);
+	api->groups = hd_groups_new(loop, hub);
+	hd_groups_start(api->groups);
 	return api;
 }
 
@@ -892,6 +948,7 @@ void hd_api_stop(struct hd_api *api)
 	hd_longpoll_release_all(api->longpoll);
 	hd_sse_stop(api->sse);
 	hd_ws_edge_stop(api->ws);
+	hd_groups_stop(api->groups);
 }
 
 void hd_api_set_key_rate(struct hd_api *api, const struct hd_rate *rate)
@@ -906,5 +963,6 @@ void hd_api_free(struct hd_api *api)
 	hd_sse_free(api->sse);
 	hd_ws_edge_free(api->ws);
 	hd_longpoll_free(api->longpoll);
+	hd_groups_free(api->groups);
 	free(api);
 }

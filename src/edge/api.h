@@ -13,6 +13,8 @@
  *   GET    /v1/topics/{topic}/sse      Server-Sent Events of one topic (edge/sse.h)
  *   GET    /v1/sse?topic=a&topic=b     Server-Sent Events of several topics
  *   GET    /v1/topics/{topic}/presence the connections following a topic
+ *   PUT|GET|DELETE /v1/topics/{topic}/groups/{group}   a pull consumer group (edge/groups.h)
+ *   POST   /v1/topics/{topic}/groups/{group}/fetch|ack|nack
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws.h)
  *   GET    /healthz /readyz /metrics
@@ -29,6 +31,7 @@
 
 #include "http/server.h"
 #include "edge/access.h"
+#include "edge/groups.h"
 #include "edge/sse.h"
 #include "edge/ws.h"
 #include "hub/hub.h"
@@ -46,13 +49,15 @@ struct hd_api {
 	struct hd_longpoll *longpoll;   /* owned */
 	struct hd_sse *sse;             /* owned */
 	struct hd_ws_edge *ws;          /* owned */
+	struct hd_groups *groups;       /* owned */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
 	struct hd_rate key_rate;        /* events a second per API key (publish) */
 	struct hd_map key_buckets;      /* key name → struct hd_bucket (owned) */
 	bool stopping;
 };
 
-/* Returns owned. Borrows loop and hub for its life; copies the options. */
+/* Returns owned. Borrows loop and hub for its life; copies the options.
+ * The hub's engine must be set: the api loads the consumer groups. */
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
 			  const struct hd_ws_opts *ws_opts);
 /* Sets the API keys (NULL or empty: development mode, see edge/access.h)

@@ -81,6 +81,28 @@ struct hd_topic_op {
 
 void hd_topic_op_fini(struct hd_topic_op *op);
 
+/* Durable state of pull consumer groups (store.h's groups table).
+ * PUT: insert or replace `row`, done() after it is durable (like a publish);
+ * DELETE: remove row.topic/row.name (err HD_ENOTFOUND when absent);
+ * LIST: every group, at most limit, into rows. */
+enum hd_group_op_kind { HD_GROUP_PUT, HD_GROUP_DELETE, HD_GROUP_LIST };
+
+struct hd_group_op {
+	enum hd_group_op_kind kind;
+	struct hd_group_row row;      /* PUT, DELETE; row.acked borrowed until done() */
+	size_t limit;                 /* LIST */
+	/* Results: */
+	int err;
+	struct hd_group_row *rows;    /* LIST: n, owned by the request */
+	size_t n;
+	void (*done)(struct hd_group_op *op);
+	void *arg;
+	void *priv;
+};
+
+/* Frees a LIST's rows. */
+void hd_group_op_fini(struct hd_group_op *op);
+
 struct hd_engine;
 
 struct hd_engine_ops {
@@ -88,6 +110,7 @@ struct hd_engine_ops {
 	int (*publish)(struct hd_engine *e, struct hd_pub *p);
 	int (*read)(struct hd_engine *e, struct hd_read *r);
 	int (*topic_op)(struct hd_engine *e, struct hd_topic_op *op);
+	int (*group_op)(struct hd_engine *e, struct hd_group_op *op);
 	/* Whether the engine can take writes (for /readyz). */
 	bool (*ready)(struct hd_engine *e);
 	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */
@@ -106,5 +129,6 @@ typedef void (*hd_engine_event_fn)(void *arg, const char *topic, const struct hd
 static inline int hd_engine_publish(struct hd_engine *e, struct hd_pub *p) { return e->ops->publish(e, p); }
 static inline int hd_engine_read(struct hd_engine *e, struct hd_read *r) { return e->ops->read(e, r); }
 static inline int hd_engine_topic_op(struct hd_engine *e, struct hd_topic_op *op) { return e->ops->topic_op(e, op); }
+static inline int hd_engine_group_op(struct hd_engine *e, struct hd_group_op *op) { return e->ops->group_op(e, op); }
 
 #endif

@@ -62,6 +62,13 @@ struct delete_job {
 	struct hd_topic_op *op;
 };
 
+struct group_job {
+	struct hd_store_batch batch;  /* GROUP_PUT / GROUP_DELETE */
+	uv_work_t work;               /* LIST */
+	struct local *l;
+	struct hd_group_op *op;
+};
+
 struct read_job {
 	uv_work_t work;
 	struct local *l;
@@ -84,6 +91,13 @@ void hd_read_fini(struct hd_read *r)
 	free(r->events);
 	r->events = NULL;
 	r->n = 0;
+}
+
+void hd_group_op_fini(struct hd_group_op *op)
+{
+	hd_store_group_rows_free(op->rows, op->n);
+	op->rows = NULL;
+	op->n = 0;
 }
 
 void hd_topic_op_fini(struct hd_topic_op *op)
@@ -190,9 +204,15 @@ static void finish_delete(struct local *l, struct delete_job *job)
 static void on_batch(struct hd_store_batch *b, void *arg)
 {
 	struct local *l = arg;
-	if (b->op == HD_STORE_DELETE_TOPIC)
+	if (b->op == HD_STORE_DELETE_TOPIC) {
 		finish_delete(l, (struct delete_job *)b);
-	else
+	} else if (b->op == HD_STORE_GROUP_PUT || b->op == HD_STORE_GROUP_DELETE) {
+		struct group_job *job = (struct group_job *)b;
+		struct hd_group_op *op = job->op;
+		op->err = b->err;
+		free(job);
+		op->done(op);
+	} else
 		finish_pub(l, (struct pub_job *)b);
 }
 
@@ -439,6 +459,58 @@ static int local_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 	return 0;
 }
 
+/* ---- group state ------------------------------------------------------ */
+
+static void group_work(uv_work_t *w)
+{
+	struct group_job *job = w->data;
+	struct hd_group_op *op = job->op;
+	op->err = hd_store_group_list(job->l->store, &op->rows, op->limit, &op->n);
+}
+
+static void group_done(uv_work_t *w, int status)
+{
+	struct group_job *job = w->data;
+	struct hd_group_op *op = job->op;
+	if (status)
+		op->err = HD_EINTERNAL;
+	free(job);
+	op->done(op);
+}
+
+static int local_group_op(struct hd_engine *e, struct hd_group_op *op)
+{
+	struct local *l = (struct local *)e;
+	struct group_job *job;
+	int rc;
+
+	op->err = 0;
+	op->rows = NULL;
+	op->n = 0;
+	if (l->stopped)
+		return HD_EUNAVAIL;
+	job = hd_calloc(1, sizeof(*job));
+	job->l = l;
+	job->op = op;
+	if (op->kind == HD_GROUP_LIST) {
+		job->work.data = job;
+		if (uv_queue_work(l->loop, &job->work, group_work, group_done)) {
+			free(job);
+			return HD_EINTERNAL;
+		}
+		return 0;
+	}
+	job->batch.op = op->kind == HD_GROUP_PUT ? HD_STORE_GROUP_PUT : HD_STORE_GROUP_DELETE;
+	job->batch.group = &op->row;
+	/* Deferred like publishes: acks of one loop iteration share a commit. */
+	rc = hd_store_submit_deferred(l->store, &job->batch);
+	if (rc)
+		free(job);
+	else
+		l->wake_pending = true;
+	return rc;
+}
+
 /* ---- life cycle ------------------------------------------------------- */
 
 static bool local_ready(struct hd_engine *e)
@@ -486,6 +558,7 @@ static const struct hd_engine_ops local_ops = {
 	.publish = local_publish,
 	.read = local_read,
 	.topic_op = local_topic_op,
+	.group_op = local_group_op,
 	.ready = local_ready,
 	.stop = local_stop,
 	.free = local_free,

@@ -253,6 +253,11 @@ int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 	return hd_engine_topic_op(hub->engine, op);
 }
 
+int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op)
+{
+	return hd_engine_group_op(hub->engine, op);
+}
+
 bool hd_hub_ready(struct hd_hub *hub)
 {
 	return hub->engine && hub->engine->ops->ready(hub->engine);

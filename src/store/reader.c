@@ -313,3 +313,55 @@ int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *afte
 		*n = 0;
 	return rc;
 }
+
+int hd_store_group_list(struct hd_store *s, struct hd_group_row **out, size_t max, size_t *n)
+{
+	struct hd_store_reader *r;
+	struct hd_group_row *rows = NULL;
+	size_t cap = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!max)
+		return 0;
+	r = borrow(s);
+	st = r->st[R_GROUPS];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)(max > INT64_MAX ? INT64_MAX : max));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			rows = hd_realloc(rows, cap * sizeof(*rows));
+		}
+		struct hd_group_row *g = &rows[*n];
+		memset(g, 0, sizeof(*g));
+		copy_text(g->topic, sizeof(g->topic), sqlite3_column_text(st, 0));
+		copy_text(g->name, sizeof(g->name), sqlite3_column_text(st, 1));
+		g->ack_floor = (uint64_t)sqlite3_column_int64(st, 2);
+		const unsigned char *acked = sqlite3_column_text(st, 3);
+		g->acked = hd_strdup(acked ? (const char *)acked : "");
+		g->ack_wait_ms = (uint32_t)sqlite3_column_int64(st, 4);
+		g->max_deliveries = (uint32_t)sqlite3_column_int64(st, 5);
+		g->ordered = sqlite3_column_int(st, 6) != 0;
+		g->created_ms = sqlite3_column_int64(st, 7);
+		++*n;
+	}
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : read_fail(r, "list groups", rc);
+	sqlite3_reset(st);
+	give_back(s, r);
+	if (rc) {
+		hd_store_group_rows_free(rows, *n);
+		rows = NULL;
+		*n = 0;
+	}
+	*out = rows;
+	return rc;
+}
+
+void hd_store_group_rows_free(struct hd_group_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(rows[i].acked);
+	free(rows);
+}

@@ -3,7 +3,7 @@
  * Layer: store, private (store_impl.h). Called by hd_store_open on the owner
  * thread, before the writer thread starts.
  *
- * The tables are those of the comment at the top of store.h (version 2),
+ * The tables are those of the comment at the top of store.h (version 3),
  * plus one index that only serves housekeeping:
  *   events_expiry ON events(expires_ms) WHERE expires_ms > 0
  *       finds events past their TTL without scanning every event; partial,
@@ -11,9 +11,10 @@
  * The dedup table has no index on expires_ms: maintenance finds expired
  * entries by walking the table in key order (retention.c), which costs far
  * less than a second B-tree insert on every publish.
- * meta holds ('schema_version', '2'); a database with another version is
+ * meta holds ('schema_version', '3'); a database with another version is
  * refused rather than guessed at. Version 2 dropped version 1's
- * dedup_expiry index; there is no migration (nothing was released with 1).
+ * dedup_expiry index, version 3 added groups; there is no migration
+ * (nothing was released with 1 or 2).
  *
  * Durability is SQLite's: WAL mode, and `synchronous` FULL (the WAL is
  * fsynced at every commit, so an acknowledged event survives power loss),
@@ -26,7 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "2"
+#define SCHEMA_VERSION "3"
 
 /* 16 KiB pages for a new database: measured on small (~300-byte) events,
  * 8 KiB pages committed large batches 20-30% faster than 4 KiB, and 16 KiB
@@ -71,6 +72,16 @@ static const char schema_sql[] =
 	" offset INTEGER NOT NULL,"
 	" expires_ms INTEGER NOT NULL,"
 	" PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS groups("
+	" topic TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" ack_floor INTEGER NOT NULL,"
+	" acked TEXT NOT NULL,"
+	" ack_wait_ms INTEGER NOT NULL,"
+	" max_deliveries INTEGER NOT NULL,"
+	" ordered INTEGER NOT NULL,"
+	" created_ms INTEGER NOT NULL,"
+	" PRIMARY KEY(topic, name)) WITHOUT ROWID;"
 	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 static int db_error(sqlite3 *db, const char *what, int rc, struct hd_error *err)

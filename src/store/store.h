@@ -21,7 +21,7 @@
  *     it passes a threshold (PASSIVE checkpoints on its own connection), so
  *     that work never runs inside a group commit.
  *
- * On-disk layout (schema version 2, in <dir>/herald.db):
+ * On-disk layout (schema version 3, in <dir>/herald.db):
  *   meta(key TEXT PRIMARY KEY, value TEXT)            -- schema_version
  *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, epoch TEXT NOT NULL,
  *          created_ms INTEGER, last_offset INTEGER,  -- highest offset ever assigned
@@ -31,10 +31,19 @@
  *          PRIMARY KEY(topic_id, offset)) WITHOUT ROWID
  *   dedup(topic_id, source, id, offset, expires_ms, PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID
  *   INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0   -- TTL sweep
+ *   groups(topic TEXT, name TEXT,                     -- a pull consumer group
+ *          ack_floor INTEGER,                         -- every offset <= it is acked
+ *          acked TEXT,                                -- acked offsets above the floor,
+ *                                                     --   core/lease.h's durable form
+ *          ack_wait_ms INTEGER, max_deliveries INTEGER, ordered INTEGER,
+ *          created_ms INTEGER, PRIMARY KEY(topic, name)) WITHOUT ROWID
  * (dedup has no expiry index: maintenance walks it in key order.)
  * Offsets are dense per topic from 1 and never reused while the topic
- * exists; deleting a topic removes its rows, and a topic of the same name
- * created later gets a new random epoch and starts again at 1.
+ * exists; deleting a topic removes its rows (its groups too), and a topic of
+ * the same name created later gets a new random epoch and starts again at 1.
+ * Groups are keyed by topic name, not id: a group may be created before the
+ * first event of its topic. Version 3 added groups; a version 2 database is
+ * refused (nothing was released with it).
  */
 #ifndef HD_STORE_H
 #define HD_STORE_H
@@ -108,14 +117,35 @@ struct hd_store_item {
 	char epoch[HD_EPOCH_LEN + 1];
 };
 
-enum hd_store_op { HD_STORE_APPEND, HD_STORE_DELETE_TOPIC };
+#define HD_GROUP_NAME_MAX 128
+
+/* A pull consumer group's durable state (the groups table). */
+struct hd_group_row {
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	char name[HD_GROUP_NAME_MAX + 1];
+	uint64_t ack_floor;
+	char *acked;             /* lease.h's durable form; borrowed when submitted,
+				    owned (free) when returned by hd_store_group_list */
+	uint32_t ack_wait_ms;
+	uint32_t max_deliveries;
+	bool ordered;
+	int64_t created_ms;
+};
+
+/* APPEND: events. DELETE_TOPIC: a topic with its events, dedup entries and
+ * groups. GROUP_PUT: insert or replace one group row. GROUP_DELETE: remove
+ * one (err HD_ENOTFOUND when there was none). */
+enum hd_store_op { HD_STORE_APPEND, HD_STORE_DELETE_TOPIC, HD_STORE_GROUP_PUT,
+		   HD_STORE_GROUP_DELETE };
 
 struct hd_store_batch {
 	enum hd_store_op op;
 	struct hd_store_item *items;  /* APPEND: items in order; topics may differ */
 	size_t n;
 	const char *topic;            /* DELETE_TOPIC: borrowed until drained */
-	int err;                      /* DELETE_TOPIC: 0 or HD_ENOTFOUND; any op: HD_ESTORE if
+	const struct hd_group_row *group; /* GROUP_PUT, GROUP_DELETE (topic and name):
+					     borrowed until drained */
+	int err;                      /* DELETE_TOPIC, GROUP_DELETE: 0 or HD_ENOTFOUND; any op: HD_ESTORE if
 					 the transaction failed (then every item has err set) */
 	void *owner;                  /* the caller's */
 	uint64_t submitted_us;        /* set by hd_store_submit (hd_mono_us) */
@@ -193,5 +223,11 @@ int hd_store_topic_info(struct hd_store *s, const char *topic, struct hd_topic_i
  * after_name ("" to start), in name order, at most max. Returns 0 or HD_ESTORE. */
 int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *after_name,
 			struct hd_topic_info *out, size_t max, size_t *n);
+
+/* Every group row, in (topic, name) order, at most max. *out returns owned
+ * (free with hd_store_group_rows_free). Any thread but the writer. Returns 0
+ * or HD_ESTORE. */
+int hd_store_group_list(struct hd_store *s, struct hd_group_row **out, size_t max, size_t *n);
+void hd_store_group_rows_free(struct hd_group_row *rows, size_t n);
 
 #endif

@@ -96,6 +96,11 @@
 		     " WHERE dedup.expires_ms <= ?6")                                     \
 	X(DEDUP_GET, "SELECT offset FROM dedup WHERE topic_id=?1 AND source=?2 AND id=?3") \
 	X(DEDUP_DEL_TOPIC, "DELETE FROM dedup WHERE topic_id=?1")                          \
+	X(GROUPS_DEL_TOPIC, "DELETE FROM groups WHERE topic=?1")                           \
+	X(GROUP_PUT, "INSERT OR REPLACE INTO groups(topic, name, ack_floor, acked,"        \
+		     " ack_wait_ms, max_deliveries, ordered, created_ms)"                 \
+		     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                           \
+	X(GROUP_DEL, "DELETE FROM groups WHERE topic=?1 AND name=?2")                      \
 	X(TRIM_SCAN, "SELECT offset, time_ms, length(json) FROM events WHERE topic_id=?1"  \
 		     " ORDER BY offset LIMIT ?2")                                         \
 	X(TRIM_DEL, "DELETE FROM events WHERE topic_id=?1 AND offset<=?2")                 \
@@ -134,7 +139,9 @@ enum hd_writer_stmt {
 		     " AND (expires_ms=0 OR expires_ms>?3) ORDER BY offset LIMIT 1")       \
 	X(LIST, "SELECT t.name, t.epoch, t.created_ms, t.last_offset, t.count, t.bytes,"   \
 		" (SELECT min(e.offset) FROM events e WHERE e.topic_id=t.id)"              \
-		" FROM topics t WHERE t.name >= ?1 AND t.name <> ?2 ORDER BY t.name")
+		" FROM topics t WHERE t.name >= ?1 AND t.name <> ?2 ORDER BY t.name")       \
+	X(GROUPS, "SELECT topic, name, ack_floor, acked, ack_wait_ms, max_deliveries,"     \
+		  " ordered, created_ms FROM groups ORDER BY topic, name LIMIT ?1")
 
 enum hd_reader_stmt {
 #define HD_R_ENUM(name, sql) R_##name,

@@ -1,6 +1,8 @@
 /*
- * writer — the store's one writer thread: group commit of appends and topic
- * deletions, and the timer that runs maintenance.
+ * writer — the store's one writer thread: group commit of appends, topic
+ * deletions and consumer group rows (upserts and deletions, which share the
+ * transaction of whatever else is queued), and the timer that runs
+ * maintenance.
  * Layer: store, private (store_impl.h). Started by hd_store_open; the only
  * thread that writes to the database.
  *
@@ -404,8 +406,10 @@ static void apply_delete(struct hd_store *s, struct hd_store_batch *b, int *rc)
 	sqlite3_bind_int64(s->st[W_EVENTS_DEL_TOPIC], 1, t->id);
 	sqlite3_bind_int64(s->st[W_DEDUP_DEL_TOPIC], 1, t->id);
 	sqlite3_bind_int64(s->st[W_TOPIC_DEL], 1, t->id);
+	sqlite3_bind_text(s->st[W_GROUPS_DEL_TOPIC], 1, b->topic, (int)tlen, SQLITE_STATIC);
 	if ((*rc = hd_store_exec(s, W_EVENTS_DEL_TOPIC, "delete topic events")) ||
 	    (*rc = hd_store_exec(s, W_DEDUP_DEL_TOPIC, "delete topic dedup")) ||
+	    (*rc = hd_store_exec(s, W_GROUPS_DEL_TOPIC, "delete topic groups")) ||
 	    (*rc = hd_store_exec(s, W_TOPIC_DEL, "delete topic")))
 		return;
 	/* Out of the map, so a later item of this group recreates the topic;
@@ -413,6 +417,31 @@ static void apply_delete(struct hd_store *s, struct hd_store_batch *b, int *rc)
 	hd_topic_cache_remove(&s->cache, t);
 	t->deleted = true;
 	s->tally.topics--;
+}
+
+/* Upserts or removes one group row. Groups live in their own table, keyed by
+ * topic name, so nothing here touches the topic cache. */
+static void apply_group(struct hd_store *s, struct hd_store_batch *b, int *rc)
+{
+	const struct hd_group_row *g = b->group;
+	if (b->op == HD_STORE_GROUP_DELETE) {
+		sqlite3_bind_text(s->st[W_GROUP_DEL], 1, g->topic, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s->st[W_GROUP_DEL], 2, g->name, -1, SQLITE_STATIC);
+		if (!(*rc = hd_store_exec(s, W_GROUP_DEL, "delete group")) &&
+		    sqlite3_changes(s->db) == 0)
+			b->err = HD_ENOTFOUND;
+		return;
+	}
+	sqlite3_stmt *st = s->st[W_GROUP_PUT];
+	sqlite3_bind_text(st, 1, g->topic, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, g->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)g->ack_floor);
+	sqlite3_bind_text(st, 4, g->acked ? g->acked : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, g->ack_wait_ms);
+	sqlite3_bind_int64(st, 6, g->max_deliveries);
+	sqlite3_bind_int(st, 7, g->ordered ? 1 : 0);
+	sqlite3_bind_int64(st, 8, g->created_ms);
+	*rc = hd_store_exec(s, W_GROUP_PUT, "put group");
 }
 
 /* Writes each touched topic's row once and applies count retention. */
@@ -566,8 +595,10 @@ static void run_group(struct hd_store *s, struct hd_store_batch *group, size_t n
 		if (b->op == HD_STORE_APPEND) {
 			for (size_t i = 0; !rc && i < b->n; i++)
 				rc = apply_item(s, &b->items[i], &s->slots[k++]);
-		} else {
+		} else if (b->op == HD_STORE_DELETE_TOPIC) {
 			apply_delete(s, b, &rc);
+		} else {
+			apply_group(s, b, &rc);
 		}
 	}
 	if (!rc)

@@ -1069,11 +1069,11 @@ static void test_on_disk_format(void **state)
 	query_text("PRAGMA page_size", v, sizeof(v));
 	assert_string_equal(v, "16384");
 	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
-	assert_string_equal(v, "2");
+	assert_string_equal(v, "3");
 	query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 		   " WHERE name NOT LIKE 'sqlite_%' ORDER BY name)",
 		   v, sizeof(v));
-	assert_string_equal(v, "dedup,events,events_expiry,meta,topics");
+	assert_string_equal(v, "dedup,events,events_expiry,groups,meta,topics");
 	query_text("SELECT name || ' ' || last_offset || ' ' || low_offset || ' ' || count"
 		   " FROM topics",
 		   v, sizeof(v));
@@ -1172,13 +1172,13 @@ static void test_old_schema_version_refused(void **state)
 	close_store();
 	snprintf(path, sizeof(path), "%s/herald.db", H.dir);
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value='1' WHERE key='schema_version'",
+	assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value='2' WHERE key='schema_version'",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
 	assert_null(hd_store_open(&H.opts, &err));
 	assert_int_equal(err.code, HD_ESTORE);
-	assert_non_null(strstr(err.msg, "unsupported schema version 1 (this herald reads 2)"));
+	assert_non_null(strstr(err.msg, "unsupported schema version 2 (this herald reads 3)"));
 }
 
 /* Expired dedup entries are found without an index: maintenance walks the
@@ -1292,6 +1292,63 @@ static void test_kill9_loses_nothing_acknowledged(void **state)
 	assert_int_equal(append1("k", "{}"), r.last + 1);
 }
 
+/* Group rows: put (insert, then replace), list back after a reopen, delete
+ * one, and deleting a topic removes its groups. */
+static void test_groups(void **state)
+{
+	struct hd_group_row g = {.topic = "gt", .name = "g1", .ack_floor = 0, .acked = "",
+				 .ack_wait_ms = 30000, .max_deliveries = 5, .created_ms = 7};
+	struct hd_group_row g2 = {.topic = "gt", .name = "g2", .ack_floor = 4, .acked = "2-3",
+				  .ack_wait_ms = 100, .max_deliveries = 2, .ordered = true,
+				  .created_ms = 8};
+	struct hd_group_row other = {.topic = "ot", .name = "g1", .acked = ""};
+	struct hd_store_batch b = {.op = HD_STORE_GROUP_PUT, .group = &g};
+	struct hd_group_row *rows;
+	size_t n;
+
+	append1("gt", "{}");
+	run(&b);
+	assert_int_equal(b.err, 0);
+	g.ack_floor = 9;
+	g.acked = "1,5";
+	run(&b);
+	b.group = &g2;
+	run(&b);
+	b.group = &other;
+	run(&b);
+	reopen();
+	assert_int_equal(hd_store_group_list(H.s, &rows, 100, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(rows[0].topic, "gt");
+	assert_string_equal(rows[0].name, "g1");
+	assert_int_equal(rows[0].ack_floor, 9);
+	assert_string_equal(rows[0].acked, "1,5");
+	assert_int_equal(rows[0].ack_wait_ms, 30000);
+	assert_int_equal(rows[0].max_deliveries, 5);
+	assert_false(rows[0].ordered);
+	assert_int_equal(rows[0].created_ms, 7);
+	assert_string_equal(rows[1].name, "g2");
+	assert_true(rows[1].ordered);
+	assert_string_equal(rows[1].acked, "2-3");
+	assert_string_equal(rows[2].topic, "ot");
+	hd_store_group_rows_free(rows, n);
+	assert_int_equal(hd_store_group_list(H.s, &rows, 1, &n), 0);
+	assert_int_equal(n, 1);
+	hd_store_group_rows_free(rows, n);
+
+	struct hd_store_batch d = {.op = HD_STORE_GROUP_DELETE, .group = &other};
+	run(&d);
+	assert_int_equal(d.err, 0);
+	run(&d);
+	assert_int_equal(d.err, HD_ENOTFOUND);
+	struct hd_store_batch dt = {.op = HD_STORE_DELETE_TOPIC, .topic = "gt"};
+	run(&dt);
+	assert_int_equal(dt.err, 0);
+	assert_int_equal(hd_store_group_list(H.s, &rows, 100, &n), 0);
+	assert_int_equal(n, 0);
+	hd_store_group_rows_free(rows, n);
+}
+
 int main(void)
 {
 	hd_log_min = HD_LOG_OFF; /* the failure tests log on purpose */
@@ -1321,6 +1378,7 @@ int main(void)
 		T(test_multi_row_inserts),
 		T(test_dedup_expiry_walks_in_slices),
 		T(test_kill9_loses_nothing_acknowledged),
+		T(test_groups),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

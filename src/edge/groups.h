@@ -1,0 +1,77 @@
+/*
+ * groups — pull consumer groups: competing consumers that fetch leased
+ * batches of a topic's events, acknowledge them, and get them again when
+ * they do not (docs/api.md "Consumer groups").
+ * Layer: edge. The api routes /v1/topics/{topic}/groups/{group}[/fetch|ack|
+ * nack] here after the access check (loop thread); groups talks only to the
+ * hub.
+ *
+ * Where state lives:
+ *   - durable, through the hub's group ops (the store's groups table): the
+ *     group's config and its ack state (floor + acked offsets above it,
+ *     core/lease.h's durable form). Written on create, on every ack that
+ *     changes it and by dead-lettering; an ack is answered only after its
+ *     state is committed. Loaded once at start (hd_groups_start);
+ *     requests that arrive before the load ends wait for it;
+ *   - in memory only: leases, delivery counts, the redelivery count and
+ *     held fetches. After a restart every un-acked event above the floor is
+ *     delivered again, with its delivery count starting from 0.
+ *
+ * Limits: HD_GROUPS_MAX groups; HD_GROUP_WINDOW_MAX un-acked events per
+ * group (leased or waiting; a fetch hands out nothing new past it); a
+ * fetch returns at most HD_GROUP_FETCH_MAX events and waits at most
+ * HD_GROUP_WAIT_MAX_S seconds.
+ */
+#ifndef HD_GROUPS_H
+#define HD_GROUPS_H
+
+#include "http/server.h"
+#include "hub/hub.h"
+
+#include <uv.h>
+
+#define HD_GROUPS_MAX 10000
+#define HD_GROUP_WINDOW_MAX 10000
+#define HD_GROUP_FETCH_MAX 1000
+#define HD_GROUP_FETCH_DEFAULT 10
+#define HD_GROUP_WAIT_MAX_S 60
+#define HD_GROUP_ACK_WAIT_DEFAULT_MS 30000
+#define HD_GROUP_ACK_WAIT_MAX_MS (12 * 3600 * 1000)
+#define HD_GROUP_MAX_DELIVERIES_DEFAULT 5
+#define HD_GROUP_MAX_DELIVERIES_MAX 1000
+#define HD_GROUP_NACK_DELAY_MAX_MS (12 * 3600 * 1000)
+#define HD_GROUP_ACK_OFFSETS_MAX 1000
+/* The dead-letter topic of topic T is T + this suffix. */
+#define HD_GROUP_DLQ_SUFFIX ".dlq"
+
+struct hd_groups;
+
+/* Returns owned. Borrows loop and hub for its life. */
+struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub);
+/* Loads the durable groups (the hub's engine must be set). Loop thread. */
+void hd_groups_start(struct hd_groups *g);
+
+enum hd_group_action {
+	HD_GROUP_ACT_INFO,    /* GET    …/groups/{group} */
+	HD_GROUP_ACT_CREATE,  /* PUT    …/groups/{group} */
+	HD_GROUP_ACT_DELETE,  /* DELETE …/groups/{group} */
+	HD_GROUP_ACT_FETCH,   /* POST   …/groups/{group}/fetch */
+	HD_GROUP_ACT_ACK,     /* POST   …/groups/{group}/ack */
+	HD_GROUP_ACT_NACK,    /* POST   …/groups/{group}/nack */
+};
+
+/* Handles one request for group `name` (URL-decoded, unchecked) of topic
+ * (checked); answers req exactly once, now or later. Loop thread. */
+void hd_groups_handle(struct hd_groups *g, struct hd_http_request *req, enum hd_group_action act,
+		      const char *topic, const char *name);
+
+/* Forgets every group of topic in memory (the topic is being deleted; the
+ * store deletes their rows with it). Held fetches get 404. Loop thread. */
+void hd_groups_drop_topic(struct hd_groups *g, const char *topic);
+
+/* Answers every held fetch now (empty) and any later one at once. */
+void hd_groups_stop(struct hd_groups *g);
+/* After the loop ran the closes of hd_groups_stop. */
+void hd_groups_free(struct hd_groups *g);
+
+#endif
