@@ -613,51 +613,27 @@ static void handle_connections(struct hd_http_request *req, struct hd_hub *hub, 
 	hd_buf_fini(&b);
 }
 
-struct presence_walk {
-	struct hd_buf *b;
-	const struct hd_conn **seen;
-	size_t n, cap;
-};
-
-static void presence_add(const struct hd_conn *c, void *arg)
-{
-	struct presence_walk *w = arg;
-	for (size_t i = 0; i < w->n; i++)
-		if (w->seen[i] == c)
-			return;
-	if (w->n == w->cap) {
-		w->cap = w->cap ? w->cap * 2 : 16;
-		w->seen = hd_realloc(w->seen, w->cap * sizeof(*w->seen));
-	}
-	w->seen[w->n++] = c;
-}
-
 /* GET /v1/topics/{topic}/presence: the connections following topic. */
 static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
 {
 	struct hd_buf b;
-	struct presence_walk w = {.b = &b};
-	size_t users = 0;
+	const struct hd_conn **c;
+	size_t n = hd_hub_presence(hub, topic, &c), users = 0;
 
 	hd_buf_init(&b, RESPONSE_MAX);
-	hd_hub_presence(hub, topic, presence_add, &w);
 	hd_buf_puts(&b, "{\"topic\":\"");
 	hd_buf_json_escape(&b, topic, strlen(topic));
-	hd_buf_printf(&b, "\",\"subscribers\":%zu,\"clients\":[", w.n);
-	for (size_t i = 0; i < w.n; i++) {
-		const struct hd_conn *c = w.seen[i];
+	hd_buf_printf(&b, "\",\"subscribers\":%zu,\"clients\":[", n);
+	for (size_t i = 0; i < n; i++) {
 		hd_buf_printf(&b, "%s{\"id\":\"%s\",\"transport\":\"%s\",\"user\":\"", i ? "," : "",
-			      c->id, c->transport);
-		hd_buf_json_escape(&b, c->user, strlen(c->user));
+			      c[i]->id, c[i]->transport);
+		hd_buf_json_escape(&b, c[i]->user, strlen(c[i]->user));
 		hd_buf_puts(&b, "\"}");
 	}
 	hd_buf_puts(&b, "],\"users\":[");
-	for (size_t i = 0; i < w.n; i++) {
-		const char *u = w.seen[i]->user;
-		bool dup = !u[0];
-		for (size_t j = 0; j < i && !dup; j++)
-			dup = strcmp(w.seen[j]->user, u) == 0;
-		if (dup)
+	for (size_t i = 0; i < n; i++) {
+		const char *u = c[i]->user; /* sorted: a user's connections are adjacent */
+		if (!u[0] || (i > 0 && strcmp(c[i - 1]->user, u) == 0))
 			continue;
 		hd_buf_puts(&b, users++ ? ",\"" : "\"");
 		hd_buf_json_escape(&b, u, strlen(u));
@@ -666,7 +642,7 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 	hd_buf_puts(&b, "]}");
 	respond_buf(req, 200, &b);
 	hd_buf_fini(&b);
-	free(w.seen);
+	free(c);
 }
 
 /* POST /v1/users/{id}/notifications: a publish to the topic user:{id},

@@ -376,24 +376,6 @@ static int allowed(const struct session *s, const char *topic, enum hd_acl_op op
 
 /* ---- Join and leave ------------------------------------------------------ */
 
-struct conn_list {
-	const struct hd_conn **c;
-	size_t n, cap;
-};
-
-static void conn_list_add(const struct hd_conn *c, void *arg)
-{
-	struct conn_list *l = arg;
-	for (size_t i = 0; i < l->n; i++)
-		if (l->c[i] == c)
-			return;
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 16;
-		l->c = hd_realloc(l->c, l->cap * sizeof(*l->c));
-	}
-	l->c[l->n++] = c;
-}
-
 /*
  * Tells every other WebSocket subscriber of topic that asked for it that
  * `from` joined or left. A receiver that is too slow is closed from its
@@ -404,13 +386,13 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 {
 	if (e->stopping || !hd_hub_ns(e->hub, topic)->join_leave)
 		return;
-	struct conn_list l = {0};
-	hd_hub_presence(e->hub, topic, conn_list_add, &l);
+	const struct hd_conn **c;
+	size_t n = hd_hub_presence(e->hub, topic, &c);
 	struct hd_rcbuf *f = NULL;
-	for (size_t i = 0; i < l.n; i++) {
-		if (l.c[i] == &from->conn || strcmp(l.c[i]->transport, "websocket") != 0)
+	for (size_t i = 0; i < n; i++) {
+		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
 			continue;
-		struct session *to = (struct session *)((const char *)l.c[i] - offsetof(struct session, conn));
+		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
 		struct sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
@@ -432,7 +414,7 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 	}
 	if (f)
 		hd_rcbuf_unref(f);
-	free(l.c);
+	free(c);
 }
 
 /* ---- Reads for subscribe and connect ------------------------------------ */
@@ -1042,50 +1024,30 @@ static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 
 /* ---- presence ---- */
 
-struct presence_walk {
-	struct hd_cf_client_info *c;
-	size_t n, cap;
-};
-
-static void presence_add(const struct hd_conn *c, void *arg)
-{
-	struct presence_walk *w = arg;
-	for (size_t i = 0; i < w->n; i++)
-		if (w->c[i].client == c->id)
-			return;
-	if (w->n == w->cap) {
-		w->cap = w->cap ? w->cap * 2 : 16;
-		w->c = hd_realloc(w->c, w->cap * sizeof(*w->c));
-	}
-	w->c[w->n].client = c->id;
-	w->c[w->n].user = c->user;
-	w->n++;
-}
-
 static void cmd_presence(struct session *s, const struct hd_cf_command *cmd)
 {
 	if (!channel_ok(s, cmd, HD_ACL_PRESENCE, NULL))
 		return;
-	struct presence_walk w = {0};
-	hd_hub_presence(s->edge->hub, cmd->sub.channel, presence_add, &w);
+	const struct hd_conn **c;
+	size_t n = hd_hub_presence(s->edge->hub, cmd->sub.channel, &c);
 	struct hd_buf b;
 	hd_buf_init(&b, REPLY_MAX);
 	if (cmd->method == HD_CF_PRESENCE) {
-		if (hd_cf_reply_presence(&b, cmd->id, w.c, w.n))
-			hd_buf_reset(&b);
-	} else {
-		uint32_t users = 0;
-		for (size_t i = 0; i < w.n; i++) {
-			bool seen = !w.c[i].user[0];
-			for (size_t j = 0; j < i && !seen; j++)
-				seen = strcmp(w.c[j].user, w.c[i].user) == 0;
-			users += !seen;
+		struct hd_cf_client_info *info = hd_calloc(n ? n : 1, sizeof(*info));
+		for (size_t i = 0; i < n; i++) {
+			info[i].client = c[i]->id;
+			info[i].user = c[i]->user;
 		}
-		hd_cf_reply_presence_stats(&b, cmd->id, (uint32_t)w.n, users);
+		if (hd_cf_reply_presence(&b, cmd->id, info, n))
+			hd_buf_reset(&b);
+		free(info);
+	} else {
+		hd_cf_reply_presence_stats(&b, cmd->id, (uint32_t)n,
+					   (uint32_t)hd_hub_presence_users(c, n));
 	}
 	send_json(s, &b);
 	hd_buf_fini(&b);
-	free(w.c);
+	free(c);
 }
 
 /* Runs one command line. */

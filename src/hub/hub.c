@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Topics with at least one watcher; a list is freed with its last watcher. */
 #define HD_HUB_WATCHED_TOPICS_MAX 1000000
@@ -113,13 +114,41 @@ size_t hd_hub_watchers(struct hd_hub *hub, const char *topic)
 	return l ? l->count : 0;
 }
 
-void hd_hub_presence(struct hd_hub *hub, const char *topic,
-		     void (*fn)(const struct hd_conn *c, void *arg), void *arg)
+static int by_user(const void *a, const void *b)
+{
+	const struct hd_conn *x = *(const struct hd_conn *const *)a;
+	const struct hd_conn *y = *(const struct hd_conn *const *)b;
+	return strcmp(x->user, y->user);
+}
+
+size_t hd_hub_presence(struct hd_hub *hub, const char *topic, const struct hd_conn ***out)
 {
 	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
-	for (struct hd_watch *w = l ? l->head : NULL; w; w = w->next)
+	const struct hd_conn **c = NULL;
+	size_t n = 0;
+
+	*out = NULL;
+	if (!l)
+		return 0;
+	c = hd_malloc(l->count * sizeof(*c));
+	for (struct hd_watch *w = l->head; w; w = w->next)
 		if (w->conn)
-			fn(w->conn, arg);
+			c[n++] = w->conn;
+	if (n == 0) {
+		free(c);
+		return 0;
+	}
+	qsort(c, n, sizeof(*c), by_user);
+	*out = c;
+	return n;
+}
+
+size_t hd_hub_presence_users(const struct hd_conn *const *c, size_t n)
+{
+	size_t users = 0;
+	for (size_t i = 0; i < n; i++)
+		users += c[i]->user[0] && (i == 0 || strcmp(c[i - 1]->user, c[i]->user) != 0);
+	return users;
 }
 
 /* ---- connections ------------------------------------------------------- */

@@ -99,11 +99,16 @@ int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w);
 void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w);
 /* Watchers of topic (for presence counts and tests). */
 size_t hd_hub_watchers(struct hd_hub *hub, const char *topic);
-/* Presence: calls fn for each watch of topic that serves a connection (a
- * connection following a topic twice is reported twice; callers dedup by
- * id if they care). fn must not add or remove watches. */
-void hd_hub_presence(struct hd_hub *hub, const char *topic,
-		     void (*fn)(const struct hd_conn *c, void *arg), void *arg);
+/*
+ * Presence: the connections following topic, each once (an edge never
+ * watches one topic twice for one connection), sorted by user so that a
+ * user's connections are adjacent. Returns their number and *out (owned,
+ * free() it; NULL when none). The pointers are valid until the loop runs
+ * again.
+ */
+size_t hd_hub_presence(struct hd_hub *hub, const char *topic, const struct hd_conn ***out);
+/* The distinct non-anonymous users of a presence list from hd_hub_presence. */
+size_t hd_hub_presence_users(const struct hd_conn *const *c, size_t n);
 
 /* See engine.h for the request contracts. */
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);
