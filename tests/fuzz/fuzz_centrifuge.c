@@ -26,6 +26,7 @@
 #include "core/err.h"
 #include "proto/centrifuge.h"
 #include "proto/json_text.h"
+#include "fuzz_check.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,15 +36,6 @@
 
 #define OUT_MAX (1 << 20)
 
-/* Aborts with a message: libFuzzer reports it as a crash with the input. */
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, \
-				__LINE__);                                             \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static bool inside(const struct hd_cf_command *c, const char *p, size_t n)
 {

@@ -33,6 +33,7 @@
 #include "core/header.h"
 #include "proto/cloudevent.h"
 #include "proto/json_text.h"
+#include "fuzz_check.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -58,15 +59,6 @@ static const char *const ctypes[] = {
 };
 #define NCTYPES (sizeof(ctypes) / sizeof(ctypes[0]))
 
-/* Aborts with a message: libFuzzer reports it as a crash with the input. */
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, \
-				__LINE__);                                             \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static const int jflags = JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL;
 

@@ -27,6 +27,7 @@
  *     that jansson reads and that is already compact.
  */
 #include "auth/jwt.h"
+#include "fuzz_check.h"
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -40,14 +41,6 @@
 #define FUZZ_SECRET "herald-fuzz-secret-0123456789abcdef"
 #define FUZZ_NOW 1700000000LL
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "check failed: %s (%s:%d)\n", #cond, __FILE__, \
-				__LINE__);                                             \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 /* Built on the first input and kept for the process's life. */
 static struct hd_jwt_keys *keys;
