@@ -985,7 +985,7 @@ static void test_group_commit_metrics(void **state)
 
 struct reader_arg {
 	atomic_bool stop;
-	uint64_t reads;
+	atomic_uint_fast64_t reads;
 	int errors;
 };
 
@@ -1010,7 +1010,7 @@ static void *reader_main(void *p)
 		hd_store_read_fini(&r);
 		if (hd_store_topic_list(H.s, "", "", info, 4, &n) != 0)
 			a->errors++;
-		a->reads++;
+		atomic_fetch_add(&a->reads, 1);
 	}
 	return NULL;
 }
@@ -1025,6 +1025,14 @@ static void test_concurrent_readers(void **state)
 
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &args[i]), 0);
+	/* Every reader is running before the writer starts, however the
+	 * scheduler orders the threads; at most ~10 s. */
+	for (int i = 0, spins = 0; i < 3 && spins < 10000; spins++) {
+		if (atomic_load(&args[i].reads) > 0)
+			i++;
+		else
+			usleep(1000);
+	}
 	for (int i = 0; i < BATCHES; i++) {
 		for (int j = 0; j < PER; j++)
 			it[i][j] = item("conc", "{\"payload\":\"0123456789\"}");
@@ -1032,11 +1040,14 @@ static void test_concurrent_readers(void **state)
 		assert_int_equal(hd_store_submit(H.s, &b[i]), 0);
 	}
 	wait_done(BATCHES);
-	for (int i = 0; i < 3; i++) {
+	/* Join every reader before any assertion can jump out of the test. */
+	for (int i = 0; i < 3; i++)
 		atomic_store(&args[i].stop, true);
+	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
+	for (int i = 0; i < 3; i++) {
 		assert_int_equal(args[i].errors, 0);
-		assert_true(args[i].reads > 0);
+		assert_true(atomic_load(&args[i].reads) > 0);
 	}
 	for (int i = 0; i < BATCHES; i++) {
 		for (int j = 0; j < PER; j++)
