@@ -103,6 +103,32 @@ struct hd_group_op {
 /* Frees a LIST's rows. */
 void hd_group_op_fini(struct hd_group_op *op);
 
+/* Modules' small durable records (store.h's records table: webhook
+ * subscriptions, user cursors). PUT: insert or replace rec, done() after it
+ * is durable; DELETE: remove rec.kind/rec.key (err HD_ENOTFOUND when
+ * absent); GET: rec.kind/rec.key into recs[0] (n = 1, or err
+ * HD_ENOTFOUND); LIST: records of rec.kind whose key starts with prefix and
+ * sorts after `after`, in key order, at most limit, into recs. */
+enum hd_record_op_kind { HD_RECORD_PUT, HD_RECORD_DELETE, HD_RECORD_GET, HD_RECORD_LIST };
+
+struct hd_record_op {
+	enum hd_record_op_kind kind;
+	struct hd_record rec;         /* rec.value borrowed until done() (PUT) */
+	const char *prefix;           /* LIST; borrowed; NULL = "" */
+	const char *after;            /* LIST; borrowed; NULL = "" */
+	size_t limit;                 /* LIST */
+	/* Results: */
+	int err;
+	struct hd_record *recs;       /* GET: 1, LIST: n; owned by the request */
+	size_t n;
+	void (*done)(struct hd_record_op *op);
+	void *arg;
+	void *priv;
+};
+
+/* Frees a GET's or LIST's records. */
+void hd_record_op_fini(struct hd_record_op *op);
+
 struct hd_engine;
 
 struct hd_engine_ops {
@@ -111,6 +137,7 @@ struct hd_engine_ops {
 	int (*read)(struct hd_engine *e, struct hd_read *r);
 	int (*topic_op)(struct hd_engine *e, struct hd_topic_op *op);
 	int (*group_op)(struct hd_engine *e, struct hd_group_op *op);
+	int (*record_op)(struct hd_engine *e, struct hd_record_op *op);
 	/* Whether the engine can take writes (for /readyz). */
 	bool (*ready)(struct hd_engine *e);
 	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */
@@ -130,5 +157,6 @@ static inline int hd_engine_publish(struct hd_engine *e, struct hd_pub *p) { ret
 static inline int hd_engine_read(struct hd_engine *e, struct hd_read *r) { return e->ops->read(e, r); }
 static inline int hd_engine_topic_op(struct hd_engine *e, struct hd_topic_op *op) { return e->ops->topic_op(e, op); }
 static inline int hd_engine_group_op(struct hd_engine *e, struct hd_group_op *op) { return e->ops->group_op(e, op); }
+static inline int hd_engine_record_op(struct hd_engine *e, struct hd_record_op *op) { return e->ops->record_op(e, op); }
 
 #endif

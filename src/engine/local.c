@@ -69,6 +69,13 @@ struct group_job {
 	struct hd_group_op *op;
 };
 
+struct record_job {
+	struct hd_store_batch batch;  /* RECORD_PUT / RECORD_DELETE */
+	uv_work_t work;               /* GET / LIST */
+	struct local *l;
+	struct hd_record_op *op;
+};
+
 struct read_job {
 	uv_work_t work;
 	struct local *l;
@@ -91,6 +98,13 @@ void hd_read_fini(struct hd_read *r)
 	free(r->events);
 	r->events = NULL;
 	r->n = 0;
+}
+
+void hd_record_op_fini(struct hd_record_op *op)
+{
+	hd_store_records_free(op->recs, op->n);
+	op->recs = NULL;
+	op->n = 0;
 }
 
 void hd_group_op_fini(struct hd_group_op *op)
@@ -206,6 +220,12 @@ static void on_batch(struct hd_store_batch *b, void *arg)
 	struct local *l = arg;
 	if (b->op == HD_STORE_DELETE_TOPIC) {
 		finish_delete(l, (struct delete_job *)b);
+	} else if (b->op == HD_STORE_RECORD_PUT || b->op == HD_STORE_RECORD_DELETE) {
+		struct record_job *job = (struct record_job *)b;
+		struct hd_record_op *op = job->op;
+		op->err = b->err;
+		free(job);
+		op->done(op);
 	} else if (b->op == HD_STORE_GROUP_PUT || b->op == HD_STORE_GROUP_DELETE) {
 		struct group_job *job = (struct group_job *)b;
 		struct hd_group_op *op = job->op;
@@ -511,6 +531,75 @@ static int local_group_op(struct hd_engine *e, struct hd_group_op *op)
 	return rc;
 }
 
+/* ---- records ---------------------------------------------------------- */
+
+static void record_work(uv_work_t *w)
+{
+	struct record_job *job = w->data;
+	struct hd_record_op *op = job->op;
+	struct hd_store *s = job->l->store;
+	if (op->kind == HD_RECORD_GET) {
+		struct hd_record *rec = hd_calloc(1, sizeof(*rec));
+		op->err = hd_store_record_get(s, op->rec.kind, op->rec.key, rec);
+		if (op->err) {
+			free(rec);
+		} else {
+			op->recs = rec;
+			op->n = 1;
+		}
+		return;
+	}
+	op->err = hd_store_record_list(s, op->rec.kind, op->prefix ? op->prefix : "",
+				       op->after ? op->after : "", &op->recs, op->limit, &op->n);
+}
+
+static void record_done(uv_work_t *w, int status)
+{
+	struct record_job *job = w->data;
+	struct hd_record_op *op = job->op;
+	if (status)
+		op->err = HD_EINTERNAL;
+	free(job);
+	op->done(op);
+}
+
+static int local_record_op(struct hd_engine *e, struct hd_record_op *op)
+{
+	struct local *l = (struct local *)e;
+	struct record_job *job;
+	int rc;
+
+	op->err = 0;
+	op->recs = NULL;
+	op->n = 0;
+	if (l->stopped)
+		return HD_EUNAVAIL;
+	if (!op->rec.kind[0] || (op->kind != HD_RECORD_LIST && !op->rec.key[0]) ||
+	    (op->kind == HD_RECORD_PUT && op->rec.value &&
+	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
+		return HD_EINVAL;
+	job = hd_calloc(1, sizeof(*job));
+	job->l = l;
+	job->op = op;
+	if (op->kind == HD_RECORD_GET || op->kind == HD_RECORD_LIST) {
+		job->work.data = job;
+		if (uv_queue_work(l->loop, &job->work, record_work, record_done)) {
+			free(job);
+			return HD_EINTERNAL;
+		}
+		return 0;
+	}
+	job->batch.op = op->kind == HD_RECORD_PUT ? HD_STORE_RECORD_PUT : HD_STORE_RECORD_DELETE;
+	job->batch.record = &op->rec;
+	/* Deferred like publishes: records of one loop iteration share a commit. */
+	rc = hd_store_submit_deferred(l->store, &job->batch);
+	if (rc)
+		free(job);
+	else
+		l->wake_pending = true;
+	return rc;
+}
+
 /* ---- life cycle ------------------------------------------------------- */
 
 static bool local_ready(struct hd_engine *e)
@@ -559,6 +648,7 @@ static const struct hd_engine_ops local_ops = {
 	.read = local_read,
 	.topic_op = local_topic_op,
 	.group_op = local_group_op,
+	.record_op = local_record_op,
 	.ready = local_ready,
 	.stop = local_stop,
 	.free = local_free,

@@ -282,6 +282,11 @@ int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 	return hd_engine_topic_op(hub->engine, op);
 }
 
+int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op)
+{
+	return hd_engine_record_op(hub->engine, op);
+}
+
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op)
 {
 	return hd_engine_group_op(hub->engine, op);

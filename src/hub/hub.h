@@ -115,6 +115,7 @@ int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);
 int hd_hub_read(struct hd_hub *hub, struct hd_read *r);
 int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op);
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op);
+int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
 bool hd_hub_ready(struct hd_hub *hub);
 
 #endif

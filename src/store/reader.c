@@ -359,6 +359,110 @@ int hd_store_group_list(struct hd_store *s, struct hd_group_row **out, size_t ma
 	return rc;
 }
 
+int hd_store_record_get(struct hd_store *s, const char *kind, const char *key,
+			struct hd_record *out)
+{
+	struct hd_store_reader *r = borrow(s);
+	sqlite3_stmt *st = r->st[R_RECORD];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(st, 0);
+		copy_text(out->kind, sizeof(out->kind), (const unsigned char *)kind);
+		copy_text(out->key, sizeof(out->key), (const unsigned char *)key);
+		out->value = hd_strdup(v ? (const char *)v : "");
+		out->updated_ms = sqlite3_column_int64(st, 1);
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = HD_ENOTFOUND;
+	} else {
+		rc = read_fail(r, "get record", rc);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	give_back(s, r);
+	return rc;
+}
+
+int hd_store_record_list(struct hd_store *s, const char *kind, const char *prefix,
+			 const char *after, struct hd_record **out, size_t max, size_t *n)
+{
+	struct hd_store_reader *r;
+	struct hd_record *recs = NULL;
+	size_t cap = 0, plen = strlen(prefix);
+	char upper[HD_RECORD_KEY_MAX + 1];
+	bool bounded = false;
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!max)
+		return 0;
+	/* Keys with the prefix sort below the prefix with its last byte that
+	 * is not 0xff raised by one (and the rest cut off). */
+	if (plen && plen < sizeof(upper)) {
+		memcpy(upper, prefix, plen + 1);
+		for (size_t i = plen; i-- > 0;) {
+			if ((unsigned char)upper[i] != 0xff) {
+				upper[i] = (char)((unsigned char)upper[i] + 1);
+				upper[i + 1] = '\0';
+				bounded = true;
+				break;
+			}
+		}
+	}
+	r = borrow(s);
+	st = r->st[R_RECORDS];
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, after, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, prefix, -1, SQLITE_STATIC);
+	if (bounded)
+		sqlite3_bind_text(st, 4, upper, -1, SQLITE_STATIC); /* BINARY: bytewise */
+	else
+		sqlite3_bind_null(st, 4);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)(max > INT64_MAX ? INT64_MAX : max));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *key = sqlite3_column_text(st, 0);
+		const unsigned char *v = sqlite3_column_text(st, 1);
+		if (plen && (!key || strncmp((const char *)key, prefix, plen) != 0))
+			break;
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 16;
+			recs = hd_realloc(recs, cap * sizeof(*recs));
+		}
+		struct hd_record *rec = &recs[*n];
+		memset(rec, 0, sizeof(*rec));
+		copy_text(rec->kind, sizeof(rec->kind), (const unsigned char *)kind);
+		copy_text(rec->key, sizeof(rec->key), key);
+		rec->value = hd_strdup(v ? (const char *)v : "");
+		rec->updated_ms = sqlite3_column_int64(st, 2);
+		++*n;
+	}
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : read_fail(r, "list records", rc);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	give_back(s, r);
+	if (rc) {
+		hd_store_records_free(recs, *n);
+		recs = NULL;
+		*n = 0;
+	}
+	*out = recs;
+	return rc;
+}
+
+void hd_store_records_free(struct hd_record *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(recs[i].value);
+	free(recs);
+}
+
 void hd_store_group_rows_free(struct hd_group_row *rows, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

@@ -3,7 +3,7 @@
  * Layer: store, private (store_impl.h). Called by hd_store_open on the owner
  * thread, before the writer thread starts.
  *
- * The tables are those of the comment at the top of store.h (version 3),
+ * The tables are those of the comment at the top of store.h (version 4),
  * plus one index that only serves housekeeping:
  *   events_expiry ON events(expires_ms) WHERE expires_ms > 0
  *       finds events past their TTL without scanning every event; partial,
@@ -11,9 +11,11 @@
  * The dedup table has no index on expires_ms: maintenance finds expired
  * entries by walking the table in key order (retention.c), which costs far
  * less than a second B-tree insert on every publish.
- * meta holds ('schema_version', '3'); a database with another version is
+ * meta holds ('schema_version', '4'); a database with another version is
  * refused rather than guessed at. Version 2 dropped version 1's
- * dedup_expiry index, version 3 added groups; there is no migration
+ * dedup_expiry index, version 3 added groups, version 4 records (a version
+ * 3 database is upgraded in place: only a table is added); there is no
+ * other migration
  * (nothing was released with 1 or 2).
  *
  * Durability is SQLite's: WAL mode, and `synchronous` FULL (the WAL is
@@ -27,7 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "3"
+#define SCHEMA_VERSION "4"
 
 /* 16 KiB pages for a new database: measured on small (~300-byte) events,
  * 8 KiB pages committed large batches 20-30% faster than 4 KiB, and 16 KiB
@@ -82,6 +84,12 @@ static const char schema_sql[] =
 	" ordered INTEGER NOT NULL,"
 	" created_ms INTEGER NOT NULL,"
 	" PRIMARY KEY(topic, name)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS records("
+	" kind TEXT NOT NULL,"
+	" key TEXT NOT NULL,"
+	" value TEXT NOT NULL,"
+	" updated_ms INTEGER NOT NULL,"
+	" PRIMARY KEY(kind, key)) WITHOUT ROWID;"
 	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
 
 static int db_error(sqlite3 *db, const char *what, int rc, struct hd_error *err)
@@ -166,6 +174,12 @@ static int setup_writer(sqlite3 *db, enum hd_store_sync sync, struct hd_error *e
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
 	}
+	/* Version 4 only added the records table, which schema_sql has just
+	 * created: a version 3 database is upgraded inside this transaction. */
+	if (strcmp(v, "3") == 0 &&
+	    !(rc = exec(db, "UPDATE meta SET value='" SCHEMA_VERSION "' WHERE key='schema_version'",
+			err)))
+		snprintf(v, sizeof(v), "%s", SCHEMA_VERSION);
 	if (strcmp(v, SCHEMA_VERSION) != 0) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return hd_error_set(err, HD_ESTORE,

@@ -21,7 +21,7 @@
  *     it passes a threshold (PASSIVE checkpoints on its own connection), so
  *     that work never runs inside a group commit.
  *
- * On-disk layout (schema version 3, in <dir>/herald.db):
+ * On-disk layout (schema version 4, in <dir>/herald.db):
  *   meta(key TEXT PRIMARY KEY, value TEXT)            -- schema_version
  *   topics(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, epoch TEXT NOT NULL,
  *          created_ms INTEGER, last_offset INTEGER,  -- highest offset ever assigned
@@ -37,13 +37,17 @@
  *                                                     --   core/lease.h's durable form
  *          ack_wait_ms INTEGER, max_deliveries INTEGER, ordered INTEGER,
  *          created_ms INTEGER, PRIMARY KEY(topic, name)) WITHOUT ROWID
+ *   records(kind TEXT, key TEXT,                       -- a module's small durable record:
+ *           value TEXT, updated_ms INTEGER,            --   webhook subscriptions, user cursors
+ *           PRIMARY KEY(kind, key)) WITHOUT ROWID
  * (dedup has no expiry index: maintenance walks it in key order.)
  * Offsets are dense per topic from 1 and never reused while the topic
  * exists; deleting a topic removes its rows (its groups too), and a topic of
  * the same name created later gets a new random epoch and starts again at 1.
  * Groups are keyed by topic name, not id: a group may be created before the
- * first event of its topic. Version 3 added groups; a version 2 database is
- * refused (nothing was released with it).
+ * first event of its topic. Version 3 added groups, version 4 records; a
+ * version 3 database is upgraded in place (the records table is created),
+ * older ones are refused (nothing was released with them).
  */
 #ifndef HD_STORE_H
 #define HD_STORE_H
@@ -132,11 +136,26 @@ struct hd_group_row {
 	int64_t created_ms;
 };
 
+#define HD_RECORD_KIND_MAX 15
+#define HD_RECORD_KEY_MAX 512
+#define HD_RECORD_VALUE_MAX (256u * 1024)
+
+/* A module's small durable record (the records table): (kind, key) → value.
+ * The store does not look inside value; the module owning `kind` does. */
+struct hd_record {
+	char kind[HD_RECORD_KIND_MAX + 1];
+	char key[HD_RECORD_KEY_MAX + 1];
+	char *value;             /* NUL-terminated text, <= HD_RECORD_VALUE_MAX bytes;
+				    borrowed when submitted, owned (free) when returned */
+	int64_t updated_ms;
+};
+
 /* APPEND: events. DELETE_TOPIC: a topic with its events, dedup entries and
  * groups. GROUP_PUT: insert or replace one group row. GROUP_DELETE: remove
- * one (err HD_ENOTFOUND when there was none). */
+ * one (err HD_ENOTFOUND when there was none). RECORD_PUT / RECORD_DELETE:
+ * the same for one record (kind and key; value too for a put). */
 enum hd_store_op { HD_STORE_APPEND, HD_STORE_DELETE_TOPIC, HD_STORE_GROUP_PUT,
-		   HD_STORE_GROUP_DELETE };
+		   HD_STORE_GROUP_DELETE, HD_STORE_RECORD_PUT, HD_STORE_RECORD_DELETE };
 
 struct hd_store_batch {
 	enum hd_store_op op;
@@ -145,6 +164,7 @@ struct hd_store_batch {
 	const char *topic;            /* DELETE_TOPIC: borrowed until drained */
 	const struct hd_group_row *group; /* GROUP_PUT, GROUP_DELETE (topic and name):
 					     borrowed until drained */
+	const struct hd_record *record;   /* RECORD_PUT, RECORD_DELETE: borrowed until drained */
 	int err;                      /* DELETE_TOPIC, GROUP_DELETE: 0 or HD_ENOTFOUND; any op: HD_ESTORE if
 					 the transaction failed (then every item has err set) */
 	void *owner;                  /* the caller's */
@@ -229,5 +249,17 @@ int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *afte
  * or HD_ESTORE. */
 int hd_store_group_list(struct hd_store *s, struct hd_group_row **out, size_t max, size_t *n);
 void hd_store_group_rows_free(struct hd_group_row *rows, size_t n);
+
+/* One record into *out (value owned: free it). Returns 0, HD_ENOTFOUND or
+ * HD_ESTORE. Any thread but the writer. */
+int hd_store_record_get(struct hd_store *s, const char *kind, const char *key,
+			struct hd_record *out);
+/* Records of kind whose key starts with prefix ("" for all) and sorts after
+ * after ("" to start), in key order (bytewise), at most max. *out returns
+ * owned (free with hd_store_records_free). Returns 0 or HD_ESTORE. Any
+ * thread but the writer. */
+int hd_store_record_list(struct hd_store *s, const char *kind, const char *prefix,
+			 const char *after, struct hd_record **out, size_t max, size_t *n);
+void hd_store_records_free(struct hd_record *recs, size_t n);
 
 #endif

@@ -101,6 +101,9 @@
 		     " ack_wait_ms, max_deliveries, ordered, created_ms)"                 \
 		     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")                           \
 	X(GROUP_DEL, "DELETE FROM groups WHERE topic=?1 AND name=?2")                      \
+	X(RECORD_PUT, "INSERT OR REPLACE INTO records(kind, key, value, updated_ms)"       \
+		      " VALUES(?1, ?2, ?3, ?4)")                                          \
+	X(RECORD_DEL, "DELETE FROM records WHERE kind=?1 AND key=?2")                      \
 	X(TRIM_SCAN, "SELECT offset, time_ms, length(json) FROM events WHERE topic_id=?1"  \
 		     " ORDER BY offset LIMIT ?2")                                         \
 	X(TRIM_DEL, "DELETE FROM events WHERE topic_id=?1 AND offset<=?2")                 \
@@ -141,7 +144,11 @@ enum hd_writer_stmt {
 		" (SELECT min(e.offset) FROM events e WHERE e.topic_id=t.id)"              \
 		" FROM topics t WHERE t.name >= ?1 AND t.name <> ?2 ORDER BY t.name")       \
 	X(GROUPS, "SELECT topic, name, ack_floor, acked, ack_wait_ms, max_deliveries,"     \
-		  " ordered, created_ms FROM groups ORDER BY topic, name LIMIT ?1")
+		  " ordered, created_ms FROM groups ORDER BY topic, name LIMIT ?1")         \
+	X(RECORD, "SELECT value, updated_ms FROM records WHERE kind=?1 AND key=?2")        \
+	X(RECORDS, "SELECT key, value, updated_ms FROM records WHERE kind=?1"              \
+		   " AND key > ?2 AND key >= ?3 AND (?4 IS NULL OR key < ?4)"               \
+		   " ORDER BY key LIMIT ?5")
 
 enum hd_reader_stmt {
 #define HD_R_ENUM(name, sql) R_##name,

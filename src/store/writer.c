@@ -444,6 +444,28 @@ static void apply_group(struct hd_store *s, struct hd_store_batch *b, int *rc)
 	*rc = hd_store_exec(s, W_GROUP_PUT, "put group");
 }
 
+/* Upserts or removes one record (the records table; no topic involved). */
+static void apply_record(struct hd_store *s, struct hd_store_batch *b, int *rc)
+{
+	const struct hd_record *r = b->record;
+	sqlite3_stmt *st;
+	if (b->op == HD_STORE_RECORD_DELETE) {
+		st = s->st[W_RECORD_DEL];
+		sqlite3_bind_text(st, 1, r->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, r->key, -1, SQLITE_STATIC);
+		if (!(*rc = hd_store_exec(s, W_RECORD_DEL, "delete record")) &&
+		    sqlite3_changes(s->db) == 0)
+			b->err = HD_ENOTFOUND;
+		return;
+	}
+	st = s->st[W_RECORD_PUT];
+	sqlite3_bind_text(st, 1, r->kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->value ? r->value : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, r->updated_ms);
+	*rc = hd_store_exec(s, W_RECORD_PUT, "put record");
+}
+
 /* Writes each touched topic's row once and applies count retention. */
 static int flush_topics(struct hd_store *s)
 {
@@ -597,6 +619,8 @@ static void run_group(struct hd_store *s, struct hd_store_batch *group, size_t n
 				rc = apply_item(s, &b->items[i], &s->slots[k++]);
 		} else if (b->op == HD_STORE_DELETE_TOPIC) {
 			apply_delete(s, b, &rc);
+		} else if (b->op == HD_STORE_RECORD_PUT || b->op == HD_STORE_RECORD_DELETE) {
+			apply_record(s, b, &rc);
 		} else {
 			apply_group(s, b, &rc);
 		}

@@ -1080,11 +1080,11 @@ static void test_on_disk_format(void **state)
 	query_text("PRAGMA page_size", v, sizeof(v));
 	assert_string_equal(v, "16384");
 	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
-	assert_string_equal(v, "3");
+	assert_string_equal(v, "4");
 	query_text("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema"
 		   " WHERE name NOT LIKE 'sqlite_%' ORDER BY name)",
 		   v, sizeof(v));
-	assert_string_equal(v, "dedup,events,events_expiry,groups,meta,topics");
+	assert_string_equal(v, "dedup,events,events_expiry,groups,meta,records,topics");
 	query_text("SELECT name || ' ' || last_offset || ' ' || low_offset || ' ' || count"
 		   " FROM topics",
 		   v, sizeof(v));
@@ -1189,7 +1189,34 @@ static void test_old_schema_version_refused(void **state)
 	sqlite3_close(db);
 	assert_null(hd_store_open(&H.opts, &err));
 	assert_int_equal(err.code, HD_ESTORE);
-	assert_non_null(strstr(err.msg, "unsupported schema version 2 (this herald reads 3)"));
+	assert_non_null(strstr(err.msg, "unsupported schema version 2 (this herald reads 4)"));
+}
+
+/* A version 3 database (before records) is upgraded in place and keeps its
+ * data. */
+static void test_version_3_upgraded(void **state)
+{
+	struct hd_error err = {0};
+	char path[128], v[64];
+	sqlite3 *db;
+
+	append1("up", "{}");
+	close_store();
+	snprintf(path, sizeof(path), "%s/herald.db", H.dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE records; UPDATE meta SET value='3'"
+					  " WHERE key='schema_version'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	H.s = hd_store_open(&H.opts, &err);
+	assert_non_null(H.s);
+	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
+	assert_string_equal(v, "4");
+	query_text("SELECT count(*) FROM records", v, sizeof(v));
+	assert_string_equal(v, "0");
+	query_text("SELECT last_offset FROM topics WHERE name='up'", v, sizeof(v));
+	assert_string_equal(v, "1");
 }
 
 /* Expired dedup entries are found without an index: maintenance walks the
@@ -1360,6 +1387,64 @@ static void test_groups(void **state)
 	hd_store_group_rows_free(rows, n);
 }
 
+static void put_record(const char *kind, const char *key, const char *value, int op)
+{
+	struct hd_record r = {.value = (char *)value, .updated_ms = 5};
+	snprintf(r.kind, sizeof(r.kind), "%s", kind);
+	snprintf(r.key, sizeof(r.key), "%s", key);
+	struct hd_store_batch b = {.op = op, .record = &r};
+	run(&b);
+	assert_int_equal(b.err, 0);
+}
+
+/* Records: put replaces, get and list by kind and key prefix in key order,
+ * delete; they survive a reopen. */
+static void test_records(void **state)
+{
+	struct hd_record *recs, one;
+	size_t n;
+
+	put_record("cur", "u1\na", "{\"v\":1}", HD_STORE_RECORD_PUT);
+	put_record("cur", "u1\na", "{\"v\":2}", HD_STORE_RECORD_PUT);
+	put_record("cur", "u1\nb", "b", HD_STORE_RECORD_PUT);
+	put_record("cur", "u10\na", "c", HD_STORE_RECORD_PUT);
+	put_record("cur", "u2\na", "d", HD_STORE_RECORD_PUT);
+	put_record("sub", "u1\na", "other kind", HD_STORE_RECORD_PUT);
+	reopen();
+
+	assert_int_equal(hd_store_record_get(H.s, "cur", "u1\na", &one), 0);
+	assert_string_equal(one.value, "{\"v\":2}");
+	assert_int_equal(one.updated_ms, 5);
+	free(one.value);
+	assert_int_equal(hd_store_record_get(H.s, "cur", "nope", &one), HD_ENOTFOUND);
+	assert_null(one.value);
+
+	assert_int_equal(hd_store_record_list(H.s, "cur", "u1\n", "", &recs, 100, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(recs[0].key, "u1\na");
+	assert_string_equal(recs[1].key, "u1\nb");
+	assert_string_equal(recs[1].value, "b");
+	hd_store_records_free(recs, n);
+	assert_int_equal(hd_store_record_list(H.s, "cur", "", "u1\na", &recs, 2, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(recs[0].key, "u1\nb");
+	assert_string_equal(recs[1].key, "u10\na");
+	hd_store_records_free(recs, n);
+	assert_int_equal(hd_store_record_list(H.s, "sub", "", "", &recs, 100, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(recs[0].value, "other kind");
+	hd_store_records_free(recs, n);
+
+	put_record("cur", "u1\na", NULL, HD_STORE_RECORD_DELETE);
+	struct hd_record r = {.kind = "cur", .key = "u1\na"};
+	struct hd_store_batch d = {.op = HD_STORE_RECORD_DELETE, .record = &r};
+	run(&d);
+	assert_int_equal(d.err, HD_ENOTFOUND);
+	assert_int_equal(hd_store_record_list(H.s, "cur", "u1", "", &recs, 100, &n), 0);
+	assert_int_equal(n, 2); /* u1\nb, u10\na */
+	hd_store_records_free(recs, n);
+}
+
 int main(void)
 {
 	hd_log_min = HD_LOG_OFF; /* the failure tests log on purpose */
@@ -1390,6 +1475,8 @@ int main(void)
 		T(test_dedup_expiry_walks_in_slices),
 		T(test_kill9_loses_nothing_acknowledged),
 		T(test_groups),
+		T(test_records),
+		T(test_version_3_upgraded),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,109 @@
+/*
+ * http_client — outgoing HTTP/1.1 requests (webhook deliveries): libcurl's
+ * multi interface driven by the libuv loop (uv_poll per socket, one
+ * uv_timer for curl's timeouts).
+ * Layer: net. Every call and every done() runs on the loop thread.
+ *
+ * What it guarantees the caller:
+ *   - done() runs exactly once for every call hd_http_client_send accepted
+ *     (returned 0), never from inside hd_http_client_send, unless the call
+ *     is cancelled first (then never);
+ *   - redirects are never followed (a 3xx is a response like any other);
+ *   - a request takes at most timeout_ms in all (connect included);
+ *   - at most max_per_host connections to one host and max_total in all
+ *     (further requests queue inside curl), at most max_inflight calls
+ *     accepted and not yet done (send past it: HD_ELIMIT);
+ *   - unless allow_private, a connection to a loopback, private, link-local,
+ *     unique-local, CGNAT, multicast or unspecified address (IPv4, IPv6,
+ *     IPv4-mapped IPv6) is refused when curl opens the socket, after name
+ *     resolution, so DNS cannot smuggle one in (SSRF); the call ends with
+ *     err HD_EFORBIDDEN;
+ *   - only http and https URLs are accepted (HD_EINVAL otherwise);
+ *   - at most max_response bytes of the response body are kept, the rest is
+ *     read and dropped.
+ */
+#ifndef HD_HTTP_CLIENT_H
+#define HD_HTTP_CLIENT_H
+
+#include "core/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct hd_http_client_opts {
+	uint32_t timeout_ms;          /* whole request; > 0 */
+	uint32_t connect_timeout_ms;  /* TCP + TLS connect; > 0, <= timeout_ms */
+	uint32_t max_per_host;        /* connections per host; > 0 */
+	uint32_t max_total;           /* connections in all; > 0 */
+	uint32_t max_inflight;        /* calls accepted and not done; > 0 */
+	size_t max_response;          /* response body bytes kept */
+	bool allow_private;           /* see the SSRF rule above */
+	const char *user_agent;       /* borrowed for the client's life */
+};
+
+struct hd_http_header {
+	const char *name;             /* borrowed */
+	const char *value;            /* borrowed */
+};
+
+#define HD_HTTP_CALL_ERROR_MAX 256
+
+struct hd_http_call {
+	/* In; borrowed until done() or cancel: */
+	const char *url;
+	const char *method;           /* e.g. "POST" */
+	const struct hd_http_header *headers;
+	size_t nheaders;
+	const char *body;
+	size_t body_len;
+	/* Out, valid in done(): */
+	int status;                   /* the HTTP status; 0 when no response came */
+	int err;                      /* 0 when a response came (any status); else
+					 HD_ETIMEOUT (timed out), HD_EFORBIDDEN (refused
+					 destination), HD_EUNAVAIL (could not connect,
+					 resolve, TLS, connection reset), HD_EINVAL (bad URL),
+					 HD_EINTERNAL */
+	char error[HD_HTTP_CALL_ERROR_MAX]; /* what went wrong, for people ("" when err 0) */
+	int64_t retry_after_ms;       /* the response's Retry-After (delta-seconds or
+					 HTTP-date, relative to now), -1 when absent or invalid */
+	char *response;               /* the first max_response bytes of the body,
+					 NUL-terminated; owned by the client, valid in done() */
+	size_t response_len;
+	uint64_t latency_us;          /* from send to the end of the response */
+	void (*done)(struct hd_http_call *call);
+	void *arg;                    /* the caller's */
+	void *priv;                   /* the client's */
+};
+
+struct hd_http_client;
+
+/* Returns owned, or NULL with err filled (bad options, curl init failed).
+ * Borrows loop for its life. */
+struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_client_opts *o,
+					  struct hd_error *err);
+
+/* Starts a call. Returns 0 (done() will run), HD_ELIMIT (max_inflight
+ * reached), HD_EINVAL (not an http/https URL, or no method), HD_EUNAVAIL
+ * (the client is closing). */
+int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call);
+
+/* Abandons an accepted call whose done() has not run: done() never runs and
+ * the call's memory is the caller's again at return. */
+void hd_http_client_cancel(struct hd_http_client *c, struct hd_http_call *call);
+
+/* Calls accepted and not yet done. */
+size_t hd_http_client_inflight(const struct hd_http_client *c);
+
+/* Cancels every call (no done()) and closes the loop handles; free after
+ * the loop has run the closes. */
+void hd_http_client_close(struct hd_http_client *c);
+void hd_http_client_free(struct hd_http_client *c);
+
+/* Whether addr (AF_INET or AF_INET6 sockaddr) is one the SSRF rule refuses.
+ * Pure; for tests and for checking a subscription's literal address early. */
+struct sockaddr;
+bool hd_http_addr_is_private(const struct sockaddr *addr);
+
+#endif
