@@ -646,7 +646,8 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 }
 
 /* POST /v1/users/{id}/notifications: a publish to the topic user:{id},
- * which every connection and device of that user follows. */
+ * which every connection and device of that user follows.
+ * /v1/users/{id}/cursors[/{name}]: the user's cursors (edge/cursors.h). */
 static void handle_user(struct hd_http_request *req, struct hd_api *api, const char *rest, int m,
 			const struct hd_access_id *who)
 {
@@ -656,11 +657,12 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
 
 	bool conns = slash && strcmp(slash, "/connections") == 0;
-	if (!slash || (!conns && strcmp(slash, "/notifications") != 0)) {
+	const char *cursors = slash && strncmp(slash, "/cursors", 8) == 0 ? slash + 8 : NULL;
+	if (!slash || (!conns && !cursors && strcmp(slash, "/notifications") != 0)) {
 		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 		return;
 	}
-	if (m != (conns ? HTTP_GET : HTTP_POST)) {
+	if (!cursors && m != (conns ? HTTP_GET : HTTP_POST)) {
 		method_not_allowed(req, conns ? "GET" : "POST");
 		return;
 	}
@@ -677,6 +679,10 @@ static void handle_user(struct hd_http_request *req, struct hd_api *api, const c
 		hd_error_set(&err, HD_EBADTOPIC, "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
 			     HD_TOPIC_NAME_LEN_MAX - 5);
 		respond_err(req, &err);
+		return;
+	}
+	if (cursors) {
+		hd_cursors_handle(api->cursors, req, m, id, cursors, &api->access, who);
 		return;
 	}
 	if (hd_access_key(&api->access, who, conns ? HD_KEY_ADMIN : HD_KEY_PUBLISH, topic, &err)) {
@@ -915,6 +921,7 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 	api->ws = hd_ws_edge_new(loop, hub, ws_opts);
 	api->groups = hd_groups_new(loop, hub);
 	hd_groups_start(api->groups);
+	api->cursors = hd_cursors_new(hub);
 	return api;
 }
 
@@ -940,5 +947,6 @@ void hd_api_free(struct hd_api *api)
 	hd_ws_edge_free(api->ws);
 	hd_longpoll_free(api->longpoll);
 	hd_groups_free(api->groups);
+	hd_cursors_free(api->cursors);
 	free(api);
 }

@@ -16,6 +16,7 @@
  *   PUT|GET|DELETE /v1/topics/{topic}/groups/{group}   a pull consumer group (edge/groups.h)
  *   POST   /v1/topics/{topic}/groups/{group}/fetch|ack|nack
  *   GET    /v1/users/{id}/connections  every live connection of a user
+ *   GET|POST|DELETE /v1/users/{id}/cursors[/{name}]  a user's server-side cursors (edge/cursors.h)
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws.h)
  *   GET    /healthz /readyz /metrics
  *
@@ -31,6 +32,7 @@
 
 #include "http/server.h"
 #include "edge/access.h"
+#include "edge/cursors.h"
 #include "edge/groups.h"
 #include "edge/sse.h"
 #include "edge/ws.h"
@@ -50,6 +52,7 @@ struct hd_api {
 	struct hd_sse *sse;             /* owned */
 	struct hd_ws_edge *ws;          /* owned */
 	struct hd_groups *groups;       /* owned */
+	struct hd_cursors *cursors;     /* owned */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
 	struct hd_rate key_rate;        /* events a second per API key (publish) */
 	struct hd_map key_buckets;      /* key name → struct hd_bucket (owned) */
