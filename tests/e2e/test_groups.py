@@ -4,6 +4,9 @@ letters after max_deliveries, ordered groups, state across a restart,
 wait= woken by a publish, bad input and limits; through python requests
 against a real herald."""
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -90,6 +93,79 @@ def test_competing_consumers_and_a_crashed_one(herald):
     # The crashed consumer's late ack is ignored and reported.
     body = ack(herald, "jobs", "workers", offsets=[1, 2])
     assert body["acked"] == 0 and body["ignored"] == [1, 2]
+
+
+def test_consumer_processes_one_crashes_holding_a_lease(herald):
+    """The issue's scenario with real processes: a consumer fetches a batch
+    and is killed (SIGKILL, no ack); two competing consumer processes share
+    the topic; the crashed lease ends and its events go to them. Every
+    offset is acknowledged exactly once across them, no ack is refused."""
+    total = 300
+    for start in range(1, total + 1, 100):
+        publish_ce(herald, "orders", start, 100)
+    # A lease long enough that a loaded machine never lets a live
+    # consumer's lease run out (which would be a legitimate redelivery).
+    create(herald, "orders", "billing", ack_wait_ms=3000)
+    script = os.path.join(os.path.dirname(__file__), "group_consumer.py")
+    args = [sys.executable, script, herald.url, "orders", "billing"]
+    crashed = subprocess.Popen(args + ["crash"], stdout=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        lost = json.loads(crashed.stdout.readline())
+        assert lost == list(range(1, 8))
+        crashed.kill()  # vanishes holding its lease
+        crashed.wait(30)
+        workers = [subprocess.Popen(args + ["work", str(total), "30"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        for w in workers:
+            assert w.stdout.readline().strip() == "ready"
+        for w in workers:  # both start together, so both get work
+            w.stdin.write("go\n")
+            w.stdin.flush()
+        outs = [w.communicate(timeout=150)[0] for w in workers]
+        assert [w.returncode for w in workers] == [0, 0]
+    finally:
+        for p in [crashed] + workers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    acks = [[json.loads(line) for line in out.splitlines()] for out in outs]
+    per_worker = [[o for a in w for o in a["offsets"]] for w in acks]
+    assert all(per_worker), "both consumers acknowledged events"
+    for w in acks:
+        for a in w:
+            assert a["acked"] == len(a["offsets"]) and a["ignored"] == [], a
+    every = sorted(per_worker[0] + per_worker[1])
+    assert every == list(range(1, total + 1))  # each exactly once, the lost batch included
+    assert set(lost) <= set(every)
+    st = info(herald, "orders", "billing")
+    assert st["position"] == total and st["pending"] == 0 and st["lag"] == 0
+    assert st["redeliveries"] >= len(lost)
+
+
+def test_consumer_away_across_restart(herald):
+    """A consumer acks part of the topic and goes away; herald restarts and
+    events keep coming; when it is back it gets exactly what its group had
+    not acknowledged, in order, and nothing it had."""
+    publish_ce(herald, "mes", 1, 10)
+    create(herald, "mes", "erp")
+    assert [e["offset"] for e in fetch(herald, "mes", "erp", max_=4)] == [1, 2, 3, 4]
+    ack(herald, "mes", "erp", up_to=4)
+    publish_ce(herald, "mes", 11, 5)      # while the consumer is away
+    herald.restart()
+    publish_ce(herald, "mes", 16, 5)
+    st = info(herald, "mes", "erp")
+    assert (st["position"], st["last"], st["lag"]) == (4, 20, 16)
+    got = []
+    while True:
+        evs = fetch(herald, "mes", "erp", max_=6)
+        if not evs:
+            break
+        got += evs
+        ack(herald, "mes", "erp", offsets=[e["offset"] for e in evs])
+    assert [e["offset"] for e in got] == list(range(5, 21))
+    assert [e["event"]["id"] for e in got] == [f"e{i}" for i in range(5, 21)]
+    assert info(herald, "mes", "erp")["position"] == 20
 
 
 def test_redelivery_after_ack_wait_and_nack_delay(herald):
