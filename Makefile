@@ -80,6 +80,7 @@ test: test-build test-asan test-tsan test-valgrind fuzz
 bench: build
 	./bench/publish.sh
 	./bench/fanout.sh
+	./bench/groups.sh
 
 docs: build
 	./build/herald config-doc > docs/config.md

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Pull consumer group benchmark: pre-publishes N events (batches of 100) to
+# one topic, then drains it through a fresh group with 1 and with 4
+# concurrent consumers (each fetch max=100, wait=0, then an ack of the
+# fetched offsets, answered once durable), with sync=full (the default) and
+# sync=off. Starts its own herald on a free loopback port with a scratch
+# data directory; prints a Markdown table for docs/benchmarks.md (events
+# acknowledged a second, fetch latency p50/p99, and the CPU seconds of the
+# consumers and of herald, to show which side was the bottleneck).
+# The load generator is herald-groups-load (bench/groups_load.c: a thread
+# and a keep-alive connection per consumer), built next to herald.
+#
+# Usage: bench/groups.sh [N]      (default 100000 events)
+#   HERALD_BIN   herald binary (build/herald); herald-groups-load is taken
+#                from the same directory unless LOAD_BIN is set
+set -eu
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+BIN=${HERALD_BIN:-build/herald}
+LOAD=${LOAD_BIN:-$(dirname "$BIN")/herald-groups-load}
+[ -x "$BIN" ] || { echo "bench: $BIN is missing (make build)"; exit 1; }
+[ -x "$LOAD" ] || { echo "bench: $LOAD is missing (make build)"; exit 1; }
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TMP=$(mktemp -d)
+PID=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$TMP"' EXIT
+
+start() {
+  rm -rf "$TMP/data"
+  "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --sync "$1" --log-level warn \
+    2>"$TMP/herald.log" &
+  PID=$!
+  i=0; until curl -sf http://127.0.0.1:$PORT/healthz >/dev/null; do
+    i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/herald.log"; exit 1; }; sleep 0.05; done
+}
+
+stop() { kill $PID; wait $PID || true; PID=; }
+
+echo "| sync | consumers | events acked/s | fetch p50 | fetch p99 | consumers' CPU s | herald CPU s |"
+echo "|---|---|---|---|---|---|---|"
+for sync in full off; do
+  start $sync
+  echo "groups: sync=$sync publishing $N events" >&2
+  "$LOAD" publish $PORT bench-groups "$N"
+  for c in 1 4; do
+    line=$("$LOAD" consume $PORT bench-groups "g$c" $c $PID)
+    echo "groups: sync=$sync $line" >&2
+    set -- $line
+    for kv; do eval "${kv%%=*}=${kv#*=}"; done
+    [ "$acked" = "$N" ] || { echo "bench: $acked of $N events acked" >&2; exit 1; }
+    printf '| %s | %s | %s | %s ms | %s ms | %s | %s |\n' $sync $c $events_per_s \
+      $fetch_p50_ms $fetch_p99_ms $loader_cpu_s $herald_cpu_s
+  done
+  stop
+done
