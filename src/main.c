@@ -289,6 +289,7 @@ static int serve(int argc, char **argv)
 			.maintenance_interval_ms = (uint32_t)s.cfg.maintenance_interval_ms,
 			.readers = (unsigned)s.cfg.readers,
 			.max_topics = s.cfg.max_topics_total,
+			.dedup_max_entries = (size_t)s.cfg.dedup_max_entries,
 			.policy = hd_hub_policy,
 			.policy_arg = s.hub,
 		},

@@ -110,6 +110,10 @@ static const struct opt opts[] = {
 		 "with 429 while existing topics still take events (0 = no limit)."},
 	{"max-topics", T_UINT, G(max_topics), .def = "100000", .min = "1", .max = "100000000",
 	 .help = "Topics whose recent events are kept in memory at once."},
+	{"dedup-max-entries", T_UINT, G(dedup_max_entries), .def = "4000000", .min = "1",
+	 .max = "1000000000",
+	 .help = "Dedup keys (source, id) held in memory, about 48 bytes each; past it the oldest "
+		 "leave before their window ends (herald_dedup_evictions_total counts them)."},
 	{"commit-max-events", T_UINT, G(commit_max_events), .def = "4096", .min = "1", .max = "100000",
 	 .help = "Most events the store writes in one transaction (group commit)."},
 	{"queue-max-events", T_UINT, G(queue_max_events), .def = "65536", .min = "16", .max = "10000000",

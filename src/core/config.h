@@ -101,6 +101,7 @@ struct hd_config {
 	int64_t sse_keepalive_ms;
 	int64_t sse_retry_ms;
 	uint64_t max_topics;
+	uint64_t dedup_max_entries;
 	uint64_t commit_max_events;
 	uint64_t queue_max_events;
 	uint64_t ring_events;

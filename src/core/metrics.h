@@ -23,6 +23,8 @@ struct hd_buf;
 	C(publishes_total, "Events stored by publishes (duplicates not included).")           \
 	C(publish_bytes_total, "Bytes of event JSON stored.")                                 \
 	C(duplicates_total, "Publishes dropped as duplicates of an event in the dedup window.") \
+	C(dedup_collisions_total, "Publishes whose dedup hash matched another event's (stored without dedup).") \
+	C(dedup_evictions_total, "Dedup keys dropped from memory before their window ended (--dedup-max-entries).") \
 	C(publish_errors_total, "Events rejected at publish (validation, limits, store).")    \
 	C(reads_total, "History reads served.")                                               \
 	C(ring_reads_total, "History reads served entirely from the in-memory ring.")         \
@@ -48,6 +50,7 @@ struct hd_buf;
 	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \
 	G(topics, "Topics known to the store.")                                               \
+	G(dedup_entries, "Dedup keys held in memory.")                                         \
 	G(connections_open, "Open client connections.")                                       \
 	G(longpoll_waiting, "Long-poll reads being held until an event arrives.")             \
 	H(store_commit_batch_events, "Events per store commit (group commit size).", HD_BATCH_BOUNDS) \

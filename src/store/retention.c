@@ -62,6 +62,13 @@ int hd_store_trim(struct hd_store *s, int64_t topic_id, uint64_t max_rows, int64
 
 	/* The scan went up from the smallest offset, so "offset <= last"
 	 * removes exactly the n rows it counted. */
+	/* Claims of events whose dedup window is still open move to the
+	 * dedup table, so a restart still knows them. */
+	sqlite3_bind_int64(s->st[W_DEDUP_KEEP_TRIM], 1, topic_id);
+	sqlite3_bind_int64(s->st[W_DEDUP_KEEP_TRIM], 2, last);
+	sqlite3_bind_int64(s->st[W_DEDUP_KEEP_TRIM], 3, hd_now_ms());
+	if ((rc = hd_store_exec(s, W_DEDUP_KEEP_TRIM, "keep dedup claims")))
+		return rc;
 	sqlite3_bind_int64(s->st[W_TRIM_DEL], 1, topic_id);
 	sqlite3_bind_int64(s->st[W_TRIM_DEL], 2, last);
 	st = s->st[W_TOPIC_RETAIN];
@@ -101,6 +108,9 @@ static int expire_ttl(struct hd_store *s, int64_t now, uint64_t *budget)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < HD_STORE_MAINT_ROWS) {
 		s->ttl_rows[n].topic_id = sqlite3_column_int64(st, 0);
 		s->ttl_rows[n].bytes = (uint64_t)sqlite3_column_int64(st, 1);
+		s->ttl_rows[n].offset = (uint64_t)sqlite3_column_int64(st, 2);
+		s->ttl_rows[n].dk = (uint64_t)sqlite3_column_int64(st, 3);
+		s->ttl_rows[n].dk_expires = sqlite3_column_int64(st, 4);
 		n++;
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -109,6 +119,21 @@ static int expire_ttl(struct hd_store *s, int64_t now, uint64_t *budget)
 		return HD_ESTORE;
 	}
 	sqlite3_reset(st);
+
+	/* An event gone before its dedup window closed leaves its claim in
+	 * the dedup table, so a restart still knows it. */
+	st = s->st[W_DEDUP_PUT];
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_ttl_row *t = &s->ttl_rows[i];
+		if (t->dk_expires <= now)
+			continue;
+		sqlite3_bind_int64(st, 1, t->topic_id);
+		sqlite3_bind_int64(st, 2, (int64_t)t->offset);
+		sqlite3_bind_int64(st, 3, (int64_t)t->dk);
+		sqlite3_bind_int64(st, 4, t->dk_expires);
+		if ((rc = hd_store_exec(s, W_DEDUP_PUT, "keep dedup claim")))
+			return rc;
+	}
 
 	qsort(s->ttl_rows, n, sizeof(*s->ttl_rows), by_topic);
 	st = s->st[W_TOPIC_RETAIN];
@@ -131,20 +156,6 @@ static int expire_ttl(struct hd_store *s, int64_t now, uint64_t *budget)
 	return 0;
 }
 
-static char *dup_column(sqlite3_stmt *st, int col)
-{
-	const unsigned char *v = sqlite3_column_text(st, col);
-	return hd_strndup(v ? (const char *)v : "", (size_t)sqlite3_column_bytes(st, col));
-}
-
-static void bind_key(sqlite3_stmt *st, int first, int64_t topic, const char *source,
-		     const char *id)
-{
-	sqlite3_bind_int64(st, first, topic);
-	sqlite3_bind_text(st, first + 1, source ? source : "", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, first + 2, id ? id : "", -1, SQLITE_STATIC);
-}
-
 /*
  * Deletes the expired entries among the next s->dedup_scan dedup
  * entries after the cursor, at most *budget of them. The cursor moves past
@@ -156,19 +167,21 @@ static void bind_key(sqlite3_stmt *st, int first, int64_t topic, const char *sou
 static int expire_dedup(struct hd_store *s, int64_t now, uint64_t *budget)
 {
 	sqlite3_stmt *st = s->st[W_DEDUP_SLICE];
-	int64_t end_topic = INT64_MAX; /* above every topic id: the end of the table */
-	char *end_source = NULL, *end_id = NULL;
+	/* Above every key: the end of the table. */
+	int64_t end_topic = INT64_MAX, end_h = INT64_MAX;
+	bool end = true;
 	int rc;
 
 	if (!*budget)
 		return 0;
-	bind_key(st, 1, s->dedup_cursor_topic, s->dedup_cursor_source, s->dedup_cursor_id);
-	sqlite3_bind_int64(st, 4, (int64_t)atomic_load(&s->dedup_scan) - 1);
+	sqlite3_bind_int64(st, 1, s->dedup_cursor_topic);
+	sqlite3_bind_int64(st, 2, s->dedup_cursor_h);
+	sqlite3_bind_int64(st, 3, (int64_t)atomic_load(&s->dedup_scan) - 1);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		end_topic = sqlite3_column_int64(st, 0);
-		end_source = dup_column(st, 1);
-		end_id = dup_column(st, 2);
+		end_h = sqlite3_column_int64(st, 1);
+		end = false;
 	} else if (rc != SQLITE_DONE) {
 		hd_store_fail(s, "scan dedup entries", rc);
 		sqlite3_reset(st);
@@ -177,26 +190,21 @@ static int expire_dedup(struct hd_store *s, int64_t now, uint64_t *budget)
 	sqlite3_reset(st);
 
 	st = s->st[W_DEDUP_EXPIRE];
-	bind_key(st, 1, s->dedup_cursor_topic, s->dedup_cursor_source, s->dedup_cursor_id);
-	bind_key(st, 4, end_topic, end_source, end_id);
-	sqlite3_bind_int64(st, 7, now);
-	sqlite3_bind_int64(st, 8, (int64_t)*budget);
+	sqlite3_bind_int64(st, 1, s->dedup_cursor_topic);
+	sqlite3_bind_int64(st, 2, s->dedup_cursor_h);
+	sqlite3_bind_int64(st, 3, end_topic);
+	sqlite3_bind_int64(st, 4, end_h);
+	sqlite3_bind_int64(st, 5, now);
+	sqlite3_bind_int64(st, 6, (int64_t)*budget);
 	rc = hd_store_exec(s, W_DEDUP_EXPIRE, "delete expired dedup entries");
-	/* The bound cursor strings must outlive the statement's run. */
 	if (rc == 0) {
 		uint64_t n = (uint64_t)sqlite3_changes(s->db);
 		if (n < *budget) {
-			free(s->dedup_cursor_source);
-			free(s->dedup_cursor_id);
-			s->dedup_cursor_topic = end_source ? end_topic : 0;
-			s->dedup_cursor_source = end_source;
-			s->dedup_cursor_id = end_id;
-			end_source = end_id = NULL;
+			s->dedup_cursor_topic = end ? 0 : end_topic;
+			s->dedup_cursor_h = end ? 0 : end_h;
 		}
 		*budget -= n < *budget ? n : *budget;
 	}
-	free(end_source);
-	free(end_id);
 	return rc;
 }
 

@@ -11,11 +11,11 @@
  * The dedup table has no index on expires_ms: maintenance finds expired
  * entries by walking the table in key order (retention.c), which costs far
  * less than a second B-tree insert on every publish.
- * meta holds ('schema_version', '4'); a database with another version is
- * refused rather than guessed at. Version 2 dropped version 1's
- * dedup_expiry index, version 3 added groups, version 4 records (a version
- * 3 database is upgraded in place: only a table is added); there is no
- * other migration
+ * meta holds ('schema_version', '4') and ('dedup_key', 32 hex digits: the
+ * SipHash key of the dedup hashes, random per database); a database with
+ * another version is refused rather than guessed at. Version 2 dropped
+ * version 1's dedup_expiry index, version 3 added groups, version 4 records
+ * and 64-bit hashed dedup keys; there is no migration
  * (nothing was released with 1 or 2).
  *
  * Durability is SQLite's: WAL mode, and `synchronous` FULL (the WAL is
@@ -65,15 +65,16 @@ static const char schema_sql[] =
 	" time_ms INTEGER NOT NULL,"
 	" expires_ms INTEGER NOT NULL,"
 	" json BLOB NOT NULL,"
+	" dk INTEGER NOT NULL,"
+	" dk_expires INTEGER NOT NULL,"
 	" PRIMARY KEY(topic_id, offset)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS events_expiry ON events(expires_ms) WHERE expires_ms > 0;"
 	"CREATE TABLE IF NOT EXISTS dedup("
 	" topic_id INTEGER NOT NULL,"
-	" source TEXT NOT NULL,"
-	" id TEXT NOT NULL,"
 	" offset INTEGER NOT NULL,"
+	" h INTEGER NOT NULL,"
 	" expires_ms INTEGER NOT NULL,"
-	" PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID;"
+	" PRIMARY KEY(topic_id, offset)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS groups("
 	" topic TEXT NOT NULL,"
 	" name TEXT NOT NULL,"
@@ -90,7 +91,8 @@ static const char schema_sql[] =
 	" value TEXT NOT NULL,"
 	" updated_ms INTEGER NOT NULL,"
 	" PRIMARY KEY(kind, key)) WITHOUT ROWID;"
-	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
+	"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');"
+	"INSERT OR IGNORE INTO meta(key, value) VALUES('dedup_key', hex(randomblob(16)));";
 
 static int db_error(sqlite3 *db, const char *what, int rc, struct hd_error *err)
 {
@@ -174,12 +176,6 @@ static int setup_writer(sqlite3 *db, enum hd_store_sync sync, struct hd_error *e
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;
 	}
-	/* Version 4 only added the records table, which schema_sql has just
-	 * created: a version 3 database is upgraded inside this transaction. */
-	if (strcmp(v, "3") == 0 &&
-	    !(rc = exec(db, "UPDATE meta SET value='" SCHEMA_VERSION "' WHERE key='schema_version'",
-			err)))
-		snprintf(v, sizeof(v), "%s", SCHEMA_VERSION);
 	if (strcmp(v, SCHEMA_VERSION) != 0) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return hd_error_set(err, HD_ESTORE,

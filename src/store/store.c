@@ -84,6 +84,133 @@ static int lock_dir(struct hd_store *s, struct hd_error *err)
 	return 0;
 }
 
+/* meta's dedup_key: 32 hex digits, the 16 bytes of the SipHash key. */
+static int load_dedup_key(struct hd_store *s, struct hd_error *err)
+{
+	sqlite3_stmt *st = s->st[W_DEDUP_KEY];
+	const unsigned char *v = NULL;
+	int rc = sqlite3_step(st), bad = 1;
+
+	if (rc == SQLITE_ROW && (v = sqlite3_column_text(st, 0)) &&
+	    sqlite3_column_bytes(st, 0) == 32) {
+		bad = 0;
+		for (int i = 0; i < 32 && !bad; i++) {
+			int c = v[i], d = c >= '0' && c <= '9'   ? c - '0'
+					  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+					  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+								 : -1;
+			if (d < 0)
+				bad = 1;
+			else if (i % 2)
+				s->dedup_key[i / 2] |= (unsigned char)d;
+			else
+				s->dedup_key[i / 2] = (unsigned char)(d << 4);
+		}
+	}
+	sqlite3_reset(st);
+	return bad ? hd_error_set(err, HD_ESTORE, "meta has no valid dedup_key") : 0;
+}
+
+/* A dedup claim read back at open. */
+struct claim {
+	int64_t topic_id;
+	uint64_t offset;
+	uint64_t h;
+	int64_t expires_ms;
+};
+
+struct claims {
+	struct claim *v;
+	size_t n, cap;
+};
+
+static void claims_push(struct claims *c, int64_t topic_id, uint64_t offset, uint64_t h,
+			int64_t expires_ms)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 1024;
+		c->v = hd_realloc(c->v, c->cap * sizeof(*c->v));
+	}
+	c->v[c->n++] = (struct claim){topic_id, offset, h, expires_ms};
+}
+
+static int by_expiry(const void *a, const void *b)
+{
+	const struct claim *x = a, *y = b;
+	if (x->expires_ms != y->expires_ms)
+		return x->expires_ms < y->expires_ms ? -1 : 1;
+	if (x->topic_id != y->topic_id)
+		return x->topic_id < y->topic_id ? -1 : 1;
+	return (x->offset > y->offset) - (x->offset < y->offset);
+}
+
+/* A topic's newest events, newest first, until this many in a row carry no
+ * open claim: claims are made in offset order with one window per topic, so
+ * the open ones are the newest (the margin covers events without an id and
+ * a window that was changed). */
+#define CLAIM_SCAN_SLACK 64
+
+/* The open dedup claims of one topic's stored events. */
+static int load_topic_claims(struct hd_store *s, int64_t topic_id, int64_t now,
+			     struct claims *c)
+{
+	sqlite3_stmt *st = s->st[W_DEDUP_RECENT];
+	int closed = 0, rc;
+
+	sqlite3_bind_int64(st, 1, topic_id);
+	while (closed < CLAIM_SCAN_SLACK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t expires = sqlite3_column_int64(st, 2);
+		if (expires <= now) {
+			closed++;
+			continue;
+		}
+		closed = 0;
+		claims_push(c, topic_id, (uint64_t)sqlite3_column_int64(st, 0),
+			    (uint64_t)sqlite3_column_int64(st, 1), expires);
+	}
+	sqlite3_reset(st);
+	return closed == CLAIM_SCAN_SLACK || rc == SQLITE_DONE ? 0 : HD_ESTORE;
+}
+
+/* Every open dedup claim, from the events that carry one and from the dedup
+ * table (topics without history, events removed before their window
+ * closed), into the writer's index in the order they were made. */
+static int load_dedup(struct hd_store *s, struct hd_error *err)
+{
+	struct claims c = {0};
+	int64_t now = hd_now_ms();
+	sqlite3_stmt *st = s->st[W_DEDUP_LOAD];
+	int rc;
+
+	hd_dedup_init(&s->dedup, s->opts.dedup_max_entries ? s->opts.dedup_max_entries
+							   : HD_STORE_DEDUP_MAX_DEFAULT);
+	sqlite3_bind_int64(st, 1, now);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		claims_push(&c, sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+			    (uint64_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3));
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE) {
+		st = s->st[W_DEDUP_TOPICS];
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+		       !load_topic_claims(s, sqlite3_column_int64(st, 0), now, &c))
+			;
+		sqlite3_reset(st);
+	}
+	if (rc != SQLITE_DONE) {
+		free(c.v);
+		return hd_error_set(err, HD_ESTORE, "cannot load dedup claims: %s",
+				    sqlite3_errmsg(s->db));
+	}
+	if (c.n)
+		qsort(c.v, c.n, sizeof(*c.v), by_expiry);
+	for (size_t i = 0; i < c.n; i++)
+		hd_dedup_add(&s->dedup, c.v[i].topic_id, c.v[i].h, c.v[i].offset,
+			     c.v[i].expires_ms, now);
+	s->dedup.evicted = 0;
+	free(c.v);
+	return 0;
+}
+
 static int open_writer(struct hd_store *s, const char *path, struct hd_error *err)
 {
 	int rc = hd_store_schema_open(path, HD_CONN_WRITER, s->opts.sync, &s->db, err);
@@ -101,7 +228,9 @@ static int open_writer(struct hd_store *s, const char *path, struct hd_error *er
 	rc = sqlite3_reset(st);
 	if (rc != SQLITE_OK)
 		return hd_error_set(err, HD_ESTORE, "cannot count topics: %s", sqlite3_errmsg(s->db));
-	return 0;
+	if ((rc = load_dedup_key(s, err)))
+		return rc;
+	return load_dedup(s, err);
 }
 
 static int open_readers(struct hd_store *s, const char *path, struct hd_error *err)
@@ -181,6 +310,7 @@ struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error
 	atomic_init(&s->dedup_scan, HD_STORE_DEDUP_SCAN);
 	s->next_maint_ms = hd_mono_ms() + s->opts.maintenance_interval_ms;
 	atomic_init(&s->fault_commits, 0);
+	atomic_init(&s->dedup_mask, UINT64_MAX);
 
 	if ((rc = pthread_create(&s->thread, NULL, hd_store_writer_main, s)) != 0) {
 		hd_error_set(err, HD_EINTERNAL, "cannot start the store writer: %s", strerror(rc));
@@ -306,6 +436,7 @@ void hd_store_free(struct hd_store *s)
 	 * removes it. */
 	sqlite3_close(s->db);
 	hd_topic_cache_fini(&s->cache);
+	hd_dedup_fini(&s->dedup);
 	if (s->sync_ready) {
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->wake);
@@ -321,8 +452,6 @@ void hd_store_free(struct hd_store *s)
 	free(s->slots);
 	free(s->sweep);
 	free(s->ttl_rows);
-	free(s->dedup_cursor_source);
-	free(s->dedup_cursor_id);
 	free(s->dir);
 	free(s);
 }
@@ -330,6 +459,11 @@ void hd_store_free(struct hd_store *s)
 void hd_store_fault_fail_commits(struct hd_store *s, int n)
 {
 	atomic_store(&s->fault_commits, n);
+}
+
+void hd_store_test_dedup_mask(struct hd_store *s, uint64_t mask)
+{
+	atomic_store(&s->dedup_mask, mask);
 }
 
 void hd_store_test_dedup_scan(struct hd_store *s, size_t n)

@@ -29,7 +29,10 @@
  *          count INTEGER, bytes INTEGER)              -- events and JSON bytes kept
  *   events(topic_id, offset, time_ms, expires_ms, json BLOB,
  *          PRIMARY KEY(topic_id, offset)) WITHOUT ROWID
- *   dedup(topic_id, source, id, offset, expires_ms, PRIMARY KEY(topic_id, source, id)) WITHOUT ROWID
+ *   dedup(topic_id, offset, h, expires_ms,             -- an event's dedup key while its window
+ *         PRIMARY KEY(topic_id, offset)) WITHOUT ROWID --   is open; h: SipHash-2-4 of its source
+ *                                                     --   and id under meta's dedup_key. Written
+ *                                                     --   in offset order, looked up in memory
  *   INDEX events_expiry ON events(expires_ms) WHERE expires_ms > 0   -- TTL sweep
  *   groups(topic TEXT, name TEXT,                     -- a pull consumer group
  *          ack_floor INTEGER,                         -- every offset <= it is acked
@@ -45,9 +48,9 @@
  * exists; deleting a topic removes its rows (its groups too), and a topic of
  * the same name created later gets a new random epoch and starts again at 1.
  * Groups are keyed by topic name, not id: a group may be created before the
- * first event of its topic. Version 3 added groups, version 4 records; a
- * version 3 database is upgraded in place (the records table is created),
- * older ones are refused (nothing was released with them).
+ * first event of its topic. Version 3 added groups, version 4 records and
+ * hashed dedup keys; older databases are refused (nothing was released
+ * with them).
  */
 #ifndef HD_STORE_H
 #define HD_STORE_H
@@ -77,6 +80,8 @@ struct hd_topic_policy {
 /* Must be thread-safe: called on the writer thread and on reader threads. */
 typedef void (*hd_store_policy_fn)(void *arg, const char *topic, struct hd_topic_policy *out);
 
+#define HD_STORE_DEDUP_MAX_DEFAULT 4000000
+
 struct hd_store_opts {
 	const char *dir;                 /* created if missing */
 	enum hd_store_sync sync;
@@ -88,6 +93,9 @@ struct hd_store_opts {
 	 * fails that item with HD_ELIMIT (existing topics still take events).
 	 * 0 = no limit. */
 	uint64_t max_topics;
+	/* Dedup keys the writer holds in memory (store/dedup.h); past it the
+	 * oldest go early. 0 = HD_STORE_DEDUP_MAX_DEFAULT. */
+	size_t dedup_max_entries;
 	hd_store_policy_fn policy;
 	void *policy_arg;
 	void (*notify)(void *arg);       /* writer thread: completed batches are ready */

@@ -21,6 +21,8 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include "store/dedup.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,31 +72,41 @@
 			" count=count-?3, bytes=bytes-?4 WHERE id=?1")                    \
 	X(TOPIC_DEL, "DELETE FROM topics WHERE id=?1")                                     \
 	X(TOPIC_COUNT, "SELECT count(*) FROM topics")                                      \
-	X(EVENT_INS, "INSERT INTO events(topic_id, offset, time_ms, expires_ms, json)"     \
-		     " VALUES(?1, ?2, ?3, ?4, ?5)")                                       \
-	X(EVENT_INS_MANY, "INSERT INTO events(topic_id, offset, time_ms, expires_ms, json) VALUES" \
-		" (?1, ?2, ?3, ?4, ?5), (?6, ?7, ?8, ?9, ?10)," \
-		" (?11, ?12, ?13, ?14, ?15), (?16, ?17, ?18, ?19, ?20)," \
-		" (?21, ?22, ?23, ?24, ?25), (?26, ?27, ?28, ?29, ?30)," \
-		" (?31, ?32, ?33, ?34, ?35), (?36, ?37, ?38, ?39, ?40)," \
-		" (?41, ?42, ?43, ?44, ?45), (?46, ?47, ?48, ?49, ?50)," \
-		" (?51, ?52, ?53, ?54, ?55), (?56, ?57, ?58, ?59, ?60)," \
-		" (?61, ?62, ?63, ?64, ?65), (?66, ?67, ?68, ?69, ?70)," \
-		" (?71, ?72, ?73, ?74, ?75), (?76, ?77, ?78, ?79, ?80)," \
-		" (?81, ?82, ?83, ?84, ?85), (?86, ?87, ?88, ?89, ?90)," \
-		" (?91, ?92, ?93, ?94, ?95), (?96, ?97, ?98, ?99, ?100)," \
-		" (?101, ?102, ?103, ?104, ?105), (?106, ?107, ?108, ?109, ?110)," \
-		" (?111, ?112, ?113, ?114, ?115), (?116, ?117, ?118, ?119, ?120)," \
-		" (?121, ?122, ?123, ?124, ?125), (?126, ?127, ?128, ?129, ?130)," \
-		" (?131, ?132, ?133, ?134, ?135), (?136, ?137, ?138, ?139, ?140)," \
-		" (?141, ?142, ?143, ?144, ?145), (?146, ?147, ?148, ?149, ?150)," \
-		" (?151, ?152, ?153, ?154, ?155), (?156, ?157, ?158, ?159, ?160)") \
+	X(EVENT_INS, "INSERT INTO events(topic_id, offset, time_ms, expires_ms, json, dk, dk_expires)" \
+		     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                \
+	X(EVENT_INS_MANY, "INSERT INTO events(topic_id, offset, time_ms, expires_ms, json, dk,"  \
+		" dk_expires) VALUES" \
+		" (?1, ?2, ?3, ?4, ?5, ?6, ?7), (?8, ?9, ?10, ?11, ?12, ?13, ?14)," \
+		" (?15, ?16, ?17, ?18, ?19, ?20, ?21), (?22, ?23, ?24, ?25, ?26, ?27, ?28)," \
+		" (?29, ?30, ?31, ?32, ?33, ?34, ?35), (?36, ?37, ?38, ?39, ?40, ?41, ?42)," \
+		" (?43, ?44, ?45, ?46, ?47, ?48, ?49), (?50, ?51, ?52, ?53, ?54, ?55, ?56)," \
+		" (?57, ?58, ?59, ?60, ?61, ?62, ?63), (?64, ?65, ?66, ?67, ?68, ?69, ?70)," \
+		" (?71, ?72, ?73, ?74, ?75, ?76, ?77), (?78, ?79, ?80, ?81, ?82, ?83, ?84)," \
+		" (?85, ?86, ?87, ?88, ?89, ?90, ?91), (?92, ?93, ?94, ?95, ?96, ?97, ?98)," \
+		" (?99, ?100, ?101, ?102, ?103, ?104, ?105), (?106, ?107, ?108, ?109, ?110, ?111, ?112)," \
+		" (?113, ?114, ?115, ?116, ?117, ?118, ?119), (?120, ?121, ?122, ?123, ?124, ?125, ?126)," \
+		" (?127, ?128, ?129, ?130, ?131, ?132, ?133), (?134, ?135, ?136, ?137, ?138, ?139, ?140)," \
+		" (?141, ?142, ?143, ?144, ?145, ?146, ?147), (?148, ?149, ?150, ?151, ?152, ?153, ?154)," \
+		" (?155, ?156, ?157, ?158, ?159, ?160, ?161), (?162, ?163, ?164, ?165, ?166, ?167, ?168)," \
+		" (?169, ?170, ?171, ?172, ?173, ?174, ?175), (?176, ?177, ?178, ?179, ?180, ?181, ?182)," \
+		" (?183, ?184, ?185, ?186, ?187, ?188, ?189), (?190, ?191, ?192, ?193, ?194, ?195, ?196)," \
+		" (?197, ?198, ?199, ?200, ?201, ?202, ?203), (?204, ?205, ?206, ?207, ?208, ?209, ?210)," \
+		" (?211, ?212, ?213, ?214, ?215, ?216, ?217), (?218, ?219, ?220, ?221, ?222, ?223, ?224)") \
 	X(EVENTS_DEL_TOPIC, "DELETE FROM events WHERE topic_id=?1")                        \
-	X(DEDUP_PUT, "INSERT INTO dedup(topic_id, source, id, offset, expires_ms)"         \
-		     " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(topic_id, source, id)"      \
-		     " DO UPDATE SET offset=excluded.offset, expires_ms=excluded.expires_ms" \
-		     " WHERE dedup.expires_ms <= ?6")                                     \
-	X(DEDUP_GET, "SELECT offset FROM dedup WHERE topic_id=?1 AND source=?2 AND id=?3") \
+	X(DEDUP_PUT, "INSERT OR REPLACE INTO dedup(topic_id, offset, h, expires_ms)"       \
+		     " VALUES(?1, ?2, ?3, ?4)")                                           \
+	X(DEDUP_LOAD, "SELECT topic_id, offset, h, expires_ms FROM dedup"                  \
+		      " WHERE expires_ms > ?1")                                           \
+	X(DEDUP_TOPICS, "SELECT id, name FROM topics")                                     \
+	X(DEDUP_RECENT, "SELECT offset, dk, dk_expires, time_ms FROM events"               \
+			" WHERE topic_id=?1 ORDER BY offset DESC")                         \
+	X(DEDUP_KEEP_TRIM, "INSERT OR REPLACE INTO dedup(topic_id, offset, h, expires_ms)" \
+			   " SELECT topic_id, offset, dk, dk_expires FROM events"          \
+			   " WHERE topic_id=?1 AND offset<=?2 AND dk_expires>?3")          \
+	X(EVENT_KEY, "SELECT json_extract(CAST(json AS TEXT), '$.source'),"                \
+		     " json_extract(CAST(json AS TEXT), '$.id') FROM events"               \
+		     " WHERE topic_id=?1 AND offset=?2")                                  \
+	X(DEDUP_KEY, "SELECT value FROM meta WHERE key='dedup_key'")                       \
 	X(DEDUP_DEL_TOPIC, "DELETE FROM dedup WHERE topic_id=?1")                          \
 	X(GROUPS_DEL_TOPIC, "DELETE FROM groups WHERE topic=?1")                           \
 	X(GROUP_PUT, "INSERT OR REPLACE INTO groups(topic, name, ack_floor, acked,"        \
@@ -109,15 +121,13 @@
 	X(TRIM_DEL, "DELETE FROM events WHERE topic_id=?1 AND offset<=?2")                 \
 	X(TTL_DEL, "DELETE FROM events WHERE (topic_id, offset) IN (SELECT topic_id, offset" \
 		   " FROM events WHERE expires_ms > 0 AND expires_ms <= ?1 LIMIT ?2)"      \
-		   " RETURNING topic_id, length(json)")                                   \
-	X(DEDUP_SLICE, "SELECT topic_id, source, id FROM dedup"                            \
-		       " WHERE (topic_id, source, id) > (?1, ?2, ?3)"                      \
-		       " ORDER BY topic_id, source, id LIMIT 1 OFFSET ?4")                 \
-	X(DEDUP_EXPIRE, "DELETE FROM dedup WHERE (topic_id, source, id) IN (SELECT"       \
-			" topic_id, source, id FROM dedup"                                 \
-			" WHERE (topic_id, source, id) > (?1, ?2, ?3)"                     \
-			" AND (topic_id, source, id) <= (?4, ?5, ?6) AND expires_ms <= ?7" \
-			" ORDER BY topic_id, source, id LIMIT ?8)")                        \
+		   " RETURNING topic_id, length(json), offset, dk, dk_expires")           \
+	X(DEDUP_SLICE, "SELECT topic_id, offset FROM dedup WHERE (topic_id, offset) > (?1, ?2)" \
+		       " ORDER BY topic_id, offset LIMIT 1 OFFSET ?3")                     \
+	X(DEDUP_EXPIRE, "DELETE FROM dedup WHERE (topic_id, offset) IN (SELECT topic_id,"  \
+			" offset FROM dedup WHERE (topic_id, offset) > (?1, ?2)"           \
+			" AND (topic_id, offset) <= (?3, ?4) AND expires_ms <= ?5"         \
+			" ORDER BY topic_id, offset LIMIT ?6)")                            \
 	X(SWEEP, "SELECT id, name, count FROM topics WHERE id > ?1 ORDER BY id LIMIT ?2")
 
 enum hd_writer_stmt {
@@ -183,6 +193,9 @@ struct hd_sweep_topic {
 struct hd_ttl_row {
 	int64_t topic_id;
 	uint64_t bytes;
+	uint64_t offset;
+	uint64_t dk;           /* the event's dedup claim, kept when still open */
+	int64_t dk_expires;
 };
 
 struct hd_store {
@@ -222,6 +235,8 @@ struct hd_store {
 		int64_t time_ms;
 		int64_t expires_ms;
 		const struct hd_rcbuf *json;
+		uint64_t dk;           /* dedup hash, with dk_expires (0: none) */
+		int64_t dk_expires;
 	} pending[HD_STORE_INS_ROWS];
 	size_t npending;
 	size_t slots_cap;
@@ -229,12 +244,15 @@ struct hd_store {
 	char fail_msg[160];            /* the first error of a failing transaction */
 	long long fail_log_ms;         /* rate limit of the failure log line */
 	int64_t sweep_cursor;          /* last topic id the sweep examined */
-	/* The dedup key (topic id, source, id) the expiry walk resumes after;
-	 * (0, "", "") is before every entry. The strings are owned. */
+	/* The dedup row (topic id, offset) the expiry walk resumes after;
+	 * (0, 0) is before every row. */
 	atomic_size_t dedup_scan;      /* HD_STORE_DEDUP_SCAN; tests lower it */
 	int64_t dedup_cursor_topic;
-	char *dedup_cursor_source;
-	char *dedup_cursor_id;
+	int64_t dedup_cursor_h;        /* the offset */
+	struct hd_dedup dedup;         /* the keys in their windows (dedup.h) */
+	uint64_t dedup_mark;           /* hd_dedup_mark at the group's BEGIN */
+	unsigned char dedup_key[16];   /* SipHash key of the dedup hashes (meta) */
+	_Atomic uint64_t dedup_mask;   /* all ones; tests force collisions with it */
 	struct hd_sweep_topic *sweep;  /* HD_STORE_SWEEP_CHUNK entries */
 	struct hd_ttl_row *ttl_rows;   /* HD_STORE_MAINT_ROWS entries */
 	uint64_t next_maint_ms;        /* hd_mono_ms deadline of the next round */
@@ -315,5 +333,7 @@ void hd_store_maintain(struct hd_store *s);
 void hd_store_fault_fail_commits(struct hd_store *s, int n);
 /* Test hook: dedup entries a maintenance round examines (see dedup_scan). */
 void hd_store_test_dedup_scan(struct hd_store *s, size_t n);
+/* Test hook: dedup hashes are ANDed with mask (0: every key collides). */
+void hd_store_test_dedup_mask(struct hd_store *s, uint64_t mask);
 
 #endif

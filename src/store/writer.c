@@ -35,6 +35,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/siphash.h"
 #include "core/text.h"
 #include "store/store_impl.h"
 
@@ -238,44 +239,95 @@ static int64_t add_sat(int64_t a, int64_t b)
 	return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
-/* Claims (topic, source, id) for offset, unless an entry inside its window
- * already holds it: then *dup is set and *orig is that entry's offset. */
-static int dedup(struct hd_store *s, struct hd_store_topic *t, const struct hd_store_item *it,
-		 uint64_t offset, bool *dup, uint64_t *orig)
+/* The dedup key of (source, id): SipHash-2-4 under the database's key, of
+ * both lengths and both strings, so ("ab", "c") and ("a", "bc") differ. */
+static uint64_t dedup_hash(const struct hd_store *s, const char *source, const char *id)
 {
-	sqlite3_stmt *st = s->st[W_DEDUP_PUT];
-	const char *source = it->source ? it->source : "";
+	struct hd_siphash h;
+	uint32_t len[2] = {(uint32_t)strlen(source), (uint32_t)strlen(id)};
+	hd_siphash_init(&h, s->dedup_key);
+	hd_siphash_add(&h, len, sizeof(len));
+	hd_siphash_add(&h, source, len[0]);
+	hd_siphash_add(&h, id, len[1]);
+	return hd_siphash_final(&h) & atomic_load_explicit(&s->dedup_mask, memory_order_relaxed);
+}
+
+static int flush_events(struct hd_store *s);
+
+/* Whether the stored event at offset has this source and id, read back from
+ * its JSON. An event that is no longer stored (no history, retention, TTL),
+ * or whose JSON lacks the attribute, cannot be checked and counts as a
+ * match. */
+static int same_event(struct hd_store *s, const struct hd_store_topic *t, uint64_t offset,
+		      const char *source, const char *id, bool *same)
+{
+	sqlite3_stmt *st = s->st[W_EVENT_KEY];
 	int rc;
 
+	/* The original may still wait in this group's pending rows. */
+	if ((rc = flush_events(s)))
+		return rc;
+	*same = true;
 	sqlite3_bind_int64(st, 1, t->id);
-	sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, it->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (int64_t)offset);
-	sqlite3_bind_int64(st, 5, add_sat(it->time_ms, t->policy.dedup_window_ms));
-	sqlite3_bind_int64(st, 6, it->time_ms);
+	sqlite3_bind_int64(st, 2, (int64_t)offset);
 	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
-		hd_store_fail(s, "dedup", rc);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *src = sqlite3_column_text(st, 0);
+		const unsigned char *eid = sqlite3_column_text(st, 1);
+		*same = (!src || strcmp((const char *)src, source) == 0) &&
+			(!eid || strcmp((const char *)eid, id) == 0);
+	} else if (rc != SQLITE_DONE) {
+		hd_store_fail(s, "dedup check", rc);
 		sqlite3_reset(st);
 		return HD_ESTORE;
 	}
-	*dup = sqlite3_changes(s->db) == 0;
 	sqlite3_reset(st);
-	if (!*dup)
-		return 0;
+	return 0;
+}
 
-	st = s->st[W_DEDUP_GET];
-	sqlite3_bind_int64(st, 1, t->id);
-	sqlite3_bind_text(st, 2, source, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, it->id, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		hd_store_fail(s, "dedup lookup", rc);
-		sqlite3_reset(st);
-		return HD_ESTORE;
+/* Claims (topic, hash of source and id) for offset, unless an entry inside
+ * its window already holds it: then *dup is set and *orig is that entry's
+ * offset. The claim goes into the in-memory index at once and is made
+ * durable with the event: in its row (*dk, *dk_expires) when the topic
+ * keeps history, else here in the dedup table. A held hash whose stored
+ * event has another source or id is a collision (about one in 2^64 per
+ * pair): the item is not a duplicate and is stored without a claim. */
+static int dedup(struct hd_store *s, struct hd_store_topic *t, const struct hd_store_item *it,
+		 uint64_t offset, bool *dup, uint64_t *orig, uint64_t *dk, int64_t *dk_expires)
+{
+	const char *source = it->source ? it->source : "";
+	uint64_t h = dedup_hash(s, source, it->id);
+	int64_t expires = add_sat(it->time_ms, t->policy.dedup_window_ms);
+	const struct hd_dedup_entry *e = hd_dedup_find(&s->dedup, t->id, h, it->time_ms);
+	int rc;
+
+	*dup = false;
+	if (e) {
+		bool same;
+		*orig = e->offset;
+		if ((rc = same_event(s, t, *orig, source, it->id, &same)))
+			return rc;
+		if (same)
+			*dup = true;
+		else
+			hd_metrics_inc(HD_M_dedup_collisions_total);
+		return 0;
 	}
-	*orig = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
+	if (!t->policy.history) {
+		sqlite3_stmt *st = s->st[W_DEDUP_PUT];
+		sqlite3_bind_int64(st, 1, t->id);
+		sqlite3_bind_int64(st, 2, (int64_t)offset);
+		sqlite3_bind_int64(st, 3, (int64_t)h);
+		sqlite3_bind_int64(st, 4, expires);
+		if ((rc = hd_store_exec(s, W_DEDUP_PUT, "dedup")))
+			return rc;
+	}
+	uint64_t evicted = s->dedup.evicted;
+	hd_dedup_add(&s->dedup, t->id, h, offset, expires, it->time_ms);
+	if (s->dedup.evicted != evicted)
+		hd_metrics_inc(HD_M_dedup_evictions_total);
+	*dk = h;
+	*dk_expires = expires;
 	return 0;
 }
 
@@ -291,12 +343,14 @@ static int flush_events(struct hd_store *s)
 		sqlite3_stmt *st = s->st[W_EVENT_INS_MANY];
 		for (size_t i = 0; i < n; i++) {
 			const struct hd_pending_event *e = &s->pending[i];
-			int k = (int)(5 * i);
+			int k = (int)(7 * i);
 			sqlite3_bind_int64(st, k + 1, e->topic_id);
 			sqlite3_bind_int64(st, k + 2, (int64_t)e->offset);
 			sqlite3_bind_int64(st, k + 3, e->time_ms);
 			sqlite3_bind_int64(st, k + 4, e->expires_ms);
 			sqlite3_bind_blob(st, k + 5, e->json->data, (int)e->json->len, SQLITE_STATIC);
+			sqlite3_bind_int64(st, k + 6, (int64_t)e->dk);
+			sqlite3_bind_int64(st, k + 7, e->dk_expires);
 		}
 		return hd_store_exec(s, W_EVENT_INS_MANY, "insert events");
 	}
@@ -308,6 +362,8 @@ static int flush_events(struct hd_store *s)
 		sqlite3_bind_int64(st, 3, e->time_ms);
 		sqlite3_bind_int64(st, 4, e->expires_ms);
 		sqlite3_bind_blob(st, 5, e->json->data, (int)e->json->len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 6, (int64_t)e->dk);
+		sqlite3_bind_int64(st, 7, e->dk_expires);
 		rc = hd_store_exec(s, W_EVENT_INS, "insert event");
 	}
 	return rc;
@@ -318,7 +374,8 @@ static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_st
 	size_t tlen = it->topic ? strnlen(it->topic, HD_TOPIC_NAME_MAX + 1) : 0;
 	struct hd_store_topic *t;
 	struct hd_rcbuf *json;
-	uint64_t offset;
+	uint64_t offset, dk = 0;
+	int64_t dk_expires = 0;
 	bool empty;
 	int rc;
 
@@ -344,7 +401,7 @@ static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_st
 	if (t->policy.dedup_window_ms > 0 && it->id && it->id[0]) {
 		bool dup;
 		uint64_t orig = 0;
-		if ((rc = dedup(s, t, it, offset, &dup, &orig)))
+		if ((rc = dedup(s, t, it, offset, &dup, &orig, &dk, &dk_expires)))
 			return rc;
 		if (dup) {
 			it->duplicate = true;
@@ -367,6 +424,8 @@ static int apply_item(struct hd_store *s, struct hd_store_item *it, struct hd_st
 			.time_ms = it->time_ms,
 			.expires_ms = it->expires_ms,
 			.json = json,
+			.dk = dk,
+			.dk_expires = dk_expires,
 		};
 		if (s->npending == HD_STORE_INS_ROWS && (rc = flush_events(s)))
 			return rc;
@@ -416,6 +475,8 @@ static void apply_delete(struct hd_store *s, struct hd_store_batch *b, int *rc)
 	 * still on the touched list, so it is freed when the group ends. */
 	hd_topic_cache_remove(&s->cache, t);
 	t->deleted = true;
+	/* Its id may be given to a topic created later. */
+	hd_dedup_drop_topic(&s->dedup, t->id);
 	s->tally.topics--;
 }
 
@@ -568,6 +629,7 @@ static void finish_group(struct hd_store *s, struct hd_store_batch *group, size_
 static void fail_group(struct hd_store *s, struct hd_store_batch *group)
 {
 	hd_store_abort(s, "commit");
+	hd_dedup_rollback(&s->dedup, s->dedup_mark);
 	while (s->touched) {
 		struct hd_store_topic *t = s->touched;
 		s->touched = t->tnext;
@@ -612,6 +674,7 @@ static void run_group(struct hd_store *s, struct hd_store_batch *group, size_t n
 	s->fail_msg[0] = '\0';
 	memset(&s->tally, 0, sizeof(s->tally));
 
+	s->dedup_mark = hd_dedup_mark(&s->dedup);
 	rc = hd_store_exec(s, W_BEGIN, "begin");
 	for (struct hd_store_batch *b = group; !rc && b; b = b->next) {
 		if (b->op == HD_STORE_APPEND) {
@@ -641,6 +704,7 @@ static void run_group(struct hd_store *s, struct hd_store_batch *group, size_t n
 		fail_group(s, group);
 	else
 		finish_group(s, group, nevents, started_us);
+	hd_metrics_gauge_set(HD_M_dedup_entries, (int64_t)s->dedup.n);
 }
 
 static size_t batch_events(const struct hd_store_batch *b)

@@ -56,6 +56,14 @@ static void policy(void *arg, const char *topic, struct hd_topic_policy *out)
 		out->max_age_ms = 60000;
 	if (strncmp(topic, "dd:", 3) == 0)
 		out->dedup_window_ms = 1000;
+	if (strncmp(topic, "ddn:", 4) == 0) { /* claims only in the dedup table */
+		out->dedup_window_ms = 1000;
+		out->history = false;
+	}
+	if (strncmp(topic, "ddc:", 4) == 0) { /* claims outlive the events */
+		out->dedup_window_ms = 3600 * 1000;
+		out->max_count = 2;
+	}
 }
 
 static void notify(void *arg)
@@ -1085,6 +1093,8 @@ static void test_on_disk_format(void **state)
 		   " WHERE name NOT LIKE 'sqlite_%' ORDER BY name)",
 		   v, sizeof(v));
 	assert_string_equal(v, "dedup,events,events_expiry,groups,meta,records,topics");
+	query_text("SELECT length(value) FROM meta WHERE key='dedup_key'", v, sizeof(v));
+	assert_string_equal(v, "32");
 	query_text("SELECT name || ' ' || last_offset || ' ' || low_offset || ' ' || count"
 		   " FROM topics",
 		   v, sizeof(v));
@@ -1192,33 +1202,6 @@ static void test_old_schema_version_refused(void **state)
 	assert_non_null(strstr(err.msg, "unsupported schema version 2 (this herald reads 4)"));
 }
 
-/* A version 3 database (before records) is upgraded in place and keeps its
- * data. */
-static void test_version_3_upgraded(void **state)
-{
-	struct hd_error err = {0};
-	char path[128], v[64];
-	sqlite3 *db;
-
-	append1("up", "{}");
-	close_store();
-	snprintf(path, sizeof(path), "%s/herald.db", H.dir);
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DROP TABLE records; UPDATE meta SET value='3'"
-					  " WHERE key='schema_version'",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
-	H.s = hd_store_open(&H.opts, &err);
-	assert_non_null(H.s);
-	query_text("SELECT value FROM meta WHERE key='schema_version'", v, sizeof(v));
-	assert_string_equal(v, "4");
-	query_text("SELECT count(*) FROM records", v, sizeof(v));
-	assert_string_equal(v, "0");
-	query_text("SELECT last_offset FROM topics WHERE name='up'", v, sizeof(v));
-	assert_string_equal(v, "1");
-}
-
 /* Expired dedup entries are found without an index: maintenance walks the
  * table a slice at a time, resuming where it stopped and starting over at
  * the end, and deletes only what has expired. */
@@ -1230,7 +1213,7 @@ static void test_dedup_expiry_walks_in_slices(void **state)
 	char v[64];
 
 	for (int i = 0; i < 12; i++) {
-		it[i] = item(i < 9 ? "dd:w" : "dd:v", "{}");
+		it[i] = item(i < 9 ? "ddn:w" : "ddn:v", "{}");
 		it[i].id = ids[i % 9];
 		it[i].time_ms = now - 5000; /* its 1 s window closed long ago */
 	}
@@ -1246,12 +1229,12 @@ static void test_dedup_expiry_walks_in_slices(void **state)
 	reopen();
 	hd_store_test_dedup_scan(H.s, 2);
 	WAIT_UNTIL((query_text("SELECT count(*) FROM dedup", v, sizeof(v)), strcmp(v, "2") == 0));
-	query_text("SELECT group_concat(id, ',') FROM (SELECT id FROM dedup ORDER BY id)", v,
-		   sizeof(v));
-	assert_string_equal(v, "3,7");
+	query_text("SELECT group_concat(offset, ',') FROM (SELECT offset FROM dedup ORDER BY offset)",
+		   v, sizeof(v));
+	assert_string_equal(v, "3,7"); /* ids 3 and 7 of ddn:w */
 
 	/* What is left still answers as a duplicate. */
-	struct hd_store_item dup = item("dd:w", "{}");
+	struct hd_store_item dup = item("ddn:w", "{}");
 	dup.id = "3";
 	dup.time_ms = now;
 	b = batch(&dup, 1);
@@ -1387,6 +1370,78 @@ static void test_groups(void **state)
 	hd_store_group_rows_free(rows, n);
 }
 
+/* When two events' dedup hashes collide, the second is checked against the
+ * stored first one: another source or id is a new event (stored, counted as
+ * a collision); the same source and id is still a duplicate. */
+static void test_dedup_collision(void **state)
+{
+	int64_t coll = hd_metrics_get(HD_M_dedup_collisions_total);
+	struct hd_store_item it[3] = {
+		item("dd:x", "{\"source\":\"/s\",\"id\":\"a\"}"),
+		item("dd:x", "{\"source\":\"/s\",\"id\":\"b\"}"),
+		item("dd:x", "{\"source\":\"/s\",\"id\":\"a\"}"),
+	};
+	it[0].id = it[2].id = "a";
+	it[1].id = "b";
+	for (int i = 0; i < 3; i++)
+		it[i].source = "/s";
+	hd_store_test_dedup_mask(H.s, 0);
+	struct hd_store_batch b = batch(it, 3);
+	run(&b);
+	assert_false(it[1].duplicate);
+	assert_int_equal(it[1].stored.offset, 2);
+	assert_true(it[2].duplicate);
+	assert_int_equal(it[2].stored.offset, 1);
+	assert_int_equal(hd_metrics_get(HD_M_dedup_collisions_total) - coll, 1);
+	free_results(it, 3);
+}
+
+/* Claims of stored events live in their rows and are read back at open;
+ * events removed by retention or TTL inside their window leave the claim in
+ * the dedup table. Either way a reopened store still answers duplicates. */
+static void test_dedup_claims_survive_reopen(void **state)
+{
+	static const char *const ids[5] = {"a", "b", "c", "d", "t"};
+	int64_t now = hd_now_ms();
+	struct hd_store_item it[5], again[5];
+	char v[64];
+
+	for (int i = 0; i < 5; i++) {
+		it[i] = item("ddc:x", "{}");
+		it[i].id = ids[i];
+		it[i].time_ms = now;
+	}
+	it[4].expires_ms = now + 50; /* TTL: gone long before its window closes */
+	struct hd_store_batch b = batch(it, 4);
+	run(&b);
+	free_results(it, 4);
+	/* max_count 2 trimmed a and b; c and d are stored. */
+	query_text("SELECT group_concat(offset, ',') FROM (SELECT offset FROM dedup ORDER BY offset)",
+		   v, sizeof(v));
+	assert_string_equal(v, "1,2");
+	b = batch(&it[4], 1);
+	run(&b);
+	free_results(&it[4], 1);
+
+	H.opts.maintenance_interval_ms = 10;
+	reopen();
+	WAIT_UNTIL((query_text("SELECT count(*) FROM events WHERE offset=5", v, sizeof(v)),
+		    strcmp(v, "0") == 0));
+	reopen();
+	for (int i = 0; i < 5; i++) {
+		again[i] = item("ddc:x", "{}");
+		again[i].id = ids[i];
+		again[i].time_ms = now + 1000;
+	}
+	b = batch(again, 5);
+	run(&b);
+	for (int i = 0; i < 5; i++) {
+		assert_true(again[i].duplicate);
+		assert_int_equal(again[i].stored.offset, i + 1);
+	}
+	free_results(again, 5);
+}
+
 static void put_record(const char *kind, const char *key, const char *value, int op)
 {
 	struct hd_record r = {.value = (char *)value, .updated_ms = 5};
@@ -1476,7 +1531,8 @@ int main(void)
 		T(test_kill9_loses_nothing_acknowledged),
 		T(test_groups),
 		T(test_records),
-		T(test_version_3_upgraded),
+		T(test_dedup_collision),
+		T(test_dedup_claims_survive_reopen),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
