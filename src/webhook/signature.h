@@ -44,7 +44,10 @@ int hd_whsec_generate(char *out, size_t out_len);
 
 /* Writes the webhook-signature header value for (id, timestamp in seconds,
  * body) signed by each of n secrets (1..HD_SIGNATURE_SECRETS_MAX) into out
- * (room for HD_SIGNATURE_HEADER_MAX). Returns its length, or -1. */
+ * (room for HD_SIGNATURE_HEADER_MAX), NUL-terminated, in the order given.
+ * id must be non-empty and hold no '.' (the signed content is joined with
+ * dots). Returns its length, or -1 (bad arguments, a secret of the wrong
+ * length, out too small, an OpenSSL failure). */
 int hd_signature_header(const struct hd_whsec *secrets, size_t n, const char *id, int64_t timestamp,
 			const void *body, size_t body_len, char *out, size_t out_len);
 

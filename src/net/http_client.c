@@ -1,0 +1,729 @@
+/*
+ * http_client — outgoing HTTP/1.1 through libcurl's multi interface on the
+ * libuv loop. Layer: net. The contract is in http_client.h; this comment says
+ * how it is kept.
+ *
+ * Driving curl: curl tells us which sockets to watch (socket_cb: one
+ * uv_poll_t per socket, a struct sock assigned to the socket with
+ * curl_multi_assign) and when to call it back (timer_cb: the one uv_timer_t
+ * `timer`). Both events end in curl_multi_socket_action followed by
+ * finish_done(), which reads curl's CURLMSG_DONE messages and completes
+ * those calls.
+ *
+ * A call (struct hd_http_call, the caller's memory) gets a struct pending
+ * (call->priv): the easy handle, the request headers, the response buffer
+ * (capped at max_response + 1) and the SSRF verdict. Every pending is on
+ * the client's list from send until done or cancel, so close can find them.
+ *
+ * done() never runs inside send: a failure found while setting a call up is
+ * parked on the `deferred` list and completed by the zero-delay uv_timer_t
+ * `kick` on a later loop iteration. done() never runs inside a curl
+ * callback either: finish_done() runs after curl_multi_socket_action
+ * returned, so done() may send, cancel or close.
+ *
+ * SSRF: curl resolves the name, then asks open_socket() for a socket for each
+ * address it tries. A private address gets CURL_SOCKET_BAD (curl then sees
+ * "could not connect") and the call records the address, so its result
+ * becomes HD_EFORBIDDEN with the address named. Proxies are switched off
+ * (CURLOPT_PROXY "" and CURLOPT_NOPROXY "*"): the process environment must
+ * not route deliveries elsewhere, and a proxy would hide the destination
+ * address from the check.
+ *
+ * Closing: close removes every easy handle (no done()), cleans the multi up
+ * (curl asks us to stop watching the sockets of its cached connections; each
+ * struct sock closes its uv_poll_t), and closes the two timers. Every handle
+ * counts in open_handles; free releases the client once that is 0, at once
+ * when the loop already ran the closes, or else from the last close
+ * callback.
+ */
+#include "net/http_client.h"
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Longest Retry-After value read; longer ones are invalid (-1). */
+#define RETRY_AFTER_TEXT_MAX 64
+/* A delta-seconds Retry-After above this (a year) is clamped to it. */
+#define RETRY_AFTER_MAX_S (366LL * 24 * 3600)
+/* First allocation of a response buffer; it doubles up to max_response + 1. */
+#define RESPONSE_FIRST_CAP 1024
+
+struct sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct hd_http_client *c;
+	struct sock *prev, *next;
+};
+
+struct pending {
+	struct hd_http_client *c;
+	struct hd_http_call *call;
+	CURL *easy;                    /* NULL for a deferred failure */
+	struct curl_slist *headers;
+	char *body;                    /* the response, NUL-terminated */
+	size_t body_len, body_cap;
+	uint64_t start_us;
+	int64_t retry_after_ms;
+	bool refused;                  /* open_socket refused an address */
+	char refused_addr[INET6_ADDRSTRLEN];
+	int deferred_err;              /* for a call on the deferred list */
+	bool kick_ready;               /* deferred before the running kick */
+	char errbuf[CURL_ERROR_SIZE];
+	struct pending *prev, *next;   /* on c->calls or c->deferred */
+};
+
+struct hd_http_client {
+	uv_loop_t *loop;
+	struct hd_http_client_opts o;
+	CURLM *multi;
+	uv_timer_t timer;              /* curl's timeout */
+	uv_timer_t kick;               /* completes the deferred calls */
+	struct pending *calls;         /* added to the multi */
+	struct pending *deferred;      /* failed in send, done() on the next iteration */
+	struct sock *socks;            /* sockets being watched */
+	size_t inflight;
+	int open_handles;              /* uv handles not yet closed */
+	bool closing;
+	bool free_wanted;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+static void pending_link(struct pending **head, struct pending *p)
+{
+	p->prev = NULL;
+	p->next = *head;
+	if (*head)
+		(*head)->prev = p;
+	*head = p;
+}
+
+static void pending_unlink(struct pending **head, struct pending *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		*head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	p->prev = p->next = NULL;
+}
+
+/* ---- the SSRF rule -------------------------------------------------------- */
+
+static bool v4_is_private(const unsigned char a[4])
+{
+	return a[0] == 0 ||                                   /* 0/8 "this network" */
+	       a[0] == 10 ||                                  /* 10/8 */
+	       (a[0] == 100 && (a[1] & 0xc0) == 64) ||        /* 100.64/10 CGNAT */
+	       a[0] == 127 ||                                 /* 127/8 loopback */
+	       (a[0] == 169 && a[1] == 254) ||                /* 169.254/16 link-local */
+	       (a[0] == 172 && (a[1] & 0xf0) == 16) ||        /* 172.16/12 */
+	       (a[0] == 192 && a[1] == 168) ||                /* 192.168/16 */
+	       a[0] >= 224;                                   /* 224/4 multicast, 240/4 and
+								 255.255.255.255 */
+}
+
+bool hd_http_addr_is_private(const struct sockaddr *addr)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+	static const unsigned char zero[12] = {0};
+
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		return v4_is_private((const unsigned char *)&in->sin_addr.s_addr);
+	}
+	if (addr->sa_family != AF_INET6)
+		return true; /* nothing else is a destination */
+	const unsigned char *a = ((const struct sockaddr_in6 *)addr)->sin6_addr.s6_addr;
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0)
+		return v4_is_private(a + 12);         /* ::ffff:a.b.c.d, 64:ff9b::a.b.c.d */
+	if (memcmp(a, zero, 12) == 0)
+		return true;                          /* ::, ::1 and IPv4-compatible ::/96 */
+	if (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0 && a[5] == 1)
+		return true;                          /* 64:ff9b:1::/48 local-use NAT64 */
+	return a[0] == 0xff ||                        /* ff00::/8 multicast */
+	       (a[0] & 0xfe) == 0xfc ||               /* fc00::/7 unique-local */
+	       (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
+	       (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0);   /* fec0::/10 old site-local */
+}
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct pending *p = clientp;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKET_BAD;
+	if (!p->c->o.allow_private && hd_http_addr_is_private(&a->addr)) {
+		const void *bytes = a->family == AF_INET6
+					    ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
+					    : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+		p->refused = true;
+		if (!inet_ntop(a->family, bytes, p->refused_addr, sizeof(p->refused_addr)))
+			strcpy(p->refused_addr, "?");
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* ---- response callbacks --------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct pending *p = arg;
+	size_t n = size * nmemb;
+	size_t max = p->c->o.max_response;
+	size_t keep = p->body_len < max ? max - p->body_len : 0;
+
+	if (keep > n)
+		keep = n;
+	if (keep) {
+		if (p->body_len + keep + 1 > p->body_cap) {
+			size_t cap = p->body_cap ? p->body_cap : RESPONSE_FIRST_CAP;
+			while (cap < p->body_len + keep + 1)
+				cap *= 2;
+			if (cap > max + 1)
+				cap = max + 1;
+			p->body = hd_realloc(p->body, cap);
+			p->body_cap = cap;
+		}
+		memcpy(p->body + p->body_len, data, keep);
+		p->body_len += keep;
+		p->body[p->body_len] = '\0';
+	}
+	return n; /* the rest is read and dropped */
+}
+
+/* Retry-After (RFC 9110 section 10.2.3): delta-seconds or an HTTP-date. */
+static int64_t parse_retry_after(const char *v, size_t n)
+{
+	char text[RETRY_AFTER_TEXT_MAX + 1];
+	bool digits = n > 0;
+
+	if (n == 0 || n > RETRY_AFTER_TEXT_MAX)
+		return -1;
+	memcpy(text, v, n);
+	text[n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		digits = digits && text[i] >= '0' && text[i] <= '9';
+	if (digits) {
+		int64_t s = 0;
+		for (size_t i = 0; i < n && s <= RETRY_AFTER_MAX_S; i++)
+			s = s * 10 + (text[i] - '0');
+		return (s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : s) * 1000;
+	}
+	time_t t = curl_getdate(text, NULL);
+	if (t == (time_t)-1)
+		return -1;
+	int64_t ms = (int64_t)t * 1000 - hd_now_ms();
+	return ms < 0 ? 0 : ms;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	static const char name[] = "retry-after:";
+	struct pending *p = arg;
+	size_t n = size * nmemb;
+
+	/* A new status line starts a new response (an interim 1xx before it). */
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+		p->retry_after_ms = -1;
+		return n;
+	}
+	if (n < sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
+		return n;
+	const char *v = data + sizeof(name) - 1, *end = data + n;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	p->retry_after_ms = parse_retry_after(v, (size_t)(end - v));
+	return n;
+}
+
+/* ---- completing a call ---------------------------------------------------- */
+
+static void pending_free(struct pending *p)
+{
+	if (p->easy)
+		curl_easy_cleanup(p->easy);
+	curl_slist_free_all(p->headers);
+	free(p->body);
+	free(p);
+}
+
+static int map_curl_result(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return HD_ETIMEOUT;
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		return HD_EINVAL;
+	case CURLE_OUT_OF_MEMORY:
+	case CURLE_FAILED_INIT:
+	case CURLE_BAD_FUNCTION_ARGUMENT:
+	case CURLE_UNKNOWN_OPTION:
+	case CURLE_NOT_BUILT_IN:
+	case CURLE_WRITE_ERROR:
+	case CURLE_ABORTED_BY_CALLBACK:
+		return HD_EINTERNAL;
+	default:
+		/* Resolving, connecting, TLS, a reset or a malformed reply: the
+		 * other end was not usable. */
+		return HD_EUNAVAIL;
+	}
+}
+
+/* Fills the call's results, frees p and runs done(). p is on no list. */
+static void complete(struct pending *p, CURLcode rc)
+{
+	struct hd_http_client *c = p->c;
+	struct hd_http_call *call = p->call;
+	long status = 0;
+
+	call->err = p->easy ? map_curl_result(rc) : p->deferred_err;
+	call->error[0] = '\0';
+	if (call->err == HD_EUNAVAIL && p->refused) {
+		call->err = HD_EFORBIDDEN;
+		snprintf(call->error, sizeof(call->error),
+			 "destination %s is a private or loopback address", p->refused_addr);
+	} else if (call->err && p->easy) {
+		snprintf(call->error, sizeof(call->error), "%s",
+			 p->errbuf[0] ? p->errbuf : curl_easy_strerror(rc));
+	} else if (call->err) {
+		snprintf(call->error, sizeof(call->error), "%s", p->errbuf);
+	}
+	if (call->err == 0)
+		curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
+	call->status = (int)status;
+	call->retry_after_ms = call->err == 0 ? p->retry_after_ms : -1;
+	call->latency_us = hd_mono_us() - p->start_us;
+	/* The buffer is handed to the caller for done() and freed after it. */
+	char *body = p->body;
+	if (!body)
+		body = hd_calloc(1, 1);
+	call->response = body;
+	call->response_len = p->body_len;
+	call->priv = NULL;
+	p->body = NULL;
+	pending_free(p);
+	c->inflight--;
+	call->done(call);
+	/* done() may have closed the client; the client itself stays until free. */
+	call->response = NULL;
+	free(body);
+}
+
+static void finish_done(struct hd_http_client *c)
+{
+	CURLMsg *m;
+	int left;
+
+	/* close() cleans the multi up; stop reading it then. */
+	while (c->multi && (m = curl_multi_info_read(c->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		CURL *easy = m->easy_handle;
+		CURLcode rc = m->data.result;
+		struct pending *p = NULL;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p);
+		curl_multi_remove_handle(c->multi, easy);
+		pending_unlink(&c->calls, p);
+		complete(p, rc);
+	}
+}
+
+static void on_kick(uv_timer_t *t)
+{
+	struct hd_http_client *c = t->data;
+
+	/* Only the calls deferred before this kick: a done() may defer more
+	 * (they wait for the next kick), cancel some or close the client. The
+	 * list is short (failures to set a call up), so walking it is fine. */
+	for (struct pending *p = c->deferred; p; p = p->next)
+		p->kick_ready = true;
+	for (;;) {
+		struct pending *p = c->deferred;
+		while (p && !p->kick_ready)
+			p = p->next;
+		if (!p)
+			break;
+		pending_unlink(&c->deferred, p);
+		complete(p, CURLE_OK);
+	}
+	if (c->deferred && !c->closing)
+		uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+static void defer_failure(struct pending *p, int err, const char *msg)
+{
+	struct hd_http_client *c = p->c;
+
+	p->deferred_err = err;
+	snprintf(p->errbuf, sizeof(p->errbuf), "%s", msg);
+	if (p->easy) {
+		curl_easy_cleanup(p->easy);
+		p->easy = NULL;
+	}
+	pending_link(&c->deferred, p);
+	uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+/* ---- curl's sockets and timer on the loop --------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct hd_http_client *c = h->data;
+
+	if (--c->open_handles == 0 && c->free_wanted)
+		free(c);
+}
+
+static void on_sock_closed(uv_handle_t *h)
+{
+	struct sock *s = (struct sock *)h;
+	struct hd_http_client *c = s->c;
+
+	free(s);
+	if (--c->open_handles == 0 && c->free_wanted)
+		free(c);
+}
+
+static void sock_close(struct hd_http_client *c, struct sock *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	uv_poll_stop(&s->poll);
+	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct sock *s = (struct sock *)h;
+	struct hd_http_client *c = s->c;
+	int flags = 0;
+	int running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(c->multi, s->fd, flags, &running);
+	finish_done(c);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct hd_http_client *c = userp;
+	struct sock *s = socketp;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(c->multi, fd, NULL);
+			sock_close(c, s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = hd_calloc(1, sizeof(*s));
+		if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
+			free(s);
+			return -1; /* curl fails the transfer */
+		}
+		s->fd = fd;
+		s->c = c;
+		s->poll.data = c;
+		s->next = c->socks;
+		if (c->socks)
+			c->socks->prev = s;
+		c->socks = s;
+		c->open_handles++;
+		curl_multi_assign(c->multi, fd, s);
+	}
+	int events = 0;
+	if (what & CURL_POLL_IN)
+		events |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		events |= UV_WRITABLE;
+	uv_poll_start(&s->poll, events, on_poll);
+	return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct hd_http_client *c = t->data;
+	int running;
+
+	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	finish_done(c);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct hd_http_client *c = userp;
+
+	if (c->closing)
+		return 0;
+	if (timeout_ms < 0)
+		uv_timer_stop(&c->timer);
+	else
+		/* Even 0 waits for the loop: curl must not be re-entered here. */
+		uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+/* ---- the API -------------------------------------------------------------- */
+
+struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_client_opts *o,
+					  struct hd_error *err)
+{
+	if (!o->timeout_ms || !o->connect_timeout_ms || o->connect_timeout_ms > o->timeout_ms ||
+	    !o->max_per_host || !o->max_total || !o->max_inflight || !o->user_agent) {
+		hd_error_set(err, HD_EINVAL, "http client: timeouts, connection caps, max_inflight "
+					     "and user_agent must be set, connect timeout <= timeout");
+		return NULL;
+	}
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK) {
+		hd_error_set(err, HD_EINTERNAL, "http client: curl_global_init: %s",
+			     curl_easy_strerror(curl_init_rc));
+		return NULL;
+	}
+	struct hd_http_client *c = hd_calloc(1, sizeof(*c));
+	c->loop = loop;
+	c->o = *o;
+	c->multi = curl_multi_init();
+	if (!c->multi) {
+		hd_error_set(err, HD_EINTERNAL, "http client: curl_multi_init failed");
+		free(c);
+		return NULL;
+	}
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->max_per_host);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o->max_total);
+	/* Idle connections kept for reuse: no more than may be open at all. */
+	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)o->max_total);
+	uv_timer_init(loop, &c->timer);
+	uv_timer_init(loop, &c->kick);
+	c->timer.data = c->kick.data = c;
+	c->open_handles = 2;
+	return c;
+}
+
+static bool url_scheme_ok(const char *url)
+{
+	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
+static bool header_text_ok(const char *s, bool name)
+{
+	if (!s || (name && !*s))
+		return false;
+	for (; *s; s++)
+		if (*s == '\r' || *s == '\n' || (name && (*s == ':' || *s == ' ' || *s == '\t')))
+			return false;
+	return true;
+}
+
+/* Sets the easy handle up; 0 or the curl error that stopped it. */
+static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
+{
+	struct hd_http_call *call = p->call;
+	const struct hd_http_client_opts *o = &c->o;
+	CURL *e = p->easy;
+	CURLcode rc = CURLE_OK;
+
+#define SET(opt, val)                                                    \
+	do {                                                             \
+		if (rc == CURLE_OK)                                      \
+			rc = curl_easy_setopt(e, opt, val);              \
+	} while (0)
+	SET(CURLOPT_PRIVATE, p);
+	SET(CURLOPT_URL, call->url);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_NOPROXY, "*");
+	SET(CURLOPT_USERAGENT, o->user_agent);
+	SET(CURLOPT_ERRORBUFFER, p->errbuf);
+	SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, p);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, p);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, p);
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	if (strcasecmp(call->method, "GET") == 0 && !call->body_len) {
+		SET(CURLOPT_HTTPGET, 1L);
+	} else if (strcasecmp(call->method, "HEAD") == 0 && !call->body_len) {
+		SET(CURLOPT_NOBODY, 1L);
+	} else {
+		/* Borrowed until done(): curl does not copy it. */
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
+		SET(CURLOPT_POSTFIELDS, call->body ? call->body : "");
+		if (strcmp(call->method, "POST") != 0)
+			SET(CURLOPT_CUSTOMREQUEST, call->method);
+	}
+	SET(CURLOPT_HTTPHEADER, p->headers);
+#undef SET
+	return rc;
+}
+
+int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
+{
+	if (c->closing)
+		return HD_EUNAVAIL;
+	if (!call->url || !url_scheme_ok(call->url) || !call->method || !*call->method ||
+	    !header_text_ok(call->method, true) || (call->body_len && !call->body) || !call->done)
+		return HD_EINVAL;
+	for (size_t i = 0; i < call->nheaders; i++)
+		if (!header_text_ok(call->headers[i].name, true) ||
+		    !header_text_ok(call->headers[i].value, false))
+			return HD_EINVAL;
+	if (c->inflight >= c->o.max_inflight)
+		return HD_ELIMIT;
+
+	struct pending *p = hd_calloc(1, sizeof(*p));
+	p->c = c;
+	p->call = call;
+	p->retry_after_ms = -1;
+	p->start_us = hd_mono_us();
+	call->priv = p;
+	call->status = 0;
+	call->err = 0;
+	call->error[0] = '\0';
+	call->retry_after_ms = -1;
+	call->response = NULL;
+	call->response_len = 0;
+	call->latency_us = 0;
+	c->inflight++;
+
+	/* An empty "Expect:" stops curl waiting for 100-continue on a body. */
+	bool ok = true;
+	struct curl_slist *l = curl_slist_append(NULL, "Expect:");
+	ok = l != NULL;
+	p->headers = l;
+	for (size_t i = 0; ok && i < call->nheaders; i++) {
+		const struct hd_http_header *h = &call->headers[i];
+		size_t n = strlen(h->name) + strlen(h->value) + 3;
+		char *line = hd_malloc(n);
+		/* "Name;" is curl's way to send a header with an empty value. */
+		if (*h->value)
+			snprintf(line, n, "%s: %s", h->name, h->value);
+		else
+			snprintf(line, n, "%s;", h->name);
+		l = curl_slist_append(p->headers, line);
+		free(line);
+		ok = l != NULL;
+		if (ok)
+			p->headers = l;
+	}
+	if (!ok) {
+		defer_failure(p, HD_EINTERNAL, "out of memory building the request headers");
+		return 0;
+	}
+	p->easy = curl_easy_init();
+	if (!p->easy) {
+		defer_failure(p, HD_EINTERNAL, "curl_easy_init failed");
+		return 0;
+	}
+	CURLcode rc = setup_easy(c, p);
+	if (rc != CURLE_OK) {
+		defer_failure(p, map_curl_result(rc) == HD_EINVAL ? HD_EINVAL : HD_EINTERNAL,
+			      curl_easy_strerror(rc));
+		return 0;
+	}
+	CURLMcode mrc = curl_multi_add_handle(c->multi, p->easy);
+	if (mrc != CURLM_OK) {
+		defer_failure(p, HD_EINTERNAL, curl_multi_strerror(mrc));
+		return 0;
+	}
+	pending_link(&c->calls, p);
+	return 0;
+}
+
+void hd_http_client_cancel(struct hd_http_client *c, struct hd_http_call *call)
+{
+	struct pending *p = call->priv;
+
+	if (!p)
+		return;
+	if (p->easy && c->multi) {
+		curl_multi_remove_handle(c->multi, p->easy);
+		pending_unlink(&c->calls, p);
+	} else {
+		pending_unlink(&c->deferred, p);
+	}
+	call->priv = NULL;
+	c->inflight--;
+	pending_free(p);
+}
+
+size_t hd_http_client_inflight(const struct hd_http_client *c)
+{
+	return c->inflight;
+}
+
+void hd_http_client_close(struct hd_http_client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	while (c->calls)
+		hd_http_client_cancel(c, c->calls->call);
+	while (c->deferred)
+		hd_http_client_cancel(c, c->deferred->call);
+	/* curl closes its cached connections and asks us to stop watching them. */
+	curl_multi_cleanup(c->multi);
+	c->multi = NULL;
+	while (c->socks)
+		sock_close(c, c->socks);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->kick, on_handle_closed);
+}
+
+void hd_http_client_free(struct hd_http_client *c)
+{
+	if (!c)
+		return;
+	hd_http_client_close(c);
+	if (c->open_handles == 0)
+		free(c);
+	else
+		c->free_wanted = true;
+}
