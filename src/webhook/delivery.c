@@ -1151,6 +1151,10 @@ static void seek_found(struct seek *k, uint64_t first)
 {
 	struct hd_webhooks *w = k->w;
 	struct hd_webhook_reply *r = k->r;
+	if (w->stopping) {
+		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		goto out;
+	}
 	if (k->create) {
 		char id[HD_SUB_ID_LEN + 1];
 		struct sub *s = NULL;
@@ -1519,7 +1523,7 @@ static void load_done(struct hd_record_op *op)
 	struct hd_webhooks *w = op->arg;
 	if (op->err)
 		hd_log_error("webhooks_load_failed err=%d", op->err);
-	for (size_t i = 0; i < op->n; i++)
+	for (size_t i = 0; i < op->n && !w->stopping; i++)
 		load_one(w, &op->recs[i]);
 	hd_record_op_fini(op);
 	w->loaded = true;
