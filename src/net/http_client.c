@@ -571,7 +571,6 @@ static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
 			rc = curl_easy_setopt(e, opt, val);              \
 	} while (0)
 	SET(CURLOPT_PRIVATE, p);
-	SET(CURLOPT_URL, call->url);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_NOSIGNAL, 1L);
@@ -662,10 +661,14 @@ int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
 		defer_failure(p, HD_EINTERNAL, "curl_easy_init failed");
 		return 0;
 	}
+	/* curl refuses a URL over its input limit (8 MiB) when it is set. */
+	if (curl_easy_setopt(p->easy, CURLOPT_URL, call->url) != CURLE_OK) {
+		defer_failure(p, HD_EINVAL, "the URL is too long");
+		return 0;
+	}
 	CURLcode rc = setup_easy(c, p);
 	if (rc != CURLE_OK) {
-		defer_failure(p, map_curl_result(rc) == HD_EINVAL ? HD_EINVAL : HD_EINTERNAL,
-			      curl_easy_strerror(rc));
+		defer_failure(p, HD_EINTERNAL, curl_easy_strerror(rc));
 		return 0;
 	}
 	CURLMcode mrc = curl_multi_add_handle(c->multi, p->easy);

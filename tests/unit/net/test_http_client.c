@@ -729,6 +729,36 @@ static void test_invalid(void **state)
 	t_close(&t);
 }
 
+/* A failure found while setting the call up still ends in done(), on the
+ * loop; and a call closed before that never sees done(). */
+static void test_deferred_failure(void **state)
+{
+	struct t t;
+	struct res s[2];
+	size_t n = 9 << 20; /* over curl's 8 MiB input limit */
+	char *url = malloc(n + 1);
+
+	memcpy(url, "http://127.0.0.1/", 17);
+	memset(url + 17, 'a', n - 17);
+	url[n] = '\0';
+	t_open(&t, NULL, R_RESPOND);
+	assert_int_equal(send_call(&t, &s[0], url, "POST", NULL, 0, NULL, 0), 0);
+	assert_int_equal(s[0].done, 0);
+	assert_int_equal(hd_http_client_inflight(t.c), 1);
+	wait_done(&t, &s[0]);
+	assert_int_equal(s[0].done, 1);
+	assert_int_equal(s[0].call.err, HD_EINVAL);
+	assert_string_equal(s[0].call.error, "the URL is too long");
+	assert_int_equal(hd_http_client_inflight(t.c), 0);
+	res_fini(&s[0]);
+	assert_int_equal(send_call(&t, &s[1], url, "POST", NULL, 0, NULL, 0), 0);
+	hd_http_client_close(t.c);
+	run_for(&t, 20);
+	assert_int_equal(s[1].done, 0);
+	t_close(&t);
+	free(url);
+}
+
 struct count_req {
 	struct receiver *r;
 	int n;
@@ -996,6 +1026,7 @@ int main(void)
 		cmocka_unit_test(test_connection_reset),
 		cmocka_unit_test(test_private_refused),
 		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_deferred_failure),
 		cmocka_unit_test(test_max_inflight),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_close_with_calls_in_flight),
