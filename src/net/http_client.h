@@ -59,7 +59,8 @@ struct hd_http_call {
 	const char *body;
 	size_t body_len;
 	/* Out, valid in done(): */
-	int status;                   /* the HTTP status; 0 when no response came */
+	int status;                   /* the HTTP status; 0 when no response came
+					 (always 0 when err is not 0) */
 	int err;                      /* 0 when a response came (any status); else
 					 HD_ETIMEOUT (timed out), HD_EFORBIDDEN (refused
 					 destination), HD_EUNAVAIL (could not connect,
@@ -67,9 +68,11 @@ struct hd_http_call {
 					 HD_EINTERNAL */
 	char error[HD_HTTP_CALL_ERROR_MAX]; /* what went wrong, for people ("" when err 0) */
 	int64_t retry_after_ms;       /* the response's Retry-After (delta-seconds or
-					 HTTP-date, relative to now), -1 when absent or invalid */
+					 HTTP-date, relative to now; a date in the past is 0,
+					 at most a year), -1 when absent or invalid */
 	char *response;               /* the first max_response bytes of the body,
-					 NUL-terminated; owned by the client, valid in done() */
+					 NUL-terminated (never NULL in done()); owned by
+					 the client, valid only during done() */
 	size_t response_len;
 	uint64_t latency_us;          /* from send to the end of the response */
 	void (*done)(struct hd_http_call *call);
@@ -85,8 +88,11 @@ struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_
 					  struct hd_error *err);
 
 /* Starts a call. Returns 0 (done() will run), HD_ELIMIT (max_inflight
- * reached), HD_EINVAL (not an http/https URL, or no method), HD_EUNAVAIL
- * (the client is closing). */
+ * reached), HD_EINVAL (not an http/https URL, no method or no done, a
+ * method, header name or header value holding CR or LF, a method or header
+ * name with blanks, a header name with ':', body_len without body),
+ * HD_EUNAVAIL (the client is closing). A URL curl cannot parse is accepted
+ * and ends in done() with err HD_EINVAL. The out fields are reset here. */
 int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call);
 
 /* Abandons an accepted call whose done() has not run: done() never runs and
