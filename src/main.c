@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "edge/api.h"
+#include "webhook/delivery.h"
 #include "engine/local.h"
 #include "http/server.h"
 #include "hub/hub.h"
@@ -40,6 +41,7 @@ struct server {
 	struct hd_engine *engine;
 	struct hd_http_server *http;
 	struct hd_api *api;
+	struct hd_webhooks *webhooks;
 	struct hd_jwt_keys *keys;
 	struct hd_keys *api_keys;
 	uv_signal_t sigterm;
@@ -170,6 +172,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	/* Held long-polls are answered and SSE streams ended now so they do
 	 * not hold the stop. */
 	hd_api_stop(s->api);
+	hd_webhooks_stop(s->webhooks);
 	hd_http_server_shutdown(s->http, on_http_closed, s);
 }
 
@@ -353,6 +356,28 @@ static int serve(int argc, char **argv)
 		.per_sec = (uint32_t)s.cfg.publish_rate_per_key,
 		.burst = (uint32_t)s.cfg.publish_burst_per_key,
 	});
+	struct hd_webhook_opts wh_opts = {
+		.time_scale = s.cfg.webhook_time_scale,
+		.max_subscriptions = (uint32_t)s.cfg.webhook_subscriptions_max,
+		.rotation_grace_ms = s.cfg.webhook_rotation_grace_ms,
+		.http = {
+			.timeout_ms = (uint32_t)s.cfg.webhook_timeout_ms,
+			.connect_timeout_ms = (uint32_t)(s.cfg.webhook_timeout_ms < 10000
+								 ? s.cfg.webhook_timeout_ms : 10000),
+			.max_per_host = (uint32_t)s.cfg.webhook_max_per_host,
+			.max_total = 1024,
+			.max_inflight = (uint32_t)s.cfg.webhook_max_inflight,
+			.max_response = 1024,
+			.allow_private = s.cfg.webhook_allow_private,
+			.user_agent = "herald/" HD_VERSION,
+		},
+	};
+	s.webhooks = hd_webhooks_new(s.loop, s.hub, &wh_opts, &err);
+	if (!s.webhooks) {
+		fprintf(stderr, "herald: cannot start webhook delivery: %s\n", err.msg);
+		abort(); /* libcurl could not be initialised: nothing sensible to do */
+	}
+	hd_api_set_webhooks(s.api, s.webhooks);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	const char *failed = NULL;
 	rc = 0;
@@ -371,11 +396,14 @@ static int serve(int argc, char **argv)
 		 * closed (hd_http_server_free's contract): shut it down, let
 		 * the loop run the close callbacks, then free. */
 		hd_http_server_shutdown(s.http, on_listen_failed_closed, &s);
+		hd_api_stop(s.api);
+		hd_webhooks_stop(s.webhooks);
 		s.engine->ops->free(s.engine);
 		s.engine = NULL;
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_http_server_free(s.http);
 		hd_api_free(s.api);
+		hd_webhooks_free(s.webhooks);
 		uv_loop_close(s.loop);
 		hd_hub_free(s.hub);
 		hd_jwt_keys_free(s.keys);
@@ -403,6 +431,7 @@ static int serve(int argc, char **argv)
 	hd_http_server_free(s.http);
 	uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
 	hd_api_free(s.api);
+	hd_webhooks_free(s.webhooks);
 	uv_loop_close(s.loop);
 	hd_hub_free(s.hub);
 	hd_jwt_keys_free(s.keys);

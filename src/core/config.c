@@ -8,12 +8,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_type { T_STRING, T_UINT, T_SIZE, T_DURATION, T_BOOL, T_ENUM };
+enum opt_type { T_STRING, T_UINT, T_SIZE, T_DURATION, T_BOOL, T_ENUM, T_REAL };
 
 struct opt {
 	const char *name;
@@ -163,6 +164,27 @@ static const struct opt opts[] = {
 	 .help = "Most events a WebSocket subscribe recovers; a longer gap answers recovered:false."},
 	{"ws-max-subscriptions", T_UINT, G(ws_max_subscriptions), .def = "128", .min = "1",
 	 .max = "100000", .help = "Topics one WebSocket connection may subscribe to (error 106 past it)."},
+	{"webhook-timeout", T_DURATION, G(webhook_timeout_ms), .def = "10s", .min = "100ms",
+	 .max = "5m", .help = "How long one webhook delivery may take in all (connect included); "
+			      "a slower one is a failed attempt."},
+	{"webhook-max-per-host", T_UINT, G(webhook_max_per_host), .def = "8", .min = "1",
+	 .max = "1000", .help = "Connections open at once to one webhook receiver host; more "
+				"deliveries wait for one."},
+	{"webhook-max-inflight", T_UINT, G(webhook_max_inflight), .def = "1000", .min = "1",
+	 .max = "100000", .help = "Webhook deliveries in flight at once over all subscriptions."},
+	{"webhook-allow-private", T_BOOL, G(webhook_allow_private), .def = "off",
+	 .help = "Let webhook subscriptions call loopback, private, link-local and other internal "
+		 "addresses (off refuses them, against SSRF; turn on only for tests and trusted "
+		 "networks)."},
+	{"webhook-time-scale", T_REAL, G(webhook_time_scale), .def = "1", .min = "0.0001",
+	 .max = "1000", .help = "Multiplies every webhook retry delay and Retry-After wait "
+				"(tests use e.g. 0.001 so that 5s becomes 5ms)."},
+	{"webhook-subscriptions-max", T_UINT, G(webhook_subscriptions_max), .def = "1000",
+	 .min = "1", .max = "100000", .help = "Webhook subscriptions herald keeps; creating more "
+					      "gets 429."},
+	{"webhook-rotation-grace", T_DURATION, G(webhook_rotation_grace_ms), .def = "24h",
+	 .min = "0", .max = "30d", .help = "After a webhook secret rotation, how long the previous "
+					   "secret keeps signing next to the new one."},
 	{"keys-file", T_STRING, GS(keys_file), .def = "",
 	 .help = "File of API keys, written by `herald keys` (empty = DATA-DIR/keys). With no key "
 		 "there and none in [key NAME] sections, the REST API is open (for development)."},
@@ -299,6 +321,24 @@ static bool in_choices(const char *choices, const char *s)
 	return false;
 }
 
+/* A decimal number (like 0.5 or 1e-3) within the option's bounds. */
+static int apply_real(const struct opt *o, double *field, const char *value, const char *source,
+		      struct hd_error *err)
+{
+	char *end;
+	double v, lo = o->min ? strtod(o->min, NULL) : -HUGE_VAL, hi = o->max ? strtod(o->max, NULL) : HUGE_VAL;
+	errno = 0;
+	v = strtod(value, &end);
+	if (!*value || *end || errno || !isfinite(v))
+		return hd_error_set(err, HD_ECONFIG, "%s: %s: '%s' is not a number", source, o->name,
+				    value);
+	if (v < lo || v > hi)
+		return hd_error_set(err, HD_ECONFIG, "%s: %s must be between %s and %s, not '%s'", source,
+				    o->name, o->min ? o->min : "any", o->max ? o->max : "any", value);
+	*field = v;
+	return 0;
+}
+
 /* Stores value into the field at base + o->off. */
 static int apply(const struct opt *o, void *base, const char *value, const char *source,
 		 struct hd_error *err)
@@ -324,6 +364,8 @@ static int apply(const struct opt *o, void *base, const char *value, const char 
 			return hd_error_set(err, HD_ECONFIG, "%s: %s must be on or off, not '%s'", source,
 					    o->name, value);
 		return 0;
+	case T_REAL:
+		return apply_real(o, (double *)field, value, source, err);
 	default:
 		break;
 	}
@@ -640,7 +682,8 @@ const struct hd_ns_opts *hd_config_ns(const struct hd_config *cfg, const char *t
 
 static const char *type_name(const struct opt *o)
 {
-	static const char *names[] = {"string", "number", "size", "duration", "bool", "enum"};
+	static const char *names[] = {"string", "number", "size", "duration", "bool", "enum",
+				      "decimal"};
 	return names[o->type];
 }
 

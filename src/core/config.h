@@ -123,6 +123,13 @@ struct hd_config {
 	uint64_t ws_max_message;
 	uint64_t ws_recover_max;
 	uint64_t ws_max_subscriptions;
+	int64_t webhook_timeout_ms;
+	uint64_t webhook_max_per_host;
+	uint64_t webhook_max_inflight;
+	bool webhook_allow_private;
+	double webhook_time_scale;
+	uint64_t webhook_subscriptions_max;
+	int64_t webhook_rotation_grace_ms;
 	char keys_file[1024];
 	struct hd_ns_opts ns_default;
 	struct hd_namespace namespaces[HD_NAMESPACE_MAX];

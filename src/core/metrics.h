@@ -47,6 +47,12 @@ struct hd_buf;
 	C(ws_recovery_failures_total, "Recoveries answered recovered:false.")                   \
 	C(tls_handshakes_total, "TLS handshakes completed (HTTPS and WSS).")                   \
 	C(tls_handshake_failures_total, "TLS handshakes refused or failed (bad version, cipher, garbage).") \
+	C(webhook_deliveries_total, "Webhook events delivered (a 2xx answer).")                \
+	C(webhook_attempts_total, "Webhook delivery attempts (every request, retries included).") \
+	C(webhook_attempt_failures_total, "Webhook attempts that failed (no 2xx: status, timeout, refused).") \
+	C(webhook_dead_letters_total, "Webhook events dead-lettered after their last attempt.")  \
+	G(webhook_inflight, "Webhook deliveries in flight.")                                   \
+	G(webhook_subscriptions, "Webhook subscriptions.")                                     \
 	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \
 	G(topics, "Topics known to the store.")                                               \

@@ -6,6 +6,7 @@
 #include "core/metrics.h"
 #include "core/text.h"
 #include "edge/longpoll.h"
+#include "edge/subscriptions.h"
 #include "http/query.h"
 #include "proto/cloudevent.h"
 
@@ -871,6 +872,8 @@ static void handle_guarded(struct hd_http_request *req, struct hd_api *api, int 
 			method_not_allowed(req, "GET");
 	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
 		handle_user(req, api, rest, m, &who);
+	} else if (api->subs && (rest = under(req->path, "/v1/subscriptions"))) {
+		hd_subscriptions_handle(api->subs, req, rest, m, &who);
 	} else {
 		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 	}
@@ -925,9 +928,16 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 	return api;
 }
 
+void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w)
+{
+	api->subs = hd_subscriptions_new(w, &api->access);
+}
+
 void hd_api_stop(struct hd_api *api)
 {
 	api->stopping = true;
+	if (api->subs)
+		hd_subscriptions_stop(api->subs);
 	hd_longpoll_release_all(api->longpoll);
 	hd_sse_stop(api->sse);
 	hd_ws_edge_stop(api->ws);
@@ -948,5 +958,7 @@ void hd_api_free(struct hd_api *api)
 	hd_longpoll_free(api->longpoll);
 	hd_groups_free(api->groups);
 	hd_cursors_free(api->cursors);
+	if (api->subs)
+		hd_subscriptions_free(api->subs);
 	free(api);
 }

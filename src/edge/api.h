@@ -17,6 +17,7 @@
  *   POST   /v1/topics/{topic}/groups/{group}/fetch|ack|nack
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET|POST|DELETE /v1/users/{id}/cursors[/{name}]  a user's server-side cursors (edge/cursors.h)
+ *   POST|GET /v1/subscriptions[/{id}[/…]]  webhook subscriptions (edge/subscriptions.h)
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws.h)
  *   GET    /healthz /readyz /metrics
  *
@@ -45,6 +46,8 @@
 #define HD_API_LIST_LIMIT_MAX 1000
 
 struct hd_longpoll;
+struct hd_subscriptions;
+struct hd_webhooks;
 
 struct hd_api {
 	struct hd_hub *hub;             /* borrowed */
@@ -53,6 +56,7 @@ struct hd_api {
 	struct hd_ws_edge *ws;          /* owned */
 	struct hd_groups *groups;       /* owned */
 	struct hd_cursors *cursors;     /* owned */
+	struct hd_subscriptions *subs;  /* owned; NULL until hd_api_set_webhooks */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
 	struct hd_rate key_rate;        /* events a second per API key (publish) */
 	struct hd_map key_buckets;      /* key name → struct hd_bucket (owned) */
@@ -71,6 +75,10 @@ void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struc
  * publish whose events would take the key past it gets 429 with
  * Retry-After. Before the first request. */
 void hd_api_set_key_rate(struct hd_api *api, const struct hd_rate *rate);
+/* Serves the webhook subscription routes from w (borrowed until the api
+ * is freed) and starts loading the subscriptions. Before the first
+ * request; without it /v1/subscriptions is 404. */
+void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w);
 /* The hd_http_handler of herald; arg is the api. */
 void hd_api_handle(struct hd_http_request *req, void *api);
 /* Answers every held long-poll now, and any later one at once; ends every

@@ -25,6 +25,7 @@
 #include "core/map.h"
 #include "edge/access.h"
 #include "http/query.h"
+#include "proto/deadletter.h"
 
 #include <http_parser.h>
 #include <inttypes.h>
@@ -549,50 +550,37 @@ static void dead_done(struct hd_pub *p)
 static void dead_letter(struct group *g, const struct hd_stored_event *ev, uint32_t attempts)
 {
 	struct dead *d = hd_calloc(1, sizeof(*d));
-	struct hd_buf b;
-	char id[24], now[40];
+	struct hd_buf extra;
+	char id[HD_GROUP_NAME_MAX + 24];
+	char src[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
 	int64_t ms = hd_now_ms();
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
 
 	d->g = g;
 	d->offset = ev->offset;
 	snprintf(d->dlq, sizeof(d->dlq), "%s" HD_GROUP_DLQ_SUFFIX, g->topic);
-	gmtime_r(&t, &tm);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(id, sizeof(id), "%" PRIu64, ev->offset);
-	hd_buf_init(&b, RESPONSE_MAX);
-	hd_buf_puts(&b, "{\"specversion\":\"1.0\",\"id\":\"");
-	hd_buf_json_escape(&b, g->name, strlen(g->name));
-	hd_buf_printf(&b, "/%s\",\"source\":\"/herald/groups/", id);
-	hd_buf_json_escape(&b, g->topic, strlen(g->topic));
-	hd_buf_putc(&b, '/');
-	hd_buf_json_escape(&b, g->name, strlen(g->name));
-	hd_buf_printf(&b, "\",\"type\":\"herald.group.deadletter\",\"time\":\"%s.%03dZ\","
-			  "\"datacontenttype\":\"application/json\",\"data\":{\"reason\":"
-			  "\"max_deliveries\",\"attempts\":%" PRIu32 ",\"topic\":\"",
-		      now, (int)(ms % 1000), attempts);
-	hd_buf_json_escape(&b, g->topic, strlen(g->topic));
-	hd_buf_puts(&b, "\",\"group\":\"");
-	hd_buf_json_escape(&b, g->name, strlen(g->name));
-	hd_buf_printf(&b, "\",\"offset\":%" PRIu64 ",\"event\":", ev->offset);
-	hd_buf_append(&b, ev->json->data, ev->json->len);
-	int rc = hd_buf_puts(&b, "}}");
-	d->ev.json = hd_malloc(b.len + 1);
-	memcpy(d->ev.json, b.data, b.len);
-	d->ev.json[b.len] = '\0';
-	d->ev.json_len = b.len;
-	hd_buf_fini(&b);
 	/* (group name, offset) as the id: a dead-lettering repeated after a
 	 * crash before the ack was stored is dropped by dedup where enabled. */
-	char full_id[HD_GROUP_NAME_MAX + 48];
-	snprintf(full_id, sizeof(full_id), "%s/%s", g->name, id);
-	d->ev.id = hd_strdup(full_id);
-	char src[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
+	snprintf(id, sizeof(id), "%s/%" PRIu64, g->name, ev->offset);
 	snprintf(src, sizeof(src), "/herald/groups/%s/%s", g->topic, g->name);
-	d->ev.source = hd_strdup(src);
-	d->ev.type = hd_strdup("herald.group.deadletter");
-	d->ev.time_ms = ms;
+	hd_buf_init(&extra, 1024);
+	hd_buf_puts(&extra, "\"group\":\"");
+	hd_buf_json_escape(&extra, g->name, strlen(g->name));
+	hd_buf_putc(&extra, '"');
+	int rc = hd_deadletter_event(&(struct hd_deadletter){
+					     .id = id,
+					     .source = src,
+					     .type = "herald.group.deadletter",
+					     .reason = "max_deliveries",
+					     .attempts = attempts,
+					     .topic = g->topic,
+					     .offset = ev->offset,
+					     .extra = extra.data,
+					     .event = ev->json->data,
+					     .event_len = ev->json->len,
+					     .now_ms = ms,
+				     },
+				     &d->ev);
+	hd_buf_fini(&extra);
 	d->item.topic = d->dlq;
 	d->item.event = &d->ev;
 	d->item.stored_ms = ms;

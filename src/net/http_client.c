@@ -332,8 +332,8 @@ static void complete(struct pending *p, CURLcode rc)
 	pending_free(p);
 	c->inflight--;
 	call->done(call);
-	/* done() may have closed the client; the client itself stays until free. */
-	call->response = NULL;
+	/* done() may have closed the client (it stays until free) and may have
+	 * freed the call: touch neither. */
 	free(body);
 }
 

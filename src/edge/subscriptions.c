@@ -1,0 +1,383 @@
+/* subscriptions — see subscriptions.h. */
+#include "edge/subscriptions.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "http/query.h"
+#include "webhook/attempts.h"
+#include "webhook/signature.h"
+
+#include <jansson.h>
+
+#include <http_parser.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSON_TYPE "application/json"
+#define LIST_MAX (64u * 1024 * 1024)
+#define ANSWER_MAX (1u << 20)
+
+struct pending {
+	struct hd_http_request *req;
+	int method;
+	struct pending *next;
+};
+
+struct hd_subscriptions {
+	struct hd_webhooks *w;
+	const struct hd_access *access;
+	struct pending *pending, **ptail;
+	size_t npending;
+	bool stopping;
+};
+
+static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	hd_http_respond_error(req, code, msg);
+}
+
+static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
+{
+	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
+	hd_buf_fini(b);
+}
+
+static void method_not_allowed(struct hd_http_request *req, const char *allow)
+{
+	char extra[128];
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	const char *body = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"method not "
+			   "allowed\"}}";
+	hd_http_respond(req, 405, JSON_TYPE, extra, body, strlen(body));
+}
+
+/* ---- asynchronous answers --------------------------------------------- */
+
+struct answer {
+	struct hd_webhook_reply r;
+	struct hd_http_request *req;
+};
+
+static void answer_done(struct hd_webhook_reply *r)
+{
+	struct answer *a = r->arg;
+	if (r->err) {
+		hd_buf_fini(&r->body);
+		hd_http_respond_error(a->req, r->err, r->msg[0] ? r->msg : NULL);
+	} else if (r->status == 204) {
+		hd_buf_fini(&r->body);
+		hd_http_respond(a->req, 204, NULL, NULL, "", 0);
+	} else {
+		respond_buf(a->req, r->status, &r->body);
+	}
+	free(a);
+}
+
+static struct hd_webhook_reply *answer_new(struct hd_http_request *req)
+{
+	struct answer *a = hd_calloc(1, sizeof(*a));
+	a->req = req;
+	a->r.done = answer_done;
+	a->r.arg = a;
+	hd_buf_init(&a->r.body, ANSWER_MAX);
+	return &a->r;
+}
+
+/* ---- routes ----------------------------------------------------------- */
+
+static bool permit(struct hd_http_request *req, int rc, const struct hd_error *err)
+{
+	if (rc)
+		hd_access_deny(req, err);
+	return rc == 0;
+}
+
+static void handle_create(struct hd_subscriptions *e, struct hd_http_request *req,
+			  const struct hd_access_id *who)
+{
+	struct hd_error err = {0};
+	struct hd_sub_config cfg;
+	struct hd_sub_start start;
+	char secret[HD_WHSEC_TEXT_MAX + 1];
+
+	/* Credentials before the body: a caller without a key learns nothing. */
+	if (hd_access_keys_on(e->access) && !who->key) {
+		hd_error_set(&err, HD_EUNAUTH, "an API key is required (Authorization: Bearer <key>)");
+		hd_access_deny(req, &err);
+		return;
+	}
+	if (hd_sub_parse(req->body, req->body_len, hd_webhooks_allow_private(e->w), &cfg, &start,
+			 secret, sizeof(secret), &err)) {
+		hd_http_respond_error(req, err.code, err.msg);
+		return;
+	}
+	if (!permit(req, hd_access_key(e->access, who, HD_KEY_READ, cfg.topic, &err), &err))
+		return;
+	hd_webhooks_create(e->w, &cfg, &start, secret, answer_new(req));
+	memset(secret, 0, sizeof(secret));
+}
+
+static void handle_list(struct hd_subscriptions *e, struct hd_http_request *req,
+			const struct hd_access_id *who)
+{
+	struct hd_error err = {0};
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	struct hd_buf b;
+	long n = hd_query_get(req->query, "topic", topic, sizeof(topic));
+	if (n == -2 || n == 0) {
+		respond_msg(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
+		return;
+	}
+	if (n > 0 ? !permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err)
+		  : !permit(req, hd_access_key(e->access, who, HD_KEY_ADMIN, NULL, &err), &err))
+		return;
+	hd_buf_init(&b, LIST_MAX);
+	hd_webhooks_list(e->w, n > 0 ? topic : NULL, &b);
+	respond_buf(req, 200, &b);
+}
+
+static int query_limit(const struct hd_http_request *req, size_t *out)
+{
+	char v[16], *end;
+	long n = hd_query_get(req->query, "limit", v, sizeof(v));
+	*out = HD_SUBSCRIPTIONS_ATTEMPTS_DEFAULT;
+	if (n == -1)
+		return 0;
+	long x = n > 0 ? strtol(v, &end, 10) : -1;
+	if (n <= 0 || *end || x < 1 || x > HD_ATTEMPTS_MAX)
+		return -1;
+	*out = (size_t)x;
+	return 0;
+}
+
+static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
+{
+	char from[64], *end;
+	long n = hd_query_get(req->query, "from", from, sizeof(from));
+	int64_t ms;
+	if (n <= 0) {
+		respond_msg(req, HD_EINVAL,
+			    "query parameter 'from' is required: an offset (from=N, N >= 1) or an "
+			    "RFC 3339 time");
+		return;
+	}
+	if (from[0] >= '0' && from[0] <= '9' && strspn(from, "0123456789") == (size_t)n) {
+		unsigned long long off = strtoull(from, &end, 10);
+		if (off < 1 || n > 19) {
+			respond_msg(req, HD_EINVAL, "query parameter 'from' must be an offset >= 1");
+			return;
+		}
+		hd_webhooks_replay(e->w, id, false, off, 0, answer_new(req));
+		return;
+	}
+	if (hd_parse_rfc3339(from, (size_t)n, &ms)) {
+		respond_msg(req, HD_EINVAL,
+			    "query parameter 'from' must be an offset (N >= 1) or an RFC 3339 time");
+		return;
+	}
+	hd_webhooks_replay(e->w, id, true, 0, ms, answer_new(req));
+}
+
+static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
+{
+	char secret[HD_WHSEC_TEXT_MAX + 1] = "";
+	if (req->body_len) {
+		json_error_t jerr;
+		json_t *o = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+		json_t *s = json_object_get(o, "secret");
+		bool ok = json_is_object(o) && json_object_size(o) <= 1 &&
+			  (json_object_size(o) == 0 || s) &&
+			  (!s || (json_is_string(s) && json_string_length(s) < sizeof(secret)));
+		if (ok && s)
+			memcpy(secret, json_string_value(s), json_string_length(s) + 1);
+		json_decref(o);
+		if (!ok) {
+			respond_msg(req, HD_EINVAL,
+				    "the body must be empty or {\"secret\": \"whsec_...\"}");
+			return;
+		}
+	}
+	hd_webhooks_rotate(e->w, id, secret, answer_new(req));
+	memset(secret, 0, sizeof(secret));
+}
+
+static void handle_one(struct hd_subscriptions *e, struct hd_http_request *req, const char *rest,
+		       int m, const struct hd_access_id *who)
+{
+	struct hd_error err = {0};
+	char id[HD_SUB_ID_LEN + 2];
+	const char *slash = strchr(rest, '/');
+	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+	const char *action = slash ? slash + 1 : "";
+	struct hd_buf b;
+	int rc;
+
+	if (len == 0 || len > HD_SUB_ID_LEN) {
+		respond_msg(req, HD_ENOTFOUND, "no such subscription");
+		return;
+	}
+	memcpy(id, rest, len);
+	id[len] = '\0';
+	/* Methods first, so that a wrong one is 405 whether or not it exists. */
+	const char *allow = !*action				  ? "GET, DELETE"
+			    : strcmp(action, "attempts") == 0	  ? "GET"
+			    : strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0 ||
+					strcmp(action, "replay") == 0 || strcmp(action, "secret") == 0
+				? "POST"
+				: NULL;
+	if (!allow) {
+		respond_msg(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+		return;
+	}
+	const char *want = m == HTTP_GET ? "GET" : m == HTTP_POST ? "POST" : m == HTTP_DELETE ? "DELETE" : "";
+	if (!*want || !strstr(allow, want)) {
+		method_not_allowed(req, allow);
+		return;
+	}
+	if (hd_access_keys_on(e->access) && !who->key) {
+		hd_error_set(&err, HD_EUNAUTH, "an API key is required (Authorization: Bearer <key>)");
+		hd_access_deny(req, &err);
+		return;
+	}
+	const char *topic = hd_webhooks_topic(e->w, id);
+	if (!topic) {
+		respond_msg(req, HD_ENOTFOUND, "no such subscription");
+		return;
+	}
+	if (!permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err))
+		return;
+	if (!*action && m == HTTP_DELETE) {
+		hd_webhooks_delete(e->w, id, answer_new(req));
+		return;
+	}
+	if (strcmp(action, "replay") == 0) {
+		handle_replay(e, req, id);
+		return;
+	}
+	if (strcmp(action, "secret") == 0) {
+		handle_secret(e, req, id);
+		return;
+	}
+	hd_buf_init(&b, ANSWER_MAX);
+	if (!*action) {
+		rc = hd_webhooks_info(e->w, id, &b);
+	} else if (strcmp(action, "attempts") == 0) {
+		size_t limit;
+		if (query_limit(req, &limit)) {
+			hd_buf_fini(&b);
+			respond_msg(req, HD_EINVAL, "query parameter 'limit' must be from 1 to %d",
+				    HD_ATTEMPTS_MAX);
+			return;
+		}
+		rc = hd_webhooks_attempts(e->w, id, limit, &b);
+	} else {
+		rc = hd_webhooks_pause(e->w, id, strcmp(action, "pause") == 0, &b);
+	}
+	if (rc) {
+		hd_buf_fini(&b);
+		respond_msg(req, rc, "no such subscription");
+		return;
+	}
+	respond_buf(req, 200, &b);
+}
+
+static void dispatch(struct hd_subscriptions *e, struct hd_http_request *req, const char *rest,
+		     int m, const struct hd_access_id *who)
+{
+	if (e->stopping) {
+		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (*rest) {
+		handle_one(e, req, rest, m, who);
+		return;
+	}
+	if (m == HTTP_POST)
+		handle_create(e, req, who);
+	else if (m == HTTP_GET)
+		handle_list(e, req, who);
+	else
+		method_not_allowed(req, "GET, POST");
+}
+
+void hd_subscriptions_handle(struct hd_subscriptions *e, struct hd_http_request *req,
+			     const char *rest, int method, const struct hd_access_id *who)
+{
+	if (!hd_webhooks_loaded(e->w) && !e->stopping) {
+		if (e->npending >= HD_SUBSCRIPTIONS_PENDING_MAX) {
+			hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
+			return;
+		}
+		struct pending *p = hd_calloc(1, sizeof(*p));
+		p->req = req;
+		p->method = method;
+		*e->ptail = p;
+		e->ptail = &p->next;
+		e->npending++;
+		return;
+	}
+	dispatch(e, req, rest, method, who);
+}
+
+/* The path after "/v1/subscriptions/" ("" for the collection itself). */
+static const char *rest_of(const char *path)
+{
+	const char *p = path + strlen("/v1/subscriptions");
+	return *p == '/' ? p + 1 : p;
+}
+
+static void on_loaded(void *arg)
+{
+	struct hd_subscriptions *e = arg;
+	while (e->pending) {
+		struct pending *p = e->pending;
+		struct hd_access_id who;
+		struct hd_error err = {0};
+		e->pending = p->next;
+		e->npending--;
+		/* The credentials are read again: the request only waited. */
+		if (hd_access_identify(e->access, p->req, &who, &err))
+			hd_access_deny(p->req, &err);
+		else
+			dispatch(e, p->req, rest_of(p->req->path), p->method, &who);
+		hd_access_id_fini(&who);
+		free(p);
+	}
+	e->ptail = &e->pending;
+}
+
+struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struct hd_access *access)
+{
+	struct hd_subscriptions *e = hd_calloc(1, sizeof(*e));
+	e->w = w;
+	e->access = access;
+	e->ptail = &e->pending;
+	hd_webhooks_start(w, on_loaded, e);
+	return e;
+}
+
+void hd_subscriptions_stop(struct hd_subscriptions *e)
+{
+	e->stopping = true;
+	while (e->pending) {
+		struct pending *p = e->pending;
+		e->pending = p->next;
+		hd_http_respond_error(p->req, HD_EUNAVAIL, "herald is stopping");
+		free(p);
+	}
+	e->npending = 0;
+	e->ptail = &e->pending;
+}
+
+void hd_subscriptions_free(struct hd_subscriptions *e)
+{
+	free(e);
+}

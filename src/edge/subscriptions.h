@@ -1,0 +1,51 @@
+/*
+ * subscriptions — the REST routes of webhook subscriptions (docs/api.md
+ * "Webhook subscriptions"); the deliveries themselves are
+ * webhook/delivery.h.
+ * Layer: edge. The api routes every /v1/subscriptions request here (loop
+ * thread) with the caller's credentials.
+ *
+ *   POST   /v1/subscriptions                    create (201, the secret shown once)
+ *   GET    /v1/subscriptions[?topic=T]          list (without secrets)
+ *   GET    /v1/subscriptions/{id}               one, with its delivery state
+ *   DELETE /v1/subscriptions/{id}               delete (204)
+ *   POST   /v1/subscriptions/{id}/pause|resume  stop or go on delivering
+ *   GET    /v1/subscriptions/{id}/attempts?limit=N   the newest attempts (memory only)
+ *   POST   /v1/subscriptions/{id}/replay?from=N|RFC3339   deliver again from there
+ *   POST   /v1/subscriptions/{id}/secret        rotate the signing secret
+ *
+ * Who may: managing a subscription of topic T needs an API key with read
+ * scope (a client token is not enough: a webhook makes herald call out);
+ * the list of every subscription an admin key (with ?topic=T, read scope).
+ * In development mode (no key configured) anyone may.
+ *
+ * Requests that arrive before the subscriptions are loaded wait for the
+ * load (at most HD_SUBSCRIPTIONS_PENDING_MAX; more get 503).
+ */
+#ifndef HD_EDGE_SUBSCRIPTIONS_H
+#define HD_EDGE_SUBSCRIPTIONS_H
+
+#include "edge/access.h"
+#include "http/server.h"
+#include "webhook/delivery.h"
+
+#define HD_SUBSCRIPTIONS_PENDING_MAX 1000
+#define HD_SUBSCRIPTIONS_ATTEMPTS_DEFAULT 20
+
+struct hd_subscriptions;
+
+/* Returns owned. Borrows webhooks and access for its life. Starts loading
+ * the subscriptions (hd_webhooks_start). */
+struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struct hd_access *access);
+
+/* Handles one request whose path is /v1/subscriptions[/…]; rest is what
+ * follows "/v1/subscriptions/" ("" for the collection); method with HEAD
+ * as GET. Answers req exactly once, now or later. Loop thread. */
+void hd_subscriptions_handle(struct hd_subscriptions *e, struct hd_http_request *req,
+			     const char *rest, int method, const struct hd_access_id *who);
+
+/* Answers the requests still waiting for the load (503) and any later one. */
+void hd_subscriptions_stop(struct hd_subscriptions *e);
+void hd_subscriptions_free(struct hd_subscriptions *e);
+
+#endif

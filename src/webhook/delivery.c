@@ -1,0 +1,1632 @@
+/*
+ * delivery — see delivery.h.
+ *
+ * One subscription's loop (pump): while it is active and has room (its
+ * concurrency, and the client's max_inflight in all), it first takes the
+ * events whose retry is due (hd_lease_take_due), reading them again from
+ * the hub; only when none is due does it read new events after `next`
+ * (an ordered subscription only with an empty window). Every event read
+ * is filtered: one that does not pass is acked at once. A call's outcome
+ * acks (2xx), schedules a retry (nack with not_before), dead-letters (the
+ * last attempt failed) or disables the subscription (410), then pumps
+ * again. A hub watch on the topic and one timer (the next retry, or "now"
+ * when an event was committed) wake the pump.
+ *
+ * A read answered from memory completes inside hd_hub_read: pump loops
+ * instead of recursing (pumping / pump_again). `gen` changes when the
+ * position is moved (replay, a recreated topic): reads and dead-letters
+ * started before ignore their results.
+ */
+#include "webhook/delivery.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/lease.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/metrics.h"
+#include "proto/deadletter.h"
+#include "webhook/attempts.h"
+#include "webhook/ce_http.h"
+#include "webhook/retry.h"
+#include "webhook/signature.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define REPLY_MAX (1u << 20)
+#define RECORD_MAX (HD_RECORD_VALUE_MAX)
+#define READ_SPAN 1000          /* offsets one read of due retries covers */
+#define EXTRA_HEADERS 8
+#define REASON_MAX 256
+#define LAST_ERROR_MAX 160
+
+enum sub_state { ACTIVE, PAUSED, DISABLED };
+static const char *state_names[] = {"active", "paused", "disabled"};
+
+struct secret {
+	char text[HD_WHSEC_TEXT_MAX];
+	struct hd_whsec key;
+	int64_t until_ms;             /* 0: the primary; else signs until then */
+};
+
+struct sub;
+
+struct call {
+	struct hd_http_call http;
+	struct sub *s;
+	uint64_t offset;
+	uint32_t attempt;
+	int64_t started_ms;
+	struct hd_rcbuf *json;        /* the stored event (a reference) */
+	struct hd_ce_http enc;
+	struct hd_http_header headers[HD_CE_HTTP_HEADERS_MAX + EXTRA_HEADERS];
+	char id[128], ts[24], sig[HD_SIGNATURE_HEADER_MAX], attempt_s[16], offset_s[24];
+	struct call *prev, *next;
+};
+
+struct sub {
+	struct hd_webhooks *w;
+	char id[HD_SUB_ID_LEN + 1];
+	struct hd_sub_config cfg;
+	struct secret secrets[HD_SIGNATURE_SECRETS_MAX]; /* newest first */
+	size_t nsecrets;
+	enum sub_state state;
+	char reason[REASON_MAX];
+	int64_t created_ms;
+	struct hd_lease lease;
+	char epoch[HD_EPOCH_LEN + 1];
+	uint64_t topic_last;          /* the topic's last offset as far as known */
+	bool last_known;
+	uint64_t gen;
+	/* Counters (durable). */
+	uint64_t delivered, failed_attempts, dead_lettered;
+	uint32_t streak;              /* dead-lettered in a row */
+	int64_t last_success_ms, last_failure_ms;
+	int last_status;
+	char last_error[LAST_ERROR_MAX];
+	struct hd_attempts attempts;
+	/* Work in flight. */
+	struct call *calls;
+	size_t ncalls;
+	size_t ndead;                 /* dead-letter publishes */
+	bool reading;
+	bool pumping, pump_again;
+	bool global_wait;             /* stopped by the client's max_inflight */
+	uv_timer_t timer;
+	bool timer_closed;
+	struct hd_watch watch;
+	bool watching;
+	int puts;                     /* record writes in flight */
+	bool dirty;                   /* changed since the last write was issued */
+	bool deleted;
+	int refs;                     /* requests in flight that point here */
+	long long warn_ms;
+	struct sub *znext;            /* on w->zombies once deleted */
+};
+
+struct hd_webhooks {
+	uv_loop_t *loop;
+	struct hd_hub *hub;
+	struct hd_webhook_opts opts;
+	struct hd_http_client *http;
+	struct hd_map subs;           /* id → struct sub */
+	struct sub *zombies;          /* deleted, waiting for their requests */
+	bool loaded, stopping;
+	size_t global_waiters;
+	uint64_t rng;
+	struct hd_record_op load;
+	void (*on_loaded)(void *arg);
+	void *loaded_arg;
+};
+
+static void pump(struct sub *s);
+static void changed(struct sub *s);
+static void sub_release(struct sub *s);
+static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static double rnd01(struct hd_webhooks *w)
+{
+	/* xorshift64*: jitter only, not secrets. */
+	w->rng ^= w->rng >> 12;
+	w->rng ^= w->rng << 25;
+	w->rng ^= w->rng >> 27;
+	return (double)((w->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+static void reply(struct hd_webhook_reply *r, int status)
+{
+	r->status = status;
+	r->err = 0;
+	r->done(r);
+}
+
+static void reply_err(struct hd_webhook_reply *r, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void reply_err(struct hd_webhook_reply *r, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	va_end(ap);
+	r->err = err;
+	r->done(r);
+}
+
+static bool can_run(const struct sub *s)
+{
+	return s->state == ACTIVE && !s->deleted && !s->w->stopping;
+}
+
+static void time_json(struct hd_buf *b, const char *name, int64_t ms)
+{
+	char t[40];
+	if (!ms) {
+		hd_buf_printf(b, ",\"%s\":null", name);
+		return;
+	}
+	hd_format_rfc3339(ms, t, sizeof(t));
+	hd_buf_printf(b, ",\"%s\":\"%s\"", name, t);
+}
+
+/* Drops secrets past their grace and keeps at most HD_SIGNATURE_SECRETS_MAX. */
+static void prune_secrets(struct sub *s, int64_t now)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->nsecrets; i++) {
+		if (i == 0 || s->secrets[i].until_ms > now)
+			s->secrets[k++] = s->secrets[i];
+	}
+	s->nsecrets = k;
+}
+
+/* ---- subscriptions in memory ------------------------------------------ */
+
+static void on_timer(uv_timer_t *t);
+static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
+
+static struct sub *sub_new(struct hd_webhooks *w, const char *id, const struct hd_sub_config *c,
+			   uint64_t floor)
+{
+	if (w->subs.count >= w->opts.max_subscriptions)
+		return NULL;
+	struct sub *s = hd_calloc(1, sizeof(*s));
+	s->w = w;
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	s->cfg = *c;
+	s->created_ms = hd_now_ms();
+	hd_lease_init(&s->lease, floor, HD_WEBHOOK_WINDOW);
+	hd_attempts_init(&s->attempts);
+	s->watch.fire = on_watch;
+	s->watch.arg = s;
+	if (hd_map_put(&w->subs, s->id, s) != 0) {
+		hd_lease_fini(&s->lease);
+		free(s);
+		return NULL;
+	}
+	uv_timer_init(w->loop, &s->timer);
+	s->timer.data = s;
+	hd_metrics_gauge_add(HD_M_webhook_subscriptions, 1);
+	return s;
+}
+
+static void sub_free(struct sub *s)
+{
+	hd_lease_fini(&s->lease);
+	hd_attempts_fini(&s->attempts);
+	free(s);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	struct sub *s = h->data;
+	s->timer_closed = true;
+	sub_release(s);
+}
+
+/* Frees a deleted subscription once nothing points at it. */
+static void sub_release(struct sub *s)
+{
+	if (!s->deleted || s->refs > 0 || s->ncalls > 0 || s->ndead > 0 || !s->timer_closed)
+		return;
+	struct sub **pp = &s->w->zombies;
+	while (*pp && *pp != s)
+		pp = &(*pp)->znext;
+	if (*pp)
+		*pp = s->znext;
+	sub_free(s);
+}
+
+static void call_free(struct call *c)
+{
+	hd_ce_http_fini(&c->enc);
+	hd_rcbuf_unref(c->json);
+	free(c);
+}
+
+static void call_unlink(struct call *c)
+{
+	struct sub *s = c->s;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->ncalls--;
+	hd_metrics_gauge_add(HD_M_webhook_inflight, -1);
+}
+
+/* Abandons every call in flight; their events go back to READY. */
+static void cancel_calls(struct sub *s, bool give_back)
+{
+	while (s->calls) {
+		struct call *c = s->calls;
+		hd_http_client_cancel(s->w->http, &c->http);
+		call_unlink(c);
+		if (give_back)
+			hd_lease_nack(&s->lease, c->offset, 0);
+		call_free(c);
+	}
+}
+
+/* ---- durable record --------------------------------------------------- */
+
+struct put {
+	struct hd_record_op op;
+	struct sub *s;
+	char *value;
+	struct hd_webhook_reply *r;   /* answered once durable, or NULL */
+	int status;
+};
+
+static char *record_json(const struct sub *s)
+{
+	struct hd_buf b;
+	size_t cap = HD_LEASE_ENCODED_MAX(HD_WEBHOOK_WINDOW);
+	char *acked = hd_malloc(cap);
+	if (hd_lease_encode(&s->lease, acked, cap) < 0)
+		acked[0] = '\0';
+	hd_buf_init(&b, RECORD_MAX);
+	hd_buf_puts(&b, "{\"v\":1,\"config\":{");
+	hd_sub_config_json(&b, &s->cfg);
+	hd_buf_printf(&b, "},\"created\":%" PRId64 ",\"state\":\"%s\",\"reason\":\"", s->created_ms,
+		      state_names[s->state]);
+	hd_buf_json_escape(&b, s->reason, strlen(s->reason));
+	hd_buf_puts(&b, "\",\"secrets\":[");
+	for (size_t i = 0; i < s->nsecrets; i++)
+		hd_buf_printf(&b, "%s{\"secret\":\"%s\",\"until\":%" PRId64 "}", i ? "," : "",
+			      s->secrets[i].text, s->secrets[i].until_ms);
+	hd_buf_printf(&b,
+		      "],\"floor\":%" PRIu64 ",\"acked\":\"%s\",\"epoch\":\"%s\",\"streak\":%" PRIu32
+		      ",\"delivered\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+		      ",\"last_success\":%" PRId64 ",\"last_failure\":%" PRId64
+		      ",\"last_status\":%d,\"last_error\":\"",
+		      s->lease.floor, acked, s->epoch, s->streak, s->delivered, s->failed_attempts,
+		      s->dead_lettered, s->last_success_ms, s->last_failure_ms, s->last_status);
+	hd_buf_json_escape(&b, s->last_error, strlen(s->last_error));
+	hd_buf_puts(&b, "\"}");
+	free(acked);
+	return hd_buf_steal(&b, NULL);
+}
+
+static void issue_put(struct sub *s, struct hd_webhook_reply *r, int status);
+
+static void put_done(struct hd_record_op *op)
+{
+	struct put *p = op->arg;
+	struct sub *s = p->s;
+	if (p->r) {
+		if (op->err)
+			reply_err(p->r, op->err, "the subscription could not be stored");
+		else
+			reply(p->r, p->status);
+	}
+	if (op->err && hd_log_ratelimited(&s->warn_ms))
+		hd_log_error("webhook_put_failed sub=%s err=%d", s->id, op->err);
+	free(p->value);
+	free(p);
+	s->puts--;
+	s->refs--;
+	if (s->dirty && s->puts == 0 && !s->deleted && !s->w->stopping)
+		issue_put(s, NULL, 0);
+	sub_release(s);
+}
+
+static void issue_put(struct sub *s, struct hd_webhook_reply *r, int status)
+{
+	struct put *p = hd_calloc(1, sizeof(*p));
+	p->s = s;
+	p->r = r;
+	p->status = status;
+	p->value = record_json(s);
+	p->op.kind = HD_RECORD_PUT;
+	snprintf(p->op.rec.kind, sizeof(p->op.rec.kind), "%s", HD_WEBHOOK_RECORD_KIND);
+	snprintf(p->op.rec.key, sizeof(p->op.rec.key), "%s", s->id);
+	p->op.rec.value = p->value;
+	p->op.done = put_done;
+	p->op.arg = p;
+	s->dirty = false;
+	s->puts++;
+	s->refs++;
+	int rc = hd_hub_record_op(s->w->hub, &p->op);
+	if (rc) {
+		p->op.err = rc;
+		put_done(&p->op);
+	}
+}
+
+/* The subscription's durable state changed: write it (coalesced). */
+static void changed(struct sub *s)
+{
+	s->dirty = true;
+	if (s->puts == 0 && !s->deleted && !s->w->stopping)
+		issue_put(s, NULL, 0);
+}
+
+/* ---- dead letters ----------------------------------------------------- */
+
+struct dead {
+	struct hd_pub pub;
+	struct hd_pub_item item;
+	struct hd_event ev;
+	struct sub *s;
+	uint64_t offset;
+	uint64_t gen;
+	char dlq[HD_TOPIC_NAME_MAX + 8];
+};
+
+static void dead_done(struct hd_pub *p)
+{
+	struct dead *d = p->arg;
+	struct sub *s = d->s;
+	s->ndead--;
+	if (d->item.err == 0) {
+		hd_metrics_inc(HD_M_webhook_dead_letters_total);
+		s->dead_lettered++;
+		s->streak++;
+		if (d->gen == s->gen)
+			hd_lease_ack(&s->lease, d->offset);
+		if (s->cfg.pause_after && s->streak >= s->cfg.pause_after && s->state == ACTIVE) {
+			s->state = PAUSED;
+			snprintf(s->reason, sizeof(s->reason),
+				 "paused after %" PRIu32 " consecutive dead-lettered events", s->streak);
+			hd_log_warn("webhook_paused sub=%s topic=%s reason=\"%s\"", s->id, s->cfg.topic,
+				    s->reason);
+		}
+		changed(s);
+	} else {
+		if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("webhook_dead_letter_failed sub=%s topic=%s offset=%" PRIu64
+				    " err=%d",
+				    s->id, s->cfg.topic, d->offset, d->item.err);
+		/* Tried again (with one more delivery) after the last delay. */
+		if (d->gen == s->gen) {
+			const struct hd_sub_config *c = &s->cfg;
+			hd_lease_nack(&s->lease, d->offset,
+				      hd_now_ms() + hd_retry_delay_ms(c->schedule, c->nschedule,
+								       c->max_attempts, 0, -1,
+								       s->w->opts.time_scale, 0.5));
+		}
+	}
+	hd_event_fini(&d->ev);
+	free(d);
+	if (s->deleted)
+		sub_release(s);
+	else
+		pump(s);
+}
+
+/* Publishes the event at offset (json) to {topic}.dlq; acked once stored. */
+static void dead_letter(struct sub *s, uint64_t offset, const struct hd_rcbuf *json,
+			uint32_t attempts)
+{
+	struct dead *d = hd_calloc(1, sizeof(*d));
+	struct hd_buf extra;
+	char id[HD_SUB_ID_LEN + HD_EPOCH_LEN + 48], src[HD_SUB_ID_LEN + 32];
+	int64_t now = hd_now_ms();
+
+	d->s = s;
+	d->offset = offset;
+	d->gen = s->gen;
+	snprintf(d->dlq, sizeof(d->dlq), "%s" HD_WEBHOOK_DLQ_SUFFIX, s->cfg.topic);
+	snprintf(id, sizeof(id), "%s/%s/%" PRIu64, s->id, s->epoch, offset);
+	snprintf(src, sizeof(src), "/herald/webhooks/%s", s->id);
+	hd_buf_init(&extra, 8192);
+	hd_buf_printf(&extra, "\"subscription\":\"%s\",\"url\":\"", s->id);
+	hd_buf_json_escape(&extra, s->cfg.url, strlen(s->cfg.url));
+	hd_buf_printf(&extra, "\",\"last_status\":%d,\"last_error\":\"", s->last_status);
+	hd_buf_json_escape(&extra, s->last_error, strlen(s->last_error));
+	hd_buf_putc(&extra, '"');
+	int rc = hd_deadletter_event(&(struct hd_deadletter){
+					     .id = id,
+					     .source = src,
+					     .type = HD_WEBHOOK_DLQ_TYPE,
+					     .reason = "max_attempts",
+					     .attempts = attempts,
+					     .topic = s->cfg.topic,
+					     .offset = offset,
+					     .extra = extra.data,
+					     .event = json->data,
+					     .event_len = json->len,
+					     .now_ms = now,
+				     },
+				     &d->ev);
+	hd_buf_fini(&extra);
+	d->item.topic = d->dlq;
+	d->item.event = &d->ev;
+	d->item.stored_ms = now;
+	d->pub.items = &d->item;
+	d->pub.n = 1;
+	d->pub.done = dead_done;
+	d->pub.arg = d;
+	s->ndead++;
+	if (rc == 0)
+		rc = hd_hub_publish(s->w->hub, &d->pub);
+	if (rc) {
+		d->item.err = rc;
+		dead_done(&d->pub);
+	}
+}
+
+/* ---- one delivery ----------------------------------------------------- */
+
+static void outcome(struct sub *s, struct call *c, int status, int err, const char *error,
+		    int64_t retry_after_ms, uint64_t latency_us)
+{
+	struct hd_attempt at = {
+		.time_ms = c->started_ms,
+		.offset = c->offset,
+		.attempt = c->attempt,
+		.status = status,
+		.latency_us = latency_us,
+	};
+	int64_t now = hd_now_ms();
+	enum hd_retry_outcome o = err ? HD_RETRY_FAILED : hd_retry_classify(status);
+
+	snprintf(at.error, sizeof(at.error), "%s", err ? error : "");
+	hd_metrics_inc(HD_M_webhook_attempts_total);
+	if (o == HD_RETRY_SUCCESS) {
+		at.result = HD_ATTEMPT_SUCCESS;
+		hd_metrics_inc(HD_M_webhook_deliveries_total);
+		hd_lease_ack(&s->lease, c->offset);
+		s->delivered++;
+		s->streak = 0;
+		s->last_success_ms = now;
+	} else {
+		hd_metrics_inc(HD_M_webhook_attempt_failures_total);
+		s->failed_attempts++;
+		s->last_failure_ms = now;
+		s->last_status = status;
+		if (err)
+			snprintf(s->last_error, sizeof(s->last_error), "%s", error);
+		else
+			snprintf(s->last_error, sizeof(s->last_error), "HTTP status %d", status);
+		if (o == HD_RETRY_GONE) {
+			at.result = HD_ATTEMPT_DISABLED;
+			hd_lease_nack(&s->lease, c->offset, 0);
+			if (s->state != DISABLED) {
+				char t[40];
+				hd_format_rfc3339(now, t, sizeof(t));
+				s->state = DISABLED;
+				snprintf(s->reason, sizeof(s->reason),
+					 "the receiver answered 410 Gone at %s (offset %" PRIu64
+					 "); resume to re-enable",
+					 t, c->offset);
+				hd_log_warn("webhook_disabled sub=%s topic=%s reason=\"%s\"", s->id,
+					    s->cfg.topic, s->reason);
+			}
+		} else if (c->attempt >= s->cfg.max_attempts) {
+			at.result = HD_ATTEMPT_DEAD_LETTER;
+			dead_letter(s, c->offset, c->json, c->attempt);
+		} else {
+			const struct hd_sub_config *cf = &s->cfg;
+			int64_t delay = hd_retry_delay_ms(cf->schedule, cf->nschedule, c->attempt,
+							  status, err ? -1 : retry_after_ms,
+							  s->w->opts.time_scale, rnd01(s->w));
+			at.result = HD_ATTEMPT_RETRY;
+			at.next_ms = now + delay;
+			hd_lease_nack(&s->lease, c->offset, now + delay);
+		}
+	}
+	hd_attempts_add(&s->attempts, &at);
+	changed(s);
+}
+
+static void wake_global(struct hd_webhooks *w);
+
+static void on_call_done(struct hd_http_call *hc)
+{
+	struct call *c = hc->arg;
+	struct sub *s = c->s;
+	call_unlink(c);
+	outcome(s, c, hc->status, hc->err, hc->error[0] ? hc->error : hd_err_message(hc->err),
+		hc->retry_after_ms, hc->latency_us);
+	call_free(c);
+	wake_global(s->w);
+	if (s->deleted)
+		sub_release(s);
+	else
+		pump(s);
+}
+
+/* Sends the event (offset, json) as attempt number `attempt`. */
+static void start_call(struct sub *s, uint64_t offset, struct hd_rcbuf *json, uint32_t attempt,
+		       const char *epoch)
+{
+	struct call *c = hd_calloc(1, sizeof(*c));
+	struct hd_error err = {0};
+	struct hd_whsec keys[HD_SIGNATURE_SECRETS_MAX];
+	int64_t now = hd_now_ms();
+	size_t n = 0;
+
+	c->s = s;
+	c->offset = offset;
+	c->attempt = attempt;
+	c->started_ms = now;
+	c->json = hd_rcbuf_ref(json);
+	c->prev = NULL;
+	c->next = s->calls;
+	if (s->calls)
+		s->calls->prev = c;
+	s->calls = c;
+	s->ncalls++;
+	hd_metrics_gauge_add(HD_M_webhook_inflight, 1);
+
+	int rc = hd_ce_http_encode(&c->enc, s->cfg.mode, json->data, json->len, &err);
+	if (rc == 0) {
+		prune_secrets(s, now);
+		for (size_t i = 0; i < s->nsecrets; i++)
+			keys[i] = s->secrets[i].key;
+		/* The id names (subscription, topic epoch, offset): the same on
+		 * every retry, after restarts and on replays. */
+		snprintf(c->id, sizeof(c->id), "msg_%s_%s_%" PRIu64, s->id + strlen(HD_SUB_ID_PREFIX),
+			 epoch, offset);
+		snprintf(c->ts, sizeof(c->ts), "%" PRId64, now / 1000);
+		snprintf(c->attempt_s, sizeof(c->attempt_s), "%" PRIu32, attempt);
+		snprintf(c->offset_s, sizeof(c->offset_s), "%" PRIu64, offset);
+		if (hd_signature_header(keys, s->nsecrets, c->id, now / 1000, c->enc.body,
+					c->enc.body_len, c->sig, sizeof(c->sig)) < 0) {
+			rc = HD_EINTERNAL;
+			snprintf(err.msg, sizeof(err.msg), "the delivery could not be signed");
+		}
+	}
+	if (rc == 0) {
+		for (size_t i = 0; i < c->enc.nheaders; i++)
+			c->headers[n++] = c->enc.headers[i];
+		c->headers[n++] = (struct hd_http_header){"webhook-id", c->id};
+		c->headers[n++] = (struct hd_http_header){"webhook-timestamp", c->ts};
+		c->headers[n++] = (struct hd_http_header){"webhook-signature", c->sig};
+		c->headers[n++] = (struct hd_http_header){"herald-topic", s->cfg.topic};
+		c->headers[n++] = (struct hd_http_header){"herald-offset", c->offset_s};
+		c->headers[n++] = (struct hd_http_header){"herald-attempt", c->attempt_s};
+		c->http.url = s->cfg.url;
+		c->http.method = "POST";
+		c->http.headers = c->headers;
+		c->http.nheaders = n;
+		c->http.body = c->enc.body;
+		c->http.body_len = c->enc.body_len;
+		c->http.done = on_call_done;
+		c->http.arg = c;
+		rc = hd_http_client_send(s->w->http, &c->http);
+		if (rc)
+			snprintf(err.msg, sizeof(err.msg), "the request could not be started: %s",
+				 hd_err_message(rc));
+	}
+	if (rc) {
+		/* A failed attempt like any other (it counts, and is retried). */
+		call_unlink(c);
+		outcome(s, c, 0, rc, err.msg, -1, 0);
+		call_free(c);
+	}
+}
+
+/* ---- reading the topic ------------------------------------------------ */
+
+struct rd {
+	struct hd_read r;
+	struct sub *s;
+	uint64_t gen;
+	struct hd_lease_grant *grants; /* due retries, or NULL for new events */
+	size_t ngrants;
+	size_t room;                  /* calls that may start */
+};
+
+/* The topic was deleted and made again: start over at its beginning. */
+static void topic_recreated(struct sub *s, const char *epoch)
+{
+	hd_log_warn("webhook_topic_recreated sub=%s topic=%s old_epoch=%s epoch=%s", s->id,
+		    s->cfg.topic, s->epoch, epoch);
+	cancel_calls(s, false);
+	hd_lease_fini(&s->lease);
+	hd_lease_init(&s->lease, 0, HD_WEBHOOK_WINDOW);
+	snprintf(s->epoch, sizeof(s->epoch), "%s", epoch);
+	s->gen++;
+	changed(s);
+}
+
+/* Whether the event passes the filter; if not it is acked. */
+static bool passes(struct sub *s, const struct hd_stored_event *ev)
+{
+	if (hd_sub_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len))
+		return true;
+	hd_lease_ack(&s->lease, ev->offset);
+	return false;
+}
+
+static void read_due(struct sub *s, struct rd *q)
+{
+	struct hd_read *r = &q->r;
+	size_t j = 0;
+	bool acked = false;
+	for (size_t i = 0; i < q->ngrants; i++) {
+		uint64_t o = q->grants[i].offset;
+		while (j < r->n && r->events[j].offset < o)
+			j++;
+		if (j < r->n && r->events[j].offset == o) {
+			if (!can_run(s)) {
+				hd_lease_nack(&s->lease, o, 0);
+			} else if (passes(s, &r->events[j])) {
+				start_call(s, o, r->events[j].json, q->grants[i].deliveries, r->epoch);
+			} else {
+				acked = true;
+			}
+		} else if (r->truncated || j < r->n || o <= r->last) {
+			hd_lease_ack(&s->lease, o); /* gone: retention or TTL */
+			acked = true;
+		} else {
+			hd_lease_nack(&s->lease, o, 0);
+		}
+	}
+	if (acked)
+		changed(s);
+}
+
+static void read_new(struct sub *s, struct rd *q)
+{
+	struct hd_read *r = &q->r;
+	size_t started = 0, i;
+	bool acked = false;
+	for (i = 0; i < r->n; i++) {
+		const struct hd_stored_event *ev = &r->events[i];
+		bool match = hd_sub_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len);
+		if (match && (started >= q->room || !can_run(s)))
+			break;
+		if (ev->offset > s->lease.next)
+			hd_lease_skip(&s->lease, ev->offset - 1);
+		if (hd_lease_add(&s->lease, ev->offset, INT64_MAX) != 0)
+			break;
+		if (match) {
+			start_call(s, ev->offset, ev->json, 1, r->epoch);
+			started++;
+		} else {
+			hd_lease_ack(&s->lease, ev->offset);
+			acked = true;
+		}
+	}
+	/* Events that do not exist any more (expired, removed) are passed. */
+	if (i == r->n && r->last >= s->lease.next && (r->n == 0 || r->n < r->limit)) {
+		if (hd_lease_skip(&s->lease, r->last) == 0)
+			acked = true;
+	}
+	if (acked)
+		changed(s);
+}
+
+static void read_done(struct hd_read *r)
+{
+	struct rd *q = r->arg;
+	struct sub *s = q->s;
+
+	s->reading = false;
+	s->refs--;
+	if (r->err) {
+		for (size_t i = 0; i < q->ngrants; i++)
+			hd_lease_nack(&s->lease, q->grants[i].offset, hd_now_ms() + 1000);
+		if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("webhook_read_failed sub=%s topic=%s err=%d", s->id, s->cfg.topic,
+				    r->err);
+		goto out;
+	}
+	if (s->deleted || s->w->stopping)
+		goto out;
+	if (q->gen != s->gen) {
+		for (size_t i = 0; i < q->ngrants; i++)
+			hd_lease_nack(&s->lease, q->grants[i].offset, 0);
+		goto out;
+	}
+	if (r->exists && r->epoch[0]) {
+		if (s->epoch[0] && strcmp(s->epoch, r->epoch) != 0) {
+			topic_recreated(s, r->epoch);
+			goto out;
+		}
+		if (!s->epoch[0]) {
+			snprintf(s->epoch, sizeof(s->epoch), "%s", r->epoch);
+			changed(s);
+		}
+	}
+	if (r->last > s->topic_last)
+		s->topic_last = r->last;
+	s->last_known = true;
+	if (q->grants)
+		read_due(s, q);
+	else
+		read_new(s, q);
+out:
+	free(q->grants);
+	hd_read_fini(r);
+	free(q);
+	if (s->deleted)
+		sub_release(s);
+	else
+		pump(s);
+}
+
+static size_t room_of(struct sub *s)
+{
+	size_t cap = s->cfg.ordered ? 1 : s->cfg.concurrency;
+	size_t busy = s->ncalls + s->ndead;
+	size_t room = busy >= cap ? 0 : cap - busy;
+	size_t in = hd_http_client_inflight(s->w->http);
+	size_t global = in >= s->w->opts.http.max_inflight ? 0 : s->w->opts.http.max_inflight - in;
+	if (global < room) {
+		room = global;
+		if (!s->global_wait && room == 0) {
+			s->global_wait = true;
+			s->w->global_waiters++;
+		}
+	}
+	return room;
+}
+
+/* Starts one read (due retries first, else new events). */
+static void pump_once(struct sub *s)
+{
+	struct hd_lease_grant *grants;
+	size_t room, n, keep;
+	int64_t now;
+
+	if (!can_run(s) || s->reading)
+		return;
+	room = room_of(s);
+	if (room == 0)
+		return;
+	now = hd_now_ms();
+	grants = hd_calloc(room, sizeof(*grants));
+	n = hd_lease_take_due(&s->lease, now, INT64_MAX, grants, room);
+	keep = n;
+	for (size_t i = 1; i < n; i++) {
+		if (grants[i].offset - grants[0].offset >= READ_SPAN) {
+			keep = i;
+			break;
+		}
+	}
+	for (size_t i = keep; i < n; i++) {
+		/* Not handed out after all: undo the count. */
+		hd_lease_nack(&s->lease, grants[i].offset, 0);
+		s->lease.redeliveries -= grants[i].deliveries > 1;
+		s->lease.slots[grants[i].offset & (s->lease.nslots - 1)].deliveries--;
+	}
+	n = keep;
+	struct rd *q = hd_calloc(1, sizeof(*q));
+	q->s = s;
+	q->gen = s->gen;
+	q->room = room;
+	q->r.topic = s->cfg.topic;
+	q->r.done = read_done;
+	q->r.arg = q;
+	if (n > 0) {
+		q->grants = grants;
+		q->ngrants = n;
+		q->r.after = grants[0].offset - 1;
+		q->r.limit = (uint32_t)(grants[n - 1].offset - grants[0].offset + 1);
+	} else {
+		free(grants);
+		size_t wroom = HD_WEBHOOK_WINDOW - hd_lease_window(&s->lease);
+		if ((s->cfg.ordered && hd_lease_window(&s->lease) > 0) || wroom == 0 ||
+		    (s->last_known && s->topic_last < s->lease.next)) {
+			free(q);
+			return;
+		}
+		q->r.after = s->lease.next - 1;
+		/* Read past the room when filtering, so that events the filter
+		 * drops do not cost one read each. */
+		size_t want = hd_sub_filter_empty(&s->cfg.filter) ? room : 100;
+		q->r.limit = (uint32_t)(want < wroom ? want : wroom);
+	}
+	s->reading = true;
+	s->refs++;
+	int rc = hd_hub_read(s->w->hub, &q->r);
+	if (rc) {
+		s->reading = false;
+		s->refs--;
+		for (size_t i = 0; i < q->ngrants; i++)
+			hd_lease_nack(&s->lease, q->grants[i].offset, now + 1000);
+		free(q->grants);
+		free(q);
+		if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("webhook_read_failed sub=%s topic=%s err=%d", s->id, s->cfg.topic,
+				    rc);
+	}
+}
+
+/* Arms the timer for the next due retry (when the pump is idle). */
+static void arm(struct sub *s)
+{
+	if (!can_run(s) || s->timer_closed || uv_is_closing((uv_handle_t *)&s->timer))
+		return;
+	if (s->reading || room_of(s) == 0)
+		return; /* a read or a call ending pumps again */
+	int64_t due = hd_lease_next_due(&s->lease);
+	if (due == INT64_MAX)
+		return;
+	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
+	uint64_t ms = left > 0 ? (uint64_t)left : 0;
+	if (!uv_is_active((uv_handle_t *)&s->timer) || uv_timer_get_due_in(&s->timer) > ms)
+		uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+static void pump(struct sub *s)
+{
+	if (s->pumping) {
+		s->pump_again = true;
+		return;
+	}
+	s->pumping = true;
+	do {
+		s->pump_again = false;
+		pump_once(s);
+	} while (s->pump_again);
+	s->pumping = false;
+	arm(s);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
+{
+	struct sub *s = watch->arg;
+	(void)topic;
+	if (ev->offset > s->topic_last)
+		s->topic_last = ev->offset;
+	/* On the next loop turn, when the whole committed batch is readable. */
+	if (can_run(s) && ev->offset >= s->lease.next && !s->timer_closed)
+		uv_timer_start(&s->timer, on_timer, 0, 0);
+}
+
+static void pump_waiter(const char *key, void *value, void *arg)
+{
+	struct sub *s = value;
+	(void)key;
+	(void)arg;
+	if (s->global_wait) {
+		s->global_wait = false;
+		s->w->global_waiters--;
+		if (can_run(s) && !s->timer_closed)
+			uv_timer_start(&s->timer, on_timer, 0, 0);
+	}
+}
+
+/* A call ended: subscriptions held back by max_inflight may go on. */
+static void wake_global(struct hd_webhooks *w)
+{
+	if (w->global_waiters > 0 && !w->stopping)
+		hd_map_each(&w->subs, pump_waiter, NULL);
+}
+
+/* Starts (or restarts) delivering: watch the topic and pump. */
+static void sub_activate(struct sub *s)
+{
+	if (!s->watching && !s->w->stopping) {
+		if (hd_hub_watch(s->w->hub, s->cfg.topic, &s->watch) == 0)
+			s->watching = true;
+		else
+			hd_log_warn("webhook_watch_failed sub=%s topic=%s (new events are picked up "
+				    "only by retries and restarts)",
+				    s->id, s->cfg.topic);
+	}
+	s->last_known = false; /* read once to learn the topic's state */
+	pump(s);
+}
+
+/* ---- JSON of one subscription ----------------------------------------- */
+
+/* Appends the subscription's JSON; secret (or NULL) only in the answers
+ * to create. */
+static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret)
+{
+	size_t pending = 0;
+	for (uint64_t o = s->lease.floor + 1; o < s->lease.next; o++)
+		pending += hd_lease_state_of(&s->lease, o) == HD_LEASE_READY;
+	hd_buf_printf(b, "{\"id\":\"%s\",", s->id);
+	hd_sub_config_json(b, &s->cfg);
+	hd_buf_printf(b, ",\"state\":\"%s\",\"reason\":", state_names[s->state]);
+	if (s->reason[0]) {
+		hd_buf_putc(b, '"');
+		hd_buf_json_escape(b, s->reason, strlen(s->reason));
+		hd_buf_putc(b, '"');
+	} else {
+		hd_buf_puts(b, "null");
+	}
+	time_json(b, "created", s->created_ms);
+	hd_buf_printf(b,
+		      ",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"last_offset\":%" PRIu64
+		      ",\"lag\":%" PRIu64 ",\"in_flight\":%zu,\"pending_retries\":%zu"
+		      ",\"consecutive_failures\":%" PRIu32 ",\"delivered\":%" PRIu64
+		      ",\"failed_attempts\":%" PRIu64 ",\"dead_lettered\":%" PRIu64,
+		      s->lease.floor, s->lease.next, s->topic_last,
+		      s->topic_last > s->lease.floor ? s->topic_last - s->lease.floor : 0, s->ncalls,
+		      pending, s->streak, s->delivered, s->failed_attempts, s->dead_lettered);
+	time_json(b, "last_success", s->last_success_ms);
+	if (s->last_failure_ms) {
+		char t[40];
+		hd_format_rfc3339(s->last_failure_ms, t, sizeof(t));
+		hd_buf_printf(b, ",\"last_failure\":{\"time\":\"%s\",\"status\":%d,\"error\":\"", t,
+			      s->last_status);
+		hd_buf_json_escape(b, s->last_error, strlen(s->last_error));
+		hd_buf_puts(b, "\"}");
+	} else {
+		hd_buf_puts(b, ",\"last_failure\":null");
+	}
+	hd_buf_printf(b, ",\"signing_secrets\":%zu", s->nsecrets);
+	if (secret)
+		hd_buf_printf(b, ",\"secret\":\"%s\"", secret);
+	hd_buf_putc(b, '}');
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+const char *hd_webhooks_topic(const struct hd_webhooks *w, const char *id)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	return s ? s->cfg.topic : NULL;
+}
+
+bool hd_webhooks_loaded(const struct hd_webhooks *w)
+{
+	return w->loaded;
+}
+
+bool hd_webhooks_allow_private(const struct hd_webhooks *w)
+{
+	return w->opts.http.allow_private;
+}
+
+static int random_id(char *out, size_t n)
+{
+	unsigned char b[8];
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return HD_EINTERNAL;
+	snprintf(out, n, HD_SUB_ID_PREFIX "%02x%02x%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3],
+		 b[4], b[5], b[6], b[7]);
+	return 0;
+}
+
+/* A secret from text ("" = a new one) into out. */
+static int make_secret(const char *text, struct secret *out, struct hd_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (!text[0]) {
+		if (hd_whsec_generate(out->text, sizeof(out->text)))
+			return hd_error_set(err, HD_EINTERNAL, "no secret could be generated");
+	} else {
+		snprintf(out->text, sizeof(out->text), "%s", text);
+	}
+	return hd_whsec_parse(out->text, &out->key, err);
+}
+
+/* Finding the first offset stored at or after a time (create with
+ * start.time, replay by time): a binary search with one-event reads. */
+struct seek {
+	struct hd_topic_op op;
+	struct hd_read rd;
+	struct hd_webhooks *w;
+	struct hd_webhook_reply *r;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	struct hd_sub_start start;
+	uint64_t last, lo, hi;
+	/* create: */
+	bool create;
+	struct hd_sub_config cfg;
+	struct secret secret;
+	/* replay: */
+	char id[HD_SUB_ID_LEN + 1];
+};
+
+static void seek_found(struct seek *k, uint64_t first);
+
+static void seek_step(struct seek *k);
+
+static void seek_read_done(struct hd_read *r)
+{
+	struct seek *k = r->arg;
+	uint64_t mid = r->after + 1;
+	if (r->err) {
+		reply_err(k->r, r->err, "the topic could not be read");
+		hd_read_fini(r);
+		free(k);
+		return;
+	}
+	if (r->n == 0 || r->events[0].time_ms >= k->start.time_ms)
+		k->hi = mid; /* nothing in [mid, the event found) exists */
+	else
+		k->lo = r->events[0].offset + 1;
+	hd_read_fini(r);
+	seek_step(k);
+}
+
+static void seek_step(struct seek *k)
+{
+	if (k->lo >= k->hi || k->w->stopping) {
+		if (k->w->stopping) {
+			reply_err(k->r, HD_EUNAVAIL, "herald is stopping");
+			free(k);
+			return;
+		}
+		seek_found(k, k->lo);
+		return;
+	}
+	memset(&k->rd, 0, sizeof(k->rd));
+	k->rd.topic = k->topic;
+	k->rd.after = k->lo + (k->hi - k->lo) / 2 - 1;
+	k->rd.limit = 1;
+	k->rd.done = seek_read_done;
+	k->rd.arg = k;
+	int rc = hd_hub_read(k->w->hub, &k->rd);
+	if (rc) {
+		reply_err(k->r, rc, "the topic could not be read");
+		free(k);
+	}
+}
+
+static void seek_info_done(struct hd_topic_op *op)
+{
+	struct seek *k = op->arg;
+	int err = op->err == HD_ENOTFOUND ? 0 : op->err;
+	uint64_t last = op->err == 0 && op->n == 1 ? op->topics[0].last : 0;
+	uint64_t first = op->err == 0 && op->n == 1 ? op->topics[0].first : last + 1;
+	hd_topic_op_fini(op);
+	if (err) {
+		reply_err(k->r, err, "the topic could not be read");
+		free(k);
+		return;
+	}
+	if (k->w->stopping) {
+		reply_err(k->r, HD_EUNAVAIL, "herald is stopping");
+		free(k);
+		return;
+	}
+	k->last = last;
+	switch (k->start.kind) {
+	case HD_SUB_START_LATEST:
+		seek_found(k, last + 1);
+		return;
+	case HD_SUB_START_OLDEST:
+		seek_found(k, 1);
+		return;
+	case HD_SUB_START_OFFSET:
+		seek_found(k, k->start.offset);
+		return;
+	case HD_SUB_START_TIME:
+		k->lo = first;
+		k->hi = last + 1;
+		seek_step(k);
+		return;
+	}
+}
+
+static void seek_begin(struct seek *k)
+{
+	k->op.kind = HD_TOPIC_INFO;
+	k->op.topic = k->topic;
+	k->op.done = seek_info_done;
+	k->op.arg = k;
+	int rc = hd_hub_topic_op(k->w->hub, &k->op);
+	if (rc) {
+		reply_err(k->r, rc, "the topic could not be read");
+		free(k);
+	}
+}
+
+/* Moves s to deliver from offset `first` on. */
+static void sub_reposition(struct sub *s, uint64_t first)
+{
+	cancel_calls(s, false);
+	hd_lease_fini(&s->lease);
+	hd_lease_init(&s->lease, first ? first - 1 : 0, HD_WEBHOOK_WINDOW);
+	s->gen++;
+	changed(s);
+	sub_activate(s);
+}
+
+static void seek_found(struct seek *k, uint64_t first)
+{
+	struct hd_webhooks *w = k->w;
+	struct hd_webhook_reply *r = k->r;
+	if (w->stopping) {
+		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		goto out;
+	}
+	if (k->create) {
+		char id[HD_SUB_ID_LEN + 1];
+		struct sub *s = NULL;
+		for (int tries = 0; tries < 4 && !s; tries++) {
+			if (random_id(id, sizeof(id))) {
+				reply_err(r, HD_EINTERNAL, "no id could be made");
+				goto out;
+			}
+			if (hd_map_get(&w->subs, id))
+				continue;
+			s = sub_new(w, id, &k->cfg, first ? first - 1 : 0);
+			if (!s) {
+				reply_err(r, HD_ELIMIT, "at most %" PRIu32 " webhook subscriptions",
+					  w->opts.max_subscriptions);
+				goto out;
+			}
+		}
+		if (!s) {
+			reply_err(r, HD_EINTERNAL, "no id could be made");
+			goto out;
+		}
+		s->secrets[0] = k->secret;
+		s->nsecrets = 1;
+		s->topic_last = k->last;
+		/* The answer, with the secret this once. */
+		sub_json(&r->body, s, s->secrets[0].text);
+		hd_log_info("webhook_created sub=%s topic=%s url_len=%zu position=%" PRIu64, s->id,
+			    s->cfg.topic, strlen(s->cfg.url), s->lease.floor);
+		issue_put(s, r, 201);
+		sub_activate(s);
+	} else {
+		struct sub *s = hd_map_get(&w->subs, k->id);
+		if (!s) {
+			reply_err(r, HD_ENOTFOUND, "no such subscription");
+			goto out;
+		}
+		sub_reposition(s, first);
+		hd_log_info("webhook_replay sub=%s topic=%s from=%" PRIu64, s->id, s->cfg.topic,
+			    first);
+		sub_json(&r->body, s, NULL);
+		reply(r, 200);
+	}
+out:
+	memset(&k->secret, 0, sizeof(k->secret));
+	free(k);
+}
+
+void hd_webhooks_create(struct hd_webhooks *w, const struct hd_sub_config *c,
+			const struct hd_sub_start *start, const char *secret,
+			struct hd_webhook_reply *r)
+{
+	struct hd_error err = {0};
+	if (w->stopping) {
+		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (w->subs.count >= w->opts.max_subscriptions) {
+		reply_err(r, HD_ELIMIT, "at most %" PRIu32 " webhook subscriptions",
+			  w->opts.max_subscriptions);
+		return;
+	}
+	struct seek *k = hd_calloc(1, sizeof(*k));
+	k->w = w;
+	k->r = r;
+	k->create = true;
+	k->cfg = *c;
+	k->start = *start;
+	snprintf(k->topic, sizeof(k->topic), "%s", c->topic);
+	if (make_secret(secret, &k->secret, &err)) {
+		reply_err(r, HD_EINVAL, "'secret': %s", err.msg);
+		free(k);
+		return;
+	}
+	seek_begin(k);
+}
+
+void hd_webhooks_replay(struct hd_webhooks *w, const char *id, bool by_time, uint64_t from,
+			int64_t time_ms, struct hd_webhook_reply *r)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	if (w->stopping) {
+		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (!s) {
+		reply_err(r, HD_ENOTFOUND, "no such subscription");
+		return;
+	}
+	if (!by_time) {
+		sub_reposition(s, from);
+		hd_log_info("webhook_replay sub=%s topic=%s from=%" PRIu64, s->id, s->cfg.topic,
+			    from);
+		sub_json(&r->body, s, NULL);
+		reply(r, 200);
+		return;
+	}
+	struct seek *k = hd_calloc(1, sizeof(*k));
+	k->w = w;
+	k->r = r;
+	k->start.kind = HD_SUB_START_TIME;
+	k->start.time_ms = time_ms;
+	snprintf(k->id, sizeof(k->id), "%s", id);
+	snprintf(k->topic, sizeof(k->topic), "%s", s->cfg.topic);
+	seek_begin(k);
+}
+
+void hd_webhooks_list(struct hd_webhooks *w, const char *topic, struct hd_buf *out);
+
+struct list_ctx {
+	struct hd_buf *out;
+	const char *topic;
+	const struct sub **subs;
+	size_t n;
+};
+
+static void collect_sub(const char *key, void *value, void *arg)
+{
+	struct list_ctx *l = arg;
+	const struct sub *s = value;
+	(void)key;
+	if (!l->topic || strcmp(l->topic, s->cfg.topic) == 0)
+		l->subs[l->n++] = s;
+}
+
+static int by_created(const void *a, const void *b)
+{
+	const struct sub *x = *(const struct sub *const *)a, *y = *(const struct sub *const *)b;
+	if (x->created_ms != y->created_ms)
+		return x->created_ms < y->created_ms ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+void hd_webhooks_list(struct hd_webhooks *w, const char *topic, struct hd_buf *out)
+{
+	struct list_ctx l = {.out = out, .topic = topic};
+	l.subs = hd_calloc(w->subs.count + 1, sizeof(*l.subs));
+	hd_map_each(&w->subs, collect_sub, &l);
+	qsort(l.subs, l.n, sizeof(*l.subs), by_created);
+	hd_buf_puts(out, "{\"subscriptions\":[");
+	for (size_t i = 0; i < l.n; i++) {
+		if (i)
+			hd_buf_putc(out, ',');
+		sub_json(out, l.subs[i], NULL);
+	}
+	hd_buf_printf(out, "],\"count\":%zu}", l.n);
+	free(l.subs);
+}
+
+int hd_webhooks_info(struct hd_webhooks *w, const char *id, struct hd_buf *out)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	if (!s)
+		return HD_ENOTFOUND;
+	sub_json(out, s, NULL);
+	return 0;
+}
+
+int hd_webhooks_attempts(struct hd_webhooks *w, const char *id, size_t limit, struct hd_buf *out)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	if (!s)
+		return HD_ENOTFOUND;
+	hd_buf_printf(out, "{\"id\":\"%s\",\"total\":%" PRIu64 ",\"attempts\":", s->id,
+		      s->attempts.total);
+	hd_attempts_json(out, &s->attempts, limit);
+	hd_buf_putc(out, '}');
+	return 0;
+}
+
+int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct hd_buf *out)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	if (!s)
+		return HD_ENOTFOUND;
+	if (pause) {
+		if (s->state == ACTIVE) {
+			s->state = PAUSED;
+			snprintf(s->reason, sizeof(s->reason), "paused by request");
+			uv_timer_stop(&s->timer);
+			changed(s);
+		}
+	} else {
+		if (s->state != ACTIVE || s->streak) {
+			s->state = ACTIVE;
+			s->reason[0] = '\0';
+			s->streak = 0;
+			changed(s);
+		}
+		if (!w->stopping)
+			sub_activate(s);
+	}
+	hd_log_info("webhook_%s sub=%s topic=%s", pause ? "paused" : "resumed", s->id, s->cfg.topic);
+	sub_json(out, s, NULL);
+	return 0;
+}
+
+void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secret,
+			struct hd_webhook_reply *r)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	struct hd_error err = {0};
+	struct secret fresh;
+	int64_t now = hd_now_ms();
+	if (w->stopping) {
+		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (!s) {
+		reply_err(r, HD_ENOTFOUND, "no such subscription");
+		return;
+	}
+	if (make_secret(secret, &fresh, &err)) {
+		reply_err(r, HD_EINVAL, "'secret': %s", err.msg);
+		return;
+	}
+	if (s->nsecrets > 0)
+		s->secrets[0].until_ms = w->opts.rotation_grace_ms ? now + w->opts.rotation_grace_ms : 0;
+	size_t keep = s->nsecrets < HD_SIGNATURE_SECRETS_MAX ? s->nsecrets
+							     : HD_SIGNATURE_SECRETS_MAX - 1;
+	memmove(&s->secrets[1], &s->secrets[0], keep * sizeof(s->secrets[0]));
+	s->secrets[0] = fresh;
+	s->nsecrets = keep + 1;
+	/* Without grace the previous secret stops at once. */
+	for (size_t i = 1; i < s->nsecrets; i++)
+		if (s->secrets[i].until_ms == 0)
+			s->secrets[i].until_ms = 1;
+	prune_secrets(s, now);
+	hd_log_info("webhook_secret_rotated sub=%s signing_secrets=%zu", s->id, s->nsecrets);
+	hd_buf_printf(&r->body, "{\"id\":\"%s\",\"secret\":\"%s\",\"signing_secrets\":%zu}", s->id,
+		      fresh.text, s->nsecrets);
+	memset(&fresh, 0, sizeof(fresh));
+	/* Answered once this state is durable: a write of its own even when
+	 * one is in flight (the store applies writes in order). */
+	issue_put(s, r, 200);
+}
+
+struct del {
+	struct hd_record_op op;
+	struct hd_webhook_reply *r;
+};
+
+static void del_done(struct hd_record_op *op)
+{
+	struct del *d = op->arg;
+	if (op->err && op->err != HD_ENOTFOUND)
+		reply_err(d->r, op->err, "the subscription could not be deleted");
+	else
+		reply(d->r, 204);
+	free(d);
+}
+
+void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)
+{
+	struct sub *s = hd_map_get(&w->subs, id);
+	if (w->stopping) {
+		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (!s) {
+		reply_err(r, HD_ENOTFOUND, "no such subscription");
+		return;
+	}
+	hd_map_del(&w->subs, s->id);
+	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
+	s->deleted = true;
+	if (s->global_wait) {
+		s->global_wait = false;
+		w->global_waiters--;
+	}
+	cancel_calls(s, false);
+	if (s->watching)
+		hd_hub_unwatch(w->hub, &s->watch);
+	s->watching = false;
+	s->znext = w->zombies;
+	w->zombies = s;
+	uv_timer_stop(&s->timer);
+	uv_close((uv_handle_t *)&s->timer, timer_closed);
+	hd_log_info("webhook_deleted sub=%s topic=%s", s->id, s->cfg.topic);
+
+	struct del *d = hd_calloc(1, sizeof(*d));
+	d->r = r;
+	d->op.kind = HD_RECORD_DELETE;
+	snprintf(d->op.rec.kind, sizeof(d->op.rec.kind), "%s", HD_WEBHOOK_RECORD_KIND);
+	snprintf(d->op.rec.key, sizeof(d->op.rec.key), "%s", id);
+	d->op.done = del_done;
+	d->op.arg = d;
+	int rc = hd_hub_record_op(w->hub, &d->op);
+	if (rc) {
+		d->op.err = rc;
+		del_done(&d->op);
+	}
+}
+
+/* ---- load ------------------------------------------------------------- */
+
+static int64_t num_member(json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+	return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+static void load_one(struct hd_webhooks *w, const struct hd_record *rec)
+{
+	struct hd_error err = {0};
+	struct hd_sub_config cfg;
+	json_t *o = json_loads(rec->value, 0, NULL);
+	json_t *secrets = json_object_get(o, "secrets"), *v;
+	const char *state = json_string_value(json_object_get(o, "state"));
+	size_t i;
+
+	if (!json_is_object(o) || hd_sub_config_load(json_object_get(o, "config"), &cfg, &err)) {
+		hd_log_error("webhook_record_ignored sub=%s reason=\"%s\"", rec->key,
+			     err.msg[0] ? err.msg : "not JSON");
+		goto out;
+	}
+	uint64_t floor = (uint64_t)num_member(o, "floor");
+	struct sub *s = sub_new(w, rec->key, &cfg, floor);
+	if (!s) {
+		hd_log_error("webhook_record_ignored sub=%s reason=\"over "
+			     "--webhook-subscriptions-max\"",
+			     rec->key);
+		goto out;
+	}
+	const char *acked = json_string_value(json_object_get(o, "acked"));
+	if (acked && hd_lease_restore(&s->lease, floor, acked) != 0)
+		hd_log_warn("webhook_acked_ignored sub=%s", s->id);
+	s->created_ms = num_member(o, "created");
+	s->state = state && strcmp(state, "paused") == 0     ? PAUSED
+		   : state && strcmp(state, "disabled") == 0 ? DISABLED
+							     : ACTIVE;
+	snprintf(s->reason, sizeof(s->reason), "%s",
+		 json_string_value(json_object_get(o, "reason")) ?: "");
+	snprintf(s->epoch, sizeof(s->epoch), "%s",
+		 json_string_value(json_object_get(o, "epoch")) ?: "");
+	snprintf(s->last_error, sizeof(s->last_error), "%s",
+		 json_string_value(json_object_get(o, "last_error")) ?: "");
+	s->streak = (uint32_t)num_member(o, "streak");
+	s->delivered = (uint64_t)num_member(o, "delivered");
+	s->failed_attempts = (uint64_t)num_member(o, "failed");
+	s->dead_lettered = (uint64_t)num_member(o, "dead_lettered");
+	s->last_success_ms = num_member(o, "last_success");
+	s->last_failure_ms = num_member(o, "last_failure");
+	s->last_status = (int)num_member(o, "last_status");
+	json_array_foreach(secrets, i, v)
+	{
+		struct secret sec;
+		const char *text = json_string_value(json_object_get(v, "secret"));
+		if (s->nsecrets >= HD_SIGNATURE_SECRETS_MAX || !text ||
+		    make_secret(text, &sec, &err))
+			continue;
+		sec.until_ms = num_member(v, "until");
+		s->secrets[s->nsecrets++] = sec;
+	}
+	if (s->nsecrets == 0) {
+		hd_log_error("webhook_secret_missing sub=%s (a new one was made; rotate it)", s->id);
+		make_secret("", &s->secrets[0], &err);
+		s->nsecrets = 1;
+		changed(s);
+	}
+out:
+	json_decref(o);
+}
+
+static void load_done(struct hd_record_op *op)
+{
+	struct hd_webhooks *w = op->arg;
+	if (op->err)
+		hd_log_error("webhooks_load_failed err=%d", op->err);
+	for (size_t i = 0; i < op->n && !w->stopping; i++)
+		load_one(w, &op->recs[i]);
+	hd_record_op_fini(op);
+	w->loaded = true;
+	if (w->subs.count)
+		hd_log_info("webhooks_loaded subscriptions=%zu", w->subs.count);
+	struct sub **all = hd_calloc(w->subs.count + 1, sizeof(*all));
+	struct list_ctx l = {.subs = (const struct sub **)all};
+	hd_map_each(&w->subs, collect_sub, &l);
+	for (size_t i = 0; i < l.n; i++)
+		if (!w->stopping)
+			sub_activate(all[i]);
+	free(all);
+	if (w->on_loaded)
+		w->on_loaded(w->loaded_arg);
+}
+
+void hd_webhooks_start(struct hd_webhooks *w, void (*loaded)(void *arg), void *arg)
+{
+	w->on_loaded = loaded;
+	w->loaded_arg = arg;
+	w->load.kind = HD_RECORD_LIST;
+	snprintf(w->load.rec.kind, sizeof(w->load.rec.kind), "%s", HD_WEBHOOK_RECORD_KIND);
+	w->load.limit = w->opts.max_subscriptions;
+	w->load.done = load_done;
+	w->load.arg = w;
+	int rc = hd_hub_record_op(w->hub, &w->load);
+	if (rc) {
+		w->load.err = rc;
+		load_done(&w->load);
+	}
+}
+
+struct hd_webhooks *hd_webhooks_new(uv_loop_t *loop, struct hd_hub *hub,
+				    const struct hd_webhook_opts *o, struct hd_error *err)
+{
+	struct hd_webhooks *w = hd_calloc(1, sizeof(*w));
+	w->loop = loop;
+	w->hub = hub;
+	w->opts = *o;
+	if (w->opts.time_scale <= 0)
+		w->opts.time_scale = 1;
+	if (w->opts.max_subscriptions == 0 || w->opts.max_subscriptions > HD_WEBHOOK_SUBS_MAX)
+		w->opts.max_subscriptions = HD_WEBHOOK_SUBS_MAX;
+	w->http = hd_http_client_new(loop, &w->opts.http, err);
+	if (!w->http) {
+		free(w);
+		return NULL;
+	}
+	if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
+		w->rng = (uint64_t)hd_now_ms() | 1;
+	hd_map_init(&w->subs, w->opts.max_subscriptions);
+	return w;
+}
+
+static void stop_sub(const char *key, void *value, void *arg)
+{
+	struct sub *s = value;
+	(void)key;
+	(void)arg;
+	cancel_calls(s, true);
+	if (s->global_wait) {
+		s->global_wait = false;
+		s->w->global_waiters--;
+	}
+	if (s->watching)
+		hd_hub_unwatch(s->w->hub, &s->watch);
+	s->watching = false;
+	uv_timer_stop(&s->timer);
+	if (!uv_is_closing((uv_handle_t *)&s->timer))
+		uv_close((uv_handle_t *)&s->timer, NULL);
+	/* The last write: the store applies writes in order, so this one
+	 * lands after any still in flight. */
+	if (s->dirty)
+		issue_put(s, NULL, 0);
+}
+
+void hd_webhooks_stop(struct hd_webhooks *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	hd_map_each(&w->subs, stop_sub, NULL);
+	hd_http_client_close(w->http);
+}
+
+static void free_sub(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	sub_free(value);
+}
+
+void hd_webhooks_free(struct hd_webhooks *w)
+{
+	if (!w)
+		return;
+	hd_map_each(&w->subs, free_sub, NULL);
+	hd_map_fini(&w->subs);
+	while (w->zombies) {
+		struct sub *s = w->zombies;
+		w->zombies = s->znext;
+		sub_free(s);
+	}
+	hd_http_client_free(w->http);
+	free(w);
+}
