@@ -1231,18 +1231,26 @@ void hd_webhooks_create(struct hd_webhooks *w, const struct hd_sub_config *c,
 	seek_begin(k);
 }
 
-void hd_webhooks_replay(struct hd_webhooks *w, const char *id, bool by_time, uint64_t from,
-			int64_t time_ms, struct hd_webhook_reply *r)
+/* The subscription a changing request names, or NULL with r answered
+ * (herald stopping: 503; unknown id: 404). */
+static struct sub *writable_sub(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)
 {
 	struct sub *s = hd_map_get(&w->subs, id);
 	if (w->stopping) {
 		reply_err(r, HD_EUNAVAIL, "herald is stopping");
-		return;
+		return NULL;
 	}
-	if (!s) {
+	if (!s)
 		reply_err(r, HD_ENOTFOUND, "no such subscription");
+	return s;
+}
+
+void hd_webhooks_replay(struct hd_webhooks *w, const char *id, bool by_time, uint64_t from,
+			int64_t time_ms, struct hd_webhook_reply *r)
+{
+	struct sub *s = writable_sub(w, id, r);
+	if (!s)
 		return;
-	}
 	if (!by_time) {
 		sub_reposition(s, from);
 		hd_log_info("webhook_replay sub=%s topic=%s from=%" PRIu64, s->id, s->cfg.topic,
@@ -1354,18 +1362,12 @@ int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct 
 void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secret,
 			struct hd_webhook_reply *r)
 {
-	struct sub *s = hd_map_get(&w->subs, id);
+	struct sub *s = writable_sub(w, id, r);
 	struct hd_error err = {0};
 	struct secret fresh;
 	int64_t now = hd_now_ms();
-	if (w->stopping) {
-		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+	if (!s)
 		return;
-	}
-	if (!s) {
-		reply_err(r, HD_ENOTFOUND, "no such subscription");
-		return;
-	}
 	if (make_secret(secret, &fresh, &err)) {
 		reply_err(r, HD_EINVAL, "'secret': %s", err.msg);
 		return;
@@ -1408,15 +1410,9 @@ static void del_done(struct hd_record_op *op)
 
 void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)
 {
-	struct sub *s = hd_map_get(&w->subs, id);
-	if (w->stopping) {
-		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+	struct sub *s = writable_sub(w, id, r);
+	if (!s)
 		return;
-	}
-	if (!s) {
-		reply_err(r, HD_ENOTFOUND, "no such subscription");
-		return;
-	}
 	hd_map_del(&w->subs, s->id);
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
 	s->deleted = true;

@@ -156,6 +156,16 @@ def herald(herald_factory):
     return herald_factory()
 
 
+def create_key(data_dir, name, *scopes):
+    """An API key made with `herald keys create` in data_dir; returns its secret."""
+    args = [BIN, "keys", "create", name, "--data-dir", str(data_dir)]
+    for s in scopes:
+        args += ["--scope", s]
+    p = subprocess.run(args, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.decode().strip()
+
+
 def publish_ce(h, topic, start, n):
     """Publishes n structured CloudEvents with ids e<start>..e<start+n-1>, one
     request each, asserting each is stored (201)."""

@@ -8,12 +8,11 @@ for real, shows in its counter in /metrics, and an honest client is served
 afterwards."""
 import asyncio
 import json
-import subprocess
 import time
 
 import requests
 
-from conftest import (BIN, CE_BATCH, CE_JSON, RawConn, http_request, metric_value, per_test_timeout,
+from conftest import (CE_BATCH, CE_JSON, create_key, RawConn, http_request, metric_value, per_test_timeout,
                       structured, try_connect, wait_for)
 from wsclient import SECRET, connect, run
 
@@ -95,13 +94,6 @@ def test_connection_rate_per_ip(herald_factory):
 
 # ---- publish rates ----------------------------------------------------------------
 
-def create_key(data_dir, name, *scopes):
-    args = [BIN, "keys", "create", name, "--data-dir", str(data_dir)]
-    for s in scopes:
-        args += ["--scope", s]
-    p = subprocess.run(args, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.decode().strip()
 
 
 def test_publish_rate_per_key(herald_factory):

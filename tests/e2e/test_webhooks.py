@@ -17,7 +17,7 @@ import time
 
 import requests
 
-from conftest import BIN, free_port, metric_value, per_test_timeout, structured, wait_for
+from conftest import create_key, free_port, metric_value, per_test_timeout, structured, wait_for
 
 _timeout = per_test_timeout(90)
 
@@ -501,20 +501,13 @@ def test_bad_input_gets_clear_400s(herald_factory):
     assert requests.delete(base, timeout=10).status_code == 404
 
 
-def keys_create(data_dir, name, *scopes):
-    args = [BIN, "keys", "create", name, "--data-dir", str(data_dir)]
-    for s in scopes:
-        args += ["--scope", s]
-    p = subprocess.run(args, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.decode().strip()
 
 
 def test_api_keys_guard_subscriptions(herald_factory):
     h = herald_factory(args=ARGS, start=False)
-    pub = keys_create(h.data_dir, "pub", "publish:*")
-    reader = keys_create(h.data_dir, "reader", "read")
-    admin = keys_create(h.data_dir, "admin", "admin")
+    pub = create_key(h.data_dir, "pub", "publish:*")
+    reader = create_key(h.data_dir, "reader", "read")
+    admin = create_key(h.data_dir, "admin", "admin")
     h.start()
     body = {"topic": "t", "url": "http://127.0.0.1:9/x"}
     url = h.url + "/v1/subscriptions"
