@@ -36,6 +36,7 @@ struct hd_hub {
 	struct hd_engine *engine;
 	struct hd_map watched;    /* topic → struct hd_watch_list */
 	struct hd_map users;      /* user → struct hd_user_conns */
+	struct hd_watch_list prefixed; /* every prefix watch (topic NULL, never freed) */
 	size_t nconns;
 };
 
@@ -67,6 +68,17 @@ void hd_hub_free(struct hd_hub *hub)
 	free(hub);
 }
 
+static void list_add(struct hd_watch_list *l, struct hd_watch *w)
+{
+	w->list = l;
+	w->prev = NULL;
+	w->next = l->head;
+	if (l->head)
+		l->head->prev = w;
+	l->head = w;
+	l->count++;
+}
+
 int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w)
 {
 	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
@@ -78,13 +90,19 @@ int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w)
 			return HD_ELIMIT;
 		}
 	}
-	w->list = l;
-	w->prev = NULL;
-	w->next = l->head;
-	if (l->head)
-		l->head->prev = w;
-	l->head = w;
-	l->count++;
+	w->prefix = NULL;
+	list_add(l, w);
+	return 0;
+}
+
+int hd_hub_watch_prefix(struct hd_hub *hub, const char *prefix, struct hd_watch *w)
+{
+	if (!prefix || !prefix[0])
+		return HD_EINVAL;
+	if (hub->prefixed.count >= HD_HUB_PREFIX_WATCHES_MAX)
+		return HD_ELIMIT;
+	w->prefix = prefix;
+	list_add(&hub->prefixed, w);
 	return 0;
 }
 
@@ -104,7 +122,7 @@ void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w)
 	w->list = NULL;
 	w->prev = w->next = NULL;
 	/* While firing, hd_hub_on_event frees an emptied list itself. */
-	if (--l->count == 0 && !l->firing)
+	if (--l->count == 0 && !l->firing && l != &hub->prefixed)
 		list_free(hd_map_del(&hub->watched, l->topic));
 }
 
@@ -247,24 +265,33 @@ void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)
 	out->history = ns->history;
 }
 
-void hd_hub_on_event(void *arg, const char *topic, const struct hd_stored_event *ev)
+/* Fires the watches of l (those whose prefix topic starts with, for the
+ * prefix list). The cursor lets a fire callback remove any watch, itself
+ * included: hd_hub_unwatch advances it past a removed watch. */
+static void fire(struct hd_watch_list *l, const char *topic, const struct hd_stored_event *ev)
 {
-	struct hd_hub *hub = arg;
-	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
-	if (!l)
-		return;
-	/* The cursor lets a fire callback remove any watch, itself included:
-	 * hd_hub_unwatch advances it past a removed watch. */
 	l->firing = true;
 	l->cursor = l->head;
 	while (l->cursor) {
 		struct hd_watch *w = l->cursor;
 		l->cursor = w->next;
-		w->fire(w, topic, ev);
+		if (!w->prefix || strncmp(topic, w->prefix, strlen(w->prefix)) == 0)
+			w->fire(w, topic, ev);
 	}
 	l->firing = false;
-	if (l->count == 0)
-		list_free(hd_map_del(&hub->watched, topic));
+}
+
+void hd_hub_on_event(void *arg, const char *topic, const struct hd_stored_event *ev)
+{
+	struct hd_hub *hub = arg;
+	struct hd_watch_list *l = hd_map_get(&hub->watched, topic);
+	if (l) {
+		fire(l, topic, ev);
+		if (l->count == 0)
+			list_free(hd_map_del(&hub->watched, topic));
+	}
+	if (hub->prefixed.head)
+		fire(&hub->prefixed, topic, ev);
 }
 
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p)

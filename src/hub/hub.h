@@ -88,6 +88,7 @@ struct hd_watch {
 	void *arg;
 	const struct hd_conn *conn;  /* the connection it serves, for presence; may be NULL */
 	/* Private to the hub: */
+	const char *prefix;          /* a prefix watch's (borrowed); NULL for a topic watch */
 	struct hd_watch *prev, *next;
 	struct hd_watch_list *list;
 };
@@ -95,7 +96,17 @@ struct hd_watch {
 /* Adds w (borrowed until hd_hub_unwatch) to topic's watchers. Returns 0 or
  * HD_ELIMIT when the hub's cap on watched topics is reached. */
 int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w);
-/* Removes w; a watch that is not added is ignored. */
+/* Adds w (borrowed, and prefix with it, until hd_hub_unwatch) to the
+ * watchers of every topic whose name starts with prefix, existing or
+ * created later: the building block of topic patterns ("orders.*" watches
+ * "orders."). Fired after the topic's own watchers; the cost is one prefix
+ * compare per committed event and prefix watch. Returns 0, or HD_ELIMIT
+ * past HD_HUB_PREFIX_WATCHES_MAX, HD_EINVAL for an empty prefix. Not
+ * counted by hd_hub_watchers or presence. */
+#define HD_HUB_PREFIX_WATCHES_MAX 10000
+int hd_hub_watch_prefix(struct hd_hub *hub, const char *prefix, struct hd_watch *w);
+/* Removes w (a topic or a prefix watch); a watch that is not added is
+ * ignored. */
 void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w);
 /* Watchers of topic (for presence counts and tests). */
 size_t hd_hub_watchers(struct hd_hub *hub, const char *topic);

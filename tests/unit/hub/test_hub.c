@@ -72,10 +72,54 @@ static void test_fan_out_and_removal_while_firing(void **state)
 	hd_hub_free(hub);
 }
 
+/* Prefix watches fire for every topic under their prefix, after the
+ * topic's own watchers, and may remove themselves while firing. */
+static void test_prefix_watches(void **state)
+{
+	struct hd_config cfg;
+	struct hd_stored_event ev = {.offset = 1};
+	struct probe exact, orders, all;
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+
+	add(hub, &exact, "orders.eu");
+	memset(&orders, 0, sizeof(orders));
+	orders.hub = hub;
+	orders.w.fire = fire;
+	orders.w.arg = &orders;
+	all = orders;
+	all.w.arg = &all;
+	assert_int_equal(hd_hub_watch_prefix(hub, "orders.", &orders.w), 0);
+	assert_int_equal(hd_hub_watch_prefix(hub, "o", &all.w), 0);
+	assert_int_equal(hd_hub_watch_prefix(hub, "", &all.w), HD_EINVAL);
+
+	hd_hub_on_event(hub, "orders.eu", &ev);
+	hd_hub_on_event(hub, "orders.us", &ev);
+	hd_hub_on_event(hub, "ordersx", &ev);
+	hd_hub_on_event(hub, "users", &ev);
+	assert_int_equal(exact.fired, 1);
+	assert_int_equal(orders.fired, 2);
+	assert_int_equal(all.fired, 3);
+	assert_int_equal(hd_hub_watchers(hub, "orders.us"), 0); /* prefix watches not counted */
+
+	orders.remove = &orders;
+	hd_hub_on_event(hub, "orders.us", &ev);
+	assert_int_equal(orders.fired, 3);
+	hd_hub_on_event(hub, "orders.us", &ev);
+	assert_int_equal(orders.fired, 3);
+	assert_int_equal(all.fired, 5);
+	hd_hub_unwatch(hub, &all.w);
+	hd_hub_unwatch(hub, &exact.w);
+	hd_hub_on_event(hub, "orders.eu", &ev);
+	assert_int_equal(all.fired, 5);
+	hd_hub_free(hub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fan_out_and_removal_while_firing),
+		cmocka_unit_test(test_prefix_watches),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
