@@ -81,6 +81,7 @@ bench: build
 	./bench/publish.sh
 	./bench/fanout.sh
 	./bench/groups.sh
+	./bench/webhooks.sh
 
 docs: build
 	./build/herald config-doc > docs/config.md
