@@ -522,6 +522,7 @@ struct fetch {
 	size_t sent;
 	size_t pos, visited;
 	bool full;                     /* the answer reached PAGE_BYTES */
+	struct part *again;            /* read its new events next (after its redeliveries) */
 	bool reading, sync;
 	int err;
 };
@@ -734,15 +735,16 @@ static void read_done(struct hd_read *r)
 }
 
 /* Prepares the read of part p for fetch f: what is due again first, then
- * new events. Returns false when p has nothing to hand out now. */
-static bool part_read(struct fetch *f, struct part *p)
+ * (new_only, the next visit) new events. Returns false when p has nothing
+ * to hand out now. */
+static bool part_read(struct fetch *f, struct part *p, bool new_only)
 {
 	struct pgroup *g = f->g;
 	struct hd_lease *l = &p->lease;
 	size_t want = f->w->max - f->sent;
 	int64_t now = hd_now_ms();
 	struct hd_lease_grant *grants = hd_calloc(want, sizeof(*grants));
-	size_t n = hd_lease_take_due(l, now, now + g->ack_wait_ms, grants, want);
+	size_t n = new_only ? 0 : hd_lease_take_due(l, now, now + g->ack_wait_ms, grants, want);
 
 	/* One read must cover every grant. */
 	size_t keep = n;
@@ -785,6 +787,8 @@ static void fetch_finish(struct fetch *f)
 	struct pgroup *g = f->g;
 	struct waiter *w = f->w;
 	g->busy = false;
+	if (f->again)
+		part_unref(f->again);
 	if (f->sent == 0 && f->err) {
 		hd_buf_fini(&f->b);
 		hd_http_respond_error(w->req, f->err, NULL);
@@ -819,11 +823,25 @@ static void fetch_step(struct fetch *f)
 			fetch_finish(f);
 			return;
 		}
-		struct part *p = g->parts[f->pos % g->nparts];
-		f->pos++;
-		f->visited++;
-		if (!part_read(f, p))
+		struct part *p = f->again;
+		bool new_only = p != NULL;
+		f->again = NULL;
+		if (!p) {
+			p = g->parts[f->pos % g->nparts];
+			f->pos++;
+			f->visited++;
+		}
+		if (!part_read(f, p, new_only)) {
+			if (new_only)
+				part_unref(p);
 			continue;
+		}
+		if (new_only)
+			part_unref(p); /* part_read took its own reference */
+		else if (f->grants) {
+			f->again = p;
+			p->refs++;
+		}
 		f->reading = true;
 		f->sync = true;
 		int rc = hd_hub_read(g->pg->hub, &f->r);

@@ -241,7 +241,7 @@ def test_nack_and_delete(herald):
     [e] = fetch(herald, "n.*", "g")
     assert e["deliveries"] == 2
     # Deleting the topic drops its part; deleting the group its rows.
-    assert herald.session.delete(herald.topic_url("n.a", ""), timeout=30).status_code == 204
+    assert herald.session.delete(herald.topic_url("n.a", ""), timeout=30).status_code == 200
     assert info(herald, "n.*", "g")["topics"] == []
     assert herald.session.delete(purl(herald, "n.*", "g"), timeout=30).status_code == 204
     assert herald.session.get(purl(herald, "n.*", "g"), timeout=30).status_code == 404
