@@ -48,6 +48,7 @@ struct part {
 	uint64_t last;            /* the topic's highest committed offset known */
 	uint64_t dead_letters;
 	int refs;                 /* the group's list + requests in flight */
+	bool gone;                /* its topic was deleted: never written again */
 	bool dirty;               /* changed by the ack being handled */
 };
 
@@ -125,16 +126,20 @@ static void respond_msg(struct hd_http_request *req, int code, const char *fmt, 
 	hd_http_respond_error(req, code, msg);
 }
 
-/* The part rows' name of group name over pattern: stable across versions
- * (FNV-1a 64), as it is stored. */
-static void make_key(char *out, size_t n, const char *pattern, const char *name)
+size_t hd_pgroups_part_name(const char *pattern, const char *name, char *out, size_t out_len)
 {
-	uint64_t h = 14695981039346656037ull;
+	uint64_t h = 14695981039346656037ull; /* FNV-1a 64: stable, as it is stored */
 	for (const unsigned char *s = (const unsigned char *)pattern; *s; s++) {
 		h ^= *s;
 		h *= 1099511628211ull;
 	}
-	snprintf(out, n, "%s*%016" PRIx64, name, h);
+	int n = snprintf(out, out_len, "%s*%016" PRIx64, name, h);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+static void make_key(char *out, size_t n, const char *pattern, const char *name)
+{
+	hd_pgroups_part_name(pattern, name, out, n);
 }
 
 /* ---- parts ------------------------------------------------------------ */
@@ -227,6 +232,14 @@ static void put_row(struct pgroup *g, struct part *p, struct hd_http_request *re
 		u->answer = *answer;
 	u->acked = hd_malloc(cap);
 	u->acked[0] = '\0';
+	if (p && p->gone) {
+		/* The store deleted the topic's rows: writing one back would
+		 * give a re-created topic this old position. */
+		g->refs++;
+		u->p = NULL;
+		put_done(&u->op);
+		return;
+	}
 	if (p) {
 		p->refs++;
 		if (hd_lease_encode(&p->lease, u->acked, cap) < 0)
@@ -296,6 +309,7 @@ static void part_remove(struct pgroup *g, struct part *p)
 		}
 	}
 	hd_map_del(&g->by_topic, p->topic);
+	p->gone = true;
 	g->pg->parts--;
 	g->redeliveries_gone += p->lease.redeliveries;
 	part_unref(p);

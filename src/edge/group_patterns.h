@@ -44,6 +44,11 @@
 
 struct hd_pgroups;
 
+/* Writes the part rows' name of group name over pattern into out (name,
+ * '*', 16 lowercase hex digits of the FNV-1a 64 hash of pattern): pure,
+ * stable across versions (it is stored). Returns its length, as snprintf. */
+size_t hd_pgroups_part_name(const char *pattern, const char *name, char *out, size_t out_len);
+
 /* Returns owned. Borrows loop and hub for its life. */
 struct hd_pgroups *hd_pgroups_new(uv_loop_t *loop, struct hd_hub *hub);
 
