@@ -287,3 +287,41 @@ def test_api_keys_read_scope(herald_factory):
     assert r.status_code == 201, r.text
     r = requests.post(purl(h, "k.*", "g", "/fetch"), headers=auth(reader), timeout=10)
     assert r.status_code == 200 and r.json()["events"] == []
+
+
+def test_client_token_refused_on_a_pattern(herald_factory):
+    from wsclient import SECRET, token
+    h = herald_factory(args=["--jwt-secret", SECRET])
+    tok = token("u1", exp=int(time.time()) + 60)
+    r = requests.put(purl(h, "t.*", "g"), json={}, headers={"Authorization": "Bearer " + tok},
+                     timeout=10)
+    assert r.status_code == 403 and "pattern" in r.json()["error"]["message"], r.text
+    # Without credentials in development mode: allowed.
+    assert requests.put(purl(h, "t.*", "g"), json={}, timeout=10).status_code == 201
+
+
+def test_topics_per_group_cap(herald):
+    # 1001 matching topics: the 1001st is skipped, counted and visible.
+    n = 1001
+    for i in range(n):
+        r = herald.publish(f"cap.{i:04d}", json.dumps({"i": i}), headers={"Content-Type": "application/json"})
+        assert r.status_code == 201, r.text
+    g = create(herald, "cap.*", "g")
+    assert g["topics_count"] == 1000 and g["topics_skipped"] == 1
+    assert g["topics_truncated"] is True and len(g["topics"]) == 100
+    assert g["lag"] == 1000
+    # A topic created later is skipped too (once), and logged.
+    herald.publish("cap.new", json.dumps({}), headers={"Content-Type": "application/json"})
+    wait_for(lambda: info(herald, "cap.*", "g")["topics_skipped"] == 2, 10, 0.05, "skipped")
+    assert "group_pattern_topic_skipped" in herald.read_log()
+    # Every one of the 1000 parts hands out its event once.
+    seen = set()
+    while True:
+        evs = fetch(herald, "cap.*", "g", max_=1000)
+        if not evs:
+            break
+        for e in evs:
+            seen.add((e["topic"], e["offset"]))
+        ack(herald, "cap.*", "g", [(e["topic"], e["offset"]) for e in evs])
+    assert len(seen) == 1000
+    assert herald.session.delete(purl(herald, "cap.*", "g"), timeout=30).status_code == 204
