@@ -332,7 +332,7 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 		/* A topic created after the group starts at its first event; one
 		 * that got events while the creating LIST ran starts where a
 		 * "latest" start would have put it. */
-		if (!g->latest && ev->offset != 1 && g->nparts >= HD_GROUP_PATTERN_TOPICS_MAX)
+		if (!g->discovering && ev->offset != 1)
 			return; /* a skipped topic's later events: counted once */
 		p = part_add(g, topic, g->latest && ev->offset > 0 ? ev->offset - 1 : 0, ev->offset);
 		if (!p)

@@ -325,3 +325,29 @@ def test_topics_per_group_cap(herald):
         ack(herald, "cap.*", "g", [(e["topic"], e["offset"]) for e in evs])
     assert len(seen) == 1000
     assert herald.session.delete(purl(herald, "cap.*", "g"), timeout=30).status_code == 204
+
+
+def test_held_fetch_woken_by_a_new_topic_and_acks_survive_kill9(herald):
+    create(herald, "w.*", "g")
+    out = {}
+
+    def held():
+        out["evs"] = fetch(herald, "w.*", "g", max_=10, wait=30)
+
+    t = threading.Thread(target=held)
+    t.start()
+    # The publish creates a topic the group never saw; the held fetch gets
+    # its event (an empty answer would mean it was not woken).
+    publish_ce(herald, "w.new", 1, 1)
+    t.join(60)
+    assert [(e["topic"], e["offset"]) for e in out["evs"]] == [("w.new", 1)]
+    publish_ce(herald, "w.new", 2, 2)
+    evs = fetch(herald, "w.*", "g")
+    assert [e["offset"] for e in evs] == [2, 3]
+    # Acks are answered once durable: a kill -9 keeps them.
+    ack(herald, "w.*", "g", [("w.new", 1), ("w.new", 3)])
+    herald.kill9()
+    herald.start(herald.port)
+    st = info(herald, "w.*", "g")
+    assert [(t["topic"], t["position"]) for t in st["topics"]] == [("w.new", 1)]
+    assert [(e["topic"], e["offset"]) for e in fetch(herald, "w.*", "g")] == [("w.new", 2)]
