@@ -550,7 +550,6 @@ static void handle_metrics(struct hd_http_request *req)
 	hd_buf_fini(&b);
 }
 
-/* Decodes and checks the topic segment seg[0..len). */
 /* Whether the path segment is meant as a topic pattern (ends with '*', raw
  * or %2A): then out holds it decoded. */
 static bool pattern_segment(const char *seg, size_t len, char *out)
@@ -559,6 +558,7 @@ static bool pattern_segment(const char *seg, size_t len, char *out)
 	return n > 0 && hd_topic_pattern_is(out);
 }
 
+/* Decodes and checks the topic segment seg[0..len). */
 static int topic_segment(const char *seg, size_t len, char *out, struct hd_error *err)
 {
 	long n = hd_url_decode(seg, len, out, HD_TOPIC_NAME_LEN_MAX + 1, false);
