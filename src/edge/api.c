@@ -8,6 +8,7 @@
 #include "edge/longpoll.h"
 #include "edge/subscriptions.h"
 #include "http/query.h"
+#include "hub/topic_pattern.h"
 #include "proto/cloudevent.h"
 
 #include <http_parser.h>
@@ -549,6 +550,14 @@ static void handle_metrics(struct hd_http_request *req)
 	hd_buf_fini(&b);
 }
 
+/* Whether the path segment is meant as a topic pattern (ends with '*', raw
+ * or %2A): then out holds it decoded. */
+static bool pattern_segment(const char *seg, size_t len, char *out)
+{
+	long n = hd_url_decode(seg, len, out, HD_TOPIC_NAME_LEN_MAX + 1, false);
+	return n > 0 && hd_topic_pattern_is(out);
+}
+
 /* Decodes and checks the topic segment seg[0..len). */
 static int topic_segment(const char *seg, size_t len, char *out, struct hd_error *err)
 {
@@ -739,6 +748,21 @@ static void handle_group(struct hd_http_request *req, struct hd_api *api, const 
 		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 		return;
 	}
+	if (hd_topic_pattern_is(topic)) {
+		/* Every topic the pattern may ever match is read: a client token's
+		 * namespace rules cannot be checked for all of them, and an API
+		 * key's read scope is global. */
+		if (who->token && !who->key) {
+			hd_error_set(&err, HD_EFORBIDDEN,
+				     "client tokens cannot use a topic pattern; use an API key with"
+				     " read scope");
+			hd_access_deny(req, &err);
+		} else if (permit(req, hd_access_key(&api->access, who, HD_KEY_READ, NULL, &err),
+				  &err)) {
+			hd_groups_handle(api->groups, req, act, topic, name);
+		}
+		return;
+	}
 	if (permit(req, hd_access_read(&api->access, who, topic, &err), &err))
 		hd_groups_handle(api->groups, req, act, topic, name);
 }
@@ -767,6 +791,18 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 	}
 	const char *slash = strchr(rest, '/');
 	size_t seglen = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (pattern_segment(rest, seglen, topic)) {
+		/* A topic pattern ("orders.*"): only consumer groups take one. */
+		const char *prest = slash ? under(slash, "/groups") : NULL;
+		if (hd_topic_pattern_check(topic, &err))
+			respond_err(req, &err);
+		else if (!prest || !*prest)
+			hd_http_respond_error(req, HD_EINVAL,
+					      "a topic pattern is only allowed in consumer group routes");
+		else
+			handle_group(req, api, topic, prest, m, who);
+		return;
+	}
 	if (topic_segment(rest, seglen, topic, &err)) {
 		respond_err(req, &err);
 		return;

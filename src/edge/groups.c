@@ -24,6 +24,8 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/access.h"
+#include "edge/group_patterns.h"
+#include "hub/topic_pattern.h"
 #include "http/query.h"
 #include "proto/deadletter.h"
 
@@ -88,6 +90,7 @@ struct hd_groups {
 	struct hd_group_op load;
 	struct pending *pending;  /* requests that came before the load ended */
 	size_t npending;
+	struct hd_pgroups *patterns; /* the groups over a topic pattern */
 };
 
 struct pending {
@@ -1149,6 +1152,7 @@ static void collect(const char *key, void *value, void *arg)
 void hd_groups_drop_topic(struct hd_groups *gs, const char *topic)
 {
 	struct drop d = {.topic = topic};
+	hd_pgroups_drop_topic(gs->patterns, topic);
 	do {
 		d.n = 0;
 		hd_map_each(&gs->groups, collect, &d);
@@ -1181,6 +1185,10 @@ static bool name_ok(const char *name)
 static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
 		     const char *topic, const char *name)
 {
+	if (hd_topic_pattern_is(topic)) {
+		hd_pgroups_handle(gs->patterns, req, act, topic, name);
+		return;
+	}
 	struct group *g = group_get(gs, topic, name);
 	if (gs->stopping) {
 		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
@@ -1227,7 +1235,8 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 			    HD_GROUP_NAME_MAX);
 		return;
 	}
-	if (strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
+	if (!hd_topic_pattern_is(topic) &&
+	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
 		respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
@@ -1258,6 +1267,8 @@ static void load_done(struct hd_group_op *op)
 		hd_log_error("groups_load_failed err=%d", op->err);
 	for (size_t i = 0; i < op->n; i++) {
 		const struct hd_group_row *row = &op->rows[i];
+		if (hd_pgroups_row_is(row))
+			continue; /* a pattern group's, below */
 		struct group *g = group_new(gs, row->topic, row->name, row->ack_floor);
 		if (!g)
 			break;
@@ -1268,6 +1279,7 @@ static void load_done(struct hd_group_op *op)
 		g->ordered = row->ordered;
 		g->created_ms = row->created_ms;
 	}
+	hd_pgroups_load(gs->patterns, op->rows, op->n);
 	hd_group_op_fini(op);
 	gs->loaded = true;
 	while (gs->pending) {
@@ -1285,13 +1297,14 @@ struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub)
 	gs->loop = loop;
 	gs->hub = hub;
 	hd_map_init(&gs->groups, HD_GROUPS_MAX);
+	gs->patterns = hd_pgroups_new(loop, hub);
 	return gs;
 }
 
 void hd_groups_start(struct hd_groups *gs)
 {
 	gs->load.kind = HD_GROUP_LIST;
-	gs->load.limit = HD_GROUPS_MAX;
+	gs->load.limit = HD_GROUPS_MAX + HD_GROUP_PATTERNS_MAX + HD_GROUP_PARTS_MAX;
 	gs->load.done = load_done;
 	gs->load.arg = gs;
 	int rc = hd_hub_group_op(gs->hub, &gs->load);
@@ -1330,6 +1343,7 @@ void hd_groups_stop(struct hd_groups *gs)
 		free(p);
 	}
 	hd_map_each(&gs->groups, stop_group, NULL);
+	hd_pgroups_stop(gs->patterns);
 }
 
 static void free_group(const char *key, void *value, void *arg)
@@ -1347,5 +1361,6 @@ void hd_groups_free(struct hd_groups *gs)
 		return;
 	hd_map_each(&gs->groups, free_group, NULL);
 	hd_map_fini(&gs->groups);
+	hd_pgroups_free(gs->patterns);
 	free(gs);
 }

@@ -4,7 +4,8 @@
  * they do not (docs/api.md "Consumer groups").
  * Layer: edge. The api routes /v1/topics/{topic}/groups/{group}[/fetch|ack|
  * nack] here after the access check (loop thread); groups talks only to the
- * hub.
+ * hub. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
+ * to edge/group_patterns.h, which owns those groups and their rows.
  *
  * Where state lives:
  *   - durable, through the hub's group ops (the store's groups table): the
