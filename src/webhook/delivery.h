@@ -44,6 +44,8 @@
 #include <uv.h>
 
 #define HD_WEBHOOK_RECORD_KIND "webhook"
+/* A pattern subscription's per-topic record, key "<id>/<topic>". */
+#define HD_WEBHOOK_TOPIC_RECORD_KIND "webhook_topic"
 #define HD_WEBHOOK_WINDOW 1000
 #define HD_WEBHOOK_SUBS_MAX 100000
 /* The dead-letter topic of topic T is T + this suffix (as for pull groups). */
@@ -53,6 +55,7 @@
 struct hd_webhook_opts {
 	double time_scale;              /* multiplies retry delays; > 0 */
 	uint32_t max_subscriptions;     /* 1 .. HD_WEBHOOK_SUBS_MAX */
+	uint32_t pattern_topics_max;    /* topics of one pattern subscription (0 = 1000) */
 	int64_t rotation_grace_ms;      /* the previous secret signs this long after a rotation */
 	struct hd_http_client_opts http; /* http.allow_private also governs create */
 };
@@ -111,8 +114,8 @@ int hd_webhooks_attempts(struct hd_webhooks *w, const char *id, size_t limit, st
 /* Moves the position so that delivery goes on from offset `from` (by_time:
  * the first event stored at or after time_ms); attempts in flight are
  * abandoned; events are re-sent with their webhook-id. Replies 200. */
-void hd_webhooks_replay(struct hd_webhooks *w, const char *id, bool by_time, uint64_t from,
-			int64_t time_ms, struct hd_webhook_reply *r);
+void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic, bool by_time,
+			uint64_t from, int64_t time_ms, struct hd_webhook_reply *r);
 /* Rotates the secret (secret "" = generate one): the new one signs first,
  * the previous one too for rotation_grace_ms. Replies 200 with the new
  * secret once durable. */

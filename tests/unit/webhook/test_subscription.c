@@ -105,8 +105,9 @@ static void test_refusals(void **state)
 	refused("[]", "JSON object");
 	refused("{\"topic\":\"t\",\"url\":\"http://a/\",\"topic\":\"u\"}", "JSON object");
 	refused("{\"url\":\"http://a/\"}", "'topic' is required");
-	refused("{\"topic\":\"orders.*\",\"url\":\"http://a/\"}", "not supported yet");
-	refused("{\"topic\":\"orders*\",\"url\":\"http://a/\"}", "not supported yet");
+	refused("{\"topic\":\"*\",\"url\":\"http://a/\"}", "alone is refused");
+	refused("{\"topic\":\"or*ders*\",\"url\":\"http://a/\"}", "only one trailing '*'");
+	refused("{\"topic\":\"or ders*\",\"url\":\"http://a/\"}", "prefix");
 	refused("{\"topic\":\"a b\",\"url\":\"http://a/\"}", "'topic'");
 	refused("{\"topic\":\"t\"}", "'url' is required");
 	refused("{\"topic\":\"t\",\"url\":\"ftp://a/\"}", "http:// or https://");
