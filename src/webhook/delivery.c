@@ -1212,7 +1212,9 @@ static void list_done(struct hd_topic_op *op)
 				continue;
 			uint64_t floor = 0;
 			bool seek = false;
-			if (p->fresh) {
+			/* A topic made after the subscription (its first events may
+			 * commit while this list runs) starts at offset 1 too. */
+			if (p->fresh && t->created_ms < p->created_ms) {
 				switch (p->start.kind) {
 				case HD_SUB_START_LATEST: floor = t->last; break;
 				case HD_SUB_START_OLDEST: floor = 0; break;
