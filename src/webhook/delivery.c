@@ -491,11 +491,12 @@ static void dead_done(struct hd_pub *p)
 	}
 	hd_event_fini(&d->ev);
 	free(d);
-	if (s->deleted)
-		sub_release(s);
-	else
+	if (s->deleted) {
+		sub_release(s); /* may free s */
+	} else {
 		pump(s);
-	wake_kids(s);
+		wake_kids(s);
+	}
 }
 
 /* Publishes the event at offset (json) to {topic}.dlq; acked once stored. */
@@ -635,11 +636,12 @@ static void on_call_done(struct hd_http_call *hc)
 		hc->retry_after_ms, hc->latency_us);
 	call_free(c);
 	wake_global(s->w);
-	if (s->deleted)
-		sub_release(s);
-	else
+	if (s->deleted) {
+		sub_release(s); /* may free s */
+	} else {
 		pump(s);
-	wake_kids(s);
+		wake_kids(s);
+	}
 }
 
 /* Sends the event (offset, json) as attempt number `attempt`. */

@@ -154,3 +154,66 @@ def test_topic_cap_skips_and_reports(herald_factory, receivers):
     h.restart()
     assert requests.get(f"{h.url}/v1/subscriptions/{s['id']}", timeout=10).status_code == 404
     assert requests.get(h.url + "/v1/subscriptions", timeout=10).json()["count"] == 0
+
+
+def test_unordered_concurrency_is_for_all_topics_and_pause_resume(herald_factory, receivers):
+    h = herald_factory(args=ARGS)
+    rc = receivers()
+    rc.secrets(SECRET1)
+    rc.plan(delay_ms=100)
+    s = create(h, topic="u.*", url=rc.url, secret=SECRET1, ordered=False, concurrency=2)
+    for t in ("u.a", "u.b", "u.c"):
+        publish(h, t, 6)
+    want = {t: list(range(1, 7)) for t in ("u.a", "u.b", "u.c")}
+    wait_for(lambda: {k: sorted(v) for k, v in by_topic(rc.ok()).items()} == want, 60,
+             what="18 deliveries")
+    assert rc.log()["max_concurrent"] <= 2
+    wait_for(lambda: sub(h, s["id"])["lag"] == 0, 10, what="every position at the end")
+    # Pause stops every topic; resume delivers what came meanwhile.
+    r = requests.post(f"{h.url}/v1/subscriptions/{s['id']}/pause", timeout=10)
+    assert r.status_code == 200 and r.json()["state"] == "paused"
+    publish(h, "u.a", 1, start=7)
+    publish(h, "u.new", 1)
+    wait_for(lambda: sub(h, s["id"])["topics_count"] == 4, 10, what="the new topic known while paused")
+    assert len(rc.deliveries()) == 18
+    r = requests.post(f"{h.url}/v1/subscriptions/{s['id']}/resume", timeout=10)
+    assert r.status_code == 200 and r.json()["state"] == "active"
+    wait_for(lambda: len(rc.ok()) == 20, 20, what="the two events after resume")
+    assert {(d["topic"], d["offset"]) for d in rc.ok()[18:]} == {("u.a", 7), ("u.new", 1)}
+
+
+def test_start_time_applies_per_existing_topic(herald_factory, receivers):
+    h = herald_factory(args=ARGS)
+    rc = receivers()
+    rc.secrets(SECRET1)
+    publish(h, "s.a", 3)
+    publish(h, "s.b", 2)
+    s = create(h, topic="s.*", url=rc.url, secret=SECRET1, start={"time": "2000-01-01T00:00:00Z"})
+    want = {"s.a": [1, 2, 3], "s.b": [1, 2]}
+    wait_for(lambda: by_topic(rc.ok()) == want, 30, what="every event since 2000")
+    s2 = create(h, topic="s.*", url=rc.url + "/late", secret=SECRET1, start={"time": "2100-01-01T00:00:00Z"})
+    wait_for(lambda: sub(h, s2["id"])["topics_count"] == 2, 20, what="two topics listed")
+    wait_for(lambda: [t["position"] for t in sub(h, s2["id"])["topics"]] == [3, 2], 20,
+             what="positions after the last events")
+    publish(h, "s.a", 1, start=4)
+    wait_for(lambda: [(d["topic"], d["offset"]) for d in rc.ok("/late")] == [("s.a", 4)], 20,
+             what="only the new event")
+    assert s["pattern"] is True
+
+
+def test_pattern_subscriptions_need_read_scope(herald_factory):
+    from conftest import create_key
+    h = herald_factory(args=ARGS, start=False)
+    pub = create_key(h.data_dir, "pub", "publish:*")
+    reader = create_key(h.data_dir, "reader", "read")
+    h.start()
+    body = {"topic": "orders:*", "url": "http://127.0.0.1:9/x"}
+    url = h.url + "/v1/subscriptions"
+    r = requests.post(url, json=body, headers={"Authorization": f"Bearer {pub}"}, timeout=10)
+    assert r.status_code == 403
+    r = requests.post(url, json=body, headers={"Authorization": f"Bearer {reader}"}, timeout=10)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert requests.get(f"{url}/{sid}", headers={"Authorization": f"Bearer {pub}"}, timeout=10).status_code == 403
+    assert requests.delete(f"{url}/{sid}", headers={"Authorization": f"Bearer {reader}"},
+                           timeout=10).status_code == 204
