@@ -217,3 +217,40 @@ def test_pattern_subscriptions_need_read_scope(herald_factory):
     assert requests.get(f"{url}/{sid}", headers={"Authorization": f"Bearer {pub}"}, timeout=10).status_code == 403
     assert requests.delete(f"{url}/{sid}", headers={"Authorization": f"Bearer {reader}"},
                            timeout=10).status_code == 204
+
+
+def test_kill9_mid_stream_loses_nothing_on_any_topic(herald_factory, receivers):
+    h = herald_factory(args=ARGS)
+    rc = receivers()
+    rc.secrets(SECRET1)
+    rc.plan(delay_ms=20)
+    s = create(h, topic="k.*", url=rc.url, secret=SECRET1)
+    publish(h, "k.a", 20)
+    publish(h, "k.b", 20)
+    wait_for(lambda: len(rc.ok()) >= 10, 30, what="10 deliveries before the kill")
+    h.kill9()
+    h.start(h.port)
+    publish(h, "k.c", 3)
+    want = {"k.a": set(range(1, 21)), "k.b": set(range(1, 21)), "k.c": {1, 2, 3}}
+    wait_for(lambda: {k: set(v) for k, v in by_topic(rc.ok()).items()} == want, 60,
+             what="every event of every topic after the kill")
+    for t, offs in by_topic(rc.ok()).items():
+        firsts = list(dict.fromkeys(offs))
+        assert firsts == sorted(firsts), (t, offs)
+    wait_for(lambda: sub(h, s["id"])["lag"] == 0, 10, what="every position at the end")
+
+
+def test_delete_with_deliveries_in_flight(herald_factory, receivers):
+    h = herald_factory(args=ARGS)
+    rc = receivers()
+    rc.secrets(SECRET1)
+    rc.plan(delay_ms=3000)                # longer than --webhook-timeout
+    s = create(h, topic="d.*", url=rc.url, secret=SECRET1, ordered=False, concurrency=5)
+    publish(h, "d.a", 3)
+    publish(h, "d.b", 3)
+    wait_for(lambda: sub(h, s["id"])["in_flight"] >= 2, 20, what="calls in flight")
+    assert requests.delete(f"{h.url}/v1/subscriptions/{s['id']}", timeout=10).status_code == 204
+    assert requests.get(f"{h.url}/v1/subscriptions/{s['id']}", timeout=10).status_code == 404
+    publish(h, "d.c", 1)
+    h.restart()                           # the fixture checks ASan's log at stop
+    assert requests.get(h.url + "/v1/subscriptions", timeout=10).json()["count"] == 0
