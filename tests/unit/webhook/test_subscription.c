@@ -86,6 +86,11 @@ static void test_every_member(void **state)
 			       &c, &st, secret, &err),
 			 0);
 	assert_int_equal(st.kind, HD_SUB_START_OLDEST);
+	/* A topic pattern is a topic. */
+	assert_int_equal(parse("{\"topic\":\"orders.*\",\"url\":\"http://a/\"}", false, &c, &st,
+			       secret, &err),
+			 0);
+	assert_string_equal(c.topic, "orders.*");
 }
 
 static void refused(const char *body, const char *msg)
