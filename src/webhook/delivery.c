@@ -130,6 +130,7 @@ struct sub {
 	bool listed;                  /* parent: the first full list is done */
 	struct hd_sub_start start;    /* parent: how children of the creation list start */
 	bool seeking;                 /* child: waits for its start time to be found */
+	bool seen;                    /* child: its topic exists (the list found it, or an event) */
 	bool fresh;                   /* parent: created now (not loaded): start applies */
 	char prefix[HD_TOPIC_NAME_MAX + 1]; /* parent: the prefix watched */
 	struct hd_map skipped_set;    /* parent: topics over the cap (names) */
@@ -1102,6 +1103,19 @@ static void activate_kid(const char *key, void *value, void *arg)
 
 /* ---- topic patterns: the children ------------------------------------- */
 
+/* Children gathered from a parent's map (for sorting or removal). */
+struct kids_ctx {
+	const struct sub **a;
+	size_t n;
+};
+
+static void collect_kid(const char *key, void *value, void *arg)
+{
+	struct kids_ctx *c = arg;
+	(void)key;
+	c->a[c->n++] = value;
+}
+
 /* A matching topic that gets no child: counted once, named in the JSON. */
 static void skip_topic(struct sub *p, const char *topic, const char *why)
 {
@@ -1173,6 +1187,8 @@ static void pattern_event(struct sub *p, const char *topic, const struct hd_stor
 	if (!hd_topic_pattern_match(p->cfg.topic, topic))
 		return;
 	struct sub *s = hd_map_get(&p->kids, topic);
+	if (s)
+		s->seen = true;
 	if (!s) {
 		if (p->deleted || p->w->stopping || hd_map_get(&p->skipped_set, topic))
 			return;
@@ -1181,11 +1197,41 @@ static void pattern_event(struct sub *p, const char *topic, const struct hd_stor
 		s = kid_add(p, topic, p->listed ? 0 : ev->offset - 1);
 		if (!s)
 			return;
+		s->seen = true;
 		changed(s);
 		sub_activate(s);
 		return;
 	}
 	on_watch(&s->watch, topic, ev);
+}
+
+static void kill_kid(const char *key, void *value, void *arg);
+
+static void collect_unseen(const char *key, void *value, void *arg)
+{
+	struct sub *s = value;
+	struct kids_ctx *c = arg;
+	(void)key;
+	if (!s->seen)
+		c->a[c->n++] = s;
+}
+
+/* After a full list: the children whose topic is gone (deleted while the
+ * subscription lived, or while herald was down) are dropped with their
+ * records, so they stop counting against the cap. A topic made again
+ * later gets a new child from its offset 1, as an exact subscription
+ * starts a recreated topic over. */
+static void prune_kids(struct sub *p)
+{
+	struct kids_ctx c = {.a = hd_calloc(p->kids.count + 1, sizeof(*c.a))};
+	hd_map_each(&p->kids, collect_unseen, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		struct sub *s = (struct sub *)c.a[i];
+		hd_log_info("webhook_pattern_topic_gone sub=%s topic=%s", s->id, s->cfg.topic);
+		hd_map_del(&p->kids, s->cfg.topic);
+		kill_kid(NULL, s, NULL);
+	}
+	free(c.a);
 }
 
 struct lister {
@@ -1209,8 +1255,11 @@ static void list_done(struct hd_topic_op *op)
 		for (size_t i = 0; i < op->n; i++) {
 			const struct hd_topic_info *t = &op->topics[i];
 			snprintf(l->after, sizeof(l->after), "%s", t->name);
-			if (!hd_topic_pattern_match(p->cfg.topic, t->name) ||
-			    hd_map_get(&p->kids, t->name) || hd_map_get(&p->skipped_set, t->name))
+			struct sub *had = hd_map_get(&p->kids, t->name);
+			if (had)
+				had->seen = true;
+			if (!hd_topic_pattern_match(p->cfg.topic, t->name) || had ||
+			    hd_map_get(&p->skipped_set, t->name))
 				continue;
 			uint64_t floor = 0;
 			bool seek = false;
@@ -1227,6 +1276,7 @@ static void list_done(struct hd_topic_op *op)
 			struct sub *s = kid_add(p, t->name, floor);
 			if (!s)
 				continue;
+			s->seen = true;
 			s->topic_last = t->last;
 			changed(s);
 			if (seek)
@@ -1236,6 +1286,7 @@ static void list_done(struct hd_topic_op *op)
 		}
 		more = op->n >= LIST_PAGE;
 	}
+	bool failed = op->err != 0;
 	hd_topic_op_fini(op);
 	if (more) {
 		list_page(l);
@@ -1243,6 +1294,8 @@ static void list_done(struct hd_topic_op *op)
 	}
 	p->listing--;
 	p->listed = true;
+	if (!failed && !p->deleted && !p->w->stopping)
+		prune_kids(p);
 	p->refs--;
 	free(l);
 	sub_release(p);
@@ -1280,17 +1333,6 @@ static void start_list(struct sub *p)
 
 /* Appends the subscription's JSON; secret (or NULL) only in the answers
  * to create. */
-struct kids_ctx {
-	const struct sub **a;
-	size_t n;
-};
-
-static void collect_kid(const char *key, void *value, void *arg)
-{
-	struct kids_ctx *c = arg;
-	(void)key;
-	c->a[c->n++] = value;
-}
 
 static int by_topic(const void *a, const void *b)
 {

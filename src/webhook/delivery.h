@@ -37,7 +37,8 @@
  * secrets, the state, the failure streak and the attempts log; unordered,
  * its concurrency caps all its children together. At most
  * opts.pattern_topics_max children; further topics are skipped (counted
- * in a metric, named in the JSON).
+ * in a metric, named in the JSON). A full list (at creation, at load)
+ * drops the children whose topic is gone.
  *
  * Limits: opts.max_subscriptions subscriptions; HD_WEBHOOK_WINDOW un-acked
  * events per subscription; the HTTP client's max_inflight deliveries in

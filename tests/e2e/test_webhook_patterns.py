@@ -258,3 +258,24 @@ def test_delete_with_deliveries_in_flight(herald_factory, receivers):
     publish(h, "d.c", 1)
     h.restart()                           # the fixture checks ASan's log at stop
     assert requests.get(h.url + "/v1/subscriptions", timeout=10).json()["count"] == 0
+
+
+def test_a_deleted_topic_stops_counting_after_a_restart_and_starts_over_when_made_again(
+        herald_factory, receivers):
+    h = herald_factory(args=ARGS + ["--webhook-pattern-topics-max", "2"])
+    rc = receivers()
+    rc.secrets(SECRET1)
+    s = create(h, topic="g.*", url=rc.url, secret=SECRET1)
+    publish(h, "g.a", 2)
+    publish(h, "g.b", 1)
+    wait_for(lambda: sub(h, s["id"])["delivered"] == 3, 20, what="3 acknowledged")
+    assert requests.delete(h.topic_url("g.a", ""), timeout=10).status_code == 200
+    h.restart()
+    wait_for(lambda: sub(h, s["id"])["topics_count"] == 1, 20, what="the gone topic dropped")
+    publish(h, "g.a", 1)                  # made again: a new child from its offset 1
+    publish(h, "g.c", 1)                  # over the cap of 2
+    wait_for(lambda: sub(h, s["id"])["topics_skipped"] == 1, 20, what="one topic over the cap")
+    wait_for(lambda: by_topic(rc.ok()) == {"g.a": [1, 2, 1], "g.b": [1]}, 20,
+             what="the recreated topic delivered from its offset 1")
+    info = sub(h, s["id"])
+    assert info["topics_count"] == 2 and info["skipped_topics"] == ["g.c"]
