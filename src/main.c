@@ -359,6 +359,7 @@ static int serve(int argc, char **argv)
 	struct hd_webhook_opts wh_opts = {
 		.time_scale = s.cfg.webhook_time_scale,
 		.max_subscriptions = (uint32_t)s.cfg.webhook_subscriptions_max,
+		.pattern_topics_max = (uint32_t)s.cfg.webhook_pattern_topics_max,
 		.rotation_grace_ms = s.cfg.webhook_rotation_grace_ms,
 		.http = {
 			.timeout_ms = (uint32_t)s.cfg.webhook_timeout_ms,

@@ -182,6 +182,10 @@ static const struct opt opts[] = {
 	{"webhook-subscriptions-max", T_UINT, G(webhook_subscriptions_max), .def = "1000",
 	 .min = "1", .max = "100000", .help = "Webhook subscriptions herald keeps; creating more "
 					      "gets 429."},
+	{"webhook-pattern-topics-max", T_UINT, G(webhook_pattern_topics_max), .def = "1000",
+	 .min = "1", .max = "100000", .help = "Topics one webhook subscription with a topic pattern "
+					      "(\"orders.*\") delivers; matching topics past it are "
+					      "skipped, counted and shown in its GET."},
 	{"webhook-rotation-grace", T_DURATION, G(webhook_rotation_grace_ms), .def = "24h",
 	 .min = "0", .max = "30d", .help = "After a webhook secret rotation, how long the previous "
 					   "secret keeps signing next to the new one."},

@@ -129,6 +129,7 @@ struct hd_config {
 	bool webhook_allow_private;
 	double webhook_time_scale;
 	uint64_t webhook_subscriptions_max;
+	uint64_t webhook_pattern_topics_max;
 	int64_t webhook_rotation_grace_ms;
 	char keys_file[1024];
 	struct hd_ns_opts ns_default;

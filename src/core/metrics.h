@@ -53,6 +53,7 @@ struct hd_buf;
 	C(webhook_dead_letters_total, "Webhook events dead-lettered after their last attempt.")  \
 	G(webhook_inflight, "Webhook deliveries in flight.")                                   \
 	G(webhook_subscriptions, "Webhook subscriptions.")                                     \
+	C(webhook_pattern_topics_skipped_total, "Topics a webhook topic pattern matched but skipped (over --webhook-pattern-topics-max).") \
 	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \
 	G(topics, "Topics known to the store.")                                               \

@@ -160,9 +160,15 @@ static int query_limit(const struct hd_http_request *req, size_t *out)
 
 static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
 {
-	char from[64], *end;
+	char from[64], *end, topic[HD_TOPIC_NAME_MAX + 1];
 	long n = hd_query_get(req->query, "from", from, sizeof(from));
+	long tn = hd_query_get(req->query, "topic", topic, sizeof(topic));
+	const char *tp = tn > 0 ? topic : NULL;
 	int64_t ms;
+	if (tn == 0 || tn < -1) {
+		respond_msg(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
+		return;
+	}
 	if (n <= 0) {
 		respond_msg(req, HD_EINVAL,
 			    "query parameter 'from' is required: an offset (from=N, N >= 1) or an "
@@ -175,7 +181,7 @@ static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *re
 			respond_msg(req, HD_EINVAL, "query parameter 'from' must be an offset >= 1");
 			return;
 		}
-		hd_webhooks_replay(e->w, id, false, off, 0, answer_new(req));
+		hd_webhooks_replay(e->w, id, tp, false, off, 0, answer_new(req));
 		return;
 	}
 	if (hd_parse_rfc3339(from, (size_t)n, &ms)) {
@@ -183,7 +189,7 @@ static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *re
 			    "query parameter 'from' must be an offset (N >= 1) or an RFC 3339 time");
 		return;
 	}
-	hd_webhooks_replay(e->w, id, true, 0, ms, answer_new(req));
+	hd_webhooks_replay(e->w, id, tp, true, 0, ms, answer_new(req));
 }
 
 static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)

@@ -11,10 +11,12 @@
  *   DELETE /v1/subscriptions/{id}               delete (204)
  *   POST   /v1/subscriptions/{id}/pause|resume  stop or go on delivering
  *   GET    /v1/subscriptions/{id}/attempts?limit=N   the newest attempts (memory only)
- *   POST   /v1/subscriptions/{id}/replay?from=N|RFC3339   deliver again from there
+ *   POST   /v1/subscriptions/{id}/replay?from=N|RFC3339[&topic=T]   deliver again from there
  *   POST   /v1/subscriptions/{id}/secret        rotate the signing secret
  *
- * Who may: managing a subscription of topic T needs an API key with read
+ * Who may: managing a subscription of topic T (or of a topic pattern: read
+ * scope is not per namespace, so it covers every topic a pattern can
+ * match) needs an API key with read
  * scope (a client token is not enough: a webhook makes herald call out);
  * the list of every subscription an admin key (with ?topic=T, read scope).
  * In development mode (no key configured) anyone may.

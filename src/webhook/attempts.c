@@ -69,6 +69,11 @@ int hd_attempts_json(struct hd_buf *b, const struct hd_attempts *a, size_t limit
 			      (double)at->latency_us / 1000.0, result_name(at->result));
 		hd_buf_json_escape(b, at->error, strlen(at->error));
 		hd_buf_putc(b, '"');
+		if (at->topic[0]) {
+			hd_buf_puts(b, ",\"topic\":\"");
+			hd_buf_json_escape(b, at->topic, strlen(at->topic));
+			hd_buf_putc(b, '"');
+		}
 		if (at->result == HD_ATTEMPT_RETRY) {
 			hd_format_rfc3339(at->next_ms, next, sizeof(next));
 			hd_buf_printf(b, ",\"next_attempt\":\"%s\"", next);

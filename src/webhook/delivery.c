@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
+#include "hub/topic_pattern.h"
 #include "proto/deadletter.h"
 #include "webhook/attempts.h"
 #include "webhook/ce_http.h"
@@ -43,6 +44,11 @@
 #define EXTRA_HEADERS 8
 #define REASON_MAX 256
 #define LAST_ERROR_MAX 160
+#define KEY_MAX (HD_SUB_ID_LEN + 1 + HD_TOPIC_NAME_MAX)
+#define LIST_PAGE 1000          /* topics or records one list request returns */
+#define TOPICS_SHOWN 100        /* topics of a pattern subscription in its JSON */
+#define SKIPPED_SHOWN 10        /* skipped topics named in its JSON */
+#define SKIPPED_SET_MAX 10000   /* skipped topics remembered (counted once) */
 
 enum sub_state { ACTIVE, PAUSED, DISABLED };
 static const char *state_names[] = {"active", "paused", "disabled"};
@@ -54,6 +60,7 @@ struct secret {
 };
 
 struct sub;
+struct multi;
 
 struct call {
 	struct hd_http_call http;
@@ -106,6 +113,30 @@ struct sub {
 	int refs;                     /* requests in flight that point here */
 	long long warn_ms;
 	struct sub *znext;            /* on w->zombies once deleted */
+	/* Topic patterns. A pattern subscription (pattern) is a parent: it
+	 * holds the config (cfg.topic the pattern), the secrets, the state,
+	 * the streak and the attempts log, watches the prefix and delivers
+	 * nothing itself. Each matching topic is a child (parent set): the
+	 * parent's config with cfg.topic the topic, the parent's id, its own
+	 * position and durable record (key "<id>/<topic>"). */
+	char key[KEY_MAX + 1];        /* the record key: id, or id/topic */
+	bool pattern;
+	struct sub *parent;
+	struct hd_map kids;           /* parent: topic → child, at most pattern_topics_max */
+	size_t kid_busy;              /* parent: calls and dead letters of every child */
+	size_t kid_waiters;           /* parent: children held by kid_busy */
+	bool sub_wait;                /* child: held by the parent's concurrency */
+	int listing;                  /* parent: topic lists in flight */
+	bool listed;                  /* parent: the first full list is done */
+	struct hd_sub_start start;    /* parent: how children of the creation list start */
+	bool seeking;                 /* child: waits for its start time to be found */
+	bool seen;                    /* child: its topic exists (the list found it, or an event) */
+	bool fresh;                   /* parent: created now (not loaded): start applies */
+	char prefix[HD_TOPIC_NAME_MAX + 1]; /* parent: the prefix watched */
+	struct hd_map skipped_set;    /* parent: topics over the cap (names) */
+	uint64_t skipped;
+	char skipped_names[SKIPPED_SHOWN][HD_TOPIC_NAME_MAX + 1];
+	size_t nskipped_names;
 };
 
 struct hd_webhooks {
@@ -119,12 +150,15 @@ struct hd_webhooks {
 	size_t global_waiters;
 	uint64_t rng;
 	struct hd_record_op load;
+	struct hd_record_op load_kids;
+	char load_after[HD_RECORD_KEY_MAX + 1];
 	void (*on_loaded)(void *arg);
 	void *loaded_arg;
 };
 
 static void pump(struct sub *s);
 static void changed(struct sub *s);
+static void wake_kids(struct sub *s);
 static void sub_release(struct sub *s);
 static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret);
 
@@ -158,9 +192,24 @@ static void reply_err(struct hd_webhook_reply *r, int err, const char *fmt, ...)
 	r->done(r);
 }
 
+/* The subscription the user sees: a child's parent, else s itself. */
+static struct sub *owner(struct sub *s)
+{
+	return s->parent ? s->parent : s;
+}
+
 static bool can_run(const struct sub *s)
 {
-	return s->state == ACTIVE && !s->deleted && !s->w->stopping;
+	const struct sub *o = s->parent ? s->parent : s;
+	return o->state == ACTIVE && !s->deleted && !o->deleted && !s->w->stopping && !s->pattern &&
+	       !s->seeking;
+}
+
+/* Counts calls and dead letters in flight for the whole subscription. */
+static void busy_add(struct sub *s, int d)
+{
+	if (s->parent)
+		s->parent->kid_busy = (size_t)((long)s->parent->kid_busy + d);
 }
 
 static void time_json(struct hd_buf *b, const char *name, int64_t ms)
@@ -198,7 +247,13 @@ static struct sub *sub_new(struct hd_webhooks *w, const char *id, const struct h
 	struct sub *s = hd_calloc(1, sizeof(*s));
 	s->w = w;
 	snprintf(s->id, sizeof(s->id), "%s", id);
+	snprintf(s->key, sizeof(s->key), "%s", id);
 	s->cfg = *c;
+	s->pattern = hd_topic_pattern_is(c->topic);
+	if (s->pattern) {
+		hd_map_init(&s->kids, w->opts.pattern_topics_max);
+		hd_map_init(&s->skipped_set, SKIPPED_SET_MAX);
+	}
 	s->created_ms = hd_now_ms();
 	hd_lease_init(&s->lease, floor, HD_WEBHOOK_WINDOW);
 	hd_attempts_init(&s->attempts);
@@ -206,6 +261,10 @@ static struct sub *sub_new(struct hd_webhooks *w, const char *id, const struct h
 	s->watch.arg = s;
 	if (hd_map_put(&w->subs, s->id, s) != 0) {
 		hd_lease_fini(&s->lease);
+		if (s->pattern) {
+			hd_map_fini(&s->kids);
+			hd_map_fini(&s->skipped_set);
+		}
 		free(s);
 		return NULL;
 	}
@@ -215,8 +274,15 @@ static struct sub *sub_new(struct hd_webhooks *w, const char *id, const struct h
 	return s;
 }
 
+static void free_kid(const char *key, void *value, void *arg);
+
 static void sub_free(struct sub *s)
 {
+	if (s->pattern) {
+		hd_map_each(&s->kids, free_kid, NULL);
+		hd_map_fini(&s->kids);
+		hd_map_fini(&s->skipped_set);
+	}
 	hd_lease_fini(&s->lease);
 	hd_attempts_fini(&s->attempts);
 	free(s);
@@ -239,7 +305,12 @@ static void sub_release(struct sub *s)
 		pp = &(*pp)->znext;
 	if (*pp)
 		*pp = s->znext;
+	struct sub *p = s->parent;
 	sub_free(s);
+	if (p) {
+		p->refs--;
+		sub_release(p);
+	}
 }
 
 static void call_free(struct call *c)
@@ -259,6 +330,7 @@ static void call_unlink(struct call *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->ncalls--;
+	busy_add(s, -1);
 	hd_metrics_gauge_add(HD_M_webhook_inflight, -1);
 }
 
@@ -346,8 +418,9 @@ static void issue_put(struct sub *s, struct hd_webhook_reply *r, int status)
 	p->status = status;
 	p->value = record_json(s);
 	p->op.kind = HD_RECORD_PUT;
-	snprintf(p->op.rec.kind, sizeof(p->op.rec.kind), "%s", HD_WEBHOOK_RECORD_KIND);
-	snprintf(p->op.rec.key, sizeof(p->op.rec.key), "%s", s->id);
+	snprintf(p->op.rec.kind, sizeof(p->op.rec.kind), "%s",
+		 s->parent ? HD_WEBHOOK_TOPIC_RECORD_KIND : HD_WEBHOOK_RECORD_KIND);
+	snprintf(p->op.rec.key, sizeof(p->op.rec.key), "%s", s->key);
 	p->op.rec.value = p->value;
 	p->op.done = put_done;
 	p->op.arg = p;
@@ -384,21 +457,24 @@ struct dead {
 static void dead_done(struct hd_pub *p)
 {
 	struct dead *d = p->arg;
-	struct sub *s = d->s;
+	struct sub *s = d->s, *o = owner(s);
 	s->ndead--;
+	busy_add(s, -1);
 	if (d->item.err == 0) {
 		hd_metrics_inc(HD_M_webhook_dead_letters_total);
 		s->dead_lettered++;
-		s->streak++;
+		o->streak++;
 		if (d->gen == s->gen)
 			hd_lease_ack(&s->lease, d->offset);
-		if (s->cfg.pause_after && s->streak >= s->cfg.pause_after && s->state == ACTIVE) {
-			s->state = PAUSED;
-			snprintf(s->reason, sizeof(s->reason),
-				 "paused after %" PRIu32 " consecutive dead-lettered events", s->streak);
-			hd_log_warn("webhook_paused sub=%s topic=%s reason=\"%s\"", s->id, s->cfg.topic,
-				    s->reason);
+		if (o->cfg.pause_after && o->streak >= o->cfg.pause_after && o->state == ACTIVE) {
+			o->state = PAUSED;
+			snprintf(o->reason, sizeof(o->reason),
+				 "paused after %" PRIu32 " consecutive dead-lettered events", o->streak);
+			hd_log_warn("webhook_paused sub=%s topic=%s reason=\"%s\"", o->id, o->cfg.topic,
+				    o->reason);
 		}
+		if (o != s)
+			changed(o);
 		changed(s);
 	} else {
 		if (hd_log_ratelimited(&s->warn_ms))
@@ -416,10 +492,12 @@ static void dead_done(struct hd_pub *p)
 	}
 	hd_event_fini(&d->ev);
 	free(d);
-	if (s->deleted)
-		sub_release(s);
-	else
+	if (s->deleted) {
+		sub_release(s); /* may free s */
+	} else {
 		pump(s);
+		wake_kids(s);
+	}
 }
 
 /* Publishes the event at offset (json) to {topic}.dlq; acked once stored. */
@@ -466,6 +544,7 @@ static void dead_letter(struct sub *s, uint64_t offset, const struct hd_rcbuf *j
 	d->pub.done = dead_done;
 	d->pub.arg = d;
 	s->ndead++;
+	busy_add(s, 1);
 	if (rc == 0)
 		rc = hd_hub_publish(s->w->hub, &d->pub);
 	if (rc) {
@@ -488,8 +567,11 @@ static void outcome(struct sub *s, struct call *c, int status, int err, const ch
 	};
 	int64_t now = hd_now_ms();
 	enum hd_retry_outcome o = err ? HD_RETRY_FAILED : hd_retry_classify(status);
+	struct sub *own = owner(s);
 
 	snprintf(at.error, sizeof(at.error), "%s", err ? error : "");
+	if (s->parent)
+		snprintf(at.topic, sizeof(at.topic), "%s", s->cfg.topic);
 	hd_metrics_inc(HD_M_webhook_attempts_total);
 	if (o == HD_RETRY_SUCCESS) {
 		at.result = HD_ATTEMPT_SUCCESS;
@@ -497,6 +579,10 @@ static void outcome(struct sub *s, struct call *c, int status, int err, const ch
 		hd_lease_ack(&s->lease, c->offset);
 		s->delivered++;
 		s->streak = 0;
+		if (own->streak) {
+			own->streak = 0;
+			changed(own);
+		}
 		s->last_success_ms = now;
 	} else {
 		hd_metrics_inc(HD_M_webhook_attempt_failures_total);
@@ -510,16 +596,18 @@ static void outcome(struct sub *s, struct call *c, int status, int err, const ch
 		if (o == HD_RETRY_GONE) {
 			at.result = HD_ATTEMPT_DISABLED;
 			hd_lease_nack(&s->lease, c->offset, 0);
-			if (s->state != DISABLED) {
+			if (own->state != DISABLED) {
 				char t[40];
 				hd_format_rfc3339(now, t, sizeof(t));
-				s->state = DISABLED;
-				snprintf(s->reason, sizeof(s->reason),
-					 "the receiver answered 410 Gone at %s (offset %" PRIu64
+				own->state = DISABLED;
+				snprintf(own->reason, sizeof(own->reason),
+					 "the receiver answered 410 Gone at %s (topic %.100s, offset %" PRIu64
 					 "); resume to re-enable",
-					 t, c->offset);
+					 t, s->cfg.topic, c->offset);
 				hd_log_warn("webhook_disabled sub=%s topic=%s reason=\"%s\"", s->id,
-					    s->cfg.topic, s->reason);
+					    s->cfg.topic, own->reason);
+				if (own != s)
+					changed(own);
 			}
 		} else if (c->attempt >= s->cfg.max_attempts) {
 			at.result = HD_ATTEMPT_DEAD_LETTER;
@@ -534,7 +622,7 @@ static void outcome(struct sub *s, struct call *c, int status, int err, const ch
 			hd_lease_nack(&s->lease, c->offset, now + delay);
 		}
 	}
-	hd_attempts_add(&s->attempts, &at);
+	hd_attempts_add(&own->attempts, &at);
 	changed(s);
 }
 
@@ -549,10 +637,12 @@ static void on_call_done(struct hd_http_call *hc)
 		hc->retry_after_ms, hc->latency_us);
 	call_free(c);
 	wake_global(s->w);
-	if (s->deleted)
-		sub_release(s);
-	else
+	if (s->deleted) {
+		sub_release(s); /* may free s */
+	} else {
 		pump(s);
+		wake_kids(s);
+	}
 }
 
 /* Sends the event (offset, json) as attempt number `attempt`. */
@@ -562,6 +652,7 @@ static void start_call(struct sub *s, uint64_t offset, struct hd_rcbuf *json, ui
 	struct call *c = hd_calloc(1, sizeof(*c));
 	struct hd_error err = {0};
 	struct hd_whsec keys[HD_SIGNATURE_SECRETS_MAX];
+	struct sub *own = owner(s);
 	int64_t now = hd_now_ms();
 	size_t n = 0;
 
@@ -576,13 +667,14 @@ static void start_call(struct sub *s, uint64_t offset, struct hd_rcbuf *json, ui
 		s->calls->prev = c;
 	s->calls = c;
 	s->ncalls++;
+	busy_add(s, 1);
 	hd_metrics_gauge_add(HD_M_webhook_inflight, 1);
 
 	int rc = hd_ce_http_encode(&c->enc, s->cfg.mode, json->data, json->len, &err);
 	if (rc == 0) {
-		prune_secrets(s, now);
-		for (size_t i = 0; i < s->nsecrets; i++)
-			keys[i] = s->secrets[i].key;
+		prune_secrets(own, now);
+		for (size_t i = 0; i < own->nsecrets; i++)
+			keys[i] = own->secrets[i].key;
 		/* The id names (subscription, topic epoch, offset): the same on
 		 * every retry, after restarts and on replays. */
 		snprintf(c->id, sizeof(c->id), "msg_%s_%s_%" PRIu64, s->id + strlen(HD_SUB_ID_PREFIX),
@@ -590,7 +682,7 @@ static void start_call(struct sub *s, uint64_t offset, struct hd_rcbuf *json, ui
 		snprintf(c->ts, sizeof(c->ts), "%" PRId64, now / 1000);
 		snprintf(c->attempt_s, sizeof(c->attempt_s), "%" PRIu32, attempt);
 		snprintf(c->offset_s, sizeof(c->offset_s), "%" PRIu64, offset);
-		if (hd_signature_header(keys, s->nsecrets, c->id, now / 1000, c->enc.body,
+		if (hd_signature_header(keys, own->nsecrets, c->id, now / 1000, c->enc.body,
 					c->enc.body_len, c->sig, sizeof(c->sig)) < 0) {
 			rc = HD_EINTERNAL;
 			snprintf(err.msg, sizeof(err.msg), "the delivery could not be signed");
@@ -772,6 +864,18 @@ static size_t room_of(struct sub *s)
 	size_t cap = s->cfg.ordered ? 1 : s->cfg.concurrency;
 	size_t busy = s->ncalls + s->ndead;
 	size_t room = busy >= cap ? 0 : cap - busy;
+	/* Unordered: the concurrency is the whole pattern subscription's. */
+	if (s->parent && !s->cfg.ordered) {
+		size_t all = s->parent->kid_busy;
+		size_t sroom = all >= cap ? 0 : cap - all;
+		if (sroom < room) {
+			room = sroom;
+			if (room == 0 && !s->sub_wait) {
+				s->sub_wait = true;
+				s->parent->kid_waiters++;
+			}
+		}
+	}
 	size_t in = hd_http_client_inflight(s->w->http);
 	size_t global = in >= s->w->opts.http.max_inflight ? 0 : s->w->opts.http.max_inflight - in;
 	if (global < room) {
@@ -891,10 +995,15 @@ static void on_timer(uv_timer_t *t)
 	pump(t->data);
 }
 
+static void pattern_event(struct sub *p, const char *topic, const struct hd_stored_event *ev);
+
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
 	struct sub *s = watch->arg;
-	(void)topic;
+	if (s->pattern) {
+		pattern_event(s, topic, ev);
+		return;
+	}
 	if (ev->offset > s->topic_last)
 		s->topic_last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
@@ -906,7 +1015,8 @@ static void pump_waiter(const char *key, void *value, void *arg)
 {
 	struct sub *s = value;
 	(void)key;
-	(void)arg;
+	if (s->pattern)
+		hd_map_each(&s->kids, pump_waiter, arg);
 	if (s->global_wait) {
 		s->global_wait = false;
 		s->w->global_waiters--;
@@ -922,30 +1032,391 @@ static void wake_global(struct hd_webhooks *w)
 		hd_map_each(&w->subs, pump_waiter, NULL);
 }
 
-/* Starts (or restarts) delivering: watch the topic and pump. */
+static void kid_waiter(const char *key, void *value, void *arg)
+{
+	struct sub *s = value;
+	(void)key;
+	(void)arg;
+	if (s->sub_wait) {
+		s->sub_wait = false;
+		s->parent->kid_waiters--;
+		if (can_run(s) && !s->timer_closed)
+			uv_timer_start(&s->timer, on_timer, 0, 0);
+	}
+}
+
+/* A child's call or dead letter ended: siblings held back by the whole
+ * subscription's concurrency may go on. */
+static void wake_kids(struct sub *s)
+{
+	struct sub *p = s->parent;
+	if (p && p->kid_waiters > 0 && !p->deleted && !s->w->stopping)
+		hd_map_each(&p->kids, kid_waiter, NULL);
+}
+
+static void start_list(struct sub *p);
+
+static void activate_kid(const char *key, void *value, void *arg);
+
+/* Starts (or restarts) delivering: watch the topic (a pattern: its
+ * prefix, list the matching topics and start every child) and pump. */
 static void sub_activate(struct sub *s)
 {
+	if (s->parent) {
+		/* Woken by the parent's prefix watch; on the next loop turn. */
+		s->last_known = false;
+		if (can_run(s) && !s->timer_closed)
+			uv_timer_start(&s->timer, on_timer, 0, 0);
+		return;
+	}
 	if (!s->watching && !s->w->stopping) {
-		if (hd_hub_watch(s->w->hub, s->cfg.topic, &s->watch) == 0)
+		int rc;
+		if (s->pattern) {
+			hd_topic_pattern_prefix(s->cfg.topic, s->prefix, sizeof(s->prefix));
+			rc = hd_hub_watch_prefix(s->w->hub, s->prefix, &s->watch);
+		} else {
+			rc = hd_hub_watch(s->w->hub, s->cfg.topic, &s->watch);
+		}
+		if (rc == 0)
 			s->watching = true;
 		else
 			hd_log_warn("webhook_watch_failed sub=%s topic=%s (new events are picked up "
 				    "only by retries and restarts)",
 				    s->id, s->cfg.topic);
 	}
+	if (s->pattern) {
+		if (!s->listed && !s->listing && !s->w->stopping)
+			start_list(s);
+		hd_map_each(&s->kids, activate_kid, NULL);
+		return;
+	}
 	s->last_known = false; /* read once to learn the topic's state */
 	pump(s);
+}
+
+static void activate_kid(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	sub_activate(value);
+}
+
+/* ---- topic patterns: the children ------------------------------------- */
+
+/* Children gathered from a parent's map (for sorting or removal). */
+struct kids_ctx {
+	const struct sub **a;
+	size_t n;
+};
+
+static void collect_kid(const char *key, void *value, void *arg)
+{
+	struct kids_ctx *c = arg;
+	(void)key;
+	c->a[c->n++] = value;
+}
+
+/* A matching topic that gets no child: counted once, named in the JSON. */
+static void skip_topic(struct sub *p, const char *topic, const char *why)
+{
+	if (hd_map_get(&p->skipped_set, topic))
+		return;
+	(void)hd_map_put(&p->skipped_set, topic, p); /* full: counted again next time */
+	p->skipped++;
+	hd_metrics_inc(HD_M_webhook_pattern_topics_skipped_total);
+	if (p->nskipped_names < SKIPPED_SHOWN)
+		snprintf(p->skipped_names[p->nskipped_names++], sizeof(p->skipped_names[0]), "%s",
+			 topic);
+	if (hd_log_ratelimited(&p->warn_ms))
+		hd_log_warn("webhook_pattern_topic_skipped sub=%s pattern=%s topic=%s reason=\"%s\" "
+			    "skipped=%" PRIu64,
+			    p->id, p->cfg.topic, topic, why, p->skipped);
+}
+
+/* Makes the child of pattern subscription p for topic, delivering after
+ * floor. Returns borrowed (p owns it), or NULL when the topic is skipped. */
+static struct sub *kid_add(struct sub *p, const char *topic, uint64_t floor)
+{
+	struct hd_webhooks *w = p->w;
+	if (strlen(topic) + strlen(HD_WEBHOOK_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
+		skip_topic(p, topic, "the name is too long for its dead-letter topic");
+		return NULL;
+	}
+	if (p->kids.count >= w->opts.pattern_topics_max) {
+		skip_topic(p, topic, "over --webhook-pattern-topics-max");
+		return NULL;
+	}
+	struct sub *s = hd_calloc(1, sizeof(*s));
+	s->w = w;
+	s->parent = p;
+	snprintf(s->id, sizeof(s->id), "%s", p->id);
+	snprintf(s->key, sizeof(s->key), "%s/%s", p->id, topic);
+	s->cfg = p->cfg;
+	snprintf(s->cfg.topic, sizeof(s->cfg.topic), "%s", topic);
+	s->created_ms = hd_now_ms();
+	hd_lease_init(&s->lease, floor, HD_WEBHOOK_WINDOW);
+	hd_attempts_init(&s->attempts);
+	s->watch.fire = on_watch;
+	s->watch.arg = s;
+	if (hd_map_put(&p->kids, s->cfg.topic, s) != 0) {
+		hd_lease_fini(&s->lease);
+		free(s);
+		skip_topic(p, topic, "over --webhook-pattern-topics-max");
+		return NULL;
+	}
+	uv_timer_init(w->loop, &s->timer);
+	s->timer.data = s;
+	p->refs++; /* a child keeps its parent (released in sub_release) */
+	hd_log_info("webhook_pattern_topic sub=%s pattern=%s topic=%s position=%" PRIu64, p->id,
+		    p->cfg.topic, topic, floor);
+	return s;
+}
+
+static void free_kid(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	sub_free(value);
+}
+
+static void kid_seek(struct sub *s, int64_t time_ms, struct multi *m);
+
+/* A committed event of a topic under p's prefix. */
+static void pattern_event(struct sub *p, const char *topic, const struct hd_stored_event *ev)
+{
+	if (!hd_topic_pattern_match(p->cfg.topic, topic))
+		return;
+	struct sub *s = hd_map_get(&p->kids, topic);
+	if (s)
+		s->seen = true;
+	if (!s) {
+		if (p->deleted || p->w->stopping || hd_map_get(&p->skipped_set, topic))
+			return;
+		/* A topic not listed: new (from its first event on), or made
+		 * while the first list runs (from this event on). */
+		s = kid_add(p, topic, p->listed ? 0 : ev->offset - 1);
+		if (!s)
+			return;
+		s->seen = true;
+		changed(s);
+		sub_activate(s);
+		return;
+	}
+	on_watch(&s->watch, topic, ev);
+}
+
+static void kill_kid(const char *key, void *value, void *arg);
+
+static void collect_unseen(const char *key, void *value, void *arg)
+{
+	struct sub *s = value;
+	struct kids_ctx *c = arg;
+	(void)key;
+	if (!s->seen)
+		c->a[c->n++] = s;
+}
+
+/* After a full list: the children whose topic is gone (deleted while the
+ * subscription lived, or while herald was down) are dropped with their
+ * records, so they stop counting against the cap. A topic made again
+ * later gets a new child from its offset 1, as an exact subscription
+ * starts a recreated topic over. */
+static void prune_kids(struct sub *p)
+{
+	struct kids_ctx c = {.a = hd_calloc(p->kids.count + 1, sizeof(*c.a))};
+	hd_map_each(&p->kids, collect_unseen, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		struct sub *s = (struct sub *)c.a[i];
+		hd_log_info("webhook_pattern_topic_gone sub=%s topic=%s", s->id, s->cfg.topic);
+		hd_map_del(&p->kids, s->cfg.topic);
+		kill_kid(NULL, s, NULL);
+	}
+	free(c.a);
+}
+
+struct lister {
+	struct hd_topic_op op;
+	struct sub *p;
+	char after[HD_TOPIC_NAME_MAX + 1];
+};
+
+static void list_page(struct lister *l);
+
+static void list_done(struct hd_topic_op *op)
+{
+	struct lister *l = op->arg;
+	struct sub *p = l->p;
+	bool more = false;
+	if (op->err) {
+		hd_log_warn("webhook_pattern_list_failed sub=%s pattern=%s err=%d (topics are "
+			    "picked up at their next event)",
+			    p->id, p->cfg.topic, op->err);
+	} else if (!p->deleted && !p->w->stopping) {
+		for (size_t i = 0; i < op->n; i++) {
+			const struct hd_topic_info *t = &op->topics[i];
+			snprintf(l->after, sizeof(l->after), "%s", t->name);
+			struct sub *had = hd_map_get(&p->kids, t->name);
+			if (had)
+				had->seen = true;
+			if (!hd_topic_pattern_match(p->cfg.topic, t->name) || had ||
+			    hd_map_get(&p->skipped_set, t->name))
+				continue;
+			uint64_t floor = 0;
+			bool seek = false;
+			/* A topic made after the subscription (its first events may
+			 * commit while this list runs) starts at offset 1 too. */
+			if (p->fresh && t->created_ms < p->created_ms) {
+				switch (p->start.kind) {
+				case HD_SUB_START_LATEST: floor = t->last; break;
+				case HD_SUB_START_OLDEST: floor = 0; break;
+				case HD_SUB_START_OFFSET: floor = p->start.offset - 1; break;
+				case HD_SUB_START_TIME: seek = true; break;
+				}
+			}
+			struct sub *s = kid_add(p, t->name, floor);
+			if (!s)
+				continue;
+			s->seen = true;
+			s->topic_last = t->last;
+			changed(s);
+			if (seek)
+				kid_seek(s, p->start.time_ms, NULL);
+			else
+				sub_activate(s);
+		}
+		more = op->n >= LIST_PAGE;
+	}
+	bool failed = op->err != 0;
+	hd_topic_op_fini(op);
+	if (more) {
+		list_page(l);
+		return;
+	}
+	p->listing--;
+	p->listed = true;
+	if (!failed && !p->deleted && !p->w->stopping)
+		prune_kids(p);
+	p->refs--;
+	free(l);
+	sub_release(p);
+}
+
+static void list_page(struct lister *l)
+{
+	memset(&l->op, 0, sizeof(l->op));
+	l->op.kind = HD_TOPIC_LIST;
+	l->op.prefix = l->p->prefix;
+	l->op.after = l->after;
+	l->op.limit = LIST_PAGE;
+	l->op.done = list_done;
+	l->op.arg = l;
+	int rc = hd_hub_topic_op(l->p->w->hub, &l->op);
+	if (rc) {
+		l->op.err = rc;
+		list_done(&l->op);
+	}
+}
+
+/* Lists the topics under p's prefix (paged) and makes a child for each
+ * matching one that has none. */
+static void start_list(struct sub *p)
+{
+	struct lister *l = hd_calloc(1, sizeof(*l));
+	l->p = p;
+	p->listing++;
+	p->refs++;
+	hd_topic_pattern_prefix(p->cfg.topic, p->prefix, sizeof(p->prefix));
+	list_page(l);
 }
 
 /* ---- JSON of one subscription ----------------------------------------- */
 
 /* Appends the subscription's JSON; secret (or NULL) only in the answers
  * to create. */
-static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret)
+
+static int by_topic(const void *a, const void *b)
+{
+	const struct sub *x = *(const struct sub *const *)a, *y = *(const struct sub *const *)b;
+	return strcmp(x->cfg.topic, y->cfg.topic);
+}
+
+static size_t pending_of(const struct sub *s)
 {
 	size_t pending = 0;
 	for (uint64_t o = s->lease.floor + 1; o < s->lease.next; o++)
 		pending += hd_lease_state_of(&s->lease, o) == HD_LEASE_READY;
+	return pending;
+}
+
+/* The per-topic part of a pattern subscription's JSON: the sums over its
+ * children, and the first TOPICS_SHOWN children by name. */
+static void pattern_json(struct hd_buf *b, const struct sub *p)
+{
+	struct kids_ctx c = {.a = hd_calloc(p->kids.count + 1, sizeof(*c.a))};
+	uint64_t delivered = 0, failed = 0, dead = 0, lag = 0;
+	size_t inflight = 0, pending = 0;
+	int64_t last_success = 0;
+	const struct sub *last_fail = NULL;
+	hd_map_each(&p->kids, collect_kid, &c);
+	qsort(c.a, c.n, sizeof(*c.a), by_topic);
+	hd_buf_puts(b, ",\"pattern\":true,\"topics\":[");
+	for (size_t i = 0; i < c.n; i++) {
+		const struct sub *s = c.a[i];
+		uint64_t l = s->topic_last > s->lease.floor ? s->topic_last - s->lease.floor : 0;
+		size_t pend = pending_of(s);
+		delivered += s->delivered;
+		failed += s->failed_attempts;
+		dead += s->dead_lettered;
+		lag += l;
+		inflight += s->ncalls;
+		pending += pend;
+		if (s->last_success_ms > last_success)
+			last_success = s->last_success_ms;
+		if (s->last_failure_ms && (!last_fail || s->last_failure_ms > last_fail->last_failure_ms))
+			last_fail = s;
+		if (i >= TOPICS_SHOWN)
+			continue;
+		hd_buf_printf(b, "%s{\"topic\":\"", i ? "," : "");
+		hd_buf_json_escape(b, s->cfg.topic, strlen(s->cfg.topic));
+		hd_buf_printf(b,
+			      "\",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"last_offset\":%" PRIu64
+			      ",\"lag\":%" PRIu64 ",\"in_flight\":%zu,\"pending_retries\":%zu"
+			      ",\"delivered\":%" PRIu64 ",\"failed_attempts\":%" PRIu64
+			      ",\"dead_lettered\":%" PRIu64 "}",
+			      s->lease.floor, s->lease.next, s->topic_last, l, s->ncalls, pend,
+			      s->delivered, s->failed_attempts, s->dead_lettered);
+	}
+	hd_buf_printf(b, "],\"topics_count\":%zu,\"topics_truncated\":%s,\"topics_skipped\":%" PRIu64
+			 ",\"skipped_topics\":[",
+		      c.n, c.n > TOPICS_SHOWN ? "true" : "false", p->skipped);
+	for (size_t i = 0; i < p->nskipped_names; i++) {
+		hd_buf_printf(b, "%s\"", i ? "," : "");
+		hd_buf_json_escape(b, p->skipped_names[i], strlen(p->skipped_names[i]));
+		hd_buf_putc(b, '"');
+	}
+	hd_buf_printf(b,
+		      "],\"lag\":%" PRIu64 ",\"in_flight\":%zu,\"pending_retries\":%zu"
+		      ",\"consecutive_failures\":%" PRIu32 ",\"delivered\":%" PRIu64
+		      ",\"failed_attempts\":%" PRIu64 ",\"dead_lettered\":%" PRIu64,
+		      lag, inflight, pending, p->streak, delivered, failed, dead);
+	time_json(b, "last_success", last_success);
+	if (last_fail) {
+		char t[40];
+		hd_format_rfc3339(last_fail->last_failure_ms, t, sizeof(t));
+		hd_buf_printf(b, ",\"last_failure\":{\"time\":\"%s\",\"topic\":\"", t);
+		hd_buf_json_escape(b, last_fail->cfg.topic, strlen(last_fail->cfg.topic));
+		hd_buf_printf(b, "\",\"status\":%d,\"error\":\"", last_fail->last_status);
+		hd_buf_json_escape(b, last_fail->last_error, strlen(last_fail->last_error));
+		hd_buf_puts(b, "\"}");
+	} else {
+		hd_buf_puts(b, ",\"last_failure\":null");
+	}
+	free(c.a);
+}
+
+static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret)
+{
+	size_t pending = pending_of(s);
 	hd_buf_printf(b, "{\"id\":\"%s\",", s->id);
 	hd_sub_config_json(b, &s->cfg);
 	hd_buf_printf(b, ",\"state\":\"%s\",\"reason\":", state_names[s->state]);
@@ -957,6 +1428,10 @@ static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret)
 		hd_buf_puts(b, "null");
 	}
 	time_json(b, "created", s->created_ms);
+	if (s->pattern) {
+		pattern_json(b, s);
+		goto tail;
+	}
 	hd_buf_printf(b,
 		      ",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"last_offset\":%" PRIu64
 		      ",\"lag\":%" PRIu64 ",\"in_flight\":%zu,\"pending_retries\":%zu"
@@ -976,6 +1451,7 @@ static void sub_json(struct hd_buf *b, const struct sub *s, const char *secret)
 	} else {
 		hd_buf_puts(b, ",\"last_failure\":null");
 	}
+tail:
 	hd_buf_printf(b, ",\"signing_secrets\":%zu", s->nsecrets);
 	if (secret)
 		hd_buf_printf(b, ",\"secret\":\"%s\"", secret);
@@ -1039,9 +1515,65 @@ struct seek {
 	struct secret secret;
 	/* replay: */
 	char id[HD_SUB_ID_LEN + 1];
+	/* a pattern's child (a reference): its start time, or a replay of
+	 * every child (multi) */
+	struct sub *kid;
+	struct multi *m;
+};
+
+/* A replay by time of every child of a pattern subscription: one seek per
+ * child; answered when the last is done. */
+struct multi {
+	struct sub *p;                /* a reference */
+	struct hd_webhook_reply *r;
+	size_t left;
+	int err;
 };
 
 static void seek_found(struct seek *k, uint64_t first);
+
+static void multi_end(struct multi *m, int err)
+{
+	struct sub *p = m->p;
+	if (err && !m->err)
+		m->err = err;
+	if (--m->left > 0)
+		return;
+	if (m->err) {
+		reply_err(m->r, m->err, "a topic could not be read");
+	} else if (p->deleted) {
+		reply_err(m->r, HD_ENOTFOUND, "no such subscription");
+	} else {
+		sub_json(&m->r->body, p, NULL);
+		reply(m->r, 200);
+	}
+	p->refs--;
+	free(m);
+	sub_release(p);
+}
+
+/* Ends a seek that failed: a request is answered; a child's start seek
+ * delivers from its current position (at least once, never a loss). */
+static void seek_fail(struct seek *k, int err, const char *msg)
+{
+	if (k->kid) {
+		struct sub *s = k->kid;
+		if (k->m)
+			multi_end(k->m, err);
+		else if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("webhook_start_seek_failed sub=%s topic=%s err=%d", s->id,
+				    s->cfg.topic, err);
+		s->seeking = false;
+		s->refs--;
+		if (s->deleted)
+			sub_release(s);
+		else
+			sub_activate(s);
+	} else {
+		reply_err(k->r, err, "%s", msg);
+	}
+	free(k);
+}
 
 static void seek_step(struct seek *k);
 
@@ -1050,9 +1582,9 @@ static void seek_read_done(struct hd_read *r)
 	struct seek *k = r->arg;
 	uint64_t mid = r->after + 1;
 	if (r->err) {
-		reply_err(k->r, r->err, "the topic could not be read");
+		int err = r->err;
 		hd_read_fini(r);
-		free(k);
+		seek_fail(k, err, "the topic could not be read");
 		return;
 	}
 	if (r->n == 0 || r->events[0].time_ms >= k->start.time_ms)
@@ -1067,8 +1599,7 @@ static void seek_step(struct seek *k)
 {
 	if (k->lo >= k->hi || k->w->stopping) {
 		if (k->w->stopping) {
-			reply_err(k->r, HD_EUNAVAIL, "herald is stopping");
-			free(k);
+			seek_fail(k, HD_EUNAVAIL, "herald is stopping");
 			return;
 		}
 		seek_found(k, k->lo);
@@ -1081,10 +1612,8 @@ static void seek_step(struct seek *k)
 	k->rd.done = seek_read_done;
 	k->rd.arg = k;
 	int rc = hd_hub_read(k->w->hub, &k->rd);
-	if (rc) {
-		reply_err(k->r, rc, "the topic could not be read");
-		free(k);
-	}
+	if (rc)
+		seek_fail(k, rc, "the topic could not be read");
 }
 
 static void seek_info_done(struct hd_topic_op *op)
@@ -1095,13 +1624,11 @@ static void seek_info_done(struct hd_topic_op *op)
 	uint64_t first = op->err == 0 && op->n == 1 ? op->topics[0].first : last + 1;
 	hd_topic_op_fini(op);
 	if (err) {
-		reply_err(k->r, err, "the topic could not be read");
-		free(k);
+		seek_fail(k, err, "the topic could not be read");
 		return;
 	}
 	if (k->w->stopping) {
-		reply_err(k->r, HD_EUNAVAIL, "herald is stopping");
-		free(k);
+		seek_fail(k, HD_EUNAVAIL, "herald is stopping");
 		return;
 	}
 	k->last = last;
@@ -1130,10 +1657,24 @@ static void seek_begin(struct seek *k)
 	k->op.done = seek_info_done;
 	k->op.arg = k;
 	int rc = hd_hub_topic_op(k->w->hub, &k->op);
-	if (rc) {
-		reply_err(k->r, rc, "the topic could not be read");
-		free(k);
-	}
+	if (rc)
+		seek_fail(k, rc, "the topic could not be read");
+}
+
+/* Finds where child s starts (the first event at or after time_ms) and
+ * moves it there; s waits meanwhile (seeking). m: part of a replay. */
+static void kid_seek(struct sub *s, int64_t time_ms, struct multi *m)
+{
+	struct seek *k = hd_calloc(1, sizeof(*k));
+	k->w = s->w;
+	k->kid = s;
+	k->m = m;
+	k->start.kind = HD_SUB_START_TIME;
+	k->start.time_ms = time_ms;
+	snprintf(k->topic, sizeof(k->topic), "%s", s->cfg.topic);
+	s->seeking = true;
+	s->refs++;
+	seek_begin(k);
 }
 
 /* Moves s to deliver from offset `first` on. */
@@ -1152,7 +1693,21 @@ static void seek_found(struct seek *k, uint64_t first)
 	struct hd_webhooks *w = k->w;
 	struct hd_webhook_reply *r = k->r;
 	if (w->stopping) {
-		reply_err(r, HD_EUNAVAIL, "herald is stopping");
+		seek_fail(k, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (k->kid) {
+		struct sub *s = k->kid;
+		s->seeking = false;
+		if (!s->deleted) {
+			sub_reposition(s, first);
+			hd_log_info("webhook_seek sub=%s topic=%s from=%" PRIu64, s->id, s->cfg.topic,
+				    first);
+		}
+		if (k->m)
+			multi_end(k->m, 0);
+		s->refs--;
+		sub_release(s);
 		goto out;
 	}
 	if (k->create) {
@@ -1202,6 +1757,49 @@ out:
 	free(k);
 }
 
+/* A pattern subscription needs no seek: each child finds its own start
+ * when the topic list (or the first event of a new topic) makes it. */
+static void create_pattern(struct hd_webhooks *w, const struct hd_sub_config *c,
+			   const struct hd_sub_start *start, const char *secret,
+			   struct hd_webhook_reply *r)
+{
+	struct hd_error err = {0};
+	struct secret sec;
+	char id[HD_SUB_ID_LEN + 1];
+	struct sub *s = NULL;
+	if (make_secret(secret, &sec, &err)) {
+		reply_err(r, HD_EINVAL, "'secret': %s", err.msg);
+		return;
+	}
+	for (int tries = 0; tries < 4 && !s; tries++) {
+		if (random_id(id, sizeof(id)))
+			break;
+		if (hd_map_get(&w->subs, id))
+			continue;
+		s = sub_new(w, id, c, 0);
+		if (!s) {
+			reply_err(r, HD_ELIMIT, "at most %" PRIu32 " webhook subscriptions",
+				  w->opts.max_subscriptions);
+			goto out;
+		}
+	}
+	if (!s) {
+		reply_err(r, HD_EINTERNAL, "no id could be made");
+		goto out;
+	}
+	s->secrets[0] = sec;
+	s->nsecrets = 1;
+	s->fresh = true;
+	s->start = *start;
+	sub_json(&r->body, s, s->secrets[0].text);
+	hd_log_info("webhook_created sub=%s pattern=%s url_len=%zu", s->id, s->cfg.topic,
+		    strlen(s->cfg.url));
+	issue_put(s, r, 201);
+	sub_activate(s);
+out:
+	memset(&sec, 0, sizeof(sec));
+}
+
 void hd_webhooks_create(struct hd_webhooks *w, const struct hd_sub_config *c,
 			const struct hd_sub_start *start, const char *secret,
 			struct hd_webhook_reply *r)
@@ -1214,6 +1812,10 @@ void hd_webhooks_create(struct hd_webhooks *w, const struct hd_sub_config *c,
 	if (w->subs.count >= w->opts.max_subscriptions) {
 		reply_err(r, HD_ELIMIT, "at most %" PRIu32 " webhook subscriptions",
 			  w->opts.max_subscriptions);
+		return;
+	}
+	if (hd_topic_pattern_is(c->topic)) {
+		create_pattern(w, c, start, secret, r);
 		return;
 	}
 	struct seek *k = hd_calloc(1, sizeof(*k));
@@ -1245,12 +1847,72 @@ static struct sub *writable_sub(struct hd_webhooks *w, const char *id, struct hd
 	return s;
 }
 
-void hd_webhooks_replay(struct hd_webhooks *w, const char *id, bool by_time, uint64_t from,
-			int64_t time_ms, struct hd_webhook_reply *r)
+struct multi_ctx {
+	struct multi *m;
+	int64_t time_ms;
+};
+
+static void replay_kid(const char *key, void *value, void *arg)
+{
+	struct multi_ctx *c = arg;
+	(void)key;
+	c->m->left++;
+	kid_seek(value, c->time_ms, c->m);
+}
+
+void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic, bool by_time,
+			uint64_t from, int64_t time_ms, struct hd_webhook_reply *r)
 {
 	struct sub *s = writable_sub(w, id, r);
 	if (!s)
 		return;
+	if (topic && !s->pattern && strcmp(topic, s->cfg.topic) != 0) {
+		reply_err(r, HD_EINVAL, "'topic' must be the subscription's topic");
+		return;
+	}
+	if (s->pattern && topic) {
+		struct sub *p = s;
+		s = hd_map_get(&p->kids, topic);
+		if (!s) {
+			reply_err(r, HD_ENOTFOUND, "the subscription delivers no topic '%.200s'", topic);
+			return;
+		}
+		if (!by_time) {
+			sub_reposition(s, from);
+			hd_log_info("webhook_replay sub=%s topic=%s from=%" PRIu64, s->id, topic, from);
+			sub_json(&r->body, p, NULL);
+			reply(r, 200);
+			return;
+		}
+		struct multi *m = hd_calloc(1, sizeof(*m));
+		m->p = p;
+		m->r = r;
+		m->left = 1;
+		p->refs++;
+		kid_seek(s, time_ms, m);
+		return;
+	}
+	if (s->pattern) {
+		if (!by_time) {
+			reply_err(r, HD_EINVAL,
+				  "offsets are per topic: replay a pattern subscription from an "
+				  "RFC 3339 time, or give topic=<name> with from=<offset>");
+			return;
+		}
+		/* One seek per child; `left` starts at 1 so that seeks answered
+		 * at once cannot end the replay before every one is started. */
+		struct multi *m = hd_calloc(1, sizeof(*m));
+		m->p = s;
+		m->r = r;
+		m->left = 1;
+		s->refs++;
+		struct multi_ctx c = {.m = m, .time_ms = time_ms};
+		hd_map_each(&s->kids, replay_kid, &c);
+		hd_log_info("webhook_replay sub=%s pattern=%s from_time=%" PRId64 " topics=%zu", s->id,
+			    s->cfg.topic, time_ms, s->kids.count);
+		multi_end(m, 0);
+		return;
+	}
 	if (!by_time) {
 		sub_reposition(s, from);
 		hd_log_info("webhook_replay sub=%s topic=%s from=%" PRIu64, s->id, s->cfg.topic,
@@ -1283,7 +1945,8 @@ static void collect_sub(const char *key, void *value, void *arg)
 	struct list_ctx *l = arg;
 	const struct sub *s = value;
 	(void)key;
-	if (!l->topic || strcmp(l->topic, s->cfg.topic) == 0)
+	if (!l->topic || strcmp(l->topic, s->cfg.topic) == 0 ||
+	    (s->pattern && hd_topic_pattern_match(s->cfg.topic, l->topic)))
 		l->subs[l->n++] = s;
 }
 
@@ -1401,40 +2064,26 @@ struct del {
 static void del_done(struct hd_record_op *op)
 {
 	struct del *d = op->arg;
-	if (op->err && op->err != HD_ENOTFOUND)
+	if (!d->r) {
+		if (op->err && op->err != HD_ENOTFOUND)
+			hd_log_error("webhook_delete_failed key=%s err=%d", op->rec.key, op->err);
+	} else if (op->err && op->err != HD_ENOTFOUND) {
 		reply_err(d->r, op->err, "the subscription could not be deleted");
-	else
+	} else {
 		reply(d->r, 204);
+	}
 	free(d);
 }
 
-void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)
+/* Deletes the record kind/key; r (or NULL) is answered when it is gone. */
+static void delete_record(struct hd_webhooks *w, const char *kind, const char *key,
+			  struct hd_webhook_reply *r)
 {
-	struct sub *s = writable_sub(w, id, r);
-	if (!s)
-		return;
-	hd_map_del(&w->subs, s->id);
-	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
-	s->deleted = true;
-	if (s->global_wait) {
-		s->global_wait = false;
-		w->global_waiters--;
-	}
-	cancel_calls(s, false);
-	if (s->watching)
-		hd_hub_unwatch(w->hub, &s->watch);
-	s->watching = false;
-	s->znext = w->zombies;
-	w->zombies = s;
-	uv_timer_stop(&s->timer);
-	uv_close((uv_handle_t *)&s->timer, timer_closed);
-	hd_log_info("webhook_deleted sub=%s topic=%s", s->id, s->cfg.topic);
-
 	struct del *d = hd_calloc(1, sizeof(*d));
 	d->r = r;
 	d->op.kind = HD_RECORD_DELETE;
-	snprintf(d->op.rec.kind, sizeof(d->op.rec.kind), "%s", HD_WEBHOOK_RECORD_KIND);
-	snprintf(d->op.rec.key, sizeof(d->op.rec.key), "%s", id);
+	snprintf(d->op.rec.kind, sizeof(d->op.rec.kind), "%s", kind);
+	snprintf(d->op.rec.key, sizeof(d->op.rec.key), "%s", key);
 	d->op.done = del_done;
 	d->op.arg = d;
 	int rc = hd_hub_record_op(w->hub, &d->op);
@@ -1444,12 +2093,114 @@ void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook
 	}
 }
 
+/* Stops s for good and puts it on the zombies until nothing points at it. */
+static void sub_kill(struct sub *s)
+{
+	struct hd_webhooks *w = s->w;
+	s->deleted = true;
+	if (s->global_wait) {
+		s->global_wait = false;
+		w->global_waiters--;
+	}
+	if (s->sub_wait) {
+		s->sub_wait = false;
+		s->parent->kid_waiters--;
+	}
+	cancel_calls(s, false);
+	if (s->watching)
+		hd_hub_unwatch(w->hub, &s->watch);
+	s->watching = false;
+	s->znext = w->zombies;
+	w->zombies = s;
+	uv_timer_stop(&s->timer);
+	uv_close((uv_handle_t *)&s->timer, timer_closed);
+}
+
+static void kill_kid(const char *key, void *value, void *arg)
+{
+	struct sub *s = value;
+	(void)key;
+	(void)arg;
+	sub_kill(s);
+	delete_record(s->w, HD_WEBHOOK_TOPIC_RECORD_KIND, s->key, NULL);
+}
+
+void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)
+{
+	struct sub *s = writable_sub(w, id, r);
+	if (!s)
+		return;
+	hd_map_del(&w->subs, s->id);
+	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
+	sub_kill(s);
+	if (s->pattern) {
+		/* The children go first (each releases the parent when freed);
+		 * the map is emptied so that freeing the parent frees none. */
+		hd_map_each(&s->kids, kill_kid, NULL);
+		hd_map_fini(&s->kids);
+		hd_map_init(&s->kids, 1);
+	}
+	hd_log_info("webhook_deleted sub=%s topic=%s", s->id, s->cfg.topic);
+	delete_record(w, HD_WEBHOOK_RECORD_KIND, s->id, r);
+}
+
 /* ---- load ------------------------------------------------------------- */
 
 static int64_t num_member(json_t *o, const char *name)
 {
 	json_t *v = json_object_get(o, name);
 	return json_is_integer(v) ? json_integer_value(v) : 0;
+}
+
+/* The position and the counters of a record (a subscription's or a
+ * pattern child's). */
+static void restore_position(struct sub *s, json_t *o, uint64_t floor)
+{
+	const char *acked = json_string_value(json_object_get(o, "acked"));
+	if (acked && hd_lease_restore(&s->lease, floor, acked) != 0)
+		hd_log_warn("webhook_acked_ignored sub=%s", s->key);
+	snprintf(s->epoch, sizeof(s->epoch), "%s",
+		 json_string_value(json_object_get(o, "epoch")) ?: "");
+	snprintf(s->last_error, sizeof(s->last_error), "%s",
+		 json_string_value(json_object_get(o, "last_error")) ?: "");
+	s->delivered = (uint64_t)num_member(o, "delivered");
+	s->failed_attempts = (uint64_t)num_member(o, "failed");
+	s->dead_lettered = (uint64_t)num_member(o, "dead_lettered");
+	s->last_success_ms = num_member(o, "last_success");
+	s->last_failure_ms = num_member(o, "last_failure");
+	s->last_status = (int)num_member(o, "last_status");
+}
+
+/* A pattern child's record "<id>/<topic>": attached to its parent; one
+ * whose parent is gone is deleted. */
+static void load_kid(struct hd_webhooks *w, const struct hd_record *rec)
+{
+	char id[HD_SUB_ID_LEN + 1];
+	const char *slash = strchr(rec->key, '/');
+	json_t *o = json_loads(rec->value, 0, NULL);
+	struct sub *p = NULL;
+	if (slash && (size_t)(slash - rec->key) == HD_SUB_ID_LEN) {
+		memcpy(id, rec->key, HD_SUB_ID_LEN);
+		id[HD_SUB_ID_LEN] = '\0';
+		p = hd_map_get(&w->subs, id);
+	}
+	if (!p || !p->pattern) {
+		hd_log_warn("webhook_topic_record_orphan key=%s (deleted)", rec->key);
+		delete_record(w, HD_WEBHOOK_TOPIC_RECORD_KIND, rec->key, NULL);
+		goto out;
+	}
+	if (!json_is_object(o)) {
+		hd_log_error("webhook_record_ignored sub=%s reason=\"not JSON\"", rec->key);
+		goto out;
+	}
+	uint64_t floor = (uint64_t)num_member(o, "floor");
+	struct sub *s = kid_add(p, slash + 1, floor);
+	if (!s)
+		goto out;
+	restore_position(s, o, floor);
+	s->created_ms = num_member(o, "created");
+out:
+	json_decref(o);
 }
 
 static void load_one(struct hd_webhooks *w, const struct hd_record *rec)
@@ -1474,26 +2225,14 @@ static void load_one(struct hd_webhooks *w, const struct hd_record *rec)
 			     rec->key);
 		goto out;
 	}
-	const char *acked = json_string_value(json_object_get(o, "acked"));
-	if (acked && hd_lease_restore(&s->lease, floor, acked) != 0)
-		hd_log_warn("webhook_acked_ignored sub=%s", s->id);
+	restore_position(s, o, floor);
 	s->created_ms = num_member(o, "created");
 	s->state = state && strcmp(state, "paused") == 0     ? PAUSED
 		   : state && strcmp(state, "disabled") == 0 ? DISABLED
 							     : ACTIVE;
 	snprintf(s->reason, sizeof(s->reason), "%s",
 		 json_string_value(json_object_get(o, "reason")) ?: "");
-	snprintf(s->epoch, sizeof(s->epoch), "%s",
-		 json_string_value(json_object_get(o, "epoch")) ?: "");
-	snprintf(s->last_error, sizeof(s->last_error), "%s",
-		 json_string_value(json_object_get(o, "last_error")) ?: "");
 	s->streak = (uint32_t)num_member(o, "streak");
-	s->delivered = (uint64_t)num_member(o, "delivered");
-	s->failed_attempts = (uint64_t)num_member(o, "failed");
-	s->dead_lettered = (uint64_t)num_member(o, "dead_lettered");
-	s->last_success_ms = num_member(o, "last_success");
-	s->last_failure_ms = num_member(o, "last_failure");
-	s->last_status = (int)num_member(o, "last_status");
 	json_array_foreach(secrets, i, v)
 	{
 		struct secret sec;
@@ -1514,6 +2253,46 @@ out:
 	json_decref(o);
 }
 
+static void load_kids_page(struct hd_webhooks *w);
+static void load_end(struct hd_webhooks *w);
+
+static void load_kids_done(struct hd_record_op *op)
+{
+	struct hd_webhooks *w = op->arg;
+	bool more = false;
+	if (op->err)
+		hd_log_error("webhooks_load_failed kind=%s err=%d", HD_WEBHOOK_TOPIC_RECORD_KIND,
+			     op->err);
+	for (size_t i = 0; i < op->n && !w->stopping; i++) {
+		load_kid(w, &op->recs[i]);
+		snprintf(w->load_after, sizeof(w->load_after), "%s", op->recs[i].key);
+	}
+	more = !op->err && op->n >= LIST_PAGE && !w->stopping;
+	hd_record_op_fini(op);
+	if (more)
+		load_kids_page(w);
+	else
+		load_end(w);
+}
+
+/* The children of the pattern subscriptions, LIST_PAGE records a time. */
+static void load_kids_page(struct hd_webhooks *w)
+{
+	memset(&w->load_kids, 0, sizeof(w->load_kids));
+	w->load_kids.kind = HD_RECORD_LIST;
+	snprintf(w->load_kids.rec.kind, sizeof(w->load_kids.rec.kind), "%s",
+		 HD_WEBHOOK_TOPIC_RECORD_KIND);
+	w->load_kids.after = w->load_after;
+	w->load_kids.limit = LIST_PAGE;
+	w->load_kids.done = load_kids_done;
+	w->load_kids.arg = w;
+	int rc = hd_hub_record_op(w->hub, &w->load_kids);
+	if (rc) {
+		w->load_kids.err = rc;
+		load_kids_done(&w->load_kids);
+	}
+}
+
 static void load_done(struct hd_record_op *op)
 {
 	struct hd_webhooks *w = op->arg;
@@ -1522,6 +2301,12 @@ static void load_done(struct hd_record_op *op)
 	for (size_t i = 0; i < op->n && !w->stopping; i++)
 		load_one(w, &op->recs[i]);
 	hd_record_op_fini(op);
+	w->load_after[0] = '\0';
+	load_kids_page(w);
+}
+
+static void load_end(struct hd_webhooks *w)
+{
 	w->loaded = true;
 	if (w->subs.count)
 		hd_log_info("webhooks_loaded subscriptions=%zu", w->subs.count);
@@ -1561,6 +2346,8 @@ struct hd_webhooks *hd_webhooks_new(uv_loop_t *loop, struct hd_hub *hub,
 	w->opts = *o;
 	if (w->opts.time_scale <= 0)
 		w->opts.time_scale = 1;
+	if (w->opts.pattern_topics_max == 0)
+		w->opts.pattern_topics_max = 1000;
 	if (w->opts.max_subscriptions == 0 || w->opts.max_subscriptions > HD_WEBHOOK_SUBS_MAX)
 		w->opts.max_subscriptions = HD_WEBHOOK_SUBS_MAX;
 	w->http = hd_http_client_new(loop, &w->opts.http, err);
@@ -1578,7 +2365,8 @@ static void stop_sub(const char *key, void *value, void *arg)
 {
 	struct sub *s = value;
 	(void)key;
-	(void)arg;
+	if (s->pattern)
+		hd_map_each(&s->kids, stop_sub, arg);
 	cancel_calls(s, true);
 	if (s->global_wait) {
 		s->global_wait = false;

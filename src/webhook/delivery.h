@@ -27,6 +27,19 @@
  * stopped is repeated, with the same webhook-id, and attempt counts start
  * again from 1. In memory only: the attempts log (webhook/attempts.h).
  *
+ * Topic patterns ("orders.*", hub/topic_pattern.h): the subscription is a
+ * parent that delivers nothing itself; it watches the prefix
+ * (hd_hub_watch_prefix), lists the matching topics (paged) and gives each
+ * one a child: the same config and id, the topic's own position, window,
+ * epoch and durable record (kind HD_WEBHOOK_TOPIC_RECORD_KIND, key
+ * "<id>/<topic>"). Topics listed at creation start per `start`; a topic
+ * seen first by the watch (made later) at offset 1. The parent holds the
+ * secrets, the state, the failure streak and the attempts log; unordered,
+ * its concurrency caps all its children together. At most
+ * opts.pattern_topics_max children; further topics are skipped (counted
+ * in a metric, named in the JSON). A full list (at creation, at load)
+ * drops the children whose topic is gone.
+ *
  * Limits: opts.max_subscriptions subscriptions; HD_WEBHOOK_WINDOW un-acked
  * events per subscription; the HTTP client's max_inflight deliveries in
  * all; one hub read per subscription at a time.
@@ -44,6 +57,8 @@
 #include <uv.h>
 
 #define HD_WEBHOOK_RECORD_KIND "webhook"
+/* A pattern subscription's per-topic record, key "<id>/<topic>". */
+#define HD_WEBHOOK_TOPIC_RECORD_KIND "webhook_topic"
 #define HD_WEBHOOK_WINDOW 1000
 #define HD_WEBHOOK_SUBS_MAX 100000
 /* The dead-letter topic of topic T is T + this suffix (as for pull groups). */
@@ -53,6 +68,7 @@
 struct hd_webhook_opts {
 	double time_scale;              /* multiplies retry delays; > 0 */
 	uint32_t max_subscriptions;     /* 1 .. HD_WEBHOOK_SUBS_MAX */
+	uint32_t pattern_topics_max;    /* topics of one pattern subscription (0 = 1000) */
 	int64_t rotation_grace_ms;      /* the previous secret signs this long after a rotation */
 	struct hd_http_client_opts http; /* http.allow_private also governs create */
 };
@@ -85,8 +101,9 @@ bool hd_webhooks_loaded(const struct hd_webhooks *w);
 /* Whether create lets a url name a private or loopback address. */
 bool hd_webhooks_allow_private(const struct hd_webhooks *w);
 
-/* The topic of subscription id (borrowed, valid until the loop runs
- * again), or NULL when there is none: for the caller's access check. */
+/* The topic (or topic pattern) of subscription id (borrowed, valid until
+ * the loop runs again), or NULL when there is none: for the caller's
+ * access check. */
 const char *hd_webhooks_topic(const struct hd_webhooks *w, const char *id);
 
 /* Creates a subscription (secret "" = generate one); replies 201 with it
@@ -110,9 +127,13 @@ int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct 
 int hd_webhooks_attempts(struct hd_webhooks *w, const char *id, size_t limit, struct hd_buf *out);
 /* Moves the position so that delivery goes on from offset `from` (by_time:
  * the first event stored at or after time_ms); attempts in flight are
- * abandoned; events are re-sent with their webhook-id. Replies 200. */
-void hd_webhooks_replay(struct hd_webhooks *w, const char *id, bool by_time, uint64_t from,
-			int64_t time_ms, struct hd_webhook_reply *r);
+ * abandoned; events are re-sent with their webhook-id. Replies 200. topic
+ * (or NULL) names one topic: of a pattern subscription, only that topic
+ * moves (HD_ENOTFOUND when it has no such topic); an exact subscription's
+ * topic must be it (else HD_EINVAL). A pattern subscription without topic
+ * accepts only by_time (else HD_EINVAL), and moves every topic. */
+void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic, bool by_time,
+			uint64_t from, int64_t time_ms, struct hd_webhook_reply *r);
 /* Rotates the secret (secret "" = generate one): the new one signs first,
  * the previous one too for rotation_grace_ms. Replies 200 with the new
  * secret once durable. */

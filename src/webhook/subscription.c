@@ -3,6 +3,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "hub/topic_name.h"
+#include "hub/topic_pattern.h"
 #include "net/http_client.h"
 #include "webhook/signature.h"
 
@@ -245,9 +246,12 @@ static int parse_config(const json_t *o, bool allow_private, struct hd_sub_confi
 		return hd_error_set(err, HD_EINVAL, "'topic' is required: the name of a topic");
 	const char *t = json_string_value(topic);
 	size_t tlen = json_string_length(topic);
-	if (tlen > 0 && (t[tlen - 1] == '*'))
-		return hd_error_set(err, HD_EINVAL, "topic patterns are not supported yet");
-	if ((rc = hd_topic_name_check(t, tlen, err)))
+	if (strlen(t) != tlen)
+		return hd_error_set(err, HD_EINVAL, "'topic' must not contain NUL");
+	if (hd_topic_pattern_is(t)) {
+		if ((rc = hd_topic_pattern_check(t, err)))
+			return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
+	} else if ((rc = hd_topic_name_check(t, tlen, err)))
 		return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
 	if (tlen + 4 > HD_TOPIC_NAME_MAX)
 		return hd_error_set(err, HD_EINVAL,

@@ -6,7 +6,9 @@
  * edge and webhook/delivery.c call it on the loop thread.
  *
  * The body (docs/api.md "Webhook subscriptions"):
- *   topic           a topic name (exact; patterns are refused for now)
+ *   topic           a topic name, or a topic pattern (hub/topic_pattern.h:
+ *                   "orders.*"): then every matching topic, existing or
+ *                   created later, is delivered on its own (delivery.h)
  *   url             http:// or https://, at most HD_SUB_URL_MAX bytes; a
  *                   host that is a literal loopback/private address is
  *                   refused unless allow_private (names are checked when

@@ -15,7 +15,9 @@
 //                  {"status": 410, "times": 1}], "fail_rate": 0.3, "delay_ms": 0,
 //                  "seed": 1}
 //                  rules are used in order, each for `times` requests (-1 =
-//                  for ever); without a rule: 200 after delay_ms, or 500 with
+//                  for ever); a rule with "topic": T applies only to
+//                  deliveries of topic T (the herald-topic header), the
+//                  others skip it; without a rule: 200 after delay_ms, or 500 with
 //                  probability fail_rate.
 //   GET  /_log     {"deliveries": [...], "max_concurrent": N, "invalid": N}
 //   POST /_reset   forgets the log and the concurrency maximum
@@ -43,16 +45,22 @@ function random() {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
 
-function nextRule() {
-  while (plan.rules.length > 0) {
-    const r = plan.rules[0];
+function nextRule(topic) {
+  // The first rule for this topic (a rule with a `topic` applies only to
+  // deliveries whose herald-topic header is that topic).
+  for (let i = 0; i < plan.rules.length; ) {
+    const r = plan.rules[i];
+    if (r.topic !== undefined && r.topic !== topic) {
+      i++;
+      continue;
+    }
     if (r.times === undefined || r.times === -1) return r;
     if (r.times > 0) {
       r.times--;
-      if (r.times === 0) plan.rules.shift();
+      if (r.times === 0) plan.rules.splice(i, 1);
       return r;
     }
-    plan.rules.shift();
+    plan.rules.splice(i, 1);
   }
   if (plan.fail_rate && random() < plan.fail_rate) return { status: 500 };
   return { status: 200, delay_ms: plan.delay_ms || 0 };
@@ -109,7 +117,7 @@ function delivery(req, res, body) {
   } catch (e) {
     rec.parse_error = String(e && e.message ? e.message : e);
   }
-  const rule = rec.valid ? nextRule() : { status: 400 };
+  const rule = rec.valid ? nextRule(rec.topic) : { status: 400 };
   if (!rec.valid) invalid++;
   rec.status = rule.status || 200;
   log.push(rec);

@@ -86,6 +86,11 @@ static void test_every_member(void **state)
 			       &c, &st, secret, &err),
 			 0);
 	assert_int_equal(st.kind, HD_SUB_START_OLDEST);
+	/* A topic pattern is a topic. */
+	assert_int_equal(parse("{\"topic\":\"orders.*\",\"url\":\"http://a/\"}", false, &c, &st,
+			       secret, &err),
+			 0);
+	assert_string_equal(c.topic, "orders.*");
 }
 
 static void refused(const char *body, const char *msg)
@@ -105,8 +110,9 @@ static void test_refusals(void **state)
 	refused("[]", "JSON object");
 	refused("{\"topic\":\"t\",\"url\":\"http://a/\",\"topic\":\"u\"}", "JSON object");
 	refused("{\"url\":\"http://a/\"}", "'topic' is required");
-	refused("{\"topic\":\"orders.*\",\"url\":\"http://a/\"}", "not supported yet");
-	refused("{\"topic\":\"orders*\",\"url\":\"http://a/\"}", "not supported yet");
+	refused("{\"topic\":\"*\",\"url\":\"http://a/\"}", "alone is refused");
+	refused("{\"topic\":\"or*ders*\",\"url\":\"http://a/\"}", "only one trailing '*'");
+	refused("{\"topic\":\"or ders*\",\"url\":\"http://a/\"}", "prefix");
 	refused("{\"topic\":\"a b\",\"url\":\"http://a/\"}", "'topic'");
 	refused("{\"topic\":\"t\"}", "'url' is required");
 	refused("{\"topic\":\"t\",\"url\":\"ftp://a/\"}", "http:// or https://");
