@@ -49,6 +49,8 @@
 #define TOPICS_SHOWN 100        /* topics of a pattern subscription in its JSON */
 #define SKIPPED_SHOWN 10        /* skipped topics named in its JSON */
 #define SKIPPED_SET_MAX 10000   /* skipped topics remembered (counted once) */
+#define FLUSH_MS 10             /* a changed record is written this much later */
+#define AHEAD_MAX 64            /* events an ordered subscription reads at once */
 
 enum sub_state { ACTIVE, PAUSED, DISABLED };
 static const char *state_names[] = {"active", "paused", "disabled"};
@@ -109,6 +111,13 @@ struct sub {
 	bool watching;
 	int puts;                     /* record writes in flight */
 	bool dirty;                   /* changed since the last write was issued */
+	bool queued;                  /* on w->flushq (holds a ref) */
+	/* Ordered: the rest of the last read of new events, handed out from
+	 * memory one at a time instead of one hub read per event. */
+	struct hd_read *ahead;        /* owned (its struct rd); NULL = none */
+	size_t ahead_pos;             /* the next event of ahead->events */
+	uint64_t ahead_gen;           /* gen when it was read: stale once gen moves */
+	struct sub *fnext;            /* next on w->flushq */
 	bool deleted;
 	int refs;                     /* requests in flight that point here */
 	long long warn_ms;
@@ -146,6 +155,8 @@ struct hd_webhooks {
 	struct hd_http_client *http;
 	struct hd_map subs;           /* id → struct sub */
 	struct sub *zombies;          /* deleted, waiting for their requests */
+	uv_timer_t flush;             /* writes the records of flushq FLUSH_MS after a change */
+	struct sub *flushq;           /* changed subscriptions waiting for their write */
 	bool loaded, stopping;
 	size_t global_waiters;
 	uint64_t rng;
@@ -276,8 +287,11 @@ static struct sub *sub_new(struct hd_webhooks *w, const char *id, const struct h
 
 static void free_kid(const char *key, void *value, void *arg);
 
+static void drop_ahead(struct sub *s);
+
 static void sub_free(struct sub *s)
 {
+	drop_ahead(s);
 	if (s->pattern) {
 		hd_map_each(&s->kids, free_kid, NULL);
 		hd_map_fini(&s->kids);
@@ -405,8 +419,8 @@ static void put_done(struct hd_record_op *op)
 	free(p);
 	s->puts--;
 	s->refs--;
-	if (s->dirty && s->puts == 0 && !s->deleted && !s->w->stopping)
-		issue_put(s, NULL, 0);
+	if (s->dirty)
+		changed(s);
 	sub_release(s);
 }
 
@@ -434,12 +448,40 @@ static void issue_put(struct sub *s, struct hd_webhook_reply *r, int status)
 	}
 }
 
-/* The subscription's durable state changed: write it (coalesced). */
+static void on_flush(uv_timer_t *t)
+{
+	struct hd_webhooks *w = t->data;
+	struct sub *q = w->flushq;
+	w->flushq = NULL;
+	while (q) {
+		struct sub *s = q;
+		q = s->fnext;
+		s->queued = false;
+		s->refs--;
+		if (s->dirty && s->puts == 0 && !s->deleted && !w->stopping)
+			issue_put(s, NULL, 0);
+		else
+			sub_release(s);
+	}
+}
+
+/* The subscription's durable state changed: write it FLUSH_MS later, so
+ * that the acks of a busy subscription share one write (and one commit)
+ * instead of one each; at most one write in flight per subscription. An
+ * ack not yet written when herald dies means that event is sent again
+ * (at least once); a clean stop writes everything (hd_webhooks_stop). */
 static void changed(struct sub *s)
 {
+	struct hd_webhooks *w = s->w;
 	s->dirty = true;
-	if (s->puts == 0 && !s->deleted && !s->w->stopping)
-		issue_put(s, NULL, 0);
+	if (s->puts > 0 || s->queued || s->deleted || w->stopping)
+		return;
+	s->queued = true;
+	s->refs++;
+	s->fnext = w->flushq;
+	w->flushq = s;
+	if (!uv_is_active((uv_handle_t *)&w->flush))
+		uv_timer_start(&w->flush, on_flush, FLUSH_MS, 0);
 }
 
 /* ---- dead letters ----------------------------------------------------- */
@@ -779,15 +821,18 @@ static void read_due(struct sub *s, struct rd *q)
 		changed(s);
 }
 
-static void read_new(struct sub *s, struct rd *q)
+/* Hands out new events from r->events[from ..] (at most q_room calls) and
+ * returns the index where it stopped (r->n when every event was taken). */
+static size_t read_new(struct sub *s, const struct hd_read *r, size_t from, size_t q_room)
 {
-	struct hd_read *r = &q->r;
 	size_t started = 0, i;
 	bool acked = false;
-	for (i = 0; i < r->n; i++) {
+	for (i = from; i < r->n; i++) {
 		const struct hd_stored_event *ev = &r->events[i];
+		if (ev->offset < s->lease.next)
+			continue; /* handed out already (a read-ahead overlapping) */
 		bool match = hd_sub_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len);
-		if (match && (started >= q->room || !can_run(s)))
+		if (match && (started >= q_room || !can_run(s)))
 			break;
 		if (ev->offset > s->lease.next)
 			hd_lease_skip(&s->lease, ev->offset - 1);
@@ -808,6 +853,17 @@ static void read_new(struct sub *s, struct rd *q)
 	}
 	if (acked)
 		changed(s);
+	return i;
+}
+
+static void drop_ahead(struct sub *s)
+{
+	if (!s->ahead)
+		return;
+	struct rd *q = s->ahead->arg;
+	hd_read_fini(s->ahead);
+	free(q);
+	s->ahead = NULL;
 }
 
 static void read_done(struct hd_read *r)
@@ -845,14 +901,24 @@ static void read_done(struct hd_read *r)
 	if (r->last > s->topic_last)
 		s->topic_last = r->last;
 	s->last_known = true;
-	if (q->grants)
+	if (q->grants) {
 		read_due(s, q);
-	else
-		read_new(s, q);
+	} else {
+		size_t stop = read_new(s, r, 0, q->room);
+		if (s->cfg.ordered && stop < r->n && !s->ahead) {
+			/* Kept: the next events come from here, not a read each. */
+			s->ahead = r;
+			s->ahead_pos = stop;
+			s->ahead_gen = s->gen;
+			q = NULL;
+		}
+	}
 out:
-	free(q->grants);
-	hd_read_fini(r);
-	free(q);
+	if (q) {
+		free(q->grants);
+		hd_read_fini(r);
+		free(q);
+	}
 	if (s->deleted)
 		sub_release(s);
 	else
@@ -937,10 +1003,22 @@ static void pump_once(struct sub *s)
 			free(q);
 			return;
 		}
+		if (s->ahead && (s->ahead_gen != s->gen || s->ahead_pos >= s->ahead->n))
+			drop_ahead(s);
+		if (s->ahead) {
+			free(q);
+			s->ahead_pos = read_new(s, s->ahead, s->ahead_pos, room);
+			if (s->ahead_pos >= s->ahead->n)
+				drop_ahead(s);
+			return;
+		}
 		q->r.after = s->lease.next - 1;
 		/* Read past the room when filtering, so that events the filter
-		 * drops do not cost one read each. */
+		 * drops do not cost one read each; an ordered subscription reads
+		 * ahead and hands the rest out from memory (s->ahead). */
 		size_t want = hd_sub_filter_empty(&s->cfg.filter) ? room : 100;
+		if (s->cfg.ordered && want < AHEAD_MAX)
+			want = AHEAD_MAX;
 		q->r.limit = (uint32_t)(want < wroom ? want : wroom);
 	}
 	s->reading = true;
@@ -2358,6 +2436,8 @@ struct hd_webhooks *hd_webhooks_new(uv_loop_t *loop, struct hd_hub *hub,
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != (ssize_t)sizeof(w->rng) || w->rng == 0)
 		w->rng = (uint64_t)hd_now_ms() | 1;
 	hd_map_init(&w->subs, w->opts.max_subscriptions);
+	uv_timer_init(loop, &w->flush);
+	w->flush.data = w;
 	return w;
 }
 
@@ -2376,6 +2456,7 @@ static void stop_sub(const char *key, void *value, void *arg)
 		hd_hub_unwatch(s->w->hub, &s->watch);
 	s->watching = false;
 	uv_timer_stop(&s->timer);
+	drop_ahead(s);
 	if (!uv_is_closing((uv_handle_t *)&s->timer))
 		uv_close((uv_handle_t *)&s->timer, NULL);
 	/* The last write: the store applies writes in order, so this one
@@ -2389,6 +2470,16 @@ void hd_webhooks_stop(struct hd_webhooks *w)
 	if (w->stopping)
 		return;
 	w->stopping = true;
+	/* Queued writes are issued by stop_sub's last write. */
+	uv_timer_stop(&w->flush);
+	while (w->flushq) {
+		struct sub *s = w->flushq;
+		w->flushq = s->fnext;
+		s->queued = false;
+		s->refs--;
+		sub_release(s);
+	}
+	uv_close((uv_handle_t *)&w->flush, NULL);
 	hd_map_each(&w->subs, stop_sub, NULL);
 	hd_http_client_close(w->http);
 }
