@@ -7,14 +7,17 @@
  * Why in memory: a lookup-and-insert into an SQLite B-tree keyed by the
  * event's id cost the writer more than storing the event itself (about
  * 2.4 µs of the 4.5 µs per batched event); a hash probe costs a few
- * hundred nanoseconds. Durability is the dedup table's (store.h), which is
- * appended to in offset order (cheap) and read back into this index at
- * start.
+ * hundred nanoseconds. Durability is the store's (store.h: the claim in the
+ * event's row, or the dedup table), read back into this index at start.
  *
  * Entries live in a ring in insertion order; an open-addressing index
  * (linear probing, 8 bytes a slot: 32 bits of the key's hash and the ring
  * slot) finds them, so a miss costs one cache line of the index and a hit
- * one more of the ring.
+ * one more of the ring. Neither ever stops the writer for long: the ring
+ * is a table of fixed chunks of HD_DEDUP_CHUNK entries, each allocated when
+ * the ring first reaches it and never moved (memory follows use), and the
+ * index doubles incrementally — the old one is moved into the new a few
+ * slots per add, and looked at too until it is empty.
  * An entry past its expiry is never found; the oldest entries leave the
  * ring when they have expired, or, once the ring holds `max` entries, to
  * make room (an eviction: dedup then reaches back less far than the
@@ -34,12 +37,19 @@ struct hd_dedup_entry {
 	int64_t expires_ms;
 };
 
+#define HD_DEDUP_CHUNK_BITS 16
+#define HD_DEDUP_CHUNK ((size_t)1 << HD_DEDUP_CHUNK_BITS)
+
 struct hd_dedup {
-	struct hd_dedup_entry *ring; /* cap slots, n used from head */
-	size_t cap, head, n, max;
-	uint64_t *index;       /* nindex (a power of two >= 2 cap) slots: 0 = empty,
-				  else (probe hash >> 32) << 32 | (ring slot + 1) */
+	struct hd_dedup_entry **chunks; /* the ring: max slots in chunks of
+					   HD_DEDUP_CHUNK, NULL until used; n used from head */
+	size_t head, n, max;
+	uint64_t *index;       /* nindex (a power of two, at most half full) slots:
+				  0 = empty, else (probe hash >> 32) << 32 | (ring slot + 1) */
 	size_t nindex;
+	uint64_t *old;         /* while growing: the previous index (deleted slots
+				  become tombstones), moved from slot `moved` on */
+	size_t nold, moved;
 	uint64_t added;        /* entries ever added (marks count these) */
 	uint64_t evicted;      /* unexpired entries pushed out by max */
 };

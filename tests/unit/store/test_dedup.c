@@ -90,6 +90,97 @@ static void test_many_keys(void **state)
 	hd_dedup_fini(&d);
 }
 
+/* A model of the ring (live entries, oldest first) to check against. */
+struct model {
+	struct hd_dedup_entry e[4096];
+	size_t n;
+};
+
+static const struct hd_dedup_entry *model_find(const struct model *m, int64_t topic, uint64_t h,
+					       int64_t now)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->e[i].h == h && m->e[i].topic_id == topic && m->e[i].expires_ms > now)
+			return &m->e[i];
+	return NULL;
+}
+
+/* Random adds (with expiries, evictions at max), rollbacks and topic drops
+ * across several index doublings, each step checked against the model,
+ * while the index grows incrementally (look-ups in both tables, deletions
+ * in both). Keys collide in their upper bits so probe runs are long. */
+static void test_random_against_model(void **state)
+{
+	enum { MAX = 3000, STEPS = 25000 };
+	static struct model m;
+	struct hd_dedup d;
+	uint64_t x = 88172645463325252ull;
+	int64_t now = 0;
+	(void)state;
+	hd_dedup_init(&d, MAX);
+	m.n = 0;
+	for (int step = 0; step < STEPS; step++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		int64_t topic = (int64_t)(x % 3) + 1;
+		uint64_t h = (x >> 8) % 5000 | (x & 0xff00000000000000ull);
+		now += (int64_t)(x % 3);
+		int op = (int)(x >> 60);
+		if (op == 0 && step % 7 == 0) {
+			/* Take back the last few adds. */
+			size_t k = (size_t)(x % 5);
+			if (k > m.n)
+				k = m.n;
+			hd_dedup_rollback(&d, hd_dedup_mark(&d) - k);
+			m.n -= k;
+		} else if (op == 1 && step % 97 == 0) {
+			hd_dedup_drop_topic(&d, topic);
+			size_t keep = 0;
+			for (size_t i = 0; i < m.n; i++)
+				if (m.e[i].topic_id != topic)
+					m.e[keep++] = m.e[i];
+			m.n = keep;
+		} else if (!model_find(&m, topic, h, now)) {
+			int64_t exp = now + 1 + (int64_t)(x % 2000);
+			hd_dedup_add(&d, topic, h, (uint64_t)step, exp, now);
+			/* The model: expired oldest leave, then the oldest at max. */
+			size_t drop = 0;
+			while (drop < m.n && m.e[drop].expires_ms <= now)
+				drop++;
+			if (m.n - drop == MAX)
+				drop++;
+			memmove(m.e, m.e + drop, (m.n - drop) * sizeof(m.e[0]));
+			m.n -= drop;
+			m.e[m.n++] = (struct hd_dedup_entry){h, topic, (uint64_t)step, exp};
+		}
+		assert_int_equal(d.n, m.n);
+		/* Often while the index grows, now and then else: every live
+		 * entry is found. */
+		if (d.old ? step % 3 == 0 : step % 200 == 0) {
+			for (size_t i = 0; i < m.n; i++) {
+				const struct hd_dedup_entry *a =
+					hd_dedup_find(&d, m.e[i].topic_id, m.e[i].h, now);
+				if (m.e[i].expires_ms > now) {
+					assert_non_null(a);
+					assert_int_equal(a->offset, model_find(&m, m.e[i].topic_id,
+									      m.e[i].h, now)->offset);
+				}
+			}
+		}
+		/* Probe a few keys, present and absent. */
+		for (int j = 0; j < 4; j++) {
+			uint64_t hh = j < 2 && m.n ? m.e[(x >> (8 * j)) % m.n].h : (x >> (16 * j)) % 5000;
+			for (int64_t t = 1; t <= 3; t++) {
+				const struct hd_dedup_entry *a = hd_dedup_find(&d, t, hh, now);
+				const struct hd_dedup_entry *b = model_find(&m, t, hh, now);
+				assert_true((a == NULL) == (b == NULL));
+				if (a)
+					assert_int_equal(a->offset, b->offset);
+			}
+		}
+	}
+	hd_dedup_fini(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -97,6 +188,7 @@ int main(void)
 		cmocka_unit_test(test_max_evicts_oldest),
 		cmocka_unit_test(test_rollback_and_drop_topic),
 		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_random_against_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
