@@ -142,6 +142,10 @@ struct hd_engine_ops {
 	bool (*ready)(struct hd_engine *e);
 	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */
 	void (*stop)(struct hd_engine *e);
+	/* Stops, then frees once every read or look-up still running on the
+	 * thread pool has finished (their done() runs, later, on the loop;
+	 * calls made from them get HD_EUNAVAIL). The loop must run on until
+	 * then. */
 	void (*free)(struct hd_engine *e);
 };
 

@@ -49,7 +49,21 @@ struct local {
 	uint64_t removals;
 	size_t evict_cursor;
 	bool stopped;
+	/* Reads and look-ups on the thread pool not yet done: local_free
+	 * leaves the freeing to the last of them (freeing), since their
+	 * workers use the store. */
+	size_t works;
+	bool freeing;
 };
+
+static void finish_free(struct local *l);
+
+/* A thread-pool job of l ended (its done() has run). */
+static void work_end(struct local *l)
+{
+	if (--l->works == 0 && l->freeing)
+		finish_free(l);
+}
 
 struct pub_job {
 	struct hd_store_batch batch;
@@ -390,6 +404,7 @@ static void read_done(uv_work_t *w, int status)
 	hd_store_read_fini(&job->sr);
 	free(job);
 	r->done(r);
+	work_end(l);
 }
 
 static int local_read(struct hd_engine *e, struct hd_read *r)
@@ -418,6 +433,7 @@ static int local_read(struct hd_engine *e, struct hd_read *r)
 		free(job);
 		return HD_EINTERNAL;
 	}
+	l->works++;
 	return 0;
 }
 
@@ -444,10 +460,12 @@ static void op_done(uv_work_t *w, int status)
 {
 	struct op_job *job = w->data;
 	struct hd_topic_op *op = job->op;
+	struct local *l = job->l;
 	if (status)
 		op->err = HD_EINTERNAL;
 	free(job);
 	op->done(op);
+	work_end(l);
 }
 
 static int local_topic_op(struct hd_engine *e, struct hd_topic_op *op)
@@ -476,6 +494,7 @@ static int local_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 		free(job);
 		return HD_EINTERNAL;
 	}
+	l->works++;
 	return 0;
 }
 
@@ -492,10 +511,12 @@ static void group_done(uv_work_t *w, int status)
 {
 	struct group_job *job = w->data;
 	struct hd_group_op *op = job->op;
+	struct local *l = job->l;
 	if (status)
 		op->err = HD_EINTERNAL;
 	free(job);
 	op->done(op);
+	work_end(l);
 }
 
 static int local_group_op(struct hd_engine *e, struct hd_group_op *op)
@@ -518,6 +539,7 @@ static int local_group_op(struct hd_engine *e, struct hd_group_op *op)
 			free(job);
 			return HD_EINTERNAL;
 		}
+		l->works++;
 		return 0;
 	}
 	job->batch.op = op->kind == HD_GROUP_PUT ? HD_STORE_GROUP_PUT : HD_STORE_GROUP_DELETE;
@@ -557,10 +579,12 @@ static void record_done(uv_work_t *w, int status)
 {
 	struct record_job *job = w->data;
 	struct hd_record_op *op = job->op;
+	struct local *l = job->l;
 	if (status)
 		op->err = HD_EINTERNAL;
 	free(job);
 	op->done(op);
+	work_end(l);
 }
 
 static int local_record_op(struct hd_engine *e, struct hd_record_op *op)
@@ -587,6 +611,7 @@ static int local_record_op(struct hd_engine *e, struct hd_record_op *op)
 			free(job);
 			return HD_EINTERNAL;
 		}
+		l->works++;
 		return 0;
 	}
 	job->batch.op = op->kind == HD_RECORD_PUT ? HD_STORE_RECORD_PUT : HD_STORE_RECORD_DELETE;
@@ -634,6 +659,15 @@ static void local_free(struct hd_engine *e)
 {
 	struct local *l = (struct local *)e;
 	local_stop(e);
+	if (l->works > 0) {
+		l->freeing = true; /* finished by the last job's work_end */
+		return;
+	}
+	finish_free(l);
+}
+
+static void finish_free(struct local *l)
+{
 	hd_store_free(l->store);
 	hd_map_each(&l->topics, free_topic, NULL);
 	hd_map_fini(&l->topics);
