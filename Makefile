@@ -46,9 +46,11 @@ test-asan: asan
 
 # The threads (store writer, checkpointer, readers on the libuv pool)
 # under ThreadSanitizer: every unit test, and end-to-end tests that publish,
-# read, crash and fan out against a TSan-built server (not the RSS test:
+# read, crash, fan out, consume through groups, cursors and webhooks against a
+# TSan-built server (not the RSS test:
 # TSan's shadow memory makes RSS meaningless).
-TSAN_E2E = test_smoke.py test_publish.py test_read.py test_crash.py test_longpoll.py test_ws.py
+TSAN_E2E = test_smoke.py test_publish.py test_read.py test_crash.py test_longpoll.py test_ws.py \
+	test_groups.py test_cursors.py test_webhooks.py
 test-tsan: tsan
 	@echo "== tests: ThreadSanitizer build =="
 	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure \
