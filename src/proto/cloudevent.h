@@ -56,10 +56,16 @@
 #define HD_CE_BATCH_MAX 10000 /* events in one batch request */
 
 /* One validated event, ready to store. */
+/* Bits of hd_event.borrowed: the field lives inside json's allocation. */
+#define HD_EVENT_BORROW_ID 1u
+#define HD_EVENT_BORROW_SOURCE 2u
+#define HD_EVENT_BORROW_TYPE 4u
+
 struct hd_event {
-	char *id;           /* owned */
-	char *source;       /* owned */
-	char *type;         /* owned */
+	char *id;           /* owned (or inside json's allocation: borrowed) */
+	char *source;       /* the same */
+	char *type;         /* the same */
+	unsigned char borrowed; /* HD_EVENT_BORROW_* bits; 0 = all three owned */
 	int64_t time_ms;    /* the event's `time` (as added or given) */
 	int64_t expires_ms; /* 0 = never expires */
 	char *json;         /* owned: canonical compact JSON object, NUL-terminated */
