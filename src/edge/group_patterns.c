@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "http/query.h"
+#include "hub/dlq.h"
 #include "hub/topic_pattern.h"
 #include "proto/deadletter.h"
 
@@ -541,15 +542,6 @@ struct fetch {
 	int err;
 };
 
-struct dead {
-	struct hd_pub pub;
-	struct hd_pub_item item;
-	struct hd_event ev;
-	struct part *p;
-	uint64_t offset;
-	char dlq[HD_TOPIC_NAME_MAX + 8];
-};
-
 static void waiter_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -594,23 +586,21 @@ static void answer_empty(struct waiter *w)
 	waiter_end(w);
 }
 
-static void dead_done(struct hd_pub *pub)
+static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
 {
-	struct dead *d = pub->arg;
-	struct part *p = d->p;
+	struct part *p = arg;
 	struct pgroup *g = p->g;
-	if (d->item.err == 0) {
-		if (hd_lease_ack(&p->lease, d->offset) == 0) {
+	(void)tag;
+	if (err == 0) {
+		if (hd_lease_ack(&p->lease, offset) == 0) {
 			p->dead_letters++;
 			put_row(g, p, NULL, 0, NULL, NULL);
 		}
 	} else if (hd_log_ratelimited(&g->warn_ms)) {
 		hd_log_warn("group_dead_letter_failed pattern=%s group=%s topic=%s offset=%" PRIu64
 			    " err=%d",
-			    g->pattern, g->name, p->topic, d->offset, d->item.err);
+			    g->pattern, g->name, p->topic, offset, err);
 	}
-	hd_event_fini(&d->ev);
-	free(d);
 	part_unref(p);
 	g->refs--;
 	wake(g);
@@ -622,15 +612,11 @@ static void dead_done(struct hd_pub *pub)
 static void dead_letter(struct part *p, const struct hd_stored_event *ev, uint32_t attempts)
 {
 	struct pgroup *g = p->g;
-	struct dead *d = hd_calloc(1, sizeof(*d));
 	struct hd_buf extra;
 	char id[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 24];
 	char src[2 * HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
 	int64_t ms = hd_now_ms();
 
-	d->p = p;
-	d->offset = ev->offset;
-	snprintf(d->dlq, sizeof(d->dlq), "%s" HD_GROUP_DLQ_SUFFIX, p->topic);
 	snprintf(id, sizeof(id), "%s/%" PRIu64, g->key, ev->offset);
 	snprintf(src, sizeof(src), "/herald/groups/%s/%s", g->pattern, g->name);
 	hd_buf_init(&extra, 1024);
@@ -639,36 +625,24 @@ static void dead_letter(struct part *p, const struct hd_stored_event *ev, uint32
 	hd_buf_puts(&extra, "\",\"pattern\":\"");
 	hd_buf_json_escape(&extra, g->pattern, strlen(g->pattern));
 	hd_buf_putc(&extra, '"');
-	int rc = hd_deadletter_event(&(struct hd_deadletter){
-					     .id = id,
-					     .source = src,
-					     .type = "herald.group.deadletter",
-					     .reason = "max_deliveries",
-					     .attempts = attempts,
-					     .topic = p->topic,
-					     .offset = ev->offset,
-					     .extra = extra.data,
-					     .event = ev->json->data,
-					     .event_len = ev->json->len,
-					     .now_ms = ms,
-				     },
-				     &d->ev);
-	hd_buf_fini(&extra);
-	d->item.topic = d->dlq;
-	d->item.event = &d->ev;
-	d->item.stored_ms = ms;
-	d->pub.items = &d->item;
-	d->pub.n = 1;
-	d->pub.done = dead_done;
-	d->pub.arg = d;
 	p->refs++;
 	g->refs++;
-	if (rc == 0)
-		rc = hd_hub_publish(g->pg->hub, &d->pub);
-	if (rc) {
-		d->item.err = rc;
-		dead_done(&d->pub);
-	}
+	hd_dlq_publish(g->pg->hub,
+		       &(struct hd_deadletter){
+			       .id = id,
+			       .source = src,
+			       .type = "herald.group.deadletter",
+			       .reason = "max_deliveries",
+			       .attempts = attempts,
+			       .topic = p->topic,
+			       .offset = ev->offset,
+			       .extra = extra.data,
+			       .event = ev->json->data,
+			       .event_len = ev->json->len,
+			       .now_ms = ms,
+		       },
+		       0, dead_done, p);
+	hd_buf_fini(&extra);
 }
 
 /* Appends one handed-out event to the answer. */

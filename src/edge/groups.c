@@ -27,6 +27,7 @@
 #include "edge/group_patterns.h"
 #include "hub/topic_pattern.h"
 #include "http/query.h"
+#include "hub/dlq.h"
 #include "proto/deadletter.h"
 
 #include <http_parser.h>
@@ -449,15 +450,6 @@ struct fetch {
 	size_t ngrants;
 };
 
-struct dead {
-	struct hd_pub pub;
-	struct hd_pub_item item;
-	struct hd_event ev;
-	struct group *g;
-	uint64_t offset;
-	char dlq[HD_TOPIC_NAME_MAX + 8];
-};
-
 static void waiter_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -527,21 +519,19 @@ static void answer(struct waiter *w, const struct hd_stored_event *events, size_
 	waiter_end(w);
 }
 
-static void dead_done(struct hd_pub *p)
+static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
 {
-	struct dead *d = p->arg;
-	struct group *g = d->g;
-	if (d->item.err == 0) {
-		if (hd_lease_ack(&g->lease, d->offset) == 0) {
+	struct group *g = arg;
+	(void)tag;
+	if (err == 0) {
+		if (hd_lease_ack(&g->lease, offset) == 0) {
 			g->dead_letters++;
 			put_group(g, NULL, 0, NULL);
 		}
 	} else if (hd_log_ratelimited(&g->warn_ms)) {
 		hd_log_warn("group_dead_letter_failed topic=%s group=%s offset=%" PRIu64 " err=%d",
-			    g->topic, g->name, d->offset, d->item.err);
+			    g->topic, g->name, offset, err);
 	}
-	hd_event_fini(&d->ev);
-	free(d);
 	g->refs--;
 	wake(g);
 	group_release(g);
@@ -552,15 +542,11 @@ static void dead_done(struct hd_pub *p)
  * "group", "topic", "offset"}; acked for the group once committed. */
 static void dead_letter(struct group *g, const struct hd_stored_event *ev, uint32_t attempts)
 {
-	struct dead *d = hd_calloc(1, sizeof(*d));
 	struct hd_buf extra;
 	char id[HD_GROUP_NAME_MAX + 24];
 	char src[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
 	int64_t ms = hd_now_ms();
 
-	d->g = g;
-	d->offset = ev->offset;
-	snprintf(d->dlq, sizeof(d->dlq), "%s" HD_GROUP_DLQ_SUFFIX, g->topic);
 	/* (group name, offset) as the id: a dead-lettering repeated after a
 	 * crash before the ack was stored is dropped by dedup where enabled. */
 	snprintf(id, sizeof(id), "%s/%" PRIu64, g->name, ev->offset);
@@ -569,35 +555,23 @@ static void dead_letter(struct group *g, const struct hd_stored_event *ev, uint3
 	hd_buf_puts(&extra, "\"group\":\"");
 	hd_buf_json_escape(&extra, g->name, strlen(g->name));
 	hd_buf_putc(&extra, '"');
-	int rc = hd_deadletter_event(&(struct hd_deadletter){
-					     .id = id,
-					     .source = src,
-					     .type = "herald.group.deadletter",
-					     .reason = "max_deliveries",
-					     .attempts = attempts,
-					     .topic = g->topic,
-					     .offset = ev->offset,
-					     .extra = extra.data,
-					     .event = ev->json->data,
-					     .event_len = ev->json->len,
-					     .now_ms = ms,
-				     },
-				     &d->ev);
-	hd_buf_fini(&extra);
-	d->item.topic = d->dlq;
-	d->item.event = &d->ev;
-	d->item.stored_ms = ms;
-	d->pub.items = &d->item;
-	d->pub.n = 1;
-	d->pub.done = dead_done;
-	d->pub.arg = d;
 	g->refs++;
-	if (rc == 0)
-		rc = hd_hub_publish(g->gs->hub, &d->pub);
-	if (rc) {
-		d->item.err = rc;
-		dead_done(&d->pub);
-	}
+	hd_dlq_publish(g->gs->hub,
+		       &(struct hd_deadletter){
+			       .id = id,
+			       .source = src,
+			       .type = "herald.group.deadletter",
+			       .reason = "max_deliveries",
+			       .attempts = attempts,
+			       .topic = g->topic,
+			       .offset = ev->offset,
+			       .extra = extra.data,
+			       .event = ev->json->data,
+			       .event_len = ev->json->len,
+			       .now_ms = ms,
+		       },
+		       0, dead_done, g);
+	hd_buf_fini(&extra);
 }
 
 static void fetch_done(struct hd_read *r)

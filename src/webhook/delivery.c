@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
+#include "hub/dlq.h"
 #include "hub/topic_pattern.h"
 #include "proto/deadletter.h"
 #include "webhook/attempts.h"
@@ -486,28 +487,19 @@ static void changed(struct sub *s)
 
 /* ---- dead letters ----------------------------------------------------- */
 
-struct dead {
-	struct hd_pub pub;
-	struct hd_pub_item item;
-	struct hd_event ev;
-	struct sub *s;
-	uint64_t offset;
-	uint64_t gen;
-	char dlq[HD_TOPIC_NAME_MAX + 8];
-};
 
-static void dead_done(struct hd_pub *p)
+/* tag: the subscription's gen when the dead letter was made. */
+static void dead_done(void *arg, uint64_t offset, uint64_t gen, int err)
 {
-	struct dead *d = p->arg;
-	struct sub *s = d->s, *o = owner(s);
+	struct sub *s = arg, *o = owner(s);
 	s->ndead--;
 	busy_add(s, -1);
-	if (d->item.err == 0) {
+	if (err == 0) {
 		hd_metrics_inc(HD_M_webhook_dead_letters_total);
 		s->dead_lettered++;
 		o->streak++;
-		if (d->gen == s->gen)
-			hd_lease_ack(&s->lease, d->offset);
+		if (gen == s->gen)
+			hd_lease_ack(&s->lease, offset);
 		if (o->cfg.pause_after && o->streak >= o->cfg.pause_after && o->state == ACTIVE) {
 			o->state = PAUSED;
 			snprintf(o->reason, sizeof(o->reason),
@@ -522,18 +514,16 @@ static void dead_done(struct hd_pub *p)
 		if (hd_log_ratelimited(&s->warn_ms))
 			hd_log_warn("webhook_dead_letter_failed sub=%s topic=%s offset=%" PRIu64
 				    " err=%d",
-				    s->id, s->cfg.topic, d->offset, d->item.err);
+				    s->id, s->cfg.topic, offset, err);
 		/* Tried again (with one more delivery) after the last delay. */
-		if (d->gen == s->gen) {
+		if (gen == s->gen) {
 			const struct hd_sub_config *c = &s->cfg;
-			hd_lease_nack(&s->lease, d->offset,
+			hd_lease_nack(&s->lease, offset,
 				      hd_now_ms() + hd_retry_delay_ms(c->schedule, c->nschedule,
 								       c->max_attempts, 0, -1,
 								       s->w->opts.time_scale, 0.5));
 		}
 	}
-	hd_event_fini(&d->ev);
-	free(d);
 	if (s->deleted) {
 		sub_release(s); /* may free s */
 	} else {
@@ -546,15 +536,10 @@ static void dead_done(struct hd_pub *p)
 static void dead_letter(struct sub *s, uint64_t offset, const struct hd_rcbuf *json,
 			uint32_t attempts)
 {
-	struct dead *d = hd_calloc(1, sizeof(*d));
 	struct hd_buf extra;
 	char id[HD_SUB_ID_LEN + HD_EPOCH_LEN + 48], src[HD_SUB_ID_LEN + 32];
 	int64_t now = hd_now_ms();
 
-	d->s = s;
-	d->offset = offset;
-	d->gen = s->gen;
-	snprintf(d->dlq, sizeof(d->dlq), "%s" HD_WEBHOOK_DLQ_SUFFIX, s->cfg.topic);
 	snprintf(id, sizeof(id), "%s/%s/%" PRIu64, s->id, s->epoch, offset);
 	snprintf(src, sizeof(src), "/herald/webhooks/%s", s->id);
 	hd_buf_init(&extra, 8192);
@@ -563,36 +548,24 @@ static void dead_letter(struct sub *s, uint64_t offset, const struct hd_rcbuf *j
 	hd_buf_printf(&extra, "\",\"last_status\":%d,\"last_error\":\"", s->last_status);
 	hd_buf_json_escape(&extra, s->last_error, strlen(s->last_error));
 	hd_buf_putc(&extra, '"');
-	int rc = hd_deadletter_event(&(struct hd_deadletter){
-					     .id = id,
-					     .source = src,
-					     .type = HD_WEBHOOK_DLQ_TYPE,
-					     .reason = "max_attempts",
-					     .attempts = attempts,
-					     .topic = s->cfg.topic,
-					     .offset = offset,
-					     .extra = extra.data,
-					     .event = json->data,
-					     .event_len = json->len,
-					     .now_ms = now,
-				     },
-				     &d->ev);
-	hd_buf_fini(&extra);
-	d->item.topic = d->dlq;
-	d->item.event = &d->ev;
-	d->item.stored_ms = now;
-	d->pub.items = &d->item;
-	d->pub.n = 1;
-	d->pub.done = dead_done;
-	d->pub.arg = d;
 	s->ndead++;
 	busy_add(s, 1);
-	if (rc == 0)
-		rc = hd_hub_publish(s->w->hub, &d->pub);
-	if (rc) {
-		d->item.err = rc;
-		dead_done(&d->pub);
-	}
+	hd_dlq_publish(s->w->hub,
+		       &(struct hd_deadletter){
+			       .id = id,
+			       .source = src,
+			       .type = HD_WEBHOOK_DLQ_TYPE,
+			       .reason = "max_attempts",
+			       .attempts = attempts,
+			       .topic = s->cfg.topic,
+			       .offset = offset,
+			       .extra = extra.data,
+			       .event = json->data,
+			       .event_len = json->len,
+			       .now_ms = now,
+		       },
+		       s->gen, dead_done, s);
+	hd_buf_fini(&extra);
 }
 
 /* ---- one delivery ----------------------------------------------------- */
