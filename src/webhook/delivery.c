@@ -372,6 +372,17 @@ struct put {
 	int status;
 };
 
+/* Issues a record op; one the hub refuses at once completes at once, with
+ * that error, so op->done runs exactly once either way. */
+static void submit_record(struct hd_webhooks *w, struct hd_record_op *op)
+{
+	int rc = hd_hub_record_op(w->hub, op);
+	if (rc) {
+		op->err = rc;
+		op->done(op);
+	}
+}
+
 static char *record_json(const struct sub *s)
 {
 	struct hd_buf b;
@@ -442,11 +453,7 @@ static void issue_put(struct sub *s, struct hd_webhook_reply *r, int status)
 	s->dirty = false;
 	s->puts++;
 	s->refs++;
-	int rc = hd_hub_record_op(s->w->hub, &p->op);
-	if (rc) {
-		p->op.err = rc;
-		put_done(&p->op);
-	}
+	submit_record(s->w, &p->op);
 }
 
 static void on_flush(uv_timer_t *t)
@@ -2137,11 +2144,7 @@ static void delete_record(struct hd_webhooks *w, const char *kind, const char *k
 	snprintf(d->op.rec.key, sizeof(d->op.rec.key), "%s", key);
 	d->op.done = del_done;
 	d->op.arg = d;
-	int rc = hd_hub_record_op(w->hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	submit_record(w, &d->op);
 }
 
 /* Stops s for good and puts it on the zombies until nothing points at it. */
@@ -2337,11 +2340,7 @@ static void load_kids_page(struct hd_webhooks *w)
 	w->load_kids.limit = LIST_PAGE;
 	w->load_kids.done = load_kids_done;
 	w->load_kids.arg = w;
-	int rc = hd_hub_record_op(w->hub, &w->load_kids);
-	if (rc) {
-		w->load_kids.err = rc;
-		load_kids_done(&w->load_kids);
-	}
+	submit_record(w, &w->load_kids);
 }
 
 static void load_done(struct hd_record_op *op)
@@ -2381,11 +2380,7 @@ void hd_webhooks_start(struct hd_webhooks *w, void (*loaded)(void *arg), void *a
 	w->load.limit = w->opts.max_subscriptions;
 	w->load.done = load_done;
 	w->load.arg = w;
-	int rc = hd_hub_record_op(w->hub, &w->load);
-	if (rc) {
-		w->load.err = rc;
-		load_done(&w->load);
-	}
+	submit_record(w, &w->load);
 }
 
 struct hd_webhooks *hd_webhooks_new(uv_loop_t *loop, struct hd_hub *hub,
