@@ -2,6 +2,9 @@
 local counter = 0
 
 function init(args)
+  -- LuaJIT starts every run from the same seed: without this, a second run
+  -- against the same server would publish only duplicates.
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
   prefix = "b" .. tostring(math.random(1, 1e9))
 end
 

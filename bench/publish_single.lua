@@ -8,6 +8,9 @@ function setup(thread)
 end
 
 function init(args)
+  -- LuaJIT starts every run from the same seed: without this, a second run
+  -- against the same server would publish only duplicates.
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
   prefix = "w" .. tostring(tid or 0) .. "-" .. tostring(math.random(1, 1e9))
 end
 
