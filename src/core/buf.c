@@ -46,6 +46,13 @@ static int reserve(struct hd_buf *b, size_t extra)
 	return 0;
 }
 
+void hd_buf_reserve(struct hd_buf *b, size_t extra)
+{
+	if (extra > b->max - b->len)
+		extra = b->max - b->len;
+	(void)reserve(b, extra); /* cannot fail: len + extra <= max */
+}
+
 int hd_buf_append(struct hd_buf *b, const void *p, size_t n)
 {
 	int rc = reserve(b, n);

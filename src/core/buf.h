@@ -24,6 +24,9 @@ void hd_buf_init(struct hd_buf *b, size_t max);
 void hd_buf_fini(struct hd_buf *b);
 /* Empties the buffer and keeps its memory. */
 void hd_buf_reset(struct hd_buf *b);
+/* Makes room for extra more bytes (no more than max allows) in one
+ * allocation, for a buffer whose final size is roughly known. */
+void hd_buf_reserve(struct hd_buf *b, size_t extra);
 /* Returns 0 or HD_ETOOBIG. */
 int hd_buf_append(struct hd_buf *b, const void *p, size_t n);
 int hd_buf_puts(struct hd_buf *b, const char *s);

@@ -41,22 +41,35 @@ static void put_digits(char *out, int v, int n)
  * at publish, so this is on the publish path. */
 void hd_format_rfc3339(int64_t ms, char *out, size_t out_len)
 {
+	/* The date and time of the last second formatted on this thread:
+	 * most calls (a publish stamps its events with now) repeat it, and
+	 * gmtime_r is most of the cost. */
+	static _Thread_local time_t cached_secs = -1;
+	static _Thread_local char cached[19];
 	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
 	char buf[25];
 
-	gmtime_r(&secs, &tm);
-	put_digits(buf, (tm.tm_year + 1900) % 10000, 4);
-	buf[4] = '-';
-	put_digits(buf + 5, tm.tm_mon + 1, 2);
-	buf[7] = '-';
-	put_digits(buf + 8, tm.tm_mday, 2);
-	buf[10] = 'T';
-	put_digits(buf + 11, tm.tm_hour, 2);
-	buf[13] = ':';
-	put_digits(buf + 14, tm.tm_min, 2);
-	buf[16] = ':';
-	put_digits(buf + 17, tm.tm_sec, 2);
+	if (ms < 0 || secs != cached_secs) {
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		put_digits(buf, (tm.tm_year + 1900) % 10000, 4);
+		buf[4] = '-';
+		put_digits(buf + 5, tm.tm_mon + 1, 2);
+		buf[7] = '-';
+		put_digits(buf + 8, tm.tm_mday, 2);
+		buf[10] = 'T';
+		put_digits(buf + 11, tm.tm_hour, 2);
+		buf[13] = ':';
+		put_digits(buf + 14, tm.tm_min, 2);
+		buf[16] = ':';
+		put_digits(buf + 17, tm.tm_sec, 2);
+		if (ms >= 0) {
+			memcpy(cached, buf, sizeof(cached));
+			cached_secs = secs;
+		}
+	} else {
+		memcpy(buf, cached, sizeof(cached));
+	}
 	buf[19] = '.';
 	put_digits(buf + 20, (int)(ms % 1000), 3);
 	buf[23] = 'Z';

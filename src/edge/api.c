@@ -126,10 +126,15 @@ static void publish_done(struct hd_pub *pub)
 		if (it->err) {
 			hd_http_respond_error(p->req, it->err, item_message(it->err));
 		} else {
+			char digits[20];
+			size_t id_len = strlen(it->event->id);
+			hd_buf_reserve(&b, 64 + strlen(p->topic) + id_len);
 			hd_buf_puts(&b, "{\"topic\":\"");
 			hd_buf_puts(&b, p->topic);
-			hd_buf_printf(&b, "\",\"offset\":%" PRIu64 ",\"id\":\"", it->offset);
-			hd_buf_json_escape(&b, it->event->id, strlen(it->event->id));
+			hd_buf_puts(&b, "\",\"offset\":");
+			hd_buf_append(&b, digits, hd_u64_format(it->offset, digits));
+			hd_buf_puts(&b, ",\"id\":\"");
+			hd_buf_json_escape(&b, it->event->id, id_len);
 			hd_buf_puts(&b, it->duplicate ? "\",\"duplicate\":true}" : "\"}");
 			respond_buf(p->req, it->duplicate ? 200 : 201, &b);
 		}
@@ -142,6 +147,8 @@ static void publish_done(struct hd_pub *pub)
 		failed += p->batch.errors[i].code != 0;
 	for (size_t i = 0; i < pub->n; i++)
 		failed += pub->items[i].err != 0;
+	/* About 40 bytes an entry: one allocation for most answers. */
+	hd_buf_reserve(&b, 32 + p->batch.n * 64);
 	hd_buf_printf(&b, "{\"failed_count\":%zu,\"entries\":[", failed);
 	for (size_t i = 0; i < p->batch.n; i++) {
 		if (i)
@@ -241,7 +248,10 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 	};
 
 	p->req = req;
-	snprintf(p->topic, sizeof(p->topic), "%s", topic);
+	/* The router checked the name: at most HD_TOPIC_NAME_LEN_MAX bytes. */
+	size_t topic_len = strnlen(topic, sizeof(p->topic) - 1);
+	memcpy(p->topic, topic, topic_len);
+	p->topic[topic_len] = '\0';
 	if (hd_ce_decode(&ce, &p->batch, &err)) {
 		hd_metrics_inc(HD_M_publish_errors_total);
 		if (err.code == HD_ETOOBIG) /* more events in one batch than allowed */

@@ -137,6 +137,11 @@ struct out {
 struct conn {
 	uv_tcp_t tcp;     /* tcp.data = this connection */
 	uv_timer_t timer; /* timer.data = this connection */
+	/* The state's limit, as a loop time (ms); 0: none. The timer is
+	 * lazy: it may be set for earlier (due), and then sets itself again
+	 * for the rest, so keep-alive requests cost no timer operations. */
+	uint64_t deadline;
+	uint64_t due;
 	uv_shutdown_t shutdown;
 	struct hd_http_server *srv;
 	struct conn *prev, *next; /* srv->conns */
@@ -232,6 +237,12 @@ struct hd_http_server {
 	void *done_arg;
 	time_t date_at;
 	char date[64];
+	/* The status line, Server and Date of the last response, ready to
+	 * copy: most responses in a row share their status (and second). */
+	int head_status;
+	time_t head_at;
+	size_t head_len;
+	char head[160];
 	long long warn_ms;
 	char *spare[SPARE_MAX]; /* owned: read buffers not in use */
 	size_t nspare;
@@ -281,6 +292,26 @@ static const char *server_date(struct hd_http_server *s)
 		s->date_at = now;
 	}
 	return s->date;
+}
+
+/* "HTTP/1.1 <status> <reason>\r\nServer: herald\r\nDate: <date>\r\n" for
+ * status, rebuilt when the status or the second changes. */
+static const char *status_head(struct hd_http_server *s, int status, size_t *len)
+{
+	const char *date = server_date(s);
+
+	if (status != s->head_status || s->date_at != s->head_at) {
+		int n = snprintf(s->head, sizeof(s->head),
+				 "HTTP/1.1 %d %s\r\nServer: herald\r\nDate: %s\r\n", status,
+				 http_status_str((enum http_status)status), date);
+		/* The longest reason phrase and the date take under 100 bytes. */
+		assert(n > 0 && (size_t)n < sizeof(s->head));
+		s->head_len = (size_t)n;
+		s->head_status = status;
+		s->head_at = s->date_at;
+	}
+	*len = s->head_len;
+	return s->head;
 }
 
 /* ---- The connection's write path ---------------------------------------- */
@@ -340,11 +371,13 @@ static int put_head_body(struct conn *c, int status, const char *ctype, const ch
 	size_t mark = b->len;
 	bool bodiless = status < 200 || status == 204 || status == 304 || stream;
 	char num[24];
+	size_t head_len;
+	const char *head = status_head(c->srv, status, &head_len);
 	int rc;
 
-	rc = put_strs(b, "HTTP/1.1 ", decimal((size_t)status, num), " ",
-		      http_status_str((enum http_status)status), "\r\nServer: herald\r\nDate: ",
-		      server_date(c->srv), "\r\n", NULL);
+	/* One reserve for the usual head (the extras are short) and body. */
+	hd_buf_reserve(b, head_len + 128 + (ctype ? strlen(ctype) : 0) + len);
+	rc = hd_buf_append(b, head, head_len);
 	if (!rc && ctype)
 		rc = put_strs(b, "Content-Type: ", ctype, "\r\n", NULL);
 	if (!rc && !bodiless)
@@ -744,10 +777,25 @@ static void conn_fail(struct conn *c, int code, const char *message, const char 
 	}
 }
 
+/* Lifts the time limit, lazily: a running timer finds no deadline. */
+static void disarm(struct conn *c)
+{
+	c->deadline = 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
+	uint64_t now = uv_now(t->loop);
 
+	if (c->deadline == 0)
+		return; /* the limit was lifted (a handler runs) */
+	if (now < c->deadline) {
+		c->due = c->deadline;
+		uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+		return;
+	}
+	c->deadline = 0;
 	if (c->writing || c->swrite) {
 		/* The client stopped reading its responses; a 408 would not
 		 * get through either. */
@@ -770,15 +818,21 @@ static void on_timer(uv_timer_t *t)
 	}
 }
 
-/* Starts the state's timer; a limit of 0 means no timer. */
+/* Sets the state's time limit; 0 means none. The timer only moves when it
+ * would fire too late (or is not running). */
 static void arm(struct conn *c, uint64_t ms)
 {
 	if (c->closing)
 		return;
-	if (ms == 0)
-		uv_timer_stop(&c->timer);
-	else
-		uv_timer_start(&c->timer, on_timer, ms, 0);
+	if (ms == 0) {
+		disarm(c);
+		return;
+	}
+	c->deadline = uv_now(c->timer.loop) + ms;
+	if (uv_is_active((uv_handle_t *)&c->timer) && c->due <= c->deadline)
+		return;
+	c->due = c->deadline;
+	uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* ---- Input --------------------------------------------------------------- */
@@ -950,7 +1004,7 @@ static void dispatch(struct conn *c)
 	c->state = ST_HANDLER;
 	c->in_flight = true;
 	c->continued = false;
-	uv_timer_stop(&c->timer);
+	disarm(c);
 	inbuf_release(c); /* a long-poll may hold the request for long */
 	hd_metrics_inc(HD_M_http_requests_total);
 	s->handler(req, s->arg);
@@ -1155,6 +1209,7 @@ static void on_swrite(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
+	disarm(c);
 	uv_timer_stop(&c->timer);
 	if (c->state == ST_LINGER)
 		arm(c, c->srv->lim.idle_timeout_ms);
@@ -1464,6 +1519,7 @@ int hd_http_upgrade(struct hd_http_request *req, const char *head, size_t head_l
 	c->on_close = on_close;
 	c->stream_arg = arg;
 	c->drained = 0;
+	disarm(c);
 	uv_timer_stop(&c->timer);
 	/* Nothing of the request is needed any more (the edge copied what it
 	 * keeps): an idle upgraded connection holds no parser memory. */

@@ -600,6 +600,12 @@ static int decode_members(const struct ctx *cx, char *j, size_t arena_off,
 			continue;
 		if (w > 1)
 			j[w++] = ',';
+		if (w == spans[i].key_off && spans[i].key_len == m[i].len + 2u) {
+			/* Nothing before it was dropped and its name has no escape:
+			 * the member is already where it belongs. */
+			w = spans[i].val_off + spans[i].val_len;
+			continue;
+		}
 		j[w++] = '"';
 		memcpy(j + w, m[i].name, m[i].len);
 		w += m[i].len;
@@ -1043,9 +1049,12 @@ static int decode_batch(const struct ctx *cx, struct hd_ce_batch *out, struct hd
 	if (sc.nspans == 0)
 		goto out;
 	out->events = hd_calloc(sc.nspans, sizeof(*out->events));
-	out->errors = hd_calloc(sc.nspans, sizeof(*out->errors));
+	/* Not calloc: an error is 260 bytes of which only the code must start
+	 * out clear, and zeroing them all was a tenth of a batch's decoding. */
+	out->errors = hd_malloc(sc.nspans * sizeof(*out->errors));
 	for (size_t i = 0; i < sc.nspans; i++) {
 		const char *e = text + spans[i].val_off;
+		hd_error_clear(&out->errors[i]);
 		if (*e != '{')
 			hd_error_set(&out->errors[i], HD_EBADEVENT, "batch entry must be a JSON object");
 		else

@@ -2,9 +2,15 @@
  * json_text — see json_text.h.
  *
  * A recursive-descent scanner: one function per grammar rule, a depth
- * counter bounding the recursion. The write position never runs ahead of
- * the read position (minifying only drops bytes), which is what makes the
- * in-place mode safe; bulk copies therefore use memmove.
+ * counter bounding the recursion.
+ *
+ * Output is written lazily: the bytes read since the last white space
+ * (the "run", from s->run to s->p) are copied only when white space is
+ * skipped and at the end, so already minified text, the common case, costs
+ * one copy in all instead of one per token. A token's output offset is
+ * therefore s->o plus its distance from s->run (out_at). The write position
+ * never runs ahead of the read position (minifying only drops bytes), which
+ * is what makes the in-place mode safe; the copies therefore use memmove.
  */
 #include "proto/json_text.h"
 #include "core/text.h"
@@ -17,8 +23,9 @@ struct scanner {
 	const unsigned char *in;  /* start of the text, for error offsets */
 	const unsigned char *p;   /* read position */
 	const unsigned char *end;
+	const unsigned char *run; /* start of the bytes read but not yet written */
 	char *out;
-	size_t o;                 /* write position in out */
+	size_t o;                 /* write position in out: where run goes */
 	unsigned depth;
 	unsigned depth_max;
 	struct hd_json_text_scan *scan;
@@ -60,22 +67,36 @@ static int fail_end(struct scanner *s)
 			    at(s, s->end));
 }
 
+static bool is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* Writes the pending run (the bytes read since the last white space). */
+static void flush(struct scanner *s)
+{
+	size_t n = (size_t)(s->p - s->run);
+
+	if (n && s->out + s->o != (const char *)s->run)
+		memmove(s->out + s->o, s->run, n);
+	s->o += n;
+	s->run = s->p;
+}
+
+/* The output offset of the byte at the read position. */
+static size_t out_at(const struct scanner *s)
+{
+	return s->o + (size_t)(s->p - s->run);
+}
+
 static void skip_ws(struct scanner *s)
 {
-	while (s->p < s->end &&
-	       (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+	if (s->p == s->end || !is_ws(*s->p))
+		return;
+	flush(s);
+	while (s->p < s->end && is_ws(*s->p))
 		s->p++;
-}
-
-static void copy(struct scanner *s, const unsigned char *from, size_t n)
-{
-	memmove(s->out + s->o, from, n);
-	s->o += n;
-}
-
-static void put(struct scanner *s, char c)
-{
-	s->out[s->o++] = c;
+	s->run = s->p;
 }
 
 /* Reads four hex digits at p (which must have 4 bytes); -1 if any is not. */
@@ -163,6 +184,23 @@ static int string(struct scanner *s)
 	uint32_t cp;
 
 	for (;;) {
+		/* Eight bytes at a time while none needs a look (a control
+		 * byte, a quote, a backslash, a byte from 0x80). With every byte
+		 * below 0x80, subtracting a constant from a byte sets its top
+		 * bit exactly when the byte is below that constant, and no
+		 * borrow crosses into the next byte unless one did, so each
+		 * test below is exact for "some byte matches". */
+		while (end - p >= 8) {
+			uint64_t w;
+			memcpy(&w, p, 8);
+			uint64_t special = (w | (w - 0x2020202020202020ull) |
+					    ((w ^ 0x2222222222222222ull) - 0x0101010101010101ull) |
+					    ((w ^ 0x5c5c5c5c5c5c5c5cull) - 0x0101010101010101ull)) &
+					   0x8080808080808080ull;
+			if (special)
+				break;
+			p += 8;
+		}
 		while (p < end && plain[*p])
 			p++;
 		if (p == end)
@@ -215,7 +253,6 @@ static int string(struct scanner *s)
 					    at(s, p));
 		p += k;
 	}
-	copy(s, start, (size_t)(p - start));
 	s->p = p;
 	return 0;
 }
@@ -257,7 +294,6 @@ static int number(struct scanner *s)
 		while (is_digit(p, end))
 			p++;
 	}
-	copy(s, start, (size_t)(p - start));
 	s->p = p;
 	return 0;
 bad:
@@ -268,13 +304,13 @@ static int literal(struct scanner *s, const char *word, size_t n)
 {
 	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
 		return fail_char(s, s->p, "a JSON value");
-	copy(s, s->p, n);
 	s->p += n;
 	return 0;
 }
 
 /* Records one child of the top-level container. */
-static int child(struct scanner *s, size_t key_off, size_t key_len, size_t val_off)
+static int child(struct scanner *s, size_t key_off, size_t key_len, size_t val_off,
+		 size_t val_end)
 {
 	struct hd_json_text_scan *sc = s->scan;
 
@@ -286,7 +322,7 @@ static int child(struct scanner *s, size_t key_off, size_t key_len, size_t val_o
 			.key_off = key_off,
 			.key_len = key_len,
 			.val_off = val_off,
-			.val_len = s->o - val_off,
+			.val_len = val_end - val_off,
 		};
 	}
 	sc->nspans++;
@@ -305,10 +341,10 @@ static int container(struct scanner *s)
 	if (++s->depth > s->depth_max)
 		return hd_error_set(s->err, HD_EINVAL, "nesting deeper than %u levels at byte %zu",
 				    s->depth_max, at(s, s->p));
-	put(s, (char)*s->p++);
+	s->p++;
 	skip_ws(s);
 	if (s->p < s->end && *s->p == close) {
-		put(s, (char)*s->p++);
+		s->p++;
 		s->depth--;
 		return 0;
 	}
@@ -321,34 +357,31 @@ static int container(struct scanner *s)
 		if (object) {
 			if (*s->p != '"')
 				return fail_char(s, s->p, "a member name");
-			key_off = s->o;
+			key_off = out_at(s);
 			if ((rc = string(s)))
 				return rc;
-			key_len = s->o - key_off;
+			key_len = out_at(s) - key_off;
 			skip_ws(s);
 			if (s->p == s->end)
 				return fail_end(s);
 			if (*s->p != ':')
 				return fail_char(s, s->p, "':'");
-			put(s, ':');
 			s->p++;
 			skip_ws(s);
 		}
-		val_off = s->o;
+		val_off = out_at(s);
 		if ((rc = value(s)))
 			return rc;
-		if (top && (rc = child(s, key_off, key_len, val_off)))
+		if (top && (rc = child(s, key_off, key_len, val_off, out_at(s))))
 			return rc;
 		skip_ws(s);
 		if (s->p == s->end)
 			return fail_end(s);
 		if (*s->p == ',') {
-			put(s, ',');
 			s->p++;
 			continue;
 		}
 		if (*s->p == close) {
-			put(s, close);
 			s->p++;
 			break;
 		}
@@ -390,6 +423,7 @@ int hd_json_text_minify(const char *in, size_t len, char *out, struct hd_json_te
 		.in = (const unsigned char *)in,
 		.p = (const unsigned char *)in,
 		.end = (const unsigned char *)in + len,
+		.run = (const unsigned char *)in,
 		.out = out,
 		.depth_max = scan->depth_max ? scan->depth_max : HD_JSON_TEXT_DEPTH_MAX,
 		.scan = scan,
@@ -410,6 +444,7 @@ int hd_json_text_minify(const char *in, size_t len, char *out, struct hd_json_te
 				  at(&s, s.p));
 		goto out;
 	}
+	flush(&s);
 	scan->out_len = s.o;
 out:
 	if (rc)

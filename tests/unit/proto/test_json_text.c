@@ -174,6 +174,45 @@ static void test_every_byte_in_a_string(void **state)
 	}
 }
 
+/* Every byte at every position of a long string, so it lands in each lane
+ * of the eight-bytes-at-a-time scan and in the byte-wise tail: accepted
+ * exactly when allowed raw (a lead byte of UTF-8 alone never is), and the
+ * output is the input. */
+static void test_every_byte_at_every_position(void **state)
+{
+	enum { LEN = 27 }; /* the quotes and 25 bytes: three words and a tail */
+	for (int c = 0; c < 256; c++) {
+		for (int at = 1; at < LEN - 1; at++) {
+			char in[LEN], out[LEN];
+			struct hd_json_text_scan sc = {0};
+			struct hd_error err;
+			memset(in, 'a', sizeof(in));
+			in[0] = in[LEN - 1] = '"';
+			in[at] = (char)c;
+			int rc = hd_json_text_minify(in, LEN, out, &sc, &err);
+			bool allowed = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+			if (c == '"') /* ends the string early: text follows the value */
+				allowed = false;
+			if (allowed != (rc == 0))
+				fail_msg("byte 0x%02x at %d: rc %d (%s)", c, at, rc, err.msg);
+			if (rc == 0)
+				assert_memory_equal(out, in, LEN);
+		}
+	}
+	/* A backslash escape in any lane. */
+	for (int at = 1; at < LEN - 2; at++) {
+		char in[LEN], out[LEN];
+		struct hd_json_text_scan sc = {0};
+		struct hd_error err;
+		memset(in, 'a', sizeof(in));
+		in[0] = in[LEN - 1] = '"';
+		in[at] = '\\';
+		in[at + 1] = 'n';
+		assert_int_equal(hd_json_text_minify(in, LEN, out, &sc, &err), 0);
+		assert_memory_equal(out, in, LEN);
+	}
+}
+
 static char *nested(int depth, char open, char close)
 {
 	char *s = malloc((size_t)depth * 2 + 1);
@@ -422,6 +461,7 @@ int main(void)
 		cmocka_unit_test(test_strings_are_copied_byte_for_byte),
 		cmocka_unit_test(test_malformed_text_is_refused_with_its_position),
 		cmocka_unit_test(test_every_byte_in_a_string),
+		cmocka_unit_test(test_every_byte_at_every_position),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_object_spans),
 		cmocka_unit_test(test_array_spans_and_limits),
