@@ -476,8 +476,11 @@ static void on_readable(struct conn *c)
 			conn_reset(c);
 			return;
 		}
-		if (!c->in_flight && phase != DRAIN)
+		if (!c->in_flight && phase != DRAIN) {
 			send_next(c);
+			if (c->state != C_OPEN)
+				return; /* the write failed: a new connection */
+		}
 		if ((size_t)r < room)
 			return; /* the socket is empty: spare the read that says EAGAIN */
 	}
