@@ -139,6 +139,11 @@ static bool v4_is_private(const unsigned char a[4])
 	       (a[0] == 169 && a[1] == 254) ||                /* 169.254/16 link-local */
 	       (a[0] == 172 && (a[1] & 0xf0) == 16) ||        /* 172.16/12 */
 	       (a[0] == 192 && a[1] == 168) ||                /* 192.168/16 */
+	       (a[0] == 192 && a[1] == 0 && (a[2] == 0 || a[2] == 2)) || /* 192.0.0/24
+								 special, 192.0.2/24 TEST-NET-1 */
+	       (a[0] == 198 && (a[1] & 0xfe) == 18) ||         /* 198.18/15 benchmarking */
+	       (a[0] == 198 && a[1] == 51 && a[2] == 100) ||   /* 198.51.100/24 TEST-NET-2 */
+	       (a[0] == 203 && a[1] == 0 && a[2] == 113) ||    /* 203.0.113/24 TEST-NET-3 */
 	       a[0] >= 224;                                   /* 224/4 multicast, 240/4 and
 								 255.255.255.255 */
 }
@@ -162,6 +167,14 @@ bool hd_http_addr_is_private(const struct sockaddr *addr)
 		return true;                          /* ::, ::1 and IPv4-compatible ::/96 */
 	if (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0 && a[5] == 1)
 		return true;                          /* 64:ff9b:1::/48 local-use NAT64 */
+	if (a[0] == 0x20 && a[1] == 0x02)
+		return v4_is_private(a + 2);          /* 2002:a.b.c.d::/48 6to4 */
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0)
+		return true;                          /* 2001::/32 Teredo (its IPv4 is hidden) */
+	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8)
+		return true;                          /* 2001:db8::/32 documentation */
+	if (a[0] == 0x01 && a[1] == 0 && memcmp(a + 2, zero, 6) == 0)
+		return true;                          /* 100::/64 discard */
 	return a[0] == 0xff ||                        /* ff00::/8 multicast */
 	       (a[0] & 0xfe) == 0xfc ||               /* fc00::/7 unique-local */
 	       (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
