@@ -43,6 +43,13 @@ static int check_key(const struct hd_access *a, const char *secret, struct hd_ac
 	return 0;
 }
 
+int64_t hd_access_expires_ms(const struct hd_access_id *id)
+{
+	if (id->key)
+		return id->key->expires_ms;
+	return id->token ? id->expires_ms : 0;
+}
+
 int hd_access_identify(const struct hd_access *a, const struct hd_http_request *req,
 		       struct hd_access_id *id, struct hd_error *err)
 {

@@ -53,6 +53,12 @@ int hd_access_identify(const struct hd_access *a, const struct hd_http_request *
 		       struct hd_access_id *id, struct hd_error *err);
 void hd_access_id_fini(struct hd_access_id *id);
 
+/* When the credential that grants id's access stops being valid, in Unix
+ * ms (0 = never): the API key's expiry when a key was presented (the key
+ * decides, a token beside it is not used), else the token's exp. A stream
+ * or long-poll held open must end then, like the credential. */
+int64_t hd_access_expires_ms(const struct hd_access_id *id);
+
 /* Whether API keys are configured (not development mode). */
 bool hd_access_keys_on(const struct hd_access *a);
 

@@ -837,7 +837,7 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 				handle_publish(req, api, topic, who);
 		} else if (m == HTTP_GET) {
 			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
-				handle_read(req, api, topic, who->key ? 0 : who->expires_ms);
+				handle_read(req, api, topic, hd_access_expires_ms(who));
 		} else {
 			method_not_allowed(req, "GET, POST");
 		}

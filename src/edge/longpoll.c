@@ -100,7 +100,7 @@ static void on_timeout(uv_timer_t *t)
 	w->req = NULL;
 	if (w->expires) {
 		struct hd_error err = {0};
-		hd_error_set(&err, HD_EEXPIRED, "the token expired while the request was held");
+		hd_error_set(&err, HD_EEXPIRED, "the token or API key that was presented expired while the request was held");
 		hd_access_deny(req, &err);
 	} else {
 		w->lp->respond(req, &w->r); /* the empty page the first read found */

@@ -52,7 +52,8 @@ struct stream {
 	bool pumping;
 	bool paused;                 /* waiting for the output to drain */
 	bool released;               /* ka is closing */
-	int64_t expires_ms;          /* the client token's exp (Unix ms); 0 = never */
+	int64_t expires_ms;          /* the credential's expiry (Unix ms); 0 = never */
+	bool key_expires;            /* it is an API key's, not a token's */
 	unsigned fired_at;           /* the topic's `fired` when r was issued */
 	size_t cur;                  /* the topic being caught up; n when all are live */
 	size_t n;
@@ -422,7 +423,10 @@ static void ka_arm(struct stream *st)
 
 static void on_keepalive(uv_timer_t *h)
 {
-	static const char expired[] = "event: expired\ndata: {\"reason\":\"token expired\"}\n\n";
+	static const char token_expired[] =
+		"event: expired\ndata: {\"reason\":\"token expired\"}\n\n";
+	static const char key_expired[] =
+		"event: expired\ndata: {\"reason\":\"API key expired\"}\n\n";
 	struct stream *st = h->data;
 	int rc;
 
@@ -430,7 +434,10 @@ static void on_keepalive(uv_timer_t *h)
 		return;
 	if (st->expires_ms && hd_now_ms() >= st->expires_ms) {
 		/* The client learns why before the end, and fetches a new token. */
-		rc = hd_http_stream_write_copy(st->req, expired, sizeof(expired) - 1);
+		rc = st->key_expires
+			     ? hd_http_stream_write_copy(st->req, key_expired, sizeof(key_expired) - 1)
+			     : hd_http_stream_write_copy(st->req, token_expired,
+							 sizeof(token_expired) - 1);
 		if (rc)
 			write_failed(st, rc);
 		else
@@ -676,7 +683,8 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	st->sse = sse;
 	st->multi = sp->multi;
 	st->n = sp->n;
-	st->expires_ms = who->token && !who->key ? who->expires_ms : 0;
+	st->expires_ms = hd_access_expires_ms(who);
+	st->key_expires = who->key != NULL;
 	for (size_t i = 0; i < sp->n; i++) {
 		struct stopic *t = &st->topics[i];
 		t->st = st;

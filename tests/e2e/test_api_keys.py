@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import requests
 
@@ -202,6 +203,39 @@ def test_config_key_sections_and_expiry(herald_factory):
     p = subprocess.run([BIN, "serve", "--data-dir", str(h.data_dir) + "-bad", "--config", conf_path,
                         "--listen", "127.0.0.1:0"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     assert p.returncode == 2 and b"-bad.conf:1: key 'x' needs hash" in p.stderr, p.stderr
+
+
+def test_stream_and_held_longpoll_end_when_their_api_key_expires(herald_factory):
+    """An expiring key is not honoured past its expiry by a connection it
+    opened: the SSE stream ends with an "expired" event, a held long-poll
+    is answered 401."""
+    from test_sse import SSE
+    soon, admin = "soon-secret-" + "s" * 40, "admin-secret-" + "a" * 40
+    exp = time.time() + 8  # room for a slow start; the waits below allow for it
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+    exp = int(exp)  # the stamp has whole seconds
+    conf = (f"[key soon]\nhash = sha256:{hashlib.sha256(soon.encode()).hexdigest()}\n"
+            f"scopes = read\nexpires = {stamp}\n"
+            f"[key admin]\nhash = sha256:{hashlib.sha256(admin.encode()).hexdigest()}\n"
+            "scopes = admin\n")
+    h = herald_factory(config=conf)
+    assert post(h, "k", auth(admin)).status_code == 201
+    s = SSE(h, "/v1/topics/k/sse?after=0", headers=auth(soon))
+    assert s.status == 200
+    assert s.next_event()["id"] == "1"
+    t0 = time.monotonic()
+    r = requests.get(h.topic_url("k"), params={"after": 1, "wait": 60}, headers=auth(soon),
+                     timeout=90)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired", r.text
+    assert "API key" in r.json()["error"]["message"]
+    assert time.time() >= exp - 0.05 and time.monotonic() - t0 < 30
+    ev = s.next_event(timeout=30)
+    assert ev is not None and ev["event"] == "expired", ev
+    assert json.loads(ev["data"]) == {"reason": "API key expired"}
+    assert s.next_event(timeout=5) is None  # then the end of the stream
+    s.close()
+    # The expired key opens nothing new.
+    assert_401(requests.get(h.topic_url("k"), headers=auth(soon), timeout=10))
 
 
 def test_no_key_is_development_mode(herald):
