@@ -7,8 +7,8 @@
  * and let in-flight requests finish (publishes wait for their commit) →
  * engine stop (the writer commits whatever is queued, the store is flushed
  * and closed) → loop closes → exit 0. A second signal exits at once.
- * SIGHUP reads the API keys again (the keys file and the config's [key]
- * sections as loaded at start; a bad file keeps the keys in use) and, with
+ * SIGHUP reads the API keys again (the keys file and the config file's [key]
+ * sections, read anew; a bad file keeps the keys in use) and, with
  * --tls-listen, the certificate and key for new HTTPS connections (a failed
  * reload keeps the old ones).
  */
@@ -16,6 +16,7 @@
 #include "auth/keys.h"
 #include "cli/client.h"
 #include "cli/keys.h"
+#include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -49,6 +50,8 @@ struct server {
 	uv_signal_t sighup;
 	bool tls;
 	bool stopping;
+	int argc;    /* serve's arguments, to read the config again on SIGHUP */
+	char **argv;
 };
 
 static void usage(FILE *f)
@@ -139,7 +142,17 @@ static void on_sighup(uv_signal_t *h, int signum)
 	(void)signum;
 	if (s->stopping)
 		return;
-	if (load_keys(&s->cfg, &ks, &err)) {
+	/* The configuration as it is now (file, environment, flags), for its
+	 * [key] sections; the other options keep their values from start. */
+	struct hd_config *cfg = hd_malloc(sizeof(*cfg));
+	const char *pos[1];
+	size_t npos;
+	hd_config_defaults(cfg);
+	int rc = hd_config_load(cfg, s->argc, s->argv, environ, pos, 0, &npos, &err);
+	if (rc == 0)
+		rc = load_keys(cfg, &ks, &err);
+	free(cfg);
+	if (rc) {
 		hd_log_warn("keys_reload_failed error=\"%s\" keys=%zu", err.msg,
 			    hd_keys_count(s->api_keys));
 		tls_reload(s);
@@ -219,6 +232,8 @@ static int serve(int argc, char **argv)
 	char host[256];
 	int port, rc;
 
+	s.argc = argc;
+	s.argv = argv;
 	hd_config_defaults(&s.cfg);
 	if (hd_config_load(&s.cfg, argc, argv, environ, pos, 0, &npos, &err)) {
 		fprintf(stderr, "herald: %s\n", err.msg);

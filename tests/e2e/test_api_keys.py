@@ -205,6 +205,26 @@ def test_config_key_sections_and_expiry(herald_factory):
     assert p.returncode == 2 and b"-bad.conf:1: key 'x' needs hash" in p.stderr, p.stderr
 
 
+def test_sighup_reads_the_config_files_key_sections_again(herald_factory):
+    def section(name, secret):
+        return f"[key {name}]\nhash = sha256:{hashlib.sha256(secret.encode()).hexdigest()}\nscopes = publish:*\n"
+    one, two = "one-secret-" + "1" * 40, "two-secret-" + "2" * 40
+    h = herald_factory(config=section("one", one))
+    assert post(h, "a", auth(one)).status_code == 201
+    assert_401(post(h, "a", auth(two)))
+    with open(h.data_dir + ".conf", "w") as f:  # "one" revoked, "two" added
+        f.write(section("two", two))
+    h.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: post(h, "a", auth(two)).status_code == 201, 10, 0.05, "the new section's key")
+    assert_401(post(h, "a", auth(one)))
+    # A config file that no longer parses keeps the keys in use.
+    with open(h.data_dir + ".conf", "w") as f:
+        f.write("[key broken]\nscopes = read\n")
+    h.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: b"keys_reload_failed" in open(h.log_path, "rb").read(), 10, 0.05, "the failed reload logged")
+    assert post(h, "a", auth(two)).status_code == 201
+
+
 def test_stream_and_held_longpoll_end_when_their_api_key_expires(herald_factory):
     """An expiring key is not honoured past its expiry by a connection it
     opened: the SSE stream ends with an "expired" event, a held long-poll
