@@ -152,7 +152,8 @@ static void test_private_hosts(void **state)
 	assert_true(hd_sub_url_host_private("https://192.168.1.1"));
 	assert_false(hd_sub_url_host_private("https://example.com/"));
 	assert_false(hd_sub_url_host_private("https://8.8.8.8/"));
-	assert_false(hd_sub_url_host_private("https://[2001:db8::1]:443/"));
+	assert_false(hd_sub_url_host_private("https://[2606:4700::1111]:443/"));
+	assert_true(hd_sub_url_host_private("https://[2001:db8::1]:443/")); /* documentation */
 	refused("{\"topic\":\"t\",\"url\":\"http://127.0.0.1/\"}", "private");
 	assert_int_equal(parse("{\"topic\":\"t\",\"url\":\"http://127.0.0.1/\"}", true, &c, &st,
 			       secret, &err),
