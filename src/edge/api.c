@@ -81,17 +81,14 @@ struct publish {
 	struct hd_http_request *req;
 	struct hd_ce_batch batch;
 	struct hd_pub pub;
-	struct hd_pub_item *items; /* one per valid batch entry */
-	size_t *index;             /* items[i] is batch entry index[i] */
+	struct hd_pub_item *items; /* one per valid batch entry, after topic */
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 };
 
 static void publish_free(struct publish *p)
 {
 	hd_ce_batch_fini(&p->batch);
-	free(p->items);
-	free(p->index);
-	free(p);
+	free(p); /* items share the allocation */
 }
 
 static void entry_json(struct hd_buf *b, const struct hd_pub_item *it)
@@ -236,7 +233,8 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 {
 	struct hd_hub *hub = api->hub;
 	struct hd_error err = {0};
-	struct publish *p = hd_calloc(1, sizeof(*p));
+	struct hd_ce_batch batch;
+	struct publish *p;
 	int64_t now = hd_now_ms();
 	struct hd_ce_request ce = {
 		.topic = topic,
@@ -247,19 +245,23 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 		.body_len = req->body_len,
 	};
 
-	p->req = req;
-	/* The router checked the name: at most HD_TOPIC_NAME_LEN_MAX bytes. */
-	size_t topic_len = strnlen(topic, sizeof(p->topic) - 1);
-	memcpy(p->topic, topic, topic_len);
-	p->topic[topic_len] = '\0';
-	if (hd_ce_decode(&ce, &p->batch, &err)) {
+	if (hd_ce_decode(&ce, &batch, &err)) {
 		hd_metrics_inc(HD_M_publish_errors_total);
 		if (err.code == HD_ETOOBIG) /* more events in one batch than allowed */
 			hd_metrics_inc(HD_M_http_limit_hits_total);
 		respond_err(req, &err);
-		free(p);
 		return;
 	}
+	/* One allocation for the publish and its items (n known now). */
+	p = hd_malloc(sizeof(*p) + (batch.n ? batch.n : 1) * sizeof(p->items[0]));
+	p->req = req;
+	p->batch = batch;
+	p->items = (struct hd_pub_item *)(void *)(p + 1);
+	p->pub = (struct hd_pub){0};
+	/* The router checked the name: at most HD_TOPIC_NAME_LEN_MAX bytes. */
+	size_t topic_len = strnlen(topic, sizeof(p->topic) - 1);
+	memcpy(p->topic, topic, topic_len);
+	p->topic[topic_len] = '\0';
 	/* The namespace's max-event-size: a single event is refused whole,
 	 * a batch entry gets its own error. */
 	for (size_t i = 0; i < p->batch.n; i++) {
@@ -273,18 +275,17 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 			return;
 		}
 	}
-	p->items = hd_calloc(p->batch.n ? p->batch.n : 1, sizeof(*p->items));
-	p->index = hd_calloc(p->batch.n ? p->batch.n : 1, sizeof(*p->index));
 	size_t n = 0;
 	for (size_t i = 0; i < p->batch.n; i++) {
 		if (p->batch.errors[i].code) {
 			hd_metrics_inc(HD_M_publish_errors_total);
 			continue;
 		}
-		p->items[n].topic = p->topic;
-		p->items[n].event = &p->batch.events[i];
-		p->items[n].stored_ms = now;
-		p->index[n++] = i;
+		p->items[n++] = (struct hd_pub_item){
+			.topic = p->topic,
+			.event = &p->batch.events[i],
+			.stored_ms = now,
+		};
 	}
 	if (n == 0) {
 		publish_batch_empty(p);

@@ -92,7 +92,7 @@ struct hd_ce_batch {
 	bool is_batch;
 	size_t n;
 	struct hd_event *events; /* owned, n entries */
-	struct hd_error *errors; /* owned, n entries */
+	struct hd_error *errors; /* n entries, in the allocation of events */
 };
 
 /*
