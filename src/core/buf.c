@@ -55,9 +55,13 @@ void hd_buf_reserve(struct hd_buf *b, size_t extra)
 
 int hd_buf_append(struct hd_buf *b, const void *p, size_t n)
 {
-	int rc = reserve(b, n);
-	if (rc)
-		return rc;
+	/* Room for n and the NUL already (cap never exceeds max + 1, so max
+	 * holds too): the common case skips reserve. */
+	if (n >= b->cap - b->len) {
+		int rc = reserve(b, n);
+		if (rc)
+			return rc;
+	}
 	if (n)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;
@@ -72,7 +76,14 @@ int hd_buf_puts(struct hd_buf *b, const char *s)
 
 int hd_buf_putc(struct hd_buf *b, char c)
 {
-	return hd_buf_append(b, &c, 1);
+	if (b->cap - b->len < 2) {
+		int rc = reserve(b, 1);
+		if (rc)
+			return rc;
+	}
+	b->data[b->len++] = c;
+	b->data[b->len] = '\0';
+	return 0;
 }
 
 int hd_buf_printf(struct hd_buf *b, const char *fmt, ...)

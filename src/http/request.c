@@ -445,9 +445,9 @@ static int check_framing(struct hd_request_parser *p)
 
 	for (size_t i = 0; i < p->nspans; i++) {
 		const struct hd_header *h = &p->headers[i];
-		if (strcmp(h->name, "content-length") == 0) {
+		if (h->name_len == 14 && memcmp(h->name, "content-length", 14) == 0) {
 			cl = true;
-		} else if (strcmp(h->name, "transfer-encoding") == 0) {
+		} else if (h->name_len == 17 && memcmp(h->name, "transfer-encoding", 17) == 0) {
 			te = true;
 			if (scan_codings(h->value, &ncodings, &nchunked)) {
 				p->why = not_last;
@@ -505,7 +505,7 @@ static int check_host(struct hd_request_parser *p)
 	const struct hd_header *host = NULL;
 
 	for (size_t i = 0; i < p->nspans; i++) {
-		if (strcmp(p->headers[i].name, "host") != 0)
+		if (p->headers[i].name_len != 4 || memcmp(p->headers[i].name, "host", 4) != 0)
 			continue;
 		if (host) {
 			p->why = "more than one Host header";

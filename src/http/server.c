@@ -1090,8 +1090,10 @@ static void conn_pump(struct conn *c)
 
 const char *hd_http_header_get(const struct hd_http_request *req, const char *lname)
 {
+	size_t n = strlen(lname);
+
 	for (size_t i = 0; i < req->nheaders; i++)
-		if (strcmp(req->headers[i].name, lname) == 0)
+		if (req->headers[i].name_len == n && memcmp(req->headers[i].name, lname, n) == 0)
 			return req->headers[i].value;
 	return NULL;
 }
