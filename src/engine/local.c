@@ -34,10 +34,7 @@ struct local {
 	struct hd_engine base;
 	uv_loop_t *loop;
 	uv_async_t async;
-	uv_check_t check;     /* wakes the writer after an iteration's publishes */
-	uv_prepare_t prepare; /* the same, for publishes made after the check ran */
-	bool wake_pending;    /* batches were queued without waking the writer */
-	int open_handles;     /* of async, check and prepare */
+	int open_handles;     /* of async */
 	struct hd_store *store;
 	struct hd_map topics;         /* name → struct ltopic */
 	struct hd_local_opts opts;
@@ -256,24 +253,6 @@ static void on_async(uv_async_t *h)
 	hd_store_drain(l->store, on_batch, l);
 }
 
-static void wake_writer(struct local *l)
-{
-	if (l->wake_pending) {
-		l->wake_pending = false;
-		hd_store_wake(l->store);
-	}
-}
-
-static void on_check(uv_check_t *h)
-{
-	wake_writer(h->data);
-}
-
-static void on_prepare(uv_prepare_t *h)
-{
-	wake_writer(h->data);
-}
-
 static void notify(void *arg)
 {
 	struct local *l = arg;
@@ -301,11 +280,9 @@ static int local_publish(struct hd_engine *e, struct hd_pub *p)
 		it->time_ms = in->stored_ms;
 		it->expires_ms = in->event->expires_ms;
 	}
-	int rc = hd_store_submit_deferred(l->store, &job->batch);
+	int rc = hd_store_submit(l->store, &job->batch);
 	if (rc)
 		free(job);
-	else
-		l->wake_pending = true;
 	return rc;
 }
 
@@ -544,12 +521,9 @@ static int local_group_op(struct hd_engine *e, struct hd_group_op *op)
 	}
 	job->batch.op = op->kind == HD_GROUP_PUT ? HD_STORE_GROUP_PUT : HD_STORE_GROUP_DELETE;
 	job->batch.group = &op->row;
-	/* Deferred like publishes: acks of one loop iteration share a commit. */
-	rc = hd_store_submit_deferred(l->store, &job->batch);
+	rc = hd_store_submit(l->store, &job->batch);
 	if (rc)
 		free(job);
-	else
-		l->wake_pending = true;
 	return rc;
 }
 
@@ -616,12 +590,9 @@ static int local_record_op(struct hd_engine *e, struct hd_record_op *op)
 	}
 	job->batch.op = op->kind == HD_RECORD_PUT ? HD_STORE_RECORD_PUT : HD_STORE_RECORD_DELETE;
 	job->batch.record = &op->rec;
-	/* Deferred like publishes: records of one loop iteration share a commit. */
-	rc = hd_store_submit_deferred(l->store, &job->batch);
+	rc = hd_store_submit(l->store, &job->batch);
 	if (rc)
 		free(job);
-	else
-		l->wake_pending = true;
 	return rc;
 }
 
@@ -638,8 +609,7 @@ static void local_stop(struct hd_engine *e)
 	if (l->stopped)
 		return;
 	l->stopped = true;
-	l->wake_pending = false;
-	hd_store_stop(l->store); /* takes every queued batch, woken or not */
+	hd_store_stop(l->store); /* commits every queued batch */
 	hd_store_drain(l->store, on_batch, l);
 }
 
@@ -672,8 +642,6 @@ static void finish_free(struct local *l)
 	hd_map_each(&l->topics, free_topic, NULL);
 	hd_map_fini(&l->topics);
 	uv_close((uv_handle_t *)&l->async, on_close);
-	uv_close((uv_handle_t *)&l->check, on_close);
-	uv_close((uv_handle_t *)&l->prepare, on_close);
 }
 
 static const struct hd_engine_ops local_ops = {
@@ -706,21 +674,10 @@ struct hd_engine *hd_local_engine_new(uv_loop_t *loop, const struct hd_local_opt
 	}
 	l->async.data = l;
 	l->open_handles = 1;
-	/* Neither handle keeps the loop alive on its own. */
-	uv_check_init(loop, &l->check);
-	uv_prepare_init(loop, &l->prepare);
-	l->check.data = l->prepare.data = l;
-	l->open_handles += 2;
-	uv_check_start(&l->check, on_check);
-	uv_prepare_start(&l->prepare, on_prepare);
-	uv_unref((uv_handle_t *)&l->check);
-	uv_unref((uv_handle_t *)&l->prepare);
 	l->store = hd_store_open(&l->opts.store, err);
 	if (!l->store) {
 		hd_map_fini(&l->topics);
 		uv_close((uv_handle_t *)&l->async, on_close);
-		uv_close((uv_handle_t *)&l->check, on_close);
-		uv_close((uv_handle_t *)&l->prepare, on_close);
 		return NULL;
 	}
 	return &l->base;

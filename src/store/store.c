@@ -328,7 +328,7 @@ fail:
 	return NULL;
 }
 
-static int submit(struct hd_store *s, struct hd_store_batch *b, bool wake)
+int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
 {
 	size_t n = b->op == HD_STORE_APPEND ? b->n : 1;
 	int rc = 0;
@@ -352,29 +352,21 @@ static int submit(struct hd_store *s, struct hd_store_batch *b, bool wake)
 		s->queue_head = b;
 	s->queue_tail = b;
 	s->queued_events += n;
-	if (wake)
+	/* Group commit: an idle writer starts on the first batch at once, and
+	 * a busy one takes all that queued meanwhile when its commit ends (it
+	 * looks at the queue under mu before it waits, so only an idle one
+	 * needs the signal). Holding the first publish of a loop iteration
+	 * back until the iteration's end, so that all of them shared a commit,
+	 * was slower: single publishes from 64 connections went from 31.5k/s
+	 * to 35k/s (medians of 4 alternating runs) and batches from 258k to
+	 * 272k events/s when the writer started at once. */
+	if (s->idle) {
+		s->idle = false;
 		pthread_cond_signal(&s->wake);
+	}
 out:
 	pthread_mutex_unlock(&s->mu);
 	return rc;
-}
-
-int hd_store_submit(struct hd_store *s, struct hd_store_batch *b)
-{
-	return submit(s, b, true);
-}
-
-int hd_store_submit_deferred(struct hd_store *s, struct hd_store_batch *b)
-{
-	return submit(s, b, false);
-}
-
-void hd_store_wake(struct hd_store *s)
-{
-	pthread_mutex_lock(&s->mu);
-	if (s->queue_head)
-		pthread_cond_signal(&s->wake);
-	pthread_mutex_unlock(&s->mu);
 }
 
 void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg)

@@ -188,19 +188,11 @@ struct hd_store *hd_store_open(const struct hd_store_opts *opts, struct hd_error
 
 /* Queues a batch (borrowed until it comes back from hd_store_drain).
  * Returns 0, or HD_EUNAVAIL if the queue is full or the store is stopping.
- * Owner thread. */
+ * Group commit: a writer that waits for work starts on it at once; one that
+ * is committing takes every batch queued meanwhile (up to
+ * commit_max_events) into its next commit. Owner thread. */
 int hd_store_submit(struct hd_store *s, struct hd_store_batch *b);
 
-/* hd_store_submit without waking the writer: a writer that waits for work
- * sleeps on until hd_store_wake (one that is committing takes the batch
- * after its commit, as usual). The owner uses it to hand every publish of a
- * loop iteration to one commit for one wake-up, instead of waking the
- * writer for the first and committing the rest separately. Owner thread. */
-int hd_store_submit_deferred(struct hd_store *s, struct hd_store_batch *b);
-
-/* Wakes the writer for batches queued by hd_store_submit_deferred. Owner
- * thread. */
-void hd_store_wake(struct hd_store *s);
 
 /* Calls cb for each completed batch, in commit order. Owner thread. */
 void hd_store_drain(struct hd_store *s, void (*cb)(struct hd_store_batch *b, void *arg), void *arg);

@@ -211,6 +211,7 @@ struct hd_store {
 	struct hd_store_batch *done_head, *done_tail;
 	size_t queued_events;      /* submitted and not yet committed */
 	bool stopping;
+	bool idle; /* the writer waits for work (read and written under mu) */
 	bool sync_ready;           /* mu, wake and pool_mu were initialised */
 
 	/* Owner thread only. */

@@ -768,6 +768,7 @@ void *hd_store_writer_main(void *arg)
 		}
 		if (s->stopping)
 			break;
+		s->idle = true;
 		if (interval) {
 			struct timespec ts;
 			deadline(&ts, s->next_maint_ms);
@@ -775,6 +776,7 @@ void *hd_store_writer_main(void *arg)
 		} else {
 			pthread_cond_wait(&s->wake, &s->mu);
 		}
+		s->idle = false;
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
