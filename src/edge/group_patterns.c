@@ -22,14 +22,13 @@
 #include "core/lease.h"
 #include "core/log.h"
 #include "core/map.h"
-#include "http/query.h"
+#include "edge/group_http.h"
 #include "hub/dlq.h"
 #include "hub/topic_pattern.h"
 #include "proto/deadletter.h"
 
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,24 +108,6 @@ static void discover(struct pgroup *g);
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hd_http_respond_error(req, code, msg);
-}
-
 size_t hd_pgroups_part_name(const char *pattern, const char *name, char *out, size_t out_len)
 {
 	uint64_t h = 14695981039346656037ull; /* FNV-1a 64: stable, as it is stored */
@@ -188,7 +169,7 @@ static void put_done(struct hd_group_op *op)
 			hd_buf_fini(&p->answer);
 			hd_http_respond_error(p->req, op->err, "the group state could not be stored");
 		} else {
-			respond_buf(p->req, p->status, &p->answer);
+			hd_group_respond_json(p->req, p->status, &p->answer);
 		}
 	}
 	if (p->acks) {
@@ -201,7 +182,7 @@ static void put_done(struct hd_group_op *op)
 				hd_http_respond_error(a->req, a->err,
 						      "the group state could not be stored");
 			} else {
-				respond_buf(a->req, 200, &a->answer);
+				hd_group_respond_json(a->req, 200, &a->answer);
 			}
 			free(a);
 		}
@@ -784,7 +765,7 @@ static void fetch_finish(struct fetch *f)
 		waiter_end(w);
 	} else if (f->sent > 0 || hd_now_ms() >= w->until_ms || g->pg->stopping || g->deleted) {
 		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->ack_wait_ms);
-		respond_buf(w->req, 200, &f->b);
+		hd_group_respond_json(w->req, 200, &f->b);
 		w->req = NULL;
 		waiter_end(w);
 	} else {
@@ -933,39 +914,16 @@ static void on_wait_end(uv_timer_t *t)
 	}
 }
 
-static int query_num(const struct hd_http_request *req, const char *name, double def, double max,
-		     double *out)
-{
-	char v[32], *end;
-	long n = hd_query_get(req->query, name, v, sizeof(v));
-	*out = def;
-	if (n == -1)
-		return 0;
-	double x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtod(v, &end) : -1;
-	if (n <= 0 || x < 0 || *end || x > max)
-		return -1;
-	*out = x;
-	return 0;
-}
-
 static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
 {
-	double max, wait;
-	if (query_num(req, "max", HD_GROUP_FETCH_DEFAULT, HD_GROUP_FETCH_MAX, &max) || max < 1 ||
-	    max != (double)(uint32_t)max) {
-		respond_msg(req, HD_EINVAL, "query parameter 'max' must be a whole number from 1 to %d",
-			    HD_GROUP_FETCH_MAX);
+	uint32_t max;
+	double wait;
+	if (!hd_group_fetch_args(req, &max, &wait))
 		return;
-	}
-	if (query_num(req, "wait", 0, HD_GROUP_WAIT_MAX_S, &wait)) {
-		respond_msg(req, HD_EINVAL, "query parameter 'wait' must be seconds from 0 to %d",
-			    HD_GROUP_WAIT_MAX_S);
-		return;
-	}
 	struct waiter *w = hd_calloc(1, sizeof(*w));
 	w->req = req;
 	w->g = g;
-	w->max = (uint32_t)max;
+	w->max = max;
 	w->until_ms = hd_now_ms() + (int64_t)(wait * 1000);
 	uv_timer_init(pg->loop, &w->timer);
 	w->timer.data = w;
@@ -979,38 +937,27 @@ static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, str
 
 static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 {
-	json_error_t jerr;
-	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-	json_t *evs = body ? json_object_get(body, "events") : NULL;
-	json_t *delay = body ? json_object_get(body, "delay_ms") : NULL;
+	json_t *body = hd_group_body(req, false);
+	if (!body)
+		return;
+	json_t *evs = json_object_get(body, "events");
 	int64_t delay_ms = 0, now = hd_now_ms();
 	struct hd_buf b;
 	size_t done = 0, nign = 0, i;
 	json_t *o;
 
-	if (!body || !json_is_object(body)) {
-		respond_msg(req, HD_EINVAL, "the body must be a JSON object");
-		goto out;
-	}
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
-		respond_msg(req, HD_EINVAL,
+		hd_group_respond_msg(req, HD_EINVAL,
 			    "a pattern group acks (topic, offset) pairs: "
 			    "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
 			    "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
-	if (nack && delay) {
-		if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
-		    json_integer_value(delay) > HD_GROUP_NACK_DELAY_MAX_MS) {
-			respond_msg(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
-				    HD_GROUP_NACK_DELAY_MAX_MS);
-			goto out;
-		}
-		delay_ms = json_integer_value(delay);
-	}
+	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+		goto out;
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		respond_msg(req, HD_EINVAL,
+		hd_group_respond_msg(req, HD_EINVAL,
 			    "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
 			    HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
@@ -1020,7 +967,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		json_t *t = json_object_get(o, "topic"), *off = json_object_get(o, "offset");
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
-			respond_msg(req, HD_EINVAL,
+			hd_group_respond_msg(req, HD_EINVAL,
 				    "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
@@ -1049,7 +996,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (nack || done == 0) {
 		for (i = 0; i < g->nparts; i++)
 			g->parts[i]->dirty = false;
-		respond_buf(req, 200, &b);
+		hd_group_respond_json(req, 200, &b);
 	} else {
 		/* Answered once every changed part's row is durable. */
 		struct acks *a = hd_calloc(1, sizeof(*a));
@@ -1069,7 +1016,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 				hd_buf_fini(&a->answer);
 				hd_http_respond_error(req, a->err, "the group state could not be stored");
 			} else {
-				respond_buf(req, 200, &a->answer);
+				hd_group_respond_json(req, 200, &a->answer);
 			}
 			free(a);
 		}
@@ -1082,58 +1029,29 @@ out:
 
 /* ---- create, delete --------------------------------------------------- */
 
-static bool u32_member(struct hd_http_request *req, json_t *body, const char *name, uint32_t min,
-		       uint32_t max, uint32_t *out)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v)
-		return true;
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		respond_msg(req, HD_EINVAL, "'%s' must be a whole number from %" PRIu32 " to %" PRIu32,
-			    name, min, max);
-		return false;
-	}
-	*out = (uint32_t)json_integer_value(v);
-	return true;
-}
-
 static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g,
 			  const char *pattern, const char *name)
 {
-	json_error_t jerr;
-	json_t *body = req->body_len ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-						  &jerr)
-				     : json_object();
+	json_t *body = hd_group_body(req, true);
 	uint32_t ack_wait = g ? g->ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
 	uint32_t maxd = g ? g->max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	bool ordered = g ? g->ordered : false, latest = false;
 	struct hd_buf b;
 
-	if (!body || !json_is_object(body)) {
-		respond_msg(req, HD_EINVAL, "the body must be a JSON object");
-		goto out;
-	}
+	if (!body)
+		return;
 	json_t *start = json_object_get(body, "start");
-	json_t *ord = json_object_get(body, "ordered");
-	if (!u32_member(req, body, "ack_wait_ms", 100, HD_GROUP_ACK_WAIT_MAX_MS, &ack_wait) ||
-	    !u32_member(req, body, "max_deliveries", 0, HD_GROUP_MAX_DELIVERIES_MAX, &maxd))
+	if (!hd_group_config_args(req, body, &ack_wait, &maxd, &ordered))
 		goto out;
-	if (ord) {
-		if (!json_is_boolean(ord)) {
-			respond_msg(req, HD_EINVAL, "'ordered' must be true or false");
-			goto out;
-		}
-		ordered = json_is_true(ord);
-	}
 	if (start) {
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
-			respond_msg(req, HD_EINVAL,
+			hd_group_respond_msg(req, HD_EINVAL,
 				    "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
-			respond_msg(req, HD_EINVAL,
+			hd_group_respond_msg(req, HD_EINVAL,
 				    "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
@@ -1150,13 +1068,13 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 		goto out;
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
-		respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
+		hd_group_respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
 			    HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
 	if (!g) {
-		respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
+		hd_group_respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
 	}
 	g->ack_wait_ms = ack_wait;
@@ -1228,7 +1146,7 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	struct pgroup *g = strlen(name) <= HD_GROUP_PATTERN_NAME_MAX ? hd_map_get(&pg->groups, key)
 								       : NULL;
 	if (g && strcmp(g->pattern, pattern) != 0) {
-		respond_msg(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
+		hd_group_respond_msg(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
 		return;
 	}
 	if (pg->stopping) {
@@ -1237,14 +1155,14 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
 		if (g && g->create_req) {
-			respond_msg(req, HD_EINVAL, "the group is being created");
+			hd_group_respond_msg(req, HD_EINVAL, "the group is being created");
 			return;
 		}
 		handle_create(pg, req, g, pattern, name);
 		return;
 	}
 	if (!g) {
-		respond_msg(req, HD_ENOTFOUND,
+		hd_group_respond_msg(req, HD_ENOTFOUND,
 			    act == HD_GROUP_ACT_FETCH
 				    ? "no such group; a pattern group is created with PUT"
 				    : "no such group");
@@ -1255,7 +1173,7 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	case HD_GROUP_ACT_INFO:
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		respond_buf(req, 200, &b);
+		hd_group_respond_json(req, 200, &b);
 		return;
 	case HD_GROUP_ACT_DELETE:
 		handle_delete(pg, req, g);

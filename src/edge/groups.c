@@ -24,22 +24,20 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/access.h"
+#include "edge/group_http.h"
 #include "edge/group_patterns.h"
 #include "hub/topic_pattern.h"
-#include "http/query.h"
 #include "hub/dlq.h"
 #include "proto/deadletter.h"
 
 #include <http_parser.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define JSON_TYPE "application/json"
 #define RESPONSE_MAX (65u * 1024 * 1024)
 #define PAGE_BYTES (8u * 1024 * 1024)
 
@@ -110,24 +108,6 @@ static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
 
 /* ---- answers ---------------------------------------------------------- */
-
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hd_http_respond_error(req, code, msg);
-}
 
 /* ---- groups in memory ------------------------------------------------- */
 
@@ -212,7 +192,7 @@ static void put_done(struct hd_group_op *op)
 			hd_buf_fini(&p->answer);
 			hd_http_respond_error(p->req, op->err, "the group state could not be stored");
 		} else {
-			respond_buf(p->req, p->status, &p->answer);
+			hd_group_respond_json(p->req, p->status, &p->answer);
 		}
 	} else {
 		hd_buf_fini(&p->answer);
@@ -340,7 +320,7 @@ static void info_done(struct hd_topic_op *op)
 	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
-	respond_buf(in->req, 200, &b);
+	hd_group_respond_json(in->req, 200, &b);
 	in->g->refs--;
 	group_release(in->g);
 out:
@@ -358,13 +338,13 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
-				respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+				hd_group_respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
 			if (g->lease.leased > 0 || g->busy) {
-				respond_msg(in->req, HD_EINVAL,
+				hd_group_respond_msg(in->req, HD_EINVAL,
 					    "the group has leased events; ack them or DELETE the group"
 					    " before moving its start");
 				return;
@@ -510,7 +490,7 @@ static void answer(struct waiter *w, const struct hd_stored_event *events, size_
 		rc = hd_buf_printf(&b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
 				   g->ack_wait_ms, g->lease.floor);
 	if (rc == 0)
-		respond_buf(w->req, 200, &b);
+		hd_group_respond_json(w->req, 200, &b);
 	else {
 		hd_buf_fini(&b);
 		hd_http_respond_error(w->req, HD_EINTERNAL, "the answer would be too large");
@@ -834,41 +814,18 @@ static void on_wait_end(uv_timer_t *t)
 	}
 }
 
-static int query_num(const struct hd_http_request *req, const char *name, double def, double max,
-		     double *out)
-{
-	char v[32], *end;
-	long n = hd_query_get(req->query, name, v, sizeof(v));
-	*out = def;
-	if (n == -1)
-		return 0;
-	double x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtod(v, &end) : -1;
-	if (n <= 0 || x < 0 || *end || x > max)
-		return -1;
-	*out = x;
-	return 0;
-}
-
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			 const char *topic, const char *name)
 {
-	double max, wait;
-	if (query_num(req, "max", HD_GROUP_FETCH_DEFAULT, HD_GROUP_FETCH_MAX, &max) || max < 1 ||
-	    max != (double)(uint32_t)max) {
-		respond_msg(req, HD_EINVAL, "query parameter 'max' must be a whole number from 1 to %d",
-			    HD_GROUP_FETCH_MAX);
+	uint32_t max;
+	double wait;
+	if (!hd_group_fetch_args(req, &max, &wait))
 		return;
-	}
-	if (query_num(req, "wait", 0, HD_GROUP_WAIT_MAX_S, &wait)) {
-		respond_msg(req, HD_EINVAL, "query parameter 'wait' must be seconds from 0 to %d",
-			    HD_GROUP_WAIT_MAX_S);
-		return;
-	}
 	if (!g) {
 		/* Created on first use, at the oldest kept event. */
 		g = group_new(gs, topic, name, 0);
 		if (!g) {
-			respond_msg(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+			hd_group_respond_msg(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
 		put_group(g, NULL, 0, NULL);
@@ -876,7 +833,7 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 	struct waiter *w = hd_calloc(1, sizeof(*w));
 	w->req = req;
 	w->g = g;
-	w->max = (uint32_t)max;
+	w->max = max;
 	w->until_ms = hd_now_ms() + (int64_t)(wait * 1000);
 	uv_timer_init(gs->loop, &w->timer);
 	w->timer.data = w;
@@ -888,33 +845,20 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 
 /* ---- ack, nack -------------------------------------------------------- */
 
-/* Parses {"offsets":[…]} (and up_to / delay_ms where allowed). */
-static json_t *parse_body(struct hd_http_request *req)
-{
-	json_error_t jerr;
-	json_t *v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!v || !json_is_object(v)) {
-		json_decref(v);
-		respond_msg(req, HD_EINVAL, "the body must be a JSON object");
-		return NULL;
-	}
-	return v;
-}
-
 static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 {
 	size_t i;
 	json_t *o;
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
+		hd_group_respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
 			    HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
 	{
 		if (!json_is_integer(o) || json_integer_value(o) < 1) {
-			respond_msg(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
+			hd_group_respond_msg(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
 			return false;
 		}
 	}
@@ -923,29 +867,21 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 
 static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 {
-	json_t *body = parse_body(req);
+	json_t *body = hd_group_body(req, false);
 	if (!body)
 		return;
 	json_t *offs = json_object_get(body, "offsets");
 	json_t *upto = json_object_get(body, "up_to");
-	json_t *delay = json_object_get(body, "delay_ms");
 	int64_t delay_ms = 0;
 	struct hd_buf b;
 	size_t done = 0, i;
 	json_t *o;
 
-	if (nack && delay) {
-		if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
-		    json_integer_value(delay) > HD_GROUP_NACK_DELAY_MAX_MS) {
-			respond_msg(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
-				    HD_GROUP_NACK_DELAY_MAX_MS);
-			goto out;
-		}
-		delay_ms = json_integer_value(delay);
-	}
+	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+		goto out;
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
-			respond_msg(req, HD_EINVAL,
+			hd_group_respond_msg(req, HD_EINVAL,
 				    "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
@@ -956,7 +892,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		goto answer;
 	}
 	if (!offs) {
-		respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+		hd_group_respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
 					      : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
@@ -982,7 +918,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		      done, g->lease.floor);
 answer:
 	if (nack || done == 0) {
-		respond_buf(req, 200, &b);
+		hd_group_respond_json(req, 200, &b);
 	} else {
 		put_group(g, req, 200, &b); /* answered once durable */
 	}
@@ -994,25 +930,10 @@ out:
 
 /* ---- create, delete --------------------------------------------------- */
 
-static bool u32_member(struct hd_http_request *req, json_t *body, const char *name, uint32_t min,
-		       uint32_t max, uint32_t *out)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v)
-		return true;
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		respond_msg(req, HD_EINVAL, "'%s' must be a whole number from %" PRIu32 " to %" PRIu32,
-			    name, min, max);
-		return false;
-	}
-	*out = (uint32_t)json_integer_value(v);
-	return true;
-}
-
 static void handle_create(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
-	json_t *body = req->body_len ? parse_body(req) : json_object();
+	json_t *body = hd_group_body(req, true);
 	if (!body)
 		return;
 	struct info *in = hd_calloc(1, sizeof(*in));
@@ -1025,18 +946,8 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->max_deliveries = g ? g->max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	in->ordered = g ? g->ordered : false;
 	json_t *start = json_object_get(body, "start");
-	json_t *ordered = json_object_get(body, "ordered");
-	if (!u32_member(req, body, "ack_wait_ms", 100, HD_GROUP_ACK_WAIT_MAX_MS, &in->ack_wait_ms) ||
-	    !u32_member(req, body, "max_deliveries", 0, HD_GROUP_MAX_DELIVERIES_MAX,
-			&in->max_deliveries))
+	if (!hd_group_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
-	if (ordered) {
-		if (!json_is_boolean(ordered)) {
-			respond_msg(req, HD_EINVAL, "'ordered' must be true or false");
-			goto fail;
-		}
-		in->ordered = json_is_true(ordered);
-	}
 	if (start) {
 		json_t *off = json_is_object(start) ? json_object_get(start, "offset") : NULL;
 		if (json_is_string(start) && strcmp(json_string_value(start), "oldest") == 0) {
@@ -1054,7 +965,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
-			respond_msg(req, HD_EINVAL,
+			hd_group_respond_msg(req, HD_EINVAL,
 				    "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
 				    " or {\"time\": \"RFC 3339\"}");
 			goto fail;
@@ -1087,7 +998,7 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 			  const char *topic, const char *name)
 {
 	if (!g) {
-		respond_msg(req, HD_ENOTFOUND, "no such group");
+		hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
 		return;
 	}
 	hd_map_del(&gs->groups, g->key);
@@ -1171,7 +1082,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (!g) {
-			respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		struct info *in = hd_calloc(1, sizeof(*in));
@@ -1193,7 +1104,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
 		if (!g) {
-			respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		handle_ack(req, g, act == HD_GROUP_ACT_NACK);
@@ -1205,13 +1116,13 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 		      const char *topic, const char *name)
 {
 	if (!name_ok(name)) {
-		respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
+		hd_group_respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
 			    HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) &&
 	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
-		respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
+		hd_group_respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
 	if (!gs->loaded) {
