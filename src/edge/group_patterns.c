@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/group_http.h"
+#include "edge/group_waiters.h"
 #include "hub/dlq.h"
 #include "hub/topic_pattern.h"
 #include "proto/deadletter.h"
@@ -34,7 +35,6 @@
 #include <string.h>
 #include <time.h>
 
-#define JSON_TYPE "application/json"
 #define RESPONSE_MAX (65u * 1024 * 1024)
 #define PAGE_BYTES (8u * 1024 * 1024)
 #define LIST_PAGE 1000
@@ -50,15 +50,6 @@ struct part {
 	int refs;                 /* the group's list + requests in flight */
 	bool gone;                /* its topic was deleted: never written again */
 	bool dirty;               /* changed by the ack being handled */
-};
-
-struct waiter {
-	struct hd_http_request *req;
-	struct pgroup *g;
-	uv_timer_t timer;
-	uint32_t max;
-	int64_t until_ms;
-	struct waiter *next;
 };
 
 struct pgroup {
@@ -84,14 +75,11 @@ struct pgroup {
 	struct hd_topic_op list;
 	char list_after[HD_TOPIC_NAME_MAX + 1];
 	struct hd_http_request *create_req; /* the PUT answered when discovery ends */
-	bool busy, starved, trying, try_again, deleted;
+	bool deleted;
 	int refs;
-	struct waiter *waiters;
-	struct waiter **wtail;
-	struct hd_watch watch;
+	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
+	struct hd_watch watch;    /* the prefix watch: events and new topics */
 	bool watching;
-	uv_timer_t due;
-	bool due_init;
 };
 
 struct hd_pgroups {
@@ -102,7 +90,7 @@ struct hd_pgroups {
 	bool stopping;
 };
 
-static void try_waiters(struct pgroup *g);
+static const struct hd_group_waiters_ops waiter_ops;
 static void wake(struct pgroup *g);
 static void discover(struct pgroup *g);
 
@@ -299,11 +287,6 @@ static void part_remove(struct pgroup *g, struct part *p)
 
 /* ---- groups in memory ------------------------------------------------- */
 
-static void on_due(uv_timer_t *t)
-{
-	wake(t->data);
-}
-
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
 	struct pgroup *g = watch->arg;
@@ -324,8 +307,8 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 	if (ev->offset > p->last)
 		p->last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (ev->offset >= p->lease.next && g->waiters && g->due_init)
-		uv_timer_start(&g->due, on_due, 0, 0);
+	if (ev->offset >= p->lease.next && g->q.head)
+		hd_group_waiters_wake_soon(&g->q);
 }
 
 static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, const char *name)
@@ -342,7 +325,7 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 	g->ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS;
 	g->max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	g->created_ms = hd_now_ms();
-	g->wtail = &g->waiters;
+	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
 	g->watch.arg = g;
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
@@ -350,9 +333,6 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 		free(g);
 		return NULL;
 	}
-	uv_timer_init(pg->loop, &g->due);
-	g->due.data = g;
-	g->due_init = true;
 	if (hd_hub_watch_prefix(pg->hub, g->prefix, &g->watch) == 0)
 		g->watching = true;
 	else
@@ -375,7 +355,8 @@ static void group_free_parts(struct pgroup *g)
 
 static void group_free_closed(uv_handle_t *h)
 {
-	struct pgroup *g = h->data;
+	struct hd_group_waiters *q = h->data;
+	struct pgroup *g = q->owner;
 	group_free_parts(g);
 	free(g);
 }
@@ -383,15 +364,12 @@ static void group_free_closed(uv_handle_t *h)
 /* Frees a deleted group once nothing points at it any more. */
 static void group_release(struct pgroup *g)
 {
-	if (!g->deleted || g->refs > 0 || g->busy || g->waiters || g->discovering)
+	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->discovering)
 		return;
 	if (g->watching)
 		hd_hub_unwatch(g->pg->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, group_free_closed);
-	} else {
+	if (!hd_group_waiters_close(&g->q, group_free_closed)) {
 		group_free_parts(g);
 		free(g);
 	}
@@ -510,7 +488,7 @@ static void discover(struct pgroup *g)
 struct fetch {
 	struct hd_read r;
 	struct pgroup *g;
-	struct waiter *w;
+	struct hd_group_waiter *w;
 	struct part *p;                /* the part being read */
 	struct hd_lease_grant *grants; /* redeliveries, or NULL for new events */
 	size_t ngrants;
@@ -523,48 +501,13 @@ struct fetch {
 	int err;
 };
 
-static void waiter_closed(uv_handle_t *h)
+static void answer_empty(void *owner, struct hd_group_waiter *w)
 {
-	free(h->data);
-}
-
-static void waiter_end(struct waiter *w)
-{
-	uv_timer_stop(&w->timer);
-	uv_close((uv_handle_t *)&w->timer, waiter_closed);
-}
-
-static void waiter_unlink(struct waiter *w)
-{
-	struct pgroup *g = w->g;
-	struct waiter **pp = &g->waiters;
-	while (*pp && *pp != w)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = w->next;
-	g->wtail = &g->waiters;
-	while (*g->wtail)
-		g->wtail = &(*g->wtail)->next;
-	w->next = NULL;
-}
-
-static void waiter_push_front(struct waiter *w)
-{
-	struct pgroup *g = w->g;
-	w->next = g->waiters;
-	g->waiters = w;
-	if (!w->next)
-		g->wtail = &w->next;
-}
-
-static void answer_empty(struct waiter *w)
-{
-	char body[64];
-	int n = snprintf(body, sizeof(body), "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}",
-			 w->g->ack_wait_ms);
-	hd_http_respond(w->req, 200, JSON_TYPE, NULL, body, (size_t)n);
-	w->req = NULL;
-	waiter_end(w);
+	struct pgroup *g = owner;
+	struct hd_buf b;
+	hd_buf_init(&b, 64);
+	hd_buf_printf(&b, "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}", g->ack_wait_ms);
+	hd_group_waiter_answer(w, &b);
 }
 
 static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
@@ -754,30 +697,25 @@ static bool part_read(struct fetch *f, struct part *p, bool new_only)
 static void fetch_finish(struct fetch *f)
 {
 	struct pgroup *g = f->g;
-	struct waiter *w = f->w;
-	g->busy = false;
+	struct hd_group_waiter *w = f->w;
+	g->q.busy = false;
 	if (f->again)
 		part_unref(f->again);
 	if (f->sent == 0 && f->err) {
 		hd_buf_fini(&f->b);
-		hd_http_respond_error(w->req, f->err, NULL);
-		w->req = NULL;
-		waiter_end(w);
+		hd_group_waiter_fail(w, f->err, NULL);
 	} else if (f->sent > 0 || hd_now_ms() >= w->until_ms || g->pg->stopping || g->deleted) {
 		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->ack_wait_ms);
-		hd_group_respond_json(w->req, 200, &f->b);
-		w->req = NULL;
-		waiter_end(w);
+		hd_group_waiter_answer(w, &f->b);
 	} else {
 		/* Nothing for this one: back to the front of the line, and nobody
 		 * tries again before something changes. */
 		hd_buf_fini(&f->b);
-		g->starved = true;
-		waiter_push_front(w);
+		hd_group_waiters_starve(&g->q, w);
 	}
 	free(f);
 	g->refs--;
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 }
 
@@ -824,7 +762,7 @@ static void fetch_step(struct fetch *f)
 
 /* Starts serving waiter w (off the list): the group is busy until the
  * fetch finishes. */
-static void start_fetch(struct pgroup *g, struct waiter *w)
+static void start_fetch(struct pgroup *g, struct hd_group_waiter *w)
 {
 	struct fetch *f = hd_calloc(1, sizeof(*f));
 	f->g = g;
@@ -833,40 +771,34 @@ static void start_fetch(struct pgroup *g, struct waiter *w)
 	g->rr = f->pos + 1;
 	hd_buf_init(&f->b, RESPONSE_MAX);
 	hd_buf_puts(&f->b, "{\"events\":[");
-	g->busy = true;
+	g->q.busy = true;
 	g->refs++;
 	fetch_step(f);
 }
 
 static void wake(struct pgroup *g)
 {
-	g->starved = false;
-	try_waiters(g);
+	hd_group_waiters_wake(&g->q);
 }
 
-static void serve_waiters(struct pgroup *g)
+static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
-	while (!g->busy && !g->starved && g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		if (g->deleted) {
-			hd_http_respond_error(w->req, HD_ENOTFOUND, "the group was deleted");
-			w->req = NULL;
-			waiter_end(w);
-			continue;
-		}
-		if (g->discovering) {
-			waiter_push_front(w); /* discover_done wakes it */
-			break;
-		}
-		start_fetch(g, w);
+	struct pgroup *g = owner;
+	if (g->deleted) {
+		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		return HD_GROUP_SERVED;
 	}
+	if (g->discovering)
+		return HD_GROUP_HELD; /* discover_done wakes it */
+	start_fetch(g, w);
+	return HD_GROUP_SERVED;
 }
 
 /* Arms the timer of the next lease end while anyone waits. */
-static void arm(struct pgroup *g)
+static void arm(void *owner)
 {
-	if (!g->waiters || g->deleted || g->pg->stopping || !g->due_init || g->busy)
+	struct pgroup *g = owner;
+	if (!g->q.head || g->deleted || g->pg->stopping || g->q.busy)
 		return;
 	int64_t due = INT64_MAX;
 	for (size_t i = 0; i < g->nparts; i++) {
@@ -874,45 +806,20 @@ static void arm(struct pgroup *g)
 		if (d < due)
 			due = d;
 	}
-	if (due == INT64_MAX)
-		return;
-	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-	uint64_t ms = left > 0 ? (uint64_t)left : 0;
-	if (!uv_is_active((uv_handle_t *)&g->due) || uv_timer_get_due_in(&g->due) > ms)
-		uv_timer_start(&g->due, on_due, ms, 0);
+	hd_group_waiters_due_at(&g->q, due);
 }
 
-static void try_waiters(struct pgroup *g)
+static void release(void *owner)
 {
-	if (g->trying) {
-		g->try_again = true;
-		return;
-	}
-	g->trying = true;
-	do {
-		g->try_again = false;
-		serve_waiters(g);
-	} while (g->try_again);
-	g->trying = false;
-	arm(g);
+	group_release(owner);
 }
 
-static void on_wait_end(uv_timer_t *t)
-{
-	struct waiter *w = t->data;
-	struct pgroup *g = w->g;
-	if (!w->req)
-		return;
-	for (struct waiter *x = g->waiters; x; x = x->next) {
-		if (x == w) {
-			waiter_unlink(w);
-			answer_empty(w);
-			try_waiters(g);
-			group_release(g);
-			return;
-		}
-	}
-}
+static const struct hd_group_waiters_ops waiter_ops = {
+	.serve = serve,
+	.answer_empty = answer_empty,
+	.arm = arm,
+	.release = release,
+};
 
 static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
 {
@@ -920,17 +827,8 @@ static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, str
 	double wait;
 	if (!hd_group_fetch_args(req, &max, &wait))
 		return;
-	struct waiter *w = hd_calloc(1, sizeof(*w));
-	w->req = req;
-	w->g = g;
-	w->max = max;
-	w->until_ms = hd_now_ms() + (int64_t)(wait * 1000);
-	uv_timer_init(pg->loop, &w->timer);
-	w->timer.data = w;
-	uv_timer_start(&w->timer, on_wait_end, (uint64_t)(wait * 1000), 0);
-	*g->wtail = w;
-	g->wtail = &w->next;
-	wake(g);
+	(void)pg;
+	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000));
 }
 
 /* ---- ack, nack -------------------------------------------------------- */
@@ -1132,7 +1030,7 @@ static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, st
 		hd_http_respond_error(g->create_req, HD_ENOTFOUND, "the group was deleted");
 		g->create_req = NULL;
 	}
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 }
 
@@ -1277,18 +1175,10 @@ struct hd_pgroups *hd_pgroups_new(uv_loop_t *loop, struct hd_hub *hub)
 static void stop_one(struct pgroup *g, void *arg)
 {
 	(void)arg;
-	while (g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		answer_empty(w);
-	}
+	hd_group_waiters_stop(&g->q);
 	if (g->watching)
 		hd_hub_unwatch(g->pg->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, NULL);
-	}
 }
 
 void hd_pgroups_stop(struct hd_pgroups *pg)

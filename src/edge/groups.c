@@ -25,6 +25,7 @@
 #include "core/map.h"
 #include "edge/access.h"
 #include "edge/group_http.h"
+#include "edge/group_waiters.h"
 #include "edge/group_patterns.h"
 #include "hub/topic_pattern.h"
 #include "hub/dlq.h"
@@ -43,15 +44,6 @@
 
 struct group;
 
-struct waiter {
-	struct hd_http_request *req;
-	struct group *g;
-	uv_timer_t timer;
-	uint32_t max;
-	int64_t until_ms;         /* the end of its wait */
-	struct waiter *next;
-};
-
 struct put;                   /* a durable write of the group's row */
 
 struct group {
@@ -66,18 +58,11 @@ struct group {
 	int64_t created_ms;
 	uint64_t dead_letters;
 	long long warn_ms;        /* rate limit of this group's warnings */
-	bool busy;                /* a fetch's read runs */
-	bool starved;             /* the last fetch found nothing: wait for a wake-up */
-	bool trying;              /* inside try_waiters (reads may complete at once) */
-	bool try_again;           /* try_waiters was called meanwhile */
 	bool deleted;             /* out of the map; freed when idle */
 	int refs;                 /* requests in flight that point here */
-	struct waiter *waiters;   /* FIFO */
-	struct waiter **wtail;
-	struct hd_watch watch;
+	struct hd_group_waiters q; /* held fetches; q.busy while a fetch's read runs */
+	struct hd_watch watch;    /* the topic's events, while anyone waits */
 	bool watching;
-	uv_timer_t due;           /* the next lease end while anyone waits */
-	bool due_init;
 };
 
 struct hd_groups {
@@ -100,7 +85,7 @@ struct pending {
 	struct pending *next;
 };
 
-static void try_waiters(struct group *g);
+static const struct hd_group_waiters_ops waiter_ops;
 struct info;
 static void search_step(struct info *in);
 static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
@@ -137,7 +122,7 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 	g->ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS;
 	g->max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	g->created_ms = hd_now_ms();
-	g->wtail = &g->waiters;
+	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
 	g->watch.arg = g;
 	if (hd_map_put(&gs->groups, g->key, g) != 0) {
@@ -150,7 +135,8 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 
 static void group_free_closed(uv_handle_t *h)
 {
-	struct group *g = h->data;
+	struct hd_group_waiters *q = h->data;
+	struct group *g = q->owner;
 	hd_lease_fini(&g->lease);
 	free(g);
 }
@@ -158,15 +144,12 @@ static void group_free_closed(uv_handle_t *h)
 /* Frees a deleted group once nothing points at it any more. */
 static void group_release(struct group *g)
 {
-	if (!g->deleted || g->refs > 0 || g->busy || g->waiters)
+	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head)
 		return;
 	if (g->watching)
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, group_free_closed);
-	} else {
+	if (!hd_group_waiters_close(&g->q, group_free_closed)) {
 		hd_lease_fini(&g->lease);
 		free(g);
 	}
@@ -343,7 +326,7 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 			}
 			created = true;
 		} else if (in->start >= 0) {
-			if (g->lease.leased > 0 || g->busy) {
+			if (g->lease.leased > 0 || g->q.busy) {
 				hd_group_respond_msg(in->req, HD_EINVAL,
 					    "the group has leased events; ack them or DELETE the group"
 					    " before moving its start");
@@ -425,47 +408,16 @@ static void start_info(struct hd_groups *gs, struct info *in)
 struct fetch {
 	struct hd_read r;
 	struct group *g;
-	struct waiter *w;             /* the fetch being answered */
+	struct hd_group_waiter *w;    /* the fetch being answered */
 	struct hd_lease_grant *grants; /* redeliveries, or NULL for new events */
 	size_t ngrants;
 };
 
-static void waiter_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-/* Takes w off its group's list (it must be there). */
-static void waiter_unlink(struct waiter *w)
-{
-	struct group *g = w->g;
-	struct waiter **pp = &g->waiters;
-	while (*pp && *pp != w)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = w->next;
-	if (!g->waiters)
-		g->wtail = &g->waiters;
-	else if (g->wtail == &w->next) {
-		struct waiter *t = g->waiters;
-		while (t->next)
-			t = t->next;
-		g->wtail = &t->next;
-	}
-	w->next = NULL;
-}
-
-static void waiter_end(struct waiter *w)
-{
-	uv_timer_stop(&w->timer);
-	uv_close((uv_handle_t *)&w->timer, waiter_closed);
-}
-
 /* Answers w with events (events[i] for each i with take[i]) and ends it. */
-static void answer(struct waiter *w, const struct hd_stored_event *events, size_t n,
+static void answer(struct hd_group_waiter *w, const struct hd_stored_event *events, size_t n,
 		   const uint32_t *deliveries, const bool *take)
 {
-	struct group *g = w->g;
+	struct group *g = w->q->owner;
 	struct hd_buf b;
 	int rc;
 	size_t sent = 0;
@@ -489,14 +441,12 @@ static void answer(struct waiter *w, const struct hd_stored_event *events, size_
 	if (rc == 0)
 		rc = hd_buf_printf(&b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
 				   g->ack_wait_ms, g->lease.floor);
-	if (rc == 0)
-		hd_group_respond_json(w->req, 200, &b);
-	else {
+	if (rc == 0) {
+		hd_group_waiter_answer(w, &b);
+	} else {
 		hd_buf_fini(&b);
-		hd_http_respond_error(w->req, HD_EINTERNAL, "the answer would be too large");
+		hd_group_waiter_fail(w, HD_EINTERNAL, "the answer would be too large");
 	}
-	w->req = NULL;
-	waiter_end(w);
 }
 
 static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
@@ -558,21 +508,19 @@ static void fetch_done(struct hd_read *r)
 {
 	struct fetch *f = r->arg;
 	struct group *g = f->g;
-	struct waiter *w = f->w;
+	struct hd_group_waiter *w = f->w;
 	int64_t now = hd_now_ms();
 	size_t n = r->n;
 	bool *take = n ? hd_calloc(n, sizeof(*take)) : NULL;
 	uint32_t *deliv = n ? hd_calloc(n, sizeof(*deliv)) : NULL;
 	size_t given = 0;
 
-	g->busy = false;
+	g->q.busy = false;
 	if (r->err) {
 		/* Give the grants back: due again at once. */
 		for (size_t i = 0; i < f->ngrants; i++)
 			hd_lease_nack(&g->lease, f->grants[i].offset, 0);
-		hd_http_respond_error(w->req, r->err, NULL);
-		w->req = NULL;
-		waiter_end(w);
+		hd_group_waiter_fail(w, r->err, NULL);
 		goto out;
 	}
 	if (f->grants) {
@@ -617,12 +565,7 @@ static void fetch_done(struct hd_read *r)
 	} else {
 		/* Nothing for this one after all: back to the front of the line,
 		 * and nobody tries again before something changes. */
-		g->starved = true;
-		w->next = g->waiters;
-		g->waiters = w;
-		if (!w->next)
-			g->wtail = &w->next;
-		w = NULL;
+		hd_group_waiters_starve(&g->q, w);
 	}
 out:
 	free(take);
@@ -631,13 +574,13 @@ out:
 	hd_read_fini(r);
 	free(f);
 	g->refs--;
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 }
 
 /* Starts serving waiter w (off the list). Returns true if it started a
  * read (the group is then busy), false if there was nothing to do now. */
-static bool start_fetch(struct group *g, struct waiter *w)
+static bool start_fetch(struct group *g, struct hd_group_waiter *w)
 {
 	int64_t now = hd_now_ms();
 	struct fetch *f = hd_calloc(1, sizeof(*f));
@@ -680,35 +623,27 @@ static bool start_fetch(struct group *g, struct waiter *w)
 		f->r.after = g->lease.next - 1;
 		f->r.limit = (uint32_t)(room < w->max ? room : w->max);
 	}
-	g->busy = true;
+	g->q.busy = true;
 	g->refs++;
 	int rc = hd_hub_read(g->gs->hub, &f->r);
 	if (rc) {
-		g->busy = false;
+		g->q.busy = false;
 		g->refs--;
 		for (size_t i = 0; i < f->ngrants; i++)
 			hd_lease_nack(&g->lease, f->grants[i].offset, 0);
 		free(f->grants);
 		free(f);
-		hd_http_respond_error(w->req, rc, NULL);
-		w->req = NULL;
-		waiter_end(w);
+		hd_group_waiter_fail(w, rc, NULL);
 		return true;
 	}
 	return true;
-}
-
-static void on_due(uv_timer_t *t)
-{
-	wake(t->data);
 }
 
 /* Something changed (an event, an ack, a nack, a lease end, a new fetch):
  * the waiters may find something now. */
 static void wake(struct group *g)
 {
-	g->starved = false;
-	try_waiters(g);
+	hd_group_waiters_wake(&g->q);
 }
 
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
@@ -718,101 +653,57 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 	if (ev->offset < g->lease.next)
 		return;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (g->due_init)
-		uv_timer_start(&g->due, on_due, 0, 0);
+	hd_group_waiters_wake_soon(&g->q);
 }
 
-static void serve_waiters(struct group *g);
-static void arm(struct group *g);
-
-/* Serves the waiters in order while the group is idle and not starved;
- * arms the wake-ups for those that stay. */
-static void try_waiters(struct group *g)
+static void answer_empty(void *owner, struct hd_group_waiter *w)
 {
-	/* A read answered from memory completes inside hd_hub_read, and its
-	 * completion calls here again: loop instead of recursing. */
-	if (g->trying) {
-		g->try_again = true;
-		return;
-	}
-	g->trying = true;
-	do {
-		g->try_again = false;
-		serve_waiters(g);
-	} while (g->try_again);
-	g->trying = false;
-	arm(g);
+	(void)owner;
+	answer(w, NULL, 0, NULL, NULL);
 }
 
-static void serve_waiters(struct group *g)
+static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
-	while (!g->busy && !g->starved && g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		if (g->deleted) {
-			hd_http_respond_error(w->req, HD_ENOTFOUND, "the group was deleted");
-			w->req = NULL;
-			waiter_end(w);
-			continue;
-		}
-		if (!start_fetch(g, w)) {
-			if (hd_now_ms() >= w->until_ms || g->gs->stopping) {
-				answer(w, NULL, 0, NULL, NULL);
-				continue;
-			}
-			/* Nothing to hand out: everyone waits. */
-			g->starved = true;
-			w->next = g->waiters;
-			g->waiters = w;
-			if (!w->next)
-				g->wtail = &w->next;
-			break;
-		}
+	struct group *g = owner;
+	if (g->deleted) {
+		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		return HD_GROUP_SERVED;
 	}
+	if (start_fetch(g, w))
+		return HD_GROUP_SERVED;
+	if (hd_now_ms() >= w->until_ms || g->gs->stopping) {
+		answer(w, NULL, 0, NULL, NULL);
+		return HD_GROUP_SERVED;
+	}
+	return HD_GROUP_STARVED; /* nothing to hand out: everyone waits */
 }
 
 /* Arms the wake-ups of the waiters that stay (or drops them). */
-static void arm(struct group *g)
+static void arm(void *owner)
 {
-	if (g->waiters && !g->deleted && !g->gs->stopping) {
-		if (!g->due_init) {
-			uv_timer_init(g->gs->loop, &g->due);
-			g->due.data = g;
-			g->due_init = true;
-		}
+	struct group *g = owner;
+	if (g->q.head && !g->deleted && !g->gs->stopping) {
 		if (!g->watching && hd_hub_watch(g->gs->hub, g->topic, &g->watch) == 0)
 			g->watching = true;
-		int64_t due = hd_lease_next_due(&g->lease);
-		if (!g->busy && due != INT64_MAX) {
-			int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-			uint64_t ms = left > 0 ? (uint64_t)left : 0;
-			/* Never push back a sooner wake-up (a watched event's). */
-			if (!uv_is_active((uv_handle_t *)&g->due) || uv_timer_get_due_in(&g->due) > ms)
-				uv_timer_start(&g->due, on_due, ms, 0);
-		}
+		if (!g->q.busy)
+			hd_group_waiters_due_at(&g->q, hd_lease_next_due(&g->lease));
 	} else if (g->watching) {
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 		g->watching = false;
 	}
 }
 
-static void on_wait_end(uv_timer_t *t)
+static void release(void *owner)
 {
-	struct waiter *w = t->data;
-	struct group *g = w->g;
-	if (!w->req)
-		return;
-	/* Still on the list (not being served): answer it empty. */
-	for (struct waiter *x = g->waiters; x; x = x->next) {
-		if (x == w) {
-			waiter_unlink(w);
-			answer(w, NULL, 0, NULL, NULL);
-			try_waiters(g);
-			group_release(g);
-			return;
-		}
-	}
+	group_release(owner);
 }
+
+static const struct hd_group_waiters_ops waiter_ops = {
+	.serve = serve,
+	.answer_empty = answer_empty,
+	.arm = arm,
+	.release = release,
+};
 
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			 const char *topic, const char *name)
@@ -830,17 +721,7 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 		}
 		put_group(g, NULL, 0, NULL);
 	}
-	struct waiter *w = hd_calloc(1, sizeof(*w));
-	w->req = req;
-	w->g = g;
-	w->max = max;
-	w->until_ms = hd_now_ms() + (int64_t)(wait * 1000);
-	uv_timer_init(gs->loop, &w->timer);
-	w->timer.data = w;
-	uv_timer_start(&w->timer, on_wait_end, (uint64_t)(wait * 1000), 0);
-	*g->wtail = w;
-	g->wtail = &w->next;
-	wake(g);
+	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000));
 }
 
 /* ---- ack, nack -------------------------------------------------------- */
@@ -1003,7 +884,7 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 	}
 	hd_map_del(&gs->groups, g->key);
 	g->deleted = true;
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 	struct del *d = hd_calloc(1, sizeof(*d));
 	d->req = req;
@@ -1045,7 +926,7 @@ void hd_groups_drop_topic(struct hd_groups *gs, const char *topic)
 			struct group *g = d.list[i];
 			hd_map_del(&gs->groups, g->key);
 			g->deleted = true;
-			try_waiters(g);
+			hd_group_waiters_try(&g->q);
 			group_release(g);
 		}
 	} while (d.n > 0);
@@ -1204,18 +1085,10 @@ static void stop_group(const char *key, void *value, void *arg)
 	struct group *g = value;
 	(void)key;
 	(void)arg;
-	while (g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		answer(w, NULL, 0, NULL, NULL);
-	}
+	hd_group_waiters_stop(&g->q);
 	if (g->watching)
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, NULL);
-	}
 }
 
 void hd_groups_stop(struct hd_groups *gs)
