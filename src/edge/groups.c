@@ -25,11 +25,10 @@
 #include "core/map.h"
 #include "edge/access.h"
 #include "edge/group_http.h"
+#include "edge/group_part.h"
 #include "edge/group_waiters.h"
 #include "edge/group_patterns.h"
 #include "hub/topic_pattern.h"
-#include "hub/dlq.h"
-#include "proto/deadletter.h"
 
 #include <http_parser.h>
 #include <inttypes.h>
@@ -42,22 +41,12 @@
 #define RESPONSE_MAX (65u * 1024 * 1024)
 #define PAGE_BYTES (8u * 1024 * 1024)
 
-struct group;
-
-struct put;                   /* a durable write of the group's row */
-
 struct group {
 	struct hd_groups *gs;
 	char key[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2]; /* topic "\n" name */
-	char topic[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
-	struct hd_lease lease;
-	uint32_t ack_wait_ms;
-	uint32_t max_deliveries;
-	bool ordered;
-	int64_t created_ms;
-	uint64_t dead_letters;
-	long long warn_ms;        /* rate limit of this group's warnings */
+	struct hd_group_conf conf; /* name and row name: name; no pattern */
+	struct hd_group_part part; /* the topic's lease window and row */
 	bool deleted;             /* out of the map; freed when idle */
 	int refs;                 /* requests in flight that point here */
 	struct hd_group_waiters q; /* held fetches; q.busy while a fetch's read runs */
@@ -86,13 +75,12 @@ struct pending {
 };
 
 static const struct hd_group_waiters_ops waiter_ops;
+static const struct hd_group_part_ops part_ops;
 struct info;
 static void search_step(struct info *in);
 static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
 static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
-
-/* ---- answers ---------------------------------------------------------- */
 
 /* ---- groups in memory ------------------------------------------------- */
 
@@ -115,18 +103,15 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 		return NULL;
 	struct group *g = hd_calloc(1, sizeof(*g));
 	g->gs = gs;
-	snprintf(g->topic, sizeof(g->topic), "%s", topic);
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), topic, name);
-	hd_lease_init(&g->lease, floor, HD_GROUP_WINDOW_MAX);
-	g->ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	g->max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	g->created_ms = hd_now_ms();
+	hd_group_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &part_ops, g);
+	hd_group_part_init(&g->part, &g->conf, topic, floor);
 	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
 	g->watch.arg = g;
 	if (hd_map_put(&gs->groups, g->key, g) != 0) {
-		hd_lease_fini(&g->lease);
+		hd_group_part_fini(&g->part);
 		free(g);
 		return NULL;
 	}
@@ -137,7 +122,7 @@ static void group_free_closed(uv_handle_t *h)
 {
 	struct hd_group_waiters *q = h->data;
 	struct group *g = q->owner;
-	hd_lease_fini(&g->lease);
+	hd_group_part_fini(&g->part);
 	free(g);
 }
 
@@ -150,80 +135,48 @@ static void group_release(struct group *g)
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 	g->watching = false;
 	if (!hd_group_waiters_close(&g->q, group_free_closed)) {
-		hd_lease_fini(&g->lease);
+		hd_group_part_fini(&g->part);
 		free(g);
 	}
 }
 
 /* ---- durable state ---------------------------------------------------- */
 
-struct put {
-	struct hd_group_op op;
-	struct group *g;
-	struct hd_http_request *req;  /* answered when committed, or NULL */
-	struct hd_buf answer;         /* the body to send on success */
-	int status;
-	char *acked;                  /* owned: op.row.acked */
-};
-
-static void put_done(struct hd_group_op *op)
-{
-	struct put *p = op->arg;
-	struct group *g = p->g;
-	if (p->req) {
-		if (op->err) {
-			hd_buf_fini(&p->answer);
-			hd_http_respond_error(p->req, op->err, "the group state could not be stored");
-		} else {
-			hd_group_respond_json(p->req, p->status, &p->answer);
-		}
-	} else {
-		hd_buf_fini(&p->answer);
-	}
-	if (op->err && hd_log_ratelimited(&g->warn_ms))
-		hd_log_error("group_put_failed topic=%s group=%s err=%d", g->topic, g->name,
-			     op->err);
-	free(p->acked);
-	free(p);
-	g->refs--;
-	group_release(g);
-}
-
 /* Writes the group's row (config and ack state); answers req with status
  * and answer (taken) once it is durable. req may be NULL. */
 static void put_group(struct group *g, struct hd_http_request *req, int status,
 		      struct hd_buf *answer)
 {
-	struct put *p = hd_calloc(1, sizeof(*p));
-	size_t cap = HD_LEASE_ENCODED_MAX(HD_GROUP_WINDOW_MAX);
-	p->g = g;
-	p->req = req;
-	p->status = status;
-	if (answer)
-		p->answer = *answer;
-	else
-		hd_buf_init(&p->answer, 16);
-	p->acked = hd_malloc(cap);
-	if (hd_lease_encode(&g->lease, p->acked, cap) < 0)
-		p->acked[0] = '\0'; /* cannot happen: cap is the bound */
-	p->op.kind = HD_GROUP_PUT;
-	snprintf(p->op.row.topic, sizeof(p->op.row.topic), "%s", g->topic);
-	snprintf(p->op.row.name, sizeof(p->op.row.name), "%s", g->name);
-	p->op.row.ack_floor = g->lease.floor;
-	p->op.row.acked = p->acked;
-	p->op.row.ack_wait_ms = g->ack_wait_ms;
-	p->op.row.max_deliveries = g->max_deliveries;
-	p->op.row.ordered = g->ordered;
-	p->op.row.created_ms = g->created_ms;
-	p->op.done = put_done;
-	p->op.arg = p;
-	g->refs++;
-	int rc = hd_hub_group_op(g->gs->hub, &p->op);
-	if (rc) {
-		p->op.err = rc;
-		put_done(&p->op);
-	}
+	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
+	hd_group_part_put(&g->part, r);
+	hd_group_reply_done(r, 0);
 }
+
+static void hold(void *owner, struct hd_group_part *p)
+{
+	struct group *g = owner;
+	(void)p;
+	g->refs++;
+}
+
+static void release_part(void *owner, struct hd_group_part *p)
+{
+	struct group *g = owner;
+	(void)p;
+	g->refs--;
+	group_release(g);
+}
+
+static void wake_part(void *owner)
+{
+	wake(owner);
+}
+
+static const struct hd_group_part_ops part_ops = {
+	.hold = hold,
+	.release = release_part,
+	.wake = wake_part,
+};
 
 /* ---- info ------------------------------------------------------------- */
 
@@ -248,12 +201,12 @@ struct info {
 static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 {
 	char created[40];
-	time_t t = (time_t)(g->created_ms / 1000);
+	time_t t = (time_t)(g->conf.created_ms / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	hd_buf_puts(b, "{\"topic\":\"");
-	hd_buf_json_escape(b, g->topic, strlen(g->topic));
+	hd_buf_json_escape(b, g->part.topic, strlen(g->part.topic));
 	hd_buf_puts(b, "\",\"group\":\"");
 	hd_buf_json_escape(b, g->name, strlen(g->name));
 	hd_buf_printf(b,
@@ -261,10 +214,10 @@ static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 		      "\"redeliveries\":%" PRIu64 ",\"dead_letters\":%" PRIu64
 		      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
-		      g->lease.floor, g->lease.next, g->lease.leased, g->lease.redeliveries,
-		      g->dead_letters,
-		      last > g->lease.floor ? last - g->lease.floor : 0, last, g->ack_wait_ms,
-		      g->max_deliveries, g->ordered ? "true" : "false", created);
+		      g->part.lease.floor, g->part.lease.next, g->part.lease.leased, g->part.lease.redeliveries,
+		      g->part.dead_letters,
+		      last > g->part.lease.floor ? last - g->part.lease.floor : 0, last, g->conf.ack_wait_ms,
+		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
 static void info_done(struct hd_topic_op *op)
@@ -326,18 +279,18 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 			}
 			created = true;
 		} else if (in->start >= 0) {
-			if (g->lease.leased > 0 || g->q.busy) {
+			if (g->part.lease.leased > 0 || g->q.busy) {
 				hd_group_respond_msg(in->req, HD_EINVAL,
 					    "the group has leased events; ack them or DELETE the group"
 					    " before moving its start");
 				return;
 			}
-			hd_lease_fini(&g->lease);
-			hd_lease_init(&g->lease, floor, HD_GROUP_WINDOW_MAX);
+			hd_lease_fini(&g->part.lease);
+			hd_lease_init(&g->part.lease, floor, HD_GROUP_WINDOW_MAX);
 		}
-		g->ack_wait_ms = in->ack_wait_ms;
-		g->max_deliveries = in->max_deliveries;
-		g->ordered = in->ordered;
+		g->conf.ack_wait_ms = in->ack_wait_ms;
+		g->conf.max_deliveries = in->max_deliveries;
+		g->conf.ordered = in->ordered;
 		hd_buf_init(&b, 4096);
 		group_json(&b, g, last);
 		put_group(g, in->req, created ? 201 : 200, &b);
@@ -406,102 +359,55 @@ static void start_info(struct hd_groups *gs, struct info *in)
 /* ---- fetch ------------------------------------------------------------ */
 
 struct fetch {
-	struct hd_read r;
+	struct hd_group_read rd;
 	struct group *g;
 	struct hd_group_waiter *w;    /* the fetch being answered */
-	struct hd_lease_grant *grants; /* redeliveries, or NULL for new events */
-	size_t ngrants;
+	struct hd_buf b;              /* the answer so far */
+	size_t given, sent;           /* events handed out; in the answer */
+	bool full;                    /* the answer reached PAGE_BYTES */
+	int rc;                       /* the answer's first error */
 };
 
-/* Answers w with events (events[i] for each i with take[i]) and ends it. */
-static void answer(struct hd_group_waiter *w, const struct hd_stored_event *events, size_t n,
-		   const uint32_t *deliveries, const bool *take)
+/* Starts an answer in b; returns its first error. */
+static int answer_open(struct hd_buf *b)
 {
-	struct group *g = w->q->owner;
-	struct hd_buf b;
-	int rc;
-	size_t sent = 0;
-	hd_buf_init(&b, RESPONSE_MAX);
-	rc = hd_buf_puts(&b, "{\"events\":[");
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (take && !take[i])
-			continue;
-		const struct hd_rcbuf *json = events[i].json;
-		if (sent > 0 && b.len + 64 + json->len > PAGE_BYTES)
-			break; /* the rest stays leased and comes back after ack_wait */
-		rc = hd_buf_printf(&b, "%s{\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32
-				       ",\"event\":",
-				   sent ? "," : "", events[i].offset, deliveries ? deliveries[i] : 1);
-		if (rc == 0)
-			rc = hd_buf_append(&b, json->data, json->len);
-		if (rc == 0)
-			rc = hd_buf_putc(&b, '}');
-		sent++;
-	}
+	hd_buf_init(b, RESPONSE_MAX);
+	return hd_buf_puts(b, "{\"events\":[");
+}
+
+/* Closes the answer b (taken; rc its first error) and sends it to w. */
+static void answer_close(struct group *g, struct hd_group_waiter *w, struct hd_buf *b, int rc)
+{
 	if (rc == 0)
-		rc = hd_buf_printf(&b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
-				   g->ack_wait_ms, g->lease.floor);
+		rc = hd_buf_printf(b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
+				   g->conf.ack_wait_ms, g->part.lease.floor);
 	if (rc == 0) {
-		hd_group_waiter_answer(w, &b);
+		hd_group_waiter_answer(w, b);
 	} else {
-		hd_buf_fini(&b);
+		hd_buf_fini(b);
 		hd_group_waiter_fail(w, HD_EINTERNAL, "the answer would be too large");
 	}
 }
 
-static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
+/* Appends one handed-out event to the answer (hd_group_emit_fn). */
+static void emit(void *arg, const struct hd_stored_event *ev, uint32_t deliveries)
 {
-	struct group *g = arg;
-	(void)tag;
-	if (err == 0) {
-		if (hd_lease_ack(&g->lease, offset) == 0) {
-			g->dead_letters++;
-			put_group(g, NULL, 0, NULL);
-		}
-	} else if (hd_log_ratelimited(&g->warn_ms)) {
-		hd_log_warn("group_dead_letter_failed topic=%s group=%s offset=%" PRIu64 " err=%d",
-			    g->topic, g->name, offset, err);
+	struct fetch *f = arg;
+	const struct hd_rcbuf *json = ev->json;
+	f->given++;
+	if (f->rc || f->full)
+		return;
+	if (f->sent > 0 && f->b.len + 64 + json->len > PAGE_BYTES) {
+		f->full = true; /* the rest stays leased and comes back after ack_wait */
+		return;
 	}
-	g->refs--;
-	wake(g);
-	group_release(g);
-}
-
-/* Publishes one event that ran out of deliveries to {topic}.dlq: a
- * CloudEvent whose data is {"event": the original, "reason", "attempts",
- * "group", "topic", "offset"}; acked for the group once committed. */
-static void dead_letter(struct group *g, const struct hd_stored_event *ev, uint32_t attempts)
-{
-	struct hd_buf extra;
-	char id[HD_GROUP_NAME_MAX + 24];
-	char src[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
-	int64_t ms = hd_now_ms();
-
-	/* (group name, offset) as the id: a dead-lettering repeated after a
-	 * crash before the ack was stored is dropped by dedup where enabled. */
-	snprintf(id, sizeof(id), "%s/%" PRIu64, g->name, ev->offset);
-	snprintf(src, sizeof(src), "/herald/groups/%s/%s", g->topic, g->name);
-	hd_buf_init(&extra, 1024);
-	hd_buf_puts(&extra, "\"group\":\"");
-	hd_buf_json_escape(&extra, g->name, strlen(g->name));
-	hd_buf_putc(&extra, '"');
-	g->refs++;
-	hd_dlq_publish(g->gs->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = "herald.group.deadletter",
-			       .reason = "max_deliveries",
-			       .attempts = attempts,
-			       .topic = g->topic,
-			       .offset = ev->offset,
-			       .extra = extra.data,
-			       .event = ev->json->data,
-			       .event_len = ev->json->len,
-			       .now_ms = ms,
-		       },
-		       0, dead_done, g);
-	hd_buf_fini(&extra);
+	f->rc = hd_buf_printf(&f->b, "%s{\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32 ",\"event\":",
+			      f->sent ? "," : "", ev->offset, deliveries);
+	if (f->rc == 0)
+		f->rc = hd_buf_append(&f->b, json->data, json->len);
+	if (f->rc == 0)
+		f->rc = hd_buf_putc(&f->b, '}');
+	f->sent++;
 }
 
 static void fetch_done(struct hd_read *r)
@@ -510,68 +416,21 @@ static void fetch_done(struct hd_read *r)
 	struct group *g = f->g;
 	struct hd_group_waiter *w = f->w;
 	int64_t now = hd_now_ms();
-	size_t n = r->n;
-	bool *take = n ? hd_calloc(n, sizeof(*take)) : NULL;
-	uint32_t *deliv = n ? hd_calloc(n, sizeof(*deliv)) : NULL;
-	size_t given = 0;
 
 	g->q.busy = false;
-	if (r->err) {
-		/* Give the grants back: due again at once. */
-		for (size_t i = 0; i < f->ngrants; i++)
-			hd_lease_nack(&g->lease, f->grants[i].offset, 0);
-		hd_group_waiter_fail(w, r->err, NULL);
-		goto out;
-	}
-	if (f->grants) {
-		/* Redeliveries: match the read to the grants; a grant whose event
-		 * is gone (retention, TTL) is acked, one past its deliveries is
-		 * dead-lettered. */
-		size_t j = 0;
-		for (size_t i = 0; i < f->ngrants; i++) {
-			uint64_t o = f->grants[i].offset;
-			while (j < n && r->events[j].offset < o)
-				j++;
-			if (j < n && r->events[j].offset == o) {
-				if (g->max_deliveries && f->grants[i].deliveries > g->max_deliveries) {
-					dead_letter(g, &r->events[j], f->grants[i].deliveries - 1);
-				} else {
-					take[j] = true;
-					deliv[j] = f->grants[i].deliveries;
-					given++;
-				}
-			} else if (r->truncated || j < n || o <= r->last) {
-				hd_lease_ack(&g->lease, o);
-			} else {
-				hd_lease_nack(&g->lease, o, 0);
-			}
-		}
-	} else {
-		int64_t until = now + g->ack_wait_ms;
-		for (size_t i = 0; i < n; i++) {
-			if (hd_lease_add(&g->lease, r->events[i].offset, until) != 0)
-				break;
-			take[i] = true;
-			deliv[i] = 1;
-			given++;
-		}
-		if (n == 0 && r->last >= g->lease.next)
-			hd_lease_skip(&g->lease, r->last); /* all expired or removed */
-		else if (n > 0 && given == n && r->n < r->limit && r->last > r->events[n - 1].offset)
-			hd_lease_skip(&g->lease, r->last);
-	}
-	if (given > 0 || now >= w->until_ms || g->gs->stopping || g->deleted) {
-		answer(w, r->events, n, deliv, take);
+	int err = hd_group_part_read_done(&g->part, &f->rd, emit, f);
+	hd_read_fini(r);
+	if (err) {
+		hd_buf_fini(&f->b);
+		hd_group_waiter_fail(w, err, NULL);
+	} else if (f->given > 0 || now >= w->until_ms || g->gs->stopping || g->deleted) {
+		answer_close(g, w, &f->b, f->rc);
 	} else {
 		/* Nothing for this one after all: back to the front of the line,
 		 * and nobody tries again before something changes. */
+		hd_buf_fini(&f->b);
 		hd_group_waiters_starve(&g->q, w);
 	}
-out:
-	free(take);
-	free(deliv);
-	free(f->grants);
-	hd_read_fini(r);
 	free(f);
 	g->refs--;
 	hd_group_waiters_try(&g->q);
@@ -582,59 +441,27 @@ out:
  * read (the group is then busy), false if there was nothing to do now. */
 static bool start_fetch(struct group *g, struct hd_group_waiter *w)
 {
-	int64_t now = hd_now_ms();
 	struct fetch *f = hd_calloc(1, sizeof(*f));
-	struct hd_lease_grant *grants = hd_calloc(w->max, sizeof(*grants));
-	size_t n = hd_lease_take_due(&g->lease, now, now + g->ack_wait_ms, grants, w->max);
-
-	/* One read must cover every grant: keep those within a read's reach
-	 * of the first and give the rest back. */
-	size_t keep = n;
-	for (size_t i = 1; i < n; i++) {
-		if (grants[i].offset - grants[0].offset >= HD_GROUP_FETCH_MAX) {
-			keep = i;
-			break;
-		}
+	if (!hd_group_part_read(&g->part, &f->rd, w->max, false, UINT64_MAX)) {
+		free(f);
+		return false;
 	}
-	for (size_t i = keep; i < n; i++) {
-		hd_lease_nack(&g->lease, grants[i].offset, 0);
-		g->lease.redeliveries -= grants[i].deliveries > 1;
-		/* The count went up for a hand-out that did not happen. */
-		g->lease.slots[grants[i].offset & (g->lease.nslots - 1)].deliveries--;
-	}
-	n = keep;
 	f->g = g;
 	f->w = w;
-	f->r.topic = g->topic;
-	f->r.done = fetch_done;
-	f->r.arg = f;
-	if (n > 0) {
-		f->grants = grants;
-		f->ngrants = n;
-		f->r.after = grants[0].offset - 1;
-		f->r.limit = (uint32_t)(grants[n - 1].offset - grants[0].offset + 1);
-	} else {
-		free(grants);
-		size_t room = HD_GROUP_WINDOW_MAX - hd_lease_window(&g->lease);
-		if ((g->ordered && hd_lease_window(&g->lease) > 0) || room == 0) {
-			free(f);
-			return false;
-		}
-		f->r.after = g->lease.next - 1;
-		f->r.limit = (uint32_t)(room < w->max ? room : w->max);
-	}
+	f->rd.r.done = fetch_done;
+	f->rd.r.arg = f;
+	f->rc = answer_open(&f->b);
 	g->q.busy = true;
 	g->refs++;
-	int rc = hd_hub_read(g->gs->hub, &f->r);
+	int rc = hd_hub_read(g->gs->hub, &f->rd.r);
 	if (rc) {
 		g->q.busy = false;
 		g->refs--;
-		for (size_t i = 0; i < f->ngrants; i++)
-			hd_lease_nack(&g->lease, f->grants[i].offset, 0);
-		free(f->grants);
+		f->rd.r.err = rc;
+		hd_group_part_read_done(&g->part, &f->rd, NULL, NULL);
+		hd_buf_fini(&f->b);
 		free(f);
 		hd_group_waiter_fail(w, rc, NULL);
-		return true;
 	}
 	return true;
 }
@@ -650,7 +477,7 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 {
 	struct group *g = watch->arg;
 	(void)topic;
-	if (ev->offset < g->lease.next)
+	if (ev->offset < g->part.lease.next)
 		return;
 	/* On the next loop turn, when the whole committed batch is readable. */
 	hd_group_waiters_wake_soon(&g->q);
@@ -658,8 +485,9 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 
 static void answer_empty(void *owner, struct hd_group_waiter *w)
 {
-	(void)owner;
-	answer(w, NULL, 0, NULL, NULL);
+	struct hd_buf b;
+	int rc = answer_open(&b);
+	answer_close(owner, w, &b, rc);
 }
 
 static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
@@ -672,7 +500,7 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 	if (start_fetch(g, w))
 		return HD_GROUP_SERVED;
 	if (hd_now_ms() >= w->until_ms || g->gs->stopping) {
-		answer(w, NULL, 0, NULL, NULL);
+		answer_empty(g, w);
 		return HD_GROUP_SERVED;
 	}
 	return HD_GROUP_STARVED; /* nothing to hand out: everyone waits */
@@ -683,10 +511,10 @@ static void arm(void *owner)
 {
 	struct group *g = owner;
 	if (g->q.head && !g->deleted && !g->gs->stopping) {
-		if (!g->watching && hd_hub_watch(g->gs->hub, g->topic, &g->watch) == 0)
+		if (!g->watching && hd_hub_watch(g->gs->hub, g->part.topic, &g->watch) == 0)
 			g->watching = true;
 		if (!g->q.busy)
-			hd_group_waiters_due_at(&g->q, hd_lease_next_due(&g->lease));
+			hd_group_waiters_due_at(&g->q, hd_lease_next_due(&g->part.lease));
 	} else if (g->watching) {
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 		g->watching = false;
@@ -766,10 +594,10 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 				    "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
-		done = hd_lease_ack_upto(&g->lease, (uint64_t)json_integer_value(upto));
+		done = hd_lease_ack_upto(&g->part.lease, (uint64_t)json_integer_value(upto));
 		hd_buf_init(&b, 4096);
 		hd_buf_printf(&b, "{\"acked\":%zu,\"ignored\":[],\"position\":%" PRIu64 "}", done,
-			      g->lease.floor);
+			      g->part.lease.floor);
 		goto answer;
 	}
 	if (!offs) {
@@ -786,8 +614,8 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	json_array_foreach(offs, i, o)
 	{
 		uint64_t off = (uint64_t)json_integer_value(o);
-		int rc = nack ? hd_lease_nack(&g->lease, off, delay_ms ? now + delay_ms : 0)
-			      : hd_lease_ack(&g->lease, off);
+		int rc = nack ? hd_lease_nack(&g->part.lease, off, delay_ms ? now + delay_ms : 0)
+			      : hd_lease_ack(&g->part.lease, off);
 		if (rc == 0) {
 			done++;
 		} else {
@@ -796,7 +624,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		}
 	}
 	hd_buf_printf(&b, "],\"%s\":%zu,\"position\":%" PRIu64 "}", nack ? "nacked" : "acked",
-		      done, g->lease.floor);
+		      done, g->part.lease.floor);
 answer:
 	if (nack || done == 0) {
 		hd_group_respond_json(req, 200, &b);
@@ -823,9 +651,9 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->start = g ? -1 : 0;
 	snprintf(in->topic, sizeof(in->topic), "%s", topic);
 	snprintf(in->name, sizeof(in->name), "%s", name);
-	in->ack_wait_ms = g ? g->ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	in->max_deliveries = g ? g->max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	in->ordered = g ? g->ordered : false;
+	in->ack_wait_ms = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
+	in->max_deliveries = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
+	in->ordered = g ? g->conf.ordered : false;
 	json_t *start = json_object_get(body, "start");
 	if (!hd_group_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
@@ -860,19 +688,13 @@ fail:
 	free(in);
 }
 
-struct del {
-	struct hd_group_op op;
-	struct hd_http_request *req;
-};
-
-static void del_done(struct hd_group_op *op)
+static void del_done(void *arg, int err)
 {
-	struct del *d = op->arg;
-	if (op->err)
-		hd_http_respond_error(d->req, op->err, op->err == HD_ENOTFOUND ? "no such group" : NULL);
+	struct hd_http_request *req = arg;
+	if (err)
+		hd_http_respond_error(req, err, err == HD_ENOTFOUND ? "no such group" : NULL);
 	else
-		hd_http_respond(d->req, 204, NULL, NULL, "", 0);
-	free(d);
+		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
 static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
@@ -886,18 +708,7 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 	g->deleted = true;
 	hd_group_waiters_try(&g->q);
 	group_release(g);
-	struct del *d = hd_calloc(1, sizeof(*d));
-	d->req = req;
-	d->op.kind = HD_GROUP_DELETE;
-	snprintf(d->op.row.topic, sizeof(d->op.row.topic), "%s", topic);
-	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
-	d->op.done = del_done;
-	d->op.arg = d;
-	int rc = hd_hub_group_op(gs->hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	hd_group_row_delete(gs->hub, topic, name, del_done, req);
 }
 
 struct drop {
@@ -911,7 +722,7 @@ static void collect(const char *key, void *value, void *arg)
 	struct drop *d = arg;
 	struct group *g = value;
 	(void)key;
-	if (d->n < sizeof(d->list) / sizeof(d->list[0]) && strcmp(g->topic, d->topic) == 0)
+	if (d->n < sizeof(d->list) / sizeof(d->list[0]) && strcmp(g->part.topic, d->topic) == 0)
 		d->list[d->n++] = g;
 }
 
@@ -1038,12 +849,12 @@ static void load_done(struct hd_group_op *op)
 		struct group *g = group_new(gs, row->topic, row->name, row->ack_floor);
 		if (!g)
 			break;
-		if (hd_lease_restore(&g->lease, row->ack_floor, row->acked) != 0)
+		if (hd_lease_restore(&g->part.lease, row->ack_floor, row->acked) != 0)
 			hd_log_warn("group_state_ignored topic=%s group=%s", row->topic, row->name);
-		g->ack_wait_ms = row->ack_wait_ms;
-		g->max_deliveries = row->max_deliveries;
-		g->ordered = row->ordered;
-		g->created_ms = row->created_ms;
+		g->conf.ack_wait_ms = row->ack_wait_ms;
+		g->conf.max_deliveries = row->max_deliveries;
+		g->conf.ordered = row->ordered;
+		g->conf.created_ms = row->created_ms;
 	}
 	hd_pgroups_load(gs->patterns, op->rows, op->n);
 	hd_group_op_fini(op);
@@ -1109,7 +920,7 @@ static void free_group(const char *key, void *value, void *arg)
 	struct group *g = value;
 	(void)key;
 	(void)arg;
-	hd_lease_fini(&g->lease);
+	hd_group_part_fini(&g->part);
 	free(g);
 }
 
