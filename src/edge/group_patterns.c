@@ -23,10 +23,9 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/group_http.h"
+#include "edge/group_part.h"
 #include "edge/group_waiters.h"
-#include "hub/dlq.h"
 #include "hub/topic_pattern.h"
-#include "proto/deadletter.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -42,13 +41,10 @@
 struct pgroup;
 
 struct part {
+	struct hd_group_part base; /* the topic, its lease window and row */
 	struct pgroup *g;
-	char topic[HD_TOPIC_NAME_MAX + 1];
-	struct hd_lease lease;
 	uint64_t last;            /* the topic's highest committed offset known */
-	uint64_t dead_letters;
 	int refs;                 /* the group's list + requests in flight */
-	bool gone;                /* its topic was deleted: never written again */
 	bool dirty;               /* changed by the ack being handled */
 };
 
@@ -62,14 +58,10 @@ struct pgroup {
 	size_t nparts;
 	struct hd_map by_topic;   /* topic → struct part */
 	size_t rr;                /* where the next fetch starts */
-	uint32_t ack_wait_ms;
-	uint32_t max_deliveries;
-	bool ordered;
+	struct hd_group_conf conf; /* row name: key */
 	bool latest;              /* created with start "latest" and still discovering */
-	int64_t created_ms;
 	uint64_t skipped;         /* matching topics past HD_GROUP_PATTERN_TOPICS_MAX */
 	uint64_t redeliveries_gone; /* of parts whose topic was deleted */
-	long long warn_ms;
 	/* Discovery: a paged LIST of the topics under prefix. */
 	bool discovering;
 	struct hd_topic_op list;
@@ -91,6 +83,7 @@ struct hd_pgroups {
 };
 
 static const struct hd_group_waiters_ops waiter_ops;
+static const struct hd_group_part_ops part_ops;
 static void wake(struct pgroup *g);
 static void discover(struct pgroup *g);
 
@@ -117,7 +110,7 @@ static void make_key(char *out, size_t n, const char *pattern, const char *name)
 static void part_unref(struct part *p)
 {
 	if (--p->refs == 0) {
-		hd_lease_fini(&p->lease);
+		hd_group_part_fini(&p->base);
 		free(p);
 	}
 }
@@ -127,114 +120,49 @@ static struct part *part_get(struct pgroup *g, const char *topic)
 	return hd_map_get(&g->by_topic, topic);
 }
 
-struct put {
-	struct hd_group_op op;
-	struct pgroup *g;
-	struct part *p;           /* NULL for the parent row */
-	struct acks *acks;        /* the ack answered when all its puts are done */
-	struct hd_http_request *req; /* answered with answer when done */
-	struct hd_buf answer;
-	int status;
-	char *acked;
-};
-
-/* An ack waiting for the puts of every part it changed. */
-struct acks {
-	struct hd_http_request *req;
-	struct hd_buf answer;
-	int left;
-	int err;
-};
-
 static void group_release(struct pgroup *g);
 
-static void put_done(struct hd_group_op *op)
+static struct part *part_of(struct hd_group_part *base)
 {
-	struct put *p = op->arg;
-	struct pgroup *g = p->g;
-	if (p->req) {
-		if (op->err) {
-			hd_buf_fini(&p->answer);
-			hd_http_respond_error(p->req, op->err, "the group state could not be stored");
-		} else {
-			hd_group_respond_json(p->req, p->status, &p->answer);
-		}
-	}
-	if (p->acks) {
-		struct acks *a = p->acks;
-		if (op->err)
-			a->err = op->err;
-		if (--a->left == 0) {
-			if (a->err) {
-				hd_buf_fini(&a->answer);
-				hd_http_respond_error(a->req, a->err,
-						      "the group state could not be stored");
-			} else {
-				hd_group_respond_json(a->req, 200, &a->answer);
-			}
-			free(a);
-		}
-	}
-	if (op->err && hd_log_ratelimited(&g->warn_ms))
-		hd_log_error("group_put_failed pattern=%s group=%s err=%d", g->pattern, g->name,
-			     op->err);
-	if (p->p)
-		part_unref(p->p);
-	free(p->acked);
-	free(p);
+	return (struct part *)((char *)base - offsetof(struct part, base));
+}
+
+static void hold(void *owner, struct hd_group_part *base)
+{
+	struct pgroup *g = owner;
+	if (base)
+		part_of(base)->refs++;
+	g->refs++;
+}
+
+static void release_part(void *owner, struct hd_group_part *base)
+{
+	struct pgroup *g = owner;
+	if (base)
+		part_unref(part_of(base));
 	g->refs--;
 	group_release(g);
 }
 
-/* Writes a part's row (p) or the parent row (p NULL); answers req with
- * status and answer (taken) once durable, or counts down acks. */
-static void put_row(struct pgroup *g, struct part *p, struct hd_http_request *req, int status,
-		    struct hd_buf *answer, struct acks *acks)
+static void wake_part(void *owner)
 {
-	struct put *u = hd_calloc(1, sizeof(*u));
-	size_t cap = HD_LEASE_ENCODED_MAX(HD_GROUP_WINDOW_MAX);
-	u->g = g;
-	u->p = p;
-	u->req = req;
-	u->acks = acks;
-	u->status = status;
-	if (answer)
-		u->answer = *answer;
-	u->acked = hd_malloc(cap);
-	u->acked[0] = '\0';
-	if (p && p->gone) {
-		/* The store deleted the topic's rows: writing one back would
-		 * give a re-created topic this old position. */
-		g->refs++;
-		u->p = NULL;
-		put_done(&u->op);
-		return;
-	}
-	if (p) {
-		p->refs++;
-		if (hd_lease_encode(&p->lease, u->acked, cap) < 0)
-			u->acked[0] = '\0'; /* cannot happen: cap is the bound */
-		snprintf(u->op.row.topic, sizeof(u->op.row.topic), "%s", p->topic);
-		snprintf(u->op.row.name, sizeof(u->op.row.name), "%s", g->key);
-		u->op.row.ack_floor = p->lease.floor;
-	} else {
-		snprintf(u->op.row.topic, sizeof(u->op.row.topic), "%s", g->pattern);
-		snprintf(u->op.row.name, sizeof(u->op.row.name), "%s", g->name);
-	}
-	u->op.kind = HD_GROUP_PUT;
-	u->op.row.acked = u->acked;
-	u->op.row.ack_wait_ms = g->ack_wait_ms;
-	u->op.row.max_deliveries = g->max_deliveries;
-	u->op.row.ordered = g->ordered;
-	u->op.row.created_ms = g->created_ms;
-	u->op.done = put_done;
-	u->op.arg = u;
-	g->refs++;
-	int rc = hd_hub_group_op(g->pg->hub, &u->op);
-	if (rc) {
-		u->op.err = rc;
-		put_done(&u->op);
-	}
+	wake(owner);
+}
+
+static const struct hd_group_part_ops part_ops = {
+	.hold = hold,
+	.release = release_part,
+	.wake = wake_part,
+};
+
+/* Writes the parent row; answers req with status and answer (taken) once
+ * it is durable. */
+static void put_parent(struct pgroup *g, struct hd_http_request *req, int status,
+		       struct hd_buf *answer)
+{
+	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
+	hd_group_parent_put(&g->conf, r);
+	hd_group_reply_done(r, 0);
 }
 
 /* Adds topic's part at floor, or returns NULL (counted) past the limits.
@@ -245,19 +173,18 @@ static struct part *part_add(struct pgroup *g, const char *topic, uint64_t floor
 	if (g->nparts >= HD_GROUP_PATTERN_TOPICS_MAX || pg->parts >= HD_GROUP_PARTS_MAX ||
 	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
 		g->skipped++;
-		if (hd_log_ratelimited(&g->warn_ms))
+		if (hd_log_ratelimited(&g->conf.warn_ms))
 			hd_log_warn("group_pattern_topic_skipped pattern=%s group=%s topic=%s"
 				    " skipped=%" PRIu64,
 				    g->pattern, g->name, topic, g->skipped);
 		return NULL;
 	}
 	struct part *p = hd_calloc(1, sizeof(*p));
+	hd_group_part_init(&p->base, &g->conf, topic, floor);
 	p->g = g;
 	p->refs = 1;
-	snprintf(p->topic, sizeof(p->topic), "%s", topic);
-	hd_lease_init(&p->lease, floor, HD_GROUP_WINDOW_MAX);
 	p->last = last;
-	if (hd_map_put(&g->by_topic, p->topic, p) != 0) {
+	if (hd_map_put(&g->by_topic, p->base.topic, p) != 0) {
 		part_unref(p);
 		return NULL;
 	}
@@ -278,10 +205,10 @@ static void part_remove(struct pgroup *g, struct part *p)
 			break;
 		}
 	}
-	hd_map_del(&g->by_topic, p->topic);
-	p->gone = true;
+	hd_map_del(&g->by_topic, p->base.topic);
+	p->base.gone = true;
 	g->pg->parts--;
-	g->redeliveries_gone += p->lease.redeliveries;
+	g->redeliveries_gone += p->base.lease.redeliveries;
 	part_unref(p);
 }
 
@@ -302,12 +229,12 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 		p = part_add(g, topic, g->latest && ev->offset > 0 ? ev->offset - 1 : 0, ev->offset);
 		if (!p)
 			return;
-		put_row(g, p, NULL, 0, NULL, NULL);
+		hd_group_part_put(&p->base, NULL);
 	}
 	if (ev->offset > p->last)
 		p->last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (ev->offset >= p->lease.next && g->q.head)
+	if (ev->offset >= p->base.lease.next && g->q.head)
 		hd_group_waiters_wake_soon(&g->q);
 }
 
@@ -322,9 +249,7 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), pattern, name);
 	hd_map_init(&g->by_topic, HD_GROUP_PATTERN_TOPICS_MAX);
-	g->ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	g->max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	g->created_ms = hd_now_ms();
+	hd_group_conf_init(&g->conf, pg->hub, g->name, g->pattern, g->key, &part_ops, g);
 	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
 	g->watch.arg = g;
@@ -343,7 +268,7 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 static void group_free_parts(struct pgroup *g)
 {
 	for (size_t i = 0; i < g->nparts; i++) {
-		hd_map_del(&g->by_topic, g->parts[i]->topic);
+		hd_map_del(&g->by_topic, g->parts[i]->base.topic);
 		g->pg->parts--;
 		part_unref(g->parts[i]);
 	}
@@ -380,7 +305,7 @@ static void group_release(struct pgroup *g)
 static void group_json(struct hd_buf *b, const struct pgroup *g)
 {
 	char created[40];
-	time_t t = (time_t)(g->created_ms / 1000);
+	time_t t = (time_t)(g->conf.created_ms / 1000);
 	struct tm tm;
 	uint64_t pending = 0, lag = 0, dead = 0, redeliveries = g->redeliveries_gone;
 	gmtime_r(&t, &tm);
@@ -392,20 +317,20 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 	hd_buf_puts(b, "\",\"topics\":[");
 	for (size_t i = 0; i < g->nparts; i++) {
 		const struct part *p = g->parts[i];
-		uint64_t plag = p->last > p->lease.floor ? p->last - p->lease.floor : 0;
-		pending += p->lease.leased;
+		uint64_t plag = p->last > p->base.lease.floor ? p->last - p->base.lease.floor : 0;
+		pending += p->base.lease.leased;
 		lag += plag;
-		dead += p->dead_letters;
-		redeliveries += p->lease.redeliveries;
+		dead += p->base.dead_letters;
+		redeliveries += p->base.lease.redeliveries;
 		if (i >= HD_GROUP_PATTERN_INFO_TOPICS)
 			continue;
 		hd_buf_puts(b, i ? ",{\"topic\":\"" : "{\"topic\":\"");
-		hd_buf_json_escape(b, p->topic, strlen(p->topic));
+		hd_buf_json_escape(b, p->base.topic, strlen(p->base.topic));
 		hd_buf_printf(b,
 			      "\",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"pending\":%zu"
 			      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"dead_letters\":%" PRIu64 "}",
-			      p->lease.floor, p->lease.next, p->lease.leased, plag, p->last,
-			      p->dead_letters);
+			      p->base.lease.floor, p->base.lease.next, p->base.lease.leased, plag, p->last,
+			      p->base.dead_letters);
 	}
 	hd_buf_printf(b,
 		      "],\"topics_count\":%zu,\"topics_truncated\":%s,\"topics_skipped\":%" PRIu64
@@ -413,8 +338,8 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 		      ",\"dead_letters\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
 		      g->nparts, g->nparts > HD_GROUP_PATTERN_INFO_TOPICS ? "true" : "false",
-		      g->skipped, pending, lag, redeliveries, dead, g->ack_wait_ms, g->max_deliveries,
-		      g->ordered ? "true" : "false", created);
+		      g->skipped, pending, lag, redeliveries, dead, g->conf.ack_wait_ms, g->conf.max_deliveries,
+		      g->conf.ordered ? "true" : "false", created);
 }
 
 /* ---- discovery -------------------------------------------------------- */
@@ -424,7 +349,7 @@ static void discover_done(struct hd_topic_op *op)
 	struct pgroup *g = op->arg;
 	size_t n = op->err ? 0 : op->n;
 	bool more = n == LIST_PAGE;
-	if (op->err && hd_log_ratelimited(&g->warn_ms))
+	if (op->err && hd_log_ratelimited(&g->conf.warn_ms))
 		hd_log_error("group_pattern_list_failed pattern=%s group=%s err=%d", g->pattern,
 			     g->name, op->err);
 	for (size_t i = 0; i < n && !g->deleted; i++) {
@@ -442,7 +367,7 @@ static void discover_done(struct hd_topic_op *op)
 		 * starts at its first event. */
 		p = part_add(g, t->name, g->latest ? t->last : 0, t->last);
 		if (p)
-			put_row(g, p, NULL, 0, NULL, NULL);
+			hd_group_part_put(&p->base, NULL);
 	}
 	if (n > 0)
 		snprintf(g->list_after, sizeof(g->list_after), "%s", op->topics[n - 1].name);
@@ -458,7 +383,7 @@ static void discover_done(struct hd_topic_op *op)
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
 		/* After the part rows: the writer commits in order. */
-		put_row(g, NULL, g->create_req, 201, &b, NULL);
+		put_parent(g, g->create_req, 201, &b);
 		g->create_req = NULL;
 	}
 	wake(g);
@@ -486,12 +411,10 @@ static void discover(struct pgroup *g)
 /* ---- fetch ------------------------------------------------------------ */
 
 struct fetch {
-	struct hd_read r;
+	struct hd_group_read rd;
 	struct pgroup *g;
 	struct hd_group_waiter *w;
 	struct part *p;                /* the part being read */
-	struct hd_lease_grant *grants; /* redeliveries, or NULL for new events */
-	size_t ngrants;
 	struct hd_buf b;               /* the answer so far */
 	size_t sent;
 	size_t pos, visited;
@@ -506,79 +429,21 @@ static void answer_empty(void *owner, struct hd_group_waiter *w)
 	struct pgroup *g = owner;
 	struct hd_buf b;
 	hd_buf_init(&b, 64);
-	hd_buf_printf(&b, "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}", g->ack_wait_ms);
+	hd_buf_printf(&b, "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
 	hd_group_waiter_answer(w, &b);
 }
 
-static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
-{
-	struct part *p = arg;
-	struct pgroup *g = p->g;
-	(void)tag;
-	if (err == 0) {
-		if (hd_lease_ack(&p->lease, offset) == 0) {
-			p->dead_letters++;
-			put_row(g, p, NULL, 0, NULL, NULL);
-		}
-	} else if (hd_log_ratelimited(&g->warn_ms)) {
-		hd_log_warn("group_dead_letter_failed pattern=%s group=%s topic=%s offset=%" PRIu64
-			    " err=%d",
-			    g->pattern, g->name, p->topic, offset, err);
-	}
-	part_unref(p);
-	g->refs--;
-	wake(g);
-	group_release(g);
-}
-
-/* Publishes one event that ran out of deliveries to {its topic}.dlq (as
- * edge/groups.c does); acked for the group once committed. */
-static void dead_letter(struct part *p, const struct hd_stored_event *ev, uint32_t attempts)
-{
-	struct pgroup *g = p->g;
-	struct hd_buf extra;
-	char id[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 24];
-	char src[2 * HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
-	int64_t ms = hd_now_ms();
-
-	snprintf(id, sizeof(id), "%s/%" PRIu64, g->key, ev->offset);
-	snprintf(src, sizeof(src), "/herald/groups/%s/%s", g->pattern, g->name);
-	hd_buf_init(&extra, 1024);
-	hd_buf_puts(&extra, "\"group\":\"");
-	hd_buf_json_escape(&extra, g->name, strlen(g->name));
-	hd_buf_puts(&extra, "\",\"pattern\":\"");
-	hd_buf_json_escape(&extra, g->pattern, strlen(g->pattern));
-	hd_buf_putc(&extra, '"');
-	p->refs++;
-	g->refs++;
-	hd_dlq_publish(g->pg->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = "herald.group.deadletter",
-			       .reason = "max_deliveries",
-			       .attempts = attempts,
-			       .topic = p->topic,
-			       .offset = ev->offset,
-			       .extra = extra.data,
-			       .event = ev->json->data,
-			       .event_len = ev->json->len,
-			       .now_ms = ms,
-		       },
-		       0, dead_done, p);
-	hd_buf_fini(&extra);
-}
-
 /* Appends one handed-out event to the answer. */
-static void append_event(struct fetch *f, const struct hd_stored_event *ev, uint32_t deliveries)
+static void append_event(void *arg, const struct hd_stored_event *ev, uint32_t deliveries)
 {
+	struct fetch *f = arg;
 	const struct hd_rcbuf *json = ev->json;
 	if (f->full || (f->sent > 0 && f->b.len + 600 + json->len > PAGE_BYTES)) {
 		f->full = true; /* stays leased and comes back after ack_wait */
 		return;
 	}
 	hd_buf_puts(&f->b, f->sent ? ",{\"topic\":\"" : "{\"topic\":\"");
-	hd_buf_json_escape(&f->b, f->p->topic, strlen(f->p->topic));
+	hd_buf_json_escape(&f->b, f->p->base.topic, strlen(f->p->base.topic));
 	hd_buf_printf(&f->b, "\",\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32 ",\"event\":",
 		      ev->offset, deliveries);
 	hd_buf_append(&f->b, json->data, json->len);
@@ -592,52 +457,13 @@ static void read_done(struct hd_read *r)
 {
 	struct fetch *f = r->arg;
 	struct part *p = f->p;
-	struct hd_lease *l = &p->lease;
-	struct pgroup *g = f->g;
-	size_t n = r->n;
+	bool fresh = !f->rd.grants;
 
-	if (r->err) {
-		for (size_t i = 0; i < f->ngrants; i++)
-			hd_lease_nack(l, f->grants[i].offset, 0);
-		f->err = r->err;
-	} else if (f->grants) {
-		/* As in edge/groups.c: a grant whose event is gone is acked, one
-		 * past its deliveries is dead-lettered. */
-		size_t j = 0;
-		for (size_t i = 0; i < f->ngrants; i++) {
-			uint64_t o = f->grants[i].offset;
-			while (j < n && r->events[j].offset < o)
-				j++;
-			if (j < n && r->events[j].offset == o) {
-				if (g->max_deliveries && f->grants[i].deliveries > g->max_deliveries)
-					dead_letter(p, &r->events[j], f->grants[i].deliveries - 1);
-				else
-					append_event(f, &r->events[j], f->grants[i].deliveries);
-			} else if (r->truncated || j < n || o <= r->last) {
-				hd_lease_ack(l, o);
-			} else {
-				hd_lease_nack(l, o, 0);
-			}
-		}
-	} else {
-		int64_t until = hd_now_ms() + g->ack_wait_ms;
-		size_t given = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (hd_lease_add(l, r->events[i].offset, until) != 0)
-				break;
-			append_event(f, &r->events[i], 1);
-			given++;
-		}
-		if (r->last > p->last)
-			p->last = r->last;
-		if (n == 0 && r->last >= l->next)
-			hd_lease_skip(l, r->last); /* all expired or removed */
-		else if (n > 0 && given == n && r->n < r->limit && r->last > r->events[n - 1].offset)
-			hd_lease_skip(l, r->last);
-	}
-	free(f->grants);
-	f->grants = NULL;
-	f->ngrants = 0;
+	int err = hd_group_part_read_done(&p->base, &f->rd, append_event, f);
+	if (err)
+		f->err = err;
+	else if (fresh && r->last > p->last)
+		p->last = r->last;
 	hd_read_fini(r);
 	f->p = NULL;
 	part_unref(p);
@@ -651,44 +477,10 @@ static void read_done(struct hd_read *r)
  * to hand out now. */
 static bool part_read(struct fetch *f, struct part *p, bool new_only)
 {
-	struct pgroup *g = f->g;
-	struct hd_lease *l = &p->lease;
-	size_t want = f->w->max - f->sent;
-	int64_t now = hd_now_ms();
-	struct hd_lease_grant *grants = hd_calloc(want, sizeof(*grants));
-	size_t n = new_only ? 0 : hd_lease_take_due(l, now, now + g->ack_wait_ms, grants, want);
-
-	/* One read must cover every grant. */
-	size_t keep = n;
-	for (size_t i = 1; i < n; i++) {
-		if (grants[i].offset - grants[0].offset >= HD_GROUP_FETCH_MAX) {
-			keep = i;
-			break;
-		}
-	}
-	for (size_t i = keep; i < n; i++) {
-		hd_lease_nack(l, grants[i].offset, 0);
-		l->redeliveries -= grants[i].deliveries > 1;
-		l->slots[grants[i].offset & (l->nslots - 1)].deliveries--;
-	}
-	n = keep;
-	memset(&f->r, 0, sizeof(f->r));
-	f->r.topic = p->topic;
-	f->r.done = read_done;
-	f->r.arg = f;
-	if (n > 0) {
-		f->grants = grants;
-		f->ngrants = n;
-		f->r.after = grants[0].offset - 1;
-		f->r.limit = (uint32_t)(grants[n - 1].offset - grants[0].offset + 1);
-	} else {
-		free(grants);
-		size_t room = HD_GROUP_WINDOW_MAX - hd_lease_window(l);
-		if ((g->ordered && hd_lease_window(l) > 0) || room == 0 || p->last < l->next)
-			return false;
-		f->r.after = l->next - 1;
-		f->r.limit = (uint32_t)(room < want ? room : want);
-	}
+	if (!hd_group_part_read(&p->base, &f->rd, f->w->max - f->sent, new_only, p->last))
+		return false;
+	f->rd.r.done = read_done;
+	f->rd.r.arg = f;
 	f->p = p;
 	p->refs++;
 	return true;
@@ -705,7 +497,7 @@ static void fetch_finish(struct fetch *f)
 		hd_buf_fini(&f->b);
 		hd_group_waiter_fail(w, f->err, NULL);
 	} else if (f->sent > 0 || hd_now_ms() >= w->until_ms || g->pg->stopping || g->deleted) {
-		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->ack_wait_ms);
+		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
 		hd_group_waiter_answer(w, &f->b);
 	} else {
 		/* Nothing for this one: back to the front of the line, and nobody
@@ -745,17 +537,17 @@ static void fetch_step(struct fetch *f)
 		}
 		if (new_only)
 			part_unref(p); /* part_read took its own reference */
-		else if (f->grants) {
+		else if (f->rd.grants) {
 			f->again = p;
 			p->refs++;
 		}
 		f->reading = true;
 		f->sync = true;
-		int rc = hd_hub_read(g->pg->hub, &f->r);
+		int rc = hd_hub_read(g->pg->hub, &f->rd.r);
 		f->sync = false;
 		if (rc) {
-			f->r.err = rc;
-			read_done(&f->r);
+			f->rd.r.err = rc;
+			read_done(&f->rd.r);
 		}
 	}
 }
@@ -802,7 +594,7 @@ static void arm(void *owner)
 		return;
 	int64_t due = INT64_MAX;
 	for (size_t i = 0; i < g->nparts; i++) {
-		int64_t d = hd_lease_next_due(&g->parts[i]->lease);
+		int64_t d = hd_lease_next_due(&g->parts[i]->base.lease);
 		if (d < due)
 			due = d;
 	}
@@ -878,8 +670,8 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		uint64_t off = (uint64_t)json_integer_value(json_object_get(o, "offset"));
 		struct part *p = part_get(g, topic);
 		int rc = !p ? HD_ENOTFOUND
-		       : nack ? hd_lease_nack(&p->lease, off, delay_ms ? now + delay_ms : 0)
-			      : hd_lease_ack(&p->lease, off);
+		       : nack ? hd_lease_nack(&p->base.lease, off, delay_ms ? now + delay_ms : 0)
+			      : hd_lease_ack(&p->base.lease, off);
 		if (rc == 0) {
 			done++;
 			p->dirty = true;
@@ -897,27 +689,15 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		hd_group_respond_json(req, 200, &b);
 	} else {
 		/* Answered once every changed part's row is durable. */
-		struct acks *a = hd_calloc(1, sizeof(*a));
-		a->req = req;
-		a->answer = b;
-		a->left = 1;
+		struct hd_group_reply *r = hd_group_reply_new(req, 200, &b);
 		for (i = 0; i < g->nparts; i++) {
 			struct part *p = g->parts[i];
 			if (!p->dirty)
 				continue;
 			p->dirty = false;
-			a->left++;
-			put_row(g, p, NULL, 0, NULL, a);
+			hd_group_part_put(&p->base, r);
 		}
-		if (--a->left == 0) { /* every put finished at once */
-			if (a->err) {
-				hd_buf_fini(&a->answer);
-				hd_http_respond_error(req, a->err, "the group state could not be stored");
-			} else {
-				hd_group_respond_json(req, 200, &a->answer);
-			}
-			free(a);
-		}
+		hd_group_reply_done(r, 0);
 	}
 	if (done)
 		wake(g);
@@ -931,9 +711,9 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 			  const char *pattern, const char *name)
 {
 	json_t *body = hd_group_body(req, true);
-	uint32_t ack_wait = g ? g->ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	uint32_t maxd = g ? g->max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	bool ordered = g ? g->ordered : false, latest = false;
+	uint32_t ack_wait = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
+	uint32_t maxd = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
+	bool ordered = g ? g->conf.ordered : false, latest = false;
 	struct hd_buf b;
 
 	if (!body)
@@ -956,12 +736,12 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 		latest = strcmp(s, "latest") == 0;
 	}
 	if (g) {
-		g->ack_wait_ms = ack_wait;
-		g->max_deliveries = maxd;
-		g->ordered = ordered;
+		g->conf.ack_wait_ms = ack_wait;
+		g->conf.max_deliveries = maxd;
+		g->conf.ordered = ordered;
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		put_row(g, NULL, req, 200, &b, NULL);
+		put_parent(g, req, 200, &b);
 		wake(g);
 		goto out;
 	}
@@ -975,9 +755,9 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 		hd_group_respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
 	}
-	g->ack_wait_ms = ack_wait;
-	g->max_deliveries = maxd;
-	g->ordered = ordered;
+	g->conf.ack_wait_ms = ack_wait;
+	g->conf.max_deliveries = maxd;
+	g->conf.ordered = ordered;
 	g->latest = latest;
 	g->create_req = req;
 	discover(g); /* answers req when every existing topic is a part */
@@ -985,38 +765,16 @@ out:
 	json_decref(body);
 }
 
-struct del {
-	struct hd_group_op op;
-	struct hd_http_request *req; /* the parent row's delete answers */
-};
-
-static void del_done(struct hd_group_op *op)
+/* The parent row's delete answers req; the parts' have none. */
+static void del_done(void *arg, int err)
 {
-	struct del *d = op->arg;
-	if (d->req) {
-		if (op->err && op->err != HD_ENOTFOUND)
-			hd_http_respond_error(d->req, op->err, NULL);
-		else
-			hd_http_respond(d->req, 204, NULL, NULL, "", 0);
-	}
-	free(d);
-}
-
-static void del_row(struct hd_pgroups *pg, const char *topic, const char *name,
-		    struct hd_http_request *req)
-{
-	struct del *d = hd_calloc(1, sizeof(*d));
-	d->req = req;
-	d->op.kind = HD_GROUP_DELETE;
-	snprintf(d->op.row.topic, sizeof(d->op.row.topic), "%s", topic);
-	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
-	d->op.done = del_done;
-	d->op.arg = d;
-	int rc = hd_hub_group_op(pg->hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	struct hd_http_request *req = arg;
+	if (!req)
+		return;
+	if (err && err != HD_ENOTFOUND)
+		hd_http_respond_error(req, err, NULL);
+	else
+		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
 static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
@@ -1024,8 +782,9 @@ static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, st
 	hd_map_del(&pg->groups, g->key);
 	g->deleted = true;
 	for (size_t i = 0; i < g->nparts; i++)
-		del_row(pg, g->parts[i]->topic, g->key, NULL);
-	del_row(pg, g->pattern, g->name, req); /* last: the writer runs them in order */
+		hd_group_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
+	/* Last: the writer runs them in order. */
+	hd_group_row_delete(pg->hub, g->pattern, g->name, del_done, req);
 	if (g->create_req) {
 		hd_http_respond_error(g->create_req, HD_ENOTFOUND, "the group was deleted");
 		g->create_req = NULL;
@@ -1112,10 +871,10 @@ void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, siz
 		struct pgroup *g = group_new(pg, row->topic, row->name);
 		if (!g)
 			continue;
-		g->ack_wait_ms = row->ack_wait_ms;
-		g->max_deliveries = row->max_deliveries;
-		g->ordered = row->ordered;
-		g->created_ms = row->created_ms;
+		g->conf.ack_wait_ms = row->ack_wait_ms;
+		g->conf.max_deliveries = row->max_deliveries;
+		g->conf.ordered = row->ordered;
+		g->conf.created_ms = row->created_ms;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_group_row *row = &rows[i];
@@ -1125,7 +884,7 @@ void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, siz
 		if (!g || !hd_topic_pattern_match(g->pattern, row->topic) || part_get(g, row->topic))
 			continue;
 		struct part *p = part_add(g, row->topic, row->ack_floor, row->ack_floor);
-		if (p && hd_lease_restore(&p->lease, row->ack_floor, row->acked) != 0)
+		if (p && hd_lease_restore(&p->base.lease, row->ack_floor, row->acked) != 0)
 			hd_log_warn("group_state_ignored topic=%s group=%s", row->topic, row->name);
 	}
 	/* Then each group lists its topics: the last offsets, and topics made
