@@ -99,7 +99,8 @@ bool hd_group_config_args(struct hd_http_request *req, json_t *body, uint32_t *a
 {
 	json_t *ord = json_object_get(body, "ordered");
 	if (!u32_member(req, body, "ack_wait_ms", 100, HD_GROUP_ACK_WAIT_MAX_MS, ack_wait_ms) ||
-	    !u32_member(req, body, "max_deliveries", 0, HD_GROUP_MAX_DELIVERIES_MAX, max_deliveries))
+	    !u32_member(req, body, "max_deliveries", 0, HD_GROUP_MAX_DELIVERIES_MAX,
+			max_deliveries))
 		return false;
 	if (ord) {
 		if (!json_is_boolean(ord)) {

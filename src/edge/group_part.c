@@ -102,8 +102,8 @@ static void put_done(struct hd_group_op *op)
 	hd_group_reply_done(u->reply, op->err);
 	if (op->err && hd_log_ratelimited(&c->warn_ms))
 		hd_log_error("group_put_failed %s=%s group=%s err=%d",
-			     c->pattern ? "pattern" : "topic", c->pattern ? c->pattern : op->row.topic,
-			     c->name, op->err);
+			     c->pattern ? "pattern" : "topic",
+			     c->pattern ? c->pattern : op->row.topic, c->name, op->err);
 	c->ops->release(c->owner, u->p);
 	free(u->acked);
 	free(u);

@@ -1,11 +1,14 @@
 /*
  * group_patterns — see group_patterns.h.
  *
- * One fetch at a time per group (`busy`); other fetches wait in the group's
- * FIFO with a timer for the end of their wait, and are retried when the
- * group becomes idle, when an event is committed to a matching topic (the
- * prefix watch, always on: it also discovers new topics), when an ack or
- * nack frees something, or when the next lease ends. A fetch reads its
+ * Each part is an edge/group_part.h part (its lease window, row, reads and
+ * dead letters) plus the topic's last offset known and a reference count.
+ *
+ * One fetch at a time per group (q.busy); other fetches wait in the group's
+ * edge/group_waiters.h queue, and are retried when the group becomes idle,
+ * when an event is committed to a matching topic (the prefix watch, always
+ * on: it also discovers new topics), when an ack or nack frees something,
+ * or when the next lease ends. A fetch reads its
  * parts one after the other (one hub read in flight), appending what it
  * hands out to one answer, until it has `max` events or visited every part.
  * A hub read may complete inside hd_hub_read: the walk loops instead of
@@ -329,8 +332,8 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 		hd_buf_printf(b,
 			      "\",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"pending\":%zu"
 			      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"dead_letters\":%" PRIu64 "}",
-			      p->base.lease.floor, p->base.lease.next, p->base.lease.leased, plag, p->last,
-			      p->base.dead_letters);
+			      p->base.lease.floor, p->base.lease.next, p->base.lease.leased, plag,
+			      p->last, p->base.dead_letters);
 	}
 	hd_buf_printf(b,
 		      "],\"topics_count\":%zu,\"topics_truncated\":%s,\"topics_skipped\":%" PRIu64
@@ -338,8 +341,8 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 		      ",\"dead_letters\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
 		      g->nparts, g->nparts > HD_GROUP_PATTERN_INFO_TOPICS ? "true" : "false",
-		      g->skipped, pending, lag, redeliveries, dead, g->conf.ack_wait_ms, g->conf.max_deliveries,
-		      g->conf.ordered ? "true" : "false", created);
+		      g->skipped, pending, lag, redeliveries, dead, g->conf.ack_wait_ms,
+		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
 /* ---- discovery -------------------------------------------------------- */
@@ -638,9 +641,9 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
 		hd_group_respond_msg(req, HD_EINVAL,
-			    "a pattern group acks (topic, offset) pairs: "
-			    "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
-			    "'offsets' and 'up_to' are for groups of one topic");
+				     "a pattern group acks (topic, offset) pairs: "
+				     "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
+				     "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
 	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
@@ -648,8 +651,8 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
 		hd_group_respond_msg(req, HD_EINVAL,
-			    "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
-			    HD_GROUP_ACK_OFFSETS_MAX);
+				     "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
+				     HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
 	}
 	json_array_foreach(evs, i, o)
@@ -658,7 +661,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
 			hd_group_respond_msg(req, HD_EINVAL,
-				    "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
+					     "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
 	}
@@ -725,12 +728,12 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
 			hd_group_respond_msg(req, HD_EINVAL,
-				    "'start' of a pattern group must be \"oldest\" or \"latest\"");
+					     "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
 			hd_group_respond_msg(req, HD_EINVAL,
-				    "a pattern group's start cannot be moved; DELETE the group first");
+					     "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
 		latest = strcmp(s, "latest") == 0;
@@ -747,7 +750,7 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
 		hd_group_respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
-			    HD_GROUP_PATTERN_NAME_MAX);
+				     HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
@@ -820,9 +823,9 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	}
 	if (!g) {
 		hd_group_respond_msg(req, HD_ENOTFOUND,
-			    act == HD_GROUP_ACT_FETCH
-				    ? "no such group; a pattern group is created with PUT"
-				    : "no such group");
+				     act == HD_GROUP_ACT_FETCH
+				     ? "no such group; a pattern group is created with PUT"
+				     : "no such group");
 		return;
 	}
 	struct hd_buf b;

@@ -1,20 +1,17 @@
 /*
  * groups — see groups.h.
  *
- * A fetch first hands out what is due again (leases that ended, nacked
- * events), lowest first, within HD_GROUP_FETCH_MAX offsets of the floor so
- * one hub read covers them; only when nothing is due does it read new
- * events after the group's `next`. An ordered group reads new events only
- * when its window is empty (every handed-out event acked). An event due
- * for its (max_deliveries + 1)th delivery is published to the dead-letter
- * topic instead and then acked for the group.
+ * A group of one topic is one edge/group_part.h part: its lease window,
+ * row, reads (what is due again first, then new events; dead letters) live
+ * there. This file keeps the groups by (topic, name), the load, the routes,
+ * the start positions of a PUT (oldest, latest, an offset, a time found by
+ * binary search) and the fetch answer.
  *
- * One hub read per group at a time (`busy`): fetches that find the group
+ * One hub read per group at a time (q.busy): fetches that find the group
  * busy, or nothing to hand out while willing to wait, are held in the
- * group's waiter list; each waiter has a timer for the end of its wait and
- * is retried when the group becomes idle, when an event is committed to
- * the topic (a hub watch while anyone waits), when an ack or nack frees
- * something, or when the next lease ends.
+ * group's edge/group_waiters.h queue, and retried when the group becomes
+ * idle, when an event is committed to the topic (a hub watch while anyone
+ * waits), when an ack or nack frees something, or when the next lease ends.
  */
 #include "edge/groups.h"
 #include "core/alloc.h"
@@ -200,6 +197,7 @@ struct info {
 
 static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 {
+	const struct hd_lease *l = &g->part.lease;
 	char created[40];
 	time_t t = (time_t)(g->conf.created_ms / 1000);
 	struct tm tm;
@@ -214,9 +212,8 @@ static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 		      "\"redeliveries\":%" PRIu64 ",\"dead_letters\":%" PRIu64
 		      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
-		      g->part.lease.floor, g->part.lease.next, g->part.lease.leased, g->part.lease.redeliveries,
-		      g->part.dead_letters,
-		      last > g->part.lease.floor ? last - g->part.lease.floor : 0, last, g->conf.ack_wait_ms,
+		      l->floor, l->next, l->leased, l->redeliveries, g->part.dead_letters,
+		      last > l->floor ? last - l->floor : 0, last, g->conf.ack_wait_ms,
 		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
@@ -281,8 +278,8 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		} else if (in->start >= 0) {
 			if (g->part.lease.leased > 0 || g->q.busy) {
 				hd_group_respond_msg(in->req, HD_EINVAL,
-					    "the group has leased events; ack them or DELETE the group"
-					    " before moving its start");
+						     "the group has leased events; ack them or DELETE the group"
+						     " before moving its start");
 				return;
 			}
 			hd_lease_fini(&g->part.lease);
@@ -401,7 +398,8 @@ static void emit(void *arg, const struct hd_stored_event *ev, uint32_t deliverie
 		f->full = true; /* the rest stays leased and comes back after ack_wait */
 		return;
 	}
-	f->rc = hd_buf_printf(&f->b, "%s{\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32 ",\"event\":",
+	f->rc = hd_buf_printf(&f->b,
+			      "%s{\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32 ",\"event\":",
 			      f->sent ? "," : "", ev->offset, deliveries);
 	if (f->rc == 0)
 		f->rc = hd_buf_append(&f->b, json->data, json->len);
@@ -561,7 +559,7 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
 		hd_group_respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
-			    HD_GROUP_ACK_OFFSETS_MAX);
+				     HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
@@ -591,7 +589,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
 			hd_group_respond_msg(req, HD_EINVAL,
-				    "give either 'offsets' or 'up_to' (a whole number from 0)");
+					     "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
 		done = hd_lease_ack_upto(&g->part.lease, (uint64_t)json_integer_value(upto));
@@ -602,7 +600,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	}
 	if (!offs) {
 		hd_group_respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
-					      : "the body needs 'offsets' or 'up_to'");
+				     : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
 	if (!offsets_ok(req, offs))
@@ -675,8 +673,8 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
 			hd_group_respond_msg(req, HD_EINVAL,
-				    "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
-				    " or {\"time\": \"RFC 3339\"}");
+					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
+					     " or {\"time\": \"RFC 3339\"}");
 			goto fail;
 		}
 	}
@@ -809,7 +807,7 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 {
 	if (!name_ok(name)) {
 		hd_group_respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
-			    HD_GROUP_NAME_MAX);
+				     HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) &&
