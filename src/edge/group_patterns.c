@@ -1,11 +1,14 @@
 /*
  * group_patterns — see group_patterns.h.
  *
- * One fetch at a time per group (`busy`); other fetches wait in the group's
- * FIFO with a timer for the end of their wait, and are retried when the
- * group becomes idle, when an event is committed to a matching topic (the
- * prefix watch, always on: it also discovers new topics), when an ack or
- * nack frees something, or when the next lease ends. A fetch reads its
+ * Each part is an edge/group_part.h part (its lease window, row, reads and
+ * dead letters) plus the topic's last offset known and a reference count.
+ *
+ * One fetch at a time per group (q.busy); other fetches wait in the group's
+ * edge/group_waiters.h queue, and are retried when the group becomes idle,
+ * when an event is committed to a matching topic (the prefix watch, always
+ * on: it also discovers new topics), when an ack or nack frees something,
+ * or when the next lease ends. A fetch reads its
  * parts one after the other (one hub read in flight), appending what it
  * hands out to one answer, until it has `max` events or visited every part.
  * A hub read may complete inside hd_hub_read: the walk loops instead of
@@ -22,20 +25,18 @@
 #include "core/lease.h"
 #include "core/log.h"
 #include "core/map.h"
-#include "http/query.h"
-#include "hub/dlq.h"
+#include "edge/group_http.h"
+#include "edge/group_part.h"
+#include "edge/group_waiters.h"
 #include "hub/topic_pattern.h"
-#include "proto/deadletter.h"
 
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define JSON_TYPE "application/json"
 #define RESPONSE_MAX (65u * 1024 * 1024)
 #define PAGE_BYTES (8u * 1024 * 1024)
 #define LIST_PAGE 1000
@@ -43,23 +44,11 @@
 struct pgroup;
 
 struct part {
+	struct hd_group_part base; /* the topic, its lease window and row */
 	struct pgroup *g;
-	char topic[HD_TOPIC_NAME_MAX + 1];
-	struct hd_lease lease;
 	uint64_t last;            /* the topic's highest committed offset known */
-	uint64_t dead_letters;
 	int refs;                 /* the group's list + requests in flight */
-	bool gone;                /* its topic was deleted: never written again */
 	bool dirty;               /* changed by the ack being handled */
-};
-
-struct waiter {
-	struct hd_http_request *req;
-	struct pgroup *g;
-	uv_timer_t timer;
-	uint32_t max;
-	int64_t until_ms;
-	struct waiter *next;
 };
 
 struct pgroup {
@@ -72,27 +61,20 @@ struct pgroup {
 	size_t nparts;
 	struct hd_map by_topic;   /* topic → struct part */
 	size_t rr;                /* where the next fetch starts */
-	uint32_t ack_wait_ms;
-	uint32_t max_deliveries;
-	bool ordered;
+	struct hd_group_conf conf; /* row name: key */
 	bool latest;              /* created with start "latest" and still discovering */
-	int64_t created_ms;
 	uint64_t skipped;         /* matching topics past HD_GROUP_PATTERN_TOPICS_MAX */
 	uint64_t redeliveries_gone; /* of parts whose topic was deleted */
-	long long warn_ms;
 	/* Discovery: a paged LIST of the topics under prefix. */
 	bool discovering;
 	struct hd_topic_op list;
 	char list_after[HD_TOPIC_NAME_MAX + 1];
 	struct hd_http_request *create_req; /* the PUT answered when discovery ends */
-	bool busy, starved, trying, try_again, deleted;
+	bool deleted;
 	int refs;
-	struct waiter *waiters;
-	struct waiter **wtail;
-	struct hd_watch watch;
+	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
+	struct hd_watch watch;    /* the prefix watch: events and new topics */
 	bool watching;
-	uv_timer_t due;
-	bool due_init;
 };
 
 struct hd_pgroups {
@@ -103,29 +85,12 @@ struct hd_pgroups {
 	bool stopping;
 };
 
-static void try_waiters(struct pgroup *g);
+static const struct hd_group_waiters_ops waiter_ops;
+static const struct hd_group_part_ops part_ops;
 static void wake(struct pgroup *g);
 static void discover(struct pgroup *g);
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hd_http_respond_error(req, code, msg);
-}
 
 size_t hd_pgroups_part_name(const char *pattern, const char *name, char *out, size_t out_len)
 {
@@ -148,7 +113,7 @@ static void make_key(char *out, size_t n, const char *pattern, const char *name)
 static void part_unref(struct part *p)
 {
 	if (--p->refs == 0) {
-		hd_lease_fini(&p->lease);
+		hd_group_part_fini(&p->base);
 		free(p);
 	}
 }
@@ -158,114 +123,49 @@ static struct part *part_get(struct pgroup *g, const char *topic)
 	return hd_map_get(&g->by_topic, topic);
 }
 
-struct put {
-	struct hd_group_op op;
-	struct pgroup *g;
-	struct part *p;           /* NULL for the parent row */
-	struct acks *acks;        /* the ack answered when all its puts are done */
-	struct hd_http_request *req; /* answered with answer when done */
-	struct hd_buf answer;
-	int status;
-	char *acked;
-};
-
-/* An ack waiting for the puts of every part it changed. */
-struct acks {
-	struct hd_http_request *req;
-	struct hd_buf answer;
-	int left;
-	int err;
-};
-
 static void group_release(struct pgroup *g);
 
-static void put_done(struct hd_group_op *op)
+static struct part *part_of(struct hd_group_part *base)
 {
-	struct put *p = op->arg;
-	struct pgroup *g = p->g;
-	if (p->req) {
-		if (op->err) {
-			hd_buf_fini(&p->answer);
-			hd_http_respond_error(p->req, op->err, "the group state could not be stored");
-		} else {
-			respond_buf(p->req, p->status, &p->answer);
-		}
-	}
-	if (p->acks) {
-		struct acks *a = p->acks;
-		if (op->err)
-			a->err = op->err;
-		if (--a->left == 0) {
-			if (a->err) {
-				hd_buf_fini(&a->answer);
-				hd_http_respond_error(a->req, a->err,
-						      "the group state could not be stored");
-			} else {
-				respond_buf(a->req, 200, &a->answer);
-			}
-			free(a);
-		}
-	}
-	if (op->err && hd_log_ratelimited(&g->warn_ms))
-		hd_log_error("group_put_failed pattern=%s group=%s err=%d", g->pattern, g->name,
-			     op->err);
-	if (p->p)
-		part_unref(p->p);
-	free(p->acked);
-	free(p);
+	return (struct part *)((char *)base - offsetof(struct part, base));
+}
+
+static void hold(void *owner, struct hd_group_part *base)
+{
+	struct pgroup *g = owner;
+	if (base)
+		part_of(base)->refs++;
+	g->refs++;
+}
+
+static void release_part(void *owner, struct hd_group_part *base)
+{
+	struct pgroup *g = owner;
+	if (base)
+		part_unref(part_of(base));
 	g->refs--;
 	group_release(g);
 }
 
-/* Writes a part's row (p) or the parent row (p NULL); answers req with
- * status and answer (taken) once durable, or counts down acks. */
-static void put_row(struct pgroup *g, struct part *p, struct hd_http_request *req, int status,
-		    struct hd_buf *answer, struct acks *acks)
+static void wake_part(void *owner)
 {
-	struct put *u = hd_calloc(1, sizeof(*u));
-	size_t cap = HD_LEASE_ENCODED_MAX(HD_GROUP_WINDOW_MAX);
-	u->g = g;
-	u->p = p;
-	u->req = req;
-	u->acks = acks;
-	u->status = status;
-	if (answer)
-		u->answer = *answer;
-	u->acked = hd_malloc(cap);
-	u->acked[0] = '\0';
-	if (p && p->gone) {
-		/* The store deleted the topic's rows: writing one back would
-		 * give a re-created topic this old position. */
-		g->refs++;
-		u->p = NULL;
-		put_done(&u->op);
-		return;
-	}
-	if (p) {
-		p->refs++;
-		if (hd_lease_encode(&p->lease, u->acked, cap) < 0)
-			u->acked[0] = '\0'; /* cannot happen: cap is the bound */
-		snprintf(u->op.row.topic, sizeof(u->op.row.topic), "%s", p->topic);
-		snprintf(u->op.row.name, sizeof(u->op.row.name), "%s", g->key);
-		u->op.row.ack_floor = p->lease.floor;
-	} else {
-		snprintf(u->op.row.topic, sizeof(u->op.row.topic), "%s", g->pattern);
-		snprintf(u->op.row.name, sizeof(u->op.row.name), "%s", g->name);
-	}
-	u->op.kind = HD_GROUP_PUT;
-	u->op.row.acked = u->acked;
-	u->op.row.ack_wait_ms = g->ack_wait_ms;
-	u->op.row.max_deliveries = g->max_deliveries;
-	u->op.row.ordered = g->ordered;
-	u->op.row.created_ms = g->created_ms;
-	u->op.done = put_done;
-	u->op.arg = u;
-	g->refs++;
-	int rc = hd_hub_group_op(g->pg->hub, &u->op);
-	if (rc) {
-		u->op.err = rc;
-		put_done(&u->op);
-	}
+	wake(owner);
+}
+
+static const struct hd_group_part_ops part_ops = {
+	.hold = hold,
+	.release = release_part,
+	.wake = wake_part,
+};
+
+/* Writes the parent row; answers req with status and answer (taken) once
+ * it is durable. */
+static void put_parent(struct pgroup *g, struct hd_http_request *req, int status,
+		       struct hd_buf *answer)
+{
+	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
+	hd_group_parent_put(&g->conf, r);
+	hd_group_reply_done(r, 0);
 }
 
 /* Adds topic's part at floor, or returns NULL (counted) past the limits.
@@ -276,19 +176,18 @@ static struct part *part_add(struct pgroup *g, const char *topic, uint64_t floor
 	if (g->nparts >= HD_GROUP_PATTERN_TOPICS_MAX || pg->parts >= HD_GROUP_PARTS_MAX ||
 	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
 		g->skipped++;
-		if (hd_log_ratelimited(&g->warn_ms))
+		if (hd_log_ratelimited(&g->conf.warn_ms))
 			hd_log_warn("group_pattern_topic_skipped pattern=%s group=%s topic=%s"
 				    " skipped=%" PRIu64,
 				    g->pattern, g->name, topic, g->skipped);
 		return NULL;
 	}
 	struct part *p = hd_calloc(1, sizeof(*p));
+	hd_group_part_init(&p->base, &g->conf, topic, floor);
 	p->g = g;
 	p->refs = 1;
-	snprintf(p->topic, sizeof(p->topic), "%s", topic);
-	hd_lease_init(&p->lease, floor, HD_GROUP_WINDOW_MAX);
 	p->last = last;
-	if (hd_map_put(&g->by_topic, p->topic, p) != 0) {
+	if (hd_map_put(&g->by_topic, p->base.topic, p) != 0) {
 		part_unref(p);
 		return NULL;
 	}
@@ -309,19 +208,14 @@ static void part_remove(struct pgroup *g, struct part *p)
 			break;
 		}
 	}
-	hd_map_del(&g->by_topic, p->topic);
-	p->gone = true;
+	hd_map_del(&g->by_topic, p->base.topic);
+	p->base.gone = true;
 	g->pg->parts--;
-	g->redeliveries_gone += p->lease.redeliveries;
+	g->redeliveries_gone += p->base.lease.redeliveries;
 	part_unref(p);
 }
 
 /* ---- groups in memory ------------------------------------------------- */
-
-static void on_due(uv_timer_t *t)
-{
-	wake(t->data);
-}
 
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
@@ -338,13 +232,13 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 		p = part_add(g, topic, g->latest && ev->offset > 0 ? ev->offset - 1 : 0, ev->offset);
 		if (!p)
 			return;
-		put_row(g, p, NULL, 0, NULL, NULL);
+		hd_group_part_put(&p->base, NULL);
 	}
 	if (ev->offset > p->last)
 		p->last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (ev->offset >= p->lease.next && g->waiters && g->due_init)
-		uv_timer_start(&g->due, on_due, 0, 0);
+	if (ev->offset >= p->base.lease.next && g->q.head)
+		hd_group_waiters_wake_soon(&g->q);
 }
 
 static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, const char *name)
@@ -358,10 +252,8 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), pattern, name);
 	hd_map_init(&g->by_topic, HD_GROUP_PATTERN_TOPICS_MAX);
-	g->ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	g->max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	g->created_ms = hd_now_ms();
-	g->wtail = &g->waiters;
+	hd_group_conf_init(&g->conf, pg->hub, g->name, g->pattern, g->key, &part_ops, g);
+	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
 	g->watch.arg = g;
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
@@ -369,9 +261,6 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 		free(g);
 		return NULL;
 	}
-	uv_timer_init(pg->loop, &g->due);
-	g->due.data = g;
-	g->due_init = true;
 	if (hd_hub_watch_prefix(pg->hub, g->prefix, &g->watch) == 0)
 		g->watching = true;
 	else
@@ -382,7 +271,7 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 static void group_free_parts(struct pgroup *g)
 {
 	for (size_t i = 0; i < g->nparts; i++) {
-		hd_map_del(&g->by_topic, g->parts[i]->topic);
+		hd_map_del(&g->by_topic, g->parts[i]->base.topic);
 		g->pg->parts--;
 		part_unref(g->parts[i]);
 	}
@@ -394,7 +283,8 @@ static void group_free_parts(struct pgroup *g)
 
 static void group_free_closed(uv_handle_t *h)
 {
-	struct pgroup *g = h->data;
+	struct hd_group_waiters *q = h->data;
+	struct pgroup *g = q->owner;
 	group_free_parts(g);
 	free(g);
 }
@@ -402,15 +292,12 @@ static void group_free_closed(uv_handle_t *h)
 /* Frees a deleted group once nothing points at it any more. */
 static void group_release(struct pgroup *g)
 {
-	if (!g->deleted || g->refs > 0 || g->busy || g->waiters || g->discovering)
+	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->discovering)
 		return;
 	if (g->watching)
 		hd_hub_unwatch(g->pg->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, group_free_closed);
-	} else {
+	if (!hd_group_waiters_close(&g->q, group_free_closed)) {
 		group_free_parts(g);
 		free(g);
 	}
@@ -421,7 +308,7 @@ static void group_release(struct pgroup *g)
 static void group_json(struct hd_buf *b, const struct pgroup *g)
 {
 	char created[40];
-	time_t t = (time_t)(g->created_ms / 1000);
+	time_t t = (time_t)(g->conf.created_ms / 1000);
 	struct tm tm;
 	uint64_t pending = 0, lag = 0, dead = 0, redeliveries = g->redeliveries_gone;
 	gmtime_r(&t, &tm);
@@ -433,20 +320,20 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 	hd_buf_puts(b, "\",\"topics\":[");
 	for (size_t i = 0; i < g->nparts; i++) {
 		const struct part *p = g->parts[i];
-		uint64_t plag = p->last > p->lease.floor ? p->last - p->lease.floor : 0;
-		pending += p->lease.leased;
+		uint64_t plag = p->last > p->base.lease.floor ? p->last - p->base.lease.floor : 0;
+		pending += p->base.lease.leased;
 		lag += plag;
-		dead += p->dead_letters;
-		redeliveries += p->lease.redeliveries;
+		dead += p->base.dead_letters;
+		redeliveries += p->base.lease.redeliveries;
 		if (i >= HD_GROUP_PATTERN_INFO_TOPICS)
 			continue;
 		hd_buf_puts(b, i ? ",{\"topic\":\"" : "{\"topic\":\"");
-		hd_buf_json_escape(b, p->topic, strlen(p->topic));
+		hd_buf_json_escape(b, p->base.topic, strlen(p->base.topic));
 		hd_buf_printf(b,
 			      "\",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"pending\":%zu"
 			      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"dead_letters\":%" PRIu64 "}",
-			      p->lease.floor, p->lease.next, p->lease.leased, plag, p->last,
-			      p->dead_letters);
+			      p->base.lease.floor, p->base.lease.next, p->base.lease.leased, plag,
+			      p->last, p->base.dead_letters);
 	}
 	hd_buf_printf(b,
 		      "],\"topics_count\":%zu,\"topics_truncated\":%s,\"topics_skipped\":%" PRIu64
@@ -454,8 +341,8 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 		      ",\"dead_letters\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
 		      g->nparts, g->nparts > HD_GROUP_PATTERN_INFO_TOPICS ? "true" : "false",
-		      g->skipped, pending, lag, redeliveries, dead, g->ack_wait_ms, g->max_deliveries,
-		      g->ordered ? "true" : "false", created);
+		      g->skipped, pending, lag, redeliveries, dead, g->conf.ack_wait_ms,
+		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
 /* ---- discovery -------------------------------------------------------- */
@@ -465,7 +352,7 @@ static void discover_done(struct hd_topic_op *op)
 	struct pgroup *g = op->arg;
 	size_t n = op->err ? 0 : op->n;
 	bool more = n == LIST_PAGE;
-	if (op->err && hd_log_ratelimited(&g->warn_ms))
+	if (op->err && hd_log_ratelimited(&g->conf.warn_ms))
 		hd_log_error("group_pattern_list_failed pattern=%s group=%s err=%d", g->pattern,
 			     g->name, op->err);
 	for (size_t i = 0; i < n && !g->deleted; i++) {
@@ -483,7 +370,7 @@ static void discover_done(struct hd_topic_op *op)
 		 * starts at its first event. */
 		p = part_add(g, t->name, g->latest ? t->last : 0, t->last);
 		if (p)
-			put_row(g, p, NULL, 0, NULL, NULL);
+			hd_group_part_put(&p->base, NULL);
 	}
 	if (n > 0)
 		snprintf(g->list_after, sizeof(g->list_after), "%s", op->topics[n - 1].name);
@@ -499,7 +386,7 @@ static void discover_done(struct hd_topic_op *op)
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
 		/* After the part rows: the writer commits in order. */
-		put_row(g, NULL, g->create_req, 201, &b, NULL);
+		put_parent(g, g->create_req, 201, &b);
 		g->create_req = NULL;
 	}
 	wake(g);
@@ -527,12 +414,10 @@ static void discover(struct pgroup *g)
 /* ---- fetch ------------------------------------------------------------ */
 
 struct fetch {
-	struct hd_read r;
+	struct hd_group_read rd;
 	struct pgroup *g;
-	struct waiter *w;
+	struct hd_group_waiter *w;
 	struct part *p;                /* the part being read */
-	struct hd_lease_grant *grants; /* redeliveries, or NULL for new events */
-	size_t ngrants;
 	struct hd_buf b;               /* the answer so far */
 	size_t sent;
 	size_t pos, visited;
@@ -542,119 +427,26 @@ struct fetch {
 	int err;
 };
 
-static void waiter_closed(uv_handle_t *h)
+static void answer_empty(void *owner, struct hd_group_waiter *w)
 {
-	free(h->data);
-}
-
-static void waiter_end(struct waiter *w)
-{
-	uv_timer_stop(&w->timer);
-	uv_close((uv_handle_t *)&w->timer, waiter_closed);
-}
-
-static void waiter_unlink(struct waiter *w)
-{
-	struct pgroup *g = w->g;
-	struct waiter **pp = &g->waiters;
-	while (*pp && *pp != w)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = w->next;
-	g->wtail = &g->waiters;
-	while (*g->wtail)
-		g->wtail = &(*g->wtail)->next;
-	w->next = NULL;
-}
-
-static void waiter_push_front(struct waiter *w)
-{
-	struct pgroup *g = w->g;
-	w->next = g->waiters;
-	g->waiters = w;
-	if (!w->next)
-		g->wtail = &w->next;
-}
-
-static void answer_empty(struct waiter *w)
-{
-	char body[64];
-	int n = snprintf(body, sizeof(body), "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}",
-			 w->g->ack_wait_ms);
-	hd_http_respond(w->req, 200, JSON_TYPE, NULL, body, (size_t)n);
-	w->req = NULL;
-	waiter_end(w);
-}
-
-static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
-{
-	struct part *p = arg;
-	struct pgroup *g = p->g;
-	(void)tag;
-	if (err == 0) {
-		if (hd_lease_ack(&p->lease, offset) == 0) {
-			p->dead_letters++;
-			put_row(g, p, NULL, 0, NULL, NULL);
-		}
-	} else if (hd_log_ratelimited(&g->warn_ms)) {
-		hd_log_warn("group_dead_letter_failed pattern=%s group=%s topic=%s offset=%" PRIu64
-			    " err=%d",
-			    g->pattern, g->name, p->topic, offset, err);
-	}
-	part_unref(p);
-	g->refs--;
-	wake(g);
-	group_release(g);
-}
-
-/* Publishes one event that ran out of deliveries to {its topic}.dlq (as
- * edge/groups.c does); acked for the group once committed. */
-static void dead_letter(struct part *p, const struct hd_stored_event *ev, uint32_t attempts)
-{
-	struct pgroup *g = p->g;
-	struct hd_buf extra;
-	char id[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 24];
-	char src[2 * HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
-	int64_t ms = hd_now_ms();
-
-	snprintf(id, sizeof(id), "%s/%" PRIu64, g->key, ev->offset);
-	snprintf(src, sizeof(src), "/herald/groups/%s/%s", g->pattern, g->name);
-	hd_buf_init(&extra, 1024);
-	hd_buf_puts(&extra, "\"group\":\"");
-	hd_buf_json_escape(&extra, g->name, strlen(g->name));
-	hd_buf_puts(&extra, "\",\"pattern\":\"");
-	hd_buf_json_escape(&extra, g->pattern, strlen(g->pattern));
-	hd_buf_putc(&extra, '"');
-	p->refs++;
-	g->refs++;
-	hd_dlq_publish(g->pg->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = "herald.group.deadletter",
-			       .reason = "max_deliveries",
-			       .attempts = attempts,
-			       .topic = p->topic,
-			       .offset = ev->offset,
-			       .extra = extra.data,
-			       .event = ev->json->data,
-			       .event_len = ev->json->len,
-			       .now_ms = ms,
-		       },
-		       0, dead_done, p);
-	hd_buf_fini(&extra);
+	struct pgroup *g = owner;
+	struct hd_buf b;
+	hd_buf_init(&b, 64);
+	hd_buf_printf(&b, "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
+	hd_group_waiter_answer(w, &b);
 }
 
 /* Appends one handed-out event to the answer. */
-static void append_event(struct fetch *f, const struct hd_stored_event *ev, uint32_t deliveries)
+static void append_event(void *arg, const struct hd_stored_event *ev, uint32_t deliveries)
 {
+	struct fetch *f = arg;
 	const struct hd_rcbuf *json = ev->json;
 	if (f->full || (f->sent > 0 && f->b.len + 600 + json->len > PAGE_BYTES)) {
 		f->full = true; /* stays leased and comes back after ack_wait */
 		return;
 	}
 	hd_buf_puts(&f->b, f->sent ? ",{\"topic\":\"" : "{\"topic\":\"");
-	hd_buf_json_escape(&f->b, f->p->topic, strlen(f->p->topic));
+	hd_buf_json_escape(&f->b, f->p->base.topic, strlen(f->p->base.topic));
 	hd_buf_printf(&f->b, "\",\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32 ",\"event\":",
 		      ev->offset, deliveries);
 	hd_buf_append(&f->b, json->data, json->len);
@@ -668,52 +460,13 @@ static void read_done(struct hd_read *r)
 {
 	struct fetch *f = r->arg;
 	struct part *p = f->p;
-	struct hd_lease *l = &p->lease;
-	struct pgroup *g = f->g;
-	size_t n = r->n;
+	bool fresh = !f->rd.grants;
 
-	if (r->err) {
-		for (size_t i = 0; i < f->ngrants; i++)
-			hd_lease_nack(l, f->grants[i].offset, 0);
-		f->err = r->err;
-	} else if (f->grants) {
-		/* As in edge/groups.c: a grant whose event is gone is acked, one
-		 * past its deliveries is dead-lettered. */
-		size_t j = 0;
-		for (size_t i = 0; i < f->ngrants; i++) {
-			uint64_t o = f->grants[i].offset;
-			while (j < n && r->events[j].offset < o)
-				j++;
-			if (j < n && r->events[j].offset == o) {
-				if (g->max_deliveries && f->grants[i].deliveries > g->max_deliveries)
-					dead_letter(p, &r->events[j], f->grants[i].deliveries - 1);
-				else
-					append_event(f, &r->events[j], f->grants[i].deliveries);
-			} else if (r->truncated || j < n || o <= r->last) {
-				hd_lease_ack(l, o);
-			} else {
-				hd_lease_nack(l, o, 0);
-			}
-		}
-	} else {
-		int64_t until = hd_now_ms() + g->ack_wait_ms;
-		size_t given = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (hd_lease_add(l, r->events[i].offset, until) != 0)
-				break;
-			append_event(f, &r->events[i], 1);
-			given++;
-		}
-		if (r->last > p->last)
-			p->last = r->last;
-		if (n == 0 && r->last >= l->next)
-			hd_lease_skip(l, r->last); /* all expired or removed */
-		else if (n > 0 && given == n && r->n < r->limit && r->last > r->events[n - 1].offset)
-			hd_lease_skip(l, r->last);
-	}
-	free(f->grants);
-	f->grants = NULL;
-	f->ngrants = 0;
+	int err = hd_group_part_read_done(&p->base, &f->rd, append_event, f);
+	if (err)
+		f->err = err;
+	else if (fresh && r->last > p->last)
+		p->last = r->last;
 	hd_read_fini(r);
 	f->p = NULL;
 	part_unref(p);
@@ -727,44 +480,10 @@ static void read_done(struct hd_read *r)
  * to hand out now. */
 static bool part_read(struct fetch *f, struct part *p, bool new_only)
 {
-	struct pgroup *g = f->g;
-	struct hd_lease *l = &p->lease;
-	size_t want = f->w->max - f->sent;
-	int64_t now = hd_now_ms();
-	struct hd_lease_grant *grants = hd_calloc(want, sizeof(*grants));
-	size_t n = new_only ? 0 : hd_lease_take_due(l, now, now + g->ack_wait_ms, grants, want);
-
-	/* One read must cover every grant. */
-	size_t keep = n;
-	for (size_t i = 1; i < n; i++) {
-		if (grants[i].offset - grants[0].offset >= HD_GROUP_FETCH_MAX) {
-			keep = i;
-			break;
-		}
-	}
-	for (size_t i = keep; i < n; i++) {
-		hd_lease_nack(l, grants[i].offset, 0);
-		l->redeliveries -= grants[i].deliveries > 1;
-		l->slots[grants[i].offset & (l->nslots - 1)].deliveries--;
-	}
-	n = keep;
-	memset(&f->r, 0, sizeof(f->r));
-	f->r.topic = p->topic;
-	f->r.done = read_done;
-	f->r.arg = f;
-	if (n > 0) {
-		f->grants = grants;
-		f->ngrants = n;
-		f->r.after = grants[0].offset - 1;
-		f->r.limit = (uint32_t)(grants[n - 1].offset - grants[0].offset + 1);
-	} else {
-		free(grants);
-		size_t room = HD_GROUP_WINDOW_MAX - hd_lease_window(l);
-		if ((g->ordered && hd_lease_window(l) > 0) || room == 0 || p->last < l->next)
-			return false;
-		f->r.after = l->next - 1;
-		f->r.limit = (uint32_t)(room < want ? room : want);
-	}
+	if (!hd_group_part_read(&p->base, &f->rd, f->w->max - f->sent, new_only, p->last))
+		return false;
+	f->rd.r.done = read_done;
+	f->rd.r.arg = f;
 	f->p = p;
 	p->refs++;
 	return true;
@@ -773,30 +492,25 @@ static bool part_read(struct fetch *f, struct part *p, bool new_only)
 static void fetch_finish(struct fetch *f)
 {
 	struct pgroup *g = f->g;
-	struct waiter *w = f->w;
-	g->busy = false;
+	struct hd_group_waiter *w = f->w;
+	g->q.busy = false;
 	if (f->again)
 		part_unref(f->again);
 	if (f->sent == 0 && f->err) {
 		hd_buf_fini(&f->b);
-		hd_http_respond_error(w->req, f->err, NULL);
-		w->req = NULL;
-		waiter_end(w);
+		hd_group_waiter_fail(w, f->err, NULL);
 	} else if (f->sent > 0 || hd_now_ms() >= w->until_ms || g->pg->stopping || g->deleted) {
-		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->ack_wait_ms);
-		respond_buf(w->req, 200, &f->b);
-		w->req = NULL;
-		waiter_end(w);
+		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
+		hd_group_waiter_answer(w, &f->b);
 	} else {
 		/* Nothing for this one: back to the front of the line, and nobody
 		 * tries again before something changes. */
 		hd_buf_fini(&f->b);
-		g->starved = true;
-		waiter_push_front(w);
+		hd_group_waiters_starve(&g->q, w);
 	}
 	free(f);
 	g->refs--;
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 }
 
@@ -826,24 +540,24 @@ static void fetch_step(struct fetch *f)
 		}
 		if (new_only)
 			part_unref(p); /* part_read took its own reference */
-		else if (f->grants) {
+		else if (f->rd.grants) {
 			f->again = p;
 			p->refs++;
 		}
 		f->reading = true;
 		f->sync = true;
-		int rc = hd_hub_read(g->pg->hub, &f->r);
+		int rc = hd_hub_read(g->pg->hub, &f->rd.r);
 		f->sync = false;
 		if (rc) {
-			f->r.err = rc;
-			read_done(&f->r);
+			f->rd.r.err = rc;
+			read_done(&f->rd.r);
 		}
 	}
 }
 
 /* Starts serving waiter w (off the list): the group is busy until the
  * fetch finishes. */
-static void start_fetch(struct pgroup *g, struct waiter *w)
+static void start_fetch(struct pgroup *g, struct hd_group_waiter *w)
 {
 	struct fetch *f = hd_calloc(1, sizeof(*f));
 	f->g = g;
@@ -852,167 +566,93 @@ static void start_fetch(struct pgroup *g, struct waiter *w)
 	g->rr = f->pos + 1;
 	hd_buf_init(&f->b, RESPONSE_MAX);
 	hd_buf_puts(&f->b, "{\"events\":[");
-	g->busy = true;
+	g->q.busy = true;
 	g->refs++;
 	fetch_step(f);
 }
 
 static void wake(struct pgroup *g)
 {
-	g->starved = false;
-	try_waiters(g);
+	hd_group_waiters_wake(&g->q);
 }
 
-static void serve_waiters(struct pgroup *g)
+static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
-	while (!g->busy && !g->starved && g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		if (g->deleted) {
-			hd_http_respond_error(w->req, HD_ENOTFOUND, "the group was deleted");
-			w->req = NULL;
-			waiter_end(w);
-			continue;
-		}
-		if (g->discovering) {
-			waiter_push_front(w); /* discover_done wakes it */
-			break;
-		}
-		start_fetch(g, w);
+	struct pgroup *g = owner;
+	if (g->deleted) {
+		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		return HD_GROUP_SERVED;
 	}
+	if (g->discovering)
+		return HD_GROUP_HELD; /* discover_done wakes it */
+	start_fetch(g, w);
+	return HD_GROUP_SERVED;
 }
 
 /* Arms the timer of the next lease end while anyone waits. */
-static void arm(struct pgroup *g)
+static void arm(void *owner)
 {
-	if (!g->waiters || g->deleted || g->pg->stopping || !g->due_init || g->busy)
+	struct pgroup *g = owner;
+	if (!g->q.head || g->deleted || g->pg->stopping || g->q.busy)
 		return;
 	int64_t due = INT64_MAX;
 	for (size_t i = 0; i < g->nparts; i++) {
-		int64_t d = hd_lease_next_due(&g->parts[i]->lease);
+		int64_t d = hd_lease_next_due(&g->parts[i]->base.lease);
 		if (d < due)
 			due = d;
 	}
-	if (due == INT64_MAX)
-		return;
-	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-	uint64_t ms = left > 0 ? (uint64_t)left : 0;
-	if (!uv_is_active((uv_handle_t *)&g->due) || uv_timer_get_due_in(&g->due) > ms)
-		uv_timer_start(&g->due, on_due, ms, 0);
+	hd_group_waiters_due_at(&g->q, due);
 }
 
-static void try_waiters(struct pgroup *g)
+static void release(void *owner)
 {
-	if (g->trying) {
-		g->try_again = true;
-		return;
-	}
-	g->trying = true;
-	do {
-		g->try_again = false;
-		serve_waiters(g);
-	} while (g->try_again);
-	g->trying = false;
-	arm(g);
+	group_release(owner);
 }
 
-static void on_wait_end(uv_timer_t *t)
-{
-	struct waiter *w = t->data;
-	struct pgroup *g = w->g;
-	if (!w->req)
-		return;
-	for (struct waiter *x = g->waiters; x; x = x->next) {
-		if (x == w) {
-			waiter_unlink(w);
-			answer_empty(w);
-			try_waiters(g);
-			group_release(g);
-			return;
-		}
-	}
-}
-
-static int query_num(const struct hd_http_request *req, const char *name, double def, double max,
-		     double *out)
-{
-	char v[32], *end;
-	long n = hd_query_get(req->query, name, v, sizeof(v));
-	*out = def;
-	if (n == -1)
-		return 0;
-	double x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtod(v, &end) : -1;
-	if (n <= 0 || x < 0 || *end || x > max)
-		return -1;
-	*out = x;
-	return 0;
-}
+static const struct hd_group_waiters_ops waiter_ops = {
+	.serve = serve,
+	.answer_empty = answer_empty,
+	.arm = arm,
+	.release = release,
+};
 
 static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
 {
-	double max, wait;
-	if (query_num(req, "max", HD_GROUP_FETCH_DEFAULT, HD_GROUP_FETCH_MAX, &max) || max < 1 ||
-	    max != (double)(uint32_t)max) {
-		respond_msg(req, HD_EINVAL, "query parameter 'max' must be a whole number from 1 to %d",
-			    HD_GROUP_FETCH_MAX);
+	uint32_t max;
+	double wait;
+	if (!hd_group_fetch_args(req, &max, &wait))
 		return;
-	}
-	if (query_num(req, "wait", 0, HD_GROUP_WAIT_MAX_S, &wait)) {
-		respond_msg(req, HD_EINVAL, "query parameter 'wait' must be seconds from 0 to %d",
-			    HD_GROUP_WAIT_MAX_S);
-		return;
-	}
-	struct waiter *w = hd_calloc(1, sizeof(*w));
-	w->req = req;
-	w->g = g;
-	w->max = (uint32_t)max;
-	w->until_ms = hd_now_ms() + (int64_t)(wait * 1000);
-	uv_timer_init(pg->loop, &w->timer);
-	w->timer.data = w;
-	uv_timer_start(&w->timer, on_wait_end, (uint64_t)(wait * 1000), 0);
-	*g->wtail = w;
-	g->wtail = &w->next;
-	wake(g);
+	(void)pg;
+	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000));
 }
 
 /* ---- ack, nack -------------------------------------------------------- */
 
 static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 {
-	json_error_t jerr;
-	json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-	json_t *evs = body ? json_object_get(body, "events") : NULL;
-	json_t *delay = body ? json_object_get(body, "delay_ms") : NULL;
+	json_t *body = hd_group_body(req, false);
+	if (!body)
+		return;
+	json_t *evs = json_object_get(body, "events");
 	int64_t delay_ms = 0, now = hd_now_ms();
 	struct hd_buf b;
 	size_t done = 0, nign = 0, i;
 	json_t *o;
 
-	if (!body || !json_is_object(body)) {
-		respond_msg(req, HD_EINVAL, "the body must be a JSON object");
-		goto out;
-	}
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
-		respond_msg(req, HD_EINVAL,
-			    "a pattern group acks (topic, offset) pairs: "
-			    "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
-			    "'offsets' and 'up_to' are for groups of one topic");
+		hd_group_respond_msg(req, HD_EINVAL,
+				     "a pattern group acks (topic, offset) pairs: "
+				     "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
+				     "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
-	if (nack && delay) {
-		if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
-		    json_integer_value(delay) > HD_GROUP_NACK_DELAY_MAX_MS) {
-			respond_msg(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
-				    HD_GROUP_NACK_DELAY_MAX_MS);
-			goto out;
-		}
-		delay_ms = json_integer_value(delay);
-	}
+	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+		goto out;
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		respond_msg(req, HD_EINVAL,
-			    "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
-			    HD_GROUP_ACK_OFFSETS_MAX);
+		hd_group_respond_msg(req, HD_EINVAL,
+				     "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
+				     HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
 	}
 	json_array_foreach(evs, i, o)
@@ -1020,8 +660,8 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		json_t *t = json_object_get(o, "topic"), *off = json_object_get(o, "offset");
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
-			respond_msg(req, HD_EINVAL,
-				    "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
+			hd_group_respond_msg(req, HD_EINVAL,
+					     "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
 	}
@@ -1033,8 +673,8 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		uint64_t off = (uint64_t)json_integer_value(json_object_get(o, "offset"));
 		struct part *p = part_get(g, topic);
 		int rc = !p ? HD_ENOTFOUND
-		       : nack ? hd_lease_nack(&p->lease, off, delay_ms ? now + delay_ms : 0)
-			      : hd_lease_ack(&p->lease, off);
+		       : nack ? hd_lease_nack(&p->base.lease, off, delay_ms ? now + delay_ms : 0)
+			      : hd_lease_ack(&p->base.lease, off);
 		if (rc == 0) {
 			done++;
 			p->dirty = true;
@@ -1049,30 +689,18 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (nack || done == 0) {
 		for (i = 0; i < g->nparts; i++)
 			g->parts[i]->dirty = false;
-		respond_buf(req, 200, &b);
+		hd_group_respond_json(req, 200, &b);
 	} else {
 		/* Answered once every changed part's row is durable. */
-		struct acks *a = hd_calloc(1, sizeof(*a));
-		a->req = req;
-		a->answer = b;
-		a->left = 1;
+		struct hd_group_reply *r = hd_group_reply_new(req, 200, &b);
 		for (i = 0; i < g->nparts; i++) {
 			struct part *p = g->parts[i];
 			if (!p->dirty)
 				continue;
 			p->dirty = false;
-			a->left++;
-			put_row(g, p, NULL, 0, NULL, a);
+			hd_group_part_put(&p->base, r);
 		}
-		if (--a->left == 0) { /* every put finished at once */
-			if (a->err) {
-				hd_buf_fini(&a->answer);
-				hd_http_respond_error(req, a->err, "the group state could not be stored");
-			} else {
-				respond_buf(req, 200, &a->answer);
-			}
-			free(a);
-		}
+		hd_group_reply_done(r, 0);
 	}
 	if (done)
 		wake(g);
@@ -1082,86 +710,57 @@ out:
 
 /* ---- create, delete --------------------------------------------------- */
 
-static bool u32_member(struct hd_http_request *req, json_t *body, const char *name, uint32_t min,
-		       uint32_t max, uint32_t *out)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v)
-		return true;
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		respond_msg(req, HD_EINVAL, "'%s' must be a whole number from %" PRIu32 " to %" PRIu32,
-			    name, min, max);
-		return false;
-	}
-	*out = (uint32_t)json_integer_value(v);
-	return true;
-}
-
 static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g,
 			  const char *pattern, const char *name)
 {
-	json_error_t jerr;
-	json_t *body = req->body_len ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-						  &jerr)
-				     : json_object();
-	uint32_t ack_wait = g ? g->ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	uint32_t maxd = g ? g->max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	bool ordered = g ? g->ordered : false, latest = false;
+	json_t *body = hd_group_body(req, true);
+	uint32_t ack_wait = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
+	uint32_t maxd = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
+	bool ordered = g ? g->conf.ordered : false, latest = false;
 	struct hd_buf b;
 
-	if (!body || !json_is_object(body)) {
-		respond_msg(req, HD_EINVAL, "the body must be a JSON object");
-		goto out;
-	}
+	if (!body)
+		return;
 	json_t *start = json_object_get(body, "start");
-	json_t *ord = json_object_get(body, "ordered");
-	if (!u32_member(req, body, "ack_wait_ms", 100, HD_GROUP_ACK_WAIT_MAX_MS, &ack_wait) ||
-	    !u32_member(req, body, "max_deliveries", 0, HD_GROUP_MAX_DELIVERIES_MAX, &maxd))
+	if (!hd_group_config_args(req, body, &ack_wait, &maxd, &ordered))
 		goto out;
-	if (ord) {
-		if (!json_is_boolean(ord)) {
-			respond_msg(req, HD_EINVAL, "'ordered' must be true or false");
-			goto out;
-		}
-		ordered = json_is_true(ord);
-	}
 	if (start) {
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
-			respond_msg(req, HD_EINVAL,
-				    "'start' of a pattern group must be \"oldest\" or \"latest\"");
+			hd_group_respond_msg(req, HD_EINVAL,
+					     "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
-			respond_msg(req, HD_EINVAL,
-				    "a pattern group's start cannot be moved; DELETE the group first");
+			hd_group_respond_msg(req, HD_EINVAL,
+					     "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
 		latest = strcmp(s, "latest") == 0;
 	}
 	if (g) {
-		g->ack_wait_ms = ack_wait;
-		g->max_deliveries = maxd;
-		g->ordered = ordered;
+		g->conf.ack_wait_ms = ack_wait;
+		g->conf.max_deliveries = maxd;
+		g->conf.ordered = ordered;
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		put_row(g, NULL, req, 200, &b, NULL);
+		put_parent(g, req, 200, &b);
 		wake(g);
 		goto out;
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
-		respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
-			    HD_GROUP_PATTERN_NAME_MAX);
+		hd_group_respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
+				     HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
 	if (!g) {
-		respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
+		hd_group_respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
 	}
-	g->ack_wait_ms = ack_wait;
-	g->max_deliveries = maxd;
-	g->ordered = ordered;
+	g->conf.ack_wait_ms = ack_wait;
+	g->conf.max_deliveries = maxd;
+	g->conf.ordered = ordered;
 	g->latest = latest;
 	g->create_req = req;
 	discover(g); /* answers req when every existing topic is a part */
@@ -1169,38 +768,16 @@ out:
 	json_decref(body);
 }
 
-struct del {
-	struct hd_group_op op;
-	struct hd_http_request *req; /* the parent row's delete answers */
-};
-
-static void del_done(struct hd_group_op *op)
+/* The parent row's delete answers req; the parts' have none. */
+static void del_done(void *arg, int err)
 {
-	struct del *d = op->arg;
-	if (d->req) {
-		if (op->err && op->err != HD_ENOTFOUND)
-			hd_http_respond_error(d->req, op->err, NULL);
-		else
-			hd_http_respond(d->req, 204, NULL, NULL, "", 0);
-	}
-	free(d);
-}
-
-static void del_row(struct hd_pgroups *pg, const char *topic, const char *name,
-		    struct hd_http_request *req)
-{
-	struct del *d = hd_calloc(1, sizeof(*d));
-	d->req = req;
-	d->op.kind = HD_GROUP_DELETE;
-	snprintf(d->op.row.topic, sizeof(d->op.row.topic), "%s", topic);
-	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
-	d->op.done = del_done;
-	d->op.arg = d;
-	int rc = hd_hub_group_op(pg->hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	struct hd_http_request *req = arg;
+	if (!req)
+		return;
+	if (err && err != HD_ENOTFOUND)
+		hd_http_respond_error(req, err, NULL);
+	else
+		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
 static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
@@ -1208,13 +785,14 @@ static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, st
 	hd_map_del(&pg->groups, g->key);
 	g->deleted = true;
 	for (size_t i = 0; i < g->nparts; i++)
-		del_row(pg, g->parts[i]->topic, g->key, NULL);
-	del_row(pg, g->pattern, g->name, req); /* last: the writer runs them in order */
+		hd_group_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
+	/* Last: the writer runs them in order. */
+	hd_group_row_delete(pg->hub, g->pattern, g->name, del_done, req);
 	if (g->create_req) {
 		hd_http_respond_error(g->create_req, HD_ENOTFOUND, "the group was deleted");
 		g->create_req = NULL;
 	}
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 }
 
@@ -1228,7 +806,7 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	struct pgroup *g = strlen(name) <= HD_GROUP_PATTERN_NAME_MAX ? hd_map_get(&pg->groups, key)
 								       : NULL;
 	if (g && strcmp(g->pattern, pattern) != 0) {
-		respond_msg(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
+		hd_group_respond_msg(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
 		return;
 	}
 	if (pg->stopping) {
@@ -1237,17 +815,17 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
 		if (g && g->create_req) {
-			respond_msg(req, HD_EINVAL, "the group is being created");
+			hd_group_respond_msg(req, HD_EINVAL, "the group is being created");
 			return;
 		}
 		handle_create(pg, req, g, pattern, name);
 		return;
 	}
 	if (!g) {
-		respond_msg(req, HD_ENOTFOUND,
-			    act == HD_GROUP_ACT_FETCH
-				    ? "no such group; a pattern group is created with PUT"
-				    : "no such group");
+		hd_group_respond_msg(req, HD_ENOTFOUND,
+				     act == HD_GROUP_ACT_FETCH
+				     ? "no such group; a pattern group is created with PUT"
+				     : "no such group");
 		return;
 	}
 	struct hd_buf b;
@@ -1255,7 +833,7 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	case HD_GROUP_ACT_INFO:
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		respond_buf(req, 200, &b);
+		hd_group_respond_json(req, 200, &b);
 		return;
 	case HD_GROUP_ACT_DELETE:
 		handle_delete(pg, req, g);
@@ -1296,10 +874,10 @@ void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, siz
 		struct pgroup *g = group_new(pg, row->topic, row->name);
 		if (!g)
 			continue;
-		g->ack_wait_ms = row->ack_wait_ms;
-		g->max_deliveries = row->max_deliveries;
-		g->ordered = row->ordered;
-		g->created_ms = row->created_ms;
+		g->conf.ack_wait_ms = row->ack_wait_ms;
+		g->conf.max_deliveries = row->max_deliveries;
+		g->conf.ordered = row->ordered;
+		g->conf.created_ms = row->created_ms;
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_group_row *row = &rows[i];
@@ -1309,7 +887,7 @@ void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, siz
 		if (!g || !hd_topic_pattern_match(g->pattern, row->topic) || part_get(g, row->topic))
 			continue;
 		struct part *p = part_add(g, row->topic, row->ack_floor, row->ack_floor);
-		if (p && hd_lease_restore(&p->lease, row->ack_floor, row->acked) != 0)
+		if (p && hd_lease_restore(&p->base.lease, row->ack_floor, row->acked) != 0)
 			hd_log_warn("group_state_ignored topic=%s group=%s", row->topic, row->name);
 	}
 	/* Then each group lists its topics: the last offsets, and topics made
@@ -1359,18 +937,10 @@ struct hd_pgroups *hd_pgroups_new(uv_loop_t *loop, struct hd_hub *hub)
 static void stop_one(struct pgroup *g, void *arg)
 {
 	(void)arg;
-	while (g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		answer_empty(w);
-	}
+	hd_group_waiters_stop(&g->q);
 	if (g->watching)
 		hd_hub_unwatch(g->pg->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, NULL);
-	}
 }
 
 void hd_pgroups_stop(struct hd_pgroups *pg)

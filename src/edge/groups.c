@@ -1,20 +1,17 @@
 /*
  * groups — see groups.h.
  *
- * A fetch first hands out what is due again (leases that ended, nacked
- * events), lowest first, within HD_GROUP_FETCH_MAX offsets of the floor so
- * one hub read covers them; only when nothing is due does it read new
- * events after the group's `next`. An ordered group reads new events only
- * when its window is empty (every handed-out event acked). An event due
- * for its (max_deliveries + 1)th delivery is published to the dead-letter
- * topic instead and then acked for the group.
+ * A group of one topic is one edge/group_part.h part: its lease window,
+ * row, reads (what is due again first, then new events; dead letters) live
+ * there. This file keeps the groups by (topic, name), the load, the routes,
+ * the start positions of a PUT (oldest, latest, an offset, a time found by
+ * binary search) and the fetch answer.
  *
- * One hub read per group at a time (`busy`): fetches that find the group
+ * One hub read per group at a time (q.busy): fetches that find the group
  * busy, or nothing to hand out while willing to wait, are held in the
- * group's waiter list; each waiter has a timer for the end of its wait and
- * is retried when the group becomes idle, when an event is committed to
- * the topic (a hub watch while anyone waits), when an ack or nack frees
- * something, or when the next lease ends.
+ * group's edge/group_waiters.h queue, and retried when the group becomes
+ * idle, when an event is committed to the topic (a hub watch while anyone
+ * waits), when an ack or nack frees something, or when the next lease ends.
  */
 #include "edge/groups.h"
 #include "core/alloc.h"
@@ -24,62 +21,34 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/access.h"
+#include "edge/group_http.h"
+#include "edge/group_part.h"
+#include "edge/group_waiters.h"
 #include "edge/group_patterns.h"
 #include "hub/topic_pattern.h"
-#include "http/query.h"
-#include "hub/dlq.h"
-#include "proto/deadletter.h"
 
 #include <http_parser.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define JSON_TYPE "application/json"
 #define RESPONSE_MAX (65u * 1024 * 1024)
 #define PAGE_BYTES (8u * 1024 * 1024)
-
-struct group;
-
-struct waiter {
-	struct hd_http_request *req;
-	struct group *g;
-	uv_timer_t timer;
-	uint32_t max;
-	int64_t until_ms;         /* the end of its wait */
-	struct waiter *next;
-};
-
-struct put;                   /* a durable write of the group's row */
 
 struct group {
 	struct hd_groups *gs;
 	char key[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2]; /* topic "\n" name */
-	char topic[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
-	struct hd_lease lease;
-	uint32_t ack_wait_ms;
-	uint32_t max_deliveries;
-	bool ordered;
-	int64_t created_ms;
-	uint64_t dead_letters;
-	long long warn_ms;        /* rate limit of this group's warnings */
-	bool busy;                /* a fetch's read runs */
-	bool starved;             /* the last fetch found nothing: wait for a wake-up */
-	bool trying;              /* inside try_waiters (reads may complete at once) */
-	bool try_again;           /* try_waiters was called meanwhile */
+	struct hd_group_conf conf; /* name and row name: name; no pattern */
+	struct hd_group_part part; /* the topic's lease window and row */
 	bool deleted;             /* out of the map; freed when idle */
 	int refs;                 /* requests in flight that point here */
-	struct waiter *waiters;   /* FIFO */
-	struct waiter **wtail;
-	struct hd_watch watch;
+	struct hd_group_waiters q; /* held fetches; q.busy while a fetch's read runs */
+	struct hd_watch watch;    /* the topic's events, while anyone waits */
 	bool watching;
-	uv_timer_t due;           /* the next lease end while anyone waits */
-	bool due_init;
 };
 
 struct hd_groups {
@@ -102,32 +71,13 @@ struct pending {
 	struct pending *next;
 };
 
-static void try_waiters(struct group *g);
+static const struct hd_group_waiters_ops waiter_ops;
+static const struct hd_group_part_ops part_ops;
 struct info;
 static void search_step(struct info *in);
 static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
 static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
-
-/* ---- answers ---------------------------------------------------------- */
-
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hd_http_respond_error(req, code, msg);
-}
 
 /* ---- groups in memory ------------------------------------------------- */
 
@@ -150,18 +100,15 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 		return NULL;
 	struct group *g = hd_calloc(1, sizeof(*g));
 	g->gs = gs;
-	snprintf(g->topic, sizeof(g->topic), "%s", topic);
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), topic, name);
-	hd_lease_init(&g->lease, floor, HD_GROUP_WINDOW_MAX);
-	g->ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	g->max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	g->created_ms = hd_now_ms();
-	g->wtail = &g->waiters;
+	hd_group_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &part_ops, g);
+	hd_group_part_init(&g->part, &g->conf, topic, floor);
+	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
 	g->watch.arg = g;
 	if (hd_map_put(&gs->groups, g->key, g) != 0) {
-		hd_lease_fini(&g->lease);
+		hd_group_part_fini(&g->part);
 		free(g);
 		return NULL;
 	}
@@ -170,97 +117,63 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 
 static void group_free_closed(uv_handle_t *h)
 {
-	struct group *g = h->data;
-	hd_lease_fini(&g->lease);
+	struct hd_group_waiters *q = h->data;
+	struct group *g = q->owner;
+	hd_group_part_fini(&g->part);
 	free(g);
 }
 
 /* Frees a deleted group once nothing points at it any more. */
 static void group_release(struct group *g)
 {
-	if (!g->deleted || g->refs > 0 || g->busy || g->waiters)
+	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head)
 		return;
 	if (g->watching)
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, group_free_closed);
-	} else {
-		hd_lease_fini(&g->lease);
+	if (!hd_group_waiters_close(&g->q, group_free_closed)) {
+		hd_group_part_fini(&g->part);
 		free(g);
 	}
 }
 
 /* ---- durable state ---------------------------------------------------- */
 
-struct put {
-	struct hd_group_op op;
-	struct group *g;
-	struct hd_http_request *req;  /* answered when committed, or NULL */
-	struct hd_buf answer;         /* the body to send on success */
-	int status;
-	char *acked;                  /* owned: op.row.acked */
-};
-
-static void put_done(struct hd_group_op *op)
-{
-	struct put *p = op->arg;
-	struct group *g = p->g;
-	if (p->req) {
-		if (op->err) {
-			hd_buf_fini(&p->answer);
-			hd_http_respond_error(p->req, op->err, "the group state could not be stored");
-		} else {
-			respond_buf(p->req, p->status, &p->answer);
-		}
-	} else {
-		hd_buf_fini(&p->answer);
-	}
-	if (op->err && hd_log_ratelimited(&g->warn_ms))
-		hd_log_error("group_put_failed topic=%s group=%s err=%d", g->topic, g->name,
-			     op->err);
-	free(p->acked);
-	free(p);
-	g->refs--;
-	group_release(g);
-}
-
 /* Writes the group's row (config and ack state); answers req with status
  * and answer (taken) once it is durable. req may be NULL. */
 static void put_group(struct group *g, struct hd_http_request *req, int status,
 		      struct hd_buf *answer)
 {
-	struct put *p = hd_calloc(1, sizeof(*p));
-	size_t cap = HD_LEASE_ENCODED_MAX(HD_GROUP_WINDOW_MAX);
-	p->g = g;
-	p->req = req;
-	p->status = status;
-	if (answer)
-		p->answer = *answer;
-	else
-		hd_buf_init(&p->answer, 16);
-	p->acked = hd_malloc(cap);
-	if (hd_lease_encode(&g->lease, p->acked, cap) < 0)
-		p->acked[0] = '\0'; /* cannot happen: cap is the bound */
-	p->op.kind = HD_GROUP_PUT;
-	snprintf(p->op.row.topic, sizeof(p->op.row.topic), "%s", g->topic);
-	snprintf(p->op.row.name, sizeof(p->op.row.name), "%s", g->name);
-	p->op.row.ack_floor = g->lease.floor;
-	p->op.row.acked = p->acked;
-	p->op.row.ack_wait_ms = g->ack_wait_ms;
-	p->op.row.max_deliveries = g->max_deliveries;
-	p->op.row.ordered = g->ordered;
-	p->op.row.created_ms = g->created_ms;
-	p->op.done = put_done;
-	p->op.arg = p;
-	g->refs++;
-	int rc = hd_hub_group_op(g->gs->hub, &p->op);
-	if (rc) {
-		p->op.err = rc;
-		put_done(&p->op);
-	}
+	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
+	hd_group_part_put(&g->part, r);
+	hd_group_reply_done(r, 0);
 }
+
+static void hold(void *owner, struct hd_group_part *p)
+{
+	struct group *g = owner;
+	(void)p;
+	g->refs++;
+}
+
+static void release_part(void *owner, struct hd_group_part *p)
+{
+	struct group *g = owner;
+	(void)p;
+	g->refs--;
+	group_release(g);
+}
+
+static void wake_part(void *owner)
+{
+	wake(owner);
+}
+
+static const struct hd_group_part_ops part_ops = {
+	.hold = hold,
+	.release = release_part,
+	.wake = wake_part,
+};
 
 /* ---- info ------------------------------------------------------------- */
 
@@ -284,13 +197,14 @@ struct info {
 
 static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 {
+	const struct hd_lease *l = &g->part.lease;
 	char created[40];
-	time_t t = (time_t)(g->created_ms / 1000);
+	time_t t = (time_t)(g->conf.created_ms / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	hd_buf_puts(b, "{\"topic\":\"");
-	hd_buf_json_escape(b, g->topic, strlen(g->topic));
+	hd_buf_json_escape(b, g->part.topic, strlen(g->part.topic));
 	hd_buf_puts(b, "\",\"group\":\"");
 	hd_buf_json_escape(b, g->name, strlen(g->name));
 	hd_buf_printf(b,
@@ -298,10 +212,9 @@ static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 		      "\"redeliveries\":%" PRIu64 ",\"dead_letters\":%" PRIu64
 		      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
-		      g->lease.floor, g->lease.next, g->lease.leased, g->lease.redeliveries,
-		      g->dead_letters,
-		      last > g->lease.floor ? last - g->lease.floor : 0, last, g->ack_wait_ms,
-		      g->max_deliveries, g->ordered ? "true" : "false", created);
+		      l->floor, l->next, l->leased, l->redeliveries, g->part.dead_letters,
+		      last > l->floor ? last - l->floor : 0, last, g->conf.ack_wait_ms,
+		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
 static void info_done(struct hd_topic_op *op)
@@ -340,7 +253,7 @@ static void info_done(struct hd_topic_op *op)
 	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
-	respond_buf(in->req, 200, &b);
+	hd_group_respond_json(in->req, 200, &b);
 	in->g->refs--;
 	group_release(in->g);
 out:
@@ -358,23 +271,23 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
-				respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+				hd_group_respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
-			if (g->lease.leased > 0 || g->busy) {
-				respond_msg(in->req, HD_EINVAL,
-					    "the group has leased events; ack them or DELETE the group"
-					    " before moving its start");
+			if (g->part.lease.leased > 0 || g->q.busy) {
+				hd_group_respond_msg(in->req, HD_EINVAL,
+						     "the group has leased events; ack them or DELETE the group"
+						     " before moving its start");
 				return;
 			}
-			hd_lease_fini(&g->lease);
-			hd_lease_init(&g->lease, floor, HD_GROUP_WINDOW_MAX);
+			hd_lease_fini(&g->part.lease);
+			hd_lease_init(&g->part.lease, floor, HD_GROUP_WINDOW_MAX);
 		}
-		g->ack_wait_ms = in->ack_wait_ms;
-		g->max_deliveries = in->max_deliveries;
-		g->ordered = in->ordered;
+		g->conf.ack_wait_ms = in->ack_wait_ms;
+		g->conf.max_deliveries = in->max_deliveries;
+		g->conf.ordered = in->ordered;
 		hd_buf_init(&b, 4096);
 		group_json(&b, g, last);
 		put_group(g, in->req, created ? 201 : 200, &b);
@@ -443,463 +356,201 @@ static void start_info(struct hd_groups *gs, struct info *in)
 /* ---- fetch ------------------------------------------------------------ */
 
 struct fetch {
-	struct hd_read r;
+	struct hd_group_read rd;
 	struct group *g;
-	struct waiter *w;             /* the fetch being answered */
-	struct hd_lease_grant *grants; /* redeliveries, or NULL for new events */
-	size_t ngrants;
+	struct hd_group_waiter *w;    /* the fetch being answered */
+	struct hd_buf b;              /* the answer so far */
+	size_t given, sent;           /* events handed out; in the answer */
+	bool full;                    /* the answer reached PAGE_BYTES */
+	int rc;                       /* the answer's first error */
 };
 
-static void waiter_closed(uv_handle_t *h)
+/* Starts an answer in b; returns its first error. */
+static int answer_open(struct hd_buf *b)
 {
-	free(h->data);
+	hd_buf_init(b, RESPONSE_MAX);
+	return hd_buf_puts(b, "{\"events\":[");
 }
 
-/* Takes w off its group's list (it must be there). */
-static void waiter_unlink(struct waiter *w)
+/* Closes the answer b (taken; rc its first error) and sends it to w. */
+static void answer_close(struct group *g, struct hd_group_waiter *w, struct hd_buf *b, int rc)
 {
-	struct group *g = w->g;
-	struct waiter **pp = &g->waiters;
-	while (*pp && *pp != w)
-		pp = &(*pp)->next;
-	if (*pp)
-		*pp = w->next;
-	if (!g->waiters)
-		g->wtail = &g->waiters;
-	else if (g->wtail == &w->next) {
-		struct waiter *t = g->waiters;
-		while (t->next)
-			t = t->next;
-		g->wtail = &t->next;
-	}
-	w->next = NULL;
-}
-
-static void waiter_end(struct waiter *w)
-{
-	uv_timer_stop(&w->timer);
-	uv_close((uv_handle_t *)&w->timer, waiter_closed);
-}
-
-/* Answers w with events (events[i] for each i with take[i]) and ends it. */
-static void answer(struct waiter *w, const struct hd_stored_event *events, size_t n,
-		   const uint32_t *deliveries, const bool *take)
-{
-	struct group *g = w->g;
-	struct hd_buf b;
-	int rc;
-	size_t sent = 0;
-	hd_buf_init(&b, RESPONSE_MAX);
-	rc = hd_buf_puts(&b, "{\"events\":[");
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (take && !take[i])
-			continue;
-		const struct hd_rcbuf *json = events[i].json;
-		if (sent > 0 && b.len + 64 + json->len > PAGE_BYTES)
-			break; /* the rest stays leased and comes back after ack_wait */
-		rc = hd_buf_printf(&b, "%s{\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32
-				       ",\"event\":",
-				   sent ? "," : "", events[i].offset, deliveries ? deliveries[i] : 1);
-		if (rc == 0)
-			rc = hd_buf_append(&b, json->data, json->len);
-		if (rc == 0)
-			rc = hd_buf_putc(&b, '}');
-		sent++;
-	}
 	if (rc == 0)
-		rc = hd_buf_printf(&b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
-				   g->ack_wait_ms, g->lease.floor);
-	if (rc == 0)
-		respond_buf(w->req, 200, &b);
-	else {
-		hd_buf_fini(&b);
-		hd_http_respond_error(w->req, HD_EINTERNAL, "the answer would be too large");
+		rc = hd_buf_printf(b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
+				   g->conf.ack_wait_ms, g->part.lease.floor);
+	if (rc == 0) {
+		hd_group_waiter_answer(w, b);
+	} else {
+		hd_buf_fini(b);
+		hd_group_waiter_fail(w, HD_EINTERNAL, "the answer would be too large");
 	}
-	w->req = NULL;
-	waiter_end(w);
 }
 
-static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
+/* Appends one handed-out event to the answer (hd_group_emit_fn). */
+static void emit(void *arg, const struct hd_stored_event *ev, uint32_t deliveries)
 {
-	struct group *g = arg;
-	(void)tag;
-	if (err == 0) {
-		if (hd_lease_ack(&g->lease, offset) == 0) {
-			g->dead_letters++;
-			put_group(g, NULL, 0, NULL);
-		}
-	} else if (hd_log_ratelimited(&g->warn_ms)) {
-		hd_log_warn("group_dead_letter_failed topic=%s group=%s offset=%" PRIu64 " err=%d",
-			    g->topic, g->name, offset, err);
+	struct fetch *f = arg;
+	const struct hd_rcbuf *json = ev->json;
+	f->given++;
+	if (f->rc || f->full)
+		return;
+	if (f->sent > 0 && f->b.len + 64 + json->len > PAGE_BYTES) {
+		f->full = true; /* the rest stays leased and comes back after ack_wait */
+		return;
 	}
-	g->refs--;
-	wake(g);
-	group_release(g);
-}
-
-/* Publishes one event that ran out of deliveries to {topic}.dlq: a
- * CloudEvent whose data is {"event": the original, "reason", "attempts",
- * "group", "topic", "offset"}; acked for the group once committed. */
-static void dead_letter(struct group *g, const struct hd_stored_event *ev, uint32_t attempts)
-{
-	struct hd_buf extra;
-	char id[HD_GROUP_NAME_MAX + 24];
-	char src[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32];
-	int64_t ms = hd_now_ms();
-
-	/* (group name, offset) as the id: a dead-lettering repeated after a
-	 * crash before the ack was stored is dropped by dedup where enabled. */
-	snprintf(id, sizeof(id), "%s/%" PRIu64, g->name, ev->offset);
-	snprintf(src, sizeof(src), "/herald/groups/%s/%s", g->topic, g->name);
-	hd_buf_init(&extra, 1024);
-	hd_buf_puts(&extra, "\"group\":\"");
-	hd_buf_json_escape(&extra, g->name, strlen(g->name));
-	hd_buf_putc(&extra, '"');
-	g->refs++;
-	hd_dlq_publish(g->gs->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = "herald.group.deadletter",
-			       .reason = "max_deliveries",
-			       .attempts = attempts,
-			       .topic = g->topic,
-			       .offset = ev->offset,
-			       .extra = extra.data,
-			       .event = ev->json->data,
-			       .event_len = ev->json->len,
-			       .now_ms = ms,
-		       },
-		       0, dead_done, g);
-	hd_buf_fini(&extra);
+	f->rc = hd_buf_printf(&f->b,
+			      "%s{\"offset\":%" PRIu64 ",\"deliveries\":%" PRIu32 ",\"event\":",
+			      f->sent ? "," : "", ev->offset, deliveries);
+	if (f->rc == 0)
+		f->rc = hd_buf_append(&f->b, json->data, json->len);
+	if (f->rc == 0)
+		f->rc = hd_buf_putc(&f->b, '}');
+	f->sent++;
 }
 
 static void fetch_done(struct hd_read *r)
 {
 	struct fetch *f = r->arg;
 	struct group *g = f->g;
-	struct waiter *w = f->w;
+	struct hd_group_waiter *w = f->w;
 	int64_t now = hd_now_ms();
-	size_t n = r->n;
-	bool *take = n ? hd_calloc(n, sizeof(*take)) : NULL;
-	uint32_t *deliv = n ? hd_calloc(n, sizeof(*deliv)) : NULL;
-	size_t given = 0;
 
-	g->busy = false;
-	if (r->err) {
-		/* Give the grants back: due again at once. */
-		for (size_t i = 0; i < f->ngrants; i++)
-			hd_lease_nack(&g->lease, f->grants[i].offset, 0);
-		hd_http_respond_error(w->req, r->err, NULL);
-		w->req = NULL;
-		waiter_end(w);
-		goto out;
-	}
-	if (f->grants) {
-		/* Redeliveries: match the read to the grants; a grant whose event
-		 * is gone (retention, TTL) is acked, one past its deliveries is
-		 * dead-lettered. */
-		size_t j = 0;
-		for (size_t i = 0; i < f->ngrants; i++) {
-			uint64_t o = f->grants[i].offset;
-			while (j < n && r->events[j].offset < o)
-				j++;
-			if (j < n && r->events[j].offset == o) {
-				if (g->max_deliveries && f->grants[i].deliveries > g->max_deliveries) {
-					dead_letter(g, &r->events[j], f->grants[i].deliveries - 1);
-				} else {
-					take[j] = true;
-					deliv[j] = f->grants[i].deliveries;
-					given++;
-				}
-			} else if (r->truncated || j < n || o <= r->last) {
-				hd_lease_ack(&g->lease, o);
-			} else {
-				hd_lease_nack(&g->lease, o, 0);
-			}
-		}
-	} else {
-		int64_t until = now + g->ack_wait_ms;
-		for (size_t i = 0; i < n; i++) {
-			if (hd_lease_add(&g->lease, r->events[i].offset, until) != 0)
-				break;
-			take[i] = true;
-			deliv[i] = 1;
-			given++;
-		}
-		if (n == 0 && r->last >= g->lease.next)
-			hd_lease_skip(&g->lease, r->last); /* all expired or removed */
-		else if (n > 0 && given == n && r->n < r->limit && r->last > r->events[n - 1].offset)
-			hd_lease_skip(&g->lease, r->last);
-	}
-	if (given > 0 || now >= w->until_ms || g->gs->stopping || g->deleted) {
-		answer(w, r->events, n, deliv, take);
+	g->q.busy = false;
+	int err = hd_group_part_read_done(&g->part, &f->rd, emit, f);
+	hd_read_fini(r);
+	if (err) {
+		hd_buf_fini(&f->b);
+		hd_group_waiter_fail(w, err, NULL);
+	} else if (f->given > 0 || now >= w->until_ms || g->gs->stopping || g->deleted) {
+		answer_close(g, w, &f->b, f->rc);
 	} else {
 		/* Nothing for this one after all: back to the front of the line,
 		 * and nobody tries again before something changes. */
-		g->starved = true;
-		w->next = g->waiters;
-		g->waiters = w;
-		if (!w->next)
-			g->wtail = &w->next;
-		w = NULL;
+		hd_buf_fini(&f->b);
+		hd_group_waiters_starve(&g->q, w);
 	}
-out:
-	free(take);
-	free(deliv);
-	free(f->grants);
-	hd_read_fini(r);
 	free(f);
 	g->refs--;
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
 }
 
 /* Starts serving waiter w (off the list). Returns true if it started a
  * read (the group is then busy), false if there was nothing to do now. */
-static bool start_fetch(struct group *g, struct waiter *w)
+static bool start_fetch(struct group *g, struct hd_group_waiter *w)
 {
-	int64_t now = hd_now_ms();
 	struct fetch *f = hd_calloc(1, sizeof(*f));
-	struct hd_lease_grant *grants = hd_calloc(w->max, sizeof(*grants));
-	size_t n = hd_lease_take_due(&g->lease, now, now + g->ack_wait_ms, grants, w->max);
-
-	/* One read must cover every grant: keep those within a read's reach
-	 * of the first and give the rest back. */
-	size_t keep = n;
-	for (size_t i = 1; i < n; i++) {
-		if (grants[i].offset - grants[0].offset >= HD_GROUP_FETCH_MAX) {
-			keep = i;
-			break;
-		}
+	if (!hd_group_part_read(&g->part, &f->rd, w->max, false, UINT64_MAX)) {
+		free(f);
+		return false;
 	}
-	for (size_t i = keep; i < n; i++) {
-		hd_lease_nack(&g->lease, grants[i].offset, 0);
-		g->lease.redeliveries -= grants[i].deliveries > 1;
-		/* The count went up for a hand-out that did not happen. */
-		g->lease.slots[grants[i].offset & (g->lease.nslots - 1)].deliveries--;
-	}
-	n = keep;
 	f->g = g;
 	f->w = w;
-	f->r.topic = g->topic;
-	f->r.done = fetch_done;
-	f->r.arg = f;
-	if (n > 0) {
-		f->grants = grants;
-		f->ngrants = n;
-		f->r.after = grants[0].offset - 1;
-		f->r.limit = (uint32_t)(grants[n - 1].offset - grants[0].offset + 1);
-	} else {
-		free(grants);
-		size_t room = HD_GROUP_WINDOW_MAX - hd_lease_window(&g->lease);
-		if ((g->ordered && hd_lease_window(&g->lease) > 0) || room == 0) {
-			free(f);
-			return false;
-		}
-		f->r.after = g->lease.next - 1;
-		f->r.limit = (uint32_t)(room < w->max ? room : w->max);
-	}
-	g->busy = true;
+	f->rd.r.done = fetch_done;
+	f->rd.r.arg = f;
+	f->rc = answer_open(&f->b);
+	g->q.busy = true;
 	g->refs++;
-	int rc = hd_hub_read(g->gs->hub, &f->r);
+	int rc = hd_hub_read(g->gs->hub, &f->rd.r);
 	if (rc) {
-		g->busy = false;
+		g->q.busy = false;
 		g->refs--;
-		for (size_t i = 0; i < f->ngrants; i++)
-			hd_lease_nack(&g->lease, f->grants[i].offset, 0);
-		free(f->grants);
+		f->rd.r.err = rc;
+		hd_group_part_read_done(&g->part, &f->rd, NULL, NULL);
+		hd_buf_fini(&f->b);
 		free(f);
-		hd_http_respond_error(w->req, rc, NULL);
-		w->req = NULL;
-		waiter_end(w);
-		return true;
+		hd_group_waiter_fail(w, rc, NULL);
 	}
 	return true;
-}
-
-static void on_due(uv_timer_t *t)
-{
-	wake(t->data);
 }
 
 /* Something changed (an event, an ack, a nack, a lease end, a new fetch):
  * the waiters may find something now. */
 static void wake(struct group *g)
 {
-	g->starved = false;
-	try_waiters(g);
+	hd_group_waiters_wake(&g->q);
 }
 
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
 	struct group *g = watch->arg;
 	(void)topic;
-	if (ev->offset < g->lease.next)
+	if (ev->offset < g->part.lease.next)
 		return;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (g->due_init)
-		uv_timer_start(&g->due, on_due, 0, 0);
+	hd_group_waiters_wake_soon(&g->q);
 }
 
-static void serve_waiters(struct group *g);
-static void arm(struct group *g);
-
-/* Serves the waiters in order while the group is idle and not starved;
- * arms the wake-ups for those that stay. */
-static void try_waiters(struct group *g)
+static void answer_empty(void *owner, struct hd_group_waiter *w)
 {
-	/* A read answered from memory completes inside hd_hub_read, and its
-	 * completion calls here again: loop instead of recursing. */
-	if (g->trying) {
-		g->try_again = true;
-		return;
-	}
-	g->trying = true;
-	do {
-		g->try_again = false;
-		serve_waiters(g);
-	} while (g->try_again);
-	g->trying = false;
-	arm(g);
+	struct hd_buf b;
+	int rc = answer_open(&b);
+	answer_close(owner, w, &b, rc);
 }
 
-static void serve_waiters(struct group *g)
+static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
-	while (!g->busy && !g->starved && g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		if (g->deleted) {
-			hd_http_respond_error(w->req, HD_ENOTFOUND, "the group was deleted");
-			w->req = NULL;
-			waiter_end(w);
-			continue;
-		}
-		if (!start_fetch(g, w)) {
-			if (hd_now_ms() >= w->until_ms || g->gs->stopping) {
-				answer(w, NULL, 0, NULL, NULL);
-				continue;
-			}
-			/* Nothing to hand out: everyone waits. */
-			g->starved = true;
-			w->next = g->waiters;
-			g->waiters = w;
-			if (!w->next)
-				g->wtail = &w->next;
-			break;
-		}
+	struct group *g = owner;
+	if (g->deleted) {
+		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		return HD_GROUP_SERVED;
 	}
+	if (start_fetch(g, w))
+		return HD_GROUP_SERVED;
+	if (hd_now_ms() >= w->until_ms || g->gs->stopping) {
+		answer_empty(g, w);
+		return HD_GROUP_SERVED;
+	}
+	return HD_GROUP_STARVED; /* nothing to hand out: everyone waits */
 }
 
 /* Arms the wake-ups of the waiters that stay (or drops them). */
-static void arm(struct group *g)
+static void arm(void *owner)
 {
-	if (g->waiters && !g->deleted && !g->gs->stopping) {
-		if (!g->due_init) {
-			uv_timer_init(g->gs->loop, &g->due);
-			g->due.data = g;
-			g->due_init = true;
-		}
-		if (!g->watching && hd_hub_watch(g->gs->hub, g->topic, &g->watch) == 0)
+	struct group *g = owner;
+	if (g->q.head && !g->deleted && !g->gs->stopping) {
+		if (!g->watching && hd_hub_watch(g->gs->hub, g->part.topic, &g->watch) == 0)
 			g->watching = true;
-		int64_t due = hd_lease_next_due(&g->lease);
-		if (!g->busy && due != INT64_MAX) {
-			int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-			uint64_t ms = left > 0 ? (uint64_t)left : 0;
-			/* Never push back a sooner wake-up (a watched event's). */
-			if (!uv_is_active((uv_handle_t *)&g->due) || uv_timer_get_due_in(&g->due) > ms)
-				uv_timer_start(&g->due, on_due, ms, 0);
-		}
+		if (!g->q.busy)
+			hd_group_waiters_due_at(&g->q, hd_lease_next_due(&g->part.lease));
 	} else if (g->watching) {
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 		g->watching = false;
 	}
 }
 
-static void on_wait_end(uv_timer_t *t)
+static void release(void *owner)
 {
-	struct waiter *w = t->data;
-	struct group *g = w->g;
-	if (!w->req)
-		return;
-	/* Still on the list (not being served): answer it empty. */
-	for (struct waiter *x = g->waiters; x; x = x->next) {
-		if (x == w) {
-			waiter_unlink(w);
-			answer(w, NULL, 0, NULL, NULL);
-			try_waiters(g);
-			group_release(g);
-			return;
-		}
-	}
+	group_release(owner);
 }
 
-static int query_num(const struct hd_http_request *req, const char *name, double def, double max,
-		     double *out)
-{
-	char v[32], *end;
-	long n = hd_query_get(req->query, name, v, sizeof(v));
-	*out = def;
-	if (n == -1)
-		return 0;
-	double x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtod(v, &end) : -1;
-	if (n <= 0 || x < 0 || *end || x > max)
-		return -1;
-	*out = x;
-	return 0;
-}
+static const struct hd_group_waiters_ops waiter_ops = {
+	.serve = serve,
+	.answer_empty = answer_empty,
+	.arm = arm,
+	.release = release,
+};
 
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			 const char *topic, const char *name)
 {
-	double max, wait;
-	if (query_num(req, "max", HD_GROUP_FETCH_DEFAULT, HD_GROUP_FETCH_MAX, &max) || max < 1 ||
-	    max != (double)(uint32_t)max) {
-		respond_msg(req, HD_EINVAL, "query parameter 'max' must be a whole number from 1 to %d",
-			    HD_GROUP_FETCH_MAX);
+	uint32_t max;
+	double wait;
+	if (!hd_group_fetch_args(req, &max, &wait))
 		return;
-	}
-	if (query_num(req, "wait", 0, HD_GROUP_WAIT_MAX_S, &wait)) {
-		respond_msg(req, HD_EINVAL, "query parameter 'wait' must be seconds from 0 to %d",
-			    HD_GROUP_WAIT_MAX_S);
-		return;
-	}
 	if (!g) {
 		/* Created on first use, at the oldest kept event. */
 		g = group_new(gs, topic, name, 0);
 		if (!g) {
-			respond_msg(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+			hd_group_respond_msg(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
 		put_group(g, NULL, 0, NULL);
 	}
-	struct waiter *w = hd_calloc(1, sizeof(*w));
-	w->req = req;
-	w->g = g;
-	w->max = (uint32_t)max;
-	w->until_ms = hd_now_ms() + (int64_t)(wait * 1000);
-	uv_timer_init(gs->loop, &w->timer);
-	w->timer.data = w;
-	uv_timer_start(&w->timer, on_wait_end, (uint64_t)(wait * 1000), 0);
-	*g->wtail = w;
-	g->wtail = &w->next;
-	wake(g);
+	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000));
 }
 
 /* ---- ack, nack -------------------------------------------------------- */
-
-/* Parses {"offsets":[…]} (and up_to / delay_ms where allowed). */
-static json_t *parse_body(struct hd_http_request *req)
-{
-	json_error_t jerr;
-	json_t *v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!v || !json_is_object(v)) {
-		json_decref(v);
-		respond_msg(req, HD_EINVAL, "the body must be a JSON object");
-		return NULL;
-	}
-	return v;
-}
 
 static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 {
@@ -907,14 +558,14 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	json_t *o;
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
-			    HD_GROUP_ACK_OFFSETS_MAX);
+		hd_group_respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
+				     HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
 	{
 		if (!json_is_integer(o) || json_integer_value(o) < 1) {
-			respond_msg(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
+			hd_group_respond_msg(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
 			return false;
 		}
 	}
@@ -923,41 +574,33 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 
 static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 {
-	json_t *body = parse_body(req);
+	json_t *body = hd_group_body(req, false);
 	if (!body)
 		return;
 	json_t *offs = json_object_get(body, "offsets");
 	json_t *upto = json_object_get(body, "up_to");
-	json_t *delay = json_object_get(body, "delay_ms");
 	int64_t delay_ms = 0;
 	struct hd_buf b;
 	size_t done = 0, i;
 	json_t *o;
 
-	if (nack && delay) {
-		if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
-		    json_integer_value(delay) > HD_GROUP_NACK_DELAY_MAX_MS) {
-			respond_msg(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
-				    HD_GROUP_NACK_DELAY_MAX_MS);
-			goto out;
-		}
-		delay_ms = json_integer_value(delay);
-	}
+	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+		goto out;
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
-			respond_msg(req, HD_EINVAL,
-				    "give either 'offsets' or 'up_to' (a whole number from 0)");
+			hd_group_respond_msg(req, HD_EINVAL,
+					     "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
-		done = hd_lease_ack_upto(&g->lease, (uint64_t)json_integer_value(upto));
+		done = hd_lease_ack_upto(&g->part.lease, (uint64_t)json_integer_value(upto));
 		hd_buf_init(&b, 4096);
 		hd_buf_printf(&b, "{\"acked\":%zu,\"ignored\":[],\"position\":%" PRIu64 "}", done,
-			      g->lease.floor);
+			      g->part.lease.floor);
 		goto answer;
 	}
 	if (!offs) {
-		respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
-					      : "the body needs 'offsets' or 'up_to'");
+		hd_group_respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+				     : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
 	if (!offsets_ok(req, offs))
@@ -969,8 +612,8 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	json_array_foreach(offs, i, o)
 	{
 		uint64_t off = (uint64_t)json_integer_value(o);
-		int rc = nack ? hd_lease_nack(&g->lease, off, delay_ms ? now + delay_ms : 0)
-			      : hd_lease_ack(&g->lease, off);
+		int rc = nack ? hd_lease_nack(&g->part.lease, off, delay_ms ? now + delay_ms : 0)
+			      : hd_lease_ack(&g->part.lease, off);
 		if (rc == 0) {
 			done++;
 		} else {
@@ -979,10 +622,10 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		}
 	}
 	hd_buf_printf(&b, "],\"%s\":%zu,\"position\":%" PRIu64 "}", nack ? "nacked" : "acked",
-		      done, g->lease.floor);
+		      done, g->part.lease.floor);
 answer:
 	if (nack || done == 0) {
-		respond_buf(req, 200, &b);
+		hd_group_respond_json(req, 200, &b);
 	} else {
 		put_group(g, req, 200, &b); /* answered once durable */
 	}
@@ -994,25 +637,10 @@ out:
 
 /* ---- create, delete --------------------------------------------------- */
 
-static bool u32_member(struct hd_http_request *req, json_t *body, const char *name, uint32_t min,
-		       uint32_t max, uint32_t *out)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v)
-		return true;
-	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		respond_msg(req, HD_EINVAL, "'%s' must be a whole number from %" PRIu32 " to %" PRIu32,
-			    name, min, max);
-		return false;
-	}
-	*out = (uint32_t)json_integer_value(v);
-	return true;
-}
-
 static void handle_create(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
-	json_t *body = req->body_len ? parse_body(req) : json_object();
+	json_t *body = hd_group_body(req, true);
 	if (!body)
 		return;
 	struct info *in = hd_calloc(1, sizeof(*in));
@@ -1021,22 +649,12 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->start = g ? -1 : 0;
 	snprintf(in->topic, sizeof(in->topic), "%s", topic);
 	snprintf(in->name, sizeof(in->name), "%s", name);
-	in->ack_wait_ms = g ? g->ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
-	in->max_deliveries = g ? g->max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
-	in->ordered = g ? g->ordered : false;
+	in->ack_wait_ms = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
+	in->max_deliveries = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
+	in->ordered = g ? g->conf.ordered : false;
 	json_t *start = json_object_get(body, "start");
-	json_t *ordered = json_object_get(body, "ordered");
-	if (!u32_member(req, body, "ack_wait_ms", 100, HD_GROUP_ACK_WAIT_MAX_MS, &in->ack_wait_ms) ||
-	    !u32_member(req, body, "max_deliveries", 0, HD_GROUP_MAX_DELIVERIES_MAX,
-			&in->max_deliveries))
+	if (!hd_group_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
-	if (ordered) {
-		if (!json_is_boolean(ordered)) {
-			respond_msg(req, HD_EINVAL, "'ordered' must be true or false");
-			goto fail;
-		}
-		in->ordered = json_is_true(ordered);
-	}
 	if (start) {
 		json_t *off = json_is_object(start) ? json_object_get(start, "offset") : NULL;
 		if (json_is_string(start) && strcmp(json_string_value(start), "oldest") == 0) {
@@ -1054,9 +672,9 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
-			respond_msg(req, HD_EINVAL,
-				    "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
-				    " or {\"time\": \"RFC 3339\"}");
+			hd_group_respond_msg(req, HD_EINVAL,
+					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
+					     " or {\"time\": \"RFC 3339\"}");
 			goto fail;
 		}
 	}
@@ -1068,44 +686,27 @@ fail:
 	free(in);
 }
 
-struct del {
-	struct hd_group_op op;
-	struct hd_http_request *req;
-};
-
-static void del_done(struct hd_group_op *op)
+static void del_done(void *arg, int err)
 {
-	struct del *d = op->arg;
-	if (op->err)
-		hd_http_respond_error(d->req, op->err, op->err == HD_ENOTFOUND ? "no such group" : NULL);
+	struct hd_http_request *req = arg;
+	if (err)
+		hd_http_respond_error(req, err, err == HD_ENOTFOUND ? "no such group" : NULL);
 	else
-		hd_http_respond(d->req, 204, NULL, NULL, "", 0);
-	free(d);
+		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
 static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
 	if (!g) {
-		respond_msg(req, HD_ENOTFOUND, "no such group");
+		hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
 		return;
 	}
 	hd_map_del(&gs->groups, g->key);
 	g->deleted = true;
-	try_waiters(g);
+	hd_group_waiters_try(&g->q);
 	group_release(g);
-	struct del *d = hd_calloc(1, sizeof(*d));
-	d->req = req;
-	d->op.kind = HD_GROUP_DELETE;
-	snprintf(d->op.row.topic, sizeof(d->op.row.topic), "%s", topic);
-	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
-	d->op.done = del_done;
-	d->op.arg = d;
-	int rc = hd_hub_group_op(gs->hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	hd_group_row_delete(gs->hub, topic, name, del_done, req);
 }
 
 struct drop {
@@ -1119,7 +720,7 @@ static void collect(const char *key, void *value, void *arg)
 	struct drop *d = arg;
 	struct group *g = value;
 	(void)key;
-	if (d->n < sizeof(d->list) / sizeof(d->list[0]) && strcmp(g->topic, d->topic) == 0)
+	if (d->n < sizeof(d->list) / sizeof(d->list[0]) && strcmp(g->part.topic, d->topic) == 0)
 		d->list[d->n++] = g;
 }
 
@@ -1134,7 +735,7 @@ void hd_groups_drop_topic(struct hd_groups *gs, const char *topic)
 			struct group *g = d.list[i];
 			hd_map_del(&gs->groups, g->key);
 			g->deleted = true;
-			try_waiters(g);
+			hd_group_waiters_try(&g->q);
 			group_release(g);
 		}
 	} while (d.n > 0);
@@ -1171,7 +772,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (!g) {
-			respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		struct info *in = hd_calloc(1, sizeof(*in));
@@ -1193,7 +794,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
 		if (!g) {
-			respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		handle_ack(req, g, act == HD_GROUP_ACT_NACK);
@@ -1205,13 +806,13 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 		      const char *topic, const char *name)
 {
 	if (!name_ok(name)) {
-		respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
-			    HD_GROUP_NAME_MAX);
+		hd_group_respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
+				     HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) &&
 	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
-		respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
+		hd_group_respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
 	if (!gs->loaded) {
@@ -1246,12 +847,12 @@ static void load_done(struct hd_group_op *op)
 		struct group *g = group_new(gs, row->topic, row->name, row->ack_floor);
 		if (!g)
 			break;
-		if (hd_lease_restore(&g->lease, row->ack_floor, row->acked) != 0)
+		if (hd_lease_restore(&g->part.lease, row->ack_floor, row->acked) != 0)
 			hd_log_warn("group_state_ignored topic=%s group=%s", row->topic, row->name);
-		g->ack_wait_ms = row->ack_wait_ms;
-		g->max_deliveries = row->max_deliveries;
-		g->ordered = row->ordered;
-		g->created_ms = row->created_ms;
+		g->conf.ack_wait_ms = row->ack_wait_ms;
+		g->conf.max_deliveries = row->max_deliveries;
+		g->conf.ordered = row->ordered;
+		g->conf.created_ms = row->created_ms;
 	}
 	hd_pgroups_load(gs->patterns, op->rows, op->n);
 	hd_group_op_fini(op);
@@ -1293,18 +894,10 @@ static void stop_group(const char *key, void *value, void *arg)
 	struct group *g = value;
 	(void)key;
 	(void)arg;
-	while (g->waiters) {
-		struct waiter *w = g->waiters;
-		waiter_unlink(w);
-		answer(w, NULL, 0, NULL, NULL);
-	}
+	hd_group_waiters_stop(&g->q);
 	if (g->watching)
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 	g->watching = false;
-	if (g->due_init) {
-		g->due_init = false;
-		uv_close((uv_handle_t *)&g->due, NULL);
-	}
 }
 
 void hd_groups_stop(struct hd_groups *gs)
@@ -1325,7 +918,7 @@ static void free_group(const char *key, void *value, void *arg)
 	struct group *g = value;
 	(void)key;
 	(void)arg;
-	hd_lease_fini(&g->lease);
+	hd_group_part_fini(&g->part);
 	free(g);
 }
 

@@ -1,0 +1,200 @@
+/*
+ * group_waiters — see group_waiters.h.
+ */
+#include "edge/group_waiters.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "edge/group_http.h"
+
+#include <stdlib.h>
+
+static void waiter_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Ends an answered waiter: frees it once its timer is closed. */
+static void waiter_end(struct hd_group_waiter *w)
+{
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->timer, waiter_closed);
+}
+
+/* Takes w off the queue (it must be there). */
+static void waiter_unlink(struct hd_group_waiter *w)
+{
+	struct hd_group_waiters *q = w->q;
+	struct hd_group_waiter **pp = &q->head;
+	while (*pp && *pp != w)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = w->next;
+	if (!q->head) {
+		q->tail = &q->head;
+	} else if (q->tail == &w->next) {
+		struct hd_group_waiter *t = q->head;
+		while (t->next)
+			t = t->next;
+		q->tail = &t->next;
+	}
+	w->next = NULL;
+}
+
+static void push_front(struct hd_group_waiters *q, struct hd_group_waiter *w)
+{
+	w->next = q->head;
+	q->head = w;
+	if (!w->next)
+		q->tail = &w->next;
+}
+
+void hd_group_waiter_answer(struct hd_group_waiter *w, struct hd_buf *body)
+{
+	hd_group_respond_json(w->req, 200, body);
+	w->req = NULL;
+	waiter_end(w);
+}
+
+void hd_group_waiter_fail(struct hd_group_waiter *w, int code, const char *message)
+{
+	hd_http_respond_error(w->req, code, message);
+	w->req = NULL;
+	waiter_end(w);
+}
+
+void hd_group_waiters_init(struct hd_group_waiters *q, uv_loop_t *loop,
+			   const struct hd_group_waiters_ops *ops, void *owner)
+{
+	*q = (struct hd_group_waiters){.loop = loop, .ops = ops, .owner = owner};
+	q->tail = &q->head;
+}
+
+static void on_wait_end(uv_timer_t *t)
+{
+	struct hd_group_waiter *w = t->data;
+	struct hd_group_waiters *q = w->q;
+	if (!w->req)
+		return;
+	/* Still in the queue (not being served): answer it empty. */
+	for (struct hd_group_waiter *x = q->head; x; x = x->next) {
+		if (x == w) {
+			waiter_unlink(w);
+			q->ops->answer_empty(q->owner, w);
+			hd_group_waiters_try(q);
+			q->ops->release(q->owner);
+			return;
+		}
+	}
+}
+
+void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *req, uint32_t max,
+			  uint64_t wait_ms)
+{
+	struct hd_group_waiter *w = hd_calloc(1, sizeof(*w));
+	w->req = req;
+	w->q = q;
+	w->max = max;
+	w->until_ms = hd_now_ms() + (int64_t)wait_ms;
+	uv_timer_init(q->loop, &w->timer);
+	w->timer.data = w;
+	uv_timer_start(&w->timer, on_wait_end, wait_ms, 0);
+	*q->tail = w;
+	q->tail = &w->next;
+	hd_group_waiters_wake(q);
+}
+
+static void serve(struct hd_group_waiters *q)
+{
+	while (!q->busy && !q->starved && q->head) {
+		struct hd_group_waiter *w = q->head;
+		waiter_unlink(w);
+		enum hd_group_serve r = q->ops->serve(q->owner, w);
+		if (r == HD_GROUP_SERVED)
+			continue;
+		push_front(q, w);
+		if (r == HD_GROUP_STARVED)
+			q->starved = true; /* nothing to hand out: everyone waits */
+		break;
+	}
+}
+
+void hd_group_waiters_try(struct hd_group_waiters *q)
+{
+	/* A read answered from memory completes inside the owner's serve, and
+	 * its completion calls here again: loop instead of recursing. */
+	if (q->trying) {
+		q->try_again = true;
+		return;
+	}
+	q->trying = true;
+	do {
+		q->try_again = false;
+		serve(q);
+	} while (q->try_again);
+	q->trying = false;
+	q->ops->arm(q->owner);
+}
+
+void hd_group_waiters_wake(struct hd_group_waiters *q)
+{
+	q->starved = false;
+	hd_group_waiters_try(q);
+}
+
+void hd_group_waiters_starve(struct hd_group_waiters *q, struct hd_group_waiter *w)
+{
+	q->starved = true;
+	push_front(q, w);
+}
+
+static void on_due(uv_timer_t *t)
+{
+	hd_group_waiters_wake(t->data);
+}
+
+static bool due_open(struct hd_group_waiters *q)
+{
+	if (!q->due_open && !q->closed) {
+		uv_timer_init(q->loop, &q->due);
+		q->due.data = q;
+		q->due_open = true;
+	}
+	return q->due_open;
+}
+
+void hd_group_waiters_wake_soon(struct hd_group_waiters *q)
+{
+	if (due_open(q))
+		uv_timer_start(&q->due, on_due, 0, 0);
+}
+
+void hd_group_waiters_due_at(struct hd_group_waiters *q, int64_t due)
+{
+	if (due == INT64_MAX || !due_open(q))
+		return;
+	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
+	uint64_t ms = left > 0 ? (uint64_t)left : 0;
+	/* Never push back a sooner wake-up (a watched event's). */
+	if (!uv_is_active((uv_handle_t *)&q->due) || uv_timer_get_due_in(&q->due) > ms)
+		uv_timer_start(&q->due, on_due, ms, 0);
+}
+
+void hd_group_waiters_stop(struct hd_group_waiters *q)
+{
+	while (q->head) {
+		struct hd_group_waiter *w = q->head;
+		waiter_unlink(w);
+		q->ops->answer_empty(q->owner, w);
+	}
+	hd_group_waiters_close(q, NULL);
+}
+
+bool hd_group_waiters_close(struct hd_group_waiters *q, uv_close_cb cb)
+{
+	bool open = q->due_open;
+	q->closed = true;
+	q->due_open = false;
+	if (open)
+		uv_close((uv_handle_t *)&q->due, cb);
+	return open;
+}
