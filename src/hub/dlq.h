@@ -1,8 +1,9 @@
 /*
  * dlq — publishing a dead letter: the event of proto/deadletter.h, to the
  * original topic's dead-letter topic ({topic}.dlq), through the hub. The
- * one place the pull groups (edge/groups.c, edge/group_patterns.c) and the
- * webhooks (webhook/delivery.c) hand an undeliverable event over.
+ * one place the pull groups (edge/group_part.c, for exact and pattern
+ * groups) and the webhooks (webhook/delivery.c) hand an undeliverable event
+ * over.
  * Layer: hub. Loop thread.
  */
 #ifndef HD_HUB_DLQ_H
