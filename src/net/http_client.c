@@ -187,10 +187,15 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
 
 	if (purpose != CURLSOCKTYPE_IPCXN)
 		return CURL_SOCKET_BAD;
-	if (!p->c->o.allow_private && hd_http_addr_is_private(&a->addr)) {
+	/* curl declares addr as a struct sockaddr (16 bytes) and stores up to
+	 * addrlen bytes there: copied out whole, an IPv6 address is read
+	 * within an object of its size. */
+	struct sockaddr_storage ss = {0};
+	memcpy(&ss, &a->addr, a->addrlen < sizeof(ss) ? a->addrlen : sizeof(ss));
+	if (!p->c->o.allow_private && hd_http_addr_is_private((const struct sockaddr *)&ss)) {
 		const void *bytes = a->family == AF_INET6
-					    ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
-					    : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+					    ? (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr
+					    : (const void *)&((const struct sockaddr_in *)&ss)->sin_addr;
 		p->refused = true;
 		if (!inet_ntop(a->family, bytes, p->refused_addr, sizeof(p->refused_addr)))
 			strcpy(p->refused_addr, "?");
