@@ -34,8 +34,9 @@ SECRET2 = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
 class Receiver:
     """The node receiver on 127.0.0.1; port 0 picks a free one."""
 
-    def __init__(self, port=0):
-        self.proc = subprocess.Popen([NODE, os.path.join(JS, "webhook_receiver.js"), str(port)], cwd=JS,
+    def __init__(self, port=0, secrets=()):
+        self.proc = subprocess.Popen([NODE, os.path.join(JS, "webhook_receiver.js"), str(port), *secrets],
+                                     cwd=JS,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
@@ -80,8 +81,8 @@ import pytest
 def receivers():
     made = []
 
-    def make(port=0):
-        r = Receiver(port)
+    def make(port=0, secrets=()):
+        r = Receiver(port, secrets)
         made.append(r)
         return r
 
@@ -207,8 +208,8 @@ def test_refused_connection_then_receiver_starts(herald_factory, receivers):
     wait_for(lambda: sub(h, s["id"])["failed_attempts"] >= 2, 20, what="refused attempts")
     info = sub(h, s["id"])
     assert info["position"] == 0 and info["last_failure"]["status"] == 0
-    rc = receivers(port)
-    rc.secrets(SECRET1)
+    # Its secret from the start: herald is already retrying against it.
+    rc = receivers(port, secrets=[SECRET1])
     wait_for(lambda: len(rc.ok()) == 5, 20, what="all 5 after the receiver came")
     assert [d["offset"] for d in rc.ok()] == [1, 2, 3, 4, 5]
     assert rc.log()["invalid"] == 0

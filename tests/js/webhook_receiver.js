@@ -1,7 +1,9 @@
 // A webhook receiver for herald's end-to-end tests (tests/e2e/test_webhooks.py).
 //
 // Listens on 127.0.0.1:<argv[2]> (0 = any free port) and prints one JSON
-// line {"ready": true, "port": N} once it does. Every POST outside /_* is a
+// line {"ready": true, "port": N} once it does. Further arguments are the
+// first secrets (for a receiver that herald is already calling when it
+// starts, so no delivery arrives before its secret). Every POST outside /_* is a
 // delivery: its signature is verified with the npm `standardwebhooks`
 // package against every secret set with POST /_secrets (an invalid one is
 // recorded and answered 400, so the test sees it), it is parsed with the npm
@@ -28,7 +30,7 @@ const { Webhook } = require('standardwebhooks');
 const { HTTP } = require('cloudevents');
 
 const port = parseInt(process.argv[2] || '0', 10);
-let secrets = [];
+let secrets = process.argv.slice(3);
 let plan = { rules: [], fail_rate: 0, delay_ms: 0 };
 let seed = 1;
 let log = [];
