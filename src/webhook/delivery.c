@@ -1055,6 +1055,13 @@ static void on_timer(uv_timer_t *t)
 
 static void pattern_event(struct sub *p, const char *topic, const struct hd_stored_event *ev);
 
+/* Pumps s on the next loop turn, if it may run. */
+static void pump_soon(struct sub *s)
+{
+	if (can_run(s) && !s->timer_closed)
+		uv_timer_start(&s->timer, on_timer, 0, 0);
+}
+
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
 	struct sub *s = watch->arg;
@@ -1065,8 +1072,8 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 	if (ev->offset > s->topic_last)
 		s->topic_last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (can_run(s) && ev->offset >= s->lease.next && !s->timer_closed)
-		uv_timer_start(&s->timer, on_timer, 0, 0);
+	if (ev->offset >= s->lease.next)
+		pump_soon(s);
 }
 
 static void pump_waiter(const char *key, void *value, void *arg)
@@ -1078,8 +1085,7 @@ static void pump_waiter(const char *key, void *value, void *arg)
 	if (s->global_wait) {
 		s->global_wait = false;
 		s->w->global_waiters--;
-		if (can_run(s) && !s->timer_closed)
-			uv_timer_start(&s->timer, on_timer, 0, 0);
+		pump_soon(s);
 	}
 }
 
@@ -1098,8 +1104,7 @@ static void kid_waiter(const char *key, void *value, void *arg)
 	if (s->sub_wait) {
 		s->sub_wait = false;
 		s->parent->kid_waiters--;
-		if (can_run(s) && !s->timer_closed)
-			uv_timer_start(&s->timer, on_timer, 0, 0);
+		pump_soon(s);
 	}
 }
 
@@ -1123,8 +1128,7 @@ static void sub_activate(struct sub *s)
 	if (s->parent) {
 		/* Woken by the parent's prefix watch; on the next loop turn. */
 		s->last_known = false;
-		if (can_run(s) && !s->timer_closed)
-			uv_timer_start(&s->timer, on_timer, 0, 0);
+		pump_soon(s);
 		return;
 	}
 	if (!s->watching && !s->w->stopping) {
