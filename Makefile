@@ -49,7 +49,7 @@ test-asan: asan
 # read, crash, fan out, consume through groups, cursors and webhooks against a
 # TSan-built server (not the RSS test:
 # TSan's shadow memory makes RSS meaningless).
-TSAN_E2E = test_smoke.py test_publish.py test_read.py test_crash.py test_longpoll.py test_ws.py \
+TSAN_E2E = test_smoke.py test_http.py test_publish.py test_read.py test_crash.py test_longpoll.py test_ws.py \
 	test_groups.py test_cursors.py test_webhooks.py
 test-tsan: tsan
 	@echo "== tests: ThreadSanitizer build =="

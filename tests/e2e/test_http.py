@@ -7,6 +7,7 @@ sends. Every receive has a timeout (RawConn) and every test a time limit.
 import json
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -90,6 +91,93 @@ def test_many_pipelined_publishes_get_dense_offsets_in_order(herald):
     assert [r.status for r in got] == [201] * n
     assert [(r.json()["offset"], r.json()["id"]) for r in got] == [(i + 1, f"b{i}") for i in range(n)]
     assert [e["id"] for e in herald.read_all("burst")] == [f"b{i}" for i in range(n)]
+
+
+def test_publish_answer_head_is_complete(herald):
+    """The answer to a single publish has a whole head (type, length,
+    keep-alive, Server, Date) for a stored event and for a duplicate, and
+    the connection serves on."""
+    with RawConn(herald.port) as c:
+        for expect, status in (({"offset": 1}, 201), ({"offset": 1, "duplicate": True}, 200)):
+            r = c.request(publish_bytes("head", structured("h1")))
+            assert r.status == status
+            assert r.headers["content-type"] == "application/json"
+            assert r.headers["connection"] == "keep-alive"
+            assert r.headers["server"] == "herald"
+            assert r.headers["date"].endswith(" GMT")
+            assert int(r.headers["content-length"]) == len(r.body)
+            assert r.json() == dict({"topic": "head", "id": "h1"}, **expect)
+        r = c.request(get_bytes("/healthz"))
+        assert r.status == 200
+
+
+def test_http10_keep_alive_publish_then_close(herald):
+    with RawConn(herald.port) as c:
+        r = c.request(publish_bytes("h10", structured("a"), {"Connection": "keep-alive"}, version="1.0"))
+        assert r.status == 201 and r.headers["connection"].lower() == "keep-alive"
+        r = c.request(publish_bytes("h10", structured("b"), version="1.0"))
+        assert r.status == 201 and r.headers["connection"].lower() == "close"
+        assert c.closed_by_peer(5)
+    assert [e["id"] for e in herald.read_all("h10")] == ["a", "b"]
+
+
+def publishes_total(h):
+    r = requests.get(h.url + "/metrics", timeout=5)
+    for line in r.text.splitlines():
+        if line.startswith("herald_publishes_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no herald_publishes_total")
+
+
+def test_pipelined_publishes_to_a_client_that_does_not_read(herald):
+    """2000 publishes pipelined by a client with a small receive window
+    that reads nothing until the server has stopped publishing: the answers
+    (3 KB each) fill the socket buffers, so one is only partly taken by the
+    socket, parsing pauses, and its rest and every answer after it must
+    follow in order, whole, once the client reads."""
+    n = 2000
+    pad = "x" * 3000  # the id comes back in the answer
+    blob = b"".join(publish_bytes("slowread", structured(f"s{i}-{pad}")) for i in range(n))
+    with RawConn(herald.port, timeout=30, rcvbuf=4096) as c:
+        sender = threading.Thread(target=c.send, args=(blob,), daemon=True)
+        sender.start()
+        # Until publishing stalls: the output is full and parsing paused.
+        last, since = -1, time.monotonic()
+        while time.monotonic() - since < 1.0:
+            now = publishes_total(herald)
+            if now != last:
+                last, since = now, time.monotonic()
+            time.sleep(0.1)
+        assert 0 < last < n, f"{last} published: the output never backed up"
+        got = [c.response() for _ in range(n)]
+        sender.join(10)
+        assert not sender.is_alive()
+    assert [r.status for r in got] == [201] * n
+    assert [(r.json()["offset"], r.json()["id"]) for r in got] == [(i + 1, f"s{i}-{pad}") for i in range(n)]
+    assert_serves(herald)
+
+
+def test_clients_that_leave_before_their_answer_leave_nothing_behind(herald):
+    """Clients that send a publish and close at once (FIN, or RST), 20 at a
+    time, while their events are being stored: every event is stored once,
+    offsets are dense, and the open-connections gauge returns to just the
+    one asking."""
+    conns = []
+    for i in range(200):
+        c = RawConn(herald.port)
+        if i % 2:
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.send(publish_bytes("leave", structured(f"l{i}")))
+        conns.append(c)
+        if len(conns) == 20:
+            for x in conns:
+                x.close()
+            conns = []
+    assert_serves(herald)
+    wait_for(lambda: connections_open(herald) == 1, 10, what="herald_connections_open back to 1")
+    events = herald.read_all("leave")
+    assert len({e["id"] for e in events}) == len(events)
+    assert [e["offset"] for e in events] == list(range(1, len(events) + 1))
 
 
 def test_chunked_request_body_is_published(herald):
