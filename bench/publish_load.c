@@ -2,7 +2,7 @@
  * herald-publish-load — the publish load generator of bench/publish.sh and
  * bench/ab.sh.
  *
- *   herald-publish-load [--warmup S] single|batch PORT TOPIC CONNECTIONS SECONDS [SERVER_PID]
+ *   herald-publish-load [--warmup S] [--nchan] single|batch PORT TOPIC CONNECTIONS SECONDS [SERVER_PID]
  *
  * Opens CONNECTIONS keep-alive connections to 127.0.0.1:PORT (TCP_NODELAY)
  * and keeps exactly one request in flight on each (a closed loop, like wrk;
@@ -17,6 +17,9 @@
  *           the answer must be 200 with "failed_count":0 and no duplicate.
  * Every event id is "l<pid>-<realtime µs>-<connection>-<n>", so a second run
  * against the same server publishes no duplicates.
+ *   --nchan  the same single requests to nginx + Nchan (bench/nchan.conf.in)
+ *            for calibration: POST /pub/TOPIC, the answer must be 201 or 202
+ *            (Nchan stores the body as the message; single mode only).
  *
  * Output: one line on stdout,
  *   mode=single conns=64 secs=10.0 requests=R events=E events_per_s=X
@@ -216,6 +219,7 @@ struct conn {
 
 static struct {
 	bool batch;
+	bool nchan; /* --nchan: POST /pub/TOPIC to nginx + Nchan, answers 201 or 202 */
 	int port;
 	const char *topic;
 	int conns;
@@ -379,7 +383,7 @@ static void answer(struct conn *c, double now)
 			error_at(c, "batch refused or an entry failed", status, body, body_len);
 			return;
 		}
-	} else if (status != 201) {
+	} else if (status != 201 && !(opt.nchan && status == 202)) {
 		error_at(c, "publish not created", status, body, body_len);
 		return;
 	}
@@ -556,8 +560,8 @@ static double self_cpu(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: herald-publish-load [--warmup S] single|batch PORT TOPIC CONNECTIONS SECONDS "
-			"[SERVER_PID]\n");
+	fprintf(stderr, "usage: herald-publish-load [--warmup S] [--nchan] single|batch PORT TOPIC "
+			"CONNECTIONS SECONDS [SERVER_PID]\n");
 	exit(2);
 }
 
@@ -565,9 +569,16 @@ static void parse_args(int argc, char **argv)
 {
 	int i = 1;
 	opt.warmup = 1;
-	if (argc > 2 && strcmp(argv[1], "--warmup") == 0) {
-		opt.warmup = atof(argv[2]);
-		i = 3;
+	for (;;) {
+		if (argc > i + 1 && strcmp(argv[i], "--warmup") == 0) {
+			opt.warmup = atof(argv[i + 1]);
+			i += 2;
+		} else if (argc > i && strcmp(argv[i], "--nchan") == 0) {
+			opt.nchan = true;
+			i++;
+		} else {
+			break;
+		}
 	}
 	if (argc - i != 5 && argc - i != 6)
 		usage();
@@ -592,6 +603,8 @@ static void parse_args(int argc, char **argv)
 		die("SECONDS must be in (0, 3600]");
 	if (!(opt.warmup >= 0 && opt.warmup <= 600))
 		die("--warmup must be in [0, 600]");
+	if (opt.nchan && opt.batch)
+		die("--nchan publishes single events only");
 }
 
 int main(int argc, char **argv)
@@ -607,9 +620,10 @@ int main(int argc, char **argv)
 	}
 
 	int hl = snprintf(opt.req_head, sizeof(opt.req_head),
-			  "POST /v1/topics/%s/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
+			  "POST %s%s%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
 			  "Content-Length: ",
-			  opt.topic, opt.batch ? "application/cloudevents-batch+json" : "application/cloudevents+json");
+			  opt.nchan ? "/pub/" : "/v1/topics/", opt.topic, opt.nchan ? "" : "/events",
+			  opt.batch ? "application/cloudevents-batch+json" : "application/cloudevents+json");
 	if (hl < 0 || (size_t)hl >= sizeof(opt.req_head))
 		die("request head too long");
 	opt.req_head_len = (size_t)hl;
