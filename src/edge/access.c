@@ -50,6 +50,37 @@ int64_t hd_access_expires_ms(const struct hd_access_id *id)
 	return id->token ? id->expires_ms : 0;
 }
 
+void hd_access_cred_of(const struct hd_access_id *id, struct hd_access_cred *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->expires_ms = hd_access_expires_ms(id);
+	if (!id->key)
+		return;
+	out->key = true;
+	memcpy(out->name, id->key->name, sizeof(out->name));
+	memcpy(out->hash, id->key->hash, sizeof(out->hash));
+}
+
+int hd_access_recheck(const struct hd_access *a, struct hd_access_cred *c, const char *topic,
+		      int64_t now_ms)
+{
+	if (!c->key || !hd_access_keys_on(a))
+		return 0;
+	for (size_t i = 0, n = hd_keys_count(a->keys); i < n; i++) {
+		const struct hd_key *k = hd_keys_at(a->keys, i);
+		if (strcmp(k->name, c->name) != 0)
+			continue;
+		/* Hashes are public (the keys file holds them): no need for a
+		 * constant-time compare. */
+		if (memcmp(k->hash, c->hash, sizeof(c->hash)) != 0 ||
+		    !hd_key_allows(k, HD_KEY_READ, topic) || (k->expires_ms && k->expires_ms <= now_ms))
+			return HD_EUNAUTH;
+		c->expires_ms = k->expires_ms;
+		return 0;
+	}
+	return HD_EUNAUTH;
+}
+
 int hd_access_identify(const struct hd_access *a, const struct hd_http_request *req,
 		       struct hd_access_id *id, struct hd_error *err)
 {

@@ -59,6 +59,31 @@ void hd_access_id_fini(struct hd_access_id *id);
  * or long-poll held open must end then, like the credential. */
 int64_t hd_access_expires_ms(const struct hd_access_id *id);
 
+/*
+ * What a stream or held request keeps of the credential that opened it,
+ * so that a reload of the API keys (SIGHUP) can end it when that key was
+ * revoked, like an expiry does.
+ */
+struct hd_access_cred {
+	int64_t expires_ms;             /* hd_access_expires_ms at open; 0 = never */
+	bool key;                       /* an API key granted access (not a token) */
+	char name[HD_KEY_NAME_MAX + 1]; /* that key's name and secret's hash */
+	uint8_t hash[HD_KEY_HASH_LEN];
+};
+
+void hd_access_cred_of(const struct hd_access_id *id, struct hd_access_cred *out);
+
+/*
+ * After the keys changed: 0 when c still grants reading topic (a token's
+ * credential, development mode, or the same key — name and secret — still
+ * configured with a read scope for topic and not expired at now_ms), with
+ * c->expires_ms set to that key's expiry as configured now; HD_EUNAUTH
+ * when the key was removed, its secret replaced, its read scope taken
+ * away, or it expired.
+ */
+int hd_access_recheck(const struct hd_access *a, struct hd_access_cred *c, const char *topic,
+		      int64_t now_ms);
+
 /* Whether API keys are configured (not development mode). */
 bool hd_access_keys_on(const struct hd_access *a);
 

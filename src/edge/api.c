@@ -315,7 +315,7 @@ struct read {
 	struct hd_http_request *req;
 	struct hd_api *api;
 	uint32_t wait_ms;
-	int64_t expires_ms;             /* the client token's exp; 0 = none */
+	struct hd_access_cred cred;     /* what allowed the read (expiry, key) */
 	struct hd_read r;
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 };
@@ -365,7 +365,7 @@ static void read_done(struct hd_read *r)
 	 * until an event arrives (long-poll). A gap is reported at once. */
 	if (!r->err && r->n == 0 && !r->truncated && rd->wait_ms && !rd->api->stopping &&
 	    hd_longpoll_wait(rd->api->longpoll, rd->req, rd->topic, r->after, r->limit, rd->wait_ms,
-			     rd->expires_ms, r) == 0) {
+			     &rd->cred, r) == 0) {
 		hd_read_fini(r);
 		free(rd);
 		return;
@@ -393,7 +393,7 @@ static int query_wait(const struct hd_http_request *req, uint32_t *out, struct h
 }
 
 static void handle_read(struct hd_http_request *req, struct hd_api *api, const char *topic,
-			int64_t expires_ms)
+			const struct hd_access_cred *cred)
 {
 	struct hd_error err = {0};
 	uint64_t after, limit;
@@ -414,7 +414,7 @@ static void handle_read(struct hd_http_request *req, struct hd_api *api, const c
 	rd->req = req;
 	rd->api = api;
 	rd->wait_ms = wait_ms;
-	rd->expires_ms = expires_ms;
+	rd->cred = *cred;
 	snprintf(rd->topic, sizeof(rd->topic), "%s", topic);
 	rd->r.topic = rd->topic;
 	rd->r.after = after;
@@ -837,8 +837,11 @@ static void handle_topics(struct hd_http_request *req, struct hd_api *api, const
 			if (permit(req, hd_access_key(ac, who, HD_KEY_PUBLISH, topic, &err), &err))
 				handle_publish(req, api, topic, who);
 		} else if (m == HTTP_GET) {
-			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
-				handle_read(req, api, topic, hd_access_expires_ms(who));
+			if (permit(req, hd_access_read(ac, who, topic, &err), &err)) {
+				struct hd_access_cred cred;
+				hd_access_cred_of(who, &cred);
+				handle_read(req, api, topic, &cred);
+			}
 		} else {
 			method_not_allowed(req, "GET, POST");
 		}
@@ -957,6 +960,9 @@ void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struc
 {
 	api->access.keys = keys;
 	api->access.jwt = jwt;
+	/* What a revoked key opened ends now, as it would at its expiry. */
+	hd_sse_recheck(api->sse, &api->access);
+	hd_longpoll_recheck(api->longpoll, &api->access);
 }
 
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,

@@ -2,6 +2,7 @@
 #include "edge/longpoll.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "edge/access.h"
 
@@ -14,8 +15,11 @@ struct waiter {
 	uv_timer_t timer;
 	struct hd_longpoll *lp;
 	struct hd_http_request *req;   /* NULL once answered */
+	bool woken;                    /* an event came: the re-read is due or under way */
 	bool rereading;                /* woken: its re-read is under way */
 	bool expires;                  /* the timer is the token's expiry, before the wait's end */
+	uint64_t deadline;             /* the wait's end, loop time (ms) */
+	struct hd_access_cred cred;
 	struct hd_read r;
 	struct waiter *prev, *next;    /* in lp->waiters */
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
@@ -116,12 +120,29 @@ static void on_event(struct hd_watch *watch, const char *topic, const struct hd_
 	/* Re-read on the next loop turn, when the whole committed batch is in
 	 * the ring, so the answer carries every event of it up to the limit. */
 	hd_hub_unwatch(w->lp->hub, &w->watch);
+	w->woken = true;
 	uv_timer_start(&w->timer, on_wake, 0, 0);
 }
 
+/* The timer for what comes first: the wait's end or the credential's expiry. */
+static void arm(struct waiter *w)
+{
+	uint64_t now = uv_now(w->lp->loop);
+	uint64_t due = w->deadline > now ? w->deadline - now : 0;
+	w->expires = false;
+	if (w->cred.expires_ms) {
+		int64_t left = w->cred.expires_ms - hd_now_ms();
+		if (left < (int64_t)due) {
+			w->expires = true;
+			due = left > 0 ? (uint64_t)left : 0;
+		}
+	}
+	uv_timer_start(&w->timer, on_timeout, due, 0);
+}
+
 int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const char *topic,
-		     uint64_t after, uint32_t limit, uint32_t wait_ms, int64_t expires_ms,
-		     const struct hd_read *empty)
+		     uint64_t after, uint32_t limit, uint32_t wait_ms,
+		     const struct hd_access_cred *cred, const struct hd_read *empty)
 {
 	struct waiter *w = hd_calloc(1, sizeof(*w));
 	snprintf(w->topic, sizeof(w->topic), "%s", topic);
@@ -142,14 +163,9 @@ int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const 
 	}
 	uv_timer_init(lp->loop, &w->timer);
 	w->timer.data = w;
-	if (expires_ms) {
-		int64_t left = expires_ms - hd_now_ms();
-		if (left < (int64_t)wait_ms) {
-			w->expires = true;
-			wait_ms = left > 0 ? (uint32_t)left : 0;
-		}
-	}
-	uv_timer_start(&w->timer, on_timeout, wait_ms, 0);
+	w->cred = *cred;
+	w->deadline = uv_now(lp->loop) + wait_ms;
+	arm(w);
 	w->next = lp->waiters;
 	if (lp->waiters)
 		lp->waiters->prev = w;
@@ -177,4 +193,29 @@ void hd_longpoll_release_all(struct hd_longpoll *lp)
 void hd_longpoll_free(struct hd_longpoll *lp)
 {
 	free(lp);
+}
+
+void hd_longpoll_recheck(struct hd_longpoll *lp, const struct hd_access *ac)
+{
+	int64_t now = hd_now_ms();
+	struct waiter *next;
+
+	for (struct waiter *w = lp->waiters; w; w = next) {
+		next = w->next;
+		/* A re-read under way answers with what the key could read. */
+		if (!w->req || w->rereading || !w->cred.key)
+			continue;
+		if (hd_access_recheck(ac, &w->cred, w->topic, now) == 0) {
+			if (!w->woken)
+				arm(w); /* the key's expiry may have moved */
+			continue;
+		}
+		struct hd_http_request *req = w->req;
+		struct hd_error err = {0};
+		w->req = NULL;
+		hd_log_info("longpoll_key_revoked remote=%s key=%s", req->remote, w->cred.name);
+		hd_error_set(&err, HD_EUNAUTH, "the API key that was presented was revoked while the request was held");
+		hd_access_deny(req, &err);
+		waiter_end(w);
+	}
 }

@@ -13,6 +13,7 @@
 #ifndef HD_LONGPOLL_H
 #define HD_LONGPOLL_H
 
+#include "edge/access.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -32,14 +33,21 @@ struct hd_longpoll *hd_longpoll_new(uv_loop_t *loop, struct hd_hub *hub, hd_long
 /*
  * Holds req until an event after `after` is committed to topic or wait_ms
  * passes. `empty` is the read that found nothing (its epoch and last are
- * reused for the timeout answer; borrowed for the call). expires_ms is the
- * Unix time (ms) of the client token's exp, 0 for none: a request still
- * held then is answered 401 token_expired. Returns 0, or HD_ELIMIT when the
- * hub cannot watch more topics (then req is untouched).
+ * reused for the timeout answer; borrowed for the call). cred (copied) is
+ * the credential that allowed the read: a request still held at its
+ * expiry is answered 401 token_expired, and one whose API key a reload
+ * revoked is answered 401 unauthorized (hd_longpoll_recheck). Returns 0,
+ * or HD_ELIMIT when the hub cannot watch more topics (then req is
+ * untouched).
  */
 int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const char *topic,
-		     uint64_t after, uint32_t limit, uint32_t wait_ms, int64_t expires_ms,
-		     const struct hd_read *empty);
+		     uint64_t after, uint32_t limit, uint32_t wait_ms,
+		     const struct hd_access_cred *cred, const struct hd_read *empty);
+
+/* After the API keys were reloaded: answers 401 every held request whose
+ * key is gone, has a new secret, lost its read scope or expired; the
+ * others follow their key's expiry as configured now. */
+void hd_longpoll_recheck(struct hd_longpoll *lp, const struct hd_access *ac);
 
 /* Number of requests waiting. */
 size_t hd_longpoll_waiting(const struct hd_longpoll *lp);

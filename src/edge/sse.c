@@ -52,8 +52,8 @@ struct stream {
 	bool pumping;
 	bool paused;                 /* waiting for the output to drain */
 	bool released;               /* ka is closing */
-	int64_t expires_ms;          /* the credential's expiry (Unix ms); 0 = never */
-	bool key_expires;            /* it is an API key's, not a token's */
+	struct hd_access_cred cred;  /* its expiry ends the stream, and so does
+					the key's revocation (hd_sse_recheck) */
 	unsigned fired_at;           /* the topic's `fired` when r was issued */
 	size_t cur;                  /* the topic being caught up; n when all are live */
 	size_t n;
@@ -413,8 +413,8 @@ static void on_keepalive(uv_timer_t *h);
 static void ka_arm(struct stream *st)
 {
 	uint64_t due = st->sse->opts.keepalive_ms;
-	if (st->expires_ms) {
-		int64_t left = st->expires_ms - hd_now_ms();
+	if (st->cred.expires_ms) {
+		int64_t left = st->cred.expires_ms - hd_now_ms();
 		if (left < (int64_t)due)
 			due = left > 0 ? (uint64_t)left : 0;
 	}
@@ -432,9 +432,9 @@ static void on_keepalive(uv_timer_t *h)
 
 	if (!st->req)
 		return;
-	if (st->expires_ms && hd_now_ms() >= st->expires_ms) {
+	if (st->cred.expires_ms && hd_now_ms() >= st->cred.expires_ms) {
 		/* The client learns why before the end, and fetches a new token. */
-		rc = st->key_expires
+		rc = st->cred.key
 			     ? hd_http_stream_write_copy(st->req, key_expired, sizeof(key_expired) - 1)
 			     : hd_http_stream_write_copy(st->req, token_expired,
 							 sizeof(token_expired) - 1);
@@ -683,8 +683,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	st->sse = sse;
 	st->multi = sp->multi;
 	st->n = sp->n;
-	st->expires_ms = hd_access_expires_ms(who);
-	st->key_expires = who->key != NULL;
+	hd_access_cred_of(who, &st->cred);
 	for (size_t i = 0; i < sp->n; i++) {
 		struct stopic *t = &st->topics[i];
 		t->st = st;
@@ -805,4 +804,31 @@ void hd_sse_free(struct hd_sse *sse)
 		hd_rcbuf_unref(sse->cache[i].block_id);
 	}
 	free(sse);
+}
+
+void hd_sse_recheck(struct hd_sse *sse, const struct hd_access *ac)
+{
+	static const char revoked[] = "event: revoked\ndata: {\"reason\":\"API key revoked\"}\n\n";
+	int64_t now = hd_now_ms();
+	struct stream *next;
+
+	for (struct stream *st = sse->streams; st; st = next) {
+		next = st->next;
+		if (!st->req || !st->cred.key)
+			continue;
+		bool ok = true;
+		for (size_t i = 0; ok && i < st->n; i++)
+			ok = hd_access_recheck(ac, &st->cred, st->topics[i].name, now) == 0;
+		if (ok) {
+			if (!st->released)
+				ka_arm(st); /* the key's expiry may have moved */
+			continue;
+		}
+		hd_log_info("sse_key_revoked remote=%s key=%s", st->req->remote, st->cred.name);
+		int rc = hd_http_stream_write_copy(st->req, revoked, sizeof(revoked) - 1);
+		if (rc)
+			write_failed(st, rc);
+		else
+			stream_end(st);
+	}
 }

@@ -63,6 +63,11 @@ void hd_sse_handle_topic(struct hd_sse *sse, struct hd_http_request *req, const 
 /* GET /v1/sse?topic=…; names come from the query. */
 void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
 			 const struct hd_access *ac, const struct hd_access_id *who);
+/* After the API keys were reloaded: every stream opened with a key that is
+ * gone, has a new secret, lost its read scope or expired gets
+ * `event: revoked` ({"reason":"API key revoked"}) and ends; the others
+ * follow their key's expiry as configured now. */
+void hd_sse_recheck(struct hd_sse *sse, const struct hd_access *ac);
 /* Open streams. */
 size_t hd_sse_streams(const struct hd_sse *sse);
 /* Ends every stream (their queued output is still sent) and refuses new

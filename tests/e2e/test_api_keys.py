@@ -264,3 +264,71 @@ def test_no_key_is_development_mode(herald):
     assert post(herald, "rides:1", auth("hd_whatever")).status_code == 201
     assert requests.get(herald.url + "/metrics", timeout=10).status_code == 200
     assert requests.delete(herald.topic_url("rides:1", ""), timeout=10).status_code == 200
+
+
+def test_reload_ends_what_a_revoked_key_opened(herald_factory):
+    """SIGHUP with a key gone, or its secret replaced: the SSE streams it
+    opened get a "revoked" event and end, its held long-poll is answered
+    401, while streams of the keys that stayed go on; a reload that gives
+    a key an expiry ends its stream then."""
+    from concurrent.futures import ThreadPoolExecutor
+    from test_sse import SSE
+
+    def section(name, secret, scopes="read", expires=None):
+        text = f"[key {name}]\nhash = sha256:{hashlib.sha256(secret.encode()).hexdigest()}\nscopes = {scopes}\n"
+        return text + (f"expires = {expires}\n" if expires else "")
+
+    gone, kept, later, admin = ("gone-", "kept-", "later-", "admin-")
+    gone, kept, later, admin = (p + "secret-" + p[0] * 40 for p in (gone, kept, later, admin))
+    base = section("kept", kept) + section("admin", admin, "publish:* metrics")
+    h = herald_factory(config=base + section("gone", gone) + section("later", later))
+
+    def reload(conf):
+        with open(h.data_dir + ".conf", "w") as f:
+            f.write(conf)
+        n = h.read_log().count("keys_reloaded")
+        h.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: h.read_log().count("keys_reloaded") > n, 10, 0.05, "the reload")
+
+    def waiting():
+        r = requests.get(h.url + "/metrics", headers=auth(admin), timeout=5)
+        return next(int(float(ln.split()[1])) for ln in r.text.splitlines()
+                    if ln.startswith("herald_longpoll_waiting "))
+
+    assert post(h, "r", auth(admin)).status_code == 201
+    streams = {k: SSE(h, "/v1/topics/r/sse?after=0", headers=auth(v))
+               for k, v in (("gone", gone), ("kept", kept), ("later", later))}
+    for s in streams.values():
+        assert s.status == 200 and s.next_event()["id"] == "1"
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(requests.get, h.topic_url("r"), params={"after": 1, "wait": 60},
+                           headers=auth(gone), timeout=90)
+        wait_for(lambda: waiting() == 1, 10, 0.05, "the long-poll to be held")
+        t0 = time.monotonic()
+        reload(base + section("later", later))  # "gone" revoked
+        r = held.result(timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+    assert "revoked" in r.json()["error"]["message"]
+    assert time.monotonic() - t0 < 10
+    ev = streams["gone"].next_event(timeout=10)
+    assert ev is not None and ev["event"] == "revoked", ev
+    assert json.loads(ev["data"]) == {"reason": "API key revoked"}
+    assert streams["gone"].next_event(timeout=5) is None  # then the end of the stream
+    # The others go on.
+    assert post(h, "r", auth(admin)).status_code == 201
+    for k in ("kept", "later"):
+        assert streams[k].next_event(timeout=10)["id"] == "2"
+
+    # "later" gets a new secret (revoked), and "kept" an expiry 3 s away.
+    exp = time.time() + 3
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+    reload(section("kept", kept, expires=stamp) + section("admin", admin, "publish:* metrics")
+           + section("later", "new-" + later))
+    ev = streams["later"].next_event(timeout=10)
+    assert ev is not None and ev["event"] == "revoked", ev
+    ev = streams["kept"].next_event(timeout=20)
+    assert ev is not None and ev["event"] == "expired", ev
+    assert time.time() >= int(exp) - 0.05
+    for s in streams.values():
+        s.close()
+    assert_401(requests.get(h.topic_url("r"), headers=auth(gone), timeout=10))
