@@ -181,6 +181,61 @@ static void test_random_against_model(void **state)
 	hd_dedup_fini(&d);
 }
 
+/* Deletions while the index grows: entries removed from the old index
+ * (expired at the old end, rolled back) leave tombstones there, since a
+ * backward shift could carry a slot behind the move cursor. Every entry
+ * still held must be found across them, before and after the move
+ * finishes, no removed one may be, and the move must not carry a
+ * tombstone into the new index. */
+static void test_tombstones_while_growing(void **state)
+{
+	enum { N = 1100 }; /* past half of the first index: it grows */
+	const uint64_t mul = 0x9e3779b97f4a7c15ull;
+	struct hd_dedup d;
+	(void)state;
+	hd_dedup_init(&d, 100000);
+	/* The first half expires at 10, the rest at 1000. */
+	for (uint64_t i = 0; i < N; i++)
+		hd_dedup_add(&d, (int64_t)(i % 2) + 1, i * mul, i, i < N / 2 ? 10 : 1000, 0);
+	assert_non_null(d.old); /* growing: the old index still holds most */
+	size_t tombs = 0;
+	for (size_t i = 0; i < d.nold; i++)
+		tombs += d.old[i] != 0 && (d.old[i] & 0xffffffffu) == 0;
+	assert_int_equal(tombs, 0);
+	/* An add at 10 drops the expired half; then the last three adds (the
+	 * one at 10 and two before it) are taken back. */
+	hd_dedup_add(&d, 3, 7, 7, 1000, 10);
+	hd_dedup_rollback(&d, hd_dedup_mark(&d) - 3);
+	assert_non_null(d.old);
+	for (size_t i = 0; i < d.nold; i++)
+		tombs += d.old[i] != 0 && (d.old[i] & 0xffffffffu) == 0;
+	assert_true(tombs > 0);
+	assert_int_equal(d.n, N - N / 2 - 2);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint64_t i = 0; i < N; i++) {
+			const struct hd_dedup_entry *e =
+				hd_dedup_find(&d, (int64_t)(i % 2) + 1, i * mul, 10);
+			if (i < N / 2 || i >= N - 2) {
+				assert_null(e);
+			} else {
+				assert_non_null(e);
+				assert_int_equal(e->offset, i);
+			}
+		}
+		assert_null(hd_dedup_find(&d, 3, 7, 10));
+		if (pass == 1)
+			break;
+		/* Adds of another topic finish the move. */
+		for (uint64_t i = 0; d.old; i++) {
+			assert_true(i < 100000);
+			hd_dedup_add(&d, 4, i, i, 1000, 10);
+		}
+		for (size_t i = 0; i < d.nindex; i++)
+			assert_true(d.index[i] == 0 || (d.index[i] & 0xffffffffu) != 0);
+	}
+	hd_dedup_fini(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -189,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_rollback_and_drop_topic),
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_random_against_model),
+		cmocka_unit_test(test_tombstones_while_growing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
