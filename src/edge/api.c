@@ -759,6 +759,8 @@ static void handle_group(struct hd_http_request *req, struct hd_api *api, const 
 		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 		return;
 	}
+	struct hd_access_cred cred;
+	hd_access_cred_of(who, &cred);
 	if (hd_topic_pattern_is(topic)) {
 		/* Every topic the pattern may ever match is read: a client token's
 		 * namespace rules cannot be checked for all of them, and an API
@@ -770,12 +772,12 @@ static void handle_group(struct hd_http_request *req, struct hd_api *api, const 
 			hd_access_deny(req, &err);
 		} else if (permit(req, hd_access_key(&api->access, who, HD_KEY_READ, NULL, &err),
 				  &err)) {
-			hd_groups_handle(api->groups, req, act, topic, name);
+			hd_groups_handle(api->groups, req, act, topic, name, &cred);
 		}
 		return;
 	}
 	if (permit(req, hd_access_read(&api->access, who, topic, &err), &err))
-		hd_groups_handle(api->groups, req, act, topic, name);
+		hd_groups_handle(api->groups, req, act, topic, name, &cred);
 }
 
 /* Runs the access check of one route; answers the refusal and returns false. */
@@ -963,6 +965,7 @@ void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struc
 	/* What a revoked key opened ends now, as it would at its expiry. */
 	hd_sse_recheck(api->sse, &api->access);
 	hd_longpoll_recheck(api->longpoll, &api->access);
+	hd_groups_recheck(api->groups, &api->access);
 }
 
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,

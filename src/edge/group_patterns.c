@@ -616,14 +616,15 @@ static const struct hd_group_waiters_ops waiter_ops = {
 	.release = release,
 };
 
-static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
+static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g,
+			 const struct hd_access_cred *cred)
 {
 	uint32_t max;
 	double wait;
 	if (!hd_group_fetch_args(req, &max, &wait))
 		return;
 	(void)pg;
-	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000));
+	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000), cred);
 }
 
 /* ---- ack, nack -------------------------------------------------------- */
@@ -799,7 +800,8 @@ static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, st
 /* ---- entry ------------------------------------------------------------ */
 
 void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
-		       enum hd_group_action act, const char *pattern, const char *name)
+		       enum hd_group_action act, const char *pattern, const char *name,
+		       const struct hd_access_cred *cred)
 {
 	char key[HD_GROUP_NAME_MAX + 1];
 	make_key(key, sizeof(key), pattern, name);
@@ -839,7 +841,7 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 		handle_delete(pg, req, g);
 		return;
 	case HD_GROUP_ACT_FETCH:
-		handle_fetch(pg, req, g);
+		handle_fetch(pg, req, g, cred);
 		return;
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
@@ -911,6 +913,17 @@ static void each_group(struct hd_pgroups *pg, void (*fn)(struct pgroup *g, void 
 {
 	struct walk w = {fn, arg};
 	hd_map_each(&pg->groups, walk_one, &w);
+}
+
+static void recheck_one(struct pgroup *g, void *arg)
+{
+	hd_group_waiters_recheck(&g->q, arg, g->pattern);
+}
+
+void hd_pgroups_recheck(struct hd_pgroups *pg, const struct hd_access *ac)
+{
+	/* Groups in the map are not deleted: nothing here can free one. */
+	each_group(pg, recheck_one, (void *)ac);
 }
 
 static void drop_one(struct pgroup *g, void *arg)

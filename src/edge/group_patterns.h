@@ -62,7 +62,10 @@ void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, siz
 /* Handles one request for group name (checked) of pattern (checked);
  * answers req exactly once, now or later. Loop thread. */
 void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
-		       enum hd_group_action act, const char *pattern, const char *name);
+		       enum hd_group_action act, const char *pattern, const char *name,
+		       const struct hd_access_cred *cred);
+/* hd_groups_recheck for the pattern groups. */
+void hd_pgroups_recheck(struct hd_pgroups *pg, const struct hd_access *ac);
 
 /* Forgets topic's part in every pattern group (the topic is being deleted;
  * the store deletes the part rows with it). */

@@ -69,35 +69,53 @@ void hd_group_waiters_init(struct hd_group_waiters *q, uv_loop_t *loop,
 	q->tail = &q->head;
 }
 
+static bool queued(const struct hd_group_waiters *q, const struct hd_group_waiter *w)
+{
+	for (const struct hd_group_waiter *x = q->head; x; x = x->next)
+		if (x == w)
+			return true;
+	return false;
+}
+
 static void on_wait_end(uv_timer_t *t)
 {
 	struct hd_group_waiter *w = t->data;
 	struct hd_group_waiters *q = w->q;
-	if (!w->req)
-		return;
-	/* Still in the queue (not being served): answer it empty. */
-	for (struct hd_group_waiter *x = q->head; x; x = x->next) {
-		if (x == w) {
-			waiter_unlink(w);
-			q->ops->answer_empty(q->owner, w);
-			hd_group_waiters_try(q);
-			q->ops->release(q->owner);
-			return;
-		}
-	}
+	if (!w->req || !queued(q, w))
+		return; /* being served: its fetch answers */
+	waiter_unlink(w);
+	if (w->expires)
+		hd_group_waiter_fail(w, HD_EEXPIRED, "the token or API key that was presented expired "
+					 "while the fetch was held");
+	else
+		q->ops->answer_empty(q->owner, w);
+	hd_group_waiters_try(q);
+	q->ops->release(q->owner);
+}
+
+/* The timer for what comes first: the wait's end or the credential's expiry. */
+static void arm_waiter(struct hd_group_waiter *w)
+{
+	int64_t now = hd_now_ms(), until = w->until_ms;
+	w->expires = w->cred.expires_ms && w->cred.expires_ms < until;
+	if (w->expires)
+		until = w->cred.expires_ms;
+	uv_timer_start(&w->timer, on_wait_end, until > now ? (uint64_t)(until - now) : 0, 0);
 }
 
 void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *req, uint32_t max,
-			  uint64_t wait_ms)
+			  uint64_t wait_ms, const struct hd_access_cred *cred)
 {
 	struct hd_group_waiter *w = hd_calloc(1, sizeof(*w));
 	w->req = req;
 	w->q = q;
 	w->max = max;
 	w->until_ms = hd_now_ms() + (int64_t)wait_ms;
+	if (cred)
+		w->cred = *cred;
 	uv_timer_init(q->loop, &w->timer);
 	w->timer.data = w;
-	uv_timer_start(&w->timer, on_wait_end, wait_ms, 0);
+	arm_waiter(w);
 	*q->tail = w;
 	q->tail = &w->next;
 	hd_group_waiters_wake(q);
@@ -197,4 +215,29 @@ bool hd_group_waiters_close(struct hd_group_waiters *q, uv_close_cb cb)
 	if (open)
 		uv_close((uv_handle_t *)&q->due, cb);
 	return open;
+}
+
+size_t hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
+				const char *topic)
+{
+	int64_t now = hd_now_ms();
+	size_t ended = 0;
+	struct hd_group_waiter *next;
+
+	for (struct hd_group_waiter *w = q->head; w; w = next) {
+		next = w->next;
+		if (!w->cred.key)
+			continue;
+		if (hd_access_recheck(ac, &w->cred, topic, now) == 0) {
+			arm_waiter(w); /* the key's expiry may have moved */
+			continue;
+		}
+		waiter_unlink(w);
+		hd_group_waiter_fail(w, HD_EUNAUTH, "the API key that was presented was revoked "
+				     "while the fetch was held");
+		ended++;
+	}
+	if (ended)
+		hd_group_waiters_try(q);
+	return ended;
 }

@@ -26,6 +26,7 @@
 #define HD_GROUP_WAITERS_H
 
 #include "core/buf.h"
+#include "edge/access.h"
 #include "http/server.h"
 
 #include <stdbool.h>
@@ -41,6 +42,8 @@ struct hd_group_waiter {
 	uint32_t max;                 /* events it takes at most */
 	int64_t until_ms;             /* the end of its wait (hd_now_ms) */
 	/* Private: */
+	struct hd_access_cred cred;   /* what allowed the fetch */
+	bool expires;                 /* the timer is the credential's expiry */
 	uv_timer_t timer;
 	struct hd_group_waiter *next;
 };
@@ -84,9 +87,18 @@ void hd_group_waiters_init(struct hd_group_waiters *q, uv_loop_t *loop,
 			   const struct hd_group_waiters_ops *ops, void *owner);
 
 /* Holds req (borrowed until answered) for up to max events and wait_ms at
- * the back of the queue, then wakes it. */
+ * the back of the queue, then wakes it. cred (copied; NULL: none) is the
+ * credential that allowed the fetch: a waiter still queued at its expiry
+ * is answered 401 token_expired. */
 void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *req, uint32_t max,
-			  uint64_t wait_ms);
+			  uint64_t wait_ms, const struct hd_access_cred *cred);
+/* After the API keys were reloaded: every queued waiter whose key is gone,
+ * has a new secret, lost its read scope (for topic, the group's topic or
+ * pattern) or expired is answered 401; the others follow their key's
+ * expiry as configured now. Returns how many were answered (then call the
+ * owner's release, as after a waiter's timer). */
+size_t hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
+				const char *topic);
 
 /* Something changed: ends starvation and tries the waiters. */
 void hd_group_waiters_wake(struct hd_group_waiters *q);

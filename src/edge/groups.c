@@ -66,6 +66,7 @@ struct hd_groups {
 struct pending {
 	struct hd_http_request *req;
 	enum hd_group_action act;
+	struct hd_access_cred cred;
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
 	struct pending *next;
@@ -532,7 +533,7 @@ static const struct hd_group_waiters_ops waiter_ops = {
 };
 
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
-			 const char *topic, const char *name)
+			 const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	uint32_t max;
 	double wait;
@@ -547,7 +548,7 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 		}
 		put_group(g, NULL, 0, NULL);
 	}
-	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000));
+	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000), cred);
 }
 
 /* ---- ack, nack -------------------------------------------------------- */
@@ -758,10 +759,10 @@ static bool name_ok(const char *name)
 }
 
 static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
-		     const char *topic, const char *name)
+		     const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	if (hd_topic_pattern_is(topic)) {
-		hd_pgroups_handle(gs->patterns, req, act, topic, name);
+		hd_pgroups_handle(gs->patterns, req, act, topic, name, cred);
 		return;
 	}
 	struct group *g = group_get(gs, topic, name);
@@ -789,7 +790,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 		handle_delete(gs, req, g, topic, name);
 		return;
 	case HD_GROUP_ACT_FETCH:
-		handle_fetch(gs, req, g, topic, name);
+		handle_fetch(gs, req, g, topic, name, cred);
 		return;
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
@@ -803,7 +804,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 }
 
 void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
-		      const char *topic, const char *name)
+		      const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	if (!name_ok(name)) {
 		hd_group_respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
@@ -823,6 +824,7 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 		struct pending *p = hd_calloc(1, sizeof(*p));
 		p->req = req;
 		p->act = act;
+		p->cred = *cred;
 		snprintf(p->topic, sizeof(p->topic), "%s", topic);
 		snprintf(p->name, sizeof(p->name), "%s", name);
 		struct pending **pp = &gs->pending;
@@ -832,7 +834,21 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 		gs->npending++;
 		return;
 	}
-	dispatch(gs, req, act, topic, name);
+	dispatch(gs, req, act, topic, name, cred);
+}
+
+static void recheck_one(const char *key, void *value, void *arg)
+{
+	struct group *g = value;
+	(void)key;
+	hd_group_waiters_recheck(&g->q, arg, g->part.topic);
+}
+
+void hd_groups_recheck(struct hd_groups *gs, const struct hd_access *ac)
+{
+	/* Groups in the map are not deleted: nothing here can free one. */
+	hd_map_each(&gs->groups, recheck_one, (void *)ac);
+	hd_pgroups_recheck(gs->patterns, ac);
 }
 
 static void load_done(struct hd_group_op *op)
@@ -861,7 +877,7 @@ static void load_done(struct hd_group_op *op)
 		struct pending *p = gs->pending;
 		gs->pending = p->next;
 		gs->npending--;
-		dispatch(gs, p->req, p->act, p->topic, p->name);
+		dispatch(gs, p->req, p->act, p->topic, p->name, &p->cred);
 		free(p);
 	}
 }

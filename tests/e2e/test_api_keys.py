@@ -332,3 +332,51 @@ def test_reload_ends_what_a_revoked_key_opened(herald_factory):
     for s in streams.values():
         s.close()
     assert_401(requests.get(h.topic_url("r"), headers=auth(gone), timeout=10))
+
+
+def test_held_group_fetch_ends_at_its_keys_revocation_or_expiry(herald_factory):
+    """A pull-group fetch held by a key is answered 401 when a reload
+    revokes the key (exact and pattern groups), or when the key expires
+    while the fetch waits, instead of handing out events later."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def section(name, secret, scopes="read", expires=None):
+        text = f"[key {name}]\nhash = sha256:{hashlib.sha256(secret.encode()).hexdigest()}\nscopes = {scopes}\n"
+        return text + (f"expires = {expires}\n" if expires else "")
+
+    gone, soon, admin = ("g" * 40, "s" * 40, "a" * 40)
+    exp = time.time() + 6
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+    base = section("admin", admin, "publish:* read metrics")
+    h = herald_factory(config=base + section("gone", gone) + section("soon", soon, expires=stamp))
+
+    def fetch(topic, key):
+        return requests.post(f"{h.url}/v1/topics/{topic}/groups/workers/fetch",
+                             params={"max": 5, "wait": 60}, headers=auth(key), timeout=90)
+
+    # A pattern group must exist before a fetch (PUT creates it).
+    r = requests.put(f"{h.url}/v1/topics/jobs.*/groups/workers", json={}, headers=auth(admin), timeout=10)
+    assert r.status_code in (200, 201), r.text
+    with ThreadPoolExecutor(3) as pool:
+        exact = pool.submit(fetch, "jobs", gone)
+        pattern = pool.submit(fetch, "jobs.*", gone)
+        expiring = pool.submit(fetch, "other", soon)
+        time.sleep(1.0)  # the fetches are held (nothing to hand out)
+        assert not exact.done() and not pattern.done()
+        with open(h.data_dir + ".conf", "w") as f:
+            f.write(base + section("soon", soon, expires=stamp))  # "gone" revoked
+        t0 = time.monotonic()
+        h.proc.send_signal(signal.SIGHUP)
+        for fut in (exact, pattern):
+            r = fut.result(timeout=30)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+            assert "revoked" in r.json()["error"]["message"]
+        assert time.monotonic() - t0 < 10
+        # Nothing was handed out to the revoked key: the events stay for others.
+        assert post(h, "jobs", auth(admin)).status_code == 201
+        r = expiring.result(timeout=40)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "token_expired", r.text
+        assert time.time() >= int(exp) - 0.05
+    r = requests.post(f"{h.url}/v1/topics/jobs/groups/workers/fetch", params={"max": 5},
+                      headers=auth(admin), timeout=10)
+    assert r.status_code == 200 and len(r.json()["events"]) == 1, r.text
