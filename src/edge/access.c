@@ -61,6 +61,18 @@ void hd_access_cred_of(const struct hd_access_id *id, struct hd_access_cred *out
 	memcpy(out->hash, id->key->hash, sizeof(out->hash));
 }
 
+uint64_t hd_access_cred_clip(const struct hd_access_cred *c, uint64_t wait_ms, bool *expiry)
+{
+	*expiry = false;
+	if (!c->expires_ms)
+		return wait_ms;
+	int64_t left = c->expires_ms - hd_now_ms();
+	if (left >= 0 && (uint64_t)left >= wait_ms)
+		return wait_ms;
+	*expiry = true;
+	return left > 0 ? (uint64_t)left : 0;
+}
+
 int hd_access_recheck(const struct hd_access *a, struct hd_access_cred *c, const char *topic,
 		      int64_t now_ms)
 {

@@ -73,6 +73,11 @@ struct hd_access_cred {
 
 void hd_access_cred_of(const struct hd_access_id *id, struct hd_access_cred *out);
 
+/* The delay (ms) until what comes first: wait_ms from now, or c's expiry
+ * (then *expiry is set; a passed expiry gives 0). For the timer of a
+ * stream or held request. */
+uint64_t hd_access_cred_clip(const struct hd_access_cred *c, uint64_t wait_ms, bool *expiry);
+
 /*
  * After the keys changed: 0 when c still grants reading topic (a token's
  * credential, development mode, or the same key — name and secret — still

@@ -96,11 +96,9 @@ static void on_wait_end(uv_timer_t *t)
 /* The timer for what comes first: the wait's end or the credential's expiry. */
 static void arm_waiter(struct hd_group_waiter *w)
 {
-	int64_t now = hd_now_ms(), until = w->until_ms;
-	w->expires = w->cred.expires_ms && w->cred.expires_ms < until;
-	if (w->expires)
-		until = w->cred.expires_ms;
-	uv_timer_start(&w->timer, on_wait_end, until > now ? (uint64_t)(until - now) : 0, 0);
+	int64_t left = w->until_ms - hd_now_ms();
+	uint64_t due = hd_access_cred_clip(&w->cred, left > 0 ? (uint64_t)left : 0, &w->expires);
+	uv_timer_start(&w->timer, on_wait_end, due, 0);
 }
 
 void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *req, uint32_t max,

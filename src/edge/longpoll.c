@@ -128,15 +128,8 @@ static void on_event(struct hd_watch *watch, const char *topic, const struct hd_
 static void arm(struct waiter *w)
 {
 	uint64_t now = uv_now(w->lp->loop);
-	uint64_t due = w->deadline > now ? w->deadline - now : 0;
-	w->expires = false;
-	if (w->cred.expires_ms) {
-		int64_t left = w->cred.expires_ms - hd_now_ms();
-		if (left < (int64_t)due) {
-			w->expires = true;
-			due = left > 0 ? (uint64_t)left : 0;
-		}
-	}
+	uint64_t due = hd_access_cred_clip(&w->cred, w->deadline > now ? w->deadline - now : 0,
+					   &w->expires);
 	uv_timer_start(&w->timer, on_timeout, due, 0);
 }
 

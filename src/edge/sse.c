@@ -412,12 +412,8 @@ static void on_keepalive(uv_timer_t *h);
 /* The next keep-alive, or the token's expiry if that comes first. */
 static void ka_arm(struct stream *st)
 {
-	uint64_t due = st->sse->opts.keepalive_ms;
-	if (st->cred.expires_ms) {
-		int64_t left = st->cred.expires_ms - hd_now_ms();
-		if (left < (int64_t)due)
-			due = left > 0 ? (uint64_t)left : 0;
-	}
+	bool expiry;
+	uint64_t due = hd_access_cred_clip(&st->cred, st->sse->opts.keepalive_ms, &expiry);
 	uv_timer_start(&st->ka, on_keepalive, due, 0);
 }
 
