@@ -365,9 +365,10 @@ def http_request(method, path, body=b"", headers=None, version="1.1"):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def metric_value(herald, name):
-    """The value of an unlabelled metric from GET /metrics, as a float."""
-    r = requests.get(herald.url + "/metrics", timeout=10)
+def metric_value(herald, name, headers=None):
+    """The value of an unlabelled metric from GET /metrics, as a float
+    (headers: an API key's, when keys are on)."""
+    r = requests.get(herald.url + "/metrics", headers=headers, timeout=10)
     assert r.status_code == 200, r.text
     for line in r.text.splitlines():
         if line.startswith(name + " "):

@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from conftest import BIN, per_test_timeout, wait_for
+from conftest import BIN, metric_value, per_test_timeout, wait_for
 
 _timeout = per_test_timeout(60)
 
@@ -291,9 +291,7 @@ def test_reload_ends_what_a_revoked_key_opened(herald_factory):
         wait_for(lambda: h.read_log().count("keys_reloaded") > n, 10, 0.05, "the reload")
 
     def waiting():
-        r = requests.get(h.url + "/metrics", headers=auth(admin), timeout=5)
-        return next(int(float(ln.split()[1])) for ln in r.text.splitlines()
-                    if ln.startswith("herald_longpoll_waiting "))
+        return metric_value(h, "herald_longpoll_waiting", auth(admin))
 
     assert post(h, "r", auth(admin)).status_code == 201
     streams = {k: SSE(h, "/v1/topics/r/sse?after=0", headers=auth(v))

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import CE_JSON, RawConn, http_request, per_test_timeout, structured, wait_for
+from conftest import CE_JSON, RawConn, http_request, metric_value, per_test_timeout, structured, wait_for
 
 _timeout = per_test_timeout(30)
 
@@ -121,14 +121,6 @@ def test_http10_keep_alive_publish_then_close(herald):
     assert [e["id"] for e in herald.read_all("h10")] == ["a", "b"]
 
 
-def publishes_total(h):
-    r = requests.get(h.url + "/metrics", timeout=5)
-    for line in r.text.splitlines():
-        if line.startswith("herald_publishes_total "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no herald_publishes_total")
-
-
 def test_pipelined_publishes_to_a_client_that_does_not_read(herald):
     """2000 publishes pipelined by a client with a small receive window
     that reads nothing until the server has stopped publishing: the answers
@@ -144,7 +136,7 @@ def test_pipelined_publishes_to_a_client_that_does_not_read(herald):
         # Until publishing stalls: the output is full and parsing paused.
         last, since = -1, time.monotonic()
         while time.monotonic() - since < 1.0:
-            now = publishes_total(herald)
+            now = metric_value(herald, "herald_publishes_total")
             if now != last:
                 last, since = now, time.monotonic()
             time.sleep(0.1)
@@ -404,11 +396,7 @@ def test_large_pipelined_responses_arrive_whole_and_in_order(herald):
 
 
 def connections_open(h):
-    r = requests.get(h.url + "/metrics", timeout=5)
-    for line in r.text.splitlines():
-        if line.startswith("herald_connections_open "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no herald_connections_open")
+    return metric_value(h, "herald_connections_open")
 
 
 def test_clients_that_reset_mid_request_leave_no_connection_behind(herald):
