@@ -43,7 +43,7 @@ static int check_key(const struct hd_access *a, const char *secret, struct hd_ac
 	return 0;
 }
 
-int64_t hd_access_expires_ms(const struct hd_access_id *id)
+static int64_t expires_of(const struct hd_access_id *id)
 {
 	if (id->key)
 		return id->key->expires_ms;
@@ -53,7 +53,7 @@ int64_t hd_access_expires_ms(const struct hd_access_id *id)
 void hd_access_cred_of(const struct hd_access_id *id, struct hd_access_cred *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->expires_ms = hd_access_expires_ms(id);
+	out->expires_ms = expires_of(id);
 	if (!id->key)
 		return;
 	out->key = true;

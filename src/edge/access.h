@@ -53,19 +53,17 @@ int hd_access_identify(const struct hd_access *a, const struct hd_http_request *
 		       struct hd_access_id *id, struct hd_error *err);
 void hd_access_id_fini(struct hd_access_id *id);
 
-/* When the credential that grants id's access stops being valid, in Unix
- * ms (0 = never): the API key's expiry when a key was presented (the key
- * decides, a token beside it is not used), else the token's exp. A stream
- * or long-poll held open must end then, like the credential. */
-int64_t hd_access_expires_ms(const struct hd_access_id *id);
-
 /*
  * What a stream or held request keeps of the credential that opened it,
  * so that a reload of the API keys (SIGHUP) can end it when that key was
  * revoked, like an expiry does.
  */
 struct hd_access_cred {
-	int64_t expires_ms;             /* hd_access_expires_ms at open; 0 = never */
+	/* When the credential stops being valid, Unix ms (0 = never): the API
+	 * key's expiry when a key was presented (the key decides, a token
+	 * beside it is not used), else the token's exp. What it holds open
+	 * must end then. */
+	int64_t expires_ms;
 	bool key;                       /* an API key granted access (not a token) */
 	char name[HD_KEY_NAME_MAX + 1]; /* that key's name and secret's hash */
 	uint8_t hash[HD_KEY_HASH_LEN];

@@ -215,8 +215,8 @@ bool hd_group_waiters_close(struct hd_group_waiters *q, uv_close_cb cb)
 	return open;
 }
 
-size_t hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
-				const char *topic)
+void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
+			      const char *topic)
 {
 	int64_t now = hd_now_ms();
 	size_t ended = 0;
@@ -237,5 +237,4 @@ size_t hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_acce
 	}
 	if (ended)
 		hd_group_waiters_try(q);
-	return ended;
 }

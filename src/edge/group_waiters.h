@@ -95,10 +95,10 @@ void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *re
 /* After the API keys were reloaded: every queued waiter whose key is gone,
  * has a new secret, lost its read scope (for topic, the group's topic or
  * pattern) or expired is answered 401; the others follow their key's
- * expiry as configured now. Returns how many were answered (then call the
- * owner's release, as after a waiter's timer). */
-size_t hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
-				const char *topic);
+ * expiry as configured now. For a group that is not deleted (the owner's
+ * release would do nothing). */
+void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
+			      const char *topic);
 
 /* Something changed: ends starvation and tries the waiters. */
 void hd_group_waiters_wake(struct hd_group_waiters *q);
