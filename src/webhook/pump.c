@@ -40,6 +40,8 @@
 static void on_timer(uv_timer_t *t);
 static void wake_kids(struct hd_webhook_sub *s);
 
+/* ---- small helpers ---------------------------------------------------- */
+
 static double rnd01(struct hd_webhooks *w)
 {
 	/* xorshift64*: jitter only, not secrets. */
@@ -48,6 +50,7 @@ static double rnd01(struct hd_webhooks *w)
 	w->rng ^= w->rng >> 27;
 	return (double)((w->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
+
 /* The subscription the user sees: a child's parent, else s itself. */
 static struct hd_webhook_sub *owner(struct hd_webhook_sub *s)
 {
@@ -58,8 +61,7 @@ static bool can_run(const struct hd_webhook_sub *s)
 {
 	const struct hd_webhook_sub *o = s->parent ? s->parent : s;
 	return o->state == HD_WEBHOOK_ACTIVE && !s->deleted && !o->deleted && !s->w->stopping &&
-	       !s->pattern &&
-	       !s->st.seeking;
+	       !s->pattern && !s->st.seeking;
 }
 
 /* Counts calls and dead letters in flight for the whole subscription. */
@@ -68,6 +70,9 @@ static void busy_add(struct hd_webhook_sub *s, int d)
 	if (s->parent)
 		s->parent->kid_busy = (size_t)((long)s->parent->kid_busy + d);
 }
+
+/* ---- calls in flight -------------------------------------------------- */
+
 static void call_free(struct hd_webhook_call *c)
 {
 	hd_ce_http_fini(&c->enc);
@@ -101,8 +106,8 @@ void hd_webhook_pump_cancel(struct hd_webhook_sub *s, bool give_back)
 		call_free(c);
 	}
 }
-/* ---- dead letters ----------------------------------------------------- */
 
+/* ---- dead letters ----------------------------------------------------- */
 
 /* tag: the subscription's gen when the dead letter was made. */
 static void dead_done(void *arg, uint64_t offset, uint64_t gen, int err)
@@ -351,6 +356,7 @@ static void start_call(struct hd_webhook_sub *s, uint64_t offset, struct hd_rcbu
 		call_free(c);
 	}
 }
+
 /* ---- reading the topic ------------------------------------------------ */
 
 struct rd {
