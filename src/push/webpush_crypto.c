@@ -1,0 +1,250 @@
+/*
+ * webpush_crypto — RFC 8291 aes128gcm encryption. Layer: push.
+ * The derivation and the body layout are in webpush_crypto.h.
+ *
+ * Every secret sits in a stack buffer that is cleansed before return.
+ * HKDF is OpenSSL's EVP_KDF "HKDF" (extract then expand), fetched once per
+ * message; AES-128-GCM is EVP_aes_128_gcm with the default 12-byte IV.
+ */
+#include "push/webpush_crypto.h"
+
+#include "push/b64url.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+#define ECDH_LEN 32
+#define IKM_LEN 32
+#define CEK_LEN 16
+#define NONCE_LEN 12
+#define KEY_INFO_PREFIX "WebPush: info" /* then 0x00 */
+#define KEY_INFO_LEN (sizeof(KEY_INFO_PREFIX) + 2 * HD_P256_PUBLIC_LEN)
+#define PADDING_DELIMITER 0x02 /* the last (and only) record, RFC 8188 §2 */
+
+_Static_assert(HD_WEBPUSH_CRYPTO_HEADER_LEN == 86, "RFC 8291 §4: an 86-byte header");
+_Static_assert(HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX == 3993, "RFC 8291 §4: 3993 bytes of plaintext");
+_Static_assert(HD_WEBPUSH_CRYPTO_BODY_LEN(HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX) -
+			       HD_WEBPUSH_CRYPTO_HEADER_LEN <=
+		       HD_WEBPUSH_CRYPTO_RS,
+	       "one record holds the largest plaintext");
+
+int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const char *auth,
+				 size_t auth_len, struct hd_webpush_crypto_keys *out,
+				 struct hd_error *err)
+{
+	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
+	size_t n = 0;
+	EVP_PKEY *key = NULL;
+
+	if (hd_b64url_decode(p256dh, p256dh_len, buf, sizeof(buf), &n) != 0 ||
+	    n != HD_P256_PUBLIC_LEN)
+		return hd_error_set(err, HD_EINVAL,
+				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
+				    HD_P256_PUBLIC_LEN);
+	if (hd_p256_from_public(buf, &key) != 0) {
+		ERR_clear_error();
+		return hd_error_set(err, HD_EINVAL,
+				    "'p256dh' is not an uncompressed point on curve P-256");
+	}
+	EVP_PKEY_free(key);
+	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
+	if (hd_b64url_decode(auth, auth_len, buf, sizeof(buf), &n) != 0 ||
+	    n != HD_WEBPUSH_CRYPTO_AUTH_LEN)
+		return hd_error_set(err, HD_EINVAL, "'auth' must be the base64url of %d bytes",
+				    HD_WEBPUSH_CRYPTO_AUTH_LEN);
+	memcpy(out->auth, buf, HD_WEBPUSH_CRYPTO_AUTH_LEN);
+	return 0;
+}
+
+/* The ECDH shared secret of as_key and the point ua. Returns 0 or -1. */
+static int ecdh(EVP_PKEY *as_key, const unsigned char ua[HD_P256_PUBLIC_LEN],
+		unsigned char secret[ECDH_LEN])
+{
+	EVP_PKEY *peer = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	size_t len = ECDH_LEN;
+	int rc = -1;
+
+	if (hd_p256_from_public(ua, &peer) != 0)
+		goto out;
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, as_key, NULL);
+	if (!ctx || EVP_PKEY_derive_init(ctx) <= 0 || EVP_PKEY_derive_set_peer(ctx, peer) <= 0 ||
+	    EVP_PKEY_derive(ctx, secret, &len) <= 0 || len != ECDH_LEN)
+		goto out;
+	rc = 0;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(peer);
+	return rc;
+}
+
+/* HKDF-SHA-256(salt, ikm, info) → out[0, out_len) with the fetched kdf.
+ * Returns 0 or -1. */
+static int hkdf(EVP_KDF *kdf, const unsigned char *salt, size_t salt_len,
+		const unsigned char *ikm, size_t ikm_len, const void *info, size_t info_len,
+		unsigned char *out, size_t out_len)
+{
+	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
+	OSSL_PARAM params[5];
+	int rc;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
+	params[4] = OSSL_PARAM_construct_end();
+	rc = ctx && EVP_KDF_derive(ctx, out, out_len, params) > 0 ? 0 : -1;
+	EVP_KDF_CTX_free(ctx);
+	return rc;
+}
+
+/* CEK and NONCE of the message (the derivation in webpush_crypto.h). */
+static int derive(const struct hd_webpush_crypto_keys *ua,
+		  const unsigned char as_pub[HD_P256_PUBLIC_LEN],
+		  const unsigned char secret[ECDH_LEN],
+		  const unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN], unsigned char cek[CEK_LEN],
+		  unsigned char nonce[NONCE_LEN])
+{
+	static const char cek_info[] = "Content-Encoding: aes128gcm"; /* sizeof counts the 0x00 */
+	static const char nonce_info[] = "Content-Encoding: nonce";
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+	unsigned char info[KEY_INFO_LEN];
+	unsigned char ikm[IKM_LEN];
+	int rc = -1;
+
+	if (!kdf)
+		goto out;
+	memcpy(info, KEY_INFO_PREFIX, sizeof(KEY_INFO_PREFIX));
+	memcpy(info + sizeof(KEY_INFO_PREFIX), ua->p256dh, HD_P256_PUBLIC_LEN);
+	memcpy(info + sizeof(KEY_INFO_PREFIX) + HD_P256_PUBLIC_LEN, as_pub, HD_P256_PUBLIC_LEN);
+	if (hkdf(kdf, ua->auth, sizeof(ua->auth), secret, ECDH_LEN, info, sizeof(info), ikm,
+		 sizeof(ikm)) ||
+	    hkdf(kdf, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), cek_info,
+		 sizeof(cek_info), cek, CEK_LEN) ||
+	    hkdf(kdf, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), nonce_info,
+		 sizeof(nonce_info), nonce, NONCE_LEN))
+		goto out;
+	rc = 0;
+out:
+	OPENSSL_cleanse(ikm, sizeof(ikm));
+	EVP_KDF_free(kdf);
+	return rc;
+}
+
+/* AES-128-GCM of plaintext || 0x02 into out, the tag after it. Returns 0 or -1. */
+static int seal(const unsigned char cek[CEK_LEN], const unsigned char nonce[NONCE_LEN],
+		const void *plaintext, size_t n, unsigned char *out)
+{
+	static const unsigned char delimiter = PADDING_DELIMITER;
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int len = 0, total = 0;
+	int rc = -1;
+
+	if (!ctx || EVP_EncryptInit_ex2(ctx, EVP_aes_128_gcm(), cek, nonce, NULL) <= 0)
+		goto out;
+	if (n > 0 && EVP_EncryptUpdate(ctx, out, &len, plaintext, (int)n) <= 0)
+		goto out;
+	total = len;
+	if (EVP_EncryptUpdate(ctx, out + total, &len, &delimiter, 1) <= 0)
+		goto out;
+	total += len;
+	if (EVP_EncryptFinal_ex(ctx, out + total, &len) <= 0)
+		goto out;
+	total += len;
+	if ((size_t)total != n + 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, HD_WEBPUSH_CRYPTO_TAG_LEN,
+				out + total) <= 0)
+		goto out;
+	rc = 0;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	return rc;
+}
+
+int hd_webpush_crypto_encrypt_with(const struct hd_webpush_crypto_keys *ua, EVP_PKEY *as_key,
+				   const unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN],
+				   const void *plaintext, size_t n, unsigned char *out,
+				   size_t out_cap, size_t *out_len, struct hd_error *err)
+{
+	unsigned char as_pub[HD_P256_PUBLIC_LEN];
+	unsigned char secret[ECDH_LEN];
+	unsigned char cek[CEK_LEN];
+	unsigned char nonce[NONCE_LEN];
+	unsigned char *p = out;
+	int rc = 0;
+
+	if (n > HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX) {
+		rc = hd_error_set(err, HD_ETOOBIG,
+				  "a Web Push message holds at most %d bytes of plaintext, not %zu",
+				  HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX, n);
+		goto out;
+	}
+	if (out_cap < HD_WEBPUSH_CRYPTO_BODY_LEN(n)) {
+		rc = hd_error_set(err, HD_EINVAL, "the output has room for %zu bytes, not %zu",
+				  out_cap, (size_t)HD_WEBPUSH_CRYPTO_BODY_LEN(n));
+		goto out;
+	}
+	if (hd_p256_public(as_key, as_pub) != 0) {
+		rc = hd_error_set(err, HD_EINVAL, "the sender key is not a P-256 key");
+		goto out;
+	}
+	if (ecdh(as_key, ua->p256dh, secret) != 0) {
+		rc = hd_error_set(err, HD_EINVAL,
+				  "ECDH failed: the sender key must be a P-256 private key and "
+				  "p256dh a point on P-256");
+		goto out;
+	}
+	if (derive(ua, as_pub, secret, salt, cek, nonce) != 0) {
+		rc = hd_error_set(err, HD_EINTERNAL, "HKDF failed in OpenSSL");
+		goto out;
+	}
+	memcpy(p, salt, HD_WEBPUSH_CRYPTO_SALT_LEN);
+	p += HD_WEBPUSH_CRYPTO_SALT_LEN;
+	*p++ = (unsigned char)(HD_WEBPUSH_CRYPTO_RS >> 24);
+	*p++ = (unsigned char)(HD_WEBPUSH_CRYPTO_RS >> 16);
+	*p++ = (unsigned char)(HD_WEBPUSH_CRYPTO_RS >> 8);
+	*p++ = (unsigned char)HD_WEBPUSH_CRYPTO_RS;
+	*p++ = HD_P256_PUBLIC_LEN;
+	memcpy(p, as_pub, HD_P256_PUBLIC_LEN);
+	p += HD_P256_PUBLIC_LEN;
+	if (seal(cek, nonce, plaintext, n, p) != 0) {
+		rc = hd_error_set(err, HD_EINTERNAL, "AES-128-GCM failed in OpenSSL");
+		goto out;
+	}
+	*out_len = HD_WEBPUSH_CRYPTO_BODY_LEN(n);
+out:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(cek, sizeof(cek));
+	OPENSSL_cleanse(nonce, sizeof(nonce));
+	ERR_clear_error();
+	return rc;
+}
+
+int hd_webpush_crypto_encrypt(const struct hd_webpush_crypto_keys *ua, const void *plaintext,
+			      size_t n, unsigned char *out, size_t out_cap, size_t *out_len,
+			      struct hd_error *err)
+{
+	unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN];
+	EVP_PKEY *as_key = NULL;
+	int rc;
+
+	if (n > HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX)
+		return hd_error_set(err, HD_ETOOBIG,
+				    "a Web Push message holds at most %d bytes of plaintext, not %zu",
+				    HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX, n);
+	as_key = hd_p256_generate();
+	if (!as_key || RAND_bytes(salt, sizeof(salt)) != 1) {
+		rc = hd_error_set(err, HD_EINTERNAL, "no ephemeral key or salt from OpenSSL");
+		goto out;
+	}
+	rc = hd_webpush_crypto_encrypt_with(ua, as_key, salt, plaintext, n, out, out_cap, out_len,
+					    err);
+out:
+	EVP_PKEY_free(as_key);
+	ERR_clear_error();
+	return rc;
+}
