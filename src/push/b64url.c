@@ -2,23 +2,15 @@
 #include "push/b64url.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* The 6-bit value of a base64url character, or -1. */
+/* The 6-bit value of a base64url character, or -1 (NUL included). */
 static int digit(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	const char *at = memchr(alphabet, c, sizeof(alphabet) - 1);
+	return at ? (int)(at - alphabet) : -1;
 }
 
 int hd_b64url_encode(const void *data, size_t n, char *out, size_t out_cap)

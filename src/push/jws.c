@@ -13,6 +13,7 @@
 #include "push/p256.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -21,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
 
 #define ES256_HALF 32 /* bytes of r and of s */
 
@@ -30,38 +31,47 @@ const char *hd_jws_alg_name(enum hd_jws_alg alg)
 	return alg == HD_JWS_ES256 ? "ES256" : "RS256";
 }
 
-int hd_jws_key_file_read(const char *path, char **text, size_t *len, struct hd_error *err)
+int hd_jws_key_text_read(const char *path, const char *kind, struct hd_jws_key_text *t,
+			 struct hd_error *err)
 {
-	FILE *f = fopen(path, "rb");
-	struct stat st;
-	char *buf = NULL;
-	size_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t r = 0;
 	int rc = 0;
 
-	if (!f)
-		return hd_error_set(err, HD_ECONFIG, "cannot open key file '%.120s': %s", path,
-				    strerror(errno));
-	if (fstat(fileno(f), &st) == 0 && st.st_size > HD_JWS_KEY_FILE_MAX) {
-		rc = hd_error_set(err, HD_ECONFIG, "key file '%.120s' is larger than %d bytes",
-				  path, HD_JWS_KEY_FILE_MAX);
-		goto out;
+	memset(t, 0, sizeof(*t));
+	snprintf(t->what, sizeof(t->what), "%s file '%.120s'", kind, path);
+	if (fd < 0)
+		return hd_error_set(err, HD_ECONFIG, "cannot open %s: %s", t->what, strerror(errno));
+	t->text = hd_malloc(HD_JWS_KEY_FILE_MAX + 2);
+	/* Until the end of the file, or one byte past the cap to tell a larger one. */
+	while (t->len <= HD_JWS_KEY_FILE_MAX) {
+		r = read(fd, t->text + t->len, HD_JWS_KEY_FILE_MAX + 1 - t->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		t->len += (size_t)r;
 	}
-	/* One byte more than the cap tells a file that grew since fstat. */
-	buf = hd_malloc(HD_JWS_KEY_FILE_MAX + 2);
-	n = fread(buf, 1, HD_JWS_KEY_FILE_MAX + 1, f);
-	if (ferror(f) || n > HD_JWS_KEY_FILE_MAX) {
-		rc = hd_error_set(err, HD_ECONFIG, "cannot read key file '%.120s' (at most %d bytes)",
-				  path, HD_JWS_KEY_FILE_MAX);
-		goto out;
-	}
-	buf[n] = '\0';
-	*text = buf;
-	*len = n;
-	buf = NULL;
-out:
-	free(buf);
-	fclose(f);
+	if (r < 0)
+		rc = hd_error_set(err, HD_ECONFIG, "cannot read %s: %s", t->what, strerror(errno));
+	else if (t->len > HD_JWS_KEY_FILE_MAX)
+		rc = hd_error_set(err, HD_ECONFIG, "%s is larger than %d bytes", t->what,
+				  HD_JWS_KEY_FILE_MAX);
+	else
+		t->text[t->len] = '\0';
+	close(fd);
+	if (rc)
+		hd_jws_key_text_fini(t);
 	return rc;
+}
+
+void hd_jws_key_text_fini(struct hd_jws_key_text *t)
+{
+	if (t->text)
+		OPENSSL_cleanse(t->text, t->len);
+	free(t->text);
+	t->text = NULL;
+	t->len = 0;
 }
 
 /* OpenSSL must never prompt on a terminal: herald has no passphrase. */
@@ -125,18 +135,12 @@ out:
 
 int hd_jws_key_from_file(const char *path, EVP_PKEY **out, struct hd_error *err)
 {
-	char what[160];
-	char *text = NULL;
-	size_t len = 0;
-	int rc;
+	struct hd_jws_key_text t;
+	int rc = hd_jws_key_text_read(path, "key", &t, err);
 
-	rc = hd_jws_key_file_read(path, &text, &len, err);
-	if (rc)
-		return rc;
-	snprintf(what, sizeof(what), "key file '%.120s'", path);
-	rc = hd_jws_key_from_pem(text, len, what, out, err);
-	OPENSSL_cleanse(text, len);
-	free(text);
+	if (rc == 0)
+		rc = hd_jws_key_from_pem(t.text, t.len, t.what, out, err);
+	hd_jws_key_text_fini(&t);
 	return rc;
 }
 

@@ -42,12 +42,25 @@ enum hd_jws_alg { HD_JWS_ES256, HD_JWS_RS256 };
 /* "ES256" or "RS256" (the JWS "alg" value). Any thread. */
 const char *hd_jws_alg_name(enum hd_jws_alg alg);
 
+/* A key file's text, read whole, with the name messages give it. */
+#define HD_JWS_WHAT_MAX 160
+struct hd_jws_key_text {
+	char *text; /* owned, NUL-terminated; NULL after a failed read */
+	size_t len;
+	char what[HD_JWS_WHAT_MAX]; /* "<kind> file '<path>'" */
+};
+
 /*
- * Reads a key file of at most HD_JWS_KEY_FILE_MAX bytes. Returns 0 with
- * *text owned (free(), NUL-terminated) and *len its length, or HD_ECONFIG
- * with err naming the file and why (missing, unreadable, too large).
+ * Reads the key file at path (at most HD_JWS_KEY_FILE_MAX bytes) into t,
+ * naming it "<kind> file '<path>'" (kind: "key", "VAPID key", ...). Returns
+ * 0, or HD_ECONFIG with err naming the file and why (missing, unreadable,
+ * too large). Either way t needs hd_jws_key_text_fini.
  */
-int hd_jws_key_file_read(const char *path, char **text, size_t *len, struct hd_error *err);
+int hd_jws_key_text_read(const char *path, const char *kind, struct hd_jws_key_text *t,
+			 struct hd_error *err);
+
+/* Cleanses and frees t's text (it holds a private key). */
+void hd_jws_key_text_fini(struct hd_jws_key_text *t);
 
 /*
  * Parses a PEM private key from pem[0, len) (leading text before the
@@ -61,7 +74,7 @@ int hd_jws_key_from_pem(const char *pem, size_t len, const char *what, EVP_PKEY 
 			struct hd_error *err);
 
 /* hd_jws_key_from_pem on the contents of path (read with
- * hd_jws_key_file_read). Same returns. */
+ * hd_jws_key_text_read, kind "key"). Same returns. */
 int hd_jws_key_from_file(const char *path, EVP_PKEY **out, struct hd_error *err);
 
 /*

@@ -261,18 +261,12 @@ int hd_vapid_new(const char *key, size_t len, const char *subject, struct hd_vap
 int hd_vapid_new_file(const char *path, const char *subject, struct hd_vapid **out,
 		      struct hd_error *err)
 {
-	char what[160];
-	char *text = NULL;
-	size_t len = 0;
-	int rc;
+	struct hd_jws_key_text t;
+	int rc = hd_jws_key_text_read(path, "VAPID key", &t, err);
 
-	rc = hd_jws_key_file_read(path, &text, &len, err);
-	if (rc)
-		return rc;
-	snprintf(what, sizeof(what), "VAPID key file '%.120s'", path);
-	rc = make(text, len, subject, what, out, err);
-	OPENSSL_cleanse(text, len);
-	free(text);
+	if (rc == 0)
+		rc = make(t.text, t.len, subject, t.what, out, err);
+	hd_jws_key_text_fini(&t);
 	return rc;
 }
 

@@ -229,7 +229,7 @@ static void test_key_forms(void **state)
 		assert_non_null(strstr(err.msg, "VAPID key file '"));
 		unlink(path);
 		assert_int_equal(hd_vapid_new_file(path, SUBJECT, &v, &err), HD_ECONFIG);
-		assert_non_null(strstr(err.msg, "cannot open key file"));
+		assert_non_null(strstr(err.msg, "cannot open VAPID key file '/tmp/"));
 	}
 	EVP_PKEY_free(k);
 	free(p8);
