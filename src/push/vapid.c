@@ -185,6 +185,8 @@ static int raw_key(const char *text, size_t len, const char *what, EVP_PKEY **ou
 	return rc;
 }
 
+/* Whether subject is a "mailto:" or "https:" URI herald can put in the
+ * claims unescaped. Returns 0 or HD_ECONFIG. */
 static int check_subject(const char *subject, struct hd_error *err)
 {
 	size_t len = subject ? strlen(subject) : 0;

@@ -16,7 +16,14 @@
 /* Whether node is on PATH; the tests that need it skip cleanly otherwise. */
 static bool node_available(void)
 {
-	return system("command -v node >/dev/null 2>&1") == 0;
+	static int known = -1;
+
+	if (known < 0) {
+		known = system("command -v node >/dev/null 2>&1") == 0;
+		if (!known)
+			fprintf(stderr, "node is not on PATH: the Node cross-checks are skipped\n");
+	}
+	return known;
 }
 
 /*
