@@ -3,9 +3,10 @@
  *
  * OpenSSL 3 builds keys from parameters (EVP_PKEY_fromdata). A private key
  * needs its public point too, so from_private computes d·G with the EC_POINT
- * API (not deprecated in 3.0, unlike EC_KEY). The public point is read as
- * its X and Y coordinates and laid out here, so the output is uncompressed
- * whatever conversion form a loaded PEM file asked for.
+ * API (not deprecated in 3.0, unlike EC_KEY). The public point is read in
+ * its encoded form when that is uncompressed, else as its X and Y
+ * coordinates laid out here, so the output is uncompressed whatever
+ * conversion form a loaded PEM file asked for.
  */
 #include "push/p256.h"
 
@@ -114,9 +115,20 @@ out:
 int hd_p256_public(const EVP_PKEY *key, unsigned char out[HD_P256_PUBLIC_LEN])
 {
 	BIGNUM *x = NULL, *y = NULL;
+	size_t len = 0;
 	int rc = -1;
 
-	if (!hd_p256_is(key) || !EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
+	if (!hd_p256_is(key))
+		goto out;
+	/* The encoded form is the quick path; a key loaded in compressed form
+	 * falls through to its coordinates. */
+	if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out,
+					    HD_P256_PUBLIC_LEN, &len) &&
+	    len == HD_P256_PUBLIC_LEN && out[0] == POINT_CONVERSION_UNCOMPRESSED) {
+		rc = 0;
+		goto out;
+	}
+	if (!EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
 	    !EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y))
 		goto out;
 	out[0] = POINT_CONVERSION_UNCOMPRESSED;

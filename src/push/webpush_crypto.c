@@ -71,8 +71,13 @@ static int ecdh(EVP_PKEY *as_key, const unsigned char ua[HD_P256_PUBLIC_LEN],
 
 	if (hd_p256_from_public(ua, &peer) != 0)
 		goto out;
+	/* No second validation of the peer: hd_p256_from_public already had
+	 * OpenSSL check that the point lies on P-256, whose cofactor is 1, so the
+	 * full check (another scalar multiplication, half the cost of a
+	 * message) would prove nothing more. */
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, as_key, NULL);
-	if (!ctx || EVP_PKEY_derive_init(ctx) <= 0 || EVP_PKEY_derive_set_peer(ctx, peer) <= 0 ||
+	if (!ctx || EVP_PKEY_derive_init(ctx) <= 0 ||
+	    EVP_PKEY_derive_set_peer_ex(ctx, peer, 0) <= 0 ||
 	    EVP_PKEY_derive(ctx, secret, &len) <= 0 || len != ECDH_LEN)
 		goto out;
 	rc = 0;

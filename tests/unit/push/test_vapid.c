@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -208,6 +209,18 @@ static void test_key_forms(void **state)
 	v = make(sec1, SUBJECT);
 	assert_string_equal(hd_vapid_public_key(v), RAW_PUBLIC);
 	hd_vapid_free(v);
+	/* A key file that stores its point compressed still gives the 65-byte form. */
+	{
+		char *compressed;
+		assert_true(EVP_PKEY_set_utf8_string_param(
+			k, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"));
+		compressed = pem_of(k, false);
+		assert_string_not_equal(compressed, sec1);
+		v = make(compressed, SUBJECT);
+		assert_string_equal(hd_vapid_public_key(v), RAW_PUBLIC);
+		hd_vapid_free(v);
+		free(compressed);
+	}
 
 	/* From a file. */
 	{
