@@ -3,7 +3,7 @@
  */
 #include "edge/group_http.h"
 #include "core/err.h"
-#include "edge/groups.h"
+#include "groups/groups.h"
 #include "http/query.h"
 
 #include <inttypes.h>

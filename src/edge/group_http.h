@@ -1,7 +1,7 @@
 /*
  * group_http — the request checks and answers that the two kinds of pull
- * consumer group share: edge/groups.c (groups of one topic) and
- * edge/group_patterns.c (groups over a topic pattern) parse the same fetch
+ * consumer group share: groups/groups.c (groups of one topic) and
+ * groups/group_patterns.c (groups over a topic pattern) parse the same fetch
  * query, the same config members and nack delay, and answer with the same
  * JSON and error bodies (docs/api.md "Consumer groups").
  * Layer: edge; loop thread. Each check that fails answers the request (400,

@@ -1,7 +1,7 @@
 /*
  * group_waiters — see group_waiters.h.
  */
-#include "edge/group_waiters.h"
+#include "groups/group_waiters.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "edge/group_http.h"

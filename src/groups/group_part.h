@@ -1,11 +1,11 @@
 /*
  * group_part — one topic's share of a pull consumer group: its lease window
- * (core/lease.h), its durable row in the groups table, the reads that hand
+ * (consume/lease.h), its durable row in the groups table, the reads that hand
  * its events out, and the dead-lettering of the events that ran out of
- * deliveries. A group of one topic (edge/groups.c) is one part; a group
- * over a topic pattern (edge/group_patterns.c) is a part per matching topic,
+ * deliveries. A group of one topic (groups/groups.c) is one part; a group
+ * over a topic pattern (groups/group_patterns.c) is a part per matching topic,
  * plus a parent row for its config.
- * Layer: edge; loop thread; talks only to the hub.
+ * Layer: groups; loop thread; talks to the hub and the consume core.
  *
  * Reading. hd_group_part_read prepares one hub read: what is due again
  * (leases that ended, nacked events), lowest first, within
@@ -16,7 +16,7 @@
  * read: each event handed out goes to the caller's emit; a grant whose
  * event is gone (retention, TTL) is acked; an event due for its
  * (max_deliveries + 1)th delivery is published to {topic}.dlq instead
- * (hub/dlq.h) and acked once that is committed, which writes the row.
+ * (consume/deadletter.h) and acked once that is committed, which writes the row.
  *
  * Rows. A part's row is (topic, the group's row name) with its floor and
  * acked offsets (lease.h's durable form) and the group's config; a pattern
@@ -32,7 +32,7 @@
 #define HD_GROUP_PART_H
 
 #include "core/buf.h"
-#include "core/lease.h"
+#include "consume/lease.h"
 #include "http/server.h"
 #include "hub/hub.h"
 

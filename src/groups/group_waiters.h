@@ -2,8 +2,8 @@
  * group_waiters — the held fetches of one pull consumer group: a FIFO of
  * fetches (long polls) waiting for events, each with a timer for the end of
  * its wait, served one at a time by the group that owns the queue.
- * Layer: edge; loop thread. Owners: edge/groups.c (a group of one topic) and
- * edge/group_patterns.c (a group over a topic pattern); the owner decides
+ * Layer: groups; loop thread. Owners: groups/groups.c (a group of one topic) and
+ * groups/group_patterns.c (a group over a topic pattern); the owner decides
  * how a waiter is served (its ops), the queue decides when.
  *
  * When. A waiter is served when it reaches the front while the group is not

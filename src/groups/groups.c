@@ -1,7 +1,7 @@
 /*
  * groups — see groups.h.
  *
- * A group of one topic is one edge/group_part.h part: its lease window,
+ * A group of one topic is one groups/group_part.h part: its lease window,
  * row, reads (what is due again first, then new events; dead letters) live
  * there. This file keeps the groups by (topic, name), the load, the routes,
  * the start positions of a PUT (oldest, latest, an offset, a time found by
@@ -9,22 +9,24 @@
  *
  * One hub read per group at a time (q.busy): fetches that find the group
  * busy, or nothing to hand out while willing to wait, are held in the
- * group's edge/group_waiters.h queue, and retried when the group becomes
+ * group's groups/group_waiters.h queue, and retried when the group becomes
  * idle, when an event is committed to the topic (a hub watch while anyone
  * waits), when an ack or nack frees something, or when the next lease ends.
  */
-#include "edge/groups.h"
+#include "groups/groups.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/lease.h"
+#include "consume/lease.h"
+#include "consume/seek.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/access.h"
 #include "edge/group_http.h"
-#include "edge/group_part.h"
-#include "edge/group_waiters.h"
-#include "edge/group_patterns.h"
+#include "groups/group_part.h"
+#include "groups/group_waiters.h"
+#include "groups/group_patterns.h"
+#include "hub/topic_name.h"
 #include "hub/topic_pattern.h"
 
 #include <http_parser.h>
@@ -60,7 +62,7 @@ struct hd_groups {
 	struct hd_group_op load;
 	struct pending *pending;  /* requests that came before the load ended */
 	size_t npending;
-	struct hd_pgroups *patterns; /* the groups over a topic pattern */
+	struct hd_group_patterns *patterns; /* the groups over a topic pattern */
 };
 
 struct pending {
@@ -75,8 +77,8 @@ struct pending {
 static const struct hd_group_waiters_ops waiter_ops;
 static const struct hd_group_part_ops part_ops;
 struct info;
-static void search_step(struct info *in);
 static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
+static void seek_done(struct hd_seek *k, int err);
 static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
 
@@ -189,8 +191,8 @@ struct info {
 	uint64_t start_offset;
 	int64_t start_ms;         /* time: the first event stored at or after it */
 	struct hd_groups *gs;
-	uint64_t last, lo, hi;    /* time: the topic's last offset; the search range */
-	struct hd_read rd;
+	uint64_t last;            /* time: the topic's last offset */
+	struct hd_seek seek;      /* time: the search for start_ms */
 	uint32_t ack_wait_ms, max_deliveries;
 	bool ordered;
 	char name[HD_GROUP_NAME_MAX + 1];
@@ -221,9 +223,8 @@ static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 static void info_done(struct hd_topic_op *op)
 {
 	struct info *in = op->arg;
-	uint64_t last = op->err == 0 && op->n == 1 ? op->topics[0].last : 0;
-	uint64_t first = op->err == 0 && op->n == 1 ? op->topics[0].first : last + 1;
-	int err = op->err == HD_ENOTFOUND ? 0 : op->err;
+	uint64_t first, last;
+	int err = hd_seek_range(op, &first, &last);
 	struct hd_groups *gs = op->priv;
 	struct hd_buf b;
 
@@ -237,12 +238,17 @@ static void info_done(struct hd_topic_op *op)
 		goto out;
 	}
 	if (in->create && in->start == 3) {
-		/* Binary search for the first event stored at or after start_ms. */
+		/* The first event stored at or after start_ms. */
 		in->gs = gs;
 		in->last = last;
-		in->lo = first;
-		in->hi = last + 1;
-		search_step(in);
+		in->seek = (struct hd_seek){
+			.hub = gs->hub,
+			.topic = in->topic,
+			.time_ms = in->start_ms,
+			.done = seek_done,
+			.arg = in,
+		};
+		hd_seek_start(&in->seek, first, last);
 		return;
 	}
 	if (in->create) {
@@ -296,44 +302,16 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 	}
 }
 
-static void search_done(struct hd_read *r)
+/* The search for start_ms ended (consume/seek.h): the position is right
+ * before the event found. */
+static void seek_done(struct hd_seek *k, int err)
 {
-	struct info *in = r->arg;
-	uint64_t mid = r->after + 1;
-	if (r->err) {
-		hd_http_respond_error(in->req, r->err, NULL);
-		hd_read_fini(r);
-		free(in);
-		return;
-	}
-	if (r->n == 0 || r->events[0].time_ms >= in->start_ms)
-		in->hi = mid; /* nothing in [mid, first found) exists */
+	struct info *in = k->arg;
+	if (err)
+		hd_http_respond_error(in->req, err, NULL);
 	else
-		in->lo = r->events[0].offset + 1;
-	hd_read_fini(r);
-	search_step(in);
-}
-
-/* One step of the search for start_ms in [lo, hi): reads the first event
- * at or after the middle. */
-static void search_step(struct info *in)
-{
-	if (in->lo >= in->hi) {
-		apply_create(in->gs, in, in->last, in->lo - 1);
-		free(in);
-		return;
-	}
-	memset(&in->rd, 0, sizeof(in->rd));
-	in->rd.topic = in->topic;
-	in->rd.after = in->lo + (in->hi - in->lo) / 2 - 1;
-	in->rd.limit = 1;
-	in->rd.done = search_done;
-	in->rd.arg = in;
-	int rc = hd_hub_read(in->gs->hub, &in->rd);
-	if (rc) {
-		hd_http_respond_error(in->req, rc, NULL);
-		free(in);
-	}
+		apply_create(in->gs, in, in->last, k->found - 1);
+	free(in);
 }
 
 static void start_info(struct hd_groups *gs, struct info *in)
@@ -728,7 +706,7 @@ static void collect(const char *key, void *value, void *arg)
 void hd_groups_drop_topic(struct hd_groups *gs, const char *topic)
 {
 	struct drop d = {.topic = topic};
-	hd_pgroups_drop_topic(gs->patterns, topic);
+	hd_group_patterns_drop_topic(gs->patterns, topic);
 	do {
 		d.n = 0;
 		hd_map_each(&gs->groups, collect, &d);
@@ -762,7 +740,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 		     const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	if (hd_topic_pattern_is(topic)) {
-		hd_pgroups_handle(gs->patterns, req, act, topic, name, cred);
+		hd_group_patterns_handle(gs->patterns, req, act, topic, name, cred);
 		return;
 	}
 	struct group *g = group_get(gs, topic, name);
@@ -811,8 +789,7 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 				     HD_GROUP_NAME_MAX);
 		return;
 	}
-	if (!hd_topic_pattern_is(topic) &&
-	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
+	if (!hd_topic_pattern_is(topic) && !hd_topic_name_dlq_fits(topic)) {
 		hd_group_respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
@@ -848,7 +825,7 @@ void hd_groups_recheck(struct hd_groups *gs, const struct hd_access *ac)
 {
 	/* Groups in the map are not deleted: nothing here can free one. */
 	hd_map_each(&gs->groups, recheck_one, (void *)ac);
-	hd_pgroups_recheck(gs->patterns, ac);
+	hd_group_patterns_recheck(gs->patterns, ac);
 }
 
 static void load_done(struct hd_group_op *op)
@@ -858,7 +835,7 @@ static void load_done(struct hd_group_op *op)
 		hd_log_error("groups_load_failed err=%d", op->err);
 	for (size_t i = 0; i < op->n; i++) {
 		const struct hd_group_row *row = &op->rows[i];
-		if (hd_pgroups_row_is(row))
+		if (hd_group_patterns_row_is(row))
 			continue; /* a pattern group's, below */
 		struct group *g = group_new(gs, row->topic, row->name, row->ack_floor);
 		if (!g)
@@ -870,7 +847,7 @@ static void load_done(struct hd_group_op *op)
 		g->conf.ordered = row->ordered;
 		g->conf.created_ms = row->created_ms;
 	}
-	hd_pgroups_load(gs->patterns, op->rows, op->n);
+	hd_group_patterns_load(gs->patterns, op->rows, op->n);
 	hd_group_op_fini(op);
 	gs->loaded = true;
 	while (gs->pending) {
@@ -888,7 +865,7 @@ struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub)
 	gs->loop = loop;
 	gs->hub = hub;
 	hd_map_init(&gs->groups, HD_GROUPS_MAX);
-	gs->patterns = hd_pgroups_new(loop, hub);
+	gs->patterns = hd_group_patterns_new(loop, hub);
 	return gs;
 }
 
@@ -926,7 +903,7 @@ void hd_groups_stop(struct hd_groups *gs)
 		free(p);
 	}
 	hd_map_each(&gs->groups, stop_group, NULL);
-	hd_pgroups_stop(gs->patterns);
+	hd_group_patterns_stop(gs->patterns);
 }
 
 static void free_group(const char *key, void *value, void *arg)
@@ -944,6 +921,6 @@ void hd_groups_free(struct hd_groups *gs)
 		return;
 	hd_map_each(&gs->groups, free_group, NULL);
 	hd_map_fini(&gs->groups);
-	hd_pgroups_free(gs->patterns);
+	hd_group_patterns_free(gs->patterns);
 	free(gs);
 }

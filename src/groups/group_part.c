@@ -1,14 +1,14 @@
 /*
  * group_part — see group_part.h.
  */
-#include "edge/group_part.h"
+#include "groups/group_part.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "edge/group_http.h"
-#include "edge/groups.h"
-#include "hub/dlq.h"
-#include "proto/deadletter.h"
+#include "groups/groups.h"
+#include "consume/deadletter.h"
+#include "consume/deadletter.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -235,7 +235,7 @@ static void dead_letter(struct hd_group_part *p, const struct hd_stored_event *e
 	}
 	hd_buf_putc(&extra, '"');
 	c->ops->hold(c->owner, p);
-	hd_dlq_publish(c->hub,
+	hd_deadletter_publish(c->hub,
 		       &(struct hd_deadletter){
 			       .id = id,
 			       .source = src,

@@ -1,5 +1,5 @@
 /*
- * Unit tests for proto/deadletter.c: the dead-letter CloudEvent's
+ * Unit tests for consume/deadletter.c: the dead-letter CloudEvent's
  * attributes and data, with extra members and the original event embedded
  * as JSON.
  */
@@ -11,7 +11,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "proto/deadletter.h"
+#include "consume/deadletter.h"
 
 static void test_event(void **state)
 {
