@@ -38,7 +38,9 @@ struct hd_seek {
 	hd_seek_done_fn done;
 	void *arg;
 	/* The result: */
-	uint64_t found;               /* the first offset at or after time_ms; last + 1: none */
+	uint64_t found;               /* where to start: every event before it was stored
+					 before time_ms, the first at or after it (offsets in
+					 between may not exist) at or after; last + 1: none */
 	bool cancelled;
 	/* Private: */
 	uint64_t lo, hi;              /* the answer is in [lo, hi] */
