@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void hd_group_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
+void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
 			const char *pattern, const char *row_name,
 			const struct hd_group_part_ops *ops, void *owner)
 {
@@ -48,7 +48,7 @@ void hd_group_part_fini(struct hd_group_part *p)
 
 /* ---- rows ------------------------------------------------------------- */
 
-struct hd_group_reply {
+struct hd_group_part_reply {
 	struct hd_http_request *req;
 	struct hd_buf body;
 	int status;
@@ -56,12 +56,12 @@ struct hd_group_reply {
 	int err;
 };
 
-struct hd_group_reply *hd_group_reply_new(struct hd_http_request *req, int status,
+struct hd_group_part_reply *hd_group_part_reply_new(struct hd_http_request *req, int status,
 					  struct hd_buf *body)
 {
 	if (!req)
 		return NULL;
-	struct hd_group_reply *r = hd_calloc(1, sizeof(*r));
+	struct hd_group_part_reply *r = hd_calloc(1, sizeof(*r));
 	r->req = req;
 	r->status = status;
 	r->body = *body;
@@ -69,7 +69,7 @@ struct hd_group_reply *hd_group_reply_new(struct hd_http_request *req, int statu
 	return r;
 }
 
-void hd_group_reply_done(struct hd_group_reply *r, int err)
+void hd_group_part_reply_done(struct hd_group_part_reply *r, int err)
 {
 	if (!r)
 		return;
@@ -81,7 +81,7 @@ void hd_group_reply_done(struct hd_group_reply *r, int err)
 		hd_buf_fini(&r->body);
 		hd_http_respond_error(r->req, r->err, "the group state could not be stored");
 	} else {
-		hd_group_respond_json(r->req, r->status, &r->body);
+		hd_group_http_json(r->req, r->status, &r->body);
 	}
 	free(r);
 }
@@ -91,7 +91,7 @@ struct put {
 	struct hd_group_op op;
 	struct hd_group_conf *c;
 	struct hd_group_part *p;      /* NULL for a parent row */
-	struct hd_group_reply *reply;
+	struct hd_group_part_reply *reply;
 	char *acked;                  /* owned: op.row.acked */
 };
 
@@ -99,7 +99,7 @@ static void put_done(struct hd_group_op *op)
 {
 	struct put *u = op->arg;
 	struct hd_group_conf *c = u->c;
-	hd_group_reply_done(u->reply, op->err);
+	hd_group_part_reply_done(u->reply, op->err);
 	if (op->err && hd_log_ratelimited(&c->warn_ms))
 		hd_log_error("group_put_failed %s=%s group=%s err=%d",
 			     c->pattern ? "pattern" : "topic",
@@ -110,7 +110,7 @@ static void put_done(struct hd_group_op *op)
 }
 
 static void put_row(struct hd_group_conf *c, struct hd_group_part *p, const char *topic,
-		    const char *name, struct hd_group_reply *reply)
+		    const char *name, struct hd_group_part_reply *reply)
 {
 	struct put *u = hd_calloc(1, sizeof(*u));
 	size_t cap = HD_LEASE_ENCODED_MAX(HD_GROUP_WINDOW_MAX);
@@ -142,13 +142,13 @@ static void put_row(struct hd_group_conf *c, struct hd_group_part *p, const char
 	}
 }
 
-void hd_group_part_put(struct hd_group_part *p, struct hd_group_reply *r)
+void hd_group_part_put(struct hd_group_part *p, struct hd_group_part_reply *r)
 {
 	if (!p->gone)
 		put_row(p->conf, p, p->topic, p->conf->row_name, r);
 }
 
-void hd_group_parent_put(struct hd_group_conf *c, struct hd_group_reply *r)
+void hd_group_part_parent_put(struct hd_group_conf *c, struct hd_group_part_reply *r)
 {
 	put_row(c, NULL, c->pattern, c->name, r);
 }
@@ -166,7 +166,7 @@ static void del_done(struct hd_group_op *op)
 	free(d);
 }
 
-void hd_group_row_delete(struct hd_hub *hub, const char *topic, const char *name,
+void hd_group_part_row_delete(struct hd_hub *hub, const char *topic, const char *name,
 			 void (*done)(void *arg, int err), void *arg)
 {
 	struct del *d = hd_calloc(1, sizeof(*d));

@@ -21,7 +21,7 @@
  * Rows. A part's row is (topic, the group's row name) with its floor and
  * acked offsets (lease.h's durable form) and the group's config; a pattern
  * group's parent row is (pattern, name) with floor 0. A write answers its
- * hd_group_reply, if any, once it is committed. A part whose topic was
+ * hd_group_part_reply, if any, once it is committed. A part whose topic was
  * deleted (`gone`) is never written again: the store deleted its rows, and
  * writing one back would give a re-created topic this old position.
  *
@@ -76,7 +76,7 @@ struct hd_group_part {
 };
 
 /* The default config, created now. Borrows hub, the strings and ops. */
-void hd_group_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
+void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
 			const char *pattern, const char *row_name,
 			const struct hd_group_part_ops *ops, void *owner);
 
@@ -118,24 +118,24 @@ int hd_group_part_read_done(struct hd_group_part *p, struct hd_group_read *rd,
 /* An answer sent once every row write it waits for is committed: status
  * and body, or the last write error ("the group state could not be
  * stored"). */
-struct hd_group_reply;
+struct hd_group_part_reply;
 
 /* Returns owned (NULL when req is NULL), waiting for the caller's own
- * hd_group_reply_done; takes body, borrows req until it is answered. */
-struct hd_group_reply *hd_group_reply_new(struct hd_http_request *req, int status,
+ * hd_group_part_reply_done; takes body, borrows req until it is answered. */
+struct hd_group_part_reply *hd_group_part_reply_new(struct hd_http_request *req, int status,
 					  struct hd_buf *body);
 /* One awaited write ended with err (0 ok); the last one answers and frees
  * r. NULL is a no-op. */
-void hd_group_reply_done(struct hd_group_reply *r, int err);
+void hd_group_part_reply_done(struct hd_group_part_reply *r, int err);
 
 /* Writes p's row (not when gone); r (may be NULL) waits for it. */
-void hd_group_part_put(struct hd_group_part *p, struct hd_group_reply *r);
+void hd_group_part_put(struct hd_group_part *p, struct hd_group_part_reply *r);
 /* Writes a pattern group's parent row; r (may be NULL) waits for it. */
-void hd_group_parent_put(struct hd_group_conf *c, struct hd_group_reply *r);
+void hd_group_part_parent_put(struct hd_group_conf *c, struct hd_group_part_reply *r);
 
 /* Deletes the row (topic, name); done(arg, err) runs once, later or before
  * the call returns, with 0 or an HD_E* (HD_ENOTFOUND: there was none). */
-void hd_group_row_delete(struct hd_hub *hub, const char *topic, const char *name,
+void hd_group_part_row_delete(struct hd_hub *hub, const char *topic, const char *name,
 			 void (*done)(void *arg, int err), void *arg);
 
 #endif

@@ -159,9 +159,9 @@ static const struct hd_group_part_ops part_ops = {
 static void put_parent(struct pgroup *g, struct hd_http_request *req, int status,
 		       struct hd_buf *answer)
 {
-	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
-	hd_group_parent_put(&g->conf, r);
-	hd_group_reply_done(r, 0);
+	struct hd_group_part_reply *r = hd_group_part_reply_new(req, status, answer);
+	hd_group_part_parent_put(&g->conf, r);
+	hd_group_part_reply_done(r, 0);
 }
 
 /* Adds topic's part at floor, or returns NULL (counted) past the limits.
@@ -244,7 +244,7 @@ static struct pgroup *group_new(struct hd_group_patterns *pg, const char *patter
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), pattern, name);
 	hd_pattern_init(&g->pt, pg->hub, pattern, HD_GROUP_PATTERN_TOPICS_MAX, &pattern_ops, g);
-	hd_group_conf_init(&g->conf, pg->hub, g->name, g->pt.pattern, g->key, &part_ops, g);
+	hd_group_part_conf_init(&g->conf, pg->hub, g->name, g->pt.pattern, g->key, &part_ops, g);
 	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
 		hd_pattern_fini(&g->pt);
@@ -399,7 +399,7 @@ static void answer_empty(void *owner, struct hd_group_waiter *w)
 	struct hd_buf b;
 	hd_buf_init(&b, 64);
 	hd_buf_printf(&b, "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
-	hd_group_waiter_answer(w, &b);
+	hd_group_waiters_answer(w, &b);
 }
 
 /* Appends one handed-out event to the answer. */
@@ -464,10 +464,10 @@ static void fetch_finish(struct fetch *f)
 		part_unref(f->again);
 	if (f->sent == 0 && f->err) {
 		hd_buf_fini(&f->b);
-		hd_group_waiter_fail(w, f->err, NULL);
+		hd_group_waiters_fail(w, f->err, NULL);
 	} else if (f->sent > 0 || hd_now_ms() >= w->until_ms || g->pg->stopping || g->deleted) {
 		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
-		hd_group_waiter_answer(w, &f->b);
+		hd_group_waiters_answer(w, &f->b);
 	} else {
 		/* Nothing for this one: back to the front of the line, and nobody
 		 * tries again before something changes. */
@@ -546,7 +546,7 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
 	struct pgroup *g = owner;
 	if (g->deleted) {
-		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
 	if (g->pt.listing)
@@ -587,7 +587,7 @@ static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *r
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_fetch_args(req, &max, &wait))
+	if (!hd_group_http_fetch_args(req, &max, &wait))
 		return;
 	(void)pg;
 	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000), cred);
@@ -597,7 +597,7 @@ static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *r
 
 static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 {
-	json_t *body = hd_group_body(req, false);
+	json_t *body = hd_group_http_body(req, false);
 	if (!body)
 		return;
 	json_t *evs = json_object_get(body, "events");
@@ -607,17 +607,17 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	json_t *o;
 
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "a pattern group acks (topic, offset) pairs: "
 				     "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
 				     "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
-	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
 				     HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
@@ -627,7 +627,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		json_t *t = json_object_get(o, "topic"), *off = json_object_get(o, "offset");
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
@@ -656,10 +656,10 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (nack || done == 0) {
 		for (i = 0; i < g->nparts; i++)
 			g->parts[i]->dirty = false;
-		hd_group_respond_json(req, 200, &b);
+		hd_group_http_json(req, 200, &b);
 	} else {
 		/* Answered once every changed part's row is durable. */
-		struct hd_group_reply *r = hd_group_reply_new(req, 200, &b);
+		struct hd_group_part_reply *r = hd_group_part_reply_new(req, 200, &b);
 		for (i = 0; i < g->nparts; i++) {
 			struct part *p = g->parts[i];
 			if (!p->dirty)
@@ -667,7 +667,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 			p->dirty = false;
 			hd_group_part_put(&p->base, r);
 		}
-		hd_group_reply_done(r, 0);
+		hd_group_part_reply_done(r, 0);
 	}
 	if (done)
 		wake(g);
@@ -680,7 +680,7 @@ out:
 static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *req, struct pgroup *g,
 			  const char *pattern, const char *name)
 {
-	json_t *body = hd_group_body(req, true);
+	json_t *body = hd_group_http_body(req, true);
 	uint32_t ack_wait = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
 	uint32_t maxd = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	bool ordered = g ? g->conf.ordered : false, latest = false;
@@ -689,17 +689,17 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 	if (!body)
 		return;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_config_args(req, body, &ack_wait, &maxd, &ordered))
+	if (!hd_group_http_config_args(req, body, &ack_wait, &maxd, &ordered))
 		goto out;
 	if (start) {
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
@@ -716,13 +716,13 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 		goto out;
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
+		hd_group_http_error(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
 				     HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
 	if (!g) {
-		hd_group_respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
+		hd_group_http_error(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
 	}
 	g->conf.ack_wait_ms = ack_wait;
@@ -753,9 +753,9 @@ static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *
 	g->deleted = true;
 	hd_pattern_stop(&g->pt);
 	for (size_t i = 0; i < g->nparts; i++)
-		hd_group_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
+		hd_group_part_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
 	/* Last: the writer runs them in order. */
-	hd_group_row_delete(pg->hub, g->pt.pattern, g->name, del_done, req);
+	hd_group_part_row_delete(pg->hub, g->pt.pattern, g->name, del_done, req);
 	if (g->create_req) {
 		hd_http_respond_error(g->create_req, HD_ENOTFOUND, "the group was deleted");
 		g->create_req = NULL;
@@ -775,7 +775,7 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	struct pgroup *g = strlen(name) <= HD_GROUP_PATTERN_NAME_MAX ? hd_map_get(&pg->groups, key)
 								       : NULL;
 	if (g && strcmp(g->pt.pattern, pattern) != 0) {
-		hd_group_respond_msg(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
+		hd_group_http_error(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
 		return;
 	}
 	if (pg->stopping) {
@@ -784,14 +784,14 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
 		if (g && g->create_req) {
-			hd_group_respond_msg(req, HD_EINVAL, "the group is being created");
+			hd_group_http_error(req, HD_EINVAL, "the group is being created");
 			return;
 		}
 		handle_create(pg, req, g, pattern, name);
 		return;
 	}
 	if (!g) {
-		hd_group_respond_msg(req, HD_ENOTFOUND,
+		hd_group_http_error(req, HD_ENOTFOUND,
 				     act == HD_GROUP_ACT_FETCH
 				     ? "no such group; a pattern group is created with PUT"
 				     : "no such group");
@@ -802,7 +802,7 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	case HD_GROUP_ACT_INFO:
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		hd_group_respond_json(req, 200, &b);
+		hd_group_http_json(req, 200, &b);
 		return;
 	case HD_GROUP_ACT_DELETE:
 		handle_delete(pg, req, g);

@@ -105,7 +105,7 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 	g->gs = gs;
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), topic, name);
-	hd_group_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &part_ops, g);
+	hd_group_part_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &part_ops, g);
 	hd_group_part_init(&g->part, &g->conf, topic, floor);
 	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
@@ -147,9 +147,9 @@ static void group_release(struct group *g)
 static void put_group(struct group *g, struct hd_http_request *req, int status,
 		      struct hd_buf *answer)
 {
-	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
+	struct hd_group_part_reply *r = hd_group_part_reply_new(req, status, answer);
 	hd_group_part_put(&g->part, r);
-	hd_group_reply_done(r, 0);
+	hd_group_part_reply_done(r, 0);
 }
 
 static void hold(void *owner, struct hd_group_part *p)
@@ -260,7 +260,7 @@ static void info_done(struct hd_topic_op *op)
 	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
-	hd_group_respond_json(in->req, 200, &b);
+	hd_group_http_json(in->req, 200, &b);
 	in->g->refs--;
 	group_release(in->g);
 out:
@@ -278,13 +278,13 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
-				hd_group_respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+				hd_group_http_error(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
 			if (g->part.lease.leased > 0 || g->q.busy) {
-				hd_group_respond_msg(in->req, HD_EINVAL,
+				hd_group_http_error(in->req, HD_EINVAL,
 						     "the group has leased events; ack them or DELETE the group"
 						     " before moving its start");
 				return;
@@ -358,10 +358,10 @@ static void answer_close(struct group *g, struct hd_group_waiter *w, struct hd_b
 		rc = hd_buf_printf(b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
 				   g->conf.ack_wait_ms, g->part.lease.floor);
 	if (rc == 0) {
-		hd_group_waiter_answer(w, b);
+		hd_group_waiters_answer(w, b);
 	} else {
 		hd_buf_fini(b);
-		hd_group_waiter_fail(w, HD_EINTERNAL, "the answer would be too large");
+		hd_group_waiters_fail(w, HD_EINTERNAL, "the answer would be too large");
 	}
 }
 
@@ -399,7 +399,7 @@ static void fetch_done(struct hd_read *r)
 	hd_read_fini(r);
 	if (err) {
 		hd_buf_fini(&f->b);
-		hd_group_waiter_fail(w, err, NULL);
+		hd_group_waiters_fail(w, err, NULL);
 	} else if (f->given > 0 || now >= w->until_ms || g->gs->stopping || g->deleted) {
 		answer_close(g, w, &f->b, f->rc);
 	} else {
@@ -438,7 +438,7 @@ static bool start_fetch(struct group *g, struct hd_group_waiter *w)
 		hd_group_part_read_done(&g->part, &f->rd, NULL, NULL);
 		hd_buf_fini(&f->b);
 		free(f);
-		hd_group_waiter_fail(w, rc, NULL);
+		hd_group_waiters_fail(w, rc, NULL);
 	}
 	return true;
 }
@@ -471,7 +471,7 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
 	struct group *g = owner;
 	if (g->deleted) {
-		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
 	if (start_fetch(g, w))
@@ -515,13 +515,13 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_fetch_args(req, &max, &wait))
+	if (!hd_group_http_fetch_args(req, &max, &wait))
 		return;
 	if (!g) {
 		/* Created on first use, at the oldest kept event. */
 		g = group_new(gs, topic, name, 0);
 		if (!g) {
-			hd_group_respond_msg(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+			hd_group_http_error(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
 		put_group(g, NULL, 0, NULL);
@@ -537,14 +537,14 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	json_t *o;
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
+		hd_group_http_error(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
 				     HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
 	{
 		if (!json_is_integer(o) || json_integer_value(o) < 1) {
-			hd_group_respond_msg(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
+			hd_group_http_error(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
 			return false;
 		}
 	}
@@ -553,7 +553,7 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 
 static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 {
-	json_t *body = hd_group_body(req, false);
+	json_t *body = hd_group_http_body(req, false);
 	if (!body)
 		return;
 	json_t *offs = json_object_get(body, "offsets");
@@ -563,11 +563,11 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	size_t done = 0, i;
 	json_t *o;
 
-	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
@@ -578,7 +578,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		goto answer;
 	}
 	if (!offs) {
-		hd_group_respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+		hd_group_http_error(req, HD_EINVAL, nack ? "the body needs 'offsets'"
 				     : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
@@ -604,7 +604,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		      done, g->part.lease.floor);
 answer:
 	if (nack || done == 0) {
-		hd_group_respond_json(req, 200, &b);
+		hd_group_http_json(req, 200, &b);
 	} else {
 		put_group(g, req, 200, &b); /* answered once durable */
 	}
@@ -619,7 +619,7 @@ out:
 static void handle_create(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
-	json_t *body = hd_group_body(req, true);
+	json_t *body = hd_group_http_body(req, true);
 	if (!body)
 		return;
 	struct info *in = hd_calloc(1, sizeof(*in));
@@ -632,7 +632,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->max_deliveries = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	in->ordered = g ? g->conf.ordered : false;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
+	if (!hd_group_http_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
 	if (start) {
 		json_t *off = json_is_object(start) ? json_object_get(start, "offset") : NULL;
@@ -651,7 +651,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
 					     " or {\"time\": \"RFC 3339\"}");
 			goto fail;
@@ -678,14 +678,14 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 			  const char *topic, const char *name)
 {
 	if (!g) {
-		hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
+		hd_group_http_error(req, HD_ENOTFOUND, "no such group");
 		return;
 	}
 	hd_map_del(&gs->groups, g->key);
 	g->deleted = true;
 	hd_group_waiters_try(&g->q);
 	group_release(g);
-	hd_group_row_delete(gs->hub, topic, name, del_done, req);
+	hd_group_part_row_delete(gs->hub, topic, name, del_done, req);
 }
 
 struct drop {
@@ -751,7 +751,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (!g) {
-			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		struct info *in = hd_calloc(1, sizeof(*in));
@@ -773,7 +773,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
 		if (!g) {
-			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		handle_ack(req, g, act == HD_GROUP_ACT_NACK);
@@ -785,12 +785,12 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 		      const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	if (!name_ok(name)) {
-		hd_group_respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
+		hd_group_http_error(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
 				     HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) && !hd_topic_name_dlq_fits(topic)) {
-		hd_group_respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
+		hd_group_http_error(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
 	if (!gs->loaded) {
