@@ -236,20 +236,20 @@ static void dead_letter(struct hd_group_part *p, const struct hd_stored_event *e
 	hd_buf_putc(&extra, '"');
 	c->ops->hold(c->owner, p);
 	hd_deadletter_publish(c->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = "herald.group.deadletter",
-			       .reason = "max_deliveries",
-			       .attempts = attempts,
-			       .topic = p->topic,
-			       .offset = ev->offset,
-			       .extra = extra.data,
-			       .event = ev->json->data,
-			       .event_len = ev->json->len,
-			       .now_ms = hd_now_ms(),
-		       },
-		       0, dead_done, p);
+			      &(struct hd_deadletter){
+				      .id = id,
+				      .source = src,
+				      .type = "herald.group.deadletter",
+				      .reason = "max_deliveries",
+				      .attempts = attempts,
+				      .topic = p->topic,
+				      .offset = ev->offset,
+				      .extra = extra.data,
+				      .event = ev->json->data,
+				      .event_len = ev->json->len,
+				      .now_ms = hd_now_ms(),
+			      },
+			      0, dead_done, p);
 	hd_buf_fini(&extra);
 }
 
