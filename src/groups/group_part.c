@@ -86,6 +86,16 @@ void hd_group_part_reply_done(struct hd_group_part_reply *r, int err)
 	free(r);
 }
 
+/* Issues op; one the hub refuses at once completes at once. */
+static void submit(struct hd_hub *hub, struct hd_group_op *op)
+{
+	int rc = hd_hub_group_op(hub, op);
+	if (rc) {
+		op->err = rc;
+		op->done(op);
+	}
+}
+
 /* A durable write of one row. */
 struct put {
 	struct hd_group_op op;
@@ -135,11 +145,7 @@ static void put_row(struct hd_group_conf *c, struct hd_group_part *p, const char
 	u->op.done = put_done;
 	u->op.arg = u;
 	c->ops->hold(c->owner, p);
-	int rc = hd_hub_group_op(c->hub, &u->op);
-	if (rc) {
-		u->op.err = rc;
-		put_done(&u->op);
-	}
+	submit(c->hub, &u->op);
 }
 
 void hd_group_part_put(struct hd_group_part *p, struct hd_group_part_reply *r)
@@ -177,11 +183,7 @@ void hd_group_part_row_delete(struct hd_hub *hub, const char *topic, const char 
 	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
 	d->op.done = del_done;
 	d->op.arg = d;
-	int rc = hd_hub_group_op(hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	submit(hub, &d->op);
 }
 
 /* ---- dead letters ----------------------------------------------------- */

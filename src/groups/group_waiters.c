@@ -2,6 +2,7 @@
  * group_waiters — see group_waiters.h.
  */
 #include "groups/group_waiters.h"
+#include "consume/due.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "edge/group_http.h"
@@ -188,11 +189,7 @@ void hd_group_waiters_due_at(struct hd_group_waiters *q, int64_t due)
 {
 	if (due == INT64_MAX || !due_open(q))
 		return;
-	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-	uint64_t ms = left > 0 ? (uint64_t)left : 0;
-	/* Never push back a sooner wake-up (a watched event's). */
-	if (!uv_is_active((uv_handle_t *)&q->due) || uv_timer_get_due_in(&q->due) > ms)
-		uv_timer_start(&q->due, on_due, ms, 0);
+	hd_due_arm(&q->due, on_due, due);
 }
 
 void hd_group_waiters_stop(struct hd_group_waiters *q)
