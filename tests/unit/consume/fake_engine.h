@@ -26,9 +26,33 @@ struct fake_engine {
 	/* Topic names, sorted (lists). */
 	char (*topics)[HD_TOPIC_NAME_MAX + 1];
 	size_t ntopics;
-	int fail;                 /* reads and lists fail with this when set */
+	int fail;                 /* reads, lists and publishes fail with this when set */
 	size_t reads, lists;
+	/* The last publish (answered at once, or held when hold is set). */
+	char pub_topic[HD_TOPIC_NAME_MAX + 8];
+	char pub_json[4096];
+	int pub_err;              /* the item's err when answered */
+	bool hold;
+	struct hd_pub *held;
+	size_t pubs;
 };
+
+static int fake_publish(struct hd_engine *e, struct hd_pub *p)
+{
+	struct fake_engine *f = (struct fake_engine *)e;
+	f->pubs++;
+	if (f->fail)
+		return f->fail;
+	snprintf(f->pub_topic, sizeof(f->pub_topic), "%s", p->items[0].topic);
+	snprintf(f->pub_json, sizeof(f->pub_json), "%.*s", (int)p->items[0].event->json_len,
+		 p->items[0].event->json);
+	p->items[0].err = f->pub_err;
+	if (f->hold)
+		f->held = p;
+	else
+		p->done(p);
+	return 0;
+}
 
 static int fake_read(struct hd_engine *e, struct hd_read *r)
 {
@@ -70,6 +94,7 @@ static int fake_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 
 static const struct hd_engine_ops fake_ops = {
 	.name = "fake",
+	.publish = fake_publish,
 	.read = fake_read,
 	.topic_op = fake_topic_op,
 };
