@@ -582,8 +582,8 @@ static const struct hd_group_waiters_ops waiter_ops = {
 	.release = release,
 };
 
-static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *req, struct pgroup *g,
-			 const struct hd_access_cred *cred)
+static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *req,
+			 struct pgroup *g, const struct hd_access_cred *cred)
 {
 	uint32_t max;
 	double wait;
@@ -677,8 +677,8 @@ out:
 
 /* ---- create, delete --------------------------------------------------- */
 
-static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *req, struct pgroup *g,
-			  const char *pattern, const char *name)
+static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *req,
+			  struct pgroup *g, const char *pattern, const char *name)
 {
 	json_t *body = hd_group_http_body(req, true);
 	uint32_t ack_wait = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
@@ -747,7 +747,8 @@ static void del_done(void *arg, int err)
 		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
-static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *req, struct pgroup *g)
+static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *req,
+			  struct pgroup *g)
 {
 	hd_map_del(&pg->groups, g->key);
 	g->deleted = true;
@@ -819,7 +820,8 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	}
 }
 
-static void each_group(struct hd_group_patterns *pg, void (*fn)(struct pgroup *g, void *arg), void *arg);
+static void each_group(struct hd_group_patterns *pg, void (*fn)(struct pgroup *g, void *arg),
+		       void *arg);
 
 static void discover_one(struct pgroup *g, void *arg)
 {
@@ -876,7 +878,8 @@ static void walk_one(const char *key, void *value, void *arg)
 	w->fn(value, w->arg);
 }
 
-static void each_group(struct hd_group_patterns *pg, void (*fn)(struct pgroup *g, void *arg), void *arg)
+static void each_group(struct hd_group_patterns *pg, void (*fn)(struct pgroup *g, void *arg),
+		       void *arg)
 {
 	struct walk w = {fn, arg};
 	hd_map_each(&pg->groups, walk_one, &w);

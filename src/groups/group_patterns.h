@@ -5,15 +5,16 @@
  * Layer: groups. groups/groups.c hands it the group routes whose topic is a
  * pattern (hub/topic_pattern.h), after the access check; loop thread.
  *
- * The model. A pattern group is a set of parts, one per matching topic, each
- * with its own ack state (consume/lease.h), exactly like an exact group of that
- * topic. Dead-letter topics ("….dlq") never match, so a group never consumes
- * its own dead letters. Parts come from a paged hub topic LIST under the
- * pattern's prefix (at creation and at load) and from a hub prefix watch
- * (topics created later: they start at offset 1, so nothing is missed). A
- * fetch walks the parts round robin, starting one part further on each
- * fetch, and in each part hands out what is due again first, then new
- * events; so a busy topic cannot starve a quiet one. `ordered` keeps one
+ * The model. A pattern group is a set of parts, one per matching topic,
+ * each with its own ack state (consume/lease.h), exactly like an exact
+ * group of that topic. Dead-letter topics ("….dlq") never match, so a group
+ * never consumes its own dead letters. Parts come from the pattern's
+ * expansion (consume/pattern.h): a paged topic list under the pattern's
+ * prefix (at creation and at load) and a hub prefix watch (topics created
+ * later: they start at offset 1, so nothing is missed). A fetch walks the
+ * parts round robin, starting one part further on each fetch, and in each
+ * part hands out what is due again first, then new events; so a busy topic
+ * cannot starve a quiet one. `ordered` keeps one
  * batch in flight per topic. Ack and nack name (topic, offset) pairs.
  *
  * Durable rows (the store's groups table, keyed by (topic, name)):

@@ -5,7 +5,7 @@
  * row, reads (what is due again first, then new events; dead letters) live
  * there. This file keeps the groups by (topic, name), the load, the routes,
  * the start positions of a PUT (oldest, latest, an offset, a time found by
- * binary search) and the fetch answer.
+ * consume/seek.h) and the fetch answer.
  *
  * One hub read per group at a time (q.busy): fetches that find the group
  * busy, or nothing to hand out while willing to wait, are held in the

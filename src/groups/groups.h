@@ -2,9 +2,9 @@
  * groups — pull consumer groups: competing consumers that fetch leased
  * batches of a topic's events, acknowledge them, and get them again when
  * they do not (docs/api.md "Consumer groups").
- * Layer: groups (a consumer over consume/, below edge). The api routes /v1/topics/{topic}/groups/{group}[/fetch|ack|
- * nack] here after the access check (loop thread); groups talks only to the
- * hub. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
+ * Layer: groups (a consumer over consume/, below edge). The api routes
+ * /v1/topics/{topic}/groups/{group}[/fetch|ack|nack] here after the access
+ * check (loop thread); groups talks to the hub and the consume core. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
  * to groups/group_patterns.h, which owns those groups and their rows.
  *
  * Where state lives:
