@@ -114,7 +114,7 @@ static void handle_create(struct hd_subscriptions *e, struct hd_http_request *re
 		hd_access_deny(req, &err);
 		return;
 	}
-	if (hd_sub_parse(req->body, req->body_len, hd_webhooks_allow_private(e->w), &cfg, &start,
+	if (hd_sub_config_parse(req->body, req->body_len, hd_webhooks_allow_private(e->w), &cfg, &start,
 			 secret, sizeof(secret), &err)) {
 		hd_http_respond_error(req, err.code, err.msg);
 		return;

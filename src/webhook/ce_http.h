@@ -2,7 +2,7 @@
  * ce_http — a stored CloudEvent as an outgoing HTTP request, per the
  * CloudEvents HTTP protocol binding (../shared/research/protocols.md):
  * the content headers and the body of a webhook delivery.
- * Layer: webhook (pure: no I/O). Any thread; webhook/delivery.c calls it on
+ * Layer: webhook (pure: no I/O). Any thread; webhook/pump.c calls it on
  * the loop thread.
  *
  * Structured mode: Content-Type: application/cloudevents+json;
@@ -24,7 +24,7 @@
 
 #include "core/err.h"
 #include "net/http_client.h"
-#include "webhook/subscription.h"
+#include "webhook/sub_config.h"
 
 #include <stddef.h>
 

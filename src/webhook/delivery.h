@@ -6,6 +6,8 @@
  * runs out of attempts, and keep the position durable.
  * Layer: webhook (an edge: it talks only to the hub). Every call and every
  * reply runs on the loop thread. The REST routes are edge/subscriptions.h.
+ * Implemented by lifecycle.c, sub.c, pump.c, record.c, kids.c and ops.c
+ * behind the private webhook/webhook_impl.h (which file holds what: there).
  *
  * The delivery state of a subscription is a core/lease.h window over its
  * topic's offsets: an attempt in flight is LEASED, an event waiting for its
@@ -50,7 +52,7 @@
 #include "core/buf.h"
 #include "hub/hub.h"
 #include "net/http_client.h"
-#include "webhook/subscription.h"
+#include "webhook/sub_config.h"
 
 #include <stdbool.h>
 #include <stdint.h>

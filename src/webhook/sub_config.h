@@ -1,9 +1,9 @@
 /*
- * subscription — the configuration of one webhook subscription: the body of
+ * sub_config — the configuration of one webhook subscription: the body of
  * POST /v1/subscriptions parsed and checked (with a message for every
  * refusal), its JSON form, and whether an event passes its filter.
  * Layer: webhook (pure: no I/O, no clock). Any thread; the subscriptions
- * edge and webhook/delivery.c call it on the loop thread.
+ * edge and webhook/ops.c and webhook/pump.c call it on the loop thread.
  *
  * The body (docs/api.md "Webhook subscriptions"):
  *   topic           a topic name, or a topic pattern (hub/topic_pattern.h:
@@ -29,8 +29,8 @@
  *                   pauses (0 = never; default 5)
  * Unknown members are refused (a typo must not silently change delivery).
  */
-#ifndef HD_WEBHOOK_SUBSCRIPTION_H
-#define HD_WEBHOOK_SUBSCRIPTION_H
+#ifndef HD_WEBHOOK_SUB_CONFIG_H
+#define HD_WEBHOOK_SUB_CONFIG_H
 
 #include "core/err.h"
 #include "store/store.h"
@@ -97,7 +97,7 @@ void hd_sub_config_defaults(struct hd_sub_config *c);
  * a checked "whsec_" secret). Returns 0 or HD_EINVAL with err's message
  * naming the member and what it must be.
  */
-int hd_sub_parse(const char *body, size_t len, bool allow_private, struct hd_sub_config *c,
+int hd_sub_config_parse(const char *body, size_t len, bool allow_private, struct hd_sub_config *c,
 		 struct hd_sub_start *start, char *secret, size_t secret_len, struct hd_error *err);
 
 /*
@@ -116,18 +116,18 @@ int hd_sub_config_json(struct hd_buf *b, const struct hd_sub_config *c);
 
 /* Whether a url's host (as written) is a literal address the SSRF rule
  * refuses: a loopback/private IPv4 or IPv6 address, or "localhost". */
-bool hd_sub_url_host_private(const char *url);
+bool hd_sub_config_url_private(const char *url);
 
 /* Whether the filter is empty (every event passes). */
-bool hd_sub_filter_empty(const struct hd_sub_filter *f);
+bool hd_sub_config_filter_empty(const struct hd_sub_filter *f);
 
 /* Whether an event with these attributes passes f; subject may be NULL
  * (absent). */
-bool hd_sub_filter_match(const struct hd_sub_filter *f, const char *type, const char *source,
+bool hd_sub_config_filter_match(const struct hd_sub_filter *f, const char *type, const char *source,
 			 const char *subject);
 
 /* Whether the stored event JSON (len bytes) passes f. An event whose JSON
  * cannot be loaded passes only an empty filter. */
-bool hd_sub_filter_match_json(const struct hd_sub_filter *f, const char *json, size_t len);
+bool hd_sub_config_filter_match_json(const struct hd_sub_filter *f, const char *json, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
-/* subscription — see subscription.h. */
-#include "webhook/subscription.h"
+/* sub_config — see sub_config.h. */
+#include "webhook/sub_config.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "hub/topic_name.h"
@@ -65,7 +65,7 @@ static int url_host(const char *url, char *out, size_t out_len)
 	return 0;
 }
 
-bool hd_sub_url_host_private(const char *url)
+bool hd_sub_config_url_private(const char *url)
 {
 	char host[300];
 	struct sockaddr_in v4;
@@ -108,7 +108,7 @@ static int check_url(const char *url, bool allow_private, struct hd_error *err)
 	}
 	if (url_host(url, host, sizeof(host)))
 		return hd_error_set(err, HD_EINVAL, "'url' has no host");
-	if (!allow_private && hd_sub_url_host_private(url))
+	if (!allow_private && hd_sub_config_url_private(url))
 		return hd_error_set(err, HD_EINVAL,
 				    "'url' points to a loopback or private address, which herald "
 				    "refuses to call (--webhook-allow-private turns this off)");
@@ -292,7 +292,7 @@ static int parse_config(const json_t *o, bool allow_private, struct hd_sub_confi
 	return 0;
 }
 
-int hd_sub_parse(const char *body, size_t len, bool allow_private, struct hd_sub_config *c,
+int hd_sub_config_parse(const char *body, size_t len, bool allow_private, struct hd_sub_config *c,
 		 struct hd_sub_start *start, char *secret, size_t secret_len, struct hd_error *err)
 {
 	static const char *known[] = {"topic",	      "url",	      "filter",	     "secret",
@@ -391,7 +391,7 @@ int hd_sub_config_json(struct hd_buf *b, const struct hd_sub_config *c)
 
 /* ---- filter ----------------------------------------------------------- */
 
-bool hd_sub_filter_empty(const struct hd_sub_filter *f)
+bool hd_sub_config_filter_empty(const struct hd_sub_filter *f)
 {
 	return !f->type[0] && !f->type_prefix[0] && !f->source[0] && !f->subject_prefix[0];
 }
@@ -401,7 +401,7 @@ static bool has_prefix(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-bool hd_sub_filter_match(const struct hd_sub_filter *f, const char *type, const char *source,
+bool hd_sub_config_filter_match(const struct hd_sub_filter *f, const char *type, const char *source,
 			 const char *subject)
 {
 	type = type ? type : "";
@@ -417,9 +417,9 @@ bool hd_sub_filter_match(const struct hd_sub_filter *f, const char *type, const 
 	return true;
 }
 
-bool hd_sub_filter_match_json(const struct hd_sub_filter *f, const char *json, size_t len)
+bool hd_sub_config_filter_match_json(const struct hd_sub_filter *f, const char *json, size_t len)
 {
-	if (hd_sub_filter_empty(f))
+	if (hd_sub_config_filter_empty(f))
 		return true;
 	json_t *o = json_loadb(json, len, 0, NULL);
 	if (!json_is_object(o)) {
@@ -427,7 +427,7 @@ bool hd_sub_filter_match_json(const struct hd_sub_filter *f, const char *json, s
 		return false;
 	}
 	json_t *subject = json_object_get(o, "subject");
-	bool ok = hd_sub_filter_match(f, json_string_value(json_object_get(o, "type")),
+	bool ok = hd_sub_config_filter_match(f, json_string_value(json_object_get(o, "type")),
 				      json_string_value(json_object_get(o, "source")),
 				      json_is_string(subject) ? json_string_value(subject) : NULL);
 	json_decref(o);

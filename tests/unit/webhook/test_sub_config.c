@@ -1,5 +1,5 @@
 /*
- * Unit tests for webhook/subscription.c: defaults, every member parsed,
+ * Unit tests for webhook/sub_config.c: defaults, every member parsed,
  * the refusals with their messages, literal private hosts, the JSON form
  * read back, and filter matching on type, type prefix, source and subject
  * prefix.
@@ -14,13 +14,13 @@
 
 #include "core/buf.h"
 #include "webhook/signature.h"
-#include "webhook/subscription.h"
+#include "webhook/sub_config.h"
 
 static int parse(const char *body, bool allow_private, struct hd_sub_config *c,
 		 struct hd_sub_start *st, char *secret, struct hd_error *err)
 {
 	memset(err, 0, sizeof(*err));
-	return hd_sub_parse(body, strlen(body), allow_private, c, st, secret, HD_WHSEC_TEXT_MAX + 1,
+	return hd_sub_config_parse(body, strlen(body), allow_private, c, st, secret, HD_WHSEC_TEXT_MAX + 1,
 			    err);
 }
 
@@ -46,7 +46,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.pause_after, 5);
 	assert_int_equal(st.kind, HD_SUB_START_LATEST);
 	assert_string_equal(secret, "");
-	assert_true(hd_sub_filter_empty(&c.filter));
+	assert_true(hd_sub_config_filter_empty(&c.filter));
 }
 
 static void test_every_member(void **state)
@@ -144,16 +144,16 @@ static void test_private_hosts(void **state)
 	struct hd_error err;
 	char secret[HD_WHSEC_TEXT_MAX + 1];
 	(void)state;
-	assert_true(hd_sub_url_host_private("http://127.0.0.1:8080/x"));
-	assert_true(hd_sub_url_host_private("http://user:pw@10.0.0.1/x"));
-	assert_true(hd_sub_url_host_private("http://[::1]/"));
-	assert_true(hd_sub_url_host_private("http://localhost/"));
-	assert_true(hd_sub_url_host_private("http://api.localhost./"));
-	assert_true(hd_sub_url_host_private("https://192.168.1.1"));
-	assert_false(hd_sub_url_host_private("https://example.com/"));
-	assert_false(hd_sub_url_host_private("https://8.8.8.8/"));
-	assert_false(hd_sub_url_host_private("https://[2606:4700::1111]:443/"));
-	assert_true(hd_sub_url_host_private("https://[2001:db8::1]:443/")); /* documentation */
+	assert_true(hd_sub_config_url_private("http://127.0.0.1:8080/x"));
+	assert_true(hd_sub_config_url_private("http://user:pw@10.0.0.1/x"));
+	assert_true(hd_sub_config_url_private("http://[::1]/"));
+	assert_true(hd_sub_config_url_private("http://localhost/"));
+	assert_true(hd_sub_config_url_private("http://api.localhost./"));
+	assert_true(hd_sub_config_url_private("https://192.168.1.1"));
+	assert_false(hd_sub_config_url_private("https://example.com/"));
+	assert_false(hd_sub_config_url_private("https://8.8.8.8/"));
+	assert_false(hd_sub_config_url_private("https://[2606:4700::1111]:443/"));
+	assert_true(hd_sub_config_url_private("https://[2001:db8::1]:443/")); /* documentation */
 	refused("{\"topic\":\"t\",\"url\":\"http://127.0.0.1/\"}", "private");
 	assert_int_equal(parse("{\"topic\":\"t\",\"url\":\"http://127.0.0.1/\"}", true, &c, &st,
 			       secret, &err),
@@ -189,24 +189,24 @@ static void test_filter(void **state)
 	struct hd_sub_filter f;
 	(void)state;
 	memset(&f, 0, sizeof(f));
-	assert_true(hd_sub_filter_match(&f, "a", "b", NULL));
+	assert_true(hd_sub_config_filter_match(&f, "a", "b", NULL));
 	strcpy(f.type_prefix, "order.");
-	assert_true(hd_sub_filter_match(&f, "order.created", "/s", NULL));
-	assert_false(hd_sub_filter_match(&f, "orders", "/s", NULL));
+	assert_true(hd_sub_config_filter_match(&f, "order.created", "/s", NULL));
+	assert_false(hd_sub_config_filter_match(&f, "orders", "/s", NULL));
 	strcpy(f.source, "/s");
-	assert_false(hd_sub_filter_match(&f, "order.created", "/t", NULL));
+	assert_false(hd_sub_config_filter_match(&f, "order.created", "/t", NULL));
 	strcpy(f.subject_prefix, "eu/");
-	assert_false(hd_sub_filter_match(&f, "order.created", "/s", NULL));
-	assert_false(hd_sub_filter_match(&f, "order.created", "/s", "us/1"));
-	assert_true(hd_sub_filter_match(&f, "order.created", "/s", "eu/1"));
+	assert_false(hd_sub_config_filter_match(&f, "order.created", "/s", NULL));
+	assert_false(hd_sub_config_filter_match(&f, "order.created", "/s", "us/1"));
+	assert_true(hd_sub_config_filter_match(&f, "order.created", "/s", "eu/1"));
 	strcpy(f.type, "order.paid");
-	assert_false(hd_sub_filter_match(&f, "order.created", "/s", "eu/1"));
+	assert_false(hd_sub_config_filter_match(&f, "order.created", "/s", "eu/1"));
 	const char *ev = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":"
 			 "\"order.paid\",\"subject\":\"eu/2\",\"topic\":\"t\",\"offset\":3}";
-	assert_true(hd_sub_filter_match_json(&f, ev, strlen(ev)));
-	assert_false(hd_sub_filter_match_json(&f, "{bad", 4));
+	assert_true(hd_sub_config_filter_match_json(&f, ev, strlen(ev)));
+	assert_false(hd_sub_config_filter_match_json(&f, "{bad", 4));
 	memset(&f, 0, sizeof(f));
-	assert_true(hd_sub_filter_match_json(&f, "{bad", 4));
+	assert_true(hd_sub_config_filter_match_json(&f, "{bad", 4));
 }
 
 int main(void)
