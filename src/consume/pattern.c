@@ -100,6 +100,14 @@ void *hd_pattern_remove(struct hd_pattern *pt, const char *topic)
 	return hd_map_del(&pt->topics, topic);
 }
 
+void hd_pattern_clear(struct hd_pattern *pt)
+{
+	hd_map_fini(&pt->topics);
+	hd_map_init(&pt->topics, pt->cap);
+	hd_map_fini(&pt->seen);
+	hd_map_init(&pt->seen, pt->cap);
+}
+
 /* ---- prune ------------------------------------------------------------ */
 
 struct unseen {

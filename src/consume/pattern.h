@@ -94,5 +94,7 @@ int hd_pattern_add(struct hd_pattern *pt, const char *topic, void *item);
 void *hd_pattern_get(const struct hd_pattern *pt, const char *topic);
 /* Takes topic's item out; returns it or NULL. */
 void *hd_pattern_remove(struct hd_pattern *pt, const char *topic);
+/* Takes every item out, without callbacks (the consumer let go of them). */
+void hd_pattern_clear(struct hd_pattern *pt);
 
 #endif

@@ -9,7 +9,7 @@
  * Implemented by lifecycle.c, sub.c, pump.c, record.c, kids.c and ops.c
  * behind the private webhook/webhook_impl.h (which file holds what: there).
  *
- * The delivery state of a subscription is a core/lease.h window over its
+ * The delivery state of a subscription is a consume/lease.h window over its
  * topic's offsets: an attempt in flight is LEASED, an event waiting for its
  * retry READY with not_before, a delivered (or dead-lettered, or filtered
  * out) event ACKED; the floor is the position. An ordered subscription
@@ -63,8 +63,6 @@
 #define HD_WEBHOOK_TOPIC_RECORD_KIND "webhook_topic"
 #define HD_WEBHOOK_WINDOW 1000
 #define HD_WEBHOOK_SUBS_MAX 100000
-/* The dead-letter topic of topic T is T + this suffix (as for pull groups). */
-#define HD_WEBHOOK_DLQ_SUFFIX ".dlq"
 #define HD_WEBHOOK_DLQ_TYPE "herald.webhook.deadletter"
 
 struct hd_webhook_opts {
