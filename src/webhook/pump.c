@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "consume/deadletter.h"
+#include "consume/due.h"
 #include "webhook/retry.h"
 
 #include <inttypes.h>
@@ -644,13 +645,7 @@ static void arm(struct hd_webhook_sub *s)
 		return;
 	if (s->st.reading || room_of(s) == 0)
 		return; /* a read or a call ending pumps again */
-	int64_t due = hd_lease_next_due(&s->st.lease);
-	if (due == INT64_MAX)
-		return;
-	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-	uint64_t ms = left > 0 ? (uint64_t)left : 0;
-	if (!uv_is_active((uv_handle_t *)&s->timer) || uv_timer_get_due_in(&s->timer) > ms)
-		uv_timer_start(&s->timer, on_timer, ms, 0);
+	hd_due_arm(&s->timer, on_timer, hd_lease_next_due(&s->st.lease));
 }
 
 void hd_webhook_pump(struct hd_webhook_sub *s)
