@@ -1,7 +1,7 @@
 /*
  * ops — the admin operations of delivery.h (create, replay, list, info,
  * attempts, pause, rotate, delete) and the seek by time that create with
- * start.time and replay by time use (a binary search with one-event reads).
+ * start.time and replay by time use (consume/seek.h).
  * Layer: webhook. Callers: edge/subscriptions.c through delivery.h; kids.c
  * (a child's start seek); record.c (answers once durable).
  */

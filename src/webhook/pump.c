@@ -18,7 +18,8 @@
  * position is moved (replay, a recreated topic): reads and dead-letters
  * started before ignore their results.
  * Layer: webhook. Callers: sub.c (activate, kill), lifecycle.c (stop),
- * ops.c (reposition), kids.c (a child's events through on_watch).
+ * ops.c (reposition), kids.c (a child's events through on_watch, passed
+ * on by the parent's consume/pattern.h expansion).
  */
 #include "webhook/webhook_impl.h"
 #include "core/alloc.h"

@@ -8,8 +8,9 @@
  *                retries, new events, read-ahead), the calls, their
  *                outcomes, retries and dead letters; the hub watch (on_watch)
  *   record.c     the durable record: its JSON, coalesced writes, deletes
- *   kids.c       topic patterns: the children (one per matching topic), the
- *                paged topic list, skipped topics, pruning
+ *   kids.c       topic patterns: the children (one per matching topic) over
+ *                consume/pattern.h's expansion: where each starts, skipped
+ *                topics, a gone child's end
  *   ops.c        the admin operations (create, replay, list, info, attempts,
  *                pause, rotate, delete) and the seek by time they use
  * Layer: webhook. Nothing outside src/webhook/ includes this header.
