@@ -16,8 +16,9 @@
 #include <string.h>
 
 void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
-			const char *pattern, const char *row_name,
-			const struct hd_group_part_ops *ops, void *owner)
+			     const char *pattern, const char *row_name,
+			     struct hd_group_waiters *q, const struct hd_group_part_ops *ops,
+			     void *owner)
 {
 	*c = (struct hd_group_conf){
 		.hub = hub,
@@ -27,6 +28,7 @@ void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const 
 		.ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS,
 		.max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT,
 		.created_ms = hd_now_ms(),
+		.q = q,
 		.ops = ops,
 		.owner = owner,
 	};
@@ -208,7 +210,7 @@ static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
 				    " err=%d",
 				    p->topic, c->name, offset, err);
 	}
-	c->ops->wake(c->owner);
+	hd_group_waiters_wake(c->q);
 	c->ops->release(c->owner, p);
 }
 

@@ -33,6 +33,7 @@
 
 #include "core/buf.h"
 #include "consume/lease.h"
+#include "groups/group_waiters.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -47,8 +48,6 @@ struct hd_group_part_ops {
 	void (*hold)(void *owner, struct hd_group_part *p);
 	/* Let go of what hold kept; may free the group and p. */
 	void (*release)(void *owner, struct hd_group_part *p);
-	/* p changed (a dead letter was acked or failed): try the waiters. */
-	void (*wake)(void *owner);
 };
 
 /* A group's identity and config, which all its parts read. Owned by the
@@ -63,6 +62,8 @@ struct hd_group_conf {
 	bool ordered;                 /* one batch in flight per topic */
 	int64_t created_ms;
 	long long warn_ms;            /* rate limit of the group's warnings */
+	struct hd_group_waiters *q;   /* the group's held fetches: woken when a part
+					 changes (a dead letter was acked or failed) */
 	const struct hd_group_part_ops *ops; /* borrowed */
 	void *owner;
 };
@@ -75,10 +76,11 @@ struct hd_group_part {
 	struct hd_group_conf *conf;   /* borrowed */
 };
 
-/* The default config, created now. Borrows hub, the strings and ops. */
+/* The default config, created now. Borrows hub, the strings, q and ops. */
 void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
-			const char *pattern, const char *row_name,
-			const struct hd_group_part_ops *ops, void *owner);
+			     const char *pattern, const char *row_name,
+			     struct hd_group_waiters *q, const struct hd_group_part_ops *ops,
+			     void *owner);
 
 /* A part of topic with every offset <= floor acknowledged. */
 void hd_group_part_init(struct hd_group_part *p, struct hd_group_conf *conf, const char *topic,

@@ -143,15 +143,9 @@ static void release_part(void *owner, struct hd_group_part *base)
 	group_release(g);
 }
 
-static void wake_part(void *owner)
-{
-	wake(owner);
-}
-
 static const struct hd_group_part_ops part_ops = {
 	.hold = hold,
 	.release = release_part,
-	.wake = wake_part,
 };
 
 /* Writes the parent row; answers req with status and answer (taken) once
@@ -244,7 +238,8 @@ static struct pgroup *group_new(struct hd_group_patterns *pg, const char *patter
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), pattern, name);
 	hd_pattern_init(&g->pt, pg->hub, pattern, HD_GROUP_PATTERN_TOPICS_MAX, &pattern_ops, g);
-	hd_group_part_conf_init(&g->conf, pg->hub, g->name, g->pt.pattern, g->key, &part_ops, g);
+	hd_group_part_conf_init(&g->conf, pg->hub, g->name, g->pt.pattern, g->key, &g->q,
+				&part_ops, g);
 	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
 		hd_pattern_fini(&g->pt);

@@ -105,7 +105,7 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 	g->gs = gs;
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), topic, name);
-	hd_group_part_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &part_ops, g);
+	hd_group_part_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &g->q, &part_ops, g);
 	hd_group_part_init(&g->part, &g->conf, topic, floor);
 	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
@@ -167,15 +167,9 @@ static void release_part(void *owner, struct hd_group_part *p)
 	group_release(g);
 }
 
-static void wake_part(void *owner)
-{
-	wake(owner);
-}
-
 static const struct hd_group_part_ops part_ops = {
 	.hold = hold,
 	.release = release_part,
-	.wake = wake_part,
 };
 
 /* ---- info ------------------------------------------------------------- */
