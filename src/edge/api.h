@@ -13,7 +13,7 @@
  *   GET    /v1/topics/{topic}/sse      Server-Sent Events of one topic (edge/sse.h)
  *   GET    /v1/sse?topic=a&topic=b     Server-Sent Events of several topics
  *   GET    /v1/topics/{topic}/presence the connections following a topic
- *   PUT|GET|DELETE /v1/topics/{topic}/groups/{group}   a pull consumer group (edge/groups.h)
+ *   PUT|GET|DELETE /v1/topics/{topic}/groups/{group}   a pull consumer group (groups/groups.h)
  *   POST   /v1/topics/{topic}/groups/{group}/fetch|ack|nack
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET|POST|DELETE /v1/users/{id}/cursors[/{name}]  a user's server-side cursors (edge/cursors.h)
@@ -34,7 +34,7 @@
 #include "http/server.h"
 #include "edge/access.h"
 #include "edge/cursors.h"
-#include "edge/groups.h"
+#include "groups/groups.h"
 #include "edge/sse.h"
 #include "edge/ws.h"
 #include "hub/hub.h"

@@ -3,7 +3,7 @@
  */
 #include "edge/group_http.h"
 #include "core/err.h"
-#include "edge/groups.h"
+#include "groups/groups.h"
 #include "http/query.h"
 
 #include <inttypes.h>
@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void hd_group_respond_json(struct hd_http_request *req, int status, struct hd_buf *b)
+void hd_group_http_json(struct hd_http_request *req, int status, struct hd_buf *b)
 {
 	hd_http_respond(req, status, "application/json", NULL, b->data ? b->data : "", b->len);
 	hd_buf_fini(b);
 }
 
-void hd_group_respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
+void hd_group_http_error(struct hd_http_request *req, int code, const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
@@ -27,7 +27,7 @@ void hd_group_respond_msg(struct hd_http_request *req, int code, const char *fmt
 	hd_http_respond_error(req, code, msg);
 }
 
-json_t *hd_group_body(struct hd_http_request *req, bool empty_ok)
+json_t *hd_group_http_body(struct hd_http_request *req, bool empty_ok)
 {
 	json_error_t jerr;
 	json_t *v = empty_ok && req->body_len == 0
@@ -35,7 +35,7 @@ json_t *hd_group_body(struct hd_http_request *req, bool empty_ok)
 			    : json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!v || !json_is_object(v)) {
 		json_decref(v);
-		hd_group_respond_msg(req, HD_EINVAL, "the body must be a JSON object");
+		hd_group_http_error(req, HD_EINVAL, "the body must be a JSON object");
 		return NULL;
 	}
 	return v;
@@ -58,18 +58,18 @@ static int query_num(const struct hd_http_request *req, const char *name, double
 	return 0;
 }
 
-bool hd_group_fetch_args(struct hd_http_request *req, uint32_t *max, double *wait_s)
+bool hd_group_http_fetch_args(struct hd_http_request *req, uint32_t *max, double *wait_s)
 {
 	double m;
 	if (query_num(req, "max", HD_GROUP_FETCH_DEFAULT, HD_GROUP_FETCH_MAX, &m) || m < 1 ||
 	    m != (double)(uint32_t)m) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "query parameter 'max' must be a whole number from 1 to %d",
 				     HD_GROUP_FETCH_MAX);
 		return false;
 	}
 	if (query_num(req, "wait", 0, HD_GROUP_WAIT_MAX_S, wait_s)) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "query parameter 'wait' must be seconds from 0 to %d",
 				     HD_GROUP_WAIT_MAX_S);
 		return false;
@@ -85,7 +85,7 @@ static bool u32_member(struct hd_http_request *req, json_t *body, const char *na
 	if (!v)
 		return true;
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "'%s' must be a whole number from %" PRIu32 " to %" PRIu32, name,
 				     min, max);
 		return false;
@@ -94,7 +94,7 @@ static bool u32_member(struct hd_http_request *req, json_t *body, const char *na
 	return true;
 }
 
-bool hd_group_config_args(struct hd_http_request *req, json_t *body, uint32_t *ack_wait_ms,
+bool hd_group_http_config_args(struct hd_http_request *req, json_t *body, uint32_t *ack_wait_ms,
 			  uint32_t *max_deliveries, bool *ordered)
 {
 	json_t *ord = json_object_get(body, "ordered");
@@ -104,7 +104,7 @@ bool hd_group_config_args(struct hd_http_request *req, json_t *body, uint32_t *a
 		return false;
 	if (ord) {
 		if (!json_is_boolean(ord)) {
-			hd_group_respond_msg(req, HD_EINVAL, "'ordered' must be true or false");
+			hd_group_http_error(req, HD_EINVAL, "'ordered' must be true or false");
 			return false;
 		}
 		*ordered = json_is_true(ord);
@@ -112,14 +112,14 @@ bool hd_group_config_args(struct hd_http_request *req, json_t *body, uint32_t *a
 	return true;
 }
 
-bool hd_group_delay_arg(struct hd_http_request *req, json_t *body, int64_t *delay_ms)
+bool hd_group_http_delay_arg(struct hd_http_request *req, json_t *body, int64_t *delay_ms)
 {
 	json_t *delay = json_object_get(body, "delay_ms");
 	if (!delay)
 		return true;
 	if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
 	    json_integer_value(delay) > HD_GROUP_NACK_DELAY_MAX_MS) {
-		hd_group_respond_msg(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
+		hd_group_http_error(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
 				     HD_GROUP_NACK_DELAY_MAX_MS);
 		return false;
 	}

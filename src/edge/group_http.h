@@ -1,7 +1,7 @@
 /*
  * group_http — the request checks and answers that the two kinds of pull
- * consumer group share: edge/groups.c (groups of one topic) and
- * edge/group_patterns.c (groups over a topic pattern) parse the same fetch
+ * consumer group share: groups/groups.c (groups of one topic) and
+ * groups/group_patterns.c (groups over a topic pattern) parse the same fetch
  * query, the same config members and nack delay, and answer with the same
  * JSON and error bodies (docs/api.md "Consumer groups").
  * Layer: edge; loop thread. Each check that fails answers the request (400,
@@ -19,31 +19,31 @@
 #include <stdint.h>
 
 /* Answers req with status and b (taken) as application/json. */
-void hd_group_respond_json(struct hd_http_request *req, int status, struct hd_buf *b);
+void hd_group_http_json(struct hd_http_request *req, int status, struct hd_buf *b);
 
 /* Answers req with the error body of code (an HD_E*) and a printf message
  * (cut at 255 bytes). */
-void hd_group_respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
+void hd_group_http_error(struct hd_http_request *req, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Returns the request body as a JSON object (owned), {} for an empty body
  * when empty_ok; or answers 400 and returns NULL. */
-json_t *hd_group_body(struct hd_http_request *req, bool empty_ok);
+json_t *hd_group_http_body(struct hd_http_request *req, bool empty_ok);
 
 /* The fetch query: max (1 .. HD_GROUP_FETCH_MAX, default
  * HD_GROUP_FETCH_DEFAULT) and wait (seconds, 0 .. HD_GROUP_WAIT_MAX_S,
  * default 0). Returns true, or false having answered 400. */
-bool hd_group_fetch_args(struct hd_http_request *req, uint32_t *max, double *wait_s);
+bool hd_group_http_fetch_args(struct hd_http_request *req, uint32_t *max, double *wait_s);
 
 /* The config members of a PUT body that are present: ack_wait_ms,
  * max_deliveries, ordered (others are left as they are). Returns true, or
  * false having answered 400. */
-bool hd_group_config_args(struct hd_http_request *req, json_t *body, uint32_t *ack_wait_ms,
+bool hd_group_http_config_args(struct hd_http_request *req, json_t *body, uint32_t *ack_wait_ms,
 			  uint32_t *max_deliveries, bool *ordered);
 
 /* A nack body's delay_ms, if present (0 .. HD_GROUP_NACK_DELAY_MAX_MS;
  * *delay_ms is left as it is when absent). Returns true, or false having
  * answered 400. */
-bool hd_group_delay_arg(struct hd_http_request *req, json_t *body, int64_t *delay_ms);
+bool hd_group_http_delay_arg(struct hd_http_request *req, json_t *body, int64_t *delay_ms);
 
 #endif

@@ -27,3 +27,8 @@ int hd_topic_name_check(const char *name, size_t len, struct hd_error *err)
 		return hd_error_set(err, HD_EBADTOPIC, "topic name cannot be '.' or '..'");
 	return 0;
 }
+
+bool hd_topic_name_dlq_fits(const char *name)
+{
+	return strlen(name) + strlen(HD_TOPIC_NAME_DLQ_SUFFIX) <= HD_TOPIC_NAME_LEN_MAX;
+}

@@ -12,11 +12,21 @@
 
 #include "core/err.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define HD_TOPIC_NAME_LEN_MAX 255
 
+/* The dead-letter topic of topic T is T + this suffix (consume/deadletter.h
+ * publishes there; topic patterns never match such a name). */
+#define HD_TOPIC_NAME_DLQ_SUFFIX ".dlq"
+
 /* Returns 0 or HD_EBADTOPIC with err saying why. */
 int hd_topic_name_check(const char *name, size_t len, struct hd_error *err);
+
+/* True when name's dead-letter topic (name + HD_TOPIC_NAME_DLQ_SUFFIX) is
+ * still a valid topic name's length: consumers refuse or skip topics
+ * whose dead letters could not be published. */
+bool hd_topic_name_dlq_fits(const char *name);
 
 #endif

@@ -41,8 +41,8 @@ int hd_topic_pattern_check(const char *s, struct hd_error *err)
 
 bool hd_topic_pattern_is_dlq(const char *topic)
 {
-	size_t n = strlen(topic), k = strlen(HD_TOPIC_PATTERN_DLQ_SUFFIX);
-	return n >= k && memcmp(topic + n - k, HD_TOPIC_PATTERN_DLQ_SUFFIX, k) == 0;
+	size_t n = strlen(topic), k = strlen(HD_TOPIC_NAME_DLQ_SUFFIX);
+	return n >= k && memcmp(topic + n - k, HD_TOPIC_NAME_DLQ_SUFFIX, k) == 0;
 }
 
 bool hd_topic_pattern_match(const char *pattern, const char *topic)

@@ -22,9 +22,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Dead-letter topics end with this; patterns never match them. */
-#define HD_TOPIC_PATTERN_DLQ_SUFFIX ".dlq"
-
 /* True when s ends with '*', i.e. is meant as a pattern (valid or not);
  * false for NULL. Callers use it to pick hd_topic_pattern_check over
  * hd_topic_name_check. */
@@ -39,7 +36,8 @@ int hd_topic_pattern_check(const char *s, struct hd_error *err);
  * dead-letter topic. */
 bool hd_topic_pattern_match(const char *pattern, const char *topic);
 
-/* True when topic is a dead-letter topic (ends with ".dlq"). */
+/* True when topic is a dead-letter topic (ends with
+ * HD_TOPIC_NAME_DLQ_SUFFIX). */
 bool hd_topic_pattern_is_dlq(const char *topic);
 
 /* Copies the prefix of pattern (all but the trailing '*') into out, always

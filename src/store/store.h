@@ -37,7 +37,7 @@
  *   groups(topic TEXT, name TEXT,                     -- a pull consumer group
  *          ack_floor INTEGER,                         -- every offset <= it is acked
  *          acked TEXT,                                -- acked offsets above the floor,
- *                                                     --   core/lease.h's durable form
+ *                                                     --   consume/lease.h's durable form
  *          ack_wait_ms INTEGER, max_deliveries INTEGER, ordered INTEGER,
  *          created_ms INTEGER, PRIMARY KEY(topic, name)) WITHOUT ROWID
  *   records(kind TEXT, key TEXT,                       -- a module's small durable record:

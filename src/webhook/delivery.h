@@ -4,12 +4,13 @@
  * filter to its URL (net/http_client.h), signed (webhook/signature.h) and
  * encoded (webhook/ce_http.h), retry per webhook/retry.h, dead-letter what
  * runs out of attempts, and keep the position durable.
- * Layer: webhook (an edge: it talks only to the hub). Every call and every
- * reply runs on the loop thread. The REST routes are edge/subscriptions.h.
+ * Layer: webhook (a consumer over consume/: it talks to the hub and the
+ * consume core, below edge). Every call and every reply runs on the loop
+ * thread. The REST routes are edge/subscriptions.h.
  * Implemented by lifecycle.c, sub.c, pump.c, record.c, kids.c and ops.c
  * behind the private webhook/webhook_impl.h (which file holds what: there).
  *
- * The delivery state of a subscription is a core/lease.h window over its
+ * The delivery state of a subscription is a consume/lease.h window over its
  * topic's offsets: an attempt in flight is LEASED, an event waiting for its
  * retry READY with not_before, a delivered (or dead-lettered, or filtered
  * out) event ACKED; the floor is the position. An ordered subscription
@@ -30,9 +31,9 @@
  * again from 1. In memory only: the attempts log (webhook/attempts.h).
  *
  * Topic patterns ("orders.*", hub/topic_pattern.h): the subscription is a
- * parent that delivers nothing itself; it watches the prefix
- * (hd_hub_watch_prefix), lists the matching topics (paged) and gives each
- * one a child: the same config and id, the topic's own position, window,
+ * parent that delivers nothing itself; it expands the pattern
+ * (consume/pattern.h: the prefix watch, the paged list of the matching
+ * topics) and gives each one a child: the same config and id, the topic's own position, window,
  * epoch and durable record (kind HD_WEBHOOK_TOPIC_RECORD_KIND, key
  * "<id>/<topic>"). Topics listed at creation start per `start`; a topic
  * seen first by the watch (made later) at offset 1. The parent holds the
@@ -63,8 +64,6 @@
 #define HD_WEBHOOK_TOPIC_RECORD_KIND "webhook_topic"
 #define HD_WEBHOOK_WINDOW 1000
 #define HD_WEBHOOK_SUBS_MAX 100000
-/* The dead-letter topic of topic T is T + this suffix (as for pull groups). */
-#define HD_WEBHOOK_DLQ_SUFFIX ".dlq"
 #define HD_WEBHOOK_DLQ_TYPE "herald.webhook.deadletter"
 
 struct hd_webhook_opts {

@@ -1,16 +1,19 @@
 /*
  * kids — topic patterns (delivery.h "Topic patterns"): the children of a
- * pattern subscription, one per matching topic; made from the paged topic
- * list or the first event of a new topic (the prefix watch), skipped past
- * the cap or when a name is too long, pruned when their topic is gone.
- * Layer: webhook. Callers: pump.c (on_watch of a parent), sub.c (activate,
- * free), ops.c (delete, replay), lifecycle.c (loading the children).
+ * pattern subscription, one per matching topic. The expansion itself (the
+ * prefix watch, the paged topic list, the cap, pruning) is the consume
+ * core's (consume/pattern.h); this file is its per-topic part: where a
+ * child starts, skipped topics counted once and named, a child's events
+ * passed to its pump, a gone child killed with its record.
+ * Layer: webhook. Callers: sub.c (activate, new, free), ops.c (delete,
+ * replay), lifecycle.c (loading the children).
  */
 #include "webhook/webhook_impl.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "consume/pattern.h"
 #include "hub/topic_pattern.h"
 
 #include <inttypes.h>
@@ -51,11 +54,12 @@ struct hd_webhook_sub *hd_webhook_kids_add(struct hd_webhook_sub *p, const char 
 					   uint64_t floor)
 {
 	struct hd_webhooks *w = p->w;
-	if (strlen(topic) + strlen(HD_WEBHOOK_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
+	int why = hd_pattern_admit(&p->pt, topic);
+	if (why == HD_EBADTOPIC) {
 		skip_topic(p, topic, "the name is too long for its dead-letter topic");
 		return NULL;
 	}
-	if (p->kids.count >= w->opts.pattern_topics_max) {
+	if (why) {
 		skip_topic(p, topic, "over --webhook-pattern-topics-max");
 		return NULL;
 	}
@@ -70,7 +74,7 @@ struct hd_webhook_sub *hd_webhook_kids_add(struct hd_webhook_sub *p, const char 
 	hd_lease_init(&s->st.lease, floor, HD_WEBHOOK_WINDOW);
 	hd_attempts_init(&s->attempts);
 	hd_webhook_pump_watch_init(s);
-	if (hd_map_put(&p->kids, s->cfg.topic, s) != 0) {
+	if (hd_pattern_add(&p->pt, s->cfg.topic, s) != 0) {
 		hd_lease_fini(&s->st.lease);
 		free(s);
 		skip_topic(p, topic, "over --webhook-pattern-topics-max");
@@ -91,151 +95,102 @@ void hd_webhook_kids_free_one(const char *key, void *value, void *arg)
 	hd_webhook_sub_free(value);
 }
 
-/* A committed event of a topic under p's prefix. */
-void hd_webhook_kids_event(struct hd_webhook_sub *p, const char *topic,
-			   const struct hd_stored_event *ev)
+/* A committed event of a matching topic (the parent's prefix watch,
+ * consume/pattern.h): to its child's pump, or a new child. */
+static void on_watch(void *owner, void *item, const char *topic, const struct hd_stored_event *ev)
 {
-	if (!hd_topic_pattern_match(p->cfg.topic, topic))
+	struct hd_webhook_sub *p = owner, *s = item;
+	if (s) {
+		s->watch.fire(&s->watch, topic, ev);
 		return;
-	struct hd_webhook_sub *s = hd_map_get(&p->kids, topic);
-	if (s)
-		s->st.seen = true;
-	if (!s) {
-		if (p->deleted || p->w->stopping || hd_map_get(&p->skipped_set, topic))
-			return;
-		/* A topic not listed: new (from its first event on), or made
-		 * while the first list runs (from this event on). */
-		s = hd_webhook_kids_add(p, topic, p->listed ? 0 : ev->offset - 1);
-		if (!s)
-			return;
-		s->st.seen = true;
-		hd_webhook_record_changed(s);
+	}
+	if (p->deleted || p->w->stopping || hd_map_get(&p->skipped_set, topic))
+		return;
+	/* A topic not listed: new (from its first event on), or made while the
+	 * first list runs (from this event on). */
+	s = hd_webhook_kids_add(p, topic, p->listed ? 0 : ev->offset - 1);
+	if (!s)
+		return;
+	hd_webhook_record_changed(s);
+	hd_webhook_sub_activate(s);
+}
+
+/* A matching topic the parent's list found: a child for it, if it has
+ * none, starting per `start` when the subscription was just created. */
+static void listed(void *owner, void *item, const struct hd_topic_info *t)
+{
+	struct hd_webhook_sub *p = owner;
+	if (item || hd_map_get(&p->skipped_set, t->name))
+		return;
+	uint64_t floor = 0;
+	bool seek = false;
+	/* A topic made after the subscription (its first events may commit
+	 * while this list runs) starts at offset 1 too. */
+	if (p->fresh && t->created_ms < p->created_ms) {
+		switch (p->start.kind) {
+		case HD_SUB_START_LATEST: floor = t->last; break;
+		case HD_SUB_START_OLDEST: floor = 0; break;
+		case HD_SUB_START_OFFSET: floor = p->start.offset - 1; break;
+		case HD_SUB_START_TIME: seek = true; break;
+		}
+	}
+	struct hd_webhook_sub *s = hd_webhook_kids_add(p, t->name, floor);
+	if (!s)
+		return;
+	s->st.topic_last = t->last;
+	hd_webhook_record_changed(s);
+	if (seek)
+		hd_webhook_ops_kid_seek(s, p->start.time_ms, NULL);
+	else
 		hd_webhook_sub_activate(s);
-		return;
-	}
-	s->watch.fire(&s->watch, topic, ev);
 }
 
-static void collect_unseen(const char *key, void *value, void *arg)
+/* After a full list: a child whose topic is gone (deleted while the
+ * subscription lived, or while herald was down) is dropped with its
+ * record, so it stops counting against the cap. A topic made again later
+ * gets a new child from its offset 1, as an exact subscription starts a
+ * recreated topic over. */
+static void gone(void *owner, void *item)
 {
-	struct hd_webhook_sub *s = value;
-	struct hd_webhook_kids_list *c = arg;
-	(void)key;
-	if (!s->st.seen)
-		c->a[c->n++] = s;
+	struct hd_webhook_sub *s = item;
+	(void)owner;
+	hd_log_info("webhook_pattern_topic_gone sub=%s topic=%s", s->id, s->cfg.topic);
+	hd_webhook_kids_kill_one(NULL, s, NULL);
 }
 
-/* After a full list: the children whose topic is gone (deleted while the
- * subscription lived, or while herald was down) are dropped with their
- * records, so they stop counting against the cap. A topic made again
- * later gets a new child from its offset 1, as an exact subscription
- * starts a recreated topic over. */
-static void prune_kids(struct hd_webhook_sub *p)
+static void list_done(void *owner, int err)
 {
-	struct hd_webhook_kids_list c = {.a = hd_calloc(p->kids.count + 1, sizeof(*c.a))};
-	hd_map_each(&p->kids, collect_unseen, &c);
-	for (size_t i = 0; i < c.n; i++) {
-		struct hd_webhook_sub *s = (struct hd_webhook_sub *)c.a[i];
-		hd_log_info("webhook_pattern_topic_gone sub=%s topic=%s", s->id, s->cfg.topic);
-		hd_map_del(&p->kids, s->cfg.topic);
-		hd_webhook_kids_kill_one(NULL, s, NULL);
-	}
-	free(c.a);
-}
-
-struct lister {
-	struct hd_topic_op op;
-	struct hd_webhook_sub *p;
-	char after[HD_TOPIC_NAME_MAX + 1];
-};
-
-static void list_page(struct lister *l);
-
-static void list_done(struct hd_topic_op *op)
-{
-	struct lister *l = op->arg;
-	struct hd_webhook_sub *p = l->p;
-	bool more = false;
-	if (op->err) {
+	struct hd_webhook_sub *p = owner;
+	if (err)
 		hd_log_warn("webhook_pattern_list_failed sub=%s pattern=%s err=%d (topics are "
 			    "picked up at their next event)",
-			    p->id, p->cfg.topic, op->err);
-	} else if (!p->deleted && !p->w->stopping) {
-		for (size_t i = 0; i < op->n; i++) {
-			const struct hd_topic_info *t = &op->topics[i];
-			snprintf(l->after, sizeof(l->after), "%s", t->name);
-			struct hd_webhook_sub *had = hd_map_get(&p->kids, t->name);
-			if (had)
-				had->st.seen = true;
-			if (!hd_topic_pattern_match(p->cfg.topic, t->name) || had ||
-			    hd_map_get(&p->skipped_set, t->name))
-				continue;
-			uint64_t floor = 0;
-			bool seek = false;
-			/* A topic made after the subscription (its first events may
-			 * commit while this list runs) starts at offset 1 too. */
-			if (p->fresh && t->created_ms < p->created_ms) {
-				switch (p->start.kind) {
-				case HD_SUB_START_LATEST: floor = t->last; break;
-				case HD_SUB_START_OLDEST: floor = 0; break;
-				case HD_SUB_START_OFFSET: floor = p->start.offset - 1; break;
-				case HD_SUB_START_TIME: seek = true; break;
-				}
-			}
-			struct hd_webhook_sub *s = hd_webhook_kids_add(p, t->name, floor);
-			if (!s)
-				continue;
-			s->st.seen = true;
-			s->st.topic_last = t->last;
-			hd_webhook_record_changed(s);
-			if (seek)
-				hd_webhook_ops_kid_seek(s, p->start.time_ms, NULL);
-			else
-				hd_webhook_sub_activate(s);
-		}
-		more = op->n >= HD_WEBHOOK_LIST_PAGE;
-	}
-	bool failed = op->err != 0;
-	hd_topic_op_fini(op);
-	if (more) {
-		list_page(l);
-		return;
-	}
-	p->listing--;
+			    p->id, p->cfg.topic, err);
 	p->listed = true;
-	if (!failed && !p->deleted && !p->w->stopping)
-		prune_kids(p);
 	p->refs--;
-	free(l);
 	hd_webhook_sub_release(p);
 }
 
-static void list_page(struct lister *l)
+static const struct hd_pattern_ops pattern_ops = {
+	.listed = listed,
+	.on_watch = on_watch,
+	.gone = gone,
+	.list_done = list_done,
+};
+
+void hd_webhook_kids_init(struct hd_webhook_sub *p)
 {
-	memset(&l->op, 0, sizeof(l->op));
-	l->op.kind = HD_TOPIC_LIST;
-	l->op.prefix = l->p->prefix;
-	l->op.after = l->after;
-	l->op.limit = HD_WEBHOOK_LIST_PAGE;
-	l->op.done = list_done;
-	l->op.arg = l;
-	int rc = hd_hub_topic_op(l->p->w->hub, &l->op);
-	if (rc) {
-		l->op.err = rc;
-		list_done(&l->op);
-	}
+	hd_pattern_init(&p->pt, p->w->hub, p->cfg.topic, p->w->opts.pattern_topics_max,
+			&pattern_ops, p);
 }
 
 /* Lists the topics under p's prefix (paged) and makes a child for each
  * matching one that has none. */
 void hd_webhook_kids_list_start(struct hd_webhook_sub *p)
 {
-	struct lister *l = hd_calloc(1, sizeof(*l));
-	l->p = p;
-	p->listing++;
+	if (p->pt.listing)
+		return;
 	p->refs++;
-	hd_topic_pattern_prefix(p->cfg.topic, p->prefix, sizeof(p->prefix));
-	list_page(l);
+	hd_pattern_list(&p->pt);
 }
 
 void hd_webhook_kids_kill_one(const char *key, void *value, void *arg)

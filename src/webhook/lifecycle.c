@@ -237,13 +237,15 @@ static void stop_sub(const char *key, void *value, void *arg)
 	struct hd_webhook_sub *s = value;
 	(void)key;
 	if (s->pattern)
-		hd_map_each(&s->kids, stop_sub, arg);
+		hd_map_each(&s->pt.topics, stop_sub, arg);
 	hd_webhook_pump_cancel(s, true);
 	if (s->st.global_wait) {
 		s->st.global_wait = false;
 		s->w->global_waiters--;
 	}
-	if (s->watching)
+	if (s->pattern)
+		hd_pattern_stop(&s->pt);
+	else if (s->watching)
 		hd_hub_unwatch(s->w->hub, &s->watch);
 	s->watching = false;
 	uv_timer_stop(&s->timer);

@@ -1,7 +1,7 @@
 /*
  * ops — the admin operations of delivery.h (create, replay, list, info,
  * attempts, pause, rotate, delete) and the seek by time that create with
- * start.time and replay by time use (a binary search with one-event reads).
+ * start.time and replay by time use (consume/seek.h).
  * Layer: webhook. Callers: edge/subscriptions.c through delivery.h; kids.c
  * (a child's start seek); record.c (answers once durable).
  */
@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "consume/seek.h"
 #include "hub/topic_pattern.h"
 
 #include <inttypes.h>
@@ -64,16 +65,16 @@ static int random_id(char *out, size_t n)
 	return 0;
 }
 
-/* Finding the first offset stored at or after a time (create with
- * start.time, replay by time): a binary search with one-event reads. */
+/* Where a create or a replay starts: the topic's info, then for a start
+ * time the first offset stored at or after it (consume/seek.h). */
 struct seek {
 	struct hd_topic_op op;
-	struct hd_read rd;
+	struct hd_seek sk;
 	struct hd_webhooks *w;
 	struct hd_webhook_reply *r;
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	struct hd_sub_start start;
-	uint64_t last, lo, hi;
+	uint64_t last;
 	/* create: */
 	bool create;
 	struct hd_sub_config cfg;
@@ -140,53 +141,23 @@ static void seek_fail(struct seek *k, int err, const char *msg)
 	free(k);
 }
 
-static void seek_step(struct seek *k);
-
-static void seek_read_done(struct hd_read *r)
+/* The search for the start time ended. */
+static void seek_done(struct hd_seek *sk, int err)
 {
-	struct seek *k = r->arg;
-	uint64_t mid = r->after + 1;
-	if (r->err) {
-		int err = r->err;
-		hd_read_fini(r);
+	struct seek *k = sk->arg;
+	if (sk->cancelled)
+		seek_fail(k, HD_EUNAVAIL, "herald is stopping");
+	else if (err)
 		seek_fail(k, err, "the topic could not be read");
-		return;
-	}
-	if (r->n == 0 || r->events[0].time_ms >= k->start.time_ms)
-		k->hi = mid; /* nothing in [mid, the event found) exists */
 	else
-		k->lo = r->events[0].offset + 1;
-	hd_read_fini(r);
-	seek_step(k);
-}
-
-static void seek_step(struct seek *k)
-{
-	if (k->lo >= k->hi || k->w->stopping) {
-		if (k->w->stopping) {
-			seek_fail(k, HD_EUNAVAIL, "herald is stopping");
-			return;
-		}
-		seek_found(k, k->lo);
-		return;
-	}
-	memset(&k->rd, 0, sizeof(k->rd));
-	k->rd.topic = k->topic;
-	k->rd.after = k->lo + (k->hi - k->lo) / 2 - 1;
-	k->rd.limit = 1;
-	k->rd.done = seek_read_done;
-	k->rd.arg = k;
-	int rc = hd_hub_read(k->w->hub, &k->rd);
-	if (rc)
-		seek_fail(k, rc, "the topic could not be read");
+		seek_found(k, sk->found);
 }
 
 static void seek_info_done(struct hd_topic_op *op)
 {
 	struct seek *k = op->arg;
-	int err = op->err == HD_ENOTFOUND ? 0 : op->err;
-	uint64_t last = op->err == 0 && op->n == 1 ? op->topics[0].last : 0;
-	uint64_t first = op->err == 0 && op->n == 1 ? op->topics[0].first : last + 1;
+	uint64_t first, last;
+	int err = hd_seek_range(op, &first, &last);
 	hd_topic_op_fini(op);
 	if (err) {
 		seek_fail(k, err, "the topic could not be read");
@@ -208,9 +179,15 @@ static void seek_info_done(struct hd_topic_op *op)
 		seek_found(k, k->start.offset);
 		return;
 	case HD_SUB_START_TIME:
-		k->lo = first;
-		k->hi = last + 1;
-		seek_step(k);
+		k->sk = (struct hd_seek){
+			.hub = k->w->hub,
+			.topic = k->topic,
+			.time_ms = k->start.time_ms,
+			.cancel = &k->w->stopping,
+			.done = seek_done,
+			.arg = k,
+		};
+		hd_seek_start(&k->sk, first, last);
 		return;
 	}
 }
@@ -429,7 +406,7 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 	}
 	if (s->pattern && topic) {
 		struct hd_webhook_sub *p = s;
-		s = hd_map_get(&p->kids, topic);
+		s = hd_pattern_get(&p->pt, topic);
 		if (!s) {
 			hd_webhook_ops_reply_err(r, HD_ENOTFOUND,
 						 "the subscription delivers no topic '%.200s'",
@@ -468,9 +445,9 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 		m->left = 1;
 		s->refs++;
 		struct multi_ctx c = {.m = m, .time_ms = time_ms};
-		hd_map_each(&s->kids, replay_kid, &c);
+		hd_map_each(&s->pt.topics, replay_kid, &c);
 		hd_log_info("webhook_replay sub=%s pattern=%s from_time=%" PRId64 " topics=%zu",
-			    s->id, s->cfg.topic, time_ms, s->kids.count);
+			    s->id, s->cfg.topic, time_ms, s->pt.topics.count);
 		multi_end(m, 0);
 		return;
 	}
@@ -629,9 +606,8 @@ void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook
 	if (s->pattern) {
 		/* The children go first (each releases the parent when freed);
 		 * the map is emptied so that freeing the parent frees none. */
-		hd_map_each(&s->kids, hd_webhook_kids_kill_one, NULL);
-		hd_map_fini(&s->kids);
-		hd_map_init(&s->kids, 1);
+		hd_map_each(&s->pt.topics, hd_webhook_kids_kill_one, NULL);
+		hd_pattern_clear(&s->pt);
 	}
 	hd_log_info("webhook_deleted sub=%s topic=%s", s->id, s->cfg.topic);
 	hd_webhook_record_delete(w, HD_WEBHOOK_RECORD_KIND, s->id, r);

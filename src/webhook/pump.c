@@ -18,15 +18,16 @@
  * position is moved (replay, a recreated topic): reads and dead-letters
  * started before ignore their results.
  * Layer: webhook. Callers: sub.c (activate, kill), lifecycle.c (stop),
- * ops.c (reposition), kids.c (a child's events through on_watch).
+ * ops.c (reposition), kids.c (a child's events through on_watch, passed
+ * on by the parent's consume/pattern.h expansion).
  */
 #include "webhook/webhook_impl.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "hub/dlq.h"
-#include "proto/deadletter.h"
+#include "consume/deadletter.h"
+#include "consume/due.h"
 #include "webhook/retry.h"
 
 #include <inttypes.h>
@@ -173,21 +174,21 @@ static void dead_letter(struct hd_webhook_sub *s, uint64_t offset, const struct 
 	hd_buf_putc(&extra, '"');
 	s->st.ndead++;
 	busy_add(s, 1);
-	hd_dlq_publish(s->w->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = HD_WEBHOOK_DLQ_TYPE,
-			       .reason = "max_attempts",
-			       .attempts = attempts,
-			       .topic = s->cfg.topic,
-			       .offset = offset,
-			       .extra = extra.data,
-			       .event = json->data,
-			       .event_len = json->len,
-			       .now_ms = now,
-		       },
-		       s->st.gen, dead_done, s);
+	hd_deadletter_publish(s->w->hub,
+			      &(struct hd_deadletter){
+				      .id = id,
+				      .source = src,
+				      .type = HD_WEBHOOK_DLQ_TYPE,
+				      .reason = "max_attempts",
+				      .attempts = attempts,
+				      .topic = s->cfg.topic,
+				      .offset = offset,
+				      .extra = extra.data,
+				      .event = json->data,
+				      .event_len = json->len,
+				      .now_ms = now,
+			      },
+			      s->st.gen, dead_done, s);
 	hd_buf_fini(&extra);
 }
 
@@ -645,13 +646,7 @@ static void arm(struct hd_webhook_sub *s)
 		return;
 	if (s->st.reading || room_of(s) == 0)
 		return; /* a read or a call ending pumps again */
-	int64_t due = hd_lease_next_due(&s->st.lease);
-	if (due == INT64_MAX)
-		return;
-	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-	uint64_t ms = left > 0 ? (uint64_t)left : 0;
-	if (!uv_is_active((uv_handle_t *)&s->timer) || uv_timer_get_due_in(&s->timer) > ms)
-		uv_timer_start(&s->timer, on_timer, ms, 0);
+	hd_due_arm(&s->timer, on_timer, hd_lease_next_due(&s->st.lease));
 }
 
 void hd_webhook_pump(struct hd_webhook_sub *s)
@@ -684,10 +679,7 @@ void hd_webhook_pump_soon(struct hd_webhook_sub *s)
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
 	struct hd_webhook_sub *s = watch->arg;
-	if (s->pattern) {
-		hd_webhook_kids_event(s, topic, ev);
-		return;
-	}
+	(void)topic;
 	if (ev->offset > s->st.topic_last)
 		s->st.topic_last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
@@ -706,7 +698,7 @@ static void pump_waiter(const char *key, void *value, void *arg)
 	struct hd_webhook_sub *s = value;
 	(void)key;
 	if (s->pattern)
-		hd_map_each(&s->kids, pump_waiter, arg);
+		hd_map_each(&s->pt.topics, pump_waiter, arg);
 	if (s->st.global_wait) {
 		s->st.global_wait = false;
 		s->w->global_waiters--;
@@ -739,5 +731,5 @@ static void wake_kids(struct hd_webhook_sub *s)
 {
 	struct hd_webhook_sub *p = s->parent;
 	if (p && p->kid_waiters > 0 && !p->deleted && !s->w->stopping)
-		hd_map_each(&p->kids, kid_waiter, NULL);
+		hd_map_each(&p->pt.topics, kid_waiter, NULL);
 }

@@ -47,7 +47,7 @@ struct hd_webhook_sub *hd_webhook_sub_new(struct hd_webhooks *w, const char *id,
 	s->cfg = *c;
 	s->pattern = hd_topic_pattern_is(c->topic);
 	if (s->pattern) {
-		hd_map_init(&s->kids, w->opts.pattern_topics_max);
+		hd_webhook_kids_init(s);
 		hd_map_init(&s->skipped_set, SKIPPED_SET_MAX);
 	}
 	s->created_ms = hd_now_ms();
@@ -57,7 +57,7 @@ struct hd_webhook_sub *hd_webhook_sub_new(struct hd_webhooks *w, const char *id,
 	if (hd_map_put(&w->subs, s->id, s) != 0) {
 		hd_lease_fini(&s->st.lease);
 		if (s->pattern) {
-			hd_map_fini(&s->kids);
+			hd_pattern_fini(&s->pt);
 			hd_map_fini(&s->skipped_set);
 		}
 		free(s);
@@ -73,8 +73,8 @@ void hd_webhook_sub_free(struct hd_webhook_sub *s)
 {
 	hd_webhook_pump_drop_ahead(s);
 	if (s->pattern) {
-		hd_map_each(&s->kids, hd_webhook_kids_free_one, NULL);
-		hd_map_fini(&s->kids);
+		hd_map_each(&s->pt.topics, hd_webhook_kids_free_one, NULL);
+		hd_pattern_fini(&s->pt);
 		hd_map_fini(&s->skipped_set);
 	}
 	hd_lease_fini(&s->st.lease);
@@ -118,13 +118,8 @@ void hd_webhook_sub_activate(struct hd_webhook_sub *s)
 		return;
 	}
 	if (!s->watching && !s->w->stopping) {
-		int rc;
-		if (s->pattern) {
-			hd_topic_pattern_prefix(s->cfg.topic, s->prefix, sizeof(s->prefix));
-			rc = hd_hub_watch_prefix(s->w->hub, s->prefix, &s->watch);
-		} else {
-			rc = hd_hub_watch(s->w->hub, s->cfg.topic, &s->watch);
-		}
+		int rc = s->pattern ? hd_pattern_watch(&s->pt)
+				    : hd_hub_watch(s->w->hub, s->cfg.topic, &s->watch);
 		if (rc == 0)
 			s->watching = true;
 		else
@@ -134,9 +129,9 @@ void hd_webhook_sub_activate(struct hd_webhook_sub *s)
 				s->id, s->cfg.topic);
 	}
 	if (s->pattern) {
-		if (!s->listed && !s->listing && !s->w->stopping)
+		if (!s->listed && !s->pt.listing && !s->w->stopping)
 			hd_webhook_kids_list_start(s);
-		hd_map_each(&s->kids, activate_kid, NULL);
+		hd_map_each(&s->pt.topics, activate_kid, NULL);
 		return;
 	}
 	s->st.last_known = false; /* read once to learn the topic's state */
@@ -164,7 +159,9 @@ void hd_webhook_sub_kill(struct hd_webhook_sub *s)
 		s->parent->kid_waiters--;
 	}
 	hd_webhook_pump_cancel(s, false);
-	if (s->watching)
+	if (s->pattern)
+		hd_pattern_stop(&s->pt);
+	else if (s->watching)
 		hd_hub_unwatch(w->hub, &s->watch);
 	s->watching = false;
 	s->znext = w->zombies;
@@ -230,12 +227,12 @@ static size_t pending_of(const struct hd_webhook_sub *s)
  * children, and the first TOPICS_SHOWN children by name. */
 static void pattern_json(struct hd_buf *b, const struct hd_webhook_sub *p)
 {
-	struct hd_webhook_kids_list c = {.a = hd_calloc(p->kids.count + 1, sizeof(*c.a))};
+	struct hd_webhook_kids_list c = {.a = hd_calloc(p->pt.topics.count + 1, sizeof(*c.a))};
 	uint64_t delivered = 0, failed = 0, dead = 0, lag = 0;
 	size_t inflight = 0, pending = 0;
 	int64_t last_success = 0;
 	const struct hd_webhook_sub *last_fail = NULL;
-	hd_map_each(&p->kids, hd_webhook_kids_collect, &c);
+	hd_map_each(&p->pt.topics, hd_webhook_kids_collect, &c);
 	qsort(c.a, c.n, sizeof(*c.a), by_topic);
 	hd_buf_puts(b, ",\"pattern\":true,\"topics\":[");
 	for (size_t i = 0; i < c.n; i++) {

@@ -253,7 +253,7 @@ static int parse_config(const json_t *o, bool allow_private, struct hd_sub_confi
 			return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
 	} else if ((rc = hd_topic_name_check(t, tlen, err)))
 		return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	if (tlen + 4 > HD_TOPIC_NAME_MAX)
+	if (!hd_topic_name_dlq_fits(t))
 		return hd_error_set(err, HD_EINVAL,
 				    "'topic' is too long for its dead-letter topic (name + \".dlq\")");
 	memcpy(c->topic, t, tlen + 1);

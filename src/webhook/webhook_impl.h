@@ -8,8 +8,9 @@
  *                retries, new events, read-ahead), the calls, their
  *                outcomes, retries and dead letters; the hub watch (on_watch)
  *   record.c     the durable record: its JSON, coalesced writes, deletes
- *   kids.c       topic patterns: the children (one per matching topic), the
- *                paged topic list, skipped topics, pruning
+ *   kids.c       topic patterns: the children (one per matching topic) over
+ *                consume/pattern.h's expansion: where each starts, skipped
+ *                topics, a gone child's end
  *   ops.c        the admin operations (create, replay, list, info, attempts,
  *                pause, rotate, delete) and the seek by time they use
  * Layer: webhook. Nothing outside src/webhook/ includes this header.
@@ -32,7 +33,8 @@
 #define HD_WEBHOOK_IMPL_H
 
 #include "webhook/delivery.h"
-#include "core/lease.h"
+#include "consume/lease.h"
+#include "consume/pattern.h"
 #include "core/map.h"
 #include "webhook/attempts.h"
 #include "webhook/ce_http.h"
@@ -102,7 +104,6 @@ struct hd_webhook_stream {
 	size_t ahead_pos;             /* the next event of ahead->events */
 	uint64_t ahead_gen;           /* gen when it was read: stale once gen moves */
 	bool seeking;                 /* child: waits for its start time to be found */
-	bool seen;                    /* child: its topic exists (the list found it, or an event) */
 };
 
 struct hd_webhook_sub {
@@ -120,7 +121,7 @@ struct hd_webhook_sub {
 	struct hd_attempts attempts;
 	/* Its stream (a pattern parent's is unused). */
 	struct hd_webhook_stream st;
-	/* Waking: the hub watch (a pattern: of its prefix) and the timer. */
+	/* Waking: the hub watch (a pattern: pt's prefix watch) and the timer. */
 	uv_timer_t timer;
 	bool timer_closed;
 	struct hd_watch watch;
@@ -136,18 +137,17 @@ struct hd_webhook_sub {
 	long long warn_ms;
 	struct hd_webhook_sub *znext; /* on w->zombies once deleted */
 	/* Topic patterns (kids.c): a parent holds the config (cfg.topic the
-	 * pattern), watches the prefix and delivers nothing itself; each
-	 * matching topic is a child (parent set). */
+	 * pattern), expands the pattern (pt: the prefix watch, the topic
+	 * list, topic → child) and delivers nothing itself; each matching
+	 * topic is a child (parent set). */
 	bool pattern;
 	struct hd_webhook_sub *parent;
-	struct hd_map kids;           /* parent: topic → child, at most pattern_topics_max */
+	struct hd_pattern pt;         /* parent: pt.topics: topic → child, at most pattern_topics_max */
 	size_t kid_busy;              /* parent: calls and dead letters of every child */
 	size_t kid_waiters;           /* parent: children held by kid_busy */
-	int listing;                  /* parent: topic lists in flight */
 	bool listed;                  /* parent: the first full list is done */
 	struct hd_sub_start start;    /* parent: how children of the creation list start */
 	bool fresh;                   /* parent: created now (not loaded): start applies */
-	char prefix[HD_TOPIC_NAME_MAX + 1]; /* parent: the prefix watched */
 	struct hd_map skipped_set;    /* parent: topics over the cap (names) */
 	uint64_t skipped;
 	char skipped_names[HD_WEBHOOK_SKIPPED_SHOWN][HD_TOPIC_NAME_MAX + 1];
@@ -231,9 +231,8 @@ void hd_webhook_record_delete(struct hd_webhooks *w, const char *kind, const cha
  * floor. Returns borrowed (p owns it), or NULL when the topic is skipped. */
 struct hd_webhook_sub *hd_webhook_kids_add(struct hd_webhook_sub *p, const char *topic,
 					   uint64_t floor);
-/* A committed event of a topic under p's prefix (the prefix watch). */
-void hd_webhook_kids_event(struct hd_webhook_sub *p, const char *topic,
-			   const struct hd_stored_event *ev);
+/* Sets up parent p's pattern expansion (p->pt; its callbacks are kids.c's). */
+void hd_webhook_kids_init(struct hd_webhook_sub *p);
 /* Lists the topics under p's prefix and makes the missing children. */
 void hd_webhook_kids_list_start(struct hd_webhook_sub *p);
 /* hd_map_each callbacks over a parent's kids: gather into a

@@ -1,12 +1,12 @@
 /*
- * lease — a pull group's delivery state (see lease.h).
+ * lease — a consumer's delivery state over one topic (see lease.h).
  *
  * The window (floor, next) lives in a ring of slots indexed by
  * offset % nslots; nslots is a power of two >= the window, grown by
  * doubling (re-indexing the window) up to the first power of two >= cap.
  * Scans are linear in the window, which cap bounds.
  */
-#include "core/lease.h"
+#include "consume/lease.h"
 #include "core/alloc.h"
 #include "core/err.h"
 

@@ -1,30 +1,32 @@
 /*
  * groups — see groups.h.
  *
- * A group of one topic is one edge/group_part.h part: its lease window,
+ * A group of one topic is one groups/group_part.h part: its lease window,
  * row, reads (what is due again first, then new events; dead letters) live
  * there. This file keeps the groups by (topic, name), the load, the routes,
  * the start positions of a PUT (oldest, latest, an offset, a time found by
- * binary search) and the fetch answer.
+ * consume/seek.h) and the fetch answer.
  *
  * One hub read per group at a time (q.busy): fetches that find the group
  * busy, or nothing to hand out while willing to wait, are held in the
- * group's edge/group_waiters.h queue, and retried when the group becomes
+ * group's groups/group_waiters.h queue, and retried when the group becomes
  * idle, when an event is committed to the topic (a hub watch while anyone
  * waits), when an ack or nack frees something, or when the next lease ends.
  */
-#include "edge/groups.h"
+#include "groups/groups.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/lease.h"
+#include "consume/lease.h"
+#include "consume/seek.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/access.h"
 #include "edge/group_http.h"
-#include "edge/group_part.h"
-#include "edge/group_waiters.h"
-#include "edge/group_patterns.h"
+#include "groups/group_part.h"
+#include "groups/group_waiters.h"
+#include "groups/group_patterns.h"
+#include "hub/topic_name.h"
 #include "hub/topic_pattern.h"
 
 #include <http_parser.h>
@@ -60,7 +62,7 @@ struct hd_groups {
 	struct hd_group_op load;
 	struct pending *pending;  /* requests that came before the load ended */
 	size_t npending;
-	struct hd_pgroups *patterns; /* the groups over a topic pattern */
+	struct hd_group_patterns *patterns; /* the groups over a topic pattern */
 };
 
 struct pending {
@@ -75,8 +77,8 @@ struct pending {
 static const struct hd_group_waiters_ops waiter_ops;
 static const struct hd_group_part_ops part_ops;
 struct info;
-static void search_step(struct info *in);
 static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
+static void seek_done(struct hd_seek *k, int err);
 static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
 
@@ -103,7 +105,7 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 	g->gs = gs;
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), topic, name);
-	hd_group_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &part_ops, g);
+	hd_group_part_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &g->q, &part_ops, g);
 	hd_group_part_init(&g->part, &g->conf, topic, floor);
 	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
@@ -145,9 +147,9 @@ static void group_release(struct group *g)
 static void put_group(struct group *g, struct hd_http_request *req, int status,
 		      struct hd_buf *answer)
 {
-	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
+	struct hd_group_part_reply *r = hd_group_part_reply_new(req, status, answer);
 	hd_group_part_put(&g->part, r);
-	hd_group_reply_done(r, 0);
+	hd_group_part_reply_done(r, 0);
 }
 
 static void hold(void *owner, struct hd_group_part *p)
@@ -165,15 +167,9 @@ static void release_part(void *owner, struct hd_group_part *p)
 	group_release(g);
 }
 
-static void wake_part(void *owner)
-{
-	wake(owner);
-}
-
 static const struct hd_group_part_ops part_ops = {
 	.hold = hold,
 	.release = release_part,
-	.wake = wake_part,
 };
 
 /* ---- info ------------------------------------------------------------- */
@@ -189,8 +185,8 @@ struct info {
 	uint64_t start_offset;
 	int64_t start_ms;         /* time: the first event stored at or after it */
 	struct hd_groups *gs;
-	uint64_t last, lo, hi;    /* time: the topic's last offset; the search range */
-	struct hd_read rd;
+	uint64_t last;            /* time: the topic's last offset */
+	struct hd_seek seek;      /* time: the search for start_ms */
 	uint32_t ack_wait_ms, max_deliveries;
 	bool ordered;
 	char name[HD_GROUP_NAME_MAX + 1];
@@ -221,9 +217,8 @@ static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 static void info_done(struct hd_topic_op *op)
 {
 	struct info *in = op->arg;
-	uint64_t last = op->err == 0 && op->n == 1 ? op->topics[0].last : 0;
-	uint64_t first = op->err == 0 && op->n == 1 ? op->topics[0].first : last + 1;
-	int err = op->err == HD_ENOTFOUND ? 0 : op->err;
+	uint64_t first, last;
+	int err = hd_seek_range(op, &first, &last);
 	struct hd_groups *gs = op->priv;
 	struct hd_buf b;
 
@@ -237,12 +232,17 @@ static void info_done(struct hd_topic_op *op)
 		goto out;
 	}
 	if (in->create && in->start == 3) {
-		/* Binary search for the first event stored at or after start_ms. */
+		/* The first event stored at or after start_ms. */
 		in->gs = gs;
 		in->last = last;
-		in->lo = first;
-		in->hi = last + 1;
-		search_step(in);
+		in->seek = (struct hd_seek){
+			.hub = gs->hub,
+			.topic = in->topic,
+			.time_ms = in->start_ms,
+			.done = seek_done,
+			.arg = in,
+		};
+		hd_seek_start(&in->seek, first, last);
 		return;
 	}
 	if (in->create) {
@@ -254,7 +254,7 @@ static void info_done(struct hd_topic_op *op)
 	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
-	hd_group_respond_json(in->req, 200, &b);
+	hd_group_http_json(in->req, 200, &b);
 	in->g->refs--;
 	group_release(in->g);
 out:
@@ -272,13 +272,13 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
-				hd_group_respond_msg(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+				hd_group_http_error(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
 			if (g->part.lease.leased > 0 || g->q.busy) {
-				hd_group_respond_msg(in->req, HD_EINVAL,
+				hd_group_http_error(in->req, HD_EINVAL,
 						     "the group has leased events; ack them or DELETE the group"
 						     " before moving its start");
 				return;
@@ -296,44 +296,16 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 	}
 }
 
-static void search_done(struct hd_read *r)
+/* The search for start_ms ended (consume/seek.h): the position is right
+ * before the event found. */
+static void seek_done(struct hd_seek *k, int err)
 {
-	struct info *in = r->arg;
-	uint64_t mid = r->after + 1;
-	if (r->err) {
-		hd_http_respond_error(in->req, r->err, NULL);
-		hd_read_fini(r);
-		free(in);
-		return;
-	}
-	if (r->n == 0 || r->events[0].time_ms >= in->start_ms)
-		in->hi = mid; /* nothing in [mid, first found) exists */
+	struct info *in = k->arg;
+	if (err)
+		hd_http_respond_error(in->req, err, NULL);
 	else
-		in->lo = r->events[0].offset + 1;
-	hd_read_fini(r);
-	search_step(in);
-}
-
-/* One step of the search for start_ms in [lo, hi): reads the first event
- * at or after the middle. */
-static void search_step(struct info *in)
-{
-	if (in->lo >= in->hi) {
-		apply_create(in->gs, in, in->last, in->lo - 1);
-		free(in);
-		return;
-	}
-	memset(&in->rd, 0, sizeof(in->rd));
-	in->rd.topic = in->topic;
-	in->rd.after = in->lo + (in->hi - in->lo) / 2 - 1;
-	in->rd.limit = 1;
-	in->rd.done = search_done;
-	in->rd.arg = in;
-	int rc = hd_hub_read(in->gs->hub, &in->rd);
-	if (rc) {
-		hd_http_respond_error(in->req, rc, NULL);
-		free(in);
-	}
+		apply_create(in->gs, in, in->last, k->found - 1);
+	free(in);
 }
 
 static void start_info(struct hd_groups *gs, struct info *in)
@@ -380,10 +352,10 @@ static void answer_close(struct group *g, struct hd_group_waiter *w, struct hd_b
 		rc = hd_buf_printf(b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
 				   g->conf.ack_wait_ms, g->part.lease.floor);
 	if (rc == 0) {
-		hd_group_waiter_answer(w, b);
+		hd_group_waiters_answer(w, b);
 	} else {
 		hd_buf_fini(b);
-		hd_group_waiter_fail(w, HD_EINTERNAL, "the answer would be too large");
+		hd_group_waiters_fail(w, HD_EINTERNAL, "the answer would be too large");
 	}
 }
 
@@ -421,7 +393,7 @@ static void fetch_done(struct hd_read *r)
 	hd_read_fini(r);
 	if (err) {
 		hd_buf_fini(&f->b);
-		hd_group_waiter_fail(w, err, NULL);
+		hd_group_waiters_fail(w, err, NULL);
 	} else if (f->given > 0 || now >= w->until_ms || g->gs->stopping || g->deleted) {
 		answer_close(g, w, &f->b, f->rc);
 	} else {
@@ -460,7 +432,7 @@ static bool start_fetch(struct group *g, struct hd_group_waiter *w)
 		hd_group_part_read_done(&g->part, &f->rd, NULL, NULL);
 		hd_buf_fini(&f->b);
 		free(f);
-		hd_group_waiter_fail(w, rc, NULL);
+		hd_group_waiters_fail(w, rc, NULL);
 	}
 	return true;
 }
@@ -493,7 +465,7 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
 	struct group *g = owner;
 	if (g->deleted) {
-		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
 	if (start_fetch(g, w))
@@ -537,13 +509,13 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_fetch_args(req, &max, &wait))
+	if (!hd_group_http_fetch_args(req, &max, &wait))
 		return;
 	if (!g) {
 		/* Created on first use, at the oldest kept event. */
 		g = group_new(gs, topic, name, 0);
 		if (!g) {
-			hd_group_respond_msg(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+			hd_group_http_error(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
 		put_group(g, NULL, 0, NULL);
@@ -559,14 +531,14 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	json_t *o;
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
+		hd_group_http_error(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
 				     HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
 	{
 		if (!json_is_integer(o) || json_integer_value(o) < 1) {
-			hd_group_respond_msg(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
+			hd_group_http_error(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
 			return false;
 		}
 	}
@@ -575,7 +547,7 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 
 static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 {
-	json_t *body = hd_group_body(req, false);
+	json_t *body = hd_group_http_body(req, false);
 	if (!body)
 		return;
 	json_t *offs = json_object_get(body, "offsets");
@@ -585,11 +557,11 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	size_t done = 0, i;
 	json_t *o;
 
-	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
@@ -600,7 +572,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		goto answer;
 	}
 	if (!offs) {
-		hd_group_respond_msg(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+		hd_group_http_error(req, HD_EINVAL, nack ? "the body needs 'offsets'"
 				     : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
@@ -626,7 +598,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		      done, g->part.lease.floor);
 answer:
 	if (nack || done == 0) {
-		hd_group_respond_json(req, 200, &b);
+		hd_group_http_json(req, 200, &b);
 	} else {
 		put_group(g, req, 200, &b); /* answered once durable */
 	}
@@ -641,7 +613,7 @@ out:
 static void handle_create(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
-	json_t *body = hd_group_body(req, true);
+	json_t *body = hd_group_http_body(req, true);
 	if (!body)
 		return;
 	struct info *in = hd_calloc(1, sizeof(*in));
@@ -654,7 +626,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->max_deliveries = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	in->ordered = g ? g->conf.ordered : false;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
+	if (!hd_group_http_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
 	if (start) {
 		json_t *off = json_is_object(start) ? json_object_get(start, "offset") : NULL;
@@ -673,7 +645,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
 					     " or {\"time\": \"RFC 3339\"}");
 			goto fail;
@@ -700,14 +672,14 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 			  const char *topic, const char *name)
 {
 	if (!g) {
-		hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
+		hd_group_http_error(req, HD_ENOTFOUND, "no such group");
 		return;
 	}
 	hd_map_del(&gs->groups, g->key);
 	g->deleted = true;
 	hd_group_waiters_try(&g->q);
 	group_release(g);
-	hd_group_row_delete(gs->hub, topic, name, del_done, req);
+	hd_group_part_row_delete(gs->hub, topic, name, del_done, req);
 }
 
 struct drop {
@@ -728,7 +700,7 @@ static void collect(const char *key, void *value, void *arg)
 void hd_groups_drop_topic(struct hd_groups *gs, const char *topic)
 {
 	struct drop d = {.topic = topic};
-	hd_pgroups_drop_topic(gs->patterns, topic);
+	hd_group_patterns_drop_topic(gs->patterns, topic);
 	do {
 		d.n = 0;
 		hd_map_each(&gs->groups, collect, &d);
@@ -762,7 +734,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 		     const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	if (hd_topic_pattern_is(topic)) {
-		hd_pgroups_handle(gs->patterns, req, act, topic, name, cred);
+		hd_group_patterns_handle(gs->patterns, req, act, topic, name, cred);
 		return;
 	}
 	struct group *g = group_get(gs, topic, name);
@@ -773,7 +745,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (!g) {
-			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		struct info *in = hd_calloc(1, sizeof(*in));
@@ -795,7 +767,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
 		if (!g) {
-			hd_group_respond_msg(req, HD_ENOTFOUND, "no such group");
+			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		handle_ack(req, g, act == HD_GROUP_ACT_NACK);
@@ -807,13 +779,12 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 		      const char *topic, const char *name, const struct hd_access_cred *cred)
 {
 	if (!name_ok(name)) {
-		hd_group_respond_msg(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
+		hd_group_http_error(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
 				     HD_GROUP_NAME_MAX);
 		return;
 	}
-	if (!hd_topic_pattern_is(topic) &&
-	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
+	if (!hd_topic_pattern_is(topic) && !hd_topic_name_dlq_fits(topic)) {
+		hd_group_http_error(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
 	if (!gs->loaded) {
@@ -848,7 +819,7 @@ void hd_groups_recheck(struct hd_groups *gs, const struct hd_access *ac)
 {
 	/* Groups in the map are not deleted: nothing here can free one. */
 	hd_map_each(&gs->groups, recheck_one, (void *)ac);
-	hd_pgroups_recheck(gs->patterns, ac);
+	hd_group_patterns_recheck(gs->patterns, ac);
 }
 
 static void load_done(struct hd_group_op *op)
@@ -858,7 +829,7 @@ static void load_done(struct hd_group_op *op)
 		hd_log_error("groups_load_failed err=%d", op->err);
 	for (size_t i = 0; i < op->n; i++) {
 		const struct hd_group_row *row = &op->rows[i];
-		if (hd_pgroups_row_is(row))
+		if (hd_group_patterns_row_is(row))
 			continue; /* a pattern group's, below */
 		struct group *g = group_new(gs, row->topic, row->name, row->ack_floor);
 		if (!g)
@@ -870,7 +841,7 @@ static void load_done(struct hd_group_op *op)
 		g->conf.ordered = row->ordered;
 		g->conf.created_ms = row->created_ms;
 	}
-	hd_pgroups_load(gs->patterns, op->rows, op->n);
+	hd_group_patterns_load(gs->patterns, op->rows, op->n);
 	hd_group_op_fini(op);
 	gs->loaded = true;
 	while (gs->pending) {
@@ -888,7 +859,7 @@ struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub)
 	gs->loop = loop;
 	gs->hub = hub;
 	hd_map_init(&gs->groups, HD_GROUPS_MAX);
-	gs->patterns = hd_pgroups_new(loop, hub);
+	gs->patterns = hd_group_patterns_new(loop, hub);
 	return gs;
 }
 
@@ -926,7 +897,7 @@ void hd_groups_stop(struct hd_groups *gs)
 		free(p);
 	}
 	hd_map_each(&gs->groups, stop_group, NULL);
-	hd_pgroups_stop(gs->patterns);
+	hd_group_patterns_stop(gs->patterns);
 }
 
 static void free_group(const char *key, void *value, void *arg)
@@ -944,6 +915,6 @@ void hd_groups_free(struct hd_groups *gs)
 		return;
 	hd_map_each(&gs->groups, free_group, NULL);
 	hd_map_fini(&gs->groups);
-	hd_pgroups_free(gs->patterns);
+	hd_group_patterns_free(gs->patterns);
 	free(gs);
 }

@@ -1,4 +1,4 @@
-/* Unit tests for core/lease.c: leases, redelivery, acks, nacks, the window
+/* Unit tests for consume/lease.c: leases, redelivery, acks, nacks, the window
  * cap and the durable encoding. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "core/lease.h"
+#include "consume/lease.h"
 
 static void test_lease_ack_and_floor(void **state)
 {

@@ -2,15 +2,15 @@
  * groups — pull consumer groups: competing consumers that fetch leased
  * batches of a topic's events, acknowledge them, and get them again when
  * they do not (docs/api.md "Consumer groups").
- * Layer: edge. The api routes /v1/topics/{topic}/groups/{group}[/fetch|ack|
- * nack] here after the access check (loop thread); groups talks only to the
- * hub. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
- * to edge/group_patterns.h, which owns those groups and their rows.
+ * Layer: groups (a consumer over consume/, below edge). The api routes
+ * /v1/topics/{topic}/groups/{group}[/fetch|ack|nack] here after the access
+ * check (loop thread); groups talks to the hub and the consume core. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
+ * to groups/group_patterns.h, which owns those groups and their rows.
  *
  * Where state lives:
  *   - durable, through the hub's group ops (the store's groups table): the
  *     group's config and its ack state (floor + acked offsets above it,
- *     core/lease.h's durable form). Written on create, on every ack that
+ *     consume/lease.h's durable form). Written on create, on every ack that
  *     changes it and by dead-lettering; an ack is answered only after its
  *     state is committed. Loaded once at start (hd_groups_start);
  *     requests that arrive before the load ends wait for it;
@@ -43,8 +43,6 @@
 #define HD_GROUP_MAX_DELIVERIES_MAX 1000
 #define HD_GROUP_NACK_DELAY_MAX_MS (12 * 3600 * 1000)
 #define HD_GROUP_ACK_OFFSETS_MAX 1000
-/* The dead-letter topic of topic T is T + this suffix. */
-#define HD_GROUP_DLQ_SUFFIX ".dlq"
 
 struct hd_groups;
 

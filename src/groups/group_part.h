@@ -1,11 +1,11 @@
 /*
  * group_part — one topic's share of a pull consumer group: its lease window
- * (core/lease.h), its durable row in the groups table, the reads that hand
+ * (consume/lease.h), its durable row in the groups table, the reads that hand
  * its events out, and the dead-lettering of the events that ran out of
- * deliveries. A group of one topic (edge/groups.c) is one part; a group
- * over a topic pattern (edge/group_patterns.c) is a part per matching topic,
+ * deliveries. A group of one topic (groups/groups.c) is one part; a group
+ * over a topic pattern (groups/group_patterns.c) is a part per matching topic,
  * plus a parent row for its config.
- * Layer: edge; loop thread; talks only to the hub.
+ * Layer: groups; loop thread; talks to the hub and the consume core.
  *
  * Reading. hd_group_part_read prepares one hub read: what is due again
  * (leases that ended, nacked events), lowest first, within
@@ -16,12 +16,12 @@
  * read: each event handed out goes to the caller's emit; a grant whose
  * event is gone (retention, TTL) is acked; an event due for its
  * (max_deliveries + 1)th delivery is published to {topic}.dlq instead
- * (hub/dlq.h) and acked once that is committed, which writes the row.
+ * (consume/deadletter.h) and acked once that is committed, which writes the row.
  *
  * Rows. A part's row is (topic, the group's row name) with its floor and
  * acked offsets (lease.h's durable form) and the group's config; a pattern
  * group's parent row is (pattern, name) with floor 0. A write answers its
- * hd_group_reply, if any, once it is committed. A part whose topic was
+ * hd_group_part_reply, if any, once it is committed. A part whose topic was
  * deleted (`gone`) is never written again: the store deleted its rows, and
  * writing one back would give a re-created topic this old position.
  *
@@ -32,7 +32,8 @@
 #define HD_GROUP_PART_H
 
 #include "core/buf.h"
-#include "core/lease.h"
+#include "consume/lease.h"
+#include "groups/group_waiters.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -47,8 +48,6 @@ struct hd_group_part_ops {
 	void (*hold)(void *owner, struct hd_group_part *p);
 	/* Let go of what hold kept; may free the group and p. */
 	void (*release)(void *owner, struct hd_group_part *p);
-	/* p changed (a dead letter was acked or failed): try the waiters. */
-	void (*wake)(void *owner);
 };
 
 /* A group's identity and config, which all its parts read. Owned by the
@@ -63,6 +62,8 @@ struct hd_group_conf {
 	bool ordered;                 /* one batch in flight per topic */
 	int64_t created_ms;
 	long long warn_ms;            /* rate limit of the group's warnings */
+	struct hd_group_waiters *q;   /* the group's held fetches: woken when a part
+					 changes (a dead letter was acked or failed) */
 	const struct hd_group_part_ops *ops; /* borrowed */
 	void *owner;
 };
@@ -75,10 +76,11 @@ struct hd_group_part {
 	struct hd_group_conf *conf;   /* borrowed */
 };
 
-/* The default config, created now. Borrows hub, the strings and ops. */
-void hd_group_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
-			const char *pattern, const char *row_name,
-			const struct hd_group_part_ops *ops, void *owner);
+/* The default config, created now. Borrows hub, the strings, q and ops. */
+void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
+			     const char *pattern, const char *row_name,
+			     struct hd_group_waiters *q, const struct hd_group_part_ops *ops,
+			     void *owner);
 
 /* A part of topic with every offset <= floor acknowledged. */
 void hd_group_part_init(struct hd_group_part *p, struct hd_group_conf *conf, const char *topic,
@@ -118,24 +120,24 @@ int hd_group_part_read_done(struct hd_group_part *p, struct hd_group_read *rd,
 /* An answer sent once every row write it waits for is committed: status
  * and body, or the last write error ("the group state could not be
  * stored"). */
-struct hd_group_reply;
+struct hd_group_part_reply;
 
 /* Returns owned (NULL when req is NULL), waiting for the caller's own
- * hd_group_reply_done; takes body, borrows req until it is answered. */
-struct hd_group_reply *hd_group_reply_new(struct hd_http_request *req, int status,
+ * hd_group_part_reply_done; takes body, borrows req until it is answered. */
+struct hd_group_part_reply *hd_group_part_reply_new(struct hd_http_request *req, int status,
 					  struct hd_buf *body);
 /* One awaited write ended with err (0 ok); the last one answers and frees
  * r. NULL is a no-op. */
-void hd_group_reply_done(struct hd_group_reply *r, int err);
+void hd_group_part_reply_done(struct hd_group_part_reply *r, int err);
 
 /* Writes p's row (not when gone); r (may be NULL) waits for it. */
-void hd_group_part_put(struct hd_group_part *p, struct hd_group_reply *r);
+void hd_group_part_put(struct hd_group_part *p, struct hd_group_part_reply *r);
 /* Writes a pattern group's parent row; r (may be NULL) waits for it. */
-void hd_group_parent_put(struct hd_group_conf *c, struct hd_group_reply *r);
+void hd_group_part_parent_put(struct hd_group_conf *c, struct hd_group_part_reply *r);
 
 /* Deletes the row (topic, name); done(arg, err) runs once, later or before
  * the call returns, with 0 or an HD_E* (HD_ENOTFOUND: there was none). */
-void hd_group_row_delete(struct hd_hub *hub, const char *topic, const char *name,
+void hd_group_part_row_delete(struct hd_hub *hub, const char *topic, const char *name,
 			 void (*done)(void *arg, int err), void *arg);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * lease — the delivery state of one pull consumer group over one topic: which
- * offsets are acknowledged, which are leased to a consumer until a deadline,
- * which wait to be (re)delivered, and how often each was delivered.
- * Layer: core (pure: no I/O, no clock; times are passed in). Single-threaded;
- * the pull-group edge calls it on the loop thread.
+ * lease — the delivery state of one consumer over one topic (a pull group's
+ * part, a webhook subscription's stream): which offsets are acknowledged,
+ * which are leased to a consumer until a deadline, which wait to be
+ * (re)delivered, and how often each was delivered.
+ * Layer: consume (pure: no I/O, no clock; times are passed in).
+ * Single-threaded; pull groups (src/groups/) and webhooks (src/webhook/)
+ * call it on the loop thread.
  *
  * The model. Every offset <= floor is acknowledged (the group's position).
  * Offsets in the window (floor, next) were handed out at least once (or

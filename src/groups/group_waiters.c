@@ -1,7 +1,8 @@
 /*
  * group_waiters — see group_waiters.h.
  */
-#include "edge/group_waiters.h"
+#include "groups/group_waiters.h"
+#include "consume/due.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "edge/group_http.h"
@@ -48,14 +49,14 @@ static void push_front(struct hd_group_waiters *q, struct hd_group_waiter *w)
 		q->tail = &w->next;
 }
 
-void hd_group_waiter_answer(struct hd_group_waiter *w, struct hd_buf *body)
+void hd_group_waiters_answer(struct hd_group_waiter *w, struct hd_buf *body)
 {
-	hd_group_respond_json(w->req, 200, body);
+	hd_group_http_json(w->req, 200, body);
 	w->req = NULL;
 	waiter_end(w);
 }
 
-void hd_group_waiter_fail(struct hd_group_waiter *w, int code, const char *message)
+void hd_group_waiters_fail(struct hd_group_waiter *w, int code, const char *message)
 {
 	hd_http_respond_error(w->req, code, message);
 	w->req = NULL;
@@ -85,7 +86,7 @@ static void on_wait_end(uv_timer_t *t)
 		return; /* being served: its fetch answers */
 	waiter_unlink(w);
 	if (w->expires)
-		hd_group_waiter_fail(w, HD_EEXPIRED, "the token or API key that was presented expired "
+		hd_group_waiters_fail(w, HD_EEXPIRED, "the token or API key that was presented expired "
 					 "while the fetch was held");
 	else
 		q->ops->answer_empty(q->owner, w);
@@ -188,11 +189,7 @@ void hd_group_waiters_due_at(struct hd_group_waiters *q, int64_t due)
 {
 	if (due == INT64_MAX || !due_open(q))
 		return;
-	int64_t left = due == INT64_MIN ? 0 : due - hd_now_ms();
-	uint64_t ms = left > 0 ? (uint64_t)left : 0;
-	/* Never push back a sooner wake-up (a watched event's). */
-	if (!uv_is_active((uv_handle_t *)&q->due) || uv_timer_get_due_in(&q->due) > ms)
-		uv_timer_start(&q->due, on_due, ms, 0);
+	hd_due_arm(&q->due, on_due, due);
 }
 
 void hd_group_waiters_stop(struct hd_group_waiters *q)
@@ -231,7 +228,7 @@ void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access
 			continue;
 		}
 		waiter_unlink(w);
-		hd_group_waiter_fail(w, HD_EUNAUTH, "the API key that was presented was revoked "
+		hd_group_waiters_fail(w, HD_EUNAUTH, "the API key that was presented was revoked "
 				     "while the fetch was held");
 		ended++;
 	}

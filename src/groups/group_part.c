@@ -1,23 +1,24 @@
 /*
  * group_part — see group_part.h.
  */
-#include "edge/group_part.h"
+#include "groups/group_part.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "edge/group_http.h"
-#include "edge/groups.h"
-#include "hub/dlq.h"
-#include "proto/deadletter.h"
+#include "groups/groups.h"
+#include "consume/deadletter.h"
+#include "consume/deadletter.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void hd_group_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
-			const char *pattern, const char *row_name,
-			const struct hd_group_part_ops *ops, void *owner)
+void hd_group_part_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char *name,
+			     const char *pattern, const char *row_name,
+			     struct hd_group_waiters *q, const struct hd_group_part_ops *ops,
+			     void *owner)
 {
 	*c = (struct hd_group_conf){
 		.hub = hub,
@@ -27,6 +28,7 @@ void hd_group_conf_init(struct hd_group_conf *c, struct hd_hub *hub, const char 
 		.ack_wait_ms = HD_GROUP_ACK_WAIT_DEFAULT_MS,
 		.max_deliveries = HD_GROUP_MAX_DELIVERIES_DEFAULT,
 		.created_ms = hd_now_ms(),
+		.q = q,
 		.ops = ops,
 		.owner = owner,
 	};
@@ -48,7 +50,7 @@ void hd_group_part_fini(struct hd_group_part *p)
 
 /* ---- rows ------------------------------------------------------------- */
 
-struct hd_group_reply {
+struct hd_group_part_reply {
 	struct hd_http_request *req;
 	struct hd_buf body;
 	int status;
@@ -56,12 +58,12 @@ struct hd_group_reply {
 	int err;
 };
 
-struct hd_group_reply *hd_group_reply_new(struct hd_http_request *req, int status,
+struct hd_group_part_reply *hd_group_part_reply_new(struct hd_http_request *req, int status,
 					  struct hd_buf *body)
 {
 	if (!req)
 		return NULL;
-	struct hd_group_reply *r = hd_calloc(1, sizeof(*r));
+	struct hd_group_part_reply *r = hd_calloc(1, sizeof(*r));
 	r->req = req;
 	r->status = status;
 	r->body = *body;
@@ -69,7 +71,7 @@ struct hd_group_reply *hd_group_reply_new(struct hd_http_request *req, int statu
 	return r;
 }
 
-void hd_group_reply_done(struct hd_group_reply *r, int err)
+void hd_group_part_reply_done(struct hd_group_part_reply *r, int err)
 {
 	if (!r)
 		return;
@@ -81,9 +83,19 @@ void hd_group_reply_done(struct hd_group_reply *r, int err)
 		hd_buf_fini(&r->body);
 		hd_http_respond_error(r->req, r->err, "the group state could not be stored");
 	} else {
-		hd_group_respond_json(r->req, r->status, &r->body);
+		hd_group_http_json(r->req, r->status, &r->body);
 	}
 	free(r);
+}
+
+/* Issues op; one the hub refuses at once completes at once. */
+static void submit(struct hd_hub *hub, struct hd_group_op *op)
+{
+	int rc = hd_hub_group_op(hub, op);
+	if (rc) {
+		op->err = rc;
+		op->done(op);
+	}
 }
 
 /* A durable write of one row. */
@@ -91,7 +103,7 @@ struct put {
 	struct hd_group_op op;
 	struct hd_group_conf *c;
 	struct hd_group_part *p;      /* NULL for a parent row */
-	struct hd_group_reply *reply;
+	struct hd_group_part_reply *reply;
 	char *acked;                  /* owned: op.row.acked */
 };
 
@@ -99,7 +111,7 @@ static void put_done(struct hd_group_op *op)
 {
 	struct put *u = op->arg;
 	struct hd_group_conf *c = u->c;
-	hd_group_reply_done(u->reply, op->err);
+	hd_group_part_reply_done(u->reply, op->err);
 	if (op->err && hd_log_ratelimited(&c->warn_ms))
 		hd_log_error("group_put_failed %s=%s group=%s err=%d",
 			     c->pattern ? "pattern" : "topic",
@@ -110,7 +122,7 @@ static void put_done(struct hd_group_op *op)
 }
 
 static void put_row(struct hd_group_conf *c, struct hd_group_part *p, const char *topic,
-		    const char *name, struct hd_group_reply *reply)
+		    const char *name, struct hd_group_part_reply *reply)
 {
 	struct put *u = hd_calloc(1, sizeof(*u));
 	size_t cap = HD_LEASE_ENCODED_MAX(HD_GROUP_WINDOW_MAX);
@@ -135,20 +147,16 @@ static void put_row(struct hd_group_conf *c, struct hd_group_part *p, const char
 	u->op.done = put_done;
 	u->op.arg = u;
 	c->ops->hold(c->owner, p);
-	int rc = hd_hub_group_op(c->hub, &u->op);
-	if (rc) {
-		u->op.err = rc;
-		put_done(&u->op);
-	}
+	submit(c->hub, &u->op);
 }
 
-void hd_group_part_put(struct hd_group_part *p, struct hd_group_reply *r)
+void hd_group_part_put(struct hd_group_part *p, struct hd_group_part_reply *r)
 {
 	if (!p->gone)
 		put_row(p->conf, p, p->topic, p->conf->row_name, r);
 }
 
-void hd_group_parent_put(struct hd_group_conf *c, struct hd_group_reply *r)
+void hd_group_part_parent_put(struct hd_group_conf *c, struct hd_group_part_reply *r)
 {
 	put_row(c, NULL, c->pattern, c->name, r);
 }
@@ -166,7 +174,7 @@ static void del_done(struct hd_group_op *op)
 	free(d);
 }
 
-void hd_group_row_delete(struct hd_hub *hub, const char *topic, const char *name,
+void hd_group_part_row_delete(struct hd_hub *hub, const char *topic, const char *name,
 			 void (*done)(void *arg, int err), void *arg)
 {
 	struct del *d = hd_calloc(1, sizeof(*d));
@@ -177,11 +185,7 @@ void hd_group_row_delete(struct hd_hub *hub, const char *topic, const char *name
 	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
 	d->op.done = del_done;
 	d->op.arg = d;
-	int rc = hd_hub_group_op(hub, &d->op);
-	if (rc) {
-		d->op.err = rc;
-		del_done(&d->op);
-	}
+	submit(hub, &d->op);
 }
 
 /* ---- dead letters ----------------------------------------------------- */
@@ -206,7 +210,7 @@ static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
 				    " err=%d",
 				    p->topic, c->name, offset, err);
 	}
-	c->ops->wake(c->owner);
+	hd_group_waiters_wake(c->q);
 	c->ops->release(c->owner, p);
 }
 
@@ -235,21 +239,21 @@ static void dead_letter(struct hd_group_part *p, const struct hd_stored_event *e
 	}
 	hd_buf_putc(&extra, '"');
 	c->ops->hold(c->owner, p);
-	hd_dlq_publish(c->hub,
-		       &(struct hd_deadletter){
-			       .id = id,
-			       .source = src,
-			       .type = "herald.group.deadletter",
-			       .reason = "max_deliveries",
-			       .attempts = attempts,
-			       .topic = p->topic,
-			       .offset = ev->offset,
-			       .extra = extra.data,
-			       .event = ev->json->data,
-			       .event_len = ev->json->len,
-			       .now_ms = hd_now_ms(),
-		       },
-		       0, dead_done, p);
+	hd_deadletter_publish(c->hub,
+			      &(struct hd_deadletter){
+				      .id = id,
+				      .source = src,
+				      .type = "herald.group.deadletter",
+				      .reason = "max_deliveries",
+				      .attempts = attempts,
+				      .topic = p->topic,
+				      .offset = ev->offset,
+				      .extra = extra.data,
+				      .event = ev->json->data,
+				      .event_len = ev->json->len,
+				      .now_ms = hd_now_ms(),
+			      },
+			      0, dead_done, p);
 	hd_buf_fini(&extra);
 }
 

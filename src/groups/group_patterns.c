@@ -1,11 +1,11 @@
 /*
  * group_patterns — see group_patterns.h.
  *
- * Each part is an edge/group_part.h part (its lease window, row, reads and
+ * Each part is an groups/group_part.h part (its lease window, row, reads and
  * dead letters) plus the topic's last offset known and a reference count.
  *
  * One fetch at a time per group (q.busy); other fetches wait in the group's
- * edge/group_waiters.h queue, and are retried when the group becomes idle,
+ * groups/group_waiters.h queue, and are retried when the group becomes idle,
  * when an event is committed to a matching topic (the prefix watch, always
  * on: it also discovers new topics), when an ack or nack frees something,
  * or when the next lease ends. A fetch reads its
@@ -18,16 +18,18 @@
  * points at them (refs); a deleted topic's part leaves the list at once and
  * is freed when the last request lets go.
  */
-#include "edge/group_patterns.h"
+#include "groups/group_patterns.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/lease.h"
+#include "consume/lease.h"
+#include "consume/pattern.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "edge/group_http.h"
-#include "edge/group_part.h"
-#include "edge/group_waiters.h"
+#include "groups/group_part.h"
+#include "groups/group_waiters.h"
+#include "hub/topic_name.h"
 #include "hub/topic_pattern.h"
 
 #include <inttypes.h>
@@ -39,7 +41,6 @@
 
 #define RESPONSE_MAX (65u * 1024 * 1024)
 #define PAGE_BYTES (8u * 1024 * 1024)
-#define LIST_PAGE 1000
 
 struct pgroup;
 
@@ -52,32 +53,27 @@ struct part {
 };
 
 struct pgroup {
-	struct hd_pgroups *pg;
+	struct hd_group_patterns *pg;
 	char key[HD_GROUP_NAME_MAX + 1];     /* the part rows' name: name "*" hash */
-	char pattern[HD_TOPIC_NAME_MAX + 1];
-	char prefix[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
 	struct part **parts;      /* nparts, in discovery order */
 	size_t nparts;
-	struct hd_map by_topic;   /* topic → struct part */
+	/* The pattern's topics (topic → struct part), its paged list
+	 * (discovery, at creation and at load) and its prefix watch (events
+	 * and new topics, always on). */
+	struct hd_pattern pt;
 	size_t rr;                /* where the next fetch starts */
 	struct hd_group_conf conf; /* row name: key */
 	bool latest;              /* created with start "latest" and still discovering */
 	uint64_t skipped;         /* matching topics past HD_GROUP_PATTERN_TOPICS_MAX */
 	uint64_t redeliveries_gone; /* of parts whose topic was deleted */
-	/* Discovery: a paged LIST of the topics under prefix. */
-	bool discovering;
-	struct hd_topic_op list;
-	char list_after[HD_TOPIC_NAME_MAX + 1];
 	struct hd_http_request *create_req; /* the PUT answered when discovery ends */
 	bool deleted;
 	int refs;
 	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
-	struct hd_watch watch;    /* the prefix watch: events and new topics */
-	bool watching;
 };
 
-struct hd_pgroups {
+struct hd_group_patterns {
 	uv_loop_t *loop;
 	struct hd_hub *hub;
 	struct hd_map groups;     /* key → struct pgroup */
@@ -87,12 +83,12 @@ struct hd_pgroups {
 
 static const struct hd_group_waiters_ops waiter_ops;
 static const struct hd_group_part_ops part_ops;
+static const struct hd_pattern_ops pattern_ops;
 static void wake(struct pgroup *g);
-static void discover(struct pgroup *g);
 
 /* ---- small helpers ---------------------------------------------------- */
 
-size_t hd_pgroups_part_name(const char *pattern, const char *name, char *out, size_t out_len)
+size_t hd_group_patterns_part_name(const char *pattern, const char *name, char *out, size_t out_len)
 {
 	uint64_t h = 14695981039346656037ull; /* FNV-1a 64: stable, as it is stored */
 	for (const unsigned char *s = (const unsigned char *)pattern; *s; s++) {
@@ -105,7 +101,7 @@ size_t hd_pgroups_part_name(const char *pattern, const char *name, char *out, si
 
 static void make_key(char *out, size_t n, const char *pattern, const char *name)
 {
-	hd_pgroups_part_name(pattern, name, out, n);
+	hd_group_patterns_part_name(pattern, name, out, n);
 }
 
 /* ---- parts ------------------------------------------------------------ */
@@ -120,7 +116,7 @@ static void part_unref(struct part *p)
 
 static struct part *part_get(struct pgroup *g, const char *topic)
 {
-	return hd_map_get(&g->by_topic, topic);
+	return hd_pattern_get(&g->pt, topic);
 }
 
 static void group_release(struct pgroup *g);
@@ -147,15 +143,9 @@ static void release_part(void *owner, struct hd_group_part *base)
 	group_release(g);
 }
 
-static void wake_part(void *owner)
-{
-	wake(owner);
-}
-
 static const struct hd_group_part_ops part_ops = {
 	.hold = hold,
 	.release = release_part,
-	.wake = wake_part,
 };
 
 /* Writes the parent row; answers req with status and answer (taken) once
@@ -163,23 +153,22 @@ static const struct hd_group_part_ops part_ops = {
 static void put_parent(struct pgroup *g, struct hd_http_request *req, int status,
 		       struct hd_buf *answer)
 {
-	struct hd_group_reply *r = hd_group_reply_new(req, status, answer);
-	hd_group_parent_put(&g->conf, r);
-	hd_group_reply_done(r, 0);
+	struct hd_group_part_reply *r = hd_group_part_reply_new(req, status, answer);
+	hd_group_part_parent_put(&g->conf, r);
+	hd_group_part_reply_done(r, 0);
 }
 
 /* Adds topic's part at floor, or returns NULL (counted) past the limits.
  * last is the topic's last offset known. */
 static struct part *part_add(struct pgroup *g, const char *topic, uint64_t floor, uint64_t last)
 {
-	struct hd_pgroups *pg = g->pg;
-	if (g->nparts >= HD_GROUP_PATTERN_TOPICS_MAX || pg->parts >= HD_GROUP_PARTS_MAX ||
-	    strlen(topic) + strlen(HD_GROUP_DLQ_SUFFIX) > HD_TOPIC_NAME_MAX) {
+	struct hd_group_patterns *pg = g->pg;
+	if (hd_pattern_admit(&g->pt, topic) != 0 || pg->parts >= HD_GROUP_PARTS_MAX) {
 		g->skipped++;
 		if (hd_log_ratelimited(&g->conf.warn_ms))
 			hd_log_warn("group_pattern_topic_skipped pattern=%s group=%s topic=%s"
 				    " skipped=%" PRIu64,
-				    g->pattern, g->name, topic, g->skipped);
+				    g->pt.pattern, g->name, topic, g->skipped);
 		return NULL;
 	}
 	struct part *p = hd_calloc(1, sizeof(*p));
@@ -187,7 +176,7 @@ static struct part *part_add(struct pgroup *g, const char *topic, uint64_t floor
 	p->g = g;
 	p->refs = 1;
 	p->last = last;
-	if (hd_map_put(&g->by_topic, p->base.topic, p) != 0) {
+	if (hd_pattern_add(&g->pt, p->base.topic, p) != 0) {
 		part_unref(p);
 		return NULL;
 	}
@@ -208,7 +197,7 @@ static void part_remove(struct pgroup *g, struct part *p)
 			break;
 		}
 	}
-	hd_map_del(&g->by_topic, p->base.topic);
+	hd_pattern_remove(&g->pt, p->base.topic);
 	p->base.gone = true;
 	g->pg->parts--;
 	g->redeliveries_gone += p->base.lease.redeliveries;
@@ -217,17 +206,16 @@ static void part_remove(struct pgroup *g, struct part *p)
 
 /* ---- groups in memory ------------------------------------------------- */
 
-static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
+/* A committed event of a matching topic (the pattern's prefix watch). */
+static void on_watch(void *owner, void *item, const char *topic, const struct hd_stored_event *ev)
 {
-	struct pgroup *g = watch->arg;
-	if (g->deleted || !hd_topic_pattern_match(g->pattern, topic))
-		return;
-	struct part *p = part_get(g, topic);
+	struct pgroup *g = owner;
+	struct part *p = item;
 	if (!p) {
 		/* A topic created after the group starts at its first event; one
 		 * that got events while the creating LIST ran starts where a
 		 * "latest" start would have put it. */
-		if (!g->discovering && ev->offset != 1)
+		if (!g->pt.listing && ev->offset != 1)
 			return; /* a skipped topic's later events: counted once */
 		p = part_add(g, topic, g->latest && ev->offset > 0 ? ev->offset - 1 : 0, ev->offset);
 		if (!p)
@@ -241,29 +229,24 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 		hd_group_waiters_wake_soon(&g->q);
 }
 
-static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, const char *name)
+static struct pgroup *group_new(struct hd_group_patterns *pg, const char *pattern, const char *name)
 {
 	if (pg->groups.count >= HD_GROUP_PATTERNS_MAX)
 		return NULL;
 	struct pgroup *g = hd_calloc(1, sizeof(*g));
 	g->pg = pg;
-	snprintf(g->pattern, sizeof(g->pattern), "%s", pattern);
-	hd_topic_pattern_prefix(pattern, g->prefix, sizeof(g->prefix));
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), pattern, name);
-	hd_map_init(&g->by_topic, HD_GROUP_PATTERN_TOPICS_MAX);
-	hd_group_conf_init(&g->conf, pg->hub, g->name, g->pattern, g->key, &part_ops, g);
+	hd_pattern_init(&g->pt, pg->hub, pattern, HD_GROUP_PATTERN_TOPICS_MAX, &pattern_ops, g);
+	hd_group_part_conf_init(&g->conf, pg->hub, g->name, g->pt.pattern, g->key, &g->q,
+				&part_ops, g);
 	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
-	g->watch.fire = on_watch;
-	g->watch.arg = g;
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
-		hd_map_fini(&g->by_topic);
+		hd_pattern_fini(&g->pt);
 		free(g);
 		return NULL;
 	}
-	if (hd_hub_watch_prefix(pg->hub, g->prefix, &g->watch) == 0)
-		g->watching = true;
-	else
+	if (hd_pattern_watch(&g->pt) != 0)
 		hd_log_warn("group_pattern_watch_failed pattern=%s group=%s", pattern, name);
 	return g;
 }
@@ -271,14 +254,14 @@ static struct pgroup *group_new(struct hd_pgroups *pg, const char *pattern, cons
 static void group_free_parts(struct pgroup *g)
 {
 	for (size_t i = 0; i < g->nparts; i++) {
-		hd_map_del(&g->by_topic, g->parts[i]->base.topic);
+		hd_pattern_remove(&g->pt, g->parts[i]->base.topic);
 		g->pg->parts--;
 		part_unref(g->parts[i]);
 	}
 	free(g->parts);
 	g->parts = NULL;
 	g->nparts = 0;
-	hd_map_fini(&g->by_topic);
+	hd_pattern_fini(&g->pt);
 }
 
 static void group_free_closed(uv_handle_t *h)
@@ -292,11 +275,9 @@ static void group_free_closed(uv_handle_t *h)
 /* Frees a deleted group once nothing points at it any more. */
 static void group_release(struct pgroup *g)
 {
-	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->discovering)
+	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->pt.listing)
 		return;
-	if (g->watching)
-		hd_hub_unwatch(g->pg->hub, &g->watch);
-	g->watching = false;
+	hd_pattern_stop(&g->pt);
 	if (!hd_group_waiters_close(&g->q, group_free_closed)) {
 		group_free_parts(g);
 		free(g);
@@ -314,7 +295,7 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 	gmtime_r(&t, &tm);
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	hd_buf_puts(b, "{\"pattern\":\"");
-	hd_buf_json_escape(b, g->pattern, strlen(g->pattern));
+	hd_buf_json_escape(b, g->pt.pattern, strlen(g->pt.pattern));
 	hd_buf_puts(b, "\",\"group\":\"");
 	hd_buf_json_escape(b, g->name, strlen(g->name));
 	hd_buf_puts(b, "\",\"topics\":[");
@@ -345,41 +326,33 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
-/* ---- discovery -------------------------------------------------------- */
+/* ---- discovery ------------------------------------------------------ */
 
-static void discover_done(struct hd_topic_op *op)
+/* A matching topic the pattern's list found (consume/pattern.h). */
+static void listed(void *owner, void *item, const struct hd_topic_info *t)
 {
-	struct pgroup *g = op->arg;
-	size_t n = op->err ? 0 : op->n;
-	bool more = n == LIST_PAGE;
-	if (op->err && hd_log_ratelimited(&g->conf.warn_ms))
-		hd_log_error("group_pattern_list_failed pattern=%s group=%s err=%d", g->pattern,
-			     g->name, op->err);
-	for (size_t i = 0; i < n && !g->deleted; i++) {
-		const struct hd_topic_info *t = &op->topics[i];
-		if (!hd_topic_pattern_match(g->pattern, t->name))
-			continue;
-		struct part *p = part_get(g, t->name);
-		if (p) {
-			if (t->last > p->last)
-				p->last = t->last;
-			continue;
-		}
-		/* Existing now: the group's start applies (created with
-		 * "latest"); at load, a topic created while herald was down
-		 * starts at its first event. */
-		p = part_add(g, t->name, g->latest ? t->last : 0, t->last);
-		if (p)
-			hd_group_part_put(&p->base, NULL);
-	}
-	if (n > 0)
-		snprintf(g->list_after, sizeof(g->list_after), "%s", op->topics[n - 1].name);
-	hd_topic_op_fini(op);
-	if (more && !g->deleted && !g->pg->stopping) {
-		discover(g);
+	struct pgroup *g = owner;
+	struct part *p = item;
+	if (p) {
+		if (t->last > p->last)
+			p->last = t->last;
 		return;
 	}
-	g->discovering = false;
+	/* Existing now: the group's start applies (created with "latest");
+	 * at load, a topic created while herald was down starts at its first
+	 * event. */
+	p = part_add(g, t->name, g->latest ? t->last : 0, t->last);
+	if (p)
+		hd_group_part_put(&p->base, NULL);
+}
+
+/* The list ended: every existing topic is a part. */
+static void list_done(void *owner, int err)
+{
+	struct pgroup *g = owner;
+	if (err && hd_log_ratelimited(&g->conf.warn_ms))
+		hd_log_error("group_pattern_list_failed pattern=%s group=%s err=%d", g->pt.pattern,
+			     g->name, err);
 	g->latest = false;
 	if (g->create_req) {
 		struct hd_buf b;
@@ -393,23 +366,11 @@ static void discover_done(struct hd_topic_op *op)
 	group_release(g);
 }
 
-/* Lists the next page of the topics under the group's prefix. */
-static void discover(struct pgroup *g)
-{
-	memset(&g->list, 0, sizeof(g->list));
-	g->discovering = true;
-	g->list.kind = HD_TOPIC_LIST;
-	g->list.prefix = g->prefix;
-	g->list.after = g->list_after;
-	g->list.limit = LIST_PAGE;
-	g->list.done = discover_done;
-	g->list.arg = g;
-	int rc = hd_hub_topic_op(g->pg->hub, &g->list);
-	if (rc) {
-		g->list.err = rc;
-		discover_done(&g->list);
-	}
-}
+static const struct hd_pattern_ops pattern_ops = {
+	.listed = listed,
+	.on_watch = on_watch,
+	.list_done = list_done,
+};
 
 /* ---- fetch ------------------------------------------------------------ */
 
@@ -433,7 +394,7 @@ static void answer_empty(void *owner, struct hd_group_waiter *w)
 	struct hd_buf b;
 	hd_buf_init(&b, 64);
 	hd_buf_printf(&b, "{\"events\":[],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
-	hd_group_waiter_answer(w, &b);
+	hd_group_waiters_answer(w, &b);
 }
 
 /* Appends one handed-out event to the answer. */
@@ -498,10 +459,10 @@ static void fetch_finish(struct fetch *f)
 		part_unref(f->again);
 	if (f->sent == 0 && f->err) {
 		hd_buf_fini(&f->b);
-		hd_group_waiter_fail(w, f->err, NULL);
+		hd_group_waiters_fail(w, f->err, NULL);
 	} else if (f->sent > 0 || hd_now_ms() >= w->until_ms || g->pg->stopping || g->deleted) {
 		hd_buf_printf(&f->b, "],\"ack_deadline_ms\":%" PRIu32 "}", g->conf.ack_wait_ms);
-		hd_group_waiter_answer(w, &f->b);
+		hd_group_waiters_answer(w, &f->b);
 	} else {
 		/* Nothing for this one: back to the front of the line, and nobody
 		 * tries again before something changes. */
@@ -580,11 +541,11 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 {
 	struct pgroup *g = owner;
 	if (g->deleted) {
-		hd_group_waiter_fail(w, HD_ENOTFOUND, "the group was deleted");
+		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
-	if (g->discovering)
-		return HD_GROUP_HELD; /* discover_done wakes it */
+	if (g->pt.listing)
+		return HD_GROUP_HELD; /* list_done wakes it */
 	start_fetch(g, w);
 	return HD_GROUP_SERVED;
 }
@@ -616,12 +577,12 @@ static const struct hd_group_waiters_ops waiter_ops = {
 	.release = release,
 };
 
-static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g,
-			 const struct hd_access_cred *cred)
+static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *req,
+			 struct pgroup *g, const struct hd_access_cred *cred)
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_fetch_args(req, &max, &wait))
+	if (!hd_group_http_fetch_args(req, &max, &wait))
 		return;
 	(void)pg;
 	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000), cred);
@@ -631,7 +592,7 @@ static void handle_fetch(struct hd_pgroups *pg, struct hd_http_request *req, str
 
 static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 {
-	json_t *body = hd_group_body(req, false);
+	json_t *body = hd_group_http_body(req, false);
 	if (!body)
 		return;
 	json_t *evs = json_object_get(body, "events");
@@ -641,17 +602,17 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	json_t *o;
 
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "a pattern group acks (topic, offset) pairs: "
 				     "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
 				     "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
-	if (nack && !hd_group_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL,
+		hd_group_http_error(req, HD_EINVAL,
 				     "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
 				     HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
@@ -661,7 +622,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		json_t *t = json_object_get(o, "topic"), *off = json_object_get(o, "offset");
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
@@ -690,10 +651,10 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (nack || done == 0) {
 		for (i = 0; i < g->nparts; i++)
 			g->parts[i]->dirty = false;
-		hd_group_respond_json(req, 200, &b);
+		hd_group_http_json(req, 200, &b);
 	} else {
 		/* Answered once every changed part's row is durable. */
-		struct hd_group_reply *r = hd_group_reply_new(req, 200, &b);
+		struct hd_group_part_reply *r = hd_group_part_reply_new(req, 200, &b);
 		for (i = 0; i < g->nparts; i++) {
 			struct part *p = g->parts[i];
 			if (!p->dirty)
@@ -701,7 +662,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 			p->dirty = false;
 			hd_group_part_put(&p->base, r);
 		}
-		hd_group_reply_done(r, 0);
+		hd_group_part_reply_done(r, 0);
 	}
 	if (done)
 		wake(g);
@@ -711,10 +672,10 @@ out:
 
 /* ---- create, delete --------------------------------------------------- */
 
-static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g,
-			  const char *pattern, const char *name)
+static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *req,
+			  struct pgroup *g, const char *pattern, const char *name)
 {
-	json_t *body = hd_group_body(req, true);
+	json_t *body = hd_group_http_body(req, true);
 	uint32_t ack_wait = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
 	uint32_t maxd = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	bool ordered = g ? g->conf.ordered : false, latest = false;
@@ -723,17 +684,17 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 	if (!body)
 		return;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_config_args(req, body, &ack_wait, &maxd, &ordered))
+	if (!hd_group_http_config_args(req, body, &ack_wait, &maxd, &ordered))
 		goto out;
 	if (start) {
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
-			hd_group_respond_msg(req, HD_EINVAL,
+			hd_group_http_error(req, HD_EINVAL,
 					     "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
@@ -750,13 +711,13 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 		goto out;
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
-		hd_group_respond_msg(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
+		hd_group_http_error(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
 				     HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
 	if (!g) {
-		hd_group_respond_msg(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
+		hd_group_http_error(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
 	}
 	g->conf.ack_wait_ms = ack_wait;
@@ -764,7 +725,7 @@ static void handle_create(struct hd_pgroups *pg, struct hd_http_request *req, st
 	g->conf.ordered = ordered;
 	g->latest = latest;
 	g->create_req = req;
-	discover(g); /* answers req when every existing topic is a part */
+	hd_pattern_list(&g->pt); /* answers req when every existing topic is a part */
 out:
 	json_decref(body);
 }
@@ -781,14 +742,16 @@ static void del_done(void *arg, int err)
 		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
-static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, struct pgroup *g)
+static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *req,
+			  struct pgroup *g)
 {
 	hd_map_del(&pg->groups, g->key);
 	g->deleted = true;
+	hd_pattern_stop(&g->pt);
 	for (size_t i = 0; i < g->nparts; i++)
-		hd_group_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
+		hd_group_part_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
 	/* Last: the writer runs them in order. */
-	hd_group_row_delete(pg->hub, g->pattern, g->name, del_done, req);
+	hd_group_part_row_delete(pg->hub, g->pt.pattern, g->name, del_done, req);
 	if (g->create_req) {
 		hd_http_respond_error(g->create_req, HD_ENOTFOUND, "the group was deleted");
 		g->create_req = NULL;
@@ -799,7 +762,7 @@ static void handle_delete(struct hd_pgroups *pg, struct hd_http_request *req, st
 
 /* ---- entry ------------------------------------------------------------ */
 
-void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
+void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_request *req,
 		       enum hd_group_action act, const char *pattern, const char *name,
 		       const struct hd_access_cred *cred)
 {
@@ -807,8 +770,8 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	make_key(key, sizeof(key), pattern, name);
 	struct pgroup *g = strlen(name) <= HD_GROUP_PATTERN_NAME_MAX ? hd_map_get(&pg->groups, key)
 								       : NULL;
-	if (g && strcmp(g->pattern, pattern) != 0) {
-		hd_group_respond_msg(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
+	if (g && strcmp(g->pt.pattern, pattern) != 0) {
+		hd_group_http_error(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
 		return;
 	}
 	if (pg->stopping) {
@@ -817,14 +780,14 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
 		if (g && g->create_req) {
-			hd_group_respond_msg(req, HD_EINVAL, "the group is being created");
+			hd_group_http_error(req, HD_EINVAL, "the group is being created");
 			return;
 		}
 		handle_create(pg, req, g, pattern, name);
 		return;
 	}
 	if (!g) {
-		hd_group_respond_msg(req, HD_ENOTFOUND,
+		hd_group_http_error(req, HD_ENOTFOUND,
 				     act == HD_GROUP_ACT_FETCH
 				     ? "no such group; a pattern group is created with PUT"
 				     : "no such group");
@@ -835,7 +798,7 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	case HD_GROUP_ACT_INFO:
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		hd_group_respond_json(req, 200, &b);
+		hd_group_http_json(req, 200, &b);
 		return;
 	case HD_GROUP_ACT_DELETE:
 		handle_delete(pg, req, g);
@@ -852,20 +815,21 @@ void hd_pgroups_handle(struct hd_pgroups *pg, struct hd_http_request *req,
 	}
 }
 
-static void each_group(struct hd_pgroups *pg, void (*fn)(struct pgroup *g, void *arg), void *arg);
+static void each_group(struct hd_group_patterns *pg, void (*fn)(struct pgroup *g, void *arg),
+		       void *arg);
 
 static void discover_one(struct pgroup *g, void *arg)
 {
 	(void)arg;
-	discover(g);
+	hd_pattern_list(&g->pt);
 }
 
-bool hd_pgroups_row_is(const struct hd_group_row *row)
+bool hd_group_patterns_row_is(const struct hd_group_row *row)
 {
 	return strchr(row->topic, '*') != NULL || strchr(row->name, '*') != NULL;
 }
 
-void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, size_t n)
+void hd_group_patterns_load(struct hd_group_patterns *pg, const struct hd_group_row *rows, size_t n)
 {
 	/* The parents first, then their parts. */
 	for (size_t i = 0; i < n; i++) {
@@ -886,7 +850,7 @@ void hd_pgroups_load(struct hd_pgroups *pg, const struct hd_group_row *rows, siz
 		if (strchr(row->topic, '*') || !strchr(row->name, '*'))
 			continue;
 		struct pgroup *g = hd_map_get(&pg->groups, row->name);
-		if (!g || !hd_topic_pattern_match(g->pattern, row->topic) || part_get(g, row->topic))
+		if (!g || !hd_topic_pattern_match(g->pt.pattern, row->topic) || part_get(g, row->topic))
 			continue;
 		struct part *p = part_add(g, row->topic, row->ack_floor, row->ack_floor);
 		if (p && hd_lease_restore(&p->base.lease, row->ack_floor, row->acked) != 0)
@@ -909,7 +873,8 @@ static void walk_one(const char *key, void *value, void *arg)
 	w->fn(value, w->arg);
 }
 
-static void each_group(struct hd_pgroups *pg, void (*fn)(struct pgroup *g, void *arg), void *arg)
+static void each_group(struct hd_group_patterns *pg, void (*fn)(struct pgroup *g, void *arg),
+		       void *arg)
 {
 	struct walk w = {fn, arg};
 	hd_map_each(&pg->groups, walk_one, &w);
@@ -917,10 +882,10 @@ static void each_group(struct hd_pgroups *pg, void (*fn)(struct pgroup *g, void 
 
 static void recheck_one(struct pgroup *g, void *arg)
 {
-	hd_group_waiters_recheck(&g->q, arg, g->pattern);
+	hd_group_waiters_recheck(&g->q, arg, g->pt.pattern);
 }
 
-void hd_pgroups_recheck(struct hd_pgroups *pg, const struct hd_access *ac)
+void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_access *ac)
 {
 	/* Groups in the map are not deleted: nothing here can free one. */
 	each_group(pg, recheck_one, (void *)ac);
@@ -933,14 +898,14 @@ static void drop_one(struct pgroup *g, void *arg)
 		part_remove(g, p);
 }
 
-void hd_pgroups_drop_topic(struct hd_pgroups *pg, const char *topic)
+void hd_group_patterns_drop_topic(struct hd_group_patterns *pg, const char *topic)
 {
 	each_group(pg, drop_one, (void *)topic);
 }
 
-struct hd_pgroups *hd_pgroups_new(uv_loop_t *loop, struct hd_hub *hub)
+struct hd_group_patterns *hd_group_patterns_new(uv_loop_t *loop, struct hd_hub *hub)
 {
-	struct hd_pgroups *pg = hd_calloc(1, sizeof(*pg));
+	struct hd_group_patterns *pg = hd_calloc(1, sizeof(*pg));
 	pg->loop = loop;
 	pg->hub = hub;
 	hd_map_init(&pg->groups, HD_GROUP_PATTERNS_MAX);
@@ -951,12 +916,10 @@ static void stop_one(struct pgroup *g, void *arg)
 {
 	(void)arg;
 	hd_group_waiters_stop(&g->q);
-	if (g->watching)
-		hd_hub_unwatch(g->pg->hub, &g->watch);
-	g->watching = false;
+	hd_pattern_stop(&g->pt);
 }
 
-void hd_pgroups_stop(struct hd_pgroups *pg)
+void hd_group_patterns_stop(struct hd_group_patterns *pg)
 {
 	pg->stopping = true;
 	each_group(pg, stop_one, NULL);
@@ -969,7 +932,7 @@ static void free_one(struct pgroup *g, void *arg)
 	free(g);
 }
 
-void hd_pgroups_free(struct hd_pgroups *pg)
+void hd_group_patterns_free(struct hd_group_patterns *pg)
 {
 	if (!pg)
 		return;

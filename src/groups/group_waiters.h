@@ -2,8 +2,8 @@
  * group_waiters — the held fetches of one pull consumer group: a FIFO of
  * fetches (long polls) waiting for events, each with a timer for the end of
  * its wait, served one at a time by the group that owns the queue.
- * Layer: edge; loop thread. Owners: edge/groups.c (a group of one topic) and
- * edge/group_patterns.c (a group over a topic pattern); the owner decides
+ * Layer: groups; loop thread. Owners: groups/groups.c (a group of one topic) and
+ * groups/group_patterns.c (a group over a topic pattern); the owner decides
  * how a waiter is served (its ops), the queue decides when.
  *
  * When. A waiter is served when it reaches the front while the group is not
@@ -60,7 +60,7 @@ enum hd_group_serve {
 struct hd_group_waiters_ops {
 	/* Serves w, which is off the queue (set q->busy while a fetch runs). */
 	enum hd_group_serve (*serve)(void *owner, struct hd_group_waiter *w);
-	/* Answers w with no events (hd_group_waiter_answer). */
+	/* Answers w with no events (hd_group_waiters_answer). */
 	void (*answer_empty)(void *owner, struct hd_group_waiter *w);
 	/* After every try: arm the wake-ups of the waiters that stay. */
 	void (*arm)(void *owner);
@@ -118,10 +118,10 @@ void hd_group_waiters_starve(struct hd_group_waiters *q, struct hd_group_waiter 
 
 /* Answers w (being served, or handed to answer_empty) with 200 and body
  * (taken, JSON) and ends it. */
-void hd_group_waiter_answer(struct hd_group_waiter *w, struct hd_buf *body);
+void hd_group_waiters_answer(struct hd_group_waiter *w, struct hd_buf *body);
 /* Answers w with the error code (HD_E*) and message (NULL: the code's)
  * and ends it. */
-void hd_group_waiter_fail(struct hd_group_waiter *w, int code, const char *message);
+void hd_group_waiters_fail(struct hd_group_waiter *w, int code, const char *message);
 
 /* Answers every waiter empty (in order) and closes the timer: shutdown.
  * Later adds are the owner's to refuse. */
