@@ -23,6 +23,7 @@
 #include "edge/api.h"
 #include "webhook/delivery.h"
 #include "engine/local.h"
+#include "store/store.h"
 #include "http/server.h"
 #include "hub/hub.h"
 #include "net/tls.h"

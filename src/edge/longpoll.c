@@ -22,7 +22,7 @@ struct waiter {
 	struct hd_access_cred cred;
 	struct hd_read r;
 	struct waiter *prev, *next;    /* in lp->waiters */
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 struct hd_longpoll {

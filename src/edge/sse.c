@@ -23,7 +23,7 @@
 #define BLOCK_MAX (65u * 1024 * 1024) /* one encoded event: its JSON at the 64 MiB ceiling */
 #define TYPE_MAX 1024              /* the event: line's value */
 /* A composite cursor: every topic's name, '=', an offset and ','. */
-#define CURSOR_MAX (HD_SSE_TOPICS_MAX * (HD_TOPIC_NAME_LEN_MAX + 22) + 1)
+#define CURSOR_MAX (HD_SSE_TOPICS_MAX * (HD_TOPIC_NAME_MAX + 22) + 1)
 #define STREAM_HEADERS "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 #define STREAM_TYPE "text/event-stream"
 
@@ -37,7 +37,7 @@ struct stopic {
 	bool tail;               /* no cursor given: start at the topic's last offset */
 	bool live;               /* caught up: fired events are written */
 	unsigned fired;          /* commits fired while not live */
-	char name[HD_TOPIC_NAME_LEN_MAX + 1];
+	char name[HD_TOPIC_NAME_MAX + 1];
 };
 
 struct stream {
@@ -576,7 +576,7 @@ static void pump(struct stream *st)
 struct start {
 	size_t n;
 	bool multi;
-	char names[HD_SSE_TOPICS_MAX][HD_TOPIC_NAME_LEN_MAX + 1];
+	char names[HD_SSE_TOPICS_MAX][HD_TOPIC_NAME_MAX + 1];
 	bool has[HD_SSE_TOPICS_MAX];
 	uint64_t after[HD_SSE_TOPICS_MAX];
 };
@@ -744,7 +744,7 @@ void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
 {
 	struct start *sp = hd_calloc(1, sizeof(*sp));
 	struct hd_error err = {0};
-	char name[HD_TOPIC_NAME_LEN_MAX + 1];
+	char name[HD_TOPIC_NAME_MAX + 1];
 	size_t pos = 0;
 	long n;
 
@@ -753,7 +753,7 @@ void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
 		if (n == -2 || hd_topic_name_check(name, (size_t)n, &err)) {
 			if (!err.code)
 				hd_error_set(&err, HD_EBADTOPIC, "a topic name is not valid percent-encoding or longer than %d bytes",
-					     HD_TOPIC_NAME_LEN_MAX);
+					     HD_TOPIC_NAME_MAX);
 			goto out;
 		}
 		if (sp->n == HD_SSE_TOPICS_MAX) {

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
-#define REPLY_MAX (HD_STORE_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
+#define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
@@ -72,7 +72,7 @@ struct op {
 	struct hd_ce_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item item;
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 enum state { S_NEW, S_READY, S_CLOSING };
@@ -457,7 +457,7 @@ static void init_result(struct session *s, struct sub_init *in)
 		size_t bytes = 0;
 		for (size_t i = 0; i < r->n; i++)
 			bytes += r->events[i].json->len;
-		ok = r->n < r->limit && bytes < HD_STORE_READ_BYTES_MAX / 2;
+		ok = r->n < r->limit && bytes < HD_READ_BYTES_MAX / 2;
 	}
 	if (!ok) {
 		hd_metrics_inc(HD_M_ws_recovery_failures_total);
@@ -666,7 +666,7 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 	struct op *op = op_new(s, cmd);
 	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
 	if (s->conn.user[0]) {
-		char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+		char topic[HD_TOPIC_NAME_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
 		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
 			struct sub *sub = sub_add(s, topic, true);
@@ -758,7 +758,7 @@ static bool channel_ok(struct session *s, const struct hd_cf_command *cmd, enum 
 /*
  * A subscription token (subscribe's `token`): a JWT whose `channel` is the
  * topic and whose `sub` is the connection's user. Returns true with the
- * channel in chan (HD_TOPIC_NAME_LEN_MAX + 1 bytes, "" when no token was
+ * channel in chan (HD_TOPIC_NAME_MAX + 1 bytes, "" when no token was
  * given); replies the error and returns false when it is expired or bad.
  */
 static bool sub_token_ok(struct session *s, const struct hd_cf_command *cmd, char *chan)
@@ -781,7 +781,7 @@ static bool sub_token_ok(struct session *s, const struct hd_cf_command *cmd, cha
 	ok = rc == 0 && claims.channel && strcmp(claims.channel, cmd->sub.channel) == 0 &&
 	     strcmp(claims.sub, s->conn.user) == 0;
 	if (ok)
-		snprintf(chan, HD_TOPIC_NAME_LEN_MAX + 1, "%s", claims.channel);
+		snprintf(chan, HD_TOPIC_NAME_MAX + 1, "%s", claims.channel);
 	else
 		hd_log_info("ws subscription token refused client=%s channel=%s: %s", s->conn.id,
 			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
@@ -794,7 +794,7 @@ static bool sub_token_ok(struct session *s, const struct hd_cf_command *cmd, cha
 
 static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
 {
-	char chan[HD_TOPIC_NAME_LEN_MAX + 1];
+	char chan[HD_TOPIC_NAME_MAX + 1];
 	if (!sub_token_ok(s, cmd, chan) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;

@@ -19,6 +19,7 @@
 #include "core/map.h"
 #include "core/metrics.h"
 #include "store/ring.h"
+#include "store/store.h"
 
 #include <stdlib.h>
 #include <string.h>
