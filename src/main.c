@@ -15,7 +15,7 @@
 #include "auth/jwt.h"
 #include "auth/keys.h"
 #include "cli/client.h"
-#include "cli/keys.h"
+#include "cli/keys_cmd.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
@@ -464,11 +464,11 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "serve") == 0)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(cmd, "publish") == 0)
-		return hd_cli_publish(argc - 2, argv + 2);
+		return hd_client_publish(argc - 2, argv + 2);
 	if (strcmp(cmd, "read") == 0)
-		return hd_cli_read(argc - 2, argv + 2);
+		return hd_client_read(argc - 2, argv + 2);
 	if (strcmp(cmd, "keys") == 0)
-		return hd_cli_keys(argc - 2, argv + 2);
+		return hd_keys_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("herald %s\n", HD_VERSION);
 		return 0;

@@ -181,7 +181,7 @@ static char *url_for(CURL *c, const char *server, const char *topic, const char 
 	return hd_buf_steal(&u, NULL);
 }
 
-int hd_cli_publish(int argc, char **argv)
+int hd_client_publish(int argc, char **argv)
 {
 	struct cli_opts o = {0};
 	struct hd_buf data, h;
@@ -235,7 +235,7 @@ int hd_cli_publish(int argc, char **argv)
 	return rc;
 }
 
-int hd_cli_read(int argc, char **argv)
+int hd_client_read(int argc, char **argv)
 {
 	struct cli_opts o = {0};
 	char query[128];
