@@ -389,7 +389,7 @@ static int send_reset(struct stream *st, struct stopic *t, uint64_t first)
 	return rc;
 }
 
-static void on_fire(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
+static void on_watch(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
 {
 	struct stopic *t = w->arg;
 	struct stream *st = t->st;
@@ -683,7 +683,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	for (size_t i = 0; i < sp->n; i++) {
 		struct stopic *t = &st->topics[i];
 		t->st = st;
-		t->watch.fire = on_fire;
+		t->watch.fire = on_watch;
 		t->watch.arg = t;
 		t->watch.conn = &st->conn;
 		memcpy(t->name, sp->names[i], sizeof(t->name));

@@ -28,7 +28,7 @@ struct session;
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
  * connect; client ones by subscribe. */
-struct sub {
+struct chan_sub {
 	struct hd_watch watch;     /* watch.arg = this; watch.conn = &session->conn */
 	struct session *s;
 	uint64_t cursor;           /* the last offset sent (or the position replied) */
@@ -44,7 +44,7 @@ struct sub {
 
 /* Recovery parameters of one subscribe. */
 struct sub_init {
-	struct sub *sub;
+	struct chan_sub *sub;
 	bool recover;
 	uint64_t offset;
 	char epoch[HD_EPOCH_LEN + 1];
@@ -93,7 +93,7 @@ struct session {
 	bool slow;                     /* close 3008 from the timer (see broadcast) */
 	struct op *op;                 /* the command in flight */
 	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
-	struct sub **subs;
+	struct chan_sub **subs;
 	size_t nsubs, capsubs;
 	int64_t connect_due;           /* monotonic ms */
 	int64_t ping_due, pong_due;
@@ -123,7 +123,7 @@ static void pump(struct session *s);
 static void session_close(struct session *s, uint16_t code, const char *reason);
 static void timer_arm(struct session *s);
 static void on_timer(uv_timer_t *t);
-static struct sub *sub_find(struct session *s, const char *topic);
+static struct chan_sub *sub_find(struct session *s, const char *topic);
 
 struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts)
 {
@@ -235,7 +235,7 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 }
 
 /* Sends ev to a live subscription if it is new to it. */
-static void deliver(struct sub *sub, const struct hd_stored_event *ev)
+static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 {
 	if (ev->offset <= sub->cursor)
 		return;
@@ -247,9 +247,9 @@ static void deliver(struct sub *sub, const struct hd_stored_event *ev)
 
 /* ---- Subscriptions ------------------------------------------------------ */
 
-static void sub_fire(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
+static void on_watch(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
 {
-	struct sub *sub = w->arg;
+	struct chan_sub *sub = w->arg;
 	if (sub->live) {
 		deliver(sub, ev);
 		return;
@@ -269,7 +269,7 @@ static void sub_fire(struct hd_watch *w, const char *topic, const struct hd_stor
 	sub->nheld++;
 }
 
-static void sub_drop_held(struct sub *sub)
+static void sub_drop_held(struct chan_sub *sub)
 {
 	for (size_t i = 0; i < sub->nheld; i++)
 		hd_rcbuf_unref(sub->held[i].json);
@@ -278,7 +278,7 @@ static void sub_drop_held(struct sub *sub)
 	sub->nheld = sub->capheld = 0;
 }
 
-static struct sub *sub_find(struct session *s, const char *topic)
+static struct chan_sub *sub_find(struct session *s, const char *topic)
 {
 	for (size_t i = 0; i < s->nsubs; i++)
 		if (strcmp(s->subs[i]->name, topic) == 0)
@@ -288,14 +288,14 @@ static struct sub *sub_find(struct session *s, const char *topic)
 
 /* Adds and watches a subscription. Returns it, or NULL when the hub's cap
  * on watched topics is reached. */
-static struct sub *sub_add(struct session *s, const char *topic, bool server_side)
+static struct chan_sub *sub_add(struct session *s, const char *topic, bool server_side)
 {
 	size_t len = strlen(topic);
-	struct sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
+	struct chan_sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
 	sub->s = s;
 	sub->server_side = server_side;
 	memcpy(sub->name, topic, len + 1);
-	sub->watch.fire = sub_fire;
+	sub->watch.fire = on_watch;
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
@@ -310,14 +310,14 @@ static struct sub *sub_add(struct session *s, const char *topic, bool server_sid
 	return sub;
 }
 
-static void sub_free(struct session *s, struct sub *sub)
+static void sub_free(struct session *s, struct chan_sub *sub)
 {
 	hd_hub_unwatch(s->edge->hub, &sub->watch);
 	sub_drop_held(sub);
 	free(sub);
 }
 
-static void sub_remove(struct session *s, struct sub *sub)
+static void sub_remove(struct session *s, struct chan_sub *sub)
 {
 	for (size_t i = 0; i < s->nsubs; i++) {
 		if (s->subs[i] == sub) {
@@ -330,7 +330,7 @@ static void sub_remove(struct session *s, struct sub *sub)
 
 /* The subscription's reply went out: sends what fired meanwhile, then
  * goes live. Returns false when the session was closed. */
-static bool sub_go_live(struct session *s, struct sub *sub)
+static bool sub_go_live(struct session *s, struct chan_sub *sub)
 {
 	if (sub->overflow) {
 		session_close(s, HD_CENTRIFUGE_DISC_INSUFFICIENT_STATE, "insufficient state");
@@ -393,7 +393,7 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
 			continue;
 		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
-		struct sub *sub = sub_find(to, topic);
+		struct chan_sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
 		if (!f) {
@@ -436,7 +436,7 @@ static void init_result(struct session *s, struct sub_init *in)
 {
 	struct hd_read *r = &in->r;
 	struct hd_centrifuge_sub_result *res = &in->res;
-	struct sub *sub = in->sub;
+	struct chan_sub *sub = in->sub;
 
 	res->channel = sub->name;
 	res->recoverable = true;
@@ -592,7 +592,7 @@ static struct op *op_new(struct session *s, const struct hd_centrifuge_command *
 }
 
 /* Adds the subscription set-up of topic to op (recovery from req if any). */
-static bool op_add_init(struct op *op, struct sub *sub, const struct hd_centrifuge_sub_req *req)
+static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_centrifuge_sub_req *req)
 {
 	struct sub_init *in = &op->inits[op->ninits++];
 	in->sub = sub;
@@ -669,7 +669,7 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 		char topic[HD_TOPIC_NAME_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
 		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
-			struct sub *sub = sub_add(s, topic, true);
+			struct chan_sub *sub = sub_add(s, topic, true);
 			if (sub)
 				op_add_init(op, sub, connect_sub_req(cmd, topic));
 		}
@@ -680,7 +680,7 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 		    allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
-		struct sub *sub = sub_add(s, t, true);
+		struct chan_sub *sub = sub_add(s, t, true);
 		if (sub)
 			op_add_init(op, sub, connect_sub_req(cmd, t));
 	}
@@ -806,7 +806,7 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
 		return;
 	}
-	struct sub *sub = sub_add(s, cmd->sub.channel, false);
+	struct chan_sub *sub = sub_add(s, cmd->sub.channel, false);
 	if (!sub) {
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
 		return;
@@ -820,7 +820,7 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 
 static void cmd_unsubscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
-	struct sub *sub = sub_find(s, cmd->sub.channel);
+	struct chan_sub *sub = sub_find(s, cmd->sub.channel);
 	if (sub) {
 		sub_remove(s, sub);
 		join_leave(s->edge, s, cmd->sub.channel, false);
@@ -1236,7 +1236,7 @@ static void session_release(struct session *s)
 	size_t n = s->nsubs;
 	s->nsubs = 0; /* join_leave must not find this session's subscriptions */
 	for (size_t i = 0; i < n; i++) {
-		struct sub *sub = s->subs[i];
+		struct chan_sub *sub = s->subs[i];
 		hd_hub_unwatch(e->hub, &sub->watch);
 		if (!sub->server_side)
 			join_leave(e, s, sub->name, false);

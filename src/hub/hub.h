@@ -81,7 +81,8 @@ const char *hd_hub_node(const struct hd_hub *hub);
  * A watch: a callback run on the loop thread for every event committed to
  * one topic, in offset order, from the moment it is added. The live
  * deliveries (long-poll, SSE, WebSocket) are built on watches. A fire
- * callback may remove its own watch (or any other) while running.
+ * callback may remove its own watch (or any other) while running. Every
+ * module names its fire callback on_watch, so a grep finds them all.
  */
 struct hd_watch {
 	void (*fire)(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev);
