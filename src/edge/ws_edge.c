@@ -551,16 +551,24 @@ static void op_reply_subs(struct session *s, struct op *op)
 		join_leave(s->edge, s, op->inits[0].sub->name, true);
 }
 
+/* Whether op's session ended while op waited for the hub; then frees op. */
+static bool op_orphaned(struct op *op)
+{
+	struct session *s = op->s;
+	if (s && s->req)
+		return false;
+	if (s)
+		s->op = NULL;
+	op_free(op);
+	return true;
+}
+
 /* Issues the next read of a connect/subscribe, or replies when all are done. */
 static void op_step(struct op *op)
 {
 	struct session *s = op->s;
-	if (!s || !s->req) {
-		if (s)
-			s->op = NULL;
-		op_free(op);
+	if (op_orphaned(op))
 		return;
-	}
 	while (op->next < op->ninits) {
 		struct sub_init *in = &op->inits[op->next];
 		in->r.topic = in->sub->name;
@@ -840,12 +848,8 @@ static void history_done(struct hd_read *r)
 {
 	struct op *op = r->arg;
 	struct session *s = op->s;
-	if (!s || !s->req) {
-		if (s)
-			s->op = NULL;
-		op_free(op);
+	if (op_orphaned(op))
 		return;
-	}
 	if (!r->err && op->reverse && op->next == 0) {
 		/* Phase one gave the position: read the newest `limit`. */
 		uint32_t lim = r->limit;
@@ -1050,6 +1054,26 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 	free(c);
 }
 
+static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
+}
+
+/* The commands a client with an id may send, by method; NULL: method not
+ * found. PONG and SEND never reach the table (run_line answers them). */
+static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
+							  const struct hd_centrifuge_command *cmd) = {
+	[HD_CENTRIFUGE_CONNECT] = cmd_connect,
+	[HD_CENTRIFUGE_SUBSCRIBE] = cmd_subscribe,
+	[HD_CENTRIFUGE_UNSUBSCRIBE] = cmd_unsubscribe,
+	[HD_CENTRIFUGE_PUBLISH] = cmd_publish,
+	[HD_CENTRIFUGE_HISTORY] = cmd_history,
+	[HD_CENTRIFUGE_PRESENCE] = cmd_presence,
+	[HD_CENTRIFUGE_PRESENCE_STATS] = cmd_presence,
+	[HD_CENTRIFUGE_REFRESH] = cmd_refresh,
+	[HD_CENTRIFUGE_PING] = cmd_ping,
+};
+
 /* Runs one command line. */
 static void run_line(struct session *s, const char *line, size_t len)
 {
@@ -1059,61 +1083,25 @@ static void run_line(struct session *s, const char *line, size_t len)
 	hd_metrics_inc(HD_M_ws_commands_total);
 	if (hd_centrifuge_decode(line, len, &cmd, &err)) {
 		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
-		hd_centrifuge_command_fini(&cmd);
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
-		return;
+		goto out;
 	}
 	if (cmd.method == HD_CENTRIFUGE_PONG) {
 		s->ping_out = false;
 		s->pong_due = 0;
 		timer_arm(s);
-		hd_centrifuge_command_fini(&cmd);
-		return;
-	}
-	if (cmd.method == HD_CENTRIFUGE_SEND) {
-		hd_centrifuge_command_fini(&cmd); /* asynchronous messages: nobody listens */
-		return;
-	}
-	if (cmd.id == 0) {
-		hd_centrifuge_command_fini(&cmd);
+	} else if (cmd.method == HD_CENTRIFUGE_SEND) {
+		/* asynchronous messages: nobody listens */
+	} else if (cmd.id == 0) {
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "command without id");
-		return;
-	}
-	if (cmd.method != HD_CENTRIFUGE_CONNECT && s->state != S_READY) {
-		hd_centrifuge_command_fini(&cmd);
+	} else if (cmd.method != HD_CENTRIFUGE_CONNECT && s->state != S_READY) {
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "connect first");
-		return;
-	}
-	switch (cmd.method) {
-	case HD_CENTRIFUGE_CONNECT:
-		cmd_connect(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_SUBSCRIBE:
-		cmd_subscribe(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_UNSUBSCRIBE:
-		cmd_unsubscribe(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_PUBLISH:
-		cmd_publish(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_HISTORY:
-		cmd_history(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_PRESENCE:
-	case HD_CENTRIFUGE_PRESENCE_STATS:
-		cmd_presence(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_REFRESH:
-		cmd_refresh(s, &cmd);
-		break;
-	case HD_CENTRIFUGE_PING:
-		reply_empty(s, cmd.id, HD_CENTRIFUGE_PING);
-		break;
-	default:
+	} else if ((size_t)cmd.method < sizeof(commands) / sizeof(commands[0]) && commands[cmd.method]) {
+		commands[cmd.method](s, &cmd);
+	} else {
 		reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_METHOD_NOT_FOUND, "method not found", false);
-		break;
 	}
+out:
 	hd_centrifuge_command_fini(&cmd);
 }
 
@@ -1290,21 +1278,22 @@ static void on_timer(uv_timer_t *t)
 	int64_t now = mono();
 	if (!s->req)
 		return;
-	if (s->slow) {
-		session_close(s, HD_CENTRIFUGE_DISC_SLOW, "slow");
-		return;
-	}
-	if (s->connect_due && now >= s->connect_due) {
-		session_close(s, HD_CENTRIFUGE_DISC_STALE, "stale");
-		return;
-	}
-	if (s->expire_at && now >= s->expire_at) {
-		session_close(s, HD_CENTRIFUGE_DISC_EXPIRED, "expired");
-		return;
-	}
-	if (s->pong_due && now >= s->pong_due) {
-		session_close(s, HD_CENTRIFUGE_DISC_NO_PONG, "no pong");
-		return;
+	/* The deadlines that end a session, in the order they are checked. */
+	const struct {
+		bool passed;
+		uint16_t code;
+		const char *reason;
+	} ends[] = {
+		{s->slow, HD_CENTRIFUGE_DISC_SLOW, "slow"},
+		{s->connect_due && now >= s->connect_due, HD_CENTRIFUGE_DISC_STALE, "stale"},
+		{s->expire_at && now >= s->expire_at, HD_CENTRIFUGE_DISC_EXPIRED, "expired"},
+		{s->pong_due && now >= s->pong_due, HD_CENTRIFUGE_DISC_NO_PONG, "no pong"},
+	};
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		if (ends[i].passed) {
+			session_close(s, ends[i].code, ends[i].reason);
+			return;
+		}
 	}
 	if (s->ping_due && now >= s->ping_due) {
 		static const char ping[] = {(char)0x81, 2, '{', '}'};

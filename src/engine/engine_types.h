@@ -37,6 +37,17 @@ struct hd_stored_event {
 	struct hd_rcbuf *json;   /* the event JSON including "topic" and "offset" members */
 };
 
+/* What an engine knows of one topic. */
+struct hd_topic_info {
+	char name[HD_TOPIC_NAME_MAX + 1];
+	char epoch[HD_EPOCH_LEN + 1];
+	uint64_t first;          /* smallest kept offset, or last + 1 when none kept */
+	uint64_t last;
+	uint64_t count;
+	uint64_t bytes;
+	int64_t created_ms;
+};
+
 /* How long a topic keeps events; supplied per topic by the hub. */
 struct hd_topic_policy {
 	int64_t max_age_ms;      /* 0 = no age limit */
@@ -50,17 +61,6 @@ struct hd_topic_policy {
 /* Fills out with topic's policy. Must be thread-safe: an engine may call it
  * from its writer and reader threads. */
 typedef void (*hd_topic_policy_fn)(void *arg, const char *topic, struct hd_topic_policy *out);
-
-/* What an engine knows of one topic. */
-struct hd_topic_info {
-	char name[HD_TOPIC_NAME_MAX + 1];
-	char epoch[HD_EPOCH_LEN + 1];
-	uint64_t first;          /* smallest kept offset, or last + 1 when none kept */
-	uint64_t last;
-	uint64_t count;
-	uint64_t bytes;
-	int64_t created_ms;
-};
 
 /* A pull consumer group's durable state. */
 struct hd_group_row {

@@ -41,7 +41,6 @@
 #define CF_MEMBERS_MAX 64  /* members of one object of a command; more → HD_EINVAL */
 #define CF_KEY_MAX 96      /* a member name token longer than this names nothing we read */
 #define CF_WHERE_MAX 112   /* "connect.subs[\"<channel, shortened>\"]" */
-#define CF_SHOW_MAX 64     /* bytes of a channel quoted in an error message */
 
 static const char empty[] = "";
 
@@ -198,31 +197,6 @@ static bool name_is(const struct name *nm, const char *lit)
 {
 	size_t k = strlen(lit);
 	return nm->s && nm->n == k && memcmp(nm->s, lit, k) == 0;
-}
-
-/*
- * Copies s[0, n) into dst for an error message: at most CF_SHOW_MAX bytes,
- * cut on a UTF-8 boundary with "..." appended, with control bytes, DEL,
- * quotes and backslashes replaced by '?', so a hostile channel cannot
- * garble the message.
- */
-static const char *show(char dst[CF_SHOW_MAX + 4], const char *s, size_t n)
-{
-	size_t k = n > CF_SHOW_MAX ? CF_SHOW_MAX : n, o = 0;
-
-	if (k < n)
-		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
-			k--;
-	for (size_t i = 0; i < k; i++) {
-		unsigned char c = (unsigned char)s[i];
-		dst[o++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
-	}
-	if (k < n) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o] = '\0';
-	return dst;
 }
 
 /* Decodes the string token tok[0, len) into the strings area. */
@@ -440,14 +414,14 @@ static int decode_subs(struct dec *d, struct span obj)
 	for (size_t i = 0; i < n; i++) {
 		struct span v = {obj.p + spans[i].val_off, spans[i].val_len};
 		struct hd_centrifuge_sub_req *s = &d->room[cmd->nsubs];
-		char where[CF_WHERE_MAX], shown[CF_SHOW_MAX + 4];
+		char where[CF_WHERE_MAX], shown[HD_TEXT_SHOW_SIZE];
 		const char *channel = empty;
 
 		if ((rc = get_string(d, "connect", "subs key", obj.p + spans[i].key_off,
 				     spans[i].key_len, &channel)))
 			return rc;
 		snprintf(where, sizeof(where), "connect.subs[\"%s\"]",
-			 show(shown, channel, strlen(channel)));
+			 hd_text_show(shown, channel, strlen(channel)));
 		if (v.p[0] != '{')
 			return hd_error_set(d->err, HD_EINVAL, "%s must be an object", where);
 		/* Each entry brought a '{' to the count that sized the room. */
