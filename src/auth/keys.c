@@ -391,7 +391,7 @@ int hd_keys_find(const struct hd_keys *ks, const char *secret, size_t len, int64
 	return 0;
 }
 
-bool hd_key_allows(const struct hd_key *k, enum hd_key_action action, const char *topic)
+bool hd_keys_allows(const struct hd_key *k, enum hd_key_action action, const char *topic)
 {
 	if (k->admin)
 		return true;

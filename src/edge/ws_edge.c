@@ -1,4 +1,15 @@
-/* ws_edge — see ws_edge.h. */
+/*
+ * ws_edge — see ws_edge.h.
+ *
+ * One file of about 1,400 lines because it is one idea, a Centrifugo
+ * session over a WebSocket, laid out from low level to high: output
+ * frames, subscriptions and their hub watches, join/leave, the reads that
+ * recover a subscription, the commands (connect, subscribe, history,
+ * publish, presence, refresh), input, then the session's life cycle. Every
+ * part reads and writes the same struct session and its invariants (one op
+ * in flight, live vs held events); split, they would only meet again in a
+ * private header.
+ */
 #include "edge/ws_edge.h"
 #include "auth/acl.h"
 #include "auth/jwt.h"

@@ -2,7 +2,9 @@
  * engine — the seam between the hub and where events live.
  * Layer: engine. The hub calls it; implementations are engine/local.c (the
  * embedded SQLite store, one node) and, later, a Redis engine (several
- * nodes). Edges never include this header directly except through hub.h.
+ * nodes); engine/engine.c holds what they share (the *_fini clean-ups).
+ * The types the requests carry are in engine/engine_types.h. Edges never
+ * include this header directly except through hub.h.
  *
  * Every call runs on the loop thread, and every completion callback runs on
  * the loop thread. A call that returns 0 completes later (or, for reads the

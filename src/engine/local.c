@@ -144,36 +144,6 @@ static void job_end(struct job *j, int err, int *req_err)
 	free(j);
 }
 
-void hd_read_fini(struct hd_read *r)
-{
-	for (size_t i = 0; i < r->n; i++)
-		hd_rcbuf_unref(r->events[i].json);
-	free(r->events);
-	r->events = NULL;
-	r->n = 0;
-}
-
-void hd_record_op_fini(struct hd_record_op *op)
-{
-	hd_store_records_free(op->recs, op->n);
-	op->recs = NULL;
-	op->n = 0;
-}
-
-void hd_group_op_fini(struct hd_group_op *op)
-{
-	hd_store_group_rows_free(op->rows, op->n);
-	op->rows = NULL;
-	op->n = 0;
-}
-
-void hd_topic_op_fini(struct hd_topic_op *op)
-{
-	free(op->topics);
-	op->topics = NULL;
-	op->n = 0;
-}
-
 static void ltopic_free(struct ltopic *t)
 {
 	hd_ring_fini(&t->ring);

@@ -1,6 +1,12 @@
 /*
  * cloudevent — see cloudevent.h for the contract.
  *
+ * One file of about 1,250 lines because it is one idea, turning a publish
+ * request into the canonical stored JSON of its events: the four modes
+ * below share the attribute rules, the checks, the data encoding and the
+ * writer of the canonical form, and each mode is only its own front end
+ * over them (as Redis keeps t_stream.c whole).
+ *
  * The canonical JSON this file produces, by mode:
  *   structured  the members as received (minified, null-valued attributes
  *               and `topic`/`offset` dropped, member names written without
