@@ -1,6 +1,7 @@
 /* client — see client.h. */
 #include "cli/client.h"
 #include "core/buf.h"
+#include "core/uuid.h"
 #include "proto/cloudevent.h"
 #include "proto/json_text.h"
 

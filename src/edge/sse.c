@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
+#include "core/uuid.h"
 #include "http/query.h"
 #include "proto/cloudevent.h"
 

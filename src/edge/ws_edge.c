@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
+#include "core/uuid.h"
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
 #include "proto/cloudevent.h"

@@ -106,7 +106,4 @@ struct hd_ce_batch {
 int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err);
 void hd_ce_batch_fini(struct hd_ce_batch *b);
 
-/* Writes 36 chars + NUL of a random (version 4) UUID into out. */
-void hd_uuid_v4(char out[37]);
-
 #endif
