@@ -63,7 +63,6 @@
  * smaller bodies; this bounds the worst expansion (a text body of control
  * bytes escapes to six times its size) should that limit ever be raised.
  */
-#define CE_JSON_MAX ((size_t)64 << 20)
 
 /* A bit for each header that makes a request binary mode. */
 enum { CE_HAS_ID = 1, CE_HAS_SOURCE = 2, CE_HAS_TYPE = 4, CE_HAS_SPECVERSION = 8, CE_HAS_ALL = 15 };
@@ -869,7 +868,7 @@ static int end_event(const struct ctx *cx, int rc, struct hd_buf *b, struct fact
 		ev->json = hd_buf_steal(b, &ev->json_len);
 	}
 	if (rc == HD_ETOOBIG)
-		hd_error_set(err, rc, "the event would be larger than %zu bytes", CE_JSON_MAX);
+		hd_error_set(err, rc, "the event would be larger than %zu bytes", HD_EVENT_JSON_MAX);
 	hd_buf_fini(b);
 	facts_fini(f);
 	return rc;
@@ -890,7 +889,7 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 		if (is_ce(&req->headers[i]) && req->headers[i].value_len > max)
 			max = req->headers[i].value_len;
 	scratch = hd_malloc(max + 1);
-	hd_buf_init(&b, CE_JSON_MAX);
+	hd_buf_init(&b, HD_EVENT_JSON_MAX);
 
 	rc = hd_buf_putc(&b, '{');
 	for (size_t i = 0; i < req->nheaders && rc == 0; i++) {
@@ -985,7 +984,7 @@ static int decode_raw(const struct ctx *cx, struct hd_event *ev, struct hd_error
 	memcpy(f.source + 8, req->topic, tlen + 1);
 	f.type = hd_strdup("herald.message");
 
-	hd_buf_init(&b, CE_JSON_MAX);
+	hd_buf_init(&b, HD_EVENT_JSON_MAX);
 	rc = hd_buf_putc(&b, '{');
 	if (rc == 0)
 		rc = put_string_member(&b, "specversion", "1.0", 3);

@@ -54,6 +54,9 @@
 #include <stdint.h>
 
 #define HD_CE_BATCH_MAX 10000 /* events in one batch request */
+/* The ceiling of one event's canonical JSON (larger is HD_ETOOBIG); a
+ * buffer that holds one encoded event is sized from it. */
+#define HD_EVENT_JSON_MAX ((size_t)64 << 20)
 
 /* One validated event, ready to store. */
 /* Bits of hd_event.borrowed: the field lives inside json's allocation. */
