@@ -15,7 +15,7 @@
 #include "auth/jwt.h"
 #include "auth/keys.h"
 #include "cli/client.h"
-#include "cli/keys.h"
+#include "cli/keys_cmd.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
@@ -23,6 +23,7 @@
 #include "edge/api.h"
 #include "webhook/delivery.h"
 #include "engine/local.h"
+#include "store/store.h"
 #include "http/server.h"
 #include "hub/hub.h"
 #include "net/tls.h"
@@ -227,17 +228,19 @@ static int serve(int argc, char **argv)
 {
 	struct server s = {0};
 	struct hd_error err = {0};
+	struct hd_tls_ctx *tls_ctx = NULL;
 	const char *pos[1];
 	size_t npos;
 	char host[256];
 	int port, rc;
+	int exit_code = 2; /* 2: bad configuration, 1: could not start, 0: stopped */
 
 	s.argc = argc;
 	s.argv = argv;
 	hd_config_defaults(&s.cfg);
 	if (hd_config_load(&s.cfg, argc, argv, environ, pos, 0, &npos, &err)) {
 		fprintf(stderr, "herald: %s\n", err.msg);
-		return 2;
+		goto out;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
@@ -255,22 +258,18 @@ static int serve(int argc, char **argv)
 	};
 	if (hd_jwt_keys_new(&jc, &s.keys, &err)) {
 		fprintf(stderr, "herald: %s\n", err.msg);
-		return 2;
+		goto out;
 	}
 	if (load_keys(&s.cfg, &s.api_keys, &err)) {
 		fprintf(stderr, "herald: %s\n", err.msg);
-		hd_jwt_keys_free(s.keys);
-		return 2;
+		goto out;
 	}
 	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
-		hd_keys_free(s.api_keys);
-		hd_jwt_keys_free(s.keys);
-		return 2;
+		goto out;
 	}
 	/* TLS settings are checked and the files loaded before the store
 	 * opens, so that a bad file is a quick, clear exit 2. */
-	struct hd_tls_ctx *tls_ctx = NULL;
 	char tls_host[256];
 	int tls_port = 0;
 	const char *tls_problem = NULL;
@@ -287,9 +286,7 @@ static int serve(int argc, char **argv)
 		tls_problem = err.msg;
 	if (tls_problem) {
 		fprintf(stderr, "herald: %s\n", tls_problem);
-		hd_keys_free(s.api_keys);
-		hd_jwt_keys_free(s.keys);
-		return 2;
+		goto out;
 	}
 	char tls_desc[512] = "";
 	if (tls_ctx)
@@ -320,12 +317,8 @@ static int serve(int argc, char **argv)
 	s.engine = hd_local_engine_new(s.loop, &lo, &err);
 	if (!s.engine) {
 		fprintf(stderr, "herald: cannot open the store in %s: %s\n", s.cfg.data_dir, err.msg);
-		hd_tls_ctx_free(tls_ctx);
-		uv_run(s.loop, UV_RUN_DEFAULT);
-		hd_hub_free(s.hub);
-		hd_jwt_keys_free(s.keys);
-		hd_keys_free(s.api_keys);
-		return 1;
+		exit_code = 1;
+		goto out;
 	}
 	hd_hub_set_engine(s.hub, s.engine);
 
@@ -405,7 +398,6 @@ static int serve(int argc, char **argv)
 		if (rc)
 			failed = s.cfg.tls_listen;
 	}
-	hd_tls_ctx_free(tls_ctx); /* not taken when the plain listener failed */
 	if (rc) {
 		fprintf(stderr, "herald: cannot listen on %s: %s\n", failed, uv_strerror(rc));
 		/* The server may be freed only once its listener handle is
@@ -416,15 +408,8 @@ static int serve(int argc, char **argv)
 		hd_webhooks_stop(s.webhooks);
 		s.engine->ops->free(s.engine);
 		s.engine = NULL;
-		uv_run(s.loop, UV_RUN_DEFAULT);
-		hd_http_server_free(s.http);
-		hd_api_free(s.api);
-		hd_webhooks_free(s.webhooks);
-		uv_loop_close(s.loop);
-		hd_hub_free(s.hub);
-		hd_jwt_keys_free(s.keys);
-		hd_keys_free(s.api_keys);
-		return 1;
+		exit_code = 1;
+		goto out;
 	}
 	uv_signal_init(s.loop, &s.sigterm);
 	uv_signal_init(s.loop, &s.sigint);
@@ -442,18 +427,30 @@ static int serve(int argc, char **argv)
 		    s.cfg.sync, HD_VERSION, hd_keys_count(s.api_keys),
 		    hd_keys_count(s.api_keys) ? "" : " (no API keys: the REST API is open, for development only)");
 
-	uv_run(s.loop, UV_RUN_DEFAULT);
+	uv_run(s.loop, UV_RUN_DEFAULT); /* until a signal has stopped everything */
+	exit_code = 0;
 
-	hd_http_server_free(s.http);
-	uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
-	hd_api_free(s.api);
-	hd_webhooks_free(s.webhooks);
-	uv_loop_close(s.loop);
-	hd_hub_free(s.hub);
-	hd_jwt_keys_free(s.keys);
+out:
+	/* In reverse order of creation; what was not created is NULL. The
+	 * engine is freed by now (on_http_closed, or above): the loop runs until
+	 * its handles and the server's listeners are closed, then the rest goes. */
+	hd_tls_ctx_free(tls_ctx); /* NULL once the server took it */
+	if (s.loop) {
+		uv_run(s.loop, UV_RUN_DEFAULT);
+		hd_http_server_free(s.http);
+		uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
+		hd_webhooks_free(s.webhooks);
+		if (s.api)
+			hd_api_free(s.api);
+		uv_loop_close(s.loop);
+	}
+	if (s.hub)
+		hd_hub_free(s.hub);
 	hd_keys_free(s.api_keys);
-	hd_log_info("stopped");
-	return 0;
+	hd_jwt_keys_free(s.keys);
+	if (exit_code == 0)
+		hd_log_info("stopped");
+	return exit_code;
 }
 
 int main(int argc, char **argv)
@@ -463,11 +460,11 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "serve") == 0)
 		return serve(argc - 2, argv + 2);
 	if (strcmp(cmd, "publish") == 0)
-		return hd_cli_publish(argc - 2, argv + 2);
+		return hd_client_publish(argc - 2, argv + 2);
 	if (strcmp(cmd, "read") == 0)
-		return hd_cli_read(argc - 2, argv + 2);
+		return hd_client_read(argc - 2, argv + 2);
 	if (strcmp(cmd, "keys") == 0)
-		return hd_cli_keys(argc - 2, argv + 2);
+		return hd_keys_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("herald %s\n", HD_VERSION);
 		return 0;

@@ -2,6 +2,7 @@
 #include "auth/keys.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/text.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -174,16 +175,6 @@ int hd_keys_remove(struct hd_keys *ks, const char *name)
 
 /* ---- The file ----------------------------------------------------------- */
 
-static char *trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	char *e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
 struct section {
 	bool open;
 	char name[HD_KEY_NAME_MAX + 2];
@@ -216,7 +207,7 @@ int hd_keys_load_file(struct hd_keys *ks, const char *path, bool missing_ok, str
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%d", path, lineno);
-		char *s = trim(line);
+		char *s = hd_text_trim(line);
 		if (*s == '\0' || *s == '#' || *s == ';')
 			continue;
 		if (*s == '[') {
@@ -230,7 +221,7 @@ int hd_keys_load_file(struct hd_keys *ks, const char *path, bool missing_ok, str
 			s[n - 1] = '\0';
 			memset(&sec, 0, sizeof(sec));
 			sec.open = true;
-			snprintf(sec.name, sizeof(sec.name), "%s", trim(s + 5));
+			snprintf(sec.name, sizeof(sec.name), "%s", hd_text_trim(s + 5));
 			snprintf(sec.where, sizeof(sec.where), "%s", where);
 			continue;
 		}
@@ -240,7 +231,7 @@ int hd_keys_load_file(struct hd_keys *ks, const char *path, bool missing_ok, str
 			break;
 		}
 		*eq = '\0';
-		char *k = trim(s), *v = trim(eq + 1);
+		char *k = hd_text_trim(s), *v = hd_text_trim(eq + 1);
 		char *dst = strcmp(k, "hash") == 0 ? sec.hash
 			  : strcmp(k, "scopes") == 0 ? sec.scopes
 			  : strcmp(k, "created") == 0 ? sec.created
@@ -400,7 +391,7 @@ int hd_keys_find(const struct hd_keys *ks, const char *secret, size_t len, int64
 	return 0;
 }
 
-bool hd_key_allows(const struct hd_key *k, enum hd_key_action action, const char *topic)
+bool hd_keys_allows(const struct hd_key *k, enum hd_key_action action, const char *topic)
 {
 	if (k->admin)
 		return true;

@@ -124,6 +124,6 @@ int hd_keys_find(const struct hd_keys *ks, const char *secret, size_t len, int64
 		 const struct hd_key **out);
 
 /* Whether k's scopes allow action (on topic, for HD_KEY_PUBLISH). */
-bool hd_key_allows(const struct hd_key *k, enum hd_key_action action, const char *topic);
+bool hd_keys_allows(const struct hd_key *k, enum hd_key_action action, const char *topic);
 
 #endif

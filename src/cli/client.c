@@ -1,6 +1,7 @@
 /* client — see client.h. */
 #include "cli/client.h"
 #include "core/buf.h"
+#include "core/uuid.h"
 #include "proto/cloudevent.h"
 #include "proto/json_text.h"
 
@@ -181,7 +182,7 @@ static char *url_for(CURL *c, const char *server, const char *topic, const char 
 	return hd_buf_steal(&u, NULL);
 }
 
-int hd_cli_publish(int argc, char **argv)
+int hd_client_publish(int argc, char **argv)
 {
 	struct cli_opts o = {0};
 	struct hd_buf data, h;
@@ -235,7 +236,7 @@ int hd_cli_publish(int argc, char **argv)
 	return rc;
 }
 
-int hd_cli_read(int argc, char **argv)
+int hd_client_read(int argc, char **argv)
 {
 	struct cli_opts o = {0};
 	char query[128];

@@ -9,7 +9,7 @@
 #ifndef HD_CLI_CLIENT_H
 #define HD_CLI_CLIENT_H
 
-int hd_cli_publish(int argc, char **argv);
-int hd_cli_read(int argc, char **argv);
+int hd_client_publish(int argc, char **argv);
+int hd_client_read(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
 #include "core/config.h"
 #include "core/alloc.h"
 #include "core/buf.h"
+#include "core/text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -414,16 +415,6 @@ int hd_config_set(struct hd_config *cfg, const char *name, const char *value, co
 	return apply(o, base_of(cfg, o), value, source, err);
 }
 
-static char *trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	char *e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
 /* A namespace setting from the config file, applied once every other
  * source is loaded so that namespaces inherit the final top-level defaults. */
 #define NS_SETTINGS_MAX 512
@@ -506,13 +497,13 @@ static int file_line(struct hd_config *cfg, struct file_state *st, char *s, cons
 		size_t idx = 0;
 		if (close && close[1] == '\0' && strncmp(s, "[key ", 5) == 0) {
 			*close = '\0';
-			return key_section(cfg, trim(s + 5), where, ns, err);
+			return key_section(cfg, hd_text_trim(s + 5), where, ns, err);
 		}
 		if (!close || close[1] != '\0' || strncmp(s, "[namespace ", 11) != 0)
 			return hd_error_set(err, HD_ECONFIG, "%s: expected [namespace NAME] or [key NAME]",
 					    where);
 		*close = '\0';
-		int rc = ns_section(cfg, trim(s + 11), where, &idx, err);
+		int rc = ns_section(cfg, hd_text_trim(s + 11), where, &idx, err);
 		*ns = (long)idx;
 		return rc;
 	}
@@ -520,7 +511,7 @@ static int file_line(struct hd_config *cfg, struct file_state *st, char *s, cons
 	if (!eq)
 		return hd_error_set(err, HD_ECONFIG, "%s: expected key = value", where);
 	*eq = '\0';
-	char *key = trim(s), *value = trim(eq + 1);
+	char *key = hd_text_trim(s), *value = hd_text_trim(eq + 1);
 	size_t vl = strlen(value);
 	if (vl >= 2 && value[0] == '"' && value[vl - 1] == '"') {
 		value[vl - 1] = '\0';
@@ -560,7 +551,7 @@ static int load_file(struct hd_config *cfg, struct file_state *st, const char *p
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%d", path, lineno);
-		char *s = trim(line);
+		char *s = hd_text_trim(line);
 		if (*s != '\0' && *s != '#' && *s != ';')
 			rc = file_line(cfg, st, s, where, &ns, err);
 	}

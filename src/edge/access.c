@@ -85,7 +85,7 @@ int hd_access_recheck(const struct hd_access *a, struct hd_access_cred *c, const
 		/* Hashes are public (the keys file holds them): no need for a
 		 * constant-time compare. */
 		if (memcmp(k->hash, c->hash, sizeof(c->hash)) != 0 ||
-		    !hd_key_allows(k, HD_KEY_READ, topic) || (k->expires_ms && k->expires_ms <= now_ms))
+		    !hd_keys_allows(k, HD_KEY_READ, topic) || (k->expires_ms && k->expires_ms <= now_ms))
 			return HD_EUNAUTH;
 		c->expires_ms = k->expires_ms;
 		return 0;
@@ -144,7 +144,7 @@ int hd_access_key(const struct hd_access *a, const struct hd_access_id *id,
 		return 0;
 	if (!id->key)
 		return hd_error_set(err, HD_EUNAUTH, "an API key is required (Authorization: Bearer <key>)");
-	if (!hd_key_allows(id->key, action, topic)) {
+	if (!hd_keys_allows(id->key, action, topic)) {
 		if (action == HD_KEY_PUBLISH)
 			return hd_error_set(err, HD_EFORBIDDEN, "the key '%s' may not publish to '%s'",
 					    id->key->name, topic);
@@ -158,7 +158,7 @@ int hd_access_read(const struct hd_access *a, const struct hd_access_id *id, con
 		   struct hd_error *err)
 {
 	if (id->key) {
-		if (hd_key_allows(id->key, HD_KEY_READ, topic))
+		if (hd_keys_allows(id->key, HD_KEY_READ, topic))
 			return 0;
 		return hd_error_set(err, HD_EFORBIDDEN, "the key '%s' has no read scope", id->key->name);
 	}
@@ -186,7 +186,7 @@ bool hd_access_admin(const struct hd_access *a, const struct hd_access_id *id)
 {
 	if (!hd_access_keys_on(a))
 		return !id->token;
-	return id->key && hd_key_allows(id->key, HD_KEY_ADMIN, NULL);
+	return id->key && hd_keys_allows(id->key, HD_KEY_ADMIN, NULL);
 }
 
 void hd_access_deny(struct hd_http_request *req, const struct hd_error *err)

@@ -18,7 +18,7 @@
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET|POST|DELETE /v1/users/{id}/cursors[/{name}]  a user's server-side cursors (edge/cursors.h)
  *   POST|GET /v1/subscriptions[/{id}[/…]]  webhook subscriptions (edge/subscriptions.h)
- *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws.h)
+ *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws_edge.h)
  *   GET    /healthz /readyz /metrics
  *
  * Who may call what (edge/access.h; docs/api.md "Authentication"): publish
@@ -36,7 +36,7 @@
 #include "edge/cursors.h"
 #include "groups/groups.h"
 #include "edge/sse.h"
-#include "edge/ws.h"
+#include "edge/ws_edge.h"
 #include "hub/hub.h"
 #include "core/map.h"
 #include "core/ratelimit.h"

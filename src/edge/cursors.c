@@ -26,7 +26,7 @@ struct hd_cursors {
 
 /* What a set asks for. */
 struct input {
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 	char epoch[HD_EPOCH_LEN + 1];   /* "" = not given */
 	uint64_t offset;
 	bool force;
@@ -34,7 +34,7 @@ struct input {
 
 /* A stored cursor, parsed. */
 struct cursor {
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 	char epoch[HD_EPOCH_LEN + 1];
 	char updated[40];
 	uint64_t offset;
@@ -132,7 +132,7 @@ static bool cursor_parse(const char *value, struct cursor *out)
 	json_t *off = json_object_get(v, "offset"), *upd = json_object_get(v, "updated");
 	bool ok = json_is_string(topic) && json_is_string(epoch) && json_is_integer(off) &&
 		  json_integer_value(off) >= 0 && json_is_string(upd) &&
-		  json_string_length(topic) <= HD_TOPIC_NAME_LEN_MAX &&
+		  json_string_length(topic) <= HD_TOPIC_NAME_MAX &&
 		  json_string_length(epoch) <= HD_EPOCH_LEN && json_string_length(upd) < sizeof(out->updated);
 	if (ok) {
 		snprintf(out->topic, sizeof(out->topic), "%s", json_string_value(topic));
@@ -335,7 +335,7 @@ static bool set_parse(struct job *j, const struct hd_access *ac, const struct hd
 	}
 	j->in.force = json_is_true(force);
 	if (topic && !json_is_null(topic)) {
-		if (!json_is_string(topic) || json_string_length(topic) > HD_TOPIC_NAME_LEN_MAX ||
+		if (!json_is_string(topic) || json_string_length(topic) > HD_TOPIC_NAME_MAX ||
 		    hd_topic_name_check(json_string_value(topic), json_string_length(topic), &err)) {
 			respond_msg(req, HD_EBADTOPIC, "'topic' is not a valid topic name%s%s",
 				    err.msg[0] ? ": " : "", err.msg);

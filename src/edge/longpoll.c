@@ -22,7 +22,7 @@ struct waiter {
 	struct hd_access_cred cred;
 	struct hd_read r;
 	struct waiter *prev, *next;    /* in lp->waiters */
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 struct hd_longpoll {
@@ -112,7 +112,7 @@ static void on_timeout(uv_timer_t *t)
 	waiter_end(w);
 }
 
-static void on_event(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
+static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev)
 {
 	struct waiter *w = watch->arg;
 	if (ev->offset <= w->r.after)
@@ -141,7 +141,7 @@ int hd_longpoll_wait(struct hd_longpoll *lp, struct hd_http_request *req, const 
 	snprintf(w->topic, sizeof(w->topic), "%s", topic);
 	w->lp = lp;
 	w->req = req;
-	w->watch.fire = on_event;
+	w->watch.fire = on_watch;
 	w->watch.arg = w;
 	w->r.topic = w->topic;
 	w->r.after = after;

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
+#include "core/uuid.h"
 #include "http/query.h"
 #include "proto/cloudevent.h"
 
@@ -20,10 +21,10 @@
 #define PAGE_EVENTS 100            /* events per catch-up read */
 #define CACHE_SLOTS 256            /* encoded event blocks kept for sharing */
 #define CACHE_BLOCK_MAX (64 * 1024) /* bigger blocks are not cached */
-#define BLOCK_MAX (65u * 1024 * 1024) /* one encoded event: its JSON at the 64 MiB ceiling */
+#define BLOCK_MAX (HD_EVENT_JSON_MAX + ((size_t)1 << 20)) /* one encoded event: its JSON at the ceiling */
 #define TYPE_MAX 1024              /* the event: line's value */
 /* A composite cursor: every topic's name, '=', an offset and ','. */
-#define CURSOR_MAX (HD_SSE_TOPICS_MAX * (HD_TOPIC_NAME_LEN_MAX + 22) + 1)
+#define CURSOR_MAX (HD_SSE_TOPICS_MAX * (HD_TOPIC_NAME_MAX + 22) + 1)
 #define STREAM_HEADERS "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 #define STREAM_TYPE "text/event-stream"
 
@@ -37,7 +38,7 @@ struct stopic {
 	bool tail;               /* no cursor given: start at the topic's last offset */
 	bool live;               /* caught up: fired events are written */
 	unsigned fired;          /* commits fired while not live */
-	char name[HD_TOPIC_NAME_LEN_MAX + 1];
+	char name[HD_TOPIC_NAME_MAX + 1];
 };
 
 struct stream {
@@ -389,7 +390,7 @@ static int send_reset(struct stream *st, struct stopic *t, uint64_t first)
 	return rc;
 }
 
-static void on_fire(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
+static void on_watch(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
 {
 	struct stopic *t = w->arg;
 	struct stream *st = t->st;
@@ -576,7 +577,7 @@ static void pump(struct stream *st)
 struct start {
 	size_t n;
 	bool multi;
-	char names[HD_SSE_TOPICS_MAX][HD_TOPIC_NAME_LEN_MAX + 1];
+	char names[HD_SSE_TOPICS_MAX][HD_TOPIC_NAME_MAX + 1];
 	bool has[HD_SSE_TOPICS_MAX];
 	uint64_t after[HD_SSE_TOPICS_MAX];
 };
@@ -683,7 +684,7 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	for (size_t i = 0; i < sp->n; i++) {
 		struct stopic *t = &st->topics[i];
 		t->st = st;
-		t->watch.fire = on_fire;
+		t->watch.fire = on_watch;
 		t->watch.arg = t;
 		t->watch.conn = &st->conn;
 		memcpy(t->name, sp->names[i], sizeof(t->name));
@@ -744,7 +745,7 @@ void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
 {
 	struct start *sp = hd_calloc(1, sizeof(*sp));
 	struct hd_error err = {0};
-	char name[HD_TOPIC_NAME_LEN_MAX + 1];
+	char name[HD_TOPIC_NAME_MAX + 1];
 	size_t pos = 0;
 	long n;
 
@@ -753,7 +754,7 @@ void hd_sse_handle_multi(struct hd_sse *sse, struct hd_http_request *req,
 		if (n == -2 || hd_topic_name_check(name, (size_t)n, &err)) {
 			if (!err.code)
 				hd_error_set(&err, HD_EBADTOPIC, "a topic name is not valid percent-encoding or longer than %d bytes",
-					     HD_TOPIC_NAME_LEN_MAX);
+					     HD_TOPIC_NAME_MAX);
 			goto out;
 		}
 		if (sp->n == HD_SSE_TOPICS_MAX) {

@@ -2,7 +2,9 @@
  * engine — the seam between the hub and where events live.
  * Layer: engine. The hub calls it; implementations are engine/local.c (the
  * embedded SQLite store, one node) and, later, a Redis engine (several
- * nodes). Edges never include this header directly except through hub.h.
+ * nodes); engine/engine.c holds what they share (the *_fini clean-ups).
+ * The types the requests carry are in engine/engine_types.h. Edges never
+ * include this header directly except through hub.h.
  *
  * Every call runs on the loop thread, and every completion callback runs on
  * the loop thread. A call that returns 0 completes later (or, for reads the
@@ -15,7 +17,7 @@
 
 #include "core/err.h"
 #include "proto/cloudevent.h"
-#include "store/store.h"
+#include "engine/engine_types.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -81,7 +83,7 @@ struct hd_topic_op {
 
 void hd_topic_op_fini(struct hd_topic_op *op);
 
-/* Durable state of pull consumer groups (store.h's groups table).
+/* Durable state of pull consumer groups (struct hd_group_row).
  * PUT: insert or replace `row`, done() after it is durable (like a publish);
  * DELETE: remove row.topic/row.name (err HD_ENOTFOUND when absent);
  * LIST: every group, at most limit, into rows. */
@@ -103,7 +105,7 @@ struct hd_group_op {
 /* Frees a LIST's rows. */
 void hd_group_op_fini(struct hd_group_op *op);
 
-/* Modules' small durable records (store.h's records table: webhook
+/* Modules' small durable records (struct hd_record: webhook
  * subscriptions, user cursors). PUT: insert or replace rec, done() after it
  * is durable; DELETE: remove rec.kind/rec.key (err HD_ENOTFOUND when
  * absent); GET: rec.kind/rec.key into recs[0] (n = 1, or err

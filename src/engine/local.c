@@ -19,6 +19,7 @@
 #include "core/map.h"
 #include "core/metrics.h"
 #include "store/ring.h"
+#include "store/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -68,68 +69,79 @@ struct pub_job {
 	struct hd_store_item items[];
 };
 
-struct delete_job {
-	struct hd_store_batch batch;
-	struct hd_topic_op *op;
-};
-
-struct group_job {
-	struct hd_store_batch batch;  /* GROUP_PUT / GROUP_DELETE */
-	uv_work_t work;               /* LIST */
-	struct local *l;
-	struct hd_group_op *op;
-};
-
-struct record_job {
-	struct hd_store_batch batch;  /* RECORD_PUT / RECORD_DELETE */
-	uv_work_t work;               /* GET / LIST */
-	struct local *l;
-	struct hd_record_op *op;
-};
-
-struct read_job {
+/*
+ * Every request but a publish is one job, run one of two ways:
+ *   - a write (topic delete, group or record put/delete) is job->batch,
+ *     handed to the store's writer (job_submit); on_batch finishes it when
+ *     the batch is durable;
+ *   - a read (history, topic info/list, group list, record get/list) runs
+ *     job->pool on the libuv thread pool (job_queue); job_after finishes it
+ *     on the loop and counts it in `works`.
+ * Either way job->finish(job, err) runs on the loop with err = 0 or the
+ * failure (the batch's err, or HD_EINTERNAL when the pool could not run
+ * it): it sets the request's result, frees the job and calls the request's
+ * done().
+ */
+struct job {
+	struct hd_store_batch batch;  /* first: on_batch casts the batch back */
 	uv_work_t work;
 	struct local *l;
-	struct hd_read *r;
+	void *req;                    /* hd_read, hd_topic_op, hd_group_op or hd_record_op */
+	void (*pool)(struct job *j);  /* a pool thread: the read */
+	void (*finish)(struct job *j, int err);
+};
+
+/* A history read from the store (a job that needs more). */
+struct read_job {
+	struct job job;               /* first: a struct job * is a struct read_job * */
 	struct hd_store_read sr;
 	uint64_t removals;
 	int rc;
 };
 
-struct op_job {
-	uv_work_t work;
-	struct local *l;
-	struct hd_topic_op *op;
-};
-
-void hd_read_fini(struct hd_read *r)
+static void job_pool(uv_work_t *w)
 {
-	for (size_t i = 0; i < r->n; i++)
-		hd_rcbuf_unref(r->events[i].json);
-	free(r->events);
-	r->events = NULL;
-	r->n = 0;
+	struct job *j = w->data;
+	j->pool(j);
 }
 
-void hd_record_op_fini(struct hd_record_op *op)
+static void job_after(uv_work_t *w, int status)
 {
-	hd_store_records_free(op->recs, op->n);
-	op->recs = NULL;
-	op->n = 0;
+	struct job *j = w->data;
+	struct local *l = j->l;
+	j->finish(j, status ? HD_EINTERNAL : 0);
+	work_end(l);
 }
 
-void hd_group_op_fini(struct hd_group_op *op)
+/* Runs j (owned) on the thread pool. Returns 0 or HD_EINTERNAL (j freed). */
+static int job_queue(struct job *j)
 {
-	hd_store_group_rows_free(op->rows, op->n);
-	op->rows = NULL;
-	op->n = 0;
+	j->work.data = j;
+	if (uv_queue_work(j->l->loop, &j->work, job_pool, job_after)) {
+		free(j);
+		return HD_EINTERNAL;
+	}
+	j->l->works++;
+	return 0;
 }
 
-void hd_topic_op_fini(struct hd_topic_op *op)
+/* Hands j's batch (owned) to the store's writer. Returns 0 or hd_store_submit's
+ * error (j freed). */
+static int job_submit(struct job *j)
 {
-	free(op->topics);
-	op->topics = NULL;
-	op->n = 0;
+	int rc = hd_store_submit(j->l->store, &j->batch);
+	if (rc)
+		free(j);
+	return rc;
+}
+
+/* The end of a job whose request keeps its error in *req_err: a failure
+ * replaces what the pool work said, success leaves it. Frees j. */
+static void job_end(struct job *j, int err, int *req_err)
+{
+	if (err)
+		*req_err = err;
+	free(j);
 }
 
 static void ltopic_free(struct ltopic *t)
@@ -214,37 +226,15 @@ static void finish_pub(struct local *l, struct pub_job *job)
 	p->done(p);
 }
 
-static void finish_delete(struct local *l, struct delete_job *job)
-{
-	struct hd_topic_op *op = job->op;
-	op->err = job->batch.err;
-	struct ltopic *t = hd_map_del(&l->topics, op->topic);
-	if (t)
-		ltopic_free(t);
-	l->removals++;
-	free(job);
-	op->done(op);
-}
-
 static void on_batch(struct hd_store_batch *b, void *arg)
 {
 	struct local *l = arg;
-	if (b->op == HD_STORE_DELETE_TOPIC) {
-		finish_delete(l, (struct delete_job *)b);
-	} else if (b->op == HD_STORE_RECORD_PUT || b->op == HD_STORE_RECORD_DELETE) {
-		struct record_job *job = (struct record_job *)b;
-		struct hd_record_op *op = job->op;
-		op->err = b->err;
-		free(job);
-		op->done(op);
-	} else if (b->op == HD_STORE_GROUP_PUT || b->op == HD_STORE_GROUP_DELETE) {
-		struct group_job *job = (struct group_job *)b;
-		struct hd_group_op *op = job->op;
-		op->err = b->err;
-		free(job);
-		op->done(op);
-	} else
+	if (b->op == HD_STORE_APPEND) {
 		finish_pub(l, (struct pub_job *)b);
+	} else {
+		struct job *j = (struct job *)b;
+		j->finish(j, b->err);
+	}
 }
 
 static void on_async(uv_async_t *h)
@@ -343,19 +333,20 @@ static bool read_ring(struct local *l, struct ltopic *t, struct hd_read *r, int6
 	return true;
 }
 
-static void read_work(uv_work_t *w)
+static void read_pool(struct job *j)
 {
-	struct read_job *job = w->data;
-	job->rc = hd_store_read(job->l->store, job->r->topic, &job->sr);
+	struct read_job *job = (struct read_job *)j;
+	struct hd_read *r = j->req;
+	job->rc = hd_store_read(j->l->store, r->topic, &job->sr);
 }
 
-static void read_done(uv_work_t *w, int status)
+static void read_finish(struct job *j, int err)
 {
-	struct read_job *job = w->data;
-	struct hd_read *r = job->r;
-	struct local *l = job->l;
+	struct read_job *job = (struct read_job *)j;
+	struct hd_read *r = j->req;
+	struct local *l = j->l;
 
-	r->err = status ? HD_EINTERNAL : job->rc;
+	r->err = err ? err : job->rc;
 	if (!r->err) {
 		r->events = job->sr.events;
 		r->n = job->sr.n;
@@ -381,7 +372,6 @@ static void read_done(uv_work_t *w, int status)
 	hd_store_read_fini(&job->sr);
 	free(job);
 	r->done(r);
-	work_end(l);
 }
 
 static int local_read(struct hd_engine *e, struct hd_read *r)
@@ -398,29 +388,23 @@ static int local_read(struct hd_engine *e, struct hd_read *r)
 		return 0;
 	}
 	struct read_job *job = hd_calloc(1, sizeof(*job));
-	job->work.data = job;
-	job->l = l;
-	job->r = r;
+	job->job.l = l;
+	job->job.req = r;
+	job->job.pool = read_pool;
+	job->job.finish = read_finish;
 	job->removals = l->removals;
 	job->sr.after = r->after;
 	job->sr.limit = r->limit;
 	job->sr.now_ms = now;
-	int rc = uv_queue_work(l->loop, &job->work, read_work, read_done);
-	if (rc) {
-		free(job);
-		return HD_EINTERNAL;
-	}
-	l->works++;
-	return 0;
+	return job_queue(&job->job);
 }
 
 /* ---- topic operations ------------------------------------------------- */
 
-static void op_work(uv_work_t *w)
+static void topic_pool(struct job *j)
 {
-	struct op_job *job = w->data;
-	struct hd_topic_op *op = job->op;
-	struct hd_store *s = job->l->store;
+	struct hd_topic_op *op = j->req;
+	struct hd_store *s = j->l->store;
 
 	if (op->kind == HD_TOPIC_INFO) {
 		op->topics = hd_calloc(1, sizeof(*op->topics));
@@ -433,16 +417,20 @@ static void op_work(uv_work_t *w)
 	}
 }
 
-static void op_done(uv_work_t *w, int status)
+static void topic_finish(struct job *j, int err)
 {
-	struct op_job *job = w->data;
-	struct hd_topic_op *op = job->op;
-	struct local *l = job->l;
-	if (status)
-		op->err = HD_EINTERNAL;
-	free(job);
+	struct hd_topic_op *op = j->req;
+	struct local *l = j->l;
+
+	if (op->kind == HD_TOPIC_DELETE) {
+		/* The topic's state leaves memory (see `removals`). */
+		struct ltopic *t = hd_map_del(&l->topics, op->topic);
+		if (t)
+			ltopic_free(t);
+		l->removals++;
+	}
+	job_end(j, err, &op->err);
 	op->done(op);
-	work_end(l);
 }
 
 static int local_topic_op(struct hd_engine *e, struct hd_topic_op *op)
@@ -451,89 +439,63 @@ static int local_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 	op->err = 0;
 	op->topics = NULL;
 	op->n = 0;
-	if (op->kind == HD_TOPIC_DELETE) {
-		if (l->stopped)
-			return HD_EUNAVAIL;
-		struct delete_job *job = hd_calloc(1, sizeof(*job));
-		job->op = op;
-		job->batch.op = HD_STORE_DELETE_TOPIC;
-		job->batch.topic = op->topic;
-		int rc = hd_store_submit(l->store, &job->batch);
-		if (rc)
-			free(job);
-		return rc;
+	if (op->kind == HD_TOPIC_DELETE && l->stopped)
+		return HD_EUNAVAIL;
+	struct job *j = hd_calloc(1, sizeof(*j));
+	j->l = l;
+	j->req = op;
+	j->finish = topic_finish;
+	if (op->kind != HD_TOPIC_DELETE) {
+		j->pool = topic_pool;
+		return job_queue(j);
 	}
-	struct op_job *job = hd_calloc(1, sizeof(*job));
-	job->work.data = job;
-	job->l = l;
-	job->op = op;
-	if (uv_queue_work(l->loop, &job->work, op_work, op_done)) {
-		free(job);
-		return HD_EINTERNAL;
-	}
-	l->works++;
-	return 0;
+	j->batch.op = HD_STORE_DELETE_TOPIC;
+	j->batch.topic = op->topic;
+	return job_submit(j);
 }
 
 /* ---- group state ------------------------------------------------------ */
 
-static void group_work(uv_work_t *w)
+static void group_pool(struct job *j)
 {
-	struct group_job *job = w->data;
-	struct hd_group_op *op = job->op;
-	op->err = hd_store_group_list(job->l->store, &op->rows, op->limit, &op->n);
+	struct hd_group_op *op = j->req;
+	op->err = hd_store_group_list(j->l->store, &op->rows, op->limit, &op->n);
 }
 
-static void group_done(uv_work_t *w, int status)
+static void group_finish(struct job *j, int err)
 {
-	struct group_job *job = w->data;
-	struct hd_group_op *op = job->op;
-	struct local *l = job->l;
-	if (status)
-		op->err = HD_EINTERNAL;
-	free(job);
+	struct hd_group_op *op = j->req;
+	job_end(j, err, &op->err);
 	op->done(op);
-	work_end(l);
 }
 
 static int local_group_op(struct hd_engine *e, struct hd_group_op *op)
 {
 	struct local *l = (struct local *)e;
-	struct group_job *job;
-	int rc;
-
 	op->err = 0;
 	op->rows = NULL;
 	op->n = 0;
 	if (l->stopped)
 		return HD_EUNAVAIL;
-	job = hd_calloc(1, sizeof(*job));
-	job->l = l;
-	job->op = op;
+	struct job *j = hd_calloc(1, sizeof(*j));
+	j->l = l;
+	j->req = op;
+	j->finish = group_finish;
 	if (op->kind == HD_GROUP_LIST) {
-		job->work.data = job;
-		if (uv_queue_work(l->loop, &job->work, group_work, group_done)) {
-			free(job);
-			return HD_EINTERNAL;
-		}
-		l->works++;
-		return 0;
+		j->pool = group_pool;
+		return job_queue(j);
 	}
-	job->batch.op = op->kind == HD_GROUP_PUT ? HD_STORE_GROUP_PUT : HD_STORE_GROUP_DELETE;
-	job->batch.group = &op->row;
-	rc = hd_store_submit(l->store, &job->batch);
-	if (rc)
-		free(job);
-	return rc;
+	j->batch.op = op->kind == HD_GROUP_PUT ? HD_STORE_GROUP_PUT : HD_STORE_GROUP_DELETE;
+	j->batch.group = &op->row;
+	return job_submit(j);
 }
 
 /* ---- records ---------------------------------------------------------- */
 
-static void record_work(uv_work_t *w)
+static void record_pool(struct job *j)
 {
-	struct record_job *job = w->data;
-	struct hd_record_op *op = job->op;
-	struct hd_store *s = job->l->store;
+	struct hd_record_op *op = j->req;
+	struct hd_store *s = j->l->store;
 	if (op->kind == HD_RECORD_GET) {
 		struct hd_record *rec = hd_calloc(1, sizeof(*rec));
 		op->err = hd_store_record_get(s, op->rec.kind, op->rec.key, rec);
@@ -549,24 +511,16 @@ static void record_work(uv_work_t *w)
 				       op->after ? op->after : "", &op->recs, op->limit, &op->n);
 }
 
-static void record_done(uv_work_t *w, int status)
+static void record_finish(struct job *j, int err)
 {
-	struct record_job *job = w->data;
-	struct hd_record_op *op = job->op;
-	struct local *l = job->l;
-	if (status)
-		op->err = HD_EINTERNAL;
-	free(job);
+	struct hd_record_op *op = j->req;
+	job_end(j, err, &op->err);
 	op->done(op);
-	work_end(l);
 }
 
 static int local_record_op(struct hd_engine *e, struct hd_record_op *op)
 {
 	struct local *l = (struct local *)e;
-	struct record_job *job;
-	int rc;
-
 	op->err = 0;
 	op->recs = NULL;
 	op->n = 0;
@@ -576,24 +530,17 @@ static int local_record_op(struct hd_engine *e, struct hd_record_op *op)
 	    (op->kind == HD_RECORD_PUT && op->rec.value &&
 	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
 		return HD_EINVAL;
-	job = hd_calloc(1, sizeof(*job));
-	job->l = l;
-	job->op = op;
+	struct job *j = hd_calloc(1, sizeof(*j));
+	j->l = l;
+	j->req = op;
+	j->finish = record_finish;
 	if (op->kind == HD_RECORD_GET || op->kind == HD_RECORD_LIST) {
-		job->work.data = job;
-		if (uv_queue_work(l->loop, &job->work, record_work, record_done)) {
-			free(job);
-			return HD_EINTERNAL;
-		}
-		l->works++;
-		return 0;
+		j->pool = record_pool;
+		return job_queue(j);
 	}
-	job->batch.op = op->kind == HD_RECORD_PUT ? HD_STORE_RECORD_PUT : HD_STORE_RECORD_DELETE;
-	job->batch.record = &op->rec;
-	rc = hd_store_submit(l->store, &job->batch);
-	if (rc)
-		free(job);
-	return rc;
+	j->batch.op = op->kind == HD_RECORD_PUT ? HD_STORE_RECORD_PUT : HD_STORE_RECORD_DELETE;
+	j->batch.record = &op->rec;
+	return job_submit(j);
 }
 
 /* ---- life cycle ------------------------------------------------------- */

@@ -24,8 +24,8 @@ struct hd_hub *hd_hub_new(const struct hd_config *cfg);
 void hd_hub_set_engine(struct hd_hub *hub, struct hd_engine *engine);
 void hd_hub_free(struct hd_hub *hub);
 
-/* The store policy of a topic from its namespace. Thread-safe (reads only the
- * config); signature matches hd_store_policy_fn with arg = the hub. */
+/* The retention policy of a topic from its namespace. Thread-safe (reads only the
+ * config); an hd_topic_policy_fn (engine/engine_types.h) with arg = the hub. */
 void hd_hub_policy(void *hub, const char *topic, struct hd_topic_policy *out);
 
 /* The namespace options of topic (borrowed from the config). */
@@ -81,7 +81,8 @@ const char *hd_hub_node(const struct hd_hub *hub);
  * A watch: a callback run on the loop thread for every event committed to
  * one topic, in offset order, from the moment it is added. The live
  * deliveries (long-poll, SSE, WebSocket) are built on watches. A fire
- * callback may remove its own watch (or any other) while running.
+ * callback may remove its own watch (or any other) while running. Every
+ * module names its fire callback on_watch, so a grep finds them all.
  */
 struct hd_watch {
 	void (*fire)(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev);

@@ -14,9 +14,9 @@ int hd_topic_name_check(const char *name, size_t len, struct hd_error *err)
 {
 	if (len == 0)
 		return hd_error_set(err, HD_EBADTOPIC, "topic name is empty");
-	if (len > HD_TOPIC_NAME_LEN_MAX)
+	if (len > HD_TOPIC_NAME_MAX)
 		return hd_error_set(err, HD_EBADTOPIC, "topic name is longer than %d bytes",
-				    HD_TOPIC_NAME_LEN_MAX);
+				    HD_TOPIC_NAME_MAX);
 	for (size_t i = 0; i < len; i++) {
 		if (!allowed((unsigned char)name[i]))
 			return hd_error_set(err, HD_EBADTOPIC,

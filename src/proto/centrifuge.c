@@ -9,7 +9,7 @@
  * The room for subs entries is bounded by the line itself: every entry is
  * an object, so it costs one '{' beyond the three of the command, the
  * connect and the subs objects; counting '{' bytes (strings included) gives
- * an upper bound, capped at HD_CF_SUBS_MAX. The decoded strings need no
+ * an upper bound, capped at HD_CENTRIFUGE_SUBS_MAX. The decoded strings need no
  * more bytes than the minified line: a string token decodes to fewer bytes
  * than it has (the quotes pay for the NUL), and tokens do not overlap.
  *
@@ -41,7 +41,6 @@
 #define CF_MEMBERS_MAX 64  /* members of one object of a command; more → HD_EINVAL */
 #define CF_KEY_MAX 96      /* a member name token longer than this names nothing we read */
 #define CF_WHERE_MAX 112   /* "connect.subs[\"<channel, shortened>\"]" */
-#define CF_SHOW_MAX 64     /* bytes of a channel quoted in an error message */
 
 static const char empty[] = "";
 
@@ -50,7 +49,7 @@ static const char empty[] = "";
 /* How a member's value is read. */
 enum kind {
 	F_STR,   /* a string, decoded and NUL-terminated: const char * */
-	F_RAW,   /* any JSON value, kept as text: struct hd_cf_raw */
+	F_RAW,   /* any JSON value, kept as text: struct hd_centrifuge_raw */
 	F_BOOL,  /* true or false: bool */
 	F_U64,   /* an integer in [0, 2^64): uint64_t */
 	F_I64,   /* an integer in [-2^63, 2^63): int64_t */
@@ -67,11 +66,11 @@ struct field {
 	size_t off;
 };
 
-#define CMD(m) offsetof(struct hd_cf_command, m)
-#define SUB(m) offsetof(struct hd_cf_sub_req, m)
+#define CMD(m) offsetof(struct hd_centrifuge_command, m)
+#define SUB(m) offsetof(struct hd_centrifuge_sub_req, m)
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* SubscribeRequest, into a struct hd_cf_sub_req. A connect.subs entry takes
+/* SubscribeRequest, into a struct hd_centrifuge_sub_req. A connect.subs entry takes
  * its channel from the map key, so it uses this table without its first row. */
 static const struct field sub_fields[] = {
 	{"channel", F_STR, SUB(channel)},
@@ -86,7 +85,7 @@ static const struct field sub_fields[] = {
 	{"flag", F_I64, SUB(flag)},
 };
 
-/* The other objects decode into the struct hd_cf_command. */
+/* The other objects decode into the struct hd_centrifuge_command. */
 static const struct field connect_fields[] = {
 	{"token", F_STR, CMD(token)},
 	{"data", F_RAW, CMD(data)},
@@ -133,24 +132,24 @@ static const struct method {
 	size_t nfields;
 	bool into_sub; /* the fields are offsets into cmd->sub, not cmd */
 } methods[] = {
-	[HD_CF_PONG] = {"", NULL, 0, false},
-	[HD_CF_CONNECT] = {"connect", connect_fields, COUNT(connect_fields), false},
-	[HD_CF_SUBSCRIBE] = {"subscribe", sub_fields, COUNT(sub_fields), true},
-	[HD_CF_UNSUBSCRIBE] = {"unsubscribe", channel_fields, COUNT(channel_fields), false},
-	[HD_CF_PUBLISH] = {"publish", publish_fields, COUNT(publish_fields), false},
-	[HD_CF_PRESENCE] = {"presence", channel_fields, COUNT(channel_fields), false},
-	[HD_CF_PRESENCE_STATS] = {"presence_stats", channel_fields, COUNT(channel_fields), false},
-	[HD_CF_HISTORY] = {"history", history_fields, COUNT(history_fields), false},
-	[HD_CF_PING] = {"ping", NULL, 0, false},
-	[HD_CF_SEND] = {"send", data_fields, COUNT(data_fields), false},
-	[HD_CF_RPC] = {"rpc", rpc_fields, COUNT(rpc_fields), false},
-	[HD_CF_REFRESH] = {"refresh", token_fields, COUNT(token_fields), false},
-	[HD_CF_SUB_REFRESH] = {"sub_refresh", sub_refresh_fields, COUNT(sub_refresh_fields),
+	[HD_CENTRIFUGE_PONG] = {"", NULL, 0, false},
+	[HD_CENTRIFUGE_CONNECT] = {"connect", connect_fields, COUNT(connect_fields), false},
+	[HD_CENTRIFUGE_SUBSCRIBE] = {"subscribe", sub_fields, COUNT(sub_fields), true},
+	[HD_CENTRIFUGE_UNSUBSCRIBE] = {"unsubscribe", channel_fields, COUNT(channel_fields), false},
+	[HD_CENTRIFUGE_PUBLISH] = {"publish", publish_fields, COUNT(publish_fields), false},
+	[HD_CENTRIFUGE_PRESENCE] = {"presence", channel_fields, COUNT(channel_fields), false},
+	[HD_CENTRIFUGE_PRESENCE_STATS] = {"presence_stats", channel_fields, COUNT(channel_fields), false},
+	[HD_CENTRIFUGE_HISTORY] = {"history", history_fields, COUNT(history_fields), false},
+	[HD_CENTRIFUGE_PING] = {"ping", NULL, 0, false},
+	[HD_CENTRIFUGE_SEND] = {"send", data_fields, COUNT(data_fields), false},
+	[HD_CENTRIFUGE_RPC] = {"rpc", rpc_fields, COUNT(rpc_fields), false},
+	[HD_CENTRIFUGE_REFRESH] = {"refresh", token_fields, COUNT(token_fields), false},
+	[HD_CENTRIFUGE_SUB_REFRESH] = {"sub_refresh", sub_refresh_fields, COUNT(sub_refresh_fields),
 			       false},
-	[HD_CF_UNKNOWN] = {"", NULL, 0, false},
+	[HD_CENTRIFUGE_UNKNOWN] = {"", NULL, 0, false},
 };
 
-const char *hd_cf_method_name(enum hd_cf_method m)
+const char *hd_centrifuge_method_name(enum hd_centrifuge_method m)
 {
 	return (unsigned)m < COUNT(methods) ? methods[m].name : "";
 }
@@ -161,10 +160,10 @@ struct span {
 	size_t n;
 };
 
-/* The state of one hd_cf_decode call. */
+/* The state of one hd_centrifuge_decode call. */
 struct dec {
-	struct hd_cf_command *cmd;
-	struct hd_cf_sub_req *room; /* for connect.subs entries */
+	struct hd_centrifuge_command *cmd;
+	struct hd_centrifuge_sub_req *room; /* for connect.subs entries */
 	size_t room_cap;
 	char *str, *str_end;        /* the free part of the strings area */
 	struct span subs, since;    /* noted in the method object; p NULL when absent */
@@ -198,31 +197,6 @@ static bool name_is(const struct name *nm, const char *lit)
 {
 	size_t k = strlen(lit);
 	return nm->s && nm->n == k && memcmp(nm->s, lit, k) == 0;
-}
-
-/*
- * Copies s[0, n) into dst for an error message: at most CF_SHOW_MAX bytes,
- * cut on a UTF-8 boundary with "..." appended, with control bytes, DEL,
- * quotes and backslashes replaced by '?', so a hostile channel cannot
- * garble the message.
- */
-static const char *show(char dst[CF_SHOW_MAX + 4], const char *s, size_t n)
-{
-	size_t k = n > CF_SHOW_MAX ? CF_SHOW_MAX : n, o = 0;
-
-	if (k < n)
-		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
-			k--;
-	for (size_t i = 0; i < k; i++) {
-		unsigned char c = (unsigned char)s[i];
-		dst[o++] = c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : (char)c;
-	}
-	if (k < n) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o] = '\0';
-	return dst;
 }
 
 /* Decodes the string token tok[0, len) into the strings area. */
@@ -347,7 +321,7 @@ static int put_field(struct dec *d, const char *where, const struct field *f, st
 		return 0;
 	}
 	case F_RAW: {
-		struct hd_cf_raw raw = {v.p, v.n};
+		struct hd_centrifuge_raw raw = {v.p, v.n};
 		memcpy(base + f->off, &raw, sizeof(raw));
 		return 0;
 	}
@@ -419,7 +393,7 @@ static int decode_object(struct dec *d, struct span obj, const char *where,
 	return 0;
 }
 
-static void sub_req_init(struct hd_cf_sub_req *s)
+static void sub_req_init(struct hd_centrifuge_sub_req *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->channel = s->token = s->epoch = empty;
@@ -428,26 +402,26 @@ static void sub_req_init(struct hd_cf_sub_req *s)
 /* Decodes connect.subs: a map channel → SubscribeRequest. */
 static int decode_subs(struct dec *d, struct span obj)
 {
-	struct hd_json_text_span spans[HD_CF_SUBS_MAX];
-	struct hd_cf_command *cmd = d->cmd;
+	struct hd_json_text_span spans[HD_CENTRIFUGE_SUBS_MAX];
+	struct hd_centrifuge_command *cmd = d->cmd;
 	size_t n;
 	int rc;
 
-	if (members(obj, spans, HD_CF_SUBS_MAX, &n))
+	if (members(obj, spans, HD_CENTRIFUGE_SUBS_MAX, &n))
 		return hd_error_set(d->err, HD_EINVAL, "connect.subs has more than %d entries",
-				    HD_CF_SUBS_MAX);
+				    HD_CENTRIFUGE_SUBS_MAX);
 	cmd->subs = d->room;
 	for (size_t i = 0; i < n; i++) {
 		struct span v = {obj.p + spans[i].val_off, spans[i].val_len};
-		struct hd_cf_sub_req *s = &d->room[cmd->nsubs];
-		char where[CF_WHERE_MAX], shown[CF_SHOW_MAX + 4];
+		struct hd_centrifuge_sub_req *s = &d->room[cmd->nsubs];
+		char where[CF_WHERE_MAX], shown[HD_TEXT_SHOW_SIZE];
 		const char *channel = empty;
 
 		if ((rc = get_string(d, "connect", "subs key", obj.p + spans[i].key_off,
 				     spans[i].key_len, &channel)))
 			return rc;
 		snprintf(where, sizeof(where), "connect.subs[\"%s\"]",
-			 show(shown, channel, strlen(channel)));
+			 hd_text_show(shown, channel, strlen(channel)));
 		if (v.p[0] != '{')
 			return hd_error_set(d->err, HD_EINVAL, "%s must be an object", where);
 		/* Each entry brought a '{' to the count that sized the room. */
@@ -479,19 +453,19 @@ static size_t subs_room(const char *line, size_t len)
 
 	for (const char *p = line, *end = line + len; (p = memchr(p, '{', (size_t)(end - p)));
 	     p++)
-		if (++braces >= HD_CF_SUBS_MAX + 3)
+		if (++braces >= HD_CENTRIFUGE_SUBS_MAX + 3)
 			break;
 	return braces > 3 ? braces - 3 : 0;
 }
 
-static void command_init(struct hd_cf_command *cmd)
+static void command_init(struct hd_centrifuge_command *cmd)
 {
 	memset(cmd, 0, sizeof(*cmd));
 	cmd->token = cmd->name = cmd->version = cmd->since_epoch = cmd->rpc_method = empty;
 	sub_req_init(&cmd->sub);
 }
 
-int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct hd_error *err)
+int hd_centrifuge_decode(const char *line, size_t len, struct hd_centrifuge_command *cmd, struct hd_error *err)
 {
 	struct hd_json_text_span spans[CF_MEMBERS_MAX];
 	struct hd_json_text_scan sc = {.spans = spans, .spans_max = CF_MEMBERS_MAX};
@@ -505,15 +479,15 @@ int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct
 	command_init(cmd);
 	if (err)
 		hd_error_clear(err);
-	if (len > HD_CF_LINE_MAX)
+	if (len > HD_CENTRIFUGE_LINE_MAX)
 		return hd_error_set(err, HD_ETOOBIG, "command is longer than %d bytes",
-				    HD_CF_LINE_MAX);
+				    HD_CENTRIFUGE_LINE_MAX);
 
 	d.room_cap = subs_room(line, len);
-	room = d.room_cap * sizeof(struct hd_cf_sub_req);
+	room = d.room_cap * sizeof(struct hd_centrifuge_sub_req);
 	cmd->mem_len = room + 2 * len + 1;
 	cmd->mem = hd_malloc(cmd->mem_len);
-	d.room = (struct hd_cf_sub_req *)(void *)cmd->mem;
+	d.room = (struct hd_centrifuge_sub_req *)(void *)cmd->mem;
 	text = cmd->mem + room;
 
 	rc = hd_json_text_minify(line, len, text, &sc, err);
@@ -554,7 +528,7 @@ int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct
 		}
 		if (m)
 			continue; /* the command is chosen; later methods are ignored */
-		for (size_t k = HD_CF_CONNECT; k < HD_CF_UNKNOWN; k++) {
+		for (size_t k = HD_CENTRIFUGE_CONNECT; k < HD_CENTRIFUGE_UNKNOWN; k++) {
 			if (!name_is(&nm, methods[k].name))
 				continue;
 			if (v.p[0] != '{') {
@@ -563,14 +537,14 @@ int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct
 				goto out;
 			}
 			m = &methods[k];
-			cmd->method = (enum hd_cf_method)k;
+			cmd->method = (enum hd_centrifuge_method)k;
 			body = v;
 			break;
 		}
 	}
 
 	if (!m) {
-		cmd->method = cmd->id ? HD_CF_UNKNOWN : HD_CF_PONG;
+		cmd->method = cmd->id ? HD_CENTRIFUGE_UNKNOWN : HD_CENTRIFUGE_PONG;
 		goto out;
 	}
 	rc = decode_object(&d, body, m->name, m->fields, m->nfields,
@@ -584,17 +558,17 @@ int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct
 		rc = decode_subs(&d, d.subs);
 out:
 	if (rc)
-		hd_cf_command_fini(cmd);
+		hd_centrifuge_command_fini(cmd);
 	return rc;
 }
 
-void hd_cf_command_fini(struct hd_cf_command *cmd)
+void hd_centrifuge_command_fini(struct hd_centrifuge_command *cmd)
 {
 	free(cmd->mem);
 	command_init(cmd);
 }
 
-bool hd_cf_next_line(const char *frame, size_t len, size_t *pos, const char **line, size_t *n)
+bool hd_centrifuge_next_line(const char *frame, size_t len, size_t *pos, const char **line, size_t *n)
 {
 	while (*pos < len) {
 		const char *start = frame + *pos;
@@ -755,7 +729,7 @@ static void reply_close(struct obj *inner, struct obj *top)
 }
 
 /* Publication: data 4, offset 6. */
-static void put_pub(struct out *o, const struct hd_cf_pub *p)
+static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 {
 	struct obj j = obj_open(o);
 
@@ -767,7 +741,7 @@ static void put_pub(struct out *o, const struct hd_cf_pub *p)
 	obj_close(&j);
 }
 
-static void m_pubs(struct obj *j, const char *name, const struct hd_cf_pub *pubs, size_t n)
+static void m_pubs(struct obj *j, const char *name, const struct hd_centrifuge_pub *pubs, size_t n)
 {
 	if (n == 0)
 		return;
@@ -783,7 +757,7 @@ static void m_pubs(struct obj *j, const char *name, const struct hd_cf_pub *pubs
 
 /* SubscribeResult's members: expires 1, ttl 2, recoverable 3, epoch 6,
  * publications 7, recovered 8, offset 9, positioned 10, was_recovering 12. */
-static void sub_result_members(struct obj *j, const struct hd_cf_sub_result *r)
+static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_result *r)
 {
 	m_true(j, "expires", r->expires);
 	m_u64(j, "ttl", r->ttl);
@@ -797,7 +771,7 @@ static void sub_result_members(struct obj *j, const struct hd_cf_sub_result *r)
 }
 
 /* ClientInfo: user 1, client 2. */
-static void put_client_info(struct out *o, const struct hd_cf_client_info *c)
+static void put_client_info(struct out *o, const struct hd_centrifuge_client_info *c)
 {
 	struct obj j = obj_open(o);
 
@@ -806,7 +780,7 @@ static void put_client_info(struct out *o, const struct hd_cf_client_info *c)
 	obj_close(&j);
 }
 
-int hd_cf_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *message,
+int hd_centrifuge_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *message,
 		      bool temporary)
 {
 	struct out o = out_begin(b);
@@ -819,11 +793,11 @@ int hd_cf_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *
 	return out_end(&o);
 }
 
-int hd_cf_reply_empty(struct hd_buf *b, uint32_t id, enum hd_cf_method m)
+int hd_centrifuge_reply_empty(struct hd_buf *b, uint32_t id, enum hd_centrifuge_method m)
 {
 	struct out o = out_begin(b);
 	struct obj top;
-	const char *name = hd_cf_method_name(m);
+	const char *name = hd_centrifuge_method_name(m);
 
 	if (!*name) {
 		top = obj_open(&o);
@@ -838,7 +812,7 @@ int hd_cf_reply_empty(struct hd_buf *b, uint32_t id, enum hd_cf_method m)
 
 /* ConnectResult: client 1, version 2, expires 3, ttl 4, subs 6, ping 7,
  * pong 8, node 10. */
-int hd_cf_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_cf_connect_result *r)
+int hd_centrifuge_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_connect_result *r)
 {
 	struct out o = out_begin(b);
 	struct obj top, c = reply_open(&o, &top, id, "connect");
@@ -867,7 +841,7 @@ int hd_cf_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_cf_connec
 	return out_end(&o);
 }
 
-int hd_cf_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd_cf_sub_result *r)
+int hd_centrifuge_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_sub_result *r)
 {
 	struct out o = out_begin(b);
 	struct obj top, s = reply_open(&o, &top, id, "subscribe");
@@ -878,7 +852,7 @@ int hd_cf_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd_cf_sub_
 }
 
 /* HistoryResult: publications 1, epoch 2, offset 3. */
-int hd_cf_reply_history(struct hd_buf *b, uint32_t id, const struct hd_cf_pub *pubs, size_t n,
+int hd_centrifuge_reply_history(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
 			const char *epoch, uint64_t offset)
 {
 	struct out o = out_begin(b);
@@ -892,7 +866,7 @@ int hd_cf_reply_history(struct hd_buf *b, uint32_t id, const struct hd_cf_pub *p
 }
 
 /* PresenceResult: presence 1, a map client id → ClientInfo. */
-int hd_cf_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_cf_client_info *c,
+int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 			 size_t n)
 {
 	struct out o = out_begin(b);
@@ -912,7 +886,7 @@ int hd_cf_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_cf_clien
 	return out_end(&o);
 }
 
-int hd_cf_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users)
+int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users)
 {
 	struct out o = out_begin(b);
 	struct obj top, s = reply_open(&o, &top, id, "presence_stats");
@@ -924,7 +898,7 @@ int hd_cf_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, 
 }
 
 /* RefreshResult: client 1, version 2, expires 3, ttl 4. */
-int hd_cf_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
+int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl)
 {
 	struct out o = out_begin(b);
@@ -951,7 +925,7 @@ static struct obj push_open(struct out *o, struct obj *top, const char *channel,
 	return p;
 }
 
-int hd_cf_push_pub(struct hd_buf *b, const char *channel, const struct hd_cf_pub *pub)
+int hd_centrifuge_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub)
 {
 	struct out o = out_begin(b);
 	struct obj top, p = push_open(&o, &top, channel, "pub");
@@ -963,7 +937,7 @@ int hd_cf_push_pub(struct hd_buf *b, const char *channel, const struct hd_cf_pub
 
 /* Join and Leave: info 1. */
 static int push_presence(struct hd_buf *b, const char *channel, const char *kind,
-			 const struct hd_cf_client_info *info)
+			 const struct hd_centrifuge_client_info *info)
 {
 	struct out o = out_begin(b);
 	struct obj top, p = push_open(&o, &top, channel, kind), j = obj_open(&o);
@@ -975,18 +949,18 @@ static int push_presence(struct hd_buf *b, const char *channel, const char *kind
 	return out_end(&o);
 }
 
-int hd_cf_push_join(struct hd_buf *b, const char *channel, const struct hd_cf_client_info *info)
+int hd_centrifuge_push_join(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info)
 {
 	return push_presence(b, channel, "join", info);
 }
 
-int hd_cf_push_leave(struct hd_buf *b, const char *channel, const struct hd_cf_client_info *info)
+int hd_centrifuge_push_leave(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info)
 {
 	return push_presence(b, channel, "leave", info);
 }
 
 /* Unsubscribe: code 2, reason 3. */
-int hd_cf_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code,
+int hd_centrifuge_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code,
 			   const char *reason)
 {
 	struct out o = out_begin(b);
@@ -1000,7 +974,7 @@ int hd_cf_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code,
 }
 
 /* Disconnect: code 1, reason 2, reconnect 3. */
-int hd_cf_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect)
+int hd_centrifuge_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect)
 {
 	struct out o = out_begin(b);
 	struct obj top, p = push_open(&o, &top, NULL, "disconnect"), dc = obj_open(&o);

@@ -2,12 +2,12 @@
  * centrifuge — the Centrifugo client protocol (v2, JSON): decoding one
  * command, encoding replies and pushes.
  * Layer: proto. Pure functions (no I/O, no state between calls), used by
- * the WebSocket edge (edge/ws.c) on the loop thread and by the fuzzer.
+ * the WebSocket edge (edge/ws_edge.c) on the loop thread and by the fuzzer.
  * ../shared/research/protocols.md §1 is the wire reference.
  *
  * A WebSocket text frame holds one or more commands separated by '\n'; the
- * edge splits the frame with hd_cf_next_line and decodes each line with
- * hd_cf_decode. A command is a JSON object {"id":N,"<method>":{…}} with
+ * edge splits the frame with hd_centrifuge_next_line and decodes each line with
+ * hd_centrifuge_decode. A command is a JSON object {"id":N,"<method>":{…}} with
  * the members in any order; the first known method member whose value is
  * not null is the command. Unknown members are ignored (new clients send
  * fields herald does not know), and a member whose value is null counts as
@@ -33,66 +33,66 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HD_CF_LINE_MAX (64 * 1024)   /* longest command accepted */
-#define HD_CF_SUBS_MAX 64            /* connect.subs entries; more → HD_EINVAL */
+#define HD_CENTRIFUGE_LINE_MAX (64 * 1024)   /* longest command accepted */
+#define HD_CENTRIFUGE_SUBS_MAX 64            /* connect.subs entries; more → HD_EINVAL */
 
 /* Error codes of replies (protocols.md §1.5). */
-enum hd_cf_code {
-	HD_CF_ERR_INTERNAL = 100,
-	HD_CF_ERR_UNAUTHORIZED = 101,
-	HD_CF_ERR_UNKNOWN_CHANNEL = 102,
-	HD_CF_ERR_PERMISSION_DENIED = 103,
-	HD_CF_ERR_METHOD_NOT_FOUND = 104,
-	HD_CF_ERR_ALREADY_SUBSCRIBED = 105,
-	HD_CF_ERR_LIMIT_EXCEEDED = 106,
-	HD_CF_ERR_BAD_REQUEST = 107,
-	HD_CF_ERR_NOT_AVAILABLE = 108,
-	HD_CF_ERR_TOKEN_EXPIRED = 109,
-	HD_CF_ERR_EXPIRED = 110,
-	HD_CF_ERR_TOO_MANY_REQUESTS = 111,
-	HD_CF_ERR_UNRECOVERABLE_POSITION = 112,
+enum hd_centrifuge_code {
+	HD_CENTRIFUGE_ERR_INTERNAL = 100,
+	HD_CENTRIFUGE_ERR_UNAUTHORIZED = 101,
+	HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL = 102,
+	HD_CENTRIFUGE_ERR_PERMISSION_DENIED = 103,
+	HD_CENTRIFUGE_ERR_METHOD_NOT_FOUND = 104,
+	HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED = 105,
+	HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED = 106,
+	HD_CENTRIFUGE_ERR_BAD_REQUEST = 107,
+	HD_CENTRIFUGE_ERR_NOT_AVAILABLE = 108,
+	HD_CENTRIFUGE_ERR_TOKEN_EXPIRED = 109,
+	HD_CENTRIFUGE_ERR_EXPIRED = 110,
+	HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS = 111,
+	HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION = 112,
 };
 
 /* Disconnect codes, sent as the WebSocket close code with a text reason. */
-enum hd_cf_disconnect {
-	HD_CF_DISC_SHUTDOWN = 3001,
-	HD_CF_DISC_INTERNAL = 3004,
-	HD_CF_DISC_EXPIRED = 3005,
-	HD_CF_DISC_SLOW = 3008,
-	HD_CF_DISC_WRITE_ERROR = 3009,
-	HD_CF_DISC_INSUFFICIENT_STATE = 3010,
-	HD_CF_DISC_NO_PONG = 3012,
-	HD_CF_DISC_INVALID_TOKEN = 3500,
-	HD_CF_DISC_BAD_REQUEST = 3501,
-	HD_CF_DISC_STALE = 3502,
-	HD_CF_DISC_CONNECTION_LIMIT = 3504,
-	HD_CF_DISC_CHANNEL_LIMIT = 3505,
-	HD_CF_DISC_INAPPROPRIATE_PROTOCOL = 3506,
-	HD_CF_DISC_PERMISSION_DENIED = 3507,
+enum hd_centrifuge_disconnect {
+	HD_CENTRIFUGE_DISC_SHUTDOWN = 3001,
+	HD_CENTRIFUGE_DISC_INTERNAL = 3004,
+	HD_CENTRIFUGE_DISC_EXPIRED = 3005,
+	HD_CENTRIFUGE_DISC_SLOW = 3008,
+	HD_CENTRIFUGE_DISC_WRITE_ERROR = 3009,
+	HD_CENTRIFUGE_DISC_INSUFFICIENT_STATE = 3010,
+	HD_CENTRIFUGE_DISC_NO_PONG = 3012,
+	HD_CENTRIFUGE_DISC_INVALID_TOKEN = 3500,
+	HD_CENTRIFUGE_DISC_BAD_REQUEST = 3501,
+	HD_CENTRIFUGE_DISC_STALE = 3502,
+	HD_CENTRIFUGE_DISC_CONNECTION_LIMIT = 3504,
+	HD_CENTRIFUGE_DISC_CHANNEL_LIMIT = 3505,
+	HD_CENTRIFUGE_DISC_INAPPROPRIATE_PROTOCOL = 3506,
+	HD_CENTRIFUGE_DISC_PERMISSION_DENIED = 3507,
 };
 
-enum hd_cf_method {
-	HD_CF_PONG = 0,      /* the empty command {} */
-	HD_CF_CONNECT,
-	HD_CF_SUBSCRIBE,
-	HD_CF_UNSUBSCRIBE,
-	HD_CF_PUBLISH,
-	HD_CF_PRESENCE,
-	HD_CF_PRESENCE_STATS,
-	HD_CF_HISTORY,
-	HD_CF_PING,
-	HD_CF_SEND,
-	HD_CF_RPC,
-	HD_CF_REFRESH,
-	HD_CF_SUB_REFRESH,
-	HD_CF_UNKNOWN,       /* an id with no known method member */
+enum hd_centrifuge_method {
+	HD_CENTRIFUGE_PONG = 0,      /* the empty command {} */
+	HD_CENTRIFUGE_CONNECT,
+	HD_CENTRIFUGE_SUBSCRIBE,
+	HD_CENTRIFUGE_UNSUBSCRIBE,
+	HD_CENTRIFUGE_PUBLISH,
+	HD_CENTRIFUGE_PRESENCE,
+	HD_CENTRIFUGE_PRESENCE_STATS,
+	HD_CENTRIFUGE_HISTORY,
+	HD_CENTRIFUGE_PING,
+	HD_CENTRIFUGE_SEND,
+	HD_CENTRIFUGE_RPC,
+	HD_CENTRIFUGE_REFRESH,
+	HD_CENTRIFUGE_SUB_REFRESH,
+	HD_CENTRIFUGE_UNKNOWN,       /* an id with no known method member */
 };
 
 /* The member name of a method ("connect", …; "" for PONG and UNKNOWN). */
-const char *hd_cf_method_name(enum hd_cf_method m);
+const char *hd_centrifuge_method_name(enum hd_centrifuge_method m);
 
 /* Raw minified JSON text inside the command's storage; p NULL when absent. */
-struct hd_cf_raw {
+struct hd_centrifuge_raw {
 	const char *p;
 	size_t n;
 };
@@ -102,7 +102,7 @@ struct hd_cf_raw {
  * channel is the map key). Strings are decoded, NUL-terminated, owned by
  * the command, and "" when absent.
  */
-struct hd_cf_sub_req {
+struct hd_centrifuge_sub_req {
 	const char *channel;
 	const char *token;
 	const char *epoch;
@@ -112,23 +112,23 @@ struct hd_cf_sub_req {
 	bool recoverable;
 	bool join_leave;
 	int64_t flag;
-	struct hd_cf_raw data;
+	struct hd_centrifuge_raw data;
 };
 
-struct hd_cf_command {
+struct hd_centrifuge_command {
 	uint32_t id;               /* 0 when absent */
-	enum hd_cf_method method;
+	enum hd_centrifuge_method method;
 	/* connect */
 	const char *token;         /* connect.token, refresh.token, sub_refresh.token */
 	const char *name;          /* connect.name */
 	const char *version;       /* connect.version */
-	struct hd_cf_sub_req *subs; /* connect.subs, nsubs entries */
+	struct hd_centrifuge_sub_req *subs; /* connect.subs, nsubs entries */
 	size_t nsubs;
 	/* subscribe (all of it); unsubscribe, publish, presence, presence_stats,
 	 * history, sub_refresh (sub.channel) */
-	struct hd_cf_sub_req sub;
+	struct hd_centrifuge_sub_req sub;
 	/* connect, publish, rpc, send */
-	struct hd_cf_raw data;
+	struct hd_centrifuge_raw data;
 	/* history */
 	int32_t limit;             /* 0 when absent */
 	bool has_since;
@@ -144,37 +144,37 @@ struct hd_cf_command {
 
 /*
  * Decodes one command line[0, len). Returns 0 and fills cmd (free with
- * hd_cf_command_fini, also after an error); HD_EINVAL with err->msg saying
+ * hd_centrifuge_command_fini, also after an error); HD_EINVAL with err->msg saying
  * what is wrong (not JSON, not an object, a member of the wrong type, an
  * id that is not an integer in [0, 2^32), an offset that is not an
- * integer in [0, 2^64), more than HD_CF_SUBS_MAX subs, a method member
- * that is not an object); HD_ETOOBIG when len > HD_CF_LINE_MAX.
+ * integer in [0, 2^64), more than HD_CENTRIFUGE_SUBS_MAX subs, a method member
+ * that is not an object); HD_ETOOBIG when len > HD_CENTRIFUGE_LINE_MAX.
  * A non-pong command with id 0 is accepted here (the session decides).
  */
-int hd_cf_decode(const char *line, size_t len, struct hd_cf_command *cmd, struct hd_error *err);
+int hd_centrifuge_decode(const char *line, size_t len, struct hd_centrifuge_command *cmd, struct hd_error *err);
 /* Frees what the command owns and leaves it empty; calling it twice is safe. */
-void hd_cf_command_fini(struct hd_cf_command *cmd);
+void hd_centrifuge_command_fini(struct hd_centrifuge_command *cmd);
 
 /*
  * Iterates the commands of a frame: finds the next line of frame[*pos, len)
  * that holds anything but white space (space, tab, CR), sets *line and *n
  * to it (its '\n' excluded; it borrows frame) and advances *pos past it.
  * Returns false when no such line is left. Start with *pos = 0. Lines are
- * not length-checked here: hd_cf_decode refuses those over HD_CF_LINE_MAX.
+ * not length-checked here: hd_centrifuge_decode refuses those over HD_CENTRIFUGE_LINE_MAX.
  */
-bool hd_cf_next_line(const char *frame, size_t len, size_t *pos, const char **line, size_t *n);
+bool hd_centrifuge_next_line(const char *frame, size_t len, size_t *pos, const char **line, size_t *n);
 
 /* ---- Replies ------------------------------------------------------------ */
 
 /* A publication: data is the event JSON (raw, minified). */
-struct hd_cf_pub {
+struct hd_centrifuge_pub {
 	const char *data;
 	size_t len;
 	uint64_t offset;
 };
 
 /* A SubscribeResult. Zero/false/empty members are omitted on the wire. */
-struct hd_cf_sub_result {
+struct hd_centrifuge_sub_result {
 	const char *channel;       /* only for connect.subs (the map key) */
 	bool expires;
 	uint32_t ttl;
@@ -184,12 +184,12 @@ struct hd_cf_sub_result {
 	uint64_t offset;
 	bool recovered;
 	bool was_recovering;
-	const struct hd_cf_pub *pubs;
+	const struct hd_centrifuge_pub *pubs;
 	size_t npubs;
 };
 
 /* ConnectResult. */
-struct hd_cf_connect_result {
+struct hd_centrifuge_connect_result {
 	const char *client;
 	const char *version;
 	bool expires;
@@ -197,51 +197,51 @@ struct hd_cf_connect_result {
 	uint32_t ping;             /* seconds */
 	bool pong;
 	const char *node;
-	const struct hd_cf_sub_result *subs; /* server-side subscriptions, nsubs */
+	const struct hd_centrifuge_sub_result *subs; /* server-side subscriptions, nsubs */
 	size_t nsubs;
 };
 
 /* A presence entry. */
-struct hd_cf_client_info {
+struct hd_centrifuge_client_info {
 	const char *client;
 	const char *user;
 };
 
 /* {"id":N,"error":{"code":C,"message":"…"[,"temporary":true]}} */
-int hd_cf_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *message,
+int hd_centrifuge_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *message,
 		      bool temporary);
 /* {"id":N,"<method>":{}} (unsubscribe, publish, ping, sub_refresh, …).
- * With HD_CF_PONG or HD_CF_UNKNOWN there is no method member: id 0 gives
+ * With HD_CENTRIFUGE_PONG or HD_CENTRIFUGE_UNKNOWN there is no method member: id 0 gives
  * {}, the server's ping. */
-int hd_cf_reply_empty(struct hd_buf *b, uint32_t id, enum hd_cf_method m);
+int hd_centrifuge_reply_empty(struct hd_buf *b, uint32_t id, enum hd_centrifuge_method m);
 /* {"id":N,"connect":{…}} */
-int hd_cf_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_cf_connect_result *r);
+int hd_centrifuge_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_connect_result *r);
 /* {"id":N,"subscribe":{…}} */
-int hd_cf_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd_cf_sub_result *r);
+int hd_centrifuge_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_sub_result *r);
 /* {"id":N,"history":{"publications":[…],"epoch":"e","offset":top}} */
-int hd_cf_reply_history(struct hd_buf *b, uint32_t id, const struct hd_cf_pub *pubs, size_t n,
+int hd_centrifuge_reply_history(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
 			const char *epoch, uint64_t offset);
 /* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}} */
-int hd_cf_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_cf_client_info *c,
+int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 			 size_t n);
 /* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}} */
-int hd_cf_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
 /* {"id":N,"refresh":{"client":"c","version":"v","expires":true,"ttl":T}} */
-int hd_cf_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
+int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl);
 
 /* ---- Pushes ------------------------------------------------------------- */
 
 /* {"push":{"channel":"c","pub":{"data":<data>,"offset":N}}} — encoded once
  * per event and shared by every subscriber. */
-int hd_cf_push_pub(struct hd_buf *b, const char *channel, const struct hd_cf_pub *pub);
+int hd_centrifuge_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
 /* {"push":{"channel":"c","join":{"info":{"user":"u","client":"c"}}}}; leave likewise. */
-int hd_cf_push_join(struct hd_buf *b, const char *channel, const struct hd_cf_client_info *info);
-int hd_cf_push_leave(struct hd_buf *b, const char *channel, const struct hd_cf_client_info *info);
+int hd_centrifuge_push_join(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+int hd_centrifuge_push_leave(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
 /* {"push":{"channel":"c","unsubscribe":{"code":C,"reason":"r"}}} */
-int hd_cf_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code,
+int hd_centrifuge_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code,
 			   const char *reason);
 /* {"push":{"disconnect":{"code":C,"reason":"r","reconnect":bool}}} */
-int hd_cf_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
+int hd_centrifuge_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
 
 #endif

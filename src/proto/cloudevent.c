@@ -1,6 +1,12 @@
 /*
  * cloudevent — see cloudevent.h for the contract.
  *
+ * One file of about 1,250 lines because it is one idea, turning a publish
+ * request into the canonical stored JSON of its events: the four modes
+ * below share the attribute rules, the checks, the data encoding and the
+ * writer of the canonical form, and each mode is only its own front end
+ * over them (as Redis keeps t_stream.c whole).
+ *
  * The canonical JSON this file produces, by mode:
  *   structured  the members as received (minified, null-valued attributes
  *               and `topic`/`offset` dropped, member names written without
@@ -33,17 +39,15 @@
  */
 #include "proto/cloudevent.h"
 #include "core/text.h"
+#include "core/uuid.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
-#include "core/log.h"
 #include "proto/json_text.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #define CE_MEMBERS_MAX 128      /* members of one event object, ce- headers of one request */
 #define CE_NAME_MAX 20          /* bytes of an attribute name */
@@ -59,7 +63,6 @@
  * smaller bodies; this bounds the worst expansion (a text body of control
  * bytes escapes to six times its size) should that limit ever be raised.
  */
-#define CE_JSON_MAX ((size_t)64 << 20)
 
 /* A bit for each header that makes a request binary mode. */
 enum { CE_HAS_ID = 1, CE_HAS_SOURCE = 2, CE_HAS_TYPE = 4, CE_HAS_SPECVERSION = 8, CE_HAS_ALL = 15 };
@@ -156,34 +159,6 @@ static void text_fini(struct text *t)
 	t->heap = NULL;
 }
 
-/*
- * Copies s[0, n) into dst for an error message: at most 64 bytes, cut on a
- * UTF-8 boundary with "..." appended, bytes below 0x20, DEL, quotes and
- * backslashes replaced with '?', so a hostile name cannot garble the
- * message.
- */
-#define SHOW_MAX 64
-#define SHOW_SIZE (SHOW_MAX + 4)
-
-static const char *show(char dst[SHOW_SIZE], const char *s, size_t n)
-{
-	size_t k = n > SHOW_MAX ? SHOW_MAX : n, o = 0;
-
-	if (k < n)
-		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
-			k--;
-	for (size_t i = 0; i < k; i++) {
-		unsigned char c = (unsigned char)s[i];
-		dst[o++] = c < 0x20 || c == 0x7f || c == '\'' || c == '"' || c == '\\' ? '?' : (char)c;
-	}
-	if (k < n) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o] = '\0';
-	return dst;
-}
-
 /* CloudEvents attribute names: 1 to 20 of [a-z0-9]. */
 static bool valid_name(const char *s, size_t n)
 {
@@ -197,10 +172,10 @@ static bool valid_name(const char *s, size_t n)
 
 static int bad_name(const char *s, size_t n, struct hd_error *err)
 {
-	char shown[SHOW_SIZE];
+	char shown[HD_TEXT_SHOW_SIZE];
 	return hd_error_set(err, HD_EBADEVENT,
 			    "attribute name '%s' must be 1-20 lower-case letters or digits",
-			    show(shown, s, n));
+			    hd_text_show(shown, s, n));
 }
 
 /*
@@ -871,6 +846,34 @@ static bool is_ce(const struct hd_header *h)
 	return h->name_len >= 3 && memcmp(h->name, "ce-", 3) == 0;
 }
 
+/* The members a binary- or raw-mode event ends with (datacontenttype and
+ * data) and its closing brace. */
+static int put_tail(const struct ctx *cx, struct hd_buf *b, struct hd_error *err)
+{
+	int rc = put_content_type(cx, b, err);
+	if (rc == 0)
+		rc = put_data(cx, b, err);
+	if (rc == 0)
+		rc = hd_buf_putc(b, '}');
+	return rc;
+}
+
+/* Ends a binary- or raw-mode decode with rc: on success the facts and the
+ * JSON in b go to ev; either way b and f are released. Returns rc. */
+static int end_event(const struct ctx *cx, int rc, struct hd_buf *b, struct facts *f,
+		     struct hd_event *ev, struct hd_error *err)
+{
+	if (rc == 0) {
+		facts_to_event(cx, f, ev);
+		ev->json = hd_buf_steal(b, &ev->json_len);
+	}
+	if (rc == HD_ETOOBIG)
+		hd_error_set(err, rc, "the event would be larger than %zu bytes", HD_EVENT_JSON_MAX);
+	hd_buf_fini(b);
+	facts_fini(f);
+	return rc;
+}
+
 /* Decodes a binary-mode event: attributes from ce- headers, data from the body. */
 static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_error *err)
 {
@@ -886,7 +889,7 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 		if (is_ce(&req->headers[i]) && req->headers[i].value_len > max)
 			max = req->headers[i].value_len;
 	scratch = hd_malloc(max + 1);
-	hd_buf_init(&b, CE_JSON_MAX);
+	hd_buf_init(&b, HD_EVENT_JSON_MAX);
 
 	rc = hd_buf_putc(&b, '{');
 	for (size_t i = 0; i < req->nheaders && rc == 0; i++) {
@@ -894,7 +897,7 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 		const char *name = h->name + 3;
 		size_t nlen = h->name_len - 3, n;
 		struct value v = {.kind = K_STRING};
-		char shown[SHOW_SIZE];
+		char shown[HD_TEXT_SHOW_SIZE];
 
 		if (!is_ce(h))
 			continue;
@@ -930,7 +933,7 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 		if (!hd_json_text_utf8_valid(scratch, n)) {
 			rc = hd_error_set(err, HD_EBADEVENT,
 					  "header '%s' is not valid UTF-8 after percent-decoding",
-					  show(shown, h->name, h->name_len));
+					  hd_text_show(shown, h->name, h->name_len));
 			goto out;
 		}
 		if (is(name, nlen, "topic") || is(name, nlen, "offset"))
@@ -944,24 +947,12 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 	if (rc == 0 && !f.time)
 		rc = put_time_member(&b, req->now_ms);
 	if (rc == 0)
-		rc = put_content_type(cx, &b, err);
-	if (rc == 0)
-		rc = put_data(cx, &b, err);
-	if (rc == 0)
-		rc = hd_buf_putc(&b, '}');
+		rc = put_tail(cx, &b, err);
 	if (rc == 0)
 		rc = finish_facts(&f, err);
-	if (rc)
-		goto out;
-	facts_to_event(cx, &f, ev);
-	ev->json = hd_buf_steal(&b, &ev->json_len);
 out:
-	if (rc == HD_ETOOBIG)
-		hd_error_set(err, rc, "the event would be larger than %zu bytes", CE_JSON_MAX);
 	free(scratch);
-	hd_buf_fini(&b);
-	facts_fini(&f);
-	return rc;
+	return end_event(cx, rc, &b, &f, ev, err);
 }
 
 /* Completes a raw publish into an event (see the file header for its form). */
@@ -993,7 +984,7 @@ static int decode_raw(const struct ctx *cx, struct hd_event *ev, struct hd_error
 	memcpy(f.source + 8, req->topic, tlen + 1);
 	f.type = hd_strdup("herald.message");
 
-	hd_buf_init(&b, CE_JSON_MAX);
+	hd_buf_init(&b, HD_EVENT_JSON_MAX);
 	rc = hd_buf_putc(&b, '{');
 	if (rc == 0)
 		rc = put_string_member(&b, "specversion", "1.0", 3);
@@ -1006,21 +997,8 @@ static int decode_raw(const struct ctx *cx, struct hd_event *ev, struct hd_error
 	if (rc == 0)
 		rc = put_time_member(&b, req->now_ms);
 	if (rc == 0)
-		rc = put_content_type(cx, &b, err);
-	if (rc == 0)
-		rc = put_data(cx, &b, err);
-	if (rc == 0)
-		rc = hd_buf_putc(&b, '}');
-	if (rc)
-		goto out;
-	facts_to_event(cx, &f, ev);
-	ev->json = hd_buf_steal(&b, &ev->json_len);
-out:
-	if (rc == HD_ETOOBIG)
-		hd_error_set(err, rc, "the event would be larger than %zu bytes", CE_JSON_MAX);
-	hd_buf_fini(&b);
-	facts_fini(&f);
-	return rc;
+		rc = put_tail(cx, &b, err);
+	return end_event(cx, rc, &b, &f, ev, err);
 }
 
 /*
@@ -1131,29 +1109,29 @@ static int detect(const struct ctx *cx, enum mode *mode, struct hd_error *err)
 		{CE_HAS_TYPE, "ce-type"},
 		{CE_HAS_SPECVERSION, "ce-specversion"},
 	};
+	/* The event formats, batch first ("application/cloudevents" is a prefix
+	 * of its name): a media type starting with `type` is that format, and
+	 * only `type` itself or its `json` form is accepted. */
+	static const struct {
+		const char *type;
+		const char *json;
+		enum mode mode;
+	} formats[] = {
+		{"application/cloudevents-batch", "application/cloudevents-batch+json", MODE_BATCH},
+		{"application/cloudevents", "application/cloudevents+json", MODE_STRUCTURED},
+	};
 	const char *ct = cx->ctype;
 	size_t mt = ct ? media_type_len(ct, cx->ctype_len) : 0;
-	char shown[SHOW_SIZE];
+	char shown[HD_TEXT_SHOW_SIZE];
 
-	if (iprefix(ct, mt, "application/cloudevents-batch")) {
-		*mode = MODE_BATCH;
-		if (ieq(ct, mt, "application/cloudevents-batch") ||
-		    ieq(ct, mt, "application/cloudevents-batch+json"))
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		if (!iprefix(ct, mt, formats[i].type))
+			continue;
+		*mode = formats[i].mode;
+		if (ieq(ct, mt, formats[i].type) || ieq(ct, mt, formats[i].json))
 			return 0;
-		return hd_error_set(err, HD_EMEDIATYPE,
-				    "event format '%s' is not supported: send "
-				    "application/cloudevents-batch+json",
-				    show(shown, ct, mt));
-	}
-	if (iprefix(ct, mt, "application/cloudevents")) {
-		*mode = MODE_STRUCTURED;
-		if (ieq(ct, mt, "application/cloudevents") ||
-		    ieq(ct, mt, "application/cloudevents+json"))
-			return 0;
-		return hd_error_set(err, HD_EMEDIATYPE,
-				    "event format '%s' is not supported: send "
-				    "application/cloudevents+json",
-				    show(shown, ct, mt));
+		return hd_error_set(err, HD_EMEDIATYPE, "event format '%s' is not supported: send %s",
+				    hd_text_show(shown, ct, mt), formats[i].json);
 	}
 	*mode = cx->ce_required == CE_HAS_ALL ? MODE_BINARY : MODE_RAW;
 	if (*mode == MODE_RAW && cx->ce_any) {
@@ -1220,37 +1198,4 @@ void hd_ce_batch_fini(struct hd_ce_batch *b)
 		hd_event_fini(&b->events[i]);
 	free(b->events); /* the errors share its allocation */
 	memset(b, 0, sizeof(*b));
-}
-
-void hd_uuid_v4(char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char r[16];
-	size_t got = 0, o = 0;
-	int tries = 0;
-
-	while (got < sizeof(r)) {
-		ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		/* getrandom(2) fails only when interrupted before the entropy pool
-		 * is ready, or on kernels older than 3.17. Without randomness
-		 * generated ids would collide and dedup would drop real events,
-		 * so giving up is fatal. */
-		if (n < 0 && (errno == EINTR || errno == EAGAIN) && ++tries < 1000)
-			continue;
-		hd_log_error("getrandom_failed errno=%d", errno);
-		abort();
-	}
-	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
-	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* the RFC 4122 variant */
-	for (size_t i = 0; i < sizeof(r); i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[r[i] >> 4];
-		out[o++] = hex[r[i] & 15];
-	}
-	out[o] = '\0';
 }

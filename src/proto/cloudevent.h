@@ -54,6 +54,9 @@
 #include <stdint.h>
 
 #define HD_CE_BATCH_MAX 10000 /* events in one batch request */
+/* The ceiling of one event's canonical JSON (larger is HD_ETOOBIG); a
+ * buffer that holds one encoded event is sized from it. */
+#define HD_EVENT_JSON_MAX ((size_t)64 << 20)
 
 /* One validated event, ready to store. */
 /* Bits of hd_event.borrowed: the field lives inside json's allocation. */
@@ -105,8 +108,5 @@ struct hd_ce_batch {
  */
 int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err);
 void hd_ce_batch_fini(struct hd_ce_batch *b);
-
-/* Writes 36 chars + NUL of a random (version 4) UUID into out. */
-void hd_uuid_v4(char out[37]);
 
 #endif

@@ -138,7 +138,7 @@ static int read_events(struct hd_store *s, struct hd_store_reader *r, int64_t to
 	sqlite3_bind_int64(st, 3, out->now_ms);
 	sqlite3_bind_int64(st, 4, cutoff);
 	sqlite3_bind_int64(st, 5, out->limit);
-	while (bytes < HD_STORE_READ_BYTES_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (bytes < HD_READ_BYTES_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (out->n == cap) {
 			cap = cap ? cap * 2 : READ_INITIAL_EVENTS;
 			if (cap > out->limit)

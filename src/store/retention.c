@@ -260,7 +260,7 @@ static int sweep_topic(struct hd_store *s, const struct hd_sweep_topic *t, int64
 	if (low) {
 		size_t len = strlen(t->name);
 		struct hd_store_topic *c =
-			hd_topic_cache_find(&s->cache, t->name, len, hd_topic_hash(t->name, len));
+			hd_topic_cache_find(&s->cache, t->name, len, hd_topic_cache_hash(t->name, len));
 		if (c && c->low < low)
 			c->low = low;
 	}

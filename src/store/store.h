@@ -43,6 +43,8 @@
  *   records(kind TEXT, key TEXT,                       -- a module's small durable record:
  *           value TEXT, updated_ms INTEGER,            --   webhook subscriptions, user cursors
  *           PRIMARY KEY(kind, key)) WITHOUT ROWID
+ * The events, rows and limits above are the engine seam's vocabulary
+ * (engine/engine_types.h): the store implements them, nothing more.
  * (dedup has no expiry index: maintenance walks it in key order.)
  * Offsets are dense per topic from 1 and never reused while the topic
  * exists; deleting a topic removes its rows (its groups too), and a topic of
@@ -57,28 +59,13 @@
 
 #include "core/err.h"
 #include "core/rcbuf.h"
+#include "engine/engine_types.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define HD_EPOCH_LEN 16
-#define HD_TOPIC_NAME_MAX 255
-
 enum hd_store_sync { HD_SYNC_FULL, HD_SYNC_NORMAL, HD_SYNC_OFF };
-
-/* How long a topic keeps events; supplied per topic by the hub. */
-struct hd_topic_policy {
-	int64_t max_age_ms;      /* 0 = no age limit */
-	uint64_t max_count;      /* 0 = no count limit */
-	int64_t dedup_window_ms; /* 0 = no dedup */
-	bool history;            /* false: offsets are assigned but events are not kept,
-				    and low stays at last + 1 (a reader resuming from an
-				    earlier offset is told truncated, never silently) */
-};
-
-/* Must be thread-safe: called on the writer thread and on reader threads. */
-typedef void (*hd_store_policy_fn)(void *arg, const char *topic, struct hd_topic_policy *out);
 
 #define HD_STORE_DEDUP_MAX_DEFAULT 4000000
 
@@ -96,18 +83,10 @@ struct hd_store_opts {
 	/* Dedup keys the writer holds in memory (store/dedup.h); past it the
 	 * oldest go early. 0 = HD_STORE_DEDUP_MAX_DEFAULT. */
 	size_t dedup_max_entries;
-	hd_store_policy_fn policy;
+	hd_topic_policy_fn policy;       /* engine/engine_types.h */
 	void *policy_arg;
 	void (*notify)(void *arg);       /* writer thread: completed batches are ready */
 	void *notify_arg;
-};
-
-/* An event as stored: what reads return and the ring keeps. */
-struct hd_stored_event {
-	uint64_t offset;
-	int64_t time_ms;         /* when it was stored */
-	int64_t expires_ms;      /* 0 = never */
-	struct hd_rcbuf *json;   /* the event JSON including "topic" and "offset" members */
 };
 
 /* One event to append. Inputs are borrowed until the batch is drained. */
@@ -127,35 +106,6 @@ struct hd_store_item {
 	uint64_t topic_low;      /* topic state right after this commit */
 	uint64_t topic_last;
 	char epoch[HD_EPOCH_LEN + 1];
-};
-
-#define HD_GROUP_NAME_MAX 128
-
-/* A pull consumer group's durable state (the groups table). */
-struct hd_group_row {
-	char topic[HD_TOPIC_NAME_MAX + 1];
-	char name[HD_GROUP_NAME_MAX + 1];
-	uint64_t ack_floor;
-	char *acked;             /* lease.h's durable form; borrowed when submitted,
-				    owned (free) when returned by hd_store_group_list */
-	uint32_t ack_wait_ms;
-	uint32_t max_deliveries;
-	bool ordered;
-	int64_t created_ms;
-};
-
-#define HD_RECORD_KIND_MAX 15
-#define HD_RECORD_KEY_MAX 512
-#define HD_RECORD_VALUE_MAX (256u * 1024)
-
-/* A module's small durable record (the records table): (kind, key) → value.
- * The store does not look inside value; the module owning `kind` does. */
-struct hd_record {
-	char kind[HD_RECORD_KIND_MAX + 1];
-	char key[HD_RECORD_KEY_MAX + 1];
-	char *value;             /* NUL-terminated text, <= HD_RECORD_VALUE_MAX bytes;
-				    borrowed when submitted, owned (free) when returned */
-	int64_t updated_ms;
 };
 
 /* APPEND: events. DELETE_TOPIC: a topic with its events, dedup entries and
@@ -218,24 +168,10 @@ struct hd_store_read {
 	char epoch[HD_EPOCH_LEN + 1];
 };
 
-/* A read stops after this many bytes of event JSON (at least one event is
- * returned), so `limit` large events cannot make one read unbounded. */
-#define HD_STORE_READ_BYTES_MAX (8u * 1024 * 1024)
-
 /* Any thread but the writer. Returns 0 (also for a topic that does not exist:
  * exists=false, n=0) or HD_ESTORE. */
 int hd_store_read(struct hd_store *s, const char *topic, struct hd_store_read *r);
 void hd_store_read_fini(struct hd_store_read *r);
-
-struct hd_topic_info {
-	char name[HD_TOPIC_NAME_MAX + 1];
-	char epoch[HD_EPOCH_LEN + 1];
-	uint64_t first;          /* smallest kept offset, or last + 1 when none kept */
-	uint64_t last;
-	uint64_t count;
-	uint64_t bytes;
-	int64_t created_ms;
-};
 
 /* Any thread but the writer. Returns 0 or HD_ENOTFOUND / HD_ESTORE. */
 int hd_store_topic_info(struct hd_store *s, const char *topic, struct hd_topic_info *out);

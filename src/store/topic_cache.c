@@ -40,7 +40,7 @@ void hd_topic_cache_fini(struct hd_topic_cache *c)
 
 /* FNV-1a: short keys, no adversary that could choose the names to collide
  * beyond what the topic name limits already allow. */
-uint32_t hd_topic_hash(const char *name, size_t len)
+uint32_t hd_topic_cache_hash(const char *name, size_t len)
 {
 	uint32_t h = 2166136261u;
 	for (size_t i = 0; i < len; i++) {
@@ -143,7 +143,7 @@ struct hd_store_topic *hd_store_topic_new(const char *name, size_t len)
 	memcpy(t->name, name, len);
 	t->name[len] = '\0';
 	t->name_len = len;
-	t->hash = hd_topic_hash(name, len);
+	t->hash = hd_topic_cache_hash(name, len);
 	p = t->name + len + 1;
 	t->prefix = p;
 	t->prefix_len = plen;

@@ -55,7 +55,7 @@ void hd_topic_cache_fini(struct hd_topic_cache *c);
 /* Frees every entry in the map; keeps the buckets. */
 void hd_topic_cache_clear(struct hd_topic_cache *c);
 
-uint32_t hd_topic_hash(const char *name, size_t len);
+uint32_t hd_topic_cache_hash(const char *name, size_t len);
 /* Returns borrowed, valid until removed or cleared; NULL when absent. */
 struct hd_store_topic *hd_topic_cache_find(const struct hd_topic_cache *c, const char *name,
 					   size_t len, uint32_t hash);

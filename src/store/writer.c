@@ -172,7 +172,7 @@ static int load_topic(struct hd_store *s, const char *name, size_t len, bool cre
 static int touch(struct hd_store *s, const char *name, size_t len, bool create,
 		 struct hd_store_topic **out)
 {
-	uint32_t h = hd_topic_hash(name, len);
+	uint32_t h = hd_topic_cache_hash(name, len);
 	struct hd_store_topic *t = hd_topic_cache_find(&s->cache, name, len, h);
 	int rc;
 

@@ -7,6 +7,8 @@
 #ifndef HD_WEBHOOK_ATTEMPTS_H
 #define HD_WEBHOOK_ATTEMPTS_H
 
+#include "engine/engine_types.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,7 +16,6 @@ struct hd_buf;
 
 #define HD_ATTEMPTS_MAX 100
 #define HD_ATTEMPT_ERROR_MAX 120
-#define HD_ATTEMPT_TOPIC_MAX 255      /* HD_TOPIC_NAME_MAX */
 
 /* What came of an attempt. */
 enum hd_attempt_result {
@@ -33,7 +34,7 @@ struct hd_attempt {
 	int64_t next_ms;         /* RETRY: when the next attempt may go */
 	enum hd_attempt_result result;
 	char error[HD_ATTEMPT_ERROR_MAX]; /* "" when a response came */
-	char topic[HD_ATTEMPT_TOPIC_MAX + 1]; /* a pattern subscription's topic; "" otherwise */
+	char topic[HD_TOPIC_NAME_MAX + 1]; /* a pattern subscription's topic; "" otherwise */
 };
 
 struct hd_attempts {

@@ -33,7 +33,7 @@
 #define HD_WEBHOOK_SUB_CONFIG_H
 
 #include "core/err.h"
-#include "store/store.h"
+#include "engine/engine_types.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -4,7 +4,7 @@
  *
  * Input: a WebSocket text frame as a client would send it (the seeds in
  * tests/fuzz/corpus/centrifuge/ are such frames). The whole input is
- * decoded as one command line, then each line hd_cf_next_line yields from
+ * decoded as one command line, then each line hd_centrifuge_next_line yields from
  * it is decoded too.
  *
  * Properties checked:
@@ -14,7 +14,7 @@
  *   - a decoded command keeps its promises: a pong has id 0, an unknown
  *     command a non-zero id; every string is NUL-terminated inside the
  *     command's storage (or the empty string); raw data is minified JSON
- *     inside the storage; at most HD_CF_SUBS_MAX subs;
+ *     inside the storage; at most HD_CENTRIFUGE_SUBS_MAX subs;
  *   - re-encoding its parts (its channel as an error message, its epoch
  *     and offset in a subscribe reply, its subs in a connect reply, its
  *     data as a publication, …) gives compact, valid JSON objects with no
@@ -37,12 +37,12 @@
 #define OUT_MAX (1 << 20)
 
 
-static bool inside(const struct hd_cf_command *c, const char *p, size_t n)
+static bool inside(const struct hd_centrifuge_command *c, const char *p, size_t n)
 {
 	return p >= c->mem && n <= c->mem_len && (size_t)(p - c->mem) <= c->mem_len - n;
 }
 
-static void check_string(const struct hd_cf_command *c, const char *s)
+static void check_string(const struct hd_centrifuge_command *c, const char *s)
 {
 	CHECK(s != NULL);
 	if (s[0] == '\0')
@@ -51,7 +51,7 @@ static void check_string(const struct hd_cf_command *c, const char *s)
 	CHECK(memchr(s, '\0', c->mem_len - (size_t)(s - c->mem)) != NULL);
 }
 
-static void check_raw(const struct hd_cf_command *c, struct hd_cf_raw r)
+static void check_raw(const struct hd_centrifuge_command *c, struct hd_centrifuge_raw r)
 {
 	struct hd_json_text_scan sc = {0};
 	char *out;
@@ -65,7 +65,7 @@ static void check_raw(const struct hd_cf_command *c, struct hd_cf_raw r)
 	free(out);
 }
 
-static void check_sub(const struct hd_cf_command *c, const struct hd_cf_sub_req *s)
+static void check_sub(const struct hd_centrifuge_command *c, const struct hd_centrifuge_sub_req *s)
 {
 	check_string(c, s->channel);
 	check_string(c, s->token);
@@ -94,10 +94,10 @@ static void check_output(struct hd_buf *b, int rc)
 }
 
 /* Writes the subscribe request back as a command and decodes it again. */
-static void round_trip(const struct hd_cf_command *c)
+static void round_trip(const struct hd_centrifuge_command *c)
 {
-	const struct hd_cf_sub_req *s = &c->sub;
-	struct hd_cf_command again;
+	const struct hd_centrifuge_sub_req *s = &c->sub;
+	struct hd_centrifuge_command again;
 	struct hd_error err;
 	struct hd_buf b;
 	int rc = 0;
@@ -118,12 +118,12 @@ static void round_trip(const struct hd_cf_command *c)
 	}
 	rc |= hd_buf_printf(&b, "},\"id\":%u}", c->id);
 	CHECK(rc == 0);
-	if (b.len <= HD_CF_LINE_MAX) {
-		rc = hd_cf_decode(b.data, b.len, &again, &err);
+	if (b.len <= HD_CENTRIFUGE_LINE_MAX) {
+		rc = hd_centrifuge_decode(b.data, b.len, &again, &err);
 		if (rc)
 			fprintf(stderr, "round trip refused: %s\n%s\n", err.msg, b.data);
 		CHECK(rc == 0);
-		CHECK(again.method == HD_CF_SUBSCRIBE && again.id == c->id);
+		CHECK(again.method == HD_CENTRIFUGE_SUBSCRIBE && again.id == c->id);
 		CHECK(strcmp(again.sub.channel, s->channel) == 0);
 		CHECK(strcmp(again.sub.token, s->token) == 0);
 		CHECK(strcmp(again.sub.epoch, s->epoch) == 0);
@@ -131,23 +131,23 @@ static void round_trip(const struct hd_cf_command *c)
 		CHECK(again.sub.recover == s->recover);
 		CHECK(again.sub.data.n == s->data.n);
 		CHECK(s->data.n == 0 || memcmp(again.sub.data.p, s->data.p, s->data.n) == 0);
-		hd_cf_command_fini(&again);
+		hd_centrifuge_command_fini(&again);
 	}
 	hd_buf_fini(&b);
 }
 
 /* Encodes parts of a decoded command with every encoder. */
-static void re_encode(const struct hd_cf_command *c)
+static void re_encode(const struct hd_centrifuge_command *c)
 {
-	struct hd_cf_sub_result subs[HD_CF_SUBS_MAX];
-	struct hd_cf_pub pub = {c->data.p, c->data.n, c->sub.offset};
-	struct hd_cf_client_info info = {.client = c->token, .user = c->name};
+	struct hd_centrifuge_sub_result subs[HD_CENTRIFUGE_SUBS_MAX];
+	struct hd_centrifuge_pub pub = {c->data.p, c->data.n, c->sub.offset};
+	struct hd_centrifuge_client_info info = {.client = c->token, .user = c->name};
 	struct hd_buf b;
 
 	hd_buf_init(&b, OUT_MAX);
-	check_output(&b, hd_cf_reply_error(&b, c->id, 107, c->sub.channel, c->sub.recover));
-	check_output(&b, hd_cf_reply_empty(&b, c->id, c->method));
-	struct hd_cf_sub_result r = {
+	check_output(&b, hd_centrifuge_reply_error(&b, c->id, 107, c->sub.channel, c->sub.recover));
+	check_output(&b, hd_centrifuge_reply_empty(&b, c->id, c->method));
+	struct hd_centrifuge_sub_result r = {
 		.recoverable = c->sub.recoverable,
 		.positioned = c->sub.positioned,
 		.epoch = c->sub.epoch,
@@ -156,15 +156,15 @@ static void re_encode(const struct hd_cf_command *c)
 		.pubs = &pub,
 		.npubs = c->data.p ? 1 : 0,
 	};
-	check_output(&b, hd_cf_reply_subscribe(&b, c->id, &r));
+	check_output(&b, hd_centrifuge_reply_subscribe(&b, c->id, &r));
 	for (size_t i = 0; i < c->nsubs; i++)
-		subs[i] = (struct hd_cf_sub_result){
+		subs[i] = (struct hd_centrifuge_sub_result){
 			.channel = c->subs[i].channel,
 			.epoch = c->subs[i].epoch,
 			.offset = c->subs[i].offset,
 			.recoverable = c->subs[i].recover,
 		};
-	struct hd_cf_connect_result cr = {
+	struct hd_centrifuge_connect_result cr = {
 		.client = c->token,
 		.version = c->version,
 		.node = c->name,
@@ -172,40 +172,40 @@ static void re_encode(const struct hd_cf_command *c)
 		.subs = subs,
 		.nsubs = c->nsubs,
 	};
-	check_output(&b, hd_cf_reply_connect(&b, c->id, &cr));
-	check_output(&b, hd_cf_reply_history(&b, c->id, &pub, c->data.p ? 1 : 0, c->since_epoch,
+	check_output(&b, hd_centrifuge_reply_connect(&b, c->id, &cr));
+	check_output(&b, hd_centrifuge_reply_history(&b, c->id, &pub, c->data.p ? 1 : 0, c->since_epoch,
 					     c->since_offset));
-	check_output(&b, hd_cf_reply_presence(&b, c->id, &info, 1));
-	check_output(&b, hd_cf_reply_presence_stats(&b, c->id, c->id, (uint32_t)c->limit));
-	check_output(&b, hd_cf_reply_refresh(&b, c->id, c->token, c->rpc_method, c->reverse,
+	check_output(&b, hd_centrifuge_reply_presence(&b, c->id, &info, 1));
+	check_output(&b, hd_centrifuge_reply_presence_stats(&b, c->id, c->id, (uint32_t)c->limit));
+	check_output(&b, hd_centrifuge_reply_refresh(&b, c->id, c->token, c->rpc_method, c->reverse,
 					     c->id));
 	if (c->data.p)
-		check_output(&b, hd_cf_push_pub(&b, c->sub.channel, &pub));
-	check_output(&b, hd_cf_push_join(&b, c->sub.channel, &info));
-	check_output(&b, hd_cf_push_leave(&b, c->sub.epoch, &info));
-	check_output(&b, hd_cf_push_unsubscribe(&b, c->sub.channel, c->id, c->rpc_method));
-	check_output(&b, hd_cf_push_disconnect(&b, c->id, c->since_epoch, c->has_since));
+		check_output(&b, hd_centrifuge_push_pub(&b, c->sub.channel, &pub));
+	check_output(&b, hd_centrifuge_push_join(&b, c->sub.channel, &info));
+	check_output(&b, hd_centrifuge_push_leave(&b, c->sub.epoch, &info));
+	check_output(&b, hd_centrifuge_push_unsubscribe(&b, c->sub.channel, c->id, c->rpc_method));
+	check_output(&b, hd_centrifuge_push_disconnect(&b, c->id, c->since_epoch, c->has_since));
 	hd_buf_fini(&b);
 }
 
 static void decode_one(const char *line, size_t n)
 {
-	struct hd_cf_command c;
+	struct hd_centrifuge_command c;
 	struct hd_error err;
-	int rc = hd_cf_decode(line, n, &c, &err);
+	int rc = hd_centrifuge_decode(line, n, &c, &err);
 
 	if (rc) {
 		CHECK(rc < 0 && err.code == rc && err.msg[0]);
 		CHECK(c.mem == NULL && c.subs == NULL && c.nsubs == 0);
-		CHECK(rc == HD_EINVAL || (rc == HD_ETOOBIG && n > HD_CF_LINE_MAX));
-		hd_cf_command_fini(&c);
+		CHECK(rc == HD_EINVAL || (rc == HD_ETOOBIG && n > HD_CENTRIFUGE_LINE_MAX));
+		hd_centrifuge_command_fini(&c);
 		return;
 	}
 	CHECK(err.code == 0 && err.msg[0] == '\0');
-	CHECK(c.method >= HD_CF_PONG && c.method <= HD_CF_UNKNOWN);
-	CHECK(c.method != HD_CF_PONG || c.id == 0);
-	CHECK(c.method != HD_CF_UNKNOWN || c.id != 0);
-	CHECK(c.nsubs <= HD_CF_SUBS_MAX && (c.nsubs == 0 || c.subs != NULL));
+	CHECK(c.method >= HD_CENTRIFUGE_PONG && c.method <= HD_CENTRIFUGE_UNKNOWN);
+	CHECK(c.method != HD_CENTRIFUGE_PONG || c.id == 0);
+	CHECK(c.method != HD_CENTRIFUGE_UNKNOWN || c.id != 0);
+	CHECK(c.nsubs <= HD_CENTRIFUGE_SUBS_MAX && (c.nsubs == 0 || c.subs != NULL));
 	check_string(&c, c.token);
 	check_string(&c, c.name);
 	check_string(&c, c.version);
@@ -216,22 +216,22 @@ static void decode_one(const char *line, size_t n)
 	for (size_t i = 0; i < c.nsubs; i++)
 		check_sub(&c, &c.subs[i]);
 	re_encode(&c);
-	if (c.method == HD_CF_SUBSCRIBE)
+	if (c.method == HD_CENTRIFUGE_SUBSCRIBE)
 		round_trip(&c);
-	hd_cf_command_fini(&c);
-	hd_cf_command_fini(&c);
+	hd_centrifuge_command_fini(&c);
+	hd_centrifuge_command_fini(&c);
 }
 
 /* Decoding without an error struct must give the same answer. */
 static void same_without_err(const char *line, size_t n)
 {
-	struct hd_cf_command a, b;
-	int ra = hd_cf_decode(line, n, &a, NULL);
-	int rb = hd_cf_decode(line, n, &b, NULL);
+	struct hd_centrifuge_command a, b;
+	int ra = hd_centrifuge_decode(line, n, &a, NULL);
+	int rb = hd_centrifuge_decode(line, n, &b, NULL);
 
 	CHECK(ra == rb && a.method == b.method && a.id == b.id);
-	hd_cf_command_fini(&a);
-	hd_cf_command_fini(&b);
+	hd_centrifuge_command_fini(&a);
+	hd_centrifuge_command_fini(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -241,7 +241,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	decode_one(frame, size);
 	same_without_err(frame, size);
-	while (hd_cf_next_line(frame, size, &pos, &line, &n)) {
+	while (hd_centrifuge_next_line(frame, size, &pos, &line, &n)) {
 		CHECK(line >= frame + last && n > 0 && (size_t)(line - frame) + n <= size);
 		CHECK(memchr(line, '\n', n) == NULL);
 		CHECK(pos > last && pos <= size);

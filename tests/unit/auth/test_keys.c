@@ -100,29 +100,29 @@ static void test_scopes(void **state)
 	struct hd_error err = {0};
 
 	assert_int_equal(hd_keys_parse_scopes(&k, "publish:rides publish:user", &err), 0);
-	assert_true(hd_key_allows(&k, HD_KEY_PUBLISH, "rides:9"));
-	assert_true(hd_key_allows(&k, HD_KEY_PUBLISH, "user:42"));
-	assert_false(hd_key_allows(&k, HD_KEY_PUBLISH, "ridesx:9"));
-	assert_false(hd_key_allows(&k, HD_KEY_PUBLISH, "ride:9"));
-	assert_false(hd_key_allows(&k, HD_KEY_PUBLISH, "rides")); /* no namespace */
-	assert_false(hd_key_allows(&k, HD_KEY_READ, "rides:9"));
-	assert_false(hd_key_allows(&k, HD_KEY_ADMIN, NULL));
-	assert_false(hd_key_allows(&k, HD_KEY_METRICS, NULL));
+	assert_true(hd_keys_allows(&k, HD_KEY_PUBLISH, "rides:9"));
+	assert_true(hd_keys_allows(&k, HD_KEY_PUBLISH, "user:42"));
+	assert_false(hd_keys_allows(&k, HD_KEY_PUBLISH, "ridesx:9"));
+	assert_false(hd_keys_allows(&k, HD_KEY_PUBLISH, "ride:9"));
+	assert_false(hd_keys_allows(&k, HD_KEY_PUBLISH, "rides")); /* no namespace */
+	assert_false(hd_keys_allows(&k, HD_KEY_READ, "rides:9"));
+	assert_false(hd_keys_allows(&k, HD_KEY_ADMIN, NULL));
+	assert_false(hd_keys_allows(&k, HD_KEY_METRICS, NULL));
 
 	assert_int_equal(hd_keys_parse_scopes(&k, "publish:*", &err), 0);
-	assert_true(hd_key_allows(&k, HD_KEY_PUBLISH, "rides"));
-	assert_false(hd_key_allows(&k, HD_KEY_READ, "rides"));
+	assert_true(hd_keys_allows(&k, HD_KEY_PUBLISH, "rides"));
+	assert_false(hd_keys_allows(&k, HD_KEY_READ, "rides"));
 
 	assert_int_equal(hd_keys_parse_scopes(&k, "read, metrics", &err), 0);
-	assert_true(hd_key_allows(&k, HD_KEY_READ, "x"));
-	assert_true(hd_key_allows(&k, HD_KEY_METRICS, NULL));
-	assert_false(hd_key_allows(&k, HD_KEY_PUBLISH, "x:1"));
+	assert_true(hd_keys_allows(&k, HD_KEY_READ, "x"));
+	assert_true(hd_keys_allows(&k, HD_KEY_METRICS, NULL));
+	assert_false(hd_keys_allows(&k, HD_KEY_PUBLISH, "x:1"));
 
 	assert_int_equal(hd_keys_parse_scopes(&k, "admin", &err), 0);
-	assert_true(hd_key_allows(&k, HD_KEY_PUBLISH, "x"));
-	assert_true(hd_key_allows(&k, HD_KEY_READ, "x"));
-	assert_true(hd_key_allows(&k, HD_KEY_METRICS, NULL));
-	assert_true(hd_key_allows(&k, HD_KEY_ADMIN, NULL));
+	assert_true(hd_keys_allows(&k, HD_KEY_PUBLISH, "x"));
+	assert_true(hd_keys_allows(&k, HD_KEY_READ, "x"));
+	assert_true(hd_keys_allows(&k, HD_KEY_METRICS, NULL));
+	assert_true(hd_keys_allows(&k, HD_KEY_ADMIN, NULL));
 
 	assert_int_equal(hd_keys_parse_scopes(&k, "write", &err), HD_ECONFIG);
 	assert_non_null(strstr(err.msg, "unknown scope 'write'"));

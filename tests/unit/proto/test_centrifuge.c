@@ -25,15 +25,15 @@
 /* A publication of the JSON literal s at offset off. */
 #define PUB(s, off) {(s), sizeof(s) - 1, (off)}
 
-static struct hd_cf_command cmd;
+static struct hd_centrifuge_command cmd;
 static struct hd_error err;
 
 /* Decodes line and expects success; returns &cmd (fini'd by the next call). */
-static const struct hd_cf_command *ok(const char *line)
+static const struct hd_centrifuge_command *ok(const char *line)
 {
-	hd_cf_command_fini(&cmd);
+	hd_centrifuge_command_fini(&cmd);
 	memset(&err, 0x55, sizeof(err)); /* prove the decoder sets it */
-	int rc = hd_cf_decode(line, strlen(line), &cmd, &err);
+	int rc = hd_centrifuge_decode(line, strlen(line), &cmd, &err);
 	if (rc != 0)
 		fail_msg("refused (%d): %s\nline: %s", rc, err.msg, line);
 	assert_int_equal(err.code, 0);
@@ -44,9 +44,9 @@ static const struct hd_cf_command *ok(const char *line)
 /* Decodes line[0, n) and expects code with exactly msg. */
 static void bad_n(const char *line, size_t n, int code, const char *msg)
 {
-	hd_cf_command_fini(&cmd);
+	hd_centrifuge_command_fini(&cmd);
 	memset(&err, 0x55, sizeof(err));
-	int rc = hd_cf_decode(line, n, &cmd, &err);
+	int rc = hd_centrifuge_decode(line, n, &cmd, &err);
 	if (rc == 0)
 		fail_msg("accepted: %.*s\nexpected: %s", (int)n, line, msg);
 	assert_int_equal(rc, code);
@@ -66,7 +66,7 @@ static void bad(const char *line, const char *msg)
 	bad_n(line, strlen(line), HD_EINVAL, msg);
 }
 
-static void raw_is(struct hd_cf_raw r, const char *text)
+static void raw_is(struct hd_centrifuge_raw r, const char *text)
 {
 	if (!text) {
 		assert_null(r.p);
@@ -79,7 +79,7 @@ static void raw_is(struct hd_cf_raw r, const char *text)
 
 static int teardown(void **state)
 {
-	hd_cf_command_fini(&cmd);
+	hd_centrifuge_command_fini(&cmd);
 	return 0;
 }
 
@@ -87,10 +87,10 @@ static int teardown(void **state)
 
 static void test_decode_js_connect(void **state)
 {
-	const struct hd_cf_command *c =
+	const struct hd_centrifuge_command *c =
 		ok("{\"connect\":{\"token\":\"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.sig\","
 		   "\"name\":\"js\"},\"id\":1}");
-	assert_int_equal(c->method, HD_CF_CONNECT);
+	assert_int_equal(c->method, HD_CENTRIFUGE_CONNECT);
 	assert_int_equal(c->id, 1);
 	assert_string_equal(c->token, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.sig");
 	assert_string_equal(c->name, "js");
@@ -107,12 +107,12 @@ static void test_decode_js_connect(void **state)
 
 static void test_decode_js_connect_subs(void **state)
 {
-	const struct hd_cf_command *c =
+	const struct hd_centrifuge_command *c =
 		ok("{\"connect\":{\"token\":\"t\",\"subs\":{"
 		   "\"user:42\":{\"recover\":true,\"offset\":7,\"epoch\":\"e1\"},"
 		   "\"rides:981\":{},"
 		   "\"x\":{\"channel\":\"ignored\",\"token\":\"st\",\"flag\":1}}},\"id\":1}");
-	assert_int_equal(c->method, HD_CF_CONNECT);
+	assert_int_equal(c->method, HD_CENTRIFUGE_CONNECT);
 	assert_int_equal(c->nsubs, 3);
 	assert_string_equal(c->subs[0].channel, "user:42");
 	assert_true(c->subs[0].recover);
@@ -136,9 +136,9 @@ static void test_decode_js_connect_subs(void **state)
 
 static void test_decode_js_subscribe(void **state)
 {
-	const struct hd_cf_command *c =
+	const struct hd_centrifuge_command *c =
 		ok("{\"subscribe\":{\"channel\":\"rides:981\",\"flag\":1},\"id\":2}");
-	assert_int_equal(c->method, HD_CF_SUBSCRIBE);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SUBSCRIBE);
 	assert_int_equal(c->id, 2);
 	assert_string_equal(c->sub.channel, "rides:981");
 	assert_int_equal(c->sub.flag, 1);
@@ -171,10 +171,10 @@ static void test_decode_js_subscribe(void **state)
 
 static void test_decode_js_history_publish_refresh_pong(void **state)
 {
-	const struct hd_cf_command *c =
+	const struct hd_centrifuge_command *c =
 		ok("{\"history\":{\"channel\":\"c\",\"limit\":10,\"since\":{\"offset\":5,"
 		   "\"epoch\":\"e\"},\"reverse\":true},\"id\":8}");
-	assert_int_equal(c->method, HD_CF_HISTORY);
+	assert_int_equal(c->method, HD_CENTRIFUGE_HISTORY);
 	assert_string_equal(c->sub.channel, "c");
 	assert_int_equal(c->limit, 10);
 	assert_true(c->has_since);
@@ -194,66 +194,66 @@ static void test_decode_js_history_publish_refresh_pong(void **state)
 
 	c = ok("{\"publish\":{\"channel\":\"chat\",\"data\":{\"text\":\"hi there\",\"n\":[1, "
 	       "2.50, {\"x\" : null}]}},\"id\":5}");
-	assert_int_equal(c->method, HD_CF_PUBLISH);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PUBLISH);
 	assert_string_equal(c->sub.channel, "chat");
 	raw_is(c->data, "{\"text\":\"hi there\",\"n\":[1,2.50,{\"x\":null}]}");
 
 	c = ok("{\"refresh\":{\"token\":\"new.jwt.token\"},\"id\":11}");
-	assert_int_equal(c->method, HD_CF_REFRESH);
+	assert_int_equal(c->method, HD_CENTRIFUGE_REFRESH);
 	assert_string_equal(c->token, "new.jwt.token");
 
 	c = ok("{}");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 	assert_int_equal(c->id, 0);
 	c = ok("  {  }\r");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 }
 
 static void test_decode_other_methods(void **state)
 {
-	const struct hd_cf_command *c = ok("{\"id\":3,\"unsubscribe\":{\"channel\":\"a\"}}");
-	assert_int_equal(c->method, HD_CF_UNSUBSCRIBE);
+	const struct hd_centrifuge_command *c = ok("{\"id\":3,\"unsubscribe\":{\"channel\":\"a\"}}");
+	assert_int_equal(c->method, HD_CENTRIFUGE_UNSUBSCRIBE);
 	assert_string_equal(c->sub.channel, "a");
 
 	c = ok("{\"id\":4,\"presence\":{\"channel\":\"p\"}}");
-	assert_int_equal(c->method, HD_CF_PRESENCE);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PRESENCE);
 	assert_string_equal(c->sub.channel, "p");
 
 	c = ok("{\"id\":5,\"presence_stats\":{\"channel\":\"ps\"}}");
-	assert_int_equal(c->method, HD_CF_PRESENCE_STATS);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PRESENCE_STATS);
 	assert_string_equal(c->sub.channel, "ps");
 
 	c = ok("{\"id\":6,\"ping\":{}}");
-	assert_int_equal(c->method, HD_CF_PING);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PING);
 
 	c = ok("{\"send\":{\"data\":[1,true]}}");
-	assert_int_equal(c->method, HD_CF_SEND);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SEND);
 	assert_int_equal(c->id, 0);
 	raw_is(c->data, "[1,true]");
 
 	c = ok("{\"id\":7,\"rpc\":{\"method\":\"sum\",\"data\":{\"a\":1}}}");
-	assert_int_equal(c->method, HD_CF_RPC);
+	assert_int_equal(c->method, HD_CENTRIFUGE_RPC);
 	assert_string_equal(c->rpc_method, "sum");
 	raw_is(c->data, "{\"a\":1}");
 
 	c = ok("{\"id\":8,\"sub_refresh\":{\"channel\":\"c\",\"token\":\"t\"}}");
-	assert_int_equal(c->method, HD_CF_SUB_REFRESH);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SUB_REFRESH);
 	assert_string_equal(c->sub.channel, "c");
 	assert_string_equal(c->token, "t");
 
 	/* An id with no known method is UNKNOWN (the session answers 104). */
 	c = ok("{\"id\":9}");
-	assert_int_equal(c->method, HD_CF_UNKNOWN);
+	assert_int_equal(c->method, HD_CENTRIFUGE_UNKNOWN);
 	c = ok("{\"id\":9,\"teleport\":{\"to\":\"mars\"}}");
-	assert_int_equal(c->method, HD_CF_UNKNOWN);
+	assert_int_equal(c->method, HD_CENTRIFUGE_UNKNOWN);
 	/* No id and no known method is a pong. */
 	c = ok("{\"teleport\":{}}");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 	c = ok("{\"id\":0}");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 	/* A non-pong command with id 0 is left to the session. */
 	c = ok("{\"id\":0,\"subscribe\":{\"channel\":\"c\"}}");
-	assert_int_equal(c->method, HD_CF_SUBSCRIBE);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SUBSCRIBE);
 	assert_int_equal(c->id, 0);
 }
 
@@ -262,29 +262,29 @@ static void test_decode_other_methods(void **state)
 static void test_decode_member_order_unknown_and_null(void **state)
 {
 	/* Unknown members anywhere, of any type, before and after. */
-	const struct hd_cf_command *c =
+	const struct hd_centrifuge_command *c =
 		ok("{\"future\":[1,{\"a\":[]}],\"subscribe\":{\"zz\":{\"deep\":[[[]]]},"
 		   "\"channel\":\"c\",\"extra\":null},\"later\":\"x\",\"id\":12}");
-	assert_int_equal(c->method, HD_CF_SUBSCRIBE);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SUBSCRIBE);
 	assert_int_equal(c->id, 12);
 	assert_string_equal(c->sub.channel, "c");
 
 	/* The first known method is the command; later ones are not read. */
 	c = ok("{\"publish\":{\"channel\":\"p\"},\"subscribe\":{\"channel\":7},\"id\":1}");
-	assert_int_equal(c->method, HD_CF_PUBLISH);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PUBLISH);
 	assert_string_equal(c->sub.channel, "p");
 	c = ok("{\"ping\":{},\"connect\":5,\"id\":1}");
-	assert_int_equal(c->method, HD_CF_PING);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PING);
 
 	/* null means absent, for a method member and for any other. */
 	c = ok("{\"connect\":null,\"subscribe\":{\"channel\":\"s\",\"offset\":null,"
 	       "\"recover\":null,\"data\":null},\"id\":null}");
-	assert_int_equal(c->method, HD_CF_SUBSCRIBE);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SUBSCRIBE);
 	assert_int_equal(c->id, 0);
 	assert_int_equal(c->sub.offset, 0);
 	raw_is(c->sub.data, NULL);
 	c = ok("{\"connect\":null}");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 
 	/* Repeated members: the last one wins. */
 	c = ok("{\"id\":1,\"subscribe\":{\"channel\":\"a\",\"channel\":\"b\"},\"id\":2}");
@@ -293,22 +293,22 @@ static void test_decode_member_order_unknown_and_null(void **state)
 
 	/* Names with escapes are compared decoded. */
 	c = ok("{\"\\u0069d\":3,\"sub\\u0073cribe\":{\"chan\\u006eel\":\"c\"}}");
-	assert_int_equal(c->method, HD_CF_SUBSCRIBE);
+	assert_int_equal(c->method, HD_CENTRIFUGE_SUBSCRIBE);
 	assert_int_equal(c->id, 3);
 	assert_string_equal(c->sub.channel, "c");
 	/* A long escaped name is no name we know. */
 	c = ok("{\"\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069"
 	       "\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\\u0069\":1}");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 	/* Names are case-sensitive. */
 	c = ok("{\"ID\":3,\"Subscribe\":{}}");
-	assert_int_equal(c->method, HD_CF_PONG);
+	assert_int_equal(c->method, HD_CENTRIFUGE_PONG);
 	assert_int_equal(c->id, 0);
 }
 
 static void test_decode_strings(void **state)
 {
-	const struct hd_cf_command *c =
+	const struct hd_centrifuge_command *c =
 		ok("{\"subscribe\":{\"channel\":\"caf\\u00e9:\\n\\\"x\\\"\\\\\\/\\t\",\"epoch\":"
 		   "\"\\ud83d\\ude00\",\"token\":\"caf\xc3\xa9\"},\"id\":1}");
 	assert_string_equal(c->sub.channel, "caf\xc3\xa9:\n\"x\"\\/\t");
@@ -450,13 +450,13 @@ static void test_decode_subs_limit(void **state)
 	size_t o = 0;
 
 	o += (size_t)sprintf(line + o, "{\"connect\":{\"subs\":{");
-	for (int i = 0; i < HD_CF_SUBS_MAX; i++)
+	for (int i = 0; i < HD_CENTRIFUGE_SUBS_MAX; i++)
 		o += (size_t)sprintf(line + o, "%s\"ch%d\":{\"offset\":%d}", i ? "," : "", i, i);
 	strcpy(line + o, "}},\"id\":1}");
-	const struct hd_cf_command *c = ok(line);
-	assert_int_equal(c->nsubs, HD_CF_SUBS_MAX);
-	assert_string_equal(c->subs[HD_CF_SUBS_MAX - 1].channel, "ch63");
-	assert_int_equal(c->subs[HD_CF_SUBS_MAX - 1].offset, 63);
+	const struct hd_centrifuge_command *c = ok(line);
+	assert_int_equal(c->nsubs, HD_CENTRIFUGE_SUBS_MAX);
+	assert_string_equal(c->subs[HD_CENTRIFUGE_SUBS_MAX - 1].channel, "ch63");
+	assert_int_equal(c->subs[HD_CENTRIFUGE_SUBS_MAX - 1].offset, 63);
 
 	sprintf(line + o, ",\"one-more\":{}}},\"id\":1}");
 	bad(line, "connect.subs has more than 64 entries");
@@ -523,33 +523,33 @@ static void test_decode_not_a_command(void **state)
 
 static void test_decode_line_limit(void **state)
 {
-	char *line = malloc(HD_CF_LINE_MAX + 2);
+	char *line = malloc(HD_CENTRIFUGE_LINE_MAX + 2);
 	const char head[] = "{\"subscribe\":{\"channel\":\"";
 
-	/* Exactly HD_CF_LINE_MAX bytes: accepted. */
+	/* Exactly HD_CENTRIFUGE_LINE_MAX bytes: accepted. */
 	memcpy(line, head, sizeof(head) - 1);
-	memset(line + sizeof(head) - 1, 'a', HD_CF_LINE_MAX - (sizeof(head) - 1) - 3);
-	memcpy(line + HD_CF_LINE_MAX - 3, "\"}}", 3);
-	assert_int_equal(hd_cf_decode(line, HD_CF_LINE_MAX, &cmd, &err), 0);
-	assert_int_equal(strlen(cmd.sub.channel), HD_CF_LINE_MAX - (sizeof(head) - 1) - 3);
-	hd_cf_command_fini(&cmd);
+	memset(line + sizeof(head) - 1, 'a', HD_CENTRIFUGE_LINE_MAX - (sizeof(head) - 1) - 3);
+	memcpy(line + HD_CENTRIFUGE_LINE_MAX - 3, "\"}}", 3);
+	assert_int_equal(hd_centrifuge_decode(line, HD_CENTRIFUGE_LINE_MAX, &cmd, &err), 0);
+	assert_int_equal(strlen(cmd.sub.channel), HD_CENTRIFUGE_LINE_MAX - (sizeof(head) - 1) - 3);
+	hd_centrifuge_command_fini(&cmd);
 
 	/* One byte more: refused before it is read. */
-	line[HD_CF_LINE_MAX] = ' ';
-	bad_n(line, HD_CF_LINE_MAX + 1, HD_ETOOBIG, "command is longer than 65536 bytes");
+	line[HD_CENTRIFUGE_LINE_MAX] = ' ';
+	bad_n(line, HD_CENTRIFUGE_LINE_MAX + 1, HD_ETOOBIG, "command is longer than 65536 bytes");
 	free(line);
 }
 
 static void test_decode_without_error_struct(void **state)
 {
-	struct hd_cf_command c;
+	struct hd_centrifuge_command c;
 
-	assert_int_equal(hd_cf_decode("{\"id\":-1}", 9, &c, NULL), HD_EINVAL);
-	assert_int_equal(hd_cf_decode("[", 1, &c, NULL), HD_EINVAL);
-	assert_int_equal(hd_cf_decode("{\"ping\":{}}", 11, &c, NULL), 0);
-	assert_int_equal(c.method, HD_CF_PING);
-	hd_cf_command_fini(&c);
-	hd_cf_command_fini(&c); /* twice is safe */
+	assert_int_equal(hd_centrifuge_decode("{\"id\":-1}", 9, &c, NULL), HD_EINVAL);
+	assert_int_equal(hd_centrifuge_decode("[", 1, &c, NULL), HD_EINVAL);
+	assert_int_equal(hd_centrifuge_decode("{\"ping\":{}}", 11, &c, NULL), 0);
+	assert_int_equal(c.method, HD_CENTRIFUGE_PING);
+	hd_centrifuge_command_fini(&c);
+	hd_centrifuge_command_fini(&c); /* twice is safe */
 	assert_null(c.mem);
 }
 
@@ -559,12 +559,12 @@ static void test_method_names(void **state)
 		"", "connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats",
 		"history", "ping", "send", "rpc", "refresh", "sub_refresh", "",
 	};
-	for (int m = HD_CF_PONG; m <= HD_CF_UNKNOWN; m++)
-		assert_string_equal(hd_cf_method_name((enum hd_cf_method)m), names[m]);
-	assert_string_equal(hd_cf_method_name((enum hd_cf_method)99), "");
+	for (int m = HD_CENTRIFUGE_PONG; m <= HD_CENTRIFUGE_UNKNOWN; m++)
+		assert_string_equal(hd_centrifuge_method_name((enum hd_centrifuge_method)m), names[m]);
+	assert_string_equal(hd_centrifuge_method_name((enum hd_centrifuge_method)99), "");
 
 	/* Every method's member decodes back to that method. */
-	for (int m = HD_CF_CONNECT; m < HD_CF_UNKNOWN; m++) {
+	for (int m = HD_CENTRIFUGE_CONNECT; m < HD_CENTRIFUGE_UNKNOWN; m++) {
 		char line[64];
 		snprintf(line, sizeof(line), "{\"%s\":{},\"id\":1}", names[m]);
 		assert_int_equal(ok(line)->method, m);
@@ -582,26 +582,26 @@ static void test_next_line(void **state)
 	const char *line;
 	size_t pos = 0, n, i = 0;
 
-	while (hd_cf_next_line(frame, sizeof(frame) - 1, &pos, &line, &n)) {
+	while (hd_centrifuge_next_line(frame, sizeof(frame) - 1, &pos, &line, &n)) {
 		assert_true(i < 4);
 		assert_int_equal(n, strlen(expect[i]));
 		assert_memory_equal(line, expect[i], n);
-		assert_int_equal(hd_cf_decode(line, n, &cmd, &err), 0);
-		hd_cf_command_fini(&cmd);
+		assert_int_equal(hd_centrifuge_decode(line, n, &cmd, &err), 0);
+		hd_centrifuge_command_fini(&cmd);
 		i++;
 	}
 	assert_int_equal(i, 4);
 	assert_int_equal(pos, sizeof(frame) - 1);
-	assert_false(hd_cf_next_line(frame, sizeof(frame) - 1, &pos, &line, &n));
+	assert_false(hd_centrifuge_next_line(frame, sizeof(frame) - 1, &pos, &line, &n));
 
 	pos = 0;
-	assert_false(hd_cf_next_line("", 0, &pos, &line, &n));
-	assert_false(hd_cf_next_line("\n\n \t\r\n", 6, &pos, &line, &n));
+	assert_false(hd_centrifuge_next_line("", 0, &pos, &line, &n));
+	assert_false(hd_centrifuge_next_line("\n\n \t\r\n", 6, &pos, &line, &n));
 	assert_int_equal(pos, 6);
 	pos = 0;
-	assert_true(hd_cf_next_line("{}\n", 3, &pos, &line, &n));
+	assert_true(hd_centrifuge_next_line("{}\n", 3, &pos, &line, &n));
 	assert_int_equal(n, 2);
-	assert_false(hd_cf_next_line("{}\n", 3, &pos, &line, &n));
+	assert_false(hd_centrifuge_next_line("{}\n", 3, &pos, &line, &n));
 }
 
 /* ---- encoders ---- */
@@ -630,32 +630,32 @@ static void test_reply_error_and_empty(void **state)
 	struct hd_buf b;
 
 	hd_buf_init(&b, 4096);
-	assert_int_equal(hd_cf_reply_error(&b, 3, HD_CF_ERR_METHOD_NOT_FOUND, "method not found",
+	assert_int_equal(hd_centrifuge_reply_error(&b, 3, HD_CENTRIFUGE_ERR_METHOD_NOT_FOUND, "method not found",
 					   false), 0);
 	expect_out(&b, "{\"id\":3,\"error\":{\"code\":104,\"message\":\"method not found\"}}");
-	assert_int_equal(hd_cf_reply_error(&b, 4, HD_CF_ERR_INTERNAL, "internal", true), 0);
+	assert_int_equal(hd_centrifuge_reply_error(&b, 4, HD_CENTRIFUGE_ERR_INTERNAL, "internal", true), 0);
 	expect_out(&b, "{\"id\":4,\"error\":{\"code\":100,\"message\":\"internal\",\"temporary\":true}}");
-	assert_int_equal(hd_cf_reply_error(&b, 5, 103, "no \"rides\\x\"\n\x01 here", false), 0);
+	assert_int_equal(hd_centrifuge_reply_error(&b, 5, 103, "no \"rides\\x\"\n\x01 here", false), 0);
 	expect_out(&b, "{\"id\":5,\"error\":{\"code\":103,"
 		       "\"message\":\"no \\\"rides\\\\x\\\"\\n\\u0001 here\"}}");
 	/* Omitted: id 0, an empty or NULL message, code 0. */
-	assert_int_equal(hd_cf_reply_error(&b, 0, 107, "", false), 0);
+	assert_int_equal(hd_centrifuge_reply_error(&b, 0, 107, "", false), 0);
 	expect_out(&b, "{\"error\":{\"code\":107}}");
-	assert_int_equal(hd_cf_reply_error(&b, 1, 0, NULL, false), 0);
+	assert_int_equal(hd_centrifuge_reply_error(&b, 1, 0, NULL, false), 0);
 	expect_out(&b, "{\"id\":1,\"error\":{}}");
 
-	assert_int_equal(hd_cf_reply_empty(&b, 7, HD_CF_UNSUBSCRIBE), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 7, HD_CENTRIFUGE_UNSUBSCRIBE), 0);
 	expect_out(&b, "{\"id\":7,\"unsubscribe\":{}}");
-	assert_int_equal(hd_cf_reply_empty(&b, 8, HD_CF_PUBLISH), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 8, HD_CENTRIFUGE_PUBLISH), 0);
 	expect_out(&b, "{\"id\":8,\"publish\":{}}");
-	assert_int_equal(hd_cf_reply_empty(&b, 9, HD_CF_PING), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 9, HD_CENTRIFUGE_PING), 0);
 	expect_out(&b, "{\"id\":9,\"ping\":{}}");
-	assert_int_equal(hd_cf_reply_empty(&b, 10, HD_CF_SUB_REFRESH), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 10, HD_CENTRIFUGE_SUB_REFRESH), 0);
 	expect_out(&b, "{\"id\":10,\"sub_refresh\":{}}");
 	/* The server ping. */
-	assert_int_equal(hd_cf_reply_empty(&b, 0, HD_CF_PONG), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 0, HD_CENTRIFUGE_PONG), 0);
 	expect_out(&b, "{}");
-	assert_int_equal(hd_cf_reply_empty(&b, 11, HD_CF_UNKNOWN), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 11, HD_CENTRIFUGE_UNKNOWN), 0);
 	expect_out(&b, "{\"id\":11}");
 	hd_buf_fini(&b);
 }
@@ -663,18 +663,18 @@ static void test_reply_error_and_empty(void **state)
 static void test_reply_connect(void **state)
 {
 	struct hd_buf b;
-	struct hd_cf_pub pubs[] = {PUB("{\"a\":1}", 8)};
-	struct hd_cf_sub_result subs[] = {
+	struct hd_centrifuge_pub pubs[] = {PUB("{\"a\":1}", 8)};
+	struct hd_centrifuge_sub_result subs[] = {
 		{.channel = "user:42", .recoverable = true, .positioned = true, .epoch = "e1",
 		 .offset = 7, .recovered = true, .was_recovering = true, .pubs = pubs, .npubs = 1},
 		{.channel = "a\"b"},
 	};
-	struct hd_cf_connect_result r = {
+	struct hd_centrifuge_connect_result r = {
 		.client = "6f1c-uuid", .version = "herald 0.1", .ping = 25, .pong = true,
 	};
 
 	hd_buf_init(&b, 4096);
-	assert_int_equal(hd_cf_reply_connect(&b, 1, &r), 0);
+	assert_int_equal(hd_centrifuge_reply_connect(&b, 1, &r), 0);
 	expect_out(&b, "{\"id\":1,\"connect\":{\"client\":\"6f1c-uuid\",\"version\":\"herald 0.1\","
 		       "\"ping\":25,\"pong\":true}}");
 
@@ -683,7 +683,7 @@ static void test_reply_connect(void **state)
 	r.node = "n1";
 	r.subs = subs;
 	r.nsubs = 2;
-	assert_int_equal(hd_cf_reply_connect(&b, 1, &r), 0);
+	assert_int_equal(hd_centrifuge_reply_connect(&b, 1, &r), 0);
 	expect_out(&b, "{\"id\":1,\"connect\":{\"client\":\"6f1c-uuid\",\"version\":\"herald 0.1\","
 		       "\"expires\":true,\"ttl\":3600,\"subs\":{\"user:42\":{\"recoverable\":true,"
 		       "\"epoch\":\"e1\",\"publications\":[{\"data\":{\"a\":1},\"offset\":8}],"
@@ -691,8 +691,8 @@ static void test_reply_connect(void **state)
 		       "\"was_recovering\":true},\"a\\\"b\":{}},\"ping\":25,\"pong\":true,"
 		       "\"node\":\"n1\"}}");
 
-	struct hd_cf_connect_result none = {0};
-	assert_int_equal(hd_cf_reply_connect(&b, 2, &none), 0);
+	struct hd_centrifuge_connect_result none = {0};
+	assert_int_equal(hd_centrifuge_reply_connect(&b, 2, &none), 0);
 	expect_out(&b, "{\"id\":2,\"connect\":{}}");
 	hd_buf_fini(&b);
 }
@@ -700,16 +700,16 @@ static void test_reply_connect(void **state)
 static void test_reply_subscribe(void **state)
 {
 	struct hd_buf b;
-	struct hd_cf_pub pubs[] = {
+	struct hd_centrifuge_pub pubs[] = {
 		PUB("{\"specversion\":\"1.0\",\"id\":\"e-43\"}", 43),
 		PUB("[1,2]", 44),
 		{NULL, 0, 45},
 	};
-	struct hd_cf_sub_result r = {.recoverable = true, .positioned = true, .epoch = "k3x9",
+	struct hd_centrifuge_sub_result r = {.recoverable = true, .positioned = true, .epoch = "k3x9",
 				     .offset = 41};
 
 	hd_buf_init(&b, 4096);
-	assert_int_equal(hd_cf_reply_subscribe(&b, 2, &r), 0);
+	assert_int_equal(hd_centrifuge_reply_subscribe(&b, 2, &r), 0);
 	expect_out(&b, "{\"id\":2,\"subscribe\":{\"recoverable\":true,\"epoch\":\"k3x9\","
 		       "\"offset\":41,\"positioned\":true}}");
 
@@ -720,7 +720,7 @@ static void test_reply_subscribe(void **state)
 	r.npubs = 3;
 	r.expires = true;
 	r.ttl = 60;
-	assert_int_equal(hd_cf_reply_subscribe(&b, 7, &r), 0);
+	assert_int_equal(hd_centrifuge_reply_subscribe(&b, 7, &r), 0);
 	expect_out(&b, "{\"id\":7,\"subscribe\":{\"expires\":true,\"ttl\":60,\"recoverable\":true,"
 		       "\"epoch\":\"k3x9\",\"publications\":[{\"data\":{\"specversion\":\"1.0\","
 		       "\"id\":\"e-43\"},\"offset\":43},{\"data\":[1,2],\"offset\":44},"
@@ -728,19 +728,19 @@ static void test_reply_subscribe(void **state)
 		       "\"was_recovering\":true}}");
 
 	/* Not recovered: recovered absent, offset the top. */
-	struct hd_cf_sub_result nr = {.recoverable = true, .positioned = true, .epoch = "k3x9",
+	struct hd_centrifuge_sub_result nr = {.recoverable = true, .positioned = true, .epoch = "k3x9",
 				      .offset = 99, .was_recovering = true};
-	assert_int_equal(hd_cf_reply_subscribe(&b, 8, &nr), 0);
+	assert_int_equal(hd_centrifuge_reply_subscribe(&b, 8, &nr), 0);
 	expect_out(&b, "{\"id\":8,\"subscribe\":{\"recoverable\":true,\"epoch\":\"k3x9\","
 		       "\"offset\":99,\"positioned\":true,\"was_recovering\":true}}");
 
-	struct hd_cf_sub_result big = {.epoch = "q\"e", .offset = UINT64_MAX};
-	assert_int_equal(hd_cf_reply_subscribe(&b, 4294967295u, &big), 0);
+	struct hd_centrifuge_sub_result big = {.epoch = "q\"e", .offset = UINT64_MAX};
+	assert_int_equal(hd_centrifuge_reply_subscribe(&b, 4294967295u, &big), 0);
 	expect_out(&b, "{\"id\":4294967295,\"subscribe\":{\"epoch\":\"q\\\"e\","
 		       "\"offset\":18446744073709551615}}");
 
-	struct hd_cf_sub_result none = {0};
-	assert_int_equal(hd_cf_reply_subscribe(&b, 3, &none), 0);
+	struct hd_centrifuge_sub_result none = {0};
+	assert_int_equal(hd_centrifuge_reply_subscribe(&b, 3, &none), 0);
 	expect_out(&b, "{\"id\":3,\"subscribe\":{}}");
 	hd_buf_fini(&b);
 }
@@ -748,36 +748,36 @@ static void test_reply_subscribe(void **state)
 static void test_reply_history_presence_refresh(void **state)
 {
 	struct hd_buf b;
-	struct hd_cf_pub pubs[] = {PUB("{\"x\":\"a\\nb\"}", 5), PUB("7", 6)};
-	struct hd_cf_client_info who[] = {{"c1", "42"}, {"c\"2", ""}};
+	struct hd_centrifuge_pub pubs[] = {PUB("{\"x\":\"a\\nb\"}", 5), PUB("7", 6)};
+	struct hd_centrifuge_client_info who[] = {{"c1", "42"}, {"c\"2", ""}};
 
 	hd_buf_init(&b, 4096);
-	assert_int_equal(hd_cf_reply_history(&b, 5, pubs, 2, "e", 6), 0);
+	assert_int_equal(hd_centrifuge_reply_history(&b, 5, pubs, 2, "e", 6), 0);
 	expect_out(&b, "{\"id\":5,\"history\":{\"publications\":[{\"data\":{\"x\":\"a\\nb\"},"
 		       "\"offset\":5},{\"data\":7,\"offset\":6}],\"epoch\":\"e\",\"offset\":6}}");
-	assert_int_equal(hd_cf_reply_history(&b, 5, NULL, 0, "e", 6), 0);
+	assert_int_equal(hd_centrifuge_reply_history(&b, 5, NULL, 0, "e", 6), 0);
 	expect_out(&b, "{\"id\":5,\"history\":{\"epoch\":\"e\",\"offset\":6}}");
-	assert_int_equal(hd_cf_reply_history(&b, 5, NULL, 0, NULL, 0), 0);
+	assert_int_equal(hd_centrifuge_reply_history(&b, 5, NULL, 0, NULL, 0), 0);
 	expect_out(&b, "{\"id\":5,\"history\":{}}");
 
-	assert_int_equal(hd_cf_reply_presence(&b, 6, who, 1), 0);
+	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, who, 1), 0);
 	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{\"c1\":{\"user\":\"42\","
 		       "\"client\":\"c1\"}}}}");
-	assert_int_equal(hd_cf_reply_presence(&b, 6, who, 2), 0);
+	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, who, 2), 0);
 	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{\"c1\":{\"user\":\"42\","
 		       "\"client\":\"c1\"},\"c\\\"2\":{\"client\":\"c\\\"2\"}}}}");
-	assert_int_equal(hd_cf_reply_presence(&b, 6, NULL, 0), 0);
+	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, NULL, 0), 0);
 	expect_out(&b, "{\"id\":6,\"presence\":{}}");
 
-	assert_int_equal(hd_cf_reply_presence_stats(&b, 7, 2, 1), 0);
+	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 2, 1), 0);
 	expect_out(&b, "{\"id\":7,\"presence_stats\":{\"num_clients\":2,\"num_users\":1}}");
-	assert_int_equal(hd_cf_reply_presence_stats(&b, 7, 0, 0), 0);
+	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 0, 0), 0);
 	expect_out(&b, "{\"id\":7,\"presence_stats\":{}}");
 
-	assert_int_equal(hd_cf_reply_refresh(&b, 11, "c1", "herald 0.1", true, 3600), 0);
+	assert_int_equal(hd_centrifuge_reply_refresh(&b, 11, "c1", "herald 0.1", true, 3600), 0);
 	expect_out(&b, "{\"id\":11,\"refresh\":{\"client\":\"c1\",\"version\":\"herald 0.1\","
 		       "\"expires\":true,\"ttl\":3600}}");
-	assert_int_equal(hd_cf_reply_refresh(&b, 12, "c1", NULL, false, 0), 0);
+	assert_int_equal(hd_centrifuge_reply_refresh(&b, 12, "c1", NULL, false, 0), 0);
 	expect_out(&b, "{\"id\":12,\"refresh\":{\"client\":\"c1\"}}");
 	hd_buf_fini(&b);
 }
@@ -785,37 +785,37 @@ static void test_reply_history_presence_refresh(void **state)
 static void test_pushes(void **state)
 {
 	struct hd_buf b;
-	struct hd_cf_pub pub = PUB("{\"specversion\":\"1.0\",\"id\":\"e-42\"}", 42);
-	struct hd_cf_client_info info = {.client = "c1", .user = "42"};
+	struct hd_centrifuge_pub pub = PUB("{\"specversion\":\"1.0\",\"id\":\"e-42\"}", 42);
+	struct hd_centrifuge_client_info info = {.client = "c1", .user = "42"};
 
 	hd_buf_init(&b, 4096);
-	assert_int_equal(hd_cf_push_pub(&b, "rides:981", &pub), 0);
+	assert_int_equal(hd_centrifuge_push_pub(&b, "rides:981", &pub), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"rides:981\",\"pub\":{\"data\":{\"specversion\":"
 		       "\"1.0\",\"id\":\"e-42\"},\"offset\":42}}}");
 	/* A raw newline that slipped into data as white space is dropped. */
-	struct hd_cf_pub nl = PUB("{\"a\":\n1}\n", 1);
-	assert_int_equal(hd_cf_push_pub(&b, "c\"q\n", &nl), 0);
+	struct hd_centrifuge_pub nl = PUB("{\"a\":\n1}\n", 1);
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c\"q\n", &nl), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"c\\\"q\\n\",\"pub\":{\"data\":{\"a\":1},"
 		       "\"offset\":1}}}");
 
-	assert_int_equal(hd_cf_push_join(&b, "room", &info), 0);
+	assert_int_equal(hd_centrifuge_push_join(&b, "room", &info), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"room\",\"join\":{\"info\":{\"user\":\"42\","
 		       "\"client\":\"c1\"}}}}");
-	assert_int_equal(hd_cf_push_leave(&b, "room", &info), 0);
+	assert_int_equal(hd_centrifuge_push_leave(&b, "room", &info), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"room\",\"leave\":{\"info\":{\"user\":\"42\","
 		       "\"client\":\"c1\"}}}}");
 
-	assert_int_equal(hd_cf_push_unsubscribe(&b, "c", 2000, "server unsubscribe"), 0);
+	assert_int_equal(hd_centrifuge_push_unsubscribe(&b, "c", 2000, "server unsubscribe"), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"unsubscribe\":{\"code\":2000,"
 		       "\"reason\":\"server unsubscribe\"}}}");
-	assert_int_equal(hd_cf_push_unsubscribe(&b, "c", 2500, "say \"again\"\r\n"), 0);
+	assert_int_equal(hd_centrifuge_push_unsubscribe(&b, "c", 2500, "say \"again\"\r\n"), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"unsubscribe\":{\"code\":2500,"
 		       "\"reason\":\"say \\\"again\\\"\\r\\n\"}}}");
 
-	assert_int_equal(hd_cf_push_disconnect(&b, 3001, "shutdown", true), 0);
+	assert_int_equal(hd_centrifuge_push_disconnect(&b, 3001, "shutdown", true), 0);
 	expect_out(&b, "{\"push\":{\"disconnect\":{\"code\":3001,\"reason\":\"shutdown\","
 		       "\"reconnect\":true}}}");
-	assert_int_equal(hd_cf_push_disconnect(&b, 3501, "bad \"request\"", false), 0);
+	assert_int_equal(hd_centrifuge_push_disconnect(&b, 3501, "bad \"request\"", false), 0);
 	expect_out(&b, "{\"push\":{\"disconnect\":{\"code\":3501,\"reason\":\"bad "
 		       "\\\"request\\\"\"}}}");
 	hd_buf_fini(&b);
@@ -825,30 +825,30 @@ static void test_pushes(void **state)
 static void test_encoders_append_and_respect_the_ceiling(void **state)
 {
 	struct hd_buf b;
-	struct hd_cf_pub pub = PUB("{\"k\":\"0123456789\"}", 9);
+	struct hd_centrifuge_pub pub = PUB("{\"k\":\"0123456789\"}", 9);
 
 	hd_buf_init(&b, 64);
-	assert_int_equal(hd_cf_reply_empty(&b, 1, HD_CF_PING), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 1, HD_CENTRIFUGE_PING), 0);
 	assert_int_equal(hd_buf_putc(&b, '\n'), 0);
-	assert_int_equal(hd_cf_reply_empty(&b, 0, HD_CF_PONG), 0);
+	assert_int_equal(hd_centrifuge_reply_empty(&b, 0, HD_CENTRIFUGE_PONG), 0);
 	assert_string_equal(b.data, "{\"id\":1,\"ping\":{}}\n{}");
 	size_t before = b.len;
 
-	assert_int_equal(hd_cf_push_pub(&b, "a-long-channel-name", &pub), HD_ETOOBIG);
+	assert_int_equal(hd_centrifuge_push_pub(&b, "a-long-channel-name", &pub), HD_ETOOBIG);
 	assert_int_equal(b.len, before);
 	assert_string_equal(b.data, "{\"id\":1,\"ping\":{}}\n{}");
-	assert_int_equal(hd_cf_reply_error(&b, 1, 100, "a message much too long for the rest",
+	assert_int_equal(hd_centrifuge_reply_error(&b, 1, 100, "a message much too long for the rest",
 					   true), HD_ETOOBIG);
 	assert_string_equal(b.data, "{\"id\":1,\"ping\":{}}\n{}");
 
 	/* Each byte count up to the message's size fails cleanly. */
 	struct hd_buf full;
 	hd_buf_init(&full, 1024);
-	assert_int_equal(hd_cf_push_pub(&full, "c", &pub), 0);
+	assert_int_equal(hd_centrifuge_push_pub(&full, "c", &pub), 0);
 	for (size_t max = 0; max < full.len; max++) {
 		struct hd_buf small;
 		hd_buf_init(&small, max);
-		assert_int_equal(hd_cf_push_pub(&small, "c", &pub), HD_ETOOBIG);
+		assert_int_equal(hd_centrifuge_push_pub(&small, "c", &pub), HD_ETOOBIG);
 		assert_int_equal(small.len, 0);
 		assert_true(small.data == NULL || small.data[0] == '\0');
 		hd_buf_fini(&small);

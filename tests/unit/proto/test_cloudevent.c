@@ -1031,19 +1031,6 @@ static void test_null_error_struct(void **state)
 	hd_ce_batch_fini(&b);
 }
 
-static void test_uuid_v4(void **state)
-{
-	char a[37], b[37];
-
-	for (int i = 0; i < 1000; i++) {
-		hd_uuid_v4(a);
-		hd_uuid_v4(b);
-		assert_true(is_uuid_v4(a));
-		assert_true(is_uuid_v4(b));
-		assert_string_not_equal(a, b);
-	}
-}
-
 static void test_fini_is_idempotent(void **state)
 {
 	struct hd_ce_batch b = {0};
@@ -1090,7 +1077,6 @@ int main(void)
 		cmocka_unit_test(test_raw_body_kinds),
 		cmocka_unit_test(test_event_size_ceiling),
 		cmocka_unit_test(test_null_error_struct),
-		cmocka_unit_test(test_uuid_v4),
 		cmocka_unit_test(test_fini_is_idempotent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

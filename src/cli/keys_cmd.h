@@ -1,5 +1,5 @@
 /*
- * keys (cli) — `herald keys create|list|revoke`: managing the API keys
+ * keys_cmd — `herald keys create|list|revoke`: managing the API keys
  * file (auth/keys.h) from the command line.
  * Layer: cli (outside the server). The file is found like the server finds
  * it: --keys-file, else DATA-DIR/keys (--data-dir, HERALD_DATA_DIR, the
@@ -17,9 +17,9 @@
  * Returns the process exit code: 0, 1 (the file could not be read or
  * written, no such key), 2 (bad usage).
  */
-#ifndef HD_CLI_KEYS_H
-#define HD_CLI_KEYS_H
+#ifndef HD_CLI_KEYS_CMD_H
+#define HD_CLI_KEYS_CMD_H
 
-int hd_cli_keys(int argc, char **argv);
+int hd_keys_cmd_run(int argc, char **argv);
 
 #endif

@@ -1,10 +1,10 @@
 /*
- * test_ws — unit tests of src/http/ws.c: the accept key (RFC 6455's own
+ * test_websocket — unit tests of src/http/websocket.c: the accept key (RFC 6455's own
  * example), the handshake's checks and its 101 head, the frame encoders,
- * and the decoder against every server rule of ws.h, with the input fed
+ * and the decoder against every server rule of websocket.h, with the input fed
  * whole, byte by byte and in other pieces.
  */
-#include "http/ws.h"
+#include "http/websocket.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -69,15 +69,15 @@ static int shake(struct req *q, int *status, struct hd_buf *head, struct hd_erro
 {
 	hd_buf_init(head, 1024);
 	hd_error_clear(err);
-	return hd_ws_handshake(&q->r, head, status, err);
+	return hd_websocket_handshake(&q->r, head, status, err);
 }
 
 static void test_accept_key_rfc_example(void **state)
 {
-	char out[HD_WS_ACCEPT_LEN + 1];
+	char out[HD_WEBSOCKET_ACCEPT_LEN + 1];
 	const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
 
-	hd_ws_accept_key(key, strlen(key), out);
+	hd_websocket_accept_key(key, strlen(key), out);
 	assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 }
 
@@ -89,7 +89,7 @@ static void test_handshake_ok(void **state)
 	int status = 0;
 
 	req_valid(&q);
-	assert_true(hd_ws_is_upgrade(&q.r));
+	assert_true(hd_websocket_is_upgrade(&q.r));
 	assert_int_equal(shake(&q, &status, &head, &err), 0);
 	assert_int_equal(status, 101);
 	assert_string_equal(head.data, "HTTP/1.1 101 Switching Protocols\r\n"
@@ -122,12 +122,12 @@ static void test_handshake_tokens_any_case_and_list(void **state)
 
 	req_init(&q);
 	req_add(&q, "upgrade", "h2c");
-	assert_false(hd_ws_is_upgrade(&q.r));
+	assert_false(hd_websocket_is_upgrade(&q.r));
 	req_add(&q, "upgrade", "foo/2, websocket");
-	assert_true(hd_ws_is_upgrade(&q.r));
+	assert_true(hd_websocket_is_upgrade(&q.r));
 	req_init(&q);
 	req_add(&q, "upgrade", "websockets");
-	assert_false(hd_ws_is_upgrade(&q.r));
+	assert_false(hd_websocket_is_upgrade(&q.r));
 }
 
 static void test_handshake_subprotocols(void **state)
@@ -247,46 +247,46 @@ static void test_handshake_refusals(void **state)
 
 static void test_frame_header_lengths(void **state)
 {
-	uint8_t h[HD_WS_HEADER_MAX];
+	uint8_t h[HD_WEBSOCKET_HEADER_MAX];
 
-	assert_int_equal(hd_ws_frame_header(h, HD_WS_TEXT, 0), 2);
+	assert_int_equal(hd_websocket_frame_header(h, HD_WEBSOCKET_TEXT, 0), 2);
 	assert_memory_equal(h, "\x81\x00", 2);
-	assert_int_equal(hd_ws_frame_header(h, HD_WS_TEXT, 125), 2);
+	assert_int_equal(hd_websocket_frame_header(h, HD_WEBSOCKET_TEXT, 125), 2);
 	assert_memory_equal(h, "\x81\x7d", 2);
-	assert_int_equal(hd_ws_frame_header(h, HD_WS_BINARY, 126), 4);
+	assert_int_equal(hd_websocket_frame_header(h, HD_WEBSOCKET_BINARY, 126), 4);
 	assert_memory_equal(h, "\x82\x7e\x00\x7e", 4);
-	assert_int_equal(hd_ws_frame_header(h, HD_WS_TEXT, 65535), 4);
+	assert_int_equal(hd_websocket_frame_header(h, HD_WEBSOCKET_TEXT, 65535), 4);
 	assert_memory_equal(h, "\x81\x7e\xff\xff", 4);
-	assert_int_equal(hd_ws_frame_header(h, HD_WS_TEXT, 65536), 10);
+	assert_int_equal(hd_websocket_frame_header(h, HD_WEBSOCKET_TEXT, 65536), 10);
 	assert_memory_equal(h, "\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10);
-	assert_int_equal(hd_ws_frame_header(h, HD_WS_PING, 0x0102030405060708ULL), 10);
+	assert_int_equal(hd_websocket_frame_header(h, HD_WEBSOCKET_PING, 0x0102030405060708ULL), 10);
 	assert_memory_equal(h, "\x89\x7f\x01\x02\x03\x04\x05\x06\x07\x08", 10);
 }
 
 static void test_close_frame(void **state)
 {
-	uint8_t f[2 + HD_WS_CONTROL_MAX];
+	uint8_t f[2 + HD_WEBSOCKET_CONTROL_MAX];
 	char reason[200];
 
-	assert_int_equal(hd_ws_close_frame(f, 0, "ignored"), 2);
+	assert_int_equal(hd_websocket_close_frame(f, 0, "ignored"), 2);
 	assert_memory_equal(f, "\x88\x00", 2);
-	assert_int_equal(hd_ws_close_frame(f, 1000, NULL), 4);
+	assert_int_equal(hd_websocket_close_frame(f, 1000, NULL), 4);
 	assert_memory_equal(f, "\x88\x02\x03\xe8", 4);
-	assert_int_equal(hd_ws_close_frame(f, 3501, "bad request"), 15);
+	assert_int_equal(hd_websocket_close_frame(f, 3501, "bad request"), 15);
 	assert_memory_equal(f, "\x88\x0d\x0d\xad" "bad request", 15);
 
 	/* 122 ASCII bytes and a 2-byte character: the cut at 123 would split
 	 * it, so the reason stops before it. */
 	memset(reason, 'a', 122);
 	strcpy(reason + 122, "\xc3\xa9tail");
-	assert_int_equal(hd_ws_close_frame(f, 1001, reason), 4 + 122);
+	assert_int_equal(hd_websocket_close_frame(f, 1001, reason), 4 + 122);
 	assert_int_equal(f[1], 2 + 122);
 	assert_memory_equal(f + 4, reason, 122);
 	/* 123 ASCII bytes fit exactly. */
 	memset(reason, 'b', sizeof(reason) - 1);
 	reason[sizeof(reason) - 1] = '\0';
-	assert_int_equal(hd_ws_close_frame(f, 1001, reason), 2 + HD_WS_CONTROL_MAX);
-	assert_int_equal(f[1], HD_WS_CONTROL_MAX);
+	assert_int_equal(hd_websocket_close_frame(f, 1001, reason), 2 + HD_WEBSOCKET_CONTROL_MAX);
+	assert_int_equal(f[1], HD_WEBSOCKET_CONTROL_MAX);
 }
 
 /* ---- Decoding ------------------------------------------------------------ */
@@ -346,14 +346,14 @@ struct seen {
 	int n;
 	int stop_after; /* on_msg returns 1 after this many (0: never) */
 	struct {
-		enum hd_ws_opcode opcode;
+		enum hd_websocket_opcode opcode;
 		char *data;
 		size_t len;
 		uint16_t close_code;
 	} m[MAX_MSGS];
 };
 
-static int on_msg(void *arg, const struct hd_ws_msg *m)
+static int on_msg(void *arg, const struct hd_websocket_msg *m)
 {
 	struct seen *s = arg;
 
@@ -383,17 +383,17 @@ static void seen_clear(struct seen *s)
 static int decode(const struct hd_buf *b, size_t step, size_t max, struct seen *s,
 		  const char **reason)
 {
-	struct hd_ws_decoder *d = hd_ws_decoder_new(max);
+	struct hd_websocket_decoder *d = hd_websocket_decoder_new(max);
 	size_t off = 0;
 	int rc = 0;
 
 	*reason = NULL;
 	do {
 		size_t n = step && b->len - off > step ? step : b->len - off;
-		rc = hd_ws_decoder_feed(d, b->data ? b->data + off : "", n, on_msg, s, reason);
+		rc = hd_websocket_decoder_feed(d, b->data ? b->data + off : "", n, on_msg, s, reason);
 		off += n;
 	} while (rc == 0 && off < b->len);
-	hd_ws_decoder_free(d);
+	hd_websocket_decoder_free(d);
 	return rc;
 }
 
@@ -431,16 +431,16 @@ static void test_decode_masked_text(void **state)
 	struct seen s = {0};
 
 	hd_buf_init(&b, 1 << 20);
-	frame_str(&b, true, HD_WS_TEXT, "Hello");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "Hello");
 	/* RFC 6455 §5.7's masked "Hello". */
 	assert_memory_equal(b.data, "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58", 11);
-	frame_str(&b, true, HD_WS_BINARY, "");
-	frame_str(&b, true, HD_WS_TEXT, "h\xc3\xa9llo \xf0\x9f\x98\x80");
+	frame_str(&b, true, HD_WEBSOCKET_BINARY, "");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "h\xc3\xa9llo \xf0\x9f\x98\x80");
 	decode_all_ways(&b, 0, 0, &s);
 	assert_int_equal(s.n, 3);
-	assert_int_equal(s.m[0].opcode, HD_WS_TEXT);
+	assert_int_equal(s.m[0].opcode, HD_WEBSOCKET_TEXT);
 	assert_string_equal(s.m[0].data, "Hello");
-	assert_int_equal(s.m[1].opcode, HD_WS_BINARY);
+	assert_int_equal(s.m[1].opcode, HD_WEBSOCKET_BINARY);
 	assert_int_equal(s.m[1].len, 0);
 	assert_string_equal(s.m[2].data, "h\xc3\xa9llo \xf0\x9f\x98\x80");
 	seen_clear(&s);
@@ -453,23 +453,23 @@ static void test_decode_fragments_with_ping_between(void **state)
 	struct seen s = {0};
 
 	hd_buf_init(&b, 1 << 20);
-	frame_str(&b, false, HD_WS_TEXT, "frag");
-	frame_str(&b, true, HD_WS_PING, "p1");
-	frame_str(&b, false, HD_WS_CONT, "ment");
-	frame_str(&b, false, HD_WS_CONT, "");
-	frame_str(&b, true, HD_WS_PONG, "");
-	frame_str(&b, true, HD_WS_CONT, "ed");
-	frame(&b, false, HD_WS_BINARY, "\x00\xff", 2);
-	frame(&b, true, HD_WS_CONT, "\x01", 1);
+	frame_str(&b, false, HD_WEBSOCKET_TEXT, "frag");
+	frame_str(&b, true, HD_WEBSOCKET_PING, "p1");
+	frame_str(&b, false, HD_WEBSOCKET_CONT, "ment");
+	frame_str(&b, false, HD_WEBSOCKET_CONT, "");
+	frame_str(&b, true, HD_WEBSOCKET_PONG, "");
+	frame_str(&b, true, HD_WEBSOCKET_CONT, "ed");
+	frame(&b, false, HD_WEBSOCKET_BINARY, "\x00\xff", 2);
+	frame(&b, true, HD_WEBSOCKET_CONT, "\x01", 1);
 	decode_all_ways(&b, 0, 0, &s);
 	assert_int_equal(s.n, 4);
-	assert_int_equal(s.m[0].opcode, HD_WS_PING);
+	assert_int_equal(s.m[0].opcode, HD_WEBSOCKET_PING);
 	assert_string_equal(s.m[0].data, "p1");
-	assert_int_equal(s.m[1].opcode, HD_WS_PONG);
+	assert_int_equal(s.m[1].opcode, HD_WEBSOCKET_PONG);
 	assert_int_equal(s.m[1].len, 0);
-	assert_int_equal(s.m[2].opcode, HD_WS_TEXT);
+	assert_int_equal(s.m[2].opcode, HD_WEBSOCKET_TEXT);
 	assert_string_equal(s.m[2].data, "fragmented");
-	assert_int_equal(s.m[3].opcode, HD_WS_BINARY);
+	assert_int_equal(s.m[3].opcode, HD_WEBSOCKET_BINARY);
 	assert_int_equal(s.m[3].len, 3);
 	assert_memory_equal(s.m[3].data, "\x00\xff\x01", 3);
 	seen_clear(&s);
@@ -486,14 +486,14 @@ static void test_decode_big_message(void **state)
 	for (size_t i = 0; i < n; i++)
 		p[i] = (char)('a' + i % 26);
 	hd_buf_init(&b, 1 << 20);
-	frame(&b, true, HD_WS_TEXT, p, n);
-	frame(&b, false, HD_WS_BINARY, p, 300); /* a 16-bit length */
-	frame(&b, true, HD_WS_CONT, p + 300, n - 300);
+	frame(&b, true, HD_WEBSOCKET_TEXT, p, n);
+	frame(&b, false, HD_WEBSOCKET_BINARY, p, 300); /* a 16-bit length */
+	frame(&b, true, HD_WEBSOCKET_CONT, p + 300, n - 300);
 	decode_all_ways(&b, n, 0, &s);
 	assert_int_equal(s.n, 2);
 	assert_int_equal(s.m[0].len, n);
 	assert_memory_equal(s.m[0].data, p, n);
-	assert_int_equal(s.m[1].opcode, HD_WS_BINARY);
+	assert_int_equal(s.m[1].opcode, HD_WEBSOCKET_BINARY);
 	assert_int_equal(s.m[1].len, n);
 	assert_memory_equal(s.m[1].data, p, n);
 	seen_clear(&s);
@@ -516,12 +516,12 @@ static void test_decode_unmasked(void **state)
 	struct hd_buf b;
 
 	hd_buf_init(&b, 1024);
-	frame_str(&b, true, HD_WS_TEXT, "ok");
-	frame_ex(&b, true, 0, HD_WS_TEXT, false, "x", 1, 0, 0);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 1);
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "ok");
+	frame_ex(&b, true, 0, HD_WEBSOCKET_TEXT, false, "x", 1, 0, 0);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 1);
 	hd_buf_reset(&b);
-	frame_ex(&b, true, 0, HD_WS_PING, false, "", 0, 0, 0);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_ex(&b, true, 0, HD_WEBSOCKET_PING, false, "", 0, 0, 0);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_fini(&b);
 }
 
@@ -533,19 +533,19 @@ static void test_decode_too_big(void **state)
 	memset(p, 'x', sizeof(p));
 	hd_buf_init(&b, 4096);
 	/* One frame: exactly max passes, one byte more does not. */
-	frame(&b, true, HD_WS_TEXT, p, 100);
-	frame(&b, true, HD_WS_BINARY, p, 101);
-	expect_close(&b, 100, HD_WS_CLOSE_TOO_BIG, 1);
+	frame(&b, true, HD_WEBSOCKET_TEXT, p, 100);
+	frame(&b, true, HD_WEBSOCKET_BINARY, p, 101);
+	expect_close(&b, 100, HD_WEBSOCKET_CLOSE_TOO_BIG, 1);
 	/* Fragments that add up past max. */
 	hd_buf_reset(&b);
-	frame(&b, false, HD_WS_TEXT, p, 60);
-	frame(&b, false, HD_WS_CONT, p, 40);
-	frame(&b, true, HD_WS_CONT, p, 1);
-	expect_close(&b, 100, HD_WS_CLOSE_TOO_BIG, 0);
+	frame(&b, false, HD_WEBSOCKET_TEXT, p, 60);
+	frame(&b, false, HD_WEBSOCKET_CONT, p, 40);
+	frame(&b, true, HD_WEBSOCKET_CONT, p, 1);
+	expect_close(&b, 100, HD_WEBSOCKET_CLOSE_TOO_BIG, 0);
 	/* A 64-bit length far past max is refused on its first payload byte. */
 	hd_buf_reset(&b);
-	frame_ex(&b, true, 0, HD_WS_BINARY, true, "x", 1, 1ULL << 40, 0);
-	expect_close(&b, 0, HD_WS_CLOSE_TOO_BIG, 0);
+	frame_ex(&b, true, 0, HD_WEBSOCKET_BINARY, true, "x", 1, 1ULL << 40, 0);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_TOO_BIG, 0);
 	hd_buf_fini(&b);
 }
 
@@ -555,39 +555,39 @@ static void test_decode_bad_utf8(void **state)
 	struct seen s = {0};
 
 	hd_buf_init(&b, 1024);
-	frame_str(&b, true, HD_WS_TEXT, "bad \xc3\x28");
-	expect_close(&b, 0, HD_WS_CLOSE_BAD_DATA, 0);
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "bad \xc3\x28");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_BAD_DATA, 0);
 	/* Binary messages are not checked. */
 	hd_buf_reset(&b);
-	frame_str(&b, true, HD_WS_BINARY, "\xc3\x28");
+	frame_str(&b, true, HD_WEBSOCKET_BINARY, "\xc3\x28");
 	decode_all_ways(&b, 0, 0, &s);
 	assert_int_equal(s.n, 1);
 	seen_clear(&s);
 	/* A character split across fragments is fine... */
 	hd_buf_reset(&b);
-	frame_str(&b, false, HD_WS_TEXT, "caf\xc3");
-	frame_str(&b, false, HD_WS_CONT, "");
-	frame_str(&b, true, HD_WS_CONT, "\xa9!");
+	frame_str(&b, false, HD_WEBSOCKET_TEXT, "caf\xc3");
+	frame_str(&b, false, HD_WEBSOCKET_CONT, "");
+	frame_str(&b, true, HD_WEBSOCKET_CONT, "\xa9!");
 	decode_all_ways(&b, 0, 0, &s);
 	assert_int_equal(s.n, 1);
 	assert_string_equal(s.m[0].data, "caf\xc3\xa9!");
 	seen_clear(&s);
 	/* ...a broken one is not, nor one cut short by the end. */
 	hd_buf_reset(&b);
-	frame_str(&b, false, HD_WS_TEXT, "caf\xc3");
-	frame_str(&b, true, HD_WS_CONT, "!");
-	expect_close(&b, 0, HD_WS_CLOSE_BAD_DATA, 0);
+	frame_str(&b, false, HD_WEBSOCKET_TEXT, "caf\xc3");
+	frame_str(&b, true, HD_WEBSOCKET_CONT, "!");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_BAD_DATA, 0);
 	hd_buf_reset(&b);
-	frame_str(&b, false, HD_WS_TEXT, "ok");
-	frame_str(&b, true, HD_WS_CONT, "\xf0\x9f\x98");
-	expect_close(&b, 0, HD_WS_CLOSE_BAD_DATA, 0);
+	frame_str(&b, false, HD_WEBSOCKET_TEXT, "ok");
+	frame_str(&b, true, HD_WEBSOCKET_CONT, "\xf0\x9f\x98");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_BAD_DATA, 0);
 	/* Surrogates and overlong forms are not UTF-8. */
 	hd_buf_reset(&b);
-	frame_str(&b, true, HD_WS_TEXT, "\xed\xa0\x80");
-	expect_close(&b, 0, HD_WS_CLOSE_BAD_DATA, 0);
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "\xed\xa0\x80");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_BAD_DATA, 0);
 	hd_buf_reset(&b);
-	frame_str(&b, true, HD_WS_TEXT, "\xc0\xaf");
-	expect_close(&b, 0, HD_WS_CLOSE_BAD_DATA, 0);
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "\xc0\xaf");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_BAD_DATA, 0);
 	hd_buf_fini(&b);
 }
 
@@ -599,15 +599,15 @@ static void test_decode_control_rules(void **state)
 	memset(p, 'p', sizeof(p));
 	hd_buf_init(&b, 1024);
 	/* 125 bytes is the most a control frame may carry. */
-	frame(&b, true, HD_WS_PING, p, 125);
-	frame(&b, true, HD_WS_PING, p, 126);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 1);
+	frame(&b, true, HD_WEBSOCKET_PING, p, 125);
+	frame(&b, true, HD_WEBSOCKET_PING, p, 126);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 1);
 	hd_buf_reset(&b);
-	frame(&b, false, HD_WS_PING, p, 1);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame(&b, false, HD_WEBSOCKET_PING, p, 1);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_reset(&b);
-	frame(&b, false, HD_WS_CLOSE, "", 0);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame(&b, false, HD_WEBSOCKET_CLOSE, "", 0);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_fini(&b);
 }
 
@@ -616,20 +616,20 @@ static void test_decode_fragmentation_rules(void **state)
 	struct hd_buf b;
 
 	hd_buf_init(&b, 1024);
-	frame_str(&b, true, HD_WS_CONT, "orphan");
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_str(&b, true, HD_WEBSOCKET_CONT, "orphan");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_reset(&b);
-	frame_str(&b, true, HD_WS_TEXT, "done");
-	frame_str(&b, true, HD_WS_CONT, "orphan");
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 1);
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "done");
+	frame_str(&b, true, HD_WEBSOCKET_CONT, "orphan");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 1);
 	hd_buf_reset(&b);
-	frame_str(&b, false, HD_WS_TEXT, "open");
-	frame_str(&b, true, HD_WS_BINARY, "new");
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_str(&b, false, HD_WEBSOCKET_TEXT, "open");
+	frame_str(&b, true, HD_WEBSOCKET_BINARY, "new");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_reset(&b);
-	frame_str(&b, false, HD_WS_TEXT, "open");
-	frame_str(&b, true, HD_WS_TEXT, "new");
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_str(&b, false, HD_WEBSOCKET_TEXT, "open");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "new");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_fini(&b);
 }
 
@@ -640,18 +640,18 @@ static void test_decode_rsv_and_opcodes(void **state)
 	hd_buf_init(&b, 1024);
 	for (uint8_t rsv = 1; rsv < 8; rsv++) {
 		hd_buf_reset(&b);
-		frame_ex(&b, true, rsv, HD_WS_TEXT, true, "x", 1, 0, 0);
-		expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+		frame_ex(&b, true, rsv, HD_WEBSOCKET_TEXT, true, "x", 1, 0, 0);
+		expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	}
 	hd_buf_reset(&b);
-	frame_ex(&b, true, 4, HD_WS_PING, true, "", 0, 0, 0);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_ex(&b, true, 4, HD_WEBSOCKET_PING, true, "", 0, 0, 0);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	const uint8_t unknown[] = {0x3, 0x4, 0x5, 0x6, 0x7, 0xb, 0xc, 0xd, 0xe, 0xf};
 	for (size_t i = 0; i < sizeof(unknown); i++) {
 		hd_buf_reset(&b);
-		frame_str(&b, true, HD_WS_TEXT, "ok");
+		frame_str(&b, true, HD_WEBSOCKET_TEXT, "ok");
 		frame_str(&b, true, unknown[i], "");
-		expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 1);
+		expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 1);
 	}
 	hd_buf_fini(&b);
 }
@@ -666,21 +666,21 @@ static void test_decode_lengths(void **state)
 	hd_buf_init(&b, 1 << 20);
 	/* 126 and 65535 in the 16-bit form; lengths in a longer form than
 	 * needed are refused (RFC 6455 §5.2: the minimal number of bytes). */
-	frame(&b, true, HD_WS_BINARY, p, 126);
+	frame(&b, true, HD_WEBSOCKET_BINARY, p, 126);
 	decode_all_ways(&b, 0, 0, &s);
 	assert_int_equal(s.n, 1);
 	assert_int_equal(s.m[0].len, 126);
 	seen_clear(&s);
 	hd_buf_reset(&b);
-	frame_ex(&b, true, 0, HD_WS_BINARY, true, p, 5, 0, 2);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_ex(&b, true, 0, HD_WEBSOCKET_BINARY, true, p, 5, 0, 2);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_reset(&b);
-	frame_ex(&b, true, 0, HD_WS_BINARY, true, p, 200, 0, 8);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_ex(&b, true, 0, HD_WEBSOCKET_BINARY, true, p, 200, 0, 8);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	/* The top bit of a 64-bit length must be 0. */
 	hd_buf_reset(&b);
-	frame_ex(&b, true, 0, HD_WS_BINARY, true, "x", 1, 1ULL << 63, 8);
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_ex(&b, true, 0, HD_WEBSOCKET_BINARY, true, "x", 1, 1ULL << 63, 8);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	hd_buf_fini(&b);
 }
 
@@ -691,7 +691,7 @@ static void close_frame_of(struct hd_buf *b, uint16_t code, const char *reason, 
 	p[0] = (char)(code >> 8);
 	p[1] = (char)code;
 	memcpy(p + 2, reason, n);
-	frame(b, true, HD_WS_CLOSE, p, 2 + n);
+	frame(b, true, HD_WEBSOCKET_CLOSE, p, 2 + n);
 }
 
 static void test_decode_close(void **state)
@@ -700,19 +700,19 @@ static void test_decode_close(void **state)
 	struct seen s = {.stop_after = 2};
 
 	hd_buf_init(&b, 1024);
-	frame_str(&b, true, HD_WS_TEXT, "bye");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "bye");
 	close_frame_of(&b, 1000, "see you", 7);
-	frame_str(&b, true, HD_WS_TEXT, "after the close: dropped");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "after the close: dropped");
 	decode_all_ways(&b, 0, 1, &s);
 	assert_int_equal(s.n, 2);
-	assert_int_equal(s.m[1].opcode, HD_WS_CLOSE);
+	assert_int_equal(s.m[1].opcode, HD_WEBSOCKET_CLOSE);
 	assert_int_equal(s.m[1].close_code, 1000);
 	assert_string_equal(s.m[1].data, "see you");
 	seen_clear(&s);
 
 	/* No payload: code 0. */
 	hd_buf_reset(&b);
-	frame_str(&b, true, HD_WS_CLOSE, "");
+	frame_str(&b, true, HD_WEBSOCKET_CLOSE, "");
 	decode_all_ways(&b, 0, 0, &s);
 	assert_int_equal(s.n, 1);
 	assert_int_equal(s.m[0].close_code, 0);
@@ -734,16 +734,16 @@ static void test_decode_close(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		hd_buf_reset(&b);
 		close_frame_of(&b, bad[i], "r", 1);
-		expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+		expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	}
 	/* One byte of payload. */
 	hd_buf_reset(&b);
-	frame_str(&b, true, HD_WS_CLOSE, "\x03");
-	expect_close(&b, 0, HD_WS_CLOSE_PROTOCOL, 0);
+	frame_str(&b, true, HD_WEBSOCKET_CLOSE, "\x03");
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_PROTOCOL, 0);
 	/* A reason that is not UTF-8. */
 	hd_buf_reset(&b);
 	close_frame_of(&b, 1000, "\xff", 1);
-	expect_close(&b, 0, HD_WS_CLOSE_BAD_DATA, 0);
+	expect_close(&b, 0, HD_WEBSOCKET_CLOSE_BAD_DATA, 0);
 	/* 123 bytes of reason: the longest. */
 	char r[123];
 	memset(r, 'r', sizeof(r));
@@ -762,8 +762,8 @@ static void test_decode_stop_from_callback(void **state)
 	struct seen s = {.stop_after = 1};
 
 	hd_buf_init(&b, 1024);
-	frame_str(&b, true, HD_WS_TEXT, "one");
-	frame_str(&b, true, HD_WS_TEXT, "two");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "one");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "two");
 	decode_all_ways(&b, 0, 1, &s);
 	assert_int_equal(s.n, 1);
 	seen_clear(&s);
@@ -774,21 +774,21 @@ static void test_decode_partial_frame_kept(void **state)
 {
 	struct hd_buf b;
 	struct seen s = {0};
-	struct hd_ws_decoder *d = hd_ws_decoder_new(0);
+	struct hd_websocket_decoder *d = hd_websocket_decoder_new(0);
 	const char *reason;
 
 	hd_buf_init(&b, 1024);
-	frame_str(&b, true, HD_WS_TEXT, "split here");
+	frame_str(&b, true, HD_WEBSOCKET_TEXT, "split here");
 	/* Nothing is delivered until the last byte; an empty feed is fine. */
-	assert_int_equal(hd_ws_decoder_feed(d, b.data, b.len - 1, on_msg, &s, &reason), 0);
+	assert_int_equal(hd_websocket_decoder_feed(d, b.data, b.len - 1, on_msg, &s, &reason), 0);
 	assert_int_equal(s.n, 0);
-	assert_int_equal(hd_ws_decoder_feed(d, "", 0, on_msg, &s, &reason), 0);
+	assert_int_equal(hd_websocket_decoder_feed(d, "", 0, on_msg, &s, &reason), 0);
 	assert_int_equal(s.n, 0);
-	assert_int_equal(hd_ws_decoder_feed(d, b.data + b.len - 1, 1, on_msg, &s, &reason), 0);
+	assert_int_equal(hd_websocket_decoder_feed(d, b.data + b.len - 1, 1, on_msg, &s, &reason), 0);
 	assert_int_equal(s.n, 1);
 	assert_string_equal(s.m[0].data, "split here");
 	seen_clear(&s);
-	hd_ws_decoder_free(d);
+	hd_websocket_decoder_free(d);
 	hd_buf_fini(&b);
 }
 

@@ -1,5 +1,5 @@
 /*
- * ws — see ws.h.
+ * websocket — see websocket.h.
  *
  * The decoder hands wslay's frame layer the bytes of the current feed
  * through its recv callback: wslay copies them into its own 4 KiB input
@@ -21,7 +21,7 @@
  * that arrives in pieces. A frame that arrives whole in one chunk (the
  * common small message) is handed to on_msg straight from wslay's buffer.
  */
-#include "http/ws.h"
+#include "http/websocket.h"
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -125,12 +125,12 @@ static bool key_valid(const char *key)
 	return true;
 }
 
-bool hd_ws_is_upgrade(const struct hd_http_request *req)
+bool hd_websocket_is_upgrade(const struct hd_http_request *req)
 {
 	return header_lists(req, "upgrade", "websocket", true);
 }
 
-void hd_ws_accept_key(const char *key, size_t key_len, char out[HD_WS_ACCEPT_LEN + 1])
+void hd_websocket_accept_key(const char *key, size_t key_len, char out[HD_WEBSOCKET_ACCEPT_LEN + 1])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int md_len = 0;
@@ -149,12 +149,12 @@ void hd_ws_accept_key(const char *key, size_t key_len, char out[HD_WS_ACCEPT_LEN
 	EVP_EncodeBlock((unsigned char *)out, md, (int)md_len);
 }
 
-int hd_ws_handshake(const struct hd_http_request *req, struct hd_buf *head, int *status,
+int hd_websocket_handshake(const struct hd_http_request *req, struct hd_buf *head, int *status,
 		    struct hd_error *err)
 {
 	const char *version = hd_http_header_get(req, "sec-websocket-version");
 	const char *key = hd_http_header_get(req, "sec-websocket-key");
-	char accept[HD_WS_ACCEPT_LEN + 1];
+	char accept[HD_WEBSOCKET_ACCEPT_LEN + 1];
 	int rc;
 
 	*status = 400;
@@ -164,7 +164,7 @@ int hd_ws_handshake(const struct hd_http_request *req, struct hd_buf *head, int 
 	}
 	if (req->http_major != 1 || req->http_minor < 1)
 		return hd_error_set(err, HD_EINVAL, "a WebSocket handshake needs HTTP/1.1");
-	if (!hd_ws_is_upgrade(req))
+	if (!hd_websocket_is_upgrade(req))
 		return hd_error_set(err, HD_EINVAL, "the Upgrade header must include \"websocket\"");
 	if (!header_lists(req, "connection", "upgrade", true))
 		return hd_error_set(err, HD_EINVAL,
@@ -183,7 +183,7 @@ int hd_ws_handshake(const struct hd_http_request *req, struct hd_buf *head, int 
 		return hd_error_set(err, HD_EINVAL,
 				    "Sec-WebSocket-Key must be the base64 of 16 bytes");
 
-	hd_ws_accept_key(key, strlen(key), accept);
+	hd_websocket_accept_key(key, strlen(key), accept);
 	rc = hd_buf_puts(head, "HTTP/1.1 101 Switching Protocols\r\n"
 			       "Upgrade: websocket\r\n"
 			       "Connection: Upgrade\r\n"
@@ -206,7 +206,7 @@ int hd_ws_handshake(const struct hd_http_request *req, struct hd_buf *head, int 
 
 /* ---- Encoding ------------------------------------------------------------ */
 
-size_t hd_ws_frame_header(uint8_t out[HD_WS_HEADER_MAX], enum hd_ws_opcode opcode, uint64_t len)
+size_t hd_websocket_frame_header(uint8_t out[HD_WEBSOCKET_HEADER_MAX], enum hd_websocket_opcode opcode, uint64_t len)
 {
 	out[0] = (uint8_t)(0x80 | opcode);
 	if (len < 126) {
@@ -225,12 +225,12 @@ size_t hd_ws_frame_header(uint8_t out[HD_WS_HEADER_MAX], enum hd_ws_opcode opcod
 	return 10;
 }
 
-size_t hd_ws_close_frame(uint8_t out[2 + HD_WS_CONTROL_MAX], uint16_t code, const char *reason)
+size_t hd_websocket_close_frame(uint8_t out[2 + HD_WEBSOCKET_CONTROL_MAX], uint16_t code, const char *reason)
 {
 	size_t n = reason ? strlen(reason) : 0;
 
 	if (code == 0)
-		return hd_ws_frame_header(out, HD_WS_CLOSE, 0);
+		return hd_websocket_frame_header(out, HD_WEBSOCKET_CLOSE, 0);
 	if (n > CLOSE_REASON_MAX) {
 		/* Back up over continuation bytes (10xxxxxx) so that the cut
 		 * falls before the first byte of a character. */
@@ -238,7 +238,7 @@ size_t hd_ws_close_frame(uint8_t out[2 + HD_WS_CONTROL_MAX], uint16_t code, cons
 		while (n > 0 && ((unsigned char)reason[n] & 0xc0) == 0x80)
 			n--;
 	}
-	hd_ws_frame_header(out, HD_WS_CLOSE, 2 + n);
+	hd_websocket_frame_header(out, HD_WEBSOCKET_CLOSE, 2 + n);
 	out[2] = (uint8_t)(code >> 8);
 	out[3] = (uint8_t)code;
 	if (n)
@@ -248,7 +248,7 @@ size_t hd_ws_close_frame(uint8_t out[2 + HD_WS_CONTROL_MAX], uint16_t code, cons
 
 /* ---- Decoding ------------------------------------------------------------ */
 
-struct hd_ws_decoder {
+struct hd_websocket_decoder {
 	wslay_frame_context_ptr wslay; /* owned */
 	size_t max_message;
 	bool done; /* a feed returned non-zero */
@@ -276,13 +276,13 @@ struct hd_ws_decoder {
 	struct hd_buf msg; /* ceiling max_message */
 
 	/* A control frame's payload, when it comes in more than one chunk. */
-	uint8_t ctrl[HD_WS_CONTROL_MAX];
+	uint8_t ctrl[HD_WEBSOCKET_CONTROL_MAX];
 	size_t ctrl_len;
 };
 
 static ssize_t recv_from_feed(uint8_t *buf, size_t len, int flags, void *user_data)
 {
-	struct hd_ws_decoder *d = user_data;
+	struct hd_websocket_decoder *d = user_data;
 	size_t n = len < d->in_len ? len : d->in_len;
 
 	if (n == 0)
@@ -293,16 +293,16 @@ static ssize_t recv_from_feed(uint8_t *buf, size_t len, int flags, void *user_da
 	return (ssize_t)n;
 }
 
-struct hd_ws_decoder *hd_ws_decoder_new(size_t max_message)
+struct hd_websocket_decoder *hd_websocket_decoder_new(size_t max_message)
 {
-	struct hd_ws_decoder *d = hd_calloc(1, sizeof(*d));
+	struct hd_websocket_decoder *d = hd_calloc(1, sizeof(*d));
 
-	d->max_message = max_message ? max_message : HD_WS_MESSAGE_MAX_DEFAULT;
+	d->max_message = max_message ? max_message : HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
 	hd_buf_init(&d->msg, d->max_message);
 	return d;
 }
 
-static void wslay_open(struct hd_ws_decoder *d)
+static void wslay_open(struct hd_websocket_decoder *d)
 {
 	static const struct wslay_frame_callbacks callbacks = {
 		.recv_callback = recv_from_feed, /* never sends: no send or mask callbacks */
@@ -322,7 +322,7 @@ static uint64_t frame_bytes(const struct wslay_frame_iocb *io)
 	return head + len;
 }
 
-void hd_ws_decoder_free(struct hd_ws_decoder *d)
+void hd_websocket_decoder_free(struct hd_websocket_decoder *d)
 {
 	if (!d)
 		return;
@@ -348,31 +348,31 @@ static bool close_code_valid(uint16_t code)
 }
 
 /* Checks a complete message or control frame and hands it to on_msg;
- * returns like hd_ws_decoder_feed. */
-static int deliver(uint8_t opcode, const char *data, size_t len, hd_ws_msg_fn on_msg, void *arg,
+ * returns like hd_websocket_decoder_feed. */
+static int deliver(uint8_t opcode, const char *data, size_t len, hd_websocket_msg_fn on_msg, void *arg,
 		   const char **reason)
 {
-	struct hd_ws_msg m = {.opcode = (enum hd_ws_opcode)opcode, .data = data, .len = len};
+	struct hd_websocket_msg m = {.opcode = (enum hd_websocket_opcode)opcode, .data = data, .len = len};
 
-	if (opcode == HD_WS_TEXT && !hd_json_text_utf8_valid(data, len)) {
+	if (opcode == HD_WEBSOCKET_TEXT && !hd_json_text_utf8_valid(data, len)) {
 		*reason = "a text message is not valid UTF-8";
-		return HD_WS_CLOSE_BAD_DATA;
+		return HD_WEBSOCKET_CLOSE_BAD_DATA;
 	}
-	if (opcode == HD_WS_CLOSE && len > 0) {
+	if (opcode == HD_WEBSOCKET_CLOSE && len > 0) {
 		if (len == 1) {
 			*reason = "a close frame's payload is 1 byte";
-			return HD_WS_CLOSE_PROTOCOL;
+			return HD_WEBSOCKET_CLOSE_PROTOCOL;
 		}
 		m.close_code = (uint16_t)((uint8_t)data[0] << 8 | (uint8_t)data[1]);
 		if (!close_code_valid(m.close_code)) {
 			*reason = "a close frame carries a code that may not be sent";
-			return HD_WS_CLOSE_PROTOCOL;
+			return HD_WEBSOCKET_CLOSE_PROTOCOL;
 		}
 		m.data += 2;
 		m.len -= 2;
 		if (!hd_json_text_utf8_valid(m.data, m.len)) {
 			*reason = "a close frame's reason is not valid UTF-8";
-			return HD_WS_CLOSE_BAD_DATA;
+			return HD_WEBSOCKET_CLOSE_BAD_DATA;
 		}
 	}
 	return on_msg(arg, &m) != 0 ? 1 : 0;
@@ -380,46 +380,46 @@ static int deliver(uint8_t opcode, const char *data, size_t len, hd_ws_msg_fn on
 
 /* Judges a frame on its first chunk (see the top of the file); returns 0
  * or a close code. */
-static int frame_start(struct hd_ws_decoder *d, const struct wslay_frame_iocb *io,
+static int frame_start(struct hd_websocket_decoder *d, const struct wslay_frame_iocb *io,
 		       const char **reason)
 {
 	uint8_t op = io->opcode;
 
 	if (!io->mask) {
 		*reason = "a client frame is not masked";
-		return HD_WS_CLOSE_PROTOCOL;
+		return HD_WEBSOCKET_CLOSE_PROTOCOL;
 	}
 	if (io->rsv != 0) {
 		*reason = "a reserved bit is set and no extension was negotiated";
-		return HD_WS_CLOSE_PROTOCOL;
+		return HD_WEBSOCKET_CLOSE_PROTOCOL;
 	}
-	if (op != HD_WS_CONT && op != HD_WS_TEXT && op != HD_WS_BINARY && op != HD_WS_CLOSE &&
-	    op != HD_WS_PING && op != HD_WS_PONG) {
+	if (op != HD_WEBSOCKET_CONT && op != HD_WEBSOCKET_TEXT && op != HD_WEBSOCKET_BINARY && op != HD_WEBSOCKET_CLOSE &&
+	    op != HD_WEBSOCKET_PING && op != HD_WEBSOCKET_PONG) {
 		*reason = "a frame has an unknown opcode";
-		return HD_WS_CLOSE_PROTOCOL;
+		return HD_WEBSOCKET_CLOSE_PROTOCOL;
 	}
 	if (is_control(op)) {
 		/* wslay refuses these already; kept so that this file states
 		 * every rule it relies on. */
-		if (!io->fin || io->payload_length > HD_WS_CONTROL_MAX) {
+		if (!io->fin || io->payload_length > HD_WEBSOCKET_CONTROL_MAX) {
 			*reason = "a control frame is fragmented or longer than 125 bytes";
-			return HD_WS_CLOSE_PROTOCOL;
+			return HD_WEBSOCKET_CLOSE_PROTOCOL;
 		}
 		return 0;
 	}
-	if (op == HD_WS_CONT && !d->msg_open) {
+	if (op == HD_WEBSOCKET_CONT && !d->msg_open) {
 		*reason = "a continuation frame has no message to continue";
-		return HD_WS_CLOSE_PROTOCOL;
+		return HD_WEBSOCKET_CLOSE_PROTOCOL;
 	}
-	if (op != HD_WS_CONT && d->msg_open) {
+	if (op != HD_WEBSOCKET_CONT && d->msg_open) {
 		*reason = "a new message began before the previous one ended";
-		return HD_WS_CLOSE_PROTOCOL;
+		return HD_WEBSOCKET_CLOSE_PROTOCOL;
 	}
 	if (io->payload_length > d->max_message - d->msg.len) {
 		*reason = "the message is too big";
-		return HD_WS_CLOSE_TOO_BIG;
+		return HD_WEBSOCKET_CLOSE_TOO_BIG;
 	}
-	if (op != HD_WS_CONT) {
+	if (op != HD_WEBSOCKET_CONT) {
 		d->msg_open = true;
 		d->msg_opcode = op;
 	}
@@ -427,7 +427,7 @@ static int frame_start(struct hd_ws_decoder *d, const struct wslay_frame_iocb *i
 }
 
 /* The message is handed over: forget it, and its memory if it was big. */
-static void msg_reset(struct hd_ws_decoder *d)
+static void msg_reset(struct hd_websocket_decoder *d)
 {
 	d->msg_open = false;
 	if (d->msg.cap > MSG_KEEP)
@@ -437,8 +437,8 @@ static void msg_reset(struct hd_ws_decoder *d)
 }
 
 /* One chunk of payload from wslay (possibly empty); returns like feed. */
-static int on_chunk(struct hd_ws_decoder *d, const struct wslay_frame_iocb *io,
-		    hd_ws_msg_fn on_msg, void *arg, const char **reason)
+static int on_chunk(struct hd_websocket_decoder *d, const struct wslay_frame_iocb *io,
+		    hd_websocket_msg_fn on_msg, void *arg, const char **reason)
 {
 	const char *data = (const char *)io->data;
 	size_t n = io->data_length;
@@ -473,7 +473,7 @@ static int on_chunk(struct hd_ws_decoder *d, const struct wslay_frame_iocb *io,
 		return deliver(d->opcode, (const char *)d->ctrl, d->ctrl_len, on_msg, arg, reason);
 	}
 	/* A single-frame message that came in one chunk: no copy. */
-	if (d->whole && d->fin && d->opcode != HD_WS_CONT) {
+	if (d->whole && d->fin && d->opcode != HD_WEBSOCKET_CONT) {
 		d->msg_open = false;
 		return deliver(d->opcode, n ? data : "", n, on_msg, arg, reason);
 	}
@@ -481,7 +481,7 @@ static int on_chunk(struct hd_ws_decoder *d, const struct wslay_frame_iocb *io,
 		/* frame_start checked the frame's whole length against the room. */
 		assert(!"message buffer past its ceiling");
 		*reason = "the message is too big";
-		return HD_WS_CLOSE_TOO_BIG;
+		return HD_WEBSOCKET_CLOSE_TOO_BIG;
 	}
 	if (!end || !d->fin)
 		return 0;
@@ -490,7 +490,7 @@ static int on_chunk(struct hd_ws_decoder *d, const struct wslay_frame_iocb *io,
 	return rc;
 }
 
-int hd_ws_decoder_feed(struct hd_ws_decoder *d, const char *p, size_t n, hd_ws_msg_fn on_msg,
+int hd_websocket_decoder_feed(struct hd_websocket_decoder *d, const char *p, size_t n, hd_websocket_msg_fn on_msg,
 		       void *arg, const char **reason)
 {
 	struct wslay_frame_iocb io;
@@ -513,7 +513,7 @@ int hd_ws_decoder_feed(struct hd_ws_decoder *d, const char *p, size_t n, hd_ws_m
 			/* WSLAY_ERR_PROTO: the header broke one of wslay's rules. */
 			*reason = "a frame header is invalid (a control frame fragmented or longer "
 				  "than 125 bytes, or a length not in its shortest form)";
-			rc = HD_WS_CLOSE_PROTOCOL;
+			rc = HD_WEBSOCKET_CLOSE_PROTOCOL;
 			break;
 		}
 		rc = on_chunk(d, &io, on_msg, arg, reason);

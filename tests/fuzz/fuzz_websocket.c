@@ -1,9 +1,9 @@
 /*
- * fuzz_ws — libFuzzer target for the WebSocket frame decoder
- * (src/http/ws.c, hd_ws_decoder_*) and wslay's frame layer under it: the
+ * fuzz_websocket — libFuzzer target for the WebSocket frame decoder
+ * (src/http/websocket.c, hd_websocket_decoder_*) and wslay's frame layer under it: the
  * parser of everything a WebSocket client sends.
  *
- * Input layout (the seeds in tests/fuzz/corpus/ws/ follow it):
+ * Input layout (the seeds in tests/fuzz/corpus/websocket/ follow it):
  *   byte 0     bits 0-5: the size of the pieces the stream is fed in
  *              (0: all at once); bit 6: on_msg stops the feed after a
  *              CLOSE, as an edge does; bit 7: unused.
@@ -20,7 +20,7 @@
  *     chosen pieces, all at once and byte by byte gives the same messages
  *     and the same final result.
  */
-#include "http/ws.h"
+#include "http/websocket.h"
 #include "proto/json_text.h"
 
 #include <stdint.h>
@@ -34,7 +34,7 @@
 static void check(int ok, const char *what)
 {
 	if (!ok) {
-		fprintf(stderr, "fuzz_ws: broken promise: %s\n", what);
+		fprintf(stderr, "fuzz_websocket: broken promise: %s\n", what);
 		abort();
 	}
 }
@@ -54,22 +54,22 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static int on_msg(void *arg, const struct hd_ws_msg *m)
+static int on_msg(void *arg, const struct hd_websocket_msg *m)
 {
 	struct run *r = arg;
 	uint32_t head[3] = {(uint32_t)m->opcode, (uint32_t)m->len, m->close_code};
 
 	check(m->data != NULL, "message data is not NULL");
 	switch (m->opcode) {
-	case HD_WS_TEXT:
+	case HD_WEBSOCKET_TEXT:
 		check(hd_json_text_utf8_valid(m->data, m->len), "text is UTF-8");
 		/* fall through */
-	case HD_WS_BINARY:
+	case HD_WEBSOCKET_BINARY:
 		check(m->len <= MAX_MESSAGE, "message within max_message");
 		check(m->close_code == 0, "no close code on a data message");
 		break;
-	case HD_WS_CLOSE:
-		check(m->len <= HD_WS_CONTROL_MAX - 2, "close reason within 123 bytes");
+	case HD_WEBSOCKET_CLOSE:
+		check(m->len <= HD_WEBSOCKET_CONTROL_MAX - 2, "close reason within 123 bytes");
 		check(hd_json_text_utf8_valid(m->data, m->len), "close reason is UTF-8");
 		check(m->close_code == 0 || (m->close_code >= 1000 && m->close_code <= 4999 &&
 					     m->close_code != 1004 && m->close_code != 1005 &&
@@ -78,9 +78,9 @@ static int on_msg(void *arg, const struct hd_ws_msg *m)
 		      "close code may be sent");
 		check(m->close_code != 0 || m->len == 0, "no reason without a code");
 		break;
-	case HD_WS_PING:
-	case HD_WS_PONG:
-		check(m->len <= HD_WS_CONTROL_MAX, "control payload within 125 bytes");
+	case HD_WEBSOCKET_PING:
+	case HD_WEBSOCKET_PONG:
+		check(m->len <= HD_WEBSOCKET_CONTROL_MAX, "control payload within 125 bytes");
 		check(m->close_code == 0, "no close code on a ping or pong");
 		break;
 	default:
@@ -89,13 +89,13 @@ static int on_msg(void *arg, const struct hd_ws_msg *m)
 	/* Touch every byte, so that ASan sees a read past the data. */
 	r->hash = mix(mix(r->hash, head, sizeof(head)), m->data, m->len);
 	r->count++;
-	return r->stop_on_close && m->opcode == HD_WS_CLOSE;
+	return r->stop_on_close && m->opcode == HD_WEBSOCKET_CLOSE;
 }
 
 /* Feeds p[0, n) in pieces of step bytes (0: whole); returns the result. */
 static int run(const uint8_t *p, size_t n, size_t step, struct run *r)
 {
-	struct hd_ws_decoder *d = hd_ws_decoder_new(MAX_MESSAGE);
+	struct hd_websocket_decoder *d = hd_websocket_decoder_new(MAX_MESSAGE);
 	const char *reason = NULL;
 	size_t off = 0;
 	int rc;
@@ -105,16 +105,16 @@ static int run(const uint8_t *p, size_t n, size_t step, struct run *r)
 		/* A copy of exactly the piece, so that ASan catches a read past it. */
 		char *piece = malloc(k ? k : 1);
 		memcpy(piece, p + off, k);
-		rc = hd_ws_decoder_feed(d, piece, k, on_msg, r, &reason);
+		rc = hd_websocket_decoder_feed(d, piece, k, on_msg, r, &reason);
 		free(piece);
 		off += k;
 	} while (rc == 0 && off < n);
-	check(rc == 0 || rc == 1 || rc == HD_WS_CLOSE_PROTOCOL || rc == HD_WS_CLOSE_BAD_DATA ||
-		      rc == HD_WS_CLOSE_TOO_BIG,
+	check(rc == 0 || rc == 1 || rc == HD_WEBSOCKET_CLOSE_PROTOCOL || rc == HD_WEBSOCKET_CLOSE_BAD_DATA ||
+		      rc == HD_WEBSOCKET_CLOSE_TOO_BIG,
 	      "result is 0, 1 or a close code");
 	check(rc <= 1 || (reason && *reason), "an error has a reason");
 	check(rc != 0 || off == n, "0 means all input was fed");
-	hd_ws_decoder_free(d);
+	hd_websocket_decoder_free(d);
 	r->hash = mix(r->hash, &rc, sizeof(rc));
 	return rc;
 }

@@ -1,10 +1,10 @@
 /*
- * ws — the WebSocket edge: the Centrifugo client protocol (v2, JSON) over
+ * ws_edge — the WebSocket edge: the Centrifugo client protocol (v2, JSON) over
  * RFC 6455, so the centrifuge SDKs (npm centrifuge, Go, Python) work
  * against herald unchanged. docs/websocket.md describes it for users;
  * ../shared/research/protocols.md §1 is the wire reference.
  * Layer: edge. The api routes GET /connection/websocket here (loop thread);
- * the edge talks to the hub, decodes frames with http/ws.h and commands
+ * the edge talks to the hub, decodes frames with http/websocket.h and commands
  * with proto/centrifuge.h, verifies tokens with auth/jwt.h.
  *
  * A session: upgrade → `connect` within connect_timeout (else close 3502)
@@ -27,7 +27,7 @@
  *
  * subscribe / recovery: the topic is watched before it is read, so no event
  * committed meanwhile is lost; events fired while the read runs are held
- * (at most HD_WS_HELD_MAX, else close 3010) and sent after the reply, each
+ * (at most HD_WS_EDGE_HELD_MAX, else close 3010) and sent after the reply, each
  * offset once (a cursor per subscription). With recover:true the missed
  * events come in the reply, all or nothing: when the gap is longer than
  * recover_max, retention removed some, or the epoch differs, the reply says
@@ -39,8 +39,8 @@
  * its offset. Ping: an empty message every ping_interval; no pong within
  * pong_timeout → close 3012. Stop: every session is closed 3001 "shutdown".
  */
-#ifndef HD_EDGE_WS_H
-#define HD_EDGE_WS_H
+#ifndef HD_EDGE_WS_EDGE_H
+#define HD_EDGE_WS_EDGE_H
 
 #include "core/ratelimit.h"
 #include "http/server.h"
@@ -50,7 +50,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define HD_WS_HELD_MAX 4096 /* events held for one subscription while it is read */
+#define HD_WS_EDGE_HELD_MAX 4096 /* events held for one subscription while it is read */
 
 struct hd_jwt_keys;
 

@@ -1,5 +1,5 @@
-/* keys (cli) — see keys.h. */
-#include "cli/keys.h"
+/* keys_cmd — see keys_cmd.h. */
+#include "cli/keys_cmd.h"
 #include "auth/keys.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -79,7 +79,7 @@ static int cmd_list(const struct hd_keys *ks)
 	return 0;
 }
 
-int hd_cli_keys(int argc, char **argv)
+int hd_keys_cmd_run(int argc, char **argv)
 {
 	struct hd_config *cfg = calloc(1, sizeof(*cfg));
 	struct hd_keys *ks = hd_keys_new();

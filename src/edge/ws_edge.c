@@ -1,5 +1,16 @@
-/* ws — see ws.h. */
-#include "edge/ws.h"
+/*
+ * ws_edge — see ws_edge.h.
+ *
+ * One file of about 1,400 lines because it is one idea, a Centrifugo
+ * session over a WebSocket, laid out from low level to high: output
+ * frames, subscriptions and their hub watches, join/leave, the reads that
+ * recover a subscription, the commands (connect, subscribe, history,
+ * publish, presence, refresh), input, then the session's life cycle. Every
+ * part reads and writes the same struct session and its invariants (one op
+ * in flight, live vs held events); split, they would only meet again in a
+ * private header.
+ */
+#include "edge/ws_edge.h"
 #include "auth/acl.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
@@ -8,7 +19,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
-#include "http/ws.h"
+#include "core/uuid.h"
+#include "http/websocket.h"
 #include "proto/centrifuge.h"
 #include "proto/cloudevent.h"
 
@@ -19,7 +31,7 @@
 #include <string.h>
 
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
-#define REPLY_MAX (HD_STORE_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
+#define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
@@ -28,14 +40,14 @@ struct session;
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
  * connect; client ones by subscribe. */
-struct sub {
+struct chan_sub {
 	struct hd_watch watch;     /* watch.arg = this; watch.conn = &session->conn */
 	struct session *s;
 	uint64_t cursor;           /* the last offset sent (or the position replied) */
 	bool live;                 /* the reply went out: fired events are sent */
 	bool server_side;
 	bool join_leave;           /* the client asked for join/leave pushes */
-	bool overflow;             /* more than HD_WS_HELD_MAX fired while not live */
+	bool overflow;             /* more than HD_WS_EDGE_HELD_MAX fired while not live */
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
 	char epoch[HD_EPOCH_LEN + 1];
@@ -44,19 +56,19 @@ struct sub {
 
 /* Recovery parameters of one subscribe. */
 struct sub_init {
-	struct sub *sub;
+	struct chan_sub *sub;
 	bool recover;
 	uint64_t offset;
 	char epoch[HD_EPOCH_LEN + 1];
-	struct hd_cf_sub_result res;   /* filled when its read is done */
+	struct hd_centrifuge_sub_result res;   /* filled when its read is done */
 	struct hd_read r;              /* its events back the publications of res */
-	struct hd_cf_pub *pubs;
+	struct hd_centrifuge_pub *pubs;
 };
 
 /* A command that waits for the hub. */
 struct op {
 	struct session *s;             /* NULL once the session is gone */
-	enum hd_cf_method method;
+	enum hd_centrifuge_method method;
 	uint32_t id;
 	/* connect / subscribe: the subscriptions being set up, one read each */
 	struct sub_init *inits;
@@ -72,7 +84,7 @@ struct op {
 	struct hd_ce_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item item;
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 enum state { S_NEW, S_READY, S_CLOSING };
@@ -81,7 +93,7 @@ struct session {
 	struct hd_ws_edge *edge;
 	struct hd_http_request *req;   /* NULL once closed */
 	struct hd_conn conn;
-	struct hd_ws_decoder *dec;
+	struct hd_websocket_decoder *dec;
 	uv_timer_t timer;              /* timer.data = this; its close callback frees */
 	struct session *prev, *next;   /* in edge->sessions while req is set */
 	enum state state;
@@ -93,7 +105,7 @@ struct session {
 	bool slow;                     /* close 3008 from the timer (see broadcast) */
 	struct op *op;                 /* the command in flight */
 	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
-	struct sub **subs;
+	struct chan_sub **subs;
 	size_t nsubs, capsubs;
 	int64_t connect_due;           /* monotonic ms */
 	int64_t ping_due, pong_due;
@@ -123,7 +135,7 @@ static void pump(struct session *s);
 static void session_close(struct session *s, uint16_t code, const char *reason);
 static void timer_arm(struct session *s);
 static void on_timer(uv_timer_t *t);
-static struct sub *sub_find(struct session *s, const char *topic);
+static struct chan_sub *sub_find(struct session *s, const char *topic);
 
 struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts)
 {
@@ -132,7 +144,7 @@ struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const str
 	e->hub = hub;
 	e->opts = *opts;
 	if (!e->opts.max_message)
-		e->opts.max_message = HD_WS_MESSAGE_MAX_DEFAULT;
+		e->opts.max_message = HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
 	return e;
 }
 
@@ -151,8 +163,8 @@ static int64_t mono(void)
 /* A text frame of payload[0, n) in a new buffer. */
 static struct hd_rcbuf *text_frame(const char *payload, size_t n)
 {
-	uint8_t head[HD_WS_HEADER_MAX];
-	size_t hl = hd_ws_frame_header(head, HD_WS_TEXT, n);
+	uint8_t head[HD_WEBSOCKET_HEADER_MAX];
+	size_t hl = hd_websocket_frame_header(head, HD_WEBSOCKET_TEXT, n);
 	struct hd_rcbuf *f = hd_rcbuf_new(hl + n);
 	memcpy(f->data, head, hl);
 	memcpy(f->data + hl, payload, n);
@@ -170,7 +182,7 @@ static bool send_frame(struct session *s, struct hd_rcbuf *f)
 		hd_metrics_inc(HD_M_slow_consumer_disconnects_total);
 		hd_log_info("ws slow consumer client=%s remote=%s pending=%zu", s->conn.id,
 			    s->conn.remote, hd_http_stream_pending(s->req));
-		session_close(s, HD_CF_DISC_SLOW, "slow");
+		session_close(s, HD_CENTRIFUGE_DISC_SLOW, "slow");
 		return false;
 	}
 	return rc == 0;
@@ -181,7 +193,7 @@ static void send_json(struct session *s, const struct hd_buf *b)
 {
 	if (b->len == 0) {
 		/* The reply did not fit REPLY_MAX: the client would wait for it. */
-		session_close(s, HD_CF_DISC_INTERNAL, "reply too large");
+		session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "reply too large");
 		return;
 	}
 	struct hd_rcbuf *f = text_frame(b->data, b->len);
@@ -194,17 +206,17 @@ static void reply_error(struct session *s, uint32_t id, uint32_t code, const cha
 	struct hd_buf b;
 	hd_buf_init(&b, 4096);
 	hd_metrics_inc(HD_M_ws_errors_total);
-	if (hd_cf_reply_error(&b, id, code, msg, temp))
+	if (hd_centrifuge_reply_error(&b, id, code, msg, temp))
 		hd_buf_reset(&b);
 	send_json(s, &b);
 	hd_buf_fini(&b);
 }
 
-static void reply_empty(struct session *s, uint32_t id, enum hd_cf_method m)
+static void reply_empty(struct session *s, uint32_t id, enum hd_centrifuge_method m)
 {
 	struct hd_buf b;
 	hd_buf_init(&b, 256);
-	hd_cf_reply_empty(&b, id, m);
+	hd_centrifuge_reply_empty(&b, id, m);
 	send_json(s, &b);
 	hd_buf_fini(&b);
 }
@@ -220,9 +232,9 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 		return hd_rcbuf_ref(c->frame);
 
 	struct hd_buf b;
-	struct hd_cf_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
 	hd_buf_init(&b, ev->json->len + 1024);
-	hd_cf_push_pub(&b, topic, &pub);
+	hd_centrifuge_push_pub(&b, topic, &pub);
 	struct hd_rcbuf *f = text_frame(b.data, b.len);
 	hd_buf_fini(&b);
 	if (c->json) {
@@ -235,7 +247,7 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 }
 
 /* Sends ev to a live subscription if it is new to it. */
-static void deliver(struct sub *sub, const struct hd_stored_event *ev)
+static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 {
 	if (ev->offset <= sub->cursor)
 		return;
@@ -247,16 +259,16 @@ static void deliver(struct sub *sub, const struct hd_stored_event *ev)
 
 /* ---- Subscriptions ------------------------------------------------------ */
 
-static void sub_fire(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
+static void on_watch(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
 {
-	struct sub *sub = w->arg;
+	struct chan_sub *sub = w->arg;
 	if (sub->live) {
 		deliver(sub, ev);
 		return;
 	}
 	if (sub->overflow)
 		return;
-	if (sub->nheld == HD_WS_HELD_MAX) {
+	if (sub->nheld == HD_WS_EDGE_HELD_MAX) {
 		sub->overflow = true;
 		return;
 	}
@@ -269,7 +281,7 @@ static void sub_fire(struct hd_watch *w, const char *topic, const struct hd_stor
 	sub->nheld++;
 }
 
-static void sub_drop_held(struct sub *sub)
+static void sub_drop_held(struct chan_sub *sub)
 {
 	for (size_t i = 0; i < sub->nheld; i++)
 		hd_rcbuf_unref(sub->held[i].json);
@@ -278,7 +290,7 @@ static void sub_drop_held(struct sub *sub)
 	sub->nheld = sub->capheld = 0;
 }
 
-static struct sub *sub_find(struct session *s, const char *topic)
+static struct chan_sub *sub_find(struct session *s, const char *topic)
 {
 	for (size_t i = 0; i < s->nsubs; i++)
 		if (strcmp(s->subs[i]->name, topic) == 0)
@@ -288,14 +300,14 @@ static struct sub *sub_find(struct session *s, const char *topic)
 
 /* Adds and watches a subscription. Returns it, or NULL when the hub's cap
  * on watched topics is reached. */
-static struct sub *sub_add(struct session *s, const char *topic, bool server_side)
+static struct chan_sub *sub_add(struct session *s, const char *topic, bool server_side)
 {
 	size_t len = strlen(topic);
-	struct sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
+	struct chan_sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
 	sub->s = s;
 	sub->server_side = server_side;
 	memcpy(sub->name, topic, len + 1);
-	sub->watch.fire = sub_fire;
+	sub->watch.fire = on_watch;
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
@@ -310,14 +322,14 @@ static struct sub *sub_add(struct session *s, const char *topic, bool server_sid
 	return sub;
 }
 
-static void sub_free(struct session *s, struct sub *sub)
+static void sub_free(struct session *s, struct chan_sub *sub)
 {
 	hd_hub_unwatch(s->edge->hub, &sub->watch);
 	sub_drop_held(sub);
 	free(sub);
 }
 
-static void sub_remove(struct session *s, struct sub *sub)
+static void sub_remove(struct session *s, struct chan_sub *sub)
 {
 	for (size_t i = 0; i < s->nsubs; i++) {
 		if (s->subs[i] == sub) {
@@ -330,10 +342,10 @@ static void sub_remove(struct session *s, struct sub *sub)
 
 /* The subscription's reply went out: sends what fired meanwhile, then
  * goes live. Returns false when the session was closed. */
-static bool sub_go_live(struct session *s, struct sub *sub)
+static bool sub_go_live(struct session *s, struct chan_sub *sub)
 {
 	if (sub->overflow) {
-		session_close(s, HD_CF_DISC_INSUFFICIENT_STATE, "insufficient state");
+		session_close(s, HD_CENTRIFUGE_DISC_INSUFFICIENT_STATE, "insufficient state");
 		return false;
 	}
 	sub->live = true;
@@ -393,17 +405,17 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
 			continue;
 		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
-		struct sub *sub = sub_find(to, topic);
+		struct chan_sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
 		if (!f) {
 			struct hd_buf b;
-			struct hd_cf_client_info info = {.client = from->conn.id, .user = from->conn.user};
+			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
 			hd_buf_init(&b, 2048);
 			if (join)
-				hd_cf_push_join(&b, topic, &info);
+				hd_centrifuge_push_join(&b, topic, &info);
 			else
-				hd_cf_push_leave(&b, topic, &info);
+				hd_centrifuge_push_leave(&b, topic, &info);
 			f = text_frame(b.data, b.len);
 			hd_buf_fini(&b);
 		}
@@ -431,12 +443,12 @@ static void op_free(struct op *op)
 	free(op);
 }
 
-/* Decides one subscription's reply from its read (see ws.h). */
+/* Decides one subscription's reply from its read (see ws_edge.h). */
 static void init_result(struct session *s, struct sub_init *in)
 {
 	struct hd_read *r = &in->r;
-	struct hd_cf_sub_result *res = &in->res;
-	struct sub *sub = in->sub;
+	struct hd_centrifuge_sub_result *res = &in->res;
+	struct chan_sub *sub = in->sub;
 
 	res->channel = sub->name;
 	res->recoverable = true;
@@ -457,7 +469,7 @@ static void init_result(struct session *s, struct sub_init *in)
 		size_t bytes = 0;
 		for (size_t i = 0; i < r->n; i++)
 			bytes += r->events[i].json->len;
-		ok = r->n < r->limit && bytes < HD_STORE_READ_BYTES_MAX / 2;
+		ok = r->n < r->limit && bytes < HD_READ_BYTES_MAX / 2;
 	}
 	if (!ok) {
 		hd_metrics_inc(HD_M_ws_recovery_failures_total);
@@ -509,20 +521,20 @@ static void op_reply_subs(struct session *s, struct op *op)
 			/* A read failed: the store is broken; let the client retry. */
 			for (size_t j = 0; j < op->ninits; j++)
 				sub_remove(s, op->inits[j].sub);
-			if (op->method == HD_CF_CONNECT) {
-				session_close(s, HD_CF_DISC_INTERNAL, "internal error");
+			if (op->method == HD_CENTRIFUGE_CONNECT) {
+				session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "internal error");
 			} else {
-				reply_error(s, op->id, HD_CF_ERR_INTERNAL, "internal error", true);
+				reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
 			}
 			hd_buf_fini(&b);
 			return;
 		}
 	}
-	if (op->method == HD_CF_CONNECT) {
-		struct hd_cf_sub_result *subs = hd_calloc(op->ninits ? op->ninits : 1, sizeof(*subs));
+	if (op->method == HD_CENTRIFUGE_CONNECT) {
+		struct hd_centrifuge_sub_result *subs = hd_calloc(op->ninits ? op->ninits : 1, sizeof(*subs));
 		for (size_t i = 0; i < op->ninits; i++)
 			subs[i] = op->inits[i].res;
-		struct hd_cf_connect_result cr = {
+		struct hd_centrifuge_connect_result cr = {
 			.client = s->conn.id,
 			.version = VERSION,
 			.expires = op->expires,
@@ -533,13 +545,13 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.subs = subs,
 			.nsubs = op->ninits,
 		};
-		if (hd_cf_reply_connect(&b, op->id, &cr))
+		if (hd_centrifuge_reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
 		free(subs);
 	} else {
-		struct hd_cf_sub_result res = op->inits[0].res;
+		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
-		if (hd_cf_reply_subscribe(&b, op->id, &res))
+		if (hd_centrifuge_reply_subscribe(&b, op->id, &res))
 			hd_buf_reset(&b);
 	}
 	send_json(s, &b);
@@ -547,20 +559,28 @@ static void op_reply_subs(struct session *s, struct op *op)
 	for (size_t i = 0; i < op->ninits && s->req; i++)
 		if (!sub_go_live(s, op->inits[i].sub))
 			return;
-	if (op->method == HD_CF_SUBSCRIBE && s->req)
+	if (op->method == HD_CENTRIFUGE_SUBSCRIBE && s->req)
 		join_leave(s->edge, s, op->inits[0].sub->name, true);
+}
+
+/* Whether op's session ended while op waited for the hub; then frees op. */
+static bool op_orphaned(struct op *op)
+{
+	struct session *s = op->s;
+	if (s && s->req)
+		return false;
+	if (s)
+		s->op = NULL;
+	op_free(op);
+	return true;
 }
 
 /* Issues the next read of a connect/subscribe, or replies when all are done. */
 static void op_step(struct op *op)
 {
 	struct session *s = op->s;
-	if (!s || !s->req) {
-		if (s)
-			s->op = NULL;
-		op_free(op);
+	if (op_orphaned(op))
 		return;
-	}
 	while (op->next < op->ninits) {
 		struct sub_init *in = &op->inits[op->next];
 		in->r.topic = in->sub->name;
@@ -581,7 +601,7 @@ static void op_step(struct op *op)
 
 /* ---- Commands ----------------------------------------------------------- */
 
-static struct op *op_new(struct session *s, const struct hd_cf_command *cmd)
+static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	struct op *op = hd_calloc(1, sizeof(*op));
 	op->s = s;
@@ -592,7 +612,7 @@ static struct op *op_new(struct session *s, const struct hd_cf_command *cmd)
 }
 
 /* Adds the subscription set-up of topic to op (recovery from req if any). */
-static bool op_add_init(struct op *op, struct sub *sub, const struct hd_cf_sub_req *req)
+static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_centrifuge_sub_req *req)
 {
 	struct sub_init *in = &op->inits[op->ninits++];
 	in->sub = sub;
@@ -604,7 +624,7 @@ static bool op_add_init(struct op *op, struct sub *sub, const struct hd_cf_sub_r
 	return true;
 }
 
-static const struct hd_cf_sub_req *connect_sub_req(const struct hd_cf_command *cmd, const char *topic)
+static const struct hd_centrifuge_sub_req *connect_sub_req(const struct hd_centrifuge_command *cmd, const char *topic)
 {
 	for (size_t i = 0; i < cmd->nsubs; i++)
 		if (strcmp(cmd->subs[i].channel, topic) == 0)
@@ -612,7 +632,7 @@ static const struct hd_cf_sub_req *connect_sub_req(const struct hd_cf_command *c
 	return NULL;
 }
 
-static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_connect(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	struct hd_ws_edge *e = s->edge;
 	struct hd_jwt_claims claims;
@@ -620,32 +640,32 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 	int64_t now_s = hd_now_ms() / 1000;
 
 	if (s->state != S_NEW) {
-		session_close(s, HD_CF_DISC_BAD_REQUEST, "already connected");
+		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "already connected");
 		return;
 	}
 	memset(&claims, 0, sizeof(claims));
 	if (!cmd->token[0]) {
 		if (!e->opts.anonymous) {
-			session_close(s, HD_CF_DISC_INVALID_TOKEN, "token required");
+			session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "token required");
 			return;
 		}
 	} else {
 		int rc = hd_jwt_verify(e->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
 		if (rc == HD_EEXPIRED) {
 			hd_jwt_claims_fini(&claims);
-			reply_error(s, cmd->id, HD_CF_ERR_TOKEN_EXPIRED, "token expired", false);
+			reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
 			return;
 		}
 		if (rc) {
 			hd_log_info("ws invalid token client=%s remote=%s: %s", s->conn.id, s->conn.remote,
 				    err.msg);
 			hd_jwt_claims_fini(&claims);
-			session_close(s, HD_CF_DISC_INVALID_TOKEN, "invalid token");
+			session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "invalid token");
 			return;
 		}
 		if (strlen(claims.sub) > HD_USER_ID_MAX || strchr(claims.sub, ':')) {
 			hd_jwt_claims_fini(&claims);
-			session_close(s, HD_CF_DISC_INVALID_TOKEN, "invalid token: bad sub");
+			session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "invalid token: bad sub");
 			return;
 		}
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", claims.sub);
@@ -666,10 +686,10 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 	struct op *op = op_new(s, cmd);
 	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
 	if (s->conn.user[0]) {
-		char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+		char topic[HD_TOPIC_NAME_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
 		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
-			struct sub *sub = sub_add(s, topic, true);
+			struct chan_sub *sub = sub_add(s, topic, true);
 			if (sub)
 				op_add_init(op, sub, connect_sub_req(cmd, topic));
 		}
@@ -680,7 +700,7 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 		    allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
-		struct sub *sub = sub_add(s, t, true);
+		struct chan_sub *sub = sub_add(s, t, true);
 		if (sub)
 			op_add_init(op, sub, connect_sub_req(cmd, t));
 	}
@@ -696,7 +716,7 @@ static void cmd_connect(struct session *s, const struct hd_cf_command *cmd)
 	op_step(op);
 }
 
-static void cmd_refresh(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_refresh(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	struct hd_jwt_claims claims;
 	struct hd_error err = {0};
@@ -706,12 +726,12 @@ static void cmd_refresh(struct session *s, const struct hd_cf_command *cmd)
 	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
 	if (rc == HD_EEXPIRED) {
 		hd_jwt_claims_fini(&claims);
-		reply_error(s, cmd->id, HD_CF_ERR_TOKEN_EXPIRED, "token expired", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
 		return;
 	}
 	if (rc || strcmp(claims.sub, s->conn.user) != 0) {
 		hd_jwt_claims_fini(&claims);
-		session_close(s, HD_CF_DISC_INVALID_TOKEN, rc ? "invalid token" : "token of another user");
+		session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, rc ? "invalid token" : "token of another user");
 		return;
 	}
 	uint32_t ttl = 0;
@@ -726,7 +746,7 @@ static void cmd_refresh(struct session *s, const struct hd_cf_command *cmd)
 	hd_jwt_claims_fini(&claims);
 	struct hd_buf b;
 	hd_buf_init(&b, 1024);
-	hd_cf_reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
+	hd_centrifuge_reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
 	send_json(s, &b);
 	hd_buf_fini(&b);
 	timer_arm(s);
@@ -735,21 +755,21 @@ static void cmd_refresh(struct session *s, const struct hd_cf_command *cmd)
 /* Checks a channel argument and the session's permission for op on it
  * (sub_channel: a verified subscription token's channel, or NULL); replies
  * the error and returns false when bad. */
-static bool channel_ok(struct session *s, const struct hd_cf_command *cmd, enum hd_acl_op op,
+static bool channel_ok(struct session *s, const struct hd_centrifuge_command *cmd, enum hd_acl_op op,
 		       const char *sub_channel)
 {
 	const char *t = cmd->sub.channel;
 	struct hd_error err = {0};
 	if (!t[0]) {
-		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, "channel required", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "channel required", false);
 		return false;
 	}
 	if (hd_topic_name_check(t, strlen(t), &err)) {
-		reply_error(s, cmd->id, HD_CF_ERR_UNKNOWN_CHANNEL, err.msg, false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL, err.msg, false);
 		return false;
 	}
 	if (allowed(s, t, op, sub_channel)) {
-		reply_error(s, cmd->id, HD_CF_ERR_PERMISSION_DENIED, "permission denied", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED, "permission denied", false);
 		return false;
 	}
 	return true;
@@ -758,10 +778,10 @@ static bool channel_ok(struct session *s, const struct hd_cf_command *cmd, enum 
 /*
  * A subscription token (subscribe's `token`): a JWT whose `channel` is the
  * topic and whose `sub` is the connection's user. Returns true with the
- * channel in chan (HD_TOPIC_NAME_LEN_MAX + 1 bytes, "" when no token was
+ * channel in chan (HD_TOPIC_NAME_MAX + 1 bytes, "" when no token was
  * given); replies the error and returns false when it is expired or bad.
  */
-static bool sub_token_ok(struct session *s, const struct hd_cf_command *cmd, char *chan)
+static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *cmd, char *chan)
 {
 	struct hd_jwt_claims claims;
 	struct hd_error err = {0};
@@ -775,40 +795,40 @@ static bool sub_token_ok(struct session *s, const struct hd_cf_command *cmd, cha
 	int rc = hd_jwt_verify(s->edge->opts.keys, tok, strlen(tok), hd_now_ms() / 1000, &claims, &err);
 	if (rc == HD_EEXPIRED) {
 		hd_jwt_claims_fini(&claims);
-		reply_error(s, cmd->id, HD_CF_ERR_TOKEN_EXPIRED, "token expired", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
 		return false;
 	}
 	ok = rc == 0 && claims.channel && strcmp(claims.channel, cmd->sub.channel) == 0 &&
 	     strcmp(claims.sub, s->conn.user) == 0;
 	if (ok)
-		snprintf(chan, HD_TOPIC_NAME_LEN_MAX + 1, "%s", claims.channel);
+		snprintf(chan, HD_TOPIC_NAME_MAX + 1, "%s", claims.channel);
 	else
 		hd_log_info("ws subscription token refused client=%s channel=%s: %s", s->conn.id,
 			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
 	hd_jwt_claims_fini(&claims);
 	if (!ok)
-		reply_error(s, cmd->id, HD_CF_ERR_PERMISSION_DENIED,
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED,
 			    "permission denied: invalid subscription token", false);
 	return ok;
 }
 
-static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
-	char chan[HD_TOPIC_NAME_LEN_MAX + 1];
+	char chan[HD_TOPIC_NAME_MAX + 1];
 	if (!sub_token_ok(s, cmd, chan) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;
 	if (sub_find(s, cmd->sub.channel)) {
-		reply_error(s, cmd->id, HD_CF_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
 		return;
 	}
 	if (s->nsubs >= s->edge->opts.max_subscriptions) {
-		reply_error(s, cmd->id, HD_CF_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
 		return;
 	}
-	struct sub *sub = sub_add(s, cmd->sub.channel, false);
+	struct chan_sub *sub = sub_add(s, cmd->sub.channel, false);
 	if (!sub) {
-		reply_error(s, cmd->id, HD_CF_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
 		return;
 	}
 	sub->join_leave = cmd->sub.join_leave;
@@ -818,14 +838,14 @@ static void cmd_subscribe(struct session *s, const struct hd_cf_command *cmd)
 	op_step(op);
 }
 
-static void cmd_unsubscribe(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_unsubscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
-	struct sub *sub = sub_find(s, cmd->sub.channel);
+	struct chan_sub *sub = sub_find(s, cmd->sub.channel);
 	if (sub) {
 		sub_remove(s, sub);
 		join_leave(s->edge, s, cmd->sub.channel, false);
 	}
-	reply_empty(s, cmd->id, HD_CF_UNSUBSCRIBE);
+	reply_empty(s, cmd->id, HD_CENTRIFUGE_UNSUBSCRIBE);
 }
 
 /* ---- history ---- */
@@ -840,12 +860,8 @@ static void history_done(struct hd_read *r)
 {
 	struct op *op = r->arg;
 	struct session *s = op->s;
-	if (!s || !s->req) {
-		if (s)
-			s->op = NULL;
-		op_free(op);
+	if (op_orphaned(op))
 		return;
-	}
 	if (!r->err && op->reverse && op->next == 0) {
 		/* Phase one gave the position: read the newest `limit`. */
 		uint32_t lim = r->limit;
@@ -863,12 +879,12 @@ static void history_done(struct hd_read *r)
 		r->err = HD_EINTERNAL;
 	}
 	if (r->err) {
-		reply_error(s, op->id, HD_CF_ERR_INTERNAL, "internal error", true);
+		reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
 	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0) {
-		reply_error(s, op->id, HD_CF_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
+		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
 	} else {
 		size_t n = op->limit == 0 ? 0 : r->n;
-		struct hd_cf_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
+		struct hd_centrifuge_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
 		for (size_t i = 0; i < n; i++) {
 			size_t j = op->reverse ? n - 1 - i : i;
 			pubs[i].data = r->events[j].json->data;
@@ -877,7 +893,7 @@ static void history_done(struct hd_read *r)
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (hd_cf_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
+		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
 			hd_buf_reset(&b);
 		send_json(s, &b);
 		hd_buf_fini(&b);
@@ -888,12 +904,12 @@ static void history_done(struct hd_read *r)
 	pump(s);
 }
 
-static void cmd_history(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_history(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	if (!channel_ok(s, cmd, HD_ACL_HISTORY, NULL))
 		return;
 	if (cmd->reverse && cmd->has_since) {
-		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST,
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST,
 			    "reverse history from a position is not supported", false);
 		return;
 	}
@@ -916,7 +932,7 @@ static void cmd_history(struct session *s, const struct hd_cf_command *cmd)
 	if (hd_hub_read(s->edge->hub, &op->r)) {
 		s->op = NULL;
 		op_free(op);
-		reply_error(s, cmd->id, HD_CF_ERR_INTERNAL, "internal error", true);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
 	}
 }
 
@@ -930,13 +946,13 @@ static void publish_done(struct hd_pub *p)
 		if (op->item.err == HD_ELIMIT) {
 			/* The store's topic limit (--max-topics-total). */
 			hd_metrics_inc(HD_M_publish_errors_total);
-			reply_error(s, op->id, HD_CF_ERR_LIMIT_EXCEEDED,
+			reply_error(s, op->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED,
 				    "no new topic can be created (--max-topics-total)", false);
 		} else if (op->item.err) {
 			hd_metrics_inc(HD_M_publish_errors_total);
-			reply_error(s, op->id, HD_CF_ERR_INTERNAL, hd_err_message(op->item.err), true);
+			reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, hd_err_message(op->item.err), true);
 		} else {
-			reply_empty(s, op->id, HD_CF_PUBLISH);
+			reply_empty(s, op->id, HD_CENTRIFUGE_PUBLISH);
 		}
 	}
 	if (s) {
@@ -954,20 +970,20 @@ static bool looks_structured(const char *p, size_t n)
 	return n > 0 && p[0] == '{' && memmem(p, n, "\"specversion\"", 13) != NULL;
 }
 
-static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_publish(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	struct hd_error err = {0};
 	if (!channel_ok(s, cmd, HD_ACL_PUBLISH, NULL))
 		return;
 	if (!cmd->data.p) {
-		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, "publish.data required", false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "publish.data required", false);
 		return;
 	}
 	if (hd_bucket_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
 			   (int64_t)hd_mono_ms()) > 0) {
 		hd_metrics_inc(HD_M_publish_rate_connection_hits_total);
 		hd_metrics_inc(HD_M_publish_errors_total);
-		reply_error(s, cmd->id, HD_CF_ERR_TOO_MANY_REQUESTS,
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS,
 			    "too many requests: publishes come faster than --publish-rate-per-connection",
 			    true);
 		return;
@@ -1002,7 +1018,7 @@ static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 		s->op = NULL;
 		op_free(op);
 		hd_metrics_inc(HD_M_publish_errors_total);
-		reply_error(s, cmd->id, HD_CF_ERR_BAD_REQUEST, err.msg, false);
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, err.msg, false);
 		return;
 	}
 	op->item.topic = op->topic;
@@ -1017,14 +1033,14 @@ static void cmd_publish(struct session *s, const struct hd_cf_command *cmd)
 		s->op = NULL;
 		op_free(op);
 		hd_metrics_inc(HD_M_publish_errors_total);
-		reply_error(s, cmd->id, rc == HD_EUNAVAIL ? HD_CF_ERR_TOO_MANY_REQUESTS : HD_CF_ERR_INTERNAL,
+		reply_error(s, cmd->id, rc == HD_EUNAVAIL ? HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS : HD_CENTRIFUGE_ERR_INTERNAL,
 			    hd_err_message(rc), true);
 	}
 }
 
 /* ---- presence ---- */
 
-static void cmd_presence(struct session *s, const struct hd_cf_command *cmd)
+static void cmd_presence(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	if (!channel_ok(s, cmd, HD_ACL_PRESENCE, NULL))
 		return;
@@ -1032,17 +1048,17 @@ static void cmd_presence(struct session *s, const struct hd_cf_command *cmd)
 	size_t n = hd_hub_presence(s->edge->hub, cmd->sub.channel, &c);
 	struct hd_buf b;
 	hd_buf_init(&b, REPLY_MAX);
-	if (cmd->method == HD_CF_PRESENCE) {
-		struct hd_cf_client_info *info = hd_calloc(n ? n : 1, sizeof(*info));
+	if (cmd->method == HD_CENTRIFUGE_PRESENCE) {
+		struct hd_centrifuge_client_info *info = hd_calloc(n ? n : 1, sizeof(*info));
 		for (size_t i = 0; i < n; i++) {
 			info[i].client = c[i]->id;
 			info[i].user = c[i]->user;
 		}
-		if (hd_cf_reply_presence(&b, cmd->id, info, n))
+		if (hd_centrifuge_reply_presence(&b, cmd->id, info, n))
 			hd_buf_reset(&b);
 		free(info);
 	} else {
-		hd_cf_reply_presence_stats(&b, cmd->id, (uint32_t)n,
+		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n,
 					   (uint32_t)hd_hub_presence_users(c, n));
 	}
 	send_json(s, &b);
@@ -1050,71 +1066,55 @@ static void cmd_presence(struct session *s, const struct hd_cf_command *cmd)
 	free(c);
 }
 
+static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
+}
+
+/* The commands a client with an id may send, by method; NULL: method not
+ * found. PONG and SEND never reach the table (run_line answers them). */
+static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
+							  const struct hd_centrifuge_command *cmd) = {
+	[HD_CENTRIFUGE_CONNECT] = cmd_connect,
+	[HD_CENTRIFUGE_SUBSCRIBE] = cmd_subscribe,
+	[HD_CENTRIFUGE_UNSUBSCRIBE] = cmd_unsubscribe,
+	[HD_CENTRIFUGE_PUBLISH] = cmd_publish,
+	[HD_CENTRIFUGE_HISTORY] = cmd_history,
+	[HD_CENTRIFUGE_PRESENCE] = cmd_presence,
+	[HD_CENTRIFUGE_PRESENCE_STATS] = cmd_presence,
+	[HD_CENTRIFUGE_REFRESH] = cmd_refresh,
+	[HD_CENTRIFUGE_PING] = cmd_ping,
+};
+
 /* Runs one command line. */
 static void run_line(struct session *s, const char *line, size_t len)
 {
-	struct hd_cf_command cmd;
+	struct hd_centrifuge_command cmd;
 	struct hd_error err = {0};
 
 	hd_metrics_inc(HD_M_ws_commands_total);
-	if (hd_cf_decode(line, len, &cmd, &err)) {
+	if (hd_centrifuge_decode(line, len, &cmd, &err)) {
 		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
-		hd_cf_command_fini(&cmd);
-		session_close(s, HD_CF_DISC_BAD_REQUEST, "bad request");
-		return;
+		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
+		goto out;
 	}
-	if (cmd.method == HD_CF_PONG) {
+	if (cmd.method == HD_CENTRIFUGE_PONG) {
 		s->ping_out = false;
 		s->pong_due = 0;
 		timer_arm(s);
-		hd_cf_command_fini(&cmd);
-		return;
+	} else if (cmd.method == HD_CENTRIFUGE_SEND) {
+		/* asynchronous messages: nobody listens */
+	} else if (cmd.id == 0) {
+		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "command without id");
+	} else if (cmd.method != HD_CENTRIFUGE_CONNECT && s->state != S_READY) {
+		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "connect first");
+	} else if ((size_t)cmd.method < sizeof(commands) / sizeof(commands[0]) && commands[cmd.method]) {
+		commands[cmd.method](s, &cmd);
+	} else {
+		reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_METHOD_NOT_FOUND, "method not found", false);
 	}
-	if (cmd.method == HD_CF_SEND) {
-		hd_cf_command_fini(&cmd); /* asynchronous messages: nobody listens */
-		return;
-	}
-	if (cmd.id == 0) {
-		hd_cf_command_fini(&cmd);
-		session_close(s, HD_CF_DISC_BAD_REQUEST, "command without id");
-		return;
-	}
-	if (cmd.method != HD_CF_CONNECT && s->state != S_READY) {
-		hd_cf_command_fini(&cmd);
-		session_close(s, HD_CF_DISC_BAD_REQUEST, "connect first");
-		return;
-	}
-	switch (cmd.method) {
-	case HD_CF_CONNECT:
-		cmd_connect(s, &cmd);
-		break;
-	case HD_CF_SUBSCRIBE:
-		cmd_subscribe(s, &cmd);
-		break;
-	case HD_CF_UNSUBSCRIBE:
-		cmd_unsubscribe(s, &cmd);
-		break;
-	case HD_CF_PUBLISH:
-		cmd_publish(s, &cmd);
-		break;
-	case HD_CF_HISTORY:
-		cmd_history(s, &cmd);
-		break;
-	case HD_CF_PRESENCE:
-	case HD_CF_PRESENCE_STATS:
-		cmd_presence(s, &cmd);
-		break;
-	case HD_CF_REFRESH:
-		cmd_refresh(s, &cmd);
-		break;
-	case HD_CF_PING:
-		reply_empty(s, cmd.id, HD_CF_PING);
-		break;
-	default:
-		reply_error(s, cmd.id, HD_CF_ERR_METHOD_NOT_FOUND, "method not found", false);
-		break;
-	}
-	hd_cf_command_fini(&cmd);
+out:
+	hd_centrifuge_command_fini(&cmd);
 }
 
 /* Runs the waiting command lines in order until one waits for the hub. */
@@ -1154,29 +1154,29 @@ static void pump(struct session *s)
 
 /* ---- Input -------------------------------------------------------------- */
 
-static int on_msg(void *arg, const struct hd_ws_msg *m)
+static int on_msg(void *arg, const struct hd_websocket_msg *m)
 {
 	struct session *s = arg;
-	uint8_t frame[2 + HD_WS_CONTROL_MAX + HD_WS_HEADER_MAX];
+	uint8_t frame[2 + HD_WEBSOCKET_CONTROL_MAX + HD_WEBSOCKET_HEADER_MAX];
 
 	switch (m->opcode) {
-	case HD_WS_TEXT:
+	case HD_WEBSOCKET_TEXT:
 		if (hd_buf_append(&s->inbox, m->data, m->len) || hd_buf_putc(&s->inbox, '\n')) {
-			session_close(s, HD_CF_DISC_BAD_REQUEST, "too much unhandled input");
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
 			return 1;
 		}
 		return 0;
-	case HD_WS_BINARY:
-		session_close(s, HD_CF_DISC_BAD_REQUEST, "binary frames are not supported (JSON protocol)");
+	case HD_WEBSOCKET_BINARY:
+		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "binary frames are not supported (JSON protocol)");
 		return 1;
-	case HD_WS_PING: {
-		size_t hl = hd_ws_frame_header(frame, HD_WS_PONG, m->len);
+	case HD_WEBSOCKET_PING: {
+		size_t hl = hd_websocket_frame_header(frame, HD_WEBSOCKET_PONG, m->len);
 		memcpy(frame + hl, m->data, m->len);
 		if (s->req)
 			hd_http_stream_write_copy(s->req, (const char *)frame, hl + m->len);
 		return 0;
 	}
-	case HD_WS_CLOSE:
+	case HD_WEBSOCKET_CLOSE:
 		/* Echo the code (RFC 6455 §5.5.1) and end. */
 		session_close(s, m->close_code ? m->close_code : 0, "");
 		return 1;
@@ -1191,7 +1191,7 @@ static void on_input(void *arg, const char *p, size_t n)
 	const char *reason = NULL;
 	if (!s->req || s->state == S_CLOSING)
 		return;
-	int rc = hd_ws_decoder_feed(s->dec, p, n, on_msg, s, &reason);
+	int rc = hd_websocket_decoder_feed(s->dec, p, n, on_msg, s, &reason);
 	if (rc > 1) {
 		hd_log_info("ws protocol error client=%s remote=%s code=%d: %s", s->conn.id, s->conn.remote,
 			    rc, reason ? reason : "");
@@ -1213,7 +1213,7 @@ static void session_maybe_free(struct session *s)
 {
 	if (s->req || !s->timer_closed || s->op)
 		return;
-	hd_ws_decoder_free(s->dec);
+	hd_websocket_decoder_free(s->dec);
 	hd_buf_fini(&s->inbox);
 	free(s->subs);
 	for (size_t i = 0; i < s->nchannels; i++)
@@ -1236,7 +1236,7 @@ static void session_release(struct session *s)
 	size_t n = s->nsubs;
 	s->nsubs = 0; /* join_leave must not find this session's subscriptions */
 	for (size_t i = 0; i < n; i++) {
-		struct sub *sub = s->subs[i];
+		struct chan_sub *sub = s->subs[i];
 		hd_hub_unwatch(e->hub, &sub->watch);
 		if (!sub->server_side)
 			join_leave(e, s, sub->name, false);
@@ -1273,9 +1273,9 @@ static void session_close(struct session *s, uint16_t code, const char *reason)
 {
 	if (!s->req || s->state == S_CLOSING)
 		return;
-	uint8_t frame[2 + HD_WS_CONTROL_MAX];
-	size_t n = hd_ws_close_frame(frame, code, reason);
-	if (code != HD_CF_DISC_SHUTDOWN && code != HD_WS_CLOSE_NORMAL && code != 0)
+	uint8_t frame[2 + HD_WEBSOCKET_CONTROL_MAX];
+	size_t n = hd_websocket_close_frame(frame, code, reason);
+	if (code != HD_CENTRIFUGE_DISC_SHUTDOWN && code != HD_WEBSOCKET_CLOSE_NORMAL && code != 0)
 		hd_metrics_inc(HD_M_ws_disconnects_total);
 	s->state = S_CLOSING;
 	hd_http_stream_write_copy(s->req, (const char *)frame, n);
@@ -1290,21 +1290,22 @@ static void on_timer(uv_timer_t *t)
 	int64_t now = mono();
 	if (!s->req)
 		return;
-	if (s->slow) {
-		session_close(s, HD_CF_DISC_SLOW, "slow");
-		return;
-	}
-	if (s->connect_due && now >= s->connect_due) {
-		session_close(s, HD_CF_DISC_STALE, "stale");
-		return;
-	}
-	if (s->expire_at && now >= s->expire_at) {
-		session_close(s, HD_CF_DISC_EXPIRED, "expired");
-		return;
-	}
-	if (s->pong_due && now >= s->pong_due) {
-		session_close(s, HD_CF_DISC_NO_PONG, "no pong");
-		return;
+	/* The deadlines that end a session, in the order they are checked. */
+	const struct {
+		bool passed;
+		uint16_t code;
+		const char *reason;
+	} ends[] = {
+		{s->slow, HD_CENTRIFUGE_DISC_SLOW, "slow"},
+		{s->connect_due && now >= s->connect_due, HD_CENTRIFUGE_DISC_STALE, "stale"},
+		{s->expire_at && now >= s->expire_at, HD_CENTRIFUGE_DISC_EXPIRED, "expired"},
+		{s->pong_due && now >= s->pong_due, HD_CENTRIFUGE_DISC_NO_PONG, "no pong"},
+	};
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		if (ends[i].passed) {
+			session_close(s, ends[i].code, ends[i].reason);
+			return;
+		}
 	}
 	if (s->ping_due && now >= s->ping_due) {
 		static const char ping[] = {(char)0x81, 2, '{', '}'};
@@ -1342,7 +1343,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 		return;
 	}
 	hd_buf_init(&head, 1024);
-	if (hd_ws_handshake(req, &head, &status, &err)) {
+	if (hd_websocket_handshake(req, &head, &status, &err)) {
 		hd_buf_reset(&head);
 		hd_buf_printf(&head, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"");
 		hd_buf_json_escape(&head, err.msg, strlen(err.msg));
@@ -1367,7 +1368,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 		return;
 	}
 	hd_buf_fini(&head);
-	s->dec = hd_ws_decoder_new(e->opts.max_message);
+	s->dec = hd_websocket_decoder_new(e->opts.max_message);
 	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
@@ -1386,7 +1387,7 @@ void hd_ws_edge_stop(struct hd_ws_edge *e)
 {
 	e->stopping = true;
 	while (e->sessions)
-		session_close(e->sessions, HD_CF_DISC_SHUTDOWN, "shutdown");
+		session_close(e->sessions, HD_CENTRIFUGE_DISC_SHUTDOWN, "shutdown");
 }
 
 void hd_ws_edge_free(struct hd_ws_edge *e)

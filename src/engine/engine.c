@@ -1,0 +1,45 @@
+/*
+ * engine — what every engine shares behind engine.h: freeing the results a
+ * request returns owned. An engine fills them in the forms engine_types.h
+ * gives (arrays from malloc, each row's text owned), so one clean-up
+ * serves the local engine and any other.
+ * Layer: engine. Called by the hub's and the edges' request owners.
+ */
+#include "engine/engine.h"
+#include "core/rcbuf.h"
+
+#include <stdlib.h>
+
+void hd_read_fini(struct hd_read *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		hd_rcbuf_unref(r->events[i].json);
+	free(r->events);
+	r->events = NULL;
+	r->n = 0;
+}
+
+void hd_topic_op_fini(struct hd_topic_op *op)
+{
+	free(op->topics);
+	op->topics = NULL;
+	op->n = 0;
+}
+
+void hd_group_op_fini(struct hd_group_op *op)
+{
+	for (size_t i = 0; i < op->n; i++)
+		free(op->rows[i].acked);
+	free(op->rows);
+	op->rows = NULL;
+	op->n = 0;
+}
+
+void hd_record_op_fini(struct hd_record_op *op)
+{
+	for (size_t i = 0; i < op->n; i++)
+		free(op->recs[i].value);
+	free(op->recs);
+	op->recs = NULL;
+	op->n = 0;
+}

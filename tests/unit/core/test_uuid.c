@@ -1,0 +1,46 @@
+/* Unit tests of core/uuid.c: random version 4 UUIDs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/uuid.h"
+
+static bool is_uuid_v4(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!strchr("0123456789abcdef", s[i])) {
+			return false;
+		}
+	}
+	return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+static void test_uuid_v4(void **state)
+{
+	char a[37], b[37];
+
+	for (int i = 0; i < 1000; i++) {
+		hd_uuid_v4(a);
+		hd_uuid_v4(b);
+		assert_true(is_uuid_v4(a));
+		assert_true(is_uuid_v4(b));
+		assert_string_not_equal(a, b);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_uuid_v4),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
