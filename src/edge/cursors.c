@@ -587,3 +587,14 @@ void hd_cursors_free(struct hd_cursors *c)
 	hd_map_fini(&c->busy);
 	free(c);
 }
+
+static void route_cursors(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	hd_cursors_handle(ctx->row->arg, req, ctx->method, ctx->user, ctx->rest, ctx->access, ctx->who);
+}
+
+void hd_cursors_routes(struct hd_cursors *c, struct hd_route_table *t)
+{
+	hd_route_add(t, &(struct hd_route){HD_ROUTE_ANY, "/v1/users/{user}/cursors/*", HD_ROUTE_SELF, 0,
+					   route_cursors, c, 0, 0});
+}

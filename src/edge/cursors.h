@@ -36,6 +36,7 @@
 #define HD_EDGE_CURSORS_H
 
 #include "edge/access.h"
+#include "edge/route.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -63,6 +64,10 @@ struct hd_cursors *hd_cursors_new(struct hd_hub *hub);
 void hd_cursors_handle(struct hd_cursors *c, struct hd_http_request *req, int m, const char *user,
 		       const char *rest, const struct hd_access *ac, const struct hd_access_id *who);
 
+/* Adds the row of /v1/users/{user}/cursors[/{name}] to t (c borrowed by
+ * t): a special case of the route table, access decided here (the
+ * user's own token, or an admin key; a set also reads its body's topic). */
+void hd_cursors_routes(struct hd_cursors *c, struct hd_route_table *t);
 /* After the engine has stopped (every record op has finished). */
 void hd_cursors_free(struct hd_cursors *c);
 

@@ -6,6 +6,7 @@
 #include "edge/groups.h"
 #include "http/query.h"
 
+#include <http_parser.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -125,4 +126,37 @@ bool hd_group_delay_arg(struct hd_http_request *req, json_t *body, int64_t *dela
 	}
 	*delay_ms = json_integer_value(delay);
 	return true;
+}
+
+/* Decodes the {group} segment and hands the action (row->op) to groups. */
+static void route_group(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	char name[HD_GROUP_NAME_MAX + 1];
+	struct hd_access_cred cred;
+
+	if (hd_url_decode(ctx->param, ctx->param_len, name, sizeof(name), false) <= 0) {
+		hd_http_respond_error(req, HD_EINVAL, "group name must be 1-128 bytes of [A-Za-z0-9._~-]");
+		return;
+	}
+	hd_access_cred_of(ctx->who, &cred);
+	hd_groups_handle(ctx->row->arg, req, (enum hd_group_action)ctx->row->op, ctx->topic, name, &cred);
+}
+
+void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t)
+{
+	static const struct {
+		int method;
+		const char *pattern;
+		enum hd_group_action act;
+	} rows[] = {
+		{HTTP_GET, "/v1/topics/{pattern}/groups/{group}", HD_GROUP_ACT_INFO},
+		{HTTP_PUT, "/v1/topics/{pattern}/groups/{group}", HD_GROUP_ACT_CREATE},
+		{HTTP_DELETE, "/v1/topics/{pattern}/groups/{group}", HD_GROUP_ACT_DELETE},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/fetch", HD_GROUP_ACT_FETCH},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/ack", HD_GROUP_ACT_ACK},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/nack", HD_GROUP_ACT_NACK},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		hd_route_add(t, &(struct hd_route){rows[i].method, rows[i].pattern, HD_ROUTE_READ, 0,
+						   route_group, groups, (int)rows[i].act, 0});
 }

@@ -5,7 +5,7 @@
  * encoded (webhook/ce_http.h), retry per webhook/retry.h, dead-letter what
  * runs out of attempts, and keep the position durable.
  * Layer: webhook (an edge: it talks only to the hub). Every call and every
- * reply runs on the loop thread. The REST routes are edge/subscriptions.h.
+ * reply runs on the loop thread. The REST routes are edge/webhook_http.h.
  *
  * The delivery state of a subscription is a core/lease.h window over its
  * topic's offsets: an attempt in flight is LEASED, an event waiting for its

@@ -1,5 +1,5 @@
-/* subscriptions — see subscriptions.h. */
-#include "edge/subscriptions.h"
+/* webhook_http — see webhook_http.h. */
+#include "edge/webhook_http.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "http/query.h"
@@ -24,7 +24,7 @@ struct pending {
 	struct pending *next;
 };
 
-struct hd_subscriptions {
+struct hd_webhook_http {
 	struct hd_webhooks *w;
 	const struct hd_access *access;
 	struct pending *pending, **ptail;
@@ -100,7 +100,7 @@ static bool permit(struct hd_http_request *req, int rc, const struct hd_error *e
 	return rc == 0;
 }
 
-static void handle_create(struct hd_subscriptions *e, struct hd_http_request *req,
+static void handle_create(struct hd_webhook_http *e, struct hd_http_request *req,
 			  const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
@@ -125,7 +125,7 @@ static void handle_create(struct hd_subscriptions *e, struct hd_http_request *re
 	memset(secret, 0, sizeof(secret));
 }
 
-static void handle_list(struct hd_subscriptions *e, struct hd_http_request *req,
+static void handle_list(struct hd_webhook_http *e, struct hd_http_request *req,
 			const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
@@ -148,7 +148,7 @@ static int query_limit(const struct hd_http_request *req, size_t *out)
 {
 	char v[16], *end;
 	long n = hd_query_get(req->query, "limit", v, sizeof(v));
-	*out = HD_SUBSCRIPTIONS_ATTEMPTS_DEFAULT;
+	*out = HD_WEBHOOK_HTTP_ATTEMPTS_DEFAULT;
 	if (n == -1)
 		return 0;
 	long x = n > 0 ? strtol(v, &end, 10) : -1;
@@ -158,7 +158,7 @@ static int query_limit(const struct hd_http_request *req, size_t *out)
 	return 0;
 }
 
-static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
+static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req, const char *id)
 {
 	char from[64], *end, topic[HD_TOPIC_NAME_MAX + 1];
 	long n = hd_query_get(req->query, "from", from, sizeof(from));
@@ -192,7 +192,7 @@ static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *re
 	hd_webhooks_replay(e->w, id, tp, true, 0, ms, answer_new(req));
 }
 
-static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
+static void handle_secret(struct hd_webhook_http *e, struct hd_http_request *req, const char *id)
 {
 	char secret[HD_WHSEC_TEXT_MAX + 1] = "";
 	if (req->body_len) {
@@ -215,7 +215,7 @@ static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *re
 	memset(secret, 0, sizeof(secret));
 }
 
-static void handle_one(struct hd_subscriptions *e, struct hd_http_request *req, const char *rest,
+static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, const char *rest,
 		       int m, const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
@@ -295,7 +295,7 @@ static void handle_one(struct hd_subscriptions *e, struct hd_http_request *req, 
 	respond_buf(req, 200, &b);
 }
 
-static void dispatch(struct hd_subscriptions *e, struct hd_http_request *req, const char *rest,
+static void dispatch(struct hd_webhook_http *e, struct hd_http_request *req, const char *rest,
 		     int m, const struct hd_access_id *who)
 {
 	if (e->stopping) {
@@ -314,11 +314,11 @@ static void dispatch(struct hd_subscriptions *e, struct hd_http_request *req, co
 		method_not_allowed(req, "GET, POST");
 }
 
-void hd_subscriptions_handle(struct hd_subscriptions *e, struct hd_http_request *req,
+void hd_webhook_http_handle(struct hd_webhook_http *e, struct hd_http_request *req,
 			     const char *rest, int method, const struct hd_access_id *who)
 {
 	if (!hd_webhooks_loaded(e->w) && !e->stopping) {
-		if (e->npending >= HD_SUBSCRIPTIONS_PENDING_MAX) {
+		if (e->npending >= HD_WEBHOOK_HTTP_PENDING_MAX) {
 			hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
 			return;
 		}
@@ -342,7 +342,7 @@ static const char *rest_of(const char *path)
 
 static void on_loaded(void *arg)
 {
-	struct hd_subscriptions *e = arg;
+	struct hd_webhook_http *e = arg;
 	while (e->pending) {
 		struct pending *p = e->pending;
 		struct hd_access_id who;
@@ -360,9 +360,9 @@ static void on_loaded(void *arg)
 	e->ptail = &e->pending;
 }
 
-struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struct hd_access *access)
+struct hd_webhook_http *hd_webhook_http_new(struct hd_webhooks *w, const struct hd_access *access)
 {
-	struct hd_subscriptions *e = hd_calloc(1, sizeof(*e));
+	struct hd_webhook_http *e = hd_calloc(1, sizeof(*e));
 	e->w = w;
 	e->access = access;
 	e->ptail = &e->pending;
@@ -370,7 +370,7 @@ struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struc
 	return e;
 }
 
-void hd_subscriptions_stop(struct hd_subscriptions *e)
+void hd_webhook_http_stop(struct hd_webhook_http *e)
 {
 	e->stopping = true;
 	while (e->pending) {
@@ -383,7 +383,19 @@ void hd_subscriptions_stop(struct hd_subscriptions *e)
 	e->ptail = &e->pending;
 }
 
-void hd_subscriptions_free(struct hd_subscriptions *e)
+void hd_webhook_http_free(struct hd_webhook_http *e)
 {
 	free(e);
+}
+
+static void route_subscriptions(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	const char *rest = ctx->rest[0] == '/' ? ctx->rest + 1 : ctx->rest;
+	hd_webhook_http_handle(ctx->row->arg, req, rest, ctx->method, ctx->who);
+}
+
+void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t)
+{
+	hd_route_add(t, &(struct hd_route){HD_ROUTE_ANY, "/v1/subscriptions/*", HD_ROUTE_SELF, 0,
+					   route_subscriptions, e, 0, 0});
 }
