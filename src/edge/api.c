@@ -42,12 +42,6 @@ static const char *item_message(int err)
 	return hd_err_message(err);
 }
 
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
 static void respond_err(struct hd_http_request *req, const struct hd_error *err)
 {
 	hd_http_respond_error(req, err->code, err->msg[0] ? err->msg : NULL);
@@ -70,8 +64,8 @@ static int query_u64(const struct hd_http_request *req, const char *name, uint64
 	if (n > 0 && n <= 20 && strspn(v, "0123456789") == (size_t)n)
 		x = strtoull(v, &end, 10);
 	if (n <= 0 || *end || x > max)
-		return hd_error_set(err, HD_EINVAL, "query parameter '%s' must be a whole number from 0 to %" PRIu64,
-				    name, max);
+		return hd_error_set(err, HD_EINVAL,
+				    "query parameter '%s' must be a whole number from 0 to %" PRIu64, name, max);
 	*out = x;
 	return 0;
 }
@@ -134,7 +128,7 @@ static void publish_done(struct hd_pub *pub)
 			hd_buf_puts(&b, ",\"id\":\"");
 			hd_buf_json_escape(&b, it->event->id, id_len);
 			hd_buf_puts(&b, it->duplicate ? "\",\"duplicate\":true}" : "\"}");
-			respond_buf(p->req, it->duplicate ? 200 : 201, &b);
+			hd_http_respond_json(p->req, it->duplicate ? 200 : 201, &b);
 		}
 		hd_buf_fini(&b);
 		publish_free(p);
@@ -161,7 +155,7 @@ static void publish_done(struct hd_pub *pub)
 		}
 	}
 	hd_buf_puts(&b, "]}");
-	respond_buf(p->req, 200, &b);
+	hd_http_respond_json(p->req, 200, &b);
 	publish_free(p);
 }
 
@@ -350,7 +344,7 @@ static void respond_page(struct hd_http_request *req, struct hd_read *r)
 		rc = hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}",
 				   next, r->epoch, r->truncated ? "true" : "false");
 	if (rc == 0) {
-		respond_buf(req, 200, &b);
+		hd_http_respond_json(req, 200, &b);
 	} else {
 		/* Only an event beyond every ceiling gets here; never send
 		 * half an answer. */
@@ -464,10 +458,10 @@ static void topic_done(struct hd_topic_op *op)
 		hd_http_respond_error(tr->req, op->err, NULL);
 	} else if (op->kind == HD_TOPIC_DELETE) {
 		hd_buf_printf(&b, "{\"deleted\":\"%s\"}", tr->topic);
-		respond_buf(tr->req, 200, &b);
+		hd_http_respond_json(tr->req, 200, &b);
 	} else if (op->kind == HD_TOPIC_INFO) {
 		topic_json(&b, &op->topics[0]);
-		respond_buf(tr->req, 200, &b);
+		hd_http_respond_json(tr->req, 200, &b);
 	} else {
 		hd_buf_puts(&b, "{\"topics\":[");
 		/* Private topics are left out for callers who are not admins;
@@ -485,7 +479,7 @@ static void topic_done(struct hd_topic_op *op)
 			hd_buf_printf(&b, "\"%s\"}", op->topics[op->n - 1].name);
 		else
 			hd_buf_puts(&b, "null}");
-		respond_buf(tr->req, 200, &b);
+		hd_http_respond_json(tr->req, 200, &b);
 	}
 	hd_buf_fini(&b);
 	hd_topic_op_fini(op);
@@ -589,7 +583,7 @@ static void handle_connections(struct hd_http_request *req, struct hd_hub *hub, 
 	hd_buf_puts(&b, "\",\"connections\":[");
 	hd_hub_conns_of_user(hub, user, conn_json, &w);
 	hd_buf_puts(&b, "]}");
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);
 }
 
@@ -620,7 +614,7 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 		hd_buf_putc(&b, '"');
 	}
 	hd_buf_puts(&b, "]}");
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);
 	free(c);
 }

@@ -219,7 +219,8 @@ void hd_route_method_not_allowed(struct hd_http_request *req, const char *allow)
 	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
 	snprintf(msg, sizeof(msg), "use %s on this path", allow);
 	hd_buf_init(&b, 512);
-	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(HD_EMETHOD), msg);
+	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(HD_EMETHOD),
+		      msg);
 	hd_http_respond(req, 405, "application/json", hdr, b.data, b.len);
 	hd_buf_fini(&b);
 }

@@ -32,24 +32,6 @@ struct hd_webhook_http {
 	bool stopping;
 };
 
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hd_http_respond_error(req, code, msg);
-}
-
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
 static void method_not_allowed(struct hd_http_request *req, const char *allow)
 {
 	char extra[128];
@@ -76,7 +58,7 @@ static void answer_done(struct hd_webhook_reply *r)
 		hd_buf_fini(&r->body);
 		hd_http_respond(a->req, 204, NULL, NULL, "", 0);
 	} else {
-		respond_buf(a->req, r->status, &r->body);
+		hd_http_respond_json(a->req, r->status, &r->body);
 	}
 	free(a);
 }
@@ -133,7 +115,7 @@ static void handle_list(struct hd_webhook_http *e, struct hd_http_request *req,
 	struct hd_buf b;
 	long n = hd_query_get(req->query, "topic", topic, sizeof(topic));
 	if (n == -2 || n == 0) {
-		respond_msg(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
+		hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
 		return;
 	}
 	if (n > 0 ? !permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err)
@@ -141,7 +123,7 @@ static void handle_list(struct hd_webhook_http *e, struct hd_http_request *req,
 		return;
 	hd_buf_init(&b, LIST_MAX);
 	hd_webhooks_list(e->w, n > 0 ? topic : NULL, &b);
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 }
 
 static int query_limit(const struct hd_http_request *req, size_t *out)
@@ -166,11 +148,11 @@ static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req
 	const char *tp = tn > 0 ? topic : NULL;
 	int64_t ms;
 	if (tn == 0 || tn < -1) {
-		respond_msg(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
+		hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
 		return;
 	}
 	if (n <= 0) {
-		respond_msg(req, HD_EINVAL,
+		hd_http_respond_errorf(req, HD_EINVAL,
 			    "query parameter 'from' is required: an offset (from=N, N >= 1) or an "
 			    "RFC 3339 time");
 		return;
@@ -178,14 +160,14 @@ static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req
 	if (from[0] >= '0' && from[0] <= '9' && strspn(from, "0123456789") == (size_t)n) {
 		unsigned long long off = strtoull(from, &end, 10);
 		if (off < 1 || n > 19) {
-			respond_msg(req, HD_EINVAL, "query parameter 'from' must be an offset >= 1");
+			hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'from' must be an offset >= 1");
 			return;
 		}
 		hd_webhooks_replay(e->w, id, tp, false, off, 0, answer_new(req));
 		return;
 	}
 	if (hd_parse_rfc3339(from, (size_t)n, &ms)) {
-		respond_msg(req, HD_EINVAL,
+		hd_http_respond_errorf(req, HD_EINVAL,
 			    "query parameter 'from' must be an offset (N >= 1) or an RFC 3339 time");
 		return;
 	}
@@ -206,7 +188,7 @@ static void handle_secret(struct hd_webhook_http *e, struct hd_http_request *req
 			memcpy(secret, json_string_value(s), json_string_length(s) + 1);
 		json_decref(o);
 		if (!ok) {
-			respond_msg(req, HD_EINVAL,
+			hd_http_respond_errorf(req, HD_EINVAL,
 				    "the body must be empty or {\"secret\": \"whsec_...\"}");
 			return;
 		}
@@ -227,7 +209,7 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 	int rc;
 
 	if (len == 0 || len > HD_SUB_ID_LEN) {
-		respond_msg(req, HD_ENOTFOUND, "no such subscription");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such subscription");
 		return;
 	}
 	memcpy(id, rest, len);
@@ -240,7 +222,7 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 				? "POST"
 				: NULL;
 	if (!allow) {
-		respond_msg(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such route; see docs/api.md");
 		return;
 	}
 	const char *want = m == HTTP_GET ? "GET" : m == HTTP_POST ? "POST" : m == HTTP_DELETE ? "DELETE" : "";
@@ -255,7 +237,7 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 	}
 	const char *topic = hd_webhooks_topic(e->w, id);
 	if (!topic) {
-		respond_msg(req, HD_ENOTFOUND, "no such subscription");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such subscription");
 		return;
 	}
 	if (!permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err))
@@ -279,7 +261,7 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 		size_t limit;
 		if (query_limit(req, &limit)) {
 			hd_buf_fini(&b);
-			respond_msg(req, HD_EINVAL, "query parameter 'limit' must be from 1 to %d",
+			hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'limit' must be from 1 to %d",
 				    HD_ATTEMPTS_MAX);
 			return;
 		}
@@ -289,10 +271,10 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 	}
 	if (rc) {
 		hd_buf_fini(&b);
-		respond_msg(req, rc, "no such subscription");
+		hd_http_respond_errorf(req, rc, "no such subscription");
 		return;
 	}
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 }
 
 static void dispatch(struct hd_webhook_http *e, struct hd_http_request *req, const char *rest,
