@@ -9,21 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The parameters one match found: slices of the path. */
-struct match {
-	const char *topic;       /* {topic}, {pattern} or {user} */
-	size_t topic_len;
-	char kind;               /* 't' topic, 'p' pattern, 'u' user, 0 none */
-	const char *param;       /* {name} */
-	size_t param_len;
-	const char *rest;        /* '*' */
-};
-
-static bool match(const char *pat, const char *path, struct match *m)
+/* Whether path matches pat; then m's slices are set. */
+static bool match(const char *pat, const char *path, struct hd_route_match *m)
 {
 	const char *p = pat, *s = path;
 
-	memset(m, 0, sizeof(*m));
+	m->topic = m->param = m->rest = NULL;
+	m->topic_len = m->param_len = 0;
+	m->kind = 0;
 	for (;;) {
 		if (p[0] == '/' && p[1] == '*' && p[2] == '\0') {
 			if (*s && *s != '/')
@@ -60,7 +53,7 @@ static bool match(const char *pat, const char *path, struct match *m)
  * HD_TOPIC_NAME_LEN_MAX + 1 bytes); *user points into it for {user}.
  * Returns 0, or an HD_E* with err (the 400 the API documents).
  */
-static int decode_topic(const struct match *m, char *topic, const char **user, struct hd_error *err)
+static int decode_topic(const struct hd_route_match *m, char *topic, const char **user, struct hd_error *err)
 {
 	long n;
 
@@ -123,46 +116,73 @@ static bool method_ok(const struct hd_route *row, int method)
 	return method == HTTP_HEAD && row->method == HTTP_GET && !(row->flags & HD_ROUTE_NO_HEAD);
 }
 
-/* Answers 405 listing the methods of the rows of pattern. */
-static void not_allowed(const struct hd_route_table *t, struct hd_http_request *req,
-			const char *pattern)
+void hd_route_lookup(const struct hd_route_table *t, const char *path, int method,
+		     struct hd_route_match *m)
 {
-	char allow[64] = "";
+	size_t i = 0;
+
+	m->status = 404;
+	m->row = m->first = NULL;
+	while (i < t->n && !match(t->rows[i].pattern, path, m))
+		i++;
+	if (i == t->n)
+		return;
+	m->first = &t->rows[i];
+	m->status = 405;
+	for (; i < t->n; i++) {
+		if (strcmp(t->rows[i].pattern, m->first->pattern) == 0 && method_ok(&t->rows[i], method)) {
+			m->row = &t->rows[i];
+			m->status = 0;
+			return;
+		}
+	}
+}
+
+void hd_route_allow(const struct hd_route_table *t, const struct hd_route *first, char *out,
+		    size_t max)
+{
 	size_t len = 0;
 
-	for (size_t i = 0; i < t->n; i++) {
-		if (strcmp(t->rows[i].pattern, pattern) != 0 || t->rows[i].method == HD_ROUTE_ANY)
+	out[0] = '\0';
+	for (size_t i = (size_t)(first - t->rows); i < t->n; i++) {
+		if (strcmp(t->rows[i].pattern, first->pattern) != 0 || t->rows[i].method == HD_ROUTE_ANY)
 			continue;
-		int w = snprintf(allow + len, sizeof(allow) - len, "%s%s", len ? ", " : "",
+		int w = snprintf(out + len, max - len, "%s%s", len ? ", " : "",
 				 http_method_str(t->rows[i].method));
-		if (w > 0 && (size_t)w < sizeof(allow) - len)
-			len += (size_t)w;
+		if (w < 0 || (size_t)w >= max - len) {
+			out[len] = '\0'; /* cut at a whole method */
+			return;
+		}
+		len += (size_t)w;
 	}
+}
+
+/* Answers 405 with the methods of first's pattern. */
+static void not_allowed(const struct hd_route_table *t, struct hd_http_request *req,
+			const struct hd_route *first)
+{
+	char allow[64];
+
+	hd_route_allow(t, first, allow, sizeof(allow));
 	hd_route_method_not_allowed(req, allow);
 }
 
 void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *req)
 {
-	const struct hd_route *first = NULL, *row = NULL;
 	struct hd_access_id who;
 	struct hd_error err = {0};
-	struct match m;
+	struct hd_route_match m;
 	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
 	struct hd_route_ctx ctx = {.access = t->access};
 
-	for (size_t i = 0; i < t->n && !first; i++)
-		if (match(t->rows[i].pattern, req->path, &m))
-			first = &t->rows[i];
-	for (size_t i = first ? (size_t)(first - t->rows) : t->n; i < t->n && !row; i++)
-		if (strcmp(t->rows[i].pattern, first->pattern) == 0 && method_ok(&t->rows[i], req->method))
-			row = &t->rows[i];
+	hd_route_lookup(t, req->path, req->method, &m);
 	ctx.method = req->method == HTTP_HEAD ? HTTP_GET : req->method;
-	if (first && first->guard == HD_ROUTE_OPEN) {
-		if (row) {
-			ctx.row = row;
-			row->fn(req, &ctx);
+	if (m.first && m.first->guard == HD_ROUTE_OPEN) {
+		if (m.row) {
+			ctx.row = m.row;
+			m.row->fn(req, &ctx);
 		} else {
-			not_allowed(t, req, first->pattern);
+			not_allowed(t, req, m.first);
 		}
 		return;
 	}
@@ -170,7 +190,7 @@ void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *r
 		hd_access_deny(req, &err);
 		goto out;
 	}
-	if (!first) {
+	if (!m.first) {
 		hd_route_not_found(req);
 		goto out;
 	}
@@ -181,20 +201,20 @@ void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *r
 		}
 		ctx.topic = topic;
 	}
-	if (!row) {
-		not_allowed(t, req, first->pattern);
+	if (!m.row) {
+		not_allowed(t, req, m.first);
 		goto out;
 	}
-	if (guard(t, row, &who, ctx.topic, &err)) {
+	if (guard(t, m.row, &who, ctx.topic, &err)) {
 		hd_access_deny(req, &err);
 		goto out;
 	}
-	ctx.row = row;
+	ctx.row = m.row;
 	ctx.who = &who;
 	ctx.param = m.param;
 	ctx.param_len = m.param_len;
 	ctx.rest = m.rest;
-	row->fn(req, &ctx);
+	m.row->fn(req, &ctx);
 out:
 	hd_access_id_fini(&who);
 }

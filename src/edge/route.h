@@ -35,6 +35,8 @@
 #include "edge/access.h"
 #include "http/server.h"
 
+#include <http_parser.h> /* the methods of the rows: HTTP_GET, … */
+
 #define HD_ROUTE_MAX 64
 /* A row whose method is any: the handler answers 405 itself. */
 #define HD_ROUTE_ANY (-1)
@@ -84,12 +86,34 @@ struct hd_route_table {
 	const struct hd_access *access; /* borrowed */
 };
 
+/* What a path and a method find in a table (hd_route_lookup). */
+struct hd_route_match {
+	int status;                     /* 0: row found; 404: no pattern; 405: not this method */
+	const struct hd_route *row;     /* the row to run (status 0) */
+	const struct hd_route *first;   /* the path's first row (status 0 or 405) */
+	/* Slices of the path (raw), of first's pattern: */
+	const char *topic;              /* {topic}, {pattern} or {user}; NULL if none */
+	size_t topic_len;
+	char kind;                      /* 't', 'p' or 'u' for those; 0 if none */
+	const char *param;              /* {name}; NULL if none */
+	size_t param_len;
+	const char *rest;               /* '*'; NULL if none */
+};
+
 /* Starts an empty table; access is borrowed for its life. */
 void hd_route_init(struct hd_route_table *t, const struct hd_access *access);
 /* Appends a copy of row (its pattern and arg borrowed). More than
  * HD_ROUTE_MAX rows is a programmer error (assert). Before the first
  * request. */
 void hd_route_add(struct hd_route_table *t, const struct hd_route *row);
+/* Steps 1 and 4 above, for path (NUL-terminated, raw) and method (an
+ * http_parser method); m borrows from path and t. Allocates nothing. */
+void hd_route_lookup(const struct hd_route_table *t, const char *path, int method,
+		     struct hd_route_match *m);
+/* Writes the methods of first's pattern, "GET, POST", into out (cut at
+ * max - 1 bytes); for the Allow header of a 405. */
+void hd_route_allow(const struct hd_route_table *t, const struct hd_route *first, char *out,
+		    size_t max);
 /* Answers req through the table (the steps above). */
 void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *req);
 /* Answers 405 with "Allow: <allow>" and the API's error body. */
