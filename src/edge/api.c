@@ -9,7 +9,6 @@
 #include "edge/longpoll.h"
 #include "edge/webhook_http.h"
 #include "http/query.h"
-#include "hub/topic_pattern.h"
 #include "proto/cloudevent.h"
 
 #include <http_parser.h>

@@ -9,6 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Whether the pattern segment p[0..len) is the parameter name. */
+static bool seg_is(const char *p, size_t len, const char *name)
+{
+	return len == strlen(name) && memcmp(p, name, len) == 0;
+}
+
 /* Whether path matches pat; then m's slices are set. */
 static bool match(const char *pat, const char *path, struct hd_route_match *m)
 {
@@ -34,8 +40,8 @@ static bool match(const char *pat, const char *path, struct hd_route_match *m)
 		if (*p != '{') {
 			if (pl != sl || memcmp(p, s, pl) != 0)
 				return false;
-		} else if (strncmp(p, "{topic}", pl) == 0 || strncmp(p, "{pattern}", pl) == 0 ||
-			   strncmp(p, "{user}", pl) == 0) {
+		} else if (seg_is(p, pl, "{topic}") || seg_is(p, pl, "{pattern}") ||
+			   seg_is(p, pl, "{user}")) {
 			m->kind = p[1] == 'p' ? 'p' : p[1] == 'u' ? 'u' : 't';
 			m->topic = s;
 			m->topic_len = sl;
@@ -53,7 +59,8 @@ static bool match(const char *pat, const char *path, struct hd_route_match *m)
  * HD_TOPIC_NAME_LEN_MAX + 1 bytes); *user points into it for {user}.
  * Returns 0, or an HD_E* with err (the 400 the API documents).
  */
-static int decode_topic(const struct hd_route_match *m, char *topic, const char **user, struct hd_error *err)
+static int decode_topic(const struct hd_route_match *m, char *topic, const char **user,
+			struct hd_error *err)
 {
 	long n;
 
@@ -63,7 +70,8 @@ static int decode_topic(const struct hd_route_match *m, char *topic, const char 
 		memcpy(topic, "user:", 5);
 		if (n <= 0 || memchr(topic + 5, ':', (size_t)n) ||
 		    hd_topic_name_check(topic, (size_t)n + 5, err))
-			return hd_error_set(err, HD_EBADTOPIC, "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
+			return hd_error_set(err, HD_EBADTOPIC,
+					    "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
 					    HD_TOPIC_NAME_LEN_MAX - 5);
 		*user = topic + 5;
 		return 0;
