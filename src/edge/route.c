@@ -92,9 +92,11 @@ static int decode_topic(const struct hd_route_match *m, char *topic, const char 
 	return hd_topic_name_check(topic, (size_t)n, err);
 }
 
-/* The guard of row for the caller who on topic: 0 or HD_E* with err. */
+/* The guard of row for the caller who on topic (and user, for {user}
+ * routes): 0 or HD_E* with err. */
 static int guard(const struct hd_route_table *t, const struct hd_route *row,
-		 const struct hd_access_id *who, const char *topic, struct hd_error *err)
+		 const struct hd_access_id *who, const char *topic, const char *user,
+		 struct hd_error *err)
 {
 	switch (row->guard) {
 	case HD_ROUTE_KEY:
@@ -110,6 +112,8 @@ static int guard(const struct hd_route_table *t, const struct hd_route *row,
 					    "client tokens cannot use a topic pattern; use an API key with"
 					    " read scope");
 		return hd_access_key(t->access, who, HD_KEY_READ, NULL, err);
+	case HD_ROUTE_USER:
+		return hd_access_user(t->access, who, user ? user : "", row->scope, err);
 	case HD_ROUTE_OPEN:
 	case HD_ROUTE_SELF:
 		break;
@@ -213,7 +217,7 @@ void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *r
 		not_allowed(t, req, m.first);
 		goto out;
 	}
-	if (guard(t, m.row, &who, ctx.topic, &err)) {
+	if (guard(t, m.row, &who, ctx.topic, ctx.user, &err)) {
 		hd_access_deny(req, &err);
 		goto out;
 	}

@@ -3,8 +3,8 @@
  * path pattern, with the guard that decides who may call it and the
  * handler that answers, in the manner of h2o's h2o_config_register_path and
  * nginx's access phase. Each edge registers its own rows (api.c the REST
- * core, sse.c, cursors.c, group_http.c, webhook_http.c, ws.c); the api
- * dispatches every request through the table.
+ * core and the WebSocket upgrade, sse.c, cursors.c, group_http.c,
+ * webhook_http.c); the api dispatches every request through the table.
  * Layer: edge (a helper of the HTTP edges, like access.h). Loop thread.
  *
  * A pattern is a path of '/'-separated segments; a segment is a literal or
@@ -48,6 +48,7 @@ enum hd_route_guard {
 	HD_ROUTE_OPEN,   /* anyone; no credentials are read (health, WebSocket) */
 	HD_ROUTE_KEY,    /* an API key of the row's scope for the route's topic (or any topic) */
 	HD_ROUTE_READ,   /* a read of the route's topic (hd_access_read); a topic pattern needs a key */
+	HD_ROUTE_USER,   /* {user}'s own client token, or an API key of the row's scope */
 	HD_ROUTE_SELF,   /* credentials are read; the handler decides, because access depends
 			  * on the body, the query or a stored object (explicit special cases) */
 };

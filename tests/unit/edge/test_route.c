@@ -28,7 +28,8 @@ static void table(struct hd_route_table *t)
 		{HTTP_DELETE, "/v1/topics/{topic}", HD_ROUTE_KEY, HD_KEY_ADMIN, fn, NULL, 6, 0},
 		{HTTP_PUT, "/v1/topics/{pattern}/groups/{group}", HD_ROUTE_READ, 0, fn, NULL, 7, 0},
 		{HTTP_POST, "/v1/users/{user}/notifications", HD_ROUTE_KEY, HD_KEY_PUBLISH, fn, NULL, 8, 0},
-		{HD_ROUTE_ANY, "/v1/users/{user}/cursors/*", HD_ROUTE_SELF, 0, fn, NULL, 9, 0},
+		{HTTP_GET, "/v1/users/{user}/cursors/", HD_ROUTE_USER, HD_KEY_ADMIN, fn, NULL, 9, 0},
+		{HTTP_DELETE, "/v1/users/{user}/cursors/{name}", HD_ROUTE_USER, HD_KEY_ADMIN, fn, NULL, 11, 0},
 		{HD_ROUTE_ANY, "/v1/subscriptions/*", HD_ROUTE_SELF, 0, fn, NULL, 10, 0},
 	};
 	hd_route_init(t, NULL);
@@ -107,9 +108,13 @@ static void test_parameters(void **state)
 	assert_string_equal(m.rest, "/");
 	assert_int_equal(find(&t, "/v1/subscriptions/abc/pause", HTTP_POST, &m), 10);
 	assert_string_equal(m.rest, "/abc/pause");
-	assert_int_equal(find(&t, "/v1/users/7/cursors/phone", HTTP_DELETE, &m), 9);
-	assert_string_equal(m.rest, "/phone");
+
+	/* A literal empty segment comes before the {name} that would take it. */
+	assert_int_equal(find(&t, "/v1/users/7/cursors/", HTTP_GET, &m), 9);
+	assert_int_equal(find(&t, "/v1/users/7/cursors/phone", HTTP_DELETE, &m), 11);
+	assert_memory_equal(m.param, "phone", 5);
 	assert_memory_equal(m.topic, "7", 1);
+	assert_null(m.rest);
 }
 
 static void test_allow_lists_the_pattern_methods_in_order(void **state)
