@@ -14,15 +14,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JSON_TYPE "application/json"
 #define LIST_MAX (64u * 1024 * 1024)
 #define ANSWER_MAX (1u << 20)
 
+/* A request that waits for the subscriptions to load: its route's row and
+ * the raw {id} (a slice of req->path, valid while req is held). */
 struct pending {
 	struct hd_http_request *req;
-	int method;
+	const struct hd_route *row;
+	const char *id;
+	size_t id_len;
 	struct pending *next;
 };
+
+/* What a row does (its op). */
+enum op { OP_LIST, OP_CREATE, OP_INFO, OP_DELETE, OP_ATTEMPTS, OP_PAUSE, OP_RESUME, OP_REPLAY,
+	  OP_SECRET };
 
 struct hd_webhook_http {
 	struct hd_webhooks *w;
@@ -31,15 +38,6 @@ struct hd_webhook_http {
 	size_t npending;
 	bool stopping;
 };
-
-static void method_not_allowed(struct hd_http_request *req, const char *allow)
-{
-	char extra[128];
-	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-	const char *body = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"method not "
-			   "allowed\"}}";
-	hd_http_respond(req, 405, JSON_TYPE, extra, body, strlen(body));
-}
 
 /* ---- asynchronous answers --------------------------------------------- */
 
@@ -153,14 +151,15 @@ static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req
 	}
 	if (n <= 0) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-			    "query parameter 'from' is required: an offset (from=N, N >= 1) or an "
-			    "RFC 3339 time");
+				       "query parameter 'from' is required: an offset (from=N, N >= 1) "
+				       "or an RFC 3339 time");
 		return;
 	}
 	if (from[0] >= '0' && from[0] <= '9' && strspn(from, "0123456789") == (size_t)n) {
 		unsigned long long off = strtoull(from, &end, 10);
 		if (off < 1 || n > 19) {
-			hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'from' must be an offset >= 1");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "query parameter 'from' must be an offset >= 1");
 			return;
 		}
 		hd_webhooks_replay(e->w, id, tp, false, off, 0, answer_new(req));
@@ -168,7 +167,8 @@ static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req
 	}
 	if (hd_parse_rfc3339(from, (size_t)n, &ms)) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-			    "query parameter 'from' must be an offset (N >= 1) or an RFC 3339 time");
+				       "query parameter 'from' must be an offset (N >= 1) or an RFC "
+				       "3339 time");
 		return;
 	}
 	hd_webhooks_replay(e->w, id, tp, true, 0, ms, answer_new(req));
@@ -189,7 +189,7 @@ static void handle_secret(struct hd_webhook_http *e, struct hd_http_request *req
 		json_decref(o);
 		if (!ok) {
 			hd_http_respond_errorf(req, HD_EINVAL,
-				    "the body must be empty or {\"secret\": \"whsec_...\"}");
+					       "the body must be empty or {\"secret\": \"whsec_...\"}");
 			return;
 		}
 	}
@@ -197,14 +197,12 @@ static void handle_secret(struct hd_webhook_http *e, struct hd_http_request *req
 	memset(secret, 0, sizeof(secret));
 }
 
-static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, const char *rest,
-		       int m, const struct hd_access_id *who)
+/* The routes of one subscription: its id, raw from the path. */
+static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, enum op op,
+		       const char *raw, size_t len, const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
 	char id[HD_SUB_ID_LEN + 2];
-	const char *slash = strchr(rest, '/');
-	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
-	const char *action = slash ? slash + 1 : "";
 	struct hd_buf b;
 	int rc;
 
@@ -212,24 +210,8 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such subscription");
 		return;
 	}
-	memcpy(id, rest, len);
+	memcpy(id, raw, len);
 	id[len] = '\0';
-	/* Methods first, so that a wrong one is 405 whether or not it exists. */
-	const char *allow = !*action				  ? "GET, DELETE"
-			    : strcmp(action, "attempts") == 0	  ? "GET"
-			    : strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0 ||
-					strcmp(action, "replay") == 0 || strcmp(action, "secret") == 0
-				? "POST"
-				: NULL;
-	if (!allow) {
-		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such route; see docs/api.md");
-		return;
-	}
-	const char *want = m == HTTP_GET ? "GET" : m == HTTP_POST ? "POST" : m == HTTP_DELETE ? "DELETE" : "";
-	if (!*want || !strstr(allow, want)) {
-		method_not_allowed(req, allow);
-		return;
-	}
 	if (hd_access_keys_on(e->access) && !who->key) {
 		hd_error_set(&err, HD_EUNAUTH, "an API key is required (Authorization: Bearer <key>)");
 		hd_access_deny(req, &err);
@@ -242,32 +224,34 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 	}
 	if (!permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err))
 		return;
-	if (!*action && m == HTTP_DELETE) {
+	switch (op) {
+	case OP_DELETE:
 		hd_webhooks_delete(e->w, id, answer_new(req));
 		return;
-	}
-	if (strcmp(action, "replay") == 0) {
+	case OP_REPLAY:
 		handle_replay(e, req, id);
 		return;
-	}
-	if (strcmp(action, "secret") == 0) {
+	case OP_SECRET:
 		handle_secret(e, req, id);
 		return;
+	default:
+		break;
 	}
 	hd_buf_init(&b, ANSWER_MAX);
-	if (!*action) {
+	if (op == OP_INFO) {
 		rc = hd_webhooks_info(e->w, id, &b);
-	} else if (strcmp(action, "attempts") == 0) {
+	} else if (op == OP_ATTEMPTS) {
 		size_t limit;
 		if (query_limit(req, &limit)) {
 			hd_buf_fini(&b);
-			hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'limit' must be from 1 to %d",
-				    HD_ATTEMPTS_MAX);
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "query parameter 'limit' must be from 1 to %d",
+					       HD_ATTEMPTS_MAX);
 			return;
 		}
 		rc = hd_webhooks_attempts(e->w, id, limit, &b);
 	} else {
-		rc = hd_webhooks_pause(e->w, id, strcmp(action, "pause") == 0, &b);
+		rc = hd_webhooks_pause(e->w, id, op == OP_PAUSE, &b);
 	}
 	if (rc) {
 		hd_buf_fini(&b);
@@ -277,49 +261,43 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, c
 	hd_http_respond_json(req, 200, &b);
 }
 
-static void dispatch(struct hd_webhook_http *e, struct hd_http_request *req, const char *rest,
-		     int m, const struct hd_access_id *who)
+/* Runs row's op for req, the subscriptions loaded. */
+static void run(struct hd_webhook_http *e, struct hd_http_request *req, const struct hd_route *row,
+		const char *id, size_t id_len, const struct hd_access_id *who)
 {
-	if (e->stopping) {
+	if (e->stopping)
 		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
-		return;
-	}
-	if (*rest) {
-		handle_one(e, req, rest, m, who);
-		return;
-	}
-	if (m == HTTP_POST)
+	else if (row->op == OP_CREATE)
 		handle_create(e, req, who);
-	else if (m == HTTP_GET)
+	else if (row->op == OP_LIST)
 		handle_list(e, req, who);
 	else
-		method_not_allowed(req, "GET, POST");
+		handle_one(e, req, (enum op)row->op, id, id_len, who);
 }
 
-void hd_webhook_http_handle(struct hd_webhook_http *e, struct hd_http_request *req,
-			     const char *rest, int method, const struct hd_access_id *who)
+/* Every subscription row: a special case of the route table (HD_ROUTE_SELF),
+ * access decided here from the body's topic or the subscription's. Before
+ * the subscriptions are loaded the request waits. */
+static void route_subscription(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
-	if (!hd_webhooks_loaded(e->w) && !e->stopping) {
-		if (e->npending >= HD_WEBHOOK_HTTP_PENDING_MAX) {
-			hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
-			return;
-		}
-		struct pending *p = hd_calloc(1, sizeof(*p));
-		p->req = req;
-		p->method = method;
-		*e->ptail = p;
-		e->ptail = &p->next;
-		e->npending++;
+	struct hd_webhook_http *e = ctx->row->arg;
+
+	if (hd_webhooks_loaded(e->w) || e->stopping) {
+		run(e, req, ctx->row, ctx->param, ctx->param_len, ctx->who);
 		return;
 	}
-	dispatch(e, req, rest, method, who);
-}
-
-/* The path after "/v1/subscriptions/" ("" for the collection itself). */
-static const char *rest_of(const char *path)
-{
-	const char *p = path + strlen("/v1/subscriptions");
-	return *p == '/' ? p + 1 : p;
+	if (e->npending >= HD_WEBHOOK_HTTP_PENDING_MAX) {
+		hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
+		return;
+	}
+	struct pending *p = hd_calloc(1, sizeof(*p));
+	p->req = req;
+	p->row = ctx->row;
+	p->id = ctx->param;
+	p->id_len = ctx->param_len;
+	*e->ptail = p;
+	e->ptail = &p->next;
+	e->npending++;
 }
 
 static void on_loaded(void *arg)
@@ -335,7 +313,7 @@ static void on_loaded(void *arg)
 		if (hd_access_identify(e->access, p->req, &who, &err))
 			hd_access_deny(p->req, &err);
 		else
-			dispatch(e, p->req, rest_of(p->req->path), p->method, &who);
+			run(e, p->req, p->row, p->id, p->id_len, &who);
 		hd_access_id_fini(&who);
 		free(p);
 	}
@@ -370,14 +348,27 @@ void hd_webhook_http_free(struct hd_webhook_http *e)
 	free(e);
 }
 
-static void route_subscriptions(struct hd_http_request *req, const struct hd_route_ctx *ctx)
-{
-	const char *rest = ctx->rest[0] == '/' ? ctx->rest + 1 : ctx->rest;
-	hd_webhook_http_handle(ctx->row->arg, req, rest, ctx->method, ctx->who);
-}
-
 void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t)
 {
-	hd_route_add(t, &(struct hd_route){HD_ROUTE_ANY, "/v1/subscriptions/*", HD_ROUTE_SELF, 0,
-					   route_subscriptions, e, 0, 0});
+	/* Within one path, the order of the rows is the order of Allow. */
+	static const struct {
+		int method;
+		const char *pattern;
+		enum op op;
+	} rows[] = {
+		{HTTP_GET, "/v1/subscriptions", OP_LIST},
+		{HTTP_POST, "/v1/subscriptions", OP_CREATE},
+		{HTTP_GET, "/v1/subscriptions/", OP_LIST},
+		{HTTP_POST, "/v1/subscriptions/", OP_CREATE},
+		{HTTP_GET, "/v1/subscriptions/{id}", OP_INFO},
+		{HTTP_DELETE, "/v1/subscriptions/{id}", OP_DELETE},
+		{HTTP_GET, "/v1/subscriptions/{id}/attempts", OP_ATTEMPTS},
+		{HTTP_POST, "/v1/subscriptions/{id}/pause", OP_PAUSE},
+		{HTTP_POST, "/v1/subscriptions/{id}/resume", OP_RESUME},
+		{HTTP_POST, "/v1/subscriptions/{id}/replay", OP_REPLAY},
+		{HTTP_POST, "/v1/subscriptions/{id}/secret", OP_SECRET},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		hd_route_add(t, &(struct hd_route){rows[i].method, rows[i].pattern, HD_ROUTE_SELF, 0,
+						   route_subscription, e, (int)rows[i].op, 0});
 }

@@ -2,8 +2,9 @@
  * webhook_http — the REST routes of webhook subscriptions (docs/api.md
  * "Webhook subscriptions"); the deliveries themselves are
  * webhook/delivery.h.
- * Layer: edge. The api routes every /v1/subscriptions request here (loop
- * thread) with the caller's credentials.
+ * Layer: edge. Its rows of the route table (edge/route.h) bring every
+ * /v1/subscriptions request here (loop thread) with the caller's
+ * credentials.
  *
  *   POST   /v1/subscriptions                    create (201, the secret shown once)
  *   GET    /v1/subscriptions[?topic=T]          list (without secrets)
@@ -41,15 +42,9 @@ struct hd_webhook_http;
  * the subscriptions (hd_webhooks_start). */
 struct hd_webhook_http *hd_webhook_http_new(struct hd_webhooks *w, const struct hd_access *access);
 
-/* Handles one request whose path is /v1/subscriptions[/…]; rest is what
- * follows "/v1/subscriptions/" ("" for the collection); method with HEAD
- * as GET. Answers req exactly once, now or later. Loop thread. */
-void hd_webhook_http_handle(struct hd_webhook_http *e, struct hd_http_request *req,
-			     const char *rest, int method, const struct hd_access_id *who);
-
-/* Adds the row of /v1/subscriptions[/…] to t (e borrowed by t): a special
- * case of the route table, access decided here (from the body's topic or
- * the subscription's). */
+/* Adds the rows above to t (e borrowed by t). They are a special case of
+ * the route table (HD_ROUTE_SELF): access is decided here, from the body's
+ * topic, the query's or the stored subscription's. */
 void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t);
 /* Answers the requests still waiting for the load (503) and any later one. */
 void hd_webhook_http_stop(struct hd_webhook_http *e);
