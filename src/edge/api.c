@@ -750,8 +750,7 @@ static void add_routes(struct hd_api *api)
 		{HTTP_GET, "/v1/users/{user}/connections", HD_ROUTE_KEY, HD_KEY_ADMIN, route_connections, api,
 		 0, 0},
 	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		hd_route_add(t, &rows[i]);
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 void hd_api_handle(struct hd_http_request *req, void *arg)

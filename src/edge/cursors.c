@@ -537,21 +537,17 @@ static void route_one(struct hd_http_request *req, const struct hd_route_ctx *ct
 
 void hd_cursors_routes(struct hd_cursors *c, struct hd_route_table *t)
 {
-	/* Access: the user's own client token, or an admin key (HD_ROUTE_USER). */
-	static const struct {
-		int method;
-		const char *pattern;
-		hd_route_fn fn;
-	} rows[] = {
-		{HTTP_GET, "/v1/users/{user}/cursors", route_list},
-		{HTTP_GET, "/v1/users/{user}/cursors/", route_list},
-		{HTTP_GET, "/v1/users/{user}/cursors/{name}", route_one},
-		{HTTP_POST, "/v1/users/{user}/cursors/{name}", route_one},
-		{HTTP_DELETE, "/v1/users/{user}/cursors/{name}", route_one},
+	/* Access: the user's own client token, or an admin key. */
+	const enum hd_route_guard g = HD_ROUTE_USER;
+	const enum hd_key_action k = HD_KEY_ADMIN;
+	const struct hd_route rows[] = {
+		{HTTP_GET, "/v1/users/{user}/cursors", g, k, route_list, c, 0, 0},
+		{HTTP_GET, "/v1/users/{user}/cursors/", g, k, route_list, c, 0, 0},
+		{HTTP_GET, "/v1/users/{user}/cursors/{name}", g, k, route_one, c, 0, 0},
+		{HTTP_POST, "/v1/users/{user}/cursors/{name}", g, k, route_one, c, 0, 0},
+		{HTTP_DELETE, "/v1/users/{user}/cursors/{name}", g, k, route_one, c, 0, 0},
 	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		hd_route_add(t, &(struct hd_route){rows[i].method, rows[i].pattern, HD_ROUTE_USER,
-						   HD_KEY_ADMIN, rows[i].fn, c, 0, 0});
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 struct hd_cursors *hd_cursors_new(struct hd_hub *hub)

@@ -144,19 +144,16 @@ static void route_group(struct hd_http_request *req, const struct hd_route_ctx *
 
 void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t)
 {
-	static const struct {
-		int method;
-		const char *pattern;
-		enum hd_group_action act;
-	} rows[] = {
-		{HTTP_GET, "/v1/topics/{pattern}/groups/{group}", HD_GROUP_ACT_INFO},
-		{HTTP_PUT, "/v1/topics/{pattern}/groups/{group}", HD_GROUP_ACT_CREATE},
-		{HTTP_DELETE, "/v1/topics/{pattern}/groups/{group}", HD_GROUP_ACT_DELETE},
-		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/fetch", HD_GROUP_ACT_FETCH},
-		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/ack", HD_GROUP_ACT_ACK},
-		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/nack", HD_GROUP_ACT_NACK},
+	const char *one = "/v1/topics/{pattern}/groups/{group}";
+	const enum hd_route_guard g = HD_ROUTE_READ;
+	const hd_route_fn fn = route_group;
+	const struct hd_route rows[] = {
+		{HTTP_GET, one, g, 0, fn, groups, HD_GROUP_ACT_INFO, 0},
+		{HTTP_PUT, one, g, 0, fn, groups, HD_GROUP_ACT_CREATE, 0},
+		{HTTP_DELETE, one, g, 0, fn, groups, HD_GROUP_ACT_DELETE, 0},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/fetch", g, 0, fn, groups, HD_GROUP_ACT_FETCH, 0},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/ack", g, 0, fn, groups, HD_GROUP_ACT_ACK, 0},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/nack", g, 0, fn, groups, HD_GROUP_ACT_NACK, 0},
 	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		hd_route_add(t, &(struct hd_route){rows[i].method, rows[i].pattern, HD_ROUTE_READ, 0,
-						   route_group, groups, (int)rows[i].act, 0});
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }

@@ -243,6 +243,12 @@ void hd_route_add(struct hd_route_table *t, const struct hd_route *row)
 	t->rows[t->n++] = *row;
 }
 
+void hd_route_add_all(struct hd_route_table *t, const struct hd_route *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		hd_route_add(t, &rows[i]);
+}
+
 void hd_route_method_not_allowed(struct hd_http_request *req, const char *allow)
 {
 	char hdr[96], msg[128];

@@ -107,6 +107,8 @@ void hd_route_init(struct hd_route_table *t, const struct hd_access *access);
  * HD_ROUTE_MAX rows is a programmer error (assert). Before the first
  * request. */
 void hd_route_add(struct hd_route_table *t, const struct hd_route *row);
+/* hd_route_add of each of rows[0..n). */
+void hd_route_add_all(struct hd_route_table *t, const struct hd_route *rows, size_t n);
 /* Steps 1 and 4 above, for path (NUL-terminated, raw) and method (an
  * http_parser method); m borrows from path and t. Allocates nothing. */
 void hd_route_lookup(const struct hd_route_table *t, const char *path, int method,

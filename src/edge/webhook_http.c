@@ -351,24 +351,20 @@ void hd_webhook_http_free(struct hd_webhook_http *e)
 void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t)
 {
 	/* Within one path, the order of the rows is the order of Allow. */
-	static const struct {
-		int method;
-		const char *pattern;
-		enum op op;
-	} rows[] = {
-		{HTTP_GET, "/v1/subscriptions", OP_LIST},
-		{HTTP_POST, "/v1/subscriptions", OP_CREATE},
-		{HTTP_GET, "/v1/subscriptions/", OP_LIST},
-		{HTTP_POST, "/v1/subscriptions/", OP_CREATE},
-		{HTTP_GET, "/v1/subscriptions/{id}", OP_INFO},
-		{HTTP_DELETE, "/v1/subscriptions/{id}", OP_DELETE},
-		{HTTP_GET, "/v1/subscriptions/{id}/attempts", OP_ATTEMPTS},
-		{HTTP_POST, "/v1/subscriptions/{id}/pause", OP_PAUSE},
-		{HTTP_POST, "/v1/subscriptions/{id}/resume", OP_RESUME},
-		{HTTP_POST, "/v1/subscriptions/{id}/replay", OP_REPLAY},
-		{HTTP_POST, "/v1/subscriptions/{id}/secret", OP_SECRET},
+	const enum hd_route_guard g = HD_ROUTE_SELF;
+	const hd_route_fn fn = route_subscription;
+	const struct hd_route rows[] = {
+		{HTTP_GET, "/v1/subscriptions", g, 0, fn, e, OP_LIST, 0},
+		{HTTP_POST, "/v1/subscriptions", g, 0, fn, e, OP_CREATE, 0},
+		{HTTP_GET, "/v1/subscriptions/", g, 0, fn, e, OP_LIST, 0},
+		{HTTP_POST, "/v1/subscriptions/", g, 0, fn, e, OP_CREATE, 0},
+		{HTTP_GET, "/v1/subscriptions/{id}", g, 0, fn, e, OP_INFO, 0},
+		{HTTP_DELETE, "/v1/subscriptions/{id}", g, 0, fn, e, OP_DELETE, 0},
+		{HTTP_GET, "/v1/subscriptions/{id}/attempts", g, 0, fn, e, OP_ATTEMPTS, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/pause", g, 0, fn, e, OP_PAUSE, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/resume", g, 0, fn, e, OP_RESUME, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/replay", g, 0, fn, e, OP_REPLAY, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/secret", g, 0, fn, e, OP_SECRET, 0},
 	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		hd_route_add(t, &(struct hd_route){rows[i].method, rows[i].pattern, HD_ROUTE_SELF, 0,
-						   route_subscription, e, (int)rows[i].op, 0});
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }
