@@ -20,16 +20,10 @@ static bool match(const char *pat, const char *path, struct hd_route_match *m)
 {
 	const char *p = pat, *s = path;
 
-	m->topic = m->param = m->rest = NULL;
+	m->topic = m->param = NULL;
 	m->topic_len = m->param_len = 0;
 	m->kind = 0;
 	for (;;) {
-		if (p[0] == '/' && p[1] == '*' && p[2] == '\0') {
-			if (*s && *s != '/')
-				return false;
-			m->rest = s;
-			return true;
-		}
 		if (*p == '\0' || *s == '\0')
 			return *p == *s;
 		if (*p != '/' || *s != '/')
@@ -225,7 +219,6 @@ void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *r
 	ctx.who = &who;
 	ctx.param = m.param;
 	ctx.param_len = m.param_len;
-	ctx.rest = m.rest;
 	m.row->fn(req, &ctx);
 out:
 	hd_access_id_fini(&who);

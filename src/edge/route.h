@@ -14,7 +14,6 @@
  *   {pattern}  a topic name or a topic pattern (consumer group routes)
  *   {user}     a user id; the route's topic is "user:{id}"
  *   {name}     any other parameter: the raw segment, for the handler
- *   *          last only: the rest of the path, "" or from its '/' on
  * A parameter may be empty (the decoder then answers 400, as for a bad one).
  *
  * Dispatch, in this order (what the API answered before routes were data):
@@ -65,7 +64,6 @@ struct hd_route_ctx {
 	const char *user;               /* {user}, decoded (inside topic); NULL if none */
 	const char *param;              /* the raw {name} segment; NULL if none */
 	size_t param_len;
-	const char *rest;               /* what '*' matched ("" or from '/'); NULL if none */
 };
 
 typedef void (*hd_route_fn)(struct hd_http_request *req, const struct hd_route_ctx *ctx);
@@ -98,7 +96,6 @@ struct hd_route_match {
 	char kind;                      /* 't', 'p' or 'u' for those; 0 if none */
 	const char *param;              /* {name}; NULL if none */
 	size_t param_len;
-	const char *rest;               /* '*'; NULL if none */
 };
 
 /* Starts an empty table; access is borrowed for its life. */
