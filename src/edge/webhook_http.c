@@ -9,7 +9,6 @@
 #include <jansson.h>
 
 #include <http_parser.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
