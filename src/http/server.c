@@ -61,11 +61,12 @@
  * handed over whole from the read callback, then the buffer goes back to
  * the pool. Bytes that were already buffered behind the upgrade request,
  * or that wait while the edge paused input (hd_http_stream_read), are
- * handed over from `kick`, an idle handle started by hd_server_input_pump, because
- * on_input must not run inside the edge's own calls. While on_input runs,
- * `dispatching` is set: hd_server_input_pump waits, and stream writes are batched
- * into one flush after it returns. The state stays HANDLER, so no header
- * or idle timer runs; only the stall guard of stream_flush remains.
+ * handed over from `kick`, an idle handle started by hd_server_input_pump,
+ * because on_input must not run inside the edge's own calls. While
+ * on_input runs, `dispatching` is set: hd_server_input_pump waits, and
+ * stream writes are batched into one flush after it returns. The state
+ * stays HANDLER, so no header or idle timer runs; only the stall guard of
+ * stream_flush remains.
  *
  * TLS: a connection accepted on the HTTPS listener has a struct hd_tls
  * (net/tls.h), and everything above stays as it is, in plaintext. Input:
@@ -92,9 +93,9 @@
  * closed, and done runs when both server handles' close callbacks have run.
  *
  * Entry points (libuv callbacks, hd_http_respond, shutdown) finish with
- * hd_server_input_pump(), which parses and dispatches what it can, flushes output and
- * starts or stops reading; `dispatching` keeps a handler that answers at
- * once from re-entering it.
+ * hd_server_input_pump(), which parses and dispatches what it can, flushes
+ * output and starts or stops reading; `dispatching` keeps a handler that
+ * answers at once from re-entering it.
  */
 #include "http/server_impl.h"
 #include "core/alloc.h"

@@ -214,7 +214,7 @@ static bool parse_one(struct conn *c)
 		c->in_start = 0;
 	if (rc < 0) {
 		hd_server_conn_fail(c, rc, hd_request_error_reason(&c->parser), NULL,
-			  rc == HD_EHEADERS || rc == HD_ETOOBIG);
+				    rc == HD_EHEADERS || rc == HD_ETOOBIG);
 		return false;
 	}
 	if (rc == HD_REQUEST_MORE) {

@@ -77,10 +77,12 @@ static const char *decimal(size_t v, char *out)
 	return out;
 }
 
-/* put_response, or (stream) a head without Content-Length whose body
- * follows until the connection closes. */
+/* Appends one response to the output, or (stream) a head without
+ * Content-Length whose body follows until the connection closes. Returns
+ * 0, or HD_ETOOBIG with the output unchanged. Statuses that have no body
+ * get no Content-Length. */
 int hd_server_respond_put(struct conn *c, int status, const char *ctype, const char *extra,
-			 const char *body, size_t len, bool keep, bool head_only, bool stream)
+			  const char *body, size_t len, bool keep, bool head_only, bool stream)
 {
 	struct hd_buf *b = &c->out[c->fill].buf;
 	size_t mark = b->len;
@@ -216,7 +218,7 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
 	char cors[CORS_HEADER_MAX];
 	hd_server_respond_cors(c, req, cors);
 	int put = hd_server_respond_put(c, status, content_type, extra_headers, body, body_len, keep,
-			       req->method == HTTP_HEAD, false);
+					req->method == HTTP_HEAD, false);
 	c->cors = NULL;
 	if (put == 0) {
 		hd_server_respond_count(status);
