@@ -182,6 +182,18 @@ int hd_access_read(const struct hd_access *a, const struct hd_access_id *id, con
 	return 0;
 }
 
+int hd_access_user(const struct hd_access *a, const struct hd_access_id *id, const char *user,
+		   enum hd_key_action action, struct hd_error *err)
+{
+	if (id->token && !id->key) {
+		if (id->claims.sub[0] && strcmp(id->claims.sub, user) == 0)
+			return 0;
+		return hd_error_set(err, HD_EFORBIDDEN,
+				    "a client token may use only the cursors of its own user (sub)");
+	}
+	return hd_access_key(a, id, action, NULL, err);
+}
+
 bool hd_access_admin(const struct hd_access *a, const struct hd_access_id *id)
 {
 	if (!hd_access_keys_on(a))

@@ -103,6 +103,11 @@ int hd_access_key(const struct hd_access *a, const struct hd_access_id *id,
 int hd_access_read(const struct hd_access *a, const struct hd_access_id *id, const char *topic,
 		   struct hd_error *err);
 
+/* What belongs to user (their cursors): a client token whose sub is user
+ * may, and an API key with scope `action` (any topic); development mode:
+ * a caller without a token. 0, HD_EUNAUTH or HD_EFORBIDDEN with err. */
+int hd_access_user(const struct hd_access *a, const struct hd_access_id *id, const char *user,
+		   enum hd_key_action action, struct hd_error *err);
 /* Whether id holds an admin key, or is a caller without credentials in
  * development mode (sees private topics in the list). */
 bool hd_access_admin(const struct hd_access *a, const struct hd_access_id *id);

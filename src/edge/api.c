@@ -5,10 +5,10 @@
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "core/text.h"
+#include "edge/group_http.h"
 #include "edge/longpoll.h"
-#include "edge/subscriptions.h"
+#include "edge/webhook_http.h"
 #include "http/query.h"
-#include "hub/topic_pattern.h"
 #include "proto/cloudevent.h"
 
 #include <http_parser.h>
@@ -41,12 +41,6 @@ static const char *item_message(int err)
 	return hd_err_message(err);
 }
 
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
 static void respond_err(struct hd_http_request *req, const struct hd_error *err)
 {
 	hd_http_respond_error(req, err->code, err->msg[0] ? err->msg : NULL);
@@ -69,8 +63,8 @@ static int query_u64(const struct hd_http_request *req, const char *name, uint64
 	if (n > 0 && n <= 20 && strspn(v, "0123456789") == (size_t)n)
 		x = strtoull(v, &end, 10);
 	if (n <= 0 || *end || x > max)
-		return hd_error_set(err, HD_EINVAL, "query parameter '%s' must be a whole number from 0 to %" PRIu64,
-				    name, max);
+		return hd_error_set(err, HD_EINVAL,
+				    "query parameter '%s' must be a whole number from 0 to %" PRIu64, name, max);
 	*out = x;
 	return 0;
 }
@@ -82,7 +76,7 @@ struct publish {
 	struct hd_ce_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item *items; /* one per valid batch entry, after topic */
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 static void publish_free(struct publish *p)
@@ -133,7 +127,7 @@ static void publish_done(struct hd_pub *pub)
 			hd_buf_puts(&b, ",\"id\":\"");
 			hd_buf_json_escape(&b, it->event->id, id_len);
 			hd_buf_puts(&b, it->duplicate ? "\",\"duplicate\":true}" : "\"}");
-			respond_buf(p->req, it->duplicate ? 200 : 201, &b);
+			hd_http_respond_json(p->req, it->duplicate ? 200 : 201, &b);
 		}
 		hd_buf_fini(&b);
 		publish_free(p);
@@ -160,7 +154,7 @@ static void publish_done(struct hd_pub *pub)
 		}
 	}
 	hd_buf_puts(&b, "]}");
-	respond_buf(p->req, 200, &b);
+	hd_http_respond_json(p->req, 200, &b);
 	publish_free(p);
 }
 
@@ -258,7 +252,7 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 	p->batch = batch;
 	p->items = (struct hd_pub_item *)(void *)(p + 1);
 	p->pub = (struct hd_pub){0};
-	/* The router checked the name: at most HD_TOPIC_NAME_LEN_MAX bytes. */
+	/* The router checked the name: at most HD_TOPIC_NAME_MAX bytes. */
 	size_t topic_len = strnlen(topic, sizeof(p->topic) - 1);
 	memcpy(p->topic, topic, topic_len);
 	p->topic[topic_len] = '\0';
@@ -317,7 +311,7 @@ struct read {
 	uint32_t wait_ms;
 	struct hd_access_cred cred;     /* what allowed the read (expiry, key) */
 	struct hd_read r;
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 /* Sends the page of r (borrowed) as the answer to req. */
@@ -349,7 +343,7 @@ static void respond_page(struct hd_http_request *req, struct hd_read *r)
 		rc = hd_buf_printf(&b, "],\"next\":%" PRIu64 ",\"epoch\":\"%s\",\"truncated\":%s}",
 				   next, r->epoch, r->truncated ? "true" : "false");
 	if (rc == 0) {
-		respond_buf(req, 200, &b);
+		hd_http_respond_json(req, 200, &b);
 	} else {
 		/* Only an event beyond every ceiling gets here; never send
 		 * half an answer. */
@@ -435,9 +429,9 @@ struct topic_req {
 	struct hd_topic_op op;
 	struct hd_hub *hub;
 	bool all;                       /* list private topics too (an admin) */
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
-	char prefix[HD_TOPIC_NAME_LEN_MAX + 1];
-	char after[HD_TOPIC_NAME_LEN_MAX + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	char prefix[HD_TOPIC_NAME_MAX + 1];
+	char after[HD_TOPIC_NAME_MAX + 1];
 };
 
 static void topic_json(struct hd_buf *b, const struct hd_topic_info *t)
@@ -463,10 +457,10 @@ static void topic_done(struct hd_topic_op *op)
 		hd_http_respond_error(tr->req, op->err, NULL);
 	} else if (op->kind == HD_TOPIC_DELETE) {
 		hd_buf_printf(&b, "{\"deleted\":\"%s\"}", tr->topic);
-		respond_buf(tr->req, 200, &b);
+		hd_http_respond_json(tr->req, 200, &b);
 	} else if (op->kind == HD_TOPIC_INFO) {
 		topic_json(&b, &op->topics[0]);
-		respond_buf(tr->req, 200, &b);
+		hd_http_respond_json(tr->req, 200, &b);
 	} else {
 		hd_buf_puts(&b, "{\"topics\":[");
 		/* Private topics are left out for callers who are not admins;
@@ -484,7 +478,7 @@ static void topic_done(struct hd_topic_op *op)
 			hd_buf_printf(&b, "\"%s\"}", op->topics[op->n - 1].name);
 		else
 			hd_buf_puts(&b, "null}");
-		respond_buf(tr->req, 200, &b);
+		hd_http_respond_json(tr->req, 200, &b);
 	}
 	hd_buf_fini(&b);
 	hd_topic_op_fini(op);
@@ -538,48 +532,6 @@ static void handle_list(struct hd_http_request *req, struct hd_hub *hub, bool al
 	start_topic_op(req, hub, tr);
 }
 
-/* ---- routing ---------------------------------------------------------- */
-
-static void method_not_allowed(struct hd_http_request *req, const char *allow)
-{
-	char hdr[64], msg[96];
-	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-	snprintf(msg, sizeof(msg), "use %s on this path", allow);
-	struct hd_buf b;
-	hd_buf_init(&b, 512);
-	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(HD_EMETHOD), msg);
-	hd_http_respond(req, 405, JSON_TYPE, hdr, b.data, b.len);
-	hd_buf_fini(&b);
-}
-
-static void handle_metrics(struct hd_http_request *req)
-{
-	struct hd_buf b;
-	hd_buf_init(&b, RESPONSE_MAX);
-	hd_metrics_render(&b);
-	hd_http_respond(req, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
-	hd_buf_fini(&b);
-}
-
-/* Whether the path segment is meant as a topic pattern (ends with '*', raw
- * or %2A): then out holds it decoded. */
-static bool pattern_segment(const char *seg, size_t len, char *out)
-{
-	long n = hd_url_decode(seg, len, out, HD_TOPIC_NAME_LEN_MAX + 1, false);
-	return n > 0 && hd_topic_pattern_is(out);
-}
-
-/* Decodes and checks the topic segment seg[0..len). */
-static int topic_segment(const char *seg, size_t len, char *out, struct hd_error *err)
-{
-	long n = hd_url_decode(seg, len, out, HD_TOPIC_NAME_LEN_MAX + 1, false);
-	if (n < 0)
-		return hd_error_set(err, HD_EBADTOPIC,
-				    "topic name is not valid percent-encoding or longer than %d bytes",
-				    HD_TOPIC_NAME_LEN_MAX);
-	return hd_topic_name_check(out, (size_t)n, err);
-}
-
 /* ---- connections and presence ------------------------------------------ */
 
 struct conn_walk {
@@ -630,7 +582,7 @@ static void handle_connections(struct hd_http_request *req, struct hd_hub *hub, 
 	hd_buf_puts(&b, "\",\"connections\":[");
 	hd_hub_conns_of_user(hub, user, conn_json, &w);
 	hd_buf_puts(&b, "]}");
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);
 }
 
@@ -661,214 +613,26 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 		hd_buf_putc(&b, '"');
 	}
 	hd_buf_puts(&b, "]}");
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);
 	free(c);
 }
 
-/* POST /v1/users/{id}/notifications: a publish to the topic user:{id},
- * which every connection and device of that user follows.
- * /v1/users/{id}/cursors[/{name}]: the user's cursors (edge/cursors.h). */
-static void handle_user(struct hd_http_request *req, struct hd_api *api, const char *rest, int m,
-			const struct hd_access_id *who)
+/* ---- routes ------------------------------------------------------------ */
+
+/*
+ * The api's rows of the route table (edge/route.h); sse, cursors, groups
+ * and webhook subscriptions add theirs. Each adapter gets its object from
+ * ctx->row->arg and its decoded parameters from ctx; the guard has run.
+ */
+
+static void handle_metrics(struct hd_http_request *req)
 {
-	struct hd_error err = {0};
-	char id[HD_TOPIC_NAME_LEN_MAX + 1], topic[HD_TOPIC_NAME_LEN_MAX + 1];
-	const char *slash = strchr(rest, '/');
-	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
-
-	bool conns = slash && strcmp(slash, "/connections") == 0;
-	const char *cursors = slash && strncmp(slash, "/cursors", 8) == 0 ? slash + 8 : NULL;
-	if (!slash || (!conns && !cursors && strcmp(slash, "/notifications") != 0)) {
-		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
-		return;
-	}
-	if (!cursors && m != (conns ? HTTP_GET : HTTP_POST)) {
-		method_not_allowed(req, conns ? "GET" : "POST");
-		return;
-	}
-	long n = hd_url_decode(rest, idlen, id, sizeof(id), false);
-	if (n <= 0 || (size_t)n + 5 > HD_TOPIC_NAME_LEN_MAX || memchr(id, ':', (size_t)n)) {
-		hd_error_set(&err, HD_EBADTOPIC, "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
-			     HD_TOPIC_NAME_LEN_MAX - 5);
-		respond_err(req, &err);
-		return;
-	}
-	memcpy(topic, "user:", 5);
-	memcpy(topic + 5, id, (size_t)n + 1);
-	if (hd_topic_name_check(topic, strlen(topic), &err)) {
-		hd_error_set(&err, HD_EBADTOPIC, "user id must be 1-%d bytes of [A-Za-z0-9._~@-]",
-			     HD_TOPIC_NAME_LEN_MAX - 5);
-		respond_err(req, &err);
-		return;
-	}
-	if (cursors) {
-		hd_cursors_handle(api->cursors, req, m, id, cursors, &api->access, who);
-		return;
-	}
-	if (hd_access_key(&api->access, who, conns ? HD_KEY_ADMIN : HD_KEY_PUBLISH, topic, &err)) {
-		hd_access_deny(req, &err);
-		return;
-	}
-	if (conns)
-		handle_connections(req, api->hub, id);
-	else
-		handle_publish(req, api, topic, who);
-}
-
-static const char *under(const char *path, const char *prefix);
-static bool permit(struct hd_http_request *req, int rc, const struct hd_error *err);
-
-/* /v1/topics/{topic}/groups/{group}[/fetch|/ack|/nack]: rest is what follows
- * "groups/". Every group route is a read of the topic (edge/access.h). */
-static void handle_group(struct hd_http_request *req, struct hd_api *api, const char *topic,
-			 const char *rest, int m, const struct hd_access_id *who)
-{
-	struct hd_error err = {0};
-	char name[HD_GROUP_NAME_MAX + 1];
-	const char *slash = strchr(rest, '/');
-	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
-	enum hd_group_action act;
-	long n = hd_url_decode(rest, len, name, sizeof(name), false);
-
-	if (n <= 0) {
-		hd_http_respond_error(req, HD_EINVAL, "group name must be 1-128 bytes of [A-Za-z0-9._~-]");
-		return;
-	}
-	if (!slash) {
-		if (m == HTTP_GET)
-			act = HD_GROUP_ACT_INFO;
-		else if (m == HTTP_PUT)
-			act = HD_GROUP_ACT_CREATE;
-		else if (m == HTTP_DELETE)
-			act = HD_GROUP_ACT_DELETE;
-		else {
-			method_not_allowed(req, "GET, PUT, DELETE");
-			return;
-		}
-	} else if (strcmp(slash, "/fetch") == 0 || strcmp(slash, "/ack") == 0 ||
-		   strcmp(slash, "/nack") == 0) {
-		if (m != HTTP_POST) {
-			method_not_allowed(req, "POST");
-			return;
-		}
-		act = slash[1] == 'f' ? HD_GROUP_ACT_FETCH
-		      : slash[1] == 'a' ? HD_GROUP_ACT_ACK
-					: HD_GROUP_ACT_NACK;
-	} else {
-		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
-		return;
-	}
-	struct hd_access_cred cred;
-	hd_access_cred_of(who, &cred);
-	if (hd_topic_pattern_is(topic)) {
-		/* Every topic the pattern may ever match is read: a client token's
-		 * namespace rules cannot be checked for all of them, and an API
-		 * key's read scope is global. */
-		if (who->token && !who->key) {
-			hd_error_set(&err, HD_EFORBIDDEN,
-				     "client tokens cannot use a topic pattern; use an API key with"
-				     " read scope");
-			hd_access_deny(req, &err);
-		} else if (permit(req, hd_access_key(&api->access, who, HD_KEY_READ, NULL, &err),
-				  &err)) {
-			hd_groups_handle(api->groups, req, act, topic, name, &cred);
-		}
-		return;
-	}
-	if (permit(req, hd_access_read(&api->access, who, topic, &err), &err))
-		hd_groups_handle(api->groups, req, act, topic, name, &cred);
-}
-
-/* Runs the access check of one route; answers the refusal and returns false. */
-static bool permit(struct hd_http_request *req, int rc, const struct hd_error *err)
-{
-	if (rc)
-		hd_access_deny(req, err);
-	return rc == 0;
-}
-
-static void handle_topics(struct hd_http_request *req, struct hd_api *api, const char *rest, int m,
-			  const struct hd_access_id *who)
-{
-	struct hd_error err = {0};
-	char topic[HD_TOPIC_NAME_LEN_MAX + 1];
-	const struct hd_access *ac = &api->access;
-
-	if (*rest == '\0') {
-		if (m != HTTP_GET)
-			method_not_allowed(req, "GET");
-		else if (permit(req, hd_access_key(ac, who, HD_KEY_READ, NULL, &err), &err))
-			handle_list(req, api->hub, hd_access_admin(ac, who));
-		return;
-	}
-	const char *slash = strchr(rest, '/');
-	size_t seglen = slash ? (size_t)(slash - rest) : strlen(rest);
-	if (pattern_segment(rest, seglen, topic)) {
-		/* A topic pattern ("orders.*"): only consumer groups take one. */
-		const char *prest = slash ? under(slash, "/groups") : NULL;
-		if (hd_topic_pattern_check(topic, &err))
-			respond_err(req, &err);
-		else if (!prest || !*prest)
-			hd_http_respond_error(req, HD_EINVAL,
-					      "a topic pattern is only allowed in consumer group routes");
-		else
-			handle_group(req, api, topic, prest, m, who);
-		return;
-	}
-	if (topic_segment(rest, seglen, topic, &err)) {
-		respond_err(req, &err);
-		return;
-	}
-	if (!slash) {
-		if (m == HTTP_GET) {
-			if (permit(req, hd_access_read(ac, who, topic, &err), &err))
-				handle_topic(req, api->hub, topic, HD_TOPIC_INFO);
-		} else if (m == HTTP_DELETE) {
-			if (permit(req, hd_access_key(ac, who, HD_KEY_ADMIN, topic, &err), &err)) {
-				hd_groups_drop_topic(api->groups, topic);
-				handle_topic(req, api->hub, topic, HD_TOPIC_DELETE);
-			}
-		} else {
-			method_not_allowed(req, "GET, DELETE");
-		}
-		return;
-	}
-	if (strcmp(slash, "/events") == 0) {
-		if (m == HTTP_POST) {
-			if (permit(req, hd_access_key(ac, who, HD_KEY_PUBLISH, topic, &err), &err))
-				handle_publish(req, api, topic, who);
-		} else if (m == HTTP_GET) {
-			if (permit(req, hd_access_read(ac, who, topic, &err), &err)) {
-				struct hd_access_cred cred;
-				hd_access_cred_of(who, &cred);
-				handle_read(req, api, topic, &cred);
-			}
-		} else {
-			method_not_allowed(req, "GET, POST");
-		}
-		return;
-	}
-	if (strcmp(slash, "/presence") == 0) {
-		if (m != HTTP_GET)
-			method_not_allowed(req, "GET");
-		else if (permit(req, hd_access_key(ac, who, HD_KEY_ADMIN, topic, &err), &err))
-			handle_presence(req, api->hub, topic);
-		return;
-	}
-	const char *grest = under(slash, "/groups");
-	if (grest && *grest) {
-		handle_group(req, api, topic, grest, m, who);
-		return;
-	}
-	if (strcmp(slash, "/sse") == 0) {
-		if (m == HTTP_GET)
-			hd_sse_handle_topic(api->sse, req, topic, ac, who);
-		else
-			method_not_allowed(req, "GET");
-		return;
-	}
-	hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
+	struct hd_buf b;
+	hd_buf_init(&b, RESPONSE_MAX);
+	hd_metrics_render(&b);
+	hd_http_respond(req, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+	hd_buf_fini(&b);
 }
 
 /*
@@ -891,71 +655,112 @@ static void handle_preflight(struct hd_http_request *req)
 	hd_http_respond(req, 204, NULL, extra, "", 0);
 }
 
-/* Returns the rest of path after prefix and one '/', "" for the prefix
- * itself (with or without a trailing '/'), or NULL when it does not match. */
-static const char *under(const char *path, const char *prefix)
+static void route_healthz(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
-	size_t n = strlen(prefix);
-	if (strncmp(path, prefix, n) != 0)
-		return NULL;
-	if (path[n] == '\0')
-		return path + n;
-	return path[n] == '/' ? path + n + 1 : NULL;
+	(void)ctx;
+	hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
 }
 
-/* The routes that take credentials, after the open ones. */
-static void handle_guarded(struct hd_http_request *req, struct hd_api *api, int m)
+static void route_readyz(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
-	struct hd_access_id who;
-	struct hd_error err = {0};
-	const char *rest;
+	struct hd_api *api = ctx->row->arg;
+	if (!api->stopping && hd_hub_ready(api->hub))
+		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
+	else
+		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+}
 
-	if (hd_access_identify(&api->access, req, &who, &err)) {
-		hd_access_deny(req, &err);
-	} else if (strcmp(req->path, "/metrics") == 0) {
-		if (permit(req, hd_access_key(&api->access, &who, HD_KEY_METRICS, NULL, &err), &err))
-			handle_metrics(req);
-	} else if ((rest = under(req->path, "/v1/topics"))) {
-		handle_topics(req, api, rest, m, &who);
-	} else if (strcmp(req->path, "/v1/sse") == 0) {
-		if (m == HTTP_GET)
-			hd_sse_handle_multi(api->sse, req, &api->access, &who);
-		else
-			method_not_allowed(req, "GET");
-	} else if ((rest = under(req->path, "/v1/users")) && *rest) {
-		handle_user(req, api, rest, m, &who);
-	} else if (api->subs && (rest = under(req->path, "/v1/subscriptions"))) {
-		hd_subscriptions_handle(api->subs, req, rest, m, &who);
-	} else {
-		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
-	}
-	hd_access_id_fini(&who);
+/* Clients authenticate inside the protocol (connect's token). */
+static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_api *api = ctx->row->arg;
+	hd_ws_edge_handle(api->ws, req);
+}
+
+static void route_metrics(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	(void)ctx;
+	handle_metrics(req);
+}
+
+static void route_list(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_api *api = ctx->row->arg;
+	handle_list(req, api->hub, hd_access_admin(ctx->access, ctx->who));
+}
+
+/* GET or DELETE /v1/topics/{topic}: row->op is the topic op's kind. The
+ * topic's groups hear of a delete through the hub (hd_hub_on_topic_deleted). */
+static void route_topic(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_api *api = ctx->row->arg;
+	handle_topic(req, api->hub, ctx->topic, (enum hd_topic_op_kind)ctx->row->op);
+}
+
+/* POST /v1/topics/{topic}/events, and POST /v1/users/{id}/notifications: a
+ * publish to the topic user:{id}, which every connection and device of that
+ * user follows. */
+static void route_publish(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	handle_publish(req, ctx->row->arg, ctx->topic, ctx->who);
+}
+
+static void route_read(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_access_cred cred;
+	hd_access_cred_of(ctx->who, &cred);
+	handle_read(req, ctx->row->arg, ctx->topic, &cred);
+}
+
+static void route_presence(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_api *api = ctx->row->arg;
+	handle_presence(req, api->hub, ctx->topic);
+}
+
+static void route_connections(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_api *api = ctx->row->arg;
+	handle_connections(req, api->hub, ctx->user);
+}
+
+/* The api's own rows. Within one pattern the order of the rows is the
+ * order of the methods in a 405's Allow header. */
+static void add_routes(struct hd_api *api)
+{
+	struct hd_route_table *t = &api->routes;
+	const struct hd_route rows[] = {
+		{HD_ROUTE_ANY, "/healthz", HD_ROUTE_OPEN, 0, route_healthz, api, 0, 0},
+		{HD_ROUTE_ANY, "/readyz", HD_ROUTE_OPEN, 0, route_readyz, api, 0, 0},
+		{HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0, route_websocket, api, 0,
+		 HD_ROUTE_NO_HEAD},
+		{HD_ROUTE_ANY, "/metrics", HD_ROUTE_KEY, HD_KEY_METRICS, route_metrics, api, 0, 0},
+		/* Publish, the hot path, is near the top of the scan. */
+		{HTTP_GET, "/v1/topics/{topic}/events", HD_ROUTE_READ, 0, route_read, api, 0, 0},
+		{HTTP_POST, "/v1/topics/{topic}/events", HD_ROUTE_KEY, HD_KEY_PUBLISH, route_publish, api, 0, 0},
+		{HTTP_GET, "/v1/topics", HD_ROUTE_KEY, HD_KEY_READ, route_list, api, 0, 0},
+		/* The list answers with a trailing '/' too, as it always did. */
+		{HTTP_GET, "/v1/topics/", HD_ROUTE_KEY, HD_KEY_READ, route_list, api, 0, 0},
+		{HTTP_GET, "/v1/topics/{topic}", HD_ROUTE_READ, 0, route_topic, api, HD_TOPIC_INFO, 0},
+		{HTTP_DELETE, "/v1/topics/{topic}", HD_ROUTE_KEY, HD_KEY_ADMIN, route_topic, api,
+		 HD_TOPIC_DELETE, 0},
+		{HTTP_GET, "/v1/topics/{topic}/presence", HD_ROUTE_KEY, HD_KEY_ADMIN, route_presence, api, 0, 0},
+		{HTTP_POST, "/v1/users/{user}/notifications", HD_ROUTE_KEY, HD_KEY_PUBLISH, route_publish, api,
+		 0, 0},
+		{HTTP_GET, "/v1/users/{user}/connections", HD_ROUTE_KEY, HD_KEY_ADMIN, route_connections, api,
+		 0, 0},
+	};
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 void hd_api_handle(struct hd_http_request *req, void *arg)
 {
 	struct hd_api *api = arg;
-	/* HEAD is GET without the body (the server leaves it out). */
-	int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
 
-	if (req->method == HTTP_OPTIONS) {
+	if (req->method == HTTP_OPTIONS)
 		handle_preflight(req);
-	} else if (strcmp(req->path, "/healthz") == 0) {
-		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
-	} else if (strcmp(req->path, "/readyz") == 0) {
-		if (!api->stopping && hd_hub_ready(api->hub))
-			hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
-		else
-			hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
-	} else if (strcmp(req->path, "/connection/websocket") == 0) {
-		/* Clients authenticate inside the protocol (connect's token). */
-		if (req->method == HTTP_GET)
-			hd_ws_edge_handle(api->ws, req);
-		else
-			method_not_allowed(req, "GET");
-	} else {
-		handle_guarded(req, api, m);
-	}
+	else
+		hd_route_dispatch(&api->routes, req);
 }
 
 void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struct hd_jwt_keys *jwt)
@@ -981,19 +786,25 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 	api->groups = hd_groups_new(loop, hub);
 	hd_groups_start(api->groups);
 	api->cursors = hd_cursors_new(hub);
+	hd_route_init(&api->routes, &api->access);
+	add_routes(api);
+	hd_sse_routes(api->sse, &api->routes);
+	hd_cursors_routes(api->cursors, &api->routes);
+	hd_group_http_routes(api->groups, &api->routes);
 	return api;
 }
 
 void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w)
 {
-	api->subs = hd_subscriptions_new(w, &api->access);
+	api->subs = hd_webhook_http_new(w, &api->access);
+	hd_webhook_http_routes(api->subs, &api->routes);
 }
 
 void hd_api_stop(struct hd_api *api)
 {
 	api->stopping = true;
 	if (api->subs)
-		hd_subscriptions_stop(api->subs);
+		hd_webhook_http_stop(api->subs);
 	hd_longpoll_release_all(api->longpoll);
 	hd_sse_stop(api->sse);
 	hd_ws_edge_stop(api->ws);
@@ -1015,6 +826,6 @@ void hd_api_free(struct hd_api *api)
 	hd_groups_free(api->groups);
 	hd_cursors_free(api->cursors);
 	if (api->subs)
-		hd_subscriptions_free(api->subs);
+		hd_webhook_http_free(api->subs);
 	free(api);
 }

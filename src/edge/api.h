@@ -17,7 +17,7 @@
  *   POST   /v1/topics/{topic}/groups/{group}/fetch|ack|nack
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET|POST|DELETE /v1/users/{id}/cursors[/{name}]  a user's server-side cursors (edge/cursors.h)
- *   POST|GET /v1/subscriptions[/{id}[/…]]  webhook subscriptions (edge/subscriptions.h)
+ *   POST|GET /v1/subscriptions[/{id}[/…]]  webhook subscriptions (edge/webhook_http.h)
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws_edge.h)
  *   GET    /healthz /readyz /metrics
  *
@@ -26,7 +26,8 @@
  * a client token the namespace rules let in; topic delete, presence and
  * connections an admin key; /metrics a metrics (or admin) key; /healthz
  * and /readyz are open. With no key configured only the namespace rules
- * apply (development mode).
+ * apply (development mode). Each route is a row of the route table
+ * (edge/route.h) with its guard: the check runs there, before the handler.
  */
 #ifndef HD_API_H
 #define HD_API_H
@@ -35,6 +36,7 @@
 #include "edge/access.h"
 #include "edge/cursors.h"
 #include "groups/groups.h"
+#include "edge/route.h"
 #include "edge/sse.h"
 #include "edge/ws_edge.h"
 #include "hub/hub.h"
@@ -46,7 +48,7 @@
 #define HD_API_LIST_LIMIT_MAX 1000
 
 struct hd_longpoll;
-struct hd_subscriptions;
+struct hd_webhook_http;
 struct hd_webhooks;
 
 struct hd_api {
@@ -56,8 +58,9 @@ struct hd_api {
 	struct hd_ws_edge *ws;          /* owned */
 	struct hd_groups *groups;       /* owned */
 	struct hd_cursors *cursors;     /* owned */
-	struct hd_subscriptions *subs;  /* owned; NULL until hd_api_set_webhooks */
+	struct hd_webhook_http *subs;  /* owned; NULL until hd_api_set_webhooks */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
+	struct hd_route_table routes;   /* every edge's rows (edge/route.h) */
 	struct hd_rate key_rate;        /* events a second per API key (publish) */
 	struct hd_map key_buckets;      /* key name → struct hd_bucket (owned) */
 	bool stopping;

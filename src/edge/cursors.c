@@ -449,31 +449,6 @@ static void run(struct job *j)
 	start_record_op(j);
 }
 
-/* Whether who may use the cursors of user: 0, or a refusal in err. */
-static int may(const struct hd_access *ac, const struct hd_access_id *who, const char *user,
-	       struct hd_error *err)
-{
-	if (who->token && !who->key) {
-		if (who->claims.sub[0] && strcmp(who->claims.sub, user) == 0)
-			return 0;
-		return hd_error_set(err, HD_EFORBIDDEN,
-				    "a client token may use only the cursors of its own user (sub)");
-	}
-	return hd_access_key(ac, who, HD_KEY_ADMIN, NULL, err);
-}
-
-static void method_not_allowed(struct hd_http_request *req, const char *allow)
-{
-	char hdr[64];
-	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
-	json_t *v = json_pack("{s:{s:s, s:s++}}", "error", "code", hd_err_slug(HD_EMETHOD), "message",
-			      "use ", allow, " on this path");
-	char *s = json_dumps(v, JSON_COMPACT);
-	hd_http_respond(req, 405, JSON_TYPE, hdr, s, strlen(s));
-	free(s);
-	json_decref(v);
-}
-
 static bool list_query(struct job *j)
 {
 	char v[32];
@@ -501,67 +476,78 @@ static bool list_query(struct job *j)
 	return true;
 }
 
-void hd_cursors_handle(struct hd_cursors *c, struct hd_http_request *req, int m, const char *user,
-		       const char *rest, const struct hd_access *ac, const struct hd_access_id *who)
+static struct job *job_new(struct hd_cursors *c, struct hd_http_request *req, const char *user)
 {
-	struct hd_error err = {0};
-	struct job *j;
-	bool list = rest[0] == '\0' || strcmp(rest, "/") == 0;
-	long n = 0;
+	struct job *j = hd_calloc(1, sizeof(*j));
 
-	if (!list && rest[0] != '/') {
-		hd_http_respond_error(req, HD_ENOTFOUND, "no such route; see docs/api.md");
-		return;
-	}
-	if (list ? m != HTTP_GET : (m != HTTP_GET && m != HTTP_POST && m != HTTP_DELETE)) {
-		method_not_allowed(req, list ? "GET" : "GET, POST, DELETE");
-		return;
-	}
-	if (may(ac, who, user, &err)) {
-		hd_access_deny(req, &err);
-		return;
-	}
-	j = hd_calloc(1, sizeof(*j));
 	j->c = c;
 	j->req = req;
 	j->rop.arg = j;
 	snprintf(j->user, sizeof(j->user), "%s", user);
 	snprintf(j->rop.rec.kind, sizeof(j->rop.rec.kind), KIND);
-	if (list) {
-		if (!list_query(j)) {
-			job_free(j);
-			return;
-		}
-		j->act = ACT_LIST;
-		j->rop.kind = HD_RECORD_LIST;
-		j->rop.prefix = j->prefix;
-		j->rop.after = j->after;
-		j->rop.limit = j->limit;
-		j->rop.done = listed;
-		start_record_op(j);
+	return j;
+}
+
+/* GET /v1/users/{id}/cursors[/]: the route's guard let the caller in. */
+static void route_list(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct job *j = job_new(ctx->row->arg, req, ctx->user);
+
+	if (!list_query(j)) {
+		job_free(j);
 		return;
 	}
-	n = hd_url_decode(rest + 1, strlen(rest + 1), j->name, sizeof(j->name), false);
+	j->act = ACT_LIST;
+	j->rop.kind = HD_RECORD_LIST;
+	j->rop.prefix = j->prefix;
+	j->rop.after = j->after;
+	j->rop.limit = j->limit;
+	j->rop.done = listed;
+	start_record_op(j);
+}
+
+/* GET, POST or DELETE /v1/users/{id}/cursors/{name}: the route's guard let
+ * the caller in; a set also checks the topic of its body. */
+static void route_one(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct job *j = job_new(ctx->row->arg, req, ctx->user);
+	long n = hd_url_decode(ctx->param, ctx->param_len, j->name, sizeof(j->name), false);
+
 	if (n < 0 || !name_ok(j->name, (size_t)n)) {
 		respond_msg(req, HD_EINVAL, "a cursor name must be 1-%d characters of [A-Za-z0-9._-]",
 			    HD_CURSOR_NAME_MAX);
 		job_free(j);
 		return;
 	}
-	snprintf(j->rop.rec.key, sizeof(j->rop.rec.key), "%s\n%s", user, j->name);
-	if (m == HTTP_GET) {
+	snprintf(j->rop.rec.key, sizeof(j->rop.rec.key), "%s\n%s", ctx->user, j->name);
+	if (ctx->method == HTTP_GET) {
 		j->act = ACT_GET;
 		j->rop.kind = HD_RECORD_GET;
 		j->rop.done = get_looked;
 		start_record_op(j);
 		return;
 	}
-	j->act = m == HTTP_POST ? ACT_SET : ACT_DELETE;
-	if (j->act == ACT_SET && !set_parse(j, ac, who)) {
+	j->act = ctx->method == HTTP_POST ? ACT_SET : ACT_DELETE;
+	if (j->act == ACT_SET && !set_parse(j, ctx->access, ctx->who)) {
 		job_free(j);
 		return;
 	}
 	enqueue(j);
+}
+
+void hd_cursors_routes(struct hd_cursors *c, struct hd_route_table *t)
+{
+	/* Access: the user's own client token, or an admin key. */
+	const enum hd_route_guard g = HD_ROUTE_USER;
+	const enum hd_key_action k = HD_KEY_ADMIN;
+	const struct hd_route rows[] = {
+		{HTTP_GET, "/v1/users/{user}/cursors", g, k, route_list, c, 0, 0},
+		{HTTP_GET, "/v1/users/{user}/cursors/", g, k, route_list, c, 0, 0},
+		{HTTP_GET, "/v1/users/{user}/cursors/{name}", g, k, route_one, c, 0, 0},
+		{HTTP_POST, "/v1/users/{user}/cursors/{name}", g, k, route_one, c, 0, 0},
+		{HTTP_DELETE, "/v1/users/{user}/cursors/{name}", g, k, route_one, c, 0, 0},
+	};
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }
 
 struct hd_cursors *hd_cursors_new(struct hd_hub *hub)

@@ -3,8 +3,9 @@
  * acknowledged on a topic, kept by herald under a consumer name, so that a
  * new device or a reinstalled app resumes where that user stood
  * (docs/api.md "User cursors"; docs/consumers.md says when to use them).
- * Layer: edge. The api routes /v1/users/{id}/cursors[/{name}] here (loop
- * thread); cursors talks only to the hub (its durable record ops).
+ * Layer: edge. Its rows of the route table (edge/route.h) bring
+ * /v1/users/{id}/cursors[/{name}] here (loop thread); cursors talks only to
+ * the hub (its durable record ops).
  *
  *   GET    /v1/users/{id}/cursors            list: ?after=<name>&limit=M (M ≤ 1000)
  *   GET    /v1/users/{id}/cursors/{name}     one cursor, with the topic's last offset and lag
@@ -36,6 +37,7 @@
 #define HD_EDGE_CURSORS_H
 
 #include "edge/access.h"
+#include "edge/route.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -53,16 +55,10 @@ struct hd_cursors;
 /* Returns owned. Borrows hub for its life. */
 struct hd_cursors *hd_cursors_new(struct hd_hub *hub);
 
-/*
- * Handles one request under /v1/users/{user}/cursors: rest is what follows
- * "cursors" ("" or "/" for the list, "/{name}" for one cursor, raw), m the
- * http_parser method (HEAD already mapped to GET). user is the decoded,
- * checked id; ac and who are borrowed for the call. Checks access, then
- * answers req exactly once, now or later. Loop thread.
- */
-void hd_cursors_handle(struct hd_cursors *c, struct hd_http_request *req, int m, const char *user,
-		       const char *rest, const struct hd_access *ac, const struct hd_access_id *who);
-
+/* Adds the rows of /v1/users/{user}/cursors[/{name}] to t (c borrowed by
+ * t). Their guard is HD_ROUTE_USER (the user's own client token, or an
+ * admin key); a set also checks that its body's topic may be read. */
+void hd_cursors_routes(struct hd_cursors *c, struct hd_route_table *t);
 /* After the engine has stopped (every record op has finished). */
 void hd_cursors_free(struct hd_cursors *c);
 

@@ -6,6 +6,7 @@
 #include "groups/groups.h"
 #include "http/query.h"
 
+#include <http_parser.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -125,4 +126,34 @@ bool hd_group_http_delay_arg(struct hd_http_request *req, json_t *body, int64_t 
 	}
 	*delay_ms = json_integer_value(delay);
 	return true;
+}
+
+/* Decodes the {group} segment and hands the action (row->op) to groups. */
+static void route_group(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	char name[HD_GROUP_NAME_MAX + 1];
+	struct hd_access_cred cred;
+
+	if (hd_url_decode(ctx->param, ctx->param_len, name, sizeof(name), false) <= 0) {
+		hd_http_respond_error(req, HD_EINVAL, "group name must be 1-128 bytes of [A-Za-z0-9._~-]");
+		return;
+	}
+	hd_access_cred_of(ctx->who, &cred);
+	hd_groups_handle(ctx->row->arg, req, (enum hd_group_action)ctx->row->op, ctx->topic, name, &cred);
+}
+
+void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t)
+{
+	const char *one = "/v1/topics/{pattern}/groups/{group}";
+	const enum hd_route_guard g = HD_ROUTE_READ;
+	const hd_route_fn fn = route_group;
+	const struct hd_route rows[] = {
+		{HTTP_GET, one, g, 0, fn, groups, HD_GROUP_ACT_INFO, 0},
+		{HTTP_PUT, one, g, 0, fn, groups, HD_GROUP_ACT_CREATE, 0},
+		{HTTP_DELETE, one, g, 0, fn, groups, HD_GROUP_ACT_DELETE, 0},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/fetch", g, 0, fn, groups, HD_GROUP_ACT_FETCH, 0},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/ack", g, 0, fn, groups, HD_GROUP_ACT_ACK, 0},
+		{HTTP_POST, "/v1/topics/{pattern}/groups/{group}/nack", g, 0, fn, groups, HD_GROUP_ACT_NACK, 0},
+	};
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }

@@ -13,6 +13,7 @@
 
 #include "core/buf.h"
 #include "http/server.h"
+#include "edge/route.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -45,5 +46,11 @@ bool hd_group_http_config_args(struct hd_http_request *req, json_t *body, uint32
  * *delay_ms is left as it is when absent). Returns true, or false having
  * answered 400. */
 bool hd_group_http_delay_arg(struct hd_http_request *req, json_t *body, int64_t *delay_ms);
+
+struct hd_groups;
+/* Adds the consumer group rows (/v1/topics/{pattern}/groups/{group}[/fetch|
+ * /ack|/nack], groups/groups.h) to t, groups borrowed by t. Every group route
+ * is a read of the topic; a topic pattern needs a key with read scope. */
+void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t);
 
 #endif

@@ -658,7 +658,9 @@ static void start_stream(struct hd_sse *sse, struct hd_http_request *req, struct
 	char retry[48];
 	int rc;
 
-	for (size_t i = 0; i < sp->n; i++) {
+	/* One topic's stream was checked by its route's guard (edge/route.h);
+	 * the topics of /v1/sse come from the query, checked here. */
+	for (size_t i = 0; sp->multi && i < sp->n; i++) {
 		if (hd_access_read(ac, who, sp->names[i], &err)) {
 			hd_access_deny(req, &err);
 			return;
@@ -828,4 +830,22 @@ void hd_sse_recheck(struct hd_sse *sse, const struct hd_access *ac)
 		else
 			stream_end(st);
 	}
+}
+
+static void route_topic(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	hd_sse_handle_topic(ctx->row->arg, req, ctx->topic, ctx->access, ctx->who);
+}
+
+static void route_multi(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	hd_sse_handle_multi(ctx->row->arg, req, ctx->access, ctx->who);
+}
+
+void hd_sse_routes(struct hd_sse *sse, struct hd_route_table *t)
+{
+	hd_route_add(t, &(struct hd_route){HTTP_GET, "/v1/topics/{topic}/sse", HD_ROUTE_READ, 0,
+					   route_topic, sse, 0, 0});
+	/* Special case: each topic of the query is checked by the handler. */
+	hd_route_add(t, &(struct hd_route){HTTP_GET, "/v1/sse", HD_ROUTE_SELF, 0, route_multi, sse, 0, 0});
 }

@@ -38,6 +38,7 @@
 #define HD_SSE_H
 
 #include "edge/access.h"
+#include "edge/route.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -56,8 +57,11 @@ struct hd_sse;
 
 /* Returns owned. Borrows loop and hub for its life; copies opts. */
 struct hd_sse *hd_sse_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *opts);
-/* GET /v1/topics/{topic}/sse; topic is the decoded, checked name (borrowed).
- * ac and who (the request's credentials) are borrowed for the call. */
+/* Adds the SSE rows (the two routes below) to t; sse borrowed by t. */
+void hd_sse_routes(struct hd_sse *sse, struct hd_route_table *t);
+/* GET /v1/topics/{topic}/sse; topic is the decoded, checked name (borrowed),
+ * its read already allowed by the route's guard. ac and who (the request's
+ * credentials) are borrowed for the call. */
 void hd_sse_handle_topic(struct hd_sse *sse, struct hd_http_request *req, const char *topic,
 			 const struct hd_access *ac, const struct hd_access_id *who);
 /* GET /v1/sse?topic=…; names come from the query. */

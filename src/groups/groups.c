@@ -853,6 +853,12 @@ static void load_done(struct hd_group_op *op)
 	}
 }
 
+/* The hub's topic-deleted event (hd_hub_on_topic_deleted). */
+static void on_topic_deleted(void *gs, const char *topic)
+{
+	hd_groups_drop_topic(gs, topic);
+}
+
 struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub)
 {
 	struct hd_groups *gs = hd_calloc(1, sizeof(*gs));
@@ -860,6 +866,7 @@ struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub)
 	gs->hub = hub;
 	hd_map_init(&gs->groups, HD_GROUPS_MAX);
 	gs->patterns = hd_group_patterns_new(loop, hub);
+	hd_hub_on_topic_deleted(hub, on_topic_deleted, gs);
 	return gs;
 }
 
@@ -913,6 +920,7 @@ void hd_groups_free(struct hd_groups *gs)
 {
 	if (!gs)
 		return;
+	hd_hub_off_topic_deleted(gs->hub, on_topic_deleted, gs);
 	hd_map_each(&gs->groups, free_group, NULL);
 	hd_map_fini(&gs->groups);
 	hd_group_patterns_free(gs->patterns);

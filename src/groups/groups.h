@@ -72,7 +72,8 @@ void hd_groups_handle(struct hd_groups *g, struct hd_http_request *req, enum hd_
 void hd_groups_recheck(struct hd_groups *g, const struct hd_access *ac);
 
 /* Forgets every group of topic in memory (the topic is being deleted; the
- * store deletes their rows with it). Held fetches get 404. Loop thread. */
+ * store deletes their rows with it). Held fetches get 404. Loop thread.
+ * hd_groups_new registers it for the hub's topic-deleted event. */
 void hd_groups_drop_topic(struct hd_groups *g, const char *topic);
 
 /* Answers every held fetch now (empty) and any later one at once. */

@@ -114,6 +114,12 @@ void hd_http_respond(struct hd_http_request *req, int status, const char *conten
 /* Sends {"error":{"code":<hd_err_slug(code)>,"message":<message>}} with
  * hd_err_http_status(code); message NULL means hd_err_message(code). */
 void hd_http_respond_error(struct hd_http_request *req, int code, const char *message);
+/* hd_http_respond_error with a printf message (cut at 511 bytes). */
+void hd_http_respond_errorf(struct hd_http_request *req, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Sends b's bytes as application/json with status; takes b (finished here). */
+struct hd_buf;
+void hd_http_respond_json(struct hd_http_request *req, int status, struct hd_buf *b);
 
 /*
  * Streaming responses (Server-Sent Events and the like).

@@ -38,6 +38,11 @@ struct hd_hub {
 	struct hd_map users;      /* user → struct hd_user_conns */
 	struct hd_watch_list prefixed; /* every prefix watch (topic NULL, never freed) */
 	size_t nconns;
+	struct {
+		hd_hub_topic_fn fn;
+		void *arg;
+	} deleted[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_deleted */
+	size_t ndeleted;
 };
 
 struct hd_hub *hd_hub_new(const struct hd_config *cfg)
@@ -304,8 +309,31 @@ int hd_hub_read(struct hd_hub *hub, struct hd_read *r)
 	return hd_engine_read(hub->engine, r);
 }
 
+void hd_hub_on_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
+{
+	assert(hub->ndeleted < HD_HUB_TOPIC_LISTENERS_MAX);
+	hub->deleted[hub->ndeleted].fn = fn;
+	hub->deleted[hub->ndeleted].arg = arg;
+	hub->ndeleted++;
+}
+
+void hd_hub_off_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
+{
+	for (size_t i = 0; i < hub->ndeleted; i++) {
+		if (hub->deleted[i].fn == fn && hub->deleted[i].arg == arg) {
+			memmove(&hub->deleted[i], &hub->deleted[i + 1],
+				(hub->ndeleted - i - 1) * sizeof(hub->deleted[0]));
+			hub->ndeleted--;
+			return;
+		}
+	}
+}
+
 int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 {
+	if (op->kind == HD_TOPIC_DELETE)
+		for (size_t i = 0; i < hub->ndeleted; i++)
+			hub->deleted[i].fn(hub->deleted[i].arg, op->topic);
 	return hd_engine_topic_op(hub->engine, op);
 }
 

@@ -122,6 +122,20 @@ size_t hd_hub_presence(struct hd_hub *hub, const char *topic, const struct hd_co
 /* The distinct non-anonymous users of a presence list from hd_hub_presence. */
 size_t hd_hub_presence_users(const struct hd_conn *const *c, size_t n);
 
+/*
+ * Topic deletion as an event: the consumers that keep state per topic
+ * (pull groups) listen for it instead of the REST handler calling each.
+ * fn(arg, topic) runs on the loop thread when hd_hub_topic_op is given an
+ * HD_TOPIC_DELETE, before the engine deletes the topic (whatever its
+ * outcome), in the order the listeners were added. At most
+ * HD_HUB_TOPIC_LISTENERS_MAX; adding more is a programmer error (assert).
+ * hd_hub_off_topic_deleted removes the listener of the same fn and arg.
+ */
+#define HD_HUB_TOPIC_LISTENERS_MAX 8
+typedef void (*hd_hub_topic_fn)(void *arg, const char *topic);
+void hd_hub_on_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
+void hd_hub_off_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
+
 /* See engine.h for the request contracts. */
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);
 int hd_hub_read(struct hd_hub *hub, struct hd_read *r);

@@ -30,5 +30,5 @@ int hd_topic_name_check(const char *name, size_t len, struct hd_error *err)
 
 bool hd_topic_name_dlq_fits(const char *name)
 {
-	return strlen(name) + strlen(HD_TOPIC_NAME_DLQ_SUFFIX) <= HD_TOPIC_NAME_LEN_MAX;
+	return strlen(name) + strlen(HD_TOPIC_NAME_DLQ_SUFFIX) <= HD_TOPIC_NAME_MAX;
 }

@@ -16,11 +16,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The old name of HD_TOPIC_NAME_MAX (engine/engine_types.h), kept only until
- * edge/api.c and hub/topic_pattern.c (edited on other branches of issue 15)
- * say HD_TOPIC_NAME_MAX; delete it then. */
-#define HD_TOPIC_NAME_LEN_MAX HD_TOPIC_NAME_MAX
-
 /* The dead-letter topic of topic T is T + this suffix (consume/deadletter.h
  * publishes there; topic patterns never match such a name). */
 #define HD_TOPIC_NAME_DLQ_SUFFIX ".dlq"

@@ -27,9 +27,9 @@ int hd_topic_pattern_check(const char *s, struct hd_error *err)
 	struct hd_error sub;
 	hd_error_clear(&sub);
 	size_t plen = n - 1;
-	if (plen > HD_TOPIC_NAME_LEN_MAX)
+	if (plen > HD_TOPIC_NAME_MAX)
 		return hd_error_set(err, HD_EBADTOPIC, "topic pattern prefix is longer than %d bytes",
-				    HD_TOPIC_NAME_LEN_MAX);
+				    HD_TOPIC_NAME_MAX);
 	/* The prefix obeys the name's alphabet; "." and ".." are fine as
 	 * prefixes ("..x" is a valid name), so only the characters are checked. */
 	if (plen > 2 || (plen == 1 && s[0] != '.') || (plen == 2 && memcmp(s, "..", 2) != 0)) {

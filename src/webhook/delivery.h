@@ -6,7 +6,7 @@
  * runs out of attempts, and keep the position durable.
  * Layer: webhook (a consumer over consume/: it talks to the hub and the
  * consume core, below edge). Every call and every reply runs on the loop
- * thread. The REST routes are edge/subscriptions.h.
+ * thread. The REST routes are edge/webhook_http.h.
  * Implemented by lifecycle.c, sub.c, pump.c, record.c, kids.c and ops.c
  * behind the private webhook/webhook_impl.h (which file holds what: there).
  *

@@ -1,10 +1,11 @@
 /* Unit tests for the watch lists of hub/hub.c: fan-out order and removal
- * from inside a fire callback. */
+ * from inside a fire callback; and the topic-deleted listeners. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "hub/hub.h"
@@ -115,11 +116,74 @@ static void test_prefix_watches(void **state)
 	hd_hub_free(hub);
 }
 
+/* ---- topic deletion as a hub event ------------------------------------- */
+
+struct heard {
+	int n;
+	char topic[64];
+	int order; /* this listener's turn, from the shared counter */
+};
+static int turn;
+static int engine_ops;
+
+static void on_deleted(void *arg, const char *topic)
+{
+	struct heard *h = arg;
+	h->n++;
+	h->order = ++turn;
+	snprintf(h->topic, sizeof(h->topic), "%s", topic);
+}
+
+static int fake_topic_op(struct hd_engine *e, struct hd_topic_op *op)
+{
+	(void)e;
+	(void)op;
+	engine_ops++;
+	return 0;
+}
+
+static void test_topic_deleted_listeners(void **state)
+{
+	static const struct hd_engine_ops ops = {.name = "fake", .topic_op = fake_topic_op};
+	struct hd_engine engine = {.ops = &ops};
+	struct hd_config cfg;
+	struct heard a = {0}, b = {0};
+	struct hd_topic_op info = {.kind = HD_TOPIC_INFO, .topic = "t"};
+	struct hd_topic_op del = {.kind = HD_TOPIC_DELETE, .topic = "t"};
+	(void)state;
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &engine);
+
+	hd_hub_on_topic_deleted(hub, on_deleted, &a);
+	hd_hub_on_topic_deleted(hub, on_deleted, &b);
+	/* Only a delete is an event; the engine gets every op. */
+	assert_int_equal(hd_hub_topic_op(hub, &info), 0);
+	assert_int_equal(a.n + b.n, 0);
+	assert_int_equal(hd_hub_topic_op(hub, &del), 0);
+	assert_int_equal(engine_ops, 2);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(b.n, 1);
+	assert_string_equal(a.topic, "t");
+	assert_true(a.order < b.order); /* in the order they were added */
+	/* A removed listener hears nothing more; the other still does. */
+	hd_hub_off_topic_deleted(hub, on_deleted, &a);
+	assert_int_equal(hd_hub_topic_op(hub, &del), 0);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(b.n, 2);
+	hd_hub_off_topic_deleted(hub, on_deleted, &b);
+	hd_hub_off_topic_deleted(hub, on_deleted, &b); /* not added: ignored */
+	assert_int_equal(hd_hub_topic_op(hub, &del), 0);
+	assert_int_equal(b.n, 2);
+	hd_hub_free(hub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fan_out_and_removal_while_firing),
 		cmocka_unit_test(test_prefix_watches),
+		cmocka_unit_test(test_topic_deleted_listeners),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,14 +46,14 @@ static void test_check(void **state)
 	/* NULL err is allowed. */
 	assert_int_equal(hd_topic_pattern_check("*", NULL), HD_EBADTOPIC);
 
-	char longp[HD_TOPIC_NAME_LEN_MAX + 3];
+	char longp[HD_TOPIC_NAME_MAX + 3];
 	memset(longp, 'a', sizeof(longp));
-	longp[HD_TOPIC_NAME_LEN_MAX] = '*';
-	longp[HD_TOPIC_NAME_LEN_MAX + 1] = '\0';
+	longp[HD_TOPIC_NAME_MAX] = '*';
+	longp[HD_TOPIC_NAME_MAX + 1] = '\0';
 	assert_int_equal(hd_topic_pattern_check(longp, &err), 0);
-	longp[HD_TOPIC_NAME_LEN_MAX] = 'a';
-	longp[HD_TOPIC_NAME_LEN_MAX + 1] = '*';
-	longp[HD_TOPIC_NAME_LEN_MAX + 2] = '\0';
+	longp[HD_TOPIC_NAME_MAX] = 'a';
+	longp[HD_TOPIC_NAME_MAX + 1] = '*';
+	longp[HD_TOPIC_NAME_MAX + 2] = '\0';
 	assert_int_equal(hd_topic_pattern_check(longp, &err), HD_EBADTOPIC);
 }
 

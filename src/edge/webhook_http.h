@@ -1,9 +1,10 @@
 /*
- * subscriptions — the REST routes of webhook subscriptions (docs/api.md
+ * webhook_http — the REST routes of webhook subscriptions (docs/api.md
  * "Webhook subscriptions"); the deliveries themselves are
  * webhook/delivery.h.
- * Layer: edge. The api routes every /v1/subscriptions request here (loop
- * thread) with the caller's credentials.
+ * Layer: edge. Its rows of the route table (edge/route.h) bring every
+ * /v1/subscriptions request here (loop thread) with the caller's
+ * credentials.
  *
  *   POST   /v1/subscriptions                    create (201, the secret shown once)
  *   GET    /v1/subscriptions[?topic=T]          list (without secrets)
@@ -22,32 +23,31 @@
  * In development mode (no key configured) anyone may.
  *
  * Requests that arrive before the subscriptions are loaded wait for the
- * load (at most HD_SUBSCRIPTIONS_PENDING_MAX; more get 503).
+ * load (at most HD_WEBHOOK_HTTP_PENDING_MAX; more get 503).
  */
-#ifndef HD_EDGE_SUBSCRIPTIONS_H
-#define HD_EDGE_SUBSCRIPTIONS_H
+#ifndef HD_EDGE_WEBHOOK_HTTP_H
+#define HD_EDGE_WEBHOOK_HTTP_H
 
 #include "edge/access.h"
+#include "edge/route.h"
 #include "http/server.h"
 #include "webhook/delivery.h"
 
-#define HD_SUBSCRIPTIONS_PENDING_MAX 1000
-#define HD_SUBSCRIPTIONS_ATTEMPTS_DEFAULT 20
+#define HD_WEBHOOK_HTTP_PENDING_MAX 1000
+#define HD_WEBHOOK_HTTP_ATTEMPTS_DEFAULT 20
 
-struct hd_subscriptions;
+struct hd_webhook_http;
 
 /* Returns owned. Borrows webhooks and access for its life. Starts loading
  * the subscriptions (hd_webhooks_start). */
-struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struct hd_access *access);
+struct hd_webhook_http *hd_webhook_http_new(struct hd_webhooks *w, const struct hd_access *access);
 
-/* Handles one request whose path is /v1/subscriptions[/…]; rest is what
- * follows "/v1/subscriptions/" ("" for the collection); method with HEAD
- * as GET. Answers req exactly once, now or later. Loop thread. */
-void hd_subscriptions_handle(struct hd_subscriptions *e, struct hd_http_request *req,
-			     const char *rest, int method, const struct hd_access_id *who);
-
+/* Adds the rows above to t (e borrowed by t). They are a special case of
+ * the route table (HD_ROUTE_SELF): access is decided here, from the body's
+ * topic, the query's or the stored subscription's. */
+void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t);
 /* Answers the requests still waiting for the load (503) and any later one. */
-void hd_subscriptions_stop(struct hd_subscriptions *e);
-void hd_subscriptions_free(struct hd_subscriptions *e);
+void hd_webhook_http_stop(struct hd_webhook_http *e);
+void hd_webhook_http_free(struct hd_webhook_http *e);
 
 #endif

@@ -1,5 +1,5 @@
-/* subscriptions — see subscriptions.h. */
-#include "edge/subscriptions.h"
+/* webhook_http — see webhook_http.h. */
+#include "edge/webhook_http.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "http/query.h"
@@ -9,55 +9,34 @@
 #include <jansson.h>
 
 #include <http_parser.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define JSON_TYPE "application/json"
 #define LIST_MAX (64u * 1024 * 1024)
 #define ANSWER_MAX (1u << 20)
 
+/* A request that waits for the subscriptions to load: its route's row and
+ * the raw {id} (a slice of req->path, valid while req is held). */
 struct pending {
 	struct hd_http_request *req;
-	int method;
+	const struct hd_route *row;
+	const char *id;
+	size_t id_len;
 	struct pending *next;
 };
 
-struct hd_subscriptions {
+/* What a row does (its op). */
+enum op { OP_LIST, OP_CREATE, OP_INFO, OP_DELETE, OP_ATTEMPTS, OP_PAUSE, OP_RESUME, OP_REPLAY,
+	  OP_SECRET };
+
+struct hd_webhook_http {
 	struct hd_webhooks *w;
 	const struct hd_access *access;
 	struct pending *pending, **ptail;
 	size_t npending;
 	bool stopping;
 };
-
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void respond_msg(struct hd_http_request *req, int code, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	hd_http_respond_error(req, code, msg);
-}
-
-static void respond_buf(struct hd_http_request *req, int status, struct hd_buf *b)
-{
-	hd_http_respond(req, status, JSON_TYPE, NULL, b->data ? b->data : "", b->len);
-	hd_buf_fini(b);
-}
-
-static void method_not_allowed(struct hd_http_request *req, const char *allow)
-{
-	char extra[128];
-	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-	const char *body = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"method not "
-			   "allowed\"}}";
-	hd_http_respond(req, 405, JSON_TYPE, extra, body, strlen(body));
-}
 
 /* ---- asynchronous answers --------------------------------------------- */
 
@@ -76,7 +55,7 @@ static void answer_done(struct hd_webhook_reply *r)
 		hd_buf_fini(&r->body);
 		hd_http_respond(a->req, 204, NULL, NULL, "", 0);
 	} else {
-		respond_buf(a->req, r->status, &r->body);
+		hd_http_respond_json(a->req, r->status, &r->body);
 	}
 	free(a);
 }
@@ -100,7 +79,7 @@ static bool permit(struct hd_http_request *req, int rc, const struct hd_error *e
 	return rc == 0;
 }
 
-static void handle_create(struct hd_subscriptions *e, struct hd_http_request *req,
+static void handle_create(struct hd_webhook_http *e, struct hd_http_request *req,
 			  const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
@@ -125,7 +104,7 @@ static void handle_create(struct hd_subscriptions *e, struct hd_http_request *re
 	memset(secret, 0, sizeof(secret));
 }
 
-static void handle_list(struct hd_subscriptions *e, struct hd_http_request *req,
+static void handle_list(struct hd_webhook_http *e, struct hd_http_request *req,
 			const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
@@ -133,7 +112,7 @@ static void handle_list(struct hd_subscriptions *e, struct hd_http_request *req,
 	struct hd_buf b;
 	long n = hd_query_get(req->query, "topic", topic, sizeof(topic));
 	if (n == -2 || n == 0) {
-		respond_msg(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
+		hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
 		return;
 	}
 	if (n > 0 ? !permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err)
@@ -141,14 +120,14 @@ static void handle_list(struct hd_subscriptions *e, struct hd_http_request *req,
 		return;
 	hd_buf_init(&b, LIST_MAX);
 	hd_webhooks_list(e->w, n > 0 ? topic : NULL, &b);
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 }
 
 static int query_limit(const struct hd_http_request *req, size_t *out)
 {
 	char v[16], *end;
 	long n = hd_query_get(req->query, "limit", v, sizeof(v));
-	*out = HD_SUBSCRIPTIONS_ATTEMPTS_DEFAULT;
+	*out = HD_WEBHOOK_HTTP_ATTEMPTS_DEFAULT;
 	if (n == -1)
 		return 0;
 	long x = n > 0 ? strtol(v, &end, 10) : -1;
@@ -158,7 +137,7 @@ static int query_limit(const struct hd_http_request *req, size_t *out)
 	return 0;
 }
 
-static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
+static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req, const char *id)
 {
 	char from[64], *end, topic[HD_TOPIC_NAME_MAX + 1];
 	long n = hd_query_get(req->query, "from", from, sizeof(from));
@@ -166,33 +145,35 @@ static void handle_replay(struct hd_subscriptions *e, struct hd_http_request *re
 	const char *tp = tn > 0 ? topic : NULL;
 	int64_t ms;
 	if (tn == 0 || tn < -1) {
-		respond_msg(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
+		hd_http_respond_errorf(req, HD_EINVAL, "query parameter 'topic' must be a topic name");
 		return;
 	}
 	if (n <= 0) {
-		respond_msg(req, HD_EINVAL,
-			    "query parameter 'from' is required: an offset (from=N, N >= 1) or an "
-			    "RFC 3339 time");
+		hd_http_respond_errorf(req, HD_EINVAL,
+				       "query parameter 'from' is required: an offset (from=N, N >= 1) "
+				       "or an RFC 3339 time");
 		return;
 	}
 	if (from[0] >= '0' && from[0] <= '9' && strspn(from, "0123456789") == (size_t)n) {
 		unsigned long long off = strtoull(from, &end, 10);
 		if (off < 1 || n > 19) {
-			respond_msg(req, HD_EINVAL, "query parameter 'from' must be an offset >= 1");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "query parameter 'from' must be an offset >= 1");
 			return;
 		}
 		hd_webhooks_replay(e->w, id, tp, false, off, 0, answer_new(req));
 		return;
 	}
 	if (hd_parse_rfc3339(from, (size_t)n, &ms)) {
-		respond_msg(req, HD_EINVAL,
-			    "query parameter 'from' must be an offset (N >= 1) or an RFC 3339 time");
+		hd_http_respond_errorf(req, HD_EINVAL,
+				       "query parameter 'from' must be an offset (N >= 1) or an RFC "
+				       "3339 time");
 		return;
 	}
 	hd_webhooks_replay(e->w, id, tp, true, 0, ms, answer_new(req));
 }
 
-static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *req, const char *id)
+static void handle_secret(struct hd_webhook_http *e, struct hd_http_request *req, const char *id)
 {
 	char secret[HD_WHSEC_TEXT_MAX + 1] = "";
 	if (req->body_len) {
@@ -206,8 +187,8 @@ static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *re
 			memcpy(secret, json_string_value(s), json_string_length(s) + 1);
 		json_decref(o);
 		if (!ok) {
-			respond_msg(req, HD_EINVAL,
-				    "the body must be empty or {\"secret\": \"whsec_...\"}");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "the body must be empty or {\"secret\": \"whsec_...\"}");
 			return;
 		}
 	}
@@ -215,39 +196,21 @@ static void handle_secret(struct hd_subscriptions *e, struct hd_http_request *re
 	memset(secret, 0, sizeof(secret));
 }
 
-static void handle_one(struct hd_subscriptions *e, struct hd_http_request *req, const char *rest,
-		       int m, const struct hd_access_id *who)
+/* The routes of one subscription: its id, raw from the path. */
+static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, enum op op,
+		       const char *raw, size_t len, const struct hd_access_id *who)
 {
 	struct hd_error err = {0};
 	char id[HD_SUB_ID_LEN + 2];
-	const char *slash = strchr(rest, '/');
-	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
-	const char *action = slash ? slash + 1 : "";
 	struct hd_buf b;
 	int rc;
 
 	if (len == 0 || len > HD_SUB_ID_LEN) {
-		respond_msg(req, HD_ENOTFOUND, "no such subscription");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such subscription");
 		return;
 	}
-	memcpy(id, rest, len);
+	memcpy(id, raw, len);
 	id[len] = '\0';
-	/* Methods first, so that a wrong one is 405 whether or not it exists. */
-	const char *allow = !*action				  ? "GET, DELETE"
-			    : strcmp(action, "attempts") == 0	  ? "GET"
-			    : strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0 ||
-					strcmp(action, "replay") == 0 || strcmp(action, "secret") == 0
-				? "POST"
-				: NULL;
-	if (!allow) {
-		respond_msg(req, HD_ENOTFOUND, "no such route; see docs/api.md");
-		return;
-	}
-	const char *want = m == HTTP_GET ? "GET" : m == HTTP_POST ? "POST" : m == HTTP_DELETE ? "DELETE" : "";
-	if (!*want || !strstr(allow, want)) {
-		method_not_allowed(req, allow);
-		return;
-	}
 	if (hd_access_keys_on(e->access) && !who->key) {
 		hd_error_set(&err, HD_EUNAUTH, "an API key is required (Authorization: Bearer <key>)");
 		hd_access_deny(req, &err);
@@ -255,94 +218,90 @@ static void handle_one(struct hd_subscriptions *e, struct hd_http_request *req, 
 	}
 	const char *topic = hd_webhooks_topic(e->w, id);
 	if (!topic) {
-		respond_msg(req, HD_ENOTFOUND, "no such subscription");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such subscription");
 		return;
 	}
 	if (!permit(req, hd_access_key(e->access, who, HD_KEY_READ, topic, &err), &err))
 		return;
-	if (!*action && m == HTTP_DELETE) {
+	switch (op) {
+	case OP_DELETE:
 		hd_webhooks_delete(e->w, id, answer_new(req));
 		return;
-	}
-	if (strcmp(action, "replay") == 0) {
+	case OP_REPLAY:
 		handle_replay(e, req, id);
 		return;
-	}
-	if (strcmp(action, "secret") == 0) {
+	case OP_SECRET:
 		handle_secret(e, req, id);
 		return;
+	default:
+		break;
 	}
 	hd_buf_init(&b, ANSWER_MAX);
-	if (!*action) {
+	if (op == OP_INFO) {
 		rc = hd_webhooks_info(e->w, id, &b);
-	} else if (strcmp(action, "attempts") == 0) {
+	} else if (op == OP_ATTEMPTS) {
 		size_t limit;
 		if (query_limit(req, &limit)) {
 			hd_buf_fini(&b);
-			respond_msg(req, HD_EINVAL, "query parameter 'limit' must be from 1 to %d",
-				    HD_ATTEMPTS_MAX);
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "query parameter 'limit' must be from 1 to %d",
+					       HD_ATTEMPTS_MAX);
 			return;
 		}
 		rc = hd_webhooks_attempts(e->w, id, limit, &b);
 	} else {
-		rc = hd_webhooks_pause(e->w, id, strcmp(action, "pause") == 0, &b);
+		rc = hd_webhooks_pause(e->w, id, op == OP_PAUSE, &b);
 	}
 	if (rc) {
 		hd_buf_fini(&b);
-		respond_msg(req, rc, "no such subscription");
+		hd_http_respond_errorf(req, rc, "no such subscription");
 		return;
 	}
-	respond_buf(req, 200, &b);
+	hd_http_respond_json(req, 200, &b);
 }
 
-static void dispatch(struct hd_subscriptions *e, struct hd_http_request *req, const char *rest,
-		     int m, const struct hd_access_id *who)
+/* Runs row's op for req, the subscriptions loaded. */
+static void run(struct hd_webhook_http *e, struct hd_http_request *req, const struct hd_route *row,
+		const char *id, size_t id_len, const struct hd_access_id *who)
 {
-	if (e->stopping) {
+	if (e->stopping)
 		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
-		return;
-	}
-	if (*rest) {
-		handle_one(e, req, rest, m, who);
-		return;
-	}
-	if (m == HTTP_POST)
+	else if (row->op == OP_CREATE)
 		handle_create(e, req, who);
-	else if (m == HTTP_GET)
+	else if (row->op == OP_LIST)
 		handle_list(e, req, who);
 	else
-		method_not_allowed(req, "GET, POST");
+		handle_one(e, req, (enum op)row->op, id, id_len, who);
 }
 
-void hd_subscriptions_handle(struct hd_subscriptions *e, struct hd_http_request *req,
-			     const char *rest, int method, const struct hd_access_id *who)
+/* Every subscription row: a special case of the route table (HD_ROUTE_SELF),
+ * access decided here from the body's topic or the subscription's. Before
+ * the subscriptions are loaded the request waits. */
+static void route_subscription(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
-	if (!hd_webhooks_loaded(e->w) && !e->stopping) {
-		if (e->npending >= HD_SUBSCRIPTIONS_PENDING_MAX) {
-			hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
-			return;
-		}
-		struct pending *p = hd_calloc(1, sizeof(*p));
-		p->req = req;
-		p->method = method;
-		*e->ptail = p;
-		e->ptail = &p->next;
-		e->npending++;
+	struct hd_webhook_http *e = ctx->row->arg;
+
+	if (hd_webhooks_loaded(e->w) || e->stopping) {
+		run(e, req, ctx->row, ctx->param, ctx->param_len, ctx->who);
 		return;
 	}
-	dispatch(e, req, rest, method, who);
-}
-
-/* The path after "/v1/subscriptions/" ("" for the collection itself). */
-static const char *rest_of(const char *path)
-{
-	const char *p = path + strlen("/v1/subscriptions");
-	return *p == '/' ? p + 1 : p;
+	if (e->npending >= HD_WEBHOOK_HTTP_PENDING_MAX) {
+		hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
+		return;
+	}
+	struct pending *p = hd_calloc(1, sizeof(*p));
+	p->req = req;
+	p->row = ctx->row;
+	p->id = ctx->param;
+	p->id_len = ctx->param_len;
+	*e->ptail = p;
+	e->ptail = &p->next;
+	e->npending++;
 }
 
 static void on_loaded(void *arg)
 {
-	struct hd_subscriptions *e = arg;
+	struct hd_webhook_http *e = arg;
 	while (e->pending) {
 		struct pending *p = e->pending;
 		struct hd_access_id who;
@@ -353,16 +312,16 @@ static void on_loaded(void *arg)
 		if (hd_access_identify(e->access, p->req, &who, &err))
 			hd_access_deny(p->req, &err);
 		else
-			dispatch(e, p->req, rest_of(p->req->path), p->method, &who);
+			run(e, p->req, p->row, p->id, p->id_len, &who);
 		hd_access_id_fini(&who);
 		free(p);
 	}
 	e->ptail = &e->pending;
 }
 
-struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struct hd_access *access)
+struct hd_webhook_http *hd_webhook_http_new(struct hd_webhooks *w, const struct hd_access *access)
 {
-	struct hd_subscriptions *e = hd_calloc(1, sizeof(*e));
+	struct hd_webhook_http *e = hd_calloc(1, sizeof(*e));
 	e->w = w;
 	e->access = access;
 	e->ptail = &e->pending;
@@ -370,7 +329,7 @@ struct hd_subscriptions *hd_subscriptions_new(struct hd_webhooks *w, const struc
 	return e;
 }
 
-void hd_subscriptions_stop(struct hd_subscriptions *e)
+void hd_webhook_http_stop(struct hd_webhook_http *e)
 {
 	e->stopping = true;
 	while (e->pending) {
@@ -383,7 +342,28 @@ void hd_subscriptions_stop(struct hd_subscriptions *e)
 	e->ptail = &e->pending;
 }
 
-void hd_subscriptions_free(struct hd_subscriptions *e)
+void hd_webhook_http_free(struct hd_webhook_http *e)
 {
 	free(e);
+}
+
+void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t)
+{
+	/* Within one path, the order of the rows is the order of Allow. */
+	const enum hd_route_guard g = HD_ROUTE_SELF;
+	const hd_route_fn fn = route_subscription;
+	const struct hd_route rows[] = {
+		{HTTP_GET, "/v1/subscriptions", g, 0, fn, e, OP_LIST, 0},
+		{HTTP_POST, "/v1/subscriptions", g, 0, fn, e, OP_CREATE, 0},
+		{HTTP_GET, "/v1/subscriptions/", g, 0, fn, e, OP_LIST, 0},
+		{HTTP_POST, "/v1/subscriptions/", g, 0, fn, e, OP_CREATE, 0},
+		{HTTP_GET, "/v1/subscriptions/{id}", g, 0, fn, e, OP_INFO, 0},
+		{HTTP_DELETE, "/v1/subscriptions/{id}", g, 0, fn, e, OP_DELETE, 0},
+		{HTTP_GET, "/v1/subscriptions/{id}/attempts", g, 0, fn, e, OP_ATTEMPTS, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/pause", g, 0, fn, e, OP_PAUSE, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/resume", g, 0, fn, e, OP_RESUME, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/replay", g, 0, fn, e, OP_REPLAY, 0},
+		{HTTP_POST, "/v1/subscriptions/{id}/secret", g, 0, fn, e, OP_SECRET, 0},
+	};
+	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }
