@@ -129,25 +129,23 @@ void hd_answer_fcm(int status, const char *body, size_t len, int64_t retry_after
 #define IS(x) (what && strcmp(what, (x)) == 0)
 	if (status >= 200 && status < 300)
 		kind = HD_PUSH_OK;
-	else if (IS("UNREGISTERED") || IS("SENDER_ID_MISMATCH") ||
-		 (status == 404 && !what))
+	else if (status < 400 || status >= 500)
+		kind = HD_PUSH_RETRY; /* 5xx, UNAVAILABLE, INTERNAL, odd statuses */
+	else if ((IS("UNREGISTERED") || IS("SENDER_ID_MISMATCH") || (status == 404 && !what)) &&
+		 (status == 400 || status == 403 || status == 404 || status == 410))
 		kind = HD_PUSH_INVALID;
-	else if (IS("INVALID_ARGUMENT") || status == 400)
-		kind = token_violation || (msg && strstr(msg, "registration token"))
+	else if (status == 400 || IS("INVALID_ARGUMENT"))
+		kind = status == 400 && (token_violation || (msg && strstr(msg, "registration token")))
 			       ? HD_PUSH_INVALID : HD_PUSH_REFUSED;
-	else if (IS("QUOTA_EXCEEDED") || status == 429) {
+	else if (status == 429 || IS("QUOTA_EXCEEDED")) {
 		kind = HD_PUSH_THROTTLED;
 		wide = true;
 	} else if (IS("THIRD_PARTY_AUTH_ERROR"))
 		kind = HD_PUSH_REFUSED;
 	else if (status == 401 || status == 403 || IS("UNAUTHENTICATED") || IS("PERMISSION_DENIED"))
 		kind = HD_PUSH_AUTH;
-	else if (status >= 500 || IS("UNAVAILABLE") || IS("INTERNAL"))
-		kind = HD_PUSH_RETRY;
-	else if (status >= 400 && status < 500)
-		kind = HD_PUSH_REFUSED;
 	else
-		kind = HD_PUSH_RETRY;
+		kind = HD_PUSH_REFUSED;
 #undef IS
 	verdict_set(v, kind, status, retry_after_ms, kind == HD_PUSH_OK ? NULL : what);
 	v->provider_wide = wide;
