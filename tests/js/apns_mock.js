@@ -5,8 +5,8 @@
 // size) and answering by device token prefix:
 //   410… 410 Unregistered     400b… 400 BadDeviceToken   400t… 400 DeviceTokenNotForTopic
 //   403e… 403 ExpiredProviderToken   429… 429 TooManyRequests (Retry-After: 3)
-//   500… 500 InternalServerError     ref… the stream is refused (REFUSED_STREAM)
-//   goa… GOAWAY, stream refused      anything else: 200 with an apns-id
+//   500… 500 InternalServerError     dead0… the stream is refused (REFUSED_STREAM)
+//   dead1… GOAWAY, stream refused    anything else: 200 with an apns-id
 // GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions",
 // "last":{token,headers,body}}. Other paths (for net/http_client's tests):
 // /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
@@ -92,11 +92,11 @@ server.on('stream', (stream, h) => {
   stream.on('error', () => {});
   const path = h[':path'];
   const chunks = [];
-  if (path === '/h2/refuse' || path.startsWith('/3/device/ref')) {
+  if (path === '/h2/refuse' || path.startsWith('/3/device/dead0')) {
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
-  if (path === '/h2/goaway' || path.startsWith('/3/device/goa')) {
+  if (path === '/h2/goaway' || path.startsWith('/3/device/dead1')) {
     stream.session.goaway(C.NGHTTP2_NO_ERROR, 0);
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
