@@ -32,7 +32,7 @@ struct mock_proc {
 };
 
 /* Whether node is on PATH; tests that need it skip cleanly otherwise. */
-static bool mock_node_available(void)
+static inline bool mock_node_available(void)
 {
 	static int known = -1;
 
@@ -45,7 +45,7 @@ static bool mock_node_available(void)
 }
 
 /* The absolute path of tests/js/<script> (from this file's own path). */
-static void mock_script_path(const char *script, char *out, size_t cap)
+static inline void mock_script_path(const char *script, char *out, size_t cap)
 {
 	const char *here = __FILE__;
 	const char *cut = strstr(here, "tests/unit/");
@@ -58,7 +58,7 @@ static void mock_script_path(const char *script, char *out, size_t cap)
  * for its first line. Returns true when it came in time; false (process
  * reaped) otherwise.
  */
-static bool mock_start(struct mock_proc *m, const char *script, const char *const *args)
+static inline bool mock_start(struct mock_proc *m, const char *script, const char *const *args)
 {
 	char path[4096];
 	const char *argv[32];
@@ -116,7 +116,7 @@ static bool mock_start(struct mock_proc *m, const char *script, const char *cons
 }
 
 /* Kills the mock and reaps it. */
-static void mock_stop(struct mock_proc *m)
+static inline void mock_stop(struct mock_proc *m)
 {
 	if (m->pid <= 0)
 		return;
@@ -128,14 +128,14 @@ static void mock_stop(struct mock_proc *m)
 }
 
 /* A fresh temporary directory into dir (room for 64). */
-static bool mock_tmpdir(char *dir)
+static inline bool mock_tmpdir(char *dir)
 {
 	strcpy(dir, "/tmp/hd_mock_XXXXXX");
 	return mkdtemp(dir) != NULL;
 }
 
 /* Runs a shell command; true when it exited 0. */
-static bool mock_sh(const char *fmt, const char *a, const char *b)
+static inline bool mock_sh(const char *fmt, const char *a, const char *b)
 {
 	char cmd[4096];
 
@@ -145,7 +145,7 @@ static bool mock_sh(const char *fmt, const char *a, const char *b)
 
 /* Writes dir/cert.pem and dir/cert.key: a self-signed P-256 certificate for
  * 127.0.0.1 and localhost (the client trusts it through its CA file). */
-static bool mock_make_cert(const char *dir)
+static inline bool mock_make_cert(const char *dir)
 {
 	return mock_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
 		       "-keyout '%s/cert.key' -out '%s/cert.pem' -days 1 -subj /CN=localhost "
@@ -154,7 +154,7 @@ static bool mock_make_cert(const char *dir)
 }
 
 /* Removes dir and what the test put there. */
-static void mock_rmdir(const char *dir)
+static inline void mock_rmdir(const char *dir)
 {
 	mock_sh("rm -rf '%s'%s", dir, "");
 }

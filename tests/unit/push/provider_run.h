@@ -23,13 +23,13 @@ struct sent {
 	bool done;
 };
 
-static void sent_done(struct hd_push_send *s)
+static inline void sent_done(struct hd_push_send *s)
 {
 	((struct sent *)s->arg)->done = true;
 }
 
 /* Runs loop until every sent is done (the deadline fails the test). */
-static void sent_wait(uv_loop_t *loop, struct sent *v, size_t n)
+static inline void sent_wait(uv_loop_t *loop, struct sent *v, size_t n)
 {
 	uint64_t end = hd_mono_ms() + PROVIDER_WAIT_MS;
 
@@ -46,7 +46,7 @@ static void sent_wait(uv_loop_t *loop, struct sent *v, size_t n)
 }
 
 /* Sends one message to one target and waits for its verdict (in *out). */
-static void send_one(uv_loop_t *loop, struct hd_push_provider *p, const struct hd_push_target *to,
+static inline void send_one(uv_loop_t *loop, struct hd_push_provider *p, const struct hd_push_target *to,
 		     const struct hd_push_message *msg, struct sent *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -59,13 +59,13 @@ static void send_one(uv_loop_t *loop, struct hd_push_provider *p, const struct h
 }
 
 /* Frees p and runs the loop until its handles closed. */
-static void provider_free_run(uv_loop_t *loop, struct hd_push_provider *p)
+static inline void provider_free_run(uv_loop_t *loop, struct hd_push_provider *p)
 {
 	p->ops->free(p);
 	uv_run(loop, UV_RUN_DEFAULT);
 }
 
-static size_t curl_collect(char *d, size_t size, size_t n, void *arg)
+static inline size_t curl_collect(char *d, size_t size, size_t n, void *arg)
 {
 	char *buf = arg;
 	size_t have = strlen(buf), add = size * n;
@@ -78,7 +78,7 @@ static size_t curl_collect(char *d, size_t size, size_t n, void *arg)
 
 /* POSTs body (or GETs when NULL) to url, trusting ca (may be NULL), and
  * returns the JSON answer (owned) or NULL. */
-static json_t *mock_json(const char *url, const char *ca, const char *body)
+static inline json_t *mock_json(const char *url, const char *ca, const char *body)
 {
 	static char buf[65536];
 	CURL *e = curl_easy_init();
