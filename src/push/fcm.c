@@ -142,7 +142,9 @@ static void waiting_release(struct hd_fcm *f, const struct hd_push_verdict *v)
 {
 	bool alarmed = false;
 
-	for (;;) {
+	/* A done() below may start the next renewal (a send that found no
+	 * token): the requests still waiting then wait for that one. */
+	while (!f->renewing) {
 		struct hd_provider_req *r = f->base.reqs;
 		while (r && !r->waiting)
 			r = r->next;

@@ -137,7 +137,7 @@ static int webpush_send(struct hd_push_provider *p, struct hd_push_send *s)
 
 	if (!s->to.endpoint || !s->to.keys || !endpoint_ok(w, s->to.endpoint) ||
 	    (m->payload_len && !m->payload) || m->payload_len > HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX ||
-	    !s->done)
+	    m->urgency > HD_PUSH_URGENCY_LOW || !s->done)
 		return HD_EINVAL;
 	if (hd_vapid_header(w->vapid, s->to.endpoint, strlen(s->to.endpoint), hd_now_ms() / 1000,
 			    auth, sizeof(auth), &err) != 0)

@@ -225,6 +225,30 @@ static void test_expired_token_renewed_once(void **state)
 	provider_free_run(&fx.loop, p);
 }
 
+static void test_token_reused_then_renewed(void **state)
+{
+	if (!mock_node_available())
+		skip();
+	struct hd_apns_opts o = opts(fx.p8, 0);
+	struct hd_push_provider *p = NULL;
+	struct hd_error err = {0};
+
+	/* Reuse cut to 1 ms: the next send signs a new token (the renewal
+	 * floor does not hold a token past its reuse). */
+	o.token_reuse_ms = 1;
+	assert_int_equal(hd_apns_new(&fx.loop, &o, &p, &err), 0);
+	uv_sleep(2);
+	expect(p, OK_TOKEN, &alert, HD_PUSH_OK, "");
+	assert_int_equal(p->tokens_issued, 2);
+	provider_free_run(&fx.loop, p);
+	/* The default (50 min): the token signed at start serves on. */
+	p = apns(fx.p8, 0);
+	expect(p, OK_TOKEN, &alert, HD_PUSH_OK, "");
+	expect(p, OK_TOKEN, &alert, HD_PUSH_OK, "");
+	assert_int_equal(p->tokens_issued, 1);
+	provider_free_run(&fx.loop, p);
+}
+
 static void test_wrong_key(void **state)
 {
 	if (!mock_node_available())
@@ -309,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_burst_one_connection),
 		cmocka_unit_test(test_expired_token_renewed_once),
+		cmocka_unit_test(test_token_reused_then_renewed),
 		cmocka_unit_test(test_wrong_key),
 		cmocka_unit_test(test_refused_stream),
 	};
