@@ -250,6 +250,74 @@ static void test_refused_grant(void **state)
 	provider_free_run(&fx.loop, p);
 }
 
+/* Runs the loop until ms have passed (a timer: the token's life is what
+ * is being waited for, there is no event to wait on). */
+static void on_run_for(uv_timer_t *t)
+{
+	*(bool *)t->data = true;
+}
+
+static void run_for(uint64_t ms)
+{
+	uv_timer_t t;
+	bool fired = false;
+
+	uv_timer_init(&fx.loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, on_run_for, ms, 0);
+	while (!fired)
+		uv_run(&fx.loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&fx.loop, UV_RUN_NOWAIT);
+}
+
+static void test_renewed_at_80_percent(void **state)
+{
+	if (!mock_node_available())
+		skip();
+	/* A mock of its own whose access tokens live 2 s: renewal from 1.6 s. */
+	struct mock_proc short_lived;
+	char cert[128], key[128], sa[128], uri[128], url[64];
+	int port;
+	snprintf(cert, sizeof(cert), "%s/cert.pem", fx.dir);
+	snprintf(key, sizeof(key), "%s/cert.key", fx.dir);
+	snprintf(sa, sizeof(sa), "%s/short.json", fx.dir);
+	const char *args[] = {cert, key, sa, "2", NULL};
+	assert_true(mock_start(&short_lived, "fcm_mock.js", args));
+	assert_int_equal(sscanf(short_lived.line, "ready %d", &port), 1);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+	snprintf(uri, sizeof(uri), "%s/token", url);
+	account_write(sa, fx.rsa, uri);
+	struct hd_fcm_opts o = {
+		.base = {.ca_file = fx.ca, .allow_private = true, .url = url},
+		.credentials_file = sa,
+	};
+	struct hd_push_provider *p = NULL;
+	struct hd_error err = {0};
+	assert_int_equal(hd_fcm_new(&fx.loop, &o, &p, &err), 0);
+	struct sent s;
+	struct hd_push_target to = {.token = "device-1"};
+	struct hd_push_message m = message();
+
+	send_one(&fx.loop, p, &to, &m, &s);
+	assert_int_equal(s.s.verdict.kind, HD_PUSH_OK);
+	assert_int_equal(p->tokens_issued, 1);
+	run_for(1700);
+	/* Past 80% of the life: this send starts one renewal and goes out
+	 * (with the old token when it is still valid). */
+	send_one(&fx.loop, p, &to, &m, &s);
+	assert_int_equal(s.s.verdict.kind, HD_PUSH_OK);
+	uint64_t end = hd_mono_ms() + PROVIDER_WAIT_MS;
+	while (p->tokens_issued < 2 && hd_mono_ms() < end)
+		uv_run(&fx.loop, UV_RUN_ONCE);
+	assert_int_equal(p->tokens_issued, 2);
+	send_one(&fx.loop, p, &to, &m, &s);
+	assert_int_equal(s.s.verdict.kind, HD_PUSH_OK);
+	assert_int_equal(p->tokens_issued, 2);
+	provider_free_run(&fx.loop, p);
+	mock_stop(&short_lived);
+}
+
 static void test_config_errors(void **state)
 {
 	struct hd_push_provider *p = NULL;
@@ -292,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_burst_waits_for_one_renewal),
 		cmocka_unit_test(test_401_renews_and_retries),
 		cmocka_unit_test(test_refused_grant),
+		cmocka_unit_test(test_renewed_at_80_percent),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
