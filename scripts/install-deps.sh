@@ -21,7 +21,7 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
 fi
 # The Node clients the interop tests drive (tests/js/package-lock.json pins them).
-if [ ! -d tests/js/node_modules/centrifuge ] && [ -f tests/js/package-lock.json ]; then
+if { [ ! -d tests/js/node_modules/centrifuge ] || [ ! -d tests/js/node_modules/web-push-testing ]; } && [ -f tests/js/package-lock.json ]; then
   echo "install-deps: npm ci in tests/js"
   (cd tests/js && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
 fi

@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "edge/api.h"
+#include "push/push.h"
 #include "webhook/delivery.h"
 #include "engine/local.h"
 #include "store/store.h"
@@ -243,6 +244,10 @@ static int serve(int argc, char **argv)
 		goto out;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
+	if (hd_push_check(&s.cfg, &err)) { /* a bad push key file is a startup error */
+		fprintf(stderr, "herald: %s\n", err.msg);
+		return 2;
+	}
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};

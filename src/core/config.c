@@ -190,6 +190,43 @@ static const struct opt opts[] = {
 	{"webhook-rotation-grace", T_DURATION, G(webhook_rotation_grace_ms), .def = "24h",
 	 .min = "0", .max = "30d", .help = "After a webhook secret rotation, how long the previous "
 					   "secret keeps signing next to the new one."},
+	{"push-apns-key-file", T_STRING, GS(push_apns_key_file), .def = "",
+	 .help = "APNs token-auth key (the .p8 file from the Apple Developer account, a PKCS#8 EC "
+		 "P-256 key); with --push-apns-key-id, --push-apns-team-id and --push-apns-topic it "
+		 "turns APNs on. Empty = no APNs."},
+	{"push-apns-key-id", T_STRING, GS(push_apns_key_id), .def = "",
+	 .help = "The 10-character Key ID of --push-apns-key-file (the kid of provider tokens)."},
+	{"push-apns-team-id", T_STRING, GS(push_apns_team_id), .def = "",
+	 .help = "The Apple Developer Team ID (the iss of provider tokens)."},
+	{"push-apns-topic", T_STRING, GS(push_apns_topic), .def = "",
+	 .help = "The app's bundle id, sent as apns-topic."},
+	{"push-apns-environment", T_ENUM, GS(push_apns_environment), .def = "production",
+	 .choices = "production|sandbox",
+	 .help = "Which APNs to call: production (api.push.apple.com) or sandbox "
+		 "(api.sandbox.push.apple.com, for development builds of the app)."},
+	{"push-apns-url", T_STRING, GS(push_apns_url), .def = "",
+	 .help = "Overrides the APNs origin (https://HOST:PORT), for tests; empty = from "
+		 "--push-apns-environment."},
+	{"push-fcm-credentials-file", T_STRING, GS(push_fcm_credentials_file), .def = "",
+	 .help = "Firebase service-account JSON file (client_email, private_key, token_uri, "
+		 "project_id); turns FCM on. Empty = no FCM."},
+	{"push-fcm-url", T_STRING, GS(push_fcm_url), .def = "",
+	 .help = "Overrides the FCM send origin (https://HOST:PORT), for tests; empty = "
+		 "https://fcm.googleapis.com. The token endpoint is the file's token_uri."},
+	{"push-vapid-private-key-file", T_STRING, GS(push_vapid_private_key_file), .def = "",
+	 .help = "Web Push application server key: a PEM EC P-256 private key (PKCS#8 or SEC1) or "
+		 "the base64url private key `web-push generate-vapid-keys` prints; turns Web Push on. "
+		 "Empty = no Web Push."},
+	{"push-vapid-subject", T_STRING, GS(push_vapid_subject), .def = "",
+	 .help = "Contact for push services, the sub of VAPID tokens: a mailto: or https: URI."},
+	{"push-ca-file", T_STRING, GS(push_ca_file), .def = "",
+	 .help = "Extra CA certificates (PEM) the push providers trust next to the system's, for "
+		 "tests; empty = none."},
+	{"push-allow-private", T_BOOL, G(push_allow_private), .def = "off",
+	 .help = "Let push providers and Web Push endpoints be loopback, private and other internal "
+		 "addresses, and Web Push endpoints plain http://localhost (for tests only)."},
+	{"push-max-devices-per-user", T_UINT, G(push_max_devices_per_user), .def = "20", .min = "1",
+	 .max = "1000", .help = "Devices one user may register for push."},
 	{"keys-file", T_STRING, GS(keys_file), .def = "",
 	 .help = "File of API keys, written by `herald keys` (empty = DATA-DIR/keys). With no key "
 		 "there and none in [key NAME] sections, the REST API is open (for development)."},

@@ -53,6 +53,8 @@ struct hd_buf;
 	C(webhook_dead_letters_total, "Webhook events dead-lettered after their last attempt.")  \
 	G(webhook_inflight, "Webhook deliveries in flight.")                                   \
 	G(webhook_subscriptions, "Webhook subscriptions.")                                     \
+	C(push_auth_alarms_total, "Push sends refused for herald's provider credentials after one renewal (APNs 403, FCM 401, VAPID 401/403).") \
+	C(push_provider_tokens_total, "Push provider tokens issued (APNs JWTs signed, FCM access tokens obtained).") \
 	C(webhook_pattern_topics_skipped_total, "Topics a webhook topic pattern matched but skipped (over --webhook-pattern-topics-max).") \
 	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \

@@ -1,6 +1,6 @@
 /*
- * http_client — outgoing HTTP/1.1 through libcurl's multi interface on the
- * libuv loop. Layer: net. The contract is in http_client.h; this comment says
+ * http_client — outgoing HTTP/1.1 and HTTP/2 through libcurl's multi
+ * interface on the libuv loop. Layer: net. The contract is in http_client.h; this comment says
  * how it is kept.
  *
  * Driving curl: curl tells us which sockets to watch (socket_cb: one
@@ -29,6 +29,17 @@
  * not route deliveries elsewhere, and a proxy would hide the destination
  * address from the check.
  *
+ * HTTP/2 (opts.http2): CURL_HTTP_VERSION_2TLS per request, CURLPIPE_MULTIPLEX
+ * and CURLMOPT_MAX_CONCURRENT_STREAMS on the multi, CURLOPT_PIPEWAIT so a
+ * burst waits for the first connection's ALPN answer instead of opening
+ * max_per_host connections at once, CURLOPT_MAXAGE_CONN of an hour so the
+ * provider connection stays. A stream that ends without an answer is told
+ * apart by its curl code (stream_refused, see stream_lost()).
+ *
+ * Extra CAs (opts.ca_file): read once into `cas` at new; curl's OpenSSL
+ * backend calls ssl_ctx_cb for every new TLS context, which adds them to
+ * the context's store next to the default paths curl loaded.
+ *
  * Closing: close removes every easy handle (no done()), cleans the multi up
  * (curl asks us to stop watching the sockets of its cached connections; each
  * struct sock closes its uv_poll_t), and closes the two timers. Every handle
@@ -44,6 +55,9 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -58,6 +72,12 @@
 #define RETRY_AFTER_MAX_S (366LL * 24 * 3600)
 /* First allocation of a response buffer; it doubles up to max_response + 1. */
 #define RESPONSE_FIRST_CAP 1024
+/* With http2: how long an idle connection may wait for reuse (seconds). */
+#define H2_MAXAGE_CONN_S 3600L
+/* With http2 and max_streams 0: streams at once per connection. */
+#define H2_STREAMS_DEFAULT 100
+/* Certificates read from a ca_file at most. */
+#define CA_FILE_CERTS_MAX 256
 
 struct sock {
 	uv_poll_t poll;
@@ -96,6 +116,7 @@ struct hd_http_client {
 	int open_handles;              /* uv handles not yet closed */
 	bool closing;
 	bool free_wanted;
+	STACK_OF(X509) *cas;           /* ca_file's certificates, NULL when none */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -266,16 +287,34 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 	/* A new status line starts a new response (an interim 1xx before it). */
 	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
 		p->retry_after_ms = -1;
+		for (size_t i = 0; i < p->call->nwant; i++) {
+			p->call->want[i].value[0] = '\0';
+			p->call->want[i].found = false;
+		}
 		return n;
 	}
-	if (n < sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
+	const char *colon = memchr(data, ':', n);
+	if (!colon)
 		return n;
-	const char *v = data + sizeof(name) - 1, *end = data + n;
+	size_t name_len = (size_t)(colon - data);
+	const char *v = colon + 1, *end = data + n;
 	while (v < end && (*v == ' ' || *v == '\t'))
 		v++;
 	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
 		end--;
-	p->retry_after_ms = parse_retry_after(v, (size_t)(end - v));
+	if (name_len == sizeof(name) - 2 && strncasecmp(data, name, name_len) == 0)
+		p->retry_after_ms = parse_retry_after(v, (size_t)(end - v));
+	for (size_t i = 0; i < p->call->nwant; i++) {
+		struct hd_http_want *w = &p->call->want[i];
+		if (strlen(w->name) != name_len || strncasecmp(data, w->name, name_len) != 0)
+			continue;
+		size_t len = (size_t)(end - v);
+		if (len >= sizeof(w->value))
+			len = sizeof(w->value) - 1;
+		memcpy(w->value, v, len);
+		w->value[len] = '\0';
+		w->found = true;
+	}
 	return n;
 }
 
@@ -315,6 +354,32 @@ static int map_curl_result(CURLcode rc)
 	}
 }
 
+/* Whether a failed HTTP/2 request ended without an answer because its
+ * stream or connection went away (REFUSED_STREAM once curl stopped
+ * retrying, a GOAWAY, RST_STREAM, a connection that died mid-stream): the
+ * caller may send it again on a new connection. */
+static bool stream_lost(struct pending *p, CURLcode rc)
+{
+	if (!p->c->o.http2 || !p->easy)
+		return false;
+	switch (rc) {
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return true;
+	case CURLE_PARTIAL_FILE:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+		/* What curl 7.88 reports after retrying a refused stream five
+		 * times ("Connection died") or after a GOAWAY cut a stream off;
+		 * it has no HTTP version by then, so any https request of an
+		 * HTTP/2 client counts (a plain http:// one never spoke HTTP/2). */
+		return strncasecmp(p->call->url, "https://", 8) == 0;
+	default:
+		return false;
+	}
+}
+
 /* Fills the call's results, frees p and runs done(). p is on no list. */
 static void complete(struct pending *p, CURLcode rc)
 {
@@ -324,6 +389,7 @@ static void complete(struct pending *p, CURLcode rc)
 
 	call->err = p->easy ? map_curl_result(rc) : p->deferred_err;
 	call->error[0] = '\0';
+	call->stream_refused = call->err == HD_EUNAVAIL && !p->refused && stream_lost(p, rc);
 	if (call->err == HD_EUNAVAIL && p->refused) {
 		call->err = HD_EFORBIDDEN;
 		snprintf(call->error, sizeof(call->error),
@@ -519,6 +585,39 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
+/* ---- extra trusted CAs ----------------------------------------------------- */
+
+static CURLcode ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *arg)
+{
+	struct hd_http_client *c = arg;
+	X509_STORE *store = SSL_CTX_get_cert_store(ssl_ctx);
+
+	for (int i = 0; i < sk_X509_num(c->cas); i++)
+		X509_STORE_add_cert(store, sk_X509_value(c->cas, i)); /* a duplicate is harmless */
+	return CURLE_OK;
+}
+
+/* Reads every certificate of path into c->cas; 0 or HD_ECONFIG. */
+static int cas_read(struct hd_http_client *c, const char *path, struct hd_error *err)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+
+	if (!f) {
+		hd_error_set(err, HD_ECONFIG, "CA file '%s': cannot open it", path);
+		return HD_ECONFIG;
+	}
+	c->cas = sk_X509_new_null();
+	while (sk_X509_num(c->cas) < CA_FILE_CERTS_MAX && (x = PEM_read_X509(f, NULL, NULL, NULL)))
+		sk_X509_push(c->cas, x);
+	fclose(f);
+	if (sk_X509_num(c->cas) == 0) {
+		hd_error_set(err, HD_ECONFIG, "CA file '%s': no PEM certificate in it", path);
+		return HD_ECONFIG;
+	}
+	return 0;
+}
+
 /* ---- the API -------------------------------------------------------------- */
 
 struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_client_opts *o,
@@ -539,9 +638,16 @@ struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_
 	struct hd_http_client *c = hd_calloc(1, sizeof(*c));
 	c->loop = loop;
 	c->o = *o;
+	c->o.ca_file = NULL; /* borrowed during new only */
+	if (o->ca_file && *o->ca_file && cas_read(c, o->ca_file, err) != 0) {
+		sk_X509_pop_free(c->cas, X509_free);
+		free(c);
+		return NULL;
+	}
 	c->multi = curl_multi_init();
 	if (!c->multi) {
 		hd_error_set(err, HD_EINTERNAL, "http client: curl_multi_init failed");
+		sk_X509_pop_free(c->cas, X509_free);
 		free(c);
 		return NULL;
 	}
@@ -553,6 +659,11 @@ struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_
 	curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o->max_total);
 	/* Idle connections kept for reuse: no more than may be open at all. */
 	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)o->max_total);
+	if (o->http2) {
+		curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+		curl_multi_setopt(c->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+				  (long)(o->max_streams ? o->max_streams : H2_STREAMS_DEFAULT));
+	}
 	uv_timer_init(loop, &c->timer);
 	uv_timer_init(loop, &c->kick);
 	c->timer.data = c->kick.data = c;
@@ -604,7 +715,17 @@ static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
 	SET(CURLOPT_WRITEDATA, p);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, p);
-	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	if (o->http2) {
+		SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+		SET(CURLOPT_PIPEWAIT, 1L);
+		SET(CURLOPT_MAXAGE_CONN, H2_MAXAGE_CONN_S);
+	} else {
+		SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	}
+	if (c->cas) {
+		SET(CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+		SET(CURLOPT_SSL_CTX_DATA, c);
+	}
 	if (strcasecmp(call->method, "GET") == 0 && !call->body_len) {
 		SET(CURLOPT_HTTPGET, 1L);
 	} else if (strcasecmp(call->method, "HEAD") == 0 && !call->body_len) {
@@ -626,8 +747,15 @@ int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
 	if (c->closing)
 		return HD_EUNAVAIL;
 	if (!call->url || !url_scheme_ok(call->url) || !call->method || !*call->method ||
-	    !header_text_ok(call->method, true) || (call->body_len && !call->body) || !call->done)
+	    !header_text_ok(call->method, true) || (call->body_len && !call->body) || !call->done ||
+	    call->nwant > HD_HTTP_WANT_MAX || (call->nwant && !call->want))
 		return HD_EINVAL;
+	for (size_t i = 0; i < call->nwant; i++) {
+		if (!call->want[i].name || !*call->want[i].name)
+			return HD_EINVAL;
+		call->want[i].value[0] = '\0';
+		call->want[i].found = false;
+	}
 	for (size_t i = 0; i < call->nheaders; i++)
 		if (!header_text_ok(call->headers[i].name, true) ||
 		    !header_text_ok(call->headers[i].value, false))
@@ -644,6 +772,7 @@ int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
 	call->status = 0;
 	call->err = 0;
 	call->error[0] = '\0';
+	call->stream_refused = false;
 	call->retry_after_ms = -1;
 	call->response = NULL;
 	call->response_len = 0;
@@ -743,6 +872,8 @@ void hd_http_client_free(struct hd_http_client *c)
 	if (!c)
 		return;
 	hd_http_client_close(c);
+	sk_X509_pop_free(c->cas, X509_free);
+	c->cas = NULL;
 	if (c->open_handles == 0)
 		free(c);
 	else

@@ -1,7 +1,7 @@
 /*
- * http_client — outgoing HTTP/1.1 requests (webhook deliveries): libcurl's
- * multi interface driven by the libuv loop (uv_poll per socket, one
- * uv_timer for curl's timeouts).
+ * http_client — outgoing HTTP requests (webhook deliveries over HTTP/1.1,
+ * push providers over HTTP/2): libcurl's multi interface driven by the
+ * libuv loop (uv_poll per socket, one uv_timer for curl's timeouts).
  * Layer: net. Every call and every done() runs on the loop thread.
  *
  * What it guarantees the caller:
@@ -20,7 +20,21 @@
  *     err HD_EFORBIDDEN;
  *   - only http and https URLs are accepted (HD_EINVAL otherwise);
  *   - at most max_response bytes of the response body are kept, the rest is
- *     read and dropped.
+ *     read and dropped;
+ *   - with http2, https requests negotiate HTTP/2 (ALPN; HTTP/1.1 when the
+ *     server has no h2, and for http:// URLs) and share connections: a
+ *     request waits for a connection being opened rather than opening
+ *     another (so max_per_host bounds the connections to one host), at
+ *     most max_streams run at once on one connection, and an idle
+ *     connection is reused for up to an hour;
+ *   - with ca_file, the certificates in it are trusted next to the
+ *     system's (read once at new: a missing or empty file fails new);
+ *   - a request whose HTTP/2 stream or connection ended before an answer
+ *     came (REFUSED_STREAM, a GOAWAY, a reset, a connection that died;
+ *     curl itself retries a refused stream a few times on a new connection
+ *     first) ends with err HD_EUNAVAIL and stream_refused set: the caller
+ *     may send it again on a new connection without counting an attempt
+ *     (bounded by the caller).
  */
 #ifndef HD_HTTP_CLIENT_H
 #define HD_HTTP_CLIENT_H
@@ -41,6 +55,11 @@ struct hd_http_client_opts {
 	size_t max_response;          /* response body bytes kept */
 	bool allow_private;           /* see the SSRF rule above */
 	const char *user_agent;       /* borrowed for the client's life */
+	bool http2;                   /* HTTP/2 and multiplexing, see above */
+	uint32_t max_streams;         /* with http2: streams at once per connection;
+					 0 = 100 (curl's default) */
+	const char *ca_file;          /* extra trusted CAs (PEM), "" or NULL = none;
+					 borrowed during new only */
 };
 
 struct hd_http_header {
@@ -49,6 +68,16 @@ struct hd_http_header {
 };
 
 #define HD_HTTP_CALL_ERROR_MAX 256
+#define HD_HTTP_WANT_VALUE_MAX 256    /* bytes kept of a wanted response header */
+#define HD_HTTP_WANT_MAX 8            /* wanted response headers per call */
+
+/* A response header the caller wants (APNs' apns-id): name in, value out. */
+struct hd_http_want {
+	const char *name;             /* borrowed; matched without case */
+	char value[HD_HTTP_WANT_VALUE_MAX]; /* out: the value, white space trimmed,
+					 cut to fit; "" when absent */
+	bool found;                   /* out */
+};
 
 struct hd_http_call {
 	/* In; borrowed until done() or cancel: */
@@ -58,6 +87,9 @@ struct hd_http_call {
 	size_t nheaders;
 	const char *body;
 	size_t body_len;
+	struct hd_http_want *want;    /* borrowed and written until done(); the values
+					 are those of the final response */
+	size_t nwant;                 /* at most HD_HTTP_WANT_MAX */
 	/* Out, valid in done(): */
 	int status;                   /* the HTTP status; 0 when no response came
 					 (always 0 when err is not 0) */
@@ -67,6 +99,8 @@ struct hd_http_call {
 					 resolve, TLS, connection reset), HD_EINVAL (bad URL),
 					 HD_EINTERNAL */
 	char error[HD_HTTP_CALL_ERROR_MAX]; /* what went wrong, for people ("" when err 0) */
+	bool stream_refused;          /* err is HD_EUNAVAIL because the HTTP/2 stream or its
+					 connection ended before an answer (see above) */
 	int64_t retry_after_ms;       /* the response's Retry-After (delta-seconds or
 					 HTTP-date, relative to now; a date in the past is 0,
 					 at most a year), -1 when absent or invalid */
@@ -82,7 +116,8 @@ struct hd_http_call {
 
 struct hd_http_client;
 
-/* Returns owned, or NULL with err filled (bad options, curl init failed).
+/* Returns owned, or NULL with err filled (bad options, an unreadable
+ * ca_file or one without a certificate, curl init failed).
  * Borrows loop for its life. */
 struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_client_opts *o,
 					  struct hd_error *err);
@@ -90,7 +125,8 @@ struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_
 /* Starts a call. Returns 0 (done() will run), HD_ELIMIT (max_inflight
  * reached), HD_EINVAL (not an http/https URL, no method or no done, a
  * method, header name or header value holding CR or LF, a method or header
- * name with blanks, a header name with ':', body_len without body),
+ * name with blanks, a header name with ':', body_len without body, more
+ * than HD_HTTP_WANT_MAX wanted headers or one without a name),
  * HD_EUNAVAIL (the client is closing). A URL curl cannot parse is accepted
  * and ends in done() with err HD_EINVAL. The out fields are reset here. */
 int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call);

@@ -1,0 +1,122 @@
+// apns_mock — an APNs stand-in for herald's tests: Node's http2 over TLS
+// on 127.0.0.1, checking each POST /3/device/{token} the way APNs does
+// (the ES256 provider token against the public key of the test's .p8, its
+// kid and iss, apns-topic, apns-push-type and apns-priority, the payload
+// size) and answering by device token prefix:
+//   410… 410 Unregistered     400b… 400 BadDeviceToken   400t… 400 DeviceTokenNotForTopic
+//   403e… 403 ExpiredProviderToken   429… 429 TooManyRequests (Retry-After: 3)
+//   500… 500 InternalServerError     dead0… the stream is refused (REFUSED_STREAM)
+//   dead1… GOAWAY, stream refused    anything else: 200 with an apns-id
+// GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions",
+// "last":{token,headers,body}}. Other paths (for net/http_client's tests):
+// /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
+// /h2/refuse refuses the stream, /h2/goaway sends GOAWAY and refuses it.
+// Usage: node apns_mock.js CERT KEY [P8_PUBLIC_PEM KEY_ID TEAM_ID TOPIC]
+// Prints "ready <port>" once listening.
+'use strict';
+const http2 = require('http2');
+const crypto = require('crypto');
+const fs = require('fs');
+
+const [certFile, keyFile, pubFile, keyId, teamId, topic] = process.argv.slice(2);
+const pub = pubFile ? crypto.createPublicKey(fs.readFileSync(pubFile)) : null;
+const C = http2.constants;
+const stats = { requests: 0, tokens: [], sessions: 0, last: null };
+let sessionNo = 0;
+
+function b64json(part) {
+  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+}
+
+// The reason the bearer is refused, or null when it is a valid provider token.
+function checkBearer(auth) {
+  if (!auth || !auth.startsWith('bearer ')) return 'MissingProviderToken';
+  const jwt = auth.slice(7);
+  const parts = jwt.split('.');
+  if (parts.length !== 3) return 'InvalidProviderToken';
+  let h, c;
+  try { h = b64json(parts[0]); c = b64json(parts[1]); } catch (e) { return 'InvalidProviderToken'; }
+  if (h.alg !== 'ES256' || h.kid !== keyId || c.iss !== teamId) return 'InvalidProviderToken';
+  if (Object.keys(c).sort().join() !== 'iat,iss') return 'InvalidProviderToken';
+  const ok = crypto.verify('sha256', Buffer.from(parts[0] + '.' + parts[1]),
+    { key: pub, dsaEncoding: 'ieee-p1363' }, Buffer.from(parts[2], 'base64url'));
+  if (!ok) return 'InvalidProviderToken';
+  if (Math.abs(Date.now() / 1000 - c.iat) > 3600) return 'ExpiredProviderToken';
+  if (!stats.tokens.includes(jwt)) stats.tokens.push(jwt);
+  return null;
+}
+
+function answer(stream, status, reason, extra) {
+  const headers = Object.assign({ ':status': status }, extra || {});
+  if (reason) {
+    headers['content-type'] = 'application/json';
+    const body = { reason };
+    if (status === 410) body.timestamp = Date.now();
+    stream.respond(headers);
+    stream.end(JSON.stringify(body));
+  } else {
+    stream.respond(headers);
+    stream.end();
+  }
+}
+
+function device(stream, h, token, body) {
+  stats.requests++;
+  stats.last = { token, headers: h, body: body.toString('utf8') };
+  const bad = checkBearer(h.authorization);
+  if (bad) return answer(stream, 403, bad);
+  if (h['apns-topic'] !== topic) return answer(stream, 400, 'TopicDisallowed');
+  const type = h['apns-push-type'];
+  if (type !== 'alert' && type !== 'background') return answer(stream, 400, 'InvalidPushType');
+  if (type === 'background' && h['apns-priority'] !== '5') return answer(stream, 400, 'BadPriority');
+  if (h['apns-collapse-id'] && Buffer.byteLength(h['apns-collapse-id']) > 64)
+    return answer(stream, 400, 'BadCollapseId');
+  if (body.length === 0) return answer(stream, 400, 'PayloadEmpty');
+  if (body.length > 4096) return answer(stream, 413, 'PayloadTooLarge');
+  try { JSON.parse(body.toString('utf8')); } catch (e) { return answer(stream, 400, 'BadPayload'); }
+  if (token.startsWith('410')) return answer(stream, 410, 'Unregistered');
+  if (token.startsWith('400b')) return answer(stream, 400, 'BadDeviceToken');
+  if (token.startsWith('400d')) return answer(stream, 400, 'DeviceTokenNotForTopic');
+  if (token.startsWith('403e')) return answer(stream, 403, 'ExpiredProviderToken');
+  if (token.startsWith('429')) return answer(stream, 429, 'TooManyRequests', { 'retry-after': '3' });
+  if (token.startsWith('500')) return answer(stream, 500, 'InternalServerError');
+  return answer(stream, 200, null, { 'apns-id': crypto.randomUUID().toUpperCase() });
+}
+
+const server = http2.createSecureServer({
+  cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile),
+});
+server.on('sessionError', () => {});
+server.on('session', (s) => { s.no = ++sessionNo; stats.sessions++; s.on('error', () => {}); });
+server.on('stream', (stream, h) => {
+  stream.on('error', () => {});
+  const path = h[':path'];
+  const chunks = [];
+  if (path === '/h2/refuse' || path.startsWith('/3/device/dead0')) {
+    stream.close(C.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  if (path === '/h2/goaway' || path.startsWith('/3/device/dead1')) {
+    stream.session.goaway(C.NGHTTP2_NO_ERROR, 0);
+    stream.close(C.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  stream.on('data', (d) => chunks.push(d));
+  stream.on('end', () => {
+    const body = Buffer.concat(chunks);
+    if (path === '/stats') {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify(stats));
+    } else if (path === '/h2/ok') {
+      stream.respond({ ':status': 200, 'x-echo': h['x-echo'] || '' });
+      stream.end('h2 ' + stream.session.no);
+    } else if (path.startsWith('/3/device/') && h[':method'] === 'POST') {
+      device(stream, h, path.slice('/3/device/'.length), body);
+    } else {
+      answer(stream, 404, 'BadPath');
+    }
+  });
+});
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write('ready ' + server.address().port + '\n');
+});

@@ -1,0 +1,267 @@
+/*
+ * Unit tests for net/http_client.c's HTTP/2 side (the push providers'
+ * transport) against a real HTTP/2 server: tests/js/apns_mock.js (Node's
+ * http2 over TLS, with a certificate made here and trusted through the
+ * client's ca_file). Multiplexing on one connection, wanted response
+ * headers, REFUSED_STREAM and GOAWAY told apart from other failures, the CA
+ * file. Skipped when node is not on PATH.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "net/http_client.h"
+#include "../mock_proc.h"
+
+#define WAIT_MS 20000
+#define PARALLEL 20
+
+struct fixture {
+	char dir[64];
+	char ca[128];
+	struct mock_proc mock;
+	int port;
+	uv_loop_t loop;
+};
+
+struct result {
+	bool done;
+	int err, status;
+	bool refused;
+	char body[64];
+	char echo[HD_HTTP_WANT_VALUE_MAX];
+	bool echo_found;
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+
+	memset(&f, 0, sizeof(f));
+	if (!mock_node_available()) {
+		*state = NULL;
+		return 0;
+	}
+	assert_true(mock_tmpdir(f.dir));
+	assert_true(mock_make_cert(f.dir));
+	char cert[128], key[128];
+	snprintf(cert, sizeof(cert), "%s/cert.pem", f.dir);
+	snprintf(key, sizeof(key), "%s/cert.key", f.dir);
+	snprintf(f.ca, sizeof(f.ca), "%s", cert);
+	const char *args[] = {cert, key, NULL};
+	assert_true(mock_start(&f.mock, "apns_mock.js", args));
+	assert_int_equal(sscanf(f.mock.line, "ready %d", &f.port), 1);
+	uv_loop_init(&f.loop);
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	if (!f)
+		return 0;
+	mock_stop(&f->mock);
+	mock_rmdir(f->dir);
+	uv_loop_close(&f->loop);
+	return 0;
+}
+
+static struct hd_http_client *client(struct fixture *f, const char *ca, uint32_t per_host)
+{
+	struct hd_http_client_opts o = {
+		.timeout_ms = 10000, .connect_timeout_ms = 5000, .max_per_host = per_host,
+		.max_total = 4, .max_inflight = 100, .max_response = 1024, .allow_private = true,
+		.user_agent = "test", .http2 = true, .max_streams = 50, .ca_file = ca,
+	};
+	struct hd_error err = {0};
+	struct hd_http_client *c = hd_http_client_new(&f->loop, &o, &err);
+
+	assert_non_null(c);
+	return c;
+}
+
+static void on_done(struct hd_http_call *call)
+{
+	struct result *r = call->arg;
+
+	r->done = true;
+	r->err = call->err;
+	r->status = call->status;
+	r->refused = call->stream_refused;
+	snprintf(r->body, sizeof(r->body), "%s", call->response);
+	if (call->nwant) {
+		r->echo_found = call->want[0].found;
+		snprintf(r->echo, sizeof(r->echo), "%s", call->want[0].value);
+	}
+}
+
+/* Runs the loop until every result is done (or the deadline). */
+static void wait_all(struct fixture *f, struct result *r, size_t n)
+{
+	uint64_t end = hd_mono_ms() + WAIT_MS;
+
+	for (;;) {
+		size_t k = 0;
+		while (k < n && r[k].done)
+			k++;
+		if (k == n || hd_mono_ms() > end)
+			break;
+		uv_run(&f->loop, UV_RUN_ONCE);
+	}
+	for (size_t i = 0; i < n; i++)
+		assert_true(r[i].done);
+}
+
+static void close_client(struct fixture *f, struct hd_http_client *c)
+{
+	hd_http_client_free(c);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void test_multiplexed(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		skip();
+	struct hd_http_client *c = client(f, f->ca, 1);
+	char url[128];
+	struct hd_http_call calls[PARALLEL];
+	struct hd_http_want want[PARALLEL];
+	struct result res[PARALLEL];
+	char echo[PARALLEL][16];
+	struct hd_http_header hdr[PARALLEL];
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/h2/ok", f->port);
+	memset(calls, 0, sizeof(calls));
+	memset(res, 0, sizeof(res));
+	memset(want, 0, sizeof(want));
+	for (int i = 0; i < PARALLEL; i++) {
+		snprintf(echo[i], sizeof(echo[i]), "call-%d", i);
+		hdr[i] = (struct hd_http_header){"x-echo", echo[i]};
+		want[i].name = "X-Echo";
+		calls[i] = (struct hd_http_call){.url = url, .method = "POST", .body = "x",
+						 .body_len = 1, .headers = &hdr[i], .nheaders = 1,
+						 .want = &want[i], .nwant = 1, .done = on_done,
+						 .arg = &res[i]};
+		assert_int_equal(hd_http_client_send(c, &calls[i]), 0);
+	}
+	wait_all(f, res, PARALLEL);
+	for (int i = 0; i < PARALLEL; i++) {
+		assert_int_equal(res[i].err, 0);
+		assert_int_equal(res[i].status, 200);
+		assert_true(res[i].echo_found);
+		assert_string_equal(res[i].echo, echo[i]);
+		/* Every request on the mock's first (and only) session. */
+		assert_string_equal(res[i].body, "h2 1");
+	}
+	close_client(f, c);
+}
+
+static void one(struct fixture *f, struct hd_http_client *c, const char *path, struct result *r)
+{
+	char url[128];
+	struct hd_http_call call = {0};
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", f->port, path);
+	memset(r, 0, sizeof(*r));
+	call = (struct hd_http_call){.url = url, .method = "POST", .body = "{}", .body_len = 2,
+				     .done = on_done, .arg = r};
+	assert_int_equal(hd_http_client_send(c, &call), 0);
+	wait_all(f, r, 1);
+}
+
+static void test_refused_and_goaway(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		skip();
+	struct hd_http_client *c = client(f, f->ca, 2);
+	struct result r;
+
+	one(f, c, "/h2/refuse", &r);
+	assert_int_equal(r.err, HD_EUNAVAIL);
+	assert_true(r.refused);
+	one(f, c, "/h2/goaway", &r);
+	assert_int_equal(r.err, HD_EUNAVAIL);
+	assert_true(r.refused);
+	/* The next request gets a new connection and an answer. */
+	one(f, c, "/h2/ok", &r);
+	assert_int_equal(r.err, 0);
+	assert_int_equal(r.status, 200);
+	assert_false(r.refused);
+	close_client(f, c);
+}
+
+static void test_untrusted_without_ca(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		skip();
+	struct hd_http_client *c = client(f, NULL, 1);
+	struct result r;
+
+	one(f, c, "/h2/ok", &r);
+	assert_int_equal(r.err, HD_EUNAVAIL); /* the self-signed certificate is not trusted */
+	assert_false(r.refused);
+	close_client(f, c);
+}
+
+static void test_bad_ca_file(void **state)
+{
+	uv_loop_t loop;
+	struct hd_http_client_opts o = {
+		.timeout_ms = 1000, .connect_timeout_ms = 1000, .max_per_host = 1, .max_total = 1,
+		.max_inflight = 1, .max_response = 1, .user_agent = "t", .http2 = true,
+		.ca_file = "/nonexistent/ca.pem",
+	};
+	struct hd_error err = {0};
+
+	uv_loop_init(&loop);
+	assert_null(hd_http_client_new(&loop, &o, &err));
+	assert_int_equal(err.code, HD_ECONFIG);
+	assert_non_null(strstr(err.msg, "/nonexistent/ca.pem"));
+	o.ca_file = "/etc/hostname"; /* a file with no certificate */
+	assert_null(hd_http_client_new(&loop, &o, &err));
+	assert_non_null(strstr(err.msg, "no PEM certificate"));
+	uv_loop_close(&loop);
+}
+
+static void test_want_limits(void **state)
+{
+	uv_loop_t loop;
+	struct hd_http_client_opts o = {
+		.timeout_ms = 1000, .connect_timeout_ms = 1000, .max_per_host = 1, .max_total = 1,
+		.max_inflight = 1, .max_response = 1, .user_agent = "t",
+	};
+	struct hd_error err = {0};
+	struct hd_http_want want[HD_HTTP_WANT_MAX + 1] = {{.name = "a"}};
+	struct hd_http_call call = {.url = "http://x/", .method = "GET", .want = want,
+				    .nwant = HD_HTTP_WANT_MAX + 1, .done = on_done};
+
+	uv_loop_init(&loop);
+	struct hd_http_client *c = hd_http_client_new(&loop, &o, &err);
+	assert_int_equal(hd_http_client_send(c, &call), HD_EINVAL);
+	call.nwant = 2; /* the second has no name */
+	assert_int_equal(hd_http_client_send(c, &call), HD_EINVAL);
+	hd_http_client_free(c);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_ca_file),
+		cmocka_unit_test(test_want_limits),
+		cmocka_unit_test(test_multiplexed),
+		cmocka_unit_test(test_refused_and_goaway),
+		cmocka_unit_test(test_untrusted_without_ca),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
