@@ -770,7 +770,7 @@ void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struc
 	/* What a revoked key opened ends now, as it would at its expiry. */
 	hd_sse_recheck(api->sse, &api->access);
 	hd_longpoll_recheck(api->longpoll, &api->access);
-	hd_groups_recheck(api->groups, &api->access);
+	hd_group_http_recheck(api->groups, &api->access);
 }
 
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,

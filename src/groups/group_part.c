@@ -5,9 +5,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "edge/group_http.h"
 #include "groups/groups.h"
-#include "consume/deadletter.h"
 #include "consume/deadletter.h"
 
 #include <inttypes.h>
@@ -83,7 +81,7 @@ void hd_group_part_reply_done(struct hd_group_part_reply *r, int err)
 		hd_buf_fini(&r->body);
 		hd_http_respond_error(r->req, r->err, "the group state could not be stored");
 	} else {
-		hd_group_http_json(r->req, r->status, &r->body);
+		hd_http_respond_json(r->req, r->status, &r->body);
 	}
 	free(r);
 }

@@ -21,8 +21,7 @@
 #include "consume/seek.h"
 #include "core/log.h"
 #include "core/map.h"
-#include "edge/access.h"
-#include "edge/group_http.h"
+#include "groups/group_request.h"
 #include "groups/group_part.h"
 #include "groups/group_waiters.h"
 #include "groups/group_patterns.h"
@@ -68,7 +67,7 @@ struct hd_groups {
 struct pending {
 	struct hd_http_request *req;
 	enum hd_group_action act;
-	struct hd_access_cred cred;
+	struct hd_group_cred cred;
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
 	struct pending *next;
@@ -254,7 +253,7 @@ static void info_done(struct hd_topic_op *op)
 	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
-	hd_group_http_json(in->req, 200, &b);
+	hd_http_respond_json(in->req, 200, &b);
 	in->g->refs--;
 	group_release(in->g);
 out:
@@ -272,13 +271,13 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
-				hd_group_http_error(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+				hd_http_respond_errorf(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
 			if (g->part.lease.leased > 0 || g->q.busy) {
-				hd_group_http_error(in->req, HD_EINVAL,
+				hd_http_respond_errorf(in->req, HD_EINVAL,
 						     "the group has leased events; ack them or DELETE the group"
 						     " before moving its start");
 				return;
@@ -505,17 +504,17 @@ static const struct hd_group_waiters_ops waiter_ops = {
 };
 
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
-			 const char *topic, const char *name, const struct hd_access_cred *cred)
+			 const char *topic, const char *name, const struct hd_group_cred *cred)
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_http_fetch_args(req, &max, &wait))
+	if (!hd_group_request_fetch_args(req, &max, &wait))
 		return;
 	if (!g) {
 		/* Created on first use, at the oldest kept event. */
 		g = group_new(gs, topic, name, 0);
 		if (!g) {
-			hd_group_http_error(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+			hd_http_respond_errorf(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
 		put_group(g, NULL, 0, NULL);
@@ -531,14 +530,14 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	json_t *o;
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_http_error(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
+		hd_http_respond_errorf(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
 				     HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
 	{
 		if (!json_is_integer(o) || json_integer_value(o) < 1) {
-			hd_group_http_error(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
+			hd_http_respond_errorf(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
 			return false;
 		}
 	}
@@ -547,7 +546,7 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 
 static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 {
-	json_t *body = hd_group_http_body(req, false);
+	json_t *body = hd_group_request_body(req, false);
 	if (!body)
 		return;
 	json_t *offs = json_object_get(body, "offsets");
@@ -557,11 +556,11 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	size_t done = 0, i;
 	json_t *o;
 
-	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_request_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
-			hd_group_http_error(req, HD_EINVAL,
+			hd_http_respond_errorf(req, HD_EINVAL,
 					     "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
@@ -572,7 +571,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		goto answer;
 	}
 	if (!offs) {
-		hd_group_http_error(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+		hd_http_respond_errorf(req, HD_EINVAL, nack ? "the body needs 'offsets'"
 				     : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
@@ -598,7 +597,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		      done, g->part.lease.floor);
 answer:
 	if (nack || done == 0) {
-		hd_group_http_json(req, 200, &b);
+		hd_http_respond_json(req, 200, &b);
 	} else {
 		put_group(g, req, 200, &b); /* answered once durable */
 	}
@@ -613,7 +612,7 @@ out:
 static void handle_create(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
-	json_t *body = hd_group_http_body(req, true);
+	json_t *body = hd_group_request_body(req, true);
 	if (!body)
 		return;
 	struct info *in = hd_calloc(1, sizeof(*in));
@@ -626,7 +625,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->max_deliveries = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	in->ordered = g ? g->conf.ordered : false;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_http_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
+	if (!hd_group_request_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
 	if (start) {
 		json_t *off = json_is_object(start) ? json_object_get(start, "offset") : NULL;
@@ -645,7 +644,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
-			hd_group_http_error(req, HD_EINVAL,
+			hd_http_respond_errorf(req, HD_EINVAL,
 					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
 					     " or {\"time\": \"RFC 3339\"}");
 			goto fail;
@@ -672,7 +671,7 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 			  const char *topic, const char *name)
 {
 	if (!g) {
-		hd_group_http_error(req, HD_ENOTFOUND, "no such group");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such group");
 		return;
 	}
 	hd_map_del(&gs->groups, g->key);
@@ -731,7 +730,7 @@ static bool name_ok(const char *name)
 }
 
 static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
-		     const char *topic, const char *name, const struct hd_access_cred *cred)
+		     const char *topic, const char *name, const struct hd_group_cred *cred)
 {
 	if (hd_topic_pattern_is(topic)) {
 		hd_group_patterns_handle(gs->patterns, req, act, topic, name, cred);
@@ -745,7 +744,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (!g) {
-			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
+			hd_http_respond_errorf(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		struct info *in = hd_calloc(1, sizeof(*in));
@@ -767,7 +766,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
 		if (!g) {
-			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
+			hd_http_respond_errorf(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		handle_ack(req, g, act == HD_GROUP_ACT_NACK);
@@ -776,15 +775,15 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 }
 
 void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
-		      const char *topic, const char *name, const struct hd_access_cred *cred)
+		      const char *topic, const char *name, const struct hd_group_cred *cred)
 {
 	if (!name_ok(name)) {
-		hd_group_http_error(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
+		hd_http_respond_errorf(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
 				     HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) && !hd_topic_name_dlq_fits(topic)) {
-		hd_group_http_error(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
+		hd_http_respond_errorf(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
 	if (!gs->loaded) {
@@ -815,11 +814,11 @@ static void recheck_one(const char *key, void *value, void *arg)
 	hd_group_waiters_recheck(&g->q, arg, g->part.topic);
 }
 
-void hd_groups_recheck(struct hd_groups *gs, const struct hd_access *ac)
+void hd_groups_recheck(struct hd_groups *gs, const struct hd_group_recheck *rc)
 {
 	/* Groups in the map are not deleted: nothing here can free one. */
-	hd_map_each(&gs->groups, recheck_one, (void *)ac);
-	hd_group_patterns_recheck(gs->patterns, ac);
+	hd_map_each(&gs->groups, recheck_one, (void *)rc);
+	hd_group_patterns_recheck(gs->patterns, rc);
 }
 
 static void load_done(struct hd_group_op *op)

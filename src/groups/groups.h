@@ -26,7 +26,7 @@
 #ifndef HD_GROUPS_H
 #define HD_GROUPS_H
 
-#include "edge/access.h"
+#include "groups/group_waiters.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -65,11 +65,11 @@ enum hd_group_action {
  * credential that allowed it: a fetch held at its expiry, or when a reload
  * revokes its key (hd_groups_recheck), is answered 401. Loop thread. */
 void hd_groups_handle(struct hd_groups *g, struct hd_http_request *req, enum hd_group_action act,
-		      const char *topic, const char *name, const struct hd_access_cred *cred);
+		      const char *topic, const char *name, const struct hd_group_cred *cred);
 
 /* After the API keys were reloaded: held fetches (of every group, pattern
  * groups included) whose key was revoked are answered 401. */
-void hd_groups_recheck(struct hd_groups *g, const struct hd_access *ac);
+void hd_groups_recheck(struct hd_groups *g, const struct hd_group_recheck *rc);
 
 /* Forgets every group of topic in memory (the topic is being deleted; the
  * store deletes their rows with it). Held fetches get 404. Loop thread.
