@@ -15,7 +15,6 @@
 #include <string.h>
 
 #define KIND "cursor"
-#define JSON_TYPE "application/json"
 /* One cursor's answer, and a list page of HD_CURSOR_LIST_MAX of them. */
 #define ANSWER_MAX (2u * 1024 * 1024)
 
@@ -96,7 +95,7 @@ static void respond_json(struct hd_http_request *req, int status, json_t *v)
 		hd_http_respond_error(req, HD_EINTERNAL, "the answer would be too large");
 		return;
 	}
-	hd_http_respond(req, status, JSON_TYPE, NULL, s, strlen(s));
+	hd_http_respond(req, status, HD_HTTP_JSON_TYPE, NULL, s, strlen(s));
 	free(s);
 }
 

@@ -252,7 +252,7 @@ void hd_route_method_not_allowed(struct hd_http_request *req, const char *allow)
 	hd_buf_init(&b, 512);
 	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(HD_EMETHOD),
 		      msg);
-	hd_http_respond(req, 405, "application/json", hdr, b.data, b.len);
+	hd_http_respond(req, 405, HD_HTTP_JSON_TYPE, hdr, b.data, b.len);
 	hd_buf_fini(&b);
 }
 

@@ -21,7 +21,7 @@
 #define PAGE_EVENTS 100            /* events per catch-up read */
 #define CACHE_SLOTS 256            /* encoded event blocks kept for sharing */
 #define CACHE_BLOCK_MAX (64 * 1024) /* bigger blocks are not cached */
-#define BLOCK_MAX (HD_EVENT_JSON_MAX + ((size_t)1 << 20)) /* one encoded event: its JSON at the ceiling */
+#define BLOCK_MAX HD_EVENT_REPLY_MAX /* one encoded event: its JSON at the ceiling */
 #define TYPE_MAX 1024              /* the event: line's value */
 /* A composite cursor: every topic's name, '=', an offset and ','. */
 #define CURSOR_MAX (HD_SSE_TOPICS_MAX * (HD_TOPIC_NAME_MAX + 22) + 1)

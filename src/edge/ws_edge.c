@@ -25,6 +25,7 @@
 #include "proto/cloudevent.h"
 
 #include <assert.h>
+#include <http_parser.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +125,7 @@ struct frame_slot {
 struct hd_ws_edge {
 	uv_loop_t *loop;
 	struct hd_hub *hub;
-	struct hd_ws_opts opts;
+	struct hd_ws_edge_opts opts;
 	struct session *sessions;
 	size_t count;
 	bool stopping;
@@ -137,7 +138,7 @@ static void timer_arm(struct session *s);
 static void on_timer(uv_timer_t *t);
 static struct chan_sub *sub_find(struct session *s, const char *topic);
 
-struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts)
+struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_edge_opts *opts)
 {
 	struct hd_ws_edge *e = hd_calloc(1, sizeof(*e));
 	e->loop = loop;
@@ -991,7 +992,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 	struct op *op = op_new(s, cmd);
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	bool structured = looks_structured(cmd->data.p, cmd->data.n);
-	const char *ctype = structured ? "application/cloudevents+json" : "application/json";
+	const char *ctype = structured ? "application/cloudevents+json" : HD_HTTP_JSON_TYPE;
 	struct hd_header h = {
 		.name = "content-type",
 		.name_len = 12,
@@ -1348,7 +1349,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 		hd_buf_printf(&head, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"");
 		hd_buf_json_escape(&head, err.msg, strlen(err.msg));
 		hd_buf_puts(&head, "\"}}");
-		hd_http_respond(req, status, "application/json",
+		hd_http_respond(req, status, HD_HTTP_JSON_TYPE,
 				status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL, head.data, head.len);
 		hd_buf_fini(&head);
 		return;
@@ -1400,4 +1401,15 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 		}
 	}
 	free(e);
+}
+
+static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	hd_ws_edge_handle(ctx->row->arg, req);
+}
+
+void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t)
+{
+	hd_route_add(t, &(struct hd_route){HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0,
+					   route_websocket, e, 0, HD_ROUTE_NO_HEAD});
 }

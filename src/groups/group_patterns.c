@@ -39,8 +39,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RESPONSE_MAX (65u * 1024 * 1024)
-#define PAGE_BYTES (8u * 1024 * 1024)
 
 struct pgroup;
 
@@ -382,7 +380,7 @@ struct fetch {
 	struct hd_buf b;               /* the answer so far */
 	size_t sent;
 	size_t pos, visited;
-	bool full;                     /* the answer reached PAGE_BYTES */
+	bool full;                     /* the answer reached HD_READ_BYTES_MAX */
 	struct part *again;            /* read its new events next (after its redeliveries) */
 	bool reading, sync;
 	int err;
@@ -402,7 +400,7 @@ static void append_event(void *arg, const struct hd_stored_event *ev, uint32_t d
 {
 	struct fetch *f = arg;
 	const struct hd_rcbuf *json = ev->json;
-	if (f->full || (f->sent > 0 && f->b.len + 600 + json->len > PAGE_BYTES)) {
+	if (f->full || (f->sent > 0 && f->b.len + 600 + json->len > HD_READ_BYTES_MAX)) {
 		f->full = true; /* stays leased and comes back after ack_wait */
 		return;
 	}
@@ -525,7 +523,7 @@ static void start_fetch(struct pgroup *g, struct hd_group_waiter *w)
 	f->w = w;
 	f->pos = g->nparts ? g->rr % g->nparts : 0;
 	g->rr = f->pos + 1;
-	hd_buf_init(&f->b, RESPONSE_MAX);
+	hd_buf_init(&f->b, HD_EVENT_REPLY_MAX);
 	hd_buf_puts(&f->b, "{\"events\":[");
 	g->q.busy = true;
 	g->refs++;

@@ -36,8 +36,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RESPONSE_MAX (65u * 1024 * 1024)
-#define PAGE_BYTES (8u * 1024 * 1024)
 
 struct group {
 	struct hd_groups *gs;
@@ -333,14 +331,14 @@ struct fetch {
 	struct hd_group_waiter *w;    /* the fetch being answered */
 	struct hd_buf b;              /* the answer so far */
 	size_t given, sent;           /* events handed out; in the answer */
-	bool full;                    /* the answer reached PAGE_BYTES */
+	bool full;                    /* the answer reached HD_READ_BYTES_MAX */
 	int rc;                       /* the answer's first error */
 };
 
 /* Starts an answer in b; returns its first error. */
 static int answer_open(struct hd_buf *b)
 {
-	hd_buf_init(b, RESPONSE_MAX);
+	hd_buf_init(b, HD_EVENT_REPLY_MAX);
 	return hd_buf_puts(b, "{\"events\":[");
 }
 
@@ -366,7 +364,7 @@ static void emit(void *arg, const struct hd_stored_event *ev, uint32_t deliverie
 	f->given++;
 	if (f->rc || f->full)
 		return;
-	if (f->sent > 0 && f->b.len + 64 + json->len > PAGE_BYTES) {
+	if (f->sent > 0 && f->b.len + 64 + json->len > HD_READ_BYTES_MAX) {
 		f->full = true; /* the rest stays leased and comes back after ack_wait */
 		return;
 	}

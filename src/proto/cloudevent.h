@@ -57,6 +57,9 @@
 /* The ceiling of one event's canonical JSON (larger is HD_ETOOBIG); a
  * buffer that holds one encoded event is sized from it. */
 #define HD_EVENT_JSON_MAX ((size_t)64 << 20)
+/* The ceiling of what is built around one event at HD_EVENT_JSON_MAX: a
+ * read or fetch answer, a dead letter, an encoded stream block. */
+#define HD_EVENT_REPLY_MAX (HD_EVENT_JSON_MAX + ((size_t)1 << 20))
 
 /* One validated event, ready to store. */
 /* Bits of hd_event.borrowed: the field lives inside json's allocation. */
