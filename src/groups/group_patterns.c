@@ -117,7 +117,7 @@ static struct part *part_get(struct pgroup *g, const char *topic)
 	return hd_pattern_get(&g->pt, topic);
 }
 
-static void group_release(struct pgroup *g);
+static void group_release(void *owner);
 
 static struct part *part_of(struct hd_group_part *base)
 {
@@ -271,8 +271,11 @@ static void group_free_closed(uv_handle_t *h)
 }
 
 /* Frees a deleted group once nothing points at it any more. */
-static void group_release(struct pgroup *g)
+/* Frees g once it is deleted and nothing holds it (owner: a struct
+ * pgroup, also the waiter queue's release). */
+static void group_release(void *owner)
 {
+	struct pgroup *g = owner;
 	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->pt.listing)
 		return;
 	hd_pattern_stop(&g->pt);
@@ -563,16 +566,11 @@ static void arm(void *owner)
 	hd_group_waiters_due_at(&g->q, due);
 }
 
-static void release(void *owner)
-{
-	group_release(owner);
-}
-
 static const struct hd_group_waiters_ops waiter_ops = {
 	.serve = serve,
 	.answer_empty = answer_empty,
 	.arm = arm,
-	.release = release,
+	.release = group_release,
 };
 
 static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *req,

@@ -124,8 +124,11 @@ static void group_free_closed(uv_handle_t *h)
 }
 
 /* Frees a deleted group once nothing points at it any more. */
-static void group_release(struct group *g)
+/* Frees g once it is deleted and nothing holds it (owner: a struct group,
+ * also the waiter queue's release). */
+static void group_release(void *owner)
 {
+	struct group *g = owner;
 	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head)
 		return;
 	if (g->watching)
@@ -489,16 +492,11 @@ static void arm(void *owner)
 	}
 }
 
-static void release(void *owner)
-{
-	group_release(owner);
-}
-
 static const struct hd_group_waiters_ops waiter_ops = {
 	.serve = serve,
 	.answer_empty = answer_empty,
 	.arm = arm,
-	.release = release,
+	.release = group_release,
 };
 
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
@@ -819,6 +817,19 @@ void hd_groups_recheck(struct hd_groups *gs, const struct hd_group_recheck *rc)
 	hd_group_patterns_recheck(gs->patterns, rc);
 }
 
+/* Dispatches the requests that came before the load ended, in order
+ * (after hd_groups_stop, dispatch answers each 503). */
+static void dispatch_pending(struct hd_groups *gs)
+{
+	while (gs->pending) {
+		struct pending *p = gs->pending;
+		gs->pending = p->next;
+		gs->npending--;
+		dispatch(gs, p->req, p->act, p->topic, p->name, &p->cred);
+		free(p);
+	}
+}
+
 static void load_done(struct hd_group_op *op)
 {
 	struct hd_groups *gs = op->arg;
@@ -841,13 +852,7 @@ static void load_done(struct hd_group_op *op)
 	hd_group_patterns_load(gs->patterns, op->rows, op->n);
 	hd_group_op_fini(op);
 	gs->loaded = true;
-	while (gs->pending) {
-		struct pending *p = gs->pending;
-		gs->pending = p->next;
-		gs->npending--;
-		dispatch(gs, p->req, p->act, p->topic, p->name, &p->cred);
-		free(p);
-	}
+	dispatch_pending(gs);
 }
 
 /* The hub's topic-deleted event (hd_hub_on_topic_deleted). */
@@ -894,14 +899,9 @@ static void stop_group(const char *key, void *value, void *arg)
 void hd_groups_stop(struct hd_groups *gs)
 {
 	gs->stopping = true;
-	while (gs->pending) {
-		struct pending *p = gs->pending;
-		gs->pending = p->next;
-		hd_http_respond_error(p->req, HD_EUNAVAIL, "herald is stopping");
-		free(p);
-	}
 	hd_map_each(&gs->groups, stop_group, NULL);
 	hd_group_patterns_stop(gs->patterns);
+	dispatch_pending(gs);
 }
 
 static void free_group(const char *key, void *value, void *arg)
