@@ -41,7 +41,7 @@ struct hd_deadletter {
 	int64_t now_ms;
 };
 
-/* Fills ev (owned strings; hd_event_fini frees them). Returns 0, or
+/* Fills ev (owned strings; hd_cloudevent_event_fini frees them). Returns 0, or
  * HD_ETOOBIG when the event would pass HD_DEADLETTER_MAX bytes (ev is then
  * empty). */
 #define HD_DEADLETTER_MAX HD_EVENT_REPLY_MAX

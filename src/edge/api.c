@@ -69,7 +69,7 @@ static int query_u64(const struct hd_http_request *req, const char *name, uint64
 
 struct publish {
 	struct hd_http_request *req;
-	struct hd_ce_batch batch;
+	struct hd_cloudevent_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item *items; /* one per valid batch entry, after topic */
 	char topic[HD_TOPIC_NAME_MAX + 1];
@@ -77,7 +77,7 @@ struct publish {
 
 static void publish_free(struct publish *p)
 {
-	hd_ce_batch_fini(&p->batch);
+	hd_cloudevent_batch_fini(&p->batch);
 	free(p); /* items share the allocation */
 }
 
@@ -185,7 +185,7 @@ static struct hd_bucket *key_bucket(struct hd_api *api, const struct hd_key *k, 
 		hd_map_init(&api->key_buckets, KEY_BUCKETS_MAX);
 	}
 	b = hd_malloc(sizeof(*b));
-	hd_bucket_init(b, &api->key_rate, now);
+	hd_ratelimit_init(b, &api->key_rate, now);
 	(void)hd_map_put(&api->key_buckets, k->name, b); /* room was made above */
 	return b;
 }
@@ -198,16 +198,16 @@ static bool key_rate_ok(struct hd_http_request *req, struct hd_api *api,
 	char msg[160], extra[48];
 	int64_t now = (int64_t)hd_mono_ms(), wait;
 
-	if (!who->key || !hd_rate_on(&api->key_rate))
+	if (!who->key || !hd_ratelimit_on(&api->key_rate))
 		return true;
-	wait = hd_bucket_take(key_bucket(api, who->key, now), &api->key_rate, n, now);
+	wait = hd_ratelimit_take(key_bucket(api, who->key, now), &api->key_rate, n, now);
 	if (wait == 0)
 		return true;
 	hd_metrics_inc(HD_M_publish_rate_key_hits_total);
 	hd_metrics_add(HD_M_publish_errors_total, n);
 	snprintf(msg, sizeof(msg), "API key '%.64s' publishes too fast (at most %u events a second, "
 		 "--publish-rate-per-key)", who->key->name, (unsigned)api->key_rate.per_sec);
-	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)hd_retry_after_s(wait));
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)hd_ratelimit_retry_after_s(wait));
 	struct hd_buf b;
 	hd_buf_init(&b, ERROR_BODY_MAX);
 	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", hd_err_slug(HD_ELIMIT));
@@ -223,10 +223,10 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 {
 	struct hd_hub *hub = api->hub;
 	struct hd_error err = {0};
-	struct hd_ce_batch batch;
+	struct hd_cloudevent_batch batch;
 	struct publish *p;
 	int64_t now = hd_now_ms();
-	struct hd_ce_request ce = {
+	struct hd_cloudevent_request ce = {
 		.topic = topic,
 		.now_ms = now,
 		.headers = req->headers,
@@ -235,7 +235,7 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 		.body_len = req->body_len,
 	};
 
-	if (hd_ce_decode(&ce, &batch, &err)) {
+	if (hd_cloudevent_decode(&ce, &batch, &err)) {
 		hd_metrics_inc(HD_M_publish_errors_total);
 		if (err.code == HD_ETOOBIG) /* more events in one batch than allowed */
 			hd_metrics_inc(HD_M_http_limit_hits_total);
@@ -356,12 +356,12 @@ static void read_done(struct hd_read *r)
 	if (!r->err && r->n == 0 && !r->truncated && rd->wait_ms && !rd->api->stopping &&
 	    hd_longpoll_wait(rd->api->longpoll, rd->req, rd->topic, r->after, r->limit, rd->wait_ms,
 			     &rd->cred, r) == 0) {
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		free(rd);
 		return;
 	}
 	respond_page(rd->req, r);
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	free(rd);
 }
 
@@ -433,7 +433,7 @@ struct topic_req {
 static void topic_json(struct hd_buf *b, const struct hd_topic_info *t)
 {
 	char created[32];
-	hd_format_rfc3339(t->created_ms, created, sizeof(created));
+	hd_clock_format_rfc3339(t->created_ms, created, sizeof(created));
 	hd_buf_printf(b,
 		      "{\"name\":\"%s\",\"epoch\":\"%s\",\"first\":%" PRIu64 ",\"last\":%" PRIu64
 		      ",\"count\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"created\":\"%s\"}",
@@ -477,7 +477,7 @@ static void topic_done(struct hd_topic_op *op)
 		hd_http_respond_json(tr->req, 200, &b);
 	}
 	hd_buf_fini(&b);
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	free(tr);
 }
 
@@ -552,7 +552,7 @@ static void conn_json(const struct hd_conn *c, void *arg)
 {
 	struct conn_walk *w = arg;
 	char since[40];
-	hd_format_rfc3339(c->since_ms, since, sizeof(since));
+	hd_clock_format_rfc3339(c->since_ms, since, sizeof(since));
 	hd_buf_puts(w->b, w->n++ ? ",{\"id\":\"" : "{\"id\":\"");
 	hd_buf_puts(w->b, c->id);
 	hd_buf_printf(w->b, "\",\"transport\":\"%s\",\"remote\":\"", c->transport);

@@ -17,7 +17,7 @@ static void route_group(struct hd_http_request *req, const struct hd_route_ctx *
 	struct hd_access_cred ac;
 	struct hd_group_cred cred;
 
-	if (hd_url_decode(ctx->param, ctx->param_len, name, sizeof(name), false) <= 0) {
+	if (hd_query_url_decode(ctx->param, ctx->param_len, name, sizeof(name), false) <= 0) {
 		hd_http_respond_error(req, HD_EINVAL, "group name must be 1-128 bytes of [A-Za-z0-9._~-]");
 		return;
 	}

@@ -82,7 +82,7 @@ struct op {
 	int32_t limit;
 	char epoch[HD_EPOCH_LEN + 1];
 	/* publish */
-	struct hd_ce_batch batch;
+	struct hd_cloudevent_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item item;
 	char topic[HD_TOPIC_NAME_MAX + 1];
@@ -435,12 +435,12 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 static void op_free(struct op *op)
 {
 	for (size_t i = 0; i < op->ninits; i++) {
-		hd_read_fini(&op->inits[i].r);
+		hd_engine_read_fini(&op->inits[i].r);
 		free(op->inits[i].pubs);
 	}
 	free(op->inits);
-	hd_read_fini(&op->r);
-	hd_ce_batch_fini(&op->batch);
+	hd_engine_read_fini(&op->r);
+	hd_cloudevent_batch_fini(&op->batch);
 	free(op);
 }
 
@@ -867,7 +867,7 @@ static void history_done(struct hd_read *r)
 		/* Phase one gave the position: read the newest `limit`. */
 		uint32_t lim = r->limit;
 		uint64_t last = r->last;
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		memset(r, 0, sizeof(*r));
 		op->next = 1;
 		r->topic = op->topic;
@@ -980,7 +980,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "publish.data required", false);
 		return;
 	}
-	if (hd_bucket_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
+	if (hd_ratelimit_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
 			   (int64_t)hd_mono_ms()) > 0) {
 		hd_metrics_inc(HD_M_publish_rate_connection_hits_total);
 		hd_metrics_inc(HD_M_publish_errors_total);
@@ -1003,7 +1003,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 	char *body = hd_malloc(cmd->data.n + 1);
 	memcpy(body, cmd->data.p, cmd->data.n);
 	body[cmd->data.n] = '\0';
-	struct hd_ce_request cr = {
+	struct hd_cloudevent_request cr = {
 		.topic = op->topic,
 		.now_ms = hd_now_ms(),
 		.headers = &h,
@@ -1011,7 +1011,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 		.body = body,
 		.body_len = cmd->data.n,
 	};
-	int rc = hd_ce_decode(&cr, &op->batch, &err);
+	int rc = hd_cloudevent_decode(&cr, &op->batch, &err);
 	free(body);
 	if (!rc)
 		rc = hd_hub_event_fits(s->edge->hub, op->topic, op->batch.events[0].json_len, &err);
@@ -1374,7 +1374,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
 	s->connect_due = mono() + e->opts.connect_timeout_ms;
-	hd_bucket_init(&s->publish_bucket, &e->opts.publish_rate, (int64_t)hd_mono_ms());
+	hd_ratelimit_init(&s->publish_bucket, &e->opts.publish_rate, (int64_t)hd_mono_ms());
 	s->next = e->sessions;
 	if (e->sessions)
 		e->sessions->prev = s;

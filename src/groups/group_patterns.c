@@ -429,7 +429,7 @@ static void read_done(struct hd_read *r)
 		f->err = err;
 	else if (fresh && r->last > p->last)
 		p->last = r->last;
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	f->p = NULL;
 	part_unref(p);
 	f->reading = false;

@@ -222,7 +222,7 @@ static void info_done(struct hd_topic_op *op)
 	struct hd_groups *gs = op->priv;
 	struct hd_buf b;
 
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	if (err) {
 		hd_http_respond_error(in->req, err, NULL);
 		if (in->g) {
@@ -390,7 +390,7 @@ static void fetch_done(struct hd_read *r)
 
 	g->q.busy = false;
 	int err = hd_group_part_read_done(&g->part, &f->rd, emit, f);
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	if (err) {
 		hd_buf_fini(&f->b);
 		hd_group_waiters_fail(w, err, NULL);
@@ -631,7 +631,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 1;
 		} else if (json_is_object(start) && json_object_size(start) == 1 &&
 			   json_is_string(json_object_get(start, "time")) &&
-			   hd_parse_rfc3339(json_string_value(json_object_get(start, "time")),
+			   hd_clock_parse_rfc3339(json_string_value(json_object_get(start, "time")),
 					    strlen(json_string_value(json_object_get(start, "time"))),
 					    &in->start_ms) == 0) {
 			in->start = 3;
@@ -850,7 +850,7 @@ static void load_done(struct hd_group_op *op)
 		g->conf.created_ms = row->created_ms;
 	}
 	hd_group_patterns_load(gs->patterns, op->rows, op->n);
-	hd_group_op_fini(op);
+	hd_engine_group_op_fini(op);
 	gs->loaded = true;
 	dispatch_pending(gs);
 }

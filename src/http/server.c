@@ -439,7 +439,7 @@ static bool admit_ip(struct conn *c, const char *key)
 		return false;
 	}
 	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
-		 (long long)hd_retry_after_s(retry_ms));
+		 (long long)hd_ratelimit_retry_after_s(retry_ms));
 	hd_server_conn_fail(c, HD_ELIMIT, msg, extra, true);
 	return false;
 }
