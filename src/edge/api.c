@@ -207,7 +207,8 @@ static bool key_rate_ok(struct hd_http_request *req, struct hd_api *api,
 	hd_metrics_add(HD_M_publish_errors_total, n);
 	snprintf(msg, sizeof(msg), "API key '%.64s' publishes too fast (at most %u events a second, "
 		 "--publish-rate-per-key)", who->key->name, (unsigned)api->key_rate.per_sec);
-	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)hd_ratelimit_retry_after_s(wait));
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+		 (long long)hd_ratelimit_retry_after_s(wait));
 	struct hd_buf b;
 	hd_buf_init(&b, ERROR_BODY_MAX);
 	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", hd_err_slug(HD_ELIMIT));

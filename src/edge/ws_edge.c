@@ -138,7 +138,8 @@ static void timer_arm(struct session *s);
 static void on_timer(uv_timer_t *t);
 static struct chan_sub *sub_find(struct session *s, const char *topic);
 
-struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_edge_opts *opts)
+struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
+				  const struct hd_ws_edge_opts *opts)
 {
 	struct hd_ws_edge *e = hd_calloc(1, sizeof(*e));
 	e->loop = loop;

@@ -767,7 +767,8 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	struct pgroup *g = strlen(name) <= HD_GROUP_PATTERN_NAME_MAX ? hd_map_get(&pg->groups, key)
 								       : NULL;
 	if (g && strcmp(g->pt.pattern, pattern) != 0) {
-		hd_http_respond_errorf(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
+		hd_http_respond_errorf(req, HD_EINVAL,
+				       "the group name clashes with another pattern's; pick another");
 		return;
 	}
 	if (pg->stopping) {

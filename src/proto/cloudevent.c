@@ -1055,7 +1055,8 @@ out:
 }
 
 /* Reads the headers hd_cloudevent_decode needs and checks Herald-TTL. */
-static int scan_headers(const struct hd_cloudevent_request *req, struct ctx *cx, struct hd_error *err)
+static int scan_headers(const struct hd_cloudevent_request *req, struct ctx *cx,
+			struct hd_error *err)
 {
 	const struct hd_header *ct = NULL, *ttl = NULL;
 
@@ -1147,7 +1148,8 @@ static int detect(const struct ctx *cx, enum mode *mode, struct hd_error *err)
 	return 0;
 }
 
-int hd_cloudevent_decode(const struct hd_cloudevent_request *req, struct hd_cloudevent_batch *out, struct hd_error *err)
+int hd_cloudevent_decode(const struct hd_cloudevent_request *req, struct hd_cloudevent_batch *out,
+			 struct hd_error *err)
 {
 	struct hd_event ev = {0};
 	struct ctx cx;

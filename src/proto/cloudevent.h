@@ -109,7 +109,8 @@ struct hd_cloudevent_batch {
  * HD_CLOUDEVENT_BATCH_MAX entries, HD_EMEDIATYPE for a non-JSON structured format.
  * On error out holds nothing to free.
  */
-int hd_cloudevent_decode(const struct hd_cloudevent_request *req, struct hd_cloudevent_batch *out, struct hd_error *err);
+int hd_cloudevent_decode(const struct hd_cloudevent_request *req, struct hd_cloudevent_batch *out,
+			 struct hd_error *err);
 void hd_cloudevent_batch_fini(struct hd_cloudevent_batch *b);
 
 #endif
