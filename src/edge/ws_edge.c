@@ -982,7 +982,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 		return;
 	}
 	if (hd_ratelimit_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
-			   (int64_t)hd_mono_ms()) > 0) {
+			      (int64_t)hd_mono_ms()) > 0) {
 		hd_metrics_inc(HD_M_publish_rate_connection_hits_total);
 		hd_metrics_inc(HD_M_publish_errors_total);
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS,
@@ -1334,8 +1334,10 @@ static void timer_arm(struct session *s)
 	uv_timer_start(&s->timer, on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
 }
 
-void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
+/* GET /connection/websocket: upgrades req (or answers 400/426/503). */
+static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
+	struct hd_ws_edge *e = ctx->row->arg;
 	struct hd_buf head;
 	struct hd_error err = {0};
 	int status = 400;
@@ -1402,11 +1404,6 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 		}
 	}
 	free(e);
-}
-
-static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
-{
-	hd_ws_edge_handle(ctx->row->arg, req);
 }
 
 void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t)

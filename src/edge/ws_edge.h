@@ -75,10 +75,9 @@ struct hd_ws_edge;
 /* Returns owned. Borrows loop and hub for its life; copies opts. */
 struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
 				  const struct hd_ws_edge_opts *opts);
-/* GET /connection/websocket: upgrades req (or answers 400/426/503). */
-void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req);
-/* Adds the row of GET /connection/websocket (open: clients authenticate
- * inside the protocol, with connect's token) to t; e borrowed by t. */
+/* Adds the row of GET /connection/websocket to t, e borrowed by t: it
+ * upgrades the request (or answers 400/426/503). The row is open: clients
+ * authenticate inside the protocol, with connect's token. */
 void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t);
 /* Open sessions. */
 size_t hd_ws_edge_sessions(const struct hd_ws_edge *e);

@@ -270,7 +270,6 @@ static void group_free_closed(uv_handle_t *h)
 	free(g);
 }
 
-/* Frees a deleted group once nothing points at it any more. */
 /* Frees g once it is deleted and nothing holds it (owner: a struct
  * pgroup, also the waiter queue's release). */
 static void group_release(void *owner)
@@ -599,9 +598,9 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-				     "a pattern group acks (topic, offset) pairs: "
-				     "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
-				     "'offsets' and 'up_to' are for groups of one topic");
+				       "a pattern group acks (topic, offset) pairs: "
+				       "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
+				       "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
 	if (nack && !hd_group_request_delay_arg(req, body, &delay_ms))
@@ -609,8 +608,8 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-				     "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
-				     HD_GROUP_ACK_OFFSETS_MAX);
+				       "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
+				       HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
 	}
 	json_array_foreach(evs, i, o)
@@ -619,7 +618,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
 			hd_http_respond_errorf(req, HD_EINVAL,
-					     "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
+					       "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
 	}
@@ -686,12 +685,12 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
 			hd_http_respond_errorf(req, HD_EINVAL,
-					     "'start' of a pattern group must be \"oldest\" or \"latest\"");
+					       "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
 			hd_http_respond_errorf(req, HD_EINVAL,
-					     "a pattern group's start cannot be moved; DELETE the group first");
+					       "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
 		latest = strcmp(s, "latest") == 0;
@@ -708,7 +707,7 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
 		hd_http_respond_errorf(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
-				     HD_GROUP_PATTERN_NAME_MAX);
+				       HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
@@ -785,7 +784,7 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	}
 	if (!g) {
 		hd_http_respond_errorf(req, HD_ENOTFOUND,
-				     act == HD_GROUP_ACT_FETCH
+				       act == HD_GROUP_ACT_FETCH
 				     ? "no such group; a pattern group is created with PUT"
 				     : "no such group");
 		return;

@@ -46,14 +46,14 @@ bool hd_group_request_fetch_args(struct hd_http_request *req, uint32_t *max, dou
 	if (query_num(req, "max", HD_GROUP_FETCH_DEFAULT, HD_GROUP_FETCH_MAX, &m) || m < 1 ||
 	    m != (double)(uint32_t)m) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-				     "query parameter 'max' must be a whole number from 1 to %d",
-				     HD_GROUP_FETCH_MAX);
+				       "query parameter 'max' must be a whole number from 1 to %d",
+				       HD_GROUP_FETCH_MAX);
 		return false;
 	}
 	if (query_num(req, "wait", 0, HD_GROUP_WAIT_MAX_S, wait_s)) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-				     "query parameter 'wait' must be seconds from 0 to %d",
-				     HD_GROUP_WAIT_MAX_S);
+				       "query parameter 'wait' must be seconds from 0 to %d",
+				       HD_GROUP_WAIT_MAX_S);
 		return false;
 	}
 	*max = (uint32_t)m;
@@ -68,8 +68,8 @@ static bool u32_member(struct hd_http_request *req, json_t *body, const char *na
 		return true;
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
 		hd_http_respond_errorf(req, HD_EINVAL,
-				     "'%s' must be a whole number from %" PRIu32 " to %" PRIu32, name,
-				     min, max);
+				       "'%s' must be a whole number from %" PRIu32 " to %" PRIu32, name,
+				       min, max);
 		return false;
 	}
 	*out = (uint32_t)json_integer_value(v);
@@ -77,7 +77,7 @@ static bool u32_member(struct hd_http_request *req, json_t *body, const char *na
 }
 
 bool hd_group_request_config_args(struct hd_http_request *req, json_t *body, uint32_t *ack_wait_ms,
-			  uint32_t *max_deliveries, bool *ordered)
+				  uint32_t *max_deliveries, bool *ordered)
 {
 	json_t *ord = json_object_get(body, "ordered");
 	if (!u32_member(req, body, "ack_wait_ms", 100, HD_GROUP_ACK_WAIT_MAX_MS, ack_wait_ms) ||
@@ -102,7 +102,7 @@ bool hd_group_request_delay_arg(struct hd_http_request *req, json_t *body, int64
 	if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
 	    json_integer_value(delay) > HD_GROUP_NACK_DELAY_MAX_MS) {
 		hd_http_respond_errorf(req, HD_EINVAL, "'delay_ms' must be from 0 to %d",
-				     HD_GROUP_NACK_DELAY_MAX_MS);
+				       HD_GROUP_NACK_DELAY_MAX_MS);
 		return false;
 	}
 	*delay_ms = json_integer_value(delay);

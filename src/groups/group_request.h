@@ -30,7 +30,7 @@ bool hd_group_request_fetch_args(struct hd_http_request *req, uint32_t *max, dou
  * max_deliveries, ordered (others are left as they are). Returns true, or
  * false having answered 400. */
 bool hd_group_request_config_args(struct hd_http_request *req, json_t *body, uint32_t *ack_wait_ms,
-			  uint32_t *max_deliveries, bool *ordered);
+				  uint32_t *max_deliveries, bool *ordered);
 
 /* A nack body's delay_ms, if present (0 .. HD_GROUP_NACK_DELAY_MAX_MS;
  * *delay_ms is left as it is when absent). Returns true, or false having

@@ -123,7 +123,6 @@ static void group_free_closed(uv_handle_t *h)
 	free(g);
 }
 
-/* Frees a deleted group once nothing points at it any more. */
 /* Frees g once it is deleted and nothing holds it (owner: a struct group,
  * also the waiter queue's release). */
 static void group_release(void *owner)
@@ -279,8 +278,8 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		} else if (in->start >= 0) {
 			if (g->part.lease.leased > 0 || g->q.busy) {
 				hd_http_respond_errorf(in->req, HD_EINVAL,
-						     "the group has leased events; ack them or DELETE the group"
-						     " before moving its start");
+						       "the group has leased events; ack them or DELETE the group"
+						       " before moving its start");
 				return;
 			}
 			hd_lease_fini(&g->part.lease);
@@ -527,7 +526,7 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
 		hd_http_respond_errorf(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
-				     HD_GROUP_ACK_OFFSETS_MAX);
+				       HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
@@ -557,7 +556,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
 			hd_http_respond_errorf(req, HD_EINVAL,
-					     "give either 'offsets' or 'up_to' (a whole number from 0)");
+					       "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
 		done = hd_lease_ack_upto(&g->part.lease, (uint64_t)json_integer_value(upto));
@@ -632,8 +631,8 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 		} else if (json_is_object(start) && json_object_size(start) == 1 &&
 			   json_is_string(json_object_get(start, "time")) &&
 			   hd_clock_parse_rfc3339(json_string_value(json_object_get(start, "time")),
-					    strlen(json_string_value(json_object_get(start, "time"))),
-					    &in->start_ms) == 0) {
+						  strlen(json_string_value(json_object_get(start, "time"))),
+						  &in->start_ms) == 0) {
 			in->start = 3;
 		} else if (off && json_object_size(start) == 1 && json_is_integer(off) &&
 			   json_integer_value(off) >= 1) {
@@ -641,8 +640,8 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
 			hd_http_respond_errorf(req, HD_EINVAL,
-					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
-					     " or {\"time\": \"RFC 3339\"}");
+					       "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
+					       " or {\"time\": \"RFC 3339\"}");
 			goto fail;
 		}
 	}
@@ -775,7 +774,7 @@ void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd
 {
 	if (!name_ok(name)) {
 		hd_http_respond_errorf(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
-				     HD_GROUP_NAME_MAX);
+				       HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) && !hd_topic_name_dlq_fits(topic)) {

@@ -2,10 +2,12 @@
  * groups — pull consumer groups: competing consumers that fetch leased
  * batches of a topic's events, acknowledge them, and get them again when
  * they do not (docs/api.md "Consumer groups").
- * Layer: groups (a consumer over consume/, below edge). The api routes
+ * Layer: groups (a consumer over consume/, below edge; it answers through
+ * http/server.h). edge/group_http.c routes
  * /v1/topics/{topic}/groups/{group}[/fetch|ack|nack] here after the access
- * check (loop thread); groups talks to the hub and the consume core. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
- * to groups/group_patterns.h, which owns those groups and their rows.
+ * check (loop thread); groups talks to the hub and the consume core. A
+ * topic that is a pattern ("orders.*", hub/topic_pattern.h) goes to
+ * groups/group_patterns.h, which owns those groups and their rows.
  *
  * Where state lives:
  *   - durable, through the hub's group ops (the store's groups table): the

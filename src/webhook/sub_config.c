@@ -223,7 +223,7 @@ static int parse_start(const json_t *s, struct hd_sub_start *start, struct hd_er
 			return 0;
 		}
 		if (json_is_string(t) && hd_clock_parse_rfc3339(json_string_value(t), json_string_length(t),
-							  &start->time_ms) == 0) {
+								&start->time_ms) == 0) {
 			start->kind = HD_SUB_START_TIME;
 			return 0;
 		}
