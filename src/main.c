@@ -348,7 +348,7 @@ static int serve(int argc, char **argv)
 		.retry_ms = (uint32_t)s.cfg.sse_retry_ms,
 		.max_pending_bytes = lim.max_pending_bytes,
 	};
-	struct hd_ws_opts ws_opts = {
+	struct hd_ws_edge_opts ws_opts = {
 		.keys = s.keys,
 		.anonymous = s.cfg.ws_anonymous,
 		.ping_interval_ms = (uint32_t)s.cfg.ws_ping_interval_ms,

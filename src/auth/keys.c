@@ -106,7 +106,7 @@ static int parse_time(const char *s, int64_t *out)
 	*out = 0;
 	if (!s || !*s)
 		return 0;
-	return hd_parse_rfc3339(s, strlen(s), out);
+	return hd_clock_parse_rfc3339(s, strlen(s), out);
 }
 
 int hd_keys_add(struct hd_keys *ks, const struct hd_key *k, struct hd_error *err)
@@ -301,11 +301,11 @@ int hd_keys_save_file(const struct hd_keys *ks, const char *path, struct hd_erro
 		scopes_text(k, scopes, sizeof(scopes));
 		fprintf(f, "\n[key %s]\nhash = %s\nscopes = %s\n", k->name, hash, scopes);
 		if (k->created_ms) {
-			hd_format_rfc3339(k->created_ms, t, sizeof(t));
+			hd_clock_format_rfc3339(k->created_ms, t, sizeof(t));
 			fprintf(f, "created = %s\n", t);
 		}
 		if (k->expires_ms) {
-			hd_format_rfc3339(k->expires_ms, t, sizeof(t));
+			hd_clock_format_rfc3339(k->expires_ms, t, sizeof(t));
 			fprintf(f, "expires = %s\n", t);
 		}
 	}

@@ -22,7 +22,7 @@ extern char **environ;
 static int parse_expires(const char *s, int64_t now_ms, int64_t *out)
 {
 	char *end;
-	if (hd_parse_rfc3339(s, strlen(s), out) == 0)
+	if (hd_clock_parse_rfc3339(s, strlen(s), out) == 0)
 		return 0;
 	if (!isdigit((unsigned char)*s))
 		return -1;
@@ -66,11 +66,11 @@ static int cmd_list(const struct hd_keys *ks)
 		scopes_of(k, scopes, sizeof(scopes));
 		hd_keys_fingerprint(k, fp);
 		if (k->created_ms)
-			hd_format_rfc3339(k->created_ms, created, sizeof(created));
+			hd_clock_format_rfc3339(k->created_ms, created, sizeof(created));
 		else
 			snprintf(created, sizeof(created), "-");
 		if (k->expires_ms)
-			hd_format_rfc3339(k->expires_ms, expires, sizeof(expires));
+			hd_clock_format_rfc3339(k->expires_ms, expires, sizeof(expires));
 		else
 			snprintf(expires, sizeof(expires), "never");
 		printf("%-24s %-14s %-24s %-24s %s%s\n", k->name, fp, created, expires, scopes,

@@ -15,7 +15,7 @@ int hd_deadletter_event(const struct hd_deadletter *d, struct hd_event *ev)
 	char now[40];
 
 	memset(ev, 0, sizeof(*ev));
-	hd_format_rfc3339(d->now_ms, now, sizeof(now));
+	hd_clock_format_rfc3339(d->now_ms, now, sizeof(now));
 	hd_buf_init(&b, HD_DEADLETTER_MAX);
 	hd_buf_puts(&b, "{\"specversion\":\"1.0\",\"id\":\"");
 	hd_buf_json_escape(&b, d->id, strlen(d->id));
@@ -69,7 +69,7 @@ static void published(struct hd_pub *p)
 	void *arg = q->arg;
 	uint64_t offset = q->offset, tag = q->tag;
 	int err = q->item.err;
-	hd_event_fini(&q->ev);
+	hd_cloudevent_event_fini(&q->ev);
 	free(q);
 	done(arg, offset, tag, err);
 }

@@ -41,10 +41,10 @@ struct hd_deadletter {
 	int64_t now_ms;
 };
 
-/* Fills ev (owned strings; hd_event_fini frees them). Returns 0, or
+/* Fills ev (owned strings; hd_cloudevent_event_fini frees them). Returns 0, or
  * HD_ETOOBIG when the event would pass HD_DEADLETTER_MAX bytes (ev is then
  * empty). */
-#define HD_DEADLETTER_MAX (65u * 1024 * 1024)
+#define HD_DEADLETTER_MAX HD_EVENT_REPLY_MAX
 int hd_deadletter_event(const struct hd_deadletter *d, struct hd_event *ev);
 
 /* err is 0 once the dead letter is committed, else the HD_E* code of the

@@ -158,7 +158,7 @@ static void list_done(struct hd_topic_op *op)
 	}
 	if (n > 0)
 		snprintf(pt->after, sizeof(pt->after), "%s", op->topics[n - 1].name);
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	if (more && !pt->stopped) {
 		list_page(pt);
 		return;

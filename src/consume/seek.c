@@ -20,7 +20,7 @@ static void read_done(struct hd_read *r)
 	uint64_t mid = r->after + 1;
 	int err = r->err;
 	if (err) {
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		k->done(k, err);
 		return;
 	}
@@ -28,7 +28,7 @@ static void read_done(struct hd_read *r)
 		k->hi = mid; /* nothing in [mid, the event found) exists */
 	else
 		k->lo = r->events[0].offset + 1;
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	step(k);
 }
 

@@ -39,7 +39,7 @@ static void put_digits(char *out, int v, int n)
 
 /* Hand-written rather than snprintf: every event without a `time` gets one
  * at publish, so this is on the publish path. */
-void hd_format_rfc3339(int64_t ms, char *out, size_t out_len)
+void hd_clock_format_rfc3339(int64_t ms, char *out, size_t out_len)
 {
 	/* The date and time of the last second formatted on this thread:
 	 * most calls (a publish stamps its events with now) repeat it, and
@@ -124,7 +124,7 @@ static int days_in_month(int y, int m)
 	return m == 2 && leap ? 29 : dm[m - 1];
 }
 
-int hd_parse_rfc3339(const char *s, size_t len, int64_t *out_ms)
+int hd_clock_parse_rfc3339(const char *s, size_t len, int64_t *out_ms)
 {
 	const char *p = s, *end = s + len;
 	int y, mo, d, h, mi, sec, oh = 0, om = 0, frac_ms = 0;

@@ -16,7 +16,7 @@ uint64_t hd_mono_ms(void);
 uint64_t hd_mono_us(void);
 
 /* Writes "2026-11-23T09:17:06.123Z" (24 bytes + NUL) into out; out_len >= 25. */
-void hd_format_rfc3339(int64_t ms, char *out, size_t out_len);
+void hd_clock_format_rfc3339(int64_t ms, char *out, size_t out_len);
 
 /*
  * Parses an RFC 3339 date-time ("2026-11-23T09:17:06Z", fractional seconds of
@@ -24,6 +24,6 @@ void hd_format_rfc3339(int64_t ms, char *out, size_t out_len);
  * Returns 0 or HD_EINVAL for anything else (including out-of-range fields).
  * The input need not be NUL-terminated.
  */
-int hd_parse_rfc3339(const char *s, size_t len, int64_t *out_ms);
+int hd_clock_parse_rfc3339(const char *s, size_t len, int64_t *out_ms);
 
 #endif

@@ -31,7 +31,7 @@ void hd_log_write(enum hd_log_level level, const char *fmt, ...)
 	size_t n;
 	va_list ap;
 
-	hd_format_rfc3339(hd_now_ms(), ts, sizeof(ts));
+	hd_clock_format_rfc3339(hd_now_ms(), ts, sizeof(ts));
 	n = (size_t)snprintf(line, sizeof(line), "ts=%s level=%s msg=", ts, names[level]);
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);

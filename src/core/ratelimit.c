@@ -21,17 +21,17 @@ static void refill(struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms)
 	}
 }
 
-void hd_bucket_init(struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms)
+void hd_ratelimit_init(struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms)
 {
 	b->tokens = burst_of(r);
 	b->at_ms = now_ms;
 }
 
-int64_t hd_bucket_take(struct hd_bucket *b, const struct hd_rate *r, uint64_t n, int64_t now_ms)
+int64_t hd_ratelimit_take(struct hd_bucket *b, const struct hd_rate *r, uint64_t n, int64_t now_ms)
 {
 	double need;
 
-	if (!hd_rate_on(r))
+	if (!hd_ratelimit_on(r))
 		return 0;
 	refill(b, r, now_ms);
 	need = (double)n < burst_of(r) ? (double)n : burst_of(r);
@@ -46,9 +46,9 @@ int64_t hd_bucket_take(struct hd_bucket *b, const struct hd_rate *r, uint64_t n,
 	return ms < 1 ? 1 : ms;
 }
 
-bool hd_bucket_full(const struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms)
+bool hd_ratelimit_full(const struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms)
 {
-	if (!hd_rate_on(r))
+	if (!hd_ratelimit_on(r))
 		return true;
 	double tokens = b->tokens;
 	if (now_ms > b->at_ms)

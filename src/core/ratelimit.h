@@ -30,26 +30,26 @@ struct hd_bucket {
 };
 
 /* Whether r limits anything. */
-static inline bool hd_rate_on(const struct hd_rate *r)
+static inline bool hd_ratelimit_on(const struct hd_rate *r)
 {
 	return r->per_sec > 0;
 }
 
 /* A full bucket at now_ms (any monotonic millisecond clock). */
-void hd_bucket_init(struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms);
+void hd_ratelimit_init(struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms);
 
 /*
  * Takes n tokens at now_ms. Returns 0 when they were taken, else the
  * milliseconds until the same request would pass (at least 1); nothing is
  * taken then. A rate that is off always returns 0.
  */
-int64_t hd_bucket_take(struct hd_bucket *b, const struct hd_rate *r, uint64_t n, int64_t now_ms);
+int64_t hd_ratelimit_take(struct hd_bucket *b, const struct hd_rate *r, uint64_t n, int64_t now_ms);
 
 /* Whether b is full at now_ms (holds no state worth keeping). */
-bool hd_bucket_full(const struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms);
+bool hd_ratelimit_full(const struct hd_bucket *b, const struct hd_rate *r, int64_t now_ms);
 
 /* Seconds for a Retry-After header from a wait in ms: rounded up, at least 1. */
-static inline int64_t hd_retry_after_s(int64_t wait_ms)
+static inline int64_t hd_ratelimit_retry_after_s(int64_t wait_ms)
 {
 	return wait_ms <= 1000 ? 1 : (wait_ms + 999) / 1000;
 }

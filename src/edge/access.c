@@ -211,7 +211,7 @@ void hd_access_deny(struct hd_http_request *req, const struct hd_error *err)
 	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", hd_err_slug(err->code));
 	hd_buf_json_escape(&b, msg, strlen(msg));
 	hd_buf_puts(&b, "\"}}");
-	hd_http_respond(req, hd_err_http_status(err->code), "application/json",
+	hd_http_respond(req, hd_err_http_status(err->code), HD_HTTP_JSON_TYPE,
 			unauth ? (err->code == HD_EEXPIRED
 					  ? "WWW-Authenticate: Bearer error=\"invalid_token\", "
 					    "error_description=\"expired\"\r\n"

@@ -18,17 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for one stored event at its 64 MiB ceiling plus the read answer
- * around it; answers are otherwise far smaller (see READ_PAGE_BYTES). */
-#define RESPONSE_MAX (65u * 1024 * 1024)
 /*
- * A read page stops before the event that would take its answer past this
- * many bytes (the first event is always sent), so that `limit` large events
- * cannot make an answer larger than RESPONSE_MAX; `next` then names the last
+ * An answer holds one stored event at its ceiling at most
+ * (HD_EVENT_REPLY_MAX); a read page stops before the event that would take
+ * it past HD_READ_BYTES_MAX (the first event is always sent), so that
+ * `limit` large events cannot make it larger; `next` then names the last
  * event sent and the client simply reads on.
  */
-#define READ_PAGE_BYTES (8u * 1024 * 1024)
-#define JSON_TYPE "application/json"
 #define ERROR_BODY_MAX 1024
 
 /* The message of a publish item's error: the store's HD_ELIMIT is the
@@ -73,7 +69,7 @@ static int query_u64(const struct hd_http_request *req, const char *name, uint64
 
 struct publish {
 	struct hd_http_request *req;
-	struct hd_ce_batch batch;
+	struct hd_cloudevent_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item *items; /* one per valid batch entry, after topic */
 	char topic[HD_TOPIC_NAME_MAX + 1];
@@ -81,7 +77,7 @@ struct publish {
 
 static void publish_free(struct publish *p)
 {
-	hd_ce_batch_fini(&p->batch);
+	hd_cloudevent_batch_fini(&p->batch);
 	free(p); /* items share the allocation */
 }
 
@@ -105,7 +101,7 @@ static void publish_done(struct hd_pub *pub)
 {
 	struct publish *p = pub->arg;
 	struct hd_buf b;
-	hd_buf_init(&b, RESPONSE_MAX);
+	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 
 	/* The store counts what it committed (publishes, bytes, duplicates);
 	 * the edge counts only what was refused. */
@@ -189,7 +185,7 @@ static struct hd_bucket *key_bucket(struct hd_api *api, const struct hd_key *k, 
 		hd_map_init(&api->key_buckets, KEY_BUCKETS_MAX);
 	}
 	b = hd_malloc(sizeof(*b));
-	hd_bucket_init(b, &api->key_rate, now);
+	hd_ratelimit_init(b, &api->key_rate, now);
 	(void)hd_map_put(&api->key_buckets, k->name, b); /* room was made above */
 	return b;
 }
@@ -202,22 +198,23 @@ static bool key_rate_ok(struct hd_http_request *req, struct hd_api *api,
 	char msg[160], extra[48];
 	int64_t now = (int64_t)hd_mono_ms(), wait;
 
-	if (!who->key || !hd_rate_on(&api->key_rate))
+	if (!who->key || !hd_ratelimit_on(&api->key_rate))
 		return true;
-	wait = hd_bucket_take(key_bucket(api, who->key, now), &api->key_rate, n, now);
+	wait = hd_ratelimit_take(key_bucket(api, who->key, now), &api->key_rate, n, now);
 	if (wait == 0)
 		return true;
 	hd_metrics_inc(HD_M_publish_rate_key_hits_total);
 	hd_metrics_add(HD_M_publish_errors_total, n);
 	snprintf(msg, sizeof(msg), "API key '%.64s' publishes too fast (at most %u events a second, "
 		 "--publish-rate-per-key)", who->key->name, (unsigned)api->key_rate.per_sec);
-	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)hd_retry_after_s(wait));
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+		 (long long)hd_ratelimit_retry_after_s(wait));
 	struct hd_buf b;
 	hd_buf_init(&b, ERROR_BODY_MAX);
 	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"", hd_err_slug(HD_ELIMIT));
 	hd_buf_json_escape(&b, msg, strlen(msg));
 	hd_buf_puts(&b, "\"}}");
-	hd_http_respond(req, hd_err_http_status(HD_ELIMIT), JSON_TYPE, extra, b.data, b.len);
+	hd_http_respond(req, hd_err_http_status(HD_ELIMIT), HD_HTTP_JSON_TYPE, extra, b.data, b.len);
 	hd_buf_fini(&b);
 	return false;
 }
@@ -227,10 +224,10 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 {
 	struct hd_hub *hub = api->hub;
 	struct hd_error err = {0};
-	struct hd_ce_batch batch;
+	struct hd_cloudevent_batch batch;
 	struct publish *p;
 	int64_t now = hd_now_ms();
-	struct hd_ce_request ce = {
+	struct hd_cloudevent_request ce = {
 		.topic = topic,
 		.now_ms = now,
 		.headers = req->headers,
@@ -239,7 +236,7 @@ static void handle_publish(struct hd_http_request *req, struct hd_api *api, cons
 		.body_len = req->body_len,
 	};
 
-	if (hd_ce_decode(&ce, &batch, &err)) {
+	if (hd_cloudevent_decode(&ce, &batch, &err)) {
 		hd_metrics_inc(HD_M_publish_errors_total);
 		if (err.code == HD_ETOOBIG) /* more events in one batch than allowed */
 			hd_metrics_inc(HD_M_http_limit_hits_total);
@@ -326,11 +323,11 @@ static void respond_page(struct hd_http_request *req, struct hd_read *r)
 	uint64_t next = r->next;
 	size_t n = 0;
 	int rc;
-	hd_buf_init(&b, RESPONSE_MAX);
+	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 	rc = hd_buf_puts(&b, "{\"events\":[");
 	for (; n < r->n && rc == 0; n++) {
 		const struct hd_rcbuf *json = r->events[n].json;
-		if (n > 0 && b.len + 1 + json->len > READ_PAGE_BYTES)
+		if (n > 0 && b.len + 1 + json->len > HD_READ_BYTES_MAX)
 			break;
 		if (n > 0)
 			rc = hd_buf_putc(&b, ',');
@@ -360,12 +357,12 @@ static void read_done(struct hd_read *r)
 	if (!r->err && r->n == 0 && !r->truncated && rd->wait_ms && !rd->api->stopping &&
 	    hd_longpoll_wait(rd->api->longpoll, rd->req, rd->topic, r->after, r->limit, rd->wait_ms,
 			     &rd->cred, r) == 0) {
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		free(rd);
 		return;
 	}
 	respond_page(rd->req, r);
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	free(rd);
 }
 
@@ -437,7 +434,7 @@ struct topic_req {
 static void topic_json(struct hd_buf *b, const struct hd_topic_info *t)
 {
 	char created[32];
-	hd_format_rfc3339(t->created_ms, created, sizeof(created));
+	hd_clock_format_rfc3339(t->created_ms, created, sizeof(created));
 	hd_buf_printf(b,
 		      "{\"name\":\"%s\",\"epoch\":\"%s\",\"first\":%" PRIu64 ",\"last\":%" PRIu64
 		      ",\"count\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"created\":\"%s\"}",
@@ -448,7 +445,7 @@ static void topic_done(struct hd_topic_op *op)
 {
 	struct topic_req *tr = op->arg;
 	struct hd_buf b;
-	hd_buf_init(&b, RESPONSE_MAX);
+	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 
 	if (op->err == HD_ENOTFOUND) {
 		hd_buf_printf(&b, "topic '%s' does not exist", tr->topic);
@@ -481,7 +478,7 @@ static void topic_done(struct hd_topic_op *op)
 		hd_http_respond_json(tr->req, 200, &b);
 	}
 	hd_buf_fini(&b);
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	free(tr);
 }
 
@@ -556,7 +553,7 @@ static void conn_json(const struct hd_conn *c, void *arg)
 {
 	struct conn_walk *w = arg;
 	char since[40];
-	hd_format_rfc3339(c->since_ms, since, sizeof(since));
+	hd_clock_format_rfc3339(c->since_ms, since, sizeof(since));
 	hd_buf_puts(w->b, w->n++ ? ",{\"id\":\"" : "{\"id\":\"");
 	hd_buf_puts(w->b, c->id);
 	hd_buf_printf(w->b, "\",\"transport\":\"%s\",\"remote\":\"", c->transport);
@@ -575,7 +572,7 @@ static void conn_json(const struct hd_conn *c, void *arg)
 static void handle_connections(struct hd_http_request *req, struct hd_hub *hub, const char *user)
 {
 	struct hd_buf b;
-	hd_buf_init(&b, RESPONSE_MAX);
+	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 	struct conn_walk w = {.b = &b, .node = hd_hub_node(hub)};
 	hd_buf_puts(&b, "{\"user\":\"");
 	hd_buf_json_escape(&b, user, strlen(user));
@@ -593,7 +590,7 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(hub, topic, &c), users = 0;
 
-	hd_buf_init(&b, RESPONSE_MAX);
+	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 	hd_buf_puts(&b, "{\"topic\":\"");
 	hd_buf_json_escape(&b, topic, strlen(topic));
 	hd_buf_printf(&b, "\",\"subscribers\":%zu,\"clients\":[", n);
@@ -621,15 +618,15 @@ static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, con
 /* ---- routes ------------------------------------------------------------ */
 
 /*
- * The api's rows of the route table (edge/route.h); sse, cursors, groups
- * and webhook subscriptions add theirs. Each adapter gets its object from
+ * The api's rows of the route table (edge/route.h); sse, the WebSocket
+ * edge, cursors, groups and webhook subscriptions add theirs. Each adapter gets its object from
  * ctx->row->arg and its decoded parameters from ctx; the guard has run.
  */
 
 static void handle_metrics(struct hd_http_request *req)
 {
 	struct hd_buf b;
-	hd_buf_init(&b, RESPONSE_MAX);
+	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 	hd_metrics_render(&b);
 	hd_http_respond(req, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
 	hd_buf_fini(&b);
@@ -658,23 +655,16 @@ static void handle_preflight(struct hd_http_request *req)
 static void route_healthz(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	(void)ctx;
-	hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
+	hd_http_respond(req, 200, HD_HTTP_JSON_TYPE, NULL, "{\"status\":\"ok\"}", 15);
 }
 
 static void route_readyz(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_api *api = ctx->row->arg;
 	if (!api->stopping && hd_hub_ready(api->hub))
-		hd_http_respond(req, 200, JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
+		hd_http_respond(req, 200, HD_HTTP_JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
 	else
 		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
-}
-
-/* Clients authenticate inside the protocol (connect's token). */
-static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
-{
-	struct hd_api *api = ctx->row->arg;
-	hd_ws_edge_handle(api->ws, req);
 }
 
 static void route_metrics(struct hd_http_request *req, const struct hd_route_ctx *ctx)
@@ -732,8 +722,6 @@ static void add_routes(struct hd_api *api)
 	const struct hd_route rows[] = {
 		{HD_ROUTE_ANY, "/healthz", HD_ROUTE_OPEN, 0, route_healthz, api, 0, 0},
 		{HD_ROUTE_ANY, "/readyz", HD_ROUTE_OPEN, 0, route_readyz, api, 0, 0},
-		{HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0, route_websocket, api, 0,
-		 HD_ROUTE_NO_HEAD},
 		{HD_ROUTE_ANY, "/metrics", HD_ROUTE_KEY, HD_KEY_METRICS, route_metrics, api, 0, 0},
 		/* Publish, the hot path, is near the top of the scan. */
 		{HTTP_GET, "/v1/topics/{topic}/events", HD_ROUTE_READ, 0, route_read, api, 0, 0},
@@ -770,11 +758,11 @@ void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struc
 	/* What a revoked key opened ends now, as it would at its expiry. */
 	hd_sse_recheck(api->sse, &api->access);
 	hd_longpoll_recheck(api->longpoll, &api->access);
-	hd_groups_recheck(api->groups, &api->access);
+	hd_group_http_recheck(api->groups, &api->access);
 }
 
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
-			  const struct hd_ws_opts *ws_opts)
+			  const struct hd_ws_edge_opts *ws_opts)
 {
 	struct hd_api *api = hd_calloc(1, sizeof(*api));
 	api->hub = hub;
@@ -789,6 +777,7 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 	hd_route_init(&api->routes, &api->access);
 	add_routes(api);
 	hd_sse_routes(api->sse, &api->routes);
+	hd_ws_edge_routes(api->ws, &api->routes);
 	hd_cursors_routes(api->cursors, &api->routes);
 	hd_group_http_routes(api->groups, &api->routes);
 	return api;

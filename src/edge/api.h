@@ -69,7 +69,7 @@ struct hd_api {
 /* Returns owned. Borrows loop and hub for its life; copies the options.
  * The hub's engine must be set: the api loads the consumer groups. */
 struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *sse_opts,
-			  const struct hd_ws_opts *ws_opts);
+			  const struct hd_ws_edge_opts *ws_opts);
 /* Sets the API keys (NULL or empty: development mode, see edge/access.h)
  * and the client token keys; both borrowed until replaced or the api is
  * freed. May be called again (a reload) between requests. */

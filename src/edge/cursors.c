@@ -15,7 +15,6 @@
 #include <string.h>
 
 #define KIND "cursor"
-#define JSON_TYPE "application/json"
 /* One cursor's answer, and a list page of HD_CURSOR_LIST_MAX of them. */
 #define ANSWER_MAX (2u * 1024 * 1024)
 
@@ -68,7 +67,7 @@ struct slot {
 
 static void job_free(struct job *j)
 {
-	hd_record_op_fini(&j->rop);
+	hd_engine_record_op_fini(&j->rop);
 	free(j->value);
 	free(j);
 }
@@ -96,7 +95,7 @@ static void respond_json(struct hd_http_request *req, int status, json_t *v)
 		hd_http_respond_error(req, HD_EINTERNAL, "the answer would be too large");
 		return;
 	}
-	hd_http_respond(req, status, JSON_TYPE, NULL, s, strlen(s));
+	hd_http_respond(req, status, HD_HTTP_JSON_TYPE, NULL, s, strlen(s));
 	free(s);
 }
 
@@ -258,7 +257,7 @@ static void set_looked(struct hd_record_op *op)
 		}
 		have = true;
 	}
-	hd_record_op_fini(op);
+	hd_engine_record_op_fini(op);
 	bool same_stream = have && strcmp(old.topic, j->in.topic) == 0 &&
 			   (!j->in.epoch[0] || strcmp(old.epoch, j->in.epoch) == 0);
 	j->moved = !same_stream || j->in.force || j->in.offset > old.offset;
@@ -272,7 +271,7 @@ static void set_looked(struct hd_record_op *op)
 	snprintf(j->cur.topic, sizeof(j->cur.topic), "%s", j->in.topic);
 	snprintf(j->cur.epoch, sizeof(j->cur.epoch), "%s",
 		 j->in.epoch[0] || !have || strcmp(old.topic, j->in.topic) != 0 ? j->in.epoch : old.epoch);
-	hd_format_rfc3339(hd_now_ms(), j->cur.updated, sizeof(j->cur.updated));
+	hd_clock_format_rfc3339(hd_now_ms(), j->cur.updated, sizeof(j->cur.updated));
 	j->cur.offset = j->in.offset;
 	json_t *v = json_pack("{s:s, s:I, s:s, s:s}", "topic", j->cur.topic, "offset",
 			      (json_int_t)j->cur.offset, "epoch", j->cur.epoch, "updated", j->cur.updated);
@@ -374,7 +373,7 @@ static void get_topic_done(struct hd_topic_op *op)
 		else
 			json_object_set_new(v, "topic_epoch", json_string(t->epoch));
 	}
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	respond_json(j->req, 200, v);
 	job_free(j);
 }
@@ -511,7 +510,7 @@ static void route_list(struct hd_http_request *req, const struct hd_route_ctx *c
 static void route_one(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct job *j = job_new(ctx->row->arg, req, ctx->user);
-	long n = hd_url_decode(ctx->param, ctx->param_len, j->name, sizeof(j->name), false);
+	long n = hd_query_url_decode(ctx->param, ctx->param_len, j->name, sizeof(j->name), false);
 
 	if (n < 0 || !name_ok(j->name, (size_t)n)) {
 		respond_msg(req, HD_EINVAL, "a cursor name must be 1-%d characters of [A-Za-z0-9._-]",

@@ -75,7 +75,7 @@ static void reread_done(struct hd_read *r)
 	struct hd_http_request *req = w->req;
 	w->req = NULL;
 	w->lp->respond(req, r);
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	waiter_end(w);
 }
 

@@ -60,7 +60,7 @@ static int decode_topic(const struct hd_route_match *m, char *topic, const char 
 
 	if (m->kind == 'u') {
 		/* POST /v1/users/{id}/notifications publishes to "user:{id}". */
-		n = hd_url_decode(m->topic, m->topic_len, topic + 5, HD_TOPIC_NAME_MAX + 1 - 5, false);
+		n = hd_query_url_decode(m->topic, m->topic_len, topic + 5, HD_TOPIC_NAME_MAX + 1 - 5, false);
 		memcpy(topic, "user:", 5);
 		if (n <= 0 || memchr(topic + 5, ':', (size_t)n) ||
 		    hd_topic_name_check(topic, (size_t)n + 5, err))
@@ -70,7 +70,7 @@ static int decode_topic(const struct hd_route_match *m, char *topic, const char 
 		*user = topic + 5;
 		return 0;
 	}
-	n = hd_url_decode(m->topic, m->topic_len, topic, HD_TOPIC_NAME_MAX + 1, false);
+	n = hd_query_url_decode(m->topic, m->topic_len, topic, HD_TOPIC_NAME_MAX + 1, false);
 	if (n > 0 && hd_topic_pattern_is(topic)) {
 		if (hd_topic_pattern_check(topic, err))
 			return err->code;
@@ -252,7 +252,7 @@ void hd_route_method_not_allowed(struct hd_http_request *req, const char *allow)
 	hd_buf_init(&b, 512);
 	hd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", hd_err_slug(HD_EMETHOD),
 		      msg);
-	hd_http_respond(req, 405, "application/json", hdr, b.data, b.len);
+	hd_http_respond(req, 405, HD_HTTP_JSON_TYPE, hdr, b.data, b.len);
 	hd_buf_fini(&b);
 }
 

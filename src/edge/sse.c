@@ -21,7 +21,7 @@
 #define PAGE_EVENTS 100            /* events per catch-up read */
 #define CACHE_SLOTS 256            /* encoded event blocks kept for sharing */
 #define CACHE_BLOCK_MAX (64 * 1024) /* bigger blocks are not cached */
-#define BLOCK_MAX (HD_EVENT_JSON_MAX + ((size_t)1 << 20)) /* one encoded event: its JSON at the ceiling */
+#define BLOCK_MAX HD_EVENT_REPLY_MAX /* one encoded event: its JSON at the ceiling */
 #define TYPE_MAX 1024              /* the event: line's value */
 /* A composite cursor: every topic's name, '=', an offset and ','. */
 #define CURSOR_MAX (HD_SSE_TOPICS_MAX * (HD_TOPIC_NAME_MAX + 22) + 1)
@@ -470,13 +470,13 @@ static void page(struct stream *st)
 
 	st->reading = false;
 	if (!st->req) {
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		maybe_release(st);
 		return;
 	}
 	if (r->err) {
 		hd_log_warn("sse_read_failed topic=%s error=%s", t->name, hd_err_slug(r->err));
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		stream_end(st);
 		return;
 	}
@@ -484,20 +484,20 @@ static void page(struct stream *st)
 		/* The start point of a stream without a cursor; read on from it. */
 		t->tail = false;
 		t->cursor = r->last;
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		return;
 	}
 	if (r->truncated) {
 		uint64_t first = r->n ? r->events[0].offset : r->last + 1;
 		if (first > t->cursor + 1 && send_reset(st, t, first)) {
-			hd_read_fini(r);
+			hd_engine_read_fini(r);
 			return;
 		}
 	} else if (r->n == 0 && r->last < t->cursor) {
 		/* A cursor past the end (the topic was deleted and made anew):
 		 * the stream starts over at the topic's next offset. */
 		if (send_reset(st, t, r->last + 1)) {
-			hd_read_fini(r);
+			hd_engine_read_fini(r);
 			return;
 		}
 	}
@@ -509,13 +509,13 @@ static void page(struct stream *st)
 			break; /* read on from here once the client caught up */
 		t->cursor = ev->offset;
 		if (send_event(st, ev)) {
-			hd_read_fini(r);
+			hd_engine_read_fini(r);
 			return;
 		}
 	}
 	empty = r->n == 0;
 	memory = r->from_memory;
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	if (empty && (memory || t->fired == st->fired_at)) {
 		/* Nothing new, and nothing committed since the read looked:
 		 * from here on the watch delivers. */

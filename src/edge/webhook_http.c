@@ -164,7 +164,7 @@ static void handle_replay(struct hd_webhook_http *e, struct hd_http_request *req
 		hd_webhooks_replay(e->w, id, tp, false, off, 0, answer_new(req));
 		return;
 	}
-	if (hd_parse_rfc3339(from, (size_t)n, &ms)) {
+	if (hd_clock_parse_rfc3339(from, (size_t)n, &ms)) {
 		hd_http_respond_errorf(req, HD_EINVAL,
 				       "query parameter 'from' must be an offset (N >= 1) or an RFC "
 				       "3339 time");

@@ -25,6 +25,7 @@
 #include "proto/cloudevent.h"
 
 #include <assert.h>
+#include <http_parser.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,7 +82,7 @@ struct op {
 	int32_t limit;
 	char epoch[HD_EPOCH_LEN + 1];
 	/* publish */
-	struct hd_ce_batch batch;
+	struct hd_cloudevent_batch batch;
 	struct hd_pub pub;
 	struct hd_pub_item item;
 	char topic[HD_TOPIC_NAME_MAX + 1];
@@ -124,7 +125,7 @@ struct frame_slot {
 struct hd_ws_edge {
 	uv_loop_t *loop;
 	struct hd_hub *hub;
-	struct hd_ws_opts opts;
+	struct hd_ws_edge_opts opts;
 	struct session *sessions;
 	size_t count;
 	bool stopping;
@@ -137,7 +138,8 @@ static void timer_arm(struct session *s);
 static void on_timer(uv_timer_t *t);
 static struct chan_sub *sub_find(struct session *s, const char *topic);
 
-struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts)
+struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
+				  const struct hd_ws_edge_opts *opts)
 {
 	struct hd_ws_edge *e = hd_calloc(1, sizeof(*e));
 	e->loop = loop;
@@ -434,12 +436,12 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 static void op_free(struct op *op)
 {
 	for (size_t i = 0; i < op->ninits; i++) {
-		hd_read_fini(&op->inits[i].r);
+		hd_engine_read_fini(&op->inits[i].r);
 		free(op->inits[i].pubs);
 	}
 	free(op->inits);
-	hd_read_fini(&op->r);
-	hd_ce_batch_fini(&op->batch);
+	hd_engine_read_fini(&op->r);
+	hd_cloudevent_batch_fini(&op->batch);
 	free(op);
 }
 
@@ -866,7 +868,7 @@ static void history_done(struct hd_read *r)
 		/* Phase one gave the position: read the newest `limit`. */
 		uint32_t lim = r->limit;
 		uint64_t last = r->last;
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		memset(r, 0, sizeof(*r));
 		op->next = 1;
 		r->topic = op->topic;
@@ -979,8 +981,8 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "publish.data required", false);
 		return;
 	}
-	if (hd_bucket_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
-			   (int64_t)hd_mono_ms()) > 0) {
+	if (hd_ratelimit_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
+			      (int64_t)hd_mono_ms()) > 0) {
 		hd_metrics_inc(HD_M_publish_rate_connection_hits_total);
 		hd_metrics_inc(HD_M_publish_errors_total);
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS,
@@ -991,7 +993,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 	struct op *op = op_new(s, cmd);
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	bool structured = looks_structured(cmd->data.p, cmd->data.n);
-	const char *ctype = structured ? "application/cloudevents+json" : "application/json";
+	const char *ctype = structured ? "application/cloudevents+json" : HD_HTTP_JSON_TYPE;
 	struct hd_header h = {
 		.name = "content-type",
 		.name_len = 12,
@@ -1002,7 +1004,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 	char *body = hd_malloc(cmd->data.n + 1);
 	memcpy(body, cmd->data.p, cmd->data.n);
 	body[cmd->data.n] = '\0';
-	struct hd_ce_request cr = {
+	struct hd_cloudevent_request cr = {
 		.topic = op->topic,
 		.now_ms = hd_now_ms(),
 		.headers = &h,
@@ -1010,7 +1012,7 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 		.body = body,
 		.body_len = cmd->data.n,
 	};
-	int rc = hd_ce_decode(&cr, &op->batch, &err);
+	int rc = hd_cloudevent_decode(&cr, &op->batch, &err);
 	free(body);
 	if (!rc)
 		rc = hd_hub_event_fits(s->edge->hub, op->topic, op->batch.events[0].json_len, &err);
@@ -1332,8 +1334,10 @@ static void timer_arm(struct session *s)
 	uv_timer_start(&s->timer, on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
 }
 
-void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
+/* GET /connection/websocket: upgrades req (or answers 400/426/503). */
+static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
+	struct hd_ws_edge *e = ctx->row->arg;
 	struct hd_buf head;
 	struct hd_error err = {0};
 	int status = 400;
@@ -1348,7 +1352,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 		hd_buf_printf(&head, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"");
 		hd_buf_json_escape(&head, err.msg, strlen(err.msg));
 		hd_buf_puts(&head, "\"}}");
-		hd_http_respond(req, status, "application/json",
+		hd_http_respond(req, status, HD_HTTP_JSON_TYPE,
 				status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL, head.data, head.len);
 		hd_buf_fini(&head);
 		return;
@@ -1373,7 +1377,7 @@ void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req)
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
 	s->connect_due = mono() + e->opts.connect_timeout_ms;
-	hd_bucket_init(&s->publish_bucket, &e->opts.publish_rate, (int64_t)hd_mono_ms());
+	hd_ratelimit_init(&s->publish_bucket, &e->opts.publish_rate, (int64_t)hd_mono_ms());
 	s->next = e->sessions;
 	if (e->sessions)
 		e->sessions->prev = s;
@@ -1400,4 +1404,10 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 		}
 	}
 	free(e);
+}
+
+void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t)
+{
+	hd_route_add(t, &(struct hd_route){HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0,
+					   route_websocket, e, 0, HD_ROUTE_NO_HEAD});
 }

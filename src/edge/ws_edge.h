@@ -43,6 +43,7 @@
 #define HD_EDGE_WS_EDGE_H
 
 #include "core/ratelimit.h"
+#include "edge/route.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -54,7 +55,7 @@
 
 struct hd_jwt_keys;
 
-struct hd_ws_opts {
+struct hd_ws_edge_opts {
 	const struct hd_jwt_keys *keys; /* borrowed; NULL = no tokens accepted */
 	bool anonymous;                 /* connects without a token allowed */
 	uint32_t ping_interval_ms;
@@ -72,9 +73,12 @@ struct hd_ws_opts {
 struct hd_ws_edge;
 
 /* Returns owned. Borrows loop and hub for its life; copies opts. */
-struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_ws_opts *opts);
-/* GET /connection/websocket: upgrades req (or answers 400/426/503). */
-void hd_ws_edge_handle(struct hd_ws_edge *e, struct hd_http_request *req);
+struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
+				  const struct hd_ws_edge_opts *opts);
+/* Adds the row of GET /connection/websocket to t, e borrowed by t: it
+ * upgrades the request (or answers 400/426/503). The row is open: clients
+ * authenticate inside the protocol, with connect's token. */
+void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t);
 /* Open sessions. */
 size_t hd_ws_edge_sessions(const struct hd_ws_edge *e);
 /* Closes every session with 3001 "shutdown" and refuses new ones (503). */

@@ -10,7 +10,7 @@
 
 #include <stdlib.h>
 
-void hd_read_fini(struct hd_read *r)
+void hd_engine_read_fini(struct hd_read *r)
 {
 	for (size_t i = 0; i < r->n; i++)
 		hd_rcbuf_unref(r->events[i].json);
@@ -19,14 +19,14 @@ void hd_read_fini(struct hd_read *r)
 	r->n = 0;
 }
 
-void hd_topic_op_fini(struct hd_topic_op *op)
+void hd_engine_topic_op_fini(struct hd_topic_op *op)
 {
 	free(op->topics);
 	op->topics = NULL;
 	op->n = 0;
 }
 
-void hd_group_op_fini(struct hd_group_op *op)
+void hd_engine_group_op_fini(struct hd_group_op *op)
 {
 	for (size_t i = 0; i < op->n; i++)
 		free(op->rows[i].acked);
@@ -35,7 +35,7 @@ void hd_group_op_fini(struct hd_group_op *op)
 	op->n = 0;
 }
 
-void hd_record_op_fini(struct hd_record_op *op)
+void hd_engine_record_op_fini(struct hd_record_op *op)
 {
 	for (size_t i = 0; i < op->n; i++)
 		free(op->recs[i].value);

@@ -49,7 +49,7 @@ struct hd_read {
 	uint32_t limit;
 	/* Results: */
 	int err;
-	struct hd_stored_event *events; /* owned by the request; free with hd_read_fini */
+	struct hd_stored_event *events; /* owned by the request; free with hd_engine_read_fini */
 	size_t n;
 	bool exists;
 	bool truncated;               /* events after `after` were removed by retention */
@@ -62,7 +62,7 @@ struct hd_read {
 	void *priv;
 };
 
-void hd_read_fini(struct hd_read *r);
+void hd_engine_read_fini(struct hd_read *r);
 
 enum hd_topic_op_kind { HD_TOPIC_INFO, HD_TOPIC_LIST, HD_TOPIC_DELETE };
 
@@ -81,7 +81,7 @@ struct hd_topic_op {
 	void *priv;
 };
 
-void hd_topic_op_fini(struct hd_topic_op *op);
+void hd_engine_topic_op_fini(struct hd_topic_op *op);
 
 /* Durable state of pull consumer groups (struct hd_group_row).
  * PUT: insert or replace `row`, done() after it is durable (like a publish);
@@ -103,7 +103,7 @@ struct hd_group_op {
 };
 
 /* Frees a LIST's rows. */
-void hd_group_op_fini(struct hd_group_op *op);
+void hd_engine_group_op_fini(struct hd_group_op *op);
 
 /* Modules' small durable records (struct hd_record: webhook
  * subscriptions, user cursors). PUT: insert or replace rec, done() after it
@@ -129,7 +129,7 @@ struct hd_record_op {
 };
 
 /* Frees a GET's or LIST's records. */
-void hd_record_op_fini(struct hd_record_op *op);
+void hd_engine_record_op_fini(struct hd_record_op *op);
 
 struct hd_engine;
 

@@ -5,9 +5,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "edge/group_http.h"
 #include "groups/groups.h"
-#include "consume/deadletter.h"
 #include "consume/deadletter.h"
 
 #include <inttypes.h>
@@ -83,7 +81,7 @@ void hd_group_part_reply_done(struct hd_group_part_reply *r, int err)
 		hd_buf_fini(&r->body);
 		hd_http_respond_error(r->req, r->err, "the group state could not be stored");
 	} else {
-		hd_group_http_json(r->req, r->status, &r->body);
+		hd_http_respond_json(r->req, r->status, &r->body);
 	}
 	free(r);
 }
@@ -177,14 +175,12 @@ static void del_done(struct hd_group_op *op)
 void hd_group_part_row_delete(struct hd_hub *hub, const char *topic, const char *name,
 			 void (*done)(void *arg, int err), void *arg)
 {
-	struct del *d = hd_calloc(1, sizeof(*d));
-	d->done = done;
-	d->arg = arg;
-	d->op.kind = HD_GROUP_DELETE;
+	struct del *d = hd_malloc(sizeof(*d));
+	*d = (struct del){.op = {.kind = HD_GROUP_DELETE, .done = del_done, .arg = d},
+			  .done = done,
+			  .arg = arg};
 	snprintf(d->op.row.topic, sizeof(d->op.row.topic), "%s", topic);
 	snprintf(d->op.row.name, sizeof(d->op.row.name), "%s", name);
-	d->op.done = del_done;
-	d->op.arg = d;
 	submit(hub, &d->op);
 }
 

@@ -111,7 +111,7 @@ typedef void (*hd_group_emit_fn)(void *arg, const struct hd_stored_event *ev, ui
 
 /* Applies the completed read rd to p (see the top), frees the grants and
  * returns r.err (then every grant is due again at once and nothing is
- * emitted). The caller still calls hd_read_fini. */
+ * emitted). The caller still calls hd_engine_read_fini. */
 int hd_group_part_read_done(struct hd_group_part *p, struct hd_group_read *rd,
 			    hd_group_emit_fn emit, void *arg);
 

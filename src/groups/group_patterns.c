@@ -26,7 +26,7 @@
 #include "consume/pattern.h"
 #include "core/log.h"
 #include "core/map.h"
-#include "edge/group_http.h"
+#include "groups/group_request.h"
 #include "groups/group_part.h"
 #include "groups/group_waiters.h"
 #include "hub/topic_name.h"
@@ -39,8 +39,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RESPONSE_MAX (65u * 1024 * 1024)
-#define PAGE_BYTES (8u * 1024 * 1024)
 
 struct pgroup;
 
@@ -119,7 +117,7 @@ static struct part *part_get(struct pgroup *g, const char *topic)
 	return hd_pattern_get(&g->pt, topic);
 }
 
-static void group_release(struct pgroup *g);
+static void group_release(void *owner);
 
 static struct part *part_of(struct hd_group_part *base)
 {
@@ -272,9 +270,11 @@ static void group_free_closed(uv_handle_t *h)
 	free(g);
 }
 
-/* Frees a deleted group once nothing points at it any more. */
-static void group_release(struct pgroup *g)
+/* Frees g once it is deleted and nothing holds it (owner: a struct
+ * pgroup, also the waiter queue's release). */
+static void group_release(void *owner)
 {
+	struct pgroup *g = owner;
 	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->pt.listing)
 		return;
 	hd_pattern_stop(&g->pt);
@@ -382,7 +382,7 @@ struct fetch {
 	struct hd_buf b;               /* the answer so far */
 	size_t sent;
 	size_t pos, visited;
-	bool full;                     /* the answer reached PAGE_BYTES */
+	bool full;                     /* the answer reached HD_READ_BYTES_MAX */
 	struct part *again;            /* read its new events next (after its redeliveries) */
 	bool reading, sync;
 	int err;
@@ -402,7 +402,7 @@ static void append_event(void *arg, const struct hd_stored_event *ev, uint32_t d
 {
 	struct fetch *f = arg;
 	const struct hd_rcbuf *json = ev->json;
-	if (f->full || (f->sent > 0 && f->b.len + 600 + json->len > PAGE_BYTES)) {
+	if (f->full || (f->sent > 0 && f->b.len + 600 + json->len > HD_READ_BYTES_MAX)) {
 		f->full = true; /* stays leased and comes back after ack_wait */
 		return;
 	}
@@ -428,7 +428,7 @@ static void read_done(struct hd_read *r)
 		f->err = err;
 	else if (fresh && r->last > p->last)
 		p->last = r->last;
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	f->p = NULL;
 	part_unref(p);
 	f->reading = false;
@@ -525,7 +525,7 @@ static void start_fetch(struct pgroup *g, struct hd_group_waiter *w)
 	f->w = w;
 	f->pos = g->nparts ? g->rr % g->nparts : 0;
 	g->rr = f->pos + 1;
-	hd_buf_init(&f->b, RESPONSE_MAX);
+	hd_buf_init(&f->b, HD_EVENT_REPLY_MAX);
 	hd_buf_puts(&f->b, "{\"events\":[");
 	g->q.busy = true;
 	g->refs++;
@@ -565,24 +565,19 @@ static void arm(void *owner)
 	hd_group_waiters_due_at(&g->q, due);
 }
 
-static void release(void *owner)
-{
-	group_release(owner);
-}
-
 static const struct hd_group_waiters_ops waiter_ops = {
 	.serve = serve,
 	.answer_empty = answer_empty,
 	.arm = arm,
-	.release = release,
+	.release = group_release,
 };
 
 static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *req,
-			 struct pgroup *g, const struct hd_access_cred *cred)
+			 struct pgroup *g, const struct hd_group_cred *cred)
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_http_fetch_args(req, &max, &wait))
+	if (!hd_group_request_fetch_args(req, &max, &wait))
 		return;
 	(void)pg;
 	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000), cred);
@@ -592,7 +587,7 @@ static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *r
 
 static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 {
-	json_t *body = hd_group_http_body(req, false);
+	json_t *body = hd_group_request_body(req, false);
 	if (!body)
 		return;
 	json_t *evs = json_object_get(body, "events");
@@ -602,19 +597,19 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	json_t *o;
 
 	if (json_object_get(body, "offsets") || json_object_get(body, "up_to")) {
-		hd_group_http_error(req, HD_EINVAL,
-				     "a pattern group acks (topic, offset) pairs: "
-				     "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
-				     "'offsets' and 'up_to' are for groups of one topic");
+		hd_http_respond_errorf(req, HD_EINVAL,
+				       "a pattern group acks (topic, offset) pairs: "
+				       "{\"events\":[{\"topic\":\"…\",\"offset\":N},…]}; "
+				       "'offsets' and 'up_to' are for groups of one topic");
 		goto out;
 	}
-	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_request_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!json_is_array(evs) || json_array_size(evs) == 0 ||
 	    json_array_size(evs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_http_error(req, HD_EINVAL,
-				     "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
-				     HD_GROUP_ACK_OFFSETS_MAX);
+		hd_http_respond_errorf(req, HD_EINVAL,
+				       "the body needs 'events': an array of 1 to %d {\"topic\",\"offset\"} objects",
+				       HD_GROUP_ACK_OFFSETS_MAX);
 		goto out;
 	}
 	json_array_foreach(evs, i, o)
@@ -622,8 +617,8 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		json_t *t = json_object_get(o, "topic"), *off = json_object_get(o, "offset");
 		if (!json_is_object(o) || !json_is_string(t) || !json_is_integer(off) ||
 		    json_integer_value(off) < 1) {
-			hd_group_http_error(req, HD_EINVAL,
-					     "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
 	}
@@ -651,7 +646,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	if (nack || done == 0) {
 		for (i = 0; i < g->nparts; i++)
 			g->parts[i]->dirty = false;
-		hd_group_http_json(req, 200, &b);
+		hd_http_respond_json(req, 200, &b);
 	} else {
 		/* Answered once every changed part's row is durable. */
 		struct hd_group_part_reply *r = hd_group_part_reply_new(req, 200, &b);
@@ -675,7 +670,7 @@ out:
 static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *req,
 			  struct pgroup *g, const char *pattern, const char *name)
 {
-	json_t *body = hd_group_http_body(req, true);
+	json_t *body = hd_group_request_body(req, true);
 	uint32_t ack_wait = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
 	uint32_t maxd = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	bool ordered = g ? g->conf.ordered : false, latest = false;
@@ -684,18 +679,18 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 	if (!body)
 		return;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_http_config_args(req, body, &ack_wait, &maxd, &ordered))
+	if (!hd_group_request_config_args(req, body, &ack_wait, &maxd, &ordered))
 		goto out;
 	if (start) {
 		const char *s = json_is_string(start) ? json_string_value(start) : "";
 		if (strcmp(s, "oldest") != 0 && strcmp(s, "latest") != 0) {
-			hd_group_http_error(req, HD_EINVAL,
-					     "'start' of a pattern group must be \"oldest\" or \"latest\"");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "'start' of a pattern group must be \"oldest\" or \"latest\"");
 			goto out;
 		}
 		if (g) {
-			hd_group_http_error(req, HD_EINVAL,
-					     "a pattern group's start cannot be moved; DELETE the group first");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "a pattern group's start cannot be moved; DELETE the group first");
 			goto out;
 		}
 		latest = strcmp(s, "latest") == 0;
@@ -711,13 +706,13 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 		goto out;
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
-		hd_group_http_error(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
-				     HD_GROUP_PATTERN_NAME_MAX);
+		hd_http_respond_errorf(req, HD_EINVAL, "the name of a pattern group must be 1-%d bytes",
+				       HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
 	g = group_new(pg, pattern, name);
 	if (!g) {
-		hd_group_http_error(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
+		hd_http_respond_errorf(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
 	}
 	g->conf.ack_wait_ms = ack_wait;
@@ -764,14 +759,15 @@ static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *
 
 void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_request *req,
 		       enum hd_group_action act, const char *pattern, const char *name,
-		       const struct hd_access_cred *cred)
+		       const struct hd_group_cred *cred)
 {
 	char key[HD_GROUP_NAME_MAX + 1];
 	make_key(key, sizeof(key), pattern, name);
 	struct pgroup *g = strlen(name) <= HD_GROUP_PATTERN_NAME_MAX ? hd_map_get(&pg->groups, key)
 								       : NULL;
 	if (g && strcmp(g->pt.pattern, pattern) != 0) {
-		hd_group_http_error(req, HD_EINVAL, "the group name clashes with another pattern's; pick another");
+		hd_http_respond_errorf(req, HD_EINVAL,
+				       "the group name clashes with another pattern's; pick another");
 		return;
 	}
 	if (pg->stopping) {
@@ -780,15 +776,15 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
 		if (g && g->create_req) {
-			hd_group_http_error(req, HD_EINVAL, "the group is being created");
+			hd_http_respond_errorf(req, HD_EINVAL, "the group is being created");
 			return;
 		}
 		handle_create(pg, req, g, pattern, name);
 		return;
 	}
 	if (!g) {
-		hd_group_http_error(req, HD_ENOTFOUND,
-				     act == HD_GROUP_ACT_FETCH
+		hd_http_respond_errorf(req, HD_ENOTFOUND,
+				       act == HD_GROUP_ACT_FETCH
 				     ? "no such group; a pattern group is created with PUT"
 				     : "no such group");
 		return;
@@ -798,7 +794,7 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	case HD_GROUP_ACT_INFO:
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
-		hd_group_http_json(req, 200, &b);
+		hd_http_respond_json(req, 200, &b);
 		return;
 	case HD_GROUP_ACT_DELETE:
 		handle_delete(pg, req, g);
@@ -885,10 +881,10 @@ static void recheck_one(struct pgroup *g, void *arg)
 	hd_group_waiters_recheck(&g->q, arg, g->pt.pattern);
 }
 
-void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_access *ac)
+void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_group_recheck *rc)
 {
 	/* Groups in the map are not deleted: nothing here can free one. */
-	each_group(pg, recheck_one, (void *)ac);
+	each_group(pg, recheck_one, (void *)rc);
 }
 
 static void drop_one(struct pgroup *g, void *arg)

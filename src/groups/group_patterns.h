@@ -64,9 +64,9 @@ void hd_group_patterns_load(struct hd_group_patterns *pg, const struct hd_group_
  * answers req exactly once, now or later. Loop thread. */
 void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_request *req,
 		       enum hd_group_action act, const char *pattern, const char *name,
-		       const struct hd_access_cred *cred);
+		       const struct hd_group_cred *cred);
 /* hd_groups_recheck for the pattern groups. */
-void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_access *ac);
+void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_group_recheck *rc);
 
 /* Forgets topic's part in every pattern group (the topic is being deleted;
  * the store deletes the part rows with it). */

@@ -5,7 +5,6 @@
 #include "consume/due.h"
 #include "core/alloc.h"
 #include "core/clock.h"
-#include "edge/group_http.h"
 
 #include <stdlib.h>
 
@@ -51,7 +50,7 @@ static void push_front(struct hd_group_waiters *q, struct hd_group_waiter *w)
 
 void hd_group_waiters_answer(struct hd_group_waiter *w, struct hd_buf *body)
 {
-	hd_group_http_json(w->req, 200, body);
+	hd_http_respond_json(w->req, 200, body);
 	w->req = NULL;
 	waiter_end(w);
 }
@@ -97,13 +96,18 @@ static void on_wait_end(uv_timer_t *t)
 /* The timer for what comes first: the wait's end or the credential's expiry. */
 static void arm_waiter(struct hd_group_waiter *w)
 {
-	int64_t left = w->until_ms - hd_now_ms();
-	uint64_t due = hd_access_cred_clip(&w->cred, left > 0 ? (uint64_t)left : 0, &w->expires);
+	int64_t now = hd_now_ms();
+	int64_t left = w->until_ms - now;
+	uint64_t due = left > 0 ? (uint64_t)left : 0;
+	int64_t to_expiry = w->cred.expires_ms - now;
+	w->expires = w->cred.expires_ms && (to_expiry < 0 || (uint64_t)to_expiry < due);
+	if (w->expires)
+		due = to_expiry > 0 ? (uint64_t)to_expiry : 0;
 	uv_timer_start(&w->timer, on_wait_end, due, 0);
 }
 
 void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *req, uint32_t max,
-			  uint64_t wait_ms, const struct hd_access_cred *cred)
+			  uint64_t wait_ms, const struct hd_group_cred *cred)
 {
 	struct hd_group_waiter *w = hd_calloc(1, sizeof(*w));
 	w->req = req;
@@ -212,7 +216,7 @@ bool hd_group_waiters_close(struct hd_group_waiters *q, uv_close_cb cb)
 	return open;
 }
 
-void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
+void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_group_recheck *rc,
 			      const char *topic)
 {
 	int64_t now = hd_now_ms();
@@ -223,7 +227,7 @@ void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access
 		next = w->next;
 		if (!w->cred.key)
 			continue;
-		if (hd_access_recheck(ac, &w->cred, topic, now) == 0) {
+		if (rc->check(rc->arg, &w->cred, topic, now) == 0) {
 			arm_waiter(w); /* the key's expiry may have moved */
 			continue;
 		}

@@ -26,7 +26,7 @@
 #define HD_GROUP_WAITERS_H
 
 #include "core/buf.h"
-#include "edge/access.h"
+#include "auth/keys.h"
 #include "http/server.h"
 
 #include <stdbool.h>
@@ -35,6 +35,27 @@
 
 struct hd_group_waiters;
 
+/*
+ * What a held fetch keeps of the credential that allowed it, as plain data
+ * the edge fills in (edge/group_http.c, from edge/access.h's credential):
+ * groups read only the expiry; the key's identity is for the edge's check
+ * after a reload of the API keys (struct hd_group_recheck).
+ */
+struct hd_group_cred {
+	int64_t expires_ms;                 /* Unix ms; 0 = never */
+	bool key;                           /* an API key allowed it (a reload may revoke it) */
+	char key_name[HD_KEY_NAME_MAX + 1]; /* that key's name and secret's hash */
+	uint8_t key_hash[HD_KEY_HASH_LEN];
+};
+
+/* The edge's check after the API keys were reloaded: 0 while c still
+ * grants reading topic (c->expires_ms set to the key's expiry as configured
+ * now), else HD_EUNAUTH. arg is the edge's. */
+struct hd_group_recheck {
+	int (*check)(void *arg, struct hd_group_cred *c, const char *topic, int64_t now_ms);
+	void *arg;
+};
+
 /* One held fetch. */
 struct hd_group_waiter {
 	struct hd_http_request *req;  /* NULL once answered */
@@ -42,7 +63,7 @@ struct hd_group_waiter {
 	uint32_t max;                 /* events it takes at most */
 	int64_t until_ms;             /* the end of its wait (hd_now_ms) */
 	/* Private: */
-	struct hd_access_cred cred;   /* what allowed the fetch */
+	struct hd_group_cred cred;    /* what allowed the fetch */
 	bool expires;                 /* the timer is the credential's expiry */
 	uv_timer_t timer;
 	struct hd_group_waiter *next;
@@ -91,13 +112,13 @@ void hd_group_waiters_init(struct hd_group_waiters *q, uv_loop_t *loop,
  * credential that allowed the fetch: a waiter still queued at its expiry
  * is answered 401 token_expired. */
 void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *req, uint32_t max,
-			  uint64_t wait_ms, const struct hd_access_cred *cred);
+			  uint64_t wait_ms, const struct hd_group_cred *cred);
 /* After the API keys were reloaded: every queued waiter whose key is gone,
  * has a new secret, lost its read scope (for topic, the group's topic or
  * pattern) or expired is answered 401; the others follow their key's
  * expiry as configured now. For a group that is not deleted (the owner's
  * release would do nothing). */
-void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_access *ac,
+void hd_group_waiters_recheck(struct hd_group_waiters *q, const struct hd_group_recheck *rc,
 			      const char *topic);
 
 /* Something changed: ends starvation and tries the waiters. */

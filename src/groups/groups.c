@@ -21,8 +21,7 @@
 #include "consume/seek.h"
 #include "core/log.h"
 #include "core/map.h"
-#include "edge/access.h"
-#include "edge/group_http.h"
+#include "groups/group_request.h"
 #include "groups/group_part.h"
 #include "groups/group_waiters.h"
 #include "groups/group_patterns.h"
@@ -37,8 +36,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RESPONSE_MAX (65u * 1024 * 1024)
-#define PAGE_BYTES (8u * 1024 * 1024)
 
 struct group {
 	struct hd_groups *gs;
@@ -68,7 +65,7 @@ struct hd_groups {
 struct pending {
 	struct hd_http_request *req;
 	enum hd_group_action act;
-	struct hd_access_cred cred;
+	struct hd_group_cred cred;
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
 	struct pending *next;
@@ -126,9 +123,11 @@ static void group_free_closed(uv_handle_t *h)
 	free(g);
 }
 
-/* Frees a deleted group once nothing points at it any more. */
-static void group_release(struct group *g)
+/* Frees g once it is deleted and nothing holds it (owner: a struct group,
+ * also the waiter queue's release). */
+static void group_release(void *owner)
 {
+	struct group *g = owner;
 	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head)
 		return;
 	if (g->watching)
@@ -222,7 +221,7 @@ static void info_done(struct hd_topic_op *op)
 	struct hd_groups *gs = op->priv;
 	struct hd_buf b;
 
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	if (err) {
 		hd_http_respond_error(in->req, err, NULL);
 		if (in->g) {
@@ -254,7 +253,7 @@ static void info_done(struct hd_topic_op *op)
 	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
-	hd_group_http_json(in->req, 200, &b);
+	hd_http_respond_json(in->req, 200, &b);
 	in->g->refs--;
 	group_release(in->g);
 out:
@@ -272,15 +271,15 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 		if (!g) {
 			g = group_new(gs, in->topic, in->name, floor);
 			if (!g) {
-				hd_group_http_error(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+				hd_http_respond_errorf(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 				return;
 			}
 			created = true;
 		} else if (in->start >= 0) {
 			if (g->part.lease.leased > 0 || g->q.busy) {
-				hd_group_http_error(in->req, HD_EINVAL,
-						     "the group has leased events; ack them or DELETE the group"
-						     " before moving its start");
+				hd_http_respond_errorf(in->req, HD_EINVAL,
+						       "the group has leased events; ack them or DELETE the group"
+						       " before moving its start");
 				return;
 			}
 			hd_lease_fini(&g->part.lease);
@@ -334,14 +333,14 @@ struct fetch {
 	struct hd_group_waiter *w;    /* the fetch being answered */
 	struct hd_buf b;              /* the answer so far */
 	size_t given, sent;           /* events handed out; in the answer */
-	bool full;                    /* the answer reached PAGE_BYTES */
+	bool full;                    /* the answer reached HD_READ_BYTES_MAX */
 	int rc;                       /* the answer's first error */
 };
 
 /* Starts an answer in b; returns its first error. */
 static int answer_open(struct hd_buf *b)
 {
-	hd_buf_init(b, RESPONSE_MAX);
+	hd_buf_init(b, HD_EVENT_REPLY_MAX);
 	return hd_buf_puts(b, "{\"events\":[");
 }
 
@@ -367,7 +366,7 @@ static void emit(void *arg, const struct hd_stored_event *ev, uint32_t deliverie
 	f->given++;
 	if (f->rc || f->full)
 		return;
-	if (f->sent > 0 && f->b.len + 64 + json->len > PAGE_BYTES) {
+	if (f->sent > 0 && f->b.len + 64 + json->len > HD_READ_BYTES_MAX) {
 		f->full = true; /* the rest stays leased and comes back after ack_wait */
 		return;
 	}
@@ -390,7 +389,7 @@ static void fetch_done(struct hd_read *r)
 
 	g->q.busy = false;
 	int err = hd_group_part_read_done(&g->part, &f->rd, emit, f);
-	hd_read_fini(r);
+	hd_engine_read_fini(r);
 	if (err) {
 		hd_buf_fini(&f->b);
 		hd_group_waiters_fail(w, err, NULL);
@@ -492,30 +491,25 @@ static void arm(void *owner)
 	}
 }
 
-static void release(void *owner)
-{
-	group_release(owner);
-}
-
 static const struct hd_group_waiters_ops waiter_ops = {
 	.serve = serve,
 	.answer_empty = answer_empty,
 	.arm = arm,
-	.release = release,
+	.release = group_release,
 };
 
 static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
-			 const char *topic, const char *name, const struct hd_access_cred *cred)
+			 const char *topic, const char *name, const struct hd_group_cred *cred)
 {
 	uint32_t max;
 	double wait;
-	if (!hd_group_http_fetch_args(req, &max, &wait))
+	if (!hd_group_request_fetch_args(req, &max, &wait))
 		return;
 	if (!g) {
 		/* Created on first use, at the oldest kept event. */
 		g = group_new(gs, topic, name, 0);
 		if (!g) {
-			hd_group_http_error(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+			hd_http_respond_errorf(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
 		put_group(g, NULL, 0, NULL);
@@ -531,14 +525,14 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 	json_t *o;
 	if (!json_is_array(offs) || json_array_size(offs) == 0 ||
 	    json_array_size(offs) > HD_GROUP_ACK_OFFSETS_MAX) {
-		hd_group_http_error(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
-				     HD_GROUP_ACK_OFFSETS_MAX);
+		hd_http_respond_errorf(req, HD_EINVAL, "'offsets' must be an array of 1 to %d offsets",
+				       HD_GROUP_ACK_OFFSETS_MAX);
 		return false;
 	}
 	json_array_foreach(offs, i, o)
 	{
 		if (!json_is_integer(o) || json_integer_value(o) < 1) {
-			hd_group_http_error(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
+			hd_http_respond_errorf(req, HD_EINVAL, "'offsets' must hold whole numbers from 1");
 			return false;
 		}
 	}
@@ -547,7 +541,7 @@ static bool offsets_ok(struct hd_http_request *req, json_t *offs)
 
 static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 {
-	json_t *body = hd_group_http_body(req, false);
+	json_t *body = hd_group_request_body(req, false);
 	if (!body)
 		return;
 	json_t *offs = json_object_get(body, "offsets");
@@ -557,12 +551,12 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 	size_t done = 0, i;
 	json_t *o;
 
-	if (nack && !hd_group_http_delay_arg(req, body, &delay_ms))
+	if (nack && !hd_group_request_delay_arg(req, body, &delay_ms))
 		goto out;
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
-			hd_group_http_error(req, HD_EINVAL,
-					     "give either 'offsets' or 'up_to' (a whole number from 0)");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "give either 'offsets' or 'up_to' (a whole number from 0)");
 			goto out;
 		}
 		done = hd_lease_ack_upto(&g->part.lease, (uint64_t)json_integer_value(upto));
@@ -572,7 +566,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		goto answer;
 	}
 	if (!offs) {
-		hd_group_http_error(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+		hd_http_respond_errorf(req, HD_EINVAL, nack ? "the body needs 'offsets'"
 				     : "the body needs 'offsets' or 'up_to'");
 		goto out;
 	}
@@ -598,7 +592,7 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 		      done, g->part.lease.floor);
 answer:
 	if (nack || done == 0) {
-		hd_group_http_json(req, 200, &b);
+		hd_http_respond_json(req, 200, &b);
 	} else {
 		put_group(g, req, 200, &b); /* answered once durable */
 	}
@@ -613,7 +607,7 @@ out:
 static void handle_create(struct hd_groups *gs, struct hd_http_request *req, struct group *g,
 			  const char *topic, const char *name)
 {
-	json_t *body = hd_group_http_body(req, true);
+	json_t *body = hd_group_request_body(req, true);
 	if (!body)
 		return;
 	struct info *in = hd_calloc(1, sizeof(*in));
@@ -626,7 +620,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	in->max_deliveries = g ? g->conf.max_deliveries : HD_GROUP_MAX_DELIVERIES_DEFAULT;
 	in->ordered = g ? g->conf.ordered : false;
 	json_t *start = json_object_get(body, "start");
-	if (!hd_group_http_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
+	if (!hd_group_request_config_args(req, body, &in->ack_wait_ms, &in->max_deliveries, &in->ordered))
 		goto fail;
 	if (start) {
 		json_t *off = json_is_object(start) ? json_object_get(start, "offset") : NULL;
@@ -636,18 +630,18 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 			in->start = 1;
 		} else if (json_is_object(start) && json_object_size(start) == 1 &&
 			   json_is_string(json_object_get(start, "time")) &&
-			   hd_parse_rfc3339(json_string_value(json_object_get(start, "time")),
-					    strlen(json_string_value(json_object_get(start, "time"))),
-					    &in->start_ms) == 0) {
+			   hd_clock_parse_rfc3339(json_string_value(json_object_get(start, "time")),
+						  strlen(json_string_value(json_object_get(start, "time"))),
+						  &in->start_ms) == 0) {
 			in->start = 3;
 		} else if (off && json_object_size(start) == 1 && json_is_integer(off) &&
 			   json_integer_value(off) >= 1) {
 			in->start = 2;
 			in->start_offset = (uint64_t)json_integer_value(off);
 		} else {
-			hd_group_http_error(req, HD_EINVAL,
-					     "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
-					     " or {\"time\": \"RFC 3339\"}");
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "'start' must be \"oldest\", \"latest\", {\"offset\": N >= 1}"
+					       " or {\"time\": \"RFC 3339\"}");
 			goto fail;
 		}
 	}
@@ -672,7 +666,7 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 			  const char *topic, const char *name)
 {
 	if (!g) {
-		hd_group_http_error(req, HD_ENOTFOUND, "no such group");
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "no such group");
 		return;
 	}
 	hd_map_del(&gs->groups, g->key);
@@ -731,7 +725,7 @@ static bool name_ok(const char *name)
 }
 
 static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
-		     const char *topic, const char *name, const struct hd_access_cred *cred)
+		     const char *topic, const char *name, const struct hd_group_cred *cred)
 {
 	if (hd_topic_pattern_is(topic)) {
 		hd_group_patterns_handle(gs->patterns, req, act, topic, name, cred);
@@ -745,7 +739,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (!g) {
-			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
+			hd_http_respond_errorf(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		struct info *in = hd_calloc(1, sizeof(*in));
@@ -767,7 +761,7 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	case HD_GROUP_ACT_ACK:
 	case HD_GROUP_ACT_NACK:
 		if (!g) {
-			hd_group_http_error(req, HD_ENOTFOUND, "no such group");
+			hd_http_respond_errorf(req, HD_ENOTFOUND, "no such group");
 			return;
 		}
 		handle_ack(req, g, act == HD_GROUP_ACT_NACK);
@@ -776,15 +770,15 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 }
 
 void hd_groups_handle(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
-		      const char *topic, const char *name, const struct hd_access_cred *cred)
+		      const char *topic, const char *name, const struct hd_group_cred *cred)
 {
 	if (!name_ok(name)) {
-		hd_group_http_error(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
-				     HD_GROUP_NAME_MAX);
+		hd_http_respond_errorf(req, HD_EINVAL, "group name must be 1-%d bytes of [A-Za-z0-9._~-]",
+				       HD_GROUP_NAME_MAX);
 		return;
 	}
 	if (!hd_topic_pattern_is(topic) && !hd_topic_name_dlq_fits(topic)) {
-		hd_group_http_error(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
+		hd_http_respond_errorf(req, HD_EINVAL, "the topic name is too long for a dead-letter topic");
 		return;
 	}
 	if (!gs->loaded) {
@@ -815,11 +809,24 @@ static void recheck_one(const char *key, void *value, void *arg)
 	hd_group_waiters_recheck(&g->q, arg, g->part.topic);
 }
 
-void hd_groups_recheck(struct hd_groups *gs, const struct hd_access *ac)
+void hd_groups_recheck(struct hd_groups *gs, const struct hd_group_recheck *rc)
 {
 	/* Groups in the map are not deleted: nothing here can free one. */
-	hd_map_each(&gs->groups, recheck_one, (void *)ac);
-	hd_group_patterns_recheck(gs->patterns, ac);
+	hd_map_each(&gs->groups, recheck_one, (void *)rc);
+	hd_group_patterns_recheck(gs->patterns, rc);
+}
+
+/* Dispatches the requests that came before the load ended, in order
+ * (after hd_groups_stop, dispatch answers each 503). */
+static void dispatch_pending(struct hd_groups *gs)
+{
+	while (gs->pending) {
+		struct pending *p = gs->pending;
+		gs->pending = p->next;
+		gs->npending--;
+		dispatch(gs, p->req, p->act, p->topic, p->name, &p->cred);
+		free(p);
+	}
 }
 
 static void load_done(struct hd_group_op *op)
@@ -842,15 +849,9 @@ static void load_done(struct hd_group_op *op)
 		g->conf.created_ms = row->created_ms;
 	}
 	hd_group_patterns_load(gs->patterns, op->rows, op->n);
-	hd_group_op_fini(op);
+	hd_engine_group_op_fini(op);
 	gs->loaded = true;
-	while (gs->pending) {
-		struct pending *p = gs->pending;
-		gs->pending = p->next;
-		gs->npending--;
-		dispatch(gs, p->req, p->act, p->topic, p->name, &p->cred);
-		free(p);
-	}
+	dispatch_pending(gs);
 }
 
 /* The hub's topic-deleted event (hd_hub_on_topic_deleted). */
@@ -897,14 +898,9 @@ static void stop_group(const char *key, void *value, void *arg)
 void hd_groups_stop(struct hd_groups *gs)
 {
 	gs->stopping = true;
-	while (gs->pending) {
-		struct pending *p = gs->pending;
-		gs->pending = p->next;
-		hd_http_respond_error(p->req, HD_EUNAVAIL, "herald is stopping");
-		free(p);
-	}
 	hd_map_each(&gs->groups, stop_group, NULL);
 	hd_group_patterns_stop(gs->patterns);
+	dispatch_pending(gs);
 }
 
 static void free_group(const char *key, void *value, void *arg)

@@ -2,10 +2,12 @@
  * groups — pull consumer groups: competing consumers that fetch leased
  * batches of a topic's events, acknowledge them, and get them again when
  * they do not (docs/api.md "Consumer groups").
- * Layer: groups (a consumer over consume/, below edge). The api routes
+ * Layer: groups (a consumer over consume/, below edge; it answers through
+ * http/server.h). edge/group_http.c routes
  * /v1/topics/{topic}/groups/{group}[/fetch|ack|nack] here after the access
- * check (loop thread); groups talks to the hub and the consume core. A topic that is a pattern ("orders.*", hub/topic_pattern.h) goes
- * to groups/group_patterns.h, which owns those groups and their rows.
+ * check (loop thread); groups talks to the hub and the consume core. A
+ * topic that is a pattern ("orders.*", hub/topic_pattern.h) goes to
+ * groups/group_patterns.h, which owns those groups and their rows.
  *
  * Where state lives:
  *   - durable, through the hub's group ops (the store's groups table): the
@@ -26,7 +28,7 @@
 #ifndef HD_GROUPS_H
 #define HD_GROUPS_H
 
-#include "edge/access.h"
+#include "groups/group_waiters.h"
 #include "http/server.h"
 #include "hub/hub.h"
 
@@ -65,11 +67,11 @@ enum hd_group_action {
  * credential that allowed it: a fetch held at its expiry, or when a reload
  * revokes its key (hd_groups_recheck), is answered 401. Loop thread. */
 void hd_groups_handle(struct hd_groups *g, struct hd_http_request *req, enum hd_group_action act,
-		      const char *topic, const char *name, const struct hd_access_cred *cred);
+		      const char *topic, const char *name, const struct hd_group_cred *cred);
 
 /* After the API keys were reloaded: held fetches (of every group, pattern
  * groups included) whose key was revoked are answered 401. */
-void hd_groups_recheck(struct hd_groups *g, const struct hd_access *ac);
+void hd_groups_recheck(struct hd_groups *g, const struct hd_group_recheck *rc);
 
 /* Forgets every group of topic in memory (the topic is being deleted; the
  * store deletes their rows with it). Held fetches get 404. Loop thread.

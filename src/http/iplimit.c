@@ -53,7 +53,7 @@ void hd_iplimit_free(struct hd_iplimit *t)
 
 bool hd_iplimit_on(const struct hd_iplimit *t)
 {
-	return t->opts.max_per_ip > 0 || hd_rate_on(&t->opts.rate);
+	return t->opts.max_per_ip > 0 || hd_ratelimit_on(&t->opts.rate);
 }
 
 int hd_iplimit_key(const struct sockaddr *sa, char key[HD_IPLIMIT_KEY_MAX])
@@ -126,7 +126,7 @@ static struct hd_iplimit_entry *lookup(struct hd_iplimit *t, const char *key, in
 	}
 	e = hd_calloc(1, sizeof(*e));
 	snprintf(e->key, sizeof(e->key), "%s", key);
-	hd_bucket_init(&e->bucket, &t->opts.rate, now_ms);
+	hd_ratelimit_init(&e->bucket, &t->opts.rate, now_ms);
 	if (hd_map_put(&t->map, e->key, e)) {
 		free(e); /* cannot happen: room was made above */
 		return NULL;
@@ -147,7 +147,7 @@ enum hd_iplimit_verdict hd_iplimit_admit(struct hd_iplimit *t, const char *key, 
 		return HD_IPLIMIT_FULL;
 	if (t->opts.max_per_ip && e->open >= t->opts.max_per_ip)
 		return HD_IPLIMIT_CAP; /* no token taken: the cap refuses anyway */
-	if ((wait = hd_bucket_take(&e->bucket, &t->opts.rate, 1, now_ms)) > 0) {
+	if ((wait = hd_ratelimit_take(&e->bucket, &t->opts.rate, 1, now_ms)) > 0) {
 		*retry_ms = wait;
 		if (e->open == 0) {
 			/* Refused and idle: the most recently used idle entry. */
@@ -168,7 +168,7 @@ void hd_iplimit_release(struct hd_iplimit *t, struct hd_iplimit_entry *e, int64_
 		return;
 	if (--e->open > 0)
 		return;
-	if (hd_bucket_full(&e->bucket, &t->opts.rate, now_ms)) {
+	if (hd_ratelimit_full(&e->bucket, &t->opts.rate, now_ms)) {
 		/* Nothing to remember: as if the address had never come. */
 		hd_map_del(&t->map, e->key);
 		free(e);

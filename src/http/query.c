@@ -34,7 +34,7 @@ static int decode_one(const char *in, size_t len, size_t *i, bool plus_is_space)
 	return c ? c : -1;
 }
 
-long hd_url_decode(const char *in, size_t len, char *out, size_t out_max, bool plus_is_space)
+long hd_query_url_decode(const char *in, size_t len, char *out, size_t out_max, bool plus_is_space)
 {
 	size_t o = 0;
 
@@ -79,7 +79,7 @@ long hd_query_next(const char *query, const char *name, size_t *pos, char *out, 
 		*pos = (size_t)(p - query);
 		if (!match)
 			continue;
-		long n = hd_url_decode(value, value_len, out, out_max, true);
+		long n = hd_query_url_decode(value, value_len, out, out_max, true);
 		return n < 0 ? -2 : n;
 	}
 	return -1;

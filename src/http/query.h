@@ -14,7 +14,7 @@
  * length, or -1 for a bad escape ("%G1", truncated "%4"), an encoded NUL,
  * or output that does not fit.
  */
-long hd_url_decode(const char *in, size_t len, char *out, size_t out_max, bool plus_is_space);
+long hd_query_url_decode(const char *in, size_t len, char *out, size_t out_max, bool plus_is_space);
 
 /*
  * Iterates the values of parameter `name` in a raw query string ("a=1&b=2").

@@ -253,7 +253,7 @@ void hd_server_conn_fail(struct conn *c, int code, const char *message, const ch
 
 	assert(!c->in_flight);
 	hd_server_respond_error_body(&body, code, message);
-	if (hd_server_respond_put(c, status, "application/json", extra, body.data, body.len, false,
+	if (hd_server_respond_put(c, status, HD_HTTP_JSON_TYPE, extra, body.data, body.len, false,
 				  false, false))
 		hd_server_conn_close(c); /* the output is full of unread responses */
 	else
@@ -439,7 +439,7 @@ static bool admit_ip(struct conn *c, const char *key)
 		return false;
 	}
 	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
-		 (long long)hd_retry_after_s(retry_ms));
+		 (long long)hd_ratelimit_retry_after_s(retry_ms));
 	hd_server_conn_fail(c, HD_ELIMIT, msg, extra, true);
 	return false;
 }

@@ -43,6 +43,9 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* The content type of every JSON answer. */
+#define HD_HTTP_JSON_TYPE "application/json"
+
 struct hd_http_limits {
 	size_t header_max;          /* bytes of request line plus headers */
 	size_t max_headers;         /* number of header fields */

@@ -239,7 +239,7 @@ void hd_http_respond_error(struct hd_http_request *req, int code, const char *me
 	struct hd_buf body;
 
 	hd_server_respond_error_body(&body, code, message);
-	hd_http_respond(req, hd_err_http_status(code), "application/json", NULL, body.data,
+	hd_http_respond(req, hd_err_http_status(code), HD_HTTP_JSON_TYPE, NULL, body.data,
 			body.len);
 	hd_buf_fini(&body);
 }
@@ -257,6 +257,6 @@ void hd_http_respond_errorf(struct hd_http_request *req, int code, const char *f
 
 void hd_http_respond_json(struct hd_http_request *req, int status, struct hd_buf *b)
 {
-	hd_http_respond(req, status, "application/json", NULL, b->data ? b->data : "", b->len);
+	hd_http_respond(req, status, HD_HTTP_JSON_TYPE, NULL, b->data ? b->data : "", b->len);
 	hd_buf_fini(b);
 }

@@ -69,9 +69,9 @@ enum { CE_HAS_ID = 1, CE_HAS_SOURCE = 2, CE_HAS_TYPE = 4, CE_HAS_SPECVERSION = 8
 
 enum mode { MODE_RAW, MODE_BINARY, MODE_STRUCTURED, MODE_BATCH };
 
-/* What hd_ce_decode learnt from the request headers. */
+/* What hd_cloudevent_decode learnt from the request headers. */
 struct ctx {
-	const struct hd_ce_request *req;
+	const struct hd_cloudevent_request *req;
 	const char *ctype; /* Content-Type, NULL when absent or empty */
 	size_t ctype_len;
 	const struct hd_header *idem; /* Idempotency-Key */
@@ -299,7 +299,7 @@ static size_t time_member(char *dst, int64_t ms)
 	char ts[40];
 	size_t n;
 
-	hd_format_rfc3339(ms, ts, sizeof(ts));
+	hd_clock_format_rfc3339(ms, ts, sizeof(ts));
 	n = strlen(ts);
 	memcpy(dst, "\"time\":\"", 8);
 	memcpy(dst + 8, ts, n);
@@ -318,7 +318,7 @@ static int nonempty_string(const char *name, const struct value *v, struct hd_er
 
 static int timestamp(const char *name, const struct value *v, int64_t *ms, struct hd_error *err)
 {
-	if (v->kind != K_STRING || hd_parse_rfc3339(v->s, v->n, ms) != 0)
+	if (v->kind != K_STRING || hd_clock_parse_rfc3339(v->s, v->n, ms) != 0)
 		return hd_error_set(err, HD_EBADEVENT, "attribute '%s' is not an RFC 3339 timestamp",
 				    name);
 	return 0;
@@ -654,7 +654,7 @@ static int decode_entry(const struct ctx *cx, const char *e, size_t len, struct 
  * in one allocation (events first). Not calloc: an error is 260 bytes of
  * which only the code and the message's first byte need clearing, and
  * zeroing them all was a tenth of a batch's decoding. */
-static void batch_alloc(struct hd_ce_batch *out, size_t n)
+static void batch_alloc(struct hd_cloudevent_batch *out, size_t n)
 {
 	out->n = n;
 	out->events = hd_malloc(n * (sizeof(*out->events) + sizeof(*out->errors)));
@@ -877,7 +877,7 @@ static int end_event(const struct ctx *cx, int rc, struct hd_buf *b, struct fact
 /* Decodes a binary-mode event: attributes from ce- headers, data from the body. */
 static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_error *err)
 {
-	const struct hd_ce_request *req = cx->req;
+	const struct hd_cloudevent_request *req = cx->req;
 	struct facts f = {0};
 	struct hd_buf b;
 	char *scratch;
@@ -958,7 +958,7 @@ out:
 /* Completes a raw publish into an event (see the file header for its form). */
 static int decode_raw(const struct ctx *cx, struct hd_event *ev, struct hd_error *err)
 {
-	const struct hd_ce_request *req = cx->req;
+	const struct hd_cloudevent_request *req = cx->req;
 	struct facts f = {0};
 	struct hd_buf b;
 	char uuid[37];
@@ -1007,9 +1007,9 @@ static int decode_raw(const struct ctx *cx, struct hd_event *ev, struct hd_error
  * validated on its own as a structured event, so one bad entry does not
  * spoil the others.
  */
-static int decode_batch(const struct ctx *cx, struct hd_ce_batch *out, struct hd_error *err)
+static int decode_batch(const struct ctx *cx, struct hd_cloudevent_batch *out, struct hd_error *err)
 {
-	const struct hd_ce_request *req = cx->req;
+	const struct hd_cloudevent_request *req = cx->req;
 	/* An array of n values takes at least 2n + 1 bytes, which bounds the spans needed. */
 	size_t cap = req->body_len / 2 + 1;
 	struct hd_json_text_span *spans;
@@ -1017,15 +1017,15 @@ static int decode_batch(const struct ctx *cx, struct hd_ce_batch *out, struct hd
 	char *text;
 	int rc;
 
-	if (cap > HD_CE_BATCH_MAX)
-		cap = HD_CE_BATCH_MAX;
+	if (cap > HD_CLOUDEVENT_BATCH_MAX)
+		cap = HD_CLOUDEVENT_BATCH_MAX;
 	spans = hd_malloc(cap * sizeof(*spans));
 	text = hd_malloc(req->body_len + 1);
 	sc.spans = spans;
 	sc.spans_max = cap;
 	rc = hd_json_text_minify(req->body, req->body_len, text, &sc, err);
 	if (rc == HD_ETOOBIG) {
-		rc = hd_error_set(err, HD_ETOOBIG, "batch has more than %d events", HD_CE_BATCH_MAX);
+		rc = hd_error_set(err, HD_ETOOBIG, "batch has more than %d events", HD_CLOUDEVENT_BATCH_MAX);
 		goto out;
 	}
 	if (rc) {
@@ -1054,8 +1054,9 @@ out:
 	return rc;
 }
 
-/* Reads the headers hd_ce_decode needs and checks Herald-TTL. */
-static int scan_headers(const struct hd_ce_request *req, struct ctx *cx, struct hd_error *err)
+/* Reads the headers hd_cloudevent_decode needs and checks Herald-TTL. */
+static int scan_headers(const struct hd_cloudevent_request *req, struct ctx *cx,
+			struct hd_error *err)
 {
 	const struct hd_header *ct = NULL, *ttl = NULL;
 
@@ -1147,7 +1148,8 @@ static int detect(const struct ctx *cx, enum mode *mode, struct hd_error *err)
 	return 0;
 }
 
-int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err)
+int hd_cloudevent_decode(const struct hd_cloudevent_request *req, struct hd_cloudevent_batch *out,
+			 struct hd_error *err)
 {
 	struct hd_event ev = {0};
 	struct ctx cx;
@@ -1180,7 +1182,7 @@ int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struc
 	return 0;
 }
 
-void hd_event_fini(struct hd_event *ev)
+void hd_cloudevent_event_fini(struct hd_event *ev)
 {
 	if (!(ev->borrowed & HD_EVENT_BORROW_ID))
 		free(ev->id);
@@ -1192,10 +1194,10 @@ void hd_event_fini(struct hd_event *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
-void hd_ce_batch_fini(struct hd_ce_batch *b)
+void hd_cloudevent_batch_fini(struct hd_cloudevent_batch *b)
 {
 	for (size_t i = 0; i < b->n && b->events; i++)
-		hd_event_fini(&b->events[i]);
+		hd_cloudevent_event_fini(&b->events[i]);
 	free(b->events); /* the errors share its allocation */
 	memset(b, 0, sizeof(*b));
 }

@@ -53,10 +53,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HD_CE_BATCH_MAX 10000 /* events in one batch request */
+#define HD_CLOUDEVENT_BATCH_MAX 10000 /* events in one batch request */
 /* The ceiling of one event's canonical JSON (larger is HD_ETOOBIG); a
  * buffer that holds one encoded event is sized from it. */
 #define HD_EVENT_JSON_MAX ((size_t)64 << 20)
+/* The ceiling of what is built around one event at HD_EVENT_JSON_MAX: a
+ * read or fetch answer, a dead letter, an encoded stream block. */
+#define HD_EVENT_REPLY_MAX (HD_EVENT_JSON_MAX + ((size_t)1 << 20))
 
 /* One validated event, ready to store. */
 /* Bits of hd_event.borrowed: the field lives inside json's allocation. */
@@ -75,9 +78,9 @@ struct hd_event {
 	size_t json_len;
 };
 
-void hd_event_fini(struct hd_event *ev);
+void hd_cloudevent_event_fini(struct hd_event *ev);
 
-struct hd_ce_request {
+struct hd_cloudevent_request {
 	const char *topic;               /* borrowed; already validated */
 	int64_t now_ms;                  /* publish time */
 	const struct hd_header *headers; /* request headers, names lower-case */
@@ -91,7 +94,7 @@ struct hd_ce_request {
  * array length and errors[i].code != 0 marks entry i as invalid (its
  * events[i] is zeroed); the other entries are valid.
  */
-struct hd_ce_batch {
+struct hd_cloudevent_batch {
 	bool is_batch;
 	size_t n;
 	struct hd_event *events; /* owned, n entries */
@@ -100,13 +103,14 @@ struct hd_ce_batch {
 
 /*
  * Decodes and validates the request. Returns 0 (out filled, free it with
- * hd_ce_batch_fini) or a negative HD_E* code with err filled: HD_EBADEVENT
+ * hd_cloudevent_batch_fini) or a negative HD_E* code with err filled: HD_EBADEVENT
  * for an invalid single event or a batch that is not an array of objects,
  * HD_EINVAL for a bad Herald-TTL header, HD_ETOOBIG for more than
- * HD_CE_BATCH_MAX entries, HD_EMEDIATYPE for a non-JSON structured format.
+ * HD_CLOUDEVENT_BATCH_MAX entries, HD_EMEDIATYPE for a non-JSON structured format.
  * On error out holds nothing to free.
  */
-int hd_ce_decode(const struct hd_ce_request *req, struct hd_ce_batch *out, struct hd_error *err);
-void hd_ce_batch_fini(struct hd_ce_batch *b);
+int hd_cloudevent_decode(const struct hd_cloudevent_request *req, struct hd_cloudevent_batch *out,
+			 struct hd_error *err);
+void hd_cloudevent_batch_fini(struct hd_cloudevent_batch *b);
 
 #endif

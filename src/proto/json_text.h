@@ -2,7 +2,7 @@
  * json_text — a strict, allocation-free scanner over JSON text (RFC 8259).
  * Layer: proto. Called by the CloudEvents decoder (cloudevent.c) on the
  * loop thread; pure functions of their arguments, so any thread may call
- * them and the fuzzer drives them through hd_ce_decode.
+ * them and the fuzzer drives them through hd_cloudevent_decode.
  *
  * Why not a DOM parser: herald stores `data` byte for byte. A parse and
  * re-serialisation (jansson's json_dumps) rewrites numbers (0.1 becomes

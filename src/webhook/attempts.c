@@ -61,7 +61,7 @@ int hd_attempts_json(struct hd_buf *b, const struct hd_attempts *a, size_t limit
 		char when[40], next[40];
 		if (!at)
 			break;
-		hd_format_rfc3339(at->time_ms, when, sizeof(when));
+		hd_clock_format_rfc3339(at->time_ms, when, sizeof(when));
 		hd_buf_printf(b,
 			      "%s{\"time\":\"%s\",\"offset\":%" PRIu64 ",\"attempt\":%" PRIu32
 			      ",\"status\":%d,\"latency_ms\":%.3f,\"result\":\"%s\",\"error\":\"",
@@ -75,7 +75,7 @@ int hd_attempts_json(struct hd_buf *b, const struct hd_attempts *a, size_t limit
 			hd_buf_putc(b, '"');
 		}
 		if (at->result == HD_ATTEMPT_RETRY) {
-			hd_format_rfc3339(at->next_ms, next, sizeof(next));
+			hd_clock_format_rfc3339(at->next_ms, next, sizeof(next));
 			hd_buf_printf(b, ",\"next_attempt\":\"%s\"", next);
 		}
 		rc = hd_buf_putc(b, '}');

@@ -13,7 +13,7 @@
 
 #define STRUCTURED_TYPE "application/cloudevents+json; charset=utf-8"
 
-long hd_ce_header_encode(const char *in, size_t n, char *out, size_t out_len)
+long hd_ce_http_header_encode(const char *in, size_t n, char *out, size_t out_len)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
@@ -250,7 +250,7 @@ int hd_ce_http_encode(struct hd_ce_http *out, enum hd_sub_mode mode, const char 
 			cap = tlen * 3 + 1;
 			big = dst = hd_malloc(cap);
 		}
-		long elen = hd_ce_header_encode(text, tlen, dst, cap);
+		long elen = hd_ce_http_header_encode(text, tlen, dst, cap);
 		offs[out->nheaders].name = st.len;
 		hd_buf_printf(&st, "ce-%s", key);
 		hd_buf_putc(&st, '\0');

@@ -52,6 +52,6 @@ void hd_ce_http_fini(struct hd_ce_http *h);
 /* Percent-encodes the n bytes of in as a ce- header value into out (room
  * for out_len, NUL-terminated). Returns the length, or -1 if it does not
  * fit. */
-long hd_ce_header_encode(const char *in, size_t n, char *out, size_t out_len);
+long hd_ce_http_header_encode(const char *in, size_t n, char *out, size_t out_len);
 
 #endif

@@ -143,7 +143,7 @@ static void load_kids_done(struct hd_record_op *op)
 		snprintf(w->load_after, sizeof(w->load_after), "%s", op->recs[i].key);
 	}
 	more = !op->err && op->n >= HD_WEBHOOK_LIST_PAGE && !w->stopping;
-	hd_record_op_fini(op);
+	hd_engine_record_op_fini(op);
 	if (more)
 		load_kids_page(w);
 	else
@@ -171,7 +171,7 @@ static void load_done(struct hd_record_op *op)
 		hd_log_error("webhooks_load_failed err=%d", op->err);
 	for (size_t i = 0; i < op->n && !w->stopping; i++)
 		load_one(w, &op->recs[i]);
-	hd_record_op_fini(op);
+	hd_engine_record_op_fini(op);
 	w->load_after[0] = '\0';
 	load_kids_page(w);
 }

@@ -158,7 +158,7 @@ static void seek_info_done(struct hd_topic_op *op)
 	struct seek *k = op->arg;
 	uint64_t first, last;
 	int err = hd_seek_range(op, &first, &last);
-	hd_topic_op_fini(op);
+	hd_engine_topic_op_fini(op);
 	if (err) {
 		seek_fail(k, err, "the topic could not be read");
 		return;

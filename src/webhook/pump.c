@@ -238,7 +238,7 @@ static void outcome(struct hd_webhook_sub *s, struct hd_webhook_call *c, int sta
 			hd_lease_nack(&s->st.lease, c->offset, 0);
 			if (own->state != HD_WEBHOOK_DISABLED) {
 				char t[40];
-				hd_format_rfc3339(now, t, sizeof(t));
+				hd_clock_format_rfc3339(now, t, sizeof(t));
 				own->state = HD_WEBHOOK_DISABLED;
 				snprintf(own->reason, sizeof(own->reason),
 					 "the receiver answered 410 Gone at %s (topic %.100s, "
@@ -462,7 +462,7 @@ void hd_webhook_pump_drop_ahead(struct hd_webhook_sub *s)
 	if (!s->st.ahead)
 		return;
 	struct rd *q = s->st.ahead->arg;
-	hd_read_fini(s->st.ahead);
+	hd_engine_read_fini(s->st.ahead);
 	free(q);
 	s->st.ahead = NULL;
 }
@@ -517,7 +517,7 @@ static void read_done(struct hd_read *r)
 out:
 	if (q) {
 		free(q->grants);
-		hd_read_fini(r);
+		hd_engine_read_fini(r);
 		free(q);
 	}
 	if (s->deleted)

@@ -31,7 +31,7 @@ static bool b64_digit(unsigned char c)
 	       c == '+' || c == '/';
 }
 
-int hd_whsec_parse(const char *text, struct hd_whsec *out, struct hd_error *err)
+int hd_signature_secret_parse(const char *text, struct hd_whsec *out, struct hd_error *err)
 {
 	const size_t plen = sizeof(HD_WHSEC_PREFIX) - 1;
 	char padded[KEY_TEXT_MAX + 1];
@@ -82,7 +82,7 @@ out:
 	return rc;
 }
 
-int hd_whsec_generate(char *out, size_t out_len)
+int hd_signature_secret_generate(char *out, size_t out_len)
 {
 	const size_t plen = sizeof(HD_WHSEC_PREFIX) - 1;
 	unsigned char raw[GENERATED_KEY_LEN];

@@ -36,11 +36,11 @@ struct hd_whsec {
 /* Parses "whsec_<base64>" (standard alphabet, padding optional), key of
  * HD_WHSEC_KEY_MIN..HD_WHSEC_KEY_MAX bytes. Returns 0 or HD_EINVAL with err
  * saying why. */
-int hd_whsec_parse(const char *text, struct hd_whsec *out, struct hd_error *err);
+int hd_signature_secret_parse(const char *text, struct hd_whsec *out, struct hd_error *err);
 
 /* A new random secret (32 bytes from the OS) as text into out (room for
  * HD_WHSEC_TEXT_MAX). Returns 0 or HD_EINTERNAL. */
-int hd_whsec_generate(char *out, size_t out_len);
+int hd_signature_secret_generate(char *out, size_t out_len);
 
 /* Writes the webhook-signature header value for (id, timestamp in seconds,
  * body) signed by each of n secrets (1..HD_SIGNATURE_SECRETS_MAX) into out

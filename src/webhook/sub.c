@@ -187,12 +187,12 @@ int hd_webhook_sub_make_secret(const char *text, struct hd_webhook_secret *out,
 {
 	memset(out, 0, sizeof(*out));
 	if (!text[0]) {
-		if (hd_whsec_generate(out->text, sizeof(out->text)))
+		if (hd_signature_secret_generate(out->text, sizeof(out->text)))
 			return hd_error_set(err, HD_EINTERNAL, "no secret could be generated");
 	} else {
 		snprintf(out->text, sizeof(out->text), "%s", text);
 	}
-	return hd_whsec_parse(out->text, &out->key, err);
+	return hd_signature_secret_parse(out->text, &out->key, err);
 }
 
 /* ---- JSON of one subscription ----------------------------------------- */
@@ -204,7 +204,7 @@ static void time_json(struct hd_buf *b, const char *name, int64_t ms)
 		hd_buf_printf(b, ",\"%s\":null", name);
 		return;
 	}
-	hd_format_rfc3339(ms, t, sizeof(t));
+	hd_clock_format_rfc3339(ms, t, sizeof(t));
 	hd_buf_printf(b, ",\"%s\":\"%s\"", name, t);
 }
 
@@ -282,7 +282,7 @@ static void pattern_json(struct hd_buf *b, const struct hd_webhook_sub *p)
 	time_json(b, "last_success", last_success);
 	if (last_fail) {
 		char t[40];
-		hd_format_rfc3339(last_fail->st.last_failure_ms, t, sizeof(t));
+		hd_clock_format_rfc3339(last_fail->st.last_failure_ms, t, sizeof(t));
 		hd_buf_printf(b, ",\"last_failure\":{\"time\":\"%s\",\"topic\":\"", t);
 		hd_buf_json_escape(b, last_fail->cfg.topic, strlen(last_fail->cfg.topic));
 		hd_buf_printf(b, "\",\"status\":%d,\"error\":\"", last_fail->st.last_status);
@@ -325,7 +325,7 @@ void hd_webhook_sub_json(struct hd_buf *b, const struct hd_webhook_sub *s, const
 	time_json(b, "last_success", s->st.last_success_ms);
 	if (s->st.last_failure_ms) {
 		char t[40];
-		hd_format_rfc3339(s->st.last_failure_ms, t, sizeof(t));
+		hd_clock_format_rfc3339(s->st.last_failure_ms, t, sizeof(t));
 		hd_buf_printf(b, ",\"last_failure\":{\"time\":\"%s\",\"status\":%d,\"error\":\"", t,
 			      s->st.last_status);
 		hd_buf_json_escape(b, s->st.last_error, strlen(s->st.last_error));

@@ -222,8 +222,8 @@ static int parse_start(const json_t *s, struct hd_sub_start *start, struct hd_er
 			start->offset = (uint64_t)json_integer_value(off);
 			return 0;
 		}
-		if (json_is_string(t) && hd_parse_rfc3339(json_string_value(t), json_string_length(t),
-							  &start->time_ms) == 0) {
+		if (json_is_string(t) && hd_clock_parse_rfc3339(json_string_value(t), json_string_length(t),
+								&start->time_ms) == 0) {
 			start->kind = HD_SUB_START_TIME;
 			return 0;
 		}
@@ -337,7 +337,7 @@ int hd_sub_config_parse(const char *body, size_t len, bool allow_private, struct
 			rc = hd_error_set(err, HD_EINVAL, "'secret' must be a string \"whsec_<base64>\"");
 			goto out;
 		}
-		if (hd_whsec_parse(json_string_value(v), &ws, err)) {
+		if (hd_signature_secret_parse(json_string_value(v), &ws, err)) {
 			rc = hd_error_set(err, HD_EINVAL, "'secret': %s", err->msg);
 			goto out;
 		}

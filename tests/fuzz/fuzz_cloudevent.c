@@ -174,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct hd_header headers[MAX_HEADERS + 1];
 	char *copy, *p, *end, *body, *sep;
 	size_t n = 0;
-	struct hd_ce_batch out;
+	struct hd_cloudevent_batch out;
 	struct hd_error err;
 	int rc;
 
@@ -222,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (body > end)
 		body = end;
 
-	struct hd_ce_request req = {
+	struct hd_cloudevent_request req = {
 		.topic = "fuzz",
 		.now_ms = 1700000000123LL,
 		.headers = headers,
@@ -230,7 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.body = body,
 		.body_len = (size_t)(end - body),
 	};
-	rc = hd_ce_decode(&req, &out, &err);
+	rc = hd_cloudevent_decode(&req, &out, &err);
 	if (rc == 0) {
 		CHECK(err.code == 0);
 		CHECK(out.is_batch || out.n == 1);
@@ -247,7 +247,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(rc < 0 && err.code == rc && err.msg[0]);
 		CHECK(out.n == 0 && out.events == NULL && out.errors == NULL);
 	}
-	hd_ce_batch_fini(&out);
+	hd_cloudevent_batch_fini(&out);
 
 	differential(req.body, req.body_len);
 	free(copy);

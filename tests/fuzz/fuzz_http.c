@@ -10,7 +10,7 @@
  * the same requests and the same final answer: the parser must not depend
  * on where reads happen to end. Each complete request is checked against
  * the parser's promises (NUL-terminated strings, lower-case token names,
- * trimmed values, limits), and its path and query go through hd_url_decode
+ * trimmed values, limits), and its path and query go through hd_query_url_decode
  * and hd_query_next. A broken promise aborts.
  */
 #include "http/query.h"
@@ -62,12 +62,12 @@ static void decode_parts(const struct hd_http_request *req)
 	size_t pos = 0, last = 0, qlen = strlen(req->query);
 	long n;
 
-	n = hd_url_decode(req->path, req->path_len, out, sizeof(out), false);
+	n = hd_query_url_decode(req->path, req->path_len, out, sizeof(out), false);
 	check(n < (long)sizeof(out) && (n < 0 || strlen(out) == (size_t)n), "path decode length");
 	/* Every parameter named like the first one, then a fixed name. */
 	char name[DECODE_MAX];
 	size_t key = strcspn(req->query, "=&");
-	if (hd_url_decode(req->query, key, name, sizeof(name), true) < 0)
+	if (hd_query_url_decode(req->query, key, name, sizeof(name), true) < 0)
 		strcpy(name, "a");
 	while ((n = hd_query_next(req->query, name, &pos, out, sizeof(out))) != -1) {
 		check(n == -2 || (n >= 0 && n < (long)sizeof(out) && strlen(out) == (size_t)n),
@@ -168,7 +168,7 @@ static void decode_raw(const uint8_t *data, size_t size)
 	long r;
 
 	for (int plus = 0; plus < 2; plus++) {
-		r = hd_url_decode((const char *)data, n, out, sizeof(out), plus);
+		r = hd_query_url_decode((const char *)data, n, out, sizeof(out), plus);
 		check(r < (long)sizeof(out) && (r < 0 || out[r] == '\0'), "raw decode");
 	}
 }

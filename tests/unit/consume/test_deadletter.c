@@ -50,7 +50,7 @@ static void test_event(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_object_get(data, "event"), "id")),
 			    "e1");
 	json_decref(o);
-	hd_event_fini(&ev);
+	hd_cloudevent_event_fini(&ev);
 }
 
 struct outcome {

@@ -11,7 +11,7 @@
 static int64_t parse(const char *s)
 {
 	int64_t ms = -1;
-	if (hd_parse_rfc3339(s, strlen(s), &ms) != 0)
+	if (hd_clock_parse_rfc3339(s, strlen(s), &ms) != 0)
 		return -1;
 	return ms;
 }
@@ -41,7 +41,7 @@ static void test_invalid(void **state)
 static void test_format_round_trip(void **state)
 {
 	char out[32];
-	hd_format_rfc3339(1522949460123LL, out, sizeof(out));
+	hd_clock_format_rfc3339(1522949460123LL, out, sizeof(out));
 	assert_string_equal(out, "2018-04-05T17:31:00.123Z");
 	assert_int_equal(parse(out), 1522949460123LL);
 }

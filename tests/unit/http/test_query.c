@@ -14,7 +14,7 @@
 
 static long dec(const char *in, char *out, size_t out_max, bool plus)
 {
-	return hd_url_decode(in, strlen(in), out, out_max, plus);
+	return hd_query_url_decode(in, strlen(in), out, out_max, plus);
 }
 
 static void test_decode_plain(void **state)
@@ -45,8 +45,8 @@ static void test_decode_bad_escapes(void **state)
 	assert_int_equal(dec("abc%", out, sizeof(out), false), -1);
 	assert_int_equal(dec("%%41", out, sizeof(out), false), -1);
 	/* The length bounds the input: an escape cut by it is truncated. */
-	assert_int_equal(hd_url_decode("%41", 2, out, sizeof(out), false), -1);
-	assert_int_equal(hd_url_decode("%41", 3, out, sizeof(out), false), 1);
+	assert_int_equal(hd_query_url_decode("%41", 2, out, sizeof(out), false), -1);
+	assert_int_equal(hd_query_url_decode("%41", 3, out, sizeof(out), false), 1);
 	assert_string_equal(out, "A");
 }
 
@@ -55,7 +55,7 @@ static void test_decode_nul(void **state)
 	char out[64];
 
 	assert_int_equal(dec("a%00b", out, sizeof(out), false), -1);
-	assert_int_equal(hd_url_decode("a\0b", 3, out, sizeof(out), false), -1);
+	assert_int_equal(hd_query_url_decode("a\0b", 3, out, sizeof(out), false), -1);
 }
 
 static void test_decode_plus(void **state)

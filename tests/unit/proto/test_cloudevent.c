@@ -30,7 +30,7 @@
 struct req {
 	struct hd_header h[160];
 	size_t n;
-	struct hd_ce_batch out;
+	struct hd_cloudevent_batch out;
 	struct hd_error err;
 	int rc;
 };
@@ -51,7 +51,7 @@ static void binary_headers(struct req *q)
 }
 
 /* Every event produced must be JSON jansson reads, with no raw newline. */
-static void check_events(const struct hd_ce_batch *b)
+static void check_events(const struct hd_cloudevent_batch *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const struct hd_event *ev = &b->events[i];
@@ -85,11 +85,11 @@ static void check_events(const struct hd_ce_batch *b)
 /* Decodes body (n bytes) with content type ct (NULL for none) and q's headers. */
 static int decode_n(struct req *q, const char *ct, const char *body, size_t n)
 {
-	struct hd_ce_request r;
+	struct hd_cloudevent_request r;
 
 	if (ct)
 		hdr(q, "content-type", ct);
-	r = (struct hd_ce_request){
+	r = (struct hd_cloudevent_request){
 		.topic = "orders",
 		.now_ms = NOW,
 		.headers = q->h,
@@ -98,7 +98,7 @@ static int decode_n(struct req *q, const char *ct, const char *body, size_t n)
 		.body_len = n,
 	};
 	memset(&q->err, 0x55, sizeof(q->err)); /* prove the decoder sets it */
-	q->rc = hd_ce_decode(&r, &q->out, &q->err);
+	q->rc = hd_cloudevent_decode(&r, &q->out, &q->err);
 	if (q->rc == 0) {
 		assert_int_equal(q->err.code, 0);
 		assert_string_equal(q->err.msg, "");
@@ -119,7 +119,7 @@ static int decode(struct req *q, const char *ct, const char *body)
 
 static void done(struct req *q)
 {
-	hd_ce_batch_fini(&q->out);
+	hd_cloudevent_batch_fini(&q->out);
 	assert_int_equal(q->out.n, 0);
 	assert_null(q->out.events);
 	memset(q, 0, sizeof(*q));
@@ -609,7 +609,7 @@ static void test_batch_whole_request_errors(void **state)
 	done(&q);
 
 	/* The entry count is bounded: 10000 pass, 10001 do not. */
-	size_t n = HD_CE_BATCH_MAX + 1;
+	size_t n = HD_CLOUDEVENT_BATCH_MAX + 1;
 	char *body = malloc(n * 3 + 2);
 	size_t o = 0;
 	body[o++] = '[';
@@ -626,7 +626,7 @@ static void test_batch_whole_request_errors(void **state)
 	/* Drop the last entry ("{},") to get exactly the maximum. */
 	memmove(body + o - 4, "]", 1);
 	assert_int_equal(decode_n(&q, CE_BATCH, body, o - 3), 0);
-	assert_int_equal(q.out.n, HD_CE_BATCH_MAX);
+	assert_int_equal(q.out.n, HD_CLOUDEVENT_BATCH_MAX);
 	assert_string_equal(q.out.errors[9999].msg, "missing required attribute 'specversion'");
 	done(&q);
 	free(body);
@@ -1017,34 +1017,34 @@ static void test_event_size_ceiling(void **state)
 static void test_null_error_struct(void **state)
 {
 	struct hd_header h = {"content-type", 12, CE_JSON, strlen(CE_JSON)};
-	struct hd_ce_request r = {.topic = "t", .now_ms = NOW, .headers = &h, .nheaders = 1,
+	struct hd_cloudevent_request r = {.topic = "t", .now_ms = NOW, .headers = &h, .nheaders = 1,
 				  .body = "{", .body_len = 1};
-	struct hd_ce_batch b;
+	struct hd_cloudevent_batch b;
 
-	assert_int_equal(hd_ce_decode(&r, &b, NULL), HD_EBADEVENT);
+	assert_int_equal(hd_cloudevent_decode(&r, &b, NULL), HD_EBADEVENT);
 	r.body = "{}";
 	r.body_len = 2;
-	assert_int_equal(hd_ce_decode(&r, &b, NULL), HD_EBADEVENT);
+	assert_int_equal(hd_cloudevent_decode(&r, &b, NULL), HD_EBADEVENT);
 	r.body = "{" HEAD "}";
 	r.body_len = strlen(r.body);
-	assert_int_equal(hd_ce_decode(&r, &b, NULL), 0);
-	hd_ce_batch_fini(&b);
+	assert_int_equal(hd_cloudevent_decode(&r, &b, NULL), 0);
+	hd_cloudevent_batch_fini(&b);
 }
 
 static void test_fini_is_idempotent(void **state)
 {
-	struct hd_ce_batch b = {0};
+	struct hd_cloudevent_batch b = {0};
 	struct hd_event ev = {0};
 
-	hd_ce_batch_fini(&b);
-	hd_ce_batch_fini(&b);
-	hd_event_fini(&ev);
+	hd_cloudevent_batch_fini(&b);
+	hd_cloudevent_batch_fini(&b);
+	hd_cloudevent_event_fini(&ev);
 	ev.id = strdup("x");
 	ev.json = strdup("{}");
-	hd_event_fini(&ev);
+	hd_cloudevent_event_fini(&ev);
 	assert_null(ev.id);
 	assert_null(ev.json);
-	hd_event_fini(&ev);
+	hd_cloudevent_event_fini(&ev);
 }
 
 int main(void)

@@ -27,13 +27,13 @@ static void test_percent_encoding(void **state)
 	char out[64];
 	(void)state;
 	const char *euro = "Euro \xe2\x82\xac";
-	assert_int_equal(hd_ce_header_encode(euro, strlen(euro), out, sizeof(out)), 16);
+	assert_int_equal(hd_ce_http_header_encode(euro, strlen(euro), out, sizeof(out)), 16);
 	assert_string_equal(out, "Euro%20%E2%82%AC");
-	assert_int_equal(hd_ce_header_encode("a\"b%c", 5, out, sizeof(out)), 9);
+	assert_int_equal(hd_ce_http_header_encode("a\"b%c", 5, out, sizeof(out)), 9);
 	assert_string_equal(out, "a%22b%25c");
-	assert_int_equal(hd_ce_header_encode("\t~!", 3, out, sizeof(out)), 5);
+	assert_int_equal(hd_ce_http_header_encode("\t~!", 3, out, sizeof(out)), 5);
 	assert_string_equal(out, "%09~!");
-	assert_int_equal(hd_ce_header_encode("abc", 3, out, 3), -1);
+	assert_int_equal(hd_ce_http_header_encode("abc", 3, out, 3), -1);
 }
 
 static void test_structured(void **state)

@@ -32,7 +32,7 @@ static void test_spec_vector(void **state)
 	struct hd_error err = {0};
 	char out[HD_SIGNATURE_HEADER_MAX];
 
-	assert_int_equal(hd_whsec_parse(SPEC_SECRET, &k, &err), 0);
+	assert_int_equal(hd_signature_secret_parse(SPEC_SECRET, &k, &err), 0);
 	assert_int_equal(k.len, 24);
 	int n = hd_signature_header(&k, 1, SPEC_ID, SPEC_TS, SPEC_BODY, strlen(SPEC_BODY), out,
 				    sizeof(out));
@@ -53,8 +53,8 @@ static void test_padding_optional(void **state)
 	struct hd_error err = {0};
 	char out[HD_SIGNATURE_HEADER_MAX];
 
-	assert_int_equal(hd_whsec_parse(KEY2_PADDED, &a, &err), 0);
-	assert_int_equal(hd_whsec_parse(KEY2_BARE, &b, &err), 0);
+	assert_int_equal(hd_signature_secret_parse(KEY2_PADDED, &a, &err), 0);
+	assert_int_equal(hd_signature_secret_parse(KEY2_BARE, &b, &err), 0);
 	assert_int_equal(a.len, 40);
 	assert_int_equal(b.len, 40);
 	assert_memory_equal(a.key, b.key, 40);
@@ -71,8 +71,8 @@ static void test_rotation(void **state)
 	struct hd_error err = {0};
 	char out[HD_SIGNATURE_HEADER_MAX];
 
-	assert_int_equal(hd_whsec_parse(KEY2_BARE, &k[0], &err), 0);
-	assert_int_equal(hd_whsec_parse(SPEC_SECRET, &k[1], &err), 0);
+	assert_int_equal(hd_signature_secret_parse(KEY2_BARE, &k[0], &err), 0);
+	assert_int_equal(hd_signature_secret_parse(SPEC_SECRET, &k[1], &err), 0);
 	int n = hd_signature_header(k, 2, SPEC_ID, SPEC_TS, SPEC_BODY, strlen(SPEC_BODY), out,
 				    sizeof(out));
 	assert_string_equal(out, KEY2_SIG " " SPEC_SIG);
@@ -94,7 +94,7 @@ static void test_header_refused(void **state)
 	char out[HD_SIGNATURE_HEADER_MAX];
 	struct hd_whsec many[HD_SIGNATURE_SECRETS_MAX + 1];
 
-	assert_int_equal(hd_whsec_parse(SPEC_SECRET, &k, &err), 0);
+	assert_int_equal(hd_signature_secret_parse(SPEC_SECRET, &k, &err), 0);
 	for (int i = 0; i <= HD_SIGNATURE_SECRETS_MAX; i++)
 		many[i] = k;
 	assert_int_equal(hd_signature_header(&k, 0, SPEC_ID, 1, "x", 1, out, sizeof(out)), -1);
@@ -130,13 +130,13 @@ static void test_bad_secrets(void **state)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct hd_error err = {0};
-		if (hd_whsec_parse(bad[i], &k, &err) != HD_EINVAL)
+		if (hd_signature_secret_parse(bad[i], &k, &err) != HD_EINVAL)
 			fail_msg("accepted %s", bad[i]);
 		assert_int_equal(err.code, HD_EINVAL);
 		assert_true(err.msg[0] != '\0');
 	}
 	struct hd_error err = {0};
-	assert_int_equal(hd_whsec_parse(NULL, &k, &err), HD_EINVAL);
+	assert_int_equal(hd_signature_secret_parse(NULL, &k, &err), HD_EINVAL);
 	/* Secrets of n zero bytes: "whsec_" + n/3*4 'A's and what the rest
 	 * takes. 24 and 64 bytes are the bounds; 23 and 65 are refused. */
 	static const struct {
@@ -150,7 +150,7 @@ static void test_bad_secrets(void **state)
 		if (lens[i].bytes == 64)
 			strcat(text, "=="); /* and padded */
 		k.len = 0;
-		assert_int_equal(hd_whsec_parse(text, &k, &err), lens[i].rc);
+		assert_int_equal(hd_signature_secret_parse(text, &k, &err), lens[i].rc);
 		if (lens[i].rc == 0)
 			assert_int_equal(k.len, lens[i].bytes);
 	}
@@ -162,14 +162,14 @@ static void test_generate(void **state)
 	struct hd_whsec k;
 	struct hd_error err = {0};
 
-	assert_int_equal(hd_whsec_generate(a, sizeof(a)), 0);
-	assert_int_equal(hd_whsec_generate(b, sizeof(b)), 0);
+	assert_int_equal(hd_signature_secret_generate(a, sizeof(a)), 0);
+	assert_int_equal(hd_signature_secret_generate(b, sizeof(b)), 0);
 	assert_int_equal(strlen(a), 6 + 44);
 	assert_memory_equal(a, HD_WHSEC_PREFIX, 6);
 	assert_string_not_equal(a, b);
-	assert_int_equal(hd_whsec_parse(a, &k, &err), 0);
+	assert_int_equal(hd_signature_secret_parse(a, &k, &err), 0);
 	assert_int_equal(k.len, 32);
-	assert_int_equal(hd_whsec_generate(small, sizeof(small)), HD_EINTERNAL);
+	assert_int_equal(hd_signature_secret_generate(small, sizeof(small)), HD_EINTERNAL);
 }
 
 int main(void)
