@@ -67,7 +67,7 @@ struct hd_group_row {
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	char name[HD_GROUP_NAME_MAX + 1];
 	uint64_t ack_floor;      /* every offset <= it is acked */
-	char *acked;             /* acked offsets above the floor, core/lease.h's durable
+	char *acked;             /* acked offsets above the floor, consume/lease.h's durable
 				    form; borrowed when submitted, owned (free) when returned */
 	uint32_t ack_wait_ms;
 	uint32_t max_deliveries;

@@ -1,10 +1,9 @@
 /*
  * local — the embedded engine (see local.h).
  *
- * Publishes become store batches, queued without waking the writer; at the
- * end of the loop iteration (a check handle, with a prepare handle as the
- * backstop before the loop blocks) the writer is woken once, so every
- * publish read in one iteration shares one commit. The writer commits them
+ * Publishes become store batches, queued with hd_store_submit, which wakes
+ * the writer at once when it is idle (group commit: what arrives while it
+ * commits shares its next commit). The writer commits them
  * and wakes the loop through a uv_async handle; the loop then updates each
  * topic's state and ring, fans the events out through on_event and
  * completes the publishes. Reads are answered from a topic's ring when the

@@ -169,7 +169,7 @@ static bool v4_is_private(const unsigned char a[4])
 								 255.255.255.255 */
 }
 
-bool hd_http_addr_is_private(const struct sockaddr *addr)
+bool hd_http_client_addr_is_private(const struct sockaddr *addr)
 {
 	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -213,7 +213,7 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
 	 * within an object of its size. */
 	struct sockaddr_storage ss = {0};
 	memcpy(&ss, &a->addr, a->addrlen < sizeof(ss) ? a->addrlen : sizeof(ss));
-	if (!p->c->o.allow_private && hd_http_addr_is_private((const struct sockaddr *)&ss)) {
+	if (!p->c->o.allow_private && hd_http_client_addr_is_private((const struct sockaddr *)&ss)) {
 		const void *bytes = a->family == AF_INET6
 					    ? (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr
 					    : (const void *)&((const struct sockaddr_in *)&ss)->sin_addr;

@@ -146,6 +146,6 @@ void hd_http_client_free(struct hd_http_client *c);
 /* Whether addr (AF_INET or AF_INET6 sockaddr) is one the SSRF rule refuses.
  * Pure; for tests and for checking a subscription's literal address early. */
 struct sockaddr;
-bool hd_http_addr_is_private(const struct sockaddr *addr);
+bool hd_http_client_addr_is_private(const struct sockaddr *addr);
 
 #endif

@@ -2,7 +2,7 @@
  * ops — the admin operations of delivery.h (create, replay, list, info,
  * attempts, pause, rotate, delete) and the seek by time that create with
  * start.time and replay by time use (consume/seek.h).
- * Layer: webhook. Callers: edge/subscriptions.c through delivery.h; kids.c
+ * Layer: webhook. Callers: edge/webhook_http.c through delivery.h; kids.c
  * (a child's start seek); record.c (answers once durable).
  */
 #include "webhook/webhook_impl.h"

@@ -82,11 +82,11 @@ bool hd_sub_config_url_private(const char *url)
 	memset(&v6, 0, sizeof(v6));
 	if (inet_pton(AF_INET, host, &v4.sin_addr) == 1) {
 		v4.sin_family = AF_INET;
-		return hd_http_addr_is_private((const struct sockaddr *)&v4);
+		return hd_http_client_addr_is_private((const struct sockaddr *)&v4);
 	}
 	if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1) {
 		v6.sin6_family = AF_INET6;
-		return hd_http_addr_is_private((const struct sockaddr *)&v6);
+		return hd_http_client_addr_is_private((const struct sockaddr *)&v6);
 	}
 	return false;
 }

@@ -982,7 +982,7 @@ static bool private_text(const char *text)
 		a->sin_family = AF_INET;
 		assert_int_equal(inet_pton(AF_INET, text, &a->sin_addr), 1);
 	}
-	return hd_http_addr_is_private((struct sockaddr *)&ss);
+	return hd_http_client_addr_is_private((struct sockaddr *)&ss);
 }
 
 static void test_addr_is_private(void **state)
