@@ -190,6 +190,18 @@ static const struct opt opts[] = {
 	{"webhook-rotation-grace", T_DURATION, G(webhook_rotation_grace_ms), .def = "24h",
 	 .min = "0", .max = "30d", .help = "After a webhook secret rotation, how long the previous "
 					   "secret keeps signing next to the new one."},
+	{"push-vapid-private-key-file", T_STRING, GS(push_vapid_private_key_file), .def = "",
+	 .help = "Web Push application server key: a PEM EC P-256 private key (PKCS#8 or SEC1) or "
+		 "the base64url private key `web-push generate-vapid-keys` prints; turns Web Push on. "
+		 "Empty = no Web Push."},
+	{"push-allow-private", T_BOOL, G(push_allow_private), .def = "off",
+	 .help = "Let push providers and Web Push endpoints be loopback, private and other internal "
+		 "addresses, and Web Push endpoints plain http://localhost (for tests only)."},
+	{"push-max-devices-per-user", T_UINT, G(push_max_devices_per_user), .def = "20", .min = "1",
+	 .max = "1000", .help = "Devices one user may register for push."},
+	{"push-max-devices", T_UINT, G(push_max_devices), .def = "1000000", .min = "1",
+	 .max = "100000000", .help = "Devices herald keeps in all (in memory, about 1 KiB each); "
+				     "registering more gets 429."},
 	{"keys-file", T_STRING, GS(keys_file), .def = "",
 	 .help = "File of API keys, written by `herald keys` (empty = DATA-DIR/keys). With no key "
 		 "there and none in [key NAME] sections, the REST API is open (for development)."},

@@ -132,6 +132,10 @@ struct hd_config {
 	uint64_t webhook_pattern_topics_max;
 	int64_t webhook_rotation_grace_ms;
 	char keys_file[1024];
+	char push_vapid_private_key_file[1024];
+	bool push_allow_private;
+	uint64_t push_max_devices_per_user;
+	uint64_t push_max_devices;
 	struct hd_ns_opts ns_default;
 	struct hd_namespace namespaces[HD_NAMESPACE_MAX];
 	size_t nnamespaces;
