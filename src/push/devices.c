@@ -166,6 +166,7 @@ static int subscription_read(json_t *sub, const struct hd_devices_parse_opts *o,
 	size_t ep_len, p_len, a_len;
 	json_t *val, *keys;
 	struct hd_webpush_crypto_keys k;
+	struct hd_error e = {0};
 
 	if (!json_is_object(sub))
 		return hd_error_set(err, HD_EINVAL, "'subscription' is required for webpush: the "
@@ -202,8 +203,8 @@ static int subscription_read(json_t *sub, const struct hd_devices_parse_opts *o,
 		return HD_EINVAL;
 	if (!p || !a)
 		return hd_error_set(err, HD_EINVAL, "'subscription.keys.%s' is required", p ? "auth" : "p256dh");
-	if (hd_webpush_crypto_keys_parse(p, p_len, a, a_len, &k, err))
-		return hd_error_set(err, HD_EINVAL, "'subscription.keys': %s", err ? err->msg : "bad keys");
+	if (hd_webpush_crypto_keys_parse(p, p_len, a, a_len, &k, &e))
+		return hd_error_set(err, HD_EINVAL, "'subscription.keys.%s", e.msg[0] == '\'' ? e.msg + 1 : e.msg);
 	dev->token = hd_strdup(ep);
 	dev->p256dh = hd_strdup(p);
 	dev->auth = hd_strdup(a);
