@@ -227,6 +227,10 @@ int hd_devices_parse(const char *body, size_t len, const struct hd_devices_parse
 		goto out;
 	}
 	v = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!v) {
+		hd_error_set(err, HD_EINVAL, "the body is not JSON: %.200s", jerr.text);
+		goto out;
+	}
 	if (!json_is_object(v)) {
 		hd_error_set(err, HD_EINVAL, "the body must be a JSON object like "
 			     "{\"platform\":\"fcm\",\"token\":\"…\"}");

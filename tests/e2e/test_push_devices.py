@@ -134,7 +134,7 @@ def test_access(herald_factory):
     ({"platform": "webpush", "subscription": dict(subscription(), foo=1)}, "'subscription.foo'"),
     ({"platform": "sms", "token": "x"}, "'platform'"),
     ({"token": "x"}, "'platform'"),
-    ("not json", "JSON object"),
+    ("not json", "not JSON"), ("[1]", "JSON object"),
     ({"platform": "apns", "token": "xyz"}, "hex"),
     ({"platform": "apns", "token": "abc"}, "hex"),
     ({"platform": "apns", "token": APNS, "environment": "staging"}, "production or sandbox"),
