@@ -777,7 +777,7 @@ static void flush(struct hd_devices *d)
 
 	if (!d->dirty.count)
 		return;
-	hd_buf_init(&keys, (size_t)-1);
+	hd_buf_init(&keys, d->dirty.count * (HD_RECORD_KEY_MAX + 1));
 	hd_map_each(&d->dirty, collect_key, &keys);
 	for (size_t at = 0; at < keys.len; at += strlen(keys.data + at) + 1) {
 		const char *key = keys.data + at;

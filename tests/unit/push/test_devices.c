@@ -2,7 +2,10 @@
  * Unit tests for the pure parts of push/devices.c: the registration body
  * of each platform (accepted forms, every refusal naming its member), the
  * device id syntax, the durable record (round trip, refused records) and
- * the answer's form.
+ * the answer's form; and the registry over a small in-memory record
+ * engine: load (a duplicated token resolved to the newer), register,
+ * caps, token moves, the followers index, outcomes written coalesced and
+ * an invalid device made active by registering it again.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/alloc.h"
+#include "core/config.h"
+#include "engine/engine.h"
 #include "push/devices.h"
 
 #include <stdio.h>
@@ -256,6 +262,263 @@ static void test_record_refused(void **state)
 	assert_null(d);
 }
 
+/* ---- the registry over an in-memory record engine ----------------------- */
+
+#define RECS_MAX 64
+
+struct rec_engine {
+	struct hd_engine base;
+	struct hd_record recs[RECS_MAX]; /* sorted by key; kind is always "device" */
+	size_t n;
+	size_t puts, deletes;
+};
+
+static int rec_find(struct rec_engine *f, const char *key)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->recs[i].key, key) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void rec_put(struct rec_engine *f, const char *key, const char *value)
+{
+	int i = rec_find(f, key);
+	if (i >= 0) {
+		free(f->recs[i].value);
+		f->recs[i].value = hd_strdup(value);
+		return;
+	}
+	assert_true(f->n < RECS_MAX);
+	size_t at = 0;
+	while (at < f->n && strcmp(f->recs[at].key, key) < 0)
+		at++;
+	memmove(&f->recs[at + 1], &f->recs[at], (f->n - at) * sizeof(f->recs[0]));
+	memset(&f->recs[at], 0, sizeof(f->recs[at]));
+	snprintf(f->recs[at].kind, sizeof(f->recs[at].kind), "device");
+	snprintf(f->recs[at].key, sizeof(f->recs[at].key), "%s", key);
+	f->recs[at].value = hd_strdup(value);
+	f->n++;
+}
+
+static int rec_op(struct hd_engine *e, struct hd_record_op *op)
+{
+	struct rec_engine *f = (struct rec_engine *)e;
+	int i = rec_find(f, op->rec.key);
+
+	assert_string_equal(op->rec.kind, HD_DEVICES_RECORD_KIND);
+	op->err = 0;
+	switch (op->kind) {
+	case HD_RECORD_PUT:
+		f->puts++;
+		rec_put(f, op->rec.key, op->rec.value);
+		break;
+	case HD_RECORD_DELETE:
+		f->deletes++;
+		if (i < 0) {
+			op->err = HD_ENOTFOUND;
+			break;
+		}
+		free(f->recs[i].value);
+		memmove(&f->recs[i], &f->recs[i + 1], (f->n - (size_t)i - 1) * sizeof(f->recs[0]));
+		f->n--;
+		break;
+	case HD_RECORD_GET:
+		op->err = HD_ENOTIMPL;
+		break;
+	case HD_RECORD_LIST:
+		op->recs = hd_calloc(f->n + 1, sizeof(*op->recs));
+		for (size_t k = 0; k < f->n && op->n < op->limit; k++) {
+			if (op->after && strcmp(f->recs[k].key, op->after) <= 0)
+				continue;
+			op->recs[op->n] = f->recs[k];
+			op->recs[op->n++].value = hd_strdup(f->recs[k].value);
+		}
+		break;
+	}
+	op->done(op);
+	return 0;
+}
+
+static bool rec_ready(struct hd_engine *e)
+{
+	(void)e;
+	return true;
+}
+
+static const struct hd_engine_ops rec_ops = {.name = "records", .record_op = rec_op, .ready = rec_ready};
+
+static void rec_fini(struct rec_engine *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->recs[i].value);
+}
+
+struct waiter {
+	int calls, err;
+};
+
+static void done(void *arg, int err)
+{
+	struct waiter *w = arg;
+	w->calls++;
+	w->err = err;
+}
+
+/* Registers body as user/id; returns the put's result. */
+static int reg(struct hd_devices *d, const char *user, const char *id, const char *body,
+	       bool *created)
+{
+	struct hd_device *dev = parse_ok(body, false);
+	struct hd_error err = {0};
+	struct waiter w = {0};
+	bool c = false;
+	int rc = hd_devices_put(d, user, id, dev, &c, done, &w, &err);
+	if (rc == 0) {
+		assert_int_equal(w.calls, 1); /* the fake engine answers at once */
+		assert_int_equal(w.err, 0);
+	} else {
+		assert_int_equal(w.calls, 0);
+		assert_int_equal(err.code, rc);
+	}
+	if (created)
+		*created = c;
+	return rc;
+}
+
+static const char *record_of(struct rec_engine *f, const char *key)
+{
+	int i = rec_find(f, key);
+	return i < 0 ? NULL : f->recs[i].value;
+}
+
+static void test_registry(void **state)
+{
+	(void)state;
+	struct rec_engine f = {.base = {.ops = &rec_ops}};
+	struct hd_config cfg;
+	uv_loop_t loop;
+	struct hd_device *const *list;
+	bool created;
+
+	/* Stored before the start: two records holding one token (a move cut
+	 * short), the newer must win; and an unreadable one, skipped. */
+	struct hd_device *a = parse_ok("{\"platform\":\"fcm\",\"token\":\"shared\"}", false);
+	snprintf(a->user, sizeof(a->user), "1");
+	snprintf(a->id, sizeof(a->id), "old");
+	a->created_ms = a->updated_ms = 100;
+	char *ra = hd_devices_record(a);
+	snprintf(a->user, sizeof(a->user), "2");
+	snprintf(a->id, sizeof(a->id), "new");
+	a->updated_ms = 200;
+	char *rb = hd_devices_record(a);
+	rec_put(&f, "1\nold", ra);
+	rec_put(&f, "2\nnew", rb);
+	rec_put(&f, "3\nbroken", "{");
+	free(ra);
+	free(rb);
+	hd_device_free(a);
+
+	uv_loop_init(&loop);
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &f.base);
+	struct hd_devices *d = hd_devices_new(&loop, hub, &(struct hd_devices_opts){
+		.max_per_user = 2, .max_total = 4});
+	assert_false(hd_devices_loaded(d));
+	assert_int_equal(reg(d, "9", "x", "{\"platform\":\"fcm\",\"token\":\"t\"}", NULL), HD_EUNAVAIL);
+	hd_devices_start(d);
+	assert_true(hd_devices_loaded(d));
+	assert_int_equal(hd_devices_count(d), 1);
+	assert_null(hd_devices_get(d, "1", "old"));
+	assert_non_null(hd_devices_get(d, "2", "new"));
+	assert_null(record_of(&f, "1\nold")); /* deleted durably */
+
+	/* Register, replace, the per-user cap, another user. */
+	assert_int_equal(reg(d, "42", "phone", "{\"platform\":\"apns\",\"token\":\"00112233445566778899\","
+			     "\"topics\":[\"rides:1\",\"news\"]}", &created), 0);
+	assert_true(created);
+	assert_int_equal(reg(d, "42", "phone", "{\"platform\":\"apns\",\"token\":\"00112233445566778899\","
+			     "\"topics\":[\"news\"]}", &created), 0);
+	assert_false(created);
+	assert_int_equal(hd_devices_followers(d, "rides:1", &list), 0);
+	assert_int_equal(hd_devices_followers(d, "news", &list), 1);
+	assert_string_equal(list[0]->id, "phone");
+	assert_int_equal(reg(d, "42", "tablet", "{\"platform\":\"fcm\",\"token\":\"tab\",\"topics\":[\"news\"]}",
+			     NULL), 0);
+	assert_int_equal(hd_devices_followers(d, "news", &list), 2);
+	assert_int_equal(reg(d, "42", "third", "{\"platform\":\"fcm\",\"token\":\"3\"}", NULL), HD_ELIMIT);
+	assert_int_equal(hd_devices_of_user(d, "42", &list), 2);
+	assert_string_equal(list[0]->id, "phone");
+	assert_string_equal(list[1]->id, "tablet");
+	/* The global cap (4): 3 now, one more fits, then none. */
+	assert_int_equal(reg(d, "7", "a", "{\"platform\":\"fcm\",\"token\":\"7a\"}", NULL), 0);
+	assert_int_equal(reg(d, "8", "a", "{\"platform\":\"fcm\",\"token\":\"8a\"}", NULL), HD_ELIMIT);
+	/* A move is not one more: user 8 takes user 7's token. */
+	assert_int_equal(reg(d, "8", "a", "{\"platform\":\"fcm\",\"token\":\"7a\"}", &created), 0);
+	assert_true(created);
+	assert_null(hd_devices_get(d, "7", "a"));
+	assert_null(record_of(&f, "7\na"));
+	assert_non_null(record_of(&f, "8\na"));
+	/* The tablet's token moves to user 43: it leaves the followers too. */
+	assert_int_equal(reg(d, "43", "tab", "{\"platform\":\"fcm\",\"token\":\"tab\"}", NULL), 0);
+	assert_int_equal(hd_devices_followers(d, "news", &list), 1);
+	assert_int_equal(hd_devices_of_user(d, "42", &list), 1);
+
+	/* Outcomes: kept in memory at once, written once per flush. */
+	size_t puts = f.puts;
+	hd_devices_mark_success(d, "42", "phone", 1000);
+	hd_devices_mark_failure(d, "42", "phone", 2000, 429, "TooManyRequests");
+	hd_devices_mark_success(d, "nobody", "x", 3000); /* ignored */
+	const struct hd_device *ph = hd_devices_get(d, "42", "phone");
+	assert_int_equal(ph->last_success_ms, 1000);
+	assert_int_equal(ph->last_failure.status, 429);
+	assert_int_equal(f.puts, puts);
+	uv_run(&loop, UV_RUN_DEFAULT); /* the flush timer fires once, then nothing is left */
+	assert_int_equal(f.puts, puts + 1);
+	assert_non_null(strstr(record_of(&f, "42\nphone"), "TooManyRequests"));
+	hd_devices_mark_invalid(d, "42", "phone", 4000, 410, "Unregistered");
+	assert_int_equal(ph->state, HD_DEVICE_INVALID);
+	assert_string_equal(ph->invalid_reason, "Unregistered");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_non_null(strstr(record_of(&f, "42\nphone"), "\"state\":\"invalid\""));
+	/* Registering again makes it active; the history stays. */
+	assert_int_equal(reg(d, "42", "phone", "{\"platform\":\"apns\",\"token\":\"00112233445566778899\"}",
+			     &created), 0);
+	ph = hd_devices_get(d, "42", "phone");
+	assert_int_equal(ph->state, HD_DEVICE_ACTIVE);
+	assert_int_equal(ph->last_success_ms, 1000);
+	assert_int_equal(ph->last_failure.status, 410);
+
+	/* Delete; a pending outcome of a deleted device is not written. */
+	hd_devices_mark_success(d, "43", "tab", 5000);
+	struct waiter w = {0};
+	assert_int_equal(hd_devices_delete(d, "43", "tab", done, &w), 0);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(hd_devices_delete(d, "43", "tab", done, &w), HD_ENOTFOUND);
+	assert_null(record_of(&f, "43\ntab"));
+
+	/* Stop writes what is pending; the records load back the same. */
+	hd_devices_mark_success(d, "8", "a", 6000);
+	hd_devices_stop(d);
+	assert_non_null(strstr(record_of(&f, "8\na"), "\"last_success\":6000"));
+	uv_run(&loop, UV_RUN_DEFAULT);
+	size_t count = hd_devices_count(d);
+	hd_devices_free(d);
+	d = hd_devices_new(&loop, hub, &(struct hd_devices_opts){.max_per_user = 2, .max_total = 4});
+	hd_devices_start(d);
+	assert_int_equal(hd_devices_count(d), count);
+	assert_int_equal(hd_devices_get(d, "8", "a")->last_success_ms, 6000);
+	assert_int_equal(hd_devices_get(d, "42", "phone")->created_ms,
+			 hd_devices_get(d, "42", "phone")->created_ms);
+	hd_devices_stop(d);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	hd_devices_free(d);
+	hd_hub_free(hub);
+	uv_loop_close(&loop);
+	rec_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_record_round_trip),
 		cmocka_unit_test(test_record_refused),
+		cmocka_unit_test(test_registry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
