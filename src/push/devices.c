@@ -70,24 +70,36 @@ static bool origin_loopback(const char *origin)
 	return n >= 7 && strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == n;
 }
 
+/* Checks a Web Push endpoint and returns its normal form in *out (owned):
+ * the origin as hd_vapid_origin writes it (scheme and host lower-cased, a
+ * default port dropped) then the rest of the URL as given, so that one
+ * endpoint has one spelling in the token index. */
 static int endpoint_check(const char *url, size_t len, const struct hd_devices_parse_opts *o,
-			  struct hd_error *err)
+			  char **out, struct hd_error *err)
 {
 	char origin[HD_VAPID_ORIGIN_MAX + 1];
 	struct hd_error e = {0};
+	const char *rest;
 
+	*out = NULL;
 	if (len > HD_DEVICE_ENDPOINT_MAX)
 		return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' is longer than %d bytes",
 				    HD_DEVICE_ENDPOINT_MAX);
 	if (hd_vapid_origin(url, len, origin, sizeof(origin), &e))
 		return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' is not a push service URL: %s",
 				    e.msg);
-	if (strncmp(origin, "https://", 8) == 0)
-		return 0;
-	if (o && o->allow_private && origin_loopback(origin))
-		return 0;
-	return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' must be an https:// URL%s",
-			    o && o->allow_private ? " (or http:// on loopback)" : "");
+	if (strncmp(origin, "https://", 8) != 0 && !(o && o->allow_private && origin_loopback(origin)))
+		return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' must be an https:// URL%s",
+				    o && o->allow_private ? " (or http:// on loopback)" : "");
+	rest = strstr(url, "://") + 3;
+	rest += strcspn(rest, "/?#");
+	size_t n = strlen(origin) + strlen(rest) + 1;
+	if (n > HD_DEVICE_ENDPOINT_MAX + 1)
+		return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' is longer than %d bytes",
+				    HD_DEVICE_ENDPOINT_MAX);
+	*out = hd_malloc(n);
+	snprintf(*out, n, "%s%s", origin, rest);
+	return 0;
 }
 
 static int apns_token_check(const char *s, size_t n, struct hd_error *err)
@@ -182,7 +194,8 @@ static int subscription_read(json_t *sub, const struct hd_devices_parse_opts *o,
 		return err ? err->code : HD_EINVAL;
 	if (!ep)
 		return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' is required");
-	if (endpoint_check(ep, ep_len, o, err))
+	/* dev, and the endpoint with it, is freed by the caller on a refusal. */
+	if (endpoint_check(ep, ep_len, o, &dev->token, err))
 		return HD_EINVAL;
 	val = json_object_get(sub, "expirationTime");
 	if (val && !json_is_null(val) && !json_is_number(val))
@@ -205,7 +218,6 @@ static int subscription_read(json_t *sub, const struct hd_devices_parse_opts *o,
 		return hd_error_set(err, HD_EINVAL, "'subscription.keys.%s' is required", p ? "auth" : "p256dh");
 	if (hd_webpush_crypto_keys_parse(p, p_len, a, a_len, &k, &e))
 		return hd_error_set(err, HD_EINVAL, "'subscription.keys.%s", e.msg[0] == '\'' ? e.msg + 1 : e.msg);
-	dev->token = hd_strdup(ep);
 	dev->p256dh = hd_strdup(p);
 	dev->auth = hd_strdup(a);
 	return 0;

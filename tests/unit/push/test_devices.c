@@ -114,6 +114,16 @@ static void test_webpush(void **state)
 	assert_string_equal(d->auth, AUTH);
 	hd_device_free(d);
 
+	/* One spelling per endpoint: scheme and host lower-cased, a default port dropped. */
+	d = parse_ok("{\"platform\":\"webpush\",\"subscription\":{\"endpoint\":"
+		     "\"HTTPS://Push.Example:443/a/B?c=D\"," KEYS "}}", false);
+	assert_string_equal(d->token, "https://push.example/a/B?c=D");
+	hd_device_free(d);
+	d = parse_ok("{\"platform\":\"webpush\",\"subscription\":{\"endpoint\":"
+		     "\"https://push.example:8443\"," KEYS "}}", false);
+	assert_string_equal(d->token, "https://push.example:8443");
+	hd_device_free(d);
+
 	/* Plain http only on loopback and only when allowed. */
 	const char *loop[] = {"http://127.0.0.1:8080/p", "http://localhost/p", "http://[::1]:9/p"};
 	for (size_t i = 0; i < 3; i++) {
