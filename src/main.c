@@ -200,7 +200,7 @@ static void on_signal(uv_signal_t *h, int signum)
 /* The Web Push public key of --push-vapid-private-key-file into
  * s->vapid_public ("" without one). Only the public key is wanted here (the
  * Web Push provider reads the file again to sign, with --push-vapid-subject),
- * so the subject given is a placeholder. 0, or HD_ECONFIG with err. */
+ * so without a subject a placeholder stands in. 0, or HD_ECONFIG with err. */
 static int read_vapid_public(struct server *s, struct hd_error *err)
 {
 	struct hd_vapid *vapid = NULL;
@@ -208,7 +208,8 @@ static int read_vapid_public(struct server *s, struct hd_error *err)
 
 	if (!path[0])
 		return 0;
-	if (hd_vapid_new_file(path, "mailto:herald@localhost", &vapid, err))
+	if (hd_vapid_new_file(path, s->cfg.push_vapid_subject[0] ? s->cfg.push_vapid_subject
+							: "mailto:herald@localhost", &vapid, err))
 		return HD_ECONFIG;
 	snprintf(s->vapid_public, sizeof(s->vapid_public), "%s", hd_vapid_public_key(vapid));
 	hd_vapid_free(vapid);

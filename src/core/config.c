@@ -194,6 +194,8 @@ static const struct opt opts[] = {
 	 .help = "Web Push application server key: a PEM EC P-256 private key (PKCS#8 or SEC1) or "
 		 "the base64url private key `web-push generate-vapid-keys` prints; turns Web Push on. "
 		 "Empty = no Web Push."},
+	{"push-vapid-subject", T_STRING, GS(push_vapid_subject), .def = "",
+	 .help = "Contact for push services, the sub of VAPID tokens: a mailto: or https: URI."},
 	{"push-allow-private", T_BOOL, G(push_allow_private), .def = "off",
 	 .help = "Let push providers and Web Push endpoints be loopback, private and other internal "
 		 "addresses, and Web Push endpoints plain http://localhost (for tests only)."},

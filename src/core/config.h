@@ -133,6 +133,7 @@ struct hd_config {
 	int64_t webhook_rotation_grace_ms;
 	char keys_file[1024];
 	char push_vapid_private_key_file[1024];
+	char push_vapid_subject[256];
 	bool push_allow_private;
 	uint64_t push_max_devices_per_user;
 	uint64_t push_max_devices;

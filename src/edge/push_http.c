@@ -10,6 +10,9 @@
 
 #define JSON_TYPE "application/json"
 
+/* What a row does (its op). */
+enum act { ACT_LIST, ACT_GET, ACT_PUT, ACT_DELETE };
+
 struct hd_push_http {
 	struct hd_devices *devices;     /* borrowed */
 	bool allow_private;
@@ -96,7 +99,7 @@ static void route_one(struct hd_http_request *req, const struct hd_route_ctx *ct
 
 	if (!device_id(req, ctx, id) || !loaded(p, req))
 		return;
-	if (ctx->method == HTTP_GET) {
+	if (ctx->row->op == ACT_GET) {
 		const struct hd_device *d = hd_devices_get(p->devices, ctx->user, id);
 		if (d)
 			respond_json(req, 200, hd_devices_json(d));
@@ -110,7 +113,7 @@ static void route_one(struct hd_http_request *req, const struct hd_route_ctx *ct
 	j->req = req;
 	snprintf(j->user, sizeof(j->user), "%s", ctx->user);
 	snprintf(j->id, sizeof(j->id), "%s", id);
-	if (ctx->method == HTTP_DELETE) {
+	if (ctx->row->op == ACT_DELETE) {
 		rc = hd_devices_delete(p->devices, ctx->user, id, deleted, j);
 		if (rc == HD_ENOTFOUND)
 			hd_http_respond_errorf(req, rc, "user '%s' has no device '%s'", ctx->user, id);
@@ -162,12 +165,12 @@ void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t)
 	const enum hd_route_guard g = HD_ROUTE_USER;
 	const enum hd_key_action k = HD_KEY_ADMIN;
 	const struct hd_route rows[] = {
-		{HTTP_GET, "/v1/users/{user}/devices", g, k, route_list, p, 0, 0},
-		{HTTP_GET, "/v1/users/{user}/devices/", g, k, route_list, p, 0, 0},
-		{HTTP_GET, "/v1/users/{user}/devices/{name}", g, k, route_one, p, 0, 0},
-		{HTTP_PUT, "/v1/users/{user}/devices/{name}", g, k, route_one, p, 0, 0},
-		{HTTP_DELETE, "/v1/users/{user}/devices/{name}", g, k, route_one, p, 0, 0},
-		{HTTP_GET, "/v1/push/vapid-public-key", HD_ROUTE_OPEN, k, route_vapid, p, 0, 0},
+		{HTTP_GET, "/v1/users/{user}/devices", g, k, route_list, p, ACT_LIST, 0},
+		{HTTP_GET, "/v1/users/{user}/devices/", g, k, route_list, p, ACT_LIST, 0},
+		{HTTP_GET, "/v1/users/{user}/devices/{name}", g, k, route_one, p, ACT_GET, 0},
+		{HTTP_PUT, "/v1/users/{user}/devices/{name}", g, k, route_one, p, ACT_PUT, 0},
+		{HTTP_DELETE, "/v1/users/{user}/devices/{name}", g, k, route_one, p, ACT_DELETE, 0},
+		{HTTP_GET, "/v1/push/vapid-public-key", HD_ROUTE_OPEN, k, route_vapid, p, ACT_GET, 0},
 	};
 	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
 }

@@ -313,6 +313,27 @@ out:
 	return rc;
 }
 
+/* The registration members of a stored record, through the body parser:
+ * one set of rules for what a device may be. */
+static int registration_parse(json_t *v, const struct hd_devices_parse_opts *o,
+			      struct hd_device **out)
+{
+	static const char *const names[] = {"platform", "token", "environment", "subscription",
+					    "topics"};
+	json_t *body = json_object();
+	char *text;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (json_object_get(v, names[i]))
+			json_object_set(body, names[i], json_object_get(v, names[i]));
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = text ? hd_devices_parse(text, strlen(text), o, out, NULL) : HD_EINVAL;
+	free(text);
+	return rc;
+}
+
 static json_t *topics_json(const struct hd_device *dev)
 {
 	json_t *a = json_array();
@@ -368,27 +389,16 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 {
 	struct hd_devices_parse_opts o = {.allow_private = true};
 	struct hd_device *dev = NULL;
-	json_t *v = json_loads(value, 0, NULL), *body = NULL, *f;
+	json_t *v = json_loads(value, 0, NULL), *f;
 	const char *nl = strchr(key, '\n');
-	char *text = NULL;
-	int rc = HD_EINVAL;
+	const char *state;
 
 	*out = NULL;
 	if (!json_is_object(v) || !nl || (size_t)(nl - key) > HD_USER_ID_MAX ||
-	    !hd_devices_id_ok(nl + 1, strlen(nl + 1)))
-		goto out;
-	/* The registration members go through the body parser: one set of rules. */
-	body = json_pack("{s:O}", "platform", json_object_get(v, "platform"));
-	if (!body)
-		goto out;
-	const char *names[] = {"token", "environment", "subscription", "topics"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (json_object_get(v, names[i]))
-			json_object_set(body, names[i], json_object_get(v, names[i]));
-	text = json_dumps(body, JSON_COMPACT);
-	if (!text || hd_devices_parse(text, strlen(text), &o, &dev, NULL))
+	    !hd_devices_id_ok(nl + 1, strlen(nl + 1)) || registration_parse(v, &o, &dev))
 		goto out;
 	f = json_object_get(v, "last_failure");
+	state = json_string_value(json_object_get(v, "state"));
 	if (!copy_text(json_object_get(v, "invalid_reason"), dev->invalid_reason,
 		       sizeof(dev->invalid_reason)) ||
 	    !json_is_integer(json_object_get(v, "last_success")) || !json_is_object(f) ||
@@ -396,11 +406,12 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 	    !copy_text(json_object_get(f, "reason"), dev->last_failure.reason,
 		       sizeof(dev->last_failure.reason)) ||
 	    !json_is_integer(json_object_get(v, "created")) ||
-	    !json_is_integer(json_object_get(v, "updated")))
+	    !json_is_integer(json_object_get(v, "updated")) || !state ||
+	    (strcmp(state, "active") && strcmp(state, "invalid"))) {
+		hd_device_free(dev);
+		dev = NULL;
 		goto out;
-	const char *state = json_string_value(json_object_get(v, "state"));
-	if (!state || (strcmp(state, "active") && strcmp(state, "invalid")))
-		goto out;
+	}
 	dev->state = strcmp(state, "active") == 0 ? HD_DEVICE_ACTIVE : HD_DEVICE_INVALID;
 	dev->last_success_ms = json_integer_value(json_object_get(v, "last_success"));
 	dev->last_failure.time_ms = json_integer_value(json_object_get(f, "time"));
@@ -409,15 +420,10 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 	dev->updated_ms = json_integer_value(json_object_get(v, "updated"));
 	snprintf(dev->user, sizeof(dev->user), "%.*s", (int)(nl - key), key);
 	snprintf(dev->id, sizeof(dev->id), "%s", nl + 1);
-	*out = dev;
-	dev = NULL;
-	rc = 0;
 out:
-	hd_device_free(dev);
-	free(text);
-	json_decref(body);
 	json_decref(v);
-	return rc;
+	*out = dev;
+	return dev ? 0 : HD_EINVAL;
 }
 
 static json_t *time_json(int64_t ms)

@@ -289,7 +289,8 @@ def test_vapid_public_key_from_cli_key(herald_factory, tmp_path):
     assert set(keys) == {"publicKey", "privateKey"} and keys["publicKey"] != pub
 
     (tmp_path / "vapid.key").write_text(priv + "\n")
-    h2 = server(herald_factory, args=["--push-vapid-private-key-file", str(tmp_path / "vapid.key")],
+    h2 = server(herald_factory, args=["--push-vapid-private-key-file", str(tmp_path / "vapid.key"),
+                                     "--push-vapid-subject", "mailto:ops@example.com"],
                 name="data2")
     r = requests.get(h2.url + "/v1/push/vapid-public-key", timeout=10)  # open: no credential
     assert r.status_code == 200, r.text
@@ -309,7 +310,8 @@ def test_vapid_public_key_from_openssl_pem(herald_factory, tmp_path):
     key = serialization.load_pem_private_key(pem.read_bytes(), None)
     want = b64url(key.public_key().public_bytes(serialization.Encoding.X962,
                                                 serialization.PublicFormat.UncompressedPoint))
-    h = server(herald_factory, args=["--push-vapid-private-key-file", str(pem)])
+    h = server(herald_factory, args=["--push-vapid-private-key-file", str(pem),
+                                     "--push-vapid-subject", "https://example.com/contact"])
     r = requests.get(h.url + "/v1/push/vapid-public-key", timeout=10)
     assert r.status_code == 200 and r.json()["public_key"] == want
 
@@ -318,8 +320,9 @@ def test_bad_vapid_key_file_is_a_startup_error(tmp_path):
     bad = tmp_path / "bad.key"
     bad.write_text("not a key\n")
     p = subprocess.run([BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
-                        "--push-vapid-private-key-file", str(bad)], capture_output=True, timeout=30)
-    assert p.returncode == 2 and b"--push-vapid-private-key-file" in p.stderr
+                        "--push-vapid-private-key-file", str(bad), "--push-vapid-subject", "mailto:a@b.c"],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 2 and str(bad).encode() in p.stderr, p.stderr
 
 
 @pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
