@@ -42,6 +42,9 @@ void hd_device_free(struct hd_device *dev)
 {
 	if (!dev)
 		return;
+	free(dev->user);
+	free(dev->invalid_reason);
+	free(dev->last_failure.reason);
 	free(dev->token);
 	free(dev->p256dh);
 	free(dev->auth);
@@ -50,6 +53,20 @@ void hd_device_free(struct hd_device *dev)
 	free(dev->topics);
 	free(dev);
 }
+
+/* Replaces *dst by a copy of s (NULL or "" = none), cut at max bytes, each
+ * byte outside printable ASCII made '?': reasons come from push services,
+ * and a cut must not leave half a UTF-8 sequence for the JSON encoder. */
+static void text_set(char **dst, const char *s, size_t max)
+{
+	free(*dst);
+	*dst = s && *s ? hd_strndup(s, strnlen(s, max)) : NULL;
+	for (char *c = *dst; c && *c; c++)
+		if (*c < ' ' || *c > '~')
+			*c = '?';
+}
+
+#define TEXT(s) ((s) ? (s) : "")
 
 static int platform_of(const char *s)
 {
@@ -362,12 +379,12 @@ static json_t *common_json(const struct hd_device *dev)
 char *hd_devices_record(const struct hd_device *dev)
 {
 	json_t *o = common_json(dev);
-	json_object_set_new(o, "invalid_reason", json_string(dev->invalid_reason));
+	json_object_set_new(o, "invalid_reason", json_string(TEXT(dev->invalid_reason)));
 	json_object_set_new(o, "last_success", json_integer(dev->last_success_ms));
 	json_object_set_new(o, "last_failure",
 			    json_pack("{s:I, s:i, s:s}", "time", (json_int_t)dev->last_failure.time_ms,
 				      "status", dev->last_failure.status, "reason",
-				      dev->last_failure.reason));
+				      TEXT(dev->last_failure.reason)));
 	json_object_set_new(o, "created", json_integer(dev->created_ms));
 	json_object_set_new(o, "updated", json_integer(dev->updated_ms));
 	char *s = json_dumps(o, JSON_COMPACT);
@@ -377,11 +394,11 @@ char *hd_devices_record(const struct hd_device *dev)
 	return s;
 }
 
-static bool copy_text(json_t *v, char *out, size_t cap)
+static bool copy_text(json_t *v, char **out)
 {
-	if (!json_is_string(v) || json_string_length(v) >= cap)
+	if (!json_is_string(v) || json_string_length(v) > HD_DEVICE_REASON_MAX)
 		return false;
-	snprintf(out, cap, "%s", json_string_value(v));
+	text_set(out, json_string_value(v), HD_DEVICE_REASON_MAX);
 	return true;
 }
 
@@ -399,12 +416,10 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 		goto out;
 	f = json_object_get(v, "last_failure");
 	state = json_string_value(json_object_get(v, "state"));
-	if (!copy_text(json_object_get(v, "invalid_reason"), dev->invalid_reason,
-		       sizeof(dev->invalid_reason)) ||
+	if (!copy_text(json_object_get(v, "invalid_reason"), &dev->invalid_reason) ||
 	    !json_is_integer(json_object_get(v, "last_success")) || !json_is_object(f) ||
 	    !json_is_integer(json_object_get(f, "time")) || !json_is_integer(json_object_get(f, "status")) ||
-	    !copy_text(json_object_get(f, "reason"), dev->last_failure.reason,
-		       sizeof(dev->last_failure.reason)) ||
+	    !copy_text(json_object_get(f, "reason"), &dev->last_failure.reason) ||
 	    !json_is_integer(json_object_get(v, "created")) ||
 	    !json_is_integer(json_object_get(v, "updated")) || !state ||
 	    (strcmp(state, "active") && strcmp(state, "invalid"))) {
@@ -418,7 +433,7 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 	dev->last_failure.status = (int)json_integer_value(json_object_get(f, "status"));
 	dev->created_ms = json_integer_value(json_object_get(v, "created"));
 	dev->updated_ms = json_integer_value(json_object_get(v, "updated"));
-	snprintf(dev->user, sizeof(dev->user), "%.*s", (int)(nl - key), key);
+	dev->user = hd_strndup(key, (size_t)(nl - key));
 	snprintf(dev->id, sizeof(dev->id), "%s", nl + 1);
 out:
 	json_decref(v);
@@ -437,12 +452,12 @@ static json_t *time_json(int64_t ms)
 
 json_t *hd_devices_json(const struct hd_device *dev)
 {
-	json_t *o = json_pack("{s:s, s:s}", "user", dev->user, "device", dev->id);
+	json_t *o = json_pack("{s:s, s:s}", "user", TEXT(dev->user), "device", dev->id);
 	json_t *common = common_json(dev);
 	json_object_update(o, common);
 	json_decref(common);
 	json_object_set_new(o, "invalid_reason", dev->state == HD_DEVICE_INVALID
-							 ? json_string(dev->invalid_reason)
+							 ? json_string(TEXT(dev->invalid_reason))
 							 : json_null());
 	json_object_set_new(o, "last_success", time_json(dev->last_success_ms));
 	json_object_set_new(o, "last_failure",
@@ -450,7 +465,7 @@ json_t *hd_devices_json(const struct hd_device *dev)
 				    ? json_null()
 				    : json_pack("{s:o, s:i, s:s}", "time", time_json(dev->last_failure.time_ms),
 						"status", dev->last_failure.status, "reason",
-						dev->last_failure.reason));
+						TEXT(dev->last_failure.reason)));
 	json_object_set_new(o, "created", time_json(dev->created_ms));
 	json_object_set_new(o, "updated", time_json(dev->updated_ms));
 	return o;
@@ -660,7 +675,7 @@ int hd_devices_put(struct hd_devices *d, const char *user, const char *id, struc
 				  d->stopping ? "stopping" : "loading");
 		goto out;
 	}
-	snprintf(dev->user, sizeof(dev->user), "%s", user);
+	text_set(&dev->user, user, HD_USER_ID_MAX);
 	snprintf(dev->id, sizeof(dev->id), "%s", id);
 	dev_key(dev, key, sizeof(key));
 	tk = token_key(dev);
@@ -704,6 +719,7 @@ int hd_devices_put(struct hd_devices *d, const char *user, const char *id, struc
 	if (old) {
 		dev->last_success_ms = old->last_success_ms;
 		dev->last_failure = old->last_failure;
+		old->last_failure.reason = NULL; /* moved */
 		index_del(d, old);
 		hd_device_free(old);
 	}
@@ -850,7 +866,7 @@ void hd_devices_mark_failure(struct hd_devices *d, const char *user, const char 
 		return;
 	dev->last_failure.time_ms = now_ms;
 	dev->last_failure.status = status;
-	snprintf(dev->last_failure.reason, sizeof(dev->last_failure.reason), "%s", reason ? reason : "");
+	text_set(&dev->last_failure.reason, reason, HD_DEVICE_REASON_MAX);
 }
 
 void hd_devices_mark_invalid(struct hd_devices *d, const char *user, const char *id,
@@ -861,7 +877,7 @@ void hd_devices_mark_invalid(struct hd_devices *d, const char *user, const char 
 		return;
 	hd_devices_mark_failure(d, user, id, now_ms, status, reason);
 	dev->state = HD_DEVICE_INVALID;
-	snprintf(dev->invalid_reason, sizeof(dev->invalid_reason), "%s", reason ? reason : "");
+	text_set(&dev->invalid_reason, reason, HD_DEVICE_REASON_MAX);
 }
 
 /* ---- load at start ------------------------------------------------------- */

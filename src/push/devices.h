@@ -72,11 +72,13 @@ enum hd_device_state { HD_DEVICE_ACTIVE, HD_DEVICE_INVALID };
 struct hd_device_outcome {
 	int64_t time_ms;                /* 0 = never */
 	int status;                     /* the HTTP status */
-	char reason[HD_DEVICE_REASON_MAX + 1];
+	char *reason;                   /* owned, at most HD_DEVICE_REASON_MAX bytes; NULL = none */
 };
 
+/* A device. The text that is often absent or long is out of line, so that
+ * a registry of 100,000 devices stays within a few tens of MiB. */
 struct hd_device {
-	char user[HD_USER_ID_MAX + 1];
+	char *user;                     /* owned; NULL until registered */
 	char id[HD_DEVICE_ID_MAX + 1];
 	enum hd_device_platform platform;
 	char *token;                    /* APNs/FCM token or the Web Push endpoint; owned */
@@ -85,7 +87,7 @@ struct hd_device {
 	char **topics;                  /* owned, each owned */
 	size_t ntopics;
 	enum hd_device_state state;
-	char invalid_reason[HD_DEVICE_REASON_MAX + 1];
+	char *invalid_reason;           /* owned, like a reason; NULL = none */
 	int64_t last_success_ms;        /* 0 = never */
 	struct hd_device_outcome last_failure;
 	int64_t created_ms, updated_ms;

@@ -60,7 +60,7 @@ static void round_trip(struct hd_device *d)
 	char *rec, *again;
 	json_t *j;
 
-	memcpy(d->user, "42", 3);
+	d->user = strdup("42");
 	memcpy(d->id, "phone", 6);
 	rec = hd_devices_record(d);
 	CHECK(hd_devices_record_parse("42\nphone", rec, &back) == 0 && back);

@@ -213,14 +213,14 @@ static void test_record_round_trip(void **state)
 	};
 	for (size_t i = 0; i < 3; i++) {
 		struct hd_device *d = parse_ok(bodies[i], false), *back;
-		snprintf(d->user, sizeof(d->user), "42");
+		d->user = strdup("42");
 		snprintf(d->id, sizeof(d->id), "phone");
 		d->state = HD_DEVICE_INVALID;
-		snprintf(d->invalid_reason, sizeof(d->invalid_reason), "Unregistered");
+		d->invalid_reason = strdup("Unregistered");
 		d->last_success_ms = 1000;
 		d->last_failure.time_ms = 2000;
 		d->last_failure.status = 410;
-		snprintf(d->last_failure.reason, sizeof(d->last_failure.reason), "Unregistered");
+		d->last_failure.reason = strdup("Unregistered");
 		d->created_ms = 500;
 		d->updated_ms = 600;
 		char *rec = hd_devices_record(d);
@@ -414,11 +414,12 @@ static void test_registry(void **state)
 	/* Stored before the start: two records holding one token (a move cut
 	 * short), the newer must win; and an unreadable one, skipped. */
 	struct hd_device *a = parse_ok("{\"platform\":\"fcm\",\"token\":\"shared\"}", false);
-	snprintf(a->user, sizeof(a->user), "1");
+	a->user = strdup("1");
 	snprintf(a->id, sizeof(a->id), "old");
 	a->created_ms = a->updated_ms = 100;
 	char *ra = hd_devices_record(a);
-	snprintf(a->user, sizeof(a->user), "2");
+	free(a->user);
+	a->user = strdup("2");
 	snprintf(a->id, sizeof(a->id), "new");
 	a->updated_ms = 200;
 	char *rb = hd_devices_record(a);
@@ -487,9 +488,9 @@ static void test_registry(void **state)
 	uv_run(&loop, UV_RUN_DEFAULT); /* the flush timer fires once, then nothing is left */
 	assert_int_equal(f.puts, puts + 1);
 	assert_non_null(strstr(record_of(&f, "42\nphone"), "TooManyRequests"));
-	hd_devices_mark_invalid(d, "42", "phone", 4000, 410, "Unregistered");
+	hd_devices_mark_invalid(d, "42", "phone", 4000, 410, "Unregistered \xc3\xa9");
 	assert_int_equal(ph->state, HD_DEVICE_INVALID);
-	assert_string_equal(ph->invalid_reason, "Unregistered");
+	assert_string_equal(ph->invalid_reason, "Unregistered ??"); /* ASCII only, for the JSON */
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_non_null(strstr(record_of(&f, "42\nphone"), "\"state\":\"invalid\""));
 	/* Registering again makes it active; the history stays. */
