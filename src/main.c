@@ -16,11 +16,14 @@
 #include "auth/keys.h"
 #include "cli/client.h"
 #include "cli/keys_cmd.h"
+#include "cli/push_cmd.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "edge/api.h"
+#include "edge/push_http.h"
+#include "push/devices.h"
 #include "push/push.h"
 #include "webhook/delivery.h"
 #include "engine/local.h"
@@ -45,6 +48,8 @@ struct server {
 	struct hd_http_server *http;
 	struct hd_api *api;
 	struct hd_webhooks *webhooks;
+	struct hd_devices *devices;
+	char vapid_public[HD_VAPID_PUBLIC_KEY_LEN + 1];
 	struct hd_jwt_keys *keys;
 	struct hd_keys *api_keys;
 	uv_signal_t sigterm;
@@ -69,6 +74,7 @@ static void usage(FILE *f)
 		"  herald read TOPIC [--after N] [--limit M] [--server URL]\n"
 		"  herald keys create NAME --scope S [--scope S] [--expires 30d]   (prints the key once)\n"
 		"  herald keys list | herald keys revoke NAME   [--keys-file F | --data-dir D]\n"
+		"  herald push vapid-keys [--json]   print a new Web Push key pair\n"
 		"  herald version\n"
 		"  herald config-doc      print docs/config.md\n"
 		"  herald --help\n\n"
@@ -188,7 +194,42 @@ static void on_signal(uv_signal_t *h, int signum)
 	 * not hold the stop. */
 	hd_api_stop(s->api);
 	hd_webhooks_stop(s->webhooks);
+	hd_devices_stop(s->devices);
 	hd_http_server_shutdown(s->http, on_http_closed, s);
+}
+
+/* The Web Push public key of --push-vapid-private-key-file into
+ * s->vapid_public ("" without one). Only the public key is wanted here (the
+ * Web Push provider reads the file again to sign, with --push-vapid-subject),
+ * so without a subject a placeholder stands in. 0, or HD_ECONFIG with err. */
+static int read_vapid_public(struct server *s, struct hd_error *err)
+{
+	struct hd_vapid *vapid = NULL;
+	const char *path = s->cfg.push_vapid_private_key_file;
+
+	if (!path[0])
+		return 0;
+	if (hd_vapid_new_file(path, s->cfg.push_vapid_subject[0] ? s->cfg.push_vapid_subject
+							: "mailto:herald@localhost", &vapid, err))
+		return HD_ECONFIG;
+	snprintf(s->vapid_public, sizeof(s->vapid_public), "%s", hd_vapid_public_key(vapid));
+	hd_vapid_free(vapid);
+	return 0;
+}
+
+/* The device registry (loading starts now) and its routes. */
+static void start_push(struct server *s)
+{
+	struct hd_devices_opts dopts = {
+		.max_per_user = (size_t)s->cfg.push_max_devices_per_user,
+		.max_total = (size_t)s->cfg.push_max_devices,
+	};
+	s->devices = hd_devices_new(s->loop, s->hub, &dopts);
+	hd_devices_start(s->devices);
+	hd_api_set_push(s->api, s->devices, &(struct hd_push_http_opts){
+		.allow_private = s->cfg.push_allow_private,
+		.vapid_public_key = s->vapid_public,
+	});
 }
 
 /* Splits "host:port", "[v6]:port" or ":port". */
@@ -267,6 +308,10 @@ static int serve(int argc, char **argv)
 	}
 	if (load_keys(&s.cfg, &s.api_keys, &err)) {
 		fprintf(stderr, "herald: %s\n", err.msg);
+		goto out;
+	}
+	if (read_vapid_public(&s, &err)) {
+		fprintf(stderr, "herald: --push-vapid-private-key-file: %s\n", err.msg);
 		goto out;
 	}
 	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
@@ -392,6 +437,7 @@ static int serve(int argc, char **argv)
 		abort(); /* libcurl could not be initialised: nothing sensible to do */
 	}
 	hd_api_set_webhooks(s.api, s.webhooks);
+	start_push(&s);
 	s.http = hd_http_server_new(s.loop, &lim, hd_api_handle, s.api);
 	const char *failed = NULL;
 	rc = 0;
@@ -411,6 +457,7 @@ static int serve(int argc, char **argv)
 		hd_http_server_shutdown(s.http, on_listen_failed_closed, &s);
 		hd_api_stop(s.api);
 		hd_webhooks_stop(s.webhooks);
+		hd_devices_stop(s.devices);
 		s.engine->ops->free(s.engine);
 		s.engine = NULL;
 		exit_code = 1;
@@ -445,6 +492,7 @@ out:
 		hd_http_server_free(s.http);
 		uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
 		hd_webhooks_free(s.webhooks);
+		hd_devices_free(s.devices);
 		if (s.api)
 			hd_api_free(s.api);
 		uv_loop_close(s.loop);
@@ -470,6 +518,8 @@ int main(int argc, char **argv)
 		return hd_client_read(argc - 2, argv + 2);
 	if (strcmp(cmd, "keys") == 0)
 		return hd_keys_cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "push") == 0)
+		return hd_push_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("herald %s\n", HD_VERSION);
 		return 0;

@@ -8,6 +8,7 @@
 #include "edge/group_http.h"
 #include "edge/longpoll.h"
 #include "edge/webhook_http.h"
+#include "edge/push_http.h"
 #include "http/query.h"
 #include "proto/cloudevent.h"
 
@@ -789,6 +790,13 @@ void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w)
 	hd_webhook_http_routes(api->subs, &api->routes);
 }
 
+void hd_api_set_push(struct hd_api *api, struct hd_devices *devices,
+		     const struct hd_push_http_opts *o)
+{
+	api->push = hd_push_http_new(devices, o);
+	hd_push_http_routes(api->push, &api->routes);
+}
+
 void hd_api_stop(struct hd_api *api)
 {
 	api->stopping = true;
@@ -816,5 +824,6 @@ void hd_api_free(struct hd_api *api)
 	hd_cursors_free(api->cursors);
 	if (api->subs)
 		hd_webhook_http_free(api->subs);
+	hd_push_http_free(api->push);
 	free(api);
 }

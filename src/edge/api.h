@@ -18,6 +18,8 @@
  *   GET    /v1/users/{id}/connections  every live connection of a user
  *   GET|POST|DELETE /v1/users/{id}/cursors[/{name}]  a user's server-side cursors (edge/cursors.h)
  *   POST|GET /v1/subscriptions[/{id}[/…]]  webhook subscriptions (edge/webhook_http.h)
+ *   PUT|GET|DELETE /v1/users/{id}/devices[/{device}]  push devices (edge/push_http.h)
+ *   GET    /v1/push/vapid-public-key   the Web Push application server key
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws_edge.h)
  *   GET    /healthz /readyz /metrics
  *
@@ -50,6 +52,9 @@
 struct hd_longpoll;
 struct hd_webhook_http;
 struct hd_webhooks;
+struct hd_push_http;
+struct hd_push_http_opts;
+struct hd_devices;
 
 struct hd_api {
 	struct hd_hub *hub;             /* borrowed */
@@ -59,6 +64,7 @@ struct hd_api {
 	struct hd_groups *groups;       /* owned */
 	struct hd_cursors *cursors;     /* owned */
 	struct hd_webhook_http *subs;  /* owned; NULL until hd_api_set_webhooks */
+	struct hd_push_http *push;      /* owned; NULL until hd_api_set_push */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
 	struct hd_route_table routes;   /* every edge's rows (edge/route.h) */
 	struct hd_rate key_rate;        /* events a second per API key (publish) */
@@ -82,6 +88,11 @@ void hd_api_set_key_rate(struct hd_api *api, const struct hd_rate *rate);
  * is freed) and starts loading the subscriptions. Before the first
  * request; without it /v1/subscriptions is 404. */
 void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w);
+/* Serves the device and VAPID key routes from devices (borrowed until the
+ * api is freed) with o (copied). Before the first request; without it
+ * those paths are 404. */
+void hd_api_set_push(struct hd_api *api, struct hd_devices *devices,
+		     const struct hd_push_http_opts *o);
 /* The hd_http_handler of herald; arg is the api. */
 void hd_api_handle(struct hd_http_request *req, void *api);
 /* Answers every held long-poll now, and any later one at once; ends every

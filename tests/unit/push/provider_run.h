@@ -94,7 +94,7 @@ static inline json_t *mock_json(const char *url, const char *ca, const char *bod
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 	}
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, curl_collect);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, buf);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)buf);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
 	CURLcode rc = curl_easy_perform(e);
 	curl_easy_cleanup(e);

@@ -1,0 +1,44 @@
+/*
+ * push_http — the REST routes of push: a user's devices (push/devices.h)
+ * and the Web Push application server key (docs/api.md "Devices").
+ * Layer: edge. Its rows of the route table (edge/route.h) bring these
+ * paths here (loop thread); it talks to the device registry only.
+ *
+ *   PUT    /v1/users/{id}/devices/{device}  register (201 created, 200 replaced)
+ *   GET    /v1/users/{id}/devices           every device of the user
+ *   GET    /v1/users/{id}/devices/{device}  one device
+ *   DELETE /v1/users/{id}/devices/{device}  remove (204)
+ *   GET    /v1/push/vapid-public-key        {"public_key":"B…"}; 404 without a key
+ *
+ * Access to the device routes: a client token whose sub is {id} (the app
+ * registers its own device) or an API key with admin, as for user cursors
+ * (HD_ROUTE_USER). The VAPID public key is public (open row): browsers
+ * need it to subscribe.
+ *
+ * A registration past --push-max-devices-per-user (or the registry's other
+ * caps) is 429 with a message naming the limit: the user's state must
+ * change (a device deleted) before it can succeed. A change is answered
+ * once its records are durable.
+ */
+#ifndef HD_EDGE_PUSH_HTTP_H
+#define HD_EDGE_PUSH_HTTP_H
+
+#include "edge/route.h"
+#include "push/devices.h"
+#include "push/vapid.h"
+
+struct hd_push_http_opts {
+	bool allow_private;             /* --push-allow-private: http:// endpoints on loopback */
+	const char *vapid_public_key;   /* base64url, or NULL/"" when no key is configured; copied */
+};
+
+struct hd_push_http;
+
+/* Returns owned. Borrows devices for its life. */
+struct hd_push_http *hd_push_http_new(struct hd_devices *devices, const struct hd_push_http_opts *o);
+/* Adds the rows above to t (p borrowed by t). */
+void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t);
+/* After every request was answered (the HTTP server shut down). NULL is a no-op. */
+void hd_push_http_free(struct hd_push_http *p);
+
+#endif
