@@ -1,6 +1,8 @@
 /* filter — see filter.h. */
 #include "consume/filter.h"
 #include "core/buf.h"
+#include "hub/topic_name.h"
+#include "hub/topic_pattern.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -30,6 +32,24 @@ static bool known(const char *key, size_t *index)
 		}
 	}
 	return false;
+}
+
+int hd_filter_topic(const struct json_t *v, char *out, struct hd_error *err)
+{
+	if (!json_is_string(v))
+		return hd_error_set(err, HD_EINVAL,
+				    "'topic' is required: a topic name, or a pattern like \"orders.*\"");
+	const char *t = json_string_value(v);
+	size_t tlen = json_string_length(v);
+	if (strlen(t) != tlen)
+		return hd_error_set(err, HD_EINVAL, "'topic' must not contain NUL");
+	if (hd_topic_pattern_is(t) ? hd_topic_pattern_check(t, err) : hd_topic_name_check(t, tlen, err))
+		return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
+	if (!hd_topic_name_dlq_fits(t))
+		return hd_error_set(err, HD_EINVAL,
+				    "'topic' is too long for its dead-letter topic (name + \".dlq\")");
+	memcpy(out, t, tlen + 1);
+	return 0;
 }
 
 int hd_filter_parse(const struct json_t *f, struct hd_filter *out, struct hd_error *err)

@@ -1,8 +1,9 @@
 /*
- * filter — which events a consumer takes: the filter of a webhook or push
- * subscription ({type, type_prefix, source, subject_prefix}, all optional,
- * AND-ed), parsed from its JSON member, written back as JSON, and matched
- * against an event's attributes or its stored JSON.
+ * filter — which events a consumer takes: its topic (a name or a pattern)
+ * and the filter of a webhook or push subscription ({type, type_prefix,
+ * source, subject_prefix}, all optional, AND-ed), parsed from their JSON
+ * members, the filter written back as JSON and matched against an event's
+ * attributes or its stored JSON.
  * Layer: consume (pure: no I/O, no clock). Any thread. Callers:
  * webhook/sub_config.c, webhook/pump.c, push/push_sub_config.c.
  *
@@ -30,6 +31,14 @@ struct hd_filter {
 	char source[HD_FILTER_VALUE_MAX + 1];
 	char subject_prefix[HD_FILTER_VALUE_MAX + 1];
 };
+
+/*
+ * Checks the "topic" member v (borrowed): a topic name (hub/topic_name.h)
+ * or a pattern (hub/topic_pattern.h), short enough for its dead-letter
+ * topic, copied into out (HD_TOPIC_NAME_MAX + 1 bytes). Returns 0 or
+ * HD_EINVAL with err ("'topic' is required: …", "'topic': <why>").
+ */
+int hd_filter_topic(const struct json_t *v, char *out, struct hd_error *err);
 
 /*
  * Parses the "filter" member f (borrowed; NULL or JSON null = empty) into

@@ -1,7 +1,6 @@
 /* push_sub_config — see push_sub_config.h. */
 #include "push/push_sub_config.h"
 #include "core/buf.h"
-#include "hub/topic_name.h"
 #include "hub/topic_pattern.h"
 
 #include <inttypes.h>
@@ -21,13 +20,16 @@ static const struct {
 } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
 #define NUNITS (sizeof(units) / sizeof(units[0]))
 
+static const struct hd_push_sub_config defaults = {
+	.to = HD_PUSH_SUB_TO_USER,
+	.mode = HD_PUSH_SUB_ALERT,
+	.seen_wait_ms = HD_PUSH_SUB_WAIT_DEFAULT_MS,
+	.max_attempts = HD_PUSH_SUB_ATTEMPTS_DEFAULT,
+};
+
 void hd_push_sub_config_defaults(struct hd_push_sub_config *c)
 {
-	memset(c, 0, sizeof(*c));
-	c->to = HD_PUSH_SUB_TO_USER;
-	c->mode = HD_PUSH_SUB_ALERT;
-	c->seen_wait_ms = HD_PUSH_SUB_WAIT_DEFAULT_MS;
-	c->max_attempts = HD_PUSH_SUB_ATTEMPTS_DEFAULT;
+	memcpy(c, &defaults, sizeof(*c));
 }
 
 int hd_push_sub_config_mode_parse(const char *s, enum hd_push_sub_mode *out)
@@ -112,24 +114,11 @@ static int parse_topic(const json_t *topic, const json_t *to, struct hd_push_sub
 {
 	int rc;
 
-	if (!json_is_string(topic))
-		return hd_error_set(err, HD_EINVAL,
-				    "'topic' is required: a topic name or a pattern like \"user:*\"");
-	const char *t = json_string_value(topic);
-	size_t tlen = json_string_length(topic);
+	if ((rc = hd_filter_topic(topic, c->topic, err)))
+		return rc;
+	const char *t = c->topic;
+	size_t tlen = strlen(t);
 	bool pattern = hd_topic_pattern_is(t);
-	if (strlen(t) != tlen)
-		return hd_error_set(err, HD_EINVAL, "'topic' must not contain NUL");
-	if (pattern) {
-		if ((rc = hd_topic_pattern_check(t, err)))
-			return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	} else if ((rc = hd_topic_name_check(t, tlen, err))) {
-		return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	}
-	if (!hd_topic_name_dlq_fits(t))
-		return hd_error_set(err, HD_EINVAL,
-				    "'topic' is too long for its dead-letter topic (name + \".dlq\")");
-	memcpy(c->topic, t, tlen + 1);
 
 	if (json_is_string(to) && strcmp(json_string_value(to), "user") == 0)
 		c->to = HD_PUSH_SUB_TO_USER;

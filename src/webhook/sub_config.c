@@ -2,8 +2,6 @@
 #include "webhook/sub_config.h"
 #include "consume/start.h"
 #include "core/buf.h"
-#include "hub/topic_name.h"
-#include "hub/topic_pattern.h"
 #include "net/http_client.h"
 #include "webhook/signature.h"
 
@@ -177,21 +175,8 @@ static int parse_config(const json_t *o, bool allow_private, struct hd_sub_confi
 	int rc;
 
 	hd_sub_config_defaults(c);
-	if (!json_is_string(topic))
-		return hd_error_set(err, HD_EINVAL, "'topic' is required: the name of a topic");
-	const char *t = json_string_value(topic);
-	size_t tlen = json_string_length(topic);
-	if (strlen(t) != tlen)
-		return hd_error_set(err, HD_EINVAL, "'topic' must not contain NUL");
-	if (hd_topic_pattern_is(t)) {
-		if ((rc = hd_topic_pattern_check(t, err)))
-			return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	} else if ((rc = hd_topic_name_check(t, tlen, err)))
-		return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	if (!hd_topic_name_dlq_fits(t))
-		return hd_error_set(err, HD_EINVAL,
-				    "'topic' is too long for its dead-letter topic (name + \".dlq\")");
-	memcpy(c->topic, t, tlen + 1);
+	if ((rc = hd_filter_topic(topic, c->topic, err)))
+		return rc;
 	if (!json_is_string(url))
 		return hd_error_set(err, HD_EINVAL, "'url' is required: where to POST the events");
 	if (json_string_length(url) > HD_SUB_URL_MAX)

@@ -1,5 +1,6 @@
 /*
- * Unit tests for consume/filter.c: parsing the "filter" member (every
+ * Unit tests for consume/filter.c: the "topic" member (name, pattern,
+ * refusals, room for its dead-letter topic), parsing the "filter" member (every
  * member, null, the refusals naming the member, the length bound at its
  * edge), the JSON form read back, and matching on type, type prefix,
  * source and subject prefix, from attributes and from stored event JSON.
@@ -14,6 +15,7 @@
 
 #include "consume/filter.h"
 #include "core/buf.h"
+#include "engine/engine_types.h"
 
 static int parse(const char *text, struct hd_filter *f, struct hd_error *err)
 {
@@ -74,6 +76,46 @@ static void test_refusals(void **state)
 	big[n] = 'x';
 	assert_int_equal(parse(big, &f, &err), HD_EINVAL);
 	assert_non_null(strstr(err.msg, "'filter.type_prefix'"));
+}
+
+static int topic(const char *text, char *out, struct hd_error *err)
+{
+	json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	memset(err, 0, sizeof(*err));
+	int rc = hd_filter_topic(j, out, err);
+	json_decref(j);
+	return rc;
+}
+
+static void test_topic(void **state)
+{
+	char out[HD_TOPIC_NAME_MAX + 1], text[HD_TOPIC_NAME_MAX + 16];
+	struct hd_error err;
+	(void)state;
+	assert_int_equal(topic("\"orders\"", out, &err), 0);
+	assert_string_equal(out, "orders");
+	assert_int_equal(topic("\"user:*\"", out, &err), 0);
+	assert_string_equal(out, "user:*");
+	assert_int_equal(topic("7", out, &err), HD_EINVAL);
+	assert_non_null(strstr(err.msg, "'topic' is required"));
+	assert_int_equal(hd_filter_topic(NULL, out, &err), HD_EINVAL);
+	assert_int_equal(topic("\"a\\u0000b\"", out, &err), HD_EINVAL);
+	assert_non_null(strstr(err.msg, "'topic' must not contain NUL"));
+	assert_int_equal(topic("\"a b\"", out, &err), HD_EINVAL);
+	assert_non_null(strstr(err.msg, "'topic': "));
+	assert_int_equal(topic("\"*\"", out, &err), HD_EINVAL);
+	assert_int_equal(topic("\"a*b*\"", out, &err), HD_EINVAL);
+	/* Room for ".dlq": 251 bytes pass, 252 do not. */
+	memset(text, 'a', sizeof(text));
+	text[0] = '"';
+	strcpy(text + 1 + HD_TOPIC_NAME_MAX - 4, "\"");
+	assert_int_equal(topic(text, out, &err), 0);
+	assert_int_equal(strlen(out), HD_TOPIC_NAME_MAX - 4);
+	memset(text, 'a', sizeof(text));
+	text[0] = '"';
+	strcpy(text + 1 + HD_TOPIC_NAME_MAX - 3, "\"");
+	assert_int_equal(topic(text, out, &err), HD_EINVAL);
+	assert_non_null(strstr(err.msg, "dead-letter"));
 }
 
 static void test_json_round_trip(void **state)
@@ -146,7 +188,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_json_round_trip), cmocka_unit_test(test_match),
-		cmocka_unit_test(test_match_json),
+		cmocka_unit_test(test_match_json),	cmocka_unit_test(test_topic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
