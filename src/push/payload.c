@@ -225,7 +225,9 @@ static void data_find(const json_t *ev, const struct hd_stored_event *se, struct
 		if (!(d->value = json_object_get(ev, names[i])))
 			continue;
 		d->name = names[i];
-		if (raw_member(se->json->data, se->json->len, d->name, &v, &n)) {
+		/* jansson skips NUL bytes outside strings; a stored event has none,
+		 * but the payload must never carry one. */
+		if (raw_member(se->json->data, se->json->len, d->name, &v, &n) && !memchr(v, 0, n)) {
 			d->raw = hd_malloc(n + 1);
 			memcpy(d->raw, v, n);
 			d->raw[n] = '\0';
@@ -358,7 +360,10 @@ static char *payload_text(json_t *obj, json_t *fcm_data, const struct data *d, s
 	}
 	with = hd_malloc(wlen + 1);
 	memcpy(with, text, len - 1);
-	snprintf(with + len - 1, wlen + 1 - (len - 1), ",\"%s\":%s}", d->name, d->raw);
+	char *w = with + len - 1;
+	w += sprintf(w, ",\"%s\":", d->name);
+	memcpy(w, d->raw, d->raw_len);
+	memcpy(w + d->raw_len, "}", 2);
 	free(text);
 	return with;
 out:
