@@ -431,8 +431,7 @@ static size_t read_new(struct hd_webhook_sub *s, const struct hd_read *r, size_t
 		const struct hd_stored_event *ev = &r->events[i];
 		if (ev->offset < s->st.lease.next)
 			continue; /* handed out already (a read-ahead overlapping) */
-		bool match = hd_filter_match_json(&s->cfg.filter, ev->json->data,
-							     ev->json->len);
+		bool match = hd_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len);
 		if (match && (started >= q_room || !can_run(s)))
 			break;
 		if (ev->offset > s->st.lease.next)

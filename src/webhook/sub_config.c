@@ -155,6 +155,12 @@ static int parse_schedule(const json_t *s, struct hd_sub_config *c, struct hd_er
 	return 0;
 }
 
+_Static_assert(HD_SUB_START_LATEST == (int)HD_START_LATEST &&
+		       HD_SUB_START_OLDEST == (int)HD_START_OLDEST &&
+		       HD_SUB_START_OFFSET == (int)HD_START_OFFSET &&
+		       HD_SUB_START_TIME == (int)HD_START_TIME,
+	       "hd_sub_start_kind mirrors hd_start_kind");
+
 static int parse_start(const json_t *s, struct hd_sub_start *start, struct hd_error *err)
 {
 	struct hd_start st;
