@@ -385,7 +385,7 @@ static void topic_recreated(struct hd_webhook_sub *s, const char *epoch)
 /* Whether the event passes the filter; if not it is acked. */
 static bool passes(struct hd_webhook_sub *s, const struct hd_stored_event *ev)
 {
-	if (hd_sub_config_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len))
+	if (hd_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len))
 		return true;
 	hd_lease_ack(&s->st.lease, ev->offset);
 	return false;
@@ -431,8 +431,7 @@ static size_t read_new(struct hd_webhook_sub *s, const struct hd_read *r, size_t
 		const struct hd_stored_event *ev = &r->events[i];
 		if (ev->offset < s->st.lease.next)
 			continue; /* handed out already (a read-ahead overlapping) */
-		bool match = hd_sub_config_filter_match_json(&s->cfg.filter, ev->json->data,
-							     ev->json->len);
+		bool match = hd_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len);
 		if (match && (started >= q_room || !can_run(s)))
 			break;
 		if (ev->offset > s->st.lease.next)
@@ -618,7 +617,7 @@ static void pump_once(struct hd_webhook_sub *s)
 		/* Read past the room when filtering, so that events the filter
 		 * drops do not cost one read each; an ordered subscription reads
 		 * ahead and hands the rest out from memory (s->st.ahead). */
-		size_t want = hd_sub_config_filter_empty(&s->cfg.filter) ? room : 100;
+		size_t want = hd_filter_empty(&s->cfg.filter) ? room : 100;
 		if (s->cfg.ordered && want < AHEAD_MAX)
 			want = AHEAD_MAX;
 		q->r.limit = (uint32_t)(want < wroom ? want : wroom);

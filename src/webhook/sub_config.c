@@ -1,9 +1,7 @@
 /* sub_config — see sub_config.h. */
 #include "webhook/sub_config.h"
+#include "consume/start.h"
 #include "core/buf.h"
-#include "core/clock.h"
-#include "hub/topic_name.h"
-#include "hub/topic_pattern.h"
 #include "net/http_client.h"
 #include "webhook/signature.h"
 
@@ -117,20 +115,6 @@ static int check_url(const char *url, bool allow_private, struct hd_error *err)
 
 /* ---- members ---------------------------------------------------------- */
 
-static int string_member(const json_t *o, const char *name, char *out, size_t out_len,
-			 const char *where, struct hd_error *err)
-{
-	json_t *v = json_object_get(o, name);
-	if (!v || json_is_null(v))
-		return 0;
-	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= out_len ||
-	    strlen(json_string_value(v)) != json_string_length(v))
-		return hd_error_set(err, HD_EINVAL, "'%s%s' must be a string of 1 to %zu bytes", where,
-				    name, out_len - 1);
-	memcpy(out, json_string_value(v), json_string_length(v) + 1);
-	return 0;
-}
-
 static int u32_member(const json_t *o, const char *name, uint32_t min, uint32_t max,
 		      uint32_t *out, struct hd_error *err)
 {
@@ -143,39 +127,6 @@ static int u32_member(const json_t *o, const char *name, uint32_t min, uint32_t 
 				    "'%s' must be a whole number from %" PRIu32 " to %" PRIu32, name, min,
 				    max);
 	*out = (uint32_t)json_integer_value(v);
-	return 0;
-}
-
-static int parse_filter(const json_t *f, struct hd_sub_filter *out, struct hd_error *err)
-{
-	static const char *known[] = {"type", "type_prefix", "source", "subject_prefix"};
-	const char *key;
-	json_t *v;
-	int rc;
-	if (!f || json_is_null(f))
-		return 0;
-	if (!json_is_object(f))
-		return hd_error_set(err, HD_EINVAL,
-				    "'filter' must be an object with type, type_prefix, source or "
-				    "subject_prefix");
-	json_object_foreach((json_t *)f, key, v)
-	{
-		bool ok = false;
-		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-			ok = ok || strcmp(key, known[i]) == 0;
-		if (!ok)
-			return hd_error_set(err, HD_EINVAL,
-					    "'filter' has an unknown member '%.64s' (known: type, "
-					    "type_prefix, source, subject_prefix)",
-					    key);
-	}
-	if ((rc = string_member(f, "type", out->type, sizeof(out->type), "filter.", err)) ||
-	    (rc = string_member(f, "type_prefix", out->type_prefix, sizeof(out->type_prefix),
-				"filter.", err)) ||
-	    (rc = string_member(f, "source", out->source, sizeof(out->source), "filter.", err)) ||
-	    (rc = string_member(f, "subject_prefix", out->subject_prefix,
-				sizeof(out->subject_prefix), "filter.", err)))
-		return rc;
 	return 0;
 }
 
@@ -204,33 +155,21 @@ static int parse_schedule(const json_t *s, struct hd_sub_config *c, struct hd_er
 	return 0;
 }
 
+_Static_assert(HD_SUB_START_LATEST == (int)HD_START_LATEST &&
+		       HD_SUB_START_OLDEST == (int)HD_START_OLDEST &&
+		       HD_SUB_START_OFFSET == (int)HD_START_OFFSET &&
+		       HD_SUB_START_TIME == (int)HD_START_TIME,
+	       "hd_sub_start_kind mirrors hd_start_kind");
+
 static int parse_start(const json_t *s, struct hd_sub_start *start, struct hd_error *err)
 {
-	memset(start, 0, sizeof(*start));
-	if (!s)
-		return 0;
-	if (json_is_string(s) && strcmp(json_string_value(s), "latest") == 0)
-		return 0;
-	if (json_is_string(s) && strcmp(json_string_value(s), "oldest") == 0) {
-		start->kind = HD_SUB_START_OLDEST;
-		return 0;
-	}
-	if (json_is_object(s) && json_object_size(s) == 1) {
-		json_t *off = json_object_get(s, "offset"), *t = json_object_get(s, "time");
-		if (json_is_integer(off) && json_integer_value(off) >= 1) {
-			start->kind = HD_SUB_START_OFFSET;
-			start->offset = (uint64_t)json_integer_value(off);
-			return 0;
-		}
-		if (json_is_string(t) && hd_clock_parse_rfc3339(json_string_value(t), json_string_length(t),
-								&start->time_ms) == 0) {
-			start->kind = HD_SUB_START_TIME;
-			return 0;
-		}
-	}
-	return hd_error_set(err, HD_EINVAL,
-			    "'start' must be \"latest\", \"oldest\", {\"offset\": N >= 1} or "
-			    "{\"time\": \"RFC 3339\"}");
+	struct hd_start st;
+	int rc = hd_start_parse(s, &st, err);
+
+	start->kind = (enum hd_sub_start_kind)st.kind;
+	start->offset = st.offset;
+	start->time_ms = st.time_ms;
+	return rc;
 }
 
 /* The members both a create body and a durable record carry. */
@@ -242,21 +181,8 @@ static int parse_config(const json_t *o, bool allow_private, struct hd_sub_confi
 	int rc;
 
 	hd_sub_config_defaults(c);
-	if (!json_is_string(topic))
-		return hd_error_set(err, HD_EINVAL, "'topic' is required: the name of a topic");
-	const char *t = json_string_value(topic);
-	size_t tlen = json_string_length(topic);
-	if (strlen(t) != tlen)
-		return hd_error_set(err, HD_EINVAL, "'topic' must not contain NUL");
-	if (hd_topic_pattern_is(t)) {
-		if ((rc = hd_topic_pattern_check(t, err)))
-			return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	} else if ((rc = hd_topic_name_check(t, tlen, err)))
-		return hd_error_set(err, HD_EINVAL, "'topic': %s", err->msg);
-	if (!hd_topic_name_dlq_fits(t))
-		return hd_error_set(err, HD_EINVAL,
-				    "'topic' is too long for its dead-letter topic (name + \".dlq\")");
-	memcpy(c->topic, t, tlen + 1);
+	if ((rc = hd_filter_topic(topic, c->topic, err)))
+		return rc;
 	if (!json_is_string(url))
 		return hd_error_set(err, HD_EINVAL, "'url' is required: where to POST the events");
 	if (json_string_length(url) > HD_SUB_URL_MAX)
@@ -266,7 +192,7 @@ static int parse_config(const json_t *o, bool allow_private, struct hd_sub_confi
 	if ((rc = check_url(json_string_value(url), allow_private, err)))
 		return rc;
 	memcpy(c->url, json_string_value(url), json_string_length(url) + 1);
-	if ((rc = parse_filter(json_object_get(o, "filter"), &c->filter, err)))
+	if ((rc = hd_filter_parse(json_object_get(o, "filter"), &c->filter, err)))
 		return rc;
 	if (mode) {
 		if (json_is_string(mode) && strcmp(json_string_value(mode), "structured") == 0)
@@ -357,79 +283,20 @@ int hd_sub_config_load(const struct json_t *obj, struct hd_sub_config *c, struct
 
 /* ---- JSON out --------------------------------------------------------- */
 
-static void filter_member(struct hd_buf *b, const char *name, const char *v, bool *first)
-{
-	if (!v[0])
-		return;
-	hd_buf_printf(b, "%s\"%s\":\"", *first ? "" : ",", name);
-	hd_buf_json_escape(b, v, strlen(v));
-	hd_buf_putc(b, '"');
-	*first = false;
-}
-
 int hd_sub_config_json(struct hd_buf *b, const struct hd_sub_config *c)
 {
-	bool first = true;
 	hd_buf_puts(b, "\"topic\":\"");
 	hd_buf_json_escape(b, c->topic, strlen(c->topic));
 	hd_buf_puts(b, "\",\"url\":\"");
 	hd_buf_json_escape(b, c->url, strlen(c->url));
-	hd_buf_puts(b, "\",\"filter\":{");
-	filter_member(b, "type", c->filter.type, &first);
-	filter_member(b, "type_prefix", c->filter.type_prefix, &first);
-	filter_member(b, "source", c->filter.source, &first);
-	filter_member(b, "subject_prefix", c->filter.subject_prefix, &first);
+	hd_buf_puts(b, "\",\"filter\":");
+	hd_filter_json(b, &c->filter);
 	hd_buf_printf(b,
-		      "},\"mode\":\"%s\",\"ordered\":%s,\"concurrency\":%" PRIu32
+		      ",\"mode\":\"%s\",\"ordered\":%s,\"concurrency\":%" PRIu32
 		      ",\"max_attempts\":%" PRIu32 ",\"retry_schedule\":[",
 		      c->mode == HD_SUB_BINARY ? "binary" : "structured",
 		      c->ordered ? "true" : "false", c->concurrency, c->max_attempts);
 	for (size_t i = 0; i < c->nschedule; i++)
 		hd_buf_printf(b, "%s%" PRIu32, i ? "," : "", c->schedule[i]);
 	return hd_buf_printf(b, "],\"pause_after\":%" PRIu32, c->pause_after);
-}
-
-/* ---- filter ----------------------------------------------------------- */
-
-bool hd_sub_config_filter_empty(const struct hd_sub_filter *f)
-{
-	return !f->type[0] && !f->type_prefix[0] && !f->source[0] && !f->subject_prefix[0];
-}
-
-static bool has_prefix(const char *s, const char *prefix)
-{
-	return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-bool hd_sub_config_filter_match(const struct hd_sub_filter *f, const char *type, const char *source,
-			 const char *subject)
-{
-	type = type ? type : "";
-	source = source ? source : "";
-	if (f->type[0] && strcmp(type, f->type) != 0)
-		return false;
-	if (f->type_prefix[0] && !has_prefix(type, f->type_prefix))
-		return false;
-	if (f->source[0] && strcmp(source, f->source) != 0)
-		return false;
-	if (f->subject_prefix[0] && (!subject || !has_prefix(subject, f->subject_prefix)))
-		return false;
-	return true;
-}
-
-bool hd_sub_config_filter_match_json(const struct hd_sub_filter *f, const char *json, size_t len)
-{
-	if (hd_sub_config_filter_empty(f))
-		return true;
-	json_t *o = json_loadb(json, len, 0, NULL);
-	if (!json_is_object(o)) {
-		json_decref(o);
-		return false;
-	}
-	json_t *subject = json_object_get(o, "subject");
-	bool ok = hd_sub_config_filter_match(f, json_string_value(json_object_get(o, "type")),
-				      json_string_value(json_object_get(o, "source")),
-				      json_is_string(subject) ? json_string_value(subject) : NULL);
-	json_decref(o);
-	return ok;
 }

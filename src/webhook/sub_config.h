@@ -1,7 +1,7 @@
 /*
  * sub_config — the configuration of one webhook subscription: the body of
  * POST /v1/subscriptions parsed and checked (with a message for every
- * refusal), its JSON form, and whether an event passes its filter.
+ * refusal) and its JSON form.
  * Layer: webhook (pure: no I/O, no clock). Any thread; the subscriptions
  * edge and webhook/ops.c and webhook/pump.c call it on the loop thread.
  *
@@ -14,8 +14,7 @@
  *                   refused unless allow_private (names are checked when
  *                   the delivery connects, net/http_client.h)
  *   filter          {type, type_prefix, source, subject_prefix}, all
- *                   optional, AND-ed; an event without a subject fails a
- *                   subject_prefix
+ *                   optional, AND-ed (consume/filter.h, which also matches)
  *   secret          "whsec_…" (optional: generated when absent)
  *   mode            "structured" (default) | "binary"
  *   ordered         true (default): one event in flight, in offset order
@@ -24,7 +23,7 @@
  *   retry_schedule  delays in ms between attempts (1..HD_SUB_SCHEDULE_MAX
  *                   entries of 0..HD_SUB_DELAY_MAX_MS); the last repeats
  *   start           "latest" (default) | "oldest" | {"offset": N >= 1} |
- *                   {"time": RFC 3339}
+ *                   {"time": RFC 3339} (consume/start.h)
  *   pause_after     dead-lettered events in a row before the subscription
  *                   pauses (0 = never; default 5)
  * Unknown members are refused (a typo must not silently change delivery).
@@ -32,6 +31,7 @@
 #ifndef HD_WEBHOOK_SUB_CONFIG_H
 #define HD_WEBHOOK_SUB_CONFIG_H
 
+#include "consume/filter.h"
 #include "core/err.h"
 #include "engine/engine_types.h"
 
@@ -44,7 +44,6 @@ struct hd_buf;
 #define HD_SUB_ID_PREFIX "sub_"
 #define HD_SUB_ID_LEN 20                  /* "sub_" + 16 hex digits */
 #define HD_SUB_URL_MAX 2048
-#define HD_SUB_FILTER_MAX 256             /* bytes of one filter value */
 #define HD_SUB_SCHEDULE_MAX 20
 #define HD_SUB_DELAY_MAX_MS (7LL * 86400 * 1000)
 #define HD_SUB_ATTEMPTS_MAX 50
@@ -58,17 +57,10 @@ struct hd_buf;
 
 enum hd_sub_mode { HD_SUB_STRUCTURED = 0, HD_SUB_BINARY = 1 };
 
-struct hd_sub_filter {
-	char type[HD_SUB_FILTER_MAX + 1];            /* "" = any */
-	char type_prefix[HD_SUB_FILTER_MAX + 1];
-	char source[HD_SUB_FILTER_MAX + 1];
-	char subject_prefix[HD_SUB_FILTER_MAX + 1];
-};
-
 struct hd_sub_config {
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	char url[HD_SUB_URL_MAX + 1];
-	struct hd_sub_filter filter;
+	struct hd_filter filter;                     /* consume/filter.h */
 	enum hd_sub_mode mode;
 	bool ordered;
 	uint32_t concurrency;                        /* 1 when ordered */
@@ -117,17 +109,5 @@ int hd_sub_config_json(struct hd_buf *b, const struct hd_sub_config *c);
 /* Whether a url's host (as written) is a literal address the SSRF rule
  * refuses: a loopback/private IPv4 or IPv6 address, or "localhost". */
 bool hd_sub_config_url_private(const char *url);
-
-/* Whether the filter is empty (every event passes). */
-bool hd_sub_config_filter_empty(const struct hd_sub_filter *f);
-
-/* Whether an event with these attributes passes f; subject may be NULL
- * (absent). */
-bool hd_sub_config_filter_match(const struct hd_sub_filter *f, const char *type, const char *source,
-			 const char *subject);
-
-/* Whether the stored event JSON (len bytes) passes f. An event whose JSON
- * cannot be loaded passes only an empty filter. */
-bool hd_sub_config_filter_match_json(const struct hd_sub_filter *f, const char *json, size_t len);
 
 #endif

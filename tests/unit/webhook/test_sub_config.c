@@ -1,8 +1,7 @@
 /*
  * Unit tests for webhook/sub_config.c: defaults, every member parsed,
  * the refusals with their messages, literal private hosts, the JSON form
- * read back, and filter matching on type, type prefix, source and subject
- * prefix.
+ * read back (filter matching: tests/unit/consume/test_filter.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,7 +45,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.pause_after, 5);
 	assert_int_equal(st.kind, HD_SUB_START_LATEST);
 	assert_string_equal(secret, "");
-	assert_true(hd_sub_config_filter_empty(&c.filter));
+	assert_true(hd_filter_empty(&c.filter));
 }
 
 static void test_every_member(void **state)
@@ -184,37 +183,12 @@ static void test_json_round_trip(void **state)
 	hd_buf_fini(&b);
 }
 
-static void test_filter(void **state)
-{
-	struct hd_sub_filter f;
-	(void)state;
-	memset(&f, 0, sizeof(f));
-	assert_true(hd_sub_config_filter_match(&f, "a", "b", NULL));
-	strcpy(f.type_prefix, "order.");
-	assert_true(hd_sub_config_filter_match(&f, "order.created", "/s", NULL));
-	assert_false(hd_sub_config_filter_match(&f, "orders", "/s", NULL));
-	strcpy(f.source, "/s");
-	assert_false(hd_sub_config_filter_match(&f, "order.created", "/t", NULL));
-	strcpy(f.subject_prefix, "eu/");
-	assert_false(hd_sub_config_filter_match(&f, "order.created", "/s", NULL));
-	assert_false(hd_sub_config_filter_match(&f, "order.created", "/s", "us/1"));
-	assert_true(hd_sub_config_filter_match(&f, "order.created", "/s", "eu/1"));
-	strcpy(f.type, "order.paid");
-	assert_false(hd_sub_config_filter_match(&f, "order.created", "/s", "eu/1"));
-	const char *ev = "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":"
-			 "\"order.paid\",\"subject\":\"eu/2\",\"topic\":\"t\",\"offset\":3}";
-	assert_true(hd_sub_config_filter_match_json(&f, ev, strlen(ev)));
-	assert_false(hd_sub_config_filter_match_json(&f, "{bad", 4));
-	memset(&f, 0, sizeof(f));
-	assert_true(hd_sub_config_filter_match_json(&f, "{bad", 4));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),     cmocka_unit_test(test_every_member),
 		cmocka_unit_test(test_refusals),     cmocka_unit_test(test_private_hosts),
-		cmocka_unit_test(test_json_round_trip), cmocka_unit_test(test_filter),
+		cmocka_unit_test(test_json_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
