@@ -2,7 +2,7 @@
 """
 check_names — lists every non-static function defined in src/**/*.c whose
 name does not start with hd_<file>_ (STYLE.md: a file's name matches its
-symbols' prefix). Allowed besides: hd_<dir>_ for a one-file module (a
+symbols' prefix). Allowed besides: hd_<dir>_<file>_; hd_<dir>_ for a one-file module (a
 folder of one .c file); hd_<dir>_ and hd_<dir>s_ in a folder split behind a
 private <name>_impl.h (store/, http/server*, webhook/: the files implement
 the folder's public header together); the allocator, clock and error
@@ -37,6 +37,8 @@ def allowed(path, name, ncfiles):
     if base == "main":
         return True
     if name.startswith("hd_%s_" % base) or name == "hd_%s" % base:
+        return True
+    if name.startswith("hd_%s_%s_" % (folder, base)):   # the folder named too: hd_push_payload_*
         return True
     if ncfiles.get(os.path.dirname(path), 0) == 1 and name.startswith("hd_%s_" % folder):
         return True
