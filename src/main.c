@@ -25,6 +25,7 @@
 #include "edge/push_http.h"
 #include "push/devices.h"
 #include "push/push.h"
+#include "push/push_delivery.h"
 #include "webhook/delivery.h"
 #include "engine/local.h"
 #include "store/store.h"
@@ -49,6 +50,8 @@ struct server {
 	struct hd_api *api;
 	struct hd_webhooks *webhooks;
 	struct hd_devices *devices;
+	struct hd_push *push;           /* the providers (NULL members when not configured) */
+	struct hd_push_delivery *push_delivery;
 	char vapid_public[HD_VAPID_PUBLIC_KEY_LEN + 1];
 	struct hd_jwt_keys *keys;
 	struct hd_keys *api_keys;
@@ -194,6 +197,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	 * not hold the stop. */
 	hd_api_stop(s->api);
 	hd_webhooks_stop(s->webhooks);
+	hd_push_delivery_stop(s->push_delivery);
 	hd_devices_stop(s->devices);
 	hd_http_server_shutdown(s->http, on_http_closed, s);
 }
@@ -230,6 +234,18 @@ static void start_push(struct server *s)
 		.allow_private = s->cfg.push_allow_private,
 		.vapid_public_key = s->vapid_public,
 	});
+	struct hd_error err = {0};
+	if (hd_push_new(s->loop, &s->cfg, &s->push, &err)) /* checked at start: cannot fail here */
+		hd_log_error("push providers: %s", err.msg);
+	if (s->push) {
+		s->push->devices = s->devices;
+		s->push_delivery = hd_push_delivery_new(s->loop, s->hub, s->push,
+			&(struct hd_push_delivery_opts){
+				.silent_per_hour = (uint32_t)s->cfg.push_silent_per_hour,
+			});
+		hd_push_delivery_start(s->push_delivery);
+		hd_api_set_push_subs(s->api, s->push_delivery);
+	}
 }
 
 /* Splits "host:port", "[v6]:port" or ":port". */
@@ -457,6 +473,7 @@ static int serve(int argc, char **argv)
 		hd_http_server_shutdown(s.http, on_listen_failed_closed, &s);
 		hd_api_stop(s.api);
 		hd_webhooks_stop(s.webhooks);
+		hd_push_delivery_stop(s.push_delivery);
 		hd_devices_stop(s.devices);
 		s.engine->ops->free(s.engine);
 		s.engine = NULL;
@@ -492,6 +509,9 @@ out:
 		hd_http_server_free(s.http);
 		uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
 		hd_webhooks_free(s.webhooks);
+		hd_push_delivery_free(s.push_delivery);
+		hd_push_free(s.push);
+		uv_run(s.loop, UV_RUN_DEFAULT); /* the providers' handles close */
 		hd_devices_free(s.devices);
 		if (s.api)
 			hd_api_free(s.api);

@@ -227,6 +227,9 @@ static const struct opt opts[] = {
 		 "addresses, and Web Push endpoints plain http://localhost (for tests only)."},
 	{"push-max-devices-per-user", T_UINT, G(push_max_devices_per_user), .def = "20", .min = "1",
 	 .max = "1000", .help = "Devices one user may register for push."},
+	{"push-silent-per-hour", T_UINT, G(push_silent_per_hour), .def = "3", .min = "1",
+	 .max = "1000", .help = "Silent pushes one device gets in an hour; more are skipped and "
+				"counted."},
 	{"push-max-devices", T_UINT, G(push_max_devices), .def = "1000000", .min = "1",
 	 .max = "100000000", .help = "Devices herald keeps in all (in memory, about 1 KiB each); "
 				     "registering more gets 429."},

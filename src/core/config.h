@@ -146,6 +146,7 @@ struct hd_config {
 	bool push_allow_private;
 	uint64_t push_max_devices_per_user;
 	uint64_t push_max_devices;
+	uint64_t push_silent_per_hour;
 	struct hd_ns_opts ns_default;
 	struct hd_namespace namespaces[HD_NAMESPACE_MAX];
 	size_t nnamespaces;

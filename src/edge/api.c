@@ -9,6 +9,7 @@
 #include "edge/longpoll.h"
 #include "edge/webhook_http.h"
 #include "edge/push_http.h"
+#include "edge/push_sub_http.h"
 #include "http/query.h"
 #include "proto/cloudevent.h"
 
@@ -797,6 +798,12 @@ void hd_api_set_push(struct hd_api *api, struct hd_devices *devices,
 	hd_push_http_routes(api->push, &api->routes);
 }
 
+void hd_api_set_push_subs(struct hd_api *api, struct hd_push_delivery *d)
+{
+	api->push_subs = hd_push_sub_http_new(d);
+	hd_push_sub_http_routes(api->push_subs, &api->routes);
+}
+
 void hd_api_stop(struct hd_api *api)
 {
 	api->stopping = true;
@@ -825,5 +832,6 @@ void hd_api_free(struct hd_api *api)
 	if (api->subs)
 		hd_webhook_http_free(api->subs);
 	hd_push_http_free(api->push);
+	hd_push_sub_http_free(api->push_subs);
 	free(api);
 }

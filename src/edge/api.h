@@ -65,6 +65,7 @@ struct hd_api {
 	struct hd_cursors *cursors;     /* owned */
 	struct hd_webhook_http *subs;  /* owned; NULL until hd_api_set_webhooks */
 	struct hd_push_http *push;      /* owned; NULL until hd_api_set_push */
+	struct hd_push_sub_http *push_subs; /* owned; NULL until hd_api_set_push_subs */
 	struct hd_access access;        /* API keys and client token keys, borrowed */
 	struct hd_route_table routes;   /* every edge's rows (edge/route.h) */
 	struct hd_rate key_rate;        /* events a second per API key (publish) */
@@ -93,6 +94,10 @@ void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w);
  * those paths are 404. */
 void hd_api_set_push(struct hd_api *api, struct hd_devices *devices,
 		     const struct hd_push_http_opts *o);
+/* Serves /v1/push/subscriptions from d (borrowed until the api is freed).
+ * Before the first request; without it those paths are 404. */
+struct hd_push_delivery;
+void hd_api_set_push_subs(struct hd_api *api, struct hd_push_delivery *d);
 /* The hd_http_handler of herald; arg is the api. */
 void hd_api_handle(struct hd_http_request *req, void *api);
 /* Answers every held long-poll now, and any later one at once; ends every

@@ -5,6 +5,7 @@
 #include "push/push.h"
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "push/apns.h"
 #include "push/fcm.h"
 #include "push/webpush.h"
@@ -81,4 +82,37 @@ int hd_push_check(const struct hd_config *cfg, struct hd_error *err)
 	uv_run(&loop, UV_RUN_DEFAULT); /* the HTTP clients' handles close */
 	uv_loop_close(&loop);
 	return rc;
+}
+
+struct hd_push_provider *hd_push_provider_of(struct hd_push *p, enum hd_device_platform platform)
+{
+	if (!p)
+		return NULL;
+	switch (platform) {
+	case HD_DEVICE_APNS:
+		return p->apns;
+	case HD_DEVICE_FCM:
+		return p->fcm;
+	case HD_DEVICE_WEBPUSH:
+		return p->webpush;
+	}
+	return NULL;
+}
+
+void hd_push_outcome(struct hd_push *p, const struct hd_device *dev, const struct hd_push_verdict *v)
+{
+	int64_t now = hd_now_ms();
+	if (!p || !p->devices || !dev)
+		return;
+	if (v->kind == HD_PUSH_OK)
+		hd_devices_mark_success(p->devices, dev->user, dev->id, now);
+	else if (v->kind == HD_PUSH_INVALID)
+		hd_devices_mark_invalid(p->devices, dev->user, dev->id, now, v->status, v->reason);
+	else
+		hd_devices_mark_failure(p->devices, dev->user, dev->id, now, v->status, v->reason);
+}
+
+struct hd_devices *hd_push_devices(struct hd_push *p)
+{
+	return p ? p->devices : NULL;
 }

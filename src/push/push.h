@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/err.h"
+#include "push/devices.h"
 #include "push/provider.h"
 
 #include <uv.h>
@@ -25,6 +26,7 @@ struct hd_push {
 	struct hd_push_provider *apns;    /* owned, NULL when not configured */
 	struct hd_push_provider *fcm;     /* owned, NULL when not configured */
 	struct hd_push_provider *webpush; /* owned, NULL when not configured */
+	struct hd_devices *devices;       /* borrowed (main.c sets it), or NULL */
 };
 
 /* Builds the configured providers on loop (borrowed for their life).
@@ -40,5 +42,15 @@ void hd_push_free(struct hd_push *p);
 /* Builds and frees the providers on a loop of its own: whether the push
  * options are usable. 0 or HD_ECONFIG with err. */
 int hd_push_check(const struct hd_config *cfg, struct hd_error *err);
+
+/* The provider of platform's devices. Returns borrowed; NULL: not configured. */
+struct hd_push_provider *hd_push_provider_of(struct hd_push *p, enum hd_device_platform platform);
+
+/* Acts on a send's verdict for dev: marks the device success (OK),
+ * failure (REFUSED, RETRY, AUTH, THROTTLED) or invalid (INVALID). */
+void hd_push_outcome(struct hd_push *p, const struct hd_device *dev, const struct hd_push_verdict *v);
+
+/* The device registry, or NULL. Returns borrowed. */
+struct hd_devices *hd_push_devices(struct hd_push *p);
 
 #endif

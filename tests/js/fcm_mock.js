@@ -14,7 +14,8 @@
 //                   quota… 429 QUOTA_EXCEEDED with Retry-After: 7
 //                   unavail… 503 UNAVAILABLE  stale… revokes the bearer, then 401
 //                   anything else: 200 {"name":"projects/P/messages/N"}
-//   GET /stats    {"tokens_issued","assertions_bad","sends","last":{message}}.
+//   GET /stats    {"tokens_issued","assertions_bad","sends","last":{message},
+//                 "by_token":{token: [every message sent to it]}}.
 //   (stale…: only the first time for each token; the retry gets 200)
 // Usage: node fcm_mock.js CERT KEY SERVICE_ACCOUNT_JSON [EXPIRES_IN]
 // Prints "ready <port>" once listening; the account file is read at each
@@ -30,7 +31,7 @@ const account = () => JSON.parse(fs.readFileSync(saFile, 'utf8'));
 const staleSeen = new Set();
 const expiresIn = Number(expiresArg || 3600);
 const issued = new Set();
-const stats = { tokens_issued: 0, assertions_bad: 0, sends: 0, last: null };
+const stats = { tokens_issued: 0, assertions_bad: 0, sends: 0, last: null, by_token: {} };
 let msgNo = 0;
 
 function b64json(part) {
@@ -88,6 +89,7 @@ function send(req, res, body) {
   if (!m || typeof m.token !== 'string')
     return fcmError(res, 400, 'INVALID_ARGUMENT', null, 'Invalid JSON payload received.');
   stats.last = m;
+  (stats.by_token[m.token] = stats.by_token[m.token] || []).push(m);
   for (const v of Object.values(m.data || {}))
     if (typeof v !== 'string')
       return fcmError(res, 400, 'INVALID_ARGUMENT', null, 'Invalid value at message.data');

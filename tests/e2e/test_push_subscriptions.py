@@ -1,0 +1,376 @@
+"""Push subscriptions (docs/push.md, docs/api.md "Push subscriptions",
+push/push_delivery.h) against a real herald and the provider stand-ins of
+tests/js: an APNs mock (HTTP/2, TLS, checks the ES256 provider token), an
+FCM mock (checks the RS256 grant) and web-push-testing (checks VAPID and
+decrypts). "Notify user 42" reaches the user's WebSocket live and its APNs,
+FCM and Web Push devices; to=followers; a filter; skip_if_seen with and
+without the cursor moving; an invalid token is never called again and shows
+invalid; silent mode's APNs and FCM form; kill -9 during a fan-out to 200
+devices loses no device's event; the routes (create, list, get, pause,
+resume, attempts, replay, delete) and who may call them."""
+import hashlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from conftest import BIN, per_test_timeout, wait_for
+from wsclient import SECRET, connect, run
+
+_timeout = per_test_timeout(180)
+
+JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js")
+NODE = "/usr/bin/node"
+ADMIN, READER = "admin-secret-" + "a" * 40, "reader-secret-" + "r" * 40
+KEYS = (f"[key admin]\nhash = sha256:{hashlib.sha256(ADMIN.encode()).hexdigest()}\nscopes = admin\n"
+        f"[key reader]\nhash = sha256:{hashlib.sha256(READER.encode()).hexdigest()}\nscopes = read\n")
+H = {"Authorization": "Bearer " + ADMIN}
+KID, TEAM, BUNDLE, PROJECT = "KEY1234567", "TEAM123456", "com.example.app", "herald-test"
+
+
+class Mock:
+    """One node stand-in; its first stdout line is its ready line."""
+
+    def __init__(self, script, *args):
+        self.proc = subprocess.Popen([NODE, os.path.join(JS, script), *args], cwd=JS,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
+        try:
+            self.line = lines.get(timeout=60).strip()
+        except queue.Empty:
+            self.stop()
+            raise AssertionError(f"{script} did not start: " + self.proc.stderr.read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def pem_cert(dirpath):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    import datetime
+    import ipaddress
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    c, k = os.path.join(dirpath, "cert.pem"), os.path.join(dirpath, "cert.key")
+    with open(c, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(k, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return c, k
+
+
+class Providers:
+    """The three stand-ins and the herald options that point at them."""
+
+    def __init__(self, d):
+        d = str(d)
+        self.cert, key = pem_cert(d)
+        p8 = ec.generate_private_key(ec.SECP256R1())
+        self.p8 = os.path.join(d, "apns.p8")
+        with open(self.p8, "wb") as f:
+            f.write(p8.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+        pub = os.path.join(d, "apns.pub")
+        with open(pub, "wb") as f:
+            f.write(p8.public_key().public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.mocks = []
+        try:
+            self.apns = self._start("apns_mock.js", self.cert, key, pub, KID, TEAM, BUNDLE)
+            self.apns_url = "https://127.0.0.1:%d" % int(self.apns.line.split()[1])
+            sa = os.path.join(d, "account.json")
+            self.fcm = self._start("fcm_mock.js", self.cert, key, sa)
+            self.fcm_url = "https://127.0.0.1:%d" % int(self.fcm.line.split()[1])
+            rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            with open(sa, "w") as f:
+                json.dump({"type": "service_account", "project_id": PROJECT, "private_key_id": "k1",
+                           "private_key": rsa_key.private_bytes(
+                               serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()).decode(),
+                           "client_email": "herald@herald-test.iam.gserviceaccount.com",
+                           "token_uri": self.fcm_url + "/token"}, f)
+            keys = json.loads(subprocess.run([BIN, "push", "vapid-keys", "--json"], capture_output=True,
+                                             timeout=30, check=True).stdout)
+            self.vapid = os.path.join(d, "vapid.key")
+            with open(self.vapid, "w") as f:
+                f.write(keys["privateKey"] + "\n")
+            self.webpush = self._start("webpush_mock.js", keys["publicKey"])
+            w = json.loads(self.webpush.line)
+            self.webpush_url = "http://localhost:%d" % w["port"]
+            self.wp_ok, self.wp_expired = w["ok"], w["expired"]
+        except BaseException:
+            self.stop()
+            raise
+        self.sa = sa
+        self.args = ["--jwt-secret", SECRET, "--push-allow-private", "on", "--push-ca-file", self.cert,
+                     "--push-apns-key-file", self.p8, "--push-apns-key-id", KID,
+                     "--push-apns-team-id", TEAM, "--push-apns-topic", BUNDLE,
+                     "--push-apns-url", self.apns_url,
+                     "--push-fcm-credentials-file", sa, "--push-fcm-url", self.fcm_url,
+                     "--push-vapid-private-key-file", self.vapid,
+                     "--push-vapid-subject", "mailto:ops@example.com"]
+
+    def _start(self, script, *args):
+        m = Mock(script, *args)
+        self.mocks.append(m)
+        return m
+
+    def stop(self):
+        for m in self.mocks:
+            m.stop()
+
+    def apns_got(self, token):
+        r = requests.get(self.apns_url + "/stats", verify=self.cert, timeout=10).json()
+        return r["by_token"].get(token, [])
+
+    def fcm_stats(self):
+        return requests.get(self.fcm_url + "/stats", verify=self.cert, timeout=10).json()
+
+    def fcm_got(self, token):
+        return self.fcm_stats()["by_token"].get(token, [])
+
+    def webpush_got(self, sub):
+        r = requests.post(self.webpush_url + "/get-notifications", json={"clientHash": sub["clientHash"]},
+                          timeout=10)
+        return [json.loads(m) for m in r.json()["data"]["messages"]] if r.status_code == 200 else []
+
+
+@pytest.fixture(scope="module")
+def providers(tmp_path_factory):
+    p = Providers(tmp_path_factory.mktemp("providers"))
+    yield p
+    p.stop()
+
+
+def server(herald_factory, providers, args=(), name="data"):
+    return herald_factory(args=providers.args + list(args), config=KEYS, name=name)
+
+
+def device(h, user, dev, body):
+    r = requests.put(f"{h.url}/v1/users/{user}/devices/{dev}", json=body, headers=H, timeout=10)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def create(h, body, cred=ADMIN):
+    return requests.post(h.url + "/v1/push/subscriptions", json=body,
+                         headers={"Authorization": "Bearer " + cred}, timeout=10)
+
+
+def sub_info(h, sid):
+    r = requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def notify(h, user, data):
+    r = requests.post(f"{h.url}/v1/users/{user}/notifications", json=data, headers=H, timeout=10)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def publish_ce(h, topic, typ, data, **ext):
+    ev = dict({"specversion": "1.0", "id": os.urandom(8).hex(), "source": "/test", "type": typ,
+               "data": data}, **ext)
+    r = requests.post(h.topic_url(topic), data=json.dumps(ev),
+                      headers=dict(H, **{"Content-Type": "application/cloudevents+json"}), timeout=10)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def herald_of(body):
+    """The herald member of a pushed payload (APNs/Web Push JSON, FCM data string)."""
+    return body["herald"] if isinstance(body["herald"], dict) else json.loads(body["herald"])
+
+
+def hexs(tag):
+    return hashlib.sha256(tag.encode()).hexdigest()
+
+
+def test_notify_user_reaches_ws_and_every_device(herald_factory, providers):
+    h = server(herald_factory, providers)
+    apns, fcm = hexs("n42-apns"), "fcm-n42"
+    device(h, "42", "phone", {"platform": "apns", "token": apns, "environment": "sandbox"})
+    device(h, "42", "tablet", {"platform": "fcm", "token": fcm})
+    wp = providers.wp_ok
+    device(h, "42", "browser", {"platform": "webpush",
+                                "subscription": {"endpoint": wp["endpoint"], "keys": wp["keys"]}})
+    r = create(h, {"topic": "user:*", "to": "user", "mode": "alert"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+
+    async def go():
+        c, _ = await connect(h, sub="42", subs={"user:42": {}})
+        off = notify(h, "42", {"text": "your ride is here"})["offset"]
+        p = (await c.pubs(1, timeout=10, channel="user:42"))[0]
+        assert p["pub"]["data"]["data"] == {"text": "your ride is here"} or p["pub"]["data"], p
+        await c.close()
+        return off
+
+    off = run(go())
+    got = wait_for(lambda: providers.apns_got(apns), 30, what="the APNs push")
+    body = json.loads(got[0]["body"])
+    assert herald_of(body)["topic"] == "user:42" and herald_of(body)["offset"] == off
+    assert body["data"] == {"text": "your ride is here"}
+    assert got[0]["headers"]["apns-push-type"] == "alert"
+    m = wait_for(lambda: providers.fcm_got(fcm), 30, what="the FCM push")[0]
+    assert herald_of(m["data"])["offset"] == off and json.loads(m["data"]["data"]) == {"text": "your ride is here"}
+    w = wait_for(lambda: providers.webpush_got(wp), 30, what="the Web Push message (decrypted)")
+    assert any(herald_of(x)["offset"] == off for x in w), w
+    s = wait_for(lambda: (lambda s: s if s["sent"] >= 3 else None)(sub_info(h, sid)), 30,
+                 what="the counters")
+    assert s["positions"]["user:42"] == off and s["state"] == "active"
+    d = requests.get(f"{h.url}/v1/users/42/devices/phone", headers=H, timeout=10).json()
+    assert wait_for(lambda: requests.get(f"{h.url}/v1/users/42/devices/phone", headers=H,
+                                         timeout=10).json()["last_success"], 10, what="last_success")
+    assert d["state"] == "active"
+
+
+def test_followers_filter_and_silent(herald_factory, providers):
+    h = server(herald_factory, providers)
+    fa, fb, ap = "fcm-fol-a", "fcm-fol-b", hexs("fol-apns")
+    device(h, "u1", "a", {"platform": "fcm", "token": fa, "topics": ["rides:981"]})
+    device(h, "u2", "b", {"platform": "fcm", "token": fb, "topics": ["rides:981", "news"]})
+    device(h, "u3", "c", {"platform": "apns", "token": ap, "topics": ["rides:981"]})
+    device(h, "u4", "d", {"platform": "fcm", "token": "fcm-fol-other", "topics": ["news"]})
+    r = create(h, {"topic": "rides:981", "to": "followers", "mode": "silent",
+                   "filter": {"type_prefix": "com.example.ride."}})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    publish_ce(h, "rides:981", "com.other.thing", {"n": 0})
+    off = publish_ce(h, "rides:981", "com.example.ride.arrived", {"n": 1})["offset"]
+    a = wait_for(lambda: providers.fcm_got(fa), 30, what="follower a")
+    b = wait_for(lambda: providers.fcm_got(fb), 30, what="follower b")
+    got = wait_for(lambda: providers.apns_got(ap), 30, what="the APNs follower")
+    wait_for(lambda: sub_info(h, sid)["positions"].get("rides:981") == off, 30, what="the position")
+    # The filtered event went to nobody; silent: FCM data only, APNs background priority 5.
+    assert len(a) == 1 and len(b) == 1 and len(got) == 1
+    assert herald_of(a[0]["data"])["offset"] == off
+    assert "notification" not in a[0] and set(a[0]) <= {"token", "data", "android", "apns"}
+    assert got[0]["headers"]["apns-push-type"] == "background" and got[0]["headers"]["apns-priority"] == "5"
+    assert json.loads(got[0]["body"])["aps"] == {"content-available": 1}
+    assert providers.fcm_got("fcm-fol-other") == []
+
+
+def test_skip_if_seen(herald_factory, providers):
+    h = server(herald_factory, providers)
+    fcm = "fcm-seen-7"
+    device(h, "7", "phone", {"platform": "fcm", "token": fcm})
+    r = create(h, {"topic": "user:7", "to": "user", "start": "oldest",
+                   "skip_if_seen": {"cursor": "inbox", "wait": "2s"}})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    off1 = notify(h, "7", {"n": 1})["offset"]
+    # The user reads it on another device within the wait: no push.
+    r = requests.post(f"{h.url}/v1/users/7/cursors/inbox", json={"offset": off1, "topic": "user:7"},
+                      headers=H, timeout=10)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: sub_info(h, sid)["skipped_seen"] == 1, 30, what="skipped_seen")
+    assert providers.fcm_got(fcm) == []
+    # Not read: pushed after the wait.
+    off2 = notify(h, "7", {"n": 2})["offset"]
+    m = wait_for(lambda: providers.fcm_got(fcm), 30, what="the push of the unread event")
+    assert [herald_of(x["data"])["offset"] for x in m] == [off2]
+    s = sub_info(h, sid)
+    assert s["skipped_seen"] == 1 and s["skip_if_seen"] == {"cursor": "inbox", "wait": "2s"}
+
+
+def test_invalid_token_never_called_again(herald_factory, providers):
+    h = server(herald_factory, providers)
+    dead, good = "410" + hexs("dead")[3:], "fcm-inv-good"
+    device(h, "9", "old", {"platform": "apns", "token": dead})
+    device(h, "9", "new", {"platform": "fcm", "token": good})
+    r = create(h, {"topic": "user:9", "to": "user", "start": "oldest"})
+    sid = r.json()["id"]
+    notify(h, "9", {"n": 1})
+    wait_for(lambda: providers.apns_got(dead), 30, what="the first APNs call")
+    dev = wait_for(lambda: (lambda d: d if d["state"] == "invalid" else None)(
+        requests.get(f"{h.url}/v1/users/9/devices/old", headers=H, timeout=10).json()), 30,
+        what="the device marked invalid")
+    assert "Unregistered" in dev["invalid_reason"]
+    off2 = notify(h, "9", {"n": 2})["offset"]
+    wait_for(lambda: any(herald_of(m["data"])["offset"] == off2 for m in providers.fcm_got(good)), 30,
+             what="the second event at the good device")
+    wait_for(lambda: sub_info(h, sid)["positions"]["user:9"] == off2, 30, what="the position")
+    assert len(providers.apns_got(dead)) == 1
+    s = sub_info(h, sid)
+    assert s["invalid"] == 1
+    a = requests.get(f"{h.url}/v1/push/subscriptions/{sid}/attempts", headers=H, timeout=10).json()
+    assert a["attempts"][0]["result"] == "invalid" and a["attempts"][0]["status"] == 410
+
+
+def test_routes_and_access(herald_factory, providers):
+    h = server(herald_factory, providers)
+    assert create(h, {"topic": "user:*", "to": "user"}, cred=READER).status_code == 403
+    assert requests.get(h.url + "/v1/push/subscriptions", timeout=10).status_code == 401
+    r = create(h, {"topic": "user:*", "to": "user", "bogus": 1})
+    assert r.status_code == 400 and "bogus" in r.json()["error"]["message"]
+    r = create(h, {"topic": "user:*", "to": "user", "mode": "doorbell", "ttl": "24h", "max_attempts": 3})
+    assert r.status_code == 201, r.text
+    s = r.json()
+    sid = s["id"]
+    assert s["topic"] == "user:*" and s["mode"] == "doorbell" and s["ttl"] == "24h" and s["max_attempts"] == 3
+    assert [x["id"] for x in requests.get(h.url + "/v1/push/subscriptions", headers=H,
+                                          timeout=10).json()["subscriptions"]] == [sid]
+    r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/pause", headers=H, timeout=10)
+    assert r.status_code == 200 and r.json()["state"] == "paused"
+    h.restart()
+    assert sub_info(h, sid)["state"] == "paused"
+    r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/resume", headers=H, timeout=10)
+    assert r.status_code == 200 and r.json()["state"] == "active"
+    r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/replay", headers=H, timeout=10)
+    assert r.status_code == 400
+    r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/replay?from=1", headers=H, timeout=10)
+    assert r.status_code == 200, r.text
+    assert requests.delete(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10).status_code == 204
+    assert requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10).status_code == 404
+    assert requests.delete(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10).status_code == 404
+    h.restart()
+    assert requests.get(h.url + "/v1/push/subscriptions", headers=H, timeout=10).json()["subscriptions"] == []
+
+
+def test_kill9_during_fan_out_loses_nothing(herald_factory, providers):
+    n, events = 200, 3
+    h = server(herald_factory, providers)
+    tokens = [f"fcm-fan-{i}" for i in range(n)]
+    for i, t in enumerate(tokens):
+        device(h, f"fan{i // 20}", f"d{i}", {"platform": "fcm", "token": t, "topics": ["fan"]})
+    r = create(h, {"topic": "fan", "to": "followers", "start": "oldest"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    offs = [publish_ce(h, "fan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
+    before = providers.fcm_stats()["sends"]
+    wait_for(lambda: providers.fcm_stats()["sends"] > before, 30, what="the fan-out to start")
+    h.kill9()
+    h.start(h.port)
+
+    def complete():
+        by = providers.fcm_stats()["by_token"]
+        return all({herald_of(m["data"])["offset"] for m in by.get(t, [])} >= set(offs) for t in tokens)
+
+    wait_for(complete, 120, interval=0.2, what="every device to get every event")
+    wait_for(lambda: sub_info(h, sid)["positions"].get("fan") == offs[-1], 30, what="the position")
