@@ -8,8 +8,8 @@
 //   500… 500 InternalServerError     dead0… the stream is refused (REFUSED_STREAM)
 //   dead1… GOAWAY, stream refused    anything else: 200 with an apns-id
 // GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions",
-// "last":{token,headers,body},"by_token":{device token: [{headers,body}] of
-// every request to it}}. Other paths (for net/http_client's tests):
+// "last":{token,headers,body}}; GET /by-token answers {device token:
+// [{headers,body}] of every request to it}. Other paths (for net/http_client's tests):
 // /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
 // /h2/refuse refuses the stream, /h2/goaway sends GOAWAY and refuses it.
 // Usage: node apns_mock.js CERT KEY [P8_PUBLIC_PEM KEY_ID TEAM_ID TOPIC]
@@ -22,7 +22,8 @@ const fs = require('fs');
 const [certFile, keyFile, pubFile, keyId, teamId, topic] = process.argv.slice(2);
 const pub = pubFile ? crypto.createPublicKey(fs.readFileSync(pubFile)) : null;
 const C = http2.constants;
-const stats = { requests: 0, tokens: [], sessions: 0, last: null, by_token: {} };
+const stats = { requests: 0, tokens: [], sessions: 0, last: null };
+const byToken = {};
 let sessionNo = 0;
 
 function b64json(part) {
@@ -64,7 +65,7 @@ function answer(stream, status, reason, extra) {
 function device(stream, h, token, body) {
   stats.requests++;
   stats.last = { token, headers: h, body: body.toString('utf8') };
-  (stats.by_token[token] = stats.by_token[token] || []).push({ headers: h, body: stats.last.body });
+  (byToken[token] = byToken[token] || []).push({ headers: h, body: stats.last.body });
   const bad = checkBearer(h.authorization);
   if (bad) return answer(stream, 403, bad);
   if (h['apns-topic'] !== topic) return answer(stream, 400, 'TopicDisallowed');
@@ -109,6 +110,9 @@ server.on('stream', (stream, h) => {
     if (path === '/stats') {
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.end(JSON.stringify(stats));
+    } else if (path === '/by-token') {
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify(byToken));
     } else if (path === '/h2/ok') {
       stream.respond({ ':status': 200, 'x-echo': h['x-echo'] || '' });
       stream.end('h2 ' + stream.session.no);

@@ -14,8 +14,8 @@
 //                   quota… 429 QUOTA_EXCEEDED with Retry-After: 7
 //                   unavail… 503 UNAVAILABLE  stale… revokes the bearer, then 401
 //                   anything else: 200 {"name":"projects/P/messages/N"}
-//   GET /stats    {"tokens_issued","assertions_bad","sends","last":{message},
-//                 "by_token":{token: [every message sent to it]}}.
+//   GET /stats    {"tokens_issued","assertions_bad","sends","last":{message}}.
+//   GET /by-token {token: [every message sent to it]}.
 //   (stale…: only the first time for each token; the retry gets 200)
 // Usage: node fcm_mock.js CERT KEY SERVICE_ACCOUNT_JSON [EXPIRES_IN]
 // Prints "ready <port>" once listening; the account file is read at each
@@ -31,7 +31,8 @@ const account = () => JSON.parse(fs.readFileSync(saFile, 'utf8'));
 const staleSeen = new Set();
 const expiresIn = Number(expiresArg || 3600);
 const issued = new Set();
-const stats = { tokens_issued: 0, assertions_bad: 0, sends: 0, last: null, by_token: {} };
+const stats = { tokens_issued: 0, assertions_bad: 0, sends: 0, last: null };
+const byToken = {};
 let msgNo = 0;
 
 function b64json(part) {
@@ -89,7 +90,7 @@ function send(req, res, body) {
   if (!m || typeof m.token !== 'string')
     return fcmError(res, 400, 'INVALID_ARGUMENT', null, 'Invalid JSON payload received.');
   stats.last = m;
-  (stats.by_token[m.token] = stats.by_token[m.token] || []).push(m);
+  (byToken[m.token] = byToken[m.token] || []).push(m);
   for (const v of Object.values(m.data || {}))
     if (typeof v !== 'string')
       return fcmError(res, 400, 'INVALID_ARGUMENT', null, 'Invalid value at message.data');
@@ -121,6 +122,7 @@ server.on('request', (req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString('utf8');
     if (req.url === '/stats') return json(res, 200, stats);
+    if (req.url === '/by-token') return json(res, 200, byToken);
     if (req.method === 'POST' && req.url === '/token') return token(req, res, body);
     if (req.method === 'POST' && req.url === '/v1/projects/' + account().project_id + '/messages:send')
       return send(req, res, body);

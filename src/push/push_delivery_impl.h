@@ -1,0 +1,228 @@
+/*
+ * push_delivery_impl — the private insides of the push consumer, shared by
+ * its files (the public contract is push/push_delivery.h):
+ *   push_delivery.c         the subscriptions (exact topics and patterns:
+ *                           consume/pattern.h) and the public operations
+ *   push_delivery_stream.c  one topic's reading after its position
+ *   push_delivery_send.c    one event's fan-out: devices, skips, payloads,
+ *                           sends, retries, outcomes, dead letters
+ *   push_delivery_record.c  the durable record: its JSON, writes, loading
+ * Layer: push. Nothing outside src/push/push_delivery*.c includes this
+ * header. Loop thread.
+ */
+#ifndef HD_PUSH_DELIVERY_IMPL_H
+#define HD_PUSH_DELIVERY_IMPL_H
+
+#include "push/push_delivery.h"
+
+#include "consume/pattern.h"
+#include "core/map.h"
+#include "push/devices.h"
+#include "push/payload.h"
+#include "push/webpush_crypto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define HD_PUSH_DELIVERY_READ_LIMIT 64
+#define HD_PUSH_DELIVERY_ERROR_WAIT_MS 1000
+#define HD_PUSH_DELIVERY_RESEND_MAX 3          /* sends again in a row without an attempt counted */
+#define HD_PUSH_DELIVERY_SILENT_MAP_MAX 1000000
+#define HD_PUSH_DELIVERY_RECORD_MAX HD_RECORD_VALUE_MAX
+#define HD_PUSH_DELIVERY_ATTEMPTS_KEPT 20
+
+enum hd_push_delivery_state { HD_PUSH_DELIVERY_ACTIVE, HD_PUSH_DELIVERY_PAUSED };
+
+struct hd_push_delivery_sub;
+struct hd_push_delivery_stream;
+struct hd_push_delivery_event;
+
+/* One device's send of one event. */
+struct hd_push_delivery_send {
+	struct hd_push_send ps;
+	struct hd_push_delivery_event *e;
+	char user[HD_USER_ID_MAX + 1];
+	char dev[HD_DEVICE_ID_MAX + 1];
+	enum hd_device_platform platform;
+	char *token;                  /* owned: APNs/FCM token or Web Push endpoint */
+	struct hd_webpush_crypto_keys keys;
+	uint32_t attempt, resends;
+	bool inflight;                /* accepted by a provider, done() pending */
+	bool ended;
+	uv_timer_t timer;             /* the wait before a retry */
+	struct hd_push_provider *prov;
+};
+
+/* The event a stream delivers now. */
+struct hd_push_delivery_event {
+	struct hd_push_delivery_stream *st;
+	uint64_t offset;
+	struct hd_stored_event ev;    /* ev.json a reference */
+	struct hd_push_payload pl[3]; /* per platform, built once */
+	bool built[3];
+	struct hd_push_delivery_send **sends;
+	size_t nsends, open;
+	bool failed;                  /* a send ran out of attempts */
+	char fail_reason[HD_PUSH_REASON_MAX];
+	uint32_t fail_attempts;
+	int64_t expires_ms;           /* 0 = none */
+	uv_timer_t wait;              /* skip_if_seen's wait */
+	struct hd_record_op cur;      /* skip_if_seen's cursor look-up */
+	char user[HD_USER_ID_MAX + 1]; /* to=user */
+};
+
+struct hd_push_delivery_stream {
+	struct hd_push_delivery_sub *s;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	uint64_t pos;                 /* the last offset whose sends all ended */
+	bool latest;                  /* the first read only learns the topic's last offset */
+	uint64_t seen_min;            /* latest: the first offset the watch saw meanwhile (0 = none) */
+	bool reading, again;
+	struct hd_read rd;
+	struct hd_stored_event *batch; /* the rest of the last read (json refs) */
+	size_t nbatch, ibatch;
+	struct hd_push_delivery_event *e;           /* the event in delivery, or NULL */
+	uv_timer_t timer;             /* a read after an error */
+	struct hd_watch watch;        /* exact topics */
+	bool watching;
+	bool dead;                    /* removed: frees once nothing runs */
+	bool dl;                      /* a dead letter is being published */
+	bool closing;
+};
+
+struct hd_push_delivery_attempt {
+	int64_t time_ms;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	uint64_t offset;
+	char device[HD_USER_ID_MAX + HD_DEVICE_ID_MAX + 2];
+	char result[16];
+	int status;
+	char reason[HD_PUSH_REASON_MAX];
+};
+
+struct hd_push_delivery_sub {
+	struct hd_push_delivery *d;
+	char id[HD_PUSH_DELIVERY_ID_LEN + 1];
+	struct hd_push_sub_config cfg;
+	enum hd_push_delivery_state state;
+	int64_t created_ms;
+	bool pattern;
+	struct hd_pattern pt;         /* pattern: topic → stream */
+	struct hd_push_delivery_stream *exact;      /* exact topic */
+	struct hd_map positions;      /* loaded positions, topic → (uint64_t *) */
+	bool fresh_latest;            /* created with start latest: listed topics start at their end */
+	bool listed;
+	/* Counters (durable). */
+	uint64_t sent, failed, invalid, refused, dead_lettered;
+	uint64_t skipped_seen, skipped_online, skipped_expired, skipped_silent, skipped_devices;
+	struct hd_push_delivery_attempt attempts[HD_PUSH_DELIVERY_ATTEMPTS_KEPT];
+	size_t nattempts, attempts_head;
+	/* The record. */
+	int puts;
+	bool dirty;
+	struct hd_push_delivery_pending *waiting;   /* answers once the next put is durable */
+	bool deleted;
+	int refs;
+};
+
+/* An operation's answer after a record write. */
+struct hd_push_delivery_pending {
+	hd_push_delivery_done_fn done;
+	void *arg;
+	int status;
+	struct hd_push_delivery_pending *next;
+};
+
+struct hd_push_delivery_put {
+	struct hd_record_op op;
+	struct hd_push_delivery_sub *s;
+	struct hd_push_delivery_pending *answers;
+	char *value;
+};
+
+struct hd_push_delivery_silent {
+	int64_t hour_ms;
+	uint32_t n;
+};
+
+struct hd_push_delivery {
+	uv_loop_t *loop;
+	struct hd_hub *hub;
+	struct hd_push *push;
+	struct hd_push_delivery_opts opts;
+	struct hd_map subs;           /* id → struct hd_push_delivery_sub */
+	struct hd_map silent;         /* "user\ndevice" → struct hd_push_delivery_silent */
+	size_t inflight;
+	bool loaded, stopping;
+	struct hd_record_op load;
+	char load_after[HD_RECORD_KEY_MAX + 1];
+};
+
+
+/* A comma-separated JSON list being written. */
+struct hd_push_delivery_json_ctx {
+	struct hd_buf *b;
+	bool first;
+};
+
+/* ---- push_delivery.c: subscriptions ---- */
+/* A subscription in d->subs (borrowed: d owns it), or NULL past max_subs. */
+struct hd_push_delivery_sub *hd_push_delivery_sub_new(struct hd_push_delivery *d, const char *id,
+						       const struct hd_push_sub_config *c);
+/* Makes s's streams (exact) or starts its pattern expansion; fresh: just
+ * created, with start. */
+void hd_push_delivery_sub_activate(struct hd_push_delivery_sub *s, bool fresh,
+				   const struct hd_start *start);
+/* Starts or wakes every stream of s. */
+void hd_push_delivery_sub_run(struct hd_push_delivery_sub *s);
+/* Stops every stream of s (deleted or stopping). */
+void hd_push_delivery_sub_stop(struct hd_push_delivery_sub *s);
+/* Frees a deleted s once no write, list or dead letter points at it. */
+void hd_push_delivery_sub_release(struct hd_push_delivery_sub *s);
+
+/* ---- push_delivery_stream.c: one topic's reading ---- */
+/* A stream of s over topic after pos; latest: the first read only learns
+ * the topic's last offset. Returns owned (hd_push_delivery_stream_kill). */
+struct hd_push_delivery_stream *hd_push_delivery_stream_new(struct hd_push_delivery_sub *s,
+							     const char *topic, uint64_t pos,
+							     bool latest);
+/* Ends st's work; it frees itself once no read or dead letter points at it. */
+void hd_push_delivery_stream_kill(struct hd_push_delivery_stream *st);
+/* A killed stream whose read or dead letter ended: closes and frees it. */
+void hd_push_delivery_stream_maybe_close(struct hd_push_delivery_stream *st);
+/* Starts what st may do now: its next event, or a read. */
+void hd_push_delivery_stream_pump(struct hd_push_delivery_stream *st);
+/* Whether st may deliver (active, loaded, not stopping). */
+bool hd_push_delivery_stream_may_run(const struct hd_push_delivery_stream *st);
+/* Drops the rest of st's last read. */
+void hd_push_delivery_stream_free_batch(struct hd_push_delivery_stream *st);
+/* st's timer callback: pumps it. */
+void hd_push_delivery_stream_fire(uv_timer_t *t);
+
+/* ---- push_delivery_send.c: one event's fan-out ---- */
+/* Takes st's next read event: the filter, the skips, then its sends. */
+void hd_push_delivery_send_next(struct hd_push_delivery_stream *st);
+/* Cancels e's sends and frees it once its handles closed. */
+void hd_push_delivery_send_free_event(struct hd_push_delivery_event *e);
+
+/* ---- push_delivery_record.c: the durable record and loading ---- */
+/* Appends s as a JSON string b. */
+void hd_push_delivery_record_jstr(struct hd_buf *b, const char *s);
+/* Appends s's JSON (the record's and the answers' form). */
+void hd_push_delivery_record_json(struct hd_buf *b, const struct hd_push_delivery_sub *s,
+				  bool counters);
+/* Answers every pending of p (s's JSON, or err) and frees them. */
+void hd_push_delivery_record_answer(struct hd_push_delivery_pending *p,
+				    struct hd_push_delivery_sub *s, int err);
+/* The done of a record put or delete (op->arg a struct hd_push_delivery_put). */
+void hd_push_delivery_record_done(struct hd_record_op *op);
+/* s changed: its record is written now, or after the write in flight. */
+void hd_push_delivery_record_changed(struct hd_push_delivery_sub *s);
+/* Answers done(arg) with status and s's JSON once s's next write is durable. */
+void hd_push_delivery_record_answer_after(struct hd_push_delivery_sub *s, int status,
+					  hd_push_delivery_done_fn done, void *arg);
+/* Reads every record (a page at a time) into subscriptions; then loaded. */
+void hd_push_delivery_record_load(struct hd_push_delivery *d);
+
+#endif
