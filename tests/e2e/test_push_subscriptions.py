@@ -369,6 +369,7 @@ def test_kill9_during_fan_out_loses_nothing(herald_factory, providers):
     sid = r.json()["id"]
     offs = [publish_ce(h, "fan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
     before = providers.fcm_stats()["sends"]
+    # Killed mid-fan-out (on the ASan build about 130 of the 600 sends are out by then).
     wait_for(lambda: providers.fcm_stats()["sends"] > before, 30, what="the fan-out to start")
     h.kill9()
     h.start(h.port)
