@@ -114,20 +114,25 @@ struct hd_push_sub_http *hd_push_sub_http_new(struct hd_push_delivery *d)
 
 void hd_push_sub_http_routes(struct hd_push_sub_http *p, struct hd_route_table *t)
 {
-	const enum hd_route_guard g = HD_ROUTE_KEY;
-	const enum hd_key_action a = HD_KEY_ADMIN;
-	const struct hd_route rows[] = {
-		{HTTP_GET, "/v1/push/subscriptions", g, a, route, p, ACT_LIST, 0},
-		{HTTP_POST, "/v1/push/subscriptions", g, a, route, p, ACT_CREATE, 0},
-		{HTTP_GET, "/v1/push/subscriptions/{id}", g, a, route, p, ACT_INFO, 0},
-		{HTTP_DELETE, "/v1/push/subscriptions/{id}", g, a, route, p, ACT_DELETE, 0},
-		{HTTP_GET, "/v1/push/subscriptions/{id}/attempts", g, a, route, p, ACT_ATTEMPTS, 0},
-		{HTTP_POST, "/v1/push/subscriptions/{id}/pause", g, a, route, p, ACT_PAUSE, 0},
-		{HTTP_POST, "/v1/push/subscriptions/{id}/resume", g, a, route, p, ACT_RESUME, 0},
-		{HTTP_POST, "/v1/push/subscriptions/{id}/replay", g, a, route, p, ACT_REPLAY, 0},
+	/* Every row: an admin key (HD_ROUTE_KEY of HD_KEY_ADMIN), handled by route(). */
+	static const struct {
+		int method;
+		const char *path;
+		enum act op;
+	} rows[] = {
+		{HTTP_GET, "/v1/push/subscriptions", ACT_LIST},
+		{HTTP_POST, "/v1/push/subscriptions", ACT_CREATE},
+		{HTTP_GET, "/v1/push/subscriptions/{id}", ACT_INFO},
+		{HTTP_DELETE, "/v1/push/subscriptions/{id}", ACT_DELETE},
+		{HTTP_GET, "/v1/push/subscriptions/{id}/attempts", ACT_ATTEMPTS},
+		{HTTP_POST, "/v1/push/subscriptions/{id}/pause", ACT_PAUSE},
+		{HTTP_POST, "/v1/push/subscriptions/{id}/resume", ACT_RESUME},
+		{HTTP_POST, "/v1/push/subscriptions/{id}/replay", ACT_REPLAY},
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-		hd_route_add(t, &rows[i]);
+		hd_route_add(t, &(struct hd_route){.method = rows[i].method, .pattern = rows[i].path,
+						   .guard = HD_ROUTE_KEY, .scope = HD_KEY_ADMIN,
+						   .fn = route, .arg = p, .op = (int)rows[i].op});
 }
 
 void hd_push_sub_http_free(struct hd_push_sub_http *p)

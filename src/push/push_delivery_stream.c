@@ -157,15 +157,12 @@ void hd_push_delivery_stream_pump(struct hd_push_delivery_stream *st)
 		st->again = true;
 		return;
 	}
-	memset(&st->rd, 0, sizeof(st->rd));
-	st->rd.topic = st->topic;
-	st->rd.after = st->latest ? 0 : st->pos;
-	st->rd.limit = st->latest ? 1 : HD_PUSH_DELIVERY_READ_LIMIT;
-	st->rd.done = read_done;
-	st->rd.arg = st;
+	/* latest: one event only, to learn the topic's last offset. */
+	st->rd = (struct hd_read){.topic = st->topic, .after = st->latest ? 0 : st->pos,
+				  .limit = st->latest ? 1 : HD_PUSH_DELIVERY_READ_LIMIT,
+				  .done = read_done, .arg = st};
 	st->reading = true;
-	int rc = hd_hub_read(st->s->d->hub, &st->rd);
-	if (rc) {
+	if (hd_hub_read(st->s->d->hub, &st->rd)) {
 		st->reading = false;
 		uv_timer_start(&st->timer, hd_push_delivery_stream_fire, HD_PUSH_DELIVERY_ERROR_WAIT_MS, 0);
 	}
