@@ -203,6 +203,8 @@ struct hd_push_delivery *hd_push_delivery_new(uv_loop_t *loop, struct hd_hub *hu
 		d->opts.devices_per_event = 10000;
 	if (!d->opts.inflight_max)
 		d->opts.inflight_max = 2000;
+	if (!d->opts.sub_inflight_max)
+		d->opts.sub_inflight_max = 1000;
 	if (!d->opts.pattern_topics_max)
 		d->opts.pattern_topics_max = 10000;
 	if (!d->opts.backoff_base_ms)

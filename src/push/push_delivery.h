@@ -35,7 +35,8 @@
  *
  * Limits: opts.max_subs subscriptions, opts.devices_per_event devices per
  * event (more are counted in skipped_devices), opts.inflight_max sends in
- * flight in all (a send past it waits HD_PUSH_DELIVERY_WAIT_MS), one event
+ * flight in all and opts.sub_inflight_max per subscription (a send past
+ * either waits HD_PUSH_DELIVERY_WAIT_MS), one event
  * per stream, opts.pattern_topics_max topics per pattern.
  */
 #ifndef HD_PUSH_DELIVERY_H
@@ -63,11 +64,37 @@ struct hd_push_delivery_opts {
 	size_t max_subs;               /* 0 = 1000 */
 	size_t devices_per_event;      /* 0 = 10000 */
 	size_t inflight_max;           /* 0 = 2000 */
+	size_t sub_inflight_max;       /* one subscription's (every topic of a pattern); 0 = 1000 */
 	size_t pattern_topics_max;     /* 0 = 10000 */
 	uint32_t backoff_base_ms;      /* 0 = 1000: the first retry's wait, doubling */
 };
 
 struct hd_push_delivery;
+
+/* What follows a device send's verdict (hd_push_delivery_send_plan). */
+enum hd_push_delivery_step {
+	HD_PUSH_DELIVERY_SENT,     /* OK: the send ended */
+	HD_PUSH_DELIVERY_INVALID,  /* the device is dead: ended, never again */
+	HD_PUSH_DELIVERY_REFUSED,  /* this message cannot go: ended, no retry */
+	HD_PUSH_DELIVERY_RESEND,   /* never processed: again now, no attempt counted */
+	HD_PUSH_DELIVERY_RETRY,    /* again after *wait_ms */
+	HD_PUSH_DELIVERY_GIVE_UP,  /* out of attempts, or the wait passes the expiry */
+};
+
+/*
+ * The step after verdict v of a send that was attempt `attempt` (1..) of
+ * max_attempts, after `resends` sends in a row not counted (at most
+ * HD_PUSH_DELIVERY_RESEND_MAX), at now_ms, for an event expiring at
+ * expires_ms (0 = never): the wait of a RETRY in *wait_ms — v's after_ms
+ * when the service said, else backoff_base_ms doubling per attempt up to
+ * HD_PUSH_DELIVERY_BACKOFF_MAX_MS. Pure.
+ */
+#define HD_PUSH_DELIVERY_RESEND_MAX 3
+enum hd_push_delivery_step hd_push_delivery_send_plan(const struct hd_push_verdict *v,
+						      uint32_t attempt, uint32_t resends,
+						      uint32_t max_attempts, int64_t now_ms,
+						      int64_t expires_ms, uint32_t backoff_base_ms,
+						      int64_t *wait_ms);
 
 /* Returns owned. Borrows loop, hub and push (its providers and devices)
  * for its life. */

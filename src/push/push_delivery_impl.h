@@ -27,7 +27,6 @@
 
 #define HD_PUSH_DELIVERY_READ_LIMIT 64
 #define HD_PUSH_DELIVERY_ERROR_WAIT_MS 1000
-#define HD_PUSH_DELIVERY_RESEND_MAX 3          /* sends again in a row without an attempt counted */
 #define HD_PUSH_DELIVERY_SILENT_MAP_MAX 1000000
 #define HD_PUSH_DELIVERY_RECORD_MAX HD_RECORD_VALUE_MAX
 #define HD_PUSH_DELIVERY_ATTEMPTS_KEPT 20
@@ -107,6 +106,7 @@ struct hd_push_delivery_sub {
 	struct hd_push_sub_config cfg;
 	enum hd_push_delivery_state state;
 	int64_t created_ms;
+	size_t inflight;              /* sends of every stream in flight */
 	bool pattern;
 	struct hd_pattern pt;         /* pattern: topic → stream */
 	struct hd_push_delivery_stream *exact;      /* exact topic */

@@ -52,7 +52,8 @@ static void event_wait_closed(uv_handle_t *h)
  * cursor look-up in flight keeps it: the look-up's done frees. */
 void hd_push_delivery_send_free_event(struct hd_push_delivery_event *e)
 {
-	struct hd_push_delivery *d = e->st->s->d;
+	struct hd_push_delivery_sub *s = e->st->s;
+	struct hd_push_delivery *d = s->d;
 	e->st = NULL;
 	hd_rcbuf_unref(e->ev.json);
 	e->ev.json = NULL;
@@ -62,6 +63,7 @@ void hd_push_delivery_send_free_event(struct hd_push_delivery_event *e)
 		if (x->inflight) {
 			x->prov->ops->cancel(x->prov, &x->ps);
 			d->inflight--;
+			s->inflight--;
 		}
 		x->inflight = false;
 		e->open++;
@@ -154,12 +156,35 @@ static void send_retry_fire(uv_timer_t *t)
 	send_start(t->data);
 }
 
-static int64_t backoff_ms(const struct hd_push_delivery *d, uint32_t attempt)
+enum hd_push_delivery_step hd_push_delivery_send_plan(const struct hd_push_verdict *v,
+						      uint32_t attempt, uint32_t resends,
+						      uint32_t max_attempts, int64_t now_ms,
+						      int64_t expires_ms, uint32_t backoff_base_ms,
+						      int64_t *wait_ms)
 {
-	int64_t ms = d->opts.backoff_base_ms;
+	int64_t ms = backoff_base_ms;
+
+	*wait_ms = 0;
+	switch (v->kind) {
+	case HD_PUSH_OK:
+		return HD_PUSH_DELIVERY_SENT;
+	case HD_PUSH_INVALID:
+		return HD_PUSH_DELIVERY_INVALID;
+	case HD_PUSH_REFUSED:
+		return HD_PUSH_DELIVERY_REFUSED;
+	default:
+		break;
+	}
+	if (v->kind == HD_PUSH_RETRY && !v->count_attempt && resends < HD_PUSH_DELIVERY_RESEND_MAX)
+		return HD_PUSH_DELIVERY_RESEND;
 	for (uint32_t i = 1; i < attempt && ms < HD_PUSH_DELIVERY_BACKOFF_MAX_MS; i++)
 		ms *= 2;
-	return ms < HD_PUSH_DELIVERY_BACKOFF_MAX_MS ? ms : HD_PUSH_DELIVERY_BACKOFF_MAX_MS;
+	if (ms > HD_PUSH_DELIVERY_BACKOFF_MAX_MS)
+		ms = HD_PUSH_DELIVERY_BACKOFF_MAX_MS;
+	*wait_ms = v->after_ms >= 0 ? v->after_ms : ms;
+	if (attempt >= max_attempts || (expires_ms && now_ms + *wait_ms >= expires_ms))
+		return HD_PUSH_DELIVERY_GIVE_UP;
+	return HD_PUSH_DELIVERY_RETRY;
 }
 
 static void send_done(struct hd_push_send *ps)
@@ -171,38 +196,40 @@ static void send_done(struct hd_push_send *ps)
 	const struct hd_push_verdict *v = &ps->verdict;
 	const struct hd_device *dev = hd_devices_get(hd_push_devices(d->push), x->user, x->dev);
 
+	int64_t wait;
+	enum hd_push_delivery_step step = hd_push_delivery_send_plan(
+		v, x->attempt, x->resends, s->cfg.max_attempts, hd_now_ms(), e->expires_ms,
+		d->opts.backoff_base_ms, &wait);
+
 	x->inflight = false;
 	d->inflight--;
+	s->inflight--;
 	if (dev)
 		hd_push_outcome(d->push, dev, v);
-	switch (v->kind) {
-	case HD_PUSH_OK:
+	switch (step) {
+	case HD_PUSH_DELIVERY_SENT:
 		s->sent++;
 		send_end(x);
 		return;
-	case HD_PUSH_INVALID:
-		s->invalid++;
-		record_attempt(s, x, "invalid", v->status, v->reason);
+	case HD_PUSH_DELIVERY_INVALID:
+	case HD_PUSH_DELIVERY_REFUSED:
+		if (step == HD_PUSH_DELIVERY_INVALID)
+			s->invalid++;
+		else
+			s->refused++;
+		record_attempt(s, x, hd_provider_verdict_name(v->kind), v->status, v->reason);
 		send_end(x);
 		return;
-	case HD_PUSH_REFUSED:
-		s->refused++;
-		record_attempt(s, x, "refused", v->status, v->reason);
-		send_end(x);
+	case HD_PUSH_DELIVERY_RESEND:
+		x->resends++;
+		send_start(x);
 		return;
 	default:
 		break;
 	}
-	if (v->kind == HD_PUSH_RETRY && !v->count_attempt && x->resends < HD_PUSH_DELIVERY_RESEND_MAX) {
-		x->resends++;
-		send_start(x);
-		return;
-	}
 	x->resends = 0;
 	record_attempt(s, x, hd_provider_verdict_name(v->kind), v->status, v->reason);
-	int64_t wait = v->after_ms >= 0 ? v->after_ms : backoff_ms(d, x->attempt);
-	if (x->attempt >= s->cfg.max_attempts ||
-	    (e->expires_ms && hd_now_ms() + wait >= e->expires_ms)) {
+	if (step == HD_PUSH_DELIVERY_GIVE_UP) {
 		s->failed++;
 		e->failed = true;
 		e->fail_attempts = x->attempt;
@@ -226,7 +253,7 @@ static void send_start(struct hd_push_delivery_send *x)
 		uv_timer_start(&x->timer, send_retry_fire, HD_PUSH_DELIVERY_WAIT_MS * 10, 0);
 		return;
 	}
-	if (d->inflight >= d->opts.inflight_max) {
+	if (d->inflight >= d->opts.inflight_max || e->st->s->inflight >= d->opts.sub_inflight_max) {
 		uv_timer_start(&x->timer, send_retry_fire, HD_PUSH_DELIVERY_WAIT_MS, 0);
 		return;
 	}
@@ -256,6 +283,7 @@ static void send_start(struct hd_push_delivery_send *x)
 		x->attempt++;
 	x->inflight = true;
 	d->inflight++;
+	e->st->s->inflight++;
 }
 
 static enum hd_push_payload_platform payload_platform(enum hd_device_platform p)

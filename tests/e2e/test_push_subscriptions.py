@@ -380,3 +380,60 @@ def test_kill9_during_fan_out_loses_nothing(herald_factory, providers):
 
     wait_for(complete, 120, interval=0.2, what="every device to get every event")
     wait_for(lambda: sub_info(h, sid)["positions"].get("fan") == offs[-1], 30, what="the position")
+
+
+def test_skip_if_online(herald_factory, providers):
+    h = server(herald_factory, providers)
+    fcm = "fcm-online-51"
+    device(h, "51", "phone", {"platform": "fcm", "token": fcm})
+    sid = create(h, {"topic": "user:*", "to": "user", "skip_if_online": True}).json()["id"]
+
+    async def live():
+        c, _ = await connect(h, sub="51", subs={"user:51": {}})
+        notify(h, "51", {"n": 1})
+        await c.pubs(1, timeout=10, channel="user:51")
+        wait_for(lambda: sub_info(h, sid)["skipped_online"] == 1, 30, what="skipped_online")
+        await c.close()
+
+    run(live())
+    wait_for(lambda: requests.get(f"{h.url}/v1/users/51/connections", headers=H,
+                                  timeout=10).json()["connections"] == [], 30, what="the connection gone")
+    assert providers.fcm_got(fcm) == []
+    off = notify(h, "51", {"n": 2})["offset"]
+    m = wait_for(lambda: providers.fcm_got(fcm), 30, what="the push once offline")
+    assert [herald_of(x["data"])["offset"] for x in m] == [off]
+
+
+def test_silent_quota_per_device(herald_factory, providers):
+    h = server(herald_factory, providers, args=["--push-silent-per-hour", "2"])
+    fcm = "fcm-quota-61"
+    device(h, "61", "phone", {"platform": "fcm", "token": fcm})
+    sid = create(h, {"topic": "user:61", "to": "user", "mode": "silent", "start": "oldest"}).json()["id"]
+    offs = [notify(h, "61", {"n": i})["offset"] for i in range(4)]
+    wait_for(lambda: sub_info(h, sid)["positions"].get("user:61") == offs[-1], 30, what="the position")
+    s = sub_info(h, sid)
+    assert s["sent"] == 2 and s["skipped_silent"] == 2
+    assert [herald_of(x["data"])["offset"] for x in providers.fcm_got(fcm)] == offs[:2]
+
+
+def test_retries_then_dead_letter(herald_factory, providers):
+    h = server(herald_factory, providers)
+    bad, good = "unavail-71", "fcm-dl-good-71"
+    device(h, "71", "a", {"platform": "fcm", "token": bad})
+    device(h, "71", "b", {"platform": "fcm", "token": good})
+    sid = create(h, {"topic": "user:71", "to": "user", "start": "oldest", "max_attempts": 2}).json()["id"]
+    off = notify(h, "71", {"n": 1})["offset"]
+    def dead_letters():
+        r = requests.get(h.topic_url("user:71.dlq"), params={"after": 0, "limit": 100}, headers=H, timeout=10)
+        return r.json()["events"] if r.status_code == 200 else None
+
+    dl = wait_for(dead_letters, 30, interval=0.1, what="the dead letter")
+    assert dl[0]["type"] == "herald.push.deadletter"
+    assert dl[0]["data"]["offset"] == off and dl[0]["data"]["attempts"] == 2
+    assert dl[0]["data"]["push_subscription"] == sid
+    wait_for(lambda: sub_info(h, sid)["positions"].get("user:71") == off, 30, what="the position")
+    s = sub_info(h, sid)
+    assert s["failed"] == 1 and s["sent"] == 1 and s["dead_lettered"] == 1
+    assert len(providers.fcm_got(bad)) == 2 and len(providers.fcm_got(good)) == 1
+    a = requests.get(f"{h.url}/v1/push/subscriptions/{sid}/attempts", headers=H, timeout=10).json()
+    assert [x["result"] for x in a["attempts"]] == ["retry", "retry"] and a["attempts"][0]["status"] == 503
