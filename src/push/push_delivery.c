@@ -30,10 +30,9 @@ static void pt_listed(void *owner, void *item, const struct hd_topic_info *t)
 	if (item || hd_pattern_admit(&s->pt, t->name))
 		return;
 	uint64_t pos = loaded_pos(s, t->name, &found);
-	struct hd_push_delivery_stream *st = hd_push_delivery_stream_new(s, t->name, pos, !found && s->fresh_latest);
 	if (!found && s->fresh_latest)
-		st->pos = t->last;
-	st->latest = false;
+		pos = t->last;
+	struct hd_push_delivery_stream *st = hd_push_delivery_stream_new(s, t->name, pos, false);
 	if (hd_pattern_add(&s->pt, t->name, st)) {
 		hd_push_delivery_stream_kill(st);
 		return;
@@ -355,13 +354,7 @@ static void replay_one(const char *key, void *value, void *arg)
 	struct hd_push_delivery_stream *st = value;
 	uint64_t from = *(uint64_t *)arg;
 	(void)key;
-	if (st->e) {
-		hd_push_delivery_send_free_event(st->e);
-		st->e = NULL;
-	}
-	hd_push_delivery_stream_free_batch(st);
-	st->latest = false;
-	st->pos = from - 1;
+	hd_push_delivery_stream_reset(st, from - 1);
 	hd_push_delivery_stream_pump(st);
 }
 

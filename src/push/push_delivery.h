@@ -15,15 +15,19 @@
  * "state":"active|paused","positions":{"<topic>":<last ended offset>},
  * counters}.
  *
- * Delivery, per topic (a stream): one event at a time. An event's sends
+ * Delivery, per topic (a stream): events are handed out in offset order
+ * into a lease window (consume/lease.h) of HD_PUSH_DELIVERY_WINDOW events
+ * in delivery at once (so a skip_if_seen wait or a slow device does not
+ * hold back the events after it). An event's sends
  * (one per device, at most opts.devices_per_event) run in parallel; each
  * ends OK, INVALID (the device is marked invalid through hd_push_outcome
  * and never called again), REFUSED (no retry), or after RETRY/THROTTLED/
  * AUTH answers with backoff up to max_attempts and never past the event's
- * expiry (then: failed). The position moves past the event once every send
- * ended (a failed send: the event is dead-lettered first, consume/
- * deadletter.h), and is written durably after that: a crash re-sends the
- * un-ended events (at least once per device).
+ * expiry (then: failed). An event is acknowledged in the window once every
+ * send of it ended (a failed send: the event is dead-lettered first,
+ * consume/deadletter.h); the position — the window's floor, every event up
+ * to it ended — is written durably after it moves: a crash re-sends the
+ * events above it (at least once per device).
  *
  * Skips (counted, in the JSON): the filter (not counted), expired events
  * (skipped_expired), skip_if_online (skipped_online: the device's user had
@@ -36,8 +40,8 @@
  * Limits: opts.max_subs subscriptions, opts.devices_per_event devices per
  * event (more are counted in skipped_devices), opts.inflight_max sends in
  * flight in all and opts.sub_inflight_max per subscription (a send past
- * either waits HD_PUSH_DELIVERY_WAIT_MS), one event
- * per stream, opts.pattern_topics_max topics per pattern.
+ * either waits HD_PUSH_DELIVERY_WAIT_MS), HD_PUSH_DELIVERY_WINDOW
+ * events per stream in delivery and HD_PUSH_DELIVERY_READ_LIMIT read ahead, opts.pattern_topics_max topics per pattern.
  */
 #ifndef HD_PUSH_DELIVERY_H
 #define HD_PUSH_DELIVERY_H
@@ -58,6 +62,7 @@
 #define HD_PUSH_DELIVERY_WAIT_MS 100   /* a send past the in-flight caps waits this long */
 #define HD_PUSH_DELIVERY_BACKOFF_MAX_MS 300000
 #define HD_PUSH_DELIVERY_LIST_MAX (16u * 1024 * 1024)
+#define HD_PUSH_DELIVERY_WINDOW 64     /* events of one topic in delivery at once */
 
 struct hd_push_delivery_opts {
 	uint32_t silent_per_hour;      /* 0 = 3 */

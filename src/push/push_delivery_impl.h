@@ -15,6 +15,7 @@
 
 #include "push/push_delivery.h"
 
+#include "consume/lease.h"
 #include "consume/pattern.h"
 #include "core/map.h"
 #include "push/devices.h"
@@ -74,19 +75,24 @@ struct hd_push_delivery_event {
 struct hd_push_delivery_stream {
 	struct hd_push_delivery_sub *s;
 	char topic[HD_TOPIC_NAME_MAX + 1];
-	uint64_t pos;                 /* the last offset whose sends all ended */
+	struct hd_lease lease;        /* floor: every event up to it ended (the durable
+					 position); the window: events in delivery and
+					 those ended above the floor */
 	bool latest;                  /* the first read only learns the topic's last offset */
 	uint64_t seen_min;            /* latest: the first offset the watch saw meanwhile (0 = none) */
 	bool reading, again;
+	uint64_t gen, read_gen;       /* gen moves with a reset: older reads are dropped */
 	struct hd_read rd;
 	struct hd_stored_event *batch; /* the rest of the last read (json refs) */
 	size_t nbatch, ibatch;
-	struct hd_push_delivery_event *e;           /* the event in delivery, or NULL */
+	struct hd_push_delivery_event *evs[HD_PUSH_DELIVERY_WINDOW]; /* in delivery */
+	size_t nevs;
+	bool pumping, pump_again;
 	uv_timer_t timer;             /* a read after an error */
 	struct hd_watch watch;        /* exact topics */
 	bool watching;
 	bool dead;                    /* removed: frees once nothing runs */
-	bool dl;                      /* a dead letter is being published */
+	size_t ndl;                   /* dead letters being published */
 	bool closing;
 };
 
@@ -195,14 +201,21 @@ void hd_push_delivery_stream_maybe_close(struct hd_push_delivery_stream *st);
 void hd_push_delivery_stream_pump(struct hd_push_delivery_stream *st);
 /* Whether st may deliver (active, loaded, not stopping). */
 bool hd_push_delivery_stream_may_run(const struct hd_push_delivery_stream *st);
+/* Moves st to deliver after pos: drops its events in delivery and its
+ * batch; a new window at floor pos. */
+void hd_push_delivery_stream_reset(struct hd_push_delivery_stream *st, uint64_t pos);
 /* Drops the rest of st's last read. */
 void hd_push_delivery_stream_free_batch(struct hd_push_delivery_stream *st);
 /* st's timer callback: pumps it. */
 void hd_push_delivery_stream_fire(uv_timer_t *t);
 
 /* ---- push_delivery_send.c: one event's fan-out ---- */
-/* Takes st's next read event: the filter, the skips, then its sends. */
-void hd_push_delivery_send_next(struct hd_push_delivery_stream *st);
+/* Takes st's next read event into the window: the filter, the skips, then
+ * its sends. Returns 0, or HD_ELIMIT when the window is full (the event
+ * stays next). */
+int hd_push_delivery_send_next(struct hd_push_delivery_stream *st);
+/* Cancels and frees every event of st in delivery. */
+void hd_push_delivery_send_drop_all(struct hd_push_delivery_stream *st);
 /* Cancels e's sends and frees it once its handles closed. */
 void hd_push_delivery_send_free_event(struct hd_push_delivery_event *e);
 

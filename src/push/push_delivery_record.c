@@ -31,7 +31,7 @@ static void pos_json(const char *key, void *value, void *arg)
 	hd_buf_puts(j->b, j->first ? "" : ",");
 	j->first = false;
 	hd_push_delivery_record_jstr(j->b, key);
-	hd_buf_printf(j->b, ":%llu", (unsigned long long)st->pos);
+	hd_buf_printf(j->b, ":%llu", (unsigned long long)st->lease.floor);
 }
 
 /* Appends the subscription's members (the record's and the answer's). */

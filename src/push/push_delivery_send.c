@@ -92,30 +92,49 @@ static void dl_done(void *arg, uint64_t offset, uint64_t tag, int err)
 {
 	struct hd_push_delivery_stream *st = arg;
 	(void)tag;
-	st->dl = false;
+	st->ndl--;
 	if (st->dead) {
 		hd_push_delivery_stream_maybe_close(st);
 		return;
 	}
-	if (err) {
-		hd_log_warn("push subscription %s: the dead letter of %s offset %llu failed (%d); "
-			    "retrying", st->s->id, st->topic, (unsigned long long)offset, err);
-		uv_timer_start(&st->timer, hd_push_delivery_stream_fire, HD_PUSH_DELIVERY_ERROR_WAIT_MS, 0);
-		return;
-	}
-	st->s->dead_lettered++;
-	st->pos = offset;
+	if (err)
+		hd_log_warn("push subscription %s: the dead letter of %s offset %llu could not be "
+			    "published (%d); the event is passed over", st->s->id, st->topic,
+			    (unsigned long long)offset, err);
+	else
+		st->s->dead_lettered++;
+	hd_lease_ack(&st->lease, offset); /* HD_ENOTFOUND after a replay: ignored */
 	hd_push_delivery_record_changed(st->s);
 	hd_push_delivery_stream_pump(st);
 }
 
+/* Takes e out of its stream's window list. */
+static void event_unlist(struct hd_push_delivery_event *e)
+{
+	struct hd_push_delivery_stream *st = e->st;
+	for (size_t i = 0; i < st->nevs; i++) {
+		if (st->evs[i] == e) {
+			st->evs[i] = st->evs[--st->nevs];
+			return;
+		}
+	}
+}
+
+void hd_push_delivery_send_drop_all(struct hd_push_delivery_stream *st)
+{
+	while (st->nevs)
+		hd_push_delivery_send_free_event(st->evs[--st->nevs]);
+}
+
 /* Every send of the stream's event ended: dead letter if one failed, then
- * the position moves past it. */
+ * it is acknowledged in the window (the floor, the durable position, moves
+ * past it once every event before it ended too). */
 static void event_end(struct hd_push_delivery_event *e)
 {
 	struct hd_push_delivery_stream *st = e->st;
 	struct hd_push_delivery_sub *s = st->s;
 	uint64_t off = e->offset;
+	event_unlist(e);
 	if (e->failed) {
 		char id[HD_PUSH_DELIVERY_ID_LEN + HD_TOPIC_NAME_MAX + 32];
 		char extra[HD_PUSH_DELIVERY_ID_LEN + 32];
@@ -127,15 +146,13 @@ static void event_end(struct hd_push_delivery_event *e)
 			.offset = off, .extra = extra, .event = e->ev.json->data,
 			.event_len = e->ev.json->len, .now_ms = hd_now_ms(),
 		};
-		st->e = NULL;
-		st->dl = true;
+		st->ndl++;
 		hd_deadletter_publish(s->d->hub, &dl, 0, dl_done, st);
 		hd_push_delivery_send_free_event(e);
 		return;
 	}
 	hd_push_delivery_send_free_event(e);
-	st->e = NULL;
-	st->pos = off;
+	hd_lease_ack(&st->lease, off);
 	hd_push_delivery_record_changed(s);
 	hd_push_delivery_stream_pump(st);
 }
@@ -418,9 +435,8 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 	size_t ns = e->nsends;
 	struct hd_push_delivery_send **copy = hd_calloc(ns, sizeof(*copy));
 	memcpy(copy, e->sends, ns * sizeof(*copy));
-	uint64_t off = e->offset;
 	for (size_t i = 0; i < ns; i++) {
-		if (st->e != e || st->e->offset != off)
+		if (!e->st) /* ended (and freed once its handles close) */
 			break;
 		send_start(copy[i]);
 	}
@@ -473,22 +489,25 @@ static void seen_wait_fire(uv_timer_t *t)
 	}
 }
 
-/* Takes the next event of the batch: filter, skips, then its sends. */
-void hd_push_delivery_send_next(struct hd_push_delivery_stream *st)
+int hd_push_delivery_send_next(struct hd_push_delivery_stream *st)
 {
 	struct hd_push_delivery_sub *s = st->s;
-	struct hd_stored_event *ev = &st->batch[st->ibatch++];
+	struct hd_stored_event *ev = &st->batch[st->ibatch];
 	struct hd_push_delivery_event *e;
 
-	if (ev->offset <= st->pos ||
-	    !hd_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len)) {
-		if (ev->offset > st->pos) {
-			st->pos = ev->offset;
-			hd_push_delivery_record_changed(s);
-		}
+	if (ev->offset < st->lease.next) { /* handed out already */
+		st->ibatch++;
 		hd_rcbuf_unref(ev->json);
-		hd_push_delivery_stream_pump(st);
-		return;
+		return 0;
+	}
+	if (st->nevs >= HD_PUSH_DELIVERY_WINDOW || hd_lease_add(&st->lease, ev->offset, INT64_MAX))
+		return HD_ELIMIT; /* the window is full: it stays next */
+	st->ibatch++;
+	if (!hd_filter_match_json(&s->cfg.filter, ev->json->data, ev->json->len)) {
+		hd_lease_ack(&st->lease, ev->offset);
+		hd_rcbuf_unref(ev->json);
+		hd_push_delivery_record_changed(s);
+		return 0;
 	}
 	e = hd_calloc(1, sizeof(*e));
 	e->st = st;
@@ -497,18 +516,19 @@ void hd_push_delivery_send_next(struct hd_push_delivery_stream *st)
 	e->expires_ms = ev->expires_ms;
 	uv_timer_init(s->d->loop, &e->wait);
 	e->wait.data = e;
-	st->e = e;
+	st->evs[st->nevs++] = e;
 	if (s->cfg.to == HD_PUSH_SUB_TO_USER) {
 		if (strncmp(st->topic, "user:", 5) != 0) {
 			event_end(e);
-			return;
+			return 0;
 		}
 		snprintf(e->user, sizeof(e->user), "%s", st->topic + 5);
 	}
 	if (s->cfg.skip_if_seen && e->user[0]) {
 		uv_timer_start(&e->wait, seen_wait_fire, (uint64_t)s->cfg.seen_wait_ms, 0);
-		return;
+		return 0;
 	}
 	event_fan_out(e);
+	return 0;
 }
 

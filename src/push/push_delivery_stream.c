@@ -16,6 +16,7 @@
 static void stream_timer_closed(uv_handle_t *h)
 {
 	struct hd_push_delivery_stream *st = h->data;
+	hd_lease_fini(&st->lease);
 	free(st);
 }
 
@@ -47,7 +48,7 @@ struct hd_push_delivery_stream *hd_push_delivery_stream_new(struct hd_push_deliv
 	struct hd_push_delivery_stream *st = hd_calloc(1, sizeof(*st));
 	st->s = s;
 	snprintf(st->topic, sizeof(st->topic), "%s", topic);
-	st->pos = pos;
+	hd_lease_init(&st->lease, pos, HD_PUSH_DELIVERY_WINDOW);
 	st->latest = latest;
 	uv_timer_init(s->d->loop, &st->timer);
 	st->timer.data = st;
@@ -61,7 +62,7 @@ struct hd_push_delivery_stream *hd_push_delivery_stream_new(struct hd_push_deliv
  * points at it. */
 void hd_push_delivery_stream_maybe_close(struct hd_push_delivery_stream *st)
 {
-	if (!st->dead || st->reading || st->dl || st->closing)
+	if (!st->dead || st->reading || st->ndl || st->closing)
 		return;
 	st->closing = true;
 	uv_close((uv_handle_t *)&st->timer, stream_timer_closed);
@@ -75,10 +76,18 @@ void hd_push_delivery_stream_kill(struct hd_push_delivery_stream *st)
 		hd_hub_unwatch(st->s->d->hub, &st->watch);
 	st->watching = false;
 	hd_push_delivery_stream_free_batch(st);
-	if (st->e)
-		hd_push_delivery_send_free_event(st->e);
-	st->e = NULL;
+	hd_push_delivery_send_drop_all(st);
 	hd_push_delivery_stream_maybe_close(st);
+}
+
+void hd_push_delivery_stream_reset(struct hd_push_delivery_stream *st, uint64_t pos)
+{
+	hd_push_delivery_send_drop_all(st);
+	hd_push_delivery_stream_free_batch(st);
+	st->gen++;
+	st->latest = false;
+	hd_lease_fini(&st->lease);
+	hd_lease_init(&st->lease, pos, HD_PUSH_DELIVERY_WINDOW);
 }
 
 bool hd_push_delivery_stream_may_run(const struct hd_push_delivery_stream *st)
@@ -97,18 +106,22 @@ static void read_done(struct hd_read *r)
 		hd_push_delivery_stream_maybe_close(st);
 		return;
 	}
-	if (r->err) {
+	if (r->err || st->read_gen != st->gen) {
+		bool stale = !r->err;
 		hd_engine_read_fini(r);
+		if (stale) {
+			hd_push_delivery_stream_pump(st);
+			return;
+		}
 		uv_timer_start(&st->timer, hd_push_delivery_stream_fire, HD_PUSH_DELIVERY_ERROR_WAIT_MS, 0);
 		return;
 	}
 	if (st->latest) {
-		st->latest = false;
-		if (r->last > st->pos)
-			st->pos = r->last;
-		if (st->seen_min && st->seen_min - 1 < st->pos)
-			st->pos = st->seen_min - 1;
+		uint64_t pos = r->last;
+		if (st->seen_min && st->seen_min - 1 < pos)
+			pos = st->seen_min - 1;
 		hd_engine_read_fini(r);
+		hd_push_delivery_stream_reset(st, pos);
 		hd_push_delivery_record_changed(st->s);
 		hd_push_delivery_stream_pump(st);
 		return;
@@ -121,9 +134,9 @@ static void read_done(struct hd_read *r)
 		}
 		st->nbatch = r->n;
 		st->ibatch = 0;
-	} else if (r->next > st->pos + 1 && r->truncated) {
-		st->pos = r->next - 1; /* retention removed events: move past them */
-		hd_push_delivery_record_changed(st->s);
+	} else if (r->truncated && r->next > st->lease.next &&
+		   hd_lease_skip(&st->lease, r->next - 1) == 0) {
+		hd_push_delivery_record_changed(st->s); /* retention removed events: past them */
 	}
 	hd_engine_read_fini(r);
 	bool again = st->again;
@@ -146,19 +159,28 @@ void hd_push_delivery_stream_pump(struct hd_push_delivery_stream *st)
 		if (hd_hub_watch(st->s->d->hub, st->topic, &st->watch) == 0)
 			st->watching = true;
 	}
-	if (st->e || st->dl)
-		return;
-	if (st->ibatch < st->nbatch) {
-		hd_push_delivery_send_next(st);
+	if (st->pumping) { /* an event ended from inside the loop below */
+		st->pump_again = true;
 		return;
 	}
+	st->pumping = true;
+	do {
+		st->pump_again = false;
+		while (st->ibatch < st->nbatch && hd_push_delivery_stream_may_run(st) &&
+		       hd_push_delivery_send_next(st) == 0)
+			;
+	} while (st->pump_again);
+	st->pumping = false;
+	if (st->ibatch < st->nbatch || !hd_push_delivery_stream_may_run(st))
+		return; /* the window is full: an event's end pumps again */
 	hd_push_delivery_stream_free_batch(st);
 	if (st->reading) {
 		st->again = true;
 		return;
 	}
 	/* latest: one event only, to learn the topic's last offset. */
-	st->rd = (struct hd_read){.topic = st->topic, .after = st->latest ? 0 : st->pos,
+	st->read_gen = st->gen;
+	st->rd = (struct hd_read){.topic = st->topic, .after = st->latest ? 0 : st->lease.next - 1,
 				  .limit = st->latest ? 1 : HD_PUSH_DELIVERY_READ_LIMIT,
 				  .done = read_done, .arg = st};
 	st->reading = true;
