@@ -1,6 +1,9 @@
 /* devices — see devices.h. The file reads from the pure parts (the body,
  * the record, the answer) to the registry (indexes, changes, load, the
- * coalesced writes of outcomes). */
+ * coalesced writes of outcomes). It is one idea in about 1,000 lines, the
+ * registry laid out from a device's wire and disk forms up to its indexes,
+ * the way Redis's t_stream.c goes from encoding to commands: the forms are
+ * what the indexes key on (a token's one spelling), so they stay together. */
 #include "push/devices.h"
 #include "core/alloc.h"
 #include "core/buf.h"
