@@ -12,6 +12,7 @@ without a provider is a clear 503; a bad --push-apns-key-file is exit 2."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import urllib.parse
@@ -19,7 +20,7 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import BIN, per_test_timeout
+from conftest import BIN, per_test_timeout, wait_for
 
 _timeout = per_test_timeout(120)
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("node", "opens
 JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js")
 KEY_ID, TEAM_ID, TOPIC = "ABC123DEFG", "TEAM123456", "com.example.app"
 PROJECT, EMAIL = "herald-test", "push@herald-test.iam.gserviceaccount.com"
-APNS_OK, APNS_GONE = "a1b2c3d4" * 8, "410" + "0" * 61
+APNS_OK, APNS_GONE, APNS_BAD = "a1b2c3d4" * 8, "410" + "0" * 61, "400b" + "0" * 60
 
 
 def openssl(*args):
@@ -202,10 +203,12 @@ def test_test_push_per_platform(herald_factory, mocks):
 def test_dead_tokens_turn_invalid_with_feedback(herald_factory, mocks):
     h = herald_factory(args=mocks["args"])
     register(h, "7", "old-iphone", {"platform": "apns", "token": APNS_GONE})
+    register(h, "7", "old-ipad", {"platform": "apns", "token": APNS_BAD})
     register(h, "7", "old-pixel", {"platform": "fcm", "token": "unreg-token-1"})
     register(h, "7", "old-browser", webpush_sub(mocks["webpush"]["expired"]))
 
-    want = {"old-iphone": (410, "Unregistered"), "old-pixel": (404, "UNREGISTERED"),
+    want = {"old-iphone": (410, "Unregistered"), "old-ipad": (400, "BadDeviceToken"),
+            "old-pixel": (404, "UNREGISTERED"),
             "old-browser": (410, None)}
     for device, (status, reason) in want.items():
         r = send_test(h, "7", device)
@@ -219,10 +222,13 @@ def test_dead_tokens_turn_invalid_with_feedback(herald_factory, mocks):
         g = requests.get(dev_url(h, "7", device), timeout=10).json()
         assert g["state"] == "invalid" and g["invalid_reason"] == body["reason"], g
 
-    r = requests.get(h.topic_url("push.feedback"), params={"after": 0}, timeout=10)
-    assert r.status_code == 200, r.text
-    events = r.json()["events"]
-    assert len(events) == 3, events
+    # The events are published as the verdicts come (not before the answer).
+    def feedback():
+        r = requests.get(h.topic_url("push.feedback"), params={"after": 0}, timeout=10)
+        return r.json()["events"] if r.status_code == 200 else []
+    wait_for(lambda: len(feedback()) >= 4, 20, what="four push.feedback events")
+    events = feedback()
+    assert len(events) == 4, events
     by_device = {e["data"]["device"]: e for e in events}
     assert set(by_device) == set(want)
     e = by_device["old-iphone"]
@@ -233,12 +239,13 @@ def test_dead_tokens_turn_invalid_with_feedback(herald_factory, mocks):
     assert by_device["old-browser"]["data"]["platform"] == "webpush"
 
     m = metrics(h)
-    for provider in ("apns", "fcm", "webpush"):
-        assert sends(m, provider, "invalid") == 1, provider
+    for provider, n in (("apns", 2), ("fcm", 1), ("webpush", 1)):
+        assert sends(m, provider, "invalid") == n, provider
         assert sends(m, provider, "ok") == 0, provider
-        assert m[f'herald_push_devices{{platform="{provider}",state="invalid"}}'] == 1
+        assert m[f'herald_push_devices{{platform="{provider}",state="invalid"}}'] == n
         assert m[f'herald_push_devices{{platform="{provider}",state="active"}}'] == 0
-    assert m["herald_push_feedback_events_total"] == 3
+    wait_for(lambda: metrics(h)["herald_push_feedback_events_total"] == 4, 20,
+             what="four feedback events counted")
 
     # Registered again, the device is active again.
     register_again = requests.put(dev_url(h, "7", "old-iphone"),
@@ -266,14 +273,12 @@ def test_provider_not_configured(herald_factory, mocks):
 def test_client_leaving_during_a_test_push(herald_factory, mocks):
     """The held request survives its client going away: the verdict still
     counts, the server stays well (and stops cleanly: no leak, ASan)."""
-    import socket
     h = herald_factory(args=mocks["args"])
     register(h, "5", "pixel", {"platform": "fcm", "token": "fcm-token-ok-3"})
     before = sends(metrics(h), "fcm", "ok")
     s = socket.create_connection(("127.0.0.1", h.port), timeout=10)
     s.sendall(b"POST /v1/users/5/devices/pixel/test HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
     s.close()
-    from conftest import wait_for
     wait_for(lambda: sends(metrics(h), "fcm", "ok") == before + 1, 20, what="the send counted")
     r = send_test(h, "5", "pixel")
     assert r.status_code == 200 and r.json()["result"] == "ok", r.text
