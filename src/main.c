@@ -2,8 +2,9 @@
  * main — herald's entry point: subcommands, configuration, signals, and the
  * start and stop order of the server.
  *
- * Start: config → logging → loop → hub → engine (opens the store, starts
- * the writer thread) → HTTP listener. Stop (SIGTERM/SIGINT): stop accepting
+ * Start: config → logging → loop → hub → device registry and push
+ * providers (a bad key file is an exit 2 before the store opens) → engine
+ * (opens the store, starts the writer thread) → HTTP listener. Stop (SIGTERM/SIGINT): stop accepting
  * and let in-flight requests finish (publishes wait for their commit) →
  * engine stop (the writer commits whatever is queued, the store is flushed
  * and closed) → loop closes → exit 0. A second signal exits at once.
@@ -50,9 +51,8 @@ struct server {
 	struct hd_api *api;
 	struct hd_webhooks *webhooks;
 	struct hd_devices *devices;
-	struct hd_push *push;           /* the providers (NULL members when not configured) */
-	struct hd_push_delivery *push_delivery;
-	char vapid_public[HD_VAPID_PUBLIC_KEY_LEN + 1];
+	struct hd_push *push;
+	struct hd_push_delivery *push_delivery; /* push subscriptions */
 	struct hd_jwt_keys *keys;
 	struct hd_keys *api_keys;
 	uv_signal_t sigterm;
@@ -202,50 +202,32 @@ static void on_signal(uv_signal_t *h, int signum)
 	hd_http_server_shutdown(s->http, on_http_closed, s);
 }
 
-/* The Web Push public key of --push-vapid-private-key-file into
- * s->vapid_public ("" without one). Only the public key is wanted here (the
- * Web Push provider reads the file again to sign, with --push-vapid-subject),
- * so without a subject a placeholder stands in. 0, or HD_ECONFIG with err. */
-static int read_vapid_public(struct server *s, struct hd_error *err)
-{
-	struct hd_vapid *vapid = NULL;
-	const char *path = s->cfg.push_vapid_private_key_file;
-
-	if (!path[0])
-		return 0;
-	if (hd_vapid_new_file(path, s->cfg.push_vapid_subject[0] ? s->cfg.push_vapid_subject
-							: "mailto:herald@localhost", &vapid, err))
-		return HD_ECONFIG;
-	snprintf(s->vapid_public, sizeof(s->vapid_public), "%s", hd_vapid_public_key(vapid));
-	hd_vapid_free(vapid);
-	return 0;
-}
-
-/* The device registry (loading starts now) and its routes. */
-static void start_push(struct server *s)
+/* The device registry and the push providers, once the hub exists. 0, or
+ * HD_ECONFIG with err (a provider's options or key file). */
+static int new_push(struct server *s, struct hd_error *err)
 {
 	struct hd_devices_opts dopts = {
 		.max_per_user = (size_t)s->cfg.push_max_devices_per_user,
 		.max_total = (size_t)s->cfg.push_max_devices,
 	};
 	s->devices = hd_devices_new(s->loop, s->hub, &dopts);
+	return hd_push_new(s->loop, &s->cfg, s->hub, s->devices, &s->push, err);
+}
+
+/* The registry's loading (the engine is set) and the push routes. */
+static void start_push(struct server *s)
+{
 	hd_devices_start(s->devices);
 	hd_api_set_push(s->api, s->devices, &(struct hd_push_http_opts){
 		.allow_private = s->cfg.push_allow_private,
-		.vapid_public_key = s->vapid_public,
+		.push = s->push,
 	});
-	struct hd_error err = {0};
-	if (hd_push_new(s->loop, &s->cfg, &s->push, &err)) /* checked at start: cannot fail here */
-		hd_log_error("push providers: %s", err.msg);
-	if (s->push) {
-		s->push->devices = s->devices;
-		s->push_delivery = hd_push_delivery_new(s->loop, s->hub, s->push,
-			&(struct hd_push_delivery_opts){
-				.silent_per_hour = (uint32_t)s->cfg.push_silent_per_hour,
-			});
-		hd_push_delivery_start(s->push_delivery);
-		hd_api_set_push_subs(s->api, s->push_delivery);
-	}
+	s->push_delivery = hd_push_delivery_new(s->loop, s->hub, s->push,
+		&(struct hd_push_delivery_opts){
+			.silent_per_hour = (uint32_t)s->cfg.push_silent_per_hour,
+		});
+	hd_push_delivery_start(s->push_delivery);
+	hd_api_set_push_subs(s->api, s->push_delivery);
 }
 
 /* Splits "host:port", "[v6]:port" or ":port". */
@@ -301,10 +283,6 @@ static int serve(int argc, char **argv)
 		goto out;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
-	if (hd_push_check(&s.cfg, &err)) { /* a bad push key file is a startup error */
-		fprintf(stderr, "herald: %s\n", err.msg);
-		return 2;
-	}
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};
@@ -324,10 +302,6 @@ static int serve(int argc, char **argv)
 	}
 	if (load_keys(&s.cfg, &s.api_keys, &err)) {
 		fprintf(stderr, "herald: %s\n", err.msg);
-		goto out;
-	}
-	if (read_vapid_public(&s, &err)) {
-		fprintf(stderr, "herald: --push-vapid-private-key-file: %s\n", err.msg);
 		goto out;
 	}
 	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
@@ -360,6 +334,10 @@ static int serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	s.loop = uv_default_loop();
 	s.hub = hd_hub_new(&s.cfg);
+	if (new_push(&s, &err)) { /* a bad push key file is a startup error */
+		fprintf(stderr, "herald: %s\n", err.msg);
+		goto out;
+	}
 
 	struct hd_local_opts lo = {
 		.store = {
@@ -507,11 +485,10 @@ out:
 	if (s.loop) {
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_http_server_free(s.http);
+		hd_push_delivery_free(s.push_delivery); /* its sends were cancelled at the stop */
+		hd_push_free(s.push); /* every request was answered: no test send is held */
 		uv_run(s.loop, UV_RUN_DEFAULT); /* runs the close callbacks */
 		hd_webhooks_free(s.webhooks);
-		hd_push_delivery_free(s.push_delivery);
-		hd_push_free(s.push);
-		uv_run(s.loop, UV_RUN_DEFAULT); /* the providers' handles close */
 		hd_devices_free(s.devices);
 		if (s.api)
 			hd_api_free(s.api);

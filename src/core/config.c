@@ -225,6 +225,9 @@ static const struct opt opts[] = {
 	{"push-allow-private", T_BOOL, G(push_allow_private), .def = "off",
 	 .help = "Let push providers and Web Push endpoints be loopback, private and other internal "
 		 "addresses, and Web Push endpoints plain http://localhost (for tests only)."},
+	{"push-max-inflight", T_UINT, G(push_max_inflight), .def = "1000", .min = "1",
+	 .max = "100000", .help = "Sends one push provider (APNs, FCM, Web Push) has in flight at most; "
+				  "a send past it is refused for now and retried."},
 	{"push-max-devices-per-user", T_UINT, G(push_max_devices_per_user), .def = "20", .min = "1",
 	 .max = "1000", .help = "Devices one user may register for push."},
 	{"push-silent-per-hour", T_UINT, G(push_silent_per_hour), .def = "3", .min = "1",

@@ -144,6 +144,7 @@ struct hd_config {
 	char push_vapid_subject[256];
 	char push_ca_file[1024];
 	bool push_allow_private;
+	uint64_t push_max_inflight;
 	uint64_t push_max_devices_per_user;
 	uint64_t push_max_devices;
 	uint64_t push_silent_per_hour;

@@ -4,10 +4,17 @@
  * Layer: core. Updates are atomic and may come from any thread (the store's
  * writer thread records commit sizes and latencies).
  *
- * HD_METRICS(C, G, H) is the one table of every metric herald exports:
+ * HD_METRICS(C, G, H, V) is the one table of every metric herald exports:
  *   C(name, help)          a counter       (hd_metrics_inc / _add)
  *   G(name, help)          a gauge         (hd_metrics_gauge_add / _set)
  *   H(name, help, bounds)  a histogram     (hd_metrics_observe)
+ *   V(name, help, type, a, A, b, B)
+ *                          a counter (type counter) or gauge (type gauge)
+ *                          with two labels: a takes the values of the list
+ *                          A, b those of B (hd_metrics_add_at with their
+ *                          indexes). Every pair is exported, 0 included, as
+ *                          herald_name{a="…",b="…"}. At most
+ *                          HD_METRICS_CELLS_MAX pairs (checked at compile time).
  */
 #ifndef HD_METRICS_H
 #define HD_METRICS_H
@@ -19,7 +26,15 @@ struct hd_buf;
 #define HD_LATENCY_US_BOUNDS {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000}
 #define HD_BATCH_BOUNDS {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
 
-#define HD_METRICS(C, G, H)                                                                    \
+/* Label values of the vectors, in the order of the enums their indexes come
+ * from: enum hd_device_platform, enum hd_push_verdict_kind, enum hd_device_state. */
+#define HD_METRICS_PUSH_PROVIDERS {"apns", "fcm", "webpush"}
+#define HD_METRICS_PUSH_RESULTS {"ok", "invalid", "refused", "retry", "auth", "throttled"}
+#define HD_METRICS_DEVICE_STATES {"active", "invalid"}
+#define HD_METRICS_CELLS_MAX 24
+#define HD_METRICS_LABEL_VALUES_MAX 8
+
+#define HD_METRICS(C, G, H, V)                                                                  \
 	C(publishes_total, "Events stored by publishes (duplicates not included).")           \
 	C(publish_bytes_total, "Bytes of event JSON stored.")                                 \
 	C(duplicates_total, "Publishes dropped as duplicates of an event in the dedup window.") \
@@ -55,6 +70,9 @@ struct hd_buf;
 	G(webhook_subscriptions, "Webhook subscriptions.")                                     \
 	C(push_auth_alarms_total, "Push sends refused for herald's provider credentials after one renewal (APNs 403, FCM 401, VAPID 401/403).") \
 	C(push_provider_tokens_total, "Push provider tokens issued (APNs JWTs signed, FCM access tokens obtained).") \
+	V(push_sends_total, "Push sends by provider and verdict.", counter, provider, HD_METRICS_PUSH_PROVIDERS, result, HD_METRICS_PUSH_RESULTS) \
+	V(push_devices, "Registered push devices by platform and state.", gauge, platform, HD_METRICS_PUSH_PROVIDERS, state, HD_METRICS_DEVICE_STATES) \
+	C(push_feedback_events_total, "push.feedback events published (a device made invalid by its push service).") \
 	C(webhook_pattern_topics_skipped_total, "Topics a webhook topic pattern matched but skipped (over --webhook-pattern-topics-max).") \
 	G(ws_sessions, "Open WebSocket sessions.")                                              \
 	G(sse_streams, "Open Server-Sent Events streams.")                                    \
@@ -63,11 +81,12 @@ struct hd_buf;
 	G(connections_open, "Open client connections.")                                       \
 	G(longpoll_waiting, "Long-poll reads being held until an event arrives.")             \
 	H(store_commit_batch_events, "Events per store commit (group commit size).", HD_BATCH_BOUNDS) \
-	H(store_commit_seconds, "Store commit latency, including fsync.", HD_LATENCY_US_BOUNDS)
+	H(store_commit_seconds, "Store commit latency, including fsync.", HD_LATENCY_US_BOUNDS) \
+	H(push_send_seconds, "Push send latency: the last request to the push service.", HD_LATENCY_US_BOUNDS)
 
 enum hd_metric_id {
 #define HD_M_ID(name, ...) HD_M_##name,
-	HD_METRICS(HD_M_ID, HD_M_ID, HD_M_ID)
+	HD_METRICS(HD_M_ID, HD_M_ID, HD_M_ID, HD_M_ID)
 #undef HD_M_ID
 	HD_M__COUNT
 };
@@ -76,6 +95,11 @@ void hd_metrics_add(enum hd_metric_id id, uint64_t n);
 #define hd_metrics_inc(id) hd_metrics_add((id), 1)
 void hd_metrics_gauge_add(enum hd_metric_id id, int64_t delta);
 void hd_metrics_gauge_set(enum hd_metric_id id, int64_t v);
+/* Adds n (a gauge: a delta, may be negative) to the pair (a, b) of a V
+ * metric; a and b must be below the number of their label values. */
+void hd_metrics_add_at(enum hd_metric_id id, unsigned a, unsigned b, int64_t n);
+/* Reads one pair of a V metric (for tests). */
+int64_t hd_metrics_get_at(enum hd_metric_id id, unsigned a, unsigned b);
 /* Records one observation. Latency histograms take microseconds and are
  * exported in seconds; count histograms take plain numbers. */
 void hd_metrics_observe(enum hd_metric_id id, uint64_t v);

@@ -147,7 +147,7 @@ int hd_access_key(const struct hd_access *a, const struct hd_access_id *id,
 	if (!hd_keys_allows(id->key, action, topic)) {
 		if (action == HD_KEY_PUBLISH)
 			return hd_error_set(err, HD_EFORBIDDEN, "the key '%s' may not publish to '%s'",
-					    id->key->name, topic);
+					    id->key->name, topic ? topic : "");
 		return hd_error_set(err, HD_EFORBIDDEN, "the key '%s' has no %s scope", id->key->name,
 				    what[action]);
 	}

@@ -1,7 +1,12 @@
 /* push_http — see push_http.h. */
 #include "edge/push_http.h"
 #include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/rcbuf.h"
+#include "core/uuid.h"
 #include "http/query.h"
+#include "push/payload.h"
 
 #include <http_parser.h>
 #include <jansson.h>
@@ -10,12 +15,30 @@
 
 
 /* What a row does (its op). */
-enum act { ACT_LIST, ACT_GET, ACT_PUT, ACT_DELETE };
+enum act { ACT_LIST, ACT_GET, ACT_PUT, ACT_DELETE, ACT_TEST };
+
+struct test_send;
 
 struct hd_push_http {
 	struct hd_devices *devices;     /* borrowed */
+	struct hd_push *push;           /* borrowed; NULL = no test sends */
 	bool allow_private;
-	char vapid_public_key[HD_VAPID_PUBLIC_KEY_LEN + 1]; /* "" = none */
+	struct test_send *tests;        /* test sends in flight */
+	size_t ntests;
+};
+
+/* A test send in flight: what it needs once the registry may have changed. */
+struct test_send {
+	struct hd_push_http *p;
+	struct hd_http_request *req;
+	struct hd_push_provider *provider; /* borrowed */
+	struct hd_push_send send;
+	struct hd_push_payload payload;
+	struct hd_webpush_crypto_keys keys;
+	char *token;                    /* owned copy of the device's token or endpoint */
+	char user[HD_USER_ID_MAX + 1];
+	char id[HD_DEVICE_ID_MAX + 1];
+	struct test_send *prev, *next;
 };
 
 /* A change waiting for its records to be durable. */
@@ -150,12 +173,166 @@ static void route_list(struct hd_http_request *req, const struct hd_route_ctx *c
 static void route_vapid(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_push_http *p = ctx->row->arg;
-	if (!p->vapid_public_key[0]) {
+	const char *key = p->push ? hd_push_vapid_public_key(p->push) : NULL;
+	if (!key) {
 		hd_http_respond_error(req, HD_ENOTFOUND, "no Web Push key is configured "
 				      "(--push-vapid-private-key-file)");
 		return;
 	}
-	respond_json(req, 200, json_pack("{s:s}", "public_key", p->vapid_public_key));
+	respond_json(req, 200, json_pack("{s:s}", "public_key", key));
+}
+
+/* ---- POST …/devices/{device}/test ------------------------------------------ */
+
+#define TEST_EVENT "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/herald/push\"," \
+		   "\"type\":\"herald.push.test\",\"pushtitle\":\"herald\"," \
+		   "\"pushbody\":\"Test push\",\"data\":{\"test\":true}}"
+#define TEST_TOPIC "push.test"
+
+static void test_unlink(struct test_send *t)
+{
+	struct hd_push_http *p = t->p;
+
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		p->tests = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	p->ntests--;
+}
+
+static void test_free(struct test_send *t)
+{
+	hd_push_payload_fini(&t->payload);
+	free(t->token);
+	free(t);
+}
+
+/* The provider's verdict: acted on (registry, feedback, metrics), then
+ * answered with the device as it is now. A client that left meanwhile gets
+ * nothing (hd_http_respond drops it); the outcome counts all the same. */
+static void test_done(struct hd_push_send *s)
+{
+	struct test_send *t = s->arg;
+	struct hd_push_http *p = t->p;
+	const struct hd_device *dev = hd_devices_get(p->devices, t->user, t->id);
+	const struct hd_push_verdict *v = &s->verdict;
+
+	test_unlink(t);
+	if (dev && strcmp(dev->token, t->token) == 0)
+		hd_push_outcome(p->push, dev, v);
+	json_t *o = json_pack("{s:s, s:i, s:s}", "result", hd_provider_verdict_name(v->kind),
+			      "status", v->status, "reason", v->reason);
+	if (s->id[0])
+		json_object_set_new(o, "id", json_string(s->id));
+	json_object_set_new(o, "device", dev ? hd_devices_json(dev) : json_null());
+	respond_json(t->req, 200, o);
+	test_free(t);
+}
+
+/* The test payload of dev's platform (an alert built like an event's). */
+static int test_payload(const struct hd_device *dev, struct test_send *t)
+{
+	char id[37], json[512];
+	struct hd_stored_event ev = {.offset = 0, .time_ms = hd_now_ms()};
+
+	hd_uuid_v4(id);
+	int n = snprintf(json, sizeof(json), TEST_EVENT, id);
+	ev.json = hd_rcbuf_from(json, (size_t)n);
+	struct hd_push_payload_in in = {
+		.ev = &ev,
+		.topic = TEST_TOPIC,
+		.epoch = "",
+		.mode = HD_PUSH_SUB_ALERT,
+		.platform = dev->platform == HD_DEVICE_APNS  ? HD_PUSH_PAYLOAD_APNS
+			    : dev->platform == HD_DEVICE_FCM ? HD_PUSH_PAYLOAD_FCM
+							     : HD_PUSH_PAYLOAD_WEBPUSH,
+		.now_ms = ev.time_ms,
+	};
+	enum hd_push_payload_result r = hd_push_payload_build(&in, &t->payload);
+	hd_rcbuf_unref(ev.json);
+	return r == HD_PUSH_PAYLOAD_OK ? 0 : HD_EINTERNAL;
+}
+
+/* POST /v1/users/{id}/devices/{device}/test: one alert now through the
+ * device's provider; answered with the verdict once the provider gave it. */
+static void route_test(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	static const char *const options[] = {"--push-apns-key-file (and -key-id, -team-id, -topic)",
+					      "--push-fcm-credentials-file",
+					      "--push-vapid-private-key-file"};
+	struct hd_push_http *p = ctx->row->arg;
+	struct hd_error err = {0};
+	char id[HD_DEVICE_ID_MAX + 1];
+	struct test_send *t = NULL;
+	int rc;
+
+	if (!device_id(req, ctx, id) || !loaded(p, req))
+		return;
+	const struct hd_device *dev = hd_devices_get(p->devices, ctx->user, id);
+	if (!dev) {
+		hd_http_respond_errorf(req, HD_ENOTFOUND, "user '%s' has no device '%s'", ctx->user, id);
+		return;
+	}
+	struct hd_push_provider *prov = p->push ? hd_push_provider_of(p->push, dev->platform) : NULL;
+	if (!prov) {
+		hd_http_respond_errorf(req, HD_EUNAVAIL, "push to %s devices is not configured on this "
+				       "server (%s)", dev->platform == HD_DEVICE_APNS ? "APNs"
+				       : dev->platform == HD_DEVICE_FCM ? "FCM" : "Web Push",
+				       options[dev->platform]);
+		return;
+	}
+	if (p->ntests >= HD_PUSH_HTTP_TESTS_MAX) {
+		hd_http_respond_errorf(req, HD_ELIMIT, "%d test pushes are in flight, the most herald "
+				       "allows; retry shortly", HD_PUSH_HTTP_TESTS_MAX);
+		return;
+	}
+	t = hd_calloc(1, sizeof(*t));
+	t->p = p;
+	t->req = req;
+	t->provider = prov;
+	t->token = hd_strdup(dev->token);
+	snprintf(t->user, sizeof(t->user), "%s", ctx->user);
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	if (test_payload(dev, t)) {
+		hd_http_respond_error(req, HD_EINTERNAL, "the test payload could not be built");
+		goto out;
+	}
+	if (dev->platform == HD_DEVICE_WEBPUSH) {
+		rc = hd_webpush_crypto_keys_parse(dev->p256dh, strlen(dev->p256dh), dev->auth,
+						  strlen(dev->auth), &t->keys, &err);
+		if (rc) {
+			hd_http_respond_error(req, HD_EINVAL, err.msg);
+			goto out;
+		}
+		t->send.to.endpoint = t->token;
+		t->send.to.keys = &t->keys;
+	} else {
+		t->send.to.token = t->token;
+	}
+	t->send.msg = t->payload.msg;
+	t->send.done = test_done;
+	t->send.arg = t;
+	rc = prov->ops->send(prov, &t->send);
+	if (rc == HD_ELIMIT) {
+		hd_http_respond_error(req, rc, "the push provider has too many sends in flight; retry "
+				      "shortly");
+		goto out;
+	}
+	if (rc) {
+		hd_http_respond_error(req, HD_EINVAL, "the provider cannot send to this device");
+		goto out;
+	}
+	t->next = p->tests;
+	if (p->tests)
+		p->tests->prev = t;
+	p->tests = t;
+	p->ntests++;
+	t = NULL; /* test_done answers */
+out:
+	if (t)
+		test_free(t);
 }
 
 void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t)
@@ -169,6 +346,7 @@ void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t)
 		{HTTP_GET, "/v1/users/{user}/devices/{name}", g, k, route_one, p, ACT_GET, 0},
 		{HTTP_PUT, "/v1/users/{user}/devices/{name}", g, k, route_one, p, ACT_PUT, 0},
 		{HTTP_DELETE, "/v1/users/{user}/devices/{name}", g, k, route_one, p, ACT_DELETE, 0},
+		{HTTP_POST, "/v1/users/{user}/devices/{name}/test", g, k, route_test, p, ACT_TEST, 0},
 		{HTTP_GET, "/v1/push/vapid-public-key", HD_ROUTE_OPEN, k, route_vapid, p, ACT_GET, 0},
 	};
 	hd_route_add_all(t, rows, sizeof(rows) / sizeof(rows[0]));
@@ -178,13 +356,21 @@ struct hd_push_http *hd_push_http_new(struct hd_devices *devices, const struct h
 {
 	struct hd_push_http *p = hd_calloc(1, sizeof(*p));
 	p->devices = devices;
+	p->push = o->push;
 	p->allow_private = o->allow_private;
-	if (o->vapid_public_key)
-		snprintf(p->vapid_public_key, sizeof(p->vapid_public_key), "%s", o->vapid_public_key);
 	return p;
 }
 
 void hd_push_http_free(struct hd_push_http *p)
 {
+	if (!p)
+		return;
+	/* Only when the server stopped before a provider answered: the
+	 * provider was freed first (its sends cancelled, no done()). */
+	while (p->tests) {
+		struct test_send *t = p->tests;
+		test_unlink(t);
+		test_free(t);
+	}
 	free(p);
 }

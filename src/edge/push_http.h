@@ -8,6 +8,11 @@
  *   GET    /v1/users/{id}/devices           every device of the user
  *   GET    /v1/users/{id}/devices/{device}  one device
  *   DELETE /v1/users/{id}/devices/{device}  remove (204)
+ *   POST   /v1/users/{id}/devices/{device}/test  one alert now through the
+ *          device's provider; answers {"result","status","reason","device"}
+ *          once the provider gave its verdict (acted on as any send's:
+ *          hd_push_outcome); 503 when the platform's provider is not
+ *          configured; at most HD_PUSH_HTTP_TESTS_MAX in flight (429)
  *   GET    /v1/push/vapid-public-key        {"public_key":"B…"}; 404 without a key
  *
  * Access to the device routes: a client token whose sub is {id} (the app
@@ -25,11 +30,13 @@
 
 #include "edge/route.h"
 #include "push/devices.h"
-#include "push/vapid.h"
+#include "push/push.h"
+
+#define HD_PUSH_HTTP_TESTS_MAX 64       /* test sends in flight */
 
 struct hd_push_http_opts {
 	bool allow_private;             /* --push-allow-private: http:// endpoints on loopback */
-	const char *vapid_public_key;   /* base64url, or NULL/"" when no key is configured; copied */
+	struct hd_push *push;           /* borrowed for p's life: providers, outcomes, the VAPID key */
 };
 
 struct hd_push_http;
@@ -38,7 +45,8 @@ struct hd_push_http;
 struct hd_push_http *hd_push_http_new(struct hd_devices *devices, const struct hd_push_http_opts *o);
 /* Adds the rows above to t (p borrowed by t). */
 void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t);
-/* After every request was answered (the HTTP server shut down). NULL is a no-op. */
+/* After every request was answered (the HTTP server shut down) and the
+ * push module was freed. NULL is a no-op. */
 void hd_push_http_free(struct hd_push_http *p);
 
 #endif

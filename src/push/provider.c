@@ -85,6 +85,7 @@ static void on_call_done(struct hd_http_call *call)
 	struct hd_provider_req *r = call->arg;
 
 	r->s->latency_us = call->latency_us;
+	hd_metrics_observe(HD_M_push_send_seconds, call->latency_us);
 	r->answered(r);
 }
 
