@@ -390,7 +390,7 @@ static void list_one(const char *key, void *value, void *arg)
 	(void)key;
 	hd_buf_puts(j->b, j->first ? "" : ",");
 	j->first = false;
-	hd_push_delivery_record_json(j->b, value, true);
+	hd_push_delivery_record_json(j->b, value, false);
 }
 
 void hd_push_delivery_list(struct hd_push_delivery *d, struct hd_buf *b)
@@ -406,7 +406,7 @@ int hd_push_delivery_info(struct hd_push_delivery *d, const char *id, struct hd_
 	struct hd_push_delivery_sub *s = hd_map_get(&d->subs, id);
 	if (!s || s->deleted)
 		return HD_ENOTFOUND;
-	hd_push_delivery_record_json(b, s, true);
+	hd_push_delivery_record_json(b, s, false);
 	return 0;
 }
 

@@ -222,9 +222,10 @@ void hd_push_delivery_send_free_event(struct hd_push_delivery_event *e);
 /* ---- push_delivery_record.c: the durable record and loading ---- */
 /* Appends s as a JSON string b. */
 void hd_push_delivery_record_jstr(struct hd_buf *b, const char *s);
-/* Appends s's JSON (the record's and the answers' form). */
+/* Appends s's JSON: the record's form (record: created in ms) or the
+ * answers' (created in RFC 3339). */
 void hd_push_delivery_record_json(struct hd_buf *b, const struct hd_push_delivery_sub *s,
-				  bool counters);
+				  bool record);
 /* Answers every pending of p (s's JSON, or err) and frees them. */
 void hd_push_delivery_record_answer(struct hd_push_delivery_pending *p,
 				    struct hd_push_delivery_sub *s, int err);

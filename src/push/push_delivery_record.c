@@ -24,33 +24,58 @@ void hd_push_delivery_record_jstr(struct hd_buf *b, const char *s)
 }
 
 
-static void pos_json(const char *key, void *value, void *arg)
+static void pos_put(struct hd_push_delivery_json_ctx *j, const char *topic, uint64_t pos)
 {
-	struct hd_push_delivery_json_ctx *j = arg;
-	struct hd_push_delivery_stream *st = value;
 	hd_buf_puts(j->b, j->first ? "" : ",");
 	j->first = false;
-	hd_push_delivery_record_jstr(j->b, key);
-	hd_buf_printf(j->b, ":%llu", (unsigned long long)st->lease.floor);
+	hd_push_delivery_record_jstr(j->b, topic);
+	hd_buf_printf(j->b, ":%llu", (unsigned long long)pos);
+}
+
+static void pos_json(const char *key, void *value, void *arg)
+{
+	struct hd_push_delivery_stream *st = value;
+	pos_put(arg, key, st->lease.floor);
+}
+
+struct loaded_ctx {
+	struct hd_push_delivery_json_ctx j;
+	const struct hd_pattern *pt;
+};
+
+/* A loaded position whose topic has no stream yet (the pattern's list has
+ * not reached it): kept, so that a write before the list ends loses none. */
+static void loaded_json(const char *key, void *value, void *arg)
+{
+	struct loaded_ctx *c = arg;
+	if (!hd_pattern_get(c->pt, key))
+		pos_put(&c->j, key, *(const uint64_t *)value);
 }
 
 /* Appends the subscription's members (the record's and the answer's). */
-void hd_push_delivery_record_json(struct hd_buf *b, const struct hd_push_delivery_sub *s, bool counters)
+void hd_push_delivery_record_json(struct hd_buf *b, const struct hd_push_delivery_sub *s, bool record)
 {
+	char created[40];
 	hd_buf_puts(b, "{\"id\":");
 	hd_push_delivery_record_jstr(b, s->id);
-	hd_buf_printf(b, ",\"created\":%lld,", (long long)s->created_ms);
+	if (record) {
+		hd_buf_printf(b, ",\"created\":%lld,", (long long)s->created_ms);
+	} else {
+		hd_clock_format_rfc3339(s->created_ms, created, sizeof(created));
+		hd_buf_printf(b, ",\"created\":\"%s\",", created);
+	}
 	hd_push_sub_config_json(b, &s->cfg);
 	hd_buf_printf(b, ",\"state\":\"%s\",\"positions\":{",
 		      s->state == HD_PUSH_DELIVERY_PAUSED ? "paused" : "active");
-	struct hd_push_delivery_json_ctx j = {.b = b, .first = true};
-	if (s->pattern)
-		hd_map_each(&s->pt.topics, pos_json, &j);
-	else if (s->exact)
-		pos_json(s->exact->topic, s->exact, &j);
+	struct loaded_ctx c = {.j = {.b = b, .first = true}, .pt = &s->pt};
+	if (s->pattern) {
+		hd_map_each(&s->positions, loaded_json, &c);
+		hd_map_each(&s->pt.topics, pos_json, &c.j);
+	} else if (s->exact) {
+		pos_json(s->exact->topic, s->exact, &c.j);
+	}
 	hd_buf_puts(b, "}");
-	if (counters)
-		hd_buf_printf(b, ",\"sent\":%llu,\"failed\":%llu,\"invalid\":%llu,\"refused\":%llu,"
+	hd_buf_printf(b, ",\"sent\":%llu,\"failed\":%llu,\"invalid\":%llu,\"refused\":%llu,"
 			      "\"dead_lettered\":%llu,\"skipped_seen\":%llu,\"skipped_online\":%llu,"
 			      "\"skipped_expired\":%llu,\"skipped_silent\":%llu,"
 			      "\"skipped_devices\":%llu",
@@ -76,7 +101,7 @@ void hd_push_delivery_record_answer(struct hd_push_delivery_pending *p, struct h
 		} else {
 			struct hd_buf b;
 			hd_buf_init(&b, HD_PUSH_DELIVERY_RECORD_MAX);
-			hd_push_delivery_record_json(&b, s, true);
+			hd_push_delivery_record_json(&b, s, false);
 			hd_buf_putc(&b, '\0');
 			p->done(p->arg, p->status, b.data, 0, NULL);
 			hd_buf_fini(&b);

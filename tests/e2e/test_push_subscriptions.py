@@ -317,6 +317,13 @@ def test_invalid_token_never_called_again(herald_factory, providers):
         requests.get(f"{h.url}/v1/users/9/devices/old", headers=H, timeout=10).json()), 30,
         what="the device marked invalid")
     assert "Unregistered" in dev["invalid_reason"]
+
+    def feedback():
+        r = requests.get(h.topic_url("push.feedback"), params={"after": 0}, headers=H, timeout=10)
+        return [e["data"] for e in r.json()["events"]] if r.status_code == 200 else None
+
+    fb = wait_for(feedback, 30, what="the push.feedback event")
+    assert fb[0]["user"] == "9" and fb[0]["device"] == "old" and fb[0]["status"] == 410
     off2 = notify(h, "9", {"n": 2})["offset"]
     wait_for(lambda: any(herald_of(m["data"])["offset"] == off2 for m in providers.fcm_got(good)), 30,
              what="the second event at the good device")
@@ -338,7 +345,7 @@ def test_routes_and_access(herald_factory, providers):
     assert r.status_code == 201, r.text
     s = r.json()
     sid = s["id"]
-    assert s["topic"] == "user:*" and s["mode"] == "doorbell" and s["ttl"] == "1d" and s["max_attempts"] == 3
+    assert s["created"].endswith("Z") and s["topic"] == "user:*" and s["mode"] == "doorbell" and s["ttl"] == "1d" and s["max_attempts"] == 3
     assert [x["id"] for x in requests.get(h.url + "/v1/push/subscriptions", headers=H,
                                           timeout=10).json()["subscriptions"]] == [sid]
     r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/pause", headers=H, timeout=10)
@@ -437,3 +444,20 @@ def test_retries_then_dead_letter(herald_factory, providers):
     assert len(providers.fcm_got(bad)) == 2 and len(providers.fcm_got(good)) == 1
     a = requests.get(f"{h.url}/v1/push/subscriptions/{sid}/attempts", headers=H, timeout=10).json()
     assert [x["result"] for x in a["attempts"]] == ["retry", "retry"] and a["attempts"][0]["status"] == 503
+
+
+def test_positions_survive_restart(herald_factory, providers):
+    h = server(herald_factory, providers)
+    fcm = "fcm-restart-81"
+    device(h, "81", "phone", {"platform": "fcm", "token": fcm})
+    sid = create(h, {"topic": "user:*", "to": "user"}).json()["id"]
+    off1 = notify(h, "81", {"n": 1})["offset"]
+    wait_for(lambda: sub_info(h, sid)["positions"].get("user:81") == off1, 30, what="the position")
+    h.restart()
+    assert wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(
+        requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10)), 30,
+        what="the subscriptions loaded").json()["positions"]["user:81"] == off1
+    off2 = notify(h, "81", {"n": 2})["offset"]
+    wait_for(lambda: sub_info(h, sid)["positions"].get("user:81") == off2, 30, what="the new position")
+    # The event before the restart is not sent again.
+    assert sorted(herald_of(m["data"])["offset"] for m in providers.fcm_got(fcm)) == [off1, off2]
