@@ -70,6 +70,7 @@ struct hd_push_delivery_event {
 	uv_timer_t wait;              /* skip_if_seen's wait */
 	struct hd_record_op cur;      /* skip_if_seen's cursor look-up */
 	char user[HD_USER_ID_MAX + 1]; /* to=user */
+	bool online;                  /* to=user, skip_if_online: the user was live when it was taken */
 };
 
 struct hd_push_delivery_stream {

@@ -382,7 +382,10 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		enum hd_push_payload_platform pp = payload_platform(dev->platform);
 		if (dev->state != HD_DEVICE_ACTIVE || !prov)
 			continue;
-		if (s->cfg.skip_if_online && user_online(d, dev->user, st->topic)) {
+		/* to=user: whether the user was live when the event was taken
+		 * (before a skip_if_seen wait); followers: now. */
+		if (s->cfg.skip_if_online &&
+		    (e->user[0] ? e->online : user_online(d, dev->user, st->topic))) {
 			s->skipped_online++;
 			continue;
 		}
@@ -523,6 +526,7 @@ int hd_push_delivery_send_next(struct hd_push_delivery_stream *st)
 			return 0;
 		}
 		snprintf(e->user, sizeof(e->user), "%s", st->topic + 5);
+		e->online = s->cfg.skip_if_online && user_online(s->d, e->user, st->topic);
 	}
 	if (s->cfg.skip_if_seen && e->user[0]) {
 		uv_timer_start(&e->wait, seen_wait_fire, (uint64_t)s->cfg.seen_wait_ms, 0);
