@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""push_bench — the push targets of issue 11 (docs/benchmarks.md "Push"),
+run by bench/push.sh. Starts a release herald (HERALD_BIN) and the provider
+stand-ins of tests/js (apns_mock.js: HTTP/2 over TLS, checks each ES256
+provider token; webpush_mock.js: web-push-testing, checks VAPID and decrypts
+each aes128gcm body) on free loopback ports with a scratch directory, and
+measures:
+  apns     one event to N APNs devices of one user: pushes/s from the
+           notification's POST until herald counts N answered sends, the
+           connections (HTTP/2 sessions) and provider tokens the mock saw,
+           herald's and the mock's CPU seconds;
+  webpush  the same for N Web Push devices (each its own subscription
+           keys, made by web-push-testing's /subscribe), herald CPU µs/push;
+  memory   herald's RSS before and after registering N devices.
+Devices are registered with PUT over keep-alive connections (several
+processes). Prints a Markdown table. Every process it starts is killed and
+reaped on exit. Needs node, openssl, tests/js's node_modules (npm ci)."""
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JS = os.path.join(ROOT, "tests", "js")
+BIN = os.environ.get("HERALD_BIN", os.path.join(ROOT, "build", "herald"))
+KID, TEAM, TOPIC = "KEY1234567", "TEAM123456", "com.example.app"
+# --push-max-devices-per-user allows at most 1,000: the fan-outs reach
+# devices of n / PER_USER users that follow one topic ("to":"followers").
+PER_USER = 1000
+TICK = os.sysconf("SC_CLK_TCK")
+PROCS = []
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start(cmd, **kw):
+    p = subprocess.Popen(cmd, **kw)
+    PROCS.append(p)
+    return p
+
+
+def stop_all():
+    for p in reversed(PROCS):
+        if p.poll() is None:
+            p.kill()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+    PROCS.clear()
+
+
+def mock(script, *args):
+    p = start(["node", os.path.join(JS, script), *args], cwd=JS, stdout=subprocess.PIPE,
+              stderr=subprocess.DEVNULL, text=True)
+    got = []
+    t = threading.Thread(target=lambda: got.append(p.stdout.readline()), daemon=True)
+    t.start()
+    t.join(60)
+    if not got or not got[0]:
+        raise RuntimeError(script + " did not start")
+    # keep draining stdout so the mock never blocks on a full pipe
+    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+    return p, got[0].strip()
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+class Herald:
+    def __init__(self, d, args):
+        self.port = free_port()
+        self.log = open(os.path.join(d, "herald.log"), "ab")
+        data = os.path.join(d, "data%d" % self.port)
+        self.proc = start([BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", data,
+                           "--sync", "off", *args], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("herald exited at start; see " + self.log.name)
+            try:
+                if self.req("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("herald did not answer /healthz")
+
+    def req(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            c.request(method, path, body=None if body is None else json.dumps(body),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def metric(self, name):
+        _, text = self.req("GET", "/metrics")
+        for line in text.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+
+def register_part(port, items):
+    """One process: PUT each (user, device, body) over one keep-alive connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for user, dev, body in items:
+        c.request("PUT", f"/v1/users/{user}/devices/{dev}", body=json.dumps(body),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        b = r.read()
+        if r.status not in (200, 201):
+            raise RuntimeError(f"PUT device {user}/{dev}: {r.status} {b[:300]!r}")
+    c.close()
+    return len(items)
+
+
+def register(h, items, procs=4):
+    parts = [items[i::procs] for i in range(procs)]
+    t0 = time.monotonic()
+    with multiprocessing.Pool(procs) as pool:
+        n = sum(pool.starmap(register_part, [(h.port, p) for p in parts]))
+    return n, time.monotonic() - t0
+
+
+def h2_get(ca, url):
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--cacert", ca, url],
+                         capture_output=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def fan_out(h, mproc, n, provider):
+    """A push subscription to=followers of topic "bench", one event published
+    to it; time until herald counts n answered sends."""
+    st, body = h.req("POST", "/v1/push/subscriptions", {"topic": "bench", "to": "followers", "mode": "alert"})
+    assert st == 201, body
+    ok = f'herald_push_sends_total{{provider="{provider}",result="ok"}}'
+    ev = {"specversion": "1.0", "id": os.urandom(8).hex(), "source": "/bench", "type": "com.example.ride.arrived",
+          "subject": "your ride is here", "data": {"ride": 981}}
+    c0, m0 = cpu_s(h.proc.pid), cpu_s(mproc.pid)
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection("127.0.0.1", h.port, timeout=30)
+    c.request("POST", "/v1/topics/bench/events", body=json.dumps(ev),
+              headers={"Content-Type": "application/cloudevents+json"})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status in (200, 201), body
+    deadline = t0 + 300
+    while h.metric(ok) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    dt = time.monotonic() - t0
+    got = h.metric(ok)
+    return {"n": int(got), "seconds": dt, "rate": got / dt, "herald_cpu": cpu_s(h.proc.pid) - c0,
+            "mock_cpu": cpu_s(mproc.pid) - m0,
+            "other": {k: h.metric(f'herald_push_sends_total{{provider="{provider}",result="{k}"}}')
+                      for k in ("invalid", "retry", "error")}}
+
+
+def certs(d):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{d}/cert.key", "-out", f"{d}/cert.pem", "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{d}/apns.p8")
+    openssl("pkey", "-in", f"{d}/apns.p8", "-pubout", "-out", f"{d}/apns.pub")
+    keys = json.loads(subprocess.run([BIN, "push", "vapid-keys", "--json"], capture_output=True,
+                                     check=True, timeout=30).stdout)
+    with open(f"{d}/vapid.key", "w") as f:
+        f.write(keys["privateKey"] + "\n")
+    return keys["publicKey"]
+
+
+def apns_args(d, url):
+    return ["--push-allow-private", "on", "--push-ca-file", f"{d}/cert.pem",
+            "--push-apns-key-file", f"{d}/apns.p8", "--push-apns-key-id", KID,
+            "--push-apns-team-id", TEAM, "--push-apns-topic", TOPIC, "--push-apns-url", url]
+
+
+def bench_apns(d, n):
+    ap, line = mock("apns_mock.js", f"{d}/cert.pem", f"{d}/cert.key", f"{d}/apns.pub", KID, TEAM, TOPIC)
+    url = "https://127.0.0.1:%d" % int(line.split()[1])
+    h = Herald(d, apns_args(d, url) + ["--push-max-devices-per-user", str(PER_USER)])
+    items = [("u%d" % (i // PER_USER), "d%d" % i, {"platform": "apns", "token": "ab%062x" % i,
+                                                  "environment": "sandbox", "topics": ["bench"]})
+             for i in range(n)]
+    _, reg_s = register(h, items)
+    r = fan_out(h, ap, n, "apns")
+    s = h2_get(f"{d}/cert.pem", url + "/stats")
+    r.update(register_s=reg_s, sessions=s["sessions"] - 1, tokens=len(s["tokens"]), mock_requests=s["requests"])
+    stop_all()
+    return r
+
+
+def bench_webpush(d, n, vapid_public):
+    wp, line = mock("webpush_mock.js", vapid_public)
+    port = json.loads(line)["port"]
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    subs = []
+    for _ in range(n):
+        c.request("POST", "/subscribe", body=json.dumps({"userVisibleOnly": "true",
+                                                         "applicationServerKey": vapid_public}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        subs.append(json.loads(r.read())["data"])
+    c.close()
+    h = Herald(d, ["--push-allow-private", "on", "--push-vapid-private-key-file", f"{d}/vapid.key",
+                   "--push-vapid-subject", "mailto:ops@example.com",
+                   "--push-max-devices-per-user", str(PER_USER)])
+    items = [("u%d" % (i // PER_USER), "w%d" % i, {"platform": "webpush", "topics": ["bench"],
+                                                  "subscription": {"endpoint": s["endpoint"], "keys": s["keys"]}})
+             for i, s in enumerate(subs)]
+    _, reg_s = register(h, items)
+    r = fan_out(h, wp, n, "webpush")
+    r["register_s"] = reg_s
+    stop_all()
+    return r
+
+
+def bench_memory(d, n):
+    ap, line = mock("apns_mock.js", f"{d}/cert.pem", f"{d}/cert.key", f"{d}/apns.pub", KID, TEAM, TOPIC)
+    h = Herald(d, apns_args(d, "https://127.0.0.1:%d" % int(line.split()[1])) +
+               ["--push-max-devices-per-user", str(PER_USER)])
+    per_user = PER_USER
+    items = [("u%d" % (i // per_user), "d%d" % (i % per_user),
+              {"platform": "apns", "token": "%064x" % (i + 1), "environment": "production"})
+             for i in range(n)]
+    time.sleep(0.5)
+    before = rss_mib(h.proc.pid)
+    _, reg_s = register(h, items)
+    time.sleep(0.5)
+    after = rss_mib(h.proc.pid)
+    stop_all()
+    return {"before": before, "after": after, "register_s": reg_s, "n": n}
+
+
+def main():
+    which = sys.argv[1:] or ["apns", "webpush", "memory"]
+    n_apns = int(os.environ.get("APNS_DEVICES", 10000))
+    n_wp = int(os.environ.get("WEBPUSH_DEVICES", 2000))
+    n_mem = int(os.environ.get("MEMORY_DEVICES", 100000))
+    d = tempfile.mkdtemp(prefix="herald-pushbench-")
+    rows = []
+    try:
+        vapid_public = certs(d)
+        if "apns" in which:
+            r = bench_apns(d, n_apns)
+            rows.append(("APNs, one event to %d devices" % n_apns,
+                         "%s pushes/s (%d in %.2f s); %d connection(s), %d provider token(s), mock saw %d requests"
+                         % (f"{r['rate']:,.0f}", r["n"], r["seconds"], r["sessions"], r["tokens"], r["mock_requests"]),
+                         "herald %.2f s (%.0f µs/push), mock %.2f s" % (r["herald_cpu"], r["herald_cpu"] / max(r["n"], 1) * 1e6, r["mock_cpu"]),
+                         "≥ 5,000/s, ≤ 2 connections, 1 token"))
+            print("apns:", json.dumps(r), file=sys.stderr)
+        if "webpush" in which:
+            r = bench_webpush(d, n_wp, vapid_public)
+            rows.append(("Web Push, one event to %d devices" % n_wp,
+                         "%s pushes/s (%d in %.2f s)" % (f"{r['rate']:,.0f}", r["n"], r["seconds"]),
+                         "herald %.2f s (**%.0f µs/push**), mock %.2f s" % (r["herald_cpu"], r["herald_cpu"] / max(r["n"], 1) * 1e6, r["mock_cpu"]),
+                         "≥ 3,000/s, ≤ 150 µs/push"))
+            print("webpush:", json.dumps(r), file=sys.stderr)
+        if "memory" in which:
+            r = bench_memory(d, n_mem)
+            rows.append(("RSS, %d devices registered" % r["n"],
+                         "%.1f → %.1f MiB: **%.1f MiB added** (%.0f B/device); registering took %.1f s"
+                         % (r["before"], r["after"], r["after"] - r["before"],
+                            (r["after"] - r["before"]) * 1048576 / r["n"], r["register_s"]), "", "≤ 64 MiB added"))
+            print("memory:", json.dumps(r), file=sys.stderr)
+    except Exception:
+        sys.stderr.write("herald's log: %s/herald.log (kept)\n" % d)
+        d = None
+        raise
+    finally:
+        stop_all()
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+    print("| measure | result | CPU | target |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("load average: " + open("/proc/loadavg").read().strip())
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    main()
