@@ -53,6 +53,22 @@ def rss_mib(pid):
     return 0.0
 
 
+def conns_to(port):
+    """Established TCP connections to 127.0.0.1/::1 port (either side's view: the client's)."""
+    n = 0
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                for line in fh:
+                    parts = line.split()
+                    if parts[3] == "01" and int(parts[2].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -160,7 +176,7 @@ def h2_get(ca, url):
     return json.loads(out.stdout)
 
 
-def fan_out(h, mproc, n, provider):
+def fan_out(h, mproc, mport, n, provider):
     """A push subscription to=followers of topic "bench", one event published
     to it; time until herald counts n answered sends."""
     st, body = h.req("POST", "/v1/push/subscriptions", {"topic": "bench", "to": "followers", "mode": "alert"})
@@ -178,12 +194,14 @@ def fan_out(h, mproc, n, provider):
     c.close()
     assert r.status in (200, 201), body
     deadline = t0 + 300
+    most = 0
     while h.metric(ok) < n and time.monotonic() < deadline:
+        most = max(most, conns_to(mport))
         time.sleep(0.01)
     dt = time.monotonic() - t0
     got = h.metric(ok)
     return {"n": int(got), "seconds": dt, "rate": got / dt, "herald_cpu": cpu_s(h.proc.pid) - c0,
-            "mock_cpu": cpu_s(mproc.pid) - m0,
+            "mock_cpu": cpu_s(mproc.pid) - m0, "most_conns": most,
             "other": {k: h.metric(f'herald_push_sends_total{{provider="{provider}",result="{k}"}}')
                       for k in ("invalid", "retry", "error")}}
 
@@ -208,16 +226,19 @@ def apns_args(d, url):
 
 
 def bench_apns(d, n):
-    ap, line = mock("apns_mock.js", f"{d}/cert.pem", f"{d}/cert.key", f"{d}/apns.pub", KID, TEAM, TOPIC)
+    if os.environ.get("APNS_MOCK") == "sink":  # the bare bench/apns_sink.js: no token check
+        ap, line = mock(os.path.join("..", "..", "bench", "apns_sink.js"), f"{d}/cert.pem", f"{d}/cert.key")
+    else:
+        ap, line = mock("apns_mock.js", f"{d}/cert.pem", f"{d}/cert.key", f"{d}/apns.pub", KID, TEAM, TOPIC)
     url = "https://127.0.0.1:%d" % int(line.split()[1])
     h = Herald(d, apns_args(d, url) + ["--push-max-devices-per-user", str(PER_USER)])
     items = [("u%d" % (i // PER_USER), "d%d" % i, {"platform": "apns", "token": "ab%062x" % i,
                                                   "environment": "sandbox", "topics": ["bench"]})
              for i in range(n)]
     _, reg_s = register(h, items)
-    r = fan_out(h, ap, n, "apns")
+    r = fan_out(h, ap, int(line.split()[1]), n, "apns")
     s = h2_get(f"{d}/cert.pem", url + "/stats")
-    r.update(register_s=reg_s, sessions=s["sessions"] - 1, tokens=len(s["tokens"]), mock_requests=s["requests"])
+    r.update(register_s=reg_s, sessions=s["sessions"] - 1, tokens=len(s.get("tokens", [])), mock_requests=s["requests"])
     stop_all()
     return r
 
@@ -241,7 +262,7 @@ def bench_webpush(d, n, vapid_public):
                                                   "subscription": {"endpoint": s["endpoint"], "keys": s["keys"]}})
              for i, s in enumerate(subs)]
     _, reg_s = register(h, items)
-    r = fan_out(h, wp, n, "webpush")
+    r = fan_out(h, wp, port, n, "webpush")
     r["register_s"] = reg_s
     stop_all()
     return r
@@ -264,8 +285,56 @@ def bench_memory(d, n):
     return {"before": before, "after": after, "register_s": reg_s, "n": n}
 
 
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def bench_latency(d, rate, secs):
+    """Single events at rate/s to a topic one APNs device follows (bench/apns_sink.js
+    keeps each push's arrival time): publish -> the sink received, p50/p99."""
+    sk, line = mock(os.path.join("..", "..", "bench", "apns_sink.js"), f"{d}/cert.pem", f"{d}/cert.key")
+    url = "https://127.0.0.1:%d" % int(line.split()[1])
+    h = Herald(d, apns_args(d, url))
+    st, body = h.req("PUT", "/v1/users/u0/devices/d0", {"platform": "apns", "token": "ab" * 32,
+                                                         "environment": "sandbox", "topics": ["lat"]})
+    assert st in (200, 201), body
+    st, body = h.req("POST", "/v1/push/subscriptions", {"topic": "lat", "to": "followers", "mode": "alert"})
+    assert st == 201, body
+    c = http.client.HTTPConnection("127.0.0.1", h.port, timeout=30)
+    sent = {}
+    n = int(rate * secs)
+    c0, m0 = cpu_s(h.proc.pid), cpu_s(sk.pid)
+    t0 = time.monotonic()
+    for i in range(n):
+        wait = t0 + i / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        ev = {"specversion": "1.0", "id": "lat-%d" % i, "source": "/bench", "type": "com.example.tick",
+              "subject": "tick", "data": {"i": i}}
+        t = time.time() * 1000
+        c.request("POST", "/v1/topics/lat/events", body=json.dumps(ev),
+                  headers={"Content-Type": "application/cloudevents+json"})
+        r = c.getresponse()
+        b = r.read()
+        assert r.status in (200, 201), b
+        sent[json.loads(b)["offset"]] = t
+    pub_s = time.monotonic() - t0
+    c.close()
+    ok = 'herald_push_sends_total{provider="apns",result="ok"}'
+    deadline = time.monotonic() + 60
+    while h.metric(ok) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    arr = h2_get(f"{d}/cert.pem", url + "/arrivals")
+    lat = [arr[str(o)] - t for o, t in sent.items() if str(o) in arr]
+    r = {"events": n, "received": len(lat), "rate": n / pub_s, "herald_cpu": cpu_s(h.proc.pid) - c0,
+         "mock_cpu": cpu_s(sk.pid) - m0, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "max": max(lat)}
+    stop_all()
+    return r
+
+
 def main():
-    which = sys.argv[1:] or ["apns", "webpush", "memory"]
+    which = sys.argv[1:] or ["apns", "webpush", "memory", "latency"]
     n_apns = int(os.environ.get("APNS_DEVICES", 10000))
     n_wp = int(os.environ.get("WEBPUSH_DEVICES", 2000))
     n_mem = int(os.environ.get("MEMORY_DEVICES", 100000))
@@ -276,15 +345,18 @@ def main():
         if "apns" in which:
             r = bench_apns(d, n_apns)
             rows.append(("APNs, one event to %d devices" % n_apns,
-                         "%s pushes/s (%d in %.2f s); %d connection(s), %d provider token(s), mock saw %d requests"
-                         % (f"{r['rate']:,.0f}", r["n"], r["seconds"], r["sessions"], r["tokens"], r["mock_requests"]),
+                         "%s pushes/s (%d in %.2f s); at most %d connection(s) open at once, %d opened in all, "
+                         "%d provider token(s); the mock received %d requests"
+                         % (f"{r['rate']:,.0f}", r["n"], r["seconds"], r["most_conns"], r["sessions"], r["tokens"],
+                            r["mock_requests"]),
                          "herald %.2f s (%.0f µs/push), mock %.2f s" % (r["herald_cpu"], r["herald_cpu"] / max(r["n"], 1) * 1e6, r["mock_cpu"]),
                          "≥ 5,000/s, ≤ 2 connections, 1 token"))
             print("apns:", json.dumps(r), file=sys.stderr)
         if "webpush" in which:
             r = bench_webpush(d, n_wp, vapid_public)
             rows.append(("Web Push, one event to %d devices" % n_wp,
-                         "%s pushes/s (%d in %.2f s)" % (f"{r['rate']:,.0f}", r["n"], r["seconds"]),
+                         "%s pushes/s (%d in %.2f s); at most %d connection(s) open at once"
+                         % (f"{r['rate']:,.0f}", r["n"], r["seconds"], r["most_conns"]),
                          "herald %.2f s (**%.0f µs/push**), mock %.2f s" % (r["herald_cpu"], r["herald_cpu"] / max(r["n"], 1) * 1e6, r["mock_cpu"]),
                          "≥ 3,000/s, ≤ 150 µs/push"))
             print("webpush:", json.dumps(r), file=sys.stderr)
@@ -295,14 +367,26 @@ def main():
                          % (r["before"], r["after"], r["after"] - r["before"],
                             (r["after"] - r["before"]) * 1048576 / r["n"], r["register_s"]), "", "≤ 64 MiB added"))
             print("memory:", json.dumps(r), file=sys.stderr)
+        if "latency" in which:
+            rate, secs = float(os.environ.get("RATE", 1000)), float(os.environ.get("LATENCY_SECS", 5))
+            r = bench_latency(d, rate, secs)
+            rows.append(("publish → APNs sink, %d events at %.0f/s" % (r["events"], r["rate"]),
+                         "**p50 %.2f ms, p99 %.2f ms** (max %.1f ms; %d received)"
+                         % (r["p50"], r["p99"], r["max"], r["received"]),
+                         "herald %.2f s (%.0f µs/event incl. the publish), sink %.2f s"
+                         % (r["herald_cpu"], r["herald_cpu"] / r["events"] * 1e6, r["mock_cpu"]),
+                         "p50 < 2 ms, p99 < 20 ms"))
+            print("latency:", json.dumps(r), file=sys.stderr)
     except Exception:
         sys.stderr.write("herald's log: %s/herald.log (kept)\n" % d)
         d = None
         raise
     finally:
         stop_all()
-        if d:
+        if d and not os.environ.get("KEEP"):
             shutil.rmtree(d, ignore_errors=True)
+        elif d:
+            sys.stderr.write("scratch directory kept: %s\n" % d)
     print("| measure | result | CPU | target |")
     print("|---|---|---|---|")
     for row in rows:
