@@ -238,6 +238,9 @@ def bench_apns(d, n):
     _, reg_s = register(h, items)
     r = fan_out(h, ap, int(line.split()[1]), n, "apns")
     s = h2_get(f"{d}/cert.pem", url + "/stats")
+    if "tokens" in s:  # apns_mock.js: how many devices got more than one request
+        by = h2_get(f"{d}/cert.pem", url + "/by-token")
+        r["devices_sent_twice"] = sum(1 for v in by.values() if len(v) > 1)
     r.update(register_s=reg_s, sessions=s["sessions"] - 1, tokens=len(s.get("tokens", [])), mock_requests=s["requests"])
     stop_all()
     return r
@@ -346,9 +349,9 @@ def main():
             r = bench_apns(d, n_apns)
             rows.append(("APNs, one event to %d devices" % n_apns,
                          "%s pushes/s (%d in %.2f s); at most %d connection(s) open at once, %d opened in all, "
-                         "%d provider token(s); the mock received %d requests"
+                         "%d provider token(s); the mock received %d requests (%s devices more than one)"
                          % (f"{r['rate']:,.0f}", r["n"], r["seconds"], r["most_conns"], r["sessions"], r["tokens"],
-                            r["mock_requests"]),
+                            r["mock_requests"], r.get("devices_sent_twice", "?")),
                          "herald %.2f s (%.0f µs/push), mock %.2f s" % (r["herald_cpu"], r["herald_cpu"] / max(r["n"], 1) * 1e6, r["mock_cpu"]),
                          "≥ 5,000/s, ≤ 2 connections, 1 token"))
             print("apns:", json.dumps(r), file=sys.stderr)
