@@ -5,16 +5,24 @@ stand-ins of tests/js (apns_mock.js: HTTP/2 over TLS, checks each ES256
 provider token; webpush_mock.js: web-push-testing, checks VAPID and decrypts
 each aes128gcm body) on free loopback ports with a scratch directory, and
 measures:
-  apns     one event to N APNs devices of one user: pushes/s from the
-           notification's POST until herald counts N answered sends, the
-           connections (HTTP/2 sessions) and provider tokens the mock saw,
-           herald's and the mock's CPU seconds;
+  apns     one event to N APNs devices following topic "bench" (a push
+           subscription to=followers; --push-max-devices-per-user allows at
+           most 1,000, so they belong to N/1,000 users): pushes/s from the
+           publish until herald's /metrics counts N answered sends; the
+           connections open at once (/proc/net/tcp), the HTTP/2 sessions,
+           provider tokens, requests and devices sent twice the mock saw;
+           herald's and the mock's CPU seconds (/proc/PID/stat).
+           APNS_MOCK=sink: against bench/apns_sink.js (no token check);
   webpush  the same for N Web Push devices (each its own subscription
            keys, made by web-push-testing's /subscribe), herald CPU µs/push;
-  memory   herald's RSS before and after registering N devices.
-Devices are registered with PUT over keep-alive connections (several
-processes). Prints a Markdown table. Every process it starts is killed and
-reaped on exit. Needs node, openssl, tests/js's node_modules (npm ci)."""
+  memory   herald's RSS before and after registering N devices;
+  latency  single events at RATE/s to a topic one APNs device follows:
+           publish -> bench/apns_sink.js received, p50/p99.
+Devices are registered with PUT over 4 keep-alive connections (4
+processes). Prints a Markdown table and the load average. Every process it
+starts is killed and reaped on exit; the scratch directory is removed
+(kept with KEEP=1 or on an error). Needs node, openssl, curl, tests/js's
+node_modules (npm ci)."""
 import http.client
 import json
 import multiprocessing
