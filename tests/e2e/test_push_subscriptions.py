@@ -461,3 +461,32 @@ def test_positions_survive_restart(herald_factory, providers):
     wait_for(lambda: sub_info(h, sid)["positions"].get("user:81") == off2, 30, what="the new position")
     # The event before the restart is not sent again.
     assert sorted(herald_of(m["data"])["offset"] for m in providers.fcm_got(fcm)) == [off1, off2]
+
+
+def test_start_time_exact_and_pattern(herald_factory, providers):
+    import time
+    h = server(herald_factory, providers)
+    fx, fp = "fcm-start-x", "fcm-start-p"
+    device(h, "91", "x", {"platform": "fcm", "token": fx, "topics": ["tsx"]})
+    device(h, "92", "p", {"platform": "fcm", "token": fp, "topics": ["tsp:1", "tsp:2"]})
+    for t in ("tsx", "tsp:1", "tsp:2"):
+        publish_ce(h, t, "com.example.old", {"old": t})
+    t0 = time.time()
+    wait_for(lambda: time.time() > t0 + 0.05, 5, what="the clock to move")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)) + ".%03dZ" % int((t0 % 1) * 1000)
+    new = {t: publish_ce(h, t, "com.example.new", {"new": t})["offset"] for t in ("tsx", "tsp:1", "tsp:2")}
+    rx = create(h, {"topic": "tsx", "to": "followers", "start": {"time": stamp}})
+    rp = create(h, {"topic": "tsp:*", "to": "followers", "start": {"time": stamp}})
+    assert rx.status_code == 201 and rp.status_code == 201, (rx.text, rp.text)
+    sx, sp = rx.json()["id"], rp.json()["id"]
+    wait_for(lambda: sub_info(h, sx)["positions"].get("tsx") == new["tsx"], 30, what="the exact position")
+    wait_for(lambda: all(sub_info(h, sp)["positions"].get(t) == new[t] for t in ("tsp:1", "tsp:2")), 30,
+             what="the pattern's positions")
+    # Only the events stored at or after the time went out.
+    assert [herald_of(m["data"])["offset"] for m in providers.fcm_got(fx)] == [new["tsx"]]
+    assert sorted(herald_of(m["data"])["topic"] for m in providers.fcm_got(fp)) == ["tsp:1", "tsp:2"]
+    assert all(herald_of(m["data"])["type"] == "com.example.new" for m in providers.fcm_got(fp))
+    # A time in the future: nothing stored goes out; a bad time is a 400.
+    later = create(h, {"topic": "tsx", "to": "followers", "start": {"time": "2100-01-01T00:00:00Z"}})
+    assert later.status_code == 201
+    assert create(h, {"topic": "tsx", "to": "followers", "start": {"time": "yesterday"}}).status_code == 400
