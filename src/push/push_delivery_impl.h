@@ -103,6 +103,16 @@ struct hd_push_delivery_stream {
 	struct hd_seek sk;
 };
 
+/* Why a device was not pushed an event: herald_push_skips_total{reason}
+ * (HD_METRICS_PUSH_SKIPS, same order). */
+enum hd_push_delivery_skip {
+	HD_PUSH_DELIVERY_SKIP_SEEN,
+	HD_PUSH_DELIVERY_SKIP_ONLINE,
+	HD_PUSH_DELIVERY_SKIP_EXPIRED,
+	HD_PUSH_DELIVERY_SKIP_SILENT,
+	HD_PUSH_DELIVERY_SKIP_DEVICES,
+};
+
 struct hd_push_delivery_attempt {
 	int64_t time_ms;
 	char topic[HD_TOPIC_NAME_MAX + 1];

@@ -12,12 +12,18 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rcbuf.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void skip_count(enum hd_push_delivery_skip why, size_t n)
+{
+	hd_metrics_add_at(HD_M_push_skips_total, why, 0, (int64_t)n);
+}
 
 static void send_start(struct hd_push_delivery_send *x);
 
@@ -373,6 +379,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 						     : hd_devices_followers(reg, st->topic, &devs);
 	if (n > d->opts.devices_per_event) {
 		s->skipped_devices += n - d->opts.devices_per_event;
+		skip_count(HD_PUSH_DELIVERY_SKIP_DEVICES, n - d->opts.devices_per_event);
 		n = d->opts.devices_per_event;
 	}
 	e->sends = hd_calloc(n ? n : 1, sizeof(*e->sends));
@@ -387,6 +394,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		if (s->cfg.skip_if_online &&
 		    (e->user[0] ? e->online : user_online(d, dev->user, st->topic))) {
 			s->skipped_online++;
+			skip_count(HD_PUSH_DELIVERY_SKIP_ONLINE, 1);
 			continue;
 		}
 		if (!e->built[pp]) {
@@ -402,6 +410,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		}
 		if (e->pl[pp].result == HD_PUSH_PAYLOAD_EXPIRED) {
 			s->skipped_expired++;
+			skip_count(HD_PUSH_DELIVERY_SKIP_EXPIRED, 1);
 			continue;
 		}
 		if (e->pl[pp].result != HD_PUSH_PAYLOAD_OK) {
@@ -410,6 +419,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		}
 		if (e->pl[pp].mode != HD_PUSH_SUB_ALERT && !silent_fits(d, dev->user, dev->id)) {
 			s->skipped_silent++;
+			skip_count(HD_PUSH_DELIVERY_SKIP_SILENT, 1);
 			continue;
 		}
 		struct hd_push_delivery_send *x = hd_calloc(1, sizeof(*x));
@@ -468,6 +478,7 @@ static void cursor_done(struct hd_record_op *op)
 	hd_engine_record_op_fini(op);
 	if (seen) {
 		st->s->skipped_seen++;
+		skip_count(HD_PUSH_DELIVERY_SKIP_SEEN, 1);
 		event_end(e);
 		return;
 	}

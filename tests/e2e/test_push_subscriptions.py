@@ -212,6 +212,12 @@ def herald_of(body):
     return body["herald"] if isinstance(body["herald"], dict) else json.loads(body["herald"])
 
 
+def metric(h, row):
+    """One row of /metrics (name and labels as rendered), as a number."""
+    text = requests.get(h.url + "/metrics", headers=H, timeout=10).text
+    return float(next(l.split()[-1] for l in text.splitlines() if l.startswith(row + " ")))
+
+
 def hexs(tag):
     return hashlib.sha256(tag.encode()).hexdigest()
 
@@ -302,6 +308,7 @@ def test_skip_if_seen(herald_factory, providers):
     assert [herald_of(x["data"])["offset"] for x in m] == [off2]
     s = sub_info(h, sid)
     assert s["skipped_seen"] == 1 and s["skip_if_seen"] == {"cursor": "inbox", "wait": "2s"}
+    assert metric(h, 'herald_push_skips_total{reason="seen"}') == 1
 
 
 def test_invalid_token_never_called_again(herald_factory, providers):
@@ -409,6 +416,7 @@ def test_skip_if_online(herald_factory, providers):
     off = notify(h, "51", {"n": 2})["offset"]
     m = wait_for(lambda: providers.fcm_got(fcm), 30, what="the push once offline")
     assert [herald_of(x["data"])["offset"] for x in m] == [off]
+    assert metric(h, 'herald_push_skips_total{reason="online"}') == 1
 
 
 def test_silent_quota_per_device(herald_factory, providers):
@@ -420,6 +428,8 @@ def test_silent_quota_per_device(herald_factory, providers):
     wait_for(lambda: sub_info(h, sid)["positions"].get("user:61") == offs[-1], 30, what="the position")
     s = sub_info(h, sid)
     assert s["sent"] == 2 and s["skipped_silent"] == 2
+    assert metric(h, 'herald_push_skips_total{reason="silent"}') == 2
+    assert metric(h, 'herald_push_skips_total{reason="online"}') == 0
     assert sorted(herald_of(x["data"])["offset"] for x in providers.fcm_got(fcm)) == offs[:2]
 
 
