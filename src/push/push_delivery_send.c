@@ -385,7 +385,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 	e->sends = hd_calloc(n ? n : 1, sizeof(*e->sends));
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_device *dev = devs[i];
-		struct hd_push_provider *prov = hd_push_provider_of(d->push, dev->platform);
+		struct hd_push_provider *prov = hd_push_provider_for(d->push, dev);
 		enum hd_push_payload_platform pp = payload_platform(dev->platform);
 		if (dev->state != HD_DEVICE_ACTIVE || !prov)
 			continue;

@@ -500,3 +500,32 @@ def test_start_time_exact_and_pattern(herald_factory, providers):
     later = create(h, {"topic": "tsx", "to": "followers", "start": {"time": "2100-01-01T00:00:00Z"}})
     assert later.status_code == 201
     assert create(h, {"topic": "tsx", "to": "followers", "start": {"time": "yesterday"}}).status_code == 400
+
+
+def test_apns_environment_picks_the_host(herald_factory, providers):
+    # The same mock under two names: production at 127.0.0.1, sandbox at localhost.
+    sandbox = providers.apns_url.replace("127.0.0.1", "localhost")
+    assert sandbox != providers.apns_url
+    h = server(herald_factory, providers, args=["--push-apns-sandbox-url", sandbox])
+    prod, dev, dflt = hexs("env-prod"), hexs("env-sandbox"), hexs("env-default")
+    device(h, "93", "prod", {"platform": "apns", "token": prod, "environment": "production"})
+    device(h, "93", "dev", {"platform": "apns", "token": dev, "environment": "sandbox"})
+    assert device(h, "93", "dflt", {"platform": "apns", "token": dflt})["environment"] == "production"
+    create(h, {"topic": "user:93", "to": "user"})
+    notify(h, "93", {"n": 1})
+    got = {t: wait_for(lambda t=t: providers.apns_got(t), 30, what="the push to " + t) for t in (prod, dev, dflt)}
+    assert got[prod][0]["headers"][":authority"].startswith("127.0.0.1:")
+    assert got[dflt][0]["headers"][":authority"].startswith("127.0.0.1:")
+    assert got[dev][0]["headers"][":authority"].startswith("localhost:")
+    # The test push goes to the device's own host too.
+    r = requests.post(f"{h.url}/v1/users/93/devices/dev/test", headers=H, timeout=10)
+    assert r.status_code == 200 and r.json()["result"] == "ok", r.text
+    assert [x["headers"][":authority"].split(":")[0] for x in providers.apns_got(dev)] == ["localhost"] * 2
+
+
+def test_apns_environment_default_option(herald_factory, providers):
+    h = server(herald_factory, providers, args=["--push-apns-environment", "sandbox"])
+    tok = hexs("env-default-sandbox")
+    assert device(h, "94", "d", {"platform": "apns", "token": tok})["environment"] == "sandbox"
+    r = requests.post(f"{h.url}/v1/users/94/devices/d/test", headers=H, timeout=10)
+    assert r.status_code == 200 and r.json()["result"] == "ok", r.text
