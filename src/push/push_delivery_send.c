@@ -210,6 +210,20 @@ enum hd_push_delivery_step hd_push_delivery_send_plan(const struct hd_push_verdi
 	return HD_PUSH_DELIVERY_RETRY;
 }
 
+/* A provider-wide THROTTLED (FCM quota): every send through prov waits
+ * until the pause ends (bounded), then resumes. */
+static void provider_pause(struct hd_push_provider *prov, int64_t ms)
+{
+	if (ms > HD_PUSH_DELIVERY_PAUSE_MAX_MS)
+		ms = HD_PUSH_DELIVERY_PAUSE_MAX_MS;
+	int64_t until = hd_now_ms() + ms;
+	if (until > prov->paused_until_ms) {
+		hd_log_warn("push_provider_paused provider=%s ms=%lld", prov->ops->name,
+			    (long long)ms);
+		prov->paused_until_ms = until;
+	}
+}
+
 static void send_done(struct hd_push_send *ps)
 {
 	struct hd_push_delivery_send *x = ps->arg;
@@ -229,6 +243,8 @@ static void send_done(struct hd_push_send *ps)
 	s->inflight--;
 	if (dev)
 		hd_push_outcome(d->push, dev, v);
+	if (v->kind == HD_PUSH_THROTTLED && v->provider_wide)
+		provider_pause(x->prov, v->after_ms >= 0 ? v->after_ms : (int64_t)d->opts.backoff_base_ms);
 	switch (step) {
 	case HD_PUSH_DELIVERY_SENT:
 		s->sent++;
@@ -274,6 +290,14 @@ static void send_start(struct hd_push_delivery_send *x)
 
 	if (!hd_push_delivery_stream_may_run(e->st)) {
 		uv_timer_start(&x->timer, send_retry_fire, HD_PUSH_DELIVERY_WAIT_MS * 10, 0);
+		return;
+	}
+	int64_t now = hd_now_ms();
+	if (x->prov->paused_until_ms > now) { /* the provider is paused (quota) */
+		int64_t wait = x->prov->paused_until_ms - now;
+		uv_timer_start(&x->timer, send_retry_fire,
+			       (uint64_t)(wait < HD_PUSH_DELIVERY_PAUSE_MAX_MS ? wait
+					  : HD_PUSH_DELIVERY_PAUSE_MAX_MS), 0);
 		return;
 	}
 	if (d->inflight >= d->opts.inflight_max || e->st->s->inflight >= d->opts.sub_inflight_max) {

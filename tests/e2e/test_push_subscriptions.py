@@ -529,3 +529,25 @@ def test_apns_environment_default_option(herald_factory, providers):
     assert device(h, "94", "d", {"platform": "apns", "token": tok})["environment"] == "sandbox"
     r = requests.post(f"{h.url}/v1/users/94/devices/d/test", headers=H, timeout=10)
     assert r.status_code == 200 and r.json()["result"] == "ok", r.text
+
+
+def test_fcm_quota_pauses_the_provider(herald_factory, providers):
+    import time
+    h = server(herald_factory, providers)
+    q, b = "quotaonce-95", "fcm-quota-b-95"
+    device(h, "95", "q", {"platform": "fcm", "token": q})
+    device(h, "95", "b", {"platform": "fcm", "token": b})
+    sid = create(h, {"topic": "user:95", "to": "user"}).json()["id"]
+    off1 = notify(h, "95", {"n": 1})["offset"]
+    wait_for(lambda: providers.fcm_got(q), 30, what="the 429")
+    wait_for(lambda: providers.fcm_got(b), 30, what="the first push to b")
+    # 429 with Retry-After: 2 paused every FCM send, b's included, then they resume.
+    t = time.monotonic()
+    off2 = notify(h, "95", {"n": 2})["offset"]
+    got = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(providers.fcm_got(b)), 30,
+                   what="b's second push")
+    assert time.monotonic() - t >= 1.0
+    assert [herald_of(m["data"])["offset"] for m in got] == [off1, off2]
+    wait_for(lambda: sub_info(h, sid)["positions"].get("user:95") == off2, 30, what="the position")
+    assert sorted(herald_of(m["data"])["offset"] for m in providers.fcm_got(q)) == [off1, off1, off2]
+    assert sub_info(h, sid)["sent"] == 4
