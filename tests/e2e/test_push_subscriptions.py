@@ -551,3 +551,39 @@ def test_fcm_quota_pauses_the_provider(herald_factory, providers):
     wait_for(lambda: sub_info(h, sid)["positions"].get("user:95") == off2, 30, what="the position")
     assert sorted(herald_of(m["data"])["offset"] for m in providers.fcm_got(q)) == [off1, off1, off2]
     assert sub_info(h, sid)["sent"] == 4
+
+
+def test_goaway_mid_fan_out_loses_nothing(herald_factory, providers):
+    n, events = 300, 2
+    h = server(herald_factory, providers)
+    # One token in the middle makes the mock send GOAWAY (last stream 0) the
+    # first time: every stream then in flight on that connection is refused.
+    tokens = [hexs(f"goaway-{i}") for i in range(n)]
+    tokens[n // 2] = "dead2" + hexs("goaway-mid")[5:]
+    with requests.Session() as http:  # one connection: under --connection-rate-per-ip
+        for i, t in enumerate(tokens):
+            r = http.put(f"{h.url}/v1/users/ga{i // 20}/devices/d{i}", headers=H, timeout=10,
+                         json={"platform": "apns", "token": t, "topics": ["gfan"]})
+            assert r.status_code == 201, r.text
+    sid = create(h, {"topic": "gfan", "to": "followers", "start": "oldest", "max_attempts": 1}).json()["id"]
+    offs = [publish_ce(h, "gfan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
+
+    def by_token():
+        return json.loads(subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + "/by-token"],
+            capture_output=True, timeout=30, check=True).stdout)
+
+    def complete():
+        by = by_token()
+        return all({herald_of(json.loads(m["body"]))["offset"] for m in by.get(t, [])} >= set(offs)
+                   for t in tokens)
+
+    wait_for(complete, 120, interval=0.5, what="every device to get every event")
+    wait_for(lambda: sub_info(h, sid)["positions"].get("gfan") == offs[-1], 30, what="the position")
+    s = sub_info(h, sid)
+    # Refused streams are sent again without counting an attempt: nothing failed.
+    assert s["failed"] == 0 and s["dead_lettered"] == 0 and s["sent"] == n * events
+    stats = json.loads(subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + "/stats"],
+        capture_output=True, timeout=30, check=True).stdout)
+    assert stats["goaways"] == 1 and len(by_token()[tokens[n // 2]]) == events
