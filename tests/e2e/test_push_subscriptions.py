@@ -381,8 +381,9 @@ def test_kill9_during_fan_out_loses_nothing(herald_factory, providers):
     r = create(h, {"topic": "fan", "to": "followers", "start": "oldest"})
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
-    offs = [publish_ce(h, "fan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
+    # Read before the publishes: a fast fan-out may be over before a later read.
     before = providers.fcm_stats()["sends"]
+    offs = [publish_ce(h, "fan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
     # Killed mid-fan-out (on the ASan build about 130 of the 600 sends are out by then).
     wait_for(lambda: providers.fcm_stats()["sends"] > before, 30, what="the fan-out to start")
     h.kill9()
@@ -481,8 +482,9 @@ def test_start_time_exact_and_pattern(herald_factory, providers):
     device(h, "92", "p", {"platform": "fcm", "token": fp, "topics": ["tsp:1", "tsp:2"]})
     for t in ("tsx", "tsp:1", "tsp:2"):
         publish_ce(h, t, "com.example.old", {"old": t})
-    t0 = time.time()
-    wait_for(lambda: time.time() > t0 + 0.05, 5, what="the clock to move")
+    # The start time: 20 ms after the old events were stored, 30 ms before the new ones.
+    t0 = time.time() + 0.02
+    wait_for(lambda: time.time() > t0 + 0.03, 5, what="the clock to move")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)) + ".%03dZ" % int((t0 % 1) * 1000)
     new = {t: publish_ce(h, t, "com.example.new", {"new": t})["offset"] for t in ("tsx", "tsp:1", "tsp:2")}
     rx = create(h, {"topic": "tsx", "to": "followers", "start": {"time": stamp}})
