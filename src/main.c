@@ -220,6 +220,7 @@ static void start_push(struct server *s)
 	hd_devices_start(s->devices);
 	hd_api_set_push(s->api, s->devices, &(struct hd_push_http_opts){
 		.allow_private = s->cfg.push_allow_private,
+		.apns_environment = s->cfg.push_apns_environment,
 		.push = s->push,
 	});
 	s->push_delivery = hd_push_delivery_new(s->loop, s->hub, s->push,

@@ -202,11 +202,15 @@ static const struct opt opts[] = {
 	 .help = "The app's bundle id, sent as apns-topic."},
 	{"push-apns-environment", T_ENUM, GS(push_apns_environment), .def = "production",
 	 .choices = "production|sandbox",
-	 .help = "Which APNs to call: production (api.push.apple.com) or sandbox "
+	 .help = "The environment of an APNs device registered without one. Each device's "
+		 "environment picks the host: production (api.push.apple.com) or sandbox "
 		 "(api.sandbox.push.apple.com, for development builds of the app)."},
 	{"push-apns-url", T_STRING, GS(push_apns_url), .def = "",
-	 .help = "Overrides the APNs origin (https://HOST:PORT), for tests; empty = from "
-		 "--push-apns-environment."},
+	 .help = "Overrides the APNs origin (https://HOST:PORT) of both environments, for "
+		 "tests; empty = the real hosts."},
+	{"push-apns-sandbox-url", T_STRING, GS(push_apns_sandbox_url), .def = "",
+	 .help = "Overrides the origin of the sandbox environment only, for tests; empty = "
+		 "--push-apns-url, else api.sandbox.push.apple.com."},
 	{"push-fcm-credentials-file", T_STRING, GS(push_fcm_credentials_file), .def = "",
 	 .help = "Firebase service-account JSON file (client_email, private_key, token_uri, "
 		 "project_id); turns FCM on. Empty = no FCM."},

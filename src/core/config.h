@@ -138,6 +138,7 @@ struct hd_config {
 	char push_apns_topic[256];
 	char push_apns_environment[16];
 	char push_apns_url[1024];
+	char push_apns_sandbox_url[1024];
 	char push_fcm_credentials_file[1024];
 	char push_fcm_url[1024];
 	char push_vapid_private_key_file[1024];

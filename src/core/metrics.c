@@ -117,9 +117,14 @@ void hd_metrics_render(struct hd_buf *out)
 			      m->name, types[m->kind]);
 		for (unsigned a = 0; a < m->na; a++)
 			for (unsigned b = 0; b < m->nb; b++)
-				hd_buf_printf(out, "herald_%s{%s=\"%s\",%s=\"%s\"} %lld\n", m->name, m->la,
-					      m->va[a], m->lb, m->vb[b],
-					      (long long)m->cells[a * m->nb + b]);
+				if (m->vb[b][0])
+					hd_buf_printf(out, "herald_%s{%s=\"%s\",%s=\"%s\"} %lld\n",
+						      m->name, m->la, m->va[a], m->lb, m->vb[b],
+						      (long long)m->cells[a * m->nb + b]);
+				else
+					hd_buf_printf(out, "herald_%s{%s=\"%s\"} %lld\n", m->name,
+						      m->la, m->va[a],
+						      (long long)m->cells[a * m->nb + b]);
 		if (m->na)
 			continue;
 		if (m->kind != HISTOGRAM) {

@@ -15,6 +15,8 @@
  *                          indexes). Every pair is exported, 0 included, as
  *                          herald_name{a="…",b="…"}. At most
  *                          HD_METRICS_CELLS_MAX pairs (checked at compile time).
+ *                          B = HD_METRICS_NO_LABEL: one label only
+ *                          (herald_name{a="…"}; b is always 0).
  */
 #ifndef HD_METRICS_H
 #define HD_METRICS_H
@@ -31,6 +33,9 @@ struct hd_buf;
 #define HD_METRICS_PUSH_PROVIDERS {"apns", "fcm", "webpush"}
 #define HD_METRICS_PUSH_RESULTS {"ok", "invalid", "refused", "retry", "auth", "throttled"}
 #define HD_METRICS_DEVICE_STATES {"active", "invalid"}
+/* In the order of enum hd_push_delivery_skip (push/push_delivery_impl.h). */
+#define HD_METRICS_PUSH_SKIPS {"seen", "online", "expired", "silent", "devices"}
+#define HD_METRICS_NO_LABEL {""}
 #define HD_METRICS_CELLS_MAX 24
 #define HD_METRICS_LABEL_VALUES_MAX 8
 
@@ -72,6 +77,7 @@ struct hd_buf;
 	C(push_provider_tokens_total, "Push provider tokens issued (APNs JWTs signed, FCM access tokens obtained).") \
 	V(push_sends_total, "Push sends by provider and verdict.", counter, provider, HD_METRICS_PUSH_PROVIDERS, result, HD_METRICS_PUSH_RESULTS) \
 	V(push_devices, "Registered push devices by platform and state.", gauge, platform, HD_METRICS_PUSH_PROVIDERS, state, HD_METRICS_DEVICE_STATES) \
+	V(push_skips_total, "Pushes not sent to a device by reason (skip_if_seen, skip_if_online, expired, the silent quota, devices over the per-event limit).", counter, reason, HD_METRICS_PUSH_SKIPS, none, HD_METRICS_NO_LABEL) \
 	C(push_feedback_events_total, "push.feedback events published (a device made invalid by its push service).") \
 	C(webhook_pattern_topics_skipped_total, "Topics a webhook topic pattern matched but skipped (over --webhook-pattern-topics-max).") \
 	G(ws_sessions, "Open WebSocket sessions.")                                              \

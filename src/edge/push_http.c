@@ -23,6 +23,7 @@ struct hd_push_http {
 	struct hd_devices *devices;     /* borrowed */
 	struct hd_push *push;           /* borrowed; NULL = no test sends */
 	bool allow_private;
+	char apns_environment[16];
 	struct test_send *tests;        /* test sends in flight */
 	size_t ntests;
 };
@@ -112,7 +113,10 @@ static void deleted(void *arg, int err)
 static void route_one(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_push_http *p = ctx->row->arg;
-	struct hd_devices_parse_opts po = {.allow_private = p->allow_private};
+	struct hd_devices_parse_opts po = {
+		.allow_private = p->allow_private,
+		.apns_environment = p->apns_environment[0] ? p->apns_environment : NULL,
+	};
 	struct hd_error err = {0};
 	struct hd_device *dev;
 	char id[HD_DEVICE_ID_MAX + 1];
@@ -275,7 +279,7 @@ static void route_test(struct hd_http_request *req, const struct hd_route_ctx *c
 		hd_http_respond_errorf(req, HD_ENOTFOUND, "user '%s' has no device '%s'", ctx->user, id);
 		return;
 	}
-	struct hd_push_provider *prov = p->push ? hd_push_provider_of(p->push, dev->platform) : NULL;
+	struct hd_push_provider *prov = p->push ? hd_push_provider_for(p->push, dev) : NULL;
 	if (!prov) {
 		hd_http_respond_errorf(req, HD_EUNAVAIL, "push to %s devices is not configured on this "
 				       "server (%s)", dev->platform == HD_DEVICE_APNS ? "APNs"
@@ -358,6 +362,8 @@ struct hd_push_http *hd_push_http_new(struct hd_devices *devices, const struct h
 	p->devices = devices;
 	p->push = o->push;
 	p->allow_private = o->allow_private;
+	snprintf(p->apns_environment, sizeof(p->apns_environment), "%s",
+		 o->apns_environment ? o->apns_environment : "");
 	return p;
 }
 

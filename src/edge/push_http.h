@@ -36,6 +36,7 @@
 
 struct hd_push_http_opts {
 	bool allow_private;             /* --push-allow-private: http:// endpoints on loopback */
+	const char *apns_environment;   /* borrowed: --push-apns-environment, an APNs device's default */
 	struct hd_push *push;           /* borrowed for p's life: providers, outcomes, the VAPID key */
 };
 

@@ -321,7 +321,8 @@ int hd_devices_parse(const char *body, size_t len, const struct hd_devices_parse
 		for (char *c = dev->token; p == HD_DEVICE_APNS && *c; c++)
 			*c = (char)tolower((unsigned char)*c);
 		if (p == HD_DEVICE_APNS)
-			snprintf(dev->environment, sizeof(dev->environment), "%s", env ? env : "production");
+			snprintf(dev->environment, sizeof(dev->environment), "%s",
+				 env ? env : o->apns_environment ? o->apns_environment : "production");
 	}
 	if (topics_read(json_object_get(v, "topics"), dev, err))
 		goto out;

@@ -97,6 +97,8 @@ struct hd_device {
 /* What hd_devices_parse accepts. */
 struct hd_devices_parse_opts {
 	bool allow_private;             /* Web Push endpoints may be http:// on loopback */
+	const char *apns_environment;   /* an APNs device without one: NULL = "production"
+					   (--push-apns-environment) */
 };
 
 /*

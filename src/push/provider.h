@@ -136,6 +136,8 @@ struct hd_push_provider {
 	uint32_t max_inflight;
 	uint64_t auth_alarms;          /* AUTH verdicts given (also in the metric) */
 	uint64_t tokens_issued;        /* provider tokens signed / access tokens obtained */
+	int64_t paused_until_ms;       /* a provider-wide THROTTLED: the push consumer sends
+					  nothing through it before this wall-clock time */
 };
 
 /* What every provider is built with. */

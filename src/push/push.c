@@ -29,6 +29,7 @@ struct hd_push {
 	struct hd_devices *devices;         /* borrowed; NULL for a check */
 	/* owned, indexed by enum hd_device_platform; NULL when not configured */
 	struct hd_push_provider *providers[NPLATFORMS];
+	struct hd_push_provider *apns_sandbox; /* owned: APNs devices of environment sandbox */
 	size_t feedback_inflight;           /* push.feedback publishes not done */
 	bool freed;                         /* hd_push_free ran: the last publish frees p */
 };
@@ -60,10 +61,16 @@ int hd_push_new(uv_loop_t *loop, const struct hd_config *cfg, struct hd_hub *hub
 			.key_id = cfg->push_apns_key_id,
 			.team_id = cfg->push_apns_team_id,
 			.topic = cfg->push_apns_topic,
-			.sandbox = strcmp(cfg->push_apns_environment, "sandbox") == 0,
+			.sandbox = false,
 		};
+		/* One instance per host: a device's environment picks it. */
 		o.base.url = cfg->push_apns_url;
 		rc = hd_apns_new(loop, &o, slot(p, HD_DEVICE_APNS), err);
+		o.sandbox = true;
+		o.base.url = cfg->push_apns_sandbox_url[0] ? cfg->push_apns_sandbox_url
+							    : cfg->push_apns_url;
+		if (rc == 0)
+			rc = hd_apns_new(loop, &o, &p->apns_sandbox, err);
 	}
 	if (rc == 0 && cfg->push_fcm_credentials_file[0]) {
 		struct hd_fcm_opts o = {.base = base,
@@ -94,6 +101,9 @@ void hd_push_free(struct hd_push *p)
 			p->providers[i]->ops->free(p->providers[i]);
 		p->providers[i] = NULL;
 	}
+	if (p->apns_sandbox)
+		p->apns_sandbox->ops->free(p->apns_sandbox);
+	p->apns_sandbox = NULL;
 	p->freed = true;
 	if (p->feedback_inflight == 0)
 		free(p);
@@ -104,6 +114,13 @@ struct hd_push_provider *hd_push_provider_of(struct hd_push *p, enum hd_device_p
 	if ((unsigned)platform >= NPLATFORMS)
 		return NULL;
 	return p->providers[platform];
+}
+
+struct hd_push_provider *hd_push_provider_for(struct hd_push *p, const struct hd_device *dev)
+{
+	if (dev->platform == HD_DEVICE_APNS && strcmp(dev->environment, "sandbox") == 0)
+		return p->apns_sandbox;
+	return hd_push_provider_of(p, dev->platform);
 }
 
 struct hd_devices *hd_push_devices(struct hd_push *p)

@@ -54,6 +54,10 @@ void hd_push_free(struct hd_push *p);
 /* Returns the provider for a platform, or NULL when it is not configured.
  * Borrowed for the push module's life. */
 struct hd_push_provider *hd_push_provider_of(struct hd_push *p, enum hd_device_platform platform);
+/* The provider that serves dev: its platform's; for APNs the instance of
+ * the device's environment (production or sandbox host). NULL when not
+ * configured. Borrowed for the push module's life. */
+struct hd_push_provider *hd_push_provider_for(struct hd_push *p, const struct hd_device *dev);
 
 /* Acts on a send's verdict for dev: marks it success / failure / invalid in
  * the registry (an INVALID verdict makes it invalid and publishes one

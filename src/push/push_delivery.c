@@ -37,7 +37,10 @@ static void pt_listed(void *owner, void *item, const struct hd_topic_info *t)
 		hd_push_delivery_stream_kill(st);
 		return;
 	}
-	hd_push_delivery_stream_pump(st);
+	if (!found && s->fresh_time_ms)
+		hd_push_delivery_stream_seek(st, s->fresh_time_ms);
+	else
+		hd_push_delivery_stream_pump(st);
 }
 
 static void pt_on_watch(void *owner, void *item, const char *topic,
@@ -61,6 +64,10 @@ static void pt_on_watch(void *owner, void *item, const char *topic,
 			hd_push_delivery_stream_kill(st);
 			return;
 		}
+		if (!found && s->fresh_time_ms) {
+			hd_push_delivery_stream_seek(st, s->fresh_time_ms);
+			return;
+		}
 	}
 	hd_push_delivery_stream_pump(st);
 }
@@ -74,8 +81,9 @@ static void pt_list_done(void *owner, int err)
 		return;
 	}
 	s->listed = true;
-	if (s->fresh_latest) {
+	if (s->fresh_latest || s->fresh_time_ms) {
 		s->fresh_latest = false;
+		s->fresh_time_ms = 0;
 		hd_push_delivery_record_changed(s);
 	}
 	if (err)
@@ -174,6 +182,8 @@ void hd_push_delivery_sub_activate(struct hd_push_delivery_sub *s, bool fresh, c
 {
 	if (s->pattern) {
 		s->fresh_latest = fresh && start->kind == HD_START_LATEST;
+		if (fresh && start->kind == HD_START_TIME)
+			s->fresh_time_ms = start->time_ms > 0 ? start->time_ms : 1;
 	} else {
 		bool found;
 		uint64_t pos = loaded_pos(s, s->cfg.topic, &found);
@@ -181,6 +191,10 @@ void hd_push_delivery_sub_activate(struct hd_push_delivery_sub *s, bool fresh, c
 		if (fresh && start->kind == HD_START_OFFSET && start->offset > 0)
 			pos = start->offset - 1;
 		s->exact = hd_push_delivery_stream_new(s, s->cfg.topic, pos, latest);
+		if (fresh && start->kind == HD_START_TIME) {
+			hd_push_delivery_stream_seek(s->exact, start->time_ms);
+			return;
+		}
 	}
 	hd_push_delivery_sub_run(s);
 }
@@ -283,11 +297,6 @@ void hd_push_delivery_create(struct hd_push_delivery *d, const struct hd_push_su
 
 	if (!d->loaded || d->stopping) {
 		done(arg, 0, NULL, HD_EUNAVAIL, "push subscriptions are loading; retry shortly");
-		return;
-	}
-	if (start->kind == HD_START_TIME) {
-		done(arg, 0, NULL, HD_EINVAL, "'start' by time is not supported for push "
-		     "subscriptions yet: use \"latest\", \"oldest\" or {\"offset\": N}");
 		return;
 	}
 	hd_uuid_v4(uuid);

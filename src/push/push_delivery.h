@@ -61,6 +61,7 @@
 #define HD_PUSH_DELIVERY_ID_LEN 32     /* "ps_" + hex */
 #define HD_PUSH_DELIVERY_WAIT_MS 100   /* a send past the in-flight caps waits this long */
 #define HD_PUSH_DELIVERY_BACKOFF_MAX_MS 300000
+#define HD_PUSH_DELIVERY_PAUSE_MAX_MS 600000 /* a provider-wide pause (Retry-After) at most */
 #define HD_PUSH_DELIVERY_LIST_MAX (16u * 1024 * 1024)
 #define HD_PUSH_DELIVERY_WINDOW 64     /* events of one topic in delivery at once */
 

@@ -17,6 +17,7 @@
 
 #include "consume/lease.h"
 #include "consume/pattern.h"
+#include "consume/seek.h"
 #include "core/map.h"
 #include "push/devices.h"
 #include "push/payload.h"
@@ -95,6 +96,21 @@ struct hd_push_delivery_stream {
 	bool dead;                    /* removed: frees once nothing runs */
 	size_t ndl;                   /* dead letters being published */
 	bool closing;
+	/* start by time: the topic's info, then the search (consume/seek.h);
+	 * the stream reads nothing meanwhile */
+	bool seeking;
+	struct hd_topic_op info;
+	struct hd_seek sk;
+};
+
+/* Why a device was not pushed an event: herald_push_skips_total{reason}
+ * (HD_METRICS_PUSH_SKIPS, same order). */
+enum hd_push_delivery_skip {
+	HD_PUSH_DELIVERY_SKIP_SEEN,
+	HD_PUSH_DELIVERY_SKIP_ONLINE,
+	HD_PUSH_DELIVERY_SKIP_EXPIRED,
+	HD_PUSH_DELIVERY_SKIP_SILENT,
+	HD_PUSH_DELIVERY_SKIP_DEVICES,
 };
 
 struct hd_push_delivery_attempt {
@@ -119,6 +135,7 @@ struct hd_push_delivery_sub {
 	struct hd_push_delivery_stream *exact;      /* exact topic */
 	struct hd_map positions;      /* loaded positions, topic → (uint64_t *) */
 	bool fresh_latest;            /* created with start latest: listed topics start at their end */
+	int64_t fresh_time_ms;        /* created with start time (0 = not): listed topics seek it */
 	bool listed;
 	/* Counters (durable). */
 	uint64_t sent, failed, invalid, refused, dead_lettered;
@@ -191,6 +208,9 @@ void hd_push_delivery_sub_release(struct hd_push_delivery_sub *s);
 /* ---- push_delivery_stream.c: one topic's reading ---- */
 /* A stream of s over topic after pos; latest: the first read only learns
  * the topic's last offset. Returns owned (hd_push_delivery_stream_kill). */
+/* Moves a new stream to the first event of its topic stored at or after
+ * time_ms (on a failure it keeps its position: at least once), then pumps. */
+void hd_push_delivery_stream_seek(struct hd_push_delivery_stream *st, int64_t time_ms);
 struct hd_push_delivery_stream *hd_push_delivery_stream_new(struct hd_push_delivery_sub *s,
 							     const char *topic, uint64_t pos,
 							     bool latest);

@@ -12,12 +12,18 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rcbuf.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void skip_count(enum hd_push_delivery_skip why, size_t n)
+{
+	hd_metrics_add_at(HD_M_push_skips_total, why, 0, (int64_t)n);
+}
 
 static void send_start(struct hd_push_delivery_send *x);
 
@@ -204,6 +210,20 @@ enum hd_push_delivery_step hd_push_delivery_send_plan(const struct hd_push_verdi
 	return HD_PUSH_DELIVERY_RETRY;
 }
 
+/* A provider-wide THROTTLED (FCM quota): every send through prov waits
+ * until the pause ends (bounded), then resumes. */
+static void provider_pause(struct hd_push_provider *prov, int64_t ms)
+{
+	if (ms > HD_PUSH_DELIVERY_PAUSE_MAX_MS)
+		ms = HD_PUSH_DELIVERY_PAUSE_MAX_MS;
+	int64_t until = hd_now_ms() + ms;
+	if (until > prov->paused_until_ms) {
+		hd_log_warn("push_provider_paused provider=%s ms=%lld", prov->ops->name,
+			    (long long)ms);
+		prov->paused_until_ms = until;
+	}
+}
+
 static void send_done(struct hd_push_send *ps)
 {
 	struct hd_push_delivery_send *x = ps->arg;
@@ -223,6 +243,8 @@ static void send_done(struct hd_push_send *ps)
 	s->inflight--;
 	if (dev)
 		hd_push_outcome(d->push, dev, v);
+	if (v->kind == HD_PUSH_THROTTLED && v->provider_wide)
+		provider_pause(x->prov, v->after_ms >= 0 ? v->after_ms : (int64_t)d->opts.backoff_base_ms);
 	switch (step) {
 	case HD_PUSH_DELIVERY_SENT:
 		s->sent++;
@@ -268,6 +290,14 @@ static void send_start(struct hd_push_delivery_send *x)
 
 	if (!hd_push_delivery_stream_may_run(e->st)) {
 		uv_timer_start(&x->timer, send_retry_fire, HD_PUSH_DELIVERY_WAIT_MS * 10, 0);
+		return;
+	}
+	int64_t now = hd_now_ms();
+	if (x->prov->paused_until_ms > now) { /* the provider is paused (quota) */
+		int64_t wait = x->prov->paused_until_ms - now;
+		uv_timer_start(&x->timer, send_retry_fire,
+			       (uint64_t)(wait < HD_PUSH_DELIVERY_PAUSE_MAX_MS ? wait
+					  : HD_PUSH_DELIVERY_PAUSE_MAX_MS), 0);
 		return;
 	}
 	if (d->inflight >= d->opts.inflight_max || e->st->s->inflight >= d->opts.sub_inflight_max) {
@@ -373,12 +403,13 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 						     : hd_devices_followers(reg, st->topic, &devs);
 	if (n > d->opts.devices_per_event) {
 		s->skipped_devices += n - d->opts.devices_per_event;
+		skip_count(HD_PUSH_DELIVERY_SKIP_DEVICES, n - d->opts.devices_per_event);
 		n = d->opts.devices_per_event;
 	}
 	e->sends = hd_calloc(n ? n : 1, sizeof(*e->sends));
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_device *dev = devs[i];
-		struct hd_push_provider *prov = hd_push_provider_of(d->push, dev->platform);
+		struct hd_push_provider *prov = hd_push_provider_for(d->push, dev);
 		enum hd_push_payload_platform pp = payload_platform(dev->platform);
 		if (dev->state != HD_DEVICE_ACTIVE || !prov)
 			continue;
@@ -387,6 +418,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		if (s->cfg.skip_if_online &&
 		    (e->user[0] ? e->online : user_online(d, dev->user, st->topic))) {
 			s->skipped_online++;
+			skip_count(HD_PUSH_DELIVERY_SKIP_ONLINE, 1);
 			continue;
 		}
 		if (!e->built[pp]) {
@@ -402,6 +434,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		}
 		if (e->pl[pp].result == HD_PUSH_PAYLOAD_EXPIRED) {
 			s->skipped_expired++;
+			skip_count(HD_PUSH_DELIVERY_SKIP_EXPIRED, 1);
 			continue;
 		}
 		if (e->pl[pp].result != HD_PUSH_PAYLOAD_OK) {
@@ -410,6 +443,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		}
 		if (e->pl[pp].mode != HD_PUSH_SUB_ALERT && !silent_fits(d, dev->user, dev->id)) {
 			s->skipped_silent++;
+			skip_count(HD_PUSH_DELIVERY_SKIP_SILENT, 1);
 			continue;
 		}
 		struct hd_push_delivery_send *x = hd_calloc(1, sizeof(*x));
@@ -468,6 +502,7 @@ static void cursor_done(struct hd_record_op *op)
 	hd_engine_record_op_fini(op);
 	if (seen) {
 		st->s->skipped_seen++;
+		skip_count(HD_PUSH_DELIVERY_SKIP_SEEN, 1);
 		event_end(e);
 		return;
 	}

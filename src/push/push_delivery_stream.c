@@ -7,6 +7,8 @@
 #include "push/push_delivery_impl.h"
 
 #include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
 #include "core/rcbuf.h"
 
 #include <stdio.h>
@@ -58,11 +60,59 @@ struct hd_push_delivery_stream *hd_push_delivery_stream_new(struct hd_push_deliv
 }
 
 
+static void seek_end(struct hd_push_delivery_stream *st, int err, uint64_t found)
+{
+	st->seeking = false;
+	if (st->dead) {
+		hd_push_delivery_stream_maybe_close(st);
+		return;
+	}
+	if (err) {
+		hd_log_warn("push_start_seek_failed sub=%s topic=%s err=%d", st->s->id, st->topic,
+			    err);
+	} else if (found > 1) {
+		hd_push_delivery_stream_reset(st, found - 1);
+		hd_push_delivery_record_changed(st->s);
+	}
+	hd_push_delivery_stream_pump(st);
+}
+
+static void seek_done(struct hd_seek *sk, int err)
+{
+	struct hd_push_delivery_stream *st = sk->arg;
+	seek_end(st, sk->cancelled ? HD_EUNAVAIL : err, sk->found);
+}
+
+static void seek_info_done(struct hd_topic_op *op)
+{
+	struct hd_push_delivery_stream *st = op->arg;
+	uint64_t first, last;
+	int err = hd_seek_range(op, &first, &last);
+	hd_engine_topic_op_fini(op);
+	if (err || st->dead || st->s->d->stopping) {
+		seek_end(st, err ? err : HD_EUNAVAIL, 0);
+		return;
+	}
+	hd_seek_start(&st->sk, first, last);
+}
+
+void hd_push_delivery_stream_seek(struct hd_push_delivery_stream *st, int64_t time_ms)
+{
+	st->seeking = true;
+	st->sk = (struct hd_seek){.hub = st->s->d->hub, .topic = st->topic, .time_ms = time_ms,
+				  .cancel = &st->s->d->stopping, .done = seek_done, .arg = st};
+	st->info = (struct hd_topic_op){.kind = HD_TOPIC_INFO, .topic = st->topic,
+					.done = seek_info_done, .arg = st};
+	int rc = hd_hub_topic_op(st->s->d->hub, &st->info);
+	if (rc)
+		seek_end(st, rc, 0);
+}
+
 /* Closes a dead stream's timer (then frees it) once no read or dead letter
  * points at it. */
 void hd_push_delivery_stream_maybe_close(struct hd_push_delivery_stream *st)
 {
-	if (!st->dead || st->reading || st->ndl || st->closing)
+	if (!st->dead || st->reading || st->seeking || st->ndl || st->closing)
 		return;
 	st->closing = true;
 	uv_close((uv_handle_t *)&st->timer, stream_timer_closed);
@@ -93,7 +143,7 @@ void hd_push_delivery_stream_reset(struct hd_push_delivery_stream *st, uint64_t 
 bool hd_push_delivery_stream_may_run(const struct hd_push_delivery_stream *st)
 {
 	const struct hd_push_delivery_sub *s = st->s;
-	return !st->dead && !s->deleted && !s->d->stopping && s->state == HD_PUSH_DELIVERY_ACTIVE &&
+	return !st->dead && !st->seeking && !s->deleted && !s->d->stopping && s->state == HD_PUSH_DELIVERY_ACTIVE &&
 	       s->d->loaded;
 }
 

@@ -212,6 +212,12 @@ def herald_of(body):
     return body["herald"] if isinstance(body["herald"], dict) else json.loads(body["herald"])
 
 
+def metric(h, row):
+    """One row of /metrics (name and labels as rendered), as a number."""
+    text = requests.get(h.url + "/metrics", headers=H, timeout=10).text
+    return float(next(l.split()[-1] for l in text.splitlines() if l.startswith(row + " ")))
+
+
 def hexs(tag):
     return hashlib.sha256(tag.encode()).hexdigest()
 
@@ -302,6 +308,7 @@ def test_skip_if_seen(herald_factory, providers):
     assert [herald_of(x["data"])["offset"] for x in m] == [off2]
     s = sub_info(h, sid)
     assert s["skipped_seen"] == 1 and s["skip_if_seen"] == {"cursor": "inbox", "wait": "2s"}
+    assert metric(h, 'herald_push_skips_total{reason="seen"}') == 1
 
 
 def test_invalid_token_never_called_again(herald_factory, providers):
@@ -374,8 +381,9 @@ def test_kill9_during_fan_out_loses_nothing(herald_factory, providers):
     r = create(h, {"topic": "fan", "to": "followers", "start": "oldest"})
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
-    offs = [publish_ce(h, "fan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
+    # Read before the publishes: a fast fan-out may be over before a later read.
     before = providers.fcm_stats()["sends"]
+    offs = [publish_ce(h, "fan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
     # Killed mid-fan-out (on the ASan build about 130 of the 600 sends are out by then).
     wait_for(lambda: providers.fcm_stats()["sends"] > before, 30, what="the fan-out to start")
     h.kill9()
@@ -409,6 +417,7 @@ def test_skip_if_online(herald_factory, providers):
     off = notify(h, "51", {"n": 2})["offset"]
     m = wait_for(lambda: providers.fcm_got(fcm), 30, what="the push once offline")
     assert [herald_of(x["data"])["offset"] for x in m] == [off]
+    assert metric(h, 'herald_push_skips_total{reason="online"}') == 1
 
 
 def test_silent_quota_per_device(herald_factory, providers):
@@ -420,6 +429,8 @@ def test_silent_quota_per_device(herald_factory, providers):
     wait_for(lambda: sub_info(h, sid)["positions"].get("user:61") == offs[-1], 30, what="the position")
     s = sub_info(h, sid)
     assert s["sent"] == 2 and s["skipped_silent"] == 2
+    assert metric(h, 'herald_push_skips_total{reason="silent"}') == 2
+    assert metric(h, 'herald_push_skips_total{reason="online"}') == 0
     assert sorted(herald_of(x["data"])["offset"] for x in providers.fcm_got(fcm)) == offs[:2]
 
 
@@ -461,3 +472,120 @@ def test_positions_survive_restart(herald_factory, providers):
     wait_for(lambda: sub_info(h, sid)["positions"].get("user:81") == off2, 30, what="the new position")
     # The event before the restart is not sent again.
     assert sorted(herald_of(m["data"])["offset"] for m in providers.fcm_got(fcm)) == [off1, off2]
+
+
+def test_start_time_exact_and_pattern(herald_factory, providers):
+    import time
+    h = server(herald_factory, providers)
+    fx, fp = "fcm-start-x", "fcm-start-p"
+    device(h, "91", "x", {"platform": "fcm", "token": fx, "topics": ["tsx"]})
+    device(h, "92", "p", {"platform": "fcm", "token": fp, "topics": ["tsp:1", "tsp:2"]})
+    for t in ("tsx", "tsp:1", "tsp:2"):
+        publish_ce(h, t, "com.example.old", {"old": t})
+    # The start time: 20 ms after the old events were stored, 30 ms before the new ones.
+    t0 = time.time() + 0.02
+    wait_for(lambda: time.time() > t0 + 0.03, 5, what="the clock to move")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)) + ".%03dZ" % int((t0 % 1) * 1000)
+    new = {t: publish_ce(h, t, "com.example.new", {"new": t})["offset"] for t in ("tsx", "tsp:1", "tsp:2")}
+    rx = create(h, {"topic": "tsx", "to": "followers", "start": {"time": stamp}})
+    rp = create(h, {"topic": "tsp:*", "to": "followers", "start": {"time": stamp}})
+    assert rx.status_code == 201 and rp.status_code == 201, (rx.text, rp.text)
+    sx, sp = rx.json()["id"], rp.json()["id"]
+    wait_for(lambda: sub_info(h, sx)["positions"].get("tsx") == new["tsx"], 30, what="the exact position")
+    wait_for(lambda: all(sub_info(h, sp)["positions"].get(t) == new[t] for t in ("tsp:1", "tsp:2")), 30,
+             what="the pattern's positions")
+    # Only the events stored at or after the time went out.
+    assert [herald_of(m["data"])["offset"] for m in providers.fcm_got(fx)] == [new["tsx"]]
+    assert sorted(herald_of(m["data"])["topic"] for m in providers.fcm_got(fp)) == ["tsp:1", "tsp:2"]
+    assert all(herald_of(m["data"])["type"] == "com.example.new" for m in providers.fcm_got(fp))
+    # A time in the future: nothing stored goes out; a bad time is a 400.
+    later = create(h, {"topic": "tsx", "to": "followers", "start": {"time": "2100-01-01T00:00:00Z"}})
+    assert later.status_code == 201
+    assert create(h, {"topic": "tsx", "to": "followers", "start": {"time": "yesterday"}}).status_code == 400
+
+
+def test_apns_environment_picks_the_host(herald_factory, providers):
+    # The same mock under two names: production at 127.0.0.1, sandbox at localhost.
+    sandbox = providers.apns_url.replace("127.0.0.1", "localhost")
+    assert sandbox != providers.apns_url
+    h = server(herald_factory, providers, args=["--push-apns-sandbox-url", sandbox])
+    prod, dev, dflt = hexs("env-prod"), hexs("env-sandbox"), hexs("env-default")
+    device(h, "93", "prod", {"platform": "apns", "token": prod, "environment": "production"})
+    device(h, "93", "dev", {"platform": "apns", "token": dev, "environment": "sandbox"})
+    assert device(h, "93", "dflt", {"platform": "apns", "token": dflt})["environment"] == "production"
+    create(h, {"topic": "user:93", "to": "user"})
+    notify(h, "93", {"n": 1})
+    got = {t: wait_for(lambda t=t: providers.apns_got(t), 30, what="the push to " + t) for t in (prod, dev, dflt)}
+    assert got[prod][0]["headers"][":authority"].startswith("127.0.0.1:")
+    assert got[dflt][0]["headers"][":authority"].startswith("127.0.0.1:")
+    assert got[dev][0]["headers"][":authority"].startswith("localhost:")
+    # The test push goes to the device's own host too.
+    r = requests.post(f"{h.url}/v1/users/93/devices/dev/test", headers=H, timeout=10)
+    assert r.status_code == 200 and r.json()["result"] == "ok", r.text
+    assert [x["headers"][":authority"].split(":")[0] for x in providers.apns_got(dev)] == ["localhost"] * 2
+
+
+def test_apns_environment_default_option(herald_factory, providers):
+    h = server(herald_factory, providers, args=["--push-apns-environment", "sandbox"])
+    tok = hexs("env-default-sandbox")
+    assert device(h, "94", "d", {"platform": "apns", "token": tok})["environment"] == "sandbox"
+    r = requests.post(f"{h.url}/v1/users/94/devices/d/test", headers=H, timeout=10)
+    assert r.status_code == 200 and r.json()["result"] == "ok", r.text
+
+
+def test_fcm_quota_pauses_the_provider(herald_factory, providers):
+    import time
+    h = server(herald_factory, providers)
+    q, b = "quotaonce-95", "fcm-quota-b-95"
+    device(h, "95", "q", {"platform": "fcm", "token": q})
+    device(h, "95", "b", {"platform": "fcm", "token": b})
+    sid = create(h, {"topic": "user:95", "to": "user"}).json()["id"]
+    off1 = notify(h, "95", {"n": 1})["offset"]
+    wait_for(lambda: providers.fcm_got(q), 30, what="the 429")
+    wait_for(lambda: providers.fcm_got(b), 30, what="the first push to b")
+    # 429 with Retry-After: 2 paused every FCM send, b's included, then they resume.
+    t = time.monotonic()
+    off2 = notify(h, "95", {"n": 2})["offset"]
+    got = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(providers.fcm_got(b)), 30,
+                   what="b's second push")
+    assert time.monotonic() - t >= 1.0
+    assert [herald_of(m["data"])["offset"] for m in got] == [off1, off2]
+    wait_for(lambda: sub_info(h, sid)["positions"].get("user:95") == off2, 30, what="the position")
+    assert sorted(herald_of(m["data"])["offset"] for m in providers.fcm_got(q)) == [off1, off1, off2]
+    assert sub_info(h, sid)["sent"] == 4
+
+
+def test_goaway_mid_fan_out_loses_nothing(herald_factory, providers):
+    n, events = 300, 2
+    h = server(herald_factory, providers)
+    # One token in the middle makes the mock send GOAWAY (last stream 0) the
+    # first time: every stream then in flight on that connection is refused.
+    tokens = [hexs(f"goaway-{i}") for i in range(n)]
+    tokens[n // 2] = "dead2" + hexs("goaway-mid")[5:]
+    with requests.Session() as http:  # one connection: under --connection-rate-per-ip
+        for i, t in enumerate(tokens):
+            r = http.put(f"{h.url}/v1/users/ga{i // 20}/devices/d{i}", headers=H, timeout=10,
+                         json={"platform": "apns", "token": t, "topics": ["gfan"]})
+            assert r.status_code == 201, r.text
+    sid = create(h, {"topic": "gfan", "to": "followers", "start": "oldest", "max_attempts": 1}).json()["id"]
+    offs = [publish_ce(h, "gfan", "com.example.fan", {"i": i})["offset"] for i in range(events)]
+
+    def by_token():
+        return json.loads(subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + "/by-token"],
+            capture_output=True, timeout=30, check=True).stdout)
+
+    def complete():
+        by = by_token()
+        return all({herald_of(json.loads(m["body"]))["offset"] for m in by.get(t, [])} >= set(offs)
+                   for t in tokens)
+
+    wait_for(complete, 120, interval=0.5, what="every device to get every event")
+    wait_for(lambda: sub_info(h, sid)["positions"].get("gfan") == offs[-1], 30, what="the position")
+    s = sub_info(h, sid)
+    # Refused streams are sent again without counting an attempt: nothing failed.
+    assert s["failed"] == 0 and s["dead_lettered"] == 0 and s["sent"] == n * events
+    stats = json.loads(subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + "/stats"],
+        capture_output=True, timeout=30, check=True).stdout)
+    assert stats["goaways"] == 1 and len(by_token()[tokens[n // 2]]) == events

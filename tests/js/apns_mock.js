@@ -7,7 +7,9 @@
 //   403e… 403 ExpiredProviderToken   429… 429 TooManyRequests (Retry-After: 3)
 //   500… 500 InternalServerError     dead0… the stream is refused (REFUSED_STREAM)
 //   dead1… GOAWAY, stream refused    anything else: 200 with an apns-id
-// GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions",
+//   dead2… the first request for each token: GOAWAY (last stream 0: every
+//          stream in flight on that connection is refused), then as usual
+// GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions","goaways",
 // "last":{token,headers,body}}; GET /by-token answers {device token:
 // [{headers,body}] of every request to it}. Other paths (for net/http_client's tests):
 // /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
@@ -22,9 +24,10 @@ const fs = require('fs');
 const [certFile, keyFile, pubFile, keyId, teamId, topic] = process.argv.slice(2);
 const pub = pubFile ? crypto.createPublicKey(fs.readFileSync(pubFile)) : null;
 const C = http2.constants;
-const stats = { requests: 0, tokens: [], sessions: 0, last: null };
+const stats = { requests: 0, tokens: [], sessions: 0, goaways: 0, last: null };
 const byToken = {};
 let sessionNo = 0;
+const goawaySeen = new Set();
 
 function b64json(part) {
   return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
@@ -99,7 +102,10 @@ server.on('stream', (stream, h) => {
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
-  if (path === '/h2/goaway' || path.startsWith('/3/device/dead1')) {
+  const once = path.startsWith('/3/device/dead2') && !goawaySeen.has(path);
+  if (once) goawaySeen.add(path);
+  if (path === '/h2/goaway' || path.startsWith('/3/device/dead1') || once) {
+    stats.goaways++;
     stream.session.goaway(C.NGHTTP2_NO_ERROR, 0);
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;

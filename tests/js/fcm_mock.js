@@ -12,6 +12,8 @@
 //                 answers by message.token prefix:
 //                   unreg… 404 UNREGISTERED   badtok… 400 INVALID_ARGUMENT on message.token
 //                   quota… 429 QUOTA_EXCEEDED with Retry-After: 7
+//                   quotaonce… the first time for each token 429 QUOTA_EXCEEDED
+//                     with Retry-After: 2, then 200
 //                   unavail… 503 UNAVAILABLE  stale… revokes the bearer, then 401
 //                   anything else: 200 {"name":"projects/P/messages/N"}
 //   GET /stats    {"tokens_issued","assertions_bad","sends","last":{message}}.
@@ -99,7 +101,11 @@ function send(req, res, body) {
   if (t.startsWith('badtok')) return fcmError(res, 400, 'INVALID_ARGUMENT', 'INVALID_ARGUMENT',
     'The registration token is not a valid FCM registration token', null,
     [{ '@type': 'type.googleapis.com/google.rpc.BadRequest', fieldViolations: [{ field: 'message.token', description: 'Invalid registration token' }] }]);
-  if (t.startsWith('quota')) return fcmError(res, 429, 'RESOURCE_EXHAUSTED', 'QUOTA_EXCEEDED', 'Quota exceeded.', { 'retry-after': '7' });
+  if (t.startsWith('quotaonce') && !staleSeen.has(t)) {
+    staleSeen.add(t);
+    return fcmError(res, 429, 'RESOURCE_EXHAUSTED', 'QUOTA_EXCEEDED', 'Quota exceeded.', { 'retry-after': '2' });
+  }
+  if (t.startsWith('quota') && !t.startsWith('quotaonce')) return fcmError(res, 429, 'RESOURCE_EXHAUSTED', 'QUOTA_EXCEEDED', 'Quota exceeded.', { 'retry-after': '7' });
   if (t.startsWith('unavail')) return fcmError(res, 503, 'UNAVAILABLE', 'UNAVAILABLE', 'The service is currently unavailable.');
   if (t.startsWith('stale') && !staleSeen.has(t)) {
     staleSeen.add(t);
