@@ -22,6 +22,17 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM, wait up to timeout, then SIGKILL; always reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

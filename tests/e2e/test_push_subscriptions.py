@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import queue
-import signal
 import subprocess
 import threading
 
@@ -23,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from conftest import BIN, per_test_timeout, wait_for
+from conftest import BIN, per_test_timeout, stop_process, wait_for
 from wsclient import SECRET, connect, run
 
 _timeout = per_test_timeout(180)
@@ -52,13 +51,7 @@ class Mock:
             raise AssertionError(f"{script} did not start: " + self.proc.stderr.read())
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def pem_cert(dirpath):

@@ -10,14 +10,13 @@ followed; --webhook-time-scale 0.01 makes every delay a hundredth."""
 import json
 import os
 import queue
-import signal
 import subprocess
 import threading
 import time
 
 import requests
 
-from conftest import create_key, free_port, metric_value, per_test_timeout, structured, wait_for
+from conftest import create_key, free_port, metric_value, per_test_timeout, stop_process, structured, wait_for
 
 _timeout = per_test_timeout(90)
 
@@ -65,13 +64,7 @@ class Receiver:
         return [d for d in self.deliveries(path) if 200 <= d["status"] < 300]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 import pytest

@@ -8,21 +8,7 @@
 #include <string.h>
 
 #include "core/uuid.h"
-
-static bool is_uuid_v4(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-		} else if (!strchr("0123456789abcdef", s[i])) {
-			return false;
-		}
-	}
-	return s[14] == '4' && strchr("89ab", s[19]) != NULL;
-}
+#include "../uuid_check.h"
 
 static void test_uuid_v4(void **state)
 {

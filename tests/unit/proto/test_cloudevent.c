@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "../uuid_check.h"
 #include "proto/cloudevent.h"
 
 #define NOW 1700000000123LL
@@ -901,21 +902,6 @@ static void test_binary_errors(void **state)
 }
 
 /* ---- raw mode ---- */
-
-static bool is_uuid_v4(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-		} else if (!strchr("0123456789abcdef", s[i])) {
-			return false;
-		}
-	}
-	return s[14] == '4' && strchr("89ab", s[19]) != NULL;
-}
 
 static void test_raw_event(void **state)
 {
