@@ -32,6 +32,8 @@
 #include "store/store.h"
 #include "http/server.h"
 #include "hub/hub.h"
+#include "edge/stats.h"
+#include "edge/ui.h"
 #include "net/tls.h"
 
 #include <signal.h>
@@ -49,6 +51,7 @@ struct server {
 	struct hd_engine *engine;
 	struct hd_http_server *http;
 	struct hd_api *api;
+	struct hd_stats *stats; /* GET /v1/stats */
 	struct hd_webhooks *webhooks;
 	struct hd_devices *devices;
 	struct hd_push *push;
@@ -404,6 +407,10 @@ static int serve(int argc, char **argv)
 		},
 	};
 	s.api = hd_api_new(s.loop, s.hub, &sse_opts, &ws_opts);
+	s.stats = hd_stats_new(s.hub, s.cfg.data_dir);
+	hd_stats_routes(s.stats, &s.api->routes);
+	if (s.cfg.ui)
+		hd_ui_routes(&s.api->routes);
 	hd_api_set_keys(s.api, s.api_keys, s.keys);
 	hd_api_set_key_rate(s.api, &(struct hd_rate){
 		.per_sec = (uint32_t)s.cfg.publish_rate_per_key,
@@ -493,6 +500,7 @@ out:
 		hd_devices_free(s.devices);
 		if (s.api)
 			hd_api_free(s.api);
+		hd_stats_free(s.stats);
 		uv_loop_close(s.loop);
 	}
 	if (s.hub)

@@ -146,6 +146,9 @@ static const struct opt opts[] = {
 	 .help = "When set, tokens must carry this aud."},
 	{"jwt-issuer", T_STRING, GS(jwt_issuer), .def = "",
 	 .help = "When set, tokens must carry this iss."},
+	{"ui", T_BOOL, G(ui), .def = "on",
+	 .help = "Serve the admin console at /ui (static files; its API calls need an admin key, "
+		 "see docs/console.md). off = /ui is 404."},
 	{"ws-anonymous", T_BOOL, G(ws_anonymous), .def = "off",
 	 .help = "Accept WebSocket connects without a token (as anonymous users)."},
 	{"ws-ping-interval", T_DURATION, G(ws_ping_interval_ms), .def = "25s", .min = "1s", .max = "1h",

@@ -127,6 +127,7 @@ struct hd_config {
 	uint64_t webhook_max_per_host;
 	uint64_t webhook_max_inflight;
 	bool webhook_allow_private;
+	bool ui;                        /* serve the admin console at /ui */
 	double webhook_time_scale;
 	uint64_t webhook_subscriptions_max;
 	uint64_t webhook_pattern_topics_max;

@@ -46,6 +46,7 @@ struct hd_buf;
 	C(dedup_collisions_total, "Publishes whose dedup hash matched another event's (stored without dedup).") \
 	C(dedup_evictions_total, "Dedup keys dropped from memory before their window ended (--dedup-max-entries).") \
 	C(publish_errors_total, "Events rejected at publish (validation, limits, store).")    \
+	C(deliveries_total, "Events handed to live subscribers (hub watches fired: WebSocket, SSE, long-poll, consumers).") \
 	C(reads_total, "History reads served.")                                               \
 	C(ring_reads_total, "History reads served entirely from the in-memory ring.")         \
 	C(http_requests_total, "HTTP requests parsed.")                                       \

@@ -2,6 +2,7 @@
  * group_http — see group_http.h.
  */
 #include "edge/group_http.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "groups/group_waiters.h"
 #include "groups/groups.h"
@@ -28,12 +29,44 @@ static void route_group(struct hd_http_request *req, const struct hd_route_ctx *
 	hd_groups_handle(ctx->row->arg, req, (enum hd_group_action)ctx->row->op, ctx->topic, name, &cred);
 }
 
+/* Room for every group's topic and name as JSON (HD_GROUPS_MAX of them). */
+#define GROUP_LIST_MAX ((size_t)HD_GROUPS_MAX * 2 * (HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32))
+
+struct list_walk {
+	struct hd_buf *b;
+	size_t n;
+};
+
+static void list_one(void *arg, const char *topic, const char *name)
+{
+	struct list_walk *w = arg;
+	hd_buf_puts(w->b, w->n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
+	hd_buf_json_escape(w->b, topic, strlen(topic));
+	hd_buf_puts(w->b, "\",\"group\":\"");
+	hd_buf_json_escape(w->b, name, strlen(name));
+	hd_buf_puts(w->b, "\"}");
+}
+
+/* GET /v1/groups: every pull group of a plain topic, {"groups":[{topic, group}], "count"}. */
+static void route_list(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, GROUP_LIST_MAX);
+	struct list_walk w = {.b = &b};
+	hd_buf_puts(&b, "{\"groups\":[");
+	hd_groups_each(ctx->row->arg, list_one, &w);
+	hd_buf_printf(&b, "],\"count\":%zu}", w.n);
+	hd_http_respond_json(req, 200, &b);
+	hd_buf_fini(&b);
+}
+
 void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t)
 {
 	const char *one = "/v1/topics/{pattern}/groups/{group}";
 	const enum hd_route_guard g = HD_ROUTE_READ;
 	const hd_route_fn fn = route_group;
 	const struct hd_route rows[] = {
+		{HTTP_GET, "/v1/groups", HD_ROUTE_KEY, HD_KEY_ADMIN, route_list, groups, 0, 0},
 		{HTTP_GET, one, g, 0, fn, groups, HD_GROUP_ACT_INFO, 0},
 		{HTTP_PUT, one, g, 0, fn, groups, HD_GROUP_ACT_CREATE, 0},
 		{HTTP_DELETE, one, g, 0, fn, groups, HD_GROUP_ACT_DELETE, 0},

@@ -186,6 +186,8 @@ void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *r
 	if (m.first && m.first->guard == HD_ROUTE_OPEN) {
 		if (m.row) {
 			ctx.row = m.row;
+			ctx.param = m.param; /* open rows get their {name} too (/ui/{name}) */
+			ctx.param_len = m.param_len;
 			m.row->fn(req, &ctx);
 		} else {
 			not_allowed(t, req, m.first);

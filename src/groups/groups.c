@@ -86,6 +86,29 @@ static void make_key(char *out, size_t n, const char *topic, const char *name)
 	snprintf(out, n, "%s\n%s", topic, name);
 }
 
+struct each_group {
+	void (*fn)(void *arg, const char *topic, const char *name);
+	void *arg;
+};
+
+static void each_group(const char *key, void *value, void *arg)
+{
+	struct each_group *e = arg;
+	const struct group *g = value;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	size_t n = strlen(key) - strlen(g->name) - 1; /* key is topic "\n" name */
+	memcpy(topic, key, n);
+	topic[n] = '\0';
+	e->fn(e->arg, topic, g->name);
+}
+
+void hd_groups_each(struct hd_groups *gs, void (*fn)(void *arg, const char *topic, const char *name),
+		    void *arg)
+{
+	struct each_group e = {fn, arg};
+	hd_map_each(&gs->groups, each_group, &e);
+}
+
 static struct group *group_get(struct hd_groups *gs, const char *topic, const char *name)
 {
 	char key[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2];

@@ -78,6 +78,12 @@ void hd_groups_recheck(struct hd_groups *g, const struct hd_group_recheck *rc);
  * hd_groups_new registers it for the hub's topic-deleted event. */
 void hd_groups_drop_topic(struct hd_groups *g, const char *topic);
 
+/* Calls fn(arg, topic, name) for every group of a plain topic in memory
+ * (groups over a topic pattern are not listed), in no particular order.
+ * fn must not create or delete groups. Loop thread. */
+void hd_groups_each(struct hd_groups *g, void (*fn)(void *arg, const char *topic, const char *name),
+		    void *arg);
+
 /* Answers every held fetch now (empty) and any later one at once. */
 void hd_groups_stop(struct hd_groups *g);
 /* After the loop ran the closes of hd_groups_stop. */

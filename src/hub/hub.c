@@ -232,6 +232,11 @@ void hd_hub_conns_of_user(struct hd_hub *hub, const char *user,
 		fn(c, arg);
 }
 
+size_t hd_hub_users(const struct hd_hub *hub)
+{
+	return hub->users.count;
+}
+
 size_t hd_hub_conns(const struct hd_hub *hub)
 {
 	return hub->nconns;
@@ -275,15 +280,19 @@ void hd_hub_policy(void *arg, const char *topic, struct hd_topic_policy *out)
  * included: hd_hub_unwatch advances it past a removed watch. */
 static void fire(struct hd_watch_list *l, const char *topic, const struct hd_stored_event *ev)
 {
+	uint64_t fired = 0;
 	l->firing = true;
 	l->cursor = l->head;
 	while (l->cursor) {
 		struct hd_watch *w = l->cursor;
 		l->cursor = w->next;
-		if (!w->prefix || strncmp(topic, w->prefix, strlen(w->prefix)) == 0)
+		if (!w->prefix || strncmp(topic, w->prefix, strlen(w->prefix)) == 0) {
 			w->fire(w, topic, ev);
+			fired++;
+		}
 	}
 	l->firing = false;
+	hd_metrics_add(HD_M_deliveries_total, fired);
 }
 
 void hd_hub_on_event(void *arg, const char *topic, const struct hd_stored_event *ev)

@@ -74,6 +74,8 @@ void hd_hub_conns_of_user(struct hd_hub *hub, const char *user,
 			  void (*fn)(const struct hd_conn *c, void *arg), void *arg);
 /* Connections added and not removed. */
 size_t hd_hub_conns(const struct hd_hub *hub);
+/* Distinct users (not "") with at least one connection. */
+size_t hd_hub_users(const struct hd_hub *hub);
 /* The node name connections report (--node-name). */
 const char *hd_hub_node(const struct hd_hub *hub);
 
