@@ -382,6 +382,7 @@ function tailStart() {
   const v = $('tail-after').value.trim();
   const t = { topic: state.topic, after: v === '' ? null : Number(v), paused: false, ctrl: new AbortController() };
   state.tail = t;
+  $('tail').tBodies[0].replaceChildren();
   tailUi('connecting…');
   tailRun(t);
 }
