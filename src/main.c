@@ -18,6 +18,8 @@
 #include "cli/client.h"
 #include "cli/keys_cmd.h"
 #include "cli/push_cmd.h"
+#include "cli/stats_cmd.h"
+#include "cli/tail_cmd.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/config.h"
@@ -78,6 +80,8 @@ static void usage(FILE *f)
 		"  herald serve [--listen HOST:PORT] [--data-dir DIR] [--config FILE] [options]\n"
 		"  herald publish TOPIC [DATA|-] [--type T] [--source S] [--id ID] [--server URL]\n"
 		"  herald read TOPIC [--after N] [--limit M] [--server URL]\n"
+		"  herald tail TOPIC [--after N] [--json] [--server URL]   follow a topic live (SSE)\n"
+		"  herald stats [--json] [--server URL]   the node's overview (an admin key)\n"
 		"  herald keys create NAME --scope S [--scope S] [--expires 30d]   (prints the key once)\n"
 		"  herald keys list | herald keys revoke NAME   [--keys-file F | --data-dir D]\n"
 		"  herald push vapid-keys [--json]   print a new Web Push key pair\n"
@@ -522,6 +526,10 @@ int main(int argc, char **argv)
 		return hd_client_publish(argc - 2, argv + 2);
 	if (strcmp(cmd, "read") == 0)
 		return hd_client_read(argc - 2, argv + 2);
+	if (strcmp(cmd, "tail") == 0)
+		return hd_tail_cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "stats") == 0)
+		return hd_stats_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "keys") == 0)
 		return hd_keys_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "push") == 0)

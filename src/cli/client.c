@@ -14,35 +14,48 @@
 #define CLI_BODY_MAX (64u * 1024 * 1024)
 
 struct cli_opts {
-	const char *server;
+	struct hd_client_target t;
 	const char *type, *source, *id;
 	const char *after, *limit;
-	const char *api_key;
 	const char *pos[2];
 	int npos;
-	char server_buf[4096]; /* server without trailing slashes */
 };
 
-static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
+/* "--limit --server URL" means the value was forgotten, not that the limit
+ * is "--server". */
+static bool is_flag(const char *a)
+{
+	return a[0] == '-' && a[1] == '-' && a[2];
+}
+
+int hd_client_args(int argc, char **argv, const struct hd_client_flag *flags, size_t nflags,
+		   const char **pos, int max_pos, int *npos, struct hd_client_target *t)
 {
 	const char *env = getenv("HERALD_SERVER");
-	o->server = env && *env ? env : "http://127.0.0.1:8080";
+	const char *server = env && *env ? env : "http://127.0.0.1:8080";
 	const char *key = getenv("HERALD_API_KEY");
-	o->api_key = key && *key ? key : NULL;
+	t->api_key = key && *key ? key : NULL;
+	*npos = 0;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		const char **slot = NULL;
-		if (strcmp(a, "--server") == 0) slot = &o->server;
-		else if (strcmp(a, "--type") == 0) slot = &o->type;
-		else if (strcmp(a, "--source") == 0) slot = &o->source;
-		else if (strcmp(a, "--id") == 0) slot = &o->id;
-		else if (strcmp(a, "--after") == 0) slot = &o->after;
-		else if (strcmp(a, "--limit") == 0) slot = &o->limit;
-		else if (strcmp(a, "--api-key") == 0) slot = &o->api_key;
+		bool known = false;
+		if (strcmp(a, "--server") == 0)
+			slot = &server;
+		else if (strcmp(a, "--api-key") == 0)
+			slot = &t->api_key;
+		for (size_t f = 0; !slot && !known && f < nflags; f++) {
+			if (strcmp(a, flags[f].name) != 0)
+				continue;
+			if (flags[f].on)
+				*flags[f].on = known = true;
+			else
+				slot = flags[f].value;
+		}
+		if (known)
+			continue;
 		if (slot) {
-			/* "--limit --server URL" means the value was forgotten, not
-			 * that the limit is "--server". */
-			if (i + 1 >= argc || (argv[i + 1][0] == '-' && argv[i + 1][1] == '-' && argv[i + 1][2])) {
+			if (i + 1 >= argc || is_flag(argv[i + 1])) {
 				fprintf(stderr, "herald: %s needs a value\n", a);
 				return 2;
 			}
@@ -54,29 +67,42 @@ static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
 		} else if (a[0] == '-' && a[1] == '-') {
 			fprintf(stderr, "herald: unknown flag %s\n", a);
 			return 2;
-		} else if (o->npos < max_pos) {
-			o->pos[o->npos++] = a;
+		} else if (*npos < max_pos) {
+			pos[(*npos)++] = a;
 		} else {
 			fprintf(stderr, "herald: unexpected argument '%s'\n", a);
 			return 2;
 		}
 	}
+	/* "http://host:8080/" is how URLs are often written; the API paths
+	 * are appended with their own slash. */
+	size_t n = strlen(server);
+	while (n > 0 && server[n - 1] == '/')
+		n--;
+	if (n >= sizeof(t->server)) {
+		fprintf(stderr, "herald: --server is longer than %zu bytes\n", sizeof(t->server) - 1);
+		return 2;
+	}
+	memcpy(t->server, server, n);
+	t->server[n] = '\0';
+	return 0;
+}
+
+static int parse(int argc, char **argv, struct cli_opts *o, int max_pos)
+{
+	const struct hd_client_flag flags[] = {
+		{"--type", &o->type, NULL},   {"--source", &o->source, NULL},
+		{"--id", &o->id, NULL},       {"--after", &o->after, NULL},
+		{"--limit", &o->limit, NULL},
+	};
+	int rc = hd_client_args(argc, argv, flags, sizeof(flags) / sizeof(flags[0]), o->pos, max_pos,
+				&o->npos, &o->t);
+	if (rc)
+		return rc;
 	if (o->npos < 1) {
 		fprintf(stderr, "herald: a TOPIC is required (see herald --help)\n");
 		return 2;
 	}
-	/* "http://host:8080/" is how URLs are often written; the API paths
-	 * are appended with their own slash. */
-	size_t n = strlen(o->server);
-	while (n > 0 && o->server[n - 1] == '/')
-		n--;
-	if (n >= sizeof(o->server_buf)) {
-		fprintf(stderr, "herald: --server is longer than %zu bytes\n", sizeof(o->server_buf) - 1);
-		return 2;
-	}
-	memcpy(o->server_buf, o->server, n);
-	o->server_buf[n] = '\0';
-	o->server = o->server_buf;
 	return 0;
 }
 
@@ -162,13 +188,12 @@ static int read_stdin(struct hd_buf *b)
 	return 0;
 }
 
-/* Adds the API key header (when there is a key) to headers. */
-static struct curl_slist *key_header(struct curl_slist *headers, const struct cli_opts *o)
+struct curl_slist *hd_client_key_header(struct curl_slist *headers, const struct hd_client_target *t)
 {
 	char h[512];
-	if (!o->api_key)
+	if (!t->api_key)
 		return headers;
-	snprintf(h, sizeof(h), "X-API-Key: %s", o->api_key);
+	snprintf(h, sizeof(h), "X-API-Key: %s", t->api_key);
 	return curl_slist_append(headers, h);
 }
 
@@ -219,10 +244,10 @@ int hd_client_publish(int argc, char **argv)
 			headers = curl_slist_append(headers, h.data);
 		}
 	}
-	headers = key_header(headers, &o);
+	headers = hd_client_key_header(headers, &o.t);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	CURL *c = curl_easy_init();
-	char *url = url_for(c, o.server, o.pos[0], NULL);
+	char *url = url_for(c, o.t.server, o.pos[0], NULL);
 	curl_easy_setopt(c, CURLOPT_POST, 1L);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, data.data ? data.data : "");
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)data.len);
@@ -252,8 +277,8 @@ int hd_client_read(int argc, char **argv)
 		 o.limit ? o.limit : "100");
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	CURL *c = curl_easy_init();
-	char *url = url_for(c, o.server, o.pos[0], query);
-	struct curl_slist *headers = key_header(NULL, &o);
+	char *url = url_for(c, o.t.server, o.pos[0], query);
+	struct curl_slist *headers = hd_client_key_header(NULL, &o.t);
 	rc = perform(c, url, headers);
 	curl_slist_free_all(headers);
 	free(url);
