@@ -21,6 +21,9 @@
  *   PUT|GET|DELETE /v1/users/{id}/devices[/{device}]  push devices (edge/push_http.h)
  *   GET    /v1/push/vapid-public-key   the Web Push application server key
  *   GET    /connection/websocket       WebSocket, Centrifugo client protocol (edge/ws_edge.h)
+ *   GET    /v1/groups                  every pull group (edge/group_http.h)
+ *   GET    /v1/stats, /v1/topics/{topic}/policy  the node's overview, a topic's options (edge/stats.h)
+ *   GET    /ui[/{file}]                the admin console (edge/ui.h; main.c adds these rows)
  *   GET    /healthz /readyz /metrics
  *
  * Who may call what (edge/access.h; docs/api.md "Authentication"): publish
