@@ -58,11 +58,17 @@ def sse_streams(h, key):
                         timeout=10).json()["connections"]["sse"]
 
 
-def test_tail_json_follows_and_resumes_across_restart(herald_factory):
+def admin_herald(herald_factory):
+    """A started herald with an admin key its session sends; returns (h, key)."""
     h = herald_factory(start=False)
     key = create_key(h.data_dir, "ops", "admin")
     h.start()
     h.session.headers["Authorization"] = f"Bearer {key}"
+    return h, key
+
+
+def test_tail_json_follows_and_resumes_across_restart(herald_factory):
+    h, key = admin_herald(herald_factory)
     publish_ce(h, "t:1", 1, 3)
     t = Tail(h, key, "t:1", "--after", "1", "--json")
     try:
@@ -91,10 +97,7 @@ def test_tail_json_follows_and_resumes_across_restart(herald_factory):
 
 
 def test_tail_plain_from_the_tail(herald_factory):
-    h = herald_factory(start=False)
-    key = create_key(h.data_dir, "ops", "admin")
-    h.start()
-    h.session.headers["Authorization"] = f"Bearer {key}"
+    h, key = admin_herald(herald_factory)
     publish_ce(h, "plain", 1, 2)
     t = Tail(h, key, "plain")
     try:
