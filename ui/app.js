@@ -227,7 +227,7 @@ async function pollStats() {
   kv($('ov-node'), [
     ['version', s.version], ['node', s.node], ['uptime', duration(s.uptime_s)],
     ['topics', s.topics], ['store size', bytes(s.store_bytes)],
-    ['events stored', s.publishes_total], ['webhooks', s.webhooks.subscriptions],
+    ['published since start', s.publishes_total], ['webhooks', s.webhooks.subscriptions],
   ]);
 }
 
