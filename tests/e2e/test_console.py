@@ -60,7 +60,7 @@ def test_ui_off(herald_factory):
 
 
 def test_stats_needs_admin(herald_factory):
-    h = herald_factory(start=False)
+    h = herald_factory(start=False, config="[namespace short]\nretention-max-count = 3\nhistory = on\n")
     admin = create_key(h.data_dir, "ops", "admin")
     reader = create_key(h.data_dir, "reader", "read")
     h.start()
@@ -72,6 +72,25 @@ def test_stats_needs_admin(herald_factory):
     assert set(s["connections"]) == {"open", "websocket", "sse", "longpoll"}
     for path in ["/v1/groups", "/v1/topics/a:b/policy"]:
         assert requests.get(h.url + path, headers={"Authorization": f"Bearer {reader}"}, timeout=10).status_code == 403
+    # Counters move with what happens; groups are listed; a policy is the namespace's.
+    ev = {"specversion": "1.0", "id": "s1", "source": "/t", "type": "t"}
+    r = requests.post(h.topic_url("short:1"), json=ev, timeout=10,
+                      headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/cloudevents+json"})
+    assert r.status_code == 201, r.text
+    for g in ["g1", "g2"]:
+        r = requests.put(h.topic_url("short:1", f"/groups/{g}"), json={}, headers={"Authorization": f"Bearer {admin}"},
+                         timeout=10)
+        assert r.status_code == 201, r.text
+    s2 = requests.get(url, headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert s2["publishes_total"] == s["publishes_total"] + 1 and s2["topics"] == 1
+    groups = requests.get(h.url + "/v1/groups", headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert groups["count"] == 2
+    assert sorted((g["topic"], g["group"]) for g in groups["groups"]) == [("short:1", "g1"), ("short:1", "g2")]
+    p = requests.get(h.topic_url("short:9", "/policy"), headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert p == {"topic": "short:9", "namespace": "short", "retention_max_age_ms": 0, "retention_max_count": 3,
+                 "dedup_window_ms": p["dedup_window_ms"], "max_event_size": 0, "history": True}
+    p = requests.get(h.topic_url("plain", "/policy"), headers={"Authorization": f"Bearer {admin}"}, timeout=10).json()
+    assert p["namespace"] == "" and p["retention_max_count"] == 0
 
 
 def test_console_in_chromium(herald_factory, tmp_path):
