@@ -30,6 +30,7 @@
 #include "webhook/delivery.h"
 #include "engine/local.h"
 #include "store/store.h"
+#include "http/fdlimit.h"
 #include "http/server.h"
 #include "hub/hub.h"
 #include "net/tls.h"
@@ -265,6 +266,31 @@ static enum hd_store_sync sync_mode(const char *s)
 										 : HD_SYNC_FULL;
 }
 
+/* A reconnect storm: the open-files limit raised and the descriptor table
+ * grown while this is the only thread (http/fdlimit.h). Too small a limit
+ * is a warning, not a refusal: the defaults must start on a system whose
+ * hard limit is low, and accepts beyond it are counted and logged. */
+static void prepare_descriptors(const struct hd_config *cfg)
+{
+	struct hd_fdlimit_report r;
+	int somaxconn = hd_fdlimit_somaxconn();
+
+	hd_fdlimit_prepare(cfg->max_connections, &r);
+	hd_log_info("open_files soft_was=%llu soft=%llu hard=%llu wanted=%llu table=%llu",
+		    (unsigned long long)r.soft_before, (unsigned long long)r.soft,
+		    (unsigned long long)r.hard, (unsigned long long)r.wanted,
+		    (unsigned long long)r.table);
+	if (!r.fits)
+		hd_log_warn("open_files_too_few limit=%llu max_connections=%llu needed=%llu (connections "
+			    "past the limit are closed at accept; raise LimitNOFILE / ulimit -n or "
+			    "lower --max-connections)",
+			    (unsigned long long)r.soft, (unsigned long long)cfg->max_connections,
+			    (unsigned long long)r.wanted);
+	if (somaxconn > 0 && (uint64_t)somaxconn < cfg->listen_backlog)
+		hd_log_warn("listen_backlog_capped backlog=%llu somaxconn=%d (raise net.core.somaxconn)",
+			    (unsigned long long)cfg->listen_backlog, somaxconn);
+}
+
 static int serve(int argc, char **argv)
 {
 	struct server s = {0};
@@ -284,6 +310,7 @@ static int serve(int argc, char **argv)
 		goto out;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
+	prepare_descriptors(&s.cfg); /* before any thread exists */
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};
@@ -376,6 +403,7 @@ static int serve(int argc, char **argv)
 	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
 	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
+	lim.listen_backlog = (int)s.cfg.listen_backlog;
 	lim.max_connections_per_ip = (uint32_t)s.cfg.max_connections_per_ip;
 	lim.connection_rate_per_ip = (struct hd_rate){
 		.per_sec = (uint32_t)s.cfg.connection_rate_per_ip,

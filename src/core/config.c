@@ -77,7 +77,13 @@ static const struct opt opts[] = {
 	{"sse-retry", T_DURATION, G(sse_retry_ms), .def = "3s", .min = "0", .max = "1h",
 	 .help = "The reconnection delay sent to Server-Sent Events clients (the retry field)."},
 	{"max-connections", T_UINT, G(max_connections), .def = "10000", .min = "1", .max = "1000000",
-	 .help = "Open client connections at once; more are answered 503 and closed."},
+	 .help = "Open client connections at once; more are answered 503 and closed. At start "
+		 "herald raises its open-files limit to the hard limit and warns when this (plus "
+		 "512 for its own files) does not fit."},
+	{"listen-backlog", T_UINT, G(listen_backlog), .def = "4096", .min = "16", .max = "65535",
+	 .help = "Connections the kernel completes and queues before herald accepts them, so a "
+		 "reconnect storm is not dropped; the kernel caps it at net.core.somaxconn (herald "
+		 "warns at start when it does)."},
 	{"max-connections-per-ip", T_UINT, G(max_connections_per_ip), .def = "1000", .min = "0",
 	 .max = "1000000",
 	 .help = "Open connections from one client address (IPv4: per address; IPv6: per /64 "

@@ -103,6 +103,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/fdlimit.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -122,6 +123,7 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->shutdown_timeout_ms = 5 * 1000;
 	lim->max_pending_bytes = 1024 * 1024;
 	lim->cors_origins = NULL;
+	lim->listen_backlog = 4096;
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */
@@ -299,6 +301,13 @@ static void on_timer(uv_timer_t *t)
 	}
 	switch (c->state) {
 	case ST_HEAD:
+		if (!c->heard) {
+			/* Not one byte since accept: nobody would read a 408. */
+			hd_log_debug("http_silent_timeout remote=%s", c->remote);
+			hd_server_conn_close(c);
+			break;
+		}
+		/* fall through */
 	case ST_BODY:
 		hd_server_conn_fail(c, HD_ETIMEOUT, NULL, NULL, true);
 		hd_server_input_pump(c);
@@ -356,6 +365,7 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 		.max_entries = (size_t)lim->max_connections + IPLIMIT_IDLE,
 	});
 	s->in_size = READ_BUF_SIZE;
+	s->fd_ceiling = hd_fdlimit_ceiling(hd_fdlimit_soft());
 	return s;
 }
 
@@ -444,6 +454,51 @@ static bool admit_ip(struct conn *c, const char *key)
 	return false;
 }
 
+/* Counts and logs (rate-limited) a connection refused for want of a
+ * descriptor. */
+static void no_descriptor(struct hd_http_server *s, const char *why)
+{
+	hd_metrics_inc(HD_M_accept_no_descriptor_total);
+	if (hd_log_ratelimited(&s->fd_warn_ms))
+		hd_log_warn("http_accept_no_descriptor error=%s open=%zu max_connections=%u "
+			    "(raise the open-files limit or lower --max-connections)",
+			    why, s->nopen, (unsigned)s->lim.max_connections);
+}
+
+/* Whether c's descriptor is among the last few the open-files limit
+ * allows. Descriptors are handed out lowest first, so its number is about
+ * how many are open: past the ceiling, the rest stay for the store,
+ * outgoing connections and refusals, and a storm past the limit gets 503s
+ * instead of the resets of EMFILE. */
+static bool near_descriptor_limit(struct conn *c)
+{
+	uv_os_fd_t fd;
+
+	return c->srv->fd_ceiling > 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+	       (uint64_t)fd >= c->srv->fd_ceiling;
+}
+
+/*
+ * Refuses c at once for want of descriptors: one try at a short 503 (plain
+ * HTTP only), then the close, so that a storm past the limit never holds
+ * more descriptors than the ceiling plus one (a lingering 503 would, and
+ * the rest of the storm would then meet EMFILE).
+ */
+#define NOFD_BODY "{\"error\":{\"code\":\"unavailable\",\"message\":\"the server is out of descriptors\"}}\n"
+_Static_assert(sizeof(NOFD_BODY) - 1 == 78, "Content-Length of NOFD_BODY");
+static void refuse_now(struct conn *c)
+{
+	static const char answer[] =
+		"HTTP/1.1 503 Service Unavailable\r\nContent-Type: " HD_HTTP_JSON_TYPE "\r\n"
+		"Retry-After: 1\r\nConnection: close\r\nContent-Length: 78\r\n\r\n" NOFD_BODY;
+	uv_buf_t b = uv_buf_init((char *)answer, sizeof(answer) - 1);
+
+	no_descriptor(c->srv, "near_limit");
+	if (!c->tls)
+		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	hd_server_conn_close(c);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct hd_http_server *s = listener->data;
@@ -451,6 +506,13 @@ static void on_connection(uv_stream_t *listener, int status)
 	struct conn *c;
 	char key[HD_IPLIMIT_KEY_MAX];
 
+	if (status == UV_EMFILE || status == UV_ENFILE) {
+		/* Only when libuv's own reserve descriptor is gone: it
+		 * normally accepts and closes such connections itself, which
+		 * the descriptor ceiling below keeps from happening. */
+		no_descriptor(s, uv_err_name(status));
+		return;
+	}
 	if (status < 0) {
 		if (hd_log_ratelimited(&s->warn_ms))
 			hd_log_warn("http_accept_failed error=%s", uv_strerror(status));
@@ -467,6 +529,9 @@ static void on_connection(uv_stream_t *listener, int status)
 		c->tls = hd_tls_new(s->tls_ctx);
 	if (s->nopen >= s->lim.max_connections) {
 		hd_server_conn_fail(c, HD_EUNAVAIL, NULL, NULL, true);
+	} else if (near_descriptor_limit(c)) {
+		refuse_now(c);
+		return;
 	} else if (!admit_ip(c, key)) {
 		/* refused: admit_ip answered */
 	} else {
@@ -494,7 +559,7 @@ static int listen_on(struct hd_http_server *s, uv_tcp_t *l, const char *host, in
 	rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0);
 	if (rc)
 		goto out;
-	rc = uv_listen((uv_stream_t *)l, BACKLOG, on_connection);
+	rc = uv_listen((uv_stream_t *)l, s->lim.listen_backlog, on_connection);
 	if (rc)
 		goto out;
 	rc = uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
@@ -502,7 +567,8 @@ static int listen_on(struct hd_http_server *s, uv_tcp_t *l, const char *host, in
 		goto out;
 	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						: ((struct sockaddr_in *)&ss)->sin_port);
-	hd_log_info("%s_listening host=%s port=%d", what, host, *bound);
+	hd_log_info("%s_listening host=%s port=%d backlog=%d", what, host, *bound,
+		    s->lim.listen_backlog);
 out:
 	if (rc)
 		hd_log_error("%s_listen_failed host=%s port=%d error=%s", what, host, port,

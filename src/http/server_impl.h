@@ -40,7 +40,6 @@
 #define ERROR_BODY_MAX 2048                     /* a JSON error body */
 #define LINGER_MS 2000                          /* drain time after the last response */
 #define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
-#define BACKLOG 511
 #define TLS_STAGE (16 * 1024)                   /* plaintext gathered into one TLS record */
 #define IPLIMIT_IDLE (16 * 1024)                /* idle addresses kept beyond max_connections */
 
@@ -84,6 +83,7 @@ struct conn {
 	bool closing;   /* uv_close was called */
 	bool shut;      /* uv_shutdown was called */
 	bool continued; /* "100 Continue" was sent for this request */
+	bool heard;     /* the client sent at least one byte */
 	char remote[64];
 	struct hd_iplimit_entry *ip; /* its address's count, while counted; NULL if none */
 
@@ -162,6 +162,8 @@ struct hd_http_server {
 	size_t head_len;
 	char head[160];
 	long long warn_ms;
+	long long fd_warn_ms; /* the out-of-descriptors warning's own rate limit */
+	uint64_t fd_ceiling;  /* hd_fdlimit_ceiling at start; 0: none */
 	char *spare[SPARE_MAX]; /* owned: read buffers not in use */
 	size_t nspare;
 	/* Streams written to since the last flush, flushed together by an

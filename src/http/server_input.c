@@ -65,6 +65,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	struct conn *c = stream->data;
 	bool notified = false;
 
+	if (nread > 0)
+		c->heard = true;
 	if (c->tls && nread > 0) {
 		nread = tls_input(c, buf->base, (size_t)nread, &notified);
 		if (nread != 0)
