@@ -31,6 +31,7 @@
 #include "engine/local.h"
 #include "store/store.h"
 #include "http/fdlimit.h"
+#include "http/forwarded.h"
 #include "http/server.h"
 #include "hub/hub.h"
 #include "net/tls.h"
@@ -332,6 +333,11 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "herald: %s\n", err.msg);
 		goto out;
 	}
+	struct hd_forwarded trusted;
+	if (hd_forwarded_parse(&trusted, s.cfg.trusted_proxies, &err)) {
+		fprintf(stderr, "herald: %s\n", err.msg);
+		goto out;
+	}
 	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
 		goto out;
@@ -404,6 +410,8 @@ static int serve(int argc, char **argv)
 	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
 	lim.listen_backlog = (int)s.cfg.listen_backlog;
+	lim.trusted_proxies = s.cfg.trusted_proxies;
+	lim.proxy_protocol = s.cfg.proxy_protocol;
 	lim.max_connections_per_ip = (uint32_t)s.cfg.max_connections_per_ip;
 	lim.connection_rate_per_ip = (struct hd_rate){
 		.per_sec = (uint32_t)s.cfg.connection_rate_per_ip,

@@ -84,6 +84,17 @@ static const struct opt opts[] = {
 	 .help = "Connections the kernel completes and queues before herald accepts them, so a "
 		 "reconnect storm is not dropped; the kernel caps it at net.core.somaxconn (herald "
 		 "warns at start when it does)."},
+	{"trusted-proxies", T_STRING, GS(trusted_proxies), .def = "",
+	 .help = "Reverse proxies and load balancers herald sits behind: addresses and CIDR blocks, "
+		 "comma-separated (\"10.0.0.0/8, 127.0.0.1, ::1\"). For a connection from one of "
+		 "them the client is the right-most untrusted address of Forwarded (else "
+		 "X-Forwarded-For): the per-IP limits, logs and connection listings use it. The same "
+		 "headers from other addresses are ignored. Empty = none."},
+	{"proxy-protocol", T_BOOL, G(proxy_protocol), .def = "off",
+	 .help = "Every connection on --listen begins with a PROXY protocol header (v1 or v2, as "
+		 "HAProxy, AWS NLB and nginx send) naming its client; one without a valid header is "
+		 "closed (herald_proxy_protocol_errors_total). With --trusted-proxies, the header is "
+		 "believed only from those addresses. Not on --tls-listen."},
 	{"max-connections-per-ip", T_UINT, G(max_connections_per_ip), .def = "1000", .min = "0",
 	 .max = "1000000",
 	 .help = "Open connections from one client address (IPv4: per address; IPv6: per /64 "

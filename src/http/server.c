@@ -85,6 +85,15 @@
  * A TLS error closes the connection; a request cannot be answered before
  * the handshake ends (a 408 or 503 then closes instead).
  *
+ * Proxies: a connection from a --trusted-proxies address (via_proxy) or
+ * accepted with --proxy-protocol (proxy_wait) is counted toward
+ * max_connections at accept, but its per-address admission waits
+ * (ip_pending) until its client is known: from the PROXY header, read
+ * before any HTTP (server_input.c proxy_header), or from each request's
+ * Forwarded / X-Forwarded-For (forwarded_client, just before dispatch;
+ * a later request naming another client moves the count). remote and
+ * ipkey then hold the client, so logs, req->remote and the limits see it.
+ *
  * Shutdown closes the listeners and idle connections at once; the others end
  * after their in-flight response as usual (LINGER). The server's drain timer
  * bounds all of that by shutdown_timeout_ms: when it fires, every connection
@@ -124,6 +133,8 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->max_pending_bytes = 1024 * 1024;
 	lim->cors_origins = NULL;
 	lim->listen_backlog = 4096;
+	lim->trusted_proxies = NULL;
+	lim->proxy_protocol = false;
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */
@@ -366,31 +377,53 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 	});
 	s->in_size = READ_BUF_SIZE;
 	s->fd_ceiling = hd_fdlimit_ceiling(hd_fdlimit_soft());
+	if (hd_forwarded_parse(&s->trusted, lim->trusted_proxies, NULL))
+		s->trusted.n = 0; /* main.c checked it; a bad list trusts nobody */
+	s->lim.trusted_proxies = NULL; /* copied into trusted */
 	return s;
 }
 
-/* Fills c->remote and key (the iplimit key; "" when the peer is unknown). */
-static void peer_name(struct conn *c, char key[HD_IPLIMIT_KEY_MAX])
+void hd_server_conn_address(struct conn *c, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN];
+	unsigned port = 0;
+
+	snprintf(c->remote, sizeof(c->remote), "unknown");
+	if (hd_iplimit_key(sa, c->ipkey))
+		c->ipkey[0] = '\0';
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		uv_ip6_name(a, ip, sizeof(ip));
+		port = ntohs(a->sin6_port);
+		/* A forwarded client has no port (0): its address alone. */
+		if (port)
+			snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, port);
+		else
+			snprintf(c->remote, sizeof(c->remote), "%s", ip);
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		uv_ip4_name(a, ip, sizeof(ip));
+		port = ntohs(a->sin_port);
+		if (port)
+			snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, port);
+		else
+			snprintf(c->remote, sizeof(c->remote), "%s", ip);
+	}
+}
+
+/* Fills c->remote and c->ipkey from the peer ("unknown" and "" when it
+ * cannot be read); returns whether the peer is a trusted proxy. */
+static bool peer_name(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
 
 	snprintf(c->remote, sizeof(c->remote), "unknown");
-	key[0] = '\0';
+	c->ipkey[0] = '\0';
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len))
-		return;
-	if (hd_iplimit_key((const struct sockaddr *)&ss, key))
-		key[0] = '\0';
-	if (ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, ntohs(a->sin6_port));
-	} else if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-		uv_ip4_name(a, ip, sizeof(ip));
-		snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, ntohs(a->sin_port));
-	}
+		return false;
+	hd_server_conn_address(c, (const struct sockaddr *)&ss);
+	return hd_forwarded_trusts(&c->srv->trusted, (const struct sockaddr *)&ss);
 }
 
 static struct conn *conn_new(struct hd_http_server *s)
@@ -416,16 +449,22 @@ static struct conn *conn_new(struct hd_http_server *s)
 }
 
 /*
- * The per-address limits of a new connection (iplimit.h). Returns true when
- * it may be counted (c->ip holds its address's count), else answers 429
- * with Retry-After (503 when the address table is full) and returns false.
+ * The per-address limits of a connection (iplimit.h), for c->ipkey: at
+ * accept, or once a proxy named the client (then an earlier count of the
+ * connection is released first). Returns true when it may be counted
+ * (c->ip holds its address's count), else answers 429 with Retry-After
+ * (503 when the address table is full) and returns false.
  */
-static bool admit_ip(struct conn *c, const char *key)
+bool hd_server_conn_admit(struct conn *c)
 {
 	struct hd_http_server *s = c->srv;
+	const char *key = c->ipkey;
 	char msg[160], extra[48];
 	int64_t retry_ms;
 
+	c->ip_pending = false;
+	hd_iplimit_release(s->iplimit, c->ip, (int64_t)hd_mono_ms());
+	c->ip = NULL;
 	if (!key[0] || !hd_iplimit_on(s->iplimit))
 		return true;
 	switch (hd_iplimit_admit(s->iplimit, key, (int64_t)hd_mono_ms(), &c->ip, &retry_ms)) {
@@ -504,7 +543,7 @@ static void on_connection(uv_stream_t *listener, int status)
 	struct hd_http_server *s = listener->data;
 	bool tls = listener == (uv_stream_t *)&s->tls_listener;
 	struct conn *c;
-	char key[HD_IPLIMIT_KEY_MAX];
+	bool trusted;
 
 	if (status == UV_EMFILE || status == UV_ENFILE) {
 		/* Only when libuv's own reserve descriptor is gone: it
@@ -524,16 +563,19 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	peer_name(c, key);
+	trusted = peer_name(c);
 	if (tls)
 		c->tls = hd_tls_new(s->tls_ctx);
+	c->proxy_wait = s->lim.proxy_protocol && !tls;
+	c->via_proxy = trusted;
+	c->ip_pending = c->proxy_wait || c->via_proxy;
 	if (s->nopen >= s->lim.max_connections) {
 		hd_server_conn_fail(c, HD_EUNAVAIL, NULL, NULL, true);
 	} else if (near_descriptor_limit(c)) {
 		refuse_now(c);
 		return;
-	} else if (!admit_ip(c, key)) {
-		/* refused: admit_ip answered */
+	} else if (!c->ip_pending && !hd_server_conn_admit(c)) {
+		/* refused: hd_server_conn_admit answered */
 	} else {
 		c->counted = true;
 		s->nopen++;

@@ -77,10 +77,23 @@ struct hd_http_limits {
 	 * for accept (a reconnect storm needs thousands). The kernel caps it
 	 * at net.core.somaxconn. */
 	int listen_backlog;
+	/* --trusted-proxies: addresses and CIDR blocks (http/forwarded.h
+	 * syntax, already checked; borrowed for the call to
+	 * hd_http_server_new, which copies it), NULL or "" for none. A
+	 * request on a connection from one of them names its client in
+	 * Forwarded / X-Forwarded-For; that client is the request's remote
+	 * and is what the per-address limits count. */
+	const char *trusted_proxies;
+	/* --proxy-protocol: every connection on the plain listener starts
+	 * with a PROXY protocol v1 or v2 header (http/proxyproto.h) naming
+	 * its client; a connection without a valid one is closed and
+	 * counted. With trusted_proxies set, the header is believed only
+	 * from a trusted peer. */
+	bool proxy_protocol;
 };
 
 /* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000,
- * 1000 per IP, 100/s burst 200 per IP, 5 s, 1 MiB, no CORS, backlog 4096). */
+ * 1000 per IP, 100/s burst 200 per IP, 5 s, 1 MiB, no CORS, backlog 4096, no trusted proxies, no PROXY protocol). */
 void hd_http_limits_default(struct hd_http_limits *lim);
 
 /*
