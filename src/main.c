@@ -15,6 +15,7 @@
  */
 #include "auth/jwt.h"
 #include "auth/keys.h"
+#include "cli/check_config_cmd.h"
 #include "cli/client.h"
 #include "cli/keys_cmd.h"
 #include "cli/push_cmd.h"
@@ -80,6 +81,7 @@ static void usage(FILE *f)
 		"  herald keys create NAME --scope S [--scope S] [--expires 30d]   (prints the key once)\n"
 		"  herald keys list | herald keys revoke NAME   [--keys-file F | --data-dir D]\n"
 		"  herald push vapid-keys [--json]   print a new Web Push key pair\n"
+		"  herald check-config FILE   validate a config file (exit 0 ok, 1 with the reason)\n"
 		"  herald version\n"
 		"  herald config-doc      print docs/config.md\n"
 		"  herald --help\n\n"
@@ -554,6 +556,8 @@ int main(int argc, char **argv)
 		return hd_keys_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "push") == 0)
 		return hd_push_cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "check-config") == 0)
+		return hd_check_config_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("herald %s\n", HD_VERSION);
 		return 0;
