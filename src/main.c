@@ -313,7 +313,6 @@ static int serve(int argc, char **argv)
 		goto out;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
-	prepare_descriptors(&s.cfg); /* before any thread exists */
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};
@@ -367,6 +366,10 @@ static int serve(int argc, char **argv)
 	char tls_desc[512] = "";
 	if (tls_ctx)
 		hd_tls_ctx_describe(tls_ctx, tls_desc, sizeof(tls_desc));
+	/* After every configuration check (whose errors come first on
+	 * stderr), before any thread exists (the store's writer, the libuv
+	 * pool, libcurl's resolver). */
+	prepare_descriptors(&s.cfg);
 	signal(SIGPIPE, SIG_IGN);
 	s.loop = uv_default_loop();
 	s.hub = hd_hub_new(&s.cfg);
