@@ -92,6 +92,7 @@ bench: build
 	./bench/fanout.sh
 	./bench/groups.sh
 	./bench/webhooks.sh
+	./bench/storm.sh
 
 docs: build
 	./build/herald config-doc > docs/config.md

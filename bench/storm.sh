@@ -7,7 +7,13 @@
 # dropped by a full accept queue costs 1 s), ready p99 (answer or subscribe
 # reply) and ListenOverflows (machine-wide) over the burst.
 #
-# Usage: bench/storm.sh                   (both scenarios)
+# A third scenario uses bench/fanout.c (herald-fanout, a libuv client in C,
+# built with herald) for the same WebSocket storm without the Python
+# client's own limits: anonymous connect + subscribe, every handshake
+# started at once (--max-connecting = clients); it reports connect_s, the
+# time until the last client is subscribed, and the errors.
+#
+# Usage: bench/storm.sh                   (all three scenarios)
 #   HERALD_BIN   herald binary (build/herald)
 #   WS_CLIENTS   WebSocket clients (19500: a 20,000 open-files limit, less
 #                what the client process needs itself)
@@ -16,6 +22,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${HERALD_BIN:-build/herald}
+FANOUT=${FANOUT_BIN:-$(dirname "$BIN")/herald-fanout}
 WS_CLIENTS=${WS_CLIENTS:-19500}
 LP_CLIENTS=${LP_CLIENTS:-1000}
 BACKLOG=${BACKLOG:-4096}
@@ -63,3 +70,10 @@ echo "== storm: $WS_CLIENTS WebSocket clients at once (JWT, subscribe; backlog $
 start
 $PY bench/storm.py --port "$PORT" --kind ws -n "$WS_CLIENTS" --secret "$SECRET" --timeout 120
 stop
+if [ -x "$FANOUT" ]; then
+  echo "== storm: $WS_CLIENTS WebSocket clients at once, C client (anonymous, subscribe)" >&2
+  start --ws-anonymous
+  "$FANOUT" --target herald --proto ws --port "$PORT" --subs "$WS_CLIENTS" --idle \
+    --max-connecting "$WS_CLIENTS" --settle-ms 0 --label storm
+  stop
+fi
