@@ -91,10 +91,11 @@ static const struct opt opts[] = {
 		 "X-Forwarded-For): the per-IP limits, logs and connection listings use it. The same "
 		 "headers from other addresses are ignored. Empty = none."},
 	{"proxy-protocol", T_BOOL, G(proxy_protocol), .def = "off",
-	 .help = "Every connection on --listen begins with a PROXY protocol header (v1 or v2, as "
-		 "HAProxy, AWS NLB and nginx send) naming its client; one without a valid header is "
-		 "closed (herald_proxy_protocol_errors_total). With --trusted-proxies, the header is "
-		 "believed only from those addresses. Not on --tls-listen."},
+	 .help = "Every connection on --listen and --tls-listen begins with a PROXY protocol "
+		 "header (v1 or v2, as HAProxy, AWS NLB and nginx send; before the TLS handshake) naming "
+		 "its client; one without a valid header is closed "
+		 "(herald_proxy_protocol_errors_total). With --trusted-proxies, the header is believed "
+		 "only from those addresses."},
 	{"max-connections-per-ip", T_UINT, G(max_connections_per_ip), .def = "1000", .min = "0",
 	 .max = "1000000",
 	 .help = "Open connections from one client address (IPv4: per address; IPv6: per /64 "

@@ -566,7 +566,7 @@ static void on_connection(uv_stream_t *listener, int status)
 	trusted = peer_name(c);
 	if (tls)
 		c->tls = hd_tls_new(s->tls_ctx);
-	c->proxy_wait = s->lim.proxy_protocol && !tls;
+	c->proxy_wait = s->lim.proxy_protocol;
 	c->via_proxy = trusted;
 	c->ip_pending = c->proxy_wait || c->via_proxy;
 	if (s->nopen >= s->lim.max_connections) {

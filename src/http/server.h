@@ -84,11 +84,12 @@ struct hd_http_limits {
 	 * Forwarded / X-Forwarded-For; that client is the request's remote
 	 * and is what the per-address limits count. */
 	const char *trusted_proxies;
-	/* --proxy-protocol: every connection on the plain listener starts
-	 * with a PROXY protocol v1 or v2 header (http/proxyproto.h) naming
-	 * its client; a connection without a valid one is closed and
-	 * counted. With trusted_proxies set, the header is believed only
-	 * from a trusted peer. */
+	/* --proxy-protocol: every connection on both listeners starts
+	 * with a PROXY protocol v1 or v2 header (http/proxyproto.h; on the
+	 * HTTPS listener before the TLS handshake) naming its client; a
+	 * connection without a valid one is closed and counted. With
+	 * trusted_proxies set, the header is believed only from a trusted
+	 * peer. */
 	bool proxy_protocol;
 };
 

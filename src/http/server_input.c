@@ -63,6 +63,31 @@ static ssize_t tls_input(struct conn *c, const char *p, size_t n, bool *notified
 
 static void conn_input(struct conn *c, ssize_t nread);
 
+static bool proxy_header(struct conn *c);
+
+/*
+ * The PROXY header of a TLS connection comes before its TLS records: its
+ * bytes (p[0..n), in the scratch buffer) are gathered in c->in as they
+ * are. Returns the ciphertext after the header, moved to the front of the
+ * scratch buffer (0 if none), or -1 when nothing is left to do here (the
+ * header is incomplete, bad, or its client refused).
+ */
+static ssize_t tls_proxy_input(struct conn *c, const char *p, size_t n)
+{
+	size_t rest;
+
+	memcpy(c->in + c->in_start + c->in_len, p, n); /* on_alloc left room */
+	c->in_len += n;
+	if (!proxy_header(c)) {
+		hd_server_input_pump(c);
+		return -1;
+	}
+	rest = c->in_len;
+	memmove(c->srv->tls_scratch, c->in + c->in_start, rest);
+	c->in_start = c->in_len = 0;
+	return (ssize_t)rest;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = stream->data;
@@ -70,8 +95,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 	if (nread > 0)
 		c->heard = true;
+	if (c->tls && c->proxy_wait && nread > 0) {
+		nread = tls_proxy_input(c, buf->base, (size_t)nread);
+		if (nread < 0)
+			return;
+		if (nread == 0) {
+			hd_server_input_pump(c);
+			return;
+		}
+	}
 	if (c->tls && nread > 0) {
-		nread = tls_input(c, buf->base, (size_t)nread, &notified);
+		nread = tls_input(c, c->srv->tls_scratch, (size_t)nread, &notified);
 		if (nread != 0)
 			conn_input(c, nread); /* plaintext, or UV_EPROTO: close */
 		else if (!notified)
@@ -208,7 +242,8 @@ static void note_partial(struct conn *c)
 }
 
 /*
- * A connection accepted with --proxy-protocol: reads its PROXY header.
+ * A connection accepted with --proxy-protocol: reads its PROXY header
+ * (plain HTTP: from the pump; TLS: from on_read, before decryption).
  * Returns true once it is consumed (the client address set and admitted),
  * false while more bytes are needed or when the connection was closed (a
  * bad header) or refused (its client is over a per-address limit).
@@ -315,7 +350,8 @@ void hd_server_input_pump(struct conn *c)
 	if (c->closing || c->dispatching)
 		return;
 	c->dispatching = true;
-	while (can_parse(c) && (c->proxy_wait ? proxy_header(c) : parse_one(c)))
+	/* A TLS connection's PROXY header is read from on_read, before TLS. */
+	while (can_parse(c) && (c->proxy_wait ? !c->tls && proxy_header(c) : parse_one(c)))
 		;
 	c->dispatching = false;
 	if (c->closing)

@@ -208,3 +208,68 @@ def test_proxy_header_from_an_untrusted_peer_is_ignored(herald_factory):
     assert sb == 429  # both are 127.0.0.1, which is not trusted
     a.close()
     b.close()
+
+
+# ---- PROXY protocol on the HTTPS listener ---------------------------------
+
+def tls_get(port, ctx, prefix, path="/healthz"):
+    """Sends prefix, then a TLS handshake and one GET, all over one socket,
+    the first TLS record in the same write as prefix (a memory BIO drives
+    TLS). Returns the status, or None when the server closed first."""
+    import socket
+    import ssl
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+    pending = prefix
+
+    def pump():
+        nonlocal pending
+        data = pending + out.read()
+        pending = b""
+        if data:
+            sock.sendall(data)
+        got = sock.recv(65536)
+        if not got:
+            raise ConnectionError("closed")
+        inc.write(got)
+
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        tls.write(http_request("GET", path))
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            try:
+                buf += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+        return int(buf.split(b" ", 2)[1]), sock
+    except (ConnectionError, OSError, ssl.SSLError):
+        sock.close()
+        return None, None
+
+
+def test_proxy_protocol_on_the_tls_listener(herald_factory, tmp_path):
+    from test_tls import Pki, tls_args
+    pki = Pki(tmp_path / "pki")
+    tls_port = free_port()
+    h = start_proxied(herald_factory, LIMIT_ONE + tls_args(pki, tls_port))
+    ctx = pki.context()
+    a, sa = tls_get(tls_port, ctx, v1("198.51.100.1"))
+    assert a == 200
+    # The same client again: refused (closed before the handshake, as a
+    # refused HTTPS connection always is); another client is served.
+    b, _ = tls_get(tls_port, ctx, v2_inet("198.51.100.1"))
+    assert b is None
+    c, sc = tls_get(tls_port, ctx, v2_inet("198.51.100.2"))
+    assert c == 200
+    d, _ = tls_get(tls_port, ctx, b"PROXY TCP4 bad\r\n")
+    assert d is None
+    for s in (sa, sc):
+        s.close()
+    assert proxied_metric(h, "herald_proxy_protocol_errors_total") == 1
