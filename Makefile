@@ -3,15 +3,23 @@
 #   make test   install what is missing, build (normal, ASan+UBSan, TSan), run every test
 #               (TSan: the unit tests and the threaded e2e paths), a valgrind smoke run,
 #               then fuzz each parser briefly
-# Other targets: build, asan, tsan, fuzz, bench, docs, clean.
+#   make install   copy build/herald, the systemd unit, the default config and the docs
+#                  under $(DESTDIR)$(PREFIX) (PREFIX /usr/local; the config under
+#                  $(DESTDIR)$(SYSCONFDIR), /etc); build first (make build)
+#   make deb       build/herald_VERSION_ARCH.deb with dpkg-deb (offline)
+# Other targets: build, asan, tsan, fuzz, bench, docs, clean, uninstall.
 
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 LISTEN ?= 127.0.0.1:8080
 DATA_DIR ?= ./data
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+BIN ?= build/herald
 
 .PHONY: run test deps build asan tsan fuzz fuzz-build test-build test-asan test-tsan test-valgrind \
-	bench docs clean
+	bench docs clean install uninstall deb
 
 deps:
 	@./scripts/install-deps.sh
@@ -84,9 +92,33 @@ bench: build
 	./bench/fanout.sh
 	./bench/groups.sh
 	./bench/webhooks.sh
+	./bench/storm.sh
 
 docs: build
 	./build/herald config-doc > docs/config.md
+
+# The config file is installed only when none is there (an operator's edits
+# stay); the unit gets the real paths of this PREFIX and SYSCONFDIR.
+install:
+	@[ -x $(BIN) ] || { echo "install: $(BIN) is missing (make build)"; exit 1; }
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/herald
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(PREFIX)/share/doc/herald|g' \
+		packaging/herald.service.in > $(DESTDIR)$(UNITDIR)/herald.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/herald.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/herald/herald.conf ] || \
+		install -D -m 0644 packaging/herald.conf $(DESTDIR)$(SYSCONFDIR)/herald/herald.conf
+	install -d $(DESTDIR)$(PREFIX)/share/doc/herald/deploy
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/herald/
+	install -m 0644 docs/deploy/nginx.conf $(DESTDIR)$(PREFIX)/share/doc/herald/deploy/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/herald $(DESTDIR)$(UNITDIR)/herald.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/herald
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/herald and /var/lib/herald are left as they are"
+
+deb: build
+	@./scripts/make-deb.sh $(BIN) build
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

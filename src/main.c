@@ -15,6 +15,7 @@
  */
 #include "auth/jwt.h"
 #include "auth/keys.h"
+#include "cli/check_config_cmd.h"
 #include "cli/client.h"
 #include "cli/keys_cmd.h"
 #include "cli/push_cmd.h"
@@ -32,6 +33,8 @@
 #include "webhook/delivery.h"
 #include "engine/local.h"
 #include "store/store.h"
+#include "http/fdlimit.h"
+#include "http/forwarded.h"
 #include "http/server.h"
 #include "hub/hub.h"
 #include "edge/stats.h"
@@ -85,6 +88,7 @@ static void usage(FILE *f)
 		"  herald keys create NAME --scope S [--scope S] [--expires 30d]   (prints the key once)\n"
 		"  herald keys list | herald keys revoke NAME   [--keys-file F | --data-dir D]\n"
 		"  herald push vapid-keys [--json]   print a new Web Push key pair\n"
+		"  herald check-config FILE   validate a config file (exit 0 ok, 1 with the reason)\n"
 		"  herald version\n"
 		"  herald config-doc      print docs/config.md\n"
 		"  herald --help\n\n"
@@ -272,6 +276,31 @@ static enum hd_store_sync sync_mode(const char *s)
 										 : HD_SYNC_FULL;
 }
 
+/* A reconnect storm: the open-files limit raised and the descriptor table
+ * grown while this is the only thread (http/fdlimit.h). Too small a limit
+ * is a warning, not a refusal: the defaults must start on a system whose
+ * hard limit is low, and accepts beyond it are counted and logged. */
+static void prepare_descriptors(const struct hd_config *cfg)
+{
+	struct hd_fdlimit_report r;
+	int somaxconn = hd_fdlimit_somaxconn();
+
+	hd_fdlimit_prepare(cfg->max_connections, &r);
+	hd_log_info("open_files soft_was=%llu soft=%llu hard=%llu wanted=%llu table=%llu",
+		    (unsigned long long)r.soft_before, (unsigned long long)r.soft,
+		    (unsigned long long)r.hard, (unsigned long long)r.wanted,
+		    (unsigned long long)r.table);
+	if (!r.fits)
+		hd_log_warn("open_files_too_few limit=%llu max_connections=%llu needed=%llu (connections "
+			    "past the limit are closed at accept; raise LimitNOFILE / ulimit -n or "
+			    "lower --max-connections)",
+			    (unsigned long long)r.soft, (unsigned long long)cfg->max_connections,
+			    (unsigned long long)r.wanted);
+	if (somaxconn > 0 && (uint64_t)somaxconn < cfg->listen_backlog)
+		hd_log_warn("listen_backlog_capped backlog=%llu somaxconn=%d (raise net.core.somaxconn)",
+			    (unsigned long long)cfg->listen_backlog, somaxconn);
+}
+
 static int serve(int argc, char **argv)
 {
 	struct server s = {0};
@@ -312,6 +341,11 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "herald: %s\n", err.msg);
 		goto out;
 	}
+	struct hd_forwarded trusted;
+	if (hd_forwarded_parse(&trusted, s.cfg.trusted_proxies, &err)) {
+		fprintf(stderr, "herald: %s\n", err.msg);
+		goto out;
+	}
 	if (s.cfg.listen[0] && split_listen(s.cfg.listen, host, sizeof(host), &port)) {
 		fprintf(stderr, "herald: --listen must be HOST:PORT, not '%s'\n", s.cfg.listen);
 		goto out;
@@ -339,6 +373,10 @@ static int serve(int argc, char **argv)
 	char tls_desc[512] = "";
 	if (tls_ctx)
 		hd_tls_ctx_describe(tls_ctx, tls_desc, sizeof(tls_desc));
+	/* After every configuration check (whose errors come first on
+	 * stderr), before any thread exists (the store's writer, the libuv
+	 * pool, libcurl's resolver). */
+	prepare_descriptors(&s.cfg);
 	signal(SIGPIPE, SIG_IGN);
 	s.loop = uv_default_loop();
 	s.hub = hd_hub_new(&s.cfg);
@@ -383,6 +421,9 @@ static int serve(int argc, char **argv)
 	lim.idle_timeout_ms = (uint32_t)s.cfg.idle_timeout_ms;
 	lim.shutdown_timeout_ms = (uint32_t)s.cfg.shutdown_timeout_ms;
 	lim.max_connections = (uint32_t)s.cfg.max_connections;
+	lim.listen_backlog = (int)s.cfg.listen_backlog;
+	lim.trusted_proxies = s.cfg.trusted_proxies;
+	lim.proxy_protocol = s.cfg.proxy_protocol;
 	lim.max_connections_per_ip = (uint32_t)s.cfg.max_connections_per_ip;
 	lim.connection_rate_per_ip = (struct hd_rate){
 		.per_sec = (uint32_t)s.cfg.connection_rate_per_ip,
@@ -534,6 +575,8 @@ int main(int argc, char **argv)
 		return hd_keys_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "push") == 0)
 		return hd_push_cmd_run(argc - 2, argv + 2);
+	if (strcmp(cmd, "check-config") == 0)
+		return hd_check_config_cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("herald %s\n", HD_VERSION);
 		return 0;

@@ -77,7 +77,25 @@ static const struct opt opts[] = {
 	{"sse-retry", T_DURATION, G(sse_retry_ms), .def = "3s", .min = "0", .max = "1h",
 	 .help = "The reconnection delay sent to Server-Sent Events clients (the retry field)."},
 	{"max-connections", T_UINT, G(max_connections), .def = "10000", .min = "1", .max = "1000000",
-	 .help = "Open client connections at once; more are answered 503 and closed."},
+	 .help = "Open client connections at once; more are answered 503 and closed. At start "
+		 "herald raises its open-files limit to the hard limit and warns when this (plus "
+		 "512 for its own files) does not fit."},
+	{"listen-backlog", T_UINT, G(listen_backlog), .def = "4096", .min = "16", .max = "65535",
+	 .help = "Connections the kernel completes and queues before herald accepts them, so a "
+		 "reconnect storm is not dropped; the kernel caps it at net.core.somaxconn (herald "
+		 "warns at start when it does)."},
+	{"trusted-proxies", T_STRING, GS(trusted_proxies), .def = "",
+	 .help = "Reverse proxies and load balancers herald sits behind: addresses and CIDR blocks, "
+		 "comma-separated (\"10.0.0.0/8, 127.0.0.1, ::1\"). For a connection from one of "
+		 "them the client is the right-most untrusted address of Forwarded (else "
+		 "X-Forwarded-For): the per-IP limits, logs and connection listings use it. The same "
+		 "headers from other addresses are ignored. Empty = none."},
+	{"proxy-protocol", T_BOOL, G(proxy_protocol), .def = "off",
+	 .help = "Every connection on --listen and --tls-listen begins with a PROXY protocol "
+		 "header (v1 or v2, as HAProxy, AWS NLB and nginx send; before the TLS handshake) naming "
+		 "its client; one without a valid header is closed "
+		 "(herald_proxy_protocol_errors_total). With --trusted-proxies, the header is believed "
+		 "only from those addresses."},
 	{"max-connections-per-ip", T_UINT, G(max_connections_per_ip), .def = "1000", .min = "0",
 	 .max = "1000000",
 	 .help = "Open connections from one client address (IPv4: per address; IPv6: per /64 "

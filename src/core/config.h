@@ -89,6 +89,9 @@ struct hd_config {
 	int64_t idle_timeout_ms;
 	int64_t shutdown_timeout_ms;
 	uint64_t max_connections;
+	uint64_t listen_backlog;
+	char trusted_proxies[1024];
+	bool proxy_protocol;
 	uint64_t max_connections_per_ip;
 	uint64_t connection_rate_per_ip;
 	uint64_t connection_burst_per_ip;

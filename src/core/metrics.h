@@ -53,6 +53,9 @@ struct hd_buf;
 	C(http_errors_total, "HTTP requests answered with a 4xx or 5xx status.")              \
 	C(http_limit_hits_total, "Requests refused by a size or time limit.")                 \
 	C(connection_ip_limit_hits_total, "Connections refused because their address had --max-connections-per-ip open.") \
+	C(accept_no_descriptor_total, "Connections refused at accept because herald was nearly out of descriptors (answered 503) or had none left (EMFILE/ENFILE); see --max-connections and the open-files limit.") \
+	C(proxy_protocol_errors_total, "Connections closed because they did not begin with a valid PROXY protocol header (--proxy-protocol).") \
+	C(forwarded_requests_total, "Requests from a --trusted-proxies peer whose client address came from Forwarded / X-Forwarded-For.") \
 	C(connection_rate_limit_hits_total, "Connections refused because their address connected faster than --connection-rate-per-ip.") \
 	C(publish_rate_key_hits_total, "Publishes refused by --publish-rate-per-key (429).")   \
 	C(publish_rate_connection_hits_total, "WebSocket publishes refused by --publish-rate-per-connection (error 111).") \

@@ -85,6 +85,15 @@
  * A TLS error closes the connection; a request cannot be answered before
  * the handshake ends (a 408 or 503 then closes instead).
  *
+ * Proxies: a connection from a --trusted-proxies address (via_proxy) or
+ * accepted with --proxy-protocol (proxy_wait) is counted toward
+ * max_connections at accept, but its per-address admission waits
+ * (ip_pending) until its client is known: from the PROXY header, read
+ * before any HTTP (server_input.c proxy_header), or from each request's
+ * Forwarded / X-Forwarded-For (forwarded_client, just before dispatch;
+ * a later request naming another client moves the count). remote and
+ * ipkey then hold the client, so logs, req->remote and the limits see it.
+ *
  * Shutdown closes the listeners and idle connections at once; the others end
  * after their in-flight response as usual (LINGER). The server's drain timer
  * bounds all of that by shutdown_timeout_ms: when it fires, every connection
@@ -103,6 +112,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/fdlimit.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -122,6 +132,9 @@ void hd_http_limits_default(struct hd_http_limits *lim)
 	lim->shutdown_timeout_ms = 5 * 1000;
 	lim->max_pending_bytes = 1024 * 1024;
 	lim->cors_origins = NULL;
+	lim->listen_backlog = 4096;
+	lim->trusted_proxies = NULL;
+	lim->proxy_protocol = false;
 }
 
 /* ---- Lifecycle ----------------------------------------------------------- */
@@ -299,6 +312,13 @@ static void on_timer(uv_timer_t *t)
 	}
 	switch (c->state) {
 	case ST_HEAD:
+		if (!c->heard) {
+			/* Not one byte since accept: nobody would read a 408. */
+			hd_log_debug("http_silent_timeout remote=%s", c->remote);
+			hd_server_conn_close(c);
+			break;
+		}
+		/* fall through */
 	case ST_BODY:
 		hd_server_conn_fail(c, HD_ETIMEOUT, NULL, NULL, true);
 		hd_server_input_pump(c);
@@ -356,31 +376,54 @@ struct hd_http_server *hd_http_server_new(uv_loop_t *loop, const struct hd_http_
 		.max_entries = (size_t)lim->max_connections + IPLIMIT_IDLE,
 	});
 	s->in_size = READ_BUF_SIZE;
+	s->fd_ceiling = hd_fdlimit_ceiling(hd_fdlimit_soft());
+	if (hd_forwarded_parse(&s->trusted, lim->trusted_proxies, NULL))
+		s->trusted.n = 0; /* main.c checked it; a bad list trusts nobody */
+	s->lim.trusted_proxies = NULL; /* copied into trusted */
 	return s;
 }
 
-/* Fills c->remote and key (the iplimit key; "" when the peer is unknown). */
-static void peer_name(struct conn *c, char key[HD_IPLIMIT_KEY_MAX])
+void hd_server_conn_address(struct conn *c, const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN];
+	unsigned port = 0;
+
+	snprintf(c->remote, sizeof(c->remote), "unknown");
+	if (hd_iplimit_key(sa, c->ipkey))
+		c->ipkey[0] = '\0';
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+		uv_ip6_name(a, ip, sizeof(ip));
+		port = ntohs(a->sin6_port);
+		/* A forwarded client has no port (0): its address alone. */
+		if (port)
+			snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, port);
+		else
+			snprintf(c->remote, sizeof(c->remote), "%s", ip);
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+		uv_ip4_name(a, ip, sizeof(ip));
+		port = ntohs(a->sin_port);
+		if (port)
+			snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, port);
+		else
+			snprintf(c->remote, sizeof(c->remote), "%s", ip);
+	}
+}
+
+/* Fills c->remote and c->ipkey from the peer ("unknown" and "" when it
+ * cannot be read); returns whether the peer is a trusted proxy. */
+static bool peer_name(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
 
 	snprintf(c->remote, sizeof(c->remote), "unknown");
-	key[0] = '\0';
+	c->ipkey[0] = '\0';
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len))
-		return;
-	if (hd_iplimit_key((const struct sockaddr *)&ss, key))
-		key[0] = '\0';
-	if (ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-		uv_ip6_name(a, ip, sizeof(ip));
-		snprintf(c->remote, sizeof(c->remote), "[%s]:%u", ip, ntohs(a->sin6_port));
-	} else if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-		uv_ip4_name(a, ip, sizeof(ip));
-		snprintf(c->remote, sizeof(c->remote), "%s:%u", ip, ntohs(a->sin_port));
-	}
+		return false;
+	hd_server_conn_address(c, (const struct sockaddr *)&ss);
+	return hd_forwarded_trusts(&c->srv->trusted, (const struct sockaddr *)&ss);
 }
 
 static struct conn *conn_new(struct hd_http_server *s)
@@ -406,16 +449,22 @@ static struct conn *conn_new(struct hd_http_server *s)
 }
 
 /*
- * The per-address limits of a new connection (iplimit.h). Returns true when
- * it may be counted (c->ip holds its address's count), else answers 429
- * with Retry-After (503 when the address table is full) and returns false.
+ * The per-address limits of a connection (iplimit.h), for c->ipkey: at
+ * accept, or once a proxy named the client (then an earlier count of the
+ * connection is released first). Returns true when it may be counted
+ * (c->ip holds its address's count), else answers 429 with Retry-After
+ * (503 when the address table is full) and returns false.
  */
-static bool admit_ip(struct conn *c, const char *key)
+bool hd_server_conn_admit(struct conn *c)
 {
 	struct hd_http_server *s = c->srv;
+	const char *key = c->ipkey;
 	char msg[160], extra[48];
 	int64_t retry_ms;
 
+	c->ip_pending = false;
+	hd_iplimit_release(s->iplimit, c->ip, (int64_t)hd_mono_ms());
+	c->ip = NULL;
 	if (!key[0] || !hd_iplimit_on(s->iplimit))
 		return true;
 	switch (hd_iplimit_admit(s->iplimit, key, (int64_t)hd_mono_ms(), &c->ip, &retry_ms)) {
@@ -444,13 +493,65 @@ static bool admit_ip(struct conn *c, const char *key)
 	return false;
 }
 
+/* Counts and logs (rate-limited) a connection refused for want of a
+ * descriptor. */
+static void no_descriptor(struct hd_http_server *s, const char *why)
+{
+	hd_metrics_inc(HD_M_accept_no_descriptor_total);
+	if (hd_log_ratelimited(&s->fd_warn_ms))
+		hd_log_warn("http_accept_no_descriptor error=%s open=%zu max_connections=%u "
+			    "(raise the open-files limit or lower --max-connections)",
+			    why, s->nopen, (unsigned)s->lim.max_connections);
+}
+
+/* Whether c's descriptor is among the last few the open-files limit
+ * allows. Descriptors are handed out lowest first, so its number is about
+ * how many are open: past the ceiling, the rest stay for the store,
+ * outgoing connections and refusals, and a storm past the limit gets 503s
+ * instead of the resets of EMFILE. */
+static bool near_descriptor_limit(struct conn *c)
+{
+	uv_os_fd_t fd;
+
+	return c->srv->fd_ceiling > 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+	       (uint64_t)fd >= c->srv->fd_ceiling;
+}
+
+/*
+ * Refuses c at once for want of descriptors: one try at a short 503 (plain
+ * HTTP only), then the close, so that a storm past the limit never holds
+ * more descriptors than the ceiling plus one (a lingering 503 would, and
+ * the rest of the storm would then meet EMFILE).
+ */
+#define NOFD_BODY "{\"error\":{\"code\":\"unavailable\",\"message\":\"the server is out of descriptors\"}}\n"
+_Static_assert(sizeof(NOFD_BODY) - 1 == 78, "Content-Length of NOFD_BODY");
+static void refuse_now(struct conn *c)
+{
+	static const char answer[] =
+		"HTTP/1.1 503 Service Unavailable\r\nContent-Type: " HD_HTTP_JSON_TYPE "\r\n"
+		"Retry-After: 1\r\nConnection: close\r\nContent-Length: 78\r\n\r\n" NOFD_BODY;
+	uv_buf_t b = uv_buf_init((char *)answer, sizeof(answer) - 1);
+
+	no_descriptor(c->srv, "near_limit");
+	if (!c->tls)
+		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	hd_server_conn_close(c);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct hd_http_server *s = listener->data;
 	bool tls = listener == (uv_stream_t *)&s->tls_listener;
 	struct conn *c;
-	char key[HD_IPLIMIT_KEY_MAX];
+	bool trusted;
 
+	if (status == UV_EMFILE || status == UV_ENFILE) {
+		/* Only when libuv's own reserve descriptor is gone: it
+		 * normally accepts and closes such connections itself, which
+		 * the descriptor ceiling below keeps from happening. */
+		no_descriptor(s, uv_err_name(status));
+		return;
+	}
 	if (status < 0) {
 		if (hd_log_ratelimited(&s->warn_ms))
 			hd_log_warn("http_accept_failed error=%s", uv_strerror(status));
@@ -462,13 +563,19 @@ static void on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	peer_name(c, key);
+	trusted = peer_name(c);
 	if (tls)
 		c->tls = hd_tls_new(s->tls_ctx);
+	c->proxy_wait = s->lim.proxy_protocol;
+	c->via_proxy = trusted;
+	c->ip_pending = c->proxy_wait || c->via_proxy;
 	if (s->nopen >= s->lim.max_connections) {
 		hd_server_conn_fail(c, HD_EUNAVAIL, NULL, NULL, true);
-	} else if (!admit_ip(c, key)) {
-		/* refused: admit_ip answered */
+	} else if (near_descriptor_limit(c)) {
+		refuse_now(c);
+		return;
+	} else if (!c->ip_pending && !hd_server_conn_admit(c)) {
+		/* refused: hd_server_conn_admit answered */
 	} else {
 		c->counted = true;
 		s->nopen++;
@@ -494,7 +601,7 @@ static int listen_on(struct hd_http_server *s, uv_tcp_t *l, const char *host, in
 	rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0);
 	if (rc)
 		goto out;
-	rc = uv_listen((uv_stream_t *)l, BACKLOG, on_connection);
+	rc = uv_listen((uv_stream_t *)l, s->lim.listen_backlog, on_connection);
 	if (rc)
 		goto out;
 	rc = uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
@@ -502,7 +609,8 @@ static int listen_on(struct hd_http_server *s, uv_tcp_t *l, const char *host, in
 		goto out;
 	*bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						: ((struct sockaddr_in *)&ss)->sin_port);
-	hd_log_info("%s_listening host=%s port=%d", what, host, *bound);
+	hd_log_info("%s_listening host=%s port=%d backlog=%d", what, host, *bound,
+		    s->lim.listen_backlog);
 out:
 	if (rc)
 		hd_log_error("%s_listen_failed host=%s port=%d error=%s", what, host, port,

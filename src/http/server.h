@@ -13,7 +13,8 @@
  * request line + headers larger than header_max → 431, more than max_headers
  * headers → 431, a body larger than body_max (declared or chunked) → 413,
  * headers not complete within header_timeout_ms of the request's first byte
- * → 408, a keep-alive connection idle for idle_timeout_ms → closed,
+ * → 408 (a connection that sent no byte at all is closed without an answer:
+ * it is a port probe or a client that gave up, and a 408 would be noise), a keep-alive connection idle for idle_timeout_ms → closed,
  * more than max_connections open → the new one is answered 503 and closed,
  * more than max_connections_per_ip open from its address, or new ones from
  * it faster than connection_rate_per_ip → 429 with Retry-After and closed
@@ -72,10 +73,28 @@ struct hd_http_limits {
 	 * headers). Responses to a request whose Origin is allowed carry
 	 * Access-Control-Allow-Origin. Borrowed for the server's life. */
 	const char *cors_origins;
+	/* The listen backlog: connections the kernel completes and queues
+	 * for accept (a reconnect storm needs thousands). The kernel caps it
+	 * at net.core.somaxconn. */
+	int listen_backlog;
+	/* --trusted-proxies: addresses and CIDR blocks (http/forwarded.h
+	 * syntax, already checked; borrowed for the call to
+	 * hd_http_server_new, which copies it), NULL or "" for none. A
+	 * request on a connection from one of them names its client in
+	 * Forwarded / X-Forwarded-For; that client is the request's remote
+	 * and is what the per-address limits count. */
+	const char *trusted_proxies;
+	/* --proxy-protocol: every connection on both listeners starts
+	 * with a PROXY protocol v1 or v2 header (http/proxyproto.h; on the
+	 * HTTPS listener before the TLS handshake) naming its client; a
+	 * connection without a valid one is closed and counted. With
+	 * trusted_proxies set, the header is believed only from a trusted
+	 * peer. */
+	bool proxy_protocol;
 };
 
 /* Fills lim with herald's defaults (8 KiB, 100, 1 MiB, 10 s, 60 s, 10000,
- * 1000 per IP, 100/s burst 200 per IP, 5 s, 1 MiB, no CORS). */
+ * 1000 per IP, 100/s burst 200 per IP, 5 s, 1 MiB, no CORS, backlog 4096, no trusted proxies, no PROXY protocol). */
 void hd_http_limits_default(struct hd_http_limits *lim);
 
 /*

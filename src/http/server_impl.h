@@ -21,6 +21,7 @@
 #include "http/server.h"
 #include "core/buf.h"
 #include "core/rcbuf.h"
+#include "http/forwarded.h"
 #include "http/iplimit.h"
 #include "http/request.h"
 #include "net/tls.h"
@@ -40,7 +41,6 @@
 #define ERROR_BODY_MAX 2048                     /* a JSON error body */
 #define LINGER_MS 2000                          /* drain time after the last response */
 #define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
-#define BACKLOG 511
 #define TLS_STAGE (16 * 1024)                   /* plaintext gathered into one TLS record */
 #define IPLIMIT_IDLE (16 * 1024)                /* idle addresses kept beyond max_connections */
 
@@ -84,8 +84,17 @@ struct conn {
 	bool closing;   /* uv_close was called */
 	bool shut;      /* uv_shutdown was called */
 	bool continued; /* "100 Continue" was sent for this request */
+	bool heard;     /* the client sent at least one byte */
 	char remote[64];
 	struct hd_iplimit_entry *ip; /* its address's count, while counted; NULL if none */
+	/* Behind a proxy (see server.c "Proxies"): the client's address is
+	 * known only from the PROXY header (proxy_wait) or from each
+	 * request's headers (via_proxy), so the per-address admission waits
+	 * for it (ip_pending). ipkey is the key ip counts under. */
+	bool proxy_wait;
+	bool via_proxy;
+	bool ip_pending;
+	char ipkey[HD_IPLIMIT_KEY_MAX];
 
 	/* A streaming response (hd_http_stream_start): the edge owns req until
 	 * hd_http_stream_end/abort or, if the client leaves first, until
@@ -162,6 +171,9 @@ struct hd_http_server {
 	size_t head_len;
 	char head[160];
 	long long warn_ms;
+	long long fd_warn_ms; /* the out-of-descriptors warning's own rate limit */
+	uint64_t fd_ceiling;  /* hd_fdlimit_ceiling at start; 0: none */
+	struct hd_forwarded trusted; /* --trusted-proxies (n 0: none) */
 	char *spare[SPARE_MAX]; /* owned: read buffers not in use */
 	size_t nspare;
 	/* Streams written to since the last flush, flushed together by an
@@ -195,6 +207,11 @@ void hd_server_conn_fail(struct conn *c, int code, const char *message, const ch
 void hd_server_arm(struct conn *c, uint64_t ms);
 /* Lifts the time limit. */
 void hd_server_disarm(struct conn *c);
+/* Sets c's client address (remote, ipkey) to sa. */
+void hd_server_conn_address(struct conn *c, const struct sockaddr *sa);
+/* Applies the per-address limits to c's ipkey (releasing an earlier
+ * count); returns true when admitted, else c was answered 429/503. */
+bool hd_server_conn_admit(struct conn *c);
 
 /* ---- server_input.c: reads and the request pump --------------------------- */
 

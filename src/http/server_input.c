@@ -8,6 +8,9 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/proxyproto.h"
+
+#include <stdio.h>
 
 #include <string.h>
 
@@ -60,13 +63,49 @@ static ssize_t tls_input(struct conn *c, const char *p, size_t n, bool *notified
 
 static void conn_input(struct conn *c, ssize_t nread);
 
+static bool proxy_header(struct conn *c);
+
+/*
+ * The PROXY header of a TLS connection comes before its TLS records: its
+ * bytes (p[0..n), in the scratch buffer) are gathered in c->in as they
+ * are. Returns the ciphertext after the header, moved to the front of the
+ * scratch buffer (0 if none), or -1 when nothing is left to do here (the
+ * header is incomplete, bad, or its client refused).
+ */
+static ssize_t tls_proxy_input(struct conn *c, const char *p, size_t n)
+{
+	size_t rest;
+
+	memcpy(c->in + c->in_start + c->in_len, p, n); /* on_alloc left room */
+	c->in_len += n;
+	if (!proxy_header(c)) {
+		hd_server_input_pump(c);
+		return -1;
+	}
+	rest = c->in_len;
+	memmove(c->srv->tls_scratch, c->in + c->in_start, rest);
+	c->in_start = c->in_len = 0;
+	return (ssize_t)rest;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = stream->data;
 	bool notified = false;
 
+	if (nread > 0)
+		c->heard = true;
+	if (c->tls && c->proxy_wait && nread > 0) {
+		nread = tls_proxy_input(c, buf->base, (size_t)nread);
+		if (nread < 0)
+			return;
+		if (nread == 0) {
+			hd_server_input_pump(c);
+			return;
+		}
+	}
 	if (c->tls && nread > 0) {
-		nread = tls_input(c, buf->base, (size_t)nread, &notified);
+		nread = tls_input(c, c->srv->tls_scratch, (size_t)nread, &notified);
 		if (nread != 0)
 			conn_input(c, nread); /* plaintext, or UV_EPROTO: close */
 		else if (!notified)
@@ -202,6 +241,71 @@ static void note_partial(struct conn *c)
 	}
 }
 
+/*
+ * A connection accepted with --proxy-protocol: reads its PROXY header
+ * (plain HTTP: from the pump; TLS: from on_read, before decryption).
+ * Returns true once it is consumed (the client address set and admitted),
+ * false while more bytes are needed or when the connection was closed (a
+ * bad header) or refused (its client is over a per-address limit).
+ */
+static bool proxy_header(struct conn *c)
+{
+	struct hd_http_server *s = c->srv;
+	struct hd_proxyproto pp;
+	int n = hd_proxyproto_parse(c->in + c->in_start, c->in_len, &pp);
+
+	if (n == 0 && !c->eof)
+		return false;
+	if (n <= 0) {
+		hd_metrics_inc(HD_M_proxy_protocol_errors_total);
+		if (hd_log_ratelimited(&s->warn_ms))
+			hd_log_warn("proxy_protocol_bad remote=%s bytes=%zu", c->remote, c->in_len);
+		hd_server_conn_close(c);
+		return false;
+	}
+	c->in_start += (size_t)n;
+	c->in_len -= (size_t)n;
+	if (c->in_len == 0)
+		c->in_start = 0;
+	c->proxy_wait = false;
+	/* From an untrusted peer, when a list is set, the header is dropped:
+	 * anyone may send one. */
+	if (pp.has_addr && (s->trusted.n == 0 || c->via_proxy)) {
+		hd_server_conn_address(c, (const struct sockaddr *)&pp.src);
+		c->via_proxy = hd_forwarded_trusts(&s->trusted, (const struct sockaddr *)&pp.src);
+	}
+	c->ip_pending = c->via_proxy;
+	return c->via_proxy || hd_server_conn_admit(c);
+}
+
+/*
+ * A request from a trusted proxy: its client is the one its Forwarded /
+ * X-Forwarded-For headers name (http/forwarded.h), or the proxy itself
+ * when they name none. The per-address limits count that client; a
+ * connection that carries requests of another client moves its count.
+ * Returns false when the client is refused (answered 429/503).
+ */
+static bool forwarded_client(struct conn *c)
+{
+	struct hd_http_server *s = c->srv;
+	struct hd_http_request *req = &c->req;
+	struct sockaddr_storage ss;
+	char before[HD_IPLIMIT_KEY_MAX];
+
+	hd_request_get(&c->parser, req);
+	if (hd_forwarded_client(&s->trusted, req->headers, req->nheaders, &ss) != 0) {
+		if (!c->ip_pending)
+			return true;
+		return hd_server_conn_admit(c);
+	}
+	hd_metrics_inc(HD_M_forwarded_requests_total);
+	snprintf(before, sizeof(before), "%s", c->ipkey);
+	hd_server_conn_address(c, (const struct sockaddr *)&ss);
+	if (!c->ip_pending && strcmp(before, c->ipkey) == 0)
+		return true;
+	return hd_server_conn_admit(c);
+}
+
 /* Parses the buffered input; returns whether a request went to the handler. */
 static bool parse_one(struct conn *c)
 {
@@ -221,6 +325,8 @@ static bool parse_one(struct conn *c)
 		note_partial(c);
 		return false;
 	}
+	if (c->via_proxy && !forwarded_client(c))
+		return false;
 	dispatch(c);
 	return true;
 }
@@ -244,7 +350,8 @@ void hd_server_input_pump(struct conn *c)
 	if (c->closing || c->dispatching)
 		return;
 	c->dispatching = true;
-	while (can_parse(c) && parse_one(c))
+	/* A TLS connection's PROXY header is read from on_read, before TLS. */
+	while (can_parse(c) && (c->proxy_wait ? !c->tls && proxy_header(c) : parse_one(c)))
 		;
 	c->dispatching = false;
 	if (c->closing)
