@@ -21,7 +21,9 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
 fi
 # The Node clients the interop tests drive (tests/js/package-lock.json pins them).
-if { [ ! -d tests/js/node_modules/centrifuge ] || [ ! -d tests/js/node_modules/web-push-testing ]; } && [ -f tests/js/package-lock.json ]; then
+# npm ci again whenever the lock file is newer than the last install.
+if [ -f tests/js/package-lock.json ] && { [ ! -f tests/js/node_modules/.package-lock.json ] ||
+	[ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; }; then
   echo "install-deps: npm ci in tests/js"
   (cd tests/js && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
 fi
