@@ -20,8 +20,10 @@
 #include "core/metrics.h"
 #include "core/rcbuf.h"
 #include "core/uuid.h"
+#include "http/query.h"
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
+#include "proto/centrifuge_pb.h"
 #include "proto/cloudevent.h"
 
 #include <assert.h>
@@ -38,6 +40,49 @@
 #define VERSION "herald " HD_VERSION
 
 struct session;
+
+/*
+ * A wire format of the Centrifugo protocol: JSON in text frames or
+ * protobuf (varint-delimited) in binary frames, chosen at the upgrade
+ * (the centrifuge-protobuf subprotocol or ?format=protobuf). The session
+ * runs the same commands for both; only decoding and these encoders differ.
+ */
+enum format { F_JSON, F_PB, F_COUNT };
+
+struct codec {
+	uint8_t opcode;            /* HD_WEBSOCKET_TEXT or _BINARY */
+	int (*decode)(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err);
+	int (*reply_error)(struct hd_buf *b, uint32_t id, uint32_t code, const char *message, bool temporary);
+	int (*reply_empty)(struct hd_buf *b, uint32_t id, enum hd_centrifuge_method m);
+	int (*reply_connect)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_connect_result *r);
+	int (*reply_subscribe)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_sub_result *r);
+	int (*reply_history)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
+			     const char *epoch, uint64_t offset);
+	int (*reply_presence)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c, size_t n);
+	int (*reply_presence_stats)(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+	int (*reply_refresh)(struct hd_buf *b, uint32_t id, const char *client, const char *version, bool expires,
+			     uint32_t ttl);
+	int (*push_pub)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
+	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+};
+
+static int pb_decode(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err)
+{
+	return hd_centrifuge_pb_decode((const uint8_t *)p, n, cmd, err);
+}
+
+static const struct codec codecs[F_COUNT] = {
+	[F_JSON] = {HD_WEBSOCKET_TEXT, hd_centrifuge_decode, hd_centrifuge_reply_error, hd_centrifuge_reply_empty,
+		    hd_centrifuge_reply_connect, hd_centrifuge_reply_subscribe, hd_centrifuge_reply_history,
+		    hd_centrifuge_reply_presence, hd_centrifuge_reply_presence_stats, hd_centrifuge_reply_refresh,
+		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave},
+	[F_PB] = {HD_WEBSOCKET_BINARY, pb_decode, hd_centrifuge_pb_reply_error, hd_centrifuge_pb_reply_empty,
+		  hd_centrifuge_pb_reply_connect, hd_centrifuge_pb_reply_subscribe, hd_centrifuge_pb_reply_history,
+		  hd_centrifuge_pb_reply_presence, hd_centrifuge_pb_reply_presence_stats,
+		  hd_centrifuge_pb_reply_refresh, hd_centrifuge_pb_push_pub, hd_centrifuge_pb_push_join,
+		  hd_centrifuge_pb_push_leave},
+};
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
  * connect; client ones by subscribe. */
@@ -95,6 +140,8 @@ struct session {
 	struct hd_http_request *req;   /* NULL once closed */
 	struct hd_conn conn;
 	struct hd_websocket_decoder *dec;
+	enum format format;
+	const struct codec *codec;     /* &codecs[format] */
 	uv_timer_t timer;              /* timer.data = this; its close callback frees */
 	struct session *prev, *next;   /* in edge->sessions while req is set */
 	enum state state;
@@ -105,7 +152,8 @@ struct session {
 	bool registered;               /* conn is known to the hub */
 	bool slow;                     /* close 3008 from the timer (see broadcast) */
 	struct op *op;                 /* the command in flight */
-	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
+	struct hd_buf inbox;           /* commands not yet handled: '\n'-separated lines (JSON)
+					* or varint-delimited messages (protobuf) */
 	struct chan_sub **subs;
 	size_t nsubs, capsubs;
 	int64_t connect_due;           /* monotonic ms */
@@ -119,7 +167,7 @@ struct session {
 
 struct frame_slot {
 	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
-	struct hd_rcbuf *frame;
+	struct hd_rcbuf *frame[F_COUNT]; /* encoded when a subscriber of the format needs it */
 };
 
 struct hd_ws_edge {
@@ -162,11 +210,11 @@ static int64_t mono(void)
 
 /* ---- Output ------------------------------------------------------------- */
 
-/* A text frame of payload[0, n) in a new buffer. */
-static struct hd_rcbuf *text_frame(const char *payload, size_t n)
+/* A frame (text or binary) of payload[0, n) in a new buffer. */
+static struct hd_rcbuf *data_frame(uint8_t opcode, const char *payload, size_t n)
 {
 	uint8_t head[HD_WEBSOCKET_HEADER_MAX];
-	size_t hl = hd_websocket_frame_header(head, HD_WEBSOCKET_TEXT, n);
+	size_t hl = hd_websocket_frame_header(head, opcode, n);
 	struct hd_rcbuf *f = hd_rcbuf_new(hl + n);
 	memcpy(f->data, head, hl);
 	memcpy(f->data + hl, payload, n);
@@ -190,15 +238,15 @@ static bool send_frame(struct session *s, struct hd_rcbuf *f)
 	return rc == 0;
 }
 
-/* Sends the JSON text in b as one text frame. */
-static void send_json(struct session *s, const struct hd_buf *b)
+/* Sends the encoded reply in b as one frame of the session's format. */
+static void send_reply(struct session *s, const struct hd_buf *b)
 {
 	if (b->len == 0) {
 		/* The reply did not fit REPLY_MAX: the client would wait for it. */
 		session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "reply too large");
 		return;
 	}
-	struct hd_rcbuf *f = text_frame(b->data, b->len);
+	struct hd_rcbuf *f = data_frame(s->codec->opcode, b->data, b->len);
 	send_frame(s, f);
 	hd_rcbuf_unref(f);
 }
@@ -208,9 +256,9 @@ static void reply_error(struct session *s, uint32_t id, uint32_t code, const cha
 	struct hd_buf b;
 	hd_buf_init(&b, 4096);
 	hd_metrics_inc(HD_M_ws_errors_total);
-	if (hd_centrifuge_reply_error(&b, id, code, msg, temp))
+	if (s->codec->reply_error(&b, id, code, msg, temp))
 		hd_buf_reset(&b);
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 }
 
@@ -218,33 +266,44 @@ static void reply_empty(struct session *s, uint32_t id, enum hd_centrifuge_metho
 {
 	struct hd_buf b;
 	hd_buf_init(&b, 256);
-	hd_centrifuge_reply_empty(&b, id, m);
-	send_json(s, &b);
+	s->codec->reply_empty(&b, id, m);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 }
 
-/* The shared push frame of ev on topic: encoded once, cached by the
+static void slot_clear(struct frame_slot *c)
+{
+	if (c->json)
+		hd_rcbuf_unref(c->json);
+	for (size_t i = 0; i < F_COUNT; i++)
+		if (c->frame[i])
+			hd_rcbuf_unref(c->frame[i]);
+	memset(c, 0, sizeof(*c));
+}
+
+/* The shared push frame of ev on topic in format fmt: encoded once per
+ * format (only when a subscriber of that format asks), cached by the
  * event's JSON buffer. Returns a new reference. */
 static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
-				   const struct hd_stored_event *ev)
+				   const struct hd_stored_event *ev, enum format fmt)
 {
 	size_t slot = ((uintptr_t)ev->json >> 4) % FRAME_CACHE;
 	struct frame_slot *c = &e->cache[slot];
-	if (c->json == ev->json)
-		return hd_rcbuf_ref(c->frame);
+	if (c->json != ev->json) {
+		slot_clear(c);
+		c->json = hd_rcbuf_ref(ev->json);
+	}
+	if (c->frame[fmt])
+		return hd_rcbuf_ref(c->frame[fmt]);
 
 	struct hd_buf b;
 	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
 	hd_buf_init(&b, ev->json->len + 1024);
-	hd_centrifuge_push_pub(&b, topic, &pub);
-	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	codecs[fmt].push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = data_frame(codecs[fmt].opcode, b.data, b.len);
 	hd_buf_fini(&b);
-	if (c->json) {
-		hd_rcbuf_unref(c->json);
-		hd_rcbuf_unref(c->frame);
-	}
-	c->json = hd_rcbuf_ref(ev->json);
-	c->frame = hd_rcbuf_ref(f);
+	hd_metrics_inc(HD_M_ws_push_encodes_total);
+	c->frame[fmt] = hd_rcbuf_ref(f);
 	return f;
 }
 
@@ -254,7 +313,7 @@ static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 	if (ev->offset <= sub->cursor)
 		return;
 	sub->cursor = ev->offset;
-	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev);
+	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev, sub->s->format);
 	send_frame(sub->s, f);
 	hd_rcbuf_unref(f);
 }
@@ -402,7 +461,7 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		return;
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
-	struct hd_rcbuf *f = NULL;
+	struct hd_rcbuf *frames[F_COUNT] = {0};
 	for (size_t i = 0; i < n; i++) {
 		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
 			continue;
@@ -410,24 +469,26 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		struct chan_sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
-		if (!f) {
+		struct hd_rcbuf **f = &frames[to->format];
+		if (!*f) {
 			struct hd_buf b;
 			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
 			hd_buf_init(&b, 2048);
 			if (join)
-				hd_centrifuge_push_join(&b, topic, &info);
+				to->codec->push_join(&b, topic, &info);
 			else
-				hd_centrifuge_push_leave(&b, topic, &info);
-			f = text_frame(b.data, b.len);
+				to->codec->push_leave(&b, topic, &info);
+			*f = data_frame(to->codec->opcode, b.data, b.len);
 			hd_buf_fini(&b);
 		}
-		if (hd_http_stream_write(to->req, f) == HD_ELIMIT) {
+		if (hd_http_stream_write(to->req, *f) == HD_ELIMIT) {
 			to->slow = true;
 			uv_timer_start(&to->timer, on_timer, 0, 0);
 		}
 	}
-	if (f)
-		hd_rcbuf_unref(f);
+	for (size_t i = 0; i < F_COUNT; i++)
+		if (frames[i])
+			hd_rcbuf_unref(frames[i]);
 	free(c);
 }
 
@@ -547,16 +608,16 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.subs = subs,
 			.nsubs = op->ninits,
 		};
-		if (hd_centrifuge_reply_connect(&b, op->id, &cr))
+		if (s->codec->reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
 		free(subs);
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
-		if (hd_centrifuge_reply_subscribe(&b, op->id, &res))
+		if (s->codec->reply_subscribe(&b, op->id, &res))
 			hd_buf_reset(&b);
 	}
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	for (size_t i = 0; i < op->ninits && s->req; i++)
 		if (!sub_go_live(s, op->inits[i].sub))
@@ -748,8 +809,8 @@ static void cmd_refresh(struct session *s, const struct hd_centrifuge_command *c
 	hd_jwt_claims_fini(&claims);
 	struct hd_buf b;
 	hd_buf_init(&b, 1024);
-	hd_centrifuge_reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
-	send_json(s, &b);
+	s->codec->reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	timer_arm(s);
 }
@@ -895,9 +956,9 @@ static void history_done(struct hd_read *r)
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
+		if (s->codec->reply_history(&b, op->id, pubs, n, r->epoch, r->last))
 			hd_buf_reset(&b);
-		send_json(s, &b);
+		send_reply(s, &b);
 		hd_buf_fini(&b);
 		free(pubs);
 	}
@@ -1056,14 +1117,14 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 			info[i].client = c[i]->id;
 			info[i].user = c[i]->user;
 		}
-		if (hd_centrifuge_reply_presence(&b, cmd->id, info, n))
+		if (s->codec->reply_presence(&b, cmd->id, info, n))
 			hd_buf_reset(&b);
 		free(info);
 	} else {
-		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n,
+		s->codec->reply_presence_stats(&b, cmd->id, (uint32_t)n,
 					   (uint32_t)hd_hub_presence_users(c, n));
 	}
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	free(c);
 }
@@ -1088,14 +1149,14 @@ static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
 	[HD_CENTRIFUGE_PING] = cmd_ping,
 };
 
-/* Runs one command line. */
+/* Runs one command (a JSON line or a protobuf message). */
 static void run_line(struct session *s, const char *line, size_t len)
 {
 	struct hd_centrifuge_command cmd;
 	struct hd_error err = {0};
 
 	hd_metrics_inc(HD_M_ws_commands_total);
-	if (hd_centrifuge_decode(line, len, &cmd, &err)) {
+	if (s->codec->decode(line, len, &cmd, &err)) {
 		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
 		goto out;
@@ -1119,13 +1180,33 @@ out:
 	hd_centrifuge_command_fini(&cmd);
 }
 
-/* Runs the waiting command lines in order until one waits for the hub. */
+/* Runs the first protobuf message of the inbox (checked when it came). */
+static void pump_message(struct session *s)
+{
+	const uint8_t *msg;
+	size_t pos = 0, n;
+	int rc = hd_centrifuge_pb_next((const uint8_t *)s->inbox.data, s->inbox.len, &pos, &msg, &n);
+	assert(rc == 1);
+	(void)rc;
+	/* Copy: the command runs while the inbox may grow. */
+	char *copy = hd_malloc(n + 1);
+	memcpy(copy, msg, n);
+	hd_buf_consume(&s->inbox, pos);
+	run_line(s, copy, n);
+	free(copy);
+}
+
+/* Runs the waiting commands in order until one waits for the hub. */
 static void pump(struct session *s)
 {
 	if (s->pumping)
 		return;
 	s->pumping = true;
 	while (s->req && s->state != S_CLOSING && !s->op && s->inbox.len) {
+		if (s->format == F_PB) {
+			pump_message(s);
+			continue;
+		}
 		char *nl = memchr(s->inbox.data, '\n', s->inbox.len);
 		size_t len = nl ? (size_t)(nl - s->inbox.data) : s->inbox.len;
 		/* Copy: the command runs while the inbox may grow. */
@@ -1156,6 +1237,17 @@ static void pump(struct session *s)
 
 /* ---- Input -------------------------------------------------------------- */
 
+/* Whether a binary frame is whole varint-delimited messages. */
+static bool pb_frame_ok(const uint8_t *p, size_t n)
+{
+	size_t pos = 0, mn;
+	const uint8_t *msg;
+	int rc;
+	while ((rc = hd_centrifuge_pb_next(p, n, &pos, &msg, &mn)) == 1)
+		;
+	return rc == 0;
+}
+
 static int on_msg(void *arg, const struct hd_websocket_msg *m)
 {
 	struct session *s = arg;
@@ -1163,14 +1255,31 @@ static int on_msg(void *arg, const struct hd_websocket_msg *m)
 
 	switch (m->opcode) {
 	case HD_WEBSOCKET_TEXT:
+		if (s->format != F_JSON) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "text frame on a protobuf connection");
+			return 1;
+		}
 		if (hd_buf_append(&s->inbox, m->data, m->len) || hd_buf_putc(&s->inbox, '\n')) {
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
 			return 1;
 		}
 		return 0;
 	case HD_WEBSOCKET_BINARY:
-		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "binary frames are not supported (JSON protocol)");
-		return 1;
+		if (s->format != F_PB) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST,
+				      "binary frame on a JSON connection (ask for centrifuge-protobuf)");
+			return 1;
+		}
+		if (!pb_frame_ok((const uint8_t *)m->data, m->len)) {
+			hd_log_info("ws bad protobuf frame client=%s remote=%s", s->conn.id, s->conn.remote);
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
+			return 1;
+		}
+		if (hd_buf_append(&s->inbox, m->data, m->len)) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
+			return 1;
+		}
+		return 0;
 	case HD_WEBSOCKET_PING: {
 		size_t hl = hd_websocket_frame_header(frame, HD_WEBSOCKET_PONG, m->len);
 		memcpy(frame + hl, m->data, m->len);
@@ -1310,8 +1419,13 @@ static void on_timer(uv_timer_t *t)
 		}
 	}
 	if (s->ping_due && now >= s->ping_due) {
-		static const char ping[] = {(char)0x81, 2, '{', '}'};
-		hd_http_stream_write_copy(s->req, ping, sizeof(ping));
+		/* The server's ping: an empty reply, {} or a zero-length message. */
+		static const char json_ping[] = {(char)0x81, 2, '{', '}'};
+		static const char pb_ping[] = {(char)0x82, 1, 0};
+		if (s->format == F_PB)
+			hd_http_stream_write_copy(s->req, pb_ping, sizeof(pb_ping));
+		else
+			hd_http_stream_write_copy(s->req, json_ping, sizeof(json_ping));
 		s->ping_out = true;
 		s->pong_due = now + s->edge->opts.pong_timeout_ms;
 		s->ping_due = now + s->edge->opts.ping_interval_ms;
@@ -1332,6 +1446,16 @@ static void timer_arm(struct session *s)
 	}
 	int64_t now = mono();
 	uv_timer_start(&s->timer, on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
+}
+
+/* The protobuf format: the centrifuge-protobuf subprotocol (selected by
+ * the handshake when centrifuge-json is not offered) or ?format=protobuf. */
+static bool wants_protobuf(const struct hd_http_request *req)
+{
+	char v[16];
+	if (hd_websocket_offers(req, "centrifuge-protobuf") && !hd_websocket_offers(req, "centrifuge-json"))
+		return true;
+	return hd_query_get(req->query, "format", v, sizeof(v)) > 0 && strcmp(v, "protobuf") == 0;
 }
 
 /* GET /connection/websocket: upgrades req (or answers 400/426/503). */
@@ -1360,6 +1484,8 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	struct session *s = hd_calloc(1, sizeof(*s));
 	s->edge = e;
 	s->req = req;
+	s->format = wants_protobuf(req) ? F_PB : F_JSON;
+	s->codec = &codecs[s->format];
 	hd_uuid_v4(s->conn.id);
 	s->conn.transport = "websocket";
 	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
@@ -1397,12 +1523,8 @@ void hd_ws_edge_stop(struct hd_ws_edge *e)
 void hd_ws_edge_free(struct hd_ws_edge *e)
 {
 	assert(e->count == 0);
-	for (size_t i = 0; i < FRAME_CACHE; i++) {
-		if (e->cache[i].json) {
-			hd_rcbuf_unref(e->cache[i].json);
-			hd_rcbuf_unref(e->cache[i].frame);
-		}
-	}
+	for (size_t i = 0; i < FRAME_CACHE; i++)
+		slot_clear(&e->cache[i]);
 	free(e);
 }
 

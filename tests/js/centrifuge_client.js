@@ -1,14 +1,18 @@
 // A real centrifuge-js 5 client (npm "centrifuge" under Node with "ws"),
 // driven line by line by tests/e2e/test_interop_js.py.
-//   env: HERALD_WS (ws URL), HERALD_TOKEN, HERALD_TOPIC
+//   env: HERALD_WS (ws URL), HERALD_TOKEN, HERALD_TOPIC,
+//        HERALD_FORMAT ("protobuf": the SDK's protobuf build, data as bytes)
 //   stdin: "disconnect" | "connect" | "quit"
 //   stdout: one JSON object per line: {"ev":"connected"|"subscribed"|"pub"|"user_pub"|"disconnected"|"error", ...}
 'use strict';
-const { Centrifuge } = require('centrifuge');
+const protobuf = process.env.HERALD_FORMAT === 'protobuf';
+const { Centrifuge } = require(protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
 const WebSocket = require('ws');
 const readline = require('readline');
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+// Publication data: JSON already parsed, or (protobuf) the JSON text's bytes.
+const data = (d) => (d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
 const c = new Centrifuge(process.env.HERALD_WS, {
   websocket: WebSocket,
   token: process.env.HERALD_TOKEN,
@@ -23,12 +27,12 @@ c.on('error', (ctx) => out({ ev: 'error', error: String(ctx.error && ctx.error.m
 c.on('subscribed', (ctx) => out({ ev: 'server_subscribed', channel: ctx.channel,
   recovered: !!ctx.recovered, wasRecovering: !!ctx.wasRecovering }));
 c.on('publication', (ctx) => out({ ev: 'user_pub', channel: ctx.channel, offset: ctx.offset,
-  id: ctx.data && ctx.data.id }));
+  id: ctx.data && data(ctx.data).id }));
 
 const sub = c.newSubscription(process.env.HERALD_TOPIC);
 sub.on('subscribed', (ctx) => out({ ev: 'subscribed', recoverable: !!ctx.recoverable,
   recovered: !!ctx.recovered, wasRecovering: !!ctx.wasRecovering, offset: ctx.streamPosition && ctx.streamPosition.offset }));
-sub.on('publication', (ctx) => out({ ev: 'pub', offset: ctx.offset, id: ctx.data && ctx.data.id }));
+sub.on('publication', (ctx) => out({ ev: 'pub', offset: ctx.offset, id: ctx.data && data(ctx.data).id }));
 sub.on('error', (ctx) => out({ ev: 'sub_error', error: String(ctx.error && ctx.error.message) }));
 sub.subscribe();
 c.connect();
