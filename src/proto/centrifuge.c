@@ -41,6 +41,7 @@
 #define CF_MEMBERS_MAX 64  /* members of one object of a command; more → HD_EINVAL */
 #define CF_KEY_MAX 96      /* a member name token longer than this names nothing we read */
 #define CF_WHERE_MAX 112   /* "connect.subs[\"<channel, shortened>\"]" */
+#define PUB_MEMBERS_MAX 136 /* members of a stored event: the CloudEvents limit (128), topic, offset */
 
 static const char empty[] = "";
 
@@ -728,16 +729,83 @@ static void reply_close(struct obj *inner, struct obj *top)
 	obj_close(top);
 }
 
-/* Publication: data 4, offset 6. */
+/* Whether the member name token tok[0, n) (quotes included) is lit. */
+static bool key_is(const char *tok, size_t n, const char *lit)
+{
+	size_t l = strlen(lit);
+	return n == l + 2 && memcmp(tok + 1, lit, l) == 0;
+}
+
+/* The members of a payload publication (see hd_centrifuge_pub): data 4,
+ * offset 6, tags 7. Returns false, writing nothing, when ev is not an
+ * object whose members can be split. */
+static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
+{
+	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
+	const char *ev = p->data;
+	size_t n, data = SIZE_MAX;
+	bool base64 = false;
+
+	if (p->len < 2 || ev[0] != '{' || ev[p->len - 1] != '}' ||
+	    hd_json_text_members(ev, p->len, sp, PUB_MEMBERS_MAX, &n))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const char *k = ev + sp[i].key_off;
+		if (key_is(k, sp[i].key_len, "data") || key_is(k, sp[i].key_len, "data_base64")) {
+			data = i;
+			base64 = key_is(k, sp[i].key_len, "data_base64");
+		}
+	}
+	if (data != SIZE_MAX) {
+		key(j, "data");
+		put_raw(j->o, ev + sp[data].val_off, sp[data].val_len);
+	}
+	m_u64(j, "offset", p->offset);
+	struct obj tags = {.o = j->o};
+	for (size_t i = 0; i < n; i++) {
+		const char *k = ev + sp[i].key_off, *v = ev + sp[i].val_off;
+		size_t kl = sp[i].key_len, vl = sp[i].val_len;
+		if (i == data || key_is(k, kl, "specversion") || key_is(k, kl, "topic") ||
+		    key_is(k, kl, "offset") || v[0] == 'n' || v[0] == '{' || v[0] == '[')
+			continue;
+		if (!tags.any)
+			key(j, "tags");
+		put(j->o, tags.any ? "," : "{", 1);
+		tags.any = true;
+		put(j->o, k, kl);
+		put(j->o, ":", 1);
+		if (v[0] == '"') {
+			put(j->o, v, vl);
+		} else {
+			/* A number or a boolean: its text needs no escaping. */
+			put(j->o, "\"", 1);
+			put(j->o, v, vl);
+			put(j->o, "\"", 1);
+		}
+	}
+	if (base64) {
+		if (!tags.any)
+			key(j, "tags");
+		put_lit(j->o, tags.any ? ",\"data_base64\":\"true\"" : "{\"data_base64\":\"true\"");
+		tags.any = true;
+	}
+	if (tags.any)
+		obj_close(&tags);
+	return true;
+}
+
+/* Publication: data 4, offset 6, tags 7. */
 static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 {
 	struct obj j = obj_open(o);
 
-	if (p->len) {
-		key(&j, "data");
-		put_raw(o, p->data, p->len);
+	if (!p->payload || !put_pub_payload(&j, p)) {
+		if (p->len) {
+			key(&j, "data");
+			put_raw(o, p->data, p->len);
+		}
+		m_u64(&j, "offset", p->offset);
 	}
-	m_u64(&j, "offset", p->offset);
 	obj_close(&j);
 }
 
