@@ -276,6 +276,10 @@ static const struct opt opts[] = {
 	{"presence-access", T_ENUM, NS(presence_access), .def = "subscribe",
 	 .choices = "subscribe|subscribed|none",
 	 .help = "Which WebSocket clients may see presence (as for history-access). Namespace option."},
+	{"ws-publication", T_ENUM, NS(ws_publication), .def = "payload", .choices = "payload|envelope",
+	 .help = "What a WebSocket publication's data is: payload = the event's data, with its other "
+		 "attributes in the publication's tags (what Centrifugo SDK apps expect); envelope = the "
+		 "whole CloudEvent. Namespace option."},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

@@ -281,6 +281,12 @@ static void slot_clear(struct frame_slot *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* Whether publications of topic carry the payload (ws-publication). */
+static bool topic_payload(const struct hd_ws_edge *e, const char *topic)
+{
+	return strcmp(hd_hub_ns(e->hub, topic)->ws_publication, "envelope") != 0;
+}
+
 /* The shared push frame of ev on topic in format fmt: encoded once per
  * format (only when a subscriber of that format asks), cached by the
  * event's JSON buffer. Returns a new reference. */
@@ -297,7 +303,8 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 		return hd_rcbuf_ref(c->frame[fmt]);
 
 	struct hd_buf b;
-	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
+				       .payload = topic_payload(e, topic)};
 	hd_buf_init(&b, ev->json->len + 1024);
 	codecs[fmt].push_pub(&b, topic, &pub);
 	struct hd_rcbuf *f = data_frame(codecs[fmt].opcode, b.data, b.len);
@@ -541,11 +548,13 @@ static void init_result(struct session *s, struct sub_init *in)
 	res->recovered = true;
 	res->offset = in->offset;
 	if (r->n) {
+		bool payload = topic_payload(s->edge, sub->name);
 		in->pubs = hd_calloc(r->n, sizeof(*in->pubs));
 		for (size_t i = 0; i < r->n; i++) {
 			in->pubs[i].data = r->events[i].json->data;
 			in->pubs[i].len = r->events[i].json->len;
 			in->pubs[i].offset = r->events[i].offset;
+			in->pubs[i].payload = payload;
 		}
 		res->pubs = in->pubs;
 		res->npubs = r->n;
@@ -947,12 +956,14 @@ static void history_done(struct hd_read *r)
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
 	} else {
 		size_t n = op->limit == 0 ? 0 : r->n;
+		bool payload = topic_payload(s->edge, op->topic);
 		struct hd_centrifuge_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
 		for (size_t i = 0; i < n; i++) {
 			size_t j = op->reverse ? n - 1 - i : i;
 			pubs[i].data = r->events[j].json->data;
 			pubs[i].len = r->events[j].json->len;
 			pubs[i].offset = r->events[j].offset;
+			pubs[i].payload = payload;
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);

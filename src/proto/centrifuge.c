@@ -728,16 +728,99 @@ static void reply_close(struct obj *inner, struct obj *top)
 	obj_close(top);
 }
 
-/* Publication: data 4, offset 6. */
+/* Whether the member name token tok[0, n) (quotes included) is lit. */
+static bool key_is(const char *tok, size_t n, const char *lit)
+{
+	size_t l = strlen(lit);
+	return n == l + 2 && memcmp(tok + 1, lit, l) == 0;
+}
+
+bool hd_centrifuge_pub_split(const struct hd_centrifuge_pub *p, struct hd_centrifuge_pub_parts *parts)
+{
+	const char *ev = p->data;
+
+	parts->data = SIZE_MAX;
+	parts->base64 = false;
+	if (p->len < 2 || ev[0] != '{' || ev[p->len - 1] != '}' ||
+	    hd_json_text_members(ev, p->len, parts->sp, HD_CENTRIFUGE_PUB_MEMBERS_MAX, &parts->n))
+		return false;
+	for (size_t i = 0; i < parts->n; i++) {
+		const char *k = ev + parts->sp[i].key_off;
+		if (key_is(k, parts->sp[i].key_len, "data") || key_is(k, parts->sp[i].key_len, "data_base64")) {
+			parts->data = i;
+			parts->base64 = key_is(k, parts->sp[i].key_len, "data_base64");
+		}
+	}
+	return true;
+}
+
+bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_centrifuge_pub_parts *parts, size_t i)
+{
+	const char *k = p->data + parts->sp[i].key_off, *v = p->data + parts->sp[i].val_off;
+	size_t kl = parts->sp[i].key_len;
+	return i != parts->data && !key_is(k, kl, "specversion") && !key_is(k, kl, "topic") &&
+	       !key_is(k, kl, "offset") && v[0] != 'n' && v[0] != '{' && v[0] != '[';
+}
+
+/* The members of a payload publication (see hd_centrifuge_pub): data 4,
+ * offset 6, tags 7. Returns false, writing nothing, when ev is not an
+ * object whose members can be split. */
+static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
+{
+	struct hd_centrifuge_pub_parts parts;
+	const char *ev = p->data;
+
+	if (!hd_centrifuge_pub_split(p, &parts))
+		return false;
+	if (parts.data != SIZE_MAX) {
+		key(j, "data");
+		put_raw(j->o, ev + parts.sp[parts.data].val_off, parts.sp[parts.data].val_len);
+	}
+	m_u64(j, "offset", p->offset);
+	struct obj tags = {.o = j->o};
+	for (size_t i = 0; i < parts.n; i++) {
+		const char *k = ev + parts.sp[i].key_off, *v = ev + parts.sp[i].val_off;
+		size_t kl = parts.sp[i].key_len, vl = parts.sp[i].val_len;
+		if (!hd_centrifuge_pub_tag(p, &parts, i))
+			continue;
+		if (!tags.any)
+			key(j, "tags");
+		put(j->o, tags.any ? "," : "{", 1);
+		tags.any = true;
+		put(j->o, k, kl);
+		put(j->o, ":", 1);
+		if (v[0] == '"') {
+			put(j->o, v, vl);
+		} else {
+			/* A number or a boolean: its text needs no escaping. */
+			put(j->o, "\"", 1);
+			put(j->o, v, vl);
+			put(j->o, "\"", 1);
+		}
+	}
+	if (parts.base64) {
+		if (!tags.any)
+			key(j, "tags");
+		put_lit(j->o, tags.any ? ",\"data_base64\":\"true\"" : "{\"data_base64\":\"true\"");
+		tags.any = true;
+	}
+	if (tags.any)
+		obj_close(&tags);
+	return true;
+}
+
+/* Publication: data 4, offset 6, tags 7. */
 static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 {
 	struct obj j = obj_open(o);
 
-	if (p->len) {
-		key(&j, "data");
-		put_raw(o, p->data, p->len);
+	if (!p->payload || !put_pub_payload(&j, p)) {
+		if (p->len) {
+			key(&j, "data");
+			put_raw(o, p->data, p->len);
+		}
+		m_u64(&j, "offset", p->offset);
 	}
-	m_u64(&j, "offset", p->offset);
 	obj_close(&j);
 }
 

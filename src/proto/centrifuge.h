@@ -28,6 +28,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "proto/json_text.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -166,12 +167,46 @@ bool hd_centrifuge_next_line(const char *frame, size_t len, size_t *pos, const c
 
 /* ---- Replies ------------------------------------------------------------ */
 
-/* A publication: data is the event JSON (raw, minified). */
+/*
+ * A publication made from a stored event: data[0, len) is the event's
+ * canonical JSON (raw, minified). With payload false the publication's
+ * data is that whole CloudEvent. With payload true (namespace option
+ * ws-publication = payload) it is split the way a Centrifugo app reads it:
+ *   - the event's `data` member, as it is, is the publication's `data`
+ *     (absent when the event has none);
+ *   - binary data (`data_base64`) is the publication's `data` as the JSON
+ *     string of its base64 text, with the tag "data_base64":"true" (a name
+ *     no CloudEvent attribute can have: attribute names are [a-z0-9]);
+ *   - every other attribute but specversion and herald's own topic and
+ *     offset is a tag: id, source, type, time, subject, datacontenttype,
+ *     dataschema, extensions; strings as they are, numbers and booleans
+ *     as their JSON text in a string;
+ *   - the offset is `offset`.
+ * Text that is not a JSON object is sent whole, as with payload false.
+ */
 struct hd_centrifuge_pub {
 	const char *data;
 	size_t len;
 	uint64_t offset;
+	bool payload;
 };
+
+#define HD_CENTRIFUGE_PUB_MEMBERS_MAX 136 /* members of a stored event: the CloudEvents limit (128), topic, offset */
+
+/* A payload publication's event split into its members, for the JSON and
+ * protobuf encoders (one rule for both). */
+struct hd_centrifuge_pub_parts {
+	struct hd_json_text_span sp[HD_CENTRIFUGE_PUB_MEMBERS_MAX]; /* offsets into pub->data */
+	size_t n;
+	size_t data;               /* the member data or data_base64; SIZE_MAX: none */
+	bool base64;               /* it is data_base64 */
+};
+/* Splits p->data (an event as stored). Returns false when it is not an
+ * object whose members can be split (then it is sent whole). */
+bool hd_centrifuge_pub_split(const struct hd_centrifuge_pub *p, struct hd_centrifuge_pub_parts *parts);
+/* Whether member i of parts is a tag (see hd_centrifuge_pub). */
+bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_centrifuge_pub_parts *parts,
+			   size_t i);
 
 /* A SubscribeResult. Zero/false/empty members are omitted on the wire. */
 struct hd_centrifuge_sub_result {
@@ -232,8 +267,8 @@ int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *clien
 
 /* ---- Pushes ------------------------------------------------------------- */
 
-/* {"push":{"channel":"c","pub":{"data":<data>,"offset":N}}} — encoded once
- * per event and shared by every subscriber. */
+/* {"push":{"channel":"c","pub":{"data":<data>,"offset":N,"tags":{…}}}} — encoded
+ * once per event and shared by every subscriber. */
 int hd_centrifuge_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
 /* {"push":{"channel":"c","join":{"info":{"user":"u","client":"c"}}}}; leave likewise. */
 int hd_centrifuge_push_join(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);

@@ -524,12 +524,77 @@ static void enc_nothing(struct w *w, const void *arg)
 	(void)arg;
 }
 
-/* Publication: data 4, offset 6. */
-static void enc_pub(struct w *w, const void *arg)
+struct tag {
+	const char *key, *val;     /* key: a name token ([a-z0-9], quoted); val: a JSON token */
+	size_t key_len, val_len;
+};
+
+/* A tags map entry: key 1, value 2 (a string token decoded, a number or
+ * boolean as its text). */
+static void enc_tag(struct w *w, const void *arg)
 {
-	const struct hd_centrifuge_pub *p = arg;
-	w_bytes(w, 4, p->data, p->len);
+	const struct tag *t = arg;
+	w_bytes(w, 1, t->key + 1, t->key_len - 2);
+	if (t->val[0] != '"') {
+		w_bytes(w, 2, t->val, t->val_len);
+	} else if (!memchr(t->val, '\\', t->val_len)) {
+		w_bytes(w, 2, t->val + 1, t->val_len - 2);
+	} else {
+		char *out = hd_malloc(t->val_len);
+		size_t n = hd_json_text_unescape(t->val, t->val_len, out);
+		w_bytes(w, 2, out, n);
+		free(out);
+	}
+}
+
+struct pub_parts {
+	const struct hd_centrifuge_pub *pub;
+	const struct hd_centrifuge_pub_parts *parts; /* NULL: the event is sent whole */
+};
+
+/* Publication: data 4, offset 6, tags 7. The data is the JSON text the
+ * JSON format carries as data: the whole event, or (payload) its data
+ * member, with the attributes as tags (see hd_centrifuge_pub). */
+static void enc_pub_parts(struct w *w, const void *arg)
+{
+	const struct pub_parts *pp = arg;
+	const struct hd_centrifuge_pub *p = pp->pub;
+	const struct hd_centrifuge_pub_parts *parts = pp->parts;
+	if (!parts) {
+		w_bytes(w, 4, p->data, p->len);
+		w_u64(w, 6, p->offset);
+		return;
+	}
+	if (parts->data != SIZE_MAX)
+		w_bytes(w, 4, p->data + parts->sp[parts->data].val_off, parts->sp[parts->data].val_len);
 	w_u64(w, 6, p->offset);
+	for (size_t i = 0; i < parts->n; i++) {
+		if (!hd_centrifuge_pub_tag(p, parts, i))
+			continue;
+		struct tag t = {p->data + parts->sp[i].key_off, p->data + parts->sp[i].val_off,
+				parts->sp[i].key_len, parts->sp[i].val_len};
+		w_msg(w, 7, enc_tag, &t, true);
+	}
+	if (parts->base64) {
+		struct tag t = {"\"data_base64\"", "true", 13, 4};
+		w_msg(w, 7, enc_tag, &t, true);
+	}
+}
+
+/* A publication field (number field) of p, split here when it is a payload one. */
+static void w_pub(struct w *w, uint32_t field, const struct hd_centrifuge_pub *p)
+{
+	struct hd_centrifuge_pub_parts *parts = NULL;
+	if (p->payload) {
+		parts = hd_malloc(sizeof(*parts));
+		if (!hd_centrifuge_pub_split(p, parts)) {
+			free(parts);
+			parts = NULL;
+		}
+	}
+	struct pub_parts pp = {p, parts};
+	w_msg(w, field, enc_pub_parts, &pp, true);
+	free(parts);
 }
 
 /* ClientInfo: user 1, client 2. */
@@ -556,7 +621,7 @@ static void enc_sub_result(struct w *w, const void *arg)
 	w_bool(w, 3, r->recoverable);
 	w_str(w, 6, r->epoch);
 	for (size_t i = 0; i < r->npubs; i++)
-		w_msg(w, 7, enc_pub, &r->pubs[i], true);
+		w_pub(w, 7, &r->pubs[i]);
 	w_bool(w, 8, r->recovered);
 	w_u64(w, 9, r->offset);
 	w_bool(w, 10, r->positioned);
@@ -599,7 +664,7 @@ static void enc_history(struct w *w, const void *arg)
 {
 	const struct history *h = arg;
 	for (size_t i = 0; i < h->n; i++)
-		w_msg(w, 1, enc_pub, &h->pubs[i], true);
+		w_pub(w, 1, &h->pubs[i]);
 	w_str(w, 2, h->epoch);
 	w_u64(w, 3, h->offset);
 }
@@ -800,7 +865,19 @@ int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *cl
 
 int hd_centrifuge_pb_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub)
 {
-	return push(b, channel, 4, enc_pub, pub);
+	/* Split once here: the nested encoders run the publication's several times. */
+	struct hd_centrifuge_pub_parts *parts = NULL;
+	if (pub->payload) {
+		parts = hd_malloc(sizeof(*parts));
+		if (!hd_centrifuge_pub_split(pub, parts)) {
+			free(parts);
+			parts = NULL;
+		}
+	}
+	struct pub_parts pp = {pub, parts};
+	int rc = push(b, channel, 4, enc_pub_parts, &pp);
+	free(parts);
+	return rc;
 }
 
 int hd_centrifuge_pb_push_join(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info)

@@ -11,8 +11,6 @@ const WebSocket = require('ws');
 const readline = require('readline');
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-// Publication data: JSON already parsed, or (protobuf) the JSON text's bytes.
-const data = (d) => (d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
 const c = new Centrifuge(process.env.HERALD_WS, {
   websocket: WebSocket,
   token: process.env.HERALD_TOKEN,
@@ -27,12 +25,12 @@ c.on('error', (ctx) => out({ ev: 'error', error: String(ctx.error && ctx.error.m
 c.on('subscribed', (ctx) => out({ ev: 'server_subscribed', channel: ctx.channel,
   recovered: !!ctx.recovered, wasRecovering: !!ctx.wasRecovering }));
 c.on('publication', (ctx) => out({ ev: 'user_pub', channel: ctx.channel, offset: ctx.offset,
-  id: ctx.data && data(ctx.data).id }));
+  id: ctx.tags && ctx.tags.id }));
 
 const sub = c.newSubscription(process.env.HERALD_TOPIC);
 sub.on('subscribed', (ctx) => out({ ev: 'subscribed', recoverable: !!ctx.recoverable,
   recovered: !!ctx.recovered, wasRecovering: !!ctx.wasRecovering, offset: ctx.streamPosition && ctx.streamPosition.offset }));
-sub.on('publication', (ctx) => out({ ev: 'pub', offset: ctx.offset, id: ctx.data && data(ctx.data).id }));
+sub.on('publication', (ctx) => out({ ev: 'pub', offset: ctx.offset, id: ctx.tags && ctx.tags.id }));
 sub.on('error', (ctx) => out({ ev: 'sub_error', error: String(ctx.error && ctx.error.message) }));
 sub.subscribe();
 c.connect();

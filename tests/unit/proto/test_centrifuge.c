@@ -23,7 +23,8 @@
 /* ---- helpers ---- */
 
 /* A publication of the JSON literal s at offset off. */
-#define PUB(s, off) {(s), sizeof(s) - 1, (off)}
+#define PUB(s, off) {(s), sizeof(s) - 1, (off), false}
+#define PUB_PAYLOAD(s, off) {(s), sizeof(s) - 1, (off), true}
 
 static struct hd_centrifuge_command cmd;
 static struct hd_error err;
@@ -703,7 +704,7 @@ static void test_reply_subscribe(void **state)
 	struct hd_centrifuge_pub pubs[] = {
 		PUB("{\"specversion\":\"1.0\",\"id\":\"e-43\"}", 43),
 		PUB("[1,2]", 44),
-		{NULL, 0, 45},
+		{NULL, 0, 45, false},
 	};
 	struct hd_centrifuge_sub_result r = {.recoverable = true, .positioned = true, .epoch = "k3x9",
 				     .offset = 41};
@@ -779,6 +780,35 @@ static void test_reply_history_presence_refresh(void **state)
 		       "\"expires\":true,\"ttl\":3600}}");
 	assert_int_equal(hd_centrifuge_reply_refresh(&b, 12, "c1", NULL, false, 0), 0);
 	expect_out(&b, "{\"id\":12,\"refresh\":{\"client\":\"c1\"}}");
+	hd_buf_fini(&b);
+}
+
+/* ws-publication = payload: data is the event's data, attributes are tags. */
+static void test_push_payload(void **state)
+{
+	struct hd_buf b;
+	struct hd_centrifuge_pub pub = PUB_PAYLOAD(
+		"{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"/s\",\"type\":\"t\","
+		"\"data\":{\"my\":\"data\"},\"n\":7,\"b\":true,\"time\":\"2026-01-01T00:00:00Z\","
+		"\"topic\":\"c\",\"offset\":3}", 3);
+	struct hd_centrifuge_pub bin = PUB_PAYLOAD(
+		"{\"specversion\":\"1.0\",\"id\":\"e-2\",\"data_base64\":\"AAE=\",\"offset\":4}", 4);
+	struct hd_centrifuge_pub nodata = PUB_PAYLOAD("{\"specversion\":\"1.0\",\"offset\":5}", 5);
+	struct hd_centrifuge_pub notobj = PUB_PAYLOAD("[1]", 6);
+
+	(void)state;
+	hd_buf_init(&b, 4096);
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &pub), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":{\"my\":\"data\"},\"offset\":3,"
+		       "\"tags\":{\"id\":\"e-1\",\"source\":\"/s\",\"type\":\"t\",\"n\":\"7\","
+		       "\"b\":\"true\",\"time\":\"2026-01-01T00:00:00Z\"}}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &bin), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"AAE=\",\"offset\":4,"
+		       "\"tags\":{\"id\":\"e-2\",\"data_base64\":\"true\"}}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &nodata), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"offset\":5}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &notobj), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":[1],\"offset\":6}}}");
 	hd_buf_fini(&b);
 }
 
@@ -882,6 +912,7 @@ int main(void)
 		cmocka_unit_test(test_reply_subscribe),
 		cmocka_unit_test(test_reply_history_presence_refresh),
 		cmocka_unit_test(test_pushes),
+		cmocka_unit_test(test_push_payload),
 		cmocka_unit_test(test_encoders_append_and_respect_the_ceiling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -317,7 +317,7 @@ static void test_encoders(void **state)
 	EXPECT(&b, "00");
 	assert_int_equal(hd_centrifuge_pb_reply_empty(&b, 9, HD_CENTRIFUGE_SUB_REFRESH), 0);
 	EXPECT(&b, "0408097a00");
-	struct hd_centrifuge_pub pub = {"{}", 2, 7};
+	struct hd_centrifuge_pub pub = {"{}", 2, 7, false};
 	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "ch", &pub), 0);
 	EXPECT(&b, "0e220c12026368220622027b7d3007");
 	assert_int_equal(hd_centrifuge_pb_reply_presence_stats(&b, 2, 3, 1), 0);
@@ -345,13 +345,45 @@ static void test_encoders(void **state)
 	hd_buf_fini(&b);
 }
 
+/* A payload publication: data is the event's data member, attributes are
+ * tags (strings decoded, numbers as text), specversion/topic/offset none. */
+static void test_payload_publication(void **state)
+{
+	(void)state;
+	static const char ev[] = "{\"specversion\":\"1.0\",\"id\":\"a\\\"b\",\"source\":\"/s\",\"type\":\"t\","
+				 "\"data\":{\"x\":1},\"topic\":\"ch\",\"offset\":3,\"n\":5}";
+	struct hd_centrifuge_pub pub = {ev, sizeof(ev) - 1, 7, true};
+	struct hd_buf b;
+	hd_buf_init(&b, 1 << 20);
+	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "ch", &pub), 0);
+	EXPECT(&b, "3f223d1202636822" "37" "22077b2278223a317d" "3007"
+		   "3a090a026964120361" "2262"
+		   "3a0c0a06736f7572636512022f73"
+		   "3a090a04747970651201" "74"
+		   "3a060a016e120135");
+	/* The same publication in a history reply. */
+	assert_int_equal(hd_centrifuge_pb_reply_history(&b, 2, &pub, 1, "", 0), 0);
+	EXPECT(&b, "3d08025a39" "0a37" "22077b2278223a317d" "3007"
+		   "3a090a026964120361" "2262"
+		   "3a0c0a06736f7572636512022f73"
+		   "3a090a04747970651201" "74"
+		   "3a060a016e120135");
+	/* base64 data: the string's JSON text, and the tag data_base64. */
+	static const char bin[] = "{\"data_base64\":\"AAE=\"}";
+	struct hd_centrifuge_pub pb = {bin, sizeof(bin) - 1, 1, true};
+	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "c", &pb), 0);
+	EXPECT(&b, "26222412016322" "1f" "220622414145" "3d22" "3001"
+		   "3a130a0b646174615f62617365363412" "0474727565");
+	hd_buf_fini(&b);
+}
+
 static void test_encoders_respect_the_ceiling(void **state)
 {
 	(void)state;
 	struct hd_buf b;
 	char data[100];
 	memset(data, 'x', sizeof(data));
-	struct hd_centrifuge_pub pub = {data, sizeof(data), 1};
+	struct hd_centrifuge_pub pub = {data, sizeof(data), 1, false};
 	hd_buf_init(&b, 64);
 	assert_int_equal(hd_centrifuge_pb_reply_empty(&b, 1, HD_CENTRIFUGE_PING), 0);
 	size_t len = b.len;
@@ -372,6 +404,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_refusal_limits, teardown),
 		cmocka_unit_test(test_frame_iterator),
 		cmocka_unit_test(test_encoders),
+		cmocka_unit_test(test_payload_publication),
 		cmocka_unit_test(test_encoders_respect_the_ceiling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
