@@ -11,6 +11,7 @@
  * private header.
  */
 #include "edge/ws_edge.h"
+#include "edge/ws_emulation.h"
 #include "auth/acl.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
@@ -49,6 +50,19 @@ struct session;
  */
 enum format { F_JSON, F_PB, F_COUNT };
 
+/*
+ * What carries a session (ws_edge.h): a WebSocket (frames both ways), or
+ * one of the SDK's emulation transports, where the server's replies go
+ * down one streaming HTTP response (HTTP-streaming: the replies as the
+ * format writes them, JSON ones '\n'-terminated; SSE: one "data:" event per
+ * JSON reply) and the client's commands come as POST /emulation requests
+ * (edge/ws_emulation.c). Only carrier_frame, session_close and the ping
+ * differ by carrier; the session's commands do not.
+ */
+enum carrier { C_WS, C_STREAM, C_SSE, C_COUNT };
+
+static const char *const carrier_names[C_COUNT] = {"websocket", "http_stream", "sse"};
+
 struct codec {
 	uint8_t opcode;            /* HD_WEBSOCKET_TEXT or _BINARY */
 	int (*decode)(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err);
@@ -65,6 +79,7 @@ struct codec {
 	int (*push_pub)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
 	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
 	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+	int (*push_disconnect)(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
 };
 
 static int pb_decode(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err)
@@ -76,12 +91,13 @@ static const struct codec codecs[F_COUNT] = {
 	[F_JSON] = {HD_WEBSOCKET_TEXT, hd_centrifuge_decode, hd_centrifuge_reply_error, hd_centrifuge_reply_empty,
 		    hd_centrifuge_reply_connect, hd_centrifuge_reply_subscribe, hd_centrifuge_reply_history,
 		    hd_centrifuge_reply_presence, hd_centrifuge_reply_presence_stats, hd_centrifuge_reply_refresh,
-		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave},
+		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave,
+		    hd_centrifuge_push_disconnect},
 	[F_PB] = {HD_WEBSOCKET_BINARY, pb_decode, hd_centrifuge_pb_reply_error, hd_centrifuge_pb_reply_empty,
 		  hd_centrifuge_pb_reply_connect, hd_centrifuge_pb_reply_subscribe, hd_centrifuge_pb_reply_history,
 		  hd_centrifuge_pb_reply_presence, hd_centrifuge_pb_reply_presence_stats,
 		  hd_centrifuge_pb_reply_refresh, hd_centrifuge_pb_push_pub, hd_centrifuge_pb_push_join,
-		  hd_centrifuge_pb_push_leave},
+		  hd_centrifuge_pb_push_leave, hd_centrifuge_pb_push_disconnect},
 };
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
@@ -141,7 +157,9 @@ struct session {
 	struct hd_conn conn;
 	struct hd_websocket_decoder *dec;
 	enum format format;
+	enum carrier carrier;
 	const struct codec *codec;     /* &codecs[format] */
+	char token[37];                /* emulation: the session id /emulation names (secret) */
 	uv_timer_t timer;              /* timer.data = this; its close callback frees */
 	struct session *prev, *next;   /* in edge->sessions while req is set */
 	enum state state;
@@ -167,7 +185,7 @@ struct session {
 
 struct frame_slot {
 	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
-	struct hd_rcbuf *frame[F_COUNT]; /* encoded when a subscriber of the format needs it */
+	struct hd_rcbuf *frame[C_COUNT][F_COUNT]; /* encoded when a subscriber of the kind needs it */
 };
 
 struct hd_ws_edge {
@@ -210,15 +228,29 @@ static int64_t mono(void)
 
 /* ---- Output ------------------------------------------------------------- */
 
-/* A frame (text or binary) of payload[0, n) in a new buffer. */
-static struct hd_rcbuf *data_frame(uint8_t opcode, const char *payload, size_t n)
+/* One encoded message payload[0, n) of format f as carrier c sends it,
+ * in a new buffer: a WebSocket frame (text or binary), a stream chunk, or
+ * an SSE event. */
+static struct hd_rcbuf *carrier_frame(enum carrier c, enum format f, const char *payload, size_t n)
 {
 	uint8_t head[HD_WEBSOCKET_HEADER_MAX];
-	size_t hl = hd_websocket_frame_header(head, opcode, n);
-	struct hd_rcbuf *f = hd_rcbuf_new(hl + n);
-	memcpy(f->data, head, hl);
-	memcpy(f->data + hl, payload, n);
-	return f;
+	const char *pre = "", *post = "";
+	size_t hl = 0;
+	if (c == C_WS) {
+		hl = hd_websocket_frame_header(head, codecs[f].opcode, n);
+	} else if (c == C_SSE) {
+		pre = "data: "; /* JSON only: a reply has no raw newline */
+		post = "\n\n";
+	} else if (f == F_JSON) {
+		post = "\n";
+	}
+	size_t pl = strlen(pre), tl = strlen(post);
+	struct hd_rcbuf *r = hd_rcbuf_new(hl + pl + n + tl);
+	memcpy(r->data, head, hl);
+	memcpy(r->data + hl, pre, pl);
+	memcpy(r->data + hl + pl, payload, n);
+	memcpy(r->data + hl + pl + n, post, tl);
+	return r;
 }
 
 /* Queues f (a reference is taken). Returns false when the session was
@@ -246,7 +278,7 @@ static void send_reply(struct session *s, const struct hd_buf *b)
 		session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "reply too large");
 		return;
 	}
-	struct hd_rcbuf *f = data_frame(s->codec->opcode, b->data, b->len);
+	struct hd_rcbuf *f = carrier_frame(s->carrier, s->format, b->data, b->len);
 	send_frame(s, f);
 	hd_rcbuf_unref(f);
 }
@@ -275,9 +307,10 @@ static void slot_clear(struct frame_slot *c)
 {
 	if (c->json)
 		hd_rcbuf_unref(c->json);
-	for (size_t i = 0; i < F_COUNT; i++)
-		if (c->frame[i])
-			hd_rcbuf_unref(c->frame[i]);
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (c->frame[k][i])
+				hd_rcbuf_unref(c->frame[k][i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -287,11 +320,11 @@ static bool topic_payload(const struct hd_ws_edge *e, const char *topic)
 	return strcmp(hd_hub_ns(e->hub, topic)->ws_publication, "envelope") != 0;
 }
 
-/* The shared push frame of ev on topic in format fmt: encoded once per
- * format (only when a subscriber of that format asks), cached by the
- * event's JSON buffer. Returns a new reference. */
+/* The shared push frame of ev on topic in format fmt for carrier car:
+ * encoded once per kind (only when a subscriber of that kind asks), cached
+ * by the event's JSON buffer. Returns a new reference. */
 static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
-				   const struct hd_stored_event *ev, enum format fmt)
+				   const struct hd_stored_event *ev, enum carrier car, enum format fmt)
 {
 	size_t slot = ((uintptr_t)ev->json >> 4) % FRAME_CACHE;
 	struct frame_slot *c = &e->cache[slot];
@@ -299,18 +332,18 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 		slot_clear(c);
 		c->json = hd_rcbuf_ref(ev->json);
 	}
-	if (c->frame[fmt])
-		return hd_rcbuf_ref(c->frame[fmt]);
+	if (c->frame[car][fmt])
+		return hd_rcbuf_ref(c->frame[car][fmt]);
 
 	struct hd_buf b;
 	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
 				       .payload = topic_payload(e, topic)};
 	hd_buf_init(&b, ev->json->len + 1024);
 	codecs[fmt].push_pub(&b, topic, &pub);
-	struct hd_rcbuf *f = data_frame(codecs[fmt].opcode, b.data, b.len);
+	struct hd_rcbuf *f = carrier_frame(car, fmt, b.data, b.len);
 	hd_buf_fini(&b);
 	hd_metrics_inc(HD_M_ws_push_encodes_total);
-	c->frame[fmt] = hd_rcbuf_ref(f);
+	c->frame[car][fmt] = hd_rcbuf_ref(f);
 	return f;
 }
 
@@ -320,7 +353,7 @@ static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 	if (ev->offset <= sub->cursor)
 		return;
 	sub->cursor = ev->offset;
-	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev, sub->s->format);
+	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev, sub->s->carrier, sub->s->format);
 	send_frame(sub->s, f);
 	hd_rcbuf_unref(f);
 }
@@ -468,15 +501,15 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		return;
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
-	struct hd_rcbuf *frames[F_COUNT] = {0};
+	struct hd_rcbuf *frames[C_COUNT][F_COUNT] = {{0}};
 	for (size_t i = 0; i < n; i++) {
-		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
+		if (c[i] == &from->conn || c[i]->topics != conn_topics) /* not a session of this edge */
 			continue;
 		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
 		struct chan_sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
-		struct hd_rcbuf **f = &frames[to->format];
+		struct hd_rcbuf **f = &frames[to->carrier][to->format];
 		if (!*f) {
 			struct hd_buf b;
 			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
@@ -485,7 +518,7 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 				to->codec->push_join(&b, topic, &info);
 			else
 				to->codec->push_leave(&b, topic, &info);
-			*f = data_frame(to->codec->opcode, b.data, b.len);
+			*f = carrier_frame(to->carrier, to->format, b.data, b.len);
 			hd_buf_fini(&b);
 		}
 		if (hd_http_stream_write(to->req, *f) == HD_ELIMIT) {
@@ -493,9 +526,10 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 			uv_timer_start(&to->timer, on_timer, 0, 0);
 		}
 	}
-	for (size_t i = 0; i < F_COUNT; i++)
-		if (frames[i])
-			hd_rcbuf_unref(frames[i]);
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (frames[k][i])
+				hd_rcbuf_unref(frames[k][i]);
 	free(c);
 }
 
@@ -613,6 +647,7 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.ttl = op->ttl,
 			.ping = s->edge->opts.ping_interval_ms / 1000,
 			.pong = true,
+			.session = s->token[0] ? s->token : NULL,
 			.node = hd_hub_node(s->edge->hub),
 			.subs = subs,
 			.nsubs = op->ninits,
@@ -1248,6 +1283,33 @@ static void pump(struct session *s)
 
 /* ---- Input -------------------------------------------------------------- */
 
+static bool pb_frame_ok(const uint8_t *p, size_t n);
+
+/*
+ * Adds the commands of one message from the client (a WebSocket frame, a
+ * stream's opening body, an /emulation request's data) to the inbox.
+ * Returns 0; HD_EINVAL when a protobuf message is not whole delimited
+ * Commands; HD_ETOOBIG when the inbox would pass its ceiling.
+ */
+static int session_feed(struct session *s, const char *p, size_t n)
+{
+	if (s->format == F_PB) {
+		if (!pb_frame_ok((const uint8_t *)p, n))
+			return HD_EINVAL;
+		return hd_buf_append(&s->inbox, p, n);
+	}
+	size_t len = s->inbox.len;
+	int rc = hd_buf_append(&s->inbox, p, n);
+	if (!rc)
+		rc = hd_buf_putc(&s->inbox, '\n');
+	if (rc) {
+		s->inbox.len = len;
+		if (s->inbox.data)
+			s->inbox.data[len] = '\0';
+	}
+	return rc;
+}
+
 /* Whether a binary frame is whole varint-delimited messages. */
 static bool pb_frame_ok(const uint8_t *p, size_t n)
 {
@@ -1270,7 +1332,7 @@ static int on_msg(void *arg, const struct hd_websocket_msg *m)
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "text frame on a protobuf connection");
 			return 1;
 		}
-		if (hd_buf_append(&s->inbox, m->data, m->len) || hd_buf_putc(&s->inbox, '\n')) {
+		if (session_feed(s, m->data, m->len)) {
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
 			return 1;
 		}
@@ -1281,16 +1343,17 @@ static int on_msg(void *arg, const struct hd_websocket_msg *m)
 				      "binary frame on a JSON connection (ask for centrifuge-protobuf)");
 			return 1;
 		}
-		if (!pb_frame_ok((const uint8_t *)m->data, m->len)) {
+		switch (session_feed(s, m->data, m->len)) {
+		case 0:
+			return 0;
+		case HD_EINVAL:
 			hd_log_info("ws bad protobuf frame client=%s remote=%s", s->conn.id, s->conn.remote);
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
 			return 1;
-		}
-		if (hd_buf_append(&s->inbox, m->data, m->len)) {
+		default:
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
 			return 1;
 		}
-		return 0;
 	case HD_WEBSOCKET_PING: {
 		size_t hl = hd_websocket_frame_header(frame, HD_WEBSOCKET_PONG, m->len);
 		memcpy(frame + hl, m->data, m->len);
@@ -1396,11 +1459,24 @@ static void session_close(struct session *s, uint16_t code, const char *reason)
 	if (!s->req || s->state == S_CLOSING)
 		return;
 	uint8_t frame[2 + HD_WEBSOCKET_CONTROL_MAX];
-	size_t n = hd_websocket_close_frame(frame, code, reason);
 	if (code != HD_CENTRIFUGE_DISC_SHUTDOWN && code != HD_WEBSOCKET_CLOSE_NORMAL && code != 0)
 		hd_metrics_inc(HD_M_ws_disconnects_total);
+	if (s->carrier == C_WS) {
+		size_t n = hd_websocket_close_frame(frame, code, reason);
+		hd_http_stream_write_copy(s->req, (const char *)frame, n);
+	} else if (code && code != HD_WEBSOCKET_CLOSE_NORMAL) {
+		/* A stream has no close frame: the disconnect push says why
+		 * (reconnect for the codes below 3500, as Centrifugo's). */
+		struct hd_buf b;
+		hd_buf_init(&b, 1024);
+		if (!s->codec->push_disconnect(&b, code, reason, code < 3500)) {
+			struct hd_rcbuf *f = carrier_frame(s->carrier, s->format, b.data, b.len);
+			hd_http_stream_write(s->req, f);
+			hd_rcbuf_unref(f);
+		}
+		hd_buf_fini(&b);
+	}
 	s->state = S_CLOSING;
-	hd_http_stream_write_copy(s->req, (const char *)frame, n);
 	struct hd_http_request *req = s->req;
 	session_release(s);
 	hd_http_stream_end(req);
@@ -1433,7 +1509,9 @@ static void on_timer(uv_timer_t *t)
 		/* The server's ping: an empty reply, {} or a zero-length message. */
 		static const char json_ping[] = {(char)0x81, 2, '{', '}'};
 		static const char pb_ping[] = {(char)0x82, 1, 0};
-		if (s->format == F_PB)
+		if (s->carrier != C_WS)
+			reply_empty(s, 0, HD_CENTRIFUGE_PONG);
+		else if (s->format == F_PB)
 			hd_http_stream_write_copy(s->req, pb_ping, sizeof(pb_ping));
 		else
 			hd_http_stream_write_copy(s->req, json_ping, sizeof(json_ping));
@@ -1469,6 +1547,10 @@ static bool wants_protobuf(const struct hd_http_request *req)
 	return hd_query_get(req->query, "format", v, sizeof(v)) > 0 && strcmp(v, "protobuf") == 0;
 }
 
+static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request *req, enum carrier c,
+				   enum format f);
+static void session_start(struct session *s);
+
 /* GET /connection/websocket: upgrades req (or answers 400/426/503). */
 static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
@@ -1492,16 +1574,7 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 		hd_buf_fini(&head);
 		return;
 	}
-	struct session *s = hd_calloc(1, sizeof(*s));
-	s->edge = e;
-	s->req = req;
-	s->format = wants_protobuf(req) ? F_PB : F_JSON;
-	s->codec = &codecs[s->format];
-	hd_uuid_v4(s->conn.id);
-	s->conn.transport = "websocket";
-	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
-	s->conn.since_ms = hd_now_ms();
-	s->conn.topics = conn_topics;
+	struct session *s = session_new(e, req, C_WS, wants_protobuf(req) ? F_PB : F_JSON);
 	if (hd_http_upgrade(req, head.data, head.len, on_input, on_close, s)) {
 		hd_buf_fini(&head);
 		free(s);
@@ -1510,6 +1583,31 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	}
 	hd_buf_fini(&head);
 	s->dec = hd_websocket_decoder_new(e->opts.max_message);
+	session_start(s);
+}
+
+/* A session of carrier c and format f for req, not started yet. */
+static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request *req, enum carrier c,
+				   enum format f)
+{
+	struct session *s = hd_calloc(1, sizeof(*s));
+	s->edge = e;
+	s->req = req;
+	s->format = f;
+	s->carrier = c;
+	s->codec = &codecs[s->format];
+	hd_uuid_v4(s->conn.id);
+	s->conn.transport = carrier_names[c];
+	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
+	s->conn.since_ms = hd_now_ms();
+	s->conn.topics = conn_topics;
+	return s;
+}
+
+/* The connection is the session's: its inbox, timer and place in the edge. */
+static void session_start(struct session *s)
+{
+	struct hd_ws_edge *e = s->edge;
 	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
@@ -1522,6 +1620,51 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	e->count++;
 	hd_metrics_gauge_add(HD_M_ws_sessions, 1);
 	timer_arm(s);
+}
+
+int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool sse, bool protobuf,
+		      const char *initial, size_t n)
+{
+	static const char headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+	if (e->stopping)
+		return HD_EUNAVAIL;
+	if (sse && protobuf)
+		return HD_EINVAL; /* SSE carries text */
+	struct session *s = session_new(e, req, sse ? C_SSE : C_STREAM, protobuf ? F_PB : F_JSON);
+	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
+	int rc = session_feed(s, initial, n);
+	hd_buf_fini(&s->inbox);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	const char *type = sse ? "text/event-stream" : protobuf ? "application/octet-stream" : HD_HTTP_JSON_TYPE;
+	rc = hd_http_stream_start(req, 200, type, headers, on_close, s);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	hd_uuid_v4(s->token);
+	session_start(s);
+	session_feed(s, initial, n); /* checked above */
+	pump(s);
+	return 0;
+}
+
+int hd_ws_edge_emulate(struct hd_ws_edge *e, const char *session, const char *data, size_t n)
+{
+	struct session *s = e->sessions;
+	while (s && (s->carrier == C_WS || strcmp(s->token, session) != 0))
+		s = s->next;
+	if (!s || !s->req || s->state == S_CLOSING)
+		return HD_ENOTFOUND;
+	int rc = session_feed(s, data, n);
+	if (rc == HD_ETOOBIG)
+		return HD_ELIMIT;
+	if (rc)
+		return rc;
+	pump(s);
+	return 0;
 }
 
 void hd_ws_edge_stop(struct hd_ws_edge *e)
@@ -1543,4 +1686,5 @@ void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t)
 {
 	hd_route_add(t, &(struct hd_route){HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0,
 					   route_websocket, e, 0, HD_ROUTE_NO_HEAD});
+	hd_ws_emulation_routes(e, t);
 }

@@ -83,6 +83,23 @@ void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t);
 size_t hd_ws_edge_sessions(const struct hd_ws_edge *e);
 /* Closes every session with 3001 "shutdown" and refuses new ones (503). */
 void hd_ws_edge_stop(struct hd_ws_edge *e);
+
+/*
+ * The emulation transports (edge/ws_emulation.c calls these on the loop
+ * thread). hd_ws_edge_stream starts a session whose replies go down req's
+ * streaming response (HTTP-streaming, or SSE when sse is set; protobuf
+ * only for HTTP-streaming) and runs the commands in initial[0, n)
+ * (borrowed; JSON lines or delimited protobuf Commands, normally the
+ * connect). Its connect reply carries `session`, the secret id the
+ * client's later commands name: hd_ws_edge_emulate runs data[0, n) in that
+ * session. Both return 0 (stream: req is the session's), or HD_EINVAL
+ * (malformed commands), HD_EUNAVAIL (stopping; stream: req must still be
+ * answered); emulate also HD_ENOTFOUND (no such live session) and
+ * HD_ELIMIT (too much unhandled input).
+ */
+int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool sse, bool protobuf,
+		      const char *initial, size_t n);
+int hd_ws_edge_emulate(struct hd_ws_edge *e, const char *session, const char *data, size_t n);
 /* After the HTTP server has shut down and the loop ran the closes. */
 void hd_ws_edge_free(struct hd_ws_edge *e);
 

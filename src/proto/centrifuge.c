@@ -919,6 +919,7 @@ int hd_centrifuge_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_c
 	}
 	m_u64(&c, "ping", r->ping);
 	m_true(&c, "pong", r->pong);
+	m_str(&c, "session", r->session);
 	m_str(&c, "node", r->node);
 	reply_close(&c, &top);
 	return out_end(&o);

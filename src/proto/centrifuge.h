@@ -231,6 +231,7 @@ struct hd_centrifuge_connect_result {
 	uint32_t ttl;
 	uint32_t ping;             /* seconds */
 	bool pong;
+	const char *session;       /* emulation transports: the id /emulation names */
 	const char *node;
 	const struct hd_centrifuge_sub_result *subs; /* server-side subscriptions, nsubs */
 	size_t nsubs;

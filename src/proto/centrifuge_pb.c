@@ -424,6 +424,34 @@ int hd_centrifuge_pb_decode(const uint8_t *msg, size_t len, struct hd_centrifuge
 	return rc;
 }
 
+static int emulation_field(struct dec *d, void *arg, const struct field *f)
+{
+	struct hd_centrifuge_pb_emulation *e = arg;
+	if (f->num != 2 && f->num != 3)
+		return 0;
+	if (f->wt != WT_LEN)
+		return wrong_type(d, f->num == 2 ? "session" : "data");
+	if (f->num == 2) {
+		e->session = (const char *)f->p;
+		e->session_len = f->n;
+	} else {
+		e->data = (const char *)f->p;
+		e->data_len = f->n;
+	}
+	return 0;
+}
+
+int hd_centrifuge_pb_emulation_decode(const uint8_t *msg, size_t len, struct hd_centrifuge_pb_emulation *out,
+				      struct hd_error *err)
+{
+	struct dec d = {.err = err};
+	memset(out, 0, sizeof(*out));
+	out->session = out->data = empty;
+	if (err)
+		hd_error_clear(err);
+	return decode_msg(&d, msg, len, emulation_field, out);
+}
+
 /* ---- Writer ------------------------------------------------------------- */
 
 /* Counts when b is NULL, else appends; the first error sticks. */
@@ -637,7 +665,7 @@ static void enc_sub_entry(struct w *w, const void *arg)
 }
 
 /* ConnectResult: client 1, version 2, expires 3, ttl 4, subs 6, ping 7,
- * pong 8, node 10. */
+ * pong 8, session 9, node 10. */
 static void enc_connect(struct w *w, const void *arg)
 {
 	const struct hd_centrifuge_connect_result *r = arg;
@@ -649,6 +677,7 @@ static void enc_connect(struct w *w, const void *arg)
 		w_msg(w, 6, enc_sub_entry, &r->subs[i], true);
 	w_u64(w, 7, r->ping);
 	w_bool(w, 8, r->pong);
+	w_str(w, 9, r->session);
 	w_str(w, 10, r->node);
 }
 

@@ -71,6 +71,18 @@ int hd_centrifuge_pb_next(const uint8_t *frame, size_t len, size_t *pos, const u
 int hd_centrifuge_pb_decode(const uint8_t *msg, size_t len, struct hd_centrifuge_command *cmd,
 			    struct hd_error *err);
 
+/* An EmulationRequest (node 1, session 2, data 3): what the SDK POSTs to
+ * /emulation on the HTTP-streaming transport in protobuf. Spans borrow msg. */
+struct hd_centrifuge_pb_emulation {
+	const char *session;
+	size_t session_len;
+	const char *data;
+	size_t data_len;
+};
+/* Decodes msg[0, len) (not delimited). Returns 0 or HD_EINVAL with err set. */
+int hd_centrifuge_pb_emulation_decode(const uint8_t *msg, size_t len, struct hd_centrifuge_pb_emulation *out,
+				      struct hd_error *err);
+
 /* The same replies and pushes as proto/centrifuge.h, as delimited Replies. */
 int hd_centrifuge_pb_reply_error(struct hd_buf *b, uint32_t id, uint32_t code, const char *message,
 				 bool temporary);

@@ -1,13 +1,17 @@
-"""The protobuf format of the Centrifugo client protocol on
-/connection/websocket: npm centrifuge's protobuf build makes every call the
-JSON build makes and gets the same answers; JSON and protobuf subscribers of
-one topic get the same events in the same order while each event is encoded
-once per format (not per subscriber); raw binary frames (several commands
-per frame, the subprotocol and ?format=protobuf, refusals) from Python. The
-recovery scenarios run in both formats in test_interop_js.py."""
+"""The protobuf format of the Centrifugo client protocol, and the SDK's
+emulation transports (HTTP-streaming and SSE with /emulation): npm
+centrifuge (JSON and its protobuf build, over each carrier) makes every
+call and gets the same answers; subscribers of every kind on one topic get
+the same events in the same order while each event is encoded once per
+kind (not per subscriber); raw binary frames (several commands per frame,
+the subprotocol and ?format=protobuf, refusals) and raw emulation requests
+from Python. The recovery scenarios run over every kind in
+test_interop_js.py."""
 import asyncio
 import json
 
+import pytest
+import requests
 import websockets
 
 from conftest import metric_value, per_test_timeout, publish_ce
@@ -17,9 +21,15 @@ from wsclient import SECRET, token, ws_url
 _timeout = per_test_timeout(120)
 
 
-def run_calls(h, fmt, topic, user):
+# (format, carrier): every kind of session the SDK can open.
+KINDS = [("json", "websocket"), ("protobuf", "websocket"), ("json", "http_stream"),
+         ("protobuf", "http_stream"), ("json", "sse")]
+
+
+def run_calls(h, fmt, transport, topic, user):
     n = Node("centrifuge_calls.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token(user),
-                                     "HERALD_TOPIC": topic, "HERALD_FORMAT": fmt})
+                                     "HERALD_TOPIC": topic, "HERALD_FORMAT": fmt,
+                                     "HERALD_TRANSPORT": transport})
     try:
         res = {}
         while "pubs" not in res:
@@ -32,10 +42,13 @@ def run_calls(h, fmt, topic, user):
         n.quit()
 
 
-def test_sdk_calls_answer_alike_in_both_formats(herald_factory):
+@pytest.mark.parametrize("fmt,transport", KINDS[1:])
+def test_sdk_calls_answer_alike(herald_factory, fmt, transport):
+    """Each kind answers as the JSON WebSocket does."""
     h = herald_factory(args=["--jwt-secret", SECRET])
-    js = run_calls(h, "json", "calls:json", "uj")
-    pb = run_calls(h, "protobuf", "calls:pb", "up")
+    js = run_calls(h, "json", "websocket", "calls:json", "uj")
+    pb = run_calls(h, fmt, transport, "calls:other", "up")
+    assert pb["connected"]["transport"] == transport
     for r, user in ((js, "uj"), (pb, "up")):
         assert [p["offset"] for p in r["history"]["pubs"]] == [1, 2, 3], r
         assert r["history"]["offset"] == 3 and r["history"]["epoch"]
@@ -50,27 +63,33 @@ def test_sdk_calls_answer_alike_in_both_formats(herald_factory):
     assert js["rpc"] == pb["rpc"] and "error" in js["rpc"]
 
 
-def test_json_and_protobuf_subscribers_get_the_same_events_encoded_once_per_format(herald_factory):
+def test_every_kind_of_subscriber_gets_the_same_events_encoded_once_per_kind(herald_factory):
     h = herald_factory(args=["--jwt-secret", SECRET])
     nodes = []
+
+    def start(i, fmt, transport):
+        nodes.append(Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token(f"m{i}"),
+                                                   "HERALD_TOPIC": "mix", "HERALD_FORMAT": fmt,
+                                                   "HERALD_TRANSPORT": transport}))
     try:
-        for i, fmt in enumerate(["json", "json", "protobuf", "protobuf"]):
-            nodes.append(Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token(f"m{i}"),
-                                                       "HERALD_TOPIC": "mix", "HERALD_FORMAT": fmt}))
-            if fmt == "json":
-                nodes[-1].expect(lambda m: m["ev"] == "subscribed", what="json subscribed")
-        # Only JSON subscribers: nothing is encoded for protobuf.
+        # Two JSON WebSocket subscribers first: nothing else is encoded.
+        for i in range(2):
+            start(i, "json", "websocket")
+            nodes[-1].expect(lambda m: m["ev"] == "subscribed", what="json subscribed")
         before = metric_value(h, "herald_ws_push_encodes_total")
         publish_ce(h, "mix", 1, 5)
         got = [n.collect("pub", 5) for n in nodes[:2]]
         assert metric_value(h, "herald_ws_push_encodes_total") - before == 5
+        # Then two protobuf WebSocket ones and one of each emulated kind.
+        for i, (fmt, transport) in enumerate([KINDS[1]] + KINDS[1:], start=2):
+            start(i, fmt, transport)
         for n in nodes[2:]:
-            m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="protobuf subscribed")
-        # Both formats, two subscribers each: two encodings per event.
+            n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
+        # Five kinds, seven subscribers: five encodings per event.
         before = metric_value(h, "herald_ws_push_encodes_total")
         publish_ce(h, "mix", 6, 50)
         got = [g + n.collect("pub", 50) for g, n in zip(got, nodes[:2])] + [n.collect("pub", 50) for n in nodes[2:]]
-        assert metric_value(h, "herald_ws_push_encodes_total") - before == 100
+        assert metric_value(h, "herald_ws_push_encodes_total") - before == 5 * 50
         want = [(i, f"e{i}") for i in range(1, 56)]
         for g in got[:2]:
             assert [(m["offset"], m["id"]) for m in g] == want
@@ -210,3 +229,44 @@ def test_raw_binary_frames(herald_factory):
             assert e.rcvd.code == 3501, e
 
     asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def test_raw_emulation_requests(herald_factory):
+    h = herald_factory(args=["--jwt-secret", SECRET])
+    # An unknown session: 404 (the SDK reconnects); malformed requests: 400.
+    r = requests.post(f"{h.url}/emulation", json={"session": "nope", "node": "n", "data": "{}"}, timeout=10)
+    assert r.status_code == 404, r.text
+    r = requests.post(f"{h.url}/emulation", data=b"not json", timeout=10)
+    assert r.status_code == 400, r.text
+    r = requests.post(f"{h.url}/emulation", data=b"\x12\x01", timeout=10,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 400, r.text
+    r = requests.post(f"{h.url}/connection/http_stream", data=b"\x05\x01", timeout=10,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 400, r.text
+    r = requests.get(f"{h.url}/connection/sse", timeout=10)
+    assert r.status_code == 400, r.text
+
+    # A JSON HTTP stream: the connect reply carries a session, which
+    # /emulation names to subscribe; a bad command there ends the stream
+    # with a disconnect push.
+    connect = '{"id":1,"connect":{"token":"%s"}}' % token("emu")
+    with requests.post(f"{h.url}/connection/http_stream", data=connect, stream=True, timeout=10,
+                       headers={"Content-Type": "application/json"}) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines(chunk_size=1)  # each reply as soon as it comes
+        reply = json.loads(next(lines))
+        session = reply["connect"]["session"]
+        assert len(session) == 36 and session != reply["connect"]["client"]
+        e = requests.post(f"{h.url}/emulation", timeout=10,
+                          json={"session": session, "node": reply["connect"]["node"],
+                                "data": '{"id":2,"subscribe":{"channel":"emu"}}'})
+        assert e.status_code == 204, e.text
+        assert json.loads(next(lines))["id"] == 2
+        e = requests.post(f"{h.url}/emulation", timeout=10, json={"session": session, "data": "{nope"})
+        assert e.status_code == 204
+        push = json.loads(next(lines))
+        assert push["push"]["disconnect"]["code"] == 3501, push
+        assert list(lines) == []
+    r = requests.post(f"{h.url}/emulation", json={"session": session, "data": "{}"}, timeout=10)
+    assert r.status_code == 404

@@ -3,11 +3,9 @@
 // tests/e2e/test_protobuf.py: subscribe, publish, history, presence,
 // presence stats and an RPC nobody handles. Prints one JSON line per result
 // and exits.
-//   env: HERALD_WS, HERALD_TOKEN, HERALD_TOPIC, HERALD_FORMAT ("json" | "protobuf")
+//   env: HERALD_WS, HERALD_TOKEN, HERALD_TOPIC, HERALD_FORMAT, HERALD_TRANSPORT (see sdk.js)
 'use strict';
-const protobuf = process.env.HERALD_FORMAT === 'protobuf';
-const { Centrifuge } = require(protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
-const WebSocket = require('ws');
+const { client, protobuf } = require('./sdk');
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 // Data as the app sees it: JSON values, or (protobuf) the JSON text's bytes.
@@ -17,9 +15,7 @@ const err = (e) => ({ code: e && e.code, message: String(e && e.message) });
 
 async function main() {
   const topic = process.env.HERALD_TOPIC;
-  const c = new Centrifuge(process.env.HERALD_WS, {
-    websocket: WebSocket, token: process.env.HERALD_TOKEN, timeout: 5000,
-  });
+  const c = client({ token: process.env.HERALD_TOKEN, timeout: 5000 });
   c.on('error', (ctx) => out({ ev: 'error', error: String(ctx.error && ctx.error.message) }));
   c.connect();
   const ctx = await new Promise((resolve) => c.once('connected', resolve));
