@@ -6,7 +6,8 @@
  * varint-length-delimited Commands (the seeds in
  * tests/fuzz/corpus/centrifuge_pb/ are frames npm centrifuge's protobuf
  * build sent, from tests/js/pb_fixtures.js). The whole input is decoded as
- * one Command, then each message hd_centrifuge_pb_next yields is decoded.
+ * one Command and as an EmulationRequest, then each message
+ * hd_centrifuge_pb_next yields is decoded.
  *
  * Properties checked:
  *   - the iterator stays inside the frame and moves forward; it stops with
@@ -177,6 +178,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *msg;
 	int rc;
 
+	struct hd_centrifuge_pb_emulation em;
+	if (hd_centrifuge_pb_emulation_decode(data, size, &em, NULL) == 0) {
+		CHECK(em.session_len == 0 || ((const uint8_t *)em.session >= data &&
+		      (const uint8_t *)em.session + em.session_len <= data + size));
+		CHECK(em.data_len == 0 || ((const uint8_t *)em.data >= data &&
+		      (const uint8_t *)em.data + em.data_len <= data + size));
+	}
 	decode_one(data, size);
 	while ((rc = hd_centrifuge_pb_next(data, size, &pos, &msg, &n)) == 1) {
 		CHECK(msg >= data + last && (size_t)(msg - data) + n <= size);

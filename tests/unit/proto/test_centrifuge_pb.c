@@ -377,6 +377,25 @@ static void test_payload_publication(void **state)
 	hd_buf_fini(&b);
 }
 
+/* The EmulationRequest the SDK POSTs: node 1, session 2, data 3. */
+static void test_emulation_request(void **state)
+{
+	(void)state;
+	size_t n;
+	struct hd_centrifuge_pb_emulation em;
+	uint8_t *m = unhex("0a016e" "120273" "31" "1a03" "020801" "2001", &n);
+	assert_int_equal(hd_centrifuge_pb_emulation_decode(m, n, &em, &err), 0);
+	assert_int_equal(em.session_len, 2);
+	assert_memory_equal(em.session, "s1", 2);
+	assert_int_equal(em.data_len, 3);
+	assert_memory_equal(em.data, "\x02\x08\x01", 3);
+	free(m);
+	m = unhex("1001", &n);
+	assert_int_equal(hd_centrifuge_pb_emulation_decode(m, n, &em, &err), HD_EINVAL);
+	assert_non_null(strstr(err.msg, "session"));
+	free(m);
+}
+
 static void test_encoders_respect_the_ceiling(void **state)
 {
 	(void)state;
@@ -405,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_frame_iterator),
 		cmocka_unit_test(test_encoders),
 		cmocka_unit_test(test_payload_publication),
+		cmocka_unit_test(test_emulation_request),
 		cmocka_unit_test(test_encoders_respect_the_ceiling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
