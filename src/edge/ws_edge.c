@@ -1,8 +1,9 @@
 /*
  * ws_edge — see ws_edge.h.
  *
- * One file of about 1,400 lines because it is one idea, a Centrifugo
- * session over a WebSocket, laid out from low level to high: output
+ * One file of about 1,700 lines because it is one idea, a Centrifugo
+ * session (over a WebSocket or an emulation stream, in JSON or protobuf),
+ * laid out from low level to high: formats and carriers, output
  * frames, subscriptions and their hub watches, join/leave, the reads that
  * recover a subscription, the commands (connect, subscribe, history,
  * publish, presence, refresh), input, then the session's life cycle. Every

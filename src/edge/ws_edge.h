@@ -1,11 +1,15 @@
 /*
- * ws_edge — the WebSocket edge: the Centrifugo client protocol (v2, JSON) over
- * RFC 6455, so the centrifuge SDKs (npm centrifuge, Go, Python) work
- * against herald unchanged. docs/websocket.md describes it for users;
+ * ws_edge — the WebSocket edge: the Centrifugo client protocol (v2, JSON or
+ * protobuf) over RFC 6455, so the centrifuge SDKs (npm centrifuge, Go,
+ * Python, and the protobuf-only Dart, Swift and Kotlin ones) work against
+ * herald unchanged; the same sessions also run over the SDK's emulation
+ * transports (HTTP-streaming, SSE; edge/ws_emulation.c reads those
+ * requests). docs/websocket.md describes it for users;
  * ../shared/research/protocols.md §1 is the wire reference.
  * Layer: edge. The api routes GET /connection/websocket here (loop thread);
  * the edge talks to the hub, decodes frames with http/websocket.h and commands
- * with proto/centrifuge.h, verifies tokens with auth/jwt.h.
+ * with proto/centrifuge.h (JSON) or proto/centrifuge_pb.h (protobuf),
+ * verifies tokens with auth/jwt.h.
  *
  * A session: upgrade → `connect` within connect_timeout (else close 3502)
  * with a JWT (sub = user; exp → expires/ttl, refreshed in-band with
@@ -33,8 +37,9 @@
  * recover_max, retention removed some, or the epoch differs, the reply says
  * was_recovering:true without recovered and the client reloads.
  *
- * Each event is encoded once per topic into one WebSocket frame that every
- * subscriber's write shares. A connection whose unsent output would pass
+ * Each event is encoded once per topic and kind of subscriber (format ×
+ * carrier), lazily, into one frame that every such subscriber's write
+ * shares. A connection whose unsent output would pass
  * the HTTP server's max_pending_bytes is closed 3008 "slow" and resumes from
  * its offset. Ping: an empty message every ping_interval; no pong within
  * pong_timeout → close 3012. Stop: every session is closed 3001 "shutdown".

@@ -609,20 +609,28 @@ static void enc_pub_parts(struct w *w, const void *arg)
 	}
 }
 
-/* A publication field (number field) of p, split here when it is a payload one. */
+/* The parts of a payload publication (returns owned), or NULL when p is
+ * sent whole. Split once per publication: the nested encoders run its
+ * encoder several times. */
+static struct hd_centrifuge_pub_parts *pub_split(const struct hd_centrifuge_pub *p)
+{
+	struct hd_centrifuge_pub_parts *parts;
+	if (!p->payload)
+		return NULL;
+	parts = hd_malloc(sizeof(*parts));
+	if (!hd_centrifuge_pub_split(p, parts)) {
+		free(parts);
+		return NULL;
+	}
+	return parts;
+}
+
+/* A publication field (number field) of p. */
 static void w_pub(struct w *w, uint32_t field, const struct hd_centrifuge_pub *p)
 {
-	struct hd_centrifuge_pub_parts *parts = NULL;
-	if (p->payload) {
-		parts = hd_malloc(sizeof(*parts));
-		if (!hd_centrifuge_pub_split(p, parts)) {
-			free(parts);
-			parts = NULL;
-		}
-	}
-	struct pub_parts pp = {p, parts};
+	struct pub_parts pp = {p, pub_split(p)};
 	w_msg(w, field, enc_pub_parts, &pp, true);
-	free(parts);
+	free((void *)pp.parts);
 }
 
 /* ClientInfo: user 1, client 2. */
@@ -894,18 +902,9 @@ int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *cl
 
 int hd_centrifuge_pb_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub)
 {
-	/* Split once here: the nested encoders run the publication's several times. */
-	struct hd_centrifuge_pub_parts *parts = NULL;
-	if (pub->payload) {
-		parts = hd_malloc(sizeof(*parts));
-		if (!hd_centrifuge_pub_split(pub, parts)) {
-			free(parts);
-			parts = NULL;
-		}
-	}
-	struct pub_parts pp = {pub, parts};
+	struct pub_parts pp = {pub, pub_split(pub)};
 	int rc = push(b, channel, 4, enc_pub_parts, &pp);
-	free(parts);
+	free((void *)pp.parts);
 	return rc;
 }
 

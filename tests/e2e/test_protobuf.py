@@ -168,6 +168,15 @@ async def replies(ws, n):
     return got
 
 
+async def closed_with(ws, code):
+    """Waits for the server to close ws; asserts its close code."""
+    try:
+        await asyncio.wait_for(ws.recv(), 10)
+        raise AssertionError("not closed")
+    except websockets.ConnectionClosed as e:
+        assert e.rcvd.code == code, e
+
+
 def test_raw_binary_frames(herald_factory):
     h = herald_factory(args=["--jwt-secret", SECRET])
 
@@ -199,11 +208,7 @@ def test_raw_binary_frames(herald_factory):
         assert parse(r[2][0])[1] == [104]
         # A text frame on a protobuf connection ends it with 3501.
         await ws.send("{}")
-        try:
-            await asyncio.wait_for(ws.recv(), 10)
-            raise AssertionError("not closed")
-        except websockets.ConnectionClosed as e:
-            assert e.rcvd.code == 3501, e
+        await closed_with(ws, 3501)
 
         # ?format=protobuf without the subprotocol; a cut-short frame ends it.
         ws = await websockets.connect(ws_url(h) + "?format=protobuf")
@@ -212,21 +217,13 @@ def test_raw_binary_frames(herald_factory):
         (r,) = await replies(ws, 1)
         assert 5 in r, r
         await ws.send(b"\x05\x01")
-        try:
-            await asyncio.wait_for(ws.recv(), 10)
-            raise AssertionError("not closed")
-        except websockets.ConnectionClosed as e:
-            assert e.rcvd.code == 3501, e
+        await closed_with(ws, 3501)
 
         # JSON stays JSON: a binary frame there is refused.
         ws = await websockets.connect(ws_url(h), subprotocols=["centrifuge-json"])
         assert ws.subprotocol == "centrifuge-json"
         await ws.send(b"\x00")
-        try:
-            await asyncio.wait_for(ws.recv(), 10)
-            raise AssertionError("not closed")
-        except websockets.ConnectionClosed as e:
-            assert e.rcvd.code == 3501, e
+        await closed_with(ws, 3501)
 
     asyncio.run(asyncio.wait_for(go(), 60))
 
