@@ -36,6 +36,10 @@
 #define HISTORY_MAX 1000               /* events in one history reply */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
+/* The epoch replied for a topic that does not exist yet (real epochs are 16
+ * hex digits, so it never equals one). A recover that sends it back matches
+ * whatever the topic is now: the topic was created after that subscribe. */
+#define EPOCH_NEW "new"
 
 struct session;
 
@@ -59,6 +63,8 @@ struct chan_sub {
 struct sub_init {
 	struct chan_sub *sub;
 	bool recover;
+	bool reject_unrecovered;       /* flag 2: error 112 instead of recovered:false */
+	bool unrecoverable;            /* set when recovery failed and reject_unrecovered */
 	uint64_t offset;
 	char epoch[HD_EPOCH_LEN + 1];
 	struct hd_centrifuge_sub_result res;   /* filled when its read is done */
@@ -462,7 +468,7 @@ static void init_result(struct session *s, struct sub_init *in)
 	res->channel = sub->name;
 	res->recoverable = true;
 	res->positioned = true;
-	memcpy(sub->epoch, r->epoch, sizeof(sub->epoch));
+	snprintf(sub->epoch, sizeof(sub->epoch), "%s", r->epoch[0] ? r->epoch : EPOCH_NEW);
 	res->epoch = sub->epoch;
 	res->offset = r->last;
 	sub->cursor = r->last;
@@ -470,8 +476,9 @@ static void init_result(struct session *s, struct sub_init *in)
 		return;
 	res->was_recovering = true;
 	hd_metrics_inc(HD_M_ws_recoveries_total);
+	/* An empty epoch matches nothing: the client has no position. */
 	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max &&
-		  (!in->epoch[0] || strcmp(in->epoch, r->epoch) == 0);
+		  in->epoch[0] && (strcmp(in->epoch, sub->epoch) == 0 || strcmp(in->epoch, EPOCH_NEW) == 0);
 	if (ok && r->n > 0 && r->events[r->n - 1].offset != r->last) {
 		/* The read stopped early (count or byte cap) unless the rest
 		 * expired by TTL, which a shorter read than asked shows. */
@@ -482,6 +489,7 @@ static void init_result(struct session *s, struct sub_init *in)
 	}
 	if (!ok) {
 		hd_metrics_inc(HD_M_ws_recovery_failures_total);
+		in->unrecoverable = in->reject_unrecovered;
 		return;
 	}
 	res->recovered = true;
@@ -559,6 +567,12 @@ static void op_reply_subs(struct session *s, struct op *op)
 		if (hd_centrifuge_reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
 		free(subs);
+	} else if (op->inits[0].unrecoverable) {
+		/* The client asked (getState) to reload rather than resume. */
+		sub_remove(s, op->inits[0].sub);
+		hd_buf_fini(&b);
+		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
+		return;
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
@@ -631,6 +645,7 @@ static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_cen
 		in->recover = true;
 		in->offset = req->offset;
 		snprintf(in->epoch, sizeof(in->epoch), "%s", req->epoch);
+		in->reject_unrecovered = (req->flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED) != 0;
 	}
 	return true;
 }
@@ -826,6 +841,16 @@ static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *
 static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	char chan[HD_TOPIC_NAME_MAX + 1];
+	if (cmd->sub.type != 0) {
+		/* Map (1-3) and shared-poll (4) subscriptions: a normal stream
+		 * reply would leave the SDK waiting for a state it never gets. */
+		char msg[128];
+		snprintf(msg, sizeof(msg), "not available: subscription type %d (%s); herald has stream "
+			 "subscriptions only", (int)cmd->sub.type,
+			 cmd->sub.type == 4 ? "shared poll" : cmd->sub.type <= 3 && cmd->sub.type > 0 ? "map" : "unknown");
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, msg, false);
+		return;
+	}
 	if (!sub_token_ok(s, cmd, chan) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;
@@ -891,7 +916,8 @@ static void history_done(struct hd_read *r)
 	}
 	if (r->err) {
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
-	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0) {
+	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0 &&
+		   strcmp(op->epoch, EPOCH_NEW) != 0) {
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
 	} else {
 		size_t n = op->limit == 0 ? 0 : r->n;
@@ -906,7 +932,8 @@ static void history_done(struct hd_read *r)
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
+		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch[0] ? r->epoch : EPOCH_NEW,
+						r->last))
 			hd_buf_reset(&b);
 		send_json(s, &b);
 		hd_buf_fini(&b);
@@ -921,22 +948,29 @@ static void cmd_history(struct session *s, const struct hd_centrifuge_command *c
 {
 	if (!channel_ok(s, cmd, HD_ACL_HISTORY, NULL))
 		return;
-	if (cmd->reverse && cmd->has_since) {
-		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST,
-			    "reverse history from a position is not supported", false);
-		return;
-	}
 	struct op *op = op_new(s, cmd);
 	op->limit = cmd->limit;
 	op->reverse = cmd->reverse && cmd->limit != 0;
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	op->r.topic = op->topic;
 	op->r.limit = cmd->limit < 0 || cmd->limit > HISTORY_MAX ? HISTORY_MAX : (uint32_t)cmd->limit;
-	if (cmd->has_since) {
-		op->r.after = cmd->since_offset;
+	if (cmd->has_since)
 		snprintf(op->epoch, sizeof(op->epoch), "%s", cmd->since_epoch);
+	if (cmd->has_since && op->reverse) {
+		/* Older than since.offset, newest first: the `limit` before it. */
+		uint64_t before = cmd->since_offset ? cmd->since_offset - 1 : 0;
+		op->next = 1; /* one read: no phase for the position */
+		op->r.after = before > op->r.limit ? before - op->r.limit : 0;
+		op->r.limit = (uint32_t)(before - op->r.after);
+		if (op->r.limit == 0) {
+			op->r.after = READ_TOP_AFTER;
+			op->r.limit = 1;
+			op->limit = 0; /* only the position */
+		}
+	} else if (cmd->has_since) {
+		op->r.after = cmd->since_offset;
 	}
-	if (cmd->limit == 0 || op->reverse)
+	if (cmd->limit == 0 || (op->reverse && !cmd->has_since))
 		op->r.after = READ_TOP_AFTER; /* the position only (phase one of reverse) */
 	if (cmd->limit == 0)
 		op->r.limit = 1;
@@ -1071,8 +1105,11 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 			hd_buf_reset(&b);
 		free(info);
 	} else {
-		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n,
-					   (uint32_t)hd_hub_presence_users(c, n));
+		/* Centrifugo counts an anonymous client as one user. */
+		size_t users = hd_hub_presence_users(c, n);
+		for (size_t i = 0; i < n; i++)
+			users += c[i]->user[0] == '\0';
+		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
 	}
 	send_json(s, &b);
 	hd_buf_fini(&b);
@@ -1082,6 +1119,48 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
+}
+
+/* herald has no RPC handlers (Centrifugo without an RPC proxy answers so). */
+static void cmd_rpc(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, "not available", false);
+}
+
+/*
+ * sub_refresh {channel, token}: a new subscription token for a channel the
+ * session is subscribed to (centrifuge-js sends it before the old one's
+ * exp). Checked like subscribe's token; answers its expiry.
+ */
+static void cmd_sub_refresh(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (!sub_find(s, cmd->sub.channel)) {
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL, "not subscribed", false);
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+	} else if (rc || !claims.channel || strcmp(claims.channel, cmd->sub.channel) != 0 ||
+		   strcmp(claims.sub, s->conn.user) != 0) {
+		hd_log_info("ws sub_refresh token refused client=%s channel=%s: %s", s->conn.id,
+			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED,
+			    "permission denied: invalid subscription token", false);
+	} else {
+		struct hd_buf b;
+		uint32_t ttl = claims.exp ? (claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1) : 0;
+		hd_buf_init(&b, 256);
+		hd_centrifuge_reply_sub_refresh(&b, cmd->id, ttl != 0, ttl);
+		send_json(s, &b);
+		hd_buf_fini(&b);
+	}
+	hd_jwt_claims_fini(&claims);
 }
 
 /* The commands a client with an id may send, by method; NULL: method not
@@ -1097,6 +1176,8 @@ static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
 	[HD_CENTRIFUGE_PRESENCE_STATS] = cmd_presence,
 	[HD_CENTRIFUGE_REFRESH] = cmd_refresh,
 	[HD_CENTRIFUGE_PING] = cmd_ping,
+	[HD_CENTRIFUGE_RPC] = cmd_rpc,
+	[HD_CENTRIFUGE_SUB_REFRESH] = cmd_sub_refresh,
 };
 
 /* Runs one command line. */

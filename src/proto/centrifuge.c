@@ -84,6 +84,8 @@ static const struct field sub_fields[] = {
 	{"recoverable", F_BOOL, SUB(recoverable)},
 	{"join_leave", F_BOOL, SUB(join_leave)},
 	{"flag", F_I64, SUB(flag)},
+	{"delta", F_STR, SUB(delta)},
+	{"type", F_I32, SUB(type)},
 };
 
 /* The other objects decode into the struct hd_centrifuge_command. */
@@ -397,7 +399,7 @@ static int decode_object(struct dec *d, struct span obj, const char *where,
 static void sub_req_init(struct hd_centrifuge_sub_req *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->channel = s->token = s->epoch = empty;
+	s->channel = s->token = s->epoch = s->delta = empty;
 }
 
 /* Decodes connect.subs: a map channel → SubscribeRequest. */
@@ -959,8 +961,23 @@ int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t c
 	struct out o = out_begin(b);
 	struct obj top, s = reply_open(&o, &top, id, "presence_stats");
 
-	m_u64(&s, "num_clients", clients);
-	m_u64(&s, "num_users", users);
+	/* Both always, 0 included: clients read them as counts. */
+	key(&s, "num_clients");
+	put_u64(&o, clients);
+	key(&s, "num_users");
+	put_u64(&o, users);
+	reply_close(&s, &top);
+	return out_end(&o);
+}
+
+/* SubRefreshResult: expires 1, ttl 2. */
+int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl)
+{
+	struct out o = out_begin(b);
+	struct obj top, s = reply_open(&o, &top, id, "sub_refresh");
+
+	m_true(&s, "expires", expires);
+	m_u64(&s, "ttl", ttl);
 	reply_close(&s, &top);
 	return out_end(&o);
 }

@@ -111,9 +111,15 @@ struct hd_centrifuge_sub_req {
 	bool positioned;
 	bool recoverable;
 	bool join_leave;
-	int64_t flag;
+	int64_t flag;              /* HD_CENTRIFUGE_SUB_FLAG_* bits */
+	const char *delta;         /* "fossil" asks for delta compression */
+	int32_t type;              /* 0 stream; 1-3 map, 4 shared poll (herald has neither) */
 	struct hd_centrifuge_raw data;
 };
+
+/* SubscribeRequest.flag bits (centrifuge-js subscriptionFlags). */
+#define HD_CENTRIFUGE_SUB_FLAG_CHANNEL_COMPACTION 1  /* ignored: herald never sends the id */
+#define HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED 2  /* an unrecoverable position is error 112 */
 
 struct hd_centrifuge_command {
 	uint32_t id;               /* 0 when absent */
@@ -241,8 +247,10 @@ int hd_centrifuge_reply_history(struct hd_buf *b, uint32_t id, const struct hd_c
 /* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}} */
 int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 			 size_t n);
-/* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}} */
+/* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}}, both always (0 too). */
 int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+/* {"id":N,"sub_refresh":{"expires":true,"ttl":T}} */
+int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
 /* {"id":N,"refresh":{"client":"c","version":"v","expires":true,"ttl":T}} */
 int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl);

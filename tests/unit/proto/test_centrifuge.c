@@ -146,6 +146,14 @@ static void test_decode_js_subscribe(void **state)
 	assert_false(c->sub.recover);
 	assert_int_equal(c->sub.offset, 0);
 	assert_string_equal(c->sub.epoch, "");
+	assert_string_equal(c->sub.delta, "");
+	assert_int_equal(c->sub.type, 0);
+
+	/* A shared-poll subscription with delta, and getState's flag. */
+	c = ok("{\"subscribe\":{\"channel\":\"p\",\"type\":4,\"delta\":\"fossil\",\"flag\":3},\"id\":3}");
+	assert_int_equal(c->sub.type, 4);
+	assert_string_equal(c->sub.delta, "fossil");
+	assert_true(c->sub.flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED);
 
 	/* The resubscribe with recovery. */
 	c = ok("{\"subscribe\":{\"channel\":\"c\",\"recover\":true,\"offset\":42,"
@@ -773,7 +781,9 @@ static void test_reply_history_presence_refresh(void **state)
 	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 2, 1), 0);
 	expect_out(&b, "{\"id\":7,\"presence_stats\":{\"num_clients\":2,\"num_users\":1}}");
 	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 0, 0), 0);
-	expect_out(&b, "{\"id\":7,\"presence_stats\":{}}");
+	expect_out(&b, "{\"id\":7,\"presence_stats\":{\"num_clients\":0,\"num_users\":0}}");
+	assert_int_equal(hd_centrifuge_reply_sub_refresh(&b, 8, true, 60), 0);
+	expect_out(&b, "{\"id\":8,\"sub_refresh\":{\"expires\":true,\"ttl\":60}}");
 
 	assert_int_equal(hd_centrifuge_reply_refresh(&b, 11, "c1", "herald 0.1", true, 3600), 0);
 	expect_out(&b, "{\"id\":11,\"refresh\":{\"client\":\"c1\",\"version\":\"herald 0.1\","
