@@ -476,9 +476,11 @@ static void init_result(struct session *s, struct sub_init *in)
 		return;
 	res->was_recovering = true;
 	hd_metrics_inc(HD_M_ws_recoveries_total);
-	/* An empty epoch matches nothing: the client has no position. */
-	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max &&
-		  in->epoch[0] && (strcmp(in->epoch, sub->epoch) == 0 || strcmp(in->epoch, EPOCH_NEW) == 0);
+	/* A position past 0 needs its epoch: without one it names nothing
+	 * herald can check. Offset 0 (getState's "from the start") needs none. */
+	bool epoch_ok = in->epoch[0] ? strcmp(in->epoch, sub->epoch) == 0 || strcmp(in->epoch, EPOCH_NEW) == 0
+				     : in->offset == 0;
+	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max && epoch_ok;
 	if (ok && r->n > 0 && r->events[r->n - 1].offset != r->last) {
 		/* The read stopped early (count or byte cap) unless the rest
 		 * expired by TTL, which a shorter read than asked shows. */

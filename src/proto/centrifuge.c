@@ -942,16 +942,15 @@ int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_
 	struct out o = out_begin(b);
 	struct obj top, p = reply_open(&o, &top, id, "presence");
 
-	if (n) {
-		struct obj map;
-		key(&p, "presence");
-		map = obj_open(&o);
-		for (size_t i = 0; i < n; i++) {
-			key_escaped(&map, c[i].client);
-			put_client_info(&o, &c[i]);
-		}
-		obj_close(&map);
+	/* Always the map, {} too: the SDK reads its keys. */
+	struct obj map;
+	key(&p, "presence");
+	map = obj_open(&o);
+	for (size_t i = 0; i < n; i++) {
+		key_escaped(&map, c[i].client);
+		put_client_info(&o, &c[i]);
 	}
+	obj_close(&map);
 	reply_close(&p, &top);
 	return out_end(&o);
 }

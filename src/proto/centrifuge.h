@@ -244,7 +244,8 @@ int hd_centrifuge_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd
 /* {"id":N,"history":{"publications":[…],"epoch":"e","offset":top}} */
 int hd_centrifuge_reply_history(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
 			const char *epoch, uint64_t offset);
-/* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}} */
+/* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}}; the map is
+ * always there ({} when nobody is present). */
 int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 			 size_t n);
 /* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}}, both always (0 too). */

@@ -610,10 +610,16 @@ def test_protocol_details(herald_factory):
         real_epoch = h.read("fresh").json()["epoch"]
         assert sub["epoch"] == real_epoch != new_epoch
         await a.call({"unsubscribe": {"channel": "fresh"}})
-        # An empty epoch is no position: not recovered.
-        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 3}})
+        # A position without its epoch names nothing: not recovered.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 2}})
         assert r["subscribe"]["was_recovering"] is True and "recovered" not in r["subscribe"]
         await a.call({"unsubscribe": {"channel": "fresh"}})
+        # Offset 0 without an epoch (getState's "from the start") recovers everything kept.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "flag": 3}})
+        assert [p["offset"] for p in r["subscribe"]["publications"]] == [1, 2, 3]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        r = await a.call({"presence": {"channel": "nobody-here"}})
+        assert r["presence"] == {"presence": {}}
         # With flag 2 (getState) an unrecoverable position is error 112, and no subscription.
         r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 1, "epoch": "other",
                                         "flag": 3}})

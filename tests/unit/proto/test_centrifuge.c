@@ -776,7 +776,7 @@ static void test_reply_history_presence_refresh(void **state)
 	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{\"c1\":{\"user\":\"42\","
 		       "\"client\":\"c1\"},\"c\\\"2\":{\"client\":\"c\\\"2\"}}}}");
 	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, NULL, 0), 0);
-	expect_out(&b, "{\"id\":6,\"presence\":{}}");
+	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{}}}");
 
 	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 2, 1), 0);
 	expect_out(&b, "{\"id\":7,\"presence_stats\":{\"num_clients\":2,\"num_users\":1}}");
