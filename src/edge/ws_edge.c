@@ -23,6 +23,7 @@
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
 #include "proto/cloudevent.h"
+#include "proto/fossil.h"
 
 #include <assert.h>
 #include <http_parser.h>
@@ -52,6 +53,8 @@ struct chan_sub {
 	bool live;                 /* the reply went out: fired events are sent */
 	bool server_side;
 	bool join_leave;           /* the client asked for join/leave pushes */
+	bool delta;                /* fossil delta compression negotiated */
+	struct hd_rcbuf *base;     /* delta: the last event sent (a reference), or NULL */
 	bool overflow;             /* more than HD_WS_EDGE_HELD_MAX fired while not live */
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
@@ -125,6 +128,7 @@ struct session {
 
 struct frame_slot {
 	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
+	struct hd_rcbuf *base;         /* delta frames: the event it is a delta from (a reference) */
 	struct hd_rcbuf *frame;
 };
 
@@ -136,6 +140,7 @@ struct hd_ws_edge {
 	size_t count;
 	bool stopping;
 	struct frame_slot cache[FRAME_CACHE];
+	struct frame_slot delta_cache[FRAME_CACHE]; /* delta-compressed frames, by (event, base) */
 };
 
 static void pump(struct session *s);
@@ -261,13 +266,75 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 	return f;
 }
 
+static void slot_clear(struct frame_slot *c)
+{
+	if (c->json) {
+		hd_rcbuf_unref(c->json);
+		hd_rcbuf_unref(c->frame);
+	}
+	if (c->base)
+		hd_rcbuf_unref(c->base);
+	*c = (struct frame_slot){0};
+}
+
+/*
+ * The push frame of ev for delta subscribers whose last publication was
+ * base (NULL: none yet): a fossil delta from base's text when that is
+ * smaller, else the whole text, as a JSON string. Subscribers in step
+ * share one base, so the delta is computed once per publication per topic.
+ * Returns a new reference.
+ */
+static struct hd_rcbuf *delta_frame(struct hd_ws_edge *e, const char *topic, const struct hd_stored_event *ev,
+				    struct hd_rcbuf *base)
+{
+	size_t slot = (((uintptr_t)ev->json >> 4) ^ ((uintptr_t)base >> 4)) % FRAME_CACHE;
+	struct frame_slot *c = &e->delta_cache[slot];
+	if (c->json == ev->json && c->base == base)
+		return hd_rcbuf_ref(c->frame);
+
+	bool payload = topic_payload(e, topic);
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
+				       .payload = payload, .as_string = true};
+	struct hd_buf d, b;
+	hd_buf_init(&d, ev->json->len + 1024);
+	if (base) {
+		struct hd_centrifuge_pub prev = {.data = base->data, .len = base->len, .payload = payload};
+		const char *from, *to;
+		size_t fn, tn;
+		hd_centrifuge_pub_text(&prev, &from, &fn);
+		hd_centrifuge_pub_text(&pub, &to, &tn);
+		if (hd_fossil_delta(from, fn, to, tn, &d) == 0 && d.len < tn) {
+			pub.delta = d.data;
+			pub.delta_len = d.len;
+		}
+	}
+	hd_buf_init(&b, 6 * ev->json->len + 1024); /* a JSON string escapes each byte to at most 6 */
+	hd_centrifuge_push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	hd_buf_fini(&b);
+	hd_buf_fini(&d);
+	slot_clear(c);
+	c->json = hd_rcbuf_ref(ev->json);
+	c->base = base ? hd_rcbuf_ref(base) : NULL;
+	c->frame = hd_rcbuf_ref(f);
+	return f;
+}
+
 /* Sends ev to a live subscription if it is new to it. */
 static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 {
 	if (ev->offset <= sub->cursor)
 		return;
 	sub->cursor = ev->offset;
-	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev);
+	struct hd_rcbuf *f;
+	if (sub->delta) {
+		f = delta_frame(sub->s->edge, sub->name, ev, sub->base);
+		if (sub->base)
+			hd_rcbuf_unref(sub->base);
+		sub->base = hd_rcbuf_ref(ev->json);
+	} else {
+		f = push_frame(sub->s->edge, sub->name, ev);
+	}
 	send_frame(sub->s, f);
 	hd_rcbuf_unref(f);
 }
@@ -341,6 +408,8 @@ static void sub_free(struct session *s, struct chan_sub *sub)
 {
 	hd_hub_unwatch(s->edge->hub, &sub->watch);
 	sub_drop_held(sub);
+	if (sub->base)
+		hd_rcbuf_unref(sub->base);
 	free(sub);
 }
 
@@ -468,6 +537,7 @@ static void init_result(struct session *s, struct sub_init *in)
 	res->channel = sub->name;
 	res->recoverable = true;
 	res->positioned = true;
+	res->delta = sub->delta;
 	snprintf(sub->epoch, sizeof(sub->epoch), "%s", r->epoch[0] ? r->epoch : EPOCH_NEW);
 	res->epoch = sub->epoch;
 	res->offset = r->last;
@@ -504,11 +574,17 @@ static void init_result(struct session *s, struct sub_init *in)
 			in->pubs[i].len = r->events[i].json->len;
 			in->pubs[i].offset = r->events[i].offset;
 			in->pubs[i].payload = payload;
+			in->pubs[i].as_string = sub->delta; /* whole: the SDK's delta base */
 		}
 		res->pubs = in->pubs;
 		res->npubs = r->n;
 		/* The client advances its offset with each publication. */
 		sub->cursor = r->events[r->n - 1].offset;
+		if (sub->delta) {
+			if (sub->base)
+				hd_rcbuf_unref(sub->base);
+			sub->base = hd_rcbuf_ref(r->events[r->n - 1].json);
+		}
 	}
 }
 
@@ -870,6 +946,8 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 		return;
 	}
 	sub->join_leave = cmd->sub.join_leave;
+	/* Delta compression when asked for by name; any other is not negotiated. */
+	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
 	struct op *op = op_new(s, cmd);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
 	op_add_init(op, sub, &cmd->sub);
@@ -1337,6 +1415,8 @@ static void session_release(struct session *s)
 		if (!sub->server_side)
 			join_leave(e, s, sub->name, false);
 		sub_drop_held(sub);
+		if (sub->base)
+			hd_rcbuf_unref(sub->base);
 		free(sub);
 	}
 	if (s->registered)
@@ -1492,10 +1572,8 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 {
 	assert(e->count == 0);
 	for (size_t i = 0; i < FRAME_CACHE; i++) {
-		if (e->cache[i].json) {
-			hd_rcbuf_unref(e->cache[i].json);
-			hd_rcbuf_unref(e->cache[i].frame);
-		}
+		slot_clear(&e->cache[i]);
+		slot_clear(&e->delta_cache[i]);
 	}
 	free(e);
 }

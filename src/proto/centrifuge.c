@@ -738,6 +738,66 @@ static bool key_is(const char *tok, size_t n, const char *lit)
 	return n == l + 2 && memcmp(tok + 1, lit, l) == 0;
 }
 
+/* Splits a stored event into members; false when it is not an object. */
+static bool event_members(const struct hd_centrifuge_pub *p, struct hd_json_text_span *sp, size_t *n,
+			  size_t *data, bool *base64)
+{
+	const char *ev = p->data;
+
+	*data = SIZE_MAX;
+	*base64 = false;
+	if (p->len < 2 || ev[0] != '{' || ev[p->len - 1] != '}' ||
+	    hd_json_text_members(ev, p->len, sp, PUB_MEMBERS_MAX, n))
+		return false;
+	for (size_t i = 0; i < *n; i++) {
+		const char *k = ev + sp[i].key_off;
+		if (key_is(k, sp[i].key_len, "data") || key_is(k, sp[i].key_len, "data_base64")) {
+			*data = i;
+			*base64 = key_is(k, sp[i].key_len, "data_base64");
+		}
+	}
+	return true;
+}
+
+void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n)
+{
+	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
+	size_t count, data;
+	bool base64;
+
+	*text = p->data;
+	*n = p->len;
+	if (!p->payload || !event_members(p, sp, &count, &data, &base64))
+		return;
+	if (data == SIZE_MAX) {
+		*text = "null";
+		*n = 4;
+		return;
+	}
+	*text = p->data + sp[data].val_off;
+	*n = sp[data].val_len;
+}
+
+/* The data member: raw text, or (delta compression) a JSON string. */
+static void put_data(struct obj *j, const struct hd_centrifuge_pub *p, const char *text, size_t n)
+{
+	if (p->delta || p->as_string) {
+		if (!text) {
+			text = "null";
+			n = 4;
+		}
+		key(j, "data");
+		put(j->o, "\"", 1);
+		if (j->o->rc == 0)
+			j->o->rc = p->delta ? hd_buf_json_escape(j->o->b, p->delta, p->delta_len)
+					    : hd_buf_json_escape(j->o->b, text, n);
+		put(j->o, "\"", 1);
+	} else if (text && n) {
+		key(j, "data");
+		put_raw(j->o, text, n);
+	}
+}
+
 /* The members of a payload publication (see hd_centrifuge_pub): data 4,
  * offset 6, tags 7. Returns false, writing nothing, when ev is not an
  * object whose members can be split. */
@@ -745,23 +805,15 @@ static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
 {
 	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
 	const char *ev = p->data;
-	size_t n, data = SIZE_MAX;
-	bool base64 = false;
+	size_t n, data;
+	bool base64;
 
-	if (p->len < 2 || ev[0] != '{' || ev[p->len - 1] != '}' ||
-	    hd_json_text_members(ev, p->len, sp, PUB_MEMBERS_MAX, &n))
+	if (!event_members(p, sp, &n, &data, &base64))
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		const char *k = ev + sp[i].key_off;
-		if (key_is(k, sp[i].key_len, "data") || key_is(k, sp[i].key_len, "data_base64")) {
-			data = i;
-			base64 = key_is(k, sp[i].key_len, "data_base64");
-		}
-	}
-	if (data != SIZE_MAX) {
-		key(j, "data");
-		put_raw(j->o, ev + sp[data].val_off, sp[data].val_len);
-	}
+	if (data != SIZE_MAX)
+		put_data(j, p, ev + sp[data].val_off, sp[data].val_len);
+	else
+		put_data(j, p, NULL, 0);
 	m_u64(j, "offset", p->offset);
 	struct obj tags = {.o = j->o};
 	for (size_t i = 0; i < n; i++) {
@@ -796,18 +848,16 @@ static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
 	return true;
 }
 
-/* Publication: data 4, offset 6, tags 7. */
+/* Publication: data 4, offset 6, tags 7, delta 8. */
 static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 {
 	struct obj j = obj_open(o);
 
 	if (!p->payload || !put_pub_payload(&j, p)) {
-		if (p->len) {
-			key(&j, "data");
-			put_raw(o, p->data, p->len);
-		}
+		put_data(&j, p, p->len ? p->data : NULL, p->len);
 		m_u64(&j, "offset", p->offset);
 	}
+	m_true(&j, "delta", p->delta != NULL);
 	obj_close(&j);
 }
 
@@ -838,6 +888,7 @@ static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_res
 	m_u64(j, "offset", r->offset);
 	m_true(j, "positioned", r->positioned);
 	m_true(j, "was_recovering", r->was_recovering);
+	m_true(j, "delta", r->delta);
 }
 
 /* ClientInfo: user 1, client 2. */

@@ -188,13 +188,30 @@ bool hd_centrifuge_next_line(const char *frame, size_t len, size_t *pos, const c
  *     as their JSON text in a string;
  *   - the offset is `offset`.
  * Text that is not a JSON object is sent whole, as with payload false.
+ *
+ * Delta compression (a subscription that negotiated delta "fossil"): the
+ * data member is then always a JSON string. With as_string it holds the
+ * text the data stands for (hd_centrifuge_pub_text: the payload, "null"
+ * when the event has none); with delta set it holds delta[0, delta_len),
+ * a fossil delta (proto/fossil.h) from the previous publication's text,
+ * and the publication gets "delta":true.
  */
 struct hd_centrifuge_pub {
 	const char *data;
 	size_t len;
 	uint64_t offset;
 	bool payload;
+	bool as_string;
+	const char *delta;
+	size_t delta_len;
 };
+
+/*
+ * The text a publication's data stands for: the event's `data` member as
+ * it is (payload true; "null" when absent, the base64 string token for
+ * data_base64), or the whole event. *text borrows p->data (or a literal).
+ */
+void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n);
 
 /* A SubscribeResult. Zero/false/empty members are omitted on the wire. */
 struct hd_centrifuge_sub_result {
@@ -207,6 +224,7 @@ struct hd_centrifuge_sub_result {
 	uint64_t offset;
 	bool recovered;
 	bool was_recovering;
+	bool delta;                /* delta compression negotiated */
 	const struct hd_centrifuge_pub *pubs;
 	size_t npubs;
 };

@@ -15,11 +15,13 @@
  * Layer: proto. Pure (any thread); called by the WebSocket edge once per
  * publication per topic for subscribers that negotiated delta compression.
  *
- * The encoder is deliberately simple and linear: the longest common prefix
- * and suffix of source and target are copied, what lies between is
- * inserted. Publications of one channel are usually the same document with
- * a few fields changed, which this captures; a general matcher (fossil's
- * rolling hash) would find moved blocks too, at more cost per publication.
+ * The encoder: texts shorter than 16 bytes copy their common prefix and
+ * suffix around one insert; longer ones index the source by the hash of
+ * each aligned 16-byte block, roll a hash over the target, extend each
+ * candidate match both ways and copy the longest, inserting what no match
+ * covers (fossil's own approach, with a bounded chain per position, so the
+ * cost is linear in the sizes). Publications of one channel are usually
+ * the same document with a few fields changed anywhere, which this finds.
  * The copy boundaries never split a UTF-8 sequence of the target, so the
  * inserted bytes are valid UTF-8 whenever the target is (the JSON protocol
  * carries the delta as a JSON string).

@@ -23,8 +23,8 @@
 /* ---- helpers ---- */
 
 /* A publication of the JSON literal s at offset off. */
-#define PUB(s, off) {(s), sizeof(s) - 1, (off), false}
-#define PUB_PAYLOAD(s, off) {(s), sizeof(s) - 1, (off), true}
+#define PUB(s, off) {(s), sizeof(s) - 1, (off), false, false, NULL, 0}
+#define PUB_PAYLOAD(s, off) {(s), sizeof(s) - 1, (off), true, false, NULL, 0}
 
 static struct hd_centrifuge_command cmd;
 static struct hd_error err;
@@ -712,7 +712,7 @@ static void test_reply_subscribe(void **state)
 	struct hd_centrifuge_pub pubs[] = {
 		PUB("{\"specversion\":\"1.0\",\"id\":\"e-43\"}", 43),
 		PUB("[1,2]", 44),
-		{NULL, 0, 45, false},
+		{NULL, 0, 45, false, false, NULL, 0},
 	};
 	struct hd_centrifuge_sub_result r = {.recoverable = true, .positioned = true, .epoch = "k3x9",
 				     .offset = 41};
@@ -819,6 +819,22 @@ static void test_push_payload(void **state)
 	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"offset\":5}}}");
 	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &notobj), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":[1],\"offset\":6}}}");
+	/* Delta compression: data as a JSON string, full or a delta. */
+	const char *text;
+	size_t tn;
+	hd_centrifuge_pub_text(&pub, &text, &tn);
+	assert_int_equal(tn, 13);
+	assert_memory_equal(text, "{\"my\":\"data\"}", 13);
+	hd_centrifuge_pub_text(&nodata, &text, &tn);
+	assert_memory_equal(text, "null", tn);
+	nodata.as_string = true;
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &nodata), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"null\",\"offset\":5}}}");
+	notobj.delta = "2\n1:[;";
+	notobj.delta_len = 6;
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &notobj), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"2\\n1:[;\",\"offset\":6,"
+		       "\"delta\":true}}}");
 	hd_buf_fini(&b);
 }
 

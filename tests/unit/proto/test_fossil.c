@@ -127,6 +127,55 @@ static void test_round_trips(void **state)
 	round_trip(big_a, big_b);
 }
 
+/* Edits in two places of a larger document: the delta stays small. */
+static void test_edits_anywhere(void **state)
+{
+	char a[700], t[700];
+	struct hd_buf b;
+	size_t tn;
+	(void)state;
+	memset(a, 'a', 600);
+	memcpy(a, "{\"counter\":1,\"payload\":\"", 23);
+	strcpy(a + 600, "\"}");
+	memcpy(t, a, sizeof(a));
+	t[11] = '2';
+	t[599] = 'b';
+	hd_buf_init(&b, 1 << 16);
+	assert_int_equal(hd_fossil_delta(a, strlen(a), t, strlen(t), &b), 0);
+	assert_true(b.len < 40);
+	char *got = apply(a, strlen(a), b.data, b.len, &tn);
+	assert_memory_equal(got, t, strlen(t));
+	free(got);
+	hd_buf_fini(&b);
+	/* Blocks moved around, a non-ASCII insert, the source shorter than the target. */
+	round_trip("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+		   "ABCDEFGHIJKLMNOPQRSTUVWXYZ-caf\xc3\xa9-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghij");
+	round_trip("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac",
+		   "x\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac");
+	/* Pseudo-random texts against edited copies. */
+	unsigned seed = 7;
+	for (int round = 0; round < 200; round++) {
+		char src[300], tgt[320];
+		size_t sn = 20 + round % 250, tl = 0;
+		for (size_t k = 0; k < sn; k++) {
+			seed = seed * 1103515245u + 12345u;
+			src[k] = (char)('a' + (seed >> 16) % 4);
+		}
+		src[sn] = '\0';
+		for (size_t k = 0; k < sn && tl < sizeof(tgt) - 2; k++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned op = (seed >> 16) % 20;
+			if (op == 0)
+				continue;                 /* delete */
+			if (op == 1)
+				tgt[tl++] = 'z';          /* insert */
+			tgt[tl++] = op == 2 ? 'q' : src[k]; /* change or keep */
+		}
+		tgt[tl] = '\0';
+		round_trip(src, tgt);
+	}
+}
+
 static void test_utf8_boundaries(void **state)
 {
 	struct hd_buf b;
@@ -154,6 +203,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_known_deltas),
 		cmocka_unit_test(test_round_trips),
+		cmocka_unit_test(test_edits_anywhere),
 		cmocka_unit_test(test_utf8_boundaries),
 		cmocka_unit_test(test_too_big_leaves_the_buffer),
 	};
