@@ -112,9 +112,15 @@ struct hd_centrifuge_sub_req {
 	bool positioned;
 	bool recoverable;
 	bool join_leave;
-	int64_t flag;
+	int64_t flag;              /* HD_CENTRIFUGE_SUB_FLAG_* bits */
+	const char *delta;         /* "fossil" asks for delta compression */
+	int32_t type;              /* 0 stream; 1-3 map, 4 shared poll (herald has neither) */
 	struct hd_centrifuge_raw data;
 };
+
+/* SubscribeRequest.flag bits (centrifuge-js subscriptionFlags). */
+#define HD_CENTRIFUGE_SUB_FLAG_CHANNEL_COMPACTION 1  /* ignored: herald never sends the id */
+#define HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED 2  /* an unrecoverable position is error 112 */
 
 struct hd_centrifuge_command {
 	uint32_t id;               /* 0 when absent */
@@ -183,12 +189,22 @@ bool hd_centrifuge_next_line(const char *frame, size_t len, size_t *pos, const c
  *     as their JSON text in a string;
  *   - the offset is `offset`.
  * Text that is not a JSON object is sent whole, as with payload false.
+ *
+ * Delta compression (a subscription that negotiated delta "fossil"): the
+ * data member is then always a JSON string. With as_string it holds the
+ * text the data stands for (hd_centrifuge_pub_text: the payload, "null"
+ * when the event has none); with delta set it holds delta[0, delta_len),
+ * a fossil delta (proto/fossil.h) from the previous publication's text,
+ * and the publication gets "delta":true.
  */
 struct hd_centrifuge_pub {
 	const char *data;
 	size_t len;
 	uint64_t offset;
 	bool payload;
+	bool as_string;
+	const char *delta;
+	size_t delta_len;
 };
 
 #define HD_CENTRIFUGE_PUB_MEMBERS_MAX 136 /* members of a stored event: the CloudEvents limit (128), topic, offset */
@@ -207,6 +223,12 @@ bool hd_centrifuge_pub_split(const struct hd_centrifuge_pub *p, struct hd_centri
 /* Whether member i of parts is a tag (see hd_centrifuge_pub). */
 bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_centrifuge_pub_parts *parts,
 			   size_t i);
+/*
+ * The text a publication's data stands for: the event's `data` member as
+ * it is (payload true; "null" when absent, the base64 string token for
+ * data_base64), or the whole event. *text borrows p->data (or a literal).
+ */
+void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n);
 
 /* A SubscribeResult. Zero/false/empty members are omitted on the wire. */
 struct hd_centrifuge_sub_result {
@@ -219,6 +241,7 @@ struct hd_centrifuge_sub_result {
 	uint64_t offset;
 	bool recovered;
 	bool was_recovering;
+	bool delta;                /* delta compression negotiated */
 	const struct hd_centrifuge_pub *pubs;
 	size_t npubs;
 };
@@ -257,11 +280,14 @@ int hd_centrifuge_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd
 /* {"id":N,"history":{"publications":[…],"epoch":"e","offset":top}} */
 int hd_centrifuge_reply_history(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
 			const char *epoch, uint64_t offset);
-/* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}} */
+/* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}}; the map is
+ * always there ({} when nobody is present). */
 int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 			 size_t n);
-/* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}} */
+/* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}}, both always (0 too). */
 int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+/* {"id":N,"sub_refresh":{"expires":true,"ttl":T}} */
+int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
 /* {"id":N,"refresh":{"client":"c","version":"v","expires":true,"ttl":T}} */
 int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl);

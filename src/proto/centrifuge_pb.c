@@ -190,11 +190,12 @@ static int get_raw(struct dec *d, const struct field *f, const char *what, struc
 static void sub_req_init(struct hd_centrifuge_sub_req *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->channel = s->token = s->epoch = empty;
+	s->channel = s->token = s->epoch = s->delta = empty;
 }
 
 /* SubscribeRequest: channel 1, token 2, recover 3, epoch 6, offset 7,
- * data 8, positioned 9, recoverable 10, join_leave 11, flag 14. */
+ * data 8, positioned 9, recoverable 10, join_leave 11, delta 12, flag 14,
+ * type 15. */
 static int sub_field(struct dec *d, void *arg, const struct field *f)
 {
 	struct hd_centrifuge_sub_req *s = arg;
@@ -210,6 +211,14 @@ static int sub_field(struct dec *d, void *arg, const struct field *f)
 	case 9: return get_bool(d, f, "subscribe.positioned", &s->positioned);
 	case 10: return get_bool(d, f, "subscribe.recoverable", &s->recoverable);
 	case 11: return get_bool(d, f, "subscribe.join_leave", &s->join_leave);
+	case 12: return get_str(d, f, "subscribe.delta", &s->delta);
+	case 15:
+		if ((rc = get_u64(d, f, "subscribe.type", &v)))
+			return rc;
+		if ((int64_t)v < INT32_MIN || (int64_t)v > INT32_MAX)
+			return hd_error_set(d->err, HD_EINVAL, "subscribe.type is not an int32");
+		s->type = (int32_t)(int64_t)v;
+		return 0;
 	case 14:
 		if ((rc = get_u64(d, f, "subscribe.flag", &v)))
 			return rc;
@@ -580,22 +589,29 @@ struct pub_parts {
 	const struct hd_centrifuge_pub_parts *parts; /* NULL: the event is sent whole */
 };
 
-/* Publication: data 4, offset 6, tags 7. The data is the JSON text the
- * JSON format carries as data: the whole event, or (payload) its data
- * member, with the attributes as tags (see hd_centrifuge_pub). */
+/* Publication: data 4, offset 6, tags 7, delta 8. The data is the JSON
+ * text the JSON format carries as data: the whole event, or (payload) its
+ * data member, with the attributes as tags (see hd_centrifuge_pub); with
+ * delta compression the fossil delta's bytes and delta set (the base is the
+ * previous publication's data bytes, as the SDK applies it). */
 static void enc_pub_parts(struct w *w, const void *arg)
 {
 	const struct pub_parts *pp = arg;
 	const struct hd_centrifuge_pub *p = pp->pub;
 	const struct hd_centrifuge_pub_parts *parts = pp->parts;
-	if (!parts) {
+	if (p->delta) {
+		w_bytes(w, 4, p->delta, p->delta_len);
+	} else if (!parts) {
 		w_bytes(w, 4, p->data, p->len);
-		w_u64(w, 6, p->offset);
-		return;
-	}
-	if (parts->data != SIZE_MAX)
+	} else if (parts->data != SIZE_MAX) {
 		w_bytes(w, 4, p->data + parts->sp[parts->data].val_off, parts->sp[parts->data].val_len);
+	} else if (p->as_string) {
+		w_bytes(w, 4, "null", 4); /* the text a delta subscriber's next delta applies to */
+	}
 	w_u64(w, 6, p->offset);
+	w_bool(w, 8, p->delta != NULL);
+	if (!parts)
+		return;
 	for (size_t i = 0; i < parts->n; i++) {
 		if (!hd_centrifuge_pub_tag(p, parts, i))
 			continue;
@@ -648,7 +664,8 @@ static void enc_join(struct w *w, const void *arg)
 }
 
 /* SubscribeResult: expires 1, ttl 2, recoverable 3, epoch 6,
- * publications 7, recovered 8, offset 9, positioned 10, was_recovering 12. */
+ * publications 7, recovered 8, offset 9, positioned 10, was_recovering 12,
+ * delta 13. */
 static void enc_sub_result(struct w *w, const void *arg)
 {
 	const struct hd_centrifuge_sub_result *r = arg;
@@ -662,6 +679,7 @@ static void enc_sub_result(struct w *w, const void *arg)
 	w_u64(w, 9, r->offset);
 	w_bool(w, 10, r->positioned);
 	w_bool(w, 12, r->was_recovering);
+	w_bool(w, 13, r->delta);
 }
 
 /* A ConnectResult.subs map entry: key 1 (the channel), value 2. */
@@ -733,6 +751,19 @@ static void enc_presence_stats(struct w *w, const void *arg)
 	const uint32_t *v = arg;
 	w_u64(w, 1, v[0]);
 	w_u64(w, 2, v[1]);
+}
+
+struct sub_refresh {
+	bool expires;
+	uint32_t ttl;
+};
+
+/* SubRefreshResult: expires 1, ttl 2. */
+static void enc_sub_refresh(struct w *w, const void *arg)
+{
+	const struct sub_refresh *r = arg;
+	w_bool(w, 1, r->expires);
+	w_u64(w, 2, r->ttl);
 }
 
 struct refresh {
@@ -891,6 +922,12 @@ int hd_centrifuge_pb_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_
 {
 	uint32_t v[2] = {clients, users};
 	return reply(b, id, HD_CENTRIFUGE_PRESENCE_STATS, enc_presence_stats, v);
+}
+
+int hd_centrifuge_pb_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl)
+{
+	struct sub_refresh r = {expires, ttl};
+	return reply(b, id, HD_CENTRIFUGE_SUB_REFRESH, enc_sub_refresh, &r);
 }
 
 int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,

@@ -94,6 +94,7 @@ int hd_centrifuge_pb_reply_history(struct hd_buf *b, uint32_t id, const struct h
 int hd_centrifuge_pb_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 				    size_t n);
 int hd_centrifuge_pb_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+int hd_centrifuge_pb_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
 int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 				   bool expires, uint32_t ttl);
 int hd_centrifuge_pb_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);

@@ -268,11 +268,13 @@ def test_errors_and_close_codes(herald_factory):
     h = herald_factory(args=ARGS + ["--ws-connect-timeout", "300ms", "--ws-max-message", "1k"])
 
     async def go():
-        # Unknown and unsupported methods answer 104 (no client timeout).
+        # RPC has no handler: 108, as Centrifugo without an RPC proxy.
         c, _ = await connect(h)
         r = await c.call({"rpc": {"method": "x", "data": {}}})
-        assert r["error"]["code"] == 104
+        assert r["error"] == {"code": 108, "message": "not available"}
         r = await c.call({"sub_refresh": {"channel": "a", "token": "t"}})
+        assert r["error"]["code"] == 102  # not subscribed
+        r = await c.call({"nosuch": {}})
         assert r["error"]["code"] == 104
         r = await c.call({"subscribe": {"channel": "bad topic"}})
         assert r["error"]["code"] == 102
@@ -566,5 +568,79 @@ def test_publication_payload_tags_and_the_envelope_option(herald_factory):
         assert a["data"]["topic"] == "whole:1" and "tags" not in a
         assert b["data"]["data_base64"] == "AAEC"
         await c.close()
+
+    run(go())
+
+
+def test_protocol_details(herald_factory):
+    """issue 14 items 4-8: presence_stats shape, subscription types, epoch of
+    a new topic, recovery with an empty epoch, flag 2 (error 112),
+    sub_refresh, history reverse + since."""
+    h = herald_factory(args=ARGS + ["--ws-anonymous"])
+
+    async def go():
+        a, _ = await connect(h, sub="u1")
+        anon = await Client.open(h)
+        await anon.call({"connect": {}})
+        for c in (a, anon):
+            await c.call({"subscribe": {"channel": "ps"}})
+        r = await a.call({"presence_stats": {"channel": "ps"}})
+        assert r["presence_stats"] == {"num_clients": 2, "num_users": 2}  # anonymous = one user
+        await a.call({"unsubscribe": {"channel": "ps"}})
+        await anon.call({"unsubscribe": {"channel": "ps"}})
+        r = await a.call({"presence_stats": {"channel": "ps"}})
+        assert r["presence_stats"] == {"num_clients": 0, "num_users": 0}
+        await anon.close()
+        # Map and shared-poll subscriptions are refused clearly.
+        for t, kind in ((1, "map"), (4, "shared poll")):
+            r = await a.call({"subscribe": {"channel": "m", "type": t}})
+            assert r["error"]["code"] == 108 and kind in r["error"]["message"], r
+        # A topic that does not exist yet still has an epoch.
+        r = await a.call({"subscribe": {"channel": "fresh", "flag": 1}})
+        new_epoch = r["subscribe"]["epoch"]
+        assert new_epoch and r["subscribe"]["recoverable"] is True
+        publish_ce(h, "fresh", 1, 2)
+        assert pub_ids(await a.pubs(2)) == [(1, "e1"), (2, "e2")]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        publish_ce(h, "fresh", 3, 1)
+        # Recovering with the epoch of the then-new topic works once it exists.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 2, "epoch": new_epoch}})
+        sub = r["subscribe"]
+        assert sub["recovered"] is True and [p["offset"] for p in sub["publications"]] == [3]
+        real_epoch = h.read("fresh").json()["epoch"]
+        assert sub["epoch"] == real_epoch != new_epoch
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        # A position without its epoch names nothing: not recovered.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 2}})
+        assert r["subscribe"]["was_recovering"] is True and "recovered" not in r["subscribe"]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        # Offset 0 without an epoch (getState's "from the start") recovers everything kept.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "flag": 3}})
+        assert [p["offset"] for p in r["subscribe"]["publications"]] == [1, 2, 3]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        r = await a.call({"presence": {"channel": "nobody-here"}})
+        assert r["presence"] == {"presence": {}}
+        # With flag 2 (getState) an unrecoverable position is error 112, and no subscription.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 1, "epoch": "other",
+                                        "flag": 3}})
+        assert r["error"]["code"] == 112, r
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 1,
+                                        "epoch": real_epoch, "flag": 3}})
+        assert r["subscribe"]["recovered"] is True
+        # sub_refresh with a subscription token for the channel.
+        r = await a.call({"sub_refresh": {"channel": "fresh", "token": token("u1", channel="fresh",
+                                                                             exp=int(time.time()) + 60)}})
+        assert r["sub_refresh"]["expires"] is True and 50 <= r["sub_refresh"]["ttl"] <= 60
+        r = await a.call({"sub_refresh": {"channel": "fresh", "token": token("u1", channel="other")}})
+        assert r["error"]["code"] == 103
+        # History: reverse from a position gives the older ones, newest first.
+        r = await a.call({"history": {"channel": "fresh", "limit": 2, "reverse": True,
+                                      "since": {"offset": 3, "epoch": real_epoch}}})
+        assert [p["offset"] for p in r["history"]["publications"]] == [2, 1] and r["history"]["offset"] == 3
+        r = await a.call({"history": {"channel": "fresh", "limit": 5, "reverse": True, "since": {"offset": 1}}})
+        assert "publications" not in r["history"] and r["history"]["offset"] == 3
+        r = await a.call({"history": {"channel": "nothing-here", "limit": 5}})
+        assert r["history"]["epoch"]
+        await a.close()
 
     run(go())

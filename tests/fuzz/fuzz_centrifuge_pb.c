@@ -95,7 +95,8 @@ static bool minified_json(struct hd_centrifuge_raw r)
 static void re_encode(const struct hd_centrifuge_command *c)
 {
 	struct hd_centrifuge_sub_result subs[HD_CENTRIFUGE_SUBS_MAX];
-	struct hd_centrifuge_pub pub = {c->data.p, c->data.n, c->sub.offset, minified_json(c->data)};
+	struct hd_centrifuge_pub pub = {.data = c->data.p, .len = c->data.n, .offset = c->sub.offset,
+				       .payload = minified_json(c->data), .as_string = c->sub.recover};
 	struct hd_centrifuge_client_info info = {.client = c->token, .user = c->name};
 	struct hd_buf b;
 

@@ -317,7 +317,7 @@ static void test_encoders(void **state)
 	EXPECT(&b, "00");
 	assert_int_equal(hd_centrifuge_pb_reply_empty(&b, 9, HD_CENTRIFUGE_SUB_REFRESH), 0);
 	EXPECT(&b, "0408097a00");
-	struct hd_centrifuge_pub pub = {"{}", 2, 7, false};
+	struct hd_centrifuge_pub pub = {.data = "{}", .len = 2, .offset = 7};
 	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "ch", &pub), 0);
 	EXPECT(&b, "0e220c12026368220622027b7d3007");
 	assert_int_equal(hd_centrifuge_pb_reply_presence_stats(&b, 2, 3, 1), 0);
@@ -352,7 +352,7 @@ static void test_payload_publication(void **state)
 	(void)state;
 	static const char ev[] = "{\"specversion\":\"1.0\",\"id\":\"a\\\"b\",\"source\":\"/s\",\"type\":\"t\","
 				 "\"data\":{\"x\":1},\"topic\":\"ch\",\"offset\":3,\"n\":5}";
-	struct hd_centrifuge_pub pub = {ev, sizeof(ev) - 1, 7, true};
+	struct hd_centrifuge_pub pub = {.data = ev, .len = sizeof(ev) - 1, .offset = 7, .payload = true};
 	struct hd_buf b;
 	hd_buf_init(&b, 1 << 20);
 	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "ch", &pub), 0);
@@ -370,10 +370,16 @@ static void test_payload_publication(void **state)
 		   "3a060a016e120135");
 	/* base64 data: the string's JSON text, and the tag data_base64. */
 	static const char bin[] = "{\"data_base64\":\"AAE=\"}";
-	struct hd_centrifuge_pub pb = {bin, sizeof(bin) - 1, 1, true};
+	struct hd_centrifuge_pub pb = {.data = bin, .len = sizeof(bin) - 1, .offset = 1, .payload = true};
 	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "c", &pb), 0);
 	EXPECT(&b, "26222412016322" "1f" "220622414145" "3d22" "3001"
 		   "3a130a0b646174615f62617365363412" "0474727565");
+	/* Delta compression: the delta's bytes as data, and delta (8) set. */
+	static const char one[] = "{\"data\":1}";
+	struct hd_centrifuge_pub d = {.data = one, .len = sizeof(one) - 1, .offset = 2, .payload = true,
+				      .as_string = true, .delta = "2\n", .delta_len = 2};
+	assert_int_equal(hd_centrifuge_pb_push_pub(&b, "c", &d), 0);
+	EXPECT(&b, "0f220d120163220822" "02320a" "30024001");
 	hd_buf_fini(&b);
 }
 
@@ -402,7 +408,7 @@ static void test_encoders_respect_the_ceiling(void **state)
 	struct hd_buf b;
 	char data[100];
 	memset(data, 'x', sizeof(data));
-	struct hd_centrifuge_pub pub = {data, sizeof(data), 1, false};
+	struct hd_centrifuge_pub pub = {.data = data, .len = sizeof(data), .offset = 1};
 	hd_buf_init(&b, 64);
 	assert_int_equal(hd_centrifuge_pb_reply_empty(&b, 1, HD_CENTRIFUGE_PING), 0);
 	size_t len = b.len;
