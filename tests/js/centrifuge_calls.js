@@ -5,12 +5,11 @@
 // and exits.
 //   env: HERALD_WS, HERALD_TOKEN, HERALD_TOPIC, HERALD_FORMAT, HERALD_TRANSPORT (see sdk.js)
 'use strict';
-const { client, protobuf } = require('./sdk');
+const { client, data: dec, protobuf } = require('./sdk');
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-// Data as the app sees it: JSON values, or (protobuf) the JSON text's bytes.
+// Data the app publishes: JSON values, or (protobuf) the JSON text's bytes.
 const enc = (v) => (protobuf ? new TextEncoder().encode(JSON.stringify(v)) : v);
-const dec = (d) => (d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
 const err = (e) => ({ code: e && e.code, message: String(e && e.message) });
 
 async function main() {

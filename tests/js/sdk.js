@@ -3,7 +3,8 @@
 //   HERALD_TRANSPORT "http_stream" | "sse": the emulation transports (same
 //                    host, /connection/<transport> and /emulation) instead
 //                    of the WebSocket at HERALD_WS
-// client(options) returns a Centrifuge for HERALD_WS with those settings.
+// client(options) returns a Centrifuge for HERALD_WS with those settings;
+// data(d) turns a publication's data into the JSON value in both formats.
 'use strict';
 const WebSocket = require('ws');
 
@@ -22,4 +23,8 @@ function client(options) {
   });
 }
 
-module.exports = { client, protobuf, transport };
+// Publication data as the app sees it: JSON values, or (protobuf) the JSON
+// text's bytes, parsed here.
+const data = (d) => (d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
+
+module.exports = { client, data, protobuf, transport };
