@@ -19,6 +19,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/map.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
 #include "core/uuid.h"
@@ -39,6 +40,7 @@
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
 #define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
+#define STREAMS_MAX (1u << 20)         /* emulated sessions (each is also a connection) */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
 /* The epoch replied for a topic that does not exist yet (real epochs are 16
@@ -207,6 +209,7 @@ struct hd_ws_edge {
 	struct hd_ws_edge_opts opts;
 	struct session *sessions;
 	size_t count;
+	struct hd_map streams;         /* emulated sessions by token (values borrowed) */
 	bool stopping;
 	struct frame_slot cache[FRAME_CACHE];
 	struct frame_slot delta_cache[FRAME_CACHE]; /* delta-compressed frames, by (event, base) */
@@ -225,6 +228,7 @@ struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
 	e->loop = loop;
 	e->hub = hub;
 	e->opts = *opts;
+	hd_map_init(&e->streams, STREAMS_MAX);
 	if (!e->opts.max_message)
 		e->opts.max_message = HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
 	return e;
@@ -1592,6 +1596,8 @@ static void session_release(struct session *s)
 	if (s->registered)
 		hd_hub_conn_remove(e->hub, &s->conn);
 	s->registered = false;
+	if (s->token[0])
+		hd_map_del(&e->streams, s->token);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -1806,6 +1812,10 @@ int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool ss
 		return rc;
 	}
 	hd_uuid_v4(s->token);
+	if (hd_map_put(&e->streams, s->token, s)) {
+		s->token[0] = '\0'; /* not findable: its connect reply has no session */
+		hd_log_warn("ws emulated sessions at their cap (%u)", STREAMS_MAX);
+	}
 	session_start(s);
 	session_feed(s, initial, n); /* checked above */
 	pump(s);
@@ -1814,9 +1824,7 @@ int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool ss
 
 int hd_ws_edge_emulate(struct hd_ws_edge *e, const char *session, const char *data, size_t n)
 {
-	struct session *s = e->sessions;
-	while (s && (s->carrier == C_WS || strcmp(s->token, session) != 0))
-		s = s->next;
+	struct session *s = hd_map_get(&e->streams, session);
 	if (!s || !s->req || s->state == S_CLOSING)
 		return HD_ENOTFOUND;
 	int rc = session_feed(s, data, n);
@@ -1842,6 +1850,7 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 		slot_clear(&e->cache[i]);
 		slot_clear(&e->delta_cache[i]);
 	}
+	hd_map_fini(&e->streams);
 	free(e);
 }
 
