@@ -1,8 +1,9 @@
 /*
  * ws_edge — see ws_edge.h.
  *
- * One file of about 1,400 lines because it is one idea, a Centrifugo
- * session over a WebSocket, laid out from low level to high: output
+ * One file of about 1,700 lines because it is one idea, a Centrifugo
+ * session (over a WebSocket or an emulation stream, in JSON or protobuf),
+ * laid out from low level to high: formats and carriers, output
  * frames, subscriptions and their hub watches, join/leave, the reads that
  * recover a subscription, the commands (connect, subscribe, history,
  * publish, presence, refresh), input, then the session's life cycle. Every
@@ -11,18 +12,23 @@
  * private header.
  */
 #include "edge/ws_edge.h"
+#include "edge/ws_emulation.h"
 #include "auth/acl.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/map.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
 #include "core/uuid.h"
+#include "http/query.h"
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
+#include "proto/centrifuge_pb.h"
 #include "proto/cloudevent.h"
+#include "proto/fossil.h"
 
 #include <assert.h>
 #include <http_parser.h>
@@ -34,10 +40,75 @@
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
 #define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
+#define STREAMS_MAX (1u << 20)         /* emulated sessions (each is also a connection) */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
+/* The epoch replied for a topic that does not exist yet (real epochs are 16
+ * hex digits, so it never equals one). A recover that sends it back matches
+ * whatever the topic is now: the topic was created after that subscribe. */
+#define EPOCH_NEW "new"
 
 struct session;
+
+/*
+ * A wire format of the Centrifugo protocol: JSON in text frames or
+ * protobuf (varint-delimited) in binary frames, chosen at the upgrade
+ * (the centrifuge-protobuf subprotocol or ?format=protobuf). The session
+ * runs the same commands for both; only decoding and these encoders differ.
+ */
+enum format { F_JSON, F_PB, F_COUNT };
+
+/*
+ * What carries a session (ws_edge.h): a WebSocket (frames both ways), or
+ * one of the SDK's emulation transports, where the server's replies go
+ * down one streaming HTTP response (HTTP-streaming: the replies as the
+ * format writes them, JSON ones '\n'-terminated; SSE: one "data:" event per
+ * JSON reply) and the client's commands come as POST /emulation requests
+ * (edge/ws_emulation.c). Only carrier_frame, session_close and the ping
+ * differ by carrier; the session's commands do not.
+ */
+enum carrier { C_WS, C_STREAM, C_SSE, C_COUNT };
+
+static const char *const carrier_names[C_COUNT] = {"websocket", "http_stream", "sse"};
+
+struct codec {
+	uint8_t opcode;            /* HD_WEBSOCKET_TEXT or _BINARY */
+	int (*decode)(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err);
+	int (*reply_error)(struct hd_buf *b, uint32_t id, uint32_t code, const char *message, bool temporary);
+	int (*reply_empty)(struct hd_buf *b, uint32_t id, enum hd_centrifuge_method m);
+	int (*reply_connect)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_connect_result *r);
+	int (*reply_subscribe)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_sub_result *r);
+	int (*reply_history)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
+			     const char *epoch, uint64_t offset);
+	int (*reply_presence)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c, size_t n);
+	int (*reply_presence_stats)(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+	int (*reply_sub_refresh)(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
+	int (*reply_refresh)(struct hd_buf *b, uint32_t id, const char *client, const char *version, bool expires,
+			     uint32_t ttl);
+	int (*push_pub)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
+	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+	int (*push_disconnect)(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
+};
+
+static int pb_decode(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err)
+{
+	return hd_centrifuge_pb_decode((const uint8_t *)p, n, cmd, err);
+}
+
+static const struct codec codecs[F_COUNT] = {
+	[F_JSON] = {HD_WEBSOCKET_TEXT, hd_centrifuge_decode, hd_centrifuge_reply_error, hd_centrifuge_reply_empty,
+		    hd_centrifuge_reply_connect, hd_centrifuge_reply_subscribe, hd_centrifuge_reply_history,
+		    hd_centrifuge_reply_presence, hd_centrifuge_reply_presence_stats,
+		    hd_centrifuge_reply_sub_refresh, hd_centrifuge_reply_refresh,
+		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave,
+		    hd_centrifuge_push_disconnect},
+	[F_PB] = {HD_WEBSOCKET_BINARY, pb_decode, hd_centrifuge_pb_reply_error, hd_centrifuge_pb_reply_empty,
+		  hd_centrifuge_pb_reply_connect, hd_centrifuge_pb_reply_subscribe, hd_centrifuge_pb_reply_history,
+		  hd_centrifuge_pb_reply_presence, hd_centrifuge_pb_reply_presence_stats,
+		  hd_centrifuge_pb_reply_sub_refresh, hd_centrifuge_pb_reply_refresh, hd_centrifuge_pb_push_pub, hd_centrifuge_pb_push_join,
+		  hd_centrifuge_pb_push_leave, hd_centrifuge_pb_push_disconnect},
+};
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
  * connect; client ones by subscribe. */
@@ -48,6 +119,8 @@ struct chan_sub {
 	bool live;                 /* the reply went out: fired events are sent */
 	bool server_side;
 	bool join_leave;           /* the client asked for join/leave pushes */
+	bool delta;                /* fossil delta compression negotiated */
+	struct hd_rcbuf *base;     /* delta: the last event sent (a reference), or NULL */
 	bool overflow;             /* more than HD_WS_EDGE_HELD_MAX fired while not live */
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
@@ -59,6 +132,8 @@ struct chan_sub {
 struct sub_init {
 	struct chan_sub *sub;
 	bool recover;
+	bool reject_unrecovered;       /* flag 2: error 112 instead of recovered:false */
+	bool unrecoverable;            /* set when recovery failed and reject_unrecovered */
 	uint64_t offset;
 	char epoch[HD_EPOCH_LEN + 1];
 	struct hd_centrifuge_sub_result res;   /* filled when its read is done */
@@ -95,6 +170,10 @@ struct session {
 	struct hd_http_request *req;   /* NULL once closed */
 	struct hd_conn conn;
 	struct hd_websocket_decoder *dec;
+	enum format format;
+	enum carrier carrier;
+	const struct codec *codec;     /* &codecs[format] */
+	char token[37];                /* emulation: the session id /emulation names (secret) */
 	uv_timer_t timer;              /* timer.data = this; its close callback frees */
 	struct session *prev, *next;   /* in edge->sessions while req is set */
 	enum state state;
@@ -105,7 +184,8 @@ struct session {
 	bool registered;               /* conn is known to the hub */
 	bool slow;                     /* close 3008 from the timer (see broadcast) */
 	struct op *op;                 /* the command in flight */
-	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
+	struct hd_buf inbox;           /* commands not yet handled: '\n'-separated lines (JSON)
+					* or varint-delimited messages (protobuf) */
 	struct chan_sub **subs;
 	size_t nsubs, capsubs;
 	int64_t connect_due;           /* monotonic ms */
@@ -119,7 +199,8 @@ struct session {
 
 struct frame_slot {
 	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
-	struct hd_rcbuf *frame;
+	struct hd_rcbuf *base;         /* delta frames: the event it is a delta from (a reference) */
+	struct hd_rcbuf *frame[C_COUNT][F_COUNT]; /* encoded when a subscriber of the kind needs it */
 };
 
 struct hd_ws_edge {
@@ -128,8 +209,10 @@ struct hd_ws_edge {
 	struct hd_ws_edge_opts opts;
 	struct session *sessions;
 	size_t count;
+	struct hd_map streams;         /* emulated sessions by token (values borrowed) */
 	bool stopping;
 	struct frame_slot cache[FRAME_CACHE];
+	struct frame_slot delta_cache[FRAME_CACHE]; /* delta-compressed frames, by (event, base) */
 };
 
 static void pump(struct session *s);
@@ -145,6 +228,7 @@ struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
 	e->loop = loop;
 	e->hub = hub;
 	e->opts = *opts;
+	hd_map_init(&e->streams, STREAMS_MAX);
 	if (!e->opts.max_message)
 		e->opts.max_message = HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
 	return e;
@@ -162,15 +246,29 @@ static int64_t mono(void)
 
 /* ---- Output ------------------------------------------------------------- */
 
-/* A text frame of payload[0, n) in a new buffer. */
-static struct hd_rcbuf *text_frame(const char *payload, size_t n)
+/* One encoded message payload[0, n) of format f as carrier c sends it,
+ * in a new buffer: a WebSocket frame (text or binary), a stream chunk, or
+ * an SSE event. */
+static struct hd_rcbuf *carrier_frame(enum carrier c, enum format f, const char *payload, size_t n)
 {
 	uint8_t head[HD_WEBSOCKET_HEADER_MAX];
-	size_t hl = hd_websocket_frame_header(head, HD_WEBSOCKET_TEXT, n);
-	struct hd_rcbuf *f = hd_rcbuf_new(hl + n);
-	memcpy(f->data, head, hl);
-	memcpy(f->data + hl, payload, n);
-	return f;
+	const char *pre = "", *post = "";
+	size_t hl = 0;
+	if (c == C_WS) {
+		hl = hd_websocket_frame_header(head, codecs[f].opcode, n);
+	} else if (c == C_SSE) {
+		pre = "data: "; /* JSON only: a reply has no raw newline */
+		post = "\n\n";
+	} else if (f == F_JSON) {
+		post = "\n";
+	}
+	size_t pl = strlen(pre), tl = strlen(post);
+	struct hd_rcbuf *r = hd_rcbuf_new(hl + pl + n + tl);
+	memcpy(r->data, head, hl);
+	memcpy(r->data + hl, pre, pl);
+	memcpy(r->data + hl + pl, payload, n);
+	memcpy(r->data + hl + pl + n, post, tl);
+	return r;
 }
 
 /* Queues f (a reference is taken). Returns false when the session was
@@ -190,15 +288,15 @@ static bool send_frame(struct session *s, struct hd_rcbuf *f)
 	return rc == 0;
 }
 
-/* Sends the JSON text in b as one text frame. */
-static void send_json(struct session *s, const struct hd_buf *b)
+/* Sends the encoded reply in b as one frame of the session's format. */
+static void send_reply(struct session *s, const struct hd_buf *b)
 {
 	if (b->len == 0) {
 		/* The reply did not fit REPLY_MAX: the client would wait for it. */
 		session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "reply too large");
 		return;
 	}
-	struct hd_rcbuf *f = text_frame(b->data, b->len);
+	struct hd_rcbuf *f = carrier_frame(s->carrier, s->format, b->data, b->len);
 	send_frame(s, f);
 	hd_rcbuf_unref(f);
 }
@@ -208,9 +306,9 @@ static void reply_error(struct session *s, uint32_t id, uint32_t code, const cha
 	struct hd_buf b;
 	hd_buf_init(&b, 4096);
 	hd_metrics_inc(HD_M_ws_errors_total);
-	if (hd_centrifuge_reply_error(&b, id, code, msg, temp))
+	if (s->codec->reply_error(&b, id, code, msg, temp))
 		hd_buf_reset(&b);
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 }
 
@@ -218,33 +316,102 @@ static void reply_empty(struct session *s, uint32_t id, enum hd_centrifuge_metho
 {
 	struct hd_buf b;
 	hd_buf_init(&b, 256);
-	hd_centrifuge_reply_empty(&b, id, m);
-	send_json(s, &b);
+	s->codec->reply_empty(&b, id, m);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 }
 
-/* The shared push frame of ev on topic: encoded once, cached by the
- * event's JSON buffer. Returns a new reference. */
+static void slot_clear(struct frame_slot *c)
+{
+	if (c->json)
+		hd_rcbuf_unref(c->json);
+	if (c->base)
+		hd_rcbuf_unref(c->base);
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (c->frame[k][i])
+				hd_rcbuf_unref(c->frame[k][i]);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Whether publications of topic carry the payload (ws-publication). */
+static bool topic_payload(const struct hd_ws_edge *e, const char *topic)
+{
+	return strcmp(hd_hub_ns(e->hub, topic)->ws_publication, "envelope") != 0;
+}
+
+/* The shared push frame of ev on topic in format fmt for carrier car:
+ * encoded once per kind (only when a subscriber of that kind asks), cached
+ * by the event's JSON buffer. Returns a new reference. */
 static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
-				   const struct hd_stored_event *ev)
+				   const struct hd_stored_event *ev, enum carrier car, enum format fmt)
 {
 	size_t slot = ((uintptr_t)ev->json >> 4) % FRAME_CACHE;
 	struct frame_slot *c = &e->cache[slot];
-	if (c->json == ev->json)
-		return hd_rcbuf_ref(c->frame);
+	if (c->json != ev->json) {
+		slot_clear(c);
+		c->json = hd_rcbuf_ref(ev->json);
+	}
+	if (c->frame[car][fmt])
+		return hd_rcbuf_ref(c->frame[car][fmt]);
 
 	struct hd_buf b;
-	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
+				       .payload = topic_payload(e, topic)};
 	hd_buf_init(&b, ev->json->len + 1024);
-	hd_centrifuge_push_pub(&b, topic, &pub);
-	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	codecs[fmt].push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = carrier_frame(car, fmt, b.data, b.len);
 	hd_buf_fini(&b);
-	if (c->json) {
-		hd_rcbuf_unref(c->json);
-		hd_rcbuf_unref(c->frame);
+	hd_metrics_inc(HD_M_ws_push_encodes_total);
+	c->frame[car][fmt] = hd_rcbuf_ref(f);
+	return f;
+}
+
+/*
+ * The push frame of ev for delta subscribers whose last publication was
+ * base (NULL: none yet): a fossil delta from base's text when that is
+ * smaller, else the whole text, as a JSON string. Subscribers in step
+ * share one base, so the delta is computed once per publication per topic
+ * and kind of subscriber (format × carrier). In protobuf the data is the
+ * same text's bytes, or the delta's with Publication.delta set. Returns a
+ * new reference.
+ */
+static struct hd_rcbuf *delta_frame(struct hd_ws_edge *e, const char *topic, const struct hd_stored_event *ev,
+				    struct hd_rcbuf *base, enum carrier car, enum format fmt)
+{
+	size_t slot = (((uintptr_t)ev->json >> 4) ^ ((uintptr_t)base >> 4)) % FRAME_CACHE;
+	struct frame_slot *c = &e->delta_cache[slot];
+	if (c->json != ev->json || c->base != base) {
+		slot_clear(c);
+		c->json = hd_rcbuf_ref(ev->json);
+		c->base = base ? hd_rcbuf_ref(base) : NULL;
 	}
-	c->json = hd_rcbuf_ref(ev->json);
-	c->frame = hd_rcbuf_ref(f);
+	if (c->frame[car][fmt])
+		return hd_rcbuf_ref(c->frame[car][fmt]);
+
+	bool payload = topic_payload(e, topic);
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
+				       .payload = payload, .as_string = true};
+	struct hd_buf d, b;
+	hd_buf_init(&d, ev->json->len + 1024);
+	if (base) {
+		struct hd_centrifuge_pub prev = {.data = base->data, .len = base->len, .payload = payload};
+		const char *from, *to;
+		size_t fn, tn;
+		hd_centrifuge_pub_text(&prev, &from, &fn);
+		hd_centrifuge_pub_text(&pub, &to, &tn);
+		if (hd_fossil_delta(from, fn, to, tn, &d) == 0 && d.len < tn) {
+			pub.delta = d.data;
+			pub.delta_len = d.len;
+		}
+	}
+	hd_buf_init(&b, 6 * ev->json->len + 1024); /* a JSON string escapes each byte to at most 6 */
+	codecs[fmt].push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = carrier_frame(car, fmt, b.data, b.len);
+	hd_buf_fini(&b);
+	hd_buf_fini(&d);
+	hd_metrics_inc(HD_M_ws_push_encodes_total);
+	c->frame[car][fmt] = hd_rcbuf_ref(f);
 	return f;
 }
 
@@ -254,7 +421,15 @@ static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 	if (ev->offset <= sub->cursor)
 		return;
 	sub->cursor = ev->offset;
-	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev);
+	struct hd_rcbuf *f;
+	if (sub->delta) {
+		f = delta_frame(sub->s->edge, sub->name, ev, sub->base, sub->s->carrier, sub->s->format);
+		if (sub->base)
+			hd_rcbuf_unref(sub->base);
+		sub->base = hd_rcbuf_ref(ev->json);
+	} else {
+		f = push_frame(sub->s->edge, sub->name, ev, sub->s->carrier, sub->s->format);
+	}
 	send_frame(sub->s, f);
 	hd_rcbuf_unref(f);
 }
@@ -328,6 +503,8 @@ static void sub_free(struct session *s, struct chan_sub *sub)
 {
 	hd_hub_unwatch(s->edge->hub, &sub->watch);
 	sub_drop_held(sub);
+	if (sub->base)
+		hd_rcbuf_unref(sub->base);
 	free(sub);
 }
 
@@ -402,32 +579,35 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		return;
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
-	struct hd_rcbuf *f = NULL;
+	struct hd_rcbuf *frames[C_COUNT][F_COUNT] = {{0}};
 	for (size_t i = 0; i < n; i++) {
-		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
+		if (c[i] == &from->conn || c[i]->topics != conn_topics) /* not a session of this edge */
 			continue;
 		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
 		struct chan_sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
-		if (!f) {
+		struct hd_rcbuf **f = &frames[to->carrier][to->format];
+		if (!*f) {
 			struct hd_buf b;
 			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
 			hd_buf_init(&b, 2048);
 			if (join)
-				hd_centrifuge_push_join(&b, topic, &info);
+				to->codec->push_join(&b, topic, &info);
 			else
-				hd_centrifuge_push_leave(&b, topic, &info);
-			f = text_frame(b.data, b.len);
+				to->codec->push_leave(&b, topic, &info);
+			*f = carrier_frame(to->carrier, to->format, b.data, b.len);
 			hd_buf_fini(&b);
 		}
-		if (hd_http_stream_write(to->req, f) == HD_ELIMIT) {
+		if (hd_http_stream_write(to->req, *f) == HD_ELIMIT) {
 			to->slow = true;
 			uv_timer_start(&to->timer, on_timer, 0, 0);
 		}
 	}
-	if (f)
-		hd_rcbuf_unref(f);
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (frames[k][i])
+				hd_rcbuf_unref(frames[k][i]);
 	free(c);
 }
 
@@ -455,7 +635,8 @@ static void init_result(struct session *s, struct sub_init *in)
 	res->channel = sub->name;
 	res->recoverable = true;
 	res->positioned = true;
-	memcpy(sub->epoch, r->epoch, sizeof(sub->epoch));
+	res->delta = sub->delta;
+	snprintf(sub->epoch, sizeof(sub->epoch), "%s", r->epoch[0] ? r->epoch : EPOCH_NEW);
 	res->epoch = sub->epoch;
 	res->offset = r->last;
 	sub->cursor = r->last;
@@ -463,8 +644,11 @@ static void init_result(struct session *s, struct sub_init *in)
 		return;
 	res->was_recovering = true;
 	hd_metrics_inc(HD_M_ws_recoveries_total);
-	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max &&
-		  (!in->epoch[0] || strcmp(in->epoch, r->epoch) == 0);
+	/* A position past 0 needs its epoch: without one it names nothing
+	 * herald can check. Offset 0 (getState's "from the start") needs none. */
+	bool epoch_ok = in->epoch[0] ? strcmp(in->epoch, sub->epoch) == 0 || strcmp(in->epoch, EPOCH_NEW) == 0
+				     : in->offset == 0;
+	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max && epoch_ok;
 	if (ok && r->n > 0 && r->events[r->n - 1].offset != r->last) {
 		/* The read stopped early (count or byte cap) unless the rest
 		 * expired by TTL, which a shorter read than asked shows. */
@@ -475,21 +659,30 @@ static void init_result(struct session *s, struct sub_init *in)
 	}
 	if (!ok) {
 		hd_metrics_inc(HD_M_ws_recovery_failures_total);
+		in->unrecoverable = in->reject_unrecovered;
 		return;
 	}
 	res->recovered = true;
 	res->offset = in->offset;
 	if (r->n) {
+		bool payload = topic_payload(s->edge, sub->name);
 		in->pubs = hd_calloc(r->n, sizeof(*in->pubs));
 		for (size_t i = 0; i < r->n; i++) {
 			in->pubs[i].data = r->events[i].json->data;
 			in->pubs[i].len = r->events[i].json->len;
 			in->pubs[i].offset = r->events[i].offset;
+			in->pubs[i].payload = payload;
+			in->pubs[i].as_string = sub->delta; /* whole: the SDK's delta base */
 		}
 		res->pubs = in->pubs;
 		res->npubs = r->n;
 		/* The client advances its offset with each publication. */
 		sub->cursor = r->events[r->n - 1].offset;
+		if (sub->delta) {
+			if (sub->base)
+				hd_rcbuf_unref(sub->base);
+			sub->base = hd_rcbuf_ref(r->events[r->n - 1].json);
+		}
 	}
 }
 
@@ -543,20 +736,27 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.ttl = op->ttl,
 			.ping = s->edge->opts.ping_interval_ms / 1000,
 			.pong = true,
+			.session = s->token[0] ? s->token : NULL,
 			.node = hd_hub_node(s->edge->hub),
 			.subs = subs,
 			.nsubs = op->ninits,
 		};
-		if (hd_centrifuge_reply_connect(&b, op->id, &cr))
+		if (s->codec->reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
 		free(subs);
+	} else if (op->inits[0].unrecoverable) {
+		/* The client asked (getState) to reload rather than resume. */
+		sub_remove(s, op->inits[0].sub);
+		hd_buf_fini(&b);
+		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
+		return;
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
-		if (hd_centrifuge_reply_subscribe(&b, op->id, &res))
+		if (s->codec->reply_subscribe(&b, op->id, &res))
 			hd_buf_reset(&b);
 	}
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	for (size_t i = 0; i < op->ninits && s->req; i++)
 		if (!sub_go_live(s, op->inits[i].sub))
@@ -622,6 +822,7 @@ static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_cen
 		in->recover = true;
 		in->offset = req->offset;
 		snprintf(in->epoch, sizeof(in->epoch), "%s", req->epoch);
+		in->reject_unrecovered = (req->flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED) != 0;
 	}
 	return true;
 }
@@ -748,8 +949,8 @@ static void cmd_refresh(struct session *s, const struct hd_centrifuge_command *c
 	hd_jwt_claims_fini(&claims);
 	struct hd_buf b;
 	hd_buf_init(&b, 1024);
-	hd_centrifuge_reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
-	send_json(s, &b);
+	s->codec->reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	timer_arm(s);
 }
@@ -817,6 +1018,16 @@ static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *
 static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	char chan[HD_TOPIC_NAME_MAX + 1];
+	if (cmd->sub.type != 0) {
+		/* Map (1-3) and shared-poll (4) subscriptions: a normal stream
+		 * reply would leave the SDK waiting for a state it never gets. */
+		char msg[128];
+		snprintf(msg, sizeof(msg), "not available: subscription type %d (%s); herald has stream "
+			 "subscriptions only", (int)cmd->sub.type,
+			 cmd->sub.type == 4 ? "shared poll" : cmd->sub.type <= 3 && cmd->sub.type > 0 ? "map" : "unknown");
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, msg, false);
+		return;
+	}
 	if (!sub_token_ok(s, cmd, chan) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;
@@ -834,6 +1045,8 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 		return;
 	}
 	sub->join_leave = cmd->sub.join_leave;
+	/* Delta compression when asked for by name; any other is not negotiated. */
+	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
 	struct op *op = op_new(s, cmd);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
 	op_add_init(op, sub, &cmd->sub);
@@ -882,22 +1095,25 @@ static void history_done(struct hd_read *r)
 	}
 	if (r->err) {
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
-	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0) {
+	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0 &&
+		   strcmp(op->epoch, EPOCH_NEW) != 0) {
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
 	} else {
 		size_t n = op->limit == 0 ? 0 : r->n;
+		bool payload = topic_payload(s->edge, op->topic);
 		struct hd_centrifuge_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
 		for (size_t i = 0; i < n; i++) {
 			size_t j = op->reverse ? n - 1 - i : i;
 			pubs[i].data = r->events[j].json->data;
 			pubs[i].len = r->events[j].json->len;
 			pubs[i].offset = r->events[j].offset;
+			pubs[i].payload = payload;
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
+		if (s->codec->reply_history(&b, op->id, pubs, n, r->epoch[0] ? r->epoch : EPOCH_NEW, r->last))
 			hd_buf_reset(&b);
-		send_json(s, &b);
+		send_reply(s, &b);
 		hd_buf_fini(&b);
 		free(pubs);
 	}
@@ -910,22 +1126,29 @@ static void cmd_history(struct session *s, const struct hd_centrifuge_command *c
 {
 	if (!channel_ok(s, cmd, HD_ACL_HISTORY, NULL))
 		return;
-	if (cmd->reverse && cmd->has_since) {
-		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST,
-			    "reverse history from a position is not supported", false);
-		return;
-	}
 	struct op *op = op_new(s, cmd);
 	op->limit = cmd->limit;
 	op->reverse = cmd->reverse && cmd->limit != 0;
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	op->r.topic = op->topic;
 	op->r.limit = cmd->limit < 0 || cmd->limit > HISTORY_MAX ? HISTORY_MAX : (uint32_t)cmd->limit;
-	if (cmd->has_since) {
-		op->r.after = cmd->since_offset;
+	if (cmd->has_since)
 		snprintf(op->epoch, sizeof(op->epoch), "%s", cmd->since_epoch);
+	if (cmd->has_since && op->reverse) {
+		/* Older than since.offset, newest first: the `limit` before it. */
+		uint64_t before = cmd->since_offset ? cmd->since_offset - 1 : 0;
+		op->next = 1; /* one read: no phase for the position */
+		op->r.after = before > op->r.limit ? before - op->r.limit : 0;
+		op->r.limit = (uint32_t)(before - op->r.after);
+		if (op->r.limit == 0) {
+			op->r.after = READ_TOP_AFTER;
+			op->r.limit = 1;
+			op->limit = 0; /* only the position */
+		}
+	} else if (cmd->has_since) {
+		op->r.after = cmd->since_offset;
 	}
-	if (cmd->limit == 0 || op->reverse)
+	if (cmd->limit == 0 || (op->reverse && !cmd->has_since))
 		op->r.after = READ_TOP_AFTER; /* the position only (phase one of reverse) */
 	if (cmd->limit == 0)
 		op->r.limit = 1;
@@ -1056,14 +1279,17 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 			info[i].client = c[i]->id;
 			info[i].user = c[i]->user;
 		}
-		if (hd_centrifuge_reply_presence(&b, cmd->id, info, n))
+		if (s->codec->reply_presence(&b, cmd->id, info, n))
 			hd_buf_reset(&b);
 		free(info);
 	} else {
-		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n,
-					   (uint32_t)hd_hub_presence_users(c, n));
+		/* Centrifugo counts an anonymous client as one user. */
+		size_t users = hd_hub_presence_users(c, n);
+		for (size_t i = 0; i < n; i++)
+			users += c[i]->user[0] == '\0';
+		s->codec->reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
 	}
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	free(c);
 }
@@ -1071,6 +1297,48 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
+}
+
+/* herald has no RPC handlers (Centrifugo without an RPC proxy answers so). */
+static void cmd_rpc(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, "not available", false);
+}
+
+/*
+ * sub_refresh {channel, token}: a new subscription token for a channel the
+ * session is subscribed to (centrifuge-js sends it before the old one's
+ * exp). Checked like subscribe's token; answers its expiry.
+ */
+static void cmd_sub_refresh(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (!sub_find(s, cmd->sub.channel)) {
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL, "not subscribed", false);
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+	} else if (rc || !claims.channel || strcmp(claims.channel, cmd->sub.channel) != 0 ||
+		   strcmp(claims.sub, s->conn.user) != 0) {
+		hd_log_info("ws sub_refresh token refused client=%s channel=%s: %s", s->conn.id,
+			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED,
+			    "permission denied: invalid subscription token", false);
+	} else {
+		struct hd_buf b;
+		uint32_t ttl = claims.exp ? (claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1) : 0;
+		hd_buf_init(&b, 256);
+		s->codec->reply_sub_refresh(&b, cmd->id, ttl != 0, ttl);
+		send_reply(s, &b);
+		hd_buf_fini(&b);
+	}
+	hd_jwt_claims_fini(&claims);
 }
 
 /* The commands a client with an id may send, by method; NULL: method not
@@ -1086,16 +1354,18 @@ static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
 	[HD_CENTRIFUGE_PRESENCE_STATS] = cmd_presence,
 	[HD_CENTRIFUGE_REFRESH] = cmd_refresh,
 	[HD_CENTRIFUGE_PING] = cmd_ping,
+	[HD_CENTRIFUGE_RPC] = cmd_rpc,
+	[HD_CENTRIFUGE_SUB_REFRESH] = cmd_sub_refresh,
 };
 
-/* Runs one command line. */
+/* Runs one command (a JSON line or a protobuf message). */
 static void run_line(struct session *s, const char *line, size_t len)
 {
 	struct hd_centrifuge_command cmd;
 	struct hd_error err = {0};
 
 	hd_metrics_inc(HD_M_ws_commands_total);
-	if (hd_centrifuge_decode(line, len, &cmd, &err)) {
+	if (s->codec->decode(line, len, &cmd, &err)) {
 		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
 		goto out;
@@ -1119,13 +1389,33 @@ out:
 	hd_centrifuge_command_fini(&cmd);
 }
 
-/* Runs the waiting command lines in order until one waits for the hub. */
+/* Runs the first protobuf message of the inbox (checked when it came). */
+static void pump_message(struct session *s)
+{
+	const uint8_t *msg;
+	size_t pos = 0, n;
+	int rc = hd_centrifuge_pb_next((const uint8_t *)s->inbox.data, s->inbox.len, &pos, &msg, &n);
+	assert(rc == 1);
+	(void)rc;
+	/* Copy: the command runs while the inbox may grow. */
+	char *copy = hd_malloc(n + 1);
+	memcpy(copy, msg, n);
+	hd_buf_consume(&s->inbox, pos);
+	run_line(s, copy, n);
+	free(copy);
+}
+
+/* Runs the waiting commands in order until one waits for the hub. */
 static void pump(struct session *s)
 {
 	if (s->pumping)
 		return;
 	s->pumping = true;
 	while (s->req && s->state != S_CLOSING && !s->op && s->inbox.len) {
+		if (s->format == F_PB) {
+			pump_message(s);
+			continue;
+		}
 		char *nl = memchr(s->inbox.data, '\n', s->inbox.len);
 		size_t len = nl ? (size_t)(nl - s->inbox.data) : s->inbox.len;
 		/* Copy: the command runs while the inbox may grow. */
@@ -1156,6 +1446,44 @@ static void pump(struct session *s)
 
 /* ---- Input -------------------------------------------------------------- */
 
+static bool pb_frame_ok(const uint8_t *p, size_t n);
+
+/*
+ * Adds the commands of one message from the client (a WebSocket frame, a
+ * stream's opening body, an /emulation request's data) to the inbox.
+ * Returns 0; HD_EINVAL when a protobuf message is not whole delimited
+ * Commands; HD_ETOOBIG when the inbox would pass its ceiling.
+ */
+static int session_feed(struct session *s, const char *p, size_t n)
+{
+	if (s->format == F_PB) {
+		if (!pb_frame_ok((const uint8_t *)p, n))
+			return HD_EINVAL;
+		return hd_buf_append(&s->inbox, p, n);
+	}
+	size_t len = s->inbox.len;
+	int rc = hd_buf_append(&s->inbox, p, n);
+	if (!rc)
+		rc = hd_buf_putc(&s->inbox, '\n');
+	if (rc) {
+		s->inbox.len = len;
+		if (s->inbox.data)
+			s->inbox.data[len] = '\0';
+	}
+	return rc;
+}
+
+/* Whether a binary frame is whole varint-delimited messages. */
+static bool pb_frame_ok(const uint8_t *p, size_t n)
+{
+	size_t pos = 0, mn;
+	const uint8_t *msg;
+	int rc;
+	while ((rc = hd_centrifuge_pb_next(p, n, &pos, &msg, &mn)) == 1)
+		;
+	return rc == 0;
+}
+
 static int on_msg(void *arg, const struct hd_websocket_msg *m)
 {
 	struct session *s = arg;
@@ -1163,14 +1491,32 @@ static int on_msg(void *arg, const struct hd_websocket_msg *m)
 
 	switch (m->opcode) {
 	case HD_WEBSOCKET_TEXT:
-		if (hd_buf_append(&s->inbox, m->data, m->len) || hd_buf_putc(&s->inbox, '\n')) {
+		if (s->format != F_JSON) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "text frame on a protobuf connection");
+			return 1;
+		}
+		if (session_feed(s, m->data, m->len)) {
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
 			return 1;
 		}
 		return 0;
 	case HD_WEBSOCKET_BINARY:
-		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "binary frames are not supported (JSON protocol)");
-		return 1;
+		if (s->format != F_PB) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST,
+				      "binary frame on a JSON connection (ask for centrifuge-protobuf)");
+			return 1;
+		}
+		switch (session_feed(s, m->data, m->len)) {
+		case 0:
+			return 0;
+		case HD_EINVAL:
+			hd_log_info("ws bad protobuf frame client=%s remote=%s", s->conn.id, s->conn.remote);
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
+			return 1;
+		default:
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
+			return 1;
+		}
 	case HD_WEBSOCKET_PING: {
 		size_t hl = hd_websocket_frame_header(frame, HD_WEBSOCKET_PONG, m->len);
 		memcpy(frame + hl, m->data, m->len);
@@ -1243,11 +1589,15 @@ static void session_release(struct session *s)
 		if (!sub->server_side)
 			join_leave(e, s, sub->name, false);
 		sub_drop_held(sub);
+		if (sub->base)
+			hd_rcbuf_unref(sub->base);
 		free(sub);
 	}
 	if (s->registered)
 		hd_hub_conn_remove(e->hub, &s->conn);
 	s->registered = false;
+	if (s->token[0])
+		hd_map_del(&e->streams, s->token);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -1276,11 +1626,24 @@ static void session_close(struct session *s, uint16_t code, const char *reason)
 	if (!s->req || s->state == S_CLOSING)
 		return;
 	uint8_t frame[2 + HD_WEBSOCKET_CONTROL_MAX];
-	size_t n = hd_websocket_close_frame(frame, code, reason);
 	if (code != HD_CENTRIFUGE_DISC_SHUTDOWN && code != HD_WEBSOCKET_CLOSE_NORMAL && code != 0)
 		hd_metrics_inc(HD_M_ws_disconnects_total);
+	if (s->carrier == C_WS) {
+		size_t n = hd_websocket_close_frame(frame, code, reason);
+		hd_http_stream_write_copy(s->req, (const char *)frame, n);
+	} else if (code && code != HD_WEBSOCKET_CLOSE_NORMAL) {
+		/* A stream has no close frame: the disconnect push says why
+		 * (reconnect for the codes below 3500, as Centrifugo's). */
+		struct hd_buf b;
+		hd_buf_init(&b, 1024);
+		if (!s->codec->push_disconnect(&b, code, reason, code < 3500)) {
+			struct hd_rcbuf *f = carrier_frame(s->carrier, s->format, b.data, b.len);
+			hd_http_stream_write(s->req, f);
+			hd_rcbuf_unref(f);
+		}
+		hd_buf_fini(&b);
+	}
 	s->state = S_CLOSING;
-	hd_http_stream_write_copy(s->req, (const char *)frame, n);
 	struct hd_http_request *req = s->req;
 	session_release(s);
 	hd_http_stream_end(req);
@@ -1310,10 +1673,20 @@ static void on_timer(uv_timer_t *t)
 		}
 	}
 	if (s->ping_due && now >= s->ping_due) {
-		static const char ping[] = {(char)0x81, 2, '{', '}'};
-		hd_http_stream_write_copy(s->req, ping, sizeof(ping));
+		/* The server's ping: an empty reply, {} or a zero-length message. */
+		static const char json_ping[] = {(char)0x81, 2, '{', '}'};
+		static const char pb_ping[] = {(char)0x82, 1, 0};
+		if (s->carrier != C_WS)
+			reply_empty(s, 0, HD_CENTRIFUGE_PONG);
+		else if (s->format == F_PB)
+			hd_http_stream_write_copy(s->req, pb_ping, sizeof(pb_ping));
+		else
+			hd_http_stream_write_copy(s->req, json_ping, sizeof(json_ping));
+		/* The first unanswered ping's deadline stands (a pong timeout
+		 * longer than the interval must not be pushed back by each ping). */
+		if (!s->ping_out)
+			s->pong_due = now + s->edge->opts.pong_timeout_ms;
 		s->ping_out = true;
-		s->pong_due = now + s->edge->opts.pong_timeout_ms;
 		s->ping_due = now + s->edge->opts.ping_interval_ms;
 	}
 	timer_arm(s);
@@ -1333,6 +1706,20 @@ static void timer_arm(struct session *s)
 	int64_t now = mono();
 	uv_timer_start(&s->timer, on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
 }
+
+/* The protobuf format: the centrifuge-protobuf subprotocol (selected by
+ * the handshake when centrifuge-json is not offered) or ?format=protobuf. */
+static bool wants_protobuf(const struct hd_http_request *req)
+{
+	char v[16];
+	if (hd_websocket_offers(req, "centrifuge-protobuf") && !hd_websocket_offers(req, "centrifuge-json"))
+		return true;
+	return hd_query_get(req->query, "format", v, sizeof(v)) > 0 && strcmp(v, "protobuf") == 0;
+}
+
+static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request *req, enum carrier c,
+				   enum format f);
+static void session_start(struct session *s);
 
 /* GET /connection/websocket: upgrades req (or answers 400/426/503). */
 static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
@@ -1357,14 +1744,7 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 		hd_buf_fini(&head);
 		return;
 	}
-	struct session *s = hd_calloc(1, sizeof(*s));
-	s->edge = e;
-	s->req = req;
-	hd_uuid_v4(s->conn.id);
-	s->conn.transport = "websocket";
-	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
-	s->conn.since_ms = hd_now_ms();
-	s->conn.topics = conn_topics;
+	struct session *s = session_new(e, req, C_WS, wants_protobuf(req) ? F_PB : F_JSON);
 	if (hd_http_upgrade(req, head.data, head.len, on_input, on_close, s)) {
 		hd_buf_fini(&head);
 		free(s);
@@ -1373,6 +1753,31 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	}
 	hd_buf_fini(&head);
 	s->dec = hd_websocket_decoder_new(e->opts.max_message);
+	session_start(s);
+}
+
+/* A session of carrier c and format f for req, not started yet. */
+static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request *req, enum carrier c,
+				   enum format f)
+{
+	struct session *s = hd_calloc(1, sizeof(*s));
+	s->edge = e;
+	s->req = req;
+	s->format = f;
+	s->carrier = c;
+	s->codec = &codecs[s->format];
+	hd_uuid_v4(s->conn.id);
+	s->conn.transport = carrier_names[c];
+	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
+	s->conn.since_ms = hd_now_ms();
+	s->conn.topics = conn_topics;
+	return s;
+}
+
+/* The connection is the session's: its inbox, timer and place in the edge. */
+static void session_start(struct session *s)
+{
+	struct hd_ws_edge *e = s->edge;
 	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
@@ -1387,6 +1792,53 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	timer_arm(s);
 }
 
+int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool sse, bool protobuf,
+		      const char *initial, size_t n)
+{
+	static const char headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+	if (e->stopping)
+		return HD_EUNAVAIL;
+	if (sse && protobuf)
+		return HD_EINVAL; /* SSE carries text */
+	struct session *s = session_new(e, req, sse ? C_SSE : C_STREAM, protobuf ? F_PB : F_JSON);
+	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
+	int rc = session_feed(s, initial, n);
+	hd_buf_fini(&s->inbox);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	const char *type = sse ? "text/event-stream" : protobuf ? "application/octet-stream" : HD_HTTP_JSON_TYPE;
+	rc = hd_http_stream_start(req, 200, type, headers, on_close, s);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	hd_uuid_v4(s->token);
+	if (hd_map_put(&e->streams, s->token, s)) {
+		s->token[0] = '\0'; /* not findable: its connect reply has no session */
+		hd_log_warn("ws emulated sessions at their cap (%u)", STREAMS_MAX);
+	}
+	session_start(s);
+	session_feed(s, initial, n); /* checked above */
+	pump(s);
+	return 0;
+}
+
+int hd_ws_edge_emulate(struct hd_ws_edge *e, const char *session, const char *data, size_t n)
+{
+	struct session *s = hd_map_get(&e->streams, session);
+	if (!s || !s->req || s->state == S_CLOSING)
+		return HD_ENOTFOUND;
+	int rc = session_feed(s, data, n);
+	if (rc == HD_ETOOBIG)
+		return HD_ELIMIT;
+	if (rc)
+		return rc;
+	pump(s);
+	return 0;
+}
+
 void hd_ws_edge_stop(struct hd_ws_edge *e)
 {
 	e->stopping = true;
@@ -1398,11 +1850,10 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 {
 	assert(e->count == 0);
 	for (size_t i = 0; i < FRAME_CACHE; i++) {
-		if (e->cache[i].json) {
-			hd_rcbuf_unref(e->cache[i].json);
-			hd_rcbuf_unref(e->cache[i].frame);
-		}
+		slot_clear(&e->cache[i]);
+		slot_clear(&e->delta_cache[i]);
 	}
+	hd_map_fini(&e->streams);
 	free(e);
 }
 
@@ -1410,4 +1861,5 @@ void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t)
 {
 	hd_route_add(t, &(struct hd_route){HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0,
 					   route_websocket, e, 0, HD_ROUTE_NO_HEAD});
+	hd_ws_emulation_routes(e, t);
 }
