@@ -27,8 +27,9 @@
  *               {"connect":{},"id":1}\n{"subscribe":{"channel":"bench"},"id":2};
  *               subscribed on the reply with id 2; server pings "{}" are
  *               answered "{}"; publications are
- *               {"push":{"channel":"bench","pub":{"data":<CloudEvent>,…}}}
- *               (the CloudEvent's data is the body we posted).
+ *               {"push":{"channel":"bench","pub":{"data":<the body we posted>,…}}}
+ *               (ws-publication = payload, the default; with envelope the
+ *               data is the whole CloudEvent around it: both carry "t" and "s").
  *           SSE GET /v1/topics/bench/sse; subscribed on the 200 head.
  *           POST /v1/topics/bench/events (Content-Type: application/json).
  *   nchan   WS and SSE on /sub/bench (the frame or the data line is the raw
