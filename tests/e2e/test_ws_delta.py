@@ -26,8 +26,8 @@ def pub(h, topic, id_, **extra):
 @pytest.mark.parametrize("fmt", ["json", "protobuf"])
 def test_sdk_applies_herald_deltas(herald_factory, fmt):
     h = herald_factory(args=["--jwt-secret", SECRET])
-    n = Node("delta_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token("u1"), "HERALD_TOPIC": "d",
-                                 "HERALD_FORMAT": fmt})
+    n = Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token("u1"), "HERALD_TOPIC": "d",
+                                      "HERALD_DELTA": "1", "HERALD_FORMAT": fmt})
     try:
         n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
         pad = "x" * 500
