@@ -24,7 +24,7 @@ function client(options) {
 }
 
 // Publication data as the app sees it: JSON values, or (protobuf) the JSON
-// text's bytes, parsed here.
-const data = (d) => (d instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(d)) : d);
+// text's bytes, parsed here (an event without data arrives as no bytes).
+const data = (d) => (d instanceof Uint8Array ? (d.length ? JSON.parse(new TextDecoder().decode(d)) : null) : d);
 
 module.exports = { client, data, protobuf, transport };
