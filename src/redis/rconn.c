@@ -36,11 +36,16 @@ struct cmd {
 
 static void start_connect(struct hd_rconn *c);
 
+static void on_retry_timer(uv_timer_t *t)
+{
+	start_connect(t->data);
+}
+
 static void retry_later(struct hd_rconn *c)
 {
 	if (c->freeing)
 		return;
-	uv_timer_start(&c->timer, (uv_timer_cb)start_connect, c->backoff_ms, 0);
+	uv_timer_start(&c->timer, on_retry_timer, c->backoff_ms, 0);
 	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 

@@ -1,0 +1,156 @@
+"""Real Redis servers (Debian's redis-server) and herald nodes on the Redis
+engine, for the cluster tests (docs/cluster.md). Every server gets a free
+127.0.0.1 port and its own directory; every wait is a bounded poll."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import requests
+
+from conftest import Herald, free_port, stop_process, wait_for
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def resp_command(port, *args, timeout=5.0):
+    """Sends one command over RESP and returns the decoded reply (bytes,
+    int, list, None; an error reply raises RuntimeError)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(out)
+        f = s.makefile("rb")
+        return _read_reply(f)
+
+
+def _read_reply(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_reply(f) for _ in range(n)]
+    raise RuntimeError(f"bad reply {line!r}")
+
+
+class Redis:
+    """One redis-server: a primary, or a replica of `replicaof` (a Redis)."""
+
+    def __init__(self, directory, replicaof=None, extra=()):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = None
+        self.replicaof = replicaof
+        self.extra = list(extra)
+        self.proc = None
+        self.log_path = self.dir + ".log"
+
+    def start(self, port=None):
+        self.port = port or self.port or free_port()
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir,
+               "--logfile", self.log_path, *self.extra]
+        if self.replicaof:
+            cmd += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.ping, 10, what=f"redis on {self.port}")
+        return self
+
+    def ping(self):
+        try:
+            return resp_command(self.port, "PING", timeout=1) == b"PONG"
+        except (OSError, RuntimeError):
+            return False
+
+    def cmd(self, *args):
+        return resp_command(self.port, *args)
+
+    def info(self, section):
+        text = self.cmd("INFO", section).decode()
+        return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self):
+        if self.proc:
+            stop_process(self.proc)
+        self.proc = None
+
+
+def wait_replicated(primary, replica, timeout=15):
+    """Until the replica's link is up and the primary counts it."""
+    def ok():
+        try:
+            return (replica.info("replication").get("master_link_status") == "up"
+                    and int(primary.info("replication").get("connected_slaves", "0")) >= 1)
+        except (OSError, RuntimeError):
+            return False
+    wait_for(ok, timeout, interval=0.05, what="the replica to sync")
+
+
+def ready(h):
+    try:
+        return requests.get(h.url + "/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class Cluster:
+    """A primary, one replica and n herald nodes on --engine redis."""
+
+    def __init__(self, tmp_path, nodes=3, args=(), durability="replicated"):
+        self.tmp = tmp_path
+        self.primary = Redis(tmp_path / "redis-primary")
+        self.replica = Redis(tmp_path / "redis-replica", replicaof=self.primary)
+        self.args = list(args)
+        self.durability = durability
+        self.n = nodes
+        self.nodes = []
+
+    def start(self):
+        self.primary.start()
+        self.replica.start()
+        wait_replicated(self.primary, self.replica)
+        for i in range(self.n):
+            self.nodes.append(self.node(f"node{i}"))
+        for h in self.nodes:
+            wait_for(lambda: ready(h), 15, what=f"{h.url}/readyz")
+        return self
+
+    def node_args(self):
+        return ["--engine", "redis", "--redis-url", f"redis://127.0.0.1:{self.primary.port}",
+                "--redis-durability", self.durability, "--redis-wait-timeout", "300ms",
+                *self.args]
+
+    def node(self, name):
+        h = Herald(self.tmp / name, args=self.node_args())
+        return h.start()
+
+    def stop(self):
+        for h in self.nodes:
+            if h.proc:
+                h.stop()
+        self.replica.stop()
+        self.primary.stop()
