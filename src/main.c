@@ -383,6 +383,8 @@ static int serve(int argc, char **argv)
 	if (!strcmp(s.cfg.engine, "redis")) {
 		struct hd_redis_opts ro = {
 			.urls = s.cfg.redis_url,
+			.sentinels = s.cfg.redis_sentinel,
+			.master_names = s.cfg.redis_master_name,
 			.durability = redis_durability(s.cfg.redis_durability),
 			.wait_timeout_ms = (uint32_t)s.cfg.redis_wait_timeout_ms,
 			.max_topics_in_memory = s.cfg.max_topics,

@@ -142,6 +142,12 @@ static const struct opt opts[] = {
 	 .help = "With --engine redis: the Redis primaries, redis://HOST:PORT[/DB], several "
 		 "separated by commas (shards: a topic's shard is chosen by consistent hashing of "
 		 "its name; every node must list the same shards in the same order)."},
+	{"redis-sentinel", T_STRING, GS(redis_sentinel), .def = "",
+	 .help = "With --engine redis: Sentinels to ask where the primary is, HOST:PORT,HOST:PORT,… "
+		 "(then --redis-url is unused and a failover is followed); empty = none."},
+	{"redis-master-name", T_STRING, GS(redis_master_name), .def = "",
+	 .help = "With --redis-sentinel: the name the Sentinels monitor the primary under; several "
+		 "names separated by commas are several shards."},
 	{"redis-durability", T_ENUM, GS(redis_durability), .def = "replicated",
 	 .choices = "replicated|primary|none",
 	 .help = "With --engine redis, when a publish is acknowledged: replicated = after a replica "

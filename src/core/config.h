@@ -113,6 +113,8 @@ struct hd_config {
 	char engine[8];
 	char redis_url[2048];
 	char redis_durability[16];
+	char redis_sentinel[1024];
+	char redis_master_name[512];
 	int64_t redis_wait_timeout_ms;
 	char jwt_secret[1024];
 	char jwt_public_key[1024];

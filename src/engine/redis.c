@@ -169,6 +169,7 @@ struct shard {
 	char host[256];
 	int port;
 	int db;
+	char master[128];             /* with Sentinels: its name */
 	struct hd_rconn *cmd;
 	struct hd_rconn *sub;
 	bool subscribed;
@@ -1607,8 +1608,15 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 	r->loop = loop;
 	r->opts = *opts;
 	r->opts.urls = NULL;
-	const char *p = opts->urls ? opts->urls : "";
-	while (*p) {
+	r->opts.sentinels = NULL;
+	r->opts.master_names = NULL;
+	bool sentinel = opts->sentinels && opts->sentinels[0];
+	const char *p = sentinel ? opts->master_names : opts->urls;
+	if (sentinel && (!p || !p[0])) {
+		hd_error_set(err, HD_ECONFIG, "--redis-sentinel needs --redis-master-name");
+		goto fail;
+	}
+	while (p && *p) {
 		const char *comma = strchr(p, ',');
 		size_t n = comma ? (size_t)(comma - p) : strlen(p);
 		while (n && (*p == ' ')) {
@@ -1623,7 +1631,16 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 			goto fail;
 		}
 		struct shard *sh = &r->shards[r->nshards];
-		if (hd_redis_parse_url(p, n, sh->host, &sh->port, &sh->db)) {
+		if (sentinel) {
+			if (!n || n >= sizeof(sh->master)) {
+				hd_error_set(err, HD_ECONFIG, "--redis-master-name: bad name '%.*s'",
+					     (int)(n > 200 ? 200 : n), p);
+				goto fail;
+			}
+			memcpy(sh->master, p, n);
+			memcpy(sh->host, "sentinel:", 9);
+			memcpy(sh->host + 9, p, n); /* a log name; its points' id */
+		} else if (hd_redis_parse_url(p, n, sh->host, &sh->port, &sh->db)) {
 			hd_error_set(err, HD_ECONFIG,
 				     "--redis-url: '%.*s' is not redis://HOST:PORT[/DB] (DB 0-15)",
 				     (int)(n > 200 ? 200 : n), p);
@@ -1662,6 +1679,8 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 		struct hd_rconn_opts co = {
 			.loop = loop, .host = sh->host, .port = sh->port, .db = sh->db, .what = what,
 			.max_pending = MAX_PENDING, .on_up = cmd_up, .arg = sh,
+			.sentinels = sentinel ? opts->sentinels : NULL,
+			.master_name = sentinel ? sh->master : NULL,
 		};
 		sh->cmd = hd_rconn_new(&co);
 		snprintf(what, sizeof(what), "shard%u-pubsub", s);

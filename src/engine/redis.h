@@ -31,6 +31,10 @@ enum hd_redis_durability { HD_REDIS_REPLICATED, HD_REDIS_PRIMARY, HD_REDIS_NONE 
 
 struct hd_redis_opts {
 	const char *urls;             /* borrowed for the call: "redis://H:P[/DB],…" */
+	/* With Sentinels ("H:P,…", borrowed for the call, "" = none): one shard
+	 * per name of master_names ("a,b"), found through them; urls unused. */
+	const char *sentinels;
+	const char *master_names;
 	enum hd_redis_durability durability;
 	uint32_t wait_timeout_ms;     /* WAIT's timeout (replicated) */
 	size_t max_topics_in_memory;  /* topics whose delivery position is kept */

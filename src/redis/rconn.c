@@ -2,6 +2,13 @@
  * rconn — see rconn.h. One hiredis async context at a time per connection;
  * hiredis frees the context after its disconnect callback, so `ac` is
  * cleared there and a timer brings up the next one.
+ *
+ * With Sentinels, each attempt first asks one of them (in turn) for the
+ * primary's address (SENTINEL get-master-addr-by-name), connects there and
+ * checks ROLE: only a server that says "master" makes the connection up.
+ * A failover drops the old primary's connections (it dies, or it is made a
+ * replica: writes then fail READONLY and the engine calls
+ * hd_rconn_reconnect), so the next attempt finds the promoted one.
  */
 #include "redis/rconn.h"
 #include "core/alloc.h"
@@ -15,24 +22,76 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 
+#define SENTINELS_MAX 16
+
 struct hd_rconn {
 	struct hd_rconn_opts opts;
 	char host[256];
+	struct { char host[256]; int port; } sentinels[SENTINELS_MAX];
+	unsigned nsentinels, next_sentinel;
+	char master_name[128];
+	redisAsyncContext *sc;        /* asking a Sentinel */
 	char what[64];
 	redisAsyncContext *ac;
 	uv_timer_t timer;
 	uint64_t backoff_ms;
-	size_t pending;
+	size_t pending;               /* in flight or queued */
+	/* Commands sent while the connection is not up yet, in order (RESP
+	 * text); sent when it comes up, failed when an attempt fails. */
+	struct cmd *queue_head, **queue_tail;
 	bool up;
 	bool freeing;
 };
 
-/* One command in flight (not SUBSCRIBEs, which keep their fn). */
+/* One command in flight or queued (not SUBSCRIBEs, which keep their fn). */
 struct cmd {
 	struct hd_rconn *c;
 	hd_rconn_reply_fn fn;
 	void *priv;
+	struct cmd *next;             /* in the queue */
+	char *resp;                   /* queued: the formatted command (hiredis's) */
+	long long resp_len;
 };
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* Answers every queued command NULL (an attempt to connect failed). */
+static void fail_queued(struct hd_rconn *c)
+{
+	struct cmd *k = c->queue_head;
+	c->queue_head = NULL;
+	c->queue_tail = &c->queue_head;
+	while (k) {
+		struct cmd *next = k->next;
+		c->pending--;
+		redisFreeCommand(k->resp);
+		k->fn(c, NULL, k->priv);
+		free(k);
+		k = next;
+	}
+}
+
+/* Sends the queued commands, in order, now that the connection is up. */
+static void send_queued(struct hd_rconn *c)
+{
+	struct cmd *k = c->queue_head;
+	c->queue_head = NULL;
+	c->queue_tail = &c->queue_head;
+	while (k) {
+		struct cmd *next = k->next;
+		char *resp = k->resp;
+		k->resp = NULL;
+		k->next = NULL;
+		if (redisAsyncFormattedCommand(c->ac, on_reply, k, resp, (size_t)k->resp_len) !=
+		    REDIS_OK) {
+			c->pending--;
+			k->fn(c, NULL, k->priv);
+			free(k);
+		}
+		redisFreeCommand(resp);
+		k = next;
+	}
+}
 
 static void start_connect(struct hd_rconn *c);
 
@@ -43,10 +102,44 @@ static void on_retry_timer(uv_timer_t *t)
 
 static void retry_later(struct hd_rconn *c)
 {
+	fail_queued(c);
 	if (c->freeing)
 		return;
 	uv_timer_start(&c->timer, on_retry_timer, c->backoff_ms, 0);
 	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void became_up(struct hd_rconn *c)
+{
+	hd_log_info("redis: connected what=%s host=%s port=%d", c->what, c->host, c->opts.port);
+	c->up = true;
+	c->backoff_ms = BACKOFF_MIN_MS;
+	if (c->opts.on_up)
+		c->opts.on_up(c, c->opts.arg);
+	if (c->up && c->ac)
+		send_queued(c);
+}
+
+static void on_drop_timer(uv_timer_t *t)
+{
+	hd_rconn_drop(t->data);
+}
+
+/* With Sentinels: the server the Sentinel named must be the primary. */
+static void on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct hd_rconn *c = ac->data;
+	redisReply *r = reply;
+	if (!r || c->freeing)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+	    r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "master")) {
+		became_up(c);
+		return;
+	}
+	hd_log_warn("redis: not the primary what=%s host=%s port=%d", c->what, c->host,
+		    c->opts.port);
+	uv_timer_start(&c->timer, on_drop_timer, 0, 0); /* not from inside hiredis */
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -59,11 +152,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		retry_later(c);
 		return;
 	}
-	hd_log_info("redis: connected what=%s host=%s port=%d", c->what, c->host, c->opts.port);
-	c->up = true;
-	c->backoff_ms = BACKOFF_MIN_MS;
-	if (c->opts.on_up)
-		c->opts.on_up(c, c->opts.arg);
+	if (c->nsentinels) {
+		redisAsyncCommand(c->ac, on_role, NULL, "ROLE");
+		return;
+	}
+	became_up(c);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -80,7 +173,72 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	retry_later(c);
 }
 
+static void connect_primary(struct hd_rconn *c);
+
+static void on_sentinel_gone(const redisAsyncContext *sc, int status)
+{
+	struct hd_rconn *c = sc->data;
+	if (c->sc == sc)
+		c->sc = NULL;
+}
+
+static void on_sentinel_reply(redisAsyncContext *sc, void *reply, void *privdata)
+{
+	struct hd_rconn *c = sc->data;
+	redisReply *r = reply;
+	if (c->freeing)
+		return;
+	if (!r) {
+		c->sc = NULL; /* it failed: hiredis frees it */
+		retry_later(c);
+		return;
+	}
+	redisAsyncDisconnect(sc); /* after this callback */
+	c->sc = NULL;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof(c->host)) {
+		hd_log_warn("redis: the sentinel does not know the primary what=%s name=%s", c->what,
+			    c->master_name);
+		retry_later(c);
+		return;
+	}
+	memcpy(c->host, r->element[0]->str, r->element[0]->len + 1);
+	c->opts.port = atoi(r->element[1]->str);
+	connect_primary(c);
+}
+
+static void on_sentinel_connect(const redisAsyncContext *sc, int status)
+{
+	struct hd_rconn *c = sc->data;
+	if (status != REDIS_OK) {
+		c->sc = NULL; /* freed by hiredis */
+		retry_later(c);
+	}
+}
+
 static void start_connect(struct hd_rconn *c)
+{
+	if (!c->nsentinels) {
+		connect_primary(c);
+		return;
+	}
+	unsigned i = c->next_sentinel++ % c->nsentinels;
+	redisAsyncContext *sc = redisAsyncConnect(c->sentinels[i].host, c->sentinels[i].port);
+	if (!sc || sc->err || redisLibuvAttach(sc, c->opts.loop) != REDIS_OK) {
+		if (sc)
+			redisAsyncFree(sc);
+		retry_later(c);
+		return;
+	}
+	sc->data = c;
+	c->sc = sc;
+	redisAsyncSetConnectCallback(sc, on_sentinel_connect);
+	redisAsyncSetDisconnectCallback(sc, on_sentinel_gone);
+	redisAsyncCommand(sc, on_sentinel_reply, NULL, "SENTINEL get-master-addr-by-name %s",
+			  c->master_name);
+}
+
+static void connect_primary(struct hd_rconn *c)
 {
 	redisAsyncContext *ac = redisAsyncConnect(c->host, c->opts.port);
 	if (!ac || ac->err) {
@@ -115,7 +273,22 @@ struct hd_rconn *hd_rconn_new(const struct hd_rconn_opts *opts)
 	snprintf(c->what, sizeof(c->what), "%s", opts->what ? opts->what : "redis");
 	c->opts.host = c->host;
 	c->opts.what = c->what;
+	c->opts.sentinels = NULL;
+	c->opts.master_name = NULL;
+	for (const char *p = opts->sentinels; p && *p && c->nsentinels < SENTINELS_MAX;) {
+		size_t n = strcspn(p, ",");
+		const char *colon = memchr(p, ':', n);
+		if (colon && (size_t)(colon - p) < sizeof(c->sentinels[0].host)) {
+			memcpy(c->sentinels[c->nsentinels].host, p, (size_t)(colon - p));
+			c->sentinels[c->nsentinels].port = atoi(colon + 1);
+			c->nsentinels++;
+		}
+		p += n + (p[n] == ',');
+	}
+	snprintf(c->master_name, sizeof(c->master_name), "%s",
+		 opts->master_name ? opts->master_name : "");
 	c->backoff_ms = BACKOFF_MIN_MS;
+	c->queue_tail = &c->queue_head;
 	uv_timer_init(opts->loop, &c->timer);
 	c->timer.data = c;
 	start_connect(c);
@@ -131,7 +304,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct cmd *k = privdata;
 	struct hd_rconn *c = k->c;
+	redisReply *r = reply;
 	c->pending--;
+	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "READONLY", 8))
+		hd_rconn_reconnect(c); /* a demoted primary: find the new one */
 	k->fn(c, reply, k->priv);
 	free(k);
 }
@@ -150,12 +326,23 @@ int hd_rconn_command(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int a
 		     const char **argv, const size_t *lens)
 {
 	bool sub = argc > 0 && lens[0] == 9 && strncasecmp(argv[0], "SUBSCRIBE", 9) == 0;
-	if (!c->ac || (!sub && c->pending >= c->opts.max_pending))
+	if ((!c->up && sub) || (!sub && c->pending >= c->opts.max_pending) || c->freeing)
 		return HD_EUNAVAIL;
-	struct cmd *k = hd_malloc(sizeof(*k));
+	struct cmd *k = hd_calloc(1, sizeof(*k));
 	k->c = c;
 	k->fn = fn;
 	k->priv = priv;
+	if (!c->up || !c->ac) {
+		k->resp_len = redisFormatCommandArgv(&k->resp, argc, argv, lens);
+		if (k->resp_len < 0) {
+			free(k);
+			return HD_EUNAVAIL;
+		}
+		*c->queue_tail = k;
+		c->queue_tail = &k->next;
+		c->pending++;
+		return 0;
+	}
 	if (redisAsyncCommandArgv(c->ac, sub ? on_sub_reply : on_reply, k, argc, argv, lens) !=
 	    REDIS_OK) {
 		free(k);
@@ -183,13 +370,23 @@ static void on_timer_closed(uv_handle_t *h)
 	free(h->data);
 }
 
+void hd_rconn_reconnect(struct hd_rconn *c)
+{
+	if (c->ac && !c->freeing)
+		uv_timer_start(&c->timer, on_drop_timer, 0, 0);
+}
+
 void hd_rconn_free(struct hd_rconn *c)
 {
 	c->freeing = true;
 	uv_timer_stop(&c->timer);
+	if (c->sc)
+		redisAsyncFree(c->sc);
+	c->sc = NULL;
 	if (c->ac)
 		redisAsyncFree(c->ac);
 	c->ac = NULL;
 	c->up = false;
+	fail_queued(c);
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }

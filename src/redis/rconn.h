@@ -8,10 +8,11 @@
  * Built on hiredis's asynchronous API with its libuv adapter: every
  * callback runs on the loop thread. A connection that drops is retried
  * after 50 ms, doubling up to 2 s; commands in flight when it drops are
- * answered with a NULL reply. Commands sent while it connects wait in
- * hiredis until it is up. While it is down (waiting to retry), or when
- * max_pending commands are in flight, new commands are refused with
- * HD_EUNAVAIL (the caller answers 503): nothing waits unboundedly.
+ * answered with a NULL reply. Commands sent while it is not up wait in a
+ * queue, sent in order once it is up and answered NULL when the next
+ * attempt fails. Past max_pending commands queued or in flight, new ones
+ * are refused with HD_EUNAVAIL (the caller answers 503): nothing waits
+ * unboundedly.
  */
 #ifndef HD_RCONN_H
 #define HD_RCONN_H
@@ -33,6 +34,10 @@ struct hd_rconn_opts {
 	int port;
 	int db;                       /* SELECTed on each connect when not 0 */
 	const char *what;             /* copied; names the connection in logs */
+	/* With Sentinels: "HOST:PORT,…" (copied) and the primary's name; each
+	 * (re)connect asks them where the primary is (host/port unused). */
+	const char *sentinels;
+	const char *master_name;
 	size_t max_pending;           /* commands in flight at most */
 	/* Called on the loop when the connection comes up (subscribe here) and
 	 * when it goes down; either may be NULL. */
@@ -57,6 +62,10 @@ int hd_rconn_command(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int a
 /* Drops the connection now: every command in flight gets its NULL reply
  * before this returns; the connection is retried like any lost one. */
 void hd_rconn_drop(struct hd_rconn *c);
+
+/* Drops the connection soon (on the loop, not inside this call), so that
+ * the next attempt finds the current primary: after a READONLY reply. */
+void hd_rconn_reconnect(struct hd_rconn *c);
 
 /* Disconnects (replies in flight are answered NULL before this returns),
  * then frees once the libuv handles are closed. */

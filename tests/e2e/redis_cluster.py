@@ -154,3 +154,87 @@ class Cluster:
                 h.stop()
         self.replica.stop()
         self.primary.stop()
+
+
+class Sentinel:
+    """One `redis-server --sentinel` watching `primary` under `name`."""
+
+    def __init__(self, directory, primary, name="herald", quorum=2):
+        self.dir = str(directory)
+        os.makedirs(self.dir, exist_ok=True)
+        self.primary = primary
+        self.name = name
+        self.quorum = quorum
+        self.port = None
+        self.proc = None
+
+    def start(self):
+        self.port = self.port or free_port()
+        conf = os.path.join(self.dir, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                    f"logfile {self.dir}.log\n"
+                    f"sentinel monitor {self.name} 127.0.0.1 {self.primary.port} {self.quorum}\n"
+                    f"sentinel down-after-milliseconds {self.name} 1000\n"
+                    f"sentinel failover-timeout {self.name} 4000\n"
+                    f"sentinel parallel-syncs {self.name} 1\n")
+        self.proc = subprocess.Popen([REDIS_SERVER, conf, "--sentinel"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.ping(), 10, what=f"sentinel on {self.port}")
+        return self
+
+    def ping(self):
+        try:
+            return resp_command(self.port, "PING", timeout=1) == b"PONG"
+        except (OSError, RuntimeError):
+            return False
+
+    def primary_port(self):
+        r = resp_command(self.port, "SENTINEL", "get-master-addr-by-name", self.name)
+        return int(r[1]) if r else None
+
+    def knows(self, replicas, sentinels):
+        def count(*args):
+            try:
+                return len(resp_command(self.port, "SENTINEL", *args, self.name) or [])
+            except (OSError, RuntimeError):
+                return -1
+        return count("replicas") >= replicas and count("sentinels") >= sentinels
+
+    def stop(self):
+        if self.proc:
+            stop_process(self.proc)
+        self.proc = None
+
+
+class SentinelCluster(Cluster):
+    """Cluster with three Sentinels; the nodes find the primary through them."""
+
+    def __init__(self, tmp_path, **kw):
+        super().__init__(tmp_path, **kw)
+        self.sentinels = [Sentinel(tmp_path / f"sentinel{i}", self.primary) for i in range(3)]
+
+    def start(self):
+        self.primary.start()
+        self.replica.start()
+        wait_replicated(self.primary, self.replica)
+        for s in self.sentinels:
+            s.start()
+        for s in self.sentinels:
+            wait_for(lambda: s.knows(1, 2), 20, interval=0.1, what="sentinels to know each other")
+        for i in range(self.n):
+            self.nodes.append(self.node(f"node{i}"))
+        for h in self.nodes:
+            wait_for(lambda: ready(h), 15, what=f"{h.url}/readyz")
+        return self
+
+    def node_args(self):
+        addrs = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return ["--engine", "redis", "--redis-sentinel", addrs, "--redis-master-name", "herald",
+                "--redis-durability", self.durability, "--redis-wait-timeout", "300ms",
+                *self.args]
+
+    def stop(self):
+        super().stop()
+        for s in self.sentinels:
+            s.stop()
