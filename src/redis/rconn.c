@@ -9,13 +9,19 @@
  * A failover drops the old primary's connections (it dies, or it is made a
  * replica: writes then fail READONLY and the engine calls
  * hd_rconn_reconnect), so the next attempt finds the promoted one.
+ *
+ * hiredis is tied to the loop by our own few lines (ev_*) rather than its
+ * adapters/libuv.h, whose poll callback ignores an error status: libuv
+ * stops a poll handle on EPOLLERR (a refused connect), and the context
+ * then waited forever. Here an error makes hiredis look at the socket, so
+ * it sees the failure and calls back.
  */
 #include "redis/rconn.h"
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
 
-#include <hiredis/adapters/libuv.h>
+#include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +100,102 @@ static void send_queued(struct hd_rconn *c)
 }
 
 static void start_connect(struct hd_rconn *c);
+
+/* ---- hiredis on the libuv loop ----------------------------------------- */
+
+struct ev {
+	uv_poll_t poll;
+	redisAsyncContext *ac;        /* NULL once hiredis let go of it */
+	int events;                   /* UV_READABLE | UV_WRITABLE wanted */
+};
+
+static void ev_poll(uv_poll_t *h, int status, int events)
+{
+	struct ev *e = h->data;
+	if (!e->ac)
+		return;
+	if (status < 0) {
+		/* libuv stopped the handle: let hiredis find the error. */
+		if (e->ac->c.flags & REDIS_CONNECTED)
+			redisAsyncHandleRead(e->ac);
+		else
+			redisAsyncHandleWrite(e->ac);
+		return;
+	}
+	if (events & UV_READABLE)
+		redisAsyncHandleRead(e->ac);
+	if (e->ac && (events & UV_WRITABLE))
+		redisAsyncHandleWrite(e->ac);
+}
+
+static void ev_update(struct ev *e)
+{
+	if (e->events)
+		uv_poll_start(&e->poll, e->events, ev_poll);
+	else
+		uv_poll_stop(&e->poll);
+}
+
+static void ev_add_read(void *arg)
+{
+	struct ev *e = arg;
+	e->events |= UV_READABLE;
+	ev_update(e);
+}
+
+static void ev_del_read(void *arg)
+{
+	struct ev *e = arg;
+	e->events &= ~UV_READABLE;
+	ev_update(e);
+}
+
+static void ev_add_write(void *arg)
+{
+	struct ev *e = arg;
+	e->events |= UV_WRITABLE;
+	ev_update(e);
+}
+
+static void ev_del_write(void *arg)
+{
+	struct ev *e = arg;
+	e->events &= ~UV_WRITABLE;
+	ev_update(e);
+}
+
+static void ev_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void ev_cleanup(void *arg)
+{
+	struct ev *e = arg;
+	e->ac = NULL;
+	uv_close((uv_handle_t *)&e->poll, ev_closed);
+}
+
+/* Ties ac to loop. Returns 0 or -1. */
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+	struct ev *e = hd_calloc(1, sizeof(*e));
+	if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+		free(e);
+		return -1;
+	}
+	e->poll.data = e;
+	e->ac = ac;
+	ac->ev.data = e;
+	ac->ev.addRead = ev_add_read;
+	ac->ev.delRead = ev_del_read;
+	ac->ev.addWrite = ev_add_write;
+	ac->ev.delWrite = ev_del_write;
+	ac->ev.cleanup = ev_cleanup;
+	return 0;
+}
+
+/* ---- connecting --------------------------------------------------------- */
 
 static void on_retry_timer(uv_timer_t *t)
 {
@@ -189,6 +291,8 @@ static void on_sentinel_reply(redisAsyncContext *sc, void *reply, void *privdata
 	if (c->freeing)
 		return;
 	if (!r) {
+		hd_log_warn("redis: no answer from the sentinel what=%s error=\"%s\"", c->what,
+			    sc->errstr);
 		c->sc = NULL; /* it failed: hiredis frees it */
 		retry_later(c);
 		return;
@@ -211,6 +315,8 @@ static void on_sentinel_connect(const redisAsyncContext *sc, int status)
 {
 	struct hd_rconn *c = sc->data;
 	if (status != REDIS_OK) {
+		hd_log_warn("redis: cannot reach the sentinel what=%s error=\"%s\"", c->what,
+			    sc->errstr);
 		c->sc = NULL; /* freed by hiredis */
 		retry_later(c);
 	}
@@ -224,7 +330,7 @@ static void start_connect(struct hd_rconn *c)
 	}
 	unsigned i = c->next_sentinel++ % c->nsentinels;
 	redisAsyncContext *sc = redisAsyncConnect(c->sentinels[i].host, c->sentinels[i].port);
-	if (!sc || sc->err || redisLibuvAttach(sc, c->opts.loop) != REDIS_OK) {
+	if (!sc || sc->err || ev_attach(sc, c->opts.loop) != 0) {
 		if (sc)
 			redisAsyncFree(sc);
 		retry_later(c);
@@ -250,7 +356,7 @@ static void connect_primary(struct hd_rconn *c)
 		return;
 	}
 	ac->data = c;
-	if (redisLibuvAttach(ac, c->opts.loop) != REDIS_OK) {
+	if (ev_attach(ac, c->opts.loop) != 0) {
 		redisAsyncFree(ac);
 		retry_later(c);
 		return;
