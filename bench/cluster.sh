@@ -11,6 +11,8 @@
 # Usage: bench/cluster.sh [SECONDS]   (default 10)
 #   HERALD_BIN   herald binary (build/herald); herald-publish-load is taken
 #                from the same directory unless LOAD_BIN is set
+#   FSYNC        the primary's appendfsync (always; everysec shows what is
+#                left when the disk's fsync is not the bound)
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -32,7 +34,7 @@ trap '[ -n "$PID" ] && kill $PID 2>/dev/null; redis-cli -p $RR shutdown nosave >
       redis-cli -p $RP shutdown nosave >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 mkdir -p "$TMP/p" "$TMP/r"
-redis-server --port $RP --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
+redis-server --port $RP --bind 127.0.0.1 --save '' --appendonly yes --appendfsync ${FSYNC:-always} \
   --dir "$TMP/p" --daemonize yes --logfile "$TMP/p.log"
 redis-server --port $RR --bind 127.0.0.1 --save '' --appendonly yes --dir "$TMP/r" \
   --replicaof 127.0.0.1 $RP --daemonize yes --logfile "$TMP/r.log"
@@ -75,7 +77,7 @@ for d in replicated primary none; do
   stop
 done
 echo
-echo "redis-benchmark on the same primary (-P 1, $CONNS clients, 100k requests):"
+echo "redis-benchmark on the same primary (appendfsync ${FSYNC:-always}, $CONNS clients, 100k requests):"
 rb() { redis-benchmark -p $RP -c $CONNS -n 100000 -q "$@" 2>/dev/null | tr '\r' '\n' | grep -v '^$' | grep -v 'rps=' | tail -n 5 || true; }
 rb -t set,incr
 rb PUBLISH herald:bench hello
