@@ -51,6 +51,14 @@ def _read_reply(f):
     raise RuntimeError(f"bad reply {line!r}")
 
 
+def ping(port):
+    """Whether a Redis server or Sentinel answers PING on port."""
+    try:
+        return resp_command(port, "PING", timeout=1) == b"PONG"
+    except (OSError, RuntimeError):
+        return False
+
+
 class Redis:
     """One redis-server: a primary, or a replica of `replicaof` (a Redis)."""
 
@@ -75,10 +83,7 @@ class Redis:
         return self
 
     def ping(self):
-        try:
-            return resp_command(self.port, "PING", timeout=1) == b"PONG"
-        except (OSError, RuntimeError):
-            return False
+        return ping(self.port)
 
     def cmd(self, *args):
         return resp_command(self.port, *args)
@@ -184,10 +189,7 @@ class Sentinel:
         return self
 
     def ping(self):
-        try:
-            return resp_command(self.port, "PING", timeout=1) == b"PONG"
-        except (OSError, RuntimeError):
-            return False
+        return ping(self.port)
 
     def primary_port(self):
         r = resp_command(self.port, "SENTINEL", "get-master-addr-by-name", self.name)

@@ -8,6 +8,7 @@ elsewhere answer `duplicate` with the original offset; without a replica,
 healed by reading the gap; an unreachable primary turns /readyz red."""
 import asyncio
 import json
+import socket
 import threading
 import time
 
@@ -137,6 +138,9 @@ def test_recovery_on_another_node_is_exact(cluster):
         s = r["subscribe"]
         assert s["recovered"] is True, s
         got = [(p["offset"], p["data"]["id"]) for p in s.get("publications", [])]
+        # Nodes on one host are told apart: the default node name is host:port.
+        conns = requests.get(f"{c.url}/v1/users/u1/connections", timeout=5).json()
+        assert [x["node"] for x in conns["connections"]] == [f"{socket.gethostname()}:{c.port}"]
         assert post(b, topic, structured("live")).status_code == 201
         live = await cl.pubs(1, channel=topic)
         await cl.close()
