@@ -1682,9 +1682,12 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 			.sentinels = sentinel ? opts->sentinels : NULL,
 			.master_name = sentinel ? sh->master : NULL,
 		};
+		/* A WAIT holds the PING behind it for up to its timeout. */
+		co.health_ms = opts->wait_timeout_ms + 2000 > 3000 ? opts->wait_timeout_ms + 2000 : 3000;
 		sh->cmd = hd_rconn_new(&co);
 		snprintf(what, sizeof(what), "shard%u-pubsub", s);
 		co.what = what;
+		co.health_ms = 0;
 		co.on_up = sub_up;
 		co.on_down = sub_down;
 		sh->sub = hd_rconn_new(&co);

@@ -40,6 +40,9 @@ struct hd_rconn {
 	char what[64];
 	redisAsyncContext *ac;
 	uv_timer_t timer;
+	uv_timer_t health;            /* PINGs an up connection (opts.health_ms) */
+	uint64_t ping_sent_ms;        /* loop time of the PING out, 0 = none */
+	int open_timers;
 	uint64_t backoff_ms;
 	size_t pending;               /* in flight or queued */
 	/* Commands sent while the connection is not up yet, in order (RESP
@@ -211,10 +214,43 @@ static void retry_later(struct hd_rconn *c)
 	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
+static void on_pong(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct hd_rconn *c = ac->data;
+	if (reply)
+		c->ping_sent_ms = 0;
+}
+
+/* hiredis has no command timeout: a primary that stops answering (SIGSTOP,
+ * a partition) would hold every request forever. A PING unanswered for
+ * health_ms drops the connection: requests fail (503), the next attempt
+ * asks again where the primary is. */
+static void on_health(uv_timer_t *t)
+{
+	struct hd_rconn *c = t->data;
+	uint64_t now = uv_now(c->opts.loop);
+	if (!c->up || !c->ac) {
+		c->ping_sent_ms = 0;
+		return;
+	}
+	if (c->ping_sent_ms) {
+		if (now - c->ping_sent_ms >= c->opts.health_ms) {
+			hd_log_warn("redis: no answer for %ums, reconnecting what=%s host=%s port=%d",
+				    (unsigned)c->opts.health_ms, c->what, c->host, c->opts.port);
+			c->ping_sent_ms = 0;
+			hd_rconn_drop(c);
+		}
+		return;
+	}
+	c->ping_sent_ms = now ? now : 1;
+	redisAsyncCommand(c->ac, on_pong, NULL, "PING");
+}
+
 static void became_up(struct hd_rconn *c)
 {
 	hd_log_info("redis: connected what=%s host=%s port=%d", c->what, c->host, c->opts.port);
 	c->up = true;
+	c->ping_sent_ms = 0;
 	c->backoff_ms = BACKOFF_MIN_MS;
 	if (c->opts.on_up)
 		c->opts.on_up(c, c->opts.arg);
@@ -397,6 +433,13 @@ struct hd_rconn *hd_rconn_new(const struct hd_rconn_opts *opts)
 	c->queue_tail = &c->queue_head;
 	uv_timer_init(opts->loop, &c->timer);
 	c->timer.data = c;
+	uv_timer_init(opts->loop, &c->health);
+	c->health.data = c;
+	c->open_timers = 2;
+	if (opts->health_ms) {
+		uint64_t every = opts->health_ms / 3 > 100 ? opts->health_ms / 3 : 100;
+		uv_timer_start(&c->health, on_health, every, every);
+	}
 	start_connect(c);
 	return c;
 }
@@ -473,7 +516,9 @@ void hd_rconn_drop(struct hd_rconn *c)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-	free(h->data);
+	struct hd_rconn *c = h->data;
+	if (--c->open_timers == 0)
+		free(c);
 }
 
 void hd_rconn_reconnect(struct hd_rconn *c)
@@ -495,4 +540,5 @@ void hd_rconn_free(struct hd_rconn *c)
 	c->up = false;
 	fail_queued(c);
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+	uv_close((uv_handle_t *)&c->health, on_timer_closed);
 }

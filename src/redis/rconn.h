@@ -39,6 +39,9 @@ struct hd_rconn_opts {
 	const char *sentinels;
 	const char *master_name;
 	size_t max_pending;           /* commands in flight at most */
+	/* Not for a SUBSCRIBEd connection: when up, a PING every health_ms / 3;
+	 * one unanswered for health_ms drops the connection (0 = none). */
+	uint32_t health_ms;
 	/* Called on the loop when the connection comes up (subscribe here) and
 	 * when it goes down; either may be NULL. */
 	void (*on_up)(struct hd_rconn *c, void *arg);

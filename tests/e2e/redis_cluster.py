@@ -154,11 +154,18 @@ class Cluster:
         return h.start()
 
     def stop(self):
+        """Stops everything, even when a node's stop fails (raised after)."""
+        errors = []
         for h in self.nodes:
             if h.proc:
-                h.stop()
+                try:
+                    h.stop()
+                except AssertionError as e:
+                    errors.append(e)
         self.replica.stop()
         self.primary.stop()
+        if errors:
+            raise errors[0]
 
 
 class Sentinel:
@@ -237,6 +244,8 @@ class SentinelCluster(Cluster):
                 *self.args]
 
     def stop(self):
-        super().stop()
-        for s in self.sentinels:
-            s.stop()
+        try:
+            super().stop()
+        finally:
+            for s in self.sentinels:
+                s.stop()
