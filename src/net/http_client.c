@@ -31,12 +31,13 @@
  *
  * Lanes: the curl multis. Without http2 there is one lane for the client's
  * life, and curl queues what exceeds its connection caps. With http2 a lane
- * holds at most one connection per host and takes at most
- * max_requests_per_conn requests in all; then it is retired and the next
+ * runs at most max_streams requests at once (so one HTTP/2 connection per
+ * host carries them) and takes at most max_requests_per_conn in all; then it is retired and the next
  * send opens a new lane, while the retired one finishes its streams and is
  * cleaned up (closing its connections) on the kick once idle. At most
- * max_per_host lanes exist at once, so that stays the cap on connections to
- * a host. A call is set up in send and put on the client's `queue` (FIFO);
+ * max_per_host lanes exist at once, so that stays the cap on HTTP/2
+ * connections to a host (a server allowing fewer streams than max_streams,
+ * or a plain http:// one on HTTP/1.1, may get up to max_per_host per lane). A call is set up in send and put on the client's `queue` (FIFO);
  * queue_pump() hands queued calls to the lane taking requests while it runs
  * fewer than max_streams, so curl never holds a backlog of transfers waiting
  * for a stream (its pending list is walked on every completion), and sets
@@ -94,9 +95,9 @@
 /* Certificates read from a ca_file at most. */
 #define CA_FILE_CERTS_MAX 256
 
-/* A curl multi and the connections it holds. With http2 every lane has at
- * most one connection per host and takes at most max_requests_per_conn
- * requests in all; then it is retired (takes no more) and, once its last
+/* A curl multi and the connections it holds. With http2 every lane runs at
+ * most max_streams requests at once and takes at most max_requests_per_conn
+ * in all; then it is retired (takes no more) and, once its last
  * request is done, cleaned up, which closes its connections. */
 struct lane {
 	struct hd_http_client *c;
@@ -666,14 +667,19 @@ static struct lane *lane_new(struct hd_http_client *c)
 	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, lane);
 	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(m, CURLMOPT_TIMERDATA, lane);
-	/* With http2 the lanes are the connections to a host (one each). */
-	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, o->http2 ? 1L : (long)o->max_per_host);
+	/* With http2 a lane runs at most max_streams requests, so an HTTP/2 host
+	 * needs one connection in it (more only when the server allows fewer
+	 * streams); a plain http:// host of an http2 client speaks HTTP/1.1. */
+	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->max_per_host);
 	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o->max_total);
 	/* Idle connections kept for reuse: no more than may be open at all. */
 	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)o->max_total);
 	if (o->http2) {
 		curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-		curl_multi_setopt(m, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)c->lane_running_max);
+		/* Twice what the lane runs: curl counts a stream until its
+		 * connection noticed the end, and at its own cap it would open
+		 * another connection for the next one. */
+		curl_multi_setopt(m, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)c->lane_running_max * 2);
 	}
 	uv_timer_init(c->loop, &lane->timer);
 	lane->timer.data = lane;

@@ -10,7 +10,8 @@
 //   dead2… the first request for each token: GOAWAY (last stream 0: every
 //          stream in flight on that connection is refused), then as usual
 // GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions","goaways",
-// "open" (sessions open now), "most_open" (most open at once), "per_session":
+// "open" (sessions open now), "most_open" (most open at once since the start or
+// the last GET /stats/mark), "per_session":
 // {session number: device requests on it}, "last":{token,headers,body}}; GET /by-token answers {device token:
 // [{headers,body}] of every request to it}. Other paths (for net/http_client's tests):
 // /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
@@ -124,7 +125,12 @@ server.on('stream', (stream, h) => {
   stream.on('data', (d) => chunks.push(d));
   stream.on('end', () => {
     const body = Buffer.concat(chunks);
-    if (path === '/stats') {
+    if (path === '/stats/mark') { // most_open counts from now
+      stats.most_open = stats.open;
+      stats.requests_at_mark = stats.requests;
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify(stats));
+    } else if (path === '/stats') {
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.end(JSON.stringify(stats));
     } else if (path === '/by-token') {
