@@ -760,9 +760,15 @@ static void queue_pump(struct hd_http_client *c)
 {
 	while (c->queue && !c->closing) {
 		struct lane *lane = lane_taking(c);
+		struct pending *p = c->queue;
+		if (!lane && c->nlanes == 0) {
+			/* curl could not make a multi and none is left to wait for. */
+			queue_unlink(c, p);
+			defer_failure(p, HD_EINTERNAL, "curl_multi_init failed");
+			continue;
+		}
 		if (!lane || lane->running >= c->lane_running_max)
 			return;
-		struct pending *p = c->queue;
 		queue_unlink(c, p);
 		uint64_t waited_ms = (hd_mono_us() - p->start_us) / 1000;
 		if (waited_ms >= c->o.timeout_ms) {
