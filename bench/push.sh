@@ -14,4 +14,6 @@
 #      scratch directory).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-exec python3 "$here/push_bench.py" "$@"
+# /usr/bin/python3: the Debian one the tests use (a pyenv python3 first on
+# PATH hung in multiprocessing.Pool here).
+exec /usr/bin/python3 "$here/push_bench.py" "$@"

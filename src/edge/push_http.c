@@ -52,7 +52,9 @@ struct job {
 };
 
 /* Answers req with v (taken). */
-static void respond_json(struct hd_http_request *req, int status, json_t *v)
+/* v is taken; extra: header lines or NULL (as for hd_http_respond). */
+static void respond_json_extra(struct hd_http_request *req, int status, json_t *v,
+			       const char *extra)
 {
 	char *s = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
@@ -60,8 +62,13 @@ static void respond_json(struct hd_http_request *req, int status, json_t *v)
 		hd_http_respond_error(req, HD_EINTERNAL, "the answer could not be encoded");
 		return;
 	}
-	hd_http_respond(req, status, HD_HTTP_JSON_TYPE, NULL, s, strlen(s));
+	hd_http_respond(req, status, HD_HTTP_JSON_TYPE, extra, s, strlen(s));
 	free(s);
+}
+
+static void respond_json(struct hd_http_request *req, int status, json_t *v)
+{
+	respond_json_extra(req, status, v, NULL);
 }
 
 /* The {device} segment into id; false after answering 400. */
@@ -285,6 +292,19 @@ static void route_test(struct hd_http_request *req, const struct hd_route_ctx *c
 				       "server (%s)", dev->platform == HD_DEVICE_APNS ? "APNs"
 				       : dev->platform == HD_DEVICE_FCM ? "FCM" : "Web Push",
 				       options[dev->platform]);
+		return;
+	}
+	/* A provider-wide pause (FCM's quota) holds test sends too: 429 with the
+	 * time left, as the provider itself would answer. */
+	int64_t left_ms = prov->paused_until_ms - hd_now_ms();
+	if (left_ms > 0) {
+		char msg[160], extra[48];
+		snprintf(msg, sizeof(msg), "the push provider (%s) asked herald to pause its sends; "
+			 "retry after the pause", prov->ops->name);
+		snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", (long long)((left_ms + 999) / 1000));
+		respond_json_extra(req, hd_err_http_status(HD_ELIMIT),
+				   json_pack("{s:{s:s, s:s}}", "error", "code", hd_err_slug(HD_ELIMIT),
+					     "message", msg), extra);
 		return;
 	}
 	if (p->ntests >= HD_PUSH_HTTP_TESTS_MAX) {

@@ -29,20 +29,36 @@
  * not route deliveries elsewhere, and a proxy would hide the destination
  * address from the check.
  *
+ * Lanes: the curl multis. Without http2 there is one lane for the client's
+ * life, and curl queues what exceeds its connection caps. With http2 a lane
+ * runs at most max_streams requests at once (so one HTTP/2 connection per
+ * host carries them) and takes at most max_requests_per_conn in all; then it is retired and the next
+ * send opens a new lane, while the retired one finishes its streams and is
+ * cleaned up (closing its connections) on the kick once idle. At most
+ * max_per_host lanes exist at once, so that stays the cap on HTTP/2
+ * connections to a host (a server allowing fewer streams than max_streams,
+ * or a plain http:// one on HTTP/1.1, may get up to max_per_host per lane). A call is set up in send and put on the client's `queue` (FIFO);
+ * queue_pump() hands queued calls to the lane taking requests while it runs
+ * fewer than max_streams, so curl never holds a backlog of transfers waiting
+ * for a stream (its pending list is walked on every completion), and sets
+ * each call's curl timeout to what is left of timeout_ms. Each lane has its
+ * own uv_timer_t for curl's timeout; a struct sock knows its lane.
+ *
  * HTTP/2 (opts.http2): CURL_HTTP_VERSION_2TLS per request, CURLPIPE_MULTIPLEX
  * and CURLMOPT_MAX_CONCURRENT_STREAMS on the multi, CURLOPT_PIPEWAIT so a
  * burst waits for the first connection's ALPN answer instead of opening
- * max_per_host connections at once, CURLOPT_MAXAGE_CONN of an hour so the
- * provider connection stays. A stream that ends without an answer is told
- * apart by its curl code (stream_refused, see stream_lost()).
+ * another, CURLOPT_MAXAGE_CONN of an hour so the provider connection stays.
+ * A stream that ends without an answer is told apart by its curl code
+ * (stream_refused, see stream_lost()).
  *
  * Extra CAs (opts.ca_file): read once into `cas` at new; curl's OpenSSL
  * backend calls ssl_ctx_cb for every new TLS context, which adds them to
  * the context's store next to the default paths curl loaded.
  *
- * Closing: close removes every easy handle (no done()), cleans the multi up
- * (curl asks us to stop watching the sockets of its cached connections; each
- * struct sock closes its uv_poll_t), and closes the two timers. Every handle
+ * Closing: close removes every easy handle (no done()), cleans every lane's
+ * multi up (curl asks us to stop watching the sockets of its cached
+ * connections; each struct sock closes its uv_poll_t), and closes the lanes'
+ * timers and the kick. Every handle
  * counts in open_handles; free releases the client once that is 0, at once
  * when the loop already ran the closes, or else from the last close
  * callback.
@@ -79,16 +95,31 @@
 /* Certificates read from a ca_file at most. */
 #define CA_FILE_CERTS_MAX 256
 
+/* A curl multi and the connections it holds. With http2 every lane runs at
+ * most max_streams requests at once and takes at most max_requests_per_conn
+ * in all; then it is retired (takes no more) and, once its last
+ * request is done, cleaned up, which closes its connections. */
+struct lane {
+	struct hd_http_client *c;
+	CURLM *multi;
+	uv_timer_t timer;              /* curl's timeout for this multi */
+	size_t added;                  /* requests given to it in all */
+	size_t running;                /* added and not done or cancelled */
+	bool retired;                  /* takes no more requests */
+	struct lane *prev, *next;      /* on c->lanes until its timer is closed */
+};
+
 struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
-	struct hd_http_client *c;
+	struct lane *lane;
 	struct sock *prev, *next;
 };
 
 struct pending {
 	struct hd_http_client *c;
 	struct hd_http_call *call;
+	struct lane *lane;             /* while added to a lane's multi, else NULL */
 	CURL *easy;                    /* NULL for a deferred failure */
 	struct curl_slist *headers;
 	char *body;                    /* the response, NUL-terminated */
@@ -100,16 +131,22 @@ struct pending {
 	int deferred_err;              /* for a call on the deferred list */
 	bool kick_ready;               /* deferred before the running kick */
 	char errbuf[CURL_ERROR_SIZE];
-	struct pending *prev, *next;   /* on c->calls or c->deferred */
+	struct pending *prev, *next;   /* on c->calls, c->queue or c->deferred */
 };
 
 struct hd_http_client {
 	uv_loop_t *loop;
 	struct hd_http_client_opts o;
-	CURLM *multi;
-	uv_timer_t timer;              /* curl's timeout */
-	uv_timer_t kick;               /* completes the deferred calls */
-	struct pending *calls;         /* added to the multi */
+	struct lane *lanes;            /* the one taking requests (if any) first */
+	size_t nlanes;                 /* on lanes and not yet cleaned up */
+	size_t lanes_max;              /* lanes at once (max_per_host with http2, else 1) */
+	size_t lane_requests;          /* requests a lane takes in all (SIZE_MAX: no limit) */
+	size_t lane_running_max;       /* requests running at once in a lane */
+	uv_timer_t kick;               /* deferred calls, idle retired lanes, the queue */
+	struct pending *calls;         /* added to a lane's multi */
+	struct pending *queue;         /* set up, waiting for room in a lane (FIFO) */
+	struct pending *queue_tail;
+	size_t queued;
 	struct pending *deferred;      /* failed in send, done() on the next iteration */
 	struct sock *socks;            /* sockets being watched */
 	size_t inflight;
@@ -421,29 +458,45 @@ static void complete(struct pending *p, CURLcode rc)
 	free(body);
 }
 
-static void finish_done(struct hd_http_client *c)
+static void lanes_reap(struct hd_http_client *c);
+static void queue_pump(struct hd_http_client *c);
+static void on_kick(uv_timer_t *t);
+
+static void finish_done(struct lane *lane)
 {
 	CURLMsg *m;
 	int left;
 
-	/* close() cleans the multi up; stop reading it then. */
-	while (c->multi && (m = curl_multi_info_read(c->multi, &left))) {
+	/* A cleaned-up lane (close, or done() closing the client) is not read. */
+	while (lane->multi && (m = curl_multi_info_read(lane->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		CURL *easy = m->easy_handle;
 		CURLcode rc = m->data.result;
 		struct pending *p = NULL;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p);
-		curl_multi_remove_handle(c->multi, easy);
-		pending_unlink(&c->calls, p);
+		curl_multi_remove_handle(lane->multi, easy);
+		pending_unlink(&lane->c->calls, p);
+		p->lane = NULL;
+		lane->running--;
 		complete(p, rc);
 	}
+	struct hd_http_client *c = lane->c;
+	if (c->closing)
+		return;
+	/* Room in a lane: the queue goes on; a retired lane that is idle now is
+	 * cleaned up on the kick (never inside its own socket_action). */
+	queue_pump(c);
+	if (lane->retired && lane->running == 0 && lane->multi)
+		uv_timer_start(&c->kick, on_kick, 0, 0);
 }
 
 static void on_kick(uv_timer_t *t)
 {
 	struct hd_http_client *c = t->data;
 
+	lanes_reap(c);
+	queue_pump(c);
 	/* Only the calls deferred before this kick: a done() may defer more
 	 * (they wait for the next kick), cancel some or close the client. The
 	 * list is short (failures to set a call up), so walking it is fine. */
@@ -478,22 +531,33 @@ static void defer_failure(struct pending *p, int err, const char *msg)
 
 /* ---- curl's sockets and timer on the loop --------------------------------- */
 
-static void on_handle_closed(uv_handle_t *h)
+static void handle_closed(struct hd_http_client *c)
 {
-	struct hd_http_client *c = h->data;
-
 	if (--c->open_handles == 0 && c->free_wanted)
 		free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	handle_closed(h->data);
+}
+
+static void on_lane_closed(uv_handle_t *h)
+{
+	struct lane *lane = h->data;
+	struct hd_http_client *c = lane->c;
+
+	free(lane);
+	handle_closed(c);
 }
 
 static void on_sock_closed(uv_handle_t *h)
 {
 	struct sock *s = (struct sock *)h;
-	struct hd_http_client *c = s->c;
+	struct hd_http_client *c = h->data;
 
 	free(s);
-	if (--c->open_handles == 0 && c->free_wanted)
-		free(c);
+	handle_closed(c);
 }
 
 static void sock_close(struct hd_http_client *c, struct sock *s)
@@ -511,7 +575,7 @@ static void sock_close(struct hd_http_client *c, struct sock *s)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
 	struct sock *s = (struct sock *)h;
-	struct hd_http_client *c = s->c;
+	struct lane *lane = s->lane;
 	int flags = 0;
 	int running;
 
@@ -521,18 +585,19 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
 		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(c->multi, s->fd, flags, &running);
-	finish_done(c);
+	curl_multi_socket_action(lane->multi, s->fd, flags, &running);
+	finish_done(lane);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	struct hd_http_client *c = userp;
+	struct lane *lane = userp;
+	struct hd_http_client *c = lane->c;
 	struct sock *s = socketp;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
-			curl_multi_assign(c->multi, fd, NULL);
+			curl_multi_assign(lane->multi, fd, NULL);
 			sock_close(c, s);
 		}
 		return 0;
@@ -544,14 +609,14 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 			return -1; /* curl fails the transfer */
 		}
 		s->fd = fd;
-		s->c = c;
+		s->lane = lane;
 		s->poll.data = c;
 		s->next = c->socks;
 		if (c->socks)
 			c->socks->prev = s;
 		c->socks = s;
 		c->open_handles++;
-		curl_multi_assign(c->multi, fd, s);
+		curl_multi_assign(lane->multi, fd, s);
 	}
 	int events = 0;
 	if (what & CURL_POLL_IN)
@@ -564,25 +629,165 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
 static void on_timer(uv_timer_t *t)
 {
-	struct hd_http_client *c = t->data;
+	struct lane *lane = t->data;
 	int running;
 
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	finish_done(c);
+	curl_multi_socket_action(lane->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	finish_done(lane);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-	struct hd_http_client *c = userp;
+	struct lane *lane = userp;
 
-	if (c->closing)
+	if (lane->c->closing || !lane->multi)
 		return 0;
 	if (timeout_ms < 0)
-		uv_timer_stop(&c->timer);
+		uv_timer_stop(&lane->timer);
 	else
 		/* Even 0 waits for the loop: curl must not be re-entered here. */
-		uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
+		uv_timer_start(&lane->timer, on_timer, (uint64_t)timeout_ms, 0);
 	return 0;
+}
+
+/* ---- lanes ------------------------------------------------------------------ */
+
+/* A new lane taking requests, first on c->lanes; NULL when curl fails. */
+static struct lane *lane_new(struct hd_http_client *c)
+{
+	const struct hd_http_client_opts *o = &c->o;
+	CURLM *m = curl_multi_init();
+
+	if (!m)
+		return NULL;
+	struct lane *lane = hd_calloc(1, sizeof(*lane));
+	lane->c = c;
+	lane->multi = m;
+	curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(m, CURLMOPT_SOCKETDATA, lane);
+	curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(m, CURLMOPT_TIMERDATA, lane);
+	/* With http2 a lane runs at most max_streams requests, so an HTTP/2 host
+	 * needs one connection in it (more only when the server allows fewer
+	 * streams); a plain http:// host of an http2 client speaks HTTP/1.1. */
+	curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->max_per_host);
+	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o->max_total);
+	/* Idle connections kept for reuse: no more than may be open at all. */
+	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)o->max_total);
+	if (o->http2) {
+		curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+		/* Twice what the lane runs: curl counts a stream until its
+		 * connection noticed the end, and at its own cap it would open
+		 * another connection for the next one. */
+		curl_multi_setopt(m, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)c->lane_running_max * 2);
+	}
+	uv_timer_init(c->loop, &lane->timer);
+	lane->timer.data = lane;
+	c->open_handles++;
+	lane->next = c->lanes;
+	if (c->lanes)
+		c->lanes->prev = lane;
+	c->lanes = lane;
+	c->nlanes++;
+	return lane;
+}
+
+/* Cleans a lane's multi up (curl closes its connections and asks us to stop
+ * watching their sockets) and closes its timer; the lane is freed by the
+ * close callback. Its requests must be done or cancelled. */
+static void lane_close(struct hd_http_client *c, struct lane *lane)
+{
+	curl_multi_cleanup(lane->multi);
+	lane->multi = NULL;
+	for (struct sock *s = c->socks, *next; s; s = next) {
+		next = s->next;
+		if (s->lane == lane)
+			sock_close(c, s);
+	}
+	if (lane->prev)
+		lane->prev->next = lane->next;
+	else
+		c->lanes = lane->next;
+	if (lane->next)
+		lane->next->prev = lane->prev;
+	c->nlanes--;
+	uv_timer_stop(&lane->timer);
+	uv_close((uv_handle_t *)&lane->timer, on_lane_closed);
+}
+
+static void lanes_reap(struct hd_http_client *c)
+{
+	for (struct lane *l = c->lanes, *next; l; l = next) {
+		next = l->next;
+		if (l->retired && l->running == 0)
+			lane_close(c, l);
+	}
+}
+
+/* The lane taking requests, a new one when there is room for it, or NULL. */
+static struct lane *lane_taking(struct hd_http_client *c)
+{
+	if (c->lanes && !c->lanes->retired)
+		return c->lanes;
+	if (c->nlanes >= c->lanes_max)
+		return NULL;
+	return lane_new(c);
+}
+
+static void queue_append(struct hd_http_client *c, struct pending *p)
+{
+	p->next = NULL;
+	p->prev = c->queue_tail;
+	if (c->queue_tail)
+		c->queue_tail->next = p;
+	else
+		c->queue = p;
+	c->queue_tail = p;
+	c->queued++;
+}
+
+static void queue_unlink(struct hd_http_client *c, struct pending *p)
+{
+	if (c->queue_tail == p)
+		c->queue_tail = p->prev;
+	pending_unlink(&c->queue, p);
+	c->queued--;
+}
+
+/* Hands queued calls to the lane taking requests while it has room; a
+ * call whose whole time went by in the queue fails with HD_ETIMEOUT. */
+static void queue_pump(struct hd_http_client *c)
+{
+	while (c->queue && !c->closing) {
+		struct lane *lane = lane_taking(c);
+		struct pending *p = c->queue;
+		if (!lane && c->nlanes == 0) {
+			/* curl could not make a multi and none is left to wait for. */
+			queue_unlink(c, p);
+			defer_failure(p, HD_EINTERNAL, "curl_multi_init failed");
+			continue;
+		}
+		if (!lane || lane->running >= c->lane_running_max)
+			return;
+		queue_unlink(c, p);
+		uint64_t waited_ms = (hd_mono_us() - p->start_us) / 1000;
+		if (waited_ms >= c->o.timeout_ms) {
+			defer_failure(p, HD_ETIMEOUT, "timed out waiting for a connection");
+			continue;
+		}
+		/* The request's whole time counts from send, the queue included. */
+		curl_easy_setopt(p->easy, CURLOPT_TIMEOUT_MS, (long)(c->o.timeout_ms - waited_ms));
+		CURLMcode mrc = curl_multi_add_handle(lane->multi, p->easy);
+		if (mrc != CURLM_OK) {
+			defer_failure(p, HD_EINTERNAL, curl_multi_strerror(mrc));
+			continue;
+		}
+		pending_link(&c->calls, p);
+		p->lane = lane;
+		lane->running++;
+		if (++lane->added >= c->lane_requests)
+			lane->retired = true;
+	}
 }
 
 /* ---- extra trusted CAs ----------------------------------------------------- */
@@ -644,30 +849,25 @@ struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_
 		free(c);
 		return NULL;
 	}
-	c->multi = curl_multi_init();
-	if (!c->multi) {
+	if (o->http2) {
+		c->lanes_max = o->max_per_host;
+		c->lane_requests = o->max_requests_per_conn ? o->max_requests_per_conn : SIZE_MAX;
+		c->lane_running_max = o->max_streams ? o->max_streams : H2_STREAMS_DEFAULT;
+	} else {
+		c->lanes_max = 1;
+		c->lane_requests = SIZE_MAX;
+		c->lane_running_max = SIZE_MAX;
+	}
+	/* The first lane now, so a curl that cannot make a multi fails new. */
+	if (!lane_new(c)) {
 		hd_error_set(err, HD_EINTERNAL, "http client: curl_multi_init failed");
 		sk_X509_pop_free(c->cas, X509_free);
 		free(c);
 		return NULL;
 	}
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)o->max_per_host);
-	curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o->max_total);
-	/* Idle connections kept for reuse: no more than may be open at all. */
-	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)o->max_total);
-	if (o->http2) {
-		curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-		curl_multi_setopt(c->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
-				  (long)(o->max_streams ? o->max_streams : H2_STREAMS_DEFAULT));
-	}
-	uv_timer_init(loop, &c->timer);
 	uv_timer_init(loop, &c->kick);
-	c->timer.data = c->kick.data = c;
-	c->open_handles = 2;
+	c->kick.data = c;
+	c->open_handles++;
 	return c;
 }
 
@@ -818,12 +1018,8 @@ int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
 		defer_failure(p, HD_EINTERNAL, curl_easy_strerror(rc));
 		return 0;
 	}
-	CURLMcode mrc = curl_multi_add_handle(c->multi, p->easy);
-	if (mrc != CURLM_OK) {
-		defer_failure(p, HD_EINTERNAL, curl_multi_strerror(mrc));
-		return 0;
-	}
-	pending_link(&c->calls, p);
+	queue_append(c, p);
+	queue_pump(c);
 	return 0;
 }
 
@@ -833,9 +1029,16 @@ void hd_http_client_cancel(struct hd_http_client *c, struct hd_http_call *call)
 
 	if (!p)
 		return;
-	if (p->easy && c->multi) {
-		curl_multi_remove_handle(c->multi, p->easy);
+	if (p->lane) {
+		struct lane *lane = p->lane;
+		curl_multi_remove_handle(lane->multi, p->easy);
 		pending_unlink(&c->calls, p);
+		lane->running--;
+		/* An idle retired lane is cleaned up on the kick; room for the queue. */
+		if (!c->closing && ((lane->retired && lane->running == 0) || c->queue))
+			uv_timer_start(&c->kick, on_kick, 0, 0);
+	} else if (p->easy) {
+		queue_unlink(c, p);
 	} else {
 		pending_unlink(&c->deferred, p);
 	}
@@ -856,14 +1059,15 @@ void hd_http_client_close(struct hd_http_client *c)
 	c->closing = true;
 	while (c->calls)
 		hd_http_client_cancel(c, c->calls->call);
+	while (c->queue)
+		hd_http_client_cancel(c, c->queue->call);
 	while (c->deferred)
 		hd_http_client_cancel(c, c->deferred->call);
 	/* curl closes its cached connections and asks us to stop watching them. */
-	curl_multi_cleanup(c->multi);
-	c->multi = NULL;
+	while (c->lanes)
+		lane_close(c, c->lanes);
 	while (c->socks)
 		sock_close(c, c->socks);
-	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&c->kick, on_handle_closed);
 }
 

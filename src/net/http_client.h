@@ -27,6 +27,16 @@
  *     another (so max_per_host bounds the connections to one host), at
  *     most max_streams run at once on one connection, and an idle
  *     connection is reused for up to an hour;
+ *   - with http2, a connection takes at most max_streams requests at once
+ *     (the rest wait in the client, in order, their time counting) and at
+ *     most max_requests_per_conn in all: then a new connection takes the
+ *     next ones and the old one is closed when its last answer came (at
+ *     most max_per_host connections at once, old ones included). Why: curl
+ *     7.88 sends RST_STREAM for every stream after its answer, and an
+ *     nghttp2 >= 1.57 server (Node's among them) counts those as a "rapid
+ *     reset" flood and ends the connection with GOAWAY(INTERNAL_ERROR) after
+ *     1,000 (then refills 33 a second), cutting off streams it may already
+ *     have processed;
  *   - with ca_file, the certificates in it are trusted next to the
  *     system's (read once at new: a missing or empty file fails new);
  *   - a request whose HTTP/2 stream or connection ended before an answer
@@ -58,6 +68,9 @@ struct hd_http_client_opts {
 	bool http2;                   /* HTTP/2 and multiplexing, see above */
 	uint32_t max_streams;         /* with http2: streams at once per connection;
 					 0 = 100 (curl's default) */
+	uint32_t max_requests_per_conn; /* with http2: requests one connection carries
+					 in all before it takes no more and is closed
+					 once idle; 0 = no limit (see below) */
 	const char *ca_file;          /* extra trusted CAs (PEM), "" or NULL = none;
 					 borrowed during new only */
 };

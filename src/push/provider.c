@@ -20,6 +20,10 @@
 #define PROVIDER_CONNECT_TIMEOUT_MS_MAX 5000
 #define PROVIDER_INFLIGHT_DEFAULT 1000
 #define PROVIDER_CONNECTIONS_DEFAULT 2
+/* Requests one provider connection carries before herald opens the next:
+ * under the 1,000 RST_STREAM frames an nghttp2 server takes in a burst (curl
+ * 7.88 sends one after every answer; see net/http_client.h). */
+#define PROVIDER_REQUESTS_PER_CONN 900
 /* Answers of push services are small; longer bodies are cut. */
 #define PROVIDER_RESPONSE_MAX 16384
 
@@ -57,6 +61,7 @@ void hd_provider_http_opts(const struct hd_push_provider_opts *o, struct hd_http
 	out->allow_private = o->allow_private;
 	out->user_agent = "herald/" HD_VERSION;
 	out->http2 = true;
+	out->max_requests_per_conn = PROVIDER_REQUESTS_PER_CONN;
 	out->ca_file = o->ca_file;
 }
 

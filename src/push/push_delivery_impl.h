@@ -64,6 +64,8 @@ struct hd_push_delivery_event {
 	bool built[3];
 	struct hd_push_delivery_send **sends;
 	size_t nsends, open;
+	size_t nended;                /* sends ended (an event of 10,000 must not count them
+					 on every end) */
 	bool failed;                  /* a send ran out of attempts */
 	char fail_reason[HD_PUSH_REASON_MAX];
 	uint32_t fail_attempts;

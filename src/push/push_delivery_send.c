@@ -166,11 +166,11 @@ static void event_end(struct hd_push_delivery_event *e)
 static void send_end(struct hd_push_delivery_send *x)
 {
 	struct hd_push_delivery_event *e = x->e;
-	x->ended = true;
-	size_t left = 0;
-	for (size_t i = 0; i < e->nsends; i++)
-		left += !e->sends[i]->ended;
-	if (left == 0)
+	if (!x->ended) {
+		x->ended = true;
+		e->nended++;
+	}
+	if (e->nended == e->nsends)
 		event_end(e);
 }
 

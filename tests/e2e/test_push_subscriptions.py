@@ -534,7 +534,15 @@ def test_fcm_quota_pauses_the_provider(herald_factory, providers):
     device(h, "95", "b", {"platform": "fcm", "token": b})
     sid = create(h, {"topic": "user:95", "to": "user"}).json()["id"]
     off1 = notify(h, "95", {"n": 1})["offset"]
+    device(h, "96", "c", {"platform": "fcm", "token": "fcm-quota-c-96"})
     wait_for(lambda: providers.fcm_got(q), 30, what="the 429")
+    # The pause holds test sends too: 429 with the time left (until herald has
+    # read the 429, the test push goes out).
+    test = wait_for(lambda: (lambda r: [r] if r.status_code == 429 else None)(  # a 429 Response is falsy
+        requests.post(f"{h.url}/v1/users/96/devices/c/test", headers=H, timeout=10)), 1.5,
+        what="the test send to answer the pause")[0]
+    assert 1 <= int(test.headers["Retry-After"]) <= 2
+    assert test.json()["error"]["code"] == "too_many_requests"
     wait_for(lambda: providers.fcm_got(b), 30, what="the first push to b")
     # 429 with Retry-After: 2 paused every FCM send, b's included, then they resume.
     t = time.monotonic()
@@ -582,3 +590,44 @@ def test_goaway_mid_fan_out_loses_nothing(herald_factory, providers):
         ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + "/stats"],
         capture_output=True, timeout=30, check=True).stdout)
     assert stats["goaways"] == 1 and len(by_token()[tokens[n // 2]]) == events
+
+
+def test_big_fan_out_sends_each_device_once(herald_factory, providers):
+    # 2,400 devices, one event: curl 7.88 sends RST_STREAM after every answer
+    # and the mock's nghttp2 ends a connection with GOAWAY after 1,000 of
+    # them; herald moves to a new connection before that, so no stream is cut
+    # off after the mock processed it and no device gets the push twice.
+    n = 2400
+    h = server(herald_factory, providers, ["--push-max-devices-per-user", "1000"])
+    tokens = ["ab" + hexs(f"big-{i}")[2:] for i in range(n)]  # no prefix the mock answers with an error
+    with requests.Session() as http:  # one connection: under --connection-rate-per-ip
+        for i, t in enumerate(tokens):
+            r = http.put(f"{h.url}/v1/users/big{i // 1000}/devices/d{i}", headers=H, timeout=10,
+                         json={"platform": "apns", "token": t, "topics": ["bigfan"]})
+            assert r.status_code == 201, r.text
+
+    def stats(path="/stats"):
+        return json.loads(subprocess.run(
+            ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + path],
+            capture_output=True, timeout=30, check=True).stdout)
+
+    before = stats("/stats/mark")  # the most open at once counts from here
+    sid = create(h, {"topic": "bigfan", "to": "followers", "start": "oldest"}).json()["id"]
+    off = publish_ce(h, "bigfan", "com.example.fan", {"big": 1})["offset"]
+    wait_for(lambda: sub_info(h, sid)["positions"].get("bigfan") == off, 50, interval=0.2,
+             what="the fan-out to end")
+    s = sub_info(h, sid)
+    assert s["sent"] == n and s["failed"] == 0 and s["dead_lettered"] == 0, json.dumps(s)
+    by = json.loads(subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "--cacert", providers.cert, providers.apns_url + "/by-token"],
+        capture_output=True, timeout=30, check=True).stdout)
+    twice = [t for t in tokens if len(by.get(t, [])) != 1]
+    assert not twice, f"{len(twice)} devices did not get exactly one push"
+    after = stats()
+    assert after["requests"] - before["requests"] == n
+    assert after["most_open"] <= 3, after["most_open"]  # herald's at most 2, and curl reading these stats
+    new = {k: v for k, v in after["per_session"].items() if v != before["per_session"].get(k)}
+    assert all(v < 1000 for v in new.values()), new
+    text = requests.get(h.url + "/metrics", headers=H, timeout=10).text
+    assert 'herald_push_sends_total{provider="apns",result="retry"} ' not in text or \
+        metric(h, 'herald_push_sends_total{provider="apns",result="retry"}') == 0

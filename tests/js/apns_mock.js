@@ -10,7 +10,9 @@
 //   dead2… the first request for each token: GOAWAY (last stream 0: every
 //          stream in flight on that connection is refused), then as usual
 // GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions","goaways",
-// "last":{token,headers,body}}; GET /by-token answers {device token:
+// "open" (sessions open now), "most_open" (most open at once since the start or
+// the last GET /stats/mark), "per_session":
+// {session number: device requests on it}, "last":{token,headers,body}}; GET /by-token answers {device token:
 // [{headers,body}] of every request to it}. Other paths (for net/http_client's tests):
 // /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
 // /h2/refuse refuses the stream, /h2/goaway sends GOAWAY and refuses it.
@@ -24,7 +26,8 @@ const fs = require('fs');
 const [certFile, keyFile, pubFile, keyId, teamId, topic] = process.argv.slice(2);
 const pub = pubFile ? crypto.createPublicKey(fs.readFileSync(pubFile)) : null;
 const C = http2.constants;
-const stats = { requests: 0, tokens: [], sessions: 0, goaways: 0, last: null };
+const stats = { requests: 0, tokens: [], sessions: 0, open: 0, most_open: 0, goaways: 0, per_session: {},
+  last: null };
 const byToken = {};
 let sessionNo = 0;
 const goawaySeen = new Set();
@@ -67,6 +70,8 @@ function answer(stream, status, reason, extra) {
 
 function device(stream, h, token, body) {
   stats.requests++;
+  const no = stream.session.no;
+  stats.per_session[no] = (stats.per_session[no] || 0) + 1;
   stats.last = { token, headers: h, body: body.toString('utf8') };
   (byToken[token] = byToken[token] || []).push({ headers: h, body: stats.last.body });
   const bad = checkBearer(h.authorization);
@@ -93,7 +98,14 @@ const server = http2.createSecureServer({
   cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile),
 });
 server.on('sessionError', () => {});
-server.on('session', (s) => { s.no = ++sessionNo; stats.sessions++; s.on('error', () => {}); });
+server.on('session', (s) => {
+  s.no = ++sessionNo;
+  stats.sessions++;
+  stats.open++;
+  stats.most_open = Math.max(stats.most_open, stats.open);
+  s.on('error', () => {});
+  s.on('close', () => { stats.open--; });
+});
 server.on('stream', (stream, h) => {
   stream.on('error', () => {});
   const path = h[':path'];
@@ -113,7 +125,12 @@ server.on('stream', (stream, h) => {
   stream.on('data', (d) => chunks.push(d));
   stream.on('end', () => {
     const body = Buffer.concat(chunks);
-    if (path === '/stats') {
+    if (path === '/stats/mark') { // most_open counts from now
+      stats.most_open = stats.open;
+      stats.requests_at_mark = stats.requests;
+      stream.respond({ ':status': 200, 'content-type': 'application/json' });
+      stream.end(JSON.stringify(stats));
+    } else if (path === '/stats') {
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.end(JSON.stringify(stats));
     } else if (path === '/by-token') {

@@ -72,18 +72,25 @@ static int teardown(void **state)
 	return 0;
 }
 
-static struct hd_http_client *client(struct fixture *f, const char *ca, uint32_t per_host)
+static struct hd_http_client *client_conn(struct fixture *f, const char *ca, uint32_t per_host,
+					  uint32_t streams, uint32_t per_conn)
 {
 	struct hd_http_client_opts o = {
 		.timeout_ms = 10000, .connect_timeout_ms = 5000, .max_per_host = per_host,
 		.max_total = 4, .max_inflight = 100, .max_response = 1024, .allow_private = true,
-		.user_agent = "test", .http2 = true, .max_streams = 50, .ca_file = ca,
+		.user_agent = "test", .http2 = true, .max_streams = streams,
+		.max_requests_per_conn = per_conn, .ca_file = ca,
 	};
 	struct hd_error err = {0};
 	struct hd_http_client *c = hd_http_client_new(&f->loop, &o, &err);
 
 	assert_non_null(c);
 	return c;
+}
+
+static struct hd_http_client *client(struct fixture *f, const char *ca, uint32_t per_host)
+{
+	return client_conn(f, ca, per_host, 50, 0);
 }
 
 static void on_done(struct hd_http_call *call)
@@ -254,6 +261,50 @@ static void test_want_limits(void **state)
 	uv_loop_close(&loop);
 }
 
+/* max_requests_per_conn 5, 4 streams at once, 2 connections: 20 requests
+ * (one cancelled while it waits in the client) are answered, no connection
+ * carries more than 5, and the cancelled one never runs done(). */
+static void test_connection_rotation(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		skip();
+	struct hd_http_client *c = client_conn(f, f->ca, 2, 4, 5);
+	char url[128];
+	struct hd_http_call calls[PARALLEL];
+	struct result res[PARALLEL];
+	int per_session[64] = {0};
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/h2/ok", f->port);
+	memset(calls, 0, sizeof(calls));
+	memset(res, 0, sizeof(res));
+	for (int i = 0; i < PARALLEL; i++) {
+		calls[i] = (struct hd_http_call){.url = url, .method = "POST", .body = "x",
+						 .body_len = 1, .done = on_done, .arg = &res[i]};
+		assert_int_equal(hd_http_client_send(c, &calls[i]), 0);
+	}
+	/* The last one waits in the client (4 run at once at most). */
+	hd_http_client_cancel(c, &calls[PARALLEL - 1]);
+	assert_int_equal(hd_http_client_inflight(c), PARALLEL - 1);
+	wait_all(f, res, PARALLEL - 1);
+	for (int i = 0; i < PARALLEL - 1; i++) {
+		int no = 0;
+		assert_int_equal(res[i].err, 0);
+		assert_int_equal(res[i].status, 200);
+		assert_int_equal(sscanf(res[i].body, "h2 %d", &no), 1);
+		assert_true(no > 0 && no < 64);
+		per_session[no]++;
+	}
+	int sessions = 0;
+	for (int i = 0; i < 64; i++) {
+		assert_true(per_session[i] <= 5);
+		sessions += per_session[i] > 0;
+	}
+	assert_true(sessions >= 4);
+	assert_false(res[PARALLEL - 1].done);
+	close_client(f, c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -262,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_multiplexed),
 		cmocka_unit_test(test_refused_and_goaway),
 		cmocka_unit_test(test_untrusted_without_ca),
+		cmocka_unit_test(test_connection_rotation),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
