@@ -58,8 +58,10 @@ static const struct opt opts[] = {
 	 .help = "Least severe log level written to stderr."},
 	{"body-max", T_SIZE, G(body_max), .def = "1m", .min = "1k", .max = "64m",
 	 .help = "Largest request body accepted; larger ones get 413."},
-	{"header-max", T_SIZE, G(header_max), .def = "8k", .min = "1k", .max = "64k",
-	 .help = "Largest request line plus headers; larger ones get 431."},
+	{"header-max", T_SIZE, G(header_max), .def = "72k", .min = "1k", .max = "80k",
+	 .help = "Largest request line plus headers; larger ones get 431. The default lets a "
+		 "binary-mode CloudEvent of 64 KiB carry any of it in ce- headers (the spec's size "
+		 "every intermediary must forward); heads are buffered only as large as they come."},
 	{"max-headers", T_UINT, G(max_headers), .def = "100", .min = "8", .max = "1000",
 	 .help = "Most header fields in one request; more get 431."},
 	{"header-timeout", T_DURATION, G(header_timeout_ms), .def = "10s", .min = "100ms", .max = "5m",
@@ -279,6 +281,10 @@ static const struct opt opts[] = {
 	{"presence-access", T_ENUM, NS(presence_access), .def = "subscribe",
 	 .choices = "subscribe|subscribed|none",
 	 .help = "Which WebSocket clients may see presence (as for history-access). Namespace option."},
+	{"ws-publication", T_ENUM, NS(ws_publication), .def = "payload", .choices = "payload|envelope",
+	 .help = "What a WebSocket publication's data is: payload = the event's data, with its other "
+		 "attributes in the publication's tags (what Centrifugo SDK apps expect); envelope = the "
+		 "whole CloudEvent. Namespace option."},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

@@ -54,6 +54,7 @@ struct hd_ns_opts {
 	char publish[16];              /* anonymous | authenticated | token | none */
 	char history_access[16];       /* subscribe | subscribed | none */
 	char presence_access[16];      /* subscribe | subscribed | none */
+	char ws_publication[16];       /* payload | envelope (docs/websocket.md) */
 };
 
 struct hd_namespace {

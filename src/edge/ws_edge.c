@@ -23,6 +23,7 @@
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
 #include "proto/cloudevent.h"
+#include "proto/fossil.h"
 
 #include <assert.h>
 #include <http_parser.h>
@@ -36,6 +37,10 @@
 #define HISTORY_MAX 1000               /* events in one history reply */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
+/* The epoch replied for a topic that does not exist yet (real epochs are 16
+ * hex digits, so it never equals one). A recover that sends it back matches
+ * whatever the topic is now: the topic was created after that subscribe. */
+#define EPOCH_NEW "new"
 
 struct session;
 
@@ -48,6 +53,8 @@ struct chan_sub {
 	bool live;                 /* the reply went out: fired events are sent */
 	bool server_side;
 	bool join_leave;           /* the client asked for join/leave pushes */
+	bool delta;                /* fossil delta compression negotiated */
+	struct hd_rcbuf *base;     /* delta: the last event sent (a reference), or NULL */
 	bool overflow;             /* more than HD_WS_EDGE_HELD_MAX fired while not live */
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
@@ -59,6 +66,8 @@ struct chan_sub {
 struct sub_init {
 	struct chan_sub *sub;
 	bool recover;
+	bool reject_unrecovered;       /* flag 2: error 112 instead of recovered:false */
+	bool unrecoverable;            /* set when recovery failed and reject_unrecovered */
 	uint64_t offset;
 	char epoch[HD_EPOCH_LEN + 1];
 	struct hd_centrifuge_sub_result res;   /* filled when its read is done */
@@ -119,6 +128,7 @@ struct session {
 
 struct frame_slot {
 	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
+	struct hd_rcbuf *base;         /* delta frames: the event it is a delta from (a reference) */
 	struct hd_rcbuf *frame;
 };
 
@@ -130,6 +140,7 @@ struct hd_ws_edge {
 	size_t count;
 	bool stopping;
 	struct frame_slot cache[FRAME_CACHE];
+	struct frame_slot delta_cache[FRAME_CACHE]; /* delta-compressed frames, by (event, base) */
 };
 
 static void pump(struct session *s);
@@ -223,6 +234,12 @@ static void reply_empty(struct session *s, uint32_t id, enum hd_centrifuge_metho
 	hd_buf_fini(&b);
 }
 
+/* Whether publications of topic carry the payload (ws-publication). */
+static bool topic_payload(const struct hd_ws_edge *e, const char *topic)
+{
+	return strcmp(hd_hub_ns(e->hub, topic)->ws_publication, "envelope") != 0;
+}
+
 /* The shared push frame of ev on topic: encoded once, cached by the
  * event's JSON buffer. Returns a new reference. */
 static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
@@ -234,7 +251,8 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 		return hd_rcbuf_ref(c->frame);
 
 	struct hd_buf b;
-	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset};
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
+				       .payload = topic_payload(e, topic)};
 	hd_buf_init(&b, ev->json->len + 1024);
 	hd_centrifuge_push_pub(&b, topic, &pub);
 	struct hd_rcbuf *f = text_frame(b.data, b.len);
@@ -248,13 +266,75 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 	return f;
 }
 
+static void slot_clear(struct frame_slot *c)
+{
+	if (c->json) {
+		hd_rcbuf_unref(c->json);
+		hd_rcbuf_unref(c->frame);
+	}
+	if (c->base)
+		hd_rcbuf_unref(c->base);
+	*c = (struct frame_slot){0};
+}
+
+/*
+ * The push frame of ev for delta subscribers whose last publication was
+ * base (NULL: none yet): a fossil delta from base's text when that is
+ * smaller, else the whole text, as a JSON string. Subscribers in step
+ * share one base, so the delta is computed once per publication per topic.
+ * Returns a new reference.
+ */
+static struct hd_rcbuf *delta_frame(struct hd_ws_edge *e, const char *topic, const struct hd_stored_event *ev,
+				    struct hd_rcbuf *base)
+{
+	size_t slot = (((uintptr_t)ev->json >> 4) ^ ((uintptr_t)base >> 4)) % FRAME_CACHE;
+	struct frame_slot *c = &e->delta_cache[slot];
+	if (c->json == ev->json && c->base == base)
+		return hd_rcbuf_ref(c->frame);
+
+	bool payload = topic_payload(e, topic);
+	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
+				       .payload = payload, .as_string = true};
+	struct hd_buf d, b;
+	hd_buf_init(&d, ev->json->len + 1024);
+	if (base) {
+		struct hd_centrifuge_pub prev = {.data = base->data, .len = base->len, .payload = payload};
+		const char *from, *to;
+		size_t fn, tn;
+		hd_centrifuge_pub_text(&prev, &from, &fn);
+		hd_centrifuge_pub_text(&pub, &to, &tn);
+		if (hd_fossil_delta(from, fn, to, tn, &d) == 0 && d.len < tn) {
+			pub.delta = d.data;
+			pub.delta_len = d.len;
+		}
+	}
+	hd_buf_init(&b, 6 * ev->json->len + 1024); /* a JSON string escapes each byte to at most 6 */
+	hd_centrifuge_push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	hd_buf_fini(&b);
+	hd_buf_fini(&d);
+	slot_clear(c);
+	c->json = hd_rcbuf_ref(ev->json);
+	c->base = base ? hd_rcbuf_ref(base) : NULL;
+	c->frame = hd_rcbuf_ref(f);
+	return f;
+}
+
 /* Sends ev to a live subscription if it is new to it. */
 static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 {
 	if (ev->offset <= sub->cursor)
 		return;
 	sub->cursor = ev->offset;
-	struct hd_rcbuf *f = push_frame(sub->s->edge, sub->name, ev);
+	struct hd_rcbuf *f;
+	if (sub->delta) {
+		f = delta_frame(sub->s->edge, sub->name, ev, sub->base);
+		if (sub->base)
+			hd_rcbuf_unref(sub->base);
+		sub->base = hd_rcbuf_ref(ev->json);
+	} else {
+		f = push_frame(sub->s->edge, sub->name, ev);
+	}
 	send_frame(sub->s, f);
 	hd_rcbuf_unref(f);
 }
@@ -328,6 +408,8 @@ static void sub_free(struct session *s, struct chan_sub *sub)
 {
 	hd_hub_unwatch(s->edge->hub, &sub->watch);
 	sub_drop_held(sub);
+	if (sub->base)
+		hd_rcbuf_unref(sub->base);
 	free(sub);
 }
 
@@ -455,7 +537,8 @@ static void init_result(struct session *s, struct sub_init *in)
 	res->channel = sub->name;
 	res->recoverable = true;
 	res->positioned = true;
-	memcpy(sub->epoch, r->epoch, sizeof(sub->epoch));
+	res->delta = sub->delta;
+	snprintf(sub->epoch, sizeof(sub->epoch), "%s", r->epoch[0] ? r->epoch : EPOCH_NEW);
 	res->epoch = sub->epoch;
 	res->offset = r->last;
 	sub->cursor = r->last;
@@ -463,8 +546,11 @@ static void init_result(struct session *s, struct sub_init *in)
 		return;
 	res->was_recovering = true;
 	hd_metrics_inc(HD_M_ws_recoveries_total);
-	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max &&
-		  (!in->epoch[0] || strcmp(in->epoch, r->epoch) == 0);
+	/* A position past 0 needs its epoch: without one it names nothing
+	 * herald can check. Offset 0 (getState's "from the start") needs none. */
+	bool epoch_ok = in->epoch[0] ? strcmp(in->epoch, sub->epoch) == 0 || strcmp(in->epoch, EPOCH_NEW) == 0
+				     : in->offset == 0;
+	bool ok = !r->truncated && in->offset <= r->last && r->n <= s->edge->opts.recover_max && epoch_ok;
 	if (ok && r->n > 0 && r->events[r->n - 1].offset != r->last) {
 		/* The read stopped early (count or byte cap) unless the rest
 		 * expired by TTL, which a shorter read than asked shows. */
@@ -475,21 +561,30 @@ static void init_result(struct session *s, struct sub_init *in)
 	}
 	if (!ok) {
 		hd_metrics_inc(HD_M_ws_recovery_failures_total);
+		in->unrecoverable = in->reject_unrecovered;
 		return;
 	}
 	res->recovered = true;
 	res->offset = in->offset;
 	if (r->n) {
+		bool payload = topic_payload(s->edge, sub->name);
 		in->pubs = hd_calloc(r->n, sizeof(*in->pubs));
 		for (size_t i = 0; i < r->n; i++) {
 			in->pubs[i].data = r->events[i].json->data;
 			in->pubs[i].len = r->events[i].json->len;
 			in->pubs[i].offset = r->events[i].offset;
+			in->pubs[i].payload = payload;
+			in->pubs[i].as_string = sub->delta; /* whole: the SDK's delta base */
 		}
 		res->pubs = in->pubs;
 		res->npubs = r->n;
 		/* The client advances its offset with each publication. */
 		sub->cursor = r->events[r->n - 1].offset;
+		if (sub->delta) {
+			if (sub->base)
+				hd_rcbuf_unref(sub->base);
+			sub->base = hd_rcbuf_ref(r->events[r->n - 1].json);
+		}
 	}
 }
 
@@ -550,6 +645,12 @@ static void op_reply_subs(struct session *s, struct op *op)
 		if (hd_centrifuge_reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
 		free(subs);
+	} else if (op->inits[0].unrecoverable) {
+		/* The client asked (getState) to reload rather than resume. */
+		sub_remove(s, op->inits[0].sub);
+		hd_buf_fini(&b);
+		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
+		return;
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
@@ -622,6 +723,7 @@ static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_cen
 		in->recover = true;
 		in->offset = req->offset;
 		snprintf(in->epoch, sizeof(in->epoch), "%s", req->epoch);
+		in->reject_unrecovered = (req->flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED) != 0;
 	}
 	return true;
 }
@@ -817,6 +919,16 @@ static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *
 static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	char chan[HD_TOPIC_NAME_MAX + 1];
+	if (cmd->sub.type != 0) {
+		/* Map (1-3) and shared-poll (4) subscriptions: a normal stream
+		 * reply would leave the SDK waiting for a state it never gets. */
+		char msg[128];
+		snprintf(msg, sizeof(msg), "not available: subscription type %d (%s); herald has stream "
+			 "subscriptions only", (int)cmd->sub.type,
+			 cmd->sub.type == 4 ? "shared poll" : cmd->sub.type <= 3 && cmd->sub.type > 0 ? "map" : "unknown");
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, msg, false);
+		return;
+	}
 	if (!sub_token_ok(s, cmd, chan) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;
@@ -834,6 +946,8 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 		return;
 	}
 	sub->join_leave = cmd->sub.join_leave;
+	/* Delta compression when asked for by name; any other is not negotiated. */
+	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
 	struct op *op = op_new(s, cmd);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
 	op_add_init(op, sub, &cmd->sub);
@@ -882,20 +996,24 @@ static void history_done(struct hd_read *r)
 	}
 	if (r->err) {
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
-	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0) {
+	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0 &&
+		   strcmp(op->epoch, EPOCH_NEW) != 0) {
 		reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
 	} else {
 		size_t n = op->limit == 0 ? 0 : r->n;
+		bool payload = topic_payload(s->edge, op->topic);
 		struct hd_centrifuge_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
 		for (size_t i = 0; i < n; i++) {
 			size_t j = op->reverse ? n - 1 - i : i;
 			pubs[i].data = r->events[j].json->data;
 			pubs[i].len = r->events[j].json->len;
 			pubs[i].offset = r->events[j].offset;
+			pubs[i].payload = payload;
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch, r->last))
+		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch[0] ? r->epoch : EPOCH_NEW,
+						r->last))
 			hd_buf_reset(&b);
 		send_json(s, &b);
 		hd_buf_fini(&b);
@@ -910,22 +1028,29 @@ static void cmd_history(struct session *s, const struct hd_centrifuge_command *c
 {
 	if (!channel_ok(s, cmd, HD_ACL_HISTORY, NULL))
 		return;
-	if (cmd->reverse && cmd->has_since) {
-		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST,
-			    "reverse history from a position is not supported", false);
-		return;
-	}
 	struct op *op = op_new(s, cmd);
 	op->limit = cmd->limit;
 	op->reverse = cmd->reverse && cmd->limit != 0;
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
 	op->r.topic = op->topic;
 	op->r.limit = cmd->limit < 0 || cmd->limit > HISTORY_MAX ? HISTORY_MAX : (uint32_t)cmd->limit;
-	if (cmd->has_since) {
-		op->r.after = cmd->since_offset;
+	if (cmd->has_since)
 		snprintf(op->epoch, sizeof(op->epoch), "%s", cmd->since_epoch);
+	if (cmd->has_since && op->reverse) {
+		/* Older than since.offset, newest first: the `limit` before it. */
+		uint64_t before = cmd->since_offset ? cmd->since_offset - 1 : 0;
+		op->next = 1; /* one read: no phase for the position */
+		op->r.after = before > op->r.limit ? before - op->r.limit : 0;
+		op->r.limit = (uint32_t)(before - op->r.after);
+		if (op->r.limit == 0) {
+			op->r.after = READ_TOP_AFTER;
+			op->r.limit = 1;
+			op->limit = 0; /* only the position */
+		}
+	} else if (cmd->has_since) {
+		op->r.after = cmd->since_offset;
 	}
-	if (cmd->limit == 0 || op->reverse)
+	if (cmd->limit == 0 || (op->reverse && !cmd->has_since))
 		op->r.after = READ_TOP_AFTER; /* the position only (phase one of reverse) */
 	if (cmd->limit == 0)
 		op->r.limit = 1;
@@ -1060,8 +1185,11 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 			hd_buf_reset(&b);
 		free(info);
 	} else {
-		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n,
-					   (uint32_t)hd_hub_presence_users(c, n));
+		/* Centrifugo counts an anonymous client as one user. */
+		size_t users = hd_hub_presence_users(c, n);
+		for (size_t i = 0; i < n; i++)
+			users += c[i]->user[0] == '\0';
+		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
 	}
 	send_json(s, &b);
 	hd_buf_fini(&b);
@@ -1071,6 +1199,48 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
+}
+
+/* herald has no RPC handlers (Centrifugo without an RPC proxy answers so). */
+static void cmd_rpc(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, "not available", false);
+}
+
+/*
+ * sub_refresh {channel, token}: a new subscription token for a channel the
+ * session is subscribed to (centrifuge-js sends it before the old one's
+ * exp). Checked like subscribe's token; answers its expiry.
+ */
+static void cmd_sub_refresh(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (!sub_find(s, cmd->sub.channel)) {
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL, "not subscribed", false);
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+	} else if (rc || !claims.channel || strcmp(claims.channel, cmd->sub.channel) != 0 ||
+		   strcmp(claims.sub, s->conn.user) != 0) {
+		hd_log_info("ws sub_refresh token refused client=%s channel=%s: %s", s->conn.id,
+			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
+		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED,
+			    "permission denied: invalid subscription token", false);
+	} else {
+		struct hd_buf b;
+		uint32_t ttl = claims.exp ? (claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1) : 0;
+		hd_buf_init(&b, 256);
+		hd_centrifuge_reply_sub_refresh(&b, cmd->id, ttl != 0, ttl);
+		send_json(s, &b);
+		hd_buf_fini(&b);
+	}
+	hd_jwt_claims_fini(&claims);
 }
 
 /* The commands a client with an id may send, by method; NULL: method not
@@ -1086,6 +1256,8 @@ static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
 	[HD_CENTRIFUGE_PRESENCE_STATS] = cmd_presence,
 	[HD_CENTRIFUGE_REFRESH] = cmd_refresh,
 	[HD_CENTRIFUGE_PING] = cmd_ping,
+	[HD_CENTRIFUGE_RPC] = cmd_rpc,
+	[HD_CENTRIFUGE_SUB_REFRESH] = cmd_sub_refresh,
 };
 
 /* Runs one command line. */
@@ -1243,6 +1415,8 @@ static void session_release(struct session *s)
 		if (!sub->server_side)
 			join_leave(e, s, sub->name, false);
 		sub_drop_held(sub);
+		if (sub->base)
+			hd_rcbuf_unref(sub->base);
 		free(sub);
 	}
 	if (s->registered)
@@ -1398,10 +1572,8 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 {
 	assert(e->count == 0);
 	for (size_t i = 0; i < FRAME_CACHE; i++) {
-		if (e->cache[i].json) {
-			hd_rcbuf_unref(e->cache[i].json);
-			hd_rcbuf_unref(e->cache[i].frame);
-		}
+		slot_clear(&e->cache[i]);
+		slot_clear(&e->delta_cache[i]);
 	}
 	free(e);
 }

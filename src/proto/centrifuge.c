@@ -41,6 +41,7 @@
 #define CF_MEMBERS_MAX 64  /* members of one object of a command; more → HD_EINVAL */
 #define CF_KEY_MAX 96      /* a member name token longer than this names nothing we read */
 #define CF_WHERE_MAX 112   /* "connect.subs[\"<channel, shortened>\"]" */
+#define PUB_MEMBERS_MAX 136 /* members of a stored event: the CloudEvents limit (128), topic, offset */
 
 static const char empty[] = "";
 
@@ -83,6 +84,8 @@ static const struct field sub_fields[] = {
 	{"recoverable", F_BOOL, SUB(recoverable)},
 	{"join_leave", F_BOOL, SUB(join_leave)},
 	{"flag", F_I64, SUB(flag)},
+	{"delta", F_STR, SUB(delta)},
+	{"type", F_I32, SUB(type)},
 };
 
 /* The other objects decode into the struct hd_centrifuge_command. */
@@ -396,7 +399,7 @@ static int decode_object(struct dec *d, struct span obj, const char *where,
 static void sub_req_init(struct hd_centrifuge_sub_req *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->channel = s->token = s->epoch = empty;
+	s->channel = s->token = s->epoch = s->delta = empty;
 }
 
 /* Decodes connect.subs: a map channel → SubscribeRequest. */
@@ -728,16 +731,133 @@ static void reply_close(struct obj *inner, struct obj *top)
 	obj_close(top);
 }
 
-/* Publication: data 4, offset 6. */
+/* Whether the member name token tok[0, n) (quotes included) is lit. */
+static bool key_is(const char *tok, size_t n, const char *lit)
+{
+	size_t l = strlen(lit);
+	return n == l + 2 && memcmp(tok + 1, lit, l) == 0;
+}
+
+/* Splits a stored event into members; false when it is not an object. */
+static bool event_members(const struct hd_centrifuge_pub *p, struct hd_json_text_span *sp, size_t *n,
+			  size_t *data, bool *base64)
+{
+	const char *ev = p->data;
+
+	*data = SIZE_MAX;
+	*base64 = false;
+	if (p->len < 2 || ev[0] != '{' || ev[p->len - 1] != '}' ||
+	    hd_json_text_members(ev, p->len, sp, PUB_MEMBERS_MAX, n))
+		return false;
+	for (size_t i = 0; i < *n; i++) {
+		const char *k = ev + sp[i].key_off;
+		if (key_is(k, sp[i].key_len, "data") || key_is(k, sp[i].key_len, "data_base64")) {
+			*data = i;
+			*base64 = key_is(k, sp[i].key_len, "data_base64");
+		}
+	}
+	return true;
+}
+
+void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n)
+{
+	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
+	size_t count, data;
+	bool base64;
+
+	*text = p->data;
+	*n = p->len;
+	if (!p->payload || !event_members(p, sp, &count, &data, &base64))
+		return;
+	if (data == SIZE_MAX) {
+		*text = "null";
+		*n = 4;
+		return;
+	}
+	*text = p->data + sp[data].val_off;
+	*n = sp[data].val_len;
+}
+
+/* The data member: raw text, or (delta compression) a JSON string. */
+static void put_data(struct obj *j, const struct hd_centrifuge_pub *p, const char *text, size_t n)
+{
+	if (p->delta || p->as_string) {
+		if (!text) {
+			text = "null";
+			n = 4;
+		}
+		key(j, "data");
+		put(j->o, "\"", 1);
+		if (j->o->rc == 0)
+			j->o->rc = p->delta ? hd_buf_json_escape(j->o->b, p->delta, p->delta_len)
+					    : hd_buf_json_escape(j->o->b, text, n);
+		put(j->o, "\"", 1);
+	} else if (text && n) {
+		key(j, "data");
+		put_raw(j->o, text, n);
+	}
+}
+
+/* The members of a payload publication (see hd_centrifuge_pub): data 4,
+ * offset 6, tags 7. Returns false, writing nothing, when ev is not an
+ * object whose members can be split. */
+static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
+{
+	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
+	const char *ev = p->data;
+	size_t n, data;
+	bool base64;
+
+	if (!event_members(p, sp, &n, &data, &base64))
+		return false;
+	if (data != SIZE_MAX)
+		put_data(j, p, ev + sp[data].val_off, sp[data].val_len);
+	else
+		put_data(j, p, NULL, 0);
+	m_u64(j, "offset", p->offset);
+	struct obj tags = {.o = j->o};
+	for (size_t i = 0; i < n; i++) {
+		const char *k = ev + sp[i].key_off, *v = ev + sp[i].val_off;
+		size_t kl = sp[i].key_len, vl = sp[i].val_len;
+		if (i == data || key_is(k, kl, "specversion") || key_is(k, kl, "topic") ||
+		    key_is(k, kl, "offset") || v[0] == 'n' || v[0] == '{' || v[0] == '[')
+			continue;
+		if (!tags.any)
+			key(j, "tags");
+		put(j->o, tags.any ? "," : "{", 1);
+		tags.any = true;
+		put(j->o, k, kl);
+		put(j->o, ":", 1);
+		if (v[0] == '"') {
+			put(j->o, v, vl);
+		} else {
+			/* A number or a boolean: its text needs no escaping. */
+			put(j->o, "\"", 1);
+			put(j->o, v, vl);
+			put(j->o, "\"", 1);
+		}
+	}
+	if (base64) {
+		if (!tags.any)
+			key(j, "tags");
+		put_lit(j->o, tags.any ? ",\"data_base64\":\"true\"" : "{\"data_base64\":\"true\"");
+		tags.any = true;
+	}
+	if (tags.any)
+		obj_close(&tags);
+	return true;
+}
+
+/* Publication: data 4, offset 6, tags 7, delta 8. */
 static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 {
 	struct obj j = obj_open(o);
 
-	if (p->len) {
-		key(&j, "data");
-		put_raw(o, p->data, p->len);
+	if (!p->payload || !put_pub_payload(&j, p)) {
+		put_data(&j, p, p->len ? p->data : NULL, p->len);
+		m_u64(&j, "offset", p->offset);
 	}
-	m_u64(&j, "offset", p->offset);
+	m_true(&j, "delta", p->delta != NULL);
 	obj_close(&j);
 }
 
@@ -768,6 +888,7 @@ static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_res
 	m_u64(j, "offset", r->offset);
 	m_true(j, "positioned", r->positioned);
 	m_true(j, "was_recovering", r->was_recovering);
+	m_true(j, "delta", r->delta);
 }
 
 /* ClientInfo: user 1, client 2. */
@@ -872,16 +993,15 @@ int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_
 	struct out o = out_begin(b);
 	struct obj top, p = reply_open(&o, &top, id, "presence");
 
-	if (n) {
-		struct obj map;
-		key(&p, "presence");
-		map = obj_open(&o);
-		for (size_t i = 0; i < n; i++) {
-			key_escaped(&map, c[i].client);
-			put_client_info(&o, &c[i]);
-		}
-		obj_close(&map);
+	/* Always the map, {} too: the SDK reads its keys. */
+	struct obj map;
+	key(&p, "presence");
+	map = obj_open(&o);
+	for (size_t i = 0; i < n; i++) {
+		key_escaped(&map, c[i].client);
+		put_client_info(&o, &c[i]);
 	}
+	obj_close(&map);
 	reply_close(&p, &top);
 	return out_end(&o);
 }
@@ -891,8 +1011,23 @@ int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t c
 	struct out o = out_begin(b);
 	struct obj top, s = reply_open(&o, &top, id, "presence_stats");
 
-	m_u64(&s, "num_clients", clients);
-	m_u64(&s, "num_users", users);
+	/* Both always, 0 included: clients read them as counts. */
+	key(&s, "num_clients");
+	put_u64(&o, clients);
+	key(&s, "num_users");
+	put_u64(&o, users);
+	reply_close(&s, &top);
+	return out_end(&o);
+}
+
+/* SubRefreshResult: expires 1, ttl 2. */
+int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl)
+{
+	struct out o = out_begin(b);
+	struct obj top, s = reply_open(&o, &top, id, "sub_refresh");
+
+	m_true(&s, "expires", expires);
+	m_u64(&s, "ttl", ttl);
 	reply_close(&s, &top);
 	return out_end(&o);
 }

@@ -111,9 +111,15 @@ struct hd_centrifuge_sub_req {
 	bool positioned;
 	bool recoverable;
 	bool join_leave;
-	int64_t flag;
+	int64_t flag;              /* HD_CENTRIFUGE_SUB_FLAG_* bits */
+	const char *delta;         /* "fossil" asks for delta compression */
+	int32_t type;              /* 0 stream; 1-3 map, 4 shared poll (herald has neither) */
 	struct hd_centrifuge_raw data;
 };
+
+/* SubscribeRequest.flag bits (centrifuge-js subscriptionFlags). */
+#define HD_CENTRIFUGE_SUB_FLAG_CHANNEL_COMPACTION 1  /* ignored: herald never sends the id */
+#define HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED 2  /* an unrecoverable position is error 112 */
 
 struct hd_centrifuge_command {
 	uint32_t id;               /* 0 when absent */
@@ -166,12 +172,46 @@ bool hd_centrifuge_next_line(const char *frame, size_t len, size_t *pos, const c
 
 /* ---- Replies ------------------------------------------------------------ */
 
-/* A publication: data is the event JSON (raw, minified). */
+/*
+ * A publication made from a stored event: data[0, len) is the event's
+ * canonical JSON (raw, minified). With payload false the publication's
+ * data is that whole CloudEvent. With payload true (namespace option
+ * ws-publication = payload) it is split the way a Centrifugo app reads it:
+ *   - the event's `data` member, as it is, is the publication's `data`
+ *     (absent when the event has none);
+ *   - binary data (`data_base64`) is the publication's `data` as the JSON
+ *     string of its base64 text, with the tag "data_base64":"true" (a name
+ *     no CloudEvent attribute can have: attribute names are [a-z0-9]);
+ *   - every other attribute but specversion and herald's own topic and
+ *     offset is a tag: id, source, type, time, subject, datacontenttype,
+ *     dataschema, extensions; strings as they are, numbers and booleans
+ *     as their JSON text in a string;
+ *   - the offset is `offset`.
+ * Text that is not a JSON object is sent whole, as with payload false.
+ *
+ * Delta compression (a subscription that negotiated delta "fossil"): the
+ * data member is then always a JSON string. With as_string it holds the
+ * text the data stands for (hd_centrifuge_pub_text: the payload, "null"
+ * when the event has none); with delta set it holds delta[0, delta_len),
+ * a fossil delta (proto/fossil.h) from the previous publication's text,
+ * and the publication gets "delta":true.
+ */
 struct hd_centrifuge_pub {
 	const char *data;
 	size_t len;
 	uint64_t offset;
+	bool payload;
+	bool as_string;
+	const char *delta;
+	size_t delta_len;
 };
+
+/*
+ * The text a publication's data stands for: the event's `data` member as
+ * it is (payload true; "null" when absent, the base64 string token for
+ * data_base64), or the whole event. *text borrows p->data (or a literal).
+ */
+void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n);
 
 /* A SubscribeResult. Zero/false/empty members are omitted on the wire. */
 struct hd_centrifuge_sub_result {
@@ -184,6 +224,7 @@ struct hd_centrifuge_sub_result {
 	uint64_t offset;
 	bool recovered;
 	bool was_recovering;
+	bool delta;                /* delta compression negotiated */
 	const struct hd_centrifuge_pub *pubs;
 	size_t npubs;
 };
@@ -221,19 +262,22 @@ int hd_centrifuge_reply_subscribe(struct hd_buf *b, uint32_t id, const struct hd
 /* {"id":N,"history":{"publications":[…],"epoch":"e","offset":top}} */
 int hd_centrifuge_reply_history(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
 			const char *epoch, uint64_t offset);
-/* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}} */
+/* {"id":N,"presence":{"presence":{"<client>":{"user":"u","client":"<client>"},…}}}; the map is
+ * always there ({} when nobody is present). */
 int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c,
 			 size_t n);
-/* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}} */
+/* {"id":N,"presence_stats":{"num_clients":C,"num_users":U}}, both always (0 too). */
 int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+/* {"id":N,"sub_refresh":{"expires":true,"ttl":T}} */
+int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
 /* {"id":N,"refresh":{"client":"c","version":"v","expires":true,"ttl":T}} */
 int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl);
 
 /* ---- Pushes ------------------------------------------------------------- */
 
-/* {"push":{"channel":"c","pub":{"data":<data>,"offset":N}}} — encoded once
- * per event and shared by every subscriber. */
+/* {"push":{"channel":"c","pub":{"data":<data>,"offset":N,"tags":{…}}}} — encoded
+ * once per event and shared by every subscriber. */
 int hd_centrifuge_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
 /* {"push":{"channel":"c","join":{"info":{"user":"u","client":"c"}}}}; leave likewise. */
 int hd_centrifuge_push_join(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);

@@ -44,6 +44,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "proto/json_text.h"
+#include "proto/syntax.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,9 @@
 #define CE_MEMBERS_MAX 128      /* members of one event object, ce- headers of one request */
 #define CE_NAME_MAX 20          /* bytes of an attribute name */
 #define CE_TTL_MAX 31536000     /* one year, in seconds */
+/* The refusal of an attribute named like a member herald adds on read. */
+#define RESERVED "attribute '%s' is reserved: herald adds 'topic' and 'offset' to every " \
+		 "stored event, so a producer's own would be lost; rename it"
 #define CE_TIME_MEMBER_MAX 64   /* room for `,"time":"<timestamp>"` and the closing brace */
 /* Room for id, source and type after an event of len JSON bytes (their
  * decoded text is never longer than the JSON; past 512 bytes they are
@@ -354,6 +358,11 @@ static int apply_attr(struct facts *f, const char *name, size_t nlen, const stru
 						   : HD_EVENT_BORROW_TYPE;
 		if ((rc = nonempty_string(name, v, err)))
 			return rc;
+		const char *why = bit == HD_EVENT_BORROW_SOURCE ? hd_syntax_uri_reference(v->s, v->n) : NULL;
+		if (why)
+			return hd_error_set(err, HD_EBADEVENT,
+					    "attribute 'source' must be a URI-reference (RFC 3986 section 4.1): %s",
+					    why);
 		if (!(f->borrowed & bit))
 			free(*dst);
 		if (f->arena && v->n < f->arena_left) {
@@ -369,8 +378,19 @@ static int apply_attr(struct facts *f, const char *name, size_t nlen, const stru
 		}
 		return 0;
 	}
-	if (is(name, nlen, "subject") || is(name, nlen, "datacontenttype") ||
-	    is(name, nlen, "dataschema"))
+	if (is(name, nlen, "datacontenttype") || is(name, nlen, "dataschema")) {
+		if ((rc = nonempty_string(name, v, err)))
+			return rc;
+		bool schema = is(name, nlen, "dataschema");
+		const char *why = schema ? hd_syntax_absolute_uri(v->s, v->n) : hd_syntax_media_type(v->s, v->n);
+		if (why)
+			return hd_error_set(err, HD_EBADEVENT, "attribute '%s' must be %s: %s", name,
+					    schema ? "an absolute URI (RFC 3986 section 4.3)"
+						   : "a media type (RFC 2045 section 5.1: type/subtype[; name=value])",
+					    why);
+		return 0;
+	}
+	if (is(name, nlen, "subject"))
 		return nonempty_string(name, v, err);
 	if (is(name, nlen, "time")) {
 		f->time = true;
@@ -503,11 +523,13 @@ static int member(struct facts *f, const char *j, const struct hd_json_text_span
 		f->data = true;
 		return 0;
 	}
-	if (*vtok == 'n' || is(cur->name, cur->len, "topic") || is(cur->name, cur->len, "offset")) {
-		/* Null unsets an attribute; topic and offset are herald's own. */
+	if (*vtok == 'n') {
+		/* Null unsets an attribute. */
 		cur->keep = false;
 		return 0;
 	}
+	if (is(cur->name, cur->len, "topic") || is(cur->name, cur->len, "offset"))
+		return hd_error_set(err, HD_EBADEVENT, RESERVED, cur->name);
 
 	vt.heap = NULL;
 	switch (*vtok) {
@@ -838,6 +860,12 @@ static int put_content_type(const struct ctx *cx, struct hd_buf *b, struct hd_er
 		return 0;
 	if ((rc = check_string("header", "content-type", cx->ctype, cx->ctype_len, err)))
 		return rc;
+	const char *why = hd_syntax_media_type(cx->ctype, cx->ctype_len);
+	if (why)
+		return hd_error_set(err, HD_EBADEVENT,
+				    "header 'content-type' (the event's datacontenttype) must be a media "
+				    "type (RFC 2045 section 5.1: type/subtype[; name=value]): %s",
+				    why);
 	return put_string_member(b, "datacontenttype", cx->ctype, cx->ctype_len);
 }
 
@@ -936,8 +964,10 @@ static int decode_binary(const struct ctx *cx, struct hd_event *ev, struct hd_er
 					  hd_text_show(shown, h->name, h->name_len));
 			goto out;
 		}
-		if (is(name, nlen, "topic") || is(name, nlen, "offset"))
-			continue; /* herald's own, set when the event is stored */
+		if (is(name, nlen, "topic") || is(name, nlen, "offset")) {
+			rc = hd_error_set(err, HD_EBADEVENT, RESERVED, name);
+			goto out;
+		}
 		v.s = scratch;
 		v.n = n;
 		if ((rc = apply_attr(&f, name, nlen, &v, err)))

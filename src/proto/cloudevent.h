@@ -21,15 +21,19 @@
  * Validation follows CloudEvents 1.0: id/source/type non-empty strings,
  * specversion exactly "1.0", attribute names [a-z0-9]{1,20} except "data",
  * `time` and `expirytime` RFC 3339, `data` and `data_base64` not both,
- * `data_base64` valid base64, datacontenttype/dataschema/subject non-empty
- * strings when present, no duplicate members, attribute string values
- * valid UTF-8 without control characters.
+ * `data_base64` valid base64, subject a non-empty string when present,
+ * `source` a URI-reference (RFC 3986 §4.1), `dataschema` an absolute URI
+ * (RFC 3986 §4.3), `datacontenttype` (and a binary or raw publish's
+ * Content-Type, which becomes it) a media type (RFC 2045 §5.1) — grammars
+ * in proto/syntax.h, no duplicate members, attribute string values valid
+ * UTF-8 without control characters.
  *
  * The canonical form herald stores is compact JSON (no raw newline) with the
  * members in the order received; `data` is kept byte for byte (only
  * insignificant white space is removed). herald adds `time` (the publish
- * time) when absent and removes the members `topic` and `offset`, which it
- * owns and sets when the event is stored.
+ * time) when absent. The names `topic` and `offset` are refused
+ * (HD_EBADEVENT, saying why): herald adds them to every stored event, so a
+ * producer's own would be lost.
  *
  * Expiry: `expirytime` (RFC 3339), else an integer `ttl` attribute in seconds
  * from the publish time, else a Herald-TTL request header (seconds) sets

@@ -47,13 +47,13 @@ function wsOpen() {
         epoch = s.epoch || '';
         report({ev: 'subscribed', recovered: !!s.recovered, was: !!s.was_recovering});
         if (s.recovered) {
-          for (const p of s.publications || []) { offset = p.offset; report({ev: 'pub', offset: p.offset, id: p.data.id}); }
+          for (const p of s.publications || []) { offset = p.offset; report({ev: 'pub', offset: p.offset, id: p.tags.id}); }
         } else {
           offset = s.offset || 0;
         }
       } else if (m.push && m.push.pub && m.push.channel === CFG.topic) {
         offset = m.push.pub.offset;
-        report({ev: 'pub', offset: offset, id: m.push.pub.data.id});
+        report({ev: 'pub', offset: offset, id: m.push.pub.tags.id});
       } else if (!m.id && !m.push) {
         ws.send('{}');
       }

@@ -192,7 +192,7 @@ def test_cli_publish_cloudevent_attributes_and_dedup(herald):
 def test_cli_publish_attribute_values_are_sent_verbatim(herald):
     """Values with spaces, '%', quotes and non-ASCII arrive exactly as typed:
     the client must percent-encode them for the ce- headers."""
-    src, typ, id_ = "/my app/100%20done", "com.example.caf\u00e9", 'id "quoted" %41'
+    src, typ, id_ = "/my-app/100%20done", "com.example.caf\u00e9 x", 'id "quoted" %41'
     p = cli("publish", "cli:enc", "x", "--source", src, "--type", typ, "--id", id_, server=herald.url)
     assert p.returncode == 0, p.stderr.decode()
     assert json.loads(p.stdout)["id"] == id_

@@ -231,7 +231,7 @@ def test_websocket_over_wss_with_the_centrifugo_protocol(tls_herald, pki):
             h.tls_url + topic_path("wss"))
         assert json.loads(out)["offset"] == 1
         (p,) = await c.pubs(1)
-        assert p["channel"] == "wss" and p["pub"]["data"]["id"] == "w1"
+        assert p["channel"] == "wss" and p["pub"]["tags"]["id"] == "w1" and p["pub"]["data"] == {"hello": "wss"}
         await c.close()
 
     asyncio.run(asyncio.wait_for(go(), 30))

@@ -21,7 +21,7 @@ ARGS = ["--jwt-secret", SECRET]
 
 
 def pub_ids(pushes):
-    return [(p["pub"]["offset"], p["pub"]["data"]["id"]) for p in pushes]
+    return [(p["pub"]["offset"], p["pub"]["tags"]["id"]) for p in pushes]
 
 
 def test_connect_subscribe_and_receive(herald_factory):
@@ -47,7 +47,9 @@ def test_connect_subscribe_and_receive(herald_factory):
         got = await c.pubs(3)
         assert [p["channel"] for p in got] == ["news"] * 3
         assert pub_ids(got) == [(1, "e1"), (2, "e2"), (3, "e3")]
-        assert got[0]["pub"]["data"]["specversion"] == "1.0"
+        # Payload shape: these events have no data; their attributes are tags.
+        assert "data" not in got[0]["pub"]
+        assert got[0]["pub"]["tags"]["source"] == "/test" and "specversion" not in got[0]["pub"]["tags"]
         # Unsubscribe stops deliveries.
         r = await c.call({"unsubscribe": {"channel": "news"}})
         assert r == {"id": r["id"], "unsubscribe": {}}
@@ -81,7 +83,7 @@ def test_recover_after_disconnect_and_restart(herald_factory):
         s = r["subscribe"]
         assert s["recovered"] is True and s["was_recovering"] is True, s
         assert s["epoch"] == epoch
-        got = [(p["offset"], p["data"]["id"]) for p in s.get("publications", [])]
+        got = [(p["offset"], p["tags"]["id"]) for p in s.get("publications", [])]
         assert got == expect_ids
         # Live after recovery: exactly once.
         publish_ce(h, "rides:1", live_id, 1)
@@ -192,7 +194,7 @@ def test_user_everywhere_presence_and_connections(herald_factory):
         assert resp.status_code == 201, resp.text
         for c in (a, b):
             (p,) = await c.pubs(1)
-            assert p["channel"] == "user:u42" and p["pub"]["data"]["data"] == {"msg": "hi"}
+            assert p["channel"] == "user:u42" and p["pub"]["data"] == {"msg": "hi"}
         await other.quiet(0.2)
         # The listing over HTTP.
         conns = requests.get(f"{h.url}/v1/users/u42/connections", timeout=10).json()
@@ -218,7 +220,7 @@ def test_user_everywhere_presence_and_connections(herald_factory):
         b2, rb2 = await connect(h, sub="u42", subs={"user:u42": {"recover": True, "offset": off - 1,
                                                                  "epoch": epoch}})
         s = rb2["subs"]["user:u42"]
-        assert s["recovered"] is True and [x["data"]["data"] for x in s["publications"]] == [{"msg": "away"}]
+        assert s["recovered"] is True and [x["data"] for x in s["publications"]] == [{"msg": "away"}]
         for c in (a, b2, other):
             await c.close()
         await asyncio.sleep(0.1)
@@ -240,8 +242,8 @@ def test_publish_and_history_over_the_socket(herald_factory):
         r = await c.call({"publish": {"channel": "room", "data": ce}})
         assert "publish" in r, r
         got = await c.pubs(2)
-        assert got[0]["pub"]["data"]["data"] == {"text": "hello"}
-        assert got[1]["pub"]["data"]["id"] == "ce-1" and got[1]["pub"]["data"]["type"] == "com.example.chat"
+        assert got[0]["pub"]["data"] == {"text": "hello"}
+        assert got[1]["pub"]["tags"]["id"] == "ce-1" and got[1]["pub"]["tags"]["type"] == "com.example.chat"
         r = await c.call({"publish": {"channel": "room", "data": {"specversion": "0.3"}}})
         assert r["error"]["code"] == 107 and "specversion" in r["error"]["message"]
         r = await c.call({"history": {"channel": "room", "limit": -1}})
@@ -266,11 +268,13 @@ def test_errors_and_close_codes(herald_factory):
     h = herald_factory(args=ARGS + ["--ws-connect-timeout", "300ms", "--ws-max-message", "1k"])
 
     async def go():
-        # Unknown and unsupported methods answer 104 (no client timeout).
+        # RPC has no handler: 108, as Centrifugo without an RPC proxy.
         c, _ = await connect(h)
         r = await c.call({"rpc": {"method": "x", "data": {}}})
-        assert r["error"]["code"] == 104
+        assert r["error"] == {"code": 108, "message": "not available"}
         r = await c.call({"sub_refresh": {"channel": "a", "token": "t"}})
+        assert r["error"]["code"] == 102  # not subscribed
+        r = await c.call({"nosuch": {}})
         assert r["error"]["code"] == 104
         r = await c.call({"subscribe": {"channel": "bad topic"}})
         assert r["error"]["code"] == 102
@@ -474,7 +478,7 @@ def test_slow_consumers_keep_memory_flat_and_fast_ones_served(herald_factory):
         while len(got) < n_events:
             (p,) = await fast.pubs(1, timeout=20)
             with moved:
-                got.append(p["pub"]["data"]["data"]["i"])
+                got.append(p["pub"]["data"]["i"])
                 moved.notify_all()
         await pub
         assert got == list(range(start, start + n_events))
@@ -523,6 +527,120 @@ def test_join_and_leave_where_the_namespace_allows(herald_factory):
         # "quiet" is in a namespace without join-leave: nothing came for it.
         await a.quiet(0.3)
         assert not a.pushes
+        await a.close()
+
+    run(go())
+
+
+def test_publication_payload_tags_and_the_envelope_option(herald_factory):
+    """ws-publication: payload (default) puts the event's data in data and its
+    attributes in tags (strings); envelope keeps the whole CloudEvent."""
+    h = herald_factory(args=ARGS, config="[namespace whole]\nws-publication = envelope\n")
+    ev = structured("p1", subject="s1", data={"my": "data"}, count=7, flag=True)
+    ev["datacontenttype"] = "application/json"
+    binary = structured("p2", data_base64="AAEC")
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        await c.call({"subscribe": {"channel": "plain"}})
+        await c.call({"subscribe": {"channel": "whole:1"}})
+        for topic in ("plain", "whole:1"):
+            for e in (ev, binary):
+                r = h.publish(topic, json.dumps(e), headers={"Content-Type": "application/cloudevents+json"})
+                assert r.status_code == 201, r.text
+        got = await c.pubs(4)
+        by = {}
+        for p in got:
+            by.setdefault(p["channel"], []).append(p["pub"])
+        a, b = by["plain"]
+        assert a["data"] == {"my": "data"} and a["offset"] == 1
+        t = a["tags"]
+        assert t["id"] == "p1" and t["source"] == "/test" and t["type"] == "com.example.test"
+        assert t["subject"] == "s1" and t["count"] == "7" and t["flag"] == "true"
+        assert t["datacontenttype"] == "application/json" and t["time"].endswith("Z")
+        assert not ({"specversion", "data", "topic", "offset"} & set(t))
+        assert b["data"] == "AAEC" and b["tags"]["data_base64"] == "true"
+        # History and recovery use the same shape.
+        r = await c.call({"history": {"channel": "plain", "limit": -1}})
+        assert [x["data"] for x in r["history"]["publications"] if "data" in x] == [{"my": "data"}, "AAEC"]
+        a, b = by["whole:1"]
+        assert a["data"]["specversion"] == "1.0" and a["data"]["data"] == {"my": "data"}
+        assert a["data"]["topic"] == "whole:1" and "tags" not in a
+        assert b["data"]["data_base64"] == "AAEC"
+        await c.close()
+
+    run(go())
+
+
+def test_protocol_details(herald_factory):
+    """issue 14 items 4-8: presence_stats shape, subscription types, epoch of
+    a new topic, recovery with an empty epoch, flag 2 (error 112),
+    sub_refresh, history reverse + since."""
+    h = herald_factory(args=ARGS + ["--ws-anonymous"])
+
+    async def go():
+        a, _ = await connect(h, sub="u1")
+        anon = await Client.open(h)
+        await anon.call({"connect": {}})
+        for c in (a, anon):
+            await c.call({"subscribe": {"channel": "ps"}})
+        r = await a.call({"presence_stats": {"channel": "ps"}})
+        assert r["presence_stats"] == {"num_clients": 2, "num_users": 2}  # anonymous = one user
+        await a.call({"unsubscribe": {"channel": "ps"}})
+        await anon.call({"unsubscribe": {"channel": "ps"}})
+        r = await a.call({"presence_stats": {"channel": "ps"}})
+        assert r["presence_stats"] == {"num_clients": 0, "num_users": 0}
+        await anon.close()
+        # Map and shared-poll subscriptions are refused clearly.
+        for t, kind in ((1, "map"), (4, "shared poll")):
+            r = await a.call({"subscribe": {"channel": "m", "type": t}})
+            assert r["error"]["code"] == 108 and kind in r["error"]["message"], r
+        # A topic that does not exist yet still has an epoch.
+        r = await a.call({"subscribe": {"channel": "fresh", "flag": 1}})
+        new_epoch = r["subscribe"]["epoch"]
+        assert new_epoch and r["subscribe"]["recoverable"] is True
+        publish_ce(h, "fresh", 1, 2)
+        assert pub_ids(await a.pubs(2)) == [(1, "e1"), (2, "e2")]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        publish_ce(h, "fresh", 3, 1)
+        # Recovering with the epoch of the then-new topic works once it exists.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 2, "epoch": new_epoch}})
+        sub = r["subscribe"]
+        assert sub["recovered"] is True and [p["offset"] for p in sub["publications"]] == [3]
+        real_epoch = h.read("fresh").json()["epoch"]
+        assert sub["epoch"] == real_epoch != new_epoch
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        # A position without its epoch names nothing: not recovered.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 2}})
+        assert r["subscribe"]["was_recovering"] is True and "recovered" not in r["subscribe"]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        # Offset 0 without an epoch (getState's "from the start") recovers everything kept.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "flag": 3}})
+        assert [p["offset"] for p in r["subscribe"]["publications"]] == [1, 2, 3]
+        await a.call({"unsubscribe": {"channel": "fresh"}})
+        r = await a.call({"presence": {"channel": "nobody-here"}})
+        assert r["presence"] == {"presence": {}}
+        # With flag 2 (getState) an unrecoverable position is error 112, and no subscription.
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 1, "epoch": "other",
+                                        "flag": 3}})
+        assert r["error"]["code"] == 112, r
+        r = await a.call({"subscribe": {"channel": "fresh", "recover": True, "offset": 1,
+                                        "epoch": real_epoch, "flag": 3}})
+        assert r["subscribe"]["recovered"] is True
+        # sub_refresh with a subscription token for the channel.
+        r = await a.call({"sub_refresh": {"channel": "fresh", "token": token("u1", channel="fresh",
+                                                                             exp=int(time.time()) + 60)}})
+        assert r["sub_refresh"]["expires"] is True and 50 <= r["sub_refresh"]["ttl"] <= 60
+        r = await a.call({"sub_refresh": {"channel": "fresh", "token": token("u1", channel="other")}})
+        assert r["error"]["code"] == 103
+        # History: reverse from a position gives the older ones, newest first.
+        r = await a.call({"history": {"channel": "fresh", "limit": 2, "reverse": True,
+                                      "since": {"offset": 3, "epoch": real_epoch}}})
+        assert [p["offset"] for p in r["history"]["publications"]] == [2, 1] and r["history"]["offset"] == 3
+        r = await a.call({"history": {"channel": "fresh", "limit": 5, "reverse": True, "since": {"offset": 1}}})
+        assert "publications" not in r["history"] and r["history"]["offset"] == 3
+        r = await a.call({"history": {"channel": "nothing-here", "limit": 5}})
+        assert r["history"]["epoch"]
         await a.close()
 
     run(go())

@@ -140,7 +140,10 @@ static void round_trip(const struct hd_centrifuge_command *c)
 static void re_encode(const struct hd_centrifuge_command *c)
 {
 	struct hd_centrifuge_sub_result subs[HD_CENTRIFUGE_SUBS_MAX];
-	struct hd_centrifuge_pub pub = {c->data.p, c->data.n, c->sub.offset};
+	/* data is minified JSON (as a stored event is): both shapes apply. */
+	struct hd_centrifuge_pub pub = {c->data.p, c->data.n, c->sub.offset, c->sub.join_leave,
+					c->sub.positioned, c->sub.recoverable ? c->sub.epoch : NULL,
+					c->sub.recoverable ? strlen(c->sub.epoch) : 0};
 	struct hd_centrifuge_client_info info = {.client = c->token, .user = c->name};
 	struct hd_buf b;
 

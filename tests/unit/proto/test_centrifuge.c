@@ -23,7 +23,8 @@
 /* ---- helpers ---- */
 
 /* A publication of the JSON literal s at offset off. */
-#define PUB(s, off) {(s), sizeof(s) - 1, (off)}
+#define PUB(s, off) {(s), sizeof(s) - 1, (off), false, false, NULL, 0}
+#define PUB_PAYLOAD(s, off) {(s), sizeof(s) - 1, (off), true, false, NULL, 0}
 
 static struct hd_centrifuge_command cmd;
 static struct hd_error err;
@@ -145,6 +146,14 @@ static void test_decode_js_subscribe(void **state)
 	assert_false(c->sub.recover);
 	assert_int_equal(c->sub.offset, 0);
 	assert_string_equal(c->sub.epoch, "");
+	assert_string_equal(c->sub.delta, "");
+	assert_int_equal(c->sub.type, 0);
+
+	/* A shared-poll subscription with delta, and getState's flag. */
+	c = ok("{\"subscribe\":{\"channel\":\"p\",\"type\":4,\"delta\":\"fossil\",\"flag\":3},\"id\":3}");
+	assert_int_equal(c->sub.type, 4);
+	assert_string_equal(c->sub.delta, "fossil");
+	assert_true(c->sub.flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED);
 
 	/* The resubscribe with recovery. */
 	c = ok("{\"subscribe\":{\"channel\":\"c\",\"recover\":true,\"offset\":42,"
@@ -703,7 +712,7 @@ static void test_reply_subscribe(void **state)
 	struct hd_centrifuge_pub pubs[] = {
 		PUB("{\"specversion\":\"1.0\",\"id\":\"e-43\"}", 43),
 		PUB("[1,2]", 44),
-		{NULL, 0, 45},
+		{NULL, 0, 45, false, false, NULL, 0},
 	};
 	struct hd_centrifuge_sub_result r = {.recoverable = true, .positioned = true, .epoch = "k3x9",
 				     .offset = 41};
@@ -767,18 +776,65 @@ static void test_reply_history_presence_refresh(void **state)
 	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{\"c1\":{\"user\":\"42\","
 		       "\"client\":\"c1\"},\"c\\\"2\":{\"client\":\"c\\\"2\"}}}}");
 	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, NULL, 0), 0);
-	expect_out(&b, "{\"id\":6,\"presence\":{}}");
+	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{}}}");
 
 	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 2, 1), 0);
 	expect_out(&b, "{\"id\":7,\"presence_stats\":{\"num_clients\":2,\"num_users\":1}}");
 	assert_int_equal(hd_centrifuge_reply_presence_stats(&b, 7, 0, 0), 0);
-	expect_out(&b, "{\"id\":7,\"presence_stats\":{}}");
+	expect_out(&b, "{\"id\":7,\"presence_stats\":{\"num_clients\":0,\"num_users\":0}}");
+	assert_int_equal(hd_centrifuge_reply_sub_refresh(&b, 8, true, 60), 0);
+	expect_out(&b, "{\"id\":8,\"sub_refresh\":{\"expires\":true,\"ttl\":60}}");
 
 	assert_int_equal(hd_centrifuge_reply_refresh(&b, 11, "c1", "herald 0.1", true, 3600), 0);
 	expect_out(&b, "{\"id\":11,\"refresh\":{\"client\":\"c1\",\"version\":\"herald 0.1\","
 		       "\"expires\":true,\"ttl\":3600}}");
 	assert_int_equal(hd_centrifuge_reply_refresh(&b, 12, "c1", NULL, false, 0), 0);
 	expect_out(&b, "{\"id\":12,\"refresh\":{\"client\":\"c1\"}}");
+	hd_buf_fini(&b);
+}
+
+/* ws-publication = payload: data is the event's data, attributes are tags. */
+static void test_push_payload(void **state)
+{
+	struct hd_buf b;
+	struct hd_centrifuge_pub pub = PUB_PAYLOAD(
+		"{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"/s\",\"type\":\"t\","
+		"\"data\":{\"my\":\"data\"},\"n\":7,\"b\":true,\"time\":\"2026-01-01T00:00:00Z\","
+		"\"topic\":\"c\",\"offset\":3}", 3);
+	struct hd_centrifuge_pub bin = PUB_PAYLOAD(
+		"{\"specversion\":\"1.0\",\"id\":\"e-2\",\"data_base64\":\"AAE=\",\"offset\":4}", 4);
+	struct hd_centrifuge_pub nodata = PUB_PAYLOAD("{\"specversion\":\"1.0\",\"offset\":5}", 5);
+	struct hd_centrifuge_pub notobj = PUB_PAYLOAD("[1]", 6);
+
+	(void)state;
+	hd_buf_init(&b, 4096);
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &pub), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":{\"my\":\"data\"},\"offset\":3,"
+		       "\"tags\":{\"id\":\"e-1\",\"source\":\"/s\",\"type\":\"t\",\"n\":\"7\","
+		       "\"b\":\"true\",\"time\":\"2026-01-01T00:00:00Z\"}}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &bin), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"AAE=\",\"offset\":4,"
+		       "\"tags\":{\"id\":\"e-2\",\"data_base64\":\"true\"}}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &nodata), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"offset\":5}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &notobj), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":[1],\"offset\":6}}}");
+	/* Delta compression: data as a JSON string, full or a delta. */
+	const char *text;
+	size_t tn;
+	hd_centrifuge_pub_text(&pub, &text, &tn);
+	assert_int_equal(tn, 13);
+	assert_memory_equal(text, "{\"my\":\"data\"}", 13);
+	hd_centrifuge_pub_text(&nodata, &text, &tn);
+	assert_memory_equal(text, "null", tn);
+	nodata.as_string = true;
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &nodata), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"null\",\"offset\":5}}}");
+	notobj.delta = "2\n1:[;";
+	notobj.delta_len = 6;
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &notobj), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":\"2\\n1:[;\",\"offset\":6,"
+		       "\"delta\":true}}}");
 	hd_buf_fini(&b);
 }
 
@@ -882,6 +938,7 @@ int main(void)
 		cmocka_unit_test(test_reply_subscribe),
 		cmocka_unit_test(test_reply_history_presence_refresh),
 		cmocka_unit_test(test_pushes),
+		cmocka_unit_test(test_push_payload),
 		cmocka_unit_test(test_encoders_append_and_respect_the_ceiling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -171,9 +171,7 @@ static void test_structured_pretty_event_comes_out_compact(void **state)
 		     "  \"specversion\" : \"1.0\",\n"
 		     "  \"id\": \"A234-1234-1234\",\n"
 		     "  \"source\": \"https://example.com/orders\",\n"
-		     "  \"topic\": \"someone-elses\",\n"
 		     "  \"type\": \"com.example.order.created\",\n"
-		     "  \"offset\": 77,\n"
 		     "  \"data\": { \"price\" : 0.1, \"big\": 12345678901234567890,\n"
 		     "            \"text\": \"two  spaces\\n\", \"list\": [ 1 , 2 ] }\n"
 		     "}\n",
@@ -285,8 +283,14 @@ static void test_structured_nulls_unset_attributes(void **state)
 		      "{" HEAD ",\"data\":1," TIME_MEMBER "}");
 	/* data is not an attribute: null is its value. */
 	structured_ok("{" HEAD ",\"data\":null}", "{" HEAD ",\"data\":null," TIME_MEMBER "}");
-	/* Herald's own members go whatever their value. */
-	structured_ok("{\"topic\":{\"x\":[1]}," HEAD ",\"offset\":null}", "{" HEAD "," TIME_MEMBER "}");
+	/* herald's own read-side names: null unsets them, any value is refused. */
+	structured_ok("{\"topic\":null," HEAD ",\"offset\":null}", "{" HEAD "," TIME_MEMBER "}");
+	structured_bad("{\"topic\":{\"x\":[1]}," HEAD "}",
+		       "attribute 'topic' is reserved: herald adds 'topic' and 'offset' to every stored "
+		       "event, so a producer's own would be lost; rename it");
+	structured_bad("{" HEAD ",\"offset\":77}",
+		       "attribute 'offset' is reserved: herald adds 'topic' and 'offset' to every stored "
+		       "event, so a producer's own would be lost; rename it");
 	structured_bad("{\"id\":null,\"specversion\":\"1.0\",\"source\":\"/s\",\"type\":\"t\"}",
 		       "missing required attribute 'id'");
 }
@@ -367,8 +371,8 @@ static void test_structured_names(void **state)
 	structured_bad("{" HEAD ",\"\\u0069d\":\"2\"}", "event has more than one 'id' member");
 	structured_bad("{" HEAD ",\"data\":1,\"data\":2}", "event has more than one 'data' member");
 	structured_bad("{" HEAD ",\"x\":null,\"x\":1}", "event has more than one 'x' member");
-	structured_bad("{" HEAD ",\"topic\":1,\"topic\":2}",
-		       "event has more than one 'topic' member");
+	structured_bad("{" HEAD ",\"subject\":\"a\",\"subject\":\"b\"}",
+		       "event has more than one 'subject' member");
 
 	/* The member count is bounded. */
 	char body[4096];
@@ -556,7 +560,7 @@ static void test_batch_partial_failure(void **state)
 
 	hdr(&q, "herald-ttl", "10");
 	assert_int_equal(decode(&q, CE_BATCH,
-				"[\n  {\n    " HEAD ",\n    \"offset\": 3\n  },\n"
+				"[\n  {\n    " HEAD ",\n    \"offset\": null\n  },\n"
 				"  42,\n"
 				"  {\"specversion\": \"0.3\", \"id\": \"2\", \"source\": \"/s\", \"type\": \"t\"},\n"
 				"  [],\n"
@@ -711,6 +715,41 @@ static void test_binary_header_decoding(void **state)
 	header_value("https://example.com/a?b=c&d", "https://example.com/a?b=c&d");
 }
 
+/* source, dataschema, datacontenttype grammars; reserved names in binary mode. */
+static void test_attribute_grammars(void **state)
+{
+	struct req q = {0};
+
+	structured_ok("{" HEAD ",\"dataschema\":\"https://example.com/s.json\","
+		      "\"datacontenttype\":\"application/json; charset=\\\"utf-8\\\"\"}",
+		      "{" HEAD ",\"dataschema\":\"https://example.com/s.json\","
+		      "\"datacontenttype\":\"application/json; charset=\\\"utf-8\\\"\"," TIME_MEMBER "}");
+	structured_ok("{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"urn:x:y\",\"type\":\"t\"}",
+		      "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"urn:x:y\",\"type\":\"t\","
+		      TIME_MEMBER "}");
+	structured_bad("{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/a b\",\"type\":\"t\"}",
+		       "attribute 'source' must be a URI-reference (RFC 3986 section 4.1): a space is "
+		       "not allowed (write %20)");
+	structured_bad("{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"http://[::1\",\"type\":\"t\"}",
+		       "attribute 'source' must be a URI-reference (RFC 3986 section 4.1): an IP literal "
+		       "host must end with ']'");
+	structured_bad("{" HEAD ",\"dataschema\":\"/relative\"}",
+		       "attribute 'dataschema' must be an absolute URI (RFC 3986 section 4.3): it has no "
+		       "scheme (an absolute URI starts with one, such as https:)");
+	structured_bad("{" HEAD ",\"datacontenttype\":\"json\"}",
+		       "attribute 'datacontenttype' must be a media type (RFC 2045 section 5.1: "
+		       "type/subtype[; name=value]): the type must be followed by '/' and a subtype "
+		       "(type/subtype)");
+	binary_headers(&q);
+	hdr(&q, "ce-topic", "elsewhere");
+	assert_int_equal(decode(&q, "text/plain", "x"), HD_EBADEVENT);
+	done(&q);
+	binary_headers(&q);
+	assert_int_equal(decode(&q, "text plain", "x"), HD_EBADEVENT);
+	assert_non_null(strstr(q.err.msg, "media type"));
+	done(&q);
+}
+
 static void test_binary_attributes_are_strings(void **state)
 {
 	struct req q = {0};
@@ -719,8 +758,6 @@ static void test_binary_attributes_are_strings(void **state)
 	hdr(&q, "ce-count", "5");
 	hdr(&q, "ce-flag", "true");
 	hdr(&q, "ce-ttl", "30");
-	hdr(&q, "ce-topic", "elsewhere");
-	hdr(&q, "ce-offset", "9");
 	hdr(&q, "herald-ttl", "99");
 	expect_event(&q, "text/plain", "hello\nworld",
 		     "{" HEAD ",\"count\":\"5\",\"flag\":\"true\",\"ttl\":\"30\"," TIME_MEMBER ","
@@ -1056,6 +1093,7 @@ int main(void)
 		cmocka_unit_test(test_binary_event),
 		cmocka_unit_test(test_binary_header_decoding),
 		cmocka_unit_test(test_binary_attributes_are_strings),
+		cmocka_unit_test(test_attribute_grammars),
 		cmocka_unit_test(test_binary_body_encodings),
 		cmocka_unit_test(test_binary_errors),
 		cmocka_unit_test(test_raw_event),
