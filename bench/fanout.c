@@ -29,6 +29,10 @@
  *               answered "{}"; publications are
  *               {"push":{"channel":"bench","pub":{"data":<CloudEvent>,…}}}
  *               (the CloudEvent's data is the body we posted).
+ *           WS with --format protobuf: ?format=protobuf, the same two
+ *               commands delimited in one binary frame; replies and
+ *               pushes are delimited in binary frames, the push's
+ *               Publication.data holding the posted body's bytes.
  *           SSE GET /v1/topics/bench/sse; subscribed on the 200 head.
  *           POST /v1/topics/bench/events (Content-Type: application/json).
  *   nchan   WS and SSE on /sub/bench (the frame or the data line is the raw
@@ -90,6 +94,7 @@ static struct {
 	int drain_ms;
 	int subscribe_timeout_s;
 	bool idle;
+	bool protobuf;     /* herald WS: the protobuf format (?format=protobuf, binary frames) */
 	double hold;       /* idle: seconds to keep the connections open after measuring */
 	int pids[FO_PIDS_MAX];
 	int npids;
@@ -531,10 +536,63 @@ static void cf_line(struct fo_sub *c, const char *p, size_t len)
 	}
 }
 
+/* One delimited Reply of the protobuf format (herald): a push (field 4
+ * first) holds the posted body's bytes, where "t" and "s" are found as in
+ * JSON; the empty one is the server's ping, answered with the empty
+ * Command; a reply to id 2 without an error (field 2) is the subscribe's. */
+static void pb_reply(struct fo_sub *c, const uint8_t *p, size_t len)
+{
+	if (len == 0) {
+		static const char pong[] = {0};
+		st.pongs++;
+		ws_send(c, 2, pong, 1);
+		return;
+	}
+	if (p[0] == 0x22) {
+		deliver_text(c, (const char *)p, len);
+		return;
+	}
+	if (len >= 3 && p[0] == 0x08 && p[1] <= 2) {
+		bool err = p[2] == 0x12;
+		if (err) {
+			fprintf(stderr, "fanout: command %d refused\n", p[1]);
+			sub_close(c, &st.subscribe_errors);
+		} else if (p[1] == 2 && c->state == SUB_SUBSCRIBING) {
+			sub_live(c);
+		}
+	}
+}
+
+/* Splits a binary frame into its varint-delimited Replies. */
+static void pb_message(struct fo_sub *c, const char *p, size_t len)
+{
+	const uint8_t *u = (const uint8_t *)p, *end = u + len;
+	while (u < end && c->state != SUB_CLOSED) {
+		uint64_t n = 0;
+		int shift = 0;
+		while (u < end && shift < 64) {
+			n |= (uint64_t)(*u & 0x7f) << shift;
+			shift += 7;
+			if (!(*u++ & 0x80))
+				break;
+		}
+		if (n > (uint64_t)(end - u)) {
+			st.strays++;
+			return;
+		}
+		pb_reply(c, u, (size_t)n);
+		u += n;
+	}
+}
+
 static void ws_message(struct fo_sub *c, const char *p, size_t len)
 {
 	if (opt.target == FO_NCHAN) {
 		deliver_text(c, p, len);
+		return;
+	}
+	if (opt.protobuf) {
+		pb_message(c, p, len);
 		return;
 	}
 	const char *end = p + len;
@@ -653,8 +711,11 @@ static void sub_start_protocol(struct fo_sub *c)
 {
 	if (opt.proto == FO_WS && opt.target == FO_HERALD) {
 		static const char hello[] = "{\"connect\":{},\"id\":1}\n{\"subscribe\":{\"channel\":\"bench\"},\"id\":2}";
+		/* The same two Commands, delimited: {id 1, connect {}}, {id 2,
+		 * subscribe {channel "bench"}}. */
+		static const char pb_hello[] = "\x04\x08\x01\x22\x00\x0b\x08\x02\x2a\x07\x0a\x05" "bench";
 		c->state = SUB_SUBSCRIBING;
-		if (ws_send(c, 1, hello, sizeof(hello) - 1))
+		if (opt.protobuf ? ws_send(c, 2, pb_hello, sizeof(pb_hello) - 1) : ws_send(c, 1, hello, sizeof(hello) - 1))
 			sub_close(c, &st.handshake_errors);
 	} else {
 		sub_live(c);
@@ -1155,6 +1216,7 @@ static void usage(void)
 		"  --pubs P           publisher connections (4, at most 16)\n"
 		"  --payload B        body bytes (100)\n"
 		"  --idle             measure server RSS per connection, publish nothing\n"
+		"  --format F         herald WS: json (default) or protobuf\n"
 		"  --hold S           idle: keep the connections S more seconds\n"
 		"  --server-pids L    comma-separated PIDs for RSS and CPU (/proc)\n"
 		"  --max-connecting N handshakes in flight (256)\n"
@@ -1205,7 +1267,9 @@ int main(int argc, char **argv)
 					break;
 				p++;
 			}
-		} else if (!strcmp(a, "--idle"))
+		} else if (ARG("--format"))
+			opt.protobuf = !strcmp(v, "protobuf");
+		else if (!strcmp(a, "--idle"))
 			opt.idle = true;
 		else
 			usage();
@@ -1226,7 +1290,8 @@ int main(int argc, char **argv)
 			(unsigned long long)rl.rlim_cur, opt.subs + opt.pubs);
 
 	if (opt.target == FO_HERALD) {
-		sub_path = opt.proto == FO_WS ? "/connection/websocket" : "/v1/topics/bench/sse";
+		sub_path = opt.proto == FO_SSE ? "/v1/topics/bench/sse"
+			 : opt.protobuf ? "/connection/websocket?format=protobuf" : "/connection/websocket";
 		pub_path = "/v1/topics/bench/events";
 	} else {
 		sub_path = "/sub/bench";

@@ -17,6 +17,8 @@
 # (16 messages outstanding, a message done when 99% got it); WebSocket and
 # SSE x 1,000 subscribers at 100 messages/s (latency); 10,000 idle subscribed
 # WebSocket connections (server RSS before and after, per connection).
+# "wspb" and "idle-pb" are the same over WebSocket in the protobuf format
+# (herald only: Nchan has no such protocol), run next to the JSON ones.
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -24,7 +26,7 @@ BIN=${HERALD_BIN:-build/herald}
 FANOUT=${FANOUT_BIN:-$(dirname "$BIN")/herald-fanout}
 NGINX=${NGINX_BIN:-/usr/sbin/nginx}
 NCHAN_WORKERS=${NCHAN_WORKERS:-1 auto}
-SCENARIOS=${SCENARIOS:-idle sat-ws-1000 sat-sse-1000 sat-ws-10000 sat-sse-10000 rate-ws-1000 rate-sse-1000}
+SCENARIOS=${SCENARIOS:-idle idle-pb sat-ws-1000 sat-wspb-1000 sat-sse-1000 sat-ws-10000 sat-wspb-10000 sat-sse-10000 rate-ws-1000 rate-wspb-1000 rate-sse-1000}
 
 [ -x "$BIN" ] || { echo "bench: $BIN is missing (make build)"; exit 1; }
 [ -x "$FANOUT" ] || { echo "bench: $FANOUT is missing (make build)"; exit 1; }
@@ -114,9 +116,11 @@ run() {
   esac
   case $sc in
     idle) args="--proto ws --subs 10000 --idle" ;;
+    idle-pb) args="--proto ws --format protobuf --subs 10000 --idle" ;;
     sat-*) set -- $(echo "$sc" | tr - ' '); args="--proto $2 --subs $3 --duration $SECS --window 16" ;;
     rate-*) set -- $(echo "$sc" | tr - ' '); args="--proto $2 --subs $3 --duration $SECS --rate 100" ;;
   esac
+  args=$(echo "$args" | sed 's/--proto wspb/--proto ws --format protobuf/')
   say "$sc $tgt: $args (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   # shellcheck disable=SC2086
   "$FANOUT" --target $kind --port "$PORT" --server-pids "$PIDS" --label "$sc $tgt" $args \
@@ -129,7 +133,10 @@ run() {
 TARGETS=herald
 for w in $NCHAN_WORKERS; do TARGETS="$TARGETS nchan-$w"; done
 for sc in $SCENARIOS; do
-  for tgt in $TARGETS; do run "$sc" "$tgt"; done
+  for tgt in $TARGETS; do
+    case $sc:$tgt in *pb*:nchan-*) continue ;; esac
+    run "$sc" "$tgt"
+  done
 done
 
 # The table: one row per scenario and metric, herald first, then each Nchan.
@@ -141,13 +148,15 @@ def load(sc, t):
         with open(os.path.join(out, f"{sc}.{t}.json")) as f:
             return json.loads(f.readline())
     except (OSError, ValueError):
-        return {"failed": True}
+        return {"na": True} if "pb" in sc and t != "herald" else {"failed": True}
 def name(t):
     if t == "herald":
         return "herald"
     w = t.split("-", 1)[1]
     return f"Nchan ({ncpu if w == 'auto' else w} worker{'s' if w == 'auto' or w != '1' else ''})"
 def trouble(r):
+    if r.get("na"):
+        return "–"
     if r.get("failed"):
         return "run failed"
     bad = []
@@ -159,15 +168,15 @@ def trouble(r):
     return ", ".join(bad)
 def ms(us):
     return f"{us/1000:.1f} ms" if us >= 1000 else f"{us:.0f} µs"
-titles = {"ws": "WebSocket", "sse": "SSE"}
+titles = {"ws": "WebSocket", "wspb": "WebSocket protobuf", "sse": "SSE"}
 print("| scenario | metric | " + " | ".join(name(t) for t in targets) + " | herald ÷ " + name(targets[1]) + " |"
       if len(targets) > 1 else "| scenario | metric | herald |")
 print("|---|---|" + "---|" * len(targets) + ("---|" if len(targets) > 1 else ""))
 for sc in scenarios:
     rs = [load(sc, t) for t in targets]
     rows = []
-    if sc == "idle":
-        label = "10,000 idle WebSocket subscribers"
+    if sc.startswith("idle"):
+        label = "10,000 idle WebSocket subscribers" + (" (protobuf)" if sc == "idle-pb" else "")
         rows.append(("server memory per connection",
                      [f"{r['bytes_per_conn']/1024:.1f} KiB" if "bytes_per_conn" in r else "–" for r in rs],
                      lambda r: r.get("bytes_per_conn")))

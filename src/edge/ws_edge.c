@@ -1,8 +1,9 @@
 /*
  * ws_edge — see ws_edge.h.
  *
- * One file of about 1,400 lines because it is one idea, a Centrifugo
- * session over a WebSocket, laid out from low level to high: output
+ * One file of about 1,700 lines because it is one idea, a Centrifugo
+ * session (over a WebSocket or an emulation stream, in JSON or protobuf),
+ * laid out from low level to high: formats and carriers, output
  * frames, subscriptions and their hub watches, join/leave, the reads that
  * recover a subscription, the commands (connect, subscribe, history,
  * publish, presence, refresh), input, then the session's life cycle. Every
@@ -11,17 +12,21 @@
  * private header.
  */
 #include "edge/ws_edge.h"
+#include "edge/ws_emulation.h"
 #include "auth/acl.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/map.h"
 #include "core/metrics.h"
 #include "core/rcbuf.h"
 #include "core/uuid.h"
+#include "http/query.h"
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
+#include "proto/centrifuge_pb.h"
 #include "proto/cloudevent.h"
 #include "proto/fossil.h"
 
@@ -35,6 +40,7 @@
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
 #define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
+#define STREAMS_MAX (1u << 20)         /* emulated sessions (each is also a connection) */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
 /* The epoch replied for a topic that does not exist yet (real epochs are 16
@@ -43,6 +49,66 @@
 #define EPOCH_NEW "new"
 
 struct session;
+
+/*
+ * A wire format of the Centrifugo protocol: JSON in text frames or
+ * protobuf (varint-delimited) in binary frames, chosen at the upgrade
+ * (the centrifuge-protobuf subprotocol or ?format=protobuf). The session
+ * runs the same commands for both; only decoding and these encoders differ.
+ */
+enum format { F_JSON, F_PB, F_COUNT };
+
+/*
+ * What carries a session (ws_edge.h): a WebSocket (frames both ways), or
+ * one of the SDK's emulation transports, where the server's replies go
+ * down one streaming HTTP response (HTTP-streaming: the replies as the
+ * format writes them, JSON ones '\n'-terminated; SSE: one "data:" event per
+ * JSON reply) and the client's commands come as POST /emulation requests
+ * (edge/ws_emulation.c). Only carrier_frame, session_close and the ping
+ * differ by carrier; the session's commands do not.
+ */
+enum carrier { C_WS, C_STREAM, C_SSE, C_COUNT };
+
+static const char *const carrier_names[C_COUNT] = {"websocket", "http_stream", "sse"};
+
+struct codec {
+	uint8_t opcode;            /* HD_WEBSOCKET_TEXT or _BINARY */
+	int (*decode)(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err);
+	int (*reply_error)(struct hd_buf *b, uint32_t id, uint32_t code, const char *message, bool temporary);
+	int (*reply_empty)(struct hd_buf *b, uint32_t id, enum hd_centrifuge_method m);
+	int (*reply_connect)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_connect_result *r);
+	int (*reply_subscribe)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_sub_result *r);
+	int (*reply_history)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
+			     const char *epoch, uint64_t offset);
+	int (*reply_presence)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c, size_t n);
+	int (*reply_presence_stats)(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
+	int (*reply_sub_refresh)(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
+	int (*reply_refresh)(struct hd_buf *b, uint32_t id, const char *client, const char *version, bool expires,
+			     uint32_t ttl);
+	int (*push_pub)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
+	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
+	int (*push_disconnect)(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
+};
+
+static int pb_decode(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err)
+{
+	return hd_centrifuge_pb_decode((const uint8_t *)p, n, cmd, err);
+}
+
+static const struct codec codecs[F_COUNT] = {
+	[F_JSON] = {HD_WEBSOCKET_TEXT, hd_centrifuge_decode, hd_centrifuge_reply_error, hd_centrifuge_reply_empty,
+		    hd_centrifuge_reply_connect, hd_centrifuge_reply_subscribe, hd_centrifuge_reply_history,
+		    hd_centrifuge_reply_presence, hd_centrifuge_reply_presence_stats,
+		    hd_centrifuge_reply_sub_refresh, hd_centrifuge_reply_refresh,
+		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave,
+		    hd_centrifuge_push_disconnect},
+	[F_PB] = {HD_WEBSOCKET_BINARY, pb_decode, hd_centrifuge_pb_reply_error, hd_centrifuge_pb_reply_empty,
+		  hd_centrifuge_pb_reply_connect, hd_centrifuge_pb_reply_subscribe, hd_centrifuge_pb_reply_history,
+		  hd_centrifuge_pb_reply_presence, hd_centrifuge_pb_reply_presence_stats,
+		  hd_centrifuge_pb_reply_sub_refresh, hd_centrifuge_pb_reply_refresh, hd_centrifuge_pb_push_pub, hd_centrifuge_pb_push_join,
+		  hd_centrifuge_pb_push_leave, hd_centrifuge_pb_push_disconnect},
+};
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
  * connect; client ones by subscribe. */
@@ -104,6 +170,10 @@ struct session {
 	struct hd_http_request *req;   /* NULL once closed */
 	struct hd_conn conn;
 	struct hd_websocket_decoder *dec;
+	enum format format;
+	enum carrier carrier;
+	const struct codec *codec;     /* &codecs[format] */
+	char token[37];                /* emulation: the session id /emulation names (secret) */
 	uv_timer_t timer;              /* timer.data = this; its close callback frees */
 	struct session *prev, *next;   /* in edge->sessions while req is set */
 	enum state state;
@@ -114,7 +184,8 @@ struct session {
 	bool registered;               /* conn is known to the hub */
 	bool slow;                     /* close 3008 from the timer (see broadcast) */
 	struct op *op;                 /* the command in flight */
-	struct hd_buf inbox;           /* command lines not yet handled, '\n'-separated */
+	struct hd_buf inbox;           /* commands not yet handled: '\n'-separated lines (JSON)
+					* or varint-delimited messages (protobuf) */
 	struct chan_sub **subs;
 	size_t nsubs, capsubs;
 	int64_t connect_due;           /* monotonic ms */
@@ -129,7 +200,7 @@ struct session {
 struct frame_slot {
 	struct hd_rcbuf *json;         /* a reference: the key stays unique while cached */
 	struct hd_rcbuf *base;         /* delta frames: the event it is a delta from (a reference) */
-	struct hd_rcbuf *frame;
+	struct hd_rcbuf *frame[C_COUNT][F_COUNT]; /* encoded when a subscriber of the kind needs it */
 };
 
 struct hd_ws_edge {
@@ -138,6 +209,7 @@ struct hd_ws_edge {
 	struct hd_ws_edge_opts opts;
 	struct session *sessions;
 	size_t count;
+	struct hd_map streams;         /* emulated sessions by token (values borrowed) */
 	bool stopping;
 	struct frame_slot cache[FRAME_CACHE];
 	struct frame_slot delta_cache[FRAME_CACHE]; /* delta-compressed frames, by (event, base) */
@@ -156,6 +228,7 @@ struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
 	e->loop = loop;
 	e->hub = hub;
 	e->opts = *opts;
+	hd_map_init(&e->streams, STREAMS_MAX);
 	if (!e->opts.max_message)
 		e->opts.max_message = HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
 	return e;
@@ -173,15 +246,29 @@ static int64_t mono(void)
 
 /* ---- Output ------------------------------------------------------------- */
 
-/* A text frame of payload[0, n) in a new buffer. */
-static struct hd_rcbuf *text_frame(const char *payload, size_t n)
+/* One encoded message payload[0, n) of format f as carrier c sends it,
+ * in a new buffer: a WebSocket frame (text or binary), a stream chunk, or
+ * an SSE event. */
+static struct hd_rcbuf *carrier_frame(enum carrier c, enum format f, const char *payload, size_t n)
 {
 	uint8_t head[HD_WEBSOCKET_HEADER_MAX];
-	size_t hl = hd_websocket_frame_header(head, HD_WEBSOCKET_TEXT, n);
-	struct hd_rcbuf *f = hd_rcbuf_new(hl + n);
-	memcpy(f->data, head, hl);
-	memcpy(f->data + hl, payload, n);
-	return f;
+	const char *pre = "", *post = "";
+	size_t hl = 0;
+	if (c == C_WS) {
+		hl = hd_websocket_frame_header(head, codecs[f].opcode, n);
+	} else if (c == C_SSE) {
+		pre = "data: "; /* JSON only: a reply has no raw newline */
+		post = "\n\n";
+	} else if (f == F_JSON) {
+		post = "\n";
+	}
+	size_t pl = strlen(pre), tl = strlen(post);
+	struct hd_rcbuf *r = hd_rcbuf_new(hl + pl + n + tl);
+	memcpy(r->data, head, hl);
+	memcpy(r->data + hl, pre, pl);
+	memcpy(r->data + hl + pl, payload, n);
+	memcpy(r->data + hl + pl + n, post, tl);
+	return r;
 }
 
 /* Queues f (a reference is taken). Returns false when the session was
@@ -201,15 +288,15 @@ static bool send_frame(struct session *s, struct hd_rcbuf *f)
 	return rc == 0;
 }
 
-/* Sends the JSON text in b as one text frame. */
-static void send_json(struct session *s, const struct hd_buf *b)
+/* Sends the encoded reply in b as one frame of the session's format. */
+static void send_reply(struct session *s, const struct hd_buf *b)
 {
 	if (b->len == 0) {
 		/* The reply did not fit REPLY_MAX: the client would wait for it. */
 		session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "reply too large");
 		return;
 	}
-	struct hd_rcbuf *f = text_frame(b->data, b->len);
+	struct hd_rcbuf *f = carrier_frame(s->carrier, s->format, b->data, b->len);
 	send_frame(s, f);
 	hd_rcbuf_unref(f);
 }
@@ -219,9 +306,9 @@ static void reply_error(struct session *s, uint32_t id, uint32_t code, const cha
 	struct hd_buf b;
 	hd_buf_init(&b, 4096);
 	hd_metrics_inc(HD_M_ws_errors_total);
-	if (hd_centrifuge_reply_error(&b, id, code, msg, temp))
+	if (s->codec->reply_error(&b, id, code, msg, temp))
 		hd_buf_reset(&b);
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 }
 
@@ -229,9 +316,22 @@ static void reply_empty(struct session *s, uint32_t id, enum hd_centrifuge_metho
 {
 	struct hd_buf b;
 	hd_buf_init(&b, 256);
-	hd_centrifuge_reply_empty(&b, id, m);
-	send_json(s, &b);
+	s->codec->reply_empty(&b, id, m);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
+}
+
+static void slot_clear(struct frame_slot *c)
+{
+	if (c->json)
+		hd_rcbuf_unref(c->json);
+	if (c->base)
+		hd_rcbuf_unref(c->base);
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (c->frame[k][i])
+				hd_rcbuf_unref(c->frame[k][i]);
+	memset(c, 0, sizeof(*c));
 }
 
 /* Whether publications of topic carry the payload (ws-publication). */
@@ -240,57 +340,54 @@ static bool topic_payload(const struct hd_ws_edge *e, const char *topic)
 	return strcmp(hd_hub_ns(e->hub, topic)->ws_publication, "envelope") != 0;
 }
 
-/* The shared push frame of ev on topic: encoded once, cached by the
- * event's JSON buffer. Returns a new reference. */
+/* The shared push frame of ev on topic in format fmt for carrier car:
+ * encoded once per kind (only when a subscriber of that kind asks), cached
+ * by the event's JSON buffer. Returns a new reference. */
 static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
-				   const struct hd_stored_event *ev)
+				   const struct hd_stored_event *ev, enum carrier car, enum format fmt)
 {
 	size_t slot = ((uintptr_t)ev->json >> 4) % FRAME_CACHE;
 	struct frame_slot *c = &e->cache[slot];
-	if (c->json == ev->json)
-		return hd_rcbuf_ref(c->frame);
+	if (c->json != ev->json) {
+		slot_clear(c);
+		c->json = hd_rcbuf_ref(ev->json);
+	}
+	if (c->frame[car][fmt])
+		return hd_rcbuf_ref(c->frame[car][fmt]);
 
 	struct hd_buf b;
 	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
 				       .payload = topic_payload(e, topic)};
 	hd_buf_init(&b, ev->json->len + 1024);
-	hd_centrifuge_push_pub(&b, topic, &pub);
-	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	codecs[fmt].push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = carrier_frame(car, fmt, b.data, b.len);
 	hd_buf_fini(&b);
-	if (c->json) {
-		hd_rcbuf_unref(c->json);
-		hd_rcbuf_unref(c->frame);
-	}
-	c->json = hd_rcbuf_ref(ev->json);
-	c->frame = hd_rcbuf_ref(f);
+	hd_metrics_inc(HD_M_ws_push_encodes_total);
+	c->frame[car][fmt] = hd_rcbuf_ref(f);
 	return f;
-}
-
-static void slot_clear(struct frame_slot *c)
-{
-	if (c->json) {
-		hd_rcbuf_unref(c->json);
-		hd_rcbuf_unref(c->frame);
-	}
-	if (c->base)
-		hd_rcbuf_unref(c->base);
-	*c = (struct frame_slot){0};
 }
 
 /*
  * The push frame of ev for delta subscribers whose last publication was
  * base (NULL: none yet): a fossil delta from base's text when that is
  * smaller, else the whole text, as a JSON string. Subscribers in step
- * share one base, so the delta is computed once per publication per topic.
- * Returns a new reference.
+ * share one base, so the delta is computed once per publication per topic
+ * and kind of subscriber (format × carrier). In protobuf the data is the
+ * same text's bytes, or the delta's with Publication.delta set. Returns a
+ * new reference.
  */
 static struct hd_rcbuf *delta_frame(struct hd_ws_edge *e, const char *topic, const struct hd_stored_event *ev,
-				    struct hd_rcbuf *base)
+				    struct hd_rcbuf *base, enum carrier car, enum format fmt)
 {
 	size_t slot = (((uintptr_t)ev->json >> 4) ^ ((uintptr_t)base >> 4)) % FRAME_CACHE;
 	struct frame_slot *c = &e->delta_cache[slot];
-	if (c->json == ev->json && c->base == base)
-		return hd_rcbuf_ref(c->frame);
+	if (c->json != ev->json || c->base != base) {
+		slot_clear(c);
+		c->json = hd_rcbuf_ref(ev->json);
+		c->base = base ? hd_rcbuf_ref(base) : NULL;
+	}
+	if (c->frame[car][fmt])
+		return hd_rcbuf_ref(c->frame[car][fmt]);
 
 	bool payload = topic_payload(e, topic);
 	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
@@ -309,14 +406,12 @@ static struct hd_rcbuf *delta_frame(struct hd_ws_edge *e, const char *topic, con
 		}
 	}
 	hd_buf_init(&b, 6 * ev->json->len + 1024); /* a JSON string escapes each byte to at most 6 */
-	hd_centrifuge_push_pub(&b, topic, &pub);
-	struct hd_rcbuf *f = text_frame(b.data, b.len);
+	codecs[fmt].push_pub(&b, topic, &pub);
+	struct hd_rcbuf *f = carrier_frame(car, fmt, b.data, b.len);
 	hd_buf_fini(&b);
 	hd_buf_fini(&d);
-	slot_clear(c);
-	c->json = hd_rcbuf_ref(ev->json);
-	c->base = base ? hd_rcbuf_ref(base) : NULL;
-	c->frame = hd_rcbuf_ref(f);
+	hd_metrics_inc(HD_M_ws_push_encodes_total);
+	c->frame[car][fmt] = hd_rcbuf_ref(f);
 	return f;
 }
 
@@ -328,12 +423,12 @@ static void deliver(struct chan_sub *sub, const struct hd_stored_event *ev)
 	sub->cursor = ev->offset;
 	struct hd_rcbuf *f;
 	if (sub->delta) {
-		f = delta_frame(sub->s->edge, sub->name, ev, sub->base);
+		f = delta_frame(sub->s->edge, sub->name, ev, sub->base, sub->s->carrier, sub->s->format);
 		if (sub->base)
 			hd_rcbuf_unref(sub->base);
 		sub->base = hd_rcbuf_ref(ev->json);
 	} else {
-		f = push_frame(sub->s->edge, sub->name, ev);
+		f = push_frame(sub->s->edge, sub->name, ev, sub->s->carrier, sub->s->format);
 	}
 	send_frame(sub->s, f);
 	hd_rcbuf_unref(f);
@@ -484,32 +579,35 @@ static void join_leave(struct hd_ws_edge *e, const struct session *from, const c
 		return;
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
-	struct hd_rcbuf *f = NULL;
+	struct hd_rcbuf *frames[C_COUNT][F_COUNT] = {{0}};
 	for (size_t i = 0; i < n; i++) {
-		if (c[i] == &from->conn || strcmp(c[i]->transport, "websocket") != 0)
+		if (c[i] == &from->conn || c[i]->topics != conn_topics) /* not a session of this edge */
 			continue;
 		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
 		struct chan_sub *sub = sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
-		if (!f) {
+		struct hd_rcbuf **f = &frames[to->carrier][to->format];
+		if (!*f) {
 			struct hd_buf b;
 			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
 			hd_buf_init(&b, 2048);
 			if (join)
-				hd_centrifuge_push_join(&b, topic, &info);
+				to->codec->push_join(&b, topic, &info);
 			else
-				hd_centrifuge_push_leave(&b, topic, &info);
-			f = text_frame(b.data, b.len);
+				to->codec->push_leave(&b, topic, &info);
+			*f = carrier_frame(to->carrier, to->format, b.data, b.len);
 			hd_buf_fini(&b);
 		}
-		if (hd_http_stream_write(to->req, f) == HD_ELIMIT) {
+		if (hd_http_stream_write(to->req, *f) == HD_ELIMIT) {
 			to->slow = true;
 			uv_timer_start(&to->timer, on_timer, 0, 0);
 		}
 	}
-	if (f)
-		hd_rcbuf_unref(f);
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (frames[k][i])
+				hd_rcbuf_unref(frames[k][i]);
 	free(c);
 }
 
@@ -638,11 +736,12 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.ttl = op->ttl,
 			.ping = s->edge->opts.ping_interval_ms / 1000,
 			.pong = true,
+			.session = s->token[0] ? s->token : NULL,
 			.node = hd_hub_node(s->edge->hub),
 			.subs = subs,
 			.nsubs = op->ninits,
 		};
-		if (hd_centrifuge_reply_connect(&b, op->id, &cr))
+		if (s->codec->reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
 		free(subs);
 	} else if (op->inits[0].unrecoverable) {
@@ -654,10 +753,10 @@ static void op_reply_subs(struct session *s, struct op *op)
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
-		if (hd_centrifuge_reply_subscribe(&b, op->id, &res))
+		if (s->codec->reply_subscribe(&b, op->id, &res))
 			hd_buf_reset(&b);
 	}
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	for (size_t i = 0; i < op->ninits && s->req; i++)
 		if (!sub_go_live(s, op->inits[i].sub))
@@ -850,8 +949,8 @@ static void cmd_refresh(struct session *s, const struct hd_centrifuge_command *c
 	hd_jwt_claims_fini(&claims);
 	struct hd_buf b;
 	hd_buf_init(&b, 1024);
-	hd_centrifuge_reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
-	send_json(s, &b);
+	s->codec->reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	timer_arm(s);
 }
@@ -1012,10 +1111,9 @@ static void history_done(struct hd_read *r)
 		}
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (hd_centrifuge_reply_history(&b, op->id, pubs, n, r->epoch[0] ? r->epoch : EPOCH_NEW,
-						r->last))
+		if (s->codec->reply_history(&b, op->id, pubs, n, r->epoch[0] ? r->epoch : EPOCH_NEW, r->last))
 			hd_buf_reset(&b);
-		send_json(s, &b);
+		send_reply(s, &b);
 		hd_buf_fini(&b);
 		free(pubs);
 	}
@@ -1181,7 +1279,7 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 			info[i].client = c[i]->id;
 			info[i].user = c[i]->user;
 		}
-		if (hd_centrifuge_reply_presence(&b, cmd->id, info, n))
+		if (s->codec->reply_presence(&b, cmd->id, info, n))
 			hd_buf_reset(&b);
 		free(info);
 	} else {
@@ -1189,9 +1287,9 @@ static void cmd_presence(struct session *s, const struct hd_centrifuge_command *
 		size_t users = hd_hub_presence_users(c, n);
 		for (size_t i = 0; i < n; i++)
 			users += c[i]->user[0] == '\0';
-		hd_centrifuge_reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
+		s->codec->reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
 	}
-	send_json(s, &b);
+	send_reply(s, &b);
 	hd_buf_fini(&b);
 	free(c);
 }
@@ -1236,8 +1334,8 @@ static void cmd_sub_refresh(struct session *s, const struct hd_centrifuge_comman
 		struct hd_buf b;
 		uint32_t ttl = claims.exp ? (claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1) : 0;
 		hd_buf_init(&b, 256);
-		hd_centrifuge_reply_sub_refresh(&b, cmd->id, ttl != 0, ttl);
-		send_json(s, &b);
+		s->codec->reply_sub_refresh(&b, cmd->id, ttl != 0, ttl);
+		send_reply(s, &b);
 		hd_buf_fini(&b);
 	}
 	hd_jwt_claims_fini(&claims);
@@ -1260,14 +1358,14 @@ static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
 	[HD_CENTRIFUGE_SUB_REFRESH] = cmd_sub_refresh,
 };
 
-/* Runs one command line. */
+/* Runs one command (a JSON line or a protobuf message). */
 static void run_line(struct session *s, const char *line, size_t len)
 {
 	struct hd_centrifuge_command cmd;
 	struct hd_error err = {0};
 
 	hd_metrics_inc(HD_M_ws_commands_total);
-	if (hd_centrifuge_decode(line, len, &cmd, &err)) {
+	if (s->codec->decode(line, len, &cmd, &err)) {
 		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
 		goto out;
@@ -1291,13 +1389,33 @@ out:
 	hd_centrifuge_command_fini(&cmd);
 }
 
-/* Runs the waiting command lines in order until one waits for the hub. */
+/* Runs the first protobuf message of the inbox (checked when it came). */
+static void pump_message(struct session *s)
+{
+	const uint8_t *msg;
+	size_t pos = 0, n;
+	int rc = hd_centrifuge_pb_next((const uint8_t *)s->inbox.data, s->inbox.len, &pos, &msg, &n);
+	assert(rc == 1);
+	(void)rc;
+	/* Copy: the command runs while the inbox may grow. */
+	char *copy = hd_malloc(n + 1);
+	memcpy(copy, msg, n);
+	hd_buf_consume(&s->inbox, pos);
+	run_line(s, copy, n);
+	free(copy);
+}
+
+/* Runs the waiting commands in order until one waits for the hub. */
 static void pump(struct session *s)
 {
 	if (s->pumping)
 		return;
 	s->pumping = true;
 	while (s->req && s->state != S_CLOSING && !s->op && s->inbox.len) {
+		if (s->format == F_PB) {
+			pump_message(s);
+			continue;
+		}
 		char *nl = memchr(s->inbox.data, '\n', s->inbox.len);
 		size_t len = nl ? (size_t)(nl - s->inbox.data) : s->inbox.len;
 		/* Copy: the command runs while the inbox may grow. */
@@ -1328,6 +1446,44 @@ static void pump(struct session *s)
 
 /* ---- Input -------------------------------------------------------------- */
 
+static bool pb_frame_ok(const uint8_t *p, size_t n);
+
+/*
+ * Adds the commands of one message from the client (a WebSocket frame, a
+ * stream's opening body, an /emulation request's data) to the inbox.
+ * Returns 0; HD_EINVAL when a protobuf message is not whole delimited
+ * Commands; HD_ETOOBIG when the inbox would pass its ceiling.
+ */
+static int session_feed(struct session *s, const char *p, size_t n)
+{
+	if (s->format == F_PB) {
+		if (!pb_frame_ok((const uint8_t *)p, n))
+			return HD_EINVAL;
+		return hd_buf_append(&s->inbox, p, n);
+	}
+	size_t len = s->inbox.len;
+	int rc = hd_buf_append(&s->inbox, p, n);
+	if (!rc)
+		rc = hd_buf_putc(&s->inbox, '\n');
+	if (rc) {
+		s->inbox.len = len;
+		if (s->inbox.data)
+			s->inbox.data[len] = '\0';
+	}
+	return rc;
+}
+
+/* Whether a binary frame is whole varint-delimited messages. */
+static bool pb_frame_ok(const uint8_t *p, size_t n)
+{
+	size_t pos = 0, mn;
+	const uint8_t *msg;
+	int rc;
+	while ((rc = hd_centrifuge_pb_next(p, n, &pos, &msg, &mn)) == 1)
+		;
+	return rc == 0;
+}
+
 static int on_msg(void *arg, const struct hd_websocket_msg *m)
 {
 	struct session *s = arg;
@@ -1335,14 +1491,32 @@ static int on_msg(void *arg, const struct hd_websocket_msg *m)
 
 	switch (m->opcode) {
 	case HD_WEBSOCKET_TEXT:
-		if (hd_buf_append(&s->inbox, m->data, m->len) || hd_buf_putc(&s->inbox, '\n')) {
+		if (s->format != F_JSON) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "text frame on a protobuf connection");
+			return 1;
+		}
+		if (session_feed(s, m->data, m->len)) {
 			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
 			return 1;
 		}
 		return 0;
 	case HD_WEBSOCKET_BINARY:
-		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "binary frames are not supported (JSON protocol)");
-		return 1;
+		if (s->format != F_PB) {
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST,
+				      "binary frame on a JSON connection (ask for centrifuge-protobuf)");
+			return 1;
+		}
+		switch (session_feed(s, m->data, m->len)) {
+		case 0:
+			return 0;
+		case HD_EINVAL:
+			hd_log_info("ws bad protobuf frame client=%s remote=%s", s->conn.id, s->conn.remote);
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
+			return 1;
+		default:
+			session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "too much unhandled input");
+			return 1;
+		}
 	case HD_WEBSOCKET_PING: {
 		size_t hl = hd_websocket_frame_header(frame, HD_WEBSOCKET_PONG, m->len);
 		memcpy(frame + hl, m->data, m->len);
@@ -1422,6 +1596,8 @@ static void session_release(struct session *s)
 	if (s->registered)
 		hd_hub_conn_remove(e->hub, &s->conn);
 	s->registered = false;
+	if (s->token[0])
+		hd_map_del(&e->streams, s->token);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -1450,11 +1626,24 @@ static void session_close(struct session *s, uint16_t code, const char *reason)
 	if (!s->req || s->state == S_CLOSING)
 		return;
 	uint8_t frame[2 + HD_WEBSOCKET_CONTROL_MAX];
-	size_t n = hd_websocket_close_frame(frame, code, reason);
 	if (code != HD_CENTRIFUGE_DISC_SHUTDOWN && code != HD_WEBSOCKET_CLOSE_NORMAL && code != 0)
 		hd_metrics_inc(HD_M_ws_disconnects_total);
+	if (s->carrier == C_WS) {
+		size_t n = hd_websocket_close_frame(frame, code, reason);
+		hd_http_stream_write_copy(s->req, (const char *)frame, n);
+	} else if (code && code != HD_WEBSOCKET_CLOSE_NORMAL) {
+		/* A stream has no close frame: the disconnect push says why
+		 * (reconnect for the codes below 3500, as Centrifugo's). */
+		struct hd_buf b;
+		hd_buf_init(&b, 1024);
+		if (!s->codec->push_disconnect(&b, code, reason, code < 3500)) {
+			struct hd_rcbuf *f = carrier_frame(s->carrier, s->format, b.data, b.len);
+			hd_http_stream_write(s->req, f);
+			hd_rcbuf_unref(f);
+		}
+		hd_buf_fini(&b);
+	}
 	s->state = S_CLOSING;
-	hd_http_stream_write_copy(s->req, (const char *)frame, n);
 	struct hd_http_request *req = s->req;
 	session_release(s);
 	hd_http_stream_end(req);
@@ -1484,8 +1673,15 @@ static void on_timer(uv_timer_t *t)
 		}
 	}
 	if (s->ping_due && now >= s->ping_due) {
-		static const char ping[] = {(char)0x81, 2, '{', '}'};
-		hd_http_stream_write_copy(s->req, ping, sizeof(ping));
+		/* The server's ping: an empty reply, {} or a zero-length message. */
+		static const char json_ping[] = {(char)0x81, 2, '{', '}'};
+		static const char pb_ping[] = {(char)0x82, 1, 0};
+		if (s->carrier != C_WS)
+			reply_empty(s, 0, HD_CENTRIFUGE_PONG);
+		else if (s->format == F_PB)
+			hd_http_stream_write_copy(s->req, pb_ping, sizeof(pb_ping));
+		else
+			hd_http_stream_write_copy(s->req, json_ping, sizeof(json_ping));
 		s->ping_out = true;
 		s->pong_due = now + s->edge->opts.pong_timeout_ms;
 		s->ping_due = now + s->edge->opts.ping_interval_ms;
@@ -1507,6 +1703,20 @@ static void timer_arm(struct session *s)
 	int64_t now = mono();
 	uv_timer_start(&s->timer, on_timer, due > now ? (uint64_t)(due - now) : 0, 0);
 }
+
+/* The protobuf format: the centrifuge-protobuf subprotocol (selected by
+ * the handshake when centrifuge-json is not offered) or ?format=protobuf. */
+static bool wants_protobuf(const struct hd_http_request *req)
+{
+	char v[16];
+	if (hd_websocket_offers(req, "centrifuge-protobuf") && !hd_websocket_offers(req, "centrifuge-json"))
+		return true;
+	return hd_query_get(req->query, "format", v, sizeof(v)) > 0 && strcmp(v, "protobuf") == 0;
+}
+
+static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request *req, enum carrier c,
+				   enum format f);
+static void session_start(struct session *s);
 
 /* GET /connection/websocket: upgrades req (or answers 400/426/503). */
 static void route_websocket(struct hd_http_request *req, const struct hd_route_ctx *ctx)
@@ -1531,14 +1741,7 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 		hd_buf_fini(&head);
 		return;
 	}
-	struct session *s = hd_calloc(1, sizeof(*s));
-	s->edge = e;
-	s->req = req;
-	hd_uuid_v4(s->conn.id);
-	s->conn.transport = "websocket";
-	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
-	s->conn.since_ms = hd_now_ms();
-	s->conn.topics = conn_topics;
+	struct session *s = session_new(e, req, C_WS, wants_protobuf(req) ? F_PB : F_JSON);
 	if (hd_http_upgrade(req, head.data, head.len, on_input, on_close, s)) {
 		hd_buf_fini(&head);
 		free(s);
@@ -1547,6 +1750,31 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	}
 	hd_buf_fini(&head);
 	s->dec = hd_websocket_decoder_new(e->opts.max_message);
+	session_start(s);
+}
+
+/* A session of carrier c and format f for req, not started yet. */
+static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request *req, enum carrier c,
+				   enum format f)
+{
+	struct session *s = hd_calloc(1, sizeof(*s));
+	s->edge = e;
+	s->req = req;
+	s->format = f;
+	s->carrier = c;
+	s->codec = &codecs[s->format];
+	hd_uuid_v4(s->conn.id);
+	s->conn.transport = carrier_names[c];
+	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
+	s->conn.since_ms = hd_now_ms();
+	s->conn.topics = conn_topics;
+	return s;
+}
+
+/* The connection is the session's: its inbox, timer and place in the edge. */
+static void session_start(struct session *s)
+{
+	struct hd_ws_edge *e = s->edge;
 	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
 	uv_timer_init(e->loop, &s->timer);
 	s->timer.data = s;
@@ -1559,6 +1787,53 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	e->count++;
 	hd_metrics_gauge_add(HD_M_ws_sessions, 1);
 	timer_arm(s);
+}
+
+int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool sse, bool protobuf,
+		      const char *initial, size_t n)
+{
+	static const char headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+	if (e->stopping)
+		return HD_EUNAVAIL;
+	if (sse && protobuf)
+		return HD_EINVAL; /* SSE carries text */
+	struct session *s = session_new(e, req, sse ? C_SSE : C_STREAM, protobuf ? F_PB : F_JSON);
+	hd_buf_init(&s->inbox, 4 * e->opts.max_message);
+	int rc = session_feed(s, initial, n);
+	hd_buf_fini(&s->inbox);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	const char *type = sse ? "text/event-stream" : protobuf ? "application/octet-stream" : HD_HTTP_JSON_TYPE;
+	rc = hd_http_stream_start(req, 200, type, headers, on_close, s);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	hd_uuid_v4(s->token);
+	if (hd_map_put(&e->streams, s->token, s)) {
+		s->token[0] = '\0'; /* not findable: its connect reply has no session */
+		hd_log_warn("ws emulated sessions at their cap (%u)", STREAMS_MAX);
+	}
+	session_start(s);
+	session_feed(s, initial, n); /* checked above */
+	pump(s);
+	return 0;
+}
+
+int hd_ws_edge_emulate(struct hd_ws_edge *e, const char *session, const char *data, size_t n)
+{
+	struct session *s = hd_map_get(&e->streams, session);
+	if (!s || !s->req || s->state == S_CLOSING)
+		return HD_ENOTFOUND;
+	int rc = session_feed(s, data, n);
+	if (rc == HD_ETOOBIG)
+		return HD_ELIMIT;
+	if (rc)
+		return rc;
+	pump(s);
+	return 0;
 }
 
 void hd_ws_edge_stop(struct hd_ws_edge *e)
@@ -1575,6 +1850,7 @@ void hd_ws_edge_free(struct hd_ws_edge *e)
 		slot_clear(&e->cache[i]);
 		slot_clear(&e->delta_cache[i]);
 	}
+	hd_map_fini(&e->streams);
 	free(e);
 }
 
@@ -1582,4 +1858,5 @@ void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t)
 {
 	hd_route_add(t, &(struct hd_route){HTTP_GET, "/connection/websocket", HD_ROUTE_OPEN, 0,
 					   route_websocket, e, 0, HD_ROUTE_NO_HEAD});
+	hd_ws_emulation_routes(e, t);
 }

@@ -1,11 +1,15 @@
 /*
- * ws_edge — the WebSocket edge: the Centrifugo client protocol (v2, JSON) over
- * RFC 6455, so the centrifuge SDKs (npm centrifuge, Go, Python) work
- * against herald unchanged. docs/websocket.md describes it for users;
+ * ws_edge — the WebSocket edge: the Centrifugo client protocol (v2, JSON or
+ * protobuf) over RFC 6455, so the centrifuge SDKs (npm centrifuge, Go,
+ * Python, and the protobuf-only Dart, Swift and Kotlin ones) work against
+ * herald unchanged; the same sessions also run over the SDK's emulation
+ * transports (HTTP-streaming, SSE; edge/ws_emulation.c reads those
+ * requests). docs/websocket.md describes it for users;
  * ../shared/research/protocols.md §1 is the wire reference.
  * Layer: edge. The api routes GET /connection/websocket here (loop thread);
  * the edge talks to the hub, decodes frames with http/websocket.h and commands
- * with proto/centrifuge.h, verifies tokens with auth/jwt.h.
+ * with proto/centrifuge.h (JSON) or proto/centrifuge_pb.h (protobuf),
+ * verifies tokens with auth/jwt.h.
  *
  * A session: upgrade → `connect` within connect_timeout (else close 3502)
  * with a JWT (sub = user; exp → expires/ttl, refreshed in-band with
@@ -33,8 +37,9 @@
  * recover_max, retention removed some, or the epoch differs, the reply says
  * was_recovering:true without recovered and the client reloads.
  *
- * Each event is encoded once per topic into one WebSocket frame that every
- * subscriber's write shares. A connection whose unsent output would pass
+ * Each event is encoded once per topic and kind of subscriber (format ×
+ * carrier), lazily, into one frame that every such subscriber's write
+ * shares. A connection whose unsent output would pass
  * the HTTP server's max_pending_bytes is closed 3008 "slow" and resumes from
  * its offset. Ping: an empty message every ping_interval; no pong within
  * pong_timeout → close 3012. Stop: every session is closed 3001 "shutdown".
@@ -83,6 +88,23 @@ void hd_ws_edge_routes(struct hd_ws_edge *e, struct hd_route_table *t);
 size_t hd_ws_edge_sessions(const struct hd_ws_edge *e);
 /* Closes every session with 3001 "shutdown" and refuses new ones (503). */
 void hd_ws_edge_stop(struct hd_ws_edge *e);
+
+/*
+ * The emulation transports (edge/ws_emulation.c calls these on the loop
+ * thread). hd_ws_edge_stream starts a session whose replies go down req's
+ * streaming response (HTTP-streaming, or SSE when sse is set; protobuf
+ * only for HTTP-streaming) and runs the commands in initial[0, n)
+ * (borrowed; JSON lines or delimited protobuf Commands, normally the
+ * connect). Its connect reply carries `session`, the secret id the
+ * client's later commands name: hd_ws_edge_emulate runs data[0, n) in that
+ * session. Both return 0 (stream: req is the session's), or HD_EINVAL
+ * (malformed commands), HD_EUNAVAIL (stopping; stream: req must still be
+ * answered); emulate also HD_ENOTFOUND (no such live session) and
+ * HD_ELIMIT (too much unhandled input).
+ */
+int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool sse, bool protobuf,
+		      const char *initial, size_t n);
+int hd_ws_edge_emulate(struct hd_ws_edge *e, const char *session, const char *data, size_t n);
 /* After the HTTP server has shut down and the loop ran the closes. */
 void hd_ws_edge_free(struct hd_ws_edge *e);
 

@@ -149,6 +149,11 @@ void hd_websocket_accept_key(const char *key, size_t key_len, char out[HD_WEBSOC
 	EVP_EncodeBlock((unsigned char *)out, md, (int)md_len);
 }
 
+bool hd_websocket_offers(const struct hd_http_request *req, const char *subprotocol)
+{
+	return header_lists(req, "sec-websocket-protocol", subprotocol, false);
+}
+
 int hd_websocket_handshake(const struct hd_http_request *req, struct hd_buf *head, int *status,
 		    struct hd_error *err)
 {
@@ -194,6 +199,8 @@ int hd_websocket_handshake(const struct hd_http_request *req, struct hd_buf *hea
 		rc = hd_buf_puts(head, "\r\n");
 	if (!rc && header_lists(req, "sec-websocket-protocol", "centrifuge-json", false))
 		rc = hd_buf_puts(head, "Sec-WebSocket-Protocol: centrifuge-json\r\n");
+	else if (!rc && header_lists(req, "sec-websocket-protocol", "centrifuge-protobuf", false))
+		rc = hd_buf_puts(head, "Sec-WebSocket-Protocol: centrifuge-protobuf\r\n");
 	if (!rc)
 		rc = hd_buf_puts(head, "\r\n");
 	if (rc) {

@@ -71,11 +71,11 @@ bool hd_websocket_is_upgrade(const struct hd_http_request *req);
  * On success returns 0 and appends the complete response head to head:
  *   HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n
  *   Connection: Upgrade\r\nSec-WebSocket-Accept: <accept>\r\n
- *   [Sec-WebSocket-Protocol: centrifuge-json\r\n]   (only when offered)
+ *   [Sec-WebSocket-Protocol: centrifuge-json\r\n]   (when offered)
+ *   [Sec-WebSocket-Protocol: centrifuge-protobuf\r\n] (when offered without centrifuge-json)
  *   \r\n
- * No other subprotocol is ever selected (a client offering only
- * "centrifuge-protobuf" gets no Sec-WebSocket-Protocol, which its browser
- * treats as a refusal: herald speaks the JSON protocol only).
+ * No other subprotocol is ever selected; the edge speaks the format of
+ * the one selected (hd_websocket_offers tells which).
  *
  * On failure returns HD_EINVAL with err->msg saying what is wrong; *status
  * is the HTTP status to answer with: 426 for a missing or other version
@@ -84,6 +84,9 @@ bool hd_websocket_is_upgrade(const struct hd_http_request *req);
  * not take the response, which is under 200 bytes, the return is
  * HD_ETOOBIG with *status 500 and head keeps what was appended.)
  */
+/* Whether req's Sec-WebSocket-Protocol headers list subprotocol (exact). */
+bool hd_websocket_offers(const struct hd_http_request *req, const char *subprotocol);
+
 int hd_websocket_handshake(const struct hd_http_request *req, struct hd_buf *head, int *status,
 		    struct hd_error *err);
 

@@ -41,7 +41,6 @@
 #define CF_MEMBERS_MAX 64  /* members of one object of a command; more → HD_EINVAL */
 #define CF_KEY_MAX 96      /* a member name token longer than this names nothing we read */
 #define CF_WHERE_MAX 112   /* "connect.subs[\"<channel, shortened>\"]" */
-#define PUB_MEMBERS_MAX 136 /* members of a stored event: the CloudEvents limit (128), topic, offset */
 
 static const char empty[] = "";
 
@@ -738,44 +737,48 @@ static bool key_is(const char *tok, size_t n, const char *lit)
 	return n == l + 2 && memcmp(tok + 1, lit, l) == 0;
 }
 
-/* Splits a stored event into members; false when it is not an object. */
-static bool event_members(const struct hd_centrifuge_pub *p, struct hd_json_text_span *sp, size_t *n,
-			  size_t *data, bool *base64)
+bool hd_centrifuge_pub_split(const struct hd_centrifuge_pub *p, struct hd_centrifuge_pub_parts *parts)
 {
 	const char *ev = p->data;
 
-	*data = SIZE_MAX;
-	*base64 = false;
+	parts->data = SIZE_MAX;
+	parts->base64 = false;
 	if (p->len < 2 || ev[0] != '{' || ev[p->len - 1] != '}' ||
-	    hd_json_text_members(ev, p->len, sp, PUB_MEMBERS_MAX, n))
+	    hd_json_text_members(ev, p->len, parts->sp, HD_CENTRIFUGE_PUB_MEMBERS_MAX, &parts->n))
 		return false;
-	for (size_t i = 0; i < *n; i++) {
-		const char *k = ev + sp[i].key_off;
-		if (key_is(k, sp[i].key_len, "data") || key_is(k, sp[i].key_len, "data_base64")) {
-			*data = i;
-			*base64 = key_is(k, sp[i].key_len, "data_base64");
+	for (size_t i = 0; i < parts->n; i++) {
+		const char *k = ev + parts->sp[i].key_off;
+		if (key_is(k, parts->sp[i].key_len, "data") || key_is(k, parts->sp[i].key_len, "data_base64")) {
+			parts->data = i;
+			parts->base64 = key_is(k, parts->sp[i].key_len, "data_base64");
 		}
 	}
 	return true;
 }
 
+bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_centrifuge_pub_parts *parts, size_t i)
+{
+	const char *k = p->data + parts->sp[i].key_off, *v = p->data + parts->sp[i].val_off;
+	size_t kl = parts->sp[i].key_len;
+	return i != parts->data && !key_is(k, kl, "specversion") && !key_is(k, kl, "topic") &&
+	       !key_is(k, kl, "offset") && v[0] != 'n' && v[0] != '{' && v[0] != '[';
+}
+
 void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n)
 {
-	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
-	size_t count, data;
-	bool base64;
+	struct hd_centrifuge_pub_parts parts;
 
 	*text = p->data;
 	*n = p->len;
-	if (!p->payload || !event_members(p, sp, &count, &data, &base64))
+	if (!p->payload || !hd_centrifuge_pub_split(p, &parts))
 		return;
-	if (data == SIZE_MAX) {
+	if (parts.data == SIZE_MAX) {
 		*text = "null";
 		*n = 4;
 		return;
 	}
-	*text = p->data + sp[data].val_off;
-	*n = sp[data].val_len;
+	*text = p->data + parts.sp[parts.data].val_off;
+	*n = parts.sp[parts.data].val_len;
 }
 
 /* The data member: raw text, or (delta compression) a JSON string. */
@@ -803,24 +806,21 @@ static void put_data(struct obj *j, const struct hd_centrifuge_pub *p, const cha
  * object whose members can be split. */
 static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
 {
-	struct hd_json_text_span sp[PUB_MEMBERS_MAX];
+	struct hd_centrifuge_pub_parts parts;
 	const char *ev = p->data;
-	size_t n, data;
-	bool base64;
 
-	if (!event_members(p, sp, &n, &data, &base64))
+	if (!hd_centrifuge_pub_split(p, &parts))
 		return false;
-	if (data != SIZE_MAX)
-		put_data(j, p, ev + sp[data].val_off, sp[data].val_len);
+	if (parts.data != SIZE_MAX)
+		put_data(j, p, ev + parts.sp[parts.data].val_off, parts.sp[parts.data].val_len);
 	else
 		put_data(j, p, NULL, 0);
 	m_u64(j, "offset", p->offset);
 	struct obj tags = {.o = j->o};
-	for (size_t i = 0; i < n; i++) {
-		const char *k = ev + sp[i].key_off, *v = ev + sp[i].val_off;
-		size_t kl = sp[i].key_len, vl = sp[i].val_len;
-		if (i == data || key_is(k, kl, "specversion") || key_is(k, kl, "topic") ||
-		    key_is(k, kl, "offset") || v[0] == 'n' || v[0] == '{' || v[0] == '[')
+	for (size_t i = 0; i < parts.n; i++) {
+		const char *k = ev + parts.sp[i].key_off, *v = ev + parts.sp[i].val_off;
+		size_t kl = parts.sp[i].key_len, vl = parts.sp[i].val_len;
+		if (!hd_centrifuge_pub_tag(p, &parts, i))
 			continue;
 		if (!tags.any)
 			key(j, "tags");
@@ -837,7 +837,7 @@ static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
 			put(j->o, "\"", 1);
 		}
 	}
-	if (base64) {
+	if (parts.base64) {
 		if (!tags.any)
 			key(j, "tags");
 		put_lit(j->o, tags.any ? ",\"data_base64\":\"true\"" : "{\"data_base64\":\"true\"");
@@ -957,6 +957,7 @@ int hd_centrifuge_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_c
 	}
 	m_u64(&c, "ping", r->ping);
 	m_true(&c, "pong", r->pong);
+	m_str(&c, "session", r->session);
 	m_str(&c, "node", r->node);
 	reply_close(&c, &top);
 	return out_end(&o);

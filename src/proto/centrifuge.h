@@ -28,6 +28,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "proto/json_text.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -206,6 +207,22 @@ struct hd_centrifuge_pub {
 	size_t delta_len;
 };
 
+#define HD_CENTRIFUGE_PUB_MEMBERS_MAX 136 /* members of a stored event: the CloudEvents limit (128), topic, offset */
+
+/* A payload publication's event split into its members, for the JSON and
+ * protobuf encoders (one rule for both). */
+struct hd_centrifuge_pub_parts {
+	struct hd_json_text_span sp[HD_CENTRIFUGE_PUB_MEMBERS_MAX]; /* offsets into pub->data */
+	size_t n;
+	size_t data;               /* the member data or data_base64; SIZE_MAX: none */
+	bool base64;               /* it is data_base64 */
+};
+/* Splits p->data (an event as stored). Returns false when it is not an
+ * object whose members can be split (then it is sent whole). */
+bool hd_centrifuge_pub_split(const struct hd_centrifuge_pub *p, struct hd_centrifuge_pub_parts *parts);
+/* Whether member i of parts is a tag (see hd_centrifuge_pub). */
+bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_centrifuge_pub_parts *parts,
+			   size_t i);
 /*
  * The text a publication's data stands for: the event's `data` member as
  * it is (payload true; "null" when absent, the base64 string token for
@@ -237,6 +254,7 @@ struct hd_centrifuge_connect_result {
 	uint32_t ttl;
 	uint32_t ping;             /* seconds */
 	bool pong;
+	const char *session;       /* emulation transports: the id /emulation names */
 	const char *node;
 	const struct hd_centrifuge_sub_result *subs; /* server-side subscriptions, nsubs */
 	size_t nsubs;

@@ -18,9 +18,8 @@ herald can have (recovery, smallhistory, delta; HMAC secret "secret",
 anonymous clients, publish by anyone). jest runs the WebSocket, recovery,
 getState and delta files, JSON and protobuf; every test's result is checked
 against centrifuge_suite_expected.txt: each test listed `pass` must pass.
-Tests listed with a failure reason (map and shared-poll subscriptions, the
-protobuf format and the HTTP-streaming/SSE emulation transports, which are
-other work) may fail; one of them passing is reported, not an error, so
+Tests listed with a failure reason (map and shared-poll subscriptions,
+which herald does not have; the map ones are not even run) may fail; one of them passing is reported, not an error, so
 the list can be tightened as herald grows. A test missing from the list
 fails the run (the suite is pinned: the list names every test).
 """
@@ -208,7 +207,11 @@ def test_centrifuge_js_suite(herald_factory, tmp_path):
         patch_sources(workdir, h.port, front.server_address[1])
         out = str(tmp_path / "jest.json")
         jest = os.path.join(workdir, "node_modules", ".bin", "jest")
-        p = subprocess.run([jest, "--forceExit", "--json", f"--outputFile={out}", "--maxWorkers=2"]
+        # The map tests are not run: herald has no map subscriptions, and
+        # their timers fire after they failed, failing whichever test then
+        # runs in the same worker.
+        p = subprocess.run([jest, "--forceExit", "--json", f"--outputFile={out}", "--maxWorkers=2",
+                            "--testNamePattern", "^(?!map[ :])"]
                            + os.environ.get("HERALD_CENTRIFUGE_SUITE_ARGS", "").split()
                            + [os.path.join("src", f) for f in FILES],
                            cwd=workdir, capture_output=True, text=True, timeout=780,

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import requests
 
 from conftest import per_test_timeout, publish_ce, structured
@@ -81,11 +82,23 @@ class Node:
             self.proc.wait()
 
 
-def test_centrifuge_js_recovers_across_disconnect_and_restart(herald_factory):
+# Both wire formats of the SDK (JSON, and its protobuf build) over the
+# WebSocket and the emulation transports it falls back to (HTTP-streaming,
+# and SSE, which carries JSON only).
+FORMATS = pytest.mark.parametrize("fmt,transport", [
+    ("json", "websocket"), ("protobuf", "websocket"),
+    ("json", "http_stream"), ("protobuf", "http_stream"), ("json", "sse")])
+
+
+@FORMATS
+def test_centrifuge_js_recovers_across_disconnect_and_restart(herald_factory, fmt, transport):
     h = herald_factory(args=["--jwt-secret", SECRET])
     n = Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token("u9"),
-                                      "HERALD_TOPIC": "interop"})
+                                      "HERALD_TOPIC": "interop", "HERALD_FORMAT": fmt,
+                                      "HERALD_TRANSPORT": transport})
     try:
+        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
+        assert m["transport"] == transport, m
         n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
         publish_ce(h, "interop", 1, 3)
         got = n.collect("pub", 3)
@@ -118,10 +131,12 @@ def test_centrifuge_js_recovers_across_disconnect_and_restart(herald_factory):
         n.quit()
 
 
-def test_centrifuge_js_told_when_history_is_gone(herald_factory):
+@FORMATS
+def test_centrifuge_js_told_when_history_is_gone(herald_factory, fmt, transport):
     h = herald_factory(args=["--jwt-secret", SECRET], config="[namespace short]\nretention-max-count = 2\n")
     n = Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token("u1"),
-                                      "HERALD_TOPIC": "short:t"})
+                                      "HERALD_TOPIC": "short:t", "HERALD_FORMAT": fmt,
+                                      "HERALD_TRANSPORT": transport})
     try:
         n.expect(lambda m: m["ev"] == "subscribed")
         publish_ce(h, "short:t", 1, 1)

@@ -7,6 +7,8 @@ client sees the wire shape; subscribers without delta are unaffected."""
 import asyncio
 import json
 
+import pytest
+
 from conftest import per_test_timeout, structured
 from test_interop_js import Node
 from wsclient import SECRET, connect, run, token, ws_url
@@ -21,10 +23,11 @@ def pub(h, topic, id_, **extra):
     assert r.status_code == 201, r.text
 
 
-def test_sdk_applies_herald_deltas(herald_factory):
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+def test_sdk_applies_herald_deltas(herald_factory, fmt):
     h = herald_factory(args=["--jwt-secret", SECRET])
     n = Node("centrifuge_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOKEN": token("u1"), "HERALD_TOPIC": "d",
-                                      "HERALD_DELTA": "1"})
+                                      "HERALD_DELTA": "1", "HERALD_FORMAT": fmt})
     try:
         n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
         pad = "x" * 500

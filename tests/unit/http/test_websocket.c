@@ -146,7 +146,9 @@ static void test_handshake_subprotocols(void **state)
 	req_valid(&q);
 	req_add(&q, "sec-websocket-protocol", "centrifuge-protobuf");
 	assert_int_equal(shake(&q, &status, &head, &err), 0);
-	assert_null(strstr(head.data, "Sec-WebSocket-Protocol"));
+	assert_non_null(strstr(head.data, "\r\nSec-WebSocket-Protocol: centrifuge-protobuf\r\n\r\n"));
+	assert_true(hd_websocket_offers(&q.r, "centrifuge-protobuf"));
+	assert_false(hd_websocket_offers(&q.r, "centrifuge-json"));
 	hd_buf_fini(&head);
 
 	/* Subprotocol names are compared exactly. */
