@@ -1033,6 +1033,20 @@ int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires,
 	return out_end(&o);
 }
 
+/* RPCResult: data 1 (raw JSON text; the member is left out when n is 0). */
+int hd_centrifuge_reply_rpc(struct hd_buf *b, uint32_t id, const char *data, size_t n)
+{
+	struct out o = out_begin(b);
+	struct obj top, r = reply_open(&o, &top, id, "rpc");
+
+	if (n) {
+		key(&r, "data");
+		put_raw(&o, data, n);
+	}
+	reply_close(&r, &top);
+	return out_end(&o);
+}
+
 /* RefreshResult: client 1, version 2, expires 3, ttl 4. */
 int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl)

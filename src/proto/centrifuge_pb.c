@@ -930,6 +930,23 @@ int hd_centrifuge_pb_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expir
 	return reply(b, id, HD_CENTRIFUGE_SUB_REFRESH, enc_sub_refresh, &r);
 }
 
+struct rpc_result {
+	const char *data;
+	size_t n;
+};
+
+static void enc_rpc(struct w *w, const void *arg)
+{
+	const struct rpc_result *r = arg;
+	w_bytes(w, 1, r->data, r->n);
+}
+
+int hd_centrifuge_pb_reply_rpc(struct hd_buf *b, uint32_t id, const char *data, size_t n)
+{
+	struct rpc_result r = {data, n};
+	return reply(b, id, HD_CENTRIFUGE_RPC, enc_rpc, &r);
+}
+
 int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 				   bool expires, uint32_t ttl)
 {
