@@ -227,6 +227,8 @@ int hd_cproxy_answer_parse(enum hd_cproxy_kind kind, const char *body, size_t le
 		rc = fail(a, "%s", "none of result, error, disconnect");
 	}
 out:
+	if (rc)
+		hd_cproxy_answer_fini(a); /* a failure carries nothing but its message */
 	free(m);
 	return rc;
 }

@@ -167,6 +167,8 @@ struct op {
 	 * again when the answer comes */
 	char *line;
 	size_t line_len;
+	char *reply_data;              /* the backend's result.data for the reply, or NULL */
+	size_t reply_data_len;
 };
 
 enum state { S_NEW, S_READY, S_CLOSING };
@@ -633,6 +635,7 @@ static void op_free(struct op *op)
 	hd_engine_read_fini(&op->r);
 	hd_cloudevent_batch_fini(&op->batch);
 	free(op->line);
+	free(op->reply_data);
 	free(op);
 }
 
@@ -751,6 +754,8 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.node = hd_hub_node(s->edge->hub),
 			.subs = subs,
 			.nsubs = op->ninits,
+			.data = op->reply_data,
+			.data_len = op->reply_data_len,
 		};
 		if (s->codec->reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
@@ -764,6 +769,8 @@ static void op_reply_subs(struct session *s, struct op *op)
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
+		res.data = op->reply_data;
+		res.data_len = op->reply_data_len;
 		if (s->codec->reply_subscribe(&b, op->id, &res))
 			hd_buf_reset(&b);
 	}
@@ -814,8 +821,10 @@ static void op_step(struct op *op)
 
 /* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
 
-static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp);
-static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd);
+static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
+			   const char *data, size_t n);
+static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			     size_t n);
 static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
 			   size_t n);
 static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd);
@@ -857,9 +866,9 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 				s->channels[i] = hd_strdup(a->channels[i]);
 			s->nchannels = a->nchannels;
 		}
-		connect_accept(s, &cmd, a->expire_at);
+		connect_accept(s, &cmd, a->expire_at, a->data, a->data_len);
 	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
-		subscribe_accept(s, &cmd);
+		subscribe_accept(s, &cmd, a->data, a->data_len);
 	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
 		publish_accept(s, &cmd, a->data ? a->data : cmd.data.p, a->data ? a->data_len : cmd.data.n);
 	} else {
@@ -935,6 +944,16 @@ static struct op *op_new(struct session *s, const struct hd_centrifuge_command *
 	return op;
 }
 
+/* Keeps data[0, n) (or nothing when NULL) as op's reply data. */
+static void op_keep_data(struct op *op, const char *data, size_t n)
+{
+	if (!data)
+		return;
+	op->reply_data = hd_malloc(n);
+	memcpy(op->reply_data, data, n);
+	op->reply_data_len = n;
+}
+
 /* Adds the subscription set-up of topic to op (recovery from req if any). */
 static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_centrifuge_sub_req *req)
 {
@@ -1006,12 +1025,14 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 	}
 	int64_t exp = claims.exp;
 	hd_jwt_claims_fini(&claims);
-	connect_accept(s, cmd, exp);
+	connect_accept(s, cmd, exp, NULL, 0);
 }
 
 /* A connect whose user (conn.user, channels) is known: registers the
- * session and sets up its server-side subscriptions; exp: Unix s or 0. */
-static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp)
+ * session and sets up its server-side subscriptions; exp: Unix s or 0;
+ * data[0, n): the reply's data (a connect proxy's), or NULL. */
+static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
+			   const char *data, size_t n)
 {
 	struct hd_ws_edge *e = s->edge;
 	int64_t now_s = hd_now_ms() / 1000;
@@ -1025,6 +1046,7 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 
 	/* Server-side subscriptions: user:U and the token's channels. */
 	struct op *op = op_new(s, cmd);
+	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
 	if (s->conn.user[0]) {
 		char topic[HD_TOPIC_NAME_MAX + 1];
@@ -1171,11 +1193,13 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 	if (!sub_find(s, cmd->sub.channel) && s->nsubs < s->edge->opts.max_subscriptions &&
 	    proxy_start(s, cmd, HD_CPROXY_SUBSCRIBE, cmd->sub.data.p, cmd->sub.data.n))
 		return;
-	subscribe_accept(s, cmd);
+	subscribe_accept(s, cmd, NULL, 0);
 }
 
-/* A subscribe allowed (by herald's rules and the app backend, if asked). */
-static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd)
+/* A subscribe allowed (by herald's rules and the app backend, if asked);
+ * data[0, n): the reply's data (the subscribe proxy's), or NULL. */
+static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			     size_t n)
 {
 	if (sub_find(s, cmd->sub.channel)) {
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
@@ -1194,6 +1218,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 	/* Delta compression when asked for by name; any other is not negotiated. */
 	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
 	struct op *op = op_new(s, cmd);
+	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
 	op_add_init(op, sub, &cmd->sub);
 	op_step(op);

@@ -244,6 +244,8 @@ struct hd_centrifuge_sub_result {
 	bool delta;                /* delta compression negotiated */
 	const struct hd_centrifuge_pub *pubs;
 	size_t npubs;
+	const char *data;          /* minified JSON for the app (a subscribe proxy's), or NULL */
+	size_t data_len;
 };
 
 /* ConnectResult. */
@@ -258,6 +260,8 @@ struct hd_centrifuge_connect_result {
 	const char *node;
 	const struct hd_centrifuge_sub_result *subs; /* server-side subscriptions, nsubs */
 	size_t nsubs;
+	const char *data;          /* minified JSON for the app (a connect proxy's), or NULL */
+	size_t data_len;
 };
 
 /* A presence entry. */

@@ -678,6 +678,8 @@ static void enc_sub_result(struct w *w, const void *arg)
 	w_bool(w, 8, r->recovered);
 	w_u64(w, 9, r->offset);
 	w_bool(w, 10, r->positioned);
+	if (r->data)
+		w_bytes(w, 11, r->data, r->data_len);
 	w_bool(w, 12, r->was_recovering);
 	w_bool(w, 13, r->delta);
 }
@@ -699,6 +701,8 @@ static void enc_connect(struct w *w, const void *arg)
 	w_str(w, 2, r->version);
 	w_bool(w, 3, r->expires);
 	w_u64(w, 4, r->ttl);
+	if (r->data)
+		w_bytes(w, 5, r->data, r->data_len);
 	for (size_t i = 0; i < r->nsubs; i++)
 		w_msg(w, 6, enc_sub_entry, &r->subs[i], true);
 	w_u64(w, 7, r->ping);

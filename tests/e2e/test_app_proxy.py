@@ -101,6 +101,7 @@ def test_connect_proxy_says_who_the_user_is(herald_factory, backend):
                                    headers={"Cookie": "sid=abc", "X-Other": "no"})
         assert "connect" in r, r
         assert "news" in r["connect"].get("subs", {}) and "user:alice" in r["connect"]["subs"], r
+        assert r["connect"]["data"] == {"welcome": True}, r
         (path, hdrs, body), = backend.calls_to("/connect")
         assert body["client"] == r["connect"]["client"]
         assert body["transport"] == "websocket" and body["protocol"] == "json" and body["encoding"] == "json"
@@ -164,14 +165,15 @@ def test_backend_failures_are_error_100(herald_factory, backend, failure):
 
 
 def test_subscribe_proxy_allows_and_refuses(herald_factory, backend):
-    backend.answers["/subscribe"] = lambda b: ((200, {"result": {}}) if b["channel"].startswith("ok")
+    backend.answers["/subscribe"] = lambda b: ((200, {"result": {"data": {"ch": b["channel"]}}})
+                                               if b["channel"].startswith("ok")
                                                else (200, {"error": {"code": 403, "message": "not yours"}}))
     h = start(herald_factory, backend, kinds=("subscribe",))
 
     async def go():
         c, _ = await connect(h, sub="u1")
         r = await c.call({"subscribe": {"channel": "ok.a", "data": {"why": "x"}}})
-        assert "subscribe" in r, r
+        assert r["subscribe"]["data"] == {"ch": "ok.a"}, r
         r = await c.call({"subscribe": {"channel": "secret"}})
         assert r["error"] == {"code": 403, "message": "not yours"}, r
         body = backend.calls_to("/subscribe")[0][2]
