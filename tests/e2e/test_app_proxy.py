@@ -247,3 +247,35 @@ def test_bad_options_exit(herald_factory):
     p = subprocess.run([BIN, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", h.data_dir, *h.args],
                        capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     assert p.returncode != 0 and b"--proxy-static-header" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("fmt,transport", [("json", "websocket"), ("protobuf", "websocket"),
+                                           ("json", "http_stream"), ("protobuf", "http_stream")])
+def test_centrifuge_sdk_through_every_proxy(herald_factory, backend, fmt, transport):
+    """npm centrifuge (JSON and protobuf builds, WebSocket and HTTP-streaming)
+    connects without a token, gets the backend's data, calls an RPC, and its
+    publish comes back rewritten."""
+    from test_interop_js import Node
+    from wsclient import ws_url
+    backend.answers["/connect"] = (200, {"result": {"user": "sdk-user", "data": {"hi": "from backend"}}})
+    backend.answers["/subscribe"] = (200, {"result": {"data": {"sub": "ok"}}})
+    backend.answers["/rpc"] = lambda b: (200, {"result": {"data": {"sum": sum(b["data"]["n"])}}})
+    backend.answers["/publish"] = lambda b: (200, {"result": {"data": {"text": b["data"]["text"].upper()}}})
+    h = start(herald_factory, backend)
+    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt,
+                                 "HERALD_TRANSPORT": transport})
+    try:
+        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
+        assert m["data"] == {"hi": "from backend"}, m
+        m, _ = n.expect(lambda m: m["ev"] in ("rpc", "rpc_error"), what="rpc")
+        assert m == {"ev": "rpc", "data": {"sum": 6}}, m
+        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
+        assert m["data"] == {"sub": "ok"}, m
+        m, _ = n.expect(lambda m: m["ev"] == "pub", what="pub")
+        assert m["data"] == {"text": "HI"}, m
+    finally:
+        n.quit()
+    (_, _, body), = backend.calls_to("/connect")
+    assert body["transport"] == transport and body["data"] == {"hello": "backend"}
+    assert body["protocol"] == ("protobuf" if fmt == "protobuf" else "json")
+    assert backend.calls_to("/publish")[0][2]["user"] == "sdk-user"
