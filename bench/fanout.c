@@ -27,8 +27,9 @@
  *               {"connect":{},"id":1}\n{"subscribe":{"channel":"bench"},"id":2};
  *               subscribed on the reply with id 2; server pings "{}" are
  *               answered "{}"; publications are
- *               {"push":{"channel":"bench","pub":{"data":<CloudEvent>,…}}}
- *               (the CloudEvent's data is the body we posted).
+ *               {"push":{"channel":"bench","pub":{"data":<the body we posted>,…}}}
+ *               (ws-publication = payload, the default; with envelope the
+ *               data is the whole CloudEvent around it: both carry "t" and "s").
  *           WS with --format protobuf: ?format=protobuf, the same two
  *               commands delimited in one binary frame; replies and
  *               pushes are delimited in binary frames, the push's

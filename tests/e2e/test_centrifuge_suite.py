@@ -17,7 +17,9 @@ herald runs with the namespaces of the suite's centrifugo_test.json that
 herald can have (recovery, smallhistory, delta; HMAC secret "secret",
 anonymous clients, publish by anyone). jest runs the WebSocket, recovery,
 getState and delta files, JSON and protobuf; every test's result is checked
-against centrifuge_suite_expected.txt: each test listed `pass` must pass.
+against centrifuge_suite_expected.txt: each test listed `pass` must pass
+(the suite's tests have fixed 5 s timeouts, so one that fails runs once more
+alone, and the run says so).
 Tests listed with a failure reason (map and shared-poll subscriptions,
 which herald does not have; the map ones are not even run) may fail; one of them passing is reported, not an error, so
 the list can be tightened as herald grows. A test missing from the list
@@ -82,7 +84,7 @@ def install(workdir):
         shutil.rmtree(workdir)
     shutil.copytree(SUITE, workdir, ignore=shutil.ignore_patterns("node_modules", ".git"))
     p = subprocess.run([NPM, "install", "--no-audit", "--no-fund", "--legacy-peer-deps", "--ignore-scripts"],
-                       cwd=workdir, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+                       cwd=workdir, capture_output=True, text=True, timeout=780, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     with open(stamp, "w") as f:
         f.write(digest)
@@ -170,6 +172,19 @@ class Front(BaseHTTPRequestHandler):
         return self.answer({"error": {"code": 108, "message": f"not available in herald: {path}"}})
 
 
+def run_jest(workdir, out, args, files):
+    """Runs jest on files; returns results_of its report and the process."""
+    jest = os.path.join(workdir, "node_modules", ".bin", "jest")
+    p = subprocess.run([jest, "--forceExit", "--json", f"--outputFile={out}", "--maxWorkers=2"] + args
+                       + [os.path.join("src", f) for f in files],
+                       cwd=workdir, capture_output=True, text=True, timeout=780,
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, CI="1"))
+    assert os.path.exists(out), p.stdout[-3000:] + p.stderr[-3000:]
+    with open(out) as f:
+        got, why = results_of(json.load(f))
+    return got, why, p
+
+
 def read_expected():
     """{(file, full test name): 'pass' or the reason it may fail}."""
     want = {}
@@ -184,13 +199,14 @@ def read_expected():
 
 
 def results_of(report):
-    """{(file, full test name): 'passed'|'failed'|…} from jest's --json output."""
-    got = {}
+    """({(file, full test name): 'passed'|'failed'|…}, {same key: failure text}) from jest's --json."""
+    got, why = {}, {}
     for suite in report["testResults"]:
         file = os.path.basename(suite["name"])
         for t in suite["assertionResults"]:
             got[(file, t["fullName"])] = t["status"]
-    return got
+            why[(file, t["fullName"])] = "\n".join(t.get("failureMessages") or [])[:1500]
+    return got, why
 
 
 @pytest.mark.skipif(not os.path.isdir(SUITE), reason=f"the pinned centrifuge-js suite is not at {SUITE}")
@@ -205,20 +221,26 @@ def test_centrifuge_js_suite(herald_factory, tmp_path):
     thread.start()
     try:
         patch_sources(workdir, h.port, front.server_address[1])
-        out = str(tmp_path / "jest.json")
-        jest = os.path.join(workdir, "node_modules", ".bin", "jest")
         # The map tests are not run: herald has no map subscriptions, and
         # their timers fire after they failed, failing whichever test then
         # runs in the same worker.
-        p = subprocess.run([jest, "--forceExit", "--json", f"--outputFile={out}", "--maxWorkers=2",
-                            "--testNamePattern", "^(?!map[ :])"]
-                           + os.environ.get("HERALD_CENTRIFUGE_SUITE_ARGS", "").split()
-                           + [os.path.join("src", f) for f in FILES],
-                           cwd=workdir, capture_output=True, text=True, timeout=780,
-                           stdin=subprocess.DEVNULL, env=dict(os.environ, CI="1"))
-        assert os.path.exists(out), p.stdout[-3000:] + p.stderr[-3000:]
-        with open(out) as f:
-            got = results_of(json.load(f))
+        got, why, p = run_jest(workdir, tmp_path / "jest.json",
+                               ["--testNamePattern", "^(?!map[ :])"]
+                               + os.environ.get("HERALD_CENTRIFUGE_SUITE_ARGS", "").split(), FILES)
+        # The suite's tests have fixed 5 s timeouts; on a loaded machine one
+        # can run out. Those expected to pass that failed run once more, alone.
+        want = read_expected()
+        again = sorted(k for k, v in want.items() if v == "pass" and k in got and got[k] != "passed")
+        if again:
+            pattern = "^(" + "|".join(re.escape(name) for _, name in again) + ")$"
+            got2, why2, _ = run_jest(workdir, tmp_path / "jest-again.json", ["-t", pattern],
+                                     sorted({file for file, _ in again}))
+            for k in again:
+                print(f"ran again: {k[0]} :: {k[1]}: {got2.get(k)}")
+                if got2.get(k) == "passed":
+                    got[k] = "passed"
+                else:
+                    why[k] = why[k] + "\nagain: " + why2.get(k, "not run")
     finally:
         front.shutdown()
         front.server_close()
@@ -246,4 +268,5 @@ def test_centrifuge_js_suite(herald_factory, tmp_path):
     for k in fixed:
         print(f"now passing (listed as expected to fail): {k[0]} :: {k[1]}")
     assert not unlisted, f"tests not in {os.path.basename(EXPECTED)}: {unlisted}"
-    assert not broken, f"tests expected to pass that did not: {broken}\n{p.stderr[-6000:]}"
+    assert not broken, "tests expected to pass that did not:\n" + "\n".join(
+        f"{k[0]} :: {k[1]}: {why.get(k, 'not run')}" for k in broken)
