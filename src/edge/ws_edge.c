@@ -1869,8 +1869,11 @@ static void on_timer(uv_timer_t *t)
 			hd_http_stream_write_copy(s->req, pb_ping, sizeof(pb_ping));
 		else
 			hd_http_stream_write_copy(s->req, json_ping, sizeof(json_ping));
+		/* The first unanswered ping's deadline stands (a pong timeout
+		 * longer than the interval must not be pushed back by each ping). */
+		if (!s->ping_out)
+			s->pong_due = now + s->edge->opts.pong_timeout_ms;
 		s->ping_out = true;
-		s->pong_due = now + s->edge->opts.pong_timeout_ms;
 		s->ping_due = now + s->edge->opts.ping_interval_ms;
 	}
 	timer_arm(s);

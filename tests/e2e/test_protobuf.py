@@ -267,3 +267,25 @@ def test_raw_emulation_requests(herald_factory):
         assert list(lines) == []
     r = requests.post(f"{h.url}/emulation", json={"session": session, "data": "{}"}, timeout=10)
     assert r.status_code == 404
+
+
+def test_emulated_ping_pong(herald_factory):
+    """An HTTP stream gets the server's pings ({} lines); pongs through
+    /emulation keep it open; a missed pong ends it with the 3012 push, also
+    when the pong timeout is longer than the ping interval (the pings sent
+    meanwhile do not move the deadline)."""
+    h = herald_factory(args=["--jwt-secret", SECRET, "--ws-ping-interval", "1s", "--ws-pong-timeout", "2500ms"])
+    connect = '{"id":1,"connect":{"token":"%s"}}' % token("pinged")
+    with requests.post(f"{h.url}/connection/http_stream", data=connect, stream=True, timeout=10,
+                       headers={"Content-Type": "application/json"}) as r:
+        lines = r.iter_lines(chunk_size=1)
+        session = json.loads(next(lines))["connect"]["session"]
+        for _ in range(3):
+            assert next(lines) == b"{}"
+            e = requests.post(f"{h.url}/emulation", json={"session": session, "data": "{}"}, timeout=10)
+            assert e.status_code == 204
+        assert next(lines) == b"{}"  # not answered
+        rest = list(lines)
+        # one or two more pings before the first one's 2.5 s are up, then the end
+        assert 1 <= len(rest) - 1 <= 3 and all(x == b"{}" for x in rest[:-1]), rest
+        assert json.loads(rest[-1])["push"]["disconnect"]["code"] == 3012, rest
