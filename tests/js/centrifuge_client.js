@@ -28,8 +28,11 @@ c.on('publication', (ctx) => out({ ev: 'user_pub', channel: ctx.channel, offset:
 const sub = c.newSubscription(process.env.HERALD_TOPIC, process.env.HERALD_DELTA ? { delta: 'fossil' } : {});
 sub.on('subscribed', (ctx) => out({ ev: 'subscribed', recoverable: !!ctx.recoverable,
   recovered: !!ctx.recovered, wasRecovering: !!ctx.wasRecovering, offset: ctx.streamPosition && ctx.streamPosition.offset }));
+// The data as JSON where it is JSON (publications without data, e.g. a
+// protobuf event with none, carry empty bytes: null here).
+const pubData = (d) => { try { return dec(d); } catch (e) { return null; } };
 sub.on('publication', (ctx) => out({ ev: 'pub', offset: ctx.offset, id: ctx.tags && ctx.tags.id,
-  data: dec(ctx.data) }));
+  data: pubData(ctx.data) }));
 sub.on('error', (ctx) => out({ ev: 'sub_error', error: String(ctx.error && ctx.error.message) }));
 sub.subscribe();
 c.connect();
