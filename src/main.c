@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "edge/cproxy.h"
 #include "edge/api.h"
 #include "edge/push_http.h"
 #include "push/devices.h"
@@ -59,6 +60,7 @@ struct server {
 	struct hd_api *api;
 	struct hd_stats *stats; /* GET /v1/stats */
 	struct hd_webhooks *webhooks;
+	struct hd_cproxy *cproxy;               /* proxies to the app backend */
 	struct hd_devices *devices;
 	struct hd_push *push;
 	struct hd_push_delivery *push_delivery; /* push subscriptions */
@@ -208,6 +210,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	/* Held long-polls are answered and SSE streams ended now so they do
 	 * not hold the stop. */
 	hd_api_stop(s->api);
+	hd_cproxy_close(s->cproxy);
 	hd_webhooks_stop(s->webhooks);
 	hd_push_delivery_stop(s->push_delivery);
 	hd_devices_stop(s->devices);
@@ -405,6 +408,20 @@ static int serve(int argc, char **argv)
 		fprintf(stderr, "herald: %s\n", err.msg);
 		goto out;
 	}
+	struct hd_cproxy_opts cp_opts = {
+		.url = {s.cfg.proxy_connect_url, s.cfg.proxy_subscribe_url, s.cfg.proxy_publish_url,
+			s.cfg.proxy_rpc_url},
+		.timeout_ms = (uint32_t)s.cfg.proxy_timeout_ms,
+		.max_inflight = (uint32_t)s.cfg.proxy_max_inflight,
+		.http_headers = s.cfg.proxy_http_headers,
+		.static_header = s.cfg.proxy_static_header,
+		.allow_private = s.cfg.proxy_allow_private,
+	};
+	s.cproxy = hd_cproxy_new(s.loop, &cp_opts, &err);
+	if (!s.cproxy) {
+		fprintf(stderr, "herald: %s\n", err.msg);
+		goto out;
+	}
 
 	struct hd_local_opts lo = {
 		.store = {
@@ -487,6 +504,7 @@ static int serve(int argc, char **argv)
 		.max_message = (size_t)s.cfg.ws_max_message,
 		.recover_max = (uint32_t)s.cfg.ws_recover_max,
 		.max_subscriptions = (uint32_t)s.cfg.ws_max_subscriptions,
+		.cproxy = s.cproxy,
 		.publish_rate = {
 			.per_sec = (uint32_t)s.cfg.publish_rate_per_connection,
 			.burst = (uint32_t)s.cfg.publish_burst_per_connection,
@@ -577,6 +595,7 @@ out:
 	 * its handles and the server's listeners are closed, then the rest goes. */
 	hd_tls_ctx_free(tls_ctx); /* NULL once the server took it */
 	if (s.loop) {
+		hd_cproxy_close(s.cproxy); /* done at the stop; here after a failed start */
 		uv_run(s.loop, UV_RUN_DEFAULT);
 		hd_http_server_free(s.http);
 		hd_push_delivery_free(s.push_delivery); /* its sends were cancelled at the stop */
@@ -586,6 +605,7 @@ out:
 		hd_devices_free(s.devices);
 		if (s.api)
 			hd_api_free(s.api);
+		hd_cproxy_free(s.cproxy); /* after the sessions that borrow it */
 		hd_stats_free(s.stats);
 		uv_loop_close(s.loop);
 	}

@@ -211,6 +211,34 @@ static const struct opt opts[] = {
 	 .help = "Most events a WebSocket subscribe recovers; a longer gap answers recovered:false."},
 	{"ws-max-subscriptions", T_UINT, G(ws_max_subscriptions), .def = "128", .min = "1",
 	 .max = "100000", .help = "Topics one WebSocket connection may subscribe to (error 106 past it)."},
+	{"proxy-connect-url", T_STRING, GS(proxy_connect_url), .def = "",
+	 .help = "The app backend's connect proxy (docs/proxy.md): a WebSocket/SDK connect without a "
+		 "token is POSTed there and the backend says who the user is. A connect with a token "
+		 "is still checked as a JWT. Empty = off."},
+	{"proxy-subscribe-url", T_STRING, GS(proxy_subscribe_url), .def = "",
+	 .help = "The app backend's subscribe proxy: each client subscribe herald's own rules allow "
+		 "is POSTed there to be allowed or refused. Empty = off."},
+	{"proxy-publish-url", T_STRING, GS(proxy_publish_url), .def = "",
+	 .help = "The app backend's publish proxy: each client publish herald's own rules allow is "
+		 "POSTed there to be allowed, refused or rewritten (result.data). Empty = off."},
+	{"proxy-rpc-url", T_STRING, GS(proxy_rpc_url), .def = "",
+	 .help = "The app backend's RPC proxy: client RPCs are POSTed there and result.data is the "
+		 "answer. Empty = RPC answers error 108."},
+	{"proxy-timeout", T_DURATION, G(proxy_timeout_ms), .def = "1s", .min = "10ms", .max = "1m",
+	 .help = "How long one proxy call may take in all (connect included); a slower one is "
+		 "error 100 to the client."},
+	{"proxy-max-inflight", T_UINT, G(proxy_max_inflight), .def = "1000", .min = "1",
+	 .max = "100000", .help = "Proxy calls in flight at once on this node; past it a command gets "
+				  "error 111 (temporary)."},
+	{"proxy-http-headers", T_STRING, GS(proxy_http_headers), .def = "",
+	 .help = "Comma-separated names of the client's HTTP request headers the connect proxy "
+		 "call carries (e.g. Cookie,Authorization,X-Real-Ip), at most 16."},
+	{"proxy-static-header", T_STRING, GS(proxy_static_header), .def = "",
+	 .help = "One \"Name: value\" header sent with every proxy call, so the backend can trust "
+		 "it (e.g. \"Authorization: Bearer <secret>\"). Empty = none."},
+	{"proxy-allow-private", T_BOOL, G(proxy_allow_private), .def = "off",
+	 .help = "Let the proxy URLs be loopback, private and other internal addresses (off "
+		 "refuses them, against SSRF; the usual backend next to herald needs it on)."},
 	{"webhook-timeout", T_DURATION, G(webhook_timeout_ms), .def = "10s", .min = "100ms",
 	 .max = "5m", .help = "How long one webhook delivery may take in all (connect included); "
 			      "a slower one is a failed attempt."},

@@ -133,6 +133,15 @@ struct hd_config {
 	uint64_t ws_max_message;
 	uint64_t ws_recover_max;
 	uint64_t ws_max_subscriptions;
+	char proxy_connect_url[1024];   /* proxies to the app backend (edge/cproxy.h) */
+	char proxy_subscribe_url[1024];
+	char proxy_publish_url[1024];
+	char proxy_rpc_url[1024];
+	int64_t proxy_timeout_ms;
+	uint64_t proxy_max_inflight;
+	char proxy_http_headers[1024];
+	char proxy_static_header[1024];
+	bool proxy_allow_private;
 	int64_t webhook_timeout_ms;
 	uint64_t webhook_max_per_host;
 	uint64_t webhook_max_inflight;

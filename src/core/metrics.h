@@ -69,6 +69,7 @@ struct hd_buf;
 	C(ws_disconnects_total, "WebSocket sessions closed by herald (any code but shutdown).") \
 	C(ws_recoveries_total, "WebSocket subscribes that asked to recover missed events.")    \
 	C(ws_recovery_failures_total, "Recoveries answered recovered:false.")                   \
+	C(ws_proxy_failures_total, "Commands the app backend proxy could not answer (down, timeout, not 200, malformed, too many in flight).") \
 	C(ws_push_encodes_total, "Publication pushes encoded for WebSocket subscribers (once per event and format).") \
 	C(tls_handshakes_total, "TLS handshakes completed (HTTPS and WSS).")                   \
 	C(tls_handshake_failures_total, "TLS handshakes refused or failed (bad version, cipher, garbage).") \

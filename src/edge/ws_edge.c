@@ -13,6 +13,7 @@
  */
 #include "edge/ws_edge.h"
 #include "edge/ws_emulation.h"
+#include "edge/cproxy.h"
 #include "auth/acl.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
@@ -89,6 +90,7 @@ struct codec {
 	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
 	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
 	int (*push_disconnect)(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
+	int (*reply_rpc)(struct hd_buf *b, uint32_t id, const char *data, size_t n);
 };
 
 static int pb_decode(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err)
@@ -102,12 +104,12 @@ static const struct codec codecs[F_COUNT] = {
 		    hd_centrifuge_reply_presence, hd_centrifuge_reply_presence_stats,
 		    hd_centrifuge_reply_sub_refresh, hd_centrifuge_reply_refresh,
 		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave,
-		    hd_centrifuge_push_disconnect},
+		    hd_centrifuge_push_disconnect, hd_centrifuge_reply_rpc},
 	[F_PB] = {HD_WEBSOCKET_BINARY, pb_decode, hd_centrifuge_pb_reply_error, hd_centrifuge_pb_reply_empty,
 		  hd_centrifuge_pb_reply_connect, hd_centrifuge_pb_reply_subscribe, hd_centrifuge_pb_reply_history,
 		  hd_centrifuge_pb_reply_presence, hd_centrifuge_pb_reply_presence_stats,
 		  hd_centrifuge_pb_reply_sub_refresh, hd_centrifuge_pb_reply_refresh, hd_centrifuge_pb_push_pub, hd_centrifuge_pb_push_join,
-		  hd_centrifuge_pb_push_leave, hd_centrifuge_pb_push_disconnect},
+		  hd_centrifuge_pb_push_leave, hd_centrifuge_pb_push_disconnect, hd_centrifuge_pb_reply_rpc},
 };
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
@@ -161,6 +163,12 @@ struct op {
 	struct hd_pub pub;
 	struct hd_pub_item item;
 	char topic[HD_TOPIC_NAME_MAX + 1];
+	/* waiting for the app backend (edge/cproxy.h): the command, decoded
+	 * again when the answer comes */
+	char *line;
+	size_t line_len;
+	char *reply_data;              /* the backend's result.data for the reply, or NULL */
+	size_t reply_data_len;
 };
 
 enum state { S_NEW, S_READY, S_CLOSING };
@@ -195,6 +203,10 @@ struct session {
 	char **channels;               /* the connect token's channels claim (owned); NULL = none */
 	size_t nchannels;
 	struct hd_bucket publish_bucket; /* opts.publish_rate */
+	struct hd_cproxy_headers *proxy_headers; /* the client's headers a connect proxy
+						  * call forwards (owned), until connected */
+	const char *line;              /* the command running (run_line), borrowed */
+	size_t line_len;
 };
 
 struct frame_slot {
@@ -622,6 +634,8 @@ static void op_free(struct op *op)
 	free(op->inits);
 	hd_engine_read_fini(&op->r);
 	hd_cloudevent_batch_fini(&op->batch);
+	free(op->line);
+	free(op->reply_data);
 	free(op);
 }
 
@@ -740,6 +754,8 @@ static void op_reply_subs(struct session *s, struct op *op)
 			.node = hd_hub_node(s->edge->hub),
 			.subs = subs,
 			.nsubs = op->ninits,
+			.data = op->reply_data,
+			.data_len = op->reply_data_len,
 		};
 		if (s->codec->reply_connect(&b, op->id, &cr))
 			hd_buf_reset(&b);
@@ -753,6 +769,8 @@ static void op_reply_subs(struct session *s, struct op *op)
 	} else {
 		struct hd_centrifuge_sub_result res = op->inits[0].res;
 		res.channel = NULL;
+		res.data = op->reply_data;
+		res.data_len = op->reply_data_len;
 		if (s->codec->reply_subscribe(&b, op->id, &res))
 			hd_buf_reset(&b);
 	}
@@ -801,6 +819,119 @@ static void op_step(struct op *op)
 	pump(s);
 }
 
+/* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
+
+static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
+			   const char *data, size_t n);
+static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			     size_t n);
+static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			   size_t n);
+static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd);
+
+static const char *request_header(void *arg, const char *lname)
+{
+	return hd_http_header_get(arg, lname);
+}
+
+/* The app backend answered the command op waits for: acts on it. */
+static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
+{
+	struct op *op = arg;
+	struct session *s = op->s;
+	struct hd_centrifuge_command cmd;
+	struct hd_error err = {0};
+
+	if (op_orphaned(op))
+		return;
+	s->op = NULL;
+	/* The line decoded when it came: it decodes again. */
+	int rc = s->codec->decode(op->line, op->line_len, &cmd, &err);
+	assert(rc == 0);
+	(void)rc;
+	op_free(op);
+	if (a->outcome == HD_CPROXY_FAILED) {
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_INTERNAL, "internal server error: the app backend failed",
+			    true);
+	} else if (a->outcome == HD_CPROXY_ERROR) {
+		reply_error(s, cmd.id, a->code, a->message, false);
+	} else if (a->outcome == HD_CPROXY_DISCONNECT) {
+		session_close(s, (uint16_t)a->code, a->message);
+	} else if (cmd.method == HD_CENTRIFUGE_CONNECT) {
+		snprintf(s->conn.user, sizeof(s->conn.user), "%s", a->user);
+		if (a->nchannels) {
+			s->channels = hd_calloc(a->nchannels, sizeof(*s->channels));
+			for (size_t i = 0; i < a->nchannels; i++)
+				s->channels[i] = hd_strdup(a->channels[i]);
+			s->nchannels = a->nchannels;
+		}
+		connect_accept(s, &cmd, a->expire_at, a->data, a->data_len);
+	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
+		subscribe_accept(s, &cmd, a->data, a->data_len);
+	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
+		publish_accept(s, &cmd, a->data ? a->data : cmd.data.p, a->data ? a->data_len : cmd.data.n);
+	} else {
+		struct hd_buf b;
+		hd_buf_init(&b, REPLY_MAX);
+		if (s->codec->reply_rpc(&b, cmd.id, a->data, a->data_len))
+			hd_buf_reset(&b);
+		send_reply(s, &b);
+		hd_buf_fini(&b);
+	}
+	hd_centrifuge_command_fini(&cmd);
+	if (!s->op)
+		pump(s);
+}
+
+/*
+ * Sends the running command (cmd, with data[0, n)) to the app backend when
+ * kind is proxied: returns true when the command is handled that way (it
+ * waits for the answer as the session's op, or the call could not start
+ * and the error went out); false when kind is not proxied.
+ */
+static bool proxy_start(struct session *s, const struct hd_centrifuge_command *cmd, enum hd_cproxy_kind kind,
+			const char *data, size_t n)
+{
+	struct hd_cproxy *p = s->edge->opts.cproxy;
+	if (!hd_cproxy_enabled(p, kind))
+		return false;
+	struct hd_cproxy_req r = {
+		.kind = kind,
+		.client = s->conn.id,
+		.transport = carrier_names[s->carrier],
+		.protocol = s->format == F_PB ? "protobuf" : "json",
+		.binary = s->format == F_PB,
+		.user = s->conn.user,
+		.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL,
+		.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL,
+		.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL,
+		.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL,
+		.data = data,
+		.data_len = n,
+		.get = kind == HD_CPROXY_CONNECT ? hd_cproxy_headers_get : NULL,
+		.get_arg = s->proxy_headers,
+	};
+	struct op *op = op_new(s, cmd);
+	op->line = hd_malloc(s->line_len);
+	memcpy(op->line, s->line, s->line_len);
+	op->line_len = s->line_len;
+	int rc = hd_cproxy_send(p, &r, proxy_done, op);
+	if (rc) {
+		s->op = NULL;
+		op_free(op);
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		if (rc == HD_ELIMIT)
+			reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS,
+				    "too many requests: app backend calls in flight (--proxy-max-inflight)", true);
+		else if (rc == HD_EINVAL)
+			reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "bad request: not UTF-8", false);
+		else
+			reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal server error", true);
+	}
+	return true;
+}
+
 /* ---- Commands ----------------------------------------------------------- */
 
 static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd)
@@ -811,6 +942,16 @@ static struct op *op_new(struct session *s, const struct hd_centrifuge_command *
 	op->method = cmd->method;
 	s->op = op;
 	return op;
+}
+
+/* Keeps data[0, n) (or nothing when NULL) as op's reply data. */
+static void op_keep_data(struct op *op, const char *data, size_t n)
+{
+	if (!data)
+		return;
+	op->reply_data = hd_malloc(n);
+	memcpy(op->reply_data, data, n);
+	op->reply_data_len = n;
 }
 
 /* Adds the subscription set-up of topic to op (recovery from req if any). */
@@ -847,6 +988,8 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 		return;
 	}
 	memset(&claims, 0, sizeof(claims));
+	if (!cmd->token[0] && proxy_start(s, cmd, HD_CPROXY_CONNECT, cmd->data.p, cmd->data.n))
+		return;
 	if (!cmd->token[0]) {
 		if (!e->opts.anonymous) {
 			session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "token required");
@@ -880,13 +1023,30 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 			claims.nchannels = 0;
 		}
 	}
+	int64_t exp = claims.exp;
+	hd_jwt_claims_fini(&claims);
+	connect_accept(s, cmd, exp, NULL, 0);
+}
+
+/* A connect whose user (conn.user, channels) is known: registers the
+ * session and sets up its server-side subscriptions; exp: Unix s or 0;
+ * data[0, n): the reply's data (a connect proxy's), or NULL. */
+static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
+			   const char *data, size_t n)
+{
+	struct hd_ws_edge *e = s->edge;
+	int64_t now_s = hd_now_ms() / 1000;
+
 	s->state = S_READY;
 	s->connect_due = 0;
+	hd_cproxy_headers_free(s->proxy_headers);
+	s->proxy_headers = NULL;
 	hd_hub_conn_add(e->hub, &s->conn);
 	s->registered = true;
 
 	/* Server-side subscriptions: user:U and the token's channels. */
 	struct op *op = op_new(s, cmd);
+	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
 	if (s->conn.user[0]) {
 		char topic[HD_TOPIC_NAME_MAX + 1];
@@ -907,13 +1067,12 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 		if (sub)
 			op_add_init(op, sub, connect_sub_req(cmd, t));
 	}
-	if (claims.exp) {
-		s->token_exp = claims.exp;
+	if (exp) {
+		s->token_exp = exp;
 		op->expires = true;
-		op->ttl = claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1;
-		s->expire_at = mono() + (claims.exp - now_s) * 1000 + e->opts.expiry_grace_ms;
+		op->ttl = exp > now_s ? (uint32_t)(exp - now_s) : 1;
+		s->expire_at = mono() + (exp - now_s) * 1000 + e->opts.expiry_grace_ms;
 	}
-	hd_jwt_claims_fini(&claims);
 	s->ping_due = mono() + e->opts.ping_interval_ms;
 	timer_arm(s);
 	op_step(op);
@@ -1031,6 +1190,17 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 	if (!sub_token_ok(s, cmd, chan) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
 		return;
+	if (!sub_find(s, cmd->sub.channel) && s->nsubs < s->edge->opts.max_subscriptions &&
+	    proxy_start(s, cmd, HD_CPROXY_SUBSCRIBE, cmd->sub.data.p, cmd->sub.data.n))
+		return;
+	subscribe_accept(s, cmd, NULL, 0);
+}
+
+/* A subscribe allowed (by herald's rules and the app backend, if asked);
+ * data[0, n): the reply's data (the subscribe proxy's), or NULL. */
+static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			     size_t n)
+{
 	if (sub_find(s, cmd->sub.channel)) {
 		reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
 		return;
@@ -1048,6 +1218,7 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 	/* Delta compression when asked for by name; any other is not negotiated. */
 	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
 	struct op *op = op_new(s, cmd);
+	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
 	op_add_init(op, sub, &cmd->sub);
 	op_step(op);
@@ -1197,7 +1368,6 @@ static bool looks_structured(const char *p, size_t n)
 
 static void cmd_publish(struct session *s, const struct hd_centrifuge_command *cmd)
 {
-	struct hd_error err = {0};
 	if (!channel_ok(s, cmd, HD_ACL_PUBLISH, NULL))
 		return;
 	if (!cmd->data.p) {
@@ -1213,9 +1383,19 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 			    true);
 		return;
 	}
+	if (proxy_start(s, cmd, HD_CPROXY_PUBLISH, cmd->data.p, cmd->data.n))
+		return;
+	publish_accept(s, cmd, cmd->data.p, cmd->data.n);
+}
+
+/* A publish allowed; data[0, n): the client's data or the app backend's. */
+static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			   size_t n)
+{
+	struct hd_error err = {0};
 	struct op *op = op_new(s, cmd);
 	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
-	bool structured = looks_structured(cmd->data.p, cmd->data.n);
+	bool structured = looks_structured(data, n);
 	const char *ctype = structured ? "application/cloudevents+json" : HD_HTTP_JSON_TYPE;
 	struct hd_header h = {
 		.name = "content-type",
@@ -1224,16 +1404,16 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 		.value_len = strlen(ctype),
 	};
 	/* The decoder wants a NUL-terminated body. */
-	char *body = hd_malloc(cmd->data.n + 1);
-	memcpy(body, cmd->data.p, cmd->data.n);
-	body[cmd->data.n] = '\0';
+	char *body = hd_malloc(n + 1);
+	memcpy(body, data, n);
+	body[n] = '\0';
 	struct hd_cloudevent_request cr = {
 		.topic = op->topic,
 		.now_ms = hd_now_ms(),
 		.headers = &h,
 		.nheaders = 1,
 		.body = body,
-		.body_len = cmd->data.n,
+		.body_len = n,
 	};
 	int rc = hd_cloudevent_decode(&cr, &op->batch, &err);
 	free(body);
@@ -1299,9 +1479,12 @@ static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
 	reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
 }
 
-/* herald has no RPC handlers (Centrifugo without an RPC proxy answers so). */
+/* RPC goes to the app backend (--proxy-rpc-url); without one herald has no
+ * RPC handlers (Centrifugo without an RPC proxy answers so). */
 static void cmd_rpc(struct session *s, const struct hd_centrifuge_command *cmd)
 {
+	if (proxy_start(s, cmd, HD_CPROXY_RPC, cmd->data.p, cmd->data.n))
+		return;
 	reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, "not available", false);
 }
 
@@ -1365,6 +1548,8 @@ static void run_line(struct session *s, const char *line, size_t len)
 	struct hd_error err = {0};
 
 	hd_metrics_inc(HD_M_ws_commands_total);
+	s->line = line;
+	s->line_len = len;
 	if (s->codec->decode(line, len, &cmd, &err)) {
 		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
 		session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
@@ -1607,6 +1792,8 @@ static void session_release(struct session *s)
 	e->count--;
 	hd_metrics_gauge_add(HD_M_ws_sessions, -1);
 	s->req = NULL;
+	hd_cproxy_headers_free(s->proxy_headers);
+	s->proxy_headers = NULL;
 	if (s->op)
 		s->op->s = NULL; /* its completion frees it */
 	s->op = NULL;
@@ -1747,6 +1934,7 @@ static void route_websocket(struct hd_http_request *req, const struct hd_route_c
 	struct session *s = session_new(e, req, C_WS, wants_protobuf(req) ? F_PB : F_JSON);
 	if (hd_http_upgrade(req, head.data, head.len, on_input, on_close, s)) {
 		hd_buf_fini(&head);
+		hd_cproxy_headers_free(s->proxy_headers);
 		free(s);
 		hd_http_respond_error(req, HD_EUNAVAIL, NULL);
 		return;
@@ -1771,6 +1959,7 @@ static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request 
 	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);
 	s->conn.since_ms = hd_now_ms();
 	s->conn.topics = conn_topics;
+	s->proxy_headers = hd_cproxy_headers_take(e->opts.cproxy, request_header, req);
 	return s;
 }
 
@@ -1805,12 +1994,14 @@ int hd_ws_edge_stream(struct hd_ws_edge *e, struct hd_http_request *req, bool ss
 	int rc = session_feed(s, initial, n);
 	hd_buf_fini(&s->inbox);
 	if (rc) {
+		hd_cproxy_headers_free(s->proxy_headers);
 		free(s);
 		return rc;
 	}
 	const char *type = sse ? "text/event-stream" : protobuf ? "application/octet-stream" : HD_HTTP_JSON_TYPE;
 	rc = hd_http_stream_start(req, 200, type, headers, on_close, s);
 	if (rc) {
+		hd_cproxy_headers_free(s->proxy_headers);
 		free(s);
 		return rc;
 	}

@@ -59,6 +59,7 @@
 #define HD_WS_EDGE_HELD_MAX 4096 /* events held for one subscription while it is read */
 
 struct hd_jwt_keys;
+struct hd_cproxy;
 
 struct hd_ws_edge_opts {
 	const struct hd_jwt_keys *keys; /* borrowed; NULL = no tokens accepted */
@@ -73,6 +74,9 @@ struct hd_ws_edge_opts {
 	/* Publishes a second per connection (per_sec 0 = no limit): beyond,
 	 * error 111 "too many requests" (temporary). */
 	struct hd_rate publish_rate;
+	/* Proxies to the app backend (connect without a token, subscribe,
+	 * publish, rpc); borrowed, NULL = none. */
+	struct hd_cproxy *cproxy;
 };
 
 struct hd_ws_edge;

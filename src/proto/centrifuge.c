@@ -877,6 +877,15 @@ static void m_pubs(struct obj *j, const char *name, const struct hd_centrifuge_p
 
 /* SubscribeResult's members: expires 1, ttl 2, recoverable 3, epoch 6,
  * publications 7, recovered 8, offset 9, positioned 10, was_recovering 12. */
+/* A member holding raw minified JSON text; left out when p is NULL. */
+static void m_raw(struct obj *j, const char *name, const char *p, size_t n)
+{
+	if (p && n) {
+		key(j, name);
+		put_raw(j->o, p, n);
+	}
+}
+
 static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_result *r)
 {
 	m_true(j, "expires", r->expires);
@@ -887,6 +896,7 @@ static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_res
 	m_true(j, "recovered", r->recovered);
 	m_u64(j, "offset", r->offset);
 	m_true(j, "positioned", r->positioned);
+	m_raw(j, "data", r->data, r->data_len);
 	m_true(j, "was_recovering", r->was_recovering);
 	m_true(j, "delta", r->delta);
 }
@@ -942,6 +952,7 @@ int hd_centrifuge_reply_connect(struct hd_buf *b, uint32_t id, const struct hd_c
 	m_str(&c, "version", r->version);
 	m_true(&c, "expires", r->expires);
 	m_u64(&c, "ttl", r->ttl);
+	m_raw(&c, "data", r->data, r->data_len);
 	if (r->nsubs) {
 		struct obj subs;
 		key(&c, "subs");
@@ -1030,6 +1041,20 @@ int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires,
 	m_true(&s, "expires", expires);
 	m_u64(&s, "ttl", ttl);
 	reply_close(&s, &top);
+	return out_end(&o);
+}
+
+/* RPCResult: data 1 (raw JSON text; the member is left out when n is 0). */
+int hd_centrifuge_reply_rpc(struct hd_buf *b, uint32_t id, const char *data, size_t n)
+{
+	struct out o = out_begin(b);
+	struct obj top, r = reply_open(&o, &top, id, "rpc");
+
+	if (n) {
+		key(&r, "data");
+		put_raw(&o, data, n);
+	}
+	reply_close(&r, &top);
 	return out_end(&o);
 }
 

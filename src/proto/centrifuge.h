@@ -244,6 +244,8 @@ struct hd_centrifuge_sub_result {
 	bool delta;                /* delta compression negotiated */
 	const struct hd_centrifuge_pub *pubs;
 	size_t npubs;
+	const char *data;          /* minified JSON for the app (a subscribe proxy's), or NULL */
+	size_t data_len;
 };
 
 /* ConnectResult. */
@@ -258,6 +260,8 @@ struct hd_centrifuge_connect_result {
 	const char *node;
 	const struct hd_centrifuge_sub_result *subs; /* server-side subscriptions, nsubs */
 	size_t nsubs;
+	const char *data;          /* minified JSON for the app (a connect proxy's), or NULL */
+	size_t data_len;
 };
 
 /* A presence entry. */
@@ -288,6 +292,9 @@ int hd_centrifuge_reply_presence(struct hd_buf *b, uint32_t id, const struct hd_
 int hd_centrifuge_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
 /* {"id":N,"sub_refresh":{"expires":true,"ttl":T}} */
 int hd_centrifuge_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
+/* {"id":N,"rpc":{"data":<data>}}: data[0, n) is minified JSON text (an RPC
+ * proxy's answer); n 0 leaves data out. */
+int hd_centrifuge_reply_rpc(struct hd_buf *b, uint32_t id, const char *data, size_t n);
 /* {"id":N,"refresh":{"client":"c","version":"v","expires":true,"ttl":T}} */
 int hd_centrifuge_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 			bool expires, uint32_t ttl);

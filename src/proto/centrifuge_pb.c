@@ -678,6 +678,8 @@ static void enc_sub_result(struct w *w, const void *arg)
 	w_bool(w, 8, r->recovered);
 	w_u64(w, 9, r->offset);
 	w_bool(w, 10, r->positioned);
+	if (r->data)
+		w_bytes(w, 11, r->data, r->data_len);
 	w_bool(w, 12, r->was_recovering);
 	w_bool(w, 13, r->delta);
 }
@@ -699,6 +701,8 @@ static void enc_connect(struct w *w, const void *arg)
 	w_str(w, 2, r->version);
 	w_bool(w, 3, r->expires);
 	w_u64(w, 4, r->ttl);
+	if (r->data)
+		w_bytes(w, 5, r->data, r->data_len);
 	for (size_t i = 0; i < r->nsubs; i++)
 		w_msg(w, 6, enc_sub_entry, &r->subs[i], true);
 	w_u64(w, 7, r->ping);
@@ -928,6 +932,23 @@ int hd_centrifuge_pb_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expir
 {
 	struct sub_refresh r = {expires, ttl};
 	return reply(b, id, HD_CENTRIFUGE_SUB_REFRESH, enc_sub_refresh, &r);
+}
+
+struct rpc_result {
+	const char *data;
+	size_t n;
+};
+
+static void enc_rpc(struct w *w, const void *arg)
+{
+	const struct rpc_result *r = arg;
+	w_bytes(w, 1, r->data, r->n);
+}
+
+int hd_centrifuge_pb_reply_rpc(struct hd_buf *b, uint32_t id, const char *data, size_t n)
+{
+	struct rpc_result r = {data, n};
+	return reply(b, id, HD_CENTRIFUGE_RPC, enc_rpc, &r);
 }
 
 int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,

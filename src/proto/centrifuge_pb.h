@@ -95,6 +95,8 @@ int hd_centrifuge_pb_reply_presence(struct hd_buf *b, uint32_t id, const struct 
 				    size_t n);
 int hd_centrifuge_pb_reply_presence_stats(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
 int hd_centrifuge_pb_reply_sub_refresh(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
+/* RPCResult {data 1}: data[0, n) as bytes. */
+int hd_centrifuge_pb_reply_rpc(struct hd_buf *b, uint32_t id, const char *data, size_t n);
 int hd_centrifuge_pb_reply_refresh(struct hd_buf *b, uint32_t id, const char *client, const char *version,
 				   bool expires, uint32_t ttl);
 int hd_centrifuge_pb_push_pub(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);

@@ -1,0 +1,281 @@
+"""Proxies to the app backend (docs/proxy.md): herald POSTs connects without a
+token, subscribes, publishes and RPCs to a real HTTP backend started here on
+127.0.0.1, driven by a real Centrifugo-protocol client (wsclient.py). Each
+answer the backend can give: allowed, refused (error, disconnect), rewritten,
+and the failures: down, too slow, HTTP 500, malformed JSON."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import free_port, metric_value
+from wsclient import Client, Closed, SECRET, connect, run, token
+
+STATIC = "X-Herald-Key: s3cret-proxy-key"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        be = self.server.backend
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with be.lock:
+            be.calls.append((self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+            answer = be.answers.get(self.path, (404, b"{}"))
+        if callable(answer):
+            answer = answer(json.loads(body))
+        if answer == "hang":
+            be.release.wait(30)  # until the test ends; herald gives up first
+            return
+        status, out = answer
+        if isinstance(out, (dict, list)):
+            out = json.dumps(out).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+class Backend:
+    def __init__(self):
+        self.calls = []
+        self.answers = {}
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.srv.daemon_threads = True
+        self.srv.backend = self
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.srv.server_address[1]}{path}"
+
+    def calls_to(self, path):
+        with self.lock:
+            return [c for c in self.calls if c[0] == path]
+
+    def close(self):
+        self.release.set()
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def backend():
+    b = Backend()
+    yield b
+    b.close()
+
+
+def start(herald_factory, backend, *extra, kinds=("connect", "subscribe", "publish", "rpc"), private=True):
+    args = ["--jwt-secret", SECRET, "--proxy-static-header", STATIC, "--proxy-http-headers", "Cookie, X-Real-Ip",
+            "--proxy-timeout", "500ms"]
+    for k in kinds:
+        args += [f"--proxy-{k}-url", backend.url("/" + k)]
+    if private:
+        args += ["--proxy-allow-private", "on"]
+    return herald_factory(args=args + list(extra))
+
+
+async def proxy_connect(h, data=None, headers=None):
+    c = await Client.open(h, extra_headers=headers or {})
+    cmd = {}
+    if data is not None:
+        cmd["data"] = data
+    return c, await c.call({"connect": cmd})
+
+
+def test_connect_proxy_says_who_the_user_is(herald_factory, backend):
+    backend.answers["/connect"] = (200, {"result": {"user": "alice", "channels": ["news"], "info": {"n": 1},
+                                                    "data": {"welcome": True}}})
+    h = start(herald_factory, backend)
+
+    async def go():
+        c, r = await proxy_connect(h, data={"hello": [1, 2.50]},
+                                   headers={"Cookie": "sid=abc", "X-Other": "no"})
+        assert "connect" in r, r
+        assert "news" in r["connect"].get("subs", {}) and "user:alice" in r["connect"]["subs"], r
+        assert r["connect"]["data"] == {"welcome": True}, r
+        (path, hdrs, body), = backend.calls_to("/connect")
+        assert body["client"] == r["connect"]["client"]
+        assert body["transport"] == "websocket" and body["protocol"] == "json" and body["encoding"] == "json"
+        assert body["data"] == {"hello": [1, 2.50]}
+        assert hdrs["cookie"] == "sid=abc" and "x-other" not in hdrs and "x-real-ip" not in hdrs
+        assert hdrs["x-herald-key"] == "s3cret-proxy-key" and hdrs["content-type"] == "application/json"
+        # The backend's user is the session's user: presence shows it.
+        pr = await c.call({"presence": {"channel": "news"}})
+        assert [v["user"] for v in pr["presence"]["presence"].values()] == ["alice"], pr
+        # The token's channels claim and the proxy's channels act alike: events arrive.
+        assert h.publish("news", json.dumps({"x": 1}),
+                         headers={"Content-Type": "application/json"}).status_code == 201
+        (p,) = await c.pubs(1, channel="news")
+        # A token still connects by JWT, without asking the backend.
+        c2, r2 = await connect(h, sub="bob")
+        assert len(backend.calls_to("/connect")) == 1
+        await c.close()
+        await c2.close()
+    run(go())
+
+
+def test_connect_refused_by_error_or_disconnect(herald_factory, backend):
+    h = start(herald_factory, backend)
+
+    async def go():
+        backend.answers["/connect"] = (200, {"error": {"code": 1000, "message": "who are you?"}})
+        c, r = await proxy_connect(h)
+        assert r["error"] == {"code": 1000, "message": "who are you?"}, r
+        await c.close()
+        backend.answers["/connect"] = (200, {"disconnect": {"code": 4501, "reason": "banned"}})
+        c, _ = await Client.open(h), None
+        await c.send({"connect": {}})
+        assert await c.closed() == (4501, "banned")
+    run(go())
+
+
+@pytest.mark.parametrize("failure", ["down", "timeout", "500", "malformed", "bad_code", "private"])
+def test_backend_failures_are_error_100(herald_factory, backend, failure):
+    if failure == "down":
+        url = f"http://127.0.0.1:{free_port()}/connect"
+        h = herald_factory(args=["--proxy-connect-url", url, "--proxy-allow-private", "on",
+                                 "--proxy-timeout", "500ms"])
+    else:
+        backend.answers["/connect"] = {
+            "timeout": "hang",
+            "500": (500, {"result": {"user": "x"}}),
+            "malformed": (200, b'{"result": {"user": "x"'),
+            "bad_code": (200, {"error": {"code": 3500, "message": "not an app code"}}),
+            "private": (200, {"result": {"user": "x"}}),
+        }[failure]
+        h = start(herald_factory, backend, private=failure != "private")
+
+    async def go():
+        c, r = await proxy_connect(h)
+        assert r.get("error", {}).get("code") == 100 and r["error"].get("temporary") is True, r
+        await c.close()
+    run(go())
+    assert metric_value(h, "herald_ws_proxy_failures_total") >= 1
+    if failure == "private":
+        assert backend.calls_to("/connect") == []
+
+
+def test_subscribe_proxy_allows_and_refuses(herald_factory, backend):
+    backend.answers["/subscribe"] = lambda b: ((200, {"result": {"data": {"ch": b["channel"]}}})
+                                               if b["channel"].startswith("ok")
+                                               else (200, {"error": {"code": 403, "message": "not yours"}}))
+    h = start(herald_factory, backend, kinds=("subscribe",))
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        r = await c.call({"subscribe": {"channel": "ok.a", "data": {"why": "x"}}})
+        assert r["subscribe"]["data"] == {"ch": "ok.a"}, r
+        r = await c.call({"subscribe": {"channel": "secret"}})
+        assert r["error"] == {"code": 403, "message": "not yours"}, r
+        body = backend.calls_to("/subscribe")[0][2]
+        assert body["user"] == "u1" and body["channel"] == "ok.a" and body["data"] == {"why": "x"}
+        # Commands after a proxied one wait for it, in order.
+        await c.send({"subscribe": {"channel": "ok.b"}}, {"subscribe": {"channel": "nope"}})
+        assert "subscribe" in await c.reply(4) and (await c.reply(5))["error"]["code"] == 403
+        assert h.publish("ok.a", json.dumps({"x": 1}),
+                         headers={"Content-Type": "application/json"}).status_code == 201
+        await c.pubs(1, channel="ok.a")
+        await c.close()
+    run(go())
+
+
+def test_publish_proxy_checks_and_rewrites(herald_factory, backend):
+    def answer(b):
+        d = b["data"]
+        if d.get("bad"):
+            return 200, {"error": {"code": 1403, "message": "bad words"}}
+        if d.get("crash"):
+            return 500, b"oops"
+        return 200, {"result": {"data": {"text": d["text"].upper(), "by": b["user"]}}}
+    backend.answers["/publish"] = answer
+    h = start(herald_factory, backend, kinds=("publish",))
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        assert "subscribe" in await c.call({"subscribe": {"channel": "chat"}})
+        r = await c.call({"publish": {"channel": "chat", "data": {"text": "hi"}}})
+        assert "publish" in r, r
+        (p,) = await c.pubs(1, channel="chat")
+        assert p["pub"]["data"] == {"text": "HI", "by": "u1"}, p
+        r = await c.call({"publish": {"channel": "chat", "data": {"bad": 1}}})
+        assert r["error"] == {"code": 1403, "message": "bad words"}, r
+        r = await c.call({"publish": {"channel": "chat", "data": {"crash": 1}}})
+        assert r["error"]["code"] == 100 and r["error"]["temporary"], r
+        await c.quiet(0.2)
+        await c.close()
+    run(go())
+    assert len(h.read_all("chat")) == 1
+
+
+def test_rpc_proxy(herald_factory, backend):
+    backend.answers["/rpc"] = lambda b: ((200, {"result": {"data": {"sum": sum(b["data"]["n"]), "m": b["method"]}}})
+                                         if b["method"] == "add"
+                                         else (200, {"error": {"code": 404, "message": "no such method"}}))
+    h = start(herald_factory, backend, kinds=("rpc",))
+    plain = herald_factory(args=["--jwt-secret", SECRET], name="plain")
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        r = await c.call({"rpc": {"method": "add", "data": {"n": [1, 2, 3]}}})
+        assert r["rpc"] == {"data": {"sum": 6, "m": "add"}}, r
+        r = await c.call({"rpc": {"method": "nope", "data": {}}})
+        assert r["error"] == {"code": 404, "message": "no such method"}, r
+        body = backend.calls_to("/rpc")[0][2]
+        assert body["user"] == "u1" and body["method"] == "add"
+        c2, _ = await connect(plain, sub="u1")
+        r = await c2.call({"rpc": {"method": "add", "data": {}}})
+        assert r["error"]["code"] == 108, r
+        await c.close()
+        await c2.close()
+    run(go())
+
+
+def test_bad_options_exit(herald_factory):
+    h = herald_factory(args=["--proxy-connect-url", "http://127.0.0.1:1/c", "--proxy-static-header", "nocolon"],
+                       start=False)
+    import subprocess
+    from conftest import BIN
+    p = subprocess.run([BIN, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", h.data_dir, *h.args],
+                       capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode != 0 and b"--proxy-static-header" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("fmt,transport", [("json", "websocket"), ("protobuf", "websocket"),
+                                           ("json", "http_stream"), ("protobuf", "http_stream")])
+def test_centrifuge_sdk_through_every_proxy(herald_factory, backend, fmt, transport):
+    """npm centrifuge (JSON and protobuf builds, WebSocket and HTTP-streaming)
+    connects without a token, gets the backend's data, calls an RPC, and its
+    publish comes back rewritten."""
+    from test_interop_js import Node
+    from wsclient import ws_url
+    backend.answers["/connect"] = (200, {"result": {"user": "sdk-user", "data": {"hi": "from backend"}}})
+    backend.answers["/subscribe"] = (200, {"result": {"data": {"sub": "ok"}}})
+    backend.answers["/rpc"] = lambda b: (200, {"result": {"data": {"sum": sum(b["data"]["n"])}}})
+    backend.answers["/publish"] = lambda b: (200, {"result": {"data": {"text": b["data"]["text"].upper()}}})
+    h = start(herald_factory, backend)
+    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt,
+                                 "HERALD_TRANSPORT": transport})
+    try:
+        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
+        assert m["data"] == {"hi": "from backend"}, m
+        m, _ = n.expect(lambda m: m["ev"] in ("rpc", "rpc_error"), what="rpc")
+        assert m == {"ev": "rpc", "data": {"sum": 6}}, m
+        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
+        assert m["data"] == {"sub": "ok"}, m
+        m, _ = n.expect(lambda m: m["ev"] == "pub", what="pub")
+        assert m["data"] == {"text": "HI"}, m
+    finally:
+        n.quit()
+    (_, _, body), = backend.calls_to("/connect")
+    assert body["transport"] == transport and body["data"] == {"hello": "backend"}
+    assert body["protocol"] == ("protobuf" if fmt == "protobuf" else "json")
+    assert backend.calls_to("/publish")[0][2]["user"] == "sdk-user"
