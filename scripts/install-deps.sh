@@ -4,7 +4,8 @@
 set -eu
 PKGS="cmake make gcc clang pkg-config libuv1-dev libhttp-parser-dev libjansson-dev
 libsqlite3-dev libcurl4-openssl-dev libcmocka-dev python3-pytest python3-requests
-libclang-rt-14-dev libwslay-dev libjwt-dev libssl-dev openssl python3-websockets python3-cryptography nodejs chromium curl valgrind nginx"
+libclang-rt-14-dev libwslay-dev libjwt-dev libssl-dev openssl python3-websockets python3-cryptography nodejs chromium curl valgrind nginx
+redis-server redis-sentinel redis-tools libhiredis-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

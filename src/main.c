@@ -32,6 +32,7 @@
 #include "push/push_delivery.h"
 #include "webhook/delivery.h"
 #include "engine/local.h"
+#include "engine/redis.h"
 #include "store/store.h"
 #include "http/fdlimit.h"
 #include "http/forwarded.h"
@@ -301,6 +302,23 @@ static void prepare_descriptors(const struct hd_config *cfg)
 			    (unsigned long long)cfg->listen_backlog, somaxconn);
 }
 
+static enum hd_redis_durability redis_durability(const char *s)
+{
+	return strcmp(s, "none") == 0 ? HD_REDIS_NONE : strcmp(s, "primary") == 0 ? HD_REDIS_PRIMARY
+										   : HD_REDIS_REPLICATED;
+}
+
+/* The default node name with the engine redis: host name + ":" + the
+ * listen port (or the TLS one), so that nodes on one host differ. */
+static void node_name_add_port(struct hd_config *cfg)
+{
+	const char *listen = cfg->listen[0] ? cfg->listen : cfg->tls_listen;
+	const char *colon = strrchr(listen, ':');
+	size_t n = strlen(cfg->node_name);
+	if (colon && colon[1])
+		snprintf(cfg->node_name + n, sizeof(cfg->node_name) - n, ":%s", colon + 1);
+}
+
 static int serve(int argc, char **argv)
 {
 	struct server s = {0};
@@ -320,8 +338,11 @@ static int serve(int argc, char **argv)
 		goto out;
 	}
 	hd_log_parse_level(s.cfg.log_level, &hd_log_min);
+	bool node_name_default = !s.cfg.node_name[0];
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
+	else if (node_name_default && !strcmp(s.cfg.engine, "redis"))
+		node_name_add_port(&s.cfg); /* unique per node on one host */
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};
 	const char *pubkeys[] = {s.cfg.jwt_public_key, NULL};
 	const char *jwks[] = {s.cfg.jwt_jwks, NULL};
@@ -404,7 +425,27 @@ static int serve(int argc, char **argv)
 		.on_event = hd_hub_on_event,
 		.on_event_arg = s.hub,
 	};
-	s.engine = hd_local_engine_new(s.loop, &lo, &err);
+	if (!strcmp(s.cfg.engine, "redis")) {
+		struct hd_redis_opts ro = {
+			.urls = s.cfg.redis_url,
+			.sentinels = s.cfg.redis_sentinel,
+			.master_names = s.cfg.redis_master_name,
+			.durability = redis_durability(s.cfg.redis_durability),
+			.wait_timeout_ms = (uint32_t)s.cfg.redis_wait_timeout_ms,
+			.max_topics_in_memory = s.cfg.max_topics,
+			.policy = hd_hub_policy,
+			.policy_arg = s.hub,
+			.on_event = hd_hub_on_event,
+			.on_event_arg = s.hub,
+		};
+		s.engine = hd_redis_engine_new(s.loop, &ro, &err);
+		if (!s.engine) {
+			fprintf(stderr, "herald: %s\n", err.msg);
+			goto out;
+		}
+	} else {
+		s.engine = hd_local_engine_new(s.loop, &lo, &err);
+	}
 	if (!s.engine) {
 		fprintf(stderr, "herald: cannot open the store in %s: %s\n", s.cfg.data_dir, err.msg);
 		exit_code = 1;

@@ -153,7 +153,30 @@ static const struct opt opts[] = {
 		 "comma-separated list such as \"https://app.example, https://admin.example\"; empty = none."},
 	{"node-name", T_STRING, GS(node_name), .def = "",
 	 .help = "This node's name in connection listings and the WebSocket connect reply "
-		 "(empty = the host name)."},
+		 "(empty = the host name; with --engine redis, the host name and the listen port, "
+		 "since it must be unique per node)."},
+	{"engine", T_ENUM, GS(engine), .def = "local", .choices = "local|redis",
+	 .help = "Where events live: local = the embedded store in --data-dir (one node); redis = "
+		 "the Redis servers of --redis-url, shared by several herald nodes (docs/cluster.md)."},
+	{"redis-url", T_STRING, GS(redis_url), .def = "redis://127.0.0.1:6379",
+	 .help = "With --engine redis: the Redis primaries, redis://HOST:PORT[/DB], several "
+		 "separated by commas (shards: a topic's shard is chosen by consistent hashing of "
+		 "its name; every node must list the same shards in the same order)."},
+	{"redis-sentinel", T_STRING, GS(redis_sentinel), .def = "",
+	 .help = "With --engine redis: Sentinels to ask where the primary is, HOST:PORT,HOST:PORT,… "
+		 "(then --redis-url is unused and a failover is followed); empty = none."},
+	{"redis-master-name", T_STRING, GS(redis_master_name), .def = "",
+	 .help = "With --redis-sentinel: the name the Sentinels monitor the primary under; several "
+		 "names separated by commas are several shards."},
+	{"redis-durability", T_ENUM, GS(redis_durability), .def = "replicated",
+	 .choices = "replicated|primary|none",
+	 .help = "With --engine redis, when a publish is acknowledged: replicated = after a replica "
+		 "received it (WAIT 1); primary = after the primary ran it (run Redis with appendfsync "
+		 "always); none = as soon as the primary answered (no fsync or replica guarantee)."},
+	{"redis-wait-timeout", T_DURATION, G(redis_wait_timeout_ms), .def = "1s", .min = "10ms",
+	 .max = "1m",
+	 .help = "With --redis-durability replicated: how long a publish waits for a replica's "
+		 "acknowledgement before it is answered 503 with Retry-After."},
 	{"jwt-secret", T_STRING, GS(jwt_secret), .def = "",
 	 .help = "HMAC secret (HS256/384/512) for client connection tokens; empty = none."},
 	{"jwt-public-key", T_STRING, GS(jwt_public_key), .def = "",

@@ -114,6 +114,12 @@ struct hd_config {
 	int64_t maintenance_interval_ms;
 	char cors_origins[1024];
 	char node_name[256];
+	char engine[8];
+	char redis_url[2048];
+	char redis_durability[16];
+	char redis_sentinel[1024];
+	char redis_master_name[512];
+	int64_t redis_wait_timeout_ms;
 	char jwt_secret[1024];
 	char jwt_public_key[1024];
 	char jwt_jwks[1024];

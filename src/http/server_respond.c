@@ -238,9 +238,12 @@ void hd_http_respond_error(struct hd_http_request *req, int code, const char *me
 {
 	struct hd_buf body;
 
+	int status = hd_err_http_status(code);
 	hd_server_respond_error_body(&body, code, message);
-	hd_http_respond(req, hd_err_http_status(code), HD_HTTP_JSON_TYPE, NULL, body.data,
-			body.len);
+	/* 503 is a passing state (a busy store, a Redis failover): say when
+	 * to come back. */
+	hd_http_respond(req, status, HD_HTTP_JSON_TYPE, status == 503 ? "Retry-After: 1\r\n" : NULL,
+			body.data, body.len);
 	hd_buf_fini(&body);
 }
 

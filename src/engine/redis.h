@@ -1,0 +1,56 @@
+/*
+ * redis — the Redis engine: events, topics, group rows and records live in
+ * Redis, shared by several herald nodes (docs/cluster.md).
+ * Layer: engine. Created by main.c with --engine redis; used by the hub
+ * through engine.h. Built on redis/rconn.h (hiredis on the loop thread).
+ *
+ * Layout (every key of a topic shares the hash tag {t:NAME}):
+ *   {t:NAME}:m     hash: epoch, created (ms), last (highest offset given),
+ *                  top (highest offset visible: confirmed)
+ *   {t:NAME}:s     stream: entry id OFFSET-0, fields j (event JSON without
+ *                  topic/offset), t (stored ms), x (expiry ms, 0 = none)
+ *   {t:NAME}:d:SOURCE\0ID   string "EPOCH:OFFSET" for the dedup window (PX)
+ *   herald:topics  sorted set (score 0) of topic names, per shard
+ *   herald:groups  hash "TOPIC\nNAME" → a pull group row (shard 0)
+ *   herald:r:KIND / herald:rk:KIND   hash key → "MS VALUE" and its key index
+ *                  (sorted set, score 0) for records (shard 0)
+ * PUB/SUB: each shard's channel herald:events carries
+ *   "EPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event; an empty
+ *   JSON is a notice that offsets up to OFFSET became visible (read them).
+ */
+#ifndef HD_ENGINE_REDIS_H
+#define HD_ENGINE_REDIS_H
+
+#include "engine/engine.h"
+
+#include <uv.h>
+
+enum hd_redis_durability { HD_REDIS_REPLICATED, HD_REDIS_PRIMARY, HD_REDIS_NONE };
+
+#define HD_REDIS_SHARDS_MAX 64
+
+struct hd_redis_opts {
+	const char *urls;             /* borrowed for the call: "redis://H:P[/DB],…" */
+	/* With Sentinels ("H:P,…", borrowed for the call, "" = none): one shard
+	 * per name of master_names ("a,b"), found through them; urls unused. */
+	const char *sentinels;
+	const char *master_names;
+	enum hd_redis_durability durability;
+	uint32_t wait_timeout_ms;     /* WAIT's timeout (replicated) */
+	size_t max_topics_in_memory;  /* topics whose delivery position is kept */
+	hd_topic_policy_fn policy;
+	void *policy_arg;
+	hd_engine_event_fn on_event;  /* may be NULL */
+	void *on_event_arg;
+};
+
+/* Parses one "redis://HOST:PORT[/DB]" (PORT defaults to 6379). Returns 0 or
+ * HD_ECONFIG. */
+int hd_redis_parse_url(const char *url, size_t len, char host[256], int *port, int *db);
+
+/* Connects to every shard (in the background: ready() says when). Returns
+ * owned, or NULL with err set for bad options. Loop thread. */
+struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opts *opts,
+				      struct hd_error *err);
+
+#endif
