@@ -13,6 +13,9 @@
 #                from the same directory unless LOAD_BIN is set
 #   FSYNC        the primary's appendfsync (always; everysec shows what is
 #                left when the disk's fsync is not the bound)
+#   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s on one
+#                node (herald-fanout, bench/fanout.c), local --sync off vs
+#                redis replicated: delivery latency, gaps, duplicates
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -76,6 +79,25 @@ for d in replicated primary none; do
   run "single events, redis engine, --redis-durability $d"
   stop
 done
+if [ "${FANOUT:-0}" = 1 ]; then
+  FANOUT_BIN=${FANOUT_BIN:-$(dirname "$BIN")/herald-fanout}
+  ulimit -n 4096 2>/dev/null || true
+  echo
+  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | gaps | dups | herald CPU |"
+  echo "|---|---|---|---|---|---|"
+  for e in local redis; do
+    start --engine $e --sync off --redis-url redis://127.0.0.1:$RP --ws-anonymous \
+      --max-connections-per-ip 0 --connection-rate-per-ip 0
+    "$FANOUT_BIN" --target herald --proto ws --port $PORT --subs 1000 --duration "$SECS" \
+      --rate 100 --server-pids $PID --label "$e" 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% |" % (r["label"], r["p50_us"] / 1000,
+      r["p99_us"] / 1000, r["gaps"], r["dups"], r["server_cpu_pct"]))'
+    stop
+  done
+fi
+
 echo
 echo "redis-benchmark on the same primary (appendfsync ${FSYNC:-always}, $CONNS clients, 100k requests):"
 rb() { redis-benchmark -p $RP -c $CONNS -n 100000 -q "$@" 2>/dev/null | tr '\r' '\n' | grep -v '^$' | grep -v 'rps=' | tail -n 5 || true; }
