@@ -17,6 +17,9 @@
 #define KIND "cursor"
 /* One cursor's answer, and a list page of HD_CURSOR_LIST_MAX of them. */
 #define ANSWER_MAX (2u * 1024 * 1024)
+/* A set's compare-and-set attempts before it answers 503 (each lost one
+ * means another node moved the cursor meanwhile). */
+#define CAS_TRIES 16
 
 struct hd_cursors {
 	struct hd_hub *hub;       /* borrowed */
@@ -56,6 +59,8 @@ struct job {
 	char after[HD_RECORD_KEY_MAX + 1];
 	size_t limit;
 	char *value;                    /* SET: the record written (owned) */
+	char *seen;                     /* SET: the stored record it replaces (owned; NULL: none) */
+	unsigned tries;                 /* SET: compare-and-set attempts lost to another node */
 	struct job *next;               /* in its slot's queue */
 };
 
@@ -69,6 +74,7 @@ static void job_free(struct job *j)
 {
 	hd_engine_record_op_fini(&j->rop);
 	free(j->value);
+	free(j->seen);
 	free(j);
 }
 
@@ -227,9 +233,26 @@ static void set_answer(struct job *j)
 	respond_json(j->req, 200, v);
 }
 
+static void run(struct job *j);
+
 static void set_written(struct hd_record_op *op)
 {
 	struct job *j = op->arg;
+	if (!op->err && op->conflict) {
+		/* Another node wrote the cursor between our read and our write:
+		 * read it again and decide again (forward only across nodes). */
+		if (++j->tries < CAS_TRIES) {
+			free(j->value);
+			free(j->seen);
+			j->value = j->seen = NULL;
+			j->rop.rec.value = NULL;
+			run(j);
+			return;
+		}
+		respond_msg(j->req, HD_EUNAVAIL, "the cursor '%s' is being written by other nodes; retry", j->name);
+		finish(j);
+		return;
+	}
 	if (op->err)
 		hd_http_respond_error(j->req, op->err, NULL);
 	else
@@ -256,6 +279,7 @@ static void set_looked(struct hd_record_op *op)
 			return;
 		}
 		have = true;
+		j->seen = hd_strdup(op->recs[0].value);
 	}
 	hd_engine_record_op_fini(op);
 	bool same_stream = have && strcmp(old.topic, j->in.topic) == 0 &&
@@ -279,6 +303,8 @@ static void set_looked(struct hd_record_op *op)
 	json_decref(v);
 	j->rop.kind = HD_RECORD_PUT;
 	j->rop.rec.value = j->value;
+	j->rop.expect_set = true;
+	j->rop.expect = j->seen;
 	j->rop.done = set_written;
 	start_record_op(j);
 }
@@ -443,6 +469,8 @@ static void listed(struct hd_record_op *op)
 
 static void run(struct job *j)
 {
+	j->rop.expect_set = true;
+	j->rop.expect = NULL;
 	j->rop.done = j->act == ACT_SET ? set_looked : deleted;
 	j->rop.kind = j->act == ACT_SET ? HD_RECORD_GET : HD_RECORD_DELETE;
 	start_record_op(j);

@@ -27,6 +27,10 @@
  * older offset never rewinds the user. Sets and deletes of one cursor run
  * one after the other in arrival order (at most HD_CURSOR_QUEUE_MAX wait,
  * beyond that 429); a set is answered after its record is durable.
+ * Across nodes (the redis engine) the write is a compare-and-set against
+ * the record the decision read: when another node wrote in between, the
+ * set reads and decides again (at most CAS_TRIES times, then 503), so
+ * concurrent sets from several nodes never move a cursor backwards.
  *
  * Access: a client token whose sub is {id} may use its own cursors (and
  * must be allowed to read the topic it names); an API key needs the admin

@@ -119,8 +119,16 @@ struct hd_record_op {
 	const char *prefix;           /* LIST; borrowed; NULL = "" */
 	const char *after;            /* LIST; borrowed; NULL = "" */
 	size_t limit;                 /* LIST */
+	/* PUT as a compare-and-set: when expect_set, written only if the
+	 * stored value equals expect (NULL: only if there is none); else err
+	 * stays 0 and conflict is set. Engines shared by several nodes (redis)
+	 * check it atomically; the local engine, whose one node's callers
+	 * serialise a key's writes on the loop (edge/cursors.c), skips it. */
+	bool expect_set;
+	const char *expect;           /* borrowed until done() */
 	/* Results: */
 	int err;
+	bool conflict;                /* PUT with expect_set: not written */
 	struct hd_record *recs;       /* GET: 1, LIST: n; owned by the request */
 	size_t n;
 	void (*done)(struct hd_record_op *op);

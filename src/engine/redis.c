@@ -137,8 +137,19 @@ static const char del_lua[] =
 	"redis.call('ZREM',KEYS[3],ARGV[1])\n"
 	"return 1\n";
 
-/* KEYS: values hash, key index. ARGV: key, "MS VALUE". */
+/* KEYS: values hash, key index. ARGV: key, "MS VALUE", then for a
+ * compare-and-set "0" (only if absent) or "1" and the expected VALUE
+ * → 1, or 0 when the stored value differs (nothing written). */
 static const char rput_lua[] =
+	"if ARGV[3] then\n"
+	" local cur=redis.call('HGET',KEYS[1],ARGV[1])\n"
+	" if ARGV[3]=='0' then if cur then return 0 end\n"
+	" else\n"
+	"  if not cur then return 0 end\n"
+	"  local sp=string.find(cur,' ',1,true)\n"
+	"  if not sp or string.sub(cur,sp+1)~=ARGV[4] then return 0 end\n"
+	" end\n"
+	"end\n"
 	"redis.call('HSET',KEYS[1],ARGV[1],ARGV[2])\n"
 	"redis.call('ZADD',KEYS[2],0,ARGV[1])\n"
 	"return 1\n";
@@ -1404,6 +1415,8 @@ static void record_take(struct dwrite *w, const redisReply *rep)
 	struct hd_record_op *op = w->req;
 	if (op->kind == HD_RECORD_DELETE && rep_u64(rep) == 0)
 		w->err = HD_ENOTFOUND;
+	if (op->kind == HD_RECORD_PUT && op->expect_set && rep_u64(rep) == 0)
+		op->conflict = true;
 	if (op->kind == HD_RECORD_GET) {
 		struct hd_record rec = op->rec;
 		if (!record_parse(rep, &rec)) {
@@ -1451,6 +1464,7 @@ static int redis_record_op(struct hd_engine *e, struct hd_record_op *op)
 	op->err = 0;
 	op->recs = NULL;
 	op->n = 0;
+	op->conflict = false;
 	if (r->stopped)
 		return HD_EUNAVAIL;
 	if (!op->rec.kind[0] || (op->kind != HD_RECORD_LIST && !op->rec.key[0]) ||
@@ -1489,9 +1503,10 @@ static int redis_record_op(struct hd_engine *e, struct hd_record_op *op)
 		size_t cap = strlen(v) + 32;
 		value = hd_malloc(cap);
 		snprintf(value, cap, "%lld %s", (long long)op->rec.updated_ms, v);
-		const char *args[] = {khash, kidx, key, value};
-		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key), strlen(value)};
-		rc = dwrite_send(w, S_RPUT, 2, 4, args, lens, true);
+		const char *ex = op->expect ? op->expect : "";
+		const char *args[] = {khash, kidx, key, value, op->expect ? "1" : "0", ex};
+		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key), strlen(value), 1, strlen(ex)};
+		rc = dwrite_send(w, S_RPUT, 2, op->expect_set ? 6 : 4, args, lens, true);
 	}
 	free(value);
 	if (rc)
