@@ -43,34 +43,6 @@ _Static_assert(HD_WEBPUSH_CRYPTO_BODY_LEN(HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX) -
 		       HD_WEBPUSH_CRYPTO_RS,
 	       "one record holds the largest plaintext");
 
-int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const char *auth,
-				 size_t auth_len, struct hd_webpush_crypto_keys *out,
-				 struct hd_error *err)
-{
-	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
-	size_t n = 0;
-	EVP_PKEY *key = NULL;
-
-	if (hd_b64url_decode(p256dh, p256dh_len, buf, sizeof(buf), &n) != 0 ||
-	    n != HD_P256_PUBLIC_LEN)
-		return hd_error_set(err, HD_EINVAL,
-				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
-				    HD_P256_PUBLIC_LEN);
-	if (hd_p256_from_public(buf, &key) != 0) {
-		ERR_clear_error();
-		return hd_error_set(err, HD_EINVAL,
-				    "'p256dh' is not an uncompressed point on curve P-256");
-	}
-	EVP_PKEY_free(key);
-	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
-	if (hd_b64url_decode(auth, auth_len, buf, sizeof(buf), &n) != 0 ||
-	    n != HD_WEBPUSH_CRYPTO_AUTH_LEN)
-		return hd_error_set(err, HD_EINVAL, "'auth' must be the base64url of %d bytes",
-				    HD_WEBPUSH_CRYPTO_AUTH_LEN);
-	memcpy(out->auth, buf, HD_WEBPUSH_CRYPTO_AUTH_LEN);
-	return 0;
-}
-
 /* What every message shares, made once (state_init) and kept for the life of
  * the process: all are read-only after that, so any thread may use them. */
 static struct {
@@ -88,6 +60,49 @@ static void state_init(void)
 	state.gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
 	state.ok = state.group && state.hkdf && state.gcm;
 	ERR_clear_error();
+}
+
+/* Whether pt is an uncompressed point on P-256 (OpenSSL checks the curve
+ * equation in oct2point). */
+static bool point_ok(const unsigned char pt[HD_P256_PUBLIC_LEN])
+{
+	EC_POINT *p = EC_POINT_new(state.group);
+	bool ok = p && pt[0] == POINT_CONVERSION_UNCOMPRESSED &&
+		  EC_POINT_oct2point(state.group, p, pt, HD_P256_PUBLIC_LEN, NULL);
+
+	EC_POINT_free(p);
+	ERR_clear_error();
+	return ok;
+}
+
+int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const char *auth,
+				 size_t auth_len, struct hd_webpush_crypto_keys *out,
+				 struct hd_error *err)
+{
+	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
+	size_t n = 0;
+
+	if (hd_b64url_decode(p256dh, p256dh_len, buf, sizeof(buf), &n) != 0 ||
+	    n != HD_P256_PUBLIC_LEN)
+		return hd_error_set(err, HD_EINVAL,
+				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
+				    HD_P256_PUBLIC_LEN);
+	/* On the shared group, not an EVP_PKEY: this runs for every push
+	 * (push_delivery_send.c reads each device's keys), and building a key
+	 * builds a group too. */
+	pthread_once(&state_once, state_init);
+	if (!state.ok)
+		return hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HKDF or AES-128-GCM");
+	if (!point_ok(buf))
+		return hd_error_set(err, HD_EINVAL,
+				    "'p256dh' is not an uncompressed point on curve P-256");
+	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
+	if (hd_b64url_decode(auth, auth_len, buf, sizeof(buf), &n) != 0 ||
+	    n != HD_WEBPUSH_CRYPTO_AUTH_LEN)
+		return hd_error_set(err, HD_EINVAL, "'auth' must be the base64url of %d bytes",
+				    HD_WEBPUSH_CRYPTO_AUTH_LEN);
+	memcpy(out->auth, buf, HD_WEBPUSH_CRYPTO_AUTH_LEN);
+	return 0;
 }
 
 /*
