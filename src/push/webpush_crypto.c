@@ -19,9 +19,9 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/kdf.h>
-#include <openssl/ec.h>
 #include <openssl/obj_mac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -118,23 +118,25 @@ static int ecdh(const BIGNUM *k, const unsigned char ua[HD_P256_PUBLIC_LEN],
 	BN_CTX *bn = BN_CTX_secure_new();
 	EC_POINT *pub = EC_POINT_new(state.group);
 	EC_POINT *peer = EC_POINT_new(state.group);
+	EC_POINT *sh = EC_POINT_new(state.group); /* k·ua: not into peer, no aliasing */
 	unsigned char shared[HD_P256_PUBLIC_LEN];
 	int rc = -1;
 
-	if (!bn || !pub || !peer ||
+	if (!bn || !pub || !peer || !sh ||
 	    !EC_POINT_oct2point(state.group, peer, ua, HD_P256_PUBLIC_LEN, bn) ||
 	    !EC_POINT_mul(state.group, pub, k, NULL, NULL, bn) ||
 	    EC_POINT_point2oct(state.group, pub, POINT_CONVERSION_UNCOMPRESSED, as_pub,
 			       HD_P256_PUBLIC_LEN, bn) != HD_P256_PUBLIC_LEN ||
-	    !EC_POINT_mul(state.group, peer, NULL, peer, k, bn) ||
-	    EC_POINT_point2oct(state.group, peer, POINT_CONVERSION_UNCOMPRESSED, shared,
+	    !EC_POINT_mul(state.group, sh, NULL, peer, k, bn) ||
+	    EC_POINT_point2oct(state.group, sh, POINT_CONVERSION_UNCOMPRESSED, shared,
 			       sizeof(shared), bn) != sizeof(shared))
 		goto out;
 	memcpy(secret, shared + 1, ECDH_LEN);
 	rc = 0;
 out:
 	OPENSSL_cleanse(shared, sizeof(shared));
-	EC_POINT_clear_free(peer);
+	EC_POINT_clear_free(sh);
+	EC_POINT_free(peer);
 	EC_POINT_free(pub);
 	BN_CTX_free(bn);
 	return rc;
