@@ -10,8 +10,9 @@
 # Usage: bench/push.sh [apns] [webpush] [memory] [latency]   (default: all four)
 # Env: APNS_DEVICES (10000), WEBPUSH_DEVICES (2000), MEMORY_DEVICES (100000),
 #      RATE (1000), LATENCY_SECS (5), APNS_MOCK=sink (the APNs fan-out against
-#      bench/apns_sink.js instead of tests/js/apns_mock.js), KEEP=1 (keep the
-#      scratch directory).
+#      bench/apns_sink.js instead of tests/js/apns_mock.js), WEBPUSH_MOCK=sink
+#      (the Web Push fan-out against bench/webpush_sink.js instead of
+#      tests/js/webpush_mock.js), KEEP=1 (keep the scratch directory).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 # /usr/bin/python3: the Debian one the tests use (a pyenv python3 first on

@@ -14,7 +14,9 @@ measures:
            herald's and the mock's CPU seconds (/proc/PID/stat).
            APNS_MOCK=sink: against bench/apns_sink.js (no token check);
   webpush  the same for N Web Push devices (each its own subscription
-           keys, made by web-push-testing's /subscribe), herald CPU µs/push;
+           keys, made by web-push-testing's /subscribe), herald CPU µs/push.
+           WEBPUSH_MOCK=sink: against bench/webpush_sink.js (answers 201 at
+           once: no VAPID check, no decryption);
   memory   herald's RSS before and after registering N devices;
   latency  single events at RATE/s to a topic one APNs device follows:
            publish -> bench/apns_sink.js received, p50/p99.
@@ -255,7 +257,10 @@ def bench_apns(d, n):
 
 
 def bench_webpush(d, n, vapid_public):
-    wp, line = mock("webpush_mock.js", vapid_public)
+    if os.environ.get("WEBPUSH_MOCK") == "sink":  # the bare bench/webpush_sink.js: no VAPID check, no decryption
+        wp, line = mock(os.path.join("..", "..", "bench", "webpush_sink.js"))
+    else:
+        wp, line = mock("webpush_mock.js", vapid_public)
     port = json.loads(line)["port"]
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     subs = []

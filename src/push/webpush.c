@@ -145,10 +145,11 @@ static int webpush_send(struct hd_push_provider *p, struct hd_push_send *s)
 	struct hd_provider_req *r = hd_provider_req_new(p, s, on_answer);
 	if (!r)
 		return HD_ELIMIT;
-	r->body = hd_malloc(HD_WEBPUSH_CRYPTO_BODY_MAX);
+	/* Exact size: the request (and its body) lives until the answer. */
+	r->body = hd_malloc(HD_WEBPUSH_CRYPTO_BODY_LEN(m->payload_len));
 	int rc = hd_webpush_crypto_encrypt(s->to.keys, m->payload ? m->payload : "",
 					   m->payload_len, (unsigned char *)r->body,
-					   HD_WEBPUSH_CRYPTO_BODY_MAX, &len, &err);
+					   HD_WEBPUSH_CRYPTO_BODY_LEN(m->payload_len), &len, &err);
 	if (rc == 0)
 		rc = headers_build(r, auth);
 	r->call.body_len = len;

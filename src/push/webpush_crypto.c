@@ -2,19 +2,30 @@
  * webpush_crypto — RFC 8291 aes128gcm encryption. Layer: push.
  * The derivation and the body layout are in webpush_crypto.h.
  *
- * Every secret sits in a stack buffer that is cleansed before return.
- * HKDF is OpenSSL's EVP_KDF "HKDF" (extract then expand), fetched once per
- * message; AES-128-GCM is EVP_aes_128_gcm with the default 12-byte IV.
+ * Every secret sits in a stack buffer (or an OpenSSL secure BIGNUM) that is
+ * cleansed before return. Per message, only what RFC 8291 makes per
+ * message is new: the ephemeral scalar k is drawn straight from OpenSSL's
+ * private CSPRNG and both points (k·G, k·ua) are computed on one shared
+ * EC_GROUP (no EVP_PKEY built for the ephemeral key or the peer's point).
+ * HKDF is OpenSSL's EVP_KDF "HKDF" (extract then expand), fetched once,
+ * one context per message for its three derivations; AES-128-GCM is
+ * fetched once, with the default 12-byte IV. Shared state: made once
+ * (pthread_once), read-only after, kept until exit.
  */
 #include "push/webpush_crypto.h"
 
 #include "push/b64url.h"
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/kdf.h>
+#include <openssl/obj_mac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define ECDH_LEN 32
@@ -32,25 +43,59 @@ _Static_assert(HD_WEBPUSH_CRYPTO_BODY_LEN(HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX) -
 		       HD_WEBPUSH_CRYPTO_RS,
 	       "one record holds the largest plaintext");
 
+/* What every message shares, made once (state_init) and kept for the life of
+ * the process: all are read-only after that, so any thread may use them. */
+static struct {
+	EC_GROUP *group;	/* P-256, OpenSSL's fastest method for it */
+	EVP_KDF *hkdf;		/* HKDF, fetched once */
+	EVP_CIPHER *gcm;	/* AES-128-GCM, fetched once */
+	bool ok;
+} state;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+
+static void state_init(void)
+{
+	state.group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	state.hkdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+	state.gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+	state.ok = state.group && state.hkdf && state.gcm;
+	ERR_clear_error();
+}
+
+/* Whether pt is an uncompressed point on P-256 (OpenSSL checks the curve
+ * equation in oct2point). */
+static bool point_ok(const unsigned char pt[HD_P256_PUBLIC_LEN])
+{
+	EC_POINT *p = EC_POINT_new(state.group);
+	bool ok = p && pt[0] == POINT_CONVERSION_UNCOMPRESSED &&
+		  EC_POINT_oct2point(state.group, p, pt, HD_P256_PUBLIC_LEN, NULL);
+
+	EC_POINT_free(p);
+	ERR_clear_error();
+	return ok;
+}
+
 int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const char *auth,
 				 size_t auth_len, struct hd_webpush_crypto_keys *out,
 				 struct hd_error *err)
 {
 	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
 	size_t n = 0;
-	EVP_PKEY *key = NULL;
 
 	if (hd_b64url_decode(p256dh, p256dh_len, buf, sizeof(buf), &n) != 0 ||
 	    n != HD_P256_PUBLIC_LEN)
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
 				    HD_P256_PUBLIC_LEN);
-	if (hd_p256_from_public(buf, &key) != 0) {
-		ERR_clear_error();
+	/* On the shared group, not an EVP_PKEY: this runs for every push
+	 * (push_delivery_send.c reads each device's keys), and building a key
+	 * builds a group too. */
+	pthread_once(&state_once, state_init);
+	if (!state.ok)
+		return hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HKDF or AES-128-GCM");
+	if (!point_ok(buf))
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' is not an uncompressed point on curve P-256");
-	}
-	EVP_PKEY_free(key);
 	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
 	if (hd_b64url_decode(auth, auth_len, buf, sizeof(buf), &n) != 0 ||
 	    n != HD_WEBPUSH_CRYPTO_AUTH_LEN)
@@ -60,51 +105,56 @@ int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const ch
 	return 0;
 }
 
-/* The ECDH shared secret of as_key and the point ua. Returns 0 or -1. */
-static int ecdh(EVP_PKEY *as_key, const unsigned char ua[HD_P256_PUBLIC_LEN],
-		unsigned char secret[ECDH_LEN])
+/*
+ * as_pub = k·G and the ECDH shared secret (the x coordinate of k·ua) of the
+ * scalar k (1 <= k < n) with the point ua. oct2point has OpenSSL check that
+ * ua lies on P-256, whose cofactor is 1, so no further validation of the
+ * peer would prove anything more. Both multiplications are OpenSSL's
+ * constant-time ones. Returns 0 or -1.
+ */
+static int ecdh(const BIGNUM *k, const unsigned char ua[HD_P256_PUBLIC_LEN],
+		unsigned char as_pub[HD_P256_PUBLIC_LEN], unsigned char secret[ECDH_LEN])
 {
-	EVP_PKEY *peer = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	size_t len = ECDH_LEN;
+	BN_CTX *bn = BN_CTX_secure_new();
+	EC_POINT *pub = EC_POINT_new(state.group);
+	EC_POINT *peer = EC_POINT_new(state.group);
+	EC_POINT *sh = EC_POINT_new(state.group); /* k·ua: not into peer, no aliasing */
+	unsigned char shared[HD_P256_PUBLIC_LEN];
 	int rc = -1;
 
-	if (hd_p256_from_public(ua, &peer) != 0)
+	if (!bn || !pub || !peer || !sh ||
+	    !EC_POINT_oct2point(state.group, peer, ua, HD_P256_PUBLIC_LEN, bn) ||
+	    !EC_POINT_mul(state.group, pub, k, NULL, NULL, bn) ||
+	    EC_POINT_point2oct(state.group, pub, POINT_CONVERSION_UNCOMPRESSED, as_pub,
+			       HD_P256_PUBLIC_LEN, bn) != HD_P256_PUBLIC_LEN ||
+	    !EC_POINT_mul(state.group, sh, NULL, peer, k, bn) ||
+	    EC_POINT_point2oct(state.group, sh, POINT_CONVERSION_UNCOMPRESSED, shared,
+			       sizeof(shared), bn) != sizeof(shared))
 		goto out;
-	/* No second validation of the peer: hd_p256_from_public already had
-	 * OpenSSL check that the point lies on P-256, whose cofactor is 1, so the
-	 * full check (another scalar multiplication, half the cost of a
-	 * message) would prove nothing more. */
-	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, as_key, NULL);
-	if (!ctx || EVP_PKEY_derive_init(ctx) <= 0 ||
-	    EVP_PKEY_derive_set_peer_ex(ctx, peer, 0) <= 0 ||
-	    EVP_PKEY_derive(ctx, secret, &len) <= 0 || len != ECDH_LEN)
-		goto out;
+	memcpy(secret, shared + 1, ECDH_LEN);
 	rc = 0;
 out:
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(peer);
+	OPENSSL_cleanse(shared, sizeof(shared));
+	EC_POINT_clear_free(sh);
+	EC_POINT_free(peer);
+	EC_POINT_free(pub);
+	BN_CTX_free(bn);
 	return rc;
 }
 
-/* HKDF-SHA-256(salt, ikm, info) → out[0, out_len) with the fetched kdf.
- * Returns 0 or -1. */
-static int hkdf(EVP_KDF *kdf, const unsigned char *salt, size_t salt_len,
+/* HKDF-SHA-256(salt, ikm, info) → out[0, out_len) with ctx (the digest
+ * already set). Returns 0 or -1. */
+static int hkdf(EVP_KDF_CTX *ctx, const unsigned char *salt, size_t salt_len,
 		const unsigned char *ikm, size_t ikm_len, const void *info, size_t info_len,
 		unsigned char *out, size_t out_len)
 {
-	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-	OSSL_PARAM params[5];
-	int rc;
+	OSSL_PARAM params[4];
 
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
-	params[4] = OSSL_PARAM_construct_end();
-	rc = ctx && EVP_KDF_derive(ctx, out, out_len, params) > 0 ? 0 : -1;
-	EVP_KDF_CTX_free(ctx);
-	return rc;
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
+	params[3] = OSSL_PARAM_construct_end();
+	return EVP_KDF_derive(ctx, out, out_len, params) > 0 ? 0 : -1;
 }
 
 /* CEK and NONCE of the message (the derivation in webpush_crypto.h). */
@@ -116,27 +166,32 @@ static int derive(const struct hd_webpush_crypto_keys *ua,
 {
 	static const char cek_info[] = "Content-Encoding: aes128gcm"; /* sizeof counts the 0x00 */
 	static const char nonce_info[] = "Content-Encoding: nonce";
-	EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+	/* One context for the three derivations, the digest set once (OpenSSL
+	 * 3.0's HKDF cannot be duplicated from a template). */
+	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(state.hkdf);
+	OSSL_PARAM digest[2];
 	unsigned char info[KEY_INFO_LEN];
 	unsigned char ikm[IKM_LEN];
 	int rc = -1;
 
-	if (!kdf)
+	digest[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+	digest[1] = OSSL_PARAM_construct_end();
+	if (!ctx || EVP_KDF_CTX_set_params(ctx, digest) <= 0)
 		goto out;
 	memcpy(info, KEY_INFO_PREFIX, sizeof(KEY_INFO_PREFIX));
 	memcpy(info + sizeof(KEY_INFO_PREFIX), ua->p256dh, HD_P256_PUBLIC_LEN);
 	memcpy(info + sizeof(KEY_INFO_PREFIX) + HD_P256_PUBLIC_LEN, as_pub, HD_P256_PUBLIC_LEN);
-	if (hkdf(kdf, ua->auth, sizeof(ua->auth), secret, ECDH_LEN, info, sizeof(info), ikm,
+	if (hkdf(ctx, ua->auth, sizeof(ua->auth), secret, ECDH_LEN, info, sizeof(info), ikm,
 		 sizeof(ikm)) ||
-	    hkdf(kdf, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), cek_info,
+	    hkdf(ctx, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), cek_info,
 		 sizeof(cek_info), cek, CEK_LEN) ||
-	    hkdf(kdf, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), nonce_info,
+	    hkdf(ctx, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), nonce_info,
 		 sizeof(nonce_info), nonce, NONCE_LEN))
 		goto out;
 	rc = 0;
 out:
 	OPENSSL_cleanse(ikm, sizeof(ikm));
-	EVP_KDF_free(kdf);
+	EVP_KDF_CTX_free(ctx); /* the HKDF provider cleanses its key and salt */
 	return rc;
 }
 
@@ -149,7 +204,7 @@ static int seal(const unsigned char cek[CEK_LEN], const unsigned char nonce[NONC
 	int len = 0, total = 0;
 	int rc = -1;
 
-	if (!ctx || EVP_EncryptInit_ex2(ctx, EVP_aes_128_gcm(), cek, nonce, NULL) <= 0)
+	if (!ctx || EVP_EncryptInit_ex2(ctx, state.gcm, cek, nonce, NULL) <= 0)
 		goto out;
 	if (n > 0 && EVP_EncryptUpdate(ctx, out, &len, plaintext, (int)n) <= 0)
 		goto out;
@@ -170,10 +225,11 @@ out:
 	return rc;
 }
 
-int hd_webpush_crypto_encrypt_with(const struct hd_webpush_crypto_keys *ua, EVP_PKEY *as_key,
-				   const unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN],
-				   const void *plaintext, size_t n, unsigned char *out,
-				   size_t out_cap, size_t *out_len, struct hd_error *err)
+/* The body of plaintext for ua with the ephemeral scalar k (1 <= k < n). */
+static int encrypt_scalar(const struct hd_webpush_crypto_keys *ua, const BIGNUM *k,
+			  const unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN],
+			  const void *plaintext, size_t n, unsigned char *out, size_t out_cap,
+			  size_t *out_len, struct hd_error *err)
 {
 	unsigned char as_pub[HD_P256_PUBLIC_LEN];
 	unsigned char secret[ECDH_LEN];
@@ -193,11 +249,7 @@ int hd_webpush_crypto_encrypt_with(const struct hd_webpush_crypto_keys *ua, EVP_
 				  out_cap, (size_t)HD_WEBPUSH_CRYPTO_BODY_LEN(n));
 		goto out;
 	}
-	if (hd_p256_public(as_key, as_pub) != 0) {
-		rc = hd_error_set(err, HD_EINVAL, "the sender key is not a P-256 key");
-		goto out;
-	}
-	if (ecdh(as_key, ua->p256dh, secret) != 0) {
+	if (ecdh(k, ua->p256dh, as_pub, secret) != 0) {
 		rc = hd_error_set(err, HD_EINVAL,
 				  "ECDH failed: the sender key must be a P-256 private key and "
 				  "p256dh a point on P-256");
@@ -229,27 +281,65 @@ out:
 	return rc;
 }
 
+int hd_webpush_crypto_encrypt_with(const struct hd_webpush_crypto_keys *ua, EVP_PKEY *as_key,
+				   const unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN],
+				   const void *plaintext, size_t n, unsigned char *out,
+				   size_t out_cap, size_t *out_len, struct hd_error *err)
+{
+	unsigned char d[HD_P256_PRIVATE_LEN];
+	BIGNUM *k = BN_secure_new();
+	int rc;
+
+	pthread_once(&state_once, state_init);
+	if (!state.ok || !k) {
+		rc = hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HKDF or AES-128-GCM");
+		goto out;
+	}
+	if (hd_p256_private(as_key, d) != 0 || !BN_bin2bn(d, sizeof(d), k) || BN_is_zero(k) ||
+	    BN_cmp(k, EC_GROUP_get0_order(state.group)) >= 0) {
+		rc = hd_error_set(err, HD_EINVAL,
+				  "ECDH failed: the sender key is not a P-256 private key");
+		goto out;
+	}
+	rc = encrypt_scalar(ua, k, salt, plaintext, n, out, out_cap, out_len, err);
+out:
+	OPENSSL_cleanse(d, sizeof(d));
+	BN_clear_free(k);
+	ERR_clear_error();
+	return rc;
+}
+
 int hd_webpush_crypto_encrypt(const struct hd_webpush_crypto_keys *ua, const void *plaintext,
 			      size_t n, unsigned char *out, size_t out_cap, size_t *out_len,
 			      struct hd_error *err)
 {
 	unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN];
-	EVP_PKEY *as_key = NULL;
+	BIGNUM *k = BN_secure_new();
 	int rc;
 
-	if (n > HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX)
-		return hd_error_set(err, HD_ETOOBIG,
-				    "a Web Push message holds at most %d bytes of plaintext, not %zu",
-				    HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX, n);
-	as_key = hd_p256_generate();
-	if (!as_key || RAND_bytes(salt, sizeof(salt)) != 1) {
+	pthread_once(&state_once, state_init);
+	if (n > HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX) {
+		rc = hd_error_set(err, HD_ETOOBIG,
+				  "a Web Push message holds at most %d bytes of plaintext, not %zu",
+				  HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX, n);
+		goto out;
+	}
+	/* The ephemeral key is a fresh scalar 1 <= k < n from OpenSSL's private
+	 * CSPRNG: as_public = k·G is computed with the ECDH, so no EVP_PKEY is
+	 * built for a key used once. */
+	if (!state.ok || !k || RAND_bytes(salt, sizeof(salt)) != 1) {
 		rc = hd_error_set(err, HD_EINTERNAL, "no ephemeral key or salt from OpenSSL");
 		goto out;
 	}
-	rc = hd_webpush_crypto_encrypt_with(ua, as_key, salt, plaintext, n, out, out_cap, out_len,
-					    err);
+	do {
+		if (!BN_priv_rand_range_ex(k, EC_GROUP_get0_order(state.group), 0, NULL)) {
+			rc = hd_error_set(err, HD_EINTERNAL, "no ephemeral key from OpenSSL");
+			goto out;
+		}
+	} while (BN_is_zero(k));
+	rc = encrypt_scalar(ua, k, salt, plaintext, n, out, out_cap, out_len, err);
 out:
-	EVP_PKEY_free(as_key);
+	BN_clear_free(k);
 	ERR_clear_error();
 	return rc;
 }
