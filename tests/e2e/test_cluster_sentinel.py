@@ -110,7 +110,7 @@ def test_primary_fails_the_nodes_follow_nothing_acknowledged_is_lost(cluster, fa
             except asyncio.TimeoutError:
                 continue
             if "pub" in p:
-                seen.append((p["pub"]["offset"], p["pub"]["data"]["id"]))
+                seen.append((p["pub"]["offset"], p["pub"]["tags"]["id"]))
         await c.close()
 
     done = threading.Event()
