@@ -7,14 +7,7 @@
  *      primary or none the same script also raises the visible top and
  *      PUBLISHes the event, and the item is done.
  *   2. replicated: one `WAIT 1 timeout` after a batch of PUB scripts (group
- *      commit: items arriving while every lane's WAIT is out form the next
- *      batch). A shard has LANES command connections (lane 0 is the one
- *      every other command uses; 1 by default, see LANES): a WAIT blocks its
- *      connection, so a second lane would take the next batch at once
- *      instead of a whole WAIT later. One
- *      WAIT covers every write before it in the replication stream, so a
- *      lane's confirms may raise the top past another lane's batch still
- *      waiting (those offsets are replicated too);
+ *      commit: items arriving while a WAIT is out form the next batch);
  *      fewer than one replica → the item fails HD_EUNAVAIL (503), never a
  *      false 201;
  *   3. the CONFIRM script raises the topic's visible top and PUBLISHes the
@@ -50,15 +43,6 @@
 #define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
 #define CATCHUP_LIMIT 256          /* events per gap-filling read */
 #define ARGS_MAX 16
-/* Replicated: WAITs out at once per shard. More than 1 is an experiment,
- * off by default: lanes confirm in any order, so PUB/SUB events of a topic
- * arrive out of order, and a node that first sees a topic at offset k takes
- * k - 1 as delivered (on_message), losing earlier events for its live
- * subscribers (test_cluster.py fails with 2). */
-#ifndef HD_REDIS_LANES
-#define HD_REDIS_LANES 1
-#endif
-#define LANES HD_REDIS_LANES
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
 
 /* ---- scripts ----------------------------------------------------------- */
@@ -179,14 +163,6 @@ static const char *const script_text[S_COUNT] = {
 
 struct redis;
 
-/* A command connection of a shard that carries replicated publish batches. */
-struct lane {
-	struct shard *sh;
-	struct hd_rconn *c;           /* lane 0: the shard's cmd */
-	struct pitem *batch;          /* whose WAIT is out */
-	bool wait_out;
-};
-
 struct shard {
 	struct redis *r;
 	unsigned index;
@@ -197,9 +173,11 @@ struct shard {
 	struct hd_rconn *cmd;
 	struct hd_rconn *sub;
 	bool subscribed;
-	/* Group commit (replicated): items waiting for a free lane. */
+	/* Group commit (replicated): items waiting for the next WAIT, and the
+	 * batch whose WAIT is out. */
 	struct pitem *queued_head, **queued_tail;
-	struct lane lanes[LANES];
+	struct pitem *batch;
+	bool wait_out;
 };
 
 /* Where delivery of one topic stands on this node. */
@@ -232,8 +210,7 @@ struct pitem {
 	struct pjob *job;
 	size_t i;
 	struct shard *sh;
-	struct hd_rconn *c;           /* where its scripts go */
-	struct pitem *next;           /* in the shard's queue or a lane's batch */
+	struct pitem *next;           /* in the shard's queue or batch */
 	bool scripted;                /* the PUB script answered */
 	bool late;                    /* its WAIT answered first: it failed */
 };
@@ -495,7 +472,7 @@ static int send_pub(struct redis *r, struct pitem *it)
 	size_t lens[] = {lm, ls, dk.n, strlen(TOPICS_KEY), strlen(in->topic),
 			 in->event->json_len, strlen(tm), strlen(ex), strlen(win), strlen(maxlen),
 			 strlen(epoch), 1, 1, strlen(CHANNEL)};
-	int rc = script_call(r, it->c, S_PUB, pub_reply, it, 14, args, lens, 4);
+	int rc = script_call(r, it->sh->cmd, S_PUB, pub_reply, it, 14, args, lens, 4);
 	free(dk.p);
 	return rc;
 }
@@ -531,7 +508,7 @@ static void send_confirm(struct redis *r, struct pitem *it)
 	snprintf(off, sizeof(off), "%llu", (unsigned long long)in->offset);
 	const char *args[] = {kmeta, off, in->epoch, CHANNEL, pay ? pay : "", notice};
 	size_t lens[] = {lm, strlen(off), strlen(in->epoch), strlen(CHANNEL), pl, nl};
-	int rc = script_call(r, it->c, S_CONFIRM, confirm_reply, it, 6, args, lens, 1);
+	int rc = script_call(r, it->sh->cmd, S_CONFIRM, confirm_reply, it, 6, args, lens, 1);
 	free(pay);
 	free(notice);
 	if (rc)
@@ -540,8 +517,7 @@ static void send_confirm(struct redis *r, struct pitem *it)
 
 static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
-	struct lane *ln = priv;
-	struct shard *sh = ln->sh;
+	struct shard *sh = priv;
 	struct redis *r = sh->r;
 	int err = reply_err(rep);
 	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1)) {
@@ -550,9 +526,9 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			    (unsigned)r->opts.wait_timeout_ms, sh->index);
 		err = HD_EUNAVAIL;
 	}
-	struct pitem *it = ln->batch;
-	ln->batch = NULL;
-	ln->wait_out = false;
+	struct pitem *it = sh->batch;
+	sh->batch = NULL;
+	sh->wait_out = false;
 	while (it) {
 		struct pitem *next = it->next;
 		struct hd_pub_item *out = &it->job->pub->items[it->i];
@@ -570,35 +546,20 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		shard_flush(sh);
 }
 
-/* Sends the queued items' scripts and one WAIT on a lane whose connection
- * is up and has no WAIT out; with none, they wait for the next WAIT reply. */
+/* Sends the queued items' scripts and one WAIT, unless a WAIT is out. */
 static void shard_flush(struct shard *sh)
 {
 	struct redis *r = sh->r;
-	struct lane *ln = NULL;
 	char tmo[24];
-	if (!sh->queued_head)
+	if (sh->wait_out || !sh->queued_head)
 		return;
-	for (unsigned i = 0; i < LANES && !ln; i++)
-		if (!sh->lanes[i].wait_out && sh->lanes[i].c && hd_rconn_ready(sh->lanes[i].c))
-			ln = &sh->lanes[i];
-	if (!ln) {
-		/* Every lane down with no WAIT out: fail them now, not never. */
-		bool out = false;
-		for (unsigned i = 0; i < LANES; i++)
-			out = out || sh->lanes[i].wait_out;
-		if (out)
-			return;
-		ln = &sh->lanes[0];
-	}
-	struct pitem *head = sh->queued_head, **tail = &ln->batch;
+	struct pitem *head = sh->queued_head, **tail = &sh->batch;
 	sh->queued_head = NULL;
 	sh->queued_tail = &sh->queued_head;
 	for (struct pitem *it = head, *next; it; it = next) {
 		next = it->next;
 		it->next = NULL;
-		it->c = ln->c;
-		int rc = ln->c ? send_pub(r, it) : HD_EUNAVAIL;
+		int rc = send_pub(r, it);
 		if (rc) {
 			item_done(it, rc);
 			continue;
@@ -606,17 +567,17 @@ static void shard_flush(struct shard *sh)
 		*tail = it;
 		tail = &it->next;
 	}
-	if (!ln->batch)
+	if (!sh->batch)
 		return;
 	snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
 	const char *argv[] = {"WAIT", "1", tmo};
 	size_t lens[] = {4, 1, strlen(tmo)};
-	ln->wait_out = true;
-	if (hd_rconn_command(ln->c, wait_reply, ln, 3, argv, lens)) {
+	sh->wait_out = true;
+	if (hd_rconn_command(sh->cmd, wait_reply, sh, 3, argv, lens)) {
 		/* The connection is going: its pub replies come back NULL first. */
-		ln->wait_out = false;
-		struct pitem *it = ln->batch;
-		ln->batch = NULL;
+		sh->wait_out = false;
+		struct pitem *it = sh->batch;
+		sh->batch = NULL;
 		for (struct pitem *next; it; it = next) {
 			next = it->next;
 			if (it->scripted)
@@ -653,7 +614,6 @@ static int redis_publish(struct hd_engine *e, struct hd_pub *p)
 		p->items[i].duplicate = false;
 		p->items[i].offset = 0;
 		if (r->opts.durability != HD_REDIS_REPLICATED) {
-			it->c = it->sh->cmd;
 			int rc = send_pub(r, it);
 			if (rc)
 				item_done(it, rc);
@@ -1067,27 +1027,15 @@ static void script_load_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	(void)reply_err(rep);
 }
 
-/* Loads the scripts first: later EVALSHAs on c find them. */
-static void scripts_load(struct hd_rconn *c, struct shard *sh)
+static void cmd_up(struct hd_rconn *c, void *arg)
 {
+	struct shard *sh = arg;
+	/* Load the scripts first: later EVALSHAs on this connection find them. */
 	for (int s = 0; s < S_COUNT; s++) {
 		const char *argv[] = {"SCRIPT", "LOAD", script_text[s]};
 		size_t lens[] = {6, 4, strlen(script_text[s])};
 		hd_rconn_command(c, script_load_reply, sh, 3, argv, lens);
 	}
-}
-
-static void lane_up(struct hd_rconn *c, void *arg)
-{
-	struct shard *sh = arg;
-	scripts_load(c, sh);
-	shard_flush(sh);
-}
-
-static void cmd_up(struct hd_rconn *c, void *arg)
-{
-	struct shard *sh = arg;
-	scripts_load(c, sh);
 	if (sh->subscribed)
 		catch_up_shard(sh->r, sh->index);
 }
@@ -1580,12 +1528,6 @@ static void redis_stop(struct hd_engine *e)
 		if (sh->cmd)
 			hd_rconn_free(sh->cmd);
 		sh->cmd = NULL;
-		sh->lanes[0].c = NULL;
-		for (unsigned i = 1; i < LANES; i++) {
-			if (sh->lanes[i].c)
-				hd_rconn_free(sh->lanes[i].c);
-			sh->lanes[i].c = NULL;
-		}
 		/* Items queued behind a WAIT that never came. */
 		struct pitem *it = sh->queued_head;
 		sh->queued_head = NULL;
@@ -1743,14 +1685,6 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 		/* A WAIT holds the PING behind it for up to its timeout. */
 		co.health_ms = opts->wait_timeout_ms + 2000 > 3000 ? opts->wait_timeout_ms + 2000 : 3000;
 		sh->cmd = hd_rconn_new(&co);
-		sh->lanes[0] = (struct lane){.sh = sh, .c = sh->cmd};
-		if (opts->durability == HD_REDIS_REPLICATED)
-			for (unsigned i = 1; i < LANES; i++) {
-				snprintf(what, sizeof(what), "shard%u-lane%u", s, i);
-				co.what = what;
-				co.on_up = lane_up;
-				sh->lanes[i] = (struct lane){.sh = sh, .c = hd_rconn_new(&co)};
-			}
 		snprintf(what, sizeof(what), "shard%u-pubsub", s);
 		co.what = what;
 		co.health_ms = 0;
