@@ -13,6 +13,8 @@
 #                from the same directory unless LOAD_BIN is set
 #   FSYNC        the primary's appendfsync (always; everysec shows what is
 #                left when the disk's fsync is not the bound)
+#   MODES        the redis durabilities to run (replicated primary none)
+#   LOCAL=0      skips the local-engine line; RB=0 skips redis-benchmark
 #   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s on one
 #                node (herald-fanout, bench/fanout.c), local --sync off vs
 #                redis replicated: delivery latency, gaps, duplicates
@@ -71,10 +73,12 @@ run() {
 
 echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event |"
 echo "|---|---|---|---|---|---|---|"
-start --engine local --sync off
-run "single events, local engine, --sync off"
-stop
-for d in replicated primary none; do
+if [ "${LOCAL:-1}" = 1 ]; then
+  start --engine local --sync off
+  run "single events, local engine, --sync off"
+  stop
+fi
+for d in ${MODES:-replicated primary none}; do
   start --engine redis --redis-url redis://127.0.0.1:$RP --redis-durability $d
   run "single events, redis engine, --redis-durability $d"
   stop
@@ -98,6 +102,7 @@ print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% |" % (r["label"], r["p50_us"] /
   done
 fi
 
+[ "${RB:-1}" = 1 ] || exit 0
 echo
 echo "redis-benchmark on the same primary (appendfsync ${FSYNC:-always}, $CONNS clients, 100k requests):"
 rb() { redis-benchmark -p $RP -c $CONNS -n 100000 -q "$@" 2>/dev/null | tr '\r' '\n' | grep -v '^$' | grep -v 'rps=' | tail -n 5 || true; }
