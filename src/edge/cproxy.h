@@ -4,7 +4,7 @@
  * of a connect, subscribe, publish or RPC to a URL the operator configured
  * and acts on the answer. docs/proxy.md is the user's description.
  *
- * Layer: edge. Called by edge/ws_edge.c (the session's command handlers)
+ * Layer: edge. Called by edge/ws_commands.c (the session's command handlers)
  * on the loop thread; the calls go out through net/http_client.h (libcurl
  * multi on the loop, its SSRF guard: loopback and private addresses only
  * with allow_private).

@@ -10,6 +10,8 @@
  * the edge talks to the hub, decodes frames with http/websocket.h and commands
  * with proto/centrifuge.h (JSON) or proto/centrifuge_pb.h (protobuf),
  * verifies tokens with auth/jwt.h.
+ * Implemented by edge/ws_edge.c (life cycle, carriers, input), ws_output.c,
+ * ws_subs.c and ws_commands.c behind edge/ws_edge_impl.h.
  *
  * A session: upgrade → `connect` within connect_timeout (else close 3502)
  * with a JWT (sub = user; exp → expires/ttl, refreshed in-band with

@@ -1,0 +1,766 @@
+/*
+ * ws_commands — the Centrifugo commands a session runs (see
+ * edge/ws_edge_impl.h): connect, refresh, subscribe, unsubscribe, history,
+ * publish, presence, ping, rpc, sub_refresh, their calls to the app backend
+ * (edge/cproxy.h: connect, subscribe, publish, rpc, refresh proxies), and the
+ * table that dispatches one decoded command (hd_ws_commands_run_line).
+ * Layer: edge. Loop thread only.
+ * Callers: edge/ws_edge.c (the input pump).
+ */
+#include "edge/ws_edge_impl.h"
+
+static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd);
+static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
+			   const char *data, size_t n);
+static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			     size_t n);
+static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			   size_t n);
+
+/* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
+
+
+const char *hd_ws_commands_request_header(void *arg, const char *lname)
+{
+	return hd_http_header_get(arg, lname);
+}
+
+/* The app backend answered the command op waits for: acts on it. */
+static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
+{
+	struct op *op = arg;
+	struct session *s = op->s;
+	struct hd_centrifuge_command cmd;
+	struct hd_error err = {0};
+
+	if (hd_ws_subs_op_orphaned(op))
+		return;
+	s->op = NULL;
+	/* The line decoded when it came: it decodes again. */
+	int rc = s->codec->decode(op->line, op->line_len, &cmd, &err);
+	assert(rc == 0);
+	(void)rc;
+	hd_ws_subs_op_free(op);
+	if (a->outcome == HD_CPROXY_FAILED) {
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		hd_ws_output_reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_INTERNAL, "internal server error: the app backend failed",
+			    true);
+	} else if (a->outcome == HD_CPROXY_ERROR) {
+		hd_ws_output_reply_error(s, cmd.id, a->code, a->message, false);
+	} else if (a->outcome == HD_CPROXY_DISCONNECT) {
+		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
+	} else if (cmd.method == HD_CENTRIFUGE_CONNECT) {
+		snprintf(s->conn.user, sizeof(s->conn.user), "%s", a->user);
+		if (a->nchannels) {
+			s->channels = hd_calloc(a->nchannels, sizeof(*s->channels));
+			for (size_t i = 0; i < a->nchannels; i++)
+				s->channels[i] = hd_strdup(a->channels[i]);
+			s->nchannels = a->nchannels;
+		}
+		connect_accept(s, &cmd, a->expire_at, a->data, a->data_len);
+	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
+		subscribe_accept(s, &cmd, a->data, a->data_len);
+	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
+		publish_accept(s, &cmd, a->data ? a->data : cmd.data.p, a->data ? a->data_len : cmd.data.n);
+	} else {
+		struct hd_buf b;
+		hd_buf_init(&b, REPLY_MAX);
+		if (s->codec->reply_rpc(&b, cmd.id, a->data, a->data_len))
+			hd_buf_reset(&b);
+		hd_ws_output_send_reply(s, &b);
+		hd_buf_fini(&b);
+	}
+	hd_centrifuge_command_fini(&cmd);
+	if (!s->op)
+		hd_ws_edge_pump(s);
+}
+
+/*
+ * Sends the running command (cmd, with data[0, n)) to the app backend when
+ * kind is proxied: returns true when the command is handled that way (it
+ * waits for the answer as the session's op, or the call could not start
+ * and the error went out); false when kind is not proxied.
+ */
+static bool proxy_start(struct session *s, const struct hd_centrifuge_command *cmd, enum hd_cproxy_kind kind,
+			const char *data, size_t n)
+{
+	struct hd_cproxy *p = s->edge->opts.cproxy;
+	if (!hd_cproxy_enabled(p, kind))
+		return false;
+	struct hd_cproxy_req r = {
+		.kind = kind,
+		.client = s->conn.id,
+		.transport = hd_ws_edge_carrier_names[s->carrier],
+		.protocol = s->format == F_PB ? "protobuf" : "json",
+		.binary = s->format == F_PB,
+		.user = s->conn.user,
+		.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL,
+		.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL,
+		.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL,
+		.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL,
+		.data = data,
+		.data_len = n,
+		.get = kind == HD_CPROXY_CONNECT ? hd_cproxy_headers_get : NULL,
+		.get_arg = s->proxy_headers,
+	};
+	struct op *op = op_new(s, cmd);
+	op->line = hd_malloc(s->line_len);
+	memcpy(op->line, s->line, s->line_len);
+	op->line_len = s->line_len;
+	int rc = hd_cproxy_send(p, &r, proxy_done, op);
+	if (rc) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		if (rc == HD_ELIMIT)
+			hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS,
+				    "too many requests: app backend calls in flight (--proxy-max-inflight)", true);
+		else if (rc == HD_EINVAL)
+			hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "bad request: not UTF-8", false);
+		else
+			hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal server error", true);
+	}
+	return true;
+}
+
+/* ---- Commands ----------------------------------------------------------- */
+
+static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct op *op = hd_calloc(1, sizeof(*op));
+	op->s = s;
+	op->id = cmd->id;
+	op->method = cmd->method;
+	s->op = op;
+	return op;
+}
+
+/* Keeps data[0, n) (or nothing when NULL) as op's reply data. */
+static void op_keep_data(struct op *op, const char *data, size_t n)
+{
+	if (!data)
+		return;
+	op->reply_data = hd_malloc(n);
+	memcpy(op->reply_data, data, n);
+	op->reply_data_len = n;
+}
+
+/* Adds the subscription set-up of topic to op (recovery from req if any). */
+static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_centrifuge_sub_req *req)
+{
+	struct sub_init *in = &op->inits[op->ninits++];
+	in->sub = sub;
+	if (req && req->recover) {
+		in->recover = true;
+		in->offset = req->offset;
+		snprintf(in->epoch, sizeof(in->epoch), "%s", req->epoch);
+		in->reject_unrecovered = (req->flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED) != 0;
+	}
+	return true;
+}
+
+static const struct hd_centrifuge_sub_req *connect_sub_req(const struct hd_centrifuge_command *cmd, const char *topic)
+{
+	for (size_t i = 0; i < cmd->nsubs; i++)
+		if (strcmp(cmd->subs[i].channel, topic) == 0)
+			return &cmd->subs[i];
+	return NULL;
+}
+
+static void cmd_connect(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct hd_ws_edge *e = s->edge;
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (s->state != S_NEW) {
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "already connected");
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	if (!cmd->token[0] && proxy_start(s, cmd, HD_CPROXY_CONNECT, cmd->data.p, cmd->data.n))
+		return;
+	if (!cmd->token[0]) {
+		if (!e->opts.anonymous) {
+			hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "token required");
+			return;
+		}
+	} else {
+		int rc = hd_jwt_verify(e->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+		if (rc == HD_EEXPIRED) {
+			hd_jwt_claims_fini(&claims);
+			hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+			return;
+		}
+		if (rc) {
+			hd_log_info("ws invalid token client=%s remote=%s: %s", s->conn.id, s->conn.remote,
+				    err.msg);
+			hd_jwt_claims_fini(&claims);
+			hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "invalid token");
+			return;
+		}
+		if (strlen(claims.sub) > HD_USER_ID_MAX || strchr(claims.sub, ':')) {
+			hd_jwt_claims_fini(&claims);
+			hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "invalid token: bad sub");
+			return;
+		}
+		snprintf(s->conn.user, sizeof(s->conn.user), "%s", claims.sub);
+		/* Kept for the `token` namespace rule of later subscribes. */
+		if (claims.nchannels) {
+			s->channels = claims.channels;
+			s->nchannels = claims.nchannels;
+			claims.channels = NULL;
+			claims.nchannels = 0;
+		}
+	}
+	int64_t exp = claims.exp;
+	hd_jwt_claims_fini(&claims);
+	connect_accept(s, cmd, exp, NULL, 0);
+}
+
+/* A connect whose user (conn.user, channels) is known: registers the
+ * session and sets up its server-side subscriptions; exp: Unix s or 0;
+ * data[0, n): the reply's data (a connect proxy's), or NULL. */
+static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
+			   const char *data, size_t n)
+{
+	struct hd_ws_edge *e = s->edge;
+	int64_t now_s = hd_now_ms() / 1000;
+
+	s->state = S_READY;
+	s->connect_due = 0;
+	hd_cproxy_headers_free(s->proxy_headers);
+	s->proxy_headers = NULL;
+	hd_hub_conn_add(e->hub, &s->conn);
+	s->registered = true;
+
+	/* Server-side subscriptions: user:U and the token's channels. */
+	struct op *op = op_new(s, cmd);
+	op_keep_data(op, data, n);
+	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
+	if (s->conn.user[0]) {
+		char topic[HD_TOPIC_NAME_MAX + 1];
+		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
+		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
+			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true);
+			if (sub)
+				op_add_init(op, sub, connect_sub_req(cmd, topic));
+		}
+	}
+	for (size_t i = 0; i < s->nchannels; i++) {
+		const char *t = s->channels[i];
+		if (hd_topic_name_check(t, strlen(t), NULL) || hd_ws_subs_sub_find(s, t) ||
+		    hd_ws_subs_allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
+		    s->nsubs >= e->opts.max_subscriptions)
+			continue;
+		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true);
+		if (sub)
+			op_add_init(op, sub, connect_sub_req(cmd, t));
+	}
+	if (exp) {
+		s->token_exp = exp;
+		op->expires = true;
+		op->ttl = exp > now_s ? (uint32_t)(exp - now_s) : 1;
+		s->expire_at = hd_ws_edge_mono() + (exp - now_s) * 1000 + e->opts.expiry_grace_ms;
+	}
+	s->ping_due = hd_ws_edge_mono() + e->opts.ping_interval_ms;
+	hd_ws_edge_timer_arm(s);
+	hd_ws_subs_op_step(op);
+}
+
+static void cmd_refresh(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		hd_jwt_claims_fini(&claims);
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+		return;
+	}
+	if (rc || strcmp(claims.sub, s->conn.user) != 0) {
+		hd_jwt_claims_fini(&claims);
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, rc ? "invalid token" : "token of another user");
+		return;
+	}
+	uint32_t ttl = 0;
+	if (claims.exp) {
+		s->token_exp = claims.exp;
+		ttl = claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1;
+		s->expire_at = hd_ws_edge_mono() + (claims.exp - now_s) * 1000 + s->edge->opts.expiry_grace_ms;
+	} else {
+		s->token_exp = 0;
+		s->expire_at = 0;
+	}
+	hd_jwt_claims_fini(&claims);
+	struct hd_buf b;
+	hd_buf_init(&b, 1024);
+	s->codec->reply_refresh(&b, cmd->id, s->conn.id, VERSION, ttl != 0, ttl);
+	hd_ws_output_send_reply(s, &b);
+	hd_buf_fini(&b);
+	hd_ws_edge_timer_arm(s);
+}
+
+/* Checks a channel argument and the session's permission for op on it
+ * (sub_channel: a verified subscription token's channel, or NULL); replies
+ * the error and returns false when bad. */
+static bool channel_ok(struct session *s, const struct hd_centrifuge_command *cmd, enum hd_acl_op op,
+		       const char *sub_channel)
+{
+	const char *t = cmd->sub.channel;
+	struct hd_error err = {0};
+	if (!t[0]) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "channel required", false);
+		return false;
+	}
+	if (hd_topic_name_check(t, strlen(t), &err)) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL, err.msg, false);
+		return false;
+	}
+	if (hd_ws_subs_allowed(s, t, op, sub_channel)) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED, "permission denied", false);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A subscription token (subscribe's `token`): a JWT whose `channel` is the
+ * topic and whose `sub` is the connection's user. Returns true with the
+ * channel in chan (HD_TOPIC_NAME_MAX + 1 bytes, "" when no token was
+ * given); replies the error and returns false when it is expired or bad.
+ */
+static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *cmd, char *chan)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	const char *tok = cmd->sub.token;
+	bool ok;
+
+	chan[0] = '\0';
+	if (!tok || !tok[0])
+		return true;
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, tok, strlen(tok), hd_now_ms() / 1000, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		hd_jwt_claims_fini(&claims);
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+		return false;
+	}
+	ok = rc == 0 && claims.channel && strcmp(claims.channel, cmd->sub.channel) == 0 &&
+	     strcmp(claims.sub, s->conn.user) == 0;
+	if (ok)
+		snprintf(chan, HD_TOPIC_NAME_MAX + 1, "%s", claims.channel);
+	else
+		hd_log_info("ws subscription token refused client=%s channel=%s: %s", s->conn.id,
+			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
+	hd_jwt_claims_fini(&claims);
+	if (!ok)
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED,
+			    "permission denied: invalid subscription token", false);
+	return ok;
+}
+
+static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	char chan[HD_TOPIC_NAME_MAX + 1];
+	if (cmd->sub.type != 0) {
+		/* Map (1-3) and shared-poll (4) subscriptions: a normal stream
+		 * reply would leave the SDK waiting for a state it never gets. */
+		char msg[128];
+		snprintf(msg, sizeof(msg), "not available: subscription type %d (%s); herald has stream "
+			 "subscriptions only", (int)cmd->sub.type,
+			 cmd->sub.type == 4 ? "shared poll" : cmd->sub.type <= 3 && cmd->sub.type > 0 ? "map" : "unknown");
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, msg, false);
+		return;
+	}
+	if (!sub_token_ok(s, cmd, chan) ||
+	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
+		return;
+	if (!hd_ws_subs_sub_find(s, cmd->sub.channel) && s->nsubs < s->edge->opts.max_subscriptions &&
+	    proxy_start(s, cmd, HD_CPROXY_SUBSCRIBE, cmd->sub.data.p, cmd->sub.data.n))
+		return;
+	subscribe_accept(s, cmd, NULL, 0);
+}
+
+/* A subscribe allowed (by herald's rules and the app backend, if asked);
+ * data[0, n): the reply's data (the subscribe proxy's), or NULL. */
+static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			     size_t n)
+{
+	if (hd_ws_subs_sub_find(s, cmd->sub.channel)) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
+		return;
+	}
+	if (s->nsubs >= s->edge->opts.max_subscriptions) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
+		return;
+	}
+	struct chan_sub *sub = hd_ws_subs_sub_add(s, cmd->sub.channel, false);
+	if (!sub) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
+		return;
+	}
+	sub->join_leave = cmd->sub.join_leave;
+	/* Delta compression when asked for by name; any other is not negotiated. */
+	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
+	struct op *op = op_new(s, cmd);
+	op_keep_data(op, data, n);
+	op->inits = hd_calloc(1, sizeof(*op->inits));
+	op_add_init(op, sub, &cmd->sub);
+	hd_ws_subs_op_step(op);
+}
+
+static void cmd_unsubscribe(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct chan_sub *sub = hd_ws_subs_sub_find(s, cmd->sub.channel);
+	if (sub) {
+		hd_ws_subs_sub_remove(s, sub);
+		hd_ws_subs_join_leave(s->edge, s, cmd->sub.channel, false);
+	}
+	hd_ws_output_reply_empty(s, cmd->id, HD_CENTRIFUGE_UNSUBSCRIBE);
+}
+
+/* ---- history ---- */
+
+/*
+ * history reads forward from `since` (or the oldest event kept), at most
+ * `limit` (HISTORY_MAX when -1 or absent). limit 0 returns only the
+ * position. reverse without since returns the newest `limit`, newest first:
+ * a first read learns the position, a second reads the last `limit`.
+ */
+static void history_done(struct hd_read *r)
+{
+	struct op *op = r->arg;
+	struct session *s = op->s;
+	if (hd_ws_subs_op_orphaned(op))
+		return;
+	if (!r->err && op->reverse && op->next == 0) {
+		/* Phase one gave the position: read the newest `limit`. */
+		uint32_t lim = r->limit;
+		uint64_t last = r->last;
+		hd_engine_read_fini(r);
+		memset(r, 0, sizeof(*r));
+		op->next = 1;
+		r->topic = op->topic;
+		r->after = last > lim ? last - lim : 0;
+		r->limit = lim;
+		r->done = history_done;
+		r->arg = op;
+		if (hd_hub_read(s->edge->hub, r) == 0)
+			return;
+		r->err = HD_EINTERNAL;
+	}
+	if (r->err) {
+		hd_ws_output_reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
+	} else if (op->epoch[0] && r->epoch[0] && strcmp(op->epoch, r->epoch) != 0 &&
+		   strcmp(op->epoch, EPOCH_NEW) != 0) {
+		hd_ws_output_reply_error(s, op->id, HD_CENTRIFUGE_ERR_UNRECOVERABLE_POSITION, "unrecoverable position", false);
+	} else {
+		size_t n = op->limit == 0 ? 0 : r->n;
+		bool payload = hd_ws_output_topic_payload(s->edge, op->topic);
+		struct hd_centrifuge_pub *pubs = hd_calloc(n ? n : 1, sizeof(*pubs));
+		for (size_t i = 0; i < n; i++) {
+			size_t j = op->reverse ? n - 1 - i : i;
+			pubs[i].data = r->events[j].json->data;
+			pubs[i].len = r->events[j].json->len;
+			pubs[i].offset = r->events[j].offset;
+			pubs[i].payload = payload;
+		}
+		struct hd_buf b;
+		hd_buf_init(&b, REPLY_MAX);
+		if (s->codec->reply_history(&b, op->id, pubs, n, r->epoch[0] ? r->epoch : EPOCH_NEW, r->last))
+			hd_buf_reset(&b);
+		hd_ws_output_send_reply(s, &b);
+		hd_buf_fini(&b);
+		free(pubs);
+	}
+	s->op = NULL;
+	hd_ws_subs_op_free(op);
+	hd_ws_edge_pump(s);
+}
+
+static void cmd_history(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	if (!channel_ok(s, cmd, HD_ACL_HISTORY, NULL))
+		return;
+	struct op *op = op_new(s, cmd);
+	op->limit = cmd->limit;
+	op->reverse = cmd->reverse && cmd->limit != 0;
+	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
+	op->r.topic = op->topic;
+	op->r.limit = cmd->limit < 0 || cmd->limit > HISTORY_MAX ? HISTORY_MAX : (uint32_t)cmd->limit;
+	if (cmd->has_since)
+		snprintf(op->epoch, sizeof(op->epoch), "%s", cmd->since_epoch);
+	if (cmd->has_since && op->reverse) {
+		/* Older than since.offset, newest first: the `limit` before it. */
+		uint64_t before = cmd->since_offset ? cmd->since_offset - 1 : 0;
+		op->next = 1; /* one read: no phase for the position */
+		op->r.after = before > op->r.limit ? before - op->r.limit : 0;
+		op->r.limit = (uint32_t)(before - op->r.after);
+		if (op->r.limit == 0) {
+			op->r.after = READ_TOP_AFTER;
+			op->r.limit = 1;
+			op->limit = 0; /* only the position */
+		}
+	} else if (cmd->has_since) {
+		op->r.after = cmd->since_offset;
+	}
+	if (cmd->limit == 0 || (op->reverse && !cmd->has_since))
+		op->r.after = READ_TOP_AFTER; /* the position only (phase one of reverse) */
+	if (cmd->limit == 0)
+		op->r.limit = 1;
+	op->r.done = history_done;
+	op->r.arg = op;
+	if (hd_hub_read(s->edge->hub, &op->r)) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_INTERNAL, "internal error", true);
+	}
+}
+
+/* ---- publish ---- */
+
+static void publish_done(struct hd_pub *p)
+{
+	struct op *op = p->arg;
+	struct session *s = op->s;
+	if (s && s->req) {
+		if (op->item.err == HD_ELIMIT) {
+			/* The store's topic limit (--max-topics-total). */
+			hd_metrics_inc(HD_M_publish_errors_total);
+			hd_ws_output_reply_error(s, op->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED,
+				    "no new topic can be created (--max-topics-total)", false);
+		} else if (op->item.err) {
+			hd_metrics_inc(HD_M_publish_errors_total);
+			hd_ws_output_reply_error(s, op->id, HD_CENTRIFUGE_ERR_INTERNAL, hd_err_message(op->item.err), true);
+		} else {
+			hd_ws_output_reply_empty(s, op->id, HD_CENTRIFUGE_PUBLISH);
+		}
+	}
+	if (s) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_ws_edge_pump(s);
+	} else {
+		hd_ws_subs_op_free(op);
+	}
+}
+
+/* Whether raw JSON text is an object with a top-level "specversion". */
+static bool looks_structured(const char *p, size_t n)
+{
+	return n > 0 && p[0] == '{' && memmem(p, n, "\"specversion\"", 13) != NULL;
+}
+
+static void cmd_publish(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	if (!channel_ok(s, cmd, HD_ACL_PUBLISH, NULL))
+		return;
+	if (!cmd->data.p) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, "publish.data required", false);
+		return;
+	}
+	if (hd_ratelimit_take(&s->publish_bucket, &s->edge->opts.publish_rate, 1,
+			      (int64_t)hd_mono_ms()) > 0) {
+		hd_metrics_inc(HD_M_publish_rate_connection_hits_total);
+		hd_metrics_inc(HD_M_publish_errors_total);
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS,
+			    "too many requests: publishes come faster than --publish-rate-per-connection",
+			    true);
+		return;
+	}
+	if (proxy_start(s, cmd, HD_CPROXY_PUBLISH, cmd->data.p, cmd->data.n))
+		return;
+	publish_accept(s, cmd, cmd->data.p, cmd->data.n);
+}
+
+/* A publish allowed; data[0, n): the client's data or the app backend's. */
+static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
+			   size_t n)
+{
+	struct hd_error err = {0};
+	struct op *op = op_new(s, cmd);
+	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
+	bool structured = looks_structured(data, n);
+	const char *ctype = structured ? "application/cloudevents+json" : HD_HTTP_JSON_TYPE;
+	struct hd_header h = {
+		.name = "content-type",
+		.name_len = 12,
+		.value = ctype,
+		.value_len = strlen(ctype),
+	};
+	/* The decoder wants a NUL-terminated body. */
+	char *body = hd_malloc(n + 1);
+	memcpy(body, data, n);
+	body[n] = '\0';
+	struct hd_cloudevent_request cr = {
+		.topic = op->topic,
+		.now_ms = hd_now_ms(),
+		.headers = &h,
+		.nheaders = 1,
+		.body = body,
+		.body_len = n,
+	};
+	int rc = hd_cloudevent_decode(&cr, &op->batch, &err);
+	free(body);
+	if (!rc)
+		rc = hd_hub_event_fits(s->edge->hub, op->topic, op->batch.events[0].json_len, &err);
+	if (rc) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_metrics_inc(HD_M_publish_errors_total);
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_BAD_REQUEST, err.msg, false);
+		return;
+	}
+	op->item.topic = op->topic;
+	op->item.event = &op->batch.events[0];
+	op->item.stored_ms = cr.now_ms;
+	op->pub.items = &op->item;
+	op->pub.n = 1;
+	op->pub.done = publish_done;
+	op->pub.arg = op;
+	rc = hd_hub_publish(s->edge->hub, &op->pub);
+	if (rc) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_metrics_inc(HD_M_publish_errors_total);
+		hd_ws_output_reply_error(s, cmd->id, rc == HD_EUNAVAIL ? HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS : HD_CENTRIFUGE_ERR_INTERNAL,
+			    hd_err_message(rc), true);
+	}
+}
+
+/* ---- presence ---- */
+
+static void cmd_presence(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	if (!channel_ok(s, cmd, HD_ACL_PRESENCE, NULL))
+		return;
+	const struct hd_conn **c;
+	size_t n = hd_hub_presence(s->edge->hub, cmd->sub.channel, &c);
+	struct hd_buf b;
+	hd_buf_init(&b, REPLY_MAX);
+	if (cmd->method == HD_CENTRIFUGE_PRESENCE) {
+		struct hd_centrifuge_client_info *info = hd_calloc(n ? n : 1, sizeof(*info));
+		for (size_t i = 0; i < n; i++) {
+			info[i].client = c[i]->id;
+			info[i].user = c[i]->user;
+		}
+		if (s->codec->reply_presence(&b, cmd->id, info, n))
+			hd_buf_reset(&b);
+		free(info);
+	} else {
+		/* Centrifugo counts an anonymous client as one user. */
+		size_t users = hd_hub_presence_users(c, n);
+		for (size_t i = 0; i < n; i++)
+			users += c[i]->user[0] == '\0';
+		s->codec->reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
+	}
+	hd_ws_output_send_reply(s, &b);
+	hd_buf_fini(&b);
+	free(c);
+}
+
+static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	hd_ws_output_reply_empty(s, cmd->id, HD_CENTRIFUGE_PING);
+}
+
+/* RPC goes to the app backend (--proxy-rpc-url); without one herald has no
+ * RPC handlers (Centrifugo without an RPC proxy answers so). */
+static void cmd_rpc(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	if (proxy_start(s, cmd, HD_CPROXY_RPC, cmd->data.p, cmd->data.n))
+		return;
+	hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, "not available", false);
+}
+
+/*
+ * sub_refresh {channel, token}: a new subscription token for a channel the
+ * session is subscribed to (centrifuge-js sends it before the old one's
+ * exp). Checked like subscribe's token; answers its expiry.
+ */
+static void cmd_sub_refresh(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	struct hd_jwt_claims claims;
+	struct hd_error err = {0};
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (!hd_ws_subs_sub_find(s, cmd->sub.channel)) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_UNKNOWN_CHANNEL, "not subscribed", false);
+		return;
+	}
+	memset(&claims, 0, sizeof(claims));
+	int rc = hd_jwt_verify(s->edge->opts.keys, cmd->token, strlen(cmd->token), now_s, &claims, &err);
+	if (rc == HD_EEXPIRED) {
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_TOKEN_EXPIRED, "token expired", false);
+	} else if (rc || !claims.channel || strcmp(claims.channel, cmd->sub.channel) != 0 ||
+		   strcmp(claims.sub, s->conn.user) != 0) {
+		hd_log_info("ws sub_refresh token refused client=%s channel=%s: %s", s->conn.id,
+			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
+		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_PERMISSION_DENIED,
+			    "permission denied: invalid subscription token", false);
+	} else {
+		struct hd_buf b;
+		uint32_t ttl = claims.exp ? (claims.exp > now_s ? (uint32_t)(claims.exp - now_s) : 1) : 0;
+		hd_buf_init(&b, 256);
+		s->codec->reply_sub_refresh(&b, cmd->id, ttl != 0, ttl);
+		hd_ws_output_send_reply(s, &b);
+		hd_buf_fini(&b);
+	}
+	hd_jwt_claims_fini(&claims);
+}
+
+/* The commands a client with an id may send, by method; NULL: method not
+ * found. PONG and SEND never reach the table (run_line answers them). */
+static void (*const commands[HD_CENTRIFUGE_UNKNOWN + 1])(struct session *s,
+							  const struct hd_centrifuge_command *cmd) = {
+	[HD_CENTRIFUGE_CONNECT] = cmd_connect,
+	[HD_CENTRIFUGE_SUBSCRIBE] = cmd_subscribe,
+	[HD_CENTRIFUGE_UNSUBSCRIBE] = cmd_unsubscribe,
+	[HD_CENTRIFUGE_PUBLISH] = cmd_publish,
+	[HD_CENTRIFUGE_HISTORY] = cmd_history,
+	[HD_CENTRIFUGE_PRESENCE] = cmd_presence,
+	[HD_CENTRIFUGE_PRESENCE_STATS] = cmd_presence,
+	[HD_CENTRIFUGE_REFRESH] = cmd_refresh,
+	[HD_CENTRIFUGE_PING] = cmd_ping,
+	[HD_CENTRIFUGE_RPC] = cmd_rpc,
+	[HD_CENTRIFUGE_SUB_REFRESH] = cmd_sub_refresh,
+};
+
+/* Runs one command (a JSON line or a protobuf message). */
+void hd_ws_commands_run_line(struct session *s, const char *line, size_t len)
+{
+	struct hd_centrifuge_command cmd;
+	struct hd_error err = {0};
+
+	hd_metrics_inc(HD_M_ws_commands_total);
+	s->line = line;
+	s->line_len = len;
+	if (s->codec->decode(line, len, &cmd, &err)) {
+		hd_log_info("ws bad command client=%s remote=%s: %s", s->conn.id, s->conn.remote, err.msg);
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "bad request");
+		goto out;
+	}
+	if (cmd.method == HD_CENTRIFUGE_PONG) {
+		s->ping_out = false;
+		s->pong_due = 0;
+		hd_ws_edge_timer_arm(s);
+	} else if (cmd.method == HD_CENTRIFUGE_SEND) {
+		/* asynchronous messages: nobody listens */
+	} else if (cmd.id == 0) {
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "command without id");
+	} else if (cmd.method != HD_CENTRIFUGE_CONNECT && s->state != S_READY) {
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_BAD_REQUEST, "connect first");
+	} else if ((size_t)cmd.method < sizeof(commands) / sizeof(commands[0]) && commands[cmd.method]) {
+		commands[cmd.method](s, &cmd);
+	} else {
+		hd_ws_output_reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_METHOD_NOT_FOUND, "method not found", false);
+	}
+out:
+	hd_centrifuge_command_fini(&cmd);
+}
