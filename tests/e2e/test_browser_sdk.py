@@ -184,8 +184,14 @@ class Browser:
                                       "--no-first-run", "--disable-extensions",
                                       f"--user-data-dir={tmp_path / 'profile'}", self.srv.url],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        m = self.srv.expect(lambda m: m["ev"] == "loaded", timeout=30, what="page loaded")
-        assert m == {"ev": "loaded", "json": "function", "pb": "function", "distinct": True}, m
+        try:
+            m = self.srv.expect(lambda m: m["ev"] == "loaded", timeout=30, what="page loaded")
+            assert m == {"ev": "loaded", "json": "function", "pb": "function", "distinct": True}, m
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            self.srv.close()
+            raise
 
     def close(self):
         """Quits the page (its reports up to "bye" land in srv.backlog) and
