@@ -23,6 +23,20 @@ void hd_map_init(struct hd_map *m, size_t max_entries)
 	m->buckets = hd_calloc(m->nbuckets, sizeof(*m->buckets));
 	m->count = 0;
 	m->max_entries = max_entries;
+	m->borrowed_keys = false;
+}
+
+void hd_map_init_borrowed(struct hd_map *m, size_t max_entries)
+{
+	hd_map_init(m, max_entries);
+	m->borrowed_keys = true;
+}
+
+static void entry_free(const struct hd_map *m, struct hd_map_entry *e)
+{
+	if (!m->borrowed_keys)
+		free(e->key);
+	free(e);
 }
 
 void hd_map_fini(struct hd_map *m)
@@ -31,8 +45,7 @@ void hd_map_fini(struct hd_map *m)
 		struct hd_map_entry *e = m->buckets[i], *next;
 		for (; e; e = next) {
 			next = e->next;
-			free(e->key);
-			free(e);
+			entry_free(m, e);
 		}
 	}
 	free(m->buckets);
@@ -77,12 +90,14 @@ int hd_map_put(struct hd_map *m, const char *key, void *value)
 	struct hd_map_entry **p = slot(m, key);
 	if (*p) {
 		(*p)->value = value;
+		if (m->borrowed_keys)
+			(*p)->key = (char *)key; /* the old key's owner may go */
 		return 0;
 	}
 	if (m->count >= m->max_entries)
 		return HD_ELIMIT;
 	struct hd_map_entry *e = hd_malloc(sizeof(*e));
-	e->key = hd_strdup(key);
+	e->key = m->borrowed_keys ? (char *)key : hd_strdup(key);
 	e->value = value;
 	e->next = NULL;
 	*p = e;
@@ -99,8 +114,7 @@ void *hd_map_del(struct hd_map *m, const char *key)
 		return NULL;
 	void *v = e->value;
 	*p = e->next;
-	free(e->key);
-	free(e);
+	entry_free(m, e);
 	m->count--;
 	return v;
 }

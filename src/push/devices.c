@@ -32,6 +32,40 @@ const char *hd_devices_platform_name(enum hd_device_platform p)
 	return p == HD_DEVICE_WEBPUSH ? "subscription endpoint" : "token";
 }
 
+const char *hd_devices_environment_name(enum hd_device_environment e)
+{
+	return e == HD_DEVICE_ENV_SANDBOX ? "sandbox" : e == HD_DEVICE_ENV_PRODUCTION ? "production" : "";
+}
+
+/* Takes tok (owned) as dev's token, stored once as token_key. */
+static void token_set(struct hd_device *dev, char *tok)
+{
+	size_t n = strlen(tok);
+	dev->token_key = hd_malloc(n + 3);
+	dev->token_key[0] = (char)('0' + dev->platform);
+	dev->token_key[1] = '\n';
+	memcpy(dev->token_key + 2, tok, n + 1);
+	dev->token = dev->token_key + 2;
+	free(tok);
+}
+
+/* dev's failure part, allocated on first use. */
+static struct hd_device_failure *failure_of(struct hd_device *dev)
+{
+	if (!dev->failure)
+		dev->failure = hd_calloc(1, sizeof(*dev->failure));
+	return dev->failure;
+}
+
+static void failure_free(struct hd_device_failure *f)
+{
+	if (!f)
+		return;
+	free(f->invalid_reason);
+	free(f->last.reason);
+	free(f);
+}
+
 bool hd_devices_id_ok(const char *s, size_t n)
 {
 	if (n == 0 || n > HD_DEVICE_ID_MAX)
@@ -47,9 +81,8 @@ void hd_devices_device_free(struct hd_device *dev)
 	if (!dev)
 		return;
 	free(dev->user);
-	free(dev->invalid_reason);
-	free(dev->last_failure.reason);
-	free(dev->token);
+	failure_free(dev->failure);
+	free(dev->token_key);
 	free(dev->p256dh);
 	free(dev->auth);
 	for (size_t i = 0; i < dev->ntopics; i++)
@@ -196,6 +229,7 @@ static int subscription_read(json_t *sub, const struct hd_devices_parse_opts *o,
 			     struct hd_device *dev, struct hd_error *err)
 {
 	const char *key, *ep, *p, *a;
+	char *endpoint;
 	size_t ep_len, p_len, a_len;
 	json_t *val, *keys;
 	struct hd_webpush_crypto_keys k;
@@ -216,8 +250,9 @@ static int subscription_read(json_t *sub, const struct hd_devices_parse_opts *o,
 	if (!ep)
 		return hd_error_set(err, HD_EINVAL, "'subscription.endpoint' is required");
 	/* dev, and the endpoint with it, is freed by the caller on a refusal. */
-	if (endpoint_check(ep, ep_len, o, &dev->token, err))
+	if (endpoint_check(ep, ep_len, o, &endpoint, err))
 		return HD_EINVAL;
+	token_set(dev, endpoint);
 	val = json_object_get(sub, "expirationTime");
 	if (val && !json_is_null(val) && !json_is_number(val))
 		return hd_error_set(err, HD_EINVAL, "'subscription.expirationTime' must be null or a number");
@@ -316,13 +351,15 @@ int hd_devices_parse(const char *body, size_t len, const struct hd_devices_parse
 			hd_error_set(err, HD_EINVAL, "'environment' must be production or sandbox");
 			goto out;
 		}
-		dev->token = hd_strdup(tok);
+		token_set(dev, hd_strdup(tok));
 		/* APNs tokens are hex: one spelling, so that uniqueness holds. */
 		for (char *c = dev->token; p == HD_DEVICE_APNS && *c; c++)
 			*c = (char)tolower((unsigned char)*c);
-		if (p == HD_DEVICE_APNS)
-			snprintf(dev->environment, sizeof(dev->environment), "%s",
-				 env ? env : o->apns_environment ? o->apns_environment : "production");
+		if (p == HD_DEVICE_APNS) {
+			const char *e = env ? env : o->apns_environment ? o->apns_environment : "production";
+			dev->environment = strcmp(e, "sandbox") == 0 ? HD_DEVICE_ENV_SANDBOX
+								      : HD_DEVICE_ENV_PRODUCTION;
+		}
 	}
 	if (topics_read(json_object_get(v, "topics"), dev, err))
 		goto out;
@@ -375,7 +412,8 @@ static json_t *common_json(const struct hd_device *dev)
 	else
 		json_object_set_new(o, "token", json_string(dev->token));
 	if (dev->platform == HD_DEVICE_APNS)
-		json_object_set_new(o, "environment", json_string(dev->environment));
+		json_object_set_new(o, "environment",
+				    json_string(hd_devices_environment_name(dev->environment)));
 	json_object_set_new(o, "topics", topics_json(dev));
 	json_object_set_new(o, "state", json_string(dev->state == HD_DEVICE_ACTIVE ? "active" : "invalid"));
 	return o;
@@ -383,13 +421,14 @@ static json_t *common_json(const struct hd_device *dev)
 
 char *hd_devices_record(const struct hd_device *dev)
 {
+	static const struct hd_device_failure none;
+	const struct hd_device_failure *f = dev->failure ? dev->failure : &none;
 	json_t *o = common_json(dev);
-	json_object_set_new(o, "invalid_reason", json_string(TEXT(dev->invalid_reason)));
+	json_object_set_new(o, "invalid_reason", json_string(TEXT(f->invalid_reason)));
 	json_object_set_new(o, "last_success", json_integer(dev->last_success_ms));
 	json_object_set_new(o, "last_failure",
-			    json_pack("{s:I, s:i, s:s}", "time", (json_int_t)dev->last_failure.time_ms,
-				      "status", dev->last_failure.status, "reason",
-				      TEXT(dev->last_failure.reason)));
+			    json_pack("{s:I, s:i, s:s}", "time", (json_int_t)f->last.time_ms,
+				      "status", f->last.status, "reason", TEXT(f->last.reason)));
 	json_object_set_new(o, "created", json_integer(dev->created_ms));
 	json_object_set_new(o, "updated", json_integer(dev->updated_ms));
 	char *s = json_dumps(o, JSON_COMPACT);
@@ -421,10 +460,11 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 		goto out;
 	f = json_object_get(v, "last_failure");
 	state = json_string_value(json_object_get(v, "state"));
-	if (!copy_text(json_object_get(v, "invalid_reason"), &dev->invalid_reason) ||
+	struct hd_device_failure *fl = failure_of(dev);
+	if (!copy_text(json_object_get(v, "invalid_reason"), &fl->invalid_reason) ||
 	    !json_is_integer(json_object_get(v, "last_success")) || !json_is_object(f) ||
 	    !json_is_integer(json_object_get(f, "time")) || !json_is_integer(json_object_get(f, "status")) ||
-	    !copy_text(json_object_get(f, "reason"), &dev->last_failure.reason) ||
+	    !copy_text(json_object_get(f, "reason"), &fl->last.reason) ||
 	    !json_is_integer(json_object_get(v, "created")) ||
 	    !json_is_integer(json_object_get(v, "updated")) || !state ||
 	    (strcmp(state, "active") && strcmp(state, "invalid"))) {
@@ -434,8 +474,12 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 	}
 	dev->state = strcmp(state, "active") == 0 ? HD_DEVICE_ACTIVE : HD_DEVICE_INVALID;
 	dev->last_success_ms = json_integer_value(json_object_get(v, "last_success"));
-	dev->last_failure.time_ms = json_integer_value(json_object_get(f, "time"));
-	dev->last_failure.status = (int)json_integer_value(json_object_get(f, "status"));
+	fl->last.time_ms = json_integer_value(json_object_get(f, "time"));
+	fl->last.status = (int)json_integer_value(json_object_get(f, "status"));
+	if (!fl->invalid_reason && !fl->last.reason && !fl->last.time_ms && !fl->last.status) {
+		free(fl); /* never failed: keep none */
+		dev->failure = NULL;
+	}
 	dev->created_ms = json_integer_value(json_object_get(v, "created"));
 	dev->updated_ms = json_integer_value(json_object_get(v, "updated"));
 	dev->user = hd_strndup(key, (size_t)(nl - key));
@@ -457,20 +501,21 @@ static json_t *time_json(int64_t ms)
 
 json_t *hd_devices_json(const struct hd_device *dev)
 {
+	static const struct hd_device_failure none;
+	const struct hd_device_failure *f = dev->failure ? dev->failure : &none;
 	json_t *o = json_pack("{s:s, s:s}", "user", TEXT(dev->user), "device", dev->id);
 	json_t *common = common_json(dev);
 	json_object_update(o, common);
 	json_decref(common);
 	json_object_set_new(o, "invalid_reason", dev->state == HD_DEVICE_INVALID
-							 ? json_string(TEXT(dev->invalid_reason))
+							 ? json_string(TEXT(f->invalid_reason))
 							 : json_null());
 	json_object_set_new(o, "last_success", time_json(dev->last_success_ms));
 	json_object_set_new(o, "last_failure",
-			    dev->last_failure.time_ms <= 0
+			    f->last.time_ms <= 0
 				    ? json_null()
-				    : json_pack("{s:o, s:i, s:s}", "time", time_json(dev->last_failure.time_ms),
-						"status", dev->last_failure.status, "reason",
-						TEXT(dev->last_failure.reason)));
+				    : json_pack("{s:o, s:i, s:s}", "time", time_json(f->last.time_ms),
+						"status", f->last.status, "reason", TEXT(f->last.reason)));
 	json_object_set_new(o, "created", time_json(dev->created_ms));
 	json_object_set_new(o, "updated", time_json(dev->updated_ms));
 	return o;
@@ -489,7 +534,8 @@ struct hd_devices {
 	struct hd_hub *hub;             /* borrowed */
 	struct hd_devices_opts o;
 	struct hd_map by_key;           /* "user\nid" → device (owned) */
-	struct hd_map by_token;         /* "platform\ntoken" → device (borrowed from by_key) */
+	struct hd_map by_token;         /* "platform\ntoken" → device (borrowed from by_key);
+					   keys borrowed: the device's token_key */
 	struct hd_map by_user;          /* user → struct vec (owned) */
 	struct hd_map by_topic;         /* topic → struct vec (owned) */
 	struct hd_map dirty;            /* "user\nid" of devices with outcomes to write */
@@ -517,14 +563,6 @@ struct wop {
 static void dev_key(const struct hd_device *dev, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s\n%s", dev->user, dev->id);
-}
-
-static char *token_key(const struct hd_device *dev)
-{
-	size_t n = strlen(dev->token) + 3;
-	char *k = hd_malloc(n);
-	snprintf(k, n, "%c\n%s", (char)('0' + dev->platform), dev->token);
-	return k;
 }
 
 static struct vec *vec_get(const struct hd_map *m, const char *name)
@@ -569,14 +607,13 @@ static void vec_remove(struct hd_map *m, const char *name, const struct hd_devic
 static void index_del(struct hd_devices *d, struct hd_device *dev)
 {
 	char key[HD_RECORD_KEY_MAX + 1];
-	char *tk = token_key(dev);
+	const char *tk = dev->token_key;
 
 	dev_key(dev, key, sizeof(key));
 	hd_map_del(&d->by_key, key);
 	hd_map_del(&d->dirty, key);
 	if (hd_map_get(&d->by_token, tk) == dev)
 		hd_map_del(&d->by_token, tk);
-	free(tk);
 	vec_remove(&d->by_user, dev->user, dev);
 	for (size_t i = 0; i < dev->ntopics; i++)
 		vec_remove(&d->by_topic, dev->topics[i], dev);
@@ -588,7 +625,7 @@ static void index_del(struct hd_devices *d, struct hd_device *dev)
 static int index_add(struct hd_devices *d, struct hd_device *dev)
 {
 	char key[HD_RECORD_KEY_MAX + 1];
-	char *tk = token_key(dev);
+	const char *tk = dev->token_key;
 	int rc;
 
 	dev_key(dev, key, sizeof(key));
@@ -605,7 +642,6 @@ static int index_add(struct hd_devices *d, struct hd_device *dev)
 				    dev->topics[i]);
 	if (!rc)
 		hd_metrics_add_at(HD_M_push_devices, dev->platform, dev->state, 1);
-	free(tk);
 	return rc;
 }
 
@@ -674,7 +710,7 @@ int hd_devices_put(struct hd_devices *d, const char *user, const char *id, struc
 	char key[HD_RECORD_KEY_MAX + 1];
 	struct hd_device *old, *holder;
 	struct vec *uv;
-	char *tk = NULL;
+	const char *tk;
 	size_t n_user, total;
 	int rc = 0;
 
@@ -686,7 +722,7 @@ int hd_devices_put(struct hd_devices *d, const char *user, const char *id, struc
 	text_set(&dev->user, user, HD_USER_ID_MAX);
 	snprintf(dev->id, sizeof(dev->id), "%s", id);
 	dev_key(dev, key, sizeof(key));
-	tk = token_key(dev);
+	tk = dev->token_key;
 	old = hd_map_get(&d->by_key, key);
 	holder = hd_map_get(&d->by_token, tk);
 	if (holder == old)
@@ -726,8 +762,14 @@ int hd_devices_put(struct hd_devices *d, const char *user, const char *id, struc
 	dev->created_ms = old ? old->created_ms : dev->updated_ms;
 	if (old) {
 		dev->last_success_ms = old->last_success_ms;
-		dev->last_failure = old->last_failure;
-		old->last_failure.reason = NULL; /* moved */
+		/* The last failure stays; the invalid reason goes (active again). */
+		failure_free(dev->failure);
+		dev->failure = old->failure;
+		old->failure = NULL; /* moved */
+		if (dev->failure) {
+			free(dev->failure->invalid_reason);
+			dev->failure->invalid_reason = NULL;
+		}
 		index_del(d, old);
 		hd_devices_device_free(old);
 	}
@@ -746,7 +788,6 @@ int hd_devices_put(struct hd_devices *d, const char *user, const char *id, struc
 	dev = NULL;
 	change_end(c);
 out:
-	free(tk);
 	hd_devices_device_free(dev);
 	return rc;
 }
@@ -872,9 +913,10 @@ void hd_devices_mark_failure(struct hd_devices *d, const char *user, const char 
 	struct hd_device *dev = mark(d, user, id);
 	if (!dev)
 		return;
-	dev->last_failure.time_ms = now_ms;
-	dev->last_failure.status = status;
-	text_set(&dev->last_failure.reason, reason, HD_DEVICE_REASON_MAX);
+	struct hd_device_failure *f = failure_of(dev);
+	f->last.time_ms = now_ms;
+	f->last.status = status;
+	text_set(&f->last.reason, reason, HD_DEVICE_REASON_MAX);
 }
 
 void hd_devices_mark_invalid(struct hd_devices *d, const char *user, const char *id,
@@ -887,7 +929,7 @@ void hd_devices_mark_invalid(struct hd_devices *d, const char *user, const char 
 	hd_metrics_add_at(HD_M_push_devices, dev->platform, dev->state, -1);
 	hd_metrics_add_at(HD_M_push_devices, dev->platform, HD_DEVICE_INVALID, 1);
 	dev->state = HD_DEVICE_INVALID;
-	text_set(&dev->invalid_reason, reason, HD_DEVICE_REASON_MAX);
+	text_set(&failure_of(dev)->invalid_reason, reason, HD_DEVICE_REASON_MAX);
 }
 
 /* ---- load at start ------------------------------------------------------- */
@@ -900,15 +942,14 @@ static void load_one(struct hd_devices *d, const struct hd_record *rec)
 {
 	struct hd_device *dev, *holder;
 	char hkey[HD_RECORD_KEY_MAX + 1];
-	char *tk;
+	const char *tk;
 
 	if (hd_devices_record_parse(rec->key, rec->value, &dev)) {
 		hd_log_warn("device_record_unreadable key=%s", rec->key);
 		return;
 	}
-	tk = token_key(dev);
+	tk = dev->token_key;
 	holder = hd_map_get(&d->by_token, tk);
-	free(tk);
 	if (holder && holder->updated_ms > dev->updated_ms) {
 		hd_log_warn("device_token_duplicate kept_user=%s dropped_key=%s", holder->user, rec->key);
 		submit(d, rec->key, NULL, NULL);
@@ -980,7 +1021,7 @@ struct hd_devices *hd_devices_new(uv_loop_t *loop, struct hd_hub *hub,
 	d->o = *o;
 	d->o.max_total = max;
 	hd_map_init(&d->by_key, max);
-	hd_map_init(&d->by_token, max);
+	hd_map_init_borrowed(&d->by_token, max);
 	hd_map_init(&d->by_user, max);
 	hd_map_init(&d->by_topic, max * HD_DEVICE_TOPICS_MAX);
 	hd_map_init(&d->dirty, max);

@@ -67,6 +67,8 @@
 
 enum hd_device_platform { HD_DEVICE_APNS, HD_DEVICE_FCM, HD_DEVICE_WEBPUSH };
 enum hd_device_state { HD_DEVICE_ACTIVE, HD_DEVICE_INVALID };
+/* An APNs device's environment; NONE for the other platforms. */
+enum hd_device_environment { HD_DEVICE_ENV_NONE, HD_DEVICE_ENV_PRODUCTION, HD_DEVICE_ENV_SANDBOX };
 
 /* A push's outcome as the service answered it. */
 struct hd_device_outcome {
@@ -75,23 +77,32 @@ struct hd_device_outcome {
 	char *reason;                   /* owned, at most HD_DEVICE_REASON_MAX bytes; NULL = none */
 };
 
+/* What only a device that failed has: out of line, allocated on the first
+ * failure (most devices never have one). */
+struct hd_device_failure {
+	struct hd_device_outcome last;  /* the last failure */
+	char *invalid_reason;           /* owned, like a reason; NULL = none */
+};
+
 /* A device. The text that is often absent or long is out of line, so that
  * a registry of 100,000 devices stays within a few tens of MiB. */
 struct hd_device {
 	char *user;                     /* owned; NULL until registered */
 	char id[HD_DEVICE_ID_MAX + 1];
+	bool dirty;                     /* an outcome waits for the coalesced write */
 	enum hd_device_platform platform;
-	char *token;                    /* APNs/FCM token or the Web Push endpoint; owned */
-	char environment[16];           /* APNs: "production" | "sandbox"; else "" */
+	char *token_key;                /* owned: "<platform digit>\n<token>", the token
+					   index's key (the token is stored once) */
+	char *token;                    /* APNs/FCM token or the Web Push endpoint;
+					   borrowed: token_key + 2 */
 	char *p256dh, *auth;            /* Web Push keys, base64url as given; owned; else NULL */
 	char **topics;                  /* owned, each owned */
 	size_t ntopics;
 	enum hd_device_state state;
-	char *invalid_reason;           /* owned, like a reason; NULL = none */
+	enum hd_device_environment environment; /* APNs: production or sandbox; else NONE */
 	int64_t last_success_ms;        /* 0 = never */
-	struct hd_device_outcome last_failure;
+	struct hd_device_failure *failure; /* owned; NULL = never failed */
 	int64_t created_ms, updated_ms;
-	bool dirty;                     /* an outcome waits for the coalesced write */
 };
 
 /* What hd_devices_parse accepts. */
@@ -125,6 +136,9 @@ int hd_devices_record_parse(const char *key, const char *value, struct hd_device
 
 /* The answer's form of dev: times in RFC 3339 or null (returns owned). */
 json_t *hd_devices_json(const struct hd_device *dev);
+
+/* "production", "sandbox" or "" (NONE). */
+const char *hd_devices_environment_name(enum hd_device_environment e);
 
 /* The token's name in messages: "token" or "subscription endpoint". */
 const char *hd_devices_platform_name(enum hd_device_platform p);

@@ -118,7 +118,7 @@ struct hd_push_provider *hd_push_provider_of(struct hd_push *p, enum hd_device_p
 
 struct hd_push_provider *hd_push_provider_for(struct hd_push *p, const struct hd_device *dev)
 {
-	if (dev->platform == HD_DEVICE_APNS && strcmp(dev->environment, "sandbox") == 0)
+	if (dev->platform == HD_DEVICE_APNS && dev->environment == HD_DEVICE_ENV_SANDBOX)
 		return p->apns_sandbox;
 	return hd_push_provider_of(p, dev->platform);
 }

@@ -39,15 +39,15 @@ static void check_device(const struct hd_device *d)
 	switch (d->platform) {
 	case HD_DEVICE_APNS:
 		CHECK(n % 2 == 0 && strspn(d->token, "0123456789abcdef") == n);
-		CHECK(strcmp(d->environment, "production") == 0 || strcmp(d->environment, "sandbox") == 0);
+		CHECK(d->environment == HD_DEVICE_ENV_PRODUCTION || d->environment == HD_DEVICE_ENV_SANDBOX);
 		CHECK(!d->p256dh && !d->auth);
 		break;
 	case HD_DEVICE_FCM:
-		CHECK(n <= HD_DEVICE_FCM_TOKEN_MAX && !d->environment[0] && !d->p256dh);
+		CHECK(n <= HD_DEVICE_FCM_TOKEN_MAX && d->environment == HD_DEVICE_ENV_NONE && !d->p256dh);
 		break;
 	case HD_DEVICE_WEBPUSH:
 		CHECK(strncmp(d->token, "https://", 8) == 0 || strncmp(d->token, "http://", 7) == 0);
-		CHECK(d->p256dh && d->auth && !d->environment[0]);
+		CHECK(d->p256dh && d->auth && d->environment == HD_DEVICE_ENV_NONE);
 		break;
 	default:
 		CHECK(0);

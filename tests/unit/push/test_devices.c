@@ -61,7 +61,7 @@ static void test_apns(void **state)
 				       "\"topics\":[\"rides:981\",\"news\",\"rides:981\"]}", false);
 	assert_int_equal(d->platform, HD_DEVICE_APNS);
 	assert_string_equal(d->token, "abcdef0123456789"); /* one spelling */
-	assert_string_equal(d->environment, "production");
+	assert_int_equal(d->environment, HD_DEVICE_ENV_PRODUCTION);
 	assert_int_equal(d->ntopics, 2);
 	assert_string_equal(d->topics[0], "rides:981");
 	assert_string_equal(d->topics[1], "news");
@@ -70,7 +70,7 @@ static void test_apns(void **state)
 	hd_devices_device_free(d);
 	d = parse_ok("{\"platform\":\"apns\",\"token\":\"00112233445566778899\",\"environment\":\"sandbox\"}",
 		     false);
-	assert_string_equal(d->environment, "sandbox");
+	assert_int_equal(d->environment, HD_DEVICE_ENV_SANDBOX);
 	assert_int_equal(d->ntopics, 0);
 	hd_devices_device_free(d);
 
@@ -89,7 +89,7 @@ static void test_fcm(void **state)
 	struct hd_device *d = parse_ok("{\"platform\":\"fcm\",\"token\":\"fZ1:APA91b-x_y\"}", false);
 	assert_int_equal(d->platform, HD_DEVICE_FCM);
 	assert_string_equal(d->token, "fZ1:APA91b-x_y");
-	assert_string_equal(d->environment, "");
+	assert_int_equal(d->environment, HD_DEVICE_ENV_NONE);
 	hd_devices_device_free(d);
 
 	char big[HD_DEVICE_FCM_TOKEN_MAX + 64];
@@ -216,11 +216,12 @@ static void test_record_round_trip(void **state)
 		d->user = strdup("42");
 		snprintf(d->id, sizeof(d->id), "phone");
 		d->state = HD_DEVICE_INVALID;
-		d->invalid_reason = strdup("Unregistered");
+		d->failure = calloc(1, sizeof(*d->failure));
+		d->failure->invalid_reason = strdup("Unregistered");
 		d->last_success_ms = 1000;
-		d->last_failure.time_ms = 2000;
-		d->last_failure.status = 410;
-		d->last_failure.reason = strdup("Unregistered");
+		d->failure->last.time_ms = 2000;
+		d->failure->last.status = 410;
+		d->failure->last.reason = strdup("Unregistered");
 		d->created_ms = 500;
 		d->updated_ms = 600;
 		char *rec = hd_devices_record(d);
@@ -230,7 +231,8 @@ static void test_record_round_trip(void **state)
 		assert_string_equal(back->user, "42");
 		assert_string_equal(back->id, "phone");
 		assert_int_equal(back->state, HD_DEVICE_INVALID);
-		assert_int_equal(back->last_failure.status, 410);
+		assert_non_null(back->failure);
+		assert_int_equal(back->failure->last.status, 410);
 		assert_int_equal(back->created_ms, 500);
 
 		json_t *j = hd_devices_json(back);
@@ -261,6 +263,7 @@ static void test_record_refused(void **state)
 	assert_true(json_is_null(json_object_get(j, "last_failure")));
 	assert_true(json_is_null(json_object_get(j, "invalid_reason")));
 	json_decref(j);
+	assert_null(d->failure); /* never failed: nothing out of line */
 	hd_devices_device_free(d);
 	assert_int_equal(hd_devices_record_parse("no-newline", good, &d), HD_EINVAL);
 	assert_null(d);
@@ -483,14 +486,14 @@ static void test_registry(void **state)
 	hd_devices_mark_success(d, "nobody", "x", 3000); /* ignored */
 	const struct hd_device *ph = hd_devices_get(d, "42", "phone");
 	assert_int_equal(ph->last_success_ms, 1000);
-	assert_int_equal(ph->last_failure.status, 429);
+	assert_int_equal(ph->failure->last.status, 429);
 	assert_int_equal(f.puts, puts);
 	uv_run(&loop, UV_RUN_DEFAULT); /* the flush timer fires once, then nothing is left */
 	assert_int_equal(f.puts, puts + 1);
 	assert_non_null(strstr(record_of(&f, "42\nphone"), "TooManyRequests"));
 	hd_devices_mark_invalid(d, "42", "phone", 4000, 410, "Unregistered \xc3\xa9");
 	assert_int_equal(ph->state, HD_DEVICE_INVALID);
-	assert_string_equal(ph->invalid_reason, "Unregistered ??"); /* ASCII only, for the JSON */
+	assert_string_equal(ph->failure->invalid_reason, "Unregistered ??"); /* ASCII only, for the JSON */
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_non_null(strstr(record_of(&f, "42\nphone"), "\"state\":\"invalid\""));
 	/* Registering again makes it active; the history stays. */
@@ -499,7 +502,7 @@ static void test_registry(void **state)
 	ph = hd_devices_get(d, "42", "phone");
 	assert_int_equal(ph->state, HD_DEVICE_ACTIVE);
 	assert_int_equal(ph->last_success_ms, 1000);
-	assert_int_equal(ph->last_failure.status, 410);
+	assert_int_equal(ph->failure->last.status, 410);
 
 	/* Delete; a pending outcome of a deleted device is not written. */
 	hd_devices_mark_success(d, "43", "tab", 5000);
