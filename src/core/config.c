@@ -312,7 +312,7 @@ static const struct opt opts[] = {
 	 .max = "1000", .help = "Silent pushes one device gets in an hour; more are skipped and "
 				"counted."},
 	{"push-max-devices", T_UINT, G(push_max_devices), .def = "1000000", .min = "1",
-	 .max = "100000000", .help = "Devices herald keeps in all (in memory, about 1 KiB each); "
+	 .max = "100000000", .help = "Devices herald keeps in all (in memory, about 0.6 KiB each); "
 				     "registering more gets 429."},
 	{"keys-file", T_STRING, GS(keys_file), .def = "",
 	 .help = "File of API keys, written by `herald keys` (empty = DATA-DIR/keys). With no key "
