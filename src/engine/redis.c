@@ -15,11 +15,13 @@
  * Reads return only offsets at or below the visible top, so an event lost
  * in a failover was never acknowledged, read or delivered.
  *
- * Live delivery: each node SUBSCRIBEs to every shard's channel and hands
- * events to on_event in offset order per topic; a gap (or a PUB/SUB
- * reconnect, or an epoch change) makes it read the missing range first.
+ * Live delivery (redis_deliver.c): each node SUBSCRIBEs to every shard's
+ * channel and hands events to on_event in offset order per topic; a gap (or
+ * a PUB/SUB reconnect, or an epoch change) makes it read the missing range
+ * first. The scripts' text is in redis_scripts.c, group rows and records in
+ * redis_records.c; redis_impl.h holds what these files share.
  */
-#include "engine/redis.h"
+#include "engine/redis_impl.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -35,184 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHANNEL "herald:events"
-#define TOPICS_KEY "herald:topics"
-#define GROUPS_KEY "herald:groups"
-#define MAX_PENDING 65536          /* commands in flight per connection */
-#define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
-#define CATCHUP_LIMIT 256          /* events per gap-filling read */
-#define ARGS_MAX 16
-#define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
-
-/* ---- scripts ----------------------------------------------------------- */
-
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_COUNT };
-
-/* KEYS: meta, stream, dedup, topics. ARGV: topic, json, time, expires,
- * window ms, maxlen (0 none), new epoch, history 1/0, confirm 1/0, channel. */
-static const char pub_lua[] =
-	"local m=KEYS[1]\n"
-	"local epoch=redis.call('HGET',m,'epoch')\n"
-	"local win=tonumber(ARGV[5])\n"
-	"if epoch and win>0 then\n"
-	" local d=redis.call('GET',KEYS[3])\n"
-	" if d then\n"
-	"  local sep=string.find(d,':',1,true)\n"
-	"  if sep and string.sub(d,1,sep-1)==epoch then\n"
-	"   return {1,tonumber(string.sub(d,sep+1)),epoch}\n"
-	"  end\n"
-	" end\n"
-	"end\n"
-	"if not epoch then\n"
-	" epoch=ARGV[7]\n"
-	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[3],'last',0,'top',0)\n"
-	" redis.call('ZADD',KEYS[4],0,ARGV[1])\n"
-	"end\n"
-	"local off=redis.call('HINCRBY',m,'last',1)\n"
-	"if ARGV[8]=='1' then\n"
-	" if tonumber(ARGV[6])>0 then\n"
-	"  redis.call('XADD',KEYS[2],'MAXLEN',ARGV[6],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
-	" else\n"
-	"  redis.call('XADD',KEYS[2],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
-	" end\n"
-	"end\n"
-	"if win>0 then redis.call('SET',KEYS[3],epoch..':'..off,'PX',win) end\n"
-	"if ARGV[9]=='1' then\n"
-	" redis.call('HSET',m,'top',off)\n"
-	" redis.call('PUBLISH',ARGV[10],epoch..'\\n'..off..'\\n'..ARGV[3]..'\\n'..ARGV[4]..'\\n'..ARGV[1]..'\\n'..ARGV[2])\n"
-	"end\n"
-	"return {0,off,epoch}\n";
-
-/* KEYS: meta. ARGV: offset, epoch, channel, payload ('' = none), notice. */
-static const char confirm_lua[] =
-	"if redis.call('HGET',KEYS[1],'epoch')~=ARGV[2] then return 0 end\n"
-	"local off=tonumber(ARGV[1])\n"
-	"local top=tonumber(redis.call('HGET',KEYS[1],'top'))\n"
-	"if off>top then redis.call('HSET',KEYS[1],'top',off) end\n"
-	"if ARGV[4]~='' then redis.call('PUBLISH',ARGV[3],ARGV[4])\n"
-	"elseif off>top then redis.call('PUBLISH',ARGV[3],ARGV[5]) end\n"
-	"return 1\n";
-
-/* The state of topic NAME (meta m, stream s): {epoch, top, low, created, count}. */
-#define TOPIC_STATE_LUA                                                                            \
-	"local function state(m,s)\n"                                                              \
-	" local h=redis.call('HMGET',m,'epoch','top','created')\n"                                 \
-	" if not h[1] then return nil end\n"                                                       \
-	" local top=tonumber(h[2])\n"                                                              \
-	" local low=top+1\n"                                                                       \
-	" local f=redis.call('XRANGE',s,'-','+','COUNT',1)\n"                                      \
-	" if f[1] then local o=tonumber(string.match(f[1][1],'^%d+')) if o<low then low=o end end\n" \
-	" return {h[1],top,low,tonumber(h[3]),redis.call('XLEN',s)}\n"                              \
-	"end\n"
-
-/* KEYS: meta, stream. ARGV: after, limit.
- * → {0} or {1, epoch, top, low, created, count, entries}. */
-static const char read_lua[] =
-	TOPIC_STATE_LUA
-	"local st=state(KEYS[1],KEYS[2])\n"
-	"if not st then return {0} end\n"
-	"local after=tonumber(ARGV[1])\n"
-	"local ev={}\n"
-	"if after<st[2] then\n"
-	" ev=redis.call('XRANGE',KEYS[2],(after+1)..'-0',st[2]..'-0','COUNT',tonumber(ARGV[2]))\n"
-	"end\n"
-	"return {1,st[1],st[2],st[3],st[4],st[5],ev}\n";
-
-/* KEYS: topics. ARGV: min, max, limit → {{name, epoch, top, low, created, count}, …}. */
-static const char list_lua[] =
-	TOPIC_STATE_LUA
-	"local names=redis.call('ZRANGEBYLEX',KEYS[1],ARGV[1],ARGV[2],'LIMIT',0,tonumber(ARGV[3]))\n"
-	"local out={}\n"
-	"for _,n in ipairs(names) do\n"
-	" local st=state('{t:'..n..'}:m','{t:'..n..'}:s')\n"
-	" if st then table.insert(out,{n,st[1],st[2],st[3],st[4],st[5]}) end\n"
-	"end\n"
-	"return out\n";
-
-/* KEYS: meta, stream, topics. ARGV: name → 0 (absent) or 1. */
-static const char del_lua[] =
-	"if redis.call('EXISTS',KEYS[1])==0 then return 0 end\n"
-	"redis.call('DEL',KEYS[1],KEYS[2])\n"
-	"redis.call('ZREM',KEYS[3],ARGV[1])\n"
-	"return 1\n";
-
-/* KEYS: values hash, key index. ARGV: key, "MS VALUE", then for a
- * compare-and-set "0" (only if absent) or "1" and the expected VALUE
- * → 1, or 0 when the stored value differs (nothing written). */
-static const char rput_lua[] =
-	"if ARGV[3] then\n"
-	" local cur=redis.call('HGET',KEYS[1],ARGV[1])\n"
-	" if ARGV[3]=='0' then if cur then return 0 end\n"
-	" else\n"
-	"  if not cur then return 0 end\n"
-	"  local sp=string.find(cur,' ',1,true)\n"
-	"  if not sp or string.sub(cur,sp+1)~=ARGV[4] then return 0 end\n"
-	" end\n"
-	"end\n"
-	"redis.call('HSET',KEYS[1],ARGV[1],ARGV[2])\n"
-	"redis.call('ZADD',KEYS[2],0,ARGV[1])\n"
-	"return 1\n";
-
-/* KEYS: values hash, key index. ARGV: key → 0 (absent) or 1. */
-static const char rdel_lua[] =
-	"if redis.call('HDEL',KEYS[1],ARGV[1])==0 then return 0 end\n"
-	"redis.call('ZREM',KEYS[2],ARGV[1])\n"
-	"return 1\n";
-
-/* KEYS: values hash, key index. ARGV: min, max, limit → {keys, values}. */
-static const char rlist_lua[] =
-	"local k=redis.call('ZRANGEBYLEX',KEYS[2],ARGV[1],ARGV[2],'LIMIT',0,tonumber(ARGV[3]))\n"
-	"if #k==0 then return {{},{}} end\n"
-	"return {k,redis.call('HMGET',KEYS[1],unpack(k))}\n";
-
-static const char *const script_text[S_COUNT] = {
-	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
-};
-
-/* ---- types ------------------------------------------------------------- */
-
-struct redis;
-
-struct shard {
-	struct redis *r;
-	unsigned index;
-	char host[256];
-	int port;
-	int db;
-	char master[128];             /* with Sentinels: its name */
-	struct hd_rconn *cmd;
-	struct hd_rconn *sub;
-	bool subscribed;
-	/* Group commit (replicated): items waiting for the next WAIT, and the
-	 * batch whose WAIT is out. */
-	struct pitem *queued_head, **queued_tail;
-	struct pitem *batch;
-	bool wait_out;
-};
-
-/* Where delivery of one topic stands on this node. */
-struct dtopic {
-	char epoch[HD_EPOCH_LEN + 1];
-	uint64_t delivered;   /* handed to on_event up to here */
-	uint64_t want;        /* known visible up to here */
-	bool reading;         /* a gap-filling read is out */
-	unsigned shard;
-};
-
-struct redis {
-	struct hd_engine base;
-	uv_loop_t *loop;
-	struct hd_redis_opts opts;
-	struct shard shards[HD_REDIS_SHARDS_MAX];
-	unsigned nshards;
-	struct point { uint64_t h; unsigned shard; } *points;
-	size_t npoints;
-	char sha[S_COUNT][41];
-	struct hd_map topics;         /* name → struct dtopic */
-	size_t evict_cursor;
-	bool stopped;
-};
 
 struct pjob;
 
@@ -246,8 +70,6 @@ struct scall {
 	char data[];
 };
 
-static void deliver_start(struct redis *r, struct dtopic *t, const char *name);
-
 /* ---- helpers ----------------------------------------------------------- */
 
 static uint64_t hash_text(const char *s, size_t n)
@@ -262,7 +84,7 @@ static int cmp_point(const void *a, const void *b)
 	return x->h < y->h ? -1 : x->h > y->h;
 }
 
-static struct shard *shard_of(struct redis *r, const char *topic)
+struct shard *hd_redis_shard_of(struct redis *r, const char *topic)
 {
 	if (r->nshards == 1)
 		return &r->shards[0];
@@ -296,7 +118,7 @@ static void new_epoch(char out[HD_EPOCH_LEN + 1])
 	out[n] = '\0';
 }
 
-static int reply_err(const redisReply *rep)
+int hd_redis_reply_err(const redisReply *rep)
 {
 	if (!rep)
 		return HD_EUNAVAIL;
@@ -313,7 +135,7 @@ static int reply_err(const redisReply *rep)
 	return 0;
 }
 
-static uint64_t rep_u64(const redisReply *rep)
+uint64_t hd_redis_rep_u64(const redisReply *rep)
 {
 	if (!rep)
 		return 0;
@@ -344,8 +166,8 @@ static void scall_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		 * send the script itself. */
 		k->argv[0] = "EVAL";
 		k->lens[0] = 4;
-		k->argv[1] = script_text[k->script];
-		k->lens[1] = strlen(script_text[k->script]);
+		k->argv[1] = hd_redis_scripts_text[k->script];
+		k->lens[1] = strlen(hd_redis_scripts_text[k->script]);
 		if (hd_rconn_command(c, scall_reply, k, k->argc, k->argv, k->lens) == 0)
 			return;
 		rep = NULL;
@@ -357,8 +179,8 @@ static void scall_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 /* Runs script on c with nkeys keys then args (texts, lens; copied). fn gets
  * the reply (NULL when the connection failed) exactly once, unless this
  * returns HD_EUNAVAIL. */
-static int script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
-		       void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
+int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
+			 void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
 {
 	char nk[8];
 	size_t nkl = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys), total = nkl;
@@ -425,14 +247,14 @@ static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	struct pitem *it = priv;
 	struct hd_pub_item *out = &it->job->pub->items[it->i];
 	struct redis *r = it->job->r;
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 
 	it->scripted = true;
 	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3))
 		err = HD_EINTERNAL;
 	if (!err) {
-		out->duplicate = rep_u64(rep->element[0]) == 1;
-		out->offset = rep_u64(rep->element[1]);
+		out->duplicate = hd_redis_rep_u64(rep->element[0]) == 1;
+		out->offset = hd_redis_rep_u64(rep->element[1]);
 		rep_text(rep->element[2], out->epoch, sizeof(out->epoch));
 	}
 	if (it->late) {
@@ -483,7 +305,7 @@ static int send_pub(struct redis *r, struct pitem *it)
 	size_t lens[] = {lm, ls, dk.n, strlen(TOPICS_KEY), strlen(in->topic),
 			 in->event->json_len, strlen(tm), strlen(ex), strlen(win), strlen(maxlen),
 			 strlen(epoch), 1, 1, strlen(CHANNEL)};
-	int rc = script_call(r, it->sh->cmd, S_PUB, pub_reply, it, 14, args, lens, 4);
+	int rc = hd_redis_script_call(r, it->sh->cmd, S_PUB, pub_reply, it, 14, args, lens, 4);
 	free(dk.p);
 	return rc;
 }
@@ -491,7 +313,7 @@ static int send_pub(struct redis *r, struct pitem *it)
 static void confirm_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct pitem *it = priv;
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 	item_done(it, err);
 }
 
@@ -519,7 +341,7 @@ static void send_confirm(struct redis *r, struct pitem *it)
 	snprintf(off, sizeof(off), "%llu", (unsigned long long)in->offset);
 	const char *args[] = {kmeta, off, in->epoch, CHANNEL, pay ? pay : "", notice};
 	size_t lens[] = {lm, strlen(off), strlen(in->epoch), strlen(CHANNEL), pl, nl};
-	int rc = script_call(r, it->sh->cmd, S_CONFIRM, confirm_reply, it, 6, args, lens, 1);
+	int rc = hd_redis_script_call(r, it->sh->cmd, S_CONFIRM, confirm_reply, it, 6, args, lens, 1);
 	free(pay);
 	free(notice);
 	if (rc)
@@ -530,7 +352,7 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct shard *sh = priv;
 	struct redis *r = sh->r;
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1)) {
 		hd_metrics_inc(HD_M_publish_errors_total);
 		hd_log_warn("redis: no replica acknowledged the writes within %ums shard=%u",
@@ -610,7 +432,7 @@ static int redis_publish(struct hd_engine *e, struct hd_pub *p)
 	if (r->stopped)
 		return HD_EUNAVAIL;
 	for (size_t i = 0; i < p->n; i++)
-		if (!shard_ready(shard_of(r, p->items[i].topic)))
+		if (!shard_ready(hd_redis_shard_of(r, p->items[i].topic)))
 			return HD_EUNAVAIL;
 	struct pjob *job = hd_calloc(1, sizeof(*job) + p->n * sizeof(job->items[0]));
 	job->r = r;
@@ -620,7 +442,7 @@ static int redis_publish(struct hd_engine *e, struct hd_pub *p)
 		struct pitem *it = &job->items[i];
 		it->job = job;
 		it->i = i;
-		it->sh = shard_of(r, p->items[i].topic);
+		it->sh = hd_redis_shard_of(r, p->items[i].topic);
 		p->items[i].err = 0;
 		p->items[i].duplicate = false;
 		p->items[i].offset = 0;
@@ -646,8 +468,8 @@ static int redis_publish(struct hd_engine *e, struct hd_pub *p)
 
 /* ---- read -------------------------------------------------------------- */
 
-static struct hd_rcbuf *stored_json(const char *topic, uint64_t offset, const char *json,
-				    size_t len)
+struct hd_rcbuf *hd_redis_stored_json(const char *topic, uint64_t offset, const char *json,
+				      size_t len)
 {
 	char digits[20];
 	size_t nd = hd_u64_format(offset, digits);
@@ -703,7 +525,7 @@ static void read_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	struct hd_read *rd = job->rd;
 	struct hd_topic_policy pol = {0};
 	int64_t now = hd_now_ms();
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 
 	free(job);
 	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1))
@@ -712,7 +534,7 @@ static void read_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		rd->err = err;
 		goto out;
 	}
-	if (rep_u64(rep->element[0]) == 0 || rep->elements < 7) {
+	if (hd_redis_rep_u64(rep->element[0]) == 0 || rep->elements < 7) {
 		rd->exists = false;
 		rd->next = rd->after;
 		goto out;
@@ -720,8 +542,8 @@ static void read_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	r->opts.policy(r->opts.policy_arg, rd->topic, &pol);
 	rd->exists = true;
 	rep_text(rep->element[1], rd->epoch, sizeof(rd->epoch));
-	rd->last = rep_u64(rep->element[2]);
-	uint64_t low = rep_u64(rep->element[3]);
+	rd->last = hd_redis_rep_u64(rep->element[2]);
+	uint64_t low = hd_redis_rep_u64(rep->element[3]);
 	rd->truncated = rd->after + 1 < low && rd->after < rd->last;
 	const redisReply *ev = rep->element[6];
 	size_t bytes = 0;
@@ -731,10 +553,10 @@ static void read_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			const redisReply *e = ev->element[i];
 			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
 				continue;
-			uint64_t off = rep_u64(e->element[0]);
+			uint64_t off = hd_redis_rep_u64(e->element[0]);
 			const redisReply *j = entry_field(e->element[1], "j");
-			int64_t t = (int64_t)rep_u64(entry_field(e->element[1], "t"));
-			int64_t x = (int64_t)rep_u64(entry_field(e->element[1], "x"));
+			int64_t t = (int64_t)hd_redis_rep_u64(entry_field(e->element[1], "t"));
+			int64_t x = (int64_t)hd_redis_rep_u64(entry_field(e->element[1], "x"));
 			if (!j || j->type != REDIS_REPLY_STRING)
 				continue;
 			if (pol.max_age_ms && t <= now - pol.max_age_ms) {
@@ -747,24 +569,24 @@ static void read_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			se->offset = off;
 			se->time_ms = t;
 			se->expires_ms = x;
-			se->json = stored_json(rd->topic, off, j->str, j->len);
+			se->json = hd_redis_stored_json(rd->topic, off, j->str, j->len);
 			bytes += se->json->len;
 		}
 	}
 	if (rd->n)
 		rd->next = rd->events[rd->n - 1].offset;
 	else if (ev->type == REDIS_REPLY_ARRAY && ev->elements) /* all skipped */
-		rd->next = rep_u64(ev->element[ev->elements - 1]->element[0]);
+		rd->next = hd_redis_rep_u64(ev->element[ev->elements - 1]->element[0]);
 	else
 		rd->next = rd->after > rd->last ? rd->after : rd->last;
 out:
 	rd->done(rd);
 }
 
-static int redis_read(struct hd_engine *e, struct hd_read *rd)
+int hd_redis_read(struct hd_engine *e, struct hd_read *rd)
 {
 	struct redis *r = (struct redis *)e;
-	struct shard *sh = shard_of(r, rd->topic);
+	struct shard *sh = hd_redis_shard_of(r, rd->topic);
 	char kmeta[HD_TOPIC_NAME_MAX + 16], kstream[HD_TOPIC_NAME_MAX + 16], after[24], lim[24];
 
 	hd_metrics_inc(HD_M_reads_total);
@@ -789,266 +611,10 @@ static int redis_read(struct hd_engine *e, struct hd_read *rd)
 	struct rjob *job = hd_malloc(sizeof(*job));
 	job->r = r;
 	job->rd = rd;
-	int rc = script_call(r, sh->cmd, S_READ, read_reply, job, 4, args, lens, 2);
+	int rc = hd_redis_script_call(r, sh->cmd, S_READ, read_reply, job, 4, args, lens, 2);
 	if (rc)
 		free(job);
 	return rc;
-}
-
-/* ---- live delivery ----------------------------------------------------- */
-
-static void evict_one(struct redis *r)
-{
-	for (size_t i = 0; i < r->topics.nbuckets; i++) {
-		size_t b = (r->evict_cursor + i) & (r->topics.nbuckets - 1);
-		struct hd_map_entry *e = r->topics.buckets[b];
-		for (; e; e = e->next) {
-			struct dtopic *t = e->value;
-			if (t->reading)
-				continue; /* its read finds it again */
-			r->evict_cursor = b + 1;
-			free(hd_map_del(&r->topics, e->key));
-			return;
-		}
-	}
-}
-
-static struct dtopic *dtopic_get(struct redis *r, const char *name, bool create)
-{
-	struct dtopic *t = hd_map_get(&r->topics, name);
-	if (t || !create)
-		return t;
-	if (r->topics.count >= r->topics.max_entries)
-		evict_one(r);
-	t = hd_calloc(1, sizeof(*t));
-	t->shard = shard_of(r, name)->index;
-	if (hd_map_put(&r->topics, name, t)) {
-		free(t);
-		return NULL;
-	}
-	return t;
-}
-
-static void fire(struct redis *r, const char *topic, const struct hd_stored_event *ev)
-{
-	if (r->opts.on_event)
-		r->opts.on_event(r->opts.on_event_arg, topic, ev);
-}
-
-struct cjob {
-	struct hd_read rd;
-	struct redis *r;
-	char topic[HD_TOPIC_NAME_MAX + 1];
-};
-
-static void catchup_done(struct hd_read *rd)
-{
-	struct cjob *job = rd->arg;
-	struct redis *r = job->r;
-	struct dtopic *t = r->stopped ? NULL : hd_map_get(&r->topics, job->topic);
-
-	if (!t)
-		goto out;
-	t->reading = false;
-	if (rd->err || !rd->exists)
-		goto out; /* the next message (or reconnect) tries again */
-	if (strcmp(rd->epoch, t->epoch) != 0) {
-		/* A new incarnation of the topic: start it over. */
-		memcpy(t->epoch, rd->epoch, sizeof(t->epoch));
-		t->delivered = 0;
-		if (t->want > rd->last)
-			t->want = rd->last;
-	}
-	for (size_t i = 0; i < rd->n; i++) {
-		if (rd->events[i].offset <= t->delivered)
-			continue;
-		t->delivered = rd->events[i].offset;
-		fire(r, job->topic, &rd->events[i]);
-		t = hd_map_get(&r->topics, job->topic); /* a hook may not remove it, but be sure */
-		if (!t)
-			goto out;
-	}
-	/* Offsets that retention, TTL or no-history left out are passed. */
-	uint64_t seen = rd->next < rd->last ? rd->next : rd->last;
-	if (rd->n < rd->limit && seen < rd->last)
-		seen = rd->last;
-	if (t->delivered < seen)
-		t->delivered = seen;
-	if (t->want > rd->last && rd->n < rd->limit)
-		t->want = rd->last; /* nothing more is visible yet */
-	if (t->want > t->delivered)
-		deliver_start(r, t, job->topic);
-out:
-	hd_engine_read_fini(rd);
-	free(job);
-}
-
-/* Reads what t misses (after delivered, up to want), unless a read is out. */
-static void deliver_start(struct redis *r, struct dtopic *t, const char *name)
-{
-	if (t->reading || r->stopped)
-		return;
-	struct cjob *job = hd_calloc(1, sizeof(*job));
-	job->r = r;
-	snprintf(job->topic, sizeof(job->topic), "%s", name);
-	job->rd.topic = job->topic;
-	job->rd.after = t->delivered;
-	job->rd.limit = CATCHUP_LIMIT;
-	job->rd.done = catchup_done;
-	job->rd.arg = job;
-	t->reading = true;
-	if (redis_read(&r->base, &job->rd)) {
-		t->reading = false;
-		free(job);
-	}
-}
-
-/* One PUB/SUB payload (see redis.h). */
-static void on_message(struct redis *r, const char *p, size_t n)
-{
-	const char *f[5];
-	size_t flen[5];
-	const char *end = p + n, *q = p;
-	for (int i = 0; i < 5; i++) {
-		const char *nl = memchr(q, '\n', (size_t)(end - q));
-		if (!nl)
-			return;
-		f[i] = q;
-		flen[i] = (size_t)(nl - q);
-		q = nl + 1;
-	}
-	char epoch[HD_EPOCH_LEN + 1], topic[HD_TOPIC_NAME_MAX + 1];
-	if (flen[0] > HD_EPOCH_LEN || flen[4] > HD_TOPIC_NAME_MAX || flen[4] == 0)
-		return;
-	memcpy(epoch, f[0], flen[0]);
-	epoch[flen[0]] = '\0';
-	memcpy(topic, f[4], flen[4]);
-	topic[flen[4]] = '\0';
-	uint64_t off = strtoull(f[1], NULL, 10);
-	const char *json = q;
-	size_t jl = (size_t)(end - q);
-
-	struct dtopic *t = dtopic_get(r, topic, false);
-	if (!t) {
-		t = dtopic_get(r, topic, true);
-		if (!t)
-			return;
-		memcpy(t->epoch, epoch, sizeof(t->epoch));
-		t->delivered = off - 1;
-	}
-	if (strcmp(t->epoch, epoch) != 0) {
-		if (t->reading) {
-			if (off > t->want)
-				t->want = off; /* the read sees the new epoch */
-			return;
-		}
-		memcpy(t->epoch, epoch, sizeof(t->epoch));
-		t->delivered = 0;
-		t->want = 0;
-	}
-	if (off <= t->delivered)
-		return;
-	if (!t->reading && off == t->delivered + 1 && jl) {
-		struct hd_stored_event ev = {
-			.offset = off,
-			.time_ms = strtoll(f[2], NULL, 10),
-			.expires_ms = strtoll(f[3], NULL, 10),
-			.json = stored_json(topic, off, json, jl),
-		};
-		t->delivered = off;
-		if (t->want < off)
-			t->want = off;
-		fire(r, topic, &ev);
-		hd_rcbuf_unref(ev.json);
-		return;
-	}
-	if (off > t->want)
-		t->want = off;
-	deliver_start(r, t, topic);
-}
-
-static void sub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct shard *sh = priv;
-	if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
-	    rep->element[0]->type != REDIS_REPLY_STRING)
-		return;
-	if (!strcmp(rep->element[0]->str, "subscribe")) {
-		sh->subscribed = true;
-		return;
-	}
-	if (!strcmp(rep->element[0]->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING)
-		on_message(sh->r, rep->element[2]->str, rep->element[2]->len);
-}
-
-struct catchup_ctx {
-	struct redis *r;
-	unsigned shard;
-	char (*names)[HD_TOPIC_NAME_MAX + 1];
-	size_t n, cap;
-};
-
-static void collect(const char *key, void *value, void *arg)
-{
-	struct catchup_ctx *cc = arg;
-	struct dtopic *t = value;
-	if (t->shard != cc->shard)
-		return;
-	if (cc->n == cc->cap) {
-		cc->cap = cc->cap ? cc->cap * 2 : 64;
-		cc->names = hd_realloc(cc->names, cc->cap * sizeof(*cc->names));
-	}
-	snprintf(cc->names[cc->n++], HD_TOPIC_NAME_MAX + 1, "%s", key);
-}
-
-/* After a PUB/SUB (re)connect: every followed topic of the shard reads
- * what it may have missed. */
-static void catch_up_shard(struct redis *r, unsigned shard)
-{
-	struct catchup_ctx cc = {.r = r, .shard = shard};
-	hd_map_each(&r->topics, collect, &cc);
-	for (size_t i = 0; i < cc.n; i++) {
-		struct dtopic *t = hd_map_get(&r->topics, cc.names[i]);
-		if (t) {
-			t->want = UINT64_MAX;
-			deliver_start(r, t, cc.names[i]);
-		}
-	}
-	free(cc.names);
-}
-
-static void sub_up(struct hd_rconn *c, void *arg)
-{
-	struct shard *sh = arg;
-	const char *argv[] = {"SUBSCRIBE", CHANNEL};
-	size_t lens[] = {9, strlen(CHANNEL)};
-	hd_rconn_command(c, sub_reply, sh, 2, argv, lens);
-	if (hd_rconn_ready(sh->cmd))
-		catch_up_shard(sh->r, sh->index);
-}
-
-static void sub_down(struct hd_rconn *c, void *arg)
-{
-	struct shard *sh = arg;
-	sh->subscribed = false;
-}
-
-static void script_load_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	(void)reply_err(rep);
-}
-
-static void cmd_up(struct hd_rconn *c, void *arg)
-{
-	struct shard *sh = arg;
-	/* Load the scripts first: later EVALSHAs on this connection find them. */
-	for (int s = 0; s < S_COUNT; s++) {
-		const char *argv[] = {"SCRIPT", "LOAD", script_text[s]};
-		size_t lens[] = {6, 4, strlen(script_text[s])};
-		hd_rconn_command(c, script_load_reply, sh, 3, argv, lens);
-	}
-	if (sh->subscribed)
-		catch_up_shard(sh->r, sh->index);
 }
 
 /* ---- topic operations -------------------------------------------------- */
@@ -1064,10 +630,10 @@ static void info_fill(struct hd_topic_info *ti, const char *name, const redisRep
 {
 	snprintf(ti->name, sizeof(ti->name), "%s", name);
 	rep_text(v[0], ti->epoch, sizeof(ti->epoch));
-	ti->last = rep_u64(v[1]);
-	ti->first = rep_u64(v[2]);
-	ti->created_ms = (int64_t)rep_u64(v[3]);
-	ti->count = rep_u64(v[4]);
+	ti->last = hd_redis_rep_u64(v[1]);
+	ti->first = hd_redis_rep_u64(v[2]);
+	ti->created_ms = (int64_t)hd_redis_rep_u64(v[3]);
+	ti->count = hd_redis_rep_u64(v[4]);
 	ti->bytes = 0; /* not tracked by this engine */
 }
 
@@ -1075,11 +641,11 @@ static void info_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct tjob *job = priv;
 	struct hd_topic_op *op = job->op;
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 	free(job);
 	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1))
 		err = HD_EINTERNAL;
-	if (!err && (rep_u64(rep->element[0]) == 0 || rep->elements < 6))
+	if (!err && (hd_redis_rep_u64(rep->element[0]) == 0 || rep->elements < 6))
 		err = HD_ENOTFOUND;
 	if (err) {
 		op->err = err;
@@ -1103,7 +669,7 @@ static void list_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct tjob *job = priv;
 	struct hd_topic_op *op = job->op;
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 	if (!err && rep->type != REDIS_REPLY_ARRAY)
 		err = HD_EINTERNAL;
 	if (err) {
@@ -1152,9 +718,9 @@ static void del_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	struct tjob *job = priv;
 	struct hd_topic_op *op = job->op;
 	struct redis *r = job->r;
-	int err = reply_err(rep);
+	int err = hd_redis_reply_err(rep);
 	free(job);
-	if (!err && rep_u64(rep) == 0)
+	if (!err && hd_redis_rep_u64(rep) == 0)
 		err = HD_ENOTFOUND;
 	op->err = err;
 	if (!err && !r->stopped) {
@@ -1166,8 +732,8 @@ static void del_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 }
 
 /* ZRANGEBYLEX bounds for names starting with prefix, after `after`. */
-static void lex_range(const char *prefix, const char *after, char *min, size_t mincap, char *max,
-		      size_t maxcap)
+void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t mincap, char *max,
+			size_t maxcap)
 {
 	if (after[0] && strcmp(after, prefix) >= 0)
 		snprintf(min, mincap, "(%s", after);
@@ -1195,7 +761,7 @@ static int redis_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 	if (op->kind == HD_TOPIC_LIST) {
 		const char *prefix = op->prefix ? op->prefix : "", *after = op->after ? op->after : "";
 		char min[HD_RECORD_KEY_MAX + 8], max[HD_RECORD_KEY_MAX + 8], lim[24];
-		lex_range(prefix, after, min, sizeof(min), max, sizeof(max));
+		hd_redis_lex_range(prefix, after, min, sizeof(min), max, sizeof(max));
 		snprintf(lim, sizeof(lim), "%zu", op->limit ? op->limit : 1);
 		op->topics = hd_calloc(op->limit ? op->limit : 1, sizeof(*op->topics));
 		for (unsigned s = 0; s < r->nshards; s++)
@@ -1210,7 +776,7 @@ static int redis_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 		for (unsigned s = 0; s < r->nshards; s++) {
 			const char *args[] = {TOPICS_KEY, min, max, lim};
 			size_t lens[] = {strlen(TOPICS_KEY), strlen(min), strlen(max), strlen(lim)};
-			if (script_call(r, r->shards[s].cmd, S_LIST, list_reply, job, 4, args, lens, 1)) {
+			if (hd_redis_script_call(r, r->shards[s].cmd, S_LIST, list_reply, job, 4, args, lens, 1)) {
 				job->err = HD_EUNAVAIL;
 				job->left--;
 			}
@@ -1218,299 +784,20 @@ static int redis_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 		list_end(job); /* the + 1 */
 		return 0;
 	}
-	struct shard *sh = shard_of(r, op->topic);
+	struct shard *sh = hd_redis_shard_of(r, op->topic);
 	size_t lm = topic_key(kmeta, sizeof(kmeta), op->topic, "m");
 	size_t ls = topic_key(kstream, sizeof(kstream), op->topic, "s");
 	if (op->kind == HD_TOPIC_INFO) {
 		const char *args[] = {kmeta, kstream, NOW_AFTER, "1"};
 		size_t lens[] = {lm, ls, strlen(NOW_AFTER), 1};
-		rc = script_call(r, sh->cmd, S_READ, info_reply, job, 4, args, lens, 2);
+		rc = hd_redis_script_call(r, sh->cmd, S_READ, info_reply, job, 4, args, lens, 2);
 	} else {
 		const char *args[] = {kmeta, kstream, TOPICS_KEY, op->topic};
 		size_t lens[] = {lm, ls, strlen(TOPICS_KEY), strlen(op->topic)};
-		rc = script_call(r, sh->cmd, S_DEL, del_reply, job, 4, args, lens, 3);
+		rc = hd_redis_script_call(r, sh->cmd, S_DEL, del_reply, job, 4, args, lens, 3);
 	}
 	if (rc)
 		free(job);
-	return rc;
-}
-
-/* ---- durable writes: a command, then WAIT when replicated -------------- */
-
-struct dwrite {
-	struct redis *r;
-	int left;
-	int err;
-	void (*take)(struct dwrite *w, const redisReply *rep); /* may be NULL */
-	void (*finish)(struct dwrite *w);
-	void *req;
-};
-
-static void dwrite_end(struct dwrite *w)
-{
-	if (--w->left == 0)
-		w->finish(w);
-}
-
-static void dwrite_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct dwrite *w = priv;
-	int err = reply_err(rep);
-	if (err && !w->err)
-		w->err = err;
-	if (!err && w->take)
-		w->take(w, rep);
-	dwrite_end(w);
-}
-
-static void dwait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct dwrite *w = priv;
-	int err = reply_err(rep);
-	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1))
-		err = HD_EUNAVAIL;
-	if (err && !w->err)
-		w->err = err;
-	dwrite_end(w);
-}
-
-/* Sends argv (or, script >= 0, that script with nkeys) on shard 0, then a
- * WAIT when replicated; w->finish runs once both answered. Returns 0 or
- * HD_EUNAVAIL (w untouched, finish never runs). */
-static int dwrite_send(struct dwrite *w, int script, int nkeys, int argc, const char **argv,
-		       const size_t *lens, bool wait)
-{
-	struct redis *r = w->r;
-	struct hd_rconn *c = r->shards[0].cmd;
-	char tmo[24];
-	int rc;
-	w->left = 1;
-	if (script >= 0)
-		rc = script_call(r, c, script, dwrite_reply, w, argc, argv, lens, nkeys);
-	else
-		rc = hd_rconn_command(c, dwrite_reply, w, argc, argv, lens);
-	if (rc)
-		return rc;
-	if (wait && r->opts.durability == HD_REDIS_REPLICATED) {
-		snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
-		const char *wargv[] = {"WAIT", "1", tmo};
-		size_t wlens[] = {4, 1, strlen(tmo)};
-		w->left++;
-		if (hd_rconn_command(c, dwait_reply, w, 3, wargv, wlens)) {
-			w->left--;
-			w->err = HD_EUNAVAIL;
-		}
-	}
-	return 0;
-}
-
-/* ---- group rows -------------------------------------------------------- */
-
-static void group_take(struct dwrite *w, const redisReply *rep)
-{
-	struct hd_group_op *op = w->req;
-	if (op->kind == HD_GROUP_DELETE && rep_u64(rep) == 0)
-		w->err = HD_ENOTFOUND;
-	if (op->kind != HD_GROUP_LIST || rep->type != REDIS_REPLY_ARRAY)
-		return;
-	size_t n = rep->elements / 2, limit = op->limit;
-	op->rows = hd_calloc(n ? n : 1, sizeof(*op->rows));
-	for (size_t i = 0; i < n && op->n < limit; i++) {
-		const redisReply *k = rep->element[2 * i], *v = rep->element[2 * i + 1];
-		struct hd_group_row *row = &op->rows[op->n];
-		const char *nl = memchr(k->str, '\n', k->len);
-		if (!nl || (size_t)(nl - k->str) > HD_TOPIC_NAME_MAX ||
-		    k->len - (size_t)(nl - k->str) - 1 > HD_GROUP_NAME_MAX)
-			continue;
-		memcpy(row->topic, k->str, (size_t)(nl - k->str));
-		memcpy(row->name, nl + 1, k->len - (size_t)(nl - k->str) - 1);
-		unsigned long long floor = 0, created = 0;
-		unsigned wait = 0, maxd = 0, ordered = 0;
-		int used = 0;
-		if (sscanf(v->str, "%llu %u %u %u %llu %n", &floor, &wait, &maxd, &ordered, &created,
-			   &used) < 5)
-			continue;
-		row->ack_floor = floor;
-		row->ack_wait_ms = wait;
-		row->max_deliveries = maxd;
-		row->ordered = ordered != 0;
-		row->created_ms = (int64_t)created;
-		row->acked = hd_strdup(v->str + used);
-		op->n++;
-	}
-}
-
-static void group_finish(struct dwrite *w)
-{
-	struct hd_group_op *op = w->req;
-	if (w->err) {
-		hd_engine_group_op_fini(op);
-		op->err = w->err;
-	}
-	free(w);
-	op->done(op);
-}
-
-static int redis_group_op(struct hd_engine *e, struct hd_group_op *op)
-{
-	struct redis *r = (struct redis *)e;
-	op->err = 0;
-	op->rows = NULL;
-	op->n = 0;
-	if (r->stopped)
-		return HD_EUNAVAIL;
-	struct dwrite *w = hd_calloc(1, sizeof(*w));
-	w->r = r;
-	w->req = op;
-	w->take = group_take;
-	w->finish = group_finish;
-	char field[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2];
-	int fl = snprintf(field, sizeof(field), "%s\n%s", op->row.topic, op->row.name);
-	char *value = NULL;
-	int rc;
-	if (op->kind == HD_GROUP_LIST) {
-		const char *argv[] = {"HGETALL", GROUPS_KEY};
-		size_t lens[] = {7, strlen(GROUPS_KEY)};
-		rc = dwrite_send(w, -1, 0, 2, argv, lens, false);
-	} else if (op->kind == HD_GROUP_DELETE) {
-		const char *argv[] = {"HDEL", GROUPS_KEY, field};
-		size_t lens[] = {4, strlen(GROUPS_KEY), (size_t)fl};
-		rc = dwrite_send(w, -1, 0, 3, argv, lens, true);
-	} else {
-		const char *acked = op->row.acked ? op->row.acked : "";
-		size_t cap = strlen(acked) + 128;
-		value = hd_malloc(cap);
-		snprintf(value, cap, "%llu %u %u %u %lld %s", (unsigned long long)op->row.ack_floor,
-			 (unsigned)op->row.ack_wait_ms, (unsigned)op->row.max_deliveries,
-			 op->row.ordered ? 1u : 0u, (long long)op->row.created_ms, acked);
-		const char *argv[] = {"HSET", GROUPS_KEY, field, value};
-		size_t lens[] = {4, strlen(GROUPS_KEY), (size_t)fl, strlen(value)};
-		rc = dwrite_send(w, -1, 0, 4, argv, lens, true);
-	}
-	free(value);
-	if (rc)
-		free(w);
-	return rc;
-}
-
-/* ---- records ----------------------------------------------------------- */
-
-static bool record_parse(const redisReply *v, struct hd_record *out)
-{
-	if (!v || v->type != REDIS_REPLY_STRING)
-		return false;
-	const char *sp = memchr(v->str, ' ', v->len);
-	if (!sp)
-		return false;
-	out->updated_ms = strtoll(v->str, NULL, 10);
-	size_t n = v->len - (size_t)(sp + 1 - v->str);
-	out->value = hd_malloc(n + 1);
-	memcpy(out->value, sp + 1, n);
-	out->value[n] = '\0';
-	return true;
-}
-
-static void record_take(struct dwrite *w, const redisReply *rep)
-{
-	struct hd_record_op *op = w->req;
-	if (op->kind == HD_RECORD_DELETE && rep_u64(rep) == 0)
-		w->err = HD_ENOTFOUND;
-	if (op->kind == HD_RECORD_PUT && op->expect_set && rep_u64(rep) == 0)
-		op->conflict = true;
-	if (op->kind == HD_RECORD_GET) {
-		struct hd_record rec = op->rec;
-		if (!record_parse(rep, &rec)) {
-			w->err = HD_ENOTFOUND;
-			return;
-		}
-		op->recs = hd_malloc(sizeof(*op->recs));
-		op->recs[0] = rec;
-		op->n = 1;
-	}
-	if (op->kind == HD_RECORD_LIST && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-		const redisReply *keys = rep->element[0], *vals = rep->element[1];
-		size_t n = keys->elements < vals->elements ? keys->elements : vals->elements;
-		op->recs = hd_calloc(n ? n : 1, sizeof(*op->recs));
-		for (size_t i = 0; i < n; i++) {
-			struct hd_record *rec = &op->recs[op->n];
-			const char *prefix = w->req ? ((struct hd_record_op *)w->req)->prefix : NULL;
-			if (keys->element[i]->len > HD_RECORD_KEY_MAX)
-				continue;
-			if (prefix && strncmp(keys->element[i]->str, prefix, strlen(prefix)))
-				continue;
-			memcpy(rec->kind, op->rec.kind, sizeof(rec->kind));
-			memcpy(rec->key, keys->element[i]->str, keys->element[i]->len);
-			rec->key[keys->element[i]->len] = '\0';
-			if (record_parse(vals->element[i], rec))
-				op->n++;
-		}
-	}
-}
-
-static void record_finish(struct dwrite *w)
-{
-	struct hd_record_op *op = w->req;
-	if (w->err) {
-		hd_engine_record_op_fini(op);
-		op->err = w->err;
-	}
-	free(w);
-	op->done(op);
-}
-
-static int redis_record_op(struct hd_engine *e, struct hd_record_op *op)
-{
-	struct redis *r = (struct redis *)e;
-	op->err = 0;
-	op->recs = NULL;
-	op->n = 0;
-	op->conflict = false;
-	if (r->stopped)
-		return HD_EUNAVAIL;
-	if (!op->rec.kind[0] || (op->kind != HD_RECORD_LIST && !op->rec.key[0]) ||
-	    (op->kind == HD_RECORD_PUT && op->rec.value &&
-	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
-		return HD_EINVAL;
-	char khash[HD_RECORD_KIND_MAX + 16], kidx[HD_RECORD_KIND_MAX + 16];
-	snprintf(khash, sizeof(khash), "herald:r:%s", op->rec.kind);
-	snprintf(kidx, sizeof(kidx), "herald:rk:%s", op->rec.kind);
-	struct dwrite *w = hd_calloc(1, sizeof(*w));
-	w->r = r;
-	w->req = op;
-	w->take = record_take;
-	w->finish = record_finish;
-	char *value = NULL;
-	int rc;
-	const char *key = op->rec.key;
-	if (op->kind == HD_RECORD_GET) {
-		const char *argv[] = {"HGET", khash, key};
-		size_t lens[] = {4, strlen(khash), strlen(key)};
-		rc = dwrite_send(w, -1, 0, 3, argv, lens, false);
-	} else if (op->kind == HD_RECORD_LIST) {
-		char min[HD_RECORD_KEY_MAX + 8], max[HD_RECORD_KEY_MAX + 8], lim[24];
-		lex_range(op->prefix ? op->prefix : "", op->after ? op->after : "", min, sizeof(min),
-			  max, sizeof(max));
-		snprintf(lim, sizeof(lim), "%zu", op->limit ? op->limit : 1);
-		const char *args[] = {khash, kidx, min, max, lim};
-		size_t lens[] = {strlen(khash), strlen(kidx), strlen(min), strlen(max), strlen(lim)};
-		rc = dwrite_send(w, S_RLIST, 2, 5, args, lens, false);
-	} else if (op->kind == HD_RECORD_DELETE) {
-		const char *args[] = {khash, kidx, key};
-		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key)};
-		rc = dwrite_send(w, S_RDEL, 2, 3, args, lens, true);
-	} else {
-		const char *v = op->rec.value ? op->rec.value : "";
-		size_t cap = strlen(v) + 32;
-		value = hd_malloc(cap);
-		snprintf(value, cap, "%lld %s", (long long)op->rec.updated_ms, v);
-		const char *ex = op->expect ? op->expect : "";
-		const char *args[] = {khash, kidx, key, value, op->expect ? "1" : "0", ex};
-		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key), strlen(value), 1, strlen(ex)};
-		rc = dwrite_send(w, S_RPUT, 2, op->expect_set ? 6 : 4, args, lens, true);
-	}
-	free(value);
-	if (rc)
-		free(w);
 	return rc;
 }
 
@@ -1572,10 +859,10 @@ static void redis_free(struct hd_engine *e)
 static const struct hd_engine_ops redis_ops = {
 	.name = "redis",
 	.publish = redis_publish,
-	.read = redis_read,
+	.read = hd_redis_read,
 	.topic_op = redis_topic_op,
-	.group_op = redis_group_op,
-	.record_op = redis_record_op,
+	.group_op = hd_redis_records_group_op,
+	.record_op = hd_redis_records_record_op,
 	.ready = redis_ready,
 	.stop = redis_stop,
 	.free = redis_free,
@@ -1683,7 +970,7 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 	}
 	qsort(r->points, r->npoints, sizeof(*r->points), cmp_point);
 	for (int s = 0; s < S_COUNT; s++)
-		sha1_hex(script_text[s], r->sha[s]);
+		sha1_hex(hd_redis_scripts_text[s], r->sha[s]);
 	hd_map_init(&r->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];
@@ -1693,7 +980,7 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 		snprintf(what, sizeof(what), "shard%u-commands", s);
 		struct hd_rconn_opts co = {
 			.loop = loop, .host = sh->host, .port = sh->port, .db = sh->db, .what = what,
-			.max_pending = MAX_PENDING, .on_up = cmd_up, .arg = sh,
+			.max_pending = MAX_PENDING, .on_up = hd_redis_deliver_cmd_up, .arg = sh,
 			.sentinels = sentinel ? opts->sentinels : NULL,
 			.master_name = sentinel ? sh->master : NULL,
 		};
@@ -1703,8 +990,8 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 		snprintf(what, sizeof(what), "shard%u-pubsub", s);
 		co.what = what;
 		co.health_ms = 0;
-		co.on_up = sub_up;
-		co.on_down = sub_down;
+		co.on_up = hd_redis_deliver_sub_up;
+		co.on_down = hd_redis_deliver_sub_down;
 		sh->sub = hd_rconn_new(&co);
 	}
 	return &r->base;
@@ -1712,3 +999,4 @@ fail:
 	free(r);
 	return NULL;
 }
+

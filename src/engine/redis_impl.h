@@ -1,0 +1,125 @@
+/*
+ * redis_impl — the private insides of the Redis engine (engine/redis.h),
+ * shared by the files that implement it. Nothing outside src/engine/redis*.c
+ * includes it.
+ * Layer: engine. Loop thread only.
+ *
+ * The engine is one idea split along its parts (redis.c tells the publish
+ * and read design):
+ *   redis.c           helpers (sharding, replies, script calls), publish and
+ *                     its confirm path, reads, topic operations, life cycle
+ *                     (new, ready, stop, free) and the URL parser
+ *   redis_scripts.c   the Lua scripts' text (their KEYS and ARGV)
+ *   redis_deliver.c   live delivery: PUB/SUB messages in offset order per
+ *                     topic, gap-filling reads, the connections' up/down
+ *   redis_records.c   durable writes (a command, then WAIT when replicated):
+ *                     pull group rows and records
+ */
+#ifndef HD_ENGINE_REDIS_IMPL_H
+#define HD_ENGINE_REDIS_IMPL_H
+
+#include "engine/redis.h"
+#include "core/map.h"
+#include "core/rcbuf.h"
+#include "redis/rconn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHANNEL "herald:events"
+#define TOPICS_KEY "herald:topics"
+#define GROUPS_KEY "herald:groups"
+#define MAX_PENDING 65536          /* commands in flight per connection */
+#define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
+#define CATCHUP_LIMIT 256          /* events per gap-filling read */
+#define ARGS_MAX 16
+#define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
+
+/* The Lua scripts (redis_scripts.c), by index. */
+enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_COUNT };
+
+struct redis;
+
+struct shard {
+	struct redis *r;
+	unsigned index;
+	char host[256];
+	int port;
+	int db;
+	char master[128];             /* with Sentinels: its name */
+	struct hd_rconn *cmd;
+	struct hd_rconn *sub;
+	bool subscribed;
+	/* Group commit (replicated): items waiting for the next WAIT, and the
+	 * batch whose WAIT is out. */
+	struct pitem *queued_head, **queued_tail;
+	struct pitem *batch;
+	bool wait_out;
+};
+
+/* Where delivery of one topic stands on this node. */
+struct dtopic {
+	char epoch[HD_EPOCH_LEN + 1];
+	uint64_t delivered;   /* handed to on_event up to here */
+	uint64_t want;        /* known visible up to here */
+	bool reading;         /* a gap-filling read is out */
+	unsigned shard;
+};
+
+struct redis {
+	struct hd_engine base;
+	uv_loop_t *loop;
+	struct hd_redis_opts opts;
+	struct shard shards[HD_REDIS_SHARDS_MAX];
+	unsigned nshards;
+	struct point { uint64_t h; unsigned shard; } *points;
+	size_t npoints;
+	char sha[S_COUNT][41];
+	struct hd_map topics;         /* name → struct dtopic */
+	size_t evict_cursor;
+	bool stopped;
+};
+
+
+/* ---- redis.c ----------------------------------------------------------- */
+
+/* The shard that holds topic. */
+struct shard *hd_redis_shard_of(struct redis *r, const char *topic);
+/* 0, or the error a reply stands for (NULL: HD_EUNAVAIL; logged). */
+int hd_redis_reply_err(const redisReply *rep);
+/* An integer or numeric text reply as a number (0 otherwise). */
+uint64_t hd_redis_rep_u64(const redisReply *rep);
+/* Runs script on c with nkeys keys then args (texts, lens; copied). fn gets
+ * the reply (NULL when the connection failed) exactly once, unless this
+ * returns HD_EUNAVAIL. */
+int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
+			 void *priv, int nargs, const char **args, const size_t *lens, int nkeys);
+/* The stored event's JSON with topic and offset (returned: owned, one ref). */
+struct hd_rcbuf *hd_redis_stored_json(const char *topic, uint64_t offset, const char *json,
+				      size_t len);
+/* The engine's read (engine.h). */
+int hd_redis_read(struct hd_engine *e, struct hd_read *rd);
+/* ZRANGEBYLEX bounds for names starting with prefix, after `after`. */
+void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t mincap, char *max,
+			size_t maxcap);
+
+/* ---- redis_scripts.c --------------------------------------------------- */
+
+extern const char *const hd_redis_scripts_text[S_COUNT];
+
+/* ---- redis_deliver.c --------------------------------------------------- */
+
+/* rconn callbacks (arg: the struct shard): the PUB/SUB connection up and
+ * down, and the command connection up (loads the scripts, catches up). */
+void hd_redis_deliver_sub_up(struct hd_rconn *c, void *arg);
+void hd_redis_deliver_sub_down(struct hd_rconn *c, void *arg);
+void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg);
+
+/* ---- redis_records.c --------------------------------------------------- */
+
+/* The engine's group_op and record_op (engine.h). */
+int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op);
+int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op);
+
+#endif

@@ -1,0 +1,296 @@
+/*
+ * redis_records — the Redis engine's durable writes (see redis_impl.h): pull
+ * group rows (hash herald:groups) and records (herald:r:KIND and its key
+ * index), on shard 0, each write followed by a WAIT when replicated.
+ * Layer: engine. Called by the hub through engine.h's group_op/record_op.
+ */
+#include "engine/redis_impl.h"
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/metrics.h"
+#include "core/text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- durable writes: a command, then WAIT when replicated -------------- */
+
+struct dwrite {
+	struct redis *r;
+	int left;
+	int err;
+	void (*take)(struct dwrite *w, const redisReply *rep); /* may be NULL */
+	void (*finish)(struct dwrite *w);
+	void *req;
+};
+
+static void dwrite_end(struct dwrite *w)
+{
+	if (--w->left == 0)
+		w->finish(w);
+}
+
+static void dwrite_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct dwrite *w = priv;
+	int err = hd_redis_reply_err(rep);
+	if (err && !w->err)
+		w->err = err;
+	if (!err && w->take)
+		w->take(w, rep);
+	dwrite_end(w);
+}
+
+static void dwait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct dwrite *w = priv;
+	int err = hd_redis_reply_err(rep);
+	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1))
+		err = HD_EUNAVAIL;
+	if (err && !w->err)
+		w->err = err;
+	dwrite_end(w);
+}
+
+/* Sends argv (or, script >= 0, that script with nkeys) on shard 0, then a
+ * WAIT when replicated; w->finish runs once both answered. Returns 0 or
+ * HD_EUNAVAIL (w untouched, finish never runs). */
+static int dwrite_send(struct dwrite *w, int script, int nkeys, int argc, const char **argv,
+		       const size_t *lens, bool wait)
+{
+	struct redis *r = w->r;
+	struct hd_rconn *c = r->shards[0].cmd;
+	char tmo[24];
+	int rc;
+	w->left = 1;
+	if (script >= 0)
+		rc = hd_redis_script_call(r, c, script, dwrite_reply, w, argc, argv, lens, nkeys);
+	else
+		rc = hd_rconn_command(c, dwrite_reply, w, argc, argv, lens);
+	if (rc)
+		return rc;
+	if (wait && r->opts.durability == HD_REDIS_REPLICATED) {
+		snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
+		const char *wargv[] = {"WAIT", "1", tmo};
+		size_t wlens[] = {4, 1, strlen(tmo)};
+		w->left++;
+		if (hd_rconn_command(c, dwait_reply, w, 3, wargv, wlens)) {
+			w->left--;
+			w->err = HD_EUNAVAIL;
+		}
+	}
+	return 0;
+}
+
+/* ---- group rows -------------------------------------------------------- */
+
+static void group_take(struct dwrite *w, const redisReply *rep)
+{
+	struct hd_group_op *op = w->req;
+	if (op->kind == HD_GROUP_DELETE && hd_redis_rep_u64(rep) == 0)
+		w->err = HD_ENOTFOUND;
+	if (op->kind != HD_GROUP_LIST || rep->type != REDIS_REPLY_ARRAY)
+		return;
+	size_t n = rep->elements / 2, limit = op->limit;
+	op->rows = hd_calloc(n ? n : 1, sizeof(*op->rows));
+	for (size_t i = 0; i < n && op->n < limit; i++) {
+		const redisReply *k = rep->element[2 * i], *v = rep->element[2 * i + 1];
+		struct hd_group_row *row = &op->rows[op->n];
+		const char *nl = memchr(k->str, '\n', k->len);
+		if (!nl || (size_t)(nl - k->str) > HD_TOPIC_NAME_MAX ||
+		    k->len - (size_t)(nl - k->str) - 1 > HD_GROUP_NAME_MAX)
+			continue;
+		memcpy(row->topic, k->str, (size_t)(nl - k->str));
+		memcpy(row->name, nl + 1, k->len - (size_t)(nl - k->str) - 1);
+		unsigned long long floor = 0, created = 0;
+		unsigned wait = 0, maxd = 0, ordered = 0;
+		int used = 0;
+		if (sscanf(v->str, "%llu %u %u %u %llu %n", &floor, &wait, &maxd, &ordered, &created,
+			   &used) < 5)
+			continue;
+		row->ack_floor = floor;
+		row->ack_wait_ms = wait;
+		row->max_deliveries = maxd;
+		row->ordered = ordered != 0;
+		row->created_ms = (int64_t)created;
+		row->acked = hd_strdup(v->str + used);
+		op->n++;
+	}
+}
+
+static void group_finish(struct dwrite *w)
+{
+	struct hd_group_op *op = w->req;
+	if (w->err) {
+		hd_engine_group_op_fini(op);
+		op->err = w->err;
+	}
+	free(w);
+	op->done(op);
+}
+
+int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op)
+{
+	struct redis *r = (struct redis *)e;
+	op->err = 0;
+	op->rows = NULL;
+	op->n = 0;
+	if (r->stopped)
+		return HD_EUNAVAIL;
+	struct dwrite *w = hd_calloc(1, sizeof(*w));
+	w->r = r;
+	w->req = op;
+	w->take = group_take;
+	w->finish = group_finish;
+	char field[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2];
+	int fl = snprintf(field, sizeof(field), "%s\n%s", op->row.topic, op->row.name);
+	char *value = NULL;
+	int rc;
+	if (op->kind == HD_GROUP_LIST) {
+		const char *argv[] = {"HGETALL", GROUPS_KEY};
+		size_t lens[] = {7, strlen(GROUPS_KEY)};
+		rc = dwrite_send(w, -1, 0, 2, argv, lens, false);
+	} else if (op->kind == HD_GROUP_DELETE) {
+		const char *argv[] = {"HDEL", GROUPS_KEY, field};
+		size_t lens[] = {4, strlen(GROUPS_KEY), (size_t)fl};
+		rc = dwrite_send(w, -1, 0, 3, argv, lens, true);
+	} else {
+		const char *acked = op->row.acked ? op->row.acked : "";
+		size_t cap = strlen(acked) + 128;
+		value = hd_malloc(cap);
+		snprintf(value, cap, "%llu %u %u %u %lld %s", (unsigned long long)op->row.ack_floor,
+			 (unsigned)op->row.ack_wait_ms, (unsigned)op->row.max_deliveries,
+			 op->row.ordered ? 1u : 0u, (long long)op->row.created_ms, acked);
+		const char *argv[] = {"HSET", GROUPS_KEY, field, value};
+		size_t lens[] = {4, strlen(GROUPS_KEY), (size_t)fl, strlen(value)};
+		rc = dwrite_send(w, -1, 0, 4, argv, lens, true);
+	}
+	free(value);
+	if (rc)
+		free(w);
+	return rc;
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static bool record_parse(const redisReply *v, struct hd_record *out)
+{
+	if (!v || v->type != REDIS_REPLY_STRING)
+		return false;
+	const char *sp = memchr(v->str, ' ', v->len);
+	if (!sp)
+		return false;
+	out->updated_ms = strtoll(v->str, NULL, 10);
+	size_t n = v->len - (size_t)(sp + 1 - v->str);
+	out->value = hd_malloc(n + 1);
+	memcpy(out->value, sp + 1, n);
+	out->value[n] = '\0';
+	return true;
+}
+
+static void record_take(struct dwrite *w, const redisReply *rep)
+{
+	struct hd_record_op *op = w->req;
+	if (op->kind == HD_RECORD_DELETE && hd_redis_rep_u64(rep) == 0)
+		w->err = HD_ENOTFOUND;
+	if (op->kind == HD_RECORD_PUT && op->expect_set && hd_redis_rep_u64(rep) == 0)
+		op->conflict = true;
+	if (op->kind == HD_RECORD_GET) {
+		struct hd_record rec = op->rec;
+		if (!record_parse(rep, &rec)) {
+			w->err = HD_ENOTFOUND;
+			return;
+		}
+		op->recs = hd_malloc(sizeof(*op->recs));
+		op->recs[0] = rec;
+		op->n = 1;
+	}
+	if (op->kind == HD_RECORD_LIST && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+		const redisReply *keys = rep->element[0], *vals = rep->element[1];
+		size_t n = keys->elements < vals->elements ? keys->elements : vals->elements;
+		op->recs = hd_calloc(n ? n : 1, sizeof(*op->recs));
+		for (size_t i = 0; i < n; i++) {
+			struct hd_record *rec = &op->recs[op->n];
+			const char *prefix = w->req ? ((struct hd_record_op *)w->req)->prefix : NULL;
+			if (keys->element[i]->len > HD_RECORD_KEY_MAX)
+				continue;
+			if (prefix && strncmp(keys->element[i]->str, prefix, strlen(prefix)))
+				continue;
+			memcpy(rec->kind, op->rec.kind, sizeof(rec->kind));
+			memcpy(rec->key, keys->element[i]->str, keys->element[i]->len);
+			rec->key[keys->element[i]->len] = '\0';
+			if (record_parse(vals->element[i], rec))
+				op->n++;
+		}
+	}
+}
+
+static void record_finish(struct dwrite *w)
+{
+	struct hd_record_op *op = w->req;
+	if (w->err) {
+		hd_engine_record_op_fini(op);
+		op->err = w->err;
+	}
+	free(w);
+	op->done(op);
+}
+
+int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op)
+{
+	struct redis *r = (struct redis *)e;
+	op->err = 0;
+	op->recs = NULL;
+	op->n = 0;
+	op->conflict = false;
+	if (r->stopped)
+		return HD_EUNAVAIL;
+	if (!op->rec.kind[0] || (op->kind != HD_RECORD_LIST && !op->rec.key[0]) ||
+	    (op->kind == HD_RECORD_PUT && op->rec.value &&
+	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
+		return HD_EINVAL;
+	char khash[HD_RECORD_KIND_MAX + 16], kidx[HD_RECORD_KIND_MAX + 16];
+	snprintf(khash, sizeof(khash), "herald:r:%s", op->rec.kind);
+	snprintf(kidx, sizeof(kidx), "herald:rk:%s", op->rec.kind);
+	struct dwrite *w = hd_calloc(1, sizeof(*w));
+	w->r = r;
+	w->req = op;
+	w->take = record_take;
+	w->finish = record_finish;
+	char *value = NULL;
+	int rc;
+	const char *key = op->rec.key;
+	if (op->kind == HD_RECORD_GET) {
+		const char *argv[] = {"HGET", khash, key};
+		size_t lens[] = {4, strlen(khash), strlen(key)};
+		rc = dwrite_send(w, -1, 0, 3, argv, lens, false);
+	} else if (op->kind == HD_RECORD_LIST) {
+		char min[HD_RECORD_KEY_MAX + 8], max[HD_RECORD_KEY_MAX + 8], lim[24];
+		hd_redis_lex_range(op->prefix ? op->prefix : "", op->after ? op->after : "", min, sizeof(min),
+			  max, sizeof(max));
+		snprintf(lim, sizeof(lim), "%zu", op->limit ? op->limit : 1);
+		const char *args[] = {khash, kidx, min, max, lim};
+		size_t lens[] = {strlen(khash), strlen(kidx), strlen(min), strlen(max), strlen(lim)};
+		rc = dwrite_send(w, S_RLIST, 2, 5, args, lens, false);
+	} else if (op->kind == HD_RECORD_DELETE) {
+		const char *args[] = {khash, kidx, key};
+		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key)};
+		rc = dwrite_send(w, S_RDEL, 2, 3, args, lens, true);
+	} else {
+		const char *v = op->rec.value ? op->rec.value : "";
+		size_t cap = strlen(v) + 32;
+		value = hd_malloc(cap);
+		snprintf(value, cap, "%lld %s", (long long)op->rec.updated_ms, v);
+		const char *ex = op->expect ? op->expect : "";
+		const char *args[] = {khash, kidx, key, value, op->expect ? "1" : "0", ex};
+		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key), strlen(value), 1, strlen(ex)};
+		rc = dwrite_send(w, S_RPUT, 2, op->expect_set ? 6 : 4, args, lens, true);
+	}
+	free(value);
+	if (rc)
+		free(w);
+	return rc;
+}

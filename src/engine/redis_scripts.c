@@ -1,0 +1,128 @@
+/*
+ * redis_scripts — the Lua scripts' text of the Redis engine (see
+ * redis_impl.h), indexed by S_*; redis.c hashes them (EVALSHA) and
+ * redis_deliver.c loads them on each command connection.
+ * Layer: engine. Data only.
+ */
+#include "engine/redis_impl.h"
+
+/* KEYS: meta, stream, dedup, topics. ARGV: topic, json, time, expires,
+ * window ms, maxlen (0 none), new epoch, history 1/0, confirm 1/0, channel. */
+static const char pub_lua[] =
+	"local m=KEYS[1]\n"
+	"local epoch=redis.call('HGET',m,'epoch')\n"
+	"local win=tonumber(ARGV[5])\n"
+	"if epoch and win>0 then\n"
+	" local d=redis.call('GET',KEYS[3])\n"
+	" if d then\n"
+	"  local sep=string.find(d,':',1,true)\n"
+	"  if sep and string.sub(d,1,sep-1)==epoch then\n"
+	"   return {1,tonumber(string.sub(d,sep+1)),epoch}\n"
+	"  end\n"
+	" end\n"
+	"end\n"
+	"if not epoch then\n"
+	" epoch=ARGV[7]\n"
+	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[3],'last',0,'top',0)\n"
+	" redis.call('ZADD',KEYS[4],0,ARGV[1])\n"
+	"end\n"
+	"local off=redis.call('HINCRBY',m,'last',1)\n"
+	"if ARGV[8]=='1' then\n"
+	" if tonumber(ARGV[6])>0 then\n"
+	"  redis.call('XADD',KEYS[2],'MAXLEN',ARGV[6],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
+	" else\n"
+	"  redis.call('XADD',KEYS[2],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
+	" end\n"
+	"end\n"
+	"if win>0 then redis.call('SET',KEYS[3],epoch..':'..off,'PX',win) end\n"
+	"if ARGV[9]=='1' then\n"
+	" redis.call('HSET',m,'top',off)\n"
+	" redis.call('PUBLISH',ARGV[10],epoch..'\\n'..off..'\\n'..ARGV[3]..'\\n'..ARGV[4]..'\\n'..ARGV[1]..'\\n'..ARGV[2])\n"
+	"end\n"
+	"return {0,off,epoch}\n";
+
+/* KEYS: meta. ARGV: offset, epoch, channel, payload ('' = none), notice. */
+static const char confirm_lua[] =
+	"if redis.call('HGET',KEYS[1],'epoch')~=ARGV[2] then return 0 end\n"
+	"local off=tonumber(ARGV[1])\n"
+	"local top=tonumber(redis.call('HGET',KEYS[1],'top'))\n"
+	"if off>top then redis.call('HSET',KEYS[1],'top',off) end\n"
+	"if ARGV[4]~='' then redis.call('PUBLISH',ARGV[3],ARGV[4])\n"
+	"elseif off>top then redis.call('PUBLISH',ARGV[3],ARGV[5]) end\n"
+	"return 1\n";
+
+/* The state of topic NAME (meta m, stream s): {epoch, top, low, created, count}. */
+#define TOPIC_STATE_LUA                                                                            \
+	"local function state(m,s)\n"                                                              \
+	" local h=redis.call('HMGET',m,'epoch','top','created')\n"                                 \
+	" if not h[1] then return nil end\n"                                                       \
+	" local top=tonumber(h[2])\n"                                                              \
+	" local low=top+1\n"                                                                       \
+	" local f=redis.call('XRANGE',s,'-','+','COUNT',1)\n"                                      \
+	" if f[1] then local o=tonumber(string.match(f[1][1],'^%d+')) if o<low then low=o end end\n" \
+	" return {h[1],top,low,tonumber(h[3]),redis.call('XLEN',s)}\n"                              \
+	"end\n"
+
+/* KEYS: meta, stream. ARGV: after, limit.
+ * → {0} or {1, epoch, top, low, created, count, entries}. */
+static const char read_lua[] =
+	TOPIC_STATE_LUA
+	"local st=state(KEYS[1],KEYS[2])\n"
+	"if not st then return {0} end\n"
+	"local after=tonumber(ARGV[1])\n"
+	"local ev={}\n"
+	"if after<st[2] then\n"
+	" ev=redis.call('XRANGE',KEYS[2],(after+1)..'-0',st[2]..'-0','COUNT',tonumber(ARGV[2]))\n"
+	"end\n"
+	"return {1,st[1],st[2],st[3],st[4],st[5],ev}\n";
+
+/* KEYS: topics. ARGV: min, max, limit → {{name, epoch, top, low, created, count}, …}. */
+static const char list_lua[] =
+	TOPIC_STATE_LUA
+	"local names=redis.call('ZRANGEBYLEX',KEYS[1],ARGV[1],ARGV[2],'LIMIT',0,tonumber(ARGV[3]))\n"
+	"local out={}\n"
+	"for _,n in ipairs(names) do\n"
+	" local st=state('{t:'..n..'}:m','{t:'..n..'}:s')\n"
+	" if st then table.insert(out,{n,st[1],st[2],st[3],st[4],st[5]}) end\n"
+	"end\n"
+	"return out\n";
+
+/* KEYS: meta, stream, topics. ARGV: name → 0 (absent) or 1. */
+static const char del_lua[] =
+	"if redis.call('EXISTS',KEYS[1])==0 then return 0 end\n"
+	"redis.call('DEL',KEYS[1],KEYS[2])\n"
+	"redis.call('ZREM',KEYS[3],ARGV[1])\n"
+	"return 1\n";
+
+/* KEYS: values hash, key index. ARGV: key, "MS VALUE", then for a
+ * compare-and-set "0" (only if absent) or "1" and the expected VALUE
+ * → 1, or 0 when the stored value differs (nothing written). */
+static const char rput_lua[] =
+	"if ARGV[3] then\n"
+	" local cur=redis.call('HGET',KEYS[1],ARGV[1])\n"
+	" if ARGV[3]=='0' then if cur then return 0 end\n"
+	" else\n"
+	"  if not cur then return 0 end\n"
+	"  local sp=string.find(cur,' ',1,true)\n"
+	"  if not sp or string.sub(cur,sp+1)~=ARGV[4] then return 0 end\n"
+	" end\n"
+	"end\n"
+	"redis.call('HSET',KEYS[1],ARGV[1],ARGV[2])\n"
+	"redis.call('ZADD',KEYS[2],0,ARGV[1])\n"
+	"return 1\n";
+
+/* KEYS: values hash, key index. ARGV: key → 0 (absent) or 1. */
+static const char rdel_lua[] =
+	"if redis.call('HDEL',KEYS[1],ARGV[1])==0 then return 0 end\n"
+	"redis.call('ZREM',KEYS[2],ARGV[1])\n"
+	"return 1\n";
+
+/* KEYS: values hash, key index. ARGV: min, max, limit → {keys, values}. */
+static const char rlist_lua[] =
+	"local k=redis.call('ZRANGEBYLEX',KEYS[2],ARGV[1],ARGV[2],'LIMIT',0,tonumber(ARGV[3]))\n"
+	"if #k==0 then return {{},{}} end\n"
+	"return {k,redis.call('HMGET',KEYS[1],unpack(k))}\n";
+
+const char *const hd_redis_scripts_text[S_COUNT] = {
+	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
+};
