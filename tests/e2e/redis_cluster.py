@@ -146,7 +146,7 @@ class Cluster:
 
     def node_args(self):
         return ["--engine", "redis", "--redis-url", f"redis://127.0.0.1:{self.primary.port}",
-                "--redis-durability", self.durability, "--redis-wait-timeout", "300ms",
+                "--redis-durability", self.durability, "--redis-wait-timeout", "1s",
                 *self.args]
 
     def node(self, name):
@@ -240,7 +240,7 @@ class SentinelCluster(Cluster):
     def node_args(self):
         addrs = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return ["--engine", "redis", "--redis-sentinel", addrs, "--redis-master-name", "herald",
-                "--redis-durability", self.durability, "--redis-wait-timeout", "300ms",
+                "--redis-durability", self.durability, "--redis-wait-timeout", "1s",
                 *self.args]
 
     def stop(self):
