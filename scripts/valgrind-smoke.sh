@@ -30,11 +30,14 @@ curl -sf -H 'Content-Type: application/cloudevents-batch+json' \
 curl -sf "$URL/v1/topics/smoke/events?after=0" | grep -q '"offset":3'
 curl -sf "$URL/v1/topics/smoke/events?after=3&wait=1" >/dev/null
 curl -s --max-time 2 "$URL/v1/topics/smoke/sse?after=0" | grep -q '^id: 3' 
-/usr/bin/python3 - "$PORT" <<'PY'
+EPOCH=$(curl -sf "$URL/v1/topics/smoke/events?after=0" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["epoch"])')
+/usr/bin/python3 - "$PORT" "$EPOCH" <<'PY'
 import asyncio, json, sys, websockets
 async def go():
     async with websockets.connect(f"ws://127.0.0.1:{sys.argv[1]}/connection/websocket") as ws:
-        await ws.send('{"connect":{},"id":1}\n{"subscribe":{"channel":"smoke","recover":true,"offset":1},"id":2}')
+        # A recover past offset 0 needs the topic's epoch (docs/websocket.md).
+        sub = {"channel": "smoke", "recover": True, "offset": 1, "epoch": sys.argv[2]}
+        await ws.send('{"connect":{},"id":1}\n' + json.dumps({"subscribe": sub, "id": 2}))
         await ws.recv()
         sub = json.loads(await ws.recv())["subscribe"]
         assert sub["recovered"] and len(sub["publications"]) == 2, sub
