@@ -417,7 +417,7 @@ static struct session *session_new(struct hd_ws_edge *e, struct hd_http_request 
 	s->req = req;
 	s->format = f;
 	s->carrier = c;
-	s->codec = &hd_ws_output_codecs[s->format];
+	s->codec = hd_centrifuge_codec_of((enum hd_centrifuge_format)f);
 	hd_uuid_v4(s->conn.id);
 	s->conn.transport = hd_ws_edge_carrier_names[c];
 	snprintf(s->conn.remote, sizeof(s->conn.remote), "%s", req->remote);

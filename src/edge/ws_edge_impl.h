@@ -33,6 +33,7 @@
 #include "http/query.h"
 #include "http/websocket.h"
 #include "proto/centrifuge.h"
+#include "proto/centrifuge_codec.h"
 #include "proto/centrifuge_pb.h"
 #include "proto/cloudevent.h"
 #include "proto/fossil.h"
@@ -63,7 +64,7 @@ struct session;
  * (the centrifuge-protobuf subprotocol or ?format=protobuf). The session
  * runs the same commands for both; only decoding and these encoders differ.
  */
-enum format { F_JSON, F_PB, F_COUNT };
+enum format { F_JSON = HD_CENTRIFUGE_FORMAT_JSON, F_PB = HD_CENTRIFUGE_FORMAT_PROTOBUF, F_COUNT };
 
 /*
  * What carries a session (ws_edge.h): a WebSocket (frames both ways), or
@@ -77,26 +78,7 @@ enum format { F_JSON, F_PB, F_COUNT };
 enum carrier { C_WS, C_STREAM, C_SSE, C_COUNT };
 
 
-struct codec {
-	uint8_t opcode;            /* HD_WEBSOCKET_TEXT or _BINARY */
-	int (*decode)(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err);
-	int (*reply_error)(struct hd_buf *b, uint32_t id, uint32_t code, const char *message, bool temporary);
-	int (*reply_empty)(struct hd_buf *b, uint32_t id, enum hd_centrifuge_method m);
-	int (*reply_connect)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_connect_result *r);
-	int (*reply_subscribe)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_sub_result *r);
-	int (*reply_history)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_pub *pubs, size_t n,
-			     const char *epoch, uint64_t offset);
-	int (*reply_presence)(struct hd_buf *b, uint32_t id, const struct hd_centrifuge_client_info *c, size_t n);
-	int (*reply_presence_stats)(struct hd_buf *b, uint32_t id, uint32_t clients, uint32_t users);
-	int (*reply_sub_refresh)(struct hd_buf *b, uint32_t id, bool expires, uint32_t ttl);
-	int (*reply_refresh)(struct hd_buf *b, uint32_t id, const char *client, const char *version, bool expires,
-			     uint32_t ttl);
-	int (*push_pub)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_pub *pub);
-	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
-	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
-	int (*push_disconnect)(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
-	int (*reply_rpc)(struct hd_buf *b, uint32_t id, const char *data, size_t n);
-};
+
 
 
 /* One subscription. Server-side ones (user:U, token channels) are made at
@@ -167,7 +149,7 @@ struct session {
 	struct hd_websocket_decoder *dec;
 	enum format format;
 	enum carrier carrier;
-	const struct codec *codec;     /* &hd_ws_output_codecs[format] */
+	const struct hd_centrifuge_codec *codec; /* hd_centrifuge_codec_of(format) */
 	char token[37];                /* emulation: the session id /emulation names (secret) */
 	uv_timer_t timer;              /* timer.data = this; its close callback frees */
 	struct session *prev, *next;   /* in edge->sessions while req is set */
@@ -215,7 +197,6 @@ struct hd_ws_edge {
 };
 
 extern const char *const hd_ws_edge_carrier_names[C_COUNT];
-extern const struct codec hd_ws_output_codecs[F_COUNT];
 
 /* ws_edge.c */
 int64_t hd_ws_edge_mono(void);

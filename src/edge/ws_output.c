@@ -9,24 +9,6 @@
  */
 #include "edge/ws_edge_impl.h"
 
-static int pb_decode(const char *p, size_t n, struct hd_centrifuge_command *cmd, struct hd_error *err)
-{
-	return hd_centrifuge_pb_decode((const uint8_t *)p, n, cmd, err);
-}
-
-const struct codec hd_ws_output_codecs[F_COUNT] = {
-	[F_JSON] = {HD_WEBSOCKET_TEXT, hd_centrifuge_decode, hd_centrifuge_reply_error, hd_centrifuge_reply_empty,
-		    hd_centrifuge_reply_connect, hd_centrifuge_reply_subscribe, hd_centrifuge_reply_history,
-		    hd_centrifuge_reply_presence, hd_centrifuge_reply_presence_stats,
-		    hd_centrifuge_reply_sub_refresh, hd_centrifuge_reply_refresh,
-		    hd_centrifuge_push_pub, hd_centrifuge_push_join, hd_centrifuge_push_leave,
-		    hd_centrifuge_push_disconnect, hd_centrifuge_reply_rpc},
-	[F_PB] = {HD_WEBSOCKET_BINARY, pb_decode, hd_centrifuge_pb_reply_error, hd_centrifuge_pb_reply_empty,
-		  hd_centrifuge_pb_reply_connect, hd_centrifuge_pb_reply_subscribe, hd_centrifuge_pb_reply_history,
-		  hd_centrifuge_pb_reply_presence, hd_centrifuge_pb_reply_presence_stats,
-		  hd_centrifuge_pb_reply_sub_refresh, hd_centrifuge_pb_reply_refresh, hd_centrifuge_pb_push_pub, hd_centrifuge_pb_push_join,
-		  hd_centrifuge_pb_push_leave, hd_centrifuge_pb_push_disconnect, hd_centrifuge_pb_reply_rpc},
-};
 /* ---- Output ------------------------------------------------------------- */
 
 /* One encoded message payload[0, n) of format f as carrier c sends it,
@@ -38,7 +20,7 @@ struct hd_rcbuf *hd_ws_output_carrier_frame(enum carrier c, enum format f, const
 	const char *pre = "", *post = "";
 	size_t hl = 0;
 	if (c == C_WS) {
-		hl = hd_websocket_frame_header(head, hd_ws_output_codecs[f].opcode, n);
+		hl = hd_websocket_frame_header(head, f == F_PB ? HD_WEBSOCKET_BINARY : HD_WEBSOCKET_TEXT, n);
 	} else if (c == C_SSE) {
 		pre = "data: "; /* JSON only: a reply has no raw newline */
 		post = "\n\n";
@@ -142,7 +124,7 @@ static struct hd_rcbuf *push_frame(struct hd_ws_edge *e, const char *topic,
 	struct hd_centrifuge_pub pub = {.data = ev->json->data, .len = ev->json->len, .offset = ev->offset,
 				       .payload = hd_ws_output_topic_payload(e, topic)};
 	hd_buf_init(&b, ev->json->len + 1024);
-	hd_ws_output_codecs[fmt].push_pub(&b, topic, &pub);
+	hd_centrifuge_codec_of((enum hd_centrifuge_format)fmt)->push_pub(&b, topic, &pub);
 	struct hd_rcbuf *f = hd_ws_output_carrier_frame(car, fmt, b.data, b.len);
 	hd_buf_fini(&b);
 	hd_metrics_inc(HD_M_ws_push_encodes_total);
@@ -189,7 +171,7 @@ static struct hd_rcbuf *delta_frame(struct hd_ws_edge *e, const char *topic, con
 		}
 	}
 	hd_buf_init(&b, 6 * ev->json->len + 1024); /* a JSON string escapes each byte to at most 6 */
-	hd_ws_output_codecs[fmt].push_pub(&b, topic, &pub);
+	hd_centrifuge_codec_of((enum hd_centrifuge_format)fmt)->push_pub(&b, topic, &pub);
 	struct hd_rcbuf *f = hd_ws_output_carrier_frame(car, fmt, b.data, b.len);
 	hd_buf_fini(&b);
 	hd_buf_fini(&d);
