@@ -8,20 +8,13 @@ so herald's CORS support is exercised too).
 
 The page takes commands from the test (GET /cmd, held until one is queued)
 and reports what it sees (POST /report, in order)."""
-import http.server
 import json
-import queue
-import shutil
-import subprocess
-import threading
-import time
 
+from browser_page import PageServer, chromium
 from conftest import per_test_timeout, publish_ce
 from wsclient import SECRET, token, ws_url
 
 _timeout = per_test_timeout(150)
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>herald browser test</title>
 <script>
@@ -84,82 +77,18 @@ loop();
 </script>"""
 
 
-class PageServer:
-    """Serves the page, hands out commands and collects reports."""
-
-    def __init__(self, cfg):
-        self.cmds = queue.Queue()
-        self.reports = queue.Queue()
-        self.backlog = []
-        page = (PAGE % {"cfg": json.dumps(cfg)}).encode()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, body, ctype="text/plain"):
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                if self.path == "/":
-                    self._send(page, "text/html; charset=utf-8")
-                elif self.path == "/cmd":
-                    try:
-                        cmd = outer.cmds.get(timeout=20)
-                    except queue.Empty:
-                        cmd = "noop"
-                    self._send(cmd.encode())
-                else:
-                    self.send_error(404)
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", 0))
-                outer.reports.put(json.loads(self.rfile.read(n)))
-                self._send(b"ok")
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-
-    def expect(self, pred, timeout=15.0, what="report"):
-        """The first report (in arrival order) matching pred; reports that
-        do not match stay for later calls."""
-        for i, m in enumerate(self.backlog):
-            if pred(m):
-                return self.backlog.pop(i)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                m = self.reports.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                raise AssertionError(f"timed out waiting for {what}; have {self.backlog}")
-            if pred(m):
-                return m
-            self.backlog.append(m)
-
-    def collect(self, ev, n, timeout=15.0):
-        return [self.expect(lambda m: m["ev"] == ev, timeout, f"{n} {ev}") for _ in range(n)]
-
-    def close(self):
-        self.httpd.shutdown()
+def page_server(cfg):
+    return PageServer(PAGE % {"cfg": json.dumps(cfg)})
 
 
-def chromium(url, profile):
-    return subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def collect(srv, ev, n, timeout=15.0):
+    return [srv.expect(lambda m: m["ev"] == ev, timeout, f"{n} {ev}") for _ in range(n)]
 
 
 def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
     h = herald_factory(args=["--jwt-secret", SECRET, "--sse-retry", "200ms", "--cors-origins", "*"],
                        config="[namespace short]\nretention-max-count = 2\n")
-    srv = PageServer({"ws": ws_url(h), "token": token("u5"), "topic": "web",
+    srv = page_server({"ws": ws_url(h), "token": token("u5"), "topic": "web",
                       "sse": h.topic_url("web", "/sse") + "?after=0"})
     browser = chromium(srv.url, tmp_path / "profile")
     try:
@@ -169,7 +98,7 @@ def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
         srv.expect(lambda m: m["ev"] == "subscribed")
         srv.expect(lambda m: m["ev"] == "sse_open")
         publish_ce(h, "web", 1, 3)
-        ws_got = [(m["offset"], m["id"]) for m in srv.collect("pub", 3)]
+        ws_got = [(m["offset"], m["id"]) for m in collect(srv, "pub", 3)]
         # WebSocket: close, publish meanwhile, reopen with recovery.
         srv.cmds.put("ws_close")
         srv.expect(lambda m: m["ev"] == "closed")
@@ -177,7 +106,7 @@ def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
         srv.cmds.put("ws_open")
         m = srv.expect(lambda m: m["ev"] == "subscribed")
         assert m["recovered"] and m["was"], m
-        ws_got += [(m["offset"], m["id"]) for m in srv.collect("pub", 2)]
+        ws_got += [(m["offset"], m["id"]) for m in collect(srv, "pub", 2)]
         # A herald restart: both come back (EventSource by itself, with Last-Event-ID).
         h.stop()
         srv.expect(lambda m: m["ev"] == "closed")
@@ -186,7 +115,7 @@ def test_browser_websocket_and_eventsource(herald_factory, tmp_path):
         srv.cmds.put("ws_open")
         m = srv.expect(lambda m: m["ev"] == "subscribed")
         assert m["recovered"], m
-        ws_got += [(m["offset"], m["id"]) for m in srv.collect("pub", 2)]
+        ws_got += [(m["offset"], m["id"]) for m in collect(srv, "pub", 2)]
         assert ws_got == [(i, f"e{i}") for i in range(1, 8)]
         sse = []
         while len(sse) < 7:
@@ -205,7 +134,7 @@ def test_browser_told_when_history_is_gone(herald_factory, tmp_path):
     h = herald_factory(args=["--jwt-secret", SECRET, "--sse-retry", "200ms", "--cors-origins", "*"],
                        config="[namespace short]\nretention-max-count = 2\n")
     publish_ce(h, "short:b", 1, 6)
-    srv = PageServer({"ws": ws_url(h), "token": token("u5"), "topic": "short:b",
+    srv = page_server({"ws": ws_url(h), "token": token("u5"), "topic": "short:b",
                       "sse": h.topic_url("short:b", "/sse") + "?after=1"})
     browser = chromium(srv.url, tmp_path / "profile")
     try:

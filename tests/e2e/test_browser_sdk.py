@@ -12,23 +12,17 @@ bundles set globalThis.Centrifuge (the class); the page keeps each under its own
 (CFJSON, CFPB) as it loads them. The page takes commands from the test
 (GET /cmd, JSON, held until one is queued) and reports what its clients see
 (POST /report, in order), each report naming the client."""
-import http.server
 import json
 import os
-import queue
-import shutil
-import subprocess
-import threading
-import time
 
 import pytest
 
+from browser_page import PageServer, chromium
 from conftest import per_test_timeout, structured
 from wsclient import SECRET, token, ws_url
 
 _timeout = per_test_timeout(90)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js", "node_modules",
                     "centrifuge", "dist")
 BUNDLES = {"/centrifuge.js": "centrifuge.js", "/centrifuge.protobuf.js": "centrifuge.protobuf.js"}
@@ -92,75 +86,18 @@ loop();
 </script>"""
 
 
-class PageServer:
-    """Serves the page and the SDK bundles, hands out commands (JSON) and
-    collects reports."""
+class SdkPage(PageServer):
+    """The page with the SDK bundles; commands are JSON objects {op, …}."""
 
     def __init__(self, cfg):
-        self.cmds = queue.Queue()
-        self.reports = queue.Queue()
-        self.backlog = []
-        page = (PAGE % {"cfg": json.dumps(cfg)}).encode()
         files = {}
         for path, name in BUNDLES.items():
             with open(os.path.join(DIST, name), "rb") as f:
-                files[path] = f.read()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, body, ctype="text/plain"):
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                if self.path == "/":
-                    self._send(page, "text/html; charset=utf-8")
-                elif self.path in files:
-                    self._send(files[self.path], "text/javascript; charset=utf-8")
-                elif self.path == "/cmd":
-                    try:
-                        cmd = outer.cmds.get(timeout=20)
-                    except queue.Empty:
-                        cmd = {"op": "noop"}
-                    self._send(json.dumps(cmd).encode(), "application/json")
-                else:
-                    self.send_error(404)
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", 0))
-                outer.reports.put(json.loads(self.rfile.read(n)))
-                self._send(b"ok")
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+                files[path] = (f.read(), "text/javascript; charset=utf-8")
+        super().__init__(PAGE % {"cfg": json.dumps(cfg)}, files, noop={"op": "noop"})
 
     def cmd(self, op, **kw):
         self.cmds.put(dict(op=op, **kw))
-
-    def expect(self, pred, timeout=15.0, what="report"):
-        """The first report (in arrival order) matching pred; reports that
-        do not match stay for later calls."""
-        for i, m in enumerate(self.backlog):
-            if pred(m):
-                return self.backlog.pop(i)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                m = self.reports.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                raise AssertionError(f"timed out waiting for {what}; have {self.backlog}")
-            if pred(m):
-                return m
-            self.backlog.append(m)
 
     def ev(self, name, ev, timeout=15.0):
         return self.expect(lambda m: m.get("c") == name and m["ev"] == ev, timeout, f"{name} {ev}")
@@ -168,22 +105,14 @@ class PageServer:
     def pubs(self, name, n, timeout=15.0):
         return [self.ev(name, "pub", timeout) for _ in range(n)]
 
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
-
 
 class Browser:
     """A page in headless Chromium with its server; quits and joins both."""
 
     def __init__(self, h, tmp_path, topic):
         base = f"http://127.0.0.1:{h.port}"
-        self.srv = PageServer({"ws": ws_url(h), "http": base, "token": token("u7"), "topic": topic})
-        self.proc = subprocess.Popen([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                      "--no-first-run", "--disable-extensions",
-                                      f"--user-data-dir={tmp_path / 'profile'}", self.srv.url],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.srv = SdkPage({"ws": ws_url(h), "http": base, "token": token("u7"), "topic": topic})
+        self.proc = chromium(self.srv.url, tmp_path / "profile")
         try:
             m = self.srv.expect(lambda m: m["ev"] == "loaded", timeout=30, what="page loaded")
             assert m == {"ev": "loaded", "json": "function", "pb": "function", "distinct": True}, m
