@@ -8,6 +8,9 @@
 #include "core/config.h"
 #include "http/forwarded.h"
 #include "net/tls.h"
+#include "push/push.h"
+
+#include <uv.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,24 @@ static bool host_port(const char *s)
 		return false;
 	port = strtol(colon + 1, &end, 10);
 	return *end == '\0' && port >= 0 && port <= 65535;
+}
+
+/* The push providers as serve makes them (APNs key, FCM service account,
+ * VAPID key read and checked), on a loop of their own that is run until
+ * their handles are closed; nothing is sent. */
+static int check_push(const struct hd_config *cfg, struct hd_error *err)
+{
+	struct hd_push *push = NULL;
+	uv_loop_t loop;
+	int rc;
+
+	if (uv_loop_init(&loop))
+		return hd_error_set(err, HD_EIO, "cannot make an event loop");
+	rc = hd_push_new(&loop, cfg, NULL, NULL, &push, err);
+	hd_push_free(push);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	return rc;
 }
 
 /* Everything serve checks before it opens the store; 0 or HD_ECONFIG. */
@@ -75,7 +96,7 @@ static int check(const struct hd_config *cfg, struct hd_error *err)
 				      err);
 	}
 	hd_keys_free(ks);
-	return rc;
+	return rc ? rc : check_push(cfg, err);
 }
 
 int hd_check_config_cmd_run(int argc, char **argv)

@@ -6,6 +6,7 @@ The package is built from the binary under test, unpacked into a scratch
 root with dpkg-deb -x (never installed into this system), its binary is
 started, answers /healthz to curl, stops cleanly, and the root is removed.
 """
+import json
 import os
 import re
 import shutil
@@ -124,6 +125,9 @@ def test_check_config(tmp_path):
         "tls-listen = 127.0.0.1:8443\n": "tls-listen needs tls-cert and tls-key",
         "jwt-public-key = /nonexistent.pem\n": "nonexistent",
         "[key ops]\nhash = sha256:zz\nscopes = admin\n": "ops",
+        "push-apns-key-file = /nonexistent.p8\npush-apns-key-id = K\npush-apns-team-id = T\n"
+        "push-apns-topic = com.example\n": "/nonexistent.p8",
+        f"push-vapid-private-key-file = {ok}\npush-vapid-subject = mailto:ops@example.com\n": "VAPID key",
     }
     for body, reason in cases.items():
         bad = tmp_path / "bad.conf"
@@ -131,6 +135,12 @@ def test_check_config(tmp_path):
         r = run([BIN, "check-config", str(bad)])
         assert r.returncode == 1, (body, r.stdout, r.stderr)
         assert reason in r.stderr, (body, r.stderr)
+    vapid = json.loads(run([BIN, "push", "vapid-keys", "--json"]).stdout)["privateKey"]
+    (tmp_path / "vapid.key").write_text(vapid + "\n")
+    ok.write_text(f"push-vapid-private-key-file = {tmp_path / 'vapid.key'}\n"
+                  "push-vapid-subject = mailto:ops@example.com\n")
+    r = run([BIN, "check-config", str(ok)])
+    assert r.returncode == 0 and r.stdout.strip() == f"{ok}: ok", r.stderr
     r = run([BIN, "check-config", str(tmp_path / "missing.conf")])
     assert r.returncode == 1 and "cannot open" in r.stderr
     assert run([BIN, "check-config"]).returncode == 2
