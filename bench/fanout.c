@@ -62,7 +62,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define FO_READ_BUF (64 * 1024)
@@ -96,6 +98,7 @@ static struct {
 	int subscribe_timeout_s;
 	bool idle;
 	bool protobuf;     /* herald WS: the protobuf format (?format=protobuf, binary frames) */
+	int port_lo, port_hi; /* --source-ports: subscribers bind these source ports in turn */
 	double hold;       /* idle: seconds to keep the connections open after measuring */
 	int pids[FO_PIDS_MAX];
 	int npids;
@@ -865,18 +868,62 @@ static void on_sub_connect(uv_connect_t *req, int status)
 		sub_close(c, &st.handshake_errors);
 }
 
+/*
+ * --source-ports: a socket bound to the next free port of the range, or
+ * -errno. Linux picks an ephemeral port for connect() by scanning the even
+ * ports first, then the odd ones, checking each against the connections to
+ * the same destination; once about half the range is taken, every further
+ * connect() scans thousands of ports (in one trial 74% of this process's
+ * CPU went to __inet_hash_connect and __inet_check_established for 19,500
+ * connects). Real clients each open a connection or two, so that cost
+ * belongs to this generator, not to the server; walking an explicit range
+ * makes each bind one hash lookup. A port some other socket holds
+ * (EADDRINUSE) is skipped; at most one pass over the range.
+ */
+static int next_source_port;
+
+static int bound_socket(const struct sockaddr_in *dst)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, span = opt.port_hi - opt.port_lo + 1, rc = -EADDRINUSE;
+	if (fd < 0)
+		return -errno;
+	/* Lets a port still in TIME_WAIT from an earlier run be bound again. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	for (int tries = 0; tries < span && rc == -EADDRINUSE; tries++) {
+		struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr = dst->sin_addr};
+		if (next_source_port < opt.port_lo || next_source_port > opt.port_hi)
+			next_source_port = opt.port_lo;
+		src.sin_port = htons((uint16_t)next_source_port++);
+		rc = bind(fd, (const struct sockaddr *)&src, sizeof(src)) ? -errno : 0;
+	}
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 static void connect_more(void)
 {
 	while (next_to_connect < opt.subs && connecting < opt.max_connecting) {
 		struct fo_sub *c = &subs[next_to_connect++];
 		struct sockaddr_in sa;
+		int rc = 0;
 		uv_ip4_addr(opt.host, opt.port, &sa);
 		uv_tcp_init(loop, &c->tcp);
 		c->tcp.data = c;
 		c->creq.data = c;
 		c->state = SUB_CONNECTING;
 		connecting++;
-		int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&sa, on_sub_connect);
+		if (opt.port_lo) {
+			int fd = bound_socket(&sa);
+			rc = fd < 0 ? uv_translate_sys_error(-fd) : uv_tcp_open(&c->tcp, fd);
+			if (rc && fd >= 0)
+				close(fd);
+		}
+		if (!rc)
+			rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&sa, on_sub_connect);
 		if (rc) {
 			if (st.connect_errors < 5)
 				fprintf(stderr, "fanout: connect: %s\n", uv_strerror(rc));
@@ -1221,6 +1268,8 @@ static void usage(void)
 		"  --hold S           idle: keep the connections S more seconds\n"
 		"  --server-pids L    comma-separated PIDs for RSS and CPU (/proc)\n"
 		"  --max-connecting N handshakes in flight (256)\n"
+		"  --source-ports L-H subscribers bind source ports L..H in turn (default: the kernel's\n"
+		"                     ephemeral choice, slow past half the range to one destination)\n"
 		"  --settle-ms MS     pause after the last subscribe (500)\n"
 		"  --label TEXT       copied into the result line\n");
 	exit(2);
@@ -1258,7 +1307,11 @@ int main(int argc, char **argv)
 			opt.max_connecting = atoi(v);
 		else if (ARG("--settle-ms"))
 			opt.settle_ms = atoi(v);
-		else if (ARG("--label"))
+		else if (ARG("--source-ports")) {
+			if (sscanf(v, "%d-%d", &opt.port_lo, &opt.port_hi) != 2 || opt.port_lo < 1 ||
+			    opt.port_hi > 65535 || opt.port_lo > opt.port_hi)
+				usage();
+		} else if (ARG("--label"))
 			opt.label = v;
 		else if (ARG("--server-pids")) {
 			for (const char *p = v; *p && opt.npids < FO_PIDS_MAX;) {
