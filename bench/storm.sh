@@ -30,7 +30,8 @@
 #   SCENARIOS    which to run ("longpoll ws c": the long-polls, the Python
 #                WebSockets, the C client's WebSockets)
 #   CONNECT_BATCH   herald-fanout --connect-batch (64)
-#   SOURCE_PORTS    herald-fanout --source-ports (10000-32767: below the
+#   SOURCE_PORTS    the WebSocket clients' source ports (storm.py and
+#                   herald-fanout --source-ports; 10000-32767: below the
 #                   kernel's ephemeral range, so other programs' ports are
 #                   left alone)
 set -eu
@@ -95,7 +96,8 @@ fi
 if want ws; then
   echo "== storm: $WS_CLIENTS WebSocket clients at once (JWT, subscribe; backlog $BACKLOG)" >&2
   start
-  $PY bench/storm.py --port "$PORT" --kind ws -n "$WS_CLIENTS" --secret "$SECRET" --timeout 120
+  $PY bench/storm.py --port "$PORT" --kind ws -n "$WS_CLIENTS" --secret "$SECRET" --timeout 120 \
+    --source-ports "$SOURCE_PORTS"
   stop
 fi
 if want c && [ -x "$FANOUT" ]; then
