@@ -51,6 +51,8 @@
  *
  * Output: one JSON line on stdout per run; progress on stderr.
  */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <uv.h>
 
 #include <errno.h>
@@ -62,7 +64,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define FO_READ_BUF (64 * 1024)
@@ -96,6 +100,9 @@ static struct {
 	int subscribe_timeout_s;
 	bool idle;
 	bool protobuf;     /* herald WS: the protobuf format (?format=protobuf, binary frames) */
+	int port_lo, port_hi; /* --source-ports: subscribers bind these source ports in turn */
+	int connect_batch; /* connect() calls per loop turn; 0 = as many as --max-connecting allows */
+	const char *jwt_secret; /* herald WS: connect with an HS256 token (sub "u<index>") */
 	double hold;       /* idle: seconds to keep the connections open after measuring */
 	int pids[FO_PIDS_MAX];
 	int npids;
@@ -174,6 +181,9 @@ struct fo_sub {
 	uint32_t flen;
 	uint64_t next_seq; /* the lowest sequence not yet received */
 	uint64_t seen;     /* bit i: next_seq + 1 + i was received (reordering) */
+	/* µs since the start: connect() called, TCP connected, 101 read,
+	 * subscribe reply read (the phases of the connect report). */
+	uint32_t us_start, us_conn, us_up, us_sub;
 };
 
 struct fo_pub {
@@ -197,6 +207,7 @@ static struct fo_pub pubs[FO_PUBS_MAX];
 static char readbuf[FO_READ_BUF];
 static bool readbuf_busy;
 static uv_timer_t tick_timer, phase_timer;
+static uv_idle_t connect_idle; /* --connect-batch: the next batch after this loop turn's I/O */
 static enum fo_phase phase = PH_CONNECT;
 static const char *sub_path, *pub_path;
 static char sub_request[1024];
@@ -221,9 +232,16 @@ static uint64_t oldest; /* the oldest message not yet done */
 static uint64_t rss_before_kb, rss_after_kb;
 static uint64_t srv_cpu_t0, srv_cpu_t1; /* clock ticks */
 static struct rusage ru0, ru1;
+static struct rusage ru_start, ru_connected;      /* the connect phase, this process */
+static uint64_t srv_cpu_start, srv_cpu_connected; /* the connect phase, the servers (ticks) */
 
 static void pump(void);
 static void finish(void);
+
+static uint32_t since_start_us(void)
+{
+	return (uint32_t)((uv_hrtime() - start_ns) / 1000);
+}
 
 static uint32_t rnd32(void)
 {
@@ -396,6 +414,7 @@ static void sub_close(struct fo_sub *c, uint64_t *counter)
 
 static void sub_live(struct fo_sub *c)
 {
+	c->us_sub = since_start_us();
 	c->state = SUB_LIVE;
 	live++;
 	sub_mark_done(true);
@@ -708,9 +727,58 @@ static size_t sse_lines(struct fo_sub *c, const char *p, size_t len)
 	return off;
 }
 
+/* base64url without padding of [p, p+n) into out (room for 4*n/3+4). */
+static size_t b64url(char *out, const unsigned char *p, size_t n)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t o = 0, i = 0;
+	for (; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[(v >> 12) & 63];
+		out[o++] = tab[(v >> 6) & 63];
+		out[o++] = tab[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+		out[o++] = tab[v >> 18];
+		out[o++] = tab[(v >> 12) & 63];
+		if (i + 1 < n)
+			out[o++] = tab[(v >> 6) & 63];
+	}
+	return o;
+}
+
+/* The connect + subscribe commands with an HS256 token whose sub is
+ * "u<index>" (as bench/storm.py makes them); minted per connection, so
+ * the client pays for it here instead of ahead of time. */
+static size_t jwt_hello(char *out, size_t cap, long index)
+{
+	char payload[64], token[512];
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned maclen = 0;
+	size_t t = (size_t)snprintf(token, sizeof(token), "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.");
+	int pl = snprintf(payload, sizeof(payload), "{\"sub\":\"u%ld\"}", index);
+	t += b64url(token + t, (const unsigned char *)payload, (size_t)pl);
+	HMAC(EVP_sha256(), opt.jwt_secret, (int)strlen(opt.jwt_secret), (const unsigned char *)token, t,
+	     mac, &maclen);
+	token[t++] = '.';
+	t += b64url(token + t, mac, maclen);
+	return (size_t)snprintf(out, cap,
+				"{\"connect\":{\"token\":\"%.*s\"},\"id\":1}\n"
+				"{\"subscribe\":{\"channel\":\"bench\"},\"id\":2}",
+				(int)t, token);
+}
+
 static void sub_start_protocol(struct fo_sub *c)
 {
-	if (opt.proto == FO_WS && opt.target == FO_HERALD) {
+	if (opt.proto == FO_WS && opt.target == FO_HERALD && opt.jwt_secret) {
+		char hello[1024];
+		size_t n = jwt_hello(hello, sizeof(hello), (long)(c - subs));
+		c->state = SUB_SUBSCRIBING;
+		if (n >= sizeof(hello) || ws_send(c, 1, hello, n))
+			sub_close(c, &st.handshake_errors);
+	} else if (opt.proto == FO_WS && opt.target == FO_HERALD) {
 		static const char hello[] = "{\"connect\":{},\"id\":1}\n{\"subscribe\":{\"channel\":\"bench\"},\"id\":2}";
 		/* The same two Commands, delimited: {id 1, connect {}}, {id 2,
 		 * subscribe {channel "bench"}}. */
@@ -745,6 +813,7 @@ static size_t sub_head(struct fo_sub *c, const char *p, size_t len)
 		sub_close(c, &st.handshake_errors);
 		return len;
 	}
+	c->us_up = since_start_us();
 	if (opt.proto == FO_SSE) {
 		/* Only identity bodies are read (see the file header). */
 		for (const char *q = p; q < e; q++)
@@ -858,6 +927,7 @@ static void on_sub_connect(uv_connect_t *req, int status)
 		return;
 	}
 	c->state = SUB_HEAD;
+	c->us_conn = since_start_us();
 	int rc = write_copy((uv_stream_t *)&c->tcp, sub_request, sub_request_len);
 	if (!rc)
 		rc = uv_read_start((uv_stream_t *)&c->tcp, on_sub_alloc, on_sub_read);
@@ -865,18 +935,82 @@ static void on_sub_connect(uv_connect_t *req, int status)
 		sub_close(c, &st.handshake_errors);
 }
 
+/*
+ * --source-ports: a socket bound to the next free port of the range, or
+ * -errno. Linux picks an ephemeral port for connect() by scanning the even
+ * ports first, then the odd ones, checking each against the connections to
+ * the same destination; once about half the range is taken, every further
+ * connect() scans thousands of ports (in one trial 74% of this process's
+ * CPU went to __inet_hash_connect and __inet_check_established for 19,500
+ * connects). Real clients each open a connection or two, so that cost
+ * belongs to this generator, not to the server; walking an explicit range
+ * makes each bind one hash lookup. A port some other socket holds
+ * (EADDRINUSE) is skipped; at most one pass over the range.
+ */
+static int next_source_port;
+
+static int bound_socket(const struct sockaddr_in *dst)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, span = opt.port_hi - opt.port_lo + 1, rc = -EADDRINUSE;
+	if (fd < 0)
+		return -errno;
+	/* Lets a port still in TIME_WAIT from an earlier run be bound again. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	for (int tries = 0; tries < span && rc == -EADDRINUSE; tries++) {
+		struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr = dst->sin_addr};
+		if (next_source_port < opt.port_lo || next_source_port > opt.port_hi)
+			next_source_port = opt.port_lo;
+		src.sin_port = htons((uint16_t)next_source_port++);
+		rc = bind(fd, (const struct sockaddr *)&src, sizeof(src)) ? -errno : 0;
+	}
+	if (rc) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static void on_connect_idle(uv_idle_t *h)
+{
+	uv_idle_stop(h);
+	connect_more();
+}
+
+/*
+ * Starts connects while --max-connecting allows. With --connect-batch B,
+ * at most B per loop turn: the rest wait until the loop has handled the
+ * I/O that is ready, so that a client whose connect completed sends its
+ * request at once, as 19,500 separate clients would, instead of after all
+ * the other connect() calls of this process (which, on loopback, each run
+ * the whole TCP handshake in the kernel: seconds for 19,500).
+ */
 static void connect_more(void)
 {
+	int started = 0;
 	while (next_to_connect < opt.subs && connecting < opt.max_connecting) {
+		if (opt.connect_batch && started++ == opt.connect_batch) {
+			uv_idle_start(&connect_idle, on_connect_idle);
+			return;
+		}
 		struct fo_sub *c = &subs[next_to_connect++];
 		struct sockaddr_in sa;
+		int rc = 0;
 		uv_ip4_addr(opt.host, opt.port, &sa);
 		uv_tcp_init(loop, &c->tcp);
 		c->tcp.data = c;
 		c->creq.data = c;
 		c->state = SUB_CONNECTING;
+		c->us_start = since_start_us();
 		connecting++;
-		int rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&sa, on_sub_connect);
+		if (opt.port_lo) {
+			int fd = bound_socket(&sa);
+			rc = fd < 0 ? uv_translate_sys_error(-fd) : uv_tcp_open(&c->tcp, fd);
+			if (rc && fd >= 0)
+				close(fd);
+		}
+		if (!rc)
+			rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&sa, on_sub_connect);
 		if (rc) {
 			if (st.connect_errors < 5)
 				fprintf(stderr, "fanout: connect: %s\n", uv_strerror(rc));
@@ -1081,6 +1215,8 @@ static void on_tick(uv_timer_t *t)
 		}
 		if (sub_done >= opt.subs) {
 			connect_done_ns = now;
+			getrusage(RUSAGE_SELF, &ru_connected);
+			srv_cpu_connected = servers_cpu_ticks();
 			if (!subscribed) {
 				fprintf(stderr, "fanout: no subscriber; nothing to measure\n");
 				finish();
@@ -1157,6 +1293,67 @@ static double secs(const struct timeval *a, const struct timeval *b)
 	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_usec - a->tv_usec) / 1e6;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The p-th percentile of v[0..n) in ms (sorts v). */
+static double pct_ms(uint32_t *v, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u32);
+	size_t i = (size_t)((double)n * p / 100.0);
+	return (double)v[i < n ? i : n - 1] / 1000.0;
+}
+
+/*
+ * The connect phase, from the subscribers that got through it: when the
+ * last one was connected (TCP), upgraded (101 read) and subscribed (reply
+ * read), in s since the start; each phase's p50/p99 per connection (TCP:
+ * from connect() to the kernel's answer, a dropped SYN costing 1 s;
+ * upgrade: from then to the 101; subscribe: from the 101 to the reply);
+ * and the CPU this process and the --server-pids spent in the phase.
+ */
+static void print_connect_phases(void)
+{
+	uint32_t *v = calloc((size_t)opt.subs, sizeof(*v));
+	uint32_t last_conn = 0, last_up = 0, last_sub = 0;
+	size_t n = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (!v)
+		abort();
+	for (int i = 0; i < opt.subs; i++) {
+		const struct fo_sub *c = &subs[i];
+		if (c->state != SUB_LIVE)
+			continue;
+		last_conn = c->us_conn > last_conn ? c->us_conn : last_conn;
+		last_up = c->us_up > last_up ? c->us_up : last_up;
+		last_sub = c->us_sub > last_sub ? c->us_sub : last_sub;
+	}
+	printf(",\"connected_s\":%.3f,\"upgraded_s\":%.3f,\"subscribed_s\":%.3f", last_conn / 1e6,
+	       last_up / 1e6, last_sub / 1e6);
+	static const char *const names[] = {"tcp", "upgrade", "subscribe"};
+	for (int ph = 0; ph < 3; ph++) {
+		n = 0;
+		for (int i = 0; i < opt.subs; i++) {
+			const struct fo_sub *c = &subs[i];
+			if (c->state != SUB_LIVE)
+				continue;
+			v[n++] = ph == 0 ? c->us_conn - c->us_start : ph == 1 ? c->us_up - c->us_conn : c->us_sub - c->us_up;
+		}
+		double p50 = pct_ms(v, n, 50), p99 = pct_ms(v, n, 99);
+		printf(",\"%s_p50_ms\":%.1f,\"%s_p99_ms\":%.1f", names[ph], p50, names[ph], p99);
+	}
+	free(v);
+	printf(",\"connect_client_cpu_s\":%.2f", secs(&ru_start.ru_utime, &ru_connected.ru_utime) +
+							 secs(&ru_start.ru_stime, &ru_connected.ru_stime));
+	if (opt.npids && hz > 0 && srv_cpu_connected >= srv_cpu_start)
+		printf(",\"connect_server_cpu_s\":%.2f", (double)(srv_cpu_connected - srv_cpu_start) / (double)hz);
+}
+
 static void finish(void)
 {
 	if (phase == PH_DONE)
@@ -1174,6 +1371,7 @@ static void finish(void)
 	       opt.label ? opt.label : "", opt.target == FO_HERALD ? "herald" : "nchan",
 	       opt.proto == FO_WS ? "ws" : "sse", opt.subs, subscribed,
 	       (double)(connect_done_ns - start_ns) / 1e9);
+	print_connect_phases();
 	if (opt.idle) {
 		printf(",\"mode\":\"idle\",\"rss_before_kb\":%" PRIu64 ",\"rss_after_kb\":%" PRIu64
 		       ",\"bytes_per_conn\":%.0f",
@@ -1221,7 +1419,11 @@ static void usage(void)
 		"  --hold S           idle: keep the connections S more seconds\n"
 		"  --server-pids L    comma-separated PIDs for RSS and CPU (/proc)\n"
 		"  --max-connecting N handshakes in flight (256)\n"
+		"  --connect-batch B  at most B connect() calls per loop turn (default: no limit)\n"
+		"  --source-ports L-H subscribers bind source ports L..H in turn (default: the kernel's\n"
+		"                     ephemeral choice, slow past half the range to one destination)\n"
 		"  --settle-ms MS     pause after the last subscribe (500)\n"
+		"  --jwt-secret S     herald WS: connect with an HS256 token (sub \"u<index>\")\n"
 		"  --label TEXT       copied into the result line\n");
 	exit(2);
 }
@@ -1258,7 +1460,15 @@ int main(int argc, char **argv)
 			opt.max_connecting = atoi(v);
 		else if (ARG("--settle-ms"))
 			opt.settle_ms = atoi(v);
-		else if (ARG("--label"))
+		else if (ARG("--source-ports")) {
+			if (sscanf(v, "%d-%d", &opt.port_lo, &opt.port_hi) != 2 || opt.port_lo < 1 ||
+			    opt.port_hi > 65535 || opt.port_lo > opt.port_hi)
+				usage();
+		} else if (ARG("--connect-batch")) {
+			opt.connect_batch = atoi(v);
+		} else if (ARG("--jwt-secret")) {
+			opt.jwt_secret = v;
+		} else if (ARG("--label"))
 			opt.label = v;
 		else if (ARG("--server-pids")) {
 			for (const char *p = v; *p && opt.npids < FO_PIDS_MAX;) {
@@ -1316,10 +1526,13 @@ int main(int argc, char **argv)
 		abort();
 	rng ^= (uint64_t)getpid() << 32 ^ uv_hrtime();
 
-	start_ns = uv_hrtime();
 	rss_before_kb = servers_rss_kb();
+	srv_cpu_start = servers_cpu_ticks();
+	getrusage(RUSAGE_SELF, &ru_start);
+	start_ns = uv_hrtime();
 	uv_timer_init(loop, &tick_timer);
 	uv_timer_init(loop, &phase_timer);
+	uv_idle_init(loop, &connect_idle);
 	uv_timer_start(&tick_timer, on_tick, 1, 1);
 	if (!opt.idle)
 		for (int i = 0; i < opt.pubs; i++)

@@ -18,6 +18,7 @@ Used by bench/storm.sh and by tests/e2e/test_storm.py (import storm).
 import argparse
 import asyncio
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -71,11 +72,41 @@ async def read_frame(reader):
     return b0 & 0x0F, await reader.readexactly(n)
 
 
-async def open_tcp(host, port):
-    """A non-blocking connect; returns (reader, writer, seconds it took)."""
+class SourcePorts:
+    """Source ports lo..hi handed out in turn (see bench/fanout.c
+    --source-ports: past half the ephemeral range to one destination, the
+    kernel's own choice scans thousands of ports per connect)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi, self.next = lo, hi, lo
+
+    def bind(self, sock):
+        """Binds sock to the next port that is free (one pass at most)."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for _ in range(self.hi - self.lo + 1):
+            p = self.next
+            self.next = self.lo if p >= self.hi else p + 1
+            try:
+                sock.bind(("", p))
+                return
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRNOTAVAIL, "no free source port in %d-%d" % (self.lo, self.hi))
+
+
+async def open_tcp(host, port, source_ports=None):
+    """A non-blocking connect (from the next of source_ports, a SourcePorts,
+    when given); returns (reader, writer, seconds it took)."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
+    if source_ports:
+        try:
+            source_ports.bind(sock)
+        except OSError:
+            sock.close()
+            raise
     t0 = time.monotonic()
     try:
         await loop.sock_connect(sock, (host, port))
@@ -94,10 +125,11 @@ def pct(sorted_values, p):
 
 
 async def run_storm(host, port, kind, n, secret=None, topic="storm", wait=30, timeout=60,
-                    release=None):
+                    release=None, source_ports=None):
     """Runs the storm; returns a dict of results. release: an async function
     called once every client has sent its request (long-poll: a publish
-    that answers them) or is ready (ws), before the clients close."""
+    that answers them) or is ready (ws), before the clients close.
+    source_ports: a SourcePorts the clients bind, or None (the kernel's)."""
     hold = asyncio.Event()
     ready = []      # (connect seconds, ready monotonic)
     failures = []
@@ -119,7 +151,7 @@ async def run_storm(host, port, kind, n, secret=None, topic="storm", wait=30, ti
 
     # The clients report readiness through ready[] and then wait for hold.
     async def one_longpoll_ready(i):
-        reader, writer, took = await open_tcp(host, port)
+        reader, writer, took = await open_tcp(host, port, source_ports)
         try:
             writer.write(f"GET /v1/topics/{topic}/events?after=0&wait={wait} HTTP/1.1\r\n"
                          f"Host: {host}\r\n\r\n".encode())
@@ -132,7 +164,7 @@ async def run_storm(host, port, kind, n, secret=None, topic="storm", wait=30, ti
             writer.close()
 
     async def one_ws_ready(i):
-        reader, writer, took = await open_tcp(host, port)
+        reader, writer, took = await open_tcp(host, port, source_ports)
         try:
             key = base64.b64encode(os.urandom(16)).decode()
             writer.write(("GET /connection/websocket HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
@@ -208,7 +240,13 @@ def main():
     ap.add_argument("--secret", help="HS256 secret: the WebSocket clients send a JWT")
     ap.add_argument("--topic", default="storm")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--source-ports", metavar="LO-HI",
+                    help="bind the clients to these source ports in turn (default: the kernel's)")
     args = ap.parse_args()
+    ports = None
+    if args.source_ports:
+        lo, hi = (int(x) for x in args.source_ports.split("-"))
+        ports = SourcePorts(lo, hi)
 
     async def release():
         if args.kind != "longpoll":
@@ -222,7 +260,7 @@ def main():
         w.close()
 
     res = asyncio.run(run_storm(args.host, args.port, args.kind, args.n, args.secret, args.topic,
-                                timeout=args.timeout, release=release))
+                                timeout=args.timeout, release=release, source_ports=ports))
     print(json.dumps(res))
 
 

@@ -12,6 +12,7 @@ without a 408. The full 19,500-client storm is bench/storm.sh.
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import re
 import resource
@@ -112,6 +113,34 @@ def test_burst_of_3000_websockets_with_jwt(herald_factory):
     assert res["failures"] == 0, res
     assert res["ok"] == 3000
     assert res["listen_overflows"] in (0, None), res
+    assert metric_value(h, "herald_accept_no_descriptor_total") == 0
+
+
+def test_burst_of_3000_websockets_from_the_c_client(herald_factory):
+    # bench/storm.sh's C client as storm.sh runs it: JWT per client,
+    # explicit source ports, connects interleaved with I/O; every client
+    # is connected, upgraded and subscribed, and none is refused.
+    from conftest import BIN
+    fanout = os.path.join(os.path.dirname(BIN), "herald-fanout")
+    if not os.access(fanout, os.X_OK):
+        pytest.skip(f"{fanout} is not built")
+    h = herald_factory(args=STORM_ARGS + ["--jwt-secret", SECRET, "--max-connections", "4000"])
+    before = storm.listen_overflows()
+    out = subprocess.run([fanout, "--target", "herald", "--proto", "ws", "--port", str(h.port),
+                          "--subs", "3000", "--idle", "--settle-ms", "0", "--max-connecting", "3000",
+                          "--connect-batch", "64", "--source-ports", "10000-32767",
+                          "--jwt-secret", SECRET, "--server-pids", str(h.proc.pid)],
+                         capture_output=True, text=True, timeout=100)
+    after = storm.listen_overflows()
+    res = json.loads(out.stdout.splitlines()[-1])
+    print(res, out.stderr[-2000:])
+    assert out.returncode == 0, (res, out.stderr[-2000:])
+    assert res["subscribed"] == 3000, res
+    for k in ("connect_errors", "handshake_errors", "subscribe_errors", "disconnects"):
+        assert res[k] == 0, res
+    assert res["connected_s"] <= res["upgraded_s"] <= res["subscribed_s"] <= res["connect_s"] + 0.01, res
+    assert res["connect_client_cpu_s"] >= 0 and res["connect_server_cpu_s"] >= 0, res
+    assert before is None or after == before, (before, after)
     assert metric_value(h, "herald_accept_no_descriptor_total") == 0
 
 
