@@ -265,6 +265,7 @@ static void seek_found(struct seek *k, uint64_t first)
 		}
 		s->secrets[0] = k->secret;
 		s->nsecrets = 1;
+		s->unstored = true;
 		s->st.topic_last = k->last;
 		/* The answer, with the secret this once. */
 		hd_webhook_sub_json(&r->body, s, s->secrets[0].text);
@@ -322,6 +323,7 @@ static void create_pattern(struct hd_webhooks *w, const struct hd_sub_config *c,
 	}
 	s->secrets[0] = sec;
 	s->nsecrets = 1;
+	s->unstored = true;
 	s->fresh = true;
 	s->start = *start;
 	hd_webhook_sub_json(&r->body, s, s->secrets[0].text);
@@ -381,6 +383,23 @@ static struct hd_webhook_sub *writable_sub(struct hd_webhooks *w, const char *id
 	return s;
 }
 
+/* Whether this node may change s (its owner, or the only node); else the
+ * change would be written over by the owner's next position write, or
+ * write this node's stale position back: refused (docs/webhooks.md
+ * "Several nodes"). */
+static bool may_change(const struct hd_webhook_sub *s)
+{
+	return !hd_owner_shared(s->w->owner) || hd_webhook_own_held(s);
+}
+
+static void reply_not_owner(const struct hd_webhook_sub *s, struct hd_webhook_reply *r)
+{
+	hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
+				 "the subscription is delivered by another node (%.120s): send "
+				 "the change to that node, or retry",
+				 s->claim.holder[0] ? s->claim.holder : "not known yet");
+}
+
 struct multi_ctx {
 	struct hd_webhook_multi *m;
 	int64_t time_ms;
@@ -400,6 +419,10 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 	struct hd_webhook_sub *s = writable_sub(w, id, r);
 	if (!s)
 		return;
+	if (!may_change(s)) {
+		reply_not_owner(s, r);
+		return;
+	}
 	if (topic && !s->pattern && strcmp(topic, s->cfg.topic) != 0) {
 		hd_webhook_ops_reply_err(r, HD_EINVAL, "'topic' must be the subscription's topic");
 		return;
@@ -537,6 +560,10 @@ int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct 
 	struct hd_webhook_sub *s = hd_map_get(&w->subs, id);
 	if (!s)
 		return HD_ENOTFOUND;
+	if (!may_change(s)) {
+		hd_buf_printf(out, "%.120s", s->claim.holder[0] ? s->claim.holder : "not known yet");
+		return HD_EUNAVAIL;
+	}
 	if (pause) {
 		if (s->state == HD_WEBHOOK_ACTIVE) {
 			s->state = HD_WEBHOOK_PAUSED;
@@ -569,6 +596,10 @@ void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secre
 	int64_t now = hd_now_ms();
 	if (!s)
 		return;
+	if (!may_change(s)) {
+		reply_not_owner(s, r);
+		return;
+	}
 	if (hd_webhook_sub_make_secret(secret, &fresh, &err)) {
 		hd_webhook_ops_reply_err(r, HD_EINVAL, "'secret': %s", err.msg);
 		return;
@@ -602,6 +633,11 @@ void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook
 		return;
 	hd_map_del(&w->subs, s->id);
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
+	/* From any node: the lease goes first, so that the owner's next
+	 * position write is refused instead of making the record again. */
+	hd_owner_drop(w->owner, s->claim.name);
+	if (w->relisting)
+		w->relist_skip_new = true;
 	hd_webhook_sub_kill(s);
 	if (s->pattern) {
 		/* The children go first (each releases the parent when freed);

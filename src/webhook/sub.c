@@ -66,6 +66,7 @@ struct hd_webhook_sub *hd_webhook_sub_new(struct hd_webhooks *w, const char *id,
 	uv_timer_init(w->loop, &s->timer);
 	s->timer.data = s;
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, 1);
+	hd_webhook_own_add(s);
 	return s;
 }
 
@@ -150,6 +151,10 @@ void hd_webhook_sub_kill(struct hd_webhook_sub *s)
 {
 	struct hd_webhooks *w = s->w;
 	s->deleted = true;
+	if (s->claimed) {
+		hd_owner_remove(&s->claim, true);
+		s->claimed = false;
+	}
 	if (s->st.global_wait) {
 		s->st.global_wait = false;
 		w->global_waiters--;
