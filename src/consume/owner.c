@@ -35,6 +35,7 @@ struct hd_owner_req {
 };
 
 static void on_tick(uv_timer_t *t);
+static void send_release(struct hd_owner *o, const char *name, const char *owner);
 
 struct hd_owner *hd_owner_new(uv_loop_t *loop, struct hd_hub *hub, const char *node)
 {
@@ -61,13 +62,18 @@ const char *hd_owner_id(const struct hd_owner *o)
 	return o->id;
 }
 
+bool hd_owner_holds(const struct hd_owner_claim *c)
+{
+	if (!c->held || !c->o)
+		return false;
+	return !c->o->shared || hd_now_ms() < c->valid_until_ms;
+}
+
 static void set_held(struct hd_owner_claim *c, bool held)
 {
 	if (c->held == held)
 		return;
 	c->held = held;
-	if (!held)
-		c->token = 0;
 	hd_log_info("owner_%s lease=%s holder=\"%s\"", held ? "gained" : "lost", c->name,
 		    c->holder);
 	c->changed(c);
@@ -79,13 +85,14 @@ static void req_done(struct hd_owner_op *op)
 	struct hd_owner_claim *c = q->c;
 	if (c)
 		c->req = NULL;
-	if (!c || op->kind != HD_OWNER_ACQUIRE) {
+	if (!c || op->kind == HD_OWNER_RELEASE) {
 		free(q);
 		return;
 	}
 	int64_t sent = q->sent_ms;
 	int err = op->err;
 	bool held = !err && op->held;
+	bool wanted = held && op->wanted;
 	uint64_t token = op->token;
 	if (!err)
 		snprintf(c->holder, sizeof(c->holder), "%s", op->holder);
@@ -96,10 +103,25 @@ static void req_done(struct hd_owner_op *op)
 			set_held(c, false);
 		return;
 	}
+	if (held && wanted && c->held && c->token == token && !c->taking) {
+		/* Another node asked for it: write what is held, then hand over. */
+		struct hd_owner *o = c->o;
+		char name[HD_OWNER_NAME_MAX + 1];
+		snprintf(name, sizeof(name), "%s", c->name);
+		hd_log_info("owner_handover lease=%s", c->name);
+		c->handing = true;
+		set_held(c, false);
+		c->handing = false;
+		send_release(o, name, o->id);
+		return;
+	}
 	if (held) {
+		c->taking = false;
+		bool lapsed = c->held && !hd_owner_holds(c);
 		c->valid_until_ms = sent + HD_OWNER_TTL_MS - HD_OWNER_RENEW_MS;
-		if (c->held && c->token != token) {
-			/* Lost meanwhile (it ran out) and taken again: a new holding. */
+		if (c->held && (c->token != token || lapsed)) {
+			/* Lost meanwhile (it ran out, maybe taken by another node
+			 * and back) and held again: a new holding, read afresh. */
 			set_held(c, false);
 			if (c->req || !c->o || c->o->stopped)
 				return; /* removed or re-sent by changed() */
@@ -111,14 +133,14 @@ static void req_done(struct hd_owner_op *op)
 	}
 }
 
-/* Sends c's lease operation (acquire or renew). */
-static void send_acquire(struct hd_owner *o, struct hd_owner_claim *c)
+/* Sends c's lease operation (acquire or renew; take: take it over). */
+static void send_acquire(struct hd_owner *o, struct hd_owner_claim *c, bool take)
 {
 	struct hd_owner_req *q = hd_calloc(1, sizeof(*q));
 	q->c = c;
 	q->sent_ms = hd_now_ms();
 	snprintf(q->owner, sizeof(q->owner), "%s", o->id);
-	q->op.kind = HD_OWNER_ACQUIRE;
+	q->op.kind = take ? HD_OWNER_TAKE : HD_OWNER_ACQUIRE;
 	snprintf(q->op.name, sizeof(q->op.name), "%s", c->name);
 	q->op.owner = q->owner;
 	q->op.ttl_ms = HD_OWNER_TTL_MS;
@@ -149,6 +171,8 @@ void hd_owner_add(struct hd_owner *o, struct hd_owner_claim *c)
 {
 	c->o = o;
 	c->held = false;
+	c->handing = false;
+	c->taking = false;
 	c->token = 0;
 	c->holder[0] = '\0';
 	c->req = NULL;
@@ -169,7 +193,7 @@ void hd_owner_add(struct hd_owner *o, struct hd_owner_claim *c)
 		return;
 	}
 	if (!o->stopped)
-		send_acquire(o, c);
+		send_acquire(o, c, false);
 }
 
 void hd_owner_remove(struct hd_owner_claim *c, bool release)
@@ -193,6 +217,20 @@ void hd_owner_remove(struct hd_owner_claim *c, bool release)
 	c->held = false;
 	c->o = NULL;
 	c->prev = c->next = NULL;
+}
+
+void hd_owner_take(struct hd_owner_claim *c)
+{
+	struct hd_owner *o = c->o;
+	if (!o || !o->shared || o->stopped || o->nclaims > HD_OWNER_CLAIMS_MAX)
+		return;
+	if (c->req) {
+		c->req->c = NULL; /* its answer is older than the take's */
+		c->req = NULL;
+	}
+	hd_log_info("owner_take lease=%s holder=\"%s\"", c->name, c->holder);
+	c->taking = true;
+	send_acquire(o, c, true);
 }
 
 void hd_owner_drop(struct hd_owner *o, const char *name)
@@ -220,7 +258,7 @@ static void on_tick(uv_timer_t *t)
 		if (c->held && now >= c->valid_until_ms && !c->req)
 			set_held(c, false);
 		else if (!c->req)
-			send_acquire(o, c);
+			send_acquire(o, c, c->taking);
 	}
 }
 

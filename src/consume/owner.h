@@ -47,13 +47,17 @@ struct hd_owner_claim {
 	void *arg;
 	/* Read-only for the caller: */
 	bool held;
-	uint64_t token;               /* the fencing token while held */
+	uint64_t token;               /* the fencing token while held (and the last one after) */
+	bool handing;                 /* during changed() for a hand-over: the lease is
+					 still this node's, so one last write fenced by
+					 token may be issued now; it is released after */
 	char holder[HD_OWNER_ID_MAX + 1]; /* the holder as last seen ("" unknown) */
 	/* The module's: */
 	struct hd_owner *o;
 	struct hd_owner_claim *prev, *next;
 	struct hd_owner_req *req;     /* the lease operation in flight */
 	int64_t valid_until_ms;       /* held: believed until then */
+	bool taking;                  /* asking for it (hd_owner_take) until held */
 };
 
 /* Returns owned. Borrows loop and hub for its life; node names this node
@@ -63,6 +67,10 @@ struct hd_owner *hd_owner_new(uv_loop_t *loop, struct hd_hub *hub, const char *n
 bool hd_owner_shared(const struct hd_owner *o);
 /* This process's owner string (returned borrowed, valid for o's life). */
 const char *hd_owner_id(const struct hd_owner *o);
+/* Whether c is held now: held, and (shared) its last renewal has not run
+ * out, even if the tick that notices it has not run yet (a process
+ * stopped and resumed must not deliver on a lease it lost meanwhile). */
+bool hd_owner_holds(const struct hd_owner_claim *c);
 /* Starts claiming c (borrowed until hd_owner_remove). Without a shared
  * engine c is held (token 0) when this returns and changed never runs;
  * else the first attempt is sent now and changed runs when it is won.
@@ -72,6 +80,11 @@ void hd_owner_add(struct hd_owner *o, struct hd_owner_claim *c);
  * once (another node may take it now), else it runs out by itself.
  * changed does not run. */
 void hd_owner_remove(struct hd_owner_claim *c, bool release);
+/* Asks for c's lease (a change made on this node moves the consumer
+ * here): the holder hands it over at its next renewal (changed runs there
+ * with handing set: it writes what it has, then the lease is released), and
+ * this node gets it on one of its next tries (changed runs, a new token). */
+void hd_owner_take(struct hd_owner_claim *c);
 /* Drops the lease of any holder (the consumer was deleted): writes fenced
  * by it are refused from now on. */
 void hd_owner_drop(struct hd_owner *o, const char *name);

@@ -252,14 +252,6 @@ static void handle_one(struct hd_webhook_http *e, struct hd_http_request *req, e
 	} else {
 		rc = hd_webhooks_pause(e->w, id, op == OP_PAUSE, &b);
 	}
-	if (rc == HD_EUNAVAIL) {
-		hd_http_respond_errorf(req, rc,
-				       "the subscription is delivered by another node (%.120s): send "
-				       "the change to that node, or retry",
-				       b.data ? b.data : "");
-		hd_buf_fini(&b);
-		return;
-	}
 	if (rc) {
 		hd_buf_fini(&b);
 		hd_http_respond_errorf(req, rc, "no such subscription");

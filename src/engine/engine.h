@@ -151,12 +151,15 @@ void hd_engine_record_op_fini(struct hd_record_op *op);
  * ACQUIRE. ACQUIRE takes a free (or expired) lease with a fencing token
  * greater than every token given before, or renews the owner's own; held
  * says which, token is the current holder's token and holder its owner
- * string. RELEASE drops the lease if owner holds it (owner NULL: whoever
- * holds it). Optional: an engine of one node (local) has none, and there
+ * string. TAKE is ACQUIRE that also asks another holder for the lease:
+ * that holder's next ACQUIRE answers held and wanted (it should write what
+ * it has, then RELEASE), and until the asker has it, nobody else gets it
+ * when it is free. RELEASE drops the lease if owner holds it (owner NULL:
+ * whoever holds it). Optional: an engine of one node (local) has none, and there
  * the one node always owns, token 0. */
 #define HD_OWNER_NAME_MAX 600
 #define HD_OWNER_ID_MAX 200
-enum hd_owner_op_kind { HD_OWNER_ACQUIRE, HD_OWNER_RELEASE };
+enum hd_owner_op_kind { HD_OWNER_ACQUIRE, HD_OWNER_TAKE, HD_OWNER_RELEASE };
 
 struct hd_owner_op {
 	enum hd_owner_op_kind kind;
@@ -165,8 +168,9 @@ struct hd_owner_op {
 	uint32_t ttl_ms;
 	/* Results: */
 	int err;
-	bool held;                    /* ACQUIRE: owner holds it now */
+	bool held;                    /* ACQUIRE, TAKE: owner holds it now */
 	uint64_t token;               /* the holder's fencing token */
+	bool wanted;                  /* held, and another owner asked for it (TAKE) */
 	char holder[HD_OWNER_ID_MAX + 1]; /* the holder's owner string ("" when free) */
 	void (*done)(struct hd_owner_op *op);
 	void *arg;

@@ -33,6 +33,7 @@
 #define GROUPS_KEY "herald:groups"
 #define LEASE_PREFIX "herald:lease:"   /* + the lease name: "TOKEN OWNER", PX ttl */
 #define LEASE_TOKEN_KEY "herald:lease-token"
+#define LEASE_WANT_PREFIX "herald:lease-want:" /* + the lease name: who asked for it */
 #define MAX_PENDING 65536          /* commands in flight per connection */
 #define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
 #define CATCHUP_LIMIT 256          /* events per gap-filling read */

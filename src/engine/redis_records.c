@@ -314,13 +314,14 @@ static void owner_take(struct dwrite *w, const redisReply *rep)
 	struct hd_owner_op *op = w->req;
 	if (op->kind == HD_OWNER_RELEASE)
 		return;
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5) {
 		w->err = HD_EUNAVAIL;
 		return;
 	}
 	const redisReply *who = rep->element[2];
 	op->held = hd_redis_rep_u64(rep->element[0]) == 1;
 	op->token = hd_redis_rep_u64(rep->element[1]);
+	op->wanted = op->held && hd_redis_rep_u64(rep->element[4]) == 1;
 	if (who->type == REDIS_REPLY_STRING)
 		snprintf(op->holder, sizeof(op->holder), "%.*s", (int)who->len, who->str);
 	/* A lease taken now is acknowledged like any durable write (a
@@ -357,15 +358,18 @@ int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op)
 	op->err = 0;
 	op->held = false;
 	op->token = 0;
+	op->wanted = false;
 	op->holder[0] = '\0';
 	if (r->stopped)
 		return HD_EUNAVAIL;
 	const char *owner = op->owner ? op->owner : "";
 	if (!op->name[0] || strlen(owner) > HD_OWNER_ID_MAX ||
-	    (op->kind == HD_OWNER_ACQUIRE && (!owner[0] || op->ttl_ms == 0)))
+	    (op->kind != HD_OWNER_RELEASE && (!owner[0] || op->ttl_ms == 0)))
 		return HD_EINVAL;
 	char lkey[sizeof(LEASE_PREFIX) + HD_OWNER_NAME_MAX], ttl[24];
+	char wkey[sizeof(LEASE_WANT_PREFIX) + HD_OWNER_NAME_MAX];
 	snprintf(lkey, sizeof(lkey), LEASE_PREFIX "%s", op->name);
+	snprintf(wkey, sizeof(wkey), LEASE_WANT_PREFIX "%s", op->name);
 	snprintf(ttl, sizeof(ttl), "%u", (unsigned)op->ttl_ms);
 	struct dwrite *w = hd_calloc(1, sizeof(*w));
 	w->r = r;
@@ -373,10 +377,12 @@ int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op)
 	w->take = owner_take;
 	w->finish = owner_finish;
 	int rc;
-	if (op->kind == HD_OWNER_ACQUIRE) {
-		const char *args[] = {lkey, LEASE_TOKEN_KEY, owner, ttl};
-		size_t lens[] = {strlen(lkey), strlen(LEASE_TOKEN_KEY), strlen(owner), strlen(ttl)};
-		rc = dwrite_send(w, S_OWN, 2, 4, args, lens, false);
+	if (op->kind != HD_OWNER_RELEASE) {
+		const char *take = op->kind == HD_OWNER_TAKE ? "1" : "0";
+		const char *args[] = {lkey, LEASE_TOKEN_KEY, wkey, owner, ttl, take};
+		size_t lens[] = {strlen(lkey), strlen(LEASE_TOKEN_KEY), strlen(wkey),
+				 strlen(owner), strlen(ttl), 1};
+		rc = dwrite_send(w, S_OWN, 3, 6, args, lens, false);
 	} else {
 		const char *args[] = {lkey, owner};
 		size_t lens[] = {strlen(lkey), strlen(owner)};

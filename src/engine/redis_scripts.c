@@ -130,21 +130,35 @@ static const char rlist_lua[] =
 	"return {k,redis.call('HMGET',KEYS[1],unpack(k))}\n";
 
 /* Ownership leases: KEYS[1] holds "TOKEN OWNER" with PX ttl; KEYS[2]
- * counts the fencing tokens. ARGV: owner, ttl ms → {held 1/0, token,
- * holder, new 1/0}: a free lease is taken with the next token, the
- * owner's own is renewed, another's is left alone. */
+ * counts the fencing tokens; KEYS[3] names an owner that asked for the
+ * lease (take), PX ttl. ARGV: owner, ttl ms, take 1/0 → {held 1/0, token,
+ * holder, new 1/0, wanted 1/0}. The owner's own lease is renewed (wanted:
+ * another owner asked for it: hand it over); another's is left alone
+ * (take: ask for it); a free one is taken with the next token, unless
+ * another owner asked for it first. */
 static const char own_lua[] =
 	"local v=redis.call('GET',KEYS[1])\n"
+	"local want=redis.call('GET',KEYS[3])\n"
 	"if v then\n"
 	" local sp=string.find(v,' ',1,true) or 0\n"
 	" local tok=string.sub(v,1,sp-1)\n"
 	" local who=string.sub(v,sp+1)\n"
-	" if who==ARGV[1] then redis.call('PEXPIRE',KEYS[1],ARGV[2]) return {1,tok,who,0} end\n"
-	" return {0,tok,who,0}\n"
+	" if who==ARGV[1] then\n"
+	"  redis.call('PEXPIRE',KEYS[1],ARGV[2])\n"
+	"  local w=0\n"
+	"  if want and want~=ARGV[1] then w=1 end\n"
+	"  return {1,tok,who,0,w}\n"
+	" end\n"
+	" if ARGV[3]=='1' and (not want or want==ARGV[1]) then\n"
+	"  redis.call('SET',KEYS[3],ARGV[1],'PX',ARGV[2])\n"
+	" end\n"
+	" return {0,tok,who,0,0}\n"
 	"end\n"
+	"if want and want~=ARGV[1] then return {0,'0','',0,0} end\n"
+	"if want then redis.call('DEL',KEYS[3]) end\n"
 	"local tok=redis.call('INCR',KEYS[2])\n"
 	"redis.call('SET',KEYS[1],tok..' '..ARGV[1],'PX',ARGV[2])\n"
-	"return {1,tostring(tok),ARGV[1],1}\n";
+	"return {1,tostring(tok),ARGV[1],1,0}\n";
 
 /* KEYS: the lease. ARGV: owner ('' = whoever holds it) → 1 dropped, 0 not. */
 static const char unown_lua[] =

@@ -122,8 +122,7 @@ int hd_webhooks_info(struct hd_webhooks *w, const char *id, struct hd_buf *out);
 void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r);
 /* Pauses (nothing new is sent; attempts in flight finish) or resumes (also
  * re-enables a disabled one and resets the failure streak); appends the
- * subscription's JSON. Returns 0, HD_ENOTFOUND, or (several nodes) HD_EUNAVAIL
- * when another node delivers it: then out holds that node's owner string. */
+ * subscription's JSON. Returns 0 or HD_ENOTFOUND. */
 int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct hd_buf *out);
 /* Appends {"attempts":[…]} with the newest limit attempts. 0 or HD_ENOTFOUND. */
 int hd_webhooks_attempts(struct hd_webhooks *w, const char *id, size_t limit, struct hd_buf *out);
@@ -142,9 +141,12 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secret,
 			struct hd_webhook_reply *r);
 
-/* With several nodes (an engine with ownership leases), replay and rotate
- * on a node that does not deliver the subscription answer HD_EUNAVAIL
- * (docs/webhooks.md "Several nodes"); delete works from any node. */
+/* With several nodes (an engine with ownership leases), a change (pause,
+ * resume, rotate, replay) made on a node that does not deliver the
+ * subscription moves its delivery to that node: it takes the lease over,
+ * reads the record again and applies the change on top (webhook/own.c);
+ * a replay of a pattern subscription there answers HD_EUNAVAIL meanwhile
+ * (retry). Delete works from any node. */
 
 /* Stops: abandons calls in flight (they are sent again after a restart),
  * writes what changed, closes the handles. Later operations reply

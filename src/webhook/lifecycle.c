@@ -280,6 +280,7 @@ static void stop_sub(const char *key, void *value, void *arg)
 {
 	struct hd_webhook_sub *s = value;
 	(void)key;
+	hd_webhook_own_forget(s, HD_EUNAVAIL);
 	if (s->pattern)
 		hd_map_each(&s->pt.topics, stop_sub, arg);
 	hd_webhook_pump_cancel(s, true);

@@ -383,21 +383,21 @@ static struct hd_webhook_sub *writable_sub(struct hd_webhooks *w, const char *id
 	return s;
 }
 
-/* Whether this node may change s (its owner, or the only node); else the
- * change would be written over by the owner's next position write, or
- * write this node's stale position back: refused (docs/webhooks.md
- * "Several nodes"). */
-static bool may_change(const struct hd_webhook_sub *s)
+/* Whether this node may change s (its owner, or the only node). A change
+ * made elsewhere moves the subscription here (own.c), but a replay of a
+ * pattern subscription's topics is not kept for that: it is refused while
+ * this node takes the lease over, and a retry succeeds. */
+static bool may_replay(struct hd_webhook_sub *s, struct hd_webhook_reply *r)
 {
-	return !hd_owner_shared(s->w->owner) || hd_webhook_own_held(s);
-}
-
-static void reply_not_owner(const struct hd_webhook_sub *s, struct hd_webhook_reply *r)
-{
+	if (!s->pattern || !hd_owner_shared(s->w->owner) || hd_webhook_own_held(s))
+		return true;
+	if (!s->reloading)
+		hd_owner_take(&s->claim);
 	hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
-				 "the subscription is delivered by another node (%.120s): send "
-				 "the change to that node, or retry",
+				 "the subscription was delivered by another node (%.120s): this "
+				 "node takes it over now; retry",
 				 s->claim.holder[0] ? s->claim.holder : "not known yet");
+	return false;
 }
 
 struct multi_ctx {
@@ -419,10 +419,8 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 	struct hd_webhook_sub *s = writable_sub(w, id, r);
 	if (!s)
 		return;
-	if (!may_change(s)) {
-		reply_not_owner(s, r);
+	if (!may_replay(s, r))
 		return;
-	}
 	if (topic && !s->pattern && strcmp(topic, s->cfg.topic) != 0) {
 		hd_webhook_ops_reply_err(r, HD_EINVAL, "'topic' must be the subscription's topic");
 		return;
@@ -560,10 +558,6 @@ int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct 
 	struct hd_webhook_sub *s = hd_map_get(&w->subs, id);
 	if (!s)
 		return HD_ENOTFOUND;
-	if (!may_change(s)) {
-		hd_buf_printf(out, "%.120s", s->claim.holder[0] ? s->claim.holder : "not known yet");
-		return HD_EUNAVAIL;
-	}
 	if (pause) {
 		if (s->state == HD_WEBHOOK_ACTIVE) {
 			s->state = HD_WEBHOOK_PAUSED;
@@ -581,6 +575,8 @@ int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct 
 		if (!w->stopping)
 			hd_webhook_sub_activate(s);
 	}
+	/* On a node that does not deliver it: this node takes it over. */
+	hd_webhook_own_changed(s, HD_WEBHOOK_CHANGE_STATE, NULL, 0);
 	hd_log_info("webhook_%s sub=%s topic=%s", pause ? "paused" : "resumed", s->id,
 		    s->cfg.topic);
 	hd_webhook_sub_json(out, s, NULL);
@@ -596,10 +592,6 @@ void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secre
 	int64_t now = hd_now_ms();
 	if (!s)
 		return;
-	if (!may_change(s)) {
-		reply_not_owner(s, r);
-		return;
-	}
 	if (hd_webhook_sub_make_secret(secret, &fresh, &err)) {
 		hd_webhook_ops_reply_err(r, HD_EINVAL, "'secret': %s", err.msg);
 		return;
@@ -622,8 +614,10 @@ void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secre
 		      fresh.text, s->nsecrets);
 	memset(&fresh, 0, sizeof(fresh));
 	/* Answered once this state is durable: a write of its own even when
-	 * one is in flight (the store applies writes in order). */
-	hd_webhook_record_put(s, r, 200);
+	 * one is in flight (the store applies writes in order); on a node
+	 * that does not deliver it, once it took it over and wrote it. */
+	if (!hd_webhook_own_changed(s, HD_WEBHOOK_CHANGE_SECRETS, r, 200))
+		hd_webhook_record_put(s, r, 200);
 }
 
 void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)

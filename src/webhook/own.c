@@ -53,7 +53,7 @@ void hd_webhook_own_add(struct hd_webhook_sub *s)
 bool hd_webhook_own_held(const struct hd_webhook_sub *s)
 {
 	const struct hd_webhook_sub *o = s->parent ? s->parent : s;
-	return o->claimed && o->claim.held && !o->reloading;
+	return o->claimed && hd_owner_holds(&o->claim) && !o->reloading;
 }
 
 /* ---- losing ------------------------------------------------------------ */
@@ -61,16 +61,24 @@ bool hd_webhook_own_held(const struct hd_webhook_sub *s)
 static void stop_one(const char *key, void *value, void *arg)
 {
 	struct hd_webhook_sub *s = value;
+	const struct hd_webhook_sub *o = s->parent ? s->parent : s;
 	(void)key;
 	(void)arg;
 	hd_webhook_pump_cancel(s, true);
 	hd_webhook_pump_drop_ahead(s);
 	uv_timer_stop(&s->timer);
+	/* Handing over: the last acks are written (fenced by the token that
+	 * is still this node's) before the lease is released. */
+	if (o->claim.handing && s->dirty && s->puts == 0)
+		hd_webhook_record_put(s, NULL, 0);
 	s->dirty = false; /* the new owner writes it from now on */
 }
 
 static void lost(struct hd_webhook_sub *s)
 {
+	/* Taken by another node while a change made here waits: take it back. */
+	if (s->change.mask)
+		hd_owner_take(&s->claim);
 	if (s->pattern)
 		hd_map_each(&s->pt.topics, stop_one, NULL);
 	stop_one(NULL, s, NULL);
@@ -90,6 +98,7 @@ static void kill_kid(const char *key, void *value, void *arg)
 static void drop_local(struct hd_webhook_sub *s)
 {
 	struct hd_webhooks *w = s->w;
+	hd_webhook_own_forget(s, HD_ENOTFOUND);
 	hd_map_del(&w->subs, s->id);
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
 	hd_webhook_sub_kill(s);
@@ -132,13 +141,87 @@ static void reload_free(struct reload *q)
 	hd_webhook_sub_release(s);
 }
 
+/* The change made here before this node held the lease, on top of the
+ * record just read. */
+static void apply_change(struct hd_webhook_sub *s)
+{
+	unsigned m = s->change.mask;
+	struct hd_webhook_reply *r = s->change.r;
+	s->change.mask = 0;
+	s->change.r = NULL;
+	if (m & HD_WEBHOOK_CHANGE_STATE) {
+		s->state = (enum hd_webhook_state)s->change.state;
+		memcpy(s->reason, s->change.reason, sizeof(s->reason));
+		s->streak = s->change.streak;
+	}
+	if (m & HD_WEBHOOK_CHANGE_SECRETS) {
+		memcpy(s->secrets, s->change.secrets, sizeof(s->secrets));
+		s->nsecrets = s->change.nsecrets;
+		memset(s->change.secrets, 0, sizeof(s->change.secrets));
+	}
+	hd_log_info("webhook_change_applied sub=%s what=%u", s->id, m);
+	if (r)
+		hd_webhook_record_put(s, r, s->change.status);
+	else
+		hd_webhook_record_changed(s);
+	if ((m & HD_WEBHOOK_CHANGE_MOVED) && !s->pattern)
+		hd_webhook_sub_reposition(s, s->change.floor + 1); /* activates */
+	else
+		hd_webhook_sub_activate(s);
+}
+
 static void reload_ready(struct hd_webhook_sub *s)
 {
 	s->reloading = false;
 	hd_log_info("webhook_owner_gained sub=%s topic=%s position=%llu token=%llu", s->id,
 		    s->cfg.topic, (unsigned long long)s->st.lease.floor,
 		    (unsigned long long)s->claim.token);
-	hd_webhook_sub_activate(s);
+	if (s->change.mask)
+		apply_change(s);
+	else
+		hd_webhook_sub_activate(s);
+}
+
+bool hd_webhook_own_changed(struct hd_webhook_sub *s, unsigned what,
+			    struct hd_webhook_reply *r, int status)
+{
+	if (s->parent || hd_webhook_own_held(s))
+		return false;
+	if (s->change.r && r) {
+		hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
+					 "another change of this subscription is being applied; retry");
+		return true;
+	}
+	s->change.mask |= what;
+	if (what & HD_WEBHOOK_CHANGE_STATE) {
+		s->change.state = (int)s->state;
+		memcpy(s->change.reason, s->reason, sizeof(s->reason));
+		s->change.streak = s->streak;
+	}
+	if (what & HD_WEBHOOK_CHANGE_SECRETS) {
+		memcpy(s->change.secrets, s->secrets, sizeof(s->secrets));
+		s->change.nsecrets = s->nsecrets;
+	}
+	if (what & HD_WEBHOOK_CHANGE_MOVED)
+		s->change.floor = s->st.lease.floor;
+	if (r) {
+		s->change.r = r;
+		s->change.status = status;
+	}
+	/* Being read again after a gain: applied when that ends. */
+	if (!s->reloading)
+		hd_owner_take(&s->claim);
+	return true;
+}
+
+void hd_webhook_own_forget(struct hd_webhook_sub *s, int err)
+{
+	struct hd_webhook_reply *r = s->change.r;
+	s->change.mask = 0;
+	s->change.r = NULL;
+	memset(s->change.secrets, 0, sizeof(s->change.secrets));
+	if (r)
+		hd_webhook_ops_reply_err(r, err, "the change could not be applied");
 }
 
 static void reload_done(struct hd_record_op *op)
@@ -240,7 +323,8 @@ static void sweep_one(const char *key, void *value, void *arg)
 	struct sweep *sw = arg;
 	struct hd_webhook_sub *s = value;
 	(void)key;
-	if (s->seen_gen != sw->gen && s->born_gen < sw->gen && !s->reloading && s->puts == 0)
+	if (s->seen_gen != sw->gen && s->born_gen < sw->gen && !s->reloading && s->puts == 0 &&
+	    !s->change.mask)
 		sw->a[sw->n++] = s;
 }
 
@@ -261,7 +345,8 @@ static void relist_seen(struct hd_webhooks *w, const struct hd_record *rec)
 		return;
 	}
 	s->seen_gen = w->relist_gen;
-	if (hd_webhook_own_held(s) || s->reloading || s->puts > 0 || s->unstored)
+	if (hd_webhook_own_held(s) || s->reloading || s->puts > 0 || s->unstored ||
+	    s->change.mask)
 		return;
 	/* Not ours: show the owner's state and position. */
 	json_t *o = json_loads(rec->value, 0, NULL);

@@ -110,7 +110,7 @@ void hd_webhook_record_put(struct hd_webhook_sub *s, struct hd_webhook_reply *r,
 	struct hd_webhook_sub *o = s->parent ? s->parent : s;
 	bool create = o == s && s->unstored;
 	s->unstored = false;
-	if (!create && !hd_webhook_own_held(s)) {
+	if (!create && !hd_webhook_own_held(s) && !o->claim.handing) {
 		/* Not this node's to write (own.c): the owner writes it. */
 		s->dirty = false;
 		if (r)

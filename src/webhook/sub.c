@@ -151,6 +151,7 @@ void hd_webhook_sub_kill(struct hd_webhook_sub *s)
 {
 	struct hd_webhooks *w = s->w;
 	s->deleted = true;
+	hd_webhook_own_forget(s, HD_ENOTFOUND);
 	if (s->claimed) {
 		hd_owner_remove(&s->claim, true);
 		s->claimed = false;
@@ -182,6 +183,9 @@ void hd_webhook_sub_reposition(struct hd_webhook_sub *s, uint64_t first)
 	hd_lease_fini(&s->st.lease);
 	hd_lease_init(&s->st.lease, first ? first - 1 : 0, HD_WEBHOOK_WINDOW);
 	s->st.gen++;
+	/* On a node that does not deliver it: kept until it does (own.c). */
+	if (hd_webhook_own_changed(s, HD_WEBHOOK_CHANGE_MOVED, NULL, 0))
+		return;
 	hd_webhook_record_changed(s);
 	hd_webhook_sub_activate(s);
 }

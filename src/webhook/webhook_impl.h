@@ -70,6 +70,15 @@ struct hd_webhook_secret {
 struct hd_webhook_sub;
 struct hd_webhook_multi;
 
+/* A change made on a node that did not deliver the subscription (own.c),
+ * kept until the node has taken the lease over and read the record again,
+ * then applied on top of it. */
+enum {
+	HD_WEBHOOK_CHANGE_STATE = 1,   /* state, reason, streak (pause, resume) */
+	HD_WEBHOOK_CHANGE_SECRETS = 2, /* rotate */
+	HD_WEBHOOK_CHANGE_MOVED = 4,   /* replay: deliver after floor */
+};
+
 /* One delivery attempt in flight (on its stream's calls list). */
 struct hd_webhook_call {
 	struct hd_http_call http;
@@ -143,6 +152,17 @@ struct hd_webhook_sub {
 	bool claimed;                 /* claim is added */
 	bool reloading;               /* gained: its record is being read again */
 	bool unstored;                /* created here, its first write not issued */
+	struct {
+		unsigned mask;            /* HD_WEBHOOK_CHANGE_*; 0 = none */
+		int state;
+		char reason[HD_WEBHOOK_REASON_MAX];
+		uint32_t streak;
+		struct hd_webhook_secret secrets[HD_SIGNATURE_SECRETS_MAX];
+		size_t nsecrets;
+		uint64_t floor;
+		struct hd_webhook_reply *r; /* answered once written, or NULL */
+		int status;
+	} change;
 	uint64_t born_gen;            /* w->relist_gen when it was made here */
 	uint64_t seen_gen;            /* the last re-list that saw its record */
 	/* Lifetime. */
@@ -253,6 +273,15 @@ void hd_webhook_record_delete(struct hd_webhooks *w, const char *kind, const cha
 void hd_webhook_own_add(struct hd_webhook_sub *s);
 /* Whether s (a child: its parent) may deliver and write its position. */
 bool hd_webhook_own_held(const struct hd_webhook_sub *s);
+/* A REST change (what: HD_WEBHOOK_CHANGE_*) was made to top-level s in
+ * memory. Returns false when this node may write it (the only node, or
+ * the owner): go on as usual. Else it is kept, the lease is taken over,
+ * and it is applied and written once the record is read again; r (or
+ * NULL) is then answered status (true: r is taken). */
+bool hd_webhook_own_changed(struct hd_webhook_sub *s, unsigned what,
+			    struct hd_webhook_reply *r, int status);
+/* Drops s's kept change; its reply (if any) is answered err. */
+void hd_webhook_own_forget(struct hd_webhook_sub *s, int err);
 /* Starts the periodic re-list (shared engines only). */
 void hd_webhook_own_start(struct hd_webhooks *w);
 /* Stops the re-list timer and every claim (releasing the held ones). */

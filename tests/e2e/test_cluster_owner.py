@@ -11,6 +11,8 @@ Fixture: tests/e2e/redis_cluster.py (a primary with appendfsync always,
 one replica, three herald nodes on 127.0.0.1). Receiver:
 tests/js/webhook_receiver.js."""
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -18,7 +20,7 @@ import requests
 
 from conftest import per_test_timeout, structured, wait_for
 from redis_cluster import REDIS_SERVER, Cluster
-from test_webhooks import CE, SECRET1, Receiver
+from test_webhooks import CE, SECRET1, SECRET2, Receiver
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
                                 reason="redis-server is not installed (Debian: redis-server)")
@@ -92,10 +94,8 @@ def test_one_node_delivers_and_another_takes_over_after_kill9(cluster, receiver)
     owner = node_of(cluster, senders.pop())
     assert [d["offset"] for d in first] == list(range(1, 41)), "in order, once each"
 
-    # The owner answers the position; a node that does not deliver it refuses changes.
+    # A node that does not deliver it shows the owner's position.
     others = [h for h in cluster.nodes if h is not owner]
-    r = requests.post(f"{others[0].url}/v1/subscriptions/{s['id']}/pause", timeout=5)
-    assert r.status_code == 503, r.text
     wait_for(lambda: requests.get(f"{others[1].url}/v1/subscriptions/{s['id']}", timeout=5).json()["position"] == 40,
              15, what="a non-owner shows the owner's position")
 
@@ -123,6 +123,93 @@ def test_one_node_delivers_and_another_takes_over_after_kill9(cluster, receiver)
     assert dups <= 5, f"{dups} duplicates (only the unwritten acks around the takeover)"
     took = min(d["t"] for d in after) - killed_at
     assert took < 10000, f"the takeover took {took} ms"
+
+
+def test_a_stopped_owner_is_fenced_out_when_it_resumes(cluster, receiver):
+    """SIGSTOP the owner past its lease: another node takes over; after
+    SIGCONT the old owner sends nothing more and its writes cannot move
+    the position back (the fencing token moved on)."""
+    a = cluster.nodes[0]
+    s = create(a, topic="rides", url=receiver.url + "/r", secret=SECRET1)
+    publish(cluster.nodes, "rides", 1, 20)
+    wait_for(lambda: offsets_seen(receiver, "/r") >= set(range(1, 21)), 30, what="offsets 1..20")
+    owner = node_of(cluster, ok_deliveries(receiver, "/r")[0]["node"])
+    others = [h for h in cluster.nodes if h is not owner]
+    stopped_at = time.time() * 1000
+    os.kill(owner.proc.pid, signal.SIGSTOP)
+    try:
+        publish(others, "rides", 21, 20)
+        wait_for(lambda: offsets_seen(receiver, "/r") >= set(range(21, 41)), 30, what="offsets 21..40 by another node")
+    finally:
+        os.kill(owner.proc.pid, signal.SIGCONT)
+    publish(others, "rides", 41, 20)
+    wait_for(lambda: offsets_seen(receiver, "/r") >= set(range(1, 61)), 30, what="offsets 41..60")
+    wait_for(lambda: "owner_lost lease=webhook:" + s["id"] in owner.read_log(), 15, what="the old owner knows it lost")
+    late = [d for d in ok_deliveries(receiver, "/r") if d["t"] > stopped_at and node_of(cluster, d["node"]) is owner]
+    assert late == [], f"the fenced-out owner delivered {late}"
+    for h in cluster.nodes:
+        wait_for(lambda: requests.get(f"{h.url}/v1/subscriptions/{s['id']}", timeout=5).json()["position"] == 60,
+                 15, what=f"position 60 on {h.url}")
+
+
+def info(h, sid):
+    r = requests.get(f"{h.url}/v1/subscriptions/{sid}", timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def known_everywhere(cluster, sid):
+    """Waits until every node knows subscription sid (the re-list)."""
+    for h in cluster.nodes:
+        wait_for(lambda: requests.get(f"{h.url}/v1/subscriptions/{sid}", timeout=5).status_code == 200,
+                 15, what=f"{h.url} knows {sid}")
+
+
+def test_a_change_on_another_node_moves_delivery_there(cluster, receiver):
+    """Pause on a node that does not deliver the subscription: that node
+    takes it over (the former owner's writes are fenced out), the pause
+    holds everywhere; resume on the third node: it delivers from the
+    stored position, in order; a rotation on the first owner signs with
+    the new secret from then on; a replay on yet another node re-sends."""
+    a = cluster.nodes[0]
+    s = create(a, topic="cars", url=receiver.url + "/c", secret=SECRET1)
+    known_everywhere(cluster, s["id"])
+    publish(cluster.nodes, "cars", 1, 10)
+    wait_for(lambda: offsets_seen(receiver, "/c") >= set(range(1, 11)), 30, what="offsets 1..10")
+    x = node_of(cluster, ok_deliveries(receiver, "/c")[0]["node"])
+    y, z = [h for h in cluster.nodes if h is not x]
+    r = requests.post(f"{y.url}/v1/subscriptions/{s['id']}/pause", timeout=5)
+    assert r.status_code == 200 and r.json()["state"] == "paused", r.text
+    for h in cluster.nodes:
+        wait_for(lambda: info(h, s["id"])["state"] == "paused", 15, what=f"paused on {h.url}")
+    publish(cluster.nodes, "cars", 11, 10)
+    wait_for(lambda: info(y, s["id"])["last_offset"] == 20, 15, what="the new owner saw offset 20")
+    assert max(offsets_seen(receiver, "/c")) == 10, "nothing is sent while paused"
+
+    r = requests.post(f"{z.url}/v1/subscriptions/{s['id']}/resume", timeout=5)
+    assert r.status_code == 200 and r.json()["state"] == "active", r.text
+    wait_for(lambda: offsets_seen(receiver, "/c") >= set(range(1, 21)), 30, what="offsets 11..20 after resume")
+    later = [d for d in ok_deliveries(receiver, "/c") if d["offset"] > 10]
+    assert {d["node"] for d in later} == {f"{d['node']}" for d in later[:1]}
+    assert node_of(cluster, later[0]["node"]) is z, "the node that resumed it delivers it"
+    assert [d["offset"] for d in later] == list(range(11, 21))
+
+    secret2 = SECRET2
+    receiver.secrets(SECRET1, secret2)
+    r = requests.post(f"{x.url}/v1/subscriptions/{s['id']}/secret", json={"secret": secret2}, timeout=10)
+    assert r.status_code == 200, r.text
+    publish(cluster.nodes, "cars", 21, 5)
+    wait_for(lambda: offsets_seen(receiver, "/c") >= set(range(1, 26)), 30, what="offsets 21..25 after rotate")
+    rot = [d for d in ok_deliveries(receiver, "/c") if d["offset"] > 20]
+    assert all(node_of(cluster, d["node"]) is x for d in rot), "the node that rotated it delivers it"
+    assert all(d["verified"][1] and d["sig_count"] == 2 for d in rot), rot
+
+    r = requests.post(f"{y.url}/v1/subscriptions/{s['id']}/replay?from=24", timeout=10)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: len([d for d in ok_deliveries(receiver, "/c") if d["offset"] >= 24]) >= 4, 30,
+             what="24 and 25 sent again")
+    again = [d for d in ok_deliveries(receiver, "/c") if d["offset"] >= 24][2:]
+    assert [d["offset"] for d in again] == [24, 25] and all(node_of(cluster, d["node"]) is y for d in again)
 
 
 def test_delete_on_any_node_stops_delivery_everywhere(cluster, receiver):
