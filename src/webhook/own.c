@@ -31,6 +31,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/siphash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ static void lost(struct hd_webhook_sub *s)
 	/* Taken by another node while a change made here waits: take it back. */
 	if (s->change.mask)
 		hd_owner_take(&s->claim);
+	s->view_hash = 0;
 	if (s->pattern)
 		hd_map_each(&s->pt.topics, stop_one, NULL);
 	stop_one(NULL, s, NULL);
@@ -348,7 +350,13 @@ static void relist_seen(struct hd_webhooks *w, const struct hd_record *rec)
 	if (hd_webhook_own_held(s) || s->reloading || s->puts > 0 || s->unstored ||
 	    s->change.mask)
 		return;
-	/* Not ours: show the owner's state and position. */
+	/* Not ours: show the owner's state and position (when it changed:
+	 * rebuilding the window costs more than a hash). */
+	static const unsigned char key[16] = "herald-webhooks";
+	uint64_t h = hd_siphash(key, rec->value, strlen(rec->value));
+	if (h == s->view_hash)
+		return;
+	s->view_hash = h;
 	json_t *o = json_loads(rec->value, 0, NULL);
 	if (json_is_object(o))
 		hd_webhook_lifecycle_apply(s, o);

@@ -165,6 +165,7 @@ struct hd_webhook_sub {
 	} change;
 	uint64_t born_gen;            /* w->relist_gen when it was made here */
 	uint64_t seen_gen;            /* the last re-list that saw its record */
+	uint64_t view_hash;           /* not owned: the record value last shown (a hash) */
 	/* Lifetime. */
 	bool deleted;
 	int refs;                     /* requests in flight that point here */
