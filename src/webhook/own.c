@@ -39,6 +39,28 @@
 
 #define RELIST_MS 2000
 
+/* A change kept for the lease (webhook_impl.h HD_WEBHOOK_CHANGE_*). */
+struct hd_webhook_change {
+	unsigned mask;
+	enum hd_webhook_state state;
+	char reason[HD_WEBHOOK_REASON_MAX];
+	uint32_t streak;
+	struct hd_webhook_secret secrets[HD_SIGNATURE_SECRETS_MAX];
+	size_t nsecrets;
+	uint64_t floor;
+	struct hd_webhook_reply *r;   /* answered once written, or NULL */
+	int status;
+};
+
+static void change_free(struct hd_webhook_sub *s)
+{
+	if (!s->change)
+		return;
+	memset(s->change->secrets, 0, sizeof(s->change->secrets));
+	free(s->change);
+	s->change = NULL;
+}
+
 static void claim_changed(struct hd_owner_claim *c);
 
 void hd_webhook_own_add(struct hd_webhook_sub *s)
@@ -78,7 +100,7 @@ static void stop_one(const char *key, void *value, void *arg)
 static void lost(struct hd_webhook_sub *s)
 {
 	/* Taken by another node while a change made here waits: take it back. */
-	if (s->change.mask)
+	if (s->change)
 		hd_owner_take(&s->claim);
 	s->view_hash = 0;
 	if (s->pattern)
@@ -147,27 +169,28 @@ static void reload_free(struct reload *q)
  * record just read. */
 static void apply_change(struct hd_webhook_sub *s)
 {
-	unsigned m = s->change.mask;
-	struct hd_webhook_reply *r = s->change.r;
-	s->change.mask = 0;
-	s->change.r = NULL;
+	struct hd_webhook_change *ch = s->change;
+	unsigned m = ch->mask;
+	struct hd_webhook_reply *r = ch->r;
+	int status = ch->status;
+	uint64_t floor = ch->floor;
 	if (m & HD_WEBHOOK_CHANGE_STATE) {
-		s->state = (enum hd_webhook_state)s->change.state;
-		memcpy(s->reason, s->change.reason, sizeof(s->reason));
-		s->streak = s->change.streak;
+		s->state = ch->state;
+		memcpy(s->reason, ch->reason, sizeof(s->reason));
+		s->streak = ch->streak;
 	}
 	if (m & HD_WEBHOOK_CHANGE_SECRETS) {
-		memcpy(s->secrets, s->change.secrets, sizeof(s->secrets));
-		s->nsecrets = s->change.nsecrets;
-		memset(s->change.secrets, 0, sizeof(s->change.secrets));
+		memcpy(s->secrets, ch->secrets, sizeof(s->secrets));
+		s->nsecrets = ch->nsecrets;
 	}
+	change_free(s);
 	hd_log_info("webhook_change_applied sub=%s what=%u", s->id, m);
 	if (r)
-		hd_webhook_record_put(s, r, s->change.status);
+		hd_webhook_record_put(s, r, status);
 	else
 		hd_webhook_record_changed(s);
 	if ((m & HD_WEBHOOK_CHANGE_MOVED) && !s->pattern)
-		hd_webhook_sub_reposition(s, s->change.floor + 1); /* activates */
+		hd_webhook_sub_reposition(s, floor + 1); /* activates */
 	else
 		hd_webhook_sub_activate(s);
 }
@@ -178,7 +201,7 @@ static void reload_ready(struct hd_webhook_sub *s)
 	hd_log_info("webhook_owner_gained sub=%s topic=%s position=%llu token=%llu", s->id,
 		    s->cfg.topic, (unsigned long long)s->st.lease.floor,
 		    (unsigned long long)s->claim.token);
-	if (s->change.mask)
+	if (s->change)
 		apply_change(s);
 	else
 		hd_webhook_sub_activate(s);
@@ -189,26 +212,29 @@ bool hd_webhook_own_changed(struct hd_webhook_sub *s, unsigned what,
 {
 	if (s->parent || hd_webhook_own_held(s))
 		return false;
-	if (s->change.r && r) {
+	if (s->change && s->change->r && r) {
 		hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
 					 "another change of this subscription is being applied; retry");
 		return true;
 	}
-	s->change.mask |= what;
+	if (!s->change)
+		s->change = hd_calloc(1, sizeof(*s->change));
+	struct hd_webhook_change *ch = s->change;
+	ch->mask |= what;
 	if (what & HD_WEBHOOK_CHANGE_STATE) {
-		s->change.state = (int)s->state;
-		memcpy(s->change.reason, s->reason, sizeof(s->reason));
-		s->change.streak = s->streak;
+		ch->state = s->state;
+		memcpy(ch->reason, s->reason, sizeof(s->reason));
+		ch->streak = s->streak;
 	}
 	if (what & HD_WEBHOOK_CHANGE_SECRETS) {
-		memcpy(s->change.secrets, s->secrets, sizeof(s->secrets));
-		s->change.nsecrets = s->nsecrets;
+		memcpy(ch->secrets, s->secrets, sizeof(s->secrets));
+		ch->nsecrets = s->nsecrets;
 	}
 	if (what & HD_WEBHOOK_CHANGE_MOVED)
-		s->change.floor = s->st.lease.floor;
+		ch->floor = s->st.lease.floor;
 	if (r) {
-		s->change.r = r;
-		s->change.status = status;
+		ch->r = r;
+		ch->status = status;
 	}
 	/* Being read again after a gain: applied when that ends. */
 	if (!s->reloading)
@@ -218,10 +244,8 @@ bool hd_webhook_own_changed(struct hd_webhook_sub *s, unsigned what,
 
 void hd_webhook_own_forget(struct hd_webhook_sub *s, int err)
 {
-	struct hd_webhook_reply *r = s->change.r;
-	s->change.mask = 0;
-	s->change.r = NULL;
-	memset(s->change.secrets, 0, sizeof(s->change.secrets));
+	struct hd_webhook_reply *r = s->change ? s->change->r : NULL;
+	change_free(s);
 	if (r)
 		hd_webhook_ops_reply_err(r, err, "the change could not be applied");
 }
@@ -326,7 +350,7 @@ static void sweep_one(const char *key, void *value, void *arg)
 	struct hd_webhook_sub *s = value;
 	(void)key;
 	if (s->seen_gen != sw->gen && s->born_gen < sw->gen && !s->reloading && s->puts == 0 &&
-	    !s->change.mask)
+	    !s->change)
 		sw->a[sw->n++] = s;
 }
 
@@ -348,7 +372,7 @@ static void relist_seen(struct hd_webhooks *w, const struct hd_record *rec)
 	}
 	s->seen_gen = w->relist_gen;
 	if (hd_webhook_own_held(s) || s->reloading || s->puts > 0 || s->unstored ||
-	    s->change.mask)
+	    s->change)
 		return;
 	/* Not ours: show the owner's state and position (when it changed:
 	 * rebuilding the window costs more than a hash). */

@@ -80,6 +80,7 @@ void hd_webhook_sub_free(struct hd_webhook_sub *s)
 	}
 	hd_lease_fini(&s->st.lease);
 	hd_attempts_fini(&s->attempts);
+	free(s->change); /* its reply was answered at the kill or the stop */
 	free(s);
 }
 

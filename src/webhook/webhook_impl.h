@@ -69,6 +69,7 @@ struct hd_webhook_secret {
 
 struct hd_webhook_sub;
 struct hd_webhook_multi;
+struct hd_webhook_change;
 
 /* A change made on a node that did not deliver the subscription (own.c),
  * kept until the node has taken the lease over and read the record again,
@@ -152,17 +153,7 @@ struct hd_webhook_sub {
 	bool claimed;                 /* claim is added */
 	bool reloading;               /* gained: its record is being read again */
 	bool unstored;                /* created here, its first write not issued */
-	struct {
-		unsigned mask;            /* HD_WEBHOOK_CHANGE_*; 0 = none */
-		int state;
-		char reason[HD_WEBHOOK_REASON_MAX];
-		uint32_t streak;
-		struct hd_webhook_secret secrets[HD_SIGNATURE_SECRETS_MAX];
-		size_t nsecrets;
-		uint64_t floor;
-		struct hd_webhook_reply *r; /* answered once written, or NULL */
-		int status;
-	} change;
+	struct hd_webhook_change *change; /* owned; NULL = none (own.c) */
 	uint64_t born_gen;            /* w->relist_gen when it was made here */
 	uint64_t seen_gen;            /* the last re-list that saw its record */
 	uint64_t view_hash;           /* not owned: the record value last shown (a hash) */
