@@ -126,9 +126,16 @@ struct hd_record_op {
 	 * serialise a key's writes on the loop (edge/cursors.c), skips it. */
 	bool expect_set;
 	const char *expect;           /* borrowed until done() */
+	/* PUT fenced by an ownership lease (struct hd_owner_op): when fence
+	 * is set, written only while that lease's fencing token is
+	 * fence_token; else err stays 0 and fenced_out is set. The local
+	 * engine (one node, no owner_op) ignores it. */
+	const char *fence;            /* the lease name, borrowed until done(); NULL = none */
+	uint64_t fence_token;
 	/* Results: */
 	int err;
 	bool conflict;                /* PUT with expect_set: not written */
+	bool fenced_out;              /* PUT with fence: the lease moved on, not written */
 	struct hd_record *recs;       /* GET: 1, LIST: n; owned by the request */
 	size_t n;
 	void (*done)(struct hd_record_op *op);
@@ -139,6 +146,37 @@ struct hd_record_op {
 /* Frees a GET's or LIST's records. */
 void hd_engine_record_op_fini(struct hd_record_op *op);
 
+/* Ownership leases between nodes (consume/owner.h): at most one owner
+ * string holds lease `name` at a time, for ttl_ms after its last
+ * ACQUIRE. ACQUIRE takes a free (or expired) lease with a fencing token
+ * greater than every token given before, or renews the owner's own; held
+ * says which, token is the current holder's token and holder its owner
+ * string. TAKE is ACQUIRE that also asks another holder for the lease:
+ * that holder's next ACQUIRE answers held and wanted (it should write what
+ * it has, then RELEASE), and until the asker has it, nobody else gets it
+ * when it is free. RELEASE drops the lease if owner holds it (owner NULL:
+ * whoever holds it). Optional: an engine of one node (local) has none, and there
+ * the one node always owns, token 0. */
+#define HD_OWNER_NAME_MAX 600
+#define HD_OWNER_ID_MAX 200
+enum hd_owner_op_kind { HD_OWNER_ACQUIRE, HD_OWNER_TAKE, HD_OWNER_RELEASE };
+
+struct hd_owner_op {
+	enum hd_owner_op_kind kind;
+	char name[HD_OWNER_NAME_MAX + 1];
+	const char *owner;            /* borrowed until done() */
+	uint32_t ttl_ms;
+	/* Results: */
+	int err;
+	bool held;                    /* ACQUIRE, TAKE: owner holds it now */
+	uint64_t token;               /* the holder's fencing token */
+	bool wanted;                  /* held, and another owner asked for it (TAKE) */
+	char holder[HD_OWNER_ID_MAX + 1]; /* the holder's owner string ("" when free) */
+	void (*done)(struct hd_owner_op *op);
+	void *arg;
+	void *priv;
+};
+
 struct hd_engine;
 
 struct hd_engine_ops {
@@ -148,6 +186,8 @@ struct hd_engine_ops {
 	int (*topic_op)(struct hd_engine *e, struct hd_topic_op *op);
 	int (*group_op)(struct hd_engine *e, struct hd_group_op *op);
 	int (*record_op)(struct hd_engine *e, struct hd_record_op *op);
+	/* NULL in an engine of one node (see struct hd_owner_op). */
+	int (*owner_op)(struct hd_engine *e, struct hd_owner_op *op);
 	/* Whether the engine can take writes (for /readyz). */
 	bool (*ready)(struct hd_engine *e);
 	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */

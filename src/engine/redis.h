@@ -14,6 +14,9 @@
  *   herald:groups  hash "TOPIC\nNAME" → a pull group row (shard 0)
  *   herald:r:KIND / herald:rk:KIND   hash key → "MS VALUE" and its key index
  *                  (sorted set, score 0) for records (shard 0)
+ *   herald:lease:NAME  string "TOKEN OWNER" with PX: an ownership lease
+ *   herald:lease-token counter of the fencing tokens (shard 0)
+ *   herald:lease-want:NAME  string OWNER with PX: who asked for lease NAME
  * PUB/SUB: each shard's channel herald:events carries
  *   "EPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event; an empty
  *   JSON is a notice that offsets up to OFFSET became visible (read them).

@@ -13,7 +13,8 @@
  *   redis_deliver.c   live delivery: PUB/SUB messages in offset order per
  *                     topic, gap-filling reads, the connections' up/down
  *   redis_records.c   durable writes (a command, then WAIT when replicated):
- *                     pull group rows and records
+ *                     pull group rows and records (fenced by ownership
+ *                     leases), the ownership leases themselves
  */
 #ifndef HD_ENGINE_REDIS_IMPL_H
 #define HD_ENGINE_REDIS_IMPL_H
@@ -30,6 +31,9 @@
 #define CHANNEL "herald:events"
 #define TOPICS_KEY "herald:topics"
 #define GROUPS_KEY "herald:groups"
+#define LEASE_PREFIX "herald:lease:"   /* + the lease name: "TOKEN OWNER", PX ttl */
+#define LEASE_TOKEN_KEY "herald:lease-token"
+#define LEASE_WANT_PREFIX "herald:lease-want:" /* + the lease name: who asked for it */
 #define MAX_PENDING 65536          /* commands in flight per connection */
 #define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
 #define CATCHUP_LIMIT 256          /* events per gap-filling read */
@@ -37,7 +41,7 @@
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_COUNT };
 
 struct redis;
 
@@ -121,5 +125,7 @@ void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg);
 /* The engine's group_op and record_op (engine.h). */
 int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op);
 int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op);
+/* The engine's owner_op (engine.h): leases LEASE_PREFIX+name on shard 0. */
+int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op);
 
 #endif

@@ -1,7 +1,10 @@
 /*
  * redis_records — the Redis engine's durable writes (see redis_impl.h): pull
  * group rows (hash herald:groups) and records (herald:r:KIND and its key
- * index), on shard 0, each write followed by a WAIT when replicated.
+ * index), on shard 0, each write followed by a WAIT when replicated; and the
+ * ownership leases (herald:lease:NAME, engine.h struct hd_owner_op) that
+ * fence the records of an owned subscription: a fenced PUT is written only
+ * while the lease holds the writer's token (rput_lua).
  * Layer: engine. Called by the hub through engine.h's group_op/record_op.
  */
 #include "engine/redis_impl.h"
@@ -196,7 +199,9 @@ static void record_take(struct dwrite *w, const redisReply *rep)
 	struct hd_record_op *op = w->req;
 	if (op->kind == HD_RECORD_DELETE && hd_redis_rep_u64(rep) == 0)
 		w->err = HD_ENOTFOUND;
-	if (op->kind == HD_RECORD_PUT && op->expect_set && hd_redis_rep_u64(rep) == 0)
+	if (op->kind == HD_RECORD_PUT && rep->type == REDIS_REPLY_INTEGER && rep->integer < 0)
+		op->fenced_out = true;
+	else if (op->kind == HD_RECORD_PUT && op->expect_set && hd_redis_rep_u64(rep) == 0)
 		op->conflict = true;
 	if (op->kind == HD_RECORD_GET) {
 		struct hd_record rec = op->rec;
@@ -246,9 +251,10 @@ int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op)
 	op->recs = NULL;
 	op->n = 0;
 	op->conflict = false;
+	op->fenced_out = false;
 	if (r->stopped)
 		return HD_EUNAVAIL;
-	if (!op->rec.kind[0] || (op->kind != HD_RECORD_LIST && !op->rec.key[0]) ||
+	if ((op->fence && strlen(op->fence) > HD_OWNER_NAME_MAX) || !op->rec.kind[0] || (op->kind != HD_RECORD_LIST && !op->rec.key[0]) ||
 	    (op->kind == HD_RECORD_PUT && op->rec.value &&
 	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
 		return HD_EINVAL;
@@ -285,11 +291,103 @@ int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op)
 		value = hd_malloc(cap);
 		snprintf(value, cap, "%lld %s", (long long)op->rec.updated_ms, v);
 		const char *ex = op->expect ? op->expect : "";
-		const char *args[] = {khash, kidx, key, value, op->expect ? "1" : "0", ex};
-		size_t lens[] = {strlen(khash), strlen(kidx), strlen(key), strlen(value), 1, strlen(ex)};
-		rc = dwrite_send(w, S_RPUT, 2, op->expect_set ? 6 : 4, args, lens, true);
+		const char *cas = !op->expect_set ? "" : op->expect ? "1" : "0";
+		char lkey[sizeof(LEASE_PREFIX) + HD_OWNER_NAME_MAX], tok[24] = "";
+		snprintf(lkey, sizeof(lkey), LEASE_PREFIX "%s", op->fence ? op->fence : "");
+		if (op->fence)
+			snprintf(tok, sizeof(tok), "%llu", (unsigned long long)op->fence_token);
+		const char *args[] = {khash, kidx, lkey, key, value, cas, ex, tok};
+		size_t lens[] = {strlen(khash), strlen(kidx), strlen(lkey), strlen(key),
+				 strlen(value), strlen(cas), strlen(ex), strlen(tok)};
+		rc = dwrite_send(w, S_RPUT, 3, 8, args, lens, true);
 	}
 	free(value);
+	if (rc)
+		free(w);
+	return rc;
+}
+
+/* ---- ownership leases -------------------------------------------------- */
+
+static void owner_take(struct dwrite *w, const redisReply *rep)
+{
+	struct hd_owner_op *op = w->req;
+	if (op->kind == HD_OWNER_RELEASE)
+		return;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5) {
+		w->err = HD_EUNAVAIL;
+		return;
+	}
+	const redisReply *who = rep->element[2];
+	op->held = hd_redis_rep_u64(rep->element[0]) == 1;
+	op->token = hd_redis_rep_u64(rep->element[1]);
+	op->wanted = op->held && hd_redis_rep_u64(rep->element[4]) == 1;
+	if (who->type == REDIS_REPLY_STRING)
+		snprintf(op->holder, sizeof(op->holder), "%.*s", (int)who->len, who->str);
+	/* A lease taken now is acknowledged like any durable write (a
+	 * replica has it), so that a failover cannot hand its token out
+	 * again; renewals do not wait. */
+	struct redis *r = w->r;
+	if (op->held && hd_redis_rep_u64(rep->element[3]) == 1 &&
+	    r->opts.durability == HD_REDIS_REPLICATED) {
+		char tmo[24];
+		snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
+		const char *wargv[] = {"WAIT", "1", tmo};
+		size_t wlens[] = {4, 1, strlen(tmo)};
+		w->left++;
+		if (hd_rconn_command(r->shards[0].cmd, dwait_reply, w, 3, wargv, wlens)) {
+			w->left--;
+			w->err = HD_EUNAVAIL;
+		}
+	}
+}
+
+static void owner_finish(struct dwrite *w)
+{
+	struct hd_owner_op *op = w->req;
+	op->err = w->err;
+	if (op->err)
+		op->held = false;
+	free(w);
+	op->done(op);
+}
+
+int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op)
+{
+	struct redis *r = (struct redis *)e;
+	op->err = 0;
+	op->held = false;
+	op->token = 0;
+	op->wanted = false;
+	op->holder[0] = '\0';
+	if (r->stopped)
+		return HD_EUNAVAIL;
+	const char *owner = op->owner ? op->owner : "";
+	if (!op->name[0] || strlen(owner) > HD_OWNER_ID_MAX ||
+	    (op->kind != HD_OWNER_RELEASE && (!owner[0] || op->ttl_ms == 0)))
+		return HD_EINVAL;
+	char lkey[sizeof(LEASE_PREFIX) + HD_OWNER_NAME_MAX], ttl[24];
+	char wkey[sizeof(LEASE_WANT_PREFIX) + HD_OWNER_NAME_MAX];
+	snprintf(lkey, sizeof(lkey), LEASE_PREFIX "%s", op->name);
+	snprintf(wkey, sizeof(wkey), LEASE_WANT_PREFIX "%s", op->name);
+	snprintf(ttl, sizeof(ttl), "%u", (unsigned)op->ttl_ms);
+	struct dwrite *w = hd_calloc(1, sizeof(*w));
+	w->r = r;
+	w->req = op;
+	w->take = owner_take;
+	w->finish = owner_finish;
+	int rc;
+	if (op->kind != HD_OWNER_RELEASE) {
+		const char *take = op->kind == HD_OWNER_TAKE ? "1" : "0";
+		const char *args[] = {lkey, LEASE_TOKEN_KEY, wkey, owner, ttl, take};
+		size_t lens[] = {strlen(lkey), strlen(LEASE_TOKEN_KEY), strlen(wkey),
+				 strlen(owner), strlen(ttl), 1};
+		rc = dwrite_send(w, S_OWN, 3, 6, args, lens, false);
+	} else {
+		const char *args[] = {lkey, owner};
+		size_t lens[] = {strlen(lkey), strlen(owner)};
+		rc = dwrite_send(w, S_UNOWN, 1, 2, args, lens, false);
+	}
 	if (rc)
 		free(w);
 	return rc;

@@ -94,11 +94,17 @@ static const char del_lua[] =
 	"redis.call('ZREM',KEYS[3],ARGV[1])\n"
 	"return 1\n";
 
-/* KEYS: values hash, key index. ARGV: key, "MS VALUE", then for a
- * compare-and-set "0" (only if absent) or "1" and the expected VALUE
- * → 1, or 0 when the stored value differs (nothing written). */
+/* KEYS: values hash, key index, fence lease (any key when unfenced).
+ * ARGV: key, "MS VALUE", compare-and-set ('' none, '0' only if absent, '1'
+ * only if the stored VALUE is ARGV[4]), expected VALUE, fencing token (''
+ * none: else written only while the lease KEYS[3] holds that token)
+ * → 1, 0 when the stored value differs, -1 when fenced out (nothing written). */
 static const char rput_lua[] =
-	"if ARGV[3] then\n"
+	"if ARGV[5]~='' then\n"
+	" local l=redis.call('GET',KEYS[3])\n"
+	" if not l or string.sub(l,1,(string.find(l,' ',1,true) or 0)-1)~=ARGV[5] then return -1 end\n"
+	"end\n"
+	"if ARGV[3]~='' then\n"
 	" local cur=redis.call('HGET',KEYS[1],ARGV[1])\n"
 	" if ARGV[3]=='0' then if cur then return 0 end\n"
 	" else\n"
@@ -123,6 +129,46 @@ static const char rlist_lua[] =
 	"if #k==0 then return {{},{}} end\n"
 	"return {k,redis.call('HMGET',KEYS[1],unpack(k))}\n";
 
+/* Ownership leases: KEYS[1] holds "TOKEN OWNER" with PX ttl; KEYS[2]
+ * counts the fencing tokens; KEYS[3] names an owner that asked for the
+ * lease (take), PX ttl. ARGV: owner, ttl ms, take 1/0 → {held 1/0, token,
+ * holder, new 1/0, wanted 1/0}. The owner's own lease is renewed (wanted:
+ * another owner asked for it: hand it over); another's is left alone
+ * (take: ask for it); a free one is taken with the next token, unless
+ * another owner asked for it first. */
+static const char own_lua[] =
+	"local v=redis.call('GET',KEYS[1])\n"
+	"local want=redis.call('GET',KEYS[3])\n"
+	"if v then\n"
+	" local sp=string.find(v,' ',1,true) or 0\n"
+	" local tok=string.sub(v,1,sp-1)\n"
+	" local who=string.sub(v,sp+1)\n"
+	" if who==ARGV[1] then\n"
+	"  redis.call('PEXPIRE',KEYS[1],ARGV[2])\n"
+	"  local w=0\n"
+	"  if want and want~=ARGV[1] then w=1 end\n"
+	"  return {1,tok,who,0,w}\n"
+	" end\n"
+	" if ARGV[3]=='1' and (not want or want==ARGV[1]) then\n"
+	"  redis.call('SET',KEYS[3],ARGV[1],'PX',ARGV[2])\n"
+	" end\n"
+	" return {0,tok,who,0,0}\n"
+	"end\n"
+	"if want and want~=ARGV[1] then return {0,'0','',0,0} end\n"
+	"if want then redis.call('DEL',KEYS[3]) end\n"
+	"local tok=redis.call('INCR',KEYS[2])\n"
+	"redis.call('SET',KEYS[1],tok..' '..ARGV[1],'PX',ARGV[2])\n"
+	"return {1,tostring(tok),ARGV[1],1,0}\n";
+
+/* KEYS: the lease. ARGV: owner ('' = whoever holds it) → 1 dropped, 0 not. */
+static const char unown_lua[] =
+	"local v=redis.call('GET',KEYS[1])\n"
+	"if not v then return 0 end\n"
+	"if ARGV[1]~='' and string.sub(v,(string.find(v,' ',1,true) or 0)+1)~=ARGV[1] then return 0 end\n"
+	"redis.call('DEL',KEYS[1])\n"
+	"return 1\n";
+
 const char *const hd_redis_scripts_text[S_COUNT] = {
 	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
+	own_lua, unown_lua,
 };

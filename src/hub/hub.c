@@ -351,6 +351,18 @@ int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op)
 	return hd_engine_record_op(hub->engine, op);
 }
 
+bool hd_hub_owner_shared(const struct hd_hub *hub)
+{
+	return hub->engine && hub->engine->ops->owner_op;
+}
+
+int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op)
+{
+	if (!hd_hub_owner_shared(hub))
+		return HD_ENOTIMPL;
+	return hub->engine->ops->owner_op(hub->engine, op);
+}
+
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op)
 {
 	return hd_engine_group_op(hub->engine, op);

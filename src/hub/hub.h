@@ -144,6 +144,10 @@ int hd_hub_read(struct hd_hub *hub, struct hd_read *r);
 int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op);
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op);
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
+/* Whether the engine is shared by several nodes (it has ownership
+ * leases); hd_hub_owner_op returns HD_ENOTIMPL when it is not. */
+bool hd_hub_owner_shared(const struct hd_hub *hub);
+int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op);
 bool hd_hub_ready(struct hd_hub *hub);
 
 #endif

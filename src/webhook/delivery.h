@@ -141,6 +141,13 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secret,
 			struct hd_webhook_reply *r);
 
+/* With several nodes (an engine with ownership leases), a change (pause,
+ * resume, rotate, replay) made on a node that does not deliver the
+ * subscription moves its delivery to that node: it takes the lease over,
+ * reads the record again and applies the change on top (webhook/own.c);
+ * a replay of a pattern subscription there answers HD_EUNAVAIL meanwhile
+ * (retry). Delete works from any node. */
+
 /* Stops: abandons calls in flight (they are sent again after a restart),
  * writes what changed, closes the handles. Later operations reply
  * HD_EUNAVAIL. */

@@ -2,7 +2,8 @@
  * lifecycle — the webhook deliverer's life (delivery.h): new, start (load
  * every subscription record, then the pattern children's, then activate
  * them all), stop (the last writes) and free.
- * Layer: webhook. Callers: main.c through delivery.h.
+ * Layer: webhook. Callers: main.c through delivery.h; own.c (a record read
+ * again when this node gains a subscription, or seen first by a re-list).
  */
 #include "webhook/webhook_impl.h"
 #include "core/alloc.h"
@@ -45,9 +46,10 @@ static void restore_position(struct hd_webhook_sub *s, json_t *o, uint64_t floor
 	s->st.last_status = (int)num_member(o, "last_status");
 }
 
-/* A pattern child's record "<id>/<topic>": attached to its parent; one
+/* A pattern child's record "<id>/<topic>": attached to its parent (its
+ * position restored if the child exists: a re-read after a gain); one
  * whose parent is gone is deleted. */
-static void load_kid(struct hd_webhooks *w, const struct hd_record *rec)
+void hd_webhook_lifecycle_load_kid(struct hd_webhooks *w, const struct hd_record *rec)
 {
 	char id[HD_SUB_ID_LEN + 1];
 	const char *slash = strchr(rec->key, '/');
@@ -59,8 +61,12 @@ static void load_kid(struct hd_webhooks *w, const struct hd_record *rec)
 		p = hd_map_get(&w->subs, id);
 	}
 	if (!p || !p->pattern) {
-		hd_log_warn("webhook_topic_record_orphan key=%s (deleted)", rec->key);
-		hd_webhook_record_delete(w, HD_WEBHOOK_TOPIC_RECORD_KIND, rec->key, NULL);
+		/* Another node may have made the parent a moment ago: only
+		 * the one owning engine deletes orphans, at its start. */
+		if (!hd_owner_shared(w->owner)) {
+			hd_log_warn("webhook_topic_record_orphan key=%s (deleted)", rec->key);
+			hd_webhook_record_delete(w, HD_WEBHOOK_TOPIC_RECORD_KIND, rec->key, NULL);
+		}
 		goto out;
 	}
 	if (!json_is_object(o)) {
@@ -68,7 +74,16 @@ static void load_kid(struct hd_webhooks *w, const struct hd_record *rec)
 		goto out;
 	}
 	uint64_t floor = (uint64_t)num_member(o, "floor");
-	struct hd_webhook_sub *s = hd_webhook_kids_add(p, slash + 1, floor);
+	struct hd_webhook_sub *s = hd_pattern_get(&p->pt, slash + 1);
+	if (s) {
+		hd_webhook_pump_cancel(s, false);
+		hd_webhook_pump_drop_ahead(s);
+		hd_lease_fini(&s->st.lease);
+		hd_lease_init(&s->st.lease, floor, HD_WEBHOOK_WINDOW);
+		s->st.gen++;
+	} else {
+		s = hd_webhook_kids_add(p, slash + 1, floor);
+	}
 	if (!s)
 		goto out;
 	restore_position(s, o, floor);
@@ -77,29 +92,13 @@ out:
 	json_decref(o);
 }
 
-static void load_one(struct hd_webhooks *w, const struct hd_record *rec)
+/* The state, reason, streak and secrets of a subscription record. */
+static void apply_state(struct hd_webhook_sub *s, json_t *o)
 {
 	struct hd_error err = {0};
-	struct hd_sub_config cfg;
-	json_t *o = json_loads(rec->value, 0, NULL);
-	json_t *secrets = json_object_get(o, "secrets"), *v;
 	const char *state = json_string_value(json_object_get(o, "state"));
+	json_t *secrets = json_object_get(o, "secrets"), *v;
 	size_t i;
-
-	if (!json_is_object(o) || hd_sub_config_load(json_object_get(o, "config"), &cfg, &err)) {
-		hd_log_error("webhook_record_ignored sub=%s reason=\"%s\"", rec->key,
-			     err.msg[0] ? err.msg : "not JSON");
-		goto out;
-	}
-	uint64_t floor = (uint64_t)num_member(o, "floor");
-	struct hd_webhook_sub *s = hd_webhook_sub_new(w, rec->key, &cfg, floor);
-	if (!s) {
-		hd_log_error("webhook_record_ignored sub=%s reason=\"over "
-			     "--webhook-subscriptions-max\"",
-			     rec->key);
-		goto out;
-	}
-	restore_position(s, o, floor);
 	s->created_ms = num_member(o, "created");
 	s->state = state && strcmp(state, "paused") == 0     ? HD_WEBHOOK_PAUSED
 		   : state && strcmp(state, "disabled") == 0 ? HD_WEBHOOK_DISABLED
@@ -107,6 +106,7 @@ static void load_one(struct hd_webhooks *w, const struct hd_record *rec)
 	snprintf(s->reason, sizeof(s->reason), "%s",
 		 json_string_value(json_object_get(o, "reason")) ?: "");
 	s->streak = (uint32_t)num_member(o, "streak");
+	s->nsecrets = 0;
 	json_array_foreach(secrets, i, v)
 	{
 		struct hd_webhook_secret sec;
@@ -124,8 +124,48 @@ static void load_one(struct hd_webhooks *w, const struct hd_record *rec)
 		s->nsecrets = 1;
 		hd_webhook_record_changed(s);
 	}
+}
+
+void hd_webhook_lifecycle_apply(struct hd_webhook_sub *s, json_t *o)
+{
+	uint64_t floor = (uint64_t)num_member(o, "floor");
+	if (!s->pattern) {
+		hd_webhook_pump_cancel(s, false);
+		hd_webhook_pump_drop_ahead(s);
+		hd_lease_fini(&s->st.lease);
+		hd_lease_init(&s->st.lease, floor, HD_WEBHOOK_WINDOW);
+		s->st.gen++;
+		restore_position(s, o, floor);
+	}
+	apply_state(s, o);
+}
+
+struct hd_webhook_sub *hd_webhook_lifecycle_load_one(struct hd_webhooks *w,
+						     const struct hd_record *rec)
+{
+	struct hd_error err = {0};
+	struct hd_sub_config cfg;
+	struct hd_webhook_sub *s = NULL;
+	json_t *o = json_loads(rec->value, 0, NULL);
+
+	if (!json_is_object(o) || hd_sub_config_load(json_object_get(o, "config"), &cfg, &err)) {
+		hd_log_error("webhook_record_ignored sub=%s reason=\"%s\"", rec->key,
+			     err.msg[0] ? err.msg : "not JSON");
+		goto out;
+	}
+	uint64_t floor = (uint64_t)num_member(o, "floor");
+	s = hd_webhook_sub_new(w, rec->key, &cfg, floor);
+	if (!s) {
+		hd_log_error("webhook_record_ignored sub=%s reason=\"over "
+			     "--webhook-subscriptions-max\"",
+			     rec->key);
+		goto out;
+	}
+	restore_position(s, o, floor);
+	apply_state(s, o);
 out:
 	json_decref(o);
+	return s;
 }
 
 static void load_kids_page(struct hd_webhooks *w);
@@ -139,7 +179,7 @@ static void load_kids_done(struct hd_record_op *op)
 		hd_log_error("webhooks_load_failed kind=%s err=%d", HD_WEBHOOK_TOPIC_RECORD_KIND,
 			     op->err);
 	for (size_t i = 0; i < op->n && !w->stopping; i++) {
-		load_kid(w, &op->recs[i]);
+		hd_webhook_lifecycle_load_kid(w, &op->recs[i]);
 		snprintf(w->load_after, sizeof(w->load_after), "%s", op->recs[i].key);
 	}
 	more = !op->err && op->n >= HD_WEBHOOK_LIST_PAGE && !w->stopping;
@@ -170,7 +210,7 @@ static void load_done(struct hd_record_op *op)
 	if (op->err)
 		hd_log_error("webhooks_load_failed err=%d", op->err);
 	for (size_t i = 0; i < op->n && !w->stopping; i++)
-		load_one(w, &op->recs[i]);
+		hd_webhook_lifecycle_load_one(w, &op->recs[i]);
 	hd_engine_record_op_fini(op);
 	w->load_after[0] = '\0';
 	load_kids_page(w);
@@ -188,6 +228,7 @@ static void load_end(struct hd_webhooks *w)
 		if (!w->stopping)
 			hd_webhook_sub_activate(all[i]);
 	free(all);
+	hd_webhook_own_start(w);
 	if (w->on_loaded)
 		w->on_loaded(w->loaded_arg);
 }
@@ -229,6 +270,9 @@ struct hd_webhooks *hd_webhooks_new(uv_loop_t *loop, struct hd_hub *hub,
 	hd_map_init(&w->subs, w->opts.max_subscriptions);
 	uv_timer_init(loop, &w->flush);
 	w->flush.data = w;
+	uv_timer_init(loop, &w->relist);
+	w->relist.data = w;
+	w->owner = hd_owner_new(loop, hub, hd_hub_node(hub));
 	return w;
 }
 
@@ -236,6 +280,7 @@ static void stop_sub(const char *key, void *value, void *arg)
 {
 	struct hd_webhook_sub *s = value;
 	(void)key;
+	hd_webhook_own_forget(s, HD_EUNAVAIL);
 	if (s->pattern)
 		hd_map_each(&s->pt.topics, stop_sub, arg);
 	hd_webhook_pump_cancel(s, true);
@@ -274,6 +319,8 @@ void hd_webhooks_stop(struct hd_webhooks *w)
 	}
 	uv_close((uv_handle_t *)&w->flush, NULL);
 	hd_map_each(&w->subs, stop_sub, NULL);
+	/* After the last writes: another node may take over at once. */
+	hd_webhook_own_stop(w);
 	hd_http_client_close(w->http);
 }
 
@@ -296,5 +343,6 @@ void hd_webhooks_free(struct hd_webhooks *w)
 		hd_webhook_sub_free(s);
 	}
 	hd_http_client_free(w->http);
+	hd_owner_free(w->owner);
 	free(w);
 }

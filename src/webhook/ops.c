@@ -265,6 +265,7 @@ static void seek_found(struct seek *k, uint64_t first)
 		}
 		s->secrets[0] = k->secret;
 		s->nsecrets = 1;
+		s->unstored = true;
 		s->st.topic_last = k->last;
 		/* The answer, with the secret this once. */
 		hd_webhook_sub_json(&r->body, s, s->secrets[0].text);
@@ -322,6 +323,7 @@ static void create_pattern(struct hd_webhooks *w, const struct hd_sub_config *c,
 	}
 	s->secrets[0] = sec;
 	s->nsecrets = 1;
+	s->unstored = true;
 	s->fresh = true;
 	s->start = *start;
 	hd_webhook_sub_json(&r->body, s, s->secrets[0].text);
@@ -381,6 +383,23 @@ static struct hd_webhook_sub *writable_sub(struct hd_webhooks *w, const char *id
 	return s;
 }
 
+/* Whether this node may change s (its owner, or the only node). A change
+ * made elsewhere moves the subscription here (own.c), but a replay of a
+ * pattern subscription's topics is not kept for that: it is refused while
+ * this node takes the lease over, and a retry succeeds. */
+static bool may_replay(struct hd_webhook_sub *s, struct hd_webhook_reply *r)
+{
+	if (!s->pattern || !hd_owner_shared(s->w->owner) || hd_webhook_own_held(s))
+		return true;
+	if (!s->reloading)
+		hd_owner_take(&s->claim);
+	hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
+				 "the subscription was delivered by another node (%.120s): this "
+				 "node takes it over now; retry",
+				 s->claim.holder[0] ? s->claim.holder : "not known yet");
+	return false;
+}
+
 struct multi_ctx {
 	struct hd_webhook_multi *m;
 	int64_t time_ms;
@@ -399,6 +418,8 @@ void hd_webhooks_replay(struct hd_webhooks *w, const char *id, const char *topic
 {
 	struct hd_webhook_sub *s = writable_sub(w, id, r);
 	if (!s)
+		return;
+	if (!may_replay(s, r))
 		return;
 	if (topic && !s->pattern && strcmp(topic, s->cfg.topic) != 0) {
 		hd_webhook_ops_reply_err(r, HD_EINVAL, "'topic' must be the subscription's topic");
@@ -554,6 +575,8 @@ int hd_webhooks_pause(struct hd_webhooks *w, const char *id, bool pause, struct 
 		if (!w->stopping)
 			hd_webhook_sub_activate(s);
 	}
+	/* On a node that does not deliver it: this node takes it over. */
+	hd_webhook_own_changed(s, HD_WEBHOOK_CHANGE_STATE, NULL, 0);
 	hd_log_info("webhook_%s sub=%s topic=%s", pause ? "paused" : "resumed", s->id,
 		    s->cfg.topic);
 	hd_webhook_sub_json(out, s, NULL);
@@ -591,8 +614,10 @@ void hd_webhooks_rotate(struct hd_webhooks *w, const char *id, const char *secre
 		      fresh.text, s->nsecrets);
 	memset(&fresh, 0, sizeof(fresh));
 	/* Answered once this state is durable: a write of its own even when
-	 * one is in flight (the store applies writes in order). */
-	hd_webhook_record_put(s, r, 200);
+	 * one is in flight (the store applies writes in order); on a node
+	 * that does not deliver it, once it took it over and wrote it. */
+	if (!hd_webhook_own_changed(s, HD_WEBHOOK_CHANGE_SECRETS, r, 200))
+		hd_webhook_record_put(s, r, 200);
 }
 
 void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook_reply *r)
@@ -602,6 +627,11 @@ void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook
 		return;
 	hd_map_del(&w->subs, s->id);
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
+	/* From any node: the lease goes first, so that the owner's next
+	 * position write is refused instead of making the record again. */
+	hd_owner_drop(w->owner, s->claim.name);
+	if (w->relisting)
+		w->relist_skip_new = true;
 	hd_webhook_sub_kill(s);
 	if (s->pattern) {
 		/* The children go first (each releases the parent when freed);

@@ -62,7 +62,7 @@ static bool can_run(const struct hd_webhook_sub *s)
 {
 	const struct hd_webhook_sub *o = s->parent ? s->parent : s;
 	return o->state == HD_WEBHOOK_ACTIVE && !s->deleted && !o->deleted && !s->w->stopping &&
-	       !s->pattern && !s->st.seeking;
+	       !s->pattern && !s->st.seeking && hd_webhook_own_held(s);
 }
 
 /* Counts calls and dead letters in flight for the whole subscription. */
@@ -337,6 +337,7 @@ static void start_call(struct hd_webhook_sub *s, uint64_t offset, struct hd_rcbu
 		c->headers[n++] = (struct hd_http_header){"herald-topic", s->cfg.topic};
 		c->headers[n++] = (struct hd_http_header){"herald-offset", c->offset_s};
 		c->headers[n++] = (struct hd_http_header){"herald-attempt", c->attempt_s};
+		c->headers[n++] = (struct hd_http_header){"herald-node", hd_hub_node(s->w->hub)};
 		c->http.url = s->cfg.url;
 		c->http.method = "POST";
 		c->http.headers = c->headers;

@@ -77,6 +77,16 @@ static void put_done(struct hd_record_op *op)
 {
 	struct put *p = op->arg;
 	struct hd_webhook_sub *s = p->s;
+	struct hd_webhook_sub *o = s->parent ? s->parent : s;
+	if (!op->err && op->fenced_out) {
+		/* Another node holds the lease now: stop, write nothing more. */
+		hd_log_warn("webhook_write_fenced sub=%s key=%s token=%llu", s->id, s->key,
+			    (unsigned long long)op->fence_token);
+		op->err = HD_EUNAVAIL;
+		if (o->claimed && o->claim.held && o->claim.token == op->fence_token &&
+		    !o->deleted)
+			hd_owner_lost(&o->claim);
+	}
 	if (p->r) {
 		if (op->err)
 			hd_webhook_ops_reply_err(p->r, op->err,
@@ -97,6 +107,17 @@ static void put_done(struct hd_record_op *op)
 
 void hd_webhook_record_put(struct hd_webhook_sub *s, struct hd_webhook_reply *r, int status)
 {
+	struct hd_webhook_sub *o = s->parent ? s->parent : s;
+	bool create = o == s && s->unstored;
+	s->unstored = false;
+	if (!create && !hd_webhook_own_held(s) && !o->claim.handing) {
+		/* Not this node's to write (own.c): the owner writes it. */
+		s->dirty = false;
+		if (r)
+			hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
+						 "the subscription is delivered by another node");
+		return;
+	}
 	struct put *p = hd_calloc(1, sizeof(*p));
 	p->s = s;
 	p->r = r;
@@ -107,6 +128,11 @@ void hd_webhook_record_put(struct hd_webhook_sub *s, struct hd_webhook_reply *r,
 		 s->parent ? HD_WEBHOOK_TOPIC_RECORD_KIND : HD_WEBHOOK_RECORD_KIND);
 	snprintf(p->op.rec.key, sizeof(p->op.rec.key), "%s", s->key);
 	p->op.rec.value = p->value;
+	if (!create && hd_owner_shared(s->w->owner)) {
+		/* Fenced: refused once another node holds the lease. */
+		p->op.fence = o->claim.name;
+		p->op.fence_token = o->claim.token;
+	}
 	p->op.done = put_done;
 	p->op.arg = p;
 	s->dirty = false;

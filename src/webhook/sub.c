@@ -66,6 +66,7 @@ struct hd_webhook_sub *hd_webhook_sub_new(struct hd_webhooks *w, const char *id,
 	uv_timer_init(w->loop, &s->timer);
 	s->timer.data = s;
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, 1);
+	hd_webhook_own_add(s);
 	return s;
 }
 
@@ -79,6 +80,7 @@ void hd_webhook_sub_free(struct hd_webhook_sub *s)
 	}
 	hd_lease_fini(&s->st.lease);
 	hd_attempts_fini(&s->attempts);
+	free(s->change); /* its reply was answered at the kill or the stop */
 	free(s);
 }
 
@@ -150,6 +152,11 @@ void hd_webhook_sub_kill(struct hd_webhook_sub *s)
 {
 	struct hd_webhooks *w = s->w;
 	s->deleted = true;
+	hd_webhook_own_forget(s, HD_ENOTFOUND);
+	if (s->claimed) {
+		hd_owner_remove(&s->claim, true);
+		s->claimed = false;
+	}
 	if (s->st.global_wait) {
 		s->st.global_wait = false;
 		w->global_waiters--;
@@ -177,6 +184,9 @@ void hd_webhook_sub_reposition(struct hd_webhook_sub *s, uint64_t first)
 	hd_lease_fini(&s->st.lease);
 	hd_lease_init(&s->st.lease, first ? first - 1 : 0, HD_WEBHOOK_WINDOW);
 	s->st.gen++;
+	/* On a node that does not deliver it: kept until it does (own.c). */
+	if (hd_webhook_own_changed(s, HD_WEBHOOK_CHANGE_MOVED, NULL, 0))
+		return;
 	hd_webhook_record_changed(s);
 	hd_webhook_sub_activate(s);
 }

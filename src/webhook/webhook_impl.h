@@ -2,6 +2,10 @@
  * webhook_impl — the private insides of webhook delivery, shared by its files
  * (the public contract is webhook/delivery.h):
  *   lifecycle.c  hd_webhooks_new/start/stop/free; loading the records at start
+ *   own.c        ownership between nodes (consume/owner.h): each
+ *                subscription's claim, re-reading its record when this node
+ *                gains it, stopping when it loses it; the periodic re-list
+ *                of the records (subscriptions made or deleted elsewhere)
  *   sub.c        one subscription: new, free, release, activate, kill,
  *                reposition, its secrets and its JSON
  *   pump.c       the delivery pump of one stream: reading the topic (due
@@ -34,6 +38,7 @@
 
 #include "webhook/delivery.h"
 #include "consume/lease.h"
+#include "consume/owner.h"
 #include "consume/pattern.h"
 #include "core/map.h"
 #include "webhook/attempts.h"
@@ -42,6 +47,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <uv.h>
 
 #define HD_WEBHOOK_EXTRA_HEADERS 8   /* headers a call adds to the encoded event's */
@@ -63,6 +69,16 @@ struct hd_webhook_secret {
 
 struct hd_webhook_sub;
 struct hd_webhook_multi;
+struct hd_webhook_change;
+
+/* A change made on a node that did not deliver the subscription (own.c),
+ * kept until the node has taken the lease over and read the record again,
+ * then applied on top of it. */
+enum {
+	HD_WEBHOOK_CHANGE_STATE = 1,   /* state, reason, streak (pause, resume) */
+	HD_WEBHOOK_CHANGE_SECRETS = 2, /* rotate */
+	HD_WEBHOOK_CHANGE_MOVED = 4,   /* replay: deliver after floor */
+};
 
 /* One delivery attempt in flight (on its stream's calls list). */
 struct hd_webhook_call {
@@ -131,6 +147,16 @@ struct hd_webhook_sub {
 	bool dirty;                   /* changed since the last write was issued */
 	bool queued;                  /* on w->flushq (holds a ref) */
 	struct hd_webhook_sub *fnext; /* next on w->flushq */
+	/* Ownership (own.c; a top-level subscription's, children follow
+	 * their parent's): delivered and written only while claim.held. */
+	struct hd_owner_claim claim;
+	bool claimed;                 /* claim is added */
+	bool reloading;               /* gained: its record is being read again */
+	bool unstored;                /* created here, its first write not issued */
+	struct hd_webhook_change *change; /* owned; NULL = none (own.c) */
+	uint64_t born_gen;            /* w->relist_gen when it was made here */
+	uint64_t seen_gen;            /* the last re-list that saw its record */
+	uint64_t view_hash;           /* not owned: the record value last shown (a hash) */
 	/* Lifetime. */
 	bool deleted;
 	int refs;                     /* requests in flight that point here */
@@ -171,6 +197,14 @@ struct hd_webhooks {
 	char load_after[HD_RECORD_KEY_MAX + 1];
 	void (*on_loaded)(void *arg);
 	void *loaded_arg;
+	/* Ownership between nodes (own.c). */
+	struct hd_owner *owner;
+	uv_timer_t relist;            /* shared engines: re-lists the records */
+	struct hd_record_op relist_op;
+	bool relisting;
+	bool relist_skip_new;         /* a delete ran during this re-list */
+	uint64_t relist_gen;
+	char relist_after[HD_RECORD_KEY_MAX + 1];
 };
 
 /* Children gathered from a parent's map (for sorting or removal). */
@@ -225,6 +259,35 @@ void hd_webhook_record_changed(struct hd_webhook_sub *s);
 /* Deletes the record kind/key; r (or NULL) is answered when it is gone. */
 void hd_webhook_record_delete(struct hd_webhooks *w, const char *kind, const char *key,
 			      struct hd_webhook_reply *r);
+
+/* ---- own.c ---- */
+/* Starts claiming top-level subscription s (sub_new). */
+void hd_webhook_own_add(struct hd_webhook_sub *s);
+/* Whether s (a child: its parent) may deliver and write its position. */
+bool hd_webhook_own_held(const struct hd_webhook_sub *s);
+/* A REST change (what: HD_WEBHOOK_CHANGE_*) was made to top-level s in
+ * memory. Returns false when this node may write it (the only node, or
+ * the owner): go on as usual. Else it is kept, the lease is taken over,
+ * and it is applied and written once the record is read again; r (or
+ * NULL) is then answered status (true: r is taken). */
+bool hd_webhook_own_changed(struct hd_webhook_sub *s, unsigned what,
+			    struct hd_webhook_reply *r, int status);
+/* Drops s's kept change; its reply (if any) is answered err. */
+void hd_webhook_own_forget(struct hd_webhook_sub *s, int err);
+/* Starts the periodic re-list (shared engines only). */
+void hd_webhook_own_start(struct hd_webhooks *w);
+/* Stops the re-list timer and every claim (releasing the held ones). */
+void hd_webhook_own_stop(struct hd_webhooks *w);
+
+/* ---- lifecycle.c ---- */
+/* Applies a subscription record's JSON o (state, reason, streak,
+ * secrets, position, counters) to s, dropping its window and calls. */
+void hd_webhook_lifecycle_apply(struct hd_webhook_sub *s, json_t *o);
+/* Applies a pattern child's record to its parent p (made if missing). */
+void hd_webhook_lifecycle_load_kid(struct hd_webhooks *w, const struct hd_record *rec);
+/* Makes subscription rec (loaded, or seen by a re-list); NULL if ignored. */
+struct hd_webhook_sub *hd_webhook_lifecycle_load_one(struct hd_webhooks *w,
+						     const struct hd_record *rec);
 
 /* ---- kids.c ---- */
 /* Makes the child of pattern subscription p for topic, delivering after

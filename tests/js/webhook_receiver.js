@@ -104,6 +104,7 @@ function delivery(req, res, body) {
     attempt: parseInt(headers['herald-attempt'] || '0', 10),
     offset: parseInt(headers['herald-offset'] || '0', 10),
     topic: headers['herald-topic'],
+    node: headers['herald-node'],
     content_type: headers['content-type'],
   };
   rec.verified = verify(body, headers);
