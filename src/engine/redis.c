@@ -863,6 +863,7 @@ static const struct hd_engine_ops redis_ops = {
 	.topic_op = redis_topic_op,
 	.group_op = hd_redis_records_group_op,
 	.record_op = hd_redis_records_record_op,
+	.glease_op = hd_redis_groups_op,
 	.ready = redis_ready,
 	.stop = redis_stop,
 	.free = redis_free,

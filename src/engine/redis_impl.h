@@ -14,6 +14,7 @@
  *                     topic, gap-filling reads, the connections' up/down
  *   redis_records.c   durable writes (a command, then WAIT when replicated):
  *                     pull group rows and records
+ *   redis_groups.c    pull-group leases shared by every node (glease_op)
  */
 #ifndef HD_ENGINE_REDIS_IMPL_H
 #define HD_ENGINE_REDIS_IMPL_H
@@ -37,7 +38,7 @@
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_GLEASE, S_COUNT };
 
 struct redis;
 
@@ -121,5 +122,12 @@ void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg);
 /* The engine's group_op and record_op (engine.h). */
 int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op);
 int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op);
+
+/* ---- redis_groups.c ---------------------------------------------------- */
+
+/* The S_GLEASE script's text. */
+extern const char hd_redis_groups_lua[];
+/* The engine's glease_op (engine.h). */
+int hd_redis_groups_op(struct hd_engine *e, struct hd_glease_op *op);
 
 #endif

@@ -144,6 +144,10 @@ int hd_hub_read(struct hd_hub *hub, struct hd_read *r);
 int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op);
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op);
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
+/* Whether the engine keeps pull-group leases (shared by several nodes), and
+ * its glease op (engine.h; HD_ENOTIMPL when it does not). Loop thread. */
+bool hd_hub_glease_shared(struct hd_hub *hub);
+int hd_hub_glease_op(struct hd_hub *hub, struct hd_glease_op *op);
 bool hd_hub_ready(struct hd_hub *hub);
 
 #endif
