@@ -159,7 +159,8 @@ void hd_engine_record_op_fini(struct hd_record_op *op);
  *   `ignored` lists the others. Durable (like a publish) before done().
  * INFO: only the state. SET: (re)creates the group at `floor` with the
  *   config (keep_position: only the config when it exists). DROP: deletes it.
- * Every answer fills the state (floor, next, leased, …) and next_due_ms. */
+ * Every answer fills the state (floor, next, leased, …) and next_due_ms. A
+ * group whose topic was deleted and created again does not exist. */
 enum hd_glease_kind {
 	HD_GLEASE_FETCH,
 	HD_GLEASE_ACK,
@@ -206,6 +207,7 @@ struct hd_glease_op {
 	uint64_t st_floor, st_next, st_leased, st_redeliveries, st_dead_letters;
 	uint32_t st_ack_wait_ms, st_max_deliveries;
 	bool st_ordered;
+	int64_t st_created_ms;
 	int64_t next_due_ms;          /* ms until a lease ends or a nack's delay passes; -1: none */
 	void (*done)(struct hd_glease_op *op);
 	void *arg;

@@ -7,7 +7,11 @@
  * (so a Redis Cluster keeps them in one slot with the topic's stream):
  *   {t:TOPIC}:g:NAME    hash: floor (every offset <= it acked), next (first
  *                       offset never handed out), redeliv, dead (counters),
- *                       aw, md, ord (ack_wait_ms, max_deliveries, ordered)
+ *                       aw, md, ord (ack_wait_ms, max_deliveries, ordered),
+ *                       cr (created, Redis time), ep (the topic's epoch
+ *                       when it was created: a group whose topic was
+ *                       deleted and created again is gone, like its rows
+ *                       on one node; "" until the topic exists)
  *   {t:TOPIC}:gl:NAME   hash: offset → "<deadline ms> <consumer> <deliveries>"
  *                       for every handed-out, un-acked offset; consumer "-"
  *                       when nacked (due again after its deadline)
@@ -46,7 +50,7 @@
  *   set: keep (1/0), floor, aw, md, ord
  *   info, drop: nothing
  * → {existed, floor, next, leased, redeliv, dead, aw, md, ord, due ms (-1),
- *    extra}; extra: fetch {{offset, deliveries, dead 1/0}, …},
+ *    created ms, extra}; extra: fetch {{offset, deliveries, dead 1/0}, …},
  *    ack/nack {changed, {ignored, …}}; {} otherwise. */
 const char hd_redis_groups_lua[] =
 	"local g,gl,gd,ga=KEYS[1],KEYS[2],KEYS[3],KEYS[4]\n"
@@ -54,14 +58,21 @@ const char hd_redis_groups_lua[] =
 	"local t=redis.call('TIME')\n"
 	"local now=tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000)\n"
 	"local existed=redis.call('EXISTS',g)\n"
+	"local te=redis.call('HGET',KEYS[5],'epoch') or ''\n"
+	"if existed==1 then\n"
+	" local ge=redis.call('HGET',g,'ep') or ''\n"
+	" if ge~='' and te~='' and ge~=te then redis.call('DEL',g,gl,gd,ga) existed=0\n"
+	" elseif ge=='' and te~='' then redis.call('HSET',g,'ep',te) end\n"
+	"end\n"
 	"local function state(extra)\n"
-	" local h=redis.call('HMGET',g,'floor','next','redeliv','dead','aw','md','ord')\n"
+	" local h=redis.call('HMGET',g,'floor','next','redeliv','dead','aw','md','ord','cr')\n"
 	" local due=-1\n"
 	" local f=redis.call('ZRANGE',gd,0,0,'WITHSCORES')\n"
 	" if f[1] then due=tonumber(f[2])-now if due<0 then due=0 end end\n"
 	" local leased=redis.call('ZCOUNT',gd,'('..now,'+inf')\n"
 	" return {existed,tonumber(h[1]) or 0,tonumber(h[2]) or 1,leased,tonumber(h[3]) or 0,\n"
-	"  tonumber(h[4]) or 0,tonumber(h[5]) or 0,tonumber(h[6]) or 0,tonumber(h[7]) or 0,due,extra}\n"
+	"  tonumber(h[4]) or 0,tonumber(h[5]) or 0,tonumber(h[6]) or 0,tonumber(h[7]) or 0,due,\n"
+	"  tonumber(h[8]) or 0,extra}\n"
 	"end\n"
 	"if mode=='info' then return state({}) end\n"
 	"if mode=='drop' then\n"
@@ -74,14 +85,16 @@ const char hd_redis_groups_lua[] =
 	" else\n"
 	"  redis.call('DEL',g,gl,gd,ga)\n"
 	"  local fl=tonumber(ARGV[3])\n"
-	"  redis.call('HSET',g,'floor',fl,'next',fl+1,'redeliv',0,'dead',0,'aw',ARGV[4],'md',ARGV[5],'ord',ARGV[6])\n"
+	"  redis.call('HSET',g,'floor',fl,'next',fl+1,'redeliv',0,'dead',0,'aw',ARGV[4],'md',ARGV[5],'ord',ARGV[6],\n"
+	"   'cr',now,'ep',te)\n"
 	" end\n"
 	" return state({})\n"
 	"end\n"
 	"if mode=='fetch' then\n"
 	" local max,win,who,span=tonumber(ARGV[2]),tonumber(ARGV[3]),ARGV[4],tonumber(ARGV[8])\n"
 	" if existed==0 then\n"
-	"  redis.call('HSET',g,'floor',0,'next',1,'redeliv',0,'dead',0,'aw',ARGV[5],'md',ARGV[6],'ord',ARGV[7])\n"
+	"  redis.call('HSET',g,'floor',0,'next',1,'redeliv',0,'dead',0,'aw',ARGV[5],'md',ARGV[6],'ord',ARGV[7],\n"
+	"   'cr',now,'ep',te)\n"
 	" end\n"
 	" local h=redis.call('HMGET',g,'floor','next','aw','md','ord')\n"
 	" local floor,nxt,aw,md,ord=tonumber(h[1]),tonumber(h[2]),tonumber(h[3]),tonumber(h[4]),h[5]=='1'\n"
@@ -208,7 +221,7 @@ static int64_t rep_i64(const redisReply *rep)
 /* The script's answer into op (see the script's comment). */
 static int take(struct hd_glease_op *op, const redisReply *rep)
 {
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 11)
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 12)
 		return HD_EINTERNAL;
 	redisReply *const *e = rep->element;
 	op->exists = rep_i64(e[0]) == 1;
@@ -221,7 +234,8 @@ static int take(struct hd_glease_op *op, const redisReply *rep)
 	op->st_max_deliveries = (uint32_t)hd_redis_rep_u64(e[7]);
 	op->st_ordered = hd_redis_rep_u64(e[8]) != 0;
 	op->next_due_ms = rep_i64(e[9]);
-	const redisReply *x = e[10];
+	op->st_created_ms = rep_i64(e[10]);
+	const redisReply *x = e[11];
 	if (x->type != REDIS_REPLY_ARRAY)
 		return HD_EINTERNAL;
 	if (op->kind == HD_GLEASE_FETCH) {

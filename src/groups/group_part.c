@@ -306,12 +306,23 @@ bool hd_group_part_read(struct hd_group_part *p, struct hd_group_read *rd, size_
 	return true;
 }
 
+/* Hands out ev, due for its delivery number d: to emit, or past
+ * max_deliveries to the dead-letter topic. */
+static void hand_out(struct hd_group_part *p, const struct hd_stored_event *ev, uint32_t d,
+		     hd_group_emit_fn emit, void *arg)
+{
+	uint32_t maxd = p->conf->max_deliveries;
+	if (maxd && d > maxd)
+		dead_letter(p, ev, d - 1);
+	else
+		emit(arg, ev, d);
+}
+
 /* Redeliveries: matches the read to the grants. */
 static void apply_grants(struct hd_group_part *p, struct hd_group_read *rd, hd_group_emit_fn emit,
 			 void *arg)
 {
 	struct hd_read *r = &rd->r;
-	uint32_t maxd = p->conf->max_deliveries;
 	size_t j = 0, n = r->n;
 	for (size_t i = 0; i < rd->ngrants; i++) {
 		uint64_t o = rd->grants[i].offset;
@@ -319,10 +330,7 @@ static void apply_grants(struct hd_group_part *p, struct hd_group_read *rd, hd_g
 		while (j < n && r->events[j].offset < o)
 			j++;
 		if (j < n && r->events[j].offset == o) {
-			if (maxd && d > maxd)
-				dead_letter(p, &r->events[j], d - 1);
-			else
-				emit(arg, &r->events[j], d);
+			hand_out(p, &r->events[j], d, emit, arg);
 		} else if (r->truncated || j < n || o <= r->last) {
 			hd_lease_ack(&p->lease, o); /* gone: retention, TTL */
 		} else {
@@ -386,6 +394,8 @@ void hd_group_part_mirror(struct hd_group_part *p, const struct hd_glease_op *op
 		c->ack_wait_ms = op->st_ack_wait_ms;
 		c->max_deliveries = op->st_max_deliveries;
 		c->ordered = op->st_ordered;
+		if (op->st_created_ms > 0)
+			c->created_ms = op->st_created_ms;
 	}
 }
 
@@ -464,7 +474,6 @@ int hd_group_part_shared_read_done(struct hd_group_part *p, struct hd_group_read
 {
 	struct hd_read *r = &rd->r;
 	int err = r->err;
-	uint32_t maxd = p->conf->max_deliveries;
 	uint64_t *back = hd_calloc(rd->ngrants ? rd->ngrants : 1, sizeof(*back));
 	size_t nback = 0, n = r->n, j = 0;
 
@@ -479,10 +488,7 @@ int hd_group_part_shared_read_done(struct hd_group_part *p, struct hd_group_read
 		while (j < n && r->events[j].offset < o)
 			j++;
 		if (j < n && r->events[j].offset == o) {
-			if (maxd && d > maxd)
-				dead_letter(p, &r->events[j], d - 1);
-			else
-				emit(arg, &r->events[j], d);
+			hand_out(p, &r->events[j], d, emit, arg);
 		} else if (j < n || (n == 0 && o <= r->last) || (r->truncated && n == 0)) {
 			back[nback++] = o; /* gone: retention, TTL */
 		}

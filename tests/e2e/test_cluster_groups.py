@@ -177,3 +177,23 @@ def test_nacked_past_max_deliveries_lands_in_the_dead_letter_topic_once(cluster)
     data = dl[0]["data"]
     assert data["offset"] == 1 and data["attempts"] == 2 and data["group"] == "g", data
     assert data["reason"] == "max_deliveries" and data["event"]["data"] == {"i": 0}, data
+
+
+def test_a_group_does_not_outlive_its_topic_deleted_on_another_node(cluster):
+    """A group known only to node B (created there after every node
+    loaded); its topic is deleted through node A and published to again
+    (a new epoch): the group is gone for every node (GET 404 on C), and a
+    fetch on B starts a new group at the new topic's first event."""
+    a, b, c = cluster.nodes
+    assert requests.put(group_url(b, "re", "g"), json={}, timeout=10).status_code == 201
+    publish_n(a, "re", 3)
+    evs = requests.post(group_url(b, "re", "g", "/fetch?max=2"), timeout=10).json()["events"]
+    assert [e["offset"] for e in evs] == [1, 2]
+    assert requests.delete(a.topic_url("re", ""), timeout=10).status_code == 200
+    publish_n(a, "re", 1)
+    r = requests.get(group_url(c, "re", "g"), timeout=10)
+    assert r.status_code == 404, r.text
+    evs = requests.post(group_url(b, "re", "g", "/fetch?max=10"), timeout=10).json()["events"]
+    assert [(e["offset"], e["deliveries"]) for e in evs] == [(1, 1)], evs
+    st = requests.get(group_url(c, "re", "g"), timeout=10).json()
+    assert st["position"] == 0 and st["next"] == 2 and st["pending"] == 1, st
