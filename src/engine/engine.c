@@ -43,3 +43,13 @@ void hd_engine_record_op_fini(struct hd_record_op *op)
 	op->recs = NULL;
 	op->n = 0;
 }
+
+void hd_engine_glease_op_fini(struct hd_glease_op *op)
+{
+	free(op->grants);
+	op->grants = NULL;
+	op->ngrants = 0;
+	free(op->ignored);
+	op->ignored = NULL;
+	op->nignored = 0;
+}

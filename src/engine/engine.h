@@ -177,6 +177,84 @@ struct hd_owner_op {
 	void *priv;
 };
 
+/* Pull-group leases kept by the engine, for engines shared by several nodes
+ * (redis): any node may fetch, ack or nack any lease, deadlines come from
+ * the engine's clock, and the group's ack floor, next offset, leases and
+ * counters live there (groups/groups.c "Shared leases"). A group's config
+ * (ack_wait_ms, max_deliveries, ordered) lives there too: SET writes it,
+ * every answer returns it.
+ * FETCH: at most `max` offsets: leases that ended and nacked offsets whose
+ *   delay passed (lowest first, within HD_GLEASE_SPAN of the lowest; each
+ *   leased again with its deliveries + 1; `dead` when that passes
+ *   max_deliveries: the caller dead-letters it and then acks it with
+ *   ACK_DEAD), else (ordered: only when nothing is un-acked) new offsets
+ *   after `next` up to the topic's visible top, within `window` un-acked
+ *   offsets. Creates the group at floor 0 with the defaults when absent.
+ * ACK: acks `offsets` (or, with noffsets 0, every handed-out offset <=
+ *   up_to); ACK_DEAD: acks offsets and counts them as dead letters; ACK_GONE:
+ *   acks offsets whose events do not exist (not counted). NACK: makes leased
+ *   offsets due again after delay_ms. `changed` counts those that changed,
+ *   `ignored` lists the others. Durable (like a publish) before done().
+ * INFO: only the state. SET: (re)creates the group at `floor` with the
+ *   config (keep_position: only the config when it exists). DROP: deletes it.
+ * Every answer fills the state (floor, next, leased, …) and next_due_ms. A
+ * group whose topic was deleted and created again does not exist. */
+enum hd_glease_kind {
+	HD_GLEASE_FETCH,
+	HD_GLEASE_ACK,
+	HD_GLEASE_ACK_DEAD,
+	HD_GLEASE_ACK_GONE,
+	HD_GLEASE_NACK,
+	HD_GLEASE_INFO,
+	HD_GLEASE_SET,
+	HD_GLEASE_DROP,
+};
+
+/* Most offsets one FETCH hands out, and how far apart they may be (one
+ * history read covers them). */
+#define HD_GLEASE_SPAN 1000
+
+struct hd_glease_grant {
+	uint64_t offset;
+	uint32_t deliveries;          /* including this one */
+	bool dead;                    /* past max_deliveries: dead-letter it */
+};
+
+struct hd_glease_op {
+	enum hd_glease_kind kind;
+	const char *topic;            /* borrowed */
+	const char *group;            /* borrowed */
+	uint32_t max;                 /* FETCH: 1 .. HD_GLEASE_SPAN */
+	uint32_t window;              /* FETCH: most un-acked offsets */
+	const uint64_t *offsets;      /* ACK*, NACK: borrowed, noffsets (<= HD_GLEASE_SPAN) */
+	size_t noffsets;
+	uint64_t up_to;               /* ACK with noffsets 0 */
+	int64_t delay_ms;             /* NACK */
+	uint64_t floor;               /* SET */
+	bool keep_position;           /* SET */
+	uint32_t ack_wait_ms, max_deliveries; /* SET; the defaults for FETCH's create */
+	bool ordered;                 /* SET */
+	/* Results: */
+	int err;
+	struct hd_glease_grant *grants; /* FETCH: ngrants, owned by the request */
+	size_t ngrants;
+	uint64_t *ignored;            /* ACK*, NACK: nignored, owned by the request */
+	size_t nignored;
+	size_t changed;
+	bool exists;                  /* the group existed (before a FETCH or SET) */
+	uint64_t st_floor, st_next, st_leased, st_redeliveries, st_dead_letters;
+	uint32_t st_ack_wait_ms, st_max_deliveries;
+	bool st_ordered;
+	int64_t st_created_ms;
+	int64_t next_due_ms;          /* ms until a lease ends or a nack's delay passes; -1: none */
+	void (*done)(struct hd_glease_op *op);
+	void *arg;
+	void *priv;
+};
+
+/* Frees a FETCH's grants and an ACK's or NACK's ignored offsets. */
+void hd_engine_glease_op_fini(struct hd_glease_op *op);
+
 struct hd_engine;
 
 struct hd_engine_ops {
@@ -188,6 +266,9 @@ struct hd_engine_ops {
 	int (*record_op)(struct hd_engine *e, struct hd_record_op *op);
 	/* NULL in an engine of one node (see struct hd_owner_op). */
 	int (*owner_op)(struct hd_engine *e, struct hd_owner_op *op);
+	/* Pull-group leases shared by every node (struct hd_glease_op); NULL
+	 * when the groups keep their leases in memory (the local engine). */
+	int (*glease_op)(struct hd_engine *e, struct hd_glease_op *op);
 	/* Whether the engine can take writes (for /readyz). */
 	bool (*ready)(struct hd_engine *e);
 	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */

@@ -864,6 +864,7 @@ static const struct hd_engine_ops redis_ops = {
 	.group_op = hd_redis_records_group_op,
 	.record_op = hd_redis_records_record_op,
 	.owner_op = hd_redis_records_owner_op,
+	.glease_op = hd_redis_groups_op,
 	.ready = redis_ready,
 	.stop = redis_stop,
 	.free = redis_free,

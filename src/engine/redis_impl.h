@@ -15,6 +15,7 @@
  *   redis_records.c   durable writes (a command, then WAIT when replicated):
  *                     pull group rows and records (fenced by ownership
  *                     leases), the ownership leases themselves
+ *   redis_groups.c    pull-group leases shared by every node (glease_op)
  */
 #ifndef HD_ENGINE_REDIS_IMPL_H
 #define HD_ENGINE_REDIS_IMPL_H
@@ -41,7 +42,7 @@
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_COUNT };
 
 struct redis;
 
@@ -127,5 +128,12 @@ int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op);
 int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op);
 /* The engine's owner_op (engine.h): leases LEASE_PREFIX+name on shard 0. */
 int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op);
+
+/* ---- redis_groups.c ---------------------------------------------------- */
+
+/* The S_GLEASE script's text. */
+extern const char hd_redis_groups_lua[];
+/* The engine's glease_op (engine.h). */
+int hd_redis_groups_op(struct hd_engine *e, struct hd_glease_op *op);
 
 #endif

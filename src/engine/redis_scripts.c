@@ -171,4 +171,5 @@ static const char unown_lua[] =
 const char *const hd_redis_scripts_text[S_COUNT] = {
 	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
 	own_lua, unown_lua,
+	[S_GLEASE] = hd_redis_groups_lua,
 };

@@ -39,6 +39,9 @@ void hd_group_part_init(struct hd_group_part *p, struct hd_group_conf *conf, con
 	snprintf(p->topic, sizeof(p->topic), "%s", topic);
 	hd_lease_init(&p->lease, floor, HD_GROUP_WINDOW_MAX);
 	p->conf = conf;
+	p->sh.floor = floor;
+	p->sh.next = floor + 1;
+	p->sh.due_at = INT64_MAX;
 }
 
 void hd_group_part_fini(struct hd_group_part *p)
@@ -191,7 +194,12 @@ static void dead_done(void *arg, uint64_t offset, uint64_t tag, int err)
 	struct hd_group_part *p = arg;
 	struct hd_group_conf *c = p->conf;
 	(void)tag;
-	if (err == 0) {
+	if (err == 0 && c->shared) {
+		/* The engine moves the floor and counts it; a node that dies
+		 * before this leaves the lease to end, and the next fetch
+		 * dead-letters it again (the same id: dedup drops it). */
+		hd_group_part_shared_submit(p, HD_GLEASE_ACK_DEAD, &offset, 1);
+	} else if (err == 0) {
 		if (hd_lease_ack(&p->lease, offset) == 0) {
 			p->dead_letters++;
 			hd_group_part_put(p, NULL);
@@ -298,12 +306,23 @@ bool hd_group_part_read(struct hd_group_part *p, struct hd_group_read *rd, size_
 	return true;
 }
 
+/* Hands out ev, due for its delivery number d: to emit, or past
+ * max_deliveries to the dead-letter topic. */
+static void hand_out(struct hd_group_part *p, const struct hd_stored_event *ev, uint32_t d,
+		     hd_group_emit_fn emit, void *arg)
+{
+	uint32_t maxd = p->conf->max_deliveries;
+	if (maxd && d > maxd)
+		dead_letter(p, ev, d - 1);
+	else
+		emit(arg, ev, d);
+}
+
 /* Redeliveries: matches the read to the grants. */
 static void apply_grants(struct hd_group_part *p, struct hd_group_read *rd, hd_group_emit_fn emit,
 			 void *arg)
 {
 	struct hd_read *r = &rd->r;
-	uint32_t maxd = p->conf->max_deliveries;
 	size_t j = 0, n = r->n;
 	for (size_t i = 0; i < rd->ngrants; i++) {
 		uint64_t o = rd->grants[i].offset;
@@ -311,10 +330,7 @@ static void apply_grants(struct hd_group_part *p, struct hd_group_read *rd, hd_g
 		while (j < n && r->events[j].offset < o)
 			j++;
 		if (j < n && r->events[j].offset == o) {
-			if (maxd && d > maxd)
-				dead_letter(p, &r->events[j], d - 1);
-			else
-				emit(arg, &r->events[j], d);
+			hand_out(p, &r->events[j], d, emit, arg);
 		} else if (r->truncated || j < n || o <= r->last) {
 			hd_lease_ack(&p->lease, o); /* gone: retention, TTL */
 		} else {
@@ -355,6 +371,133 @@ int hd_group_part_read_done(struct hd_group_part *p, struct hd_group_read *rd,
 	} else {
 		apply_new(p, &rd->r, emit, arg);
 	}
+	free(rd->grants);
+	rd->grants = NULL;
+	rd->ngrants = 0;
+	return err;
+}
+
+/* ---- shared leases ---------------------------------------------------- */
+
+void hd_group_part_mirror(struct hd_group_part *p, const struct hd_glease_op *op)
+{
+	struct hd_group_conf *c = p->conf;
+	p->sh = (struct hd_group_shared){
+		.floor = op->st_floor,
+		.next = op->st_next,
+		.leased = op->st_leased,
+		.redeliveries = op->st_redeliveries,
+		.dead_letters = op->st_dead_letters,
+		.due_at = op->next_due_ms < 0 ? INT64_MAX : hd_now_ms() + op->next_due_ms,
+	};
+	if (op->exists || op->kind == HD_GLEASE_FETCH || op->kind == HD_GLEASE_SET) {
+		c->ack_wait_ms = op->st_ack_wait_ms;
+		c->max_deliveries = op->st_max_deliveries;
+		c->ordered = op->st_ordered;
+		if (op->st_created_ms > 0)
+			c->created_ms = op->st_created_ms;
+	}
+}
+
+struct gsub {
+	struct hd_glease_op op;
+	struct hd_group_part *p;
+	uint64_t offsets[];
+};
+
+static void gsub_done(struct hd_glease_op *op)
+{
+	struct gsub *s = op->arg;
+	struct hd_group_part *p = s->p;
+	struct hd_group_conf *c = p->conf;
+	if (op->err == 0)
+		hd_group_part_mirror(p, op);
+	else if (hd_log_ratelimited(&c->warn_ms))
+		hd_log_warn("group_lease_write_failed topic=%s group=%s kind=%d err=%d", p->topic,
+			    c->name, (int)op->kind, op->err);
+	hd_engine_glease_op_fini(op);
+	hd_group_waiters_wake(c->q);
+	c->ops->release(c->owner, p);
+	free(s);
+}
+
+void hd_group_part_shared_submit(struct hd_group_part *p, enum hd_glease_kind kind,
+				 const uint64_t *offsets, size_t n)
+{
+	struct hd_group_conf *c = p->conf;
+	if (p->gone || n > HD_GLEASE_SPAN)
+		return;
+	struct gsub *s = hd_calloc(1, sizeof(*s) + n * sizeof(s->offsets[0]));
+	if (n)
+		memcpy(s->offsets, offsets, n * sizeof(s->offsets[0]));
+	s->p = p;
+	s->op = (struct hd_glease_op){
+		.kind = kind,
+		.topic = p->topic,
+		.group = c->row_name,
+		.offsets = s->offsets,
+		.noffsets = n,
+		.done = gsub_done,
+		.arg = s,
+	};
+	c->ops->hold(c->owner, p);
+	int rc = hd_hub_glease_op(c->hub, &s->op);
+	if (rc) {
+		s->op.err = rc;
+		gsub_done(&s->op);
+	}
+}
+
+void hd_group_part_shared_read(struct hd_group_part *p, struct hd_group_read *rd,
+			       const struct hd_glease_op *fop)
+{
+	size_t n = fop->ngrants;
+	uint64_t lo = fop->grants[0].offset, hi = lo;
+	memset(rd, 0, sizeof(*rd));
+	rd->grants = hd_calloc(n, sizeof(*rd->grants));
+	for (size_t i = 0; i < n; i++) {
+		rd->grants[i].offset = fop->grants[i].offset;
+		rd->grants[i].deliveries = fop->grants[i].deliveries;
+		if (fop->grants[i].offset < lo)
+			lo = fop->grants[i].offset;
+		if (fop->grants[i].offset > hi)
+			hi = fop->grants[i].offset;
+	}
+	rd->ngrants = n;
+	rd->r.topic = p->topic;
+	rd->r.after = lo - 1;
+	rd->r.limit = (uint32_t)(hi - lo + 1);
+}
+
+int hd_group_part_shared_read_done(struct hd_group_part *p, struct hd_group_read *rd,
+				   hd_group_emit_fn emit, void *arg)
+{
+	struct hd_read *r = &rd->r;
+	int err = r->err;
+	uint64_t *back = hd_calloc(rd->ngrants ? rd->ngrants : 1, sizeof(*back));
+	size_t nback = 0, n = r->n, j = 0;
+
+	/* The grants are in offset order (the engine's FETCH sorts them). */
+	for (size_t i = 0; i < rd->ngrants; i++) {
+		uint64_t o = rd->grants[i].offset;
+		uint32_t d = rd->grants[i].deliveries;
+		if (err) {
+			back[nback++] = o;
+			continue;
+		}
+		while (j < n && r->events[j].offset < o)
+			j++;
+		if (j < n && r->events[j].offset == o) {
+			hand_out(p, &r->events[j], d, emit, arg);
+		} else if (j < n || (n == 0 && o <= r->last) || (r->truncated && n == 0)) {
+			back[nback++] = o; /* gone: retention, TTL */
+		}
+		/* else: past what one read returned (its byte cap): it stays
+		 * leased and comes back when the lease ends. */
+	}
+	if (nback)
+		hd_group_part_shared_submit(p, err ? HD_GLEASE_NACK : HD_GLEASE_ACK_GONE, back, nback);
+	free(back);
 	free(rd->grants);
 	rd->grants = NULL;
 	rd->ngrants = 0;

@@ -66,6 +66,14 @@ struct hd_group_conf {
 					 changes (a dead letter was acked or failed) */
 	const struct hd_group_part_ops *ops; /* borrowed */
 	void *owner;
+	bool shared;                  /* the engine keeps the leases (see "Shared leases") */
+};
+
+/* Shared leases: what the engine last said of a part's state (a mirror,
+ * refreshed by every glease answer; the engine's copy is the truth). */
+struct hd_group_shared {
+	uint64_t floor, next, leased, redeliveries, dead_letters;
+	int64_t due_at;               /* hd_now_ms time a lease ends; INT64_MAX: none */
 };
 
 struct hd_group_part {
@@ -74,6 +82,7 @@ struct hd_group_part {
 	uint64_t dead_letters;        /* since load */
 	bool gone;                    /* its topic was deleted: never written again */
 	struct hd_group_conf *conf;   /* borrowed */
+	struct hd_group_shared sh;    /* conf->shared: the engine's state */
 };
 
 /* The default config, created now. Borrows hub, the strings, q and ops. */
@@ -114,6 +123,35 @@ typedef void (*hd_group_emit_fn)(void *arg, const struct hd_stored_event *ev, ui
  * emitted). The caller still calls hd_engine_read_fini. */
 int hd_group_part_read_done(struct hd_group_part *p, struct hd_group_read *rd,
 			    hd_group_emit_fn emit, void *arg);
+
+/* ---- shared leases ----
+ * When the engine keeps the leases (hd_hub_glease_shared: several nodes on
+ * Redis), a part's lease window is not used: the engine's FETCH hands
+ * offsets out (struct hd_glease_op), the part reads their events and
+ * emits them, dead-letters those past max_deliveries and then acks them
+ * with ACK_DEAD, and acks with ACK_GONE those whose events no longer
+ * exist. conf->shared is set; p->sh mirrors the engine's answers. */
+
+/* Copies op's state (a completed glease op of p's topic) into p->sh and
+ * the config into p->conf. */
+void hd_group_part_mirror(struct hd_group_part *p, const struct hd_glease_op *op);
+
+/* Prepares rd (overwritten) to read the events of the grants of fop (a
+ * completed FETCH with ngrants > 0). The caller sets r.done and r.arg and
+ * calls hd_hub_read, as for hd_group_part_read. */
+void hd_group_part_shared_read(struct hd_group_part *p, struct hd_group_read *rd,
+			       const struct hd_glease_op *fop);
+
+/* Applies the completed read rd (see above); frees the grants and returns
+ * r.err (then the grants are nacked: due again at once). */
+int hd_group_part_shared_read_done(struct hd_group_part *p, struct hd_group_read *rd,
+				   hd_group_emit_fn emit, void *arg);
+
+/* Submits a glease op of kind for p's topic and group over offsets (copied;
+ * n <= HD_GLEASE_SPAN) that nobody waits for: done updates the mirror and
+ * wakes the group's waiters. */
+void hd_group_part_shared_submit(struct hd_group_part *p, enum hd_glease_kind kind,
+				 const uint64_t *offsets, size_t n);
 
 /* ---- rows ---- */
 

@@ -12,6 +12,17 @@
  * group's groups/group_waiters.h queue, and retried when the group becomes
  * idle, when an event is committed to the topic (a hub watch while anyone
  * waits), when an ack or nack frees something, or when the next lease ends.
+ *
+ * Shared leases. When the engine keeps the leases (hd_hub_glease_shared:
+ * several nodes on Redis, engine.h's glease op), a group of one topic keeps
+ * no lease window: a fetch asks the engine for offsets (FETCH), then reads
+ * their events (group_part.h "shared leases"); ack and nack are the
+ * engine's ACK and NACK, answered with its state; a PUT is its SET, a GET
+ * its INFO, a DELETE its DROP. A group this node does not know (created on
+ * another node after this one loaded) is looked up with INFO first. Other
+ * nodes' acks and ending leases are not announced, so held fetches also
+ * retry every SHARED_POLL_MS. Groups over a topic pattern keep their
+ * leases in this node's memory (group_patterns.c).
  */
 #include "groups/groups.h"
 #include "core/alloc.h"
@@ -36,6 +47,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Held fetches of a group with shared leases try again at least this
+ * often (another node's ack, nack or lease end is not announced). */
+#define SHARED_POLL_MS 1000
 
 struct group {
 	struct hd_groups *gs;
@@ -60,6 +74,7 @@ struct hd_groups {
 	struct pending *pending;  /* requests that came before the load ended */
 	size_t npending;
 	struct hd_group_patterns *patterns; /* the groups over a topic pattern */
+	bool shared;              /* the engine keeps the leases */
 };
 
 struct pending {
@@ -78,6 +93,16 @@ static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, u
 static void seek_done(struct hd_seek *k, int err);
 static void wake(struct group *g);
 static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_stored_event *ev);
+static void shared_fetch(struct group *g, struct hd_group_waiter *w);
+static void shared_ack(struct hd_http_request *req, struct group *g, bool nack, json_t *offs,
+		       json_t *upto, int64_t delay_ms);
+static void shared_set(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor);
+static void shared_info(struct info *in, uint64_t last);
+static void shared_probe(struct hd_groups *gs, struct hd_http_request *req,
+			 enum hd_group_action act, const char *topic, const char *name,
+			 const struct hd_group_cred *cred);
+static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_group_action act,
+		     const char *topic, const char *name, const struct hd_group_cred *cred);
 
 /* ---- groups in memory ------------------------------------------------- */
 
@@ -126,6 +151,7 @@ static struct group *group_new(struct hd_groups *gs, const char *topic, const ch
 	snprintf(g->name, sizeof(g->name), "%s", name);
 	make_key(g->key, sizeof(g->key), topic, name);
 	hd_group_part_conf_init(&g->conf, gs->hub, g->name, NULL, g->name, &g->q, &part_ops, g);
+	g->conf.shared = gs->shared;
 	hd_group_part_init(&g->part, &g->conf, topic, floor);
 	hd_group_waiters_init(&g->q, gs->loop, &waiter_ops, g);
 	g->watch.fire = on_watch;
@@ -217,6 +243,9 @@ struct info {
 static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 {
 	const struct hd_lease *l = &g->part.lease;
+	const struct hd_group_shared *sh = &g->part.sh;
+	bool shd = g->conf.shared;
+	uint64_t floor = shd ? sh->floor : l->floor;
 	char created[40];
 	time_t t = (time_t)(g->conf.created_ms / 1000);
 	struct tm tm;
@@ -231,8 +260,10 @@ static void group_json(struct hd_buf *b, const struct group *g, uint64_t last)
 		      "\"redeliveries\":%" PRIu64 ",\"dead_letters\":%" PRIu64
 		      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"ack_wait_ms\":%" PRIu32
 		      ",\"max_deliveries\":%" PRIu32 ",\"ordered\":%s,\"created\":\"%s\"}",
-		      l->floor, l->next, l->leased, l->redeliveries, g->part.dead_letters,
-		      last > l->floor ? last - l->floor : 0, last, g->conf.ack_wait_ms,
+		      floor, shd ? sh->next : l->next, shd ? (size_t)sh->leased : l->leased,
+		      shd ? sh->redeliveries : l->redeliveries,
+		      shd ? sh->dead_letters : g->part.dead_letters,
+		      last > floor ? last - floor : 0, last, g->conf.ack_wait_ms,
 		      g->conf.max_deliveries, g->conf.ordered ? "true" : "false", created);
 }
 
@@ -274,6 +305,10 @@ static void info_done(struct hd_topic_op *op)
 		apply_create(gs, in, last, floor);
 		goto out;
 	}
+	if (in->g->conf.shared) {
+		shared_info(in, last);
+		goto out;
+	}
 	hd_buf_init(&b, 4096);
 	group_json(&b, in->g, last);
 	hd_http_respond_json(in->req, 200, &b);
@@ -288,6 +323,10 @@ out:
 static void apply_create(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor)
 {
 	struct hd_buf b;
+	if (gs->shared) {
+		shared_set(gs, in, last, floor);
+		return;
+	}
 	{
 		struct group *g = group_get(gs, in->topic, in->name);
 		bool created = false;
@@ -351,6 +390,7 @@ static void start_info(struct hd_groups *gs, struct info *in)
 /* ---- fetch ------------------------------------------------------------ */
 
 struct fetch {
+	struct hd_glease_op op;       /* shared leases: the FETCH */
 	struct hd_group_read rd;
 	struct group *g;
 	struct hd_group_waiter *w;    /* the fetch being answered */
@@ -372,7 +412,8 @@ static void answer_close(struct group *g, struct hd_group_waiter *w, struct hd_b
 {
 	if (rc == 0)
 		rc = hd_buf_printf(b, "],\"ack_deadline_ms\":%" PRIu32 ",\"position\":%" PRIu64 "}",
-				   g->conf.ack_wait_ms, g->part.lease.floor);
+				   g->conf.ack_wait_ms,
+				   g->conf.shared ? g->part.sh.floor : g->part.lease.floor);
 	if (rc == 0) {
 		hd_group_waiters_answer(w, b);
 	} else {
@@ -411,7 +452,8 @@ static void fetch_done(struct hd_read *r)
 	int64_t now = hd_now_ms();
 
 	g->q.busy = false;
-	int err = hd_group_part_read_done(&g->part, &f->rd, emit, f);
+	int err = g->conf.shared ? hd_group_part_shared_read_done(&g->part, &f->rd, emit, f)
+				 : hd_group_part_read_done(&g->part, &f->rd, emit, f);
 	hd_engine_read_fini(r);
 	if (err) {
 		hd_buf_fini(&f->b);
@@ -470,7 +512,7 @@ static void on_watch(struct hd_watch *watch, const char *topic, const struct hd_
 {
 	struct group *g = watch->arg;
 	(void)topic;
-	if (ev->offset < g->part.lease.next)
+	if (ev->offset < (g->conf.shared ? g->part.sh.next : g->part.lease.next))
 		return;
 	/* On the next loop turn, when the whole committed batch is readable. */
 	hd_group_waiters_wake_soon(&g->q);
@@ -490,6 +532,10 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
+	if (g->conf.shared) {
+		shared_fetch(g, w);
+		return HD_GROUP_SERVED;
+	}
 	if (start_fetch(g, w))
 		return HD_GROUP_SERVED;
 	if (hd_now_ms() >= w->until_ms || g->gs->stopping) {
@@ -506,8 +552,13 @@ static void arm(void *owner)
 	if (g->q.head && !g->deleted && !g->gs->stopping) {
 		if (!g->watching && hd_hub_watch(g->gs->hub, g->part.topic, &g->watch) == 0)
 			g->watching = true;
-		if (!g->q.busy)
+		if (!g->q.busy && g->conf.shared) {
+			int64_t poll = hd_now_ms() + SHARED_POLL_MS;
+			hd_group_waiters_due_at(&g->q, g->part.sh.due_at < poll ? g->part.sh.due_at
+										 : poll);
+		} else if (!g->q.busy) {
 			hd_group_waiters_due_at(&g->q, hd_lease_next_due(&g->part.lease));
+		}
 	} else if (g->watching) {
 		hd_hub_unwatch(g->gs->hub, &g->watch);
 		g->watching = false;
@@ -535,7 +586,8 @@ static void handle_fetch(struct hd_groups *gs, struct hd_http_request *req, stru
 			hd_http_respond_errorf(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
 			return;
 		}
-		put_group(g, NULL, 0, NULL);
+		if (!gs->shared)
+			put_group(g, NULL, 0, NULL); /* shared: once the engine says it is new */
 	}
 	hd_group_waiters_add(&g->q, req, max, (uint64_t)(wait * 1000), cred);
 }
@@ -576,6 +628,22 @@ static void handle_ack(struct hd_http_request *req, struct group *g, bool nack)
 
 	if (nack && !hd_group_request_delay_arg(req, body, &delay_ms))
 		goto out;
+	if (g->conf.shared) {
+		if (!nack && upto && (offs || !json_is_integer(upto) || json_integer_value(upto) < 0)) {
+			hd_http_respond_errorf(req, HD_EINVAL,
+					       "give either 'offsets' or 'up_to' (a whole number from 0)");
+			goto out;
+		}
+		if ((nack || !upto) && !offs) {
+			hd_http_respond_errorf(req, HD_EINVAL, nack ? "the body needs 'offsets'"
+					     : "the body needs 'offsets' or 'up_to'");
+			goto out;
+		}
+		if (offs && !offsets_ok(req, offs))
+			goto out;
+		shared_ack(req, g, nack, offs, nack ? NULL : upto, delay_ms);
+		goto out;
+	}
 	if (!nack && upto) {
 		if (offs || !json_is_integer(upto) || json_integer_value(upto) < 0) {
 			hd_http_respond_errorf(req, HD_EINVAL,
@@ -636,7 +704,7 @@ static void handle_create(struct hd_groups *gs, struct hd_http_request *req, str
 	struct info *in = hd_calloc(1, sizeof(*in));
 	in->req = req;
 	in->create = true;
-	in->start = g ? -1 : 0;
+	in->start = g || gs->shared ? -1 : 0; /* shared: SET creates it at the oldest */
 	snprintf(in->topic, sizeof(in->topic), "%s", topic);
 	snprintf(in->name, sizeof(in->name), "%s", name);
 	in->ack_wait_ms = g ? g->conf.ack_wait_ms : HD_GROUP_ACK_WAIT_DEFAULT_MS;
@@ -694,6 +762,8 @@ static void handle_delete(struct hd_groups *gs, struct hd_http_request *req, str
 	}
 	hd_map_del(&gs->groups, g->key);
 	g->deleted = true;
+	if (g->conf.shared)
+		hd_group_part_shared_submit(&g->part, HD_GLEASE_DROP, NULL, 0);
 	hd_group_waiters_try(&g->q);
 	group_release(g);
 	hd_group_part_row_delete(gs->hub, topic, name, del_done, req);
@@ -725,10 +795,323 @@ void hd_groups_drop_topic(struct hd_groups *gs, const char *topic)
 			struct group *g = d.list[i];
 			hd_map_del(&gs->groups, g->key);
 			g->deleted = true;
+			if (g->conf.shared)
+				hd_group_part_shared_submit(&g->part, HD_GLEASE_DROP, NULL, 0);
 			hd_group_waiters_try(&g->q);
 			group_release(g);
 		}
 	} while (d.n > 0);
+}
+
+/* ---- shared leases (see the top) ------------------------------------ */
+
+/* Takes g out of the map (the engine says it does not exist). */
+static void forget(struct group *g)
+{
+	if (g->deleted)
+		return;
+	hd_map_del(&g->gs->groups, g->key);
+	g->deleted = true;
+	hd_group_waiters_try(&g->q);
+	group_release(g);
+}
+
+/* The FETCH answered: read what it handed out, or tell the waiter. */
+static void shared_fetch_leased(struct hd_glease_op *op)
+{
+	struct fetch *f = op->arg;
+	struct group *g = f->g;
+	struct hd_group_waiter *w = f->w;
+	int err = op->err;
+
+	if (err == 0) {
+		hd_group_part_mirror(&g->part, op);
+		if (!op->exists && !g->deleted)
+			put_group(g, NULL, 0, NULL); /* a new group: its row, for every node's load */
+	}
+	if (err == 0 && op->ngrants > 0) {
+		hd_group_part_shared_read(&g->part, &f->rd, op);
+		hd_engine_glease_op_fini(op);
+		f->rd.r.done = fetch_done;
+		f->rd.r.arg = f;
+		f->rc = answer_open(&f->b);
+		int rc = hd_hub_read(g->gs->hub, &f->rd.r);
+		if (rc) {
+			f->rd.r.err = rc;
+			fetch_done(&f->rd.r); /* gives the grants back, fails w */
+		}
+		return;
+	}
+	hd_engine_glease_op_fini(op);
+	g->q.busy = false;
+	if (err)
+		hd_group_waiters_fail(w, err, NULL);
+	else if (g->deleted)
+		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
+	else if (hd_now_ms() >= w->until_ms || g->gs->stopping)
+		answer_empty(g, w);
+	else
+		hd_group_waiters_starve(&g->q, w);
+	free(f);
+	g->refs--;
+	hd_group_waiters_try(&g->q);
+	group_release(g);
+}
+
+/* Serves waiter w (off the list): the engine's FETCH, then a read. */
+static void shared_fetch(struct group *g, struct hd_group_waiter *w)
+{
+	struct fetch *f = hd_calloc(1, sizeof(*f));
+	f->g = g;
+	f->w = w;
+	f->op = (struct hd_glease_op){
+		.kind = HD_GLEASE_FETCH,
+		.topic = g->part.topic,
+		.group = g->name,
+		.max = w->max,
+		.window = HD_GROUP_WINDOW_MAX,
+		.ack_wait_ms = g->conf.ack_wait_ms,
+		.max_deliveries = g->conf.max_deliveries,
+		.ordered = g->conf.ordered,
+		.done = shared_fetch_leased,
+		.arg = f,
+	};
+	g->q.busy = true;
+	g->refs++;
+	int rc = hd_hub_glease_op(g->gs->hub, &f->op);
+	if (rc) {
+		f->op.err = rc;
+		shared_fetch_leased(&f->op);
+	}
+}
+
+struct sack {
+	struct hd_glease_op op;
+	struct group *g;
+	struct hd_http_request *req;
+	bool upto;
+	uint64_t offsets[];
+};
+
+static void shared_ack_done(struct hd_glease_op *op)
+{
+	struct sack *a = op->arg;
+	struct group *g = a->g;
+	bool nack = op->kind == HD_GLEASE_NACK;
+	struct hd_buf b;
+
+	if (op->err) {
+		hd_http_respond_error(a->req, op->err, "the group state could not be stored");
+	} else if (!op->exists) {
+		hd_http_respond_errorf(a->req, HD_ENOTFOUND, "no such group");
+		forget(g);
+	} else {
+		hd_group_part_mirror(&g->part, op);
+		hd_buf_init(&b, 64 * 1024);
+		if (a->upto) {
+			hd_buf_printf(&b, "{\"acked\":%zu,\"ignored\":[]", op->changed);
+		} else {
+			hd_buf_puts(&b, "{\"ignored\":[");
+			for (size_t i = 0; i < op->nignored; i++)
+				hd_buf_printf(&b, "%s%" PRIu64, i ? "," : "", op->ignored[i]);
+			hd_buf_printf(&b, "],\"%s\":%zu", nack ? "nacked" : "acked", op->changed);
+		}
+		hd_buf_printf(&b, ",\"position\":%" PRIu64 "}", g->part.sh.floor);
+		hd_http_respond_json(a->req, 200, &b);
+		if (op->changed)
+			wake(g);
+	}
+	hd_engine_glease_op_fini(op);
+	g->refs--;
+	group_release(g);
+	free(a);
+}
+
+/* An ack (offsets or up_to) or a nack (offsets, delay_ms), checked. */
+static void shared_ack(struct hd_http_request *req, struct group *g, bool nack, json_t *offs,
+		       json_t *upto, int64_t delay_ms)
+{
+	size_t n = offs ? json_array_size(offs) : 0, i;
+	json_t *o;
+	struct sack *a = hd_calloc(1, sizeof(*a) + (n ? n : 1) * sizeof(a->offsets[0]));
+	if (offs)
+		json_array_foreach(offs, i, o)
+			a->offsets[i] = (uint64_t)json_integer_value(o);
+	a->g = g;
+	a->req = req;
+	a->upto = !offs;
+	a->op = (struct hd_glease_op){
+		.kind = nack ? HD_GLEASE_NACK : HD_GLEASE_ACK,
+		.topic = g->part.topic,
+		.group = g->name,
+		.offsets = a->offsets,
+		.noffsets = n,
+		.up_to = upto ? (uint64_t)json_integer_value(upto) : 0,
+		.delay_ms = delay_ms,
+		.done = shared_ack_done,
+		.arg = a,
+	};
+	g->refs++;
+	int rc = hd_hub_glease_op(g->gs->hub, &a->op);
+	if (rc) {
+		a->op.err = rc;
+		shared_ack_done(&a->op);
+	}
+}
+
+/* A SET, or an INFO for a GET. */
+struct sset {
+	struct hd_glease_op op;
+	struct group *g;
+	struct hd_http_request *req;
+	uint64_t last;
+};
+
+static void shared_set_done(struct hd_glease_op *op)
+{
+	struct sset *t = op->arg;
+	struct group *g = t->g;
+	struct hd_buf b;
+	if (op->err) {
+		hd_http_respond_error(t->req, op->err, "the group state could not be stored");
+	} else if (op->kind == HD_GLEASE_INFO && !op->exists) {
+		hd_http_respond_errorf(t->req, HD_ENOTFOUND, "no such group");
+		forget(g);
+	} else {
+		hd_group_part_mirror(&g->part, op);
+		hd_buf_init(&b, 4096);
+		group_json(&b, g, t->last);
+		if (op->kind == HD_GLEASE_INFO)
+			hd_http_respond_json(t->req, 200, &b);
+		else
+			put_group(g, t->req, op->exists ? 200 : 201, &b); /* the row: every node's load */
+		wake(g);
+	}
+	hd_engine_glease_op_fini(op);
+	g->refs--;
+	group_release(g);
+	free(t);
+}
+
+static void shared_set_submit(struct sset *t)
+{
+	struct group *g = t->g;
+	t->op.topic = g->part.topic;
+	t->op.group = g->name;
+	t->op.done = shared_set_done;
+	t->op.arg = t;
+	g->refs++;
+	int rc = hd_hub_glease_op(g->gs->hub, &t->op);
+	if (rc) {
+		t->op.err = rc;
+		shared_set_done(&t->op);
+	}
+}
+
+/* A PUT: the engine's SET (keeping the position unless `start` moves it). */
+static void shared_set(struct hd_groups *gs, struct info *in, uint64_t last, uint64_t floor)
+{
+	struct group *g = group_get(gs, in->topic, in->name);
+	if (!g && !(g = group_new(gs, in->topic, in->name, floor))) {
+		hd_http_respond_errorf(in->req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+		return;
+	}
+	if (in->start >= 0 && (g->part.sh.leased > 0 || g->q.busy)) {
+		hd_http_respond_errorf(in->req, HD_EINVAL,
+				       "the group has leased events; ack them or DELETE the group"
+				       " before moving its start");
+		return;
+	}
+	struct sset *t = hd_calloc(1, sizeof(*t));
+	t->g = g;
+	t->req = in->req;
+	t->last = last;
+	t->op = (struct hd_glease_op){
+		.kind = HD_GLEASE_SET,
+		.floor = floor,
+		.keep_position = in->start < 0,
+		.ack_wait_ms = in->ack_wait_ms,
+		.max_deliveries = in->max_deliveries,
+		.ordered = in->ordered,
+	};
+	shared_set_submit(t);
+}
+
+/* A GET: the engine's INFO; takes in's hold of in->g. */
+static void shared_info(struct info *in, uint64_t last)
+{
+	struct sset *t = hd_calloc(1, sizeof(*t));
+	t->g = in->g;
+	t->req = in->req;
+	t->last = last;
+	t->op.kind = HD_GLEASE_INFO;
+	in->g->refs--; /* shared_set_submit takes its own */
+	shared_set_submit(t);
+}
+
+/* A request for a group this node does not know: asks the engine. */
+struct probe {
+	struct hd_glease_op op;
+	struct hd_groups *gs;
+	struct group *g;
+	struct hd_http_request *req;
+	enum hd_group_action act;
+	struct hd_group_cred cred;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	char name[HD_GROUP_NAME_MAX + 1];
+};
+
+static void probe_done(struct hd_glease_op *op)
+{
+	struct probe *pr = op->arg;
+	struct group *g = pr->g;
+	g->refs--;
+	if (op->err) {
+		hd_http_respond_error(pr->req, op->err, NULL);
+		group_release(g);
+	} else if (!op->exists && pr->act != HD_GROUP_ACT_CREATE) {
+		hd_http_respond_errorf(pr->req, HD_ENOTFOUND, "no such group");
+		forget(g);
+	} else {
+		if (op->exists)
+			hd_group_part_mirror(&g->part, op);
+		group_release(g);
+		dispatch(pr->gs, pr->req, pr->act, pr->topic, pr->name, &pr->cred);
+	}
+	hd_engine_glease_op_fini(op);
+	free(pr);
+}
+
+static void shared_probe(struct hd_groups *gs, struct hd_http_request *req,
+			 enum hd_group_action act, const char *topic, const char *name,
+			 const struct hd_group_cred *cred)
+{
+	struct group *g = group_new(gs, topic, name, 0);
+	if (!g) {
+		hd_http_respond_errorf(req, HD_ELIMIT, "at most %d groups", HD_GROUPS_MAX);
+		return;
+	}
+	struct probe *pr = hd_calloc(1, sizeof(*pr));
+	pr->gs = gs;
+	pr->g = g;
+	pr->req = req;
+	pr->act = act;
+	pr->cred = *cred;
+	snprintf(pr->topic, sizeof(pr->topic), "%s", topic);
+	snprintf(pr->name, sizeof(pr->name), "%s", name);
+	pr->op = (struct hd_glease_op){
+		.kind = HD_GLEASE_INFO,
+		.topic = g->part.topic,
+		.group = g->name,
+		.done = probe_done,
+		.arg = pr,
+	};
+	g->refs++;
+	int rc = hd_hub_glease_op(gs->hub, &pr->op);
+	if (rc) {
+		pr->op.err = rc;
+		probe_done(&pr->op);
+	}
 }
 
 /* ---- entry ------------------------------------------------------------ */
@@ -757,6 +1140,10 @@ static void dispatch(struct hd_groups *gs, struct hd_http_request *req, enum hd_
 	struct group *g = group_get(gs, topic, name);
 	if (gs->stopping) {
 		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (!g && gs->shared && act != HD_GROUP_ACT_FETCH) {
+		shared_probe(gs, req, act, topic, name, cred); /* created on another node? */
 		return;
 	}
 	switch (act) {
@@ -896,6 +1283,7 @@ struct hd_groups *hd_groups_new(uv_loop_t *loop, struct hd_hub *hub)
 
 void hd_groups_start(struct hd_groups *gs)
 {
+	gs->shared = hd_hub_glease_shared(gs->hub);
 	gs->load.kind = HD_GROUP_LIST;
 	gs->load.limit = HD_GROUPS_MAX + HD_GROUP_PATTERNS_MAX + HD_GROUP_PARTS_MAX;
 	gs->load.done = load_done;

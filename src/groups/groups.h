@@ -19,6 +19,10 @@
  *   - in memory only: leases, delivery counts, the redelivery count and
  *     held fetches. After a restart every un-acked event above the floor is
  *     delivered again, with its delivery count starting from 0.
+ *   - with an engine that keeps the leases (hd_hub_glease_shared: Redis,
+ *     several nodes), a group of one topic keeps its leases, delivery
+ *     counts, floor and config there instead, shared by every node
+ *     (groups.c "Shared leases"); only held fetches stay in memory.
  *
  * Limits: HD_GROUPS_MAX groups; HD_GROUP_WINDOW_MAX un-acked events per
  * group (leased or waiting; a fetch hands out nothing new past it); a

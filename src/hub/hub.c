@@ -368,6 +368,18 @@ int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op)
 	return hd_engine_group_op(hub->engine, op);
 }
 
+bool hd_hub_glease_shared(struct hd_hub *hub)
+{
+	return hub->engine->ops->glease_op != NULL;
+}
+
+int hd_hub_glease_op(struct hd_hub *hub, struct hd_glease_op *op)
+{
+	if (!hub->engine->ops->glease_op)
+		return HD_ENOTIMPL;
+	return hub->engine->ops->glease_op(hub->engine, op);
+}
+
 bool hd_hub_ready(struct hd_hub *hub)
 {
 	return hub->engine && hub->engine->ops->ready(hub->engine);

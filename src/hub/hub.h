@@ -148,6 +148,11 @@ int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
  * leases); hd_hub_owner_op returns HD_ENOTIMPL when it is not. */
 bool hd_hub_owner_shared(const struct hd_hub *hub);
 int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op);
+
+/* Whether the engine keeps pull-group leases (shared by several nodes), and
+ * its glease op (engine.h; HD_ENOTIMPL when it does not). Loop thread. */
+bool hd_hub_glease_shared(struct hd_hub *hub);
+int hd_hub_glease_op(struct hd_hub *hub, struct hd_glease_op *op);
 bool hd_hub_ready(struct hd_hub *hub);
 
 #endif
