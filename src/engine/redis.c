@@ -814,6 +814,30 @@ static bool redis_ready(struct hd_engine *e)
 	return true;
 }
 
+static void redis_why_not_ready(struct hd_engine *e, char *why, size_t cap)
+{
+	struct redis *r = (struct redis *)e;
+	if (r->stopped) {
+		snprintf(why, cap, "herald is stopping");
+		return;
+	}
+	for (unsigned s = 0; s < r->nshards; s++) {
+		const struct shard *sh = &r->shards[s];
+		const char *what = !hd_rconn_ready(sh->cmd) ? "primary unreachable"
+				   : !sh->subscribed	  ? "pub/sub connection down"
+							  : NULL;
+		if (what) {
+			if (sh->master[0])
+				snprintf(why, cap, "redis shard %u (sentinel master %s): %s", s,
+					 sh->master, what);
+			else
+				snprintf(why, cap, "redis shard %u (%s:%d): %s", s, sh->host, sh->port,
+					 what);
+			return;
+		}
+	}
+}
+
 static void redis_stop(struct hd_engine *e)
 {
 	struct redis *r = (struct redis *)e;
@@ -864,6 +888,7 @@ static const struct hd_engine_ops redis_ops = {
 	.group_op = hd_redis_records_group_op,
 	.record_op = hd_redis_records_record_op,
 	.ready = redis_ready,
+	.why_not_ready = redis_why_not_ready,
 	.stop = redis_stop,
 	.free = redis_free,
 };

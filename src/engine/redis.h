@@ -15,8 +15,11 @@
  *   herald:r:KIND / herald:rk:KIND   hash key → "MS VALUE" and its key index
  *                  (sorted set, score 0) for records (shard 0)
  * PUB/SUB: each shard's channel herald:events carries
- *   "EPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event; an empty
- *   JSON is a notice that offsets up to OFFSET became visible (read them).
+ *   "PREV\nEPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event;
+ *   PREV is the visible top just before this confirm ran (so offsets
+ *   PREV+1..OFFSET became visible with it: confirms from several nodes can
+ *   raise the top out of offset order); an empty JSON is a notice that
+ *   offsets up to OFFSET became visible (read them).
  */
 #ifndef HD_ENGINE_REDIS_H
 #define HD_ENGINE_REDIS_H

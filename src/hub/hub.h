@@ -145,5 +145,8 @@ int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op);
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op);
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
 bool hd_hub_ready(struct hd_hub *hub);
+/* Whether the engine can take writes; when not, one line saying why into
+ * why (cap bytes, NUL-terminated). Loop thread. */
+bool hd_hub_ready_why(struct hd_hub *hub, char *why, size_t cap);
 
 #endif
