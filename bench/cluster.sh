@@ -18,6 +18,10 @@
 #   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s on one
 #                node (herald-fanout, bench/fanout.c), local --sync off vs
 #                redis replicated: delivery latency, gaps, duplicates
+#   COMPARE=BIN  another herald binary (an older build): every row runs
+#                ROUNDS times (default 3), alternating BIN and HERALD_BIN in
+#                the same minutes; the redis rows also report events per
+#                WAIT (from the primary's INFO commandstats)
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -47,9 +51,10 @@ i=0; until redis-cli -p $RR info replication | grep -q 'master_link_status:up'; 
   i=$((i+1)); [ $i -lt 200 ] || { echo "bench: the replica did not sync"; exit 1; }; sleep 0.05; done
 
 PORT=$(free_port)
+CUR=$BIN
 start() {
   rm -rf "$TMP/data"
-  "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn "$@" \
+  "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn "$@" \
     2>"$TMP/herald.log" &
   PID=$!
   i=0; until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do
@@ -57,31 +62,51 @@ start() {
 }
 stop() { kill $PID; wait $PID || true; PID=; }
 
-# run LABEL: one line of the table
-run() {
-  line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
-  [ -n "$line" ] || { echo "bench: herald-publish-load failed" >&2; exit 1; }
-  echo "cluster: $line" >&2
-  label=$1
-  set -- $line
-  for kv; do eval "${kv%%=*}=${kv#*=}"; done
-  awk -v l="$label" -v c="$conns" -v e="$events" -v r="$events_per_s" -v p50="$p50_ms" -v p99="$p99_ms" \
-      -v err="$errors" -v hc="$herald_cpu_s" 'BEGIN {
-    hce = (hc >= 0 && e > 0) ? sprintf("%.2f µs", hc * 1e6 / e) : "-"
-    printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %s | %s |\n", l, c, r, p50, p99, err, hce }'
+waits() {
+  redis-cli -p $RP info commandstats | tr -d '\r' | sed -n 's/^cmdstat_wait:calls=\([0-9]*\),.*/\1/p'
 }
 
-echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event |"
-echo "|---|---|---|---|---|---|---|"
+# run LABEL: one line of the table
+run() {
+  w0=$(waits); w0=${w0:-0}
+  line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
+  w1=$(waits); w1=${w1:-0}
+  [ -n "$line" ] || { echo "bench: herald-publish-load failed" >&2; exit 1; }
+  echo "cluster: $line" >&2
+  rlabel=$1
+  set -- $line
+  for kv; do eval "${kv%%=*}=${kv#*=}"; done
+  awk -v l="$rlabel" -v c="$conns" -v e="$events" -v r="$events_per_s" -v p50="$p50_ms" -v p99="$p99_ms" \
+      -v err="$errors" -v hc="$herald_cpu_s" -v te="$total_events" -v w="$((w1 - w0))" 'BEGIN {
+    hce = (hc >= 0 && e > 0) ? sprintf("%.2f µs", hc * 1e6 / e) : "-"
+    epw = w > 0 ? sprintf("%.1f", te / w) : "-"
+    printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %s | %s | %s |\n", l, c, r, p50, p99, err, hce, epw }'
+}
+
+# row LABEL ARGS…: one row, or with COMPARE one per binary and round
+row() {
+  label=$1; shift
+  if [ -z "${COMPARE:-}" ]; then
+    start "$@"; run "$label"; stop; return
+  fi
+  n=0
+  while [ $n -lt "${ROUNDS:-3}" ]; do
+    for CUR in "$COMPARE" "$BIN"; do
+      start "$@"; run "$label ($( [ "$CUR" = "$BIN" ] && echo new || echo old))"; stop
+    done
+    n=$((n + 1))
+  done
+  CUR=$BIN
+}
+
+echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event | events/WAIT |"
+echo "|---|---|---|---|---|---|---|---|"
 if [ "${LOCAL:-1}" = 1 ]; then
-  start --engine local --sync off
-  run "single events, local engine, --sync off"
-  stop
+  row "single events, local engine, --sync off" --engine local --sync off
 fi
 for d in ${MODES:-replicated primary none}; do
-  start --engine redis --redis-url redis://127.0.0.1:$RP --redis-durability $d
-  run "single events, redis engine, --redis-durability $d"
-  stop
+  row "single events, redis engine, --redis-durability $d" \
+    --engine redis --redis-url redis://127.0.0.1:$RP --redis-durability $d
 done
 if [ "${FANOUT:-0}" = 1 ]; then
   FANOUT_BIN=${FANOUT_BIN:-$(dirname "$BIN")/herald-fanout}

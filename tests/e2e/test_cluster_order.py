@@ -106,3 +106,26 @@ def test_readyz_says_which_shard_is_unreachable(cluster):
     cluster.replica.start()
     wait_for(lambda: ready(h), 15, what="readiness green")
     assert requests.get(h.url + "/readyz", timeout=5).json() == {"status": "ready"}
+
+
+def test_visible_top_reaches_the_aof_soon_after_the_ack(cluster):
+    """A confirm raises the top on the primary and its replica without an
+    AOF write (no second fsync before the 201); the next batch, or the hold
+    timer when none comes, writes it to the AOF a moment later. A primary
+    restarted from its AOF then still shows every acknowledged event."""
+    h = cluster.nodes[2]
+    r = post(h, "aof", "only")
+    assert r.status_code == 201, r.text
+    aof = os.path.join(cluster.primary.dir, "appendonlydir")
+    needle = b"{t:aof}:m\r\n$3\r\ntop\r\n$1\r\n1\r\n"
+
+    def top_in_aof():
+        return any(needle in open(os.path.join(aof, f), "rb").read()
+                   for f in os.listdir(aof) if f.endswith(".aof"))
+    wait_for(top_in_aof, 10, what="the top in the primary's AOF")
+    cluster.replica.kill9()
+    cluster.primary.kill9()
+    cluster.primary.start()  # from its AOF alone: the replica resyncs from it
+    cluster.replica.start()
+    wait_for(lambda: ready(h), 15, what="readiness green")
+    assert [(e["offset"], e["id"]) for e in h.read_all("aof")] == [(1, "only")]
