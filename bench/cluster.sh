@@ -15,9 +15,12 @@
 #                left when the disk's fsync is not the bound)
 #   MODES        the redis durabilities to run (replicated primary none)
 #   LOCAL=0      skips the local-engine line; RB=0 skips redis-benchmark
-#   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s on one
-#                node (herald-fanout, bench/fanout.c), local --sync off vs
-#                redis replicated: delivery latency, gaps, duplicates
+#   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s
+#                (herald-fanout, bench/fanout.c): on one node (local --sync
+#                off, then redis replicated), then spread over 3 redis nodes
+#                with the publishes on a 4th: delivery latency, gaps,
+#                duplicates, herald CPU summed over the nodes and per
+#                delivery (Redis's own CPU not counted)
 #   COMPARE=BIN  another herald binary (an older build): every row runs
 #                ROUNDS times (default 3), alternating BIN and HERALD_BIN in
 #                the same minutes; the redis rows also report events per
@@ -39,7 +42,9 @@ TMP=$(mktemp -d)
 PID=
 RP=$(free_port)
 RR=$(free_port)
-trap '[ -n "$PID" ] && kill $PID 2>/dev/null; redis-cli -p $RR shutdown nosave >/dev/null 2>&1;
+NPIDS=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; for p in $(echo "$NPIDS" | tr , " "); do kill $p 2>/dev/null; done
+      redis-cli -p $RR shutdown nosave >/dev/null 2>&1;
       redis-cli -p $RP shutdown nosave >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 mkdir -p "$TMP/p" "$TMP/r"
@@ -111,20 +116,39 @@ done
 if [ "${FANOUT:-0}" = 1 ]; then
   FANOUT_BIN=${FANOUT_BIN:-$(dirname "$BIN")/herald-fanout}
   ulimit -n 4096 2>/dev/null || true
+  FO_ARGS="--ws-anonymous --max-connections-per-ip 0 --connection-rate-per-ip 0"
   echo
-  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | gaps | dups | herald CPU |"
-  echo "|---|---|---|---|---|---|"
-  for e in local redis; do
-    start --engine $e --sync off --redis-url redis://127.0.0.1:$RP --ws-anonymous \
-      --max-connections-per-ip 0 --connection-rate-per-ip 0
-    "$FANOUT_BIN" --target herald --proto ws --port $PORT --subs 1000 --duration "$SECS" \
-      --rate 100 --server-pids $PID --label "$e" 2>/dev/null | /usr/bin/python3 -c '
+  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | gaps | dups | herald CPU (all nodes) | CPU/delivery |"
+  echo "|---|---|---|---|---|---|---|"
+  # fanout LABEL SUB_PORTS PUB_PORT PIDS: one row
+  fanout() {
+    "$FANOUT_BIN" --target herald --proto ws --port $3 --sub-ports $2 --pub-port $3 --subs 1000 \
+      --duration "$SECS" --rate 100 --server-pids $4 --label "$1" 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% |" % (r["label"], r["p50_us"] / 1000,
-      r["p99_us"] / 1000, r["gaps"], r["dups"], r["server_cpu_pct"]))'
+per = r["server_cpu_pct"] / 100 * 1e6 / r["deliveries_per_s"] if r["deliveries_per_s"] else 0
+print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% | %.2f µs |" % (r["label"], r["p50_us"] / 1000,
+      r["p99_us"] / 1000, r["gaps"], r["dups"], r["server_cpu_pct"], per))'
+  }
+  for e in local redis; do
+    start --engine $e --sync off --redis-url redis://127.0.0.1:$RP $FO_ARGS
+    fanout "one node, $e engine" $PORT $PORT $PID
     stop
   done
+  # Three subscriber nodes and a fourth that takes the publishes.
+  NPIDS=; NPORTS=; PUBPORT=
+  for n in 1 2 3 4; do
+    p=$(free_port)
+    "$BIN" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$n" --log-level warn --engine redis \
+      --redis-url redis://127.0.0.1:$RP --node-name node$n $FO_ARGS 2>"$TMP/node$n.log" &
+    NPIDS="${NPIDS:+$NPIDS,}$!"
+    i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
+      i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$n.log"; exit 1; }; sleep 0.05; done
+    if [ $n = 4 ]; then PUBPORT=$p; else NPORTS="${NPORTS:+$NPORTS,}$p"; fi
+  done
+  fanout "3 subscriber nodes + 1 publishing node, redis engine" $NPORTS $PUBPORT $NPIDS
+  for p in $(echo $NPIDS | tr , ' '); do kill $p; wait $p || true; done
+  NPIDS=
 fi
 
 [ "${RB:-1}" = 1 ] || exit 0
