@@ -7,11 +7,16 @@
  *      primary or none the same script also raises the visible top and
  *      PUBLISHes the event, and the item is done.
  *   2. replicated: one `WAIT 1 timeout` after a batch of PUB scripts (group
- *      commit: items arriving while a WAIT is out form the next batch);
+ *      commit: items arriving while a cycle is out form the next batch);
  *      fewer than one replica → the item fails HD_EUNAVAIL (503), never a
  *      false 201;
  *   3. the CONFIRM script raises the topic's visible top and PUBLISHes the
- *      event; its reply completes the item.
+ *      event; its reply completes the item. Its effects go to the replicas
+ *      only (no AOF write, so no second fsync before the reply); the tops
+ *      it raised go to the AOF with the next batch (TOPS, AOF only);
+ *   4. the next batch is held until the publishers just answered have
+ *      published again (or HOLD_MS), so that every publish in flight shares
+ *      one fsync and one WAIT (cycle_end).
  * Reads return only offsets at or below the visible top, so an event lost
  * in a failover was never acknowledged, read or delivered.
  *
