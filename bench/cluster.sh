@@ -15,9 +15,16 @@
 #                left when the disk's fsync is not the bound)
 #   MODES        the redis durabilities to run (replicated primary none)
 #   LOCAL=0      skips the local-engine line; RB=0 skips redis-benchmark
-#   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s on one
-#                node (herald-fanout, bench/fanout.c), local --sync off vs
-#                redis replicated: delivery latency, gaps, duplicates
+#   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s
+#                (herald-fanout, bench/fanout.c): on one node (local --sync
+#                off, then redis replicated), then spread over 3 redis nodes
+#                with the publishes on a 4th: delivery latency, gaps,
+#                duplicates, herald CPU summed over the nodes and per
+#                delivery (Redis's own CPU not counted)
+#   COMPARE=BIN  another herald binary (an older build): every row runs
+#                ROUNDS times (default 3), alternating BIN and HERALD_BIN in
+#                the same minutes; the redis rows also report events per
+#                WAIT (from the primary's INFO commandstats)
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -35,7 +42,9 @@ TMP=$(mktemp -d)
 PID=
 RP=$(free_port)
 RR=$(free_port)
-trap '[ -n "$PID" ] && kill $PID 2>/dev/null; redis-cli -p $RR shutdown nosave >/dev/null 2>&1;
+NPIDS=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null; for p in $(echo "$NPIDS" | tr , " "); do kill $p 2>/dev/null; done
+      redis-cli -p $RR shutdown nosave >/dev/null 2>&1;
       redis-cli -p $RP shutdown nosave >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
 mkdir -p "$TMP/p" "$TMP/r"
@@ -47,9 +56,10 @@ i=0; until redis-cli -p $RR info replication | grep -q 'master_link_status:up'; 
   i=$((i+1)); [ $i -lt 200 ] || { echo "bench: the replica did not sync"; exit 1; }; sleep 0.05; done
 
 PORT=$(free_port)
+CUR=$BIN
 start() {
   rm -rf "$TMP/data"
-  "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn "$@" \
+  "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn "$@" \
     2>"$TMP/herald.log" &
   PID=$!
   i=0; until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do
@@ -57,49 +67,88 @@ start() {
 }
 stop() { kill $PID; wait $PID || true; PID=; }
 
-# run LABEL: one line of the table
-run() {
-  line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
-  [ -n "$line" ] || { echo "bench: herald-publish-load failed" >&2; exit 1; }
-  echo "cluster: $line" >&2
-  label=$1
-  set -- $line
-  for kv; do eval "${kv%%=*}=${kv#*=}"; done
-  awk -v l="$label" -v c="$conns" -v e="$events" -v r="$events_per_s" -v p50="$p50_ms" -v p99="$p99_ms" \
-      -v err="$errors" -v hc="$herald_cpu_s" 'BEGIN {
-    hce = (hc >= 0 && e > 0) ? sprintf("%.2f µs", hc * 1e6 / e) : "-"
-    printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %s | %s |\n", l, c, r, p50, p99, err, hce }'
+waits() {
+  redis-cli -p $RP info commandstats | tr -d '\r' | sed -n 's/^cmdstat_wait:calls=\([0-9]*\),.*/\1/p'
 }
 
-echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event |"
-echo "|---|---|---|---|---|---|---|"
+# run LABEL: one line of the table
+run() {
+  w0=$(waits); w0=${w0:-0}
+  line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
+  w1=$(waits); w1=${w1:-0}
+  [ -n "$line" ] || { echo "bench: herald-publish-load failed" >&2; exit 1; }
+  echo "cluster: $line" >&2
+  rlabel=$1
+  set -- $line
+  for kv; do eval "${kv%%=*}=${kv#*=}"; done
+  awk -v l="$rlabel" -v c="$conns" -v e="$events" -v r="$events_per_s" -v p50="$p50_ms" -v p99="$p99_ms" \
+      -v err="$errors" -v hc="$herald_cpu_s" -v te="$total_events" -v w="$((w1 - w0))" 'BEGIN {
+    hce = (hc >= 0 && e > 0) ? sprintf("%.2f µs", hc * 1e6 / e) : "-"
+    epw = w > 0 ? sprintf("%.1f", te / w) : "-"
+    printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %s | %s | %s |\n", l, c, r, p50, p99, err, hce, epw }'
+}
+
+# row LABEL ARGS…: one row, or with COMPARE one per binary and round
+row() {
+  label=$1; shift
+  if [ -z "${COMPARE:-}" ]; then
+    start "$@"; run "$label"; stop; return
+  fi
+  n=0
+  while [ $n -lt "${ROUNDS:-3}" ]; do
+    for CUR in "$COMPARE" "$BIN"; do
+      start "$@"; run "$label ($( [ "$CUR" = "$BIN" ] && echo new || echo old))"; stop
+    done
+    n=$((n + 1))
+  done
+  CUR=$BIN
+}
+
+echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event | events/WAIT |"
+echo "|---|---|---|---|---|---|---|---|"
 if [ "${LOCAL:-1}" = 1 ]; then
-  start --engine local --sync off
-  run "single events, local engine, --sync off"
-  stop
+  row "single events, local engine, --sync off" --engine local --sync off
 fi
 for d in ${MODES:-replicated primary none}; do
-  start --engine redis --redis-url redis://127.0.0.1:$RP --redis-durability $d
-  run "single events, redis engine, --redis-durability $d"
-  stop
+  row "single events, redis engine, --redis-durability $d" \
+    --engine redis --redis-url redis://127.0.0.1:$RP --redis-durability $d
 done
 if [ "${FANOUT:-0}" = 1 ]; then
   FANOUT_BIN=${FANOUT_BIN:-$(dirname "$BIN")/herald-fanout}
   ulimit -n 4096 2>/dev/null || true
+  FO_ARGS="--ws-anonymous --max-connections-per-ip 0 --connection-rate-per-ip 0"
   echo
-  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | gaps | dups | herald CPU |"
-  echo "|---|---|---|---|---|---|"
-  for e in local redis; do
-    start --engine $e --sync off --redis-url redis://127.0.0.1:$RP --ws-anonymous \
-      --max-connections-per-ip 0 --connection-rate-per-ip 0
-    "$FANOUT_BIN" --target herald --proto ws --port $PORT --subs 1000 --duration "$SECS" \
-      --rate 100 --server-pids $PID --label "$e" 2>/dev/null | /usr/bin/python3 -c '
+  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | gaps | dups | herald CPU (all nodes) | CPU/delivery |"
+  echo "|---|---|---|---|---|---|---|"
+  # fanout LABEL SUB_PORTS PUB_PORT PIDS: one row
+  fanout() {
+    "$FANOUT_BIN" --target herald --proto ws --port $3 --sub-ports $2 --pub-port $3 --subs 1000 \
+      --duration "$SECS" --rate 100 --server-pids $4 --label "$1" 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% |" % (r["label"], r["p50_us"] / 1000,
-      r["p99_us"] / 1000, r["gaps"], r["dups"], r["server_cpu_pct"]))'
+per = r["server_cpu_pct"] / 100 * 1e6 / r["deliveries_per_s"] if r["deliveries_per_s"] else 0
+print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% | %.2f µs |" % (r["label"], r["p50_us"] / 1000,
+      r["p99_us"] / 1000, r["gaps"], r["dups"], r["server_cpu_pct"], per))'
+  }
+  for e in local redis; do
+    start --engine $e --sync off --redis-url redis://127.0.0.1:$RP $FO_ARGS
+    fanout "one node, $e engine" $PORT $PORT $PID
     stop
   done
+  # Three subscriber nodes and a fourth that takes the publishes.
+  NPIDS=; NPORTS=; PUBPORT=
+  for n in 1 2 3 4; do
+    p=$(free_port)
+    "$BIN" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$n" --log-level warn --engine redis \
+      --redis-url redis://127.0.0.1:$RP --node-name node$n $FO_ARGS 2>"$TMP/node$n.log" &
+    NPIDS="${NPIDS:+$NPIDS,}$!"
+    i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
+      i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$n.log"; exit 1; }; sleep 0.05; done
+    if [ $n = 4 ]; then PUBPORT=$p; else NPORTS="${NPORTS:+$NPORTS,}$p"; fi
+  done
+  fanout "3 subscriber nodes + 1 publishing node, redis engine" $NPORTS $PUBPORT $NPIDS
+  for p in $(echo $NPIDS | tr , ' '); do kill $p; wait $p || true; done
+  NPIDS=
 fi
 
 [ "${RB:-1}" = 1 ] || exit 0

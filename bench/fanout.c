@@ -106,6 +106,11 @@ static struct {
 	double hold;       /* idle: seconds to keep the connections open after measuring */
 	int pids[FO_PIDS_MAX];
 	int npids;
+	/* Several nodes: subscriber i connects to sub_ports[i % nsub_ports];
+	 * the publishers to pub_port (both default to port). */
+	int sub_ports[FO_PIDS_MAX];
+	int nsub_ports;
+	int pub_port;
 	const char *label;
 } opt = {
 	.target = FO_HERALD, .proto = FO_WS, .host = "127.0.0.1", .port = 8080,
@@ -993,10 +998,13 @@ static void connect_more(void)
 			uv_idle_start(&connect_idle, on_connect_idle);
 			return;
 		}
-		struct fo_sub *c = &subs[next_to_connect++];
+		struct fo_sub *c = &subs[next_to_connect];
 		struct sockaddr_in sa;
 		int rc = 0;
-		uv_ip4_addr(opt.host, opt.port, &sa);
+		uv_ip4_addr(opt.host,
+			    opt.nsub_ports ? opt.sub_ports[next_to_connect % opt.nsub_ports] : opt.port,
+			    &sa);
+		next_to_connect++;
 		uv_tcp_init(loop, &c->tcp);
 		c->tcp.data = c;
 		c->creq.data = c;
@@ -1126,7 +1134,7 @@ static void on_pub_connect(uv_connect_t *req, int status)
 static void pub_connect(struct fo_pub *p)
 {
 	struct sockaddr_in sa;
-	uv_ip4_addr(opt.host, opt.port, &sa);
+	uv_ip4_addr(opt.host, opt.pub_port ? opt.pub_port : opt.port, &sa);
 	uv_tcp_init(loop, &p->tcp);
 	uv_tcp_nodelay(&p->tcp, 1);
 	p->tcp.data = p;
@@ -1424,7 +1432,9 @@ static void usage(void)
 		"                     ephemeral choice, slow past half the range to one destination)\n"
 		"  --settle-ms MS     pause after the last subscribe (500)\n"
 		"  --jwt-secret S     herald WS: connect with an HS256 token (sub \"u<index>\")\n"
-		"  --label TEXT       copied into the result line\n");
+		"  --label TEXT       copied into the result line\n"
+		"  --sub-ports P,...  subscribers round-robin over these ports (several nodes)\n"
+		"  --pub-port P       the publishers' port (default --port)\n");
 	exit(2);
 }
 
@@ -1478,7 +1488,17 @@ int main(int argc, char **argv)
 					break;
 				p++;
 			}
-		} else if (ARG("--format"))
+		} else if (ARG("--sub-ports")) {
+			for (const char *p = v; *p && opt.nsub_ports < FO_PIDS_MAX;) {
+				opt.sub_ports[opt.nsub_ports++] = atoi(p);
+				p = strchr(p, ',');
+				if (!p)
+					break;
+				p++;
+			}
+		} else if (ARG("--pub-port"))
+			opt.pub_port = atoi(v);
+		else if (ARG("--format"))
 			opt.protobuf = !strcmp(v, "protobuf");
 		else if (!strcmp(a, "--idle"))
 			opt.idle = true;

@@ -663,10 +663,11 @@ static void route_healthz(struct hd_http_request *req, const struct hd_route_ctx
 static void route_readyz(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_api *api = ctx->row->arg;
-	if (!api->stopping && hd_hub_ready(api->hub))
+	char why[256] = "herald is stopping";
+	if (!api->stopping && hd_hub_ready_why(api->hub, why, sizeof(why)))
 		hd_http_respond(req, 200, HD_HTTP_JSON_TYPE, NULL, "{\"status\":\"ready\"}", 18);
 	else
-		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		hd_http_respond_error(req, HD_EUNAVAIL, why);
 }
 
 static void route_metrics(struct hd_http_request *req, const struct hd_route_ctx *ctx)

@@ -271,6 +271,9 @@ struct hd_engine_ops {
 	int (*glease_op)(struct hd_engine *e, struct hd_glease_op *op);
 	/* Whether the engine can take writes (for /readyz). */
 	bool (*ready)(struct hd_engine *e);
+	/* Optional: why ready() is false, one line into why (cap bytes,
+	 * NUL-terminated), e.g. "redis shard 0 (127.0.0.1:6379) unreachable". */
+	void (*why_not_ready)(struct hd_engine *e, char *why, size_t cap);
 	/* Finishes every accepted publish (their done() runs), then stops. Blocks briefly. */
 	void (*stop)(struct hd_engine *e);
 	/* Stops, then frees once every read or look-up still running on the

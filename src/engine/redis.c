@@ -7,11 +7,16 @@
  *      primary or none the same script also raises the visible top and
  *      PUBLISHes the event, and the item is done.
  *   2. replicated: one `WAIT 1 timeout` after a batch of PUB scripts (group
- *      commit: items arriving while a WAIT is out form the next batch);
+ *      commit: items arriving while a cycle is out form the next batch);
  *      fewer than one replica → the item fails HD_EUNAVAIL (503), never a
  *      false 201;
  *   3. the CONFIRM script raises the topic's visible top and PUBLISHes the
- *      event; its reply completes the item.
+ *      event; its reply completes the item. Its effects go to the replicas
+ *      only (no AOF write, so no second fsync before the reply); the tops
+ *      it raised go to the AOF with the next batch (TOPS, AOF only);
+ *   4. the next batch is held until the publishers just answered have
+ *      published again (or HOLD_MS), so that every publish in flight shares
+ *      one fsync and one WAIT (cycle_end).
  * Reads return only offsets at or below the visible top, so an event lost
  * in a failover was never acknowledged, read or delivered.
  *
@@ -310,11 +315,34 @@ static int send_pub(struct redis *r, struct pitem *it)
 	return rc;
 }
 
+static void cycle_end(struct shard *sh);
+
+/* Remembers that the confirm of it raised (or kept) its topic's top: the
+ * next batch writes that top to the AOF. */
+static void tops_add(struct shard *sh, const char *topic)
+{
+	char kmeta[HD_TOPIC_NAME_MAX + 16];
+	topic_key(kmeta, sizeof(kmeta), topic, "m");
+	if (sh->ntops && !strcmp(sh->tops[sh->ntops - 1], kmeta))
+		return;
+	if (sh->ntops == sh->captops) {
+		sh->captops = sh->captops ? sh->captops * 2 : 64;
+		sh->tops = hd_realloc(sh->tops, sh->captops * sizeof(*sh->tops));
+	}
+	sh->tops[sh->ntops++] = hd_strdup(kmeta);
+}
+
 static void confirm_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct pitem *it = priv;
+	struct shard *sh = it->sh;
 	int err = hd_redis_reply_err(rep);
+	if (!err)
+		tops_add(sh, it->job->pub->items[it->i].topic);
 	item_done(it, err);
+	assert(sh->confirming > 0);
+	if (--sh->confirming == 0)
+		cycle_end(sh);
 }
 
 /* The payload of an event (or, json_len 0, a visibility notice). Returns owned. */
@@ -346,6 +374,8 @@ static void send_confirm(struct redis *r, struct pitem *it)
 	free(notice);
 	if (rc)
 		item_done(it, rc);
+	else
+		it->sh->confirming++;
 }
 
 static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
@@ -360,11 +390,16 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		err = HD_EUNAVAIL;
 	}
 	struct pitem *it = sh->batch;
+	size_t n = 0;
 	sh->batch = NULL;
 	sh->wait_out = false;
+	/* The confirms count as out until all are sent: a NULL reply while
+	 * sending (the connection dropping) must not end the cycle early. */
+	sh->confirming++;
 	while (it) {
 		struct pitem *next = it->next;
 		struct hd_pub_item *out = &it->job->pub->items[it->i];
+		n++;
 		if (!it->scripted)
 			it->late = true; /* pub_reply finishes it */
 		else if (out->err)
@@ -375,8 +410,86 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			send_confirm(r, it);
 		it = next;
 	}
-	if (!r->stopped)
-		shard_flush(sh);
+	/* The clients answered now may publish again: hold the next batch
+	 * for them and for those already queued. */
+	sh->hold_for = sh->nqueued + (sh->confirming - 1);
+	if (--sh->confirming == 0)
+		cycle_end(sh);
+}
+
+struct shard_hold {
+	uv_timer_t timer;
+	struct shard *sh;             /* NULL once the engine stopped */
+};
+
+static void hold_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void hold_fired(uv_timer_t *t)
+{
+	struct shard_hold *h = t->data;
+	if (!h->sh)
+		return;
+	h->sh->hold_for = 0;
+	shard_flush(h->sh);
+}
+
+/* A cycle's confirms are all answered: hold the next batch briefly, until
+ * hold_for items are queued (the clients just answered publish again) or
+ * HOLD_MS passed, so that they share one fsync and one WAIT instead of
+ * trickling into two batches. */
+static void cycle_end(struct shard *sh)
+{
+	if (sh->r->stopped)
+		return;
+	if (sh->nqueued < sh->hold_for) {
+		if (!sh->hold) {
+			sh->hold = hd_calloc(1, sizeof(*sh->hold));
+			sh->hold->sh = sh;
+			uv_timer_init(sh->r->loop, &sh->hold->timer);
+			sh->hold->timer.data = sh->hold;
+		}
+		uv_timer_start(&sh->hold->timer, hold_fired, HOLD_MS, 0);
+		return;
+	}
+	sh->hold_for = 0;
+	shard_flush(sh);
+}
+
+static void tops_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	(void)hd_redis_reply_err(rep); /* logged; the next confirm writes it again */
+}
+
+/* Writes the tops the last confirms raised to the AOF (ahead of the next
+ * batch's scripts: the same fsync covers both). */
+static void tops_flush(struct shard *sh)
+{
+	size_t at = 0;
+	while (at < sh->ntops) {
+		size_t n = sh->ntops - at > TOPS_PER_CALL ? TOPS_PER_CALL : sh->ntops - at;
+		const char *argv[3 + TOPS_PER_CALL];
+		size_t lens[3 + TOPS_PER_CALL];
+		char nk[24];
+		snprintf(nk, sizeof(nk), "%zu", n);
+		argv[0] = "EVAL";
+		lens[0] = 4;
+		argv[1] = hd_redis_script_tops;
+		lens[1] = strlen(hd_redis_script_tops);
+		argv[2] = nk;
+		lens[2] = strlen(nk);
+		for (size_t i = 0; i < n; i++) {
+			argv[3 + i] = sh->tops[at + i];
+			lens[3 + i] = strlen(sh->tops[at + i]);
+		}
+		(void)hd_rconn_command(sh->cmd, tops_reply, sh, (int)(3 + n), argv, lens);
+		at += n;
+	}
+	for (size_t i = 0; i < sh->ntops; i++)
+		free(sh->tops[i]);
+	sh->ntops = 0;
 }
 
 /* Sends the queued items' scripts and one WAIT, unless a WAIT is out. */
@@ -384,11 +497,20 @@ static void shard_flush(struct shard *sh)
 {
 	struct redis *r = sh->r;
 	char tmo[24];
-	if (sh->wait_out || !sh->queued_head)
+	if (sh->wait_out || sh->confirming || (sh->hold_for && sh->nqueued < sh->hold_for))
+		return;
+	if (sh->hold_for) {
+		sh->hold_for = 0;
+		uv_timer_stop(&sh->hold->timer);
+	}
+	if (sh->ntops)
+		tops_flush(sh);
+	if (!sh->queued_head)
 		return;
 	struct pitem *head = sh->queued_head, **tail = &sh->batch;
 	sh->queued_head = NULL;
 	sh->queued_tail = &sh->queued_head;
+	sh->nqueued = 0;
 	for (struct pitem *it = head, *next; it; it = next) {
 		next = it->next;
 		it->next = NULL;
@@ -454,6 +576,7 @@ static int redis_publish(struct hd_engine *e, struct hd_pub *p)
 		}
 		*it->sh->queued_tail = it;
 		it->sh->queued_tail = &it->next;
+		it->sh->nqueued++;
 	}
 	if (r->opts.durability == HD_REDIS_REPLICATED)
 		for (unsigned s = 0; s < r->nshards; s++)
@@ -814,6 +937,30 @@ static bool redis_ready(struct hd_engine *e)
 	return true;
 }
 
+static void redis_why_not_ready(struct hd_engine *e, char *why, size_t cap)
+{
+	struct redis *r = (struct redis *)e;
+	if (r->stopped) {
+		snprintf(why, cap, "herald is stopping");
+		return;
+	}
+	for (unsigned s = 0; s < r->nshards; s++) {
+		const struct shard *sh = &r->shards[s];
+		const char *what = !hd_rconn_ready(sh->cmd) ? "primary unreachable"
+				   : !sh->subscribed	  ? "pub/sub connection down"
+							  : NULL;
+		if (what) {
+			if (sh->master[0])
+				snprintf(why, cap, "redis shard %u (sentinel master %s): %s", s,
+					 sh->master, what);
+			else
+				snprintf(why, cap, "redis shard %u (%s:%d): %s", s, sh->host, sh->port,
+					 what);
+			return;
+		}
+	}
+}
+
 static void redis_stop(struct hd_engine *e)
 {
 	struct redis *r = (struct redis *)e;
@@ -834,10 +981,22 @@ static void redis_stop(struct hd_engine *e)
 		struct pitem *it = sh->queued_head;
 		sh->queued_head = NULL;
 		sh->queued_tail = &sh->queued_head;
+		sh->nqueued = 0;
 		for (struct pitem *next; it; it = next) {
 			next = it->next;
 			item_done(it, HD_EUNAVAIL);
 		}
+		if (sh->hold) {
+			sh->hold->sh = NULL;
+			uv_timer_stop(&sh->hold->timer);
+			uv_close((uv_handle_t *)&sh->hold->timer, hold_closed);
+			sh->hold = NULL;
+		}
+		for (size_t i = 0; i < sh->ntops; i++)
+			free(sh->tops[i]);
+		free(sh->tops);
+		sh->tops = NULL;
+		sh->ntops = sh->captops = 0;
 	}
 }
 
@@ -866,6 +1025,7 @@ static const struct hd_engine_ops redis_ops = {
 	.owner_op = hd_redis_records_owner_op,
 	.glease_op = hd_redis_groups_op,
 	.ready = redis_ready,
+	.why_not_ready = redis_why_not_ready,
 	.stop = redis_stop,
 	.free = redis_free,
 };

@@ -18,8 +18,11 @@
  *   herald:lease-token counter of the fencing tokens (shard 0)
  *   herald:lease-want:NAME  string OWNER with PX: who asked for lease NAME
  * PUB/SUB: each shard's channel herald:events carries
- *   "EPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event; an empty
- *   JSON is a notice that offsets up to OFFSET became visible (read them).
+ *   "PREV\nEPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event;
+ *   PREV is the visible top just before this confirm ran (so offsets
+ *   PREV+1..OFFSET became visible with it: confirms from several nodes can
+ *   raise the top out of offset order); an empty JSON is a notice that
+ *   offsets up to OFFSET became visible (read them).
  */
 #ifndef HD_ENGINE_REDIS_H
 #define HD_ENGINE_REDIS_H

@@ -131,10 +131,10 @@ static void deliver_start(struct redis *r, struct dtopic *t, const char *name)
 /* One PUB/SUB payload (see redis.h). */
 static void on_message(struct redis *r, const char *p, size_t n)
 {
-	const char *f[5];
-	size_t flen[5];
+	const char *f[6];
+	size_t flen[6];
 	const char *end = p + n, *q = p;
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		const char *nl = memchr(q, '\n', (size_t)(end - q));
 		if (!nl)
 			return;
@@ -143,13 +143,14 @@ static void on_message(struct redis *r, const char *p, size_t n)
 		q = nl + 1;
 	}
 	char epoch[HD_EPOCH_LEN + 1], topic[HD_TOPIC_NAME_MAX + 1];
-	if (flen[0] > HD_EPOCH_LEN || flen[4] > HD_TOPIC_NAME_MAX || flen[4] == 0)
+	if (flen[1] > HD_EPOCH_LEN || flen[5] > HD_TOPIC_NAME_MAX || flen[5] == 0)
 		return;
-	memcpy(epoch, f[0], flen[0]);
-	epoch[flen[0]] = '\0';
-	memcpy(topic, f[4], flen[4]);
-	topic[flen[4]] = '\0';
-	uint64_t off = strtoull(f[1], NULL, 10);
+	uint64_t prev = strtoull(f[0], NULL, 10);
+	memcpy(epoch, f[1], flen[1]);
+	epoch[flen[1]] = '\0';
+	memcpy(topic, f[5], flen[5]);
+	topic[flen[5]] = '\0';
+	uint64_t off = strtoull(f[2], NULL, 10);
 	const char *json = q;
 	size_t jl = (size_t)(end - q);
 
@@ -159,7 +160,11 @@ static void on_message(struct redis *r, const char *p, size_t n)
 		if (!t)
 			return;
 		memcpy(t->epoch, epoch, sizeof(t->epoch));
-		t->delivered = off - 1;
+		/* Only what was visible before this confirm is behind us: confirms
+		 * from other nodes may still bring offsets below off (prev+1..off
+		 * became visible together), so those are read, not skipped. */
+		t->delivered = prev;
+		t->want = off > prev ? off : prev;
 	}
 	if (strcmp(t->epoch, epoch) != 0) {
 		if (t->reading) {
@@ -176,8 +181,8 @@ static void on_message(struct redis *r, const char *p, size_t n)
 	if (!t->reading && off == t->delivered + 1 && jl) {
 		struct hd_stored_event ev = {
 			.offset = off,
-			.time_ms = strtoll(f[2], NULL, 10),
-			.expires_ms = strtoll(f[3], NULL, 10),
+			.time_ms = strtoll(f[3], NULL, 10),
+			.expires_ms = strtoll(f[4], NULL, 10),
 			.json = hd_redis_stored_json(topic, off, json, jl),
 		};
 		t->delivered = off;

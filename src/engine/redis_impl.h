@@ -39,6 +39,8 @@
 #define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
 #define CATCHUP_LIMIT 256          /* events per gap-filling read */
 #define ARGS_MAX 16
+#define HOLD_MS 2                  /* longest hold of a next batch (replicated) */
+#define TOPS_PER_CALL 256          /* meta keys per TOPS script call */
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
 
 /* The Lua scripts (redis_scripts.c), by index. */
@@ -56,11 +58,21 @@ struct shard {
 	struct hd_rconn *cmd;
 	struct hd_rconn *sub;
 	bool subscribed;
-	/* Group commit (replicated): items waiting for the next WAIT, and the
-	 * batch whose WAIT is out. */
+	/* Group commit (replicated), one cycle at a time: the batch's PUB
+	 * scripts and one WAIT; then its confirms (no fsync: see redis.c);
+	 * then a short hold so that the publishers just answered join the next
+	 * batch. Items arriving meanwhile wait in the queue. */
 	struct pitem *queued_head, **queued_tail;
+	size_t nqueued;
 	struct pitem *batch;
 	bool wait_out;
+	size_t confirming;            /* confirms out */
+	size_t hold_for;              /* holding: flush once this many are queued */
+	struct shard_hold *hold;      /* its timer (owned; closed on stop) */
+	/* Topics whose top the last confirms raised: written to the AOF with
+	 * the next batch (TOPS script). At most one entry per item. */
+	char **tops;
+	size_t ntops, captops;
 };
 
 /* Where delivery of one topic stands on this node. */
@@ -112,6 +124,9 @@ void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t
 /* ---- redis_scripts.c --------------------------------------------------- */
 
 extern const char *const hd_redis_scripts_text[S_COUNT];
+/* KEYS: topic meta keys: writes each one's current top to the AOF only
+ * (sent with EVAL by the publish path; see redis.c). */
+extern const char hd_redis_script_tops[];
 
 /* ---- redis_deliver.c --------------------------------------------------- */
 

@@ -36,19 +36,34 @@ static const char pub_lua[] =
 	"end\n"
 	"if win>0 then redis.call('SET',KEYS[3],epoch..':'..off,'PX',win) end\n"
 	"if ARGV[9]=='1' then\n"
+	" local prev=redis.call('HGET',m,'top')\n"
 	" redis.call('HSET',m,'top',off)\n"
-	" redis.call('PUBLISH',ARGV[10],epoch..'\\n'..off..'\\n'..ARGV[3]..'\\n'..ARGV[4]..'\\n'..ARGV[1]..'\\n'..ARGV[2])\n"
+	" redis.call('PUBLISH',ARGV[10],prev..'\\n'..epoch..'\\n'..off..'\\n'..ARGV[3]..'\\n'..ARGV[4]..'\\n'..ARGV[1]..'\\n'..ARGV[2])\n"
 	"end\n"
 	"return {0,off,epoch}\n";
 
-/* KEYS: meta. ARGV: offset, epoch, channel, payload ('' = none), notice. */
+/* KEYS: meta. ARGV: offset, epoch, channel, payload ('' = none), notice.
+ * The message starts with the top before this confirm ("PREV\n", redis.h).
+ * Its effects go to the replicas only, not to the AOF: a write to the AOF
+ * would hold the reply (and so the 201) for another fsync with appendfsync
+ * always; the publish path writes the tops to the AOF with its next batch
+ * (hd_redis_script_tops). */
 static const char confirm_lua[] =
 	"if redis.call('HGET',KEYS[1],'epoch')~=ARGV[2] then return 0 end\n"
+	"redis.set_repl(redis.REPL_REPLICA)\n"
 	"local off=tonumber(ARGV[1])\n"
 	"local top=tonumber(redis.call('HGET',KEYS[1],'top'))\n"
 	"if off>top then redis.call('HSET',KEYS[1],'top',off) end\n"
-	"if ARGV[4]~='' then redis.call('PUBLISH',ARGV[3],ARGV[4])\n"
-	"elseif off>top then redis.call('PUBLISH',ARGV[3],ARGV[5]) end\n"
+	"if ARGV[4]~='' then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[4])\n"
+	"elseif off>top then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[5]) end\n"
+	"return 1\n";
+
+const char hd_redis_script_tops[] =
+	"redis.set_repl(redis.REPL_AOF)\n"
+	"for _,m in ipairs(KEYS) do\n"
+	" local t=redis.call('HGET',m,'top')\n"
+	" if t then redis.call('HSET',m,'top',t) end\n"
+	"end\n"
 	"return 1\n";
 
 /* The state of topic NAME (meta m, stream s): {epoch, top, low, created, count}. */

@@ -5,6 +5,7 @@
 #include "core/metrics.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -383,4 +384,14 @@ int hd_hub_glease_op(struct hd_hub *hub, struct hd_glease_op *op)
 bool hd_hub_ready(struct hd_hub *hub)
 {
 	return hub->engine && hub->engine->ops->ready(hub->engine);
+}
+
+bool hd_hub_ready_why(struct hd_hub *hub, char *why, size_t cap)
+{
+	if (hd_hub_ready(hub))
+		return true;
+	snprintf(why, cap, "%s", hub->engine ? "herald is stopping" : "no engine yet");
+	if (hub->engine && hub->engine->ops->why_not_ready)
+		hub->engine->ops->why_not_ready(hub->engine, why, cap);
+	return false;
 }

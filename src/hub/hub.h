@@ -154,5 +154,8 @@ int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op);
 bool hd_hub_glease_shared(struct hd_hub *hub);
 int hd_hub_glease_op(struct hd_hub *hub, struct hd_glease_op *op);
 bool hd_hub_ready(struct hd_hub *hub);
+/* Whether the engine can take writes; when not, one line saying why into
+ * why (cap bytes, NUL-terminated). Loop thread. */
+bool hd_hub_ready_why(struct hd_hub *hub, char *why, size_t cap);
 
 #endif
