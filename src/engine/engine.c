@@ -43,3 +43,12 @@ void hd_engine_record_op_fini(struct hd_record_op *op)
 	op->recs = NULL;
 	op->n = 0;
 }
+
+void hd_engine_reg_query_fini(struct hd_reg_query *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free(q->values[i]);
+	free(q->values);
+	q->values = NULL;
+	q->n = 0;
+}

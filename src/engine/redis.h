@@ -14,6 +14,9 @@
  *   herald:groups  hash "TOPIC\nNAME" → a pull group row (shard 0)
  *   herald:r:KIND / herald:rk:KIND   hash key → "MS VALUE" and its key index
  *                  (sorted set, score 0) for records (shard 0)
+ *   herald:conns:USER, {t:NAME}:presence, herald:node:NODE,
+ *   herald:nodekeys:NODE   the connection registry and presence
+ *                  (redis_presence.c)
  * PUB/SUB: each shard's channel herald:events carries
  *   "EPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event; an empty
  *   JSON is a notice that offsets up to OFFSET became visible (read them).
@@ -42,6 +45,7 @@ struct hd_redis_opts {
 	void *policy_arg;
 	hd_engine_event_fn on_event;  /* may be NULL */
 	void *on_event_arg;
+	const char *node;             /* borrowed for the call: --node-name (registry fields) */
 };
 
 /* Parses one "redis://HOST:PORT[/DB]" (PORT defaults to 6379). Returns 0 or
