@@ -107,6 +107,7 @@ static void on_http_closed(void *arg)
 	struct server *s = arg;
 	/* Every request has been answered: the store commits what is queued,
 	 * closes, and the engine releases its loop handle. */
+	hd_hub_set_engine(s->hub, NULL); /* no registry writes into a freed engine */
 	s->engine->ops->free(s->engine);
 	s->engine = NULL;
 	uv_close((uv_handle_t *)&s->sigterm, NULL);

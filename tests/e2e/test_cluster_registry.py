@@ -5,16 +5,18 @@ nodes are listed by the third with their node names; Centrifugo presence
 and presence_stats from a client on one node count the clients of the
 others; a disconnect removes an entry; a node killed with -9 loses its
 entries once its heartbeat lapses; a node restarted under the same name
-removes what its previous run left behind."""
-import asyncio
+removes what its previous run left behind; a push subscription's
+skip_if_online sees a user connected to another node."""
+import json
 import socket
 import time
 
 import pytest
 import requests
 
-from conftest import per_test_timeout, wait_for
+from conftest import Herald, per_test_timeout, wait_for
 from redis_cluster import REDIS_SERVER, Cluster, ready, resp_command
+from test_push_subscriptions import providers  # noqa: F401 (the module's fixture)
 from wsclient import SECRET, connect, run, token
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -42,14 +44,14 @@ def node_name(h):
     return f"{socket.gethostname()}:{h.port}"
 
 
-def listing(h, user=USER):
-    r = requests.get(f"{h.url}/v1/users/{user}/connections", timeout=10)
+def listing(h, user=USER, headers=None):
+    r = requests.get(f"{h.url}/v1/users/{user}/connections", headers=headers, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()["connections"]
 
 
-def presence(h, topic=TOPIC):
-    r = requests.get(f"{h.url}/v1/topics/{topic}/presence", timeout=10)
+def presence(h, topic=TOPIC, headers=None):
+    r = requests.get(f"{h.url}/v1/topics/{topic}/presence", headers=headers, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -151,3 +153,40 @@ def test_a_killed_node_vanishes_and_a_restarted_one_cleans_up(cluster):
             pass
 
     run(go())
+
+
+def test_push_skip_if_online_sees_other_nodes(tmp_path, providers):
+    """A push subscription on node B with skip_if_online skips a user whose
+    WebSocket is on node A, and pushes once it is gone."""
+    from test_push_subscriptions import H, KEYS, create, device, notify, sub_info
+
+    class PushCluster(Cluster):
+        def node(self, name):
+            return Herald(self.tmp / name, args=self.node_args(), config=KEYS).start()
+
+    c = PushCluster(tmp_path, nodes=2, args=providers.args)
+    try:
+        c.start()
+        a, b = c.nodes
+        fcm = "fcm-cluster-online-51"
+        device(b, "51", "phone", {"platform": "fcm", "token": fcm})
+        r = create(b, {"topic": "user:*", "to": "user", "skip_if_online": True})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+
+        async def live():
+            ws, _ = await connect(a, sub="51", subs={"user:51": {}})
+            wait_for(lambda: presence(b, "user:51", H)["subscribers"] == 1, 10, what="A's client seen from B")
+            notify(a, "51", {"n": 1})
+            await ws.pubs(1, timeout=10, channel="user:51")
+            wait_for(lambda: sub_info(b, sid)["skipped_online"] == 1, 30, what="skipped_online on B")
+            await ws.close()
+
+        run(live())
+        wait_for(lambda: listing(b, "51", H) == [], 10, what="the connection gone")
+        assert providers.fcm_got(fcm) == []
+        off = notify(a, "51", {"n": 2})["offset"]
+        m = wait_for(lambda: providers.fcm_got(fcm), 30, what="the push once offline")
+        assert [json.loads(x["data"]["herald"])["offset"] for x in m] == [off]
+    finally:
+        c.stop()
