@@ -21,9 +21,10 @@
  *
  * Writes are neither WAITed for nor acknowledged: they are queued, one per
  * entry (a later put of the same entry replaces the queued one), and sent
- * once per loop turn, pipelined, at most BATCH_MAX per turn; the queue
- * holds at most PENDING_MAX entries (past it a put is dropped and
- * counted). After a command connection comes up again, and whenever the
+ * once per loop turn, pipelined, at most BATCH_MAX per turn and
+ * INFLIGHT_MAX unanswered (so that a connection storm never fills the
+ * connection's cap that publishes share); the queue holds at most
+ * PENDING_MAX entries (past it a put is dropped and counted). After a command connection comes up again, and whenever the
  * heartbeat finds its key gone (it lapsed, or a failover lost it), the hub
  * writes every entry again (hd_engine_reg_flush_fn with all = true).
  *
@@ -44,6 +45,10 @@
 
 #define PENDING_MAX 200000         /* queued entry writes */
 #define BATCH_MAX 4096             /* entry writes sent per loop turn */
+#define INFLIGHT_MAX 8192          /* registry commands awaiting a reply: the
+				      rest of the connection's MAX_PENDING stays
+				      free for publishes and reads */
+#define LISTED_MAX 100000          /* hashes remembered as in herald:nodekeys */
 #define RETRY_MS 10                /* when a connection has too much in flight */
 #define BEAT_MS 1000               /* the heartbeat's period */
 #define BEAT_TTL "4000"            /* and its PX */
@@ -66,6 +71,8 @@ struct hd_redis_presence {
 	char token[64];               /* this process's heartbeat value */
 	struct hd_map pending;        /* mkey → struct pend */
 	struct pend *head, **tail;
+	size_t inflight;              /* writes sent, not answered */
+	struct hd_map listed;         /* hashes SADDed to herald:nodekeys (value: p) */
 	uv_timer_t flush_timer;
 	uv_timer_t beat_timer;
 	int open_handles;
@@ -118,30 +125,45 @@ static void pend_free(struct pend *e)
 static void ignore_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct hd_redis_presence *p = priv;
+	p->inflight--;
 	if (rep && rep->type == REDIS_REPLY_ERROR && hd_log_ratelimited(&p->warn_ms))
 		hd_log_warn("redis: registry write failed reply=\"%.*s\"",
 			    (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+}
+
+/* One command whose reply is only logged when it is an error. */
+static int fire_and_forget(struct hd_redis_presence *p, struct hd_rconn *c, int argc,
+			   const char **argv, const size_t *lens)
+{
+	int rc = hd_rconn_command(c, ignore_reply, p, argc, argv, lens);
+	if (rc == 0)
+		p->inflight++;
+	return rc;
 }
 
 /* Sends e. Returns 0 or HD_EUNAVAIL (too much in flight: try later). */
 static int pend_send(struct hd_redis_presence *p, struct pend *e)
 {
 	struct hd_rconn *c = p->r->shards[e->shard].cmd;
+	if (p->inflight + 2 > INFLIGHT_MAX)
+		return HD_EUNAVAIL;
 	if (!e->value) {
 		const char *argv[] = {"HDEL", e->rkey, e->field};
 		size_t lens[] = {4, strlen(e->rkey), strlen(e->field)};
-		return hd_rconn_command(c, ignore_reply, p, 3, argv, lens);
+		return fire_and_forget(p, c, 3, argv, lens);
 	}
 	const char *argv[] = {"HSET", e->rkey, e->field, e->value};
 	size_t lens[] = {4, strlen(e->rkey), strlen(e->field), strlen(e->value)};
-	int rc = hd_rconn_command(c, ignore_reply, p, 4, argv, lens);
-	if (rc)
+	int rc = fire_and_forget(p, c, 4, argv, lens);
+	if (rc || hd_map_get(&p->listed, e->rkey))
 		return rc;
+	/* The first write to this hash: list it for the clean-up at start. */
 	char set[KEY_MAX];
 	snprintf(set, sizeof(set), "herald:nodekeys:%s", p->node);
 	const char *sargv[] = {"SADD", set, e->rkey};
 	size_t slens[] = {4, strlen(set), strlen(e->rkey)};
-	hd_rconn_command(c, ignore_reply, p, 3, sargv, slens); /* best effort */
+	if (fire_and_forget(p, c, 3, sargv, slens) == 0)
+		hd_map_put(&p->listed, e->rkey, p); /* full: SADD every time */
 	return 0;
 }
 
@@ -288,8 +310,12 @@ void hd_redis_presence_cmd_up(struct hd_redis_presence *p, unsigned shard)
 		snprintf(prefix, sizeof(prefix), "%s\n", p->node);
 		const char *argv[] = {"EVAL", cleanup_lua, "1", set, prefix};
 		size_t lens[] = {4, sizeof(cleanup_lua) - 1, 1, strlen(set), strlen(prefix)};
-		hd_rconn_command(c, ignore_reply, p, 5, argv, lens);
+		fire_and_forget(p, c, 5, argv, lens);
 		p->up_once[shard] = true;
+	} else {
+		/* A failover may have lost the SADDs too: list every hash again. */
+		hd_map_fini(&p->listed);
+		hd_map_init(&p->listed, LISTED_MAX);
 	}
 	if (shard == 0)
 		beat(p);
@@ -356,8 +382,8 @@ static void beats_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		dlens[0] = 4;
 		dead[1] = st->rkey;
 		dlens[1] = strlen(st->rkey);
-		hd_rconn_command(st->p->r->shards[st->shard].cmd, ignore_reply, st->p,
-				 (int)(ndead + 2), dead, dlens);
+		fire_and_forget(st->p, st->p->r->shards[st->shard].cmd, (int)(ndead + 2), dead,
+				dlens);
 		for (size_t i = 0; i < ndead; i++)
 			free((char *)dead[2 + i]);
 	}
@@ -459,6 +485,7 @@ struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *nod
 	snprintf(p->node, sizeof(p->node), "%s", node && node[0] ? node : "herald");
 	snprintf(p->token, sizeof(p->token), "%ld-%lld", (long)getpid(), (long long)hd_now_ms());
 	hd_map_init_borrowed(&p->pending, PENDING_MAX);
+	hd_map_init(&p->listed, LISTED_MAX);
 	p->tail = &p->head;
 	uv_timer_init(r->loop, &p->flush_timer);
 	uv_timer_init(r->loop, &p->beat_timer);
@@ -487,6 +514,7 @@ void hd_redis_presence_stop(struct hd_redis_presence *p)
 	p->head = NULL;
 	p->tail = &p->head;
 	hd_map_fini(&p->pending);
+	hd_map_fini(&p->listed);
 	uv_close((uv_handle_t *)&p->flush_timer, on_close);
 	uv_close((uv_handle_t *)&p->beat_timer, on_close);
 }
