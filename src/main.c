@@ -107,6 +107,7 @@ static void on_http_closed(void *arg)
 	struct server *s = arg;
 	/* Every request has been answered: the store commits what is queued,
 	 * closes, and the engine releases its loop handle. */
+	hd_hub_set_engine(s->hub, NULL); /* no registry writes into a freed engine */
 	s->engine->ops->free(s->engine);
 	s->engine = NULL;
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -344,7 +345,7 @@ static int serve(int argc, char **argv)
 	bool node_name_default = !s.cfg.node_name[0];
 	if (!s.cfg.node_name[0] && gethostname(s.cfg.node_name, sizeof(s.cfg.node_name) - 1))
 		snprintf(s.cfg.node_name, sizeof(s.cfg.node_name), "herald");
-	else if (node_name_default && !strcmp(s.cfg.engine, "redis"))
+	if (node_name_default && !strcmp(s.cfg.engine, "redis"))
 		node_name_add_port(&s.cfg); /* unique per node on one host */
 	const char *secrets[] = {s.cfg.jwt_secret, NULL};
 	const char *pubkeys[] = {s.cfg.jwt_public_key, NULL};
@@ -454,6 +455,7 @@ static int serve(int argc, char **argv)
 			.policy_arg = s.hub,
 			.on_event = hd_hub_on_event,
 			.on_event_arg = s.hub,
+			.node = s.cfg.node_name,
 		};
 		s.engine = hd_redis_engine_new(s.loop, &ro, &err);
 		if (!s.engine) {

@@ -533,88 +533,91 @@ static void handle_list(struct hd_http_request *req, struct hd_hub *hub, bool al
 
 /* ---- connections and presence ------------------------------------------ */
 
-struct conn_walk {
-	struct hd_buf *b;
-	const char *node;
-	size_t n;
-	bool first_topic;
+/* A registry look-up (hub.h) on its way to the answer. */
+struct reg_req {
+	struct hd_http_request *req;
+	struct hd_hub_reg q;
+	char key[HD_TOPIC_NAME_MAX + HD_USER_ID_MAX + 2];
 };
 
-static void conn_topic_json(void *arg, const char *topic)
+/* GET /v1/users/{id}/connections: every live connection of the user, on
+ * every node (the redis engine) or this one. */
+static void connections_done(struct hd_hub_reg *q)
 {
-	struct conn_walk *w = arg;
-	if (!w->first_topic)
-		hd_buf_putc(w->b, ',');
-	w->first_topic = false;
-	hd_buf_putc(w->b, '"');
-	hd_buf_json_escape(w->b, topic, strlen(topic));
-	hd_buf_putc(w->b, '"');
-}
-
-static void conn_json(const struct hd_conn *c, void *arg)
-{
-	struct conn_walk *w = arg;
-	char since[40];
-	hd_clock_format_rfc3339(c->since_ms, since, sizeof(since));
-	hd_buf_puts(w->b, w->n++ ? ",{\"id\":\"" : "{\"id\":\"");
-	hd_buf_puts(w->b, c->id);
-	hd_buf_printf(w->b, "\",\"transport\":\"%s\",\"remote\":\"", c->transport);
-	hd_buf_json_escape(w->b, c->remote, strlen(c->remote));
-	hd_buf_printf(w->b, "\",\"since\":\"%s\",\"user\":\"", since);
-	hd_buf_json_escape(w->b, c->user, strlen(c->user));
-	hd_buf_puts(w->b, "\",\"node\":\"");
-	hd_buf_json_escape(w->b, w->node, strlen(w->node));
-	hd_buf_puts(w->b, "\",\"topics\":[");
-	w->first_topic = true;
-	c->topics(c, conn_topic_json, w);
-	hd_buf_puts(w->b, "]}");
-}
-
-/* GET /v1/users/{id}/connections: every live connection of the user. */
-static void handle_connections(struct hd_http_request *req, struct hd_hub *hub, const char *user)
-{
+	struct reg_req *rr = q->arg;
 	struct hd_buf b;
+	if (q->err) {
+		hd_http_respond_error(rr->req, q->err, NULL);
+		goto out;
+	}
 	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
-	struct conn_walk w = {.b = &b, .node = hd_hub_node(hub)};
 	hd_buf_puts(&b, "{\"user\":\"");
-	hd_buf_json_escape(&b, user, strlen(user));
+	hd_buf_json_escape(&b, q->key, strlen(q->key));
 	hd_buf_puts(&b, "\",\"connections\":[");
-	hd_hub_conns_of_user(hub, user, conn_json, &w);
+	for (size_t i = 0; i < q->n; i++) {
+		if (i)
+			hd_buf_putc(&b, ',');
+		hd_buf_puts(&b, q->items[i].json);
+	}
 	hd_buf_puts(&b, "]}");
-	hd_http_respond_json(req, 200, &b);
+	hd_http_respond_json(rr->req, 200, &b);
 	hd_buf_fini(&b);
+out:
+	hd_hub_reg_fini(q);
+	free(rr);
 }
 
 /* GET /v1/topics/{topic}/presence: the connections following topic. */
-static void handle_presence(struct hd_http_request *req, struct hd_hub *hub, const char *topic)
+static void presence_done(struct hd_hub_reg *q)
 {
+	struct reg_req *rr = q->arg;
 	struct hd_buf b;
-	const struct hd_conn **c;
-	size_t n = hd_hub_presence(hub, topic, &c), users = 0;
-
+	size_t users = 0;
+	if (q->err) {
+		hd_http_respond_error(rr->req, q->err, NULL);
+		goto out;
+	}
 	hd_buf_init(&b, HD_EVENT_REPLY_MAX);
 	hd_buf_puts(&b, "{\"topic\":\"");
-	hd_buf_json_escape(&b, topic, strlen(topic));
-	hd_buf_printf(&b, "\",\"subscribers\":%zu,\"clients\":[", n);
-	for (size_t i = 0; i < n; i++) {
-		hd_buf_printf(&b, "%s{\"id\":\"%s\",\"transport\":\"%s\",\"user\":\"", i ? "," : "",
-			      c[i]->id, c[i]->transport);
-		hd_buf_json_escape(&b, c[i]->user, strlen(c[i]->user));
-		hd_buf_puts(&b, "\"}");
+	hd_buf_json_escape(&b, q->key, strlen(q->key));
+	hd_buf_printf(&b, "\",\"subscribers\":%zu,\"clients\":[", q->n);
+	for (size_t i = 0; i < q->n; i++) {
+		if (i)
+			hd_buf_putc(&b, ',');
+		hd_buf_puts(&b, q->items[i].json);
 	}
 	hd_buf_puts(&b, "],\"users\":[");
-	for (size_t i = 0; i < n; i++) {
-		const char *u = c[i]->user; /* sorted: a user's connections are adjacent */
-		if (!u[0] || (i > 0 && strcmp(c[i - 1]->user, u) == 0))
+	for (size_t i = 0; i < q->n; i++) {
+		const char *u = q->items[i].user; /* sorted: a user's connections are adjacent */
+		if (!u[0] || (i > 0 && strcmp(q->items[i - 1].user, u) == 0))
 			continue;
 		hd_buf_puts(&b, users++ ? ",\"" : "\"");
 		hd_buf_json_escape(&b, u, strlen(u));
 		hd_buf_putc(&b, '"');
 	}
 	hd_buf_puts(&b, "]}");
-	hd_http_respond_json(req, 200, &b);
+	hd_http_respond_json(rr->req, 200, &b);
 	hd_buf_fini(&b);
-	free(c);
+out:
+	hd_hub_reg_fini(q);
+	free(rr);
+}
+
+static void start_reg(struct hd_http_request *req, struct hd_hub *hub, enum hd_reg_kind kind,
+		      const char *key)
+{
+	struct reg_req *rr = hd_calloc(1, sizeof(*rr));
+	rr->req = req;
+	snprintf(rr->key, sizeof(rr->key), "%s", key);
+	rr->q.kind = kind;
+	rr->q.key = rr->key;
+	rr->q.done = kind == HD_REG_USER ? connections_done : presence_done;
+	rr->q.arg = rr;
+	int rc = hd_hub_reg_query(hub, &rr->q);
+	if (rc) {
+		hd_http_respond_error(req, rc, NULL);
+		free(rr);
+	}
 }
 
 /* ---- routes ------------------------------------------------------------ */
@@ -708,13 +711,13 @@ static void route_read(struct hd_http_request *req, const struct hd_route_ctx *c
 static void route_presence(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_api *api = ctx->row->arg;
-	handle_presence(req, api->hub, ctx->topic);
+	start_reg(req, api->hub, HD_REG_TOPIC, ctx->topic);
 }
 
 static void route_connections(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_api *api = ctx->row->arg;
-	handle_connections(req, api->hub, ctx->user);
+	start_reg(req, api->hub, HD_REG_USER, ctx->user);
 }
 
 /* The api's own rows. Within one pattern the order of the rows is the

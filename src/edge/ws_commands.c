@@ -636,33 +636,63 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 
 /* ---- presence ---- */
 
-static void cmd_presence(struct session *s, const struct hd_centrifuge_command *cmd)
+/* The registry answered a presence or presence_stats: followers on every
+ * node (the redis engine) or this one. */
+static void presence_done(struct hd_hub_reg *q)
 {
-	if (!channel_ok(s, cmd, HD_ACL_PRESENCE, NULL))
-		return;
-	const struct hd_conn **c;
-	size_t n = hd_hub_presence(s->edge->hub, cmd->sub.channel, &c);
+	struct op *op = q->arg;
+	struct session *s = op->s;
 	struct hd_buf b;
+
+	if (hd_ws_subs_op_orphaned(op))
+		return;
+	s->op = NULL;
+	if (q->err) {
+		hd_ws_output_reply_error(s, op->id, q->err == HD_EUNAVAIL ? HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS : HD_CENTRIFUGE_ERR_INTERNAL,
+					 hd_err_message(q->err), false);
+		goto out;
+	}
 	hd_buf_init(&b, REPLY_MAX);
-	if (cmd->method == HD_CENTRIFUGE_PRESENCE) {
-		struct hd_centrifuge_client_info *info = hd_calloc(n ? n : 1, sizeof(*info));
-		for (size_t i = 0; i < n; i++) {
-			info[i].client = c[i]->id;
-			info[i].user = c[i]->user;
+	if (op->method == HD_CENTRIFUGE_PRESENCE) {
+		struct hd_centrifuge_client_info *info = hd_calloc(q->n ? q->n : 1, sizeof(*info));
+		for (size_t i = 0; i < q->n; i++) {
+			info[i].client = q->items[i].id;
+			info[i].user = q->items[i].user;
 		}
-		if (s->codec->reply_presence(&b, cmd->id, info, n))
+		if (s->codec->reply_presence(&b, op->id, info, q->n))
 			hd_buf_reset(&b);
 		free(info);
 	} else {
 		/* Centrifugo counts an anonymous client as one user. */
-		size_t users = hd_hub_presence_users(c, n);
-		for (size_t i = 0; i < n; i++)
-			users += c[i]->user[0] == '\0';
-		s->codec->reply_presence_stats(&b, cmd->id, (uint32_t)n, (uint32_t)users);
+		size_t users = hd_hub_reg_users(q);
+		for (size_t i = 0; i < q->n; i++)
+			users += q->items[i].user[0] == '\0';
+		s->codec->reply_presence_stats(&b, op->id, (uint32_t)q->n, (uint32_t)users);
 	}
 	hd_ws_output_send_reply(s, &b);
 	hd_buf_fini(&b);
-	free(c);
+out:
+	hd_ws_subs_op_free(op);
+	hd_ws_edge_pump(s);
+}
+
+static void cmd_presence(struct session *s, const struct hd_centrifuge_command *cmd)
+{
+	if (!channel_ok(s, cmd, HD_ACL_PRESENCE, NULL))
+		return;
+	struct op *op = op_new(s, cmd);
+	snprintf(op->topic, sizeof(op->topic), "%s", cmd->sub.channel);
+	op->reg.kind = HD_REG_TOPIC;
+	op->reg.key = op->topic;
+	op->reg.done = presence_done;
+	op->reg.arg = op;
+	int rc = hd_hub_reg_query(s->edge->hub, &op->reg);
+	if (rc) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_ws_output_reply_error(s, cmd->id, rc == HD_EUNAVAIL ? HD_CENTRIFUGE_ERR_TOO_MANY_REQUESTS : HD_CENTRIFUGE_ERR_INTERNAL,
+					 hd_err_message(rc), false);
+	}
 }
 
 static void cmd_ping(struct session *s, const struct hd_centrifuge_command *cmd)

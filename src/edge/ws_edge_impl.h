@@ -138,6 +138,8 @@ struct op {
 	size_t line_len;
 	char *reply_data;              /* the backend's result.data for the reply, or NULL */
 	size_t reply_data_len;
+	/* presence / presence_stats: the registry look-up (topic in `topic`) */
+	struct hd_hub_reg reg;
 };
 
 enum state { S_NEW, S_READY, S_CLOSING };

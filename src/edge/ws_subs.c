@@ -196,6 +196,7 @@ void hd_ws_subs_op_free(struct op *op)
 	}
 	free(op->inits);
 	hd_engine_read_fini(&op->r);
+	hd_hub_reg_fini(&op->reg);
 	hd_cloudevent_batch_fini(&op->batch);
 	free(op->line);
 	free(op->reply_data);

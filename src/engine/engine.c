@@ -53,3 +53,12 @@ void hd_engine_glease_op_fini(struct hd_glease_op *op)
 	op->ignored = NULL;
 	op->nignored = 0;
 }
+
+void hd_engine_reg_query_fini(struct hd_reg_query *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free(q->values[i]);
+	free(q->values);
+	q->values = NULL;
+	q->n = 0;
+}

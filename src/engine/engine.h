@@ -177,6 +177,32 @@ struct hd_owner_op {
 	void *priv;
 };
 
+/*
+ * The connection registry and presence of engines shared by several nodes
+ * (redis; the ops are NULL in the local engine, whose one node answers from
+ * the hub's own lists). Soft state: writes are neither durable nor
+ * acknowledged, they are queued and sent in batches once per loop turn.
+ * An entry is (kind, key, client) → value: HD_REG_USER keys a user's
+ * connections (value: the listing JSON of GET /v1/users/{id}/connections),
+ * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"}).
+ * A query returns the values of every live node's entries of one key.
+ */
+enum hd_reg_kind { HD_REG_USER, HD_REG_TOPIC };
+
+#define HD_REG_QUERY_MAX 10000        /* values a query returns at most */
+
+struct hd_reg_query {
+	enum hd_reg_kind kind;
+	const char *key;              /* borrowed until done() */
+	/* Results: */
+	int err;
+	char **values;                /* n, each owned by the request */
+	size_t n;
+	void (*done)(struct hd_reg_query *q);
+	void *arg;
+	void *priv;
+};
+
 /* Pull-group leases kept by the engine, for engines shared by several nodes
  * (redis): any node may fetch, ack or nack any lease, deadlines come from
  * the engine's clock, and the group's ack floor, next offset, leases and
@@ -255,6 +281,14 @@ struct hd_glease_op {
 /* Frees a FETCH's grants and an ACK's or NACK's ignored offsets. */
 void hd_engine_glease_op_fini(struct hd_glease_op *op);
 
+/* Frees a query's values. */
+void hd_engine_reg_query_fini(struct hd_reg_query *q);
+
+/* Runs before each batch of registry writes goes out: all = true after a
+ * reconnect to Redis (write every entry again: a failover may have lost
+ * them), else false (write what changed since the last call). */
+typedef void (*hd_engine_reg_flush_fn)(void *arg, bool all);
+
 struct hd_engine;
 
 struct hd_engine_ops {
@@ -281,6 +315,17 @@ struct hd_engine_ops {
 	 * calls made from them get HD_EUNAVAIL). The loop must run on until
 	 * then. */
 	void (*free)(struct hd_engine *e);
+	/* The registry (see above); all three NULL in an engine of one node.
+	 * reg_put: value (NULL: remove the entry) copied; sent in this loop
+	 * turn's batch, a later put of the same entry in the same turn wins.
+	 * reg_flush: asks for a batch in this loop turn; fn(arg, …) runs
+	 * before it goes out (and before every later batch; the last fn
+	 * given wins).
+	 * reg_query: engine.h's request contract. */
+	void (*reg_put)(struct hd_engine *e, enum hd_reg_kind kind, const char *key,
+			const char *client, const char *value);
+	void (*reg_flush)(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
+	int (*reg_query)(struct hd_engine *e, struct hd_reg_query *q);
 };
 
 struct hd_engine {

@@ -967,6 +967,8 @@ static void redis_stop(struct hd_engine *e)
 	if (r->stopped)
 		return;
 	r->stopped = true;
+	hd_redis_presence_stop(r->presence);
+	r->presence = NULL;
 	/* Replies still out come back NULL: their requests finish (503). */
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];
@@ -1028,6 +1030,9 @@ static const struct hd_engine_ops redis_ops = {
 	.why_not_ready = redis_why_not_ready,
 	.stop = redis_stop,
 	.free = redis_free,
+	.reg_put = hd_redis_presence_put,
+	.reg_flush = hd_redis_presence_flush,
+	.reg_query = hd_redis_presence_query,
 };
 
 int hd_redis_parse_url(const char *url, size_t len, char host[256], int *port, int *db)
@@ -1134,6 +1139,7 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 	for (int s = 0; s < S_COUNT; s++)
 		sha1_hex(hd_redis_scripts_text[s], r->sha[s]);
 	hd_map_init(&r->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
+	r->presence = hd_redis_presence_new(r, opts->node);
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];
 		char what[64];

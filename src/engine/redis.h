@@ -17,6 +17,9 @@
  *   herald:lease:NAME  string "TOKEN OWNER" with PX: an ownership lease
  *   herald:lease-token counter of the fencing tokens (shard 0)
  *   herald:lease-want:NAME  string OWNER with PX: who asked for lease NAME
+ *   herald:conns:USER, {t:NAME}:presence, herald:node:NODE,
+ *   herald:nodekeys:NODE   the connection registry and presence
+ *                  (redis_presence.c)
  * PUB/SUB: each shard's channel herald:events carries
  *   "PREV\nEPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event;
  *   PREV is the visible top just before this confirm ran (so offsets
@@ -48,6 +51,7 @@ struct hd_redis_opts {
 	void *policy_arg;
 	hd_engine_event_fn on_event;  /* may be NULL */
 	void *on_event_arg;
+	const char *node;             /* borrowed for the call: --node-name (registry fields) */
 };
 
 /* Parses one "redis://HOST:PORT[/DB]" (PORT defaults to 6379). Returns 0 or

@@ -16,6 +16,7 @@
  *                     pull group rows and records (fenced by ownership
  *                     leases), the ownership leases themselves
  *   redis_groups.c    pull-group leases shared by every node (glease_op)
+ *   redis_presence.c  the connection registry and presence (soft state)
  */
 #ifndef HD_ENGINE_REDIS_IMPL_H
 #define HD_ENGINE_REDIS_IMPL_H
@@ -96,6 +97,7 @@ struct redis {
 	struct hd_map topics;         /* name → struct dtopic */
 	size_t evict_cursor;
 	bool stopped;
+	struct hd_redis_presence *presence; /* redis_presence.c; NULL once stopped */
 };
 
 
@@ -150,5 +152,21 @@ int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op);
 extern const char hd_redis_groups_lua[];
 /* The engine's glease_op (engine.h). */
 int hd_redis_groups_op(struct hd_engine *e, struct hd_glease_op *op);
+
+/* ---- redis_presence.c -------------------------------------------------- */
+
+struct hd_redis_presence;
+/* Returns owned (its heartbeat timer runs); node copied. */
+struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *node);
+/* Drops what is queued and frees p once its timers are closed (the loop
+ * runs on); queries still out finish when their connections answer. */
+void hd_redis_presence_stop(struct hd_redis_presence *p);
+/* Shard's command connection came up (from its on_up). */
+void hd_redis_presence_cmd_up(struct hd_redis_presence *p, unsigned shard);
+/* The engine's reg_put, reg_flush and reg_query (engine.h). */
+void hd_redis_presence_put(struct hd_engine *e, enum hd_reg_kind kind, const char *key,
+			   const char *client, const char *value);
+void hd_redis_presence_flush(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
+int hd_redis_presence_query(struct hd_engine *e, struct hd_reg_query *q);
 
 #endif

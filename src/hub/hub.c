@@ -1,13 +1,18 @@
 /* hub — see hub.h. */
 #include "hub/hub.h"
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/map.h"
 #include "core/metrics.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The largest registry entry the hub writes (a listing with its topics). */
+#define REG_JSON_MAX (256 * 1024)
 
 /* Topics with at least one watcher; a list is freed with its last watcher. */
 #define HD_HUB_WATCHED_TOPICS_MAX 1000000
@@ -44,7 +49,12 @@ struct hd_hub {
 		void *arg;
 	} deleted[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_deleted */
 	size_t ndeleted;
+	struct hd_conn *dirty;    /* listings to write to the registry (redis) */
 };
+
+static bool reg_on(const struct hd_hub *hub);
+static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_conn *c, bool add);
+static void reg_mark(struct hd_hub *hub, struct hd_conn *c);
 
 struct hd_hub *hd_hub_new(const struct hd_config *cfg)
 {
@@ -98,6 +108,11 @@ int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w)
 	}
 	w->prefix = NULL;
 	list_add(l, w);
+	if (w->conn && w->conn->added && reg_on(hub)) {
+		reg_presence(hub, topic, w->conn, true);
+		if (w->conn->ulist)
+			reg_mark(hub, (struct hd_conn *)w->conn);
+	}
 	return 0;
 }
 
@@ -117,6 +132,11 @@ void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w)
 	struct hd_watch_list *l = w->list;
 	if (!l)
 		return;
+	if (w->conn && w->conn->added && l != &hub->prefixed && reg_on(hub)) {
+		reg_presence(hub, l->topic, w->conn, false);
+		if (w->conn->ulist)
+			reg_mark(hub, (struct hd_conn *)w->conn);
+	}
 	if (l->cursor == w)
 		l->cursor = w->next;
 	if (w->prev)
@@ -177,11 +197,30 @@ size_t hd_hub_presence_users(const struct hd_conn *const *c, size_t n)
 
 /* ---- connections ------------------------------------------------------- */
 
+struct reg_walk {
+	struct hd_hub *hub;
+	const struct hd_conn *c;
+	bool add;
+};
+
+static void reg_topic(void *arg, const char *topic)
+{
+	struct reg_walk *w = arg;
+	reg_presence(w->hub, topic, w->c, w->add);
+}
+
 void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c)
 {
 	hub->nconns++;
 	c->ulist = NULL;
 	c->uprev = c->unext = NULL;
+	c->added = true;
+	if (reg_on(hub) && c->topics) {
+		/* The topics it watched before it was added (its id and user
+		 * were not known yet). */
+		struct reg_walk w = {hub, c, true};
+		c->topics(c, reg_topic, &w);
+	}
 	if (!c->user[0])
 		return;
 	struct hd_user_conns *u = hd_map_get(&hub->users, c->user);
@@ -201,15 +240,35 @@ void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c)
 	if (u->head)
 		u->head->uprev = c;
 	u->head = c;
+	if (reg_on(hub))
+		reg_mark(hub, c);
 }
 
 void hd_hub_conn_remove(struct hd_hub *hub, struct hd_conn *c)
 {
 	assert(hub->nconns > 0);
 	hub->nconns--;
+	if (reg_on(hub) && c->topics) {
+		/* Watches still there (an edge may unwatch after this). */
+		struct reg_walk w = {hub, c, false};
+		c->topics(c, reg_topic, &w);
+	}
+	c->added = false;
 	struct hd_user_conns *u = c->ulist;
 	if (!u)
 		return;
+	if (c->dirty) {
+		if (c->dprev)
+			c->dprev->dnext = c->dnext;
+		else
+			hub->dirty = c->dnext;
+		if (c->dnext)
+			c->dnext->dprev = c->dprev;
+		c->dirty = false;
+		c->dprev = c->dnext = NULL;
+	}
+	if (reg_on(hub))
+		hub->engine->ops->reg_put(hub->engine, HD_REG_USER, c->user, c->id, NULL);
 	if (c->uprev)
 		c->uprev->unext = c->unext;
 	else
@@ -394,4 +453,230 @@ bool hd_hub_ready_why(struct hd_hub *hub, char *why, size_t cap)
 	if (hub->engine && hub->engine->ops->why_not_ready)
 		hub->engine->ops->why_not_ready(hub->engine, why, cap);
 	return false;
+}
+
+/* ---- the registry across nodes (engine.h's reg_*) ---------------------- */
+
+struct conn_walk {
+	struct hd_buf *b;
+	bool first;
+};
+
+static void conn_topic_json(void *arg, const char *topic)
+{
+	struct conn_walk *w = arg;
+	if (!w->first)
+		hd_buf_putc(w->b, ',');
+	w->first = false;
+	hd_buf_putc(w->b, '"');
+	hd_buf_json_escape(w->b, topic, strlen(topic));
+	hd_buf_putc(w->b, '"');
+}
+
+void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct hd_buf *b)
+{
+	const char *node = hd_hub_node(hub);
+	char since[40];
+	struct conn_walk w = {.b = b, .first = true};
+	hd_clock_format_rfc3339(c->since_ms, since, sizeof(since));
+	hd_buf_puts(b, "{\"id\":\"");
+	hd_buf_puts(b, c->id);
+	hd_buf_printf(b, "\",\"transport\":\"%s\",\"remote\":\"", c->transport);
+	hd_buf_json_escape(b, c->remote, strlen(c->remote));
+	hd_buf_printf(b, "\",\"since\":\"%s\",\"user\":\"", since);
+	hd_buf_json_escape(b, c->user, strlen(c->user));
+	hd_buf_puts(b, "\",\"node\":\"");
+	hd_buf_json_escape(b, node, strlen(node));
+	hd_buf_puts(b, "\",\"topics\":[");
+	if (c->topics)
+		c->topics(c, conn_topic_json, &w);
+	hd_buf_puts(b, "]}");
+}
+
+/* c's presence entry: {"id","transport","user","node"}. */
+static void presence_json(const struct hd_hub *hub, const struct hd_conn *c, struct hd_buf *b)
+{
+	const char *node = hd_hub_node(hub);
+	hd_buf_printf(b, "{\"id\":\"%s\",\"transport\":\"%s\",\"user\":\"", c->id, c->transport);
+	hd_buf_json_escape(b, c->user, strlen(c->user));
+	hd_buf_puts(b, "\",\"node\":\"");
+	hd_buf_json_escape(b, node, strlen(node));
+	hd_buf_puts(b, "\"}");
+}
+
+static bool reg_on(const struct hd_hub *hub)
+{
+	return hub->engine && hub->engine->ops->reg_put;
+}
+
+static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_conn *c, bool add)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, REG_JSON_MAX);
+	if (add)
+		presence_json(hub, c, &b);
+	hub->engine->ops->reg_put(hub->engine, HD_REG_TOPIC, topic, c->id, add ? b.data : NULL);
+	hd_buf_fini(&b);
+}
+
+static void reg_flush(void *arg, bool all);
+
+/* c's listing changed: written in this loop turn's batch. */
+static void reg_mark(struct hd_hub *hub, struct hd_conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dprev = NULL;
+		c->dnext = hub->dirty;
+		if (hub->dirty)
+			hub->dirty->dprev = c;
+		hub->dirty = c;
+	}
+	hub->engine->ops->reg_flush(hub->engine, reg_flush, hub);
+}
+
+static void mark_user(const char *key, void *value, void *arg)
+{
+	struct hd_user_conns *u = value;
+	for (struct hd_conn *c = u->head; c; c = c->unext)
+		if (!c->dirty)
+			reg_mark(arg, c);
+}
+
+static void put_followers(const char *key, void *value, void *arg)
+{
+	struct hd_watch_list *l = value;
+	for (struct hd_watch *w = l->head; w; w = w->next)
+		if (w->conn && w->conn->added)
+			reg_presence(arg, l->topic, w->conn, true);
+}
+
+/* The engine's batch is about to go: write the changed listings (every
+ * entry after a reconnect). */
+static void reg_flush(void *arg, bool all)
+{
+	struct hd_hub *hub = arg;
+	struct hd_buf b;
+	if (all) {
+		hd_map_each(&hub->users, mark_user, hub);
+		hd_map_each(&hub->watched, put_followers, hub);
+	}
+	hd_buf_init(&b, REG_JSON_MAX);
+	while (hub->dirty) {
+		struct hd_conn *c = hub->dirty;
+		hub->dirty = c->dnext;
+		if (hub->dirty)
+			hub->dirty->dprev = NULL;
+		c->dirty = false;
+		c->dprev = c->dnext = NULL;
+		hd_buf_reset(&b);
+		hd_hub_conn_json(hub, c, &b);
+		if (b.data)
+			hub->engine->ops->reg_put(hub->engine, HD_REG_USER, c->user, c->id, b.data);
+	}
+	hd_buf_fini(&b);
+}
+
+static void item_set(struct hd_hub_reg_item *it, char *json, const char *id, const char *user,
+		     const char *transport)
+{
+	it->json = json;
+	snprintf(it->id, sizeof(it->id), "%s", id);
+	snprintf(it->user, sizeof(it->user), "%s", user);
+	snprintf(it->transport, sizeof(it->transport), "%s", transport);
+}
+
+static int by_item_user(const void *a, const void *b)
+{
+	const struct hd_hub_reg_item *x = a, *y = b;
+	int c = strcmp(x->user, y->user);
+	return c ? c : strcmp(x->id, y->id);
+}
+
+static void reg_done(struct hd_reg_query *eq)
+{
+	struct hd_hub_reg *q = eq->arg;
+	q->err = eq->err;
+	q->items = hd_calloc(eq->n ? eq->n : 1, sizeof(*q->items));
+	q->n = 0;
+	for (size_t i = 0; i < eq->n; i++) {
+		json_t *o = json_loads(eq->values[i], 0, NULL);
+		const char *id = json_string_value(json_object_get(o, "id"));
+		const char *user = json_string_value(json_object_get(o, "user"));
+		const char *tr = json_string_value(json_object_get(o, "transport"));
+		if (id && user && tr) {
+			item_set(&q->items[q->n++], eq->values[i], id, user, tr);
+			eq->values[i] = NULL; /* handed to the item */
+		}
+		json_decref(o);
+	}
+	hd_engine_reg_query_fini(eq);
+	if (q->kind == HD_REG_TOPIC && q->n > 1)
+		qsort(q->items, q->n, sizeof(*q->items), by_item_user);
+	q->done(q);
+}
+
+/* Takes b's bytes as an item's JSON. */
+static void local_item(struct hd_hub_reg *q, struct hd_buf *b, const struct hd_conn *c)
+{
+	size_t len;
+	item_set(&q->items[q->n++], hd_buf_steal(b, &len), c->id, c->user, c->transport);
+	hd_buf_fini(b);
+}
+
+int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q)
+{
+	struct hd_buf b;
+	size_t cap = 0;
+	q->err = 0;
+	q->items = NULL;
+	q->n = 0;
+	if (reg_on(hub) && hub->engine->ops->reg_query) {
+		q->eq = (struct hd_reg_query){.kind = q->kind, .key = q->key, .done = reg_done, .arg = q};
+		return hub->engine->ops->reg_query(hub->engine, &q->eq);
+	}
+	/* One node: this node's lists. */
+	if (q->kind == HD_REG_USER) {
+		struct hd_user_conns *u = q->key[0] ? hd_map_get(&hub->users, q->key) : NULL;
+		for (struct hd_conn *c = u ? u->head : NULL; c; c = c->unext)
+			cap++;
+		q->items = hd_calloc(cap ? cap : 1, sizeof(*q->items));
+		for (struct hd_conn *c = u ? u->head : NULL; c; c = c->unext) {
+			hd_buf_init(&b, REG_JSON_MAX);
+			hd_hub_conn_json(hub, c, &b);
+			local_item(q, &b, c);
+		}
+	} else {
+		const struct hd_conn **c;
+		size_t n = hd_hub_presence(hub, q->key, &c);
+		q->items = hd_calloc(n ? n : 1, sizeof(*q->items));
+		for (size_t i = 0; i < n; i++) {
+			hd_buf_init(&b, REG_JSON_MAX);
+			presence_json(hub, c[i], &b);
+			local_item(q, &b, c[i]);
+		}
+		free(c);
+		if (q->n > 1)
+			qsort(q->items, q->n, sizeof(*q->items), by_item_user);
+	}
+	q->done(q);
+	return 0;
+}
+
+void hd_hub_reg_fini(struct hd_hub_reg *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free(q->items[i].json);
+	free(q->items);
+	q->items = NULL;
+	q->n = 0;
+}
+
+size_t hd_hub_reg_users(const struct hd_hub_reg *q)
+{
+	size_t users = 0;
+	for (size_t i = 0; i < q->n; i++)
+		users += q->items[i].user[0] &&
+			 (i == 0 || strcmp(q->items[i - 1].user, q->items[i].user) != 0);
+	return users;
 }

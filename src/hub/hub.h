@@ -12,6 +12,7 @@
 #ifndef HD_HUB_H
 #define HD_HUB_H
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "engine/engine.h"
 #include "hub/topic_name.h"
@@ -46,8 +47,11 @@ void hd_hub_on_event(void *hub, const char *topic, const struct hd_stored_event 
 /*
  * A live client connection (a WebSocket session, an SSE stream), known to
  * the hub so that GET /v1/users/{id}/connections and presence can list it.
- * The edge that owns it fills the public part and adds it; it must remove
- * it before freeing it.
+ * The edge that owns it zeroes it, fills the public part and adds it; it
+ * must remove it before freeing it. With an engine shared by several nodes
+ * (redis) the hub also writes it to the engine's registry: its listing
+ * under its user once per loop turn in which it or its watches changed,
+ * and one presence entry per topic watch that names it.
  */
 #define HD_USER_ID_MAX 250           /* "user:" + id is a topic name */
 #define HD_HUB_CONNS_MAX 1000000
@@ -64,6 +68,9 @@ struct hd_conn {
 	/* Private to the hub: */
 	struct hd_conn *uprev, *unext;
 	struct hd_user_conns *ulist;
+	struct hd_conn *dprev, *dnext; /* in the hub's list of listings to write */
+	bool dirty;
+	bool added;                  /* between hd_hub_conn_add and _remove */
 };
 
 /* Adds c (borrowed until hd_hub_conn_remove); user must be set before. */
@@ -78,6 +85,45 @@ size_t hd_hub_conns(const struct hd_hub *hub);
 size_t hd_hub_users(const struct hd_hub *hub);
 /* The node name connections report (--node-name). */
 const char *hd_hub_node(const struct hd_hub *hub);
+/* Appends c's listing JSON (an entry of GET /v1/users/{id}/connections:
+ * id, transport, remote, since, user, node, topics) to b. */
+void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct hd_buf *b);
+
+/*
+ * The connection registry across nodes: a user's connections (HD_REG_USER)
+ * or a topic's followers (HD_REG_TOPIC) on every node. The local engine
+ * answers from this node's lists before the call returns; the redis engine
+ * asks Redis (engine.h's reg_query) and answers later. Request contract as
+ * in engine.h: 0 and done() later (or already), or a negative HD_E* and
+ * done() never runs. Loop thread.
+ */
+struct hd_hub_reg_item {
+	char *json;                  /* owned: the listing JSON (USER), or
+	                              * {"id","transport","user","node"} (TOPIC) */
+	char id[40];
+	char user[HD_USER_ID_MAX + 1];
+	char transport[16];
+};
+
+struct hd_hub_reg {
+	enum hd_reg_kind kind;
+	const char *key;             /* the user or the topic; borrowed until done() */
+	/* Results: */
+	int err;
+	struct hd_hub_reg_item *items; /* n, owned by the request (hd_hub_reg_fini);
+	                                * TOPIC: sorted by user, then id */
+	size_t n;
+	void (*done)(struct hd_hub_reg *q);
+	void *arg;
+	/* Private to the hub: */
+	struct hd_reg_query eq;
+};
+
+int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q);
+/* Frees q's items (again: nothing). */
+void hd_hub_reg_fini(struct hd_hub_reg *q);
+/* The distinct non-anonymous users of a TOPIC answer. */
+size_t hd_hub_reg_users(const struct hd_hub_reg *q);
 
 /*
  * A watch: a callback run on the loop thread for every event committed to

@@ -74,6 +74,8 @@ struct hd_push_delivery_event {
 	struct hd_record_op cur;      /* skip_if_seen's cursor look-up */
 	char user[HD_USER_ID_MAX + 1]; /* to=user */
 	bool online;                  /* to=user, skip_if_online: the user was live when it was taken */
+	struct hd_hub_reg live;       /* skip_if_online: the topic's followers on every node
+					 when it was taken (followers: kept for the fan-out) */
 };
 
 struct hd_push_delivery_stream {

@@ -36,6 +36,7 @@ static void event_unref(struct hd_push_delivery_event *e)
 	for (int i = 0; i < 3; i++)
 		if (e->built[i])
 			hd_push_payload_fini(&e->pl[i]);
+	hd_hub_reg_fini(&e->live);
 	free(e->sends);
 	free(e);
 }
@@ -339,29 +340,16 @@ static enum hd_push_payload_platform payload_platform(enum hd_device_platform p)
 	       : p == HD_DEVICE_FCM ? HD_PUSH_PAYLOAD_FCM : HD_PUSH_PAYLOAD_WEBPUSH;
 }
 
-struct online {
-	const char *topic;
-	bool yes;
-};
-
-static void online_topic(void *arg, const char *topic)
+static int by_user(const void *key, const void *item)
 {
-	struct online *o = arg;
-	if (strcmp(topic, o->topic) == 0)
-		o->yes = true;
+	return strcmp(key, ((const struct hd_hub_reg_item *)item)->user);
 }
 
-static void online_conn(const struct hd_conn *c, void *arg)
+/* Whether user had a live connection following the event's topic, on any
+ * node, when the event was taken (e->live: sorted by user). */
+static bool user_online(const struct hd_push_delivery_event *e, const char *user)
 {
-	if (c->topics)
-		c->topics(c, online_topic, arg);
-}
-
-static bool user_online(struct hd_push_delivery *d, const char *user, const char *topic)
-{
-	struct online o = {.topic = topic};
-	hd_hub_conns_of_user(d->hub, user, online_conn, &o);
-	return o.yes;
+	return user[0] && e->live.n && bsearch(user, e->live.items, e->live.n, sizeof(*e->live.items), by_user);
 }
 
 /* Whether a silent push to user/dev fits this hour; counts it. */
@@ -416,7 +404,7 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		/* to=user: whether the user was live when the event was taken
 		 * (before a skip_if_seen wait); followers: now. */
 		if (s->cfg.skip_if_online &&
-		    (e->user[0] ? e->online : user_online(d, dev->user, st->topic))) {
+		    (e->user[0] ? e->online : user_online(e, dev->user))) {
 			s->skipped_online++;
 			skip_count(HD_PUSH_DELIVERY_SKIP_ONLINE, 1);
 			continue;
@@ -527,6 +515,51 @@ static void seen_wait_fire(uv_timer_t *t)
 	}
 }
 
+/* After the online look-up (if any): skip_if_seen's wait, or the fan-out. */
+static void event_taken(struct hd_push_delivery_event *e)
+{
+	struct hd_push_delivery_sub *s = e->st->s;
+	if (s->cfg.skip_if_seen && e->user[0]) {
+		uv_timer_start(&e->wait, seen_wait_fire, (uint64_t)s->cfg.seen_wait_ms, 0);
+		return;
+	}
+	event_fan_out(e);
+}
+
+/* skip_if_online: the topic's followers answered (every node's with the
+ * redis engine; before hd_hub_reg_query returned with the local one). A
+ * failed look-up counts nobody as online: the push goes out. */
+static void online_done(struct hd_hub_reg *q)
+{
+	struct hd_push_delivery_event *e = q->arg;
+	if (!e->st) { /* freed meanwhile */
+		event_unref(e);
+		return;
+	}
+	e->open--;
+	if (q->err)
+		hd_hub_reg_fini(q);
+	if (e->user[0]) {
+		e->online = user_online(e, e->user);
+		hd_hub_reg_fini(q);
+	}
+	event_taken(e);
+}
+
+static void online_start(struct hd_push_delivery_event *e)
+{
+	e->live.kind = HD_REG_TOPIC;
+	e->live.key = e->st->topic;
+	e->live.done = online_done;
+	e->live.arg = e;
+	e->open++;
+	int rc = hd_hub_reg_query(e->st->s->d->hub, &e->live);
+	if (rc) {
+		e->live.err = rc;
+		online_done(&e->live);
+	}
+}
+
 int hd_push_delivery_send_next(struct hd_push_delivery_stream *st)
 {
 	struct hd_push_delivery_sub *s = st->s;
@@ -561,13 +594,12 @@ int hd_push_delivery_send_next(struct hd_push_delivery_stream *st)
 			return 0;
 		}
 		snprintf(e->user, sizeof(e->user), "%s", st->topic + 5);
-		e->online = s->cfg.skip_if_online && user_online(s->d, e->user, st->topic);
 	}
-	if (s->cfg.skip_if_seen && e->user[0]) {
-		uv_timer_start(&e->wait, seen_wait_fire, (uint64_t)s->cfg.seen_wait_ms, 0);
+	if (s->cfg.skip_if_online) {
+		online_start(e);
 		return 0;
 	}
-	event_fan_out(e);
+	event_taken(e);
 	return 0;
 }
 

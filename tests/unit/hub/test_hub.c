@@ -1,5 +1,7 @@
 /* Unit tests for the watch lists of hub/hub.c: fan-out order and removal
- * from inside a fire callback; and the topic-deleted listeners. */
+ * from inside a fire callback; the topic-deleted listeners; the connection
+ * registry (what the hub writes to an engine shared by several nodes, and
+ * the local answers of hd_hub_reg_query). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,12 +180,186 @@ static void test_topic_deleted_listeners(void **state)
 	hd_hub_free(hub);
 }
 
+/* ---- the connection registry ------------------------------------------ */
+
+struct regcall {
+	enum hd_reg_kind kind;
+	char key[64], client[64], value[1024];
+	bool del;
+};
+static struct regcall calls[32];
+static size_t ncalls;
+static hd_engine_reg_flush_fn flush_fn;
+static void *flush_arg;
+
+static void fake_reg_put(struct hd_engine *e, enum hd_reg_kind kind, const char *key,
+			 const char *client, const char *value)
+{
+	assert_true(ncalls < 32);
+	struct regcall *c = &calls[ncalls++];
+	c->kind = kind;
+	snprintf(c->key, sizeof(c->key), "%s", key);
+	snprintf(c->client, sizeof(c->client), "%s", client);
+	snprintf(c->value, sizeof(c->value), "%s", value ? value : "");
+	c->del = value == NULL;
+}
+
+static void fake_reg_flush(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg)
+{
+	flush_fn = fn;
+	flush_arg = arg;
+}
+
+/* A connection following the topics in names. */
+struct tconn {
+	struct hd_conn c;
+	const char *names[4];
+	size_t n;
+};
+
+static void tconn_topics(const struct hd_conn *c, void (*each)(void *arg, const char *topic), void *arg)
+{
+	const struct tconn *t = (const struct tconn *)c;
+	for (size_t i = 0; i < t->n; i++)
+		each(arg, t->names[i]);
+}
+
+static void tconn_init(struct tconn *t, const char *id, const char *user)
+{
+	memset(t, 0, sizeof(*t));
+	snprintf(t->c.id, sizeof(t->c.id), "%s", id);
+	snprintf(t->c.user, sizeof(t->c.user), "%s", user);
+	snprintf(t->c.remote, sizeof(t->c.remote), "127.0.0.1:5");
+	t->c.transport = "sse";
+	t->c.since_ms = 1000;
+	t->c.topics = tconn_topics;
+}
+
+static void nop_fire(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev)
+{
+}
+
+/* Writes follow the connection's life: presence per topic watch once it is
+ * added (a watch made before, as SSE does, is written at the add), its
+ * listing when the engine's batch asks, removals at unwatch and remove. */
+static void test_registry_writes(void **state)
+{
+	struct hd_config cfg;
+	static const struct hd_engine_ops ops = {.name = "fake", .reg_put = fake_reg_put,
+						 .reg_flush = fake_reg_flush};
+	struct hd_engine engine = {.ops = &ops};
+	struct tconn t;
+	struct hd_watch w = {.fire = nop_fire};
+	hd_config_defaults(&cfg);
+	snprintf(cfg.node_name, sizeof(cfg.node_name), "n1");
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &engine);
+	ncalls = 0;
+	flush_fn = NULL;
+
+	tconn_init(&t, "c1", "u1");
+	w.conn = &t.c;
+	t.names[t.n++] = "room";
+	assert_int_equal(hd_hub_watch(hub, "room", &w), 0);
+	assert_int_equal(ncalls, 0); /* not added yet: no id or user known */
+	hd_hub_conn_add(hub, &t.c);
+	assert_int_equal(ncalls, 1);
+	assert_int_equal(calls[0].kind, HD_REG_TOPIC);
+	assert_string_equal(calls[0].key, "room");
+	assert_string_equal(calls[0].client, "c1");
+	assert_string_equal(calls[0].value,
+			    "{\"id\":\"c1\",\"transport\":\"sse\",\"user\":\"u1\",\"node\":\"n1\"}");
+	/* The listing goes with the batch. */
+	assert_non_null(flush_fn);
+	flush_fn(flush_arg, false);
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[1].kind, HD_REG_USER);
+	assert_string_equal(calls[1].key, "u1");
+	assert_non_null(strstr(calls[1].value, "\"node\":\"n1\",\"topics\":[\"room\"]"));
+	flush_fn(flush_arg, false); /* nothing changed: nothing written */
+	assert_int_equal(ncalls, 2);
+	/* After a reconnect, everything again. */
+	flush_fn(flush_arg, true);
+	assert_int_equal(ncalls, 4);
+	/* Unwatch and remove take the entries away. */
+	t.n = 0;
+	hd_hub_unwatch(hub, &w);
+	assert_true(calls[4].del && calls[4].kind == HD_REG_TOPIC);
+	hd_hub_conn_remove(hub, &t.c);
+	assert_true(calls[ncalls - 1].del && calls[ncalls - 1].kind == HD_REG_USER);
+	size_t n = ncalls;
+	flush_fn(flush_arg, false); /* the removed connection's listing is not written */
+	assert_int_equal(ncalls, n);
+	hd_hub_free(hub);
+}
+
+static struct hd_hub_reg *answered;
+
+static void reg_done(struct hd_hub_reg *q)
+{
+	answered = q;
+}
+
+/* Without registry ops the hub answers from its own lists, at once. */
+static void test_registry_local_answers(void **state)
+{
+	struct hd_config cfg;
+	static const struct hd_engine_ops ops = {.name = "fake"};
+	struct hd_engine engine = {.ops = &ops};
+	struct tconn a, b, anon;
+	struct hd_watch wa = {.fire = nop_fire}, wb = {.fire = nop_fire}, wn = {.fire = nop_fire};
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &engine);
+	tconn_init(&a, "c-a", "zed");
+	tconn_init(&b, "c-b", "amy");
+	tconn_init(&anon, "c-n", "");
+	wa.conn = &a.c;
+	wb.conn = &b.c;
+	wn.conn = &anon.c;
+	hd_hub_conn_add(hub, &a.c);
+	hd_hub_conn_add(hub, &b.c);
+	hd_hub_conn_add(hub, &anon.c);
+	hd_hub_watch(hub, "room", &wa);
+	hd_hub_watch(hub, "room", &wb);
+	hd_hub_watch(hub, "room", &wn);
+
+	struct hd_hub_reg q = {.kind = HD_REG_TOPIC, .key = "room", .done = reg_done};
+	answered = NULL;
+	assert_int_equal(hd_hub_reg_query(hub, &q), 0);
+	assert_ptr_equal(answered, &q);
+	assert_int_equal(q.n, 3);
+	assert_string_equal(q.items[0].user, ""); /* sorted by user */
+	assert_string_equal(q.items[1].user, "amy");
+	assert_string_equal(q.items[2].id, "c-a");
+	assert_int_equal(hd_hub_reg_users(&q), 2);
+	hd_hub_reg_fini(&q);
+	hd_hub_reg_fini(&q); /* again: nothing */
+
+	struct hd_hub_reg u = {.kind = HD_REG_USER, .key = "zed", .done = reg_done};
+	assert_int_equal(hd_hub_reg_query(hub, &u), 0);
+	assert_int_equal(u.n, 1);
+	assert_string_equal(u.items[0].transport, "sse");
+	assert_non_null(strstr(u.items[0].json, "\"id\":\"c-a\""));
+	hd_hub_reg_fini(&u);
+
+	hd_hub_unwatch(hub, &wa);
+	hd_hub_unwatch(hub, &wb);
+	hd_hub_unwatch(hub, &wn);
+	hd_hub_conn_remove(hub, &a.c);
+	hd_hub_conn_remove(hub, &b.c);
+	hd_hub_conn_remove(hub, &anon.c);
+	hd_hub_free(hub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fan_out_and_removal_while_firing),
 		cmocka_unit_test(test_prefix_watches),
 		cmocka_unit_test(test_topic_deleted_listeners),
+		cmocka_unit_test(test_registry_writes),
+		cmocka_unit_test(test_registry_local_answers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
