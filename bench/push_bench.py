@@ -175,7 +175,9 @@ def register_part(port, items):
 def register(h, items, procs=4):
     parts = [items[i::procs] for i in range(procs)]
     t0 = time.monotonic()
-    with multiprocessing.Pool(procs) as pool:
+    # spawn, not fork: a fork taken while a mock's stdout-draining thread
+    # held a lock left a worker hung in a futex (seen here once in ~10 runs).
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
         n = sum(pool.starmap(register_part, [(h.port, p) for p in parts]))
     return n, time.monotonic() - t0
 
