@@ -502,8 +502,8 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		x->token = hd_strdup(dev->token);
 		x->prov = prov;
 		if (dev->platform == HD_DEVICE_WEBPUSH &&
-		    hd_webpush_crypto_keys_parse(dev->p256dh, strlen(dev->p256dh), dev->auth,
-						 strlen(dev->auth), &x->keys, NULL)) {
+		    hd_webpush_crypto_keys_decode(dev->p256dh, strlen(dev->p256dh), dev->auth,
+						  strlen(dev->auth), &x->keys, NULL)) {
 			free(x->token);
 			free(x);
 			continue;

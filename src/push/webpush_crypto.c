@@ -84,9 +84,25 @@ static bool point_ok(const unsigned char pt[HD_P256_PUBLIC_LEN])
 	return ok;
 }
 
+static int keys_read(const char *p256dh, size_t p256dh_len, const char *auth, size_t auth_len,
+		     struct hd_webpush_crypto_keys *out, bool check_point, struct hd_error *err);
+
 int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const char *auth,
 				 size_t auth_len, struct hd_webpush_crypto_keys *out,
 				 struct hd_error *err)
+{
+	return keys_read(p256dh, p256dh_len, auth, auth_len, out, true, err);
+}
+
+int hd_webpush_crypto_keys_decode(const char *p256dh, size_t p256dh_len, const char *auth,
+				  size_t auth_len, struct hd_webpush_crypto_keys *out,
+				  struct hd_error *err)
+{
+	return keys_read(p256dh, p256dh_len, auth, auth_len, out, false, err);
+}
+
+static int keys_read(const char *p256dh, size_t p256dh_len, const char *auth, size_t auth_len,
+		     struct hd_webpush_crypto_keys *out, bool check_point, struct hd_error *err)
 {
 	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
 	size_t n = 0;
@@ -96,13 +112,13 @@ int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const ch
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
 				    HD_P256_PUBLIC_LEN);
-	/* On the shared group, not an EVP_PKEY: this runs for every push
-	 * (push_delivery_send.c reads each device's keys), and building a key
-	 * builds a group too. */
+	/* On the shared group, not an EVP_PKEY: building a key builds a group
+	 * too. (Each push decodes its device's keys without this check: they
+	 * were parsed when the device registered, and the ECDH checks again.) */
 	pthread_once(&state_once, state_init);
-	if (!state.ok)
+	if (check_point && !state.ok)
 		return hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HMAC-SHA-256 or AES-128-GCM");
-	if (!point_ok(buf))
+	if (check_point && !point_ok(buf))
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' is not an uncompressed point on curve P-256");
 	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
