@@ -14,6 +14,15 @@
  * (call->priv): the easy handle, the request headers, the response buffer
  * (capped at max_response + 1) and the SSRF verdict. Every pending is on
  * the client's list from send until done or cancel, so close can find them.
+ * A pending whose transfer completed goes back to the client's pool (at
+ * most EASY_POOL_MAX) with its easy handle and header buffers, and the next
+ * send takes it: curl_easy_init/cleanup per request allocated curl's whole
+ * per-transfer state and buffers each time. The shared options are set once
+ * per handle; a handle reused for another kind of method (GET, HEAD, POST,
+ * another verb) is curl_easy_reset first, since curl keeps NOBODY and
+ * CUSTOMREQUEST. A cancelled or failed transfer's handle is not reused. The
+ * header list is built in the pending's own nodes and text (curl only reads
+ * it), not with curl_slist_append.
  *
  * done() never runs inside send: a failure found while setting a call up is
  * parked on the `deferred` list and completed by the zero-delay uv_timer_t
@@ -95,6 +104,20 @@
 /* Certificates read from a ca_file at most. */
 #define CA_FILE_CERTS_MAX 256
 
+/* Easy handles (with their struct pending) kept for reuse after a call
+ * completed: a new handle per request cost an allocation of curl's whole
+ * per-transfer state and its buffers every time. At most this many idle. */
+#define EASY_POOL_MAX 64
+/* Header text a pooled pending keeps; a larger buffer is freed on return. */
+#define POOL_HDR_TEXT_KEEP 8192
+/* curl's upload buffer per easy handle (its minimum; the default is 64 KiB,
+ * kept with every pooled handle). */
+#define UPLOAD_BUFFER_SIZE 16384L
+
+/* Which method options an easy handle was set up with: reusing it for
+ * another kind resets it first (curl keeps NOBODY, CUSTOMREQUEST, ...). */
+enum easy_kind { KIND_NONE, KIND_GET, KIND_HEAD, KIND_POST, KIND_CUSTOM };
+
 /* A curl multi and the connections it holds. With http2 every lane runs at
  * most max_streams requests at once and takes at most max_requests_per_conn
  * in all; then it is retired (takes no more) and, once its last
@@ -120,8 +143,13 @@ struct pending {
 	struct hd_http_client *c;
 	struct hd_http_call *call;
 	struct lane *lane;             /* while added to a lane's multi, else NULL */
-	CURL *easy;                    /* NULL for a deferred failure */
-	struct curl_slist *headers;
+	CURL *easy;                    /* NULL for a deferred failure; kept in the pool */
+	enum easy_kind kind;           /* the method options easy is set up for */
+	struct curl_slist *headers;    /* the request headers: hdr_nodes[0..] or NULL */
+	struct curl_slist *hdr_nodes;  /* owned, hdr_nodes_cap nodes, kept in the pool */
+	size_t hdr_nodes_cap;
+	char *hdr_text;                /* owned: the header lines, kept in the pool */
+	size_t hdr_text_cap;
 	char *body;                    /* the response, NUL-terminated */
 	size_t body_len, body_cap;
 	uint64_t start_us;
@@ -149,6 +177,8 @@ struct hd_http_client {
 	size_t queued;
 	struct pending *deferred;      /* failed in send, done() on the next iteration */
 	struct sock *socks;            /* sockets being watched */
+	struct pending *pool;          /* idle pendings with their easy handles (next) */
+	size_t npool, pool_max;
 	size_t inflight;
 	int open_handles;              /* uv handles not yet closed */
 	bool closing;
@@ -361,9 +391,70 @@ static void pending_free(struct pending *p)
 {
 	if (p->easy)
 		curl_easy_cleanup(p->easy);
-	curl_slist_free_all(p->headers);
+	free(p->hdr_nodes);
+	free(p->hdr_text);
 	free(p->body);
 	free(p);
+}
+
+/* Ends p's use for a call: an easy handle whose transfer completed goes back
+ * to the pool with p (while there is room and the client is not closing);
+ * anything else is freed. p is on no list. */
+static void pending_put(struct hd_http_client *c, struct pending *p, bool reusable)
+{
+	if (!reusable || !p->easy || c->closing || c->npool >= c->pool_max) {
+		pending_free(p);
+		return;
+	}
+	free(p->body);
+	p->body = NULL;
+	p->body_len = p->body_cap = 0;
+	p->call = NULL;
+	p->headers = NULL;
+	if (p->hdr_text_cap > POOL_HDR_TEXT_KEEP) {
+		free(p->hdr_text);
+		p->hdr_text = NULL;
+		p->hdr_text_cap = 0;
+	}
+	p->prev = NULL;
+	p->next = c->pool;
+	c->pool = p;
+	c->npool++;
+}
+
+/* A pending for a new call: a pooled one (its easy handle set up for the
+ * kind it last ran) or a new one without an easy handle yet. */
+static struct pending *pending_get(struct hd_http_client *c)
+{
+	struct pending *p = c->pool;
+
+	if (p) {
+		c->pool = p->next;
+		c->npool--;
+		p->next = NULL;
+	} else {
+		p = hd_calloc(1, sizeof(*p));
+	}
+	p->c = c;
+	p->lane = NULL;
+	p->retry_after_ms = -1;
+	p->refused = false;
+	p->refused_addr[0] = '\0';
+	p->deferred_err = 0;
+	p->kick_ready = false;
+	p->errbuf[0] = '\0';
+	return p;
+}
+
+/* Frees every pooled pending (close). */
+static void pool_drain(struct hd_http_client *c)
+{
+	while (c->pool) {
+		struct pending *p = c->pool;
+		c->pool = p->next;
+		pending_free(p);
+	}
+	c->npool = 0;
 }
 
 static int map_curl_result(CURLcode rc)
@@ -443,19 +534,19 @@ static void complete(struct pending *p, CURLcode rc)
 	call->retry_after_ms = call->err == 0 ? p->retry_after_ms : -1;
 	call->latency_us = hd_mono_us() - p->start_us;
 	/* The buffer is handed to the caller for done() and freed after it. */
-	char *body = p->body;
-	if (!body)
-		body = hd_calloc(1, 1);
+	static char empty_body[1]; /* "" for every call without a body: never written */
+	char *body = p->body ? p->body : empty_body;
 	call->response = body;
 	call->response_len = p->body_len;
 	call->priv = NULL;
 	p->body = NULL;
-	pending_free(p);
+	pending_put(c, p, p->easy && rc == CURLE_OK);
 	c->inflight--;
 	call->done(call);
 	/* done() may have closed the client (it stays until free) and may have
 	 * freed the call: touch neither. */
-	free(body);
+	if (body != empty_body)
+		free(body);
 }
 
 static void lanes_reap(struct hd_http_client *c);
@@ -844,6 +935,7 @@ struct hd_http_client *hd_http_client_new(uv_loop_t *loop, const struct hd_http_
 	c->loop = loop;
 	c->o = *o;
 	c->o.ca_file = NULL; /* borrowed during new only */
+	c->pool_max = o->max_inflight < EASY_POOL_MAX ? o->max_inflight : EASY_POOL_MAX;
 	if (o->ca_file && *o->ca_file && cas_read(c, o->ca_file, err) != 0) {
 		sk_X509_pop_free(c->cas, X509_free);
 		free(c);
@@ -886,10 +978,10 @@ static bool header_text_ok(const char *s, bool name)
 	return true;
 }
 
-/* Sets the easy handle up; 0 or the curl error that stopped it. */
-static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
+/* The options every call of c shares, set once per easy handle (again
+ * after a reset): 0 or the curl error that stopped it. */
+static CURLcode setup_easy_const(struct hd_http_client *c, struct pending *p)
 {
-	struct hd_http_call *call = p->call;
 	const struct hd_http_client_opts *o = &c->o;
 	CURL *e = p->easy;
 	CURLcode rc = CURLE_OK;
@@ -903,7 +995,6 @@ static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
 	SET(CURLOPT_PROXY, "");
 	SET(CURLOPT_NOPROXY, "*");
@@ -915,6 +1006,7 @@ static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
 	SET(CURLOPT_WRITEDATA, p);
 	SET(CURLOPT_HEADERFUNCTION, on_header);
 	SET(CURLOPT_HEADERDATA, p);
+	SET(CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER_SIZE);
 	if (o->http2) {
 		SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 		SET(CURLOPT_PIPEWAIT, 1L);
@@ -926,20 +1018,99 @@ static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
 		SET(CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
 		SET(CURLOPT_SSL_CTX_DATA, c);
 	}
-	if (strcasecmp(call->method, "GET") == 0 && !call->body_len) {
+#undef SET
+	return rc;
+}
+
+static enum easy_kind call_kind(const struct hd_http_call *call)
+{
+	if (strcasecmp(call->method, "GET") == 0 && !call->body_len)
+		return KIND_GET;
+	if (strcasecmp(call->method, "HEAD") == 0 && !call->body_len)
+		return KIND_HEAD;
+	return strcmp(call->method, "POST") == 0 ? KIND_POST : KIND_CUSTOM;
+}
+
+/* Sets p's easy handle up for its call: a new handle (or one last used for
+ * another kind of method, reset) gets the shared options first; then the
+ * call's own. 0 or the curl error that stopped it. */
+static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
+{
+	struct hd_http_call *call = p->call;
+	enum easy_kind kind = call_kind(call);
+	CURL *e = p->easy;
+	CURLcode rc = CURLE_OK;
+
+	if (p->kind != kind) {
+		if (p->kind != KIND_NONE)
+			curl_easy_reset(e);
+		p->kind = KIND_NONE;
+		rc = setup_easy_const(c, p);
+		if (rc != CURLE_OK)
+			return rc;
+		p->kind = kind;
+	}
+#define SET(opt, val)                                                    \
+	do {                                                             \
+		if (rc == CURLE_OK)                                      \
+			rc = curl_easy_setopt(e, opt, val);              \
+	} while (0)
+	SET(CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
+	if (kind == KIND_GET) {
 		SET(CURLOPT_HTTPGET, 1L);
-	} else if (strcasecmp(call->method, "HEAD") == 0 && !call->body_len) {
+	} else if (kind == KIND_HEAD) {
 		SET(CURLOPT_NOBODY, 1L);
 	} else {
 		/* Borrowed until done(): curl does not copy it. */
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
 		SET(CURLOPT_POSTFIELDS, call->body ? call->body : "");
-		if (strcmp(call->method, "POST") != 0)
+		if (kind == KIND_CUSTOM)
 			SET(CURLOPT_CUSTOMREQUEST, call->method);
 	}
 	SET(CURLOPT_HTTPHEADER, p->headers);
 #undef SET
+	if (rc != CURLE_OK)
+		p->kind = KIND_NONE; /* half set: reset at the next use */
 	return rc;
+}
+
+/* The request header list of p's call in p's own buffers (curl only reads
+ * the list, so its nodes need not come from curl_slist_append): "Expect:"
+ * (empty, so curl never waits for 100-continue on a body), then "Name:
+ * value", or "Name;" for an empty value (curl's way to send one). */
+static void headers_build(struct pending *p)
+{
+	const struct hd_http_call *call = p->call;
+	size_t text = sizeof("Expect:");
+	size_t nodes = call->nheaders + 1;
+
+	for (size_t i = 0; i < call->nheaders; i++)
+		text += strlen(call->headers[i].name) + strlen(call->headers[i].value) + 3;
+	if (nodes > p->hdr_nodes_cap) {
+		free(p->hdr_nodes);
+		p->hdr_nodes = hd_malloc(nodes * sizeof(*p->hdr_nodes));
+		p->hdr_nodes_cap = nodes;
+	}
+	if (text > p->hdr_text_cap) {
+		free(p->hdr_text);
+		p->hdr_text = hd_malloc(text);
+		p->hdr_text_cap = text;
+	}
+	char *t = p->hdr_text;
+	size_t room = p->hdr_text_cap;
+	int n = snprintf(t, room, "Expect:");
+	p->hdr_nodes[0].data = t;
+	for (size_t i = 0; i < call->nheaders; i++) {
+		const struct hd_http_header *h = &call->headers[i];
+		t += n + 1;
+		room -= (size_t)n + 1;
+		n = *h->value ? snprintf(t, room, "%s: %s", h->name, h->value)
+			      : snprintf(t, room, "%s;", h->name);
+		p->hdr_nodes[i].next = &p->hdr_nodes[i + 1];
+		p->hdr_nodes[i + 1].data = t;
+	}
+	p->hdr_nodes[call->nheaders].next = NULL;
+	p->headers = p->hdr_nodes;
 }
 
 int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
@@ -963,10 +1134,8 @@ int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
 	if (c->inflight >= c->o.max_inflight)
 		return HD_ELIMIT;
 
-	struct pending *p = hd_calloc(1, sizeof(*p));
-	p->c = c;
+	struct pending *p = pending_get(c);
 	p->call = call;
-	p->retry_after_ms = -1;
 	p->start_us = hd_mono_us();
 	call->priv = p;
 	call->status = 0;
@@ -979,43 +1148,24 @@ int hd_http_client_send(struct hd_http_client *c, struct hd_http_call *call)
 	call->latency_us = 0;
 	c->inflight++;
 
-	/* An empty "Expect:" stops curl waiting for 100-continue on a body. */
-	bool ok = true;
-	struct curl_slist *l = curl_slist_append(NULL, "Expect:");
-	ok = l != NULL;
-	p->headers = l;
-	for (size_t i = 0; ok && i < call->nheaders; i++) {
-		const struct hd_http_header *h = &call->headers[i];
-		size_t n = strlen(h->name) + strlen(h->value) + 3;
-		char *line = hd_malloc(n);
-		/* "Name;" is curl's way to send a header with an empty value. */
-		if (*h->value)
-			snprintf(line, n, "%s: %s", h->name, h->value);
-		else
-			snprintf(line, n, "%s;", h->name);
-		l = curl_slist_append(p->headers, line);
-		free(line);
-		ok = l != NULL;
-		if (ok)
-			p->headers = l;
-	}
-	if (!ok) {
-		defer_failure(p, HD_EINTERNAL, "out of memory building the request headers");
-		return 0;
-	}
-	p->easy = curl_easy_init();
+	headers_build(p);
 	if (!p->easy) {
-		defer_failure(p, HD_EINTERNAL, "curl_easy_init failed");
+		p->easy = curl_easy_init();
+		p->kind = KIND_NONE;
+		if (!p->easy) {
+			defer_failure(p, HD_EINTERNAL, "curl_easy_init failed");
+			return 0;
+		}
+	}
+	/* Options first: reusing a handle for another kind of method resets it. */
+	CURLcode rc = setup_easy(c, p);
+	if (rc != CURLE_OK) {
+		defer_failure(p, HD_EINTERNAL, curl_easy_strerror(rc));
 		return 0;
 	}
 	/* curl refuses a URL over its input limit (8 MiB) when it is set. */
 	if (curl_easy_setopt(p->easy, CURLOPT_URL, call->url) != CURLE_OK) {
 		defer_failure(p, HD_EINVAL, "the URL is too long");
-		return 0;
-	}
-	CURLcode rc = setup_easy(c, p);
-	if (rc != CURLE_OK) {
-		defer_failure(p, HD_EINTERNAL, curl_easy_strerror(rc));
 		return 0;
 	}
 	queue_append(c, p);
@@ -1063,6 +1213,7 @@ void hd_http_client_close(struct hd_http_client *c)
 		hd_http_client_cancel(c, c->queue->call);
 	while (c->deferred)
 		hd_http_client_cancel(c, c->deferred->call);
+	pool_drain(c);
 	/* curl closes its cached connections and asks us to stop watching them. */
 	while (c->lanes)
 		lane_close(c, c->lanes);

@@ -11,6 +11,7 @@
 #include "net/http_client.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,14 @@ struct hd_provider_req *hd_provider_req_new(struct hd_push_provider *p, struct h
 {
 	if (p->nreqs >= p->max_inflight)
 		return NULL;
-	struct hd_provider_req *r = hd_calloc(1, sizeof(*r));
+	struct hd_provider_req *r = p->pool;
+	if (r) {
+		p->pool = r->next;
+		p->npool--;
+		memset(r, 0, offsetof(struct hd_provider_req, text));
+	} else {
+		r = hd_calloc(1, sizeof(*r));
+	}
 	r->p = p;
 	r->s = s;
 	r->answered = answered;
@@ -198,9 +206,18 @@ static void req_unlink(struct hd_provider_req *r)
 
 void hd_provider_req_drop(struct hd_provider_req *r)
 {
+	struct hd_push_provider *p = r->p;
+
 	req_unlink(r);
 	free(r->body);
-	free(r);
+	r->body = NULL;
+	if (p->npool < HD_PROVIDER_REQ_POOL_MAX && !p->closing) {
+		r->next = p->pool;
+		p->pool = r;
+		p->npool++;
+	} else {
+		free(r);
+	}
 }
 
 void hd_provider_req_finish(struct hd_provider_req *r, const struct hd_push_verdict *v)
@@ -224,8 +241,15 @@ void hd_provider_cancel(struct hd_push_provider *p, struct hd_push_send *s)
 
 void hd_provider_fini(struct hd_push_provider *p)
 {
+	p->closing = true;
 	while (p->reqs)
 		hd_provider_cancel(p, p->reqs->s);
+	while (p->pool) {
+		struct hd_provider_req *r = p->pool;
+		p->pool = r->next;
+		free(r);
+	}
+	p->npool = 0;
 	hd_http_client_free(p->http);
 	p->http = NULL;
 }

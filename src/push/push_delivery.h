@@ -39,8 +39,9 @@
  *
  * Limits: opts.max_subs subscriptions, opts.devices_per_event devices per
  * event (more are counted in skipped_devices), opts.inflight_max sends in
- * flight in all and opts.sub_inflight_max per subscription (a send past
- * either waits HD_PUSH_DELIVERY_WAIT_MS), HD_PUSH_DELIVERY_WINDOW
+ * flight in all and opts.sub_inflight_max per subscription (an event's
+ * sends past either wait in order: the next starts when one of the event's
+ * sends is answered, or after HD_PUSH_DELIVERY_WAIT_MS), HD_PUSH_DELIVERY_WINDOW
  * events per stream in delivery and HD_PUSH_DELIVERY_READ_LIMIT read ahead, opts.pattern_topics_max topics per pattern.
  */
 #ifndef HD_PUSH_DELIVERY_H

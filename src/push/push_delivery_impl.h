@@ -64,6 +64,8 @@ struct hd_push_delivery_event {
 	bool built[3];
 	struct hd_push_delivery_send **sends;
 	size_t nsends, open;
+	size_t nstarted;              /* sends[0, nstarted) were started (in order, as the
+					 in-flight caps allow: event_start_more) */
 	size_t nended;                /* sends ended (an event of 10,000 must not count them
 					 on every end) */
 	bool failed;                  /* a send ran out of attempts */

@@ -225,7 +225,55 @@ static void provider_pause(struct hd_push_provider *prov, int64_t ms)
 	}
 }
 
+/* Whether a send now would pass the in-flight caps (all, or s's). */
+static bool caps_full(const struct hd_push_delivery *d, const struct hd_push_delivery_sub *s)
+{
+	return d->inflight >= d->opts.inflight_max || s->inflight >= d->opts.sub_inflight_max;
+}
+
+static void more_fire(uv_timer_t *t);
+
+/* Starts e's sends not yet started, in order, while the in-flight caps allow.
+ * At a cap, the first one waiting arms its timer (more_fire) for
+ * HD_PUSH_DELIVERY_WAIT_MS, so an event waits with one timer however many
+ * of its sends wait; an answer to one of its sends starts the next at once
+ * (send_done). */
+static void event_start_more(struct hd_push_delivery_event *e)
+{
+	while (e->st && e->nstarted < e->nsends) {
+		struct hd_push_delivery_send *x = e->sends[e->nstarted];
+		if (caps_full(e->st->s->d, e->st->s)) {
+			uv_timer_start(&x->timer, more_fire, HD_PUSH_DELIVERY_WAIT_MS, 0);
+			return;
+		}
+		uv_timer_stop(&x->timer);
+		e->nstarted++;
+		send_start(x);
+	}
+}
+
+static void more_fire(uv_timer_t *t)
+{
+	struct hd_push_delivery_send *x = t->data;
+	event_start_more(x->e);
+}
+
+static void send_settle(struct hd_push_send *ps);
+
 static void send_done(struct hd_push_send *ps)
+{
+	struct hd_push_delivery_send *x = ps->arg;
+	struct hd_push_delivery_event *e = x->e;
+
+	send_settle(ps);
+	/* A slot is free: the event's next waiting send takes it. An event that
+	 * ended meanwhile has e->st NULL (its memory stays until its handles
+	 * closed) and nothing waiting. */
+	event_start_more(e);
+}
+
+/* Acts on the verdict of one of x's sends. */
+static void send_settle(struct hd_push_send *ps)
 {
 	struct hd_push_delivery_send *x = ps->arg;
 	struct hd_push_delivery_event *e = x->e;
@@ -301,7 +349,7 @@ static void send_start(struct hd_push_delivery_send *x)
 					  : HD_PUSH_DELIVERY_PAUSE_MAX_MS), 0);
 		return;
 	}
-	if (d->inflight >= d->opts.inflight_max || e->st->s->inflight >= d->opts.sub_inflight_max) {
+	if (caps_full(d, e->st->s)) {
 		uv_timer_start(&x->timer, send_retry_fire, HD_PUSH_DELIVERY_WAIT_MS, 0);
 		return;
 	}
@@ -442,8 +490,8 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		x->token = hd_strdup(dev->token);
 		x->prov = prov;
 		if (dev->platform == HD_DEVICE_WEBPUSH &&
-		    hd_webpush_crypto_keys_parse(dev->p256dh, strlen(dev->p256dh), dev->auth,
-						 strlen(dev->auth), &x->keys, NULL)) {
+		    hd_webpush_crypto_keys_decode(dev->p256dh, strlen(dev->p256dh), dev->auth,
+						  strlen(dev->auth), &x->keys, NULL)) {
 			free(x->token);
 			free(x);
 			continue;
@@ -456,16 +504,9 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 		event_end(e);
 		return;
 	}
-	/* Copy the list: a send may end the event synchronously. */
-	size_t ns = e->nsends;
-	struct hd_push_delivery_send **copy = hd_calloc(ns, sizeof(*copy));
-	memcpy(copy, e->sends, ns * sizeof(*copy));
-	for (size_t i = 0; i < ns; i++) {
-		if (!e->st) /* ended (and freed once its handles close) */
-			break;
-		send_start(copy[i]);
-	}
-	free(copy);
+	/* A send may end the event synchronously: event_start_more stops then
+	 * (e->st NULL; e->sends stays until the event's handles closed). */
+	event_start_more(e);
 }
 
 static void cursor_done(struct hd_record_op *op)

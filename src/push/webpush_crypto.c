@@ -7,8 +7,8 @@
  * message is new: the ephemeral scalar k is drawn straight from OpenSSL's
  * private CSPRNG and both points (k·G, k·ua) are computed on one shared
  * EC_GROUP (no EVP_PKEY built for the ephemeral key or the peer's point).
- * HKDF is OpenSSL's EVP_KDF "HKDF" (extract then expand), fetched once,
- * one context per message for its three derivations; AES-128-GCM is
+ * HKDF is written out as HMAC-SHA-256 calls (derive() says how) on one
+ * context per message duplicated from a keyless template; AES-128-GCM is
  * fetched once, with the default 12-byte IV. Shared state: made once
  * (pthread_once), read-only after, kept until exit.
  */
@@ -21,7 +21,6 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
-#include <openssl/kdf.h>
 #include <openssl/obj_mac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -47,7 +46,8 @@ _Static_assert(HD_WEBPUSH_CRYPTO_BODY_LEN(HD_WEBPUSH_CRYPTO_PLAINTEXT_MAX) -
  * the process: all are read-only after that, so any thread may use them. */
 static struct {
 	EC_GROUP *group;	/* P-256, OpenSSL's fastest method for it */
-	EVP_KDF *hkdf;		/* HKDF, fetched once */
+	EVP_MAC *hmac;		/* HMAC, fetched once */
+	EVP_MAC_CTX *sha256;	/* HMAC-SHA-256 without a key: each message dups it */
 	EVP_CIPHER *gcm;	/* AES-128-GCM, fetched once */
 	bool ok;
 } state;
@@ -55,10 +55,19 @@ static pthread_once_t state_once = PTHREAD_ONCE_INIT;
 
 static void state_init(void)
 {
+	OSSL_PARAM digest[2];
+
+	digest[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+	digest[1] = OSSL_PARAM_construct_end();
 	state.group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
-	state.hkdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+	state.hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+	state.sha256 = state.hmac ? EVP_MAC_CTX_new(state.hmac) : NULL;
+	if (state.sha256 && EVP_MAC_CTX_set_params(state.sha256, digest) <= 0) {
+		EVP_MAC_CTX_free(state.sha256);
+		state.sha256 = NULL;
+	}
 	state.gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
-	state.ok = state.group && state.hkdf && state.gcm;
+	state.ok = state.group && state.sha256 && state.gcm;
 	ERR_clear_error();
 }
 
@@ -75,9 +84,25 @@ static bool point_ok(const unsigned char pt[HD_P256_PUBLIC_LEN])
 	return ok;
 }
 
+static int keys_read(const char *p256dh, size_t p256dh_len, const char *auth, size_t auth_len,
+		     struct hd_webpush_crypto_keys *out, bool check_point, struct hd_error *err);
+
 int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const char *auth,
 				 size_t auth_len, struct hd_webpush_crypto_keys *out,
 				 struct hd_error *err)
+{
+	return keys_read(p256dh, p256dh_len, auth, auth_len, out, true, err);
+}
+
+int hd_webpush_crypto_keys_decode(const char *p256dh, size_t p256dh_len, const char *auth,
+				  size_t auth_len, struct hd_webpush_crypto_keys *out,
+				  struct hd_error *err)
+{
+	return keys_read(p256dh, p256dh_len, auth, auth_len, out, false, err);
+}
+
+static int keys_read(const char *p256dh, size_t p256dh_len, const char *auth, size_t auth_len,
+		     struct hd_webpush_crypto_keys *out, bool check_point, struct hd_error *err)
 {
 	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
 	size_t n = 0;
@@ -87,13 +112,13 @@ int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const ch
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
 				    HD_P256_PUBLIC_LEN);
-	/* On the shared group, not an EVP_PKEY: this runs for every push
-	 * (push_delivery_send.c reads each device's keys), and building a key
-	 * builds a group too. */
+	/* On the shared group, not an EVP_PKEY: building a key builds a group
+	 * too. (Each push decodes its device's keys without this check: they
+	 * were parsed when the device registered, and the ECDH checks again.) */
 	pthread_once(&state_once, state_init);
-	if (!state.ok)
-		return hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HKDF or AES-128-GCM");
-	if (!point_ok(buf))
+	if (check_point && !state.ok)
+		return hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HMAC-SHA-256 or AES-128-GCM");
+	if (check_point && !point_ok(buf))
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' is not an uncompressed point on curve P-256");
 	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
@@ -142,56 +167,66 @@ out:
 	return rc;
 }
 
-/* HKDF-SHA-256(salt, ikm, info) → out[0, out_len) with ctx (the digest
- * already set). Returns 0 or -1. */
-static int hkdf(EVP_KDF_CTX *ctx, const unsigned char *salt, size_t salt_len,
-		const unsigned char *ikm, size_t ikm_len, const void *info, size_t info_len,
-		unsigned char *out, size_t out_len)
+/* HMAC-SHA-256(key, a || b) into out (32 bytes) with ctx (the digest set;
+ * init with a new key starts over). Returns 0 or -1. */
+static int hmac(EVP_MAC_CTX *ctx, const unsigned char *key, size_t key_len, const void *a,
+		size_t a_len, const void *b, size_t b_len, unsigned char out[32])
 {
-	OSSL_PARAM params[4];
+	size_t n = 0;
 
-	params[0] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
-	params[3] = OSSL_PARAM_construct_end();
-	return EVP_KDF_derive(ctx, out, out_len, params) > 0 ? 0 : -1;
+	if (EVP_MAC_init(ctx, key, key_len, NULL) <= 0 || EVP_MAC_update(ctx, a, a_len) <= 0 ||
+	    (b_len && EVP_MAC_update(ctx, b, b_len) <= 0) || EVP_MAC_final(ctx, out, &n, 32) <= 0 ||
+	    n != 32)
+		return -1;
+	return 0;
 }
 
-/* CEK and NONCE of the message (the derivation in webpush_crypto.h). */
+/*
+ * CEK and NONCE of the message (the derivation in webpush_crypto.h), as
+ * HKDF-SHA-256 (RFC 5869) written out in HMACs: every output is at most 32
+ * bytes, so an expand is one HMAC of info || 0x01, and the CEK and NONCE
+ * share their extract (same salt and IKM):
+ *   PRK_key = HMAC(auth_secret, ecdh_secret)
+ *   IKM     = HMAC(PRK_key, "WebPush: info" 0x00 ua_public as_public 0x01)
+ *   PRK     = HMAC(salt, IKM)
+ *   CEK     = HMAC(PRK, "Content-Encoding: aes128gcm" 0x00 0x01)[0..16)
+ *   NONCE   = HMAC(PRK, "Content-Encoding: nonce" 0x00 0x01)[0..12)
+ * Five HMACs on one context duplicated from the keyless template (OpenSSL's
+ * EVP_KDF HKDF fetched its digest and HMAC again for every derivation).
+ */
 static int derive(const struct hd_webpush_crypto_keys *ua,
 		  const unsigned char as_pub[HD_P256_PUBLIC_LEN],
 		  const unsigned char secret[ECDH_LEN],
 		  const unsigned char salt[HD_WEBPUSH_CRYPTO_SALT_LEN], unsigned char cek[CEK_LEN],
 		  unsigned char nonce[NONCE_LEN])
 {
-	static const char cek_info[] = "Content-Encoding: aes128gcm"; /* sizeof counts the 0x00 */
-	static const char nonce_info[] = "Content-Encoding: nonce";
-	/* One context for the three derivations, the digest set once (OpenSSL
-	 * 3.0's HKDF cannot be duplicated from a template). */
-	EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(state.hkdf);
-	OSSL_PARAM digest[2];
+	static const char cek_info[] = "Content-Encoding: aes128gcm\0\1"; /* sizeof - 1 */
+	static const char nonce_info[] = "Content-Encoding: nonce\0\1";
+	static const unsigned char one = 1;
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(state.sha256);
 	unsigned char info[KEY_INFO_LEN];
-	unsigned char ikm[IKM_LEN];
+	unsigned char prk[32], ikm[IKM_LEN], okm[32];
 	int rc = -1;
 
-	digest[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
-	digest[1] = OSSL_PARAM_construct_end();
-	if (!ctx || EVP_KDF_CTX_set_params(ctx, digest) <= 0)
-		goto out;
 	memcpy(info, KEY_INFO_PREFIX, sizeof(KEY_INFO_PREFIX));
 	memcpy(info + sizeof(KEY_INFO_PREFIX), ua->p256dh, HD_P256_PUBLIC_LEN);
 	memcpy(info + sizeof(KEY_INFO_PREFIX) + HD_P256_PUBLIC_LEN, as_pub, HD_P256_PUBLIC_LEN);
-	if (hkdf(ctx, ua->auth, sizeof(ua->auth), secret, ECDH_LEN, info, sizeof(info), ikm,
-		 sizeof(ikm)) ||
-	    hkdf(ctx, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), cek_info,
-		 sizeof(cek_info), cek, CEK_LEN) ||
-	    hkdf(ctx, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), nonce_info,
-		 sizeof(nonce_info), nonce, NONCE_LEN))
+	if (!ctx ||
+	    hmac(ctx, ua->auth, sizeof(ua->auth), secret, ECDH_LEN, NULL, 0, prk) ||
+	    hmac(ctx, prk, sizeof(prk), info, sizeof(info), &one, 1, ikm) ||
+	    hmac(ctx, salt, HD_WEBPUSH_CRYPTO_SALT_LEN, ikm, sizeof(ikm), NULL, 0, prk) ||
+	    hmac(ctx, prk, sizeof(prk), cek_info, sizeof(cek_info) - 1, NULL, 0, okm))
 		goto out;
+	memcpy(cek, okm, CEK_LEN);
+	if (hmac(ctx, prk, sizeof(prk), nonce_info, sizeof(nonce_info) - 1, NULL, 0, okm))
+		goto out;
+	memcpy(nonce, okm, NONCE_LEN);
 	rc = 0;
 out:
+	OPENSSL_cleanse(prk, sizeof(prk));
 	OPENSSL_cleanse(ikm, sizeof(ikm));
-	EVP_KDF_CTX_free(ctx); /* the HKDF provider cleanses its key and salt */
+	OPENSSL_cleanse(okm, sizeof(okm));
+	EVP_MAC_CTX_free(ctx); /* the HMAC provider cleanses its key */
 	return rc;
 }
 
@@ -256,7 +291,7 @@ static int encrypt_scalar(const struct hd_webpush_crypto_keys *ua, const BIGNUM 
 		goto out;
 	}
 	if (derive(ua, as_pub, secret, salt, cek, nonce) != 0) {
-		rc = hd_error_set(err, HD_EINTERNAL, "HKDF failed in OpenSSL");
+		rc = hd_error_set(err, HD_EINTERNAL, "HKDF (HMAC-SHA-256) failed in OpenSSL");
 		goto out;
 	}
 	memcpy(p, salt, HD_WEBPUSH_CRYPTO_SALT_LEN);
@@ -292,7 +327,7 @@ int hd_webpush_crypto_encrypt_with(const struct hd_webpush_crypto_keys *ua, EVP_
 
 	pthread_once(&state_once, state_init);
 	if (!state.ok || !k) {
-		rc = hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HKDF or AES-128-GCM");
+		rc = hd_error_set(err, HD_EINTERNAL, "OpenSSL has no P-256, HMAC-SHA-256 or AES-128-GCM");
 		goto out;
 	}
 	if (hd_p256_private(as_key, d) != 0 || !BN_bin2bn(d, sizeof(d), k) || BN_is_zero(k) ||

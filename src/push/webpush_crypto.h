@@ -63,6 +63,16 @@ int hd_webpush_crypto_keys_parse(const char *p256dh, size_t p256dh_len, const ch
 				 struct hd_error *err);
 
 /*
+ * hd_webpush_crypto_keys_parse without the check that p256dh lies on P-256
+ * (the lengths and base64url are checked): for keys parsed before, like a
+ * registered device's on every push; hd_webpush_crypto_encrypt still
+ * refuses a point off the curve (HD_EINVAL).
+ */
+int hd_webpush_crypto_keys_decode(const char *p256dh, size_t p256dh_len, const char *auth,
+				  size_t auth_len, struct hd_webpush_crypto_keys *out,
+				  struct hd_error *err);
+
+/*
  * Encrypts plaintext[0, n) for the subscription ua with a fresh ephemeral
  * key and 16 random bytes of salt (OpenSSL's CSPRNG), writing the body
  * (HD_WEBPUSH_CRYPTO_BODY_LEN(n) bytes) to out[0, out_cap) and its length

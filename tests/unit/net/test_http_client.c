@@ -476,6 +476,51 @@ static void test_success(void **state)
 	t_close(&t);
 }
 
+/* Calls one after the other on one client reuse its easy handles (the
+ * pool): each request has its own method, body and headers, nothing of the
+ * one before (a HEAD's NOBODY, a PUT's custom verb, a header). */
+static void test_reused_handles(void **state)
+{
+	static const struct {
+		const char *method, *body, *header, *value;
+	} seq[] = {
+		{"POST", "{\"a\":1}", "X-One", "1"},
+		{"GET", NULL, "X-Two", "2"},
+		{"HEAD", NULL, NULL, NULL},
+		{"PUT", "put-body", "X-Three", "3"},
+		{"POST", "again", NULL, NULL},
+		{"DELETE", NULL, NULL, NULL},
+		{"GET", NULL, NULL, NULL},
+	};
+	struct t t;
+
+	t_open(&t, NULL, R_RESPOND);
+	set_response(&t.r, ok_response);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		struct res s;
+		struct hd_http_header h = {seq[i].header, seq[i].value};
+		size_t blen = seq[i].body ? strlen(seq[i].body) : 0;
+		assert_int_equal(send_call(&t, &s, t.url, seq[i].method, seq[i].header ? &h : NULL,
+					   seq[i].header ? 1 : 0, seq[i].body, blen), 0);
+		wait_done(&t, &s);
+		assert_int_equal(s.call.err, 0);
+		assert_int_equal(s.call.status, 200);
+		assert_int_equal(t.r.requests, (int)i + 1);
+		assert_string_equal(t.r.method, seq[i].method);
+		assert_int_equal(t.r.body_len, blen);
+		if (blen)
+			assert_string_equal(t.r.body, seq[i].body);
+		assert_int_equal(strstr(t.r.headers, "\r\nX-One:") != NULL, i == 0);
+		assert_int_equal(strstr(t.r.headers, "\r\nX-Two:") != NULL, i == 1);
+		assert_int_equal(strstr(t.r.headers, "\r\nX-Three:") != NULL, i == 3);
+		assert_null(strcasestr(t.r.headers, "\r\nExpect:"));
+		if (strcmp(seq[i].method, "HEAD") != 0)
+			assert_string_equal(s.response, "hello");
+		res_fini(&s);
+	}
+	t_close(&t);
+}
+
 /* A body big enough for curl to ask for 100-continue (over 1 MiB) goes
  * without "Expect:" (so no wait for an interim response) and arrives
  * intact; a PUT keeps its method. */
@@ -1024,6 +1069,7 @@ int main(void)
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_success),
 		cmocka_unit_test(test_big_body_and_method),
+		cmocka_unit_test(test_reused_handles),
 		cmocka_unit_test(test_redirect_not_followed),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_timeout),

@@ -231,6 +231,19 @@ static void test_keys_parse(void **state)
 	pt[64] ^= 1;
 	hd_b64url_encode(pt, sizeof(pt), text, sizeof(text));
 	parse_fails(text, RFC_AUTH, "'p256dh' is not an uncompressed point on curve P-256");
+	/* decode (each push, keys parsed at registration) skips the curve
+	 * check; the encryption still refuses the point. */
+	unsigned char body[HD_WEBPUSH_CRYPTO_BODY_LEN(3)];
+	size_t len = 0;
+	assert_int_equal(hd_webpush_crypto_keys_decode(text, strlen(text), RFC_AUTH,
+						       strlen(RFC_AUTH), &ua, &err),
+			 0);
+	assert_memory_equal(ua.p256dh, pt, sizeof(pt));
+	assert_int_equal(hd_webpush_crypto_encrypt(&ua, "abc", 3, body, sizeof(body), &len, &err),
+			 HD_EINVAL);
+	assert_int_equal(hd_webpush_crypto_keys_decode("not*base64", 10, RFC_AUTH,
+						       strlen(RFC_AUTH), &ua, &err),
+			 HD_EINVAL);
 	pt[64] ^= 1;
 	pt[0] = 0x02;
 	hd_b64url_encode(pt, sizeof(pt), text, sizeof(text));
