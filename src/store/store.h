@@ -180,6 +180,13 @@ int hd_store_topic_info(struct hd_store *s, const char *topic, struct hd_topic_i
 int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *after_name,
 			struct hd_topic_info *out, size_t max, size_t *n);
 
+/* Calls fn(arg, name) for every topic name on disk (one snapshot, in no
+ * particular order; name borrowed for the call). Stops with HD_ELIMIT before
+ * the (max + 1)-th name. Returns 0, HD_ELIMIT or HD_ESTORE. Any thread but
+ * the writer; fn must not call into the store. */
+int hd_store_topic_names(struct hd_store *s, size_t max, void (*fn)(void *arg, const char *name),
+			 void *arg);
+
 /* Every group row, in (topic, name) order, at most max. *out returns owned
  * (free with hd_store_group_rows_free). Any thread but the writer. Returns 0
  * or HD_ESTORE. */
