@@ -2,8 +2,8 @@
  * local — the embedded engine: the SQLite store plus a per-topic ring of
  * recent events in memory. One node, no other process.
  * Layer: engine. Created by main.c; used by the hub through engine.h.
- * Only main.c and local.c include this header: it is the one place above
- * store/ that sees the store.
+ * Only main.c, local.c and its unit test include this header: it is the
+ * one place above store/ that sees the store.
  */
 #ifndef HD_ENGINE_LOCAL_H
 #define HD_ENGINE_LOCAL_H

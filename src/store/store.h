@@ -11,9 +11,10 @@
  *     commits (fsync per opts.sync), moves them to the done list and calls
  *     opts.notify(notify_arg) on the writer thread (the engine wires that to
  *     uv_async_send). The owner then calls hd_store_drain to collect them;
- *   - hd_store_read, hd_store_topic_info and hd_store_topic_list may be
- *     called from any other thread (the libuv thread pool): they use a pool
- *     of read-only connections and see the last committed state.
+ *   - hd_store_read, hd_store_topic_info, hd_store_topic_list and
+ *     hd_store_topic_names may be called from any other thread (the libuv
+ *     thread pool; the engine also lists topic names once at start): they
+ *     use a pool of read-only connections and see the last committed state.
  *   - the writer also runs maintenance every maintenance_interval_ms: it
  *     deletes events past their TTL, events outside the topic policy's
  *     max_age/max_count, and dedup entries past their window;
