@@ -10,6 +10,18 @@
  * ring covers the requested range, and otherwise from SQLite on the libuv
  * thread pool. Topic state is cached for at most max_topics_in_memory
  * topics; an evicted topic is simply loaded again from the store.
+ *
+ * Absent topics: the engine also holds the name of every topic on disk
+ * (`names`, loaded at start, then kept by the loop as commits create topics
+ * and deletes remove them), so a read of a topic that does not exist, the
+ * common case of a user's own topic at connect, is answered on the loop
+ * with "absent, last 0" instead of a store read on the thread pool. The set
+ * follows the loop's view of the store: a topic counts from the moment its
+ * first commit is drained (commit_item), which is also when its first event
+ * is fanned out, so a watcher that read "absent" before that moment gets
+ * offset 1 through on_event. With more than max_topic_names topics the set
+ * is dropped (one log line) and absent topics are read from the store again
+ * until the next start.
  */
 #include "engine/local.h"
 #include "core/alloc.h"
@@ -45,6 +57,10 @@ struct local {
 	 * is the read's snapshot current enough to cache. */
 	uint64_t removals;
 	size_t evict_cursor;
+	/* Every topic name on disk (values: &name_present) while names_complete;
+	 * empty otherwise. */
+	struct hd_map names;
+	bool names_complete;
 	bool stopped;
 	/* Reads and look-ups on the thread pool not yet done: local_free
 	 * leaves the freeing to the last of them (freeing), since their
@@ -54,6 +70,9 @@ struct local {
 };
 
 static void finish_free(struct local *l);
+
+/* The value of every entry of `names`. */
+static char name_present;
 
 /* A thread-pool job of l ended (its done() has run). */
 static void work_end(struct local *l)
@@ -181,6 +200,53 @@ static struct ltopic *ltopic_get(struct local *l, const char *name, bool create)
 	return t;
 }
 
+/* ---- topic names ------------------------------------------------------ */
+
+static void names_load_one(void *arg, const char *name)
+{
+	struct local *l = arg;
+	hd_map_put(&l->names, name, &name_present); /* fits: the store stops at max */
+}
+
+/* Fills `names` from the store; on failure or past the bound the engine
+ * runs without it. Owner thread, before any batch is submitted. */
+static void names_load(struct local *l)
+{
+	size_t max = l->names.max_entries;
+	int rc = hd_store_topic_names(l->store, max, names_load_one, l);
+	l->names_complete = rc == 0;
+	if (rc) {
+		hd_map_fini(&l->names);
+		hd_map_init(&l->names, max);
+		hd_log_info("engine_topic_names_off reason=%s max=%zu",
+			    rc == HD_ELIMIT ? "limit" : "store", max);
+	}
+}
+
+/* The set can no longer hold every name: absence goes back to the store. */
+static void names_drop(struct local *l)
+{
+	size_t max = l->names.max_entries;
+	l->names_complete = false;
+	hd_map_fini(&l->names);
+	hd_map_init(&l->names, max);
+	hd_log_info("engine_topic_names_off reason=limit max=%zu", max);
+}
+
+/* A commit of topic (drained on the loop) means it exists. */
+static void names_add(struct local *l, const char *topic)
+{
+	if (l->names_complete && !hd_map_get(&l->names, topic) &&
+	    hd_map_put(&l->names, topic, &name_present) != 0)
+		names_drop(l);
+}
+
+/* True when the topic is known not to exist in the loop's view. */
+static bool names_absent(const struct local *l, const char *topic)
+{
+	return l->names_complete && !hd_map_get(&l->names, topic);
+}
+
 /* ---- publish ---------------------------------------------------------- */
 
 static void commit_item(struct local *l, struct hd_store_item *it)
@@ -188,6 +254,7 @@ static void commit_item(struct local *l, struct hd_store_item *it)
 	struct ltopic *t = ltopic_get(l, it->topic, true);
 	struct hd_topic_policy policy;
 
+	names_add(l, it->topic);
 	if (!t)
 		l->removals++; /* its state could not be kept: see `removals` */
 	if (t) {
@@ -332,6 +399,20 @@ static bool read_ring(struct local *l, struct ltopic *t, struct hd_read *r, int6
 	return true;
 }
 
+/* Answers r for a topic that does not exist, as hd_store_read would. */
+static void read_absent(struct hd_read *r)
+{
+	r->exists = false;
+	r->last = 0;
+	r->truncated = false;
+	r->epoch[0] = '\0';
+	r->events = NULL;
+	r->n = 0;
+	r->from_memory = true;
+	set_next(r);
+	hd_metrics_inc(HD_M_ring_reads_total);
+}
+
 static void read_pool(struct job *j)
 {
 	struct read_job *job = (struct read_job *)j;
@@ -386,6 +467,11 @@ static int local_read(struct hd_engine *e, struct hd_read *r)
 		r->done(r);
 		return 0;
 	}
+	if (!t && names_absent(l, r->topic)) {
+		read_absent(r);
+		r->done(r);
+		return 0;
+	}
 	struct read_job *job = hd_calloc(1, sizeof(*job));
 	job->job.l = l;
 	job->job.req = r;
@@ -427,6 +513,8 @@ static void topic_finish(struct job *j, int err)
 		if (t)
 			ltopic_free(t);
 		l->removals++;
+		if (!err)
+			hd_map_del(&l->names, op->topic);
 	}
 	job_end(j, err, &op->err);
 	op->done(op);
@@ -587,6 +675,7 @@ static void finish_free(struct local *l)
 	hd_store_free(l->store);
 	hd_map_each(&l->topics, free_topic, NULL);
 	hd_map_fini(&l->topics);
+	hd_map_fini(&l->names);
 	uv_close((uv_handle_t *)&l->async, on_close);
 }
 
@@ -612,9 +701,11 @@ struct hd_engine *hd_local_engine_new(uv_loop_t *loop, const struct hd_local_opt
 	l->opts.store.notify = notify;
 	l->opts.store.notify_arg = l;
 	hd_map_init(&l->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
+	hd_map_init(&l->names, opts->max_topic_names ? opts->max_topic_names : HD_LOCAL_TOPIC_NAMES_MAX);
 	if (uv_async_init(loop, &l->async, on_async)) {
 		hd_error_set(err, HD_EINTERNAL, "cannot create the store wake-up handle");
 		hd_map_fini(&l->topics);
+		hd_map_fini(&l->names);
 		free(l);
 		return NULL;
 	}
@@ -623,8 +714,10 @@ struct hd_engine *hd_local_engine_new(uv_loop_t *loop, const struct hd_local_opt
 	l->store = hd_store_open(&l->opts.store, err);
 	if (!l->store) {
 		hd_map_fini(&l->topics);
+		hd_map_fini(&l->names);
 		uv_close((uv_handle_t *)&l->async, on_close);
 		return NULL;
 	}
+	names_load(l);
 	return &l->base;
 }

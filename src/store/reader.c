@@ -314,6 +314,32 @@ int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *afte
 	return rc;
 }
 
+int hd_store_topic_names(struct hd_store *s, size_t max, void (*fn)(void *arg, const char *name),
+			 void *arg)
+{
+	struct hd_store_reader *r = borrow(s);
+	sqlite3_stmt *st = r->st[R_NAMES];
+	size_t n = 0;
+	int rc;
+
+	/* One statement is one snapshot: no explicit transaction needed. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		if (!name)
+			continue;
+		if (n++ == max)
+			break;
+		fn(arg, name);
+	}
+	if (rc == SQLITE_ROW)
+		rc = HD_ELIMIT;
+	else
+		rc = rc == SQLITE_DONE ? 0 : read_fail(r, "list topic names", rc);
+	sqlite3_reset(st);
+	give_back(s, r);
+	return rc;
+}
+
 int hd_store_group_list(struct hd_store *s, struct hd_group_row **out, size_t max, size_t *n)
 {
 	struct hd_store_reader *r;

@@ -11,9 +11,10 @@
  *     commits (fsync per opts.sync), moves them to the done list and calls
  *     opts.notify(notify_arg) on the writer thread (the engine wires that to
  *     uv_async_send). The owner then calls hd_store_drain to collect them;
- *   - hd_store_read, hd_store_topic_info and hd_store_topic_list may be
- *     called from any other thread (the libuv thread pool): they use a pool
- *     of read-only connections and see the last committed state.
+ *   - hd_store_read, hd_store_topic_info, hd_store_topic_list and
+ *     hd_store_topic_names may be called from any other thread (the libuv
+ *     thread pool; the engine also lists topic names once at start): they
+ *     use a pool of read-only connections and see the last committed state.
  *   - the writer also runs maintenance every maintenance_interval_ms: it
  *     deletes events past their TTL, events outside the topic policy's
  *     max_age/max_count, and dedup entries past their window;
@@ -179,6 +180,13 @@ int hd_store_topic_info(struct hd_store *s, const char *topic, struct hd_topic_i
  * after_name ("" to start), in name order, at most max. Returns 0 or HD_ESTORE. */
 int hd_store_topic_list(struct hd_store *s, const char *prefix, const char *after_name,
 			struct hd_topic_info *out, size_t max, size_t *n);
+
+/* Calls fn(arg, name) for every topic name on disk (one snapshot, in no
+ * particular order; name borrowed for the call). Stops with HD_ELIMIT before
+ * the (max + 1)-th name. Returns 0, HD_ELIMIT or HD_ESTORE. Any thread but
+ * the writer; fn must not call into the store. */
+int hd_store_topic_names(struct hd_store *s, size_t max, void (*fn)(void *arg, const char *name),
+			 void *arg);
 
 /* Every group row, in (topic, name) order, at most max. *out returns owned
  * (free with hd_store_group_rows_free). Any thread but the writer. Returns 0

@@ -153,6 +153,7 @@ enum hd_writer_stmt {
 	X(LIST, "SELECT t.name, t.epoch, t.created_ms, t.last_offset, t.count, t.bytes,"   \
 		" (SELECT min(e.offset) FROM events e WHERE e.topic_id=t.id)"              \
 		" FROM topics t WHERE t.name >= ?1 AND t.name <> ?2 ORDER BY t.name")       \
+	X(NAMES, "SELECT name FROM topics")                                                \
 	X(GROUPS, "SELECT topic, name, ack_floor, acked, ack_wait_ms, max_deliveries,"     \
 		  " ordered, created_ms FROM groups ORDER BY topic, name LIMIT ?1")         \
 	X(RECORD, "SELECT value, updated_ms FROM records WHERE kind=?1 AND key=?2")        \
