@@ -19,7 +19,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import BIN, per_test_timeout
+from conftest import BIN, per_test_timeout, wait_for
 from wsclient import SECRET, token
 
 _timeout = per_test_timeout(90)
@@ -229,6 +229,8 @@ def test_token_moves_to_another_user(herald_factory):
     assert get(h, "42").json()["devices"] == []
     # The move is durable: after a restart the old registrations stay gone.
     h.restart()
+    # /healthz does not wait for the registry to load (503 "loading" until then).
+    wait_for(lambda: get(h, "42").status_code != 503, 30, what="the device registry loaded")
     assert get(h, "42").json()["devices"] == []
     assert sorted(d["device"] for d in get(h, "43").json()["devices"]) == ["handset", "web"]
 

@@ -179,6 +179,14 @@ def create(h, body, cred=ADMIN):
                          headers={"Authorization": "Bearer " + cred}, timeout=10)
 
 
+def restart_loaded(h):
+    """Restarts h and waits until its push subscriptions are loaded (until
+    then the routes answer 503 "loading"; /healthz does not wait for it)."""
+    h.restart()
+    wait_for(lambda: requests.get(h.url + "/v1/push/subscriptions", headers=H, timeout=10).status_code == 200,
+             30, what="the push subscriptions loaded")
+
+
 def sub_info(h, sid):
     r = requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10)
     assert r.status_code == 200, r.text
@@ -350,7 +358,7 @@ def test_routes_and_access(herald_factory, providers):
                                           timeout=10).json()["subscriptions"]] == [sid]
     r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/pause", headers=H, timeout=10)
     assert r.status_code == 200 and r.json()["state"] == "paused"
-    h.restart()
+    restart_loaded(h)
     assert sub_info(h, sid)["state"] == "paused"
     r = requests.post(f"{h.url}/v1/push/subscriptions/{sid}/resume", headers=H, timeout=10)
     assert r.status_code == 200 and r.json()["state"] == "active"
@@ -361,7 +369,7 @@ def test_routes_and_access(herald_factory, providers):
     assert requests.delete(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10).status_code == 204
     assert requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10).status_code == 404
     assert requests.delete(f"{h.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10).status_code == 404
-    h.restart()
+    restart_loaded(h)
     assert requests.get(h.url + "/v1/push/subscriptions", headers=H, timeout=10).json()["subscriptions"] == []
 
 
