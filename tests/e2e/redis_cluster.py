@@ -79,7 +79,7 @@ class Redis:
         if self.replicaof:
             cmd += ["--replicaof", "127.0.0.1", str(self.replicaof.port)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.ping, 10, what=f"redis on {self.port}")
+        wait_for(self.ping, 30, what=f"redis on {self.port}")  # loads its AOF first
         return self
 
     def ping(self):
