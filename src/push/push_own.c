@@ -416,9 +416,14 @@ void hd_push_own_start(struct hd_push_delivery *d)
 
 static void forget_one(const char *key, void *value, void *arg)
 {
+	struct hd_push_delivery_sub *s = value;
 	(void)key;
 	(void)arg;
-	change_answer(value, HD_EUNAVAIL);
+	change_answer(s, HD_EUNAVAIL);
+	/* The last position, before the lease is released: the next owner
+	 * goes on from it without repeats. */
+	if (s->dirty && s->puts == 0 && hd_owner_shared(s->d->owner) && hd_push_own_held(s))
+		hd_push_delivery_record_changed(s);
 }
 
 void hd_push_own_stop(struct hd_push_delivery *d)

@@ -129,3 +129,64 @@ def test_device_on_a_subscription_on_b_events_on_c_then_kill9_owner(cluster, pro
     counts = {h.port: apns_sent(h) for h in others}
     assert sum(1 for v in counts.values() if v > 0) == 1, f"after the takeover several nodes push: {counts}"
     assert took < 30
+
+
+def owner_of(cluster, before):
+    """The one node whose APNs sends grew since `before` (port → count)."""
+    now = {h.port: apns_sent(h) for h in cluster.nodes if h.proc}
+    grew = [h for h in cluster.nodes if h.proc and now[h.port] > before.get(h.port, 0)]
+    assert len(grew) == 1, f"several nodes pushed: {before} -> {now}"
+    return grew[0], now
+
+
+def test_pause_resume_on_a_non_owner_and_delete_anywhere(cluster, providers):
+    a, b, c = cluster.nodes
+    token = hexs("cluster-7")
+    ok(requests.put(f"{a.url}/v1/users/7/devices/phone", headers=H, timeout=10,
+                    json={"platform": "apns", "token": token, "environment": "sandbox"}), 200, 201)
+    wait_for(lambda: all(knows(h, "/v1/users/7/devices/phone") for h in (b, c)), 15,
+             what="every node knows the device")
+    sid = ok(requests.post(a.url + "/v1/push/subscriptions", headers=H, timeout=10,
+                           json={"topic": "user:7", "to": "user", "start": "oldest"}), 201)["id"]
+    wait_for(lambda: all(knows(h, f"/v1/push/subscriptions/{sid}") for h in (b, c)), 15,
+             what="every node knows the subscription")
+    notify(b, "7", 1)
+    wait_for(lambda: offsets(providers, token) == [1], 30, what="offset 1 pushed")
+    owner, counts = owner_of(cluster, {})
+    other = next(h for h in cluster.nodes if h is not owner)
+
+    # A pause on a node that does not deliver it: answered once written by
+    # that node (it takes the lease over); nothing is pushed while paused.
+    p = ok(requests.post(f"{other.url}/v1/push/subscriptions/{sid}/pause", headers=H, timeout=15), 200)
+    assert p["state"] == "paused"
+    for h in cluster.nodes:
+        wait_for(lambda: ok(requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H,
+                                         timeout=5), 200)["state"] == "paused",
+                 15, what=f"{h.url} shows it paused")
+    notify(c, "7", 2)
+    notify(a, "7", 3)
+    # Resumed on a third node: both events go out, once each.
+    third = next(h for h in cluster.nodes if h is not owner and h is not other)
+    r = ok(requests.post(f"{third.url}/v1/push/subscriptions/{sid}/resume", headers=H, timeout=15), 200)
+    assert r["state"] == "active"
+    wait_for(lambda: sorted(offsets(providers, token)) == [1, 2, 3], 30, what="offsets 2, 3 after the resume")
+    new_owner, counts = owner_of(cluster, counts)
+    assert new_owner is third, "the resume moved delivery to the node it was made on"
+    assert offsets(providers, token).count(1) == 1
+
+    # A delete on a node that does not deliver it stops it everywhere.
+    ok_del = requests.delete(f"{owner.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10)
+    assert ok_del.status_code == 204, ok_del.text
+    for h in cluster.nodes:
+        wait_for(lambda: requests.get(f"{h.url}/v1/push/subscriptions/{sid}", headers=H,
+                                      timeout=5).status_code == 404, 15, what=f"{h.url} dropped it")
+    notify(b, "7", 4)
+    last = notify(c, "7", 5)
+    # A marker subscription proves the events were read by now.
+    mark = ok(requests.post(b.url + "/v1/push/subscriptions", headers=H, timeout=10,
+                            json={"topic": "user:7", "to": "user", "start": "oldest",
+                                  "filter": {"type_prefix": "nothing."}}), 201)["id"]
+    wait_for(lambda: ok(requests.get(f"{b.url}/v1/push/subscriptions/{mark}", headers=H,
+                                     timeout=5), 200)["positions"].get("user:7") == last,
+             30, what="the marker subscription read every event")
+    assert sorted(offsets(providers, token)) == [1, 2, 3]
