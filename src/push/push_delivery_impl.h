@@ -200,6 +200,8 @@ struct hd_push_delivery {
 	struct hd_owner *owner;
 	uv_timer_t relist;
 	bool relisting;
+	bool relist_skip_new;         /* a delete here during this re-list: a record it
+					 lists that this node lacks is not loaded */
 	uint64_t relist_gen;
 	struct hd_record_op relist_op;
 	char relist_after[HD_RECORD_KEY_MAX + 1];

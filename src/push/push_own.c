@@ -104,6 +104,7 @@ void hd_push_own_remove(struct hd_push_delivery_sub *s, bool drop, int err)
 	if (!s->claimed)
 		return;
 	s->claimed = false;
+	s->d->relist_skip_new = true;
 	hd_owner_remove(&s->claim, false);
 	if (drop && hd_owner_shared(s->d->owner))
 		hd_owner_drop(s->d->owner, s->claim.name);
@@ -137,6 +138,7 @@ static void lost(struct hd_push_delivery_sub *s)
 		hd_push_delivery_record_changed(s);
 	each_stream(s, stream_stop);
 	s->dirty = false; /* the new owner writes it from now on */
+	s->created_here = false; /* another node may deliver it now: re-read on a gain */
 	s->view_hash = 0;
 	/* Taken by another node while a change made here waits: ask again. */
 	if (s->change)
@@ -330,6 +332,10 @@ static void relist_seen(struct hd_push_delivery *d, const struct hd_record *rec)
 {
 	struct hd_push_delivery_sub *s = hd_map_get(&d->subs, rec->key);
 	if (!s) {
+		/* A list that may predate a delete made here must not bring
+		 * the deleted one back; the next re-list loads it if it is new. */
+		if (d->relist_skip_new)
+			return;
 		s = hd_push_delivery_record_load_one(d, rec);
 		if (!s)
 			return;
@@ -404,6 +410,7 @@ static void on_relist(uv_timer_t *t)
 	if (d->relisting || d->stopping || !d->loaded)
 		return;
 	d->relist_gen++;
+	d->relist_skip_new = false;
 	d->relist_after[0] = '\0';
 	relist_page(d);
 }
