@@ -1012,7 +1012,9 @@ static void load_done(struct hd_record_op *op)
 		uv_timer_start(&d->relist, on_relist, HD_DEVICES_RELIST_MS, HD_DEVICES_RELIST_MS);
 }
 
-static void load_page(struct hd_devices *d)
+/* Lists the next page of device records after load_after into done (the
+ * load at start, the re-list). */
+static void list_page(struct hd_devices *d, void (*done)(struct hd_record_op *op))
 {
 	int rc;
 
@@ -1021,13 +1023,18 @@ static void load_page(struct hd_devices *d)
 	snprintf(d->load.rec.kind, sizeof(d->load.rec.kind), HD_DEVICES_RECORD_KIND);
 	d->load.after = d->load_after;
 	d->load.limit = HD_DEVICES_LOAD_PAGE;
-	d->load.done = load_done;
+	d->load.done = done;
 	d->load.arg = d;
 	rc = hd_hub_record_op(d->hub, &d->load);
 	if (rc) {
 		d->load.err = rc;
-		load_done(&d->load);
+		done(&d->load);
 	}
+}
+
+static void load_page(struct hd_devices *d)
+{
+	list_page(d, load_done);
 }
 
 /* ---- the re-list (several nodes) ----------------------------------------- */
@@ -1136,21 +1143,8 @@ static void relist_done(struct hd_record_op *op)
 
 static void relist_page(struct hd_devices *d)
 {
-	int rc;
-
-	memset(&d->load, 0, sizeof(d->load));
-	d->load.kind = HD_RECORD_LIST;
-	snprintf(d->load.rec.kind, sizeof(d->load.rec.kind), HD_DEVICES_RECORD_KIND);
-	d->load.after = d->load_after;
-	d->load.limit = HD_DEVICES_LOAD_PAGE;
-	d->load.done = relist_done;
-	d->load.arg = d;
 	d->relisting = true;
-	rc = hd_hub_record_op(d->hub, &d->load);
-	if (rc) {
-		d->load.err = rc;
-		relist_done(&d->load);
-	}
+	list_page(d, relist_done);
 }
 
 static void on_relist(uv_timer_t *t)
