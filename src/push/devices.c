@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
+#include "core/siphash.h"
 #include "hub/topic_name.h"
 #include "push/vapid.h"
 #include "push/webpush_crypto.h"
@@ -543,6 +544,12 @@ struct hd_devices {
 	bool timer_armed, loaded, stopping;
 	struct hd_record_op load;
 	char load_after[HD_RECORD_KEY_MAX + 1];
+	/* The re-list (shared engine): every record again, a page at a time. */
+	uv_timer_t relist;
+	bool shared, relisting;
+	bool relist_skip_new;           /* a delete here during this re-list: a device
+					   it lists but this node lacks is not added */
+	uint32_t relist_gen;
 };
 
 /* One change the caller waits for: its record ops. */
@@ -669,9 +676,15 @@ static void wop_done(struct hd_record_op *op)
 	free(w);
 }
 
+static uint64_t value_hash(const char *value)
+{
+	static const unsigned char k[16] = "herald-devices!";
+	return hd_siphash(k, value, strlen(value));
+}
+
 /* Writes dev's record (dev non-NULL) or deletes key's; c (may be NULL)
  * counts the op. */
-static void submit(struct hd_devices *d, const char *key, const struct hd_device *dev,
+static void submit(struct hd_devices *d, const char *key, struct hd_device *dev,
 		   struct change *c)
 {
 	struct wop *w = hd_calloc(1, sizeof(*w));
@@ -686,6 +699,10 @@ static void submit(struct hd_devices *d, const char *key, const struct hd_device
 	if (dev) {
 		w->value = hd_devices_record(dev);
 		w->op.rec.value = w->value;
+		dev->rec_hash = value_hash(w->value);
+		dev->seen_gen = d->relist_gen;
+	} else {
+		d->relist_skip_new = true;
 	}
 	w->op.done = wop_done;
 	w->op.arg = w;
@@ -935,6 +952,7 @@ void hd_devices_mark_invalid(struct hd_devices *d, const char *user, const char 
 /* ---- load at start ------------------------------------------------------- */
 
 static void load_page(struct hd_devices *d);
+static void on_relist(uv_timer_t *t);
 
 /* One stored device into the indexes; of two holding one token the newer
  * stays and the other is deleted (a move cut short by a crash). */
@@ -963,6 +981,8 @@ static void load_one(struct hd_devices *d, const struct hd_record *rec)
 		hd_devices_device_free(holder);
 		submit(d, hkey, NULL, NULL);
 	}
+	dev->rec_hash = value_hash(rec->value);
+	dev->seen_gen = d->relist_gen;
 	if (d->by_key.count >= d->o.max_total || index_add(d, dev)) {
 		hd_log_warn("device_over_cap key=%s max=%zu", rec->key, d->o.max_total);
 		hd_devices_device_free(dev);
@@ -988,9 +1008,13 @@ static void load_done(struct hd_record_op *op)
 	}
 	d->loaded = true;
 	hd_log_info("devices_loaded count=%zu", d->by_key.count);
+	if (d->shared && !d->stopping)
+		uv_timer_start(&d->relist, on_relist, HD_DEVICES_RELIST_MS, HD_DEVICES_RELIST_MS);
 }
 
-static void load_page(struct hd_devices *d)
+/* Lists the next page of device records after load_after into done (the
+ * load at start, the re-list). */
+static void list_page(struct hd_devices *d, void (*done)(struct hd_record_op *op))
 {
 	int rc;
 
@@ -999,13 +1023,141 @@ static void load_page(struct hd_devices *d)
 	snprintf(d->load.rec.kind, sizeof(d->load.rec.kind), HD_DEVICES_RECORD_KIND);
 	d->load.after = d->load_after;
 	d->load.limit = HD_DEVICES_LOAD_PAGE;
-	d->load.done = load_done;
+	d->load.done = done;
 	d->load.arg = d;
 	rc = hd_hub_record_op(d->hub, &d->load);
 	if (rc) {
 		d->load.err = rc;
-		load_done(&d->load);
+		done(&d->load);
 	}
+}
+
+static void load_page(struct hd_devices *d)
+{
+	list_page(d, load_done);
+}
+
+/* ---- the re-list (several nodes) ----------------------------------------- */
+
+static void relist_page(struct hd_devices *d);
+
+/* One record of the re-list: a device new here is added, one whose record
+ * changed on another node is replaced (unless outcomes of its own wait to
+ * be written here; they go to the record within HD_DEVICES_FLUSH_MS). */
+static void relist_seen(struct hd_devices *d, const struct hd_record *rec)
+{
+	struct hd_device *old = hd_map_get(&d->by_key, rec->key), *dev, *holder;
+	uint64_t h = value_hash(rec->value);
+
+	if (old) {
+		old->seen_gen = d->relist_gen;
+		if (old->rec_hash == h || old->dirty)
+			return;
+	} else if (d->relist_skip_new) {
+		return; /* the list may predate a delete made here */
+	}
+	if (hd_devices_record_parse(rec->key, rec->value, &dev))
+		return;
+	if (old && old->updated_ms > dev->updated_ms) {
+		hd_devices_device_free(dev); /* a list older than a change made here */
+		return;
+	}
+	holder = hd_map_get(&d->by_token, dev->token_key);
+	if (holder && holder != old) {
+		if (holder->updated_ms > dev->updated_ms) {
+			hd_devices_device_free(dev);
+			return;
+		}
+		index_del(d, holder); /* its token moved on another node */
+		hd_devices_device_free(holder);
+	}
+	if (old) {
+		index_del(d, old);
+		hd_devices_device_free(old);
+	}
+	dev->rec_hash = h;
+	dev->seen_gen = d->relist_gen;
+	if (d->by_key.count >= d->o.max_total || index_add(d, dev)) {
+		hd_log_warn("device_over_cap key=%s max=%zu", rec->key, d->o.max_total);
+		hd_devices_device_free(dev);
+	}
+}
+
+struct sweep {
+	struct hd_buf keys;
+	uint32_t gen;
+};
+
+static void sweep_one(const char *key, void *value, void *arg)
+{
+	struct sweep *sw = arg;
+	const struct hd_device *dev = value;
+	/* Missing from two lists in a row: a write made here just before a
+	 * list began may not be in that list yet. */
+	if (sw->gen - dev->seen_gen >= 2 && !dev->dirty)
+		hd_buf_append(&sw->keys, key, strlen(key) + 1);
+}
+
+/* The whole list was read: a device neither it nor the one before had was
+ * deleted on another node. */
+static void relist_sweep(struct hd_devices *d)
+{
+	struct sweep sw = {.gen = d->relist_gen};
+	hd_buf_init(&sw.keys, d->by_key.count * (HD_RECORD_KEY_MAX + 1) + 1);
+	hd_map_each(&d->by_key, sweep_one, &sw);
+	for (size_t at = 0; at < sw.keys.len; at += strlen(sw.keys.data + at) + 1) {
+		struct hd_device *dev = hd_map_get(&d->by_key, sw.keys.data + at);
+		if (!dev)
+			continue;
+		hd_log_info("device_dropped user=%s device=%s reason=\"deleted on another node\"",
+			    dev->user, dev->id);
+		index_del(d, dev);
+		hd_devices_device_free(dev);
+	}
+	hd_buf_fini(&sw.keys);
+}
+
+static void relist_done(struct hd_record_op *op)
+{
+	struct hd_devices *d = op->arg;
+	bool more;
+
+	d->relisting = false;
+	if (op->err || d->stopping) {
+		if (op->err && !d->stopping)
+			hd_log_debug("devices_relist_failed err=%d", op->err);
+		hd_engine_record_op_fini(op);
+		return;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		relist_seen(d, &op->recs[i]);
+		snprintf(d->load_after, sizeof(d->load_after), "%s", op->recs[i].key);
+	}
+	more = op->n >= HD_DEVICES_LOAD_PAGE;
+	hd_engine_record_op_fini(op);
+	if (more)
+		relist_page(d);
+	else
+		relist_sweep(d);
+}
+
+static void relist_page(struct hd_devices *d)
+{
+	d->relisting = true;
+	list_page(d, relist_done);
+}
+
+static void on_relist(uv_timer_t *t)
+{
+	struct hd_devices *d = t->data;
+
+	if (d->relisting || d->stopping || !d->loaded)
+		return;
+	/* Past 0 and never a device's initial value of a load. */
+	d->relist_gen++;
+	d->relist_skip_new = false;
+	d->load_after[0] = '\0';
+	relist_page(d);
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -1027,11 +1179,14 @@ struct hd_devices *hd_devices_new(uv_loop_t *loop, struct hd_hub *hub,
 	hd_map_init(&d->dirty, max);
 	uv_timer_init(loop, &d->timer);
 	d->timer.data = d;
+	uv_timer_init(loop, &d->relist);
+	d->relist.data = d;
 	return d;
 }
 
 void hd_devices_start(struct hd_devices *d)
 {
+	d->shared = hd_hub_owner_shared(d->hub); /* the engine is set now */
 	d->load_after[0] = '\0';
 	load_page(d);
 }
@@ -1049,6 +1204,8 @@ void hd_devices_stop(struct hd_devices *d)
 	d->stopping = true;
 	uv_timer_stop(&d->timer);
 	uv_close((uv_handle_t *)&d->timer, NULL);
+	uv_timer_stop(&d->relist);
+	uv_close((uv_handle_t *)&d->relist, NULL);
 }
 
 static void free_device(const char *key, void *value, void *arg)

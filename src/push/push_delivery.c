@@ -224,6 +224,9 @@ struct hd_push_delivery *hd_push_delivery_new(uv_loop_t *loop, struct hd_hub *hu
 		d->opts.backoff_base_ms = 1000;
 	hd_map_init(&d->subs, d->opts.max_subs);
 	hd_map_init(&d->silent, HD_PUSH_DELIVERY_SILENT_MAP_MAX);
+	uv_timer_init(loop, &d->relist);
+	d->relist.data = d;
+	d->owner = hd_owner_new(loop, hub, hd_hub_node(hub));
 	return d;
 }
 
@@ -250,6 +253,8 @@ void hd_push_delivery_stop(struct hd_push_delivery *d)
 		return;
 	d->stopping = true;
 	hd_map_each(&d->subs, each_sub_stop, NULL);
+	/* After the last writes were issued: another node may take over. */
+	hd_push_own_stop(d);
 }
 
 static void each_sub_free(const char *key, void *value, void *arg)
@@ -273,6 +278,7 @@ void hd_push_delivery_free(struct hd_push_delivery *d)
 	hd_map_fini(&d->subs);
 	hd_map_each(&d->silent, each_free, NULL);
 	hd_map_fini(&d->silent);
+	hd_owner_free(d->owner);
 	free(d);
 }
 
@@ -311,6 +317,9 @@ void hd_push_delivery_create(struct hd_push_delivery *d, const struct hd_push_su
 		return;
 	}
 	s->created_ms = hd_now_ms();
+	s->created_here = true;
+	s->unstored = true;
+	hd_push_own_add(s);
 	hd_push_delivery_sub_activate(s, true, start);
 	hd_push_delivery_record_answer_after(s, 201, done, arg);
 }
@@ -323,6 +332,7 @@ void hd_push_delivery_delete(struct hd_push_delivery *d, const char *id,
 	if (!s)
 		return;
 	hd_map_del(&d->subs, s->id);
+	hd_push_own_remove(s, true, HD_ENOTFOUND);
 	hd_push_delivery_sub_stop(s);
 	s->deleted = true;
 	hd_push_delivery_record_answer(s->waiting, s, HD_ENOTFOUND);
@@ -350,7 +360,7 @@ void hd_push_delivery_pause(struct hd_push_delivery *d, const char *id, bool pau
 			    hd_push_delivery_done_fn done, void *arg)
 {
 	struct hd_push_delivery_sub *s = find(d, id, done, arg);
-	if (!s)
+	if (!s || hd_push_own_change(s, true, pause, NULL, 0, done, arg))
 		return;
 	s->state = pause ? HD_PUSH_DELIVERY_PAUSED : HD_PUSH_DELIVERY_ACTIVE;
 	hd_push_delivery_record_answer_after(s, 200, done, arg);
@@ -379,6 +389,8 @@ void hd_push_delivery_replay(struct hd_push_delivery *d, const char *id, const c
 			done(arg, 0, NULL, HD_ENOTFOUND, "the subscription delivers no such topic");
 			return;
 		}
+		if (hd_push_own_change(s, false, false, topic, from, done, arg))
+			return;
 		if (st)
 			replay_one(topic, st, &from);
 		else
@@ -388,6 +400,8 @@ void hd_push_delivery_replay(struct hd_push_delivery *d, const char *id, const c
 			done(arg, 0, NULL, HD_ENOTFOUND, "the subscription delivers no such topic");
 			return;
 		}
+		if (hd_push_own_change(s, false, false, topic, from, done, arg))
+			return;
 		replay_one(s->cfg.topic, s->exact, &from);
 	}
 	hd_push_delivery_record_answer_after(s, 200, done, arg);

@@ -7,6 +7,8 @@
  *   push_delivery_send.c    one event's fan-out: devices, skips, payloads,
  *                           sends, retries, outcomes, dead letters
  *   push_delivery_record.c  the durable record: its JSON, writes, loading
+ *   push_own.c              ownership between nodes (consume/owner.h): the
+ *                           claim, a gain's re-read, a loss, the re-list
  * Layer: push. Nothing outside src/push/push_delivery*.c includes this
  * header. Loop thread.
  */
@@ -16,6 +18,7 @@
 #include "push/push_delivery.h"
 
 #include "consume/lease.h"
+#include "consume/owner.h"
 #include "consume/pattern.h"
 #include "consume/seek.h"
 #include "core/map.h"
@@ -23,6 +26,7 @@
 #include "push/payload.h"
 #include "push/webpush_crypto.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -148,6 +152,15 @@ struct hd_push_delivery_sub {
 	uint64_t skipped_seen, skipped_online, skipped_expired, skipped_silent, skipped_devices;
 	struct hd_push_delivery_attempt attempts[HD_PUSH_DELIVERY_ATTEMPTS_KEPT];
 	size_t nattempts, attempts_head;
+	/* Ownership (push_own.c). */
+	struct hd_owner_claim claim;  /* "push:<id>" */
+	bool claimed;
+	bool reloading;               /* gained: the record is read again before delivering */
+	bool created_here;            /* created on this node, not held yet: nothing to re-read */
+	bool unstored;                /* created: its first write is not fenced */
+	uint64_t born_gen, seen_gen;  /* the re-list generations (a sweep spares the newer) */
+	uint64_t view_hash;           /* not held: the record last shown */
+	struct hd_push_delivery_change *change; /* made here while another node held it */
 	/* The record. */
 	int puts;
 	bool dirty;
@@ -187,6 +200,15 @@ struct hd_push_delivery {
 	bool loaded, stopping;
 	struct hd_record_op load;
 	char load_after[HD_RECORD_KEY_MAX + 1];
+	/* Ownership between nodes (push_own.c). */
+	struct hd_owner *owner;
+	uv_timer_t relist;
+	bool relisting;
+	bool relist_skip_new;         /* a delete here during this re-list: a record it
+					 lists that this node lacks is not loaded */
+	uint64_t relist_gen;
+	struct hd_record_op relist_op;
+	char relist_after[HD_RECORD_KEY_MAX + 1];
 };
 
 
@@ -265,5 +287,37 @@ void hd_push_delivery_record_answer_after(struct hd_push_delivery_sub *s, int st
 					  hd_push_delivery_done_fn done, void *arg);
 /* Reads every record (a page at a time) into subscriptions; then loaded. */
 void hd_push_delivery_record_load(struct hd_push_delivery *d);
+/* One record read into a new subscription (claimed, activated); NULL when
+ * it is unreadable or past max_subs. */
+struct hd_push_delivery_sub *hd_push_delivery_record_load_one(struct hd_push_delivery *d,
+							       const struct hd_record *rec);
+/* Applies a record's state, counters and positions to s (a gain's re-read,
+ * a copy shown by a node that does not deliver it): every stream moves to
+ * its stored position. */
+void hd_push_delivery_record_apply(struct hd_push_delivery_sub *s, json_t *v);
+
+/* ---- push_own.c: ownership between nodes (consume/owner.h) ---- */
+/* Starts claiming s ("push:<id>"). */
+void hd_push_own_add(struct hd_push_delivery_sub *s);
+/* Whether this node delivers s now (always with one node). */
+bool hd_push_own_held(const struct hd_push_delivery_sub *s);
+/* Whether s's record may be written now (held, handing over, or its
+ * creation); sets the fence of op when the engine is shared. */
+bool hd_push_own_fence(struct hd_push_delivery_sub *s, struct hd_record_op *op);
+/* A write fenced by token was refused: s is no longer held here. */
+void hd_push_own_fenced(struct hd_push_delivery_sub *s, uint64_t token);
+/* A change on a node that does not hold s: kept, the lease is asked for,
+ * and it is applied (then done answers) once this node holds it. Returns
+ * false when s is held here (the caller applies it itself). replay_from 0:
+ * a pause/resume; else a replay of topic (NULL: every stream). */
+bool hd_push_own_change(struct hd_push_delivery_sub *s, bool has_state, bool pause,
+			const char *topic, uint64_t replay_from, hd_push_delivery_done_fn done,
+			void *arg);
+/* s is deleted here: its claim goes and any holder's lease is dropped;
+ * a kept change is answered with err. */
+void hd_push_own_remove(struct hd_push_delivery_sub *s, bool drop, int err);
+/* The re-list timer (shared engine only), and its end before the engine stops. */
+void hd_push_own_start(struct hd_push_delivery *d);
+void hd_push_own_stop(struct hd_push_delivery *d);
 
 #endif

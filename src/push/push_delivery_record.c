@@ -118,6 +118,13 @@ void hd_push_delivery_record_done(struct hd_record_op *op)
 	struct hd_push_delivery_put *p = op->arg;
 	struct hd_push_delivery_sub *s = p->s;
 	s->puts--;
+	if (!op->err && op->fenced_out) {
+		/* Another node holds the lease now: stop, write nothing more. */
+		hd_log_warn("push_write_fenced sub=%s token=%llu", s->id,
+			    (unsigned long long)op->fence_token);
+		op->err = HD_EUNAVAIL;
+		hd_push_own_fenced(s, op->fence_token);
+	}
 	free(p->value);
 	hd_push_delivery_record_answer(p->answers, s, op->err);
 	free(p);
@@ -133,6 +140,14 @@ static void record_put(struct hd_push_delivery_sub *s)
 {
 	struct hd_push_delivery_put *p = hd_calloc(1, sizeof(*p));
 	struct hd_buf b;
+	if (!hd_push_own_fence(s, &p->op)) {
+		/* Not this node's to write (push_own.c): the owner writes it. */
+		s->dirty = false;
+		hd_push_delivery_record_answer(s->waiting, s, HD_EUNAVAIL);
+		s->waiting = NULL;
+		free(p);
+		return;
+	}
 	hd_buf_init(&b, HD_PUSH_DELIVERY_RECORD_MAX);
 	hd_push_delivery_record_json(&b, s, true);
 	hd_buf_putc(&b, '\0');
@@ -182,22 +197,26 @@ static void each_sub_run(const char *key, void *value, void *arg)
 	hd_push_delivery_sub_run(value);
 }
 
-static void load_one(struct hd_push_delivery *d, const struct hd_record *rec)
+/* Positions of the record v into s->positions (replaced). */
+static void positions_load(struct hd_push_delivery_sub *s, json_t *v)
 {
-	struct hd_push_sub_config c;
-	struct hd_error err = {0};
-	json_t *v = json_loads(rec->value, 0, NULL);
-	json_t *pos, *val;
+	json_t *pos = json_object_get(v, "positions"), *val;
 	const char *k;
-	struct hd_push_delivery_sub *s;
-
-	if (!json_is_object(v) || hd_push_sub_config_load(v, &c, &err) ||
-	    !(s = hd_push_delivery_sub_new(d, rec->key, &c))) {
-		hd_log_warn("push subscription record %s not loaded: %s", rec->key, err.msg);
-		json_decref(v);
-		return;
+	json_object_foreach(pos, k, val) {
+		uint64_t *p = hd_map_get(&s->positions, k);
+		if (p) {
+			*p = (uint64_t)json_integer_value(val);
+			continue;
+		}
+		p = hd_malloc(sizeof(*p));
+		*p = (uint64_t)json_integer_value(val);
+		if (hd_map_put(&s->positions, k, p))
+			free(p);
 	}
-	s->created_ms = json_integer_value(json_object_get(v, "created"));
+}
+
+static void counters_load(struct hd_push_delivery_sub *s, json_t *v)
+{
 	s->state = json_is_string(json_object_get(v, "state")) &&
 			   strcmp(json_string_value(json_object_get(v, "state")), "paused") == 0
 		   ? HD_PUSH_DELIVERY_PAUSED : HD_PUSH_DELIVERY_ACTIVE;
@@ -213,16 +232,49 @@ static void load_one(struct hd_push_delivery *d, const struct hd_record *rec)
 	LOAD_COUNTER(skipped_silent);
 	LOAD_COUNTER(skipped_devices);
 #undef LOAD_COUNTER
-	pos = json_object_get(v, "positions");
-	json_object_foreach(pos, k, val) {
-		uint64_t *p = hd_malloc(sizeof(*p));
-		*p = (uint64_t)json_integer_value(val);
-		if (hd_map_put(&s->positions, k, p))
-			free(p);
+}
+
+static void stream_apply(const char *key, void *value, void *arg)
+{
+	struct hd_push_delivery_stream *st = value;
+	struct hd_push_delivery_sub *s = arg;
+	uint64_t *p = hd_map_get(&s->positions, key);
+	if (p && !st->seeking && (*p != st->lease.floor || st->nevs || st->lease.next != *p + 1))
+		hd_push_delivery_stream_reset(st, *p);
+}
+
+void hd_push_delivery_record_apply(struct hd_push_delivery_sub *s, json_t *v)
+{
+	counters_load(s, v);
+	positions_load(s, v);
+	if (s->pattern)
+		hd_map_each(&s->pt.topics, stream_apply, s);
+	else if (s->exact)
+		stream_apply(s->exact->topic, s->exact, s);
+}
+
+struct hd_push_delivery_sub *hd_push_delivery_record_load_one(struct hd_push_delivery *d,
+							       const struct hd_record *rec)
+{
+	struct hd_push_sub_config c;
+	struct hd_error err = {0};
+	json_t *v = json_loads(rec->value, 0, NULL);
+	struct hd_push_delivery_sub *s;
+
+	if (!json_is_object(v) || hd_push_sub_config_load(v, &c, &err) ||
+	    !(s = hd_push_delivery_sub_new(d, rec->key, &c))) {
+		hd_log_warn("push subscription record %s not loaded: %s", rec->key, err.msg);
+		json_decref(v);
+		return NULL;
 	}
+	s->created_ms = json_integer_value(json_object_get(v, "created"));
+	counters_load(s, v);
+	positions_load(s, v);
 	s->listed = false;
 	json_decref(v);
 	hd_push_delivery_sub_activate(s, false, &(struct hd_start){0});
+	hd_push_own_add(s);
+	return s;
 }
 
 static void load_done(struct hd_record_op *op)
@@ -236,7 +288,7 @@ static void load_done(struct hd_record_op *op)
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		load_one(d, &op->recs[i]);
+		hd_push_delivery_record_load_one(d, &op->recs[i]);
 	if (n)
 		snprintf(d->load_after, sizeof(d->load_after), "%s", op->recs[n - 1].key);
 	hd_engine_record_op_fini(op);
@@ -248,6 +300,7 @@ static void load_done(struct hd_record_op *op)
 	}
 	d->loaded = true;
 	hd_log_info("push subscriptions loaded: %zu", d->subs.count);
+	hd_push_own_start(d);
 	/* The streams made while loading waited for loaded. */
 	hd_map_each(&d->subs, each_sub_run, NULL);
 }

@@ -144,7 +144,7 @@ bool hd_push_delivery_stream_may_run(const struct hd_push_delivery_stream *st)
 {
 	const struct hd_push_delivery_sub *s = st->s;
 	return !st->dead && !st->seeking && !s->deleted && !s->d->stopping && s->state == HD_PUSH_DELIVERY_ACTIVE &&
-	       s->d->loaded;
+	       s->d->loaded && hd_push_own_held(s);
 }
 
 static void read_done(struct hd_read *r)

@@ -55,6 +55,13 @@ function checkBearer(auth) {
 }
 
 function answer(stream, status, reason, extra) {
+  // The client may be gone (a herald killed mid-request): respond() on a
+  // destroyed stream throws, which would end the mock.
+  if (stream.destroyed || stream.closed) return;
+  try { respond(stream, status, reason, extra); } catch (e) { /* the client went away */ }
+}
+
+function respond(stream, status, reason, extra) {
   const headers = Object.assign({ ':status': status }, extra || {});
   if (reason) {
     headers['content-type'] = 'application/json';
@@ -70,7 +77,7 @@ function answer(stream, status, reason, extra) {
 
 function device(stream, h, token, body) {
   stats.requests++;
-  const no = stream.session.no;
+  const no = stream.session ? stream.session.no : 0; // no session: the client is gone
   stats.per_session[no] = (stats.per_session[no] || 0) + 1;
   stats.last = { token, headers: h, body: body.toString('utf8') };
   (byToken[token] = byToken[token] || []).push({ headers: h, body: stats.last.body });
