@@ -50,7 +50,11 @@
  * queue_pump() hands queued calls to the lane taking requests while it runs
  * fewer than max_streams, so curl never holds a backlog of transfers waiting
  * for a stream (its pending list is walked on every completion), and sets
- * each call's curl timeout to what is left of timeout_ms. Each lane has its
+ * each call's curl timeout to what is left of timeout_ms. A plain http://
+ * origin answers over HTTP/1.1, one request per connection: once the
+ * answers show the client talks to one such origin only, a lane runs at
+ * most max_per_host requests (h1_learn, lane_running_cap), so curl holds
+ * no backlog for it either; HTTP/2 answers never change the cap. Each lane has its
  * own uv_timer_t for curl's timeout; a struct sock knows its lane.
  *
  * HTTP/2 (opts.http2): CURL_HTTP_VERSION_2TLS per request, CURLPIPE_MULTIPLEX
@@ -101,6 +105,9 @@
 #define H2_MAXAGE_CONN_S 3600L
 /* With http2 and max_streams 0: streams at once per connection. */
 #define H2_STREAMS_DEFAULT 100
+/* Longest origin ("scheme://host:port") remembered for the HTTP/1.1 cap;
+ * a longer one lifts the cap as a second origin would. */
+#define H1_ORIGIN_MAX 256
 /* Certificates read from a ca_file at most. */
 #define CA_FILE_CERTS_MAX 256
 
@@ -170,6 +177,11 @@ struct hd_http_client {
 	size_t lanes_max;              /* lanes at once (max_per_host with http2, else 1) */
 	size_t lane_requests;          /* requests a lane takes in all (SIZE_MAX: no limit) */
 	size_t lane_running_max;       /* requests running at once in a lane */
+	/* With http2, what the answers showed (see h1_learn): */
+	char h1_origin[H1_ORIGIN_MAX]; /* the one origin answered over HTTP/1.x, "" = none yet */
+	size_t h1_origin_len;
+	bool h1_capped;                /* lanes run at most max_per_host requests */
+	bool h1_lifted;                /* an HTTP/2 answer or a second origin came: never again */
 	uv_timer_t kick;               /* deferred calls, idle retired lanes, the queue */
 	struct pending *calls;         /* added to a lane's multi */
 	struct pending *queue;         /* set up, waiting for room in a lane (FIFO) */
@@ -553,6 +565,44 @@ static void lanes_reap(struct hd_http_client *c);
 static void queue_pump(struct hd_http_client *c);
 static void on_kick(uv_timer_t *t);
 
+/* The origin of an http(s) URL: its text up to the end of the authority. */
+static size_t url_origin_len(const char *url)
+{
+	const char *a = strstr(url, "://");
+	if (!a)
+		return strlen(url);
+	a += 3;
+	return (size_t)(a - url) + strcspn(a, "/?#");
+}
+
+/* With http2: learns from a completed transfer whether the client talks to
+ * one HTTP/1.x origin only. Such an origin runs one request per connection,
+ * so a lane given max_streams requests would keep all but max_per_host of
+ * them in curl's pending list, which curl walks on every completion (and
+ * wakes the timer for); capped, the rest wait in c->queue instead. An
+ * HTTP/2 answer or an HTTP/1.x answer from a second origin lifts the cap
+ * for the client's life (lanes are shared by every origin; the cap must
+ * not hold one origin's requests behind another's connections). */
+static void h1_learn(struct hd_http_client *c, struct pending *p)
+{
+	long version = 0;
+
+	curl_easy_getinfo(p->easy, CURLINFO_HTTP_VERSION, &version);
+	if (version == CURL_HTTP_VERSION_2_0 || version == CURL_HTTP_VERSION_3) {
+		c->h1_lifted = true;
+	} else if (version == CURL_HTTP_VERSION_1_0 || version == CURL_HTTP_VERSION_1_1) {
+		size_t n = url_origin_len(p->call->url);
+		if (!c->h1_origin_len && n < sizeof(c->h1_origin)) {
+			memcpy(c->h1_origin, p->call->url, n);
+			c->h1_origin[n] = '\0';
+			c->h1_origin_len = n;
+		} else if (n != c->h1_origin_len || strncasecmp(c->h1_origin, p->call->url, n) != 0) {
+			c->h1_lifted = true;
+		}
+	}
+	c->h1_capped = c->h1_origin_len && !c->h1_lifted;
+}
+
 static void finish_done(struct lane *lane)
 {
 	CURLMsg *m;
@@ -566,6 +616,8 @@ static void finish_done(struct lane *lane)
 		CURLcode rc = m->data.result;
 		struct pending *p = NULL;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p);
+		if (lane->c->o.http2 && !lane->c->h1_lifted && rc == CURLE_OK)
+			h1_learn(lane->c, p);
 		curl_multi_remove_handle(lane->multi, easy);
 		pending_unlink(&lane->c->calls, p);
 		p->lane = NULL;
@@ -845,6 +897,15 @@ static void queue_unlink(struct hd_http_client *c, struct pending *p)
 	c->queued--;
 }
 
+/* Requests a lane runs at once: max_streams, or max_per_host while the
+ * client talks to one HTTP/1.x origin only (h1_learn). */
+static size_t lane_running_cap(const struct hd_http_client *c)
+{
+	if (c->h1_capped && c->o.max_per_host < c->lane_running_max)
+		return c->o.max_per_host;
+	return c->lane_running_max;
+}
+
 /* Hands queued calls to the lane taking requests while it has room; a
  * call whose whole time went by in the queue fails with HD_ETIMEOUT. */
 static void queue_pump(struct hd_http_client *c)
@@ -858,7 +919,7 @@ static void queue_pump(struct hd_http_client *c)
 			defer_failure(p, HD_EINTERNAL, "curl_multi_init failed");
 			continue;
 		}
-		if (!lane || lane->running >= c->lane_running_max)
+		if (!lane || lane->running >= lane_running_cap(c))
 			return;
 		queue_unlink(c, p);
 		uint64_t waited_ms = (hd_mono_us() - p->start_us) / 1000;

@@ -37,6 +37,10 @@
  *     reset" flood and ends the connection with GOAWAY(INTERNAL_ERROR) after
  *     1,000 (then refills 33 a second), cutting off streams it may already
  *     have processed;
+ *   - with http2, once answers show the client talks to one HTTP/1.x origin
+ *     only (a plain http:// one), at most max_per_host requests run at once
+ *     (one per connection) and the rest wait in the client, in order; an
+ *     HTTP/2 answer or a second origin's lifts that for the client's life;
  *   - with ca_file, the certificates in it are trusted next to the
  *     system's (read once at new: a missing or empty file fails new);
  *   - a request whose HTTP/2 stream or connection ended before an answer

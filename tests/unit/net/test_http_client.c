@@ -997,6 +997,58 @@ static void test_per_host_cap(void **state)
 	t_close(&t);
 }
 
+/* An http2 client (the push providers) talking to a plain http:// origin
+ * gets HTTP/1.1 answers: once it knows, a lane runs at most max_per_host
+ * requests and the rest wait in the client's queue, in order. Every
+ * request still completes, at most two connections at a time; an HTTP/1.1 answer
+ * from a second origin (localhost next to 127.0.0.1) lifts the cap, and
+ * both origins' requests complete. */
+static void test_http2_client_http1_origin(void **state)
+{
+	enum { N = 12 };
+	struct t t;
+	struct res first, s[N];
+	struct hd_http_client_opts o = default_opts;
+	char other[128];
+
+	o.http2 = true;
+	o.max_per_host = 2;
+	o.max_total = 8;
+	t_open(&t, &o, R_RESPOND);
+	set_response(&t.r, ok_response);
+	/* The first answer tells the client the origin speaks HTTP/1.1. */
+	assert_int_equal(send_call(&t, &first, t.url, "POST", NULL, 0, "x", 1), 0);
+	wait_done(&t, &first);
+	assert_int_equal(first.call.status, 200);
+	res_fini(&first);
+	/* Capped, the queue feeds the lane as answers come (not necessarily
+	 * over two connections at once: curl's PIPEWAIT may keep the second
+	 * request waiting for the first connection). */
+	for (int i = 0; i < N; i++)
+		assert_int_equal(send_call(&t, &s[i], t.url, "POST", NULL, 0, "x", 1), 0);
+	for (int i = 0; i < N; i++) {
+		wait_done(&t, &s[i]);
+		assert_int_equal(s[i].call.err, 0);
+		assert_int_equal(s[i].call.status, 200);
+		res_fini(&s[i]);
+	}
+	assert_int_equal(t.r.requests, 1 + N);
+	assert_true(t.r.peak_active <= 2);
+	/* A second origin, interleaved with the first. */
+	snprintf(other, sizeof(other), "http://localhost:%d/hook", t.r.port);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(send_call(&t, &s[i], i % 2 ? other : t.url, "POST", NULL, 0, "x", 1), 0);
+	for (int i = 0; i < N; i++) {
+		wait_done(&t, &s[i]);
+		assert_int_equal(s[i].call.err, 0);
+		assert_int_equal(s[i].call.status, 200);
+		res_fini(&s[i]);
+	}
+	assert_int_equal(t.r.requests, 1 + 2 * N);
+	assert_int_equal(hd_http_client_inflight(t.c), 0);
+	t_close(&t);
+}
+
 static void test_bad_options(void **state)
 {
 	uv_loop_t loop;
@@ -1084,6 +1136,7 @@ int main(void)
 		cmocka_unit_test(test_send_and_close_from_done),
 		cmocka_unit_test(test_truncated_response),
 		cmocka_unit_test(test_per_host_cap),
+		cmocka_unit_test(test_http2_client_http1_origin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
