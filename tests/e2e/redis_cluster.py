@@ -249,3 +249,13 @@ class SentinelCluster(Cluster):
         finally:
             for s in self.sentinels:
                 s.stop()
+
+
+def started(c):
+    """Starts cluster c, yields it and stops it (also when start fails):
+    the body of a test module's cluster fixture, `yield from started(…)`."""
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()

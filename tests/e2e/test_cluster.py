@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, ready, wait_replicated
+from redis_cluster import REDIS_SERVER, Cluster, ready, wait_replicated, started
 from wsclient import SECRET, connect, run
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -29,12 +29,7 @@ ARGS = ["--jwt-secret", SECRET]
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path, args=ARGS)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(Cluster(tmp_path, args=ARGS))
 
 
 def post(h, topic, ev, session=None):

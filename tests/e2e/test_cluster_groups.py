@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from conftest import per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster
+from redis_cluster import REDIS_SERVER, Cluster, started
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
                                 reason="redis-server is not installed (Debian: redis-server)")
@@ -21,12 +21,7 @@ _timeout = per_test_timeout(90)
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(Cluster(tmp_path))
 
 
 def group_url(h, topic, group, suffix=""):

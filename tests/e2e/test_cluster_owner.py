@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from conftest import per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, Cluster
+from redis_cluster import REDIS_SERVER, Cluster, started
 from test_webhooks import CE, SECRET1, SECRET2, Receiver
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -32,12 +32,7 @@ ARGS = ["--webhook-allow-private", "on", "--webhook-time-scale", "0.01", "--webh
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path, args=ARGS)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(Cluster(tmp_path, args=ARGS))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster
+from redis_cluster import REDIS_SERVER, Cluster, started
 from test_push_subscriptions import H, KEYS, Providers, herald_of, hexs
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -41,12 +41,7 @@ def providers(tmp_path):
 
 @pytest.fixture
 def cluster(tmp_path, providers):
-    c = PushCluster(tmp_path, args=providers.args)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(PushCluster(tmp_path, args=providers.args))
 
 
 def ok(r, *codes):

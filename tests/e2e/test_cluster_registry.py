@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, ready, resp_command
+from redis_cluster import REDIS_SERVER, Cluster, ready, resp_command, started
 from test_push_subscriptions import providers  # noqa: F401 (the module's fixture)
 from wsclient import SECRET, connect, run, token
 
@@ -31,12 +31,7 @@ TOPIC = "room:1"
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path, args=ARGS)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(Cluster(tmp_path, args=ARGS))
 
 
 def node_name(h):

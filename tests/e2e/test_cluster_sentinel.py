@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, SentinelCluster, ready
+from redis_cluster import REDIS_SERVER, SentinelCluster, ready, started
 from wsclient import SECRET, connect, run
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -24,12 +24,7 @@ _timeout = per_test_timeout(110)
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = SentinelCluster(tmp_path, args=["--jwt-secret", SECRET])
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(SentinelCluster(tmp_path, args=["--jwt-secret", SECRET]))
 
 
 def post(h, topic, ev, session):

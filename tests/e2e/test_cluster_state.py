@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import per_test_timeout
-from redis_cluster import REDIS_SERVER, Cluster
+from redis_cluster import REDIS_SERVER, Cluster, started
 from wsclient import SECRET, connect, run
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -25,12 +25,7 @@ ARGS = ["--jwt-secret", SECRET]
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = Cluster(tmp_path, args=ARGS)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from started(Cluster(tmp_path, args=ARGS))
 
 
 def cursor_url(h, user, name):
