@@ -59,7 +59,8 @@ PORT=$(free_port)
 CUR=$BIN
 start() {
   rm -rf "$TMP/data"
-  "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn "$@" \
+  "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn \
+    --connection-rate-per-ip 0 --max-connections-per-ip 0 "$@" \
     2>"$TMP/herald.log" &
   PID=$!
   i=0; until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do
