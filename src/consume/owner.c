@@ -57,6 +57,11 @@ bool hd_owner_shared(const struct hd_owner *o)
 	return o->shared;
 }
 
+struct hd_hub *hd_owner_hub(const struct hd_owner *o)
+{
+	return o->hub;
+}
+
 const char *hd_owner_id(const struct hd_owner *o)
 {
 	return o->id;

@@ -18,8 +18,9 @@
  *
  * The owner string is unique per process: node name, pid and start time,
  * so a restarted node never inherits its dead predecessor's leases.
- * Layer: consume. Loop thread only. Callers: webhook/ (sub.c, lifecycle.c)
- * and push/push_delivery*.c.
+ * Layer: consume. Loop thread only. Callers: consume/owned.c (a consumer's
+ * claim, for webhook/own.c and push/push_own.c), webhook/ (lifecycle.c,
+ * ops.c) and push/push_delivery*.c.
  */
 #ifndef HD_OWNER_H
 #define HD_OWNER_H
@@ -65,6 +66,8 @@ struct hd_owner_claim {
 struct hd_owner *hd_owner_new(uv_loop_t *loop, struct hd_hub *hub, const char *node);
 /* Whether claims go through the engine (several nodes) or are always held. */
 bool hd_owner_shared(const struct hd_owner *o);
+/* The hub o was made with (borrowed). */
+struct hd_hub *hd_owner_hub(const struct hd_owner *o);
 /* This process's owner string (returned borrowed, valid for o's life). */
 const char *hd_owner_id(const struct hd_owner *o);
 /* Whether c is held now: held, and (shared) its last renewal has not run

@@ -1,14 +1,17 @@
 /*
  * engine — what every engine shares behind engine.h: freeing the results a
- * request returns owned. An engine fills them in the forms engine_types.h
- * gives (arrays from malloc, each row's text owned), so one clean-up
- * serves the local engine and any other.
+ * request returns owned (an engine fills them in the forms engine_types.h
+ * gives: arrays from malloc, each row's text owned, so one clean-up serves
+ * the local engine and any other), and filling a record LIST request (the
+ * loads and re-lists of webhook/ and push/ page through records).
  * Layer: engine. Called by the hub's and the edges' request owners.
  */
 #include "engine/engine.h"
 #include "core/rcbuf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void hd_engine_read_fini(struct hd_read *r)
 {
@@ -42,6 +45,20 @@ void hd_engine_record_op_fini(struct hd_record_op *op)
 	free(op->recs);
 	op->recs = NULL;
 	op->n = 0;
+}
+
+void hd_engine_record_list_init(struct hd_record_op *op, const char *kind, const char *prefix,
+				const char *after, size_t limit,
+				void (*done)(struct hd_record_op *op), void *arg)
+{
+	memset(op, 0, sizeof(*op));
+	op->kind = HD_RECORD_LIST;
+	snprintf(op->rec.kind, sizeof(op->rec.kind), "%s", kind);
+	op->prefix = prefix;
+	op->after = after;
+	op->limit = limit;
+	op->done = done;
+	op->arg = arg;
 }
 
 void hd_engine_glease_op_fini(struct hd_glease_op *op)

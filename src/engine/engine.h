@@ -145,6 +145,12 @@ struct hd_record_op {
 
 /* Frees a GET's or LIST's records. */
 void hd_engine_record_op_fini(struct hd_record_op *op);
+/* Clears op and makes it a LIST of kind's records whose key starts with
+ * prefix and sorts after `after` (both borrowed until done(); NULL = ""),
+ * at most limit, completing into done(op) with op->arg = arg. */
+void hd_engine_record_list_init(struct hd_record_op *op, const char *kind, const char *prefix,
+				const char *after, size_t limit,
+				void (*done)(struct hd_record_op *op), void *arg);
 
 /* Ownership leases between nodes (consume/owner.h): at most one owner
  * string holds lease `name` at a time, for ttl_ms after its last

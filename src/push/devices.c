@@ -5,6 +5,7 @@
  * the way Redis's t_stream.c goes from encoding to commands: the forms are
  * what the indexes key on (a token's one spelling), so they stay together. */
 #include "push/devices.h"
+#include "consume/relist.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -545,11 +546,8 @@ struct hd_devices {
 	struct hd_record_op load;
 	char load_after[HD_RECORD_KEY_MAX + 1];
 	/* The re-list (shared engine): every record again, a page at a time. */
-	uv_timer_t relist;
-	bool shared, relisting;
-	bool relist_skip_new;           /* a delete here during this re-list: a device
-					   it lists but this node lacks is not added */
-	uint32_t relist_gen;
+	struct hd_relist relist;
+	bool shared;
 };
 
 /* One change the caller waits for: its record ops. */
@@ -700,9 +698,9 @@ static void submit(struct hd_devices *d, const char *key, struct hd_device *dev,
 		w->value = hd_devices_record(dev);
 		w->op.rec.value = w->value;
 		dev->rec_hash = value_hash(w->value);
-		dev->seen_gen = d->relist_gen;
+		dev->seen_gen = d->relist.gen;
 	} else {
-		d->relist_skip_new = true;
+		hd_relist_deleted(&d->relist);
 	}
 	w->op.done = wop_done;
 	w->op.arg = w;
@@ -952,7 +950,6 @@ void hd_devices_mark_invalid(struct hd_devices *d, const char *user, const char 
 /* ---- load at start ------------------------------------------------------- */
 
 static void load_page(struct hd_devices *d);
-static void on_relist(uv_timer_t *t);
 
 /* One stored device into the indexes; of two holding one token the newer
  * stays and the other is deleted (a move cut short by a crash). */
@@ -982,7 +979,7 @@ static void load_one(struct hd_devices *d, const struct hd_record *rec)
 		submit(d, hkey, NULL, NULL);
 	}
 	dev->rec_hash = value_hash(rec->value);
-	dev->seen_gen = d->relist_gen;
+	dev->seen_gen = d->relist.gen;
 	if (d->by_key.count >= d->o.max_total || index_add(d, dev)) {
 		hd_log_warn("device_over_cap key=%s max=%zu", rec->key, d->o.max_total);
 		hd_devices_device_free(dev);
@@ -1009,51 +1006,39 @@ static void load_done(struct hd_record_op *op)
 	d->loaded = true;
 	hd_log_info("devices_loaded count=%zu", d->by_key.count);
 	if (d->shared && !d->stopping)
-		uv_timer_start(&d->relist, on_relist, HD_DEVICES_RELIST_MS, HD_DEVICES_RELIST_MS);
+		hd_relist_start(&d->relist);
 }
 
-/* Lists the next page of device records after load_after into done (the
- * load at start, the re-list). */
-static void list_page(struct hd_devices *d, void (*done)(struct hd_record_op *op))
+/* Lists the next page of device records after load_after. */
+static void load_page(struct hd_devices *d)
 {
 	int rc;
 
-	memset(&d->load, 0, sizeof(d->load));
-	d->load.kind = HD_RECORD_LIST;
-	snprintf(d->load.rec.kind, sizeof(d->load.rec.kind), HD_DEVICES_RECORD_KIND);
-	d->load.after = d->load_after;
-	d->load.limit = HD_DEVICES_LOAD_PAGE;
-	d->load.done = done;
-	d->load.arg = d;
+	hd_engine_record_list_init(&d->load, HD_DEVICES_RECORD_KIND, NULL, d->load_after,
+				   HD_DEVICES_LOAD_PAGE, load_done, d);
 	rc = hd_hub_record_op(d->hub, &d->load);
 	if (rc) {
 		d->load.err = rc;
-		done(&d->load);
+		load_done(&d->load);
 	}
 }
 
-static void load_page(struct hd_devices *d)
-{
-	list_page(d, load_done);
-}
-
-/* ---- the re-list (several nodes) ----------------------------------------- */
-
-static void relist_page(struct hd_devices *d);
+/* ---- the re-list (several nodes; consume/relist.h) ------------------------ */
 
 /* One record of the re-list: a device new here is added, one whose record
  * changed on another node is replaced (unless outcomes of its own wait to
  * be written here; they go to the record within HD_DEVICES_FLUSH_MS). */
-static void relist_seen(struct hd_devices *d, const struct hd_record *rec)
+static void relist_seen(void *arg, const struct hd_record *rec)
 {
+	struct hd_devices *d = arg;
 	struct hd_device *old = hd_map_get(&d->by_key, rec->key), *dev, *holder;
 	uint64_t h = value_hash(rec->value);
 
 	if (old) {
-		old->seen_gen = d->relist_gen;
+		old->seen_gen = d->relist.gen;
 		if (old->rec_hash == h || old->dirty)
 			return;
-	} else if (d->relist_skip_new) {
+	} else if (d->relist.skip_new) {
 		return; /* the list may predate a delete made here */
 	}
 	if (hd_devices_record_parse(rec->key, rec->value, &dev))
@@ -1076,7 +1061,7 @@ static void relist_seen(struct hd_devices *d, const struct hd_record *rec)
 		hd_devices_device_free(old);
 	}
 	dev->rec_hash = h;
-	dev->seen_gen = d->relist_gen;
+	dev->seen_gen = d->relist.gen;
 	if (d->by_key.count >= d->o.max_total || index_add(d, dev)) {
 		hd_log_warn("device_over_cap key=%s max=%zu", rec->key, d->o.max_total);
 		hd_devices_device_free(dev);
@@ -1085,7 +1070,7 @@ static void relist_seen(struct hd_devices *d, const struct hd_record *rec)
 
 struct sweep {
 	struct hd_buf keys;
-	uint32_t gen;
+	uint64_t gen;
 };
 
 static void sweep_one(const char *key, void *value, void *arg)
@@ -1100,9 +1085,10 @@ static void sweep_one(const char *key, void *value, void *arg)
 
 /* The whole list was read: a device neither it nor the one before had was
  * deleted on another node. */
-static void relist_sweep(struct hd_devices *d)
+static void relist_sweep(void *arg)
 {
-	struct sweep sw = {.gen = d->relist_gen};
+	struct hd_devices *d = arg;
+	struct sweep sw = {.gen = d->relist.gen};
 	hd_buf_init(&sw.keys, d->by_key.count * (HD_RECORD_KEY_MAX + 1) + 1);
 	hd_map_each(&d->by_key, sweep_one, &sw);
 	for (size_t at = 0; at < sw.keys.len; at += strlen(sw.keys.data + at) + 1) {
@@ -1115,49 +1101,6 @@ static void relist_sweep(struct hd_devices *d)
 		hd_devices_device_free(dev);
 	}
 	hd_buf_fini(&sw.keys);
-}
-
-static void relist_done(struct hd_record_op *op)
-{
-	struct hd_devices *d = op->arg;
-	bool more;
-
-	d->relisting = false;
-	if (op->err || d->stopping) {
-		if (op->err && !d->stopping)
-			hd_log_debug("devices_relist_failed err=%d", op->err);
-		hd_engine_record_op_fini(op);
-		return;
-	}
-	for (size_t i = 0; i < op->n; i++) {
-		relist_seen(d, &op->recs[i]);
-		snprintf(d->load_after, sizeof(d->load_after), "%s", op->recs[i].key);
-	}
-	more = op->n >= HD_DEVICES_LOAD_PAGE;
-	hd_engine_record_op_fini(op);
-	if (more)
-		relist_page(d);
-	else
-		relist_sweep(d);
-}
-
-static void relist_page(struct hd_devices *d)
-{
-	d->relisting = true;
-	list_page(d, relist_done);
-}
-
-static void on_relist(uv_timer_t *t)
-{
-	struct hd_devices *d = t->data;
-
-	if (d->relisting || d->stopping || !d->loaded)
-		return;
-	/* Past 0 and never a device's initial value of a load. */
-	d->relist_gen++;
-	d->relist_skip_new = false;
-	d->load_after[0] = '\0';
-	relist_page(d);
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -1179,8 +1122,13 @@ struct hd_devices *hd_devices_new(uv_loop_t *loop, struct hd_hub *hub,
 	hd_map_init(&d->dirty, max);
 	uv_timer_init(loop, &d->timer);
 	d->timer.data = d;
-	uv_timer_init(loop, &d->relist);
-	d->relist.data = d;
+	hd_relist_init(&d->relist, loop, hub,
+		       &(struct hd_relist_cfg){.name = "devices",
+					       .kind = HD_DEVICES_RECORD_KIND,
+					       .page = HD_DEVICES_LOAD_PAGE,
+					       .item = relist_seen,
+					       .done = relist_sweep,
+					       .arg = d});
 	return d;
 }
 
@@ -1204,8 +1152,7 @@ void hd_devices_stop(struct hd_devices *d)
 	d->stopping = true;
 	uv_timer_stop(&d->timer);
 	uv_close((uv_handle_t *)&d->timer, NULL);
-	uv_timer_stop(&d->relist);
-	uv_close((uv_handle_t *)&d->relist, NULL);
+	hd_relist_stop(&d->relist);
 }
 
 static void free_device(const char *key, void *value, void *arg)

@@ -20,7 +20,7 @@
  * read at start (hd_devices_start, HD_DEVICES_LOAD_PAGE records a time);
  * until then the registry refuses changes with HD_EUNAVAIL. With an engine
  * shared by several nodes (redis) every record is read again every
- * HD_DEVICES_RELIST_MS (the same pages): a device registered, changed or
+ * HD_RELIST_MS (consume/relist.h, the same pages): a device registered, changed or
  * deleted on another node is known here at most that long (plus one
  * list's time) later (docs/cluster.md).
  *
@@ -67,7 +67,6 @@
 #define HD_DEVICES_FOLLOWERS_MAX 100000
 #define HD_DEVICES_LOAD_PAGE 500
 #define HD_DEVICES_FLUSH_MS 1000
-#define HD_DEVICES_RELIST_MS 2000
 #define HD_DEVICES_MAX_DEFAULT 1000000
 
 enum hd_device_platform { HD_DEVICE_APNS, HD_DEVICE_FCM, HD_DEVICE_WEBPUSH };
@@ -95,7 +94,7 @@ struct hd_device {
 	char *user;                     /* owned; NULL until registered */
 	char id[HD_DEVICE_ID_MAX + 1];
 	bool dirty;                     /* an outcome waits for the coalesced write */
-	uint32_t seen_gen;              /* the last re-list that saw it (or a change here) */
+	uint64_t seen_gen;              /* the last re-list that saw it (or a change here) */
 	uint64_t rec_hash;              /* of the record value last read or written */
 	enum hd_device_platform platform;
 	char *token_key;                /* owned: "<platform digit>\n<token>", the token

@@ -224,8 +224,7 @@ struct hd_push_delivery *hd_push_delivery_new(uv_loop_t *loop, struct hd_hub *hu
 		d->opts.backoff_base_ms = 1000;
 	hd_map_init(&d->subs, d->opts.max_subs);
 	hd_map_init(&d->silent, HD_PUSH_DELIVERY_SILENT_MAP_MAX);
-	uv_timer_init(loop, &d->relist);
-	d->relist.data = d;
+	hd_push_own_init(d);
 	d->owner = hd_owner_new(loop, hub, hd_hub_node(hub));
 	return d;
 }

@@ -18,8 +18,9 @@
 #include "push/push_delivery.h"
 
 #include "consume/lease.h"
-#include "consume/owner.h"
+#include "consume/owned.h"
 #include "consume/pattern.h"
+#include "consume/relist.h"
 #include "consume/seek.h"
 #include "core/map.h"
 #include "push/devices.h"
@@ -153,13 +154,9 @@ struct hd_push_delivery_sub {
 	struct hd_push_delivery_attempt attempts[HD_PUSH_DELIVERY_ATTEMPTS_KEPT];
 	size_t nattempts, attempts_head;
 	/* Ownership (push_own.c). */
-	struct hd_owner_claim claim;  /* "push:<id>" */
-	bool claimed;
-	bool reloading;               /* gained: the record is read again before delivering */
+	struct hd_owned own;          /* "push:<id>" */
 	bool created_here;            /* created on this node, not held yet: nothing to re-read */
 	bool unstored;                /* created: its first write is not fenced */
-	uint64_t born_gen, seen_gen;  /* the re-list generations (a sweep spares the newer) */
-	uint64_t view_hash;           /* not held: the record last shown */
 	struct hd_push_delivery_change *change; /* made here while another node held it */
 	/* The record. */
 	int puts;
@@ -202,13 +199,7 @@ struct hd_push_delivery {
 	char load_after[HD_RECORD_KEY_MAX + 1];
 	/* Ownership between nodes (push_own.c). */
 	struct hd_owner *owner;
-	uv_timer_t relist;
-	bool relisting;
-	bool relist_skip_new;         /* a delete here during this re-list: a record it
-					 lists that this node lacks is not loaded */
-	uint64_t relist_gen;
-	struct hd_record_op relist_op;
-	char relist_after[HD_RECORD_KEY_MAX + 1];
+	struct hd_relist relist;      /* shared engines: re-lists the records */
 };
 
 
@@ -316,6 +307,8 @@ bool hd_push_own_change(struct hd_push_delivery_sub *s, bool has_state, bool pau
 /* s is deleted here: its claim goes and any holder's lease is dropped;
  * a kept change is answered with err. */
 void hd_push_own_remove(struct hd_push_delivery_sub *s, bool drop, int err);
+/* Sets up d's re-list (hd_push_delivery_new; d->loop and d->hub set). */
+void hd_push_own_init(struct hd_push_delivery *d);
 /* The re-list timer (shared engine only), and its end before the engine stops. */
 void hd_push_own_start(struct hd_push_delivery *d);
 void hd_push_own_stop(struct hd_push_delivery *d);

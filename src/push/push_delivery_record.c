@@ -307,13 +307,8 @@ static void load_done(struct hd_record_op *op)
 
 void hd_push_delivery_record_load(struct hd_push_delivery *d)
 {
-	memset(&d->load, 0, sizeof(d->load));
-	d->load.kind = HD_RECORD_LIST;
-	snprintf(d->load.rec.kind, sizeof(d->load.rec.kind), HD_PUSH_DELIVERY_RECORD_KIND);
-	d->load.after = d->load_after;
-	d->load.limit = 500;
-	d->load.done = load_done;
-	d->load.arg = d;
+	hd_engine_record_list_init(&d->load, HD_PUSH_DELIVERY_RECORD_KIND, NULL, d->load_after, 500,
+				   load_done, d);
 	int rc = hd_hub_record_op(d->hub, &d->load);
 	if (rc) {
 		d->load.err = rc;

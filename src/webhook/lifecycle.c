@@ -193,14 +193,8 @@ static void load_kids_done(struct hd_record_op *op)
 /* The children of the pattern subscriptions, HD_WEBHOOK_LIST_PAGE records a time. */
 static void load_kids_page(struct hd_webhooks *w)
 {
-	memset(&w->load_kids, 0, sizeof(w->load_kids));
-	w->load_kids.kind = HD_RECORD_LIST;
-	snprintf(w->load_kids.rec.kind, sizeof(w->load_kids.rec.kind), "%s",
-		 HD_WEBHOOK_TOPIC_RECORD_KIND);
-	w->load_kids.after = w->load_after;
-	w->load_kids.limit = HD_WEBHOOK_LIST_PAGE;
-	w->load_kids.done = load_kids_done;
-	w->load_kids.arg = w;
+	hd_engine_record_list_init(&w->load_kids, HD_WEBHOOK_TOPIC_RECORD_KIND, NULL, w->load_after,
+				   HD_WEBHOOK_LIST_PAGE, load_kids_done, w);
 	hd_webhook_record_submit(w, &w->load_kids);
 }
 
@@ -239,11 +233,8 @@ void hd_webhooks_start(struct hd_webhooks *w, void (*loaded)(void *arg), void *a
 {
 	w->on_loaded = loaded;
 	w->loaded_arg = arg;
-	w->load.kind = HD_RECORD_LIST;
-	snprintf(w->load.rec.kind, sizeof(w->load.rec.kind), "%s", HD_WEBHOOK_RECORD_KIND);
-	w->load.limit = w->opts.max_subscriptions;
-	w->load.done = load_done;
-	w->load.arg = w;
+	hd_engine_record_list_init(&w->load, HD_WEBHOOK_RECORD_KIND, NULL, NULL,
+				   w->opts.max_subscriptions, load_done, w);
 	hd_webhook_record_submit(w, &w->load);
 }
 
@@ -270,9 +261,7 @@ struct hd_webhooks *hd_webhooks_new(uv_loop_t *loop, struct hd_hub *hub,
 	hd_map_init(&w->subs, w->opts.max_subscriptions);
 	uv_timer_init(loop, &w->flush);
 	w->flush.data = w;
-	uv_timer_init(loop, &w->relist);
-	w->relist.data = w;
-	w->owner = hd_owner_new(loop, hub, hd_hub_node(hub));
+	hd_webhook_own_init(w);
 	return w;
 }
 

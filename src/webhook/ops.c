@@ -391,12 +391,11 @@ static bool may_replay(struct hd_webhook_sub *s, struct hd_webhook_reply *r)
 {
 	if (!s->pattern || !hd_owner_shared(s->w->owner) || hd_webhook_own_held(s))
 		return true;
-	if (!s->reloading)
-		hd_owner_take(&s->claim);
+	hd_owned_want(&s->own);
 	hd_webhook_ops_reply_err(r, HD_EUNAVAIL,
 				 "the subscription was delivered by another node (%.120s): this "
 				 "node takes it over now; retry",
-				 s->claim.holder[0] ? s->claim.holder : "not known yet");
+				 s->own.claim.holder[0] ? s->own.claim.holder : "not known yet");
 	return false;
 }
 
@@ -629,9 +628,8 @@ void hd_webhooks_delete(struct hd_webhooks *w, const char *id, struct hd_webhook
 	hd_metrics_gauge_add(HD_M_webhook_subscriptions, -1);
 	/* From any node: the lease goes first, so that the owner's next
 	 * position write is refused instead of making the record again. */
-	hd_owner_drop(w->owner, s->claim.name);
-	if (w->relisting)
-		w->relist_skip_new = true;
+	hd_owner_drop(w->owner, s->own.claim.name);
+	hd_relist_deleted(&w->relist);
 	hd_webhook_sub_kill(s);
 	if (s->pattern) {
 		/* The children go first (each releases the parent when freed);

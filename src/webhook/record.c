@@ -83,9 +83,8 @@ static void put_done(struct hd_record_op *op)
 		hd_log_warn("webhook_write_fenced sub=%s key=%s token=%llu", s->id, s->key,
 			    (unsigned long long)op->fence_token);
 		op->err = HD_EUNAVAIL;
-		if (o->claimed && o->claim.held && o->claim.token == op->fence_token &&
-		    !o->deleted)
-			hd_owner_lost(&o->claim);
+		if (!o->deleted)
+			hd_owned_fenced(&o->own, op->fence_token);
 	}
 	if (p->r) {
 		if (op->err)
@@ -110,7 +109,7 @@ void hd_webhook_record_put(struct hd_webhook_sub *s, struct hd_webhook_reply *r,
 	struct hd_webhook_sub *o = s->parent ? s->parent : s;
 	bool create = o == s && s->unstored;
 	s->unstored = false;
-	if (!create && !hd_webhook_own_held(s) && !o->claim.handing) {
+	if (!create && !hd_webhook_own_held(s) && !o->own.claim.handing) {
 		/* Not this node's to write (own.c): the owner writes it. */
 		s->dirty = false;
 		if (r)
@@ -130,8 +129,8 @@ void hd_webhook_record_put(struct hd_webhook_sub *s, struct hd_webhook_reply *r,
 	p->op.rec.value = p->value;
 	if (!create && hd_owner_shared(s->w->owner)) {
 		/* Fenced: refused once another node holds the lease. */
-		p->op.fence = o->claim.name;
-		p->op.fence_token = o->claim.token;
+		p->op.fence = o->own.claim.name;
+		p->op.fence_token = o->own.claim.token;
 	}
 	p->op.done = put_done;
 	p->op.arg = p;

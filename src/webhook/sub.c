@@ -153,10 +153,7 @@ void hd_webhook_sub_kill(struct hd_webhook_sub *s)
 	struct hd_webhooks *w = s->w;
 	s->deleted = true;
 	hd_webhook_own_forget(s, HD_ENOTFOUND);
-	if (s->claimed) {
-		hd_owner_remove(&s->claim, true);
-		s->claimed = false;
-	}
+	hd_owned_remove(&s->own, true, false);
 	if (s->st.global_wait) {
 		s->st.global_wait = false;
 		w->global_waiters--;

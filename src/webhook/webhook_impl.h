@@ -38,8 +38,9 @@
 
 #include "webhook/delivery.h"
 #include "consume/lease.h"
-#include "consume/owner.h"
+#include "consume/owned.h"
 #include "consume/pattern.h"
+#include "consume/relist.h"
 #include "core/map.h"
 #include "webhook/attempts.h"
 #include "webhook/ce_http.h"
@@ -148,15 +149,10 @@ struct hd_webhook_sub {
 	bool queued;                  /* on w->flushq (holds a ref) */
 	struct hd_webhook_sub *fnext; /* next on w->flushq */
 	/* Ownership (own.c; a top-level subscription's, children follow
-	 * their parent's): delivered and written only while claim.held. */
-	struct hd_owner_claim claim;
-	bool claimed;                 /* claim is added */
-	bool reloading;               /* gained: its record is being read again */
+	 * their parent's): delivered and written only while own.claim.held. */
+	struct hd_owned own;
 	bool unstored;                /* created here, its first write not issued */
 	struct hd_webhook_change *change; /* owned; NULL = none (own.c) */
-	uint64_t born_gen;            /* w->relist_gen when it was made here */
-	uint64_t seen_gen;            /* the last re-list that saw its record */
-	uint64_t view_hash;           /* not owned: the record value last shown (a hash) */
 	/* Lifetime. */
 	bool deleted;
 	int refs;                     /* requests in flight that point here */
@@ -199,12 +195,7 @@ struct hd_webhooks {
 	void *loaded_arg;
 	/* Ownership between nodes (own.c). */
 	struct hd_owner *owner;
-	uv_timer_t relist;            /* shared engines: re-lists the records */
-	struct hd_record_op relist_op;
-	bool relisting;
-	bool relist_skip_new;         /* a delete ran during this re-list */
-	uint64_t relist_gen;
-	char relist_after[HD_RECORD_KEY_MAX + 1];
+	struct hd_relist relist;      /* shared engines: re-lists the records */
 };
 
 /* Children gathered from a parent's map (for sorting or removal). */
@@ -274,6 +265,8 @@ bool hd_webhook_own_changed(struct hd_webhook_sub *s, unsigned what,
 			    struct hd_webhook_reply *r, int status);
 /* Drops s's kept change; its reply (if any) is answered err. */
 void hd_webhook_own_forget(struct hd_webhook_sub *s, int err);
+/* Makes w's owner and re-list (hd_webhooks_new; w->loop and w->hub set). */
+void hd_webhook_own_init(struct hd_webhooks *w);
 /* Starts the periodic re-list (shared engines only). */
 void hd_webhook_own_start(struct hd_webhooks *w);
 /* Stops the re-list timer and every claim (releasing the held ones). */

@@ -83,6 +83,9 @@ function device(stream, h, token, body) {
   stats.requests++;
   const no = stream.session ? stream.session.no : 0; // no session: the client is gone
   stats.per_session[no] = (stats.per_session[no] || 0) + 1;
+  // Cut short (its client killed mid-send): never a push, so not recorded.
+  const len = h['content-length'];
+  if (len !== undefined && body.length !== Number(len)) return answer(stream, 400, 'BadPayload');
   stats.last = { token, headers: h, body: body.toString('utf8') };
   (byToken[token] = byToken[token] || []).push({ headers: h, body: stats.last.body });
   const bad = checkBearer(h.authorization);
