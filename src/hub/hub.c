@@ -49,12 +49,23 @@ struct hd_hub {
 		void *arg;
 	} deleted[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_deleted */
 	size_t ndeleted;
+	struct {
+		hd_hub_topic_fn fn;
+		void *arg;
+	} gone[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_gone */
+	size_t ngone;
+	struct {
+		hd_hub_join_fn fn;
+		void *arg;
+	} joins[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_join_leave */
+	size_t njoins;
 	struct hd_conn *dirty;    /* listings to write to the registry (redis) */
 };
 
 static bool reg_on(const struct hd_hub *hub);
 static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_conn *c, bool add);
 static void reg_mark(struct hd_hub *hub, struct hd_conn *c);
+static void reg_online(struct hd_hub *hub, const char *user, bool add);
 
 struct hd_hub *hd_hub_new(const struct hd_config *cfg)
 {
@@ -235,6 +246,8 @@ void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c)
 			return;
 		}
 	}
+	if (!u->head && reg_on(hub))
+		reg_online(hub, c->user, true); /* the user's first connection here */
 	c->ulist = u;
 	c->unext = u->head;
 	if (u->head)
@@ -278,6 +291,8 @@ void hd_hub_conn_remove(struct hd_hub *hub, struct hd_conn *c)
 	c->ulist = NULL;
 	c->uprev = c->unext = NULL;
 	if (!u->head) {
+		if (reg_on(hub))
+			reg_online(hub, u->user, false);
 		hd_map_del(&hub->users, u->user);
 		free(u->user);
 		free(u);
@@ -398,12 +413,132 @@ void hd_hub_off_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 	}
 }
 
+void hd_hub_on_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
+{
+	assert(hub->ngone < HD_HUB_TOPIC_LISTENERS_MAX);
+	hub->gone[hub->ngone].fn = fn;
+	hub->gone[hub->ngone].arg = arg;
+	hub->ngone++;
+}
+
+void hd_hub_off_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
+{
+	for (size_t i = 0; i < hub->ngone; i++) {
+		if (hub->gone[i].fn == fn && hub->gone[i].arg == arg) {
+			memmove(&hub->gone[i], &hub->gone[i + 1],
+				(hub->ngone - i - 1) * sizeof(hub->gone[0]));
+			hub->ngone--;
+			return;
+		}
+	}
+}
+
+static void topic_gone(struct hd_hub *hub, const char *topic)
+{
+	for (size_t i = 0; i < hub->ngone; i++)
+		hub->gone[i].fn(hub->gone[i].arg, topic);
+}
+
+/* A delete through this node, on its way: the caller's done and arg. */
+struct del_wrap {
+	struct hd_hub *hub;
+	void (*done)(struct hd_topic_op *op);
+	void *arg;
+};
+
+static const char NOTICE_DELETED[] = "deleted";
+
+static void deleted_done(struct hd_topic_op *op)
+{
+	struct del_wrap *w = op->arg;
+	struct hd_hub *hub = w->hub;
+	op->done = w->done;
+	op->arg = w->arg;
+	free(w);
+	if (!op->err && hub->engine) {
+		/* The other nodes first: their subscribers hear of it as soon as
+		 * this node's. */
+		if (hub->engine->ops->notice)
+			hub->engine->ops->notice(hub->engine, op->topic, NOTICE_DELETED,
+						 sizeof(NOTICE_DELETED) - 1);
+		topic_gone(hub, op->topic);
+	}
+	op->done(op);
+}
+
 int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 {
-	if (op->kind == HD_TOPIC_DELETE)
-		for (size_t i = 0; i < hub->ndeleted; i++)
-			hub->deleted[i].fn(hub->deleted[i].arg, op->topic);
-	return hd_engine_topic_op(hub->engine, op);
+	if (op->kind != HD_TOPIC_DELETE)
+		return hd_engine_topic_op(hub->engine, op);
+	for (size_t i = 0; i < hub->ndeleted; i++)
+		hub->deleted[i].fn(hub->deleted[i].arg, op->topic);
+	struct del_wrap *w = hd_malloc(sizeof(*w));
+	*w = (struct del_wrap){hub, op->done, op->arg};
+	op->done = deleted_done;
+	op->arg = w;
+	int rc = hd_engine_topic_op(hub->engine, op);
+	if (rc) {
+		op->done = w->done;
+		op->arg = w->arg;
+		free(w);
+	}
+	return rc;
+}
+
+/* ---- joins, leaves and deletions across nodes -------------------------- */
+
+void hd_hub_on_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
+{
+	assert(hub->njoins < HD_HUB_TOPIC_LISTENERS_MAX);
+	hub->joins[hub->njoins].fn = fn;
+	hub->joins[hub->njoins].arg = arg;
+	hub->njoins++;
+}
+
+void hd_hub_off_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
+{
+	for (size_t i = 0; i < hub->njoins; i++) {
+		if (hub->joins[i].fn == fn && hub->joins[i].arg == arg) {
+			memmove(&hub->joins[i], &hub->joins[i + 1],
+				(hub->njoins - i - 1) * sizeof(hub->joins[0]));
+			hub->njoins--;
+			return;
+		}
+	}
+}
+
+/* A notice's text: "deleted", or "join\nCLIENT\nUSER" / "leave\nCLIENT\nUSER". */
+void hd_hub_join_leave(struct hd_hub *hub, const char *topic, const char *client,
+		       const char *user, bool join)
+{
+	char msg[16 + 40 + HD_USER_ID_MAX];
+	if (!hub->engine || !hub->engine->ops->notice)
+		return;
+	int n = snprintf(msg, sizeof(msg), "%s\n%s\n%s", join ? "join" : "leave", client, user);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return; /* an id longer than a UUID: not ours */
+	hub->engine->ops->notice(hub->engine, topic, msg, (size_t)n);
+}
+
+void hd_hub_on_notice(void *arg, const char *topic, const char *msg, size_t len)
+{
+	struct hd_hub *hub = arg;
+	if (len == sizeof(NOTICE_DELETED) - 1 && !memcmp(msg, NOTICE_DELETED, len)) {
+		topic_gone(hub, topic);
+		return;
+	}
+	bool join = len > 5 && !memcmp(msg, "join\n", 5);
+	if (!join && !(len > 6 && !memcmp(msg, "leave\n", 6)))
+		return; /* a notice of a later version: not for us */
+	const char *client = msg + (join ? 5 : 6);
+	const char *nl = strchr(client, '\n');
+	char id[40];
+	if (!nl || (size_t)(nl - client) >= sizeof(id) || strlen(nl + 1) > HD_USER_ID_MAX)
+		return;
+	memcpy(id, client, (size_t)(nl - client));
+	id[nl - client] = '\0';
+	for (size_t i = 0; i < hub->njoins; i++)
+		hub->joins[i].fn(hub->joins[i].arg, topic, id, nl + 1, join);
 }
 
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op)
@@ -519,6 +654,12 @@ static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_
 	hd_buf_fini(&b);
 }
 
+/* user's entry among the users online (HD_REG_ONLINE): one per user and node. */
+static void reg_online(struct hd_hub *hub, const char *user, bool add)
+{
+	hub->engine->ops->reg_put(hub->engine, HD_REG_ONLINE, "", user, add ? "1" : NULL);
+}
+
 static void reg_flush(void *arg, bool all);
 
 /* c's listing changed: written in this loop turn's batch. */
@@ -538,6 +679,8 @@ static void reg_mark(struct hd_hub *hub, struct hd_conn *c)
 static void mark_user(const char *key, void *value, void *arg)
 {
 	struct hd_user_conns *u = value;
+	if (u->head)
+		reg_online(arg, u->user, true);
 	for (struct hd_conn *c = u->head; c; c = c->unext)
 		if (!c->dirty)
 			reg_mark(arg, c);
@@ -597,6 +740,7 @@ static void reg_done(struct hd_reg_query *eq)
 {
 	struct hd_hub_reg *q = eq->arg;
 	q->err = eq->err;
+	q->count = eq->count;
 	q->items = hd_calloc(eq->n ? eq->n : 1, sizeof(*q->items));
 	q->n = 0;
 	for (size_t i = 0; i < eq->n; i++) {
@@ -631,12 +775,15 @@ int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q)
 	q->err = 0;
 	q->items = NULL;
 	q->n = 0;
-	if (reg_on(hub) && hub->engine->ops->reg_query) {
+	q->count = 0;
+	if (hd_hub_reg_shared(hub)) {
 		q->eq = (struct hd_reg_query){.kind = q->kind, .key = q->key, .done = reg_done, .arg = q};
 		return hub->engine->ops->reg_query(hub->engine, &q->eq);
 	}
 	/* One node: this node's lists. */
-	if (q->kind == HD_REG_USER) {
+	if (q->kind == HD_REG_ONLINE) {
+		q->count = hd_hub_users(hub);
+	} else if (q->kind == HD_REG_USER) {
 		struct hd_user_conns *u = q->key[0] ? hd_map_get(&hub->users, q->key) : NULL;
 		for (struct hd_conn *c = u ? u->head : NULL; c; c = c->unext)
 			cap++;
@@ -661,6 +808,11 @@ int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q)
 	}
 	q->done(q);
 	return 0;
+}
+
+bool hd_hub_reg_shared(const struct hd_hub *hub)
+{
+	return reg_on(hub) && hub->engine->ops->reg_query;
 }
 
 void hd_hub_reg_fini(struct hd_hub_reg *q)
