@@ -159,6 +159,15 @@ static void push_frame(struct session *to, struct hd_rcbuf *f)
 	}
 }
 
+/* Drops the frames built once per carrier and format. */
+static void frames_unref(struct hd_rcbuf *frames[C_COUNT][F_COUNT])
+{
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (frames[k][i])
+				hd_rcbuf_unref(frames[k][i]);
+}
+
 /*
  * Tells every WebSocket subscriber of topic on this node that asked for it
  * (but `from`, NULL for another node's client) that client (of user)
@@ -193,10 +202,7 @@ static void push_join_leave(struct hd_ws_edge *e, const struct session *from, co
 		}
 		push_frame(to, *f);
 	}
-	for (size_t k = 0; k < C_COUNT; k++)
-		for (size_t i = 0; i < F_COUNT; i++)
-			if (frames[k][i])
-				hd_rcbuf_unref(frames[k][i]);
+	frames_unref(frames);
 	free(c);
 }
 
@@ -256,10 +262,7 @@ void hd_ws_subs_on_topic_gone(void *arg, const char *topic)
 		}
 		push_frame(to, *f);
 	}
-	for (size_t k = 0; k < C_COUNT; k++)
-		for (size_t i = 0; i < F_COUNT; i++)
-			if (frames[k][i])
-				hd_rcbuf_unref(frames[k][i]);
+	frames_unref(frames);
 	free(c);
 }
 

@@ -37,6 +37,42 @@ struct hd_user_conns {
 	struct hd_conn *head;
 };
 
+/* Listeners of one hub event, in the order they were added. fn is stored
+ * as a generic function pointer and cast back to the event's type to run. */
+typedef void (*listener_fn)(void);
+struct listeners {
+	struct {
+		listener_fn fn;
+		void *arg;
+	} l[HD_HUB_TOPIC_LISTENERS_MAX];
+	size_t n;
+};
+
+static void listeners_add(struct listeners *ls, listener_fn fn, void *arg)
+{
+	assert(ls->n < HD_HUB_TOPIC_LISTENERS_MAX);
+	ls->l[ls->n].fn = fn;
+	ls->l[ls->n].arg = arg;
+	ls->n++;
+}
+
+static void listeners_del(struct listeners *ls, listener_fn fn, void *arg)
+{
+	for (size_t i = 0; i < ls->n; i++) {
+		if (ls->l[i].fn == fn && ls->l[i].arg == arg) {
+			memmove(&ls->l[i], &ls->l[i + 1], (ls->n - i - 1) * sizeof(ls->l[0]));
+			ls->n--;
+			return;
+		}
+	}
+}
+
+static void listeners_topic(const struct listeners *ls, const char *topic)
+{
+	for (size_t i = 0; i < ls->n; i++)
+		((hd_hub_topic_fn)ls->l[i].fn)(ls->l[i].arg, topic);
+}
+
 struct hd_hub {
 	const struct hd_config *cfg;
 	struct hd_engine *engine;
@@ -44,21 +80,9 @@ struct hd_hub {
 	struct hd_map users;      /* user → struct hd_user_conns */
 	struct hd_watch_list prefixed; /* every prefix watch (topic NULL, never freed) */
 	size_t nconns;
-	struct {
-		hd_hub_topic_fn fn;
-		void *arg;
-	} deleted[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_deleted */
-	size_t ndeleted;
-	struct {
-		hd_hub_topic_fn fn;
-		void *arg;
-	} gone[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_gone */
-	size_t ngone;
-	struct {
-		hd_hub_join_fn fn;
-		void *arg;
-	} joins[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_join_leave */
-	size_t njoins;
+	struct listeners deleted; /* hd_hub_on_topic_deleted (hd_hub_topic_fn) */
+	struct listeners gone;    /* hd_hub_on_topic_gone (hd_hub_topic_fn) */
+	struct listeners joins;   /* hd_hub_on_join_leave (hd_hub_join_fn) */
 	struct hd_conn *dirty;    /* listings to write to the registry (redis) */
 };
 
@@ -395,49 +419,24 @@ int hd_hub_read(struct hd_hub *hub, struct hd_read *r)
 
 void hd_hub_on_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 {
-	assert(hub->ndeleted < HD_HUB_TOPIC_LISTENERS_MAX);
-	hub->deleted[hub->ndeleted].fn = fn;
-	hub->deleted[hub->ndeleted].arg = arg;
-	hub->ndeleted++;
+	listeners_add(&hub->deleted, (listener_fn)fn, arg);
 }
 
 void hd_hub_off_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 {
-	for (size_t i = 0; i < hub->ndeleted; i++) {
-		if (hub->deleted[i].fn == fn && hub->deleted[i].arg == arg) {
-			memmove(&hub->deleted[i], &hub->deleted[i + 1],
-				(hub->ndeleted - i - 1) * sizeof(hub->deleted[0]));
-			hub->ndeleted--;
-			return;
-		}
-	}
+	listeners_del(&hub->deleted, (listener_fn)fn, arg);
 }
 
 void hd_hub_on_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 {
-	assert(hub->ngone < HD_HUB_TOPIC_LISTENERS_MAX);
-	hub->gone[hub->ngone].fn = fn;
-	hub->gone[hub->ngone].arg = arg;
-	hub->ngone++;
+	listeners_add(&hub->gone, (listener_fn)fn, arg);
 }
 
 void hd_hub_off_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 {
-	for (size_t i = 0; i < hub->ngone; i++) {
-		if (hub->gone[i].fn == fn && hub->gone[i].arg == arg) {
-			memmove(&hub->gone[i], &hub->gone[i + 1],
-				(hub->ngone - i - 1) * sizeof(hub->gone[0]));
-			hub->ngone--;
-			return;
-		}
-	}
+	listeners_del(&hub->gone, (listener_fn)fn, arg);
 }
 
-static void topic_gone(struct hd_hub *hub, const char *topic)
-{
-	for (size_t i = 0; i < hub->ngone; i++)
-		hub->gone[i].fn(hub->gone[i].arg, topic);
-}
 
 /* A delete through this node, on its way: the caller's done and arg. */
 struct del_wrap {
@@ -461,7 +460,7 @@ static void deleted_done(struct hd_topic_op *op)
 		if (hub->engine->ops->notice)
 			hub->engine->ops->notice(hub->engine, op->topic, NOTICE_DELETED,
 						 sizeof(NOTICE_DELETED) - 1);
-		topic_gone(hub, op->topic);
+		listeners_topic(&hub->gone, op->topic);
 	}
 	op->done(op);
 }
@@ -470,8 +469,7 @@ int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 {
 	if (op->kind != HD_TOPIC_DELETE)
 		return hd_engine_topic_op(hub->engine, op);
-	for (size_t i = 0; i < hub->ndeleted; i++)
-		hub->deleted[i].fn(hub->deleted[i].arg, op->topic);
+	listeners_topic(&hub->deleted, op->topic);
 	struct del_wrap *w = hd_malloc(sizeof(*w));
 	*w = (struct del_wrap){hub, op->done, op->arg};
 	op->done = deleted_done;
@@ -489,22 +487,12 @@ int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 
 void hd_hub_on_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
 {
-	assert(hub->njoins < HD_HUB_TOPIC_LISTENERS_MAX);
-	hub->joins[hub->njoins].fn = fn;
-	hub->joins[hub->njoins].arg = arg;
-	hub->njoins++;
+	listeners_add(&hub->joins, (listener_fn)fn, arg);
 }
 
 void hd_hub_off_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
 {
-	for (size_t i = 0; i < hub->njoins; i++) {
-		if (hub->joins[i].fn == fn && hub->joins[i].arg == arg) {
-			memmove(&hub->joins[i], &hub->joins[i + 1],
-				(hub->njoins - i - 1) * sizeof(hub->joins[0]));
-			hub->njoins--;
-			return;
-		}
-	}
+	listeners_del(&hub->joins, (listener_fn)fn, arg);
 }
 
 /* A notice's text: "deleted", or "join\nCLIENT\nUSER" / "leave\nCLIENT\nUSER". */
@@ -524,7 +512,7 @@ void hd_hub_on_notice(void *arg, const char *topic, const char *msg, size_t len)
 {
 	struct hd_hub *hub = arg;
 	if (len == sizeof(NOTICE_DELETED) - 1 && !memcmp(msg, NOTICE_DELETED, len)) {
-		topic_gone(hub, topic);
+		listeners_topic(&hub->gone, topic);
 		return;
 	}
 	bool join = len > 5 && !memcmp(msg, "join\n", 5);
@@ -537,8 +525,8 @@ void hd_hub_on_notice(void *arg, const char *topic, const char *msg, size_t len)
 		return;
 	memcpy(id, client, (size_t)(nl - client));
 	id[nl - client] = '\0';
-	for (size_t i = 0; i < hub->njoins; i++)
-		hub->joins[i].fn(hub->joins[i].arg, topic, id, nl + 1, join);
+	for (size_t i = 0; i < hub->joins.n; i++)
+		((hd_hub_join_fn)hub->joins.l[i].fn)(hub->joins.l[i].arg, topic, id, nl + 1, join);
 }
 
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op)
