@@ -3,14 +3,18 @@
 nodes on 127.0.0.1. A client joining or leaving a join-leave topic on node
 A is announced once to the subscribers on A, B and C; a topic deleted
 through node A ends the WebSocket subscriptions of every node with the same
-unsubscribe push, and a subscriber that subscribes again follows the new
-epoch from offset 1; /v1/stats users_online on one node counts the users
-connected to the others, each user once."""
-import requests
+unsubscribe push (a subscriber that subscribes again follows the new epoch
+from offset 1), and the SSE streams of the other nodes get a reset to
+offset 1; /v1/stats users_online on one node counts the users connected to
+the others, each user once."""
+import json
+
 import pytest
+import requests
 
 from conftest import Herald, per_test_timeout, wait_for
 from redis_cluster import REDIS_SERVER, Cluster, started
+from test_sse import SSE, sse_path
 from wsclient import SECRET, connect, run
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -92,6 +96,8 @@ def test_a_deletion_ends_the_subscriptions_of_every_node(cluster):
     a, b, c = cluster.nodes
     topic = "news:1"
 
+    sse = [SSE(h, sse_path(topic, after=0)) for h in (b, c)]
+
     async def go():
         subs = []
         for h, user in ((a, "sa"), (b, "sb"), (c, "sc")):
@@ -102,6 +108,8 @@ def test_a_deletion_ends_the_subscriptions_of_every_node(cluster):
             assert publish(a, topic, 1) == 1
             for s in subs:
                 assert [p["pub"]["offset"] for p in await s.pubs(1, timeout=10)] == [1]
+            for s in sse:
+                assert s.next_event()["id"] == "1"
             first_epoch = requests.get(a.topic_url(topic, ""), timeout=10).json()["epoch"]
             r = requests.delete(a.topic_url(topic, ""), timeout=10)
             assert r.status_code == 200 and r.json() == {"deleted": topic}
@@ -120,9 +128,18 @@ def test_a_deletion_ends_the_subscriptions_of_every_node(cluster):
             assert epoch != first_epoch
             for s in subs:
                 assert [p["pub"]["offset"] for p in await s.pubs(1, timeout=10)] == [1]
+            # SSE streams on B and C: the reset to offset 1, then the new event.
+            for s in sse:
+                reset = s.next_event()
+                assert reset["event"] == "reset", reset
+                assert json.loads(reset["data"]) == {"topic": topic, "after": 1, "first": 1}
+                ev = s.next_event()
+                assert ev["id"] == "1" and json.loads(ev["data"])["data"] == {"n": 2}
         finally:
             for s in subs:
                 await s.close()
+            for s in sse:
+                s.close()
 
     run(go())
 
