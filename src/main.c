@@ -455,6 +455,8 @@ static int serve(int argc, char **argv)
 			.policy_arg = s.hub,
 			.on_event = hd_hub_on_event,
 			.on_event_arg = s.hub,
+			.on_notice = hd_hub_on_notice,
+			.on_notice_arg = s.hub,
 			.node = s.cfg.node_name,
 		};
 		s.engine = hd_redis_engine_new(s.loop, &ro, &err);

@@ -80,6 +80,7 @@ struct hd_sse {
 };
 
 static void pump(struct stream *st);
+static void on_topic_gone(void *arg, const char *topic);
 
 struct hd_sse *hd_sse_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_sse_opts *opts)
 {
@@ -88,6 +89,7 @@ struct hd_sse *hd_sse_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 	sse->loop = loop;
 	sse->hub = hub;
 	sse->opts = *opts;
+	hd_hub_on_topic_gone(hub, on_topic_gone, sse);
 	return sse;
 }
 
@@ -344,6 +346,31 @@ static void write_failed(struct stream *st, int rc)
 			    hd_http_stream_pending(req));
 	stream_done(st);
 	hd_http_stream_abort(req);
+}
+
+/*
+ * The hub's listener of deleted topics (deleted through this node or
+ * another): a live stream of the topic gets the reset a reconnect past the
+ * topic's end gets, with first 1, and goes on with the new epoch's events
+ * (which its old cursor would otherwise skip). A topic still catching up
+ * finds out from its read.
+ */
+static int send_reset(struct stream *st, struct stopic *t, uint64_t first);
+
+static void on_topic_gone(void *arg, const char *topic)
+{
+	struct hd_sse *sse = arg;
+	struct stream *next;
+	for (struct stream *st = sse->streams; st; st = next) {
+		next = st->next; /* a failed write ends st */
+		for (size_t i = 0; i < st->n && st->req; i++) {
+			struct stopic *t = &st->topics[i];
+			if (t->live && t->cursor > 0 && !strcmp(t->name, topic)) {
+				(void)send_reset(st, t, 1);
+				break;
+			}
+		}
+	}
 }
 
 /* Writes one event of topic t (its cursor already set to ev's offset).
@@ -797,6 +824,7 @@ void hd_sse_free(struct hd_sse *sse)
 {
 	if (!sse)
 		return;
+	hd_hub_off_topic_gone(sse->hub, on_topic_gone, sse);
 	for (size_t i = 0; i < CACHE_SLOTS; i++) {
 		hd_rcbuf_unref(sse->cache[i].json);
 		hd_rcbuf_unref(sse->cache[i].block);

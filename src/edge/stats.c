@@ -13,11 +13,25 @@
 
 #define STATS_JSON_MAX 4096
 
+/* How long a count of the users online across nodes is reused. */
+#define ONLINE_CACHE_MS 1000
+
 struct hd_stats {
 	struct hd_hub *hub;       /* borrowed */
 	char *data_dir;           /* owned */
 	int64_t started_ms;       /* wall clock, for "started" */
 	uint64_t started_mono_ms; /* for "uptime_s" */
+	/* users_online across nodes (an engine shared by several nodes): the
+	 * last count and when it was taken (0: never). */
+	uint64_t online;
+	uint64_t online_mono_ms;
+};
+
+/* A GET /v1/stats waiting for the count of users online. */
+struct stats_req {
+	struct hd_stats *s;
+	struct hd_http_request *req;
+	struct hd_hub_reg q;
 };
 
 struct hd_stats *hd_stats_new(struct hd_hub *hub, const char *data_dir)
@@ -54,6 +68,14 @@ static uint64_t counter(enum hd_metric_id id)
 	return v > 0 ? (uint64_t)v : 0;
 }
 
+/* users_online: the cached count across nodes, else this node's users. */
+static uint64_t users_online(const struct hd_stats *s)
+{
+	if (hd_hub_reg_shared(s->hub) && s->online_mono_ms)
+		return s->online;
+	return hd_hub_users(s->hub);
+}
+
 void hd_stats_json(const struct hd_stats *s, struct hd_buf *b)
 {
 	char started[40], now[40];
@@ -75,9 +97,9 @@ void hd_stats_json(const struct hd_stats *s, struct hd_buf *b)
 		      counter(HD_M_publish_errors_total));
 	hd_buf_printf(b,
 		      "\"connections\":{\"open\":%" PRIu64 ",\"websocket\":%" PRIu64 ",\"sse\":%" PRIu64
-		      ",\"longpoll\":%" PRIu64 "},\"users_online\":%zu,",
+		      ",\"longpoll\":%" PRIu64 "},\"users_online\":%" PRIu64 ",",
 		      counter(HD_M_connections_open), counter(HD_M_ws_sessions),
-		      counter(HD_M_sse_streams), counter(HD_M_longpoll_waiting), hd_hub_users(s->hub));
+		      counter(HD_M_sse_streams), counter(HD_M_longpoll_waiting), users_online(s));
 	hd_buf_printf(b, "\"topics\":%" PRIu64 ",\"store_bytes\":%" PRIu64 ",", counter(HD_M_topics),
 		      file_size(s->data_dir, "herald.db") + file_size(s->data_dir, "herald.db-wal"));
 	hd_buf_printf(b,
@@ -91,13 +113,48 @@ void hd_stats_json(const struct hd_stats *s, struct hd_buf *b)
 		      counter(HD_M_slow_consumer_disconnects_total));
 }
 
-static void route_stats(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+static void respond_stats(struct hd_http_request *req, const struct hd_stats *s)
 {
 	struct hd_buf b;
 	hd_buf_init(&b, STATS_JSON_MAX);
-	hd_stats_json(ctx->row->arg, &b);
+	hd_stats_json(s, &b);
 	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);
+}
+
+/* The count across nodes came: kept for ONLINE_CACHE_MS. On an error the
+ * answer carries the last count (or this node's users). */
+static void online_done(struct hd_hub_reg *q)
+{
+	struct stats_req *sr = q->arg;
+	if (!q->err) {
+		sr->s->online = q->count;
+		sr->s->online_mono_ms = hd_mono_ms();
+	}
+	respond_stats(sr->req, sr->s);
+	hd_hub_reg_fini(q);
+	free(sr);
+}
+
+static void route_stats(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_stats *s = ctx->row->arg;
+	if (!hd_hub_reg_shared(s->hub) ||
+	    (s->online_mono_ms && hd_mono_ms() - s->online_mono_ms < ONLINE_CACHE_MS)) {
+		respond_stats(req, s);
+		return;
+	}
+	struct stats_req *sr = hd_calloc(1, sizeof(*sr));
+	sr->s = s;
+	sr->req = req;
+	sr->q.kind = HD_REG_ONLINE;
+	sr->q.key = "";
+	sr->q.done = online_done;
+	sr->q.arg = sr;
+	if (hd_hub_reg_query(s->hub, &sr->q)) {
+		free(sr);
+		respond_stats(req, s); /* the engine is down: the last count */
+	}
 }
 
 /* GET /v1/topics/{topic}/policy: the namespace options that apply to the

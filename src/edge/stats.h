@@ -4,7 +4,9 @@
  * (cli/stats_cmd.h). docs/api.md "Stats" lists its members.
  * Layer: edge. It reads the process's metrics (core/metrics.h), the hub's
  * connection counts and the size of the store's files; it keeps no state
- * of its own but the start time. Loop thread.
+ * of its own but the start time and, with an engine shared by several
+ * nodes, the count of users online across nodes (one registry query,
+ * reused for a second). Loop thread.
  *
  * The answer holds counters, never rates: a client that wants publishes a
  * second polls twice and divides (the console does, every 2 s), so the

@@ -27,6 +27,8 @@ struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
 	e->hub = hub;
 	e->opts = *opts;
 	hd_map_init(&e->streams, STREAMS_MAX);
+	hd_hub_on_join_leave(hub, hd_ws_subs_on_join_leave, e);
+	hd_hub_on_topic_gone(hub, hd_ws_subs_on_topic_gone, e);
 	if (!e->opts.max_message)
 		e->opts.max_message = HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
 	return e;
@@ -504,6 +506,8 @@ void hd_ws_edge_stop(struct hd_ws_edge *e)
 void hd_ws_edge_free(struct hd_ws_edge *e)
 {
 	assert(e->count == 0);
+	hd_hub_off_join_leave(e->hub, hd_ws_subs_on_join_leave, e);
+	hd_hub_off_topic_gone(e->hub, hd_ws_subs_on_topic_gone, e);
 	for (size_t i = 0; i < FRAME_CACHE; i++) {
 		hd_ws_output_slot_clear(&e->cache[i]);
 		hd_ws_output_slot_clear(&e->delta_cache[i]);

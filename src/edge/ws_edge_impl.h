@@ -225,6 +225,12 @@ void hd_ws_subs_conn_topics(const struct hd_conn *c, void (*each)(void *arg, con
 int hd_ws_subs_allowed(const struct session *s, const char *topic, enum hd_acl_op op,
 			const char *sub_channel);
 void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const char *topic, bool join);
+/* The hub's listeners (arg: the edge): another node's join or leave, and a
+ * deleted topic (this node's or another's). */
+#define HD_WS_UNSUB_TOPIC_DELETED 2500 /* Centrifugo's "insufficient state": the SDK resubscribes */
+void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
+			      bool join);
+void hd_ws_subs_on_topic_gone(void *arg, const char *topic);
 void hd_ws_subs_op_free(struct op *op);
 bool hd_ws_subs_op_orphaned(struct op *op);
 void hd_ws_subs_op_step(struct op *op);

@@ -140,32 +140,58 @@ int hd_ws_subs_allowed(const struct session *s, const char *topic, enum hd_acl_o
 	return hd_acl_check(hd_hub_ns(s->edge->hub, topic), topic, op, &who);
 }
 
-/* ---- Join and leave ------------------------------------------------------ */
+/* ---- Join and leave, topic deletion ---------------------------------------- */
+
+/* The session of c, when it is one of this edge's (NULL otherwise). */
+static struct session *session_of(const struct hd_conn *c)
+{
+	if (c->topics != hd_ws_subs_conn_topics)
+		return NULL;
+	return (struct session *)((const char *)c - offsetof(struct session, conn));
+}
+
+/* Writes f to `to`; a receiver that is too slow is closed from its timer. */
+static void push_frame(struct session *to, struct hd_rcbuf *f)
+{
+	if (hd_http_stream_write(to->req, f) == HD_ELIMIT) {
+		to->slow = true;
+		uv_timer_start(&to->timer, hd_ws_edge_on_timer, 0, 0);
+	}
+}
+
+/* Drops the frames built once per carrier and format. */
+static void frames_unref(struct hd_rcbuf *frames[C_COUNT][F_COUNT])
+{
+	for (size_t k = 0; k < C_COUNT; k++)
+		for (size_t i = 0; i < F_COUNT; i++)
+			if (frames[k][i])
+				hd_rcbuf_unref(frames[k][i]);
+}
 
 /*
- * Tells every other WebSocket subscriber of topic that asked for it that
- * `from` joined or left. A receiver that is too slow is closed from its
- * timer, not here: closing changes the topic's watchers, and this may run
- * while one session is being released.
+ * Tells every WebSocket subscriber of topic on this node that asked for it
+ * (but `from`, NULL for another node's client) that client (of user)
+ * joined or left. A receiver that is too slow is closed from its timer,
+ * not here: closing changes the topic's watchers, and this may run while
+ * one session is being released.
  */
-void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const char *topic, bool join)
+static void push_join_leave(struct hd_ws_edge *e, const struct session *from, const char *client,
+			    const char *user, const char *topic, bool join)
 {
-	if (e->stopping || !hd_hub_ns(e->hub, topic)->join_leave)
-		return;
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
 	struct hd_rcbuf *frames[C_COUNT][F_COUNT] = {{0}};
 	for (size_t i = 0; i < n; i++) {
-		if (c[i] == &from->conn || c[i]->topics != hd_ws_subs_conn_topics) /* not a session of this edge */
+		struct session *to = session_of(c[i]);
+		if (!to || to == from)
 			continue;
-		struct session *to = (struct session *)((const char *)c[i] - offsetof(struct session, conn));
 		struct chan_sub *sub = hd_ws_subs_sub_find(to, topic);
 		if (!sub || !sub->live || !sub->join_leave || !to->req || to->slow || to->state == S_CLOSING)
 			continue;
 		struct hd_rcbuf **f = &frames[to->carrier][to->format];
 		if (!*f) {
 			struct hd_buf b;
-			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
+			struct hd_centrifuge_client_info info = {.client = client, .user = user};
 			hd_buf_init(&b, 2048);
 			if (join)
 				to->codec->push_join(&b, topic, &info);
@@ -174,15 +200,69 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
 			*f = hd_ws_output_carrier_frame(to->carrier, to->format, b.data, b.len);
 			hd_buf_fini(&b);
 		}
-		if (hd_http_stream_write(to->req, *f) == HD_ELIMIT) {
-			to->slow = true;
-			uv_timer_start(&to->timer, hd_ws_edge_on_timer, 0, 0);
-		}
+		push_frame(to, *f);
 	}
-	for (size_t k = 0; k < C_COUNT; k++)
-		for (size_t i = 0; i < F_COUNT; i++)
-			if (frames[k][i])
-				hd_rcbuf_unref(frames[k][i]);
+	frames_unref(frames);
+	free(c);
+}
+
+/* `from` joined or left topic: its subscribers here, and (through the hub)
+ * on every other node. */
+void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const char *topic, bool join)
+{
+	if (!hd_hub_ns(e->hub, topic)->join_leave)
+		return;
+	/* Even while stopping: the other nodes' subscribers see the leaves. */
+	hd_hub_join_leave(e->hub, topic, from->conn.id, from->conn.user, join);
+	if (!e->stopping)
+		push_join_leave(e, from, from->conn.id, from->conn.user, topic, join);
+}
+
+void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
+			      bool join)
+{
+	struct hd_ws_edge *e = arg;
+	if (!e->stopping && hd_hub_ns(e->hub, topic)->join_leave)
+		push_join_leave(e, NULL, client, user, topic, join);
+}
+
+/*
+ * topic was deleted (through this node or another): every live
+ * subscription a client made to it gets the unsubscribe push with code
+ * 2500 and ends here. Centrifugo's SDKs subscribe again after a code of
+ * 2500 or more, with recovery from their position, which the new epoch
+ * refuses: the app reloads its state. Server-side subscriptions (user:{id}
+ * and the token's channels) stay and go on with the new epoch's events.
+ */
+void hd_ws_subs_on_topic_gone(void *arg, const char *topic)
+{
+	struct hd_ws_edge *e = arg;
+	if (e->stopping)
+		return;
+	const struct hd_conn **c;
+	size_t n = hd_hub_presence(e->hub, topic, &c);
+	struct hd_rcbuf *frames[C_COUNT][F_COUNT] = {{0}};
+	for (size_t i = 0; i < n; i++) {
+		struct session *to = session_of(c[i]);
+		if (!to)
+			continue;
+		struct chan_sub *sub = hd_ws_subs_sub_find(to, topic);
+		if (!sub || !sub->live || sub->server_side || !to->req || to->state == S_CLOSING)
+			continue;
+		hd_ws_subs_sub_remove(to, sub);
+		if (to->slow)
+			continue;
+		struct hd_rcbuf **f = &frames[to->carrier][to->format];
+		if (!*f) {
+			struct hd_buf b;
+			hd_buf_init(&b, 2048);
+			to->codec->push_unsubscribe(&b, topic, HD_WS_UNSUB_TOPIC_DELETED, "topic deleted");
+			*f = hd_ws_output_carrier_frame(to->carrier, to->format, b.data, b.len);
+			hd_buf_fini(&b);
+		}
+		push_frame(to, *f);
+	}
+	frames_unref(frames);
 	free(c);
 }
 

@@ -190,10 +190,13 @@ struct hd_owner_op {
  * acknowledged, they are queued and sent in batches once per loop turn.
  * An entry is (kind, key, client) → value: HD_REG_USER keys a user's
  * connections (value: the listing JSON of GET /v1/users/{id}/connections),
- * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"}).
- * A query returns the values of every live node's entries of one key.
+ * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"}),
+ * HD_REG_ONLINE the users with a connection (key "", client: the user,
+ * value "1": one entry per user and node).
+ * A query returns the values of every live node's entries of one key; an
+ * HD_REG_ONLINE query only counts the distinct users of live nodes (count).
  */
-enum hd_reg_kind { HD_REG_USER, HD_REG_TOPIC };
+enum hd_reg_kind { HD_REG_USER, HD_REG_TOPIC, HD_REG_ONLINE };
 
 #define HD_REG_QUERY_MAX 10000        /* values a query returns at most */
 
@@ -204,6 +207,7 @@ struct hd_reg_query {
 	int err;
 	char **values;                /* n, each owned by the request */
 	size_t n;
+	uint64_t count;               /* HD_REG_ONLINE: distinct users (values stay empty) */
 	void (*done)(struct hd_reg_query *q);
 	void *arg;
 	void *priv;
@@ -332,6 +336,12 @@ struct hd_engine_ops {
 			const char *client, const char *value);
 	void (*reg_flush)(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
 	int (*reg_query)(struct hd_engine *e, struct hd_reg_query *q);
+	/* Optional (NULL in an engine of one node): sends msg (len bytes, no
+	 * NUL needed; copied) about topic to every other node, whose engine
+	 * hands it to its hd_engine_notice_fn; never back to this node. Soft
+	 * state: at most once, not acknowledged, dropped while the topic's
+	 * shard is unreachable. */
+	void (*notice)(struct hd_engine *e, const char *topic, const char *msg, size_t len);
 };
 
 struct hd_engine {
@@ -341,6 +351,11 @@ struct hd_engine {
 /* Called by an engine for each committed event, on the loop thread, in
  * offset order per topic: the hub's fan-out hook. */
 typedef void (*hd_engine_event_fn)(void *arg, const char *topic, const struct hd_stored_event *ev);
+
+/* Called by an engine for another node's notice (the notice op), on the
+ * loop thread; topic and msg borrowed for the call (msg: len bytes,
+ * NUL-terminated). */
+typedef void (*hd_engine_notice_fn)(void *arg, const char *topic, const char *msg, size_t len);
 
 static inline int hd_engine_publish(struct hd_engine *e, struct hd_pub *p) { return e->ops->publish(e, p); }
 static inline int hd_engine_read(struct hd_engine *e, struct hd_read *r) { return e->ops->read(e, r); }

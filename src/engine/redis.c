@@ -1033,6 +1033,7 @@ static const struct hd_engine_ops redis_ops = {
 	.reg_put = hd_redis_presence_put,
 	.reg_flush = hd_redis_presence_flush,
 	.reg_query = hd_redis_presence_query,
+	.notice = hd_redis_deliver_notice,
 };
 
 int hd_redis_parse_url(const char *url, size_t len, char host[256], int *port, int *db)
@@ -1079,6 +1080,8 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 	r->opts.urls = NULL;
 	r->opts.sentinels = NULL;
 	r->opts.master_names = NULL;
+	snprintf(r->node, sizeof(r->node), "%s", opts->node && opts->node[0] ? opts->node : "herald");
+	r->opts.node = r->node;
 	bool sentinel = opts->sentinels && opts->sentinels[0];
 	const char *p = sentinel ? opts->master_names : opts->urls;
 	if (sentinel && (!p || !p[0])) {

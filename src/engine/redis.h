@@ -26,6 +26,9 @@
  *   PREV+1..OFFSET became visible with it: confirms from several nodes can
  *   raise the top out of offset order); an empty JSON is a notice that
  *   offsets up to OFFSET became visible (read them).
+ * Each shard's channel herald:notices carries the notice op's messages,
+ *   "NODE\nTOPIC\nMSG" on the topic's shard (redis_deliver.c); a node
+ *   drops its own.
  */
 #ifndef HD_ENGINE_REDIS_H
 #define HD_ENGINE_REDIS_H
@@ -51,6 +54,8 @@ struct hd_redis_opts {
 	void *policy_arg;
 	hd_engine_event_fn on_event;  /* may be NULL */
 	void *on_event_arg;
+	hd_engine_notice_fn on_notice; /* other nodes' notices; may be NULL */
+	void *on_notice_arg;
 	const char *node;             /* borrowed for the call: --node-name (registry fields) */
 };
 

@@ -3,7 +3,8 @@
  * node SUBSCRIBEs to every shard's channel and hands events to on_event in
  * offset order per topic; a gap (or a PUB/SUB reconnect, or an epoch change)
  * makes it read the missing range first. Also the connections' up/down
- * callbacks (a command connection up loads the scripts).
+ * callbacks (a command connection up loads the scripts), and the notices
+ * between nodes (a second channel, NOTICE_CHANNEL: join, leave, deletion).
  * Layer: engine. Called by rconn on the loop thread; started by redis.c.
  */
 #include "engine/redis_impl.h"
@@ -197,6 +198,67 @@ static void on_message(struct redis *r, const char *p, size_t n)
 	deliver_start(r, t, topic);
 }
 
+/* ---- notices between nodes (the notice op) ------------------------------ */
+
+/* One NOTICE_CHANNEL payload, "NODE\nTOPIC\nMSG": another node's goes to
+ * on_notice, this node's own is dropped (it acted on it already). */
+static void on_notice(struct redis *r, const char *p, size_t n)
+{
+	const char *end = p + n;
+	const char *nl1 = memchr(p, '\n', n);
+	const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
+	if (!nl2 || !r->opts.on_notice || r->stopped)
+		return;
+	size_t nodelen = (size_t)(nl1 - p), tlen = (size_t)(nl2 - nl1 - 1);
+	if ((nodelen == strlen(r->node) && !memcmp(p, r->node, nodelen)) || tlen == 0 ||
+	    tlen > HD_TOPIC_NAME_MAX)
+		return;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	memcpy(topic, nl1 + 1, tlen);
+	topic[tlen] = '\0';
+	size_t mlen = (size_t)(end - nl2 - 1);
+	char *msg = hd_strndup(nl2 + 1, mlen);
+	r->opts.on_notice(r->opts.on_notice_arg, topic, msg, mlen);
+	free(msg);
+}
+
+static void notice_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	if (rep)
+		(void)hd_redis_reply_err(rep); /* logs an error reply */
+}
+
+void hd_redis_deliver_notice(struct hd_engine *e, const char *topic, const char *msg, size_t len)
+{
+	struct redis *r = (struct redis *)e;
+	if (r->stopped)
+		return;
+	struct shard *sh = hd_redis_shard_of(r, topic);
+	size_t nlen = strlen(r->node), tlen = strlen(topic);
+	char *payload = hd_malloc(nlen + tlen + len + 2);
+	memcpy(payload, r->node, nlen);
+	payload[nlen] = '\n';
+	memcpy(payload + nlen + 1, topic, tlen);
+	payload[nlen + 1 + tlen] = '\n';
+	memcpy(payload + nlen + tlen + 2, msg, len);
+	const char *argv[] = {"PUBLISH", NOTICE_CHANNEL, payload};
+	size_t lens[] = {7, sizeof(NOTICE_CHANNEL) - 1, nlen + tlen + len + 2};
+	/* Down or full: dropped (soft state, engine.h). */
+	(void)hd_rconn_command(sh->cmd, notice_reply, sh, 3, argv, lens);
+	free(payload);
+}
+
+static void sub_reply(struct hd_rconn *c, redisReply *rep, void *priv);
+
+/* A SUBSCRIBE of its own (rconn keeps one record per SUBSCRIBE command,
+ * freed once per channel when the connection goes). */
+static void subscribe_notices(struct hd_rconn *c, struct shard *sh)
+{
+	const char *argv[] = {"SUBSCRIBE", NOTICE_CHANNEL};
+	size_t lens[] = {9, sizeof(NOTICE_CHANNEL) - 1};
+	hd_rconn_command(c, sub_reply, sh, 2, argv, lens);
+}
+
 static void sub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct shard *sh = priv;
@@ -207,8 +269,14 @@ static void sub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		sh->subscribed = true;
 		return;
 	}
-	if (!strcmp(rep->element[0]->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING)
-		on_message(sh->r, rep->element[2]->str, rep->element[2]->len);
+	if (!strcmp(rep->element[0]->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING) {
+		const redisReply *ch = rep->element[1];
+		if (ch->type == REDIS_REPLY_STRING && ch->len == sizeof(NOTICE_CHANNEL) - 1 &&
+		    !memcmp(ch->str, NOTICE_CHANNEL, ch->len))
+			on_notice(sh->r, rep->element[2]->str, rep->element[2]->len);
+		else
+			on_message(sh->r, rep->element[2]->str, rep->element[2]->len);
+	}
 }
 
 struct catchup_ctx {
@@ -253,6 +321,7 @@ void hd_redis_deliver_sub_up(struct hd_rconn *c, void *arg)
 	const char *argv[] = {"SUBSCRIBE", CHANNEL};
 	size_t lens[] = {9, strlen(CHANNEL)};
 	hd_rconn_command(c, sub_reply, sh, 2, argv, lens);
+	subscribe_notices(c, sh);
 	if (hd_rconn_ready(sh->cmd))
 		catch_up_shard(sh->r, sh->index);
 }

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #define CHANNEL "herald:events"
+#define NOTICE_CHANNEL "herald:notices" /* the notice op's messages (redis_deliver.c) */
 #define TOPICS_KEY "herald:topics"
 #define GROUPS_KEY "herald:groups"
 #define LEASE_PREFIX "herald:lease:"   /* + the lease name: "TOKEN OWNER", PX ttl */
@@ -97,6 +98,7 @@ struct redis {
 	struct hd_map topics;         /* name → struct dtopic */
 	size_t evict_cursor;
 	bool stopped;
+	char node[256];               /* --node-name: names this node's notices */
 	struct hd_redis_presence *presence; /* redis_presence.c; NULL once stopped */
 };
 
@@ -137,6 +139,10 @@ extern const char hd_redis_script_tops[];
 void hd_redis_deliver_sub_up(struct hd_rconn *c, void *arg);
 void hd_redis_deliver_sub_down(struct hd_rconn *c, void *arg);
 void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg);
+/* The engine's notice op (engine.h): PUBLISH "NODE\nTOPIC\nMSG" to
+ * NOTICE_CHANNEL on the topic's shard; the other nodes' sub_reply hands it
+ * to on_notice. */
+void hd_redis_deliver_notice(struct hd_engine *e, const char *topic, const char *msg, size_t len);
 
 /* ---- redis_records.c --------------------------------------------------- */
 

@@ -12,6 +12,8 @@
  *                          JSON (shard 0)
  *   {t:TOPIC}:presence     hash "NODE\nCLIENT" → {"id","transport","user",
  *                          "node"} (the topic's shard: its hash tag)
+ *   herald:online          hash "NODE\nUSER" → "1": the users with a
+ *                          connection on NODE (shard 0)
  *   herald:node:NODE       the node's heartbeat: a string with PX 4000,
  *                          set again every second (shard 0)
  *   herald:nodekeys:NODE   set of the hashes NODE wrote fields to (per
@@ -30,7 +32,9 @@
  *
  * A query reads the hash (HGETALL), then the heartbeats of the other nodes
  * named in it (MGET on shard 0), and drops the fields of nodes whose
- * heartbeat is gone, deleting them (HDEL) on the way.
+ * heartbeat is gone, deleting them (HDEL) on the way. An HD_REG_ONLINE
+ * query is one script (online_lua) that counts the distinct users of
+ * herald:online whose node's heartbeat is there, deleting the others.
  */
 #include "engine/redis_impl.h"
 #include "core/alloc.h"
@@ -104,6 +108,9 @@ static void rkey_of(struct hd_redis_presence *p, enum hd_reg_kind kind, const ch
 {
 	if (kind == HD_REG_USER) {
 		snprintf(out, cap, "herald:conns:%s", key);
+		*shard = 0;
+	} else if (kind == HD_REG_ONLINE) {
+		snprintf(out, cap, "herald:online");
 		*shard = 0;
 	} else {
 		snprintf(out, cap, "{t:%s}:presence", key);
@@ -216,7 +223,7 @@ void hd_redis_presence_put(struct hd_engine *eng, enum hd_reg_kind kind, const c
 	char mkey[KEY_MAX];
 	if (!p || p->stopped)
 		return;
-	snprintf(mkey, sizeof(mkey), "%c%s\n%s", kind == HD_REG_USER ? 'u' : 't', key, client);
+	snprintf(mkey, sizeof(mkey), "%c%s\n%s", "uto"[kind], key, client);
 	struct pend *e = hd_map_get(&p->pending, mkey);
 	if (e) {
 		free(e->value);
@@ -452,6 +459,39 @@ static void hash_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		query_end(st, rc);
 }
 
+/* KEYS[1] herald:online. The distinct users of live nodes (a heartbeat
+ * key herald:node:NODE), deleting the fields of the others. Names keys it
+ * was not given, like cleanup_lua. */
+static const char online_lua[] =
+	"local alive, seen, n = {}, {}, 0\n"
+	"for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do\n"
+	"  local i = string.find(f, '\\n', 1, true)\n"
+	"  if i then\n"
+	"    local node = string.sub(f, 1, i - 1)\n"
+	"    local a = alive[node]\n"
+	"    if a == nil then\n"
+	"      a = redis.call('EXISTS', 'herald:node:' .. node) == 1\n"
+	"      alive[node] = a\n"
+	"    end\n"
+	"    local u = string.sub(f, i + 1)\n"
+	"    if not a then redis.call('HDEL', KEYS[1], f)\n"
+	"    elseif not seen[u] then seen[u] = true; n = n + 1 end\n"
+	"  end\n"
+	"end\n"
+	"return n\n";
+
+static void online_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct hd_reg_query *q = priv;
+	int err = hd_redis_reply_err(rep);
+	if (!err && rep->type != REDIS_REPLY_INTEGER)
+		err = HD_EINTERNAL;
+	q->err = err;
+	if (!err)
+		q->count = (uint64_t)rep->integer;
+	q->done(q);
+}
+
 int hd_redis_presence_query(struct hd_engine *eng, struct hd_reg_query *q)
 {
 	struct redis *r = (struct redis *)eng;
@@ -464,6 +504,12 @@ int hd_redis_presence_query(struct hd_engine *eng, struct hd_reg_query *q)
 	/* This node's own changes go first on the same connections, so that a
 	 * query sees them. */
 	flush(p);
+	if (q->kind == HD_REG_ONLINE) {
+		q->count = 0;
+		const char *argv[] = {"EVAL", online_lua, "1", "herald:online"};
+		size_t lens[] = {4, sizeof(online_lua) - 1, 1, 13};
+		return hd_rconn_command(r->shards[0].cmd, online_reply, q, 4, argv, lens);
+	}
 	struct qstate *st = hd_calloc(1, sizeof(*st));
 	st->p = p;
 	st->q = q;

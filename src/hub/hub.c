@@ -37,6 +37,42 @@ struct hd_user_conns {
 	struct hd_conn *head;
 };
 
+/* Listeners of one hub event, in the order they were added. fn is stored
+ * as a generic function pointer and cast back to the event's type to run. */
+typedef void (*listener_fn)(void);
+struct listeners {
+	struct {
+		listener_fn fn;
+		void *arg;
+	} l[HD_HUB_TOPIC_LISTENERS_MAX];
+	size_t n;
+};
+
+static void listeners_add(struct listeners *ls, listener_fn fn, void *arg)
+{
+	assert(ls->n < HD_HUB_TOPIC_LISTENERS_MAX);
+	ls->l[ls->n].fn = fn;
+	ls->l[ls->n].arg = arg;
+	ls->n++;
+}
+
+static void listeners_del(struct listeners *ls, listener_fn fn, void *arg)
+{
+	for (size_t i = 0; i < ls->n; i++) {
+		if (ls->l[i].fn == fn && ls->l[i].arg == arg) {
+			memmove(&ls->l[i], &ls->l[i + 1], (ls->n - i - 1) * sizeof(ls->l[0]));
+			ls->n--;
+			return;
+		}
+	}
+}
+
+static void listeners_topic(const struct listeners *ls, const char *topic)
+{
+	for (size_t i = 0; i < ls->n; i++)
+		((hd_hub_topic_fn)ls->l[i].fn)(ls->l[i].arg, topic);
+}
+
 struct hd_hub {
 	const struct hd_config *cfg;
 	struct hd_engine *engine;
@@ -44,17 +80,16 @@ struct hd_hub {
 	struct hd_map users;      /* user → struct hd_user_conns */
 	struct hd_watch_list prefixed; /* every prefix watch (topic NULL, never freed) */
 	size_t nconns;
-	struct {
-		hd_hub_topic_fn fn;
-		void *arg;
-	} deleted[HD_HUB_TOPIC_LISTENERS_MAX]; /* hd_hub_on_topic_deleted */
-	size_t ndeleted;
+	struct listeners deleted; /* hd_hub_on_topic_deleted (hd_hub_topic_fn) */
+	struct listeners gone;    /* hd_hub_on_topic_gone (hd_hub_topic_fn) */
+	struct listeners joins;   /* hd_hub_on_join_leave (hd_hub_join_fn) */
 	struct hd_conn *dirty;    /* listings to write to the registry (redis) */
 };
 
 static bool reg_on(const struct hd_hub *hub);
 static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_conn *c, bool add);
 static void reg_mark(struct hd_hub *hub, struct hd_conn *c);
+static void reg_online(struct hd_hub *hub, const char *user, bool add);
 
 struct hd_hub *hd_hub_new(const struct hd_config *cfg)
 {
@@ -235,6 +270,8 @@ void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c)
 			return;
 		}
 	}
+	if (!u->head && reg_on(hub))
+		reg_online(hub, c->user, true); /* the user's first connection here */
 	c->ulist = u;
 	c->unext = u->head;
 	if (u->head)
@@ -278,6 +315,8 @@ void hd_hub_conn_remove(struct hd_hub *hub, struct hd_conn *c)
 	c->ulist = NULL;
 	c->uprev = c->unext = NULL;
 	if (!u->head) {
+		if (reg_on(hub))
+			reg_online(hub, u->user, false);
 		hd_map_del(&hub->users, u->user);
 		free(u->user);
 		free(u);
@@ -380,30 +419,114 @@ int hd_hub_read(struct hd_hub *hub, struct hd_read *r)
 
 void hd_hub_on_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 {
-	assert(hub->ndeleted < HD_HUB_TOPIC_LISTENERS_MAX);
-	hub->deleted[hub->ndeleted].fn = fn;
-	hub->deleted[hub->ndeleted].arg = arg;
-	hub->ndeleted++;
+	listeners_add(&hub->deleted, (listener_fn)fn, arg);
 }
 
 void hd_hub_off_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
 {
-	for (size_t i = 0; i < hub->ndeleted; i++) {
-		if (hub->deleted[i].fn == fn && hub->deleted[i].arg == arg) {
-			memmove(&hub->deleted[i], &hub->deleted[i + 1],
-				(hub->ndeleted - i - 1) * sizeof(hub->deleted[0]));
-			hub->ndeleted--;
-			return;
-		}
+	listeners_del(&hub->deleted, (listener_fn)fn, arg);
+}
+
+void hd_hub_on_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
+{
+	listeners_add(&hub->gone, (listener_fn)fn, arg);
+}
+
+void hd_hub_off_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg)
+{
+	listeners_del(&hub->gone, (listener_fn)fn, arg);
+}
+
+
+/* A delete through this node, on its way: the caller's done and arg. */
+struct del_wrap {
+	struct hd_hub *hub;
+	void (*done)(struct hd_topic_op *op);
+	void *arg;
+};
+
+static const char NOTICE_DELETED[] = "deleted";
+
+static void deleted_done(struct hd_topic_op *op)
+{
+	struct del_wrap *w = op->arg;
+	struct hd_hub *hub = w->hub;
+	op->done = w->done;
+	op->arg = w->arg;
+	free(w);
+	if (!op->err && hub->engine) {
+		/* The other nodes first: their subscribers hear of it as soon as
+		 * this node's. */
+		if (hub->engine->ops->notice)
+			hub->engine->ops->notice(hub->engine, op->topic, NOTICE_DELETED,
+						 sizeof(NOTICE_DELETED) - 1);
+		listeners_topic(&hub->gone, op->topic);
 	}
+	op->done(op);
 }
 
 int hd_hub_topic_op(struct hd_hub *hub, struct hd_topic_op *op)
 {
-	if (op->kind == HD_TOPIC_DELETE)
-		for (size_t i = 0; i < hub->ndeleted; i++)
-			hub->deleted[i].fn(hub->deleted[i].arg, op->topic);
-	return hd_engine_topic_op(hub->engine, op);
+	if (op->kind != HD_TOPIC_DELETE)
+		return hd_engine_topic_op(hub->engine, op);
+	listeners_topic(&hub->deleted, op->topic);
+	struct del_wrap *w = hd_malloc(sizeof(*w));
+	*w = (struct del_wrap){hub, op->done, op->arg};
+	op->done = deleted_done;
+	op->arg = w;
+	int rc = hd_engine_topic_op(hub->engine, op);
+	if (rc) {
+		op->done = w->done;
+		op->arg = w->arg;
+		free(w);
+	}
+	return rc;
+}
+
+/* ---- joins, leaves and deletions across nodes -------------------------- */
+
+void hd_hub_on_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
+{
+	listeners_add(&hub->joins, (listener_fn)fn, arg);
+}
+
+void hd_hub_off_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
+{
+	listeners_del(&hub->joins, (listener_fn)fn, arg);
+}
+
+/* A notice's text: "deleted", or "join\nCLIENT\nUSER" / "leave\nCLIENT\nUSER". */
+void hd_hub_join_leave(struct hd_hub *hub, const char *topic, const char *client,
+		       const char *user, bool join)
+{
+	char msg[16 + 40 + HD_USER_ID_MAX];
+	if (!hub->engine || !hub->engine->ops->notice)
+		return;
+	int n = snprintf(msg, sizeof(msg), "%s\n%s\n%s", join ? "join" : "leave", client, user);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return; /* an id longer than a UUID: not ours */
+	hub->engine->ops->notice(hub->engine, topic, msg, (size_t)n);
+}
+
+void hd_hub_on_notice(void *arg, const char *topic, const char *msg, size_t len)
+{
+	struct hd_hub *hub = arg;
+	if (len == sizeof(NOTICE_DELETED) - 1 && !memcmp(msg, NOTICE_DELETED, len)) {
+		listeners_topic(&hub->gone, topic);
+		return;
+	}
+	bool join = len > 5 && !memcmp(msg, "join\n", 5);
+	if (!join && !(len > 6 && !memcmp(msg, "leave\n", 6)))
+		return; /* a notice of a later version: not for us */
+	const char *client = msg + (join ? 5 : 6);
+	const char *nl = strchr(client, '\n');
+	char id[40];
+	if (!nl || (size_t)(nl - client) >= sizeof(id) || strlen(nl + 1) > HD_USER_ID_MAX)
+		return;
+	memcpy(id, client, (size_t)(nl - client));
+	id[nl - client] = '\0';
+	for (size_t i = 0; i < hub->joins.n; i++)
+		((hd_hub_join_fn)hub->joins.l[i].fn)(hub->joins.l[i].arg, topic, id, nl + 1, join);
 }
 
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op)
@@ -519,6 +642,12 @@ static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_
 	hd_buf_fini(&b);
 }
 
+/* user's entry among the users online (HD_REG_ONLINE): one per user and node. */
+static void reg_online(struct hd_hub *hub, const char *user, bool add)
+{
+	hub->engine->ops->reg_put(hub->engine, HD_REG_ONLINE, "", user, add ? "1" : NULL);
+}
+
 static void reg_flush(void *arg, bool all);
 
 /* c's listing changed: written in this loop turn's batch. */
@@ -538,6 +667,8 @@ static void reg_mark(struct hd_hub *hub, struct hd_conn *c)
 static void mark_user(const char *key, void *value, void *arg)
 {
 	struct hd_user_conns *u = value;
+	if (u->head)
+		reg_online(arg, u->user, true);
 	for (struct hd_conn *c = u->head; c; c = c->unext)
 		if (!c->dirty)
 			reg_mark(arg, c);
@@ -597,6 +728,7 @@ static void reg_done(struct hd_reg_query *eq)
 {
 	struct hd_hub_reg *q = eq->arg;
 	q->err = eq->err;
+	q->count = eq->count;
 	q->items = hd_calloc(eq->n ? eq->n : 1, sizeof(*q->items));
 	q->n = 0;
 	for (size_t i = 0; i < eq->n; i++) {
@@ -631,12 +763,15 @@ int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q)
 	q->err = 0;
 	q->items = NULL;
 	q->n = 0;
-	if (reg_on(hub) && hub->engine->ops->reg_query) {
+	q->count = 0;
+	if (hd_hub_reg_shared(hub)) {
 		q->eq = (struct hd_reg_query){.kind = q->kind, .key = q->key, .done = reg_done, .arg = q};
 		return hub->engine->ops->reg_query(hub->engine, &q->eq);
 	}
 	/* One node: this node's lists. */
-	if (q->kind == HD_REG_USER) {
+	if (q->kind == HD_REG_ONLINE) {
+		q->count = hd_hub_users(hub);
+	} else if (q->kind == HD_REG_USER) {
 		struct hd_user_conns *u = q->key[0] ? hd_map_get(&hub->users, q->key) : NULL;
 		for (struct hd_conn *c = u ? u->head : NULL; c; c = c->unext)
 			cap++;
@@ -661,6 +796,11 @@ int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q)
 	}
 	q->done(q);
 	return 0;
+}
+
+bool hd_hub_reg_shared(const struct hd_hub *hub)
+{
+	return reg_on(hub) && hub->engine->ops->reg_query;
 }
 
 void hd_hub_reg_fini(struct hd_hub_reg *q)

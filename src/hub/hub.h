@@ -90,8 +90,10 @@ const char *hd_hub_node(const struct hd_hub *hub);
 void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct hd_buf *b);
 
 /*
- * The connection registry across nodes: a user's connections (HD_REG_USER)
- * or a topic's followers (HD_REG_TOPIC) on every node. The local engine
+ * The connection registry across nodes: a user's connections (HD_REG_USER),
+ * a topic's followers (HD_REG_TOPIC) on every node, or the number of
+ * distinct users connected to any node (HD_REG_ONLINE, key "": count,
+ * no items). The local engine
  * answers from this node's lists before the call returns; the redis engine
  * asks Redis (engine.h's reg_query) and answers later. Request contract as
  * in engine.h: 0 and done() later (or already), or a negative HD_E* and
@@ -113,6 +115,7 @@ struct hd_hub_reg {
 	struct hd_hub_reg_item *items; /* n, owned by the request (hd_hub_reg_fini);
 	                                * TOPIC: sorted by user, then id */
 	size_t n;
+	uint64_t count;              /* ONLINE: the distinct users */
 	void (*done)(struct hd_hub_reg *q);
 	void *arg;
 	/* Private to the hub: */
@@ -120,6 +123,9 @@ struct hd_hub_reg {
 };
 
 int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q);
+/* Whether registry queries ask an engine shared by several nodes (they
+ * answer later, and cost a round trip to it). */
+bool hd_hub_reg_shared(const struct hd_hub *hub);
 /* Frees q's items (again: nothing). */
 void hd_hub_reg_fini(struct hd_hub_reg *q);
 /* The distinct non-anonymous users of a TOPIC answer. */
@@ -183,6 +189,35 @@ size_t hd_hub_presence_users(const struct hd_conn *const *c, size_t n);
 typedef void (*hd_hub_topic_fn)(void *arg, const char *topic);
 void hd_hub_on_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
 void hd_hub_off_topic_deleted(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
+
+/*
+ * A topic is gone: fn(arg, topic) runs on the loop thread after a delete
+ * through this node succeeded (before the deleter's done()) and when
+ * another node says it deleted one (an engine shared by several nodes),
+ * so that every node's subscribers hear of it. Same cap and assert as
+ * above; hd_hub_off_topic_gone removes the listener of the same fn and
+ * arg.
+ */
+void hd_hub_on_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
+void hd_hub_off_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
+
+/*
+ * Joins and leaves across nodes (a namespace's join-leave): an edge calls
+ * hd_hub_join_leave when one of its clients joins or leaves topic (and
+ * tells its own subscribers itself); the hub sends it to every other node
+ * (nothing with the local engine), whose hub runs the join-leave
+ * listeners with it. client and user are borrowed for the call; user may
+ * be "". Same cap and assert as above. Loop thread.
+ */
+typedef void (*hd_hub_join_fn)(void *arg, const char *topic, const char *client,
+			       const char *user, bool join);
+void hd_hub_join_leave(struct hd_hub *hub, const char *topic, const char *client,
+		       const char *user, bool join);
+void hd_hub_on_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg);
+void hd_hub_off_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg);
+/* The engine's hook for another node's notice (an hd_engine_notice_fn,
+ * arg = the hub): runs the listeners above. */
+void hd_hub_on_notice(void *hub, const char *topic, const char *msg, size_t len);
 
 /* See engine.h for the request contracts. */
 int hd_hub_publish(struct hd_hub *hub, struct hd_pub *p);

@@ -234,6 +234,23 @@ def test_reset_event_when_retention_removed_events(herald_factory):
     s.close()
 
 
+def test_reset_event_when_the_topic_is_deleted(herald):
+    """A live stream of a deleted topic gets a reset to offset 1 and goes on
+    with the new epoch's events (its old cursor would skip them)."""
+    s = SSE(herald, sse_path("del-live", after=0))
+    wait_for(lambda: streams(herald) == 1, 5, what="the stream")
+    publish_n(herald, "del-live", 1, 3)
+    assert [e["id"] for e in s.events(3)] == ["1", "2", "3"]
+    assert herald.session.delete(herald.topic_url("del-live", ""), timeout=10).status_code == 200
+    reset = s.next_event()
+    assert reset["event"] == "reset" and reset["id"] == "0", reset
+    assert json.loads(reset["data"]) == {"topic": "del-live", "after": 3, "first": 1}
+    publish_n(herald, "del-live", 10, 2)
+    evs = s.events(2)
+    assert [e["id"] for e in evs] == ["1", "2"] and numbers(evs) == [10, 11]
+    s.close()
+
+
 def test_keepalive_comments_and_retry_option(herald_factory):
     h = herald_factory(args=["--sse-keepalive", "200ms", "--sse-retry", "1500ms"])
     s = SSE(h, sse_path("ka"))

@@ -532,6 +532,33 @@ def test_join_and_leave_where_the_namespace_allows(herald_factory):
     run(go())
 
 
+def test_a_deleted_topic_ends_its_subscriptions(herald_factory):
+    """DELETE /v1/topics/{t}: each client subscription of t gets the
+    unsubscribe push with code 2500 (the SDK subscribes again); a new
+    subscription follows the new epoch from offset 1."""
+    h = herald_factory(args=ARGS)
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        await c.call({"subscribe": {"channel": "gone"}})
+        await c.call({"subscribe": {"channel": "stays"}})
+        publish_ce(h, "gone", 1, 1)
+        assert [p["pub"]["offset"] for p in await c.pubs(1)] == [1]
+        assert requests.delete(h.topic_url("gone", ""), timeout=10).status_code == 200
+        p = await c.push()
+        assert p == {"channel": "gone", "unsubscribe": {"code": 2500, "reason": "topic deleted"}}
+        publish_ce(h, "gone", 2, 1)
+        await c.quiet(0.3)  # not subscribed any more
+        assert not c.pushes
+        r = await c.call({"subscribe": {"channel": "gone"}})
+        assert r["subscribe"]["offset"] == 1
+        publish_ce(h, "gone", 3, 1)
+        assert [p["pub"]["offset"] for p in await c.pubs(1)] == [2]
+        await c.close()
+
+    run(go())
+
+
 def test_publication_payload_tags_and_the_envelope_option(herald_factory):
     """ws-publication: payload (default) puts the event's data in data and its
     attributes in tags (strings); envelope keeps the whole CloudEvent."""

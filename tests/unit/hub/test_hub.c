@@ -136,12 +136,25 @@ static void on_deleted(void *arg, const char *topic)
 	snprintf(h->topic, sizeof(h->topic), "%s", topic);
 }
 
+static int fake_topic_err; /* what the fake engine's ops answer */
+
+/* Completes at once, with fake_topic_err. */
 static int fake_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 {
 	(void)e;
-	(void)op;
 	engine_ops++;
+	op->err = fake_topic_err;
+	if (op->done)
+		op->done(op);
 	return 0;
+}
+
+static int topic_done_n;
+
+static void topic_done(struct hd_topic_op *op)
+{
+	topic_done_n++;
+	assert_ptr_equal(op->arg, &topic_done_n); /* the caller's arg, back */
 }
 
 static void test_topic_deleted_listeners(void **state)
@@ -151,7 +164,8 @@ static void test_topic_deleted_listeners(void **state)
 	struct hd_config cfg;
 	struct heard a = {0}, b = {0};
 	struct hd_topic_op info = {.kind = HD_TOPIC_INFO, .topic = "t"};
-	struct hd_topic_op del = {.kind = HD_TOPIC_DELETE, .topic = "t"};
+	struct hd_topic_op del = {.kind = HD_TOPIC_DELETE, .topic = "t", .done = topic_done,
+				  .arg = &topic_done_n};
 	(void)state;
 	hd_config_defaults(&cfg);
 	struct hd_hub *hub = hd_hub_new(&cfg);
@@ -177,6 +191,91 @@ static void test_topic_deleted_listeners(void **state)
 	hd_hub_off_topic_deleted(hub, on_deleted, &b); /* not added: ignored */
 	assert_int_equal(hd_hub_topic_op(hub, &del), 0);
 	assert_int_equal(b.n, 2);
+	assert_int_equal(topic_done_n, 3);
+	hd_hub_free(hub);
+}
+
+/* ---- notices across nodes ---------------------------------------------- */
+
+static char noticed[256];
+static int nnoticed;
+
+static void fake_notice(struct hd_engine *e, const char *topic, const char *msg, size_t len)
+{
+	nnoticed++;
+	snprintf(noticed, sizeof(noticed), "%s|%.*s", topic, (int)len, msg);
+}
+
+struct joined {
+	int n;
+	char text[256];
+};
+
+static void on_join(void *arg, const char *topic, const char *client, const char *user, bool join)
+{
+	struct joined *j = arg;
+	j->n++;
+	snprintf(j->text, sizeof(j->text), "%s %s %s %s", join ? "join" : "leave", topic, client, user);
+}
+
+/* A successful delete through this node is gone for the listeners (after
+ * the engine's answer) and a notice for the other nodes; a failed one is
+ * neither. Another node's notices run the listeners; joins and leaves
+ * become notices. */
+static void test_notices(void **state)
+{
+	static const struct hd_engine_ops ops = {.name = "fake", .topic_op = fake_topic_op,
+						 .notice = fake_notice};
+	struct hd_engine engine = {.ops = &ops};
+	struct hd_config cfg;
+	struct heard gone = {0};
+	struct joined j = {0};
+	struct hd_topic_op del = {.kind = HD_TOPIC_DELETE, .topic = "t", .done = topic_done,
+				  .arg = &topic_done_n};
+	(void)state;
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &engine);
+	hd_hub_on_topic_gone(hub, on_deleted, &gone);
+	hd_hub_on_join_leave(hub, on_join, &j);
+	nnoticed = 0;
+
+	fake_topic_err = HD_ENOTFOUND;
+	assert_int_equal(hd_hub_topic_op(hub, &del), 0);
+	assert_int_equal(gone.n, 0);
+	assert_int_equal(nnoticed, 0);
+	fake_topic_err = 0;
+	assert_int_equal(hd_hub_topic_op(hub, &del), 0);
+	assert_int_equal(gone.n, 1);
+	assert_string_equal(gone.topic, "t");
+	assert_int_equal(nnoticed, 1);
+	assert_string_equal(noticed, "t|deleted");
+
+	hd_hub_on_notice(hub, "other", "deleted", 7);
+	assert_int_equal(gone.n, 2);
+	assert_string_equal(gone.topic, "other");
+
+	hd_hub_join_leave(hub, "room:1", "c-1", "alice", true);
+	assert_string_equal(noticed, "room:1|join\nc-1\nalice");
+	assert_int_equal(j.n, 0); /* this node's own: the edge told its subscribers */
+	hd_hub_on_notice(hub, "room:1", "join\nc-1\nalice", 14);
+	assert_int_equal(j.n, 1);
+	assert_string_equal(j.text, "join room:1 c-1 alice");
+	hd_hub_on_notice(hub, "room:1", "leave\nc-2\n", 10);
+	assert_string_equal(j.text, "leave room:1 c-2 ");
+	/* Malformed or unknown notices are ignored. */
+	hd_hub_on_notice(hub, "room:1", "leave\nc-2", 9);
+	hd_hub_on_notice(hub, "room:1", "wave\nc\nu", 8);
+	hd_hub_on_notice(hub, "room:1", "", 0);
+	assert_int_equal(j.n, 2);
+	assert_int_equal(gone.n, 2);
+
+	hd_hub_off_join_leave(hub, on_join, &j);
+	hd_hub_off_topic_gone(hub, on_deleted, &gone);
+	hd_hub_on_notice(hub, "room:1", "join\nc-1\nalice", 14);
+	hd_hub_on_notice(hub, "x", "deleted", 7);
+	assert_int_equal(j.n, 2);
+	assert_int_equal(gone.n, 2);
 	hd_hub_free(hub);
 }
 
@@ -263,7 +362,10 @@ static void test_registry_writes(void **state)
 	assert_int_equal(hd_hub_watch(hub, "room", &w), 0);
 	assert_int_equal(ncalls, 0); /* not added yet: no id or user known */
 	hd_hub_conn_add(hub, &t.c);
-	assert_int_equal(ncalls, 1);
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[1].kind, HD_REG_ONLINE); /* the user's first connection */
+	assert_string_equal(calls[1].client, "u1");
+	assert_string_equal(calls[1].value, "1");
 	assert_int_equal(calls[0].kind, HD_REG_TOPIC);
 	assert_string_equal(calls[0].key, "room");
 	assert_string_equal(calls[0].client, "c1");
@@ -272,21 +374,22 @@ static void test_registry_writes(void **state)
 	/* The listing goes with the batch. */
 	assert_non_null(flush_fn);
 	flush_fn(flush_arg, false);
-	assert_int_equal(ncalls, 2);
-	assert_int_equal(calls[1].kind, HD_REG_USER);
-	assert_string_equal(calls[1].key, "u1");
-	assert_non_null(strstr(calls[1].value, "\"node\":\"n1\",\"topics\":[\"room\"]"));
+	assert_int_equal(ncalls, 3);
+	assert_int_equal(calls[2].kind, HD_REG_USER);
+	assert_string_equal(calls[2].key, "u1");
+	assert_non_null(strstr(calls[2].value, "\"node\":\"n1\",\"topics\":[\"room\"]"));
 	flush_fn(flush_arg, false); /* nothing changed: nothing written */
-	assert_int_equal(ncalls, 2);
-	/* After a reconnect, everything again. */
+	assert_int_equal(ncalls, 3);
+	/* After a reconnect, everything again (online, listing, presence). */
 	flush_fn(flush_arg, true);
-	assert_int_equal(ncalls, 4);
+	assert_int_equal(ncalls, 6);
 	/* Unwatch and remove take the entries away. */
 	t.n = 0;
 	hd_hub_unwatch(hub, &w);
-	assert_true(calls[4].del && calls[4].kind == HD_REG_TOPIC);
+	assert_true(calls[6].del && calls[6].kind == HD_REG_TOPIC);
 	hd_hub_conn_remove(hub, &t.c);
-	assert_true(calls[ncalls - 1].del && calls[ncalls - 1].kind == HD_REG_USER);
+	assert_true(calls[ncalls - 2].del && calls[ncalls - 2].kind == HD_REG_USER);
+	assert_true(calls[ncalls - 1].del && calls[ncalls - 1].kind == HD_REG_ONLINE);
 	size_t n = ncalls;
 	flush_fn(flush_arg, false); /* the removed connection's listing is not written */
 	assert_int_equal(ncalls, n);
@@ -358,6 +461,7 @@ int main(void)
 		cmocka_unit_test(test_fan_out_and_removal_while_firing),
 		cmocka_unit_test(test_prefix_watches),
 		cmocka_unit_test(test_topic_deleted_listeners),
+		cmocka_unit_test(test_notices),
 		cmocka_unit_test(test_registry_writes),
 		cmocka_unit_test(test_registry_local_answers),
 	};
