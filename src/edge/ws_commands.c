@@ -19,6 +19,22 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 
 /* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
 
+/* Keeps info[0, n) (minified JSON: the connect token's `info` claim or the
+ * connect proxy's) as the session's conn info, which presence, join and
+ * leave carry as Centrifugo's ClientInfo.conn_info. Longer than
+ * CONN_INFO_MAX: left out of them (docs/websocket.md). */
+static void conn_info_set(struct session *s, const char *info, size_t n)
+{
+	free(s->conn_info);
+	s->conn_info = NULL;
+	if (info && n && n <= CONN_INFO_MAX) {
+		s->conn_info = hd_malloc(n + 1);
+		memcpy(s->conn_info, info, n);
+		s->conn_info[n] = '\0';
+	}
+	s->conn.info = s->conn_info;
+}
+
 
 const char *hd_ws_commands_request_header(void *arg, const char *lname)
 {
@@ -51,6 +67,7 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
 	} else if (cmd.method == HD_CENTRIFUGE_CONNECT) {
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", a->user);
+		conn_info_set(s, a->info, a->info_len);
 		if (a->nchannels) {
 			s->channels = hd_calloc(a->nchannels, sizeof(*s->channels));
 			for (size_t i = 0; i < a->nchannels; i++)
@@ -214,6 +231,8 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 			claims.nchannels = 0;
 		}
 	}
+	if (claims.info)
+		conn_info_set(s, claims.info, strlen(claims.info));
 	int64_t exp = claims.exp;
 	hd_jwt_claims_fini(&claims);
 	connect_accept(s, cmd, exp, NULL, 0);
@@ -636,6 +655,24 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 
 /* ---- presence ---- */
 
+/* The conn info of a registry TOPIC item: hub.c writes it last,
+ * {"id":…,"node":"…","info":<raw JSON>}. The first ,"info": is that member
+ * (an escaped string value never holds an unescaped quote). */
+static void item_conn_info(const char *json, struct hd_centrifuge_client_info *c)
+{
+	static const char tag[] = ",\"info\":";
+	const char *p = json ? strstr(json, tag) : NULL;
+	size_t len = json ? strlen(json) : 0;
+
+	if (!p || len < 1 || json[len - 1] != '}')
+		return;
+	p += sizeof(tag) - 1;
+	if (p >= json + len - 1)
+		return;
+	c->conn_info = p;
+	c->conn_info_len = (size_t)(json + len - 1 - p);
+}
+
 /* The registry answered a presence or presence_stats: followers on every
  * node (the redis engine) or this one. */
 static void presence_done(struct hd_hub_reg *q)
@@ -658,6 +695,7 @@ static void presence_done(struct hd_hub_reg *q)
 		for (size_t i = 0; i < q->n; i++) {
 			info[i].client = q->items[i].id;
 			info[i].user = q->items[i].user;
+			item_conn_info(q->items[i].json, &info[i]);
 		}
 		if (s->codec->reply_presence(&b, op->id, info, q->n))
 			hd_buf_reset(&b);

@@ -219,6 +219,7 @@ static void session_maybe_free(struct session *s)
 	for (size_t i = 0; i < s->nchannels; i++)
 		free(s->channels[i]);
 	free(s->channels);
+	free(s->conn_info);
 	free(s);
 }
 

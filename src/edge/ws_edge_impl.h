@@ -48,6 +48,9 @@
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
 #define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
+/* Longest conn info (the connect token's or proxy's `info`, minified JSON)
+ * put in presence, join and leave; a longer one is left out of them. */
+#define CONN_INFO_MAX 4096
 #define STREAMS_MAX (1u << 20)         /* emulated sessions (each is also a connection) */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
@@ -173,6 +176,8 @@ struct session {
 	int64_t token_exp;             /* the token's exp, Unix seconds; 0 = none */
 	char **channels;               /* the connect token's channels claim (owned); NULL = none */
 	size_t nchannels;
+	char *conn_info;               /* the token's or connect proxy's info (owned, minified
+					* JSON, at most CONN_INFO_MAX); NULL = none. conn.info */
 	struct hd_bucket publish_bucket; /* opts.publish_rate */
 	struct hd_cproxy_headers *proxy_headers; /* the client's headers a connect proxy
 						  * call forwards (owned), until connected */

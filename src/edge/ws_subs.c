@@ -165,8 +165,10 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
 		struct hd_rcbuf **f = &frames[to->carrier][to->format];
 		if (!*f) {
 			struct hd_buf b;
-			struct hd_centrifuge_client_info info = {.client = from->conn.id, .user = from->conn.user};
-			hd_buf_init(&b, 2048);
+			struct hd_centrifuge_client_info info = {
+				.client = from->conn.id, .user = from->conn.user, .conn_info = from->conn.info,
+				.conn_info_len = from->conn.info ? strlen(from->conn.info) : 0};
+			hd_buf_init(&b, 2048 + CONN_INFO_MAX);
 			if (join)
 				to->codec->push_join(&b, topic, &info);
 			else

@@ -111,6 +111,8 @@ def test_connect_proxy_says_who_the_user_is(herald_factory, backend):
         # The backend's user is the session's user: presence shows it.
         pr = await c.call({"presence": {"channel": "news"}})
         assert [v["user"] for v in pr["presence"]["presence"].values()] == ["alice"], pr
+        # ... and the backend's info is the connection's conn_info there, as in Centrifugo.
+        assert [v.get("conn_info") for v in pr["presence"]["presence"].values()] == [{"n": 1}], pr
         # The token's channels claim and the proxy's channels act alike: events arrive.
         assert h.publish("news", json.dumps({"x": 1}),
                          headers={"Content-Type": "application/json"}).status_code == 201
