@@ -176,6 +176,13 @@ static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_cen
 	return true;
 }
 
+/* Delta compression when req (a subscribe or a connect.subs entry; NULL:
+ * none) asks for it by name; any other is not negotiated. */
+static void sub_delta_set(struct chan_sub *sub, const struct hd_centrifuge_sub_req *req)
+{
+	sub->delta = req && req->delta && strcmp(req->delta, "fossil") == 0;
+}
+
 static const struct hd_centrifuge_sub_req *connect_sub_req(const struct hd_centrifuge_command *cmd, const char *topic)
 {
 	for (size_t i = 0; i < cmd->nsubs; i++)
@@ -263,8 +270,10 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
 		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
 			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true);
-			if (sub)
+			if (sub) {
+				sub_delta_set(sub, connect_sub_req(cmd, topic));
 				op_add_init(op, sub, connect_sub_req(cmd, topic));
+			}
 		}
 	}
 	for (size_t i = 0; i < s->nchannels; i++) {
@@ -274,8 +283,10 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
 		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true);
-		if (sub)
+		if (sub) {
+			sub_delta_set(sub, connect_sub_req(cmd, t));
 			op_add_init(op, sub, connect_sub_req(cmd, t));
+		}
 	}
 	if (exp) {
 		s->token_exp = exp;
@@ -425,8 +436,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 		return;
 	}
 	sub->join_leave = cmd->sub.join_leave;
-	/* Delta compression when asked for by name; any other is not negotiated. */
-	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
+	sub_delta_set(sub, &cmd->sub);
 	struct op *op = op_new(s, cmd);
 	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
