@@ -68,6 +68,7 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 	} else if (cmd.method == HD_CENTRIFUGE_CONNECT) {
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", a->user);
 		conn_info_set(s, a->info, a->info_len);
+		s->server_refresh = a->expire_at && hd_cproxy_enabled(s->edge->opts.cproxy, HD_CPROXY_REFRESH);
 		if (a->nchannels) {
 			s->channels = hd_calloc(a->nchannels, sizeof(*s->channels));
 			for (size_t i = 0; i < a->nchannels; i++)
@@ -92,6 +93,67 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		hd_ws_edge_pump(s);
 }
 
+/* What every proxy call says about the session. */
+static struct hd_cproxy_req proxy_req(const struct session *s, enum hd_cproxy_kind kind)
+{
+	return (struct hd_cproxy_req){
+		.kind = kind,
+		.client = s->conn.id,
+		.transport = hd_ws_edge_carrier_names[s->carrier],
+		.protocol = s->format == F_PB ? "protobuf" : "json",
+		.binary = s->format == F_PB,
+		.user = s->conn.user,
+	};
+}
+
+/* The refresh proxy answered: the session's expiry moves, or it ends. */
+static void refresh_done(void *arg, const struct hd_cproxy_answer *a)
+{
+	struct op *op = arg;
+	struct session *s = op->s;
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (hd_ws_subs_op_orphaned(op))
+		return;
+	s->op = NULL;
+	hd_ws_subs_op_free(op);
+	if (a->outcome == HD_CPROXY_FAILED || a->outcome == HD_CPROXY_ERROR) {
+		/* Reconnectable: the client connects again through the connect proxy. */
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "internal server error: refresh failed");
+		return;
+	}
+	if (a->outcome == HD_CPROXY_DISCONNECT) {
+		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
+		return;
+	}
+	if (a->expired || (a->expire_at && a->expire_at <= now_s)) {
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_EXPIRED, "expired");
+		return;
+	}
+	s->token_exp = a->expire_at;
+	s->expire_at = a->expire_at ? hd_ws_edge_mono() + (a->expire_at - now_s) * 1000 : 0;
+	if (a->info)
+		conn_info_set(s, a->info, a->info_len);
+	hd_ws_edge_timer_arm(s);
+	hd_ws_edge_pump(s);
+}
+
+void hd_ws_commands_refresh(struct session *s)
+{
+	struct hd_centrifuge_command cmd = {.id = 0, .method = HD_CENTRIFUGE_REFRESH};
+	struct hd_cproxy_req r = proxy_req(s, HD_CPROXY_REFRESH);
+	struct op *op = op_new(s, &cmd);
+	s->expire_at = 0;
+	int rc = hd_cproxy_send(s->edge->opts.cproxy, &r, refresh_done, op);
+	if (rc) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "internal server error: refresh failed");
+	}
+}
+
 /*
  * Sends the running command (cmd, with data[0, n)) to the app backend when
  * kind is proxied: returns true when the command is handled that way (it
@@ -104,22 +166,15 @@ static bool proxy_start(struct session *s, const struct hd_centrifuge_command *c
 	struct hd_cproxy *p = s->edge->opts.cproxy;
 	if (!hd_cproxy_enabled(p, kind))
 		return false;
-	struct hd_cproxy_req r = {
-		.kind = kind,
-		.client = s->conn.id,
-		.transport = hd_ws_edge_carrier_names[s->carrier],
-		.protocol = s->format == F_PB ? "protobuf" : "json",
-		.binary = s->format == F_PB,
-		.user = s->conn.user,
-		.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL,
-		.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL,
-		.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL,
-		.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL,
-		.data = data,
-		.data_len = n,
-		.get = kind == HD_CPROXY_CONNECT ? hd_cproxy_headers_get : NULL,
-		.get_arg = s->proxy_headers,
-	};
+	struct hd_cproxy_req r = proxy_req(s, kind);
+	r.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL;
+	r.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL;
+	r.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL;
+	r.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL;
+	r.data = data;
+	r.data_len = n;
+	r.get = kind == HD_CPROXY_CONNECT ? hd_cproxy_headers_get : NULL;
+	r.get_arg = s->proxy_headers;
 	struct op *op = op_new(s, cmd);
 	op->line = hd_malloc(s->line_len);
 	memcpy(op->line, s->line, s->line_len);
@@ -288,7 +343,12 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 			op_add_init(op, sub, connect_sub_req(cmd, t));
 		}
 	}
-	if (exp) {
+	if (exp && s->server_refresh) {
+		/* The refresh proxy extends it when it comes: the client is not
+		 * told (Centrifugo's server-side refresh), and no grace. */
+		s->token_exp = exp;
+		s->expire_at = hd_ws_edge_mono() + (exp > now_s ? (exp - now_s) * 1000 : 0);
+	} else if (exp) {
 		s->token_exp = exp;
 		op->expires = true;
 		op->ttl = exp > now_s ? (uint32_t)(exp - now_s) : 1;
