@@ -4,13 +4,24 @@
 # default config (a conffile) and the docs.
 #
 # Usage: scripts/make-deb.sh [BIN [OUTDIR]]   (default build/herald, build)
-# Prints the path of the .deb. Depends: the package of every shared
+# DEB_MAINTAINER="Name <address>" sets the control file's Maintainer (Debian
+# Policy 5.6.2: a name and an RFC 5322 address). The default names the
+# project with an address under .invalid (RFC 2606: never deliverable), so a
+# package built from this repository never claims a person or a mailbox; a
+# distributor sets their own (docs/deploy.md). Prints the path of the .deb. Depends: the package of every shared
 # library the binary links directly (readelf NEEDED → ldd → dpkg -S).
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${1:-build/herald}
 OUT=${2:-build}
 [ -x "$BIN" ] || { echo "make-deb: $BIN is missing (make build)" >&2; exit 1; }
+MAINTAINER=${DEB_MAINTAINER:-herald project <packaging@herald.invalid>}
+case "$MAINTAINER" in
+  *"
+"*) echo "make-deb: DEB_MAINTAINER must be one line" >&2; exit 2 ;;
+esac
+printf '%s\n' "$MAINTAINER" | grep -Eq '^[^<>]*[^<> ][^<>]* <[^<>@ ]+@[^<>@ ]+>$' || {
+  echo "make-deb: DEB_MAINTAINER must be \"Name <user@host>\", got: $MAINTAINER" >&2; exit 2; }
 VERSION=$("$BIN" version | awk '{print $2}')
 ARCH=$(dpkg --print-architecture)
 STAGE=$(mktemp -d)
@@ -37,7 +48,7 @@ cat > "$STAGE/DEBIAN/control" <<CONTROL
 Package: herald
 Version: $VERSION
 Architecture: $ARCH
-Maintainer: herald developers <herald@localhost>
+Maintainer: $MAINTAINER
 Installed-Size: $size
 Depends: $depends
 Section: net

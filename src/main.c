@@ -411,7 +411,7 @@ static int serve(int argc, char **argv)
 	}
 	struct hd_cproxy_opts cp_opts = {
 		.url = {s.cfg.proxy_connect_url, s.cfg.proxy_subscribe_url, s.cfg.proxy_publish_url,
-			s.cfg.proxy_rpc_url},
+			s.cfg.proxy_rpc_url, s.cfg.proxy_refresh_url},
 		.timeout_ms = (uint32_t)s.cfg.proxy_timeout_ms,
 		.max_inflight = (uint32_t)s.cfg.proxy_max_inflight,
 		.http_headers = s.cfg.proxy_http_headers,

@@ -224,6 +224,11 @@ static const struct opt opts[] = {
 	{"proxy-rpc-url", T_STRING, GS(proxy_rpc_url), .def = "",
 	 .help = "The app backend's RPC proxy: client RPCs are POSTed there and result.data is the "
 		 "answer. Empty = RPC answers error 108."},
+	{"proxy-refresh-url", T_STRING, GS(proxy_refresh_url), .def = "",
+	 .help = "The app backend's refresh proxy: when the expire_at a connect proxy gave comes, "
+		 "herald POSTs there and the answer extends (result.expire_at), updates (info) or "
+		 "ends (expired) the connection; the client never refreshes. Empty = the client "
+		 "must refresh with a token."},
 	{"proxy-timeout", T_DURATION, G(proxy_timeout_ms), .def = "1s", .min = "10ms", .max = "1m",
 	 .help = "How long one proxy call may take in all (connect included); a slower one is "
 		 "error 100 to the client."},

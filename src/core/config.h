@@ -137,6 +137,7 @@ struct hd_config {
 	char proxy_subscribe_url[1024];
 	char proxy_publish_url[1024];
 	char proxy_rpc_url[1024];
+	char proxy_refresh_url[1024];
 	int64_t proxy_timeout_ms;
 	uint64_t proxy_max_inflight;
 	char proxy_http_headers[1024];

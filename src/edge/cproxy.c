@@ -23,7 +23,7 @@
 #define MEMBERS_MAX 64                  /* members of one answer object we look at */
 #define BODY_MAX (1024 * 1024)          /* a request body (the client's data is smaller) */
 
-static const char *const kind_names[HD_CPROXY_KINDS] = {"connect", "subscribe", "publish", "rpc"};
+static const char *const kind_names[HD_CPROXY_KINDS] = {"connect", "subscribe", "publish", "rpc", "refresh"};
 
 /* ---- The answer ---------------------------------------------------------- */
 
@@ -147,17 +147,25 @@ static int parse_result(enum hd_cproxy_kind kind, const char *v, size_t n, struc
 	size_t xn;
 	if (obj_split(&r, v, n))
 		return fail(a, "%s is not an object (of at most 64 members)", "result");
-	if (kind == HD_CPROXY_CONNECT) {
-		if ((x = obj_get(&r, "user", &xn)) && !is_null(x, xn) &&
-		    (!get_str(x, xn, a->user, HD_CPROXY_USER_MAX) || strchr(a->user, ':')))
-			return fail(a, "result.%s is not a string of at most 250 bytes without ':'", "user");
+	if (kind == HD_CPROXY_CONNECT &&
+	    (x = obj_get(&r, "user", &xn)) && !is_null(x, xn) &&
+	    (!get_str(x, xn, a->user, HD_CPROXY_USER_MAX) || strchr(a->user, ':')))
+		return fail(a, "result.%s is not a string of at most 250 bytes without ':'", "user");
+	if (kind == HD_CPROXY_REFRESH && (x = obj_get(&r, "expired", &xn))) {
+		if (xn == 4 && memcmp(x, "true", 4) == 0)
+			a->expired = true;
+		else if (!(xn == 5 && memcmp(x, "false", 5) == 0) && !is_null(x, xn))
+			return fail(a, "result.%s is not a boolean", "expired");
+	}
+	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_REFRESH) {
 		if ((x = obj_get(&r, "expire_at", &xn)) && !is_null(x, xn) &&
 		    !get_int(x, xn, 0, INT64_C(1) << 40, &a->expire_at))
 			return fail(a, "result.%s is not a Unix time in seconds", "expire_at");
-		if ((x = obj_get(&r, "channels", &xn)) && !is_null(x, xn) && parse_channels(x, xn, a))
-			return HD_EINVAL;
 	}
-	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE) {
+	if (kind == HD_CPROXY_CONNECT &&
+	    (x = obj_get(&r, "channels", &xn)) && !is_null(x, xn) && parse_channels(x, xn, a))
+		return HD_EINVAL;
+	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_REFRESH) {
 		if ((x = obj_get(&r, "info", &xn)) && !is_null(x, xn)) {
 			a->info = dup_raw(x, xn);
 			a->info_len = xn;

@@ -1,8 +1,8 @@
 /*
  * cproxy — proxies of Centrifugo-protocol commands to the application's
  * backend (Centrifugo's "proxy" feature): herald POSTs a JSON description
- * of a connect, subscribe, publish or RPC to a URL the operator configured
- * and acts on the answer. docs/proxy.md is the user's description.
+ * of a connect, subscribe, publish or RPC, or a refresh of a connection's
+ * expiry, to a URL the operator configured and acts on the answer. docs/proxy.md is the user's description.
  *
  * Layer: edge. Called by edge/ws_commands.c (the session's command handlers)
  * on the loop thread; the calls go out through net/http_client.h (libcurl
@@ -12,7 +12,7 @@
  * The request body (one JSON object; members left out when empty):
  *   {"client":"<id>","transport":"websocket|http_stream|sse",
  *    "protocol":"json|protobuf","encoding":"json|binary",
- *    "user":"<id>"            subscribe, publish, rpc (may be "")
+ *    "user":"<id>"            subscribe, publish, rpc, refresh (may be "")
  *    "channel":"<topic>"      subscribe, publish
  *    "method":"<name>"        rpc
  *    "name","version"         connect (the SDK's name and version)
@@ -31,6 +31,8 @@
  *     publish:   data (replaces the client's data), skip_history (read,
  *                not acted on: herald stores every event)
  *     rpc:       data (the RPC's answer)
+ *     refresh:   expired (true: close the session), expire_at (Unix s, the
+ *                new expiry; absent or 0: none), info (the new conn info)
  * Anything else (not HTTP 200, not JSON, none of the three, a member of the
  * wrong type, a code out of its range, a string over its limit) is a
  * failure (HD_CPROXY_FAILED), like a backend that is down or too slow.
@@ -57,6 +59,7 @@ enum hd_cproxy_kind {
 	HD_CPROXY_SUBSCRIBE,
 	HD_CPROXY_PUBLISH,
 	HD_CPROXY_RPC,
+	HD_CPROXY_REFRESH,     /* not a command: a connect proxy's expiry came */
 	HD_CPROXY_KINDS
 };
 
@@ -82,7 +85,8 @@ struct hd_cproxy_answer {
 	char message[HD_CPROXY_MESSAGE_MAX + 1];    /* ERROR's message, DISCONNECT's reason,
 						     * FAILED's cause (for the log) */
 	char user[HD_CPROXY_USER_MAX + 1];          /* connect: "" = anonymous */
-	int64_t expire_at;                          /* connect: Unix seconds, 0 = none */
+	int64_t expire_at;                          /* connect, refresh: Unix seconds, 0 = none */
+	bool expired;                               /* refresh: the connection ends */
 	char *info, *data;                          /* owned minified JSON text, or NULL */
 	size_t info_len, data_len;
 	char **channels;                            /* connect: owned, nchannels */

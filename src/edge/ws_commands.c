@@ -19,6 +19,22 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 
 /* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
 
+/* Keeps info[0, n) (minified JSON: the connect token's `info` claim or the
+ * connect proxy's) as the session's conn info, which presence, join and
+ * leave carry as Centrifugo's ClientInfo.conn_info. Longer than
+ * CONN_INFO_MAX: left out of them (docs/websocket.md). */
+static void conn_info_set(struct session *s, const char *info, size_t n)
+{
+	free(s->conn_info);
+	s->conn_info = NULL;
+	if (info && n && n <= CONN_INFO_MAX) {
+		s->conn_info = hd_malloc(n + 1);
+		memcpy(s->conn_info, info, n);
+		s->conn_info[n] = '\0';
+	}
+	s->conn.info = s->conn_info;
+}
+
 
 const char *hd_ws_commands_request_header(void *arg, const char *lname)
 {
@@ -51,6 +67,8 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
 	} else if (cmd.method == HD_CENTRIFUGE_CONNECT) {
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", a->user);
+		conn_info_set(s, a->info, a->info_len);
+		s->server_refresh = a->expire_at && hd_cproxy_enabled(s->edge->opts.cproxy, HD_CPROXY_REFRESH);
 		if (a->nchannels) {
 			s->channels = hd_calloc(a->nchannels, sizeof(*s->channels));
 			for (size_t i = 0; i < a->nchannels; i++)
@@ -75,6 +93,67 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		hd_ws_edge_pump(s);
 }
 
+/* What every proxy call says about the session. */
+static struct hd_cproxy_req proxy_req(const struct session *s, enum hd_cproxy_kind kind)
+{
+	return (struct hd_cproxy_req){
+		.kind = kind,
+		.client = s->conn.id,
+		.transport = hd_ws_edge_carrier_names[s->carrier],
+		.protocol = s->format == F_PB ? "protobuf" : "json",
+		.binary = s->format == F_PB,
+		.user = s->conn.user,
+	};
+}
+
+/* The refresh proxy answered: the session's expiry moves, or it ends. */
+static void refresh_done(void *arg, const struct hd_cproxy_answer *a)
+{
+	struct op *op = arg;
+	struct session *s = op->s;
+	int64_t now_s = hd_now_ms() / 1000;
+
+	if (hd_ws_subs_op_orphaned(op))
+		return;
+	s->op = NULL;
+	hd_ws_subs_op_free(op);
+	if (a->outcome == HD_CPROXY_FAILED || a->outcome == HD_CPROXY_ERROR) {
+		/* Reconnectable: the client connects again through the connect proxy. */
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "internal server error: refresh failed");
+		return;
+	}
+	if (a->outcome == HD_CPROXY_DISCONNECT) {
+		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
+		return;
+	}
+	if (a->expired || (a->expire_at && a->expire_at <= now_s)) {
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_EXPIRED, "expired");
+		return;
+	}
+	s->token_exp = a->expire_at;
+	s->expire_at = a->expire_at ? hd_ws_edge_mono() + (a->expire_at - now_s) * 1000 : 0;
+	if (a->info)
+		conn_info_set(s, a->info, a->info_len);
+	hd_ws_edge_timer_arm(s);
+	hd_ws_edge_pump(s);
+}
+
+void hd_ws_commands_refresh(struct session *s)
+{
+	struct hd_centrifuge_command cmd = {.id = 0, .method = HD_CENTRIFUGE_REFRESH};
+	struct hd_cproxy_req r = proxy_req(s, HD_CPROXY_REFRESH);
+	struct op *op = op_new(s, &cmd);
+	s->expire_at = 0;
+	int rc = hd_cproxy_send(s->edge->opts.cproxy, &r, refresh_done, op);
+	if (rc) {
+		s->op = NULL;
+		hd_ws_subs_op_free(op);
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "internal server error: refresh failed");
+	}
+}
+
 /*
  * Sends the running command (cmd, with data[0, n)) to the app backend when
  * kind is proxied: returns true when the command is handled that way (it
@@ -87,22 +166,15 @@ static bool proxy_start(struct session *s, const struct hd_centrifuge_command *c
 	struct hd_cproxy *p = s->edge->opts.cproxy;
 	if (!hd_cproxy_enabled(p, kind))
 		return false;
-	struct hd_cproxy_req r = {
-		.kind = kind,
-		.client = s->conn.id,
-		.transport = hd_ws_edge_carrier_names[s->carrier],
-		.protocol = s->format == F_PB ? "protobuf" : "json",
-		.binary = s->format == F_PB,
-		.user = s->conn.user,
-		.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL,
-		.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL,
-		.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL,
-		.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL,
-		.data = data,
-		.data_len = n,
-		.get = kind == HD_CPROXY_CONNECT ? hd_cproxy_headers_get : NULL,
-		.get_arg = s->proxy_headers,
-	};
+	struct hd_cproxy_req r = proxy_req(s, kind);
+	r.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL;
+	r.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL;
+	r.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL;
+	r.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL;
+	r.data = data;
+	r.data_len = n;
+	r.get = kind == HD_CPROXY_CONNECT ? hd_cproxy_headers_get : NULL;
+	r.get_arg = s->proxy_headers;
 	struct op *op = op_new(s, cmd);
 	op->line = hd_malloc(s->line_len);
 	memcpy(op->line, s->line, s->line_len);
@@ -157,6 +229,13 @@ static bool op_add_init(struct op *op, struct chan_sub *sub, const struct hd_cen
 		in->reject_unrecovered = (req->flag & HD_CENTRIFUGE_SUB_FLAG_REJECT_UNRECOVERED) != 0;
 	}
 	return true;
+}
+
+/* Delta compression when req (a subscribe or a connect.subs entry; NULL:
+ * none) asks for it by name; any other is not negotiated. */
+static void sub_delta_set(struct chan_sub *sub, const struct hd_centrifuge_sub_req *req)
+{
+	sub->delta = req && req->delta && strcmp(req->delta, "fossil") == 0;
 }
 
 static const struct hd_centrifuge_sub_req *connect_sub_req(const struct hd_centrifuge_command *cmd, const char *topic)
@@ -214,6 +293,8 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 			claims.nchannels = 0;
 		}
 	}
+	if (claims.info)
+		conn_info_set(s, claims.info, strlen(claims.info));
 	int64_t exp = claims.exp;
 	hd_jwt_claims_fini(&claims);
 	connect_accept(s, cmd, exp, NULL, 0);
@@ -244,8 +325,10 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
 		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
 			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true);
-			if (sub)
+			if (sub) {
+				sub_delta_set(sub, connect_sub_req(cmd, topic));
 				op_add_init(op, sub, connect_sub_req(cmd, topic));
+			}
 		}
 	}
 	for (size_t i = 0; i < s->nchannels; i++) {
@@ -255,10 +338,17 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
 		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true);
-		if (sub)
+		if (sub) {
+			sub_delta_set(sub, connect_sub_req(cmd, t));
 			op_add_init(op, sub, connect_sub_req(cmd, t));
+		}
 	}
-	if (exp) {
+	if (exp && s->server_refresh) {
+		/* The refresh proxy extends it when it comes: the client is not
+		 * told (Centrifugo's server-side refresh), and no grace. */
+		s->token_exp = exp;
+		s->expire_at = hd_ws_edge_mono() + (exp > now_s ? (exp - now_s) * 1000 : 0);
+	} else if (exp) {
 		s->token_exp = exp;
 		op->expires = true;
 		op->ttl = exp > now_s ? (uint32_t)(exp - now_s) : 1;
@@ -406,8 +496,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 		return;
 	}
 	sub->join_leave = cmd->sub.join_leave;
-	/* Delta compression when asked for by name; any other is not negotiated. */
-	sub->delta = strcmp(cmd->sub.delta, "fossil") == 0;
+	sub_delta_set(sub, &cmd->sub);
 	struct op *op = op_new(s, cmd);
 	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1, sizeof(*op->inits));
@@ -636,6 +725,24 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 
 /* ---- presence ---- */
 
+/* The conn info of a registry TOPIC item: hub.c writes it last,
+ * {"id":…,"node":"…","info":<raw JSON>}. The first ,"info": is that member
+ * (an escaped string value never holds an unescaped quote). */
+static void item_conn_info(const char *json, struct hd_centrifuge_client_info *c)
+{
+	static const char tag[] = ",\"info\":";
+	const char *p = json ? strstr(json, tag) : NULL;
+	size_t len = json ? strlen(json) : 0;
+
+	if (!p || len < 1 || json[len - 1] != '}')
+		return;
+	p += sizeof(tag) - 1;
+	if (p >= json + len - 1)
+		return;
+	c->conn_info = p;
+	c->conn_info_len = (size_t)(json + len - 1 - p);
+}
+
 /* The registry answered a presence or presence_stats: followers on every
  * node (the redis engine) or this one. */
 static void presence_done(struct hd_hub_reg *q)
@@ -658,6 +765,7 @@ static void presence_done(struct hd_hub_reg *q)
 		for (size_t i = 0; i < q->n; i++) {
 			info[i].client = q->items[i].id;
 			info[i].user = q->items[i].user;
+			item_conn_info(q->items[i].json, &info[i]);
 		}
 		if (s->codec->reply_presence(&b, op->id, info, q->n))
 			hd_buf_reset(&b);

@@ -221,6 +221,7 @@ static void session_maybe_free(struct session *s)
 	for (size_t i = 0; i < s->nchannels; i++)
 		free(s->channels[i]);
 	free(s->channels);
+	free(s->conn_info);
 	free(s);
 }
 
@@ -311,6 +312,15 @@ void hd_ws_edge_on_timer(uv_timer_t *t)
 	int64_t now = hd_ws_edge_mono();
 	if (!s->req)
 		return;
+	/* A connect proxy's expiry with a refresh proxy: herald asks it. */
+	if (s->server_refresh && s->expire_at && now >= s->expire_at && s->state == S_READY) {
+		if (s->op)
+			s->expire_at = now + REFRESH_RETRY_MS;
+		else
+			hd_ws_commands_refresh(s); /* expire_at is 0 while it runs */
+		if (!s->req || s->state == S_CLOSING)
+			return;
+	}
 	/* The deadlines that end a session, in the order they are checked. */
 	const struct {
 		bool passed;

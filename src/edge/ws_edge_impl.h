@@ -48,6 +48,11 @@
 #define FRAME_CACHE 64                 /* shared push frames kept, by event */
 #define REPLY_MAX (HD_READ_BYTES_MAX + 1024 * 1024) /* one reply (a recovery) */
 #define HISTORY_MAX 1000               /* events in one history reply */
+/* Longest conn info (the connect token's or proxy's `info`, minified JSON)
+ * put in presence, join and leave; a longer one is left out of them. */
+#define CONN_INFO_MAX 4096
+/* A server-side refresh due while a command runs waits this long again. */
+#define REFRESH_RETRY_MS 50
 #define STREAMS_MAX (1u << 20)         /* emulated sessions (each is also a connection) */
 #define READ_TOP_AFTER ((uint64_t)INT64_MAX) /* a read past every offset: only the position */
 #define VERSION "herald " HD_VERSION
@@ -173,6 +178,10 @@ struct session {
 	int64_t token_exp;             /* the token's exp, Unix seconds; 0 = none */
 	char **channels;               /* the connect token's channels claim (owned); NULL = none */
 	size_t nchannels;
+	bool server_refresh;           /* the expiry is a connect proxy's and the refresh proxy
+					* extends it (not the client) */
+	char *conn_info;               /* the token's or connect proxy's info (owned, minified
+					* JSON, at most CONN_INFO_MAX); NULL = none. conn.info */
 	struct hd_bucket publish_bucket; /* opts.publish_rate */
 	struct hd_cproxy_headers *proxy_headers; /* the client's headers a connect proxy
 						  * call forwards (owned), until connected */
@@ -238,5 +247,8 @@ void hd_ws_subs_op_step(struct op *op);
 /* ws_commands.c */
 const char *hd_ws_commands_request_header(void *arg, const char *lname);
 void hd_ws_commands_run_line(struct session *s, const char *line, size_t len);
+/* The session's expiry came and s->server_refresh: asks the refresh proxy
+ * (as the session's op; none may be running). */
+void hd_ws_commands_refresh(struct session *s);
 
 #endif

@@ -170,13 +170,13 @@ static void frames_unref(struct hd_rcbuf *frames[C_COUNT][F_COUNT])
 
 /*
  * Tells every WebSocket subscriber of topic on this node that asked for it
- * (but `from`, NULL for another node's client) that client (of user)
- * joined or left. A receiver that is too slow is closed from its timer,
+ * (but `from`, NULL for another node's client) that client (of user,
+ * with conn_info or NULL) joined or left. A receiver that is too slow is closed from its timer,
  * not here: closing changes the topic's watchers, and this may run while
  * one session is being released.
  */
 static void push_join_leave(struct hd_ws_edge *e, const struct session *from, const char *client,
-			    const char *user, const char *topic, bool join)
+			    const char *user, const char *conn_info, const char *topic, bool join)
 {
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
@@ -191,8 +191,10 @@ static void push_join_leave(struct hd_ws_edge *e, const struct session *from, co
 		struct hd_rcbuf **f = &frames[to->carrier][to->format];
 		if (!*f) {
 			struct hd_buf b;
-			struct hd_centrifuge_client_info info = {.client = client, .user = user};
-			hd_buf_init(&b, 2048);
+			struct hd_centrifuge_client_info info = {
+				.client = client, .user = user, .conn_info = conn_info,
+				.conn_info_len = conn_info ? strlen(conn_info) : 0};
+			hd_buf_init(&b, 2048 + CONN_INFO_MAX);
 			if (join)
 				to->codec->push_join(&b, topic, &info);
 			else
@@ -215,7 +217,7 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
 	/* Even while stopping: the other nodes' subscribers see the leaves. */
 	hd_hub_join_leave(e->hub, topic, from->conn.id, from->conn.user, join);
 	if (!e->stopping)
-		push_join_leave(e, from, from->conn.id, from->conn.user, topic, join);
+		push_join_leave(e, from, from->conn.id, from->conn.user, from->conn.info, topic, join);
 }
 
 void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
@@ -223,7 +225,7 @@ void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, 
 {
 	struct hd_ws_edge *e = arg;
 	if (!e->stopping && hd_hub_ns(e->hub, topic)->join_leave)
-		push_join_leave(e, NULL, client, user, topic, join);
+		push_join_leave(e, NULL, client, user, NULL, topic, join); /* no conn_info across nodes */
 }
 
 /*

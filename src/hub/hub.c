@@ -616,7 +616,7 @@ void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct 
 	hd_buf_puts(b, "]}");
 }
 
-/* c's presence entry: {"id","transport","user","node"}. */
+/* c's presence entry: {"id","transport","user","node"[,"info"]}. */
 static void presence_json(const struct hd_hub *hub, const struct hd_conn *c, struct hd_buf *b)
 {
 	const char *node = hd_hub_node(hub);
@@ -624,7 +624,9 @@ static void presence_json(const struct hd_hub *hub, const struct hd_conn *c, str
 	hd_buf_json_escape(b, c->user, strlen(c->user));
 	hd_buf_puts(b, "\",\"node\":\"");
 	hd_buf_json_escape(b, node, strlen(node));
-	hd_buf_puts(b, "\"}");
+	hd_buf_puts(b, c->info ? "\",\"info\":" : "\"}"); /* info last: edge/ws_commands.c reads it */
+	if (c->info)
+		hd_buf_printf(b, "%s}", c->info);
 }
 
 static bool reg_on(const struct hd_hub *hub)

@@ -62,6 +62,7 @@ struct hd_conn {
 	char remote[64];             /* peer "ip:port" */
 	int64_t since_ms;            /* connected at */
 	char user[HD_USER_ID_MAX + 1]; /* "" when anonymous */
+	const char *info;            /* conn info for presence: minified JSON, or NULL; borrowed */
 	/* Calls each(arg, topic) for every topic the connection follows. */
 	void (*topics)(const struct hd_conn *c, void (*each)(void *arg, const char *topic),
 		       void *arg);

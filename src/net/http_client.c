@@ -64,6 +64,18 @@
  * A stream that ends without an answer is told apart by its curl code
  * (stream_refused, see stream_lost()).
  *
+ * The request body of an HTTP/2 client is read by curl through on_read, and
+ * on_seek refuses to rewind it (CURL_SEEKFUNC_CANTSEEK). Why: curl retries a
+ * stream refused by REFUSED_STREAM or by a GOAWAY whose last-stream-id is
+ * below it on a new connection by itself, rewinding the body; with
+ * POSTFIELDS that rewind always works and the resend is invisible to the
+ * caller (no attempt, no metric, no log). With the rewind refused, curl
+ * ends such a transfer with CURLE_SEND_FAIL_REWIND, which stream_lost()
+ * counts as a lost stream: the caller sees it and sends it again on its
+ * own terms. (A body curl had not read yet needs no rewind; curl may still
+ * resend that one, and the server never saw any of it.) HTTP/1.1 clients
+ * keep POSTFIELDS, which sends a small body with the headers.
+ *
  * Extra CAs (opts.ca_file): read once into `cas` at new; curl's OpenSSL
  * backend calls ssl_ctx_cb for every new TLS context, which adds them to
  * the context's store next to the default paths curl loaded.
@@ -89,6 +101,7 @@
 #include <openssl/x509.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -159,6 +172,7 @@ struct pending {
 	size_t hdr_text_cap;
 	char *body;                    /* the response, NUL-terminated */
 	size_t body_len, body_cap;
+	size_t sent;                   /* with http2: request body bytes curl has read */
 	uint64_t start_us;
 	int64_t retry_after_ms;
 	bool refused;                  /* open_socket refused an address */
@@ -452,6 +466,7 @@ static struct pending *pending_get(struct hd_http_client *c)
 	p->retry_after_ms = -1;
 	p->refused = false;
 	p->refused_addr[0] = '\0';
+	p->sent = 0;
 	p->deferred_err = 0;
 	p->kick_ready = false;
 	p->errbuf[0] = '\0';
@@ -505,6 +520,9 @@ static bool stream_lost(struct pending *p, CURLcode rc)
 	switch (rc) {
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
+	case CURLE_SEND_FAIL_REWIND:
+		/* The last: curl wanted to send the body again on a new
+		 * connection after a refused stream or a GOAWAY (on_seek). */
 		return true;
 	case CURLE_PARTIAL_FILE:
 	case CURLE_RECV_ERROR:
@@ -1039,6 +1057,32 @@ static bool header_text_ok(const char *s, bool name)
 	return true;
 }
 
+/* curl reads the request body of an HTTP/2 call (see the file comment). */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct pending *p = arg;
+	const struct hd_http_call *call = p->call;
+	size_t room = size * nitems;
+	size_t left = call->body_len - p->sent;
+	size_t n = left < room ? left : room;
+
+	if (n)
+		memcpy(buf, call->body + p->sent, n);
+	p->sent += n;
+	return n;
+}
+
+/* Rewinding a body curl already read is refused, so curl never resends a
+ * request by itself: it fails the transfer (CURLE_SEND_FAIL_REWIND). */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct pending *p = arg;
+
+	if (origin == SEEK_SET && offset == 0 && p->sent == 0)
+		return CURL_SEEKFUNC_OK; /* nothing read yet: nothing to resend */
+	return CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* The options every call of c shares, set once per easy handle (again
  * after a reset): 0 or the curl error that stopped it. */
 static CURLcode setup_easy_const(struct hd_http_client *c, struct pending *p)
@@ -1124,7 +1168,15 @@ static CURLcode setup_easy(struct hd_http_client *c, struct pending *p)
 	} else {
 		/* Borrowed until done(): curl does not copy it. */
 		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-		SET(CURLOPT_POSTFIELDS, call->body ? call->body : "");
+		if (c->o.http2) {
+			SET(CURLOPT_POST, 1L);
+			SET(CURLOPT_READFUNCTION, on_read);
+			SET(CURLOPT_READDATA, p);
+			SET(CURLOPT_SEEKFUNCTION, on_seek);
+			SET(CURLOPT_SEEKDATA, p);
+		} else {
+			SET(CURLOPT_POSTFIELDS, call->body ? call->body : "");
+		}
 		if (kind == KIND_CUSTOM)
 			SET(CURLOPT_CUSTOMREQUEST, call->method);
 	}

@@ -44,11 +44,13 @@
  *   - with ca_file, the certificates in it are trusted next to the
  *     system's (read once at new: a missing or empty file fails new);
  *   - a request whose HTTP/2 stream or connection ended before an answer
- *     came (REFUSED_STREAM, a GOAWAY, a reset, a connection that died;
- *     curl itself retries a refused stream a few times on a new connection
- *     first) ends with err HD_EUNAVAIL and stream_refused set: the caller
- *     may send it again on a new connection without counting an attempt
- *     (bounded by the caller).
+ *     came (REFUSED_STREAM, a GOAWAY, a reset, a connection that died)
+ *     ends with err HD_EUNAVAIL and stream_refused set: the caller may send
+ *     it again on a new connection without counting an attempt (bounded by
+ *     the caller). With http2, curl never resends a request whose body it
+ *     had read (the body cannot be rewound), so every resend of one is the
+ *     caller's own and the caller sees it; a request whose body was never
+ *     read never reached the server, and curl may still send it again.
  */
 #ifndef HD_HTTP_CLIENT_H
 #define HD_HTTP_CLIENT_H

@@ -901,13 +901,17 @@ static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_res
 	m_true(j, "delta", r->delta);
 }
 
-/* ClientInfo: user 1, client 2. */
+/* ClientInfo: user 1, client 2, conn_info 3 (raw JSON, left out when empty). */
 static void put_client_info(struct out *o, const struct hd_centrifuge_client_info *c)
 {
 	struct obj j = obj_open(o);
 
 	m_str(&j, "user", c->user);
 	m_str(&j, "client", c->client);
+	if (c->conn_info_len) {
+		key(&j, "conn_info");
+		put_raw(o, c->conn_info, c->conn_info_len);
+	}
 	obj_close(&j);
 }
 

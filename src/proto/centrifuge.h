@@ -264,10 +264,12 @@ struct hd_centrifuge_connect_result {
 	size_t data_len;
 };
 
-/* A presence entry. */
+/* A presence entry (also join/leave's). */
 struct hd_centrifuge_client_info {
 	const char *client;
 	const char *user;
+	const char *conn_info;     /* minified JSON (the connect token's or proxy's info), */
+	size_t conn_info_len;      /* conn_info_len bytes; 0 leaves conn_info out */
 };
 
 /* {"id":N,"error":{"code":C,"message":"…"[,"temporary":true]}} */

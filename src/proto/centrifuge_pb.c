@@ -649,12 +649,14 @@ static void w_pub(struct w *w, uint32_t field, const struct hd_centrifuge_pub *p
 	free((void *)pp.parts);
 }
 
-/* ClientInfo: user 1, client 2. */
+/* ClientInfo: user 1, client 2, conn_info 3 (the JSON text's bytes, as
+ * Centrifugo sends a JSON info to protobuf clients). */
 static void enc_client_info(struct w *w, const void *arg)
 {
 	const struct hd_centrifuge_client_info *c = arg;
 	w_str(w, 1, c->user);
 	w_str(w, 2, c->client);
+	w_bytes(w, 3, c->conn_info, c->conn_info_len);
 }
 
 /* Join / Leave: info 1. */

@@ -1,10 +1,12 @@
 """Proxies to the app backend (docs/proxy.md): herald POSTs connects without a
-token, subscribes, publishes and RPCs to a real HTTP backend started here on
-127.0.0.1, driven by a real Centrifugo-protocol client (wsclient.py). Each
-answer the backend can give: allowed, refused (error, disconnect), rewritten,
+token, subscribes, publishes and RPCs, and refreshes a proxied connection's
+expiry, to a real HTTP backend started here on 127.0.0.1, driven by a real
+Centrifugo-protocol client (wsclient.py). Each answer the backend can give: allowed, refused (error, disconnect), rewritten,
 and the failures: down, too slow, HTTP 500, malformed JSON."""
+import asyncio
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -73,14 +75,15 @@ def backend():
     b.close()
 
 
-def start(herald_factory, backend, *extra, kinds=("connect", "subscribe", "publish", "rpc"), private=True):
+def start(herald_factory, backend, *extra, kinds=("connect", "subscribe", "publish", "rpc"), private=True,
+          name="data"):
     args = ["--jwt-secret", SECRET, "--proxy-static-header", STATIC, "--proxy-http-headers", "Cookie, X-Real-Ip",
             "--proxy-timeout", "500ms"]
     for k in kinds:
         args += [f"--proxy-{k}-url", backend.url("/" + k)]
     if private:
         args += ["--proxy-allow-private", "on"]
-    return herald_factory(args=args + list(extra))
+    return herald_factory(args=args + list(extra), name=name)
 
 
 async def proxy_connect(h, data=None, headers=None):
@@ -111,6 +114,8 @@ def test_connect_proxy_says_who_the_user_is(herald_factory, backend):
         # The backend's user is the session's user: presence shows it.
         pr = await c.call({"presence": {"channel": "news"}})
         assert [v["user"] for v in pr["presence"]["presence"].values()] == ["alice"], pr
+        # ... and the backend's info is the connection's conn_info there, as in Centrifugo.
+        assert [v.get("conn_info") for v in pr["presence"]["presence"].values()] == [{"n": 1}], pr
         # The token's channels claim and the proxy's channels act alike: events arrive.
         assert h.publish("news", json.dumps({"x": 1}),
                          headers={"Content-Type": "application/json"}).status_code == 201
@@ -279,3 +284,63 @@ def test_centrifuge_sdk_through_every_proxy(herald_factory, backend, fmt, transp
     assert body["transport"] == transport and body["data"] == {"hello": "backend"}
     assert body["protocol"] == ("protobuf" if fmt == "protobuf" else "json")
     assert backend.calls_to("/publish")[0][2]["user"] == "sdk-user"
+
+
+def test_refresh_proxy_extends_updates_and_ends_a_connection(herald_factory, backend):
+    # Centrifugo's refresh proxy: when the connect proxy's expire_at comes,
+    # herald asks the backend, which extends the connection (and may change
+    # its info) or ends it; the client is never told to refresh.
+    refreshes = []
+
+    def refresh(body):
+        refreshes.append(body)
+        if len(refreshes) == 1:
+            return (200, {"result": {"expire_at": int(time.time()) + 2, "info": {"v": 2}}})
+        return (200, {"result": {"expired": True}})
+
+    backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + 2,
+                                                    "channels": ["news"], "info": {"v": 1}}})
+    backend.answers["/refresh"] = refresh
+    h = start(herald_factory, backend, kinds=("connect", "refresh"))
+
+    async def go():
+        c, r = await proxy_connect(h)
+        assert "connect" in r and "expires" not in r["connect"] and "ttl" not in r["connect"], r
+        client = r["connect"]["client"]
+        deadline = time.monotonic() + 10
+        while not refreshes and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert refreshes, "no refresh call"
+        # Extended: the connection stays and carries the new info.
+        pr = await c.call({"presence": {"channel": "news"}})
+        assert pr["presence"]["presence"][client]["conn_info"] == {"v": 2}, pr
+        # The second answer ends it: closed as expired (3005).
+        code, reason = await c.closed(timeout=10)
+        assert (code, reason) == (3005, "expired")
+        assert len(refreshes) == 2
+        b = refreshes[0]
+        assert b["client"] == client and b["user"] == "alice" and b["transport"] == "websocket", b
+        assert b["protocol"] == "json" and "data" not in b and "channel" not in b
+
+    run(go())
+
+
+def test_refresh_proxy_failure_closes_reconnectably(herald_factory, backend):
+    backend.answers["/connect"] = (200, {"result": {"user": "bob", "expire_at": int(time.time()) + 1}})
+    backend.answers["/refresh"] = (500, b"oops")
+    h = start(herald_factory, backend, kinds=("connect", "refresh"))
+
+    async def go():
+        c, r = await proxy_connect(h)
+        assert "connect" in r, r
+        code, reason = await c.closed(timeout=10)
+        assert code == 3004, (code, reason)  # internal: the SDK reconnects
+        assert len(backend.calls_to("/refresh")) == 1
+        # Without a refresh proxy the client is told to refresh itself (ttl).
+        backend.answers["/connect"] = (200, {"result": {"user": "bob", "expire_at": int(time.time()) + 60}})
+        h2 = start(herald_factory, backend, kinds=("connect",), name="data2")
+        c2, r2 = await proxy_connect(h2)
+        assert r2["connect"]["expires"] is True and 0 < r2["connect"]["ttl"] <= 60, r2
+        await c2.close()
+
+    run(go())

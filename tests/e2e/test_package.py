@@ -39,6 +39,9 @@ def deb(tmp_path):
 def test_deb_builds_installs_runs_and_is_removed(deb, tmp_path):
     info = run(["dpkg-deb", "-I", deb]).stdout
     assert re.search(r"^ Package: herald$", info, re.M), info
+    # No placeholder: the project's name with a never-deliverable address
+    # (RFC 2606 .invalid), as docs/deploy.md says.
+    assert re.search(r"^ Maintainer: herald project <packaging@herald\.invalid>$", info, re.M), info
     depends = re.search(r"^ Depends: (.*)$", info, re.M).group(1)
     for pkg in ("libuv1", "libsqlite3-0", "libjansson4", "libssl3"):
         assert pkg in depends, depends
@@ -89,6 +92,20 @@ def test_deb_builds_installs_runs_and_is_removed(deb, tmp_path):
     # Removed: nothing of it is left in the scratch root.
     shutil.rmtree(root)
     assert not root.exists()
+
+
+def test_deb_maintainer_is_settable_and_checked(tmp_path):
+    script = os.path.join(ROOT, "scripts", "make-deb.sh")
+    env = dict(os.environ, DEB_MAINTAINER="Example Ops <ops@example.com>")
+    r = run([script, BIN, str(tmp_path / "out")], env=env)
+    assert r.returncode == 0, r.stderr
+    info = run(["dpkg-deb", "-f", r.stdout.strip().splitlines()[-1], "Maintainer"]).stdout
+    assert info.strip() == "Example Ops <ops@example.com>", info
+    for bad in ("ops@example.com", "<ops@example.com>", "Ops <no address>", "Ops <a@b>\nX: y"):
+        r = run([script, BIN, str(tmp_path / "bad")], env=dict(os.environ, DEB_MAINTAINER=bad))
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
+        assert "DEB_MAINTAINER" in r.stderr, (bad, r.stderr)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_make_install_and_uninstall_with_destdir(tmp_path):

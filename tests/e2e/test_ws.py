@@ -556,6 +556,46 @@ def test_a_deleted_topic_ends_its_subscriptions(herald_factory):
         assert [p["pub"]["offset"] for p in await c.pubs(1)] == [2]
         await c.close()
 
+
+def test_conn_info_in_presence_join_and_leave(herald_factory):
+    # Centrifugo's ClientInfo.conn_info: the connect token's info claim (the
+    # connect proxy's: test_app_proxy.py) in presence, join and leave, and in
+    # the REST presence; none when the token has none, none past 4 KiB.
+    h = herald_factory(args=ARGS, config="[namespace room]\njoin-leave = on\n")
+
+    async def go():
+        a, ra = await connect(h, tok=token("alice", info={"name": "Alice", "tags": ["x"]}))
+        await a.call({"subscribe": {"channel": "room:1", "join_leave": True}})
+        b, rb = await connect(h, tok=token("bob", info={"name": "Bob"}))
+        await b.call({"subscribe": {"channel": "room:1"}})
+        p = await a.push()
+        assert p == {"channel": "room:1", "join": {"info": {"user": "bob", "client": rb["client"],
+                                                            "conn_info": {"name": "Bob"}}}}, p
+        c, rc = await connect(h, sub="carol")  # no info claim
+        await c.call({"subscribe": {"channel": "room:1"}})
+        assert await a.push() == {"channel": "room:1", "join": {"info": {"user": "carol", "client": rc["client"]}}}
+        d, rd = await connect(h, tok=token("dave", info={"big": "x" * 5000}))  # past 4 KiB: left out
+        await d.call({"subscribe": {"channel": "room:1"}})
+        assert "conn_info" not in (await a.push())["join"]["info"]
+        pr = (await a.call({"presence": {"channel": "room:1"}}))["presence"]["presence"]
+        assert pr == {
+            ra["client"]: {"user": "alice", "client": ra["client"], "conn_info": {"name": "Alice", "tags": ["x"]}},
+            rb["client"]: {"user": "bob", "client": rb["client"], "conn_info": {"name": "Bob"}},
+            rc["client"]: {"user": "carol", "client": rc["client"]},
+            rd["client"]: {"user": "dave", "client": rd["client"]},
+        }, pr
+        r = requests.get(f"{h.url}/v1/topics/room:1/presence", timeout=10)
+        assert r.status_code == 200, r.text
+        infos = {x["id"]: x.get("info") for x in r.json()["clients"]}
+        assert infos == {ra["client"]: {"name": "Alice", "tags": ["x"]}, rb["client"]: {"name": "Bob"},
+                         rc["client"]: None, rd["client"]: None}, infos
+        await b.close()
+        p = await a.push()
+        assert p == {"channel": "room:1", "leave": {"info": {"user": "bob", "client": rb["client"],
+                                                             "conn_info": {"name": "Bob"}}}}, p
+        for x in (a, c, d):
+            await x.close()
+
     run(go())
 
 

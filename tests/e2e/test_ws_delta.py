@@ -3,7 +3,8 @@ compression"): a subscribe with delta "fossil" is answered delta:true, the
 first publication comes whole and the next ones as deltas, which the SDK's
 own fossil decoder (npm centrifuge under Node) turns back into the data,
 also across recovery and with non-ASCII, binary and missing data; a raw
-client sees the wire shape; subscribers without delta are unaffected."""
+client sees the wire shape; subscribers without delta are unaffected;
+server-side subscriptions (connect.subs) negotiate delta too."""
 import asyncio
 import json
 
@@ -83,6 +84,47 @@ def test_wire_shape_and_plain_subscribers(herald_factory):
         assert len(a[1]["data"]) < 40 and a[1]["tags"]["id"] == "w1"
         b = [p["pub"] for p in await plain.pubs(3)]
         assert [x["data"] for x in b] == [{"n": i, "pad": pad} for i in range(3)]
+        await d.close()
+        await plain.close()
+
+    run(go())
+
+
+def test_server_side_subscriptions_honour_delta(herald_factory):
+    # connect.subs entries are SubscribeRequests: one that asks for "fossil"
+    # gets delta compression on that server-side subscription (the token's
+    # channels claim), also when it recovers; the others are unaffected.
+    h = herald_factory(args=["--jwt-secret", SECRET])
+    pad = "z" * 300
+
+    async def go():
+        tok = token("u1", channels=["srv"])
+        d, rd = await connect(h, tok=tok, subs={"srv": {"delta": "fossil"}})
+        plain, rp = await connect(h, tok=token("u2", channels=["srv"]), subs={"srv": {"delta": "zstd"}})
+        assert rd["subs"]["srv"]["delta"] is True, rd
+        assert "delta" not in rd["subs"]["user:u1"]  # not asked for there
+        assert "delta" not in rp["subs"]["srv"], rp  # not a type herald knows: not negotiated
+        for i in range(3):
+            pub(h, "srv", f"s{i}", data={"n": i, "pad": pad})
+        a = [p["pub"] for p in await d.pubs(3, channel="srv")]
+        assert a[0]["data"] == json.dumps({"n": 0, "pad": pad}, separators=(",", ":")) and "delta" not in a[0]
+        assert a[1]["delta"] is True and a[2]["delta"] is True and len(a[1]["data"]) < 40, a
+        b = [p["pub"] for p in await plain.pubs(3, channel="srv")]
+        assert [x["data"] for x in b] == [{"n": i, "pad": pad} for i in range(3)]
+        await d.close()
+        # Recovering with delta: the missed publications come whole (the SDK's
+        # delta base), the next live one as a delta from the last of them.
+        for i in range(3, 5):
+            pub(h, "srv", f"s{i}", data={"n": i, "pad": pad})
+        sub = {"recover": True, "offset": a[2]["offset"], "epoch": rd["subs"]["srv"]["epoch"], "delta": "fossil"}
+        d, rd = await connect(h, tok=tok, subs={"srv": sub})
+        s = rd["subs"]["srv"]
+        assert s["delta"] is True and s["recovered"] is True, s
+        assert [x["data"] for x in s["publications"]] == [
+            json.dumps({"n": i, "pad": pad}, separators=(",", ":")) for i in (3, 4)], s
+        pub(h, "srv", "s5", data={"n": 5, "pad": pad})
+        (live,) = [p["pub"] for p in await d.pubs(1, channel="srv")]
+        assert live["delta"] is True and len(live["data"]) < 40, live
         await d.close()
         await plain.close()
 

@@ -63,8 +63,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(un <= HD_CPROXY_USER_MAX && !memchr(a.user, ':', un));
 		CHECK(a.expire_at >= 0);
 		CHECK(a.nchannels <= HD_CPROXY_CHANNELS_MAX);
-		CHECK(kind == HD_CPROXY_CONNECT || (a.nchannels == 0 && !a.user[0] && !a.expire_at));
-		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || !a.info);
+		CHECK(kind == HD_CPROXY_CONNECT || (a.nchannels == 0 && !a.user[0]));
+		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_REFRESH || !a.expire_at);
+		CHECK(kind == HD_CPROXY_REFRESH || !a.expired);
+		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_REFRESH ||
+		      !a.info);
 		CHECK(kind == HD_CPROXY_PUBLISH || !a.skip_history);
 		for (size_t i = 0; i < a.nchannels; i++)
 			CHECK(strlen(a.channels[i]) <= 255);

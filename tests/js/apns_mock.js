@@ -9,13 +9,21 @@
 //   dead1… GOAWAY, stream refused    anything else: 200 with an apns-id
 //   dead2… the first request for each token: GOAWAY (last stream 0: every
 //          stream in flight on that connection is refused), then as usual
+//   dead3… the first request for each token: GOAWAY whose last stream is an
+//          earlier one (this stream's id - 2; 0 for stream 1): the streams up to
+//          it are answered, this one and later ones refused; then as usual
+//   dead4… the first request for each token: REFUSED_STREAM (no GOAWAY), then as usual
 // GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions","goaways",
-// "open" (sessions open now), "most_open" (most open at once since the start or
+// "open" (sessions open now and not sent GOAWAY), "most_open" (most open at once since the start or
 // the last GET /stats/mark), "per_session":
 // {session number: device requests on it}, "last":{token,headers,body}}; GET /by-token answers {device token:
 // [{headers,body}] of every request to it}. Other paths (for net/http_client's tests):
 // /h2/ok answers 200 "h2 <session number>" with x-echo: <x-echo header>,
-// /h2/refuse refuses the stream, /h2/goaway sends GOAWAY and refuses it.
+// /h2/refuse refuses the stream, /h2/goaway sends GOAWAY and refuses it,
+// /h2/goaway-after the first time for each x-echo value: GOAWAY with the last
+// stream an earlier one (as dead3), then like /h2/ok; "goaways_after" counts them;
+// /h2/refuse-once the first time for each x-echo value: REFUSED_STREAM, then like
+// /h2/ok; "refused_once" counts them.
 // Usage: node apns_mock.js CERT KEY [P8_PUBLIC_PEM KEY_ID TEAM_ID TOPIC]
 // Prints "ready <port>" once listening.
 'use strict';
@@ -31,6 +39,17 @@ const stats = { requests: 0, tokens: [], sessions: 0, open: 0, most_open: 0, goa
 const byToken = {};
 let sessionNo = 0;
 const goawaySeen = new Set();
+stats.goaways_after = 0;
+stats.refused_once = 0;
+
+// A session leaves "open" when it closes or when this mock sent it GOAWAY
+// (it takes no new stream then; Node may keep such a session until long after
+// the client went away, and later tests count the sessions open at once).
+function retire(session) {
+  if (session.retired) return;
+  session.retired = true;
+  stats.open--;
+}
 
 function b64json(part) {
   return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
@@ -118,7 +137,7 @@ server.on('session', (s) => {
   stats.open++;
   stats.most_open = Math.max(stats.most_open, stats.open);
   s.on('error', () => {});
-  s.on('close', () => { stats.open--; });
+  s.on('close', () => retire(s));
 });
 server.on('stream', (stream, h) => {
   stream.on('error', () => {});
@@ -128,11 +147,31 @@ server.on('stream', (stream, h) => {
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
+  const refuseKey = path === '/h2/refuse-once' ? 'refuse:' + (h['x-echo'] || '')
+    : path.startsWith('/3/device/dead4') ? path : null;
+  if (refuseKey && !goawaySeen.has(refuseKey)) {
+    goawaySeen.add(refuseKey);
+    stats.refused_once++;
+    stream.close(C.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  const after = (path === '/h2/goaway-after' && !goawaySeen.has('after:' + (h['x-echo'] || ''))) ||
+    (path.startsWith('/3/device/dead3') && !goawaySeen.has(path));
+  if (after) {
+    goawaySeen.add(path === '/h2/goaway-after' ? 'after:' + (h['x-echo'] || '') : path);
+    stats.goaways++;
+    stats.goaways_after++;
+    stream.session.goaway(C.NGHTTP2_NO_ERROR, stream.id > 2 ? stream.id - 2 : 0);
+    retire(stream.session);
+    stream.close(C.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
   const once = path.startsWith('/3/device/dead2') && !goawaySeen.has(path);
   if (once) goawaySeen.add(path);
   if (path === '/h2/goaway' || path.startsWith('/3/device/dead1') || once) {
     stats.goaways++;
     stream.session.goaway(C.NGHTTP2_NO_ERROR, 0);
+    retire(stream.session);
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
@@ -150,7 +189,7 @@ server.on('stream', (stream, h) => {
     } else if (path === '/by-token') {
       stream.respond({ ':status': 200, 'content-type': 'application/json' });
       stream.end(JSON.stringify(byToken));
-    } else if (path === '/h2/ok') {
+    } else if (path === '/h2/ok' || path === '/h2/goaway-after' || path === '/h2/refuse-once') {
       stream.respond({ ':status': 200, 'x-echo': h['x-echo'] || '' });
       stream.end('h2 ' + stream.session.no);
     } else if (path.startsWith('/3/device/') && h[':method'] === 'POST') {

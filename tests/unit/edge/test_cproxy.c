@@ -60,6 +60,31 @@ static void test_error_and_disconnect(void **state)
 	hd_cproxy_answer_fini(&a);
 }
 
+static void test_refresh(void **state)
+{
+	(void)state;
+	struct hd_cproxy_answer a;
+	assert_int_equal(parse(HD_CPROXY_REFRESH, "{\"result\":{\"expire_at\":1767225600,\"info\":{\"n\":1.50}}}",
+			       &a), 0);
+	assert_int_equal(a.outcome, HD_CPROXY_RESULT);
+	assert_false(a.expired);
+	assert_int_equal(a.expire_at, 1767225600);
+	assert_int_equal(a.info_len, 10);
+	assert_memory_equal(a.info, "{\"n\":1.50}", 10);
+	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_REFRESH, "{\"result\":{\"expired\":true}}", &a), 0);
+	assert_true(a.expired);
+	assert_int_equal(a.expire_at, 0);
+	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_REFRESH, "{\"result\":{\"expired\":1}}", &a), HD_EINVAL);
+	assert_int_equal(a.outcome, HD_CPROXY_FAILED);
+	hd_cproxy_answer_fini(&a);
+	/* Other kinds ignore expired (it is not theirs). */
+	assert_int_equal(parse(HD_CPROXY_CONNECT, "{\"result\":{\"expired\":true}}", &a), 0);
+	assert_false(a.expired);
+	hd_cproxy_answer_fini(&a);
+}
+
 static void test_malformed(void **state)
 {
 	(void)state;
@@ -156,6 +181,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connect_result),
 		cmocka_unit_test(test_error_and_disconnect),
+		cmocka_unit_test(test_refresh),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_options_and_headers),

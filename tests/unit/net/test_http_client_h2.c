@@ -205,6 +205,53 @@ static void test_refused_and_goaway(void **state)
 	close_client(f, c);
 }
 
+/* Sends path twice with the same x-echo value: the mock refuses the first
+ * (REFUSED_STREAM, or a GOAWAY whose last stream is an earlier one) and
+ * answers the second. curl must not send the first again by itself (its
+ * body cannot be rewound): the call ends refused and the caller decides.
+ * With the body in POSTFIELDS, curl 7.88 resent a refused stream silently
+ * on a new connection and the call came back 200 with no sign of the first
+ * attempt (curl 8 does the same for a stream above a GOAWAY's last one). */
+static void refused_once(struct fixture *f, const char *path, const char *key)
+{
+	struct hd_http_client *c = client(f, f->ca, 1);
+	char url[128];
+	struct hd_http_header hdr = {"x-echo", key};
+	struct result r;
+
+	one(f, c, "/h2/ok", &r); /* stream 1 on a new connection: a GOAWAY can name it */
+	assert_int_equal(r.err, 0);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", f->port, path);
+	for (int i = 0; i < 2; i++) {
+		char body[600];
+		memset(body, 'b', sizeof(body));
+		memset(&r, 0, sizeof(r));
+		struct hd_http_call call = {.url = url, .method = "POST", .body = body,
+					    .body_len = sizeof(body), .headers = &hdr, .nheaders = 1,
+					    .done = on_done, .arg = &r};
+		assert_int_equal(hd_http_client_send(c, &call), 0);
+		wait_all(f, &r, 1);
+		if (i == 0) {
+			assert_int_equal(r.err, HD_EUNAVAIL);
+			assert_true(r.refused);
+		} else {
+			assert_int_equal(r.err, 0);
+			assert_int_equal(r.status, 200);
+			assert_false(r.refused);
+		}
+	}
+	close_client(f, c);
+}
+
+static void test_refused_stream_is_not_resent_by_curl(void **state)
+{
+	struct fixture *f = *state;
+	if (!f)
+		skip();
+	refused_once(f, "/h2/refuse-once", "refuse-once-1");
+	refused_once(f, "/h2/goaway-after", "goaway-after-1");
+}
+
 static void test_untrusted_without_ca(void **state)
 {
 	struct fixture *f = *state;
@@ -312,6 +359,7 @@ int main(void)
 		cmocka_unit_test(test_want_limits),
 		cmocka_unit_test(test_multiplexed),
 		cmocka_unit_test(test_refused_and_goaway),
+		cmocka_unit_test(test_refused_stream_is_not_resent_by_curl),
 		cmocka_unit_test(test_untrusted_without_ca),
 		cmocka_unit_test(test_connection_rotation),
 	};

@@ -758,7 +758,9 @@ static void test_reply_history_presence_refresh(void **state)
 {
 	struct hd_buf b;
 	struct hd_centrifuge_pub pubs[] = {PUB("{\"x\":\"a\\nb\"}", 5), PUB("7", 6)};
-	struct hd_centrifuge_client_info who[] = {{"c1", "42"}, {"c\"2", ""}};
+	struct hd_centrifuge_client_info who[] = {
+		{.client = "c1", .user = "42"}, {.client = "c\"2", .user = ""},
+		{.client = "c3", .user = "7", .conn_info = "{\"name\":\"Ann\",\"n\":1.50}", .conn_info_len = 23}};
 
 	hd_buf_init(&b, 4096);
 	assert_int_equal(hd_centrifuge_reply_history(&b, 5, pubs, 2, "e", 6), 0);
@@ -775,6 +777,10 @@ static void test_reply_history_presence_refresh(void **state)
 	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, who, 2), 0);
 	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{\"c1\":{\"user\":\"42\","
 		       "\"client\":\"c1\"},\"c\\\"2\":{\"client\":\"c\\\"2\"}}}}");
+	/* The conn info goes byte for byte (1.50 stays 1.50). */
+	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, who + 2, 1), 0);
+	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{\"c3\":{\"user\":\"7\","
+		       "\"client\":\"c3\",\"conn_info\":{\"name\":\"Ann\",\"n\":1.50}}}}}");
 	assert_int_equal(hd_centrifuge_reply_presence(&b, 6, NULL, 0), 0);
 	expect_out(&b, "{\"id\":6,\"presence\":{\"presence\":{}}}");
 

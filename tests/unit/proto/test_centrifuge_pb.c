@@ -331,6 +331,11 @@ static void test_encoders(void **state)
 	assert_int_equal(hd_centrifuge_pb_reply_presence(&b, 4, &info, 1), 0);
 	/* presence map entry {key "c1", value {user "u", client "c1"}} */
 	EXPECT(&b, "1308044a0f" "0a0d0a0263311207" "0a0175120263" "31");
+	/* conn_info 3: the JSON text's bytes. */
+	struct hd_centrifuge_client_info with = {.client = "c1", .user = "u", .conn_info = "{}",
+						 .conn_info_len = 2};
+	assert_int_equal(hd_centrifuge_pb_push_join(&b, "ch", &with), 0);
+	EXPECT(&b, "152213120263682a0d0a0b0a0175120263" "31" "1a027b7d");
 	struct hd_centrifuge_sub_result sr = {
 		.recoverable = true, .positioned = true, .epoch = "ep", .offset = 2,
 		.recovered = true, .was_recovering = true, .pubs = &pub, .npubs = 1,
