@@ -1071,6 +1071,22 @@ static void shared_fetch_start(struct fetch *f)
 	batch_run(b);
 }
 
+/* Whether a part's config in the engine (op's answer) differs from the
+ * group's (the parent's). */
+static bool part_conf_stale(const struct pgroup *g, const struct hd_glease_op *op)
+{
+	return op->st_ack_wait_ms != g->conf.ack_wait_ms ||
+	       op->st_max_deliveries != g->conf.max_deliveries || op->st_ordered != g->conf.ordered;
+}
+
+/* Writes the group's config to part p in the engine (its position kept). */
+static void shared_part_conf(struct pgroup *g, struct part *p)
+{
+	struct batch *b = batch_new(g, NULL, NULL);
+	batch_add(b, HD_GLEASE_SET, p->base.topic);
+	batch_run(b);
+}
+
 static void shared_fetch_done(struct hd_glease_op *op)
 {
 	struct fetch *f = op->arg;
@@ -1081,6 +1097,8 @@ static void shared_fetch_done(struct hd_glease_op *op)
 		f->err = op->err;
 	else
 		hd_group_part_mirror(&p->base, op);
+	if (op->err == 0 && !p->base.gone && part_conf_stale(f->g, op))
+		shared_part_conf(f->g, p); /* made or changed before the group's last PUT */
 	if (op->err == 0 && op->ngrants > 0 && !p->base.gone) {
 		hd_group_part_shared_read(&p->base, &f->rd, op);
 		hd_engine_glease_op_fini(op);
