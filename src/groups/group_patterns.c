@@ -23,7 +23,8 @@
  * window: each part is the engine's group (its topic, the part rows' name),
  * exactly like a plain group's (groups/groups.c "Shared leases"). A fetch
  * first asks the engine for the parent (INFO of (pattern, name): the
- * config, and whether another node deleted the group), then walks the parts
+ * config, and whether another node deleted the group; not again within
+ * PARENT_FRESH_MS of the last answer), then walks the parts
  * with the engine's FETCH and reads what it handed out; an ack or nack is
  * one engine ACK or NACK per topic named (a topic this node has not
  * discovered yet included); a GET is an INFO of the parent and of every
@@ -60,6 +61,9 @@
  * often every group lists its pattern's topics again. */
 #define SHARED_POLL_MS 1000
 #define RELIST_MS 5000
+/* A fetch reads the parent again (config, existence) when this node last
+ * heard of it longer ago. */
+#define PARENT_FRESH_MS 1000
 
 struct pgroup;
 
@@ -90,6 +94,7 @@ struct pgroup {
 	bool deleted;
 	int refs;
 	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
+	int64_t parent_ms;        /* shared: hd_now_ms when the engine last said it exists */
 };
 
 struct hd_group_patterns {
@@ -1000,10 +1005,12 @@ static void pop_done(struct hd_glease_op *op)
 	if (op->err) {
 		b->err = op->err;
 	} else if (o->parent) {
-		if (op->kind == HD_GLEASE_INFO && !op->exists)
+		if (op->kind == HD_GLEASE_INFO && !op->exists) {
 			b->missing = true;
-		else if (op->kind == HD_GLEASE_INFO || op->kind == HD_GLEASE_SET)
+		} else if (op->kind == HD_GLEASE_INFO || op->kind == HD_GLEASE_SET) {
 			conf_take(g, op);
+			g->parent_ms = hd_now_ms();
+		}
 	} else {
 		struct part *p = g->deleted ? NULL : part_get(g, o->topic);
 		if (p && (op->exists || op->kind == HD_GLEASE_SET))
@@ -1061,10 +1068,14 @@ static void fetch_parent_done(struct batch *b)
 		fetch_step(f);
 }
 
-/* A fetch starts with the parent's INFO: the config, and whether the group
- * still exists. */
+/* A fetch starts with the parent's INFO (the config, and whether the group
+ * still exists) unless this node heard of it within PARENT_FRESH_MS. */
 static void shared_fetch_start(struct fetch *f)
 {
+	if (hd_now_ms() - f->g->parent_ms < PARENT_FRESH_MS) {
+		fetch_step(f);
+		return;
+	}
 	struct batch *b = batch_new(f->g, NULL, fetch_parent_done);
 	b->f = f;
 	batch_add(b, HD_GLEASE_INFO, NULL);
