@@ -95,6 +95,7 @@ struct pgroup {
 	int refs;
 	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
 	int64_t parent_ms;        /* shared: hd_now_ms when the engine last said it exists */
+	bool listed_once;         /* a list of its topics ended (fetches wait for the first) */
 };
 
 struct hd_group_patterns {
@@ -303,6 +304,7 @@ static struct pgroup *group_new(struct hd_group_patterns *pg, const char *patter
 				&part_ops, g);
 	g->conf.shared = pg->shared;
 	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
+	g->q.serve_before_end = pg->shared;
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
 		hd_pattern_fini(&g->pt);
 		free(g);
@@ -437,6 +439,7 @@ static void list_done(void *owner, int err)
 		hd_log_error("group_pattern_list_failed pattern=%s group=%s err=%d", g->pt.pattern,
 			     g->name, err);
 	g->latest = false;
+	g->listed_once = true;
 	if (g->create_req && g->conf.shared) {
 		/* The engine's parent, then the answer (after the parts' SETs:
 		 * one connection per shard keeps them in order per topic). */
@@ -645,8 +648,8 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
-	if (g->pt.listing)
-		return HD_GROUP_HELD; /* list_done wakes it */
+	if (!g->listed_once)
+		return HD_GROUP_HELD; /* list_done wakes it; later lists (shared) run beside fetches */
 	start_fetch(g, w);
 	return HD_GROUP_SERVED;
 }

@@ -213,3 +213,49 @@ def test_a_group_made_on_one_node_is_the_same_group_on_the_others(cluster):
         assert requests.get(gurl(h, "g"), timeout=10).status_code == 404
         r = requests.post(gurl(h, "g", "/fetch?max=1"), timeout=10)
         assert r.status_code == 404, r.text
+
+
+def test_fetches_without_wait_are_served_while_topics_are_listed_again(cluster):
+    """Each node lists the pattern's topics again every 5 s (topics whose
+    first event it missed); fetches with wait=0 are served beside those
+    lists, never answered empty while events are left: four consumers on
+    two nodes for 7 s (past a re-list) never get an empty answer."""
+    a, b, _ = cluster.nodes
+    for k in range(30):
+        publish_n(a, "orders.eu", 100, f"b{k}-")
+    r = requests.put(gurl(a, "fast"), json={"ack_wait_ms": 60000}, timeout=10)
+    assert r.status_code == 201, r.text
+    empty = []
+    errors = []
+    count = [0]
+    lock = threading.Lock()
+
+    def consumer(h):
+        end = time.monotonic() + 7
+        with requests.Session() as s:
+            while time.monotonic() < end:
+                r = s.post(gurl(h, "fast", "/fetch?max=1&wait=0"), timeout=10)
+                if r.status_code != 200:
+                    errors.append(r.text)
+                    return
+                evs = r.json()["events"]
+                if not evs:
+                    empty.append(time.monotonic())
+                    continue
+                r = s.post(gurl(h, "fast", "/ack"), timeout=10,
+                           json={"events": [{"topic": e["topic"], "offset": e["offset"]} for e in evs]})
+                if r.status_code != 200 or r.json()["acked"] != 1:
+                    errors.append(r.text)
+                    return
+                with lock:
+                    count[0] += 1
+
+    threads = [threading.Thread(target=consumer, args=(h,), daemon=True) for h in (a, b) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+    assert count[0] < 3000, "every event was consumed: make the test longer or publish more"
+    assert not empty, f"{len(empty)} empty fetches with {3000 - count[0]} events left"
