@@ -16,6 +16,10 @@
 # "Pull groups"), with --redis-durability replicated and none in place of
 # the sync modes.
 #
+# With PATTERN=1 the groups are over the topic pattern "bench-groups*"
+# (one matching topic, acked by (topic, offset) pairs): the cost of a
+# pattern group against a plain group of the same topic.
+#
 # Usage: bench/groups.sh [N]      (default 100000 events)
 #   HERALD_BIN   herald binary (build/herald); herald-groups-load is taken
 #                from the same directory unless LOAD_BIN is set
@@ -74,7 +78,7 @@ for sync in $MODES; do
   echo "groups: sync=$sync publishing $N events" >&2
   "$LOAD" publish $PORT bench-groups "$N"
   for c in 1 4; do
-    line=$("$LOAD" consume $PORT bench-groups "g$c" $c $PID)
+    line=$("$LOAD" consume $PORT "bench-groups$([ "${PATTERN:-0}" = 1 ] && echo '*')" "g$c" $c $PID)
     echo "groups: sync=$sync $line" >&2
     set -- $line
     for kv; do eval "${kv%%=*}=${kv#*=}"; done

@@ -15,6 +15,9 @@
  *       consumers=C acked=A secs=S events_per_s=E fetch_p50_ms=P
  *       fetch_p99_ms=Q loader_cpu_s=L herald_cpu_s=H
  *       (H from /proc/SERVER_PID/stat over the run; -1 without a pid).
+ *       A consume TOPIC ending in '*' is a topic pattern whose prefix is the
+ *       one topic published to: a group over that pattern, its entries
+ *       {"topic":…,"offset":N,…} and its acks {"events":[{topic, offset}]}.
  *
  * Blocking sockets, one thread per consumer: the simplest client that
  * costs far less CPU than the server it measures. The HTTP client reads
@@ -214,9 +217,20 @@ static size_t fetch_offsets(const struct conn *c, uint64_t *offs)
 		die("unexpected fetch answer");
 	p += sizeof(start) - 1;
 	while (p < end && *p == '{') {
-		if (n == FETCH_MAX || strncmp(p, "{\"offset\":", 10) != 0)
+		const char *o;
+		if (strncmp(p, "{\"topic\":\"", 10) == 0) { /* a pattern group's: the topic first */
+			const char *q = memchr(p + 10, '"', (size_t)(end - p - 10));
+			if (!q || end - q < 11 || strncmp(q + 1, ",\"offset\":", 10) != 0)
+				die("unexpected fetch entry");
+			o = q + 11;
+		} else {
+			if (strncmp(p, "{\"offset\":", 10) != 0)
+				die("unexpected fetch entry");
+			o = p + 10;
+		}
+		if (n == FETCH_MAX)
 			die("unexpected fetch entry");
-		offs[n++] = strtoull(p + 10, NULL, 10);
+		offs[n++] = strtoull(o, NULL, 10);
 		p = skip_object(p, end);
 		if (!p)
 			die("truncated fetch answer");
@@ -242,7 +256,9 @@ static void *consume(void *arg)
 	struct conn c = {0};
 	char fetch_path[600], ack_path[600];
 	uint64_t offs[FETCH_MAX];
-	char body[FETCH_MAX * 22 + 32];
+	char body[FETCH_MAX * (22 + 32 + 256) + 32];
+	size_t tlen = strlen(topic);
+	bool pattern = tlen > 0 && topic[tlen - 1] == '*';
 
 	snprintf(fetch_path, sizeof(fetch_path), "/v1/topics/%s/groups/%s/fetch?max=%d&wait=0", topic, group,
 		 FETCH_MAX);
@@ -264,9 +280,16 @@ static void *consume(void *arg)
 		size_t n = fetch_offsets(&c, offs);
 		if (n == 0)
 			break;
-		size_t len = (size_t)snprintf(body, sizeof(body), "{\"offsets\":[");
-		for (size_t i = 0; i < n; i++)
-			len += (size_t)snprintf(body + len, sizeof(body) - len, "%s%" PRIu64, i ? "," : "", offs[i]);
+		size_t len = (size_t)snprintf(body, sizeof(body), pattern ? "{\"events\":[" : "{\"offsets\":[");
+		for (size_t i = 0; i < n; i++) {
+			if (pattern)
+				len += (size_t)snprintf(body + len, sizeof(body) - len,
+							"%s{\"topic\":\"%.*s\",\"offset\":%" PRIu64 "}",
+							i ? "," : "", (int)(tlen - 1), topic, offs[i]);
+			else
+				len += (size_t)snprintf(body + len, sizeof(body) - len, "%s%" PRIu64,
+							i ? "," : "", offs[i]);
+		}
 		len += (size_t)snprintf(body + len, sizeof(body) - len, "]}");
 		request(&c, "POST", ack_path, "application/json", body, len);
 		expect(&c, 200, "ack");

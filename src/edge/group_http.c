@@ -5,10 +5,12 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "groups/group_waiters.h"
+#include "groups/group_patterns.h"
 #include "groups/groups.h"
 #include "http/query.h"
 
 #include <http_parser.h>
+#include <inttypes.h>
 #include <string.h>
 
 /* Decodes the {group} segment and hands the action (row->op) to groups. */
@@ -29,8 +31,11 @@ static void route_group(struct hd_http_request *req, const struct hd_route_ctx *
 	hd_groups_handle(ctx->row->arg, req, (enum hd_group_action)ctx->row->op, ctx->topic, name, &cred);
 }
 
-/* Room for every group's topic and name as JSON (HD_GROUPS_MAX of them). */
-#define GROUP_LIST_MAX ((size_t)HD_GROUPS_MAX * 2 * (HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 32))
+/* Room for every group's topic and name as JSON (HD_GROUPS_MAX of them,
+ * and HD_GROUP_PATTERNS_MAX over a pattern with their counters). */
+#define GROUP_LIST_MAX                                                                             \
+	((size_t)(HD_GROUPS_MAX + HD_GROUP_PATTERNS_MAX) * 2 *                                     \
+	 (2 * HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 160))
 
 struct list_walk {
 	struct hd_buf *b;
@@ -47,7 +52,24 @@ static void list_one(void *arg, const char *topic, const char *name)
 	hd_buf_puts(w->b, "\"}");
 }
 
-/* GET /v1/groups: every pull group of a plain topic, {"groups":[{topic, group}], "count"}. */
+static void list_pattern(void *arg, const struct hd_group_pattern_summary *s)
+{
+	struct list_walk *w = arg;
+	hd_buf_puts(w->b, w->n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
+	hd_buf_json_escape(w->b, s->pattern, strlen(s->pattern));
+	hd_buf_puts(w->b, "\",\"group\":\"");
+	hd_buf_json_escape(w->b, s->name, strlen(s->name));
+	hd_buf_puts(w->b, "\",\"pattern\":\"");
+	hd_buf_json_escape(w->b, s->pattern, strlen(s->pattern));
+	hd_buf_printf(w->b,
+		      "\",\"topics_count\":%zu,\"pending\":%" PRIu64 ",\"lag\":%" PRIu64
+		      ",\"dead_letters\":%" PRIu64 "}",
+		      s->topics, s->pending, s->lag, s->dead_letters);
+}
+
+/* GET /v1/groups: every pull group, {"groups":[{topic, group}], "count"};
+ * a group over a topic pattern also has pattern (its topic),
+ * topics_count and pending, lag and dead_letters summed over its topics. */
 static void route_list(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 {
 	struct hd_buf b;
@@ -55,6 +77,7 @@ static void route_list(struct hd_http_request *req, const struct hd_route_ctx *c
 	struct list_walk w = {.b = &b};
 	hd_buf_puts(&b, "{\"groups\":[");
 	hd_groups_each(ctx->row->arg, list_one, &w);
+	hd_groups_each_pattern(ctx->row->arg, list_pattern, &w);
 	hd_buf_printf(&b, "],\"count\":%zu}", w.n);
 	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);

@@ -16,7 +16,7 @@ struct hd_groups;
 /* Adds the consumer group rows (/v1/topics/{pattern}/groups/{group}[/fetch|
  * /ack|/nack], groups/groups.h) to t, groups borrowed by t. Every group route
  * is a read of the topic; a topic pattern needs a key with read scope.
- * GET /v1/groups (an admin key) lists every group of a plain topic. */
+ * GET /v1/groups (an admin key) lists every group, over a topic pattern too. */
 void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t);
 
 /* After the API keys were reloaded: held fetches of groups whose key was

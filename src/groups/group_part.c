@@ -390,7 +390,8 @@ void hd_group_part_mirror(struct hd_group_part *p, const struct hd_glease_op *op
 		.dead_letters = op->st_dead_letters,
 		.due_at = op->next_due_ms < 0 ? INT64_MAX : hd_now_ms() + op->next_due_ms,
 	};
-	if (op->exists || op->kind == HD_GLEASE_FETCH || op->kind == HD_GLEASE_SET) {
+	/* A pattern group's config is its parent's (group_patterns.c). */
+	if (!c->pattern && (op->exists || op->kind == HD_GLEASE_FETCH || op->kind == HD_GLEASE_SET)) {
 		c->ack_wait_ms = op->st_ack_wait_ms;
 		c->max_deliveries = op->st_max_deliveries;
 		c->ordered = op->st_ordered;

@@ -132,8 +132,8 @@ int hd_group_part_read_done(struct hd_group_part *p, struct hd_group_read *rd,
  * with ACK_DEAD, and acks with ACK_GONE those whose events no longer
  * exist. conf->shared is set; p->sh mirrors the engine's answers. */
 
-/* Copies op's state (a completed glease op of p's topic) into p->sh and
- * the config into p->conf. */
+/* Copies op's state (a completed glease op of p's topic) into p->sh and,
+ * for a group of one topic, the config into p->conf. */
 void hd_group_part_mirror(struct hd_group_part *p, const struct hd_glease_op *op);
 
 /* Prepares rd (overwritten) to read the events of the grants of fop (a

@@ -17,6 +17,24 @@
  * Parts are held by the group's list and by every request in flight that
  * points at them (refs); a deleted topic's part leaves the list at once and
  * is freed when the last request lets go.
+ *
+ * Shared leases. When the engine keeps the leases (hd_hub_glease_shared:
+ * several nodes on Redis, engine.h's glease op), a part keeps no lease
+ * window: each part is the engine's group (its topic, the part rows' name),
+ * exactly like a plain group's (groups/groups.c "Shared leases"). A fetch
+ * first asks the engine for the parent (INFO of (pattern, name): the
+ * config, and whether another node deleted the group; not again within
+ * PARENT_FRESH_MS of the last answer), then walks the parts
+ * with the engine's FETCH and reads what it handed out; an ack or nack is
+ * one engine ACK or NACK per topic named (a topic this node has not
+ * discovered yet included); a GET is an INFO of the parent and of every
+ * part; a PUT a SET of each, a DELETE a DROP of each (struct batch). A
+ * group this node does not know (created on another node) is looked up
+ * with the parent's INFO first. Topics created on another node reach this
+ * one through the prefix watch (every node receives every event) and, in
+ * case an event was missed, a re-list of every group every RELIST_MS.
+ * Held fetches retry at least every SHARED_POLL_MS (another node's ack or
+ * lease end is not announced).
  */
 #include "groups/group_patterns.h"
 #include "core/alloc.h"
@@ -39,6 +57,13 @@
 #include <string.h>
 #include <time.h>
 
+/* Shared leases (see the top): how often held fetches try again, and how
+ * often every group lists its pattern's topics again. */
+#define SHARED_POLL_MS 1000
+#define RELIST_MS 5000
+/* A fetch reads the parent again (config, existence) when this node last
+ * heard of it longer ago. */
+#define PARENT_FRESH_MS 1000
 
 struct pgroup;
 
@@ -69,6 +94,8 @@ struct pgroup {
 	bool deleted;
 	int refs;
 	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
+	int64_t parent_ms;        /* shared: hd_now_ms when the engine last said it exists */
+	bool listed_once;         /* a list of its topics ended (fetches wait for the first) */
 };
 
 struct hd_group_patterns {
@@ -77,12 +104,31 @@ struct hd_group_patterns {
 	struct hd_map groups;     /* key → struct pgroup */
 	size_t parts;             /* parts of every group */
 	bool stopping;
+	bool shared;              /* the engine keeps the leases */
+	uv_timer_t relist;        /* shared: every RELIST_MS, each group lists again */
+	bool relist_on;
 };
 
 static const struct hd_group_waiters_ops waiter_ops;
 static const struct hd_group_part_ops part_ops;
 static const struct hd_pattern_ops pattern_ops;
 static void wake(struct pgroup *g);
+struct fetch;
+static void shared_fetch_start(struct fetch *f);
+static void shared_part_fetch(struct fetch *f, struct part *p);
+static void shared_part_set(struct pgroup *g, struct part *p, uint64_t floor);
+static void shared_parent_set(struct pgroup *g, bool keep, struct hd_http_request *req);
+static void shared_ack(struct hd_http_request *req, struct pgroup *g, bool nack, json_t *evs,
+		       int64_t delay_ms);
+static void shared_info(struct pgroup *g, struct hd_http_request *req);
+static void shared_update(struct pgroup *g, struct hd_http_request *req);
+static void shared_delete(struct pgroup *g, struct hd_http_request *req);
+static void shared_probe(struct hd_group_patterns *pg, struct hd_http_request *req,
+			 enum hd_group_action act, const char *pattern, const char *name,
+			 const struct hd_group_cred *cred);
+static void dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
+		     enum hd_group_action act, const char *pattern, const char *name,
+		     const struct hd_group_cred *cred, bool probed);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -198,8 +244,23 @@ static void part_remove(struct pgroup *g, struct part *p)
 	hd_pattern_remove(&g->pt, p->base.topic);
 	p->base.gone = true;
 	g->pg->parts--;
-	g->redeliveries_gone += p->base.lease.redeliveries;
+	g->redeliveries_gone += g->conf.shared ? p->base.sh.redeliveries : p->base.lease.redeliveries;
 	part_unref(p);
+}
+
+/* A part was added at floor: its row (every node's load) and, for a group
+ * being created with shared leases, the engine's group at floor. */
+static void part_found(struct pgroup *g, struct part *p, uint64_t floor)
+{
+	hd_group_part_put(&p->base, NULL);
+	if (g->conf.shared && g->create_req)
+		shared_part_set(g, p, floor);
+}
+
+/* What a part handed out last, from its lease window or the engine's state. */
+static uint64_t part_next(const struct part *p)
+{
+	return p->base.conf->shared ? p->base.sh.next : p->base.lease.next;
 }
 
 /* ---- groups in memory ------------------------------------------------- */
@@ -213,17 +274,20 @@ static void on_watch(void *owner, void *item, const char *topic, const struct hd
 		/* A topic created after the group starts at its first event; one
 		 * that got events while the creating LIST ran starts where a
 		 * "latest" start would have put it. */
-		if (!g->pt.listing && ev->offset != 1)
+		/* With shared leases, a topic whose first events this node
+		 * missed starts at its first event all the same. */
+		if (!g->pt.listing && ev->offset != 1 && !g->conf.shared)
 			return; /* a skipped topic's later events: counted once */
-		p = part_add(g, topic, g->latest && ev->offset > 0 ? ev->offset - 1 : 0, ev->offset);
+		uint64_t floor = g->latest && ev->offset > 0 ? ev->offset - 1 : 0;
+		p = part_add(g, topic, floor, ev->offset);
 		if (!p)
 			return;
-		hd_group_part_put(&p->base, NULL);
+		part_found(g, p, floor);
 	}
 	if (ev->offset > p->last)
 		p->last = ev->offset;
 	/* On the next loop turn, when the whole committed batch is readable. */
-	if (ev->offset >= p->base.lease.next && g->q.head)
+	if (ev->offset >= part_next(p) && g->q.head)
 		hd_group_waiters_wake_soon(&g->q);
 }
 
@@ -238,7 +302,9 @@ static struct pgroup *group_new(struct hd_group_patterns *pg, const char *patter
 	hd_pattern_init(&g->pt, pg->hub, pattern, HD_GROUP_PATTERN_TOPICS_MAX, &pattern_ops, g);
 	hd_group_part_conf_init(&g->conf, pg->hub, g->name, g->pt.pattern, g->key, &g->q,
 				&part_ops, g);
+	g->conf.shared = pg->shared;
 	hd_group_waiters_init(&g->q, pg->loop, &waiter_ops, g);
+	g->q.serve_before_end = pg->shared;
 	if (hd_map_put(&pg->groups, g->key, g) != 0) {
 		hd_pattern_fini(&g->pt);
 		free(g);
@@ -286,6 +352,23 @@ static void group_release(void *owner)
 
 /* ---- GET -------------------------------------------------------------- */
 
+/* A part's counters: its lease window's, or (shared leases) the engine's
+ * as last answered. */
+static void part_state(const struct part *p, struct hd_group_shared *st)
+{
+	if (p->base.conf->shared) {
+		*st = p->base.sh;
+		return;
+	}
+	*st = (struct hd_group_shared){
+		.floor = p->base.lease.floor,
+		.next = p->base.lease.next,
+		.leased = p->base.lease.leased,
+		.redeliveries = p->base.lease.redeliveries,
+		.dead_letters = p->base.dead_letters,
+	};
+}
+
 static void group_json(struct hd_buf *b, const struct pgroup *g)
 {
 	char created[40];
@@ -301,20 +384,21 @@ static void group_json(struct hd_buf *b, const struct pgroup *g)
 	hd_buf_puts(b, "\",\"topics\":[");
 	for (size_t i = 0; i < g->nparts; i++) {
 		const struct part *p = g->parts[i];
-		uint64_t plag = p->last > p->base.lease.floor ? p->last - p->base.lease.floor : 0;
-		pending += p->base.lease.leased;
+		struct hd_group_shared st;
+		part_state(p, &st);
+		uint64_t plag = p->last > st.floor ? p->last - st.floor : 0;
+		pending += st.leased;
 		lag += plag;
-		dead += p->base.dead_letters;
-		redeliveries += p->base.lease.redeliveries;
+		dead += st.dead_letters;
+		redeliveries += st.redeliveries;
 		if (i >= HD_GROUP_PATTERN_INFO_TOPICS)
 			continue;
 		hd_buf_puts(b, i ? ",{\"topic\":\"" : "{\"topic\":\"");
 		hd_buf_json_escape(b, p->base.topic, strlen(p->base.topic));
 		hd_buf_printf(b,
-			      "\",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"pending\":%zu"
+			      "\",\"position\":%" PRIu64 ",\"next\":%" PRIu64 ",\"pending\":%" PRIu64
 			      ",\"lag\":%" PRIu64 ",\"last\":%" PRIu64 ",\"dead_letters\":%" PRIu64 "}",
-			      p->base.lease.floor, p->base.lease.next, p->base.lease.leased, plag,
-			      p->last, p->base.dead_letters);
+			      st.floor, st.next, st.leased, plag, p->last, st.dead_letters);
 	}
 	hd_buf_printf(b,
 		      "],\"topics_count\":%zu,\"topics_truncated\":%s,\"topics_skipped\":%" PRIu64
@@ -341,9 +425,10 @@ static void listed(void *owner, void *item, const struct hd_topic_info *t)
 	/* Existing now: the group's start applies (created with "latest");
 	 * at load, a topic created while herald was down starts at its first
 	 * event. */
-	p = part_add(g, t->name, g->latest ? t->last : 0, t->last);
+	uint64_t floor = g->latest ? t->last : 0;
+	p = part_add(g, t->name, floor, t->last);
 	if (p)
-		hd_group_part_put(&p->base, NULL);
+		part_found(g, p, floor);
 }
 
 /* The list ended: every existing topic is a part. */
@@ -354,7 +439,13 @@ static void list_done(void *owner, int err)
 		hd_log_error("group_pattern_list_failed pattern=%s group=%s err=%d", g->pt.pattern,
 			     g->name, err);
 	g->latest = false;
-	if (g->create_req) {
+	g->listed_once = true;
+	if (g->create_req && g->conf.shared) {
+		/* The engine's parent, then the answer (after the parts' SETs:
+		 * one connection per shard keeps them in order per topic). */
+		shared_parent_set(g, false, g->create_req);
+		g->create_req = NULL;
+	} else if (g->create_req) {
 		struct hd_buf b;
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
@@ -375,6 +466,7 @@ static const struct hd_pattern_ops pattern_ops = {
 /* ---- fetch ------------------------------------------------------------ */
 
 struct fetch {
+	struct hd_glease_op op;        /* shared leases: a part's FETCH */
 	struct hd_group_read rd;
 	struct pgroup *g;
 	struct hd_group_waiter *w;
@@ -423,7 +515,9 @@ static void read_done(struct hd_read *r)
 	struct part *p = f->p;
 	bool fresh = !f->rd.grants;
 
-	int err = hd_group_part_read_done(&p->base, &f->rd, append_event, f);
+	int err = p->base.conf->shared
+		? hd_group_part_shared_read_done(&p->base, &f->rd, append_event, f)
+		: hd_group_part_read_done(&p->base, &f->rd, append_event, f);
 	if (err)
 		f->err = err;
 	else if (fresh && r->last > p->last)
@@ -486,6 +580,13 @@ static void fetch_step(struct fetch *f)
 			fetch_finish(f);
 			return;
 		}
+		if (g->conf.shared) {
+			struct part *sp = g->parts[f->pos % g->nparts];
+			f->pos++;
+			f->visited++;
+			shared_part_fetch(f, sp);
+			continue;
+		}
 		struct part *p = f->again;
 		bool new_only = p != NULL;
 		f->again = NULL;
@@ -529,7 +630,10 @@ static void start_fetch(struct pgroup *g, struct hd_group_waiter *w)
 	hd_buf_puts(&f->b, "{\"events\":[");
 	g->q.busy = true;
 	g->refs++;
-	fetch_step(f);
+	if (g->conf.shared)
+		shared_fetch_start(f); /* the parent first */
+	else
+		fetch_step(f);
 }
 
 static void wake(struct pgroup *g)
@@ -544,8 +648,8 @@ static enum hd_group_serve serve(void *owner, struct hd_group_waiter *w)
 		hd_group_waiters_fail(w, HD_ENOTFOUND, "the group was deleted");
 		return HD_GROUP_SERVED;
 	}
-	if (g->pt.listing)
-		return HD_GROUP_HELD; /* list_done wakes it */
+	if (!g->listed_once)
+		return HD_GROUP_HELD; /* list_done wakes it; later lists (shared) run beside fetches */
 	start_fetch(g, w);
 	return HD_GROUP_SERVED;
 }
@@ -556,9 +660,10 @@ static void arm(void *owner)
 	struct pgroup *g = owner;
 	if (!g->q.head || g->deleted || g->pg->stopping || g->q.busy)
 		return;
-	int64_t due = INT64_MAX;
+	int64_t due = g->conf.shared ? hd_now_ms() + SHARED_POLL_MS : INT64_MAX;
 	for (size_t i = 0; i < g->nparts; i++) {
-		int64_t d = hd_lease_next_due(&g->parts[i]->base.lease);
+		const struct hd_group_part *b = &g->parts[i]->base;
+		int64_t d = g->conf.shared ? b->sh.due_at : hd_lease_next_due(&b->lease);
 		if (d < due)
 			due = d;
 	}
@@ -621,6 +726,10 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 					       "each of 'events' must be {\"topic\": name, \"offset\": N >= 1}");
 			goto out;
 		}
+	}
+	if (g->conf.shared) {
+		shared_ack(req, g, nack, evs, delay_ms);
+		goto out;
 	}
 	hd_buf_init(&b, 256 * 1024);
 	hd_buf_puts(&b, "{\"ignored\":[");
@@ -699,6 +808,10 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 		g->conf.ack_wait_ms = ack_wait;
 		g->conf.max_deliveries = maxd;
 		g->conf.ordered = ordered;
+		if (g->conf.shared) {
+			shared_update(g, req);
+			goto out;
+		}
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
 		put_parent(g, req, 200, &b);
@@ -737,16 +850,15 @@ static void del_done(void *arg, int err)
 		hd_http_respond(req, 204, NULL, NULL, "", 0);
 }
 
-static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *req,
-			  struct pgroup *g)
+/* Takes g out of the map: it was deleted (here, or on another node: the
+ * engine no longer has it). Freed once idle. */
+static void forget(struct pgroup *g)
 {
-	hd_map_del(&pg->groups, g->key);
+	if (g->deleted)
+		return;
+	hd_map_del(&g->pg->groups, g->key);
 	g->deleted = true;
 	hd_pattern_stop(&g->pt);
-	for (size_t i = 0; i < g->nparts; i++)
-		hd_group_part_row_delete(pg->hub, g->parts[i]->base.topic, g->key, del_done, NULL);
-	/* Last: the writer runs them in order. */
-	hd_group_part_row_delete(pg->hub, g->pt.pattern, g->name, del_done, req);
 	if (g->create_req) {
 		hd_http_respond_error(g->create_req, HD_ENOTFOUND, "the group was deleted");
 		g->create_req = NULL;
@@ -755,11 +867,538 @@ static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *
 	group_release(g);
 }
 
+/* Deletes g's rows (parts, then the parent, whose delete answers req). */
+static void delete_rows(struct pgroup *g, struct hd_http_request *req)
+{
+	struct hd_hub *hub = g->pg->hub;
+	for (size_t i = 0; i < g->nparts; i++)
+		hd_group_part_row_delete(hub, g->parts[i]->base.topic, g->key, del_done, NULL);
+	/* Last: the writer runs them in order. */
+	hd_group_part_row_delete(hub, g->pt.pattern, g->name, del_done, req);
+}
+
+static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *req,
+			  struct pgroup *g)
+{
+	(void)pg;
+	if (g->conf.shared) {
+		shared_delete(g, req); /* the engine's DROPs, then the rows */
+		return;
+	}
+	g->refs++;
+	forget(g);
+	delete_rows(g, req);
+	g->refs--;
+	group_release(g);
+}
+
+/* ---- shared leases (see the top) ------------------------------------ */
+
+/* One glease op of a batch: of a part's topic, or of the parent (pattern). */
+struct pop {
+	struct hd_glease_op op;
+	struct batch *b;
+	bool parent;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	uint64_t *offsets;             /* ACK, NACK: owned, n of cap */
+	size_t n, cap;
+};
+
+/* Glease ops that run together; finish runs once every one answered. */
+struct batch {
+	struct pgroup *g;              /* held */
+	struct hd_http_request *req;   /* answered by finish (may be NULL) */
+	void (*finish)(struct batch *b);
+	struct pop **ops;
+	size_t nops;
+	int err;                       /* the last op's error */
+	bool missing;                  /* the parent's INFO found no group */
+	int left;
+	/* ACK, NACK: */
+	bool nack;
+	size_t changed, nign;
+	struct hd_buf ign;             /* the "ignored" (topic, offset) objects */
+	/* a probe: the request to dispatch once the group is known */
+	enum hd_group_action act;
+	struct hd_group_cred cred;
+	char name[HD_GROUP_NAME_MAX + 1];
+	/* a fetch waiting for the parent */
+	struct fetch *f;
+};
+
+static struct batch *batch_new(struct pgroup *g, struct hd_http_request *req,
+			       void (*finish)(struct batch *b))
+{
+	struct batch *b = hd_calloc(1, sizeof(*b));
+	b->g = g;
+	b->req = req;
+	b->finish = finish;
+	g->refs++;
+	return b;
+}
+
+/* Adds an op of kind on topic's part (NULL: the parent); the caller fills
+ * the kind's arguments before batch_run. */
+static struct pop *batch_add(struct batch *b, enum hd_glease_kind kind, const char *topic)
+{
+	struct pgroup *g = b->g;
+	struct pop *o = hd_calloc(1, sizeof(*o));
+	o->b = b;
+	o->parent = topic == NULL;
+	snprintf(o->topic, sizeof(o->topic), "%s", topic ? topic : g->pt.pattern);
+	o->op = (struct hd_glease_op){
+		.kind = kind,
+		.topic = o->topic,
+		.group = o->parent ? g->name : g->key,
+		.ack_wait_ms = g->conf.ack_wait_ms,
+		.max_deliveries = g->conf.max_deliveries,
+		.ordered = g->conf.ordered,
+		.keep_position = true,
+	};
+	b->ops = hd_realloc(b->ops, (b->nops + 1) * sizeof(*b->ops));
+	b->ops[b->nops++] = o;
+	return o;
+}
+
+static void ignore(struct batch *b, const char *topic, uint64_t offset)
+{
+	hd_buf_puts(&b->ign, b->nign++ ? ",{\"topic\":\"" : "{\"topic\":\"");
+	hd_buf_json_escape(&b->ign, topic, strlen(topic));
+	hd_buf_printf(&b->ign, "\",\"offset\":%" PRIu64 "}", offset);
+}
+
+/* The parent's config into the group's. */
+static void conf_take(struct pgroup *g, const struct hd_glease_op *op)
+{
+	g->conf.ack_wait_ms = op->st_ack_wait_ms;
+	g->conf.max_deliveries = op->st_max_deliveries;
+	g->conf.ordered = op->st_ordered;
+	if (op->st_created_ms > 0)
+		g->conf.created_ms = op->st_created_ms;
+}
+
+static void batch_end(struct batch *b)
+{
+	if (--b->left > 0)
+		return;
+	struct pgroup *g = b->g;
+	if (b->finish)
+		b->finish(b);
+	else if (b->err && hd_log_ratelimited(&g->conf.warn_ms))
+		hd_log_warn("group_lease_write_failed pattern=%s group=%s err=%d", g->pt.pattern,
+			    g->name, b->err);
+	for (size_t i = 0; i < b->nops; i++) {
+		free(b->ops[i]->offsets);
+		free(b->ops[i]);
+	}
+	free(b->ops);
+	hd_buf_fini(&b->ign);
+	g->refs--;
+	group_release(g);
+	free(b);
+}
+
+static void pop_done(struct hd_glease_op *op)
+{
+	struct pop *o = op->arg;
+	struct batch *b = o->b;
+	struct pgroup *g = b->g;
+	bool acks = op->kind == HD_GLEASE_ACK || op->kind == HD_GLEASE_NACK;
+
+	if (op->err) {
+		b->err = op->err;
+	} else if (o->parent) {
+		if (op->kind == HD_GLEASE_INFO && !op->exists) {
+			b->missing = true;
+		} else if (op->kind == HD_GLEASE_INFO || op->kind == HD_GLEASE_SET) {
+			conf_take(g, op);
+			g->parent_ms = hd_now_ms();
+		}
+	} else {
+		struct part *p = g->deleted ? NULL : part_get(g, o->topic);
+		if (p && (op->exists || op->kind == HD_GLEASE_SET))
+			hd_group_part_mirror(&p->base, op);
+		if (acks && op->exists) {
+			b->changed += op->changed;
+			for (size_t i = 0; i < op->nignored; i++)
+				ignore(b, o->topic, op->ignored[i]);
+		} else if (acks) {
+			for (size_t i = 0; i < o->n; i++)
+				ignore(b, o->topic, o->offsets[i]);
+		}
+	}
+	if (op->err && acks)
+		for (size_t i = 0; i < o->n; i++)
+			ignore(b, o->topic, o->offsets[i]);
+	hd_engine_glease_op_fini(op);
+	batch_end(b);
+}
+
+/* Submits every op; finish runs once all answered (maybe before this
+ * returns). */
+static void batch_run(struct batch *b)
+{
+	b->left = (int)b->nops + 1;
+	for (size_t i = 0; i < b->nops; i++) {
+		struct pop *o = b->ops[i];
+		o->op.offsets = o->offsets;
+		o->op.noffsets = o->n;
+		o->op.done = pop_done;
+		o->op.arg = o;
+		int rc = hd_hub_glease_op(b->g->pg->hub, &o->op);
+		if (rc) {
+			o->op.err = rc;
+			pop_done(&o->op);
+		}
+	}
+	batch_end(b);
+}
+
+/* -- fetch -- */
+
+static void fetch_parent_done(struct batch *b)
+{
+	struct fetch *f = b->f;
+	if (b->err) {
+		f->err = b->err;
+	} else if (b->missing) {
+		f->err = HD_ENOTFOUND; /* deleted on another node */
+		forget(b->g);
+	}
+	if (f->err)
+		fetch_finish(f);
+	else
+		fetch_step(f);
+}
+
+/* A fetch starts with the parent's INFO (the config, and whether the group
+ * still exists) unless this node heard of it within PARENT_FRESH_MS. */
+static void shared_fetch_start(struct fetch *f)
+{
+	if (hd_now_ms() - f->g->parent_ms < PARENT_FRESH_MS) {
+		fetch_step(f);
+		return;
+	}
+	struct batch *b = batch_new(f->g, NULL, fetch_parent_done);
+	b->f = f;
+	batch_add(b, HD_GLEASE_INFO, NULL);
+	batch_run(b);
+}
+
+/* Whether a part's config in the engine (op's answer) differs from the
+ * group's (the parent's). */
+static bool part_conf_stale(const struct pgroup *g, const struct hd_glease_op *op)
+{
+	return op->st_ack_wait_ms != g->conf.ack_wait_ms ||
+	       op->st_max_deliveries != g->conf.max_deliveries || op->st_ordered != g->conf.ordered;
+}
+
+/* Writes the group's config to part p in the engine (its position kept). */
+static void shared_part_conf(struct pgroup *g, struct part *p)
+{
+	struct batch *b = batch_new(g, NULL, NULL);
+	batch_add(b, HD_GLEASE_SET, p->base.topic);
+	batch_run(b);
+}
+
+static void shared_fetch_done(struct hd_glease_op *op)
+{
+	struct fetch *f = op->arg;
+	struct part *p = f->p;
+	bool outer = f->sync;
+
+	if (op->err)
+		f->err = op->err;
+	else
+		hd_group_part_mirror(&p->base, op);
+	if (op->err == 0 && !p->base.gone && part_conf_stale(f->g, op))
+		shared_part_conf(f->g, p); /* made or changed before the group's last PUT */
+	if (op->err == 0 && op->ngrants > 0 && !p->base.gone) {
+		hd_group_part_shared_read(&p->base, &f->rd, op);
+		hd_engine_glease_op_fini(op);
+		f->rd.r.done = read_done;
+		f->rd.r.arg = f;
+		f->sync = true;
+		int rc = hd_hub_read(f->g->pg->hub, &f->rd.r);
+		if (rc) {
+			f->rd.r.err = rc;
+			read_done(&f->rd.r); /* gives the grants back */
+		}
+		f->sync = outer;
+	} else {
+		/* A deleted topic's grants end with their leases. */
+		hd_engine_glease_op_fini(op);
+		f->p = NULL;
+		part_unref(p);
+		f->reading = false;
+	}
+	if (!outer && !f->reading)
+		fetch_step(f);
+}
+
+/* The engine's FETCH of part p for f; then the read of what it handed out. */
+static void shared_part_fetch(struct fetch *f, struct part *p)
+{
+	struct pgroup *g = f->g;
+	size_t want = f->w->max - f->sent;
+	f->p = p;
+	p->refs++;
+	f->reading = true;
+	f->op = (struct hd_glease_op){
+		.kind = HD_GLEASE_FETCH,
+		.topic = p->base.topic,
+		.group = g->key,
+		.max = (uint32_t)(want > HD_GLEASE_SPAN ? HD_GLEASE_SPAN : want),
+		.window = HD_GROUP_WINDOW_MAX,
+		.ack_wait_ms = g->conf.ack_wait_ms,
+		.max_deliveries = g->conf.max_deliveries,
+		.ordered = g->conf.ordered,
+		.done = shared_fetch_done,
+		.arg = f,
+	};
+	f->sync = true;
+	int rc = hd_hub_glease_op(g->pg->hub, &f->op);
+	if (rc) {
+		f->op.err = rc;
+		shared_fetch_done(&f->op);
+	}
+	f->sync = false;
+}
+
+/* -- create, config, delete -- */
+
+/* A part of a group being created: the engine's group at floor (a group of
+ * that name left over from an earlier one starts again). */
+static void shared_part_set(struct pgroup *g, struct part *p, uint64_t floor)
+{
+	struct batch *b = batch_new(g, NULL, NULL);
+	struct pop *o = batch_add(b, HD_GLEASE_SET, p->base.topic);
+	o->op.keep_position = false;
+	o->op.floor = floor;
+	batch_run(b);
+}
+
+static void parent_set_done(struct batch *b)
+{
+	struct pgroup *g = b->g;
+	if (!b->req) {
+		if (b->err && hd_log_ratelimited(&g->conf.warn_ms))
+			hd_log_warn("group_lease_write_failed pattern=%s group=%s err=%d",
+				    g->pt.pattern, g->name, b->err);
+		return;
+	}
+	if (b->err) {
+		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
+		return;
+	}
+	if (g->deleted) {
+		hd_http_respond_error(b->req, HD_ENOTFOUND, "the group was deleted");
+		return;
+	}
+	struct hd_buf out;
+	hd_buf_init(&out, 64 * 1024);
+	group_json(&out, g);
+	put_parent(g, b->req, 201, &out);
+	wake(g);
+}
+
+/* The engine's parent: the config (keep: only the config when it exists);
+ * then (req) the parent row and the 201. */
+static void shared_parent_set(struct pgroup *g, bool keep, struct hd_http_request *req)
+{
+	struct batch *b = batch_new(g, req, parent_set_done);
+	struct pop *o = batch_add(b, HD_GLEASE_SET, NULL);
+	o->op.keep_position = keep;
+	batch_run(b);
+}
+
+static void update_done(struct batch *b)
+{
+	struct pgroup *g = b->g;
+	if (b->err) {
+		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
+		return;
+	}
+	struct hd_buf out;
+	hd_buf_init(&out, 64 * 1024);
+	group_json(&out, g);
+	put_parent(g, b->req, 200, &out);
+	wake(g);
+}
+
+/* A PUT of an existing group: the new config (in g->conf) to the parent
+ * and to every part this node knows. */
+static void shared_update(struct pgroup *g, struct hd_http_request *req)
+{
+	struct batch *b = batch_new(g, req, update_done);
+	batch_add(b, HD_GLEASE_SET, NULL);
+	for (size_t i = 0; i < g->nparts; i++)
+		batch_add(b, HD_GLEASE_SET, g->parts[i]->base.topic);
+	batch_run(b);
+}
+
+static void delete_done(struct batch *b)
+{
+	if (b->err) {
+		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
+		return;
+	}
+	delete_rows(b->g, b->req);
+}
+
+/* A DELETE: the group leaves this node at once; the engine's DROPs (the
+ * parent first: other nodes' fetches then find it gone), then the rows. */
+static void shared_delete(struct pgroup *g, struct hd_http_request *req)
+{
+	struct batch *b = batch_new(g, req, delete_done);
+	batch_add(b, HD_GLEASE_DROP, NULL);
+	for (size_t i = 0; i < g->nparts; i++)
+		batch_add(b, HD_GLEASE_DROP, g->parts[i]->base.topic);
+	forget(g);
+	batch_run(b);
+}
+
+/* -- GET -- */
+
+static void info_done(struct batch *b)
+{
+	struct pgroup *g = b->g;
+	if (b->err) {
+		hd_http_respond_error(b->req, b->err, NULL);
+	} else if (b->missing) {
+		hd_http_respond_errorf(b->req, HD_ENOTFOUND, "no such group");
+		forget(g);
+	} else {
+		struct hd_buf out;
+		hd_buf_init(&out, 64 * 1024);
+		group_json(&out, g);
+		hd_http_respond_json(b->req, 200, &out);
+	}
+}
+
+/* A GET: the engine's INFO of the parent and of every part. */
+static void shared_info(struct pgroup *g, struct hd_http_request *req)
+{
+	struct batch *b = batch_new(g, req, info_done);
+	batch_add(b, HD_GLEASE_INFO, NULL);
+	for (size_t i = 0; i < g->nparts; i++)
+		batch_add(b, HD_GLEASE_INFO, g->parts[i]->base.topic);
+	batch_run(b);
+}
+
+/* -- ack, nack -- */
+
+static void ack_done(struct batch *b)
+{
+	struct pgroup *g = b->g;
+	if (b->err) {
+		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
+		return;
+	}
+	hd_buf_printf(&b->ign, "],\"%s\":%zu}", b->nack ? "nacked" : "acked", b->changed);
+	hd_http_respond_json(b->req, 200, &b->ign);
+	if (b->changed)
+		wake(g);
+}
+
+/* An ack or nack of (topic, offset) pairs (checked): one engine op per
+ * topic, whether or not this node has discovered it; pairs of a topic the
+ * pattern does not match are ignored. */
+static void shared_ack(struct hd_http_request *req, struct pgroup *g, bool nack, json_t *evs,
+		       int64_t delay_ms)
+{
+	struct batch *b = batch_new(g, req, ack_done);
+	struct hd_map by_topic;
+	size_t i;
+	json_t *o;
+
+	b->nack = nack;
+	hd_buf_init(&b->ign, 256 * 1024);
+	hd_buf_puts(&b->ign, "{\"ignored\":[");
+	hd_map_init(&by_topic, HD_GROUP_ACK_OFFSETS_MAX);
+	json_array_foreach(evs, i, o)
+	{
+		const char *topic = json_string_value(json_object_get(o, "topic"));
+		uint64_t off = (uint64_t)json_integer_value(json_object_get(o, "offset"));
+		if (strlen(topic) > HD_TOPIC_NAME_MAX || !hd_topic_pattern_match(g->pt.pattern, topic)) {
+			ignore(b, topic, off);
+			continue;
+		}
+		struct pop *op = hd_map_get(&by_topic, topic);
+		if (!op) {
+			op = batch_add(b, nack ? HD_GLEASE_NACK : HD_GLEASE_ACK, topic);
+			op->op.delay_ms = delay_ms;
+			hd_map_put(&by_topic, topic, op); /* at most HD_GROUP_ACK_OFFSETS_MAX */
+		}
+		if (op->n == op->cap) {
+			op->cap = op->cap ? op->cap * 2 : 8;
+			op->offsets = hd_realloc(op->offsets, op->cap * sizeof(*op->offsets));
+		}
+		op->offsets[op->n++] = off;
+	}
+	hd_map_fini(&by_topic);
+	batch_run(b);
+}
+
+/* -- a group another node created -- */
+
+static void probe_done(struct batch *b)
+{
+	struct pgroup *g = b->g;
+	struct hd_group_patterns *pg = g->pg;
+	if (b->err) {
+		hd_http_respond_error(b->req, b->err, NULL);
+		forget(g);
+		return;
+	}
+	if (b->missing) {
+		forget(g);
+		if (b->act != HD_GROUP_ACT_CREATE) {
+			hd_http_respond_errorf(b->req, HD_ENOTFOUND,
+					       b->act == HD_GROUP_ACT_FETCH
+					     ? "no such group; a pattern group is created with PUT"
+					     : "no such group");
+			return;
+		}
+	} else {
+		hd_pattern_list(&g->pt); /* its parts; a fetch waits for it */
+	}
+	dispatch(pg, b->req, b->act, g->pt.pattern, b->name, &b->cred, true);
+}
+
+/* A request for a group this node does not know: asks the engine for the
+ * parent; when it exists, the group joins this node (config from the
+ * engine, parts from the pattern's list). */
+static void shared_probe(struct hd_group_patterns *pg, struct hd_http_request *req,
+			 enum hd_group_action act, const char *pattern, const char *name,
+			 const struct hd_group_cred *cred)
+{
+	struct pgroup *g = group_new(pg, pattern, name);
+	if (!g) {
+		hd_http_respond_errorf(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
+		return;
+	}
+	struct batch *b = batch_new(g, req, probe_done);
+	b->act = act;
+	b->cred = *cred;
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	batch_add(b, HD_GLEASE_INFO, NULL);
+	batch_run(b);
+}
+
 /* ---- entry ------------------------------------------------------------ */
 
 void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_request *req,
 		       enum hd_group_action act, const char *pattern, const char *name,
 		       const struct hd_group_cred *cred)
+{
+	dispatch(pg, req, act, pattern, name, cred, false);
+}
+
+/* probed: the engine was asked about a group this node did not know. */
+static void dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
+		     enum hd_group_action act, const char *pattern, const char *name,
+		     const struct hd_group_cred *cred, bool probed)
 {
 	char key[HD_GROUP_NAME_MAX + 1];
 	make_key(key, sizeof(key), pattern, name);
@@ -772,6 +1411,10 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	}
 	if (pg->stopping) {
 		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		return;
+	}
+	if (!g && pg->shared && !probed && strlen(name) <= HD_GROUP_PATTERN_NAME_MAX) {
+		shared_probe(pg, req, act, pattern, name, cred); /* created on another node? */
 		return;
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
@@ -792,6 +1435,10 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 	struct hd_buf b;
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
+		if (g->conf.shared) {
+			shared_info(g, req);
+			return;
+		}
 		hd_buf_init(&b, 64 * 1024);
 		group_json(&b, g);
 		hd_http_respond_json(req, 200, &b);
@@ -825,8 +1472,32 @@ bool hd_group_patterns_row_is(const struct hd_group_row *row)
 	return strchr(row->topic, '*') != NULL || strchr(row->name, '*') != NULL;
 }
 
+static void relist_one(struct pgroup *g, void *arg)
+{
+	(void)arg;
+	if (!g->pt.listing && !g->create_req)
+		hd_pattern_list(&g->pt);
+}
+
+/* Shared leases: topics created on another node whose events this node
+ * missed (a PUB/SUB gap) are found by listing again. */
+static void on_relist(uv_timer_t *t)
+{
+	struct hd_group_patterns *pg = t->data;
+	if (!pg->stopping)
+		each_group(pg, relist_one, NULL);
+}
+
 void hd_group_patterns_load(struct hd_group_patterns *pg, const struct hd_group_row *rows, size_t n)
 {
+	pg->shared = hd_hub_glease_shared(pg->hub);
+	if (pg->shared && !pg->relist_on) {
+		uv_timer_init(pg->loop, &pg->relist);
+		pg->relist.data = pg;
+		uv_timer_start(&pg->relist, on_relist, RELIST_MS, RELIST_MS);
+		uv_unref((uv_handle_t *)&pg->relist);
+		pg->relist_on = true;
+	}
 	/* The parents first, then their parts. */
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_group_row *row = &rows[i];
@@ -840,6 +1511,8 @@ void hd_group_patterns_load(struct hd_group_patterns *pg, const struct hd_group_
 		g->conf.max_deliveries = row->max_deliveries;
 		g->conf.ordered = row->ordered;
 		g->conf.created_ms = row->created_ms;
+		if (g->conf.shared)
+			shared_parent_set(g, true, NULL); /* a group of an older version */
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_group_row *row = &rows[i];
@@ -890,8 +1563,11 @@ void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_gro
 static void drop_one(struct pgroup *g, void *arg)
 {
 	struct part *p = part_get(g, arg);
-	if (p)
-		part_remove(g, p);
+	if (!p)
+		return;
+	if (g->conf.shared)
+		hd_group_part_shared_submit(&p->base, HD_GLEASE_DROP, NULL, 0);
+	part_remove(g, p);
 }
 
 void hd_group_patterns_drop_topic(struct hd_group_patterns *pg, const char *topic)
@@ -919,6 +1595,41 @@ void hd_group_patterns_stop(struct hd_group_patterns *pg)
 {
 	pg->stopping = true;
 	each_group(pg, stop_one, NULL);
+	if (pg->relist_on) {
+		uv_timer_stop(&pg->relist);
+		uv_close((uv_handle_t *)&pg->relist, NULL);
+	}
+}
+
+struct each_summary {
+	void (*fn)(void *arg, const struct hd_group_pattern_summary *s);
+	void *arg;
+};
+
+static void summary_one(struct pgroup *g, void *arg)
+{
+	struct each_summary *e = arg;
+	struct hd_group_pattern_summary s = {
+		.pattern = g->pt.pattern,
+		.name = g->name,
+		.topics = g->nparts,
+	};
+	for (size_t i = 0; i < g->nparts; i++) {
+		const struct part *p = g->parts[i];
+		struct hd_group_shared st;
+		part_state(p, &st);
+		s.pending += st.leased;
+		s.lag += p->last > st.floor ? p->last - st.floor : 0;
+		s.dead_letters += st.dead_letters;
+	}
+	e->fn(e->arg, &s);
+}
+
+void hd_group_patterns_each(struct hd_group_patterns *pg,
+			    void (*fn)(void *arg, const struct hd_group_pattern_summary *s), void *arg)
+{
+	struct each_summary e = {fn, arg};
+	each_group(pg, summary_one, &e);
 }
 
 static void free_one(struct pgroup *g, void *arg)

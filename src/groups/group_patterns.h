@@ -26,6 +26,13 @@
  *           part rows with it. A group name of a pattern group is therefore
  *           at most HD_GROUP_PATTERN_NAME_MAX bytes.
  *
+ * Shared leases (hd_hub_glease_shared: several nodes on Redis): each part
+ * is the engine's group (matching topic, part rows' name), the parent's
+ * config and existence the engine's group (pattern, name); any node fetches,
+ * acks and nacks any part, as for a group of one topic (group_patterns.c
+ * "Shared leases"). Topics created on another node are found within
+ * RELIST_MS at worst (5 s; at once through the prefix watch).
+ *
  * Limits: HD_GROUP_PATTERNS_MAX pattern groups; HD_GROUP_PATTERN_TOPICS_MAX
  * topics per group (more are skipped, counted and logged); every part's
  * window is HD_GROUP_WINDOW_MAX; GET lists at most
@@ -67,6 +74,13 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 		       const struct hd_group_cred *cred);
 /* hd_groups_recheck for the pattern groups. */
 void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_group_recheck *rc);
+
+/* Calls fn(arg, s) for every pattern group in memory (s borrowed for the
+ * call), in no particular order; fn must not create or delete groups. The
+ * counters are this node's: with shared leases, the engine's state as its
+ * last answer here said. */
+void hd_group_patterns_each(struct hd_group_patterns *pg,
+			    void (*fn)(void *arg, const struct hd_group_pattern_summary *s), void *arg);
 
 /* Forgets topic's part in every pattern group (the topic is being deleted;
  * the store deletes the part rows with it). */

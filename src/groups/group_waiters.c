@@ -69,6 +69,10 @@ void hd_group_waiters_init(struct hd_group_waiters *q, uv_loop_t *loop,
 	q->tail = &q->head;
 }
 
+/* How often a waiter whose wait ended looks again whether the group is
+ * still busy (serve_before_end). */
+#define BUSY_RETRY_MS 5
+
 static bool queued(const struct hd_group_waiters *q, const struct hd_group_waiter *w)
 {
 	for (const struct hd_group_waiter *x = q->head; x; x = x->next)
@@ -83,6 +87,10 @@ static void on_wait_end(uv_timer_t *t)
 	struct hd_group_waiters *q = w->q;
 	if (!w->req || !queued(q, w))
 		return; /* being served: its fetch answers */
+	if (q->serve_before_end && (q->busy || q->held) && !w->expires) {
+		uv_timer_start(&w->timer, on_wait_end, BUSY_RETRY_MS, 0);
+		return; /* after the running fetch: served, or answered here */
+	}
 	waiter_unlink(w);
 	if (w->expires)
 		hd_group_waiters_fail(w, HD_EEXPIRED, "the token or API key that was presented expired "
@@ -126,6 +134,7 @@ void hd_group_waiters_add(struct hd_group_waiters *q, struct hd_http_request *re
 
 static void serve(struct hd_group_waiters *q)
 {
+	q->held = false;
 	while (!q->busy && !q->starved && q->head) {
 		struct hd_group_waiter *w = q->head;
 		waiter_unlink(w);
@@ -133,6 +142,7 @@ static void serve(struct hd_group_waiters *q)
 		if (r == HD_GROUP_SERVED)
 			continue;
 		push_front(q, w);
+		q->held = r == HD_GROUP_HELD;
 		if (r == HD_GROUP_STARVED)
 			q->starved = true; /* nothing to hand out: everyone waits */
 		break;

@@ -14,7 +14,8 @@
  * `due` timer calls it at the next lease end the owner arms
  * (hd_group_waiters_due_at) and on the next loop turn after a watched event
  * (hd_group_waiters_wake_soon). A waiter whose wait ends while it is in the
- * queue is answered empty. Serving may complete inside itself (a read
+ * queue is answered empty (with serve_before_end, not while a fetch runs or
+ * the owner holds). Serving may complete inside itself (a read
  * answered from memory): the queue loops instead of recursing.
  *
  * Memory: a waiter is freed in its timer's close callback, after it was
@@ -92,9 +93,16 @@ struct hd_group_waiters_ops {
 struct hd_group_waiters {
 	struct hd_group_waiter *head; /* FIFO; NULL when nobody waits */
 	bool busy;                    /* the owner's: a fetch runs */
+	/* The owner's: a waiter whose wait ends while a fetch runs, or while
+	 * the owner holds the front waiter (HD_GROUP_HELD), stays (a fetch that
+	 * takes round trips, e.g. shared leases, would otherwise answer wait=0
+	 * fetches empty while events are left); it is answered when served,
+	 * empty if nothing is left. */
+	bool serve_before_end;
 	/* Private: */
 	struct hd_group_waiter **tail;
 	bool starved, trying, try_again;
+	bool held;                    /* the last serve answered HD_GROUP_HELD */
 	uv_loop_t *loop;
 	uv_timer_t due;               /* data = the queue */
 	bool due_open, closed;

@@ -21,8 +21,8 @@
  * its INFO, a DELETE its DROP. A group this node does not know (created on
  * another node after this one loaded) is looked up with INFO first. Other
  * nodes' acks and ending leases are not announced, so held fetches also
- * retry every SHARED_POLL_MS. Groups over a topic pattern keep their
- * leases in this node's memory (group_patterns.c).
+ * retry every SHARED_POLL_MS. Groups over a topic pattern do the same per
+ * matching topic (group_patterns.c "Shared leases").
  */
 #include "groups/groups.h"
 #include "core/alloc.h"
@@ -132,6 +132,13 @@ void hd_groups_each(struct hd_groups *gs, void (*fn)(void *arg, const char *topi
 {
 	struct each_group e = {fn, arg};
 	hd_map_each(&gs->groups, each_group, &e);
+}
+
+void hd_groups_each_pattern(struct hd_groups *gs,
+			    void (*fn)(void *arg, const struct hd_group_pattern_summary *s),
+			    void *arg)
+{
+	hd_group_patterns_each(gs->patterns, fn, arg);
 }
 
 static struct group *group_get(struct hd_groups *gs, const char *topic, const char *name)

@@ -20,9 +20,10 @@
  *     held fetches. After a restart every un-acked event above the floor is
  *     delivered again, with its delivery count starting from 0.
  *   - with an engine that keeps the leases (hd_hub_glease_shared: Redis,
- *     several nodes), a group of one topic keeps its leases, delivery
- *     counts, floor and config there instead, shared by every node
- *     (groups.c "Shared leases"); only held fetches stay in memory.
+ *     several nodes), a group keeps its leases, delivery counts, floor and
+ *     config there instead, shared by every node (groups.c "Shared
+ *     leases"; a group over a pattern: per matching topic,
+ *     group_patterns.c); only held fetches stay in memory.
  *
  * Limits: HD_GROUPS_MAX groups; HD_GROUP_WINDOW_MAX un-acked events per
  * group (leased or waiting; a fetch hands out nothing new past it); a
@@ -87,6 +88,22 @@ void hd_groups_drop_topic(struct hd_groups *g, const char *topic);
  * fn must not create or delete groups. Loop thread. */
 void hd_groups_each(struct hd_groups *g, void (*fn)(void *arg, const char *topic, const char *name),
 		    void *arg);
+
+/* A group over a topic pattern, for a listing (all borrowed). */
+struct hd_group_pattern_summary {
+	const char *pattern;
+	const char *name;
+	size_t topics;                /* matching topics it consumes */
+	uint64_t pending;             /* leased, summed over its topics */
+	uint64_t lag;                 /* committed but not acked, summed */
+	uint64_t dead_letters;
+};
+
+/* Calls fn(arg, s) for every group over a topic pattern in memory, in no
+ * particular order (group_patterns.h hd_group_patterns_each). Loop thread. */
+void hd_groups_each_pattern(struct hd_groups *g,
+			    void (*fn)(void *arg, const struct hd_group_pattern_summary *s),
+			    void *arg);
 
 /* Answers every held fetch now (empty) and any later one at once. */
 void hd_groups_stop(struct hd_groups *g);

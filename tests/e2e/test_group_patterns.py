@@ -351,3 +351,34 @@ def test_held_fetch_woken_by_a_new_topic_and_acks_survive_kill9(herald):
     st = info(herald, "w.*", "g")
     assert [(t["topic"], t["position"]) for t in st["topics"]] == [("w.new", 1)]
     assert [(e["topic"], e["offset"]) for e in fetch(herald, "w.*", "g")] == [("w.new", 2)]
+
+
+def test_groups_listing_includes_pattern_groups(herald):
+    """GET /v1/groups lists a pattern group next to the plain ones: its
+    pattern as its topic and in "pattern", with the matching topics'
+    count and pending and lag summed over them."""
+    batch(herald, "orders.eu", 3, "e")
+    batch(herald, "orders.us", 2, "u")
+    create(herald, "orders.*", "ship", ack_wait_ms=60000)
+    r = herald.session.put(herald.topic_url("orders.eu", "/groups/plain"), json={}, timeout=30)
+    assert r.status_code == 201, r.text
+    evs = fetch(herald, "orders.*", "ship", max_=2)
+    assert len(evs) == 2
+
+    r = herald.session.get(herald.url + "/v1/groups", timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["count"] == 2 and len(body["groups"]) == 2, body
+    plain = [g for g in body["groups"] if "pattern" not in g]
+    assert plain == [{"topic": "orders.eu", "group": "plain"}], body
+    pat = [g for g in body["groups"] if "pattern" in g]
+    assert pat == [{"topic": "orders.*", "group": "ship", "pattern": "orders.*", "topics_count": 2,
+                    "pending": 2, "lag": 5, "dead_letters": 0}], body
+    ack(herald, "orders.*", "ship", [(e["topic"], e["offset"]) for e in evs])
+    g = [g for g in herald.session.get(herald.url + "/v1/groups", timeout=30).json()["groups"]
+         if "pattern" in g][0]
+    assert g["pending"] == 0 and g["lag"] == 3, g
+    # Deleted: no longer listed.
+    assert herald.session.delete(purl(herald, "orders.*", "ship"), timeout=30).status_code == 204
+    body = herald.session.get(herald.url + "/v1/groups", timeout=30).json()
+    assert body["count"] == 1 and body["groups"] == plain, body
