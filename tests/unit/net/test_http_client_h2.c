@@ -222,7 +222,11 @@ static void refused_once(struct fixture *f, const char *path, const char *key)
 	one(f, c, "/h2/ok", &r); /* stream 1 on a new connection: a GOAWAY can name it */
 	assert_int_equal(r.err, 0);
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", f->port, path);
-	for (int i = 0; i < 2; i++) {
+	/* The second send may still meet the connection being retired (curl can
+	 * see the refused stream before the GOAWAY behind it): then it too is
+	 * refused, as a caller's retry would be, and is sent once more; the
+	 * mock answers every send of the key after its first. */
+	for (int i = 0, again = 0; i < 2; i++) {
 		char body[600];
 		memset(body, 'b', sizeof(body));
 		memset(&r, 0, sizeof(r));
@@ -231,9 +235,18 @@ static void refused_once(struct fixture *f, const char *path, const char *key)
 					    .done = on_done, .arg = &r};
 		assert_int_equal(hd_http_client_send(c, &call), 0);
 		wait_all(f, &r, 1);
+		if (i == 0 && r.err == 0) {
+			/* The stream was refused before curl read any of the body:
+			 * nothing to rewind, so curl sent it again by itself (the
+			 * server never processed the refused one). */
+			assert_int_equal(r.status, 200);
+			break;
+		}
 		if (i == 0) {
 			assert_int_equal(r.err, HD_EUNAVAIL);
 			assert_true(r.refused);
+		} else if (r.err == HD_EUNAVAIL && r.refused && again++ < 3) {
+			i--;
 		} else {
 			assert_int_equal(r.err, 0);
 			assert_int_equal(r.status, 200);
