@@ -10,10 +10,12 @@
  *      commit: items arriving while a cycle is out form the next batch);
  *      fewer than one replica → the item fails HD_EUNAVAIL (503), never a
  *      false 201;
- *   3. the CONFIRM script raises the topic's visible top and PUBLISHes the
- *      event; its reply completes the item. Its effects go to the replicas
- *      only (no AOF write, so no second fsync before the reply); the tops
- *      it raised go to the AOF with the next batch (TOPS, AOF only);
+ *   3. one CONFIRM script per topic of the batch (send_confirms) raises
+ *      the topic's visible top to its highest offset in the batch and
+ *      PUBLISHes the batch's events of that topic in one message; its
+ *      reply completes those items. Its effects go to the replicas only
+ *      (no AOF write, so no second fsync before the reply); the tops it
+ *      raised go to the AOF with the next batch (TOPS, AOF only);
  *   4. the next batch is held until the publishers just answered have
  *      published again (or HOLD_MS), so that every publish in flight shares
  *      one fsync and one WAIT (cycle_end).
@@ -332,50 +334,110 @@ static void tops_add(struct shard *sh, const char *topic)
 	sh->tops[sh->ntops++] = hd_strdup(kmeta);
 }
 
+/* One confirm call: items of one topic and epoch from one batch, in
+ * offset order (duplicates too: they raise the top, carry no event). */
+struct cgroup {
+	struct shard *sh;
+	size_t n;
+	struct pitem *items[];
+};
+
 static void confirm_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
-	struct pitem *it = priv;
-	struct shard *sh = it->sh;
+	struct cgroup *g = priv;
+	struct shard *sh = g->sh;
 	int err = hd_redis_reply_err(rep);
 	if (!err)
-		tops_add(sh, it->job->pub->items[it->i].topic);
-	item_done(it, err);
+		tops_add(sh, g->items[0]->job->pub->items[g->items[0]->i].topic);
+	for (size_t i = 0; i < g->n; i++)
+		item_done(g->items[i], err);
+	free(g);
 	assert(sh->confirming > 0);
 	if (--sh->confirming == 0)
 		cycle_end(sh);
 }
 
-/* The payload of an event (or, json_len 0, a visibility notice). Returns owned. */
-static char *payload(const struct hd_pub_item *it, const char *json, size_t json_len, size_t *len)
+static const struct hd_pub_item *pub_item(const struct pitem *it)
 {
-	size_t cap = HD_EPOCH_LEN + 3 * 24 + strlen(it->topic) + json_len + 8;
-	char *p = hd_malloc(cap);
-	int n = snprintf(p, cap, "%s\n%llu\n%lld\n%lld\n%s\n", it->epoch,
-			 (unsigned long long)it->offset, (long long)(json_len ? it->stored_ms : 0),
-			 (long long)(json_len ? it->event->expires_ms : 0), it->topic);
-	memcpy(p + n, json, json_len);
-	*len = (size_t)n + json_len;
-	return p;
+	return &it->job->pub->items[it->i];
 }
 
-static void send_confirm(struct redis *r, struct pitem *it)
+/* Sends one confirm for items[0..n) (one topic and epoch, offset order). */
+static void send_confirm(struct redis *r, struct shard *sh, struct pitem **items, size_t n)
 {
-	struct hd_pub_item *in = &it->job->pub->items[it->i];
+	const struct hd_pub_item *first = pub_item(items[0]), *last = pub_item(items[n - 1]);
 	char kmeta[HD_TOPIC_NAME_MAX + 16], off[24];
-	size_t lm = topic_key(kmeta, sizeof(kmeta), in->topic, "m");
-	size_t pl = 0, nl = 0;
-	char *pay = in->duplicate ? NULL : payload(in, in->event->json, in->event->json_len, &pl);
-	char *notice = payload(in, "", 0, &nl);
-	snprintf(off, sizeof(off), "%llu", (unsigned long long)in->offset);
-	const char *args[] = {kmeta, off, in->epoch, CHANNEL, pay ? pay : "", notice};
-	size_t lens[] = {lm, strlen(off), strlen(in->epoch), strlen(CHANNEL), pl, nl};
-	int rc = hd_redis_script_call(r, it->sh->cmd, S_CONFIRM, confirm_reply, it, 6, args, lens, 1);
-	free(pay);
-	free(notice);
+	size_t lm = topic_key(kmeta, sizeof(kmeta), first->topic, "m");
+	size_t nev = 0, bytes = 64 + strlen(first->topic);
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_pub_item *in = pub_item(items[i]);
+		if (!in->duplicate) {
+			nev++;
+			bytes += 80 + in->event->json_len;
+		}
+	}
+	struct hd_buf msg;
+	hd_buf_init(&msg, bytes);
+	hd_buf_reserve(&msg, bytes);
+	int rc = hd_redis_msg_head(&msg, first->epoch, last->offset, first->topic, nev);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct hd_pub_item *in = pub_item(items[i]);
+		if (!in->duplicate)
+			rc = hd_redis_msg_add(&msg, in->offset, in->stored_ms, in->event->expires_ms,
+					      in->event->json, in->event->json_len);
+	}
+	struct cgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));
+	g->sh = sh;
+	g->n = n;
+	memcpy(g->items, items, n * sizeof(*items));
+	snprintf(off, sizeof(off), "%llu", (unsigned long long)last->offset);
+	const char *args[] = {kmeta, off, first->epoch, CHANNEL, msg.data ? msg.data : "",
+			      nev ? "1" : "0"};
+	size_t lens[] = {lm, strlen(off), strlen(first->epoch), strlen(CHANNEL), msg.len, 1};
 	if (rc)
-		item_done(it, rc);
+		rc = HD_EINTERNAL; /* the size was counted above: not reached */
 	else
-		it->sh->confirming++;
+		rc = hd_redis_script_call(r, sh->cmd, S_CONFIRM, confirm_reply, g, 6, args, lens, 1);
+	hd_buf_fini(&msg);
+	if (rc) {
+		for (size_t i = 0; i < n; i++)
+			item_done(items[i], rc);
+		free(g);
+		return;
+	}
+	sh->confirming++;
+}
+
+/* Batch order for the confirms: by topic, epoch, offset. */
+static int cmp_confirm(const void *a, const void *b)
+{
+	const struct hd_pub_item *x = pub_item(*(struct pitem *const *)a);
+	const struct hd_pub_item *y = pub_item(*(struct pitem *const *)b);
+	int c = strcmp(x->topic, y->topic);
+	if (!c)
+		c = strcmp(x->epoch, y->epoch);
+	if (!c)
+		c = x->offset < y->offset ? -1 : x->offset > y->offset;
+	return c;
+}
+
+/* The items of a batch whose WAIT answered: one confirm per topic (and
+ * epoch), at most CONFIRM_EVENTS_MAX events or CONFIRM_BYTES_MAX bytes
+ * each, sent in offset order. */
+static void send_confirms(struct redis *r, struct shard *sh, struct pitem **ok, size_t n)
+{
+	qsort(ok, n, sizeof(*ok), cmp_confirm);
+	for (size_t a = 0; a < n;) {
+		size_t b = a + 1, bytes = pub_item(ok[a])->event->json_len;
+		while (b < n && b - a < CONFIRM_EVENTS_MAX && bytes < CONFIRM_BYTES_MAX &&
+		       !strcmp(pub_item(ok[a])->topic, pub_item(ok[b])->topic) &&
+		       !strcmp(pub_item(ok[a])->epoch, pub_item(ok[b])->epoch)) {
+			bytes += pub_item(ok[b])->event->json_len;
+			b++;
+		}
+		send_confirm(r, sh, ok + a, b - a);
+		a = b;
+	}
 }
 
 static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
@@ -390,7 +452,10 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		err = HD_EUNAVAIL;
 	}
 	struct pitem *it = sh->batch;
-	size_t n = 0;
+	size_t n = 0, nok = 0;
+	for (struct pitem *x = it; x; x = x->next)
+		n++;
+	struct pitem **ok = hd_malloc((n ? n : 1) * sizeof(*ok));
 	sh->batch = NULL;
 	sh->wait_out = false;
 	/* The confirms count as out until all are sent: a NULL reply while
@@ -399,7 +464,6 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	while (it) {
 		struct pitem *next = it->next;
 		struct hd_pub_item *out = &it->job->pub->items[it->i];
-		n++;
 		if (!it->scripted)
 			it->late = true; /* pub_reply finishes it */
 		else if (out->err)
@@ -407,12 +471,14 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		else if (err)
 			item_done(it, err);
 		else
-			send_confirm(r, it);
+			ok[nok++] = it;
 		it = next;
 	}
+	send_confirms(r, sh, ok, nok);
+	free(ok);
 	/* The clients answered now may publish again: hold the next batch
 	 * for them and for those already queued. */
-	sh->hold_for = sh->nqueued + (sh->confirming - 1);
+	sh->hold_for = sh->nqueued + nok;
 	if (--sh->confirming == 0)
 		cycle_end(sh);
 }

@@ -7,7 +7,8 @@
 #include "engine/redis_impl.h"
 
 /* KEYS: meta, stream, dedup, topics. ARGV: topic, json, time, expires,
- * window ms, maxlen (0 none), new epoch, history 1/0, confirm 1/0, channel. */
+ * window ms, maxlen (0 none), new epoch, history 1/0, confirm 1/0, channel.
+ * With confirm it raises the top and PUBLISHes the event (redis.h). */
 static const char pub_lua[] =
 	"local m=KEYS[1]\n"
 	"local epoch=redis.call('HGET',m,'epoch')\n"
@@ -38,24 +39,26 @@ static const char pub_lua[] =
 	"if ARGV[9]=='1' then\n"
 	" local prev=redis.call('HGET',m,'top')\n"
 	" redis.call('HSET',m,'top',off)\n"
-	" redis.call('PUBLISH',ARGV[10],prev..'\\n'..epoch..'\\n'..off..'\\n'..ARGV[3]..'\\n'..ARGV[4]..'\\n'..ARGV[1]..'\\n'..ARGV[2])\n"
+	" redis.call('PUBLISH',ARGV[10],prev..'\\n'..epoch..'\\n'..off..'\\n'..ARGV[1]..'\\n1\\n'..off..' '..ARGV[3]..' '..ARGV[4]..' '..#ARGV[2]..'\\n'..ARGV[2])\n"
 	"end\n"
 	"return {0,off,epoch}\n";
 
-/* KEYS: meta. ARGV: offset, epoch, channel, payload ('' = none), notice.
- * The message starts with the top before this confirm ("PREV\n", redis.h).
+/* KEYS: meta. ARGV: last offset, epoch, channel, message without its
+ * "PREV\n" (redis.h), events 1/0. One call per topic and batch: raises the
+ * top to the batch's last offset of the topic and publishes its events in
+ * one message (or, with none, a notice when the top rose).
  * Its effects go to the replicas only, not to the AOF: a write to the AOF
  * would hold the reply (and so the 201) for another fsync with appendfsync
  * always; the publish path writes the tops to the AOF with its next batch
  * (hd_redis_script_tops). */
 static const char confirm_lua[] =
-	"if redis.call('HGET',KEYS[1],'epoch')~=ARGV[2] then return 0 end\n"
+	"local h=redis.call('HMGET',KEYS[1],'epoch','top')\n"
+	"if h[1]~=ARGV[2] then return 0 end\n"
 	"redis.set_repl(redis.REPL_REPLICA)\n"
 	"local off=tonumber(ARGV[1])\n"
-	"local top=tonumber(redis.call('HGET',KEYS[1],'top'))\n"
+	"local top=tonumber(h[2])\n"
 	"if off>top then redis.call('HSET',KEYS[1],'top',off) end\n"
-	"if ARGV[4]~='' then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[4])\n"
-	"elseif off>top then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[5]) end\n"
+	"if ARGV[5]=='1' or off>top then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[4]) end\n"
 	"return 1\n";
 
 const char hd_redis_script_tops[] =
