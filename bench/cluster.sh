@@ -82,8 +82,8 @@ cpu() {
 
 # run LABEL: one line of the table
 run() {
-  w0=$(waits); w0=${w0:-0}
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP config resetstat >/dev/null
+  w0=$(waits); w0=${w0:-0}
   pc0=$(cpu $RP); rc0=$(cpu $RR)
   line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
   pc1=$(cpu $RP); rc1=$(cpu $RR)
