@@ -44,8 +44,8 @@
 #define HOLD_MS 2                  /* longest hold of a next batch (replicated) */
 #define TOPS_PER_CALL 256          /* meta keys per TOPS script call */
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
-#define CONFIRM_EVENTS_MAX 256     /* events per confirm call (and its message) */
-#define CONFIRM_BYTES_MAX (1u << 20) /* JSON bytes per confirm call, past its first event */
+#define CALL_EVENTS_MAX 256        /* events per PUB or CONFIRM call (and message) */
+#define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
 enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_COUNT };

@@ -6,42 +6,68 @@
  */
 #include "engine/redis_impl.h"
 
-/* KEYS: meta, stream, dedup, topics. ARGV: topic, json, time, expires,
- * window ms, maxlen (0 none), new epoch, history 1/0, confirm 1/0, channel.
- * With confirm it raises the top and PUBLISHes the event (redis.h). */
+/* One call per topic and batch (at most CALL_EVENTS_MAX events).
+ * KEYS: meta, stream, topics, then each event's dedup key.
+ * ARGV: topic, window ms, maxlen (0 none), new epoch, history 1/0,
+ * confirm 1/0, channel, then each event's json, time, expires.
+ * → {epoch, dup 1/0, offset, dup, offset, …} per event in order. Each
+ * event: the dedup check, the next dense offset, the append with the
+ * retention cap; a new topic gets its epoch. With confirm it also raises
+ * the top and PUBLISHes the new events in one message (redis.h). */
 static const char pub_lua[] =
 	"local m=KEYS[1]\n"
-	"local epoch=redis.call('HGET',m,'epoch')\n"
-	"local win=tonumber(ARGV[5])\n"
-	"if epoch and win>0 then\n"
-	" local d=redis.call('GET',KEYS[3])\n"
-	" if d then\n"
-	"  local sep=string.find(d,':',1,true)\n"
-	"  if sep and string.sub(d,1,sep-1)==epoch then\n"
-	"   return {1,tonumber(string.sub(d,sep+1)),epoch}\n"
+	"local h=redis.call('HMGET',m,'epoch','last')\n"
+	"local epoch=h[1]\n"
+	"local last=tonumber(h[2])\n"
+	"local win=tonumber(ARGV[2])\n"
+	"local maxlen=tonumber(ARGV[3])\n"
+	"local n=(#ARGV-7)/3\n"
+	"if not epoch then\n"
+	" epoch=ARGV[4]\n"
+	" last=0\n"
+	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[9],'last',0,'top',0)\n"
+	" redis.call('ZADD',KEYS[3],0,ARGV[1])\n"
+	"end\n"
+	"local first=last\n"
+	"local out={epoch}\n"
+	"local ev={}\n"
+	"for i=1,n do\n"
+	" local j,t,x=ARGV[5+3*i],ARGV[6+3*i],ARGV[7+3*i]\n"
+	" local dup=nil\n"
+	" if win>0 then\n"
+	"  local d=redis.call('GET',KEYS[3+i])\n"
+	"  if d then\n"
+	"   local sep=string.find(d,':',1,true)\n"
+	"   if sep and string.sub(d,1,sep-1)==epoch then dup=tonumber(string.sub(d,sep+1)) end\n"
 	"  end\n"
 	" end\n"
-	"end\n"
-	"if not epoch then\n"
-	" epoch=ARGV[7]\n"
-	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[3],'last',0,'top',0)\n"
-	" redis.call('ZADD',KEYS[4],0,ARGV[1])\n"
-	"end\n"
-	"local off=redis.call('HINCRBY',m,'last',1)\n"
-	"if ARGV[8]=='1' then\n"
-	" if tonumber(ARGV[6])>0 then\n"
-	"  redis.call('XADD',KEYS[2],'MAXLEN',ARGV[6],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
+	" if dup then\n"
+	"  out[#out+1]=1\n"
+	"  out[#out+1]=dup\n"
 	" else\n"
-	"  redis.call('XADD',KEYS[2],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
+	"  last=last+1\n"
+	"  if ARGV[5]=='1' then\n"
+	"   if maxlen>0 then\n"
+	"    redis.call('XADD',KEYS[2],'MAXLEN',ARGV[3],last..'-0','j',j,'t',t,'x',x)\n"
+	"   else\n"
+	"    redis.call('XADD',KEYS[2],last..'-0','j',j,'t',t,'x',x)\n"
+	"   end\n"
+	"  end\n"
+	"  if win>0 then redis.call('SET',KEYS[3+i],epoch..':'..last,'PX',win) end\n"
+	"  out[#out+1]=0\n"
+	"  out[#out+1]=last\n"
+	"  ev[#ev+1]=last..' '..t..' '..x..' '..#j..'\\n'..j\n"
 	" end\n"
 	"end\n"
-	"if win>0 then redis.call('SET',KEYS[3],epoch..':'..off,'PX',win) end\n"
-	"if ARGV[9]=='1' then\n"
-	" local prev=redis.call('HGET',m,'top')\n"
-	" redis.call('HSET',m,'top',off)\n"
-	" redis.call('PUBLISH',ARGV[10],prev..'\\n'..epoch..'\\n'..off..'\\n'..ARGV[1]..'\\n1\\n'..off..' '..ARGV[3]..' '..ARGV[4]..' '..#ARGV[2]..'\\n'..ARGV[2])\n"
+	"if last>first then\n"
+	" redis.call('HSET',m,'last',last)\n"
+	" if ARGV[6]=='1' then\n"
+	"  local prev=redis.call('HGET',m,'top')\n"
+	"  redis.call('HSET',m,'top',last)\n"
+	"  redis.call('PUBLISH',ARGV[7],prev..'\\n'..epoch..'\\n'..last..'\\n'..ARGV[1]..'\\n'..#ev..'\\n'..table.concat(ev))\n"
+	" end\n"
 	"end\n"
-	"return {0,off,epoch}\n";
+	"return out\n";
 
 /* KEYS: meta. ARGV: last offset, epoch, channel, message without its
  * "PREV\n" (redis.h), events 1/0. One call per topic and batch: raises the
