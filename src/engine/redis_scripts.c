@@ -56,7 +56,7 @@ static const char pub_lua[] =
 	"  if win>0 then redis.call('SET',KEYS[3+i],epoch..':'..last,'PX',win) end\n"
 	"  out[#out+1]=0\n"
 	"  out[#out+1]=last\n"
-	"  ev[#ev+1]=last..' '..t..' '..x..' '..#j..'\\n'..j\n"
+	"  if ARGV[6]=='1' then ev[#ev+1]=last..' '..t..' '..x..' '..#j..'\\n'..j end\n"
 	" end\n"
 	"end\n"
 	"if last>first then\n"
