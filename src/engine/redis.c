@@ -467,11 +467,11 @@ static void send_confirm(struct redis *r, struct shard *sh, struct pitem **items
 	struct hd_buf msg;
 	hd_buf_init(&msg, bytes);
 	hd_buf_reserve(&msg, bytes);
-	int rc = hd_redis_msg_head(&msg, first->epoch, last->offset, first->topic, nev);
+	int rc = hd_redis_deliver_msg_head(&msg, first->epoch, last->offset, first->topic, nev);
 	for (size_t i = 0; i < n && !rc; i++) {
 		const struct hd_pub_item *in = pub_item(items[i]);
 		if (!in->duplicate)
-			rc = hd_redis_msg_add(&msg, in->offset, in->stored_ms, in->event->expires_ms,
+			rc = hd_redis_deliver_msg_add(&msg, in->offset, in->stored_ms, in->event->expires_ms,
 					      in->event->json, in->event->json_len);
 	}
 	struct cgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));

@@ -156,7 +156,7 @@ static int msg_u64(const char **s, const char *end, char stop, uint64_t *v)
 	return 0;
 }
 
-int hd_redis_msg_open(struct hd_redis_msg *m, const char *p, size_t n)
+int hd_redis_deliver_msg_open(struct hd_redis_msg *m, const char *p, size_t n)
 {
 	const char *s;
 	size_t len;
@@ -181,7 +181,7 @@ int hd_redis_msg_open(struct hd_redis_msg *m, const char *p, size_t n)
 	return 0;
 }
 
-int hd_redis_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event *ev)
+int hd_redis_deliver_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event *ev)
 {
 	uint64_t t, x, len;
 	if (m->left == 0)
@@ -201,13 +201,13 @@ int hd_redis_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event *ev)
 	return 1;
 }
 
-int hd_redis_msg_head(struct hd_buf *b, const char *epoch, uint64_t last, const char *topic,
+int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last, const char *topic,
 		      size_t n)
 {
 	return hd_buf_printf(b, "%s\n%llu\n%s\n%zu\n", epoch, (unsigned long long)last, topic, n);
 }
 
-int hd_redis_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms, int64_t expires_ms,
+int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms, int64_t expires_ms,
 		     const char *json, size_t len)
 {
 	int rc = hd_buf_printf(b, "%llu %lld %lld %zu\n", (unsigned long long)offset,
@@ -223,7 +223,7 @@ static void on_message(struct redis *r, const char *p, size_t n)
 {
 	struct hd_redis_msg m;
 	struct hd_redis_msg_event ev;
-	if (hd_redis_msg_open(&m, p, n))
+	if (hd_redis_deliver_msg_open(&m, p, n))
 		return;
 	struct dtopic *t = dtopic_get(r, m.topic, false);
 	if (!t) {
@@ -247,7 +247,7 @@ static void on_message(struct redis *r, const char *p, size_t n)
 		t->delivered = 0;
 		t->want = 0;
 	}
-	while (!t->reading && hd_redis_msg_next(&m, &ev) == 1) {
+	while (!t->reading && hd_redis_deliver_msg_next(&m, &ev) == 1) {
 		if (ev.offset <= t->delivered)
 			continue;
 		if (ev.offset != t->delivered + 1)

@@ -70,33 +70,33 @@ static void test_batch_message_carries_events_in_order(void **state)
 	struct hd_buf b;
 	hd_buf_init(&b, 1 << 20);
 	/* Offsets 5 and 7 (6 is another node's, 8 a duplicate): LAST is 8. */
-	assert_int_equal(hd_redis_msg_head(&b, "ep1", 8, "news", 2), 0);
-	assert_int_equal(hd_redis_msg_add(&b, 5, 1000, 0, "{\"a\":\"x\ny\"}", 11), 0);
-	assert_int_equal(hd_redis_msg_add(&b, 7, 1001, 99, "{}", 2), 0);
+	assert_int_equal(hd_redis_deliver_msg_head(&b, "ep1", 8, "news", 2), 0);
+	assert_int_equal(hd_redis_deliver_msg_add(&b, 5, 1000, 0, "{\"a\":\"x\ny\"}", 11), 0);
+	assert_int_equal(hd_redis_deliver_msg_add(&b, 7, 1001, 99, "{}", 2), 0);
 	size_t len;
 	char *msg = message(&b, "4\n", &len);
 	struct hd_redis_msg m;
 	struct hd_redis_msg_event ev;
-	assert_int_equal(hd_redis_msg_open(&m, msg, len), 0);
+	assert_int_equal(hd_redis_deliver_msg_open(&m, msg, len), 0);
 	assert_int_equal(m.prev, 4);
 	assert_int_equal(m.last, 8);
 	assert_string_equal(m.epoch, "ep1");
 	assert_string_equal(m.topic, "news");
-	assert_int_equal(hd_redis_msg_next(&m, &ev), 1);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 1);
 	assert_int_equal(ev.offset, 5);
 	assert_int_equal(ev.time_ms, 1000);
 	assert_int_equal(ev.expires_ms, 0);
 	assert_int_equal(ev.len, 11);
 	assert_memory_equal(ev.json, "{\"a\":\"x\ny\"}", 11);
-	assert_int_equal(hd_redis_msg_next(&m, &ev), 1);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 1);
 	assert_int_equal(ev.offset, 7);
 	assert_int_equal(ev.expires_ms, 99);
 	assert_memory_equal(ev.json, "{}", 2);
-	assert_int_equal(hd_redis_msg_next(&m, &ev), 0);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 0);
 	/* Cut anywhere inside, the message never reads past its end. */
 	for (size_t cut = 0; cut < len; cut++) {
-		int rc = hd_redis_msg_open(&m, msg, cut), got = 0;
-		while (!rc && (rc = hd_redis_msg_next(&m, &ev)) == 1) {
+		int rc = hd_redis_deliver_msg_open(&m, msg, cut), got = 0;
+		while (!rc && (rc = hd_redis_deliver_msg_next(&m, &ev)) == 1) {
 			assert_true(ev.json + ev.len <= msg + cut);
 			got++;
 		}
@@ -105,19 +105,19 @@ static void test_batch_message_carries_events_in_order(void **state)
 	free(msg);
 	/* A notice: no events. */
 	hd_buf_reset(&b);
-	assert_int_equal(hd_redis_msg_head(&b, "ep1", 9, "news", 0), 0);
+	assert_int_equal(hd_redis_deliver_msg_head(&b, "ep1", 9, "news", 0), 0);
 	msg = message(&b, "8\n", &len);
-	assert_int_equal(hd_redis_msg_open(&m, msg, len), 0);
+	assert_int_equal(hd_redis_deliver_msg_open(&m, msg, len), 0);
 	assert_int_equal(m.last, 9);
-	assert_int_equal(hd_redis_msg_next(&m, &ev), 0);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 0);
 	free(msg);
 	hd_buf_fini(&b);
 	const char *bad[] = {"", "x\nep\n1\nt\n0\n", "1\nep\n1\n\n0\n", "1\nep\n1\nt\n",
 			     "1\nep\n2\nt\n1\n2 0 0 5\n{}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int rc = hd_redis_msg_open(&m, bad[i], strlen(bad[i]));
+		int rc = hd_redis_deliver_msg_open(&m, bad[i], strlen(bad[i]));
 		if (!rc)
-			rc = hd_redis_msg_next(&m, &ev);
+			rc = hd_redis_deliver_msg_next(&m, &ev);
 		assert_int_equal(rc, -1);
 	}
 }
