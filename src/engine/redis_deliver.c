@@ -188,7 +188,7 @@ int hd_redis_deliver_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event 
 		return 0;
 	if (msg_u64(&m->at, m->end, ' ', &ev->offset) || msg_u64(&m->at, m->end, ' ', &t) ||
 	    msg_u64(&m->at, m->end, ' ', &x) || msg_u64(&m->at, m->end, '\n', &len) ||
-	    len > (uint64_t)(m->end - m->at)) {
+	    t > INT64_MAX || x > INT64_MAX || len > (uint64_t)(m->end - m->at)) {
 		m->left = 0;
 		return -1;
 	}
