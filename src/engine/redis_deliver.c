@@ -130,11 +130,11 @@ static void deliver_start(struct redis *r, struct dtopic *t, const char *name)
 
 /* ---- the PUB/SUB message (redis.h) ------------------------------------ */
 
-/* The text up to the next '\n' of m (at most cap bytes), the '\n' taken. */
+/* The text up to the next '\n' of m (at most cap bytes, no NUL), the '\n' taken. */
 static int msg_line(struct hd_redis_msg *m, const char **s, size_t *n, size_t cap)
 {
 	const char *nl = memchr(m->at, '\n', (size_t)(m->end - m->at));
-	if (!nl || (size_t)(nl - m->at) > cap)
+	if (!nl || (size_t)(nl - m->at) > cap || memchr(m->at, '\0', (size_t)(nl - m->at)))
 		return -1;
 	*s = m->at;
 	*n = (size_t)(nl - m->at);
