@@ -471,8 +471,9 @@ static void send_confirm(struct redis *r, struct shard *sh, struct pitem **items
 	for (size_t i = 0; i < n && !rc; i++) {
 		const struct hd_pub_item *in = pub_item(items[i]);
 		if (!in->duplicate)
-			rc = hd_redis_deliver_msg_add(&msg, in->offset, in->stored_ms, in->event->expires_ms,
-					      in->event->json, in->event->json_len);
+			rc = hd_redis_deliver_msg_add(&msg, in->offset, in->stored_ms,
+						      in->event->expires_ms, in->event->json,
+						      in->event->json_len);
 	}
 	struct cgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));
 	g->sh = sh;

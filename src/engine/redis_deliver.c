@@ -201,14 +201,14 @@ int hd_redis_deliver_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event 
 	return 1;
 }
 
-int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last, const char *topic,
-		      size_t n)
+int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last,
+			      const char *topic, size_t n)
 {
 	return hd_buf_printf(b, "%s\n%llu\n%s\n%zu\n", epoch, (unsigned long long)last, topic, n);
 }
 
-int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms, int64_t expires_ms,
-		     const char *json, size_t len)
+int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms,
+			     int64_t expires_ms, const char *json, size_t len)
 {
 	int rc = hd_buf_printf(b, "%llu %lld %lld %zu\n", (unsigned long long)offset,
 			       (long long)(time_ms > 0 ? time_ms : 0),

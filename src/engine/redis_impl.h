@@ -162,10 +162,10 @@ int hd_redis_deliver_msg_open(struct hd_redis_msg *m, const char *p, size_t n);
 int hd_redis_deliver_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event *ev);
 /* Appends to b a message's part after "PREV\n" (the confirm script adds
  * that): the head, for n events to be added with hd_redis_deliver_msg_add. */
-int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last, const char *topic,
-		      size_t n);
-int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms, int64_t expires_ms,
-		     const char *json, size_t len);
+int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last,
+			      const char *topic, size_t n);
+int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms,
+			     int64_t expires_ms, const char *json, size_t len);
 
 /* ---- redis_records.c --------------------------------------------------- */
 

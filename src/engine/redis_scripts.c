@@ -64,7 +64,8 @@ static const char pub_lua[] =
 	" if ARGV[6]=='1' then\n"
 	"  local prev=redis.call('HGET',m,'top')\n"
 	"  redis.call('HSET',m,'top',last)\n"
-	"  redis.call('PUBLISH',ARGV[7],prev..'\\n'..epoch..'\\n'..last..'\\n'..ARGV[1]..'\\n'..#ev..'\\n'..table.concat(ev))\n"
+	"  redis.call('PUBLISH',ARGV[7],\n"
+	"   prev..'\\n'..epoch..'\\n'..last..'\\n'..ARGV[1]..'\\n'..#ev..'\\n'..table.concat(ev))\n"
 	" end\n"
 	"end\n"
 	"return out\n";
