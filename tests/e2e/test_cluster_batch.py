@@ -22,9 +22,11 @@ _timeout = per_test_timeout(90)
 CHANNEL = b"herald:events"
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, args=["--jwt-secret", SECRET]))
+@pytest.fixture(params=["replicated", "primary"])
+def cluster(tmp_path, request):
+    """replicated: the confirm script publishes; primary: the PUB script."""
+    yield from started(Cluster(tmp_path, args=["--jwt-secret", SECRET],
+                               durability=request.param))
 
 
 class Listener:
