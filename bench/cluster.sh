@@ -23,8 +23,12 @@
 #                delivery (Redis's own CPU not counted)
 #   COMPARE=BIN  another herald binary (an older build): every row runs
 #                ROUNDS times (default 3), alternating BIN and HERALD_BIN in
-#                the same minutes; the redis rows also report events per
-#                WAIT (from the primary's INFO commandstats)
+#                the same minutes
+# The redis rows also report events per WAIT (the primary's INFO
+# commandstats) and the CPU per event of the Redis primary and of its
+# replica (INFO cpu, user + sys, over the measured seconds and the warm-up:
+# divided by every event the load generator sent); CMDSTATS=1 prints the
+# primary's commandstats (calls, usec_per_call) per row on stderr.
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -71,22 +75,34 @@ stop() { kill $PID; wait $PID || true; PID=; }
 waits() {
   redis-cli -p $RP info commandstats | tr -d '\r' | sed -n 's/^cmdstat_wait:calls=\([0-9]*\),.*/\1/p'
 }
+# cpu PORT: the server's used CPU seconds (user + sys)
+cpu() {
+  redis-cli -p $1 info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ { s += $2 } END { printf "%.6f", s }'
+}
 
 # run LABEL: one line of the table
 run() {
+  [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP config resetstat >/dev/null
   w0=$(waits); w0=${w0:-0}
+  pc0=$(cpu $RP); rc0=$(cpu $RR)
   line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
+  pc1=$(cpu $RP); rc1=$(cpu $RR)
   w1=$(waits); w1=${w1:-0}
+  [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP info commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_\([a-z]*\):calls=\([0-9]*\),usec=[0-9]*,usec_per_call=\([0-9.]*\).*/cluster:   \1 calls=\2 usec_per_call=\3/p' >&2
   [ -n "$line" ] || { echo "bench: herald-publish-load failed" >&2; exit 1; }
   echo "cluster: $line" >&2
   rlabel=$1
   set -- $line
   for kv; do eval "${kv%%=*}=${kv#*=}"; done
   awk -v l="$rlabel" -v c="$conns" -v e="$events" -v r="$events_per_s" -v p50="$p50_ms" -v p99="$p99_ms" \
-      -v err="$errors" -v hc="$herald_cpu_s" -v te="$total_events" -v w="$((w1 - w0))" 'BEGIN {
+      -v err="$errors" -v hc="$herald_cpu_s" -v te="$total_events" -v w="$((w1 - w0))" \
+      -v pc="$pc0 $pc1" -v rc="$rc0 $rc1" 'BEGIN {
     hce = (hc >= 0 && e > 0) ? sprintf("%.2f µs", hc * 1e6 / e) : "-"
     epw = w > 0 ? sprintf("%.1f", te / w) : "-"
-    printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %s | %s | %s |\n", l, c, r, p50, p99, err, hce, epw }'
+    split(pc, a, " "); split(rc, b, " ")
+    rce = te > 0 ? sprintf("%.2f / %.2f µs", (a[2] - a[1]) * 1e6 / te, (b[2] - b[1]) * 1e6 / te) : "-"
+    printf "| %s | %s | %.0f | %.2f ms | %.2f ms | %s | %s | %s | %s |\n", l, c, r, p50, p99, err, hce, epw, rce }'
 }
 
 # row LABEL ARGS…: one row, or with COMPARE one per binary and round
@@ -105,8 +121,8 @@ row() {
   CUR=$BIN
 }
 
-echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event | events/WAIT |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event | events/WAIT | Redis CPU/event primary / replica |"
+echo "|---|---|---|---|---|---|---|---|---|"
 if [ "${LOCAL:-1}" = 1 ]; then
   row "single events, local engine, --sync off" --engine local --sync off
 fi

@@ -1,19 +1,24 @@
 /*
  * redis — the Redis engine (see redis.h for the data layout).
  *
- * Publish (per item, on the topic's shard's command connection):
- *   1. the PUB script: dedup check, next dense offset, XADD OFFSET-0 with
- *      the retention cap, a new epoch for a new topic. With durability
- *      primary or none the same script also raises the visible top and
- *      PUBLISHes the event, and the item is done.
+ * Publish (on the topic's shard's command connection):
+ *   1. the PUB script, one call per topic of a batch (send_pubs; at most
+ *      CALL_EVENTS_MAX events, never keys of two topics): for each event
+ *      the dedup check, the next dense offset, XADD OFFSET-0 with the
+ *      retention cap; a new epoch for a new topic. With durability
+ *      primary or none (no batches: one call per run of one topic's items
+ *      in a publish) the same call also raises the visible top and
+ *      PUBLISHes its events, and the items are done.
  *   2. replicated: one `WAIT 1 timeout` after a batch of PUB scripts (group
  *      commit: items arriving while a cycle is out form the next batch);
  *      fewer than one replica → the item fails HD_EUNAVAIL (503), never a
  *      false 201;
- *   3. the CONFIRM script raises the topic's visible top and PUBLISHes the
- *      event; its reply completes the item. Its effects go to the replicas
- *      only (no AOF write, so no second fsync before the reply); the tops
- *      it raised go to the AOF with the next batch (TOPS, AOF only);
+ *   3. one CONFIRM script per topic of the batch (send_confirms) raises
+ *      the topic's visible top to its highest offset in the batch and
+ *      PUBLISHes the batch's events of that topic in one message; its
+ *      reply completes those items. Its effects go to the replicas only
+ *      (no AOF write, so no second fsync before the reply); the tops it
+ *      raised go to the AOF with the next batch (TOPS, AOF only);
  *   4. the next batch is held until the publishers just answered have
  *      published again (or HOLD_MS), so that every publish in flight shares
  *      one fsync and one WAIT (cycle_end).
@@ -70,8 +75,8 @@ struct scall {
 	hd_rconn_reply_fn fn;
 	void *priv;
 	int argc;                     /* of argv, from EVALSHA/EVAL on */
-	const char *argv[ARGS_MAX + 3];
-	size_t lens[ARGS_MAX + 3];
+	const char **argv;            /* owned with lens (one allocation) */
+	size_t *lens;
 	char data[];
 };
 
@@ -178,21 +183,22 @@ static void scall_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		rep = NULL;
 	}
 	k->fn(c, rep, k->priv);
+	free(k->argv);
 	free(k);
 }
 
-/* Runs script on c with nkeys keys then args (texts, lens; copied). fn gets
- * the reply (NULL when the connection failed) exactly once, unless this
- * returns HD_EUNAVAIL. */
-int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
-			 void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
+/* hd_redis_script_call without its ARGS_MAX: the publish path's calls
+ * carry up to CALL_EVENTS_MAX events. */
+static int script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
+		       void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
 {
-	char nk[8];
+	char nk[16];
 	size_t nkl = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys), total = nkl;
-	assert(nargs <= ARGS_MAX);
 	for (int i = 0; i < nargs; i++)
 		total += lens[i];
 	struct scall *k = hd_malloc(sizeof(*k) + total + 1);
+	k->argv = hd_malloc((size_t)(3 + nargs) * (sizeof(*k->argv) + sizeof(*k->lens)));
+	k->lens = (size_t *)(k->argv + 3 + nargs);
 	k->r = r;
 	k->c = c;
 	k->script = script;
@@ -215,9 +221,21 @@ int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rco
 		p += lens[i];
 	}
 	int rc = hd_rconn_command(c, scall_reply, k, k->argc, k->argv, k->lens);
-	if (rc)
+	if (rc) {
+		free(k->argv);
 		free(k);
+	}
 	return rc;
+}
+
+/* Runs script on c with nkeys keys then args (texts, lens; copied). fn gets
+ * the reply (NULL when the connection failed) exactly once, unless this
+ * returns HD_EUNAVAIL. */
+int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
+			 void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
+{
+	assert(nargs <= ARGS_MAX);
+	return script_call(r, c, script, fn, priv, nargs, args, lens, nkeys);
 }
 
 static void sha1_hex(const char *text, char out[41])
@@ -247,20 +265,28 @@ static void item_done(struct pitem *it, int err)
 	}
 }
 
-static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+static const struct hd_pub_item *pub_item(const struct pitem *it)
 {
-	struct pitem *it = priv;
-	struct hd_pub_item *out = &it->job->pub->items[it->i];
-	struct redis *r = it->job->r;
-	int err = hd_redis_reply_err(rep);
+	return &it->job->pub->items[it->i];
+}
 
+/* One PUB call: items of one topic, in the order they arrived. */
+struct pgroup {
+	struct redis *r;
+	size_t n;
+	struct pitem *items[];
+};
+
+/* it's part of a PUB reply (err, or its dup flag and offset, and epoch). */
+static void pub_item_reply(struct redis *r, struct pitem *it, int err, const redisReply *dup,
+			   const redisReply *off, const redisReply *epoch)
+{
+	struct hd_pub_item *out = &it->job->pub->items[it->i];
 	it->scripted = true;
-	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3))
-		err = HD_EINTERNAL;
 	if (!err) {
-		out->duplicate = hd_redis_rep_u64(rep->element[0]) == 1;
-		out->offset = hd_redis_rep_u64(rep->element[1]);
-		rep_text(rep->element[2], out->epoch, sizeof(out->epoch));
+		out->duplicate = hd_redis_rep_u64(dup) == 1;
+		out->offset = hd_redis_rep_u64(off);
+		rep_text(epoch, out->epoch, sizeof(out->epoch));
 	}
 	if (it->late) {
 		item_done(it, HD_EUNAVAIL); /* its WAIT did not cover it */
@@ -276,43 +302,112 @@ static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		item_done(it, 0);
 }
 
+static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct pgroup *g = priv;
+	int err = hd_redis_reply_err(rep);
+	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * g->n))
+		err = HD_EINTERNAL;
+	for (size_t i = 0; i < g->n; i++)
+		pub_item_reply(g->r, g->items[i], err, err ? NULL : rep->element[1 + 2 * i],
+			       err ? NULL : rep->element[2 + 2 * i], err ? NULL : rep->element[0]);
+	free(g);
+}
+
 static void shard_flush(struct shard *sh);
 
-static int send_pub(struct redis *r, struct pitem *it)
+/* Sends one PUB call for items[0..n) (one topic, arrival order). Returns 0
+ * (pub_reply finishes them) or HD_EUNAVAIL. */
+static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, size_t n)
 {
-	struct hd_pub_item *in = &it->job->pub->items[it->i];
+	const struct hd_pub_item *first = pub_item(items[0]);
 	struct hd_topic_policy pol = {0};
 	char kmeta[HD_TOPIC_NAME_MAX + 16], kstream[HD_TOPIC_NAME_MAX + 16];
-	char tm[24], ex[24], win[24], maxlen[24], epoch[HD_EPOCH_LEN + 1];
-	struct { char *p; size_t n; } dk; /* the dedup key */
-	const char *src = in->event->source ? in->event->source : "";
-	const char *id = in->event->id ? in->event->id : "";
+	char win[24], maxlen[24], epoch[HD_EPOCH_LEN + 1];
+	size_t tl = strlen(first->topic), nargs = 3 + n + 7 + 3 * n;
+	const char **args = hd_malloc(nargs * sizeof(*args));
+	size_t *lens = hd_malloc(nargs * sizeof(*lens));
+	char *nums = hd_malloc(n * 48);  /* each event's time and expiry */
+	size_t dkbytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_event *ev = pub_item(items[i])->event;
+		dkbytes += tl + 8 + (ev->source ? strlen(ev->source) : 0) + 1 +
+			   (ev->id ? strlen(ev->id) : 0);
+	}
+	char *dks = hd_malloc(dkbytes);  /* the dedup keys "{t:T}:d:SOURCE\0ID" */
 
-	r->opts.policy(r->opts.policy_arg, in->topic, &pol);
-	size_t lm = topic_key(kmeta, sizeof(kmeta), in->topic, "m");
-	size_t ls = topic_key(kstream, sizeof(kstream), in->topic, "s");
-	dk.n = strlen(in->topic) + 7 + strlen(src) + 1 + strlen(id);
-	dk.p = hd_malloc(dk.n + 1);
-	snprintf(dk.p, dk.n + 1, "{t:%s}:d:%s", in->topic, src);
-	size_t at = strlen(dk.p);
-	dk.p[at] = '\0';
-	memcpy(dk.p + at + 1, id, strlen(id));
-	dk.n = at + 1 + strlen(id);
-	snprintf(tm, sizeof(tm), "%lld", (long long)in->stored_ms);
-	snprintf(ex, sizeof(ex), "%lld", (long long)in->event->expires_ms);
+	r->opts.policy(r->opts.policy_arg, first->topic, &pol);
+	args[0] = kmeta;
+	lens[0] = topic_key(kmeta, sizeof(kmeta), first->topic, "m");
+	args[1] = kstream;
+	lens[1] = topic_key(kstream, sizeof(kstream), first->topic, "s");
+	args[2] = TOPICS_KEY;
+	lens[2] = strlen(TOPICS_KEY);
+	char *dk = dks;
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_event *ev = pub_item(items[i])->event;
+		const char *src = ev->source ? ev->source : "", *id = ev->id ? ev->id : "";
+		size_t sl = strlen(src), il = strlen(id);
+		args[3 + i] = dk;
+		memcpy(dk, "{t:", 3);
+		memcpy(dk + 3, first->topic, tl);
+		memcpy(dk + 3 + tl, "}:d:", 4);
+		memcpy(dk + 7 + tl, src, sl);
+		dk[7 + tl + sl] = '\0';
+		memcpy(dk + 8 + tl + sl, id, il);
+		lens[3 + i] = 8 + tl + sl + il;
+		dk += lens[3 + i];
+	}
 	snprintf(win, sizeof(win), "%lld", (long long)pol.dedup_window_ms);
 	snprintf(maxlen, sizeof(maxlen), "%llu", (unsigned long long)pol.max_count);
 	new_epoch(epoch);
 	bool confirm = r->opts.durability != HD_REDIS_REPLICATED;
-	const char *args[] = {kmeta, kstream, dk.p, TOPICS_KEY, in->topic, in->event->json, tm, ex,
-			      win, maxlen, epoch, pol.history ? "1" : "0", confirm ? "1" : "0",
-			      CHANNEL};
-	size_t lens[] = {lm, ls, dk.n, strlen(TOPICS_KEY), strlen(in->topic),
-			 in->event->json_len, strlen(tm), strlen(ex), strlen(win), strlen(maxlen),
-			 strlen(epoch), 1, 1, strlen(CHANNEL)};
-	int rc = hd_redis_script_call(r, it->sh->cmd, S_PUB, pub_reply, it, 14, args, lens, 4);
-	free(dk.p);
+	size_t a = 3 + n;
+	const char *fixed[] = {first->topic, win, maxlen, epoch, pol.history ? "1" : "0",
+			       confirm ? "1" : "0", CHANNEL};
+	for (size_t i = 0; i < 7; i++) {
+		args[a] = fixed[i];
+		lens[a++] = strlen(fixed[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_pub_item *in = pub_item(items[i]);
+		char *tm = nums + 48 * i, *ex = tm + 24;
+		args[a] = in->event->json;
+		lens[a++] = in->event->json_len;
+		args[a] = tm;
+		lens[a++] = (size_t)snprintf(tm, 24, "%lld", (long long)in->stored_ms);
+		args[a] = ex;
+		lens[a++] = (size_t)snprintf(ex, 24, "%lld", (long long)in->event->expires_ms);
+	}
+	struct pgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));
+	g->r = r;
+	g->n = n;
+	memcpy(g->items, items, n * sizeof(*items));
+	int rc = script_call(r, sh->cmd, S_PUB, pub_reply, g, (int)nargs, args, lens, (int)(3 + n));
+	if (rc)
+		free(g);
+	free(args);
+	free(lens);
+	free(nums);
+	free(dks);
 	return rc;
+}
+
+/* How many of items[0..n) (one topic first) go into one PUB or CONFIRM
+ * call: the same topic (and same epoch when epochs), at most
+ * CALL_EVENTS_MAX events and CALL_BYTES_MAX bytes past the first. */
+static size_t call_run(struct pitem *const *items, size_t n, bool epochs)
+{
+	const struct hd_pub_item *a = pub_item(items[0]);
+	size_t b = 1, bytes = a->event->json_len;
+	while (b < n && b < CALL_EVENTS_MAX && bytes < CALL_BYTES_MAX) {
+		const struct hd_pub_item *x = pub_item(items[b]);
+		if (strcmp(a->topic, x->topic) || (epochs && strcmp(a->epoch, x->epoch)))
+			break;
+		bytes += x->event->json_len;
+		b++;
+	}
+	return b;
 }
 
 static void cycle_end(struct shard *sh);
@@ -332,50 +427,100 @@ static void tops_add(struct shard *sh, const char *topic)
 	sh->tops[sh->ntops++] = hd_strdup(kmeta);
 }
 
+/* One confirm call: items of one topic and epoch from one batch, in
+ * offset order (duplicates too: they raise the top, carry no event). */
+struct cgroup {
+	struct shard *sh;
+	size_t n;
+	struct pitem *items[];
+};
+
 static void confirm_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
-	struct pitem *it = priv;
-	struct shard *sh = it->sh;
+	struct cgroup *g = priv;
+	struct shard *sh = g->sh;
 	int err = hd_redis_reply_err(rep);
 	if (!err)
-		tops_add(sh, it->job->pub->items[it->i].topic);
-	item_done(it, err);
+		tops_add(sh, g->items[0]->job->pub->items[g->items[0]->i].topic);
+	for (size_t i = 0; i < g->n; i++)
+		item_done(g->items[i], err);
+	free(g);
 	assert(sh->confirming > 0);
 	if (--sh->confirming == 0)
 		cycle_end(sh);
 }
 
-/* The payload of an event (or, json_len 0, a visibility notice). Returns owned. */
-static char *payload(const struct hd_pub_item *it, const char *json, size_t json_len, size_t *len)
+/* Sends one confirm for items[0..n) (one topic and epoch, offset order). */
+static void send_confirm(struct redis *r, struct shard *sh, struct pitem **items, size_t n)
 {
-	size_t cap = HD_EPOCH_LEN + 3 * 24 + strlen(it->topic) + json_len + 8;
-	char *p = hd_malloc(cap);
-	int n = snprintf(p, cap, "%s\n%llu\n%lld\n%lld\n%s\n", it->epoch,
-			 (unsigned long long)it->offset, (long long)(json_len ? it->stored_ms : 0),
-			 (long long)(json_len ? it->event->expires_ms : 0), it->topic);
-	memcpy(p + n, json, json_len);
-	*len = (size_t)n + json_len;
-	return p;
+	const struct hd_pub_item *first = pub_item(items[0]), *last = pub_item(items[n - 1]);
+	char kmeta[HD_TOPIC_NAME_MAX + 16], off[24];
+	size_t lm = topic_key(kmeta, sizeof(kmeta), first->topic, "m");
+	size_t nev = 0, bytes = 64 + strlen(first->topic);
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_pub_item *in = pub_item(items[i]);
+		if (!in->duplicate) {
+			nev++;
+			bytes += 80 + in->event->json_len;
+		}
+	}
+	struct hd_buf msg;
+	hd_buf_init(&msg, bytes);
+	hd_buf_reserve(&msg, bytes);
+	int rc = hd_redis_deliver_msg_head(&msg, first->epoch, last->offset, first->topic, nev);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const struct hd_pub_item *in = pub_item(items[i]);
+		if (!in->duplicate)
+			rc = hd_redis_deliver_msg_add(&msg, in->offset, in->stored_ms,
+						      in->event->expires_ms, in->event->json,
+						      in->event->json_len);
+	}
+	struct cgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));
+	g->sh = sh;
+	g->n = n;
+	memcpy(g->items, items, n * sizeof(*items));
+	snprintf(off, sizeof(off), "%llu", (unsigned long long)last->offset);
+	const char *args[] = {kmeta, off, first->epoch, CHANNEL, msg.data ? msg.data : "",
+			      nev ? "1" : "0"};
+	size_t lens[] = {lm, strlen(off), strlen(first->epoch), strlen(CHANNEL), msg.len, 1};
+	if (rc)
+		rc = HD_EINTERNAL; /* the size was counted above: not reached */
+	else
+		rc = hd_redis_script_call(r, sh->cmd, S_CONFIRM, confirm_reply, g, 6, args, lens, 1);
+	hd_buf_fini(&msg);
+	if (rc) {
+		for (size_t i = 0; i < n; i++)
+			item_done(items[i], rc);
+		free(g);
+		return;
+	}
+	sh->confirming++;
 }
 
-static void send_confirm(struct redis *r, struct pitem *it)
+/* Batch order for the confirms: by topic, epoch, offset. */
+static int cmp_confirm(const void *a, const void *b)
 {
-	struct hd_pub_item *in = &it->job->pub->items[it->i];
-	char kmeta[HD_TOPIC_NAME_MAX + 16], off[24];
-	size_t lm = topic_key(kmeta, sizeof(kmeta), in->topic, "m");
-	size_t pl = 0, nl = 0;
-	char *pay = in->duplicate ? NULL : payload(in, in->event->json, in->event->json_len, &pl);
-	char *notice = payload(in, "", 0, &nl);
-	snprintf(off, sizeof(off), "%llu", (unsigned long long)in->offset);
-	const char *args[] = {kmeta, off, in->epoch, CHANNEL, pay ? pay : "", notice};
-	size_t lens[] = {lm, strlen(off), strlen(in->epoch), strlen(CHANNEL), pl, nl};
-	int rc = hd_redis_script_call(r, it->sh->cmd, S_CONFIRM, confirm_reply, it, 6, args, lens, 1);
-	free(pay);
-	free(notice);
-	if (rc)
-		item_done(it, rc);
-	else
-		it->sh->confirming++;
+	const struct hd_pub_item *x = pub_item(*(struct pitem *const *)a);
+	const struct hd_pub_item *y = pub_item(*(struct pitem *const *)b);
+	int c = strcmp(x->topic, y->topic);
+	if (!c)
+		c = strcmp(x->epoch, y->epoch);
+	if (!c)
+		c = x->offset < y->offset ? -1 : x->offset > y->offset;
+	return c;
+}
+
+/* The items of a batch whose WAIT answered: one confirm per topic (and
+ * epoch), at most CALL_EVENTS_MAX events or CALL_BYTES_MAX bytes
+ * each, sent in offset order. */
+static void send_confirms(struct redis *r, struct shard *sh, struct pitem **ok, size_t n)
+{
+	qsort(ok, n, sizeof(*ok), cmp_confirm);
+	for (size_t a = 0; a < n;) {
+		size_t k = call_run(ok + a, n - a, true);
+		send_confirm(r, sh, ok + a, k);
+		a += k;
+	}
 }
 
 static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
@@ -390,7 +535,10 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		err = HD_EUNAVAIL;
 	}
 	struct pitem *it = sh->batch;
-	size_t n = 0;
+	size_t n = 0, nok = 0;
+	for (struct pitem *x = it; x; x = x->next)
+		n++;
+	struct pitem **ok = hd_malloc((n ? n : 1) * sizeof(*ok));
 	sh->batch = NULL;
 	sh->wait_out = false;
 	/* The confirms count as out until all are sent: a NULL reply while
@@ -399,7 +547,6 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	while (it) {
 		struct pitem *next = it->next;
 		struct hd_pub_item *out = &it->job->pub->items[it->i];
-		n++;
 		if (!it->scripted)
 			it->late = true; /* pub_reply finishes it */
 		else if (out->err)
@@ -407,12 +554,14 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		else if (err)
 			item_done(it, err);
 		else
-			send_confirm(r, it);
+			ok[nok++] = it;
 		it = next;
 	}
+	send_confirms(r, sh, ok, nok);
+	free(ok);
 	/* The clients answered now may publish again: hold the next batch
 	 * for them and for those already queued. */
-	sh->hold_for = sh->nqueued + (sh->confirming - 1);
+	sh->hold_for = sh->nqueued + nok;
 	if (--sh->confirming == 0)
 		cycle_end(sh);
 }
@@ -492,6 +641,20 @@ static void tops_flush(struct shard *sh)
 	sh->ntops = 0;
 }
 
+/* A queued item and its place in the queue: a batch is sorted by topic,
+ * keeping each topic's items in arrival order. */
+struct qent {
+	struct pitem *it;
+	size_t seq;
+};
+
+static int cmp_qent(const void *a, const void *b)
+{
+	const struct qent *x = a, *y = b;
+	int c = strcmp(pub_item(x->it)->topic, pub_item(y->it)->topic);
+	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 /* Sends the queued items' scripts and one WAIT, unless a WAIT is out. */
 static void shard_flush(struct shard *sh)
 {
@@ -507,21 +670,36 @@ static void shard_flush(struct shard *sh)
 		tops_flush(sh);
 	if (!sh->queued_head)
 		return;
-	struct pitem *head = sh->queued_head, **tail = &sh->batch;
+	/* One PUB call per topic (arrival order within it). */
+	size_t n = sh->nqueued, k = 0;
+	struct qent *q = hd_malloc(n * sizeof(*q));
+	for (struct pitem *it = sh->queued_head; it; it = it->next, k++)
+		q[k] = (struct qent){it, k};
+	assert(k == n);
 	sh->queued_head = NULL;
 	sh->queued_tail = &sh->queued_head;
 	sh->nqueued = 0;
-	for (struct pitem *it = head, *next; it; it = next) {
-		next = it->next;
-		it->next = NULL;
-		int rc = send_pub(r, it);
-		if (rc) {
-			item_done(it, rc);
-			continue;
-		}
-		*tail = it;
-		tail = &it->next;
+	qsort(q, n, sizeof(*q), cmp_qent);
+	struct pitem **items = hd_malloc(n * sizeof(*items)), **tail = &sh->batch;
+	for (size_t i = 0; i < n; i++) {
+		items[i] = q[i].it;
+		items[i]->next = NULL;
 	}
+	free(q);
+	for (size_t a = 0; a < n;) {
+		size_t m = call_run(items + a, n - a, false);
+		if (send_pubs(r, sh, items + a, m)) {
+			for (size_t i = a; i < a + m; i++)
+				item_done(items[i], HD_EUNAVAIL);
+		} else {
+			for (size_t i = a; i < a + m; i++) {
+				*tail = items[i];
+				tail = &items[i]->next;
+			}
+		}
+		a += m;
+	}
+	free(items);
 	if (!sh->batch)
 		return;
 	snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
@@ -568,19 +746,29 @@ static int redis_publish(struct hd_engine *e, struct hd_pub *p)
 		p->items[i].err = 0;
 		p->items[i].duplicate = false;
 		p->items[i].offset = 0;
-		if (r->opts.durability != HD_REDIS_REPLICATED) {
-			int rc = send_pub(r, it);
-			if (rc)
-				item_done(it, rc);
+		if (r->opts.durability != HD_REDIS_REPLICATED)
 			continue;
-		}
 		*it->sh->queued_tail = it;
 		it->sh->queued_tail = &it->next;
 		it->sh->nqueued++;
 	}
-	if (r->opts.durability == HD_REDIS_REPLICATED)
+	if (r->opts.durability == HD_REDIS_REPLICATED) {
 		for (unsigned s = 0; s < r->nshards; s++)
 			shard_flush(&r->shards[s]);
+	} else {
+		/* One PUB call per run of items of one topic. */
+		struct pitem **items = hd_malloc(p->n * sizeof(*items));
+		for (size_t i = 0; i < p->n; i++)
+			items[i] = &job->items[i];
+		for (size_t a = 0; a < p->n;) {
+			size_t m = call_run(items + a, p->n - a, false);
+			if (send_pubs(r, items[a]->sh, items + a, m))
+				for (size_t i = a; i < a + m; i++)
+					item_done(items[i], HD_EUNAVAIL);
+			a += m;
+		}
+		free(items);
+	}
 	job->left--;
 	if (job->left == 0) {
 		free(job);

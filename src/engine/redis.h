@@ -20,12 +20,14 @@
  *   herald:conns:USER, {t:NAME}:presence, herald:node:NODE,
  *   herald:nodekeys:NODE   the connection registry and presence
  *                  (redis_presence.c)
- * PUB/SUB: each shard's channel herald:events carries
- *   "PREV\nEPOCH\nOFFSET\nTIME\nEXPIRES\nTOPIC\nJSON" per confirmed event;
- *   PREV is the visible top just before this confirm ran (so offsets
- *   PREV+1..OFFSET became visible with it: confirms from several nodes can
- *   raise the top out of offset order); an empty JSON is a notice that
- *   offsets up to OFFSET became visible (read them).
+ * PUB/SUB: each shard's channel herald:events carries, per confirm call,
+ *   "PREV\nEPOCH\nLAST\nTOPIC\nN\n" then N events, each
+ *   "OFFSET TIME EXPIRES LEN\n" and LEN bytes of JSON, in offset order.
+ *   PREV is the visible top just before this confirm ran and LAST the top
+ *   it raised (so offsets PREV+1..LAST became visible with it: confirms
+ *   from several nodes can raise the top out of offset order, and a
+ *   batch's duplicates carry no event); offsets in PREV+1..LAST that the
+ *   message does not carry are read from the stream. N = 0 is a notice.
  * Each shard's channel herald:notices carries the notice op's messages,
  *   "NODE\nTOPIC\nMSG" on the topic's shard (redis_deliver.c); a node
  *   drops its own.

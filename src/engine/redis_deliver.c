@@ -129,73 +129,149 @@ static void deliver_start(struct redis *r, struct dtopic *t, const char *name)
 	}
 }
 
-/* One PUB/SUB payload (see redis.h). */
+/* ---- the PUB/SUB message (redis.h) ------------------------------------ */
+
+/* The text up to the next '\n' of m (at most cap bytes, no NUL), the '\n' taken. */
+static int msg_line(struct hd_redis_msg *m, const char **s, size_t *n, size_t cap)
+{
+	const char *nl = memchr(m->at, '\n', (size_t)(m->end - m->at));
+	if (!nl || (size_t)(nl - m->at) > cap || memchr(m->at, '\0', (size_t)(nl - m->at)))
+		return -1;
+	*s = m->at;
+	*n = (size_t)(nl - m->at);
+	m->at = nl + 1;
+	return 0;
+}
+
+/* 1 to 19 decimal digits at *s, then the byte stop (both taken). */
+static int msg_u64(const char **s, const char *end, char stop, uint64_t *v)
+{
+	const char *p = *s;
+	uint64_t x = 0;
+	while (p < end && *p >= '0' && *p <= '9' && p - *s < 19)
+		x = x * 10 + (uint64_t)(*p++ - '0');
+	if (p == *s || p >= end || *p != stop)
+		return -1;
+	*v = x;
+	*s = p + 1;
+	return 0;
+}
+
+int hd_redis_deliver_msg_open(struct hd_redis_msg *m, const char *p, size_t n)
+{
+	const char *s;
+	size_t len;
+	uint64_t count;
+	m->at = p;
+	m->end = p + n;
+	if (msg_u64(&m->at, m->end, '\n', &m->prev))
+		return -1;
+	if (msg_line(m, &s, &len, HD_EPOCH_LEN))
+		return -1;
+	memcpy(m->epoch, s, len);
+	m->epoch[len] = '\0';
+	if (msg_u64(&m->at, m->end, '\n', &m->last))
+		return -1;
+	if (msg_line(m, &s, &len, HD_TOPIC_NAME_MAX) || len == 0)
+		return -1;
+	memcpy(m->topic, s, len);
+	m->topic[len] = '\0';
+	if (msg_u64(&m->at, m->end, '\n', &count))
+		return -1;
+	m->left = (size_t)count;
+	return 0;
+}
+
+int hd_redis_deliver_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event *ev)
+{
+	uint64_t t, x, len;
+	if (m->left == 0)
+		return 0;
+	if (msg_u64(&m->at, m->end, ' ', &ev->offset) || msg_u64(&m->at, m->end, ' ', &t) ||
+	    msg_u64(&m->at, m->end, ' ', &x) || msg_u64(&m->at, m->end, '\n', &len) ||
+	    t > INT64_MAX || x > INT64_MAX || len > (uint64_t)(m->end - m->at)) {
+		m->left = 0;
+		return -1;
+	}
+	ev->time_ms = (int64_t)t;
+	ev->expires_ms = (int64_t)x;
+	ev->json = m->at;
+	ev->len = (size_t)len;
+	m->at += len;
+	m->left--;
+	return 1;
+}
+
+int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last,
+			      const char *topic, size_t n)
+{
+	return hd_buf_printf(b, "%s\n%llu\n%s\n%zu\n", epoch, (unsigned long long)last, topic, n);
+}
+
+int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms,
+			     int64_t expires_ms, const char *json, size_t len)
+{
+	int rc = hd_buf_printf(b, "%llu %lld %lld %zu\n", (unsigned long long)offset,
+			       (long long)(time_ms > 0 ? time_ms : 0),
+			       (long long)(expires_ms > 0 ? expires_ms : 0), len);
+	return rc ? rc : hd_buf_append(b, json, len);
+}
+
+/* One PUB/SUB message: its events in offset order go out at once; a gap
+ * before one, or offsets up to LAST that it does not carry, are read
+ * first (deliver_start), and the read delivers the rest. */
 static void on_message(struct redis *r, const char *p, size_t n)
 {
-	const char *f[6];
-	size_t flen[6];
-	const char *end = p + n, *q = p;
-	for (int i = 0; i < 6; i++) {
-		const char *nl = memchr(q, '\n', (size_t)(end - q));
-		if (!nl)
-			return;
-		f[i] = q;
-		flen[i] = (size_t)(nl - q);
-		q = nl + 1;
-	}
-	char epoch[HD_EPOCH_LEN + 1], topic[HD_TOPIC_NAME_MAX + 1];
-	if (flen[1] > HD_EPOCH_LEN || flen[5] > HD_TOPIC_NAME_MAX || flen[5] == 0)
+	struct hd_redis_msg m;
+	struct hd_redis_msg_event ev;
+	if (hd_redis_deliver_msg_open(&m, p, n))
 		return;
-	uint64_t prev = strtoull(f[0], NULL, 10);
-	memcpy(epoch, f[1], flen[1]);
-	epoch[flen[1]] = '\0';
-	memcpy(topic, f[5], flen[5]);
-	topic[flen[5]] = '\0';
-	uint64_t off = strtoull(f[2], NULL, 10);
-	const char *json = q;
-	size_t jl = (size_t)(end - q);
-
-	struct dtopic *t = dtopic_get(r, topic, false);
+	struct dtopic *t = dtopic_get(r, m.topic, false);
 	if (!t) {
-		t = dtopic_get(r, topic, true);
+		t = dtopic_get(r, m.topic, true);
 		if (!t)
 			return;
-		memcpy(t->epoch, epoch, sizeof(t->epoch));
+		memcpy(t->epoch, m.epoch, sizeof(t->epoch));
 		/* Only what was visible before this confirm is behind us: confirms
-		 * from other nodes may still bring offsets below off (prev+1..off
+		 * from other nodes may still bring offsets below LAST (PREV+1..LAST
 		 * became visible together), so those are read, not skipped. */
-		t->delivered = prev;
-		t->want = off > prev ? off : prev;
+		t->delivered = m.prev;
+		t->want = m.last > m.prev ? m.last : m.prev;
 	}
-	if (strcmp(t->epoch, epoch) != 0) {
+	if (strcmp(t->epoch, m.epoch) != 0) {
 		if (t->reading) {
-			if (off > t->want)
-				t->want = off; /* the read sees the new epoch */
+			if (m.last > t->want)
+				t->want = m.last; /* the read sees the new epoch */
 			return;
 		}
-		memcpy(t->epoch, epoch, sizeof(t->epoch));
+		memcpy(t->epoch, m.epoch, sizeof(t->epoch));
 		t->delivered = 0;
 		t->want = 0;
 	}
-	if (off <= t->delivered)
-		return;
-	if (!t->reading && off == t->delivered + 1 && jl) {
-		struct hd_stored_event ev = {
-			.offset = off,
-			.time_ms = strtoll(f[3], NULL, 10),
-			.expires_ms = strtoll(f[4], NULL, 10),
-			.json = hd_redis_stored_json(topic, off, json, jl),
+	while (!t->reading && hd_redis_deliver_msg_next(&m, &ev) == 1) {
+		if (ev.offset <= t->delivered)
+			continue;
+		if (ev.offset != t->delivered + 1)
+			break; /* a gap: the read delivers it and what follows */
+		struct hd_stored_event se = {
+			.offset = ev.offset,
+			.time_ms = ev.time_ms,
+			.expires_ms = ev.expires_ms,
+			.json = hd_redis_stored_json(m.topic, ev.offset, ev.json, ev.len),
 		};
-		t->delivered = off;
-		if (t->want < off)
-			t->want = off;
-		fire(r, topic, &ev);
-		hd_rcbuf_unref(ev.json);
-		return;
+		t->delivered = ev.offset;
+		if (t->want < ev.offset)
+			t->want = ev.offset;
+		fire(r, m.topic, &se);
+		hd_rcbuf_unref(se.json);
+		t = hd_map_get(&r->topics, m.topic); /* a hook may not remove it, but be sure */
+		if (!t)
+			return;
 	}
-	if (off > t->want)
-		t->want = off;
-	deliver_start(r, t, topic);
+	if (m.last > t->want)
+		t->want = m.last;
+	if (t->want > t->delivered)
+		deliver_start(r, t, m.topic);
 }
 
 /* ---- notices between nodes (the notice op) ------------------------------ */

@@ -22,6 +22,7 @@
 #define HD_ENGINE_REDIS_IMPL_H
 
 #include "engine/redis.h"
+#include "core/buf.h"
 #include "core/map.h"
 #include "core/rcbuf.h"
 #include "redis/rconn.h"
@@ -44,6 +45,8 @@
 #define HOLD_MS 2                  /* longest hold of a next batch (replicated) */
 #define TOPS_PER_CALL 256          /* meta keys per TOPS script call */
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
+#define CALL_EVENTS_MAX 256        /* events per PUB or CONFIRM call (and message) */
+#define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
 enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_COUNT };
@@ -143,6 +146,32 @@ void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg);
  * NOTICE_CHANNEL on the topic's shard; the other nodes' sub_reply hands it
  * to on_notice. */
 void hd_redis_deliver_notice(struct hd_engine *e, const char *topic, const char *msg, size_t len);
+
+/* A PUB/SUB message (format in redis.h): its head, then its events. */
+struct hd_redis_msg {
+	uint64_t prev, last;
+	char epoch[HD_EPOCH_LEN + 1];
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	size_t left;                  /* events not taken yet */
+	const char *at, *end;         /* borrowed: the message */
+};
+struct hd_redis_msg_event {
+	uint64_t offset;
+	int64_t time_ms, expires_ms;
+	const char *json;             /* borrowed: in the message */
+	size_t len;
+};
+/* Reads the head of message p (n bytes, borrowed while m is used).
+ * Returns 0, or -1 when it is malformed. */
+int hd_redis_deliver_msg_open(struct hd_redis_msg *m, const char *p, size_t n);
+/* The next event: 1, 0 after the last, -1 when malformed. */
+int hd_redis_deliver_msg_next(struct hd_redis_msg *m, struct hd_redis_msg_event *ev);
+/* Appends to b a message's part after "PREV\n" (the confirm script adds
+ * that): the head, for n events to be added with hd_redis_deliver_msg_add. */
+int hd_redis_deliver_msg_head(struct hd_buf *b, const char *epoch, uint64_t last,
+			      const char *topic, size_t n);
+int hd_redis_deliver_msg_add(struct hd_buf *b, uint64_t offset, int64_t time_ms,
+			     int64_t expires_ms, const char *json, size_t len);
 
 /* ---- redis_records.c --------------------------------------------------- */
 

@@ -6,56 +6,86 @@
  */
 #include "engine/redis_impl.h"
 
-/* KEYS: meta, stream, dedup, topics. ARGV: topic, json, time, expires,
- * window ms, maxlen (0 none), new epoch, history 1/0, confirm 1/0, channel. */
+/* One call per topic and batch (at most CALL_EVENTS_MAX events).
+ * KEYS: meta, stream, topics, then each event's dedup key.
+ * ARGV: topic, window ms, maxlen (0 none), new epoch, history 1/0,
+ * confirm 1/0, channel, then each event's json, time, expires.
+ * → {epoch, dup 1/0, offset, dup, offset, …} per event in order. Each
+ * event: the dedup check, the next dense offset, the append with the
+ * retention cap; a new topic gets its epoch. With confirm it also raises
+ * the top and PUBLISHes the new events in one message (redis.h). */
 static const char pub_lua[] =
 	"local m=KEYS[1]\n"
-	"local epoch=redis.call('HGET',m,'epoch')\n"
-	"local win=tonumber(ARGV[5])\n"
-	"if epoch and win>0 then\n"
-	" local d=redis.call('GET',KEYS[3])\n"
-	" if d then\n"
-	"  local sep=string.find(d,':',1,true)\n"
-	"  if sep and string.sub(d,1,sep-1)==epoch then\n"
-	"   return {1,tonumber(string.sub(d,sep+1)),epoch}\n"
+	"local h=redis.call('HMGET',m,'epoch','last')\n"
+	"local epoch=h[1]\n"
+	"local last=tonumber(h[2])\n"
+	"local win=tonumber(ARGV[2])\n"
+	"local maxlen=tonumber(ARGV[3])\n"
+	"local n=(#ARGV-7)/3\n"
+	"if not epoch then\n"
+	" epoch=ARGV[4]\n"
+	" last=0\n"
+	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[9],'last',0,'top',0)\n"
+	" redis.call('ZADD',KEYS[3],0,ARGV[1])\n"
+	"end\n"
+	"local first=last\n"
+	"local out={epoch}\n"
+	"local ev={}\n"
+	"for i=1,n do\n"
+	" local j,t,x=ARGV[5+3*i],ARGV[6+3*i],ARGV[7+3*i]\n"
+	" local dup=nil\n"
+	" if win>0 then\n"
+	"  local d=redis.call('GET',KEYS[3+i])\n"
+	"  if d then\n"
+	"   local sep=string.find(d,':',1,true)\n"
+	"   if sep and string.sub(d,1,sep-1)==epoch then dup=tonumber(string.sub(d,sep+1)) end\n"
 	"  end\n"
 	" end\n"
-	"end\n"
-	"if not epoch then\n"
-	" epoch=ARGV[7]\n"
-	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[3],'last',0,'top',0)\n"
-	" redis.call('ZADD',KEYS[4],0,ARGV[1])\n"
-	"end\n"
-	"local off=redis.call('HINCRBY',m,'last',1)\n"
-	"if ARGV[8]=='1' then\n"
-	" if tonumber(ARGV[6])>0 then\n"
-	"  redis.call('XADD',KEYS[2],'MAXLEN',ARGV[6],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
+	" if dup then\n"
+	"  out[#out+1]=1\n"
+	"  out[#out+1]=dup\n"
 	" else\n"
-	"  redis.call('XADD',KEYS[2],off..'-0','j',ARGV[2],'t',ARGV[3],'x',ARGV[4])\n"
+	"  last=last+1\n"
+	"  if ARGV[5]=='1' then\n"
+	"   if maxlen>0 then\n"
+	"    redis.call('XADD',KEYS[2],'MAXLEN',ARGV[3],last..'-0','j',j,'t',t,'x',x)\n"
+	"   else\n"
+	"    redis.call('XADD',KEYS[2],last..'-0','j',j,'t',t,'x',x)\n"
+	"   end\n"
+	"  end\n"
+	"  if win>0 then redis.call('SET',KEYS[3+i],epoch..':'..last,'PX',win) end\n"
+	"  out[#out+1]=0\n"
+	"  out[#out+1]=last\n"
+	"  if ARGV[6]=='1' then ev[#ev+1]=last..' '..t..' '..x..' '..#j..'\\n'..j end\n"
 	" end\n"
 	"end\n"
-	"if win>0 then redis.call('SET',KEYS[3],epoch..':'..off,'PX',win) end\n"
-	"if ARGV[9]=='1' then\n"
-	" local prev=redis.call('HGET',m,'top')\n"
-	" redis.call('HSET',m,'top',off)\n"
-	" redis.call('PUBLISH',ARGV[10],prev..'\\n'..epoch..'\\n'..off..'\\n'..ARGV[3]..'\\n'..ARGV[4]..'\\n'..ARGV[1]..'\\n'..ARGV[2])\n"
+	"if last>first then\n"
+	" redis.call('HSET',m,'last',last)\n"
+	" if ARGV[6]=='1' then\n"
+	"  local prev=redis.call('HGET',m,'top')\n"
+	"  redis.call('HSET',m,'top',last)\n"
+	"  redis.call('PUBLISH',ARGV[7],\n"
+	"   prev..'\\n'..epoch..'\\n'..last..'\\n'..ARGV[1]..'\\n'..#ev..'\\n'..table.concat(ev))\n"
+	" end\n"
 	"end\n"
-	"return {0,off,epoch}\n";
+	"return out\n";
 
-/* KEYS: meta. ARGV: offset, epoch, channel, payload ('' = none), notice.
- * The message starts with the top before this confirm ("PREV\n", redis.h).
+/* KEYS: meta. ARGV: last offset, epoch, channel, message without its
+ * "PREV\n" (redis.h), events 1/0. One call per topic and batch: raises the
+ * top to the batch's last offset of the topic and publishes its events in
+ * one message (or, with none, a notice when the top rose).
  * Its effects go to the replicas only, not to the AOF: a write to the AOF
  * would hold the reply (and so the 201) for another fsync with appendfsync
  * always; the publish path writes the tops to the AOF with its next batch
  * (hd_redis_script_tops). */
 static const char confirm_lua[] =
-	"if redis.call('HGET',KEYS[1],'epoch')~=ARGV[2] then return 0 end\n"
+	"local h=redis.call('HMGET',KEYS[1],'epoch','top')\n"
+	"if h[1]~=ARGV[2] then return 0 end\n"
 	"redis.set_repl(redis.REPL_REPLICA)\n"
 	"local off=tonumber(ARGV[1])\n"
-	"local top=tonumber(redis.call('HGET',KEYS[1],'top'))\n"
+	"local top=tonumber(h[2])\n"
 	"if off>top then redis.call('HSET',KEYS[1],'top',off) end\n"
-	"if ARGV[4]~='' then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[4])\n"
-	"elseif off>top then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[5]) end\n"
+	"if ARGV[5]=='1' or off>top then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[4]) end\n"
 	"return 1\n";
 
 const char hd_redis_script_tops[] =

@@ -1,15 +1,18 @@
 /* Unit tests for engine/redis.c: what can be checked without a Redis (the
- * --redis-url syntax and the options hd_redis_engine_new refuses). The
+ * --redis-url syntax, the options hd_redis_engine_new refuses, and the
+ * PUB/SUB message a confirm publishes, redis_deliver.c). The
  * engine itself is tested end to end in tests/e2e/test_cluster*.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
 #include "engine/redis.h"
+#include "engine/redis_impl.h"
 
 static int parse(const char *url, char host[256], int *port, int *db)
 {
@@ -52,11 +55,79 @@ static void test_bad_options_are_refused(void **state)
 	assert_non_null(strstr(err.msg, "--redis-master-name"));
 }
 
+/* A confirm's message as the script publishes it: "PREV\n" + the body. */
+static char *message(struct hd_buf *b, const char *prev, size_t *len)
+{
+	struct hd_buf m;
+	hd_buf_init(&m, 1 << 20);
+	assert_int_equal(hd_buf_puts(&m, prev), 0);
+	assert_int_equal(hd_buf_append(&m, b->data, b->len), 0);
+	return hd_buf_steal(&m, len);
+}
+
+static void test_batch_message_carries_events_in_order(void **state)
+{
+	struct hd_buf b;
+	hd_buf_init(&b, 1 << 20);
+	/* Offsets 5 and 7 (6 is another node's, 8 a duplicate): LAST is 8. */
+	assert_int_equal(hd_redis_deliver_msg_head(&b, "ep1", 8, "news", 2), 0);
+	assert_int_equal(hd_redis_deliver_msg_add(&b, 5, 1000, 0, "{\"a\":\"x\ny\"}", 11), 0);
+	assert_int_equal(hd_redis_deliver_msg_add(&b, 7, 1001, 99, "{}", 2), 0);
+	size_t len;
+	char *msg = message(&b, "4\n", &len);
+	struct hd_redis_msg m;
+	struct hd_redis_msg_event ev;
+	assert_int_equal(hd_redis_deliver_msg_open(&m, msg, len), 0);
+	assert_int_equal(m.prev, 4);
+	assert_int_equal(m.last, 8);
+	assert_string_equal(m.epoch, "ep1");
+	assert_string_equal(m.topic, "news");
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 1);
+	assert_int_equal(ev.offset, 5);
+	assert_int_equal(ev.time_ms, 1000);
+	assert_int_equal(ev.expires_ms, 0);
+	assert_int_equal(ev.len, 11);
+	assert_memory_equal(ev.json, "{\"a\":\"x\ny\"}", 11);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 1);
+	assert_int_equal(ev.offset, 7);
+	assert_int_equal(ev.expires_ms, 99);
+	assert_memory_equal(ev.json, "{}", 2);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 0);
+	/* Cut anywhere inside, the message never reads past its end. */
+	for (size_t cut = 0; cut < len; cut++) {
+		int rc = hd_redis_deliver_msg_open(&m, msg, cut), got = 0;
+		while (!rc && (rc = hd_redis_deliver_msg_next(&m, &ev)) == 1) {
+			assert_true(ev.json + ev.len <= msg + cut);
+			got++;
+		}
+		assert_true(rc == -1 || got < 2 || cut == len);
+	}
+	free(msg);
+	/* A notice: no events. */
+	hd_buf_reset(&b);
+	assert_int_equal(hd_redis_deliver_msg_head(&b, "ep1", 9, "news", 0), 0);
+	msg = message(&b, "8\n", &len);
+	assert_int_equal(hd_redis_deliver_msg_open(&m, msg, len), 0);
+	assert_int_equal(m.last, 9);
+	assert_int_equal(hd_redis_deliver_msg_next(&m, &ev), 0);
+	free(msg);
+	hd_buf_fini(&b);
+	const char *bad[] = {"", "x\nep\n1\nt\n0\n", "1\nep\n1\n\n0\n", "1\nep\n1\nt\n",
+			     "1\nep\n2\nt\n1\n2 0 0 5\n{}"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = hd_redis_deliver_msg_open(&m, bad[i], strlen(bad[i]));
+		if (!rc)
+			rc = hd_redis_deliver_msg_next(&m, &ev);
+		assert_int_equal(rc, -1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_url),
 		cmocka_unit_test(test_bad_options_are_refused),
+		cmocka_unit_test(test_batch_message_carries_events_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
