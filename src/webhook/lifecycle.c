@@ -206,6 +206,10 @@ static void load_done(struct hd_record_op *op)
 	for (size_t i = 0; i < op->n && !w->stopping; i++)
 		hd_webhook_lifecycle_load_one(w, &op->recs[i]);
 	hd_engine_record_op_fini(op);
+	if (w->stopping) { /* the engine may be gone: no next page */
+		load_end(w);
+		return;
+	}
 	w->load_after[0] = '\0';
 	load_kids_page(w);
 }
