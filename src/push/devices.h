@@ -4,7 +4,8 @@
  * follows, and how the last pushes to it went.
  * Layer: push (a consumer's state; it talks to the hub's record ops only).
  * Callers: edge/push_http.c (the REST routes, loop thread), the push
- * delivery (later: looks devices up, marks outcomes), main.c (life),
+ * delivery (looks devices up, re-reads a user's: hd_devices_refresh,
+ * marks outcomes), main.c (life),
  * tests (hd_devices_parse and the record form are pure, any thread).
  *
  * Durable form: one record of kind HD_DEVICES_RECORD_KIND per device, key
@@ -22,7 +23,8 @@
  * shared by several nodes (redis) every record is read again every
  * HD_RELIST_MS (consume/relist.h, the same pages): a device registered, changed or
  * deleted on another node is known here at most that long (plus one
- * list's time) later (docs/cluster.md).
+ * list's time) later (docs/cluster.md), or at once for one user whose
+ * records a sender re-reads (hd_devices_refresh).
  *
  * In memory: every device, indexed by (user, device id), by token (the
  * APNs or FCM token, the Web Push endpoint: unique across users, so
