@@ -1,5 +1,6 @@
 /* relist — see relist.h. */
 #include "consume/relist.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -59,6 +60,7 @@ void hd_relist_run(struct hd_relist *r)
 	if (r->running || r->stopping)
 		return;
 	r->gen++;
+	r->begun_ms = hd_now_ms();
 	r->skip_new = false;
 	r->after[0] = '\0';
 	r->pages = 0;

@@ -49,6 +49,7 @@ struct hd_relist_cfg {
 struct hd_relist {
 	struct hd_relist_cfg cfg;
 	uint64_t gen;                 /* the pass running or last run; 0 before the first */
+	int64_t begun_ms;             /* when that pass began (hd_now_ms); 0 before the first */
 	bool skip_new;                /* a delete was made here during this pass */
 	bool running;                 /* a pass is under way (until just before done) */
 	/* The module's: */

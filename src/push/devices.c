@@ -548,6 +548,13 @@ struct hd_devices {
 	/* The re-list (shared engine): every record again, a page at a time. */
 	struct hd_relist relist;
 	bool shared;
+	int64_t whole_begun_ms;         /* when the last whole re-list (or the load) began */
+	/* Counts for the per-user re-reads (hd_devices_refresh): */
+	uint64_t wseq;                  /* devices written or added here */
+	uint64_t dels;                  /* deletes made here */
+	size_t refresh_running, refresh_waiting;
+	struct hd_devices_refresh *rq_head, *rq_tail; /* waiting, oldest first */
+	long long refresh_log_ms;       /* hd_log_ratelimited's stamp */
 };
 
 /* One change the caller waits for: its record ops. */
@@ -699,7 +706,9 @@ static void submit(struct hd_devices *d, const char *key, struct hd_device *dev,
 		w->op.rec.value = w->value;
 		dev->rec_hash = value_hash(w->value);
 		dev->seen_gen = d->relist.gen;
+		dev->wseq = ++d->wseq;
 	} else {
+		d->dels++;
 		hd_relist_deleted(&d->relist);
 	}
 	w->op.done = wop_done;
@@ -1025,12 +1034,13 @@ static void load_page(struct hd_devices *d)
 
 /* ---- the re-list (several nodes; consume/relist.h) ------------------------ */
 
-/* One record of the re-list: a device new here is added, one whose record
- * changed on another node is replaced (unless outcomes of its own wait to
- * be written here; they go to the record within HD_DEVICES_FLUSH_MS). */
-static void relist_seen(void *arg, const struct hd_record *rec)
+/* One record read back (the re-list or a user's re-read): a device new
+ * here is added (unless may_add is false: the list may predate a delete
+ * made here), one whose record changed on another node is replaced (unless
+ * outcomes of its own wait to be written here; they go to the record
+ * within HD_DEVICES_FLUSH_MS). */
+static void merge_record(struct hd_devices *d, const struct hd_record *rec, bool may_add)
 {
-	struct hd_devices *d = arg;
 	struct hd_device *old = hd_map_get(&d->by_key, rec->key), *dev, *holder;
 	uint64_t h = value_hash(rec->value);
 
@@ -1038,8 +1048,8 @@ static void relist_seen(void *arg, const struct hd_record *rec)
 		old->seen_gen = d->relist.gen;
 		if (old->rec_hash == h || old->dirty)
 			return;
-	} else if (d->relist.skip_new) {
-		return; /* the list may predate a delete made here */
+	} else if (!may_add) {
+		return;
 	}
 	if (hd_devices_record_parse(rec->key, rec->value, &dev))
 		return;
@@ -1062,10 +1072,17 @@ static void relist_seen(void *arg, const struct hd_record *rec)
 	}
 	dev->rec_hash = h;
 	dev->seen_gen = d->relist.gen;
+	dev->wseq = ++d->wseq;
 	if (d->by_key.count >= d->o.max_total || index_add(d, dev)) {
 		hd_log_warn("device_over_cap key=%s max=%zu", rec->key, d->o.max_total);
 		hd_devices_device_free(dev);
 	}
+}
+
+static void relist_seen(void *arg, const struct hd_record *rec)
+{
+	struct hd_devices *d = arg;
+	merge_record(d, rec, !d->relist.skip_new);
 }
 
 struct sweep {
@@ -1101,6 +1118,140 @@ static void relist_sweep(void *arg)
 		hd_devices_device_free(dev);
 	}
 	hd_buf_fini(&sw.keys);
+	d->whole_begun_ms = d->relist.begun_ms;
+}
+
+/* ---- one user's re-read (several nodes; hd_devices_refresh) --------------- */
+
+bool hd_devices_stale(const struct hd_devices *d, int64_t stored_ms)
+{
+	return d->shared && d->whole_begun_ms < stored_ms + HD_DEVICES_SKEW_MS;
+}
+
+/* The user's devices the list lacked go: deleted on another node (or their
+ * token moved there). Not one written or added here since the read was
+ * sent (its record may postdate the list). One with outcomes waiting goes
+ * too, and they with it (their write would bring the record back). */
+static void refresh_drop(struct hd_devices *d, struct hd_devices_refresh *r)
+{
+	struct hd_record_op *op = &r->op;
+	struct hd_device *gone[HD_RELIST_PAGE_MAX];
+	size_t ngone = 0;
+	struct hd_map got;
+	struct vec *v;
+
+	r->prefix[strlen(r->prefix) - 1] = '\0'; /* the user */
+	v = vec_get(&d->by_user, r->prefix);
+	if (!v)
+		return;
+	hd_map_init_borrowed(&got, op->n + 1);
+	for (size_t i = 0; i < op->n; i++)
+		hd_map_put(&got, op->recs[i].key, &op->recs[i]);
+	for (size_t i = 0; i < v->n && ngone < HD_RELIST_PAGE_MAX; i++) {
+		char key[HD_RECORD_KEY_MAX + 1];
+		struct hd_device *dev = v->v[i];
+		dev_key(dev, key, sizeof(key));
+		if (!hd_map_get(&got, key) && dev->wseq <= r->start_seq)
+			gone[ngone++] = dev;
+	}
+	hd_map_fini(&got);
+	for (size_t i = 0; i < ngone; i++) {
+		hd_log_info("device_dropped user=%s device=%s reason=\"deleted on another node\"",
+			    gone[i]->user, gone[i]->id);
+		index_del(d, gone[i]);
+		hd_devices_device_free(gone[i]);
+	}
+}
+
+static void refresh_send(struct hd_devices *d, struct hd_devices_refresh *r);
+
+/* Starts waiting re-reads while there is room. */
+static void refresh_next(struct hd_devices *d)
+{
+	while (d->refresh_running < HD_DEVICES_REFRESH_MAX && d->rq_head && !d->stopping) {
+		struct hd_devices_refresh *r = d->rq_head;
+		d->rq_head = r->next;
+		if (!d->rq_head)
+			d->rq_tail = NULL;
+		d->refresh_waiting--;
+		refresh_send(d, r);
+	}
+}
+
+/* The read's answer (or its failure to be sent, sync = true). */
+static void refresh_end(struct hd_devices_refresh *r, bool sync)
+{
+	struct hd_devices *d = r->d;
+	struct hd_record_op *op = &r->op;
+	int err = op->err == HD_ENOTFOUND ? 0 : op->err;
+	size_t plen = strlen(r->prefix);
+
+	d->refresh_running--;
+	if (!err && d->stopping)
+		err = HD_EUNAVAIL;
+	if (err && err != HD_EUNAVAIL && hd_log_ratelimited(&d->refresh_log_ms))
+		hd_log_warn("device_refresh_failed user=%.*s err=%d (the cached devices are used)",
+			    (int)(plen - 1), r->prefix, err);
+	for (size_t i = 0; !err && i < op->n; i++)
+		if (strncmp(op->recs[i].key, r->prefix, plen) == 0)
+			merge_record(d, &op->recs[i], d->dels == r->start_dels);
+	if (!err && op->n < op->limit)
+		refresh_drop(d, r); /* the list was whole */
+	hd_engine_record_op_fini(op);
+	r->done(r->arg, err);
+	if (!sync)
+		refresh_next(d);
+}
+
+static void refresh_done(struct hd_record_op *op)
+{
+	refresh_end(op->arg, false);
+}
+
+static void refresh_send(struct hd_devices *d, struct hd_devices_refresh *r)
+{
+	int rc;
+
+	d->refresh_running++;
+	r->start_seq = d->wseq;
+	r->start_dels = d->dels;
+	hd_engine_record_list_init(&r->op, HD_DEVICES_RECORD_KIND, r->prefix, NULL,
+				   HD_RELIST_PAGE_MAX, refresh_done, r);
+	rc = hd_hub_record_op(d->hub, &r->op);
+	if (rc) {
+		r->op.err = rc;
+		refresh_end(r, true);
+	}
+}
+
+int hd_devices_refresh(struct hd_devices *d, struct hd_devices_refresh *r, const char *user,
+		       hd_devices_refresh_fn done, void *arg)
+{
+	if (!d->loaded || d->stopping)
+		return HD_EUNAVAIL;
+	if (d->refresh_running >= HD_DEVICES_REFRESH_MAX &&
+	    d->refresh_waiting >= HD_DEVICES_REFRESH_QUEUE_MAX) {
+		if (hd_log_ratelimited(&d->refresh_log_ms))
+			hd_log_warn("device_refresh_queue_full waiting=%zu (the cached devices are "
+				    "used)", d->refresh_waiting);
+		return HD_ELIMIT;
+	}
+	memset(r, 0, sizeof(*r));
+	r->d = d;
+	r->done = done;
+	r->arg = arg;
+	snprintf(r->prefix, sizeof(r->prefix), "%s\n", user);
+	if (d->refresh_running < HD_DEVICES_REFRESH_MAX) {
+		refresh_send(d, r);
+		return 0;
+	}
+	if (d->rq_tail)
+		d->rq_tail->next = r;
+	else
+		d->rq_head = r;
+	d->rq_tail = r;
+	d->refresh_waiting++;
+	return 0;
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -1135,6 +1286,7 @@ struct hd_devices *hd_devices_new(uv_loop_t *loop, struct hd_hub *hub,
 void hd_devices_start(struct hd_devices *d)
 {
 	d->shared = hd_hub_owner_shared(d->hub); /* the engine is set now */
+	d->whole_begun_ms = hd_now_ms();
 	d->load_after[0] = '\0';
 	load_page(d);
 }
@@ -1153,6 +1305,13 @@ void hd_devices_stop(struct hd_devices *d)
 	uv_timer_stop(&d->timer);
 	uv_close((uv_handle_t *)&d->timer, NULL);
 	hd_relist_stop(&d->relist);
+	while (d->rq_head) { /* the waiting re-reads end unread */
+		struct hd_devices_refresh *r = d->rq_head;
+		d->rq_head = r->next;
+		d->refresh_waiting--;
+		r->done(r->arg, HD_EUNAVAIL);
+	}
+	d->rq_tail = NULL;
 }
 
 static void free_device(const char *key, void *value, void *arg)

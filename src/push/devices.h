@@ -4,7 +4,8 @@
  * follows, and how the last pushes to it went.
  * Layer: push (a consumer's state; it talks to the hub's record ops only).
  * Callers: edge/push_http.c (the REST routes, loop thread), the push
- * delivery (later: looks devices up, marks outcomes), main.c (life),
+ * delivery (looks devices up, re-reads a user's: hd_devices_refresh,
+ * marks outcomes), main.c (life),
  * tests (hd_devices_parse and the record form are pure, any thread).
  *
  * Durable form: one record of kind HD_DEVICES_RECORD_KIND per device, key
@@ -22,7 +23,8 @@
  * shared by several nodes (redis) every record is read again every
  * HD_RELIST_MS (consume/relist.h, the same pages): a device registered, changed or
  * deleted on another node is known here at most that long (plus one
- * list's time) later (docs/cluster.md).
+ * list's time) later (docs/cluster.md), or at once for one user whose
+ * records a sender re-reads (hd_devices_refresh).
  *
  * In memory: every device, indexed by (user, device id), by token (the
  * APNs or FCM token, the Web Push endpoint: unique across users, so
@@ -68,6 +70,9 @@
 #define HD_DEVICES_LOAD_PAGE 500
 #define HD_DEVICES_FLUSH_MS 1000
 #define HD_DEVICES_MAX_DEFAULT 1000000
+#define HD_DEVICES_REFRESH_MAX 32     /* per-user re-reads in flight (hd_devices_refresh) */
+#define HD_DEVICES_REFRESH_QUEUE_MAX 4096 /* per-user re-reads waiting for one of those */
+#define HD_DEVICES_SKEW_MS 1000       /* clocks of two nodes may differ by this much */
 
 enum hd_device_platform { HD_DEVICE_APNS, HD_DEVICE_FCM, HD_DEVICE_WEBPUSH };
 enum hd_device_state { HD_DEVICE_ACTIVE, HD_DEVICE_INVALID };
@@ -96,6 +101,7 @@ struct hd_device {
 	bool dirty;                     /* an outcome waits for the coalesced write */
 	uint64_t seen_gen;              /* the last re-list that saw it (or a change here) */
 	uint64_t rec_hash;              /* of the record value last read or written */
+	uint64_t wseq;                  /* the registry's write count when this node last wrote it */
 	enum hd_device_platform platform;
 	char *token_key;                /* owned: "<platform digit>\n<token>", the token
 					   index's key (the token is stored once) */
@@ -203,6 +209,45 @@ size_t hd_devices_followers(const struct hd_devices *d, const char *topic,
 			    struct hd_device *const **out);
 /* Devices registered in all. */
 size_t hd_devices_count(const struct hd_devices *d);
+
+/*
+ * The fresh view of one user (several nodes; docs/cluster.md "The device
+ * registry"). The re-list makes a device registered, changed or deleted on
+ * another node known here up to ~2 s later; a sender that must not miss
+ * it asks hd_devices_stale first and, if so, re-reads that user's records
+ * (a LIST with prefix "<user>\n") with hd_devices_refresh before it picks
+ * the user's devices: the records are merged into the registry (added,
+ * changed, removed) and then done(arg, err) runs. Bounded:
+ * HD_DEVICES_REFRESH_MAX re-reads in flight, HD_DEVICES_REFRESH_QUEUE_MAX
+ * waiting; past that hd_devices_refresh refuses (logged, rate-limited) and
+ * the caller uses the cached view, as it does on an engine error (err).
+ */
+typedef void (*hd_devices_refresh_fn)(void *arg, int err);
+
+/* One re-read; embedded in its caller, which owns it; the module's fields. */
+struct hd_devices_refresh {
+	struct hd_devices *d;
+	struct hd_devices_refresh *next; /* the waiting queue */
+	struct hd_record_op op;
+	char prefix[HD_RECORD_KEY_MAX + 1]; /* "<user>\n" */
+	uint64_t start_seq, start_dels; /* the registry's write and delete counts at the read */
+	hd_devices_refresh_fn done;
+	void *arg;
+};
+
+/* Whether the view of a user here may be older than an event stored at
+ * stored_ms (another node's clock): the engine is shared and the last
+ * whole re-list (or the load) began before stored_ms + HD_DEVICES_SKEW_MS.
+ * Always false with an engine of one node (local). Loop thread. */
+bool hd_devices_stale(const struct hd_devices *d, int64_t stored_ms);
+/* Starts re-reading user's records into r (which must stay valid until
+ * done): 0 and done(arg, err) runs once, later (or before this returns
+ * when the request could not be sent) (err 0: merged; else the cached
+ * view stays; HD_EUNAVAIL when the registry stopped meanwhile), or,
+ * done not called, HD_ELIMIT (the queue is full) or HD_EUNAVAIL (not
+ * loaded, stopping). Loop thread. */
+int hd_devices_refresh(struct hd_devices *d, struct hd_devices_refresh *r, const char *user,
+		       hd_devices_refresh_fn done, void *arg);
 
 /* Outcomes from the delivery, at now_ms; written coalesced. A device that
  * is not registered (deleted meanwhile) is ignored. Loop thread. */

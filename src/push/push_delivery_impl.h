@@ -79,6 +79,7 @@ struct hd_push_delivery_event {
 	int64_t expires_ms;           /* 0 = none */
 	uv_timer_t wait;              /* skip_if_seen's wait */
 	struct hd_record_op cur;      /* skip_if_seen's cursor look-up */
+	struct hd_devices_refresh fresh; /* to=user, several nodes: the user's devices re-read */
 	char user[HD_USER_ID_MAX + 1]; /* to=user */
 	bool online;                  /* to=user, skip_if_online: the user was live when it was taken */
 	struct hd_hub_reg live;       /* skip_if_online: the topic's followers on every node

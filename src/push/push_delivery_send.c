@@ -509,6 +509,38 @@ static void event_fan_out(struct hd_push_delivery_event *e)
 	event_start_more(e);
 }
 
+/* The user's devices were re-read (or could not be: the cached ones go). */
+static void fresh_done(void *arg, int err)
+{
+	struct hd_push_delivery_event *e = arg;
+	(void)err; /* logged by the registry */
+	if (!e->st) { /* freed meanwhile */
+		event_unref(e);
+		return;
+	}
+	e->open--;
+	event_fan_out(e);
+}
+
+/* Before the fan-out of a to=user event: with several nodes, the view of
+ * the user's devices here may predate the event (a device registered or
+ * deleted on another node a moment ago): it is re-read first
+ * (docs/cluster.md "The device registry"). The local engine never waits. */
+static void event_devices(struct hd_push_delivery_event *e)
+{
+	struct hd_devices *reg = hd_push_devices(e->st->s->d->push);
+
+	if (!reg || !e->user[0] || !hd_devices_stale(reg, e->ev.time_ms)) {
+		event_fan_out(e);
+		return;
+	}
+	e->open++;
+	if (hd_devices_refresh(reg, &e->fresh, e->user, fresh_done, e)) {
+		e->open--;
+		event_fan_out(e);
+	}
+}
+
 static void cursor_done(struct hd_record_op *op)
 {
 	struct hd_push_delivery_event *e = op->arg;
@@ -535,7 +567,7 @@ static void cursor_done(struct hd_record_op *op)
 		event_end(e);
 		return;
 	}
-	event_fan_out(e);
+	event_devices(e);
 }
 
 static void seen_wait_fire(uv_timer_t *t)
@@ -564,7 +596,7 @@ static void event_taken(struct hd_push_delivery_event *e)
 		uv_timer_start(&e->wait, seen_wait_fire, (uint64_t)s->cfg.seen_wait_ms, 0);
 		return;
 	}
-	event_fan_out(e);
+	event_devices(e);
 }
 
 /* skip_if_online: the topic's followers answered (every node's with the

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "engine/engine.h"
 #include "push/devices.h"
@@ -344,6 +345,8 @@ static int rec_op(struct hd_engine *e, struct hd_record_op *op)
 		for (size_t k = 0; k < f->n && op->n < op->limit; k++) {
 			if (op->after && strcmp(f->recs[k].key, op->after) <= 0)
 				continue;
+			if (op->prefix && strncmp(f->recs[k].key, op->prefix, strlen(op->prefix)) != 0)
+				continue;
 			op->recs[op->n] = f->recs[k];
 			op->recs[op->n++].value = hd_strdup(f->recs[k].value);
 		}
@@ -533,6 +536,67 @@ static void test_registry(void **state)
 	rec_fini(&f);
 }
 
+/* Another node's record of user/id for body, as it writes it. */
+static void other_node_put(struct rec_engine *f, const char *user, const char *id, const char *body)
+{
+	char key[HD_RECORD_KEY_MAX + 1];
+	struct hd_device *dev = parse_ok(body, false);
+	dev->user = strdup(user);
+	snprintf(dev->id, sizeof(dev->id), "%s", id);
+	dev->created_ms = dev->updated_ms = hd_now_ms() + 1000;
+	char *v = hd_devices_record(dev);
+	snprintf(key, sizeof(key), "%s\n%s", user, id);
+	rec_put(f, key, v);
+	free(v);
+	hd_devices_device_free(dev);
+}
+
+/* One user's records re-read (hd_devices_refresh): what another node added,
+ * changed and deleted for that user is merged; other users stay as cached. */
+static void test_refresh(void **state)
+{
+	(void)state;
+	struct rec_engine f = {.base = {.ops = &rec_ops}};
+	struct hd_config cfg;
+	uv_loop_t loop;
+	struct hd_devices_refresh r;
+	struct waiter w = {0};
+
+	uv_loop_init(&loop);
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &f.base);
+	struct hd_devices *d = hd_devices_new(&loop, hub, &(struct hd_devices_opts){
+		.max_per_user = 10, .max_total = 100});
+	assert_int_equal(hd_devices_refresh(d, &r, "5", done, &w), HD_EUNAVAIL); /* loading */
+	hd_devices_start(d);
+	assert_false(hd_devices_stale(d, hd_now_ms())); /* one node: never */
+	assert_int_equal(reg(d, "5", "a", "{\"platform\":\"fcm\",\"token\":\"t5a\"}", NULL), 0);
+	assert_int_equal(reg(d, "5", "b", "{\"platform\":\"fcm\",\"token\":\"t5b\"}", NULL), 0);
+	assert_int_equal(reg(d, "6", "a", "{\"platform\":\"fcm\",\"token\":\"t6a\"}", NULL), 0);
+	/* Another node: deletes 5/a, changes 5/b's token, adds 5/c and 6/b. */
+	rec_op(&f.base, &(struct hd_record_op){.kind = HD_RECORD_DELETE, .rec = {.kind = "device",
+					       .key = "5\na"}, .done = hd_engine_record_op_fini});
+	other_node_put(&f, "5", "b", "{\"platform\":\"fcm\",\"token\":\"t5b-new\"}");
+	other_node_put(&f, "5", "c", "{\"platform\":\"apns\",\"token\":\"00112233445566778899\"}");
+	other_node_put(&f, "6", "b", "{\"platform\":\"fcm\",\"token\":\"t6b\"}");
+	assert_int_equal(hd_devices_refresh(d, &r, "5", done, &w), 0);
+	assert_int_equal(w.calls, 1); /* the fake engine answers at once */
+	assert_int_equal(w.err, 0);
+	assert_null(hd_devices_get(d, "5", "a"));
+	assert_string_equal(hd_devices_get(d, "5", "b")->token, "t5b-new");
+	assert_non_null(hd_devices_get(d, "5", "c"));
+	assert_non_null(hd_devices_get(d, "6", "a"));
+	assert_null(hd_devices_get(d, "6", "b")); /* another user: the re-list's */
+	assert_int_equal(hd_devices_count(d), 3);
+	hd_devices_stop(d);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	hd_devices_free(d);
+	hd_hub_free(hub);
+	uv_loop_close(&loop);
+	rec_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -544,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_record_round_trip),
 		cmocka_unit_test(test_record_refused),
 		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_refresh),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
