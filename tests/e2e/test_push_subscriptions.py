@@ -8,6 +8,7 @@ without the cursor moving; an invalid token is never called again and shows
 invalid; silent mode's APNs and FCM form; kill -9 during a fan-out to 200
 devices loses no device's event; the routes (create, list, get, pause,
 resume, attempts, replay, delete) and who may call them."""
+import contextlib
 import hashlib
 import json
 import os
@@ -636,7 +637,10 @@ def test_big_fan_out_sends_each_device_once(herald_factory, providers):
     # The mock is shared by the module's tests: the connections of the ones
     # before (their heralds are stopped) are closed before counting from here
     # (only this curl's own is open).
-    wait_for(lambda: stats()["open"] <= 1, 15, interval=0.1, what="earlier tests' connections to close")
+    # On a loaded machine one may still be closing: it is counted in
+    # before["open"] and allowed for below.
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: stats()["open"] <= 1, 15, interval=0.1, what="earlier tests' connections to close")
     before = stats("/stats/mark")  # the most open at once counts from here
     sid = create(h, {"topic": "bigfan", "to": "followers", "start": "oldest"}).json()["id"]
     off = publish_ce(h, "bigfan", "com.example.fan", {"big": 1})["offset"]
@@ -651,7 +655,8 @@ def test_big_fan_out_sends_each_device_once(herald_factory, providers):
     assert not twice, f"{len(twice)} devices did not get exactly one push"
     after = stats()
     assert after["requests"] - before["requests"] == n
-    assert after["most_open"] <= 3, after["most_open"]  # herald's at most 2, and curl reading these stats
+    # herald's at most 2, and curl reading these stats (1 in before["open"])
+    assert after["most_open"] <= before["open"] + 2, (after["most_open"], before["open"])
     new = {k: v for k, v in after["per_session"].items() if v != before["per_session"].get(k)}
     assert all(v < 1000 for v in new.values()), new
     text = requests.get(h.url + "/metrics", headers=H, timeout=10).text
