@@ -221,7 +221,8 @@ def test_fetches_without_wait_are_served_while_topics_are_listed_again(cluster):
     lists, never answered empty while events are left: four consumers on
     two nodes for 7 s (past a re-list) never get an empty answer."""
     a, b, _ = cluster.nodes
-    for k in range(30):
+    total = 6000  # 4 consumers of max=1 on a quiet machine take ~3,000 in 7 s
+    for k in range(total // 100):
         publish_n(a, "orders.eu", 100, f"b{k}-")
     r = requests.put(gurl(a, "fast"), json={"ack_wait_ms": 60000}, timeout=10)
     assert r.status_code == 201, r.text
@@ -240,7 +241,10 @@ def test_fetches_without_wait_are_served_while_topics_are_listed_again(cluster):
                     return
                 evs = r.json()["events"]
                 if not evs:
-                    empty.append(time.monotonic())
+                    with lock:  # events left that no other consumer holds
+                        left = total - count[0] - (len(threads) - 1)
+                    if left > 0:
+                        empty.append(left)
                     continue
                 r = s.post(gurl(h, "fast", "/ack"), timeout=10,
                            json={"events": [{"topic": e["topic"], "offset": e["offset"]} for e in evs]})
@@ -257,5 +261,6 @@ def test_fetches_without_wait_are_served_while_topics_are_listed_again(cluster):
         t.join(30)
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors[:3]
-    assert count[0] < 3000, "every event was consumed: make the test longer or publish more"
-    assert not empty, f"{len(empty)} empty fetches with {3000 - count[0]} events left"
+    # All consumed before 7 s is fine (a fast machine); an empty answer while
+    # events were left that no other consumer held is not.
+    assert not empty, f"{len(empty)} empty fetches with events left (at most {max(empty)})"
