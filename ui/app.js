@@ -418,14 +418,17 @@ async function loadConsumers() {
     api('GET', '/v1/subscriptions'),
     api('GET', '/v1/push/subscriptions').catch((e) => { if (e.status === 404) return null; throw e; }),
   ]);
-  const infos = await Promise.all(groups.groups.map((g) =>
+  // A group over a topic pattern is listed with its counts summed over its
+  // topics; it has no one position and its "topic" is not a topic page.
+  const infos = await Promise.all(groups.groups.map((g) => g.pattern ? null :
     api('GET', '/v1/topics/' + enc(g.topic) + '/groups/' + enc(g.group)).catch(() => null)));
-  const gl = groups.groups.map((g, i) => ({ ...g, info: infos[i] }))
+  const gl = groups.groups.map((g, i) => ({ ...g, info: g.pattern ? g : infos[i] || {} }))
     .sort((a, b) => a.topic.localeCompare(b.topic) || a.group.localeCompare(b.group));
   fill($('c-groups').tBodies[0], gl.map((g) => el('tr', {},
-    el('td', {}, el('a', { href: '#topic/' + enc(g.topic), class: 'mono', text: g.topic })), td(g.group),
-    td(g.info && g.info.position), td(g.info && g.info.lag), td(g.info && g.info.pending),
-    td(g.info && g.info.redeliveries), td(g.info && g.info.dead_letters))), 'No pull groups', 7);
+    g.pattern ? el('td', { class: 'mono', text: g.pattern + ' (pattern, ' + g.topics_count + ' topics)' })
+      : el('td', {}, el('a', { href: '#topic/' + enc(g.topic), class: 'mono', text: g.topic })),
+    td(g.group), td(g.info.position), td(g.info.lag), td(g.info.pending),
+    td(g.info.redeliveries), td(g.info.dead_letters))), 'No pull groups', 7);
 
   fill($('c-hooks').tBodies[0], hooks.subscriptions.map((s) => {
     const from = el('input', { type: 'number', min: '0', class: 'num', placeholder: 'from offset', 'aria-label': 'replay from' });

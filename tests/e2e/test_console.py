@@ -107,6 +107,8 @@ def test_console_in_chromium(herald_factory, tmp_path):
     sub = r.json()["id"]
     r = requests.put(h.topic_url(topic, "/groups/billing"), json={"start": "oldest"}, headers=auth, timeout=10)
     assert r.status_code in (200, 201), r.text
+    r = requests.put(h.topic_url("console:*", "/groups/audit"), json={"start": "oldest"}, headers=auth, timeout=10)
+    assert r.status_code in (200, 201), r.text
     stream = requests.get(h.topic_url("user:u7", "/sse") + "?token=" + token("u7"), stream=True, timeout=30)
     try:
         assert stream.status_code == 200
@@ -136,6 +138,8 @@ def test_console_in_chromium(herald_factory, tmp_path):
     assert out["tail_rows"][:2] == ["while-paused", "live-1"], out["tail_rows"]
     assert "stored at offset" in out["published"]
     assert "billing" in out["groups"] and topic in out["groups"]
+    # A group over a pattern: named as one, with its topic count, no link.
+    assert "audit" in out["groups"] and "console:* (pattern, " in out["groups"], out["groups"]
     # Pausing in the console paused it in the API.
     assert out["sub_state"] == "paused" and out["row_state"].startswith("paused")
     got = requests.get(f"{h.url}/v1/subscriptions/{sub}", headers=auth, timeout=10).json()
