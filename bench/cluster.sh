@@ -20,10 +20,14 @@
 #                off, then redis replicated), then spread over 3 redis nodes
 #                with the publishes on a 4th: delivery latency, gaps,
 #                duplicates, herald CPU summed over the nodes and per
-#                delivery (Redis's own CPU not counted)
-#   COMPARE=BIN  another herald binary (an older build): every row runs
-#                ROUNDS times (default 3), alternating BIN and HERALD_BIN in
-#                the same minutes
+#                delivery (Redis's own CPU not counted); the breakdown: the
+#                publish's HTTP round trip (POST -> 201), each message's
+#                first and last delivery, the load generator's own CPU per
+#                delivery. FANOUT_ONE=0 skips the one-node rows;
+#                FANOUT_ARGS adds herald-fanout options (e.g. --delayed-ack)
+#   COMPARE=BIN  another herald binary (an older build): every row (the
+#                fan-out rows too) runs ROUNDS times (default 3), alternating
+#                BIN and HERALD_BIN in the same minutes
 # The redis rows also report events per WAIT (the primary's INFO
 # commandstats) and the CPU per event of the Redis primary and of its
 # replica (INFO cpu, user + sys, over the measured seconds and the warm-up:
@@ -135,37 +139,58 @@ if [ "${FANOUT:-0}" = 1 ]; then
   ulimit -n 4096 2>/dev/null || true
   FO_ARGS="--ws-anonymous --max-connections-per-ip 0 --connection-rate-per-ip 0"
   echo
-  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | gaps | dups | herald CPU (all nodes) | CPU/delivery |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| fan-out, 1,000 WebSocket subscribers, 100 msg/s | p50 | p99 | publish 201 p50 / p99 | first delivery p50 / p99 | last delivery p50 / p99 | gaps | dups | herald CPU (all nodes) | CPU/delivery | client CPU/delivery |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   # fanout LABEL SUB_PORTS PUB_PORT PIDS: one row
   fanout() {
     "$FANOUT_BIN" --target herald --proto ws --port $3 --sub-ports $2 --pub-port $3 --subs 1000 \
-      --duration "$SECS" --rate 100 --server-pids $4 --label "$1" 2>/dev/null | /usr/bin/python3 -c '
+      --duration "$SECS" --rate 100 --server-pids $4 --label "$1" ${FANOUT_ARGS:-} 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 per = r["server_cpu_pct"] / 100 * 1e6 / r["deliveries_per_s"] if r["deliveries_per_s"] else 0
-print("| %s | %.2f ms | %.2f ms | %d | %d | %d%% | %.2f µs |" % (r["label"], r["p50_us"] / 1000,
-      r["p99_us"] / 1000, r["gaps"], r["dups"], r["server_cpu_pct"], per))'
+ms = lambda k: r.get(k, 0) / 1000
+print("| %s | %.2f ms | %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms | %d | %d | %d%% | %.2f µs | %.2f µs |" % (
+      r["label"], ms("p50_us"), ms("p99_us"), ms("publish_rtt_p50_us"), ms("publish_rtt_p99_us"),
+      ms("first_p50_us"), ms("first_p99_us"), ms("last_p50_us"), ms("last_p99_us"),
+      r["gaps"], r["dups"], r["server_cpu_pct"], per, r.get("client_cpu_us_per_delivery", 0)))'
   }
-  for e in local redis; do
-    start --engine $e --sync off --redis-url redis://127.0.0.1:$RP $FO_ARGS
-    fanout "one node, $e engine" $PORT $PORT $PID
-    stop
-  done
-  # Three subscriber nodes and a fourth that takes the publishes.
-  NPIDS=; NPORTS=; PUBPORT=
-  for n in 1 2 3 4; do
-    p=$(free_port)
-    "$BIN" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$n" --log-level warn --engine redis \
-      --redis-url redis://127.0.0.1:$RP --node-name node$n $FO_ARGS 2>"$TMP/node$n.log" &
-    NPIDS="${NPIDS:+$NPIDS,}$!"
-    i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
-      i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$n.log"; exit 1; }; sleep 0.05; done
-    if [ $n = 4 ]; then PUBPORT=$p; else NPORTS="${NPORTS:+$NPORTS,}$p"; fi
-  done
-  fanout "3 subscriber nodes + 1 publishing node, redis engine" $NPORTS $PUBPORT $NPIDS
-  for p in $(echo $NPIDS | tr , ' '); do kill $p; wait $p || true; done
-  NPIDS=
+  # fanout_rows SUFFIX: the rows of herald $CUR
+  fanout_rows() {
+    if [ "${FANOUT_ONE:-1}" = 1 ]; then
+      for e in local redis; do
+        start --engine $e --sync off --redis-url redis://127.0.0.1:$RP $FO_ARGS
+        fanout "one node, $e engine$1" $PORT $PORT $PID
+        stop
+      done
+    fi
+    # Three subscriber nodes and a fourth that takes the publishes.
+    NPIDS=; NPORTS=; PUBPORT=
+    for n in 1 2 3 4; do
+      p=$(free_port)
+      rm -rf "$TMP/node$n"
+      "$CUR" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$n" --log-level warn --engine redis \
+        --redis-url redis://127.0.0.1:$RP --node-name node$n $FO_ARGS 2>"$TMP/node$n.log" &
+      NPIDS="${NPIDS:+$NPIDS,}$!"
+      i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
+        i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$n.log"; exit 1; }; sleep 0.05; done
+      if [ $n = 4 ]; then PUBPORT=$p; else NPORTS="${NPORTS:+$NPORTS,}$p"; fi
+    done
+    fanout "3 subscriber nodes + 1 publishing node, redis engine$1" $NPORTS $PUBPORT $NPIDS
+    for p in $(echo $NPIDS | tr , ' '); do kill $p; wait $p || true; done
+    NPIDS=
+  }
+  if [ -z "${COMPARE:-}" ]; then
+    CUR=$BIN; fanout_rows ""
+  else
+    n=0
+    while [ $n -lt "${ROUNDS:-3}" ]; do
+      for CUR in "$COMPARE" "$BIN"; do
+        fanout_rows " ($( [ "$CUR" = "$BIN" ] && echo new || echo old))"
+      done
+      n=$((n + 1))
+    done
+    CUR=$BIN
+  fi
 fi
 
 [ "${RB:-1}" = 1 ] || exit 0

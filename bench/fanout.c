@@ -49,6 +49,16 @@
  * Reads go into one shared 64 KiB buffer; a connection holds bytes only
  * while a frame or line is incomplete (capped at 1 MiB).
  *
+ * The latency breakdown (--rate runs, messages sent while measuring): the
+ * publish's HTTP round trip (request written -> response read), each
+ * message's first delivery and its last delivery (send -> receive, over
+ * the subscribers that got it), and this process's CPU per delivery. The
+ * client reads its sockets one after another on one loop, so a message's
+ * last delivery includes the client's own reads of every other subscriber:
+ * on loopback each read also sends the ACK and runs the server socket's
+ * receive path. --delayed-ack re-enters delayed-ACK mode after every read
+ * (TCP_QUICKACK 0), so that the ACKs go out on the kernel's timer.
+ *
  * Output: one JSON line on stdout per run; progress on stderr.
  */
 #include <openssl/evp.h>
@@ -65,6 +75,7 @@
 #include <string.h>
 #include <strings.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -100,6 +111,7 @@ static struct {
 	int subscribe_timeout_s;
 	bool idle;
 	bool protobuf;     /* herald WS: the protobuf format (?format=protobuf, binary frames) */
+	bool delayed_ack;  /* subscribers re-enter delayed-ACK mode after every read */
 	int port_lo, port_hi; /* --source-ports: subscribers bind these source ports in turn */
 	int connect_batch; /* connect() calls per loop turn; 0 = as many as --max-connecting allows */
 	const char *jwt_secret; /* herald WS: connect with an HS256 token (sub "u<index>") */
@@ -121,8 +133,15 @@ static struct {
 
 /* ---- the latency histogram -------------------------------------------- */
 
-static uint64_t hist[FO_HIST_BUCKETS];
-static uint64_t hist_n, hist_max_us;
+struct fo_hist {
+	uint64_t b[FO_HIST_BUCKETS];
+	uint64_t n, max_us;
+};
+
+/* Publish -> receive of every delivery; and, per message (rate mode, sent
+ * while measuring), the publish's HTTP round trip (POST written -> 201
+ * read), its first delivery and its last delivery (send -> receive). */
+static struct fo_hist hist, hist_pub, hist_first, hist_last;
 
 static unsigned hist_index(uint64_t us)
 {
@@ -145,29 +164,29 @@ static double hist_value(unsigned i)
 	return (double)lo + (double)((UINT64_C(1) << shift) - 1) / 2.0;
 }
 
-static void hist_add(uint64_t ns)
+static void hist_add(struct fo_hist *h, uint64_t ns)
 {
 	uint64_t us = ns / 1000;
-	hist[hist_index(us)]++;
-	hist_n++;
-	if (us > hist_max_us)
-		hist_max_us = us;
+	h->b[hist_index(us)]++;
+	h->n++;
+	if (us > h->max_us)
+		h->max_us = us;
 }
 
-static double hist_pct(double p)
+static double hist_pct(const struct fo_hist *h, double p)
 {
-	if (!hist_n)
+	if (!h->n)
 		return 0;
-	uint64_t want = (uint64_t)((double)hist_n * p / 100.0);
-	if (want >= hist_n)
-		want = hist_n - 1;
+	uint64_t want = (uint64_t)((double)h->n * p / 100.0);
+	if (want >= h->n)
+		want = h->n - 1;
 	uint64_t seen = 0;
 	for (unsigned i = 0; i < FO_HIST_BUCKETS; i++) {
-		seen += hist[i];
+		seen += h->b[i];
 		if (seen > want)
 			return hist_value(i);
 	}
-	return (double)hist_max_us;
+	return (double)h->max_us;
 }
 
 /* ---- state -------------------------------------------------------------- */
@@ -201,6 +220,7 @@ struct fo_pub {
 	size_t rlen;
 	int64_t body_left; /* -1 while the head is incomplete */
 	int status;
+	uint64_t sent_ns; /* the request in flight was written (stamped) then; 0: not measured */
 	uv_write_t wreq;
 };
 
@@ -232,6 +252,11 @@ static struct {
 /* Saturation window: per-sequence delivery counts for the outstanding ones. */
 static uint32_t seq_count[FO_SEQ_RING];
 static uint64_t seq_sent_ns[FO_SEQ_RING];
+/* Rate mode: a message's first and last delivery (0: none yet), and whether
+ * it was sent while measuring; folded into hist_first / hist_last when its
+ * slot is reused or at the end. */
+static uint64_t seq_first_ns[FO_SEQ_RING], seq_last_ns[FO_SEQ_RING];
+static bool seq_measured[FO_SEQ_RING];
 static uint64_t oldest; /* the oldest message not yet done */
 
 static uint64_t rss_before_kb, rss_after_kb;
@@ -481,6 +506,18 @@ static void seq_step(struct fo_sub *c)
 	c->seen >>= 1;
 }
 
+/* Adds message seq's first and last delivery to their histograms. */
+static void seq_fold(uint64_t seq)
+{
+	size_t i = seq % FO_SEQ_RING;
+	if (seq_measured[i] && seq_first_ns[i]) {
+		hist_add(&hist_first, seq_first_ns[i] - seq_sent_ns[i]);
+		hist_add(&hist_last, seq_last_ns[i] - seq_sent_ns[i]);
+	}
+	seq_measured[i] = false;
+	seq_first_ns[i] = seq_last_ns[i] = 0;
+}
+
 static void deliver(struct fo_sub *c, int64_t t, int64_t s)
 {
 	if (t < 0 || s < 0 || (uint64_t)t < start_ns || (uint64_t)s >= st.published) {
@@ -510,7 +547,13 @@ static void deliver(struct fo_sub *c, int64_t t, int64_t s)
 			c->seen |= bit;
 		}
 	}
-	hist_add(deliver_now > (uint64_t)t ? deliver_now - (uint64_t)t : 0);
+	hist_add(&hist, deliver_now > (uint64_t)t ? deliver_now - (uint64_t)t : 0);
+	if ((uint64_t)s + FO_SEQ_RING > st.published && deliver_now >= (uint64_t)t) {
+		size_t i = (size_t)s % FO_SEQ_RING;
+		if (!seq_first_ns[i])
+			seq_first_ns[i] = deliver_now;
+		seq_last_ns[i] = deliver_now;
+	}
 	if ((uint64_t)s >= oldest) {
 		seq_count[s % FO_SEQ_RING]++;
 		if ((uint64_t)s == oldest)
@@ -876,6 +919,15 @@ static void on_sub_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	if (c->state == SUB_CLOSED)
 		return;
 	deliver_now = uv_hrtime();
+	if (opt.delayed_ack) {
+		/* Linux ACKs a read that empties a pushed segment at once unless
+		 * the socket is in "pingpong" (interactive) mode, which
+		 * TCP_QUICKACK 0 enters; the delayed-ACK timer leaves it. */
+		uv_os_fd_t fd;
+		int zero = 0;
+		if (uv_fileno((uv_handle_t *)s, &fd) == 0)
+			(void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+	}
 	const char *p = b->base;
 	size_t len = (size_t)n;
 	if (c->plen) {
@@ -1102,6 +1154,9 @@ static void on_pub_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		/* One complete response. */
 		p->body_left = -1;
 		p->busy = false;
+		if (p->sent_ns)
+			hist_add(&hist_pub, uv_hrtime() - p->sent_ns);
+		p->sent_ns = 0;
 		if (p->status < 200 || p->status > 299) {
 			if (st.pub_http_errors < 5)
 				fprintf(stderr, "fanout: publish answered %d\n", p->status);
@@ -1180,8 +1235,12 @@ static void publish(struct fo_pub *p, uint64_t due_ns)
 			 pub_path, opt.host, opt.port, bl, bl, body);
 	if (due_ns && now > due_ns && (now - due_ns) / 1000 > st.max_pub_lag_us)
 		st.max_pub_lag_us = (now - due_ns) / 1000;
+	if (seq >= FO_SEQ_RING)
+		seq_fold(seq - FO_SEQ_RING);
 	seq_sent_ns[seq % FO_SEQ_RING] = now;
 	seq_count[seq % FO_SEQ_RING] = 0;
+	seq_measured[seq % FO_SEQ_RING] = opt.rate > 0 && phase == PH_RUN;
+	p->sent_ns = opt.rate > 0 && phase == PH_RUN ? now : 0;
 	st.published++;
 	p->busy = true;
 	p->writing = true;
@@ -1371,6 +1430,8 @@ static void finish(void)
 	double run_s = t_end > t0 ? (double)(t_end - t0) / 1e9 : 0;
 	double client_cpu = secs(&ru0.ru_utime, &ru1.ru_utime) + secs(&ru0.ru_stime, &ru1.ru_stime);
 	uint64_t tail_missing = 0; /* not received by the end (gaps count the middle) */
+	for (uint64_t q = st.published > FO_SEQ_RING ? st.published - FO_SEQ_RING : 0; q < st.published; q++)
+		seq_fold(q);
 	for (int i = 0; i < opt.subs; i++)
 		if (subs[i].state == SUB_LIVE)
 			tail_missing += st.published - subs[i].next_seq - (uint64_t)__builtin_popcountll(subs[i].seen);
@@ -1394,11 +1455,18 @@ static void finish(void)
 		       ",\"client_cpu_pct\":%.0f,\"server_cpu_pct\":%.0f",
 		       opt.rate > 0 ? "rate" : "saturation", opt.rate, opt.rate > 0 ? 0 : opt.window, opt.payload,
 		       run_s, st.published, run_s ? (double)st.published / run_s : 0, st.deliveries,
-		       run_s ? (double)st.window_deliveries / run_s : 0, hist_pct(50), hist_pct(90), hist_pct(99),
-		       hist_pct(99.9), hist_max_us, tail_missing, st.gaps, st.dups, st.stalled, st.max_pub_lag_us,
+		       run_s ? (double)st.window_deliveries / run_s : 0, hist_pct(&hist, 50), hist_pct(&hist, 90), hist_pct(&hist, 99),
+		       hist_pct(&hist, 99.9), hist.max_us, tail_missing, st.gaps, st.dups, st.stalled, st.max_pub_lag_us,
 		       run_s ? 100.0 * client_cpu / run_s : 0,
 		       run_s && hz > 0 && srv_cpu_t1 >= srv_cpu_t0 ? 100.0 * (double)(srv_cpu_t1 - srv_cpu_t0) / (double)hz / run_s : 0);
 	}
+	if (opt.rate > 0 && !opt.idle)
+		printf(",\"publish_rtt_p50_us\":%.0f,\"publish_rtt_p99_us\":%.0f,\"first_p50_us\":%.0f,"
+		       "\"first_p99_us\":%.0f,\"last_p50_us\":%.0f,\"last_p99_us\":%.0f,"
+		       "\"client_cpu_us_per_delivery\":%.2f",
+		       hist_pct(&hist_pub, 50), hist_pct(&hist_pub, 99), hist_pct(&hist_first, 50),
+		       hist_pct(&hist_first, 99), hist_pct(&hist_last, 50), hist_pct(&hist_last, 99),
+		       st.window_deliveries ? client_cpu * 1e6 / (double)st.window_deliveries : 0);
 	printf(",\"connect_errors\":%" PRIu64 ",\"handshake_errors\":%" PRIu64 ",\"subscribe_errors\":%" PRIu64
 	       ",\"disconnects\":%" PRIu64 ",\"ws_closes\":%" PRIu64 ",\"last_close_code\":%" PRIu64
 	       ",\"publish_errors\":%" PRIu64 ",\"publish_http_errors\":%" PRIu64 ",\"strays\":%" PRIu64
@@ -1434,7 +1502,9 @@ static void usage(void)
 		"  --jwt-secret S     herald WS: connect with an HS256 token (sub \"u<index>\")\n"
 		"  --label TEXT       copied into the result line\n"
 		"  --sub-ports P,...  subscribers round-robin over these ports (several nodes)\n"
-		"  --pub-port P       the publishers' port (default --port)\n");
+		"  --pub-port P       the publishers' port (default --port)\n"
+		"  --delayed-ack      subscribers ACK on the delayed-ACK timer, not on every read\n"
+		"                     (TCP_QUICKACK 0 after each read: the client's CPU per delivery)\n");
 	exit(2);
 }
 
@@ -1502,6 +1572,8 @@ int main(int argc, char **argv)
 			opt.protobuf = !strcmp(v, "protobuf");
 		else if (!strcmp(a, "--idle"))
 			opt.idle = true;
+		else if (!strcmp(a, "--delayed-ack"))
+			opt.delayed_ack = true;
 		else
 			usage();
 #undef ARG
