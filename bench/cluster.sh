@@ -165,15 +165,15 @@ print("| %s | %.2f ms | %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f 
     fi
     # Three subscriber nodes and a fourth that takes the publishes.
     NPIDS=; NPORTS=; PUBPORT=
-    for n in 1 2 3 4; do
+    for k in 1 2 3 4; do
       p=$(free_port)
-      rm -rf "$TMP/node$n"
-      "$CUR" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$n" --log-level warn --engine redis \
-        --redis-url redis://127.0.0.1:$RP --node-name node$n $FO_ARGS 2>"$TMP/node$n.log" &
+      rm -rf "$TMP/node$k"
+      "$CUR" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$k" --log-level warn --engine redis \
+        --redis-url redis://127.0.0.1:$RP --node-name node$k $FO_ARGS 2>"$TMP/node$k.log" &
       NPIDS="${NPIDS:+$NPIDS,}$!"
       i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
-        i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$n.log"; exit 1; }; sleep 0.05; done
-      if [ $n = 4 ]; then PUBPORT=$p; else NPORTS="${NPORTS:+$NPORTS,}$p"; fi
+        i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$k.log"; exit 1; }; sleep 0.05; done
+      if [ $k = 4 ]; then PUBPORT=$p; else NPORTS="${NPORTS:+$NPORTS,}$p"; fi
     done
     fanout "3 subscriber nodes + 1 publishing node, redis engine$1" $NPORTS $PUBPORT $NPIDS
     for p in $(echo $NPIDS | tr , ' '); do kill $p; wait $p || true; done
