@@ -196,8 +196,7 @@ void hd_server_conn_maybe_free(struct conn *c)
 	while (c->sq_head) {
 		struct snode *n = c->sq_head;
 		c->sq_head = n->next;
-		hd_rcbuf_unref(n->buf);
-		free(n);
+		hd_server_output_snode_put(c->srv, n);
 	}
 	c->in_len = 0;
 	hd_server_inbuf_release(c);
@@ -726,6 +725,11 @@ void hd_http_server_free(struct hd_http_server *s)
 	assert(s->nlive == 0 && s->handles == 0);
 	while (s->nspare > 0)
 		free(s->spare[--s->nspare]);
+	while (s->snode_spare) {
+		struct snode *n = s->snode_spare;
+		s->snode_spare = n->next;
+		free(n);
+	}
 	hd_tls_ctx_free(s->tls_ctx);
 	hd_iplimit_free(s->iplimit);
 	free(s->tls_scratch);

@@ -38,6 +38,7 @@
 #define OUT_MAX (OUT_HIGH_WATER + RESPONSE_MAX) /* ceiling of each output buffer */
 #define OUT_KEEP_MAX (16 * 1024)                /* bigger output buffers are freed once written */
 #define SPARE_MAX 64                            /* idle read buffers kept for reuse */
+#define SNODE_SPARE_MAX 4096 /* idle stream queue nodes kept for reuse: one per subscriber of a fan-out */
 #define ERROR_BODY_MAX 2048                     /* a JSON error body */
 #define LINGER_MS 2000                          /* drain time after the last response */
 #define LINGER_BYTES (1024 * 1024)              /* input dropped while lingering */
@@ -183,6 +184,10 @@ struct hd_http_server {
 	 * in one writev. */
 	uv_idle_t flusher;      /* flusher.data = this server */
 	struct conn *dirty;
+	/* Owned: stream queue nodes not in use (at most SNODE_SPARE_MAX), so
+	 * that a fan-out allocates nothing per subscriber once warm. */
+	struct snode *snode_spare;
+	size_t nsnode_spare;
 };
 
 
@@ -247,6 +252,8 @@ int hd_server_output_tls_send(struct conn *c, uv_write_t *user, uv_write_cb cb);
 void hd_server_output_dirty_unlink(struct conn *c);
 /* The flusher's idle callback: flushes every stream written to since. */
 void hd_server_output_on_flush(uv_idle_t *h);
+/* Drops n's reference and keeps n for reuse (or frees it). */
+void hd_server_output_snode_put(struct hd_http_server *s, struct snode *n);
 
 /* ---- server_upgrade.c: upgraded connections ------------------------------- */
 

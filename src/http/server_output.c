@@ -240,6 +240,35 @@ void hd_server_output_on_flush(uv_idle_t *h)
 
 /* ---- Streaming responses ------------------------------------------------ */
 
+/* Keeps n (its reference already moved or dropped) for reuse, or frees it. */
+static void snode_recycle(struct hd_http_server *s, struct snode *n)
+{
+	n->buf = NULL;
+	if (s->nsnode_spare >= SNODE_SPARE_MAX) {
+		free(n);
+		return;
+	}
+	n->next = s->snode_spare;
+	s->snode_spare = n;
+	s->nsnode_spare++;
+}
+
+void hd_server_output_snode_put(struct hd_http_server *s, struct snode *n)
+{
+	hd_rcbuf_unref(n->buf);
+	snode_recycle(s, n);
+}
+
+static struct snode *snode_get(struct hd_http_server *s)
+{
+	struct snode *n = s->snode_spare;
+	if (!n)
+		return hd_malloc(sizeof(*n));
+	s->snode_spare = n->next;
+	s->nsnode_spare--;
+	return n;
+}
+
 static void on_swrite(uv_write_t *req, int status)
 {
 	struct swrite *w = (struct swrite *)req;
@@ -298,8 +327,7 @@ static bool stream_try_write(struct conn *c)
 			c->sq_head = q->next;
 			if (!c->sq_head)
 				c->sq_tail = NULL;
-			hd_rcbuf_unref(q->buf);
-			free(q);
+			hd_server_output_snode_put(c->srv, q);
 		}
 	}
 	return true;
@@ -335,7 +363,7 @@ static void stream_flush(struct conn *c)
 		w->ub[w->n] = uv_buf_init(n->buf->data + n->off, (unsigned)(n->buf->len - n->off));
 		w->bytes += n->buf->len - n->off;
 		w->n++;
-		free(n);
+		snode_recycle(c->srv, n);
 	}
 	c->swrite = w;
 	if (conn_write(c, &w->req, w->ub, (unsigned)w->n, on_swrite)) {
@@ -397,7 +425,7 @@ int hd_http_stream_write(struct hd_http_request *req, struct hd_rcbuf *buf)
 		if (c->spending > 0 && c->spending + buf->len > c->srv->lim.max_pending_bytes)
 			return HD_ELIMIT;
 	}
-	n = hd_malloc(sizeof(*n));
+	n = snode_get(c->srv);
 	n->next = NULL;
 	n->off = 0;
 	n->buf = hd_rcbuf_ref(buf);
