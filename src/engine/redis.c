@@ -325,17 +325,21 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	struct hd_topic_policy pol = {0};
 	char kmeta[HD_TOPIC_NAME_MAX + 16], kstream[HD_TOPIC_NAME_MAX + 16];
 	char kbucket[4][HD_TOPIC_NAME_MAX + 40];
-	char win[24], maxlen[24], bucket[24], epoch[HD_EPOCH_LEN + 1];
-	size_t nargs = 7 + 8 + 4 * n;
+	char win[24], maxlen[24], bucket[24], created[24], epoch[HD_EPOCH_LEN + 1];
+	size_t nargs = 7 + 10 + 2 * n;
 	const char **args = hd_malloc(nargs * sizeof(*args));
 	size_t *lens = hd_malloc(nargs * sizeof(*lens));
-	char *nums = hd_malloc(n * 48);  /* each event's time and expiry */
-	size_t dfbytes = 0;
+	char *nums = hd_malloc(n * 24);  /* each record's length */
+	size_t dfbytes = 0, rbytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_event *ev = pub_item(items[i])->event;
 		dfbytes += (ev->source ? strlen(ev->source) : 0) + 1 + (ev->id ? strlen(ev->id) : 0);
+		rbytes += 64 + ev->json_len;
 	}
 	char *dfs = hd_malloc(dfbytes);  /* the dedup fields "SOURCE\0ID" */
+	struct hd_buf recs;              /* the records "TIME EXPIRES LEN\nJSON" */
+	hd_buf_init(&recs, rbytes);
+	hd_buf_reserve(&recs, rbytes);
 
 	r->opts.policy(r->opts.policy_arg, first->topic, &pol);
 	args[0] = kmeta;
@@ -356,35 +360,37 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	snprintf(win, sizeof(win), "%lld", (long long)pol.dedup_window_ms);
 	snprintf(maxlen, sizeof(maxlen), "%llu", (unsigned long long)pol.max_count);
 	snprintf(bucket, sizeof(bucket), "%lld", (long long)b);
+	snprintf(created, sizeof(created), "%lld", (long long)first->stored_ms);
 	new_epoch(epoch);
 	bool confirm = r->opts.durability != HD_REDIS_REPLICATED;
 	size_t a = 7;
 	const char *fixed[] = {first->topic, win, maxlen, epoch, pol.history ? "1" : "0",
-			       confirm ? "1" : "0", CHANNEL, bucket};
-	for (size_t i = 0; i < 8; i++) {
+			       confirm ? "1" : "0", CHANNEL, bucket, created};
+	for (size_t i = 0; i < 9; i++) {
 		args[a] = fixed[i];
 		lens[a++] = strlen(fixed[i]);
 	}
+	size_t arecs = a++;
 	char *df = dfs;
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_pub_item *in = pub_item(items[i]);
 		const char *src = in->event->source ? in->event->source : "";
 		const char *id = in->event->id ? in->event->id : "";
-		size_t sl = strlen(src), il = strlen(id);
-		char *tm = nums + 48 * i, *ex = tm + 24;
-		args[a] = in->event->json;
-		lens[a++] = in->event->json_len;
-		args[a] = tm;
-		lens[a++] = (size_t)snprintf(tm, 24, "%lld", (long long)in->stored_ms);
-		args[a] = ex;
-		lens[a++] = (size_t)snprintf(ex, 24, "%lld", (long long)in->event->expires_ms);
+		size_t sl = strlen(src), il = strlen(id), at = recs.len;
+		hd_buf_printf(&recs, "%lld %lld %zu\n", (long long)in->stored_ms,
+			      (long long)in->event->expires_ms, in->event->json_len);
+		hd_buf_append(&recs, in->event->json, in->event->json_len);
 		memcpy(df, src, sl);
 		df[sl] = '\0';
 		memcpy(df + sl + 1, id, il);
 		args[a] = df;
 		lens[a++] = sl + 1 + il;
 		df += sl + 1 + il;
+		args[a] = nums + 24 * i;
+		lens[a++] = (size_t)snprintf(nums + 24 * i, 24, "%zu", recs.len - at);
 	}
+	args[arecs] = recs.data ? recs.data : "";
+	lens[arecs] = recs.len;
 	struct pgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));
 	g->r = r;
 	g->n = n;
@@ -396,6 +402,7 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	free(lens);
 	free(nums);
 	free(dfs);
+	hd_buf_fini(&recs);
 	return rc;
 }
 

@@ -9,10 +9,11 @@
  *                  top (highest offset visible: confirmed)
  *   {t:NAME}:s     stream: one entry per PUB call (topic and batch), id
  *                  LAST-0 (its last offset), holding the events
- *                  LAST-K+1..LAST as K triples of fields t (stored ms),
- *                  x (expiry ms, 0 = none), j (event JSON without
- *                  topic/offset) in offset order; trimmed by MINID so that
- *                  at least the retention cap's events stay
+ *                  LAST-K+1..LAST: fields k (K) and p (their records in
+ *                  offset order, each "TIME EXPIRES LEN\n" and LEN bytes
+ *                  of the event JSON without topic/offset; TIME stored ms,
+ *                  EXPIRES ms or 0); trimmed by MINID so that at least the
+ *                  retention cap's events stay
  *   {t:NAME}:d:B   hash "SOURCE\0ID" → "EPOCH:OFFSET:EXPIRES_MS": the ids
  *                  published in dedup bucket B = Redis TIME / window
  *                  (PEXPIRE 2 windows); a publish looks in B and B-1

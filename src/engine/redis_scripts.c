@@ -10,19 +10,21 @@
  * KEYS: meta, stream, topics, then the dedup buckets B-2, B-1, B, B+1 of
  * the topic (B = the node's clock / window).
  * ARGV: topic, window ms, maxlen (0 none), new epoch, history 1/0,
- * confirm 1/0, channel, B, then each event's json, time, expires, dedup
- * field "SOURCE\0ID".
+ * confirm 1/0, channel, B, created ms, the events' records (each
+ * "TIME EXPIRES LEN\n" and LEN bytes of JSON, in order), then each
+ * event's dedup field "SOURCE\0ID" and its record's length.
  * → {epoch, dup 1/0, offset, dup, offset, …} per event in order. The
  * dedup check of every event at once (HMGET of the current and previous
  * bucket by Redis TIME, one clock for every node: the window is exact
  * across nodes; an id seen earlier in the batch is a duplicate too), the
  * next dense offsets, ONE stream entry for the batch's new events (id =
- * its last offset, fields t x j per event in offset order) with the
- * retention cap (MINID: entries wholly below the last maxlen offsets go),
- * one HSET of the new ids into the current bucket; a new topic gets its
- * epoch. With confirm it also raises the top and PUBLISHes the new events
- * in one message (redis.h). A Redis clock more than a bucket away from
- * the node's fails the call (HDCLOCK: 503). */
+ * its last offset, fields k = their number and p = their records: all of
+ * them as sent unless some were duplicates) with the retention cap
+ * (MINID: entries wholly below the last maxlen offsets go), one HSET of
+ * the new ids into the current bucket; a new topic gets its epoch. With
+ * confirm it also raises the top and PUBLISHes the new events in one
+ * message (redis.h). A Redis clock more than a bucket away from the
+ * node's fails the call (HDCLOCK: 503). */
 static const char pub_lua[] =
 	"local m=KEYS[1]\n"
 	"local h=redis.call('HMGET',m,'epoch','last')\n"
@@ -30,20 +32,18 @@ static const char pub_lua[] =
 	"local last=tonumber(h[2])\n"
 	"local win=tonumber(ARGV[2])\n"
 	"local maxlen=tonumber(ARGV[3])\n"
-	"local n=(#ARGV-8)/4\n"
+	"local n=(#ARGV-10)/2\n"
 	"if not epoch then\n"
 	" epoch=ARGV[4]\n"
 	" last=0\n"
-	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[10],'last',0,'top',0)\n"
+	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[9],'last',0,'top',0)\n"
 	" redis.call('ZADD',KEYS[3],0,ARGV[1])\n"
 	"end\n"
 	"local first=last\n"
 	"local out={epoch}\n"
-	"local ev={}\n"
 	"local cur,prv,now,bk\n"
 	"local seen={}\n"
 	"local hs={}\n"
-	"local fl={}\n"
 	"local function hit(d)\n"
 	" if not d then return nil end\n"
 	" local de,o,e=string.match(d,'^(.*):(%d+):(%d+)$')\n"
@@ -56,40 +56,52 @@ static const char pub_lua[] =
 	" local c=math.floor(now/win)-tonumber(ARGV[8])+6\n"
 	" if c<5 or c>7 then return redis.error_reply('HDCLOCK redis and node clocks a dedup window apart') end\n"
 	" local ids={}\n"
-	" for i=1,n do ids[i]=ARGV[8+4*i] end\n"
+	" for i=1,n do ids[i]=ARGV[9+2*i] end\n"
 	" cur=redis.call('HMGET',KEYS[c],unpack(ids))\n"
 	" prv=redis.call('HMGET',KEYS[c-1],unpack(ids))\n"
 	" bk=KEYS[c]\n"
 	"end\n"
+	"local new={}\n"
 	"for i=1,n do\n"
-	" local j,t,x,id=ARGV[5+4*i],ARGV[6+4*i],ARGV[7+4*i],ARGV[8+4*i]\n"
+	" local id=ARGV[9+2*i]\n"
 	" local dup=nil\n"
-	" if win>0 then\n"
-	"  dup=seen[id] or hit(cur[i]) or hit(prv[i])\n"
-	" end\n"
+	" if win>0 then dup=seen[id] or hit(cur[i]) or hit(prv[i]) end\n"
 	" if dup then\n"
 	"  out[#out+1]=1\n"
 	"  out[#out+1]=dup\n"
 	" else\n"
 	"  last=last+1\n"
+	"  new[i]=last\n"
 	"  if win>0 then\n"
 	"   seen[id]=last\n"
 	"   hs[#hs+1]=id\n"
 	"   hs[#hs+1]=epoch..':'..last..':'..(now+win)\n"
 	"  end\n"
-	"  local k=#fl\n"
-	"  fl[k+1]='t' fl[k+2]=t fl[k+3]='x' fl[k+4]=x fl[k+5]='j' fl[k+6]=j\n"
 	"  out[#out+1]=0\n"
 	"  out[#out+1]=last\n"
-	"  if ARGV[6]=='1' then ev[#ev+1]=last..' '..t..' '..x..' '..#j..'\\n'..j end\n"
 	" end\n"
 	"end\n"
 	"if last>first then\n"
+	" local recs=ARGV[10]\n"
+	" local ev={}\n"
+	" if last-first<n or ARGV[6]=='1' then\n"
+	"  local pos,keep=1,{}\n"
+	"  for i=1,n do\n"
+	"   local len=tonumber(ARGV[10+2*i])\n"
+	"   if new[i] then\n"
+	"    local r=string.sub(recs,pos,pos+len-1)\n"
+	"    keep[#keep+1]=r\n"
+	"    ev[#ev+1]=new[i]..' '..r\n"
+	"   end\n"
+	"   pos=pos+len\n"
+	"  end\n"
+	"  if last-first<n then recs=table.concat(keep) end\n"
+	" end\n"
 	" if ARGV[5]=='1' then\n"
 	"  if maxlen>0 and last-maxlen>=1 then\n"
-	"   redis.call('XADD',KEYS[2],'MINID',(last-maxlen+1)..'-0',last..'-0',unpack(fl))\n"
+	"   redis.call('XADD',KEYS[2],'MINID',(last-maxlen+1)..'-0',last..'-0','k',last-first,'p',recs)\n"
 	"  else\n"
-	"   redis.call('XADD',KEYS[2],last..'-0',unpack(fl))\n"
+	"   redis.call('XADD',KEYS[2],last..'-0','k',last-first,'p',recs)\n"
 	"  end\n"
 	" end\n"
 	" if win>0 then\n"
@@ -133,9 +145,9 @@ const char hd_redis_script_tops[] =
 	"return 1\n";
 
 /* The state of topic NAME (meta m, stream s): {epoch, top, low, created,
- * count}. A stream entry holds the events LAST-K+1..LAST (id LAST, K
- * triples of fields t x j); offsets are dense and trimmed only from the
- * front, so count = top - low + 1. */
+ * count}. A stream entry holds the events LAST-K+1..LAST (id LAST, fields
+ * k = K then p = their records); offsets are dense and trimmed only from
+ * the front, so count = top - low + 1. */
 #define TOPIC_STATE_LUA                                                                            \
 	"local function state(m,s)\n"                                                              \
 	" local h=redis.call('HMGET',m,'epoch','top','created')\n"                                 \
@@ -144,7 +156,7 @@ const char hd_redis_script_tops[] =
 	" local low=top+1\n"                                                                       \
 	" local f=redis.call('XRANGE',s,'-','+','COUNT',1)\n"                                      \
 	" if f[1] then\n"                                                                          \
-	"  local o=tonumber(string.match(f[1][1],'^%d+'))-#f[1][2]/6+1\n"                          \
+	"  local o=tonumber(string.match(f[1][1],'^%d+'))-tonumber(f[1][2][2])+1\n"                \
 	"  if o<low then low=o end\n"                                                              \
 	" end\n"                                                                                   \
 	" return {h[1],top,low,tonumber(h[3]),top-low+1}\n"                                        \
@@ -164,16 +176,22 @@ static const char read_lua[] =
 	"local top=st[2]\n"
 	"local ev={}\n"
 	"local from=after+1\n"
+	"local o=from\n"
 	"while #ev<lim and from<=top do\n"
 	" local es=redis.call('XRANGE',KEYS[2],from..'-0','+','COUNT',math.min(lim-#ev,16))\n"
 	" if #es==0 then break end\n"
 	" for _,e in ipairs(es) do\n"
 	"  local l=tonumber(string.match(e[1],'^%d+'))\n"
-	"  local f=e[2]\n"
-	"  local o=l-#f/6+1\n"
-	"  for q=0,#f/6-1 do\n"
+	"  local k=tonumber(e[2][2])\n"
+	"  local b=e[2][4]\n"
+	"  local pos=1\n"
+	"  o=l-k+1\n"
+	"  for q=1,k do\n"
 	"   if o>top or #ev>=lim then break end\n"
-	"   if o>after then ev[#ev+1]={o..'-0',{'j',f[6*q+6],'t',f[6*q+2],'x',f[6*q+4]}} end\n"
+	"   local _,hd,t,x,len=string.find(b,'^(%-?%d+) (%-?%d+) (%d+)\\n',pos)\n"
+	"   if not hd then break end\n"
+	"   pos=hd+1+tonumber(len)\n"
+	"   if o>after then ev[#ev+1]={o..'-0',{'j',string.sub(b,hd+1,pos-1),'t',t,'x',x}} end\n"
 	"   o=o+1\n"
 	"  end\n"
 	"  from=l+1\n"

@@ -57,7 +57,8 @@ def entries(cluster, topic):
     """[(entry id's offset, number of events)] of the topic's stream."""
     out = []
     for eid, kv in cluster.primary.cmd("XRANGE", "{t:%s}:s" % topic, "-", "+"):
-        out.append((int(eid.split(b"-")[0]), len(kv) // 6))
+        assert kv[0::2] == [b"k", b"p"]
+        out.append((int(eid.split(b"-")[0]), int(kv[1])))
     return out
 
 
