@@ -3,9 +3,10 @@
  *
  * Publish (on the topic's shard's command connection):
  *   1. the PUB script, one call per topic of a batch (send_pubs; at most
- *      CALL_EVENTS_MAX events, never keys of two topics): for each event
- *      the dedup check, the next dense offset, XADD OFFSET-0 with the
- *      retention cap; a new epoch for a new topic. With durability
+ *      CALL_EVENTS_MAX events, never keys of two topics): the dedup check
+ *      of all its events (one HMGET per bucket), their dense offsets, one
+ *      XADD LAST-0 holding them all with the retention cap (MINID), one
+ *      HSET of their ids; a new epoch for a new topic. With durability
  *      primary or none (no batches: one call per run of one topic's items
  *      in a publish) the same call also raises the visible top and
  *      PUBLISHes its events, and the items are done.
@@ -138,7 +139,7 @@ int hd_redis_reply_err(const redisReply *rep)
 		/* A primary that became a replica, or one loading: retry later. */
 		if (!strncmp(rep->str, "READONLY", 8) || !strncmp(rep->str, "LOADING", 7) ||
 		    !strncmp(rep->str, "MASTERDOWN", 10) || !strncmp(rep->str, "NOREPLICAS", 10) ||
-		    !strncmp(rep->str, "BUSY", 4))
+		    !strncmp(rep->str, "BUSY", 4) || !strncmp(rep->str, "HDCLOCK", 7))
 			return HD_EUNAVAIL;
 		return HD_EINTERNAL;
 	}
@@ -323,18 +324,22 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	const struct hd_pub_item *first = pub_item(items[0]);
 	struct hd_topic_policy pol = {0};
 	char kmeta[HD_TOPIC_NAME_MAX + 16], kstream[HD_TOPIC_NAME_MAX + 16];
-	char win[24], maxlen[24], epoch[HD_EPOCH_LEN + 1];
-	size_t tl = strlen(first->topic), nargs = 3 + n + 7 + 3 * n;
+	char kbucket[4][HD_TOPIC_NAME_MAX + 40];
+	char win[24], maxlen[24], bucket[24], created[24], epoch[HD_EPOCH_LEN + 1];
+	size_t nargs = 7 + 10 + 2 * n;
 	const char **args = hd_malloc(nargs * sizeof(*args));
 	size_t *lens = hd_malloc(nargs * sizeof(*lens));
-	char *nums = hd_malloc(n * 48);  /* each event's time and expiry */
-	size_t dkbytes = 0;
+	char *nums = hd_malloc(n * 24);  /* each record's length */
+	size_t dfbytes = 0, rbytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_event *ev = pub_item(items[i])->event;
-		dkbytes += tl + 8 + (ev->source ? strlen(ev->source) : 0) + 1 +
-			   (ev->id ? strlen(ev->id) : 0);
+		dfbytes += (ev->source ? strlen(ev->source) : 0) + 1 + (ev->id ? strlen(ev->id) : 0);
+		rbytes += 64 + ev->json_len;
 	}
-	char *dks = hd_malloc(dkbytes);  /* the dedup keys "{t:T}:d:SOURCE\0ID" */
+	char *dfs = hd_malloc(dfbytes);  /* the dedup fields "SOURCE\0ID" */
+	struct hd_buf recs;              /* the records "TIME EXPIRES LEN\nJSON" */
+	hd_buf_init(&recs, rbytes);
+	hd_buf_reserve(&recs, rbytes);
 
 	r->opts.policy(r->opts.policy_arg, first->topic, &pol);
 	args[0] = kmeta;
@@ -343,53 +348,61 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	lens[1] = topic_key(kstream, sizeof(kstream), first->topic, "s");
 	args[2] = TOPICS_KEY;
 	lens[2] = strlen(TOPICS_KEY);
-	char *dk = dks;
-	for (size_t i = 0; i < n; i++) {
-		const struct hd_event *ev = pub_item(items[i])->event;
-		const char *src = ev->source ? ev->source : "", *id = ev->id ? ev->id : "";
-		size_t sl = strlen(src), il = strlen(id);
-		args[3 + i] = dk;
-		memcpy(dk, "{t:", 3);
-		memcpy(dk + 3, first->topic, tl);
-		memcpy(dk + 3 + tl, "}:d:", 4);
-		memcpy(dk + 7 + tl, src, sl);
-		dk[7 + tl + sl] = '\0';
-		memcpy(dk + 8 + tl + sl, id, il);
-		lens[3 + i] = 8 + tl + sl + il;
-		dk += lens[3 + i];
+	/* The dedup buckets around the node's clock: the script picks the
+	 * current and previous one by Redis TIME (redis_scripts.c). */
+	int64_t b = pol.dedup_window_ms > 0 ? hd_now_ms() / pol.dedup_window_ms : 0;
+	for (int k = 0; k < 4; k++) {
+		char num[24];
+		snprintf(num, sizeof(num), "d:%lld", (long long)(b - 2 + k));
+		args[3 + k] = kbucket[k];
+		lens[3 + k] = topic_key(kbucket[k], sizeof(kbucket[k]), first->topic, num);
 	}
 	snprintf(win, sizeof(win), "%lld", (long long)pol.dedup_window_ms);
 	snprintf(maxlen, sizeof(maxlen), "%llu", (unsigned long long)pol.max_count);
+	snprintf(bucket, sizeof(bucket), "%lld", (long long)b);
+	snprintf(created, sizeof(created), "%lld", (long long)first->stored_ms);
 	new_epoch(epoch);
 	bool confirm = r->opts.durability != HD_REDIS_REPLICATED;
-	size_t a = 3 + n;
+	size_t a = 7;
 	const char *fixed[] = {first->topic, win, maxlen, epoch, pol.history ? "1" : "0",
-			       confirm ? "1" : "0", CHANNEL};
-	for (size_t i = 0; i < 7; i++) {
+			       confirm ? "1" : "0", CHANNEL, bucket, created};
+	for (size_t i = 0; i < 9; i++) {
 		args[a] = fixed[i];
 		lens[a++] = strlen(fixed[i]);
 	}
+	size_t arecs = a++;
+	char *df = dfs;
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_pub_item *in = pub_item(items[i]);
-		char *tm = nums + 48 * i, *ex = tm + 24;
-		args[a] = in->event->json;
-		lens[a++] = in->event->json_len;
-		args[a] = tm;
-		lens[a++] = (size_t)snprintf(tm, 24, "%lld", (long long)in->stored_ms);
-		args[a] = ex;
-		lens[a++] = (size_t)snprintf(ex, 24, "%lld", (long long)in->event->expires_ms);
+		const char *src = in->event->source ? in->event->source : "";
+		const char *id = in->event->id ? in->event->id : "";
+		size_t sl = strlen(src), il = strlen(id), at = recs.len;
+		hd_buf_printf(&recs, "%lld %lld %zu\n", (long long)in->stored_ms,
+			      (long long)in->event->expires_ms, in->event->json_len);
+		hd_buf_append(&recs, in->event->json, in->event->json_len);
+		memcpy(df, src, sl);
+		df[sl] = '\0';
+		memcpy(df + sl + 1, id, il);
+		args[a] = df;
+		lens[a++] = sl + 1 + il;
+		df += sl + 1 + il;
+		args[a] = nums + 24 * i;
+		lens[a++] = (size_t)snprintf(nums + 24 * i, 24, "%zu", recs.len - at);
 	}
+	args[arecs] = recs.data ? recs.data : "";
+	lens[arecs] = recs.len;
 	struct pgroup *g = hd_malloc(sizeof(*g) + n * sizeof(g->items[0]));
 	g->r = r;
 	g->n = n;
 	memcpy(g->items, items, n * sizeof(*items));
-	int rc = script_call(r, sh->cmd, S_PUB, pub_reply, g, (int)nargs, args, lens, (int)(3 + n));
+	int rc = script_call(r, sh->cmd, S_PUB, pub_reply, g, (int)nargs, args, lens, 7);
 	if (rc)
 		free(g);
 	free(args);
 	free(lens);
 	free(nums);
-	free(dks);
+	free(dfs);
+	hd_buf_fini(&recs);
 	return rc;
 }
 

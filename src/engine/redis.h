@@ -7,9 +7,16 @@
  * Layout (every key of a topic shares the hash tag {t:NAME}):
  *   {t:NAME}:m     hash: epoch, created (ms), last (highest offset given),
  *                  top (highest offset visible: confirmed)
- *   {t:NAME}:s     stream: entry id OFFSET-0, fields j (event JSON without
- *                  topic/offset), t (stored ms), x (expiry ms, 0 = none)
- *   {t:NAME}:d:SOURCE\0ID   string "EPOCH:OFFSET" for the dedup window (PX)
+ *   {t:NAME}:s     stream: one entry per PUB call (topic and batch), id
+ *                  LAST-0 (its last offset), holding the events
+ *                  LAST-K+1..LAST: fields k (K) and p (their records in
+ *                  offset order, each "TIME EXPIRES LEN\n" and LEN bytes
+ *                  of the event JSON without topic/offset; TIME stored ms,
+ *                  EXPIRES ms or 0); trimmed by MINID so that at least the
+ *                  retention cap's events stay
+ *   {t:NAME}:d:B   hash "SOURCE\0ID" → "EPOCH:OFFSET:EXPIRES_MS": the ids
+ *                  published in dedup bucket B = Redis TIME / window
+ *                  (PEXPIRE 2 windows); a publish looks in B and B-1
  *   herald:topics  sorted set (score 0) of topic names, per shard
  *   herald:groups  hash "TOPIC\nNAME" → a pull group row (shard 0)
  *   herald:r:KIND / herald:rk:KIND   hash key → "MS VALUE" and its key index

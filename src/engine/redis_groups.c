@@ -123,7 +123,7 @@ const char hd_redis_groups_lua[] =
 	"  if nxt-floor-1==0 and top>=nxt then\n"
 	"   local f=redis.call('XRANGE',KEYS[6],'-','+','COUNT',1)\n"
 	"   local lo=top+1\n"
-	"   if f[1] then lo=tonumber(string.match(f[1][1],'^%d+')) end\n"
+	"   if f[1] then lo=tonumber(string.match(f[1][1],'^%d+'))-tonumber(f[1][2][2])+1 end\n"
 	"   if lo>nxt then floor=lo-1 nxt=lo redis.call('HSET',g,'floor',floor,'next',nxt) end\n"
 	"  end\n"
 	"  local n=math.min(max,win-(nxt-floor-1),top-nxt+1)\n"

@@ -7,13 +7,24 @@
 #include "engine/redis_impl.h"
 
 /* One call per topic and batch (at most CALL_EVENTS_MAX events).
- * KEYS: meta, stream, topics, then each event's dedup key.
+ * KEYS: meta, stream, topics, then the dedup buckets B-2, B-1, B, B+1 of
+ * the topic (B = the node's clock / window).
  * ARGV: topic, window ms, maxlen (0 none), new epoch, history 1/0,
- * confirm 1/0, channel, then each event's json, time, expires.
- * → {epoch, dup 1/0, offset, dup, offset, …} per event in order. Each
- * event: the dedup check, the next dense offset, the append with the
- * retention cap; a new topic gets its epoch. With confirm it also raises
- * the top and PUBLISHes the new events in one message (redis.h). */
+ * confirm 1/0, channel, B, created ms, the events' records (each
+ * "TIME EXPIRES LEN\n" and LEN bytes of JSON, in order), then each
+ * event's dedup field "SOURCE\0ID" and its record's length.
+ * → {epoch, dup 1/0, offset, dup, offset, …} per event in order. The
+ * dedup check of every event at once (HMGET of the current and previous
+ * bucket by Redis TIME, one clock for every node: the window is exact
+ * across nodes; an id seen earlier in the batch is a duplicate too), the
+ * next dense offsets, ONE stream entry for the batch's new events (id =
+ * its last offset, fields k = their number and p = their records: all of
+ * them as sent unless some were duplicates) with the retention cap
+ * (MINID: entries wholly below the last maxlen offsets go), one HSET of
+ * the new ids into the current bucket; a new topic gets its epoch. With
+ * confirm it also raises the top and PUBLISHes the new events in one
+ * message (redis.h). A Redis clock more than a bucket away from the
+ * node's fails the call (HDCLOCK: 503). */
 static const char pub_lua[] =
 	"local m=KEYS[1]\n"
 	"local h=redis.call('HMGET',m,'epoch','last')\n"
@@ -21,7 +32,7 @@ static const char pub_lua[] =
 	"local last=tonumber(h[2])\n"
 	"local win=tonumber(ARGV[2])\n"
 	"local maxlen=tonumber(ARGV[3])\n"
-	"local n=(#ARGV-7)/3\n"
+	"local n=(#ARGV-10)/2\n"
 	"if not epoch then\n"
 	" epoch=ARGV[4]\n"
 	" last=0\n"
@@ -30,36 +41,73 @@ static const char pub_lua[] =
 	"end\n"
 	"local first=last\n"
 	"local out={epoch}\n"
-	"local ev={}\n"
+	"local cur,prv,now,bk\n"
+	"local seen={}\n"
+	"local hs={}\n"
+	"local function hit(d)\n"
+	" if not d then return nil end\n"
+	" local de,o,e=string.match(d,'^(.*):(%d+):(%d+)$')\n"
+	" if de==epoch and tonumber(e)>now then return tonumber(o) end\n"
+	" return nil\n"
+	"end\n"
+	"if win>0 then\n"
+	" local tm=redis.call('TIME')\n"
+	" now=tonumber(tm[1])*1000+math.floor(tonumber(tm[2])/1000)\n"
+	" local c=math.floor(now/win)-tonumber(ARGV[8])+6\n"
+	" if c<5 or c>7 then return redis.error_reply('HDCLOCK redis and node clocks a dedup window apart') end\n"
+	" local ids={}\n"
+	" for i=1,n do ids[i]=ARGV[9+2*i] end\n"
+	" cur=redis.call('HMGET',KEYS[c],unpack(ids))\n"
+	" prv=redis.call('HMGET',KEYS[c-1],unpack(ids))\n"
+	" bk=KEYS[c]\n"
+	"end\n"
+	"local new={}\n"
 	"for i=1,n do\n"
-	" local j,t,x=ARGV[5+3*i],ARGV[6+3*i],ARGV[7+3*i]\n"
+	" local id=ARGV[9+2*i]\n"
 	" local dup=nil\n"
-	" if win>0 then\n"
-	"  local d=redis.call('GET',KEYS[3+i])\n"
-	"  if d then\n"
-	"   local sep=string.find(d,':',1,true)\n"
-	"   if sep and string.sub(d,1,sep-1)==epoch then dup=tonumber(string.sub(d,sep+1)) end\n"
-	"  end\n"
-	" end\n"
+	" if win>0 then dup=seen[id] or hit(cur[i]) or hit(prv[i]) end\n"
 	" if dup then\n"
 	"  out[#out+1]=1\n"
 	"  out[#out+1]=dup\n"
 	" else\n"
 	"  last=last+1\n"
-	"  if ARGV[5]=='1' then\n"
-	"   if maxlen>0 then\n"
-	"    redis.call('XADD',KEYS[2],'MAXLEN',ARGV[3],last..'-0','j',j,'t',t,'x',x)\n"
-	"   else\n"
-	"    redis.call('XADD',KEYS[2],last..'-0','j',j,'t',t,'x',x)\n"
-	"   end\n"
+	"  new[i]=last\n"
+	"  if win>0 then\n"
+	"   seen[id]=last\n"
+	"   hs[#hs+1]=id\n"
+	"   hs[#hs+1]=epoch..':'..last..':'..(now+win)\n"
 	"  end\n"
-	"  if win>0 then redis.call('SET',KEYS[3+i],epoch..':'..last,'PX',win) end\n"
 	"  out[#out+1]=0\n"
 	"  out[#out+1]=last\n"
-	"  if ARGV[6]=='1' then ev[#ev+1]=last..' '..t..' '..x..' '..#j..'\\n'..j end\n"
 	" end\n"
 	"end\n"
 	"if last>first then\n"
+	" local recs=ARGV[10]\n"
+	" local ev={}\n"
+	" if last-first<n or ARGV[6]=='1' then\n"
+	"  local pos,keep=1,{}\n"
+	"  for i=1,n do\n"
+	"   local len=tonumber(ARGV[10+2*i])\n"
+	"   if new[i] then\n"
+	"    local r=string.sub(recs,pos,pos+len-1)\n"
+	"    keep[#keep+1]=r\n"
+	"    ev[#ev+1]=new[i]..' '..r\n"
+	"   end\n"
+	"   pos=pos+len\n"
+	"  end\n"
+	"  if last-first<n then recs=table.concat(keep) end\n"
+	" end\n"
+	" if ARGV[5]=='1' then\n"
+	"  if maxlen>0 and last-maxlen>=1 then\n"
+	"   redis.call('XADD',KEYS[2],'MINID',(last-maxlen+1)..'-0',last..'-0','k',last-first,'p',recs)\n"
+	"  else\n"
+	"   redis.call('XADD',KEYS[2],last..'-0','k',last-first,'p',recs)\n"
+	"  end\n"
+	" end\n"
+	" if win>0 then\n"
+	"  redis.call('HSET',bk,unpack(hs))\n"
+	"  redis.call('PEXPIRE',bk,2*win)\n"
+	" end\n"
 	" redis.call('HSET',m,'last',last)\n"
 	" if ARGV[6]=='1' then\n"
 	"  local prev=redis.call('HGET',m,'top')\n"
@@ -96,7 +144,10 @@ const char hd_redis_script_tops[] =
 	"end\n"
 	"return 1\n";
 
-/* The state of topic NAME (meta m, stream s): {epoch, top, low, created, count}. */
+/* The state of topic NAME (meta m, stream s): {epoch, top, low, created,
+ * count}. A stream entry holds the events LAST-K+1..LAST (id LAST, fields
+ * k = K then p = their records); offsets are dense and trimmed only from
+ * the front, so count = top - low + 1. */
 #define TOPIC_STATE_LUA                                                                            \
 	"local function state(m,s)\n"                                                              \
 	" local h=redis.call('HMGET',m,'epoch','top','created')\n"                                 \
@@ -104,20 +155,48 @@ const char hd_redis_script_tops[] =
 	" local top=tonumber(h[2])\n"                                                              \
 	" local low=top+1\n"                                                                       \
 	" local f=redis.call('XRANGE',s,'-','+','COUNT',1)\n"                                      \
-	" if f[1] then local o=tonumber(string.match(f[1][1],'^%d+')) if o<low then low=o end end\n" \
-	" return {h[1],top,low,tonumber(h[3]),redis.call('XLEN',s)}\n"                              \
+	" if f[1] then\n"                                                                          \
+	"  local o=tonumber(string.match(f[1][1],'^%d+'))-tonumber(f[1][2][2])+1\n"                \
+	"  if o<low then low=o end\n"                                                              \
+	" end\n"                                                                                   \
+	" return {h[1],top,low,tonumber(h[3]),top-low+1}\n"                                        \
 	"end\n"
 
-/* KEYS: meta, stream. ARGV: after, limit.
- * → {0} or {1, epoch, top, low, created, count, entries}. */
+/* KEYS: meta, stream. ARGV: after, limit (events).
+ * → {0} or {1, epoch, top, low, created, count, events}, each event
+ * {"OFFSET-0", {j, JSON, t, MS, x, MS}} for offsets after+1.. up to the
+ * top: the entries from after+1 on, a few at a time, skipping the events
+ * of the first one at or below after. */
 static const char read_lua[] =
 	TOPIC_STATE_LUA
 	"local st=state(KEYS[1],KEYS[2])\n"
 	"if not st then return {0} end\n"
 	"local after=tonumber(ARGV[1])\n"
+	"local lim=tonumber(ARGV[2])\n"
+	"local top=st[2]\n"
 	"local ev={}\n"
-	"if after<st[2] then\n"
-	" ev=redis.call('XRANGE',KEYS[2],(after+1)..'-0',st[2]..'-0','COUNT',tonumber(ARGV[2]))\n"
+	"local from=after+1\n"
+	"local o=from\n"
+	"while #ev<lim and from<=top do\n"
+	" local es=redis.call('XRANGE',KEYS[2],from..'-0','+','COUNT',math.min(lim-#ev,16))\n"
+	" if #es==0 then break end\n"
+	" for _,e in ipairs(es) do\n"
+	"  local l=tonumber(string.match(e[1],'^%d+'))\n"
+	"  local k=tonumber(e[2][2])\n"
+	"  local b=e[2][4]\n"
+	"  local pos=1\n"
+	"  o=l-k+1\n"
+	"  for q=1,k do\n"
+	"   if o>top or #ev>=lim then break end\n"
+	"   local _,hd,t,x,len=string.find(b,'^(%-?%d+) (%-?%d+) (%d+)\\n',pos)\n"
+	"   if not hd then break end\n"
+	"   pos=hd+1+tonumber(len)\n"
+	"   if o>after then ev[#ev+1]={o..'-0',{'j',string.sub(b,hd+1,pos-1),'t',t,'x',x}} end\n"
+	"   o=o+1\n"
+	"  end\n"
+	"  from=l+1\n"
+	"  if o>top or #ev>=lim then break end\n"
+	" end\n"
 	"end\n"
 	"return {1,st[1],st[2],st[3],st[4],st[5],ev}\n";
 
