@@ -54,17 +54,24 @@ static void list_one(void *arg, const char *topic, const char *name)
 	hd_buf_puts(w->b, "\"}");
 }
 
+/* A pattern group's entry up to its pattern (the object left open). */
+static void list_pattern_head(struct list_walk *w, const char *pattern, const char *name)
+{
+	hd_buf_puts(w->b, w->n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
+	hd_buf_json_escape(w->b, pattern, strlen(pattern));
+	hd_buf_puts(w->b, "\",\"group\":\"");
+	hd_buf_json_escape(w->b, name, strlen(name));
+	hd_buf_puts(w->b, "\",\"pattern\":\"");
+	hd_buf_json_escape(w->b, pattern, strlen(pattern));
+	hd_buf_putc(w->b, '"');
+}
+
 static void list_pattern(void *arg, const struct hd_group_pattern_summary *s)
 {
 	struct list_walk *w = arg;
-	hd_buf_puts(w->b, w->n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
-	hd_buf_json_escape(w->b, s->pattern, strlen(s->pattern));
-	hd_buf_puts(w->b, "\",\"group\":\"");
-	hd_buf_json_escape(w->b, s->name, strlen(s->name));
-	hd_buf_puts(w->b, "\",\"pattern\":\"");
-	hd_buf_json_escape(w->b, s->pattern, strlen(s->pattern));
+	list_pattern_head(w, s->pattern, s->name);
 	hd_buf_printf(w->b,
-		      "\",\"topics_count\":%zu,\"pending\":%" PRIu64 ",\"lag\":%" PRIu64
+		      ",\"topics_count\":%zu,\"pending\":%" PRIu64 ",\"lag\":%" PRIu64
 		      ",\"dead_letters\":%" PRIu64 "}",
 		      s->topics, s->pending, s->lag, s->dead_letters);
 }
@@ -139,13 +146,8 @@ static void list_done(struct hd_group_op *op)
 		hd_groups_each_pattern(lr->gs, find_pattern, lr);
 		if (lr->found)
 			continue;
-		hd_buf_puts(&b, lr->w.n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
-		hd_buf_json_escape(&b, row->topic, strlen(row->topic));
-		hd_buf_puts(&b, "\",\"group\":\"");
-		hd_buf_json_escape(&b, row->name, strlen(row->name));
-		hd_buf_puts(&b, "\",\"pattern\":\"");
-		hd_buf_json_escape(&b, row->topic, strlen(row->topic));
-		hd_buf_puts(&b, "\"}");
+		list_pattern_head(&lr->w, row->topic, row->name);
+		hd_buf_putc(&b, '}');
 	}
 	hd_buf_printf(&b, "],\"count\":%zu}", lr->w.n);
 	hd_http_respond_json(lr->req, 200, &b);
