@@ -2,6 +2,7 @@
  * group_http — see group_http.h.
  */
 #include "edge/group_http.h"
+#include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "groups/group_waiters.h"
@@ -11,6 +12,7 @@
 
 #include <http_parser.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Decodes the {group} segment and hands the action (row->op) to groups. */
@@ -52,35 +54,135 @@ static void list_one(void *arg, const char *topic, const char *name)
 	hd_buf_puts(w->b, "\"}");
 }
 
+/* A pattern group's entry up to its pattern (the object left open). */
+static void list_pattern_head(struct list_walk *w, const char *pattern, const char *name)
+{
+	hd_buf_puts(w->b, w->n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
+	hd_buf_json_escape(w->b, pattern, strlen(pattern));
+	hd_buf_puts(w->b, "\",\"group\":\"");
+	hd_buf_json_escape(w->b, name, strlen(name));
+	hd_buf_puts(w->b, "\",\"pattern\":\"");
+	hd_buf_json_escape(w->b, pattern, strlen(pattern));
+	hd_buf_putc(w->b, '"');
+}
+
 static void list_pattern(void *arg, const struct hd_group_pattern_summary *s)
 {
 	struct list_walk *w = arg;
-	hd_buf_puts(w->b, w->n++ ? ",{\"topic\":\"" : "{\"topic\":\"");
-	hd_buf_json_escape(w->b, s->pattern, strlen(s->pattern));
-	hd_buf_puts(w->b, "\",\"group\":\"");
-	hd_buf_json_escape(w->b, s->name, strlen(s->name));
-	hd_buf_puts(w->b, "\",\"pattern\":\"");
-	hd_buf_json_escape(w->b, s->pattern, strlen(s->pattern));
+	list_pattern_head(w, s->pattern, s->name);
 	hd_buf_printf(w->b,
-		      "\",\"topics_count\":%zu,\"pending\":%" PRIu64 ",\"lag\":%" PRIu64
+		      ",\"topics_count\":%zu,\"pending\":%" PRIu64 ",\"lag\":%" PRIu64
 		      ",\"dead_letters\":%" PRIu64 "}",
 		      s->topics, s->pending, s->lag, s->dead_letters);
 }
 
-/* GET /v1/groups: every pull group, {"groups":[{topic, group}], "count"};
- * a group over a topic pattern also has pattern (its topic),
- * topics_count and pending, lag and dead_letters summed over its topics. */
-static void route_list(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+/* The local part of GET /v1/groups: the groups in this node's memory. */
+static void list_local(struct hd_http_request *req, struct hd_groups *gs)
 {
 	struct hd_buf b;
 	hd_buf_init(&b, GROUP_LIST_MAX);
 	struct list_walk w = {.b = &b};
 	hd_buf_puts(&b, "{\"groups\":[");
-	hd_groups_each(ctx->row->arg, list_one, &w);
-	hd_groups_each_pattern(ctx->row->arg, list_pattern, &w);
+	hd_groups_each(gs, list_one, &w);
+	hd_groups_each_pattern(gs, list_pattern, &w);
 	hd_buf_printf(&b, "],\"count\":%zu}", w.n);
 	hd_http_respond_json(req, 200, &b);
 	hd_buf_fini(&b);
+}
+
+/* GET /v1/groups through the engine's rows (several nodes on Redis): every
+ * node's groups, not only those this node has loaded. */
+struct list_req {
+	struct hd_http_request *req;
+	struct hd_groups *gs;
+	struct hd_group_op op;
+	struct list_walk w;
+	const struct hd_group_row *row; /* the pattern group being looked up */
+	bool found;
+};
+
+static void find_pattern(void *arg, const struct hd_group_pattern_summary *s)
+{
+	struct list_req *lr = arg;
+	if (!lr->found && !strcmp(s->pattern, lr->row->topic) && !strcmp(s->name, lr->row->name)) {
+		lr->found = true;
+		list_pattern(&lr->w, s);
+	}
+}
+
+static int row_cmp(const void *a, const void *b)
+{
+	const struct hd_group_row *x = a, *y = b;
+	int c = strcmp(x->topic, y->topic);
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static void list_done(struct hd_group_op *op)
+{
+	struct list_req *lr = op->arg;
+	if (op->err) {
+		hd_http_respond_error(lr->req, op->err, NULL);
+		goto out;
+	}
+	struct hd_buf b;
+	hd_buf_init(&b, GROUP_LIST_MAX);
+	lr->w.b = &b;
+	hd_buf_puts(&b, "{\"groups\":[");
+	qsort(op->rows, op->n, sizeof(*op->rows), row_cmp);
+	for (size_t i = 0; i < op->n; i++) {
+		const struct hd_group_row *row = &op->rows[i];
+		if (lr->w.n >= (size_t)HD_GROUPS_MAX + HD_GROUP_PATTERNS_MAX)
+			break; /* GROUP_LIST_MAX's room */
+		if (strchr(row->name, '*'))
+			continue; /* a pattern group's part (group_patterns.h) */
+		if (!strchr(row->topic, '*')) {
+			list_one(&lr->w, row->topic, row->name);
+			continue;
+		}
+		/* A group over a pattern: its counters where this node has it
+		 * loaded; otherwise its name and pattern only. */
+		lr->row = row;
+		lr->found = false;
+		hd_groups_each_pattern(lr->gs, find_pattern, lr);
+		if (lr->found)
+			continue;
+		list_pattern_head(&lr->w, row->topic, row->name);
+		hd_buf_putc(&b, '}');
+	}
+	hd_buf_printf(&b, "],\"count\":%zu}", lr->w.n);
+	hd_http_respond_json(lr->req, 200, &b);
+	hd_buf_fini(&b);
+out:
+	hd_engine_group_op_fini(op);
+	free(lr);
+}
+
+/* GET /v1/groups: every pull group, {"groups":[{topic, group}], "count"};
+ * a group over a topic pattern also has pattern (its topic),
+ * topics_count and pending, lag and dead_letters summed over its topics.
+ * With the leases shared (several nodes on Redis), the groups are read
+ * from the engine (sorted by topic and name), so that every node's are
+ * listed; a pattern group this node has not loaded has no counters. */
+static void route_list(struct hd_http_request *req, const struct hd_route_ctx *ctx)
+{
+	struct hd_groups *gs = ctx->row->arg;
+	struct hd_hub *hub = hd_groups_hub(gs);
+	if (!hd_hub_glease_shared(hub)) {
+		list_local(req, gs);
+		return;
+	}
+	struct list_req *lr = hd_calloc(1, sizeof(*lr));
+	lr->req = req;
+	lr->gs = gs;
+	lr->op.kind = HD_GROUP_LIST;
+	lr->op.limit = HD_GROUPS_MAX + HD_GROUP_PATTERNS_MAX + HD_GROUP_PARTS_MAX;
+	lr->op.done = list_done;
+	lr->op.arg = lr;
+	int rc = hd_hub_group_op(hub, &lr->op);
+	if (rc) {
+		hd_http_respond_error(req, rc, NULL);
+		free(lr);
+	}
 }
 
 void hd_group_http_routes(struct hd_groups *groups, struct hd_route_table *t)

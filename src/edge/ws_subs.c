@@ -233,8 +233,13 @@ void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, 
  * subscription a client made to it gets the unsubscribe push with code
  * 2500 and ends here. Centrifugo's SDKs subscribe again after a code of
  * 2500 or more, with recovery from their position, which the new epoch
- * refuses: the app reloads its state. Server-side subscriptions (user:{id}
- * and the token's channels) stay and go on with the new epoch's events.
+ * refuses: the app reloads its state. A session with a server-side
+ * subscription to it (user:{id}, the token's channels, the connect proxy's
+ * subs) is closed with 3010 "insufficient state" instead, as Centrifugo
+ * does when a server-side subscription cannot go on: a client cannot
+ * subscribe to a server-side channel again by itself, so it reconnects and
+ * gets the subscription back on the new epoch (not recovered). Those are
+ * closed after the loop: a close releases the session's watches.
  */
 void hd_ws_subs_on_topic_gone(void *arg, const char *topic)
 {
@@ -244,13 +249,21 @@ void hd_ws_subs_on_topic_gone(void *arg, const char *topic)
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
 	struct hd_rcbuf *frames[C_COUNT][F_COUNT] = {{0}};
+	struct session **closing = NULL;
+	size_t nclosing = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct session *to = session_of(c[i]);
 		if (!to)
 			continue;
 		struct chan_sub *sub = hd_ws_subs_sub_find(to, topic);
-		if (!sub || !sub->live || sub->server_side || !to->req || to->state == S_CLOSING)
+		if (!sub || !sub->live || !to->req || to->state == S_CLOSING)
 			continue;
+		if (sub->server_side) {
+			if (!closing)
+				closing = hd_malloc(n * sizeof(*closing));
+			closing[nclosing++] = to;
+			continue;
+		}
 		hd_ws_subs_sub_remove(to, sub);
 		if (to->slow)
 			continue;
@@ -266,6 +279,10 @@ void hd_ws_subs_on_topic_gone(void *arg, const char *topic)
 	}
 	frames_unref(frames);
 	free(c);
+	for (size_t i = 0; i < nclosing; i++)
+		hd_ws_edge_session_close(closing[i], HD_CENTRIFUGE_DISC_INSUFFICIENT_STATE,
+					 "insufficient state");
+	free(closing);
 }
 
 /* ---- Reads for subscribe and connect ------------------------------------ */

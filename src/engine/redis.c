@@ -1051,6 +1051,8 @@ static void del_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		struct dtopic *t = hd_map_get(&r->topics, op->topic);
 		if (t && !t->reading)
 			free(hd_map_del(&r->topics, op->topic));
+		else if (t)
+			t->epoch[0] = '\0'; /* deleted here: no missed deletion to tell */
 	}
 	op->done(op);
 }

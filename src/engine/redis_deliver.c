@@ -61,6 +61,22 @@ static void fire(struct redis *r, const char *topic, const struct hd_stored_even
 		r->opts.on_event(r->opts.on_event_arg, topic, ev);
 }
 
+/* The notice text of a deletion (hub.c's). */
+static const char NOTICE_DELETED[] = "deleted";
+
+/* t's epoch changed or went while this node's PUB/SUB connection was down:
+ * the deletion notice was missed, so the hub hears it now (the unsubscribe
+ * pushes, the SSE resets), as from another node. */
+static void missed_deletion(struct redis *r, struct dtopic *t, const char *name)
+{
+	t->epoch[0] = '\0'; /* told once; the next epoch starts over */
+	t->delivered = 0;
+	hd_log_info("redis: topic deleted while pub/sub was down topic=%s", name);
+	if (r->opts.on_notice)
+		r->opts.on_notice(r->opts.on_notice_arg, name, NOTICE_DELETED,
+				  sizeof(NOTICE_DELETED) - 1);
+}
+
 struct cjob {
 	struct hd_read rd;
 	struct redis *r;
@@ -76,7 +92,18 @@ static void catchup_done(struct hd_read *rd)
 	if (!t)
 		goto out;
 	t->reading = false;
-	if (rd->err || !rd->exists)
+	if (rd->err)
+		goto out; /* the next message (or reconnect) tries again */
+	if (t->recheck) {
+		t->recheck = false;
+		if (t->epoch[0] && (!rd->exists || strcmp(rd->epoch, t->epoch) != 0)) {
+			missed_deletion(r, t, job->topic);
+			t = hd_map_get(&r->topics, job->topic);
+			if (!t)
+				goto out;
+		}
+	}
+	if (!rd->exists)
 		goto out; /* the next message (or reconnect) tries again */
 	if (strcmp(rd->epoch, t->epoch) != 0) {
 		/* A new incarnation of the topic: start it over. */
@@ -239,6 +266,13 @@ static void on_message(struct redis *r, const char *p, size_t n)
 		t->want = m.last > m.prev ? m.last : m.prev;
 	}
 	if (strcmp(t->epoch, m.epoch) != 0) {
+		if (t->recheck && !t->reading && t->epoch[0]) {
+			t->recheck = false;
+			missed_deletion(r, t, m.topic);
+			t = hd_map_get(&r->topics, m.topic);
+			if (!t)
+				return;
+		}
 		if (t->reading) {
 			if (m.last > t->want)
 				t->want = m.last; /* the read sees the new epoch */
@@ -294,6 +328,11 @@ static void on_notice(struct redis *r, const char *p, size_t n)
 	topic[tlen] = '\0';
 	size_t mlen = (size_t)(end - nl2 - 1);
 	char *msg = hd_strndup(nl2 + 1, mlen);
+	struct dtopic *t = hd_map_get(&r->topics, topic);
+	if (t && mlen == sizeof(NOTICE_DELETED) - 1 && !memcmp(msg, NOTICE_DELETED, mlen)) {
+		t->epoch[0] = '\0'; /* heard: a reconnect's check does not tell it again */
+		t->recheck = false;
+	}
 	r->opts.on_notice(r->opts.on_notice_arg, topic, msg, mlen);
 	free(msg);
 }
@@ -384,6 +423,7 @@ static void catch_up_shard(struct redis *r, unsigned shard)
 	for (size_t i = 0; i < cc.n; i++) {
 		struct dtopic *t = hd_map_get(&r->topics, cc.names[i]);
 		if (t) {
+			t->recheck = true;
 			t->want = UINT64_MAX;
 			deliver_start(r, t, cc.names[i]);
 		}

@@ -15,7 +15,9 @@
  *   herald:online          hash "NODE\nUSER" → "1": the users with a
  *                          connection on NODE (shard 0)
  *   herald:node:NODE       the node's heartbeat: a string with PX 4000,
- *                          set again every second (shard 0)
+ *                          set again every second (every shard)
+ *   herald:nodes           hash NODE → "1": the nodes that wrote to this
+ *                          shard and have not been swept yet (every shard)
  *   herald:nodekeys:NODE   set of the hashes NODE wrote fields to (per
  *                          shard), so that the node's first connection to a
  *                          shard removes the fields a previous run of it
@@ -30,9 +32,19 @@
  * heartbeat finds its key gone (it lapsed, or a failover lost it), the hub
  * writes every entry again (hd_engine_reg_flush_fn with all = true).
  *
+ * The sweep: every SWEEP_MS, each node runs sweep_lua on each shard. For
+ * each node of herald:nodes whose heartbeat is gone (kill -9, a cut-off
+ * node), it removes that node's fields from the hashes of its
+ * herald:nodekeys set (at most SWEEP_MAX fields per call; the rest on the
+ * next one) and returns the removed presence entries. The script is
+ * atomic, so exactly one surviving node gets each entry: it sends the
+ * leave notice for it to the other nodes and to its own subscribers, as
+ * if the client had left on that node.
+ *
  * A query reads the hash (HGETALL), then the heartbeats of the other nodes
  * named in it (MGET on shard 0), and drops the fields of nodes whose
- * heartbeat is gone, deleting them (HDEL) on the way. An HD_REG_ONLINE
+ * heartbeat is gone; a user's listing deletes them (HDEL) on the way, a
+ * topic's presence leaves them to the sweep (which sends their leaves). An HD_REG_ONLINE
  * query is one script (online_lua) that counts the distinct users of
  * herald:online whose node's heartbeat is there, deleting the others.
  */
@@ -42,6 +54,7 @@
 #include "core/log.h"
 #include "core/map.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +70,10 @@
 #define BEAT_MS 1000               /* the heartbeat's period */
 #define BEAT_TTL "4000"            /* and its PX */
 #define NODES_MAX 256              /* other nodes a query checks */
+#define SWEEP_MS 1000              /* the sweep's period */
+#define SWEEP_MAX "1000"           /* fields one sweep call removes */
+#define SWEEP_MAX_N 1000
+#define LEAVE_MAX 512              /* a leave notice: "leave\nCLIENT\nUSER" */
 #define KEY_MAX 600
 
 /* One entry write waiting for the next batch. */
@@ -79,6 +96,8 @@ struct hd_redis_presence {
 	struct hd_map listed;         /* hashes SADDed to herald:nodekeys (value: p) */
 	uv_timer_t flush_timer;
 	uv_timer_t beat_timer;
+	uv_timer_t sweep_timer;
+	bool sweeping[HD_REDIS_SHARDS_MAX]; /* a sweep call is out on the shard */
 	int open_handles;
 	bool armed;
 	bool asked;                   /* reg_flush was called since the last batch */
@@ -279,18 +298,127 @@ static void beat_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	}
 }
 
+/* The heartbeat and this node's name in herald:nodes, on every shard (a
+ * shard's sweep reads only its own keys). */
 static void beat(struct hd_redis_presence *p)
 {
 	char key[KEY_MAX];
 	snprintf(key, sizeof(key), "herald:node:%s", p->node);
 	const char *argv[] = {"SET", key, p->token, "PX", BEAT_TTL, "GET"};
 	size_t lens[] = {3, strlen(key), strlen(p->token), 2, strlen(BEAT_TTL), 3};
-	hd_rconn_command(p->r->shards[0].cmd, beat_reply, p, 6, argv, lens);
+	const char *hargv[] = {"HSET", "herald:nodes", p->node, "1"};
+	size_t hlens[] = {4, 12, strlen(p->node), 1};
+	for (unsigned s = 0; s < p->r->nshards; s++) {
+		struct hd_rconn *c = p->r->shards[s].cmd;
+		if (!c || !hd_rconn_ready(c))
+			continue;
+		if (hd_rconn_command(c, beat_reply, p, 6, argv, lens) == 0)
+			(void)fire_and_forget(p, c, 4, hargv, hlens);
+	}
 }
 
 static void on_beat_timer(uv_timer_t *t)
 {
 	beat(t->data);
+}
+
+/* ---- the sweep: the entries of nodes whose heartbeat is gone ------------ */
+
+/* ARGV[1] the most fields to remove. Returns the removed presence entries
+ * as {hash, value, …}. Names keys it was not given, like cleanup_lua. */
+static const char sweep_lua[] =
+	"local budget, out = tonumber(ARGV[1]), {}\n"
+	"for _, node in ipairs(redis.call('HKEYS', 'herald:nodes')) do\n"
+	"  if budget <= 0 then break end\n"
+	"  if redis.call('EXISTS', 'herald:node:' .. node) == 0 then\n"
+	"    local set, p, done = 'herald:nodekeys:' .. node, node .. '\\n', true\n"
+	"    for _, k in ipairs(redis.call('SMEMBERS', set)) do\n"
+	"      if budget <= 0 then done = false; break end\n"
+	"      local pres = string.sub(k, 1, 3) == '{t:' and string.sub(k, -10) == '}:presence'\n"
+	"      local left = false\n"
+	"      for _, f in ipairs(redis.call('HKEYS', k)) do\n"
+	"        if string.sub(f, 1, #p) == p then\n"
+	"          if budget <= 0 then left = true; break end\n"
+	"          if pres then\n"
+	"            out[#out + 1] = k\n"
+	"            out[#out + 1] = redis.call('HGET', k, f)\n"
+	"          end\n"
+	"          redis.call('HDEL', k, f)\n"
+	"          budget = budget - 1\n"
+	"        end\n"
+	"      end\n"
+	"      if left then done = false else redis.call('SREM', set, k) end\n"
+	"    end\n"
+	"    if done then\n"
+	"      redis.call('DEL', set)\n"
+	"      redis.call('HDEL', 'herald:nodes', node)\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"return out\n";
+
+struct sweep_call {
+	struct hd_redis_presence *p;
+	unsigned shard;
+};
+
+/* A removed presence entry {"id","user",…} of hash "{t:TOPIC}:presence":
+ * its leave, to this node's subscribers and (as a notice) the others'. */
+static void sweep_leave(struct hd_redis_presence *p, const redisReply *k, const redisReply *v)
+{
+	struct redis *r = p->r;
+	if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len < 13 ||
+	    k->len - 13 > HD_TOPIC_NAME_MAX)
+		return;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	memcpy(topic, k->str + 3, k->len - 13);
+	topic[k->len - 13] = '\0';
+	json_t *o = json_loadb(v->str, v->len, 0, NULL);
+	const char *id = json_string_value(json_object_get(o, "id"));
+	const char *user = json_string_value(json_object_get(o, "user"));
+	char msg[LEAVE_MAX]; /* the hub checks the user's length */
+	int n = id && user ? snprintf(msg, sizeof(msg), "leave\n%s\n%s", id, user) : -1;
+	json_decref(o);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return;
+	hd_redis_deliver_notice(&r->base, topic, msg, (size_t)n);
+	if (r->opts.on_notice)
+		r->opts.on_notice(r->opts.on_notice_arg, topic, msg, (size_t)n);
+}
+
+static void on_sweep_timer(uv_timer_t *t);
+
+static void sweep_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct sweep_call *sc = priv;
+	struct hd_redis_presence *p = sc->p;
+	unsigned shard = sc->shard;
+	free(sc);
+	p->sweeping[shard] = false;
+	if (!rep || p->stopped || hd_redis_reply_err(rep) || rep->type != REDIS_REPLY_ARRAY)
+		return;
+	for (size_t i = 0; i + 1 < rep->elements; i += 2)
+		sweep_leave(p, rep->element[i], rep->element[i + 1]);
+	if (rep->elements / 2 >= SWEEP_MAX_N) /* more left: again soon */
+		uv_timer_start(&p->sweep_timer, on_sweep_timer, RETRY_MS, SWEEP_MS);
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+	struct hd_redis_presence *p = t->data;
+	for (unsigned s = 0; s < p->r->nshards; s++) {
+		struct hd_rconn *c = p->r->shards[s].cmd;
+		if (p->sweeping[s] || !c || !hd_rconn_ready(c))
+			continue;
+		struct sweep_call *sc = hd_malloc(sizeof(*sc));
+		*sc = (struct sweep_call){p, s};
+		const char *argv[] = {"EVAL", sweep_lua, "0", SWEEP_MAX};
+		size_t lens[] = {4, sizeof(sweep_lua) - 1, 1, strlen(SWEEP_MAX)};
+		if (hd_rconn_command(c, sweep_reply, sc, 4, argv, lens) == 0)
+			p->sweeping[s] = true;
+		else
+			free(sc);
+	}
 }
 
 /* Removes the fields a previous run of this node left in the hashes it
@@ -384,16 +512,16 @@ static void beats_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		dlens[2 + ndead++] = strlen(st->fields[i]);
 		free(q->values[i]);
 	}
-	if (ndead) {
+	if (ndead && q->kind != HD_REG_TOPIC) { /* a topic's: the sweep's, with their leaves */
 		dead[0] = "HDEL";
 		dlens[0] = 4;
 		dead[1] = st->rkey;
 		dlens[1] = strlen(st->rkey);
 		fire_and_forget(st->p, st->p->r->shards[st->shard].cmd, (int)(ndead + 2), dead,
 				dlens);
-		for (size_t i = 0; i < ndead; i++)
-			free((char *)dead[2 + i]);
 	}
+	for (size_t i = 0; i < ndead; i++)
+		free((char *)dead[2 + i]);
 	free(dead);
 	free(dlens);
 	q->n = kept;
@@ -535,9 +663,11 @@ struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *nod
 	p->tail = &p->head;
 	uv_timer_init(r->loop, &p->flush_timer);
 	uv_timer_init(r->loop, &p->beat_timer);
-	p->flush_timer.data = p->beat_timer.data = p;
-	p->open_handles = 2;
+	uv_timer_init(r->loop, &p->sweep_timer);
+	p->flush_timer.data = p->beat_timer.data = p->sweep_timer.data = p;
+	p->open_handles = 3;
 	uv_timer_start(&p->beat_timer, on_beat_timer, BEAT_MS, BEAT_MS);
+	uv_timer_start(&p->sweep_timer, on_sweep_timer, SWEEP_MS, SWEEP_MS);
 	return p;
 }
 
@@ -563,4 +693,5 @@ void hd_redis_presence_stop(struct hd_redis_presence *p)
 	hd_map_fini(&p->listed);
 	uv_close((uv_handle_t *)&p->flush_timer, on_close);
 	uv_close((uv_handle_t *)&p->beat_timer, on_close);
+	uv_close((uv_handle_t *)&p->sweep_timer, on_close);
 }

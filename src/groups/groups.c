@@ -127,6 +127,11 @@ static void each_group(const char *key, void *value, void *arg)
 	e->fn(e->arg, topic, g->name);
 }
 
+struct hd_hub *hd_groups_hub(const struct hd_groups *gs)
+{
+	return gs->hub;
+}
+
 void hd_groups_each(struct hd_groups *gs, void (*fn)(void *arg, const char *topic, const char *name),
 		    void *arg)
 {

@@ -83,6 +83,9 @@ void hd_groups_recheck(struct hd_groups *g, const struct hd_group_recheck *rc);
  * hd_groups_new registers it for the hub's topic-deleted event. */
 void hd_groups_drop_topic(struct hd_groups *g, const char *topic);
 
+/* The hub g was made with (borrowed). */
+struct hd_hub *hd_groups_hub(const struct hd_groups *g);
+
 /* Calls fn(arg, topic, name) for every group of a plain topic in memory
  * (groups over a topic pattern are not listed), in no particular order.
  * fn must not create or delete groups. Loop thread. */
