@@ -1,5 +1,6 @@
 /*
- * group_patterns — see group_patterns.h.
+ * group_patterns — see group_patterns.h; the types are in
+ * group_patterns_impl.h.
  *
  * Each part is an groups/group_part.h part (its lease window, row, reads and
  * dead letters) plus the topic's last offset known and a reference count.
@@ -19,24 +20,19 @@
  * is freed when the last request lets go.
  *
  * Shared leases. When the engine keeps the leases (hd_hub_glease_shared:
- * several nodes on Redis, engine.h's glease op), a part keeps no lease
- * window: each part is the engine's group (its topic, the part rows' name),
- * exactly like a plain group's (groups/groups.c "Shared leases"). A fetch
- * first asks the engine for the parent (INFO of (pattern, name): the
- * config, and whether another node deleted the group; not again within
- * PARENT_FRESH_MS of the last answer), then walks the parts
- * with the engine's FETCH and reads what it handed out; an ack or nack is
- * one engine ACK or NACK per topic named (a topic this node has not
- * discovered yet included); a GET is an INFO of the parent and of every
- * part; a PUT a SET of each, a DELETE a DROP of each (struct batch). A
- * group this node does not know (created on another node) is looked up
- * with the parent's INFO first. Topics created on another node reach this
- * one through the prefix watch (every node receives every event) and, in
- * case an event was missed, a re-list of every group every RELIST_MS.
- * Held fetches retry at least every SHARED_POLL_MS (another node's ack or
- * lease end is not announced).
+ * several nodes on Redis), every operation on the engine's state is in
+ * group_patterns_shared.c (its header says how); this file calls it where
+ * g->conf.shared. Topics created on another node reach this one through the
+ * prefix watch (every node receives every event) and, in case an event was
+ * missed, a re-list of every group every RELIST_MS. Held fetches retry at
+ * least every SHARED_POLL_MS (another node's ack or lease end is not
+ * announced).
+ *
+ * Layer: groups; loop thread. groups/groups.c calls the hd_group_patterns_*
+ * functions of group_patterns.h; the private ones of group_patterns_impl.h
+ * are for group_patterns_shared.c.
  */
-#include "groups/group_patterns.h"
+#include "groups/group_patterns_impl.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -61,74 +57,10 @@
  * often every group lists its pattern's topics again. */
 #define SHARED_POLL_MS 1000
 #define RELIST_MS 5000
-/* A fetch reads the parent again (config, existence) when this node last
- * heard of it longer ago. */
-#define PARENT_FRESH_MS 1000
-
-struct pgroup;
-
-struct part {
-	struct hd_group_part base; /* the topic, its lease window and row */
-	struct pgroup *g;
-	uint64_t last;            /* the topic's highest committed offset known */
-	int refs;                 /* the group's list + requests in flight */
-	bool dirty;               /* changed by the ack being handled */
-};
-
-struct pgroup {
-	struct hd_group_patterns *pg;
-	char key[HD_GROUP_NAME_MAX + 1];     /* the part rows' name: name "*" hash */
-	char name[HD_GROUP_NAME_MAX + 1];
-	struct part **parts;      /* nparts, in discovery order */
-	size_t nparts;
-	/* The pattern's topics (topic → struct part), its paged list
-	 * (discovery, at creation and at load) and its prefix watch (events
-	 * and new topics, always on). */
-	struct hd_pattern pt;
-	size_t rr;                /* where the next fetch starts */
-	struct hd_group_conf conf; /* row name: key */
-	bool latest;              /* created with start "latest" and still discovering */
-	uint64_t skipped;         /* matching topics past HD_GROUP_PATTERN_TOPICS_MAX */
-	uint64_t redeliveries_gone; /* of parts whose topic was deleted */
-	struct hd_http_request *create_req; /* the PUT answered when discovery ends */
-	bool deleted;
-	int refs;
-	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
-	int64_t parent_ms;        /* shared: hd_now_ms when the engine last said it exists */
-	bool listed_once;         /* a list of its topics ended (fetches wait for the first) */
-};
-
-struct hd_group_patterns {
-	uv_loop_t *loop;
-	struct hd_hub *hub;
-	struct hd_map groups;     /* key → struct pgroup */
-	size_t parts;             /* parts of every group */
-	bool stopping;
-	bool shared;              /* the engine keeps the leases */
-	uv_timer_t relist;        /* shared: every RELIST_MS, each group lists again */
-	bool relist_on;
-};
 
 static const struct hd_group_waiters_ops waiter_ops;
 static const struct hd_group_part_ops part_ops;
 static const struct hd_pattern_ops pattern_ops;
-static void wake(struct pgroup *g);
-struct fetch;
-static void shared_fetch_start(struct fetch *f);
-static void shared_part_fetch(struct fetch *f, struct part *p);
-static void shared_part_set(struct pgroup *g, struct part *p, uint64_t floor);
-static void shared_parent_set(struct pgroup *g, bool keep, struct hd_http_request *req);
-static void shared_ack(struct hd_http_request *req, struct pgroup *g, bool nack, json_t *evs,
-		       int64_t delay_ms);
-static void shared_info(struct pgroup *g, struct hd_http_request *req);
-static void shared_update(struct pgroup *g, struct hd_http_request *req);
-static void shared_delete(struct pgroup *g, struct hd_http_request *req);
-static void shared_probe(struct hd_group_patterns *pg, struct hd_http_request *req,
-			 enum hd_group_action act, const char *pattern, const char *name,
-			 const struct hd_group_cred *cred);
-static void dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
-		     enum hd_group_action act, const char *pattern, const char *name,
-		     const struct hd_group_cred *cred, bool probed);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -150,7 +82,7 @@ static void make_key(char *out, size_t n, const char *pattern, const char *name)
 
 /* ---- parts ------------------------------------------------------------ */
 
-static void part_unref(struct part *p)
+void hd_group_patterns_part_unref(struct part *p)
 {
 	if (--p->refs == 0) {
 		hd_group_part_fini(&p->base);
@@ -158,12 +90,10 @@ static void part_unref(struct part *p)
 	}
 }
 
-static struct part *part_get(struct pgroup *g, const char *topic)
+struct part *hd_group_patterns_part_get(struct pgroup *g, const char *topic)
 {
 	return hd_pattern_get(&g->pt, topic);
 }
-
-static void group_release(void *owner);
 
 static struct part *part_of(struct hd_group_part *base)
 {
@@ -182,9 +112,9 @@ static void release_part(void *owner, struct hd_group_part *base)
 {
 	struct pgroup *g = owner;
 	if (base)
-		part_unref(part_of(base));
+		hd_group_patterns_part_unref(part_of(base));
 	g->refs--;
-	group_release(g);
+	hd_group_patterns_group_release(g);
 }
 
 static const struct hd_group_part_ops part_ops = {
@@ -194,8 +124,8 @@ static const struct hd_group_part_ops part_ops = {
 
 /* Writes the parent row; answers req with status and answer (taken) once
  * it is durable. */
-static void put_parent(struct pgroup *g, struct hd_http_request *req, int status,
-		       struct hd_buf *answer)
+void hd_group_patterns_put_parent(struct pgroup *g, struct hd_http_request *req, int status,
+				  struct hd_buf *answer)
 {
 	struct hd_group_part_reply *r = hd_group_part_reply_new(req, status, answer);
 	hd_group_part_parent_put(&g->conf, r);
@@ -221,7 +151,7 @@ static struct part *part_add(struct pgroup *g, const char *topic, uint64_t floor
 	p->refs = 1;
 	p->last = last;
 	if (hd_pattern_add(&g->pt, p->base.topic, p) != 0) {
-		part_unref(p);
+		hd_group_patterns_part_unref(p);
 		return NULL;
 	}
 	g->parts = hd_realloc(g->parts, (g->nparts + 1) * sizeof(*g->parts));
@@ -245,7 +175,7 @@ static void part_remove(struct pgroup *g, struct part *p)
 	p->base.gone = true;
 	g->pg->parts--;
 	g->redeliveries_gone += g->conf.shared ? p->base.sh.redeliveries : p->base.lease.redeliveries;
-	part_unref(p);
+	hd_group_patterns_part_unref(p);
 }
 
 /* A part was added at floor: its row (every node's load) and, for a group
@@ -254,7 +184,7 @@ static void part_found(struct pgroup *g, struct part *p, uint64_t floor)
 {
 	hd_group_part_put(&p->base, NULL);
 	if (g->conf.shared && g->create_req)
-		shared_part_set(g, p, floor);
+		hd_group_patterns_shared_part_set(g, p, floor);
 }
 
 /* What a part handed out last, from its lease window or the engine's state. */
@@ -291,7 +221,8 @@ static void on_watch(void *owner, void *item, const char *topic, const struct hd
 		hd_group_waiters_wake_soon(&g->q);
 }
 
-static struct pgroup *group_new(struct hd_group_patterns *pg, const char *pattern, const char *name)
+struct pgroup *hd_group_patterns_group_new(struct hd_group_patterns *pg, const char *pattern,
+					   const char *name)
 {
 	if (pg->groups.count >= HD_GROUP_PATTERNS_MAX)
 		return NULL;
@@ -320,7 +251,7 @@ static void group_free_parts(struct pgroup *g)
 	for (size_t i = 0; i < g->nparts; i++) {
 		hd_pattern_remove(&g->pt, g->parts[i]->base.topic);
 		g->pg->parts--;
-		part_unref(g->parts[i]);
+		hd_group_patterns_part_unref(g->parts[i]);
 	}
 	free(g->parts);
 	g->parts = NULL;
@@ -338,7 +269,7 @@ static void group_free_closed(uv_handle_t *h)
 
 /* Frees g once it is deleted and nothing holds it (owner: a struct
  * pgroup, also the waiter queue's release). */
-static void group_release(void *owner)
+void hd_group_patterns_group_release(void *owner)
 {
 	struct pgroup *g = owner;
 	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->pt.listing)
@@ -369,7 +300,7 @@ static void part_state(const struct part *p, struct hd_group_shared *st)
 	};
 }
 
-static void group_json(struct hd_buf *b, const struct pgroup *g)
+void hd_group_patterns_group_json(struct hd_buf *b, const struct pgroup *g)
 {
 	char created[40];
 	time_t t = (time_t)(g->conf.created_ms / 1000);
@@ -443,18 +374,18 @@ static void list_done(void *owner, int err)
 	if (g->create_req && g->conf.shared) {
 		/* The engine's parent, then the answer (after the parts' SETs:
 		 * one connection per shard keeps them in order per topic). */
-		shared_parent_set(g, false, g->create_req);
+		hd_group_patterns_shared_parent_set(g, false, g->create_req);
 		g->create_req = NULL;
 	} else if (g->create_req) {
 		struct hd_buf b;
 		hd_buf_init(&b, 64 * 1024);
-		group_json(&b, g);
+		hd_group_patterns_group_json(&b, g);
 		/* After the part rows: the writer commits in order. */
-		put_parent(g, g->create_req, 201, &b);
+		hd_group_patterns_put_parent(g, g->create_req, 201, &b);
 		g->create_req = NULL;
 	}
-	wake(g);
-	group_release(g);
+	hd_group_patterns_wake(g);
+	hd_group_patterns_group_release(g);
 }
 
 static const struct hd_pattern_ops pattern_ops = {
@@ -465,20 +396,6 @@ static const struct hd_pattern_ops pattern_ops = {
 
 /* ---- fetch ------------------------------------------------------------ */
 
-struct fetch {
-	struct hd_glease_op op;        /* shared leases: a part's FETCH */
-	struct hd_group_read rd;
-	struct pgroup *g;
-	struct hd_group_waiter *w;
-	struct part *p;                /* the part being read */
-	struct hd_buf b;               /* the answer so far */
-	size_t sent;
-	size_t pos, visited;
-	bool full;                     /* the answer reached HD_READ_BYTES_MAX */
-	struct part *again;            /* read its new events next (after its redeliveries) */
-	bool reading, sync;
-	int err;
-};
 
 static void answer_empty(void *owner, struct hd_group_waiter *w)
 {
@@ -507,9 +424,7 @@ static void append_event(void *arg, const struct hd_stored_event *ev, uint32_t d
 	f->sent++;
 }
 
-static void fetch_step(struct fetch *f);
-
-static void read_done(struct hd_read *r)
+void hd_group_patterns_read_done(struct hd_read *r)
 {
 	struct fetch *f = r->arg;
 	struct part *p = f->p;
@@ -524,10 +439,10 @@ static void read_done(struct hd_read *r)
 		p->last = r->last;
 	hd_engine_read_fini(r);
 	f->p = NULL;
-	part_unref(p);
+	hd_group_patterns_part_unref(p);
 	f->reading = false;
 	if (!f->sync)
-		fetch_step(f);
+		hd_group_patterns_fetch_step(f);
 }
 
 /* Prepares the read of part p for fetch f: what is due again first, then
@@ -537,20 +452,20 @@ static bool part_read(struct fetch *f, struct part *p, bool new_only)
 {
 	if (!hd_group_part_read(&p->base, &f->rd, f->w->max - f->sent, new_only, p->last))
 		return false;
-	f->rd.r.done = read_done;
+	f->rd.r.done = hd_group_patterns_read_done;
 	f->rd.r.arg = f;
 	f->p = p;
 	p->refs++;
 	return true;
 }
 
-static void fetch_finish(struct fetch *f)
+void hd_group_patterns_fetch_finish(struct fetch *f)
 {
 	struct pgroup *g = f->g;
 	struct hd_group_waiter *w = f->w;
 	g->q.busy = false;
 	if (f->again)
-		part_unref(f->again);
+		hd_group_patterns_part_unref(f->again);
 	if (f->sent == 0 && f->err) {
 		hd_buf_fini(&f->b);
 		hd_group_waiters_fail(w, f->err, NULL);
@@ -566,25 +481,25 @@ static void fetch_finish(struct fetch *f)
 	free(f);
 	g->refs--;
 	hd_group_waiters_try(&g->q);
-	group_release(g);
+	hd_group_patterns_group_release(g);
 }
 
 /* Walks the parts from f->pos until the answer is full or every part was
  * visited; one read in flight. */
-static void fetch_step(struct fetch *f)
+void hd_group_patterns_fetch_step(struct fetch *f)
 {
 	struct pgroup *g = f->g;
 	while (!f->reading) {
 		if (f->sent >= f->w->max || f->full || f->visited >= g->nparts || g->deleted ||
 		    g->pg->stopping) {
-			fetch_finish(f);
+			hd_group_patterns_fetch_finish(f);
 			return;
 		}
 		if (g->conf.shared) {
 			struct part *sp = g->parts[f->pos % g->nparts];
 			f->pos++;
 			f->visited++;
-			shared_part_fetch(f, sp);
+			hd_group_patterns_shared_part_fetch(f, sp);
 			continue;
 		}
 		struct part *p = f->again;
@@ -597,11 +512,11 @@ static void fetch_step(struct fetch *f)
 		}
 		if (!part_read(f, p, new_only)) {
 			if (new_only)
-				part_unref(p);
+				hd_group_patterns_part_unref(p);
 			continue;
 		}
 		if (new_only)
-			part_unref(p); /* part_read took its own reference */
+			hd_group_patterns_part_unref(p); /* part_read took its own reference */
 		else if (f->rd.grants) {
 			f->again = p;
 			p->refs++;
@@ -612,7 +527,7 @@ static void fetch_step(struct fetch *f)
 		f->sync = false;
 		if (rc) {
 			f->rd.r.err = rc;
-			read_done(&f->rd.r);
+			hd_group_patterns_read_done(&f->rd.r);
 		}
 	}
 }
@@ -631,12 +546,12 @@ static void start_fetch(struct pgroup *g, struct hd_group_waiter *w)
 	g->q.busy = true;
 	g->refs++;
 	if (g->conf.shared)
-		shared_fetch_start(f); /* the parent first */
+		hd_group_patterns_shared_fetch_start(f); /* the parent first */
 	else
-		fetch_step(f);
+		hd_group_patterns_fetch_step(f);
 }
 
-static void wake(struct pgroup *g)
+void hd_group_patterns_wake(struct pgroup *g)
 {
 	hd_group_waiters_wake(&g->q);
 }
@@ -674,7 +589,7 @@ static const struct hd_group_waiters_ops waiter_ops = {
 	.serve = serve,
 	.answer_empty = answer_empty,
 	.arm = arm,
-	.release = group_release,
+	.release = hd_group_patterns_group_release,
 };
 
 static void handle_fetch(struct hd_group_patterns *pg, struct hd_http_request *req,
@@ -728,7 +643,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		}
 	}
 	if (g->conf.shared) {
-		shared_ack(req, g, nack, evs, delay_ms);
+		hd_group_patterns_shared_ack(req, g, nack, evs, delay_ms);
 		goto out;
 	}
 	hd_buf_init(&b, 256 * 1024);
@@ -737,7 +652,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 	{
 		const char *topic = json_string_value(json_object_get(o, "topic"));
 		uint64_t off = (uint64_t)json_integer_value(json_object_get(o, "offset"));
-		struct part *p = part_get(g, topic);
+		struct part *p = hd_group_patterns_part_get(g, topic);
 		int rc = !p ? HD_ENOTFOUND
 		       : nack ? hd_lease_nack(&p->base.lease, off, delay_ms ? now + delay_ms : 0)
 			      : hd_lease_ack(&p->base.lease, off);
@@ -769,7 +684,7 @@ static void handle_ack(struct hd_http_request *req, struct pgroup *g, bool nack)
 		hd_group_part_reply_done(r, 0);
 	}
 	if (done)
-		wake(g);
+		hd_group_patterns_wake(g);
 out:
 	json_decref(body);
 }
@@ -809,13 +724,13 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 		g->conf.max_deliveries = maxd;
 		g->conf.ordered = ordered;
 		if (g->conf.shared) {
-			shared_update(g, req);
+			hd_group_patterns_shared_update(g, req);
 			goto out;
 		}
 		hd_buf_init(&b, 64 * 1024);
-		group_json(&b, g);
-		put_parent(g, req, 200, &b);
-		wake(g);
+		hd_group_patterns_group_json(&b, g);
+		hd_group_patterns_put_parent(g, req, 200, &b);
+		hd_group_patterns_wake(g);
 		goto out;
 	}
 	if (strlen(name) > HD_GROUP_PATTERN_NAME_MAX) {
@@ -823,7 +738,7 @@ static void handle_create(struct hd_group_patterns *pg, struct hd_http_request *
 				       HD_GROUP_PATTERN_NAME_MAX);
 		goto out;
 	}
-	g = group_new(pg, pattern, name);
+	g = hd_group_patterns_group_new(pg, pattern, name);
 	if (!g) {
 		hd_http_respond_errorf(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
 		goto out;
@@ -852,7 +767,7 @@ static void del_done(void *arg, int err)
 
 /* Takes g out of the map: it was deleted (here, or on another node: the
  * engine no longer has it). Freed once idle. */
-static void forget(struct pgroup *g)
+void hd_group_patterns_forget(struct pgroup *g)
 {
 	if (g->deleted)
 		return;
@@ -864,11 +779,11 @@ static void forget(struct pgroup *g)
 		g->create_req = NULL;
 	}
 	hd_group_waiters_try(&g->q);
-	group_release(g);
+	hd_group_patterns_group_release(g);
 }
 
 /* Deletes g's rows (parts, then the parent, whose delete answers req). */
-static void delete_rows(struct pgroup *g, struct hd_http_request *req)
+void hd_group_patterns_delete_rows(struct pgroup *g, struct hd_http_request *req)
 {
 	struct hd_hub *hub = g->pg->hub;
 	for (size_t i = 0; i < g->nparts; i++)
@@ -882,508 +797,14 @@ static void handle_delete(struct hd_group_patterns *pg, struct hd_http_request *
 {
 	(void)pg;
 	if (g->conf.shared) {
-		shared_delete(g, req); /* the engine's DROPs, then the rows */
+		hd_group_patterns_shared_delete(g, req); /* the engine's DROPs, then the rows */
 		return;
 	}
 	g->refs++;
-	forget(g);
-	delete_rows(g, req);
+	hd_group_patterns_forget(g);
+	hd_group_patterns_delete_rows(g, req);
 	g->refs--;
-	group_release(g);
-}
-
-/* ---- shared leases (see the top) ------------------------------------ */
-
-/* One glease op of a batch: of a part's topic, or of the parent (pattern). */
-struct pop {
-	struct hd_glease_op op;
-	struct batch *b;
-	bool parent;
-	char topic[HD_TOPIC_NAME_MAX + 1];
-	uint64_t *offsets;             /* ACK, NACK: owned, n of cap */
-	size_t n, cap;
-};
-
-/* Glease ops that run together; finish runs once every one answered. */
-struct batch {
-	struct pgroup *g;              /* held */
-	struct hd_http_request *req;   /* answered by finish (may be NULL) */
-	void (*finish)(struct batch *b);
-	struct pop **ops;
-	size_t nops;
-	int err;                       /* the last op's error */
-	bool missing;                  /* the parent's INFO found no group */
-	int left;
-	/* ACK, NACK: */
-	bool nack;
-	size_t changed, nign;
-	struct hd_buf ign;             /* the "ignored" (topic, offset) objects */
-	/* a probe: the request to dispatch once the group is known */
-	enum hd_group_action act;
-	struct hd_group_cred cred;
-	char name[HD_GROUP_NAME_MAX + 1];
-	/* a fetch waiting for the parent */
-	struct fetch *f;
-};
-
-static struct batch *batch_new(struct pgroup *g, struct hd_http_request *req,
-			       void (*finish)(struct batch *b))
-{
-	struct batch *b = hd_calloc(1, sizeof(*b));
-	b->g = g;
-	b->req = req;
-	b->finish = finish;
-	g->refs++;
-	return b;
-}
-
-/* Adds an op of kind on topic's part (NULL: the parent); the caller fills
- * the kind's arguments before batch_run. */
-static struct pop *batch_add(struct batch *b, enum hd_glease_kind kind, const char *topic)
-{
-	struct pgroup *g = b->g;
-	struct pop *o = hd_calloc(1, sizeof(*o));
-	o->b = b;
-	o->parent = topic == NULL;
-	snprintf(o->topic, sizeof(o->topic), "%s", topic ? topic : g->pt.pattern);
-	o->op = (struct hd_glease_op){
-		.kind = kind,
-		.topic = o->topic,
-		.group = o->parent ? g->name : g->key,
-		.ack_wait_ms = g->conf.ack_wait_ms,
-		.max_deliveries = g->conf.max_deliveries,
-		.ordered = g->conf.ordered,
-		.keep_position = true,
-	};
-	b->ops = hd_realloc(b->ops, (b->nops + 1) * sizeof(*b->ops));
-	b->ops[b->nops++] = o;
-	return o;
-}
-
-static void ignore(struct batch *b, const char *topic, uint64_t offset)
-{
-	hd_buf_puts(&b->ign, b->nign++ ? ",{\"topic\":\"" : "{\"topic\":\"");
-	hd_buf_json_escape(&b->ign, topic, strlen(topic));
-	hd_buf_printf(&b->ign, "\",\"offset\":%" PRIu64 "}", offset);
-}
-
-/* The parent's config into the group's. */
-static void conf_take(struct pgroup *g, const struct hd_glease_op *op)
-{
-	g->conf.ack_wait_ms = op->st_ack_wait_ms;
-	g->conf.max_deliveries = op->st_max_deliveries;
-	g->conf.ordered = op->st_ordered;
-	if (op->st_created_ms > 0)
-		g->conf.created_ms = op->st_created_ms;
-}
-
-static void batch_end(struct batch *b)
-{
-	if (--b->left > 0)
-		return;
-	struct pgroup *g = b->g;
-	if (b->finish)
-		b->finish(b);
-	else if (b->err && hd_log_ratelimited(&g->conf.warn_ms))
-		hd_log_warn("group_lease_write_failed pattern=%s group=%s err=%d", g->pt.pattern,
-			    g->name, b->err);
-	for (size_t i = 0; i < b->nops; i++) {
-		free(b->ops[i]->offsets);
-		free(b->ops[i]);
-	}
-	free(b->ops);
-	hd_buf_fini(&b->ign);
-	g->refs--;
-	group_release(g);
-	free(b);
-}
-
-static void pop_done(struct hd_glease_op *op)
-{
-	struct pop *o = op->arg;
-	struct batch *b = o->b;
-	struct pgroup *g = b->g;
-	bool acks = op->kind == HD_GLEASE_ACK || op->kind == HD_GLEASE_NACK;
-
-	if (op->err) {
-		b->err = op->err;
-	} else if (o->parent) {
-		if (op->kind == HD_GLEASE_INFO && !op->exists) {
-			b->missing = true;
-		} else if (op->kind == HD_GLEASE_INFO || op->kind == HD_GLEASE_SET) {
-			conf_take(g, op);
-			g->parent_ms = hd_now_ms();
-		}
-	} else {
-		struct part *p = g->deleted ? NULL : part_get(g, o->topic);
-		if (p && (op->exists || op->kind == HD_GLEASE_SET))
-			hd_group_part_mirror(&p->base, op);
-		if (acks && op->exists) {
-			b->changed += op->changed;
-			for (size_t i = 0; i < op->nignored; i++)
-				ignore(b, o->topic, op->ignored[i]);
-		} else if (acks) {
-			for (size_t i = 0; i < o->n; i++)
-				ignore(b, o->topic, o->offsets[i]);
-		}
-	}
-	if (op->err && acks)
-		for (size_t i = 0; i < o->n; i++)
-			ignore(b, o->topic, o->offsets[i]);
-	hd_engine_glease_op_fini(op);
-	batch_end(b);
-}
-
-/* Submits every op; finish runs once all answered (maybe before this
- * returns). */
-static void batch_run(struct batch *b)
-{
-	b->left = (int)b->nops + 1;
-	for (size_t i = 0; i < b->nops; i++) {
-		struct pop *o = b->ops[i];
-		o->op.offsets = o->offsets;
-		o->op.noffsets = o->n;
-		o->op.done = pop_done;
-		o->op.arg = o;
-		int rc = hd_hub_glease_op(b->g->pg->hub, &o->op);
-		if (rc) {
-			o->op.err = rc;
-			pop_done(&o->op);
-		}
-	}
-	batch_end(b);
-}
-
-/* -- fetch -- */
-
-static void fetch_parent_done(struct batch *b)
-{
-	struct fetch *f = b->f;
-	if (b->err) {
-		f->err = b->err;
-	} else if (b->missing) {
-		f->err = HD_ENOTFOUND; /* deleted on another node */
-		forget(b->g);
-	}
-	if (f->err)
-		fetch_finish(f);
-	else
-		fetch_step(f);
-}
-
-/* A fetch starts with the parent's INFO (the config, and whether the group
- * still exists) unless this node heard of it within PARENT_FRESH_MS. */
-static void shared_fetch_start(struct fetch *f)
-{
-	if (hd_now_ms() - f->g->parent_ms < PARENT_FRESH_MS) {
-		fetch_step(f);
-		return;
-	}
-	struct batch *b = batch_new(f->g, NULL, fetch_parent_done);
-	b->f = f;
-	batch_add(b, HD_GLEASE_INFO, NULL);
-	batch_run(b);
-}
-
-/* Whether a part's config in the engine (op's answer) differs from the
- * group's (the parent's). */
-static bool part_conf_stale(const struct pgroup *g, const struct hd_glease_op *op)
-{
-	return op->st_ack_wait_ms != g->conf.ack_wait_ms ||
-	       op->st_max_deliveries != g->conf.max_deliveries || op->st_ordered != g->conf.ordered;
-}
-
-/* Writes the group's config to part p in the engine (its position kept). */
-static void shared_part_conf(struct pgroup *g, struct part *p)
-{
-	struct batch *b = batch_new(g, NULL, NULL);
-	batch_add(b, HD_GLEASE_SET, p->base.topic);
-	batch_run(b);
-}
-
-static void shared_fetch_done(struct hd_glease_op *op)
-{
-	struct fetch *f = op->arg;
-	struct part *p = f->p;
-	bool outer = f->sync;
-
-	if (op->err)
-		f->err = op->err;
-	else
-		hd_group_part_mirror(&p->base, op);
-	if (op->err == 0 && !p->base.gone && part_conf_stale(f->g, op))
-		shared_part_conf(f->g, p); /* made or changed before the group's last PUT */
-	if (op->err == 0 && op->ngrants > 0 && !p->base.gone) {
-		hd_group_part_shared_read(&p->base, &f->rd, op);
-		hd_engine_glease_op_fini(op);
-		f->rd.r.done = read_done;
-		f->rd.r.arg = f;
-		f->sync = true;
-		int rc = hd_hub_read(f->g->pg->hub, &f->rd.r);
-		if (rc) {
-			f->rd.r.err = rc;
-			read_done(&f->rd.r); /* gives the grants back */
-		}
-		f->sync = outer;
-	} else {
-		/* A deleted topic's grants end with their leases. */
-		hd_engine_glease_op_fini(op);
-		f->p = NULL;
-		part_unref(p);
-		f->reading = false;
-	}
-	if (!outer && !f->reading)
-		fetch_step(f);
-}
-
-/* The engine's FETCH of part p for f; then the read of what it handed out. */
-static void shared_part_fetch(struct fetch *f, struct part *p)
-{
-	struct pgroup *g = f->g;
-	size_t want = f->w->max - f->sent;
-	f->p = p;
-	p->refs++;
-	f->reading = true;
-	f->op = (struct hd_glease_op){
-		.kind = HD_GLEASE_FETCH,
-		.topic = p->base.topic,
-		.group = g->key,
-		.max = (uint32_t)(want > HD_GLEASE_SPAN ? HD_GLEASE_SPAN : want),
-		.window = HD_GROUP_WINDOW_MAX,
-		.ack_wait_ms = g->conf.ack_wait_ms,
-		.max_deliveries = g->conf.max_deliveries,
-		.ordered = g->conf.ordered,
-		.done = shared_fetch_done,
-		.arg = f,
-	};
-	f->sync = true;
-	int rc = hd_hub_glease_op(g->pg->hub, &f->op);
-	if (rc) {
-		f->op.err = rc;
-		shared_fetch_done(&f->op);
-	}
-	f->sync = false;
-}
-
-/* -- create, config, delete -- */
-
-/* A part of a group being created: the engine's group at floor (a group of
- * that name left over from an earlier one starts again). */
-static void shared_part_set(struct pgroup *g, struct part *p, uint64_t floor)
-{
-	struct batch *b = batch_new(g, NULL, NULL);
-	struct pop *o = batch_add(b, HD_GLEASE_SET, p->base.topic);
-	o->op.keep_position = false;
-	o->op.floor = floor;
-	batch_run(b);
-}
-
-static void parent_set_done(struct batch *b)
-{
-	struct pgroup *g = b->g;
-	if (!b->req) {
-		if (b->err && hd_log_ratelimited(&g->conf.warn_ms))
-			hd_log_warn("group_lease_write_failed pattern=%s group=%s err=%d",
-				    g->pt.pattern, g->name, b->err);
-		return;
-	}
-	if (b->err) {
-		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
-		return;
-	}
-	if (g->deleted) {
-		hd_http_respond_error(b->req, HD_ENOTFOUND, "the group was deleted");
-		return;
-	}
-	struct hd_buf out;
-	hd_buf_init(&out, 64 * 1024);
-	group_json(&out, g);
-	put_parent(g, b->req, 201, &out);
-	wake(g);
-}
-
-/* The engine's parent: the config (keep: only the config when it exists);
- * then (req) the parent row and the 201. */
-static void shared_parent_set(struct pgroup *g, bool keep, struct hd_http_request *req)
-{
-	struct batch *b = batch_new(g, req, parent_set_done);
-	struct pop *o = batch_add(b, HD_GLEASE_SET, NULL);
-	o->op.keep_position = keep;
-	batch_run(b);
-}
-
-static void update_done(struct batch *b)
-{
-	struct pgroup *g = b->g;
-	if (b->err) {
-		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
-		return;
-	}
-	struct hd_buf out;
-	hd_buf_init(&out, 64 * 1024);
-	group_json(&out, g);
-	put_parent(g, b->req, 200, &out);
-	wake(g);
-}
-
-/* A PUT of an existing group: the new config (in g->conf) to the parent
- * and to every part this node knows. */
-static void shared_update(struct pgroup *g, struct hd_http_request *req)
-{
-	struct batch *b = batch_new(g, req, update_done);
-	batch_add(b, HD_GLEASE_SET, NULL);
-	for (size_t i = 0; i < g->nparts; i++)
-		batch_add(b, HD_GLEASE_SET, g->parts[i]->base.topic);
-	batch_run(b);
-}
-
-static void delete_done(struct batch *b)
-{
-	if (b->err) {
-		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
-		return;
-	}
-	delete_rows(b->g, b->req);
-}
-
-/* A DELETE: the group leaves this node at once; the engine's DROPs (the
- * parent first: other nodes' fetches then find it gone), then the rows. */
-static void shared_delete(struct pgroup *g, struct hd_http_request *req)
-{
-	struct batch *b = batch_new(g, req, delete_done);
-	batch_add(b, HD_GLEASE_DROP, NULL);
-	for (size_t i = 0; i < g->nparts; i++)
-		batch_add(b, HD_GLEASE_DROP, g->parts[i]->base.topic);
-	forget(g);
-	batch_run(b);
-}
-
-/* -- GET -- */
-
-static void info_done(struct batch *b)
-{
-	struct pgroup *g = b->g;
-	if (b->err) {
-		hd_http_respond_error(b->req, b->err, NULL);
-	} else if (b->missing) {
-		hd_http_respond_errorf(b->req, HD_ENOTFOUND, "no such group");
-		forget(g);
-	} else {
-		struct hd_buf out;
-		hd_buf_init(&out, 64 * 1024);
-		group_json(&out, g);
-		hd_http_respond_json(b->req, 200, &out);
-	}
-}
-
-/* A GET: the engine's INFO of the parent and of every part. */
-static void shared_info(struct pgroup *g, struct hd_http_request *req)
-{
-	struct batch *b = batch_new(g, req, info_done);
-	batch_add(b, HD_GLEASE_INFO, NULL);
-	for (size_t i = 0; i < g->nparts; i++)
-		batch_add(b, HD_GLEASE_INFO, g->parts[i]->base.topic);
-	batch_run(b);
-}
-
-/* -- ack, nack -- */
-
-static void ack_done(struct batch *b)
-{
-	struct pgroup *g = b->g;
-	if (b->err) {
-		hd_http_respond_error(b->req, b->err, "the group state could not be stored");
-		return;
-	}
-	hd_buf_printf(&b->ign, "],\"%s\":%zu}", b->nack ? "nacked" : "acked", b->changed);
-	hd_http_respond_json(b->req, 200, &b->ign);
-	if (b->changed)
-		wake(g);
-}
-
-/* An ack or nack of (topic, offset) pairs (checked): one engine op per
- * topic, whether or not this node has discovered it; pairs of a topic the
- * pattern does not match are ignored. */
-static void shared_ack(struct hd_http_request *req, struct pgroup *g, bool nack, json_t *evs,
-		       int64_t delay_ms)
-{
-	struct batch *b = batch_new(g, req, ack_done);
-	struct hd_map by_topic;
-	size_t i;
-	json_t *o;
-
-	b->nack = nack;
-	hd_buf_init(&b->ign, 256 * 1024);
-	hd_buf_puts(&b->ign, "{\"ignored\":[");
-	hd_map_init(&by_topic, HD_GROUP_ACK_OFFSETS_MAX);
-	json_array_foreach(evs, i, o)
-	{
-		const char *topic = json_string_value(json_object_get(o, "topic"));
-		uint64_t off = (uint64_t)json_integer_value(json_object_get(o, "offset"));
-		if (strlen(topic) > HD_TOPIC_NAME_MAX || !hd_topic_pattern_match(g->pt.pattern, topic)) {
-			ignore(b, topic, off);
-			continue;
-		}
-		struct pop *op = hd_map_get(&by_topic, topic);
-		if (!op) {
-			op = batch_add(b, nack ? HD_GLEASE_NACK : HD_GLEASE_ACK, topic);
-			op->op.delay_ms = delay_ms;
-			hd_map_put(&by_topic, topic, op); /* at most HD_GROUP_ACK_OFFSETS_MAX */
-		}
-		if (op->n == op->cap) {
-			op->cap = op->cap ? op->cap * 2 : 8;
-			op->offsets = hd_realloc(op->offsets, op->cap * sizeof(*op->offsets));
-		}
-		op->offsets[op->n++] = off;
-	}
-	hd_map_fini(&by_topic);
-	batch_run(b);
-}
-
-/* -- a group another node created -- */
-
-static void probe_done(struct batch *b)
-{
-	struct pgroup *g = b->g;
-	struct hd_group_patterns *pg = g->pg;
-	if (b->err) {
-		hd_http_respond_error(b->req, b->err, NULL);
-		forget(g);
-		return;
-	}
-	if (b->missing) {
-		forget(g);
-		if (b->act != HD_GROUP_ACT_CREATE) {
-			hd_http_respond_errorf(b->req, HD_ENOTFOUND,
-					       b->act == HD_GROUP_ACT_FETCH
-					     ? "no such group; a pattern group is created with PUT"
-					     : "no such group");
-			return;
-		}
-	} else {
-		hd_pattern_list(&g->pt); /* its parts; a fetch waits for it */
-	}
-	dispatch(pg, b->req, b->act, g->pt.pattern, b->name, &b->cred, true);
-}
-
-/* A request for a group this node does not know: asks the engine for the
- * parent; when it exists, the group joins this node (config from the
- * engine, parts from the pattern's list). */
-static void shared_probe(struct hd_group_patterns *pg, struct hd_http_request *req,
-			 enum hd_group_action act, const char *pattern, const char *name,
-			 const struct hd_group_cred *cred)
-{
-	struct pgroup *g = group_new(pg, pattern, name);
-	if (!g) {
-		hd_http_respond_errorf(req, HD_ELIMIT, "at most %d pattern groups", HD_GROUP_PATTERNS_MAX);
-		return;
-	}
-	struct batch *b = batch_new(g, req, probe_done);
-	b->act = act;
-	b->cred = *cred;
-	snprintf(b->name, sizeof(b->name), "%s", name);
-	batch_add(b, HD_GLEASE_INFO, NULL);
-	batch_run(b);
+	hd_group_patterns_group_release(g);
 }
 
 /* ---- entry ------------------------------------------------------------ */
@@ -1392,13 +813,13 @@ void hd_group_patterns_handle(struct hd_group_patterns *pg, struct hd_http_reque
 		       enum hd_group_action act, const char *pattern, const char *name,
 		       const struct hd_group_cred *cred)
 {
-	dispatch(pg, req, act, pattern, name, cred, false);
+	hd_group_patterns_dispatch(pg, req, act, pattern, name, cred, false);
 }
 
 /* probed: the engine was asked about a group this node did not know. */
-static void dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
-		     enum hd_group_action act, const char *pattern, const char *name,
-		     const struct hd_group_cred *cred, bool probed)
+void hd_group_patterns_dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
+				enum hd_group_action act, const char *pattern, const char *name,
+				const struct hd_group_cred *cred, bool probed)
 {
 	char key[HD_GROUP_NAME_MAX + 1];
 	make_key(key, sizeof(key), pattern, name);
@@ -1414,7 +835,8 @@ static void dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
 		return;
 	}
 	if (!g && pg->shared && !probed && strlen(name) <= HD_GROUP_PATTERN_NAME_MAX) {
-		shared_probe(pg, req, act, pattern, name, cred); /* created on another node? */
+		/* Created on another node? */
+		hd_group_patterns_shared_probe(pg, req, act, pattern, name, cred);
 		return;
 	}
 	if (act == HD_GROUP_ACT_CREATE) {
@@ -1436,11 +858,11 @@ static void dispatch(struct hd_group_patterns *pg, struct hd_http_request *req,
 	switch (act) {
 	case HD_GROUP_ACT_INFO:
 		if (g->conf.shared) {
-			shared_info(g, req);
+			hd_group_patterns_shared_info(g, req);
 			return;
 		}
 		hd_buf_init(&b, 64 * 1024);
-		group_json(&b, g);
+		hd_group_patterns_group_json(&b, g);
 		hd_http_respond_json(req, 200, &b);
 		return;
 	case HD_GROUP_ACT_DELETE:
@@ -1475,8 +897,12 @@ bool hd_group_patterns_row_is(const struct hd_group_row *row)
 static void relist_one(struct pgroup *g, void *arg)
 {
 	(void)arg;
-	if (!g->pt.listing && !g->create_req)
-		hd_pattern_list(&g->pt);
+	if (g->pt.listing || g->create_req)
+		return;
+	/* Debug: tests/e2e/test_cluster_pattern_groups.py waits for it. */
+	hd_log_debug("group_pattern_relist pattern=%s group=%s parts=%zu", g->pt.pattern, g->name,
+		     g->nparts);
+	hd_pattern_list(&g->pt);
 }
 
 /* Shared leases: topics created on another node whose events this node
@@ -1504,22 +930,23 @@ void hd_group_patterns_load(struct hd_group_patterns *pg, const struct hd_group_
 		if (!strchr(row->topic, '*') ||
 		    hd_topic_pattern_check(row->topic, &(struct hd_error){0}) != 0)
 			continue;
-		struct pgroup *g = group_new(pg, row->topic, row->name);
+		struct pgroup *g = hd_group_patterns_group_new(pg, row->topic, row->name);
 		if (!g)
 			continue;
 		g->conf.ack_wait_ms = row->ack_wait_ms;
 		g->conf.max_deliveries = row->max_deliveries;
 		g->conf.ordered = row->ordered;
 		g->conf.created_ms = row->created_ms;
-		if (g->conf.shared)
-			shared_parent_set(g, true, NULL); /* a group of an older version */
+		if (g->conf.shared) /* a group of an older version */
+			hd_group_patterns_shared_parent_set(g, true, NULL);
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct hd_group_row *row = &rows[i];
 		if (strchr(row->topic, '*') || !strchr(row->name, '*'))
 			continue;
 		struct pgroup *g = hd_map_get(&pg->groups, row->name);
-		if (!g || !hd_topic_pattern_match(g->pt.pattern, row->topic) || part_get(g, row->topic))
+		if (!g || !hd_topic_pattern_match(g->pt.pattern, row->topic) ||
+		    hd_group_patterns_part_get(g, row->topic))
 			continue;
 		struct part *p = part_add(g, row->topic, row->ack_floor, row->ack_floor);
 		if (p && hd_lease_restore(&p->base.lease, row->ack_floor, row->acked) != 0)
@@ -1562,7 +989,7 @@ void hd_group_patterns_recheck(struct hd_group_patterns *pg, const struct hd_gro
 
 static void drop_one(struct pgroup *g, void *arg)
 {
-	struct part *p = part_get(g, arg);
+	struct part *p = hd_group_patterns_part_get(g, arg);
 	if (!p)
 		return;
 	if (g->conf.shared)

@@ -29,8 +29,8 @@
  * Shared leases (hd_hub_glease_shared: several nodes on Redis): each part
  * is the engine's group (matching topic, part rows' name), the parent's
  * config and existence the engine's group (pattern, name); any node fetches,
- * acks and nacks any part, as for a group of one topic (group_patterns.c
- * "Shared leases"). Topics created on another node are found within
+ * acks and nacks any part, as for a group of one topic
+ * (group_patterns_shared.c). Topics created on another node are found within
  * RELIST_MS at worst (5 s; at once through the prefix watch).
  *
  * Limits: HD_GROUP_PATTERNS_MAX pattern groups; HD_GROUP_PATTERN_TOPICS_MAX

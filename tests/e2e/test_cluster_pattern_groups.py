@@ -7,6 +7,7 @@ included, and a killed node's leases go to the others when they end.
 Same fixture as test_cluster.py: a primary with appendfsync always, one
 replica, three herald nodes on 127.0.0.1."""
 import json
+import os
 import threading
 import time
 
@@ -215,52 +216,124 @@ def test_a_group_made_on_one_node_is_the_same_group_on_the_others(cluster):
         assert r.status_code == 404, r.text
 
 
-def test_fetches_without_wait_are_served_while_topics_are_listed_again(cluster):
+@pytest.fixture
+def debug_cluster(tmp_path):
+    """The same cluster with --log-level debug: the re-lists are logged."""
+    yield from started(Cluster(tmp_path, args=["--log-level", "debug"]))
+
+
+def relists(h, since, group):
+    """How many re-lists of group node h logged after byte `since` of its log."""
+    with open(h.log_path, "rb") as f:
+        f.seek(since)
+        text = f.read().decode("utf-8", "replace")
+    return text.count(f"group_pattern_relist pattern=orders.* group={group} ")
+
+
+def test_fetches_without_wait_are_served_while_topics_are_listed_again(debug_cluster):
     """Each node lists the pattern's topics again every 5 s (topics whose
     first event it missed); fetches with wait=0 are served beside those
-    lists, never answered empty while events are left: four consumers on
-    two nodes for 7 s (past a re-list) never get an empty answer."""
-    a, b, _ = cluster.nodes
-    total = 6000  # 4 consumers of max=1 on a quiet machine take ~3,000 in 7 s
-    for k in range(total // 100):
-        publish_n(a, "orders.eu", 100, f"b{k}-")
+    lists, never answered empty while events are left. Four consumers on
+    two nodes fetch and ack one event at a time while a publisher keeps a
+    backlog (orders.eu, which exists, and orders.mid, created on node B
+    mid-run), until both nodes logged a re-list of the group during the
+    fetches, on a machine of any speed; then the backlog is drained. Every
+    event of both topics is acked exactly once."""
+    a, b, _ = debug_cluster.nodes
+    backlog = 600     # the publisher tops the backlog up to this
+    publish_n(a, "orders.eu", backlog, "pre")
     r = requests.put(gurl(a, "fast"), json={"ack_wait_ms": 60000}, timeout=10)
     assert r.status_code == 201, r.text
-    empty = []
-    errors = []
-    count = [0]
-    lock = threading.Lock()
+    published = {"orders.eu": backlog, "orders.mid": 0}  # answered publishes
+    acked = set()     # (topic, offset)
+    eu_acked = [0]
+    twice, empty, errors = [], [], []
+    cond = threading.Condition()
+    stop_pub = threading.Event()
+
+    def publisher():
+        n = 0
+        try:
+            while not stop_pub.is_set():
+                with cond:  # the first batch creates orders.mid at once
+                    cond.wait_for(lambda: stop_pub.is_set() or n == 0 or
+                                  sum(published.values()) - len(acked) < backlog, timeout=1)
+                    if stop_pub.is_set() or (n > 0 and
+                                             sum(published.values()) - len(acked) >= backlog):
+                        continue
+                topic = "orders.mid" if n % 4 == 0 else "orders.eu"
+                publish_n(b if topic == "orders.mid" else a, topic, 100, f"p{n}-")
+                n += 1
+                with cond:
+                    published[topic] += 100
+        except Exception as e:  # reported by the main thread
+            errors.append(f"publisher: {e!r}")
 
     def consumer(h):
-        end = time.monotonic() + 7
+        deadline = time.monotonic() + 60
         with requests.Session() as s:
-            while time.monotonic() < end:
+            while time.monotonic() < deadline:
+                with cond:
+                    before = published["orders.eu"]  # answered before this fetch
                 r = s.post(gurl(h, "fast", "/fetch?max=1&wait=0"), timeout=10)
                 if r.status_code != 200:
                     errors.append(r.text)
                     return
                 evs = r.json()["events"]
                 if not evs:
-                    with lock:  # events left that no other consumer holds
-                        left = total - count[0] - (len(threads) - 1)
+                    with cond:
+                        # Events of orders.eu (known to every node from the
+                        # start) left that no other consumer holds.
+                        left = before - eu_acked[0] - (len(consumers) - 1)
+                        drained = stop_pub.is_set() and len(acked) == sum(published.values())
                     if left > 0:
                         empty.append(left)
+                    if drained:
+                        return
                     continue
+                pairs = [(e["topic"], e["offset"]) for e in evs]
                 r = s.post(gurl(h, "fast", "/ack"), timeout=10,
-                           json={"events": [{"topic": e["topic"], "offset": e["offset"]} for e in evs]})
+                           json={"events": [{"topic": t, "offset": o} for t, o in pairs]})
                 if r.status_code != 200 or r.json()["acked"] != 1:
                     errors.append(r.text)
                     return
-                with lock:
-                    count[0] += 1
+                with cond:
+                    for p in pairs:
+                        if p in acked:
+                            twice.append(p)
+                        acked.add(p)
+                        eu_acked[0] += p[0] == "orders.eu"
+                    cond.notify_all()
+        errors.append("a consumer gave up")
 
-    threads = [threading.Thread(target=consumer, args=(h,), daemon=True) for h in (a, b) for _ in range(2)]
-    for t in threads:
+    since = {h.port: os.path.getsize(h.log_path) for h in (a, b)}
+    consumers = [threading.Thread(target=consumer, args=(h,), daemon=True)
+                 for h in (a, b) for _ in range(2)]
+    pub = threading.Thread(target=publisher, daemon=True)
+    for t in consumers + [pub]:
         t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads)
+    # The relist timer of each node ticks every 5 s from its start.
+    wait_for(lambda: errors or all(relists(h, since[h.port], "fast") for h in (a, b)), 20,
+             interval=0.05, what="a re-list of the group on both nodes")
+    with cond:
+        running = [t.is_alive() for t in consumers]
+        left_at_relist = sum(published.values()) - len(acked)
+    stop_pub.set()
+    with cond:
+        cond.notify_all()
+    pub.join(30)
+    for t in consumers:
+        t.join(45)
+    assert not pub.is_alive() and not any(t.is_alive() for t in consumers)
     assert not errors, errors[:3]
-    # All consumed before 7 s is fine (a fast machine); an empty answer while
-    # events were left that no other consumer held is not.
+    # The re-lists came while every consumer fetched and events were left.
+    assert all(running) and left_at_relist > 0, (running, left_at_relist)
     assert not empty, f"{len(empty)} empty fetches with events left (at most {max(empty)})"
+    assert not twice, twice[:5]
+    assert published["orders.mid"] > 0, published
+    everything = {(t, o) for t, n in published.items() for o in range(1, n + 1)}
+    assert acked == everything, sorted(everything - acked)[:10]
+    for h in (a, b):
+        st = requests.get(gurl(h, "fast"), timeout=10).json()
+        assert {t["topic"]: t["position"] for t in st["topics"]} == published, st
+        assert st["pending"] == 0 and st["lag"] == 0, st

@@ -23,7 +23,11 @@
 // /h2/goaway-after the first time for each x-echo value: GOAWAY with the last
 // stream an earlier one (as dead3), then like /h2/ok; "goaways_after" counts them;
 // /h2/refuse-once the first time for each x-echo value: REFUSED_STREAM, then like
-// /h2/ok; "refused_once" counts them.
+// /h2/ok; "refused_once" counts them. /h2/refuse-once-read and /h2/goaway-after-read
+// are the same two, but refuse only once the whole request body has arrived (so
+// the client has read all of its body and cannot send the request again without
+// rewinding it), and answer 200 "h2 <session number> sends <n>", n counting every
+// request of that path and x-echo value this mock received ("sends").
 // Usage: node apns_mock.js CERT KEY [P8_PUBLIC_PEM KEY_ID TEAM_ID TOPIC]
 // Prints "ready <port>" once listening.
 'use strict';
@@ -41,6 +45,7 @@ let sessionNo = 0;
 const goawaySeen = new Set();
 stats.goaways_after = 0;
 stats.refused_once = 0;
+stats.sends = {};
 
 // A session leaves "open" when it closes or when this mock sent it GOAWAY
 // (it takes no new stream then; Node may keep such a session until long after
@@ -145,6 +150,29 @@ server.on('stream', (stream, h) => {
   const chunks = [];
   if (path === '/h2/refuse' || path.startsWith('/3/device/dead0')) {
     stream.close(C.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  if (path === '/h2/refuse-once-read' || path === '/h2/goaway-after-read') {
+    const key = path + ' ' + (h['x-echo'] || '');
+    const n = stats.sends[key] = (stats.sends[key] || 0) + 1;
+    stream.on('data', () => {});
+    stream.on('end', () => {
+      if (n === 1) {
+        if (path === '/h2/goaway-after-read') {
+          stats.goaways++;
+          stats.goaways_after++;
+          stream.session.goaway(C.NGHTTP2_NO_ERROR, stream.id > 2 ? stream.id - 2 : 0);
+          retire(stream.session);
+        } else {
+          stats.refused_once++;
+        }
+        stream.close(C.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
+      if (stream.destroyed || stream.closed) return;
+      stream.respond({ ':status': 200, 'x-echo': h['x-echo'] || '' });
+      stream.end('h2 ' + stream.session.no + ' sends ' + n);
+    });
     return;
   }
   const refuseKey = path === '/h2/refuse-once' ? 'refuse:' + (h['x-echo'] || '')

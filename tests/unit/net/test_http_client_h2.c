@@ -211,13 +211,24 @@ static void test_refused_and_goaway(void **state)
  * body cannot be rewound): the call ends refused and the caller decides.
  * With the body in POSTFIELDS, curl 7.88 resent a refused stream silently
  * on a new connection and the call came back 200 with no sign of the first
- * attempt (curl 8 does the same for a stream above a GOAWAY's last one). */
-static void refused_once(struct fixture *f, const char *path, const char *key)
+ * attempt (curl 8 does the same for a stream above a GOAWAY's last one).
+ *
+ * read_first: the mock refuses only once the whole body has arrived (the
+ * "-read" paths), so curl has read all of it and a resend needs a rewind,
+ * which on_seek refuses: the first send must end refused, every time, and
+ * the mock must have seen no send this test did not make ("sends <n>" in
+ * the answer). Otherwise the refusal may come before curl read the body;
+ * curl then needs no rewind and may resend by itself (harmless: the server
+ * never processed the refused stream), so a 200 on the first send is
+ * accepted there. Returns whether the first send ended refused. */
+static bool refused_once(struct fixture *f, const char *path, const char *key, bool read_first)
 {
 	struct hd_http_client *c = client(f, f->ca, 1);
 	char url[128];
 	struct hd_http_header hdr = {"x-echo", key};
 	struct result r;
+	bool refused = false;
+	int sends = 0;
 
 	one(f, c, "/h2/ok", &r); /* stream 1 on a new connection: a GOAWAY can name it */
 	assert_int_equal(r.err, 0);
@@ -234,8 +245,9 @@ static void refused_once(struct fixture *f, const char *path, const char *key)
 					    .body_len = sizeof(body), .headers = &hdr, .nheaders = 1,
 					    .done = on_done, .arg = &r};
 		assert_int_equal(hd_http_client_send(c, &call), 0);
+		sends++;
 		wait_all(f, &r, 1);
-		if (i == 0 && r.err == 0) {
+		if (i == 0 && r.err == 0 && !read_first) {
 			/* The stream was refused before curl read any of the body:
 			 * nothing to rewind, so curl sent it again by itself (the
 			 * server never processed the refused one). */
@@ -245,6 +257,7 @@ static void refused_once(struct fixture *f, const char *path, const char *key)
 		if (i == 0) {
 			assert_int_equal(r.err, HD_EUNAVAIL);
 			assert_true(r.refused);
+			refused = true;
 		} else if (r.err == HD_EUNAVAIL && r.refused && again++ < 3) {
 			i--;
 		} else {
@@ -253,7 +266,16 @@ static void refused_once(struct fixture *f, const char *path, const char *key)
 			assert_false(r.refused);
 		}
 	}
+	if (read_first) {
+		/* The refused send and this test's resend reached the mock; no
+		 * send of curl's own did. */
+		int session, seen = 0;
+		assert_int_equal(sscanf(r.body, "h2 %d sends %d", &session, &seen), 2);
+		assert_true(seen >= 2);
+		assert_true(seen <= sends);
+	}
 	close_client(f, c);
+	return refused;
 }
 
 static void test_refused_stream_is_not_resent_by_curl(void **state)
@@ -261,8 +283,11 @@ static void test_refused_stream_is_not_resent_by_curl(void **state)
 	struct fixture *f = *state;
 	if (!f)
 		skip();
-	refused_once(f, "/h2/refuse-once", "refuse-once-1");
-	refused_once(f, "/h2/goaway-after", "goaway-after-1");
+	refused_once(f, "/h2/refuse-once", "refuse-once-1", false);
+	refused_once(f, "/h2/goaway-after", "goaway-after-1", false);
+	/* These two cannot pass if curl resends a stream whose body it read. */
+	assert_true(refused_once(f, "/h2/refuse-once-read", "refuse-once-read-1", true));
+	assert_true(refused_once(f, "/h2/goaway-after-read", "goaway-after-read-1", true));
 }
 
 static void test_untrusted_without_ca(void **state)
