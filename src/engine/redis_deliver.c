@@ -92,9 +92,16 @@ static void catchup_done(struct hd_read *rd)
 	if (!t)
 		goto out;
 	t->reading = false;
-	if (rd->err)
+	/* A read sent before PUB/SUB came back may have missed what was
+	 * published before the subscription took: it only delivers, the read
+	 * after it decides. */
+	bool again = t->again;
+	if (rd->err) {
+		if (again)
+			deliver_start(r, t, job->topic);
 		goto out; /* the next message (or reconnect) tries again */
-	if (t->recheck) {
+	}
+	if (t->recheck && !again) {
 		t->recheck = false;
 		if (t->epoch[0] && (!rd->exists || strcmp(rd->epoch, t->epoch) != 0)) {
 			missed_deletion(r, t, job->topic);
@@ -103,8 +110,11 @@ static void catchup_done(struct hd_read *rd)
 				goto out;
 		}
 	}
-	if (!rd->exists)
+	if (!rd->exists) {
+		if (again)
+			deliver_start(r, t, job->topic);
 		goto out; /* the next message (or reconnect) tries again */
+	}
 	if (strcmp(rd->epoch, t->epoch) != 0) {
 		/* A new incarnation of the topic: start it over. */
 		memcpy(t->epoch, rd->epoch, sizeof(t->epoch));
@@ -127,7 +137,7 @@ static void catchup_done(struct hd_read *rd)
 		seen = rd->last;
 	if (t->delivered < seen)
 		t->delivered = seen;
-	if (t->want > rd->last && rd->n < rd->limit)
+	if (t->want > rd->last && rd->n < rd->limit && !again)
 		t->want = rd->last; /* nothing more is visible yet */
 	if (t->want > t->delivered)
 		deliver_start(r, t, job->topic);
@@ -150,6 +160,7 @@ static void deliver_start(struct redis *r, struct dtopic *t, const char *name)
 	job->rd.done = catchup_done;
 	job->rd.arg = job;
 	t->reading = true;
+	t->again = false;
 	if (hd_redis_read(&r->base, &job->rd)) {
 		t->reading = false;
 		free(job);
@@ -364,6 +375,7 @@ void hd_redis_deliver_notice(struct hd_engine *e, const char *topic, const char 
 }
 
 static void sub_reply(struct hd_rconn *c, redisReply *rep, void *priv);
+static void catch_up_shard(struct redis *r, unsigned shard);
 
 /* A SUBSCRIBE of its own (rconn keeps one record per SUBSCRIBE command,
  * freed once per channel when the connection goes). */
@@ -381,7 +393,16 @@ static void sub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	    rep->element[0]->type != REDIS_REPLY_STRING)
 		return;
 	if (!strcmp(rep->element[0]->str, "subscribe")) {
-		sh->subscribed = true;
+		/* The notices' channel is subscribed last: once its answer is
+		 * here, both channels are, and only now can a read be sure that
+		 * whatever it does not see will arrive as a message. */
+		const redisReply *ch = rep->element[1];
+		if (ch->type == REDIS_REPLY_STRING && ch->len == sizeof(NOTICE_CHANNEL) - 1 &&
+		    !memcmp(ch->str, NOTICE_CHANNEL, ch->len)) {
+			sh->subscribed = true;
+			if (hd_rconn_ready(sh->cmd))
+				catch_up_shard(sh->r, sh->index);
+		}
 		return;
 	}
 	if (!strcmp(rep->element[0]->str, "message") && rep->element[2]->type == REDIS_REPLY_STRING) {
@@ -425,6 +446,8 @@ static void catch_up_shard(struct redis *r, unsigned shard)
 		if (t) {
 			t->recheck = true;
 			t->want = UINT64_MAX;
+			if (t->reading)
+				t->again = true;
 			deliver_start(r, t, cc.names[i]);
 		}
 	}
@@ -438,8 +461,6 @@ void hd_redis_deliver_sub_up(struct hd_rconn *c, void *arg)
 	size_t lens[] = {9, strlen(CHANNEL)};
 	hd_rconn_command(c, sub_reply, sh, 2, argv, lens);
 	subscribe_notices(c, sh);
-	if (hd_rconn_ready(sh->cmd))
-		catch_up_shard(sh->r, sh->index);
 }
 
 void hd_redis_deliver_sub_down(struct hd_rconn *c, void *arg)

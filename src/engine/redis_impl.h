@@ -88,6 +88,8 @@ struct dtopic {
 	bool reading;         /* a gap-filling read is out */
 	bool recheck;         /* PUB/SUB came back: a changed or missing epoch
 				 is a deletion whose notice was missed */
+	bool again;           /* PUB/SUB came back while a read was out: that
+				 read may predate the subscription, read once more */
 	unsigned shard;
 };
 
