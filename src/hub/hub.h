@@ -102,7 +102,8 @@ void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct 
  */
 struct hd_hub_reg_item {
 	char *json;                  /* owned: the listing JSON (USER), or
-	                              * {"id","transport","user","node"} (TOPIC) */
+	                              * {"id","transport","user","node"[,"chan_info"][,"info"]}
+	                              * (TOPIC; the two infos raw JSON, in this order, last) */
 	char id[40];
 	char user[HD_USER_ID_MAX + 1];
 	char transport[16];
@@ -143,6 +144,8 @@ struct hd_watch {
 	void (*fire)(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev);
 	void *arg;
 	const struct hd_conn *conn;  /* the connection it serves, for presence; may be NULL */
+	const char *chan_info;       /* the subscription's info for presence (minified JSON,
+	                              * Centrifugo's chan_info), or NULL; borrowed */
 	/* Private to the hub: */
 	const char *prefix;          /* a prefix watch's (borrowed); NULL for a topic watch */
 	struct hd_watch *prev, *next;
