@@ -547,6 +547,22 @@ int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op)
 	return hub->engine->ops->owner_op(hub->engine, op);
 }
 
+int hd_hub_owner_ops(struct hd_hub *hub, struct hd_owner_op *const *ops, size_t n)
+{
+	if (!hd_hub_owner_shared(hub))
+		return HD_ENOTIMPL;
+	if (hub->engine->ops->owner_ops)
+		return hub->engine->ops->owner_ops(hub->engine, ops, n);
+	for (size_t i = 0; i < n; i++) {
+		int rc = hub->engine->ops->owner_op(hub->engine, ops[i]);
+		if (rc) {
+			ops[i]->err = rc;
+			ops[i]->done(ops[i]);
+		}
+	}
+	return 0;
+}
+
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op)
 {
 	return hd_engine_group_op(hub->engine, op);

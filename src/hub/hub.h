@@ -233,6 +233,11 @@ int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
  * leases); hd_hub_owner_op returns HD_ENOTIMPL when it is not. */
 bool hd_hub_owner_shared(const struct hd_hub *hub);
 int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op);
+/* n (≤ HD_OWNER_BATCH_MAX) ACQUIRE/TAKE ops of one owner in one engine call
+ * when the engine has owner_ops, else one owner_op each (engine.h). Returns
+ * 0 and each op's done() runs (already, or later), or a negative HD_E* and
+ * none does. */
+int hd_hub_owner_ops(struct hd_hub *hub, struct hd_owner_op *const *ops, size_t n);
 
 /* Whether the engine keeps pull-group leases (shared by several nodes), and
  * its glease op (engine.h; HD_ENOTIMPL when it does not). Loop thread. */
