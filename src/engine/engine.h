@@ -312,7 +312,7 @@ struct hd_engine_ops {
 	/* NULL in an engine of one node (see struct hd_owner_op). */
 	int (*owner_op)(struct hd_engine *e, struct hd_owner_op *op);
 	/* Optional: n (1 .. HD_OWNER_BATCH_MAX) ACQUIRE or TAKE ops of one
-	 * owner string and ttl in one engine call, each with exactly the
+	 * owner string and ttl, on distinct leases, in one engine call, each with exactly the
 	 * result owner_op would give it. Returns 0 and every op's done() runs
 	 * later, or a negative HD_E* and none does. The ops array is borrowed
 	 * for the call only; each op until its done(). NULL: owner_op each. */

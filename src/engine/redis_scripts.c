@@ -176,15 +176,13 @@ static const char rlist_lua[] =
 
 /* Ownership leases: KEYS[1] holds "TOKEN OWNER" with PX ttl; KEYS[2]
  * counts the fencing tokens; KEYS[3] names an owner that asked for the
- * lease (take), PX ttl. ARGV: owner, ttl ms, take 1/0 → {held 1/0, token,
+ * lease (take), PX ttl (both read by one MGET). ARGV: owner, ttl ms, take 1/0 → {held 1/0, token,
  * holder, new 1/0, wanted 1/0}. The owner's own lease is renewed (wanted:
  * another owner asked for it: hand it over); another's is left alone
  * (take: ask for it); a free one is taken with the next token, unless
  * another owner asked for it first. */
 #define OWN_FN \
-	"local function own(lk,tk,wk,me,ttl,take)\n" \
-	" local v=redis.call('GET',lk)\n" \
-	" local want=redis.call('GET',wk)\n" \
+	"local function own(lk,tk,wk,me,ttl,take,v,want)\n" \
 	" if v then\n" \
 	"  local sp=string.find(v,' ',1,true) or 0\n" \
 	"  local tok=string.sub(v,1,sp-1)\n" \
@@ -206,16 +204,20 @@ static const char rlist_lua[] =
 	" redis.call('SET',lk,tok..' '..me,'PX',ttl)\n" \
 	" return {1,tostring(tok),me,1,0}\n" \
 	"end\n"
-static const char own_lua[] = OWN_FN "return own(KEYS[1],KEYS[2],KEYS[3],ARGV[1],ARGV[2],ARGV[3])\n";
+static const char own_lua[] = OWN_FN
+	"local vw=redis.call('MGET',KEYS[1],KEYS[3])\n"
+	"return own(KEYS[1],KEYS[2],KEYS[3],ARGV[1],ARGV[2],ARGV[3],vw[1],vw[2])\n";
 
 /* A batch of own_lua for one owner: KEYS[1] counts the fencing tokens,
  * then each lease's key and its want key; ARGV: owner, ttl ms, then one
  * character 1/0 per lease (take) → own_lua's five values per lease, one
- * flat array. One call renews a node's page of leases (consume/owner.c). */
+ * flat array. One call renews a node's page of leases (consume/owner.c):
+ * one MGET reads them all, then a renewal costs one PEXPIRE. */
 static const char ownb_lua[] = OWN_FN
+	"local vw=redis.call('MGET',unpack(KEYS,2))\n"
 	"local out={}\n"
 	"for i=1,(#KEYS-1)/2 do\n"
-	" local r=own(KEYS[2*i],KEYS[1],KEYS[2*i+1],ARGV[1],ARGV[2],string.sub(ARGV[3],i,i))\n"
+	" local r=own(KEYS[2*i],KEYS[1],KEYS[2*i+1],ARGV[1],ARGV[2],string.sub(ARGV[3],i,i),vw[2*i-1],vw[2*i])\n"
 	" for j=1,5 do out[#out+1]=r[j] end\n"
 	"end\n"
 	"return out\n";
