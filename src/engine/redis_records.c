@@ -47,12 +47,19 @@ static void dwrite_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	dwrite_end(w);
 }
 
-static void dwait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+/* A WAIT's answer: 0 when a replica has the writes before it. */
+static int wait_err(redisReply *rep)
 {
-	struct dwrite *w = priv;
 	int err = hd_redis_reply_err(rep);
 	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1))
 		err = HD_EUNAVAIL;
+	return err;
+}
+
+static void dwait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct dwrite *w = priv;
+	int err = wait_err(rep);
 	if (err && !w->err)
 		w->err = err;
 	dwrite_end(w);
@@ -420,9 +427,7 @@ static void owner_batch_wait(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct dwrite *w = priv;
 	struct owner_batch *b = w->req;
-	int err = hd_redis_reply_err(rep);
-	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1))
-		err = HD_EUNAVAIL;
+	int err = wait_err(rep);
 	if (err && !b->wait_err)
 		b->wait_err = err;
 	dwrite_end(w);
