@@ -2,6 +2,10 @@
  * owner — ownership leases of consumers between nodes (see owner.h): one
  * list of claims, one timer that renews the held ones and tries the others
  * every HD_OWNER_RENEW_MS, at most one lease operation in flight per claim.
+ * A tick sends its operations in pages of HD_OWNER_BATCH_MAX, one engine
+ * call each (hd_hub_owner_ops): 5,000 claims cost 10 calls a second, not
+ * 5,000. A claim's first try (hd_owner_add, hd_owner_take) goes alone, at
+ * once.
  * Layer: consume; loop thread. Callers: webhook/, push/.
  */
 #include "consume/owner.h"
@@ -138,8 +142,9 @@ static void req_done(struct hd_owner_op *op)
 	}
 }
 
-/* Sends c's lease operation (acquire or renew; take: take it over). */
-static void send_acquire(struct hd_owner *o, struct hd_owner_claim *c, bool take)
+/* c's lease operation (acquire or renew; take: take it over), made c's
+ * request in flight; the caller sends it. */
+static struct hd_owner_req *acquire_new(struct hd_owner *o, struct hd_owner_claim *c, bool take)
 {
 	struct hd_owner_req *q = hd_calloc(1, sizeof(*q));
 	q->c = c;
@@ -152,10 +157,27 @@ static void send_acquire(struct hd_owner *o, struct hd_owner_claim *c, bool take
 	q->op.done = req_done;
 	q->op.arg = q;
 	c->req = q;
+	return q;
+}
+
+/* Sends c's lease operation alone. */
+static void send_acquire(struct hd_owner *o, struct hd_owner_claim *c, bool take)
+{
+	struct hd_owner_req *q = acquire_new(o, c, take);
 	int rc = hd_hub_owner_op(o->hub, &q->op);
 	if (rc) {
 		q->op.err = rc;
 		req_done(&q->op);
+	}
+}
+
+/* Sends a tick's page of operations in one engine call. */
+static void send_page(struct hd_owner *o, struct hd_owner_op **ops, size_t n)
+{
+	int rc = hd_hub_owner_ops(o->hub, ops, n);
+	for (size_t i = 0; rc && i < n; i++) {
+		ops[i]->err = rc;
+		ops[i]->done(ops[i]);
 	}
 }
 
@@ -255,16 +277,26 @@ static void on_tick(uv_timer_t *t)
 {
 	struct hd_owner *o = t->data;
 	int64_t now = hd_now_ms();
-	size_t i = 0;
+	size_t i = 0, n = 0;
+	struct hd_owner_op *page[HD_OWNER_BATCH_MAX];
 	struct hd_owner_claim *c = o->claims, *next;
-	/* changed() may remove the claim it runs for (not others). */
+	/* changed() may remove the claim it runs for (not others); a claim
+	 * whose operation waits in the page is removed safely (its request
+	 * only frees itself when answered). */
 	for (; c && i < HD_OWNER_CLAIMS_MAX; c = next, i++) {
 		next = c->next;
-		if (c->held && now >= c->valid_until_ms && !c->req)
+		if (c->held && now >= c->valid_until_ms && !c->req) {
 			set_held(c, false);
-		else if (!c->req)
-			send_acquire(o, c, c->taking);
+		} else if (!c->req) {
+			page[n++] = &acquire_new(o, c, c->taking)->op;
+			if (n == HD_OWNER_BATCH_MAX) {
+				send_page(o, page, n);
+				n = 0;
+			}
+		}
 	}
+	if (n)
+		send_page(o, page, n);
 }
 
 void hd_owner_stop(struct hd_owner *o)

@@ -8,12 +8,13 @@
  * Callers: edge/ws_edge.c (the input pump).
  */
 #include "edge/ws_edge_impl.h"
+#include "proto/json_text.h"
 
 static struct op *op_new(struct session *s, const struct hd_centrifuge_command *cmd);
 static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
 			   const char *data, size_t n);
 static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
-			     size_t n);
+			     size_t n, const char *info, size_t info_len);
 static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
 			   size_t n);
 
@@ -77,7 +78,7 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		}
 		connect_accept(s, &cmd, a->expire_at, a->data, a->data_len);
 	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
-		subscribe_accept(s, &cmd, a->data, a->data_len);
+		subscribe_accept(s, &cmd, a->data, a->data_len, a->info, a->info_len);
 	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
 		publish_accept(s, &cmd, a->data ? a->data : cmd.data.p, a->data ? a->data_len : cmd.data.n);
 	} else {
@@ -135,6 +136,16 @@ static void refresh_done(void *arg, const struct hd_cproxy_answer *a)
 	s->expire_at = a->expire_at ? hd_ws_edge_mono() + (a->expire_at - now_s) * 1000 : 0;
 	if (a->info)
 		conn_info_set(s, a->info, a->info_len);
+	/* The client learns its new expiry, as from Centrifugo (Push.refresh). */
+	struct hd_buf b;
+	hd_buf_init(&b, REPLY_MAX);
+	int64_t ttl = a->expire_at ? a->expire_at - now_s : 0;
+	if (s->codec->push_refresh(&b, a->expire_at != 0, (uint32_t)(ttl > UINT32_MAX ? UINT32_MAX : ttl)))
+		hd_buf_reset(&b);
+	hd_ws_output_send_reply(s, &b);
+	hd_buf_fini(&b);
+	if (s->state == S_CLOSING)
+		return; /* a slow client, closed by the write */
 	hd_ws_edge_timer_arm(s);
 	hd_ws_edge_pump(s);
 }
@@ -324,7 +335,7 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		char topic[HD_TOPIC_NAME_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
 		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
-			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true);
+			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, NULL, 0);
 			if (sub) {
 				sub_delta_set(sub, connect_sub_req(cmd, topic));
 				op_add_init(op, sub, connect_sub_req(cmd, topic));
@@ -337,7 +348,7 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		    hd_ws_subs_allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
-		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true);
+		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true, NULL, 0);
 		if (sub) {
 			sub_delta_set(sub, connect_sub_req(cmd, t));
 			op_add_init(op, sub, connect_sub_req(cmd, t));
@@ -422,9 +433,10 @@ static bool channel_ok(struct session *s, const struct hd_centrifuge_command *cm
  * A subscription token (subscribe's `token`): a JWT whose `channel` is the
  * topic and whose `sub` is the connection's user. Returns true with the
  * channel in chan (HD_TOPIC_NAME_MAX + 1 bytes, "" when no token was
- * given); replies the error and returns false when it is expired or bad.
+ * given) and its `info` claim in *info (returns owned minified JSON, or
+ * NULL); replies the error and returns false when it is expired or bad.
  */
-static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *cmd, char *chan)
+static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *cmd, char *chan, char **info)
 {
 	struct hd_jwt_claims claims;
 	struct hd_error err = {0};
@@ -432,6 +444,7 @@ static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *
 	bool ok;
 
 	chan[0] = '\0';
+	*info = NULL;
 	if (!tok || !tok[0])
 		return true;
 	memset(&claims, 0, sizeof(claims));
@@ -443,9 +456,11 @@ static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *
 	}
 	ok = rc == 0 && claims.channel && strcmp(claims.channel, cmd->sub.channel) == 0 &&
 	     strcmp(claims.sub, s->conn.user) == 0;
-	if (ok)
+	if (ok) {
 		snprintf(chan, HD_TOPIC_NAME_MAX + 1, "%s", claims.channel);
-	else
+		*info = claims.info;
+		claims.info = NULL;
+	} else
 		hd_log_info("ws subscription token refused client=%s channel=%s: %s", s->conn.id,
 			    cmd->sub.channel, rc ? err.msg : "channel or sub does not match");
 	hd_jwt_claims_fini(&claims);
@@ -458,6 +473,7 @@ static bool sub_token_ok(struct session *s, const struct hd_centrifuge_command *
 static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	char chan[HD_TOPIC_NAME_MAX + 1];
+	char *info = NULL;
 	if (cmd->sub.type != 0) {
 		/* Map (1-3) and shared-poll (4) subscriptions: a normal stream
 		 * reply would leave the SDK waiting for a state it never gets. */
@@ -468,19 +484,25 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_NOT_AVAILABLE, msg, false);
 		return;
 	}
-	if (!sub_token_ok(s, cmd, chan) ||
+	if (!sub_token_ok(s, cmd, chan, &info) ||
 	    !channel_ok(s, cmd, HD_ACL_SUBSCRIBE, chan[0] ? chan : NULL))
-		return;
+		goto out;
+	/* When the subscribe proxy is asked, its answer's info is the
+	 * subscription's (a token's info is then not used). */
 	if (!hd_ws_subs_sub_find(s, cmd->sub.channel) && s->nsubs < s->edge->opts.max_subscriptions &&
 	    proxy_start(s, cmd, HD_CPROXY_SUBSCRIBE, cmd->sub.data.p, cmd->sub.data.n))
-		return;
-	subscribe_accept(s, cmd, NULL, 0);
+		goto out;
+	subscribe_accept(s, cmd, NULL, 0, info, info ? strlen(info) : 0);
+out:
+	free(info);
 }
 
 /* A subscribe allowed (by herald's rules and the app backend, if asked);
- * data[0, n): the reply's data (the subscribe proxy's), or NULL. */
+ * data[0, n): the reply's data (the subscribe proxy's), or NULL;
+ * info[0, info_len): the subscription's chan_info (the proxy's or the
+ * subscription token's), or NULL. */
 static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
-			     size_t n)
+			     size_t n, const char *info, size_t info_len)
 {
 	if (hd_ws_subs_sub_find(s, cmd->sub.channel)) {
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
@@ -490,7 +512,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
 		return;
 	}
-	struct chan_sub *sub = hd_ws_subs_sub_add(s, cmd->sub.channel, false);
+	struct chan_sub *sub = hd_ws_subs_sub_add(s, cmd->sub.channel, false, info, info_len);
 	if (!sub) {
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
 		return;
@@ -508,8 +530,8 @@ static void cmd_unsubscribe(struct session *s, const struct hd_centrifuge_comman
 {
 	struct chan_sub *sub = hd_ws_subs_sub_find(s, cmd->sub.channel);
 	if (sub) {
+		hd_ws_subs_join_leave(s->edge, s, sub, false); /* while sub still has its chan_info */
 		hd_ws_subs_sub_remove(s, sub);
-		hd_ws_subs_join_leave(s->edge, s, cmd->sub.channel, false);
 	}
 	hd_ws_output_reply_empty(s, cmd->id, HD_CENTRIFUGE_UNSUBSCRIBE);
 }
@@ -725,22 +747,26 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 
 /* ---- presence ---- */
 
-/* The conn info of a registry TOPIC item: hub.c writes it last,
- * {"id":…,"node":"…","info":<raw JSON>}. The first ,"info": is that member
- * (an escaped string value never holds an unescaped quote). */
-static void item_conn_info(const char *json, struct hd_centrifuge_client_info *c)
+/* The conn and chan info of a registry TOPIC item (hub.c writes it,
+ * minified: {"id":…,"node":"…"[,"chan_info":<raw JSON>][,"info":<raw JSON>]}):
+ * pointers into json. */
+static void item_infos(const char *json, struct hd_centrifuge_client_info *c)
 {
-	static const char tag[] = ",\"info\":";
-	const char *p = json ? strstr(json, tag) : NULL;
-	size_t len = json ? strlen(json) : 0;
+	struct hd_json_text_span sp[16];
+	size_t n = 0, len = json ? strlen(json) : 0;
 
-	if (!p || len < 1 || json[len - 1] != '}')
+	if (len < 2 || json[0] != '{' || json[len - 1] != '}' || hd_json_text_members(json, len, sp, 16, &n))
 		return;
-	p += sizeof(tag) - 1;
-	if (p >= json + len - 1)
-		return;
-	c->conn_info = p;
-	c->conn_info_len = (size_t)(json + len - 1 - p);
+	for (size_t i = 0; i < n; i++) {
+		const char *k = json + sp[i].key_off;
+		if (sp[i].key_len == 6 && memcmp(k, "\"info\"", 6) == 0) {
+			c->conn_info = json + sp[i].val_off;
+			c->conn_info_len = sp[i].val_len;
+		} else if (sp[i].key_len == 11 && memcmp(k, "\"chan_info\"", 11) == 0) {
+			c->chan_info = json + sp[i].val_off;
+			c->chan_info_len = sp[i].val_len;
+		}
+	}
 }
 
 /* The registry answered a presence or presence_stats: followers on every
@@ -765,7 +791,7 @@ static void presence_done(struct hd_hub_reg *q)
 		for (size_t i = 0; i < q->n; i++) {
 			info[i].client = q->items[i].id;
 			info[i].user = q->items[i].user;
-			item_conn_info(q->items[i].json, &info[i]);
+			item_infos(q->items[i].json, &info[i]);
 		}
 		if (s->codec->reply_presence(&b, op->id, info, q->n))
 			hd_buf_reset(&b);

@@ -101,6 +101,9 @@ struct chan_sub {
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
 	char epoch[HD_EPOCH_LEN + 1];
+	char *chan_info;           /* the subscribe proxy's or subscription token's info (minified
+	                            * JSON, at most CONN_INFO_MAX; in this allocation, after name)
+	                            * or NULL; watch.chan_info: presence, join and leave carry it */
 	char name[];               /* the topic */
 };
 
@@ -228,12 +231,16 @@ void hd_ws_output_deliver(struct chan_sub *sub, const struct hd_stored_event *ev
 /* ws_subs.c */
 void hd_ws_subs_sub_drop_held(struct chan_sub *sub);
 struct chan_sub *hd_ws_subs_sub_find(struct session *s, const char *topic);
-struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side);
+/* chan_info[0, chan_info_len): the subscription's info (copied; NULL or
+ * longer than CONN_INFO_MAX: none). */
+struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side,
+				    const char *chan_info, size_t chan_info_len);
 void hd_ws_subs_sub_remove(struct session *s, struct chan_sub *sub);
 void hd_ws_subs_conn_topics(const struct hd_conn *c, void (*each)(void *arg, const char *topic), void *arg);
 int hd_ws_subs_allowed(const struct session *s, const char *topic, enum hd_acl_op op,
 			const char *sub_channel);
-void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const char *topic, bool join);
+void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const struct chan_sub *sub,
+			   bool join);
 /* The hub's listeners (arg: the edge): another node's join or leave, and a
  * deleted topic (this node's or another's). */
 #define HD_WS_UNSUB_TOPIC_DELETED 2500 /* Centrifugo's "insufficient state": the SDK resubscribes */

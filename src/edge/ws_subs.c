@@ -52,16 +52,23 @@ struct chan_sub *hd_ws_subs_sub_find(struct session *s, const char *topic)
 
 /* Adds and watches a subscription. Returns it, or NULL when the hub's cap
  * on watched topics is reached. */
-struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side)
+struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side,
+				    const char *chan_info, size_t chan_info_len)
 {
 	size_t len = strlen(topic);
-	struct chan_sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
+	size_t ilen = chan_info && chan_info_len <= CONN_INFO_MAX ? chan_info_len : 0;
+	struct chan_sub *sub = hd_calloc(1, sizeof(*sub) + len + 1 + (ilen ? ilen + 1 : 0));
 	sub->s = s;
 	sub->server_side = server_side;
 	memcpy(sub->name, topic, len + 1);
+	if (ilen) {
+		sub->chan_info = sub->name + len + 1;
+		memcpy(sub->chan_info, chan_info, ilen);
+	}
 	sub->watch.fire = on_watch;
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
+	sub->watch.chan_info = sub->chan_info;
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
 		free(sub);
 		return NULL;
@@ -171,12 +178,13 @@ static void frames_unref(struct hd_rcbuf *frames[C_COUNT][F_COUNT])
 /*
  * Tells every WebSocket subscriber of topic on this node that asked for it
  * (but `from`, NULL for another node's client) that client (of user,
- * with conn_info or NULL) joined or left. A receiver that is too slow is closed from its timer,
+ * with conn_info and chan_info or NULL) joined or left. A receiver that is too slow is closed from its timer,
  * not here: closing changes the topic's watchers, and this may run while
  * one session is being released.
  */
 static void push_join_leave(struct hd_ws_edge *e, const struct session *from, const char *client,
-			    const char *user, const char *conn_info, const char *topic, bool join)
+			    const char *user, const char *conn_info, const char *chan_info, const char *topic,
+			    bool join)
 {
 	const struct hd_conn **c;
 	size_t n = hd_hub_presence(e->hub, topic, &c);
@@ -193,8 +201,9 @@ static void push_join_leave(struct hd_ws_edge *e, const struct session *from, co
 			struct hd_buf b;
 			struct hd_centrifuge_client_info info = {
 				.client = client, .user = user, .conn_info = conn_info,
-				.conn_info_len = conn_info ? strlen(conn_info) : 0};
-			hd_buf_init(&b, 2048 + CONN_INFO_MAX);
+				.conn_info_len = conn_info ? strlen(conn_info) : 0, .chan_info = chan_info,
+				.chan_info_len = chan_info ? strlen(chan_info) : 0};
+			hd_buf_init(&b, 2048 + 2 * CONN_INFO_MAX);
 			if (join)
 				to->codec->push_join(&b, topic, &info);
 			else
@@ -210,14 +219,17 @@ static void push_join_leave(struct hd_ws_edge *e, const struct session *from, co
 
 /* `from` joined or left topic: its subscribers here, and (through the hub)
  * on every other node. */
-void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const char *topic, bool join)
+void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, const struct chan_sub *sub,
+			   bool join)
 {
+	const char *topic = sub->name;
 	if (!hd_hub_ns(e->hub, topic)->join_leave)
 		return;
 	/* Even while stopping: the other nodes' subscribers see the leaves. */
 	hd_hub_join_leave(e->hub, topic, from->conn.id, from->conn.user, join);
 	if (!e->stopping)
-		push_join_leave(e, from, from->conn.id, from->conn.user, from->conn.info, topic, join);
+		push_join_leave(e, from, from->conn.id, from->conn.user, from->conn.info, sub->chan_info, topic,
+				join);
 }
 
 void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
@@ -225,7 +237,7 @@ void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, 
 {
 	struct hd_ws_edge *e = arg;
 	if (!e->stopping && hd_hub_ns(e->hub, topic)->join_leave)
-		push_join_leave(e, NULL, client, user, NULL, topic, join); /* no conn_info across nodes */
+		push_join_leave(e, NULL, client, user, NULL, NULL, topic, join); /* no infos across nodes */
 }
 
 /*
@@ -442,7 +454,7 @@ static void op_reply_subs(struct session *s, struct op *op)
 		if (!sub_go_live(s, op->inits[i].sub))
 			return;
 	if (op->method == HD_CENTRIFUGE_SUBSCRIBE && s->req)
-		hd_ws_subs_join_leave(s->edge, s, op->inits[0].sub->name, true);
+		hd_ws_subs_join_leave(s->edge, s, op->inits[0].sub, true);
 }
 
 /* Whether op's session ended while op waited for the hub; then frees op. */

@@ -165,6 +165,7 @@ void hd_engine_record_list_init(struct hd_record_op *op, const char *kind, const
  * the one node always owns, token 0. */
 #define HD_OWNER_NAME_MAX 600
 #define HD_OWNER_ID_MAX 200
+#define HD_OWNER_BATCH_MAX 500        /* ops of one owner_ops call */
 enum hd_owner_op_kind { HD_OWNER_ACQUIRE, HD_OWNER_TAKE, HD_OWNER_RELEASE };
 
 struct hd_owner_op {
@@ -310,6 +311,12 @@ struct hd_engine_ops {
 	int (*record_op)(struct hd_engine *e, struct hd_record_op *op);
 	/* NULL in an engine of one node (see struct hd_owner_op). */
 	int (*owner_op)(struct hd_engine *e, struct hd_owner_op *op);
+	/* Optional: n (1 .. HD_OWNER_BATCH_MAX) ACQUIRE or TAKE ops of one
+	 * owner string and ttl, on distinct leases, in one engine call, each with exactly the
+	 * result owner_op would give it. Returns 0 and every op's done() runs
+	 * later, or a negative HD_E* and none does. The ops array is borrowed
+	 * for the call only; each op until its done(). NULL: owner_op each. */
+	int (*owner_ops)(struct hd_engine *e, struct hd_owner_op *const *ops, size_t n);
 	/* Pull-group leases shared by every node (struct hd_glease_op); NULL
 	 * when the groups keep their leases in memory (the local engine). */
 	int (*glease_op)(struct hd_engine *e, struct hd_glease_op *op);

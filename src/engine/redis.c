@@ -239,6 +239,12 @@ int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rco
 	return script_call(r, c, script, fn, priv, nargs, args, lens, nkeys);
 }
 
+int hd_redis_script_call_n(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
+			   void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
+{
+	return script_call(r, c, script, fn, priv, nargs, args, lens, nkeys);
+}
+
 static void sha1_hex(const char *text, char out[41])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -1228,6 +1234,7 @@ static const struct hd_engine_ops redis_ops = {
 	.group_op = hd_redis_records_group_op,
 	.record_op = hd_redis_records_record_op,
 	.owner_op = hd_redis_records_owner_op,
+	.owner_ops = hd_redis_records_owner_ops,
 	.glease_op = hd_redis_groups_op,
 	.ready = redis_ready,
 	.why_not_ready = redis_why_not_ready,

@@ -41,7 +41,7 @@
 #define MAX_PENDING 65536          /* commands in flight per connection */
 #define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
 #define CATCHUP_LIMIT 256          /* events per gap-filling read */
-#define ARGS_MAX 16
+#define ARGS_MAX 16                /* hd_redis_script_call's; _call_n has none */
 #define HOLD_MS 2                  /* longest hold of a next batch (replicated) */
 #define TOPS_PER_CALL 256          /* meta keys per TOPS script call */
 #define NOW_AFTER "9007199254740992" /* an `after` past any offset: no events */
@@ -49,7 +49,7 @@
 #define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_COUNT };
 
 struct redis;
 
@@ -123,6 +123,9 @@ uint64_t hd_redis_rep_u64(const redisReply *rep);
  * returns HD_EUNAVAIL. */
 int hd_redis_script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
 			 void *priv, int nargs, const char **args, const size_t *lens, int nkeys);
+/* hd_redis_script_call without ARGS_MAX (the caller bounds nargs). */
+int hd_redis_script_call_n(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
+			   void *priv, int nargs, const char **args, const size_t *lens, int nkeys);
 /* The stored event's JSON with topic and offset (returned: owned, one ref). */
 struct hd_rcbuf *hd_redis_stored_json(const char *topic, uint64_t offset, const char *json,
 				      size_t len);
@@ -184,6 +187,10 @@ int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op);
 int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op);
 /* The engine's owner_op (engine.h): leases LEASE_PREFIX+name on shard 0. */
 int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op);
+/* The engine's owner_ops (engine.h): one S_OWNB call on shard 0, where
+ * every lease lives (a standalone primary: the script may name keys of
+ * any slot, as S_OWN does with the token counter). */
+int hd_redis_records_owner_ops(struct hd_engine *e, struct hd_owner_op *const *ops, size_t n);
 
 /* ---- redis_groups.c ---------------------------------------------------- */
 

@@ -47,12 +47,19 @@ static void dwrite_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	dwrite_end(w);
 }
 
-static void dwait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+/* A WAIT's answer: 0 when a replica has the writes before it. */
+static int wait_err(redisReply *rep)
 {
-	struct dwrite *w = priv;
 	int err = hd_redis_reply_err(rep);
 	if (!err && (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1))
 		err = HD_EUNAVAIL;
+	return err;
+}
+
+static void dwait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct dwrite *w = priv;
+	int err = wait_err(rep);
 	if (err && !w->err)
 		w->err = err;
 	dwrite_end(w);
@@ -309,6 +316,40 @@ int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op)
 
 /* ---- ownership leases -------------------------------------------------- */
 
+/* Fills op from own_lua's five values e[0..4]; returns whether the lease
+ * was newly taken (a new token). */
+static bool owner_result(struct hd_owner_op *op, redisReply *const *e)
+{
+	const redisReply *who = e[2];
+	op->held = hd_redis_rep_u64(e[0]) == 1;
+	op->token = hd_redis_rep_u64(e[1]);
+	op->wanted = op->held && hd_redis_rep_u64(e[4]) == 1;
+	if (who->type == REDIS_REPLY_STRING)
+		snprintf(op->holder, sizeof(op->holder), "%.*s", (int)who->len, who->str);
+	return op->held && hd_redis_rep_u64(e[3]) == 1;
+}
+
+/* A lease taken now is acknowledged like any durable write (a replica has
+ * it), so that a failover cannot hand its token out again; renewals do
+ * not wait. One WAIT (answered into fn) covers every lease of the call.
+ * Returns 0, or HD_EUNAVAIL when it could not be sent (fn never runs). */
+static int owner_wait(struct dwrite *w, hd_rconn_reply_fn fn)
+{
+	struct redis *r = w->r;
+	if (r->opts.durability != HD_REDIS_REPLICATED)
+		return 0;
+	char tmo[24];
+	snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
+	const char *wargv[] = {"WAIT", "1", tmo};
+	size_t wlens[] = {4, 1, strlen(tmo)};
+	w->left++;
+	if (hd_rconn_command(r->shards[0].cmd, fn, w, 3, wargv, wlens)) {
+		w->left--;
+		return HD_EUNAVAIL;
+	}
+	return 0;
+}
+
 static void owner_take(struct dwrite *w, const redisReply *rep)
 {
 	struct hd_owner_op *op = w->req;
@@ -318,28 +359,8 @@ static void owner_take(struct dwrite *w, const redisReply *rep)
 		w->err = HD_EUNAVAIL;
 		return;
 	}
-	const redisReply *who = rep->element[2];
-	op->held = hd_redis_rep_u64(rep->element[0]) == 1;
-	op->token = hd_redis_rep_u64(rep->element[1]);
-	op->wanted = op->held && hd_redis_rep_u64(rep->element[4]) == 1;
-	if (who->type == REDIS_REPLY_STRING)
-		snprintf(op->holder, sizeof(op->holder), "%.*s", (int)who->len, who->str);
-	/* A lease taken now is acknowledged like any durable write (a
-	 * replica has it), so that a failover cannot hand its token out
-	 * again; renewals do not wait. */
-	struct redis *r = w->r;
-	if (op->held && hd_redis_rep_u64(rep->element[3]) == 1 &&
-	    r->opts.durability == HD_REDIS_REPLICATED) {
-		char tmo[24];
-		snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
-		const char *wargv[] = {"WAIT", "1", tmo};
-		size_t wlens[] = {4, 1, strlen(tmo)};
-		w->left++;
-		if (hd_rconn_command(r->shards[0].cmd, dwait_reply, w, 3, wargv, wlens)) {
-			w->left--;
-			w->err = HD_EUNAVAIL;
-		}
-	}
+	if (owner_result(op, rep->element) && owner_wait(w, dwait_reply))
+		w->err = HD_EUNAVAIL;
 }
 
 static void owner_finish(struct dwrite *w)
@@ -390,5 +411,129 @@ int hd_redis_records_owner_op(struct hd_engine *e, struct hd_owner_op *op)
 	}
 	if (rc)
 		free(w);
+	return rc;
+}
+
+/* ---- a page of lease operations in one call ---------------------------- */
+
+struct owner_batch {
+	size_t n;
+	int wait_err;              /* the WAIT's: only the fresh leases fail with it */
+	bool *fresh;               /* n: newly taken (a new token) */
+	struct hd_owner_op *ops[]; /* n, each until its done() */
+};
+
+static void owner_batch_wait(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct dwrite *w = priv;
+	struct owner_batch *b = w->req;
+	int err = wait_err(rep);
+	if (err && !b->wait_err)
+		b->wait_err = err;
+	dwrite_end(w);
+}
+
+static void owner_batch_take(struct dwrite *w, const redisReply *rep)
+{
+	struct owner_batch *b = w->req;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 5 * b->n) {
+		w->err = HD_EUNAVAIL;
+		return;
+	}
+	bool fresh = false;
+	for (size_t i = 0; i < b->n; i++)
+		fresh |= b->fresh[i] = owner_result(b->ops[i], rep->element + 5 * i);
+	if (fresh && owner_wait(w, owner_batch_wait))
+		b->wait_err = HD_EUNAVAIL;
+}
+
+static void owner_batch_finish(struct dwrite *w)
+{
+	struct owner_batch *b = w->req;
+	for (size_t i = 0; i < b->n; i++) {
+		struct hd_owner_op *op = b->ops[i];
+		op->err = w->err ? w->err : b->fresh[i] ? b->wait_err : 0;
+		if (op->err)
+			op->held = false;
+		op->done(op);
+	}
+	free(b->fresh);
+	free(b);
+	free(w);
+}
+
+int hd_redis_records_owner_ops(struct hd_engine *e, struct hd_owner_op *const *ops, size_t n)
+{
+	struct redis *r = (struct redis *)e;
+	if (r->stopped)
+		return HD_EUNAVAIL;
+	if (n == 0 || n > HD_OWNER_BATCH_MAX)
+		return HD_EINVAL;
+	const char *owner = ops[0]->owner ? ops[0]->owner : "";
+	uint32_t ttl_ms = ops[0]->ttl_ms;
+	if (!owner[0] || strlen(owner) > HD_OWNER_ID_MAX || ttl_ms == 0)
+		return HD_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const struct hd_owner_op *op = ops[i];
+		if (!op->name[0] || op->kind == HD_OWNER_RELEASE || op->ttl_ms != ttl_ms ||
+		    !op->owner || strcmp(op->owner, owner) != 0)
+			return HD_EINVAL;
+	}
+	/* KEYS: the token counter, then lease and want key per op; ARGV:
+	 * owner, ttl, the take flags. */
+	size_t nargs = 1 + 2 * n + 3;
+	const char **args = hd_calloc(nargs, sizeof(*args));
+	size_t *lens = hd_calloc(nargs, sizeof(*lens));
+	char *keys = hd_malloc(n * 2 * (sizeof(LEASE_WANT_PREFIX) + HD_OWNER_NAME_MAX));
+	char *take = hd_malloc(n + 1), ttl[24];
+	char *p = keys;
+	args[0] = LEASE_TOKEN_KEY;
+	lens[0] = strlen(LEASE_TOKEN_KEY);
+	for (size_t i = 0; i < n; i++) {
+		struct hd_owner_op *op = ops[i];
+		op->err = 0;
+		op->held = op->wanted = false;
+		op->token = 0;
+		op->holder[0] = '\0';
+		int k = sprintf(p, LEASE_PREFIX "%s", op->name);
+		args[1 + 2 * i] = p;
+		lens[1 + 2 * i] = (size_t)k;
+		p += k;
+		k = sprintf(p, LEASE_WANT_PREFIX "%s", op->name);
+		args[2 + 2 * i] = p;
+		lens[2 + 2 * i] = (size_t)k;
+		p += k;
+		take[i] = op->kind == HD_OWNER_TAKE ? '1' : '0';
+	}
+	take[n] = '\0';
+	snprintf(ttl, sizeof(ttl), "%u", (unsigned)ttl_ms);
+	args[1 + 2 * n] = owner;
+	lens[1 + 2 * n] = strlen(owner);
+	args[2 + 2 * n] = ttl;
+	lens[2 + 2 * n] = strlen(ttl);
+	args[3 + 2 * n] = take;
+	lens[3 + 2 * n] = n;
+	struct owner_batch *b = hd_malloc(sizeof(*b) + n * sizeof(b->ops[0]));
+	b->n = n;
+	b->wait_err = 0;
+	b->fresh = hd_calloc(n, sizeof(*b->fresh));
+	memcpy(b->ops, ops, n * sizeof(ops[0]));
+	struct dwrite *w = hd_calloc(1, sizeof(*w));
+	w->r = r;
+	w->req = b;
+	w->take = owner_batch_take;
+	w->finish = owner_batch_finish;
+	w->left = 1;
+	int rc = hd_redis_script_call_n(r, r->shards[0].cmd, S_OWNB, dwrite_reply, w, (int)nargs, args, lens,
+					(int)(1 + 2 * n));
+	if (rc) {
+		free(b->fresh);
+		free(b);
+		free(w);
+	}
+	free(args);
+	free(lens);
+	free(keys);
+	free(take);
 	return rc;
 }

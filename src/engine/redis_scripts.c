@@ -255,34 +255,51 @@ static const char rlist_lua[] =
 
 /* Ownership leases: KEYS[1] holds "TOKEN OWNER" with PX ttl; KEYS[2]
  * counts the fencing tokens; KEYS[3] names an owner that asked for the
- * lease (take), PX ttl. ARGV: owner, ttl ms, take 1/0 → {held 1/0, token,
+ * lease (take), PX ttl (both read by one MGET). ARGV: owner, ttl ms, take 1/0 → {held 1/0, token,
  * holder, new 1/0, wanted 1/0}. The owner's own lease is renewed (wanted:
  * another owner asked for it: hand it over); another's is left alone
  * (take: ask for it); a free one is taken with the next token, unless
  * another owner asked for it first. */
-static const char own_lua[] =
-	"local v=redis.call('GET',KEYS[1])\n"
-	"local want=redis.call('GET',KEYS[3])\n"
-	"if v then\n"
-	" local sp=string.find(v,' ',1,true) or 0\n"
-	" local tok=string.sub(v,1,sp-1)\n"
-	" local who=string.sub(v,sp+1)\n"
-	" if who==ARGV[1] then\n"
-	"  redis.call('PEXPIRE',KEYS[1],ARGV[2])\n"
-	"  local w=0\n"
-	"  if want and want~=ARGV[1] then w=1 end\n"
-	"  return {1,tok,who,0,w}\n"
-	" end\n"
-	" if ARGV[3]=='1' and (not want or want==ARGV[1]) then\n"
-	"  redis.call('SET',KEYS[3],ARGV[1],'PX',ARGV[2])\n"
-	" end\n"
-	" return {0,tok,who,0,0}\n"
+#define OWN_FN \
+	"local function own(lk,tk,wk,me,ttl,take,v,want)\n" \
+	" if v then\n" \
+	"  local sp=string.find(v,' ',1,true) or 0\n" \
+	"  local tok=string.sub(v,1,sp-1)\n" \
+	"  local who=string.sub(v,sp+1)\n" \
+	"  if who==me then\n" \
+	"   redis.call('PEXPIRE',lk,ttl)\n" \
+	"   local w=0\n" \
+	"   if want and want~=me then w=1 end\n" \
+	"   return {1,tok,who,0,w}\n" \
+	"  end\n" \
+	"  if take=='1' and (not want or want==me) then\n" \
+	"   redis.call('SET',wk,me,'PX',ttl)\n" \
+	"  end\n" \
+	"  return {0,tok,who,0,0}\n" \
+	" end\n" \
+	" if want and want~=me then return {0,'0','',0,0} end\n" \
+	" if want then redis.call('DEL',wk) end\n" \
+	" local tok=redis.call('INCR',tk)\n" \
+	" redis.call('SET',lk,tok..' '..me,'PX',ttl)\n" \
+	" return {1,tostring(tok),me,1,0}\n" \
 	"end\n"
-	"if want and want~=ARGV[1] then return {0,'0','',0,0} end\n"
-	"if want then redis.call('DEL',KEYS[3]) end\n"
-	"local tok=redis.call('INCR',KEYS[2])\n"
-	"redis.call('SET',KEYS[1],tok..' '..ARGV[1],'PX',ARGV[2])\n"
-	"return {1,tostring(tok),ARGV[1],1,0}\n";
+static const char own_lua[] = OWN_FN
+	"local vw=redis.call('MGET',KEYS[1],KEYS[3])\n"
+	"return own(KEYS[1],KEYS[2],KEYS[3],ARGV[1],ARGV[2],ARGV[3],vw[1],vw[2])\n";
+
+/* A batch of own_lua for one owner: KEYS[1] counts the fencing tokens,
+ * then each lease's key and its want key; ARGV: owner, ttl ms, then one
+ * character 1/0 per lease (take) → own_lua's five values per lease, one
+ * flat array. One call renews a node's page of leases (consume/owner.c):
+ * one MGET reads them all, then a renewal costs one PEXPIRE. */
+static const char ownb_lua[] = OWN_FN
+	"local vw=redis.call('MGET',unpack(KEYS,2))\n"
+	"local out={}\n"
+	"for i=1,(#KEYS-1)/2 do\n"
+	" local r=own(KEYS[2*i],KEYS[1],KEYS[2*i+1],ARGV[1],ARGV[2],string.sub(ARGV[3],i,i),vw[2*i-1],vw[2*i])\n"
+	" for j=1,5 do out[#out+1]=r[j] end\n"
+	"end\n"
+	"return out\n";
 
 /* KEYS: the lease. ARGV: owner ('' = whoever holds it) → 1 dropped, 0 not. */
 static const char unown_lua[] =
@@ -296,4 +313,5 @@ const char *const hd_redis_scripts_text[S_COUNT] = {
 	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
 	own_lua, unown_lua,
 	[S_GLEASE] = hd_redis_groups_lua,
+	[S_OWNB] = ownb_lua,
 };

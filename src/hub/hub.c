@@ -87,7 +87,7 @@ struct hd_hub {
 };
 
 static bool reg_on(const struct hd_hub *hub);
-static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_conn *c, bool add);
+static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_watch *w, bool add);
 static void reg_mark(struct hd_hub *hub, struct hd_conn *c);
 static void reg_online(struct hd_hub *hub, const char *user, bool add);
 
@@ -144,7 +144,7 @@ int hd_hub_watch(struct hd_hub *hub, const char *topic, struct hd_watch *w)
 	w->prefix = NULL;
 	list_add(l, w);
 	if (w->conn && w->conn->added && reg_on(hub)) {
-		reg_presence(hub, topic, w->conn, true);
+		reg_presence(hub, topic, w, true);
 		if (w->conn->ulist)
 			reg_mark(hub, (struct hd_conn *)w->conn);
 	}
@@ -168,7 +168,7 @@ void hd_hub_unwatch(struct hd_hub *hub, struct hd_watch *w)
 	if (!l)
 		return;
 	if (w->conn && w->conn->added && l != &hub->prefixed && reg_on(hub)) {
-		reg_presence(hub, l->topic, w->conn, false);
+		reg_presence(hub, l->topic, w, false);
 		if (w->conn->ulist)
 			reg_mark(hub, (struct hd_conn *)w->conn);
 	}
@@ -241,7 +241,8 @@ struct reg_walk {
 static void reg_topic(void *arg, const char *topic)
 {
 	struct reg_walk *w = arg;
-	reg_presence(w->hub, topic, w->c, w->add);
+	struct hd_watch cw = {.conn = w->c}; /* chan_info: a subscription's watch writes its own */
+	reg_presence(w->hub, topic, &cw, w->add);
 }
 
 void hd_hub_conn_add(struct hd_hub *hub, struct hd_conn *c)
@@ -546,6 +547,22 @@ int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op)
 	return hub->engine->ops->owner_op(hub->engine, op);
 }
 
+int hd_hub_owner_ops(struct hd_hub *hub, struct hd_owner_op *const *ops, size_t n)
+{
+	if (!hd_hub_owner_shared(hub))
+		return HD_ENOTIMPL;
+	if (hub->engine->ops->owner_ops)
+		return hub->engine->ops->owner_ops(hub->engine, ops, n);
+	for (size_t i = 0; i < n; i++) {
+		int rc = hub->engine->ops->owner_op(hub->engine, ops[i]);
+		if (rc) {
+			ops[i]->err = rc;
+			ops[i]->done(ops[i]);
+		}
+	}
+	return 0;
+}
+
 int hd_hub_group_op(struct hd_hub *hub, struct hd_group_op *op)
 {
 	return hd_engine_group_op(hub->engine, op);
@@ -616,15 +633,21 @@ void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct 
 	hd_buf_puts(b, "]}");
 }
 
-/* c's presence entry: {"id","transport","user","node"[,"info"]}. */
-static void presence_json(const struct hd_hub *hub, const struct hd_conn *c, struct hd_buf *b)
+/* The presence entry of w's connection c:
+ * {"id","transport","user","node"[,"chan_info"][,"info"]}. */
+static void presence_json(const struct hd_hub *hub, const struct hd_watch *w, struct hd_buf *b)
 {
+	const struct hd_conn *c = w->conn;
 	const char *node = hd_hub_node(hub);
 	hd_buf_printf(b, "{\"id\":\"%s\",\"transport\":\"%s\",\"user\":\"", c->id, c->transport);
 	hd_buf_json_escape(b, c->user, strlen(c->user));
 	hd_buf_puts(b, "\",\"node\":\"");
 	hd_buf_json_escape(b, node, strlen(node));
-	hd_buf_puts(b, c->info ? "\",\"info\":" : "\"}"); /* info last: edge/ws_commands.c reads it */
+	hd_buf_putc(b, '"');
+	/* chan_info then info, last: edge/ws_commands.c reads them there. */
+	if (w->chan_info)
+		hd_buf_printf(b, ",\"chan_info\":%s", w->chan_info);
+	hd_buf_puts(b, c->info ? ",\"info\":" : "}");
 	if (c->info)
 		hd_buf_printf(b, "%s}", c->info);
 }
@@ -634,13 +657,13 @@ static bool reg_on(const struct hd_hub *hub)
 	return hub->engine && hub->engine->ops->reg_put;
 }
 
-static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_conn *c, bool add)
+static void reg_presence(struct hd_hub *hub, const char *topic, const struct hd_watch *w, bool add)
 {
 	struct hd_buf b;
 	hd_buf_init(&b, REG_JSON_MAX);
 	if (add)
-		presence_json(hub, c, &b);
-	hub->engine->ops->reg_put(hub->engine, HD_REG_TOPIC, topic, c->id, add ? b.data : NULL);
+		presence_json(hub, w, &b);
+	hub->engine->ops->reg_put(hub->engine, HD_REG_TOPIC, topic, w->conn->id, add ? b.data : NULL);
 	hd_buf_fini(&b);
 }
 
@@ -681,7 +704,7 @@ static void put_followers(const char *key, void *value, void *arg)
 	struct hd_watch_list *l = value;
 	for (struct hd_watch *w = l->head; w; w = w->next)
 		if (w->conn && w->conn->added)
-			reg_presence(arg, l->topic, w->conn, true);
+			reg_presence(arg, l->topic, w, true);
 }
 
 /* The engine's batch is about to go: write the changed listings (every
@@ -784,15 +807,16 @@ int hd_hub_reg_query(struct hd_hub *hub, struct hd_hub_reg *q)
 			local_item(q, &b, c);
 		}
 	} else {
-		const struct hd_conn **c;
-		size_t n = hd_hub_presence(hub, q->key, &c);
-		q->items = hd_calloc(n ? n : 1, sizeof(*q->items));
-		for (size_t i = 0; i < n; i++) {
+		/* The topic's watches, for their chan_info. */
+		struct hd_watch_list *l = hd_map_get(&hub->watched, q->key);
+		q->items = hd_calloc(l && l->count ? l->count : 1, sizeof(*q->items));
+		for (struct hd_watch *w = l ? l->head : NULL; w; w = w->next) {
+			if (!w->conn)
+				continue;
 			hd_buf_init(&b, REG_JSON_MAX);
-			presence_json(hub, c[i], &b);
-			local_item(q, &b, c[i]);
+			presence_json(hub, w, &b);
+			local_item(q, &b, w->conn);
 		}
-		free(c);
 		if (q->n > 1)
 			qsort(q->items, q->n, sizeof(*q->items), by_item_user);
 	}

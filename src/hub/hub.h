@@ -102,7 +102,8 @@ void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct 
  */
 struct hd_hub_reg_item {
 	char *json;                  /* owned: the listing JSON (USER), or
-	                              * {"id","transport","user","node"} (TOPIC) */
+	                              * {"id","transport","user","node"[,"chan_info"][,"info"]}
+	                              * (TOPIC; the two infos raw JSON, in this order, last) */
 	char id[40];
 	char user[HD_USER_ID_MAX + 1];
 	char transport[16];
@@ -143,6 +144,8 @@ struct hd_watch {
 	void (*fire)(struct hd_watch *w, const char *topic, const struct hd_stored_event *ev);
 	void *arg;
 	const struct hd_conn *conn;  /* the connection it serves, for presence; may be NULL */
+	const char *chan_info;       /* the subscription's info for presence (minified JSON,
+	                              * Centrifugo's chan_info), or NULL; borrowed */
 	/* Private to the hub: */
 	const char *prefix;          /* a prefix watch's (borrowed); NULL for a topic watch */
 	struct hd_watch *prev, *next;
@@ -230,6 +233,11 @@ int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op);
  * leases); hd_hub_owner_op returns HD_ENOTIMPL when it is not. */
 bool hd_hub_owner_shared(const struct hd_hub *hub);
 int hd_hub_owner_op(struct hd_hub *hub, struct hd_owner_op *op);
+/* n (≤ HD_OWNER_BATCH_MAX) ACQUIRE/TAKE ops of one owner in one engine call
+ * when the engine has owner_ops, else one owner_op each (engine.h). Returns
+ * 0 and each op's done() runs (already, or later), or a negative HD_E* and
+ * none does. */
+int hd_hub_owner_ops(struct hd_hub *hub, struct hd_owner_op *const *ops, size_t n);
 
 /* Whether the engine keeps pull-group leases (shared by several nodes), and
  * its glease op (engine.h; HD_ENOTIMPL when it does not). Loop thread. */

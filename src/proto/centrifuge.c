@@ -901,7 +901,8 @@ static void sub_result_members(struct obj *j, const struct hd_centrifuge_sub_res
 	m_true(j, "delta", r->delta);
 }
 
-/* ClientInfo: user 1, client 2, conn_info 3 (raw JSON, left out when empty). */
+/* ClientInfo: user 1, client 2, conn_info 3, chan_info 4 (raw JSON, left
+ * out when empty). */
 static void put_client_info(struct out *o, const struct hd_centrifuge_client_info *c)
 {
 	struct obj j = obj_open(o);
@@ -911,6 +912,10 @@ static void put_client_info(struct out *o, const struct hd_centrifuge_client_inf
 	if (c->conn_info_len) {
 		key(&j, "conn_info");
 		put_raw(o, c->conn_info, c->conn_info_len);
+	}
+	if (c->chan_info_len) {
+		key(&j, "chan_info");
+		put_raw(o, c->chan_info, c->chan_info_len);
 	}
 	obj_close(&j);
 }
@@ -1139,6 +1144,18 @@ int hd_centrifuge_push_unsubscribe(struct hd_buf *b, const char *channel, uint32
 }
 
 /* Disconnect: code 1, reason 2, reconnect 3. */
+int hd_centrifuge_push_refresh(struct hd_buf *b, bool expires, uint32_t ttl)
+{
+	struct out o = out_begin(b);
+	struct obj top, p = push_open(&o, &top, NULL, "refresh"), r = obj_open(&o);
+
+	m_true(&r, "expires", expires);
+	m_u64(&r, "ttl", ttl);
+	obj_close(&r);
+	reply_close(&p, &top);
+	return out_end(&o);
+}
+
 int hd_centrifuge_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect)
 {
 	struct out o = out_begin(b);

@@ -270,6 +270,8 @@ struct hd_centrifuge_client_info {
 	const char *user;
 	const char *conn_info;     /* minified JSON (the connect token's or proxy's info), */
 	size_t conn_info_len;      /* conn_info_len bytes; 0 leaves conn_info out */
+	const char *chan_info;     /* minified JSON (the subscribe proxy's or subscription */
+	size_t chan_info_len;      /* token's info); 0 leaves chan_info out */
 };
 
 /* {"id":N,"error":{"code":C,"message":"…"[,"temporary":true]}} */
@@ -312,6 +314,9 @@ int hd_centrifuge_push_leave(struct hd_buf *b, const char *channel, const struct
 /* {"push":{"channel":"c","unsubscribe":{"code":C,"reason":"r"}}} */
 int hd_centrifuge_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code,
 			   const char *reason);
+/* {"push":{"refresh":{"expires":bool,"ttl":N}}}: the server refreshed the
+ * connection (Push.refresh); expires false: it no longer expires. */
+int hd_centrifuge_push_refresh(struct hd_buf *b, bool expires, uint32_t ttl);
 /* {"push":{"disconnect":{"code":C,"reason":"r","reconnect":bool}}} */
 int hd_centrifuge_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
 

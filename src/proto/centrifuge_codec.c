@@ -33,6 +33,7 @@ static const struct hd_centrifuge_codec codecs[HD_CENTRIFUGE_FORMAT_COUNT] = {
 		.push_join = hd_centrifuge_push_join,
 		.push_leave = hd_centrifuge_push_leave,
 		.push_unsubscribe = hd_centrifuge_push_unsubscribe,
+		.push_refresh = hd_centrifuge_push_refresh,
 		.push_disconnect = hd_centrifuge_push_disconnect,
 	},
 	[HD_CENTRIFUGE_FORMAT_PROTOBUF] = {
@@ -52,6 +53,7 @@ static const struct hd_centrifuge_codec codecs[HD_CENTRIFUGE_FORMAT_COUNT] = {
 		.push_join = hd_centrifuge_pb_push_join,
 		.push_leave = hd_centrifuge_pb_push_leave,
 		.push_unsubscribe = hd_centrifuge_pb_push_unsubscribe,
+		.push_refresh = hd_centrifuge_pb_push_refresh,
 		.push_disconnect = hd_centrifuge_pb_push_disconnect,
 	},
 };

@@ -47,6 +47,7 @@ struct hd_centrifuge_codec {
 	int (*push_join)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
 	int (*push_leave)(struct hd_buf *b, const char *channel, const struct hd_centrifuge_client_info *info);
 	int (*push_unsubscribe)(struct hd_buf *b, const char *channel, uint32_t code, const char *reason);
+	int (*push_refresh)(struct hd_buf *b, bool expires, uint32_t ttl);
 	int (*push_disconnect)(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
 };
 

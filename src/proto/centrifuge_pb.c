@@ -649,7 +649,7 @@ static void w_pub(struct w *w, uint32_t field, const struct hd_centrifuge_pub *p
 	free((void *)pp.parts);
 }
 
-/* ClientInfo: user 1, client 2, conn_info 3 (the JSON text's bytes, as
+/* ClientInfo: user 1, client 2, conn_info 3, chan_info 4 (the JSON text's bytes, as
  * Centrifugo sends a JSON info to protobuf clients). */
 static void enc_client_info(struct w *w, const void *arg)
 {
@@ -657,6 +657,7 @@ static void enc_client_info(struct w *w, const void *arg)
 	w_str(w, 1, c->user);
 	w_str(w, 2, c->client);
 	w_bytes(w, 3, c->conn_info, c->conn_info_len);
+	w_bytes(w, 4, c->chan_info, c->chan_info_len);
 }
 
 /* Join / Leave: info 1. */
@@ -764,7 +765,7 @@ struct sub_refresh {
 	uint32_t ttl;
 };
 
-/* SubRefreshResult: expires 1, ttl 2. */
+/* SubRefreshResult and the Refresh push: expires 1, ttl 2. */
 static void enc_sub_refresh(struct w *w, const void *arg)
 {
 	const struct sub_refresh *r = arg;
@@ -983,6 +984,12 @@ int hd_centrifuge_pb_push_unsubscribe(struct hd_buf *b, const char *channel, uin
 {
 	struct unsub u = {code, reason, false};
 	return push(b, channel, 7, enc_unsubscribe, &u);
+}
+
+int hd_centrifuge_pb_push_refresh(struct hd_buf *b, bool expires, uint32_t ttl)
+{
+	struct sub_refresh r = {expires, ttl};
+	return push(b, NULL, 12, enc_sub_refresh, &r);
 }
 
 int hd_centrifuge_pb_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect)

@@ -104,6 +104,8 @@ int hd_centrifuge_pb_push_join(struct hd_buf *b, const char *channel, const stru
 int hd_centrifuge_pb_push_leave(struct hd_buf *b, const char *channel,
 				const struct hd_centrifuge_client_info *info);
 int hd_centrifuge_pb_push_unsubscribe(struct hd_buf *b, const char *channel, uint32_t code, const char *reason);
+/* Push.refresh (12): Refresh {expires 1, ttl 2}. */
+int hd_centrifuge_pb_push_refresh(struct hd_buf *b, bool expires, uint32_t ttl);
 int hd_centrifuge_pb_push_disconnect(struct hd_buf *b, uint32_t code, const char *reason, bool reconnect);
 
 #endif

@@ -344,3 +344,101 @@ def test_refresh_proxy_failure_closes_reconnectably(herald_factory, backend):
         await c2.close()
 
     run(go())
+
+
+def test_subscribe_info_is_chan_info_in_presence_join_and_leave(herald_factory, backend):
+    # Centrifugo: the subscribe proxy's `info` is the subscription's
+    # ClientInfo.chan_info (presence, join, leave); the connection's own
+    # conn_info (the token's `info` claim) is carried next to it. Numbers
+    # are copied byte for byte.
+    backend.answers["/subscribe"] = lambda b: (200, {"result": {"info": {"seat": b["user"], "n": 1.50}}}
+                                               if b["user"] != "carol" else {"result": {}})
+    h = herald_factory(args=["--jwt-secret", SECRET, "--proxy-static-header", STATIC, "--proxy-allow-private", "on",
+                             "--proxy-subscribe-url", backend.url("/subscribe")],
+                       config="[namespace room]\njoin-leave = on\n", name="data2")
+
+    async def go():
+        a, ra = await connect(h, sub="alice", tok=token("alice", info={"name": "Ann"}))
+        assert "subscribe" in await a.call({"subscribe": {"channel": "room:1", "join_leave": True}})
+        b, rb = await connect(h, sub="bob")
+        assert "subscribe" in await b.call({"subscribe": {"channel": "room:1"}})
+        p = await a.push()
+        assert p == {"channel": "room:1", "join": {"info": {"user": "bob", "client": rb["client"],
+                                                            "chan_info": {"seat": "bob", "n": 1.50}}}}, p
+        pr = await a.call({"presence": {"channel": "room:1"}})
+        got = pr["presence"]["presence"]
+        assert got[ra["client"]] == {"user": "alice", "client": ra["client"], "conn_info": {"name": "Ann"},
+                                     "chan_info": {"seat": "alice", "n": 1.50}}, pr
+        assert got[rb["client"]]["chan_info"] == {"seat": "bob", "n": 1.50}, pr
+        # A subscription without info (carol's proxy answer has none) has no chan_info.
+        c, rc = await connect(h, sub="carol")
+        assert "subscribe" in await c.call({"subscribe": {"channel": "room:1"}})
+        p = await a.push()
+        assert p["join"]["info"] == {"user": "carol", "client": rc["client"]}, p
+        await b.call({"unsubscribe": {"channel": "room:1"}})
+        p = await a.push()
+        assert p == {"channel": "room:1", "leave": {"info": {"user": "bob", "client": rb["client"],
+                                                             "chan_info": {"seat": "bob", "n": 1.50}}}}, p
+        await b.close()
+        await c.close()
+        p = await a.push()
+        assert p["leave"]["info"] == {"user": "carol", "client": rc["client"]}, p
+        await a.close()
+
+    run(go())
+
+
+def test_subscription_token_info_is_chan_info(herald_factory):
+    # A subscription token's `info` claim is the subscription's chan_info;
+    # one over 4 KiB is left out (as conn_info is).
+    h = herald_factory(args=["--jwt-secret", SECRET],
+                       config="[namespace priv]\nsubscribe = token\npresence-access = subscribed\njoin-leave = on\n")
+
+    async def go():
+        a, ra = await connect(h, sub="alice")
+        st = token("alice", channel="priv:1", info={"role": "host"})
+        assert "subscribe" in await a.call({"subscribe": {"channel": "priv:1", "token": st, "join_leave": True}})
+        b, rb = await connect(h, sub="bob")
+        big = token("bob", channel="priv:1", info={"pad": "x" * 5000})
+        assert "subscribe" in await b.call({"subscribe": {"channel": "priv:1", "token": big}})
+        p = await a.push()
+        assert p["join"]["info"] == {"user": "bob", "client": rb["client"]}, p
+        pr = await b.call({"presence": {"channel": "priv:1"}})
+        got = pr["presence"]["presence"]
+        assert got[ra["client"]]["chan_info"] == {"role": "host"}, pr
+        assert "chan_info" not in got[rb["client"]], pr
+        await a.close()
+        await b.close()
+
+    run(go())
+
+
+def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
+    # After a server-side refresh the client gets Centrifugo's refresh push
+    # {"expires":true,"ttl":N}; an answer without expire_at says the
+    # connection no longer expires ({"refresh":{}}: expires false).
+    refreshes = []
+
+    def refresh(body):
+        refreshes.append(body)
+        if len(refreshes) == 1:
+            return (200, {"result": {"expire_at": int(time.time()) + 2}})
+        return (200, {"result": {}})
+
+    backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + 1}})
+    backend.answers["/refresh"] = refresh
+    h = start(herald_factory, backend, kinds=("connect", "refresh"))
+
+    async def go():
+        c, r = await proxy_connect(h)
+        assert "connect" in r, r
+        p = await c.push(timeout=10)
+        assert set(p) == {"refresh"} and p["refresh"]["expires"] is True and 0 < p["refresh"]["ttl"] <= 2, p
+        p = await c.push(timeout=10)
+        assert p == {"refresh": {}}, p
+        assert len(refreshes) == 2
+        # It no longer expires: still open and served.
+        assert (await c.call({"presence_stats": {"channel": "x"}})).get("presence_stats") is not None
+        await c.close()
+
+    run(go())

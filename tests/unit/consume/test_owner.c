@@ -199,11 +199,140 @@ static void test_two_owners_one_lease(void **state)
 	fake_fini(&l.f);
 }
 
+/* Many leases, kept like the Redis script keeps them, with the engine's
+ * owner_ops (one call per page): counts the calls. */
+#define MANY 1200
+struct many_engine {
+	struct fake_engine f;
+	struct lease_engine leases[MANY];
+	size_t singles, batches, batch_max, batched;
+};
+
+static struct lease_engine *lease_of(struct many_engine *m, const char *name)
+{
+	unsigned i = (unsigned)atoi(strchr(name, '_') + 1);
+	assert_true(i < MANY);
+	return &m->leases[i];
+}
+
+static int many_op(struct hd_engine *e, struct hd_owner_op *op)
+{
+	struct many_engine *m = (struct many_engine *)e;
+	m->singles++;
+	return lease_op(&lease_of(m, op->name)->f.base, op);
+}
+
+static int many_ops(struct hd_engine *e, struct hd_owner_op *const *ops, size_t n)
+{
+	struct many_engine *m = (struct many_engine *)e;
+	assert_true(n >= 1 && n <= HD_OWNER_BATCH_MAX);
+	m->batches++;
+	m->batched += n;
+	if (n > m->batch_max)
+		m->batch_max = n;
+	char owner[HD_OWNER_ID_MAX + 1];
+	snprintf(owner, sizeof(owner), "%s", ops[0]->owner); /* ops[0] is freed by its done() */
+	for (size_t i = 0; i < n; i++) {
+		assert_int_not_equal(ops[i]->kind, HD_OWNER_RELEASE);
+		assert_string_equal(ops[i]->owner, owner);
+		lease_op(&lease_of(m, ops[i]->name)->f.base, ops[i]);
+	}
+	return 0;
+}
+
+static struct hd_engine_ops many_ops_table;
+
+static void claims_init(struct hd_owner_claim *c, struct seen *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		memset(&c[i], 0, sizeof(c[i]));
+		snprintf(c[i].name, sizeof(c[i].name), "webhook:sub_%zu", i);
+		c[i].changed = changed;
+		c[i].arg = s;
+	}
+}
+
+/* A tick renews every held lease in pages of HD_OWNER_BATCH_MAX, one
+ * engine call each, with the fencing semantics of single operations: the
+ * holder keeps its tokens, the other owner's tries leave them alone, and
+ * after the holder goes the other takes every lease with a greater token. */
+static void test_renewals_go_in_pages(void **state)
+{
+	(void)state;
+	struct hd_config cfg;
+	struct many_engine *m = calloc(1, sizeof(*m));
+	struct hd_owner_claim *ca = calloc(MANY, sizeof(*ca)), *cb = calloc(MANY, sizeof(*cb));
+	uint64_t *tok = calloc(MANY, sizeof(*tok));
+	struct seen sa = {0}, sb = {0};
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	fake_init(&m->f);
+	many_ops_table = *m->f.base.ops;
+	many_ops_table.owner_op = many_op;
+	many_ops_table.owner_ops = many_ops;
+	m->f.base.ops = &many_ops_table;
+	hd_config_defaults(&cfg);
+	struct hd_hub *hub = hd_hub_new(&cfg);
+	hd_hub_set_engine(hub, &m->f.base);
+	struct hd_owner *a = hd_owner_new(&loop, hub, "a"), *b = hd_owner_new(&loop, hub, "b");
+	claims_init(ca, &sa, MANY);
+	claims_init(cb, &sb, MANY);
+
+	/* First tries go alone, at once: a holds all; b none. */
+	for (size_t i = 0; i < MANY; i++)
+		hd_owner_add(a, &ca[i]);
+	for (size_t i = 0; i < MANY; i++)
+		hd_owner_add(b, &cb[i]);
+	assert_int_equal(m->singles, 2 * MANY);
+	assert_int_equal(m->batches, 0);
+	for (size_t i = 0; i < MANY; i++) {
+		assert_true(ca[i].held && !cb[i].held);
+		tok[i] = ca[i].token;
+	}
+	assert_int_equal(sa.gained, MANY);
+
+	/* One tick: each owner sends its 1,200 operations in 3 calls. */
+	run_for(&loop, 1100);
+	assert_int_equal(m->singles, 2 * MANY);
+	assert_int_equal(m->batches, 2 * 3);
+	assert_int_equal(m->batched, 2 * MANY);
+	assert_int_equal(m->batch_max, HD_OWNER_BATCH_MAX);
+	for (size_t i = 0; i < MANY; i++) {
+		assert_true(ca[i].held && hd_owner_holds(&ca[i]) && !cb[i].held);
+		assert_int_equal(ca[i].token, tok[i]); /* a renewal keeps the token */
+		assert_string_equal(cb[i].holder, hd_owner_id(a));
+	}
+	assert_int_equal(sa.gained, MANY);
+	assert_int_equal(sa.lost + sb.gained + sb.lost, 0);
+
+	/* a goes (releasing): b's next tick takes every lease, new tokens. */
+	hd_owner_stop(a);
+	run_for(&loop, 1100);
+	for (size_t i = 0; i < MANY; i++) {
+		assert_true(cb[i].held);
+		assert_true(cb[i].token > tok[i]);
+	}
+	assert_int_equal(sb.gained, MANY);
+
+	hd_owner_stop(b);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	hd_owner_free(a);
+	hd_owner_free(b);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	hd_hub_free(hub);
+	fake_fini(&m->f);
+	free(m);
+	free(ca);
+	free(cb);
+	free(tok);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_node_always_holds),
 		cmocka_unit_test(test_two_owners_one_lease),
+		cmocka_unit_test(test_renewals_go_in_pages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

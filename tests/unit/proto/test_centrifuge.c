@@ -867,6 +867,16 @@ static void test_pushes(void **state)
 	expect_out(&b, "{\"push\":{\"channel\":\"room\",\"leave\":{\"info\":{\"user\":\"42\","
 		       "\"client\":\"c1\"}}}}");
 
+	struct hd_centrifuge_client_info both = {.client = "c1", .user = "42", .conn_info = "{\"n\":1.50}",
+						 .conn_info_len = 10, .chan_info = "[1]", .chan_info_len = 3};
+	assert_int_equal(hd_centrifuge_push_join(&b, "room", &both), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"room\",\"join\":{\"info\":{\"user\":\"42\","
+		       "\"client\":\"c1\",\"conn_info\":{\"n\":1.50},\"chan_info\":[1]}}}}");
+	assert_int_equal(hd_centrifuge_push_refresh(&b, true, 5), 0);
+	expect_out(&b, "{\"push\":{\"refresh\":{\"expires\":true,\"ttl\":5}}}");
+	assert_int_equal(hd_centrifuge_push_refresh(&b, false, 0), 0);
+	expect_out(&b, "{\"push\":{\"refresh\":{}}}");
+
 	assert_int_equal(hd_centrifuge_push_unsubscribe(&b, "c", 2000, "server unsubscribe"), 0);
 	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"unsubscribe\":{\"code\":2000,"
 		       "\"reason\":\"server unsubscribe\"}}}");

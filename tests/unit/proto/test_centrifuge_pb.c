@@ -336,6 +336,16 @@ static void test_encoders(void **state)
 						 .conn_info_len = 2};
 	assert_int_equal(hd_centrifuge_pb_push_join(&b, "ch", &with), 0);
 	EXPECT(&b, "152213120263682a0d0a0b0a0175120263" "31" "1a027b7d");
+	/* chan_info 4 after it. */
+	with.chan_info = "[]";
+	with.chan_info_len = 2;
+	assert_int_equal(hd_centrifuge_pb_push_join(&b, "ch", &with), 0);
+	EXPECT(&b, "19" "2217" "12026368" "2a11" "0a0f" "0a0175" "120263" "31" "1a027b7d" "22025b5d");
+	/* Push.refresh 12: Refresh{expires 1, ttl 2}; empty when it no longer expires. */
+	assert_int_equal(hd_centrifuge_pb_push_refresh(&b, true, 5), 0);
+	EXPECT(&b, "08" "2206" "6204" "0801" "1005");
+	assert_int_equal(hd_centrifuge_pb_push_refresh(&b, false, 0), 0);
+	EXPECT(&b, "04" "2202" "6200");
 	struct hd_centrifuge_sub_result sr = {
 		.recoverable = true, .positioned = true, .epoch = "ep", .offset = 2,
 		.recovered = true, .was_recovering = true, .pubs = &pub, .npubs = 1,
