@@ -127,8 +127,14 @@ static void catchup_done(struct hd_read *rd)
 		seen = rd->last;
 	if (t->delivered < seen)
 		t->delivered = seen;
-	if (t->want > rd->last && rd->n < rd->limit)
-		t->want = rd->last; /* nothing more is visible yet */
+	/* Nothing more is visible yet, unless a message came while the read was
+	 * out: Redis may have run the read before that publish (the PUB/SUB
+	 * message and the read's reply come on two connections, in either
+	 * order), so its offsets are read again, not dropped until the next
+	 * message. A failover may have lost them: that read lowers want. */
+	if (t->want > rd->last && rd->n < rd->limit && !t->raised)
+		t->want = rd->last;
+	t->raised = false;
 	if (t->want > t->delivered)
 		deliver_start(r, t, job->topic);
 out:
@@ -276,6 +282,7 @@ static void on_message(struct redis *r, const char *p, size_t n)
 		if (t->reading) {
 			if (m.last > t->want)
 				t->want = m.last; /* the read sees the new epoch */
+			t->raised = true;
 			return;
 		}
 		memcpy(t->epoch, m.epoch, sizeof(t->epoch));
@@ -304,6 +311,8 @@ static void on_message(struct redis *r, const char *p, size_t n)
 	}
 	if (m.last > t->want)
 		t->want = m.last;
+	if (t->reading && m.last > t->delivered)
+		t->raised = true;
 	if (t->want > t->delivered)
 		deliver_start(r, t, m.topic);
 }

@@ -86,6 +86,7 @@ struct dtopic {
 	uint64_t delivered;   /* handed to on_event up to here */
 	uint64_t want;        /* known visible up to here */
 	bool reading;         /* a gap-filling read is out */
+	bool raised;          /* a message raised want while the read was out */
 	bool recheck;         /* PUB/SUB came back: a changed or missing epoch
 				 is a deletion whose notice was missed */
 	unsigned shard;
