@@ -137,8 +137,14 @@ static void catchup_done(struct hd_read *rd)
 		seen = rd->last;
 	if (t->delivered < seen)
 		t->delivered = seen;
+	/* Nothing more is visible yet, unless a message came (or PUB/SUB came
+	 * back) while the read was out: Redis may have run the read before that
+	 * publish (the PUB/SUB message and the read's reply come on two
+	 * connections, in either order), so its offsets are read again, not
+	 * dropped until the next message. A failover may have lost them: that
+	 * read lowers want. */
 	if (t->want > rd->last && rd->n < rd->limit && !again)
-		t->want = rd->last; /* nothing more is visible yet */
+		t->want = rd->last;
 	if (t->want > t->delivered)
 		deliver_start(r, t, job->topic);
 out:
@@ -287,6 +293,7 @@ static void on_message(struct redis *r, const char *p, size_t n)
 		if (t->reading) {
 			if (m.last > t->want)
 				t->want = m.last; /* the read sees the new epoch */
+			t->again = true;
 			return;
 		}
 		memcpy(t->epoch, m.epoch, sizeof(t->epoch));
@@ -315,6 +322,8 @@ static void on_message(struct redis *r, const char *p, size_t n)
 	}
 	if (m.last > t->want)
 		t->want = m.last;
+	if (t->reading && m.last > t->delivered)
+		t->again = true;
 	if (t->want > t->delivered)
 		deliver_start(r, t, m.topic);
 }

@@ -88,8 +88,9 @@ struct dtopic {
 	bool reading;         /* a gap-filling read is out */
 	bool recheck;         /* PUB/SUB came back: a changed or missing epoch
 				 is a deletion whose notice was missed */
-	bool again;           /* PUB/SUB came back while a read was out: that
-				 read may predate the subscription, read once more */
+	bool again;           /* a message raised want, or PUB/SUB came back,
+				 while a read was out: that read may predate
+				 them, read once more */
 	unsigned shard;
 };
 

@@ -196,7 +196,12 @@ def test_timeout_is_a_failed_attempt(herald_factory, receivers):
 def test_refused_connection_then_receiver_starts(herald_factory, receivers):
     h = herald_factory(args=ARGS)
     port = free_port()
-    s = create(h, topic="t", url=f"http://127.0.0.1:{port}/in", secret=SECRET1, retry_schedule=[20000])
+    # Two quick retries (0.2 s), then one a second, 50 attempts: the events
+    # outlive the receiver's start however long a loaded machine takes for it
+    # (up to its own 20 s bound). With the default 8 attempts at 0.2 s, a
+    # node start slower than ~1.5 s dead-lettered event 1.
+    s = create(h, topic="t", url=f"http://127.0.0.1:{port}/in", secret=SECRET1,
+               retry_schedule=[20000, 20000, 100000], max_attempts=50)
     publish(h, "t", 5)
     wait_for(lambda: sub(h, s["id"])["failed_attempts"] >= 2, 20, what="refused attempts")
     info = sub(h, s["id"])
@@ -205,6 +210,7 @@ def test_refused_connection_then_receiver_starts(herald_factory, receivers):
     rc = receivers(port, secrets=[SECRET1])
     wait_for(lambda: len(rc.ok()) == 5, 20, what="all 5 after the receiver came")
     assert [d["offset"] for d in rc.ok()] == [1, 2, 3, 4, 5]
+    assert sub(h, s["id"])["dead_lettered"] == 0
     assert rc.log()["invalid"] == 0
 
 

@@ -11,8 +11,15 @@
 //          stream in flight on that connection is refused), then as usual
 //   dead3… the first request for each token: GOAWAY whose last stream is an
 //          earlier one (this stream's id - 2; 0 for stream 1): the streams up to
-//          it are answered, this one and later ones refused; then as usual
+//          it are answered, this one and later ones not yet answered refused;
+//          then as usual
 //   dead4… the first request for each token: REFUSED_STREAM (no GOAWAY), then as usual
+//   dead2, dead3 and dead4 refuse only once the whole request body has arrived
+//   (as /h2/refuse-once-read below): the client has then read all of its body
+//   and cannot send the request again by itself without rewinding it, so the
+//   refusal always reaches herald (refused as soon as the stream opened, curl
+//   resent a request whose body it had not read yet, on a loaded machine, and
+//   herald never saw the refusal).
 // GET /stats answers {"requests","tokens":[distinct bearer JWTs],"sessions","goaways",
 // "open" (sessions open now and not sent GOAWAY), "most_open" (most open at once since the start or
 // the last GET /stats/mark), "per_session":
@@ -54,6 +61,15 @@ function retire(session) {
   if (session.retired) return;
   session.retired = true;
   stats.open--;
+}
+
+// GOAWAY with last stream LAST: the streams after it are not processed
+// (device() refuses one whose request ends after this, unrecorded: the client
+// sends it again, and it must not count as a second push to its token).
+function goaway(session, last) {
+  session.goaway(C.NGHTTP2_NO_ERROR, last);
+  if (session.goawayLast === undefined || last < session.goawayLast) session.goawayLast = last;
+  retire(session);
 }
 
 function b64json(part) {
@@ -104,6 +120,10 @@ function respond(stream, status, reason, extra) {
 }
 
 function device(stream, h, token, body) {
+  if (stream.session && stream.session.goawayLast !== undefined && stream.id > stream.session.goawayLast) {
+    if (!stream.destroyed && !stream.closed) stream.close(C.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
   stats.requests++;
   const no = stream.session ? stream.session.no : 0; // no session: the client is gone
   stats.per_session[no] = (stats.per_session[no] || 0) + 1;
@@ -130,6 +150,31 @@ function device(stream, h, token, body) {
   if (token.startsWith('429')) return answer(stream, 429, 'TooManyRequests', { 'retry-after': '3' });
   if (token.startsWith('500')) return answer(stream, 500, 'InternalServerError');
   return answer(stream, 200, null, { 'apns-id': crypto.randomUUID().toUpperCase() });
+}
+
+// The first request of a dead2/dead3/dead4 token: its body is read to the
+// end, then it is refused (dead4), or refused with a GOAWAY whose last stream
+// is 0 (dead2) or this stream's id - 2 (dead3). The token counts as seen only
+// then: a request cut short before its end is not its first.
+function deadOnceRead(stream, h, path) {
+  const chunks = [];
+  stream.on('data', (d) => chunks.push(d));
+  stream.on('end', () => {
+    if (goawaySeen.has(path)) { // another request of this token came first
+      device(stream, h, path.slice('/3/device/'.length), Buffer.concat(chunks));
+      return;
+    }
+    goawaySeen.add(path);
+    if (stream.destroyed || stream.closed || !stream.session) return;
+    if (path.startsWith('/3/device/dead4')) {
+      stats.refused_once++;
+    } else {
+      stats.goaways++;
+      if (path.startsWith('/3/device/dead3')) stats.goaways_after++;
+      goaway(stream.session, path.startsWith('/3/device/dead3') && stream.id > 2 ? stream.id - 2 : 0);
+    }
+    stream.close(C.NGHTTP2_REFUSED_STREAM);
+  });
 }
 
 const server = http2.createSecureServer({
@@ -161,8 +206,7 @@ server.on('stream', (stream, h) => {
         if (path === '/h2/goaway-after-read') {
           stats.goaways++;
           stats.goaways_after++;
-          stream.session.goaway(C.NGHTTP2_NO_ERROR, stream.id > 2 ? stream.id - 2 : 0);
-          retire(stream.session);
+          goaway(stream.session, stream.id > 2 ? stream.id - 2 : 0);
         } else {
           stats.refused_once++;
         }
@@ -175,31 +219,28 @@ server.on('stream', (stream, h) => {
     });
     return;
   }
-  const refuseKey = path === '/h2/refuse-once' ? 'refuse:' + (h['x-echo'] || '')
-    : path.startsWith('/3/device/dead4') ? path : null;
+  if (/^\/3\/device\/dead[234]/.test(path) && !goawaySeen.has(path)) {
+    deadOnceRead(stream, h, path);
+    return;
+  }
+  const refuseKey = path === '/h2/refuse-once' ? 'refuse:' + (h['x-echo'] || '') : null;
   if (refuseKey && !goawaySeen.has(refuseKey)) {
     goawaySeen.add(refuseKey);
     stats.refused_once++;
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
-  const after = (path === '/h2/goaway-after' && !goawaySeen.has('after:' + (h['x-echo'] || ''))) ||
-    (path.startsWith('/3/device/dead3') && !goawaySeen.has(path));
-  if (after) {
-    goawaySeen.add(path === '/h2/goaway-after' ? 'after:' + (h['x-echo'] || '') : path);
+  if (path === '/h2/goaway-after' && !goawaySeen.has('after:' + (h['x-echo'] || ''))) {
+    goawaySeen.add('after:' + (h['x-echo'] || ''));
     stats.goaways++;
     stats.goaways_after++;
-    stream.session.goaway(C.NGHTTP2_NO_ERROR, stream.id > 2 ? stream.id - 2 : 0);
-    retire(stream.session);
+    goaway(stream.session, stream.id > 2 ? stream.id - 2 : 0);
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
-  const once = path.startsWith('/3/device/dead2') && !goawaySeen.has(path);
-  if (once) goawaySeen.add(path);
-  if (path === '/h2/goaway' || path.startsWith('/3/device/dead1') || once) {
+  if (path === '/h2/goaway' || path.startsWith('/3/device/dead1')) {
     stats.goaways++;
-    stream.session.goaway(C.NGHTTP2_NO_ERROR, 0);
-    retire(stream.session);
+    goaway(stream.session, 0);
     stream.close(C.NGHTTP2_REFUSED_STREAM);
     return;
   }
