@@ -285,14 +285,14 @@ struct pgroup {
 };
 
 /* it's part of a PUB reply (err, or its dup flag and offset, and epoch). */
-static void pub_item_reply(struct redis *r, struct pitem *it, int err, const redisReply *dup,
-			   const redisReply *off, const redisReply *epoch)
+static void pub_item_reply(struct redis *r, struct pitem *it, int err, bool dup, uint64_t off,
+			   const redisReply *epoch)
 {
 	struct hd_pub_item *out = &it->job->pub->items[it->i];
 	it->scripted = true;
 	if (!err) {
-		out->duplicate = hd_redis_rep_u64(dup) == 1;
-		out->offset = hd_redis_rep_u64(off);
+		out->duplicate = dup;
+		out->offset = off;
 		rep_text(epoch, out->epoch, sizeof(out->epoch));
 	}
 	if (it->late) {
@@ -313,11 +313,25 @@ static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct pgroup *g = priv;
 	int err = hd_redis_reply_err(rep);
-	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * g->n))
+	/* {epoch, first} when no event was a duplicate, else {epoch, dup,
+	 * offset, …} per event (pub_lua) */
+	bool compact = !err && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
+	if (!err && !compact && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 2 * g->n))
 		err = HD_EINTERNAL;
-	for (size_t i = 0; i < g->n; i++)
-		pub_item_reply(g->r, g->items[i], err, err ? NULL : rep->element[1 + 2 * i],
-			       err ? NULL : rep->element[2 + 2 * i], err ? NULL : rep->element[0]);
+	uint64_t first = compact ? hd_redis_rep_u64(rep->element[1]) : 0;
+	if (compact && first == 0)
+		err = HD_EINTERNAL;
+	for (size_t i = 0; i < g->n; i++) {
+		bool dup = false;
+		uint64_t off = 0;
+		if (!err && compact) {
+			off = first + i;
+		} else if (!err) {
+			dup = hd_redis_rep_u64(rep->element[1 + 2 * i]) == 1;
+			off = hd_redis_rep_u64(rep->element[2 + 2 * i]);
+		}
+		pub_item_reply(g->r, g->items[i], err, dup, off, err ? NULL : rep->element[0]);
+	}
 	free(g);
 }
 
@@ -638,21 +652,13 @@ static void tops_flush(struct shard *sh)
 	size_t at = 0;
 	while (at < sh->ntops) {
 		size_t n = sh->ntops - at > TOPS_PER_CALL ? TOPS_PER_CALL : sh->ntops - at;
-		const char *argv[3 + TOPS_PER_CALL];
-		size_t lens[3 + TOPS_PER_CALL];
-		char nk[24];
-		snprintf(nk, sizeof(nk), "%zu", n);
-		argv[0] = "EVAL";
-		lens[0] = 4;
-		argv[1] = hd_redis_script_tops;
-		lens[1] = strlen(hd_redis_script_tops);
-		argv[2] = nk;
-		lens[2] = strlen(nk);
+		const char *argv[TOPS_PER_CALL];
+		size_t lens[TOPS_PER_CALL];
 		for (size_t i = 0; i < n; i++) {
-			argv[3 + i] = sh->tops[at + i];
-			lens[3 + i] = strlen(sh->tops[at + i]);
+			argv[i] = sh->tops[at + i];
+			lens[i] = strlen(sh->tops[at + i]);
 		}
-		(void)hd_rconn_command(sh->cmd, tops_reply, sh, (int)(3 + n), argv, lens);
+		(void)script_call(sh->r, sh->cmd, S_TOPS, tops_reply, sh, (int)n, argv, lens, (int)n);
 		at += n;
 	}
 	for (size_t i = 0; i < sh->ntops; i++)
@@ -698,7 +704,13 @@ static void shard_flush(struct shard *sh)
 	sh->queued_head = NULL;
 	sh->queued_tail = &sh->queued_head;
 	sh->nqueued = 0;
-	qsort(q, n, sizeof(*q), cmp_qent);
+	/* Often already in order (one topic, or publishers of one topic at a
+	 * time): a linear check spares the sort's n log n comparisons. */
+	size_t run = 1;
+	while (run < n && cmp_qent(&q[run - 1], &q[run]) <= 0)
+		run++;
+	if (run < n)
+		qsort(q, n, sizeof(*q), cmp_qent);
 	struct pitem **items = hd_malloc(n * sizeof(*items)), **tail = &sh->batch;
 	for (size_t i = 0; i < n; i++) {
 		items[i] = q[i].it;

@@ -49,7 +49,7 @@
 #define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_COUNT };
 
 struct redis;
 
@@ -139,9 +139,6 @@ void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t
 /* ---- redis_scripts.c --------------------------------------------------- */
 
 extern const char *const hd_redis_scripts_text[S_COUNT];
-/* KEYS: topic meta keys: writes each one's current top to the AOF only
- * (sent with EVAL by the publish path; see redis.c). */
-extern const char hd_redis_script_tops[];
 
 /* ---- redis_deliver.c --------------------------------------------------- */
 

@@ -13,7 +13,10 @@
  * confirm 1/0, channel, B, created ms, the events' records (each
  * "TIME EXPIRES LEN\n" and LEN bytes of JSON, in order), then each
  * event's dedup field "SOURCE\0ID" and its record's length.
- * → {epoch, dup 1/0, offset, dup, offset, …} per event in order. The
+ * → {epoch, dup 1/0, offset, dup, offset, …} per event in order, or,
+ * when no event was a duplicate, {epoch, first offset} (the events have
+ * the offsets first, first+1, … in order: a shorter reply to build and
+ * parse for the common call). The
  * dedup check of every event at once (HMGET of the current and previous
  * bucket by Redis TIME, one clock for every node: the window is exact
  * across nodes; an id seen earlier in the batch is a duplicate too), the
@@ -40,8 +43,8 @@ static const char pub_lua[] =
 	" redis.call('ZADD',KEYS[3],0,ARGV[1])\n"
 	"end\n"
 	"local first=last\n"
-	"local out={epoch}\n"
-	"local cur,prv,now,bk\n"
+	"local out=nil\n"
+	"local cur,prv,now,bk,pre,sfx\n"
 	"local seen={}\n"
 	"local hs={}\n"
 	"local function hit(d)\n"
@@ -60,6 +63,8 @@ static const char pub_lua[] =
 	" cur=redis.call('HMGET',KEYS[c],unpack(ids))\n"
 	" prv=redis.call('HMGET',KEYS[c-1],unpack(ids))\n"
 	" bk=KEYS[c]\n"
+	" pre=epoch..':'\n"
+	" sfx=':'..(now+win)\n"
 	"end\n"
 	"local new={}\n"
 	"for i=1,n do\n"
@@ -67,6 +72,10 @@ static const char pub_lua[] =
 	" local dup=nil\n"
 	" if win>0 then dup=seen[id] or hit(cur[i]) or hit(prv[i]) end\n"
 	" if dup then\n"
+	"  if not out then\n"
+	"   out={epoch}\n"
+	"   for j=1,i-1 do out[2*j]=0 out[2*j+1]=first+j end\n"
+	"  end\n"
 	"  out[#out+1]=1\n"
 	"  out[#out+1]=dup\n"
 	" else\n"
@@ -75,10 +84,12 @@ static const char pub_lua[] =
 	"  if win>0 then\n"
 	"   seen[id]=last\n"
 	"   hs[#hs+1]=id\n"
-	"   hs[#hs+1]=epoch..':'..last..':'..(now+win)\n"
+	"   hs[#hs+1]=pre..last..sfx\n"
 	"  end\n"
-	"  out[#out+1]=0\n"
-	"  out[#out+1]=last\n"
+	"  if out then\n"
+	"   out[#out+1]=0\n"
+	"   out[#out+1]=last\n"
+	"  end\n"
 	" end\n"
 	"end\n"
 	"if last>first then\n"
@@ -116,6 +127,7 @@ static const char pub_lua[] =
 	"   prev..'\\n'..epoch..'\\n'..last..'\\n'..ARGV[1]..'\\n'..#ev..'\\n'..table.concat(ev))\n"
 	" end\n"
 	"end\n"
+	"if not out then return {epoch,first+1} end\n"
 	"return out\n";
 
 /* KEYS: meta. ARGV: last offset, epoch, channel, message without its
@@ -125,7 +137,7 @@ static const char pub_lua[] =
  * Its effects go to the replicas only, not to the AOF: a write to the AOF
  * would hold the reply (and so the 201) for another fsync with appendfsync
  * always; the publish path writes the tops to the AOF with its next batch
- * (hd_redis_script_tops). */
+ * (tops_lua). */
 static const char confirm_lua[] =
 	"local h=redis.call('HMGET',KEYS[1],'epoch','top')\n"
 	"if h[1]~=ARGV[2] then return 0 end\n"
@@ -136,7 +148,9 @@ static const char confirm_lua[] =
 	"if ARGV[5]=='1' or off>top then redis.call('PUBLISH',ARGV[3],top..'\\n'..ARGV[4]) end\n"
 	"return 1\n";
 
-const char hd_redis_script_tops[] =
+/* KEYS: topic meta keys: writes each one's current top to the AOF only
+ * (the publish path's tops_flush, redis.c). */
+static const char tops_lua[] =
 	"redis.set_repl(redis.REPL_AOF)\n"
 	"for _,m in ipairs(KEYS) do\n"
 	" local t=redis.call('HGET',m,'top')\n"
@@ -314,4 +328,5 @@ const char *const hd_redis_scripts_text[S_COUNT] = {
 	own_lua, unown_lua,
 	[S_GLEASE] = hd_redis_groups_lua,
 	[S_OWNB] = ownb_lua,
+	[S_TOPS] = tops_lua,
 };
