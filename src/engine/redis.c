@@ -1188,6 +1188,7 @@ static void redis_stop(struct hd_engine *e)
 	if (r->stopped)
 		return;
 	r->stopped = true;
+	hd_redis_deliver_stop(r);
 	hd_redis_presence_stop(r->presence);
 	r->presence = NULL;
 	/* Replies still out come back NULL: their requests finish (503). */
@@ -1365,6 +1366,7 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 		sha1_hex(hd_redis_scripts_text[s], r->sha[s]);
 	hd_map_init(&r->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
 	r->presence = hd_redis_presence_new(r, opts->node);
+	hd_redis_deliver_init(r);
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];
 		char what[64];

@@ -5,6 +5,8 @@
  * makes it read the missing range first. Also the connections' up/down
  * callbacks (a command connection up loads the scripts), and the notices
  * between nodes (a second channel, NOTICE_CHANNEL: join, leave, deletion).
+ * A failed read is retried on a timer (RETRY_MIN_MS doubling to
+ * RETRY_MAX_MS, one pending per topic).
  * Layer: engine. Called by rconn on the loop thread; started by redis.c.
  */
 #include "engine/redis_impl.h"
@@ -20,6 +22,11 @@
 #include <string.h>
 
 static void deliver_start(struct redis *r, struct dtopic *t, const char *name);
+static void retry_arm(struct redis *r, struct dtopic *t, const char *name);
+
+/* A failed gap read is tried again after this long, doubled per failure. */
+#define RETRY_MIN_MS 50u
+#define RETRY_MAX_MS 2000u
 
 /* ---- live delivery ----------------------------------------------------- */
 
@@ -30,8 +37,8 @@ static void evict_one(struct redis *r)
 		struct hd_map_entry *e = r->topics.buckets[b];
 		for (; e; e = e->next) {
 			struct dtopic *t = e->value;
-			if (t->reading)
-				continue; /* its read finds it again */
+			if (t->reading || t->retrying)
+				continue; /* its read (or retry) finds it again */
 			r->evict_cursor = b + 1;
 			free(hd_map_del(&r->topics, e->key));
 			return;
@@ -80,13 +87,143 @@ static void missed_deletion(struct redis *r, struct dtopic *t, const char *name)
 struct cjob {
 	struct hd_read rd;
 	struct redis *r;
+	bool held;                    /* the test-only delay held it once */
 	char topic[HD_TOPIC_NAME_MAX + 1];
 };
+
+/* ---- timers: retries of failed reads, held answers (test-only) -------- */
+
+/* One armed timer, in r->dtimers until it fires or the engine stops: a
+ * failed read's retry (job NULL; one per topic, dtopic.retrying), or a
+ * read's answer held back by HERALD_TEST_REDIS_READ_DELAY_MS (job set; one
+ * per topic, as its read is still out). */
+struct dtimer {
+	uv_timer_t timer;
+	struct redis *r;              /* NULL once fired or stopped */
+	struct cjob *job;             /* owned until handed to catchup_done */
+	struct dtimer *prev, *next;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+};
+
+static void catchup_done(struct hd_read *rd);
+
+static void dtimer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Takes d out of r's list and closes it (freed by the close callback). */
+static void dtimer_unlink(struct dtimer *d)
+{
+	struct redis *r = d->r;
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		r->dtimers = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	d->r = NULL;
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, dtimer_closed);
+}
+
+static void dtimer_fired(uv_timer_t *tm)
+{
+	struct dtimer *d = tm->data;
+	struct redis *r = d->r;
+	struct cjob *job = d->job;
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	memcpy(topic, d->topic, sizeof(topic));
+	d->job = NULL;
+	dtimer_unlink(d);
+	if (job) {
+		catchup_done(&job->rd); /* the held answer, now */
+		return;
+	}
+	struct dtopic *t = hd_map_get(&r->topics, topic);
+	if (!t)
+		return;
+	t->retrying = false;
+	if (t->want > t->delivered)
+		deliver_start(r, t, topic);
+}
+
+static void dtimer_arm(struct redis *r, const char *name, struct cjob *job, unsigned ms)
+{
+	struct dtimer *d = hd_calloc(1, sizeof(*d));
+	d->r = r;
+	d->job = job;
+	snprintf(d->topic, sizeof(d->topic), "%s", name);
+	uv_timer_init(r->loop, &d->timer);
+	d->timer.data = d;
+	d->next = r->dtimers;
+	if (d->next)
+		d->next->prev = d;
+	r->dtimers = d;
+	uv_timer_start(&d->timer, dtimer_fired, ms, 0);
+}
+
+/* A failed read of t is tried again later, unless a retry is armed or the
+ * command connection is down (its coming back catches the shard up). */
+static void retry_arm(struct redis *r, struct dtopic *t, const char *name)
+{
+	if (t->retrying || r->stopped || !hd_rconn_ready(r->shards[t->shard].cmd))
+		return;
+	t->retry_ms = t->retry_ms ? t->retry_ms * 2 : RETRY_MIN_MS;
+	if (t->retry_ms > RETRY_MAX_MS)
+		t->retry_ms = RETRY_MAX_MS;
+	t->retrying = true;
+	hd_log_info("redis: catch-up read failed topic=%s, retry in %u ms", name, t->retry_ms);
+	dtimer_arm(r, name, NULL, t->retry_ms);
+}
+
+/* Test-only hooks, read once here (no option, no doc: the e2e tests of the
+ * catch-up races use them): HERALD_TEST_REDIS_READ_DELAY_MS=N holds every
+ * gap or catch-up read's answer N ms (≤ 60000) on a timer before the
+ * delivery logic sees it; HERALD_TEST_REDIS_READ_FAIL=N turns the first N
+ * such answers into failures (HD_EUNAVAIL). */
+void hd_redis_deliver_init(struct redis *r)
+{
+	const char *s = getenv("HERALD_TEST_REDIS_READ_DELAY_MS");
+	unsigned long v = s ? strtoul(s, NULL, 10) : 0;
+	r->test_read_delay_ms = v > 60000 ? 60000 : (unsigned)v;
+	s = getenv("HERALD_TEST_REDIS_READ_FAIL");
+	v = s ? strtoul(s, NULL, 10) : 0;
+	r->test_read_fail = v > 1000 ? 1000 : (unsigned)v;
+	if (r->test_read_delay_ms || r->test_read_fail)
+		hd_log_warn("redis: test hooks on: read delay %u ms, %u failed reads",
+			    r->test_read_delay_ms, r->test_read_fail);
+}
+
+void hd_redis_deliver_stop(struct redis *r)
+{
+	while (r->dtimers) {
+		struct dtimer *d = r->dtimers;
+		if (d->job) {
+			hd_engine_read_fini(&d->job->rd);
+			free(d->job);
+			d->job = NULL;
+		}
+		dtimer_unlink(d);
+	}
+}
+
+/* ---- catch-up reads ----------------------------------------------------- */
 
 static void catchup_done(struct hd_read *rd)
 {
 	struct cjob *job = rd->arg;
 	struct redis *r = job->r;
+	if (!r->stopped && r->test_read_delay_ms && !job->held) {
+		job->held = true;
+		dtimer_arm(r, job->topic, job, r->test_read_delay_ms);
+		return;
+	}
+	if (!r->stopped && r->test_read_fail && !rd->err) {
+		r->test_read_fail--;
+		hd_engine_read_fini(rd);
+		rd->err = HD_EUNAVAIL;
+	}
 	struct dtopic *t = r->stopped ? NULL : hd_map_get(&r->topics, job->topic);
 
 	if (!t)
@@ -99,8 +236,11 @@ static void catchup_done(struct hd_read *rd)
 	if (rd->err) {
 		if (again)
 			deliver_start(r, t, job->topic);
-		goto out; /* the next message (or reconnect) tries again */
+		else
+			retry_arm(r, t, job->topic); /* or the next message, or reconnect */
+		goto out;
 	}
+	t->retry_ms = 0;
 	if (t->recheck && !again) {
 		t->recheck = false;
 		if (t->epoch[0] && (!rd->exists || strcmp(rd->epoch, t->epoch) != 0)) {
@@ -170,6 +310,7 @@ static void deliver_start(struct redis *r, struct dtopic *t, const char *name)
 	if (hd_redis_read(&r->base, &job->rd)) {
 		t->reading = false;
 		free(job);
+		retry_arm(r, t, name); /* a full queue */
 	}
 }
 

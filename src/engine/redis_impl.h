@@ -91,6 +91,8 @@ struct dtopic {
 	bool again;           /* a message raised want, or PUB/SUB came back,
 				 while a read was out: that read may predate
 				 them, read once more */
+	bool retrying;        /* a failed read's retry timer is armed */
+	uint32_t retry_ms;    /* the next retry's backoff (0: none failed) */
 	unsigned shard;
 };
 
@@ -108,6 +110,9 @@ struct redis {
 	bool stopped;
 	char node[256];               /* --node-name: names this node's notices */
 	struct hd_redis_presence *presence; /* redis_presence.c; NULL once stopped */
+	struct dtimer *dtimers;       /* redis_deliver.c: retries, held answers */
+	unsigned test_read_delay_ms;  /* test-only hooks (redis_deliver.c) */
+	unsigned test_read_fail;
 };
 
 
@@ -147,6 +152,10 @@ extern const char *const hd_redis_scripts_text[S_COUNT];
 void hd_redis_deliver_sub_up(struct hd_rconn *c, void *arg);
 void hd_redis_deliver_sub_down(struct hd_rconn *c, void *arg);
 void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg);
+/* At engine start: reads the test-only environment hooks. */
+void hd_redis_deliver_init(struct redis *r);
+/* At engine stop: closes the file's timers (retries, held answers). */
+void hd_redis_deliver_stop(struct redis *r);
 /* The engine's notice op (engine.h): PUBLISH "NODE\nTOPIC\nMSG" to
  * NOTICE_CHANNEL on the topic's shard; the other nodes' sub_reply hands it
  * to on_notice. */

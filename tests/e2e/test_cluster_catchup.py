@@ -1,0 +1,146 @@
+"""The catch-up races of live delivery on the Redis engine
+(src/engine/redis_deliver.c, docs/cluster.md "Live delivery"): one Redis
+primary with a replica and three herald nodes on 127.0.0.1, run with the
+test-only hooks HERALD_TEST_REDIS_READ_DELAY_MS (a gap or catch-up read's
+answer is held that long before the delivery logic sees it) and
+HERALD_TEST_REDIS_READ_FAIL (the first N such answers fail). Every
+subscriber must get every confirmed event without a later publish:
+- a message that arrives while a catch-up read is out (the read ran before
+  that publish) makes one more read (the `again` flag);
+- an event published while a node's PUB/SUB connection is down is read
+  when it comes back, also when another one arrives during that read;
+- a failed catch-up read is retried on a timer (50 ms .. 2 s)."""
+import signal
+
+import pytest
+
+from conftest import Herald, per_test_timeout, wait_for
+from redis_cluster import REDIS_SERVER, Cluster, ready, started
+from test_cluster_notices import publish
+from wsclient import SECRET, connect, run
+
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
+                                reason="redis-server is not installed (Debian: redis-server)")
+
+_timeout = per_test_timeout(90)
+
+ARGS = ["--jwt-secret", SECRET]
+DELAY_MS = 1500  # a catch-up read's answer is held this long
+
+
+class HookCluster(Cluster):
+    """Three nodes run with the test-only delivery hooks in env."""
+
+    def __init__(self, tmp_path, env, **kw):
+        super().__init__(tmp_path, args=ARGS, **kw)
+        self.env = env
+
+    def node(self, name):
+        return Herald(self.tmp / name, args=self.node_args(), env=self.env).start()
+
+
+@pytest.fixture
+def delayed(tmp_path):
+    yield from started(HookCluster(tmp_path, {"HERALD_TEST_REDIS_READ_DELAY_MS": str(DELAY_MS)}))
+
+
+@pytest.fixture
+def failing(tmp_path):
+    yield from started(HookCluster(tmp_path, {"HERALD_TEST_REDIS_READ_FAIL": "1"}))
+
+
+async def subscribers(cluster, topic):
+    out = []
+    for i, h in enumerate(cluster.nodes):
+        s, _ = await connect(h, sub=f"u{i}")
+        assert "subscribe" in await s.call({"subscribe": {"channel": topic}})
+        out.append(s)
+    return out
+
+
+async def offsets(subs, n, timeout=10):
+    """The next n offsets each subscriber gets (bounded wait, no later publish)."""
+    return [[p["pub"]["offset"] for p in await s.pubs(n, timeout=timeout)] for s in subs]
+
+
+def kill_pubsub(cluster):
+    assert cluster.primary.cmd("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+
+
+def test_a_message_during_a_catch_up_read_makes_one_more_read(delayed):
+    topic = "news:1"
+
+    async def go():
+        subs = await subscribers(delayed, topic)
+        try:
+            assert publish(delayed.nodes[0], topic, 1) == 1
+            assert await offsets(subs, 1) == [[1]] * 3
+            kill_pubsub(delayed)
+            # Ready again = subscribed again: each node's catch-up read has
+            # run and its answer (up to offset 1) is held DELAY_MS, so the
+            # message of offset 2 arrives while that read is out.
+            for h in delayed.nodes:
+                wait_for(lambda: ready(h), 10, interval=0.01, what=f"{h.url} ready")
+            assert publish(delayed.nodes[1], topic, 2) == 2
+            assert await offsets(subs, 1, timeout=4 * DELAY_MS / 1000 + 5) == [[2]] * 3
+        finally:
+            for s in subs:
+                await s.close()
+
+    run(go())
+
+
+def test_an_event_missed_while_pubsub_was_down_is_read(delayed):
+    """B is stopped while every PUB/SUB connection is killed and offset 2 is
+    published; when B's PUB/SUB is back, its catch-up read (held) must bring
+    offset 2, and offset 3, published while that read is out, too."""
+    a, b, c = delayed.nodes
+    topic = "news:2"
+
+    async def go():
+        subs = await subscribers(delayed, topic)
+        try:
+            assert publish(a, topic, 1) == 1
+            assert await offsets(subs, 1) == [[1]] * 3
+            b.proc.send_signal(signal.SIGSTOP)
+            try:
+                kill_pubsub(delayed)
+                wait_for(lambda: ready(a) and ready(c), 10, interval=0.01, what="A and C ready")
+                assert publish(a, topic, 2) == 2
+            finally:
+                b.proc.send_signal(signal.SIGCONT)
+            wait_for(lambda: ready(b), 10, interval=0.01, what="B ready")
+            assert publish(c, topic, 3) == 3
+            assert await offsets(subs, 2, timeout=4 * DELAY_MS / 1000 + 5) == [[2, 3]] * 3
+        finally:
+            for s in subs:
+                await s.close()
+
+    run(go())
+
+
+def test_a_failed_catch_up_read_is_retried(failing):
+    """B misses offset 2 while stopped; its first catch-up read fails (the
+    hook) and nothing else is published: the retry timer must bring it."""
+    a, b, c = failing.nodes
+    topic = "news:3"
+
+    async def go():
+        subs = await subscribers(failing, topic)
+        try:
+            assert publish(a, topic, 1) == 1
+            assert await offsets(subs, 1) == [[1]] * 3
+            b.proc.send_signal(signal.SIGSTOP)
+            try:
+                kill_pubsub(failing)
+                wait_for(lambda: ready(a) and ready(c), 10, interval=0.01, what="A and C ready")
+                assert publish(a, topic, 2) == 2
+            finally:
+                b.proc.send_signal(signal.SIGCONT)
+            assert await offsets(subs, 1) == [[2]] * 3
+            assert "catch-up read failed topic=news:3, retry in 50 ms" in b.read_log()
+        finally:
+            for s in subs:
+                await s.close()
+
+    run(go())
