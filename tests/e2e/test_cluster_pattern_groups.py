@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from conftest import per_test_timeout, wait_for
+from conftest import Herald, per_test_timeout, wait_for
 from redis_cluster import REDIS_SERVER, Cluster, started
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
@@ -216,10 +216,23 @@ def test_a_group_made_on_one_node_is_the_same_group_on_the_others(cluster):
         assert r.status_code == 404, r.text
 
 
+RELIST_MS = 5  # test-only HERALD_TEST_GROUP_RELIST_MS (5000 without it)
+RELISTS = 200    # re-lists of the group each node logs during the fetches
+
+
+class RelistCluster(Cluster):
+    """Nodes that list every pattern group's topics every RELIST_MS."""
+
+    def node(self, name):
+        return Herald(self.tmp / name, args=self.node_args(),
+                      env={"HERALD_TEST_GROUP_RELIST_MS": str(RELIST_MS)}).start()
+
+
 @pytest.fixture
 def debug_cluster(tmp_path):
-    """The same cluster with --log-level debug: the re-lists are logged."""
-    yield from started(Cluster(tmp_path, args=["--log-level", "debug"]))
+    """The same cluster with --log-level debug (the re-lists are logged),
+    re-listing every RELIST_MS instead of every 5 s."""
+    yield from started(RelistCluster(tmp_path, args=["--log-level", "debug"]))
 
 
 def relists(h, since, group):
@@ -232,13 +245,13 @@ def relists(h, since, group):
 
 def test_fetches_without_wait_are_served_while_topics_are_listed_again(debug_cluster):
     """Each node lists the pattern's topics again every 5 s (topics whose
-    first event it missed); fetches with wait=0 are served beside those
-    lists, never answered empty while events are left. Four consumers on
-    two nodes fetch and ack one event at a time while a publisher keeps a
-    backlog (orders.eu, which exists, and orders.mid, created on node B
-    mid-run), until both nodes logged a re-list of the group during the
-    fetches, on a machine of any speed; then the backlog is drained. Every
-    event of both topics is acked exactly once."""
+    first event it missed; here every RELIST_MS, the test hook); fetches
+    with wait=0 are served beside those lists, never answered empty while
+    events are left. Four consumers on two nodes fetch and ack one event at
+    a time while a publisher keeps a backlog (orders.eu, which exists, and
+    orders.mid, created on node B mid-run), until both nodes logged RELISTS
+    re-lists of the group during the fetches; then the backlog is drained.
+    Every event of both topics is acked exactly once."""
     a, b, _ = debug_cluster.nodes
     backlog = 600     # the publisher tops the backlog up to this
     publish_n(a, "orders.eu", backlog, "pre")
@@ -312,9 +325,11 @@ def test_fetches_without_wait_are_served_while_topics_are_listed_again(debug_clu
     pub = threading.Thread(target=publisher, daemon=True)
     for t in consumers + [pub]:
         t.start()
-    # The relist timer of each node ticks every 5 s from its start.
-    wait_for(lambda: errors or all(relists(h, since[h.port], "fast") for h in (a, b)), 20,
-             interval=0.05, what="a re-list of the group on both nodes")
+    # The relist timer of each node ticks every RELIST_MS from its start:
+    # many re-lists, so fetches land inside them on a machine of any speed.
+    wait_for(lambda: errors or all(relists(h, since[h.port], "fast") >= RELISTS
+                                   for h in (a, b)), 30,
+             interval=0.05, what=f"{RELISTS} re-lists of the group on both nodes")
     with cond:
         running = [t.is_alive() for t in consumers]
         left_at_relist = sum(published.values()) - len(acked)
