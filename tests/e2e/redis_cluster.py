@@ -8,11 +8,16 @@ import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import Herald, free_port, stop_process, wait_for
 
 REDIS_SERVER = shutil.which("redis-server")
+
+# A cluster test module's `pytestmark = needs_redis`.
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None,
+                                 reason="redis-server is not installed (Debian: redis-server)")
 
 
 def resp_command(port, *args, timeout=5.0):
@@ -123,10 +128,13 @@ def ready(h):
 
 
 class Cluster:
-    """A primary, one replica and n herald nodes on --engine redis."""
+    """A primary, one replica and n herald nodes on --engine redis (each
+    with args, its config file text and env added to the environment)."""
 
-    def __init__(self, tmp_path, nodes=3, args=(), durability="replicated"):
+    def __init__(self, tmp_path, nodes=3, args=(), durability="replicated", config=None, env=None):
         self.tmp = tmp_path
+        self.config = config
+        self.env = env
         self.primary = Redis(tmp_path / "redis-primary")
         self.replica = Redis(tmp_path / "redis-replica", replicaof=self.primary)
         self.args = list(args)
@@ -134,10 +142,13 @@ class Cluster:
         self.n = nodes
         self.nodes = []
 
-    def start(self):
+    def start_redis(self):
         self.primary.start()
         self.replica.start()
         wait_replicated(self.primary, self.replica)
+
+    def start(self):
+        self.start_redis()
         for i in range(self.n):
             self.nodes.append(self.node(f"node{i}"))
         for h in self.nodes:
@@ -150,7 +161,7 @@ class Cluster:
                 *self.args]
 
     def node(self, name):
-        h = Herald(self.tmp / name, args=self.node_args())
+        h = Herald(self.tmp / name, args=self.node_args(), env=self.env, config=self.config)
         return h.start()
 
     def stop(self):
@@ -223,19 +234,12 @@ class SentinelCluster(Cluster):
         super().__init__(tmp_path, **kw)
         self.sentinels = [Sentinel(tmp_path / f"sentinel{i}", self.primary) for i in range(3)]
 
-    def start(self):
-        self.primary.start()
-        self.replica.start()
-        wait_replicated(self.primary, self.replica)
+    def start_redis(self):
+        super().start_redis()
         for s in self.sentinels:
             s.start()
         for s in self.sentinels:
             wait_for(lambda: s.knows(1, 2), 20, interval=0.1, what="sentinels to know each other")
-        for i in range(self.n):
-            self.nodes.append(self.node(f"node{i}"))
-        for h in self.nodes:
-            wait_for(lambda: ready(h), 15, what=f"{h.url}/readyz")
-        return self
 
     def node_args(self):
         addrs = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
@@ -259,3 +263,13 @@ def started(c):
         yield c
     finally:
         c.stop()
+
+
+def cluster_fixture(cls=None, **kw):
+    """A test module's cluster fixture, `cluster = cluster_fixture(args=ARGS)`:
+    for each test, cls (Cluster) made with kw (args, config, env, nodes,
+    durability), started, and stopped after."""
+    @pytest.fixture
+    def fixture(tmp_path):
+        yield from started((cls or Cluster)(tmp_path, **kw))
+    return fixture

@@ -12,24 +12,20 @@ import socket
 import threading
 import time
 
-import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, ready, wait_replicated, started
+from redis_cluster import cluster_fixture, needs_redis, ready, wait_replicated
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 ARGS = ["--jwt-secret", SECRET]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS)
 
 
 def post(h, topic, ev, session=None):

@@ -11,11 +11,10 @@ import socket
 import pytest
 
 from conftest import CE_BATCH, per_test_timeout, structured
-from redis_cluster import REDIS_SERVER, Cluster, _read_reply, started
+from redis_cluster import Cluster, _read_reply, needs_redis, started
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 

@@ -12,15 +12,12 @@ subscriber must get every confirmed event without a later publish:
 - a failed catch-up read is retried on a timer (50 ms .. 2 s)."""
 import signal
 
-import pytest
-
-from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, ready, started
+from conftest import per_test_timeout, wait_for
+from redis_cluster import cluster_fixture, needs_redis, ready
 from test_cluster_notices import publish
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
@@ -28,25 +25,9 @@ ARGS = ["--jwt-secret", SECRET]
 DELAY_MS = 1500  # a catch-up read's answer is held this long
 
 
-class HookCluster(Cluster):
-    """Three nodes run with the test-only delivery hooks in env."""
-
-    def __init__(self, tmp_path, env, **kw):
-        super().__init__(tmp_path, args=ARGS, **kw)
-        self.env = env
-
-    def node(self, name):
-        return Herald(self.tmp / name, args=self.node_args(), env=self.env).start()
-
-
-@pytest.fixture
-def delayed(tmp_path):
-    yield from started(HookCluster(tmp_path, {"HERALD_TEST_REDIS_READ_DELAY_MS": str(DELAY_MS)}))
-
-
-@pytest.fixture
-def failing(tmp_path):
-    yield from started(HookCluster(tmp_path, {"HERALD_TEST_REDIS_READ_FAIL": "1"}))
+# Three nodes run with the test-only delivery hooks in env.
+delayed = cluster_fixture(args=ARGS, env={"HERALD_TEST_REDIS_READ_DELAY_MS": str(DELAY_MS)})
+failing = cluster_fixture(args=ARGS, env={"HERALD_TEST_REDIS_READ_FAIL": "1"})
 
 
 async def subscribers(cluster, topic):
@@ -65,6 +46,20 @@ async def offsets(subs, n, timeout=10):
 
 def kill_pubsub(cluster):
     assert cluster.primary.cmd("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+
+
+def missed_while_stopped(cluster, topic, n):
+    """Node B is stopped while every PUB/SUB connection is killed and A
+    publishes n (offset n) once A and C are subscribed again: B's PUB/SUB
+    message of offset n is lost, only its catch-up read brings it."""
+    a, b, c = cluster.nodes
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        kill_pubsub(cluster)
+        wait_for(lambda: ready(a) and ready(c), 10, interval=0.01, what="A and C ready")
+        assert publish(a, topic, n) == n
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
 
 
 def test_a_message_during_a_catch_up_read_makes_one_more_read(delayed):
@@ -102,13 +97,7 @@ def test_an_event_missed_while_pubsub_was_down_is_read(delayed):
         try:
             assert publish(a, topic, 1) == 1
             assert await offsets(subs, 1) == [[1]] * 3
-            b.proc.send_signal(signal.SIGSTOP)
-            try:
-                kill_pubsub(delayed)
-                wait_for(lambda: ready(a) and ready(c), 10, interval=0.01, what="A and C ready")
-                assert publish(a, topic, 2) == 2
-            finally:
-                b.proc.send_signal(signal.SIGCONT)
+            missed_while_stopped(delayed, topic, 2)
             wait_for(lambda: ready(b), 10, interval=0.01, what="B ready")
             assert publish(c, topic, 3) == 3
             assert await offsets(subs, 2, timeout=4 * DELAY_MS / 1000 + 5) == [[2, 3]] * 3
@@ -130,13 +119,7 @@ def test_a_failed_catch_up_read_is_retried(failing):
         try:
             assert publish(a, topic, 1) == 1
             assert await offsets(subs, 1) == [[1]] * 3
-            b.proc.send_signal(signal.SIGSTOP)
-            try:
-                kill_pubsub(failing)
-                wait_for(lambda: ready(a) and ready(c), 10, interval=0.01, what="A and C ready")
-                assert publish(a, topic, 2) == 2
-            finally:
-                b.proc.send_signal(signal.SIGCONT)
+            missed_while_stopped(failing, topic, 2)
             assert await offsets(subs, 1) == [[2]] * 3
             assert "catch-up read failed topic=news:3, retry in 50 ms" in b.read_log()
         finally:

@@ -7,21 +7,17 @@ replica, three herald nodes on 127.0.0.1."""
 import threading
 import time
 
-import pytest
 import requests
 
 from conftest import per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
+from redis_cluster import cluster_fixture, needs_redis
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path))
+cluster = cluster_fixture()
 
 
 def group_url(h, topic, group, suffix=""):

@@ -3,21 +3,17 @@ Redis primary with a replica and three herald nodes on 127.0.0.1. A plain
 group created on A and a group over a topic pattern created on B are
 listed by C, which never used either (the list is read from Redis, sorted
 by topic and name); a group deleted on A leaves every node's list."""
-import pytest
 import requests
 
 from conftest import per_test_timeout
-from redis_cluster import REDIS_SERVER, Cluster, started
+from redis_cluster import cluster_fixture, needs_redis
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path))
+cluster = cluster_fixture()
 
 
 def gurl(h, topic, group):

@@ -6,22 +6,17 @@ lapsed, the surviving nodes' sweep removes A's presence entries (one
 script, atomic) and the subscriber on B gets exactly one leave per A
 client, none for C's client; a node stopped with SIGTERM sends its own
 leaves and the sweep sends none again."""
-import pytest
-
 from conftest import per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, started
-from test_cluster_notices import ARGS, ROOM, NoticeCluster
+from redis_cluster import cluster_fixture, needs_redis
+from test_cluster_notices import ARGS, CONFIG, ROOM
 from wsclient import connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(NoticeCluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS, config=CONFIG)
 
 
 def presence_users(cluster, h):

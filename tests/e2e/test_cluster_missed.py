@@ -10,24 +10,20 @@ notice would have given them."""
 import json
 import signal
 
-import pytest
 import requests
 
 from conftest import per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, ready, started
-from test_cluster_notices import ARGS, NoticeCluster, only_push, publish
+from redis_cluster import cluster_fixture, needs_redis, ready
+from test_cluster_notices import ARGS, CONFIG, only_push, publish
 from test_sse import SSE, sse_path
 from wsclient import connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(NoticeCluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS, config=CONFIG)
 
 
 def test_a_deletion_missed_while_pubsub_was_down(cluster):

@@ -9,16 +9,14 @@ offset 1; /v1/stats users_online on one node counts the users connected to
 the others, each user once."""
 import json
 
-import pytest
 import requests
 
-from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
+from conftest import per_test_timeout, wait_for
+from redis_cluster import cluster_fixture, needs_redis
 from test_sse import SSE, sse_path
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
@@ -27,16 +25,8 @@ CONFIG = "[namespace room]\njoin-leave = on\n"
 ROOM = "room:1"
 
 
-class NoticeCluster(Cluster):
-    """Three nodes whose namespace `room` has join-leave on."""
-
-    def node(self, name):
-        return Herald(self.tmp / name, args=self.node_args(), config=CONFIG).start()
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(NoticeCluster(tmp_path, args=ARGS))
+# Three nodes whose namespace `room` has join-leave on.
+cluster = cluster_fixture(args=ARGS, config=CONFIG)
 
 
 async def only_push(client, what, seconds=0.5):

@@ -15,12 +15,11 @@ import threading
 import pytest
 import requests
 
-from conftest import CE_JSON, per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, ready
+from conftest import CE_JSON, per_test_timeout, wait_for
+from redis_cluster import Cluster, needs_redis, ready
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 

@@ -19,20 +19,17 @@ import pytest
 import requests
 
 from conftest import per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
+from redis_cluster import cluster_fixture, needs_redis
 from test_webhooks import CE, SECRET1, SECRET2, Receiver
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 ARGS = ["--webhook-allow-private", "on", "--webhook-time-scale", "0.01", "--webhook-timeout", "1s"]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS)
 
 
 @pytest.fixture

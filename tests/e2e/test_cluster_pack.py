@@ -12,13 +12,10 @@ dedup ids in per-topic hashes per time bucket of the dedup window.
 import json
 import time
 
-import pytest
+from conftest import CE_BATCH, CE_JSON, per_test_timeout, structured, wait_for
+from redis_cluster import cluster_fixture, needs_redis
 
-from conftest import CE_BATCH, CE_JSON, Herald, per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
-
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
@@ -27,16 +24,8 @@ CONFIG = ("[namespace keep]\nretention-max-count = 5\n\n"
           "[namespace win]\ndedup-window = 2s\n")
 
 
-class PackCluster(Cluster):
-    """Three nodes with the namespaces keep (5 events) and win (2 s dedup)."""
-
-    def node(self, name):
-        return Herald(self.tmp / name, args=self.node_args(), config=CONFIG).start()
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(PackCluster(tmp_path))
+# Three nodes with the namespaces keep (5 events) and win (2 s dedup).
+cluster = cluster_fixture(config=CONFIG)
 
 
 def batch(h, topic, ids):

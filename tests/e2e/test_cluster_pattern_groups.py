@@ -11,21 +11,17 @@ import os
 import threading
 import time
 
-import pytest
 import requests
 
-from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
+from conftest import per_test_timeout, wait_for
+from redis_cluster import cluster_fixture, needs_redis
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path))
+cluster = cluster_fixture()
 
 
 def gurl(h, group, suffix="", pattern="orders.*"):
@@ -220,19 +216,10 @@ RELIST_MS = 5  # test-only HERALD_TEST_GROUP_RELIST_MS (5000 without it)
 RELISTS = 200    # re-lists of the group each node logs during the fetches
 
 
-class RelistCluster(Cluster):
-    """Nodes that list every pattern group's topics every RELIST_MS."""
-
-    def node(self, name):
-        return Herald(self.tmp / name, args=self.node_args(),
-                      env={"HERALD_TEST_GROUP_RELIST_MS": str(RELIST_MS)}).start()
-
-
-@pytest.fixture
-def debug_cluster(tmp_path):
-    """The same cluster with --log-level debug (the re-lists are logged),
-    re-listing every RELIST_MS instead of every 5 s."""
-    yield from started(RelistCluster(tmp_path, args=["--log-level", "debug"]))
+# The same cluster with --log-level debug (the re-lists are logged),
+# re-listing every RELIST_MS instead of every 5 s.
+debug_cluster = cluster_fixture(args=["--log-level", "debug"],
+                                env={"HERALD_TEST_GROUP_RELIST_MS": str(RELIST_MS)})
 
 
 def relists(h, since, group):

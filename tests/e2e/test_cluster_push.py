@@ -15,11 +15,10 @@ import pytest
 import requests
 
 from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
+from redis_cluster import Cluster, needs_redis, started
 from test_push_subscriptions import H, KEYS, Providers, herald_of, hexs
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 

@@ -11,11 +11,10 @@ import requests
 from conftest import per_test_timeout, wait_for
 from test_cluster_push import (PushCluster, apns_sent, knows, notify, offsets, ok,  # noqa: F401
                                providers)
-from redis_cluster import REDIS_SERVER, started
+from redis_cluster import needs_redis, started
 from test_push_subscriptions import H, hexs
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 

@@ -11,16 +11,14 @@ import json
 import socket
 import time
 
-import pytest
 import requests
 
 from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, ready, resp_command, started
+from redis_cluster import Cluster, cluster_fixture, needs_redis, ready, resp_command
 from test_push_subscriptions import providers  # noqa: F401 (the module's fixture)
 from wsclient import SECRET, connect, run, token
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
@@ -29,9 +27,7 @@ USER = "u42"
 TOPIC = "room:1"
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS)
 
 
 def node_name(h):

@@ -13,18 +13,15 @@ import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, structured, wait_for
-from redis_cluster import REDIS_SERVER, SentinelCluster, ready, started
+from redis_cluster import SentinelCluster, cluster_fixture, needs_redis
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(110)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(SentinelCluster(tmp_path, args=["--jwt-secret", SECRET]))
+cluster = cluster_fixture(SentinelCluster, args=["--jwt-secret", SECRET])
 
 
 def post(h, topic, ev, session):

@@ -7,25 +7,21 @@ state" (a client cannot subscribe to a server-side channel again by
 itself), reconnects, and gets the subscription back on the new epoch, not
 recovered; the client-side subscription of a deleted topic on the same
 node still ends with the unsubscribe push 2500."""
-import pytest
 import requests
 
 from conftest import per_test_timeout
-from redis_cluster import REDIS_SERVER, Cluster, started
+from redis_cluster import cluster_fixture, needs_redis
 from test_cluster_notices import ARGS, only_push, publish
 from wsclient import connect, run, token
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 FEED = "feed:1"
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS)
 
 
 def test_a_deletion_reconnects_server_side_subscribers(cluster):

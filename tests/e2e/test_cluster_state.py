@@ -8,24 +8,20 @@ import asyncio
 import random
 import threading
 
-import pytest
 import requests
 
 from conftest import per_test_timeout
-from redis_cluster import REDIS_SERVER, Cluster, started
+from redis_cluster import cluster_fixture, needs_redis
 from wsclient import SECRET, connect, run
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
 ARGS = ["--jwt-secret", SECRET]
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, args=ARGS))
+cluster = cluster_fixture(args=ARGS)
 
 
 def cursor_url(h, user, name):
