@@ -413,10 +413,10 @@ def test_subscription_token_info_is_chan_info(herald_factory):
     run(go())
 
 
-def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
-    # After a server-side refresh the client gets Centrifugo's refresh push
-    # {"expires":true,"ttl":N}; an answer without expire_at says the
-    # connection no longer expires ({"refresh":{}}: expires false).
+def answer_refreshes(backend):
+    """The connect proxy's connection expires in 1 s; the first refresh
+    extends it by 2 s, the next one ends its expiry. Returns the list the
+    refresh bodies are added to."""
     refreshes = []
 
     def refresh(body):
@@ -427,6 +427,14 @@ def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
 
     backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + 1}})
     backend.answers["/refresh"] = refresh
+    return refreshes
+
+
+def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
+    # After a server-side refresh the client gets Centrifugo's refresh push
+    # {"expires":true,"ttl":N}; an answer without expire_at says the
+    # connection no longer expires ({"refresh":{}}: expires false).
+    refreshes = answer_refreshes(backend)
     h = start(herald_factory, backend, kinds=("connect", "refresh"))
 
     async def go():

@@ -10,6 +10,7 @@ subscriber must get every confirmed event without a later publish:
 - an event published while a node's PUB/SUB connection is down is read
   when it comes back, also when another one arrives during that read;
 - a failed catch-up read is retried on a timer (50 ms .. 2 s)."""
+import contextlib
 import signal
 
 from conftest import per_test_timeout, wait_for
@@ -30,18 +31,27 @@ delayed = cluster_fixture(args=ARGS, env={"HERALD_TEST_REDIS_READ_DELAY_MS": str
 failing = cluster_fixture(args=ARGS, env={"HERALD_TEST_REDIS_READ_FAIL": "1"})
 
 
-async def subscribers(cluster, topic):
-    out = []
-    for i, h in enumerate(cluster.nodes):
-        s, _ = await connect(h, sub=f"u{i}")
-        assert "subscribe" in await s.call({"subscribe": {"channel": topic}})
-        out.append(s)
-    return out
-
-
 async def offsets(subs, n, timeout=10):
     """The next n offsets each subscriber gets (bounded wait, no later publish)."""
     return [[p["pub"]["offset"] for p in await s.pubs(n, timeout=timeout)] for s in subs]
+
+
+@contextlib.asynccontextmanager
+async def following(cluster, topic):
+    """A subscriber of topic on each node, which got offset 1 (published
+    on node A); closed after."""
+    subs = []
+    try:
+        for i, h in enumerate(cluster.nodes):
+            s, _ = await connect(h, sub=f"u{i}")
+            subs.append(s)
+            assert "subscribe" in await s.call({"subscribe": {"channel": topic}})
+        assert publish(cluster.nodes[0], topic, 1) == 1
+        assert await offsets(subs, 1) == [[1]] * 3
+        yield subs
+    finally:
+        for s in subs:
+            await s.close()
 
 
 def kill_pubsub(cluster):
@@ -66,10 +76,7 @@ def test_a_message_during_a_catch_up_read_makes_one_more_read(delayed):
     topic = "news:1"
 
     async def go():
-        subs = await subscribers(delayed, topic)
-        try:
-            assert publish(delayed.nodes[0], topic, 1) == 1
-            assert await offsets(subs, 1) == [[1]] * 3
+        async with following(delayed, topic) as subs:
             kill_pubsub(delayed)
             # Ready again = subscribed again: each node's catch-up read has
             # run and its answer (up to offset 1) is held DELAY_MS, so the
@@ -78,9 +85,6 @@ def test_a_message_during_a_catch_up_read_makes_one_more_read(delayed):
                 wait_for(lambda: ready(h), 10, interval=0.01, what=f"{h.url} ready")
             assert publish(delayed.nodes[1], topic, 2) == 2
             assert await offsets(subs, 1, timeout=4 * DELAY_MS / 1000 + 5) == [[2]] * 3
-        finally:
-            for s in subs:
-                await s.close()
 
     run(go())
 
@@ -93,17 +97,11 @@ def test_an_event_missed_while_pubsub_was_down_is_read(delayed):
     topic = "news:2"
 
     async def go():
-        subs = await subscribers(delayed, topic)
-        try:
-            assert publish(a, topic, 1) == 1
-            assert await offsets(subs, 1) == [[1]] * 3
+        async with following(delayed, topic) as subs:
             missed_while_stopped(delayed, topic, 2)
             wait_for(lambda: ready(b), 10, interval=0.01, what="B ready")
             assert publish(c, topic, 3) == 3
             assert await offsets(subs, 2, timeout=4 * DELAY_MS / 1000 + 5) == [[2, 3]] * 3
-        finally:
-            for s in subs:
-                await s.close()
 
     run(go())
 
@@ -111,19 +109,13 @@ def test_an_event_missed_while_pubsub_was_down_is_read(delayed):
 def test_a_failed_catch_up_read_is_retried(failing):
     """B misses offset 2 while stopped; its first catch-up read fails (the
     hook) and nothing else is published: the retry timer must bring it."""
-    a, b, c = failing.nodes
+    b = failing.nodes[1]
     topic = "news:3"
 
     async def go():
-        subs = await subscribers(failing, topic)
-        try:
-            assert publish(a, topic, 1) == 1
-            assert await offsets(subs, 1) == [[1]] * 3
+        async with following(failing, topic) as subs:
             missed_while_stopped(failing, topic, 2)
             assert await offsets(subs, 1) == [[2]] * 3
             assert "catch-up read failed topic=news:3, retry in 50 ms" in b.read_log()
-        finally:
-            for s in subs:
-                await s.close()
 
     run(go())

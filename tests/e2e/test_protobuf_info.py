@@ -5,12 +5,11 @@ refresh (the refresh push {expires, ttl}), through the real SDK
 (tests/js/pb_info.js) over the protobuf WebSocket. The JSON cases are in
 test_app_proxy.py; the codec's in tests/unit."""
 import json
-import time
 
 import pytest
 
 from conftest import per_test_timeout
-from test_app_proxy import STATIC, Backend, start
+from test_app_proxy import STATIC, Backend, answer_refreshes, start
 from test_interop_js import Node
 from wsclient import SECRET, token, ws_url
 
@@ -83,16 +82,7 @@ def test_refresh_push_after_a_server_side_refresh(herald_factory, backend):
     """The refresh proxy extends the connection (expire_at in 2 s): the
     client gets {expires: true, ttl ≤ 2}; then an answer without expire_at:
     {expires: false} and the connection stays open and served."""
-    refreshes = []
-
-    def refresh(body):
-        refreshes.append(body)
-        if len(refreshes) == 1:
-            return (200, {"result": {"expire_at": int(time.time()) + 2}})
-        return (200, {"result": {}})
-
-    backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + 1}})
-    backend.answers["/refresh"] = refresh
+    refreshes = answer_refreshes(backend)
     h = start(herald_factory, backend, kinds=("connect", "refresh"))
     n = Node("pb_info.js", {"HERALD_MODE": "refresh", "HERALD_WS": ws_url(h), "HERALD_REFRESHES": "2"})
     try:
