@@ -415,8 +415,11 @@ static void op_reply_subs(struct session *s, struct op *op)
 	}
 	if (op->method == HD_CENTRIFUGE_CONNECT) {
 		struct hd_centrifuge_sub_result *subs = hd_calloc(op->ninits ? op->ninits : 1, sizeof(*subs));
-		for (size_t i = 0; i < op->ninits; i++)
+		for (size_t i = 0; i < op->ninits; i++) {
 			subs[i] = op->inits[i].res;
+			subs[i].data = op->inits[i].data;
+			subs[i].data_len = op->inits[i].data_len;
+		}
 		struct hd_centrifuge_connect_result cr = {
 			.client = s->conn.id,
 			.version = VERSION,
