@@ -823,6 +823,14 @@ static int sub_options(const char *channel, const json_t *v, struct hd_jwt_sub *
 	const json_t *o = json_object_get(v, "override");
 	if (o && !json_is_null(o) && !json_is_object(o))
 		return hd_error_set(err, HD_EUNAUTH, "claim %soverride must be an object", where);
+	const json_t *f = json_is_object(o) ? json_object_get(o, "force_push_join_leave") : NULL;
+	if (f && !json_is_null(f)) {
+		const json_t *val = json_is_object(f) ? json_object_get(f, "value") : NULL;
+		if (!json_is_boolean(val))
+			return hd_error_set(err, HD_EUNAUTH,
+					    "claim %soverride.force_push_join_leave must be {\"value\":<boolean>}", where);
+		out->push_join_leave = json_is_true(val);
+	}
 	const json_t *b64 = json_object_get(v, "b64data");
 	const json_t *data = json_object_get(v, "data");
 	char name[HD_ERROR_MSG_MAX / 2];

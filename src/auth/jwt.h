@@ -46,8 +46,9 @@
  *     (duplicates once, subs first) are the server-side subscriptions,
  *     together at most HD_JWT_CHANNELS_MAX. info/b64info are typed as the
  *     token's own; data is any JSON value, b64data standard base64 of any
- *     bytes; override must be an object (its contents are not used);
- *     other members are ignored;
+ *     bytes; override must be an object, of which only
+ *     force_push_join_leave ({"value":<boolean>}) is used; other members
+ *     are ignored;
  *   - nbf is checked against `now` with `leeway` seconds, then aud (a
  *     string, or an array of strings one of which matches) and iss when
  *     configured, and exp (+ leeway) last: an expired token is told apart
@@ -107,6 +108,8 @@ struct hd_jwt_sub {
 	char *data;                /* data as minified JSON, or b64data's bytes; a NUL */
 	size_t data_len;           /* follows them; NULL when absent */
 	bool data_b64;             /* data came from b64data (may be any bytes) */
+	bool push_join_leave;      /* override.force_push_join_leave: the client gets
+	                            * the channel's join and leave pushes */
 };
 
 /* What herald uses of a token. Owned by the claims; hd_jwt_claims_fini. */

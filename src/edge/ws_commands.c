@@ -394,6 +394,7 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true, info, info ? strlen(info) : 0);
 		if (sub) {
 			sub_delta_set(sub, connect_sub_req(cmd, t));
+			sub->join_leave = o && o->push_join_leave;
 			op_add_init(op, sub, connect_sub_req(cmd, t));
 			if (o) {
 				op->inits[op->ninits - 1].data = o->data;

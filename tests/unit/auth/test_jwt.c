@@ -877,7 +877,7 @@ static void test_b64info_and_subs(void **state)
 	t = hs256("{\"alg\":\"HS256\"}",
 		  "{\"sub\":\"42\",\"channels\":[\"news\",\"b\"],\"subs\":{"
 		  "\"b\":{\"info\":{ \"role\" : \"mod\" },\"data\":{ \"welcome\" : true },\"override\":{\"presence\":{\"value\":true}}},"
-		  "\"a\":{\"b64info\":\"WzFd\",\"b64data\":\"AP8=\"},"
+		  "\"a\":{\"b64info\":\"WzFd\",\"b64data\":\"AP8=\",\"override\":{\"force_push_join_leave\":{\"value\":true}}},"
 		  "\"c\":null,\"d\":{\"info\":null,\"data\":null,\"other\":1}}}",
 		  secret1);
 	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
@@ -893,6 +893,8 @@ static void test_b64info_and_subs(void **state)
 	assert_int_equal(c.subs[1].data_len, 2);
 	assert_memory_equal(c.subs[1].data, "\x00\xff", 2);
 	assert_true(c.subs[1].data_b64);
+	assert_true(c.subs[1].push_join_leave);
+	assert_false(c.subs[0].push_join_leave);
 	assert_string_equal(c.channels[2], "c");
 	assert_null(c.subs[2].info);
 	assert_null(c.subs[2].data);
@@ -938,6 +940,9 @@ static void test_b64info_and_subs(void **state)
 	free(t);
 	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"override\":1}}}", secret1);
 	refused(k, t, "claim subs[a].override must be an object");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"override\":{\"force_push_join_leave\":true}}}}", secret1);
+	refused(k, t, "claim subs[a].override.force_push_join_leave must be");
 	free(t);
 
 	/* b64info of HD_JWT_INFO_MAX bytes passes, one more does not: a JSON
