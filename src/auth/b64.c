@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-static int b64_digit(unsigned char c)
+int hd_b64_digit(unsigned char c, bool url)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -14,9 +14,9 @@ static int b64_digit(unsigned char c)
 		return c - 'a' + 26;
 	if (c >= '0' && c <= '9')
 		return c - '0' + 52;
-	if (c == '+')
+	if (c == (url ? '-' : '+'))
 		return 62;
-	if (c == '/')
+	if (c == (url ? '_' : '/'))
 		return 63;
 	return -1;
 }
@@ -34,7 +34,7 @@ int hd_b64_decode(const char *text, size_t len, unsigned char *out, size_t out_c
 	if ((pad > 0 && (len + pad) % 4 != 0) || len % 4 == 1)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
-		int d = b64_digit((unsigned char)text[i]);
+		int d = hd_b64_digit((unsigned char)text[i], false);
 		if (d < 0)
 			return -1;
 		acc = (acc << 6) | (uint32_t)d;

@@ -37,6 +37,15 @@ static void test_vectors(void **state)
 	assert_int_equal(dec("+/8=", out, sizeof(out), &n), 0);
 	assert_int_equal(n, 2);
 	assert_memory_equal(out, "\xfb\xff", 2);
+	/* The digits of both alphabets. */
+	assert_int_equal(hd_b64_digit('+', false), 62);
+	assert_int_equal(hd_b64_digit('/', false), 63);
+	assert_int_equal(hd_b64_digit('-', true), 62);
+	assert_int_equal(hd_b64_digit('_', true), 63);
+	assert_int_equal(hd_b64_digit('-', false), -1);
+	assert_int_equal(hd_b64_digit('+', true), -1);
+	assert_int_equal(hd_b64_digit('z', true), 51);
+	assert_int_equal(hd_b64_digit('=', false), -1);
 }
 
 static void test_refused(void **state)
