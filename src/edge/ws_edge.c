@@ -247,7 +247,8 @@ static void session_release(struct session *s)
 	for (size_t i = 0; i < n; i++) {
 		struct chan_sub *sub = s->subs[i];
 		hd_hub_unwatch(e->hub, &sub->watch);
-		hd_ws_subs_join_leave(e, s, sub, false);
+		if (sub->live) /* it joined: its reply went out */
+			hd_ws_subs_join_leave(e, s, sub, false);
 		hd_ws_subs_sub_drop_held(sub);
 		if (sub->base)
 			hd_rcbuf_unref(sub->base);
