@@ -351,6 +351,34 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 	connect_accept(s, cmd, exp, NULL, 0);
 }
 
+/* The token's subs claim options for topic, or NULL. */
+static const struct hd_jwt_sub *chan_opts_find(const struct session *s, const char *topic)
+{
+	for (size_t i = 0; s->chan_opts && i < s->nchannels; i++)
+		if (strcmp(s->channels[i], topic) == 0)
+			return &s->chan_opts[i];
+	return NULL;
+}
+
+/* Adds the server-side subscription to topic to the connect op, with its
+ * subs claim options (chan_info, reply data, join/leave pushes). */
+static void server_sub_add(struct session *s, struct op *op, const struct hd_centrifuge_command *cmd,
+			   const char *topic)
+{
+	const struct hd_jwt_sub *o = chan_opts_find(s, topic);
+	const char *info = o ? o->info : NULL;
+	struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, info, info ? strlen(info) : 0);
+	if (!sub)
+		return;
+	sub_delta_set(sub, connect_sub_req(cmd, topic));
+	sub->join_leave = o && o->push_join_leave;
+	op_add_init(op, sub, connect_sub_req(cmd, topic));
+	if (o) {
+		op->inits[op->ninits - 1].data = o->data;
+		op->inits[op->ninits - 1].data_len = o->data_len;
+	}
+}
+
 /* A connect whose user (conn.user, channels) is known: registers the
  * session and sets up its server-side subscriptions; exp: Unix s or 0;
  * data[0, n): the reply's data (a connect proxy's), or NULL. */
@@ -375,13 +403,8 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 	if (s->conn.user[0]) {
 		char topic[HD_TOPIC_NAME_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
-		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
-			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, NULL, 0);
-			if (sub) {
-				sub_delta_set(sub, connect_sub_req(cmd, topic));
-				op_add_init(op, sub, connect_sub_req(cmd, topic));
-			}
-		}
+		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0)
+			server_sub_add(s, op, cmd, topic);
 	}
 	for (size_t i = 0; i < s->nchannels; i++) {
 		const char *t = s->channels[i];
@@ -389,18 +412,7 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		    hd_ws_subs_allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
-		const struct hd_jwt_sub *o = s->chan_opts ? &s->chan_opts[i] : NULL;
-		const char *info = o ? o->info : NULL;
-		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true, info, info ? strlen(info) : 0);
-		if (sub) {
-			sub_delta_set(sub, connect_sub_req(cmd, t));
-			sub->join_leave = o && o->push_join_leave;
-			op_add_init(op, sub, connect_sub_req(cmd, t));
-			if (o) {
-				op->inits[op->ninits - 1].data = o->data;
-				op->inits[op->ninits - 1].data_len = o->data_len;
-			}
-		}
+		server_sub_add(s, op, cmd, t);
 	}
 	if (exp && s->server_refresh) {
 		/* The refresh proxy extends it when it comes: the client is not

@@ -37,6 +37,8 @@ def test_subs_claim_with_the_centrifuge_sdk(herald_factory, fmt):
         "room:1": {"info": {"seat": 7, "n": 1.5}, "data": {"welcome": "room 1"},
                    "override": {"force_push_join_leave": {"value": True}}},
         "room:2": {"b64info": b64({"seat": 8}), "b64data": b64({"hello": [1, 2]})},
+        # The personal channel takes its options too.
+        "user:js": {"data": {"personal": True}},
     })
 
     async def go():
@@ -51,7 +53,7 @@ def test_subs_claim_with_the_centrifuge_sdk(herald_factory, fmt):
             # The subs claim's data is the subscribed event's data; channels'
             # (and user:js) have none.
             assert subs == {"room:1": {"welcome": "room 1"}, "room:2": {"hello": [1, 2]},
-                            "news": None, "user:js": None}, subs
+                            "news": None, "user:js": {"personal": True}}, subs
             # The server-side subscription joined room:1 with its info.
             p = await w.push()
             assert p == {"channel": "room:1", "join": {"info": {
