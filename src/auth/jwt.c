@@ -37,6 +37,7 @@
  * same thread reads that queue (SSL_get_error).
  */
 #include "auth/jwt.h"
+#include "auth/b64.h"
 #include "core/alloc.h"
 
 #include <errno.h>
@@ -517,17 +518,7 @@ out:
 
 static int b64url_value(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	return hd_b64_digit(c, true);
 }
 
 /*
@@ -712,29 +703,185 @@ static int string_claim(const json_t *obj, const char *name, char **out, struct 
 	return 0;
 }
 
-static int channels_claim(const json_t *obj, struct hd_jwt_claims *out, struct hd_error *err)
+/* The strings of the channels claim, checked (none: *n 0). */
+static int channels_check(const json_t *v, size_t *n, struct hd_error *err)
 {
-	const json_t *v = json_object_get(obj, "channels");
-	size_t n;
-
+	*n = 0;
 	if (!v)
 		return 0;
 	if (!json_is_array(v))
 		return hd_error_set(err, HD_EUNAUTH, "claim channels must be an array of strings");
-	n = json_array_size(v);
-	if (n > HD_JWT_CHANNELS_MAX)
+	if (json_array_size(v) > HD_JWT_CHANNELS_MAX)
 		return hd_error_set(err, HD_EUNAUTH, "claim channels has %zu entries, at most %d",
-				    n, HD_JWT_CHANNELS_MAX);
-	for (size_t i = 0; i < n; i++)
+				    json_array_size(v), HD_JWT_CHANNELS_MAX);
+	for (size_t i = 0; i < json_array_size(v); i++)
 		if (!json_is_string(json_array_get(v, i)))
 			return hd_error_set(err, HD_EUNAUTH,
 					    "claim channels must be an array of strings");
-	if (n == 0)
+	*n = json_array_size(v);
+	return 0;
+}
+
+/* v (any JSON value) as minified JSON text (owned). */
+static int json_text(const json_t *v, const char *name, char **out, struct hd_error *err)
+{
+	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text)
+		return hd_error_set(err, HD_EUNAUTH, "claim %s cannot be encoded", name);
+	*out = hd_strdup(text);
+	free(text);
+	return 0;
+}
+
+/* v, a string of standard base64, decoded into *out (owned, a NUL after
+ * the bytes; *len bytes); refused when it is not, or decodes to more than
+ * max bytes. */
+static int b64_bytes(const json_t *v, const char *name, size_t max, char **out, size_t *len,
+		     struct hd_error *err)
+{
+	if (!json_is_string(v))
+		return hd_error_set(err, HD_EUNAUTH, "claim %s must be a string", name);
+	size_t n = json_string_length(v);
+	unsigned char *buf = hd_malloc(HD_B64_DECODED_MAX(n) + 1);
+	if (hd_b64_decode(json_string_value(v), n, buf, HD_B64_DECODED_MAX(n), len)) {
+		free(buf);
+		return hd_error_set(err, HD_EUNAUTH, "claim %s is not base64", name);
+	}
+	if (*len > max) {
+		free(buf);
+		return hd_error_set(err, HD_EUNAUTH, "claim %s decodes to %zu bytes, at most %zu", name,
+				    *len, max);
+	}
+	buf[*len] = '\0';
+	*out = (char *)buf;
+	return 0;
+}
+
+/* Whether a b64 member is there: absent, null and "" (as Go's omitempty
+ * leaves it) are not. */
+static bool b64_present(const json_t *v)
+{
+	return v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0);
+}
+
+/*
+ * The info of an object (the payload or a subs entry): b64info, whose
+ * bytes must be a JSON text of at most HD_JWT_INFO_MAX bytes (herald keeps
+ * every info as JSON so that JSON and protobuf clients read it alike), else
+ * info; minified into *out (owned), NULL when neither is there (or null).
+ */
+static int info_claim(const json_t *obj, const char *where, char **out, struct hd_error *err)
+{
+	const json_t *b64 = json_object_get(obj, "b64info");
+	const json_t *info = json_object_get(obj, "info");
+	char name[HD_ERROR_MSG_MAX / 2];
+	int rc;
+
+	snprintf(name, sizeof(name), "%sb64info", where);
+	if (b64_present(b64)) {
+		char *raw;
+		size_t len;
+		if ((rc = b64_bytes(b64, name, HD_JWT_INFO_MAX, &raw, &len, err)))
+			return rc;
+		json_t *v = json_loadb(raw, len, JSON_DECODE_ANY, NULL);
+		free(raw);
+		if (!v)
+			return hd_error_set(err, HD_EUNAUTH, "claim %s is not base64 of a JSON text", name);
+		rc = json_text(v, name, out, err);
+		json_decref(v);
+		return rc;
+	}
+	snprintf(name, sizeof(name), "%sinfo", where);
+	if (info && (json_is_null(info) && *where))
+		return 0; /* a subs entry's null info: none */
+	return info ? json_text(info, name, out, err) : 0;
+}
+
+/* One entry of the subs claim (v: its options, an object or null). */
+static int sub_options(const char *channel, const json_t *v, struct hd_jwt_sub *out, struct hd_error *err)
+{
+	char where[HD_ERROR_MSG_MAX / 4];
+	int rc;
+
+	if (json_is_null(v))
 		return 0;
-	out->channels = hd_calloc(n, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		out->channels[i] = hd_strdup(json_string_value(json_array_get(v, i)));
-	out->nchannels = n;
+	if (!json_is_object(v))
+		return hd_error_set(err, HD_EUNAUTH, "claim subs: the options of a channel must be an object");
+	snprintf(where, sizeof(where), "subs[%.32s].", channel);
+	if ((rc = info_claim(v, where, &out->info, err)))
+		return rc;
+	const json_t *o = json_object_get(v, "override");
+	if (o && !json_is_null(o) && !json_is_object(o))
+		return hd_error_set(err, HD_EUNAUTH, "claim %soverride must be an object", where);
+	const json_t *f = json_is_object(o) ? json_object_get(o, "force_push_join_leave") : NULL;
+	if (f && !json_is_null(f)) {
+		const json_t *val = json_is_object(f) ? json_object_get(f, "value") : NULL;
+		if (!json_is_boolean(val))
+			return hd_error_set(err, HD_EUNAUTH,
+					    "claim %soverride.force_push_join_leave must be {\"value\":<boolean>}", where);
+		out->push_join_leave = json_is_true(val);
+	}
+	const json_t *b64 = json_object_get(v, "b64data");
+	const json_t *data = json_object_get(v, "data");
+	char name[HD_ERROR_MSG_MAX / 2];
+	if (b64_present(b64)) {
+		snprintf(name, sizeof(name), "%sb64data", where);
+		out->data_b64 = true;
+		return b64_bytes(b64, name, HD_JWT_TOKEN_MAX, &out->data, &out->data_len, err);
+	}
+	if (data && !json_is_null(data)) {
+		snprintf(name, sizeof(name), "%sdata", where);
+		if ((rc = json_text(data, name, &out->data, err)))
+			return rc;
+		out->data_len = strlen(out->data);
+	}
+	return 0;
+}
+
+/* The server-side subscriptions: the subs claim's channels with their
+ * options, then the channels claim's that subs does not name. */
+static int channels_claim(const json_t *p, struct hd_jwt_claims *out, struct hd_error *err)
+{
+	const json_t *chans = json_object_get(p, "channels");
+	const json_t *subs = json_object_get(p, "subs");
+	size_t nchans, nsubs = 0;
+	int rc;
+
+	if ((rc = channels_check(chans, &nchans, err)))
+		return rc;
+	if (subs && !json_is_null(subs)) {
+		if (!json_is_object(subs))
+			return hd_error_set(err, HD_EUNAUTH, "claim subs must be an object");
+		nsubs = json_object_size(subs);
+		if (nsubs > HD_JWT_CHANNELS_MAX)
+			return hd_error_set(err, HD_EUNAUTH, "claim subs has %zu channels, at most %d",
+					    nsubs, HD_JWT_CHANNELS_MAX);
+	}
+	if (nsubs + nchans == 0)
+		return 0;
+	out->channels = hd_calloc(nsubs + nchans, sizeof(char *));
+	if (nsubs) {
+		const char *ch;
+		const json_t *v;
+		out->subs = hd_calloc(nsubs + nchans, sizeof(*out->subs));
+		json_object_foreach((json_t *)subs, ch, v) {
+			out->channels[out->nchannels] = hd_strdup(ch);
+			if ((rc = sub_options(ch, v, &out->subs[out->nchannels++], err)))
+				return rc;
+		}
+	}
+	for (size_t i = 0; i < nchans; i++) {
+		const char *ch = json_string_value(json_array_get(chans, i));
+		bool dup = false;
+		for (size_t j = 0; j < out->nchannels && !dup; j++)
+			dup = strcmp(out->channels[j], ch) == 0;
+		if (dup)
+			continue;
+		if (out->nchannels == HD_JWT_CHANNELS_MAX)
+			return hd_error_set(err, HD_EUNAUTH, "claims subs and channels name more than %d channels",
+					    HD_JWT_CHANNELS_MAX);
+		out->channels[out->nchannels++] = hd_strdup(ch);
+	}
 	return 0;
 }
 
@@ -770,7 +917,6 @@ static int check_audience(const json_t *obj, const char *want, struct hd_error *
 static int check_claims(const struct hd_jwt_keys *keys, const json_t *p, int64_t now_s,
 			struct hd_jwt_claims *out, struct hd_error *err)
 {
-	const json_t *info = json_object_get(p, "info");
 	int64_t nbf;
 	bool has_exp, has_nbf;
 	int rc;
@@ -780,17 +926,11 @@ static int check_claims(const struct hd_jwt_keys *keys, const json_t *p, int64_t
 	    (rc = numeric_date(p, "nbf", &nbf, &has_nbf, err)) ||
 	    (rc = numeric_date(p, "iat", &out->iat, NULL, err)) ||
 	    (rc = string_claim(p, "channel", &out->channel, err)) ||
-	    (rc = channels_claim(p, out, err)))
+	    (rc = channels_claim(p, out, err)) ||
+	    (rc = info_claim(p, "", &out->info, err)))
 		return rc;
 	if (!out->sub)
 		out->sub = hd_strdup("");
-	if (info) {
-		char *text = json_dumps(info, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (!text)
-			return hd_error_set(err, HD_EUNAUTH, "claim info cannot be encoded");
-		out->info = hd_strdup(text);
-		free(text);
-	}
 
 	if (has_nbf && nbf > sat_add(now_s, keys->leeway_s))
 		return hd_error_set(err, HD_EUNAUTH, "the token is not valid yet (nbf)");
@@ -898,9 +1038,15 @@ void hd_jwt_claims_fini(struct hd_jwt_claims *c)
 {
 	free(c->sub);
 	free(c->channel);
-	for (size_t i = 0; i < c->nchannels; i++)
+	for (size_t i = 0; i < c->nchannels; i++) {
 		free(c->channels[i]);
+		if (c->subs) {
+			free(c->subs[i].info);
+			free(c->subs[i].data);
+		}
+	}
 	free(c->channels);
+	free(c->subs);
 	free(c->info);
 	memset(c, 0, sizeof(*c));
 }

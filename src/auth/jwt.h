@@ -36,7 +36,19 @@
  *   - they are typed: sub must be a string, exp/nbf/iat numbers
  *     (NumericDate; a fraction is rounded down), channel a string,
  *     channels an array of at most HD_JWT_CHANNELS_MAX strings, info any
- *     JSON value; integers beyond 64 bits make the payload unreadable;
+ *     JSON value, b64info a string of standard base64 (auth/b64.h) whose
+ *     bytes are a JSON text of at most HD_JWT_INFO_MAX bytes (it then
+ *     replaces info, as in Centrifugo); integers beyond 64 bits make the
+ *     payload unreadable;
+ *   - subs (Centrifugo's connection token) is an object channel → options
+ *     {info, b64info, data, b64data, override} (null is as {}), at most
+ *     HD_JWT_CHANNELS_MAX of them; its channels and those of `channels`
+ *     (duplicates once, subs first) are the server-side subscriptions,
+ *     together at most HD_JWT_CHANNELS_MAX. info/b64info are typed as the
+ *     token's own; data is any JSON value, b64data standard base64 of any
+ *     bytes; override must be an object, of which only
+ *     force_push_join_leave ({"value":<boolean>}) is used; other members
+ *     are ignored;
  *   - nbf is checked against `now` with `leeway` seconds, then aud (a
  *     string, or an array of strings one of which matches) and iss when
  *     configured, and exp (+ leeway) last: an expired token is told apart
@@ -58,6 +70,7 @@
 #define HD_JWT_TOKEN_MAX (8 * 1024)
 #define HD_JWT_CHANNELS_MAX 64
 #define HD_JWT_KEYS_MAX 16
+#define HD_JWT_INFO_MAX 4096   /* a b64info's decoded bytes, at most */
 
 struct hd_jwt_config {
 	/* HMAC secrets (HS256/384/512), NULL-terminated list of borrowed
@@ -88,15 +101,28 @@ int hd_jwt_keys_new(const struct hd_jwt_config *cfg, struct hd_jwt_keys **out,
 /* Frees the keys, wiping the secrets; k may be NULL. */
 void hd_jwt_keys_free(struct hd_jwt_keys *k);
 
+/* The options of one server-side subscription (an entry of the subs
+ * claim); every member NULL when the channel has none (a `channels` entry). */
+struct hd_jwt_sub {
+	char *info;                /* info or b64info as minified JSON, or NULL */
+	char *data;                /* data as minified JSON, or b64data's bytes; a NUL */
+	size_t data_len;           /* follows them; NULL when absent */
+	bool data_b64;             /* data came from b64data (may be any bytes) */
+	bool push_join_leave;      /* override.force_push_join_leave: the client gets
+	                            * the channel's join and leave pushes */
+};
+
 /* What herald uses of a token. Owned by the claims; hd_jwt_claims_fini. */
 struct hd_jwt_claims {
 	char *sub;                 /* the user id; "" when absent (anonymous) */
 	int64_t exp;               /* 0 when absent */
 	int64_t iat;
 	char *channel;             /* subscription tokens: the channel; NULL when absent */
-	char **channels;           /* server-side subscriptions to make at connect */
-	size_t nchannels;
-	char *info;                /* the "info" claim as minified JSON; NULL when absent */
+	char **channels;           /* server-side subscriptions to make at connect: */
+	size_t nchannels;          /* the subs claim's channels, then channels' */
+	struct hd_jwt_sub *subs;   /* nchannels options, parallel to channels; NULL
+	                            * when the token has no subs claim */
+	char *info;                /* info (or b64info) as minified JSON; NULL when absent */
 };
 
 /*

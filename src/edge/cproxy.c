@@ -9,6 +9,8 @@
  * JSON.
  */
 #include "edge/cproxy.h"
+#include "auth/b64.h"
+#include "auth/jwt.h"
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -107,6 +109,46 @@ static bool get_str(const char *v, size_t n, char *out, size_t max)
 	return ok;
 }
 
+/* A JSON string of standard base64 (b64info, b64data) decoded into *out
+ * (owned, a NUL after the *len bytes); false when it is not one. */
+static bool get_b64(const char *v, size_t n, char **out, size_t *len)
+{
+	if (n < 2 || v[0] != '"')
+		return false;
+	char *tmp = hd_malloc(n);
+	size_t k = hd_json_text_unescape(v, n, tmp);
+	unsigned char *buf = hd_malloc(HD_B64_DECODED_MAX(k) + 1);
+	bool ok = hd_b64_decode(tmp, k, buf, HD_B64_DECODED_MAX(k), len) == 0;
+	free(tmp);
+	if (!ok) {
+		free(buf);
+		return false;
+	}
+	buf[*len] = '\0';
+	*out = (char *)buf;
+	return true;
+}
+
+/* b64info: base64 of a JSON text of at most HD_JWT_INFO_MAX bytes (as the
+ * tokens' b64info), kept minified as a->info. */
+static bool get_b64info(const char *v, size_t n, struct hd_cproxy_answer *a)
+{
+	char *raw;
+	size_t len;
+	struct hd_json_text_scan scan = {0};
+	if (!get_b64(v, n, &raw, &len))
+		return false;
+	if (len > HD_JWT_INFO_MAX || hd_json_text_minify(raw, len, raw, &scan, NULL)) {
+		free(raw);
+		return false;
+	}
+	raw[scan.out_len] = '\0';
+	free(a->info);
+	a->info = raw;
+	a->info_len = scan.out_len;
+	return true;
+}
+
 static char *dup_raw(const char *v, size_t n)
 {
 	char *p = hd_malloc(n + 1);
@@ -171,7 +213,18 @@ static int parse_result(enum hd_cproxy_kind kind, const char *v, size_t n, struc
 			a->info_len = xn;
 		}
 	}
-	if ((x = obj_get(&r, "data", &xn)) && !is_null(x, xn)) {
+	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_REFRESH) {
+		if ((x = obj_get(&r, "b64info", &xn)) && !is_null(x, xn) && xn != 2 && !get_b64info(x, xn, a))
+			return fail(a, "result.%s is not base64 of a JSON text of at most 4096 bytes", "b64info");
+	}
+	if (kind != HD_CPROXY_REFRESH && (x = obj_get(&r, "b64data", &xn)) && !is_null(x, xn) && xn != 2) {
+		/* A publication's data is stored as JSON: no bytes for publish. */
+		if (kind == HD_CPROXY_PUBLISH)
+			return fail(a, "result.%s is not supported by the publish proxy", "b64data");
+		if (!get_b64(x, xn, &a->data, &a->data_len))
+			return fail(a, "result.%s is not base64", "b64data");
+		a->data_b64 = true;
+	} else if ((x = obj_get(&r, "data", &xn)) && !is_null(x, xn)) {
 		a->data = dup_raw(x, xn);
 		a->data_len = xn;
 	}

@@ -33,6 +33,11 @@
  *     rpc:       data (the RPC's answer)
  *     refresh:   expired (true: close the session), expire_at (Unix s, the
  *                new expiry; absent or 0: none), info (the new conn info)
+ *   b64info (connect, subscribe, refresh): standard base64 of a JSON text of
+ *   at most HD_JWT_INFO_MAX bytes, used instead of info; b64data (connect,
+ *   subscribe, rpc): standard base64 of any bytes, used instead of data
+ *   (data_b64; a JSON client then needs a JSON text); b64data in a publish
+ *   answer is a failure (herald stores JSON data).
  * Anything else (not HTTP 200, not JSON, none of the three, a member of the
  * wrong type, a code out of its range, a string over its limit) is a
  * failure (HD_CPROXY_FAILED), like a backend that is down or too slow.
@@ -87,8 +92,10 @@ struct hd_cproxy_answer {
 	char user[HD_CPROXY_USER_MAX + 1];          /* connect: "" = anonymous */
 	int64_t expire_at;                          /* connect, refresh: Unix seconds, 0 = none */
 	bool expired;                               /* refresh: the connection ends */
-	char *info, *data;                          /* owned minified JSON text, or NULL */
-	size_t info_len, data_len;
+	char *info, *data;                          /* owned minified JSON text, or NULL; */
+	size_t info_len, data_len;                  /* info also from b64info (decoded JSON) */
+	bool data_b64;                              /* data is b64data's bytes (any; connect,
+						     * subscribe, rpc) */
 	char **channels;                            /* connect: owned, nchannels */
 	size_t nchannels;
 	bool skip_history;                          /* publish */

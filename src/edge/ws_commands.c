@@ -58,10 +58,24 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 	assert(rc == 0);
 	(void)rc;
 	hd_ws_subs_op_free(op);
-	if (a->outcome == HD_CPROXY_FAILED) {
+	/* b64data's bytes: a JSON client reads them as JSON (minified here). */
+	const char *data = a->data;
+	size_t data_len = a->data_len;
+	char *own = NULL;
+	bool data_bad = false;
+	if (a->outcome == HD_CPROXY_RESULT && a->data_b64 && s->format != F_PB) {
+		struct hd_json_text_scan scan = {0};
+		own = hd_malloc(data_len ? data_len : 1);
+		data_bad = hd_json_text_minify(data, data_len, own, &scan, NULL) != 0;
+		data = own;
+		data_len = scan.out_len;
+	}
+	if (a->outcome == HD_CPROXY_FAILED || data_bad) {
 		hd_metrics_inc(HD_M_ws_proxy_failures_total);
-		hd_ws_output_reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_INTERNAL, "internal server error: the app backend failed",
-			    true);
+		hd_ws_output_reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_INTERNAL,
+					 data_bad ? "internal server error: the app backend's b64data is not JSON"
+						  : "internal server error: the app backend failed",
+					 true);
 	} else if (a->outcome == HD_CPROXY_ERROR) {
 		hd_ws_output_reply_error(s, cmd.id, a->code, a->message, false);
 	} else if (a->outcome == HD_CPROXY_DISCONNECT) {
@@ -76,19 +90,20 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 				s->channels[i] = hd_strdup(a->channels[i]);
 			s->nchannels = a->nchannels;
 		}
-		connect_accept(s, &cmd, a->expire_at, a->data, a->data_len);
+		connect_accept(s, &cmd, a->expire_at, data, data_len);
 	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
-		subscribe_accept(s, &cmd, a->data, a->data_len, a->info, a->info_len);
+		subscribe_accept(s, &cmd, data, data_len, a->info, a->info_len);
 	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
 		publish_accept(s, &cmd, a->data ? a->data : cmd.data.p, a->data ? a->data_len : cmd.data.n);
 	} else {
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
-		if (s->codec->reply_rpc(&b, cmd.id, a->data, a->data_len))
+		if (s->codec->reply_rpc(&b, cmd.id, data, data_len))
 			hd_buf_reset(&b);
 		hd_ws_output_send_reply(s, &b);
 		hd_buf_fini(&b);
 	}
+	free(own);
 	hd_centrifuge_command_fini(&cmd);
 	if (!s->op)
 		hd_ws_edge_pump(s);
@@ -257,6 +272,23 @@ static const struct hd_centrifuge_sub_req *connect_sub_req(const struct hd_centr
 	return NULL;
 }
 
+/* A JSON client gets a server-side subscription's data as JSON: the subs
+ * claim's b64data (o[0, n), NULL: none) must decode to a JSON text, then
+ * kept minified. Returns false when one does not. */
+static bool chan_opts_json(struct hd_jwt_sub *o, size_t n)
+{
+	for (size_t i = 0; o && i < n; i++) {
+		struct hd_json_text_scan scan = {0};
+		if (!o[i].data_b64)
+			continue;
+		if (hd_json_text_minify(o[i].data, o[i].data_len, o[i].data, &scan, NULL))
+			return false;
+		o[i].data_len = scan.out_len;
+		o[i].data[scan.out_len] = '\0';
+	}
+	return true;
+}
+
 static void cmd_connect(struct session *s, const struct hd_centrifuge_command *cmd)
 {
 	struct hd_ws_edge *e = s->edge;
@@ -295,12 +327,20 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 			hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN, "invalid token: bad sub");
 			return;
 		}
+		if (s->format != F_PB && !chan_opts_json(claims.subs, claims.nchannels)) {
+			hd_jwt_claims_fini(&claims);
+			hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INVALID_TOKEN,
+						 "invalid token: b64data is not JSON (JSON protocol)");
+			return;
+		}
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", claims.sub);
 		/* Kept for the `token` namespace rule of later subscribes. */
 		if (claims.nchannels) {
 			s->channels = claims.channels;
+			s->chan_opts = claims.subs;
 			s->nchannels = claims.nchannels;
 			claims.channels = NULL;
+			claims.subs = NULL;
 			claims.nchannels = 0;
 		}
 	}
@@ -309,6 +349,34 @@ static void cmd_connect(struct session *s, const struct hd_centrifuge_command *c
 	int64_t exp = claims.exp;
 	hd_jwt_claims_fini(&claims);
 	connect_accept(s, cmd, exp, NULL, 0);
+}
+
+/* The token's subs claim options for topic, or NULL. */
+static const struct hd_jwt_sub *chan_opts_find(const struct session *s, const char *topic)
+{
+	for (size_t i = 0; s->chan_opts && i < s->nchannels; i++)
+		if (strcmp(s->channels[i], topic) == 0)
+			return &s->chan_opts[i];
+	return NULL;
+}
+
+/* Adds the server-side subscription to topic to the connect op, with its
+ * subs claim options (chan_info, reply data, join/leave pushes). */
+static void server_sub_add(struct session *s, struct op *op, const struct hd_centrifuge_command *cmd,
+			   const char *topic)
+{
+	const struct hd_jwt_sub *o = chan_opts_find(s, topic);
+	const char *info = o ? o->info : NULL;
+	struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, info, info ? strlen(info) : 0);
+	if (!sub)
+		return;
+	sub_delta_set(sub, connect_sub_req(cmd, topic));
+	sub->join_leave = o && o->push_join_leave;
+	op_add_init(op, sub, connect_sub_req(cmd, topic));
+	if (o) {
+		op->inits[op->ninits - 1].data = o->data;
+		op->inits[op->ninits - 1].data_len = o->data_len;
+	}
 }
 
 /* A connect whose user (conn.user, channels) is known: registers the
@@ -327,20 +395,16 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 	hd_hub_conn_add(e->hub, &s->conn);
 	s->registered = true;
 
-	/* Server-side subscriptions: user:U and the token's channels. */
+	/* Server-side subscriptions: user:U and the token's channels (with
+	 * their subs claim's info and data). */
 	struct op *op = op_new(s, cmd);
 	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1 + s->nchannels, sizeof(*op->inits));
 	if (s->conn.user[0]) {
 		char topic[HD_TOPIC_NAME_MAX + 1];
 		snprintf(topic, sizeof(topic), "user:%s", s->conn.user);
-		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0) {
-			struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, NULL, 0);
-			if (sub) {
-				sub_delta_set(sub, connect_sub_req(cmd, topic));
-				op_add_init(op, sub, connect_sub_req(cmd, topic));
-			}
-		}
+		if (hd_topic_name_check(topic, strlen(topic), NULL) == 0)
+			server_sub_add(s, op, cmd, topic);
 	}
 	for (size_t i = 0; i < s->nchannels; i++) {
 		const char *t = s->channels[i];
@@ -348,11 +412,7 @@ static void connect_accept(struct session *s, const struct hd_centrifuge_command
 		    hd_ws_subs_allowed(s, t, HD_ACL_SUBSCRIBE, NULL) ||
 		    s->nsubs >= e->opts.max_subscriptions)
 			continue;
-		struct chan_sub *sub = hd_ws_subs_sub_add(s, t, true, NULL, 0);
-		if (sub) {
-			sub_delta_set(sub, connect_sub_req(cmd, t));
-			op_add_init(op, sub, connect_sub_req(cmd, t));
-		}
+		server_sub_add(s, op, cmd, t);
 	}
 	if (exp && s->server_refresh) {
 		/* The refresh proxy extends it when it comes: the client is not

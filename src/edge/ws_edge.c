@@ -218,9 +218,15 @@ static void session_maybe_free(struct session *s)
 	hd_websocket_decoder_free(s->dec);
 	hd_buf_fini(&s->inbox);
 	free(s->subs);
-	for (size_t i = 0; i < s->nchannels; i++)
+	for (size_t i = 0; i < s->nchannels; i++) {
 		free(s->channels[i]);
+		if (s->chan_opts) {
+			free(s->chan_opts[i].info);
+			free(s->chan_opts[i].data);
+		}
+	}
 	free(s->channels);
+	free(s->chan_opts);
 	free(s->conn_info);
 	free(s);
 }
@@ -241,7 +247,7 @@ static void session_release(struct session *s)
 	for (size_t i = 0; i < n; i++) {
 		struct chan_sub *sub = s->subs[i];
 		hd_hub_unwatch(e->hub, &sub->watch);
-		if (!sub->server_side)
+		if (sub->live) /* it joined: its reply went out */
 			hd_ws_subs_join_leave(e, s, sub, false);
 		hd_ws_subs_sub_drop_held(sub);
 		if (sub->base)

@@ -110,6 +110,8 @@ struct chan_sub {
 /* Recovery parameters of one subscribe. */
 struct sub_init {
 	struct chan_sub *sub;
+	const char *data;              /* the reply's data for it (a connect token's subs claim; */
+	size_t data_len;               /* borrowed from the session), or NULL */
 	bool recover;
 	bool reject_unrecovered;       /* flag 2: error 112 instead of recovered:false */
 	bool unrecoverable;            /* set when recovery failed and reject_unrecovered */
@@ -179,8 +181,10 @@ struct session {
 	int64_t ping_due, pong_due;
 	int64_t expire_at;             /* monotonic ms; 0 = never */
 	int64_t token_exp;             /* the token's exp, Unix seconds; 0 = none */
-	char **channels;               /* the connect token's channels claim (owned); NULL = none */
-	size_t nchannels;
+	char **channels;               /* the connect token's channels (and subs) claim (owned); */
+	size_t nchannels;              /* NULL = none */
+	struct hd_jwt_sub *chan_opts;  /* the token's subs claim: nchannels options, parallel to
+					* channels (owned); NULL = none */
 	bool server_refresh;           /* the expiry is a connect proxy's and the refresh proxy
 					* extends it (not the client) */
 	char *conn_info;               /* the token's or connect proxy's info (owned, minified

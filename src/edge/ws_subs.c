@@ -415,8 +415,11 @@ static void op_reply_subs(struct session *s, struct op *op)
 	}
 	if (op->method == HD_CENTRIFUGE_CONNECT) {
 		struct hd_centrifuge_sub_result *subs = hd_calloc(op->ninits ? op->ninits : 1, sizeof(*subs));
-		for (size_t i = 0; i < op->ninits; i++)
+		for (size_t i = 0; i < op->ninits; i++) {
 			subs[i] = op->inits[i].res;
+			subs[i].data = op->inits[i].data;
+			subs[i].data_len = op->inits[i].data_len;
+		}
 		struct hd_centrifuge_connect_result cr = {
 			.client = s->conn.id,
 			.version = VERSION,
@@ -453,8 +456,9 @@ static void op_reply_subs(struct session *s, struct op *op)
 	for (size_t i = 0; i < op->ninits && s->req; i++)
 		if (!sub_go_live(s, op->inits[i].sub))
 			return;
-	if (op->method == HD_CENTRIFUGE_SUBSCRIBE && s->req)
-		hd_ws_subs_join_leave(s->edge, s, op->inits[0].sub, true);
+	/* Server-side subscriptions join too, as in Centrifugo. */
+	for (size_t i = 0; i < op->ninits && s->req; i++)
+		hd_ws_subs_join_leave(s->edge, s, op->inits[i].sub, true);
 }
 
 /* Whether op's session ended while op waited for the hub; then frees op. */

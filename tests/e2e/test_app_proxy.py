@@ -450,3 +450,69 @@ def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
         await c.close()
 
     run(go())
+
+
+def _b64(v):
+    import base64
+    return base64.b64encode(v if isinstance(v, bytes) else json.dumps(v).encode()).decode()
+
+
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+def test_centrifuge_sdk_gets_b64data_of_every_proxy(herald_factory, backend, fmt):
+    """Centrifugo's b64data (base64 of the bytes) in the connect, subscribe
+    and rpc answers: npm centrifuge (JSON and protobuf) gets the bytes."""
+    from test_interop_js import Node
+    from wsclient import ws_url
+    backend.answers["/connect"] = (200, {"result": {"user": "sdk-user", "b64data": _b64({"hi": "b64"})}})
+    backend.answers["/subscribe"] = (200, {"result": {"b64info": _b64({"seat": 3}), "data": {"no": 1},
+                                                      "b64data": _b64({"sub": "b64"})}})
+    backend.answers["/rpc"] = (200, {"result": {"b64data": _b64({"sum": 6})}})
+    backend.answers["/publish"] = (200, {"result": {}})
+    h = start(herald_factory, backend)
+    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt,
+                                 "HERALD_TRANSPORT": "websocket"})
+    try:
+        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
+        assert m["data"] == {"hi": "b64"}, m
+        m, _ = n.expect(lambda m: m["ev"] in ("rpc", "rpc_error"), what="rpc")
+        assert m == {"ev": "rpc", "data": {"sum": 6}}, m
+        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
+        assert m["data"] == {"sub": "b64"}, m
+        n.expect(lambda m: m["ev"] == "pub", what="pub")
+    finally:
+        n.quit()
+
+
+def test_subscribe_proxy_b64info_is_chan_info(herald_factory, backend):
+    # b64info (base64 of a JSON text, at most 4 KiB) replaces info as the
+    # subscription's chan_info; an answer whose b64 forms do not decode, or
+    # whose b64data a JSON client cannot read, is a backend failure (100),
+    # as Centrifugo answers ErrorInternal.
+    def answer(b):
+        ch = b["channel"]
+        return 200, {"result": {
+            "ok": {"b64info": _b64({"seat": b["user"]}), "b64data": _b64([1, 2])},
+            "badinfo": {"b64info": "%%"},
+            "notjsoninfo": {"b64info": _b64(b"\x00\xff")},
+            "biginfo": {"b64info": _b64({"pad": "x" * 4096})},
+            "baddata": {"b64data": "A"},
+            "binary": {"b64data": _b64(b"\x00\xff")},
+        }[ch.split(":")[1]]}
+    backend.answers["/subscribe"] = answer
+    backend.answers["/publish"] = (200, {"result": {"b64data": _b64({"x": 1})}})
+    h = start(herald_factory, backend, kinds=("subscribe", "publish"))
+
+    async def go():
+        c, rc = await connect(h, sub="u1")
+        r = await c.call({"subscribe": {"channel": "p:ok"}})
+        assert r["subscribe"]["data"] == [1, 2], r
+        pr = await c.call({"presence": {"channel": "p:ok"}})
+        assert pr["presence"]["presence"][rc["client"]]["chan_info"] == {"seat": "u1"}, pr
+        for ch in ("badinfo", "notjsoninfo", "biginfo", "baddata", "binary"):
+            r = await c.call({"subscribe": {"channel": "p:" + ch}})
+            assert r.get("error", {}).get("code") == 100, (ch, r)
+        # herald stores JSON data: a publish answer with b64data fails (100).
+        r = await c.call({"publish": {"channel": "p:ok", "data": {"y": 1}}})
+        assert r.get("error", {}).get("code") == 100, r
+        await c.close()
+    run(go())

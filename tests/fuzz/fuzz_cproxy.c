@@ -15,7 +15,8 @@
  *     channels only for connect (at most 128), info only for connect and
  *     subscribe, skip_history only for publish;
  *   - info and data are one well-formed, minified JSON value each, with no
- *     raw newline (they go into client frames as they are);
+ *     raw newline (they go into client frames as they are); data from
+ *     b64data (connect, subscribe, rpc only) is any bytes, NUL-terminated;
  *   - parsing is stable: the same input gives the same answer.
  */
 #include "edge/cproxy.h"
@@ -73,14 +74,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(strlen(a.channels[i]) <= 255);
 		if (a.info)
 			check_json(a.info, a.info_len);
-		if (a.data)
+		if (a.data && !a.data_b64)
 			check_json(a.data, a.data_len);
+		if (a.data_b64)
+			CHECK(a.data && a.data[a.data_len] == '\0' &&
+			      (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_RPC));
 	} else {
-		CHECK(!a.info && !a.data && !a.nchannels);
+		CHECK(!a.info && !a.data && !a.nchannels && !a.data_b64);
 	}
 	int rc2 = hd_cproxy_answer_parse(kind, body, len, &b);
 	CHECK(rc2 == rc && b.outcome == a.outcome && b.code == a.code && strcmp(a.message, b.message) == 0);
-	CHECK(b.data_len == a.data_len && (!a.data || memcmp(a.data, b.data, a.data_len) == 0));
+	CHECK(b.data_len == a.data_len && b.data_b64 == a.data_b64 &&
+	      (!a.data || memcmp(a.data, b.data, a.data_len) == 0));
+	CHECK(b.info_len == a.info_len && (!a.info || memcmp(a.info, b.info, a.info_len) == 0));
 	hd_cproxy_answer_fini(&a);
 	hd_cproxy_answer_fini(&a);
 	hd_cproxy_answer_fini(&b);

@@ -24,7 +24,9 @@
  *     computed here with OpenSSL alone: no forgery passes;
  *   - accepted claims are well formed: sub set, at most
  *     HD_JWT_CHANNELS_MAX channels, each a string, info (when set) JSON
- *     that jansson reads and that is already compact.
+ *     that jansson reads and that is already compact; with a subs claim,
+ *     one options entry per channel whose info is such JSON and whose data
+ *     is too (or, from b64data, bytes followed by a NUL).
  */
 #include "auth/jwt.h"
 #include "fuzz_check.h"
@@ -91,23 +93,40 @@ static void check_signed(const char *t, size_t len)
 	      mac_matches(EVP_sha512(), t, input_len, d2 + 1, sig_len));
 }
 
+/* text is compact JSON that jansson reads. */
+static void check_compact(const char *text)
+{
+	json_error_t jerr;
+	json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
+	char *again;
+	CHECK(v);
+	again = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	CHECK(again && strcmp(again, text) == 0);
+	free(again);
+	json_decref(v);
+}
+
 static void check_claims(const struct hd_jwt_claims *c)
 {
 	CHECK(c->sub);
 	CHECK(c->nchannels <= HD_JWT_CHANNELS_MAX);
 	CHECK((c->nchannels == 0) == (c->channels == NULL));
-	for (size_t i = 0; i < c->nchannels; i++)
+	CHECK(!c->subs || c->nchannels > 0);
+	for (size_t i = 0; i < c->nchannels; i++) {
 		CHECK(c->channels[i]);
-	if (c->info) {
-		json_error_t jerr;
-		json_t *v = json_loads(c->info, JSON_DECODE_ANY, &jerr);
-		char *again;
-		CHECK(v);
-		again = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		CHECK(again && strcmp(again, c->info) == 0);
-		free(again);
-		json_decref(v);
+		if (!c->subs)
+			continue;
+		if (c->subs[i].info)
+			check_compact(c->subs[i].info);
+		if (c->subs[i].data && !c->subs[i].data_b64) {
+			CHECK(strlen(c->subs[i].data) == c->subs[i].data_len);
+			check_compact(c->subs[i].data);
+		}
+		if (c->subs[i].data_b64)
+			CHECK(c->subs[i].data && c->subs[i].data[c->subs[i].data_len] == '\0');
 	}
+	if (c->info)
+		check_compact(c->info);
 }
 
 static char *b64url(const void *data, size_t n)
@@ -165,7 +184,7 @@ static void verify_one(const char *t, size_t size)
 		check_claims(&c);
 	} else {
 		CHECK(err.msg[0] != '\0');
-		CHECK(c.sub == NULL && c.channel == NULL && c.channels == NULL && c.nchannels == 0 &&
+		CHECK(c.sub == NULL && c.channel == NULL && c.channels == NULL && c.nchannels == 0 && c.subs == NULL &&
 		      c.info == NULL && c.exp == 0 && c.iat == 0);
 		if (rc == HD_EEXPIRED)
 			check_signed(t, size);

@@ -846,6 +846,148 @@ static void test_typed_claims(void **state)
 	hd_jwt_keys_free(k);
 }
 
+/* Centrifugo's b64info and subs claims (auth/jwt.h). */
+static void test_b64info_and_subs(void **state)
+{
+	struct hd_jwt_keys *k = keys_of((struct opts){.secrets = one_secret});
+	struct hd_jwt_claims c;
+	struct hd_error err;
+	char *t;
+
+	/* b64info (base64 of {"a": 1}) wins over info, minified; "" is absent. */
+	t = hs256("{\"alg\":\"HS256\"}", "{\"info\":{\"x\":2},\"b64info\":\"eyJhIjogMX0=\"}", secret1);
+	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+	assert_string_equal(c.info, "{\"a\":1}");
+	hd_jwt_claims_fini(&c);
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"info\":{\"x\":2},\"b64info\":\"\"}", secret1);
+	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+	assert_string_equal(c.info, "{\"x\":2}");
+	hd_jwt_claims_fini(&c);
+	free(t);
+	/* Padding may be left out. */
+	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"eyJhIjogMX0\"}", secret1);
+	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+	assert_string_equal(c.info, "{\"a\":1}");
+	hd_jwt_claims_fini(&c);
+	free(t);
+
+	/* subs: its channels first (object order) with their options, then
+	 * channels' others; subs' data as minified JSON, b64data as bytes. */
+	t = hs256("{\"alg\":\"HS256\"}",
+		  "{\"sub\":\"42\",\"channels\":[\"news\",\"b\"],\"subs\":{"
+		  "\"b\":{\"info\":{ \"role\" : \"mod\" },\"data\":{ \"welcome\" : true },\"override\":{\"presence\":{\"value\":true}}},"
+		  "\"a\":{\"b64info\":\"WzFd\",\"b64data\":\"AP8=\",\"override\":{\"force_push_join_leave\":{\"value\":true}}},"
+		  "\"c\":null,\"d\":{\"info\":null,\"data\":null,\"other\":1}}}",
+		  secret1);
+	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+	assert_int_equal(c.nchannels, 5);
+	assert_non_null(c.subs);
+	assert_string_equal(c.channels[0], "b");
+	assert_string_equal(c.subs[0].info, "{\"role\":\"mod\"}");
+	assert_string_equal(c.subs[0].data, "{\"welcome\":true}");
+	assert_int_equal(c.subs[0].data_len, 16);
+	assert_false(c.subs[0].data_b64);
+	assert_string_equal(c.channels[1], "a");
+	assert_string_equal(c.subs[1].info, "[1]");
+	assert_int_equal(c.subs[1].data_len, 2);
+	assert_memory_equal(c.subs[1].data, "\x00\xff", 2);
+	assert_true(c.subs[1].data_b64);
+	assert_true(c.subs[1].push_join_leave);
+	assert_false(c.subs[0].push_join_leave);
+	assert_string_equal(c.channels[2], "c");
+	assert_null(c.subs[2].info);
+	assert_null(c.subs[2].data);
+	assert_string_equal(c.channels[3], "d");
+	assert_null(c.subs[3].info);
+	assert_null(c.subs[3].data);
+	assert_string_equal(c.channels[4], "news");
+	assert_null(c.subs[4].info);
+	hd_jwt_claims_fini(&c);
+	free(t);
+
+	/* Without subs, no options. */
+	t = hs256("{\"alg\":\"HS256\"}", "{\"channels\":[\"news\"]}", secret1);
+	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+	assert_null(c.subs);
+	hd_jwt_claims_fini(&c);
+	free(t);
+
+	/* Refused: bad base64, not JSON, too long, wrong types, too many. */
+	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"e30*\"}", secret1);
+	refused(k, t, "claim b64info is not base64");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"e30 \"}", secret1);
+	refused(k, t, "claim b64info is not base64");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"AP8=\"}", secret1);
+	refused(k, t, "claim b64info is not base64 of a JSON text");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":7}", secret1);
+	refused(k, t, "claim b64info must be a string");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"b64data\":\"A\"}}}", secret1);
+	refused(k, t, "claim subs[a].b64data is not base64");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"b64info\":\"e30=x\"}}}", secret1);
+	refused(k, t, "claim subs[a].b64info is not base64");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":[\"a\"]}", secret1);
+	refused(k, t, "claim subs must be an object");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":true}}", secret1);
+	refused(k, t, "claim subs: the options of a channel must be an object");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"override\":1}}}", secret1);
+	refused(k, t, "claim subs[a].override must be an object");
+	free(t);
+	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"override\":{\"force_push_join_leave\":true}}}}", secret1);
+	refused(k, t, "claim subs[a].override.force_push_join_leave must be");
+	free(t);
+
+	/* b64info of HD_JWT_INFO_MAX bytes passes, one more does not: a JSON
+	 * string "xxx…" of that length, base64 encoded. */
+	for (size_t extra = 0; extra < 2; extra++) {
+		size_t n = HD_JWT_INFO_MAX + extra;
+		unsigned char *raw = malloc(n);
+		char *b64 = malloc(n / 3 * 4 + 8), *pl = malloc(n / 3 * 4 + 64);
+		raw[0] = '"';
+		memset(raw + 1, 'x', n - 2);
+		raw[n - 1] = '"';
+		EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
+		sprintf(pl, "{\"b64info\":\"%s\"}", b64);
+		t = hs256("{\"alg\":\"HS256\"}", pl, secret1);
+		if (extra == 0) {
+			assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+			assert_int_equal(strlen(c.info), HD_JWT_INFO_MAX);
+			hd_jwt_claims_fini(&c);
+		} else {
+			refused(k, t, "claim b64info decodes to 4097 bytes, at most 4096");
+		}
+		free(t);
+		free(raw);
+		free(b64);
+		free(pl);
+	}
+
+	/* subs and channels together name at most HD_JWT_CHANNELS_MAX channels
+	 * (one named by both counts once). */
+	char payload[2048] = "{\"subs\":{";
+	for (int i = 0; i < HD_JWT_CHANNELS_MAX; i++)
+		sprintf(payload + strlen(payload), "%s\"c%d\":{}", i ? "," : "", i);
+	strcat(payload, "},\"channels\":[\"c0\"]}");
+	t = hs256("{\"alg\":\"HS256\"}", payload, secret1);
+	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
+	assert_int_equal(c.nchannels, HD_JWT_CHANNELS_MAX);
+	hd_jwt_claims_fini(&c);
+	free(t);
+	strcpy(payload + strlen(payload) - 2, ",\"more\"]}");
+	t = hs256("{\"alg\":\"HS256\"}", payload, secret1);
+	refused(k, t, "claims subs and channels name more than 64 channels");
+	free(t);
+	hd_jwt_keys_free(k);
+}
+
 /* ---- the token text ---- */
 
 /* An HS256 token of exactly `total` characters: {"alg":"HS256"} is 20,
@@ -1055,6 +1197,7 @@ int main(void)
 		cmocka_unit_test(test_audience),
 		cmocka_unit_test(test_issuer),
 		cmocka_unit_test(test_typed_claims),
+		cmocka_unit_test(test_b64info_and_subs),
 		cmocka_unit_test(test_malformed_text),
 		cmocka_unit_test(test_rotation),
 		cmocka_unit_test(test_no_keys),

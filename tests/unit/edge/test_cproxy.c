@@ -22,7 +22,7 @@ static void test_connect_result(void **state)
 	struct hd_cproxy_answer a;
 	assert_int_equal(parse(HD_CPROXY_CONNECT, " {\"result\": {\"user\":\"al\\u00e9\", \"expire_at\": 1900000000,"
 			       "\"info\": {\"a\": 1.50}, \"data\": [18446744073709551616, \"x\"],"
-			       "\"channels\": [\"news\", \"n\\/2\"], \"b64data\": \"AA==\"}}", &a), 0);
+			       "\"channels\": [\"news\", \"n\\/2\"], \"b64data\": \"\"}}", &a), 0);
 	assert_int_equal(a.outcome, HD_CPROXY_RESULT);
 	assert_string_equal(a.user, "al\xc3\xa9");
 	assert_int_equal(a.expire_at, 1900000000);
@@ -176,10 +176,87 @@ static void test_options_and_headers(void **state)
 	hd_cproxy_free(p);
 }
 
+/* b64info and b64data (Centrifugo's base64 forms) replace info and data. */
+static void test_b64(void **state)
+{
+	(void)state;
+	struct hd_cproxy_answer a;
+	/* {"a": 1} and the bytes 00 ff; info and data are then not used. */
+	assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, "{\"result\":{\"info\":{\"x\":1},\"b64info\":\"eyJhIjogMX0=\","
+			       "\"data\":2,\"b64data\":\"AP8=\"}}", &a), 0);
+	assert_string_equal(a.info, "{\"a\":1}");
+	assert_int_equal(a.info_len, 7);
+	assert_true(a.data_b64);
+	assert_int_equal(a.data_len, 2);
+	assert_memory_equal(a.data, "\x00\xff", 2);
+	hd_cproxy_answer_fini(&a);
+	/* Escaped '/' in the JSON string, no padding. */
+	assert_int_equal(parse(HD_CPROXY_RPC, "{\"result\":{\"b64data\":\"\\/w\"}}", &a), 0);
+	assert_int_equal(a.data_len, 1);
+	assert_memory_equal(a.data, "\xff", 1);
+	hd_cproxy_answer_fini(&a);
+	/* connect and refresh take b64info too; refresh ignores b64data. */
+	assert_int_equal(parse(HD_CPROXY_CONNECT, "{\"result\":{\"b64info\":\"WzFd\"}}", &a), 0);
+	assert_string_equal(a.info, "[1]");
+	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_REFRESH, "{\"result\":{\"b64info\":\"WzFd\",\"b64data\":\"!\"}}", &a), 0);
+	assert_string_equal(a.info, "[1]");
+	assert_null(a.data);
+	hd_cproxy_answer_fini(&a);
+	/* "" and null are absent. */
+	assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, "{\"result\":{\"info\":1,\"b64info\":\"\",\"b64data\":null}}", &a), 0);
+	assert_string_equal(a.info, "1");
+	assert_null(a.data);
+	assert_false(a.data_b64);
+	hd_cproxy_answer_fini(&a);
+	/* Failures: not base64, not a string, info not JSON or too long,
+	 * b64data for publish. */
+	static const char *const bad[] = {
+		"{\"result\":{\"b64data\":\"A\"}}", "{\"result\":{\"b64data\":\"AP8*\"}}",
+		"{\"result\":{\"b64data\":5}}", "{\"result\":{\"b64info\":\"AP8=\"}}",
+		"{\"result\":{\"b64info\":\"e30 \"}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, bad[i], &a), HD_EINVAL);
+		assert_int_equal(a.outcome, HD_CPROXY_FAILED);
+		assert_non_null(strstr(a.message, "b64"));
+		hd_cproxy_answer_fini(&a);
+	}
+	assert_int_equal(parse(HD_CPROXY_PUBLISH, "{\"result\":{\"b64data\":\"AA==\"}}", &a), HD_EINVAL);
+	assert_non_null(strstr(a.message, "publish"));
+	hd_cproxy_answer_fini(&a);
+	/* 4096 bytes of decoded info pass, 4097 do not: "xx…" base64 encoded
+	 * (3-byte groups of "xxx" are "eHh4"). */
+	for (int extra = 0; extra < 2; extra++) {
+		size_t n = 4096 + (size_t)extra; /* a JSON string: quotes and n - 2 x */
+		char raw[4200], b64[6000], body[6100];
+		raw[0] = '"';
+		memset(raw + 1, 'x', n - 2);
+		raw[n - 1] = '"';
+		static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		size_t o = 0;
+		for (size_t i = 0; i < n; i += 3) {
+			unsigned v = (unsigned char)raw[i] << 16 | (i + 1 < n ? (unsigned char)raw[i + 1] << 8 : 0) |
+				     (i + 2 < n ? (unsigned char)raw[i + 2] : 0);
+			b64[o++] = digits[v >> 18];
+			b64[o++] = digits[(v >> 12) & 63];
+			b64[o++] = i + 1 < n ? digits[(v >> 6) & 63] : '=';
+			b64[o++] = i + 2 < n ? digits[v & 63] : '=';
+		}
+		b64[o] = '\0';
+		snprintf(body, sizeof(body), "{\"result\":{\"b64info\":\"%s\"}}", b64);
+		assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, body, &a), extra ? HD_EINVAL : 0);
+		if (!extra)
+			assert_int_equal(a.info_len, 4096);
+		hd_cproxy_answer_fini(&a);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connect_result),
+		cmocka_unit_test(test_b64),
 		cmocka_unit_test(test_error_and_disconnect),
 		cmocka_unit_test(test_refresh),
 		cmocka_unit_test(test_malformed),
