@@ -27,9 +27,9 @@
  *      tops still rise batch by batch, and a batch is only sent once the
  *      WAIT before it answered (a failed WAIT sends no confirm, so no later
  *      top rises over its offsets before a later WAIT covered them). The
- *      confirms' replies then come with the next batch's fsync, while
- *      herald answers the last batch's publishers during that fsync
- *      instead of before it (measured: docs/benchmarks.md);
+ *      confirms' replies (and the 201s) then come after the next batch's
+ *      fsync, but that fsync no longer waits for herald to answer the
+ *      last batch and for a hold (measured: docs/cluster.md);
  *   5. nothing queued when the WAIT answers: the next batch is held until
  *      the publishers just answered have published again (or HOLD_MS), so
  *      that they share one fsync and one WAIT (cycle_end).
