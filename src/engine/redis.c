@@ -11,18 +11,28 @@
  *      in a publish) the same call also raises the visible top and
  *      PUBLISHes its events, and the items are done.
  *   2. replicated: one `WAIT 1 timeout` after a batch of PUB scripts (group
- *      commit: items arriving while a cycle is out form the next batch);
+ *      commit: items arriving while a WAIT is out form the next batch);
  *      fewer than one replica → the item fails HD_EUNAVAIL (503), never a
  *      false 201;
  *   3. one CONFIRM script per topic of the batch (send_confirms) raises
  *      the topic's visible top to its highest offset in the batch and
  *      PUBLISHes the batch's events of that topic in one message; its
  *      reply completes those items. Its effects go to the replicas only
- *      (no AOF write, so no second fsync before the reply); the tops it
- *      raised go to the AOF with the next batch (TOPS, AOF only);
- *   4. the next batch is held until the publishers just answered have
- *      published again (or HOLD_MS), so that every publish in flight shares
- *      one fsync and one WAIT (cycle_end).
+ *      (no AOF write of its own); the tops it raised go to the AOF with a
+ *      later batch (TOPS, AOF only);
+ *   4. folded cycles: when the WAIT answers and items are queued, their
+ *      batch (PUB scripts + WAIT) is written right behind the confirms on
+ *      the same connection, without waiting for the confirms' replies
+ *      (wait_reply). Redis runs one connection's commands in order, so the
+ *      tops still rise batch by batch, and a batch is only sent once the
+ *      WAIT before it answered (a failed WAIT sends no confirm, so no later
+ *      top rises over its offsets before a later WAIT covered them). The
+ *      confirms' replies (and the 201s) then come after the next batch's
+ *      fsync, but that fsync no longer waits for herald to answer the
+ *      last batch and for a hold (measured: docs/cluster.md);
+ *   5. nothing queued when the WAIT answers: the next batch is held until
+ *      the publishers just answered have published again (or HOLD_MS), so
+ *      that they share one fsync and one WAIT (cycle_end).
  * Reads return only offsets at or below the visible top, so an event lost
  * in a failover was never acknowledged, read or delivered.
  *
@@ -336,6 +346,7 @@ static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 }
 
 static void shard_flush(struct shard *sh);
+static void shard_send(struct shard *sh);
 
 /* Sends one PUB call for items[0..n) (one topic, arrival order). Returns 0
  * (pub_reply finishes them) or HD_EUNAVAIL. */
@@ -592,9 +603,15 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	}
 	send_confirms(r, sh, ok, nok);
 	free(ok);
-	/* The clients answered now may publish again: hold the next batch
-	 * for them and for those already queued. */
-	sh->hold_for = sh->nqueued + nok;
+	if (sh->nqueued && !r->stopped) {
+		/* Folded: the next batch goes right behind the confirms. */
+		sh->hold_for = 0;
+		shard_send(sh);
+	} else {
+		/* The clients answered now may publish again: hold the next
+		 * batch for them. */
+		sh->hold_for = nok;
+	}
 	if (--sh->confirming == 0)
 		cycle_end(sh);
 }
@@ -618,13 +635,14 @@ static void hold_fired(uv_timer_t *t)
 	shard_flush(h->sh);
 }
 
-/* A cycle's confirms are all answered: hold the next batch briefly, until
+/* A cycle's confirms are all answered: unless a folded batch is out
+ * already (its WAIT's reply goes on), hold the next batch briefly, until
  * hold_for items are queued (the clients just answered publish again) or
  * HOLD_MS passed, so that they share one fsync and one WAIT instead of
  * trickling into two batches. */
 static void cycle_end(struct shard *sh)
 {
-	if (sh->r->stopped)
+	if (sh->r->stopped || sh->wait_out)
 		return;
 	if (sh->nqueued < sh->hold_for) {
 		if (!sh->hold) {
@@ -680,13 +698,22 @@ static int cmp_qent(const void *a, const void *b)
 	return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Sends the queued items' scripts and one WAIT, unless a WAIT is out. */
+/* Sends the queued items' scripts and one WAIT, unless a WAIT or a
+ * confirm is out or the batch is held. */
 static void shard_flush(struct shard *sh)
+{
+	if (sh->wait_out || sh->confirming || (sh->hold_for && sh->nqueued < sh->hold_for))
+		return;
+	shard_send(sh);
+}
+
+/* Sends the queued items' scripts and one WAIT (no WAIT is out; confirms
+ * may be, ahead of it on the connection). */
+static void shard_send(struct shard *sh)
 {
 	struct redis *r = sh->r;
 	char tmo[24];
-	if (sh->wait_out || sh->confirming || (sh->hold_for && sh->nqueued < sh->hold_for))
-		return;
+	assert(!sh->wait_out);
 	if (sh->hold_for) {
 		sh->hold_for = 0;
 		uv_timer_stop(&sh->hold->timer);

@@ -63,10 +63,11 @@ struct shard {
 	struct hd_rconn *cmd;
 	struct hd_rconn *sub;
 	bool subscribed;
-	/* Group commit (replicated), one cycle at a time: the batch's PUB
-	 * scripts and one WAIT; then its confirms (no fsync: see redis.c);
-	 * then a short hold so that the publishers just answered join the next
-	 * batch. Items arriving meanwhile wait in the queue. */
+	/* Group commit (replicated), one WAIT out at a time: the batch's PUB
+	 * scripts and one WAIT; then its confirms, with the next batch
+	 * written right behind them when items are queued (folded cycles,
+	 * redis.c), else a short hold so that the publishers just answered
+	 * join the next batch. Items arriving meanwhile wait in the queue. */
 	struct pitem *queued_head, **queued_tail;
 	size_t nqueued;
 	struct pitem *batch;
