@@ -15,11 +15,10 @@ import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, structured
-from redis_cluster import REDIS_SERVER, Cluster, resp_command, started
+from redis_cluster import cluster_fixture, needs_redis, resp_command
 from test_cluster_batch import Listener, parse
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(120)
 
@@ -28,9 +27,7 @@ EACH = 25
 TOPIC = "fold"
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    yield from started(Cluster(tmp_path, nodes=1))
+cluster = cluster_fixture(nodes=1)
 
 
 def test_folded_cycles_answer_after_the_confirm_and_raise_tops_in_order(cluster):
