@@ -295,10 +295,18 @@ void hd_engine_glease_op_fini(struct hd_glease_op *op);
 /* Frees a query's values. */
 void hd_engine_reg_query_fini(struct hd_reg_query *q);
 
-/* Runs before each batch of registry writes goes out: all = true after a
- * reconnect to Redis (write every entry again: a failover may have lost
- * them), else false (write what changed since the last call). */
-typedef void (*hd_engine_reg_flush_fn)(void *arg, bool all);
+/* Runs before each batch of registry writes goes out, with mode:
+ * HD_REG_FLUSH_CHANGED: write what changed since the last call;
+ * HD_REG_FLUSH_ALL after a reconnect to Redis: write every entry again (a
+ * failover may have lost them); HD_REG_FLUSH_REJOIN: the same, and the
+ * other nodes swept this node's entries meanwhile (its heartbeat lapsed
+ * while it lived on: they announced its clients as left), so announce the
+ * joins again (to the other nodes only: the leaves named this node and it
+ * dropped them). */
+#define HD_REG_FLUSH_CHANGED 0
+#define HD_REG_FLUSH_ALL 1
+#define HD_REG_FLUSH_REJOIN 2
+typedef void (*hd_engine_reg_flush_fn)(void *arg, int mode);
 
 struct hd_engine;
 
