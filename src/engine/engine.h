@@ -191,7 +191,9 @@ struct hd_owner_op {
  * acknowledged, they are queued and sent in batches once per loop turn.
  * An entry is (kind, key, client) → value: HD_REG_USER keys a user's
  * connections (value: the listing JSON of GET /v1/users/{id}/connections),
- * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"}),
+ * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"
+ * [,"join_leave":true][,"chan_info"][,"info"]}: an engine that announces a
+ * dead node's leaves does so only for "join_leave" entries),
  * HD_REG_ONLINE the users with a connection (key "", client: the user,
  * value "1": one entry per user and node).
  * A query returns the values of every live node's entries of one key; an

@@ -11,7 +11,8 @@
  *   herald:conns:USER      hash "NODE\nCLIENT" → the connection's listing
  *                          JSON (shard 0)
  *   {t:TOPIC}:presence     hash "NODE\nCLIENT" → {"id","transport","user",
- *                          "node"} (the topic's shard: its hash tag)
+ *                          "node"[,"join_leave"][,"chan_info"][,"info"]}
+ *                          (the topic's shard: its hash tag)
  *   herald:online          hash "NODE\nUSER" → "1": the users with a
  *                          connection on NODE (shard 0)
  *   herald:node:NODE       the node's heartbeat: a string with PX 4000,
@@ -22,24 +23,31 @@
  *                          shard), so that the node's first connection to a
  *                          shard removes the fields a previous run of it
  *                          left behind (kill -9), then empties the set
+ *   herald:sweepcur:NODE   hash HASH → HSCAN cursor: where the sweep of a
+ *                          dead NODE goes on in each hash (per shard)
+ *   herald:swept:NODE      "1" with a day's PX: the sweep announced leaves
+ *                          of NODE; NODE's beat GETDELs it (per shard)
  *
  * Writes are neither WAITed for nor acknowledged: they are queued, one per
  * entry (a later put of the same entry replaces the queued one), and sent
  * once per loop turn, pipelined, at most BATCH_MAX per turn and
  * INFLIGHT_MAX unanswered (so that a connection storm never fills the
  * connection's cap that publishes share); the queue holds at most
- * PENDING_MAX entries (past it a put is dropped and counted). After a command connection comes up again, and whenever the
- * heartbeat finds its key gone (it lapsed, or a failover lost it), the hub
- * writes every entry again (hd_engine_reg_flush_fn with all = true).
+ * PENDING_MAX entries (past it a put is dropped and counted). After a
+ * command connection comes up again, and whenever the heartbeat finds its
+ * key gone (it lapsed, or a failover lost it), the hub writes every entry
+ * again (HD_REG_FLUSH_ALL); when the beat finds the swept mark, it also
+ * announces its joins again (HD_REG_FLUSH_REJOIN).
  *
  * The sweep: every SWEEP_MS, each node runs sweep_lua on each shard. For
  * each node of herald:nodes whose heartbeat is gone (kill -9, a cut-off
- * node), it removes that node's fields from the hashes of its
- * herald:nodekeys set (at most SWEEP_MAX fields per call; the rest on the
- * next one) and returns the removed presence entries. The script is
- * atomic, so exactly one surviving node gets each entry: it sends the
- * leave notice for it to the other nodes and to its own subscribers, as
- * if the client had left on that node.
+ * or paused node), it removes that node's fields from the hashes of its
+ * herald:nodekeys set, in bounded steps (SSCAN/HSCAN, about SWEEP_WORK
+ * fields per call; the rest on the next call, RETRY_MS later), and
+ * publishes the leave notice of each removed presence entry that says
+ * "join_leave", in the dead node's name. The script is atomic, so each
+ * leave is sent exactly once; every node, this one too, hears it on
+ * PUB/SUB and pushes it to its subscribers.
  *
  * A query reads the hash (HGETALL), then the heartbeats of the other nodes
  * named in it (MGET on shard 0), and drops the fields of nodes whose
@@ -54,7 +62,6 @@
 #include "core/log.h"
 #include "core/map.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
