@@ -249,7 +249,7 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
  * deleted topic (this node's or another's). */
 #define HD_WS_UNSUB_TOPIC_DELETED 2500 /* Centrifugo's "insufficient state": the SDK resubscribes */
 void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
-			      bool join);
+			      const char *infos, size_t infos_len, bool join);
 void hd_ws_subs_on_topic_gone(void *arg, const char *topic);
 void hd_ws_subs_op_free(struct op *op);
 bool hd_ws_subs_op_orphaned(struct op *op);

@@ -8,6 +8,7 @@
  * Callers: edge/ws_edge.c, edge/ws_commands.c.
  */
 #include "edge/ws_edge_impl.h"
+#include "proto/json_text.h"
 
 /* ---- Subscriptions ------------------------------------------------------ */
 
@@ -69,6 +70,7 @@ struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool s
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
 	sub->watch.chan_info = sub->chan_info;
+	sub->watch.join_leave = !server_side; /* hd_ws_subs_join_leave's */
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
 		free(sub);
 		return NULL;
@@ -226,18 +228,52 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
 	if (!hd_hub_ns(e->hub, topic)->join_leave)
 		return;
 	/* Even while stopping: the other nodes' subscribers see the leaves. */
-	hd_hub_join_leave(e->hub, topic, from->conn.id, from->conn.user, join);
+	hd_hub_join_leave(e->hub, topic, from->conn.id, from->conn.user, from->conn.info, sub->chan_info,
+			  join);
 	if (!e->stopping)
 		push_join_leave(e, from, from->conn.id, from->conn.user, from->conn.info, sub->chan_info, topic,
 				join);
 }
 
+/* infos' member key (quotes included) as an owned string, when it is at
+ * most CONN_INFO_MAX and not null; else NULL. m[0, len): a minified object. */
+static char *info_member(const char *m, const struct hd_json_text_span *sp, size_t n, const char *key)
+{
+	size_t klen = strlen(key);
+	for (size_t i = 0; i < n; i++) {
+		if (sp[i].key_len != klen || memcmp(m + sp[i].key_off, key, klen))
+			continue;
+		const char *v = m + sp[i].val_off;
+		size_t vlen = sp[i].val_len;
+		if (vlen > CONN_INFO_MAX || (vlen == 4 && !memcmp(v, "null", 4)))
+			return NULL;
+		return hd_strndup(v, vlen);
+	}
+	return NULL;
+}
+
 void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
-			      bool join)
+			      const char *infos, size_t infos_len, bool join)
 {
 	struct hd_ws_edge *e = arg;
-	if (!e->stopping && hd_hub_ns(e->hub, topic)->join_leave)
-		push_join_leave(e, NULL, client, user, NULL, NULL, topic, join); /* no infos across nodes */
+	char *conn_info = NULL, *chan_info = NULL;
+	if (e->stopping || !hd_hub_ns(e->hub, topic)->join_leave)
+		return;
+	if (infos_len) { /* another node's {"info","chan_info"} or presence entry: bytes kept */
+		struct hd_json_text_span sp[16];
+		struct hd_json_text_scan scan = {.spans = sp, .spans_max = 16};
+		char *m = hd_malloc(infos_len);
+		if (hd_json_text_minify(infos, infos_len, m, &scan, NULL) || m[0] != '{') {
+			free(m);
+			return; /* not ours */
+		}
+		conn_info = info_member(m, sp, scan.nspans, "\"info\"");
+		chan_info = info_member(m, sp, scan.nspans, "\"chan_info\"");
+		free(m);
+	}
+	push_join_leave(e, NULL, client, user, conn_info, chan_info, topic, join);
+	free(conn_info);
+	free(chan_info);
 }
 
 /*

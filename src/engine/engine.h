@@ -191,7 +191,9 @@ struct hd_owner_op {
  * acknowledged, they are queued and sent in batches once per loop turn.
  * An entry is (kind, key, client) → value: HD_REG_USER keys a user's
  * connections (value: the listing JSON of GET /v1/users/{id}/connections),
- * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"}),
+ * HD_REG_TOPIC a topic's followers (value: {"id","transport","user","node"
+ * [,"join_leave":true][,"chan_info"][,"info"]}: an engine that announces a
+ * dead node's leaves does so only for "join_leave" entries),
  * HD_REG_ONLINE the users with a connection (key "", client: the user,
  * value "1": one entry per user and node).
  * A query returns the values of every live node's entries of one key; an
@@ -295,10 +297,18 @@ void hd_engine_glease_op_fini(struct hd_glease_op *op);
 /* Frees a query's values. */
 void hd_engine_reg_query_fini(struct hd_reg_query *q);
 
-/* Runs before each batch of registry writes goes out: all = true after a
- * reconnect to Redis (write every entry again: a failover may have lost
- * them), else false (write what changed since the last call). */
-typedef void (*hd_engine_reg_flush_fn)(void *arg, bool all);
+/* Runs before each batch of registry writes goes out, with mode:
+ * HD_REG_FLUSH_CHANGED: write what changed since the last call;
+ * HD_REG_FLUSH_ALL after a reconnect to Redis: write every entry again (a
+ * failover may have lost them); HD_REG_FLUSH_REJOIN: the same, and the
+ * other nodes swept this node's entries meanwhile (its heartbeat lapsed
+ * while it lived on: they announced its clients as left), so announce the
+ * joins again (to the other nodes only: the leaves named this node and it
+ * dropped them). */
+#define HD_REG_FLUSH_CHANGED 0
+#define HD_REG_FLUSH_ALL 1
+#define HD_REG_FLUSH_REJOIN 2
+typedef void (*hd_engine_reg_flush_fn)(void *arg, int mode);
 
 struct hd_engine;
 

@@ -11,7 +11,8 @@
  *   herald:conns:USER      hash "NODE\nCLIENT" → the connection's listing
  *                          JSON (shard 0)
  *   {t:TOPIC}:presence     hash "NODE\nCLIENT" → {"id","transport","user",
- *                          "node"} (the topic's shard: its hash tag)
+ *                          "node"[,"join_leave"][,"chan_info"][,"info"]}
+ *                          (the topic's shard: its hash tag)
  *   herald:online          hash "NODE\nUSER" → "1": the users with a
  *                          connection on NODE (shard 0)
  *   herald:node:NODE       the node's heartbeat: a string with PX 4000,
@@ -22,24 +23,31 @@
  *                          shard), so that the node's first connection to a
  *                          shard removes the fields a previous run of it
  *                          left behind (kill -9), then empties the set
+ *   herald:sweepcur:NODE   hash HASH → HSCAN cursor: where the sweep of a
+ *                          dead NODE goes on in each hash (per shard)
+ *   herald:swept:NODE      "1" with a day's PX: the sweep announced leaves
+ *                          of NODE; NODE's beat GETDELs it (per shard)
  *
  * Writes are neither WAITed for nor acknowledged: they are queued, one per
  * entry (a later put of the same entry replaces the queued one), and sent
  * once per loop turn, pipelined, at most BATCH_MAX per turn and
  * INFLIGHT_MAX unanswered (so that a connection storm never fills the
  * connection's cap that publishes share); the queue holds at most
- * PENDING_MAX entries (past it a put is dropped and counted). After a command connection comes up again, and whenever the
- * heartbeat finds its key gone (it lapsed, or a failover lost it), the hub
- * writes every entry again (hd_engine_reg_flush_fn with all = true).
+ * PENDING_MAX entries (past it a put is dropped and counted). After a
+ * command connection comes up again, and whenever the heartbeat finds its
+ * key gone (it lapsed, or a failover lost it), the hub writes every entry
+ * again (HD_REG_FLUSH_ALL); when the beat finds the swept mark, it also
+ * announces its joins again (HD_REG_FLUSH_REJOIN).
  *
  * The sweep: every SWEEP_MS, each node runs sweep_lua on each shard. For
  * each node of herald:nodes whose heartbeat is gone (kill -9, a cut-off
- * node), it removes that node's fields from the hashes of its
- * herald:nodekeys set (at most SWEEP_MAX fields per call; the rest on the
- * next one) and returns the removed presence entries. The script is
- * atomic, so exactly one surviving node gets each entry: it sends the
- * leave notice for it to the other nodes and to its own subscribers, as
- * if the client had left on that node.
+ * or paused node), it removes that node's fields from the hashes of its
+ * herald:nodekeys set, in bounded steps (SSCAN/HSCAN, about SWEEP_WORK
+ * fields per call; the rest on the next call, RETRY_MS later), and
+ * publishes the leave notice of each removed presence entry that says
+ * "join_leave", in the dead node's name. The script is atomic, so each
+ * leave is sent exactly once; every node, this one too, hears it on
+ * PUB/SUB and pushes it to its subscribers.
  *
  * A query reads the hash (HGETALL), then the heartbeats of the other nodes
  * named in it (MGET on shard 0), and drops the fields of nodes whose
@@ -54,7 +62,6 @@
 #include "core/log.h"
 #include "core/map.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,9 +78,10 @@
 #define BEAT_TTL "4000"            /* and its PX */
 #define NODES_MAX 256              /* other nodes a query checks */
 #define SWEEP_MS 1000              /* the sweep's period */
-#define SWEEP_MAX "1000"           /* fields one sweep call removes */
-#define SWEEP_MAX_N 1000
-#define LEAVE_MAX 512              /* a leave notice: "leave\nCLIENT\nUSER" */
+#define SWEEP_WORK "2000"          /* fields one sweep call looks at or removes
+				      (about: a scan's COUNT is a hint) */
+#define SWEEP_COUNT "100"          /* one SSCAN's or HSCAN's COUNT in the sweep */
+#define SWEPT_TTL "86400000"       /* herald:swept:NODE's PX: a day */
 #define KEY_MAX 600
 
 /* One entry write waiting for the next batch. */
@@ -102,6 +110,14 @@ struct hd_redis_presence {
 	bool armed;
 	bool asked;                   /* reg_flush was called since the last batch */
 	bool want_all;                /* write every entry again */
+	bool want_rejoin;             /* and announce the joins again (engine.h) */
+	bool beaten[HD_REDIS_SHARDS_MAX]; /* a beat's swept check answered on the shard */
+	struct beat_ctx {
+		struct hd_redis_presence *p;
+		unsigned shard;
+	} beat_ctx[HD_REDIS_SHARDS_MAX];
+	unsigned beat_wait;           /* swept checks of this round not answered */
+	bool beat_swept;              /* one of them found the mark */
 	hd_engine_reg_flush_fn fn;
 	void *fn_arg;
 	bool up_once[HD_REDIS_SHARDS_MAX];
@@ -208,10 +224,12 @@ static void flush(struct hd_redis_presence *p)
 {
 	if (p->stopped)
 		return;
-	if (p->fn && (p->asked || p->want_all)) {
-		bool all = p->want_all;
-		p->asked = p->want_all = false;
-		p->fn(p->fn_arg, all);
+	if (p->fn && (p->asked || p->want_all || p->want_rejoin)) {
+		int mode = p->want_rejoin ? HD_REG_FLUSH_REJOIN
+			   : p->want_all  ? HD_REG_FLUSH_ALL
+					  : HD_REG_FLUSH_CHANGED;
+		p->asked = p->want_all = p->want_rejoin = false;
+		p->fn(p->fn_arg, mode);
 	}
 	for (size_t sent = 0; p->head && sent < BATCH_MAX; sent++) {
 		struct pend *e = p->head;
@@ -285,6 +303,14 @@ void hd_redis_presence_flush(struct hd_engine *eng, hd_engine_reg_flush_fn fn, v
 
 /* ---- heartbeat and clean-up --------------------------------------------- */
 
+/* Forgets which hashes herald:nodekeys lists: a sweep or a failover may
+ * have emptied it, so the next write to each lists it again. */
+static void listed_forget(struct hd_redis_presence *p)
+{
+	hd_map_fini(&p->listed);
+	hd_map_init(&p->listed, LISTED_MAX);
+}
+
 static void beat_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct hd_redis_presence *p = priv;
@@ -293,27 +319,61 @@ static void beat_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	if (!rep || p->stopped || rep->type == REDIS_REPLY_ERROR)
 		return;
 	if (rep->type == REDIS_REPLY_NIL) {
+		listed_forget(p);
 		p->want_all = true;
 		arm(p, 0);
 	}
 }
 
-/* The heartbeat and this node's name in herald:nodes, on every shard (a
- * shard's sweep reads only its own keys). */
+/* GETDEL herald:swept:NODE answered: the sweep announced this node's
+ * clients as left (its heartbeat lapsed while it lived on). Once every
+ * shard of the round answered (the heartbeat is back on each, so no sweep
+ * announces more), the joins go out again. A process's first beat on a
+ * shard only clears a previous run's mark. */
+static void swept_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct beat_ctx *bc = priv;
+	struct hd_redis_presence *p = bc->p;
+	p->beat_wait--;
+	if (!rep || p->stopped || rep->type == REDIS_REPLY_ERROR)
+		return;
+	if (rep->type == REDIS_REPLY_STRING && p->beaten[bc->shard])
+		p->beat_swept = true;
+	p->beaten[bc->shard] = true;
+	if (p->beat_wait == 0 && p->beat_swept) {
+		p->beat_swept = false;
+		hd_log_warn("redis: this node's heartbeat had lapsed and the other nodes announced its "
+			    "clients as left: writing its entries and announcing their joins again");
+		listed_forget(p);
+		p->want_rejoin = true;
+		arm(p, 0);
+	}
+}
+
+/* The heartbeat, the swept check and this node's name in herald:nodes, on
+ * every shard (a shard's sweep reads only its own keys). */
 static void beat(struct hd_redis_presence *p)
 {
-	char key[KEY_MAX];
+	char key[KEY_MAX], swept[KEY_MAX];
 	snprintf(key, sizeof(key), "herald:node:%s", p->node);
+	snprintf(swept, sizeof(swept), "herald:swept:%s", p->node);
 	const char *argv[] = {"SET", key, p->token, "PX", BEAT_TTL, "GET"};
 	size_t lens[] = {3, strlen(key), strlen(p->token), 2, strlen(BEAT_TTL), 3};
+	const char *sargv[] = {"GETDEL", swept};
+	size_t slens[] = {6, strlen(swept)};
 	const char *hargv[] = {"HSET", "herald:nodes", p->node, "1"};
 	size_t hlens[] = {4, 12, strlen(p->node), 1};
+	bool check = p->beat_wait == 0; /* else the last round's checks are still out */
 	for (unsigned s = 0; s < p->r->nshards; s++) {
 		struct hd_rconn *c = p->r->shards[s].cmd;
 		if (!c || !hd_rconn_ready(c))
 			continue;
-		if (hd_rconn_command(c, beat_reply, p, 6, argv, lens) == 0)
-			(void)fire_and_forget(p, c, 4, hargv, hlens);
+		if (hd_rconn_command(c, beat_reply, p, 6, argv, lens))
+			continue;
+		p->beat_ctx[s] = (struct beat_ctx){p, s};
+		if (check && hd_rconn_command(c, swept_reply, &p->beat_ctx[s], 2, sargv, slens) == 0)
+			p->beat_wait++;
+		(void)fire_and_forget(p, c, 4, hargv, hlens);
 	}
 }
 
@@ -324,67 +384,78 @@ static void on_beat_timer(uv_timer_t *t)
 
 /* ---- the sweep: the entries of nodes whose heartbeat is gone ------------ */
 
-/* ARGV[1] the most fields to remove. Returns the removed presence entries
- * as {hash, value, …}. Names keys it was not given, like cleanup_lua. */
+/*
+ * ARGV[1] the work one call may do (fields looked at or removed), ARGV[2]
+ * the COUNT of one SSCAN or HSCAN, ARGV[3] NOTICE_CHANNEL, ARGV[4] the
+ * swept mark's PX. For each node of herald:nodes whose heartbeat is gone:
+ * the hashes of herald:nodekeys:NODE (SSCAN), and in each the node's
+ * fields (HSCAN … MATCH "NODE\n*", from the cursor a previous call left
+ * in herald:sweepcur:NODE), removed. A removed presence entry that says
+ * "join_leave" is announced as left right here (PUBLISH of the notice
+ * "NODE\nTOPIC\nleave\nCLIENT\nUSER\nENTRY" in the dead node's name: every
+ * node, the caller too, pushes it to its subscribers; the dead node, if it
+ * lives on, drops it as its own), and herald:swept:NODE is set so that the
+ * node, when it beats again, announces its joins again. A hash is taken
+ * off the set when its scan ends, the node off herald:nodes when the set
+ * is empty. Returns 1 when work is left (call again soon), else 0. Names
+ * keys it was not given, like cleanup_lua.
+ */
 static const char sweep_lua[] =
-	"local budget, out = tonumber(ARGV[1]), {}\n"
-	"for _, node in ipairs(redis.call('HKEYS', 'herald:nodes')) do\n"
-	"  if budget <= 0 then break end\n"
-	"  if redis.call('EXISTS', 'herald:node:' .. node) == 0 then\n"
-	"    local set, p, done = 'herald:nodekeys:' .. node, node .. '\\n', true\n"
-	"    for _, k in ipairs(redis.call('SMEMBERS', set)) do\n"
-	"      if budget <= 0 then done = false; break end\n"
-	"      local pres = string.sub(k, 1, 3) == '{t:' and string.sub(k, -10) == '}:presence'\n"
-	"      local left = false\n"
-	"      for _, f in ipairs(redis.call('HKEYS', k)) do\n"
-	"        if string.sub(f, 1, #p) == p then\n"
-	"          if budget <= 0 then left = true; break end\n"
-	"          if pres then\n"
-	"            out[#out + 1] = k\n"
-	"            out[#out + 1] = redis.call('HGET', k, f)\n"
-	"          end\n"
-	"          redis.call('HDEL', k, f)\n"
-	"          budget = budget - 1\n"
-	"        end\n"
+	"local budget, count, more = tonumber(ARGV[1]), ARGV[2], 0\n"
+	"local function sweep_hash(node, k, cur, p)\n"
+	"  local pres = string.sub(k, 1, 3) == '{t:' and string.sub(k, -10) == '}:presence'\n"
+	"  local pat = string.gsub(p, '[%*%?%[%]\\\\]', '\\\\%0') .. '*'\n"
+	"  local r = redis.call('HSCAN', k, redis.call('HGET', cur, k) or '0', 'MATCH', pat,\n"
+	"                       'COUNT', count)\n"
+	"  local fv = r[2]\n"
+	"  budget = budget - tonumber(count) - #fv / 2\n"
+	"  for i = 1, #fv, 2 do\n"
+	"    redis.call('HDEL', k, fv[i])\n"
+	"    if pres then\n"
+	"      local ok, o = pcall(cjson.decode, fv[i + 1])\n"
+	"      if ok and type(o) == 'table' and o.join_leave == true and type(o.id) == 'string'\n"
+	"         and type(o.user) == 'string' then\n"
+	"        redis.call('PUBLISH', ARGV[3], node .. '\\n' .. string.sub(k, 4, -11) ..\n"
+	"                   '\\nleave\\n' .. o.id .. '\\n' .. o.user .. '\\n' .. fv[i + 1])\n"
+	"        redis.call('SET', 'herald:swept:' .. node, '1', 'PX', ARGV[4])\n"
 	"      end\n"
-	"      if left then done = false else redis.call('SREM', set, k) end\n"
 	"    end\n"
-	"    if done then\n"
-	"      redis.call('DEL', set)\n"
+	"  end\n"
+	"  if r[1] == '0' then\n"
+	"    redis.call('HDEL', cur, k)\n"
+	"    return true\n"
+	"  end\n"
+	"  redis.call('HSET', cur, k, r[1])\n"
+	"  return false\n"
+	"end\n"
+	"for _, node in ipairs(redis.call('HKEYS', 'herald:nodes')) do\n"
+	"  if budget <= 0 then more = 1; break end\n"
+	"  if redis.call('EXISTS', 'herald:node:' .. node) == 0 then\n"
+	"    local set, cur, p = 'herald:nodekeys:' .. node, 'herald:sweepcur:' .. node, node .. '\\n'\n"
+	"    local sc, done = '0', true\n"
+	"    repeat\n"
+	"      local r = redis.call('SSCAN', set, sc, 'COUNT', count)\n"
+	"      sc = r[2] and r[1] or '0'\n"
+	"      budget = budget - tonumber(count)\n"
+	"      for _, k in ipairs(r[2] or {}) do\n"
+	"        if budget <= 0 then done = false; break end\n"
+	"        if sweep_hash(node, k, cur, p) then redis.call('SREM', set, k) else done = false end\n"
+	"      end\n"
+	"    until sc == '0' or budget <= 0\n"
+	"    if done and sc == '0' then\n"
+	"      redis.call('DEL', set, cur)\n"
 	"      redis.call('HDEL', 'herald:nodes', node)\n"
+	"    else\n"
+	"      more = 1\n"
 	"    end\n"
 	"  end\n"
 	"end\n"
-	"return out\n";
+	"return more\n";
 
 struct sweep_call {
 	struct hd_redis_presence *p;
 	unsigned shard;
 };
-
-/* A removed presence entry {"id","user",…} of hash "{t:TOPIC}:presence":
- * its leave, to this node's subscribers and (as a notice) the others'. */
-static void sweep_leave(struct hd_redis_presence *p, const redisReply *k, const redisReply *v)
-{
-	struct redis *r = p->r;
-	if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len < 13 ||
-	    k->len - 13 > HD_TOPIC_NAME_MAX)
-		return;
-	char topic[HD_TOPIC_NAME_MAX + 1];
-	memcpy(topic, k->str + 3, k->len - 13);
-	topic[k->len - 13] = '\0';
-	json_t *o = json_loadb(v->str, v->len, 0, NULL);
-	const char *id = json_string_value(json_object_get(o, "id"));
-	const char *user = json_string_value(json_object_get(o, "user"));
-	char msg[LEAVE_MAX]; /* the hub checks the user's length */
-	int n = id && user ? snprintf(msg, sizeof(msg), "leave\n%s\n%s", id, user) : -1;
-	json_decref(o);
-	if (n < 0 || (size_t)n >= sizeof(msg))
-		return;
-	hd_redis_deliver_notice(&r->base, topic, msg, (size_t)n);
-	if (r->opts.on_notice)
-		r->opts.on_notice(r->opts.on_notice_arg, topic, msg, (size_t)n);
-}
 
 static void on_sweep_timer(uv_timer_t *t);
 
@@ -395,11 +466,9 @@ static void sweep_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	unsigned shard = sc->shard;
 	free(sc);
 	p->sweeping[shard] = false;
-	if (!rep || p->stopped || hd_redis_reply_err(rep) || rep->type != REDIS_REPLY_ARRAY)
+	if (!rep || p->stopped || hd_redis_reply_err(rep))
 		return;
-	for (size_t i = 0; i + 1 < rep->elements; i += 2)
-		sweep_leave(p, rep->element[i], rep->element[i + 1]);
-	if (rep->elements / 2 >= SWEEP_MAX_N) /* more left: again soon */
+	if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) /* more left: again soon */
 		uv_timer_start(&p->sweep_timer, on_sweep_timer, RETRY_MS, SWEEP_MS);
 }
 
@@ -412,9 +481,11 @@ static void on_sweep_timer(uv_timer_t *t)
 			continue;
 		struct sweep_call *sc = hd_malloc(sizeof(*sc));
 		*sc = (struct sweep_call){p, s};
-		const char *argv[] = {"EVAL", sweep_lua, "0", SWEEP_MAX};
-		size_t lens[] = {4, sizeof(sweep_lua) - 1, 1, strlen(SWEEP_MAX)};
-		if (hd_rconn_command(c, sweep_reply, sc, 4, argv, lens) == 0)
+		const char *argv[] = {"EVAL", sweep_lua, "0", SWEEP_WORK, SWEEP_COUNT, NOTICE_CHANNEL,
+				      SWEPT_TTL};
+		size_t lens[] = {4, sizeof(sweep_lua) - 1, 1, strlen(SWEEP_WORK), strlen(SWEEP_COUNT),
+				 sizeof(NOTICE_CHANNEL) - 1, strlen(SWEPT_TTL)};
+		if (hd_rconn_command(c, sweep_reply, sc, 7, argv, lens) == 0)
 			p->sweeping[s] = true;
 		else
 			free(sc);
@@ -449,8 +520,7 @@ void hd_redis_presence_cmd_up(struct hd_redis_presence *p, unsigned shard)
 		p->up_once[shard] = true;
 	} else {
 		/* A failover may have lost the SADDs too: list every hash again. */
-		hd_map_fini(&p->listed);
-		hd_map_init(&p->listed, LISTED_MAX);
+		listed_forget(p);
 	}
 	if (shard == 0)
 		beat(p);

@@ -496,17 +496,40 @@ void hd_hub_off_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg)
 	listeners_del(&hub->joins, (listener_fn)fn, arg);
 }
 
-/* A notice's text: "deleted", or "join\nCLIENT\nUSER" / "leave\nCLIENT\nUSER". */
-void hd_hub_join_leave(struct hd_hub *hub, const char *topic, const char *client,
-		       const char *user, bool join)
+/* Appends ,"key":json to b when json is there and at most HD_HUB_INFO_MAX. */
+static void info_member(struct hd_buf *b, const char *key, const char *json, bool *first)
 {
-	char msg[16 + 40 + HD_USER_ID_MAX];
+	if (!json || strlen(json) > HD_HUB_INFO_MAX)
+		return;
+	hd_buf_printf(b, "%s\"%s\":%s", *first ? "" : ",", key, json);
+	*first = false;
+}
+
+/* A notice's text: "deleted", or "join\nCLIENT\nUSER[\n{infos}]" /
+ * "leave\nCLIENT\nUSER[\n{infos}]" (hub.h). */
+void hd_hub_join_leave(struct hd_hub *hub, const char *topic, const char *client,
+		       const char *user, const char *conn_info, const char *chan_info, bool join)
+{
 	if (!hub->engine || !hub->engine->ops->notice)
 		return;
-	int n = snprintf(msg, sizeof(msg), "%s\n%s\n%s", join ? "join" : "leave", client, user);
-	if (n < 0 || (size_t)n >= sizeof(msg))
+	if (strlen(client) >= 40 || strlen(user) > HD_USER_ID_MAX)
 		return; /* an id longer than a UUID: not ours */
-	hub->engine->ops->notice(hub->engine, topic, msg, (size_t)n);
+	struct hd_buf b;
+	hd_buf_init(&b, HD_HUB_NOTICE_MAX);
+	hd_buf_printf(&b, "%s\n%s\n%s", join ? "join" : "leave", client, user);
+	size_t head = b.len;
+	bool first = true;
+	hd_buf_puts(&b, "\n{");
+	info_member(&b, "chan_info", chan_info, &first);
+	info_member(&b, "info", conn_info, &first);
+	hd_buf_putc(&b, '}');
+	if (first) { /* no info: the short form */
+		b.len = head;
+		b.data[head] = '\0';
+	}
+	if (b.data)
+		hub->engine->ops->notice(hub->engine, topic, b.data, b.len);
+	hd_buf_fini(&b);
 }
 
 void hd_hub_on_notice(void *arg, const char *topic, const char *msg, size_t len)
@@ -519,15 +542,27 @@ void hd_hub_on_notice(void *arg, const char *topic, const char *msg, size_t len)
 	bool join = len > 5 && !memcmp(msg, "join\n", 5);
 	if (!join && !(len > 6 && !memcmp(msg, "leave\n", 6)))
 		return; /* a notice of a later version: not for us */
-	const char *client = msg + (join ? 5 : 6);
-	const char *nl = strchr(client, '\n');
-	char id[40];
-	if (!nl || (size_t)(nl - client) >= sizeof(id) || strlen(nl + 1) > HD_USER_ID_MAX)
+	if (len > HD_HUB_NOTICE_MAX)
+		return;
+	const char *client = msg + (join ? 5 : 6), *end = msg + len;
+	const char *nl = memchr(client, '\n', (size_t)(end - client));
+	char id[40], user[HD_USER_ID_MAX + 1];
+	if (!nl || (size_t)(nl - client) >= sizeof(id))
 		return;
 	memcpy(id, client, (size_t)(nl - client));
 	id[nl - client] = '\0';
+	const char *u = nl + 1, *nl2 = memchr(u, '\n', (size_t)(end - u));
+	size_t ulen = (size_t)((nl2 ? nl2 : end) - u);
+	if (ulen > HD_USER_ID_MAX)
+		return;
+	memcpy(user, u, ulen);
+	user[ulen] = '\0';
+	/* The rest: {"info","chan_info"}, a sender's or the sweep's presence entry. */
+	const char *infos = nl2 ? nl2 + 1 : NULL;
+	size_t ilen = nl2 ? (size_t)(end - nl2 - 1) : 0;
 	for (size_t i = 0; i < hub->joins.n; i++)
-		((hd_hub_join_fn)hub->joins.l[i].fn)(hub->joins.l[i].arg, topic, id, nl + 1, join);
+		((hd_hub_join_fn)hub->joins.l[i].fn)(hub->joins.l[i].arg, topic, id, user, infos, ilen,
+						     join);
 }
 
 int hd_hub_record_op(struct hd_hub *hub, struct hd_record_op *op)
@@ -634,7 +669,7 @@ void hd_hub_conn_json(const struct hd_hub *hub, const struct hd_conn *c, struct 
 }
 
 /* The presence entry of w's connection c:
- * {"id","transport","user","node"[,"chan_info"][,"info"]}. */
+ * {"id","transport","user","node"[,"join_leave"][,"chan_info"][,"info"]}. */
 static void presence_json(const struct hd_hub *hub, const struct hd_watch *w, struct hd_buf *b)
 {
 	const struct hd_conn *c = w->conn;
@@ -644,6 +679,8 @@ static void presence_json(const struct hd_hub *hub, const struct hd_watch *w, st
 	hd_buf_puts(b, "\",\"node\":\"");
 	hd_buf_json_escape(b, node, strlen(node));
 	hd_buf_putc(b, '"');
+	if (w->join_leave)
+		hd_buf_puts(b, ",\"join_leave\":true");
 	/* chan_info then info, last: edge/ws_commands.c reads them there. */
 	if (w->chan_info)
 		hd_buf_printf(b, ",\"chan_info\":%s", w->chan_info);
@@ -673,7 +710,7 @@ static void reg_online(struct hd_hub *hub, const char *user, bool add)
 	hub->engine->ops->reg_put(hub->engine, HD_REG_ONLINE, "", user, add ? "1" : NULL);
 }
 
-static void reg_flush(void *arg, bool all);
+static void reg_flush(void *arg, int mode);
 
 /* c's listing changed: written in this loop turn's batch. */
 static void reg_mark(struct hd_hub *hub, struct hd_conn *c)
@@ -707,16 +744,31 @@ static void put_followers(const char *key, void *value, void *arg)
 			reg_presence(arg, l->topic, w, true);
 }
 
+/* The joins of l's announced watches again, to the other nodes. */
+static void rejoin_followers(const char *key, void *value, void *arg)
+{
+	struct hd_watch_list *l = value;
+	struct hd_hub *hub = arg;
+	if (!hd_hub_ns(hub, l->topic)->join_leave)
+		return;
+	for (struct hd_watch *w = l->head; w; w = w->next)
+		if (w->conn && w->conn->added && w->join_leave)
+			hd_hub_join_leave(hub, l->topic, w->conn->id, w->conn->user, w->conn->info,
+					  w->chan_info, true);
+}
+
 /* The engine's batch is about to go: write the changed listings (every
- * entry after a reconnect). */
-static void reg_flush(void *arg, bool all)
+ * entry after a reconnect; and the joins again after a sweep, engine.h). */
+static void reg_flush(void *arg, int mode)
 {
 	struct hd_hub *hub = arg;
 	struct hd_buf b;
-	if (all) {
+	if (mode != HD_REG_FLUSH_CHANGED) {
 		hd_map_each(&hub->users, mark_user, hub);
 		hd_map_each(&hub->watched, put_followers, hub);
 	}
+	if (mode == HD_REG_FLUSH_REJOIN)
+		hd_map_each(&hub->watched, rejoin_followers, hub);
 	hd_buf_init(&b, REG_JSON_MAX);
 	while (hub->dirty) {
 		struct hd_conn *c = hub->dirty;

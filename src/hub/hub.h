@@ -146,6 +146,11 @@ struct hd_watch {
 	const struct hd_conn *conn;  /* the connection it serves, for presence; may be NULL */
 	const char *chan_info;       /* the subscription's info for presence (minified JSON,
 	                              * Centrifugo's chan_info), or NULL; borrowed */
+	bool join_leave;             /* its start and end are announced as a join and a
+	                              * leave (a WebSocket client's own subscribe) when the
+	                              * namespace has join-leave: presence entries say so,
+	                              * so that another node announces the leave of a dead
+	                              * node's entry only for these */
 	/* Private to the hub: */
 	const char *prefix;          /* a prefix watch's (borrowed); NULL for a topic watch */
 	struct hd_watch *prev, *next;
@@ -210,13 +215,24 @@ void hd_hub_off_topic_gone(struct hd_hub *hub, hd_hub_topic_fn fn, void *arg);
  * hd_hub_join_leave when one of its clients joins or leaves topic (and
  * tells its own subscribers itself); the hub sends it to every other node
  * (nothing with the local engine), whose hub runs the join-leave
- * listeners with it. client and user are borrowed for the call; user may
- * be "". Same cap and assert as above. Loop thread.
+ * listeners with it. client, user, conn_info and chan_info are borrowed
+ * for the call; user may be ""; conn_info (the connection's info) and
+ * chan_info (the subscription's), minified JSON, may be NULL, and one
+ * longer than HD_HUB_INFO_MAX is not sent. The notice's text is
+ * "join\nCLIENT\nUSER" or "leave\n…", then, when there is an info,
+ * "\n" and a JSON object with "info" and/or "chan_info" (a presence
+ * entry, as the redis engine's sweep sends, fits too). Same cap and
+ * assert as above. Loop thread.
  */
+#define HD_HUB_INFO_MAX 4096
+#define HD_HUB_NOTICE_MAX (4 * HD_HUB_INFO_MAX) /* a longer join/leave notice is ignored */
+/* infos[0, infos_len): another node's object with "info" and/or
+ * "chan_info" as it came (unchecked JSON text: the listener checks it), or
+ * NULL and 0. */
 typedef void (*hd_hub_join_fn)(void *arg, const char *topic, const char *client,
-			       const char *user, bool join);
+			       const char *user, const char *infos, size_t infos_len, bool join);
 void hd_hub_join_leave(struct hd_hub *hub, const char *topic, const char *client,
-		       const char *user, bool join);
+		       const char *user, const char *conn_info, const char *chan_info, bool join);
 void hd_hub_on_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg);
 void hd_hub_off_join_leave(struct hd_hub *hub, hd_hub_join_fn fn, void *arg);
 /* The engine's hook for another node's notice (an hd_engine_notice_fn,

@@ -211,11 +211,13 @@ struct joined {
 	char text[256];
 };
 
-static void on_join(void *arg, const char *topic, const char *client, const char *user, bool join)
+static void on_join(void *arg, const char *topic, const char *client, const char *user,
+		    const char *infos, size_t infos_len, bool join)
 {
 	struct joined *j = arg;
 	j->n++;
-	snprintf(j->text, sizeof(j->text), "%s %s %s %s", join ? "join" : "leave", topic, client, user);
+	snprintf(j->text, sizeof(j->text), "%s %s %s %s%s%.*s", join ? "join" : "leave", topic, client,
+		 user, infos ? " " : "", (int)infos_len, infos ? infos : "");
 }
 
 /* A successful delete through this node is gone for the listeners (after
@@ -255,26 +257,33 @@ static void test_notices(void **state)
 	assert_int_equal(gone.n, 2);
 	assert_string_equal(gone.topic, "other");
 
-	hd_hub_join_leave(hub, "room:1", "c-1", "alice", true);
+	hd_hub_join_leave(hub, "room:1", "c-1", "alice", NULL, NULL, true);
 	assert_string_equal(noticed, "room:1|join\nc-1\nalice");
+	hd_hub_join_leave(hub, "room:1", "c-1", "alice", "{\"a\":1}", "[2]", false);
+	assert_string_equal(noticed, "room:1|leave\nc-1\nalice\n{\"chan_info\":[2],\"info\":{\"a\":1}}");
+	nnoticed = 1;
 	assert_int_equal(j.n, 0); /* this node's own: the edge told its subscribers */
 	hd_hub_on_notice(hub, "room:1", "join\nc-1\nalice", 14);
 	assert_int_equal(j.n, 1);
 	assert_string_equal(j.text, "join room:1 c-1 alice");
 	hd_hub_on_notice(hub, "room:1", "leave\nc-2\n", 10);
 	assert_string_equal(j.text, "leave room:1 c-2 ");
+	/* With the infos: a sender's object, or a presence entry (the sweep's). */
+	static const char with[] = "join\nc-3\nbob\n{\"chan_info\":[2],\"info\":{\"a\":1}}";
+	hd_hub_on_notice(hub, "room:1", with, sizeof(with) - 1);
+	assert_string_equal(j.text, "join room:1 c-3 bob {\"chan_info\":[2],\"info\":{\"a\":1}}");
 	/* Malformed or unknown notices are ignored. */
 	hd_hub_on_notice(hub, "room:1", "leave\nc-2", 9);
 	hd_hub_on_notice(hub, "room:1", "wave\nc\nu", 8);
 	hd_hub_on_notice(hub, "room:1", "", 0);
-	assert_int_equal(j.n, 2);
+	assert_int_equal(j.n, 3);
 	assert_int_equal(gone.n, 2);
 
 	hd_hub_off_join_leave(hub, on_join, &j);
 	hd_hub_off_topic_gone(hub, on_deleted, &gone);
 	hd_hub_on_notice(hub, "room:1", "join\nc-1\nalice", 14);
 	hd_hub_on_notice(hub, "x", "deleted", 7);
-	assert_int_equal(j.n, 2);
+	assert_int_equal(j.n, 3);
 	assert_int_equal(gone.n, 2);
 	hd_hub_free(hub);
 }
