@@ -70,7 +70,9 @@ struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool s
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
 	sub->watch.chan_info = sub->chan_info;
-	sub->watch.join_leave = !server_side; /* hd_ws_subs_join_leave's */
+	/* Every WebSocket subscription, server-side ones too, is announced by
+	 * hd_ws_subs_join_leave: the sweep of a dead node leaves it. */
+	sub->watch.join_leave = true;
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
 		free(sub);
 		return NULL;
