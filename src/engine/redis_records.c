@@ -1,8 +1,8 @@
 /*
  * redis_records — the Redis engine's durable writes (see redis_impl.h): pull
- * group rows (hash herald:groups) and records (herald:r:KIND and its key
+ * group rows (hash herald:groups) and records ({herald}:r:KIND and its key
  * index), on shard 0, each write followed by a WAIT when replicated; and the
- * ownership leases (herald:lease:NAME, engine.h struct hd_owner_op) that
+ * ownership leases ({herald}:lease:NAME, engine.h struct hd_owner_op) that
  * fence the records of an owned subscription: a fenced PUT is written only
  * while the lease holds the writer's token (rput_lua).
  * Layer: engine. Called by the hub through engine.h's group_op/record_op.
@@ -265,9 +265,10 @@ int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op)
 	    (op->kind == HD_RECORD_PUT && op->rec.value &&
 	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
 		return HD_EINVAL;
-	char khash[HD_RECORD_KIND_MAX + 16], kidx[HD_RECORD_KIND_MAX + 16];
-	snprintf(khash, sizeof(khash), "herald:r:%s", op->rec.kind);
-	snprintf(kidx, sizeof(kidx), "herald:rk:%s", op->rec.kind);
+	char khash[sizeof(RECORD_PREFIX) + HD_RECORD_KIND_MAX];
+	char kidx[sizeof(RECORD_INDEX_PREFIX) + HD_RECORD_KIND_MAX];
+	snprintf(khash, sizeof(khash), RECORD_PREFIX "%s", op->rec.kind);
+	snprintf(kidx, sizeof(kidx), RECORD_INDEX_PREFIX "%s", op->rec.kind);
 	struct dwrite *w = hd_calloc(1, sizeof(*w));
 	w->r = r;
 	w->req = op;
