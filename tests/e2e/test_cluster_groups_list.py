@@ -81,6 +81,7 @@ def test_many_groups_and_patterns_are_listed_once_each(cluster):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(put, jobs))
     want = sorted(plain + pats)
+    cluster.primary.cmd("CONFIG", "RESETSTAT")
     for h in (a, b, c):
         groups = listed(h)
         assert [(g["topic"], g["group"]) for g in groups] == want
@@ -88,3 +89,7 @@ def test_many_groups_and_patterns_are_listed_once_each(cluster):
             if "pattern" in g:
                 assert g["pattern"] == g["topic"]
                 assert ("topics_count" in g) is (h is b), g
+    # Read in pages (each listing 2 pages or more), never the whole hash.
+    stats = cluster.primary.info("commandstats")
+    assert "cmdstat_hgetall" not in stats
+    assert int(stats["cmdstat_hscan"].split(",")[0].split("=")[1]) >= 6
