@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/map.h"
 #include "groups/group_waiters.h"
 #include "groups/group_patterns.h"
 #include "groups/groups.h"
@@ -12,6 +13,7 @@
 
 #include <http_parser.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,17 +99,28 @@ struct list_req {
 	struct hd_groups *gs;
 	struct hd_group_op op;
 	struct list_walk w;
-	const struct hd_group_row *row; /* the pattern group being looked up */
-	bool found;
+	/* The pattern groups this node has loaded, by "PATTERN\nNAME" (each
+	 * row looks its own up: linear in rows + patterns). */
+	struct hd_map loaded;
+	struct hd_group_pattern_summary *sums; /* strings borrowed meanwhile */
+	size_t nsums;
 };
 
-static void find_pattern(void *arg, const struct hd_group_pattern_summary *s)
+static void pattern_key(char *out, size_t cap, const char *pattern, const char *name)
+{
+	snprintf(out, cap, "%s\n%s", pattern, name);
+}
+
+static void keep_pattern(void *arg, const struct hd_group_pattern_summary *s)
 {
 	struct list_req *lr = arg;
-	if (!lr->found && !strcmp(s->pattern, lr->row->topic) && !strcmp(s->name, lr->row->name)) {
-		lr->found = true;
-		list_pattern(&lr->w, s);
-	}
+	char key[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2];
+	if (lr->nsums >= HD_GROUP_PATTERNS_MAX)
+		return;
+	pattern_key(key, sizeof(key), s->pattern, s->name);
+	lr->sums[lr->nsums] = *s;
+	if (hd_map_put(&lr->loaded, key, &lr->sums[lr->nsums]) == 0)
+		lr->nsums++;
 }
 
 static int row_cmp(const void *a, const void *b)
@@ -129,6 +142,9 @@ static void list_done(struct hd_group_op *op)
 	lr->w.b = &b;
 	hd_buf_puts(&b, "{\"groups\":[");
 	qsort(op->rows, op->n, sizeof(*op->rows), row_cmp);
+	lr->sums = hd_calloc(HD_GROUP_PATTERNS_MAX, sizeof(*lr->sums));
+	hd_map_init(&lr->loaded, HD_GROUP_PATTERNS_MAX);
+	hd_groups_each_pattern(lr->gs, keep_pattern, lr);
 	for (size_t i = 0; i < op->n; i++) {
 		const struct hd_group_row *row = &op->rows[i];
 		if (lr->w.n >= (size_t)HD_GROUPS_MAX + HD_GROUP_PATTERNS_MAX)
@@ -141,14 +157,18 @@ static void list_done(struct hd_group_op *op)
 		}
 		/* A group over a pattern: its counters where this node has it
 		 * loaded; otherwise its name and pattern only. */
-		lr->row = row;
-		lr->found = false;
-		hd_groups_each_pattern(lr->gs, find_pattern, lr);
-		if (lr->found)
+		char key[HD_TOPIC_NAME_MAX + HD_GROUP_NAME_MAX + 2];
+		pattern_key(key, sizeof(key), row->topic, row->name);
+		const struct hd_group_pattern_summary *s = hd_map_get(&lr->loaded, key);
+		if (s) {
+			list_pattern(&lr->w, s);
 			continue;
+		}
 		list_pattern_head(&lr->w, row->topic, row->name);
 		hd_buf_putc(&b, '}');
 	}
+	hd_map_fini(&lr->loaded);
+	free(lr->sums);
 	hd_buf_printf(&b, "],\"count\":%zu}", lr->w.n);
 	hd_http_respond_json(lr->req, 200, &b);
 	hd_buf_fini(&b);

@@ -203,6 +203,8 @@ static void scall_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 static int script_call(struct redis *r, struct hd_rconn *c, int script, hd_rconn_reply_fn fn,
 		       void *priv, int nargs, const char **args, const size_t *lens, int nkeys)
 {
+	/* Every call's KEYS in one Redis Cluster slot (docs/cluster.md). */
+	assert(hd_redis_scripts_one_slot(args, lens, nkeys));
 	char nk[16];
 	size_t nkl = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys), total = nkl;
 	for (int i = 0; i < nargs; i++)
@@ -348,6 +350,15 @@ static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 static void shard_flush(struct shard *sh);
 static void shard_send(struct shard *sh);
 
+/* A ZADD or ZREM of the topic list: an error is logged; the next publish
+ * lists the topic again. */
+static void topics_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	(void)c;
+	(void)priv;
+	(void)hd_redis_reply_err(rep);
+}
+
 /* Sends one PUB call for items[0..n) (one topic, arrival order). Returns 0
  * (pub_reply finishes them) or HD_EUNAVAIL. */
 static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, size_t n)
@@ -355,6 +366,7 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	const struct hd_pub_item *first = pub_item(items[0]);
 	struct hd_topic_policy pol = {0};
 	char kmeta[HD_TOPIC_NAME_MAX + 16], kstream[HD_TOPIC_NAME_MAX + 16];
+	char kbounds[HD_TOPIC_NAME_MAX + 16];
 	char kbucket[4][HD_TOPIC_NAME_MAX + 40];
 	char win[24], maxlen[24], bucket[24], created[24], epoch[HD_EPOCH_LEN + 1];
 	size_t nargs = 7 + 10 + 2 * n;
@@ -377,8 +389,8 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	lens[0] = topic_key(kmeta, sizeof(kmeta), first->topic, "m");
 	args[1] = kstream;
 	lens[1] = topic_key(kstream, sizeof(kstream), first->topic, "s");
-	args[2] = TOPICS_KEY;
-	lens[2] = strlen(TOPICS_KEY);
+	args[2] = kbounds;
+	lens[2] = topic_key(kbounds, sizeof(kbounds), first->topic, "b");
 	/* The dedup buckets around the node's clock: the script picks the
 	 * current and previous one by Redis TIME (redis_scripts.c). */
 	int64_t b = pol.dedup_window_ms > 0 ? hd_now_ms() / pol.dedup_window_ms : 0;
@@ -426,7 +438,13 @@ static int send_pubs(struct redis *r, struct shard *sh, struct pitem **items, si
 	g->r = r;
 	g->n = n;
 	memcpy(g->items, items, n * sizeof(*items));
-	int rc = script_call(r, sh->cmd, S_PUB, pub_reply, g, (int)nargs, args, lens, 7);
+	/* The topic list is not in the topic's slot: listed first (a no-op,
+	 * not replicated, once listed), then created by the script. */
+	const char *zargv[] = {"ZADD", TOPICS_KEY, "NX", "0", first->topic};
+	size_t zlens[] = {4, strlen(TOPICS_KEY), 2, 1, strlen(first->topic)};
+	int rc = hd_rconn_command(sh->cmd, topics_reply, NULL, 5, zargv, zlens);
+	if (rc == 0)
+		rc = script_call(r, sh->cmd, S_PUB, pub_reply, g, (int)nargs, args, lens, 7);
 	if (rc)
 		free(g);
 	free(args);
@@ -663,18 +681,32 @@ static void tops_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	(void)hd_redis_reply_err(rep); /* logged; the next confirm writes it again */
 }
 
+static int slot_cmp(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	unsigned sx = hd_redis_scripts_slot(x, strlen(x)), sy = hd_redis_scripts_slot(y, strlen(y));
+	return sx < sy ? -1 : sx > sy;
+}
+
 /* Writes the tops the last confirms raised to the AOF (ahead of the next
  * batch's scripts: the same fsync covers both). */
 static void tops_flush(struct shard *sh)
 {
 	size_t at = 0;
+	/* One call per Redis Cluster slot (the topics' tags): sorted by slot. */
+	if (sh->ntops > 1)
+		qsort(sh->tops, sh->ntops, sizeof(*sh->tops), slot_cmp);
 	while (at < sh->ntops) {
-		size_t n = sh->ntops - at > TOPS_PER_CALL ? TOPS_PER_CALL : sh->ntops - at;
 		const char *argv[TOPS_PER_CALL];
 		size_t lens[TOPS_PER_CALL];
-		for (size_t i = 0; i < n; i++) {
-			argv[i] = sh->tops[at + i];
-			lens[i] = strlen(sh->tops[at + i]);
+		size_t n = 0;
+		unsigned slot = hd_redis_scripts_slot(sh->tops[at], strlen(sh->tops[at]));
+		while (n < TOPS_PER_CALL && at + n < sh->ntops) {
+			argv[n] = sh->tops[at + n];
+			lens[n] = strlen(argv[n]);
+			if (hd_redis_scripts_slot(argv[n], lens[n]) != slot)
+				break;
+			n++;
 		}
 		(void)script_call(sh->r, sh->cmd, S_TOPS, tops_reply, sh, (int)n, argv, lens, (int)n);
 		at += n;
@@ -1163,9 +1195,17 @@ static int redis_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 		size_t lens[] = {lm, ls, strlen(NOW_AFTER), 1};
 		rc = hd_redis_script_call(r, sh->cmd, S_READ, info_reply, job, 4, args, lens, 2);
 	} else {
-		const char *args[] = {kmeta, kstream, TOPICS_KEY, op->topic};
-		size_t lens[] = {lm, ls, strlen(TOPICS_KEY), strlen(op->topic)};
-		rc = hd_redis_script_call(r, sh->cmd, S_DEL, del_reply, job, 4, args, lens, 3);
+		/* Unlisted first, then deleted (its keys, one slot): a publish
+		 * racing the deletion lists its topic again (send_pubs). */
+		char kbounds[HD_TOPIC_NAME_MAX + 16];
+		size_t lb = topic_key(kbounds, sizeof(kbounds), op->topic, "b");
+		const char *zargv[] = {"ZREM", TOPICS_KEY, op->topic};
+		size_t zlens[] = {4, strlen(TOPICS_KEY), strlen(op->topic)};
+		const char *args[] = {kmeta, kstream, kbounds};
+		size_t lens[] = {lm, ls, lb};
+		rc = hd_rconn_command(sh->cmd, topics_reply, NULL, 3, zargv, zlens);
+		if (rc == 0)
+			rc = hd_redis_script_call(r, sh->cmd, S_DEL, del_reply, job, 3, args, lens, 3);
 	}
 	if (rc)
 		free(job);

@@ -4,9 +4,12 @@
  * Layer: engine. Created by main.c with --engine redis; used by the hub
  * through engine.h. Built on redis/rconn.h (hiredis on the loop thread).
  *
- * Layout (every key of a topic shares the hash tag {t:NAME}):
+ * Layout (every key of a topic shares the hash tag {t:NAME}; every script
+ * call's KEYS lie in one Redis Cluster slot, asserted by script_call;
+ * docs/cluster.md "Every key" is the full table):
  *   {t:NAME}:m     hash: epoch, created (ms), last (highest offset given),
- *                  top (highest offset visible: confirmed)
+ *                  top (highest offset visible: confirmed), low (the first
+ *                  stored offset, kept by the PUB script: redis_scripts.c)
  *   {t:NAME}:s     stream: one entry per PUB call (topic and batch), id
  *                  LAST-0 (its last offset), holding the events
  *                  LAST-K+1..LAST: fields k (K) and p (their records in
@@ -14,16 +17,22 @@
  *                  of the event JSON without topic/offset; TIME stored ms,
  *                  EXPIRES ms or 0); trimmed by MINID so that at least the
  *                  retention cap's events stay
+ *   {t:NAME}:b     list: each stream entry's LAST in order, kept only with
+ *                  a retention cap (so that a trim knows the new low)
  *   {t:NAME}:d:B   hash "SOURCE\0ID" → "EPOCH:OFFSET:EXPIRES_MS": the ids
  *                  published in dedup bucket B = Redis TIME / window
  *                  (PEXPIRE 2 windows); a publish looks in B and B-1
- *   herald:topics  sorted set (score 0) of topic names, per shard
+ *   {t:NAME}:g:G, :gl:G, :gd:G, :ga:G   a pull group's state (redis_groups.c)
+ *   herald:topics  sorted set (score 0) of topic names, per shard (ZADD NX
+ *                  by the node before the PUB script: another slot)
  *   herald:groups  hash "TOPIC\nNAME" → a pull group row (shard 0)
- *   herald:r:KIND / herald:rk:KIND   hash key → "MS VALUE" and its key index
- *                  (sorted set, score 0) for records (shard 0)
- *   herald:lease:NAME  string "TOKEN OWNER" with PX: an ownership lease
- *   herald:lease-token counter of the fencing tokens (shard 0)
- *   herald:lease-want:NAME  string OWNER with PX: who asked for lease NAME
+ *   {herald}:r:KIND / {herald}:rk:KIND   hash key → "MS VALUE" and its key
+ *                  index (sorted set, score 0) for records (shard 0)
+ *   {herald}:lease:NAME  string "TOKEN OWNER" with PX: an ownership lease
+ *   {herald}:lease-token counter of the fencing tokens (shard 0)
+ *   {herald}:lease-want:NAME  string OWNER with PX: who asked for lease NAME
+ *   (the {herald} tag: a fenced record write, the token counter and the
+ *   leases are named by one script call, so they share a slot)
  *   herald:conns:USER, {t:NAME}:presence, herald:node:NODE,
  *   herald:nodekeys:NODE   the connection registry and presence
  *                  (redis_presence.c)

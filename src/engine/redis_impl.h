@@ -35,9 +35,14 @@
 #define NOTICE_CHANNEL "herald:notices" /* the notice op's messages (redis_deliver.c) */
 #define TOPICS_KEY "herald:topics"
 #define GROUPS_KEY "herald:groups"
-#define LEASE_PREFIX "herald:lease:"   /* + the lease name: "TOKEN OWNER", PX ttl */
-#define LEASE_TOKEN_KEY "herald:lease-token"
-#define LEASE_WANT_PREFIX "herald:lease-want:" /* + the lease name: who asked for it */
+/* The keys that one script call names together with a lease (the token
+ * counter, want keys, fenced records) share the hash tag {herald}: one
+ * Redis Cluster slot (docs/cluster.md "Data layout"). */
+#define LEASE_PREFIX "{herald}:lease:"   /* + the lease name: "TOKEN OWNER", PX ttl */
+#define LEASE_TOKEN_KEY "{herald}:lease-token"
+#define LEASE_WANT_PREFIX "{herald}:lease-want:" /* + the lease name: who asked for it */
+#define RECORD_PREFIX "{herald}:r:"     /* + KIND: hash key → "MS VALUE" */
+#define RECORD_INDEX_PREFIX "{herald}:rk:" /* + KIND: its key index (sorted set) */
 #define MAX_PENDING 65536          /* commands in flight per connection */
 #define POINTS_PER_SHARD 64        /* consistent-hash points per shard */
 #define CATCHUP_LIMIT 256          /* events per gap-filling read */
@@ -145,6 +150,12 @@ void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t
 /* ---- redis_scripts.c --------------------------------------------------- */
 
 extern const char *const hd_redis_scripts_text[S_COUNT];
+/* The Redis Cluster slot of key (CRC16 of its hash tag, or of the whole
+ * key when it has none), 0..16383. */
+unsigned hd_redis_scripts_slot(const char *key, size_t len);
+/* Whether the n keys lie in one slot (a script call's KEYS must: the Redis
+ * Cluster rule that the data layout keeps; script_call asserts it). */
+bool hd_redis_scripts_one_slot(const char *const *keys, const size_t *lens, int n);
 
 /* ---- redis_deliver.c --------------------------------------------------- */
 

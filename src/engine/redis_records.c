@@ -1,8 +1,8 @@
 /*
  * redis_records — the Redis engine's durable writes (see redis_impl.h): pull
- * group rows (hash herald:groups) and records (herald:r:KIND and its key
+ * group rows (hash herald:groups) and records ({herald}:r:KIND and its key
  * index), on shard 0, each write followed by a WAIT when replicated; and the
- * ownership leases (herald:lease:NAME, engine.h struct hd_owner_op) that
+ * ownership leases ({herald}:lease:NAME, engine.h struct hd_owner_op) that
  * fence the records of an owned subscription: a fenced PUT is written only
  * while the lease holds the writer's token (rput_lua).
  * Layer: engine. Called by the hub through engine.h's group_op/record_op.
@@ -102,33 +102,133 @@ static void group_take(struct dwrite *w, const redisReply *rep)
 	struct hd_group_op *op = w->req;
 	if (op->kind == HD_GROUP_DELETE && hd_redis_rep_u64(rep) == 0)
 		w->err = HD_ENOTFOUND;
-	if (op->kind != HD_GROUP_LIST || rep->type != REDIS_REPLY_ARRAY)
+}
+
+/* Fills row from the field "TOPIC\nNAME" k and its value v; false when
+ * either is malformed (row half-written: not counted). */
+static bool group_row_parse(const redisReply *k, const redisReply *v, struct hd_group_row *row)
+{
+	if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+		return false;
+	const char *nl = memchr(k->str, '\n', k->len);
+	if (!nl || (size_t)(nl - k->str) > HD_TOPIC_NAME_MAX ||
+	    k->len - (size_t)(nl - k->str) - 1 > HD_GROUP_NAME_MAX)
+		return false;
+	memset(row, 0, sizeof(*row));
+	memcpy(row->topic, k->str, (size_t)(nl - k->str));
+	memcpy(row->name, nl + 1, k->len - (size_t)(nl - k->str) - 1);
+	unsigned long long floor = 0, created = 0;
+	unsigned wait = 0, maxd = 0, ordered = 0;
+	int used = 0;
+	if (sscanf(v->str, "%llu %u %u %u %llu %n", &floor, &wait, &maxd, &ordered, &created,
+		   &used) < 5)
+		return false;
+	row->ack_floor = floor;
+	row->ack_wait_ms = wait;
+	row->max_deliveries = maxd;
+	row->ordered = ordered != 0;
+	row->created_ms = (int64_t)created;
+	row->acked = hd_strdup(v->str + used);
+	return true;
+}
+
+/* ---- group listing: HSCAN pages of herald:groups ----------------------- */
+
+#define GROUP_SCAN_COUNT "1000"   /* fields per HSCAN page (a hint to Redis) */
+#define GROUP_SCAN_PAGES_MAX 1024 /* pages per listing: then it ends there */
+
+struct glist {
+	struct redis *r;
+	struct hd_group_op *op;
+	struct hd_map seen;           /* fields taken (HSCAN may return one twice) */
+	size_t cap;                   /* of op->rows */
+	size_t pages;
+};
+
+static void glist_finish(struct glist *gl, int err)
+{
+	struct hd_group_op *op = gl->op;
+	hd_map_fini(&gl->seen);
+	free(gl);
+	if (err) {
+		hd_engine_group_op_fini(op);
+		op->err = err;
+	}
+	op->done(op);
+}
+
+static int glist_page(struct glist *gl, const char *cursor, size_t len);
+
+/* One page: its rows (at most op->limit in all, each field once), then
+ * the next page until the cursor is back at 0 or a bound is reached. */
+static void glist_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	(void)c;
+	struct glist *gl = priv;
+	struct hd_group_op *op = gl->op;
+	int err = hd_redis_reply_err(rep);
+	if (!err && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+		     rep->element[0]->type != REDIS_REPLY_STRING ||
+		     rep->element[1]->type != REDIS_REPLY_ARRAY))
+		err = HD_EINTERNAL;
+	if (err) {
+		glist_finish(gl, err);
 		return;
-	size_t n = rep->elements / 2, limit = op->limit;
-	op->rows = hd_calloc(n ? n : 1, sizeof(*op->rows));
-	for (size_t i = 0; i < n && op->n < limit; i++) {
-		const redisReply *k = rep->element[2 * i], *v = rep->element[2 * i + 1];
-		struct hd_group_row *row = &op->rows[op->n];
-		const char *nl = memchr(k->str, '\n', k->len);
-		if (!nl || (size_t)(nl - k->str) > HD_TOPIC_NAME_MAX ||
-		    k->len - (size_t)(nl - k->str) - 1 > HD_GROUP_NAME_MAX)
+	}
+	const redisReply *kv = rep->element[1];
+	for (size_t i = 0; i + 1 < kv->elements && op->n < op->limit; i += 2) {
+		const redisReply *k = kv->element[i];
+		if (k->type != REDIS_REPLY_STRING || memchr(k->str, '\0', k->len) ||
+		    hd_map_get(&gl->seen, k->str))
 			continue;
-		memcpy(row->topic, k->str, (size_t)(nl - k->str));
-		memcpy(row->name, nl + 1, k->len - (size_t)(nl - k->str) - 1);
-		unsigned long long floor = 0, created = 0;
-		unsigned wait = 0, maxd = 0, ordered = 0;
-		int used = 0;
-		if (sscanf(v->str, "%llu %u %u %u %llu %n", &floor, &wait, &maxd, &ordered, &created,
-			   &used) < 5)
+		if (op->n == gl->cap) {
+			gl->cap = gl->cap * 2 > op->limit ? op->limit : gl->cap * 2;
+			op->rows = hd_realloc(op->rows, gl->cap * sizeof(*op->rows));
+		}
+		if (!group_row_parse(k, kv->element[i + 1], &op->rows[op->n]))
 			continue;
-		row->ack_floor = floor;
-		row->ack_wait_ms = wait;
-		row->max_deliveries = maxd;
-		row->ordered = ordered != 0;
-		row->created_ms = (int64_t)created;
-		row->acked = hd_strdup(v->str + used);
+		if (hd_map_put(&gl->seen, k->str, gl)) {
+			free(op->rows[op->n].acked);
+			continue;
+		}
 		op->n++;
 	}
+	const redisReply *cur = rep->element[0];
+	bool end = cur->len == 1 && cur->str[0] == '0';
+	if (end || op->n >= op->limit || ++gl->pages >= GROUP_SCAN_PAGES_MAX || gl->r->stopped) {
+		glist_finish(gl, 0);
+		return;
+	}
+	err = glist_page(gl, cur->str, cur->len);
+	if (err)
+		glist_finish(gl, err);
+}
+
+static int glist_page(struct glist *gl, const char *cursor, size_t len)
+{
+	const char *argv[] = {"HSCAN", GROUPS_KEY, cursor, "COUNT", GROUP_SCAN_COUNT};
+	size_t lens[] = {5, strlen(GROUPS_KEY), len, 5, strlen(GROUP_SCAN_COUNT)};
+	return hd_rconn_command(gl->r->shards[0].cmd, glist_reply, gl, 5, argv, lens);
+}
+
+/* The LIST group op: every row of herald:groups, read a page at a time
+ * (HSCAN), at most op->limit rows and GROUP_SCAN_PAGES_MAX pages. */
+static int glist_start(struct redis *r, struct hd_group_op *op)
+{
+	struct glist *gl = hd_calloc(1, sizeof(*gl));
+	gl->r = r;
+	gl->op = op;
+	gl->cap = op->limit < 64 ? (op->limit ? op->limit : 1) : 64;
+	op->rows = hd_calloc(gl->cap, sizeof(*op->rows));
+	hd_map_init(&gl->seen, op->limit ? op->limit : 1);
+	int rc = glist_page(gl, "0", 1);
+	if (rc) {
+		hd_map_fini(&gl->seen);
+		free(op->rows);
+		op->rows = NULL;
+		free(gl);
+	}
+	return rc;
 }
 
 static void group_finish(struct dwrite *w)
@@ -150,6 +250,8 @@ int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op)
 	op->n = 0;
 	if (r->stopped)
 		return HD_EUNAVAIL;
+	if (op->kind == HD_GROUP_LIST)
+		return glist_start(r, op);
 	struct dwrite *w = hd_calloc(1, sizeof(*w));
 	w->r = r;
 	w->req = op;
@@ -159,11 +261,7 @@ int hd_redis_records_group_op(struct hd_engine *e, struct hd_group_op *op)
 	int fl = snprintf(field, sizeof(field), "%s\n%s", op->row.topic, op->row.name);
 	char *value = NULL;
 	int rc;
-	if (op->kind == HD_GROUP_LIST) {
-		const char *argv[] = {"HGETALL", GROUPS_KEY};
-		size_t lens[] = {7, strlen(GROUPS_KEY)};
-		rc = dwrite_send(w, -1, 0, 2, argv, lens, false);
-	} else if (op->kind == HD_GROUP_DELETE) {
+	if (op->kind == HD_GROUP_DELETE) {
 		const char *argv[] = {"HDEL", GROUPS_KEY, field};
 		size_t lens[] = {4, strlen(GROUPS_KEY), (size_t)fl};
 		rc = dwrite_send(w, -1, 0, 3, argv, lens, true);
@@ -265,9 +363,10 @@ int hd_redis_records_record_op(struct hd_engine *e, struct hd_record_op *op)
 	    (op->kind == HD_RECORD_PUT && op->rec.value &&
 	     strlen(op->rec.value) > HD_RECORD_VALUE_MAX))
 		return HD_EINVAL;
-	char khash[HD_RECORD_KIND_MAX + 16], kidx[HD_RECORD_KIND_MAX + 16];
-	snprintf(khash, sizeof(khash), "herald:r:%s", op->rec.kind);
-	snprintf(kidx, sizeof(kidx), "herald:rk:%s", op->rec.kind);
+	char khash[sizeof(RECORD_PREFIX) + HD_RECORD_KIND_MAX];
+	char kidx[sizeof(RECORD_INDEX_PREFIX) + HD_RECORD_KIND_MAX];
+	snprintf(khash, sizeof(khash), RECORD_PREFIX "%s", op->rec.kind);
+	snprintf(kidx, sizeof(kidx), RECORD_INDEX_PREFIX "%s", op->rec.kind);
 	struct dwrite *w = hd_calloc(1, sizeof(*w));
 	w->r = r;
 	w->req = op;

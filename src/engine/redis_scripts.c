@@ -1,13 +1,16 @@
 /*
  * redis_scripts — the Lua scripts' text of the Redis engine (see
  * redis_impl.h), indexed by S_*; redis.c hashes them (EVALSHA) and
- * redis_deliver.c loads them on each command connection.
- * Layer: engine. Data only.
+ * redis_deliver.c loads them on each command connection; and the Redis
+ * Cluster key slot that every call's KEYS share (script_call asserts it).
+ * Layer: engine. Data and pure functions.
  */
 #include "engine/redis_impl.h"
 
+#include <string.h>
+
 /* One call per topic and batch (at most CALL_EVENTS_MAX events).
- * KEYS: meta, stream, topics, then the dedup buckets B-2, B-1, B, B+1 of
+ * KEYS: meta, stream, boundaries, then the dedup buckets B-2, B-1, B, B+1 of
  * the topic (B = the node's clock / window).
  * ARGV: topic, window ms, maxlen (0 none), new epoch, history 1/0,
  * confirm 1/0, channel, B, created ms, the events' records (each
@@ -24,7 +27,15 @@
  * its last offset, fields k = their number and p = their records: all of
  * them as sent unless some were duplicates) with the retention cap
  * (MINID: entries wholly below the last maxlen offsets go), one HSET of
- * the new ids into the current bucket; a new topic gets its epoch. With
+ * the new ids into the current bucket; a new topic gets its epoch (the
+ * node lists it in herald:topics first: another slot).
+ * The meta's low, the topic's first stored offset, is kept exact without
+ * reading an entry: set to the batch's first offset when it starts the
+ * stream; with a retention cap the boundaries list holds each entry's
+ * LAST in order, and a trim pops those below MINID: low = the last popped
+ * + 1 (offsets are dense). When the trim removed entries the list did not
+ * hold (the cap was set later) low is dropped and topic state reads the
+ * first entry instead, until a trim pops again. With
  * confirm it also raises the top and PUBLISHes the new events in one
  * message (redis.h). A Redis clock more than a bucket away from the
  * node's fails the call (HDCLOCK: 503). */
@@ -40,7 +51,6 @@ static const char pub_lua[] =
 	" epoch=ARGV[4]\n"
 	" last=0\n"
 	" redis.call('HSET',m,'epoch',epoch,'created',ARGV[9],'last',0,'top',0)\n"
-	" redis.call('ZADD',KEYS[3],0,ARGV[1])\n"
 	"end\n"
 	"local first=last\n"
 	"local out=nil\n"
@@ -109,11 +119,25 @@ static const char pub_lua[] =
 	"  if last-first<n then recs=table.concat(keep) end\n"
 	" end\n"
 	" if ARGV[5]=='1' then\n"
+	"  local n0=redis.call('XLEN',KEYS[2])\n"
 	"  if maxlen>0 and last-maxlen>=1 then\n"
-	"   redis.call('XADD',KEYS[2],'MINID',(last-maxlen+1)..'-0',last..'-0','k',last-first,'p',recs)\n"
+	"   local mid=last-maxlen+1\n"
+	"   redis.call('XADD',KEYS[2],'MINID',mid..'-0',last..'-0','k',last-first,'p',recs)\n"
+	"   local gone=n0+1-redis.call('XLEN',KEYS[2])\n"
+	"   local popped,lp=0,nil\n"
+	"   while true do\n"
+	"    local b=redis.call('LINDEX',KEYS[3],0)\n"
+	"    if not b or tonumber(b)>=mid then break end\n"
+	"    lp=redis.call('LPOP',KEYS[3])\n"
+	"    popped=popped+1\n"
+	"   end\n"
+	"   if gone>0 and popped==gone then redis.call('HSET',m,'low',tonumber(lp)+1)\n"
+	"   elseif gone>0 or popped>0 then redis.call('HDEL',m,'low') end\n"
 	"  else\n"
 	"   redis.call('XADD',KEYS[2],last..'-0','k',last-first,'p',recs)\n"
 	"  end\n"
+	"  if maxlen>0 then redis.call('RPUSH',KEYS[3],last) end\n"
+	"  if n0==0 then redis.call('HSET',m,'low',first+1) end\n"
 	" end\n"
 	" if win>0 then\n"
 	"  redis.call('HSET',bk,unpack(hs))\n"
@@ -161,17 +185,24 @@ static const char tops_lua[] =
 /* The state of topic NAME (meta m, stream s): {epoch, top, low, created,
  * count}. A stream entry holds the events LAST-K+1..LAST (id LAST, fields
  * k = K then p = their records); offsets are dense and trimmed only from
- * the front, so count = top - low + 1. */
+ * the front, so count = top - low + 1. The first stored offset is the
+ * meta's low (pub_lua) while the stream exists; only without it is the
+ * first entry read (whole: up to a batch of events). */
 #define TOPIC_STATE_LUA                                                                            \
 	"local function state(m,s)\n"                                                              \
-	" local h=redis.call('HMGET',m,'epoch','top','created')\n"                                 \
+	" local h=redis.call('HMGET',m,'epoch','top','created','low')\n"                           \
 	" if not h[1] then return nil end\n"                                                       \
 	" local top=tonumber(h[2])\n"                                                              \
 	" local low=top+1\n"                                                                       \
-	" local f=redis.call('XRANGE',s,'-','+','COUNT',1)\n"                                      \
-	" if f[1] then\n"                                                                          \
-	"  local o=tonumber(string.match(f[1][1],'^%d+'))-tonumber(f[1][2][2])+1\n"                \
-	"  if o<low then low=o end\n"                                                              \
+	" local o=tonumber(h[4])\n"                                                                \
+	" if o then\n"                                                                             \
+	"  if o<low and redis.call('EXISTS',s)==1 then low=o end\n"                                \
+	" else\n"                                                                                  \
+	"  local f=redis.call('XRANGE',s,'-','+','COUNT',1)\n"                                     \
+	"  if f[1] then\n"                                                                         \
+	"   o=tonumber(string.match(f[1][1],'^%d+'))-tonumber(f[1][2][2])+1\n"                     \
+	"   if o<low then low=o end\n"                                                             \
+	"  end\n"                                                                                  \
 	" end\n"                                                                                   \
 	" return {h[1],top,low,tonumber(h[3]),top-low+1}\n"                                        \
 	"end\n"
@@ -225,11 +256,11 @@ static const char list_lua[] =
 	"end\n"
 	"return out\n";
 
-/* KEYS: meta, stream, topics. ARGV: name → 0 (absent) or 1. */
+/* KEYS: meta, stream, boundaries → 0 (absent) or 1. (The node unlists
+ * the topic from herald:topics: another slot.) */
 static const char del_lua[] =
 	"if redis.call('EXISTS',KEYS[1])==0 then return 0 end\n"
-	"redis.call('DEL',KEYS[1],KEYS[2])\n"
-	"redis.call('ZREM',KEYS[3],ARGV[1])\n"
+	"redis.call('DEL',KEYS[1],KEYS[2],KEYS[3])\n"
 	"return 1\n";
 
 /* KEYS: values hash, key index, fence lease (any key when unfenced).
@@ -322,6 +353,39 @@ static const char unown_lua[] =
 	"if ARGV[1]~='' and string.sub(v,(string.find(v,' ',1,true) or 0)+1)~=ARGV[1] then return 0 end\n"
 	"redis.call('DEL',KEYS[1])\n"
 	"return 1\n";
+
+/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the Redis Cluster
+ * key hash (its specification, "Keys distribution model"). */
+static unsigned crc16(const char *p, size_t n)
+{
+	unsigned crc = 0;
+	for (size_t i = 0; i < n; i++) {
+		crc ^= (unsigned)(unsigned char)p[i] << 8;
+		for (int b = 0; b < 8; b++)
+			crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+	}
+	return crc;
+}
+
+unsigned hd_redis_scripts_slot(const char *key, size_t len)
+{
+	const char *open = memchr(key, '{', len);
+	if (open) {
+		size_t at = (size_t)(open - key) + 1;
+		const char *close = memchr(open + 1, '}', len - at);
+		if (close && close > open + 1)
+			return crc16(open + 1, (size_t)(close - open - 1)) & 16383;
+	}
+	return crc16(key, len) & 16383;
+}
+
+bool hd_redis_scripts_one_slot(const char *const *keys, const size_t *lens, int n)
+{
+	for (int i = 1; i < n; i++)
+		if (hd_redis_scripts_slot(keys[i], lens[i]) != hd_redis_scripts_slot(keys[0], lens[0]))
+			return false;
+	return true;
+}
 
 const char *const hd_redis_scripts_text[S_COUNT] = {
 	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,

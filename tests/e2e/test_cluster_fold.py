@@ -11,7 +11,6 @@ here; the test checks the rules the fold must keep:
 import json
 import threading
 
-import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, structured

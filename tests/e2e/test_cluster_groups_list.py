@@ -3,6 +3,8 @@ Redis primary with a replica and three herald nodes on 127.0.0.1. A plain
 group created on A and a group over a topic pattern created on B are
 listed by C, which never used either (the list is read from Redis, sorted
 by topic and name); a group deleted on A leaves every node's list."""
+from concurrent.futures import ThreadPoolExecutor
+
 import requests
 
 from conftest import per_test_timeout
@@ -49,3 +51,41 @@ def test_every_node_lists_every_group(cluster):
     assert requests.delete(gurl(a, "jobs", "workers"), timeout=10).status_code == 204
     for h in (a, b, c):
         assert [g["group"] for g in listed(h) if "pattern" not in g] == ["audit", "send"]
+
+
+def test_many_groups_and_patterns_are_listed_once_each(cluster):
+    """More rows than one HSCAN page (herald:groups is read a page at a
+    time), pattern groups loaded on one node among them: every node lists
+    each group exactly once, sorted; the node that created the pattern
+    groups shows their counters, the others their names."""
+    a, b, c = cluster.nodes
+    plain = [(f"t{i % 40:02d}", f"g{i:04d}") for i in range(1300)]
+    pats = [(f"p{i:02d}.*", "ship") for i in range(60)]
+
+    def put(job):
+        h, topic, group = job
+        with requests.Session() as s:
+            # A PUT is idempotent: one answered 503 (a WAIT timed out on a
+            # busy machine) is sent again, a few times at most.
+            for _ in range(5):
+                r = s.put(gurl(h, topic, group), json={"ack_wait_ms": 5000}, timeout=30)
+                if r.status_code != 503:
+                    break
+        assert r.status_code in (200, 201), r.text
+
+    jobs = [((a, c)[i % 2], t, g) for i, (t, g) in enumerate(plain)] + [(b, t, g) for t, g in pats]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, jobs))
+    want = sorted(plain + pats)
+    cluster.primary.cmd("CONFIG", "RESETSTAT")
+    for h in (a, b, c):
+        groups = listed(h)
+        assert [(g["topic"], g["group"]) for g in groups] == want
+        for g in groups:
+            if "pattern" in g:
+                assert g["pattern"] == g["topic"]
+                assert ("topics_count" in g) is (h is b), g
+    # Read in pages (each listing 2 pages or more), never the whole hash.
+    stats = cluster.primary.info("commandstats")
+    assert "cmdstat_hgetall" not in stats
+    assert int(stats["cmdstat_hscan"].split(",")[0].split("=")[1]) >= 6

@@ -41,6 +41,35 @@ static void test_parse_url(void **state)
 	assert_int_equal(parse("redis://", host, &port, &db), HD_ECONFIG);
 }
 
+static unsigned slot(const char *key)
+{
+	return hd_redis_scripts_slot(key, strlen(key));
+}
+
+/* Redis Cluster key slots (the values CLUSTER KEYSLOT answers; the e2e
+ * test_cluster_keys.py compares its own with a cluster-enabled server's). */
+static void test_key_slots(void **state)
+{
+	(void)state;
+	assert_int_equal(slot("foo"), 12182);
+	assert_int_equal(slot("123456789"), 12739);
+	assert_int_equal(slot("{t:orders}:m"), 5579);
+	assert_int_equal(slot("{t:orders}:d:-3"), 5579);
+	assert_int_equal(slot("{herald}:lease:webhook:x"), 2546);
+	assert_int_equal(slot("{herald}:lease-token"), 2546);
+	assert_int_equal(slot("herald:topics"), 13289);
+	assert_int_equal(slot("{}:x"), 5106);   /* an empty tag: the whole key */
+	assert_int_equal(slot("a{}b{c}"), 7353);
+	assert_int_equal(slot("{t:a}b}:s"), 4625);
+	const char *one[] = {"{t:x}:m", "{t:x}:s", "{t:x}:d:7"};
+	const char *two[] = {"{t:x}:m", "{t:x}:s", "herald:topics"};
+	size_t lens[] = {7, 7, 9};
+	size_t lens2[] = {7, 7, 13};
+	assert_true(hd_redis_scripts_one_slot(one, lens, 3));
+	assert_false(hd_redis_scripts_one_slot(two, lens2, 3));
+	assert_true(hd_redis_scripts_one_slot(two, lens2, 0));
+}
+
 static void test_bad_options_are_refused(void **state)
 {
 	struct hd_error err = {0};
@@ -126,6 +155,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_url),
+		cmocka_unit_test(test_key_slots),
 		cmocka_unit_test(test_bad_options_are_refused),
 		cmocka_unit_test(test_batch_message_carries_events_in_order),
 	};
