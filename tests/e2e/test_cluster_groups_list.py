@@ -62,20 +62,22 @@ def test_many_groups_and_patterns_are_listed_once_each(cluster):
     plain = [(f"t{i % 40:02d}", f"g{i:04d}") for i in range(1300)]
     pats = [(f"p{i:02d}.*", "ship") for i in range(60)]
 
-    def put(job):
-        h, topic, group = job
+    def put_all(chunk):
+        # One session (kept-alive connections) per worker: a new connection
+        # per PUT would meet --connection-rate-per-ip on a fast machine.
         with requests.Session() as s:
-            # A PUT is idempotent: one answered 503 (a WAIT timed out on a
-            # busy machine) is sent again, a few times at most.
-            for _ in range(5):
-                r = s.put(gurl(h, topic, group), json={"ack_wait_ms": 5000}, timeout=30)
-                if r.status_code != 503:
-                    break
-        assert r.status_code in (200, 201), r.text
+            for h, topic, group in chunk:
+                # A PUT is idempotent: one answered 503 (a WAIT timed out on
+                # a busy machine) is sent again, a few times at most.
+                for _ in range(5):
+                    r = s.put(gurl(h, topic, group), json={"ack_wait_ms": 5000}, timeout=30)
+                    if r.status_code != 503:
+                        break
+                assert r.status_code in (200, 201), r.text
 
     jobs = [((a, c)[i % 2], t, g) for i, (t, g) in enumerate(plain)] + [(b, t, g) for t, g in pats]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(put, jobs))
+        list(pool.map(put_all, [jobs[k::8] for k in range(8)]))
     want = sorted(plain + pats)
     cluster.primary.cmd("CONFIG", "RESETSTAT")
     for h in (a, b, c):
