@@ -37,7 +37,7 @@
  * same thread reads that queue (SSL_get_error).
  */
 #include "auth/jwt.h"
-#include "auth/b64.h"
+#include "core/b64.h"
 #include "core/alloc.h"
 
 #include <errno.h>
@@ -516,43 +516,23 @@ out:
 
 /* ---- token text ---- */
 
-static int b64url_value(unsigned char c)
-{
-	return hd_b64_digit(c, true);
-}
-
 /*
  * Decodes s[0, n) (base64url characters only, already checked) into a new
- * buffer with a NUL after the bytes. Canonical form only: no length of the
- * form 4k+1, and the unused low bits of the last character zero, so that
- * one byte string has exactly one text. Returns false otherwise.
+ * buffer with a NUL after the bytes. Canonical form only (HD_B64_CANONICAL:
+ * no length of the form 4k+1, the unused low bits of the last character
+ * zero), so that one byte string has exactly one text. Returns false
+ * otherwise.
  */
 static bool b64url_decode(const char *s, size_t n, unsigned char **out, size_t *out_len)
 {
-	unsigned char *buf;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0;
+	unsigned char *buf = hd_malloc(HD_B64_DECODED_MAX(n) + 1);
 
-	if (n % 4 == 1)
-		return false;
-	buf = hd_malloc(n / 4 * 3 + 3);
-	for (size_t i = 0; i < n; i++) {
-		acc = (acc << 6) | (uint32_t)b64url_value((unsigned char)s[i]);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (unsigned char)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (acc != 0) {
+	if (hd_b64_decode(s, n, HD_B64_URL | HD_B64_CANONICAL, buf, HD_B64_DECODED_MAX(n), out_len)) {
 		free(buf);
 		return false;
 	}
-	buf[o] = '\0';
+	buf[*out_len] = '\0';
 	*out = buf;
-	*out_len = o;
 	return true;
 }
 
@@ -743,7 +723,7 @@ static int b64_bytes(const json_t *v, const char *name, size_t max, char **out, 
 		return hd_error_set(err, HD_EUNAUTH, "claim %s must be a string", name);
 	size_t n = json_string_length(v);
 	unsigned char *buf = hd_malloc(HD_B64_DECODED_MAX(n) + 1);
-	if (hd_b64_decode(json_string_value(v), n, buf, HD_B64_DECODED_MAX(n), len)) {
+	if (hd_b64_decode(json_string_value(v), n, 0, buf, HD_B64_DECODED_MAX(n), len)) {
 		free(buf);
 		return hd_error_set(err, HD_EUNAUTH, "claim %s is not base64", name);
 	}
@@ -983,7 +963,7 @@ int hd_jwt_verify(const struct hd_jwt_keys *keys, const char *token, size_t len,
 				goto out;
 			}
 			dot[ndots++] = i;
-		} else if (b64url_value((unsigned char)token[i]) < 0) {
+		} else if (hd_b64_digit((unsigned char)token[i], true) < 0) {
 			rc = hd_error_set(err, HD_EUNAUTH,
 					  "the token holds a character outside base64url");
 			goto out;

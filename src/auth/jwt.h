@@ -36,7 +36,7 @@
  *   - they are typed: sub must be a string, exp/nbf/iat numbers
  *     (NumericDate; a fraction is rounded down), channel a string,
  *     channels an array of at most HD_JWT_CHANNELS_MAX strings, info any
- *     JSON value, b64info a string of standard base64 (auth/b64.h) whose
+ *     JSON value, b64info a string of standard base64 (core/b64.h) whose
  *     bytes are a JSON text of at most HD_JWT_INFO_MAX bytes (it then
  *     replaces info, as in Centrifugo); integers beyond 64 bits make the
  *     payload unreadable;

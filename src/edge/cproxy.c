@@ -9,7 +9,7 @@
  * JSON.
  */
 #include "edge/cproxy.h"
-#include "auth/b64.h"
+#include "core/b64.h"
 #include "auth/jwt.h"
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -118,7 +118,7 @@ static bool get_b64(const char *v, size_t n, char **out, size_t *len)
 	char *tmp = hd_malloc(n);
 	size_t k = hd_json_text_unescape(v, n, tmp);
 	unsigned char *buf = hd_malloc(HD_B64_DECODED_MAX(k) + 1);
-	bool ok = hd_b64_decode(tmp, k, buf, HD_B64_DECODED_MAX(k), len) == 0;
+	bool ok = hd_b64_decode(tmp, k, 0, buf, HD_B64_DECODED_MAX(k), len) == 0;
 	free(tmp);
 	if (!ok) {
 		free(buf);

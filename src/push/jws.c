@@ -9,7 +9,7 @@
 #include "push/jws.h"
 
 #include "core/alloc.h"
-#include "push/b64url.h"
+#include "core/b64.h"
 #include "push/p256.h"
 
 #include <errno.h>
@@ -243,10 +243,10 @@ int hd_jws_sign(enum hd_jws_alg alg, EVP_PKEY *key, const char *header, size_t h
 		goto out;
 	}
 	t = hd_malloc(HD_JWS_TOKEN_MAX);
-	n = hd_b64url_encode(header, header_len, t, HD_JWS_TOKEN_MAX);
+	n = hd_b64_url_encode(header, header_len, t, HD_JWS_TOKEN_MAX);
 	o = (size_t)n;
 	t[o++] = '.';
-	n = hd_b64url_encode(claims, claims_len, t + o, HD_JWS_TOKEN_MAX - o);
+	n = hd_b64_url_encode(claims, claims_len, t + o, HD_JWS_TOKEN_MAX - o);
 	o += (size_t)n;
 	n = sign(alg, key, t, o, sig);
 	if (n < 0) {
@@ -255,7 +255,7 @@ int hd_jws_sign(enum hd_jws_alg alg, EVP_PKEY *key, const char *header, size_t h
 		goto out;
 	}
 	t[o++] = '.';
-	hd_b64url_encode(sig, (size_t)n, t + o, HD_JWS_TOKEN_MAX - o);
+	hd_b64_url_encode(sig, (size_t)n, t + o, HD_JWS_TOKEN_MAX - o);
 	*out = t;
 	t = NULL;
 out:

@@ -164,7 +164,7 @@ static int raw_key(const char *text, size_t len, const char *what, EVP_PKEY **ou
 	size_t n = 0;
 	int rc = 0;
 
-	if (hd_b64url_decode(text, len, d, sizeof(d), &n) != 0)
+	if (hd_b64_decode(text, len, HD_B64_URL, d, sizeof(d), &n) != 0)
 		rc = hd_error_set(err, HD_ECONFIG,
 				  "%s holds neither a PEM private key nor the base64url of a "
 				  "32-byte P-256 private key",
@@ -243,7 +243,7 @@ static int make(const char *key, size_t len, const char *subject, const char *wh
 		goto out;
 	}
 	v = hd_calloc(1, sizeof(*v));
-	hd_b64url_encode(pub, sizeof(pub), v->public_key, sizeof(v->public_key));
+	hd_b64_url_encode(pub, sizeof(pub), v->public_key, sizeof(v->public_key));
 	strcpy(v->subject, subject);
 	v->key = pkey;
 	pkey = NULL;
@@ -383,8 +383,8 @@ int hd_vapid_keys_generate(char *private_key, char *public_key, struct hd_error 
 		rc = hd_error_set(err, HD_EINTERNAL, "OpenSSL could not make a P-256 key pair");
 		goto out;
 	}
-	hd_b64url_encode(d, sizeof(d), private_key, HD_VAPID_PRIVATE_KEY_LEN + 1);
-	hd_b64url_encode(pub, sizeof(pub), public_key, HD_VAPID_PUBLIC_KEY_LEN + 1);
+	hd_b64_url_encode(d, sizeof(d), private_key, HD_VAPID_PRIVATE_KEY_LEN + 1);
+	hd_b64_url_encode(pub, sizeof(pub), public_key, HD_VAPID_PUBLIC_KEY_LEN + 1);
 out:
 	OPENSSL_cleanse(d, sizeof(d));
 	EVP_PKEY_free(key);

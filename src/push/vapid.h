@@ -31,14 +31,14 @@
 #define HD_PUSH_VAPID_H
 
 #include "core/err.h"
-#include "push/b64url.h"
+#include "core/b64.h"
 #include "push/p256.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define HD_VAPID_PUBLIC_KEY_LEN HD_B64URL_LEN(HD_P256_PUBLIC_LEN)   /* 87 */
-#define HD_VAPID_PRIVATE_KEY_LEN HD_B64URL_LEN(HD_P256_PRIVATE_LEN) /* 43 */
+#define HD_VAPID_PUBLIC_KEY_LEN HD_B64_URL_LEN(HD_P256_PUBLIC_LEN)   /* 87 */
+#define HD_VAPID_PRIVATE_KEY_LEN HD_B64_URL_LEN(HD_P256_PRIVATE_LEN) /* 43 */
 #define HD_VAPID_URL_MAX 2048     /* bytes of an endpoint URL */
 #define HD_VAPID_HOST_MAX 253     /* bytes of a host name (or bracketed IPv6 literal) */
 #define HD_VAPID_ORIGIN_MAX (8 + HD_VAPID_HOST_MAX + 6) /* "https://" host ":65535" */

@@ -14,7 +14,7 @@
  */
 #include "push/webpush_crypto.h"
 
-#include "push/b64url.h"
+#include "core/b64.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -107,7 +107,7 @@ static int keys_read(const char *p256dh, size_t p256dh_len, const char *auth, si
 	unsigned char buf[HD_P256_PUBLIC_LEN + 1];
 	size_t n = 0;
 
-	if (hd_b64url_decode(p256dh, p256dh_len, buf, sizeof(buf), &n) != 0 ||
+	if (hd_b64_decode(p256dh, p256dh_len, HD_B64_URL, buf, sizeof(buf), &n) != 0 ||
 	    n != HD_P256_PUBLIC_LEN)
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' must be the base64url of a %d-byte P-256 public key",
@@ -122,7 +122,7 @@ static int keys_read(const char *p256dh, size_t p256dh_len, const char *auth, si
 		return hd_error_set(err, HD_EINVAL,
 				    "'p256dh' is not an uncompressed point on curve P-256");
 	memcpy(out->p256dh, buf, HD_P256_PUBLIC_LEN);
-	if (hd_b64url_decode(auth, auth_len, buf, sizeof(buf), &n) != 0 ||
+	if (hd_b64_decode(auth, auth_len, HD_B64_URL, buf, sizeof(buf), &n) != 0 ||
 	    n != HD_WEBPUSH_CRYPTO_AUTH_LEN)
 		return hd_error_set(err, HD_EINVAL, "'auth' must be the base64url of %d bytes",
 				    HD_WEBPUSH_CRYPTO_AUTH_LEN);

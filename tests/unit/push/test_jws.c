@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "core/err.h"
-#include "push/b64url.h"
+#include "core/b64.h"
 #include "push/jws.h"
 #include "node_run.h"
 
@@ -85,15 +85,15 @@ static void split(const char *token, struct parts *p)
 
 	assert_non_null(d2);
 	assert_null(strchr(d2 + 1, '.'));
-	assert_int_equal(hd_b64url_decode(token, (size_t)(d1 - token), (unsigned char *)p->header,
+	assert_int_equal(hd_b64_decode(token, (size_t)(d1 - token), HD_B64_URL, (unsigned char *)p->header,
 					  HD_JWS_PART_MAX, &n),
 			 0);
 	p->header[n] = '\0';
-	assert_int_equal(hd_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1),
+	assert_int_equal(hd_b64_decode(d1 + 1, (size_t)(d2 - d1 - 1), HD_B64_URL,
 					  (unsigned char *)p->claims, HD_JWS_PART_MAX, &n),
 			 0);
 	p->claims[n] = '\0';
-	assert_int_equal(hd_b64url_decode(d2 + 1, strlen(d2 + 1), p->sig, sizeof(p->sig),
+	assert_int_equal(hd_b64_decode(d2 + 1, strlen(d2 + 1), HD_B64_URL, p->sig, sizeof(p->sig),
 					  &p->sig_len),
 			 0);
 	p->input_len = (size_t)(d2 - token);

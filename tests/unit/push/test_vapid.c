@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "core/err.h"
-#include "push/b64url.h"
+#include "core/b64.h"
 #include "push/jws.h"
 #include "push/p256.h"
 #include "push/vapid.h"
@@ -198,7 +198,7 @@ static void test_key_forms(void **state)
 	hd_vapid_free(v);
 
 	/* The same key as PKCS#8 and SEC1 PEM. */
-	assert_int_equal(hd_b64url_decode(RAW_PRIVATE, strlen(RAW_PRIVATE), d, sizeof(d), &n), 0);
+	assert_int_equal(hd_b64_decode(RAW_PRIVATE, strlen(RAW_PRIVATE), HD_B64_URL, d, sizeof(d), &n), 0);
 	assert_int_equal(hd_p256_from_private(d, &k), 0);
 	p8 = pem_of(k, true);
 	sec1 = pem_of(k, false);
@@ -266,10 +266,10 @@ static void test_bad_keys_and_subjects(void **state)
 	new_fails("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oR", SUBJECT, "32 bytes");
 	new_fails(RAW_PUBLIC, SUBJECT, "not 65 (this is the public key)");
 	memset(d, 0, sizeof(d));
-	hd_b64url_encode(d, sizeof(d), text, sizeof(text));
+	hd_b64_url_encode(d, sizeof(d), text, sizeof(text));
 	new_fails(text, SUBJECT, "not a valid P-256 private key");
 	memset(d, 0xff, sizeof(d));
-	hd_b64url_encode(d, sizeof(d), text, sizeof(text));
+	hd_b64_url_encode(d, sizeof(d), text, sizeof(text));
 	new_fails(text, SUBJECT, "not a valid P-256 private key");
 	new_fails("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", SUBJECT,
 		  "holds no PEM private key");
@@ -319,10 +319,10 @@ static void decode_header(const char *value, struct decoded *d)
 	snprintf(d->k, sizeof(d->k), "%s", comma + 4);
 	d1 = strchr(d->token, '.');
 	d2 = strchr(d1 + 1, '.');
-	assert_int_equal(hd_b64url_decode(d->token, (size_t)(d1 - d->token), buf, sizeof(buf), &n),
+	assert_int_equal(hd_b64_decode(d->token, (size_t)(d1 - d->token), HD_B64_URL, buf, sizeof(buf), &n),
 			 0);
 	d->header = json_loadb((char *)buf, n, 0, NULL);
-	assert_int_equal(hd_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, sizeof(buf), &n), 0);
+	assert_int_equal(hd_b64_decode(d1 + 1, (size_t)(d2 - d1 - 1), HD_B64_URL, buf, sizeof(buf), &n), 0);
 	d->claims = json_loadb((char *)buf, n, 0, NULL);
 	assert_non_null(d->header);
 	assert_non_null(d->claims);
@@ -346,9 +346,9 @@ static bool openssl_verifies(const char *token, const char *k)
 	int der_len;
 	bool ok;
 
-	assert_int_equal(hd_b64url_decode(k, strlen(k), pt, sizeof(pt), &n), 0);
+	assert_int_equal(hd_b64_decode(k, strlen(k), HD_B64_URL, pt, sizeof(pt), &n), 0);
 	assert_int_equal(hd_p256_from_public(pt, &key), 0);
-	assert_int_equal(hd_b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof(sig), &n), 0);
+	assert_int_equal(hd_b64_decode(d2 + 1, strlen(d2 + 1), HD_B64_URL, sig, sizeof(sig), &n), 0);
 	assert_int_equal(n, 64);
 	assert_true(ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL)));
 	der_len = i2d_ECDSA_SIG(es, &w);
