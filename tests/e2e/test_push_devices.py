@@ -237,6 +237,7 @@ def test_token_moves_to_another_user(herald_factory):
 
 def test_restart_keeps_devices(herald_factory):
     h = server(herald_factory)
+    wait_for(lambda: get(h, "0").status_code != 503, 30, what="the device registry loaded")
     before = {}
     for i in range(30):  # several users, all three platforms
         user = str(i % 4)
@@ -250,6 +251,7 @@ def test_restart_keeps_devices(herald_factory):
     del before[("0", "d0")]
     h.stop()
     h.start()
+    wait_for(lambda: get(h, "0").status_code != 503, 30, what="the device registry loaded again")
     after = {}
     for user in "0123":
         r = get(h, user)
