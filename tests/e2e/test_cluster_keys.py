@@ -15,12 +15,11 @@ import re
 import socket
 import threading
 
-import pytest
 import requests
 
 from conftest import CE_BATCH, CE_JSON, free_port, per_test_timeout, structured, wait_for
 from redis_cluster import Redis, cluster_fixture, needs_redis
-from test_webhooks import SECRET1, Receiver
+from test_webhooks import SECRET1, receiver  # noqa: F401 (receiver: a fixture)
 
 pytestmark = needs_redis
 
@@ -150,15 +149,6 @@ class Monitor:
 
 
 cluster = cluster_fixture(args=ARGS, config=CONFIG)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver(0, (SECRET1,))
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def test_the_slot_function_is_redis_clusters(tmp_path):

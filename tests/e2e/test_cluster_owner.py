@@ -15,12 +15,11 @@ import os
 import signal
 import time
 
-import pytest
 import requests
 
 from conftest import per_test_timeout, structured, wait_for
 from redis_cluster import cluster_fixture, needs_redis
-from test_webhooks import CE, SECRET1, SECRET2, Receiver
+from test_webhooks import CE, SECRET1, SECRET2, receiver  # noqa: F401 (receiver: a fixture)
 
 pytestmark = needs_redis
 
@@ -30,15 +29,6 @@ ARGS = ["--webhook-allow-private", "on", "--webhook-time-scale", "0.01", "--webh
 
 
 cluster = cluster_fixture(args=ARGS)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver(0, (SECRET1,))
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def create(h, **body):

@@ -84,6 +84,16 @@ def receivers():
         r.stop()
 
 
+@pytest.fixture
+def receiver():
+    """One receiver that verifies SECRET1 (the cluster tests import it)."""
+    r = Receiver(0, (SECRET1,))
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
 def create(h, expect=201, **body):
     r = requests.post(h.url + "/v1/subscriptions", json=body, timeout=10)
     assert r.status_code == expect, r.text
