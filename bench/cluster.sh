@@ -15,6 +15,8 @@
 #                left when the disk's fsync is not the bound)
 #   MODES        the redis durabilities to run (replicated primary none)
 #   LOCAL=0      skips the local-engine line; RB=0 skips redis-benchmark
+#   TOPICS=N     the publishes go round-robin to N topics (bench-0 …
+#                bench-(N-1)) instead of one
 #   FANOUT=1     also 1,000 WebSocket subscribers at 100 messages/s
 #                (herald-fanout, bench/fanout.c): on one node (local --sync
 #                off, then redis replicated), then spread over 3 redis nodes
@@ -89,7 +91,7 @@ run() {
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP config resetstat >/dev/null
   w0=$(waits); w0=${w0:-0}
   pc0=$(cpu $RP); rc0=$(cpu $RR)
-  line=$("$LOADER" single $PORT bench $CONNS "$SECS" $PID) || true
+  line=$("$LOADER" ${TOPICS:+--topics $TOPICS} single $PORT bench $CONNS "$SECS" $PID) || true
   pc1=$(cpu $RP); rc1=$(cpu $RR)
   w1=$(waits); w1=${w1:-0}
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP info commandstats | tr -d '\r' |

@@ -2,7 +2,7 @@
  * herald-publish-load — the publish load generator of bench/publish.sh and
  * bench/ab.sh.
  *
- *   herald-publish-load [--warmup S] [--nchan] single|batch PORT TOPIC CONNECTIONS SECONDS [SERVER_PID]
+ *   herald-publish-load [--warmup S] [--nchan] [--topics N] single|batch PORT TOPIC CONNECTIONS SECONDS [SERVER_PID]
  *
  * Opens CONNECTIONS keep-alive connections to 127.0.0.1:PORT (TCP_NODELAY)
  * and keeps exactly one request in flight on each (a closed loop, like wrk;
@@ -20,6 +20,8 @@
  *   --nchan  the same single requests to nginx + Nchan (bench/nchan.conf.in)
  *            for calibration: POST /pub/TOPIC, the answer must be 201 or 202
  *            (Nchan stores the body as the message; single mode only).
+ *   --topics N  requests go round-robin to N topics TOPIC-0 … TOPIC-(N-1)
+ *            (1 ≤ N ≤ TOPICS_MAX) instead of TOPIC.
  *
  * Output: one line on stdout,
  *   mode=single conns=64 secs=10.0 requests=R events=E events_per_s=X
@@ -91,6 +93,7 @@ static const char P2[] = "\",\"source\":\"/bench\",\"type\":\"bench.event\",\"da
 static const char P3[] = ",\"payload\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}}";
 #define LIT_LEN(s) (sizeof(s) - 1)
 #define EVENT_MAX (LIT_LEN(P1) + PREFIX_MAX + 20 + LIT_LEN(P2) + 20 + LIT_LEN(P3))
+#define TOPICS_MAX 1000000 /* --topics */
 #define REQ_HEAD_MAX (TOPIC_MAX + 256)
 
 static void die(const char *what)
@@ -227,13 +230,15 @@ static struct {
 	long pid;
 	char req_head[REQ_HEAD_MAX]; /* up to and including "Content-Length: " */
 	size_t req_head_len;
+	uint64_t topics;             /* --topics N (0: TOPIC alone) */
+	size_t topic_at;             /* req_head up to the topic's end, with --topics */
 	size_t wcap;
 } opt;
 
 static int ep;
 static struct conn *conns;
 static enum phase phase = WARMUP;
-static uint64_t requests, total_events, errors, reconnects;
+static uint64_t requests, total_events, errors, reconnects, next_topic;
 static int in_flight;
 
 static void error_at(struct conn *c, const char *what, int status, const char *body, size_t len)
@@ -320,7 +325,14 @@ static void build(struct conn *c)
 		*p++ = ']';
 
 	char head[REQ_HEAD_MAX], *h = head;
-	h = put(h, opt.req_head, opt.req_head_len);
+	if (opt.topics) {
+		h = put(h, opt.req_head, opt.topic_at);
+		*h++ = '-';
+		h = put_u64(h, next_topic++ % opt.topics);
+		h = put(h, opt.req_head + opt.topic_at, opt.req_head_len - opt.topic_at);
+	} else {
+		h = put(h, opt.req_head, opt.req_head_len);
+	}
 	h = put_u64(h, (uint64_t)(p - body));
 	h = put(h, "\r\n\r\n", 4);
 	size_t hl = (size_t)(h - head);
@@ -560,8 +572,8 @@ static double self_cpu(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: herald-publish-load [--warmup S] [--nchan] single|batch PORT TOPIC "
-			"CONNECTIONS SECONDS [SERVER_PID]\n");
+	fprintf(stderr, "usage: herald-publish-load [--warmup S] [--nchan] [--topics N] single|batch PORT "
+			"TOPIC CONNECTIONS SECONDS [SERVER_PID]\n");
 	exit(2);
 }
 
@@ -572,6 +584,12 @@ static void parse_args(int argc, char **argv)
 	for (;;) {
 		if (argc > i + 1 && strcmp(argv[i], "--warmup") == 0) {
 			opt.warmup = atof(argv[i + 1]);
+			i += 2;
+		} else if (argc > i + 1 && strcmp(argv[i], "--topics") == 0) {
+			long n = atol(argv[i + 1]);
+			if (n < 1 || n > TOPICS_MAX)
+				die("--topics must be 1-1000000");
+			opt.topics = (uint64_t)n;
 			i += 2;
 		} else if (argc > i && strcmp(argv[i], "--nchan") == 0) {
 			opt.nchan = true;
@@ -624,9 +642,11 @@ int main(int argc, char **argv)
 			  "Content-Length: ",
 			  opt.nchan ? "/pub/" : "/v1/topics/", opt.topic, opt.nchan ? "" : "/events",
 			  opt.batch ? "application/cloudevents-batch+json" : "application/cloudevents+json");
-	if (hl < 0 || (size_t)hl >= sizeof(opt.req_head))
+	/* Room left for the topic's number and the Content-Length value. */
+	if (hl < 0 || (size_t)hl + 48 >= sizeof(opt.req_head))
 		die("request head too long");
 	opt.req_head_len = (size_t)hl;
+	opt.topic_at = strlen(opt.nchan ? "POST /pub/" : "POST /v1/topics/") + strlen(opt.topic);
 	opt.wcap = REQ_HEAD_MAX + (opt.batch ? BATCH * (EVENT_MAX + 1) + 2 : EVENT_MAX);
 
 	struct timespec rt;
