@@ -94,18 +94,21 @@ struct cjob {
 /* ---- timers: retries of failed reads, held answers (test-only) -------- */
 
 /* One armed timer, in r->dtimers until it fires or the engine stops: a
- * failed read's retry (job NULL; one per topic, dtopic.retrying), or a
+ * failed read's retry (job NULL; one per topic, dtopic.retrying), a
  * read's answer held back by HERALD_TEST_REDIS_READ_DELAY_MS (job set; one
- * per topic, as its read is still out). */
+ * per topic, as its read is still out), or a shard's SUBSCRIBEs held back
+ * by HERALD_TEST_REDIS_SUB_DELAY_MS (sh set; one per shard). */
 struct dtimer {
 	uv_timer_t timer;
 	struct redis *r;              /* NULL once fired or stopped */
 	struct cjob *job;             /* owned until handed to catchup_done */
+	struct shard *sh;             /* borrowed: its SUBSCRIBEs are held */
 	struct dtimer *prev, *next;
 	char topic[HD_TOPIC_NAME_MAX + 1];
 };
 
 static void catchup_done(struct hd_read *rd);
+static void subscribe_send(struct shard *sh);
 
 static void dtimer_closed(uv_handle_t *h)
 {
@@ -132,10 +135,17 @@ static void dtimer_fired(uv_timer_t *tm)
 	struct dtimer *d = tm->data;
 	struct redis *r = d->r;
 	struct cjob *job = d->job;
+	struct shard *sh = d->sh;
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	memcpy(topic, d->topic, sizeof(topic));
 	d->job = NULL;
 	dtimer_unlink(d);
+	if (sh) {
+		/* Down meanwhile: its next on_up holds them again. */
+		if (hd_rconn_ready(sh->sub))
+			subscribe_send(sh);
+		return;
+	}
 	if (job) {
 		catchup_done(&job->rd); /* the held answer, now */
 		return;
@@ -148,7 +158,9 @@ static void dtimer_fired(uv_timer_t *tm)
 		deliver_start(r, t, topic);
 }
 
-static void dtimer_arm(struct redis *r, const char *name, struct cjob *job, unsigned ms)
+/* Returns the armed timer (borrowed: r->dtimers owns it). */
+static struct dtimer *dtimer_arm(struct redis *r, const char *name, struct cjob *job,
+				 unsigned ms)
 {
 	struct dtimer *d = hd_calloc(1, sizeof(*d));
 	d->r = r;
@@ -161,6 +173,7 @@ static void dtimer_arm(struct redis *r, const char *name, struct cjob *job, unsi
 		d->next->prev = d;
 	r->dtimers = d;
 	uv_timer_start(&d->timer, dtimer_fired, ms, 0);
+	return d;
 }
 
 /* A failed read of t is tried again later, unless a retry is armed or the
@@ -181,7 +194,10 @@ static void retry_arm(struct redis *r, struct dtopic *t, const char *name)
  * catch-up races use them): HERALD_TEST_REDIS_READ_DELAY_MS=N holds every
  * gap or catch-up read's answer N ms (≤ 60000) on a timer before the
  * delivery logic sees it; HERALD_TEST_REDIS_READ_FAIL=N turns the first N
- * such answers into failures (HD_EUNAVAIL). */
+ * such answers into failures (HD_EUNAVAIL); HERALD_TEST_REDIS_SUB_DELAY_MS=N
+ * holds a PUB/SUB connection's SUBSCRIBEs N ms (≤ 60000) after it comes
+ * up, and so their answers: a catch-up read sent before them would miss
+ * what is published meanwhile. Held timers are freed on stop. */
 void hd_redis_deliver_init(struct redis *r)
 {
 	const char *s = getenv("HERALD_TEST_REDIS_READ_DELAY_MS");
@@ -190,9 +206,13 @@ void hd_redis_deliver_init(struct redis *r)
 	s = getenv("HERALD_TEST_REDIS_READ_FAIL");
 	v = s ? strtoul(s, NULL, 10) : 0;
 	r->test_read_fail = v > 1000 ? 1000 : (unsigned)v;
-	if (r->test_read_delay_ms || r->test_read_fail)
-		hd_log_warn("redis: test hooks on: read delay %u ms, %u failed reads",
-			    r->test_read_delay_ms, r->test_read_fail);
+	s = getenv("HERALD_TEST_REDIS_SUB_DELAY_MS");
+	v = s ? strtoul(s, NULL, 10) : 0;
+	r->test_sub_delay_ms = v > 60000 ? 60000 : (unsigned)v;
+	if (r->test_read_delay_ms || r->test_read_fail || r->test_sub_delay_ms)
+		hd_log_warn("redis: test hooks on: read delay %u ms, %u failed reads, "
+			    "subscribe delay %u ms",
+			    r->test_read_delay_ms, r->test_read_fail, r->test_sub_delay_ms);
 }
 
 void hd_redis_deliver_stop(struct redis *r)
@@ -604,13 +624,30 @@ static void catch_up_shard(struct redis *r, unsigned shard)
 	free(cc.names);
 }
 
+/* Both channels, the notices' last (its answer says both are subscribed). */
+static void subscribe_send(struct shard *sh)
+{
+	const char *argv[] = {"SUBSCRIBE", CHANNEL};
+	size_t lens[] = {9, strlen(CHANNEL)};
+	hd_rconn_command(sh->sub, sub_reply, sh, 2, argv, lens);
+	subscribe_notices(sh->sub, sh);
+}
+
 void hd_redis_deliver_sub_up(struct hd_rconn *c, void *arg)
 {
 	struct shard *sh = arg;
-	const char *argv[] = {"SUBSCRIBE", CHANNEL};
-	size_t lens[] = {9, strlen(CHANNEL)};
-	hd_rconn_command(c, sub_reply, sh, 2, argv, lens);
-	subscribe_notices(c, sh);
+	struct redis *r = sh->r;
+	if (!r->test_sub_delay_ms) {
+		subscribe_send(sh);
+		return;
+	}
+	/* Test-only: held on a timer, one per shard (an armed one sends them). */
+	for (struct dtimer *d = r->dtimers; d; d = d->next)
+		if (d->sh == sh)
+			return;
+	hd_log_info("redis: test hook: SUBSCRIBE held %u ms shard=%u", r->test_sub_delay_ms,
+		    sh->index);
+	dtimer_arm(r, "", NULL, r->test_sub_delay_ms)->sh = sh;
 }
 
 void hd_redis_deliver_sub_down(struct hd_rconn *c, void *arg)

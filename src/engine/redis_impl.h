@@ -119,6 +119,7 @@ struct redis {
 	struct dtimer *dtimers;       /* redis_deliver.c: retries, held answers */
 	unsigned test_read_delay_ms;  /* test-only hooks (redis_deliver.c) */
 	unsigned test_read_fail;
+	unsigned test_sub_delay_ms;
 };
 
 

@@ -272,6 +272,10 @@ static void group_free_closed(uv_handle_t *h)
 void hd_group_patterns_group_release(void *owner)
 {
 	struct pgroup *g = owner;
+	if (g->deleted && g->test_held) {
+		g->test_held = false; /* the test-only hold of a re-list: no list runs */
+		g->pt.listing = false;
+	}
 	if (!g->deleted || g->refs > 0 || g->q.busy || g->q.head || g->pt.listing)
 		return;
 	hd_pattern_stop(&g->pt);
@@ -897,6 +901,20 @@ bool hd_group_patterns_row_is(const struct hd_group_row *row)
 static void relist_one(struct pgroup *g, void *arg)
 {
 	(void)arg;
+	if (g->test_held) {
+		/* Test-only: the held re-list runs now. */
+		g->test_held = false;
+		g->pt.listing = false;
+	} else if (g->pg->test_relist_hold && !g->pt.listing && !g->create_req) {
+		/* Test-only: for one period the group looks as if a re-list ran
+		 * (pt.listing, no list out), so a fetch meanwhile shows whether
+		 * it is served beside a re-list or held until it ends. */
+		g->test_held = true;
+		g->pt.listing = true;
+		hd_log_debug("group_pattern_relist_held pattern=%s group=%s", g->pt.pattern,
+			     g->name);
+		return;
+	}
 	if (g->pt.listing || g->create_req)
 		return;
 	/* Debug: tests/e2e/test_cluster_pattern_groups.py waits for it. */
@@ -924,6 +942,10 @@ void hd_group_patterns_load(struct hd_group_patterns *pg, const struct hd_group_
 		const char *env = getenv("HERALD_TEST_GROUP_RELIST_MS");
 		unsigned long ms = env ? strtoul(env, NULL, 10) : 0;
 		ms = ms >= 1 && ms <= RELIST_MS ? ms : RELIST_MS;
+		/* HERALD_TEST_GROUP_RELIST_HOLD=1: each re-list is held one period
+		 * with pt.listing set first (relist_one). */
+		env = getenv("HERALD_TEST_GROUP_RELIST_HOLD");
+		pg->test_relist_hold = env && !strcmp(env, "1");
 		uv_timer_init(pg->loop, &pg->relist);
 		pg->relist.data = pg;
 		uv_timer_start(&pg->relist, on_relist, ms, ms);

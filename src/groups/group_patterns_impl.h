@@ -55,6 +55,7 @@ struct pgroup {
 	struct hd_group_waiters q; /* held fetches; q.busy while a fetch runs */
 	int64_t parent_ms;        /* shared: hd_now_ms when the engine last said it exists */
 	bool listed_once;         /* a list of its topics ended (fetches wait for the first) */
+	bool test_held;           /* test-only: pt.listing set by the relist hold hook */
 };
 
 struct hd_group_patterns {
@@ -66,6 +67,7 @@ struct hd_group_patterns {
 	bool shared;              /* the engine keeps the leases */
 	uv_timer_t relist;        /* shared: every RELIST_MS, each group lists again */
 	bool relist_on;
+	bool test_relist_hold;    /* test-only: each re-list is held one period first */
 };
 
 

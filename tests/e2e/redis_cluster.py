@@ -265,11 +265,19 @@ def started(c):
         c.stop()
 
 
-def cluster_fixture(cls=None, **kw):
+def cluster_fixture(cls=None, params=None, **kw):
     """A test module's cluster fixture, `cluster = cluster_fixture(args=ARGS)`:
     for each test, cls (Cluster) made with kw (args, config, env, nodes,
-    durability), started, and stopped after."""
-    @pytest.fixture
-    def fixture(tmp_path):
-        yield from started((cls or Cluster)(tmp_path, **kw))
-    return fixture
+    durability), started, and stopped after. With params (a list of dicts
+    of more kw), a parametrized fixture: each test runs once per dict, its
+    id the dict's values (`params=[{"durability": "primary"}, …]`)."""
+    if params is None:
+        @pytest.fixture
+        def fixture(tmp_path):
+            yield from started((cls or Cluster)(tmp_path, **kw))
+        return fixture
+
+    @pytest.fixture(params=params, ids=lambda p: "-".join(str(v) for v in p.values()))
+    def parametrized(tmp_path, request):
+        yield from started((cls or Cluster)(tmp_path, **kw, **request.param))
+    return parametrized

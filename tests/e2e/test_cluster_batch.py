@@ -8,10 +8,9 @@ the stream before the events after it are delivered."""
 import json
 import socket
 
-import pytest
 
 from conftest import CE_BATCH, per_test_timeout, structured
-from redis_cluster import Cluster, _read_reply, needs_redis, started
+from redis_cluster import _read_reply, cluster_fixture, needs_redis
 from wsclient import SECRET, connect, run
 
 pytestmark = needs_redis
@@ -21,11 +20,9 @@ _timeout = per_test_timeout(90)
 CHANNEL = b"herald:events"
 
 
-@pytest.fixture(params=["replicated", "primary"])
-def cluster(tmp_path, request):
-    """replicated: the confirm script publishes; primary: the PUB script."""
-    yield from started(Cluster(tmp_path, args=["--jwt-secret", SECRET],
-                               durability=request.param))
+# replicated: the confirm script publishes; primary: the PUB script.
+cluster = cluster_fixture(args=["--jwt-secret", SECRET],
+                          params=[{"durability": "replicated"}, {"durability": "primary"}])
 
 
 class Listener:

@@ -9,11 +9,14 @@ subscriber must get every confirmed event without a later publish:
   that publish) makes one more read (the `again` flag);
 - an event published while a node's PUB/SUB connection is down is read
   when it comes back, also when another one arrives during that read;
-- a failed catch-up read is retried on a timer (50 ms .. 2 s)."""
+- a failed catch-up read is retried on a timer (50 ms .. 2 s);
+- a PUB/SUB connection's catch-up read waits for its SUBSCRIBE answer:
+  HERALD_TEST_REDIS_SUB_DELAY_MS holds the SUBSCRIBEs on one node, and an
+  event published meanwhile (not a message there) must be read after."""
 import contextlib
 import signal
 
-from conftest import per_test_timeout, wait_for
+from conftest import Herald, per_test_timeout, wait_for
 from redis_cluster import cluster_fixture, needs_redis, ready
 from test_cluster_notices import publish
 from wsclient import SECRET, connect, run
@@ -29,6 +32,8 @@ DELAY_MS = 1500  # a catch-up read's answer is held this long
 # Three nodes run with the test-only delivery hooks in env.
 delayed = cluster_fixture(args=ARGS, env={"HERALD_TEST_REDIS_READ_DELAY_MS": str(DELAY_MS)})
 failing = cluster_fixture(args=ARGS, env={"HERALD_TEST_REDIS_READ_FAIL": "1"})
+two = cluster_fixture(args=ARGS, nodes=2)
+SUB_DELAY_MS = 3000  # a PUB/SUB connection's SUBSCRIBEs are held this long
 
 
 async def offsets(subs, n, timeout=10):
@@ -117,5 +122,34 @@ def test_a_failed_catch_up_read_is_retried(failing):
             missed_while_stopped(failing, topic, 2)
             assert await offsets(subs, 1) == [[2]] * 3
             assert "catch-up read failed topic=news:3, retry in 50 ms" in b.read_log()
+
+    run(go())
+
+
+def test_a_catch_up_read_waits_for_the_subscribe_answer(two):
+    """A third node, B, holds its SUBSCRIBEs SUB_DELAY_MS after its PUB/SUB
+    connection comes up (the hook). Every PUB/SUB connection is killed; once
+    B's is back (and held) and A is subscribed again, A publishes offset 2:
+    B is not subscribed yet, so the message never reaches it, and only a
+    catch-up read sent after the SUBSCRIBE answer (not one sent with it)
+    sees offset 2. Nothing is published after."""
+    b = Herald(two.tmp / "nodeB", args=two.node_args(), config=two.config,
+               env={"HERALD_TEST_REDIS_SUB_DELAY_MS": str(SUB_DELAY_MS)})
+    two.nodes.append(b.start())
+    wait_for(lambda: ready(b), 15, what="B ready")
+    a = two.nodes[0]
+    topic = "news:4"
+
+    def holds():
+        return b.read_log().count("test hook: SUBSCRIBE held")
+
+    async def go():
+        async with following(two, topic) as subs:
+            before = holds()
+            kill_pubsub(two)
+            wait_for(lambda: holds() > before, 10, interval=0.01, what="B's SUBSCRIBEs held")
+            wait_for(lambda: ready(a), 10, interval=0.01, what="A ready")
+            assert publish(a, topic, 2) == 2
+            assert await offsets(subs, 1, timeout=2 * SUB_DELAY_MS / 1000 + 5) == [[2]] * 3
 
     run(go())

@@ -12,11 +12,10 @@ import os
 import signal
 import threading
 
-import pytest
 import requests
 
 from conftest import CE_JSON, per_test_timeout, wait_for
-from redis_cluster import Cluster, needs_redis, ready
+from redis_cluster import Cluster, cluster_fixture, needs_redis, ready
 from wsclient import SECRET, connect, run
 
 pytestmark = needs_redis
@@ -38,17 +37,14 @@ class MixedCluster(Cluster):
                 "--redis-durability", durability, "--redis-wait-timeout", wait, *self.args]
         return Herald(self.tmp / name, args=args).start()
 
+    def stop(self):
+        """Resumes a replica a test left stopped (SIGSTOP), then stops all."""
+        if self.replica.proc:
+            os.kill(self.replica.proc.pid, signal.SIGCONT)
+        super().stop()
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = MixedCluster(tmp_path, args=ARGS)
-    try:
-        c.start()
-        yield c
-    finally:
-        if c.replica.proc:
-            os.kill(c.replica.proc.pid, signal.SIGCONT)
-        c.stop()
+
+cluster = cluster_fixture(MixedCluster, args=ARGS)
 
 
 def post(h, topic, id_):

@@ -339,3 +339,45 @@ def test_fetches_without_wait_are_served_while_topics_are_listed_again(debug_clu
         st = requests.get(gurl(h, "fast"), timeout=10).json()
         assert {t["topic"]: t["position"] for t in st["topics"]} == published, st
         assert st["pending"] == 0 and st["lag"] == 0, st
+
+
+HOLD_MS = 5000  # test-only HERALD_TEST_GROUP_RELIST_MS: each re-list is held this long
+
+# Re-lists held one period each (HERALD_TEST_GROUP_RELIST_HOLD): the group
+# looks as if a re-list ran, for HOLD_MS, every other period.
+held_cluster = cluster_fixture(nodes=2, args=["--log-level", "debug"],
+                               env={"HERALD_TEST_GROUP_RELIST_MS": str(HOLD_MS),
+                                    "HERALD_TEST_GROUP_RELIST_HOLD": "1"})
+
+
+def test_a_fetch_is_served_beside_a_re_list_not_after_it(held_cluster):
+    """Once a group's first list ended, a fetch with wait=0 on a node is
+    served while that node lists the pattern's topics again (held HOLD_MS
+    by the test hook), not held until the re-list ends: on each node, right
+    after a held re-list began, a fetch answers an event well within HOLD_MS,
+    and that re-list was still running when it answered."""
+    a, b = held_cluster.nodes
+    publish_n(a, "orders.eu", 4, "eu")
+    r = requests.put(gurl(a, "hold"), json={"ack_wait_ms": 60000}, timeout=10)
+    assert r.status_code == 201, r.text
+    assert requests.get(gurl(b, "hold"), timeout=10).status_code == 200  # B lists it too
+
+    def held(h):
+        return h.read_log().count("group_pattern_relist_held pattern=orders.* group=hold\n")
+
+    def relisted(h):
+        return h.read_log().count("group_pattern_relist pattern=orders.* group=hold ")
+
+    got = []
+    for h in (a, b, a, b):
+        before = held(h)
+        wait_for(lambda: held(h) > before, 2 * HOLD_MS / 1000 + 10, interval=0.01,
+                 what="a held re-list")
+        lists = relisted(h)
+        r = requests.post(gurl(h, "hold", "/fetch?max=1&wait=0"), timeout=HOLD_MS / 2000)
+        assert r.status_code == 200, r.text
+        evs = r.json()["events"]
+        assert len(evs) == 1, r.text
+        assert relisted(h) == lists, "the held re-list ended before the fetch answered"
+        got.append((evs[0]["topic"], evs[0]["offset"]))
+    assert sorted(got) == [("orders.eu", o) for o in (1, 2, 3, 4)], got

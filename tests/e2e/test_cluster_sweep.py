@@ -19,15 +19,13 @@ import json
 import os
 import signal
 
-import pytest
 
-from conftest import Herald, per_test_timeout, wait_for
-from redis_cluster import REDIS_SERVER, Cluster, started
+from conftest import per_test_timeout, wait_for
+from redis_cluster import cluster_fixture, needs_redis
 from test_sse import SSE, sse_path
 from wsclient import SECRET, connect, run, token
 
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None,
-                                reason="redis-server is not installed (Debian: redis-server)")
+pytestmark = needs_redis
 
 _timeout = per_test_timeout(90)
 
@@ -38,21 +36,9 @@ ROOM = "room:1"
 PRIV = "priv:1"
 
 
-class SweepCluster(Cluster):
-    """Nodes whose namespaces `room` and `priv` have join-leave on."""
-
-    def node(self, name):
-        return Herald(self.tmp / name, args=self.node_args(), config=CONFIG).start()
-
-
-@pytest.fixture
-def cluster3(tmp_path):
-    yield from started(SweepCluster(tmp_path, args=ARGS))
-
-
-@pytest.fixture
-def cluster2(tmp_path):
-    yield from started(SweepCluster(tmp_path, nodes=2, args=ARGS))
+# Nodes whose namespaces `room` and `priv` have join-leave on.
+cluster3 = cluster_fixture(args=ARGS, config=CONFIG)
+cluster2 = cluster_fixture(nodes=2, args=ARGS, config=CONFIG)
 
 
 def presence_clients(h, topic=ROOM):
