@@ -412,11 +412,12 @@ def test_subscription_token_info_is_chan_info(herald_factory):
     run(go())
 
 
-def answer_refreshes(backend, first, later, expires=1, **connect):
+def answer_refreshes(backend, first={"expire_at": 2}, later={}, expires=1, **connect):
     """The connect proxy says user alice (and connect's other members),
     whose connection expires in `expires` s; the first refresh answers the
-    result `first`, the later ones `later` (an expire_at there is in seconds
-    from the call). Returns the list the refresh bodies are added to."""
+    result `first` (by default: 2 s more), the later ones `later` (by
+    default: no expiry); an expire_at there is in seconds from the call.
+    Returns the list the refresh bodies are added to."""
     refreshes = []
 
     def at(result):
@@ -438,7 +439,7 @@ def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
     # After a server-side refresh the client gets Centrifugo's refresh push
     # {"expires":true,"ttl":N}; an answer without expire_at says the
     # connection no longer expires ({"refresh":{}}: expires false).
-    refreshes = answer_refreshes(backend, {"expire_at": 2}, {})
+    refreshes = answer_refreshes(backend)
     h = start(herald_factory, backend, kinds=("connect", "refresh"))
 
     async def go():
