@@ -65,7 +65,10 @@ static bool proxy_channels_take(struct session *s, const struct hd_cproxy_answer
 			s->channels[n++] = hd_strdup(a->channels[i]);
 	}
 	s->nchannels = n;
-	return s->format == F_PB || chan_opts_json(s->chan_opts, n);
+	if (s->format == F_PB || chan_opts_json(s->chan_opts, n))
+		return true;
+	hd_ws_edge_channels_free(s); /* the client may connect again */
+	return false;
 }
 
 const char *hd_ws_commands_request_header(void *arg, const char *lname)

@@ -222,6 +222,9 @@ extern const char *const hd_ws_edge_carrier_names[C_COUNT];
 int64_t hd_ws_edge_mono(void);
 void hd_ws_edge_pump(struct session *s);
 void hd_ws_edge_session_close(struct session *s, uint16_t code, const char *reason);
+/* Frees the session's server-side channels and their options (channels,
+ * chan_opts) and empties them. */
+void hd_ws_edge_channels_free(struct session *s);
 void hd_ws_edge_on_timer(uv_timer_t *t);
 void hd_ws_edge_timer_arm(struct session *s);
 

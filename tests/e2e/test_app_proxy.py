@@ -619,9 +619,11 @@ def test_connect_proxy_subs_refusals(herald_factory, backend):
         for subs in bad:
             c, r = await proxy_connect(h)
             assert r.get("error", {}).get("code") == 100, (subs, r)
-            await c.close()
-        # 64 channels (and user:u) are fine.
-        c, r = await proxy_connect(h)
+            if subs is not bad[-1]:
+                await c.close()
+        # The last one's session is still new: it connects again, and 64
+        # channels (and user:u) are fine.
+        r = await c.call({"connect": {}})
         assert len(r["connect"]["subs"]) == 65, r
         await c.close()
     run(go())
