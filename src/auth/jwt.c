@@ -702,12 +702,13 @@ static int channels_check(const json_t *v, size_t *n, struct hd_error *err)
 	return 0;
 }
 
-/* v (any JSON value) as minified JSON text (owned). */
+/* v (any JSON value) as minified JSON text (owned); name: the member's
+ * label in the message ("claim info", "result.subs[a].data"). */
 static int json_text(const json_t *v, const char *name, char **out, struct hd_error *err)
 {
 	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!text)
-		return hd_error_set(err, HD_EUNAUTH, "claim %s cannot be encoded", name);
+		return hd_error_set(err, HD_EUNAUTH, "%s cannot be encoded", name);
 	*out = hd_strdup(text);
 	free(text);
 	return 0;
@@ -720,17 +721,16 @@ static int b64_bytes(const json_t *v, const char *name, size_t max, char **out, 
 		     struct hd_error *err)
 {
 	if (!json_is_string(v))
-		return hd_error_set(err, HD_EUNAUTH, "claim %s must be a string", name);
+		return hd_error_set(err, HD_EUNAUTH, "%s must be a string", name);
 	size_t n = json_string_length(v);
 	unsigned char *buf = hd_malloc(HD_B64_DECODED_MAX(n) + 1);
 	if (hd_b64_decode(json_string_value(v), n, 0, buf, HD_B64_DECODED_MAX(n), len)) {
 		free(buf);
-		return hd_error_set(err, HD_EUNAUTH, "claim %s is not base64", name);
+		return hd_error_set(err, HD_EUNAUTH, "%s is not base64", name);
 	}
 	if (*len > max) {
 		free(buf);
-		return hd_error_set(err, HD_EUNAUTH, "claim %s decodes to %zu bytes, at most %zu", name,
-				    *len, max);
+		return hd_error_set(err, HD_EUNAUTH, "%s decodes to %zu bytes, at most %zu", name, *len, max);
 	}
 	buf[*len] = '\0';
 	*out = (char *)buf;
@@ -748,9 +748,10 @@ static bool b64_present(const json_t *v)
  * The info of an object (the payload or a subs entry): b64info, whose
  * bytes must be a JSON text of at most HD_JWT_INFO_MAX bytes (herald keeps
  * every info as JSON so that JSON and protobuf clients read it alike), else
- * info; minified into *out (owned), NULL when neither is there (or null).
+ * info; minified into *out (owned), NULL when neither is there (or, for a
+ * subs entry, null). where: the labels' prefix ("claim ", "claim subs[a].").
  */
-static int info_claim(const json_t *obj, const char *where, char **out, struct hd_error *err)
+static int info_claim(const json_t *obj, const char *where, bool entry, char **out, struct hd_error *err)
 {
 	const json_t *b64 = json_object_get(obj, "b64info");
 	const json_t *info = json_object_get(obj, "info");
@@ -766,41 +767,54 @@ static int info_claim(const json_t *obj, const char *where, char **out, struct h
 		json_t *v = json_loadb(raw, len, JSON_DECODE_ANY, NULL);
 		free(raw);
 		if (!v)
-			return hd_error_set(err, HD_EUNAUTH, "claim %s is not base64 of a JSON text", name);
+			return hd_error_set(err, HD_EUNAUTH, "%s is not base64 of a JSON text", name);
 		rc = json_text(v, name, out, err);
 		json_decref(v);
 		return rc;
 	}
 	snprintf(name, sizeof(name), "%sinfo", where);
-	if (info && (json_is_null(info) && *where))
+	if (info && json_is_null(info) && entry)
 		return 0; /* a subs entry's null info: none */
 	return info ? json_text(info, name, out, err) : 0;
 }
 
-/* One entry of the subs claim (v: its options, an object or null). */
-static int sub_options(const char *channel, const json_t *v, struct hd_jwt_sub *out, struct hd_error *err)
+/* override.NAME of a subs entry (o: the override object or NULL): absent
+ * or null leaves *set alone; else it must be {"value":<boolean>}. */
+static int override_bool(const json_t *o, const char *where, const char *name, bool *set, bool *value,
+			 struct hd_error *err)
+{
+	const json_t *f = json_is_object(o) ? json_object_get(o, name) : NULL;
+	if (!f || json_is_null(f))
+		return 0;
+	const json_t *val = json_is_object(f) ? json_object_get(f, "value") : NULL;
+	if (!json_is_boolean(val))
+		return hd_error_set(err, HD_EUNAUTH, "%soverride.%s must be {\"value\":<boolean>}", where, name);
+	*set = true;
+	*value = json_is_true(val);
+	return 0;
+}
+
+/* One entry of a subs object (v: its options, an object or null). */
+static int sub_options(const char *label, const char *channel, const json_t *v, struct hd_jwt_sub *out,
+		       struct hd_error *err)
 {
 	char where[HD_ERROR_MSG_MAX / 4];
+	bool set = false;
 	int rc;
 
 	if (json_is_null(v))
 		return 0;
 	if (!json_is_object(v))
-		return hd_error_set(err, HD_EUNAUTH, "claim subs: the options of a channel must be an object");
-	snprintf(where, sizeof(where), "subs[%.32s].", channel);
-	if ((rc = info_claim(v, where, &out->info, err)))
+		return hd_error_set(err, HD_EUNAUTH, "%s: the options of a channel must be an object", label);
+	snprintf(where, sizeof(where), "%s[%.32s].", label, channel);
+	if ((rc = info_claim(v, where, true, &out->info, err)))
 		return rc;
 	const json_t *o = json_object_get(v, "override");
 	if (o && !json_is_null(o) && !json_is_object(o))
-		return hd_error_set(err, HD_EUNAUTH, "claim %soverride must be an object", where);
-	const json_t *f = json_is_object(o) ? json_object_get(o, "force_push_join_leave") : NULL;
-	if (f && !json_is_null(f)) {
-		const json_t *val = json_is_object(f) ? json_object_get(f, "value") : NULL;
-		if (!json_is_boolean(val))
-			return hd_error_set(err, HD_EUNAUTH,
-					    "claim %soverride.force_push_join_leave must be {\"value\":<boolean>}", where);
-		out->push_join_leave = json_is_true(val);
-	}
+		return hd_error_set(err, HD_EUNAUTH, "%soverride must be an object", where);
+	if ((rc = override_bool(o, where, "force_push_join_leave", &set, &out->push_join_leave, err)) ||
+	    (rc = override_bool(o, where, "join_leave", &out->join_leave_set, &out->join_leave, err)))
+		return rc;
 	const json_t *b64 = json_object_get(v, "b64data");
 	const json_t *data = json_object_get(v, "data");
 	char name[HD_ERROR_MSG_MAX / 2];
@@ -818,38 +832,49 @@ static int sub_options(const char *channel, const json_t *v, struct hd_jwt_sub *
 	return 0;
 }
 
+/* The channels of subs (an object, or null/absent: none), room made for
+ * extra more, into out's channels and subs. */
+static int subs_read(const json_t *subs, const char *label, size_t extra, struct hd_jwt_claims *out,
+		     struct hd_error *err)
+{
+	int rc;
+	size_t nsubs = 0;
+
+	if (subs && !json_is_null(subs)) {
+		if (!json_is_object(subs))
+			return hd_error_set(err, HD_EUNAUTH, "%s must be an object", label);
+		nsubs = json_object_size(subs);
+		if (nsubs > HD_JWT_CHANNELS_MAX)
+			return hd_error_set(err, HD_EUNAUTH, "%s has %zu channels, at most %d", label, nsubs,
+					    HD_JWT_CHANNELS_MAX);
+	}
+	if (nsubs + extra == 0)
+		return 0;
+	out->channels = hd_calloc(nsubs + extra, sizeof(char *));
+	if (nsubs) {
+		const char *ch;
+		const json_t *v;
+		out->subs = hd_calloc(nsubs + extra, sizeof(*out->subs));
+		json_object_foreach((json_t *)subs, ch, v) {
+			out->channels[out->nchannels] = hd_strdup(ch);
+			if ((rc = sub_options(label, ch, v, &out->subs[out->nchannels++], err)))
+				return rc;
+		}
+	}
+	return 0;
+}
+
 /* The server-side subscriptions: the subs claim's channels with their
  * options, then the channels claim's that subs does not name. */
 static int channels_claim(const json_t *p, struct hd_jwt_claims *out, struct hd_error *err)
 {
 	const json_t *chans = json_object_get(p, "channels");
-	const json_t *subs = json_object_get(p, "subs");
-	size_t nchans, nsubs = 0;
+	size_t nchans;
 	int rc;
 
-	if ((rc = channels_check(chans, &nchans, err)))
+	if ((rc = channels_check(chans, &nchans, err)) ||
+	    (rc = subs_read(json_object_get(p, "subs"), "claim subs", nchans, out, err)))
 		return rc;
-	if (subs && !json_is_null(subs)) {
-		if (!json_is_object(subs))
-			return hd_error_set(err, HD_EUNAUTH, "claim subs must be an object");
-		nsubs = json_object_size(subs);
-		if (nsubs > HD_JWT_CHANNELS_MAX)
-			return hd_error_set(err, HD_EUNAUTH, "claim subs has %zu channels, at most %d",
-					    nsubs, HD_JWT_CHANNELS_MAX);
-	}
-	if (nsubs + nchans == 0)
-		return 0;
-	out->channels = hd_calloc(nsubs + nchans, sizeof(char *));
-	if (nsubs) {
-		const char *ch;
-		const json_t *v;
-		out->subs = hd_calloc(nsubs + nchans, sizeof(*out->subs));
-		json_object_foreach((json_t *)subs, ch, v) {
-			out->channels[out->nchannels] = hd_strdup(ch);
-			if ((rc = sub_options(ch, v, &out->subs[out->nchannels++], err)))
-				return rc;
-		}
-	}
 	for (size_t i = 0; i < nchans; i++) {
 		const char *ch = json_string_value(json_array_get(chans, i));
 		bool dup = false;
@@ -863,6 +888,19 @@ static int channels_claim(const json_t *p, struct hd_jwt_claims *out, struct hd_
 		out->channels[out->nchannels++] = hd_strdup(ch);
 	}
 	return 0;
+}
+
+int hd_jwt_subs_parse(const char *text, size_t len, const char *label, struct hd_jwt_claims *out,
+		      struct hd_error *err)
+{
+	json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+	int rc;
+
+	if (!v)
+		return hd_error_set(err, HD_EUNAUTH, "%s is not JSON (or repeats a channel)", label);
+	rc = subs_read(v, label, 0, out, err);
+	json_decref(v);
+	return rc;
 }
 
 static int check_audience(const json_t *obj, const char *want, struct hd_error *err)
@@ -907,7 +945,7 @@ static int check_claims(const struct hd_jwt_keys *keys, const json_t *p, int64_t
 	    (rc = numeric_date(p, "iat", &out->iat, NULL, err)) ||
 	    (rc = string_claim(p, "channel", &out->channel, err)) ||
 	    (rc = channels_claim(p, out, err)) ||
-	    (rc = info_claim(p, "", &out->info, err)))
+	    (rc = info_claim(p, "claim ", false, &out->info, err)))
 		return rc;
 	if (!out->sub)
 		out->sub = hd_strdup("");

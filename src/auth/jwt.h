@@ -46,9 +46,9 @@
  *     (duplicates once, subs first) are the server-side subscriptions,
  *     together at most HD_JWT_CHANNELS_MAX. info/b64info are typed as the
  *     token's own; data is any JSON value, b64data standard base64 of any
- *     bytes; override must be an object, of which only
- *     force_push_join_leave ({"value":<boolean>}) is used; other members
- *     are ignored;
+ *     bytes; override must be an object, of which
+ *     force_push_join_leave and join_leave ({"value":<boolean>}) are
+ *     used; other members are ignored;
  *   - nbf is checked against `now` with `leeway` seconds, then aud (a
  *     string, or an array of strings one of which matches) and iss when
  *     configured, and exp (+ leeway) last: an expired token is told apart
@@ -110,6 +110,9 @@ struct hd_jwt_sub {
 	bool data_b64;             /* data came from b64data (may be any bytes) */
 	bool push_join_leave;      /* override.force_push_join_leave: the client gets
 	                            * the channel's join and leave pushes */
+	bool join_leave_set;       /* override.join_leave is there: join_leave, not the */
+	bool join_leave;           /* namespace's join-leave, says whether the client's
+	                            * join and leave on this channel are announced */
 };
 
 /* What herald uses of a token. Owned by the claims; hd_jwt_claims_fini. */
@@ -138,6 +141,19 @@ struct hd_jwt_claims {
  */
 int hd_jwt_verify(const struct hd_jwt_keys *keys, const char *token, size_t len, int64_t now_s,
 		  struct hd_jwt_claims *out, struct hd_error *err);
+/*
+ * Parses text[0, len), the JSON text of a Centrifugo `subs` object
+ * (channel → {info, b64info, data, b64data, override}, or null) as the
+ * subs claim is read above: the connect proxy's result.subs goes through
+ * here too. Fills out->channels, out->subs and out->nchannels (out zeroed
+ * by the caller; finish with hd_jwt_claims_fini in every case). label
+ * starts each error message ("result.subs"). Returns 0, or HD_EUNAUTH
+ * with err saying which entry is wrong (not JSON, a repeated channel,
+ * more than HD_JWT_CHANNELS_MAX channels, an option of the wrong type, bad
+ * base64, a b64info over HD_JWT_INFO_MAX bytes or not JSON). Pure.
+ */
+int hd_jwt_subs_parse(const char *text, size_t len, const char *label, struct hd_jwt_claims *out,
+		      struct hd_error *err);
 /* Frees what c holds and zeroes it; idempotent. */
 void hd_jwt_claims_fini(struct hd_jwt_claims *c);
 

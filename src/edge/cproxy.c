@@ -217,10 +217,13 @@ static int parse_result(enum hd_cproxy_kind kind, const char *v, size_t n, struc
 		if ((x = obj_get(&r, "b64info", &xn)) && !is_null(x, xn) && xn != 2 && !get_b64info(x, xn, a))
 			return fail(a, "result.%s is not base64 of a JSON text of at most 4096 bytes", "b64info");
 	}
+	if (kind == HD_CPROXY_CONNECT && (x = obj_get(&r, "subs", &xn)) && !is_null(x, xn)) {
+		/* Parsed as the connection token's subs claim is (one parser). */
+		struct hd_error err = {0};
+		if (hd_jwt_subs_parse(x, xn, "result.subs", &a->subs, &err))
+			return fail(a, "%s", err.msg);
+	}
 	if (kind != HD_CPROXY_REFRESH && (x = obj_get(&r, "b64data", &xn)) && !is_null(x, xn) && xn != 2) {
-		/* A publication's data is stored as JSON: no bytes for publish. */
-		if (kind == HD_CPROXY_PUBLISH)
-			return fail(a, "result.%s is not supported by the publish proxy", "b64data");
 		if (!get_b64(x, xn, &a->data, &a->data_len))
 			return fail(a, "result.%s is not base64", "b64data");
 		a->data_b64 = true;
@@ -301,6 +304,7 @@ void hd_cproxy_answer_fini(struct hd_cproxy_answer *a)
 	for (size_t i = 0; i < a->nchannels; i++)
 		free(a->channels[i]);
 	free(a->channels);
+	hd_jwt_claims_fini(&a->subs);
 	a->info = a->data = NULL;
 	a->channels = NULL;
 	a->nchannels = 0;

@@ -26,7 +26,10 @@
  *   {"error":{"code":400..1999,"message":"…"}}        refuse, error to client
  *   {"result":{…}}                                   accept:
  *     connect:   user (string, may be ""), expire_at (Unix s), info, data,
- *                channels (array of topic names)
+ *                channels (array of topic names), subs (object channel →
+ *                {info, b64info, data, b64data, override}, read by
+ *                hd_jwt_subs_parse as the connection token's subs claim:
+ *                at most HD_JWT_CHANNELS_MAX, a bad entry is a failure)
  *     subscribe: info, data
  *     publish:   data (replaces the client's data), skip_history (read,
  *                not acted on: herald stores every event)
@@ -35,9 +38,9 @@
  *                new expiry; absent or 0: none), info (the new conn info)
  *   b64info (connect, subscribe, refresh): standard base64 of a JSON text of
  *   at most HD_JWT_INFO_MAX bytes, used instead of info; b64data (connect,
- *   subscribe, rpc): standard base64 of any bytes, used instead of data
- *   (data_b64; a JSON client then needs a JSON text); b64data in a publish
- *   answer is a failure (herald stores JSON data).
+ *   subscribe, publish, rpc): standard base64 of any bytes, used instead of
+ *   data (data_b64; a JSON client then needs a JSON text, and so does every
+ *   publish: herald stores JSON data).
  * Anything else (not HTTP 200, not JSON, none of the three, a member of the
  * wrong type, a code out of its range, a string over its limit) is a
  * failure (HD_CPROXY_FAILED), like a backend that is down or too slow.
@@ -45,6 +48,7 @@
 #ifndef HD_CPROXY_H
 #define HD_CPROXY_H
 
+#include "auth/jwt.h"
 #include "core/err.h"
 
 #include <stdbool.h>
@@ -94,10 +98,11 @@ struct hd_cproxy_answer {
 	bool expired;                               /* refresh: the connection ends */
 	char *info, *data;                          /* owned minified JSON text, or NULL; */
 	size_t info_len, data_len;                  /* info also from b64info (decoded JSON) */
-	bool data_b64;                              /* data is b64data's bytes (any; connect,
-						     * subscribe, rpc) */
+	bool data_b64;                              /* data is b64data's bytes (any) */
 	char **channels;                            /* connect: owned, nchannels */
 	size_t nchannels;
+	struct hd_jwt_claims subs;                  /* connect: result.subs (its channels,
+						     * subs, nchannels only; owned) */
 	bool skip_history;                          /* publish */
 };
 

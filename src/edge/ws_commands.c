@@ -17,6 +17,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 			     size_t n, const char *info, size_t info_len);
 static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
 			   size_t n);
+static bool chan_opts_json(struct hd_jwt_sub *o, size_t n);
 
 /* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
 
@@ -36,6 +37,39 @@ static void conn_info_set(struct session *s, const char *info, size_t n)
 	s->conn.info = s->conn_info;
 }
 
+
+/* Takes the connect proxy's server-side subscriptions as the connection
+ * token's are taken: result.subs's channels with their options, then
+ * result.channels' others. Returns false when a JSON client could not read
+ * one's b64data. */
+static bool proxy_channels_take(struct session *s, const struct hd_cproxy_answer *a)
+{
+	size_t total = a->subs.nchannels + a->nchannels, n = 0;
+	if (!total)
+		return true;
+	s->channels = hd_calloc(total, sizeof(*s->channels));
+	if (a->subs.subs)
+		s->chan_opts = hd_calloc(total, sizeof(*s->chan_opts));
+	for (; n < a->subs.nchannels; n++) {
+		const struct hd_jwt_sub *o = &a->subs.subs[n];
+		s->channels[n] = hd_strdup(a->subs.channels[n]);
+		s->chan_opts[n] = *o;
+		s->chan_opts[n].info = o->info ? hd_strdup(o->info) : NULL;
+		s->chan_opts[n].data = o->data ? hd_strndup(o->data, o->data_len) : NULL;
+	}
+	for (size_t i = 0; i < a->nchannels; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < a->subs.nchannels && !dup; j++)
+			dup = strcmp(s->channels[j], a->channels[i]) == 0;
+		if (!dup)
+			s->channels[n++] = hd_strdup(a->channels[i]);
+	}
+	s->nchannels = n;
+	if (s->format == F_PB || chan_opts_json(s->chan_opts, n))
+		return true;
+	hd_ws_edge_channels_free(s); /* the client may connect again */
+	return false;
+}
 
 const char *hd_ws_commands_request_header(void *arg, const char *lname)
 {
@@ -58,12 +92,14 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 	assert(rc == 0);
 	(void)rc;
 	hd_ws_subs_op_free(op);
-	/* b64data's bytes: a JSON client reads them as JSON (minified here). */
+	/* b64data's bytes: a JSON client reads them as JSON (minified here),
+	 * and a publication is stored as JSON whoever reads it. */
 	const char *data = a->data;
 	size_t data_len = a->data_len;
 	char *own = NULL;
 	bool data_bad = false;
-	if (a->outcome == HD_CPROXY_RESULT && a->data_b64 && s->format != F_PB) {
+	if (a->outcome == HD_CPROXY_RESULT && a->data_b64 &&
+	    (s->format != F_PB || cmd.method == HD_CENTRIFUGE_PUBLISH)) {
 		struct hd_json_text_scan scan = {0};
 		own = hd_malloc(data_len ? data_len : 1);
 		data_bad = hd_json_text_minify(data, data_len, own, &scan, NULL) != 0;
@@ -80,21 +116,19 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		hd_ws_output_reply_error(s, cmd.id, a->code, a->message, false);
 	} else if (a->outcome == HD_CPROXY_DISCONNECT) {
 		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
+	} else if (cmd.method == HD_CENTRIFUGE_CONNECT && !proxy_channels_take(s, a)) {
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		hd_ws_output_reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_INTERNAL,
+					 "internal server error: the app backend's subs b64data is not JSON", true);
 	} else if (cmd.method == HD_CENTRIFUGE_CONNECT) {
 		snprintf(s->conn.user, sizeof(s->conn.user), "%s", a->user);
 		conn_info_set(s, a->info, a->info_len);
 		s->server_refresh = a->expire_at && hd_cproxy_enabled(s->edge->opts.cproxy, HD_CPROXY_REFRESH);
-		if (a->nchannels) {
-			s->channels = hd_calloc(a->nchannels, sizeof(*s->channels));
-			for (size_t i = 0; i < a->nchannels; i++)
-				s->channels[i] = hd_strdup(a->channels[i]);
-			s->nchannels = a->nchannels;
-		}
 		connect_accept(s, &cmd, a->expire_at, data, data_len);
 	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
 		subscribe_accept(s, &cmd, data, data_len, a->info, a->info_len);
 	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
-		publish_accept(s, &cmd, a->data ? a->data : cmd.data.p, a->data ? a->data_len : cmd.data.n);
+		publish_accept(s, &cmd, data ? data : cmd.data.p, data ? data_len : cmd.data.n);
 	} else {
 		struct hd_buf b;
 		hd_buf_init(&b, REPLY_MAX);
@@ -361,13 +395,14 @@ static const struct hd_jwt_sub *chan_opts_find(const struct session *s, const ch
 }
 
 /* Adds the server-side subscription to topic to the connect op, with its
- * subs claim options (chan_info, reply data, join/leave pushes). */
+ * subs options (chan_info, reply data, join/leave pushes and announces). */
 static void server_sub_add(struct session *s, struct op *op, const struct hd_centrifuge_command *cmd,
 			   const char *topic)
 {
 	const struct hd_jwt_sub *o = chan_opts_find(s, topic);
 	const char *info = o ? o->info : NULL;
-	struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, info, info ? strlen(info) : 0);
+	int announce = o && o->join_leave_set ? o->join_leave : -1;
+	struct chan_sub *sub = hd_ws_subs_sub_add(s, topic, true, info, info ? strlen(info) : 0, announce);
 	if (!sub)
 		return;
 	sub_delta_set(sub, connect_sub_req(cmd, topic));
@@ -572,7 +607,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many subscriptions", false);
 		return;
 	}
-	struct chan_sub *sub = hd_ws_subs_sub_add(s, cmd->sub.channel, false, info, info_len);
+	struct chan_sub *sub = hd_ws_subs_sub_add(s, cmd->sub.channel, false, info, info_len, -1);
 	if (!sub) {
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_LIMIT_EXCEEDED, "too many topics watched", true);
 		return;

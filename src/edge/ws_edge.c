@@ -211,13 +211,8 @@ static void on_input(void *arg, const char *p, size_t n)
 
 /* ---- Lifecycle ---------------------------------------------------------- */
 
-static void session_maybe_free(struct session *s)
+void hd_ws_edge_channels_free(struct session *s)
 {
-	if (s->req || !s->timer_closed || s->op)
-		return;
-	hd_websocket_decoder_free(s->dec);
-	hd_buf_fini(&s->inbox);
-	free(s->subs);
 	for (size_t i = 0; i < s->nchannels; i++) {
 		free(s->channels[i]);
 		if (s->chan_opts) {
@@ -227,6 +222,19 @@ static void session_maybe_free(struct session *s)
 	}
 	free(s->channels);
 	free(s->chan_opts);
+	s->channels = NULL;
+	s->chan_opts = NULL;
+	s->nchannels = 0;
+}
+
+static void session_maybe_free(struct session *s)
+{
+	if (s->req || !s->timer_closed || s->op)
+		return;
+	hd_websocket_decoder_free(s->dec);
+	hd_buf_fini(&s->inbox);
+	free(s->subs);
+	hd_ws_edge_channels_free(s);
 	free(s->conn_info);
 	free(s);
 }

@@ -95,6 +95,8 @@ struct chan_sub {
 	bool live;                 /* the reply went out: fired events are sent */
 	bool server_side;
 	bool join_leave;           /* the client asked for join/leave pushes */
+	bool announce;             /* its own join and leave are announced (the namespace's
+	                            * join-leave or an override.join_leave; = watch.join_leave) */
 	bool delta;                /* fossil delta compression negotiated */
 	struct hd_rcbuf *base;     /* delta: the last event sent (a reference), or NULL */
 	bool overflow;             /* more than HD_WS_EDGE_HELD_MAX fired while not live */
@@ -220,6 +222,9 @@ extern const char *const hd_ws_edge_carrier_names[C_COUNT];
 int64_t hd_ws_edge_mono(void);
 void hd_ws_edge_pump(struct session *s);
 void hd_ws_edge_session_close(struct session *s, uint16_t code, const char *reason);
+/* Frees the session's server-side channels and their options (channels,
+ * chan_opts) and empties them. */
+void hd_ws_edge_channels_free(struct session *s);
 void hd_ws_edge_on_timer(uv_timer_t *t);
 void hd_ws_edge_timer_arm(struct session *s);
 
@@ -236,9 +241,11 @@ void hd_ws_output_deliver(struct chan_sub *sub, const struct hd_stored_event *ev
 void hd_ws_subs_sub_drop_held(struct chan_sub *sub);
 struct chan_sub *hd_ws_subs_sub_find(struct session *s, const char *topic);
 /* chan_info[0, chan_info_len): the subscription's info (copied; NULL or
- * longer than CONN_INFO_MAX: none). */
+ * longer than CONN_INFO_MAX: none). announce: 1 or 0 (a subs option's
+ * override.join_leave) whether the client's join and leave on topic are
+ * announced, -1 as topic's namespace says (join-leave). */
 struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side,
-				    const char *chan_info, size_t chan_info_len);
+				    const char *chan_info, size_t chan_info_len, int announce);
 void hd_ws_subs_sub_remove(struct session *s, struct chan_sub *sub);
 void hd_ws_subs_conn_topics(const struct hd_conn *c, void (*each)(void *arg, const char *topic), void *arg);
 int hd_ws_subs_allowed(const struct session *s, const char *topic, enum hd_acl_op op,

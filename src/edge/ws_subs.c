@@ -54,7 +54,7 @@ struct chan_sub *hd_ws_subs_sub_find(struct session *s, const char *topic)
 /* Adds and watches a subscription. Returns it, or NULL when the hub's cap
  * on watched topics is reached. */
 struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side,
-				    const char *chan_info, size_t chan_info_len)
+				    const char *chan_info, size_t chan_info_len, int announce)
 {
 	size_t len = strlen(topic);
 	size_t ilen = chan_info && chan_info_len <= CONN_INFO_MAX ? chan_info_len : 0;
@@ -70,9 +70,12 @@ struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool s
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
 	sub->watch.chan_info = sub->chan_info;
-	/* Every WebSocket subscription, server-side ones too, is announced by
-	 * hd_ws_subs_join_leave: the sweep of a dead node leaves it. */
-	sub->watch.join_leave = true;
+	/* A WebSocket subscription, server-side ones too, that is announced by
+	 * hd_ws_subs_join_leave says so in its presence entry: the sweep of a
+	 * dead node leaves it. Decided once, so that its join and its leave
+	 * agree. */
+	sub->announce = announce >= 0 ? announce != 0 : hd_hub_ns(s->edge->hub, topic)->join_leave;
+	sub->watch.join_leave = sub->announce;
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
 		free(sub);
 		return NULL;
@@ -227,7 +230,7 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
 			   bool join)
 {
 	const char *topic = sub->name;
-	if (!hd_hub_ns(e->hub, topic)->join_leave)
+	if (!sub->announce)
 		return;
 	/* Even while stopping: the other nodes' subscribers see the leaves. */
 	hd_hub_join_leave(e->hub, topic, from->conn.id, from->conn.user, from->conn.info, sub->chan_info,
@@ -259,7 +262,9 @@ void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, 
 {
 	struct hd_ws_edge *e = arg;
 	char *conn_info = NULL, *chan_info = NULL;
-	if (e->stopping || !hd_hub_ns(e->hub, topic)->join_leave)
+	/* The sending node decided (its subscription's announce), as the
+	 * sweep of a dead node's join_leave entries did. */
+	if (e->stopping)
 		return;
 	if (infos_len) { /* another node's {"info","chan_info"} or presence entry: bytes kept */
 		struct hd_json_text_span sp[16];

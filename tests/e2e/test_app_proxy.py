@@ -76,14 +76,14 @@ def backend():
 
 
 def start(herald_factory, backend, *extra, kinds=("connect", "subscribe", "publish", "rpc"), private=True,
-          name="data"):
+          name="data", config=None):
     args = ["--jwt-secret", SECRET, "--proxy-static-header", STATIC, "--proxy-http-headers", "Cookie, X-Real-Ip",
             "--proxy-timeout", "500ms"]
     for k in kinds:
         args += [f"--proxy-{k}-url", backend.url("/" + k)]
     if private:
         args += ["--proxy-allow-private", "on"]
-    return herald_factory(args=args + list(extra), name=name)
+    return herald_factory(args=args + list(extra), name=name, config=config)
 
 
 async def proxy_connect(h, data=None, headers=None):
@@ -254,32 +254,40 @@ def test_bad_options_exit(herald_factory):
     assert p.returncode != 0 and b"--proxy-static-header" in p.stderr, p.stderr
 
 
+def sdk_through_proxies(h, fmt, transport, connected, rpc, subscribed, pub):
+    """Runs npm centrifuge (proxy_client.js: connect without a token, an
+    RPC, a subscribe, a publish) against h and checks the data its
+    connected, rpc, subscribed and pub events carry."""
+    from test_interop_js import Node
+    from wsclient import ws_url
+    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt,
+                                 "HERALD_TRANSPORT": transport})
+    try:
+        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
+        assert m["data"] == connected, m
+        m, _ = n.expect(lambda m: m["ev"] in ("rpc", "rpc_error"), what="rpc")
+        assert m == {"ev": "rpc", "data": rpc}, m
+        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
+        assert m["data"] == subscribed, m
+        m, _ = n.expect(lambda m: m["ev"] == "pub", what="pub")
+        assert m["data"] == pub, m
+    finally:
+        n.quit()
+
+
 @pytest.mark.parametrize("fmt,transport", [("json", "websocket"), ("protobuf", "websocket"),
                                            ("json", "http_stream"), ("protobuf", "http_stream")])
 def test_centrifuge_sdk_through_every_proxy(herald_factory, backend, fmt, transport):
     """npm centrifuge (JSON and protobuf builds, WebSocket and HTTP-streaming)
     connects without a token, gets the backend's data, calls an RPC, and its
     publish comes back rewritten."""
-    from test_interop_js import Node
-    from wsclient import ws_url
     backend.answers["/connect"] = (200, {"result": {"user": "sdk-user", "data": {"hi": "from backend"}}})
     backend.answers["/subscribe"] = (200, {"result": {"data": {"sub": "ok"}}})
     backend.answers["/rpc"] = lambda b: (200, {"result": {"data": {"sum": sum(b["data"]["n"])}}})
     backend.answers["/publish"] = lambda b: (200, {"result": {"data": {"text": b["data"]["text"].upper()}}})
     h = start(herald_factory, backend)
-    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt,
-                                 "HERALD_TRANSPORT": transport})
-    try:
-        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
-        assert m["data"] == {"hi": "from backend"}, m
-        m, _ = n.expect(lambda m: m["ev"] in ("rpc", "rpc_error"), what="rpc")
-        assert m == {"ev": "rpc", "data": {"sum": 6}}, m
-        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
-        assert m["data"] == {"sub": "ok"}, m
-        m, _ = n.expect(lambda m: m["ev"] == "pub", what="pub")
-        assert m["data"] == {"text": "HI"}, m
-    finally:
-        n.quit()
+    sdk_through_proxies(h, fmt, transport, connected={"hi": "from backend"}, rpc={"sum": 6},
+                        subscribed={"sub": "ok"}, pub={"text": "HI"})
     (_, _, body), = backend.calls_to("/connect")
     assert body["transport"] == transport and body["data"] == {"hello": "backend"}
     assert body["protocol"] == ("protobuf" if fmt == "protobuf" else "json")
@@ -290,17 +298,8 @@ def test_refresh_proxy_extends_updates_and_ends_a_connection(herald_factory, bac
     # Centrifugo's refresh proxy: when the connect proxy's expire_at comes,
     # herald asks the backend, which extends the connection (and may change
     # its info) or ends it; the client is never told to refresh.
-    refreshes = []
-
-    def refresh(body):
-        refreshes.append(body)
-        if len(refreshes) == 1:
-            return (200, {"result": {"expire_at": int(time.time()) + 2, "info": {"v": 2}}})
-        return (200, {"result": {"expired": True}})
-
-    backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + 2,
-                                                    "channels": ["news"], "info": {"v": 1}}})
-    backend.answers["/refresh"] = refresh
+    refreshes = answer_refreshes(backend, {"expire_at": 2, "info": {"v": 2}}, {"expired": True}, expires=2,
+                                 channels=["news"], info={"v": 1})
     h = start(herald_factory, backend, kinds=("connect", "refresh"))
 
     async def go():
@@ -413,19 +412,25 @@ def test_subscription_token_info_is_chan_info(herald_factory):
     run(go())
 
 
-def answer_refreshes(backend):
-    """The connect proxy's connection expires in 1 s; the first refresh
-    extends it by 2 s, the next one ends its expiry. Returns the list the
-    refresh bodies are added to."""
+def answer_refreshes(backend, first={"expire_at": 2}, later={}, expires=1, **connect):
+    """The connect proxy says user alice (and connect's other members),
+    whose connection expires in `expires` s; the first refresh answers the
+    result `first` (by default: 2 s more), the later ones `later` (by
+    default: no expiry); an expire_at there is in seconds from the call.
+    Returns the list the refresh bodies are added to."""
     refreshes = []
+
+    def at(result):
+        if "expire_at" in result:
+            return {**result, "expire_at": int(time.time()) + result["expire_at"]}
+        return result
 
     def refresh(body):
         refreshes.append(body)
-        if len(refreshes) == 1:
-            return (200, {"result": {"expire_at": int(time.time()) + 2}})
-        return (200, {"result": {}})
+        return (200, {"result": at(first if len(refreshes) == 1 else later)})
 
-    backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + 1}})
+    backend.answers["/connect"] = (200, {"result": {"user": "alice", "expire_at": int(time.time()) + expires,
+                                                    **connect}})
     backend.answers["/refresh"] = refresh
     return refreshes
 
@@ -459,28 +464,17 @@ def _b64(v):
 
 @pytest.mark.parametrize("fmt", ["json", "protobuf"])
 def test_centrifuge_sdk_gets_b64data_of_every_proxy(herald_factory, backend, fmt):
-    """Centrifugo's b64data (base64 of the bytes) in the connect, subscribe
-    and rpc answers: npm centrifuge (JSON and protobuf) gets the bytes."""
-    from test_interop_js import Node
-    from wsclient import ws_url
+    """Centrifugo's b64data (base64 of the bytes) in the connect, subscribe,
+    rpc and publish answers: npm centrifuge (JSON and protobuf) gets the
+    bytes; a publish answer's bytes are the publication's data."""
     backend.answers["/connect"] = (200, {"result": {"user": "sdk-user", "b64data": _b64({"hi": "b64"})}})
     backend.answers["/subscribe"] = (200, {"result": {"b64info": _b64({"seat": 3}), "data": {"no": 1},
                                                       "b64data": _b64({"sub": "b64"})}})
     backend.answers["/rpc"] = (200, {"result": {"b64data": _b64({"sum": 6})}})
-    backend.answers["/publish"] = (200, {"result": {}})
+    backend.answers["/publish"] = (200, {"result": {"data": {"no": 2}, "b64data": _b64({"text": "b64"})}})
     h = start(herald_factory, backend)
-    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt,
-                                 "HERALD_TRANSPORT": "websocket"})
-    try:
-        m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
-        assert m["data"] == {"hi": "b64"}, m
-        m, _ = n.expect(lambda m: m["ev"] in ("rpc", "rpc_error"), what="rpc")
-        assert m == {"ev": "rpc", "data": {"sum": 6}}, m
-        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
-        assert m["data"] == {"sub": "b64"}, m
-        n.expect(lambda m: m["ev"] == "pub", what="pub")
-    finally:
-        n.quit()
+    sdk_through_proxies(h, fmt, "websocket", connected={"hi": "b64"}, rpc={"sum": 6}, subscribed={"sub": "b64"},
+                        pub={"text": "b64"})
 
 
 def test_subscribe_proxy_b64info_is_chan_info(herald_factory, backend):
@@ -511,8 +505,126 @@ def test_subscribe_proxy_b64info_is_chan_info(herald_factory, backend):
         for ch in ("badinfo", "notjsoninfo", "biginfo", "baddata", "binary"):
             r = await c.call({"subscribe": {"channel": "p:" + ch}})
             assert r.get("error", {}).get("code") == 100, (ch, r)
-        # herald stores JSON data: a publish answer with b64data fails (100).
+        # A publish answer's b64data is the publication's data, stored as
+        # JSON: bytes that are not JSON (or not base64) fail (100).
         r = await c.call({"publish": {"channel": "p:ok", "data": {"y": 1}}})
-        assert r.get("error", {}).get("code") == 100, r
+        assert "publish" in r, r
+        h_ = await c.call({"history": {"channel": "p:ok", "limit": -1}})
+        assert [p["data"] for p in h_["history"]["publications"]] == [{"x": 1}], h_
+        for bad in (b"\x00\xff", "A"):
+            backend.answers["/publish"] = (200, {"result": {"b64data": bad if isinstance(bad, str) else _b64(bad)}})
+            r = await c.call({"publish": {"channel": "p:ok", "data": {"y": 1}}})
+            assert r.get("error", {}).get("code") == 100, (bad, r)
         await c.close()
     run(go())
+
+
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+def test_connect_proxy_subs_with_the_centrifuge_sdk(herald_factory, backend, fmt):
+    """The connect proxy's result.subs acts as the connection token's subs
+    claim (test_centrifugo_subs.py): npm centrifuge (JSON and protobuf)
+    connects without a token and gets each server-side subscription with its
+    data; presence and join carry each one's info as chan_info;
+    override.force_push_join_leave gives it others' joins; override.join_leave
+    announces its own join and leave (or not) instead of the namespace."""
+    from test_centrifugo_subs import b64, js_client
+    backend.answers["/connect"] = (200, {"result": {"user": "px", "info": {"name": "Px"}, "channels": ["news", "room:1"],
+                                                    "subs": {
+        "room:1": {"info": {"seat": 7, "n": 1.5}, "data": {"welcome": "room 1"},
+                   "override": {"force_push_join_leave": {"value": True}}},
+        "room:2": {"b64info": b64({"seat": 8}), "b64data": b64({"hello": [1, 2]})},
+        # join-leave = on in room, but this one's join and leave are not announced;
+        "room:3": {"override": {"join_leave": {"value": False}}},
+        # off in the default namespace, but this one's are.
+        "quiet:1": {"override": {"join_leave": {"value": True}}},
+        "user:px": {"data": {"personal": True}},
+    }}})
+    h = start(herald_factory, backend, kinds=("connect",), config="[namespace room]\njoin-leave = on\n")
+
+    async def go():
+        w, rw = await connect(h, sub="watcher")
+        for ch in ("room:1", "room:3", "quiet:1"):
+            assert "subscribe" in await w.call({"subscribe": {"channel": ch, "join_leave": True}})
+        n = js_client(h, "", fmt)
+        try:
+            m, _ = n.expect(lambda m: m["ev"] == "connected", what="connected")
+            js = m["client"]
+            subs = {m["channel"]: m["data"] for m in n.collect("subscribed", 6)}
+            assert subs == {"room:1": {"welcome": "room 1"}, "room:2": {"hello": [1, 2]}, "room:3": None,
+                            "quiet:1": None, "news": None, "user:px": {"personal": True}}, subs
+            # Joins: room:1 with its chan_info, quiet:1 (override on), not
+            # room:3 (override off): the next room:3 push is the visitor's.
+            joins = [await w.push(), await w.push()]
+            assert sorted(joins, key=lambda p: p["channel"]) == [
+                {"channel": "quiet:1", "join": {"info": {"user": "px", "client": js, "conn_info": {"name": "Px"}}}},
+                {"channel": "room:1", "join": {"info": {"user": "px", "client": js, "conn_info": {"name": "Px"},
+                                                        "chan_info": {"seat": 7, "n": 1.5}}}}], joins
+            n.send("presence room:2")
+            m, _ = n.expect(lambda m: m["ev"].startswith("presence"), what="presence")
+            assert m["clients"] == {js: {"user": "px", "client": js, "connInfo": {"name": "Px"},
+                                         "chanInfo": {"seat": 8}}}, m
+            # force_push_join_leave: the SDK sees a visitor join room:1.
+            v, rv = await connect(h, sub="visitor")
+            assert "subscribe" in await v.call({"subscribe": {"channel": "room:1"}})
+            m, _ = n.expect(lambda m: m["ev"] == "join", what="join")
+            assert m == {"ev": "join", "channel": "room:1", "info": {
+                "user": "visitor", "client": rv["client"], "connInfo": None, "chanInfo": None}}, m
+            assert (await w.push())["join"]["info"]["user"] == "visitor"
+            assert "subscribe" in await v.call({"subscribe": {"channel": "room:3"}})
+            p = await w.push()
+            assert p["channel"] == "room:3" and p["join"]["info"]["user"] == "visitor", p
+            await v.close()
+            leaves = [await w.push(), await w.push()]
+            assert sorted((p["channel"], p["leave"]["info"]["user"]) for p in leaves) == [
+                ("room:1", "visitor"), ("room:3", "visitor")], leaves
+        finally:
+            n.quit()
+        # The SDK went: leaves of room:1 and quiet:1, not of room:3; a
+        # second visitor's join of room:3 comes next.
+        leaves = [await w.push(), await w.push()]
+        assert sorted((p["channel"], p["leave"]["info"]["client"]) for p in leaves) == [
+            ("quiet:1", js), ("room:1", js)], leaves
+        v2, rv2 = await connect(h, sub="visitor2")
+        assert "subscribe" in await v2.call({"subscribe": {"channel": "room:3"}})
+        p = await w.push()
+        assert p["channel"] == "room:3" and p["join"]["info"]["user"] == "visitor2", p
+        await v2.close()
+        await w.close()
+
+    run(go())
+
+
+def test_connect_proxy_subs_refusals(herald_factory, backend):
+    # A result.subs the token's subs claim would refuse (bad base64, a
+    # b64info that is not JSON, over 4 KiB or 64 channels, an option of the
+    # wrong type) is a backend failure (100), as a bad b64info is; a JSON
+    # client cannot carry a subs entry's binary b64data (100), a protobuf
+    # one gets the bytes (test_centrifugo_subs.py).
+    bad = [
+        {"a": {"b64info": "not base64!"}},
+        {"a": {"b64data": "A"}},
+        {"a": {"b64info": _b64(b"\x00\xff")}},
+        {"a": {"b64info": _b64({"pad": "x" * 4096})}},
+        {"a": {"override": 1}},
+        {"a": {"override": {"join_leave": True}}},
+        ["a"],
+        {f"c{i}": {} for i in range(65)},
+        {"a": {"b64data": _b64(b"\x00\xff")}},
+    ]
+    answers = iter(bad + [{f"c{i}": {} for i in range(64)}])
+    backend.answers["/connect"] = lambda b: (200, {"result": {"user": "u", "subs": next(answers)}})
+    h = start(herald_factory, backend, kinds=("connect",))
+
+    async def go():
+        for subs in bad:
+            c, r = await proxy_connect(h)
+            assert r.get("error", {}).get("code") == 100, (subs, r)
+            if subs is not bad[-1]:
+                await c.close()
+        # The last one's session is still new: it connects again, and 64
+        # channels (and user:u) are fine.
+        r = await c.call({"connect": {}})
+        assert len(r["connect"]["subs"]) == 65, r
+        await c.close()
+    run(go())
+    assert metric_value(h, "herald_ws_proxy_failures_total") >= len(bad)

@@ -16,7 +16,10 @@
  *     subscribe, skip_history only for publish;
  *   - info and data are one well-formed, minified JSON value each, with no
  *     raw newline (they go into client frames as they are); data from
- *     b64data (connect, subscribe, rpc only) is any bytes, NUL-terminated;
+ *     b64data (not refresh) is any bytes, NUL-terminated;
+ *   - subs (connect only, at most HD_JWT_CHANNELS_MAX): each channel named,
+ *     each info minified JSON, each data NUL-terminated (minified JSON
+ *     unless from b64data);
  *   - parsing is stable: the same input gives the same answer.
  */
 #include "edge/cproxy.h"
@@ -77,16 +80,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (a.data && !a.data_b64)
 			check_json(a.data, a.data_len);
 		if (a.data_b64)
-			CHECK(a.data && a.data[a.data_len] == '\0' &&
-			      (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_RPC));
+			CHECK(a.data && a.data[a.data_len] == '\0' && kind != HD_CPROXY_REFRESH);
+		CHECK(a.subs.nchannels <= HD_JWT_CHANNELS_MAX);
+		CHECK(kind == HD_CPROXY_CONNECT || !a.subs.nchannels);
+		CHECK(!a.subs.nchannels || a.subs.subs);
+		for (size_t i = 0; i < a.subs.nchannels; i++) {
+			const struct hd_jwt_sub *o = &a.subs.subs[i];
+			CHECK(a.subs.channels[i] != NULL);
+			if (o->info)
+				check_json(o->info, strlen(o->info));
+			if (o->data && !o->data_b64)
+				check_json(o->data, o->data_len);
+			if (o->data)
+				CHECK(o->data[o->data_len] == '\0');
+		}
 	} else {
-		CHECK(!a.info && !a.data && !a.nchannels && !a.data_b64);
+		CHECK(!a.info && !a.data && !a.nchannels && !a.data_b64 && !a.subs.nchannels);
 	}
 	int rc2 = hd_cproxy_answer_parse(kind, body, len, &b);
 	CHECK(rc2 == rc && b.outcome == a.outcome && b.code == a.code && strcmp(a.message, b.message) == 0);
 	CHECK(b.data_len == a.data_len && b.data_b64 == a.data_b64 &&
 	      (!a.data || memcmp(a.data, b.data, a.data_len) == 0));
 	CHECK(b.info_len == a.info_len && (!a.info || memcmp(a.info, b.info, a.info_len) == 0));
+	CHECK(b.subs.nchannels == a.subs.nchannels);
 	hd_cproxy_answer_fini(&a);
 	hd_cproxy_answer_fini(&a);
 	hd_cproxy_answer_fini(&b);

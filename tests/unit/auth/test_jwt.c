@@ -283,6 +283,26 @@ static void accepted(const struct hd_jwt_keys *k, const char *t)
 	hd_jwt_claims_fini(&c);
 }
 
+/* One token signed HS256 with secret1: its header (NULL: {"alg":"HS256"})
+ * and payload, and why it is refused (a part of the message), or NULL when
+ * it is accepted. */
+struct claim_case {
+	const char *header, *payload, *why;
+};
+
+/* Checks each case of a list that ends with {0} against k. */
+static void claim_cases(const struct hd_jwt_keys *k, const struct claim_case *cs)
+{
+	for (; cs->payload; cs++) {
+		char *t = hs256(cs->header ? cs->header : "{\"alg\":\"HS256\"}", cs->payload, secret1);
+		if (cs->why)
+			refused(k, t, cs->why);
+		else
+			accepted(k, t);
+		free(t);
+	}
+}
+
 /* ---- setup ---- */
 
 static int setup(void **state)
@@ -541,18 +561,12 @@ static void test_alg_none(void **state)
 		free(in);
 	}
 	/* Algorithm names are case-sensitive (libjwt's are not). */
-	char *t = hs256("{\"alg\":\"hs256\"}", "{}", secret1);
-	refused(k, t, "unsupported alg");
-	free(t);
-	t = hs256("{\"alg\":\"PS256\"}", "{}", secret1);
-	refused(k, t, "unsupported alg");
-	free(t);
-	t = hs256("{\"typ\":\"JWT\"}", "{}", secret1);
-	refused(k, t, "no \"alg\"");
-	free(t);
-	t = hs256("{\"alg\":256}", "{}", secret1);
-	refused(k, t, "no \"alg\"");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{"{\"alg\":\"hs256\"}", "{}", "unsupported alg"},
+		{"{\"alg\":\"PS256\"}", "{}", "unsupported alg"},
+		{"{\"typ\":\"JWT\"}", "{}", "no \"alg\""},
+		{"{\"alg\":256}", "{}", "no \"alg\""},
+		{0}});
 	hd_jwt_keys_free(k);
 }
 
@@ -609,29 +623,16 @@ static void test_rs_token_with_only_hmac(void **state)
 static void test_header_rules(void **state)
 {
 	struct hd_jwt_keys *k = keys_of((struct opts){.secrets = one_secret});
-	char *t;
 
-	t = hs256("{\"alg\":\"HS256\",\"kid\":\"no-such-key\"}", "{}", secret1);
-	accepted(k, t); /* kid is ignored for now */
-	free(t);
-	t = hs256("{\"alg\":\"HS256\",\"typ\":\"jwt\"}", "{}", secret1);
-	accepted(k, t);
-	free(t);
-	t = hs256("{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", "{}", secret1);
-	refused(k, t, "typ");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\",\"crit\":[\"exp\"],\"exp\":1}", "{}", secret1);
-	refused(k, t, "crit");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\",\"alg\":\"none\"}", "{}", secret1);
-	refused(k, t, "header is not a JSON object");
-	free(t);
-	t = hs256("[\"HS256\"]", "{}", secret1);
-	refused(k, t, "header is not a JSON object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}x", "{}", secret1);
-	refused(k, t, "header is not a JSON object");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{"{\"alg\":\"HS256\",\"kid\":\"no-such-key\"}", "{}", NULL}, /* kid is ignored for now */
+		{"{\"alg\":\"HS256\",\"typ\":\"jwt\"}", "{}", NULL},
+		{"{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", "{}", "typ"},
+		{"{\"alg\":\"HS256\",\"crit\":[\"exp\"],\"exp\":1}", "{}", "crit"},
+		{"{\"alg\":\"HS256\",\"alg\":\"none\"}", "{}", "header is not a JSON object"},
+		{"[\"HS256\"]", "{}", "header is not a JSON object"},
+		{"{\"alg\":\"HS256\"}x", "{}", "header is not a JSON object"},
+		{0}});
 	hd_jwt_keys_free(k);
 }
 
@@ -640,18 +641,12 @@ static void test_payload_rules(void **state)
 	struct hd_jwt_keys *k = keys_of((struct opts){.secrets = one_secret});
 	char *t;
 
-	t = hs256("{\"alg\":\"HS256\"}", "[1]", secret1);
-	refused(k, t, "payload is not a JSON object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"sub\":\"a\",\"sub\":\"b\"}", secret1);
-	refused(k, t, "payload is not a JSON object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"n\":99999999999999999999}", secret1);
-	refused(k, t, "payload is not a JSON object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"sub\":\"a\\u0000b\"}", secret1);
-	refused(k, t, "payload is not a JSON object");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "[1]", "payload is not a JSON object"},
+		{NULL, "{\"sub\":\"a\",\"sub\":\"b\"}", "payload is not a JSON object"},
+		{NULL, "{\"n\":99999999999999999999}", "payload is not a JSON object"},
+		{NULL, "{\"sub\":\"a\\u0000b\"}", "payload is not a JSON object"},
+		{0}});
 
 	/* A raw NUL in the decoded payload, then valid JSON after it. */
 	static const char pl[] = "{}\0{\"sub\":\"x\"}";
@@ -707,15 +702,11 @@ static void test_exp_and_leeway(void **state)
 	assert_int_equal(c.exp, 1700000000);
 	hd_jwt_claims_fini(&c);
 	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"exp\":\"1800000000\"}", secret1);
-	refused(k0, t, "claim exp must be a number");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"exp\":1e300}", secret1);
-	refused(k0, t, "claim exp is out of range");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"iat\":null}", secret1);
-	refused(k0, t, "claim iat must be a number");
-	free(t);
+	claim_cases(k0, (const struct claim_case[]){
+		{NULL, "{\"exp\":\"1800000000\"}", "claim exp must be a number"},
+		{NULL, "{\"exp\":1e300}", "claim exp is out of range"},
+		{NULL, "{\"iat\":null}", "claim iat must be a number"},
+		{0}});
 	/* The far ends of int64 do not overflow. */
 	t = hs256("{\"alg\":\"HS256\"}", "{\"exp\":9223372036854775807,\"nbf\":-9223372036854775807}",
 		  secret1);
@@ -728,21 +719,14 @@ static void test_exp_and_leeway(void **state)
 static void test_nbf(void **state)
 {
 	struct hd_jwt_keys *k = keys_of((struct opts){.secrets = one_secret, .leeway = 10});
-	char *t;
 
-	t = hs256("{\"alg\":\"HS256\"}", "{\"nbf\":1700000011}", secret1);
-	refused(k, t, "not valid yet");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"nbf\":1700000010}", secret1);
-	accepted(k, t);
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"nbf\":true}", secret1);
-	refused(k, t, "claim nbf must be a number");
-	free(t);
-	/* Not valid yet and expired: not yet wins, a new token would not help. */
-	t = hs256("{\"alg\":\"HS256\"}", "{\"nbf\":1800000000,\"exp\":1}", secret1);
-	refused(k, t, "not valid yet");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "{\"nbf\":1700000011}", "not valid yet"},
+		{NULL, "{\"nbf\":1700000010}", NULL},
+		{NULL, "{\"nbf\":true}", "claim nbf must be a number"},
+		/* Not valid yet and expired: not yet wins, a new token would not help. */
+		{NULL, "{\"nbf\":1800000000,\"exp\":1}", "not valid yet"},
+		{0}});
 	hd_jwt_keys_free(k);
 }
 
@@ -752,35 +736,23 @@ static void test_audience(void **state)
 	struct hd_jwt_keys *any = keys_of((struct opts){.secrets = one_secret});
 	char *t;
 
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":\"herald\"}", secret1);
-	accepted(k, t);
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":[\"other\",\"herald\"]}", secret1);
-	accepted(k, t);
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "{\"aud\":\"herald\"}", NULL},
+		{NULL, "{\"aud\":[\"other\",\"herald\"]}", NULL},
+		{0}});
 	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":\"other\"}", secret1);
 	refused(k, t, "not for this audience");
 	accepted(any, t); /* not configured: not checked */
 	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":[\"other\",\"Herald\"]}", secret1);
-	refused(k, t, "not for this audience");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":[]}", secret1);
-	refused(k, t, "not for this audience");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":[\"herald\",1]}", secret1);
-	refused(k, t, "claim aud must be a string or an array of strings");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":{\"herald\":1}}", secret1);
-	refused(k, t, "claim aud must be a string or an array of strings");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"sub\":\"1\"}", secret1);
-	refused(k, t, "claim aud is missing");
-	free(t);
-	/* A wrong audience is HD_EUNAUTH even when the token has also expired. */
-	t = hs256("{\"alg\":\"HS256\"}", "{\"aud\":\"other\",\"exp\":1}", secret1);
-	refused(k, t, "not for this audience");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "{\"aud\":[\"other\",\"Herald\"]}", "not for this audience"},
+		{NULL, "{\"aud\":[]}", "not for this audience"},
+		{NULL, "{\"aud\":[\"herald\",1]}", "claim aud must be a string or an array of strings"},
+		{NULL, "{\"aud\":{\"herald\":1}}", "claim aud must be a string or an array of strings"},
+		{NULL, "{\"sub\":\"1\"}", "claim aud is missing"},
+		/* A wrong audience is HD_EUNAUTH even when the token has also expired. */
+		{NULL, "{\"aud\":\"other\",\"exp\":1}", "not for this audience"},
+		{0}});
 	hd_jwt_keys_free(k);
 	hd_jwt_keys_free(any);
 }
@@ -788,20 +760,13 @@ static void test_audience(void **state)
 static void test_issuer(void **state)
 {
 	struct hd_jwt_keys *k = keys_of((struct opts){.secrets = one_secret, .iss = "https://auth"});
-	char *t;
 
-	t = hs256("{\"alg\":\"HS256\"}", "{\"iss\":\"https://auth\"}", secret1);
-	accepted(k, t);
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"iss\":\"https://evil\"}", secret1);
-	refused(k, t, "expected issuer");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"iss\":[\"https://auth\"]}", secret1);
-	refused(k, t, "expected issuer");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{}", secret1);
-	refused(k, t, "expected issuer");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "{\"iss\":\"https://auth\"}", NULL},
+		{NULL, "{\"iss\":\"https://evil\"}", "expected issuer"},
+		{NULL, "{\"iss\":[\"https://auth\"]}", "expected issuer"},
+		{NULL, "{}", "expected issuer"},
+		{0}});
 	hd_jwt_keys_free(k);
 }
 
@@ -810,21 +775,13 @@ static void test_typed_claims(void **state)
 	struct hd_jwt_keys *k = keys_of((struct opts){.secrets = one_secret});
 	char *t;
 
-	t = hs256("{\"alg\":\"HS256\"}", "{\"sub\":42}", secret1);
-	refused(k, t, "claim sub must be a string");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"sub\":null}", secret1);
-	refused(k, t, "claim sub must be a string");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"channel\":[\"a\"]}", secret1);
-	refused(k, t, "claim channel must be a string");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"channels\":[\"a\",1]}", secret1);
-	refused(k, t, "claim channels must be an array of strings");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"channels\":\"a\"}", secret1);
-	refused(k, t, "claim channels must be an array of strings");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "{\"sub\":42}", "claim sub must be a string"},
+		{NULL, "{\"sub\":null}", "claim sub must be a string"},
+		{NULL, "{\"channel\":[\"a\"]}", "claim channel must be a string"},
+		{NULL, "{\"channels\":[\"a\",1]}", "claim channels must be an array of strings"},
+		{NULL, "{\"channels\":\"a\"}", "claim channels must be an array of strings"},
+		{0}});
 
 	/* HD_JWT_CHANNELS_MAX entries pass; one more does not. */
 	char payload[1024] = "{\"channels\":[";
@@ -877,7 +834,8 @@ static void test_b64info_and_subs(void **state)
 	t = hs256("{\"alg\":\"HS256\"}",
 		  "{\"sub\":\"42\",\"channels\":[\"news\",\"b\"],\"subs\":{"
 		  "\"b\":{\"info\":{ \"role\" : \"mod\" },\"data\":{ \"welcome\" : true },\"override\":{\"presence\":{\"value\":true}}},"
-		  "\"a\":{\"b64info\":\"WzFd\",\"b64data\":\"AP8=\",\"override\":{\"force_push_join_leave\":{\"value\":true}}},"
+		  "\"a\":{\"b64info\":\"WzFd\",\"b64data\":\"AP8=\",\"override\":{\"force_push_join_leave\":{\"value\":true},"
+		  "\"join_leave\":{\"value\":false}}},"
 		  "\"c\":null,\"d\":{\"info\":null,\"data\":null,\"other\":1}}}",
 		  secret1);
 	assert_int_equal(verify_at(k, t, NOW, &c, &err), 0);
@@ -895,6 +853,9 @@ static void test_b64info_and_subs(void **state)
 	assert_true(c.subs[1].data_b64);
 	assert_true(c.subs[1].push_join_leave);
 	assert_false(c.subs[0].push_join_leave);
+	assert_true(c.subs[1].join_leave_set);
+	assert_false(c.subs[1].join_leave);
+	assert_false(c.subs[0].join_leave_set);
 	assert_string_equal(c.channels[2], "c");
 	assert_null(c.subs[2].info);
 	assert_null(c.subs[2].data);
@@ -914,36 +875,21 @@ static void test_b64info_and_subs(void **state)
 	free(t);
 
 	/* Refused: bad base64, not JSON, too long, wrong types, too many. */
-	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"e30*\"}", secret1);
-	refused(k, t, "claim b64info is not base64");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"e30 \"}", secret1);
-	refused(k, t, "claim b64info is not base64");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":\"AP8=\"}", secret1);
-	refused(k, t, "claim b64info is not base64 of a JSON text");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"b64info\":7}", secret1);
-	refused(k, t, "claim b64info must be a string");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"b64data\":\"A\"}}}", secret1);
-	refused(k, t, "claim subs[a].b64data is not base64");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"b64info\":\"e30=x\"}}}", secret1);
-	refused(k, t, "claim subs[a].b64info is not base64");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":[\"a\"]}", secret1);
-	refused(k, t, "claim subs must be an object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":true}}", secret1);
-	refused(k, t, "claim subs: the options of a channel must be an object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"override\":1}}}", secret1);
-	refused(k, t, "claim subs[a].override must be an object");
-	free(t);
-	t = hs256("{\"alg\":\"HS256\"}", "{\"subs\":{\"a\":{\"override\":{\"force_push_join_leave\":true}}}}", secret1);
-	refused(k, t, "claim subs[a].override.force_push_join_leave must be");
-	free(t);
+	claim_cases(k, (const struct claim_case[]){
+		{NULL, "{\"b64info\":\"e30*\"}", "claim b64info is not base64"},
+		{NULL, "{\"b64info\":\"e30 \"}", "claim b64info is not base64"},
+		{NULL, "{\"b64info\":\"AP8=\"}", "claim b64info is not base64 of a JSON text"},
+		{NULL, "{\"b64info\":7}", "claim b64info must be a string"},
+		{NULL, "{\"subs\":{\"a\":{\"b64data\":\"A\"}}}", "claim subs[a].b64data is not base64"},
+		{NULL, "{\"subs\":{\"a\":{\"b64info\":\"e30=x\"}}}", "claim subs[a].b64info is not base64"},
+		{NULL, "{\"subs\":[\"a\"]}", "claim subs must be an object"},
+		{NULL, "{\"subs\":{\"a\":true}}", "claim subs: the options of a channel must be an object"},
+		{NULL, "{\"subs\":{\"a\":{\"override\":1}}}", "claim subs[a].override must be an object"},
+		{NULL, "{\"subs\":{\"a\":{\"override\":{\"force_push_join_leave\":true}}}}",
+		 "claim subs[a].override.force_push_join_leave must be"},
+		{NULL, "{\"subs\":{\"a\":{\"override\":{\"join_leave\":{\"value\":1}}}}}",
+		 "claim subs[a].override.join_leave must be"},
+		{0}});
 
 	/* b64info of HD_JWT_INFO_MAX bytes passes, one more does not: a JSON
 	 * string "xxx…" of that length, base64 encoded. */

@@ -209,8 +209,7 @@ static void test_b64(void **state)
 	assert_null(a.data);
 	assert_false(a.data_b64);
 	hd_cproxy_answer_fini(&a);
-	/* Failures: not base64, not a string, info not JSON or too long,
-	 * b64data for publish. */
+	/* Failures: not base64, not a string, info not JSON or too long. */
 	static const char *const bad[] = {
 		"{\"result\":{\"b64data\":\"A\"}}", "{\"result\":{\"b64data\":\"AP8*\"}}",
 		"{\"result\":{\"b64data\":5}}", "{\"result\":{\"b64info\":\"AP8=\"}}",
@@ -222,8 +221,11 @@ static void test_b64(void **state)
 		assert_non_null(strstr(a.message, "b64"));
 		hd_cproxy_answer_fini(&a);
 	}
-	assert_int_equal(parse(HD_CPROXY_PUBLISH, "{\"result\":{\"b64data\":\"AA==\"}}", &a), HD_EINVAL);
-	assert_non_null(strstr(a.message, "publish"));
+	/* A publish answer's b64data replaces the publication's data. */
+	assert_int_equal(parse(HD_CPROXY_PUBLISH, "{\"result\":{\"b64data\":\"eyJ4IjoxfQ==\",\"data\":1}}", &a), 0);
+	assert_true(a.data_b64);
+	assert_int_equal(a.data_len, 7);
+	assert_string_equal(a.data, "{\"x\":1}");
 	hd_cproxy_answer_fini(&a);
 	/* 4096 bytes of decoded info pass, 4097 do not: "xx…" base64 encoded
 	 * (3-byte groups of "xxx" are "eHh4"). */
@@ -252,11 +254,78 @@ static void test_b64(void **state)
 	}
 }
 
+/* A connect answer's subs: read as the token's subs claim (auth/jwt.c),
+ * with the same limits; a bad entry fails the answer; other kinds ignore it. */
+static void test_connect_subs(void **state)
+{
+	(void)state;
+	struct hd_cproxy_answer a;
+	assert_int_equal(parse(HD_CPROXY_CONNECT,
+			       "{\"result\":{\"user\":\"u\",\"channels\":[\"b\",\"news\"],\"subs\":{"
+			       "\"a\":{\"b64info\":\"WzFd\",\"b64data\":\"AP8=\",\"override\":{"
+			       "\"force_push_join_leave\":{\"value\":true},\"join_leave\":{\"value\":false}}},"
+			       "\"b\":{\"info\":{ \"r\" : 1 },\"data\":{\"w\":true}},\"c\":null}}}", &a), 0);
+	assert_int_equal(a.subs.nchannels, 3);
+	assert_string_equal(a.subs.channels[0], "a");
+	assert_string_equal(a.subs.subs[0].info, "[1]");
+	assert_true(a.subs.subs[0].data_b64);
+	assert_memory_equal(a.subs.subs[0].data, "\x00\xff", 2);
+	assert_true(a.subs.subs[0].push_join_leave);
+	assert_true(a.subs.subs[0].join_leave_set);
+	assert_false(a.subs.subs[0].join_leave);
+	assert_string_equal(a.subs.channels[1], "b");
+	assert_string_equal(a.subs.subs[1].info, "{\"r\":1}");
+	assert_string_equal(a.subs.subs[1].data, "{\"w\":true}");
+	assert_false(a.subs.subs[1].join_leave_set);
+	assert_null(a.subs.subs[2].info);
+	assert_int_equal(a.nchannels, 2);
+	hd_cproxy_answer_fini(&a);
+	assert_null(a.subs.subs);
+	/* Not read for subscribe. */
+	assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, "{\"result\":{\"subs\":7}}", &a), 0);
+	assert_int_equal(a.subs.nchannels, 0);
+	hd_cproxy_answer_fini(&a);
+	static const char *const bad[] = {
+		"{\"result\":{\"subs\":[\"a\"]}}",
+		"{\"result\":{\"subs\":{\"a\":{\"b64data\":\"A\"}}}}",
+		"{\"result\":{\"subs\":{\"a\":{\"b64info\":\"AP8=\"}}}}",
+		"{\"result\":{\"subs\":{\"a\":{\"override\":{\"join_leave\":true}}}}}",
+		"{\"result\":{\"subs\":{\"a\":{},\"a\":{}}}}",
+	};
+	static const char *const why[] = {
+		"result.subs must be an object", "result.subs[a].b64data is not base64",
+		"result.subs[a].b64info is not base64 of a JSON text",
+		"result.subs[a].override.join_leave must be", "result.subs is not JSON",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(HD_CPROXY_CONNECT, bad[i], &a), HD_EINVAL);
+		assert_int_equal(a.outcome, HD_CPROXY_FAILED);
+		if (!strstr(a.message, why[i]))
+			fail_msg("%s: %s", bad[i], a.message);
+		hd_cproxy_answer_fini(&a);
+	}
+	/* 64 channels pass, 65 do not. */
+	for (int extra = 0; extra < 2; extra++) {
+		char body[2048];
+		size_t o = (size_t)snprintf(body, sizeof(body), "{\"result\":{\"subs\":{");
+		for (int i = 0; i < 64 + extra; i++)
+			o += (size_t)snprintf(body + o, sizeof(body) - o, "%s\"c%d\":{}", i ? "," : "", i);
+		snprintf(body + o, sizeof(body) - o, "}}}");
+		assert_int_equal(parse(HD_CPROXY_CONNECT, body, &a), extra ? HD_EINVAL : 0);
+		if (extra)
+			assert_non_null(strstr(a.message, "result.subs has 65 channels, at most 64"));
+		else
+			assert_int_equal(a.subs.nchannels, 64);
+		hd_cproxy_answer_fini(&a);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connect_result),
 		cmocka_unit_test(test_b64),
+		cmocka_unit_test(test_connect_subs),
 		cmocka_unit_test(test_error_and_disconnect),
 		cmocka_unit_test(test_refresh),
 		cmocka_unit_test(test_malformed),
