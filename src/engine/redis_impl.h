@@ -54,7 +54,7 @@
 #define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_COUNT };
 
 struct redis;
 
