@@ -1363,6 +1363,7 @@ static const struct hd_engine_ops redis_ops = {
 	.reg_put = hd_redis_presence_put,
 	.reg_flush = hd_redis_presence_flush,
 	.reg_query = hd_redis_presence_query,
+	.reg_left = hd_redis_presence_left,
 	.notice = hd_redis_deliver_notice,
 };
 

@@ -233,5 +233,6 @@ void hd_redis_presence_put(struct hd_engine *e, enum hd_reg_kind kind, const cha
 			   const char *client, const char *value);
 void hd_redis_presence_flush(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
 int hd_redis_presence_query(struct hd_engine *e, struct hd_reg_query *q);
+bool hd_redis_presence_left(struct hd_engine *e, const char *topic, const char *client);
 
 #endif

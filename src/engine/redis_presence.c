@@ -25,8 +25,9 @@
  *                          left behind (kill -9), then empties the set
  *   herald:sweepcur:NODE   hash HASH → HSCAN cursor: where the sweep of a
  *                          dead NODE goes on in each hash (per shard)
- *   herald:swept:NODE      "1" with a day's PX: the sweep announced leaves
- *                          of NODE; NODE's beat GETDELs it (per shard)
+ *   herald:swept:NODE      set "TOPIC\nCLIENT" with a day's PX: the
+ *                          subscriptions of NODE the sweep announced as
+ *                          left; NODE's beat SPOPs a page (per shard)
  *
  * Writes are neither WAITed for nor acknowledged: they are queued, one per
  * entry (a later put of the same entry replaces the queued one), and sent
@@ -36,8 +37,9 @@
  * PENDING_MAX entries (past it a put is dropped and counted). After a
  * command connection comes up again, and whenever the heartbeat finds its
  * key gone (it lapsed, or a failover lost it), the hub writes every entry
- * again (HD_REG_FLUSH_ALL); when the beat finds the swept mark, it also
- * announces its joins again (HD_REG_FLUSH_REJOIN).
+ * again (HD_REG_FLUSH_ALL); when the beat finds swept entries, it also
+ * announces their joins again (HD_REG_FLUSH_REJOIN, then _JOINS for the
+ * next pages; the hub asks hd_redis_presence_left which ones).
  *
  * Every call names the keys it touches, of one Redis Cluster slot
  * (docs/cluster.md "Every key"): a walk over many keys is driven from
@@ -87,9 +89,12 @@
 #define BEAT_TTL "4000"            /* and its PX */
 #define NODES_MAX 256              /* other nodes a query checks */
 #define SWEEP_MS 1000              /* the sweep's period */
-#define SWEEP_WORK "2000"          /* fields one sweep call looks at or removes
+#define SWEEP_WORK 2000            /* fields one sweep round looks at or removes
 				      (about: a scan's COUNT is a hint) */
 #define SWEEP_COUNT "100"          /* one SSCAN's or HSCAN's COUNT in the sweep */
+#define REJOIN_PAGE 1000           /* swept entries one beat takes per shard
+				      (SPOP): the joins announced per second */
+#define LEFT_MAX (REJOIN_PAGE * HD_REDIS_SHARDS_MAX)
 #define STEP_KEYS 20               /* hashes a sweep works on at once */
 #define ONLINE_PAGE "1000"         /* one HSCAN's COUNT over herald:online */
 #define ONLINE_USERS_MAX 1000000   /* distinct users an online count tells
@@ -131,7 +136,18 @@ struct hd_redis_presence {
 		unsigned shard;
 	} beat_ctx[HD_REDIS_SHARDS_MAX];
 	unsigned beat_wait;           /* swept checks of this round not answered */
-	bool beat_swept;              /* one of them found the mark */
+	bool beat_swept;              /* one of them found swept entries */
+	bool rejoining;               /* the last round found some too */
+	bool want_joins;              /* announce the joins of `left` */
+	struct hd_map left;           /* "TOPIC\nCLIENT" the other nodes announced as
+				         left, taken from herald:swept:NODE: the
+				         joins of the next flush (values: p) */
+	/* The sweep's pace (test-only overrides: HERALD_TEST_SWEEP_COUNT,
+	 * _WORK, _RETRY_MS; HERALD_TEST_REJOIN_PAGE). */
+	char sweep_count[16];
+	long sweep_work;
+	uint64_t sweep_retry_ms;
+	char rejoin_page[16];
 	hd_engine_reg_flush_fn fn;
 	void *fn_arg;
 	bool up_once[HD_REDIS_SHARDS_MAX];
@@ -245,12 +261,18 @@ static void flush(struct hd_redis_presence *p)
 {
 	if (p->stopped)
 		return;
-	if (p->fn && (p->asked || p->want_all || p->want_rejoin)) {
-		int mode = p->want_rejoin ? HD_REG_FLUSH_REJOIN
-			   : p->want_all  ? HD_REG_FLUSH_ALL
-					  : HD_REG_FLUSH_CHANGED;
-		p->asked = p->want_all = p->want_rejoin = false;
+	if (p->fn && (p->asked || p->want_all || p->want_rejoin || p->want_joins)) {
+		bool joins = p->want_rejoin || p->want_joins, all = p->want_rejoin || p->want_all;
+		int mode = joins && all ? HD_REG_FLUSH_REJOIN
+			   : joins      ? HD_REG_FLUSH_JOINS
+			   : all        ? HD_REG_FLUSH_ALL
+					: HD_REG_FLUSH_CHANGED;
+		p->asked = p->want_all = p->want_rejoin = p->want_joins = false;
 		p->fn(p->fn_arg, mode);
+		if (joins) { /* announced: hd_redis_presence_left answered them */
+			hd_map_fini(&p->left);
+			hd_map_init(&p->left, LEFT_MAX);
+		}
 	}
 	for (size_t sent = 0; p->head && sent < BATCH_MAX; sent++) {
 		struct pend *e = p->head;
@@ -346,29 +368,51 @@ static void beat_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	}
 }
 
-/* GETDEL herald:swept:NODE answered: the sweep announced this node's
- * clients as left (its heartbeat lapsed while it lived on). Once every
- * shard of the round answered (the heartbeat is back on each, so no sweep
- * announces more), the joins go out again. A process's first beat on a
- * shard only clears a previous run's mark. */
+/* SPOP herald:swept:NODE answered: a page of this node's entries the
+ * other nodes announced as left ("TOPIC\nCLIENT": its heartbeat lapsed
+ * while it lived on and the sweep removed them). Once every shard of the
+ * round answered (the heartbeat is back on each, so no sweep announces
+ * more), the joins of exactly those go out again; the first such round
+ * also writes every entry again. A page per shard and beat bounds the
+ * joins of one second (REJOIN_PAGE): the rest come with the next beats.
+ * A process's first beat on a shard only deletes a previous run's set. */
 static void swept_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
 	struct beat_ctx *bc = priv;
 	struct hd_redis_presence *p = bc->p;
 	p->beat_wait--;
-	if (!rep || p->stopped || rep->type == REDIS_REPLY_ERROR)
+	if (rep && !p->stopped && rep->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < rep->elements; i++) {
+			const redisReply *e = rep->element[i];
+			if (e->type != REDIS_REPLY_STRING || e->len >= KEY_MAX)
+				continue;
+			char key[KEY_MAX];
+			memcpy(key, e->str, e->len);
+			key[e->len] = '\0';
+			if (!hd_map_get(&p->left, key))
+				(void)hd_map_put(&p->left, key, p); /* full: no join */
+			p->beat_swept = true;
+		}
+	}
+	if (rep && !p->stopped)
+		p->beaten[bc->shard] = true;
+	if (p->beat_wait > 0 || p->stopped)
 		return;
-	if (rep->type == REDIS_REPLY_STRING && p->beaten[bc->shard])
-		p->beat_swept = true;
-	p->beaten[bc->shard] = true;
-	if (p->beat_wait == 0 && p->beat_swept) {
-		p->beat_swept = false;
-		hd_log_warn("redis: this node's heartbeat had lapsed and the other nodes announced its "
-			    "clients as left: writing its entries and announcing their joins again");
+	if (!p->beat_swept) {
+		p->rejoining = false;
+		return;
+	}
+	p->beat_swept = false;
+	if (!p->rejoining) {
+		hd_log_warn("redis: this node's heartbeat had lapsed and the other nodes announced "
+			    "clients of it as left: writing its entries and announcing their joins again");
 		listed_forget(p);
 		p->want_rejoin = true;
-		arm(p, 0);
+	} else {
+		p->want_joins = true;
 	}
+	p->rejoining = true;
+	arm(p, 0);
 }
 
 /* The heartbeat, the swept check and this node's name in herald:nodes, on
@@ -380,8 +424,10 @@ static void beat(struct hd_redis_presence *p)
 	snprintf(swept, sizeof(swept), "herald:swept:%s", p->node);
 	const char *argv[] = {"SET", key, p->token, "PX", BEAT_TTL, "GET"};
 	size_t lens[] = {3, strlen(key), strlen(p->token), 2, strlen(BEAT_TTL), 3};
-	const char *sargv[] = {"GETDEL", swept};
-	size_t slens[] = {6, strlen(swept)};
+	const char *sargv[] = {"SPOP", swept, p->rejoin_page};
+	size_t slens[] = {4, strlen(swept), strlen(p->rejoin_page)};
+	const char *dargv[] = {"DEL", swept};
+	size_t dlens[] = {3, strlen(swept)};
 	const char *hargv[] = {"HSET", "herald:nodes", p->node, "1"};
 	size_t hlens[] = {4, 12, strlen(p->node), 1};
 	bool check = p->beat_wait == 0; /* else the last round's checks are still out */
@@ -392,7 +438,9 @@ static void beat(struct hd_redis_presence *p)
 		if (hd_rconn_command(c, beat_reply, p, 6, argv, lens))
 			continue;
 		p->beat_ctx[s] = (struct beat_ctx){p, s};
-		if (check && hd_rconn_command(c, swept_reply, &p->beat_ctx[s], 2, sargv, slens) == 0)
+		if (check && hd_rconn_command(c, swept_reply, &p->beat_ctx[s],
+					      p->beaten[s] ? 3 : 2, p->beaten[s] ? sargv : dargv,
+					      p->beaten[s] ? slens : dlens) == 0)
 			p->beat_wait++;
 		(void)fire_and_forget(p, c, 4, hargv, hlens);
 	}
@@ -416,12 +464,13 @@ static void on_beat_timer(uv_timer_t *t)
  * (every node, the caller too, pushes it to its subscribers; the node, if
  * it lives on, drops it as its own). An entry is announced only by the
  * call whose HDEL removed it, so each leave goes out once even when two
- * nodes sweep the same hash. → {next cursor, fields removed, leaves sent}.
+ * nodes sweep the same hash. → {next cursor, fields removed, {the client
+ * ids announced as left}}.
  * It reads and writes only KEYS[1] (the Redis Cluster rule).
  */
 static const char step_lua[] =
 	"local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])\n"
-	"local fv, removed, left = r[2], 0, 0\n"
+	"local fv, removed, left = r[2], 0, {}\n"
 	"for i = 1, #fv, 2 do\n"
 	"  if redis.call('HDEL', KEYS[1], fv[i]) == 1 then\n"
 	"    removed = removed + 1\n"
@@ -431,7 +480,7 @@ static const char step_lua[] =
 	"         and type(o.user) == 'string' then\n"
 	"        redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. ARGV[6] .. '\\nleave\\n' ..\n"
 	"                   o.id .. '\\n' .. o.user .. '\\n' .. fv[i + 1])\n"
-	"        left = left + 1\n"
+	"        left[#left + 1] = o.id\n"
 	"      end\n"
 	"    end\n"
 	"  end\n"
@@ -496,6 +545,7 @@ struct sweep {
 	char **keys;                  /* the set's page (owned) */
 	size_t nkeys, ki, nstep;
 	size_t out;                   /* steps sent, not answered */
+	bool stepped;                 /* a chunk ran this round (one always does) */
 	struct step steps[STEP_KEYS];
 };
 
@@ -527,7 +577,7 @@ static void sw_finish(struct sweep *s)
 	} else {
 		p->sweeping[s->shard] = false;
 		if (s->more && !s->failed && !p->stopped)
-			uv_timer_start(&p->sweep_timer, on_sweep_timer, RETRY_MS, SWEEP_MS);
+			uv_timer_start(&p->sweep_timer, on_sweep_timer, p->sweep_retry_ms, SWEEP_MS);
 	}
 	free(s);
 }
@@ -571,17 +621,27 @@ static const char *sw_node(const struct sweep *s)
 
 static void sw_step_reply(struct hd_rconn *c, redisReply *rep, void *priv);
 
+/* The topic of a presence hash "{t:TOPIC}:presence" into out, or false. */
+static bool presence_topic(const char *key, char *out, size_t cap)
+{
+	size_t kl = strlen(key);
+	if (kl <= 13 || strncmp(key, "{t:", 3) || strcmp(key + kl - 10, "}:presence"))
+		return false;
+	snprintf(out, cap, "%.*s", (int)(kl - 13), key + 3);
+	return true;
+}
+
 static void sw_step_send(struct step *st)
 {
 	struct sweep *s = st->s;
 	const char *node = sw_node(s);
 	char topic[KEY_MAX] = "";
 	size_t kl = strlen(st->key);
-	if (!s->cleanup && kl > 13 && !strncmp(st->key, "{t:", 3) &&
-	    !strcmp(st->key + kl - 10, "}:presence"))
-		snprintf(topic, sizeof(topic), "%.*s", (int)(kl - 13), st->key + 3);
-	const char *args[] = {st->key, st->cursor, s->pat, SWEEP_COUNT, NOTICE_CHANNEL, node, topic};
-	size_t lens[] = {kl, strlen(st->cursor), strlen(s->pat), strlen(SWEEP_COUNT),
+	if (!s->cleanup)
+		(void)presence_topic(st->key, topic, sizeof(topic));
+	const char *count = s->p->sweep_count;
+	const char *args[] = {st->key, st->cursor, s->pat, count, NOTICE_CHANNEL, node, topic};
+	size_t lens[] = {kl, strlen(st->cursor), strlen(s->pat), strlen(count),
 			 sizeof(NOTICE_CHANNEL) - 1, strlen(node), strlen(topic)};
 	if (presence_eval(sw_conn(s), sw_step_reply, st, step_lua, sizeof(step_lua) - 1, 1, 7, args,
 			  lens) == 0)
@@ -596,6 +656,46 @@ static void sw_steps_send(struct sweep *s)
 		sw_step_send(&s->steps[i]);
 	if (s->out == 0)
 		sw_finish(s);
+}
+
+/* Leaves announced: "TOPIC\nCLIENT" of each into herald:swept:NODE, so
+ * that the node, when it beats again, announces exactly their joins. */
+static void sw_record_left(struct sweep *s, const char *key, const redisReply *ids)
+{
+	char topic[KEY_MAX], swept[KEY_MAX];
+	if (!presence_topic(key, topic, sizeof(topic)))
+		return;
+	snprintf(swept, sizeof(swept), "herald:swept:%s", sw_node(s));
+	size_t n = ids->elements;
+	const char **argv = hd_malloc((n + 2) * sizeof(*argv));
+	size_t *lens = hd_malloc((n + 2) * sizeof(*lens));
+	char **vals = hd_calloc(n ? n : 1, sizeof(*vals));
+	size_t k = 2;
+	argv[0] = "SADD";
+	lens[0] = 4;
+	argv[1] = swept;
+	lens[1] = strlen(swept);
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *e = ids->element[i];
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		vals[i] = hd_malloc(strlen(topic) + e->len + 2);
+		size_t tl = strlen(topic);
+		memcpy(vals[i], topic, tl);
+		vals[i][tl] = '\n';
+		memcpy(vals[i] + tl + 1, e->str, e->len);
+		argv[k] = vals[i];
+		lens[k++] = tl + 1 + e->len;
+	}
+	struct hd_rconn *c = sw_conn(s);
+	if (k > 2 && fire_and_forget(s->p, c, (int)k, argv, lens) == 0) {
+		const char *xv[] = {"PEXPIRE", swept, SWEPT_TTL};
+		size_t xl[] = {7, strlen(swept), strlen(SWEPT_TTL)};
+		(void)fire_and_forget(s->p, c, 3, xv, xl);
+	}
+	strv_free(vals, n);
+	free(argv);
+	free(lens);
 }
 
 static void sw_step_reply(struct hd_rconn *c, redisReply *rep, void *priv)
@@ -616,7 +716,7 @@ static void sw_step_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			if (!end)
 				sw_step_send(st); /* the hash to its end */
 		} else {
-			s->budget -= atol(SWEEP_COUNT) + (long)hd_redis_rep_u64(rep->element[1]);
+			s->budget -= atol(p->sweep_count) + (long)hd_redis_rep_u64(rep->element[1]);
 			const char *kv[] = {end ? "SREM" : "HSET", end ? s->set : s->cur, st->key,
 					    st->cursor};
 			size_t kl[] = {4, strlen(kv[1]), strlen(st->key), strlen(st->cursor)};
@@ -628,15 +728,8 @@ static void sw_step_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			} else {
 				s->done = false;
 			}
-			if (hd_redis_rep_u64(rep->element[2]) > 0) {
-				/* Leaves announced: the node, when it beats again,
-				 * announces its joins again. */
-				char swept[KEY_MAX];
-				snprintf(swept, sizeof(swept), "herald:swept:%s", sw_node(s));
-				const char *sv[] = {"SET", swept, "1", "PX", SWEPT_TTL};
-				size_t sl[] = {3, strlen(swept), 1, 2, strlen(SWEPT_TTL)};
-				(void)fire_and_forget(p, c, 5, sv, sl);
-			}
+			if (rep->element[2]->type == REDIS_REPLY_ARRAY && rep->element[2]->elements)
+				sw_record_left(s, st->key, rep->element[2]);
 		}
 	}
 	if (s->out > 0)
@@ -727,16 +820,17 @@ static void sw_sscan(struct sweep *s)
 	strv_free(s->keys, s->nkeys);
 	s->keys = NULL;
 	s->nkeys = s->ki = 0;
-	s->budget -= atol(SWEEP_COUNT);
-	const char *argv[] = {"SSCAN", s->set, s->sc, "COUNT", SWEEP_COUNT};
-	size_t lens[] = {5, strlen(s->set), strlen(s->sc), 5, strlen(SWEEP_COUNT)};
+	const char *count = s->p->sweep_count;
+	s->budget -= atol(count);
+	const char *argv[] = {"SSCAN", s->set, s->sc, "COUNT", count};
+	size_t lens[] = {5, strlen(s->set), strlen(s->sc), 5, strlen(count)};
 	sw_cmd(s, sw_sscan_reply, 5, argv, lens);
 }
 
 /* The next STEP_KEYS hashes of the page, the next page, or the node's end. */
 static void sw_chunk(struct sweep *s)
 {
-	bool spent = !s->cleanup && s->budget <= 0;
+	bool spent = !s->cleanup && s->budget <= 0 && s->stepped;
 	if (s->ki >= s->nkeys) {
 		if (!strcmp(s->sc, "0")) {
 			sw_node_end(s);
@@ -753,6 +847,7 @@ static void sw_chunk(struct sweep *s)
 		sw_node_end(s);
 		return;
 	}
+	s->stepped = true;
 	s->nstep = s->nkeys - s->ki < STEP_KEYS ? s->nkeys - s->ki : STEP_KEYS;
 	for (size_t i = 0; i < s->nstep; i++) {
 		s->steps[i] = (struct step){.s = s, .key = s->keys[s->ki + i]};
@@ -847,7 +942,7 @@ static struct sweep *sw_new(struct hd_redis_presence *p, unsigned shard, bool cl
 	s->p = p;
 	s->shard = shard;
 	s->cleanup = cleanup;
-	s->budget = atol(SWEEP_WORK);
+	s->budget = p->sweep_work;
 	return s;
 }
 
@@ -1223,6 +1318,16 @@ int hd_redis_presence_query(struct hd_engine *eng, struct hd_reg_query *q)
 	return rc;
 }
 
+bool hd_redis_presence_left(struct hd_engine *eng, const char *topic, const char *client)
+{
+	struct hd_redis_presence *p = ((struct redis *)eng)->presence;
+	char key[KEY_MAX];
+	if (!p || p->stopped)
+		return false;
+	snprintf(key, sizeof(key), "%s\n%s", topic, client);
+	return hd_map_get(&p->left, key) != NULL;
+}
+
 /* ---- life cycle --------------------------------------------------------- */
 
 struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *node)
@@ -1233,7 +1338,20 @@ struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *nod
 	snprintf(p->token, sizeof(p->token), "%ld-%lld", (long)getpid(), (long long)hd_now_ms());
 	hd_map_init_borrowed(&p->pending, PENDING_MAX);
 	hd_map_init(&p->listed, LISTED_MAX);
+	hd_map_init(&p->left, LEFT_MAX);
 	p->tail = &p->head;
+	/* Test-only (no option, no doc): a slow sweep and small rejoin pages,
+	 * so that tests can come back partway through a sweep. */
+	const char *env = getenv("HERALD_TEST_SWEEP_COUNT");
+	snprintf(p->sweep_count, sizeof(p->sweep_count), "%ld",
+		 env && atol(env) > 0 ? atol(env) : atol(SWEEP_COUNT));
+	env = getenv("HERALD_TEST_SWEEP_WORK");
+	p->sweep_work = env && atol(env) > 0 ? atol(env) : SWEEP_WORK;
+	env = getenv("HERALD_TEST_SWEEP_RETRY_MS");
+	p->sweep_retry_ms = env && atol(env) > 0 ? (uint64_t)atol(env) : RETRY_MS;
+	env = getenv("HERALD_TEST_REJOIN_PAGE");
+	snprintf(p->rejoin_page, sizeof(p->rejoin_page), "%d",
+		 env && atoi(env) > 0 && atoi(env) < REJOIN_PAGE ? atoi(env) : REJOIN_PAGE);
 	uv_timer_init(r->loop, &p->flush_timer);
 	uv_timer_init(r->loop, &p->beat_timer);
 	uv_timer_init(r->loop, &p->sweep_timer);
@@ -1264,6 +1382,7 @@ void hd_redis_presence_stop(struct hd_redis_presence *p)
 	p->tail = &p->head;
 	hd_map_fini(&p->pending);
 	hd_map_fini(&p->listed);
+	hd_map_fini(&p->left);
 	uv_close((uv_handle_t *)&p->flush_timer, on_close);
 	uv_close((uv_handle_t *)&p->beat_timer, on_close);
 	uv_close((uv_handle_t *)&p->sweep_timer, on_close);
