@@ -394,6 +394,14 @@ static void swept_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			p->beat_swept = true;
 		}
 	}
+	if (rep && !p->stopped && rep->type == REDIS_REPLY_ERROR) {
+		/* Not a set (an older build's mark, "1"): dropped. */
+		char swept[KEY_MAX];
+		snprintf(swept, sizeof(swept), "herald:swept:%s", p->node);
+		const char *dv[] = {"DEL", swept};
+		size_t dl[] = {3, strlen(swept)};
+		(void)fire_and_forget(p, c, 2, dv, dl);
+	}
 	if (rep && !p->stopped)
 		p->beaten[bc->shard] = true;
 	if (p->beat_wait > 0 || p->stopped)
