@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -294,12 +295,17 @@ def test_a_node_back_partway_through_its_sweep_rejoins_only_what_was_left(slow2)
             os.kill(a.proc.pid, signal.SIGCONT)
             stopped = False
             # A is back: the sweep stops; A announces the joins of exactly
-            # the clients that were announced as left (pages of four a beat).
-            while True:
+            # the clients that were announced as left (pages of four a
+            # beat): read until 2.5 s pass quietly with every leave joined
+            # again (bounded: a missing join fails below).
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
                 try:
-                    p = await watcher.push(timeout=4)
+                    p = await watcher.push(timeout=2.5)
                 except asyncio.TimeoutError:
-                    break
+                    if sorted(joined) == sorted(left):
+                        break
+                    continue
                 if "leave" in p:
                     left.append(p["leave"]["info"]["client"])
                 else:
