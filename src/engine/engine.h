@@ -304,10 +304,12 @@ void hd_engine_reg_query_fini(struct hd_reg_query *q);
  * other nodes swept this node's entries meanwhile (its heartbeat lapsed
  * while it lived on: they announced its clients as left), so announce the
  * joins again (to the other nodes only: the leaves named this node and it
- * dropped them). */
+ * dropped them) of the subscriptions reg_left names (all without
+ * reg_left); HD_REG_FLUSH_JOINS: only those joins (the next page of them). */
 #define HD_REG_FLUSH_CHANGED 0
 #define HD_REG_FLUSH_ALL 1
 #define HD_REG_FLUSH_REJOIN 2
+#define HD_REG_FLUSH_JOINS 3
 typedef void (*hd_engine_reg_flush_fn)(void *arg, int mode);
 
 struct hd_engine;
@@ -353,6 +355,10 @@ struct hd_engine_ops {
 			const char *client, const char *value);
 	void (*reg_flush)(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
 	int (*reg_query)(struct hd_engine *e, struct hd_reg_query *q);
+	/* Optional, during a flush fn of mode HD_REG_FLUSH_REJOIN or _JOINS:
+	 * whether the other nodes announced client's subscription to topic
+	 * as left (so its join is announced again). */
+	bool (*reg_left)(struct hd_engine *e, const char *topic, const char *client);
 	/* Optional (NULL in an engine of one node): sends msg (len bytes, no
 	 * NUL needed; copied) about topic to every other node, whose engine
 	 * hands it to its hd_engine_notice_fn; never back to this node. Soft

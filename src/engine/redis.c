@@ -1066,34 +1066,74 @@ static int cmp_info(const void *a, const void *b)
 
 static void list_end(struct tjob *job);
 
-static void list_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+/* One listed topic's info on its way (LIST). */
+struct ljob {
+	struct tjob *job;
+	char name[HD_TOPIC_NAME_MAX + 1];
+};
+
+/* A listed topic's state (S_READ with no events, as INFO): a name whose
+ * topic is gone is skipped. */
+static void list_info_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
-	struct tjob *job = priv;
+	struct ljob *lj = priv;
+	struct tjob *job = lj->job;
 	struct hd_topic_op *op = job->op;
 	int err = hd_redis_reply_err(rep);
 	if (!err && rep->type != REDIS_REPLY_ARRAY)
 		err = HD_EINTERNAL;
 	if (err) {
 		job->err = err;
-	} else {
+	} else if (rep->elements >= 6 && hd_redis_rep_u64(rep->element[0]) == 1) {
 		size_t limit = op->limit ? op->limit : 1;
-		for (size_t i = 0; i < rep->elements; i++) {
-			const redisReply *e = rep->element[i];
-			if (e->type != REDIS_REPLY_ARRAY || e->elements < 6)
-				continue;
-			char name[HD_TOPIC_NAME_MAX + 1];
-			rep_text(e->element[0], name, sizeof(name));
-			struct hd_topic_info ti = {0};
-			info_fill(&ti, name, (const redisReply *const *)e->element + 1);
-			if (op->n < limit) {
-				op->topics[op->n++] = ti;
-				continue;
-			}
+		struct hd_topic_info ti = {0};
+		info_fill(&ti, lj->name, (const redisReply *const *)rep->element + 1);
+		if (op->n < limit) {
+			op->topics[op->n++] = ti;
+		} else {
 			/* Keep the smallest names over all shards. */
 			qsort(op->topics, op->n, sizeof(*op->topics), cmp_info);
 			if (strcmp(ti.name, op->topics[op->n - 1].name) < 0)
 				op->topics[op->n - 1] = ti;
 		}
+	}
+	free(lj);
+	list_end(job);
+}
+
+/* A shard's page of names (ZRANGEBYLEX herald:topics): then one call per
+ * topic, pipelined, for its state (the Redis Cluster rule: a call reads
+ * only keys it names, of one slot). */
+static void list_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	struct tjob *job = priv;
+	int err = hd_redis_reply_err(rep);
+	if (!err && rep->type != REDIS_REPLY_ARRAY)
+		err = HD_EINTERNAL;
+	if (err) {
+		job->err = err;
+		list_end(job);
+		return;
+	}
+	for (size_t i = 0; i < rep->elements && !job->r->stopped; i++) {
+		const redisReply *e = rep->element[i];
+		if (e->type != REDIS_REPLY_STRING || e->len > HD_TOPIC_NAME_MAX)
+			continue;
+		struct ljob *lj = hd_malloc(sizeof(*lj));
+		lj->job = job;
+		memcpy(lj->name, e->str, e->len);
+		lj->name[e->len] = '\0';
+		char kmeta[HD_TOPIC_NAME_MAX + 16], kstream[HD_TOPIC_NAME_MAX + 16];
+		size_t lm = topic_key(kmeta, sizeof(kmeta), lj->name, "m");
+		size_t ls = topic_key(kstream, sizeof(kstream), lj->name, "s");
+		const char *args[] = {kmeta, kstream, NOW_AFTER, "1"};
+		size_t lens[] = {lm, ls, strlen(NOW_AFTER), 1};
+		if (hd_redis_script_call(job->r, c, S_READ, list_info_reply, lj, 4, args, lens, 2)) {
+			free(lj);
+			job->err = HD_EUNAVAIL;
+			break;
+		}
+		job->left++;
 	}
 	list_end(job);
 }
@@ -1177,9 +1217,9 @@ static int redis_topic_op(struct hd_engine *e, struct hd_topic_op *op)
 		}
 		job->left = r->nshards + 1;
 		for (unsigned s = 0; s < r->nshards; s++) {
-			const char *args[] = {TOPICS_KEY, min, max, lim};
-			size_t lens[] = {strlen(TOPICS_KEY), strlen(min), strlen(max), strlen(lim)};
-			if (hd_redis_script_call(r, r->shards[s].cmd, S_LIST, list_reply, job, 4, args, lens, 1)) {
+			const char *args[] = {"ZRANGEBYLEX", TOPICS_KEY, min, max, "LIMIT", "0", lim};
+			size_t lens[] = {11, strlen(TOPICS_KEY), strlen(min), strlen(max), 5, 1, strlen(lim)};
+			if (hd_rconn_command(r->shards[s].cmd, list_reply, job, 7, args, lens)) {
 				job->err = HD_EUNAVAIL;
 				job->left--;
 			}
@@ -1323,6 +1363,7 @@ static const struct hd_engine_ops redis_ops = {
 	.reg_put = hd_redis_presence_put,
 	.reg_flush = hd_redis_presence_flush,
 	.reg_query = hd_redis_presence_query,
+	.reg_left = hd_redis_presence_left,
 	.notice = hd_redis_deliver_notice,
 };
 

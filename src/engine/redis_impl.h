@@ -54,7 +54,7 @@
 #define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_LIST, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_COUNT };
 
 struct redis;
 
@@ -234,5 +234,6 @@ void hd_redis_presence_put(struct hd_engine *e, enum hd_reg_kind kind, const cha
 			   const char *client, const char *value);
 void hd_redis_presence_flush(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
 int hd_redis_presence_query(struct hd_engine *e, struct hd_reg_query *q);
+bool hd_redis_presence_left(struct hd_engine *e, const char *topic, const char *client);
 
 #endif

@@ -245,17 +245,6 @@ static const char read_lua[] =
 	"end\n"
 	"return {1,st[1],st[2],st[3],st[4],st[5],ev}\n";
 
-/* KEYS: topics. ARGV: min, max, limit → {{name, epoch, top, low, created, count}, …}. */
-static const char list_lua[] =
-	TOPIC_STATE_LUA
-	"local names=redis.call('ZRANGEBYLEX',KEYS[1],ARGV[1],ARGV[2],'LIMIT',0,tonumber(ARGV[3]))\n"
-	"local out={}\n"
-	"for _,n in ipairs(names) do\n"
-	" local st=state('{t:'..n..'}:m','{t:'..n..'}:s')\n"
-	" if st then table.insert(out,{n,st[1],st[2],st[3],st[4],st[5]}) end\n"
-	"end\n"
-	"return out\n";
-
 /* KEYS: meta, stream, boundaries → 0 (absent) or 1. (The node unlists
  * the topic from herald:topics: another slot.) */
 static const char del_lua[] =
@@ -388,7 +377,7 @@ bool hd_redis_scripts_one_slot(const char *const *keys, const size_t *lens, int 
 }
 
 const char *const hd_redis_scripts_text[S_COUNT] = {
-	pub_lua, confirm_lua, read_lua, list_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
+	pub_lua, confirm_lua, read_lua, del_lua, rput_lua, rdel_lua, rlist_lua,
 	own_lua, unown_lua,
 	[S_GLEASE] = hd_redis_groups_lua,
 	[S_OWNB] = ownb_lua,

@@ -751,8 +751,10 @@ static void rejoin_followers(const char *key, void *value, void *arg)
 	struct hd_hub *hub = arg;
 	if (!hd_hub_ns(hub, l->topic)->join_leave)
 		return;
+	const struct hd_engine_ops *ops = hub->engine->ops;
 	for (struct hd_watch *w = l->head; w; w = w->next)
-		if (w->conn && w->conn->added && w->join_leave)
+		if (w->conn && w->conn->added && w->join_leave &&
+		    (!ops->reg_left || ops->reg_left(hub->engine, l->topic, w->conn->id)))
 			hd_hub_join_leave(hub, l->topic, w->conn->id, w->conn->user, w->conn->info,
 					  w->chan_info, true);
 }
@@ -763,11 +765,11 @@ static void reg_flush(void *arg, int mode)
 {
 	struct hd_hub *hub = arg;
 	struct hd_buf b;
-	if (mode != HD_REG_FLUSH_CHANGED) {
+	if (mode == HD_REG_FLUSH_ALL || mode == HD_REG_FLUSH_REJOIN) {
 		hd_map_each(&hub->users, mark_user, hub);
 		hd_map_each(&hub->watched, put_followers, hub);
 	}
-	if (mode == HD_REG_FLUSH_REJOIN)
+	if (mode == HD_REG_FLUSH_REJOIN || mode == HD_REG_FLUSH_JOINS)
 		hd_map_each(&hub->watched, rejoin_followers, hub);
 	hd_buf_init(&b, REG_JSON_MAX);
 	while (hub->dirty) {

@@ -9,7 +9,16 @@ dedup and retention, reads, topic info, list and delete, pull groups over a
 topic and a pattern, webhook subscriptions with their ownership leases and
 fenced positions, user cursors) while a MONITOR connection records the
 commands the primary ran; then it computes each EVALSHA's KEYS' slots
-(CRC16, checked against a cluster-enabled redis-server's CLUSTER KEYSLOT)."""
+(CRC16, checked against a cluster-enabled redis-server's CLUSTER KEYSLOT).
+
+A second test does the same for the presence and the registry (a join and
+a leave across nodes, a user's listing and a topic's presence read through
+another node, /v1/stats users_online, the sweep of a killed node, the
+clean-up at a node's start) and the topic listing, and checks more: every
+key a script's commands touch (MONITOR's "lua" lines, their keys by
+COMMAND GETKEYS) is one of the KEYS the call named, and every plain
+command's keys are of one slot."""
+import asyncio
 import json
 import re
 import socket
@@ -18,8 +27,9 @@ import threading
 import requests
 
 from conftest import CE_BATCH, CE_JSON, free_port, per_test_timeout, structured, wait_for
-from redis_cluster import Redis, cluster_fixture, needs_redis
+from redis_cluster import Redis, _read_reply, cluster_fixture, needs_redis, ready
 from test_webhooks import SECRET1, receiver  # noqa: F401 (receiver: a fixture)
+from wsclient import SECRET, connect, run
 
 pytestmark = needs_redis
 
@@ -34,7 +44,7 @@ LAYOUT = [
     r"\{t:[^}]+\}:d:-?\d+",
     r"\{t:[^}]+\}:(g|gl|gd|ga):.+",
     r"herald:(topics|groups|online|nodes)",
-    r"herald:(conns|node|nodekeys):.+",
+    r"herald:(conns|node|nodekeys|sweepcur|swept):.+",
     r"\{herald\}:(lease|lease-want):.+",
     r"\{herald\}:lease-token",
     r"\{herald\}:(r|rk):.+",
@@ -147,8 +157,49 @@ class Monitor:
                 out.append((args[0].upper(), args[1], args[3:3 + n]))
         return out
 
+    def groups(self):
+        """[(args of a command a client sent, [args of each command its
+        script ran])], in order (a script's commands follow its call's line:
+        scripts run one at a time)."""
+        out = []
+        for line in self.lines:
+            lua = b" lua] " in line[:80]
+            args = monitor_args(line[1:] if line.startswith(b"+") else line)
+            if not args:
+                continue
+            if lua:
+                if out:
+                    out[-1][1].append(args)
+            else:
+                out.append((args, []))
+        return out
+
+
+def getkeys(port, commands):
+    """COMMAND GETKEYS of each command (a list of arguments), pipelined on
+    one connection: [[keys]] ([] for a command without keys)."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        f = s.makefile("rb")
+        for i in range(0, len(commands), 500):
+            chunk = commands[i:i + 500]
+            buf = []
+            for args in chunk:
+                full = [b"COMMAND", b"GETKEYS", *args]
+                buf.append(b"*%d\r\n" % len(full))
+                buf += [b"$%d\r\n%s\r\n" % (len(a), a) for a in full]
+            s.sendall(b"".join(buf))
+            for _ in chunk:
+                try:
+                    out.append(_read_reply(f))
+                except RuntimeError:  # no key arguments
+                    out.append([])
+    return out
+
 
 cluster = cluster_fixture(args=ARGS, config=CONFIG)
+ROOM = "room:1"
+pcluster = cluster_fixture(args=["--jwt-secret", SECRET], config="[namespace room]\njoin-leave = on\n")
 
 
 def test_the_slot_function_is_redis_clusters(tmp_path):
@@ -242,3 +293,98 @@ def test_every_key_is_in_the_documented_layout(cluster, receiver):
     # retained one keeps its boundaries list.
     assert [k for k in keys if k.startswith(b"{t:gone}") and not k.startswith(b"{t:gone}:d:")] == []
     assert b"{t:keep:t}:b" in keys
+
+
+def node_name(h):
+    """The default --node-name with the redis engine: host name and port."""
+    return f"{socket.gethostname()}:{h.port}"
+
+
+def get_json(url):
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def presence_exercise(cluster):
+    """Runs every presence and registry call, the sweep and the clean-up at
+    a node's start, and the topic listing."""
+    a, b, c = cluster.nodes
+    r = cluster.primary
+    presence = a.topic_url(ROOM, "/presence")
+
+    async def go():
+        watcher, rw = await connect(a, sub="watcher")
+        assert "subscribe" in await watcher.call({"subscribe": {"channel": ROOM, "join_leave": True}})
+        clients = []
+        try:
+            for i, h in enumerate((b, c)):
+                cl, rc = await connect(h, sub=f"u{i}")
+                clients.append(cl)
+                assert "subscribe" in await cl.call({"subscribe": {"channel": ROOM}})
+                p = await watcher.push(timeout=10)
+                assert p["join"]["info"]["client"] == rc["client"], p
+            # Reads through A name B's and C's heartbeats.
+            wait_for(lambda: len(get_json(presence)["clients"]) == 3, 10, what="three clients listed")
+            assert len(get_json(f"{a.url}/v1/users/u1/connections")["connections"]) == 1
+            wait_for(lambda: get_json(a.url + "/v1/stats")["users_online"] == 3, 10, what="users_online")
+            # A leave across nodes.
+            await clients[0].call({"unsubscribe": {"channel": ROOM}})
+            assert "leave" in await watcher.push(timeout=10)
+            # C dies: its entries are swept, its client announced as left.
+            c.kill9()
+            p = await watcher.push(timeout=15)
+            assert "leave" in p, p
+            wait_for(lambda: r.cmd("HEXISTS", "herald:nodes", node_name(c)) == 0, 15,
+                     what="C swept")
+            # C's name again, with entries a previous run left: the clean-up
+            # at its start removes them.
+            pkey = "{t:%s}:presence" % ROOM
+            r.cmd("HSET", pkey, node_name(c) + "\nold", "{}")
+            r.cmd("SADD", "herald:nodekeys:" + node_name(c), pkey)
+            c.start(c.port)
+            wait_for(lambda: ready(c), 15, what="C ready")
+            wait_for(lambda: r.cmd("HEXISTS", pkey, node_name(c) + "\nold") == 0, 10,
+                     what="the clean-up at C's start")
+            assert get_json(c.url + "/v1/stats")["users_online"] == 2
+            for h in (a, b):
+                assert h.publish("t%d" % h.port, json.dumps(structured("x")), headers=CE_JSON).status_code == 201
+            assert len(get_json(b.url + "/v1/topics?limit=10")["topics"]) == 2
+        finally:
+            for x in (*clients, watcher):
+                try:
+                    await x.close()
+                except Exception:
+                    pass
+            await asyncio.sleep(0)
+
+    run(go())
+
+
+def test_presence_and_listing_calls_touch_only_the_keys_they_name(pcluster):
+    mon = Monitor(pcluster.primary.port)
+    try:
+        presence_exercise(pcluster)
+    finally:
+        mon.stop()
+    groups = mon.groups()
+    commands = [args for args, _ in groups] + [a for _, ran in groups for a in ran]
+    keys = getkeys(pcluster.primary.port, commands)
+    own, ran_keys = keys[:len(groups)], iter(keys[len(groups):])
+    scripts = 0
+    kinds = set()
+    for (args, ran), named in zip(groups, own):
+        # Every command's keys in one slot (an MGET of several nodes'
+        # heartbeats is not).
+        assert len({slot(k) for k in named}) <= 1, (args[:1], named)
+        if args[0].upper() in (b"EVAL", b"EVALSHA"):
+            scripts += 1
+        for a in ran:
+            kinds.add(a[0].upper())
+            touched = next(ran_keys)
+            # A script touches only keys it was given.
+            odd = [k for k in touched if k not in named]
+            assert odd == [], (args[0], args[1][:80], named, a[:3])
+    assert scripts
+    # The sweep (HSCAN, HDEL, PUBLISH of the leave) and the topic state ran.
+    assert {b"HSCAN", b"HDEL", b"PUBLISH", b"HMGET"} <= kinds, kinds

@@ -14,11 +14,15 @@ three herald nodes on 127.0.0.1.
   one leave among three nodes, the others none, and the node's bookkeeping
   keys go.
 - A join or leave from another node carries conn_info and chan_info, the
-  same push a subscriber on the client's own node gets."""
+  same push a subscriber on the client's own node gets.
+- A node that comes back partway through a (slowed, test-only) sweep of
+  itself announces joins for exactly the subscriptions whose leave was
+  sent, in small pages (one per beat), none dropped."""
+import asyncio
 import json
 import os
 import signal
-
+import time
 
 from conftest import per_test_timeout, wait_for
 from redis_cluster import cluster_fixture, needs_redis
@@ -39,6 +43,12 @@ PRIV = "priv:1"
 # Nodes whose namespaces `room` and `priv` have join-leave on.
 cluster3 = cluster_fixture(args=ARGS, config=CONFIG)
 cluster2 = cluster_fixture(nodes=2, args=ARGS, config=CONFIG)
+
+# Test-only knobs (docs/cluster.md does not list them): a sweep of about one
+# field per round, four rounds a second; rejoins in pages of four.
+SLOW = {"HERALD_TEST_SWEEP_COUNT": "1", "HERALD_TEST_SWEEP_WORK": "1",
+        "HERALD_TEST_SWEEP_RETRY_MS": "250", "HERALD_TEST_REJOIN_PAGE": "4"}
+slow2 = cluster_fixture(nodes=2, args=ARGS, config=CONFIG, env=SLOW)
 
 
 def presence_clients(h, topic=ROOM):
@@ -231,3 +241,61 @@ def test_joins_and_leaves_from_another_node_carry_the_infos(cluster2):
                 await x.close()
 
     run(go())
+
+
+def test_a_node_back_partway_through_its_sweep_rejoins_only_what_was_left(slow2):
+    a, b = slow2.nodes
+    n = 24
+
+    async def go():
+        watcher, rw = await watch(b, "watcher")
+        clients = []
+        stopped = False
+        try:
+            for i in range(n):
+                cl, rc = await connect(a, sub=f"m{i}")
+                clients.append(cl)
+                assert "subscribe" in await cl.call({"subscribe": {"channel": ROOM}})
+            got = [await watcher.push(timeout=10) for _ in range(n)]
+            assert all("join" in p for p in got), got
+            wait_for(lambda: len(presence_clients(b)) == n + 1, 10, what="A's clients listed")
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            stopped = True
+            # The heartbeat lapses; B's slow sweep announces A's clients one by one.
+            left, joined = [], []
+            while len(left) < 3:
+                p = await watcher.push(timeout=30)
+                assert "leave" in p, p
+                left.append(p["leave"]["info"]["client"])
+            os.kill(a.proc.pid, signal.SIGCONT)
+            stopped = False
+            # A is back: the sweep stops; A announces the joins of exactly
+            # the clients that were announced as left (pages of four a
+            # beat): read until 2.5 s pass quietly with every leave joined
+            # again (bounded: a missing join fails below).
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline:
+                try:
+                    p = await watcher.push(timeout=2.5)
+                except asyncio.TimeoutError:
+                    if sorted(joined) == sorted(left):
+                        break
+                    continue
+                if "leave" in p:
+                    left.append(p["leave"]["info"]["client"])
+                else:
+                    joined.append(p["join"]["info"]["client"])
+            assert len(left) < n, "the sweep was not stopped partway"
+            assert len(set(left)) == len(left), left
+            assert sorted(joined) == sorted(left), (left, joined)
+            wait_for(lambda: len(presence_clients(b)) == n + 1, 10, what="A's entries back")
+        finally:
+            if stopped:
+                os.kill(a.proc.pid, signal.SIGCONT)
+            for c in (*clients, watcher):
+                try:
+                    await c.close()
+                except Exception:
+                    pass
+
+    run(go(), timeout=80)
