@@ -744,13 +744,13 @@ static void put_followers(const char *key, void *value, void *arg)
 			reg_presence(arg, l->topic, w, true);
 }
 
-/* The joins of l's announced watches again, to the other nodes. */
+/* The joins of l's announced watches again, to the other nodes (a watch's
+ * join_leave was decided when it was added: its namespace's join-leave or
+ * a `subs` override, so the namespace is not asked again here). */
 static void rejoin_followers(const char *key, void *value, void *arg)
 {
 	struct hd_watch_list *l = value;
 	struct hd_hub *hub = arg;
-	if (!hd_hub_ns(hub, l->topic)->join_leave)
-		return;
 	const struct hd_engine_ops *ops = hub->engine->ops;
 	for (struct hd_watch *w = l->head; w; w = w->next)
 		if (w->conn && w->conn->added && w->join_leave &&

@@ -152,6 +152,41 @@ def test_a_node_that_was_swept_while_alive_joins_again(cluster2):
     run(go())
 
 
+def test_an_override_join_leave_is_left_and_joined_again_after_a_sweep(cluster2):
+    """A `subs` claim's override.join_leave in a namespace with join-leave
+    off: the sweep of its stopped node leaves it, and the node, back, joins
+    it again (the watch's own setting, not the namespace's)."""
+    a, b = cluster2.nodes
+    topic = "quiet:1"  # the default namespace: join-leave off
+
+    async def go():
+        watcher, _ = await watch(b, "watcher", topic=topic)
+        tok = token("ov", subs={topic: {"override": {"join_leave": {"value": True}}}})
+        cl, rc = await connect(a, sub="ov", tok=tok)
+        stopped = False
+        try:
+            p = await watcher.push(timeout=10)
+            assert p["channel"] == topic and p["join"]["info"]["client"] == rc["client"], p
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            stopped = True
+            p = await watcher.push(timeout=15)
+            assert p["channel"] == topic and p["leave"]["info"]["client"] == rc["client"], p
+            os.kill(a.proc.pid, signal.SIGCONT)
+            stopped = False
+            p = await watcher.push(timeout=15)
+            assert p["channel"] == topic and p["join"]["info"]["client"] == rc["client"], p
+        finally:
+            if stopped:
+                os.kill(a.proc.pid, signal.SIGCONT)
+            for c in (cl, watcher):
+                try:
+                    await c.close()
+                except Exception:
+                    pass
+
+    run(go())
+
+
 def test_the_sweep_of_large_hashes_is_bounded_and_sends_each_leave_once(cluster3):
     a, b, c = cluster3.nodes
     r = cluster3.primary
