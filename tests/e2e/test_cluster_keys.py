@@ -37,6 +37,7 @@ LAYOUT = [
     r"herald:(conns|node|nodekeys):.+",
     r"\{herald\}:(lease|lease-want):.+",
     r"\{herald\}:lease-token",
+    r"\{herald\}:healed",
     r"\{herald\}:(r|rk):.+",
 ]
 
