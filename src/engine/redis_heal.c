@@ -15,7 +15,8 @@
  * pages of HEAL_PAGE names, per page:
  *   1. one S_HEAL 'check' call per topic (each topic is its own slot),
  *      pipelined (at most HEAL_PAGE out): {epoch, last} when last > top;
- *   2. replicated: one `WAIT 1 timeout` on the same connection (none for
+ *   2. replicated: one `WAIT 1 timeout` on the same connection (timeout at
+ *      most HEAL_WAIT_MS: a WAIT with no replica holds the connection; none for
  *      primary and none: a PUB there raised the top itself, and a write's
  *      reply under appendfsync always comes after its fsync). Fewer than
  *      one replica: nothing is raised, the page is checked again after a
@@ -48,6 +49,9 @@
 #define HEAL_PAGE 200               /* topic names per page (calls out) */
 #define HEAL_BACKOFF_MIN_MS 100u    /* after a WAIT that no replica answered */
 #define HEAL_BACKOFF_MAX_MS 5000u
+#define HEAL_WAIT_MS 200u         /* the heal's WAIT timeout, at most: while no
+					replica answers, a WAIT holds the shard's
+					command connection (reads, publishes) */
 #define RUN_ID_MAX 64
 
 /* A topic whose last is above its top (step 1's answer). */
@@ -93,6 +97,12 @@ struct hcall {
 
 static void page_next(struct hshard *hs);
 static void page_check(struct hshard *hs);
+
+static uint32_t wait_ms(const struct redis *r)
+{
+	uint32_t t = r->opts.wait_timeout_ms;
+	return t && t < HEAL_WAIT_MS ? t : HEAL_WAIT_MS;
+}
 
 static struct hcall *call_new(struct hshard *hs)
 {
@@ -247,7 +257,7 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		hs->backoff_ms = HEAL_BACKOFF_MAX_MS;
 	hd_log_warn("redis heal: shard %u: no replica acknowledged within %ums; %zu topics wait, "
 		    "checked again in %ums",
-		    hs->index, (unsigned)hs->h->r->opts.wait_timeout_ms, hs->nfound,
+		    hs->index, (unsigned)wait_ms(hs->h->r), hs->nfound,
 		    (unsigned)hs->backoff_ms);
 	hs->nfound = 0;
 	uv_timer_start(&hs->timer, backoff_fired, hs->backoff_ms, 0);
@@ -262,7 +272,7 @@ static void page_wait(struct hshard *hs)
 		return;
 	}
 	char tmo[16];
-	snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
+	snprintf(tmo, sizeof(tmo), "%u", (unsigned)wait_ms(r));
 	const char *argv[] = {"WAIT", "1", tmo};
 	size_t lens[] = {4, 1, strlen(tmo)};
 	struct hcall *k = call_new(hs);
