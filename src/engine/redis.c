@@ -1298,6 +1298,8 @@ static void redis_stop(struct hd_engine *e)
 	hd_redis_deliver_stop(r);
 	hd_redis_presence_stop(r->presence);
 	r->presence = NULL;
+	hd_redis_heal_stop(r->heal);
+	r->heal = NULL;
 	/* Replies still out come back NULL: their requests finish (503). */
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];
@@ -1474,6 +1476,7 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 		sha1_hex(hd_redis_scripts_text[s], r->sha[s]);
 	hd_map_init(&r->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
 	r->presence = hd_redis_presence_new(r, opts->node);
+	r->heal = hd_redis_heal_new(r);
 	hd_redis_deliver_init(r);
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];

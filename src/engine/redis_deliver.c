@@ -673,4 +673,5 @@ void hd_redis_deliver_cmd_up(struct hd_rconn *c, void *arg)
 	if (sh->subscribed)
 		catch_up_shard(sh->r, sh->index);
 	hd_redis_presence_cmd_up(sh->r->presence, sh->index);
+	hd_redis_heal_cmd_up(sh->r->heal, sh->index);
 }

@@ -17,6 +17,8 @@
  *                     leases), the ownership leases themselves
  *   redis_groups.c    pull-group leases shared by every node (glease_op)
  *   redis_presence.c  the connection registry and presence (soft state)
+ *   redis_heal.c      once per primary life: raises tops left below stored
+ *                     events (a primary restarted from its AOF)
  */
 #ifndef HD_ENGINE_REDIS_IMPL_H
 #define HD_ENGINE_REDIS_IMPL_H
@@ -35,6 +37,7 @@
 #define NOTICE_CHANNEL "herald:notices" /* the notice op's messages (redis_deliver.c) */
 #define TOPICS_KEY "herald:topics"
 #define GROUPS_KEY "herald:groups"
+#define HEAL_KEY "{herald}:healed" /* per shard: "RUNID NODE[ done]" (redis_heal.c) */
 /* The keys that one script call names together with a lease (the token
  * counter, want keys, fenced records) share the hash tag {herald}: one
  * Redis Cluster slot (docs/cluster.md "Data layout"). */
@@ -54,7 +57,8 @@
 #define CALL_BYTES_MAX (1u << 20)  /* JSON bytes per such call, past its first event */
 
 /* The Lua scripts (redis_scripts.c), by index. */
-enum { S_PUB, S_CONFIRM, S_READ, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_COUNT };
+enum { S_PUB, S_CONFIRM, S_READ, S_DEL, S_RPUT, S_RDEL, S_RLIST, S_OWN, S_UNOWN, S_GLEASE, S_OWNB, S_TOPS, S_HEAL,
+       S_HCLAIM, S_COUNT };
 
 struct redis;
 
@@ -116,6 +120,7 @@ struct redis {
 	bool stopped;
 	char node[256];               /* --node-name: names this node's notices */
 	struct hd_redis_presence *presence; /* redis_presence.c; NULL once stopped */
+	struct hd_redis_heal *heal;   /* redis_heal.c; NULL once stopped */
 	struct dtimer *dtimers;       /* redis_deliver.c: retries, held answers */
 	unsigned test_read_delay_ms;  /* test-only hooks (redis_deliver.c) */
 	unsigned test_read_fail;
@@ -235,5 +240,17 @@ void hd_redis_presence_put(struct hd_engine *e, enum hd_reg_kind kind, const cha
 void hd_redis_presence_flush(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
 int hd_redis_presence_query(struct hd_engine *e, struct hd_reg_query *q);
 bool hd_redis_presence_left(struct hd_engine *e, const char *topic, const char *client);
+
+/* ---- redis_heal.c ------------------------------------------------------ */
+
+struct hd_redis_heal;
+/* Returns owned (its timers are idle until a command connection is up). */
+struct hd_redis_heal *hd_redis_heal_new(struct redis *r);
+/* Shard's command connection came up (from its on_up): claims the heal of
+ * the primary's life (run_id) and, when claimed, heals the shard's topics. */
+void hd_redis_heal_cmd_up(struct hd_redis_heal *h, unsigned shard);
+/* Stops healing; frees h once its timers are closed (calls still out are
+ * answered NULL by the connections' free and ignored). */
+void hd_redis_heal_stop(struct hd_redis_heal *h);
 
 #endif

@@ -343,6 +343,50 @@ static const char unown_lua[] =
 	"redis.call('DEL',KEYS[1])\n"
 	"return 1\n";
 
+/* The heal of a primary's life (redis_heal.c). KEYS: meta. ARGV: mode
+ * ('check' or 'raise'), epoch, last, channel, message without its
+ * "PREV\n" (redis.h: a head with no events, the confirm's notice).
+ * check → {epoch, last} when the meta's last is above its top (and then
+ * rewrites the top unchanged: a write, so that a WAIT on the same
+ * connection after it covers every write before it, whoever made them),
+ * else 0. raise → 1 when the epoch is still ARGV[2] and the top was below
+ * ARGV[3] (≤ last): the top rises to it, replicated AND written to the
+ * AOF (no set_repl), and the notice is PUBLISHed so that following nodes
+ * read the range; else 0 (never lowered). */
+static const char heal_lua[] =
+	"local h=redis.call('HMGET',KEYS[1],'epoch','top','last')\n"
+	"if not h[1] then return 0 end\n"
+	"local top=tonumber(h[2])\n"
+	"local last=tonumber(h[3])\n"
+	"if not top or not last then return 0 end\n"
+	"if ARGV[1]=='check' then\n"
+	" if last<=top then return 0 end\n"
+	" redis.call('HSET',KEYS[1],'top',h[2])\n"
+	" return {h[1],h[3]}\n"
+	"end\n"
+	"if h[1]~=ARGV[2] then return 0 end\n"
+	"local off=tonumber(ARGV[3])\n"
+	"if not off or off<=top or off>last then return 0 end\n"
+	"redis.call('HSET',KEYS[1],'top',off)\n"
+	"redis.call('PUBLISH',ARGV[4],h[2]..'\\n'..ARGV[5])\n"
+	"return 1\n";
+
+/* The heal's claim (redis_heal.c). KEYS: the shard's HEAL_KEY, holding
+ * "RUNID NODE" while NODE heals the life RUNID, "RUNID NODE done" after.
+ * ARGV: run_id, node, mode ('claim' or 'done'). claim → 1 (heal: a new
+ * life, or this node's own unfinished claim) or 0 (another node claimed
+ * this life, or it was healed). done → 1 (marked when still ours). */
+static const char hclaim_lua[] =
+	"local v=redis.call('GET',KEYS[1])\n"
+	"local mine=ARGV[1]..' '..ARGV[2]\n"
+	"if ARGV[3]=='done' then\n"
+	" if v==mine then redis.call('SET',KEYS[1],mine..' done') end\n"
+	" return 1\n"
+	"end\n"
+	"if v and v~=mine and string.sub(v,1,#ARGV[1]+1)==ARGV[1]..' ' then return 0 end\n"
+	"redis.call('SET',KEYS[1],mine)\n"
+	"return 1\n";
+
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the Redis Cluster
  * key hash (its specification, "Keys distribution model"). */
 static unsigned crc16(const char *p, size_t n)
@@ -382,4 +426,6 @@ const char *const hd_redis_scripts_text[S_COUNT] = {
 	[S_GLEASE] = hd_redis_groups_lua,
 	[S_OWNB] = ownb_lua,
 	[S_TOPS] = tops_lua,
+	[S_HEAL] = heal_lua,
+	[S_HCLAIM] = hclaim_lua,
 };
