@@ -16,7 +16,11 @@
  *                     pull group rows and records (fenced by ownership
  *                     leases), the ownership leases themselves
  *   redis_groups.c    pull-group leases shared by every node (glease_op)
- *   redis_presence.c  the connection registry and presence (soft state)
+ *   redis_presence.c  the connection registry and presence (soft state):
+ *                     writes, queries, users_online, the heartbeat and the
+ *                     swept check/rejoin paging of the beat
+ *   redis_sweep.c     the sweep of dead nodes' entries (their leaves, the
+ *                     swept sets) and the clean-up at a node's start
  *   redis_heal.c      once per primary life: raises tops left below stored
  *                     events (a primary restarted from its AOF)
  */
@@ -226,7 +230,64 @@ int hd_redis_groups_op(struct hd_engine *e, struct hd_glease_op *op);
 
 /* ---- redis_presence.c -------------------------------------------------- */
 
-struct hd_redis_presence;
+#define PRESENCE_KEY_MAX 600       /* a registry key or field name's bytes */
+#define PRESENCE_NODES_MAX 256     /* other nodes a query or a sweep round checks */
+
+struct pend;
+/* The registry's state (owned by redis_presence.c; redis_sweep.c reads the
+ * node, the connections and the sweep's pace, and sets sweeping/cleaning). */
+struct hd_redis_presence {
+	struct redis *r;
+	char node[256];
+	char token[64];               /* this process's heartbeat value */
+	struct hd_map pending;        /* mkey → struct pend */
+	struct pend *head, **tail;
+	size_t inflight;              /* writes sent, not answered */
+	struct hd_map listed;         /* hashes SADDed to herald:nodekeys (value: p) */
+	uv_timer_t flush_timer;
+	uv_timer_t beat_timer;
+	uv_timer_t sweep_timer;
+	bool sweeping[HD_REDIS_SHARDS_MAX]; /* a sweep round is out on the shard */
+	bool cleaning[HD_REDIS_SHARDS_MAX]; /* the clean-up at start runs: writes wait */
+	int open_handles;
+	bool armed;
+	bool asked;                   /* reg_flush was called since the last batch */
+	bool want_all;                /* write every entry again */
+	bool want_rejoin;             /* and announce the joins again (engine.h) */
+	bool beaten[HD_REDIS_SHARDS_MAX]; /* a beat's swept check answered on the shard */
+	struct beat_ctx {
+		struct hd_redis_presence *p;
+		unsigned shard;
+	} beat_ctx[HD_REDIS_SHARDS_MAX];
+	unsigned beat_wait;           /* swept checks of this round not answered */
+	bool beat_swept;              /* one of them found swept entries */
+	bool rejoining;               /* the last round found some too */
+	bool want_joins;              /* announce the joins of `left` */
+	struct hd_map left;           /* "TOPIC\nCLIENT" the other nodes announced as
+				         left, taken from herald:swept:NODE: the
+				         joins of the next flush (values: p) */
+	/* The sweep's pace (test-only overrides: HERALD_TEST_SWEEP_COUNT,
+	 * _WORK, _RETRY_MS; HERALD_TEST_REJOIN_PAGE). */
+	char sweep_count[16];
+	long sweep_work;
+	uint64_t sweep_retry_ms;
+	char rejoin_page[16];
+	hd_engine_reg_flush_fn fn;
+	void *fn_arg;
+	bool up_once[HD_REDIS_SHARDS_MAX];
+	bool stopped;
+	size_t dropped;
+	long long warn_ms;
+};
+
+/* One command whose reply is only logged when it is an error (counted in
+ * p's in-flight writes). Returns 0 or hd_rconn_command's error. */
+int hd_redis_presence_send(struct hd_redis_presence *p, struct hd_rconn *c, int argc,
+			   const char **argv, const size_t *lens);
+/* Sends the queued writes after ms (unless already armed or stopped). */
+void hd_redis_presence_arm(struct hd_redis_presence *p, uint64_t ms);
+/* Frees the n owned strings of v, then v. */
+void hd_redis_presence_strv_free(char **v, size_t n);
 /* Returns owned (its heartbeat timer runs); node copied. */
 struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *node);
 /* Drops what is queued and frees p once its timers are closed (the loop
@@ -252,5 +313,15 @@ void hd_redis_heal_cmd_up(struct hd_redis_heal *h, unsigned shard);
 /* Stops healing; frees h once its timers are closed (calls still out are
  * answered NULL by the connections' free and ignored). */
 void hd_redis_heal_stop(struct hd_redis_heal *h);
+
+/* ---- redis_sweep.c ---------------------------------------------------- */
+
+/* Reads the sweep's test-only pace and starts its timer (a round per
+ * SWEEP_MS on every shard); hd_redis_presence_stop closes the timer. */
+void hd_redis_sweep_start(struct hd_redis_presence *p);
+/* The clean-up at the node's start on shard: removes the fields a previous
+ * run of it left in the hashes of its herald:nodekeys set, then the set;
+ * the shard's writes wait (p->cleaning) until it ends. */
+void hd_redis_sweep_cleanup(struct hd_redis_presence *p, unsigned shard);
 
 #endif

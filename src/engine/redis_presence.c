@@ -4,7 +4,8 @@
  * node holds, shared as soft state so that any node can list a user's
  * connections or a topic's followers.
  * Layer: engine. Called by the hub through engine.h; redis.c creates and
- * stops it, redis_deliver.c tells it when a command connection comes up.
+ * stops it, redis_deliver.c tells it when a command connection comes up;
+ * redis_sweep.c uses its batch (hd_redis_presence_send, _arm).
  * Loop thread only.
  *
  * Keys (a node writes only the fields under its own name):
@@ -45,18 +46,9 @@
  * (docs/cluster.md "Every key"): a walk over many keys is driven from
  * here, one key per command or step script.
  *
- * The sweep: every SWEEP_MS, each node sweeps each shard (struct sweep).
- * For each node of herald:nodes whose heartbeat is gone (kill -9, a
- * cut-off or paused node), it removes that node's fields from the hashes
- * of its herald:nodekeys set, in bounded rounds (SSCAN of the set, then
- * step_lua on each hash: HSCAN … MATCH from its cursor, HDEL; about
- * SWEEP_WORK fields per round, the rest on the next round, RETRY_MS
- * later), and step_lua publishes the leave notice of each presence entry
- * it removed that says "join_leave", in the dead node's name. Only the
- * call whose HDEL removed an entry announces it, so each leave is sent
- * once; every node, this one too, hears it on PUB/SUB and pushes it to its
- * subscribers. The clean-up at a node's start walks its own set the same
- * way, to the end, without leaves.
+ * The sweep of dead nodes' entries (their leaves, herald:swept:NODE) and
+ * the clean-up at a node's start live in redis_sweep.c; this file starts
+ * them (hd_redis_sweep_start, hd_redis_sweep_cleanup).
  *
  * A query reads the hash (HGETALL), then the heartbeats of the other nodes
  * named in it (one EXISTS each on shard 0), and drops the fields of nodes
@@ -87,20 +79,12 @@
 #define RETRY_MS 10                /* when a connection has too much in flight */
 #define BEAT_MS 1000               /* the heartbeat's period */
 #define BEAT_TTL "4000"            /* and its PX */
-#define NODES_MAX 256              /* other nodes a query checks */
-#define SWEEP_MS 1000              /* the sweep's period */
-#define SWEEP_WORK 2000            /* fields one sweep round looks at or removes
-				      (about: a scan's COUNT is a hint) */
-#define SWEEP_COUNT "100"          /* one SSCAN's or HSCAN's COUNT in the sweep */
 #define REJOIN_PAGE 1000           /* swept entries one beat takes per shard
 				      (SPOP): the joins announced per second */
 #define LEFT_MAX (REJOIN_PAGE * HD_REDIS_SHARDS_MAX)
-#define STEP_KEYS 20               /* hashes a sweep works on at once */
 #define ONLINE_PAGE "1000"         /* one HSCAN's COUNT over herald:online */
 #define ONLINE_USERS_MAX 1000000   /* distinct users an online count tells
 				      apart (past it, each field counts) */
-#define SWEPT_TTL "86400000"       /* herald:swept:NODE's PX: a day */
-#define KEY_MAX 600
 
 /* One entry write waiting for the next batch. */
 struct pend {
@@ -112,65 +96,22 @@ struct pend {
 	char *value;                  /* owned; NULL: remove the field */
 };
 
-struct hd_redis_presence {
-	struct redis *r;
-	char node[256];
-	char token[64];               /* this process's heartbeat value */
-	struct hd_map pending;        /* mkey → struct pend */
-	struct pend *head, **tail;
-	size_t inflight;              /* writes sent, not answered */
-	struct hd_map listed;         /* hashes SADDed to herald:nodekeys (value: p) */
-	uv_timer_t flush_timer;
-	uv_timer_t beat_timer;
-	uv_timer_t sweep_timer;
-	bool sweeping[HD_REDIS_SHARDS_MAX]; /* a sweep round is out on the shard */
-	bool cleaning[HD_REDIS_SHARDS_MAX]; /* the clean-up at start runs: writes wait */
-	int open_handles;
-	bool armed;
-	bool asked;                   /* reg_flush was called since the last batch */
-	bool want_all;                /* write every entry again */
-	bool want_rejoin;             /* and announce the joins again (engine.h) */
-	bool beaten[HD_REDIS_SHARDS_MAX]; /* a beat's swept check answered on the shard */
-	struct beat_ctx {
-		struct hd_redis_presence *p;
-		unsigned shard;
-	} beat_ctx[HD_REDIS_SHARDS_MAX];
-	unsigned beat_wait;           /* swept checks of this round not answered */
-	bool beat_swept;              /* one of them found swept entries */
-	bool rejoining;               /* the last round found some too */
-	bool want_joins;              /* announce the joins of `left` */
-	struct hd_map left;           /* "TOPIC\nCLIENT" the other nodes announced as
-				         left, taken from herald:swept:NODE: the
-				         joins of the next flush (values: p) */
-	/* The sweep's pace (test-only overrides: HERALD_TEST_SWEEP_COUNT,
-	 * _WORK, _RETRY_MS; HERALD_TEST_REJOIN_PAGE). */
-	char sweep_count[16];
-	long sweep_work;
-	uint64_t sweep_retry_ms;
-	char rejoin_page[16];
-	hd_engine_reg_flush_fn fn;
-	void *fn_arg;
-	bool up_once[HD_REDIS_SHARDS_MAX];
-	bool stopped;
-	size_t dropped;
-	long long warn_ms;
-};
-
 /* A query on its way: the hash's fields, then the heartbeats. */
 struct qstate {
 	struct hd_redis_presence *p;
 	struct hd_reg_query *q;
 	unsigned shard;
-	char rkey[KEY_MAX];
+	char rkey[PRESENCE_KEY_MAX];
 	char **fields;                /* parallel to q->values */
-	const char *nodes[NODES_MAX]; /* other nodes named: the start of a field */
-	size_t nlens[NODES_MAX];      /* and their lengths (up to the '\n') */
+	const char *nodes[PRESENCE_NODES_MAX]; /* other nodes named: the start of
+						  a field */
+	size_t nlens[PRESENCE_NODES_MAX]; /* and their lengths (up to the '\n') */
 	size_t nnodes;
-	bool alive[NODES_MAX];        /* their heartbeats (EXISTS, one call each) */
+	bool alive[PRESENCE_NODES_MAX]; /* their heartbeats (EXISTS, one call each) */
 	struct bctx {
 		struct qstate *st;
 		size_t k;
-	} bctx[NODES_MAX];
+	} bctx[PRESENCE_NODES_MAX];
 	size_t out;                   /* heartbeat checks not answered */
 	int err;
 };
@@ -188,6 +129,13 @@ static void rkey_of(struct hd_redis_presence *p, enum hd_reg_kind kind, const ch
 		snprintf(out, cap, "{t:%s}:presence", key);
 		*shard = hd_redis_shard_of(p->r, key)->index;
 	}
+}
+
+void hd_redis_presence_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 static void pend_free(struct pend *e)
@@ -210,8 +158,7 @@ static void ignore_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 			    (int)(rep->len > 200 ? 200 : rep->len), rep->str);
 }
 
-/* One command whose reply is only logged when it is an error. */
-static int fire_and_forget(struct hd_redis_presence *p, struct hd_rconn *c, int argc,
+int hd_redis_presence_send(struct hd_redis_presence *p, struct hd_rconn *c, int argc,
 			   const char **argv, const size_t *lens)
 {
 	int rc = hd_rconn_command(c, ignore_reply, p, argc, argv, lens);
@@ -229,26 +176,26 @@ static int pend_send(struct hd_redis_presence *p, struct pend *e)
 	if (!e->value) {
 		const char *argv[] = {"HDEL", e->rkey, e->field};
 		size_t lens[] = {4, strlen(e->rkey), strlen(e->field)};
-		return fire_and_forget(p, c, 3, argv, lens);
+		return hd_redis_presence_send(p, c, 3, argv, lens);
 	}
 	const char *argv[] = {"HSET", e->rkey, e->field, e->value};
 	size_t lens[] = {4, strlen(e->rkey), strlen(e->field), strlen(e->value)};
-	int rc = fire_and_forget(p, c, 4, argv, lens);
+	int rc = hd_redis_presence_send(p, c, 4, argv, lens);
 	if (rc || hd_map_get(&p->listed, e->rkey))
 		return rc;
 	/* The first write to this hash: list it for the clean-up at start. */
-	char set[KEY_MAX];
+	char set[PRESENCE_KEY_MAX];
 	snprintf(set, sizeof(set), "herald:nodekeys:%s", p->node);
 	const char *sargv[] = {"SADD", set, e->rkey};
 	size_t slens[] = {4, strlen(set), strlen(e->rkey)};
-	if (fire_and_forget(p, c, 3, sargv, slens) == 0)
+	if (hd_redis_presence_send(p, c, 3, sargv, slens) == 0)
 		hd_map_put(&p->listed, e->rkey, p); /* full: SADD every time */
 	return 0;
 }
 
 static void on_flush_timer(uv_timer_t *t);
 
-static void arm(struct hd_redis_presence *p, uint64_t ms)
+void hd_redis_presence_arm(struct hd_redis_presence *p, uint64_t ms)
 {
 	if (p->armed || p->stopped)
 		return;
@@ -285,7 +232,7 @@ static void flush(struct hd_redis_presence *p)
 		pend_free(e);
 	}
 	if (p->head)
-		arm(p, RETRY_MS);
+		hd_redis_presence_arm(p, RETRY_MS);
 }
 
 static void on_flush_timer(uv_timer_t *t)
@@ -300,7 +247,7 @@ void hd_redis_presence_put(struct hd_engine *eng, enum hd_reg_kind kind, const c
 {
 	struct redis *r = (struct redis *)eng;
 	struct hd_redis_presence *p = r->presence;
-	char mkey[KEY_MAX];
+	char mkey[PRESENCE_KEY_MAX];
 	if (!p || p->stopped)
 		return;
 	snprintf(mkey, sizeof(mkey), "%c%s\n%s", "uto"[kind], key, client);
@@ -310,7 +257,7 @@ void hd_redis_presence_put(struct hd_engine *eng, enum hd_reg_kind kind, const c
 		e->value = value ? hd_strdup(value) : NULL;
 		return;
 	}
-	char rkey[KEY_MAX], field[KEY_MAX];
+	char rkey[PRESENCE_KEY_MAX], field[PRESENCE_KEY_MAX];
 	unsigned shard;
 	rkey_of(p, kind, key, rkey, sizeof(rkey), &shard);
 	snprintf(field, sizeof(field), "%s\n%s", p->node, client);
@@ -330,7 +277,7 @@ void hd_redis_presence_put(struct hd_engine *eng, enum hd_reg_kind kind, const c
 	}
 	*p->tail = e;
 	p->tail = &e->next;
-	arm(p, 0);
+	hd_redis_presence_arm(p, 0);
 }
 
 void hd_redis_presence_flush(struct hd_engine *eng, hd_engine_reg_flush_fn fn, void *arg)
@@ -341,10 +288,10 @@ void hd_redis_presence_flush(struct hd_engine *eng, hd_engine_reg_flush_fn fn, v
 	p->fn = fn;
 	p->fn_arg = arg;
 	p->asked = true;
-	arm(p, 0);
+	hd_redis_presence_arm(p, 0);
 }
 
-/* ---- heartbeat and clean-up --------------------------------------------- */
+/* ---- the heartbeat and the swept check ---------------------------------- */
 
 /* Forgets which hashes herald:nodekeys lists: a sweep or a failover may
  * have emptied it, so the next write to each lists it again. */
@@ -364,7 +311,7 @@ static void beat_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	if (rep->type == REDIS_REPLY_NIL) {
 		listed_forget(p);
 		p->want_all = true;
-		arm(p, 0);
+		hd_redis_presence_arm(p, 0);
 	}
 }
 
@@ -384,9 +331,9 @@ static void swept_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	if (rep && !p->stopped && rep->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 0; i < rep->elements; i++) {
 			const redisReply *e = rep->element[i];
-			if (e->type != REDIS_REPLY_STRING || e->len >= KEY_MAX)
+			if (e->type != REDIS_REPLY_STRING || e->len >= PRESENCE_KEY_MAX)
 				continue;
-			char key[KEY_MAX];
+			char key[PRESENCE_KEY_MAX];
 			memcpy(key, e->str, e->len);
 			key[e->len] = '\0';
 			if (!hd_map_get(&p->left, key))
@@ -396,11 +343,11 @@ static void swept_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	}
 	if (rep && !p->stopped && rep->type == REDIS_REPLY_ERROR) {
 		/* Not a set (an older build's mark, "1"): dropped. */
-		char swept[KEY_MAX];
+		char swept[PRESENCE_KEY_MAX];
 		snprintf(swept, sizeof(swept), "herald:swept:%s", p->node);
 		const char *dv[] = {"DEL", swept};
 		size_t dl[] = {3, strlen(swept)};
-		(void)fire_and_forget(p, c, 2, dv, dl);
+		(void)hd_redis_presence_send(p, c, 2, dv, dl);
 	}
 	if (rep && !p->stopped)
 		p->beaten[bc->shard] = true;
@@ -420,14 +367,14 @@ static void swept_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		p->want_joins = true;
 	}
 	p->rejoining = true;
-	arm(p, 0);
+	hd_redis_presence_arm(p, 0);
 }
 
 /* The heartbeat, the swept check and this node's name in herald:nodes, on
  * every shard (a shard's sweep reads only its own keys). */
 static void beat(struct hd_redis_presence *p)
 {
-	char key[KEY_MAX], swept[KEY_MAX];
+	char key[PRESENCE_KEY_MAX], swept[PRESENCE_KEY_MAX];
 	snprintf(key, sizeof(key), "herald:node:%s", p->node);
 	snprintf(swept, sizeof(swept), "herald:swept:%s", p->node);
 	const char *argv[] = {"SET", key, p->token, "PX", BEAT_TTL, "GET"};
@@ -450,7 +397,7 @@ static void beat(struct hd_redis_presence *p)
 					      p->beaten[s] ? 3 : 2, p->beaten[s] ? sargv : dargv,
 					      p->beaten[s] ? slens : dlens) == 0)
 			p->beat_wait++;
-		(void)fire_and_forget(p, c, 4, hargv, hlens);
+		(void)hd_redis_presence_send(p, c, 4, hargv, hlens);
 	}
 }
 
@@ -459,517 +406,6 @@ static void on_beat_timer(uv_timer_t *t)
 	beat(t->data);
 }
 
-/* ---- the sweep: the entries of nodes whose heartbeat is gone ------------ */
-
-/*
- * One step over one hash: KEYS[1] the hash. ARGV[1] its HSCAN cursor,
- * ARGV[2] the MATCH pattern of a node's fields ("NODE\n*", escaped),
- * ARGV[3] the COUNT, ARGV[4] NOTICE_CHANNEL, ARGV[5] the node, ARGV[6] the
- * topic when KEYS[1] is its presence hash and leaves are to be announced
- * ('' otherwise). Removes the node's fields the HSCAN page holds; for each
- * removed presence entry that says "join_leave" it publishes the leave
- * notice "NODE\nTOPIC\nleave\nCLIENT\nUSER\nENTRY" in the node's name
- * (every node, the caller too, pushes it to its subscribers; the node, if
- * it lives on, drops it as its own). An entry is announced only by the
- * call whose HDEL removed it, so each leave goes out once even when two
- * nodes sweep the same hash. → {next cursor, fields removed, {the client
- * ids announced as left}}.
- * It reads and writes only KEYS[1] (the Redis Cluster rule).
- */
-static const char step_lua[] =
-	"local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])\n"
-	"local fv, removed, left = r[2], 0, {}\n"
-	"for i = 1, #fv, 2 do\n"
-	"  if redis.call('HDEL', KEYS[1], fv[i]) == 1 then\n"
-	"    removed = removed + 1\n"
-	"    if ARGV[6] ~= '' then\n"
-	"      local ok, o = pcall(cjson.decode, fv[i + 1])\n"
-	"      if ok and type(o) == 'table' and o.join_leave == true and type(o.id) == 'string'\n"
-	"         and type(o.user) == 'string' then\n"
-	"        redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. ARGV[6] .. '\\nleave\\n' ..\n"
-	"                   o.id .. '\\n' .. o.user .. '\\n' .. fv[i + 1])\n"
-	"        left[#left + 1] = o.id\n"
-	"      end\n"
-	"    end\n"
-	"  end\n"
-	"end\n"
-	"return {r[1], removed, left}\n";
-
-/* EVAL of script with nkeys keys then args on c (every key of one Redis
- * Cluster slot, as script_call asserts for the engine's scripts). */
-static int presence_eval(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, const char *script,
-			 size_t slen, int nkeys, int nargs, const char **args, const size_t *lens)
-{
-	const char *argv[3 + 8];
-	size_t alens[3 + 8];
-	char nk[8];
-	assert(nargs <= 8 && nkeys <= nargs);
-	assert(hd_redis_scripts_one_slot(args, lens, nkeys));
-	snprintf(nk, sizeof(nk), "%d", nkeys);
-	argv[0] = "EVAL";
-	alens[0] = 4;
-	argv[1] = script;
-	alens[1] = slen;
-	argv[2] = nk;
-	alens[2] = strlen(nk);
-	for (int i = 0; i < nargs; i++) {
-		argv[3 + i] = args[i];
-		alens[3 + i] = lens[i];
-	}
-	return hd_rconn_command(c, fn, priv, 3 + nargs, argv, alens);
-}
-
-/* One hash of a step, with its cursor. */
-struct step {
-	struct sweep *s;
-	const char *key;              /* borrowed from s->keys */
-	char cursor[32];
-};
-
-/*
- * A sweep round on one shard (or this node's clean-up at its start),
- * driven from here one key's slot per call: HKEYS herald:nodes; for each
- * node, EXISTS of its heartbeat; for a dead one, SSCAN of its
- * herald:nodekeys set, and for each page's hashes (STEP_KEYS at a time)
- * the cursors (HMGET herald:sweepcur:NODE), then one step_lua per hash,
- * pipelined; a hash finished is SREMed from the set, the others keep their
- * cursor. The round stops when its budget of about SWEEP_WORK fields is
- * spent (the next one goes on RETRY_MS later). The clean-up walks this
- * node's own set to its end, each hash to its end, without leaves.
- */
-struct sweep {
-	struct hd_redis_presence *p;
-	unsigned shard;
-	bool cleanup;
-	bool failed;
-	bool done;                    /* every hash of the node's set finished */
-	int more;                     /* work left: again soon */
-	long budget;
-	char **nodes;                 /* owned */
-	size_t nnodes, ni;
-	char pat[600];                /* MATCH pattern of the node's fields */
-	char set[KEY_MAX], cur[KEY_MAX];
-	char sc[32];                  /* the set's SSCAN cursor */
-	char **keys;                  /* the set's page (owned) */
-	size_t nkeys, ki, nstep;
-	size_t out;                   /* steps sent, not answered */
-	bool stepped;                 /* a chunk ran this round (one always does) */
-	struct step steps[STEP_KEYS];
-};
-
-static void on_sweep_timer(uv_timer_t *t);
-static void sw_next_node(struct sweep *s);
-static void sw_chunk(struct sweep *s);
-
-static struct hd_rconn *sw_conn(const struct sweep *s)
-{
-	return s->p->r->shards[s->shard].cmd;
-}
-
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static void sw_finish(struct sweep *s)
-{
-	struct hd_redis_presence *p = s->p;
-	strv_free(s->nodes, s->nnodes);
-	strv_free(s->keys, s->nkeys);
-	if (s->cleanup) {
-		p->cleaning[s->shard] = false;
-		if (!p->stopped)
-			arm(p, 0); /* the writes it held back */
-	} else {
-		p->sweeping[s->shard] = false;
-		if (s->more && !s->failed && !p->stopped)
-			uv_timer_start(&p->sweep_timer, on_sweep_timer, p->sweep_retry_ms, SWEEP_MS);
-	}
-	free(s);
-}
-
-static bool sw_bad(struct sweep *s, const redisReply *rep)
-{
-	return !rep || s->p->stopped || hd_redis_reply_err(rep);
-}
-
-static void sw_cmd(struct sweep *s, hd_rconn_reply_fn fn, int argc, const char **argv,
-		   const size_t *lens)
-{
-	if (hd_rconn_command(sw_conn(s), fn, s, argc, argv, lens)) {
-		s->failed = true;
-		sw_finish(s);
-	}
-}
-
-/* The node's names: its set, cursors and the pattern of its fields. */
-static void sw_node_names(struct sweep *s, const char *node)
-{
-	snprintf(s->set, sizeof(s->set), "herald:nodekeys:%s", node);
-	snprintf(s->cur, sizeof(s->cur), "herald:sweepcur:%s", node);
-	size_t o = 0;
-	for (const char *c = node; *c && o + 4 < sizeof(s->pat); c++) {
-		if (strchr("*?[]\\", *c))
-			s->pat[o++] = '\\';
-		s->pat[o++] = *c;
-	}
-	s->pat[o++] = '\n';
-	s->pat[o++] = '*';
-	s->pat[o] = '\0';
-	snprintf(s->sc, sizeof(s->sc), "0");
-	s->done = true;
-}
-
-static const char *sw_node(const struct sweep *s)
-{
-	return s->cleanup ? s->p->node : s->nodes[s->ni];
-}
-
-static void sw_step_reply(struct hd_rconn *c, redisReply *rep, void *priv);
-
-/* The topic of a presence hash "{t:TOPIC}:presence" into out, or false. */
-static bool presence_topic(const char *key, char *out, size_t cap)
-{
-	size_t kl = strlen(key);
-	if (kl <= 13 || strncmp(key, "{t:", 3) || strcmp(key + kl - 10, "}:presence"))
-		return false;
-	snprintf(out, cap, "%.*s", (int)(kl - 13), key + 3);
-	return true;
-}
-
-static void sw_step_send(struct step *st)
-{
-	struct sweep *s = st->s;
-	const char *node = sw_node(s);
-	char topic[KEY_MAX] = "";
-	size_t kl = strlen(st->key);
-	if (!s->cleanup)
-		(void)presence_topic(st->key, topic, sizeof(topic));
-	const char *count = s->p->sweep_count;
-	const char *args[] = {st->key, st->cursor, s->pat, count, NOTICE_CHANNEL, node, topic};
-	size_t lens[] = {kl, strlen(st->cursor), strlen(s->pat), strlen(count),
-			 sizeof(NOTICE_CHANNEL) - 1, strlen(node), strlen(topic)};
-	if (presence_eval(sw_conn(s), sw_step_reply, st, step_lua, sizeof(step_lua) - 1, 1, 7, args,
-			  lens) == 0)
-		s->out++;
-	else
-		s->failed = true;
-}
-
-static void sw_steps_send(struct sweep *s)
-{
-	for (size_t i = 0; i < s->nstep && !s->failed; i++)
-		sw_step_send(&s->steps[i]);
-	if (s->out == 0)
-		sw_finish(s);
-}
-
-/* Leaves announced: "TOPIC\nCLIENT" of each into herald:swept:NODE, so
- * that the node, when it beats again, announces exactly their joins. */
-static void sw_record_left(struct sweep *s, const char *key, const redisReply *ids)
-{
-	char topic[KEY_MAX], swept[KEY_MAX];
-	if (!presence_topic(key, topic, sizeof(topic)))
-		return;
-	snprintf(swept, sizeof(swept), "herald:swept:%s", sw_node(s));
-	size_t n = ids->elements;
-	const char **argv = hd_malloc((n + 2) * sizeof(*argv));
-	size_t *lens = hd_malloc((n + 2) * sizeof(*lens));
-	char **vals = hd_calloc(n ? n : 1, sizeof(*vals));
-	size_t k = 2;
-	argv[0] = "SADD";
-	lens[0] = 4;
-	argv[1] = swept;
-	lens[1] = strlen(swept);
-	for (size_t i = 0; i < n; i++) {
-		const redisReply *e = ids->element[i];
-		if (e->type != REDIS_REPLY_STRING)
-			continue;
-		vals[i] = hd_malloc(strlen(topic) + e->len + 2);
-		size_t tl = strlen(topic);
-		memcpy(vals[i], topic, tl);
-		vals[i][tl] = '\n';
-		memcpy(vals[i] + tl + 1, e->str, e->len);
-		argv[k] = vals[i];
-		lens[k++] = tl + 1 + e->len;
-	}
-	struct hd_rconn *c = sw_conn(s);
-	if (k > 2 && fire_and_forget(s->p, c, (int)k, argv, lens) == 0) {
-		const char *xv[] = {"PEXPIRE", swept, SWEPT_TTL};
-		size_t xl[] = {7, strlen(swept), strlen(SWEPT_TTL)};
-		(void)fire_and_forget(s->p, c, 3, xv, xl);
-	}
-	strv_free(vals, n);
-	free(argv);
-	free(lens);
-}
-
-static void sw_step_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct step *st = priv;
-	struct sweep *s = st->s;
-	struct hd_redis_presence *p = s->p;
-	s->out--;
-	if (sw_bad(s, rep) || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
-	    rep->element[0]->type != REDIS_REPLY_STRING ||
-	    rep->element[0]->len >= sizeof(st->cursor)) {
-		s->failed = true;
-	} else {
-		snprintf(st->cursor, sizeof(st->cursor), "%.*s", (int)rep->element[0]->len,
-			 rep->element[0]->str);
-		bool end = !strcmp(st->cursor, "0");
-		if (s->cleanup) {
-			if (!end)
-				sw_step_send(st); /* the hash to its end */
-		} else {
-			s->budget -= atol(p->sweep_count) + (long)hd_redis_rep_u64(rep->element[1]);
-			const char *kv[] = {end ? "SREM" : "HSET", end ? s->set : s->cur, st->key,
-					    st->cursor};
-			size_t kl[] = {4, strlen(kv[1]), strlen(st->key), strlen(st->cursor)};
-			(void)fire_and_forget(p, c, end ? 3 : 4, kv, kl);
-			if (end) {
-				const char *hv[] = {"HDEL", s->cur, st->key};
-				size_t hl[] = {4, strlen(s->cur), strlen(st->key)};
-				(void)fire_and_forget(p, c, 3, hv, hl);
-			} else {
-				s->done = false;
-			}
-			if (rep->element[2]->type == REDIS_REPLY_ARRAY && rep->element[2]->elements)
-				sw_record_left(s, st->key, rep->element[2]);
-		}
-	}
-	if (s->out > 0)
-		return;
-	if (s->failed) {
-		sw_finish(s);
-		return;
-	}
-	s->ki += s->nstep;
-	sw_chunk(s);
-}
-
-static void sw_curs_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct sweep *s = priv;
-	if (sw_bad(s, rep) || rep->type != REDIS_REPLY_ARRAY || rep->elements != s->nstep) {
-		s->failed = true;
-		sw_finish(s);
-		return;
-	}
-	for (size_t i = 0; i < s->nstep; i++) {
-		const redisReply *e = rep->element[i];
-		bool ok = e->type == REDIS_REPLY_STRING && e->len < sizeof(s->steps[i].cursor);
-		snprintf(s->steps[i].cursor, sizeof(s->steps[i].cursor), "%.*s", ok ? (int)e->len : 1,
-			 ok ? e->str : "0");
-	}
-	sw_steps_send(s);
-}
-
-static void sw_node_end(struct sweep *s)
-{
-	if (s->cleanup) {
-		const char *dv[] = {"DEL", s->set};
-		size_t dl[] = {3, strlen(s->set)};
-		(void)fire_and_forget(s->p, sw_conn(s), 2, dv, dl);
-		sw_finish(s);
-		return;
-	}
-	if (s->done && !strcmp(s->sc, "0")) {
-		const char *node = sw_node(s);
-		const char *dv[] = {"DEL", s->set};
-		size_t dl[] = {3, strlen(s->set)};
-		const char *cv[] = {"DEL", s->cur};
-		size_t cl[] = {3, strlen(s->cur)};
-		const char *hv[] = {"HDEL", "herald:nodes", node};
-		size_t hl[] = {4, 12, strlen(node)};
-		(void)fire_and_forget(s->p, sw_conn(s), 2, dv, dl);
-		(void)fire_and_forget(s->p, sw_conn(s), 2, cv, cl);
-		(void)fire_and_forget(s->p, sw_conn(s), 3, hv, hl);
-	} else {
-		s->more = 1;
-	}
-	s->ni++;
-	sw_next_node(s);
-}
-
-/* The node lives again (its heartbeat is back): its sweep stops here. */
-static void sw_alive_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct sweep *s = priv;
-	if (sw_bad(s, rep) || rep->type != REDIS_REPLY_INTEGER) {
-		s->failed = true;
-		sw_finish(s);
-		return;
-	}
-	if (rep->integer == 1) {
-		s->ni++;
-		sw_next_node(s);
-		return;
-	}
-	const char *argv[2 + STEP_KEYS];
-	size_t lens[2 + STEP_KEYS];
-	argv[0] = "HMGET";
-	lens[0] = 5;
-	argv[1] = s->cur;
-	lens[1] = strlen(s->cur);
-	for (size_t i = 0; i < s->nstep; i++) {
-		argv[2 + i] = s->steps[i].key;
-		lens[2 + i] = strlen(s->steps[i].key);
-	}
-	sw_cmd(s, sw_curs_reply, (int)(2 + s->nstep), argv, lens);
-}
-
-static void sw_sscan_reply(struct hd_rconn *c, redisReply *rep, void *priv);
-
-static void sw_sscan(struct sweep *s)
-{
-	strv_free(s->keys, s->nkeys);
-	s->keys = NULL;
-	s->nkeys = s->ki = 0;
-	const char *count = s->p->sweep_count;
-	s->budget -= atol(count);
-	const char *argv[] = {"SSCAN", s->set, s->sc, "COUNT", count};
-	size_t lens[] = {5, strlen(s->set), strlen(s->sc), 5, strlen(count)};
-	sw_cmd(s, sw_sscan_reply, 5, argv, lens);
-}
-
-/* The next STEP_KEYS hashes of the page, the next page, or the node's end. */
-static void sw_chunk(struct sweep *s)
-{
-	bool spent = !s->cleanup && s->budget <= 0 && s->stepped;
-	if (s->ki >= s->nkeys) {
-		if (!strcmp(s->sc, "0")) {
-			sw_node_end(s);
-		} else if (spent) {
-			s->done = false;
-			sw_node_end(s);
-		} else {
-			sw_sscan(s);
-		}
-		return;
-	}
-	if (spent) {
-		s->done = false;
-		sw_node_end(s);
-		return;
-	}
-	s->stepped = true;
-	s->nstep = s->nkeys - s->ki < STEP_KEYS ? s->nkeys - s->ki : STEP_KEYS;
-	for (size_t i = 0; i < s->nstep; i++) {
-		s->steps[i] = (struct step){.s = s, .key = s->keys[s->ki + i]};
-		snprintf(s->steps[i].cursor, sizeof(s->steps[i].cursor), "0");
-	}
-	if (s->cleanup) {
-		sw_steps_send(s);
-		return;
-	}
-	/* Is the node still dead? (It may have come back since the round began.) */
-	char beat_key[KEY_MAX];
-	snprintf(beat_key, sizeof(beat_key), "herald:node:%s", sw_node(s));
-	const char *argv[] = {"EXISTS", beat_key};
-	size_t lens[] = {6, strlen(beat_key)};
-	sw_cmd(s, sw_alive_reply, 2, argv, lens);
-}
-
-static void sw_sscan_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct sweep *s = priv;
-	if (sw_bad(s, rep) || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-	    rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(s->sc) ||
-	    rep->element[1]->type != REDIS_REPLY_ARRAY) {
-		s->failed = true;
-		sw_finish(s);
-		return;
-	}
-	snprintf(s->sc, sizeof(s->sc), "%.*s", (int)rep->element[0]->len, rep->element[0]->str);
-	const redisReply *page = rep->element[1];
-	s->keys = hd_calloc(page->elements ? page->elements : 1, sizeof(*s->keys));
-	for (size_t i = 0; i < page->elements; i++)
-		if (page->element[i]->type == REDIS_REPLY_STRING)
-			s->keys[s->nkeys++] = hd_strndup(page->element[i]->str, page->element[i]->len);
-	sw_chunk(s);
-}
-
-static void sw_exists_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct sweep *s = priv;
-	if (sw_bad(s, rep) || rep->type != REDIS_REPLY_INTEGER) {
-		s->failed = true;
-		sw_finish(s);
-		return;
-	}
-	if (rep->integer == 1) { /* alive */
-		s->ni++;
-		sw_next_node(s);
-		return;
-	}
-	sw_node_names(s, sw_node(s));
-	sw_sscan(s);
-}
-
-static void sw_next_node(struct sweep *s)
-{
-	if (s->ni >= s->nnodes) {
-		sw_finish(s);
-		return;
-	}
-	if (s->budget <= 0) {
-		s->more = 1;
-		sw_finish(s);
-		return;
-	}
-	char beat_key[KEY_MAX];
-	snprintf(beat_key, sizeof(beat_key), "herald:node:%s", s->nodes[s->ni]);
-	const char *argv[] = {"EXISTS", beat_key};
-	size_t lens[] = {6, strlen(beat_key)};
-	sw_cmd(s, sw_exists_reply, 2, argv, lens);
-}
-
-static void sw_nodes_reply(struct hd_rconn *c, redisReply *rep, void *priv)
-{
-	struct sweep *s = priv;
-	if (sw_bad(s, rep) || rep->type != REDIS_REPLY_ARRAY) {
-		s->failed = true;
-		sw_finish(s);
-		return;
-	}
-	size_t n = rep->elements < NODES_MAX ? rep->elements : NODES_MAX;
-	s->nodes = hd_calloc(n ? n : 1, sizeof(*s->nodes));
-	for (size_t i = 0; i < n; i++)
-		if (rep->element[i]->type == REDIS_REPLY_STRING &&
-		    rep->element[i]->len < sizeof(((struct hd_redis_presence *)0)->node))
-			s->nodes[s->nnodes++] = hd_strndup(rep->element[i]->str, rep->element[i]->len);
-	sw_next_node(s);
-}
-
-static struct sweep *sw_new(struct hd_redis_presence *p, unsigned shard, bool cleanup)
-{
-	struct sweep *s = hd_calloc(1, sizeof(*s));
-	s->p = p;
-	s->shard = shard;
-	s->cleanup = cleanup;
-	s->budget = p->sweep_work;
-	return s;
-}
-
-static void on_sweep_timer(uv_timer_t *t)
-{
-	struct hd_redis_presence *p = t->data;
-	for (unsigned s = 0; s < p->r->nshards; s++) {
-		struct hd_rconn *c = p->r->shards[s].cmd;
-		if (p->sweeping[s] || !c || !hd_rconn_ready(c))
-			continue;
-		struct sweep *sw = sw_new(p, s, false);
-		const char *argv[] = {"HKEYS", "herald:nodes"};
-		size_t lens[] = {5, 12};
-		if (hd_rconn_command(c, sw_nodes_reply, sw, 2, argv, lens) == 0)
-			p->sweeping[s] = true;
-		else
-			free(sw);
-	}
-}
 
 void hd_redis_presence_cmd_up(struct hd_redis_presence *p, unsigned shard)
 {
@@ -979,11 +415,8 @@ void hd_redis_presence_cmd_up(struct hd_redis_presence *p, unsigned shard)
 		/* Removes the fields a previous run of this node left in the
 		 * hashes it listed, then the list. Sent from on_up; the writes
 		 * to this shard wait for its end (pend_send). */
-		struct sweep *sw = sw_new(p, shard, true);
-		sw_node_names(sw, p->node);
-		p->cleaning[shard] = true;
 		p->up_once[shard] = true;
-		sw_sscan(sw);
+		hd_redis_sweep_cleanup(p, shard);
 	} else {
 		/* A failover may have lost the SADDs too: list every hash again. */
 		listed_forget(p);
@@ -993,7 +426,7 @@ void hd_redis_presence_cmd_up(struct hd_redis_presence *p, unsigned shard)
 	/* Writes queued while it was down were answered NULL, or a failover
 	 * may have lost them: write every entry again. */
 	p->want_all = true;
-	arm(p, 0);
+	hd_redis_presence_arm(p, 0);
 }
 
 /* ---- queries ------------------------------------------------------------ */
@@ -1018,7 +451,7 @@ static bool node_alive(const struct qstate *st, const char *node, size_t len)
 	for (size_t i = 0; i < st->nnodes; i++)
 		if (st->nlens[i] == len && !memcmp(st->nodes[i], node, len))
 			return st->alive[i];
-	return true; /* past NODES_MAX: not checked */
+	return true; /* past PRESENCE_NODES_MAX: not checked */
 }
 
 /* One node's heartbeat answered; the last one ends the query. */
@@ -1060,7 +493,7 @@ static void beats_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		dlens[0] = 4;
 		dead[1] = st->rkey;
 		dlens[1] = strlen(st->rkey);
-		fire_and_forget(st->p, st->p->r->shards[st->shard].cmd, (int)(ndead + 2), dead,
+		hd_redis_presence_send(st->p, st->p->r->shards[st->shard].cmd, (int)(ndead + 2), dead,
 				dlens);
 	}
 	for (size_t i = 0; i < ndead; i++)
@@ -1098,7 +531,7 @@ static void hash_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		bool known = len == strlen(st->p->node) && !memcmp(field, st->p->node, len);
 		for (size_t k = 0; k < st->nnodes && !known; k++)
 			known = st->nlens[k] == len && !memcmp(st->nodes[k], field, len);
-		if (!known && st->nnodes < NODES_MAX && nl) {
+		if (!known && st->nnodes < PRESENCE_NODES_MAX && nl) {
 			st->nodes[st->nnodes] = field; /* fields outlive the MGET */
 			st->nlens[st->nnodes++] = len;
 		}
@@ -1110,7 +543,7 @@ static void hash_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	/* The heartbeat keys of the nodes named: one call per key (each its
 	 * own slot). */
 	for (size_t k = 0; k < st->nnodes; k++) {
-		char key[KEY_MAX];
+		char key[PRESENCE_KEY_MAX];
 		snprintf(key, sizeof(key), "herald:node:%.*s", (int)st->nlens[k], st->nodes[k]);
 		const char *argv[] = {"EXISTS", key};
 		size_t lens[] = {6, strlen(key)};
@@ -1152,7 +585,7 @@ static char o_alive, o_dead, o_asked;
 static void online_end(struct ostate *o, int err)
 {
 	struct hd_reg_query *q = o->q;
-	strv_free(o->fields, o->nf);
+	hd_redis_presence_strv_free(o->fields, o->nf);
 	hd_map_fini(&o->nodes);
 	hd_map_fini(&o->users);
 	free(o);
@@ -1191,11 +624,11 @@ static void online_page(struct ostate *o)
 		dlens[0] = 4;
 		dead[1] = "herald:online";
 		dlens[1] = 13;
-		(void)fire_and_forget(p, p->r->shards[0].cmd, (int)(ndead + 2), dead, dlens);
+		(void)hd_redis_presence_send(p, p->r->shards[0].cmd, (int)(ndead + 2), dead, dlens);
 	}
 	free(dead);
 	free(dlens);
-	strv_free(o->fields, o->nf);
+	hd_redis_presence_strv_free(o->fields, o->nf);
 	o->fields = NULL;
 	o->nf = 0;
 	if (!strcmp(o->cursor, "0"))
@@ -1254,10 +687,10 @@ static void online_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		memcpy(b->node, f, (size_t)(nl - f));
 		b->node[nl - f] = '\0';
 		if (hd_map_get(&o->nodes, b->node) || hd_map_put(&o->nodes, b->node, &o_asked)) {
-			free(b); /* known, or past NODES_MAX: counted as alive */
+			free(b); /* known, or past PRESENCE_NODES_MAX: counted as alive */
 			continue;
 		}
-		char key[KEY_MAX];
+		char key[PRESENCE_KEY_MAX];
 		snprintf(key, sizeof(key), "herald:node:%s", b->node);
 		const char *argv[] = {"EXISTS", key};
 		size_t lens[] = {6, strlen(key)};
@@ -1302,7 +735,7 @@ int hd_redis_presence_query(struct hd_engine *eng, struct hd_reg_query *q)
 		struct ostate *o = hd_calloc(1, sizeof(*o));
 		o->p = p;
 		o->q = q;
-		hd_map_init(&o->nodes, NODES_MAX);
+		hd_map_init(&o->nodes, PRESENCE_NODES_MAX);
 		hd_map_init(&o->users, ONLINE_USERS_MAX);
 		const char *argv[] = {"HSCAN", "herald:online", "0", "COUNT", ONLINE_PAGE};
 		size_t lens[] = {5, 13, 1, 5, strlen(ONLINE_PAGE)};
@@ -1329,7 +762,7 @@ int hd_redis_presence_query(struct hd_engine *eng, struct hd_reg_query *q)
 bool hd_redis_presence_left(struct hd_engine *eng, const char *topic, const char *client)
 {
 	struct hd_redis_presence *p = ((struct redis *)eng)->presence;
-	char key[KEY_MAX];
+	char key[PRESENCE_KEY_MAX];
 	if (!p || p->stopped)
 		return false;
 	snprintf(key, sizeof(key), "%s\n%s", topic, client);
@@ -1348,16 +781,9 @@ struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *nod
 	hd_map_init(&p->listed, LISTED_MAX);
 	hd_map_init(&p->left, LEFT_MAX);
 	p->tail = &p->head;
-	/* Test-only (no option, no doc): a slow sweep and small rejoin pages,
-	 * so that tests can come back partway through a sweep. */
-	const char *env = getenv("HERALD_TEST_SWEEP_COUNT");
-	snprintf(p->sweep_count, sizeof(p->sweep_count), "%ld",
-		 env && atol(env) > 0 ? atol(env) : atol(SWEEP_COUNT));
-	env = getenv("HERALD_TEST_SWEEP_WORK");
-	p->sweep_work = env && atol(env) > 0 ? atol(env) : SWEEP_WORK;
-	env = getenv("HERALD_TEST_SWEEP_RETRY_MS");
-	p->sweep_retry_ms = env && atol(env) > 0 ? (uint64_t)atol(env) : RETRY_MS;
-	env = getenv("HERALD_TEST_REJOIN_PAGE");
+	/* Test-only (no option, no doc): small rejoin pages, so that tests
+	 * can come back partway through a sweep (and hd_redis_sweep_start's). */
+	const char *env = getenv("HERALD_TEST_REJOIN_PAGE");
 	snprintf(p->rejoin_page, sizeof(p->rejoin_page), "%d",
 		 env && atoi(env) > 0 && atoi(env) < REJOIN_PAGE ? atoi(env) : REJOIN_PAGE);
 	uv_timer_init(r->loop, &p->flush_timer);
@@ -1366,7 +792,7 @@ struct hd_redis_presence *hd_redis_presence_new(struct redis *r, const char *nod
 	p->flush_timer.data = p->beat_timer.data = p->sweep_timer.data = p;
 	p->open_handles = 3;
 	uv_timer_start(&p->beat_timer, on_beat_timer, BEAT_MS, BEAT_MS);
-	uv_timer_start(&p->sweep_timer, on_sweep_timer, SWEEP_MS, SWEEP_MS);
+	hd_redis_sweep_start(p);
 	return p;
 }
 
