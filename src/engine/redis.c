@@ -348,7 +348,7 @@ static void pub_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 }
 
 static void shard_flush(struct shard *sh);
-static void shard_send(struct shard *sh);
+static void shard_send(struct shard *sh, bool in_multi);
 
 /* A ZADD or ZREM of the topic list: an error is logged; the next publish
  * lists the topic again. */
@@ -606,6 +606,11 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	/* The confirms count as out until all are sent: a NULL reply while
 	 * sending (the connection dropping) must not end the cycle early. */
 	sh->confirming++;
+	/* r->multi: the confirms go in the bracket of the next batch (or in
+	 * one of their own): Redis 7.0 writes each script's MULTI/EXEC wrapper
+	 * to the AOF even when its effects go to the replicas only, so
+	 * confirms sent alone cost an fsync per read of the connection. */
+	bool multi = r->multi && hd_rconn_multi_begin(sh->cmd) == 0;
 	while (it) {
 		struct pitem *next = it->next;
 		struct hd_pub_item *out = &it->job->pub->items[it->i];
@@ -624,8 +629,10 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	if (sh->nqueued && !r->stopped) {
 		/* Folded: the next batch goes right behind the confirms. */
 		sh->hold_for = 0;
-		shard_send(sh);
+		shard_send(sh, multi);
 	} else {
+		if (multi)
+			hd_rconn_multi_end(sh->cmd);
 		/* The clients answered now may publish again: hold the next
 		 * batch for them. */
 		sh->hold_for = nok;
@@ -740,12 +747,14 @@ static void shard_flush(struct shard *sh)
 {
 	if (sh->wait_out || sh->confirming || (sh->hold_for && sh->nqueued < sh->hold_for))
 		return;
-	shard_send(sh);
+	shard_send(sh, false);
 }
 
 /* Sends the queued items' scripts and one WAIT (no WAIT is out; confirms
- * may be, ahead of it on the connection). */
-static void shard_send(struct shard *sh)
+ * may be, ahead of it on the connection). in_multi: a MULTI bracket is
+ * open (the confirms' of wait_reply): the writes join it and it is closed
+ * here, before the WAIT. */
+static void shard_send(struct shard *sh, bool in_multi)
 {
 	struct redis *r = sh->r;
 	char tmo[24];
@@ -755,8 +764,12 @@ static void shard_send(struct shard *sh)
 		uv_timer_stop(&sh->hold->timer);
 	}
 	if (!sh->queued_head) {
+		bool multi = in_multi || (sh->ntops && r->multi &&
+					  hd_rconn_multi_begin(sh->cmd) == 0);
 		if (sh->ntops)
 			tops_flush(sh);
+		if (multi)
+			hd_rconn_multi_end(sh->cmd);
 		return;
 	}
 	/* One PUB call per topic (arrival order within it). */
@@ -781,6 +794,10 @@ static void shard_send(struct shard *sh)
 		items[i]->next = NULL;
 	}
 	free(q);
+	/* The batch's writes in one MULTI … EXEC (r->multi): Redis writes and
+	 * fsyncs them at EXEC, once, instead of once per read of the
+	 * connection (~20 KB). */
+	bool multi = in_multi || (r->multi && hd_rconn_multi_begin(sh->cmd) == 0);
 	for (size_t a = 0; a < n;) {
 		size_t m = call_run(items + a, n - a, false);
 		if (send_pubs(r, sh, items + a, m)) {
@@ -797,6 +814,8 @@ static void shard_send(struct shard *sh)
 	free(items);
 	if (sh->ntops)
 		tops_flush(sh);
+	if (multi)
+		hd_rconn_multi_end(sh->cmd);
 	if (!sh->batch)
 		return;
 	snprintf(tmo, sizeof(tmo), "%u", (unsigned)r->opts.wait_timeout_ms);
@@ -1484,6 +1503,10 @@ struct hd_engine *hd_redis_engine_new(uv_loop_t *loop, const struct hd_redis_opt
 	hd_map_init(&r->topics, opts->max_topics_in_memory ? opts->max_topics_in_memory : 1);
 	r->presence = hd_redis_presence_new(r, opts->node);
 	r->heal = hd_redis_heal_new(r);
+	/* Bench/test-only A/B switch, read once at start: HERALD_REDIS_MULTI=1
+	 * wraps each publish cycle's writes in MULTI … EXEC (shard_send). */
+	const char *multi = getenv("HERALD_REDIS_MULTI");
+	r->multi = multi && !strcmp(multi, "1");
 	hd_redis_deliver_init(r);
 	for (unsigned s = 0; s < r->nshards; s++) {
 		struct shard *sh = &r->shards[s];

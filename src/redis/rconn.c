@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/log.h"
 
+#include <assert.h>
 #include <hiredis/hiredis.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ struct hd_rconn {
 	/* Commands sent while the connection is not up yet, in order (RESP
 	 * text); sent when it comes up, failed when an attempt fails. */
 	struct cmd *queue_head, **queue_tail;
+	struct txn *txn;              /* the open MULTI bracket, or NULL */
+	size_t held;                  /* callbacks of brackets not answered yet */
 	bool up;
 	bool freeing;
 };
@@ -60,6 +63,16 @@ struct cmd {
 	struct cmd *next;             /* in the queue */
 	char *resp;                   /* queued: the formatted command (hiredis's) */
 	long long resp_len;
+};
+
+/* A MULTI bracket: its commands' callbacks, in order, until EXEC answers
+ * (at most max_pending of them, counted in held). */
+struct txn {
+	size_t n, cap;
+	struct tcall {
+		hd_rconn_reply_fn fn;
+		void *priv;
+	} *calls;
 };
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
@@ -471,12 +484,11 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 		free(k);
 }
 
-int hd_rconn_command(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int argc,
-		     const char **argv, const size_t *lens)
+/* Sends (or queues, when not up) one command; the caller checked the
+ * limits. Returns 0 or HD_EUNAVAIL (fn never runs). */
+static int send_cmd(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int argc,
+		    const char **argv, const size_t *lens, bool sub)
 {
-	bool sub = argc > 0 && lens[0] == 9 && strncasecmp(argv[0], "SUBSCRIBE", 9) == 0;
-	if ((!c->up && sub) || (!sub && c->pending >= c->opts.max_pending) || c->freeing)
-		return HD_EUNAVAIL;
 	struct cmd *k = hd_calloc(1, sizeof(*k));
 	k->c = c;
 	k->fn = fn;
@@ -500,6 +512,85 @@ int hd_rconn_command(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int a
 	if (!sub)
 		c->pending++;
 	return 0;
+}
+
+/* A bracket's MULTI, or one of its commands' +QUEUED: nothing to do. A
+ * command refused when queued (a READONLY is seen by on_reply) makes the
+ * server abort the EXEC, which answers every callback NULL. */
+static void txn_swallow(struct hd_rconn *c, redisReply *r, void *priv)
+{
+	(void)c;
+	(void)r;
+	(void)priv;
+}
+
+/* EXEC's reply: element i answers the bracket's command i. */
+static void txn_exec(struct hd_rconn *c, redisReply *r, void *priv)
+{
+	struct txn *t = priv;
+	bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == t->n;
+	assert(c->held >= t->n);
+	c->held -= t->n;
+	for (size_t i = 0; i < t->n; i++) {
+		redisReply *e = ok ? r->element[i] : NULL;
+		if (e && e->type == REDIS_REPLY_ERROR && !strncmp(e->str, "READONLY", 8))
+			hd_rconn_reconnect(c);
+		t->calls[i].fn(c, e, t->calls[i].priv);
+	}
+	free(t->calls);
+	free(t);
+}
+
+int hd_rconn_command(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int argc,
+		     const char **argv, const size_t *lens)
+{
+	bool sub = argc > 0 && lens[0] == 9 && strncasecmp(argv[0], "SUBSCRIBE", 9) == 0;
+	if ((!c->up && sub) || (!sub && c->pending + c->held >= c->opts.max_pending) ||
+	    c->freeing)
+		return HD_EUNAVAIL;
+	struct txn *t = c->txn;
+	if (!t || sub)
+		return send_cmd(c, fn, priv, argc, argv, lens, sub);
+	assert(!sub);
+	if (send_cmd(c, txn_swallow, NULL, argc, argv, lens, false))
+		return HD_EUNAVAIL;
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 16;
+		t->calls = hd_realloc(t->calls, t->cap * sizeof(*t->calls));
+	}
+	t->calls[t->n++] = (struct tcall){fn, priv};
+	c->held++;
+	return 0;
+}
+
+int hd_rconn_multi_begin(struct hd_rconn *c)
+{
+	static const char *argv[] = {"MULTI"};
+	static const size_t lens[] = {5};
+	assert(!c->txn);
+	/* Room for MULTI and EXEC. */
+	if (c->freeing || c->pending + c->held + 2 > c->opts.max_pending)
+		return HD_EUNAVAIL;
+	if (send_cmd(c, txn_swallow, NULL, 1, argv, lens, false))
+		return HD_EUNAVAIL;
+	c->txn = hd_calloc(1, sizeof(*c->txn));
+	return 0;
+}
+
+void hd_rconn_multi_end(struct hd_rconn *c)
+{
+	static const char *argv[] = {"EXEC"};
+	static const size_t lens[] = {4};
+	struct txn *t = c->txn;
+	if (!t)
+		return;
+	c->txn = NULL;
+	if (send_cmd(c, txn_exec, t, 1, argv, lens, false)) {
+		/* hiredis refused it (the context is going): the connection is
+		 * left inside MULTI, drop it; the commands failed. */
+		hd_rconn_reconnect(c);
+		txn_exec(c, NULL, t);
+	}
 }
 
 void hd_rconn_drop(struct hd_rconn *c)
@@ -539,6 +630,7 @@ void hd_rconn_free(struct hd_rconn *c)
 	c->ac = NULL;
 	c->up = false;
 	fail_queued(c);
+	assert(!c->txn); /* brackets close in the turn that opened them */
 	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 	uv_close((uv_handle_t *)&c->health, on_timer_closed);
 }

@@ -62,6 +62,21 @@ bool hd_rconn_ready(const struct hd_rconn *c);
 int hd_rconn_command(struct hd_rconn *c, hd_rconn_reply_fn fn, void *priv, int argc,
 		     const char **argv, const size_t *lens);
 
+/* A MULTI … EXEC bracket: hd_rconn_multi_begin sends MULTI; the commands
+ * sent until hd_rconn_multi_end are queued by the server (their +QUEUED
+ * replies are swallowed here) and run at EXEC, whose array answers them:
+ * each command's fn gets its own element. An aborted EXEC (EXECABORT, a
+ * nil array, a count that does not match) or a lost connection answers
+ * every fn NULL, as if its own call failed. Redis writes a transaction to
+ * its AOF (and fsyncs it) once, at EXEC, whatever its size. Begin and end
+ * are called in the same turn of the loop (nothing else, not even the
+ * health PING, can slip in between); brackets do not nest. Not for a
+ * SUBSCRIBEd connection. With Redis Cluster a bracket must stay within
+ * one slot (the caller's concern). begin returns 0 or HD_EUNAVAIL (then no
+ * bracket is open and the commands go out one by one). */
+int hd_rconn_multi_begin(struct hd_rconn *c);
+void hd_rconn_multi_end(struct hd_rconn *c);
+
 /* Drops the connection now: every command in flight gets its NULL reply
  * before this returns; the connection is retried like any lost one. */
 void hd_rconn_drop(struct hd_rconn *c);
