@@ -254,7 +254,7 @@ int hd_cproxy_answer_parse(enum hd_cproxy_kind kind, const char *body, size_t le
 	char *m = hd_malloc(len ? len : 1);
 	struct hd_json_text_scan scan = {0};
 	if (hd_json_text_minify(body, len, m, &scan, &err)) {
-		rc = fail(a, "not JSON: %s", err.msg);
+		rc = fail(a, "not JSON: %.200s", err.msg);
 		goto out;
 	}
 	if (obj_split(&top, m, scan.out_len)) {

@@ -166,7 +166,13 @@ def providers(tmp_path_factory):
 
 
 def server(herald_factory, providers, args=(), name="data"):
-    return herald_factory(args=providers.args + list(args), config=KEYS, name=name)
+    """A node whose device registry and push subscriptions are loaded (until
+    then their routes answer 503 "loading"; /healthz does not wait for it)."""
+    h = herald_factory(args=providers.args + list(args), config=KEYS, name=name)
+    wait_for(lambda: requests.get(f"{h.url}/v1/users/0/devices", headers=H, timeout=10).status_code != 503
+             and requests.get(h.url + "/v1/push/subscriptions", headers=H, timeout=10).status_code != 503,
+             30, what="the device registry and push subscriptions loaded")
+    return h
 
 
 def device(h, user, dev, body):
