@@ -119,7 +119,7 @@ static int rd_field(struct dec *d, struct rd *r, struct field *f)
 static int decode_msg(struct dec *d, const uint8_t *p, size_t n, field_fn fn, void *arg)
 {
 	struct rd r = {p, p + n};
-	struct field f;
+	struct field f = {0};
 	int rc;
 	while ((rc = rd_field(d, &r, &f)) == 1)
 		if ((rc = fn(d, arg, &f)))
@@ -199,7 +199,7 @@ static void sub_req_init(struct hd_centrifuge_sub_req *s)
 static int sub_field(struct dec *d, void *arg, const struct field *f)
 {
 	struct hd_centrifuge_sub_req *s = arg;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 	switch (f->num) {
 	case 1: return get_str(d, f, "subscribe.channel", &s->channel);
@@ -294,7 +294,7 @@ static int since_field(struct dec *d, void *arg, const struct field *f)
 static int history_field(struct dec *d, void *arg, const struct field *f)
 {
 	struct hd_centrifuge_command *c = arg;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 	switch (f->num) {
 	case 1: return get_str(d, f, "history.channel", &c->sub.channel);
@@ -378,7 +378,7 @@ static field_fn method_fields(enum hd_centrifuge_method m)
 static int command_field(struct dec *d, void *arg, const struct field *f)
 {
 	struct hd_centrifuge_command *c = arg;
-	uint64_t v;
+	uint64_t v = 0;
 	int rc;
 	if (f->num == 1) {
 		if ((rc = get_u64(d, f, "id", &v)))
