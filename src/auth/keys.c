@@ -88,7 +88,8 @@ int hd_keys_parse_scopes(struct hd_key *k, const char *text, struct hd_error *er
 			if (k->npublish == HD_KEY_SCOPES_MAX)
 				return hd_error_set(err, HD_ECONFIG, "more than %d publish scopes",
 						    HD_KEY_SCOPES_MAX);
-			snprintf(k->publish[k->npublish++], sizeof(k->publish[0]), "%s", scope + 8);
+			snprintf(k->publish[k->npublish++], sizeof(k->publish[0]), "%.*s", HD_KEY_NAME_MAX,
+				 scope + 8);
 		} else {
 			return hd_error_set(err, HD_ECONFIG,
 					    "unknown scope '%s' (publish:NAMESPACE, publish:*, read, "
