@@ -47,8 +47,8 @@ int64_t hd_ws_edge_mono(void)
 /* Runs the first protobuf message of the inbox (checked when it came). */
 static void pump_message(struct session *s)
 {
-	const uint8_t *msg;
-	size_t pos = 0, n;
+	const uint8_t *msg = NULL;
+	size_t pos = 0, n = 0;
 	int rc = hd_centrifuge_pb_next((const uint8_t *)s->inbox.data, s->inbox.len, &pos, &msg, &n);
 	assert(rc == 1);
 	(void)rc;
