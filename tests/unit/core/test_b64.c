@@ -97,7 +97,7 @@ static void test_url_alphabet(void **state)
 	static const unsigned char bytes[] = {0xfb, 0xff, 0xbf, 0xfe};
 	char out[16];
 	unsigned char back[16];
-	size_t n;
+	size_t n = 0;
 
 	assert_int_equal(hd_b64_url_encode(bytes, sizeof(bytes), out, sizeof(out)), 6);
 	assert_string_equal(out, "-_-__g");
