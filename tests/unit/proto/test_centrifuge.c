@@ -589,7 +589,7 @@ static void test_next_line(void **state)
 	const char *expect[] = {"{\"connect\":{},\"id\":1}", "{\"subscribe\":{},\"id\":2}", "{}\r",
 				"{\"id\":3}"};
 	const char *line;
-	size_t pos = 0, n, i = 0;
+	size_t pos = 0, n = 0, i = 0;
 
 	while (hd_centrifuge_next_line(frame, sizeof(frame) - 1, &pos, &line, &n)) {
 		assert_true(i < 4);
