@@ -44,6 +44,9 @@
 #   FSYNC_DELAY  simulates a slow disk: the primary runs under strace, which
 #                holds every fdatasync/fsync of it this long on exit (strace
 #                time format: 2ms, 500us); the rows then measure that disk
+#   PERF=DIR     records herald (perf record -g) during each single-publish
+#                row into DIR/row-N.data (N counts the rows from 1); read
+#                with perf report -i DIR/row-N.data --no-children
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -122,8 +125,15 @@ run() {
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP config resetstat >/dev/null
   w0=$(waits); w0=${w0:-0}
   pc0=$(cpu $RP); rc0=$(cpu $RR)
+  PP=
+  if [ -n "${PERF:-}" ]; then
+    NROW=$((${NROW:-0} + 1))
+    perf record -q -g -p $PID -o "$PERF/row-$NROW.data" -- sleep "$SECS" 2>/dev/null &
+    PP=$!
+  fi
   line=$($HPIN "$LOADER" ${TOPICS:+--topics $TOPICS} single $PORT bench $CONNS "$SECS" $PID) || true
   pc1=$(cpu $RP); rc1=$(cpu $RR)
+  [ -n "$PP" ] && { wait $PP || true; echo "cluster: perf data $PERF/row-$NROW.data ($1)" >&2; }
   w1=$(waits); w1=${w1:-0}
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP info commandstats | tr -d '\r' |
     sed -n 's/^cmdstat_\([a-z]*\):calls=\([0-9]*\),usec=[0-9]*,usec_per_call=\([0-9.]*\).*/cluster:   \1 calls=\2 usec_per_call=\3/p' >&2
