@@ -96,7 +96,7 @@ else
 fi
 $RPIN redis-server --port $RR --bind 127.0.0.1 --save '' --appendonly yes --dir "$TMP/r" \
   --replicaof 127.0.0.1 $RP --daemonize yes --logfile "$TMP/r.log"
-i=0; until redis-cli -p $RR info replication | grep -q 'master_link_status:up'; do
+i=0; until redis-cli -p $RR info replication 2>/dev/null | grep -q 'master_link_status:up'; do
   i=$((i+1)); [ $i -lt 200 ] || { echo "bench: the replica did not sync"; exit 1; }; sleep 0.05; done
 
 PORT=$(free_port)
