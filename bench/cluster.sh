@@ -35,6 +35,18 @@
 # replica (INFO cpu, user + sys, over the measured seconds and the warm-up:
 # divided by every event the load generator sent); CMDSTATS=1 prints the
 # primary's commandstats (calls, usec_per_call) per row on stderr.
+#   PIN=1        herald and the load generator on CPU 0, the Redis primary
+#                and replica on CPU 1 (taskset), in every mode: herald gets
+#                the same CPU budget with either engine and Redis stands for
+#                its own hosts. HERALD_CPUS / REDIS_CPUS (taskset -c lists)
+#                set each side instead (e.g. HERALD_CPUS=0 REDIS_CPUS=0:
+#                everything on one core)
+#   FSYNC_DELAY  simulates a slow disk: the primary runs under strace, which
+#                holds every fdatasync/fsync of it this long on exit (strace
+#                time format: 2ms, 500us); the rows then measure that disk
+#   PERF=DIR     records herald (perf record -g) during each single-publish
+#                row into DIR/row-N.data (N counts the rows from 1); read
+#                with perf report -i DIR/row-N.data --no-children
 set -eu
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -57,19 +69,41 @@ trap '[ -n "$PID" ] && kill $PID 2>/dev/null; for p in $(echo "$NPIDS" | tr , " 
       redis-cli -p $RR shutdown nosave >/dev/null 2>&1;
       redis-cli -p $RP shutdown nosave >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 
+if [ "${PIN:-0}" = 1 ]; then
+  HERALD_CPUS=${HERALD_CPUS:-0}; REDIS_CPUS=${REDIS_CPUS:-1}
+fi
+HPIN=; RPIN=
+if [ -n "${HERALD_CPUS:-}${REDIS_CPUS:-}" ]; then
+  command -v taskset >/dev/null || { echo "bench: taskset is missing (util-linux)"; exit 1; }
+  [ -n "${HERALD_CPUS:-}" ] && HPIN="taskset -c $HERALD_CPUS"
+  [ -n "${REDIS_CPUS:-}" ] && RPIN="taskset -c $REDIS_CPUS"
+fi
 mkdir -p "$TMP/p" "$TMP/r"
-redis-server --port $RP --bind 127.0.0.1 --save '' --appendonly yes --appendfsync ${FSYNC:-always} \
-  --dir "$TMP/p" --daemonize yes --logfile "$TMP/p.log"
-redis-server --port $RR --bind 127.0.0.1 --save '' --appendonly yes --dir "$TMP/r" \
+if [ -n "${FSYNC_DELAY:-}" ]; then
+  command -v strace >/dev/null || { echo "bench: strace is missing"; exit 1; }
+  # Started under strace (attaching to a running process cannot use the
+  # seccomp filter, and without it every syscall would stop): only the
+  # fsyncs stop, each held FSYNC_DELAY on exit.
+  $RPIN strace --seccomp-bpf -f -qq -o /dev/null -e trace=fdatasync,fsync \
+    -e inject=fdatasync,fsync:delay_exit=$FSYNC_DELAY \
+    redis-server --port $RP --bind 127.0.0.1 --save '' --appendonly yes --appendfsync ${FSYNC:-always} \
+    --dir "$TMP/p" --daemonize no --logfile "$TMP/p.log" &
+  i=0; until redis-cli -p $RP ping 2>/dev/null | grep -q PONG; do
+    i=$((i+1)); [ $i -lt 200 ] || { echo "bench: the primary did not start"; exit 1; }; sleep 0.05; done
+else
+  $RPIN redis-server --port $RP --bind 127.0.0.1 --save '' --appendonly yes --appendfsync ${FSYNC:-always} \
+    --dir "$TMP/p" --daemonize yes --logfile "$TMP/p.log"
+fi
+$RPIN redis-server --port $RR --bind 127.0.0.1 --save '' --appendonly yes --dir "$TMP/r" \
   --replicaof 127.0.0.1 $RP --daemonize yes --logfile "$TMP/r.log"
-i=0; until redis-cli -p $RR info replication | grep -q 'master_link_status:up'; do
+i=0; until redis-cli -p $RR info replication 2>/dev/null | grep -q 'master_link_status:up'; do
   i=$((i+1)); [ $i -lt 200 ] || { echo "bench: the replica did not sync"; exit 1; }; sleep 0.05; done
 
 PORT=$(free_port)
 CUR=$BIN
 start() {
   rm -rf "$TMP/data"
-  "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn \
+  $HPIN "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn \
     --connection-rate-per-ip 0 --max-connections-per-ip 0 "$@" \
     2>"$TMP/herald.log" &
   PID=$!
@@ -91,8 +125,15 @@ run() {
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP config resetstat >/dev/null
   w0=$(waits); w0=${w0:-0}
   pc0=$(cpu $RP); rc0=$(cpu $RR)
-  line=$("$LOADER" ${TOPICS:+--topics $TOPICS} single $PORT bench $CONNS "$SECS" $PID) || true
+  PP=
+  if [ -n "${PERF:-}" ]; then
+    NROW=$((${NROW:-0} + 1))
+    perf record -q -g -p $PID -o "$PERF/row-$NROW.data" -- sleep "$SECS" 2>/dev/null &
+    PP=$!
+  fi
+  line=$($HPIN "$LOADER" ${TOPICS:+--topics $TOPICS} single $PORT bench $CONNS "$SECS" $PID) || true
   pc1=$(cpu $RP); rc1=$(cpu $RR)
+  [ -n "$PP" ] && { wait $PP || true; echo "cluster: perf data $PERF/row-$NROW.data ($1)" >&2; }
   w1=$(waits); w1=${w1:-0}
   [ "${CMDSTATS:-0}" = 1 ] && redis-cli -p $RP info commandstats | tr -d '\r' |
     sed -n 's/^cmdstat_\([a-z]*\):calls=\([0-9]*\),usec=[0-9]*,usec_per_call=\([0-9.]*\).*/cluster:   \1 calls=\2 usec_per_call=\3/p' >&2
@@ -127,6 +168,8 @@ row() {
   CUR=$BIN
 }
 
+[ -n "$HPIN$RPIN${FSYNC_DELAY:-}" ] &&
+  echo "cluster: herald + load on CPUs ${HERALD_CPUS:-any}, Redis on CPUs ${REDIS_CPUS:-any}, fsync delay ${FSYNC_DELAY:-none}" >&2
 echo "| scenario | connections | events/s | p50 latency | p99 latency | errors | herald CPU/event | events/WAIT | Redis CPU/event primary / replica |"
 echo "|---|---|---|---|---|---|---|---|---|"
 if [ "${LOCAL:-1}" = 1 ]; then
@@ -145,7 +188,7 @@ if [ "${FANOUT:-0}" = 1 ]; then
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   # fanout LABEL SUB_PORTS PUB_PORT PIDS: one row
   fanout() {
-    "$FANOUT_BIN" --target herald --proto ws --port $3 --sub-ports $2 --pub-port $3 --subs 1000 \
+    $HPIN "$FANOUT_BIN" --target herald --proto ws --port $3 --sub-ports $2 --pub-port $3 --subs 1000 \
       --duration "$SECS" --rate 100 --server-pids $4 --label "$1" ${FANOUT_ARGS:-} 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -170,7 +213,7 @@ print("| %s | %.2f ms | %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f 
     for k in 1 2 3 4; do
       p=$(free_port)
       rm -rf "$TMP/node$k"
-      "$CUR" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$k" --log-level warn --engine redis \
+      $HPIN "$CUR" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$k" --log-level warn --engine redis \
         --redis-url redis://127.0.0.1:$RP --node-name node$k $FO_ARGS 2>"$TMP/node$k.log" &
       NPIDS="${NPIDS:+$NPIDS,}$!"
       i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
