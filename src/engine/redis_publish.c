@@ -72,6 +72,7 @@ struct pjob {
 	struct pitem items[];
 };
 
+/* A new topic's epoch: a v4 UUID's hex digits but its version digit. */
 static void new_epoch(char out[HD_EPOCH_LEN + 1])
 {
 	char u[37];
