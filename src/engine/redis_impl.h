@@ -4,11 +4,13 @@
  * includes it.
  * Layer: engine. Loop thread only.
  *
- * The engine is one idea split along its parts (redis.c tells the publish
- * and read design):
- *   redis.c           helpers (sharding, replies, script calls), publish and
- *                     its confirm path, reads, topic operations, life cycle
- *                     (new, ready, stop, free) and the URL parser
+ * The engine is one idea split along its parts (redis_publish.c tells the
+ * publish design, redis.c the reads'):
+ *   redis.c           helpers (sharding, replies, script calls), reads,
+ *                     topic operations, life cycle (new, ready, stop, free)
+ *                     and the URL parser
+ *   redis_publish.c   publish: batches, the PUB/WAIT/CONFIRM/TOPS calls,
+ *                     folded cycles, the hold, the MULTI bracket
  *   redis_scripts.c   the Lua scripts' text (their KEYS and ARGV)
  *   redis_deliver.c   live delivery: PUB/SUB messages in offset order per
  *                     topic, gap-filling reads, the connections' up/down
@@ -17,8 +19,9 @@
  *                     leases), the ownership leases themselves
  *   redis_groups.c    pull-group leases shared by every node (glease_op)
  *   redis_presence.c  the connection registry and presence (soft state):
- *                     writes, queries, users_online, the heartbeat and the
- *                     swept check/rejoin paging of the beat
+ *                     writes, queries, the heartbeat and the swept
+ *                     check/rejoin paging of the beat
+ *   redis_online.c    the users_online count (HD_REG_ONLINE queries)
  *   redis_sweep.c     the sweep of dead nodes' entries (their leaves, the
  *                     swept sets) and the clean-up at a node's start
  *   redis_heal.c      once per primary life: raises tops left below stored
@@ -79,7 +82,7 @@ struct shard {
 	/* Group commit (replicated), one WAIT out at a time: the batch's PUB
 	 * scripts and one WAIT; then its confirms, with the next batch
 	 * written right behind them when items are queued (folded cycles,
-	 * redis.c), else a short hold so that the publishers just answered
+	 * redis_publish.c), else a short hold so that the publishers just answered
 	 * join the next batch. Items arriving meanwhile wait in the queue. */
 	struct pitem *queued_head, **queued_tail;
 	size_t nqueued;
@@ -129,7 +132,8 @@ struct redis {
 	unsigned test_read_delay_ms;  /* test-only hooks (redis_deliver.c) */
 	unsigned test_read_fail;
 	unsigned test_sub_delay_ms;
-	bool multi;                   /* HERALD_REDIS_MULTI: a cycle's writes in MULTI/EXEC (redis.c) */
+	bool multi;                   /* HERALD_REDIS_MULTI: a cycle's writes in MULTI/EXEC
+				         (redis_publish.c) */
 };
 
 
@@ -137,10 +141,22 @@ struct redis {
 
 /* The shard that holds topic. */
 struct shard *hd_redis_shard_of(struct redis *r, const char *topic);
+/* Whether sh's command connection is up and its PUB/SUB one subscribed. */
+bool hd_redis_shard_ready(const struct shard *sh);
+/* "{t:NAME}:SUFFIX" into out (at least HD_TOPIC_NAME_MAX + 16 bytes);
+ * returns its length. */
+size_t hd_redis_topic_key(char *out, size_t cap, const char *topic, const char *suffix);
 /* 0, or the error a reply stands for (NULL: HD_EUNAVAIL; logged). */
 int hd_redis_reply_err(const redisReply *rep);
+/* The reply function of a command whose reply only matters as an error
+ * (the topic list's ZADD and ZREM, TOPS: the next publish or confirm writes
+ * it again): an error reply is logged (hd_redis_reply_err). */
+void hd_redis_logged_reply(struct hd_rconn *c, redisReply *rep, void *priv);
 /* An integer or numeric text reply as a number (0 otherwise). */
 uint64_t hd_redis_rep_u64(const redisReply *rep);
+/* A string or status reply's text into out (cut to cap - 1 bytes; "" for
+ * any other reply). */
+void hd_redis_rep_text(const redisReply *rep, char *out, size_t cap);
 /* Runs script on c with nkeys keys then args (texts, lens; copied). fn gets
  * the reply (NULL when the connection failed) exactly once, unless this
  * returns HD_EUNAVAIL. */
@@ -157,6 +173,17 @@ int hd_redis_read(struct hd_engine *e, struct hd_read *rd);
 /* ZRANGEBYLEX bounds for names starting with prefix, after `after`. */
 void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t mincap, char *max,
 			size_t maxcap);
+
+/* ---- redis_publish.c --------------------------------------------------- */
+
+/* The engine's publish (engine.h). */
+int hd_redis_publish(struct hd_engine *e, struct hd_pub *p);
+/* At engine start (the shards parsed): empties the shards' queues and reads
+ * the HERALD_REDIS_MULTI switch. */
+void hd_redis_publish_init(struct redis *r);
+/* At engine stop, once sh's connections are freed: fails the items queued
+ * (HD_EUNAVAIL), closes the hold timer, drops the tops not written. */
+void hd_redis_publish_stop(struct shard *sh);
 
 /* ---- redis_scripts.c --------------------------------------------------- */
 
@@ -302,6 +329,13 @@ void hd_redis_presence_put(struct hd_engine *e, enum hd_reg_kind kind, const cha
 void hd_redis_presence_flush(struct hd_engine *e, hd_engine_reg_flush_fn fn, void *arg);
 int hd_redis_presence_query(struct hd_engine *e, struct hd_reg_query *q);
 bool hd_redis_presence_left(struct hd_engine *e, const char *topic, const char *client);
+
+/* ---- redis_online.c ---------------------------------------------------- */
+
+/* Starts the users_online count of q (HD_REG_ONLINE; q->count, then
+ * q->done). Returns 0 (q->done is called once, q->err set), or the error
+ * of its first command (q->done not called). */
+int hd_redis_online_query(struct hd_redis_presence *p, struct hd_reg_query *q);
 
 /* ---- redis_heal.c ------------------------------------------------------ */
 

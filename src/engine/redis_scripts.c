@@ -173,7 +173,7 @@ static const char confirm_lua[] =
 	"return 1\n";
 
 /* KEYS: topic meta keys: writes each one's current top to the AOF only
- * (the publish path's tops_flush, redis.c). */
+ * (the publish path's tops_flush, redis_publish.c). */
 static const char tops_lua[] =
 	"redis.set_repl(redis.REPL_AOF)\n"
 	"for _,m in ipairs(KEYS) do\n"

@@ -1,9 +1,9 @@
 /*
  * rconn — one Redis connection that stays up: connect, reconnect with
  * backoff, a bounded count of commands in flight, readiness.
- * Layer: redis (client plumbing under engine/redis.c; knows nothing of
- * events or topics). Used by engine/redis.c for each shard's command
- * connection and its PUB/SUB connection.
+ * Layer: redis (client plumbing under engine/redis*.c; knows nothing of
+ * events or topics). Created by engine/redis.c for each shard's command
+ * connection and its PUB/SUB connection; the engine's files send on them.
  *
  * Built on hiredis's asynchronous API with its libuv adapter: every
  * callback runs on the loop thread. A connection that drops is retried

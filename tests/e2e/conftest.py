@@ -515,6 +515,25 @@ def join_publishers(pubs, timeout=20.0):
     assert not alive, f"publisher threads did not finish: {alive}"
 
 
+def publish_in_threads(n, each, publish, timeout=90.0):
+    """n threads (k = 0..n-1), each with its own requests.Session, call
+    publish(s, k, i) for i in range(each), until it returns False; all are
+    joined (join_publishers: none left running) before this returns."""
+    def run(k):
+        s = requests.Session()
+        try:
+            for i in range(each):
+                if publish(s, k, i) is False:
+                    return
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=run, args=(k,), name=f"publisher-{k}") for k in range(n)]
+    for t in threads:
+        t.start()
+    join_publishers(threads, timeout=timeout)
+
+
 def check_published_store(h, topics, pubs, context=""):
     """Reads every topic back from h and checks what the publishers were
     told: each acknowledged event is stored at its acknowledged offset with

@@ -11,9 +11,7 @@ here; the test checks the rules the fold must keep:
 import json
 import threading
 
-import requests
-
-from conftest import CE_JSON, per_test_timeout, structured
+from conftest import CE_JSON, per_test_timeout, publish_in_threads, structured
 from redis_cluster import cluster_fixture, needs_redis, resp_command
 from test_cluster_batch import Listener, parse
 
@@ -36,31 +34,21 @@ def test_folded_cycles_answer_after_the_confirm_and_raise_tops_in_order(cluster)
     offsets, early, errors = [], [], []
     lock = threading.Lock()
 
-    def publisher(k):
-        s = requests.Session()
-        try:
-            for i in range(EACH):
-                r = s.post(h.topic_url(TOPIC), data=json.dumps(structured(f"p{k}-{i}")),
-                           headers=CE_JSON, timeout=30)
-                if r.status_code != 201:
-                    with lock:
-                        errors.append((r.status_code, r.text))
-                    return
-                off = r.json()["offset"]
-                top = int(resp_command(port, "HGET", "{t:%s}:m" % TOPIC, "top") or 0)
-                with lock:
-                    offsets.append(off)
-                    if top < off:
-                        early.append((off, top))
-        finally:
-            s.close()
+    def publish(s, k, i):
+        r = s.post(h.topic_url(TOPIC), data=json.dumps(structured(f"p{k}-{i}")),
+                   headers=CE_JSON, timeout=30)
+        if r.status_code != 201:
+            with lock:
+                errors.append((r.status_code, r.text))
+            return False
+        off = r.json()["offset"]
+        top = int(resp_command(port, "HGET", "{t:%s}:m" % TOPIC, "top") or 0)
+        with lock:
+            offsets.append(off)
+            if top < off:
+                early.append((off, top))
 
-    threads = [threading.Thread(target=publisher, args=(k,)) for k in range(PUBLISHERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=90)
-    assert not any(t.is_alive() for t in threads)
+    publish_in_threads(PUBLISHERS, EACH, publish)
     assert errors == []
     assert early == [], "a 201 came before its confirm raised the top"
     n = PUBLISHERS * EACH

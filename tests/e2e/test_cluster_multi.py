@@ -16,7 +16,7 @@ import threading
 import pytest
 import requests
 
-from conftest import CE_JSON, per_test_timeout, structured
+from conftest import CE_JSON, per_test_timeout, publish_in_threads, structured
 from redis_cluster import Cluster, needs_redis, resp_command, started
 
 pytestmark = needs_redis
@@ -61,34 +61,24 @@ def publish_all(cluster, flush_at=None):
     ok, other, uncovered = [], [], []
     lock = threading.Lock()
 
-    def publisher(k):
-        s = requests.Session()
-        try:
-            for i in range(EACH):
-                if k == 0 and i == flush_at:
-                    resp_command(cluster.primary.port, "SCRIPT", "FLUSH")
-                topic = f"m{(k * EACH + i) % TOPICS}"
-                r = s.post(h.topic_url(topic), headers=CE_JSON, timeout=30,
-                           data=json.dumps(structured(f"p{k}-{i}", data={"pad": PAD})))
-                if r.status_code != 201:
-                    with lock:
-                        other.append((r.status_code, r.text))
-                    continue
-                off = r.json()["offset"]
-                covered = replica_last(cluster.replica.port, topic) >= off
-                with lock:
-                    ok.append((topic, off))
-                    if not covered:
-                        uncovered.append((topic, off))
-        finally:
-            s.close()
+    def publish(s, k, i):
+        if k == 0 and i == flush_at:
+            resp_command(cluster.primary.port, "SCRIPT", "FLUSH")
+        topic = f"m{(k * EACH + i) % TOPICS}"
+        r = s.post(h.topic_url(topic), headers=CE_JSON, timeout=30,
+                   data=json.dumps(structured(f"p{k}-{i}", data={"pad": PAD})))
+        if r.status_code != 201:
+            with lock:
+                other.append((r.status_code, r.text))
+            return
+        off = r.json()["offset"]
+        covered = replica_last(cluster.replica.port, topic) >= off
+        with lock:
+            ok.append((topic, off))
+            if not covered:
+                uncovered.append((topic, off))
 
-    threads = [threading.Thread(target=publisher, args=(k,)) for k in range(PUBLISHERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=90)
-    assert not any(t.is_alive() for t in threads)
+    publish_in_threads(PUBLISHERS, EACH, publish)
     return ok, other, uncovered
 
 
