@@ -61,6 +61,7 @@ struct hd_devices;
 
 struct hd_api {
 	struct hd_hub *hub;             /* borrowed */
+	uv_loop_t *loop;                /* borrowed */
 	struct hd_longpoll *longpoll;   /* owned */
 	struct hd_sse *sse;             /* owned */
 	struct hd_ws_edge *ws;          /* owned */
