@@ -4,6 +4,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 
 #include <stdlib.h>
 
@@ -51,6 +52,7 @@ struct hd_load_wait *hd_load_wait_new(uv_loop_t *loop, const struct hd_route_tab
 
 static void refuse(struct hd_load_wait *w, struct hd_http_request *req, const char *why)
 {
+	hd_metrics_inc(HD_M_load_wait_refused_total);
 	if (hd_log_ratelimited(&w->warn_ms))
 		hd_log_warn("load_wait_refused what=\"%s\" why=%s waiting=%zu", w->what, why, w->n);
 	hd_http_respond_errorf(req, HD_EUNAVAIL, "%s is still loading; retry shortly", w->what);
@@ -71,6 +73,7 @@ static void arm(struct hd_load_wait *w)
 static struct item *take_all(struct hd_load_wait *w)
 {
 	struct item *all = w->head;
+	hd_metrics_gauge_add(HD_M_load_waiting, -(int64_t)w->n);
 	w->head = NULL;
 	w->tail = &w->head;
 	w->n = 0;
@@ -88,6 +91,7 @@ static void on_timer(uv_timer_t *h)
 		if (!w->head)
 			w->tail = &w->head;
 		w->n--;
+		hd_metrics_gauge_add(HD_M_load_waiting, -1);
 		refuse(w, it->req, "deadline");
 		free(it);
 	}
@@ -105,6 +109,7 @@ void hd_load_wait_hold(struct hd_load_wait *w, struct hd_http_request *req)
 	it->deadline_ms = hd_now_ms() + w->wait_ms;
 	*w->tail = it;
 	w->tail = &it->next;
+	hd_metrics_gauge_add(HD_M_load_waiting, 1);
 	if (w->n++ == 0)
 		arm(w);
 }
