@@ -28,6 +28,7 @@
 #include "edge/cproxy.h"
 #include "edge/api.h"
 #include "edge/push_http.h"
+#include "edge/webhook_http.h"
 #include "push/devices.h"
 #include "push/push.h"
 #include "push/push_delivery.h"
@@ -201,9 +202,11 @@ static void on_listen_failed_closed(void *arg)
 	(void)arg;
 }
 
-/* Begins loading the device registry and the push subscriptions. */
+/* Begins loading the webhook subscriptions, the device registry and the
+ * push subscriptions. */
 static void start_loads(struct server *s)
 {
+	hd_webhook_http_start(s->api->subs);
 	hd_devices_start(s->devices);
 	hd_push_delivery_start(s->push_delivery);
 }
@@ -257,7 +260,8 @@ static int new_push(struct server *s, struct hd_error *err)
 	return hd_push_new(s->loop, &s->cfg, s->hub, s->devices, &s->push, err);
 }
 
-/* The registries' loading (the engine is set) and the push routes. The
+/* The registries' loading (the engine is set, the webhook routes added)
+ * and the push routes. The
  * test hook HERALD_TEST_LOAD_DELAY_MS=N begins the loads N ms later, so
  * the e2e tests can send requests while they are loading. */
 static void start_push(struct server *s)

@@ -293,8 +293,12 @@ struct hd_webhook_http *hd_webhook_http_new(uv_loop_t *loop, struct hd_webhooks 
 	e->w = w;
 	e->access = access;
 	e->loop = loop;
-	hd_webhooks_start(w, on_loaded, e);
 	return e;
+}
+
+void hd_webhook_http_start(struct hd_webhook_http *e)
+{
+	hd_webhooks_start(e->w, on_loaded, e);
 }
 
 void hd_webhook_http_stop(struct hd_webhook_http *e)

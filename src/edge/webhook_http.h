@@ -37,10 +37,12 @@
 
 struct hd_webhook_http;
 
-/* Returns owned. Borrows loop, webhooks and access for its life. Starts
- * loading the subscriptions (hd_webhooks_start). */
+/* Returns owned. Borrows loop, webhooks and access for its life. */
 struct hd_webhook_http *hd_webhook_http_new(uv_loop_t *loop, struct hd_webhooks *w,
 					    const struct hd_access *access);
+/* Starts loading the subscriptions (hd_webhooks_start, with e as the
+ * on-loaded callback); after hd_webhook_http_routes. Once. */
+void hd_webhook_http_start(struct hd_webhook_http *e);
 
 /* Adds the rows above to t (e borrowed by t). They are a special case of
  * the route table (HD_ROUTE_SELF): access is decided here, from the body's

@@ -1,7 +1,7 @@
 """Requests that arrive while a registry loads wait for it (edge/load_wait.h,
 docs/api.md "Starting up"): with the loads held back by the test hook
 HERALD_TEST_LOAD_DELAY_MS, a PUT of a device, a device list and a GET of the
-push subscriptions sent right after /healthz are answered 201/200 once the
+push subscriptions and of the webhook subscriptions sent right after /healthz are answered 201/200 once the
 load ends, not 503; past the wait's bound (HERALD_TEST_LOAD_WAIT_MAX) a
 request gets 503 at once with Retry-After, and one that waited past the
 deadline (HERALD_TEST_LOAD_WAIT_MS) gets 503 then; a stop answers the
@@ -58,9 +58,10 @@ def test_requests_wait_for_the_load(herald_factory):
     put = in_thread(lambda: put_device(h))
     lst = in_thread(lambda: requests.get(f"{h.url}/v1/users/81/devices", headers=H, timeout=20))
     subs = in_thread(lambda: requests.get(f"{h.url}/v1/push/subscriptions", headers=H, timeout=20))
+    hooks = in_thread(lambda: requests.get(f"{h.url}/v1/subscriptions", headers=H, timeout=20))
     # No credential: the route's guard answers before any wait.
     assert requests.get(f"{h.url}/v1/users/81/devices", timeout=20).status_code == 401
-    wait_for(lambda: waiting(h) == 3, 3, what="the requests waiting")
+    wait_for(lambda: waiting(h) == 4, 3, what="the requests waiting")
     r = put()
     assert r.status_code == 201, r.text
     assert r.json()["token"] == APNS
@@ -70,6 +71,9 @@ def test_requests_wait_for_the_load(herald_factory):
     assert [d["token"] for d in r.json()["devices"]] in ([], [APNS])
     r = subs()
     assert r.status_code == 200, r.text
+    r = hooks()
+    assert r.status_code == 200, r.text
+    assert r.json()["count"] == 0
     assert "devices_loaded" in h.read_log()
     assert waiting(h) == 0
     r = requests.get(f"{h.url}/v1/users/81/devices/phone", headers=H, timeout=10)
