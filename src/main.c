@@ -28,6 +28,7 @@
 #include "edge/cproxy.h"
 #include "edge/api.h"
 #include "edge/push_http.h"
+#include "edge/webhook_http.h"
 #include "push/devices.h"
 #include "push/push.h"
 #include "push/push_delivery.h"
@@ -69,6 +70,8 @@ struct server {
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
 	uv_signal_t sighup;
+	uv_timer_t load_delay;           /* HERALD_TEST_LOAD_DELAY_MS */
+	bool load_delay_on;
 	bool tls;
 	bool stopping;
 	int argc;    /* serve's arguments, to read the config again on SIGHUP */
@@ -199,6 +202,32 @@ static void on_listen_failed_closed(void *arg)
 	(void)arg;
 }
 
+/* Begins loading the webhook subscriptions, the device registry and the
+ * push subscriptions. */
+static void start_loads(struct server *s)
+{
+	hd_webhook_http_start(s->api->subs);
+	hd_devices_start(s->devices);
+	hd_push_delivery_start(s->push_delivery);
+}
+
+static void on_load_delay(uv_timer_t *t)
+{
+	struct server *s = t->data;
+	s->load_delay_on = false;
+	uv_close((uv_handle_t *)t, NULL);
+	start_loads(s);
+}
+
+/* The test hook's timer, if it has not fired: the loads never begin. */
+static void stop_load_delay(struct server *s)
+{
+	if (!s->load_delay_on)
+		return;
+	s->load_delay_on = false;
+	uv_close((uv_handle_t *)&s->load_delay, NULL);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct server *s = h->data;
@@ -211,6 +240,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	/* Held long-polls are answered and SSE streams ended now so they do
 	 * not hold the stop. */
 	hd_api_stop(s->api);
+	stop_load_delay(s);
 	hd_cproxy_close(s->cproxy);
 	hd_webhooks_stop(s->webhooks);
 	hd_push_delivery_stop(s->push_delivery);
@@ -230,10 +260,15 @@ static int new_push(struct server *s, struct hd_error *err)
 	return hd_push_new(s->loop, &s->cfg, s->hub, s->devices, &s->push, err);
 }
 
-/* The registry's loading (the engine is set) and the push routes. */
+/* The registries' loading (the engine is set, the webhook routes added)
+ * and the push routes. The
+ * test hook HERALD_TEST_LOAD_DELAY_MS=N begins the loads N ms later, so
+ * the e2e tests can send requests while they are loading. */
 static void start_push(struct server *s)
 {
-	hd_devices_start(s->devices);
+	const char *env = getenv("HERALD_TEST_LOAD_DELAY_MS");
+	long delay = env ? strtol(env, NULL, 10) : 0;
+
 	hd_api_set_push(s->api, s->devices, &(struct hd_push_http_opts){
 		.allow_private = s->cfg.push_allow_private,
 		.apns_environment = s->cfg.push_apns_environment,
@@ -243,8 +278,15 @@ static void start_push(struct server *s)
 		&(struct hd_push_delivery_opts){
 			.silent_per_hour = (uint32_t)s->cfg.push_silent_per_hour,
 		});
-	hd_push_delivery_start(s->push_delivery);
 	hd_api_set_push_subs(s->api, s->push_delivery);
+	if (delay <= 0) {
+		start_loads(s);
+		return;
+	}
+	uv_timer_init(s->loop, &s->load_delay);
+	s->load_delay.data = s;
+	uv_timer_start(&s->load_delay, on_load_delay, (uint64_t)delay, 0);
+	s->load_delay_on = true;
 }
 
 /* Splits "host:port", "[v6]:port" or ":port". */
@@ -566,6 +608,7 @@ static int serve(int argc, char **argv)
 		 * the loop run the close callbacks, then free. */
 		hd_http_server_shutdown(s.http, on_listen_failed_closed, &s);
 		hd_api_stop(s.api);
+		stop_load_delay(&s);
 		hd_webhooks_stop(s.webhooks);
 		hd_push_delivery_stop(s.push_delivery);
 		hd_devices_stop(s.devices);

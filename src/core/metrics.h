@@ -92,6 +92,8 @@ struct hd_buf;
 	G(dedup_entries, "Dedup keys held in memory.")                                         \
 	G(connections_open, "Open client connections.")                                       \
 	G(longpoll_waiting, "Long-poll reads being held until an event arrives.")             \
+	G(load_waiting, "Requests waiting for a registry (webhooks, devices, push subscriptions) to load.") \
+	C(load_wait_refused_total, "Requests answered 503 because a registry was still loading (wait full or too long).") \
 	H(store_commit_batch_events, "Events per store commit (group commit size).", HD_BATCH_BOUNDS) \
 	H(store_commit_seconds, "Store commit latency, including fsync.", HD_LATENCY_US_BOUNDS) \
 	H(push_send_seconds, "Push send latency: the last request to the push service.", HD_LATENCY_US_BOUNDS)

@@ -771,6 +771,7 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 			  const struct hd_ws_edge_opts *ws_opts)
 {
 	struct hd_api *api = hd_calloc(1, sizeof(*api));
+	api->loop = loop;
 	api->hub = hub;
 	hd_map_init(&api->key_buckets, KEY_BUCKETS_MAX);
 	api->access.hub = hub;
@@ -791,20 +792,22 @@ struct hd_api *hd_api_new(uv_loop_t *loop, struct hd_hub *hub, const struct hd_s
 
 void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w)
 {
-	api->subs = hd_webhook_http_new(w, &api->access);
+	api->subs = hd_webhook_http_new(api->loop, w, &api->access);
 	hd_webhook_http_routes(api->subs, &api->routes);
 }
 
 void hd_api_set_push(struct hd_api *api, struct hd_devices *devices,
 		     const struct hd_push_http_opts *o)
 {
-	api->push = hd_push_http_new(devices, o);
+	struct hd_push_http_opts po = *o;
+	po.loop = api->loop;
+	api->push = hd_push_http_new(devices, &po);
 	hd_push_http_routes(api->push, &api->routes);
 }
 
 void hd_api_set_push_subs(struct hd_api *api, struct hd_push_delivery *d)
 {
-	api->push_subs = hd_push_sub_http_new(d);
+	api->push_subs = hd_push_sub_http_new(api->loop, d);
 	hd_push_sub_http_routes(api->push_subs, &api->routes);
 }
 
@@ -813,6 +816,8 @@ void hd_api_stop(struct hd_api *api)
 	api->stopping = true;
 	if (api->subs)
 		hd_webhook_http_stop(api->subs);
+	hd_push_http_stop(api->push);
+	hd_push_sub_http_stop(api->push_subs);
 	hd_longpoll_release_all(api->longpoll);
 	hd_sse_stop(api->sse);
 	hd_ws_edge_stop(api->ws);

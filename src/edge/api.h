@@ -61,6 +61,7 @@ struct hd_devices;
 
 struct hd_api {
 	struct hd_hub *hub;             /* borrowed */
+	uv_loop_t *loop;                /* borrowed */
 	struct hd_longpoll *longpoll;   /* owned */
 	struct hd_sse *sse;             /* owned */
 	struct hd_ws_edge *ws;          /* owned */
@@ -89,8 +90,9 @@ void hd_api_set_keys(struct hd_api *api, const struct hd_keys *keys, const struc
  * Retry-After. Before the first request. */
 void hd_api_set_key_rate(struct hd_api *api, const struct hd_rate *rate);
 /* Serves the webhook subscription routes from w (borrowed until the api
- * is freed) and starts loading the subscriptions. Before the first
- * request; without it /v1/subscriptions is 404. */
+ * is freed); the caller starts the load (hd_webhook_http_start of
+ * api->subs). Before the first request; without it /v1/subscriptions is
+ * 404. */
 void hd_api_set_webhooks(struct hd_api *api, struct hd_webhooks *w);
 /* Serves the device and VAPID key routes from devices (borrowed until the
  * api is freed) with o (copied). Before the first request; without it

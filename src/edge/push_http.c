@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/rcbuf.h"
 #include "core/uuid.h"
+#include "edge/load_wait.h"
 #include "http/query.h"
 #include "push/payload.h"
 
@@ -26,6 +27,9 @@ struct hd_push_http {
 	char apns_environment[16];
 	struct test_send *tests;        /* test sends in flight */
 	size_t ntests;
+	uv_loop_t *loop;                /* borrowed */
+	struct hd_load_wait *wait;      /* owned; NULL before the routes and after the stop */
+	bool stopping;
 };
 
 /* A test send in flight: what it needs once the registry may have changed. */
@@ -83,12 +87,25 @@ static bool device_id(struct hd_http_request *req, const struct hd_route_ctx *ct
 	return true;
 }
 
+/* Whether the registry is loaded; if not, req waits for it (or is answered
+ * 503 when herald is stopping or the wait is full). */
 static bool loaded(struct hd_push_http *p, struct hd_http_request *req)
 {
 	if (hd_devices_loaded(p->devices))
 		return true;
-	hd_http_respond_error(req, HD_EUNAVAIL, "the device registry is loading; retry shortly");
+	if (p->stopping || !p->wait)
+		hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+	else
+		hd_load_wait_hold(p->wait, req);
 	return false;
+}
+
+/* The requests that waited go through the route table again. */
+static void on_loaded(void *arg)
+{
+	struct hd_push_http *p = arg;
+	if (p->wait)
+		hd_load_wait_loaded(p->wait);
 }
 
 static void put_done(void *arg, int err)
@@ -364,6 +381,7 @@ void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t)
 	/* Access: the user's own client token, or an admin key. */
 	const enum hd_route_guard g = HD_ROUTE_USER;
 	const enum hd_key_action k = HD_KEY_ADMIN;
+	p->wait = hd_load_wait_new(p->loop, t, "the device registry");
 	const struct hd_route rows[] = {
 		{HTTP_GET, "/v1/users/{user}/devices", g, k, route_list, p, ACT_LIST, 0},
 		{HTTP_GET, "/v1/users/{user}/devices/", g, k, route_list, p, ACT_LIST, 0},
@@ -380,11 +398,22 @@ struct hd_push_http *hd_push_http_new(struct hd_devices *devices, const struct h
 {
 	struct hd_push_http *p = hd_calloc(1, sizeof(*p));
 	p->devices = devices;
+	p->loop = o->loop;
 	p->push = o->push;
 	p->allow_private = o->allow_private;
 	snprintf(p->apns_environment, sizeof(p->apns_environment), "%s",
 		 o->apns_environment ? o->apns_environment : "");
+	hd_devices_on_loaded(devices, on_loaded, p);
 	return p;
+}
+
+void hd_push_http_stop(struct hd_push_http *p)
+{
+	if (!p)
+		return;
+	p->stopping = true;
+	hd_load_wait_close(p->wait);
+	p->wait = NULL;
 }
 
 void hd_push_http_free(struct hd_push_http *p)

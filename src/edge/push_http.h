@@ -24,6 +24,10 @@
  * caps) is 429 with a message naming the limit: the user's state must
  * change (a device deleted) before it can succeed. A change is answered
  * once its records are durable.
+ *
+ * Device requests (the test send too) that arrive before the registry has
+ * loaded wait for the load (edge/load_wait.h: bounded in count and time;
+ * past that, 503).
  */
 #ifndef HD_EDGE_PUSH_HTTP_H
 #define HD_EDGE_PUSH_HTTP_H
@@ -32,20 +36,27 @@
 #include "push/devices.h"
 #include "push/push.h"
 
+#include <uv.h>
+
 #define HD_PUSH_HTTP_TESTS_MAX 64       /* test sends in flight */
 
 struct hd_push_http_opts {
 	bool allow_private;             /* --push-allow-private: http:// endpoints on loopback */
 	const char *apns_environment;   /* borrowed: --push-apns-environment, an APNs device's default */
 	struct hd_push *push;           /* borrowed for p's life: providers, outcomes, the VAPID key */
+	uv_loop_t *loop;                /* borrowed for p's life: the load wait's timer */
 };
 
 struct hd_push_http;
 
-/* Returns owned. Borrows devices for its life. */
+/* Returns owned. Borrows devices for its life (and is its on-loaded
+ * callback). */
 struct hd_push_http *hd_push_http_new(struct hd_devices *devices, const struct hd_push_http_opts *o);
-/* Adds the rows above to t (p borrowed by t). */
+/* Adds the rows above to t (p borrowed by t). Once. */
 void hd_push_http_routes(struct hd_push_http *p, struct hd_route_table *t);
+/* Answers the requests still waiting for the load (503) and any later one;
+ * frees the wait queue once the loop ran. NULL is a no-op. */
+void hd_push_http_stop(struct hd_push_http *p);
 /* After every request was answered (the HTTP server shut down) and the
  * push module was freed. NULL is a no-op. */
 void hd_push_http_free(struct hd_push_http *p);

@@ -1,6 +1,7 @@
 /* push_sub_http — see push_sub_http.h. */
 #include "edge/push_sub_http.h"
 #include "core/alloc.h"
+#include "edge/load_wait.h"
 #include "http/query.h"
 
 #include <http_parser.h>
@@ -15,7 +16,18 @@ enum act { ACT_LIST, ACT_CREATE, ACT_INFO, ACT_DELETE, ACT_ATTEMPTS, ACT_PAUSE, 
 
 struct hd_push_sub_http {
 	struct hd_push_delivery *d;     /* borrowed */
+	uv_loop_t *loop;                /* borrowed */
+	struct hd_load_wait *wait;      /* owned; NULL before the routes and after the stop */
+	bool stopping;
 };
+
+/* The requests that waited go through the route table again. */
+static void on_loaded(void *arg)
+{
+	struct hd_push_sub_http *p = arg;
+	if (p->wait)
+		hd_load_wait_loaded(p->wait);
+}
 
 static void answered(void *arg, int status, const char *body, int err, const char *msg)
 {
@@ -53,6 +65,14 @@ static void route(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 	struct hd_buf b;
 	int rc;
 
+	/* Every row waits for the subscriptions to load. */
+	if (!hd_push_delivery_loaded(p->d)) {
+		if (p->stopping || !p->wait)
+			hd_http_respond_error(req, HD_EUNAVAIL, "herald is stopping");
+		else
+			hd_load_wait_hold(p->wait, req);
+		return;
+	}
 	if (ctx->param) {
 		long n = hd_query_url_decode(ctx->param, ctx->param_len, id, sizeof(id), false);
 		if (n <= 0) {
@@ -85,10 +105,6 @@ static void route(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 	default:
 		break;
 	}
-	if (!hd_push_delivery_loaded(p->d)) {
-		hd_http_respond_error(req, HD_EUNAVAIL, "push subscriptions are loading; retry shortly");
-		return;
-	}
 	hd_buf_init(&b, ctx->row->op == ACT_LIST ? HD_PUSH_DELIVERY_LIST_MAX : ANSWER_MAX);
 	rc = 0;
 	if (ctx->row->op == ACT_LIST)
@@ -105,11 +121,22 @@ static void route(struct hd_http_request *req, const struct hd_route_ctx *ctx)
 	hd_http_respond_json(req, 200, &b);
 }
 
-struct hd_push_sub_http *hd_push_sub_http_new(struct hd_push_delivery *d)
+struct hd_push_sub_http *hd_push_sub_http_new(uv_loop_t *loop, struct hd_push_delivery *d)
 {
 	struct hd_push_sub_http *p = hd_calloc(1, sizeof(*p));
 	p->d = d;
+	p->loop = loop;
+	hd_push_delivery_on_loaded(d, on_loaded, p);
 	return p;
+}
+
+void hd_push_sub_http_stop(struct hd_push_sub_http *p)
+{
+	if (!p)
+		return;
+	p->stopping = true;
+	hd_load_wait_close(p->wait);
+	p->wait = NULL;
 }
 
 void hd_push_sub_http_routes(struct hd_push_sub_http *p, struct hd_route_table *t)
@@ -129,6 +156,7 @@ void hd_push_sub_http_routes(struct hd_push_sub_http *p, struct hd_route_table *
 		{HTTP_POST, "/v1/push/subscriptions/{id}/resume", ACT_RESUME},
 		{HTTP_POST, "/v1/push/subscriptions/{id}/replay", ACT_REPLAY},
 	};
+	p->wait = hd_load_wait_new(p->loop, t, "push subscriptions");
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		hd_route_add(t, &(struct hd_route){.method = rows[i].method, .pattern = rows[i].path,
 						   .guard = HD_ROUTE_KEY, .scope = HD_KEY_ADMIN,

@@ -16,6 +16,10 @@
  *
  * Access: an API key with admin on every row (push subscriptions decide
  * whose phones wake up).
+ *
+ * Requests that arrive before the subscriptions have loaded wait for the
+ * load (edge/load_wait.h: bounded in count and time; past that, 503; a
+ * failed load never ends, so they get the 503).
  */
 #ifndef HD_EDGE_PUSH_SUB_HTTP_H
 #define HD_EDGE_PUSH_SUB_HTTP_H
@@ -25,10 +29,14 @@
 
 struct hd_push_sub_http;
 
-/* Returns owned. Borrows d for its life. */
-struct hd_push_sub_http *hd_push_sub_http_new(struct hd_push_delivery *d);
-/* Adds the rows above to t (p borrowed by t). */
+/* Returns owned. Borrows loop and d for its life (and is d's on-loaded
+ * callback). */
+struct hd_push_sub_http *hd_push_sub_http_new(uv_loop_t *loop, struct hd_push_delivery *d);
+/* Adds the rows above to t (p borrowed by t). Once. */
 void hd_push_sub_http_routes(struct hd_push_sub_http *p, struct hd_route_table *t);
+/* Answers the requests still waiting for the load (503) and any later one;
+ * frees the wait queue once the loop ran. NULL is a no-op. */
+void hd_push_sub_http_stop(struct hd_push_sub_http *p);
 /* After every request was answered. NULL is a no-op. */
 void hd_push_sub_http_free(struct hd_push_sub_http *p);
 

@@ -2,6 +2,7 @@
 #include "edge/webhook_http.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "edge/load_wait.h"
 #include "http/query.h"
 #include "webhook/attempts.h"
 #include "webhook/signature.h"
@@ -16,16 +17,6 @@
 #define LIST_MAX (64u * 1024 * 1024)
 #define ANSWER_MAX (1u << 20)
 
-/* A request that waits for the subscriptions to load: its route's row and
- * the raw {id} (a slice of req->path, valid while req is held). */
-struct pending {
-	struct hd_http_request *req;
-	const struct hd_route *row;
-	const char *id;
-	size_t id_len;
-	struct pending *next;
-};
-
 /* What a row does (its op). */
 enum op { OP_LIST, OP_CREATE, OP_INFO, OP_DELETE, OP_ATTEMPTS, OP_PAUSE, OP_RESUME, OP_REPLAY,
 	  OP_SECRET };
@@ -33,8 +24,8 @@ enum op { OP_LIST, OP_CREATE, OP_INFO, OP_DELETE, OP_ATTEMPTS, OP_PAUSE, OP_RESU
 struct hd_webhook_http {
 	struct hd_webhooks *w;
 	const struct hd_access *access;
-	struct pending *pending, **ptail;
-	size_t npending;
+	uv_loop_t *loop;                /* borrowed */
+	struct hd_load_wait *wait;      /* owned; NULL before the routes and after the stop */
 	bool stopping;
 };
 
@@ -281,65 +272,40 @@ static void route_subscription(struct hd_http_request *req, const struct hd_rout
 {
 	struct hd_webhook_http *e = ctx->row->arg;
 
-	if (hd_webhooks_loaded(e->w) || e->stopping) {
+	if (hd_webhooks_loaded(e->w) || e->stopping || !e->wait)
 		run(e, req, ctx->row, ctx->param, ctx->param_len, ctx->who);
-		return;
-	}
-	if (e->npending >= HD_WEBHOOK_HTTP_PENDING_MAX) {
-		hd_http_respond_error(req, HD_EUNAVAIL, "webhook subscriptions are still loading");
-		return;
-	}
-	struct pending *p = hd_calloc(1, sizeof(*p));
-	p->req = req;
-	p->row = ctx->row;
-	p->id = ctx->param;
-	p->id_len = ctx->param_len;
-	*e->ptail = p;
-	e->ptail = &p->next;
-	e->npending++;
+	else
+		hd_load_wait_hold(e->wait, req);
 }
 
+/* The requests that waited go through the route table again. */
 static void on_loaded(void *arg)
 {
 	struct hd_webhook_http *e = arg;
-	while (e->pending) {
-		struct pending *p = e->pending;
-		struct hd_access_id who;
-		struct hd_error err = {0};
-		e->pending = p->next;
-		e->npending--;
-		/* The credentials are read again: the request only waited. */
-		if (hd_access_identify(e->access, p->req, &who, &err))
-			hd_access_deny(p->req, &err);
-		else
-			run(e, p->req, p->row, p->id, p->id_len, &who);
-		hd_access_id_fini(&who);
-		free(p);
-	}
-	e->ptail = &e->pending;
+	if (e->wait)
+		hd_load_wait_loaded(e->wait);
 }
 
-struct hd_webhook_http *hd_webhook_http_new(struct hd_webhooks *w, const struct hd_access *access)
+struct hd_webhook_http *hd_webhook_http_new(uv_loop_t *loop, struct hd_webhooks *w,
+					    const struct hd_access *access)
 {
 	struct hd_webhook_http *e = hd_calloc(1, sizeof(*e));
 	e->w = w;
 	e->access = access;
-	e->ptail = &e->pending;
-	hd_webhooks_start(w, on_loaded, e);
+	e->loop = loop;
 	return e;
+}
+
+void hd_webhook_http_start(struct hd_webhook_http *e)
+{
+	hd_webhooks_start(e->w, on_loaded, e);
 }
 
 void hd_webhook_http_stop(struct hd_webhook_http *e)
 {
 	e->stopping = true;
-	while (e->pending) {
-		struct pending *p = e->pending;
-		e->pending = p->next;
-		hd_http_respond_error(p->req, HD_EUNAVAIL, "herald is stopping");
-		free(p);
-	}
-	e->npending = 0;
-	e->ptail = &e->pending;
+	hd_load_wait_close(e->wait);
+	e->wait = NULL;
 }
 
 void hd_webhook_http_free(struct hd_webhook_http *e)
@@ -351,6 +317,7 @@ void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t)
 {
 	/* Within one path, the order of the rows is the order of Allow. */
 	const enum hd_route_guard g = HD_ROUTE_SELF;
+	e->wait = hd_load_wait_new(e->loop, t, "webhook subscriptions");
 	const hd_route_fn fn = route_subscription;
 	const struct hd_route rows[] = {
 		{HTTP_GET, "/v1/subscriptions", g, 0, fn, e, OP_LIST, 0},

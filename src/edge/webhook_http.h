@@ -23,7 +23,7 @@
  * In development mode (no key configured) anyone may.
  *
  * Requests that arrive before the subscriptions are loaded wait for the
- * load (at most HD_WEBHOOK_HTTP_PENDING_MAX; more get 503).
+ * load (edge/load_wait.h: bounded in count and time; past that, 503).
  */
 #ifndef HD_EDGE_WEBHOOK_HTTP_H
 #define HD_EDGE_WEBHOOK_HTTP_H
@@ -33,20 +33,23 @@
 #include "http/server.h"
 #include "webhook/delivery.h"
 
-#define HD_WEBHOOK_HTTP_PENDING_MAX 1000
 #define HD_WEBHOOK_HTTP_ATTEMPTS_DEFAULT 20
 
 struct hd_webhook_http;
 
-/* Returns owned. Borrows webhooks and access for its life. Starts loading
- * the subscriptions (hd_webhooks_start). */
-struct hd_webhook_http *hd_webhook_http_new(struct hd_webhooks *w, const struct hd_access *access);
+/* Returns owned. Borrows loop, webhooks and access for its life. */
+struct hd_webhook_http *hd_webhook_http_new(uv_loop_t *loop, struct hd_webhooks *w,
+					    const struct hd_access *access);
+/* Starts loading the subscriptions (hd_webhooks_start, with e as the
+ * on-loaded callback); after hd_webhook_http_routes. Once. */
+void hd_webhook_http_start(struct hd_webhook_http *e);
 
 /* Adds the rows above to t (e borrowed by t). They are a special case of
  * the route table (HD_ROUTE_SELF): access is decided here, from the body's
  * topic, the query's or the stored subscription's. */
 void hd_webhook_http_routes(struct hd_webhook_http *e, struct hd_route_table *t);
-/* Answers the requests still waiting for the load (503) and any later one. */
+/* Answers the requests still waiting for the load (503) and any later one;
+ * frees the wait queue once the loop ran (before hd_webhook_http_free). */
 void hd_webhook_http_stop(struct hd_webhook_http *e);
 void hd_webhook_http_free(struct hd_webhook_http *e);
 

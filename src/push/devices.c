@@ -543,6 +543,8 @@ struct hd_devices {
 	struct hd_map dirty;            /* "user\nid" of devices with outcomes to write */
 	uv_timer_t timer;
 	bool timer_armed, loaded, stopping;
+	void (*on_loaded)(void *arg);   /* hd_devices_on_loaded; NULL if none */
+	void *on_loaded_arg;
 	struct hd_record_op load;
 	char load_after[HD_RECORD_KEY_MAX + 1];
 	/* The re-list (shared engine): every record again, a page at a time. */
@@ -1016,6 +1018,8 @@ static void load_done(struct hd_record_op *op)
 	hd_log_info("devices_loaded count=%zu", d->by_key.count);
 	if (d->shared && !d->stopping)
 		hd_relist_start(&d->relist);
+	if (d->on_loaded)
+		d->on_loaded(d->on_loaded_arg);
 }
 
 /* Lists the next page of device records after load_after. */
@@ -1294,6 +1298,12 @@ void hd_devices_start(struct hd_devices *d)
 bool hd_devices_loaded(const struct hd_devices *d)
 {
 	return d->loaded;
+}
+
+void hd_devices_on_loaded(struct hd_devices *d, void (*fn)(void *arg), void *arg)
+{
+	d->on_loaded = fn;
+	d->on_loaded_arg = arg;
 }
 
 void hd_devices_stop(struct hd_devices *d)

@@ -171,6 +171,9 @@ struct hd_devices *hd_devices_new(uv_loop_t *loop, struct hd_hub *hub,
 void hd_devices_start(struct hd_devices *d);
 /* Whether every record has been read. */
 bool hd_devices_loaded(const struct hd_devices *d);
+/* fn(arg) runs once, when the load ends (hd_devices_loaded turns true);
+ * one callback, the last set wins (the device routes). Loop thread. */
+void hd_devices_on_loaded(struct hd_devices *d, void (*fn)(void *arg), void *arg);
 /* Writes the pending outcomes and stops the flush timer; before the engine stops. */
 void hd_devices_stop(struct hd_devices *d);
 /* After the engine has stopped (every record op has finished) and the

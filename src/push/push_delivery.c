@@ -234,6 +234,12 @@ bool hd_push_delivery_loaded(const struct hd_push_delivery *d)
 	return d->loaded;
 }
 
+void hd_push_delivery_on_loaded(struct hd_push_delivery *d, void (*fn)(void *arg), void *arg)
+{
+	d->on_loaded = fn;
+	d->on_loaded_arg = arg;
+}
+
 static void each_sub_stop(const char *key, void *value, void *arg)
 {
 	(void)key;

@@ -111,6 +111,10 @@ struct hd_push_delivery *hd_push_delivery_new(uv_loop_t *loop, struct hd_hub *hu
 /* Loads the records and starts delivering (the engine must be set). */
 void hd_push_delivery_start(struct hd_push_delivery *d);
 bool hd_push_delivery_loaded(const struct hd_push_delivery *d);
+/* fn(arg) runs once, when the load ends (hd_push_delivery_loaded turns
+ * true; a failed load never ends); one callback, the last set wins (the
+ * push subscription routes). Loop thread. */
+void hd_push_delivery_on_loaded(struct hd_push_delivery *d, void (*fn)(void *arg), void *arg);
 /* Cancels every send and timer; before the engine stops. */
 void hd_push_delivery_stop(struct hd_push_delivery *d);
 /* After the engine stopped and the loop ran the handles' closes. NULL: no-op. */

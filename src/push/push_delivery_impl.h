@@ -196,6 +196,8 @@ struct hd_push_delivery {
 	struct hd_map silent;         /* "user\ndevice" → struct hd_push_delivery_silent */
 	size_t inflight;
 	bool loaded, stopping;
+	void (*on_loaded)(void *arg);   /* hd_push_delivery_on_loaded; NULL if none */
+	void *on_loaded_arg;
 	struct hd_record_op load;
 	char load_after[HD_RECORD_KEY_MAX + 1];
 	/* Ownership between nodes (push_own.c). */

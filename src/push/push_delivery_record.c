@@ -303,6 +303,8 @@ static void load_done(struct hd_record_op *op)
 	hd_push_own_start(d);
 	/* The streams made while loading waited for loaded. */
 	hd_map_each(&d->subs, each_sub_run, NULL);
+	if (d->on_loaded)
+		d->on_loaded(d->on_loaded_arg);
 }
 
 void hd_push_delivery_record_load(struct hd_push_delivery *d)
