@@ -177,7 +177,7 @@ void hd_route_dispatch(const struct hd_route_table *t, struct hd_http_request *r
 {
 	struct hd_access_id who;
 	struct hd_error err = {0};
-	struct hd_route_match m;
+	struct hd_route_match m = {0};
 	char topic[HD_TOPIC_NAME_MAX + 1];
 	struct hd_route_ctx ctx = {.access = t->access};
 
