@@ -457,12 +457,14 @@ def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
     run(go())
 
 
-def answer_sub_refreshes(backend, *answers, expires=1):
+def answer_sub_refreshes(backend, *answers, expires=2):
     """The subscribe proxy allows every channel, one that expires in
     `expires` s (an "old:" channel: 10 s ago) with info {"v": 1}; the sub
     refreshes answer `answers` in turn (the last one again after them): a
     result's expire_at is in seconds from the call, a (status, body) tuple
-    is sent as it is. Returns the list of (time, body) of the refresh calls."""
+    is sent as it is (2 s, not 1: a second's boundary between the backend's
+    clock and herald's must not make it past). Returns the list of (time,
+    body) of the refresh calls."""
     calls = []
 
     def subscribe(b):
@@ -496,7 +498,7 @@ def test_sub_refresh_proxy_extends_updates_and_ends_a_subscription(herald_factor
     # may change its chan_info) or ends it: the unsubscribe push 2501
     # "subscription expired", after which the SDK subscribes again. The
     # subscribe reply carries no expires/ttl: the client never refreshes it.
-    calls = answer_sub_refreshes(backend, {"expire_at": 1, "info": {"v": 2}}, {"expired": True})
+    calls = answer_sub_refreshes(backend, {"expire_at": 2, "info": {"v": 2}}, {"expired": True})
     h = start(herald_factory, backend, kinds=("subscribe", "sub_refresh"))
 
     async def go():
@@ -571,7 +573,7 @@ def test_centrifuge_sdk_resubscribes_after_sub_refresh_expired(herald_factory, b
 
     def subscribe(b):
         subscribes.append(b)
-        exp = {"expire_at": int(time.time()) + 1} if len(subscribes) == 1 else {}
+        exp = {"expire_at": int(time.time()) + 2} if len(subscribes) == 1 else {}
         return 200, {"result": {"data": {"n": len(subscribes)}, **exp}}
     backend.answers["/connect"] = (200, {"result": {"user": "sdk-user"}})
     backend.answers["/subscribe"] = subscribe
