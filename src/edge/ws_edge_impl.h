@@ -10,8 +10,8 @@
  *   ws_edge.c      the edge, the session's life cycle and carriers, input
  *                  and the pump
  *   ws_output.c    codecs, frames and replies, the push frame cache, deltas
- *   ws_subs.c      subscriptions, hub watches, join/leave, the reads that set
- *                  up and recover subscriptions (the op's steps)
+ *   ws_subs.c      subscriptions, hub watches, join/leave, their expiry, the
+ *                  reads that set up and recover subscriptions (the op's steps)
  *   ws_commands.c  the commands and the app-backend proxy hooks
  */
 #ifndef HD_EDGE_WS_EDGE_IMPL_H

@@ -1,6 +1,7 @@
 /*
  * ws_subs — a session's subscriptions (see edge/ws_edge_impl.h): their hub
- * watches and the events held until a subscription goes live, the ACL check,
+ * watches and the events held until a subscription goes live, their expiry
+ * (a subscribe proxy's expire_at: the unsubscribe push 2501), the ACL check,
  * join/leave pushes to the other sessions on a topic, and the reads that set
  * up (and recover) the subscriptions of a connect or subscribe: the op that
  * steps through them and replies.
