@@ -453,7 +453,7 @@ static int serve(int argc, char **argv)
 	}
 	struct hd_cproxy_opts cp_opts = {
 		.url = {s.cfg.proxy_connect_url, s.cfg.proxy_subscribe_url, s.cfg.proxy_publish_url,
-			s.cfg.proxy_rpc_url, s.cfg.proxy_refresh_url},
+			s.cfg.proxy_rpc_url, s.cfg.proxy_refresh_url, s.cfg.proxy_sub_refresh_url},
 		.timeout_ms = (uint32_t)s.cfg.proxy_timeout_ms,
 		.max_inflight = (uint32_t)s.cfg.proxy_max_inflight,
 		.http_headers = s.cfg.proxy_http_headers,
@@ -551,6 +551,7 @@ static int serve(int argc, char **argv)
 		.recover_max = (uint32_t)s.cfg.ws_recover_max,
 		.max_subscriptions = (uint32_t)s.cfg.ws_max_subscriptions,
 		.cproxy = s.cproxy,
+		.sub_refresh_retry_ms = (uint32_t)s.cfg.proxy_sub_refresh_retry_ms,
 		.publish_rate = {
 			.per_sec = (uint32_t)s.cfg.publish_rate_per_connection,
 			.burst = (uint32_t)s.cfg.publish_burst_per_connection,

@@ -229,6 +229,14 @@ static const struct opt opts[] = {
 		 "herald POSTs there and the answer extends (result.expire_at), updates (info) or "
 		 "ends (expired) the connection; the client never refreshes. Empty = the client "
 		 "must refresh with a token."},
+	{"proxy-sub-refresh-url", T_STRING, GS(proxy_sub_refresh_url), .def = "",
+	 .help = "The app backend's sub-refresh proxy: when the expire_at a subscribe proxy gave a "
+		 "subscription comes, herald POSTs there and the answer extends (result.expire_at), "
+		 "updates (info) or ends (expired: unsubscribe push 2501) the subscription. Empty = "
+		 "such a subscription ends at its expire_at."},
+	{"proxy-sub-refresh-retry", T_DURATION, G(proxy_sub_refresh_retry_ms), .def = "1m", .min = "100ms",
+	 .max = "1h", .help = "When the sub-refresh proxy fails (down, too slow, not 200, malformed), the "
+			      "subscription stays and herald asks again this much later."},
 	{"proxy-timeout", T_DURATION, G(proxy_timeout_ms), .def = "1s", .min = "10ms", .max = "1m",
 	 .help = "How long one proxy call may take in all (connect included); a slower one is "
 		 "error 100 to the client."},

@@ -138,6 +138,8 @@ struct hd_config {
 	char proxy_publish_url[1024];
 	char proxy_rpc_url[1024];
 	char proxy_refresh_url[1024];
+	char proxy_sub_refresh_url[1024];
+	int64_t proxy_sub_refresh_retry_ms;
 	int64_t proxy_timeout_ms;
 	uint64_t proxy_max_inflight;
 	char proxy_http_headers[1024];

@@ -25,7 +25,8 @@
 #define MEMBERS_MAX 64                  /* members of one answer object we look at */
 #define BODY_MAX (1024 * 1024)          /* a request body (the client's data is smaller) */
 
-static const char *const kind_names[HD_CPROXY_KINDS] = {"connect", "subscribe", "publish", "rpc", "refresh"};
+static const char *const kind_names[HD_CPROXY_KINDS] = {"connect", "subscribe", "publish", "rpc", "refresh",
+								   "sub_refresh"};
 
 /* ---- The answer ---------------------------------------------------------- */
 
@@ -193,13 +194,14 @@ static int parse_result(enum hd_cproxy_kind kind, const char *v, size_t n, struc
 	    (x = obj_get(&r, "user", &xn)) && !is_null(x, xn) &&
 	    (!get_str(x, xn, a->user, HD_CPROXY_USER_MAX) || strchr(a->user, ':')))
 		return fail(a, "result.%s is not a string of at most 250 bytes without ':'", "user");
-	if (kind == HD_CPROXY_REFRESH && (x = obj_get(&r, "expired", &xn))) {
+	bool refresh = kind == HD_CPROXY_REFRESH || kind == HD_CPROXY_SUB_REFRESH;
+	if (refresh && (x = obj_get(&r, "expired", &xn))) {
 		if (xn == 4 && memcmp(x, "true", 4) == 0)
 			a->expired = true;
 		else if (!(xn == 5 && memcmp(x, "false", 5) == 0) && !is_null(x, xn))
 			return fail(a, "result.%s is not a boolean", "expired");
 	}
-	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_REFRESH) {
+	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || refresh) {
 		if ((x = obj_get(&r, "expire_at", &xn)) && !is_null(x, xn) &&
 		    !get_int(x, xn, 0, INT64_C(1) << 40, &a->expire_at))
 			return fail(a, "result.%s is not a Unix time in seconds", "expire_at");
@@ -207,13 +209,13 @@ static int parse_result(enum hd_cproxy_kind kind, const char *v, size_t n, struc
 	if (kind == HD_CPROXY_CONNECT &&
 	    (x = obj_get(&r, "channels", &xn)) && !is_null(x, xn) && parse_channels(x, xn, a))
 		return HD_EINVAL;
-	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_REFRESH) {
+	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || refresh) {
 		if ((x = obj_get(&r, "info", &xn)) && !is_null(x, xn)) {
 			a->info = dup_raw(x, xn);
 			a->info_len = xn;
 		}
 	}
-	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_REFRESH) {
+	if (kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || refresh) {
 		if ((x = obj_get(&r, "b64info", &xn)) && !is_null(x, xn) && xn != 2 && !get_b64info(x, xn, a))
 			return fail(a, "result.%s is not base64 of a JSON text of at most 4096 bytes", "b64info");
 	}
@@ -223,7 +225,7 @@ static int parse_result(enum hd_cproxy_kind kind, const char *v, size_t n, struc
 		if (hd_jwt_subs_parse(x, xn, "result.subs", &a->subs, &err))
 			return fail(a, "%s", err.msg);
 	}
-	if (kind != HD_CPROXY_REFRESH && (x = obj_get(&r, "b64data", &xn)) && !is_null(x, xn) && xn != 2) {
+	if (!refresh && (x = obj_get(&r, "b64data", &xn)) && !is_null(x, xn) && xn != 2) {
 		if (!get_b64(x, xn, &a->data, &a->data_len))
 			return fail(a, "result.%s is not base64", "b64data");
 		a->data_b64 = true;

@@ -2,7 +2,8 @@
  * cproxy — proxies of Centrifugo-protocol commands to the application's
  * backend (Centrifugo's "proxy" feature): herald POSTs a JSON description
  * of a connect, subscribe, publish or RPC, or a refresh of a connection's
- * expiry, to a URL the operator configured and acts on the answer. docs/proxy.md is the user's description.
+ * or a subscription's expiry, to a URL the operator configured and acts on
+ * the answer. docs/proxy.md is the user's description.
  *
  * Layer: edge. Called by edge/ws_commands.c (the session's command handlers)
  * on the loop thread; the calls go out through net/http_client.h (libcurl
@@ -12,8 +13,8 @@
  * The request body (one JSON object; members left out when empty):
  *   {"client":"<id>","transport":"websocket|http_stream|sse",
  *    "protocol":"json|protobuf","encoding":"json|binary",
- *    "user":"<id>"            subscribe, publish, rpc, refresh (may be "")
- *    "channel":"<topic>"      subscribe, publish
+ *    "user":"<id>"            subscribe, publish, rpc, refresh, sub_refresh (may be "")
+ *    "channel":"<topic>"      subscribe, publish, sub_refresh
  *    "method":"<name>"        rpc
  *    "name","version"         connect (the SDK's name and version)
  *    "data":<JSON>}           connect, subscribe, publish, rpc: the client's data
@@ -30,13 +31,16 @@
  *                {info, b64info, data, b64data, override}, read by
  *                hd_jwt_subs_parse as the connection token's subs claim:
  *                at most HD_JWT_CHANNELS_MAX, a bad entry is a failure)
- *     subscribe: info, data
+ *     subscribe: info, data, expire_at (Unix s: the subscription expires
+ *                then and is refreshed through the sub_refresh proxy)
  *     publish:   data (replaces the client's data), skip_history (read,
  *                not acted on: herald stores every event)
  *     rpc:       data (the RPC's answer)
  *     refresh:   expired (true: close the session), expire_at (Unix s, the
  *                new expiry; absent or 0: none), info (the new conn info)
- *   b64info (connect, subscribe, refresh): standard base64 of a JSON text of
+ *     sub_refresh: as refresh, for one subscription: expired (true: it
+ *                ends), expire_at, info (its new chan info)
+ *   b64info (connect, subscribe, refresh, sub_refresh): standard base64 of a JSON text of
  *   at most HD_JWT_INFO_MAX bytes, used instead of info; b64data (connect,
  *   subscribe, publish, rpc): standard base64 of any bytes, used instead of
  *   data (data_b64; a JSON client then needs a JSON text, and so does every
@@ -69,6 +73,7 @@ enum hd_cproxy_kind {
 	HD_CPROXY_PUBLISH,
 	HD_CPROXY_RPC,
 	HD_CPROXY_REFRESH,     /* not a command: a connect proxy's expiry came */
+	HD_CPROXY_SUB_REFRESH, /* not a command: a subscribe proxy's expiry came */
 	HD_CPROXY_KINDS
 };
 
@@ -94,8 +99,10 @@ struct hd_cproxy_answer {
 	char message[HD_CPROXY_MESSAGE_MAX + 1];    /* ERROR's message, DISCONNECT's reason,
 						     * FAILED's cause (for the log) */
 	char user[HD_CPROXY_USER_MAX + 1];          /* connect: "" = anonymous */
-	int64_t expire_at;                          /* connect, refresh: Unix seconds, 0 = none */
-	bool expired;                               /* refresh: the connection ends */
+	int64_t expire_at;                          /* connect, subscribe, refresh, sub_refresh:
+						     * Unix seconds, 0 = none */
+	bool expired;                               /* refresh, sub_refresh: the connection
+						     * (the subscription) ends */
 	char *info, *data;                          /* owned minified JSON text, or NULL; */
 	size_t info_len, data_len;                  /* info also from b64info (decoded JSON) */
 	bool data_b64;                              /* data is b64data's bytes (any) */

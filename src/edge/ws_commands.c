@@ -2,8 +2,9 @@
  * ws_commands — the Centrifugo commands a session runs (see
  * edge/ws_edge_impl.h): connect, refresh, subscribe, unsubscribe, history,
  * publish, presence, ping, rpc, sub_refresh, their calls to the app backend
- * (edge/cproxy.h: connect, subscribe, publish, rpc, refresh proxies), and the
- * table that dispatches one decoded command (hd_ws_commands_run_line).
+ * (edge/cproxy.h: connect, subscribe, publish, rpc, refresh and sub-refresh
+ * proxies), and the table that dispatches one decoded command
+ * (hd_ws_commands_run_line).
  * Layer: edge. Loop thread only.
  * Callers: edge/ws_edge.c (the input pump).
  */
@@ -14,7 +15,7 @@ static struct op *op_new(struct session *s, const struct hd_centrifuge_command *
 static void connect_accept(struct session *s, const struct hd_centrifuge_command *cmd, int64_t exp,
 			   const char *data, size_t n);
 static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
-			     size_t n, const char *info, size_t info_len);
+			     size_t n, const char *info, size_t info_len, int64_t exp);
 static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
 			   size_t n);
 static bool chan_opts_json(struct hd_jwt_sub *o, size_t n);
@@ -125,8 +126,11 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		conn_info_set(s, a->info, a->info_len);
 		s->server_refresh = a->expire_at && hd_cproxy_enabled(s->edge->opts.cproxy, HD_CPROXY_REFRESH);
 		connect_accept(s, &cmd, a->expire_at, data, data_len);
+	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE && a->expire_at && a->expire_at <= hd_now_ms() / 1000) {
+		/* An expiry already past: Centrifugo refuses with 110. */
+		hd_ws_output_reply_error(s, cmd.id, HD_CENTRIFUGE_ERR_EXPIRED, "expired", false);
 	} else if (cmd.method == HD_CENTRIFUGE_SUBSCRIBE) {
-		subscribe_accept(s, &cmd, data, data_len, a->info, a->info_len);
+		subscribe_accept(s, &cmd, data, data_len, a->info, a->info_len, a->expire_at);
 	} else if (cmd.method == HD_CENTRIFUGE_PUBLISH) {
 		publish_accept(s, &cmd, data ? data : cmd.data.p, data ? data_len : cmd.data.n);
 	} else {
@@ -212,6 +216,87 @@ void hd_ws_commands_refresh(struct session *s)
 		hd_metrics_inc(HD_M_ws_proxy_failures_total);
 		hd_ws_edge_session_close(s, HD_CENTRIFUGE_DISC_INTERNAL, "internal server error: refresh failed");
 	}
+}
+
+/*
+ * The sub-refresh proxy answered for the subscription op->topic, as
+ * Centrifugo's does: result.expire_at extends it (absent or 0: it no longer
+ * expires) and its info, when present, becomes the chan info; expired, an
+ * expire_at already past or an error answer end it (the unsubscribe push
+ * 2501); a disconnect closes the session; a failing backend leaves it and
+ * herald asks again sub_refresh_retry_ms later. The client is not told of
+ * an extension (Centrifugo sends nothing for a server-side sub refresh).
+ */
+static void sub_refresh_done(void *arg, const struct hd_cproxy_answer *a)
+{
+	struct op *op = arg;
+	struct session *s = op->s;
+	int64_t now_s = hd_now_ms() / 1000, now = hd_ws_edge_mono();
+
+	if (hd_ws_subs_op_orphaned(op))
+		return;
+	s->op = NULL;
+	/* Gone meanwhile (its topic deleted): nothing to refresh. Commands
+	 * waited for this call, so no other subscription took its name. */
+	struct chan_sub *sub = hd_ws_subs_sub_find(s, op->topic);
+	hd_ws_subs_op_free(op);
+	if (sub && a->outcome == HD_CPROXY_FAILED) {
+		hd_metrics_inc(HD_M_ws_proxy_failures_total);
+		sub->expire_at = now + s->edge->opts.sub_refresh_retry_ms;
+	} else if (sub && a->outcome == HD_CPROXY_DISCONNECT) {
+		hd_ws_edge_session_close(s, (uint16_t)a->code, a->message);
+		return;
+	} else if (sub && (a->outcome == HD_CPROXY_ERROR || a->expired ||
+			   (a->expire_at && a->expire_at <= now_s))) {
+		hd_ws_subs_expire(s, sub);
+	} else if (sub) {
+		sub->expire_at = a->expire_at ? now + (a->expire_at - now_s) * 1000 : 0;
+		if (a->info)
+			hd_ws_subs_chan_info_set(sub, a->info, a->info_len);
+	}
+	if (!s->req || s->state == S_CLOSING)
+		return; /* a slow client, closed by the write */
+	hd_ws_commands_sub_expiry(s); /* the next expired one, if any */
+	if (!s->op)
+		hd_ws_edge_pump(s);
+}
+
+/* Asks the sub-refresh proxy about sub (as the session's op). Returns
+ * false when the call could not start: sub is then asked about again
+ * sub_refresh_retry_ms later. */
+static bool sub_refresh_start(struct session *s, struct chan_sub *sub)
+{
+	struct hd_centrifuge_command cmd = {.id = 0, .method = HD_CENTRIFUGE_SUB_REFRESH};
+	struct hd_cproxy_req r = proxy_req(s, HD_CPROXY_SUB_REFRESH);
+	r.channel = sub->name;
+	struct op *op = op_new(s, &cmd);
+	snprintf(op->topic, sizeof(op->topic), "%s", sub->name);
+	sub->expire_at = 0;
+	if (hd_cproxy_send(s->edge->opts.cproxy, &r, sub_refresh_done, op) == 0)
+		return true;
+	s->op = NULL;
+	hd_ws_subs_op_free(op);
+	hd_metrics_inc(HD_M_ws_proxy_failures_total);
+	sub->expire_at = hd_ws_edge_mono() + s->edge->opts.sub_refresh_retry_ms;
+	return false;
+}
+
+void hd_ws_commands_sub_expiry(struct session *s)
+{
+	int64_t now = hd_ws_edge_mono();
+	bool proxied = hd_cproxy_enabled(s->edge->opts.cproxy, HD_CPROXY_SUB_REFRESH);
+	size_t i = 0;
+	while (i < s->nsubs && !s->op && s->req && s->state == S_READY) {
+		struct chan_sub *sub = s->subs[i];
+		if (!sub->expire_at || sub->expire_at > now)
+			i++;
+		else if (proxied)
+			i += !sub_refresh_start(s, sub);
+		else
+			hd_ws_subs_expire(s, sub); /* s->subs[i] is another one now */
+	}
+	if (s->req && s->state == S_READY)
+		hd_ws_subs_expiry_arm(s);
 }
 
 /*
@@ -587,7 +672,7 @@ static void cmd_subscribe(struct session *s, const struct hd_centrifuge_command 
 	if (!hd_ws_subs_sub_find(s, cmd->sub.channel) && s->nsubs < s->edge->opts.max_subscriptions &&
 	    proxy_start(s, cmd, HD_CPROXY_SUBSCRIBE, cmd->sub.data.p, cmd->sub.data.n))
 		goto out;
-	subscribe_accept(s, cmd, NULL, 0, info, info ? strlen(info) : 0);
+	subscribe_accept(s, cmd, NULL, 0, info, info ? strlen(info) : 0, 0);
 out:
 	free(info);
 }
@@ -595,9 +680,11 @@ out:
 /* A subscribe allowed (by herald's rules and the app backend, if asked);
  * data[0, n): the reply's data (the subscribe proxy's), or NULL;
  * info[0, info_len): the subscription's chan_info (the proxy's or the
- * subscription token's), or NULL. */
+ * subscription token's), or NULL; exp: the subscribe proxy's expire_at
+ * (Unix s, in the future), 0 = none. The reply carries no expires/ttl for
+ * it: the server refreshes it (the sub-refresh proxy), not the client. */
 static void subscribe_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
-			     size_t n, const char *info, size_t info_len)
+			     size_t n, const char *info, size_t info_len, int64_t exp)
 {
 	if (hd_ws_subs_sub_find(s, cmd->sub.channel)) {
 		hd_ws_output_reply_error(s, cmd->id, HD_CENTRIFUGE_ERR_ALREADY_SUBSCRIBED, "already subscribed", false);
@@ -614,6 +701,11 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 	}
 	sub->join_leave = cmd->sub.join_leave;
 	sub_delta_set(sub, &cmd->sub);
+	if (exp) {
+		int64_t now_s = hd_now_ms() / 1000;
+		sub->expire_at = hd_ws_edge_mono() + (exp > now_s ? (exp - now_s) * 1000 : 0);
+		hd_ws_subs_expiry_arm(s);
+	}
 	struct op *op = op_new(s, cmd);
 	op_keep_data(op, data, n);
 	op->inits = hd_calloc(1, sizeof(*op->inits));

@@ -31,6 +31,8 @@ struct hd_ws_edge *hd_ws_edge_new(uv_loop_t *loop, struct hd_hub *hub,
 	hd_hub_on_topic_gone(hub, hd_ws_subs_on_topic_gone, e);
 	if (!e->opts.max_message)
 		e->opts.max_message = HD_WEBSOCKET_MESSAGE_MAX_DEFAULT;
+	if (!e->opts.sub_refresh_retry_ms)
+		e->opts.sub_refresh_retry_ms = 60 * 1000;
 	return e;
 }
 
@@ -260,6 +262,7 @@ static void session_release(struct session *s)
 		hd_ws_subs_sub_drop_held(sub);
 		if (sub->base)
 			hd_rcbuf_unref(sub->base);
+		free(sub->chan_info);
 		free(sub);
 	}
 	if (s->registered)
@@ -335,6 +338,16 @@ void hd_ws_edge_on_timer(uv_timer_t *t)
 		if (!s->req || s->state == S_CLOSING)
 			return;
 	}
+	/* A subscribe proxy's expiry: herald asks the sub-refresh proxy, or the
+	 * subscription ends. */
+	if (s->sub_expire_at && now >= s->sub_expire_at && s->state == S_READY) {
+		if (s->op)
+			s->sub_expire_at = now + REFRESH_RETRY_MS;
+		else
+			hd_ws_commands_sub_expiry(s);
+		if (!s->req || s->state == S_CLOSING)
+			return;
+	}
 	/* The deadlines that end a session, in the order they are checked. */
 	const struct {
 		bool passed;
@@ -375,7 +388,7 @@ void hd_ws_edge_on_timer(uv_timer_t *t)
 void hd_ws_edge_timer_arm(struct session *s)
 {
 	int64_t due = s->slow ? hd_ws_edge_mono() : 0;
-	int64_t cand[] = {s->connect_due, s->expire_at, s->pong_due, s->ping_due};
+	int64_t cand[] = {s->connect_due, s->expire_at, s->pong_due, s->ping_due, s->sub_expire_at};
 	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
 		if (cand[i] && (!due || cand[i] < due))
 			due = cand[i];

@@ -79,6 +79,9 @@ struct hd_ws_edge_opts {
 	/* Proxies to the app backend (connect without a token, subscribe,
 	 * publish, rpc); borrowed, NULL = none. */
 	struct hd_cproxy *cproxy;
+	/* A failed sub-refresh proxy call is made again this much later (the
+	 * subscription stays meanwhile, as in Centrifugo). */
+	uint32_t sub_refresh_retry_ms;
 };
 
 struct hd_ws_edge;

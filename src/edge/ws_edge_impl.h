@@ -10,8 +10,8 @@
  *   ws_edge.c      the edge, the session's life cycle and carriers, input
  *                  and the pump
  *   ws_output.c    codecs, frames and replies, the push frame cache, deltas
- *   ws_subs.c      subscriptions, hub watches, join/leave, the reads that set
- *                  up and recover subscriptions (the op's steps)
+ *   ws_subs.c      subscriptions, hub watches, join/leave, their expiry, the
+ *                  reads that set up and recover subscriptions (the op's steps)
  *   ws_commands.c  the commands and the app-backend proxy hooks
  */
 #ifndef HD_EDGE_WS_EDGE_IMPL_H
@@ -103,9 +103,13 @@ struct chan_sub {
 	struct hd_stored_event *held; /* fired while not live; json referenced */
 	size_t nheld, capheld;
 	char epoch[HD_EPOCH_LEN + 1];
-	char *chan_info;           /* the subscribe proxy's or subscription token's info (minified
-	                            * JSON, at most CONN_INFO_MAX; in this allocation, after name)
-	                            * or NULL; watch.chan_info: presence, join and leave carry it */
+	char *chan_info;           /* the subscribe proxy's or subscription token's info (owned,
+	                            * minified JSON, at most CONN_INFO_MAX; a sub-refresh proxy
+	                            * may replace it) or NULL; watch.chan_info: presence, join
+	                            * and leave carry it */
+	int64_t expire_at;         /* monotonic ms: the subscribe proxy's expire_at, when the
+	                            * sub-refresh proxy is asked or it ends; 0 = never (also
+	                            * while the sub-refresh call is out) */
 	char name[];               /* the topic */
 };
 
@@ -187,6 +191,8 @@ struct session {
 	size_t nchannels;              /* NULL = none */
 	struct hd_jwt_sub *chan_opts;  /* the token's subs claim: nchannels options, parallel to
 					* channels (owned); NULL = none */
+	int64_t sub_expire_at;         /* monotonic ms: the earliest expire_at of its
+					* subscriptions (or earlier: a removed one's); 0 = none */
 	bool server_refresh;           /* the expiry is a connect proxy's and the refresh proxy
 					* extends it (not the client) */
 	char *conn_info;               /* the token's or connect proxy's info (owned, minified
@@ -247,6 +253,17 @@ struct chan_sub *hd_ws_subs_sub_find(struct session *s, const char *topic);
 struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool server_side,
 				    const char *chan_info, size_t chan_info_len, int announce);
 void hd_ws_subs_sub_remove(struct session *s, struct chan_sub *sub);
+/* Replaces sub's chan_info (and its watch's) by info[0, n) (copied; NULL or
+ * longer than CONN_INFO_MAX: none). */
+void hd_ws_subs_chan_info_set(struct chan_sub *sub, const char *info, size_t n);
+/* Sets s->sub_expire_at to its subscriptions' earliest expire_at and arms
+ * the session's timer. */
+void hd_ws_subs_expiry_arm(struct session *s);
+/* sub expired: its leave is announced, it is removed, and the client gets
+ * the unsubscribe push 2501 "subscription expired" (Centrifugo's SDKs
+ * subscribe again, which asks the subscribe proxy again). The push may
+ * close a slow session. */
+void hd_ws_subs_expire(struct session *s, struct chan_sub *sub);
 void hd_ws_subs_conn_topics(const struct hd_conn *c, void (*each)(void *arg, const char *topic), void *arg);
 int hd_ws_subs_allowed(const struct session *s, const char *topic, enum hd_acl_op op,
 			const char *sub_channel);
@@ -255,6 +272,7 @@ void hd_ws_subs_join_leave(struct hd_ws_edge *e, const struct session *from, con
 /* The hub's listeners (arg: the edge): another node's join or leave, and a
  * deleted topic (this node's or another's). */
 #define HD_WS_UNSUB_TOPIC_DELETED 2500 /* Centrifugo's "insufficient state": the SDK resubscribes */
+#define HD_WS_UNSUB_EXPIRED 2501       /* Centrifugo's "subscription expired": the SDK resubscribes */
 void hd_ws_subs_on_join_leave(void *arg, const char *topic, const char *client, const char *user,
 			      const char *infos, size_t infos_len, bool join);
 void hd_ws_subs_on_topic_gone(void *arg, const char *topic);
@@ -268,5 +286,10 @@ void hd_ws_commands_run_line(struct session *s, const char *line, size_t len);
 /* The session's expiry came and s->server_refresh: asks the refresh proxy
  * (as the session's op; none may be running). */
 void hd_ws_commands_refresh(struct session *s);
+/* A subscription's expiry came (s->sub_expire_at passed; no op running):
+ * asks the sub-refresh proxy about the first expired one (as the session's
+ * op), or ends the expired ones when there is no such proxy; then arms the
+ * timer for the next. */
+void hd_ws_commands_sub_expiry(struct session *s);
 
 #endif

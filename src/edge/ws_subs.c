@@ -1,6 +1,7 @@
 /*
  * ws_subs — a session's subscriptions (see edge/ws_edge_impl.h): their hub
- * watches and the events held until a subscription goes live, the ACL check,
+ * watches and the events held until a subscription goes live, their expiry
+ * (a subscribe proxy's expire_at: the unsubscribe push 2501), the ACL check,
  * join/leave pushes to the other sessions on a topic, and the reads that set
  * up (and recover) the subscriptions of a connect or subscribe: the op that
  * steps through them and replies.
@@ -57,19 +58,14 @@ struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool s
 				    const char *chan_info, size_t chan_info_len, int announce)
 {
 	size_t len = strlen(topic);
-	size_t ilen = chan_info && chan_info_len <= CONN_INFO_MAX ? chan_info_len : 0;
-	struct chan_sub *sub = hd_calloc(1, sizeof(*sub) + len + 1 + (ilen ? ilen + 1 : 0));
+	struct chan_sub *sub = hd_calloc(1, sizeof(*sub) + len + 1);
 	sub->s = s;
 	sub->server_side = server_side;
 	memcpy(sub->name, topic, len + 1);
-	if (ilen) {
-		sub->chan_info = sub->name + len + 1;
-		memcpy(sub->chan_info, chan_info, ilen);
-	}
 	sub->watch.fire = on_watch;
 	sub->watch.arg = sub;
 	sub->watch.conn = &s->conn;
-	sub->watch.chan_info = sub->chan_info;
+	hd_ws_subs_chan_info_set(sub, chan_info, chan_info_len);
 	/* A WebSocket subscription, server-side ones too, that is announced by
 	 * hd_ws_subs_join_leave says so in its presence entry: the sweep of a
 	 * dead node leaves it. Decided once, so that its join and its leave
@@ -77,6 +73,7 @@ struct chan_sub *hd_ws_subs_sub_add(struct session *s, const char *topic, bool s
 	sub->announce = announce >= 0 ? announce != 0 : hd_hub_ns(s->edge->hub, topic)->join_leave;
 	sub->watch.join_leave = sub->announce;
 	if (hd_hub_watch(s->edge->hub, topic, &sub->watch)) {
+		free(sub->chan_info);
 		free(sub);
 		return NULL;
 	}
@@ -94,6 +91,7 @@ static void sub_free(struct session *s, struct chan_sub *sub)
 	hd_ws_subs_sub_drop_held(sub);
 	if (sub->base)
 		hd_rcbuf_unref(sub->base);
+	free(sub->chan_info);
 	free(sub);
 }
 
@@ -106,6 +104,39 @@ void hd_ws_subs_sub_remove(struct session *s, struct chan_sub *sub)
 		}
 	}
 	sub_free(s, sub);
+}
+
+void hd_ws_subs_chan_info_set(struct chan_sub *sub, const char *info, size_t n)
+{
+	free(sub->chan_info);
+	sub->chan_info = info && n && n <= CONN_INFO_MAX ? hd_strndup(info, n) : NULL;
+	sub->watch.chan_info = sub->chan_info;
+}
+
+/* ---- Expiry (a subscribe proxy's expire_at) ----------------------------- */
+
+void hd_ws_subs_expiry_arm(struct session *s)
+{
+	int64_t due = 0;
+	for (size_t i = 0; i < s->nsubs; i++)
+		if (s->subs[i]->expire_at && (!due || s->subs[i]->expire_at < due))
+			due = s->subs[i]->expire_at;
+	s->sub_expire_at = due;
+	hd_ws_edge_timer_arm(s);
+}
+
+void hd_ws_subs_expire(struct session *s, struct chan_sub *sub)
+{
+	char topic[HD_TOPIC_NAME_MAX + 1];
+	struct hd_buf b;
+	snprintf(topic, sizeof(topic), "%s", sub->name);
+	hd_ws_subs_join_leave(s->edge, s, sub, false); /* while sub still has its chan_info */
+	hd_ws_subs_sub_remove(s, sub);
+	hd_buf_init(&b, 2048);
+	if (s->codec->push_unsubscribe(&b, topic, HD_WS_UNSUB_EXPIRED, "subscription expired"))
+		hd_buf_reset(&b);
+	hd_ws_output_send_reply(s, &b);
+	hd_buf_fini(&b);
 }
 
 /* The subscription's reply went out: sends what fired meanwhile, then

@@ -1,6 +1,6 @@
 """Proxies to the app backend (docs/proxy.md): herald POSTs connects without a
 token, subscribes, publishes and RPCs, and refreshes a proxied connection's
-expiry, to a real HTTP backend started here on 127.0.0.1, driven by a real
+and a proxied subscription's expiry, to a real HTTP backend started here on 127.0.0.1, driven by a real
 Centrifugo-protocol client (wsclient.py). Each answer the backend can give: allowed, refused (error, disconnect), rewritten,
 and the failures: down, too slow, HTTP 500, malformed JSON."""
 import asyncio
@@ -80,7 +80,7 @@ def start(herald_factory, backend, *extra, kinds=("connect", "subscribe", "publi
     args = ["--jwt-secret", SECRET, "--proxy-static-header", STATIC, "--proxy-http-headers", "Cookie, X-Real-Ip",
             "--proxy-timeout", "500ms"]
     for k in kinds:
-        args += [f"--proxy-{k}-url", backend.url("/" + k)]
+        args += [f"--proxy-{k.replace('_', '-')}-url", backend.url("/" + k)]
     if private:
         args += ["--proxy-allow-private", "on"]
     return herald_factory(args=args + list(extra), name=name, config=config)
@@ -455,6 +455,146 @@ def test_refresh_proxy_tells_the_client_its_new_expiry(herald_factory, backend):
         await c.close()
 
     run(go())
+
+
+def answer_sub_refreshes(backend, *answers, expires=2):
+    """The subscribe proxy allows every channel, one that expires in
+    `expires` s (an "old:" channel: 10 s ago) with info {"v": 1}; the sub
+    refreshes answer `answers` in turn (the last one again after them): a
+    result's expire_at is in seconds from the call, a (status, body) tuple
+    is sent as it is (2 s, not 1: a second's boundary between the backend's
+    clock and herald's must not make it past). Returns the list of (time,
+    body) of the refresh calls."""
+    calls = []
+
+    def subscribe(b):
+        exp = -10 if b["channel"].startswith("old:") else expires
+        return 200, {"result": {"expire_at": int(time.time()) + exp, "info": {"v": 1}}}
+
+    def sub_refresh(b):
+        calls.append((time.monotonic(), b))
+        a = answers[min(len(calls), len(answers)) - 1]
+        if isinstance(a, tuple):
+            return a
+        if "expire_at" in a:
+            a = {**a, "expire_at": int(time.time()) + a["expire_at"]}
+        return 200, {"result": a}
+
+    backend.answers["/subscribe"] = subscribe
+    backend.answers["/sub_refresh"] = sub_refresh
+    return calls
+
+
+async def wait_calls(calls, n, timeout=10):
+    deadline = time.monotonic() + timeout
+    while len(calls) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(calls) >= n, calls
+
+
+def test_sub_refresh_proxy_extends_updates_and_ends_a_subscription(herald_factory, backend):
+    # Centrifugo's sub-refresh proxy: when the subscribe proxy's expire_at
+    # comes, herald asks the backend, which extends the subscription (and
+    # may change its chan_info) or ends it: the unsubscribe push 2501
+    # "subscription expired", after which the SDK subscribes again. The
+    # subscribe reply carries no expires/ttl: the client never refreshes it.
+    calls = answer_sub_refreshes(backend, {"expire_at": 2, "info": {"v": 2}}, {"expired": True})
+    h = start(herald_factory, backend, kinds=("subscribe", "sub_refresh"))
+
+    async def go():
+        c, rc = await connect(h, sub="u1")
+        r = await c.call({"subscribe": {"channel": "room:1"}})
+        assert "subscribe" in r and "expires" not in r["subscribe"] and "ttl" not in r["subscribe"], r
+        # An expire_at already past refuses the subscribe (110), as Centrifugo.
+        r = await c.call({"subscribe": {"channel": "old:1"}})
+        assert r.get("error", {}).get("code") == 110, r
+        await wait_calls(calls, 1)
+        # Extended: still subscribed, with the new chan_info.
+        pr = await c.call({"presence": {"channel": "room:1"}})
+        assert pr["presence"]["presence"][rc["client"]]["chan_info"] == {"v": 2}, pr
+        # The second answer ends it; the connection stays.
+        p = await c.push(timeout=10)
+        assert p == {"channel": "room:1", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}, p
+        assert len(calls) == 2 and calls[1][0] - calls[0][0] > 0.5, calls
+        b = calls[0][1]
+        assert b["client"] == rc["client"] and b["user"] == "u1" and b["channel"] == "room:1", b
+        assert b["transport"] == "websocket" and b["protocol"] == "json" and "data" not in b, b
+        pr = await c.call({"presence": {"channel": "room:1"}})
+        assert rc["client"] not in pr["presence"]["presence"], pr
+        assert h.publish("room:1", json.dumps({"x": 1}),
+                         headers={"Content-Type": "application/json"}).status_code == 201
+        await c.quiet(0.3)
+        await c.close()
+
+    run(go())
+
+
+def test_sub_refresh_proxy_failure_keeps_the_subscription_and_asks_again(herald_factory, backend):
+    # A failing backend (here HTTP 500) leaves the subscription, and herald
+    # asks again --proxy-sub-refresh-retry later (Centrifugo: a minute);
+    # an error answer ends it as expired (2501), a disconnect closes the
+    # connection. Without a sub-refresh proxy the subscription ends at its
+    # expire_at.
+    calls = answer_sub_refreshes(backend, (500, b"oops"), (200, {"error": {"code": 1000, "message": "no"}}),
+                                 (200, {"disconnect": {"code": 4001, "reason": "go away"}}))
+    h = start(herald_factory, backend, "--proxy-sub-refresh-retry", "1s", kinds=("subscribe", "sub_refresh"))
+
+    async def go():
+        c, rc = await connect(h, sub="u1")
+        assert "subscribe" in await c.call({"subscribe": {"channel": "room:1"}})
+        await wait_calls(calls, 1)
+        pr = await c.call({"presence": {"channel": "room:1"}})
+        assert rc["client"] in pr["presence"]["presence"], pr
+        assert metric_value(h, "herald_ws_proxy_failures_total") >= 1
+        p = await c.push(timeout=10)
+        assert p == {"channel": "room:1", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}, p
+        assert len(calls) == 2 and calls[1][0] - calls[0][0] >= 0.9, calls
+        # Subscribed again: the third answer (disconnect) closes the connection.
+        assert "subscribe" in await c.call({"subscribe": {"channel": "room:1"}})
+        assert await c.closed(timeout=10) == (4001, "go away")
+        # No sub-refresh proxy: the subscription simply ends when it expires.
+        h2 = start(herald_factory, backend, kinds=("subscribe",), name="data2")
+        c2, _ = await connect(h2, sub="u2")
+        assert "subscribe" in await c2.call({"subscribe": {"channel": "room:2"}})
+        p = await c2.push(timeout=10)
+        assert p == {"channel": "room:2", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}, p
+        assert len(calls) == 3
+        await c2.close()
+
+    run(go())
+
+
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+def test_centrifuge_sdk_resubscribes_after_sub_refresh_expired(herald_factory, backend, fmt):
+    """npm centrifuge (JSON and protobuf): a subscription the sub-refresh
+    proxy ends gets the unsubscribe push 2501; the SDK subscribes again by
+    itself (asking the subscribe proxy again) and goes on receiving."""
+    subscribes = []
+
+    def subscribe(b):
+        subscribes.append(b)
+        exp = {"expire_at": int(time.time()) + 2} if len(subscribes) == 1 else {}
+        return 200, {"result": {"data": {"n": len(subscribes)}, **exp}}
+    backend.answers["/connect"] = (200, {"result": {"user": "sdk-user"}})
+    backend.answers["/subscribe"] = subscribe
+    backend.answers["/sub_refresh"] = (200, {"result": {"expired": True}})
+    backend.answers["/rpc"] = (200, {"result": {"data": {}}})
+    backend.answers["/publish"] = lambda b: (200, {"result": {}})
+    h = start(herald_factory, backend, kinds=("connect", "subscribe", "publish", "rpc", "sub_refresh"))
+    from test_interop_js import Node
+    from wsclient import ws_url
+    n = Node("proxy_client.js", {"HERALD_WS": ws_url(h), "HERALD_TOPIC": "sdk", "HERALD_FORMAT": fmt})
+    try:
+        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed")
+        assert m["data"] == {"n": 1}, m
+        m, _ = n.expect(lambda m: m["ev"] == "subscribing", what="subscribing")
+        assert m == {"ev": "subscribing", "code": 2501, "reason": "subscription expired"}, m
+        m, _ = n.expect(lambda m: m["ev"] == "subscribed", what="subscribed again")
+        assert m["data"] == {"n": 2}, m
+        n.expect(lambda m: m["ev"] == "pub", what="pub")  # its publish after subscribing again
+    finally:
+        n.quit()
+    assert len(backend.calls_to("/sub_refresh")) == 1 and len(subscribes) == 2
 
 
 def _b64(v):

@@ -3,7 +3,8 @@
  * answers to proxy calls (hd_cproxy_answer_parse in src/edge/cproxy.c):
  * untrusted JSON from the network.
  *
- * Input: byte 0 picks the call (mod 4: connect, subscribe, publish, rpc);
+ * Input: byte 0 picks the call (mod HD_CPROXY_KINDS: connect, subscribe,
+ * publish, rpc, refresh, sub_refresh);
  * the rest is the answer's body. The seeds in tests/fuzz/corpus/cproxy/ are
  * the answers docs/proxy.md describes, and broken ones.
  *
@@ -11,12 +12,13 @@
  *   - 0 exactly when the outcome is not FAILED; a failure says why;
  *   - error codes lie in [400, 1999], disconnect codes in [4000, 4999];
  *     messages and reasons are NUL-terminated within their limits;
- *   - a result's user is at most 250 bytes without ':', expire_at >= 0;
- *     channels only for connect (at most 128), info only for connect and
- *     subscribe, skip_history only for publish;
+ *   - a result's user is at most 250 bytes without ':', expire_at >= 0
+ *     (connect, subscribe and the refreshes only), expired only for the
+ *     refreshes; channels only for connect (at most 128), info only for
+ *     connect, subscribe and the refreshes, skip_history only for publish;
  *   - info and data are one well-formed, minified JSON value each, with no
  *     raw newline (they go into client frames as they are); data from
- *     b64data (not refresh) is any bytes, NUL-terminated;
+ *     b64data (not the refreshes) is any bytes, NUL-terminated;
  *   - subs (connect only, at most HD_JWT_CHANNELS_MAX): each channel named,
  *     each info minified JSON, each data NUL-terminated (minified JSON
  *     unless from b64data);
@@ -68,10 +70,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(a.expire_at >= 0);
 		CHECK(a.nchannels <= HD_CPROXY_CHANNELS_MAX);
 		CHECK(kind == HD_CPROXY_CONNECT || (a.nchannels == 0 && !a.user[0]));
-		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_REFRESH || !a.expire_at);
-		CHECK(kind == HD_CPROXY_REFRESH || !a.expired);
-		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_REFRESH ||
-		      !a.info);
+		bool refresh = kind == HD_CPROXY_REFRESH || kind == HD_CPROXY_SUB_REFRESH;
+		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || refresh || !a.expire_at);
+		CHECK(refresh || !a.expired);
+		CHECK(kind == HD_CPROXY_CONNECT || kind == HD_CPROXY_SUBSCRIBE || refresh || !a.info);
 		CHECK(kind == HD_CPROXY_PUBLISH || !a.skip_history);
 		for (size_t i = 0; i < a.nchannels; i++)
 			CHECK(strlen(a.channels[i]) <= 255);
@@ -80,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (a.data && !a.data_b64)
 			check_json(a.data, a.data_len);
 		if (a.data_b64)
-			CHECK(a.data && a.data[a.data_len] == '\0' && kind != HD_CPROXY_REFRESH);
+			CHECK(a.data && a.data[a.data_len] == '\0' && !refresh);
 		CHECK(a.subs.nchannels <= HD_JWT_CHANNELS_MAX);
 		CHECK(kind == HD_CPROXY_CONNECT || !a.subs.nchannels);
 		CHECK(!a.subs.nchannels || a.subs.subs);
@@ -99,6 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	int rc2 = hd_cproxy_answer_parse(kind, body, len, &b);
 	CHECK(rc2 == rc && b.outcome == a.outcome && b.code == a.code && strcmp(a.message, b.message) == 0);
+	CHECK(b.expire_at == a.expire_at && b.expired == a.expired);
 	CHECK(b.data_len == a.data_len && b.data_b64 == a.data_b64 &&
 	      (!a.data || memcmp(a.data, b.data, a.data_len) == 0));
 	CHECK(b.info_len == a.info_len && (!a.info || memcmp(a.info, b.info, a.info_len) == 0));

@@ -2,7 +2,8 @@
 // backend: --proxy-connect-url), subscribes, publishes and calls an RPC, all
 // answered through herald's proxies. Driven by tests/e2e/test_app_proxy.py.
 //   env: HERALD_WS, HERALD_TOPIC, HERALD_FORMAT, HERALD_TRANSPORT (see sdk.js)
-//   stdout: one JSON object per line: {"ev":"connected"|"subscribed"|"rpc"|"pub"|"error", ...}
+//   stdout: one JSON object per line: {"ev":"connected"|"subscribed"|"rpc"|"pub"|"error"|
+//           "subscribing" (the server unsubscribed it with a code of 2500 or more), ...}
 'use strict';
 const { client, data: dec, protobuf } = require('./sdk');
 
@@ -29,6 +30,7 @@ sub.on('subscribed', async (ctx) => {
   await sub.publish(enc({ text: 'hi' }));
 });
 sub.on('publication', (ctx) => out({ ev: 'pub', data: dec(ctx.data) }));
+sub.on('subscribing', (ctx) => { if (ctx.code >= 2500) out({ ev: 'subscribing', code: ctx.code, reason: ctx.reason }); });
 sub.on('error', (ctx) => out({ ev: 'sub_error', error: String(ctx.error && ctx.error.message) }));
 c.connect();
 

@@ -83,6 +83,46 @@ static void test_refresh(void **state)
 	assert_int_equal(parse(HD_CPROXY_CONNECT, "{\"result\":{\"expired\":true}}", &a), 0);
 	assert_false(a.expired);
 	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, "{\"result\":{\"expired\":true}}", &a), 0);
+	assert_false(a.expired);
+	hd_cproxy_answer_fini(&a);
+}
+
+/* The sub-refresh answer reads as the refresh one (expired, expire_at,
+ * info or b64info), and a subscribe answer has an expire_at too. */
+static void test_sub_refresh(void **state)
+{
+	(void)state;
+	struct hd_cproxy_answer a;
+	assert_int_equal(parse(HD_CPROXY_SUB_REFRESH, "{\"result\":{\"expire_at\":1900000000,"
+			       "\"info\":{\"v\":1},\"b64info\":\"eyJzZWF0IjogMn0=\"}}", &a), 0);
+	assert_int_equal(a.outcome, HD_CPROXY_RESULT);
+	assert_false(a.expired);
+	assert_int_equal(a.expire_at, 1900000000);
+	assert_string_equal(a.info, "{\"seat\":2}"); /* b64info wins, minified */
+	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_SUB_REFRESH, "{\"result\":{\"expired\":true,\"expire_at\":null}}", &a), 0);
+	assert_true(a.expired);
+	assert_int_equal(a.expire_at, 0);
+	hd_cproxy_answer_fini(&a);
+	static const char *const bad[] = {
+		"{\"result\":{\"expired\":\"yes\"}}", "{\"result\":{\"expire_at\":-1}}",
+		"{\"result\":{\"expire_at\":1.5}}", "{\"result\":{\"b64info\":\"AP8=\"}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(HD_CPROXY_SUB_REFRESH, bad[i], &a), HD_EINVAL);
+		assert_int_equal(a.outcome, HD_CPROXY_FAILED);
+		hd_cproxy_answer_fini(&a);
+	}
+	/* A sub refresh has no data to give the client: b64data is not read. */
+	assert_int_equal(parse(HD_CPROXY_SUB_REFRESH, "{\"result\":{\"b64data\":\"!\"}}", &a), 0);
+	assert_false(a.data_b64);
+	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, "{\"result\":{\"expire_at\":1900000000}}", &a), 0);
+	assert_int_equal(a.expire_at, 1900000000);
+	hd_cproxy_answer_fini(&a);
+	assert_int_equal(parse(HD_CPROXY_SUBSCRIBE, "{\"result\":{\"expire_at\":\"soon\"}}", &a), HD_EINVAL);
+	hd_cproxy_answer_fini(&a);
 }
 
 static void test_malformed(void **state)
@@ -328,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_connect_subs),
 		cmocka_unit_test(test_error_and_disconnect),
 		cmocka_unit_test(test_refresh),
+		cmocka_unit_test(test_sub_refresh),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_options_and_headers),
