@@ -492,6 +492,7 @@ static int serve(int argc, char **argv)
 			.master_names = s.cfg.redis_master_name,
 			.durability = redis_durability(s.cfg.redis_durability),
 			.wait_timeout_ms = (uint32_t)s.cfg.redis_wait_timeout_ms,
+			.transactions = s.cfg.redis_transactions,
 			.max_topics_in_memory = s.cfg.max_topics,
 			.policy = hd_hub_policy,
 			.policy_arg = s.hub,

@@ -177,6 +177,12 @@ static const struct opt opts[] = {
 	 .max = "1m",
 	 .help = "With --redis-durability replicated: how long a publish waits for a replica's "
 		 "acknowledgement before it is answered 503 with Retry-After."},
+	{"redis-transactions", T_BOOL, G(redis_transactions), .def = "off",
+	 .help = "With --redis-durability replicated: each publish cycle's writes to a shard (the "
+		 "batch's scripts, the topic list, the last batch's confirms) go in one MULTI ... EXEC, "
+		 "so a primary on appendfsync always fsyncs once per cycle instead of once per read of "
+		 "~20 KB. Helps with many topics on a slow disk; not with one topic or fast fsyncs. A "
+		 "transaction spans slots: not for Redis Cluster (docs/cluster.md)."},
 	{"jwt-secret", T_STRING, GS(jwt_secret), .def = "",
 	 .help = "HMAC secret (HS256/384/512) for client connection tokens; empty = none."},
 	{"jwt-public-key", T_STRING, GS(jwt_public_key), .def = "",

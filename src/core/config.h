@@ -120,6 +120,7 @@ struct hd_config {
 	char redis_sentinel[1024];
 	char redis_master_name[512];
 	int64_t redis_wait_timeout_ms;
+	bool redis_transactions;
 	char jwt_secret[1024];
 	char jwt_public_key[1024];
 	char jwt_jwks[1024];

@@ -67,6 +67,7 @@ struct hd_redis_opts {
 	const char *master_names;
 	enum hd_redis_durability durability;
 	uint32_t wait_timeout_ms;     /* WAIT's timeout (replicated) */
+	bool transactions;            /* a publish cycle's writes in MULTI … EXEC */
 	size_t max_topics_in_memory;  /* topics whose delivery position is kept */
 	hd_topic_policy_fn policy;
 	void *policy_arg;

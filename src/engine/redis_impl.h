@@ -132,7 +132,7 @@ struct redis {
 	unsigned test_read_delay_ms;  /* test-only hooks (redis_deliver.c) */
 	unsigned test_read_fail;
 	unsigned test_sub_delay_ms;
-	bool multi;                   /* HERALD_REDIS_MULTI: a cycle's writes in MULTI/EXEC
+	bool multi;                   /* --redis-transactions: a cycle's writes in MULTI/EXEC
 				         (redis_publish.c) */
 };
 

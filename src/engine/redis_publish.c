@@ -690,10 +690,9 @@ void hd_redis_publish_init(struct redis *r)
 {
 	for (unsigned s = 0; s < r->nshards; s++)
 		r->shards[s].queued_tail = &r->shards[s].queued_head;
-	/* Bench/test-only A/B switch, read once at start: HERALD_REDIS_MULTI=1
-	 * wraps each publish cycle's writes in MULTI … EXEC (shard_send). */
-	const char *multi = getenv("HERALD_REDIS_MULTI");
-	r->multi = multi && !strcmp(multi, "1");
+	/* --redis-transactions: each publish cycle's writes in MULTI … EXEC
+	 * (shard_send). */
+	r->multi = r->opts.transactions;
 }
 
 void hd_redis_publish_stop(struct shard *sh)

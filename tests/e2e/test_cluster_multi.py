@@ -1,10 +1,10 @@
 """A publish cycle's writes in one MULTI … EXEC (docs/cluster.md, the
-publish cycle; HERALD_REDIS_MULTI=1, the A/B switch of issue 12): each test
-runs with the switch off and on. Checked:
+publish cycle; --redis-transactions, issue 12): each test runs with the
+option off and on. Checked:
 - concurrent publishes to many topics (a batch larger than one Redis read
   of the connection) all answer 201 with dense offsets per topic, and every
   201's event is on the replica already (the WAIT after the EXEC covered
-  it); with the switch on, the primary ran EXECs (as many as MULTIs), off
+  it); with the option on, the primary ran EXECs (as many as MULTIs), off
   it ran none;
 - the server losing its script cache (SCRIPT FLUSH) mid-run: the EVALSHAs
   queued in a bracket fail at EXEC and are retried as EVAL outside it,
@@ -29,9 +29,10 @@ TOPICS = 60
 PAD = "x" * 900  # ~1 KB events: a batch spans several Redis reads
 
 
-@pytest.fixture(params=["0", "1"], ids=["multi-off", "multi-on"])
+@pytest.fixture(params=["off", "on"], ids=["multi-off", "multi-on"])
 def cluster(tmp_path, request):
-    yield from started(Cluster(tmp_path, nodes=1, env={"HERALD_REDIS_MULTI": request.param}))
+    yield from started(Cluster(tmp_path, nodes=1,
+                               args=["--redis-transactions", request.param]))
 
 
 def cmdstat_calls(port, *names):

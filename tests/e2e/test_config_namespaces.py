@@ -99,6 +99,10 @@ def serve_fails(tmp_path, args=(), env=None, config=None):
     (["extra"], None, None, ["unexpected argument 'extra'"]),
     ([], {"HERALD_SYNC": "bogus"}, None, ["HERALD_SYNC", "sync must be one of full|normal|off"]),
     ([], {"HERALD_MAX_HEADERS": "7"}, None, ["HERALD_MAX_HEADERS"]),
+    (["--engine", "redis", "--redis-transactions", "maybe"], None, None,
+     ["redis-transactions must be on or off, not 'maybe'"]),
+    ([], {"HERALD_REDIS_TRANSACTIONS": "1x"}, None, ["HERALD_REDIS_TRANSACTIONS", "on or off"]),
+    ([], None, "redis-transactions = sometimes\n", ["bad.conf:1", "redis-transactions"]),
     ([], None, "colour = red\n", ["bad.conf:1", "unknown option 'colour'"]),
     ([], None, "# c\n\n[namespace x]\nlisten = 1\n", ["bad.conf:4", "listen is not a namespace option"]),
     ([], None, "[namespace x]\nretention-max-count = abc\n", ["bad.conf:2", "retention-max-count", "'abc'"]),
@@ -119,6 +123,12 @@ def test_unknown_last_flag_is_reported_as_unknown(tmp_path):
     p = serve_fails(tmp_path, ["--bogus"])
     assert p.returncode == 2
     assert "unknown option 'bogus'" in p.stderr, p.stderr
+
+
+def test_redis_options_are_ignored_by_the_local_engine(herald_factory):
+    # As --redis-durability: a config shared with redis nodes starts a local one.
+    h = herald_factory(args=["--redis-transactions", "on", "--redis-durability", "none"])
+    assert requests.get(h.url + "/healthz", timeout=10).status_code == 200
 
 
 def test_herald_server_variable_of_the_client_does_not_upset_serve(herald_factory):
