@@ -102,7 +102,7 @@ def serve_fails(tmp_path, args=(), env=None, config=None):
     (["--engine", "redis", "--redis-transactions", "maybe"], None, None,
      ["redis-transactions must be on or off, not 'maybe'"]),
     ([], {"HERALD_REDIS_TRANSACTIONS": "1x"}, None, ["HERALD_REDIS_TRANSACTIONS", "on or off"]),
-    ([], None, "redis-transactions = sometimes\n", ["bad.conf:1", "redis-transactions"]),
+    ([], None, "redis-transactions = sometimes\n", ["bad.conf:1", "redis-transactions must be on or off"]),
     ([], None, "colour = red\n", ["bad.conf:1", "unknown option 'colour'"]),
     ([], None, "# c\n\n[namespace x]\nlisten = 1\n", ["bad.conf:4", "listen is not a namespace option"]),
     ([], None, "[namespace x]\nretention-max-count = abc\n", ["bad.conf:2", "retention-max-count", "'abc'"]),
