@@ -30,6 +30,10 @@
 #   COMPARE=BIN  another herald binary (an older build): every row (the
 #                fan-out rows too) runs ROUNDS times (default 3), alternating
 #                BIN and HERALD_BIN in the same minutes
+#   BIN_ARGS     herald options added to each start of HERALD_BIN (split on
+#                spaces), COMPARE_ARGS to each of COMPARE: with COMPARE the
+#                same binary, an A/B of an option, e.g. COMPARE=build/herald
+#                BIN_ARGS="--redis-transactions on" (new = on, old = off)
 # The redis rows also report events per WAIT (the primary's INFO
 # commandstats) and the CPU per event of the Redis primary and of its
 # replica (INFO cpu, user + sys, over the measured seconds and the warm-up:
@@ -100,11 +104,16 @@ i=0; until redis-cli -p $RR info replication 2>/dev/null | grep -q 'master_link_
   i=$((i+1)); [ $i -lt 200 ] || { echo "bench: the replica did not sync"; exit 1; }; sleep 0.05; done
 
 PORT=$(free_port)
-CUR=$BIN
+# use old|new: the herald to start (CUR) and its added options (CUR_ARGS)
+use() {
+  if [ "$1" = old ]; then CUR=$COMPARE; CUR_ARGS=${COMPARE_ARGS:-}
+  else CUR=$BIN; CUR_ARGS=${BIN_ARGS:-}; fi
+}
+use new
 start() {
   rm -rf "$TMP/data"
   $HPIN "$CUR" serve --listen 127.0.0.1:$PORT --data-dir "$TMP/data" --log-level warn \
-    --connection-rate-per-ip 0 --max-connections-per-ip 0 "$@" \
+    --connection-rate-per-ip 0 --max-connections-per-ip 0 "$@" $CUR_ARGS \
     2>"$TMP/herald.log" &
   PID=$!
   i=0; until curl -sf http://127.0.0.1:$PORT/readyz >/dev/null; do
@@ -160,12 +169,12 @@ row() {
   fi
   n=0
   while [ $n -lt "${ROUNDS:-3}" ]; do
-    for CUR in "$COMPARE" "$BIN"; do
-      start "$@"; run "$label ($( [ "$CUR" = "$BIN" ] && echo new || echo old))"; stop
+    for side in old new; do
+      use $side; start "$@"; run "$label ($side)"; stop
     done
     n=$((n + 1))
   done
-  CUR=$BIN
+  use new
 }
 
 [ -n "$HPIN$RPIN${FSYNC_DELAY:-}" ] &&
@@ -214,7 +223,7 @@ print("| %s | %.2f ms | %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f 
       p=$(free_port)
       rm -rf "$TMP/node$k"
       $HPIN "$CUR" serve --listen 127.0.0.1:$p --data-dir "$TMP/node$k" --log-level warn --engine redis \
-        --redis-url redis://127.0.0.1:$RP --node-name node$k $FO_ARGS 2>"$TMP/node$k.log" &
+        --redis-url redis://127.0.0.1:$RP --node-name node$k $FO_ARGS $CUR_ARGS 2>"$TMP/node$k.log" &
       NPIDS="${NPIDS:+$NPIDS,}$!"
       i=0; until curl -sf http://127.0.0.1:$p/readyz >/dev/null; do
         i=$((i+1)); [ $i -lt 200 ] || { cat "$TMP/node$k.log"; exit 1; }; sleep 0.05; done
@@ -225,16 +234,16 @@ print("| %s | %.2f ms | %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f 
     NPIDS=
   }
   if [ -z "${COMPARE:-}" ]; then
-    CUR=$BIN; fanout_rows ""
+    use new; fanout_rows ""
   else
     n=0
     while [ $n -lt "${ROUNDS:-3}" ]; do
-      for CUR in "$COMPARE" "$BIN"; do
-        fanout_rows " ($( [ "$CUR" = "$BIN" ] && echo new || echo old))"
+      for side in old new; do
+        use $side; fanout_rows " ($side)"
       done
       n=$((n + 1))
     done
-    CUR=$BIN
+    use new
   fi
 fi
 

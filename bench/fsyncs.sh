@@ -7,12 +7,13 @@
 # TOPICS topics round-robin. Prints events/s, the WAIT calls (the primary's
 # commandstats: one per publish cycle) and, with STRACE=1, the primary's
 # fdatasync calls (strace -c on the redis-server process) and their count
-# per WAIT. The herald inherits the environment (HERALD_REDIS_MULTI=0|1).
+# per WAIT. OPTION… are added to herald's (e.g. --redis-transactions on).
 #
-# Usage: [STRACE=1] bench/fsyncs.sh BIN [TOPICS]   (TOPICS default 1)
+# Usage: [STRACE=1] bench/fsyncs.sh BIN [TOPICS [OPTION…]]   (TOPICS default 1)
 set -eu
-[ $# -ge 1 ] || { echo "usage: [STRACE=1] $0 HERALD_BIN [TOPICS]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: [STRACE=1] $0 HERALD_BIN [TOPICS [HERALD_OPTION...]]" >&2; exit 2; }
 BIN=$1; T=${2:-1}
+shift $(($# >= 2 ? 2 : 1))
 LOADER=${LOAD_BIN:-$(dirname "$BIN")/herald-publish-load}
 [ -x "$BIN" ] || { echo "fsyncs: $BIN is missing" >&2; exit 1; }
 [ -x "$LOADER" ] || { echo "fsyncs: $LOADER is missing" >&2; exit 1; }
@@ -49,7 +50,7 @@ redis-server --port "$RR" --bind 127.0.0.1 --save '' --appendonly yes --dir "$TM
 wait_for "the replica" sh -c "redis-cli -p $RR info replication | grep -q 'master_link_status:up'"
 "$BIN" serve --listen 127.0.0.1:"$HP" --data-dir "$TMP/d" --log-level warn \
   --connection-rate-per-ip 0 --max-connections-per-ip 0 --engine redis \
-  --redis-url redis://127.0.0.1:"$RP" --redis-durability replicated 2>"$TMP/h.log" &
+  --redis-url redis://127.0.0.1:"$RP" --redis-durability replicated "$@" 2>"$TMP/h.log" &
 HPID=$!
 wait_for "herald" curl -sf http://127.0.0.1:"$HP"/readyz
 PP=$(redis-cli -p "$RP" info server | tr -d '\r' | sed -n 's/^process_id://p')
@@ -71,4 +72,4 @@ fi
 eps=$(echo "$line" | sed -n 's/.*events_per_s=\([0-9]*\).*/\1/p')
 per=-
 [ -n "$f" ] && [ -n "$w" ] && [ "$w" -gt 0 ] && per=$(echo "scale=2; $f/$w" | bc)
-echo "bin=$BIN multi=${HERALD_REDIS_MULTI:-unset} topics=$T events/s=$eps waits=${w:-0} fsyncs=${f:--} per_wait=$per"
+echo "bin=$BIN options=${*:-none} topics=$T events/s=$eps waits=${w:-0} fsyncs=${f:--} per_wait=$per"
