@@ -179,7 +179,7 @@ void hd_redis_lex_range(const char *prefix, const char *after, char *min, size_t
 /* The engine's publish (engine.h). */
 int hd_redis_publish(struct hd_engine *e, struct hd_pub *p);
 /* At engine start (the shards parsed): empties the shards' queues and reads
- * the HERALD_REDIS_MULTI switch. */
+ * --redis-transactions. */
 void hd_redis_publish_init(struct redis *r);
 /* At engine stop, once sh's connections are freed: fails the items queued
  * (HD_EUNAVAIL), closes the hold timer, drops the tops not written. */

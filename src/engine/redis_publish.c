@@ -1,7 +1,7 @@
 /*
  * redis_publish — the Redis engine's publish (engine.h's publish op): the
  * publish cycle of each shard, batching, the PUB, WAIT, CONFIRM and TOPS
- * calls, folded cycles, the hold, and the MULTI bracket (HERALD_REDIS_MULTI).
+ * calls, folded cycles, the hold, and the MULTI bracket (--redis-transactions).
  * Layer: engine. Loop thread only; called by the hub through engine.h;
  * redis.c starts (hd_redis_publish_init) and stops (hd_redis_publish_stop) it.
  *
