@@ -19,6 +19,7 @@ static void subscribe_accept(struct session *s, const struct hd_centrifuge_comma
 static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
 			   size_t n);
 static bool chan_opts_json(struct hd_jwt_sub *o, size_t n);
+static void publisher_info_add(const struct session *s, const char *channel, struct hd_event *ev);
 
 /* ---- Proxies to the app backend (edge/cproxy.h) -------------------------- */
 
@@ -877,6 +878,55 @@ static void cmd_publish(struct session *s, const struct hd_centrifuge_command *c
 	publish_accept(s, cmd, cmd->data.p, cmd->data.n);
 }
 
+/*
+ * Appends the publisher's ClientInfo to a client-published event as
+ * herald's own member `client_info` (see proto/centrifuge.h,
+ * hd_centrifuge_pub_info): {"user":"u","client":"id"[,"conn_info":<raw
+ * JSON>][,"chan_info":<raw JSON>]}, the conn info and the chan info of the
+ * publisher's subscription to channel, if any (each at most CONN_INFO_MAX).
+ * The name has an underscore, which no CloudEvents attribute can have, so
+ * no published event can carry one of its own. Stored with the event, it
+ * reaches live subscribers, history and recovery alike (and Redis).
+ */
+static void publisher_info_add(const struct session *s, const char *channel, struct hd_event *ev)
+{
+	struct hd_buf b;
+	const struct chan_sub *sub = hd_ws_subs_sub_find((struct session *)s, channel);
+	bool empty = ev->json_len == 2;
+
+	assert(ev->json_len >= 2 && ev->json[ev->json_len - 1] == '}');
+	/* The infos are at most CONN_INFO_MAX each; user and client escaped at
+	 * most 6 bytes a byte. */
+	hd_buf_init(&b, ev->json_len + 2 * CONN_INFO_MAX + 6 * (HD_USER_ID_MAX + 37) + 128);
+	hd_buf_reserve(&b, ev->json_len + 128 + (s->conn_info ? strlen(s->conn_info) : 0) +
+				   (sub && sub->chan_info ? strlen(sub->chan_info) : 0));
+	hd_buf_append(&b, ev->json, ev->json_len - 1);
+	hd_buf_puts(&b, empty ? "\"client_info\":{\"user\":\"" : ",\"client_info\":{\"user\":\"");
+	hd_buf_json_escape(&b, s->conn.user, strlen(s->conn.user));
+	hd_buf_puts(&b, "\",\"client\":\"");
+	hd_buf_json_escape(&b, s->conn.id, strlen(s->conn.id));
+	hd_buf_putc(&b, '"');
+	if (s->conn_info) {
+		hd_buf_puts(&b, ",\"conn_info\":");
+		hd_buf_puts(&b, s->conn_info);
+	}
+	if (sub && sub->chan_info) {
+		hd_buf_puts(&b, ",\"chan_info\":");
+		hd_buf_puts(&b, sub->chan_info);
+	}
+	hd_buf_puts(&b, "}}");
+	/* id, source and type may live inside the old text: own them first. */
+	if (ev->borrowed & HD_EVENT_BORROW_ID)
+		ev->id = hd_strdup(ev->id);
+	if (ev->borrowed & HD_EVENT_BORROW_SOURCE)
+		ev->source = hd_strdup(ev->source);
+	if (ev->borrowed & HD_EVENT_BORROW_TYPE)
+		ev->type = hd_strdup(ev->type);
+	ev->borrowed = 0;
+	free(ev->json);
+	ev->json = hd_buf_steal(&b, &ev->json_len);
+}
+
 /* A publish allowed; data[0, n): the client's data or the app backend's. */
 static void publish_accept(struct session *s, const struct hd_centrifuge_command *cmd, const char *data,
 			   size_t n)
@@ -906,6 +956,8 @@ static void publish_accept(struct session *s, const struct hd_centrifuge_command
 	};
 	int rc = hd_cloudevent_decode(&cr, &op->batch, &err);
 	free(body);
+	if (!rc)
+		publisher_info_add(s, cmd->sub.channel, &op->batch.events[0]);
 	if (!rc)
 		rc = hd_hub_event_fits(s->edge->hub, op->topic, op->batch.events[0].json_len, &err);
 	if (rc) {

@@ -764,6 +764,26 @@ bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_ce
 	       !key_is(k, kl, "offset") && v[0] != 'n' && v[0] != '{' && v[0] != '[';
 }
 
+bool hd_centrifuge_pub_info(const struct hd_centrifuge_pub *p, const char **info, size_t *n)
+{
+	struct hd_json_text_span sp[HD_CENTRIFUGE_PUB_MEMBERS_MAX];
+	size_t nm;
+
+	/* Most events have none: only scan the members when the name occurs. */
+	if (p->len < 2 || p->data[0] != '{' || p->data[p->len - 1] != '}' ||
+	    !memmem(p->data, p->len, "\"client_info\":{", 15) ||
+	    hd_json_text_members(p->data, p->len, sp, HD_CENTRIFUGE_PUB_MEMBERS_MAX, &nm))
+		return false;
+	for (size_t i = 0; i < nm; i++) {
+		if (key_is(p->data + sp[i].key_off, sp[i].key_len, "client_info") && p->data[sp[i].val_off] == '{') {
+			*info = p->data + sp[i].val_off;
+			*n = sp[i].val_len;
+			return true;
+		}
+	}
+	return false;
+}
+
 void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n)
 {
 	struct hd_centrifuge_pub_parts parts;
@@ -848,7 +868,7 @@ static bool put_pub_payload(struct obj *j, const struct hd_centrifuge_pub *p)
 	return true;
 }
 
-/* Publication: data 4, offset 6, tags 7, delta 8. */
+/* Publication: data 4, info 5, offset 6, tags 7, delta 8. */
 static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 {
 	struct obj j = obj_open(o);
@@ -856,6 +876,12 @@ static void put_pub(struct out *o, const struct hd_centrifuge_pub *p)
 	if (!p->payload || !put_pub_payload(&j, p)) {
 		put_data(&j, p, p->len ? p->data : NULL, p->len);
 		m_u64(&j, "offset", p->offset);
+	}
+	const char *info;
+	size_t info_len;
+	if (hd_centrifuge_pub_info(p, &info, &info_len)) {
+		key(&j, "info");
+		put_raw(j.o, info, info_len);
 	}
 	m_true(&j, "delta", p->delta != NULL);
 	obj_close(&j);

@@ -230,6 +230,16 @@ bool hd_centrifuge_pub_tag(const struct hd_centrifuge_pub *p, const struct hd_ce
  */
 void hd_centrifuge_pub_text(const struct hd_centrifuge_pub *p, const char **text, size_t *n);
 
+/*
+ * The publisher's ClientInfo of a client-published event: herald's own
+ * member `client_info` of the stored event (edge/ws_commands.c adds it,
+ * minified: {"user":"u","client":"id"[,"conn_info":<JSON>][,"chan_info":
+ * <JSON>]}, the JSON form of Centrifugo's ClientInfo), sent as the
+ * publication's info. Sets *info (borrows p->data) and *n; returns false
+ * when the event has none (HTTP publishes, events stored before it).
+ */
+bool hd_centrifuge_pub_info(const struct hd_centrifuge_pub *p, const char **info, size_t *n);
+
 /* A SubscribeResult. Zero/false/empty members are omitted on the wire. */
 struct hd_centrifuge_sub_result {
 	const char *channel;       /* only for connect.subs (the map key) */

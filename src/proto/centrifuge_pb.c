@@ -584,12 +584,57 @@ static void enc_tag(struct w *w, const void *arg)
 	}
 }
 
+static void enc_client_info(struct w *w, const void *arg);
+
+/* A string token decoded (returns owned, NUL-terminated). */
+static char *token_str(const char *tok, size_t len)
+{
+	char *out = hd_malloc(len + 1);
+	size_t n = hd_json_text_unescape(tok, len, out);
+	out[n] = '\0';
+	return out;
+}
+
+/* The publication's info field (5) from the event's client_info member
+ * (hd_centrifuge_pub_info), as ClientInfo with the infos' JSON text. */
+static void w_pub_info(struct w *w, const struct hd_centrifuge_pub *p)
+{
+	struct hd_json_text_span sp[8];
+	struct hd_centrifuge_client_info c = {0};
+	char *user = NULL, *client = NULL;
+	const char *info;
+	size_t n, nm;
+
+	if (!hd_centrifuge_pub_info(p, &info, &n) || hd_json_text_members(info, n, sp, 8, &nm))
+		return;
+	for (size_t i = 0; i < nm; i++) {
+		const char *k = info + sp[i].key_off, *v = info + sp[i].val_off;
+		size_t kl = sp[i].key_len, vl = sp[i].val_len;
+		if (kl == 6 && memcmp(k, "\"user\"", 6) == 0 && v[0] == '"' && !user)
+			user = token_str(v, vl);
+		else if (kl == 8 && memcmp(k, "\"client\"", 8) == 0 && v[0] == '"' && !client)
+			client = token_str(v, vl);
+		else if (kl == 11 && memcmp(k, "\"conn_info\"", 11) == 0) {
+			c.conn_info = v;
+			c.conn_info_len = vl;
+		} else if (kl == 11 && memcmp(k, "\"chan_info\"", 11) == 0) {
+			c.chan_info = v;
+			c.chan_info_len = vl;
+		}
+	}
+	c.user = user;
+	c.client = client;
+	w_msg(w, 5, enc_client_info, &c, true);
+	free(user);
+	free(client);
+}
+
 struct pub_parts {
 	const struct hd_centrifuge_pub *pub;
 	const struct hd_centrifuge_pub_parts *parts; /* NULL: the event is sent whole */
 };
 
-/* Publication: data 4, offset 6, tags 7, delta 8. The data is the JSON
+/* Publication: data 4, info 5, offset 6, tags 7, delta 8. The data is the JSON
  * text the JSON format carries as data: the whole event, or (payload) its
  * data member, with the attributes as tags (see hd_centrifuge_pub); with
  * delta compression the fossil delta's bytes and delta set (the base is the
@@ -608,6 +653,7 @@ static void enc_pub_parts(struct w *w, const void *arg)
 	} else if (p->as_string) {
 		w_bytes(w, 4, "null", 4); /* the text a delta subscriber's next delta applies to */
 	}
+	w_pub_info(w, p);
 	w_u64(w, 6, p->offset);
 	w_bool(w, 8, p->delta != NULL);
 	if (!parts)

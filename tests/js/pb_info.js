@@ -8,6 +8,10 @@
 //   HERALD_MODE=refresh: connects without a token (the connect proxy) and
 //     prints each refresh push as the SDK's codec decodes it (the SDK has
 //     no event for it), until HERALD_REFRESHES of them; then a call.
+//   HERALD_MODE=publish: client A (HERALD_TOKEN_A) subscribes to
+//     HERALD_TOPIC (HERALD_SUBTOKEN_A when wanted) and publishes {"n":1};
+//     client B (HERALD_TOKEN_B) subscribed there prints the publication's
+//     info, then its history call's publications' infos (null: none).
 //   env also: HERALD_WS (see sdk.js; HERALD_FORMAT is set to protobuf here)
 'use strict';
 process.env.HERALD_FORMAT = 'protobuf';
@@ -84,5 +88,33 @@ async function refresh() {
   process.exit(0);
 }
 
-(process.env.HERALD_MODE === 'refresh' ? refresh : chanInfo)()
+const pubInfo = (p) => (p.info ? info(p.info) : null);
+
+async function publish() {
+  const topic = process.env.HERALD_TOPIC;
+  const b = client({ token: process.env.HERALD_TOKEN_B, timeout: 5000 });
+  await connected(b);
+  const sb = b.newSubscription(topic);
+  const got = new Promise((resolve) => sb.on('publication', resolve));
+  sb.subscribe();
+  await sb.ready(5000);
+  const a = client({ token: process.env.HERALD_TOKEN_A, timeout: 5000 });
+  const ca = await connected(a);
+  out({ ev: 'connected', who: 'a', client: ca.client });
+  const sa = a.newSubscription(topic, { token: process.env.HERALD_SUBTOKEN_A || '' });
+  sa.subscribe();
+  await sa.ready(5000);
+  await sa.publish({ n: 1 });
+  const p = await got;
+  out({ ev: 'publication', info: pubInfo(p) });
+  const h = await sb.history({ limit: 10 });
+  out({ ev: 'history', infos: h.publications.map(pubInfo) });
+  a.disconnect();
+  b.disconnect();
+  out({ ev: 'done' });
+  process.exit(0);
+}
+
+const modes = { refresh, publish, chan_info: chanInfo };
+(modes[process.env.HERALD_MODE] || chanInfo)()
   .catch((e) => { out({ ev: 'fatal', error: err(e) }); process.exit(1); });

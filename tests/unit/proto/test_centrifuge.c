@@ -844,6 +844,34 @@ static void test_push_payload(void **state)
 	hd_buf_fini(&b);
 }
 
+/* A client-published event's client_info member is the publication's
+ * info (never a tag); an event without it has none. */
+static void test_push_publisher_info(void **state)
+{
+	struct hd_buf b;
+	struct hd_centrifuge_pub pub = PUB_PAYLOAD(
+		"{\"specversion\":\"1.0\",\"id\":\"e-1\",\"data\":{\"n\":1},\"client_info\":{\"user\":\"u\","
+		"\"client\":\"c1\",\"conn_info\":{\"a\":1}},\"topic\":\"c\",\"offset\":3}", 3);
+	struct hd_centrifuge_pub in_data = PUB_PAYLOAD(
+		"{\"specversion\":\"1.0\",\"data\":{\"client_info\":{}},\"offset\":4}", 4);
+	const char *info;
+	size_t n;
+
+	(void)state;
+	hd_buf_init(&b, 4096);
+	assert_true(hd_centrifuge_pub_info(&pub, &info, &n));
+	assert_int_equal(n, 46);
+	assert_false(hd_centrifuge_pub_info(&in_data, &info, &n));
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &pub), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":{\"n\":1},\"offset\":3,"
+		       "\"tags\":{\"id\":\"e-1\"},\"info\":{\"user\":\"u\",\"client\":\"c1\","
+		       "\"conn_info\":{\"a\":1}}}}}");
+	assert_int_equal(hd_centrifuge_push_pub(&b, "c", &in_data), 0);
+	expect_out(&b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":{\"client_info\":{}},"
+		       "\"offset\":4}}}");
+	hd_buf_fini(&b);
+}
+
 static void test_pushes(void **state)
 {
 	struct hd_buf b;
@@ -955,6 +983,7 @@ int main(void)
 		cmocka_unit_test(test_reply_history_presence_refresh),
 		cmocka_unit_test(test_pushes),
 		cmocka_unit_test(test_push_payload),
+		cmocka_unit_test(test_push_publisher_info),
 		cmocka_unit_test(test_encoders_append_and_respect_the_ceiling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
