@@ -9,9 +9,14 @@
  *
  * A life is the primary's `INFO server` run_id: a restart or a failover
  * gives a new one. When a node's command connection comes up it claims the
- * heal of that life with the S_HCLAIM script on the shard's HEAL_KEY (one
- * node heals per life; this node's own unfinished claim is taken again
- * after its connection came back), then walks the shard's herald:topics in
+ * heal of that life with the S_HCLAIM script: HEAL_KEY records the life,
+ * the cursor (the last topic name healed) and done; HEAL_LEASE_KEY, "RUNID
+ * NODE" expiring after HEAL_LEASE_MS, names the node healing it, which
+ * renews it with the cursor after each page. One node heals a life at a
+ * time: a node that finds the lease held tries again every HEAL_LEASE_MS,
+ * and takes over from the cursor once it expired (its holder died or lost
+ * Redis); this node's own lease is taken again after its connection came
+ * back. The heal walks the shard's herald:topics after the cursor in
  * pages of HEAL_PAGE names, per page:
  *   1. one S_HEAL 'check' call per topic (each topic is its own slot),
  *      pipelined (at most HEAL_PAGE out): {epoch, last} when last > top;
@@ -33,9 +38,12 @@
  * counts the replicas that acknowledged this connection's last write, so
  * WAIT ≥ 1 means a replica holds every event up to last. And the primary
  * (appendfsync always) fsyncs its AOF before it answers a write, so the
- * check's reply came after those events were fsynced there. A node that
- * dies mid-heal leaves the rest of that life unhealed (its claim stays);
- * each topic's next publish, or the next life's heal, raises them then.
+ * check's reply came after those events were fsynced there. Healing a
+ * page twice (a takeover after a holder that had done part of the page,
+ * or two holders while a renewal was late) is harmless: the check only
+ * reports last > top, the raise only moves a top up to a last it read,
+ * epoch-checked, so a second raise of the same top finds off <= top and
+ * does nothing (no notice either).
  */
 #include "engine/redis_impl.h"
 #include "core/alloc.h"
@@ -52,6 +60,8 @@
 #define HEAL_WAIT_MS 200u         /* the heal's WAIT timeout, at most: while no
 					replica answers, a WAIT holds the shard's
 					command connection (reads, publishes) */
+#define HEAL_LEASE_MS 3000u       /* the heal's lease, renewed per page and per
+					backoff; a held lease is asked again after it */
 #define RUN_ID_MAX 64
 
 /* A topic whose last is above its top (step 1's answer). */
@@ -68,7 +78,10 @@ struct hshard {
 	unsigned gen;                 /* bumped per (re)start: older replies are dropped */
 	bool running;
 	char run_id[RUN_ID_MAX + 1];
-	char after[HD_TOPIC_NAME_MAX + 1]; /* the page cursor: the last name done */
+	char after[HD_TOPIC_NAME_MAX + 1]; /* the last name of the current page */
+	char cursor[HD_TOPIC_NAME_MAX + 1]; /* the last name done (saved in HEAL_KEY) */
+	bool claimed;                 /* this node holds the lease (else: asking for it) */
+	bool hold;                    /* the timer starts the next page (test-only hold) */
 	char *names[HEAL_PAGE];       /* owned: the current page */
 	size_t nnames;
 	bool more;                    /* a full page: another may follow */
@@ -78,7 +91,8 @@ struct hshard {
 	size_t checked, healed;
 	uint32_t backoff_ms;
 	uint64_t started_ms;
-	uv_timer_t timer;             /* the backoff after a failed WAIT */
+	uv_timer_t timer;             /* the backoff after a failed WAIT, the claim's
+					retry, or the test-only hold */
 };
 
 struct hd_redis_heal {
@@ -86,6 +100,8 @@ struct hd_redis_heal {
 	bool stopped;
 	unsigned open_handles;
 	unsigned nshards;
+	size_t page;                  /* names per page: HEAL_PAGE (test: fewer) */
+	uint32_t hold_ms;             /* test-only: a hold after each page saved */
 	struct hshard *shards[HD_REDIS_SHARDS_MAX]; /* owned */
 };
 
@@ -97,6 +113,8 @@ struct hcall {
 
 static void page_next(struct hshard *hs);
 static void page_check(struct hshard *hs);
+static void claim_send(struct hshard *hs);
+static void lease_renew(struct hshard *hs);
 
 static uint32_t wait_ms(const struct redis *r)
 {
@@ -161,16 +179,65 @@ static void done_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 static void finish(struct hshard *hs)
 {
 	struct redis *r = hs->h->r;
-	const char *args[] = {HEAL_KEY, hs->run_id, r->node, "done"};
-	size_t lens[] = {strlen(HEAL_KEY), strlen(hs->run_id), strlen(r->node), 4};
-	(void)hd_redis_script_call(r, conn(hs), S_HCLAIM, done_reply, NULL, 4, args, lens, 1);
+	char lease[16];
+	snprintf(lease, sizeof(lease), "%u", HEAL_LEASE_MS);
+	const char *args[] = {HEAL_KEY, HEAL_LEASE_KEY, hs->run_id, r->node, "done", "", lease};
+	size_t lens[] = {strlen(HEAL_KEY), strlen(HEAL_LEASE_KEY), strlen(hs->run_id),
+			 strlen(r->node), 4, 0, strlen(lease)};
+	(void)hd_redis_script_call(r, conn(hs), S_HCLAIM, done_reply, NULL, 7, args, lens, 2);
 	hd_log_info("redis heal: shard %u done: %zu topics checked, %zu healed in %llu ms", hs->index,
 		    hs->checked, hs->healed, (unsigned long long)(hd_now_ms() - hs->started_ms));
 	hs->running = false;
 	page_clear(hs);
 }
 
-/* The page is done: the next one, or the end. */
+/* The backoff, the claim's retry, or the test-only hold is over. */
+static void timer_fired(uv_timer_t *t)
+{
+	struct hshard *hs = t->data;
+	if (hs->h->stopped || !hs->running)
+		return;
+	if (!hs->claimed) {
+		claim_send(hs);
+	} else if (hs->hold) {
+		hs->hold = false;
+		page_next(hs);
+	} else {
+		page_check(hs);
+	}
+}
+
+static void lease_reply(struct hd_rconn *c, redisReply *rep, void *priv)
+{
+	(void)c;
+	struct hshard *hs = call_take(priv);
+	if (!hs)
+		return;
+	if (hd_redis_reply_err(rep))
+		abandon(hs, "renewing the lease failed");
+	else if (rep->type != REDIS_REPLY_INTEGER || rep->integer != 1)
+		abandon(hs, "another node holds the lease");
+}
+
+/* Saves the cursor and renews the lease (its answer comes before the
+ * replies of what follows on the connection). */
+static void lease_renew(struct hshard *hs)
+{
+	struct redis *r = hs->h->r;
+	char lease[16];
+	snprintf(lease, sizeof(lease), "%u", HEAL_LEASE_MS);
+	const char *args[] = {HEAL_KEY, HEAL_LEASE_KEY, hs->run_id, r->node, "page", hs->cursor,
+			      lease};
+	size_t lens[] = {strlen(HEAL_KEY), strlen(HEAL_LEASE_KEY), strlen(hs->run_id),
+			 strlen(r->node), 4, strlen(hs->cursor), strlen(lease)};
+	struct hcall *k = call_new(hs);
+	if (hd_redis_script_call(r, conn(hs), S_HCLAIM, lease_reply, k, 7, args, lens, 2)) {
+		free(k);
+		abandon(hs, "the connection is going");
+	}
+}
+
+/* The page is done: the next one (its cursor saved), or the end. */
 static void page_done(struct hshard *hs)
 {
 	hs->checked += hs->nnames;
@@ -178,6 +245,15 @@ static void page_done(struct hshard *hs)
 	page_clear(hs);
 	if (!hs->more) {
 		finish(hs);
+		return;
+	}
+	memcpy(hs->cursor, hs->after, sizeof(hs->cursor));
+	lease_renew(hs);
+	if (!hs->running)
+		return;
+	if (hs->h->hold_ms) {
+		hs->hold = true;
+		uv_timer_start(&hs->timer, timer_fired, hs->h->hold_ms, 0);
 		return;
 	}
 	page_next(hs);
@@ -229,12 +305,6 @@ static void page_raise(struct hshard *hs)
 	}
 }
 
-static void backoff_fired(uv_timer_t *t)
-{
-	struct hshard *hs = t->data;
-	if (!hs->h->stopped && hs->running)
-		page_check(hs);
-}
 
 static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 {
@@ -260,7 +330,9 @@ static void wait_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		    hs->index, (unsigned)wait_ms(hs->h->r), hs->nfound,
 		    (unsigned)hs->backoff_ms);
 	hs->nfound = 0;
-	uv_timer_start(&hs->timer, backoff_fired, hs->backoff_ms, 0);
+	lease_renew(hs);
+	if (hs->running)
+		uv_timer_start(&hs->timer, timer_fired, hs->backoff_ms, 0);
 }
 
 /* Step 2 (replicated: WAIT; else straight to step 3). */
@@ -344,12 +416,12 @@ static void list_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		return;
 	}
 	page_clear(hs);
-	for (size_t i = 0; i < rep->elements && hs->nnames < HEAL_PAGE; i++) {
+	for (size_t i = 0; i < rep->elements && hs->nnames < hs->h->page; i++) {
 		const redisReply *e = rep->element[i];
 		if (e->type == REDIS_REPLY_STRING && e->len > 0 && e->len <= HD_TOPIC_NAME_MAX)
 			hs->names[hs->nnames++] = hd_strndup(e->str, e->len);
 	}
-	hs->more = rep->elements >= HEAL_PAGE;
+	hs->more = rep->elements >= hs->h->page;
 	if (hs->more) {
 		const redisReply *e = rep->element[rep->elements - 1];
 		if (e->type != REDIS_REPLY_STRING || e->len > HD_TOPIC_NAME_MAX) {
@@ -370,7 +442,7 @@ static void page_next(struct hshard *hs)
 {
 	char min[HD_TOPIC_NAME_MAX + 4], max[8], lim[16];
 	hd_redis_lex_range("", hs->after, min, sizeof(min), max, sizeof(max));
-	snprintf(lim, sizeof(lim), "%d", HEAL_PAGE);
+	snprintf(lim, sizeof(lim), "%zu", hs->h->page);
 	const char *argv[] = {"ZRANGEBYLEX", TOPICS_KEY, min, max, "LIMIT", "0", lim};
 	size_t lens[] = {11, strlen(TOPICS_KEY), strlen(min), strlen(max), 5, 1, strlen(lim)};
 	struct hcall *k = call_new(hs);
@@ -390,14 +462,24 @@ static void claim_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 		abandon(hs, "the claim failed");
 		return;
 	}
-	if (rep->type != REDIS_REPLY_INTEGER || rep->integer != 1) {
-		hs->running = false; /* another node heals this life, or did */
+	if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+		/* Another node holds the lease: ask again once it may have expired. */
+		uv_timer_start(&hs->timer, timer_fired, HEAL_LEASE_MS, 0);
 		return;
 	}
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 ||
+	    rep->element[0]->type != REDIS_REPLY_STRING ||
+	    rep->element[0]->len > HD_TOPIC_NAME_MAX) {
+		hs->running = false; /* this life was healed */
+		return;
+	}
+	memcpy(hs->cursor, rep->element[0]->str, rep->element[0]->len);
+	hs->cursor[rep->element[0]->len] = '\0';
 	hd_log_info("redis heal: shard %u: primary run_id %s claimed by this node, checking its "
-		    "topics",
-		    hs->index, hs->run_id);
-	hs->after[0] = '\0';
+		    "topics after '%s'",
+		    hs->index, hs->run_id, hs->cursor);
+	hs->claimed = true;
+	memcpy(hs->after, hs->cursor, sizeof(hs->after));
 	hs->checked = hs->healed = 0;
 	hs->backoff_ms = 0;
 	hs->started_ms = hd_now_ms();
@@ -429,11 +511,20 @@ static void info_reply(struct hd_rconn *c, redisReply *rep, void *priv)
 	}
 	memcpy(hs->run_id, at, n);
 	hs->run_id[n] = '\0';
+	claim_send(hs);
+}
+
+/* Asks for the lease of hs->run_id's heal. */
+static void claim_send(struct hshard *hs)
+{
 	struct redis *r = hs->h->r;
-	const char *args[] = {HEAL_KEY, hs->run_id, r->node, "claim"};
-	size_t lens[] = {strlen(HEAL_KEY), n, strlen(r->node), 5};
+	char lease[16];
+	snprintf(lease, sizeof(lease), "%u", HEAL_LEASE_MS);
+	const char *args[] = {HEAL_KEY, HEAL_LEASE_KEY, hs->run_id, r->node, "claim", "", lease};
+	size_t lens[] = {strlen(HEAL_KEY), strlen(HEAL_LEASE_KEY), strlen(hs->run_id),
+			 strlen(r->node), 5, 0, strlen(lease)};
 	struct hcall *k = call_new(hs);
-	if (hd_redis_script_call(r, conn(hs), S_HCLAIM, claim_reply, k, 4, args, lens, 1)) {
+	if (hd_redis_script_call(r, conn(hs), S_HCLAIM, claim_reply, k, 7, args, lens, 2)) {
 		free(k);
 		abandon(hs, "the connection is going");
 	}
@@ -449,6 +540,7 @@ void hd_redis_heal_cmd_up(struct hd_redis_heal *h, unsigned shard)
 	uv_timer_stop(&hs->timer);
 	page_clear(hs);
 	hs->running = true;
+	hs->claimed = hs->hold = false;
 	const char *argv[] = {"INFO", "server"};
 	size_t lens[] = {4, 6};
 	struct hcall *k = call_new(hs);
@@ -463,6 +555,12 @@ struct hd_redis_heal *hd_redis_heal_new(struct redis *r)
 	struct hd_redis_heal *h = hd_calloc(1, sizeof(*h));
 	h->r = r;
 	h->nshards = r->nshards;
+	/* Test-only (no option, no doc): small pages and a hold after each, so
+	 * that a test can kill the healing node partway through. */
+	const char *env = getenv("HERALD_TEST_HEAL_PAGE");
+	h->page = env && atoi(env) > 0 && atoi(env) < HEAL_PAGE ? (size_t)atoi(env) : HEAL_PAGE;
+	env = getenv("HERALD_TEST_HEAL_HOLD_MS");
+	h->hold_ms = env && atoi(env) > 0 ? (uint32_t)atoi(env) : 0;
 	for (unsigned s = 0; s < h->nshards; s++) {
 		struct hshard *hs = hd_calloc(1, sizeof(*hs));
 		hs->h = h;

@@ -44,7 +44,8 @@
 #define NOTICE_CHANNEL "herald:notices" /* the notice op's messages (redis_deliver.c) */
 #define TOPICS_KEY "herald:topics"
 #define GROUPS_KEY "herald:groups"
-#define HEAL_KEY "{herald}:healed" /* per shard: "RUNID NODE[ done]" (redis_heal.c) */
+#define HEAL_KEY "{herald}:healed" /* per shard: hash run, after[, done] (redis_heal.c) */
+#define HEAL_LEASE_KEY "{herald}:heal-lease" /* per shard: "RUNID NODE", PX (redis_heal.c) */
 /* The keys that one script call names together with a lease (the token
  * counter, want keys, fenced records) share the hash tag {herald}: one
  * Redis Cluster slot (docs/cluster.md "Data layout"). */

@@ -371,20 +371,39 @@ static const char heal_lua[] =
 	"redis.call('PUBLISH',ARGV[4],h[2]..'\\n'..ARGV[5])\n"
 	"return 1\n";
 
-/* The heal's claim (redis_heal.c). KEYS: the shard's HEAL_KEY, holding
- * "RUNID NODE" while NODE heals the life RUNID, "RUNID NODE done" after.
- * ARGV: run_id, node, mode ('claim' or 'done'). claim → 1 (heal: a new
- * life, or this node's own unfinished claim) or 0 (another node claimed
- * this life, or it was healed). done → 1 (marked when still ours). */
+/* The heal's claim and lease (redis_heal.c). KEYS: the shard's HEAL_KEY, a
+ * hash {run, after[, done]} (the life RUNID, the cursor: the last topic name
+ * healed, done once finished), and HEAL_LEASE_KEY, "RUNID NODE" with a PX
+ * expiry while NODE heals. ARGV: run_id, node, mode ('claim', 'page' or
+ * 'done'), cursor, lease ms.
+ * claim → {after} (heal from after: a new life, an unfinished life whose
+ * lease expired, or this node's own), 0 (this life was healed) or 1
+ * (another node holds the lease: try again once it may have expired).
+ * page → 1 (the cursor saved and the lease renewed) or 0 (the lease is
+ * another node's, or the life changed: stop). done → 1 (marked) or 0. */
 static const char hclaim_lua[] =
-	"local v=redis.call('GET',KEYS[1])\n"
+	"if redis.call('TYPE',KEYS[1]).ok~='hash' then redis.call('DEL',KEYS[1]) end\n"
+	"local run=redis.call('HGET',KEYS[1],'run')\n"
 	"local mine=ARGV[1]..' '..ARGV[2]\n"
+	"local l=redis.call('GET',KEYS[2])\n"
+	"if l and string.sub(l,1,#ARGV[1]+1)~=ARGV[1]..' ' then l=nil end\n"
+	"if ARGV[3]=='claim' then\n"
+	" if run~=ARGV[1] then\n"
+	"  redis.call('DEL',KEYS[1])\n"
+	"  redis.call('HSET',KEYS[1],'run',ARGV[1],'after','')\n"
+	" elseif redis.call('HEXISTS',KEYS[1],'done')==1 then return 0\n"
+	" elseif l and l~=mine then return 1 end\n"
+	" redis.call('SET',KEYS[2],mine,'PX',ARGV[5])\n"
+	" return {redis.call('HGET',KEYS[1],'after') or ''}\n"
+	"end\n"
+	"if run~=ARGV[1] or (l and l~=mine) then return 0 end\n"
 	"if ARGV[3]=='done' then\n"
-	" if v==mine then redis.call('SET',KEYS[1],mine..' done') end\n"
+	" redis.call('HSET',KEYS[1],'done','1')\n"
+	" redis.call('DEL',KEYS[2])\n"
 	" return 1\n"
 	"end\n"
-	"if v and v~=mine and string.sub(v,1,#ARGV[1]+1)==ARGV[1]..' ' then return 0 end\n"
-	"redis.call('SET',KEYS[1],mine)\n"
+	"redis.call('HSET',KEYS[1],'after',ARGV[4])\n"
+	"redis.call('SET',KEYS[2],mine,'PX',ARGV[5])\n"
 	"return 1\n";
 
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the Redis Cluster

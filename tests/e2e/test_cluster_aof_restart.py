@@ -249,3 +249,60 @@ def test_with_no_replica_the_heal_raises_nothing_until_one_is_back(cluster):
             f.close()
     next_publish(h, state)
     assert "heal: shard 0 done" in h.read_log()
+
+
+HEAL_TOPICS = ["hc.a", "hc.b", "hc.c", "hc.d"]
+HOLD_MS = 1500  # after each page of one topic: the test kills the healer there
+
+cluster2 = cluster_fixture(nodes=2, env={"HERALD_TEST_HEAL_PAGE": "1",
+                                         "HERALD_TEST_HEAL_HOLD_MS": str(HOLD_MS)})
+
+
+def test_a_node_killed_mid_heal_leaves_its_cursor_and_another_finishes(cluster2):
+    """Every topic's top lowered below its last (what a restart from the AOF
+    inside the window leaves, made on purpose here), then a new primary life:
+    one node claims the heal, saves its cursor after its first page of one
+    topic and is killed -9 there (the hold keeps it between pages); the
+    other node takes the lease over once it expired, continues after the
+    cursor, and every event becomes readable with no publish (fails without
+    the lease: the dead node's claim would leave the rest unhealed)."""
+    c = cluster2
+    a, b = c.nodes
+    for topic in HEAL_TOPICS:
+        for i in range(2):
+            r = a.session.post(a.topic_url(topic), data=json.dumps(structured(f"{topic}-{i}")),
+                               headers=CE_JSON, timeout=10)
+            assert r.status_code == 201, r.text
+    for topic in HEAL_TOPICS:
+        assert meta(c.primary, topic, "last") == 2
+        c.primary.cmd("HSET", "{t:%s}:m" % topic, "top", "1")
+    wait_replicated(c.primary, c.replica, timeout=30)
+    c.primary.kill9()
+    c.primary.start()  # from its own AOF (appendfsync always): the tops stay lowered
+    wait_replicated(c.primary, c.replica, timeout=30)
+    rid = c.primary.info("server")["run_id"].strip()
+    claimed = f"primary run_id {rid} claimed by this node"
+    wait_for(lambda: any(claimed in h.read_log() for h in c.nodes), 30, interval=0.02,
+             what="a node to claim the heal of the new life")
+    healer = a if claimed in a.read_log() else b
+    other = b if healer is a else a
+    # Its first page done and saved (then it holds HOLD_MS): killed there.
+    wait_for(lambda: (c.primary.cmd("HGET", "{herald}:healed", "after") or b"") != b"", 30,
+             interval=0.01, what="the heal's cursor after its first page")
+    healer.kill9()
+    cursor = c.primary.cmd("HGET", "{herald}:healed", "after").decode()
+    assert cursor in HEAL_TOPICS[:2], cursor
+    assert c.primary.cmd("HGET", "{herald}:healed", "done") is None
+    assert claimed not in other.read_log()
+    # The other node takes over after the lease expired, from the cursor.
+    wait_for(lambda: f"{claimed}, checking its topics after '{cursor}'" in other.read_log(), 30,
+             interval=0.05, what="the other node to take the heal over from the cursor")
+    for topic in HEAL_TOPICS:
+        wait_for(lambda: len(other.read_all(topic)) >= 2, 30, interval=0.1,
+                 what=f"{topic}'s events readable with no publish")
+        assert [(e["offset"], e["id"]) for e in other.read_all(topic)] == \
+            [(1, f"{topic}-0"), (2, f"{topic}-1")], topic
+        assert meta(c.primary, topic, "top") == 2, topic
+    wait_for(lambda: c.primary.cmd("HGET", "{herald}:healed", "done") is not None, 30,
+             interval=0.05, what="the heal marked done")
+    assert "heal: shard 0 done" in other.read_log()

@@ -47,7 +47,7 @@ LAYOUT = [
     r"herald:(conns|node|nodekeys|sweepcur|swept):.+",
     r"\{herald\}:(lease|lease-want):.+",
     r"\{herald\}:lease-token",
-    r"\{herald\}:healed",
+    r"\{herald\}:(healed|heal-lease)",
     r"\{herald\}:(r|rk):.+",
 ]
 
