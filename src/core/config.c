@@ -223,10 +223,12 @@ static const struct opt opts[] = {
 		 "is still checked as a JWT. Empty = off."},
 	{"proxy-subscribe-url", T_STRING, GS(proxy_subscribe_url), .def = "",
 	 .help = "The app backend's subscribe proxy: each client subscribe herald's own rules allow "
-		 "is POSTed there to be allowed or refused. Empty = off."},
+		 "is POSTed there to be allowed or refused (not for a namespace with proxy-subscribe = off). "
+		 "Empty = off."},
 	{"proxy-publish-url", T_STRING, GS(proxy_publish_url), .def = "",
 	 .help = "The app backend's publish proxy: each client publish herald's own rules allow is "
-		 "POSTed there to be allowed, refused or rewritten (result.data). Empty = off."},
+		 "POSTed there to be allowed, refused or rewritten (result.data) (not for a namespace with "
+		 "proxy-publish = off). Empty = off."},
 	{"proxy-rpc-url", T_STRING, GS(proxy_rpc_url), .def = "",
 	 .help = "The app backend's RPC proxy: client RPCs are POSTed there and result.data is the "
 		 "answer. Empty = RPC answers error 108."},
@@ -373,6 +375,18 @@ static const struct opt opts[] = {
 	 .help = "What a WebSocket publication's data is: payload = the event's data, with its other "
 		 "attributes in the publication's tags (what Centrifugo SDK apps expect); envelope = the "
 		 "whole CloudEvent. Namespace option."},
+	{"proxy-subscribe", T_BOOL, N(proxy_subscribe), .def = "on",
+	 .help = "Whether a WebSocket subscribe to the topic goes to the subscribe proxy "
+		 "(--proxy-subscribe-url, when set); off = herald's own rules alone decide. "
+		 "Namespace option."},
+	{"proxy-publish", T_BOOL, N(proxy_publish), .def = "on",
+	 .help = "Whether a WebSocket publish to the topic goes to the publish proxy "
+		 "(--proxy-publish-url, when set); off = herald's own rules alone decide. "
+		 "Namespace option."},
+	{"proxy-sub-refresh", T_BOOL, N(proxy_sub_refresh), .def = "on",
+	 .help = "Whether an expiring subscription to the topic goes to the sub-refresh proxy "
+		 "(--proxy-sub-refresh-url, when set); off = it ends at its expire_at. "
+		 "Namespace option."},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

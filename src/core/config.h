@@ -55,6 +55,11 @@ struct hd_ns_opts {
 	char history_access[16];       /* subscribe | subscribed | none */
 	char presence_access[16];      /* subscribe | subscribed | none */
 	char ws_publication[16];       /* payload | envelope (docs/websocket.md) */
+	/* Whether the topic's WebSocket commands go to the app backend's proxy,
+	 * when its URL is set (edge/cproxy.h; off = herald's rules alone): */
+	bool proxy_subscribe;
+	bool proxy_publish;
+	bool proxy_sub_refresh;
 };
 
 struct hd_namespace {

@@ -148,6 +148,28 @@ static void proxy_done(void *arg, const struct hd_cproxy_answer *a)
 		hd_ws_edge_pump(s);
 }
 
+/* Whether a kind call goes to the app backend: its URL is set and, for a
+ * channel's call (channel not NULL), the channel's namespace does not turn
+ * that proxy off (proxy-subscribe, proxy-publish, proxy-sub-refresh). */
+static bool proxy_on(const struct session *s, enum hd_cproxy_kind kind, const char *channel)
+{
+	if (!hd_cproxy_enabled(s->edge->opts.cproxy, kind))
+		return false;
+	if (!channel)
+		return true;
+	const struct hd_ns_opts *ns = hd_hub_ns(s->edge->hub, channel);
+	switch (kind) {
+	case HD_CPROXY_SUBSCRIBE:
+		return ns->proxy_subscribe;
+	case HD_CPROXY_PUBLISH:
+		return ns->proxy_publish;
+	case HD_CPROXY_SUB_REFRESH:
+		return ns->proxy_sub_refresh;
+	default:
+		return true;
+	}
+}
+
 /* What every proxy call says about the session. */
 static struct hd_cproxy_req proxy_req(const struct session *s, enum hd_cproxy_kind kind)
 {
@@ -285,13 +307,12 @@ static bool sub_refresh_start(struct session *s, struct chan_sub *sub)
 void hd_ws_commands_sub_expiry(struct session *s)
 {
 	int64_t now = hd_ws_edge_mono();
-	bool proxied = hd_cproxy_enabled(s->edge->opts.cproxy, HD_CPROXY_SUB_REFRESH);
 	size_t i = 0;
 	while (i < s->nsubs && !s->op && s->req && s->state == S_READY) {
 		struct chan_sub *sub = s->subs[i];
 		if (!sub->expire_at || sub->expire_at > now)
 			i++;
-		else if (proxied)
+		else if (proxy_on(s, HD_CPROXY_SUB_REFRESH, sub->name))
 			i += !sub_refresh_start(s, sub);
 		else
 			hd_ws_subs_expire(s, sub); /* s->subs[i] is another one now */
@@ -310,10 +331,11 @@ static bool proxy_start(struct session *s, const struct hd_centrifuge_command *c
 			const char *data, size_t n)
 {
 	struct hd_cproxy *p = s->edge->opts.cproxy;
-	if (!hd_cproxy_enabled(p, kind))
+	const char *channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL;
+	if (!proxy_on(s, kind, channel))
 		return false;
 	struct hd_cproxy_req r = proxy_req(s, kind);
-	r.channel = kind == HD_CPROXY_SUBSCRIBE || kind == HD_CPROXY_PUBLISH ? cmd->sub.channel : NULL;
+	r.channel = channel;
 	r.method = kind == HD_CPROXY_RPC ? cmd->rpc_method : NULL;
 	r.name = kind == HD_CPROXY_CONNECT ? cmd->name : NULL;
 	r.version = kind == HD_CPROXY_CONNECT ? cmd->version : NULL;

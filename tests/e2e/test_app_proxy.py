@@ -221,6 +221,59 @@ def test_publish_proxy_checks_and_rewrites(herald_factory, backend):
     assert len(h.read_all("chat")) == 1
 
 
+NS_PROXY_OFF = ("[namespace free]\nproxy-subscribe = off\nproxy-publish = off\nsubscribe = authenticated\n"
+                "publish = none\n\n[namespace checked]\n")
+
+
+def test_namespace_proxy_off_skips_the_backend(herald_factory, backend):
+    # Centrifugo's subscribe_proxy_enabled / publish_proxy_enabled per
+    # namespace: a namespace with proxy-subscribe = off / proxy-publish = off
+    # is decided by herald's own rules alone; other namespaces still ask.
+    backend.answers["/subscribe"] = (200, {"error": {"code": 403, "message": "not yours"}})
+    backend.answers["/publish"] = (200, {"result": {"data": {"by": "backend"}}})
+    h = start(herald_factory, backend, kinds=("subscribe", "publish"), config=NS_PROXY_OFF)
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        # free: allowed by herald's rules without the backend (which refuses all).
+        r = await c.call({"subscribe": {"channel": "free:a"}})
+        assert "subscribe" in r, r
+        # ... and refused by herald's rules (publish = none) without asking it either.
+        r = await c.call({"publish": {"channel": "free:a", "data": {"x": 1}}})
+        assert r["error"]["code"] == 103, r
+        assert backend.calls_to("/subscribe") == [] and backend.calls_to("/publish") == []
+        # checked: the backend decides.
+        r = await c.call({"subscribe": {"channel": "checked:a"}})
+        assert r["error"] == {"code": 403, "message": "not yours"}, r
+        r = await c.call({"publish": {"channel": "checked:a", "data": {"x": 1}}})
+        assert "publish" in r, r
+        assert [b["channel"] for _, _, b in backend.calls_to("/subscribe")] == ["checked:a"]
+        assert [b["channel"] for _, _, b in backend.calls_to("/publish")] == ["checked:a"]
+        await c.close()
+    run(go())
+    assert [e["data"] for e in h.read_all("checked:a")] == [{"by": "backend"}]
+    assert h.read_all("free:a") == []
+
+
+def test_namespace_sub_refresh_off_lets_the_subscription_expire(herald_factory, backend):
+    # proxy-sub-refresh = off: a subscription whose subscribe-proxy expire_at
+    # comes ends (2501) without a call to the sub-refresh proxy.
+    calls = answer_sub_refreshes(backend, {"expire_at": 60}, expires=2)
+    h = start(herald_factory, backend, kinds=("subscribe", "sub_refresh"),
+              config="[namespace once]\nproxy-sub-refresh = off\n")
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        assert "subscribe" in await c.call({"subscribe": {"channel": "once:1"}})
+        assert "subscribe" in await c.call({"subscribe": {"channel": "room:1"}})
+        p = await c.push(timeout=10)
+        assert p == {"channel": "once:1", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}, p
+        await wait_calls(calls, 1)
+        assert [b["channel"] for _, b in calls] == ["room:1"], calls
+        await c.close()
+    run(go())
+
+
 def test_rpc_proxy(herald_factory, backend):
     backend.answers["/rpc"] = lambda b: ((200, {"result": {"data": {"sum": sum(b["data"]["n"]), "m": b["method"]}}})
                                          if b["method"] == "add"

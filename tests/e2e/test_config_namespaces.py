@@ -108,6 +108,7 @@ def serve_fails(tmp_path, args=(), env=None, config=None):
     ([], None, "[namespace x]\nretention-max-count = abc\n", ["bad.conf:2", "retention-max-count", "'abc'"]),
     ([], None, "[namespace x\n", ["bad.conf:1", "[namespace NAME]"]),
     ([], None, "history = maybe\n", ["bad.conf:1", "history"]),
+    ([], None, "[namespace x]\nproxy-subscribe = sometimes\n", ["bad.conf:2", "proxy-subscribe must be on or off"]),
     (["--config", "/nonexistent/herald.conf"], None, None, ["/nonexistent/herald.conf"]),
 ])
 def test_bad_option_stops_serve_with_exit_2_naming_it(tmp_path, args, env, config, expect):
