@@ -255,25 +255,6 @@ def test_namespace_proxy_off_skips_the_backend(herald_factory, backend):
     assert h.read_all("free:a") == []
 
 
-def test_namespace_sub_refresh_off_lets_the_subscription_expire(herald_factory, backend):
-    # proxy-sub-refresh = off: a subscription whose subscribe-proxy expire_at
-    # comes ends (2501) without a call to the sub-refresh proxy.
-    calls = answer_sub_refreshes(backend, {"expire_at": 60}, expires=2)
-    h = start(herald_factory, backend, kinds=("subscribe", "sub_refresh"),
-              config="[namespace once]\nproxy-sub-refresh = off\n")
-
-    async def go():
-        c, _ = await connect(h, sub="u1")
-        assert "subscribe" in await c.call({"subscribe": {"channel": "once:1"}})
-        assert "subscribe" in await c.call({"subscribe": {"channel": "room:1"}})
-        p = await c.push(timeout=10)
-        assert p == {"channel": "once:1", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}, p
-        await wait_calls(calls, 1)
-        assert [b["channel"] for _, b in calls] == ["room:1"], calls
-        await c.close()
-    run(go())
-
-
 def test_rpc_proxy(herald_factory, backend):
     backend.answers["/rpc"] = lambda b: ((200, {"result": {"data": {"sum": sum(b["data"]["n"]), "m": b["method"]}}})
                                          if b["method"] == "add"
@@ -579,6 +560,25 @@ def test_sub_refresh_proxy_extends_updates_and_ends_a_subscription(herald_factor
         await c.quiet(0.3)
         await c.close()
 
+    run(go())
+
+
+def test_namespace_sub_refresh_off_lets_the_subscription_expire(herald_factory, backend):
+    # proxy-sub-refresh = off: a subscription whose subscribe-proxy expire_at
+    # comes ends (2501) without a call to the sub-refresh proxy.
+    calls = answer_sub_refreshes(backend, {"expire_at": 60}, expires=2)
+    h = start(herald_factory, backend, kinds=("subscribe", "sub_refresh"),
+              config="[namespace once]\nproxy-sub-refresh = off\n")
+
+    async def go():
+        c, _ = await connect(h, sub="u1")
+        assert "subscribe" in await c.call({"subscribe": {"channel": "once:1"}})
+        assert "subscribe" in await c.call({"subscribe": {"channel": "room:1"}})
+        p = await c.push(timeout=10)
+        assert p == {"channel": "once:1", "unsubscribe": {"code": 2501, "reason": "subscription expired"}}, p
+        await wait_calls(calls, 1)
+        assert [b["channel"] for _, b in calls] == ["room:1"], calls
+        await c.close()
     run(go())
 
 
